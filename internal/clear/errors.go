@@ -1,0 +1,75 @@
+package clear
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Kind classifies a failed token request by what the caller should do next.
+type Kind int
+
+const (
+	// KindTransient covers 5xx answers, timeouts and network failures: retry with backoff.
+	KindTransient Kind = iota + 1
+	// KindMalformed is a 200 answer that is not a valid token document. Clear may have issued
+	// (and revoked the previous) token, so it is retried with backoff, but never stored.
+	KindMalformed
+	// KindAuth is a 401 (CLI-SEC-001, -002 or -003): permanent until the configuration changes.
+	KindAuth
+	// KindRateLimited is a 429: Clear refuses this client secret until midnight UTC.
+	KindRateLimited
+	// KindRejected is any other answer (a redirect, another 4xx): permanent, the request is wrong.
+	KindRejected
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindTransient:
+		return "transient"
+	case KindMalformed:
+		return "malformed"
+	case KindAuth:
+		return "unauthorized"
+	case KindRateLimited:
+		return "rate-limited"
+	case KindRejected:
+		return "rejected"
+	}
+	return "unknown"
+}
+
+// Error is a failed token request. Its text never holds the client secret or a token.
+type Error struct {
+	Kind Kind
+	// Status is the HTTP status, or 0 when no answer arrived.
+	Status int
+	// Code, Message and ErrorID come from Clear's error details object, sanitized.
+	Code, Message, ErrorID string
+	// Err is the underlying transport error, if any.
+	Err error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("clear: ")
+	if e.Status != 0 {
+		fmt.Fprintf(&b, "HTTP %d ", e.Status)
+	}
+	if e.Code != "" {
+		b.WriteString(e.Code + " ")
+	}
+	b.WriteString(e.Kind.String())
+	if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	if e.ErrorID != "" {
+		b.WriteString(" (error_id " + e.ErrorID + ")")
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Permanent reports whether retrying the same request cannot succeed until something outside the
+// rotator changes (the client secret, the IP allowlist, the base URL).
+func (e *Error) Permanent() bool { return e.Kind == KindAuth || e.Kind == KindRejected }

@@ -1,0 +1,536 @@
+package rotation_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/mototest"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/store"
+)
+
+// clock is a settable clock shared by the engine and the emulator.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// faultyAPI wraps the real Secrets Manager client and fails chosen calls.
+type faultyAPI struct {
+	store.API
+	mu   sync.Mutex
+	fail func(op string, in any) error
+}
+
+func (f *faultyAPI) hook(op string, in any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail == nil {
+		return nil
+	}
+	return f.fail(op, in)
+}
+
+func (f *faultyAPI) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	if err := f.hook("GetSecretValue", in); err != nil {
+		return nil, err
+	}
+	return f.API.GetSecretValue(ctx, in, o...)
+}
+
+func (f *faultyAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
+	if err := f.hook("PutSecretValue", in); err != nil {
+		return nil, err
+	}
+	return f.API.PutSecretValue(ctx, in, o...)
+}
+
+type fixture struct {
+	t        *testing.T
+	clock    *clock
+	emu      *emulator.Server
+	srv      *httptest.Server
+	sm       *secretsmanager.Client
+	api      *faultyAPI
+	logs     *syncBuffer
+	secret   string
+	client   *rotation.Client
+	tokenSID string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func newFixture(t *testing.T, lifetime time.Duration) *fixture {
+	t.Helper()
+	moto := mototest.Shared(t)
+	f := &fixture{t: t, clock: &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
+	f.secret = "cs-" + strings.Repeat("s3cr3t", 8) + mototest.Name(t, "x")[5:12]
+	f.emu = emulator.New(emulator.Options{Now: f.clock.Now, Lifetime: lifetime, Secrets: []string{f.secret}})
+	f.srv = httptest.NewServer(f.emu)
+	t.Cleanup(f.srv.Close)
+	f.sm = moto.Client()
+	f.api = &faultyAPI{API: f.sm}
+	cc, err := clear.NewClient(f.srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.tokenSID = mototest.Name(t, "token")
+	f.client = &rotation.Client{
+		Name: "erp", BaseURL: f.srv.URL, Clear: cc,
+		ClientSecret: clear.NewClientSecret(f.secret), TokenSecretID: f.tokenSID, DailyLimit: 48,
+	}
+	t.Cleanup(func() { f.scanLogs() })
+	return f
+}
+
+func (f *fixture) engine(owner string) *rotation.Engine {
+	return &rotation.Engine{
+		Store: store.New(f.api), Now: f.clock.Now, Rand: func() float64 { return 0.5 },
+		Log:   slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Owner: owner, WriteRetry: time.Millisecond,
+	}
+}
+
+// scanLogs fails the test if a client secret or any issued token reached the logs.
+func (f *fixture) scanLogs() {
+	logs := f.logs.String()
+	if strings.Contains(logs, f.secret) {
+		f.t.Errorf("logs contain the client secret")
+	}
+	for _, tok := range f.tokensSeen() {
+		if strings.Contains(logs, tok) {
+			f.t.Errorf("logs contain an access token")
+		}
+	}
+}
+
+// tokensSeen returns every token stored in the token secret's versions.
+func (f *fixture) tokensSeen() []string {
+	out, err := f.sm.ListSecretVersionIds(context.Background(), &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(f.tokenSID), IncludeDeprecated: aws.Bool(true)})
+	if err != nil {
+		return nil
+	}
+	var toks []string
+	for _, v := range out.Versions {
+		gv, err := f.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(f.tokenSID), VersionId: v.VersionId})
+		if err != nil {
+			continue
+		}
+		if d, err := document.ParseToken([]byte(aws.ToString(gv.SecretString))); err == nil {
+			toks = append(toks, d.AccessToken.Reveal())
+		}
+	}
+	return toks
+}
+
+func (f *fixture) read(stage string) (document.Token, string, bool) {
+	f.t.Helper()
+	out, err := f.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(f.tokenSID), VersionStage: aws.String(stage)})
+	if err != nil {
+		f.t.Fatalf("reading %s: %v", stage, err)
+	}
+	d, err := document.ParseToken([]byte(aws.ToString(out.SecretString)))
+	return d, aws.ToString(out.VersionId), err == nil
+}
+
+func (f *fixture) state() document.State {
+	f.t.Helper()
+	out, err := f.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(f.tokenSID), VersionStage: aws.String(document.StateStage)})
+	if err != nil {
+		f.t.Fatalf("reading state: %v", err)
+	}
+	st, err := document.ParseState([]byte(aws.ToString(out.SecretString)))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return st
+}
+
+func (f *fixture) versions() int {
+	f.t.Helper()
+	out, err := f.sm.ListSecretVersionIds(context.Background(), &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(f.tokenSID), IncludeDeprecated: aws.Bool(true)})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return len(out.Versions)
+}
+
+func (f *fixture) live() bool {
+	d, _, ok := f.read("AWSCURRENT")
+	return ok && f.emu.Live(d.AccessToken.Reveal())
+}
+
+func expect(t *testing.T, r rotation.Result, want rotation.Outcome) {
+	t.Helper()
+	if r.Outcome != want {
+		t.Fatalf("outcome %q (%s), want %q", r.Outcome, r.Message, want)
+	}
+}
+
+func TestFirstRotationCreatesSecretAndStoresToken(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	r := f.engine("a").Rotate(context.Background(), f.client, false)
+	expect(t, r, rotation.Rotated)
+	if !r.Requested || f.emu.Requests(f.secret) != 1 {
+		t.Fatalf("requests = %d, want 1", f.emu.Requests(f.secret))
+	}
+	tok, _, ok := f.read("AWSCURRENT")
+	if !ok || !f.emu.Live(tok.AccessToken.Reveal()) {
+		t.Fatal("AWSCURRENT does not hold a live token")
+	}
+	if tok.ValidTill == nil || !tok.ValidTill.Equal(f.clock.Now().Add(time.Hour)) {
+		t.Fatalf("valid_till = %v", tok.ValidTill)
+	}
+	if st := f.state(); st.Requests != 1 || st.Day != "2026-11-21" {
+		t.Fatalf("state = %+v", st)
+	}
+	// The renewal falls when a third of the lifetime is left.
+	if want := f.clock.Now().Add(40 * time.Minute); r.RenewAt == nil || !r.RenewAt.Equal(want) {
+		t.Fatalf("renew_at = %v, want %v", r.RenewAt, want)
+	}
+}
+
+func TestNotDueWritesNothingAndDueRotatesOnce(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+	first, firstID, _ := f.read("AWSCURRENT")
+	n := f.versions()
+	f.clock.Advance(39 * time.Minute)
+	for range 3 {
+		expect(t, e.Rotate(context.Background(), f.client, false), rotation.NotDue)
+	}
+	if f.versions() != n || f.emu.Requests(f.secret) != 1 {
+		t.Fatalf("an idle check wrote versions (%d -> %d) or called Clear (%d)", n, f.versions(), f.emu.Requests(f.secret))
+	}
+	f.clock.Advance(time.Minute)
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.NotDue)
+	if got := f.emu.Requests(f.secret); got != 2 {
+		t.Fatalf("requests = %d, want 2", got)
+	}
+	prev, prevID, _ := f.read("AWSPREVIOUS")
+	if prevID != firstID || prev.AccessToken.Reveal() != first.AccessToken.Reveal() {
+		t.Fatal("the previous token is not AWSPREVIOUS")
+	}
+	if !f.live() {
+		t.Fatal("AWSCURRENT is not live")
+	}
+}
+
+func TestConcurrentRotatorsMakeOneRequest(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		t.Run(map[bool]string{false: "due", true: "force"}[force], func(t *testing.T) {
+			f := newFixture(t, time.Hour)
+			if force {
+				expect(t, f.engine("seed").Rotate(context.Background(), f.client, false), rotation.Rotated)
+				f.clock.Advance(5 * time.Minute)
+			}
+			before := f.emu.Requests(f.secret)
+			var wg sync.WaitGroup
+			results := make([]rotation.Result, 8)
+			for i := range results {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results[i] = f.engine(string(rune('a'+i))).Rotate(context.Background(), f.client, force)
+				}()
+			}
+			wg.Wait()
+			rotated := 0
+			for _, r := range results {
+				if r.Outcome == rotation.Rotated {
+					rotated++
+				} else if !r.Outcome.OK() {
+					t.Errorf("outcome %s: %s", r.Outcome, r.Message)
+				}
+			}
+			if got := f.emu.Requests(f.secret) - before; got != 1 || rotated != 1 {
+				t.Fatalf("clear requests = %d, rotated = %d; want 1 and 1", got, rotated)
+			}
+			if !f.live() {
+				t.Fatal("AWSCURRENT is not live")
+			}
+			// A forced rotation straight after is taken as a duplicate.
+			expect(t, f.engine("late").Rotate(context.Background(), f.client, true), rotation.NotDue)
+		})
+	}
+}
+
+func TestDailyLimitRefusesAndResetsAtMidnightUTC(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	f.client.DailyLimit = 3
+	f.clock.t = time.Date(2026, 11, 21, 22, 0, 0, 0, time.UTC)
+	e := f.engine("a")
+	for range 3 {
+		expect(t, e.Rotate(context.Background(), f.client, true), rotation.Rotated)
+		f.clock.Advance(2 * time.Minute)
+	}
+	r := e.Rotate(context.Background(), f.client, true)
+	expect(t, r, rotation.Limited)
+	var le *rotation.LimitError
+	if !errors.As(r.Err, &le) || !strings.Contains(r.Message, "daily limit") {
+		t.Fatalf("err = %v", r.Err)
+	}
+	if f.emu.Requests(f.secret) != 3 {
+		t.Fatalf("requests = %d", f.emu.Requests(f.secret))
+	}
+	if want := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC); !r.NextCheck.Equal(want) {
+		t.Fatalf("next check %v, want %v", r.NextCheck, want)
+	}
+	f.clock.t = time.Date(2026, 11, 22, 0, 0, 1, 0, time.UTC)
+	expect(t, e.Rotate(context.Background(), f.client, true), rotation.Rotated)
+	if st := f.state(); st.Day != "2026-11-22" || st.Requests != 1 {
+		t.Fatalf("state after midnight = %+v", st)
+	}
+}
+
+func TestFailedRequestsCountAndBackOff(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	f.emu.Inject(emulator.Fault{Status: 500})
+	r := e.Rotate(context.Background(), f.client, false)
+	expect(t, r, rotation.Failed)
+	var ce *clear.Error
+	if !errors.As(r.Err, &ce) || ce.Kind != clear.KindTransient || ce.ErrorID == "" {
+		t.Fatalf("err = %#v", r.Err)
+	}
+	st := f.state()
+	if st.Requests != 1 || st.Failures != 1 || st.RetryAt == nil || st.Claim != nil {
+		t.Fatalf("state = %+v", st)
+	}
+	// Backoff with jitter 0.5 after one failure: 0.75 of the 30s base.
+	if want := f.clock.Now().Add(22500 * time.Millisecond); !st.RetryAt.Equal(want) {
+		t.Fatalf("retry at %v, want %v", st.RetryAt, want)
+	}
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Blocked)
+	if f.emu.Requests(f.secret) != 1 {
+		t.Fatal("called Clear while backing off")
+	}
+	f.emu.Inject(emulator.Fault{Status: 502})
+	f.clock.Advance(23 * time.Second)
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Failed)
+	st = f.state()
+	if st.Failures != 2 || !st.RetryAt.Equal(f.clock.Now().Add(45*time.Second)) {
+		t.Fatalf("second backoff: %+v", st)
+	}
+	f.clock.Advance(46 * time.Second)
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+	if st := f.state(); st.Requests != 3 {
+		t.Fatalf("requests counted = %d, want 3", st.Requests)
+	}
+	s, err := e.Status(context.Background(), f.client)
+	if err != nil || s.LastError != nil || s.BlockedUntil != nil || s.RequestsToday != 3 {
+		t.Fatalf("status after recovery = %+v, %v", s, err)
+	}
+}
+
+func TestUnauthorizedBlocksUntilConfigChanges(t *testing.T) {
+	for _, code := range []string{"CLI-SEC-002", "CLI-SEC-003"} {
+		t.Run(code, func(t *testing.T) {
+			f := newFixture(t, time.Hour)
+			e := f.engine("a")
+			if code == "CLI-SEC-002" {
+				f.emu.SetSecretActive(f.secret, false)
+			} else {
+				f.emu.SetIPBlocked(f.secret, true)
+			}
+			r := e.Rotate(context.Background(), f.client, false)
+			expect(t, r, rotation.Failed)
+			if !strings.Contains(r.Message, code) {
+				t.Fatalf("message %q lacks %s", r.Message, code)
+			}
+			f.clock.Advance(time.Hour)
+			expect(t, e.Rotate(context.Background(), f.client, false), rotation.Blocked)
+			s, _ := e.Status(context.Background(), f.client)
+			if s.BlockedUntil == nil || *s.BlockedUntil != rotation.BlockedByConfig || s.LastError == nil {
+				t.Fatalf("status = %+v", s)
+			}
+			if f.emu.Requests(f.secret) != 1 {
+				t.Fatalf("blocked client called Clear: %d", f.emu.Requests(f.secret))
+			}
+			// A new client secret is a new configuration.
+			f.emu.SetSecretActive(f.secret, true)
+			f.emu.SetIPBlocked(f.secret, false)
+			other := f.secret + "-new"
+			f.emu.AddSecret(other)
+			f.client.ClientSecret = clear.NewClientSecret(other)
+			expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+		})
+	}
+}
+
+func TestForceLiftsAPermanentBlock(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	f.emu.SetIPBlocked(f.secret, true)
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Failed)
+	f.emu.SetIPBlocked(f.secret, false) // ops fixed the allowlist in Clear
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Blocked)
+	expect(t, e.Rotate(context.Background(), f.client, true), rotation.Rotated)
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.NotDue)
+}
+
+func TestRateLimitedBlocksUntilMidnight(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	f.emu.Inject(emulator.Fault{Status: 429})
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Failed)
+	f.clock.Advance(time.Hour)
+	r := e.Rotate(context.Background(), f.client, true)
+	expect(t, r, rotation.Blocked)
+	if want := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC); !r.NextCheck.Equal(want) {
+		t.Fatalf("blocked until %v, want %v", r.NextCheck, want)
+	}
+	f.clock.t = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+}
+
+func TestMalformedAnswersAreNeverStored(t *testing.T) {
+	for name, fault := range map[string]emulator.Fault{
+		"garbage":      {Body: "<html>oops</html>"},
+		"oversized":    emulator.Oversized(),
+		"nonprintable": emulator.NonPrintable(),
+		"empty":        {Body: `{"access_token":"","valid_till":null}`},
+		"bad time":     {Body: `{"access_token":"abc","valid_till":"tomorrow"}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, time.Hour)
+			e := f.engine("a")
+			expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+			good, goodID, _ := f.read("AWSCURRENT")
+			f.clock.Advance(45 * time.Minute)
+			f.emu.Inject(fault)
+			r := e.Rotate(context.Background(), f.client, false)
+			expect(t, r, rotation.Failed)
+			var ce *clear.Error
+			if !errors.As(r.Err, &ce) || ce.Kind != clear.KindMalformed {
+				t.Fatalf("err = %v", r.Err)
+			}
+			now, nowID, _ := f.read("AWSCURRENT")
+			if nowID != goodID || now.AccessToken.Reveal() != good.AccessToken.Reveal() {
+				t.Fatal("a malformed answer replaced the stored token")
+			}
+		})
+	}
+}
+
+func TestTokenWriteIsRetriedAndSurvivesCancellation(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	ctx, cancel := context.WithCancel(context.Background())
+	failures := 0
+	f.api.fail = func(op string, in any) error {
+		p, ok := in.(*secretsmanager.PutSecretValueInput)
+		if !ok || len(p.VersionStages) != 0 || strings.Contains(aws.ToString(p.SecretString), "{}") {
+			return nil
+		}
+		// The caller gives up as soon as Clear has answered, and the first writes fail.
+		cancel()
+		if failures < 3 {
+			failures++
+			return errors.New("injected: connection reset")
+		}
+		return nil
+	}
+	r := e.Rotate(ctx, f.client, false)
+	expect(t, r, rotation.Rotated)
+	if failures != 3 || !f.live() {
+		t.Fatalf("failures = %d, live = %v", failures, f.live())
+	}
+}
+
+func TestStaleClaimIsTakenOver(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	// The first rotator claims and then "crashes" before Clear answers: the Clear call never
+	// returns for it because the store refuses to read again.
+	f.api.fail = func(op string, in any) error {
+		if g, ok := in.(*secretsmanager.GetSecretValueInput); ok && aws.ToString(g.VersionStage) == "AWSCURRENT" {
+			if st, err := f.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(f.tokenSID), VersionStage: aws.String(document.StateStage)}); err == nil && strings.Contains(aws.ToString(st.SecretString), `"claim"`) {
+				return errors.New("injected: crash after claim")
+			}
+		}
+		return nil
+	}
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Failed)
+	f.api.fail = nil
+	if f.emu.Requests(f.secret) != 0 {
+		t.Fatal("called Clear")
+	}
+	other := f.engine("b")
+	r := other.Rotate(context.Background(), f.client, false)
+	expect(t, r, rotation.Busy)
+	f.clock.Advance(rotation.DefaultLease)
+	expect(t, other.Rotate(context.Background(), f.client, false), rotation.Rotated)
+	if st := f.state(); st.Requests != 2 {
+		t.Fatalf("requests counted = %d, want 2 (the lost claim counts)", st.Requests)
+	}
+}
+
+func TestNeverExpiringTokens(t *testing.T) {
+	f := newFixture(t, 0)
+	e := f.engine("a")
+	r := e.Rotate(context.Background(), f.client, false)
+	expect(t, r, rotation.Rotated)
+	if r.ValidTill != nil || r.RenewAt != nil {
+		t.Fatalf("valid_till %v renew_at %v", r.ValidTill, r.RenewAt)
+	}
+	f.clock.Advance(1000 * time.Hour)
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.NotDue)
+	f.client.MaxAge = 24 * time.Hour
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.NotDue)
+}
+
+func TestClientSecretFromSecretsManager(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	for i, value := range []string{f.secret, `{"client_secret": "` + f.secret + `"}`} {
+		id := mototest.Name(t, "client")
+		if _, err := f.sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(id), SecretString: aws.String(value)}); err != nil {
+			t.Fatal(err)
+		}
+		f.client.ClientSecret, f.client.ClientSecretID = clear.ClientSecret{}, id
+		expect(t, f.engine("a").Rotate(context.Background(), f.client, i > 0), rotation.Rotated)
+		f.clock.Advance(2 * time.Minute)
+	}
+	for _, bad := range []string{"", "{}", `{"client_secret": ""}`, "{nope"} {
+		if _, err := rotation.ParseClientSecret(bad); err == nil {
+			t.Errorf("ParseClientSecret(%q) accepted", bad)
+		}
+	}
+}
+
+func TestTemplatePlaceholderMeansNoToken(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	if _, err := f.sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(f.tokenSID), SecretString: aws.String("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.engine("a").Status(context.Background(), f.client)
+	if err != nil || s.ValidTill != nil || s.RequestsToday != 0 {
+		t.Fatalf("status = %+v, %v", s, err)
+	}
+	expect(t, f.engine("a").Rotate(context.Background(), f.client, false), rotation.Rotated)
+}

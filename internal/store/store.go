@@ -1,0 +1,146 @@
+// Package store keeps the rotator's documents in AWS Secrets Manager. It is a thin layer over the
+// SDK that turns Secrets Manager's answers into the three facts the rotation engine cares about
+// (found, not found, lost a compare-and-set) and strips AWS errors down to their code and message,
+// so that nothing but an error's gist reaches a log.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/smithy-go"
+)
+
+// API is the part of the Secrets Manager client the rotator uses, with the SDK's exact method
+// signatures, so that *secretsmanager.Client satisfies it and tests can wrap it.
+type API interface {
+	GetSecretValue(ctx context.Context, params *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+	PutSecretValue(ctx context.Context, params *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
+	CreateSecret(ctx context.Context, params *secretsmanager.CreateSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error)
+}
+
+// ErrNotFound means the secret, or a version with the asked-for staging label, does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict means a PutSecretValue lost a compare-and-set: a version with its ClientRequestToken
+// already exists with another value.
+var ErrConflict = errors.New("client request token already used with another value")
+
+// Version is one version of a secret.
+type Version struct {
+	ID    string
+	Value string
+}
+
+// Error is a failed Secrets Manager call, reduced to what is safe and useful to log.
+type Error struct {
+	Op       string // the API operation, e.g. "PutSecretValue"
+	SecretID string
+	Code     string // the AWS error code, e.g. "ThrottlingException"
+	Message  string
+	Err      error
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("secretsmanager %s %q", e.Op, e.SecretID)
+	if e.Code != "" {
+		s += ": " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// SecretsManager stores documents in Secrets Manager.
+type SecretsManager struct {
+	API API
+}
+
+// New returns a store backed by api.
+func New(api API) *SecretsManager { return &SecretsManager{API: api} }
+
+// Read returns the version of secretID that carries stage. It returns an error wrapping
+// ErrNotFound when the secret or the stage does not exist.
+func (s *SecretsManager) Read(ctx context.Context, secretID, stage string) (Version, error) {
+	out, err := s.API.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+		SecretId:     aws.String(secretID),
+		VersionStage: aws.String(stage),
+	})
+	if err != nil {
+		return Version{}, wrap("GetSecretValue", secretID, err)
+	}
+	if out.SecretString == nil {
+		// A binary secret is not one of ours; callers treat it like an unreadable document.
+		return Version{ID: aws.ToString(out.VersionId)}, nil
+	}
+	return Version{ID: aws.ToString(out.VersionId), Value: *out.SecretString}, nil
+}
+
+// Put writes value as a new version of secretID with the given idempotency token. With no stages
+// the version becomes AWSCURRENT (and the previous one AWSPREVIOUS); with stages, only those labels
+// move to it. Repeating a Put with the same token and value is a no-op that returns the same
+// version; the same token with another value fails with an error wrapping ErrConflict, which is
+// what makes Put a compare-and-set.
+func (s *SecretsManager) Put(ctx context.Context, secretID, requestToken, value string, stages ...string) (string, error) {
+	in := &secretsmanager.PutSecretValueInput{
+		SecretId:           aws.String(secretID),
+		ClientRequestToken: aws.String(requestToken),
+		SecretString:       aws.String(value),
+	}
+	if len(stages) > 0 {
+		in.VersionStages = stages
+	}
+	out, err := s.API.PutSecretValue(ctx, in)
+	if err != nil {
+		return "", wrap("PutSecretValue", secretID, err)
+	}
+	return aws.ToString(out.VersionId), nil
+}
+
+// Create creates secretID with an initial value. A secret that already exists is not an error.
+func (s *SecretsManager) Create(ctx context.Context, secretID, value, description string) error {
+	_, err := s.API.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name:         aws.String(secretID),
+		SecretString: aws.String(value),
+		Description:  aws.String(description),
+	})
+	if err != nil {
+		var exists *types.ResourceExistsException
+		if errors.As(err, &exists) {
+			return nil
+		}
+		return wrap("CreateSecret", secretID, err)
+	}
+	return nil
+}
+
+// wrap reduces an SDK error to an *Error, marking not-found and conflict answers.
+func wrap(op, secretID string, err error) error {
+	e := &Error{Op: op, SecretID: secretID, Err: err}
+	var notFound *types.ResourceNotFoundException
+	var exists *types.ResourceExistsException
+	var api smithy.APIError
+	switch {
+	case errors.As(err, &notFound):
+		e.Code, e.Message, e.Err = notFound.ErrorCode(), notFound.ErrorMessage(), errors.Join(ErrNotFound, err)
+	case errors.As(err, &exists):
+		e.Code, e.Message, e.Err = exists.ErrorCode(), exists.ErrorMessage(), errors.Join(ErrConflict, err)
+	case errors.As(err, &api):
+		e.Code, e.Message = api.ErrorCode(), api.ErrorMessage()
+	case errors.Is(err, context.DeadlineExceeded):
+		e.Message = "timed out"
+	case errors.Is(err, context.Canceled):
+		e.Message = "cancelled"
+	default:
+		// Transport errors name the endpoint and the failure; they carry no secret values.
+		e.Message = err.Error()
+	}
+	return e
+}

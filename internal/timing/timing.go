@@ -1,0 +1,83 @@
+// Package timing holds the rotator's time arithmetic as pure functions of the times they are given:
+// when a token is due for renewal, which UTC day a request counts against, when that day ends, and
+// how long to back off after a failure. Nothing here reads a clock, so every rule is testable at any
+// instant, and the daemon, the CLI and the Lambda all decide the same way.
+package timing
+
+import (
+	"math"
+	"time"
+)
+
+// DayLayout formats the UTC day a request is counted against.
+const DayLayout = "2006-01-02"
+
+// Day returns the UTC calendar day of t, the unit of Clear's daily request limit.
+func Day(t time.Time) string { return t.UTC().Format(DayLayout) }
+
+// NextMidnightUTC returns the first 00:00 UTC strictly after t, when Clear's daily count resets.
+func NextMidnightUTC(t time.Time) time.Time {
+	u := t.UTC()
+	return time.Date(u.Year(), u.Month(), u.Day()+1, 0, 0, 0, 0, time.UTC)
+}
+
+// RenewAt returns when a token issued at issuedAt should be replaced, and false when it never
+// needs to be.
+//
+// A token with an expiry is renewed when renewBefore of its validity is left, or, when renewBefore
+// is zero, when a third of its lifetime is left. Because every renewal revokes the token the ERP
+// holds, a renewBefore longer than the lifetime must not turn into a rotation on every tick: a
+// token is never renewed before half of its lifetime has passed.
+//
+// A token that never expires (validTill nil) is renewed once it is maxAge old, or never when maxAge
+// is zero.
+func RenewAt(issuedAt time.Time, validTill *time.Time, renewBefore, maxAge time.Duration) (time.Time, bool) {
+	if validTill == nil {
+		if maxAge <= 0 {
+			return time.Time{}, false
+		}
+		return issuedAt.Add(maxAge), true
+	}
+	lifetime := validTill.Sub(issuedAt)
+	if lifetime <= 0 {
+		// Already expired when it was stored (a clock far off, or a hand-edited secret).
+		return *validTill, true
+	}
+	at := validTill.Add(-lifetime / 3)
+	if renewBefore > 0 {
+		at = validTill.Add(-renewBefore)
+	}
+	if floor := issuedAt.Add(lifetime / 2); renewBefore > 0 && at.Before(floor) {
+		at = floor
+	}
+	return at, true
+}
+
+// Backoff is a capped exponential backoff with jitter: after n consecutive failures the next
+// attempt waits between half and all of min(Base*2^(n-1), Cap).
+type Backoff struct {
+	Base, Cap time.Duration
+}
+
+// DefaultBackoff suits Clear's token API: a first retry after 15-30 s, and no more than about one
+// attempt an hour however long the outage, so that a failing client spends little of its daily
+// request budget.
+var DefaultBackoff = Backoff{Base: 30 * time.Second, Cap: time.Hour}
+
+// Delay returns the wait after failures consecutive failures (failures >= 1). r is a random number
+// in [0, 1): the jitter that keeps several rotators from retrying in step.
+func (b Backoff) Delay(failures int, r float64) time.Duration {
+	if failures < 1 {
+		return 0
+	}
+	d := float64(b.Base) * math.Pow(2, float64(failures-1))
+	if d > float64(b.Cap) || math.IsInf(d, 0) {
+		d = float64(b.Cap)
+	}
+	if r < 0 {
+		r = 0
+	} else if r >= 1 {
+		r = math.Nextafter(1, 0)
+	}
+	return time.Duration(d/2 + r*d/2)
+}
