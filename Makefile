@@ -1,0 +1,76 @@
+# clear-rotator. `make test` is what CI runs (.ci/run); `make run` is the local demo.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+TOOLS     := $(CURDIR)/.tools
+STATICCHECK_VERSION ?= v0.8.2
+
+export CGO_ENABLED = 0
+
+.PHONY: all build static test test-deps lint vet fmt-check staticcheck cfn-lint run lambda bench soak clean
+
+all: build
+
+## build: the rotator and the Clear emulator into bin/
+build: static
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/clear-emulator ./cmd/clear-emulator
+
+## static: the static rotator binary; the Dockerfile's build stage runs exactly this target
+static:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/rotator ./cmd/rotator
+
+## test: every test, with the race detector, plus lint and cfn-lint. The process tests run the
+## binary this target builds (ROTATOR_BIN), the same one the container image ships.
+test: test-deps lint static
+	ROTATOR_BIN=$(CURDIR)/bin/rotator $(GO) test -race -count=1 -timeout 20m ./...
+	cfn-lint template.yaml
+
+## test-deps: check for (and where possible install) what the tests need; never skip silently
+test-deps:
+	@scripts/test-deps.sh
+
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	@if [ ! -x $(TOOLS)/staticcheck ]; then \
+		echo "installing staticcheck $(STATICCHECK_VERSION) into .tools"; \
+		GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) || \
+		{ echo "staticcheck could not be installed: no module proxy? (set SKIP_STATICCHECK=1 to run without)"; \
+		  [ -n "$$SKIP_STATICCHECK" ]; }; \
+	fi
+	@if [ -x $(TOOLS)/staticcheck ]; then $(TOOLS)/staticcheck ./...; fi
+
+cfn-lint:
+	cfn-lint template.yaml
+
+## run: the local demo: moto, the Clear emulator with one-minute tokens, and the daemon
+run: build
+	@scripts/demo.sh
+
+## lambda: a reproducible deployment zip of the Lambda (arm64, provided.al2023)
+lambda:
+	GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags '$(LDFLAGS)' -o dist/lambda/bootstrap ./cmd/lambda
+	$(GO) run ./tools/mkzip -o dist/lambda.zip dist/lambda/bootstrap
+	@ls -l dist/lambda.zip
+
+## build-RotatorFunction: called by `sam build` (BuildMethod: makefile)
+build-RotatorFunction:
+	GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags '$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./cmd/lambda
+
+## bench: the benchmarks behind BENCHMARKS.md
+bench: test-deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/...
+
+## soak: the long reliability suite
+soak: test-deps
+	SOAK=1 $(GO) test -race -count=1 -timeout 30m -run 'Soak|Month' ./...
+
+clean:
+	rm -rf bin dist .aws-sam
