@@ -1,0 +1,214 @@
+package clear_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+)
+
+const secretValue = "3eboH/vsr2VpGNFqDSXzVs0yNj0fMDJToPjs71V3WATqLtmzf9kyNBZ24mCNRJsDj2tEe72PxFDOPccR579w=="
+
+func TestParseResponse(t *testing.T) {
+	tok := "1.2f205010-b96c-84ar-9dcd-5524c42eb99e_4d05f5b02559a70d65c958d15e1747b5"
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		kind   clear.Kind
+		code   string
+		id     string
+		till   string
+	}{
+		{name: "seed success", status: 200, body: `{"access_token":"` + tok + `","valid_till":"2023-04-11T20:21:24+00:00"}`, till: "2023-04-11T20:21:24Z"},
+		{name: "zulu", status: 200, body: `{"access_token":"` + tok + `","valid_till":"2023-04-11T20:21:24Z"}`, till: "2023-04-11T20:21:24Z"},
+		{name: "offset converted to UTC", status: 200, body: `{"access_token":"` + tok + `","valid_till":"2023-04-12T01:51:24+05:30"}`, till: "2023-04-11T20:21:24Z"},
+		{name: "never expires", status: 200, body: `{"access_token":"` + tok + `","valid_till":null}`},
+		{name: "001", status: 401, body: `{"errors":[{"error_code":"CLI-SEC-001","error_message":"Client secret header is missing or value is empty.","error_source":"CLEAR","error_id":null}]}`, kind: clear.KindAuth, code: "CLI-SEC-001"},
+		{name: "002", status: 401, body: `{"errors":[{"error_code":"CLI-SEC-002","error_message":"Invalid or inactive client secret.","error_source":"CLEAR","error_id":null}]}`, kind: clear.KindAuth, code: "CLI-SEC-002"},
+		{name: "003", status: 401, body: `{"errors":[{"error_code":"CLI-SEC-003","error_message":"API Client IP is not within the allowed IP range.","error_source":"CLEAR","error_id":null}]}`, kind: clear.KindAuth, code: "CLI-SEC-003"},
+		{name: "401 without body", status: 401, body: ``, kind: clear.KindAuth},
+		{name: "429", status: 429, body: `Too Many Requests`, kind: clear.KindRateLimited},
+		{name: "500 with id", status: 500, body: `{"errors":[{"error_code":"X","error_message":"boom","error_source":"CLEAR","error_id":"abc-123"}]}`, kind: clear.KindTransient, id: "abc-123", code: "X"},
+		{name: "503 html", status: 503, body: `<html>`, kind: clear.KindTransient},
+		{name: "redirect", status: 302, body: ``, kind: clear.KindRejected},
+		{name: "404", status: 404, body: `{}`, kind: clear.KindRejected},
+		{name: "garbage", status: 200, body: `<html>`, kind: clear.KindMalformed},
+		{name: "no token", status: 200, body: `{"valid_till":null}`, kind: clear.KindMalformed},
+		{name: "empty token", status: 200, body: `{"access_token":""}`, kind: clear.KindMalformed},
+		{name: "token not a string", status: 200, body: `{"access_token":42}`, kind: clear.KindMalformed},
+		{name: "oversized", status: 200, body: `{"access_token":"` + strings.Repeat("a", 257) + `"}`, kind: clear.KindMalformed},
+		{name: "max length ok", status: 200, body: `{"access_token":"` + strings.Repeat("a", 256) + `"}`},
+		{name: "space", status: 200, body: `{"access_token":"ab cd"}`, kind: clear.KindMalformed},
+		{name: "newline", status: 200, body: `{"access_token":"ab\ncd"}`, kind: clear.KindMalformed},
+		{name: "unicode", status: 200, body: `{"access_token":"abcé"}`, kind: clear.KindMalformed},
+		{name: "bad time", status: 200, body: `{"access_token":"abc","valid_till":"soon"}`, kind: clear.KindMalformed},
+		{name: "time as number", status: 200, body: `{"access_token":"abc","valid_till":1700000000}`, kind: clear.KindMalformed},
+		{name: "200 with errors", status: 200, body: `{"errors":[{"error_code":"E"}]}`, kind: clear.KindMalformed},
+		{name: "array", status: 200, body: `[]`, kind: clear.KindMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := clear.ParseResponse(tt.status, []byte(tt.body))
+			if tt.kind == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				if tt.till == "" && g.ValidTill != nil || tt.till != "" && (g.ValidTill == nil || g.ValidTill.Format(time.RFC3339) != tt.till) {
+					t.Fatalf("valid_till = %v, want %q", g.ValidTill, tt.till)
+				}
+				return
+			}
+			var ce *clear.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a *clear.Error", err)
+			}
+			if ce.Kind != tt.kind || ce.Code != tt.code || ce.ErrorID != tt.id {
+				t.Fatalf("got kind %v code %q id %q, want %v %q %q", ce.Kind, ce.Code, ce.ErrorID, tt.kind, tt.code, tt.id)
+			}
+			if tt.id != "" && !strings.Contains(ce.Error(), "error_id "+tt.id) {
+				t.Fatalf("message %q lacks the error_id", ce.Error())
+			}
+			if ce.Permanent() != (tt.kind == clear.KindAuth || tt.kind == clear.KindRejected) {
+				t.Fatal("Permanent() disagrees with the kind")
+			}
+		})
+	}
+}
+
+func TestSecretsRedactEverywhere(t *testing.T) {
+	s := clear.NewClientSecret(secretValue)
+	tok := clear.NewAccessToken("tok-" + secretValue)
+	var buf bytes.Buffer
+	for _, h := range []slog.Handler{slog.NewTextHandler(&buf, nil), slog.NewJSONHandler(&buf, nil)} {
+		l := slog.New(h)
+		l.Info("x", "secret", s, "token", tok, "any", slog.AnyValue(struct{ S clear.ClientSecret }{s}))
+		l.Info(fmt.Sprintf("%v %s %q %+v %#v %x", s, s, s, tok, tok, s))
+	}
+	out := buf.String() + fmt.Sprint(s, tok) + fmt.Sprintf("%#v", struct{ T clear.AccessToken }{tok})
+	if strings.Contains(out, secretValue) {
+		t.Fatalf("a secret leaked: %s", out)
+	}
+	if b, _ := s.MarshalJSON(); strings.Contains(string(b), secretValue) {
+		t.Fatal("MarshalJSON leaked")
+	}
+}
+
+func TestBaseURLRules(t *testing.T) {
+	for url, ok := range map[string]bool{
+		"https://api.clear.in": true, "https://api-sandbox.clear.in/": true, "http://127.0.0.1:8080": true,
+		"http://localhost:1": true, "http://[::1]:9": true, "http://api.clear.in": false, "ftp://x": false,
+		"": false, "https://": false, "https://u:p@api.clear.in": false, "https://api.clear.in?x=1": false,
+	} {
+		if _, err := clear.ParseBaseURL(url); (err == nil) != ok {
+			t.Errorf("ParseBaseURL(%q) error = %v, want ok=%v", url, err, ok)
+		}
+	}
+}
+
+func TestClientSendsSecretAndNeverFollowsRedirects(t *testing.T) {
+	var leaked atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(clear.HeaderClientSecret) != "" {
+			leaked.Store(true)
+		}
+		fmt.Fprint(w, `{"access_token":"x","valid_till":null}`)
+	}))
+	defer elsewhere.Close()
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Get(clear.HeaderClientSecret)
+		if r.URL.Path != clear.TokenPath || r.Method != http.MethodGet {
+			t.Errorf("request %s %s", r.Method, r.URL.Path)
+		}
+		http.Redirect(w, r, elsewhere.URL+clear.TokenPath, http.StatusFound)
+	}))
+	defer srv.Close()
+	c, err := clear.NewClient(srv.URL+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Token(context.Background(), clear.NewClientSecret(secretValue))
+	var ce *clear.Error
+	if !errors.As(err, &ce) || ce.Kind != clear.KindRejected || ce.Status != http.StatusFound {
+		t.Fatalf("err = %v", err)
+	}
+	if got != secretValue {
+		t.Fatal("the secret header was not sent")
+	}
+	if leaked.Load() {
+		t.Fatal("a redirect carried the client secret to another host")
+	}
+	if strings.Contains(err.Error(), secretValue) {
+		t.Fatal("the error holds the secret")
+	}
+}
+
+func TestClientCapsBodyAndTimesOut(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("slow") != "" || r.Header.Get("X-Slow") != "" {
+			return
+		}
+		switch r.Header.Get(clear.HeaderClientSecret) {
+		case "huge":
+			fmt.Fprint(w, `{"access_token":"`+strings.Repeat("a", 1<<20)+`"}`)
+		case "slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}))
+	defer srv.Close()
+	c, _ := clear.NewClient(srv.URL, &http.Client{Timeout: 200 * time.Millisecond})
+	_, err := c.Token(context.Background(), clear.NewClientSecret("huge"))
+	var ce *clear.Error
+	if !errors.As(err, &ce) || ce.Kind != clear.KindMalformed || !strings.Contains(ce.Message, "larger than") {
+		t.Fatalf("huge: %v", err)
+	}
+	start := time.Now()
+	_, err = c.Token(context.Background(), clear.NewClientSecret("slow"))
+	if !errors.As(err, &ce) || ce.Kind != clear.KindTransient || time.Since(start) > 3*time.Second {
+		t.Fatalf("slow: %v after %v", err, time.Since(start))
+	}
+	if strings.Contains(err.Error(), "slow") && strings.Contains(err.Error(), clear.HeaderClientSecret) {
+		t.Fatal("the error names the header")
+	}
+}
+
+func FuzzParseResponse(f *testing.F) {
+	f.Add(200, []byte(`{"access_token":"abc","valid_till":"2023-04-11T20:21:24+00:00"}`))
+	f.Add(200, []byte(`{"access_token":"abc","valid_till":null}`))
+	f.Add(401, []byte(`{"errors":[{"error_code":"CLI-SEC-002","error_message":"Invalid","error_source":"CLEAR","error_id":null}]}`))
+	f.Add(500, []byte(`{"errors":[{"error_id":"x"}]}`))
+	f.Add(200, []byte(`{"access_token":"a b"}`))
+	f.Add(200, []byte(``))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		g, err := clear.ParseResponse(status, body)
+		if err == nil {
+			tok := g.AccessToken.Reveal()
+			if status != 200 || tok == "" || len(tok) > clear.MaxTokenLength {
+				t.Fatalf("accepted status %d token of %d chars", status, len(tok))
+			}
+			for i := 0; i < len(tok); i++ {
+				if tok[i] < 0x21 || tok[i] > 0x7e {
+					t.Fatalf("accepted a non-printable token")
+				}
+			}
+			return
+		}
+		var ce *clear.Error
+		if !errors.As(err, &ce) || ce.Error() == "" {
+			t.Fatalf("error %v is not a described *clear.Error", err)
+		}
+	})
+}

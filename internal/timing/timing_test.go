@@ -1,0 +1,91 @@
+package timing_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/timing"
+)
+
+func at(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func ptr(t time.Time) *time.Time { return &t }
+
+func TestRenewAt(t *testing.T) {
+	issued := at("2026-11-21T10:00:00Z")
+	tests := []struct {
+		name                string
+		validTill           *time.Time
+		renewBefore, maxAge time.Duration
+		want                string
+		never               bool
+	}{
+		{name: "third of lifetime left", validTill: ptr(issued.Add(24 * time.Hour)), want: "2026-11-22T02:00:00Z"},
+		{name: "renew before", validTill: ptr(issued.Add(24 * time.Hour)), renewBefore: 2 * time.Hour, want: "2026-11-22T08:00:00Z"},
+		{name: "renew before longer than lifetime is floored at half", validTill: ptr(issued.Add(time.Hour)), renewBefore: 2 * time.Hour, want: "2026-11-21T10:30:00Z"},
+		{name: "20s token", validTill: ptr(issued.Add(21 * time.Second)), want: "2026-11-21T10:00:14Z"},
+		{name: "expired at issue", validTill: ptr(issued.Add(-time.Minute)), want: "2026-11-21T09:59:00Z"},
+		{name: "never expires, no max age", never: true},
+		{name: "never expires, max age", maxAge: 30 * 24 * time.Hour, want: "2026-12-21T10:00:00Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := timing.RenewAt(issued, tt.validTill, tt.renewBefore, tt.maxAge)
+			if ok == tt.never {
+				t.Fatalf("ok = %v", ok)
+			}
+			if !tt.never && !got.Equal(at(tt.want)) {
+				t.Fatalf("RenewAt = %v, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDayAndMidnight(t *testing.T) {
+	ist := time.FixedZone("IST", 5*3600+1800)
+	// 04:00 IST on the 22nd is still the 21st in UTC.
+	local := time.Date(2026, 11, 22, 4, 0, 0, 0, ist)
+	if got := timing.Day(local); got != "2026-11-21" {
+		t.Fatalf("Day = %s", got)
+	}
+	for in, want := range map[string]string{
+		"2026-11-21T23:59:59Z": "2026-11-22T00:00:00Z",
+		"2026-11-22T00:00:00Z": "2026-11-23T00:00:00Z",
+		"2026-12-31T12:00:00Z": "2027-01-01T00:00:00Z",
+		"2028-02-28T01:00:00Z": "2028-02-29T00:00:00Z",
+	} {
+		if got := timing.NextMidnightUTC(at(in)); !got.Equal(at(want)) {
+			t.Errorf("NextMidnightUTC(%s) = %v, want %s", in, got, want)
+		}
+	}
+}
+
+func TestBackoffGrowsAndCaps(t *testing.T) {
+	b := timing.Backoff{Base: 30 * time.Second, Cap: time.Hour}
+	if b.Delay(0, 0.5) != 0 {
+		t.Fatal("no failures, no wait")
+	}
+	prevMax := time.Duration(0)
+	for n := 1; n <= 40; n++ {
+		lo, hi := b.Delay(n, 0), b.Delay(n, 0.999999)
+		if lo > hi || hi > time.Hour || lo < prevMax/2-time.Second {
+			t.Fatalf("failures %d: [%v, %v]", n, lo, hi)
+		}
+		prevMax = hi
+	}
+	if got := b.Delay(1, 0); got != 15*time.Second {
+		t.Fatalf("first delay floor %v", got)
+	}
+	if got := b.Delay(3, 1.5); got > 2*time.Minute || got < time.Minute {
+		t.Fatalf("third delay with out-of-range jitter %v", got)
+	}
+	if got := b.Delay(1000, 0.5); got != 45*time.Minute {
+		t.Fatalf("capped delay %v", got)
+	}
+}
