@@ -51,14 +51,18 @@ func ParseBaseURL(s string) (*url.URL, error) {
 	if s == "" {
 		return nil, errors.New("base URL is empty")
 	}
+	if strings.Contains(s, "@") {
+		// Never echo a URL that may carry a password.
+		return nil, errors.New("base URL must not carry user info")
+	}
 	u, err := url.Parse(strings.TrimRight(s, "/"))
 	if err != nil {
-		return nil, fmt.Errorf("base URL %q: %w", s, err)
+		return nil, fmt.Errorf("base URL %q cannot be parsed", s)
 	}
 	if u.Host == "" {
 		return nil, fmt.Errorf("base URL %q has no host", s)
 	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+	if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return nil, fmt.Errorf("base URL %q must not carry user info, a query or a fragment", s)
 	}
 	switch u.Scheme {

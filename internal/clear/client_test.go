@@ -107,7 +107,7 @@ func TestBaseURLRules(t *testing.T) {
 	for url, ok := range map[string]bool{
 		"https://api.clear.in": true, "https://api-sandbox.clear.in/": true, "http://127.0.0.1:8080": true,
 		"http://localhost:1": true, "http://[::1]:9": true, "http://api.clear.in": false, "ftp://x": false,
-		"": false, "https://": false, "https://u:p@api.clear.in": false, "https://api.clear.in?x=1": false,
+		"": false, "https://": false, "https://u:p@api.clear.in": false, "https://api.clear.in?x=1": false, "https://api.clear.in/?": false,
 	} {
 		if _, err := clear.ParseBaseURL(url); (err == nil) != ok {
 			t.Errorf("ParseBaseURL(%q) error = %v, want ok=%v", url, err, ok)

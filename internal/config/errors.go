@@ -1,0 +1,133 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Error is one problem with the configuration. Load and Parse join all the
+// problems they find with errors.Join; errors.As finds the first, and the
+// joined error's Unwrap() []error lists them all.
+type Error struct {
+	Source string // "environment" or the YAML file's path
+	Line   int    // 1-based line in the YAML file; 0 for the environment or when unknown
+	Client string // the client's name; "" when not about one client or the entry has no valid name
+	Entry  int    // 1-based position in the clients list; 0 outside it
+	Field  string // the YAML key or environment variable concerned; "" when about the file as a whole
+	Msg    string // what is wrong and what is allowed; never contains a client secret
+	Err    error  // the underlying cause, if any
+}
+
+// Error formats the problem like a compiler diagnostic, source:line first, so
+// that editors and operators can jump straight to it.
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.Source != "" {
+		b.WriteString(e.Source)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	}
+	switch {
+	case e.Client != "":
+		fmt.Fprintf(&b, "client %q: ", e.Client)
+	case e.Entry > 0:
+		fmt.Fprintf(&b, "client #%d: ", e.Entry)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Unwrap returns the underlying cause, such as an *fs.PathError when the file
+// cannot be read.
+func (e *Error) Unwrap() error { return e.Err }
+
+// problems collects every problem of one build, together with the literal
+// client secrets seen, so that the final scrub can remove them.
+type problems struct {
+	list    []*Error
+	secrets []string
+}
+
+// bad records a problem about l.field; the message starts with the field's
+// name so that it reads "daily_limit 300 is out of range 1..250".
+func (p *problems) bad(l location, cause error, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if l.field != "" {
+		msg = l.field + " " + msg
+	}
+	p.add(l, cause, msg)
+}
+
+// add records a problem whose message is complete as it is.
+func (p *problems) add(l location, cause error, msg string) {
+	p.list = append(p.list, &Error{
+		Source: l.source, Line: l.line, Client: l.client, Entry: l.entry,
+		Field: l.field, Msg: msg, Err: cause,
+	})
+}
+
+// secret remembers a literal client secret for the final scrub.
+func (p *problems) secret(s string) {
+	if s != "" {
+		p.secrets = append(p.secrets, s)
+	}
+}
+
+// minScrubLen is the shortest secret the scrub removes. Replacing one or two
+// characters everywhere would turn every message into noise, and a secret
+// that short protects nothing anyway.
+const minScrubLen = 4
+
+// err returns the joined problems, or nil. Messages are built so that they do
+// not contain client secrets; the scrub is a safety net for values that are
+// echoed on purpose (a base URL, a name) but into which an operator pasted a
+// secret by mistake. Longer secrets are replaced first so that a secret that
+// contains another is removed whole.
+func (p *problems) err() error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	secrets := append([]string(nil), p.secrets...)
+	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
+	scrub := func(s string) string {
+		for _, sec := range secrets {
+			if len(sec) >= minScrubLen {
+				s = strings.ReplaceAll(s, sec, redacted)
+			}
+		}
+		return s
+	}
+	// The environment comes first, then the file in line order, so that an
+	// operator can work through the file from top to bottom; problems on
+	// the same line keep the order in which they were found.
+	sort.SliceStable(p.list, func(i, j int) bool {
+		a, b := p.list[i], p.list[j]
+		if ea, eb := a.Source == SourceEnvironment, b.Source == SourceEnvironment; ea != eb {
+			return ea
+		}
+		return a.Line < b.Line
+	})
+	errs := make([]error, len(p.list))
+	for i, e := range p.list {
+		e.Msg = scrub(e.Msg)
+		e.Client = scrub(e.Client)
+		e.Source = scrub(e.Source)
+		e.Field = scrub(e.Field)
+		if e.Err != nil {
+			// A cause that quotes a secret is flattened to its scrubbed
+			// text: losing its type is better than leaking through Unwrap.
+			if msg := e.Err.Error(); scrub(msg) != msg {
+				e.Err = errors.New(scrub(msg))
+			}
+		}
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// redacted replaces secrets in messages, matching the clear package's marker.
+const redacted = "[REDACTED]"

@@ -1,0 +1,202 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+)
+
+// The validators below share one shape: they take the trimmed text of a
+// setting and where it came from, record a problem if it is invalid, and
+// return the typed value and whether it is usable. Messages name the field
+// first ("daily_limit 300 is out of range 1..250") and say what is allowed.
+
+// maxEcho bounds how much of an invalid value a message repeats, so that a
+// pasted blob does not drown the message.
+const maxEcho = 80
+
+// quote renders a value for a message: quoted, so that control characters
+// and leading spaces are visible and cannot forge log lines, and shortened.
+func quote(s string) string {
+	if len(s) > maxEcho {
+		s = s[:maxEcho] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// checkName validates a client name; names show up in logs, metrics and
+// secret descriptions, hence the conservative alphabet.
+func checkName(p *problems, l location, s string) bool {
+	if !nameRE.MatchString(s) {
+		p.bad(l, nil, "%s is not allowed; use 1 to 64 characters from A-Z a-z 0-9 . _ -", quote(s))
+		return false
+	}
+	return true
+}
+
+// checkBaseURL validates a Clear API base URL with clear.ParseBaseURL and
+// returns it without a trailing slash.
+func checkBaseURL(p *problems, l location, s string) (string, bool) {
+	// User info is refused here before clear.ParseBaseURL sees it, because
+	// that function's message would quote the password.
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		p.bad(l, nil, "must not contain a user name or password (%s); Clear authenticates with the client secret", quote(u.Redacted()))
+		return "", false
+	}
+	u, err := clear.ParseBaseURL(s)
+	if err == nil && u.ForceQuery {
+		// "https://host/?" passes ParseBaseURL but would put the token path
+		// after a '?'.
+		err = fmt.Errorf("base URL %s must not carry a query", quote(s))
+	}
+	if err != nil {
+		p.bad(l, err, "is invalid: %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", clear.Sanitize(err.Error()))
+		return "", false
+	}
+	return strings.TrimRight(u.String(), "/"), true
+}
+
+// checkClientSecret validates a literal client secret without ever quoting it.
+func checkClientSecret(p *problems, l location, s string) (clear.ClientSecret, bool) {
+	p.secret(s)
+	if s == "" {
+		p.bad(l, nil, "is empty")
+		return clear.ClientSecret{}, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			p.bad(l, nil, "contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
+			return clear.ClientSecret{}, false
+		}
+	}
+	return clear.NewClientSecret(s), true
+}
+
+// checkSecretID validates a Secrets Manager secret name or ARN. echo says
+// whether the value may be quoted; see parseSecretID.
+func checkSecretID(p *problems, l location, s string, echo bool) (secretRef, bool) {
+	ref, err := parseSecretID(s)
+	if err != nil {
+		if !echo {
+			// An invalid client_secret_id may well be the client secret
+			// itself, so the scrub treats it as one. Valid ids are not
+			// added: an id such as "token" would blank that word in
+			// every message.
+			p.secret(s)
+		}
+		if echo {
+			p.bad(l, nil, "%s %s", quote(s), err)
+		} else if s == "" {
+			p.bad(l, nil, "%s", err)
+		} else {
+			p.bad(l, nil, "%s (the value is not shown in case it is a secret)", err)
+		}
+		return ref, false
+	}
+	return ref, true
+}
+
+// checkDailyLimit validates a requests-per-UTC-day limit.
+func checkDailyLimit(p *problems, l location, s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	switch {
+	case err != nil && !errors.Is(err, strconv.ErrRange):
+		p.bad(l, nil, "%s is not a whole number; allowed 1..%d (default %d)", quote(s), MaxDailyLimit, DefaultDailyLimit)
+		return 0, false
+	case err != nil || n < 1 || n > MaxDailyLimit:
+		p.bad(l, nil, "%s is out of range 1..%d", s, MaxDailyLimit)
+		return 0, false
+	}
+	return n, true
+}
+
+// checkDuration validates a Go duration that must be greater than zero and,
+// when hi > 0, within lo..hi.
+func checkDuration(p *problems, l location, s string, lo, hi time.Duration) (time.Duration, bool) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		p.bad(l, nil, "%s is not a Go duration such as \"90s\", \"30m\" or \"2h\"", quote(s))
+		return 0, false
+	}
+	if d <= 0 {
+		p.bad(l, nil, "%s must be greater than zero", s)
+		return 0, false
+	}
+	if hi > 0 && (d < lo || d > hi) {
+		p.bad(l, nil, "%s is out of range %s..%s", s, seconds(lo), seconds(hi))
+		return 0, false
+	}
+	return d, true
+}
+
+// seconds formats a whole number of seconds as "120s" rather than "2m0s",
+// matching how the limits are documented.
+func seconds(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
+}
+
+// checkHTTPAddr validates a listen address of the form [HOST]:PORT.
+func checkHTTPAddr(p *problems, l location, s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err == nil {
+		var n int
+		n, err = strconv.Atoi(port)
+		if err == nil && (n < 0 || n > 65535) {
+			err = errors.New("port out of range")
+		}
+	}
+	if err != nil {
+		p.bad(l, nil, "%s is not a listen address; want [HOST]:PORT such as \":9090\" or \"127.0.0.1:9090\", or set it empty to disable the listener", quote(s))
+		return false
+	}
+	return true
+}
+
+// scheduleParser accepts five-field cron specs, six with leading seconds,
+// and descriptors such as "@hourly" and "@every 5m".
+var scheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseSchedule parses a ROTATOR_SCHEDULE spec exactly as Load validates it,
+// so that the daemon and the validation cannot disagree. It guards against
+// two traps in robfig/cron v3.0.1: a "TZ=..." prefix without a following
+// space panics, and "@every" with less than a second (including a negative
+// duration) silently becomes every second.
+func ParseSchedule(spec string) (sched cron.Schedule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			sched, err = nil, fmt.Errorf("malformed schedule: %v", r)
+		}
+	}()
+	if (strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=")) && !strings.Contains(spec, " ") {
+		return nil, errors.New("a TZ= or CRON_TZ= prefix must be followed by a space and the schedule")
+	}
+	if rest, ok := strings.CutPrefix(spec, "@every "); ok {
+		d, perr := time.ParseDuration(strings.TrimSpace(rest))
+		if perr == nil && d < time.Second {
+			return nil, fmt.Errorf("@every needs at least 1s, not %s", d)
+		}
+	}
+	return scheduleParser.Parse(spec)
+}
+
+func checkSchedule(p *problems, l location, s string) bool {
+	if _, err := ParseSchedule(s); err != nil {
+		p.bad(l, err, "%s is not a valid schedule: %s; use a cron spec with 5 fields, or 6 with leading seconds, or a descriptor such as \"@every 5m\" or \"@hourly\"", quote(s), clear.Sanitize(err.Error()))
+		return false
+	}
+	return true
+}
