@@ -211,7 +211,7 @@ func TestEnvErrors(t *testing.T) {
 		{"ftp", with(minimalEnv, EnvBaseURL, "ftp://api.example.com"), EnvBaseURL, []string{"scheme must be https"}},
 		{"url with password", with(minimalEnv, EnvBaseURL, "https://user:"+secretA+"@api.example.com"), EnvBaseURL,
 			[]string{"must not contain a user name or password"}},
-		{"url with query", with(minimalEnv, EnvBaseURL, "https://api.example.com/?"), EnvBaseURL, []string{"must not carry a query"}},
+		{"url with query", with(minimalEnv, EnvBaseURL, "https://api.example.com/?"), EnvBaseURL, []string{"a query"}},
 		{"both secrets", with(minimalEnv, EnvClientSecret, secretA), EnvClientSecret,
 			[]string{"CLEAR_CLIENT_SECRET and CLEAR_CLIENT_SECRET_ID are both set; set exactly one"}},
 		{"secret with control character", with(minimalEnv, EnvClientSecretID, unset, EnvClientSecret, secretA+"\x01x"), EnvClientSecret,
