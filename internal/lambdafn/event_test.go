@@ -1,0 +1,86 @@
+package lambdafn_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/clear-rotator/clear-rotator/internal/lambdafn"
+)
+
+// eventBridgeScheduled is what an EventBridge rule with a schedule expression delivers.
+const eventBridgeScheduled = `{
+  "version": "0",
+  "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+  "detail-type": "Scheduled Event",
+  "source": "aws.events",
+  "account": "123456789012",
+  "time": "2026-11-21T10:00:00Z",
+  "region": "ap-south-1",
+  "resources": ["arn:aws:events:ap-south-1:123456789012:rule/clear-rotator"],
+  "detail": {}
+}`
+
+func TestParseEventAccepts(t *testing.T) {
+	for name, tc := range map[string]struct {
+		raw  string
+		want lambdafn.Event
+	}{
+		"eventbridge rule":       {eventBridgeScheduled, lambdafn.Event{Kind: lambdafn.KindScheduled}},
+		"scheduler input":        {`{"action":"scheduled"}`, lambdafn.Event{Kind: lambdafn.KindScheduled}},
+		"empty object":           {` {} `, lambdafn.Event{Kind: lambdafn.KindScheduled}},
+		"empty payload":          {``, lambdafn.Event{Kind: lambdafn.KindScheduled}},
+		"rotate":                 {`{"action":"rotate"}`, lambdafn.Event{Kind: lambdafn.KindRotate}},
+		"rotate forced":          {`{"action":"rotate","force":true}`, lambdafn.Event{Kind: lambdafn.KindRotate, Force: true}},
+		"rotate client unforced": {`{"action":"rotate","client":"erp","force":false}`, lambdafn.Event{Kind: lambdafn.KindRotate, Client: "erp"}},
+		"status":                 {`{"action":"status"}`, lambdafn.Event{Kind: lambdafn.KindStatus}},
+		"status of a client":     {`{"action":"status","client":"erp"}`, lambdafn.Event{Kind: lambdafn.KindStatus, Client: "erp"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := lambdafn.ParseEvent(json.RawMessage(tc.raw))
+			if err != nil {
+				t.Fatalf("ParseEvent: %v", err)
+			}
+			if got != tc.want {
+				t.Fatalf("ParseEvent = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseEventRefuses(t *testing.T) {
+	for name, tc := range map[string]struct {
+		raw, reason string
+	}{
+		"null":                 {`null`, "not a JSON object"},
+		"array":                {`[]`, "not a JSON object"},
+		"string":               {`"rotate"`, "not a JSON object"},
+		"garbage":              {`{"action":`, "not valid JSON"},
+		"no action":            {`{"client":"erp"}`, `no "action"`},
+		"unknown action":       {`{"action":"rotat"}`, `"rotat" is not an action`},
+		"typo in a field":      {`{"action":"rotate","forse":true}`, `unknown field "forse"`},
+		"force as a string":    {`{"action":"rotate","force":"yes"}`, `"force" must be a boolean`},
+		"client as a number":   {`{"action":"rotate","client":7}`, `"client" must be a string`},
+		"empty client":         {`{"action":"rotate","client":""}`, `"client" is empty`},
+		"null action":          {`{"action":null}`, `"action" is null`},
+		"scheduled with force": {`{"action":"scheduled","force":true}`, `takes no "client" or "force"`},
+		"status with force":    {`{"action":"status","force":true}`, `takes no "force"`},
+		"other eventbridge":    {`{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}`, "not a scheduled event"},
+		"s3 event":             {`{"Records":[{"eventSource":"aws:s3"}]}`, `no "action"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := lambdafn.ParseEvent(json.RawMessage(tc.raw))
+			var ee *lambdafn.EventError
+			if !errors.As(err, &ee) {
+				t.Fatalf("ParseEvent error = %v, want an *EventError", err)
+			}
+			if !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("error %q does not say %q", err, tc.reason)
+			}
+			if !strings.Contains(err.Error(), lambdafn.AcceptedEvents) {
+				t.Errorf("error %q does not name the accepted events", err)
+			}
+		})
+	}
+}
