@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -58,17 +59,33 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// DefaultTimeout bounds one call, the SDK's own retries included. Without it a hung connection
+// would stall a daemon tick forever, and with overlapping ticks skipped, every tick after it.
+const DefaultTimeout = 20 * time.Second
+
 // SecretsManager stores documents in Secrets Manager.
 type SecretsManager struct {
 	API API
+	// Timeout bounds each call; zero means DefaultTimeout.
+	Timeout time.Duration
 }
 
 // New returns a store backed by api.
 func New(api API) *SecretsManager { return &SecretsManager{API: api} }
 
+func (s *SecretsManager) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	t := s.Timeout
+	if t <= 0 {
+		t = DefaultTimeout
+	}
+	return context.WithTimeout(ctx, t)
+}
+
 // Read returns the version of secretID that carries stage. It returns an error wrapping
 // ErrNotFound when the secret or the stage does not exist.
 func (s *SecretsManager) Read(ctx context.Context, secretID, stage string) (Version, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
 	out, err := s.API.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
 		SecretId:     aws.String(secretID),
 		VersionStage: aws.String(stage),
@@ -89,6 +106,8 @@ func (s *SecretsManager) Read(ctx context.Context, secretID, stage string) (Vers
 // version; the same token with another value fails with an error wrapping ErrConflict, which is
 // what makes Put a compare-and-set.
 func (s *SecretsManager) Put(ctx context.Context, secretID, requestToken, value string, stages ...string) (string, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
 	in := &secretsmanager.PutSecretValueInput{
 		SecretId:           aws.String(secretID),
 		ClientRequestToken: aws.String(requestToken),
@@ -106,6 +125,8 @@ func (s *SecretsManager) Put(ctx context.Context, secretID, requestToken, value 
 
 // Create creates secretID with an initial value. A secret that already exists is not an error.
 func (s *SecretsManager) Create(ctx context.Context, secretID, value, description string) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
 	_, err := s.API.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
 		Name:         aws.String(secretID),
 		SecretString: aws.String(value),
