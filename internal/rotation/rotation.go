@@ -45,11 +45,13 @@ const CurrentStage = "AWSCURRENT"
 // Default timings. The lease must exceed a Clear request plus the token write's retries; the
 // margin keeps the owner's last write attempt clear of a takeover.
 const (
-	DefaultLease  = 5 * time.Minute
-	leaseMargin   = 45 * time.Second
-	attemptLimit  = 10 * time.Second
-	forceDedup    = time.Minute
-	emptyDocument = "{}"
+	DefaultLease = 5 * time.Minute
+	leaseMargin  = 45 * time.Second
+	attemptLimit = 10 * time.Second
+	forceDedup   = time.Minute
+	// blockedRecheck spaces the checks of a client Clear refused with a 401.
+	blockedRecheck = 15 * time.Minute
+	emptyDocument  = "{}"
 )
 
 // Store is what the engine needs from Secrets Manager (see store.SecretsManager).
@@ -103,11 +105,13 @@ type Result struct {
 	Outcome Outcome `json:"outcome"`
 	Message string  `json:"message"`
 	// ValidTill and RenewAt describe the token now in AWSCURRENT, when one is known.
-	ValidTill     *time.Time `json:"valid_till"`
-	RenewAt       *time.Time `json:"renew_at"`
-	IssuedAt      *time.Time `json:"issued_at,omitempty"`
-	RequestsToday int        `json:"requests_today"`
-	DailyLimit    int        `json:"daily_limit"`
+	ValidTill *time.Time `json:"valid_till"`
+	RenewAt   *time.Time `json:"renew_at"`
+	IssuedAt  *time.Time `json:"issued_at,omitempty"`
+	// RequestsToday is the day's count as the engine last read it; a not-due check does not read
+	// the state, so it is 0 then (Engine.Status has the real count).
+	RequestsToday int `json:"requests_today"`
+	DailyLimit    int `json:"daily_limit"`
 	// Requested reports whether Clear was called.
 	Requested bool `json:"requested"`
 	// NextCheck is when the client next needs a look; zero means no particular time.
@@ -250,6 +254,9 @@ func (e *Engine) rotate(ctx context.Context, c *Client, force bool) Result {
 			r.NextCheck = *b.Until
 			return r.fail(Blocked, fmt.Errorf("blocked until %s: %s", b.Until.Format(time.RFC3339), b.Reason))
 		case b.Until == nil && !force:
+			// Look again now and then: the fix (a new client secret) may land in Secrets Manager
+			// without any change a daemon could notice.
+			r.NextCheck = now.Add(blockedRecheck)
 			return r.fail(Blocked, fmt.Errorf("blocked until the configuration changes (or a forced rotation): %s", b.Reason))
 		}
 	}
@@ -555,6 +562,11 @@ func (e *Engine) report(c *Client, r Result) {
 	case Limited, Blocked:
 		l.Warn(r.Message, attrs...)
 	default:
+		if !r.Requested && errors.Is(r.Err, context.Canceled) {
+			// Shutdown cut a check short before it claimed anything: nothing happened.
+			l.Debug("check cancelled before it began", attrs...)
+			return
+		}
 		l.Error("rotation failed", append(attrs, "error", r.Message)...)
 	}
 }
