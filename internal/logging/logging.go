@@ -57,7 +57,7 @@ func New(w io.Writer, level slog.Level, format string) *slog.Logger {
 		}
 	}
 	if format == FormatText {
-		return slog.New(tint.NewHandler(w, &tint.Options{
+		return slog.New(tint.NewTextHandler(w, &tint.Options{
 			Level:       level,
 			TimeFormat:  textTimeFormat,
 			NoColor:     !term,
