@@ -22,7 +22,7 @@ static:
 ## test: every test, with the race detector, plus lint and cfn-lint. The process tests run the
 ## binary this target builds (ROTATOR_BIN), the same one the container image ships.
 test: test-deps lint static
-	ROTATOR_BIN=$(CURDIR)/bin/rotator $(GO) test -race -count=1 -timeout 20m ./...
+	CGO_ENABLED=1 ROTATOR_BIN=$(CURDIR)/bin/rotator $(GO) test -race -count=1 -timeout 20m ./...
 	cfn-lint template.yaml
 
 ## test-deps: check for (and where possible install) what the tests need; never skip silently
@@ -70,7 +70,7 @@ bench: test-deps
 
 ## soak: the long reliability suite
 soak: test-deps
-	SOAK=1 $(GO) test -race -count=1 -timeout 30m -run 'Soak|Month' ./...
+	CGO_ENABLED=1 SOAK=1 $(GO) test -race -count=1 -timeout 30m -run 'Soak|Month' ./...
 
 clean:
 	rm -rf bin dist .aws-sam
