@@ -49,6 +49,8 @@ const (
 	leaseMargin  = 45 * time.Second
 	attemptLimit = 10 * time.Second
 	forceDedup   = time.Minute
+	// minWriteTime is what a token write needs beyond Clear's timeout: a few attempts.
+	minWriteTime = 5 * time.Second
 	// blockedRecheck spaces the checks of a client Clear refused with a 401.
 	blockedRecheck = 15 * time.Minute
 	emptyDocument  = "{}"
@@ -270,6 +272,13 @@ func (e *Engine) rotate(ctx context.Context, c *Client, force bool) Result {
 		return r.fail(Limited, &LimitError{Limit: c.DailyLimit, Requests: requests, Until: r.NextCheck})
 	}
 
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < e.clearTimeout()+minWriteTime {
+		// A Lambda near its deadline would be cut off between Clear's answer and the write: the
+		// token would be issued, the old one revoked, and the new one lost.
+		return r.fail(Failed, fmt.Errorf("only %s left before the deadline, too little to call Clear and store its answer; not claiming",
+			time.Until(d).Round(time.Second)))
+	}
+
 	// Claim: count the request and take the rotation, in one compare-and-set.
 	next := st
 	next.Day, next.Requests, next.Secret = today, requests+1, fp
@@ -309,20 +318,31 @@ func (e *Engine) rotate(ctx context.Context, c *Client, force bool) Result {
 		return r
 	}
 
+	// The claim's lease was set before the calls above, which a slow or throttled Secrets Manager
+	// can stretch. Calling Clear late in the lease would let another rotator take the claim over
+	// and race this one's token write; so the work must fit in what is left of the lease.
+	left := next.Claim.LeaseUntil.Sub(e.now()) - leaseMargin
+	if left < e.clearTimeout()+minWriteTime {
+		return r.fail(Failed, fmt.Errorf("the claim's lease ran short (%s left) before Clear was called; not calling it", max(left, 0).Round(time.Second)))
+	}
+
 	// From here on Clear may revoke the token the ERP holds, so the work must finish even if the
 	// caller is cancelled (SIGTERM): only a deadline (a Lambda's, or the lease) stops it.
-	work, cancel := e.detach(ctx)
+	work, cancel := detach(ctx, left)
 	defer cancel()
 	return e.request(work, c, r, next, claimID, secret, fp)
 }
 
+func (e *Engine) clearTimeout() time.Duration {
+	if e.ClearTimeout > 0 {
+		return e.ClearTimeout
+	}
+	return clear.DefaultTimeout
+}
+
 // request calls Clear and stores the answer: the token on success, the failure otherwise.
 func (e *Engine) request(ctx context.Context, c *Client, r Result, st document.State, claimID string, secret clear.ClientSecret, fp string) Result {
-	timeout := e.ClearTimeout
-	if timeout <= 0 {
-		timeout = clear.DefaultTimeout
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeout(ctx, e.clearTimeout())
 	grant, err := c.Clear.Token(cctx, secret)
 	cancel()
 	answered := e.now()
@@ -332,11 +352,16 @@ func (e *Engine) request(ctx context.Context, c *Client, r Result, st document.S
 	}
 	doc := document.Token{AccessToken: grant.AccessToken, ValidTill: grant.ValidTill, IssuedAt: answered, Client: c.Name}
 	body, err := document.MarshalToken(doc)
+	tokenVersion := requestToken("token", claimID)
 	if err == nil {
 		// The write comes straight after Clear's answer: no other call in between.
 		_, err = e.retry(ctx, func(ctx context.Context) (string, error) {
-			return e.Store.Put(ctx, c.TokenSecretID, requestToken("token", claimID), string(body))
+			return e.Store.Put(ctx, c.TokenSecretID, tokenVersion, string(body))
 		})
+	}
+	if err != nil && e.landed(ctx, c, tokenVersion) {
+		// Every answer was lost, but a write landed: a version's id is its request token.
+		err = nil
 	}
 	if err != nil {
 		return r.fail(Failed, fmt.Errorf("clear issued a new token but storing it failed; it is lost and the previous token is revoked: %w", err))
@@ -385,13 +410,19 @@ func (e *Engine) recordFailure(ctx context.Context, c *Client, r Result, st docu
 	return r.fail(Failed, ce)
 }
 
-// detach returns a context that ignores ctx's cancellation but keeps its deadline, bounded by the
-// lease less a margin, so that the owner never writes after another rotator may take over.
-func (e *Engine) detach(ctx context.Context) (context.Context, context.CancelFunc) {
-	limit := e.lease() - leaseMargin
-	if limit < e.lease()/2 {
-		limit = e.lease() / 2
-	}
+// landed reports whether the token version was stored after all, when every answer to its write
+// was lost. It asks once, with a short time limit of its own, since ctx may be spent.
+func (e *Engine) landed(ctx context.Context, c *Client, version string) bool {
+	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptLimit)
+	defer cancel()
+	v, err := e.Store.Read(vctx, c.TokenSecretID, CurrentStage)
+	return err == nil && v.ID == version
+}
+
+// detach returns a context that ignores ctx's cancellation but keeps its deadline, bounded by
+// limit (what is left of the lease less a margin), so that the owner never writes after another
+// rotator may take over.
+func detach(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
 	if d, ok := ctx.Deadline(); ok {
 		if left := time.Until(d) - time.Second; left < limit {
 			limit = max(left, time.Second)

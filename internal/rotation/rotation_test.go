@@ -538,3 +538,60 @@ func TestTemplatePlaceholderMeansNoToken(t *testing.T) {
 	}
 	expect(t, f.engine("a").Rotate(context.Background(), f.client, false), rotation.Rotated)
 }
+
+func TestNoClaimWhenTheDeadlineIsTooClose(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	e.ClearTimeout = 5 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	r := e.Rotate(ctx, f.client, false)
+	expect(t, r, rotation.Failed)
+	if r.Requested || f.emu.Requests(f.secret) != 0 || !strings.Contains(r.Message, "not claiming") {
+		t.Fatalf("claimed with too little time left: %s", r.Message)
+	}
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+}
+
+func TestLeaseSpentBeforeClearIsNotUsed(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	// The re-read after the claim is slow: by the time it answers, the lease is nearly over.
+	f.api.fail = func(op string, in any) error {
+		if st, err := f.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(f.tokenSID), VersionStage: aws.String(document.StateStage)}); err == nil &&
+			strings.Contains(aws.ToString(st.SecretString), `"claim"`) && op == "GetSecretValue" {
+			f.clock.Advance(rotation.DefaultLease - 30*time.Second)
+		}
+		return nil
+	}
+	r := e.Rotate(context.Background(), f.client, false)
+	f.api.fail = nil
+	expect(t, r, rotation.Failed)
+	if r.Requested || f.emu.Requests(f.secret) != 0 || !strings.Contains(r.Message, "lease ran short") {
+		t.Fatalf("called Clear late in the lease: %s", r.Message)
+	}
+	f.clock.Advance(time.Minute)
+	expect(t, f.engine("b").Rotate(context.Background(), f.client, false), rotation.Rotated)
+}
+
+func TestTokenWriteThatLandedUnansweredCountsAsStored(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	f.api.fail = func(op string, in any) error {
+		if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && len(p.VersionStages) == 0 && !strings.Contains(aws.ToString(p.SecretString), "{}") {
+			// The write lands, but its answer never arrives.
+			_, _ = f.sm.PutSecretValue(context.Background(), p)
+			return errors.New("injected: answer lost")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Second)
+	defer cancel()
+	e.ClearTimeout = time.Second
+	r := e.Rotate(ctx, f.client, false)
+	f.api.fail = nil
+	expect(t, r, rotation.Rotated)
+	if !f.live() {
+		t.Fatal("not live")
+	}
+}
