@@ -442,7 +442,7 @@ func (e *Engine) retry(ctx context.Context, op func(context.Context) (string, er
 		actx, cancel := context.WithTimeout(ctx, attemptLimit)
 		id, err := op(actx)
 		cancel()
-		if err == nil || errors.Is(err, store.ErrConflict) {
+		if err == nil || errors.Is(err, store.ErrConflict) || permanent(err) {
 			return id, err
 		}
 		e.log().Warn("secrets manager write failed; retrying", "attempt", attempt, "error", err)
@@ -455,6 +455,21 @@ func (e *Engine) retry(ctx context.Context, op func(context.Context) (string, er
 		}
 		pause = min(pause*2, 5*time.Second)
 	}
+}
+
+// permanent reports whether a Secrets Manager error cannot go away by retrying the same call in the
+// next few minutes: a missing permission or secret, a request the service rejects, a full quota.
+func permanent(err error) bool {
+	var se *store.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case "AccessDeniedException", "ResourceNotFoundException", "ValidationException",
+		"InvalidParameterException", "InvalidRequestException", "LimitExceededException":
+		return true
+	}
+	return false
 }
 
 // current returns the AWSCURRENT version, creating the secret (holding "{}") when it is missing.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/document"
@@ -593,5 +594,25 @@ func TestTokenWriteThatLandedUnansweredCountsAsStored(t *testing.T) {
 	expect(t, r, rotation.Rotated)
 	if !f.live() {
 		t.Fatal("not live")
+	}
+}
+
+func TestPermanentWriteErrorsAreNotRetriedForTheWholeLease(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	puts := 0
+	f.api.fail = func(op string, in any) error {
+		if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && len(p.VersionStages) == 0 && !strings.Contains(aws.ToString(p.SecretString), "{}") {
+			puts++
+			return &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "not allowed"}
+		}
+		return nil
+	}
+	start := time.Now()
+	r := e.Rotate(context.Background(), f.client, false)
+	f.api.fail = nil
+	expect(t, r, rotation.Failed)
+	if puts != 1 || time.Since(start) > 10*time.Second || !strings.Contains(r.Message, "AccessDeniedException") {
+		t.Fatalf("%d token writes in %v: %s", puts, time.Since(start), r.Message)
 	}
 }
