@@ -1,0 +1,126 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/mototest"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/store"
+)
+
+// scaleClients is how many clients BenchmarkScale runs; BENCH_CLIENTS overrides it.
+func scaleClients() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_CLIENTS")); err == nil && n > 0 {
+		return n
+	}
+	return 1000
+}
+
+// BenchmarkScale runs 1,000 clients (each with its own client secret and token secret) on one
+// engine against moto, eight at a time as the daemon's worker pool does: the first tick (which
+// creates every secret and rotates), an idle tick where no token is due (engine.Rotate on every
+// client, as a rotator without the daemon's cache, the CLI or the Lambda, runs it), and a tick
+// where every token is due. It reports each tick's duration, Secrets Manager calls and the heap
+// the clients and the engine hold, and extrapolates to 10,000 clients.
+func BenchmarkScale(b *testing.B) {
+	const workers = 8
+	n := scaleClients()
+	moto := mototest.Shared(b)
+	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	secrets := make([]string, n)
+	for i := range secrets {
+		secrets[i] = fmt.Sprintf("bench-scale-client-secret-%06d-0123456789", i)
+	}
+	emu := emulator.New(emulator.Options{Now: clk.Now, Lifetime: time.Hour, Secrets: secrets})
+	srv := httptest.NewServer(emu)
+	defer srv.Close()
+
+	heapBefore := heap()
+	api := newCountingAPI(moto.Client())
+	engine := &rotation.Engine{Store: store.New(api), Now: clk.Now, Owner: "bench-scale"}
+	prefix := mototest.Name(b, "scale")
+	clients := make([]*rotation.Client, n)
+	for i := range clients {
+		cc, err := clear.NewClient(srv.URL, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients[i] = &rotation.Client{Name: fmt.Sprintf("erp-%06d", i), BaseURL: srv.URL, Clear: cc,
+			ClientSecret: clear.NewClientSecret(secrets[i]), TokenSecretID: fmt.Sprintf("%s/%06d", prefix, i), DailyLimit: 250}
+	}
+
+	tick := func(name string, want rotation.Outcome) time.Duration {
+		api.take()
+		var mu sync.Mutex
+		wrong := 0
+		jobs := make(chan *rotation.Client)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range workers {
+			wg.Go(func() {
+				for c := range jobs {
+					if r := engine.Rotate(context.Background(), c, false); r.Outcome != want {
+						mu.Lock()
+						if wrong++; wrong <= 3 {
+							b.Logf("%s: %s: %s", c.Name, r.Outcome, r.Message)
+						}
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		for _, c := range clients {
+			jobs <- c
+		}
+		close(jobs)
+		wg.Wait()
+		took := time.Since(start)
+		calls, byOp := api.take()
+		if wrong > 0 {
+			b.Fatalf("%s: %d clients did not come out %s", name, wrong, want)
+		}
+		b.Logf("%-10s %d clients in %s (%.1f ms/client, %d Secrets Manager calls %v, %.0f calls/s)",
+			name, n, took.Round(time.Millisecond), ms(took)/float64(n), calls, byOp, float64(calls)/took.Seconds())
+		return took
+	}
+
+	var first, idle, due time.Duration
+	var held uint64
+	for range b.N {
+		first = tick("first", rotation.Rotated)
+		clk.Advance(10 * time.Minute)
+		idle = tick("idle", rotation.NotDue)
+		clk.Advance(35 * time.Minute)
+		held = heap() - heapBefore
+		due = tick("all-due", rotation.Rotated)
+	}
+	runtime.KeepAlive(clients)
+	b.ReportMetric(first.Seconds(), "first-tick-s")
+	b.ReportMetric(idle.Seconds(), "idle-tick-s")
+	b.ReportMetric(due.Seconds(), "due-tick-s")
+	b.ReportMetric(float64(held)/float64(n), "heap-B/client")
+	scale := 10000 / float64(n)
+	b.Logf("heap held by %d clients and the engine: %.1f MiB (%.0f B/client)", n, float64(held)/(1<<20), float64(held)/float64(n))
+	b.Logf("extrapolated to 10,000 clients at the same call rate: first tick %s, idle tick %s, all-due tick %s, heap %.0f MiB",
+		time.Duration(float64(first)*scale).Round(time.Second), time.Duration(float64(idle)*scale).Round(time.Second),
+		time.Duration(float64(due)*scale).Round(time.Second), float64(held)*scale/(1<<20))
+}
+
+// heap returns the live heap after a collection.
+func heap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}

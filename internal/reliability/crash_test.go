@@ -1,0 +1,142 @@
+package reliability
+
+import (
+	"testing"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/emulator"
+)
+
+// crashCase is a point of a rotation at which `rotator rotate` is SIGKILLed.
+type crashCase struct {
+	name string
+	// arm sets up the stall the process is killed in, and wait returns once it is there.
+	arm  func(p *procRig)
+	wait func(t *testing.T, p *procRig)
+	// issued is whether Clear issued a token the process took to its grave (revoking the old).
+	issued bool
+	// lost is how many claims the crash left counted without a request to Clear.
+	lost int
+	// stale is whether the crash leaves a claim that must wait out its lease.
+	stale bool
+}
+
+func crashCases() []crashCase {
+	heldAt := func(s step) func(*testing.T, *procRig) {
+		return func(t *testing.T, p *procRig) { p.proxy.waitHeld(t, s) }
+	}
+	return []crashCase{
+		{
+			name: "claim-write-held",
+			arm:  func(p *procRig) { p.proxy.arm(stepClaim, holdBefore) },
+			wait: heldAt(stepClaim),
+		},
+		{
+			name: "claim-applied-answer-held",
+			arm:  func(p *procRig) { p.proxy.arm(stepClaim, holdAfter) },
+			wait: heldAt(stepClaim), lost: 1, stale: true,
+		},
+		{
+			name: "reread-held",
+			arm:  func(p *procRig) { p.proxy.arm(stepReread, holdBefore) },
+			wait: heldAt(stepReread), lost: 1, stale: true,
+		},
+		{
+			name: "clear-answer-slow",
+			arm:  func(p *procRig) { p.emu.Inject(emulator.Fault{Delay: time.Minute}) },
+			wait: func(t *testing.T, p *procRig) {
+				deadline := time.Now().Add(30 * time.Second)
+				for p.emu.Requests(p.secret) < 2 {
+					if time.Now().After(deadline) {
+						t.Fatal("the request never reached Clear")
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			},
+			stale: true,
+		},
+		{
+			name: "token-write-held",
+			arm:  func(p *procRig) { p.proxy.arm(stepToken, holdBefore) },
+			wait: heldAt(stepToken), issued: true, stale: true,
+		},
+		{
+			name: "token-applied-answer-held",
+			arm:  func(p *procRig) { p.proxy.arm(stepToken, holdAfter) },
+			wait: heldAt(stepToken),
+		},
+	}
+}
+
+// TestKillAtEveryStep SIGKILLs the built `rotator rotate` at each step of a due rotation: while
+// its claim write is held (before and after moto applied it), while its re-read is held, while
+// Clear's answer is slow, and between Clear's answer and the token write (a proxy between the
+// binary and moto holds the write; before and after moto applied it).
+//
+// After the kill: AWSCURRENT holds a token document, the previous one unless the token write was
+// applied, and it is live unless Clear issued a token that died with the process; the state
+// counts Clear's requests plus the claim the crash lost, if any. Then a fresh `rotator rotate`
+// (after the stale claim's lease, which the test ends by rewriting lease_until in the past)
+// recovers: the token is live, the count stays exact, and the crash cost at most one extra
+// request to Clear.
+func TestKillAtEveryStep(t *testing.T) {
+	for _, c := range crashCases() {
+		t.Run(c.name, func(t *testing.T) {
+			p := newProcRig(t)
+			wantExit(t, p.run("rotate"), 0, "default: rotated")
+			p.makeDue(50 * time.Minute)
+			prev, prevID := p.current()
+			issued := p.emu.Issued(p.secret)
+
+			c.arm(p)
+			kill := p.start("rotate")
+			c.wait(t, p)
+			kill()
+			p.proxy.disarm()
+
+			tok, id := p.current()
+			applied := c.name == "token-applied-answer-held"
+			switch {
+			case applied:
+				if id == prevID || !p.emu.Live(tok.AccessToken.Reveal()) {
+					t.Fatal("the applied token write did not leave a live token in AWSCURRENT")
+				}
+			case id != prevID || tok.AccessToken.Reveal() != prev.AccessToken.Reveal():
+				t.Fatal("AWSCURRENT changed although no token write landed")
+			}
+			if got := p.emu.Issued(p.secret) - issued; (got == 1) != (c.issued || applied) {
+				t.Fatalf("Clear issued %d tokens during the killed rotation", got)
+			}
+			if !applied && p.emu.Live(tok.AccessToken.Reveal()) == c.issued {
+				t.Fatalf("previous token live = %v, though Clear issued = %v", !c.issued, c.issued)
+			}
+			p.checkCount(c.lost)
+
+			if st := p.state(); (st.Claim != nil && st.Claim.Base == id) != c.stale {
+				t.Fatalf("stale claim left = %v, want %v", st.Claim != nil && st.Claim.Base == id, c.stale)
+			}
+			if c.stale {
+				// Another rotator must wait for the lease; the test lets it pass at once.
+				wantExit(t, p.run("rotate"), 0, "default: busy")
+				p.expireLease()
+			}
+			r := p.run("rotate")
+			t.Logf("after the crash: %s", r.stdout)
+			if applied {
+				wantExit(t, r, 0, "default: not_due")
+			} else {
+				wantExit(t, r, 0, "default: rotated")
+			}
+			tok, _ = p.current()
+			if !p.emu.Live(tok.AccessToken.Reveal()) {
+				t.Fatal("AWSCURRENT is not live after recovery")
+			}
+			p.checkCount(c.lost)
+			// Two rotations succeeded (the seed and the recovery, or the killed one whose write
+			// landed); anything more is what the crash cost.
+			if extra := p.emu.Requests(p.secret) - 2; extra > 1 {
+				t.Fatalf("the crash cost %d extra Clear requests", extra)
+			}
+		})
+	}
+}

@@ -1,0 +1,246 @@
+package reliability
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/clear-rotator/clear-rotator/internal/store"
+)
+
+// FakeSecretsManager is an in-memory Secrets Manager with the semantics the rotator relies on:
+// versions with staging labels, AWSCURRENT and AWSPREVIOUS moving on a default-staged put, custom
+// labels moving alone, and ClientRequestToken idempotency (the same token with the same value is a
+// no-op that returns the same version; with another value, ResourceExistsException). It answers
+// with the SDK's own error types, so the real store.SecretsManager runs on top of it unchanged. It
+// makes no network call, which is what lets the month simulation run inside a synctest bubble.
+//
+// It is safe for concurrent use; every call is atomic, as Secrets Manager's are.
+type FakeSecretsManager struct {
+	// Now stamps versions; nil means time.Now.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	secrets map[string]*fakeSecret
+	calls   map[string]int
+}
+
+// fakeSecret is one secret: its versions in creation order and the label index.
+type fakeSecret struct {
+	versions []*FakeVersion
+	byID     map[string]*FakeVersion
+}
+
+// FakeVersion is one stored version of a secret.
+type FakeVersion struct {
+	ID      string
+	Value   string
+	Stages  []string
+	Created time.Time
+}
+
+var _ store.API = (*FakeSecretsManager)(nil)
+
+// NewFakeSecretsManager returns an empty fake whose clock is now (nil: time.Now).
+func NewFakeSecretsManager(now func() time.Time) *FakeSecretsManager {
+	return &FakeSecretsManager{Now: now, secrets: map[string]*fakeSecret{}, calls: map[string]int{}}
+}
+
+func (f *FakeSecretsManager) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
+}
+
+// Calls returns how many calls of each operation the fake answered, failed ones included.
+func (f *FakeSecretsManager) Calls() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]int, len(f.calls))
+	for k, v := range f.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// Versions returns a copy of every version of id, oldest first.
+func (f *FakeSecretsManager) Versions(id string) []FakeVersion {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.secrets[id]
+	if s == nil {
+		return nil
+	}
+	out := make([]FakeVersion, len(s.versions))
+	for i, v := range s.versions {
+		out[i] = *v
+		out[i].Stages = slices.Clone(v.Stages)
+	}
+	return out
+}
+
+// Stage returns the version of id that carries stage, if any.
+func (f *FakeSecretsManager) Stage(id, stage string) (FakeVersion, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.secrets[id]
+	if s == nil {
+		return FakeVersion{}, false
+	}
+	if v := s.labelled(stage); v != nil {
+		c := *v
+		c.Stages = slices.Clone(v.Stages)
+		return c, true
+	}
+	return FakeVersion{}, false
+}
+
+func (s *fakeSecret) labelled(stage string) *FakeVersion {
+	for _, v := range s.versions {
+		if slices.Contains(v.Stages, stage) {
+			return v
+		}
+	}
+	return nil
+}
+
+// move gives stage to v, taking it from whichever version held it, and returns that version.
+func (s *fakeSecret) move(stage string, v *FakeVersion) *FakeVersion {
+	var from *FakeVersion
+	for _, o := range s.versions {
+		if i := slices.Index(o.Stages, stage); i >= 0 && o != v {
+			o.Stages = slices.Delete(o.Stages, i, i+1)
+			from = o
+		}
+	}
+	if !slices.Contains(v.Stages, stage) {
+		v.Stages = append(v.Stages, stage)
+	}
+	return from
+}
+
+// add stores a new version with stages, applying AWSCURRENT's rule: the version it leaves becomes
+// AWSPREVIOUS.
+func (s *fakeSecret) add(id, value string, stages []string, now time.Time) *FakeVersion {
+	v := &FakeVersion{ID: id, Value: value, Created: now}
+	s.versions = append(s.versions, v)
+	s.byID[id] = v
+	for _, st := range stages {
+		from := s.move(st, v)
+		if st == "AWSCURRENT" && from != nil {
+			s.move("AWSPREVIOUS", from)
+		}
+	}
+	return v
+}
+
+func notFound(msg string) error {
+	return &types.ResourceNotFoundException{Message: aws.String(msg)}
+}
+
+// GetSecretValue implements store.API.
+func (f *FakeSecretsManager) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["GetSecretValue"]++
+	id := aws.ToString(in.SecretId)
+	s := f.secrets[id]
+	if s == nil {
+		return nil, notFound("Secrets Manager can't find the specified secret.")
+	}
+	var v *FakeVersion
+	switch {
+	case in.VersionId != nil:
+		v = s.byID[*in.VersionId]
+	case in.VersionStage != nil:
+		v = s.labelled(*in.VersionStage)
+	default:
+		v = s.labelled("AWSCURRENT")
+	}
+	if v == nil {
+		return nil, notFound("Secrets Manager can't find the specified secret value for staging label: " + aws.ToString(in.VersionStage))
+	}
+	return &secretsmanager.GetSecretValueOutput{
+		Name: aws.String(id), VersionId: aws.String(v.ID), SecretString: aws.String(v.Value),
+		VersionStages: slices.Clone(v.Stages), CreatedDate: aws.Time(v.Created),
+	}, nil
+}
+
+// PutSecretValue implements store.API.
+func (f *FakeSecretsManager) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["PutSecretValue"]++
+	id := aws.ToString(in.SecretId)
+	s := f.secrets[id]
+	if s == nil {
+		return nil, notFound("Secrets Manager can't find the specified secret.")
+	}
+	token := aws.ToString(in.ClientRequestToken)
+	if token == "" {
+		token = newVersionID()
+	}
+	value := aws.ToString(in.SecretString)
+	if v := s.byID[token]; v != nil {
+		if v.Value != value {
+			return nil, &types.ResourceExistsException{Message: aws.String("A resource with the ID you requested already exists.")}
+		}
+		// Secrets Manager ignores a repeated request: the labels stay where they are.
+		return &secretsmanager.PutSecretValueOutput{Name: aws.String(id), VersionId: aws.String(v.ID), VersionStages: slices.Clone(v.Stages)}, nil
+	}
+	stages := in.VersionStages
+	if len(stages) == 0 {
+		stages = []string{"AWSCURRENT"}
+	}
+	v := s.add(token, value, stages, f.now())
+	return &secretsmanager.PutSecretValueOutput{Name: aws.String(id), VersionId: aws.String(v.ID), VersionStages: slices.Clone(v.Stages)}, nil
+}
+
+// CreateSecret implements store.API.
+func (f *FakeSecretsManager) CreateSecret(ctx context.Context, in *secretsmanager.CreateSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["CreateSecret"]++
+	id := aws.ToString(in.Name)
+	if f.secrets[id] != nil {
+		return nil, &types.ResourceExistsException{Message: aws.String(fmt.Sprintf("The operation failed because the secret %s already exists.", id))}
+	}
+	s := &fakeSecret{byID: map[string]*FakeVersion{}}
+	f.secrets[id] = s
+	token := aws.ToString(in.ClientRequestToken)
+	if token == "" {
+		token = newVersionID()
+	}
+	var vid *string
+	if in.SecretString != nil {
+		v := s.add(token, *in.SecretString, []string{"AWSCURRENT"}, f.now())
+		vid = aws.String(v.ID)
+	}
+	return &secretsmanager.CreateSecretOutput{Name: aws.String(id), VersionId: vid}, nil
+}
+
+// newVersionID returns a random UUID-shaped version id, as Secrets Manager generates.
+func newVersionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}

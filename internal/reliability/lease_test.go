@@ -1,0 +1,107 @@
+package reliability
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+)
+
+// TestOwnerPastItsLeaseNeverStoresARevokedToken stalls a rotator between its claim and its call to
+// Clear (its re-read of AWSCURRENT goes unanswered) until its lease has ended, which is when the
+// protocol lets another rotator take the rotation over. The package doc promises that "the owner
+// stops trying to store a token well before then, so a late write can never overwrite its
+// successor's token". The stalled owner must therefore not call Clear once its lease is (nearly)
+// over: if it does, its token and its successor's race, and whichever write lands last wins even
+// when its token is the one Clear revoked.
+//
+// How far apart the claim and the Clear call can be in real time: the claim's lease_until is the
+// rotation's start plus the lease, but up to four Secrets Manager calls precede the claim's landing
+// and a re-read follows it, each bounded only at 20 s (store.DefaultTimeout, SDK retries
+// included). Before 57c6665 the work after the re-read was allowed lease - 45 s from that moment,
+// not from the claim, so a rotation slowed by throttling could call Clear and write its token up
+// to about a minute after its lease ended. The fake clock stands in for that slowness here. (Found
+// by this suite; 57c6665 makes the work fit in what is left of the lease, and this guards it.)
+//
+// Sequence: A claims; A's re-read stalls; the clock passes A's lease; A's re-read returns and A
+// calls Clear (token TA) and its write stalls; B takes the stale claim over, calls Clear (TB,
+// revoking TA) and stores TB; A's write lands. Whatever the engine does, AWSCURRENT must end up
+// live, and the due rotation must cost Clear one request.
+func TestOwnerPastItsLeaseNeverStoresARevokedToken(t *testing.T) {
+	r := newRig(t, time.Hour)
+	r.seed()
+	before := r.emu.Requests(r.secret)
+
+	// A talks to moto through its own faulted client, so that only A's calls stall.
+	fa := newAWSFaults()
+	held := make(chan step, 4)
+	fa.heldHook = func(s step) { held <- s }
+	apiA := r.moto.Client(func(o *secretsmanager.Options) {
+		o.HTTPClient = &http.Client{Transport: fa}
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 20 * time.Millisecond })
+	})
+	fa.arm(stepReread, faultStall)
+	fa.arm(stepToken, faultStall)
+	defer fa.disarm()
+
+	a := r.engineOn("a", apiA)
+	done := make(chan rotation.Result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		done <- a.Rotate(ctx, r.client, false)
+	}()
+	waitHeld(t, held, stepReread)
+
+	// A's re-read has been unanswered for longer than the lease.
+	r.clock.Advance(rotation.DefaultLease + time.Second)
+	fa.releaseStep(stepReread)
+
+	select {
+	case s := <-held:
+		if s != stepToken {
+			t.Fatalf("held %s, want the token write", s)
+		}
+		// A called Clear past its lease and is about to store TA. B takes over meanwhile.
+		res := r.rotate(r.engine("b"), false, 10*time.Second)
+		t.Logf("B, taking over while A's write is in flight: %s: %s", res.Outcome, res.Message)
+		fa.releaseStep(stepToken)
+		resA := <-done
+		r.record(resA)
+		t.Logf("A: %s: %s", resA.Outcome, resA.Message)
+	case resA := <-done:
+		r.record(resA)
+		t.Logf("A gave up without storing a token: %s: %s", resA.Outcome, resA.Message)
+		expect(t, r.rotate(r.engine("b"), false, 10*time.Second), rotation.Rotated)
+	}
+
+	tok, _ := r.current()
+	if !r.emu.Live(tok.AccessToken.Reveal()) {
+		s, _ := r.engine("status").Status(context.Background(), r.client)
+		next := "never"
+		if s.RenewAt != nil {
+			next = s.RenewAt.Sub(r.clock.Now()).String() + " from now"
+		}
+		t.Errorf("AWSCURRENT holds a revoked token, and the engine sees nothing to do: the next rotation is due %s", next)
+	}
+	if got := r.emu.Requests(r.secret) - before; got != 1 {
+		t.Errorf("one due rotation made %d Clear requests", got)
+	}
+}
+
+func waitHeld(t *testing.T, held <-chan step, want step) {
+	t.Helper()
+	select {
+	case s := <-held:
+		if s != want {
+			t.Fatalf("held %s, want %s", s, want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s was never held", want)
+	}
+}
