@@ -11,6 +11,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/reliability"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -24,7 +25,7 @@ import (
 // The naive baseline's tick is one PutSecretValue and one version, every tick.
 func BenchmarkCallCost(b *testing.B) {
 	moto := mototest.Shared(b)
-	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	clk := fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
 	secret := "bench-cost-client-secret-0123456789"
 	emu := emulator.New(emulator.Options{Now: clk.Now, Lifetime: time.Hour, Secrets: []string{secret}})
 	srv := httptest.NewServer(emu)

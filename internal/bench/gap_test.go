@@ -14,6 +14,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
@@ -63,7 +64,7 @@ func (s *storeClock) PutSecretValue(ctx context.Context, in *secretsmanager.PutS
 func BenchmarkRevocationGap(b *testing.B) {
 	const rotations, warmup = 600, 20
 	moto := mototest.Shared(b)
-	clk := &clock{t: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)}
+	clk := fake.NewClock(time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC))
 	secret := "bench-gap-client-secret-" + strings.Repeat("x", 16)
 	emu := emulator.New(emulator.Options{Now: clk.Now, Lifetime: time.Hour, Secrets: []string{secret}})
 	srv := httptest.NewServer(emu)

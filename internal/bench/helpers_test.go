@@ -14,15 +14,6 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
-// clock is a settable clock shared by an engine and the emulator.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 // countingAPI counts the Secrets Manager calls made through it, by operation.
 type countingAPI struct {
 	store.API

@@ -13,6 +13,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
@@ -36,7 +37,7 @@ func BenchmarkScale(b *testing.B) {
 	const workers = 8
 	n := scaleClients()
 	moto := mototest.Shared(b)
-	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	clk := fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
 	secrets := make([]string, n)
 	for i := range secrets {
 		secrets[i] = fmt.Sprintf("bench-scale-client-secret-%06d-0123456789", i)

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
+	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
@@ -26,24 +26,12 @@ import (
 // jumps whenever every goroutine is blocked: days of schedule take milliseconds. Everything the
 // daemon talks to is an in-memory fake, because network I/O would stall the bubble's clock.
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // harness is one daemon over a fake store and one fake Clear per client.
 type harness struct {
 	t      *testing.T
 	store  *fake.Store
 	clears map[string]*fake.Clear
-	logs   *syncBuffer
+	logs   *proctest.Buffer
 	log    *slog.Logger
 	cfg    *config.Config
 	engine *rotation.Engine
@@ -62,7 +50,7 @@ type harness struct {
 func newHarness(t *testing.T, schedule string) *harness {
 	t.Helper()
 	h := &harness{
-		t: t, store: fake.NewStore(), clears: map[string]*fake.Clear{}, logs: &syncBuffer{},
+		t: t, store: fake.NewStore(), clears: map[string]*fake.Clear{}, logs: &proctest.Buffer{},
 		cfg:    &config.Config{Schedule: schedule, ShutdownGrace: 30 * time.Second},
 		reload: make(chan os.Signal, 1),
 	}

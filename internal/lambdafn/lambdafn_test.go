@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,22 +20,13 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/lambdafn"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
-
-// clock is a settable clock shared by the engine and the emulator, so that a test can let a token
-// come due, or move past the engine's one-minute deduplication of forced rotations, at once.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // client is one Clear API client of a fixture: its secret in the emulator and in moto, and the
 // token secret the function keeps fresh.
@@ -46,7 +36,7 @@ type client struct {
 
 type fixture struct {
 	t       *testing.T
-	clock   *clock
+	clock   *fake.Clock
 	emu     *emulator.Server
 	sm      *secretsmanager.Client
 	logs    *proctest.Buffer
@@ -64,7 +54,7 @@ func newFixture(t *testing.T, lifetime time.Duration, names ...string) *fixture 
 	t.Helper()
 	moto := mototest.Shared(t)
 	f := &fixture{
-		t: t, clock: &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)},
+		t: t, clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)),
 		sm: moto.Client(), logs: &proctest.Buffer{}, metrics: &proctest.Buffer{},
 	}
 	f.start = f.clock.Now()

@@ -1,7 +1,6 @@
 package rotation_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -18,19 +17,12 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
+	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
-
-// clock is a settable clock shared by the engine and the emulator.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // faultyAPI wraps the real Secrets Manager client and fails chosen calls.
 type faultyAPI struct {
@@ -64,33 +56,21 @@ func (f *faultyAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSe
 
 type fixture struct {
 	t        *testing.T
-	clock    *clock
+	clock    *fake.Clock
 	emu      *emulator.Server
 	srv      *httptest.Server
 	sm       *secretsmanager.Client
 	api      *faultyAPI
-	logs     *syncBuffer
+	logs     *proctest.Buffer
 	secret   string
 	client   *rotation.Client
 	tokenSID string
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func newFixture(t *testing.T, lifetime time.Duration) *fixture {
 	t.Helper()
 	moto := mototest.Shared(t)
-	f := &fixture{t: t, clock: &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
+	f := &fixture{t: t, clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)), logs: &proctest.Buffer{}}
 	f.secret = "cs-" + strings.Repeat("s3cr3t", 8) + mototest.Name(t, "x")[5:12]
 	f.emu = emulator.New(emulator.Options{Now: f.clock.Now, Lifetime: lifetime, Secrets: []string{f.secret}})
 	f.srv = httptest.NewServer(f.emu)
@@ -287,7 +267,7 @@ func TestConcurrentRotatorsMakeOneRequest(t *testing.T) {
 func TestDailyLimitRefusesAndResetsAtMidnightUTC(t *testing.T) {
 	f := newFixture(t, time.Hour)
 	f.client.DailyLimit = 3
-	f.clock.t = time.Date(2026, 11, 21, 22, 0, 0, 0, time.UTC)
+	f.clock.Set(time.Date(2026, 11, 21, 22, 0, 0, 0, time.UTC))
 	e := f.engine("a")
 	for range 3 {
 		expect(t, e.Rotate(context.Background(), f.client, true), rotation.Rotated)
@@ -305,7 +285,7 @@ func TestDailyLimitRefusesAndResetsAtMidnightUTC(t *testing.T) {
 	if want := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC); !r.NextCheck.Equal(want) {
 		t.Fatalf("next check %v, want %v", r.NextCheck, want)
 	}
-	f.clock.t = time.Date(2026, 11, 22, 0, 0, 1, 0, time.UTC)
+	f.clock.Set(time.Date(2026, 11, 22, 0, 0, 1, 0, time.UTC))
 	expect(t, e.Rotate(context.Background(), f.client, true), rotation.Rotated)
 	if st := f.state(); st.Day != "2026-11-22" || st.Requests != 1 {
 		t.Fatalf("state after midnight = %+v", st)
@@ -409,7 +389,7 @@ func TestRateLimitedBlocksUntilMidnight(t *testing.T) {
 	if want := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC); !r.NextCheck.Equal(want) {
 		t.Fatalf("blocked until %v, want %v", r.NextCheck, want)
 	}
-	f.clock.t = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	f.clock.Set(time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
 	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
 }
 
