@@ -29,7 +29,8 @@ const usage = `usage: rotator <command> [flags]
 
 Commands:
   run                               run the daemon: check every client on ROTATOR_SCHEDULE
-  rotate [--client NAME] [--force]  rotate now if due (always with --force)
+  rotate [--client NAME] [--force] [--json]
+                                    rotate now if due (always with --force)
   status [--client NAME] [--json]   show each client's token, budget and errors
   check                             validate the configuration and read each secret; never calls Clear
   version                           print the version
