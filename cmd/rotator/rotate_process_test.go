@@ -380,3 +380,13 @@ func TestYAMLConfigSeveralClients(t *testing.T) {
 	}
 	wantCode(t, c.runEnv(env, "check"), 2, "shared")
 }
+
+func TestFlagsBelongToTheirCommand(t *testing.T) {
+	c := newCLI(t, time.Hour)
+	wantCode(t, c.run("status", "--force"), 2, "flag provided but not defined: -force")
+	wantCode(t, c.run("check", "--client", "default"), 2, "flag provided but not defined: -client")
+	wantCode(t, c.run("run", "--json"), 2, "flag provided but not defined: -json")
+	if c.emu.Requests(c.secret) != 0 {
+		t.Fatal("a usage error called Clear")
+	}
+}

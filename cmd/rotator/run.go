@@ -84,9 +84,17 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc, stdout, s
 
 	fs := flag.NewFlagSet("rotator "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	client := fs.String("client", "", "only this client (by name)")
-	force := fs.Bool("force", false, "rotate even if not due (rotate only)")
-	asJSON := fs.Bool("json", false, "print JSON")
+	// Each command takes only its own flags, so that a misplaced one (status --force) is a usage
+	// error rather than silently ignored.
+	var client string
+	var force, asJSON bool
+	if cmd == "rotate" || cmd == "status" {
+		fs.StringVar(&client, "client", "", "only this client (by name)")
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	}
+	if cmd == "rotate" {
+		fs.BoolVar(&force, "force", false, "rotate even if not due; also lifts a 401 block and a backoff")
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -119,15 +127,15 @@ func run(ctx context.Context, args []string, lookup config.LookupFunc, stdout, s
 	if err != nil {
 		return &usageError{err}
 	}
-	clients, err := a.Select(*client)
+	clients, err := a.Select(client)
 	if err != nil {
 		return &usageError{err}
 	}
 	switch cmd {
 	case "rotate":
-		return rotate(ctx, a.Engine, clients, *force, *asJSON, stdout)
+		return rotate(ctx, a.Engine, clients, force, asJSON, stdout)
 	case "status":
-		return status(ctx, a.Engine, clients, *asJSON, stdout)
+		return status(ctx, a.Engine, clients, asJSON, stdout)
 	default:
 		return check(ctx, a.Engine, clients, cfg, stdout)
 	}
