@@ -116,6 +116,17 @@ type wireCall struct {
 	SecretString  string
 }
 
+// afterClaim tells the re-read of AWSCURRENT that follows a claim from the first read: both are the
+// same call on the wire. claimed records whether a claim was seen; the caller holds its lock.
+func afterClaim(s step, claimed *bool) step {
+	if s == stepClaim {
+		*claimed = true
+	} else if s == stepReadCurrent && *claimed {
+		return stepReread
+	}
+	return s
+}
+
 func classify(target string, c wireCall) step {
 	switch target {
 	case "secretsmanager.GetSecretValue":
@@ -154,11 +165,7 @@ func (f *awsFaults) RoundTrip(req *http.Request) (*http.Response, error) {
 	s := classify(req.Header.Get("X-Amz-Target"), c)
 
 	f.mu.Lock()
-	if s == stepClaim {
-		f.claimed = true
-	} else if s == stepReadCurrent && f.claimed {
-		s = stepReread
-	}
+	s = afterClaim(s, &f.claimed)
 	ru := f.rules[s]
 	hit := ru != nil
 	var k fault

@@ -23,6 +23,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -37,23 +38,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// fakeClock is a settable clock shared by the engines and the emulator of one test.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-func (c *fakeClock) Set(t time.Time)         { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-
 // rig is one client's world for the in-process tests: a token secret in moto reached through the
 // real SDK client with faults on the wire, the Clear emulator on a fake clock reached through the
 // real Clear client with a tap that records every token delivered, and a log buffer that the
 // cleanup scans for secrets.
 type rig struct {
 	t       *testing.T
-	clock   *fakeClock
+	clock   *fake.Clock
 	emu     *emulator.Server
 	handler *switchHandler
 	srv     *httptest.Server
@@ -73,7 +64,7 @@ type rig struct {
 func newRig(t *testing.T, lifetime time.Duration) *rig {
 	t.Helper()
 	r := &rig{
-		t: t, clock: &fakeClock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)},
+		t: t, clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)),
 		moto: mototest.Shared(t), logs: &proctest.Buffer{}, tap: &tokenTap{base: http.DefaultTransport},
 	}
 	r.secret = "rel-client-secret-" + strings.ReplaceAll(mototest.Name(t, "s"), "/", "_")

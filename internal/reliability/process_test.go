@@ -310,11 +310,7 @@ func (m *motoProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_ = json.Unmarshal(body, &c)
 	s := classify(req.Header.Get("X-Amz-Target"), c)
 	m.mu.Lock()
-	if s == stepClaim {
-		m.claimed = true
-	} else if s == stepReadCurrent && m.claimed {
-		s = stepReread
-	}
+	s = afterClaim(s, &m.claimed)
 	mode := m.rules[s]
 	var gate chan struct{}
 	if s == stepReadCurrent && m.gate != nil && m.gateArrive < m.gateN {
