@@ -9,6 +9,36 @@ import (
 	"time"
 )
 
+// Claim and rotation timing. A claim covers one request to Clear and the write of its answer, so its
+// lease is sized to that work rather than to a round number: a claim whose owner died is taken over
+// as soon as the owner could no longer be working on it, which bounds the time ERP systems spend
+// without a live token after a crash.
+const (
+	// WriteWindow is how long the owner of a claim may spend storing Clear's answer, retries
+	// included, once Clear has answered.
+	WriteWindow = 30 * time.Second
+	// LeaseMargin keeps the owner's last write clear of a takeover, allowing for clocks that differ
+	// a little between rotators.
+	LeaseMargin = 15 * time.Second
+	// MinInterval is the floor between two automatic rotations of a client, whatever Clear answers
+	// or the configuration says: every rotation revokes a token, and a bad valid_till must not turn
+	// into a storm of requests.
+	MinInterval = time.Minute
+)
+
+// Lease returns how long a claim keeps other rotators away: a Clear request, the write window and
+// the margin.
+func Lease(clearTimeout time.Duration) time.Duration {
+	return clearTimeout + WriteWindow + LeaseMargin
+}
+
+// MinShutdownGrace returns the least shutdown grace that lets a rotation claimed just before a
+// SIGTERM finish: a Clear request and the write of its answer. A shorter grace could lose a token
+// that Clear has issued, and with it the token the ERP holds.
+func MinShutdownGrace(clearTimeout time.Duration) time.Duration {
+	return clearTimeout + WriteWindow
+}
+
 // DayLayout formats the UTC day a request is counted against.
 const DayLayout = "2006-01-02"
 
