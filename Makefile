@@ -7,7 +7,7 @@ STATICCHECK_VERSION ?= v0.8.2
 
 export CGO_ENABLED = 0
 
-.PHONY: all build static test test-deps lint vet fmt-check staticcheck cfn-lint run lambda bench soak clean
+.PHONY: all build static test-bin test test-deps lint vet fmt-check staticcheck cfn-lint run lambda bench soak clean
 
 all: build
 
@@ -19,10 +19,15 @@ build: static
 static:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/rotator ./cmd/rotator
 
+## test-bin: the rotator for process tests that renew emulator tokens living seconds in real time:
+## the release build but for a 500 ms floor between rotations instead of a minute (timing.MinInterval)
+test-bin:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS) -X github.com/clear-rotator/clear-rotator/internal/timing.testFloor=500ms' -o bin/rotator-test ./cmd/rotator
+
 ## test: every test, with the race detector, plus lint and cfn-lint. The process tests run the
 ## binary this target builds (ROTATOR_BIN), the same one the container image ships.
-test: test-deps lint static
-	CGO_ENABLED=1 ROTATOR_BIN=$(CURDIR)/bin/rotator $(GO) test -race -count=1 -timeout 20m ./...
+test: test-deps lint static test-bin
+	CGO_ENABLED=1 ROTATOR_BIN=$(CURDIR)/bin/rotator ROTATOR_TEST_BIN=$(CURDIR)/bin/rotator-test $(GO) test -race -count=1 -timeout 20m ./...
 	cfn-lint template.yaml
 
 ## test-deps: check for (and where possible install) what the tests need; never skip silently

@@ -62,7 +62,7 @@ type daemonFixture struct {
 
 func newDaemonFixture(t *testing.T, lifetime time.Duration, secrets ...string) *daemonFixture {
 	t.Helper()
-	f := &daemonFixture{t: t, bin: proctest.Build(t, "./cmd/rotator", "ROTATOR_BIN"), moto: mototest.Shared(t), secrets: secrets}
+	f := &daemonFixture{t: t, bin: proctest.TestRotator(t), moto: mototest.Shared(t), secrets: secrets}
 	f.sm = f.moto.Client()
 	f.emu = emulator.New(emulator.Options{Lifetime: lifetime, Secrets: secrets})
 	srv := httptest.NewServer(f.emu)

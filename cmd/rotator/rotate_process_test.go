@@ -38,7 +38,7 @@ type cli struct {
 
 func newCLI(t *testing.T, lifetime time.Duration, extraEnv ...string) *cli {
 	t.Helper()
-	c := &cli{t: t, bin: proctest.Build(t, "./cmd/rotator", "ROTATOR_BIN"), moto: mototest.Shared(t)}
+	c := &cli{t: t, bin: proctest.TestRotator(t), moto: mototest.Shared(t)}
 	c.sm = c.moto.Client()
 	c.secret = "cli-secret-" + strings.ReplaceAll(mototest.Name(t, "s"), "/", "_")
 	c.emu = emulator.New(emulator.Options{Lifetime: lifetime, Secrets: []string{c.secret}})
@@ -163,6 +163,10 @@ func TestParallelRotateProcessesMakeOneRequest(t *testing.T) {
 				c.seedOldToken()
 			}
 			before := c.emu.Requests(c.secret)
+			// Clear answers slowly, so that all five processes read before the first one stores its
+			// token: they are concurrent, which is what makes them cost one request. (A force that
+			// starts after another finished asks Clear again, as it must.)
+			c.emu.Inject(emulator.Fault{Delay: 3 * time.Second})
 			var wg sync.WaitGroup
 			results := make([]procResult, 5)
 			for i := range results {
@@ -274,7 +278,7 @@ func TestUnauthorizedIsPermanentAndShown(t *testing.T) {
 	c := newCLI(t, time.Hour)
 	c.emu.SetSecretActive(c.secret, false)
 	wantCode(t, c.run("rotate"), 1, "CLI-SEC-002")
-	wantCode(t, c.run("rotate"), 1, "blocked until the configuration changes")
+	wantCode(t, c.run("rotate"), 1, "blocked until its client secret changes")
 	if c.emu.Requests(c.secret) != 1 {
 		t.Fatalf("Clear requests = %d, want 1: a 401 must not be retried", c.emu.Requests(c.secret))
 	}

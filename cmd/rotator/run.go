@@ -203,7 +203,7 @@ func status(ctx context.Context, e *rotation.Engine, clients []*rotation.Client,
 		fmt.Fprintln(tw, "NAME\tVALID_TILL\tRENEW_AT\tREQUESTS_TODAY\tBLOCKED_UNTIL\tLAST_ERROR")
 		for _, s := range statuses {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", s.Name, timeOr(s.ValidTill, validTillNone(s)), timeOr(s.RenewAt, "never"),
-				s.RequestsToday, s.DailyLimit, strOr(s.BlockedUntil, "-"), strOr(s.LastError, "-"))
+				derefInt(s.RequestsToday), s.DailyLimit, timeOr(s.BlockedUntil, "-"), strOr(s.LastError, "-"))
 		}
 		tw.Flush()
 	}
@@ -263,4 +263,11 @@ func versionString() string {
 		goVersion = bi.GoVersion
 	}
 	return fmt.Sprintf("clear-rotator %s (%s)", v, goVersion)
+}
+
+func derefInt(n *int) int {
+	if n == nil {
+		return 0
+	}
+	return *n
 }

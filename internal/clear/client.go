@@ -36,6 +36,8 @@ type Grant struct {
 	AccessToken AccessToken
 	// ValidTill is when the token expires, or nil when the API client never expires.
 	ValidTill *time.Time
+	// Drift is empty unless valid_till was present but not understood.
+	Drift string
 }
 
 // Client calls Clear's token API. The zero value is not usable; build one with NewClient.

@@ -3,6 +3,7 @@ package clear
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Kind classifies a failed token request by what the caller should do next.
@@ -47,6 +48,8 @@ type Error struct {
 	Code, Message, ErrorID string
 	// Err is the underlying transport error, if any.
 	Err error
+	// RetryAfter is a 429's Retry-After advice; zero when absent.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

@@ -450,12 +450,10 @@ func (d *daemon) record(c *rotation.Client, r rotation.Result, st *rotation.Stat
 	}
 	day := timing.Day(now)
 	switch {
-	case st != nil:
-		e.requests, e.requestsDay = st.RequestsToday, day
-	case r.Outcome == rotation.NotDue, r.Outcome == rotation.Failed && !r.Requested:
-		// These results stop before the state is read, so their count means nothing.
-	default:
-		e.requests, e.requestsDay = r.RequestsToday, day
+	case st != nil && st.RequestsToday != nil:
+		e.requests, e.requestsDay = *st.RequestsToday, day
+	case r.RequestsToday != nil:
+		e.requests, e.requestsDay = *r.RequestsToday, day
 	}
 	if r.Outcome.OK() {
 		e.lastSuccess = now

@@ -32,6 +32,12 @@ type Token struct {
 	IssuedAt time.Time
 	// Client is the configured client name that rotated it.
 	Client string
+	// APIClient is the configured API client (1 or 2) that issued it; 0 when unknown (a document
+	// written before the rotator knew two API clients).
+	APIClient int
+	// ValidTillUnknown is true when Clear's answer carried a valid_till the rotator could not
+	// understand: ValidTill is nil, yet the token is not known never to expire.
+	ValidTillUnknown bool
 }
 
 type tokenJSON struct {
@@ -40,6 +46,8 @@ type tokenJSON struct {
 	IssuedAt    time.Time  `json:"issued_at"`
 	Client      string     `json:"client,omitempty"`
 	RotatedBy   string     `json:"rotated_by,omitempty"`
+	APIClient   int        `json:"api_client,omitempty"`
+	Unknown     bool       `json:"valid_till_unknown,omitempty"`
 }
 
 // MarshalToken renders the token document. Times are RFC 3339 UTC; valid_till is null for a token
@@ -50,6 +58,8 @@ func MarshalToken(t Token) ([]byte, error) {
 		IssuedAt:    t.IssuedAt.UTC().Truncate(time.Second),
 		Client:      t.Client,
 		RotatedBy:   "clear-rotator",
+		APIClient:   t.APIClient,
+		Unknown:     t.ValidTillUnknown && t.ValidTill == nil,
 	}
 	if t.ValidTill != nil {
 		v := t.ValidTill.UTC()
@@ -101,6 +111,15 @@ func ParseToken(data []byte) (Token, error) {
 	if c, ok := raw["client"]; ok {
 		_ = json.Unmarshal(c, &t.Client)
 	}
+	if c, ok := raw["api_client"]; ok {
+		var n int
+		if json.Unmarshal(c, &n) == nil && (n == 1 || n == 2) {
+			t.APIClient = n
+		}
+	}
+	if u, ok := raw["valid_till_unknown"]; ok && t.ValidTill == nil {
+		_ = json.Unmarshal(u, &t.ValidTillUnknown)
+	}
 	return t, nil
 }
 
@@ -112,26 +131,56 @@ func mustJSON(v any) []byte {
 	return b
 }
 
+// MaxEvents is how many ids of forced requests the state remembers, to recognise a duplicated
+// delivery of the same event (an EventBridge retry, an operator's repeated command).
+const MaxEvents = 16
+
 // State is the rotator's durable state for one token secret, shared by every rotator process that
 // serves it. Each change is written as a new version under StateStage with a ClientRequestToken
 // derived from the version it replaces, so two writers that read the same state cannot both win.
 type State struct {
-	// Day is the UTC day Requests counts, and Secret a fingerprint of the client secret (and base
-	// URL) they were made with: Clear's limit is per client secret per UTC day.
-	Day      string `json:"day,omitempty"`
-	Requests int    `json:"requests"`
-	Secret   string `json:"secret,omitempty"`
+	// APIClients holds the bookkeeping of each API client (client secret) that has made requests:
+	// Clear's daily limit, its refusals and the backoff after failures all belong to a client
+	// secret, so they are keyed by its fingerprint rather than by its position in the
+	// configuration. A replaced client secret starts afresh.
+	APIClients []APIClient `json:"api_clients,omitempty"`
 
 	// Claim is the rotation in flight, if any: written before Clear is called.
 	Claim *Claim `json:"claim,omitempty"`
 
+	// LastRequest is when the last request to Clear was claimed, with any API client: the floor
+	// between two automatic rotations counts from it.
+	LastRequest *time.Time `json:"last_request,omitempty"`
+
+	// Lost records a token that Clear may have issued but that was not stored: a write that
+	// failed, or a claim whose owner vanished. It holds until AWSCURRENT changes.
+	Lost *Lost `json:"lost,omitempty"`
+
+	// Events are the ids of the most recent forced requests, newest last, at most MaxEvents.
+	Events []string `json:"events,omitempty"`
+}
+
+// APIClient is the bookkeeping of one client secret.
+type APIClient struct {
+	// Secret is the client secret's fingerprint (with its base URL); never the secret.
+	Secret string `json:"secret"`
+	// Day is the UTC day Requests counts.
+	Day      string `json:"day,omitempty"`
+	Requests int    `json:"requests"`
 	// Failures counts consecutive failed attempts; RetryAt is when backoff allows the next.
 	Failures  int        `json:"failures,omitempty"`
 	RetryAt   *time.Time `json:"retry_at,omitempty"`
 	LastError string     `json:"last_error,omitempty"`
-
 	// Blocked is set when Clear refused in a way that retrying cannot fix soon.
 	Blocked *Block `json:"blocked,omitempty"`
+}
+
+// RequestsOn returns the requests counted on day.
+func (a APIClient) RequestsOn(day string) int {
+	if a.Day != day {
+		return 0
+	}
+	return a.Requests
 }
 
 // Claim records a rotation in flight. It is complete once AWSCURRENT is no longer Base.
@@ -142,6 +191,26 @@ type Claim struct {
 	// Base is the AWSCURRENT version id the claim set out to replace.
 	Base  string `json:"base"`
 	Force bool   `json:"force,omitempty"`
+	// Slot is the configured API client asked (1 or 2) and Secret its fingerprint.
+	Slot   int    `json:"api_client,omitempty"`
+	Secret string `json:"secret,omitempty"`
+	// Event is the id of the event or command that asked for a forced rotation, if any.
+	Event string `json:"event,omitempty"`
+}
+
+// Lost describes a token that was, or may have been, issued and not stored.
+type Lost struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+	// Base is the AWSCURRENT version that was current when the token was lost; the loss is over
+	// once AWSCURRENT is another version.
+	Base string `json:"base"`
+	// Slot and Secret name the API client that asked; its previous token is revoked.
+	Slot   int    `json:"api_client,omitempty"`
+	Secret string `json:"secret,omitempty"`
+	// Certain is true when Clear is known to have answered with a token (a failed write); false
+	// when the owner vanished and nobody knows whether Clear was called.
+	Certain bool `json:"certain,omitempty"`
 }
 
 // Block records a refusal by Clear.
@@ -149,11 +218,13 @@ type Block struct {
 	// Kind is the clear.Kind name: "unauthorized", "rejected" or "rate-limited".
 	Kind   string `json:"kind"`
 	Reason string `json:"reason"`
-	// Until ends a temporary block (429: the next midnight UTC). Nil for a permanent block, which
-	// holds while the client secret fingerprint stays Secret.
-	Until  *time.Time `json:"until,omitempty"`
-	Secret string     `json:"secret,omitempty"`
+	// Until ends a temporary block (429: Retry-After or the next midnight UTC). Nil for a block
+	// that holds while the client secret stays the same.
+	Until *time.Time `json:"until,omitempty"`
 }
+
+// StateVersion is the current state document format.
+const StateVersion = 2
 
 type stateJSON struct {
 	Kind    string `json:"kind"`
@@ -161,36 +232,118 @@ type stateJSON struct {
 	State
 }
 
+// stateV1 is the first format: one client secret's bookkeeping at the top level.
+type stateV1 struct {
+	Day       string     `json:"day"`
+	Requests  int        `json:"requests"`
+	Secret    string     `json:"secret"`
+	Claim     *Claim     `json:"claim"`
+	Failures  int        `json:"failures"`
+	RetryAt   *time.Time `json:"retry_at"`
+	LastError string     `json:"last_error"`
+	Blocked   *struct {
+		Kind   string     `json:"kind"`
+		Reason string     `json:"reason"`
+		Until  *time.Time `json:"until"`
+		Secret string     `json:"secret"`
+	} `json:"blocked"`
+}
+
 // MarshalState renders a state document.
 func MarshalState(s State) ([]byte, error) {
-	return json.Marshal(stateJSON{Kind: StateKind, Version: 1, State: s})
+	return json.Marshal(stateJSON{Kind: StateKind, Version: StateVersion, State: s})
 }
 
-// ParseState reads a state document. A document of another kind is an error.
+// ParseState reads a state document, of this format or the first. A document of another kind is
+// an error.
 func ParseState(data []byte) (State, error) {
-	var j stateJSON
-	if err := json.Unmarshal(data, &j); err != nil {
+	var head struct {
+		Kind    string `json:"kind"`
+		Version int    `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
 		return State{}, fmt.Errorf("state document: %w", err)
 	}
-	if j.Kind != StateKind {
-		return State{}, fmt.Errorf("state document: kind %q is not %q", j.Kind, StateKind)
+	if head.Kind != StateKind {
+		return State{}, fmt.Errorf("state document: kind %q is not %q", head.Kind, StateKind)
 	}
-	if j.Version != 1 {
-		return State{}, fmt.Errorf("state document: version %d is not supported", j.Version)
+	var st State
+	switch head.Version {
+	case 1:
+		var v1 stateV1
+		if err := json.Unmarshal(data, &v1); err != nil {
+			return State{}, fmt.Errorf("state document: %w", err)
+		}
+		st = upgrade(v1)
+	case StateVersion:
+		var j stateJSON
+		if err := json.Unmarshal(data, &j); err != nil {
+			return State{}, fmt.Errorf("state document: %w", err)
+		}
+		st = j.State
+	default:
+		return State{}, fmt.Errorf("state document: version %d is not supported", head.Version)
 	}
-	if j.Requests < 0 || j.Failures < 0 {
-		return State{}, errors.New("state document: negative counter")
+	for _, a := range st.APIClients {
+		if a.Requests < 0 || a.Failures < 0 {
+			return State{}, errors.New("state document: negative counter")
+		}
 	}
-	if j.Claim != nil && (j.Claim.Base == "" || j.Claim.LeaseUntil.IsZero()) {
+	if st.Claim != nil && (st.Claim.Base == "" || st.Claim.LeaseUntil.IsZero()) {
 		return State{}, errors.New("state document: claim without base or lease")
 	}
-	return j.State, nil
+	if len(st.Events) > MaxEvents {
+		st.Events = st.Events[len(st.Events)-MaxEvents:]
+	}
+	return st, nil
 }
 
-// RequestsOn returns how many requests the state counts for day and client secret fingerprint.
-func (s State) RequestsOn(day, secret string) int {
-	if s.Day != day || s.Secret != secret {
-		return 0
+// upgrade carries a first-format state over: its one client secret becomes the first entry.
+func upgrade(v1 stateV1) State {
+	st := State{Claim: v1.Claim}
+	if v1.Secret == "" && v1.Requests == 0 && v1.Failures == 0 && v1.Blocked == nil {
+		return st
 	}
-	return s.Requests
+	a := APIClient{Secret: v1.Secret, Day: v1.Day, Requests: v1.Requests, Failures: v1.Failures, RetryAt: v1.RetryAt, LastError: v1.LastError}
+	if b := v1.Blocked; b != nil && (b.Secret == "" || b.Secret == v1.Secret) {
+		a.Blocked = &Block{Kind: b.Kind, Reason: b.Reason, Until: b.Until}
+	}
+	if st.Claim != nil && st.Claim.Secret == "" {
+		st.Claim.Secret, st.Claim.Slot = v1.Secret, 1
+	}
+	st.APIClients = []APIClient{a}
+	return st
+}
+
+// APIClient returns the bookkeeping of the client secret with fingerprint secret, or a fresh one.
+func (s State) APIClient(secret string) APIClient {
+	for _, a := range s.APIClients {
+		if a.Secret == secret {
+			return a
+		}
+	}
+	return APIClient{Secret: secret}
+}
+
+// WithAPIClient returns a copy of s with a's entry replaced (or added), keeping only the entries
+// whose fingerprints are in keep: an API client no longer configured has nothing left to count.
+func (s State) WithAPIClient(a APIClient, keep ...string) State {
+	out := make([]APIClient, 0, len(keep))
+	for _, fp := range keep {
+		if fp == "" {
+			continue
+		}
+		if fp == a.Secret {
+			out = append(out, a)
+			continue
+		}
+		for _, old := range s.APIClients {
+			if old.Secret == fp {
+				out = append(out, old)
+				break
+			}
+		}
+	}
+	s.APIClients = out
+	return s
 }

@@ -30,7 +30,7 @@ func TestTokenRoundTrip(t *testing.T) {
 }
 
 func TestNotATokenMeansNoToken(t *testing.T) {
-	state, _ := document.MarshalState(document.State{Requests: 1})
+	state, _ := document.MarshalState(document.State{APIClients: []document.APIClient{{Secret: "ab", Requests: 1}}})
 	for _, s := range []string{"", "{}", "null", "[]", `"x"`, `{"access_token":""}`, `{"access_token":"a b","issued_at":"2026-01-01T00:00:00Z"}`,
 		`{"access_token":"x"}`, `{"access_token":"x","issued_at":"yesterday"}`, `{"access_token":"x","issued_at":"2026-01-01T00:00:00Z","valid_till":5}`,
 		string(state)} {
@@ -42,14 +42,14 @@ func TestNotATokenMeansNoToken(t *testing.T) {
 
 func TestStateRoundTripAndValidation(t *testing.T) {
 	now := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
-	in := document.State{Day: "2026-11-21", Requests: 3, Secret: "ab", Failures: 1, RetryAt: &now,
+	in := document.State{APIClients: []document.APIClient{{Day: "2026-11-21", Requests: 3, Secret: "ab", Failures: 1, RetryAt: &now}},
 		Claim: &document.Claim{Owner: "o", At: now, LeaseUntil: now.Add(time.Minute), Base: "v1"}}
 	b, _ := document.MarshalState(in)
 	out, err := document.ParseState(b)
-	if err != nil || out.Requests != 3 || out.Claim == nil || out.Claim.Base != "v1" || out.RequestsOn("2026-11-21", "ab") != 3 || out.RequestsOn("2026-11-22", "ab") != 0 || out.RequestsOn("2026-11-21", "cd") != 0 {
+	if err != nil || out.APIClient("ab").Requests != 3 || out.Claim == nil || out.Claim.Base != "v1" || out.APIClient("ab").RequestsOn("2026-11-21") != 3 || out.APIClient("ab").RequestsOn("2026-11-22") != 0 || out.APIClient("cd").RequestsOn("2026-11-21") != 0 {
 		t.Fatalf("round trip %+v %v", out, err)
 	}
-	for _, s := range []string{"", "{}", `{"kind":"other","version":1}`, `{"kind":"clear-rotator/state","version":2}`,
+	for _, s := range []string{"", "{}", `{"kind":"other","version":1}`, `{"kind":"clear-rotator/state","version":3}`, `{"kind":"clear-rotator/state","version":2,"api_clients":[{"secret":"a","requests":-2}]}`,
 		`{"kind":"clear-rotator/state","version":1,"requests":-1}`, `{"kind":"clear-rotator/state","version":1,"claim":{"owner":"x"}}`} {
 		if _, err := document.ParseState([]byte(s)); err == nil {
 			t.Errorf("ParseState(%q) accepted", s)
@@ -91,8 +91,41 @@ func FuzzParseState(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if st.Requests < 0 || st.Failures < 0 || st.Claim != nil && st.Claim.Base == "" {
+		neg := false
+		for _, a := range st.APIClients {
+			neg = neg || a.Requests < 0 || a.Failures < 0
+		}
+		if neg || st.Claim != nil && st.Claim.Base == "" {
 			t.Fatalf("accepted an invalid state: %+v", st)
 		}
 	})
+}
+
+func TestFirstFormatStateIsCarriedOver(t *testing.T) {
+	v1 := `{"kind":"clear-rotator/state","version":1,"day":"2026-11-21","requests":5,"secret":"ab","failures":2,
+		"last_error":"boom","blocked":{"kind":"unauthorized","reason":"CLI-SEC-002","secret":"ab"},
+		"claim":{"owner":"o","at":"2026-11-21T10:00:00Z","lease_until":"2026-11-21T10:05:00Z","base":"v1"}}`
+	st, err := document.ParseState([]byte(v1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := st.APIClient("ab")
+	if a.Requests != 5 || a.Day != "2026-11-21" || a.Failures != 2 || a.Blocked == nil || a.Blocked.Kind != "unauthorized" {
+		t.Fatalf("carried over %+v", a)
+	}
+	if st.Claim == nil || st.Claim.Secret != "ab" || st.Claim.Slot != 1 {
+		t.Fatalf("claim %+v", st.Claim)
+	}
+}
+
+func TestTokenRecordsItsAPIClientAndUnknownValidity(t *testing.T) {
+	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	b, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("tok"), IssuedAt: at, APIClient: 2, ValidTillUnknown: true})
+	if !strings.Contains(string(b), `"api_client":2`) || !strings.Contains(string(b), `"valid_till_unknown":true`) || !strings.Contains(string(b), `"valid_till":null`) {
+		t.Fatalf("document %s", b)
+	}
+	tok, err := document.ParseToken(b)
+	if err != nil || tok.APIClient != 2 || !tok.ValidTillUnknown {
+		t.Fatalf("parsed %+v %v", tok, err)
+	}
 }

@@ -186,10 +186,9 @@ func (h *Handler) record(e *rotation.Engine, c *rotation.Client, r rotation.Resu
 		now = e.Now().UTC()
 	}
 	s := sample{client: c.Name, outcome: r.Outcome, limit: c.DailyLimit, remaining: secondsLeft(r.ValidTill, now)}
-	if r.Outcome != rotation.NotDue && (r.Requested || r.RequestsToday > 0) {
-		n := r.RequestsToday
-		s.requests = &n
-	}
+	// The count is known whenever the state was read, which every run does: emitting it on every
+	// run keeps the budget alarm from flapping between a value and missing data.
+	s.requests = r.RequestsToday
 	if err := h.emf.write(now, requestID, s); err != nil {
 		log.Error("could not write the metrics", "client", c.Name, "error", err)
 	}

@@ -3,6 +3,8 @@
 package proctest
 
 import (
+	"github.com/clear-rotator/clear-rotator/internal/timing"
+
 	"bytes"
 	"fmt"
 	"os"
@@ -68,6 +70,14 @@ func Build(tb testing.TB, pkg, envVar string, extraArgs ...string) string {
 	}
 	built[key] = out
 	return out
+}
+
+// TestRotator returns the rotator built for process tests: the release build except for a 500 ms
+// floor between rotations instead of a minute (see timing.MinInterval), so that the daemon can renew
+// emulator tokens that live a few seconds in real time. ROTATOR_TEST_BIN, when set, names it (the
+// Makefile builds it next to the release binary).
+func TestRotator(tb testing.TB) string {
+	return Build(tb, "./cmd/rotator", "ROTATOR_TEST_BIN", "-ldflags="+timing.TestFloorFlag)
 }
 
 // Cleanup removes the built binaries; call it from TestMain.

@@ -51,7 +51,7 @@ type procRig struct {
 
 func newProcRig(t *testing.T) *procRig {
 	t.Helper()
-	p := &procRig{t: t, bin: proctest.Build(t, "./cmd/rotator", "ROTATOR_BIN"), moto: mototest.Shared(t)}
+	p := &procRig{t: t, bin: proctest.TestRotator(t), moto: mototest.Shared(t)}
 	p.sm = p.moto.Client()
 	p.secret = "proc-client-secret-" + strings.ReplaceAll(mototest.Name(t, "s"), "/", "_")
 	p.emu = emulator.New(emulator.Options{Lifetime: time.Hour, Secrets: []string{p.secret}})

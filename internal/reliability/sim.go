@@ -772,9 +772,15 @@ func (a *procAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecr
 	fresh := !s.claimSeen[aws.ToString(out.VersionId)]
 	s.claimSeen[aws.ToString(out.VersionId)] = true
 	if isState && fresh {
-		s.stateCount[st.Day] = st.Requests
+		day, n := stateDay(st), 0
+		for _, a := range st.APIClients {
+			if a.Day == day {
+				n += a.Requests
+			}
+		}
+		s.stateCount[day] = n
 		if isClaim {
-			s.events = append(s.events, event{owner: a.p.Name, kind: "claim", day: st.Day})
+			s.events = append(s.events, event{owner: a.p.Name, kind: "claim", day: stateDay(st)})
 		}
 	}
 	if isToken && fresh {
@@ -876,4 +882,15 @@ func (c *procClear) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
+}
+
+// stateDay is the UTC day of the last request a state counts.
+func stateDay(st document.State) string {
+	day := ""
+	for _, a := range st.APIClients {
+		if a.Day > day {
+			day = a.Day
+		}
+	}
+	return day
 }

@@ -3,6 +3,13 @@
 // the daily limit before sending it, and stores the new token as AWSCURRENT straight after Clear
 // answers. The CLI, the daemon and the Lambda are thin shells around Engine.
 //
+// # One decision
+//
+// Every rule lives in Decide, a pure function of what was read (the token in AWSCURRENT, the state
+// under ROTATOR_STATE, the configured client secrets), the policy, the time and the request. The
+// engine reads, calls Decide, and acts on its result; Status reports the same decision without
+// acting on it, so what `status` says is what `rotate` would do.
+//
 // # Protocol
 //
 // The token secret holds two kinds of version: the token document under AWSCURRENT (and the one
@@ -14,9 +21,19 @@
 // claims the rotation and counts the request, and it happens before Clear is called.
 //
 // A claim names the AWSCURRENT version it set out to replace (its base). Once AWSCURRENT is another
-// version the claim is complete, so a successful rotation needs no second state write. A claim whose
-// owner vanished is taken over when its lease ends; the owner stops trying to store a token well
-// before then, so a late write can never overwrite its successor's token.
+// version the claim is complete, so a successful rotation needs no second state write. The claim's
+// lease covers exactly the work it stands for (Clear's timeout, the write window and a margin);
+// a claim whose owner vanished is taken over when it ends, and the owner stops trying to store a
+// token before then, so a late write can never overwrite its successor's token. An owner that
+// knows it lost a token releases its claim at once and records the loss.
+//
+// # Two API clients
+//
+// Clear revokes a token only when the same client secret asks again. With two API clients
+// configured, each rotation asks the one that did not issue the token in AWSCURRENT, so the token
+// being replaced stays valid until its own expiry: no ERP notices the rotation. Counts, backoff and
+// blocks are kept per client secret; when one API client may not be asked, the other is used
+// (degraded mode, where a rotation revokes the token in use, as with one API client).
 package rotation
 
 import (
@@ -31,6 +48,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
@@ -42,18 +60,15 @@ import (
 // CurrentStage is the staging label consumers read.
 const CurrentStage = "AWSCURRENT"
 
-// Default timings. The lease must exceed a Clear request plus the token write's retries; the
-// margin keeps the owner's last write attempt clear of a takeover.
 const (
-	DefaultLease = 5 * time.Minute
-	leaseMargin  = 45 * time.Second
+	// attemptLimit bounds one write attempt.
 	attemptLimit = 10 * time.Second
-	forceDedup   = time.Minute
-	// minWriteTime is what a token write needs beyond Clear's timeout: a few attempts.
-	minWriteTime = 5 * time.Second
-	// blockedRecheck spaces the checks of a client Clear refused with a 401.
-	blockedRecheck = 15 * time.Minute
-	emptyDocument  = "{}"
+	// releaseLimit bounds the state write that releases a claim after a lost token; it runs even
+	// when the work's own time is spent, since it is what lets the next rotation start at once.
+	releaseLimit = 10 * time.Second
+	// secretTTL is how long a cached client secret is used before it is read again.
+	secretTTL = 15 * time.Minute
+	emptyDocument = "{}"
 )
 
 // Store is what the engine needs from Secrets Manager (see store.SecretsManager).
@@ -63,12 +78,19 @@ type Store interface {
 	Create(ctx context.Context, secretID, value, description string) error
 }
 
+// stager is the optional Store method that lists a secret's staging labels in one call; with it, a
+// look at a client whose versions have not changed costs a single cheap call.
+type stager interface {
+	Stages(ctx context.Context, secretID string) (map[string]string, error)
+}
+
 // TokenSource asks Clear for a new token (see clear.Client). Its errors are *clear.Error.
 type TokenSource interface {
 	Token(ctx context.Context, secret clear.ClientSecret) (clear.Grant, error)
 }
 
-// Client is one configured Clear API client, resolved for the engine.
+// Client is one configured Clear client, resolved for the engine. It has one API client (client
+// secret), or two used in turn.
 type Client struct {
 	Name    string
 	BaseURL string
@@ -76,50 +98,78 @@ type Client struct {
 	// ClientSecret is the literal secret, or zero when ClientSecretID names a secret holding it.
 	ClientSecret   clear.ClientSecret
 	ClientSecretID string
-	TokenSecretID  string
-	DailyLimit     int
-	RenewBefore    time.Duration
-	MaxAge         time.Duration
+	// ClientSecret2 and ClientSecretID2 are the optional second API client.
+	ClientSecret2   clear.ClientSecret
+	ClientSecretID2 string
+	TokenSecretID   string
+	DailyLimit      int
+	RenewBefore     time.Duration
+	MaxAge          time.Duration
+}
+
+// Slots returns how many API clients c has: 1 or 2.
+func (c *Client) Slots() int {
+	if !c.ClientSecret2.IsZero() || c.ClientSecretID2 != "" {
+		return 2
+	}
+	return 1
+}
+
+func (c *Client) secretRef(slot int) (clear.ClientSecret, string) {
+	if slot == 2 {
+		return c.ClientSecret2, c.ClientSecretID2
+	}
+	return c.ClientSecret, c.ClientSecretID
 }
 
 // Outcome is what one rotation attempt came to.
 type Outcome string
 
 const (
-	Rotated Outcome = "rotated"
-	NotDue  Outcome = "not_due"
-	Busy    Outcome = "busy"
-	Limited Outcome = "limited"
-	Blocked Outcome = "blocked"
-	Failed  Outcome = "failed"
+	Rotated   Outcome = "rotated"
+	NotDue    Outcome = "not_due"
+	Busy      Outcome = "busy"
+	Duplicate Outcome = "duplicate"
+	Limited   Outcome = "limited"
+	Blocked   Outcome = "blocked"
+	Failed    Outcome = "failed"
 )
 
 // Outcomes lists every outcome, for metrics.
-var Outcomes = []Outcome{Rotated, NotDue, Busy, Limited, Blocked, Failed}
+var Outcomes = []Outcome{Rotated, NotDue, Busy, Duplicate, Limited, Blocked, Failed}
 
-// OK reports whether the outcome leaves the client as it should be: rotated, not due, or being
-// rotated by another rotator.
-func (o Outcome) OK() bool { return o == Rotated || o == NotDue || o == Busy }
+// OK reports whether the outcome leaves the client as it should be: rotated, not due, being
+// rotated by another rotator, or a duplicate of a request already acted on.
+func (o Outcome) OK() bool { return o == Rotated || o == NotDue || o == Busy || o == Duplicate }
 
 // Result describes one rotation attempt.
 type Result struct {
 	Client  string  `json:"client"`
 	Outcome Outcome `json:"outcome"`
 	Message string  `json:"message"`
+	// State is the client's health after the attempt.
+	State Health `json:"state"`
 	// ValidTill and RenewAt describe the token now in AWSCURRENT, when one is known.
 	ValidTill *time.Time `json:"valid_till"`
 	RenewAt   *time.Time `json:"renew_at"`
 	IssuedAt  *time.Time `json:"issued_at,omitempty"`
-	// RequestsToday is the day's count as the engine last read it; a not-due check does not read
-	// the state, so it is 0 then (Engine.Status has the real count).
-	RequestsToday int `json:"requests_today"`
-	DailyLimit    int `json:"daily_limit"`
-	// Requested reports whether Clear was called.
+	// RequestsToday is the day's count across the API clients as last read; nil when it was not
+	// read.
+	RequestsToday *int `json:"requests_today"`
+	DailyLimit    int  `json:"daily_limit"`
+	// Requested reports whether Clear was called, and APIClient which API client was asked.
 	Requested bool `json:"requested"`
+	APIClient int  `json:"api_client,omitempty"`
+	// Degraded is true when two API clients are configured and only one may be asked.
+	Degraded bool `json:"degraded"`
 	// NextCheck is when the client next needs a look; zero means no particular time.
 	NextCheck time.Time `json:"-"`
-	// Err is the failure behind Failed, Blocked and Limited outcomes.
+	// Err is the failure or refusal behind the outcome.
 	Err error `json:"-"`
+	// Status is the client's status as the engine last saw it.
+	Status Status `json:"-"`
+	// ReadErr is set when Secrets Manager could not be read: the decision was made on nothing.
+	ReadErr error `json:"-"`
 }
 
 // Engine rotates tokens. Its zero value is not usable: set Store.
@@ -133,11 +183,10 @@ type Engine struct {
 	Log *slog.Logger
 	// Owner identifies this process in claims; empty means host/pid/random.
 	Owner string
-	// Lease is how long a claim keeps others away; zero means DefaultLease.
-	Lease time.Duration
 	// Backoff spaces attempts after failures; zero means timing.DefaultBackoff.
 	Backoff timing.Backoff
-	// ClearTimeout bounds one request to Clear; zero means clear.DefaultTimeout.
+	// ClearTimeout bounds one request to Clear; zero means clear.DefaultTimeout. The claim's lease
+	// is sized from it (timing.Lease).
 	ClearTimeout time.Duration
 	// WriteRetry is the first pause between token write attempts; zero means 250ms.
 	WriteRetry time.Duration
@@ -164,18 +213,22 @@ func (e *Engine) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func (e *Engine) lease() time.Duration {
-	if e.Lease > 0 {
-		return e.Lease
-	}
-	return DefaultLease
-}
-
 func (e *Engine) backoff() timing.Backoff {
 	if e.Backoff.Base > 0 {
 		return e.Backoff
 	}
 	return timing.DefaultBackoff
+}
+
+func (e *Engine) clearTimeout() time.Duration {
+	if e.ClearTimeout > 0 {
+		return e.ClearTimeout
+	}
+	return clear.DefaultTimeout
+}
+
+func (e *Engine) policy(c *Client) Policy {
+	return Policy{DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge, ClearTimeout: e.clearTimeout()}
 }
 
 var defaultOwner = func() string {
@@ -192,165 +245,245 @@ func (e *Engine) owner() string {
 	return defaultOwner
 }
 
+// Cache remembers what was read of one client, so that a caller that looks often (the daemon) reads
+// only what changed: one call per look when nothing did. The zero Cache is empty; it is safe for
+// concurrent use.
+type Cache struct {
+	mu        sync.Mutex
+	valid     bool
+	currentID string
+	token     document.Token
+	hasToken  bool
+	stateID   string
+	state     document.State
+	secrets   []clear.ClientSecret
+	secretsAt time.Time
+}
+
+// Invalidate makes the next read fetch everything again.
+func (c *Cache) Invalidate() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.valid, c.secrets = false, nil
+	c.mu.Unlock()
+}
+
+// read is what a look at a client found: the snapshot for Decide, and the client secrets themselves.
+type read struct {
+	snap    Snapshot
+	secrets []clear.ClientSecret
+	errs    []error
+}
+
 // Rotate rotates c's token if it is due, or, with force, whether or not it is due. It calls Clear
 // at most once, and only after winning the claim and counting the request.
 func (e *Engine) Rotate(ctx context.Context, c *Client, force bool) Result {
-	r := e.rotate(ctx, c, force)
+	return e.Run(ctx, c, Request{Force: force}, nil)
+}
+
+// Run reads c (through cache when it is not nil), decides, and acts on the decision.
+func (e *Engine) Run(ctx context.Context, c *Client, req Request, cache *Cache) Result {
+	if req.Owner == "" {
+		req.Owner = e.owner()
+	}
+	rd, err := e.read(ctx, c, cache, true)
+	var r Result
+	if err != nil {
+		r = Result{Client: c.Name, DailyLimit: c.DailyLimit, State: HealthUnknown, ReadErr: err}
+		r = r.fail(Failed, err)
+		r.Status = Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit}
+		e.report(c, r)
+		return r
+	}
+	if d, ok := ctx.Deadline(); ok {
+		// The deadline is on the wall clock; the decision runs on the engine's.
+		rd.snap.Deadline = rd.snap.Now.Add(time.Until(d))
+	}
+	d := Decide(rd.snap, e.policy(c), req)
+	r = e.result(c, rd.snap, d)
+	if d.Action == Ask {
+		r = e.ask(ctx, c, rd, d, r, cache)
+	} else if d.Err != nil {
+		r = r.fail(d.Outcome, d.Err)
+		r.Outcome = d.Outcome
+	} else {
+		r.Outcome, r.Message = d.Outcome, notDueMessage(d.RenewAt)
+	}
 	e.report(c, r)
 	return r
 }
 
-func (e *Engine) rotate(ctx context.Context, c *Client, force bool) Result {
+// result describes a decision for its caller.
+func (e *Engine) result(c *Client, s Snapshot, d Decision) Result {
+	st := statusOf(c, s, d)
+	r := Result{Client: c.Name, DailyLimit: c.DailyLimit, State: d.Health, Degraded: d.Degraded,
+		ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt, RequestsToday: d.RequestsToday,
+		NextCheck: d.NextCheck, Status: st}
+	return r
+}
+
+// read looks at c: AWSCURRENT (creating the secret when create is true and it is missing), the
+// state, and the client secrets. A failure to read the token secret is an error; a client secret
+// that cannot be read leaves its fingerprint empty, so that the other API client can still be
+// used.
+func (e *Engine) read(ctx context.Context, c *Client, cache *Cache, create bool) (read, error) {
 	now := e.now()
-	r := Result{Client: c.Name, DailyLimit: c.DailyLimit}
-
-	cur, err := e.current(ctx, c)
-	if err != nil {
-		return r.fail(Failed, fmt.Errorf("reading the token secret: %w", err))
+	var rd read
+	rd.snap.Now = now
+	if cache != nil {
+		cache.mu.Lock()
+		defer cache.mu.Unlock()
 	}
-	tok, haveTok := parseToken(cur.Value)
-	renewAt, due := dueAt(tok, haveTok, c, now)
-	r.describe(tok, haveTok, renewAt)
-	if !force && !due {
-		r.Outcome, r.Message = NotDue, notDueMessage(renewAt)
-		if !renewAt.IsZero() {
-			r.NextCheck = renewAt
-		}
-		return r
-	}
-	if force && haveTok && now.Sub(tok.IssuedAt) < forceDedup && now.Sub(tok.IssuedAt) >= 0 {
-		// Several forced rotations started together (a retried manual command, a duplicated
-		// event) must cost Clear one request, not one each.
-		r.Outcome = NotDue
-		r.Message = fmt.Sprintf("rotated %s ago; a forced rotation within %s of another is taken as a duplicate",
-			now.Sub(tok.IssuedAt).Round(time.Second), forceDedup)
-		r.NextCheck = renewAt
-		return r
-	}
-
-	st, stVer, err := e.state(ctx, c)
-	if err != nil {
-		return r.fail(Failed, fmt.Errorf("reading the rotation state: %w", err))
-	}
-	st, inFlight := settle(st, cur.ID, now)
-	if inFlight != nil {
-		r.RequestsToday = st.RequestsOn(timing.Day(now), st.Secret)
-		r.Outcome, r.NextCheck = Busy, inFlight.LeaseUntil
-		r.Message = fmt.Sprintf("a rotation is in progress (claimed by %s at %s)", inFlight.Owner, inFlight.At.Format(time.RFC3339))
-		return r
-	}
-
-	secret, err := e.ClientSecret(ctx, c)
-	if err != nil {
-		return r.fail(Failed, err)
-	}
-	fp := fingerprint(c.BaseURL, secret)
-	st = forConfig(st, fp)
-	today := timing.Day(now)
-	requests := st.RequestsOn(today, fp)
-	r.RequestsToday = requests
-
-	if b := st.Blocked; b != nil {
+	var stages map[string]string
+	if sg, ok := e.Store.(stager); ok && cache != nil && cache.valid {
+		m, err := sg.Stages(ctx, c.TokenSecretID)
 		switch {
-		case b.Until != nil && now.Before(*b.Until):
-			r.NextCheck = *b.Until
-			return r.fail(Blocked, fmt.Errorf("blocked until %s: %s", b.Until.Format(time.RFC3339), b.Reason))
-		case b.Until == nil && !force:
-			// Look again now and then: the fix (a new client secret) may land in Secrets Manager
-			// without any change a daemon could notice.
-			r.NextCheck = now.Add(blockedRecheck)
-			return r.fail(Blocked, fmt.Errorf("blocked until the configuration changes (or a forced rotation): %s", b.Reason))
+		case err == nil:
+			stages = m
+		case errors.Is(err, store.ErrNotFound):
+			cache.valid = false
+		default:
+			return rd, fmt.Errorf("reading the token secret: %w", err)
 		}
 	}
-	if !force && st.RetryAt != nil && now.Before(*st.RetryAt) {
-		r.NextCheck = *st.RetryAt
-		return r.fail(Blocked, fmt.Errorf("backing off until %s after %d failed attempt(s): %s",
-			st.RetryAt.Format(time.RFC3339), st.Failures, st.LastError))
-	}
-	if requests >= c.DailyLimit {
-		r.NextCheck = timing.NextMidnightUTC(now)
-		return r.fail(Limited, &LimitError{Limit: c.DailyLimit, Requests: requests, Until: r.NextCheck})
-	}
 
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < e.clearTimeout()+minWriteTime {
-		// A Lambda near its deadline would be cut off between Clear's answer and the write: the
-		// token would be issued, the old one revoked, and the new one lost.
-		return r.fail(Failed, fmt.Errorf("only %s left before the deadline, too little to call Clear and store its answer; not claiming",
-			time.Until(d).Round(time.Second)))
+	// AWSCURRENT.
+	if stages != nil && stages[CurrentStage] == cache.currentID && cache.currentID != "" {
+		rd.snap.CurrentID, rd.snap.Token, rd.snap.HasToken = cache.currentID, cache.token, cache.hasToken
+	} else {
+		v, err := e.current(ctx, c, create)
+		if err != nil {
+			return rd, fmt.Errorf("reading the token secret: %w", err)
+		}
+		rd.snap.CurrentID = v.ID
+		rd.snap.Token, rd.snap.HasToken = parseToken(v.Value)
 	}
+	rd.snap.CurrentKnown = true
 
-	// Claim: count the request and take the rotation, in one compare-and-set.
-	next := st
-	next.Day, next.Requests, next.Secret = today, requests+1, fp
-	next.Claim = &document.Claim{Owner: e.owner(), At: now, LeaseUntil: now.Add(e.lease()), Base: cur.ID, Force: force}
-	body, err := document.MarshalState(next)
+	// ROTATOR_STATE.
+	if stages != nil && stages[document.StateStage] == cache.stateID {
+		rd.snap.State, rd.snap.StateID = cache.state, cache.stateID
+	} else {
+		st, id, err := e.state(ctx, c)
+		if err != nil {
+			return rd, fmt.Errorf("reading the rotation state: %w", err)
+		}
+		rd.snap.State, rd.snap.StateID = st, id
+	}
+	rd.snap.StateKnown = true
+
+	// Client secrets.
+	n := c.Slots()
+	if cache != nil && len(cache.secrets) == n && now.Sub(cache.secretsAt) < secretTTL {
+		rd.secrets = cache.secrets
+	} else {
+		rd.secrets = make([]clear.ClientSecret, n)
+		for i := range n {
+			s, err := e.clientSecret(ctx, c, i+1)
+			if err != nil {
+				rd.errs = append(rd.errs, err)
+				continue
+			}
+			rd.secrets[i] = s
+		}
+	}
+	rd.snap.Secrets = make([]string, n)
+	for i, s := range rd.secrets {
+		if !s.IsZero() {
+			rd.snap.Secrets[i] = fingerprint(c.BaseURL, s)
+		}
+	}
+	if n == 2 && rd.snap.Secrets[0] != "" && rd.snap.Secrets[0] == rd.snap.Secrets[1] {
+		// Two API clients that are one: each rotation would revoke the other's token.
+		err := errors.New("both API clients hold the same client secret; configure two different API clients")
+		return rd, err
+	}
+	if cache != nil {
+		cache.valid = true
+		cache.currentID, cache.token, cache.hasToken = rd.snap.CurrentID, rd.snap.Token, rd.snap.HasToken
+		cache.stateID, cache.state = rd.snap.StateID, rd.snap.State
+		if len(rd.errs) == 0 && (len(cache.secrets) != n || now.Sub(cache.secretsAt) >= secretTTL) {
+			cache.secrets, cache.secretsAt = rd.secrets, now
+		}
+	}
+	if len(rd.errs) == n {
+		return rd, errors.Join(rd.errs...)
+	}
+	return rd, nil
+}
+
+// ask claims the rotation the decision chose, asks Clear, and stores the answer.
+func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Result, cache *Cache) Result {
+	defer cache.Invalidate()
+	body, err := document.MarshalState(d.Claim)
 	if err != nil {
 		return r.fail(Failed, err)
 	}
-	slot := stVer
+	slot := rd.snap.StateID
 	if slot == "" {
-		slot = "genesis/" + cur.ID
+		slot = "genesis/" + rd.snap.CurrentID
 	}
 	claimID, err := e.Store.Put(ctx, c.TokenSecretID, requestToken("claim", slot), string(body), document.StateStage)
 	if errors.Is(err, store.ErrConflict) {
-		r.Outcome, r.Message = Busy, "another rotator claimed this rotation first"
-		r.NextCheck = now.Add(e.lease())
-		return r
+		return r.fail(Busy, &BusyError{Reason: "another rotator claimed this rotation first"})
 	}
 	if err != nil {
 		return r.fail(Failed, fmt.Errorf("claiming the rotation: %w", err))
 	}
-	r.RequestsToday = requests + 1
+	n := 0
+	if r.RequestsToday != nil {
+		n = *r.RequestsToday
+	}
+	n++
+	r.RequestsToday = &n
+	r.APIClient = d.Slot
+	r.NextCheck = d.Claim.Claim.LeaseUntil
 
-	// Re-check after winning: a rotation that finished between our first read and our claim must
-	// not be repeated.
+	// Re-check after winning: a rotation that finished between the first read and the claim must
+	// not be repeated, and a forced rotation that finds AWSCURRENT changed since it read it stops.
 	again, err := e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
 	if err != nil {
-		return r.fail(Failed, fmt.Errorf("re-reading the token secret after claiming: %w", err))
+		return e.release(ctx, c, r, d, claimID, fmt.Errorf("re-reading the token secret after claiming: %w", err), false)
 	}
-	if again.ID != cur.ID {
-		r.Outcome, r.Message = Busy, "another rotator stored a new token meanwhile"
-		if t, ok := parseToken(again.Value); ok {
-			ra, _ := dueAt(t, true, c, now)
-			r.describe(t, true, ra)
-			r.NextCheck = ra
-		}
-		return r
+	if again.ID != rd.snap.CurrentID {
+		r.NextCheck = time.Time{}
+		return r.fail(Busy, &BusyError{Reason: "another rotator stored a new token meanwhile"})
 	}
 
 	// The claim's lease was set before the calls above, which a slow or throttled Secrets Manager
 	// can stretch. Calling Clear late in the lease would let another rotator take the claim over
 	// and race this one's token write; so the work must fit in what is left of the lease.
-	left := next.Claim.LeaseUntil.Sub(e.now()) - leaseMargin
-	if left < e.clearTimeout()+minWriteTime {
-		return r.fail(Failed, fmt.Errorf("the claim's lease ran short (%s left) before Clear was called; not calling it", max(left, 0).Round(time.Second)))
+	left := d.Claim.Claim.LeaseUntil.Sub(e.now()) - timing.LeaseMargin
+	if need := e.clearTimeout() + minWriteTime; left < need {
+		return e.release(ctx, c, r, d, claimID, &LeaseError{Left: max(left, 0), Need: need}, false)
 	}
 
 	// From here on Clear may revoke the token the ERP holds, so the work must finish even if the
 	// caller is cancelled (SIGTERM): only a deadline (a Lambda's, or the lease) stops it.
 	work, cancel := detach(ctx, left)
 	defer cancel()
-	return e.request(work, c, r, next, claimID, secret, fp)
-}
-
-func (e *Engine) clearTimeout() time.Duration {
-	if e.ClearTimeout > 0 {
-		return e.ClearTimeout
-	}
-	return clear.DefaultTimeout
+	return e.request(work, c, rd, d, r, claimID)
 }
 
 // request calls Clear and stores the answer: the token on success, the failure otherwise.
-func (e *Engine) request(ctx context.Context, c *Client, r Result, st document.State, claimID string, secret clear.ClientSecret, fp string) Result {
+func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r Result, claimID string) Result {
+	secret := rd.secrets[d.Slot-1]
 	cctx, cancel := context.WithTimeout(ctx, e.clearTimeout())
 	grant, err := c.Clear.Token(cctx, secret)
 	cancel()
 	answered := e.now()
 	r.Requested = true
 	if err != nil {
-		return e.recordFailure(ctx, c, r, st, claimID, fp, answered, err)
+		return e.recordFailure(ctx, c, rd, d, r, claimID, answered, err)
 	}
-	doc := document.Token{AccessToken: grant.AccessToken, ValidTill: grant.ValidTill, IssuedAt: answered, Client: c.Name}
+	doc := document.Token{AccessToken: grant.AccessToken, ValidTill: grant.ValidTill, IssuedAt: answered,
+		Client: c.Name, APIClient: d.Slot}
+	if c.Slots() == 1 {
+		doc.APIClient = 0
+	}
+	doc.ValidTillUnknown = grant.ValidTill == nil && grant.Drift != ""
 	body, err := document.MarshalToken(doc)
 	tokenVersion := requestToken("token", claimID)
 	if err == nil {
@@ -364,50 +497,175 @@ func (e *Engine) request(ctx context.Context, c *Client, r Result, st document.S
 		err = nil
 	}
 	if err != nil {
-		return r.fail(Failed, fmt.Errorf("clear issued a new token but storing it failed; it is lost and the previous token is revoked: %w", err))
+		return e.release(ctx, c, r, d, claimID, &LostError{Slot: d.Slot, Err: err}, true)
 	}
-	tok, _ := parseToken(string(body))
-	renewAt, _ := dueAt(tok, true, c, answered)
-	r.describe(tok, true, renewAt)
-	r.Outcome, r.NextCheck = Rotated, renewAt
-	r.Message = "rotated; " + notDueMessage(renewAt)
+
+	// Describe the client as it now is: the token just stored, the claim complete.
+	after := rd.snap
+	after.Now = answered
+	after.CurrentID, after.Token, after.HasToken = tokenVersion, doc, true
+	after.State, after.StateID = d.Claim, claimID
+	ad := Decide(after, e.policy(c), Request{})
+	nr := e.result(c, after, ad)
+	nr.Requested, nr.APIClient, nr.Outcome = true, d.Slot, Rotated
+	nr.Message = "rotated; " + notDueMessage(ad.RenewAt)
+	if d.Degraded && c.Slots() == 2 {
+		nr.Message += fmt.Sprintf(" (degraded: only API client %d could be asked, so the token it replaced is revoked)", d.Slot)
+	}
+	nr.NextCheck = ad.NextCheck
+	if problem := anomaly(grant, answered); problem != "" {
+		// A token that arrives expired or about to expire is stored, since it is the only one left,
+		// but is not answered with the next request at once: the API client backs off, so a clock
+		// or Clear problem cannot spend the daily budget in minutes.
+		nr = e.recordAnomaly(ctx, c, d, nr, claimID, tokenVersion, answered, problem)
+	}
+	return nr
+}
+
+// anomaly describes what is wrong with a grant that was nevertheless stored, or "" when nothing is.
+func anomaly(g clear.Grant, now time.Time) string {
+	switch {
+	case g.Drift != "":
+		return "Clear's valid_till could not be understood (" + g.Drift + "); the token was stored with its expiry unknown and is renewed within the hour"
+	case g.ValidTill != nil && g.ValidTill.Sub(now) < minLifetime:
+		return fmt.Sprintf("Clear issued a token valid until %s, only %s after it was issued: check this machine's clock, or the API client's expiry in Clear",
+			g.ValidTill.UTC().Format(time.RFC3339), g.ValidTill.Sub(now).Round(time.Second))
+	}
+	return ""
+}
+
+// recordAnomaly sets the asking API client's backoff after a stored but suspicious token.
+func (e *Engine) recordAnomaly(ctx context.Context, c *Client, d Decision, r Result, claimID, tokenVersion string, now time.Time, problem string) Result {
+	st := d.Claim
+	st.Claim = nil
+	a := st.APIClient(d.Secret)
+	a.Failures++
+	a.LastError = problem
+	at := now.Add(e.backoff().Delay(a.Failures, e.rand()))
+	a.RetryAt = &at
+	st = st.WithAPIClient(a, secretsOf(d)...)
+	e.writeState(ctx, c, st, requestToken("anomaly", tokenVersion), "could not record the suspicious answer")
+	e.log().Warn(problem, "client", c.Name, "api_client", d.Slot, "retry_at", at.Format(time.RFC3339))
+	r.Message += "; warning: " + problem
+	if r.NextCheck.IsZero() || at.After(r.NextCheck) {
+		r.NextCheck = at
+	}
 	return r
+}
+
+func secretsOf(d Decision) []string {
+	var out []string
+	for _, a := range d.Claim.APIClients {
+		out = append(out, a.Secret)
+	}
+	return out
 }
 
 // recordFailure writes the state after a failed request: backoff for transient failures, a block
 // for refusals. The claim is cleared so that the next attempt need not wait for its lease.
-func (e *Engine) recordFailure(ctx context.Context, c *Client, r Result, st document.State, claimID, fp string, now time.Time, err error) Result {
+func (e *Engine) recordFailure(ctx context.Context, c *Client, rd read, d Decision, r Result, claimID string, now time.Time, err error) Result {
 	var ce *clear.Error
 	if !errors.As(err, &ce) {
 		ce = &clear.Error{Kind: clear.KindTransient, Message: clear.Sanitize(err.Error()), Err: err}
 	}
+	msg := redact(ce.Error(), rd.secrets)
+	st := d.Claim
 	st.Claim = nil
-	st.Failures++
-	st.LastError = ce.Error()
-	st.RetryAt = nil
+	a := st.APIClient(d.Secret)
+	a.Failures++
+	a.LastError = msg
+	a.RetryAt = nil
 	switch ce.Kind {
 	case clear.KindAuth, clear.KindRejected:
-		st.Blocked = &document.Block{Kind: ce.Kind.String(), Reason: ce.Error(), Secret: fp}
+		a.Blocked = &document.Block{Kind: ce.Kind.String(), Reason: msg}
 	case clear.KindRateLimited:
 		until := timing.NextMidnightUTC(now)
-		st.Blocked = &document.Block{Kind: ce.Kind.String(), Reason: ce.Error(), Until: &until, Secret: fp}
-		r.NextCheck = until
+		if ce.RetryAfter > 0 && now.Add(ce.RetryAfter).Before(until) {
+			until = now.Add(ce.RetryAfter)
+		}
+		a.Blocked = &document.Block{Kind: ce.Kind.String(), Reason: msg, Until: &until}
 	default:
-		at := now.Add(e.backoff().Delay(st.Failures, e.rand()))
-		st.RetryAt = &at
-		r.NextCheck = at
+		at := now.Add(e.backoff().Delay(a.Failures, e.rand()))
+		a.RetryAt = &at
 	}
-	body, merr := document.MarshalState(st)
-	if merr == nil {
-		_, merr = e.retry(ctx, func(ctx context.Context) (string, error) {
-			return e.Store.Put(ctx, c.TokenSecretID, requestToken("result", claimID), string(body), document.StateStage)
+	st = st.WithAPIClient(a, rd.snap.Secrets...)
+	e.writeState(ctx, c, st, requestToken("result", claimID), "could not record the failure")
+
+	after := rd.snap
+	after.Now, after.State = now, st
+	ad := Decide(after, e.policy(c), Request{})
+	nr := e.result(c, after, ad)
+	nr.Requested, nr.APIClient, nr.RequestsToday = true, d.Slot, r.RequestsToday
+	nr.NextCheck = ad.NextCheck
+	if nr.NextCheck.IsZero() {
+		nr.NextCheck = now.Add(time.Minute)
+	}
+	out := nr.fail(Failed, fmt.Errorf("API client %d: %s", d.Slot, msg))
+	out.Err = ce
+	if d.Degraded || (c.Slots() == 2 && ad.Degraded) {
+		out.Message += " (degraded: the other API client is used until this one recovers)"
+	}
+	return out
+}
+
+// release gives the claim up after its owner failed before or after asking Clear, and records why,
+// so that the next rotation need not wait for the lease to end. lost says whether Clear issued a
+// token that could not be stored. Its write is bounded by a short time of its own, since the work's
+// time may be spent; if it fails too, the claim's lease ends soon anyway.
+func (e *Engine) release(ctx context.Context, c *Client, r Result, d Decision, claimID string, cause error, lost bool) Result {
+	now := e.now()
+	st := d.Claim
+	st.Claim = nil
+	if lost {
+		a := st.APIClient(d.Secret)
+		a.Failures++
+		a.LastError = cause.Error()
+		at := now.Add(e.backoff().Delay(a.Failures, e.rand()))
+		a.RetryAt = &at
+		st = st.WithAPIClient(a, secretsOf(d)...)
+		st.Lost = &document.Lost{At: now, Reason: cause.Error(), Base: d.Claim.Claim.Base, Slot: d.Slot, Secret: d.Secret, Certain: true}
+		r.NextCheck = at
+	} else {
+		// Nothing was asked of Clear: the request counted by the claim was not made.
+		a := st.APIClient(d.Secret)
+		if a.Requests > 0 {
+			a.Requests--
+		}
+		st = st.WithAPIClient(a, secretsOf(d)...)
+		r.NextCheck = now.Add(time.Minute)
+		if r.RequestsToday != nil && *r.RequestsToday > 0 {
+			n := *r.RequestsToday - 1
+			r.RequestsToday = &n
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseLimit)
+	defer cancel()
+	released := e.writeState(rctx, c, st, requestToken("release", claimID), "could not release the claim")
+	if lost {
+		r.State = HealthTokenLost
+		r.Status.State = HealthTokenLost
+		r.Status.TokenLost = &LostView{At: now, Reason: cause.Error(), Certain: true}
+		if !released {
+			r.NextCheck = d.Claim.Claim.LeaseUntil
+		}
+	}
+	return r.fail(Failed, cause)
+}
+
+// writeState puts a state version with retries and reports whether it landed; a conflict means
+// another writer's state won, which is as good.
+func (e *Engine) writeState(ctx context.Context, c *Client, st document.State, token, what string) bool {
+	body, err := document.MarshalState(st)
+	if err == nil {
+		_, err = e.retry(ctx, func(ctx context.Context) (string, error) {
+			return e.Store.Put(ctx, c.TokenSecretID, token, string(body), document.StateStage)
 		})
 	}
-	if merr != nil && !errors.Is(merr, store.ErrConflict) {
-		// The claim stays; its lease expiring counts as this failure, so nothing is lost but time.
-		e.log().Warn("could not record the failure", "client", c.Name, "error", merr)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		e.log().Warn(what, "client", c.Name, "error", err)
+		return false
 	}
-	return r.fail(Failed, ce)
+	return true
 }
 
 // landed reports whether the token version was stored after all, when every answer to its write
@@ -431,8 +689,9 @@ func detach(ctx context.Context, limit time.Duration) (context.Context, context.
 	return context.WithTimeout(context.WithoutCancel(ctx), limit)
 }
 
-// retry runs op until it succeeds, fails with a conflict, or ctx ends, pausing with capped
-// exponential backoff between attempts; each attempt has its own time limit.
+// retry runs op until it succeeds, fails with a conflict or an error that retrying cannot fix, or
+// ctx ends, pausing with capped exponential backoff between attempts; each attempt has its own time
+// limit.
 func (e *Engine) retry(ctx context.Context, op func(context.Context) (string, error)) (string, error) {
 	pause := e.WriteRetry
 	if pause <= 0 {
@@ -466,17 +725,22 @@ func permanent(err error) bool {
 	}
 	switch se.Code {
 	case "AccessDeniedException", "ResourceNotFoundException", "ValidationException",
-		"InvalidParameterException", "InvalidRequestException", "LimitExceededException":
+		"InvalidParameterException", "InvalidRequestException", "LimitExceededException",
+		"DecryptionFailure", "EncryptionFailure":
 		return true
 	}
 	return false
 }
 
-// current returns the AWSCURRENT version, creating the secret (holding "{}") when it is missing.
-func (e *Engine) current(ctx context.Context, c *Client) (store.Version, error) {
+// current returns the AWSCURRENT version. A missing secret is created (holding "{}") when create
+// is true, and is otherwise an empty version.
+func (e *Engine) current(ctx context.Context, c *Client, create bool) (store.Version, error) {
 	v, err := e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
 	if !errors.Is(err, store.ErrNotFound) {
 		return v, err
+	}
+	if !create {
+		return store.Version{}, nil
 	}
 	// A claim must never be the secret's first version: Secrets Manager would make it AWSCURRENT
 	// and hand it to the ERP. So the secret gets an empty document first.
@@ -494,7 +758,7 @@ func (e *Engine) current(ctx context.Context, c *Client) (store.Version, error) 
 	return e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
 }
 
-// state reads the state version; a missing or unreadable one is an empty state.
+// state reads the state version; a missing one is an empty state.
 func (e *Engine) state(ctx context.Context, c *Client) (document.State, string, error) {
 	v, err := e.Store.Read(ctx, c.TokenSecretID, document.StateStage)
 	if errors.Is(err, store.ErrNotFound) {
@@ -513,67 +777,9 @@ func (e *Engine) state(ctx context.Context, c *Client) (document.State, string, 
 	return st, v.ID, nil
 }
 
-// settle interprets the recorded claim against the current token version: a complete claim means
-// the last rotation succeeded; an expired one counts as a failure; a live one is returned.
-func settle(st document.State, currentID string, now time.Time) (document.State, *document.Claim) {
-	cl := st.Claim
-	if cl == nil {
-		return st, nil
-	}
-	st.Claim = nil
-	switch {
-	case cl.Base != currentID:
-		st.Failures, st.RetryAt, st.LastError, st.Blocked = 0, nil, "", nil
-	case now.Before(cl.LeaseUntil):
-		st.Claim = cl
-		return st, cl
-	default:
-		st.Failures++
-		st.LastError = fmt.Sprintf("the rotation claimed by %s at %s did not finish", cl.Owner, cl.At.Format(time.RFC3339))
-	}
-	return st, nil
-}
-
-// forConfig drops blocks and backoff recorded for another client secret: a changed secret (or base
-// URL) is a changed configuration, and deserves a fresh attempt.
-func forConfig(st document.State, fp string) document.State {
-	if st.Secret != fp && st.Secret != "" {
-		st.Failures, st.RetryAt, st.LastError = 0, nil, ""
-	}
-	if st.Blocked != nil && st.Blocked.Secret != fp {
-		st.Blocked = nil
-	}
-	return st
-}
-
 func parseToken(value string) (document.Token, bool) {
 	t, err := document.ParseToken([]byte(value))
 	return t, err == nil
-}
-
-// dueAt returns when the token should be renewed (zero: never) and whether that is now.
-func dueAt(t document.Token, ok bool, c *Client, now time.Time) (time.Time, bool) {
-	if !ok {
-		return now, true
-	}
-	at, renew := timing.RenewAt(t.IssuedAt, t.ValidTill, c.RenewBefore, c.MaxAge)
-	if !renew {
-		return time.Time{}, false
-	}
-	return at, !now.Before(at)
-}
-
-func (r *Result) describe(t document.Token, ok bool, renewAt time.Time) {
-	r.ValidTill, r.RenewAt, r.IssuedAt = nil, nil, nil
-	if !ok {
-		return
-	}
-	r.ValidTill = t.ValidTill
-	at := t.IssuedAt
-	r.IssuedAt = &at
-	if !renewAt.IsZero() {
-		r.RenewAt = &renewAt
-	}
 }
 
 func (r Result) fail(o Outcome, err error) Result {
@@ -585,12 +791,18 @@ func notDueMessage(renewAt time.Time) string {
 	if renewAt.IsZero() {
 		return "the token never expires and no max age is set; it is not rotated automatically"
 	}
-	return "next renewal at " + renewAt.Format(time.RFC3339)
+	return "next renewal at " + renewAt.UTC().Format(time.RFC3339)
 }
 
 // report logs the outcome: decisions that matter at info or above, the rest at debug.
 func (e *Engine) report(c *Client, r Result) {
-	attrs := []any{"client", c.Name, "outcome", string(r.Outcome), "requests_today", r.RequestsToday, "daily_limit", r.DailyLimit}
+	attrs := []any{"client", c.Name, "outcome", string(r.Outcome), "state", string(r.State), "daily_limit", r.DailyLimit}
+	if r.RequestsToday != nil {
+		attrs = append(attrs, "requests_today", *r.RequestsToday)
+	}
+	if r.APIClient != 0 {
+		attrs = append(attrs, "api_client", r.APIClient)
+	}
 	if r.ValidTill != nil {
 		attrs = append(attrs, "valid_till", r.ValidTill.Format(time.RFC3339))
 	}
@@ -600,10 +812,14 @@ func (e *Engine) report(c *Client, r Result) {
 	l := e.log()
 	switch r.Outcome {
 	case Rotated:
+		if r.Degraded {
+			l.Warn("rotated the token in degraded mode", append(attrs, "message", r.Message)...)
+			return
+		}
 		l.Info("rotated the token", attrs...)
 	case NotDue:
 		l.Debug(r.Message, attrs...)
-	case Busy:
+	case Busy, Duplicate:
 		l.Info(r.Message, attrs...)
 	case Limited, Blocked:
 		l.Warn(r.Message, attrs...)
@@ -615,17 +831,6 @@ func (e *Engine) report(c *Client, r Result) {
 		}
 		l.Error("rotation failed", append(attrs, "error", r.Message)...)
 	}
-}
-
-// LimitError is the refusal of a request by the rotator's own daily limit.
-type LimitError struct {
-	Limit, Requests int
-	Until           time.Time
-}
-
-func (e *LimitError) Error() string {
-	return fmt.Sprintf("refused by the daily limit: %d of %d requests to Clear used today (UTC); the count resets at %s",
-		e.Requests, e.Limit, e.Until.Format(time.RFC3339))
 }
 
 // requestToken derives a ClientRequestToken (a UUID-shaped string, as Secrets Manager expects)
@@ -643,19 +848,39 @@ func fingerprint(baseURL string, secret clear.ClientSecret) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// ClientSecret returns c's client secret: the literal one, or the value of the secret
+// redact removes the client secrets from text that came from outside, before it is shown or
+// stored where every reader of the token secret can see it.
+func redact(text string, secrets []clear.ClientSecret) string {
+	for _, s := range secrets {
+		if v := s.Reveal(); len(v) >= 4 {
+			text = strings.ReplaceAll(text, v, "[REDACTED]")
+		}
+	}
+	return text
+}
+
+// ClientSecret returns c's first client secret: the literal one, or the value of the secret
 // c.ClientSecretID, which holds either the plain secret or {"client_secret": "..."}.
 func (e *Engine) ClientSecret(ctx context.Context, c *Client) (clear.ClientSecret, error) {
-	if !c.ClientSecret.IsZero() {
-		return c.ClientSecret, nil
+	return e.clientSecret(ctx, c, 1)
+}
+
+func (e *Engine) clientSecret(ctx context.Context, c *Client, slot int) (clear.ClientSecret, error) {
+	lit, id := c.secretRef(slot)
+	if !lit.IsZero() {
+		return lit, nil
 	}
-	v, err := e.Store.Read(ctx, c.ClientSecretID, CurrentStage)
+	what := "the client secret"
+	if c.Slots() == 2 {
+		what = fmt.Sprintf("API client %d's client secret", slot)
+	}
+	v, err := e.Store.Read(ctx, id, CurrentStage)
 	if err != nil {
-		return clear.ClientSecret{}, fmt.Errorf("reading the client secret: %w", err)
+		return clear.ClientSecret{}, fmt.Errorf("reading %s: %w", what, err)
 	}
 	s, err := ParseClientSecret(v.Value)
 	if err != nil {
-		return clear.ClientSecret{}, fmt.Errorf("client secret %q: %w", c.ClientSecretID, err)
+		return clear.ClientSecret{}, fmt.Errorf("%s %q: %w", what, id, err)
 	}
 	return s, nil
 }

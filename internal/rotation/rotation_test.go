@@ -22,6 +22,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // faultyAPI wraps the real Secrets Manager client and fails chosen calls.
@@ -153,6 +154,16 @@ func (f *fixture) state() document.State {
 	return st
 }
 
+// apiClient returns the state's bookkeeping of the fixture's only API client.
+func (f *fixture) apiClient() document.APIClient {
+	f.t.Helper()
+	st := f.state()
+	if len(st.APIClients) != 1 {
+		f.t.Fatalf("state has %d API clients, want 1: %+v", len(st.APIClients), st)
+	}
+	return st.APIClients[0]
+}
+
 func (f *fixture) versions() int {
 	f.t.Helper()
 	out, err := f.sm.ListSecretVersionIds(context.Background(), &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(f.tokenSID), IncludeDeprecated: aws.Bool(true)})
@@ -188,8 +199,8 @@ func TestFirstRotationCreatesSecretAndStoresToken(t *testing.T) {
 	if tok.ValidTill == nil || !tok.ValidTill.Equal(f.clock.Now().Add(time.Hour)) {
 		t.Fatalf("valid_till = %v", tok.ValidTill)
 	}
-	if st := f.state(); st.Requests != 1 || st.Day != "2026-11-21" {
-		t.Fatalf("state = %+v", st)
+	if a := f.apiClient(); a.Requests != 1 || a.Day != "2026-11-21" {
+		t.Fatalf("state = %+v", a)
 	}
 	// The renewal falls when a third of the lifetime is left.
 	if want := f.clock.Now().Add(40 * time.Minute); r.RenewAt == nil || !r.RenewAt.Equal(want) {
@@ -258,8 +269,10 @@ func TestConcurrentRotatorsMakeOneRequest(t *testing.T) {
 			if !f.live() {
 				t.Fatal("AWSCURRENT is not live")
 			}
-			// A forced rotation straight after is taken as a duplicate.
-			expect(t, f.engine("late").Rotate(context.Background(), f.client, true), rotation.NotDue)
+			// Issue 8: a forced rotation straight after any rotation still asks Clear (an operator
+			// revoking a leaked token must not wait); only a live claim or a changed AWSCURRENT,
+			// or the same event id, makes a force stop.
+			expect(t, f.engine("late").Rotate(context.Background(), f.client, true), rotation.Rotated)
 		})
 	}
 }
@@ -287,7 +300,7 @@ func TestDailyLimitRefusesAndResetsAtMidnightUTC(t *testing.T) {
 	}
 	f.clock.Set(time.Date(2026, 11, 22, 0, 0, 1, 0, time.UTC))
 	expect(t, e.Rotate(context.Background(), f.client, true), rotation.Rotated)
-	if st := f.state(); st.Day != "2026-11-22" || st.Requests != 1 {
+	if st := f.apiClient(); st.Day != "2026-11-22" || st.Requests != 1 {
 		t.Fatalf("state after midnight = %+v", st)
 	}
 }
@@ -302,8 +315,11 @@ func TestFailedRequestsCountAndBackOff(t *testing.T) {
 	if !errors.As(r.Err, &ce) || ce.Kind != clear.KindTransient || ce.ErrorID == "" {
 		t.Fatalf("err = %#v", r.Err)
 	}
-	st := f.state()
-	if st.Requests != 1 || st.Failures != 1 || st.RetryAt == nil || st.Claim != nil {
+	if f.state().Claim != nil {
+		t.Fatal("the failure left the claim in place")
+	}
+	st := f.apiClient()
+	if st.Requests != 1 || st.Failures != 1 || st.RetryAt == nil {
 		t.Fatalf("state = %+v", st)
 	}
 	// Backoff with jitter 0.5 after one failure: 0.75 of the 30s base.
@@ -317,17 +333,17 @@ func TestFailedRequestsCountAndBackOff(t *testing.T) {
 	f.emu.Inject(emulator.Fault{Status: 502})
 	f.clock.Advance(23 * time.Second)
 	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Failed)
-	st = f.state()
+	st = f.apiClient()
 	if st.Failures != 2 || !st.RetryAt.Equal(f.clock.Now().Add(45*time.Second)) {
 		t.Fatalf("second backoff: %+v", st)
 	}
 	f.clock.Advance(46 * time.Second)
 	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
-	if st := f.state(); st.Requests != 3 {
+	if st := f.apiClient(); st.Requests != 3 {
 		t.Fatalf("requests counted = %d, want 3", st.Requests)
 	}
 	s, err := e.Status(context.Background(), f.client)
-	if err != nil || s.LastError != nil || s.BlockedUntil != nil || s.RequestsToday != 3 {
+	if err != nil || s.LastError != nil || s.BlockedUntil != nil || s.RequestsToday == nil || *s.RequestsToday != 3 || s.State != rotation.HealthOK {
 		t.Fatalf("status after recovery = %+v, %v", s, err)
 	}
 }
@@ -350,7 +366,7 @@ func TestUnauthorizedBlocksUntilConfigChanges(t *testing.T) {
 			f.clock.Advance(time.Hour)
 			expect(t, e.Rotate(context.Background(), f.client, false), rotation.Blocked)
 			s, _ := e.Status(context.Background(), f.client)
-			if s.BlockedUntil == nil || *s.BlockedUntil != rotation.BlockedByConfig || s.LastError == nil {
+			if s.BlockedUntil != nil || s.BlockedReason == nil || s.State != rotation.HealthBlocked || s.LastError == nil {
 				t.Fatalf("status = %+v", s)
 			}
 			if f.emu.Requests(f.secret) != 1 {
@@ -447,31 +463,78 @@ func TestTokenWriteIsRetriedAndSurvivesCancellation(t *testing.T) {
 	}
 }
 
-func TestStaleClaimIsTakenOver(t *testing.T) {
+func TestAbandonedClaimIsReleasedAtOnce(t *testing.T) {
+	// Issue 9 D7: an owner that knows it abandoned its claim (its re-read failed) releases it, so
+	// the next rotator need not wait for the lease, and the request it counted is given back.
 	f := newFixture(t, time.Hour)
 	e := f.engine("a")
-	// The first rotator claims and then "crashes" before Clear answers: the Clear call never
-	// returns for it because the store refuses to read again.
+	f.api.fail = failReReadAfterClaim(f)
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Failed)
+	f.api.fail = nil
+	if f.emu.Requests(f.secret) != 0 {
+		t.Fatal("called Clear")
+	}
+	if st := f.state(); st.Claim != nil {
+		t.Fatalf("the claim was not released: %+v", st.Claim)
+	}
+	f.clock.Advance(time.Second)
+	expect(t, f.engine("b").Rotate(context.Background(), f.client, false), rotation.Rotated)
+	if a := f.apiClient(); a.Requests != 1 {
+		t.Fatalf("requests counted = %d, want 1", a.Requests)
+	}
+}
+
+func TestVanishedOwnersClaimIsTakenOverWhenItsLeaseEnds(t *testing.T) {
+	// Issue 9 D1: the lease is sized to the work (Clear's timeout, the write window, a margin),
+	// not five minutes, and the loss is visible while it lasts.
+	f := newFixture(t, time.Hour)
+	e := f.engine("a")
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+	f.clock.Advance(41 * time.Minute)
+	// The owner "crashes" after claiming: its re-read and every write after the claim fail.
+	claimed := false
 	f.api.fail = func(op string, in any) error {
+		if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && !claimed {
+			claimed = strings.Contains(aws.ToString(p.SecretString), `"claim"`)
+			return nil
+		}
+		if claimed {
+			return errors.New("injected: the owner is gone")
+		}
+		return nil
+	}
+	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Failed)
+	f.api.fail = nil
+	other := f.engine("b")
+	r := other.Rotate(context.Background(), f.client, false)
+	expect(t, r, rotation.Busy)
+	lease := timing.Lease(clear.DefaultTimeout)
+	if want := f.clock.Now().Add(lease); !r.NextCheck.Equal(want) {
+		t.Fatalf("next check %v, want the lease's end %v", r.NextCheck, want)
+	}
+	f.clock.Advance(lease)
+	s, err := other.Status(context.Background(), f.client)
+	if err != nil || s.State != rotation.HealthTokenLost || s.TokenLost == nil || s.TokenLost.Certain {
+		t.Fatalf("status after the lease = %+v, %v", s, err)
+	}
+	expect(t, other.Rotate(context.Background(), f.client, false), rotation.Rotated)
+	if a := f.apiClient(); a.Requests != 3 {
+		t.Fatalf("requests counted = %d, want 3 (the abandoned claim counts)", a.Requests)
+	}
+	if s, _ := other.Status(context.Background(), f.client); s.State != rotation.HealthOK || s.TokenLost != nil {
+		t.Fatalf("status after recovery = %+v", s)
+	}
+}
+
+// failReReadAfterClaim fails the read of AWSCURRENT that follows a claim.
+func failReReadAfterClaim(f *fixture) func(op string, in any) error {
+	return func(op string, in any) error {
 		if g, ok := in.(*secretsmanager.GetSecretValueInput); ok && aws.ToString(g.VersionStage) == "AWSCURRENT" {
 			if st, err := f.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(f.tokenSID), VersionStage: aws.String(document.StateStage)}); err == nil && strings.Contains(aws.ToString(st.SecretString), `"claim"`) {
 				return errors.New("injected: crash after claim")
 			}
 		}
 		return nil
-	}
-	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Failed)
-	f.api.fail = nil
-	if f.emu.Requests(f.secret) != 0 {
-		t.Fatal("called Clear")
-	}
-	other := f.engine("b")
-	r := other.Rotate(context.Background(), f.client, false)
-	expect(t, r, rotation.Busy)
-	f.clock.Advance(rotation.DefaultLease)
-	expect(t, other.Rotate(context.Background(), f.client, false), rotation.Rotated)
-	if st := f.state(); st.Requests != 2 {
-		t.Fatalf("requests counted = %d, want 2 (the lost claim counts)", st.Requests)
 	}
 }
 
@@ -514,7 +577,7 @@ func TestTemplatePlaceholderMeansNoToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := f.engine("a").Status(context.Background(), f.client)
-	if err != nil || s.ValidTill != nil || s.RequestsToday != 0 {
+	if err != nil || s.ValidTill != nil || s.RequestsToday == nil || *s.RequestsToday != 0 || s.State != rotation.HealthNoToken {
 		t.Fatalf("status = %+v, %v", s, err)
 	}
 	expect(t, f.engine("a").Rotate(context.Background(), f.client, false), rotation.Rotated)
@@ -528,7 +591,7 @@ func TestNoClaimWhenTheDeadlineIsTooClose(t *testing.T) {
 	defer cancel()
 	r := e.Rotate(ctx, f.client, false)
 	expect(t, r, rotation.Failed)
-	if r.Requested || f.emu.Requests(f.secret) != 0 || !strings.Contains(r.Message, "not claiming") {
+	if r.Requested || f.emu.Requests(f.secret) != 0 || !strings.Contains(r.Message, "before the deadline") {
 		t.Fatalf("claimed with too little time left: %s", r.Message)
 	}
 	expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
@@ -541,14 +604,14 @@ func TestLeaseSpentBeforeClearIsNotUsed(t *testing.T) {
 	f.api.fail = func(op string, in any) error {
 		if st, err := f.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(f.tokenSID), VersionStage: aws.String(document.StateStage)}); err == nil &&
 			strings.Contains(aws.ToString(st.SecretString), `"claim"`) && op == "GetSecretValue" {
-			f.clock.Advance(rotation.DefaultLease - 30*time.Second)
+			f.clock.Advance(timing.Lease(clear.DefaultTimeout) - 30*time.Second)
 		}
 		return nil
 	}
 	r := e.Rotate(context.Background(), f.client, false)
 	f.api.fail = nil
 	expect(t, r, rotation.Failed)
-	if r.Requested || f.emu.Requests(f.secret) != 0 || !strings.Contains(r.Message, "lease ran short") {
+	if r.Requested || f.emu.Requests(f.secret) != 0 || !strings.Contains(r.Message, "before the claim's lease") {
 		t.Fatalf("called Clear late in the lease: %s", r.Message)
 	}
 	f.clock.Advance(time.Minute)

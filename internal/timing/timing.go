@@ -20,11 +20,30 @@ const (
 	// LeaseMargin keeps the owner's last write clear of a takeover, allowing for clocks that differ
 	// a little between rotators.
 	LeaseMargin = 15 * time.Second
-	// MinInterval is the floor between two automatic rotations of a client, whatever Clear answers
-	// or the configuration says: every rotation revokes a token, and a bad valid_till must not turn
-	// into a storm of requests.
-	MinInterval = time.Minute
 )
+
+// MinInterval is the floor between two automatic rotations of a client, whatever Clear answers or
+// the configuration says: every rotation revokes a token, and a bad valid_till must not turn into a
+// storm of requests. A token that lives less than MinInterval is treated as a clock or Clear problem.
+//
+// It is one minute in every release build. It is a variable only so that process tests can build a
+// rotator that renews emulator tokens living a few seconds in real time, with
+// -ldflags "-X github.com/clear-rotator/clear-rotator/internal/timing.testFloor=500ms"; no
+// configuration or environment can change it.
+var MinInterval = floor(testFloor)
+
+// testFloor is set at build time only; see MinInterval.
+var testFloor string
+
+// TestFloorFlag is the -ldflags value that builds a rotator with a 500 ms floor, for process tests.
+const TestFloorFlag = "-X github.com/clear-rotator/clear-rotator/internal/timing.testFloor=500ms"
+
+func floor(s string) time.Duration {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d
+	}
+	return time.Minute
+}
 
 // Lease returns how long a claim keeps other rotators away: a Clear request, the write window and
 // the margin.
