@@ -67,7 +67,7 @@ const (
 	// when the work's own time is spent, since it is what lets the next rotation start at once.
 	releaseLimit = 10 * time.Second
 	// secretTTL is how long a cached client secret is used before it is read again.
-	secretTTL = 15 * time.Minute
+	secretTTL     = 15 * time.Minute
 	emptyDocument = "{}"
 )
 

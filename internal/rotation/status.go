@@ -203,6 +203,3 @@ func (e *Engine) Revoke(ctx context.Context, c *Client, event string) []Result {
 	}
 	return out
 }
-
-
-
