@@ -60,6 +60,11 @@ type Request struct {
 	Slot int
 	// Owner names the rotator in its claim.
 	Owner string
+	// TokenVersion, when set, is the version id (ClientRequestToken) the new token is stored as, and
+	// Stages the staging labels it gets besides AWSCURRENT: Secrets Manager's own rotation names the
+	// version it expects (createSecret) and wants it labelled AWSPENDING.
+	TokenVersion string
+	Stages       []string
 }
 
 // Action is what a decision tells the caller to do.
@@ -125,6 +130,9 @@ type Decision struct {
 	Secret string
 	// Claim is the state to write to claim the rotation (Action Ask).
 	Claim document.State
+	// TokenVersion and Stages carry the request's, for the token write.
+	TokenVersion string
+	Stages       []string
 	// Settled is the state as read, with finished and abandoned claims and recovered losses
 	// accounted for; the base of any state write.
 	Settled document.State
@@ -269,6 +277,7 @@ func Decide(s Snapshot, p Policy, req Request) Decision {
 		}
 	}
 	d.Action, d.Slot, d.Secret, d.Claim = Ask, slot, fp, next
+	d.TokenVersion, d.Stages = req.TokenVersion, req.Stages
 	return d
 }
 

@@ -486,10 +486,14 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 	doc.ValidTillUnknown = grant.ValidTill == nil && grant.Drift != ""
 	body, err := document.MarshalToken(doc)
 	tokenVersion := requestToken("token", claimID)
+	var stages []string
+	if d.TokenVersion != "" {
+		tokenVersion, stages = d.TokenVersion, append([]string{CurrentStage}, d.Stages...)
+	}
 	if err == nil {
 		// The write comes straight after Clear's answer: no other call in between.
 		_, err = e.retry(ctx, func(ctx context.Context) (string, error) {
-			return e.Store.Put(ctx, c.TokenSecretID, tokenVersion, string(body))
+			return e.Store.Put(ctx, c.TokenSecretID, tokenVersion, string(body), stages...)
 		})
 	}
 	if err != nil && e.landed(ctx, c, tokenVersion) {
