@@ -71,10 +71,10 @@ func hasPrefix(name string) bool {
 
 // Suggest returns the candidate closest to word by edit distance (ignoring
 // case), or "" when none is close enough to be a likely typo: at most a
-// third of the word's length, and never more than 3 edits. Ties go to the
+// third of the word's length but at least 2, and never more than 3. Ties go to the
 // earlier candidate. The CLI uses it for mistyped commands and flags too.
 func Suggest(word string, candidates []string) string {
-	limit := min(3, max(1, len([]rune(word))/3))
+	limit := min(3, max(2, len([]rune(word))/3))
 	best, bestD := "", limit+1
 	w := strings.ToLower(word)
 	for _, c := range candidates {
