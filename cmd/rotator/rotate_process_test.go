@@ -151,7 +151,7 @@ func TestRotateThenNotDue(t *testing.T) {
 		t.Fatalf("a not-due rotate wrote versions or called Clear (%d requests)", c.emu.Requests(c.secret))
 	}
 	wantCode(t, c.run("rotate", "--client", "nope"), 2, `no client named "nope"`)
-	wantCode(t, c.run("rotate", "--bogus"), 2, "flag provided but not defined")
+	wantCode(t, c.run("rotate", "--bogus"), 2, "rotate does not take the flag --bogus")
 }
 
 func TestParallelRotateProcessesMakeOneRequest(t *testing.T) {
