@@ -137,8 +137,35 @@ type keyValue struct {
 // ("<<: *anchor") applied: keys given in n win over merged ones, and earlier
 // merged mappings over later ones, as YAML's merge key type says. A key given
 // twice in one mapping is reported, since which of the two counts would be a
-// guess; so is a key that is not a plain scalar.
+// guess; so is a key that is not a plain scalar. An anchor may be merged
+// into itself (&a {<<: *a}), which yaml.v3 accepts as a cycle of nodes, so
+// the walk remembers the mappings it is inside and refuses to re-enter one.
+//
+// Merges are expanded, so a file of a few lines could merge lists of
+// aliases into each other until the expansion is exponential (the "billion
+// laughs" of merge keys); a budget of visited keys per mapping bounds that.
 func mapping(p *problems, at location, n *yaml.Node) []keyValue {
+	budget := maxMergedKeys
+	return mappingIn(p, at, n, map[*yaml.Node]bool{}, &budget)
+}
+
+// maxMergedKeys bounds the keys one mapping may expand to through merges;
+// a real client entry has about ten.
+const maxMergedKeys = 10000
+
+func mappingIn(p *problems, at location, n *yaml.Node, inside map[*yaml.Node]bool, budget *int) []keyValue {
+	if inside[n] {
+		p.add(at.with("", n.Line), nil, "a merge key (<<) merges a mapping into itself")
+		return nil
+	}
+	if *budget -= len(n.Content) / 2; *budget < 0 {
+		if *budget+len(n.Content)/2 >= 0 {
+			p.add(at.with("", n.Line), nil, "merge keys (<<) expand this mapping to too many keys")
+		}
+		return nil
+	}
+	inside[n] = true
+	defer delete(inside, n)
 	var own, merged []keyValue
 	first := map[string]int{}
 	var merges []*yaml.Node
@@ -165,7 +192,7 @@ func mapping(p *problems, at location, n *yaml.Node) []keyValue {
 		seen[kv.key] = true
 	}
 	addMerged := func(m *yaml.Node) {
-		for _, kv := range mapping(p, at, m) {
+		for _, kv := range mappingIn(p, at, m, inside, budget) {
 			if !seen[kv.key] {
 				seen[kv.key] = true
 				merged = append(merged, kv)

@@ -313,6 +313,18 @@ func TestYAMLKeyHandling(t *testing.T) {
 	wantErrors(t, err, `unknown top-level key "client"; the only allowed key is clients (did you mean clients?)`)
 	_, err = Parse([]byte("clients: [1, true, ~]\n"), "f.yaml", nil)
 	wantErrors(t, err, "found a number", "found a boolean", "client #3: the entry is empty")
+	// A mapping merged into itself is a cycle in yaml.v3's node tree; it
+	// used to overflow the stack.
+	_, err = Parse([]byte("clients:\n  - &a {name: a, <<: *a}\n  - &b {name: b, <<: [*b]}\n"), "f.yaml", nil)
+	wantErrors(t, err, "f.yaml:2: a merge key (<<) merges a mapping into itself", "f.yaml:3: a merge key")
+	// Merges of merges grow exponentially; the walk stops at a budget.
+	laughs := "defs:\n  - &x0 {a: 1}\n"
+	for i := 1; i <= 40; i++ {
+		laughs += fmt.Sprintf("  - &x%d {<<: [*x%d, *x%d]}\n", i, i-1, i-1)
+	}
+	laughs += "clients:\n  - {<<: *x40, name: a}\n"
+	_, err = Parse([]byte(laughs), "f.yaml", nil)
+	wantErrors(t, err, "merge keys (<<) expand this mapping to too many keys")
 	// Merges from a list of mappings: the entry's own keys win, then the
 	// first merged mapping.
 	cfg, err := Parse([]byte(`
