@@ -151,7 +151,7 @@ func TestRotateThenNotDue(t *testing.T) {
 		t.Fatalf("a not-due rotate wrote versions or called Clear (%d requests)", c.emu.Requests(c.secret))
 	}
 	wantCode(t, c.run("rotate", "--client", "nope"), 2, `no client named "nope"`)
-	wantCode(t, c.run("rotate", "--bogus"), 2, "flag provided but not defined")
+	wantCode(t, c.run("rotate", "--bogus"), 2, "rotate does not take the flag --bogus")
 }
 
 func TestParallelRotateProcessesMakeOneRequest(t *testing.T) {
@@ -387,9 +387,9 @@ func TestYAMLConfigSeveralClients(t *testing.T) {
 
 func TestFlagsBelongToTheirCommand(t *testing.T) {
 	c := newCLI(t, time.Hour)
-	wantCode(t, c.run("status", "--force"), 2, "flag provided but not defined: -force")
-	wantCode(t, c.run("check", "--client", "default"), 2, "flag provided but not defined: -client")
-	wantCode(t, c.run("run", "--json"), 2, "flag provided but not defined: -json")
+	wantCode(t, c.run("status", "--force"), 2, "status does not take the flag --force")
+	wantCode(t, c.run("check", "--client", "default"), 2, "check does not take the flag --client")
+	wantCode(t, c.run("run", "--json"), 2, "run does not take the flag --json")
 	if c.emu.Requests(c.secret) != 0 {
 		t.Fatal("a usage error called Clear")
 	}

@@ -2,18 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"strings"
 	"syscall"
-	"text/tabwriter"
-	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
@@ -25,29 +23,56 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
-const usage = `usage: rotator <command> [flags]
+// Env is the process environment as run sees it: single variables for the configuration, and the
+// whole list for the unknown-variable warnings. Tests pass an envList instead of the real one.
+type Env interface {
+	Lookup(name string) (string, bool)
+	Environ() []string
+}
 
-Commands:
-  run                               run the daemon: check every client on ROTATOR_SCHEDULE
-  rotate [--client NAME] [--force] [--json]
-                                    rotate now if due (always with --force)
-  status [--client NAME] [--json]   show each client's token, budget and errors
-  check                             validate the configuration and read each secret; never calls Clear
-  version                           print the version
+// osEnv is the real environment.
+type osEnv struct{}
 
-Configuration comes from the environment (see README.md). Exit status: 0 success or nothing to do,
-1 failure (including a refusal by the daily limit), 2 usage or configuration error.
-`
+func (osEnv) Lookup(name string) (string, bool) { return os.LookupEnv(name) }
+func (osEnv) Environ() []string                 { return os.Environ() }
 
-// usageError is a mistake in the command line or the configuration: exit status 2.
-type usageError struct{ err error }
+// envList is an Env over KEY=VALUE entries; a later entry wins, as in exec.Cmd.Env.
+type envList []string
+
+func (e envList) Lookup(name string) (string, bool) {
+	for i := len(e) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(e[i], "="); ok && k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func (e envList) Environ() []string { return e }
+
+// usageError is a mistake in the command line or the configuration: exit status 2. hint, when set,
+// is printed on a line of its own after the error, e.g. where to find the help.
+type usageError struct {
+	err  error
+	hint string
+}
 
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
+// usagef is a command-line mistake that points at the command's help.
+func usagef(cmd, format string, args ...any) error {
+	hint := "Run 'rotator --help' for the commands."
+	if cmd != "" {
+		hint = "Run 'rotator " + cmd + " --help' for usage."
+	}
+	return &usageError{err: fmt.Errorf(format, args...), hint: hint}
+}
+
 // errReported means the failure was already printed in full.
 var errReported = errors.New("failed")
 
+// exitCode prints err once, on stderr, and returns the exit status it stands for.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
@@ -55,6 +80,9 @@ func exitCode(err error, stderr io.Writer) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "rotator: %v\n", err)
+		if ue.hint != "" {
+			fmt.Fprintln(stderr, ue.hint)
+		}
 		return 2
 	}
 	if !errors.Is(err, errReported) {
@@ -63,162 +91,144 @@ func exitCode(err error, stderr io.Writer) int {
 	return 1
 }
 
-func run(ctx context.Context, args []string, lookup config.LookupFunc, stdout, stderr io.Writer) error {
+// options are the parsed flags; each command defines only the ones it takes.
+type options struct {
+	client             string
+	force, asJSON, yes, check bool
+}
+
+func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return &usageError{errors.New("no command given")}
+		fmt.Fprint(stderr, overview())
+		return &usageError{err: errors.New("no command given")}
 	}
-	cmd, args := args[0], args[1:]
-	switch cmd {
+	name, args := args[0], args[1:]
+	switch name {
 	case "version", "--version", "-v":
+		if len(args) > 0 {
+			return usagef("version", "version takes no arguments")
+		}
 		fmt.Fprintln(stdout, versionString())
 		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	case "run", "rotate", "status", "check":
-	default:
-		fmt.Fprint(stderr, usage)
-		return &usageError{fmt.Errorf("unknown command %q", cmd)}
-	}
-
-	fs := flag.NewFlagSet("rotator "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	// Each command takes only its own flags, so that a misplaced one (status --force) is a usage
-	// error rather than silently ignored.
-	var client string
-	var force, asJSON bool
-	if cmd == "rotate" || cmd == "status" {
-		fs.StringVar(&client, "client", "", "only this client (by name)")
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
-	}
-	if cmd == "rotate" {
-		fs.BoolVar(&force, "force", false, "rotate even if not due; also lifts a 401 block and a backoff")
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	case "help", "-h", "--help", "-help":
+		switch {
+		case len(args) == 0:
+			fmt.Fprint(stdout, overview())
 			return nil
+		case len(args) > 1:
+			return usagef("", "help takes at most one command")
 		}
-		return &usageError{err}
+		cmd, err := findCommand(args[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, cmd.help())
+		return nil
 	}
-	if fs.NArg() > 0 {
-		return &usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	cmd, err := findCommand(name)
+	if err != nil {
+		return err
+	}
+	o, help, err := cmd.parse(args)
+	switch {
+	case err != nil:
+		return err
+	case help:
+		fmt.Fprint(stdout, cmd.help())
+		return nil
 	}
 
-	cfg, err := config.Load(lookup)
-	if err != nil {
-		return &usageError{fmt.Errorf("configuration:\n%w", err)}
+	// Warnings about unknown variables come first, through a logger set up from the logging
+	// variables alone, so that they are seen even when the configuration is refused: a typo in a
+	// variable's name is often why it is.
+	early := earlyLogger(env, stderr)
+	warnings := config.Unknown(env.Environ())
+	for _, w := range warnings {
+		early.Warn(w.String(), "variable", w.Name)
 	}
-	log := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
-	if cmd == "run" {
+
+	cfg, err := config.Load(env.Lookup)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("configuration:\n%w", err)}
+	}
+	log := newLogger(cfg, stderr)
+	if cmd.name == "run" {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 		return daemon.Run(ctx, daemon.Options{
-			Load: func(ctx context.Context) (*app.App, error) { return build(ctx, lookup, stderr) },
+			Load: func(ctx context.Context) (*app.App, error) { return build(ctx, env.Lookup, stderr) },
 			Log:  log, Reload: hup, Version: versionString(),
 		})
 	}
 	sm, err := app.SecretsManager(ctx)
 	if err != nil {
-		return &usageError{err}
+		return &usageError{err: err}
 	}
 	a, err := app.New(cfg, sm, nil, log)
 	if err != nil {
-		return &usageError{err}
+		return &usageError{err: err}
 	}
-	clients, err := a.Select(client)
+	clients, err := a.Select(o.client)
 	if err != nil {
-		return &usageError{err}
+		return &usageError{err: err}
 	}
-	switch cmd {
+	switch cmd.name {
 	case "rotate":
-		return rotate(ctx, a.Engine, clients, force, asJSON, stdout)
+		return rotate(ctx, a.Engine, clients, o.force, o.asJSON, stdout)
 	case "status":
-		return status(ctx, a.Engine, clients, asJSON, stdout)
+		return status(ctx, a.Engine, clients, o.asJSON, o.check, stdout)
+	case "revoke":
+		if !o.yes {
+			if err := confirm(stdin, isTerminal(stdin), stderr, clientNames(clients)); err != nil {
+				return err
+			}
+		}
+		return revoke(ctx, a.Engine, clients, o.asJSON, stdout)
 	default:
-		return check(ctx, a.Engine, clients, cfg, stdout)
+		return check(ctx, a.Engine, clients, cfg, warnings, stdout)
 	}
+}
+
+// earlyLogger logs before the configuration is loaded, with LOG_LEVEL, LOG_FORMAT and NO_COLOR as
+// far as they are valid; config.Load reports them when they are not.
+func earlyLogger(env Env, stderr io.Writer) *slog.Logger {
+	o := logging.Options{}
+	if v, ok := env.Lookup(config.EnvLogLevel); ok {
+		o.Level, _ = logging.ParseLevel(v)
+	}
+	if v, ok := env.Lookup(config.EnvLogFormat); ok {
+		o.Format, _ = logging.ParseFormat(v)
+	}
+	v, _ := env.Lookup(config.EnvNoColor)
+	o.NoColor = v != ""
+	return logging.NewWith(stderr, o)
+}
+
+func newLogger(cfg *config.Config, stderr io.Writer) *slog.Logger {
+	return logging.NewWith(stderr, logging.Options{Level: cfg.LogLevel, Format: cfg.LogFormat, NoColor: cfg.NoColor})
 }
 
 // build loads the configuration and wires the rotator; the daemon calls it at start and on SIGHUP.
 func build(ctx context.Context, lookup config.LookupFunc, stderr io.Writer) (*app.App, error) {
 	cfg, err := config.Load(lookup)
 	if err != nil {
-		return nil, &usageError{fmt.Errorf("configuration:\n%w", err)}
+		return nil, &usageError{err: fmt.Errorf("configuration:\n%w", err)}
 	}
 	sm, err := app.SecretsManager(ctx)
 	if err != nil {
-		return nil, &usageError{err}
+		return nil, &usageError{err: err}
 	}
-	return app.New(cfg, sm, nil, logging.New(stderr, cfg.LogLevel, cfg.LogFormat))
+	return app.New(cfg, sm, nil, newLogger(cfg, stderr))
 }
 
-func rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, force, asJSON bool, stdout io.Writer) error {
-	failed := 0
-	var results []rotation.Result
-	for _, c := range clients {
-		r := e.Rotate(ctx, c, force)
-		results = append(results, r)
-		if !r.Outcome.OK() {
-			failed++
-		}
-		if !asJSON {
-			fmt.Fprintf(stdout, "%s: %s: %s\n", r.Client, r.Outcome, r.Message)
-		}
-	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"results": results}); err != nil {
-			return err
-		}
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d client(s) not rotated as asked: %w", failed, len(clients), errReported)
-	}
-	return nil
-}
-
-func status(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, asJSON bool, stdout io.Writer) error {
-	statuses := make([]rotation.Status, 0, len(clients))
-	var errs []error
-	for _, c := range clients {
-		s, err := e.Status(ctx, c)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("client %q: %w", c.Name, err))
-			msg := err.Error()
-			s.LastError = &msg
-		}
-		statuses = append(statuses, s)
-	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"clients": statuses}); err != nil {
-			return err
-		}
-	} else {
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tVALID_TILL\tRENEW_AT\tREQUESTS_TODAY\tBLOCKED_UNTIL\tLAST_ERROR")
-		for _, s := range statuses {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", s.Name, timeOr(s.ValidTill, validTillNone(s)), timeOr(s.RenewAt, "never"),
-				derefInt(s.RequestsToday), s.DailyLimit, timeOr(s.BlockedUntil, "-"), strOr(s.LastError, "-"))
-		}
-		tw.Flush()
-	}
-	return errors.Join(errs...)
-}
-
-func validTillNone(s rotation.Status) string {
-	if s.HasToken {
-		return "never"
-	}
-	return "no token"
-}
-
-func check(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, cfg *config.Config, stdout io.Writer) error {
+// check validates what can be validated without calling Clear. Unknown variables are listed
+// too, since a misspelt one leaves its setting at the default while everything else looks fine.
+func check(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, cfg *config.Config, warnings []config.Warning, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "configuration from %s: %d client(s), schedule %q\n", cfg.Source, len(cfg.Clients), cfg.Schedule)
+	for _, w := range warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	failed := 0
 	for _, c := range clients {
 		note, err := e.Check(ctx, c)
@@ -235,18 +245,12 @@ func check(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, 
 	return nil
 }
 
-func timeOr(t *time.Time, none string) string {
-	if t == nil {
-		return none
+func clientNames(clients []*rotation.Client) []string {
+	names := make([]string, len(clients))
+	for i, c := range clients {
+		names[i] = c.Name
 	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-func strOr(s *string, none string) string {
-	if s == nil {
-		return none
-	}
-	return strings.ReplaceAll(*s, "\t", " ")
+	return names
 }
 
 func versionString() string {
@@ -265,9 +269,10 @@ func versionString() string {
 	return fmt.Sprintf("clear-rotator %s (%s)", v, goVersion)
 }
 
-func derefInt(n *int) int {
-	if n == nil {
-		return 0
-	}
-	return *n
+// flagSet returns a flag set that prints nothing: run prints every error itself, once.
+func flagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("rotator "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
 }

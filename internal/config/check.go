@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"strings"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
 )
 
 // candidate is a client under validation, with what the cross-client checks
@@ -13,10 +15,51 @@ type candidate struct {
 	nameOK   bool
 	nameLine int
 
-	literal    string   // the literal client secret, when valid
-	literalLoc location // where it was set
-	secretUse  *idUse   // the client secret's Secrets Manager id, when valid
-	tokenUse   *idUse   // the token's Secrets Manager id, when valid
+	// Per API client slot (0 and 1 for client_secret and client_secret_2):
+	literals   [2]string   // the literal client secret, when valid
+	literalLoc [2]location // where it was set
+	secretUse  [2]*idUse   // the client secret's Secrets Manager id, when valid
+	tokenUse   *idUse      // the token's Secrets Manager id, when valid
+
+	locs map[string]location // where each value setting came from, by YAML key
+}
+
+// setLoc records where the value setting key came from.
+func (c *candidate) setLoc(key string, l location) {
+	if c.locs == nil {
+		c.locs = map[string]location{}
+	}
+	c.locs[key] = l
+}
+
+// useLiteral makes s the literal client secret of the slot (0 or 1).
+func (c *candidate) useLiteral(slot int, s clear.ClientSecret, l location) {
+	if slot == 0 {
+		c.client.ClientSecret = s
+	} else {
+		c.client.ClientSecret2 = s
+	}
+	c.literals[slot], c.literalLoc[slot] = s.Reveal(), l
+}
+
+// useID makes ref the Secrets Manager id of the slot's client secret.
+func (c *candidate) useID(slot int, ref secretRef, l location) {
+	if slot == 0 {
+		c.client.ClientSecretID = ref.raw
+	} else {
+		c.client.ClientSecretID2 = ref.raw
+	}
+	c.secretUse[slot] = &idUse{ref: ref, loc: l, owner: c}
+}
+
+// checkBudget applies the rule between max_age and daily_limit once both
+// are known, at max_age's location.
+func (c *candidate) checkBudget(p *problems) {
+	l, ok := c.locs["max_age"]
+	if !ok {
+		return
+	}
+	checkBudget(p, l, c.client.MaxAge, c.client.DailyLimit)
 }
 
 // label names the candidate in a message about another client.
@@ -59,24 +102,39 @@ func crossCheck(cands []*candidate, p *problems) {
 		names[c.client.Name] = c
 	}
 
-	literals := map[string]*candidate{}
+	// A literal is compared with every literal seen before it, in this
+	// client's other slot too: two API clients with one client secret are
+	// one API client, and each rotation would revoke the token just stored.
+	type litUse struct {
+		owner *candidate
+		loc   location
+	}
+	literals := map[string]litUse{}
 	for _, c := range cands {
-		if c.literal == "" {
-			continue
+		for slot, lit := range c.literals {
+			if lit == "" {
+				continue
+			}
+			l := c.literalLoc[slot]
+			if first, dup := literals[lit]; dup {
+				if first.owner == c {
+					p.add(fieldOnly(l), nil, fmt.Sprintf("%s is the same client secret as this client's %s (value not shown); the second API client must have its own client secret, or each rotation would revoke the token just stored",
+						l.field, first.loc.field))
+				} else {
+					p.add(fieldOnly(l), nil, fmt.Sprintf("%s is the same client secret as %s's %s (value not shown); each would revoke the other's token, so give every client its own client secret",
+						l.field, first.owner.label(), first.loc.field))
+				}
+				continue
+			}
+			literals[lit] = litUse{c, l}
 		}
-		if first, dup := literals[c.literal]; dup {
-			p.add(fieldOnly(c.literalLoc), nil, fmt.Sprintf("%s is the same client secret as %s's %s (value not shown); each would revoke the other's token, so give every client its own client secret",
-				c.literalLoc.field, first.label(), first.literalLoc.field))
-			continue
-		}
-		literals[c.literal] = c
 	}
 
 	// Ids are indexed by every name they may stand for, so that the check
 	// stays linear for realistic files however many clients they list.
 	index := map[string][]*idUse{}
 	for _, c := range cands {
-		for _, u := range []*idUse{c.secretUse, c.tokenUse} {
+		for _, u := range []*idUse{c.secretUse[0], c.secretUse[1], c.tokenUse} {
 			if u == nil {
 				continue
 			}
@@ -124,6 +182,9 @@ func conflict(u, prev *idUse) string {
 	case u.token && prev.token:
 		return fmt.Sprintf("%s %s refers to the same secret as %s (%s); each client would overwrite the other's token, so give every client its own token secret",
 			u.loc.field, quote(u.ref.raw), other, quote(prev.ref.raw))
+	case !u.token && !prev.token && prev.owner == u.owner:
+		return fmt.Sprintf("%s refers to the same Secrets Manager secret as %s; the two API clients must have different client secrets, or each rotation would revoke the token just stored",
+			u.loc.field, other)
 	case !u.token && !prev.token:
 		return fmt.Sprintf("%s refers to the same Secrets Manager secret as %s; the two clients would share one client secret and each would revoke the other's token",
 			u.loc.field, other)

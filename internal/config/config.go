@@ -7,19 +7,26 @@
 // defaults for whatever an entry leaves out. The variable and key names below
 // are the operator contract, so they must not change:
 //
-//	CLEAR_BASE_URL          base_url          Clear API base URL; https, or http only for loopback hosts
-//	CLEAR_CLIENT_SECRET     client_secret     the client secret itself (for development)
-//	CLEAR_CLIENT_SECRET_ID  client_secret_id  or the Secrets Manager name/ARN of a secret holding it
-//	ROTATOR_TOKEN_SECRET_ID token_secret_id   Secrets Manager name/ARN where the token is kept
-//	ROTATOR_DAILY_LIMIT     daily_limit       requests per client secret per UTC day, 1..250, default 48
-//	ROTATOR_RENEW_BEFORE    renew_before      renew when this much validity is left; default a third of the lifetime
-//	ROTATOR_MAX_AGE         max_age           rotate never-expiring tokens this old; default never
-//	ROTATOR_CONFIG                            path of the YAML file
-//	ROTATOR_SCHEDULE                          cron spec for the daemon, default "@every 5m"
-//	ROTATOR_HTTP_ADDR                         ops listener, default ":9090"; set but empty disables it
-//	ROTATOR_SHUTDOWN_GRACE                    default 30s
-//	CLEAR_TIMEOUT                             one Clear request, default 30s, 1s..120s
-//	LOG_LEVEL, LOG_FORMAT                     debug/info/warn/error; text/json (default: text on a terminal)
+//	CLEAR_BASE_URL            base_url            Clear API base URL; https, or http only for loopback hosts
+//	CLEAR_CLIENT_SECRET       client_secret       the client secret itself (for development)
+//	CLEAR_CLIENT_SECRET_ID    client_secret_id    or the Secrets Manager name/ARN of a secret holding it
+//	CLEAR_CLIENT_SECRET_2     client_secret_2     optional second API client's secret itself
+//	CLEAR_CLIENT_SECRET_ID_2  client_secret_id_2  or the Secrets Manager name/ARN of a secret holding it
+//	ROTATOR_TOKEN_SECRET_ID   token_secret_id     Secrets Manager name/ARN where the token is kept
+//	ROTATOR_DAILY_LIMIT       daily_limit         requests per client secret per UTC day, 1..250, default 48
+//	ROTATOR_RENEW_BEFORE      renew_before        renew when this much validity is left; default a third of the lifetime
+//	ROTATOR_MAX_AGE           max_age             rotate never-expiring tokens this old (at least 1m); default never
+//	ROTATOR_CONFIG                                path of the YAML file (a regular file)
+//	ROTATOR_SCHEDULE                              cron spec for the daemon, default "@every 5m"; must fire
+//	ROTATOR_HTTP_ADDR                             ops listener, default ":9090"; set but empty disables it
+//	ROTATOR_SHUTDOWN_GRACE                        default timing.Lease(CLEAR_TIMEOUT); at least CLEAR_TIMEOUT+30s
+//	CLEAR_TIMEOUT                                 one Clear request, default 30s, 1s..120s
+//	LOG_LEVEL, LOG_FORMAT                         debug/info/warn/error; text/json (default: text on a terminal)
+//	NO_COLOR                                      any non-empty value: no colour in text logs
+//
+// The table Settings describes the same settings for code: the environment
+// path, the YAML path, the unknown-variable warnings (Unknown) and the help
+// texts all read it.
 //
 // Variables are read through a LookupFunc rather than a getenv-style function
 // because ROTATOR_HTTP_ADDR has to tell "set but empty" (disable the listener)
@@ -40,9 +47,12 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
@@ -59,10 +69,13 @@ const (
 	// rotator may be configured to allow itself.
 	MaxDailyLimit = 250
 
-	DefaultSchedule      = "@every 5m"
-	DefaultHTTPAddr      = ":9090"
-	DefaultShutdownGrace = 30 * time.Second
-	DefaultClearTimeout  = 30 * time.Second
+	DefaultSchedule     = "@every 5m"
+	DefaultHTTPAddr     = ":9090"
+	DefaultClearTimeout = 30 * time.Second
+	// DefaultShutdownGrace is timing.Lease(DefaultClearTimeout): long enough
+	// for a rotation claimed just before a SIGTERM to finish. With another
+	// CLEAR_TIMEOUT the default is timing.Lease of that timeout.
+	DefaultShutdownGrace = 75 * time.Second
 	MinClearTimeout      = time.Second
 	MaxClearTimeout      = 120 * time.Second
 
@@ -82,17 +95,24 @@ const (
 	EnvBaseURL        = "CLEAR_BASE_URL"
 	EnvClientSecret   = "CLEAR_CLIENT_SECRET"
 	EnvClientSecretID = "CLEAR_CLIENT_SECRET_ID"
-	EnvTokenSecretID  = "ROTATOR_TOKEN_SECRET_ID"
-	EnvDailyLimit     = "ROTATOR_DAILY_LIMIT"
-	EnvRenewBefore    = "ROTATOR_RENEW_BEFORE"
-	EnvMaxAge         = "ROTATOR_MAX_AGE"
-	EnvConfig         = "ROTATOR_CONFIG"
-	EnvSchedule       = "ROTATOR_SCHEDULE"
-	EnvHTTPAddr       = "ROTATOR_HTTP_ADDR"
-	EnvShutdownGrace  = "ROTATOR_SHUTDOWN_GRACE"
-	EnvClearTimeout   = "CLEAR_TIMEOUT"
-	EnvLogLevel       = "LOG_LEVEL"
-	EnvLogFormat      = "LOG_FORMAT"
+	// The optional second API client of the same Clear workspace, used in
+	// turn with the first so that a rotation revokes no token in use.
+	EnvClientSecret2   = "CLEAR_CLIENT_SECRET_2"
+	EnvClientSecretID2 = "CLEAR_CLIENT_SECRET_ID_2"
+	EnvTokenSecretID   = "ROTATOR_TOKEN_SECRET_ID"
+	EnvDailyLimit      = "ROTATOR_DAILY_LIMIT"
+	EnvRenewBefore     = "ROTATOR_RENEW_BEFORE"
+	EnvMaxAge          = "ROTATOR_MAX_AGE"
+	EnvConfig          = "ROTATOR_CONFIG"
+	EnvSchedule        = "ROTATOR_SCHEDULE"
+	EnvHTTPAddr        = "ROTATOR_HTTP_ADDR"
+	EnvShutdownGrace   = "ROTATOR_SHUTDOWN_GRACE"
+	EnvClearTimeout    = "CLEAR_TIMEOUT"
+	EnvLogLevel        = "LOG_LEVEL"
+	EnvLogFormat       = "LOG_FORMAT"
+	// EnvNoColor follows https://no-color.org: any non-empty value turns
+	// colour off.
+	EnvNoColor = "NO_COLOR"
 )
 
 // LookupFunc reads one environment variable the way os.LookupEnv does: the
@@ -106,10 +126,15 @@ type Client struct {
 	BaseURL        string             // validated, no trailing slash
 	ClientSecret   clear.ClientSecret // literal secret, or zero
 	ClientSecretID string             // or the Secrets Manager id/ARN holding it
-	TokenSecretID  string
-	DailyLimit     int
-	RenewBefore    time.Duration // 0 = a third of lifetime
-	MaxAge         time.Duration // 0 = never rotate never-expiring tokens
+	// ClientSecret2 and ClientSecretID2 are the optional second API client,
+	// set like the first (at most one of the two); both zero when there is
+	// only one API client.
+	ClientSecret2   clear.ClientSecret
+	ClientSecretID2 string
+	TokenSecretID   string
+	DailyLimit      int
+	RenewBefore     time.Duration // 0 = a third of lifetime
+	MaxAge          time.Duration // 0 = never rotate never-expiring tokens
 }
 
 // Config is the validated configuration.
@@ -121,6 +146,7 @@ type Config struct {
 	ClearTimeout  time.Duration
 	LogLevel      slog.Level
 	LogFormat     string // "text", "json" or "" (auto)
+	NoColor       bool   // NO_COLOR is set and not empty
 	Source        string // "environment" or the YAML path, for messages
 }
 
@@ -163,20 +189,51 @@ func Parse(yamlData []byte, source string, lookup LookupFunc) (*Config, error) {
 	return build(lookup, &fileInput{source: source, data: yamlData})
 }
 
-// readFile reads at most MaxFileSize+1 bytes, so that a wrong path such as a
-// device or a huge log file is refused quickly instead of filling memory the
-// way os.ReadFile would.
+// readFile reads at most MaxFileSize+1 bytes of a regular file, so that a
+// wrong path such as a device or a huge log file is refused quickly instead
+// of filling memory the way os.ReadFile would. A named pipe, a device, a
+// socket or a directory is refused before anything is read: reading a FIFO
+// would block until some other process writes to it, and `check` would hang.
+// The file is opened with O_NONBLOCK, which makes opening a FIFO return at
+// once, and the type is taken from the open descriptor, so that swapping the
+// path for a FIFO between a stat and the open cannot reopen the hang.
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: it is %s, not a regular file", errNotRegular, fileKind(fi.Mode()))}
+	}
 	var buf bytes.Buffer
 	if _, err := io.Copy(&buf, io.LimitReader(f, MaxFileSize+1)); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// errNotRegular is the cause when ROTATOR_CONFIG names something other than
+// a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// fileKind names the type of a non-regular file for messages.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
 
 // fileInput is the YAML side of a build: either the data or why it could not

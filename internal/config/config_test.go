@@ -132,7 +132,7 @@ func TestLoadEnvDefaults(t *testing.T) {
 	if len(cfg.Clients) != 1 || cfg.Clients[0] != want {
 		t.Errorf("clients = %+v, want [%+v]", cfg.Clients, want)
 	}
-	if cfg.Schedule != "@every 5m" || cfg.HTTPAddr != ":9090" || cfg.ShutdownGrace != 30*time.Second ||
+	if cfg.Schedule != "@every 5m" || cfg.HTTPAddr != ":9090" || cfg.ShutdownGrace != 75*time.Second ||
 		cfg.ClearTimeout != 30*time.Second || cfg.LogLevel != slog.LevelInfo || cfg.LogFormat != "" ||
 		cfg.Source != "environment" {
 		t.Errorf("globals = %+v", cfg)
@@ -155,7 +155,7 @@ func TestLoadEnvEverything(t *testing.T) {
 		EnvMaxAge:        "720h",
 		EnvSchedule:      "*/30 * * * * *",
 		EnvHTTPAddr:      "127.0.0.1:0",
-		EnvShutdownGrace: "5s",
+		EnvShutdownGrace: "150s",
 		EnvClearTimeout:  "120s",
 		EnvLogLevel:      "WARNING",
 		EnvLogFormat:     "JSON",
@@ -169,7 +169,7 @@ func TestLoadEnvEverything(t *testing.T) {
 		c.TokenSecretID != tokenARN || c.DailyLimit != 250 || c.RenewBefore != 2*time.Hour || c.MaxAge != 720*time.Hour {
 		t.Errorf("client = %+v", c)
 	}
-	if cfg.Schedule != "*/30 * * * * *" || cfg.HTTPAddr != "127.0.0.1:0" || cfg.ShutdownGrace != 5*time.Second ||
+	if cfg.Schedule != "*/30 * * * * *" || cfg.HTTPAddr != "127.0.0.1:0" || cfg.ShutdownGrace != 150*time.Second ||
 		cfg.ClearTimeout != 120*time.Second || cfg.LogLevel != slog.LevelWarn || cfg.LogFormat != "json" {
 		t.Errorf("globals = %+v", cfg)
 	}
@@ -363,7 +363,7 @@ clients:
     token_secret_id: tok-2
     daily_limit: 5
     renew_before: 1h
-    max_age: 1h
+    max_age: 5h
   - name: nulls-mean-default
     base_url: ~
     client_secret:
@@ -380,7 +380,7 @@ clients:
 		t.Errorf("inherited: %+v", c)
 	}
 	if c := got[1]; c.BaseURL != "https://own.example.com" || c.ClientSecretID != "clear/own-client" ||
-		c.DailyLimit != 5 || c.RenewBefore != time.Hour || c.MaxAge != time.Hour {
+		c.DailyLimit != 5 || c.RenewBefore != time.Hour || c.MaxAge != 5*time.Hour {
 		t.Errorf("overrides: %+v", c)
 	}
 	if c := got[2]; c.BaseURL != "https://default.example.com" || c.ClientSecretID != "clear/third" || c.DailyLimit != 20 {

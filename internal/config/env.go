@@ -2,10 +2,10 @@ package config
 
 import (
 	"strings"
-	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // get reads and trims one variable; see the package documentation for why
@@ -27,19 +27,28 @@ type opt[T any] struct {
 	ok  bool // and it is valid
 }
 
+// secretSlot is one API client's secret as configured: a literal, or the
+// Secrets Manager id of the secret holding it.
+type secretSlot struct {
+	set     bool // a value was given
+	ok      bool // and it is valid
+	literal clear.ClientSecret
+	id      secretRef
+}
+
+// slotVars are the variables and keys of the two API client slots.
+var slotVars = [2]struct{ lit, id, litKey, idKey string }{
+	{EnvClientSecret, EnvClientSecretID, "client_secret", "client_secret_id"},
+	{EnvClientSecret2, EnvClientSecretID2, "client_secret_2", "client_secret_id_2"},
+}
+
 // envDefaults are the per-client settings from the environment: the only
 // client in single-client mode, the defaults for entries in a file.
 type envDefaults struct {
-	baseURL opt[string]
-	// secret is set when CLEAR_CLIENT_SECRET or CLEAR_CLIENT_SECRET_ID is;
-	// exactly one of literal and id is meaningful when it is ok.
-	secret      opt[struct{}]
-	literal     clear.ClientSecret
-	secretID    secretRef
-	token       opt[secretRef]
-	dailyLimit  opt[int]
-	renewBefore opt[time.Duration]
-	maxAge      opt[time.Duration]
+	// values holds the settings that Setting.parse handles, by YAML key.
+	values  map[string]opt[any]
+	secrets [2]secretSlot
+	token   opt[secretRef]
 }
 
 // parseEnv validates every variable that is set, in both modes, and fills in
@@ -52,43 +61,38 @@ func parseEnv(lookup LookupFunc, p *problems, cfg *Config) *envDefaults {
 		v, _ := get(lookup, name)
 		return v, v != ""
 	}
-	d := &envDefaults{}
+	d := &envDefaults{values: map[string]opt[any]{}}
 
-	if s, ok := val(EnvBaseURL); ok {
-		d.baseURL.set = true
-		d.baseURL.v, d.baseURL.ok = checkBaseURL(p, at(EnvBaseURL), s)
+	for _, st := range valueSettings() {
+		if s, ok := val(st.Env); ok {
+			var o opt[any]
+			o.set = true
+			o.v, o.ok = st.parse(p, at(st.Env), s)
+			d.values[st.Key] = o
+		}
 	}
 
-	lit, hasLit := val(EnvClientSecret)
-	id, hasID := val(EnvClientSecretID)
-	p.secret(lit)
-	switch {
-	case hasLit && hasID:
-		d.secret.set = true
-		p.add(at(EnvClientSecret), nil, EnvClientSecret+" and "+EnvClientSecretID+" are both set; set exactly one")
-	case hasLit:
-		d.secret.set = true
-		d.literal, d.secret.ok = checkClientSecret(p, at(EnvClientSecret), lit)
-	case hasID:
-		d.secret.set = true
-		d.secretID, d.secret.ok = checkSecretID(p, at(EnvClientSecretID), id, false)
+	for i, sv := range slotVars {
+		lit, hasLit := val(sv.lit)
+		id, hasID := val(sv.id)
+		p.secret(lit)
+		slot := &d.secrets[i]
+		switch {
+		case hasLit && hasID:
+			slot.set = true
+			p.add(at(sv.lit), nil, sv.lit+" and "+sv.id+" are both set; set exactly one")
+		case hasLit:
+			slot.set = true
+			slot.literal, slot.ok = checkClientSecret(p, at(sv.lit), lit)
+		case hasID:
+			slot.set = true
+			slot.id, slot.ok = checkSecretID(p, at(sv.id), id, false)
+		}
 	}
 
 	if s, ok := val(EnvTokenSecretID); ok {
 		d.token.set = true
 		d.token.v, d.token.ok = checkSecretID(p, at(EnvTokenSecretID), s, true)
-	}
-	if s, ok := val(EnvDailyLimit); ok {
-		d.dailyLimit.set = true
-		d.dailyLimit.v, d.dailyLimit.ok = checkDailyLimit(p, at(EnvDailyLimit), s)
-	}
-	if s, ok := val(EnvRenewBefore); ok {
-		d.renewBefore.set = true
-		d.renewBefore.v, d.renewBefore.ok = checkDuration(p, at(EnvRenewBefore), s, 0, 0)
-	}
-	if s, ok := val(EnvMaxAge); ok {
-		d.maxAge.set = true
-		d.maxAge.v, d.maxAge.ok = checkDuration(p, at(EnvMaxAge), s, 0, 0)
 	}
 
 	// Global settings.
@@ -102,16 +106,24 @@ func parseEnv(lookup LookupFunc, p *problems, cfg *Config) *envDefaults {
 	if s, set := get(lookup, EnvHTTPAddr); set && (s == "" || checkHTTPAddr(p, at(EnvHTTPAddr), s)) {
 		cfg.HTTPAddr = s
 	}
-	cfg.ShutdownGrace = DefaultShutdownGrace
-	if s, ok := val(EnvShutdownGrace); ok {
-		if v, ok := checkDuration(p, at(EnvShutdownGrace), s, 0, 0); ok {
-			cfg.ShutdownGrace = v
-		}
-	}
 	cfg.ClearTimeout = DefaultClearTimeout
 	if s, ok := val(EnvClearTimeout); ok {
 		if v, ok := checkDuration(p, at(EnvClearTimeout), s, MinClearTimeout, MaxClearTimeout); ok {
 			cfg.ClearTimeout = v
+		}
+	}
+	// The grace depends on the Clear timeout: a SIGTERM must leave time for
+	// a request already sent and the write of its answer, or a token that
+	// Clear has issued (revoking the ERP's) is lost.
+	cfg.ShutdownGrace = timing.Lease(cfg.ClearTimeout)
+	if s, ok := val(EnvShutdownGrace); ok {
+		if v, ok := checkDuration(p, at(EnvShutdownGrace), s, 0, 0); ok {
+			if least := timing.MinShutdownGrace(cfg.ClearTimeout); v < least {
+				p.bad(at(EnvShutdownGrace), nil, "%s is below %s (%s %s plus %s to store the token): stopping a rotation sooner could lose a token that Clear has issued, and with it the token in use; leave it unset for the default %s",
+					s, least, EnvClearTimeout, cfg.ClearTimeout, timing.WriteWindow, timing.Lease(cfg.ClearTimeout))
+			} else {
+				cfg.ShutdownGrace = v
+			}
 		}
 	}
 	level, _ := val(EnvLogLevel)
@@ -126,7 +138,19 @@ func parseEnv(lookup LookupFunc, p *problems, cfg *Config) *envDefaults {
 	} else {
 		cfg.LogFormat = v
 	}
+	// NO_COLOR is not trimmed: any non-empty value counts, as no-color.org
+	// asks.
+	if v, _ := lookup0(lookup, EnvNoColor); v != "" {
+		cfg.NoColor = true
+	}
 	return d
+}
+
+func lookup0(lookup LookupFunc, name string) (string, bool) {
+	if lookup == nil {
+		return "", false
+	}
+	return lookup(name)
 }
 
 // envClient builds the single client of environment-only mode. Its problems
@@ -134,27 +158,34 @@ func parseEnv(lookup LookupFunc, p *problems, cfg *Config) *envDefaults {
 func envClient(d *envDefaults, p *problems) []*candidate {
 	c := &candidate{loc: location{source: SourceEnvironment}, nameOK: true}
 	c.client.Name = DefaultClientName
+	c.client.DailyLimit = DefaultDailyLimit
 	at := func(name string) location { return location{source: SourceEnvironment, field: name} }
 
-	switch {
-	case !d.baseURL.set:
-		p.bad(at(EnvBaseURL), nil, "is not set; it must be the Clear API base URL (https://HOST[/PATH])")
-	case d.baseURL.ok:
-		c.client.BaseURL = d.baseURL.v
+	for _, st := range valueSettings() {
+		o, given := d.values[st.Key]
+		switch {
+		case !given && st.missing != "":
+			p.bad(at(st.Env), nil, "is not set; %s", st.missing)
+		case given && o.ok:
+			st.set(&c.client, o.v)
+			c.setLoc(st.Key, at(st.Env))
+		}
 	}
 
-	switch {
-	case !d.secret.set:
+	if !d.secrets[0].set {
 		p.add(at(EnvClientSecret), nil, "neither "+EnvClientSecret+" nor "+EnvClientSecretID+
 			" is set; set "+EnvClientSecretID+" to the Secrets Manager secret holding the Clear client secret (or "+
 			EnvClientSecret+" to the secret itself, for development)")
-	case d.secret.ok && !d.literal.IsZero():
-		c.client.ClientSecret = d.literal
-		c.literal = d.literal.Reveal()
-		c.literalLoc = at(EnvClientSecret)
-	case d.secret.ok:
-		c.client.ClientSecretID = d.secretID.raw
-		c.secretUse = &idUse{ref: d.secretID, loc: at(EnvClientSecretID), owner: c}
+	}
+	for i, sv := range slotVars {
+		slot := d.secrets[i]
+		switch {
+		case !slot.set || !slot.ok:
+		case !slot.literal.IsZero():
+			c.useLiteral(i, slot.literal, at(sv.lit))
+		default:
+			c.useID(i, slot.id, at(sv.id))
+		}
 	}
 
 	switch {
@@ -164,12 +195,6 @@ func envClient(d *envDefaults, p *problems) []*candidate {
 		c.client.TokenSecretID = d.token.v.raw
 		c.tokenUse = &idUse{ref: d.token.v, loc: at(EnvTokenSecretID), owner: c, token: true}
 	}
-
-	c.client.DailyLimit = DefaultDailyLimit
-	if d.dailyLimit.ok {
-		c.client.DailyLimit = d.dailyLimit.v
-	}
-	c.client.RenewBefore = d.renewBefore.v
-	c.client.MaxAge = d.maxAge.v
+	c.checkBudget(p)
 	return []*candidate{c}
 }

@@ -101,13 +101,16 @@ func (p *problems) err() error {
 		}
 		return s
 	}
-	// The environment comes first, then the file in line order, so that an
+	// The environment comes first, in the order of the Settings table, then
+	// the file in line order, so that an
 	// operator can work through the file from top to bottom; problems on
 	// the same line keep the order in which they were found.
 	sort.SliceStable(p.list, func(i, j int) bool {
 		a, b := p.list[i], p.list[j]
 		if ea, eb := a.Source == SourceEnvironment, b.Source == SourceEnvironment; ea != eb {
 			return ea
+		} else if ea {
+			return settingIndex(a.Field) < settingIndex(b.Field)
 		}
 		return a.Line < b.Line
 	})
@@ -127,6 +130,17 @@ func (p *problems) err() error {
 		errs[i] = e
 	}
 	return errors.Join(errs...)
+}
+
+// settingIndex is the position of the variable in Settings, for sorting;
+// problems about no one variable come last.
+func settingIndex(env string) int {
+	for i, s := range Settings {
+		if s.Env == env {
+			return i
+		}
+	}
+	return len(Settings)
 }
 
 // redacted replaces secrets in messages, matching the clear package's marker.

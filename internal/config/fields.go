@@ -13,6 +13,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // The validators below share one shape: they take the trimmed text of a
@@ -45,26 +46,59 @@ func checkName(p *problems, l location, s string) bool {
 	return true
 }
 
-// checkBaseURL validates a Clear API base URL with clear.ParseBaseURL and
-// returns it without a trailing slash.
+// checkBaseURL validates a Clear API base URL and returns it without a
+// trailing slash. Its messages show the URL only through redactURL: a base
+// URL's user info or query may carry a password or a key, and neither may
+// reach a log. clear.ParseBaseURL has the final word on what is accepted,
+// but its message quotes the whole URL, so its reasons are restated here.
 func checkBaseURL(p *problems, l location, s string) (string, bool) {
-	// User info is refused here before clear.ParseBaseURL sees it, because
-	// that function's message would quote the password.
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		p.bad(l, nil, "must not contain a user name or password (%s); Clear authenticates with the client secret", quote(u.Redacted()))
+	shown := quote(redactURL(s))
+	const want = " (want https://HOST[/PATH]; http:// only for localhost or a loopback address)"
+	fail := func(why string) (string, bool) {
+		p.bad(l, nil, "is invalid: %s %s%s", shown, why, want)
 		return "", false
 	}
-	u, err := clear.ParseBaseURL(s)
-	if err == nil && u.ForceQuery {
-		// "https://host/?" passes ParseBaseURL but would put the token path
-		// after a '?'.
-		err = fmt.Errorf("base URL %s must not carry a query", quote(s))
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fail("is not a URL")
+	case u.User != nil || strings.Contains(s, "@"):
+		p.bad(l, nil, "must not contain a user name or password (%s); Clear authenticates with the client secret", shown)
+		return "", false
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		// "https://host/?" would put the token path after a '?'.
+		return fail("must not carry a query or a fragment")
+	case u.Scheme == "http" && !clear.IsLoopback(u.Hostname()):
+		return fail("uses http, but http is allowed only for loopback hosts; use https")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fail("has the wrong scheme: scheme must be https")
+	case u.Host == "":
+		return fail("has no host")
 	}
+	v, err := clear.ParseBaseURL(s)
 	if err != nil {
-		p.bad(l, err, "is invalid: %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", clear.Sanitize(err.Error()))
-		return "", false
+		return fail("is not accepted as a Clear base URL")
 	}
-	return strings.TrimRight(u.String(), "/"), true
+	return strings.TrimRight(v.String(), "/"), true
+}
+
+// redactURL returns s with any user info and any query or fragment replaced
+// by a marker, working on the text alone so that it also covers strings that
+// do not parse as URLs.
+func redactURL(s string) string {
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i] + string(s[i]) + redacted
+	}
+	scheme, rest := "", s
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme, rest = s[:i+3], s[i+3:]
+	}
+	// Everything up to the last '@' may be user info, however malformed
+	// the rest is; the host after it stays, since it is what to fix.
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		rest = redacted + rest[i:]
+	}
+	return scheme + rest
 }
 
 // checkClientSecret validates a literal client secret without ever quoting it.
@@ -140,6 +174,59 @@ func checkDuration(p *problems, l location, s string, lo, hi time.Duration) (tim
 	return d, true
 }
 
+// Renewal limits. Every rotation revokes the token an ERP holds, so a
+// setting that would rotate more often than timing.MinInterval is refused at
+// start-up rather than left to the engine's floor; the upper bounds keep the
+// arithmetic far from overflow and catch a unit mistake (8760 meant as hours
+// but written as "8760h0m" minutes, say) that would silently mean "never".
+const (
+	MaxRenewBefore = 366 * 24 * time.Hour
+	MaxMaxAge      = 10 * 366 * 24 * time.Hour
+)
+
+// checkRenewBefore validates renew_before: more than zero and at most a year.
+func checkRenewBefore(p *problems, l location, s string) (time.Duration, bool) {
+	d, ok := checkDuration(p, l, s, 0, 0)
+	if ok && d > MaxRenewBefore {
+		p.bad(l, nil, "%s is absurdly long; at most %s (366 days) is allowed", s, MaxRenewBefore)
+		return 0, false
+	}
+	return d, ok
+}
+
+// checkMaxAge validates max_age: at least timing.MinInterval, at most ten
+// years.
+func checkMaxAge(p *problems, l location, s string) (time.Duration, bool) {
+	d, ok := checkDuration(p, l, s, 0, 0)
+	switch {
+	case !ok:
+	case d < timing.MinInterval:
+		p.bad(l, nil, "%s is below %s, the least time between two rotations of a client; every rotation revokes the token in use", s, timing.MinInterval)
+		return 0, false
+	case d > MaxMaxAge:
+		p.bad(l, nil, "%s is absurdly long; at most %s (ten years) is allowed, or leave it unset for never", s, MaxMaxAge)
+		return 0, false
+	}
+	return d, ok
+}
+
+// checkBudget refuses a max_age that needs more rotations per UTC day than
+// the daily limit allows: such a client would run out of requests every day
+// and spend the rest of it refusing to rotate.
+func checkBudget(p *problems, l location, maxAge time.Duration, dailyLimit int) {
+	if maxAge <= 0 || dailyLimit <= 0 {
+		return
+	}
+	perDay := int64(24 * time.Hour / maxAge)
+	if perDay <= int64(dailyLimit) {
+		return
+	}
+	least := (24*time.Hour + time.Duration(dailyLimit) - 1) / time.Duration(dailyLimit)
+	least = (least + time.Minute - 1).Truncate(time.Minute)
+	p.bad(l, nil, "%s means %d rotations a day, more than the daily limit of %d requests allows; set it to at least %s or raise the daily limit",
+		maxAge, perDay, dailyLimit, least)
+}
+
 // seconds formats a whole number of seconds as "120s" rather than "2m0s",
 // matching how the limits are documented.
 func seconds(d time.Duration) string {
@@ -174,8 +261,20 @@ var scheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hou
 // so that the daemon and the validation cannot disagree. It guards against
 // two traps in robfig/cron v3.0.1: a "TZ=..." prefix without a following
 // space panics, and "@every" with less than a second (including a negative
-// duration) silently becomes every second.
-func ParseSchedule(spec string) (sched cron.Schedule, err error) {
+// duration) silently becomes every second. It also refuses a schedule that
+// never fires, such as "0 0 30 2 *" (February 30th): robfig/cron's Next
+// returns the zero time when it finds no activation within five years, and a
+// daemon on such a schedule would rotate once at start and never again.
+func ParseSchedule(spec string) (cron.Schedule, error) {
+	return parseSchedule(spec, time.Now())
+}
+
+// scheduleReference is a fixed instant from which every schedule must fire,
+// so that whether a spec is accepted does not depend on the day it is
+// checked; now is checked as well, in case a spec fires only in some years.
+var scheduleReference = time.Date(2024, time.January, 1, 0, 0, 0, 0, time.UTC)
+
+func parseSchedule(spec string, now time.Time) (sched cron.Schedule, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			sched, err = nil, fmt.Errorf("malformed schedule: %v", r)
@@ -190,7 +289,16 @@ func ParseSchedule(spec string) (sched cron.Schedule, err error) {
 			return nil, fmt.Errorf("@every needs at least 1s, not %s", d)
 		}
 	}
-	return scheduleParser.Parse(spec)
+	sched, err = scheduleParser.Parse(spec)
+	if err != nil {
+		return nil, err
+	}
+	for _, from := range []time.Time{scheduleReference, now} {
+		if sched.Next(from).IsZero() {
+			return nil, errors.New("it never fires (no activation within five years, e.g. a day that does not exist in that month)")
+		}
+	}
+	return sched, nil
 }
 
 func checkSchedule(p *problems, l location, s string) bool {

@@ -5,34 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
 
-// strictFile and fileClient describe the YAML file for the strict decoding
-// pass, whose only job is to let yaml.v3 (with KnownFields) report unknown
-// keys, duplicate keys and entries of the wrong shape. Every value is kept as
-// a yaml.Node so that this pass never fails on a value: values are checked by
-// this package, which gives better messages and never quotes a secret.
-type strictFile struct {
-	Clients []fileClient `yaml:"clients"`
-}
-
-type fileClient struct {
-	Name           yaml.Node `yaml:"name"`
-	BaseURL        yaml.Node `yaml:"base_url"`
-	ClientSecret   yaml.Node `yaml:"client_secret"`
-	ClientSecretID yaml.Node `yaml:"client_secret_id"`
-	TokenSecretID  yaml.Node `yaml:"token_secret_id"`
-	DailyLimit     yaml.Node `yaml:"daily_limit"`
-	RenewBefore    yaml.Node `yaml:"renew_before"`
-	MaxAge         yaml.Node `yaml:"max_age"`
-}
-
-const clientKeys = "name, base_url, client_secret, client_secret_id, token_secret_id, daily_limit, renew_before, max_age"
+// The YAML file is decoded into a yaml.Node tree only, never into Go
+// structs: this package walks the tree itself, so that it can name unknown
+// and repeated keys and wrong shapes in the operator's terms (with a "did you
+// mean"), never quote a value that might be a misplaced secret, and need not
+// parse yaml.v3's error texts. The keys a client entry accepts come from the
+// Settings table.
 
 // fileClients validates the YAML file and returns its clients, with the
 // environment's settings filling in what entries omit.
@@ -60,42 +43,56 @@ func fileClients(f *fileInput, env *envDefaults, p *problems) (cands []*candidat
 	if !ok {
 		return nil
 	}
-	strictCheck(f.data, at, p)
-
 	doc := resolve(root.Content[0])
-	if doc.Kind != yaml.MappingNode && !isNull(doc) {
-		return nil // the strict pass has said what the top level should be
-	}
-	var top struct {
-		Clients yaml.Node `yaml:"clients"`
-	}
-	if err := root.Decode(&top); err != nil {
-		return nil // reported by the strict pass
-	}
-	list := resolve(&top.Clients)
+	var list *yaml.Node
 	switch {
-	case list.Kind == 0 || isNull(list):
-		p.add(at.with("clients", list.Line), ErrNoClients, "the file lists no clients; list at least one under a top-level clients: key")
+	case isNull(doc):
+	case doc.Kind != yaml.MappingNode:
+		p.add(at.with("", doc.Line), nil, "expected a mapping with a clients: key at the top level, found "+shape(doc))
+		return nil
+	default:
+		top := mapping(p, at, doc)
+		for _, kv := range top {
+			if kv.key != "clients" {
+				p.add(at.with("", kv.keyLine), nil, fmt.Sprintf("unknown top-level key %s; the only allowed key is clients%s", quote(kv.key), didYouMean(kv.key, []string{"clients"})))
+				continue
+			}
+			list = resolve(kv.val)
+		}
+	}
+	switch {
+	case list == nil || isNull(list):
+		p.add(at.with("clients", 0), ErrNoClients, "the file lists no clients; list at least one under a top-level clients: key")
 		return nil
 	case list.Kind != yaml.SequenceNode:
-		return nil // reported by the strict pass
+		p.add(at.with("", list.Line), nil, "expected a list of clients under clients:, found "+shape(list))
+		return nil
 	case len(list.Content) == 0:
 		p.add(at.with("clients", list.Line), ErrNoClients, "clients is empty; list at least one client")
 		return nil
 	}
+	allowed := clientKeyList()
 	for i, item := range list.Content {
 		l := at
 		l.line, l.entry = item.Line, i+1
 		n := resolve(item)
-		if isNull(n) {
+		switch {
+		case isNull(n):
 			p.add(l, nil, "the entry is empty; each client needs at least a name (keys: "+clientKeys+")")
 			continue
+		case n.Kind != yaml.MappingNode:
+			p.add(at.with("", item.Line), nil, "expected a client entry (a mapping with keys "+clientKeys+"), found "+shape(n))
+			continue
 		}
-		var fc fileClient
-		if n.Kind != yaml.MappingNode || n.Decode(&fc) != nil {
-			continue // wrong shape or duplicate keys: reported by the strict pass
+		fields := map[string]*yaml.Node{}
+		for _, kv := range mapping(p, at, n) {
+			if !contains(allowed, kv.key) {
+				p.add(at.with("", kv.keyLine), nil, fmt.Sprintf("unknown key %s in a client entry; allowed keys: %s%s", quote(kv.key), clientKeys, didYouMean(kv.key, allowed)))
+				continue
+			}
+			fields[kv.key] = kv.val
 		}
-		cands = append(cands, fileEntry(&fc, l, env, p))
+		cands = append(cands, fileEntry(fields, l, env, p))
 	}
 	return cands
 }
@@ -103,6 +100,8 @@ func fileClients(f *fileInput, env *envDefaults, p *problems) (cands []*candidat
 // decodeRoot parses the file into a node tree, refusing empty files and
 // files with several documents: a second document would otherwise be
 // silently ignored, and with it whatever clients the operator put there.
+// A syntax error is reported with yaml.v3's own text, which names the line
+// and never the value.
 func decodeRoot(data []byte, at location, p *problems) (*yaml.Node, bool) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
@@ -110,8 +109,7 @@ func decodeRoot(data []byte, at location, p *problems) (*yaml.Node, bool) {
 		if errors.Is(err, io.EOF) {
 			p.add(at, nil, "the file is empty; it needs a top-level clients: list")
 		} else {
-			line, msg := yamlLine(err.Error())
-			p.add(location{source: at.source, line: line}, err, "the file is not valid YAML: "+msg)
+			p.add(at, err, "the file is not valid YAML: "+strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		return nil, false
 	}
@@ -128,96 +126,137 @@ func decodeRoot(data []byte, at location, p *problems) (*yaml.Node, bool) {
 	return &root, true
 }
 
-// strictCheck runs the KnownFields pass and translates its findings.
-func strictCheck(data []byte, at location, p *problems) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var sf strictFile
-	err := dec.Decode(&sf)
-	var te *yaml.TypeError
-	switch {
-	case errors.As(err, &te):
-		for _, m := range te.Errors {
-			line, msg := translateTypeError(m)
-			p.add(location{source: at.source, line: line}, nil, msg)
+// keyValue is one key of a mapping with its value.
+type keyValue struct {
+	key     string
+	keyLine int
+	val     *yaml.Node
+}
+
+// mapping returns the keys of the mapping n in order, with merge keys
+// ("<<: *anchor") applied: keys given in n win over merged ones, and earlier
+// merged mappings over later ones, as YAML's merge key type says. A key given
+// twice in one mapping is reported, since which of the two counts would be a
+// guess; so is a key that is not a plain scalar. An anchor may be merged
+// into itself (&a {<<: *a}), which yaml.v3 accepts as a cycle of nodes, so
+// the walk remembers the mappings it is inside and refuses to re-enter one.
+//
+// Merges are expanded, so a file of a few lines could merge lists of
+// aliases into each other until the expansion is exponential (the "billion
+// laughs" of merge keys); a budget of visited keys per mapping bounds that.
+func mapping(p *problems, at location, n *yaml.Node) []keyValue {
+	budget := maxMergedKeys
+	return mappingIn(p, at, n, map[*yaml.Node]bool{}, &budget)
+}
+
+// maxMergedKeys bounds the keys one mapping may expand to through merges;
+// a real client entry has about ten.
+const maxMergedKeys = 10000
+
+func mappingIn(p *problems, at location, n *yaml.Node, inside map[*yaml.Node]bool, budget *int) []keyValue {
+	if inside[n] {
+		p.add(at.with("", n.Line), nil, "a merge key (<<) merges a mapping into itself")
+		return nil
+	}
+	if *budget -= len(n.Content) / 2; *budget < 0 {
+		if *budget+len(n.Content)/2 >= 0 {
+			p.add(at.with("", n.Line), nil, "merge keys (<<) expand this mapping to too many keys")
 		}
-	case err != nil:
-		line, msg := yamlLine(err.Error())
-		p.add(location{source: at.source, line: line}, err, "the file cannot be decoded: "+msg)
+		return nil
 	}
-}
-
-var (
-	lineRE        = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	unknownRE     = regexp.MustCompile(`^field (.*) not found in type (\S+)$`)
-	alreadySetRE  = regexp.MustCompile(`^field (.*) already set in type \S+$`)
-	duplicateRE   = regexp.MustCompile(`^mapping key (".*") already defined at line (\d+)$`)
-	cannotUnmarRE = regexp.MustCompile("^cannot unmarshal (!!?[^ ]*)(?: `.*`)? into (\\S+)$")
-)
-
-// yamlLine splits yaml.v3's "yaml: line N: problem" into its parts.
-func yamlLine(msg string) (int, string) {
-	if m := lineRE.FindStringSubmatch(msg); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return n, m[2]
-	}
-	return 0, strings.TrimPrefix(msg, "yaml: ")
-}
-
-// translateTypeError rewrites one of yaml.v3's TypeError lines into the
-// operator's terms. yaml.v3 speaks of Go types and quotes a few characters of
-// the offending value; the rewrite names the YAML shape instead, so that no
-// part of a misplaced secret is repeated.
-func translateTypeError(msg string) (int, string) {
-	line, rest := yamlLine(msg)
-	if m := unknownRE.FindStringSubmatch(rest); m != nil {
-		if strings.HasSuffix(m[2], "fileClient") {
-			return line, fmt.Sprintf("unknown key %s in a client entry; allowed keys: %s", quote(m[1]), clientKeys)
+	inside[n] = true
+	defer delete(inside, n)
+	var own, merged []keyValue
+	first := map[string]int{}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		kr := resolve(k)
+		switch {
+		case kr.Kind != yaml.ScalarNode:
+			p.add(at.with("", k.Line), nil, "expected a plain key, found "+shape(kr))
+			continue
+		case kr.ShortTag() == "!!merge":
+			merges = append(merges, v)
+			continue
 		}
-		return line, fmt.Sprintf("unknown top-level key %s; the only allowed key is clients", quote(m[1]))
+		if line, dup := first[kr.Value]; dup {
+			p.add(at.with("", k.Line), nil, fmt.Sprintf("key %s is given twice (first at line %d)", quote(kr.Value), line))
+			continue
+		}
+		first[kr.Value] = k.Line
+		own = append(own, keyValue{kr.Value, k.Line, v})
 	}
-	if m := alreadySetRE.FindStringSubmatch(rest); m != nil {
-		return line, fmt.Sprintf("key %s is given more than once", quote(m[1]))
+	seen := map[string]bool{}
+	for _, kv := range own {
+		seen[kv.key] = true
 	}
-	if m := duplicateRE.FindStringSubmatch(rest); m != nil {
-		return line, fmt.Sprintf("key %s is given twice (first at line %s)", m[1], m[2])
+	addMerged := func(m *yaml.Node) {
+		for _, kv := range mappingIn(p, at, m, inside, budget) {
+			if !seen[kv.key] {
+				seen[kv.key] = true
+				merged = append(merged, kv)
+			}
+		}
 	}
-	if m := cannotUnmarRE.FindStringSubmatch(rest); m != nil {
-		return line, fmt.Sprintf("expected %s, found %s", goTypeShape(m[2]), tagShape(m[1]))
+	for _, m := range merges {
+		switch m = resolve(m); m.Kind {
+		case yaml.MappingNode:
+			addMerged(m)
+		case yaml.SequenceNode:
+			for _, item := range m.Content {
+				if item = resolve(item); item.Kind == yaml.MappingNode {
+					addMerged(item)
+				} else {
+					p.add(at.with("", item.Line), nil, "a merge key (<<) takes a mapping or a list of mappings, not "+shape(item))
+				}
+			}
+		default:
+			p.add(at.with("", m.Line), nil, "a merge key (<<) takes a mapping or a list of mappings, not "+shape(m))
+		}
 	}
-	return line, rest
+	return append(own, merged...)
 }
 
-func goTypeShape(t string) string {
-	switch {
-	case strings.HasSuffix(t, "strictFile"):
-		return "a mapping with a clients: key at the top level"
-	case strings.HasSuffix(t, "[]config.fileClient"):
-		return "a list of clients under clients:"
-	case strings.HasSuffix(t, "fileClient"):
-		return "a client entry (a mapping with keys " + clientKeys + ")"
-	case t == "string":
-		return "a plain key"
-	}
-	return t
-}
-
-func tagShape(tag string) string {
-	switch tag {
-	case "!!str":
-		return "a string"
-	case "!!int", "!!float":
-		return "a number"
-	case "!!bool":
-		return "a boolean"
-	case "!!seq":
+// shape names the YAML shape of n for messages, without its value.
+func shape(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
 		return "a list"
-	case "!!map":
+	case yaml.MappingNode:
 		return "a mapping"
-	case "!!null":
-		return "nothing"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!str":
+			return "a string"
+		case "!!int", "!!float":
+			return "a number"
+		case "!!bool":
+			return "a boolean"
+		case "!!null":
+			return "nothing"
+		}
+		return "a value tagged " + n.ShortTag()
 	}
-	return "a value tagged " + tag
+	return "an unexpected node"
+}
+
+// didYouMean returns " (did you mean X?)" when word is close to one of
+// candidates, and "" otherwise.
+func didYouMean(word string, candidates []string) string {
+	if s := Suggest(word, candidates); s != "" {
+		return " (did you mean " + s + "?)"
+	}
+	return ""
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 // resolve follows aliases (*name) to the node they stand for. The depth
@@ -260,13 +299,19 @@ func scalar(p *problems, l location, key string, n *yaml.Node) rawField {
 	return rawField{line: line, present: true}
 }
 
-// fileEntry validates one entry of the clients list.
-func fileEntry(fc *fileClient, l location, env *envDefaults, p *problems) *candidate {
+// fileEntry validates one entry of the clients list, given its keys.
+func fileEntry(fields map[string]*yaml.Node, l location, env *envDefaults, p *problems) *candidate {
 	c := &candidate{loc: l}
-	raw := func(key string, n *yaml.Node) rawField { return scalar(p, c.loc, key, n) }
+	raw := func(key string) rawField {
+		n := fields[key]
+		if n == nil {
+			return rawField{}
+		}
+		return scalar(p, c.loc, key, n)
+	}
 
 	// The name comes first so that every later message can say which client.
-	switch name := raw("name", &fc.Name); {
+	switch name := raw("name"); {
 	case !name.present:
 		p.bad(l.with("name", 0), nil, "is missing; every client in a file needs a unique name (1 to 64 characters from A-Z a-z 0-9 . _ -)")
 	case name.ok && checkName(p, l.with("name", name.line), name.v):
@@ -277,55 +322,69 @@ func fileEntry(fc *fileClient, l location, env *envDefaults, p *problems) *candi
 	l = c.loc
 	inherited := func(key, env string) location { return l.with(key+" (from "+env+")", 0) }
 
-	switch r := raw("base_url", &fc.BaseURL); {
-	case r.present:
-		if r.ok {
-			c.client.BaseURL, _ = checkBaseURL(p, l.with("base_url", r.line), r.v)
+	c.client.DailyLimit = DefaultDailyLimit
+	for _, st := range valueSettings() {
+		e := env.values[st.Key]
+		switch r := raw(st.Key); {
+		case r.present:
+			if !r.ok {
+				break
+			}
+			fl := l.with(st.Key, r.line)
+			if v, ok := st.parse(p, fl, r.v); ok {
+				st.set(&c.client, v)
+				c.setLoc(st.Key, fl)
+			}
+		case e.set:
+			if e.ok { // an invalid default is already reported
+				st.set(&c.client, e.v)
+				c.setLoc(st.Key, inherited(st.Key, st.Env))
+			}
+		case st.missing != "":
+			p.bad(l.with(st.Key, 0), nil, "is missing; set it in the entry, or set %s as a default for all entries", st.Env)
 		}
-	case env.baseURL.set:
-		c.client.BaseURL = env.baseURL.v // empty when invalid, which is already reported
-	default:
-		p.bad(l.with("base_url", 0), nil, "is missing; set it in the entry, or set %s as a default for all entries", EnvBaseURL)
 	}
 
-	cs, csid := raw("client_secret", &fc.ClientSecret), raw("client_secret_id", &fc.ClientSecretID)
-	switch {
-	case cs.present && csid.present:
-		p.secret(cs.v)
-		p.bad(l.with("client_secret", cs.line), nil, "and client_secret_id are both set; set exactly one")
-	case cs.present:
-		if !cs.ok {
-			break
-		}
-		sl := l.with("client_secret", cs.line)
-		if s, ok := checkClientSecret(p, sl, cs.v); ok {
-			c.client.ClientSecret, c.literal, c.literalLoc = s, cs.v, sl
-		}
-	case csid.present:
-		if !csid.ok {
-			break
-		}
-		il := l.with("client_secret_id", csid.line)
-		if ref, ok := checkSecretID(p, il, csid.v, false); ok {
-			c.client.ClientSecretID = ref.raw
-			c.secretUse = &idUse{ref: ref, loc: il, owner: c}
-		}
-	case env.secret.set:
+	// Each API client slot takes a literal or an id from the entry, or, as
+	// a pair, whatever the environment gives for that slot.
+	for i, sv := range slotVars {
+		cs, csid := raw(sv.litKey), raw(sv.idKey)
+		slot := env.secrets[i]
 		switch {
-		case !env.secret.ok: // already reported
-		case !env.literal.IsZero():
-			c.client.ClientSecret = env.literal
-			c.literal, c.literalLoc = env.literal.Reveal(), inherited("client_secret", EnvClientSecret)
-		default:
-			c.client.ClientSecretID = env.secretID.raw
-			c.secretUse = &idUse{ref: env.secretID, loc: inherited("client_secret_id", EnvClientSecretID), owner: c}
+		case cs.present && csid.present:
+			p.secret(cs.v)
+			p.bad(l.with(sv.litKey, cs.line), nil, "and %s are both set; set exactly one", sv.idKey)
+		case cs.present:
+			if !cs.ok {
+				break
+			}
+			sl := l.with(sv.litKey, cs.line)
+			if s, ok := checkClientSecret(p, sl, cs.v); ok {
+				c.useLiteral(i, s, sl)
+			}
+		case csid.present:
+			if !csid.ok {
+				break
+			}
+			il := l.with(sv.idKey, csid.line)
+			if ref, ok := checkSecretID(p, il, csid.v, false); ok {
+				c.useID(i, ref, il)
+			}
+		case slot.set:
+			switch {
+			case !slot.ok: // already reported
+			case !slot.literal.IsZero():
+				c.useLiteral(i, slot.literal, inherited(sv.litKey, sv.lit))
+			default:
+				c.useID(i, slot.id, inherited(sv.idKey, sv.id))
+			}
+		case i == 0:
+			p.add(l.with("client_secret", 0), nil, "needs a client_secret_id (the Secrets Manager secret holding the Clear client secret) or a client_secret; set one in the entry, or "+
+				EnvClientSecretID+" or "+EnvClientSecret+" as a default for all entries")
 		}
-	default:
-		p.add(l.with("client_secret", 0), nil, "needs a client_secret_id (the Secrets Manager secret holding the Clear client secret) or a client_secret; set one in the entry, or "+
-			EnvClientSecretID+" or "+EnvClientSecret+" as a default for all entries")
 	}
 
-	switch r := raw("token_secret_id", &fc.TokenSecretID); {
+	switch r := raw("token_secret_id"); {
 	case r.present:
 		if !r.ok {
 			break
@@ -343,31 +402,6 @@ func fileEntry(fc *fileClient, l location, env *envDefaults, p *problems) *candi
 	default:
 		p.bad(l.with("token_secret_id", 0), nil, "is missing; set it in the entry to the Secrets Manager name or ARN where this client's token is kept")
 	}
-
-	c.client.DailyLimit = DefaultDailyLimit
-	switch r := raw("daily_limit", &fc.DailyLimit); {
-	case r.present:
-		if r.ok {
-			c.client.DailyLimit, _ = checkDailyLimit(p, l.with("daily_limit", r.line), r.v)
-		}
-	case env.dailyLimit.ok:
-		c.client.DailyLimit = env.dailyLimit.v
-	}
-	switch r := raw("renew_before", &fc.RenewBefore); {
-	case r.present:
-		if r.ok {
-			c.client.RenewBefore, _ = checkDuration(p, l.with("renew_before", r.line), r.v, 0, 0)
-		}
-	default:
-		c.client.RenewBefore = env.renewBefore.v
-	}
-	switch r := raw("max_age", &fc.MaxAge); {
-	case r.present:
-		if r.ok {
-			c.client.MaxAge, _ = checkDuration(p, l.with("max_age", r.line), r.v, 0, 0)
-		}
-	default:
-		c.client.MaxAge = env.maxAge.v
-	}
+	c.checkBudget(p)
 	return c
 }

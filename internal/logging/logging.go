@@ -49,7 +49,27 @@ const textTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 // ParseFormat is where formats are validated. Colour is used only when w is a
 // terminal, so that redirected output carries no escape codes.
 func New(w io.Writer, level slog.Level, format string) *slog.Logger {
-	term := IsTerminal(w)
+	return NewWith(w, Options{Level: level, Format: format})
+}
+
+// Options are New's settings, plus those that most callers leave alone.
+type Options struct {
+	Level  slog.Level
+	Format string // as for New
+	// NoColor turns colour off even on a terminal; set it when the NO_COLOR
+	// environment variable is set and not empty (https://no-color.org).
+	NoColor bool
+}
+
+// NewWith is New with all the options.
+func NewWith(w io.Writer, o Options) *slog.Logger {
+	return newLogger(w, o, IsTerminal(w))
+}
+
+// newLogger takes whether w is a terminal as a parameter, so that tests can
+// check the colour decision without a terminal.
+func newLogger(w io.Writer, o Options, term bool) *slog.Logger {
+	format := o.Format
 	if format != FormatText && format != FormatJSON {
 		format = FormatJSON
 		if term {
@@ -58,14 +78,14 @@ func New(w io.Writer, level slog.Level, format string) *slog.Logger {
 	}
 	if format == FormatText {
 		return slog.New(tint.NewTextHandler(w, &tint.Options{
-			Level:       level,
+			Level:       o.Level,
 			TimeFormat:  textTimeFormat,
-			NoColor:     !term,
+			NoColor:     !term || o.NoColor,
 			ReplaceAttr: textReplaceAttr,
 		}))
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
-		Level:       level,
+		Level:       o.Level,
 		ReplaceAttr: ReplaceAttr,
 	}))
 }

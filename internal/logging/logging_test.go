@@ -243,3 +243,17 @@ func TestTextComposites(t *testing.T) {
 		}
 	}
 }
+
+// TestNoColor: on a terminal the text format is coloured unless NO_COLOR
+// asks otherwise; the terminal is simulated, since a test has none.
+func TestNoColor(t *testing.T) {
+	for _, tc := range []struct {
+		noColor, wantColour bool
+	}{{false, true}, {true, false}} {
+		var buf bytes.Buffer
+		newLogger(&buf, Options{Format: FormatText, NoColor: tc.noColor}, true).Warn("hello", "k", "v")
+		if got := strings.Contains(buf.String(), "\x1b["); got != tc.wantColour {
+			t.Errorf("NoColor=%v: colour %v, want %v: %q", tc.noColor, got, tc.wantColour, buf.String())
+		}
+	}
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestConfirm(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		in        string
+		terminal  bool
+		wantErr   string // "" for confirmed
+		wantCode  int
+		wantAsked bool
+	}{
+		{"no terminal", "yes\n", false, "revoke needs --yes when stdin is not a terminal", 2, false},
+		{"yes", "yes\n", true, "", 0, true},
+		{"yes without newline", "yes", true, "", 0, true},
+		{"yes with spaces", "  yes \n", true, "", 0, true},
+		{"no", "no\n", true, `not confirmed (answer "no"`, 1, true},
+		{"Yes is not yes", "Yes\n", true, "not confirmed", 1, true},
+		{"y is not yes", "y\n", true, "not confirmed", 1, true},
+		{"end of input", "", true, "no answer (end of input); nothing was revoked", 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var prompt bytes.Buffer
+			err := confirm(strings.NewReader(tc.in), tc.terminal, &prompt, []string{"erp-a", "erp-b"})
+			asked := strings.Contains(prompt.String(), "Type yes to continue")
+			if asked != tc.wantAsked || (asked && !strings.Contains(prompt.String(), "erp-a, erp-b")) {
+				t.Errorf("prompt = %q", prompt.String())
+			}
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			var stderr bytes.Buffer
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			if code := exitCode(err, &stderr); code != tc.wantCode {
+				t.Errorf("exit %d, want %d", code, tc.wantCode)
+			}
+			if tc.wantCode == 2 && !strings.Contains(stderr.String(), "Run 'rotator revoke --help'") {
+				t.Errorf("no hint: %q", stderr.String())
+			}
+		})
+	}
+}
+
+func TestIsTerminal(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	for name, in := range map[string]any{"pipe": r, "/dev/null": null, "reader": strings.NewReader("yes\n")} {
+		if isTerminal(in.(interface{ Read([]byte) (int, error) })) {
+			t.Errorf("%s counts as a terminal", name)
+		}
+	}
+}
+
+// runCLI runs the command line in-process, with exitCode's printing, as main does.
+func runCLI(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, envList(env), strings.NewReader(""), &out, &errOut)
+	code = exitCode(err, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestCommandHelp(t *testing.T) {
+	for _, c := range commands {
+		for _, args := range [][]string{{c.name, "--help"}, {c.name, "-h"}, {"help", c.name}} {
+			code, stdout, stderr := runCLI(t, nil, args...)
+			if code != 0 || stderr != "" {
+				t.Fatalf("%v: exit %d, stderr %q", args, code, stderr)
+			}
+			for _, want := range []string{"usage: rotator " + c.name, "Flags:", "--help", "Environment:", "CLEAR_BASE_URL",
+				"ROTATOR_TOKEN_SECRET_ID", "CLEAR_CLIENT_SECRET_ID_2", "Example:\n  ", "Exit status:\n  0"} {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("%v: help lacks %q:\n%s", args, want, stdout)
+				}
+			}
+			if strings.Contains(stdout, " -client") || strings.Contains(stdout, " -force") {
+				t.Errorf("%v: single-dash flags in help:\n%s", args, stdout)
+			}
+			if daemonVar := strings.Contains(stdout, "ROTATOR_SCHEDULE"); daemonVar != c.daemon {
+				t.Errorf("%v: shows ROTATOR_SCHEDULE = %v", args, daemonVar)
+			}
+		}
+	}
+	_, stdout, _ := runCLI(t, nil, "rotate", "--help")
+	for _, want := range []string{"--client NAME", "--force", "--json"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("rotate help lacks %q", want)
+		}
+	}
+	code, stdout, stderr := runCLI(t, nil, "--help")
+	if code != 0 || !strings.Contains(stdout, "revoke") || stderr != "" {
+		t.Errorf("overview: %d %q %q", code, stdout, stderr)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+		hint string
+	}{
+		{[]string{"statsu"}, `unknown command "statsu"; did you mean status?`, "Run 'rotator --help' for the commands."},
+		{[]string{"help", "rotat"}, `did you mean rotate?`, "Run 'rotator --help'"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`, "Run 'rotator --help'"},
+		{[]string{"status", "--force"}, "status does not take the flag --force", "Run 'rotator status --help' for usage."},
+		{[]string{"rotate", "--forse"}, "rotate does not take the flag --forse; did you mean --force?", "Run 'rotator rotate --help'"},
+		{[]string{"rotate", "-jsn"}, "did you mean --json?", "Run 'rotator rotate --help'"},
+		{[]string{"check", "--client", "a"}, "check does not take the flag --client; it takes no flags", "Run 'rotator check --help'"},
+		{[]string{"rotate", "--client"}, "flag --client needs a value", "Run 'rotator rotate --help'"},
+		{[]string{"rotate", "--json=maybe"}, `invalid boolean value "maybe" for --json`, "Run 'rotator rotate --help'"},
+		{[]string{"status", "extra"}, `status takes no arguments, but got "extra"`, "Run 'rotator status --help'"},
+		{[]string{"revoke", "--yse"}, "did you mean --yes?", "Run 'rotator revoke --help'"},
+	} {
+		code, stdout, stderr := runCLI(t, nil, tc.args...)
+		if code != 2 || stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q", tc.args, code, stdout)
+		}
+		if strings.Count(stderr, tc.want) != 1 || !strings.Contains(stderr, tc.hint) {
+			t.Errorf("%v: stderr should have %q once and the hint %q:\n%s", tc.args, tc.want, tc.hint, stderr)
+		}
+		if strings.Count(stderr, "\n") != 2 {
+			t.Errorf("%v: error and hint should be two lines:\n%s", tc.args, stderr)
+		}
+	}
+}
+
+func TestEnvList(t *testing.T) {
+	e := envList{"A=1", "B=", "A=2", "C"}
+	if v, ok := e.Lookup("A"); v != "2" || !ok {
+		t.Errorf("A = %q %v", v, ok)
+	}
+	if v, ok := e.Lookup("B"); v != "" || !ok {
+		t.Errorf("B = %q %v", v, ok)
+	}
+	if _, ok := e.Lookup("C"); ok {
+		t.Error("C without = is set")
+	}
+	if !errors.Is(nil, nil) || len(e.Environ()) != 4 {
+		t.Error("Environ")
+	}
+}

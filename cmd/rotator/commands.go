@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+)
+
+// This file holds the bodies of the rotate, status and revoke commands: how their results are
+// rendered. The command-line framework around them (flags, help, errors) lives in run.go.
+
+func rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, force, asJSON bool, stdout io.Writer) error {
+	failed := 0
+	var results []rotation.Result
+	for _, c := range clients {
+		// A forced rotation from the command line is its own event: the id only keeps a retried
+		// state write from counting it twice.
+		r := e.Run(ctx, c, rotation.Request{Force: force}, nil)
+		results = append(results, r)
+		if !r.Outcome.OK() {
+			failed++
+		}
+		if !asJSON {
+			fmt.Fprintf(stdout, "%s: %s: %s\n", r.Client, r.Outcome, r.Message)
+		}
+	}
+	if asJSON {
+		if err := writeJSON(stdout, map[string]any{"results": results}); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d client(s) not rotated as asked: %w", failed, len(clients), errReported)
+	}
+	return nil
+}
+
+// revoke asks every configured API client of each client for a new token, so that every token the
+// rotator stored is revoked at Clear, and stores the last one.
+func revoke(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, asJSON bool, stdout io.Writer) error {
+	failed := 0
+	var results []rotation.Result
+	for _, c := range clients {
+		rs := e.Revoke(ctx, c, "")
+		results = append(results, rs...)
+		ok := len(rs) == c.Slots()
+		for _, r := range rs {
+			ok = ok && r.Outcome == rotation.Rotated
+			if !asJSON {
+				fmt.Fprintf(stdout, "%s: API client %d: %s: %s\n", r.Client, r.APIClient, r.Outcome, r.Message)
+			}
+		}
+		if !ok {
+			failed++
+		}
+	}
+	if asJSON {
+		if err := writeJSON(stdout, map[string]any{"results": results}); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d client(s) not revoked: every token stored before may still be live; see above: %w", failed, len(clients), errReported)
+	}
+	return nil
+}
+
+// status prints each client's status. It fails when a client could not be read, and, with check,
+// when any client is not OK (for cron and monitoring checks).
+func status(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, asJSON, check bool, stdout io.Writer) error {
+	statuses := make([]rotation.Status, 0, len(clients))
+	var errs []error
+	for _, c := range clients {
+		s, err := e.Status(ctx, c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client %q: %w", c.Name, err))
+		}
+		statuses = append(statuses, s)
+	}
+	if asJSON {
+		if err := writeJSON(stdout, map[string]any{"clients": statuses}); err != nil {
+			return err
+		}
+	} else {
+		renderStatus(stdout, statuses, time.Now())
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if check {
+		var bad []string
+		for _, s := range statuses {
+			if !s.State.OK() {
+				bad = append(bad, s.Name+" ("+string(s.State)+")")
+			}
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf("%d of %d client(s) not OK: %s: %w", len(bad), len(statuses), strings.Join(bad, ", "), errReported)
+		}
+	}
+	return nil
+}
+
+// renderStatus prints the status table: relative times, "?" for what could not be read.
+func renderStatus(w io.Writer, statuses []rotation.Status, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tEXPIRES\tRENEWS\tREQUESTS\tBLOCKED\tLAST_ERROR")
+	for _, s := range statuses {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.State, expires(s, now), renews(s, now),
+			requests(s), blocked(s, now), strOr(s.LastError, "-"))
+	}
+	tw.Flush()
+	for _, s := range statuses {
+		if s.ConsumerReread != nil {
+			fmt.Fprintf(w, "%s: two API clients; a consumer that re-reads the secret at least every %s never holds a dead token\n", s.Name, *s.ConsumerReread)
+		}
+		if s.TokenLost != nil {
+			fmt.Fprintf(w, "%s: token lost %s: %s\n", s.Name, relative(s.TokenLost.At, now), s.TokenLost.Reason)
+		}
+		if s.InFlight != nil {
+			fmt.Fprintf(w, "%s: rotation in progress by %s since %s (lease ends %s)\n", s.Name, s.InFlight.Owner,
+				relative(s.InFlight.Since, now), relative(s.InFlight.LeaseUntil, now))
+		}
+	}
+}
+
+func expires(s rotation.Status, now time.Time) string {
+	switch {
+	case s.State == rotation.HealthUnknown && !s.HasToken:
+		return "?"
+	case !s.HasToken:
+		return "no token"
+	case s.ValidTill == nil:
+		return "never"
+	}
+	return relative(*s.ValidTill, now)
+}
+
+func renews(s rotation.Status, now time.Time) string {
+	switch {
+	case s.State == rotation.HealthUnknown && s.RenewAt == nil:
+		return "?"
+	case s.RenewAt == nil:
+		return "never"
+	case !s.RenewAt.After(now):
+		return "now"
+	}
+	return relative(*s.RenewAt, now)
+}
+
+func requests(s rotation.Status) string {
+	if len(s.APIClients) == 0 {
+		return fmt.Sprintf("?/%d", s.DailyLimit)
+	}
+	var parts []string
+	for _, a := range s.APIClients {
+		n := "?"
+		if a.RequestsToday != nil {
+			n = fmt.Sprint(*a.RequestsToday)
+		}
+		parts = append(parts, fmt.Sprintf("%s/%d", n, s.DailyLimit))
+	}
+	return strings.Join(parts, " ")
+}
+
+func blocked(s rotation.Status, now time.Time) string {
+	switch {
+	case s.State == rotation.HealthUnknown:
+		return "?"
+	case s.BlockedReason == nil && s.BlockedUntil == nil:
+		return "-"
+	case s.BlockedUntil == nil:
+		return strOr(s.BlockedReason, "") + " (until the client secret changes)"
+	}
+	return strOr(s.BlockedReason, "blocked") + " until " + relative(*s.BlockedUntil, now)
+}
+
+// relative renders t as "in 5m" or "3m ago", to the second below a minute.
+func relative(t, now time.Time) string {
+	d := t.Sub(now)
+	round := func(d time.Duration) string {
+		switch {
+		case d < time.Minute:
+			return d.Round(time.Second).String()
+		case d < time.Hour:
+			return d.Round(time.Minute).String()
+		}
+		return d.Round(time.Minute).String()
+	}
+	if d >= 0 {
+		return "in " + strings.TrimSuffix(round(d), "0s")
+	}
+	return strings.TrimSuffix(round(-d), "0s") + " ago"
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func strOr(s *string, none string) string {
+	if s == nil {
+		return none
+	}
+	return strings.ReplaceAll(*s, "\t", " ")
+}

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/clear-rotator/clear-rotator/internal/config"
+)
+
+// command describes one subcommand: its flags and everything its help shows.
+type command struct {
+	name     string
+	synopsis string // what follows the name in the usage line
+	summary  string // one line, for the overview
+	about    string // what it does, in full sentences
+	flags    func(fs *flag.FlagSet, o *options)
+	daemon   bool // it also reads the daemon-only variables
+	example  string
+	exits    string
+}
+
+const exitsCommon = `  0  success, or nothing to do
+  1  failure (including a refusal by the daily limit)
+  2  usage or configuration error`
+
+func clientFlag(fs *flag.FlagSet, o *options) {
+	fs.StringVar(&o.client, "client", "", "only the client with this `NAME` (default: every configured client)")
+}
+
+func jsonFlag(fs *flag.FlagSet, o *options) {
+	fs.BoolVar(&o.asJSON, "json", false, "print JSON instead of text")
+}
+
+var commands = []*command{
+	{
+		name:     "run",
+		summary:  "run the daemon: check every client on ROTATOR_SCHEDULE",
+		about:    "Runs until SIGTERM or SIGINT, checking every client on ROTATOR_SCHEDULE and rotating each token that is due. It serves /healthz, /readyz and /metrics on ROTATOR_HTTP_ADDR. SIGHUP reloads the configuration.",
+		flags:    func(*flag.FlagSet, *options) {},
+		daemon:   true,
+		example:  "  ROTATOR_HTTP_ADDR=127.0.0.1:9090 rotator run",
+		exits:    "  0  stopped by a signal after finishing any rotation in progress\n  1  failure\n  2  configuration error",
+		synopsis: "",
+	},
+	{
+		name:     "rotate",
+		synopsis: "[--client NAME] [--force] [--json]",
+		summary:  "rotate now if due (always with --force)",
+		about:    "Checks each client once and asks Clear for a new token when it is due. Every new token revokes the previous token of the same client secret.",
+		flags: func(fs *flag.FlagSet, o *options) {
+			clientFlag(fs, o)
+			fs.BoolVar(&o.force, "force", false, "rotate even if not due; also lifts a 401 block and a backoff")
+			jsonFlag(fs, o)
+		},
+		example: "  rotator rotate --client erp-a --force",
+		exits:   exitsCommon,
+	},
+	{
+		name:     "status",
+		synopsis: "[--client NAME] [--json] [--check]",
+		summary:  "show each client's state, token, budget and errors",
+		about: "Reads each client's token and state from Secrets Manager and shows the decision a rotation would make, without calling Clear or writing anything. " +
+			"STATE is one of ok, expiring (due now), in-flight, degraded (one of two API clients unusable), expired, no-token, token-lost, blocked, limited, backing-off, or unknown (could not be read). " +
+			"What could not be read is ? in the table and null in --json; times in the table are relative, in --json RFC 3339.",
+		flags: func(fs *flag.FlagSet, o *options) {
+			clientFlag(fs, o)
+			jsonFlag(fs, o)
+			fs.BoolVar(&o.check, "check", false, "exit 1 when any client's state is not ok, expiring or in-flight (for cron or Nagios)")
+		},
+		example: "  rotator status --json\n  rotator status --check || page-someone",
+		exits:   "  0  every client could be read (and, with --check, is ok)\n  1  some client could not be read (or, with --check, is not ok)\n  2  usage or configuration error",
+	},
+	{
+		name:     "revoke",
+		synopsis: "[--client NAME] [--yes] [--json]",
+		summary:  "revoke every token issued, for an incident such as a leaked token",
+		about:    "Asks every configured API client of each client for a new token, which revokes at Clear every token the rotator stored, and stores the last one as AWSCURRENT. ERP systems holding an old token lose access until they re-read the secret. On a terminal it asks for confirmation; elsewhere it needs --yes.",
+		flags: func(fs *flag.FlagSet, o *options) {
+			clientFlag(fs, o)
+			fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (needed when stdin is not a terminal)")
+			jsonFlag(fs, o)
+		},
+		example: "  rotator revoke --client erp-a --yes",
+		exits:   "  0  every token revoked and a new one stored\n  1  failure, or not confirmed\n  2  usage or configuration error, or --yes missing without a terminal",
+	},
+	{
+		name:    "check",
+		summary: "validate the configuration and read each secret; never calls Clear",
+		about:   "Validates the configuration, names environment variables the rotator does not know, and reads each client's secrets from Secrets Manager. It never calls Clear, so it spends no requests.",
+		flags:   func(*flag.FlagSet, *options) {},
+		example: "  ROTATOR_CONFIG=clients.yaml rotator check",
+		exits:   "  0  the configuration is valid and every secret could be read\n  1  some secret could not be read\n  2  usage or configuration error",
+	},
+}
+
+// overview is the help of `rotator --help`.
+func overview() string {
+	var b strings.Builder
+	b.WriteString("usage: rotator <command> [flags]\n\nCommands:\n")
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(tw, "  version\tprint the version\n")
+	fmt.Fprintf(tw, "  help [COMMAND]\tshow this help, or a command's\n")
+	tw.Flush()
+	b.WriteString("\nRun 'rotator COMMAND --help' for a command's flags, variables and exit codes.\n")
+	b.WriteString("Configuration comes from the environment (see README.md). Exit status: 0 success or nothing to do,\n" +
+		"1 failure (including a refusal by the daily limit), 2 usage or configuration error.\n")
+	return b.String()
+}
+
+func commandNames() []string {
+	names := []string{"version", "help"}
+	for _, c := range commands {
+		names = append(names, c.name)
+	}
+	return names
+}
+
+// findCommand returns the command called name, or a usage error that suggests the closest one.
+func findCommand(name string) (*command, error) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, nil
+		}
+	}
+	msg := fmt.Sprintf("unknown command %q", name)
+	if s := config.Suggest(name, commandNames()); s != "" {
+		msg += "; did you mean " + s + "?"
+	}
+	return nil, usagef("", "%s", msg)
+}
+
+// parse parses the command's flags. It finds unknown and incomplete flags itself, before the
+// flag package does, so that the error names the flag as the help shows it (--force, not
+// -force) and suggests the closest flag; help reports -h, --help or -help.
+func (c *command) parse(args []string) (o options, help bool, err error) {
+	fs := flagSet(c.name)
+	c.flags(fs, &o)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			break // the flag package stops here too
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "h" || name == "help" {
+			return o, true, nil
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			msg := fmt.Sprintf("%s does not take the flag --%s", c.name, name)
+			switch s := config.Suggest("--"+name, names); {
+			case s != "":
+				msg += "; did you mean " + s + "?"
+			case len(names) == 0:
+				msg += "; it takes no flags"
+			}
+			return o, false, usagef(c.name, "%s", msg)
+		}
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return o, false, usagef(c.name, "flag --%s needs a value", name)
+			}
+			i++
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, false, usagef(c.name, "%s", strings.ReplaceAll(err.Error(), " -", " --"))
+	}
+	if fs.NArg() > 0 {
+		return o, false, usagef(c.name, "%s takes no arguments, but got %q", c.name, fs.Arg(0))
+	}
+	return o, false, nil
+}
+
+// help renders the command's help: usage, what it does, flags, the variables it reads, an
+// example and the exit codes.
+func (c *command) help() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: rotator %s", c.name)
+	if c.synopsis != "" {
+		fmt.Fprintf(&b, " %s", c.synopsis)
+	}
+	fmt.Fprintf(&b, "\n\n%s\n", wrap(c.about, 96))
+
+	var o options
+	fs := flagSet(c.name)
+	c.flags(fs, &o)
+	b.WriteString("\nFlags:\n")
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		if arg != "" {
+			arg = " " + arg
+		}
+		fmt.Fprintf(tw, "  --%s%s\t%s\n", f.Name, arg, usage)
+	})
+	fmt.Fprintf(tw, "  -h, --help\tshow this help\n")
+	tw.Flush()
+
+	b.WriteString("\nEnvironment:\n")
+	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for _, s := range config.Settings {
+		if s.Scope == config.DaemonOnly && !c.daemon {
+			continue
+		}
+		var notes []string
+		if s.Default != "" {
+			notes = append(notes, "default "+s.Default)
+		}
+		if s.Limits != "" {
+			notes = append(notes, s.Limits)
+		}
+		line := s.Help
+		if len(notes) > 0 {
+			line += " (" + strings.Join(notes, "; ") + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", s.Env, line)
+	}
+	tw.Flush()
+	b.WriteString("  Any other ROTATOR_* or CLEAR_* variable is reported as unknown at start-up.\n")
+
+	fmt.Fprintf(&b, "\nExample:\n%s\n\nExit status:\n%s\n", c.example, c.exits)
+	return b.String()
+}
+
+// wrap breaks text into lines of at most width characters at spaces.
+func wrap(text string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Fields(text) {
+		if i > 0 && n+1+len(w) > width {
+			b.WriteByte('\n')
+			n = 0
+		} else if i > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(w)
+		n += len(w)
+	}
+	return b.String()
+}
