@@ -4,7 +4,8 @@
 //
 // Usage:
 //
-//	clear-emulator [-addr 127.0.0.1:0] [-lifetime 1h] [-daily-limit 288] [-secret S]... [-v]
+//	clear-emulator [-addr 127.0.0.1:0] [-lifetime 1h] [-daily-limit 288] [-retry-after]
+//	               [-fixed-valid-till RFC3339] [-secret S]... [-v]
 //
 // Client secrets also come from CLEAR_EMULATOR_SECRETS, comma-separated. Once listening, it prints
 // one line, "listening on http://HOST:PORT", and serves until SIGINT or SIGTERM.
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	lifetime := fs.Duration("lifetime", time.Hour, "token lifetime; 0 means tokens never expire")
 	limit := fs.Int("daily-limit", emulator.DefaultDailyLimit, "token requests allowed per client secret and UTC day")
 	verbose := fs.Bool("v", false, "log each answer's status and error code to stderr")
+	retryAfter := fs.Bool("retry-after", false, "send Retry-After (seconds until midnight UTC) with the daily limit's 429")
+	fixedTill := fs.String("fixed-valid-till", "", "give every token this `RFC3339` valid_till (an expiry that never moves)")
 	var secrets secretList
 	fs.Var(&secrets, "secret", "a known client `secret` (repeatable; also CLEAR_EMULATOR_SECRETS, comma-separated)")
 	if err := fs.Parse(args); err != nil {
@@ -83,6 +86,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if *limit <= 0 {
 		return usageError{errors.New("-daily-limit must be positive")}
 	}
+	var fixed time.Time
+	if *fixedTill != "" {
+		var err error
+		if fixed, err = time.Parse(time.RFC3339, *fixedTill); err != nil {
+			return usageError{fmt.Errorf("-fixed-valid-till %q is not an RFC 3339 time", *fixedTill)}
+		}
+	}
 	// The control API has no authentication, so the emulator must not be reachable from elsewhere.
 	host, _, err := net.SplitHostPort(*addr)
 	if err != nil || !clear.IsLoopback(host) {
@@ -94,7 +104,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 
-	opts := emulator.Options{Lifetime: *lifetime, DailyLimit: *limit, Secrets: secrets}
+	opts := emulator.Options{Lifetime: *lifetime, DailyLimit: *limit, Secrets: secrets,
+		RetryAfter: *retryAfter, FixedValidTill: fixed}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}

@@ -27,6 +27,8 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"-lifetime", "-1h"},
 		{"-lifetime", "soon"},
 		{"-daily-limit", "0"},
+		{"-fixed-valid-till", "tomorrow"},
+		{"-fixed-valid-till", "2030-01-02"},
 		{"-nope"},
 		{"extra"},
 	} {
@@ -74,6 +76,37 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	g, err := c.Token(context.Background(), clear.NewClientSecret("s1"))
 	if err != nil || g.ValidTill != nil {
 		t.Fatalf("token: valid_till %v, %v", g.ValidTill, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+}
+
+// TestRunHardeningFlags: -fixed-valid-till gives every token the same valid_till, and
+// -retry-after puts Retry-After on the daily limit's 429.
+func TestRunHardeningFlags(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r, w := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-secret", "s1", "-daily-limit", "2", "-retry-after", "-fixed-valid-till", "2030-01-02T03:04:05Z"}, w)
+	}()
+	base := readAddr(t, r)
+	c, err := clear.NewClient(base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		g, err := c.Token(context.Background(), clear.NewClientSecret("s1"))
+		if err != nil || g.ValidTill == nil || g.ValidTill.Format(time.RFC3339) != "2030-01-02T03:04:05Z" {
+			t.Fatalf("token: valid_till %v, %v", g.ValidTill, err)
+		}
+	}
+	_, err = c.Token(context.Background(), clear.NewClientSecret("s1"))
+	var ce *clear.Error
+	if !errors.As(err, &ce) || ce.Kind != clear.KindRateLimited || ce.RetryAfter <= 0 || ce.RetryAfter > 24*time.Hour {
+		t.Fatalf("over the limit: %v", err)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -34,9 +35,13 @@ const maxBody = 64 << 10
 // Grant is a parsed, validated answer from the token API.
 type Grant struct {
 	AccessToken AccessToken
-	// ValidTill is when the token expires, or nil when the API client never expires.
+	// ValidTill is when the token expires, or nil when the API client never expires or when
+	// valid_till was not understood (then Drift says so).
 	ValidTill *time.Time
-	// Drift is empty unless valid_till was present but not understood.
+	// Drift is empty unless valid_till was present but not understood (a number, an epoch, a bare
+	// date, any other text): then it describes what arrived, sanitized, for a loud report. The
+	// token is still usable and must be stored, since issuing it has revoked the previous one;
+	// its expiry is unknown, so it must be renewed on a conservative schedule.
 	Drift string
 }
 
@@ -44,6 +49,7 @@ type Grant struct {
 type Client struct {
 	base *url.URL
 	http *http.Client
+	now  func() time.Time // measures an HTTP-date Retry-After when the answer has no Date
 }
 
 // ParseBaseURL validates a Clear base URL. It must be https, except that plain http is allowed for
@@ -103,7 +109,7 @@ func NewClient(baseURL string, httpClient *http.Client) (*Client, error) {
 		hc.Timeout = DefaultTimeout
 	}
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Client{base: u, http: &hc}, nil
+	return &Client{base: u, http: &hc, now: time.Now}, nil
 }
 
 // BaseURL returns the validated base URL.
@@ -111,7 +117,8 @@ func (c *Client) BaseURL() string { return c.base.String() }
 
 // Token asks Clear for a new access token. Every successful call revokes the previous token of
 // this client secret, so callers must make it only when a rotation is due and claimed. The error
-// is always an *Error.
+// is always an *Error. Every text it takes from Clear's answer is sanitized, and the client secret
+// it sent is redacted from it, so that an answer echoing the secret cannot carry it into a log.
 func (c *Client) Token(ctx context.Context, secret ClientSecret) (Grant, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+TokenPath, nil)
 	if err != nil {
@@ -122,23 +129,62 @@ func (c *Client) Token(ctx context.Context, secret ClientSecret) (Grant, error) 
 	req.Header.Set("User-Agent", "clear-rotator")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Grant{}, networkError(err)
+		return Grant{}, networkError(err, secret)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return Grant{}, networkError(err)
+		return Grant{}, networkError(err, secret)
 	}
 	if len(body) > maxBody {
 		return Grant{}, &Error{Kind: KindMalformed, Status: resp.StatusCode,
 			Message: fmt.Sprintf("answer is larger than %d bytes", maxBody)}
 	}
-	return ParseResponse(resp.StatusCode, body)
+	g, err := parse(resp.StatusCode, body, secret.Reveal())
+	var e *Error
+	if errors.As(err, &e) && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		e.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), resp.Header.Get("Date"), c.now())
+	}
+	return g, err
+}
+
+// MaxRetryAfter caps a Retry-After: Clear's own limit resets daily, so a longer wait is garbage.
+const MaxRetryAfter = 24 * time.Hour
+
+// ParseRetryAfter returns how long a Retry-After header value asks to wait: delta-seconds, or an
+// HTTP-date measured against date (the answer's Date header) when that parses, else against now,
+// so that a clock difference between Clear and the rotator does not stretch or shrink the wait.
+// An absent, unparseable, negative or past value gives 0 (no advice); waits above MaxRetryAfter
+// are capped.
+func ParseRetryAfter(value, date string, now time.Time) time.Duration {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return 0
+	}
+	if strings.Trim(value, "0123456789") == "" {
+		if len(value) > 9 { // more than 31 years of seconds: the cap applies, and no overflow
+			return MaxRetryAfter
+		}
+		n, _ := strconv.Atoi(value)
+		return min(time.Duration(n)*time.Second, MaxRetryAfter)
+	}
+	at, err := http.ParseTime(value)
+	if err != nil {
+		return 0
+	}
+	if d, err := http.ParseTime(strings.TrimSpace(date)); err == nil {
+		now = d
+	}
+	wait := at.Sub(now)
+	if wait <= 0 {
+		return 0
+	}
+	return min(wait, MaxRetryAfter)
 }
 
 // networkError turns a transport failure into a transient *Error whose text names the failure
 // but never the request's headers.
-func networkError(err error) *Error {
+func networkError(err error, secret ClientSecret) *Error {
 	msg := err.Error()
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -147,7 +193,7 @@ func networkError(err error) *Error {
 			msg = ue.Op + " " + ue.URL + ": timeout"
 		}
 	}
-	return &Error{Kind: KindTransient, Message: Sanitize(msg), Err: err}
+	return &Error{Kind: KindTransient, Message: Sanitize(Redact(msg, secret.Reveal())), Err: err}
 }
 
 // answer is the token API's JSON document, success or failure.
@@ -163,19 +209,26 @@ type answer struct {
 }
 
 // ParseResponse classifies and validates one answer of the token API. A 200 answer must hold a
-// printable token of at most MaxTokenLength characters and a valid_till that is null or an ISO 8601
-// time; anything else is a KindMalformed error, so that garbage is never stored.
-func ParseResponse(status int, body []byte) (Grant, error) {
+// printable token of at most MaxTokenLength characters; anything else is a KindMalformed error, so
+// that garbage is never stored. A valid_till that is null (or absent) means the token never
+// expires; one that is present but not an ISO 8601 time leaves ValidTill nil and is described in
+// Grant.Drift, with no error, because the token itself is usable and Clear has already revoked
+// the previous one.
+func ParseResponse(status int, body []byte) (Grant, error) { return parse(status, body) }
+
+// parse is ParseResponse that also redacts secrets from every text it takes from the answer.
+func parse(status int, body []byte, secrets ...string) (Grant, error) {
+	clean := func(s string) string { return Sanitize(Redact(s, secrets...)) }
 	var a answer
 	jsonErr := json.Unmarshal(body, &a)
 	if status != http.StatusOK {
 		e := &Error{Status: status, Kind: kindOf(status)}
 		if jsonErr == nil && len(a.Errors) > 0 {
 			first := a.Errors[0]
-			e.Code = Sanitize(first.Code)
-			e.Message = Sanitize(first.Message)
+			e.Code = clean(first.Code)
+			e.Message = clean(first.Message)
 			if first.ID != nil {
-				e.ErrorID = Sanitize(*first.ID)
+				e.ErrorID = clean(*first.ID)
 			}
 		} else {
 			e.Message = http.StatusText(status)
@@ -186,10 +239,10 @@ func ParseResponse(status int, body []byte) (Grant, error) {
 		return Grant{}, &Error{Kind: KindMalformed, Status: status, Message: fmt.Sprintf(format, args...)}
 	}
 	if jsonErr != nil {
-		return malformed("answer is not a JSON object: %s", Sanitize(jsonErr.Error()))
+		return malformed("answer is not a JSON object: %s", clean(jsonErr.Error()))
 	}
 	if len(a.Errors) > 0 {
-		return malformed("answer has status 200 but carries errors (%s)", Sanitize(a.Errors[0].Code))
+		return malformed("answer has status 200 but carries errors (%s)", clean(a.Errors[0].Code))
 	}
 	if a.AccessToken == nil {
 		return malformed("answer has no access_token")
@@ -213,25 +266,53 @@ func ParseResponse(status int, body []byte) (Grant, error) {
 		return g, nil
 	}
 	raw := []byte(*a.ValidTill)
-	if string(raw) == "null" {
-		return g, nil
-	}
 	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return malformed("valid_till is neither a string nor null")
+	switch raw[0] {
+	case 'n': // null
+		return g, nil
+	case '"':
+		_ = json.Unmarshal(raw, &s) // it is a valid JSON string: the whole answer decoded
+	case 't', 'f':
+		g.Drift = "valid_till is a boolean, not an ISO 8601 time"
+		return g, nil
+	case '{':
+		g.Drift = "valid_till is an object, not an ISO 8601 time"
+		return g, nil
+	case '[':
+		g.Drift = "valid_till is an array, not an ISO 8601 time"
+		return g, nil
+	default:
+		g.Drift = fmt.Sprintf("valid_till %s is a number, not an ISO 8601 time", clean(string(raw)))
+		return g, nil
 	}
 	t, err := ParseTime(s)
 	if err != nil {
-		return malformed("valid_till %q is not an ISO 8601 time", Sanitize(s))
+		g.Drift = fmt.Sprintf("valid_till %q is not an ISO 8601 time", clean(s))
+		return g, nil
 	}
 	g.ValidTill = &t
 	return g, nil
 }
 
-// ParseTime parses the ISO 8601 forms Clear uses ("2023-04-11T20:21:24+00:00", with or without
-// fractional seconds, or with Z) and returns the time in UTC.
+// timeLayouts are the ISO 8601 forms ParseTime accepts: the extended form Clear documents, its
+// offset written as Z, +hh:mm, +hhmm or +hh, with or without fractional seconds; RFC 3339's
+// space instead of the T; the basic form. Each names one instant. The form without an offset is
+// taken as UTC, as Clear writes its times in UTC.
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02T15:04:05.999999999Z07",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999Z0700",
+	"20060102T150405.999999999Z0700",
+	"2006-01-02T15:04:05.999999999",
+}
+
+// ParseTime parses the ISO 8601 forms Clear uses or might drift to ("2023-04-11T20:21:24+00:00",
+// with or without fractional seconds, with Z, +0000 or +00; see timeLayouts) and returns the time
+// in UTC. A bare date or an epoch number is not a time: it fails.
 func ParseTime(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999Z0700"} {
+	for _, layout := range timeLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t.UTC(), nil
 		}
@@ -245,7 +326,8 @@ func kindOf(status int) Kind {
 		return KindAuth
 	case status == http.StatusTooManyRequests:
 		return KindRateLimited
-	case status >= 500:
+	case status == http.StatusRequestTimeout, status >= 500:
+		// A 408 means the server gave up waiting for the request: the same request may succeed.
 		return KindTransient
 	default:
 		// Redirects (never followed) and other 4xx answers mean the base URL or the request is
@@ -254,7 +336,10 @@ func kindOf(status int) Kind {
 	}
 }
 
-// Sanitize makes text from a remote party safe to log: printable, one line, at most 300 bytes.
+// Sanitize makes text from a remote party safe to log and show: printable, one line, at most 300
+// bytes. C0 and C1 controls (U+009B is a terminal's CSI), DEL, line and paragraph separators and
+// the bidirectional and invisible format controls that can make a log line read differently than
+// it is stored (U+202E reverses the text after it) each become a space.
 func Sanitize(s string) string {
 	var b strings.Builder
 	for _, r := range s {
@@ -262,11 +347,59 @@ func Sanitize(s string) string {
 			b.WriteString("…")
 			break
 		}
-		if r < 0x20 || r == 0x7f {
+		if unsafeRune(r) {
 			b.WriteByte(' ')
 			continue
 		}
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// unsafeRune reports whether Sanitize replaces r.
+func unsafeRune(r rune) bool {
+	switch {
+	case r < 0x20, r >= 0x7f && r <= 0x9f: // C0, DEL, C1
+		return true
+	case r == 0x061c, r == 0x200e, r == 0x200f: // Arabic letter mark, LRM, RLM
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069: // embeddings, overrides, isolates
+		return true
+	case r == 0x2028, r == 0x2029: // line and paragraph separators
+		return true
+	}
+	return false
+}
+
+// minRedacted is the shortest secret Redact removes: replacing a shorter one would shred ordinary
+// text, and no real client secret or token is that short.
+const minRedacted = 8
+
+// Redact replaces every occurrence in text of each secret of at least 8 bytes with
+// "[REDACTED]". Longer secrets go first, so that one secret containing another is removed whole.
+// Redact text that came from outside before Sanitize cuts it, or a cut could leave part of a
+// secret behind.
+func Redact(text string, secrets ...string) string {
+	var long []string
+	for _, s := range secrets {
+		if len(s) >= minRedacted {
+			long = append(long, s)
+		}
+	}
+	if len(long) == 0 {
+		return text
+	}
+	if len(long) > 1 {
+		long = append([]string(nil), long...)
+		// Longest first; a tiny insertion sort keeps the package free of a sort import.
+		for i := 1; i < len(long); i++ {
+			for j := i; j > 0 && len(long[j]) > len(long[j-1]); j-- {
+				long[j], long[j-1] = long[j-1], long[j]
+			}
+		}
+	}
+	for _, s := range long {
+		text = strings.ReplaceAll(text, s, redacted)
+	}
+	return text
 }

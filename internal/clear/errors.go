@@ -10,14 +10,15 @@ import (
 type Kind int
 
 const (
-	// KindTransient covers 5xx answers, timeouts and network failures: retry with backoff.
+	// KindTransient covers 5xx and 408 answers, timeouts and network failures: retry with backoff.
 	KindTransient Kind = iota + 1
 	// KindMalformed is a 200 answer that is not a valid token document. Clear may have issued
 	// (and revoked the previous) token, so it is retried with backoff, but never stored.
 	KindMalformed
 	// KindAuth is a 401 (CLI-SEC-001, -002 or -003): permanent until the configuration changes.
 	KindAuth
-	// KindRateLimited is a 429: Clear refuses this client secret until midnight UTC.
+	// KindRateLimited is a 429: Clear refuses this client secret until midnight UTC, or for
+	// Error.RetryAfter when the answer says so.
 	KindRateLimited
 	// KindRejected is any other answer (a redirect, another 4xx): permanent, the request is wrong.
 	KindRejected
@@ -44,12 +45,14 @@ type Error struct {
 	Kind Kind
 	// Status is the HTTP status, or 0 when no answer arrived.
 	Status int
-	// Code, Message and ErrorID come from Clear's error details object, sanitized.
+	// Code, Message and ErrorID come from Clear's error details object, sanitized, with the
+	// client secret redacted.
 	Code, Message, ErrorID string
+	// RetryAfter is the wait a 429 or 503 answer's Retry-After header asked for (see
+	// ParseRetryAfter), or 0 when it gave none that made sense.
+	RetryAfter time.Duration
 	// Err is the underlying transport error, if any.
 	Err error
-	// RetryAfter is a 429's Retry-After advice; zero when absent.
-	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -67,6 +70,9 @@ func (e *Error) Error() string {
 	}
 	if e.ErrorID != "" {
 		b.WriteString(" (error_id " + e.ErrorID + ")")
+	}
+	if e.RetryAfter > 0 {
+		b.WriteString(" (retry after " + e.RetryAfter.String() + ")")
 	}
 	return b.String()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // Three days of hourly tokens on the default five-minute schedule: every renewal at its renewal
@@ -312,8 +313,8 @@ func TestPanicInTokenSource(t *testing.T) {
 		times := h.clears["bad"].RequestTimes()
 		day := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 		// The claim of the panicked request holds its five-minute lease; the retry comes when it ends.
-		if len(times) < 2 || !times[1].Equal(day.Add(rotation.DefaultLease)) {
-			t.Errorf("requests of the panicking client at %v, want a retry when the lease ends (%s)", times, day.Add(rotation.DefaultLease))
+		if len(times) < 2 || !times[1].Equal(day.Add(timing.Lease(clear.DefaultTimeout))) {
+			t.Errorf("requests of the panicking client at %v, want a retry when the lease ends (%s)", times, day.Add(timing.Lease(clear.DefaultTimeout)))
 		}
 		if !strings.Contains(h.logs.String(), "token source bug") {
 			t.Error("the panic was not logged")

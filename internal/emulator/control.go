@@ -22,9 +22,50 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /_emulator/secrets", s.handleSecrets)
 	s.mux.HandleFunc("POST /_emulator/clock", s.handleClock)
 	s.mux.HandleFunc("POST /_emulator/lifetime", s.handleLifetime)
+	s.mux.HandleFunc("POST /_emulator/valid_till", s.handleValidTill)
+	s.mux.HandleFunc("POST /_emulator/retry_after", s.handleRetryAfter)
 }
 
-// handleFaults queues faults: [{"status":500},{"delay":"2s"},{"body":"garbage"},{"hang":true}].
+// handleValidTill fixes the valid_till of every future token: {"fixed":"2030-01-01T00:00:00Z"};
+// {"fixed":""} goes back to the lifetime.
+func (s *Server) handleValidTill(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Fixed string `json:"fixed"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	var t time.Time
+	if req.Fixed != "" {
+		var err error
+		if t, err = time.Parse(time.RFC3339, req.Fixed); err != nil {
+			http.Error(w, "fixed must be an RFC 3339 time or empty", http.StatusBadRequest)
+			return
+		}
+	}
+	s.SetFixedValidTill(t)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleRetryAfter turns the daily limit's Retry-After header on or off: {"enabled":true}.
+func (s *Server) handleRetryAfter(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Enabled *bool `json:"enabled"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.Enabled == nil {
+		http.Error(w, "enabled is missing", http.StatusBadRequest)
+		return
+	}
+	s.SetRetryAfter(*req.Enabled)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleFaults queues faults: [{"status":500},{"delay":"2s"},{"body":"garbage"},{"hang":true},
+// {"status":429,"retry_after":"120"},{"echo_secret":true},{"valid_till":1700000000},
+// {"past_valid_till":true}]; see Fault for every field.
 func (s *Server) handleFaults(w http.ResponseWriter, r *http.Request) {
 	var faults []Fault
 	if !decode(w, r, &faults) {

@@ -5,12 +5,15 @@
 // day, and every successful request revokes the token the ERP systems are using. The emulator keeps
 // the behaviour the rotator depends on — the documented answers and error codes, revocation of the
 // previous token on every issue, the daily limit that resets at midnight UTC, tokens that expire or
-// never expire — and adds what the real API cannot offer: an injectable clock, one-shot faults (5xx
-// answers, garbage, slow or missing answers, tokens issued but never delivered) and counters that
-// show exactly how many requests a client made.
+// never expire, each client secret with its own tokens and limit — and adds what the real API cannot
+// offer: an injectable clock, one-shot faults (5xx, 408 and 429 answers with or without
+// Retry-After, garbage, slow or missing answers, tokens issued but never delivered, valid_till
+// drift or already past, error text that echoes the client secret or carries terminal escapes),
+// an expiry that never moves, and counters that show exactly how many requests a client made.
 //
-// A Server is an http.Handler. Tests use it in-process through httptest; cmd/clear-emulator serves it
-// on loopback and exposes the same controls over HTTP below /_emulator/.
+// A Server is an http.Handler. Tests use it in-process through httptest, or with no socket at all
+// through Transport, which also works inside a testing/synctest bubble; cmd/clear-emulator serves
+// it on loopback and exposes the same controls over HTTP below /_emulator/.
 package emulator
 
 import (
@@ -51,6 +54,12 @@ type Options struct {
 	// TokenLength is the length of issued tokens, from 40 to clear.MaxTokenLength; zero means the
 	// length of Clear's sample token (103).
 	TokenLength int
+	// RetryAfter makes the daily limit's 429 carry a Retry-After header: the whole seconds until
+	// the next midnight UTC, when the limit resets.
+	RetryAfter bool
+	// FixedValidTill, if not zero, is the valid_till of every token issued, whatever the lifetime:
+	// an expiry that does not move. Tokens die at that time.
+	FixedValidTill time.Time
 	// Logger, if set, receives one record per request with its status and error code only, never a
 	// secret or a token. Nil logs nothing.
 	Logger *slog.Logger
@@ -68,14 +77,16 @@ type Server struct {
 	closeOnce sync.Once
 	closed    chan struct{} // closed by Close to release delayed and hung requests
 
-	mu       sync.Mutex
-	offset   time.Duration // added to the real clock; see /_emulator/clock
-	lifetime time.Duration
-	clients  map[string]*client // by client secret
-	live     map[string]*client // latest token of each client -> its client
-	faults   []Fault
-	requests int // token requests of any kind
-	issued   int
+	mu         sync.Mutex
+	offset     time.Duration // added to the real clock; see /_emulator/clock
+	lifetime   time.Duration
+	retryAfter bool               // see Options.RetryAfter
+	fixedTill  time.Time          // see Options.FixedValidTill
+	clients    map[string]*client // by client secret
+	live       map[string]*client // latest token of each client -> its client
+	faults     []Fault
+	requests   int // token requests of any kind
+	issued     int
 }
 
 // client is the state Clear keeps for one API client (one client secret).
@@ -94,15 +105,17 @@ type client struct {
 // programming error in a test.
 func New(opts Options) *Server {
 	s := &Server{
-		now:       opts.Now,
-		realClock: opts.Now == nil,
-		limit:     opts.DailyLimit,
-		tokenLen:  opts.TokenLength,
-		log:       opts.Logger,
-		closed:    make(chan struct{}),
-		lifetime:  max(opts.Lifetime, 0),
-		clients:   make(map[string]*client),
-		live:      make(map[string]*client),
+		now:        opts.Now,
+		realClock:  opts.Now == nil,
+		limit:      opts.DailyLimit,
+		tokenLen:   opts.TokenLength,
+		log:        opts.Logger,
+		closed:     make(chan struct{}),
+		lifetime:   max(opts.Lifetime, 0),
+		retryAfter: opts.RetryAfter,
+		fixedTill:  opts.FixedValidTill,
+		clients:    make(map[string]*client),
+		live:       make(map[string]*client),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -163,7 +176,8 @@ func (c *client) liveAt(now time.Time) bool {
 	return c.token != "" && (c.expires.IsZero() || now.Before(c.expires))
 }
 
-// revoke forgets c's token. s.mu must be held.
+// revoke forgets c's token. s.mu must be held. Only c's token goes: Clear revokes per client
+// secret, so the tokens of the other API clients stay live.
 func (s *Server) revoke(c *client) {
 	delete(s.live, c.token)
 	c.token, c.expires = "", time.Time{}
@@ -217,6 +231,21 @@ func (s *Server) SetLifetime(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lifetime = max(d, 0)
+}
+
+// SetFixedValidTill makes every token issued from now on carry valid_till t (and die then); the
+// zero time goes back to the lifetime.
+func (s *Server) SetFixedValidTill(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fixedTill = t
+}
+
+// SetRetryAfter turns the daily limit's Retry-After header on or off (see Options.RetryAfter).
+func (s *Server) SetRetryAfter(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retryAfter = on
 }
 
 // setClockOffset shifts the real clock by d; it fails when Options.Now drives the clock, since

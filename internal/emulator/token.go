@@ -66,15 +66,22 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	c, f, status, code := s.admit(r.Header.Get(clear.HeaderClientSecret))
+	sent := r.Header.Get(clear.HeaderClientSecret)
+	c, f, status, code, retryAfter := s.admit(sent)
 	if status != 0 {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
 		s.replyError(w, status, code, "")
 		return
+	}
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
 	}
 	// An IssueThenFail fault issues before its delay, so that with a Delay it models an answer lost
 	// to a client timeout after Clear revoked the previous token.
 	if f.IssueThenFail {
-		s.issue(c)
+		s.issue(c, f)
 	}
 	if err := s.wait(r.Context(), f); errors.Is(err, errClosed) {
 		panic(http.ErrAbortHandler) // drop the connection: the answer never comes
@@ -83,55 +90,75 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case f.IssueThenFail:
-		s.replyError(w, http.StatusInternalServerError, CodeServerError, newID())
+		s.replyFault(w, Fault{Status: http.StatusInternalServerError, Message: f.Message, EchoSecret: f.EchoSecret}, sent)
 	case f.Body != "":
 		// A garbled 200 answer may still mean Clear issued a token and revoked the previous one,
 		// which is what clear.KindMalformed assumes; the emulator takes that worst case.
 		st := f.Status
 		if st == 0 || st == http.StatusOK {
 			st = http.StatusOK
-			s.issue(c)
+			s.issue(c, f)
 		}
 		s.reply(w, st, "", []byte(f.Body))
-	case f.Status != 0 && f.Status != http.StatusOK:
-		s.replyFault(w, f)
+	case f.Status != 0 && f.Status != http.StatusOK, f.EchoSecret:
+		if f.Status == 0 || f.Status == http.StatusOK {
+			f.Status = http.StatusUnauthorized
+		}
+		s.replyFault(w, f, sent)
 	default:
-		s.replyJSON(w, http.StatusOK, "", s.issue(c))
+		g := s.issue(c, f)
+		if f.ValidTill != nil {
+			s.replyJSON(w, http.StatusOK, "", struct {
+				AccessToken string          `json:"access_token"`
+				ValidTill   json.RawMessage `json:"valid_till"`
+			}{g.AccessToken, f.ValidTill})
+			return
+		}
+		s.replyJSON(w, http.StatusOK, "", g)
 	}
 }
 
 // admit counts one token request and validates its secret, in the order Clear must: a request
 // without a known secret cannot be attributed to a client, every other request counts against its
 // client's daily limit whatever its answer. An admitted request takes the next fault, so faults are
-// never wasted on requests that fail validation. A non-zero status is the answer to send instead.
-func (s *Server) admit(secret string) (c *client, f Fault, status int, code string) {
+// never wasted on requests that fail validation. A non-zero status is the answer to send instead,
+// with retryAfter as its Retry-After header when not empty.
+func (s *Server) admit(secret string) (c *client, f Fault, status int, code, retryAfter string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests++
 	if secret == "" {
-		return nil, f, http.StatusUnauthorized, CodeMissingSecret
+		return nil, f, http.StatusUnauthorized, CodeMissingSecret, ""
 	}
 	c = s.clients[secret]
 	if c == nil {
-		return nil, f, http.StatusUnauthorized, CodeInvalidSecret
+		return nil, f, http.StatusUnauthorized, CodeInvalidSecret, ""
 	}
-	today := c.count(s.clock())
+	now := s.clock()
+	today := c.count(now)
 	switch {
 	case !c.active:
-		return nil, f, http.StatusUnauthorized, CodeInvalidSecret
+		return nil, f, http.StatusUnauthorized, CodeInvalidSecret, ""
 	case c.ipBlocked:
-		return nil, f, http.StatusUnauthorized, CodeIPBlocked
+		return nil, f, http.StatusUnauthorized, CodeIPBlocked, ""
 	case today > s.limit:
-		return nil, f, http.StatusTooManyRequests, CodeRateLimited
+		if s.retryAfter {
+			// Whole seconds, rounded up, so that a client that waits exactly this long finds the
+			// limit reset.
+			wait := utcDay(now).Add(24 * time.Hour).Sub(now)
+			retryAfter = strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10)
+		}
+		return nil, f, http.StatusTooManyRequests, CodeRateLimited, retryAfter
 	}
 	if len(s.faults) > 0 {
 		f, s.faults = s.faults[0], s.faults[1:]
 	}
-	return c, f, 0, ""
+	return c, f, 0, "", ""
 }
 
-// issue mints a new token for c, revoking the previous one, and returns the answer that carries it.
-func (s *Server) issue(c *client) grantBody {
+// issue mints a new token for c, revoking c's previous one (and no other client's), and returns
+// the answer that carries it. The fault f may fix its valid_till in the past.
+func (s *Server) issue(c *client, f Fault) grantBody {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.revoke(c)
@@ -140,9 +167,17 @@ func (s *Server) issue(c *client) grantBody {
 	c.issued++
 	s.issued++
 	g := grantBody{AccessToken: c.token}
-	if s.lifetime > 0 {
+	now := s.clock()
+	switch {
+	case f.PastValidTill:
+		c.expires = now.Add(-time.Minute).UTC().Truncate(time.Second)
+	case !s.fixedTill.IsZero():
+		c.expires = s.fixedTill.UTC().Truncate(time.Second)
+	case s.lifetime > 0:
 		// Clear announces whole seconds; truncating makes the token die exactly when announced.
-		c.expires = s.clock().Add(s.lifetime).UTC().Truncate(time.Second)
+		c.expires = now.Add(s.lifetime).UTC().Truncate(time.Second)
+	}
+	if !c.expires.IsZero() {
 		v := c.expires.Format(validTillLayout)
 		g.ValidTill = &v
 	}
@@ -171,23 +206,41 @@ func (s *Server) wait(ctx context.Context, f Fault) error {
 	}
 }
 
-// replyFault answers a Status fault with the body Clear would plausibly send.
-func (s *Server) replyFault(w http.ResponseWriter, f Fault) {
+// replyFault answers a Status fault with the body Clear would plausibly send; sent is the
+// request's client secret, quoted only by an EchoSecret fault.
+func (s *Server) replyFault(w http.ResponseWriter, f Fault, sent string) {
+	var code, id string
 	switch {
 	case f.Status == http.StatusUnauthorized:
-		code := f.Code
+		code = f.Code
 		if code == "" {
 			code = CodeInvalidSecret
 		}
-		s.replyError(w, f.Status, code, "")
 	case f.Status == http.StatusTooManyRequests:
-		s.replyError(w, f.Status, CodeRateLimited, "")
+		code = CodeRateLimited
 	case f.Status >= 500:
 		// Clear gives unhandled errors an error_id to quote to its support.
-		s.replyError(w, f.Status, "CLR-"+strconv.Itoa(f.Status), newID())
+		code, id = "CLR-"+strconv.Itoa(f.Status), newID()
 	default:
-		s.replyError(w, f.Status, "CLR-"+strconv.Itoa(f.Status), "")
+		code = "CLR-" + strconv.Itoa(f.Status)
 	}
+	msg := f.Message
+	if msg == "" {
+		msg = messageOf(code, f.Status)
+	}
+	if f.EchoSecret {
+		msg += " Secret received: " + sent
+		id = "req-" + sent
+	}
+	s.replyErrorMessage(w, f.Status, code, msg, id)
+}
+
+// messageOf is the error_message that goes with code.
+func messageOf(code string, status int) string {
+	if msg, ok := messages[code]; ok {
+		return msg
+	}
+	return http.StatusText(status)
 }
 
 // handlePing serves GET /_emulator/api/ping, a stand-in for Clear's product APIs: it lets a demo
@@ -207,10 +260,11 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
 
 // replyError answers with Clear's errors document; id is the error_id, null when empty.
 func (s *Server) replyError(w http.ResponseWriter, status int, code, id string) {
-	msg, ok := messages[code]
-	if !ok {
-		msg = http.StatusText(status)
-	}
+	s.replyErrorMessage(w, status, code, messageOf(code, status), id)
+}
+
+// replyErrorMessage answers with Clear's errors document holding msg.
+func (s *Server) replyErrorMessage(w http.ResponseWriter, status int, code, msg, id string) {
 	d := errorDetail{Code: code, Message: msg, Source: "CLEAR"}
 	if id != "" {
 		d.ID = &id
@@ -227,7 +281,13 @@ func (s *Server) replyJSON(w http.ResponseWriter, status int, code string, v any
 }
 
 // reply writes an answer and logs its status and code, never its body: the body may hold a token.
+// Its Date header comes from the emulator's clock, so that an HTTP-date Retry-After can be
+// measured against it as against Clear's.
 func (s *Server) reply(w http.ResponseWriter, status int, code string, body []byte) {
+	s.mu.Lock()
+	date := s.clock().UTC().Format(http.TimeFormat)
+	s.mu.Unlock()
+	w.Header().Set("Date", date)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)

@@ -5,9 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // awsCase is one fault at one step of a rotation, with what it must cost.
@@ -108,7 +110,7 @@ func TestSecretsManagerFaultsAtEveryStep(t *testing.T) {
 		}
 
 		// The fault has cleared: past the backoff and the stale claim's lease, the client rotates.
-		r.clock.Advance(rotation.DefaultLease + time.Minute)
+		r.clock.Advance(timing.Lease(clear.DefaultTimeout) + time.Minute)
 		res = r.rotate(r.engine("b"), false, 10*time.Second)
 		if c.stored {
 			expect(t, res, rotation.NotDue)

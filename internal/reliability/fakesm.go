@@ -237,6 +237,86 @@ func (f *FakeSecretsManager) CreateSecret(ctx context.Context, in *secretsmanage
 	return &secretsmanager.CreateSecretOutput{Name: aws.String(id), VersionId: vid}, nil
 }
 
+// DescribeSecret implements store.API. VersionIdsToStages lists only the versions that carry a
+// label, as Secrets Manager's does.
+func (f *FakeSecretsManager) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["DescribeSecret"]++
+	id := aws.ToString(in.SecretId)
+	s := f.secrets[id]
+	if s == nil {
+		return nil, notFound("Secrets Manager can't find the specified secret.")
+	}
+	stages := make(map[string][]string)
+	for _, v := range s.versions {
+		if len(v.Stages) > 0 {
+			stages[v.ID] = slices.Clone(v.Stages)
+		}
+	}
+	return &secretsmanager.DescribeSecretOutput{Name: aws.String(id), VersionIdsToStages: stages}, nil
+}
+
+// UpdateSecretVersionStage implements store.API with Secrets Manager's rules: a label attached to
+// a version can only be moved by naming that version in RemoveFromVersionId, a named version must
+// exist and hold the label, AWSCURRENT cannot be removed without moving it, and moving AWSCURRENT
+// makes the version it leaves AWSPREVIOUS.
+func (f *FakeSecretsManager) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["UpdateSecretVersionStage"]++
+	id := aws.ToString(in.SecretId)
+	s := f.secrets[id]
+	if s == nil {
+		return nil, notFound("Secrets Manager can't find the specified secret.")
+	}
+	stage, to, from := aws.ToString(in.VersionStage), aws.ToString(in.MoveToVersionId), aws.ToString(in.RemoveFromVersionId)
+	invalid := func(msg string) error { return &types.InvalidParameterException{Message: aws.String(msg)} }
+	if stage == "" {
+		return nil, invalid("You must specify a staging label.")
+	}
+	if to == "" && from == "" {
+		return nil, invalid("You must specify MoveToVersionId or RemoveFromVersionId.")
+	}
+	var toV, fromV *FakeVersion
+	if to != "" {
+		if toV = s.byID[to]; toV == nil {
+			return nil, notFound("Secrets Manager can't find the specified secret version: " + to)
+		}
+	}
+	if from != "" {
+		if fromV = s.byID[from]; fromV == nil {
+			return nil, notFound("Secrets Manager can't find the specified secret version: " + from)
+		}
+		if !slices.Contains(fromV.Stages, stage) {
+			return nil, invalid("The staging label " + stage + " is not attached to version " + from + ".")
+		}
+	}
+	if holder := s.labelled(stage); holder != nil && holder != toV && holder != fromV {
+		return nil, invalid("The staging label " + stage + " is currently attached to version " + holder.ID +
+			", so you must explicitly reference that version in RemoveFromVersionId.")
+	}
+	if toV == nil {
+		if stage == "AWSCURRENT" {
+			return nil, invalid("You can't remove the staging label AWSCURRENT without moving it to another version.")
+		}
+		i := slices.Index(fromV.Stages, stage)
+		fromV.Stages = slices.Delete(fromV.Stages, i, i+1)
+		return &secretsmanager.UpdateSecretVersionStageOutput{Name: aws.String(id)}, nil
+	}
+	left := s.move(stage, toV)
+	if stage == "AWSCURRENT" && left != nil {
+		s.move("AWSPREVIOUS", left)
+	}
+	return &secretsmanager.UpdateSecretVersionStageOutput{Name: aws.String(id)}, nil
+}
+
 // newVersionID returns a random UUID-shaped version id, as Secrets Manager generates.
 func newVersionID() string {
 	var b [16]byte

@@ -736,6 +736,22 @@ func (a *procAPI) CreateSecret(ctx context.Context, in *secretsmanager.CreateSec
 	return a.p.sim.sm.CreateSecret(ctx, in, o...)
 }
 
+// DescribeSecret implements store.API: the shared fake behind the process's faults.
+func (a *procAPI) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, o ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
+	if err := a.before(); err != nil {
+		return nil, err
+	}
+	return a.p.sim.sm.DescribeSecret(ctx, in, o...)
+}
+
+// UpdateSecretVersionStage implements store.API: the shared fake behind the process's faults.
+func (a *procAPI) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, o ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
+	if err := a.before(); err != nil {
+		return nil, err
+	}
+	return a.p.sim.sm.UpdateSecretVersionStage(ctx, in, o...)
+}
+
 func (a *procAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
 	s := a.p.sim
 	value := aws.ToString(in.SecretString)

@@ -8,12 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // API is the part of the Secrets Manager client the rotator uses, with the SDK's exact method
@@ -22,6 +24,8 @@ type API interface {
 	GetSecretValue(ctx context.Context, params *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 	PutSecretValue(ctx context.Context, params *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
 	CreateSecret(ctx context.Context, params *secretsmanager.CreateSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error)
+	DescribeSecret(ctx context.Context, params *secretsmanager.DescribeSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error)
+	UpdateSecretVersionStage(ctx context.Context, params *secretsmanager.UpdateSecretVersionStageInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error)
 }
 
 // ErrNotFound means the secret, or a version with the asked-for staging label, does not exist.
@@ -30,6 +34,10 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict means a PutSecretValue lost a compare-and-set: a version with its ClientRequestToken
 // already exists with another value.
 var ErrConflict = errors.New("client request token already used with another value")
+
+// ErrBinary means a version holds SecretBinary instead of SecretString. The rotator's documents
+// and client secrets are text; reading a binary value as empty would hide a misconfiguration.
+var ErrBinary = errors.New("binary secrets are not supported; store the value as a string")
 
 // Version is one version of a secret.
 type Version struct {
@@ -82,7 +90,8 @@ func (s *SecretsManager) call(ctx context.Context) (context.Context, context.Can
 }
 
 // Read returns the version of secretID that carries stage. It returns an error wrapping
-// ErrNotFound when the secret or the stage does not exist.
+// ErrNotFound when the secret or the stage does not exist, and one wrapping ErrBinary, with the
+// version's ID, when the version holds a binary value.
 func (s *SecretsManager) Read(ctx context.Context, secretID, stage string) (Version, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
@@ -94,15 +103,16 @@ func (s *SecretsManager) Read(ctx context.Context, secretID, stage string) (Vers
 		return Version{}, wrap("GetSecretValue", secretID, err)
 	}
 	if out.SecretString == nil {
-		// A binary secret is not one of ours; callers treat it like an unreadable document.
-		return Version{ID: aws.ToString(out.VersionId)}, nil
+		return Version{ID: aws.ToString(out.VersionId)}, &Error{Op: "GetSecretValue", SecretID: secretID,
+			Message: ErrBinary.Error(), Err: ErrBinary}
 	}
 	return Version{ID: aws.ToString(out.VersionId), Value: *out.SecretString}, nil
 }
 
 // Put writes value as a new version of secretID with the given idempotency token. With no stages
 // the version becomes AWSCURRENT (and the previous one AWSPREVIOUS); with stages, only those labels
-// move to it. Repeating a Put with the same token and value is a no-op that returns the same
+// move to it, except that AWSCURRENT among them still makes the version it leaves AWSPREVIOUS, as
+// Secrets Manager always does. Repeating a Put with the same token and value is a no-op that returns the same
 // version; the same token with another value fails with an error wrapping ErrConflict, which is
 // what makes Put a compare-and-set.
 func (s *SecretsManager) Put(ctx context.Context, secretID, requestToken, value string, stages ...string) (string, error) {
@@ -140,6 +150,90 @@ func (s *SecretsManager) Create(ctx context.Context, secretID, value, descriptio
 		return wrap("CreateSecret", secretID, err)
 	}
 	return nil
+}
+
+// Stages returns the staging labels of secretID, each with the version that carries it, from one
+// DescribeSecret call. Versions without a label are not listed. A missing secret gives an error
+// wrapping ErrNotFound.
+func (s *SecretsManager) Stages(ctx context.Context, secretID string) (map[string]string, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	out, err := s.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(secretID)})
+	if err != nil {
+		return nil, wrap("DescribeSecret", secretID, err)
+	}
+	stages := make(map[string]string)
+	for version, labels := range out.VersionIdsToStages {
+		for _, label := range labels {
+			stages[label] = version
+		}
+	}
+	return stages, nil
+}
+
+// MoveStage moves the staging label stage to toVersion, taking it from fromVersion, with one
+// UpdateSecretVersionStage call. An empty toVersion removes the label from fromVersion; an empty
+// fromVersion is right only when no version carries the label (Secrets Manager refuses to move a
+// label without being told where it is). Moving AWSCURRENT makes fromVersion AWSPREVIOUS.
+func (s *SecretsManager) MoveStage(ctx context.Context, secretID, stage, toVersion, fromVersion string) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	in := &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String(secretID), VersionStage: aws.String(stage)}
+	if toVersion != "" {
+		in.MoveToVersionId = aws.String(toVersion)
+	}
+	if fromVersion != "" {
+		in.RemoveFromVersionId = aws.String(fromVersion)
+	}
+	if _, err := s.API.UpdateSecretVersionStage(ctx, in); err != nil {
+		return wrap("UpdateSecretVersionStage", secretID, err)
+	}
+	return nil
+}
+
+// Retryable reports whether a failed Secrets Manager call is worth repeating unchanged: throttling,
+// server faults, timeouts and transport failures are; refusals that only a change of
+// configuration, permissions, KMS key or input can cure are not (access denied, not found,
+// validation, limits, KMS and encryption failures, a ClientRequestToken conflict, a binary
+// secret), and neither is a cancelled call. It is the one place that answers this question, for
+// every caller of the store. An API error code it does not know is judged by its HTTP status.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, ErrBinary) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) ||
+		errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		// No answer arrived: a refused or reset connection, a DNS failure, a cut body.
+		return true
+	}
+	code := api.ErrorCode()
+	switch code {
+	case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+		"RequestThrottled", "RequestThrottledException", "ProvisionedThroughputExceededException",
+		"InternalServiceError", "InternalFailure", "InternalServerError", "ServiceUnavailable",
+		"ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException", "KMSThrottlingException":
+		return true
+	case "AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "InvalidClientTokenId",
+		"ResourceNotFoundException", "ValidationException", "InvalidParameterException",
+		"InvalidRequestException", "InvalidNextTokenException", "LimitExceededException",
+		"DecryptionFailure", "EncryptionFailure", "ResourceExistsException", "MalformedPolicyDocumentException",
+		"PreconditionNotMetException":
+		return false
+	}
+	if strings.HasPrefix(code, "KMS") {
+		// KMSAccessDenied, KMSDisabled, KMSInvalidState, KMSNotFound...: the key needs fixing.
+		return false
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		st := re.HTTPStatusCode()
+		return st == 429 || st >= 500
+	}
+	return api.ErrorFault() == smithy.FaultServer
 }
 
 // wrap reduces an SDK error to an *Error, marking not-found and conflict answers.
