@@ -203,8 +203,8 @@ func (r *rig) checkCount(lostClaims int) {
 	r.t.Helper()
 	st, _ := r.state()
 	got := 0
-	if st.Day == timing.Day(r.clock.Now()) {
-		got = st.Requests
+	for _, a := range st.APIClients {
+		got += a.RequestsOn(timing.Day(r.clock.Now()))
 	}
 	if want := r.emu.RequestsToday(r.secret) + lostClaims; got != want {
 		r.t.Fatalf("the state counts %d requests today; Clear received %d and %d claims never reached it (want %d)",
@@ -221,9 +221,9 @@ func (r *rig) checkHealthy(e *rotation.Engine) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if s.InProgress || s.BlockedUntil != nil || s.LastError != nil || !s.HasToken {
-		r.t.Fatalf("status after recovery: in progress %v, blocked until %v, last error %v, has token %v",
-			s.InProgress, deref(s.BlockedUntil), deref(s.LastError), s.HasToken)
+	if s.InFlight != nil || s.BlockedUntil != nil || s.BlockedReason != nil || s.LastError != nil || !s.HasToken || !s.State.OK() || s.TokenLost != nil {
+		r.t.Fatalf("status after recovery: state %s, in flight %v, blocked %v, last error %v, has token %v",
+			s.State, s.InFlight != nil, deref(s.BlockedReason), deref(s.LastError), s.HasToken)
 	}
 }
 
