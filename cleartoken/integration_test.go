@@ -177,10 +177,10 @@ func TestBodyThatCannotBeReplayed(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"bytes":13`)) {
 		t.Errorf("replayable POST: %d %s, want 200 with the whole body", resp.StatusCode, body)
 	}
-	// The Source still caches the revoked token (the first POST was not retried, so it never told
-	// the Source), so the first attempt is refused and the retry succeeds.
-	if n := rig.Invoices() - before; n != 2 {
-		t.Errorf("the replayable POST reached Clear %d times, want 2", n)
+	// The refused non-replayable POST started a wait for the newer token in the background; this
+	// POST either joins it (one call) or starts before it and is retried once (two calls).
+	if n := rig.Invoices() - before; n != 1 && n != 2 {
+		t.Errorf("the replayable POST reached Clear %d times, want 1 or 2", n)
 	}
 	rig.AssertNoLeak(nil)
 }

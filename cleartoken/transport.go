@@ -1,6 +1,7 @@
 package cleartoken
 
 import (
+	"context"
 	"io"
 	"net/http"
 )
@@ -18,8 +19,9 @@ const drainLimit = 64 << 10
 // When Clear answers 401, it tells src the token was refused, which waits for a newer token in
 // AWSCURRENT (see Source.Refused), and retries the request once with it. The 401 is returned as is
 // when the request's body cannot be sent again (Body set and GetBody nil; http.NewRequest sets
-// GetBody for the usual in-memory bodies), when no newer token appeared within the wait, or when
-// the secret could not be read. The caller's request is never modified.
+// GetBody for the usual in-memory bodies; the wait for a newer token then runs in the background
+// for the requests that follow), when no newer token appeared within the wait, or when the secret
+// could not be read. The caller's request is never modified.
 func NewTransport(src *Source, base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -49,6 +51,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !replayable {
 		t.src.log.Debug("cleartoken: Clear refused the token; the request body cannot be sent again, so the 401 is returned",
 			"secret_id", t.src.secretID, "version_id", tok.VersionID)
+		// Still tell the Source, in the background, so that the next requests get the newer token
+		// instead of the refused one for the rest of the TTL; they join this wait.
+		go func() { _, _ = t.src.Refused(context.WithoutCancel(req.Context()), tok) }()
 		return resp, nil
 	}
 	newer, err := t.src.Refused(req.Context(), tok)
