@@ -237,6 +237,11 @@ func (s *Source) usable(refused string) bool {
 	if refused != "" {
 		return s.cur.value != refused
 	}
+	// The cached token has been refused and a wait for its successor is under way: join it rather
+	// than send a request that Clear will refuse too.
+	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.value {
+		return false
+	}
 	now := s.now()
 	if now.Sub(s.readAt) >= s.ttl || now.Before(s.readAt) {
 		return false
