@@ -1,0 +1,29 @@
+// Package cleartoken is what an ERP written in Go needs to use the Clear access token that
+// clear-rotator keeps in AWS Secrets Manager: a cached Source of the token, and an http.RoundTripper
+// that sends it to Clear and survives a rotation.
+//
+// Clear revokes the previous token the moment it issues a new one, and the rotator stores the new
+// token a few milliseconds later (longer if Secrets Manager is slow). A consumer that re-reads the
+// secret the instant Clear refuses its token can therefore read the revoked token again. The
+// Transport handles that: on a 401 it tells the Source which token was refused, and the Source
+// re-reads AWSCURRENT until it holds a different token (with bounded, jittered exponential backoff,
+// about 10 s by default) before the request is retried once. However many requests are refused at
+// the same moment, one re-read runs at a time for them all.
+//
+// This works with both modes of the rotator. With one API client every rotation revokes the token
+// consumers hold, and the 401 handling above is what keeps them working. With two API clients the
+// replaced token stays valid until its own valid_till, and the Source's cache TTL (1 minute by
+// default, WithTTL) must be shorter than the rotator's ROTATOR_RENEW_BEFORE (or ROTATOR_MAX_AGE for
+// tokens that never expire); the 401 handling is then a safety net.
+//
+// The package depends only on the AWS SDK's Secrets Manager client and the standard library, so an
+// ERP does not pull in the rotator's dependencies. It never logs a token and never puts one, or any
+// part of the secret's value, in an error.
+//
+// Usage:
+//
+//	sm := secretsmanager.NewFromConfig(cfg)
+//	src := cleartoken.NewSource(sm, "clear/erp/token")
+//	client := &http.Client{Transport: cleartoken.NewTransport(src, nil), Timeout: 30 * time.Second}
+//	resp, err := client.Get("https://api.clear.in/...")
+package cleartoken

@@ -1,0 +1,399 @@
+package cleartoken
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+)
+
+// SecretsManager is the one Secrets Manager call a Source makes. *secretsmanager.Client implements
+// it; tests and caching layers can too.
+type SecretsManager interface {
+	GetSecretValue(ctx context.Context, params *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// Defaults of the options.
+const (
+	// DefaultTTL is how long a token read from Secrets Manager is used before it is read again. It
+	// is well under the rotator's renewal interval for tokens that live an hour or more, which is
+	// what the two-API-client mode needs, and costs one GetSecretValue a minute per Source.
+	DefaultTTL = time.Minute
+	// DefaultMaxWait bounds how long a refused token is waited on for a newer one. The rotator
+	// stores a token milliseconds after Clear issues it; 10 s covers a slow Secrets Manager with
+	// the SDK's own retries, and no ERP request should hang much longer than that.
+	DefaultMaxWait = 10 * time.Second
+	// DefaultReadTimeout bounds one GetSecretValue made on behalf of any number of callers.
+	DefaultReadTimeout = 10 * time.Second
+)
+
+// Backoff between re-reads while waiting for a newer token: the first wait is about firstBackoff,
+// each next one doubles, capped at maxBackoff, and each is jittered to between half and all of its
+// nominal length so that many ERP processes refused at once do not re-read in lockstep.
+const (
+	firstBackoff = 100 * time.Millisecond
+	maxBackoff   = 2 * time.Second
+)
+
+// stageCurrent is always asked for explicitly: Secrets Manager returns AWSCURRENT by default, but
+// moto (and any layer that forgets the default) may not after a staging label moved.
+const stageCurrent = "AWSCURRENT"
+
+// maxTokenLength bounds a token the Source accepts. Clear's tokens are about 100 characters; a
+// header of kilobytes means the secret holds something else.
+const maxTokenLength = 4096
+
+// Token is one token read from the secret, with the version that held it. Its String and LogValue
+// methods never show the token itself, so it can be printed and logged.
+type Token struct {
+	value string
+	// VersionID is the Secrets Manager version the token was read from.
+	VersionID string
+	// ValidTill is the token's expiry as the rotator stored it; zero when the token never expires
+	// or the document did not say.
+	ValidTill time.Time
+}
+
+// Value returns the token itself, for the x-cleartax-auth-token header.
+func (t Token) Value() string { return t.value }
+
+// String describes the token without revealing it.
+func (t Token) String() string {
+	return "cleartoken.Token{version " + t.VersionID + ", " + itoa(len(t.value)) + " chars, redacted}"
+}
+
+// GoString is String, so that %#v does not reveal the token either.
+func (t Token) GoString() string { return t.String() }
+
+// LogValue implements slog.LogValuer without the token.
+func (t Token) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("version_id", t.VersionID), slog.Time("valid_till", t.ValidTill))
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// Option configures a Source.
+type Option func(*Source)
+
+// WithTTL sets how long a token is used before the secret is read again; d <= 0 keeps DefaultTTL.
+// With the rotator's two-API-client mode it must be shorter than ROTATOR_RENEW_BEFORE (or
+// ROTATOR_MAX_AGE for tokens that never expire).
+func WithTTL(d time.Duration) Option {
+	return func(s *Source) {
+		if d > 0 {
+			s.ttl = d
+		}
+	}
+}
+
+// WithMaxWait sets how long a refused token is waited on for a newer one; d <= 0 keeps
+// DefaultMaxWait.
+func WithMaxWait(d time.Duration) Option {
+	return func(s *Source) {
+		if d > 0 {
+			s.maxWait = d
+		}
+	}
+}
+
+// WithLogger makes the Source and its Transports log refusals, waits and failed reads (with
+// version ids, never tokens) at debug and warn level. Without it they log nothing.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Source) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
+
+// Source reads the token from one Secrets Manager secret and caches it. It is safe for concurrent
+// use; create one per secret and share it.
+type Source struct {
+	sm       SecretsManager
+	secretID string
+	ttl      time.Duration
+	maxWait  time.Duration
+	log      *slog.Logger
+
+	// now and sleep are the clock; tests replace them (or run inside a synctest bubble, where the
+	// defaults are already fake). jitter returns a value in [0, 1).
+	now    func() time.Time
+	sleep  func(context.Context, time.Duration) error
+	jitter func() float64
+
+	mu     sync.Mutex
+	cur    Token
+	readAt time.Time // when cur was read; zero before the first successful read
+	flight *flight   // the read in progress, if any
+}
+
+// flight is one read (or one wait for a newer token) shared by every caller that needs it.
+type flight struct {
+	done    chan struct{}
+	refused string // the token the flight waits to see replaced; "" for a plain read
+	tok     Token
+	err     error
+}
+
+// NewSource returns a Source of the token document in secretID's AWSCURRENT version. It reads
+// nothing until the first call to Token or Get.
+func NewSource(sm SecretsManager, secretID string, opts ...Option) *Source {
+	s := &Source{
+		sm:       sm,
+		secretID: secretID,
+		ttl:      DefaultTTL,
+		maxWait:  DefaultMaxWait,
+		log:      slog.New(slog.DiscardHandler),
+		now:      time.Now,
+		sleep:    sleepCtx,
+		jitter:   rand.Float64,
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// SecretID returns the secret the Source reads.
+func (s *Source) SecretID() string { return s.secretID }
+
+// Token returns the token to send as x-cleartax-auth-token: the cached one, or a fresh read when
+// the cache is older than the TTL, past the token's valid_till, or empty.
+func (s *Source) Token(ctx context.Context) (string, error) {
+	t, err := s.Get(ctx)
+	return t.value, err
+}
+
+// Get is Token with the version the token was read from, which Refused needs.
+func (s *Source) Get(ctx context.Context) (Token, error) {
+	return s.await(ctx, "")
+}
+
+// Refused tells the Source that Clear refused t (it answered 401), and returns a newer token. If
+// the cache already holds another token, that is returned at once. Otherwise the secret is
+// re-read, and while AWSCURRENT still holds t it is re-read with backoff for up to the maximum
+// wait (WithMaxWait): Clear revokes a token before the rotator has stored its successor. Any
+// number of concurrent callers refusing the same token share one such wait. The error is a
+// *Error of KindNoNewer when no newer token appeared in time.
+func (s *Source) Refused(ctx context.Context, t Token) (Token, error) {
+	if t.value == "" {
+		return s.Get(ctx)
+	}
+	return s.await(ctx, t.value)
+}
+
+// await returns a token acceptable to its caller: for refused == "", the cached token while it is
+// fresh; otherwise any token other than refused. It joins the flight in progress when there is
+// one, or starts one, and leaves it early only if ctx ends.
+func (s *Source) await(ctx context.Context, refused string) (Token, error) {
+	for {
+		s.mu.Lock()
+		if s.usable(refused) {
+			t := s.cur
+			s.mu.Unlock()
+			return t, nil
+		}
+		f := s.flight
+		started := f == nil
+		if started {
+			f = &flight{done: make(chan struct{}), refused: refused}
+			s.flight = f
+			// The flight is detached from the caller's context: other callers wait on it too,
+			// and it is bounded by the read timeout and the maximum wait.
+			go s.fly(f)
+		}
+		s.mu.Unlock()
+
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return Token{}, ctx.Err()
+		}
+		// A flight that failed answers everyone who waited on it, so that a missing secret costs
+		// one read however many callers ask. A flight that succeeded may have read a token this
+		// caller cannot use (a plain read that found the refused token): go round again.
+		if f.err != nil {
+			return Token{}, f.err
+		}
+		if refused == "" || f.tok.value != refused {
+			return f.tok, nil
+		}
+	}
+}
+
+// usable reports whether the cache answers a caller; s.mu must be held.
+func (s *Source) usable(refused string) bool {
+	if s.readAt.IsZero() {
+		return false
+	}
+	if refused != "" {
+		return s.cur.value != refused
+	}
+	// The cached token has been refused and a wait for its successor is under way: join it rather
+	// than send a request that Clear will refuse too.
+	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.value {
+		return false
+	}
+	now := s.now()
+	if now.Sub(s.readAt) >= s.ttl || now.Before(s.readAt) {
+		return false
+	}
+	// A token past its valid_till is re-read, unless it was already expired when read: then the
+	// secret holds nothing better and re-reading on every call would only hammer Secrets Manager.
+	exp := s.cur.ValidTill
+	return exp.IsZero() || now.Before(exp) || !s.readAt.Before(exp)
+}
+
+// fly runs f and publishes its result.
+func (s *Source) fly(f *flight) {
+	var t Token
+	var err error
+	if f.refused == "" {
+		t, err = s.read(context.Background())
+	} else {
+		t, err = s.waitNewer(f.refused)
+	}
+	s.mu.Lock()
+	if err == nil {
+		s.cur, s.readAt = t, s.now()
+	}
+	s.flight = nil
+	f.tok, f.err = t, err
+	s.mu.Unlock()
+	close(f.done)
+}
+
+// waitNewer re-reads the secret until it holds a token other than refused, with jittered
+// exponential backoff, for at most the maximum wait.
+func (s *Source) waitNewer(refused string) (Token, error) {
+	deadline := s.now().Add(s.maxWait)
+	backoff := firstBackoff
+	for attempt := 1; ; attempt++ {
+		t, err := s.read(context.Background())
+		if err != nil {
+			return Token{}, err
+		}
+		if t.value != refused {
+			if attempt > 1 {
+				s.log.Debug("cleartoken: a newer token appeared", "secret_id", s.secretID, "version_id", t.VersionID, "reads", attempt)
+			}
+			return t, nil
+		}
+		left := deadline.Sub(s.now())
+		if left <= 0 {
+			s.log.Warn("cleartoken: AWSCURRENT still holds the refused token", "secret_id", s.secretID,
+				"version_id", t.VersionID, "waited", s.maxWait, "reads", attempt)
+			// Keep the refused token out of the cache's way: the next Get re-reads.
+			s.mu.Lock()
+			s.readAt = time.Time{}
+			s.mu.Unlock()
+			return Token{}, &Error{Kind: KindNoNewer, SecretID: s.secretID, VersionID: t.VersionID}
+		}
+		d := time.Duration(float64(backoff) * (0.5 + 0.5*s.jitter()))
+		_ = s.sleep(context.Background(), min(d, left))
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// read makes one GetSecretValue of AWSCURRENT and parses the token document.
+func (s *Source) read(ctx context.Context) (Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultReadTimeout)
+	defer cancel()
+	out, err := s.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+		SecretId:     aws.String(s.secretID),
+		VersionStage: aws.String(stageCurrent),
+	})
+	if err != nil {
+		var nf *types.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return Token{}, &Error{Kind: KindNotFound, SecretID: s.secretID, Err: err}
+		}
+		s.log.Warn("cleartoken: reading the token secret failed", "secret_id", s.secretID, "error", err)
+		return Token{}, &Error{Kind: KindRead, SecretID: s.secretID, Err: err}
+	}
+	if out == nil {
+		return Token{}, &Error{Kind: KindRead, SecretID: s.secretID, Err: errors.New("no answer")}
+	}
+	version := aws.ToString(out.VersionId)
+	if out.SecretString == nil {
+		if len(out.SecretBinary) > 0 {
+			return Token{}, &Error{Kind: KindBinary, SecretID: s.secretID, VersionID: version}
+		}
+		return Token{}, &Error{Kind: KindNoToken, SecretID: s.secretID, VersionID: version}
+	}
+	t, perr := parse(*out.SecretString)
+	if perr != nil {
+		perr.SecretID, perr.VersionID = s.secretID, version
+		return Token{}, perr
+	}
+	t.VersionID = version
+	return t, nil
+}
+
+// parse reads a token document. Its errors never quote the document: encoding/json's own errors
+// can carry a piece of the input, so they are reduced to a description and a byte offset.
+func parse(s string) (Token, *Error) {
+	if s == "" {
+		return Token{}, &Error{Kind: KindNoToken}
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &doc); err != nil {
+		e := &Error{Kind: KindMalformed, detail: "not a JSON object"}
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			e.detail = "not valid JSON (at byte " + itoa(int(se.Offset)) + ")"
+		}
+		return Token{}, e
+	}
+	raw, ok := doc["access_token"]
+	if !ok || string(raw) == "null" {
+		return Token{}, &Error{Kind: KindNoToken}
+	}
+	var tok string
+	if err := json.Unmarshal(raw, &tok); err != nil {
+		return Token{}, &Error{Kind: KindMalformed, detail: "access_token is not a string"}
+	}
+	if tok == "" {
+		return Token{}, &Error{Kind: KindNoToken}
+	}
+	if len(tok) > maxTokenLength {
+		return Token{}, &Error{Kind: KindMalformed, detail: "access_token is longer than " + itoa(maxTokenLength) + " characters"}
+	}
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c < 0x21 || c > 0x7e {
+			return Token{}, &Error{Kind: KindMalformed, detail: "access_token holds a character that cannot travel in an HTTP header"}
+		}
+	}
+	t := Token{value: tok}
+	// valid_till is advisory: a consumer relies on Clear's 401, not on the clock. An unreadable
+	// value is ignored rather than refused.
+	if raw, ok := doc["valid_till"]; ok {
+		var vt string
+		if json.Unmarshal(raw, &vt) == nil {
+			if at, err := time.Parse(time.RFC3339, vt); err == nil {
+				t.ValidTill = at
+			}
+		}
+	}
+	return t, nil
+}
+
+// sleepCtx sleeps for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,344 @@
+package cleartoken
+
+// Unit tests: an in-memory Secrets Manager (the one-method interface) and an in-memory Clear,
+// inside testing/synctest bubbles, so that TTLs, backoff and the maximum wait run on a fake clock
+// and every figure is exact. integration_test.go runs the same behaviour against moto, the
+// emulator and the real rotator.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+)
+
+// fakeSM is AWSCURRENT of one secret, in memory. It counts reads and checks that every read asks
+// for AWSCURRENT explicitly.
+type fakeSM struct {
+	t     *testing.T
+	mu    sync.Mutex
+	reads int
+	ver   int
+	str   *string
+	bin   []byte
+	err   error
+}
+
+func (f *fakeSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	if aws.ToString(in.VersionStage) != "AWSCURRENT" || in.VersionId != nil {
+		f.t.Errorf("GetSecretValue asked for stage %q, version %v; want AWSCURRENT", aws.ToString(in.VersionStage), in.VersionId)
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &secretsmanager.GetSecretValueOutput{
+		Name: in.SecretId, VersionId: aws.String(fmt.Sprintf("v%d", f.ver)),
+		SecretString: f.str, SecretBinary: f.bin,
+	}, nil
+}
+
+// put stores a new version holding a token document for tok.
+func (f *fakeSM) put(tok string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ver++
+	doc := fmt.Sprintf(`{"access_token":%q,"valid_till":null,"issued_at":"2026-11-21T10:00:00Z","client":"default","rotated_by":"clear-rotator"}`, tok)
+	f.str, f.bin = &doc, nil
+}
+
+func (f *fakeSM) setRaw(s *string, bin []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ver++
+	f.str, f.bin = s, bin
+}
+
+func (f *fakeSM) count() int { f.mu.Lock(); defer f.mu.Unlock(); return f.reads }
+
+func newFake(t *testing.T, tok string) *fakeSM {
+	f := &fakeSM{t: t}
+	if tok != "" {
+		f.put(tok)
+	}
+	return f
+}
+
+// noJitter makes backoff deterministic: every wait is its nominal length.
+func noJitter(s *Source) { s.jitter = func() float64 { return 1 } }
+
+// tokens of the tests; each is long and distinctive, so a leak scan cannot miss it.
+const (
+	tok1 = "1.11111111-aaaa-4aaa-8aaa-leaked-token-one_0123456789abcdef"
+	tok2 = "1.22222222-bbbb-4bbb-8bbb-leaked-token-two_0123456789abcdef"
+)
+
+func TestTokenCachedForTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := newFake(t, tok1)
+		src := NewSource(sm, "clear/token")
+		ctx := context.Background()
+		for range 100 {
+			if got, err := src.Token(ctx); err != nil || got != tok1 {
+				t.Fatalf("Token = %q, %v", got, err)
+			}
+		}
+		if n := sm.count(); n != 1 {
+			t.Fatalf("%d reads for 100 calls within the TTL, want 1", n)
+		}
+		sm.put(tok2)
+		time.Sleep(DefaultTTL - time.Second)
+		if got, _ := src.Token(ctx); got != tok1 || sm.count() != 1 {
+			t.Fatalf("before the TTL: a new read (%d reads)", sm.count())
+		}
+		time.Sleep(time.Second)
+		if got, _ := src.Token(ctx); got != tok2 || sm.count() != 2 {
+			t.Fatalf("at the TTL: got the old token or no read (%d reads)", sm.count())
+		}
+
+		// WithTTL: 5 s, over a simulated minute of calls every 100 ms: 12 reads.
+		sm2 := newFake(t, tok1)
+		short := NewSource(sm2, "clear/token", WithTTL(5*time.Second))
+		for range 600 {
+			if _, err := short.Token(ctx); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := sm2.count(); n != 12 {
+			t.Errorf("%d reads in a minute with a 5 s TTL, want 12", n)
+		}
+	})
+}
+
+func TestTokenPastValidTillIsReread(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := &fakeSM{t: t}
+		exp := time.Now().Add(10 * time.Second).UTC().Format(time.RFC3339)
+		doc := `{"access_token":"` + tok1 + `","valid_till":"` + exp + `"}`
+		sm.setRaw(&doc, nil)
+		src := NewSource(sm, "clear/token")
+		ctx := context.Background()
+		if _, err := src.Token(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(11 * time.Second)
+		_, _ = src.Token(ctx) // past valid_till: re-read, which finds the same expired token
+		_, _ = src.Token(ctx) // read when already expired: cached for the TTL, not re-read per call
+		if n := sm.count(); n != 2 {
+			t.Errorf("%d reads, want 2", n)
+		}
+	})
+}
+
+func TestConcurrentFirstReadsShareOneRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := newFake(t, tok1)
+		src := NewSource(sm, "clear/token")
+		var wg sync.WaitGroup
+		for range 200 {
+			wg.Go(func() {
+				if got, err := src.Token(context.Background()); err != nil || got != tok1 {
+					t.Errorf("Token = %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := sm.count(); n != 1 {
+			t.Errorf("%d reads for 200 concurrent first calls, want 1", n)
+		}
+	})
+}
+
+// TestRefusedWaitsForNewerSingleFlight: 200 goroutines are refused the same token at once; the
+// rotator stores the next one 1 s later. One wait serves them all: with backoff 100, 200, 400 and
+// 800 ms the reads fall at 0, 0.1, 0.3, 0.7 and 1.5 s, so 5 reads, then everyone has the new token.
+func TestRefusedWaitsForNewerSingleFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := newFake(t, tok1)
+		src := NewSource(sm, "clear/token", noJitter)
+		ctx := context.Background()
+		old, err := src.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { time.Sleep(time.Second); sm.put(tok2) }()
+		start := time.Now()
+		var wg sync.WaitGroup
+		var wrong atomic.Int32
+		for range 200 {
+			wg.Go(func() {
+				got, err := src.Refused(ctx, old)
+				if err != nil || got.Value() != tok2 || got.VersionID != "v2" {
+					wrong.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if n := wrong.Load(); n != 0 {
+			t.Errorf("%d of 200 refused callers did not get the newer token", n)
+		}
+		if n := sm.count() - 1; n != 5 {
+			t.Errorf("%d re-reads for 200 concurrent refusals, want 5 (one backoff sequence)", n)
+		}
+		if waited := time.Since(start); waited != 1500*time.Millisecond {
+			t.Errorf("waited %s on the fake clock, want 1.5s", waited)
+		}
+		// A caller still holding the refused token later gets the cached newer one, without a read.
+		n := sm.count()
+		if got, err := src.Refused(ctx, old); err != nil || got.Value() != tok2 || sm.count() != n {
+			t.Errorf("late refusal: %v, %d reads", err, sm.count()-n)
+		}
+	})
+}
+
+// TestRefusedWaitIsBounded: the rotator never stores a newer token. The wait ends at the maximum
+// (10 s by default, here exactly, since backoff is not jittered) with KindNoNewer, after 10 reads
+// (at 0, 0.1, 0.3, 0.7, 1.5, 3.1, 5.1, 7.1, 9.1 and 10 s), and the next Get reads again.
+func TestRefusedWaitIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := newFake(t, tok1)
+		src := NewSource(sm, "clear/token", noJitter)
+		ctx := context.Background()
+		old, _ := src.Get(ctx)
+		start := time.Now()
+		_, err := src.Refused(ctx, old)
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != KindNoNewer || e.VersionID != "v1" {
+			t.Fatalf("Refused = %v, want KindNoNewer for v1", err)
+		}
+		if waited := time.Since(start); waited != DefaultMaxWait {
+			t.Errorf("waited %s, want %s", waited, DefaultMaxWait)
+		}
+		if n := sm.count() - 1; n != 10 {
+			t.Errorf("%d re-reads during the wait, want 10", n)
+		}
+		n := sm.count()
+		if _, err := src.Get(ctx); err != nil || sm.count() != n+1 {
+			t.Errorf("Get after a failed wait: %v, %d reads, want a fresh read", err, sm.count()-n)
+		}
+
+		// WithMaxWait shortens it, and jitter only ever shortens the steps.
+		sm2 := newFake(t, tok1)
+		src2 := NewSource(sm2, "clear/token", WithMaxWait(2*time.Second))
+		old2, _ := src2.Get(ctx)
+		start = time.Now()
+		if _, err := src2.Refused(ctx, old2); !errors.As(err, &e) || e.Kind != KindNoNewer {
+			t.Fatalf("Refused = %v", err)
+		}
+		if waited := time.Since(start); waited != 2*time.Second {
+			t.Errorf("waited %s, want 2s", waited)
+		}
+	})
+}
+
+// TestRefusedCallerContext: a caller that gives up leaves the shared wait running for the others.
+func TestRefusedCallerContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := newFake(t, tok1)
+		src := NewSource(sm, "clear/token")
+		old, _ := src.Get(context.Background())
+		go func() { time.Sleep(3 * time.Second); sm.put(tok2) }()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		var other Token
+		var otherErr error
+		done := make(chan struct{})
+		go func() { other, otherErr = src.Refused(context.Background(), old); close(done) }()
+		if _, err := src.Refused(ctx, old); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("cancelled caller: %v", err)
+		}
+		<-done
+		if otherErr != nil || other.Value() != tok2 {
+			t.Errorf("the other caller: %v", otherErr)
+		}
+	})
+}
+
+func TestSecretErrors(t *testing.T) {
+	const secretValue = "LEAKED-SECRET-VALUE-9876543210"
+	str := func(s string) *string { return &s }
+	cases := []struct {
+		name string
+		str  *string
+		bin  []byte
+		err  error
+		kind Kind
+	}{
+		{"missing", nil, nil, &types.ResourceNotFoundException{Message: aws.String("Secrets Manager can't find the specified secret.")}, KindNotFound},
+		{"access denied", nil, nil, errors.New("AccessDeniedException: not allowed"), KindRead},
+		{"binary", nil, []byte(`{"access_token":"` + secretValue + `"}`), nil, KindBinary},
+		{"empty", str(""), nil, nil, KindNoToken},
+		{"empty object", str(`{}`), nil, nil, KindNoToken},
+		{"null token", str(`{"access_token":null}`), nil, nil, KindNoToken},
+		{"empty token", str(`{"access_token":""}`), nil, nil, KindNoToken},
+		{"cut short", str(`{"access_token":"` + secretValue), nil, nil, KindMalformed},
+		{"plain string", str(secretValue), nil, nil, KindMalformed},
+		{"bad character", str(`{"access_token":"` + secretValue + `x`), nil, nil, KindMalformed},
+		{"array", str(`["` + secretValue + `"]`), nil, nil, KindMalformed},
+		{"number token", str(`{"access_token":12345678901234567890}`), nil, nil, KindMalformed},
+		{"object token", str(`{"access_token":{"v":"` + secretValue + `"}}`), nil, nil, KindMalformed},
+		{"control character", str(`{"access_token":"` + secretValue + `\r\nX-Evil: 1"}`), nil, nil, KindMalformed},
+		{"space", str(`{"access_token":"` + secretValue + ` more"}`), nil, nil, KindMalformed},
+		{"oversized", str(`{"access_token":"` + strings.Repeat(secretValue, 200) + `"}`), nil, nil, KindMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			sm := &fakeSM{t: t, str: tc.str, bin: tc.bin, err: tc.err}
+			src := NewSource(sm, "clear/erp/token", WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+			_, err := src.Token(context.Background())
+			var e *Error
+			if !errors.As(err, &e) || e.Kind != tc.kind {
+				t.Fatalf("Token error = %v, want a *Error of kind %v", err, tc.kind)
+			}
+			if e.SecretID != "clear/erp/token" || !strings.Contains(err.Error(), "clear/erp/token") {
+				t.Errorf("the error does not name the secret: %v", err)
+			}
+			// The same error through the Transport, as an http.Client caller sees it.
+			client := &http.Client{Transport: NewTransport(src, roundTripFunc(func(*http.Request) (*http.Response, error) {
+				t.Error("a request was sent without a token")
+				return nil, errors.New("unreachable")
+			}))}
+			_, herr := client.Get("https://clear.example/api")
+			if !errors.As(herr, &e) || e.Kind != tc.kind {
+				t.Errorf("http.Client error = %v, want kind %v", herr, tc.kind)
+			}
+			for _, out := range []string{err.Error(), fmt.Sprintf("%+v %#v", err, err), herr.Error(), logs.String()} {
+				if strings.Contains(out, "LEAKED") || strings.Contains(out, "9876543210") {
+					t.Errorf("part of the secret's value leaked: %s", out)
+				}
+			}
+			t.Log(err)
+		})
+	}
+}
+
+func TestTokenNeverPrinted(t *testing.T) {
+	sm := newFake(t, tok1)
+	tok, err := NewSource(sm, "s").Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("token", "t", tok)
+	for _, out := range []string{fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok), fmt.Sprint(struct{ T Token }{tok}), logs.String()} {
+		if strings.Contains(out, "leaked-token") {
+			t.Errorf("the token is printed: %s", out)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package cleartoken
+
+import (
+	"context"
+	"io"
+	"net/http"
+)
+
+// Header is the header Clear reads the access token from.
+const Header = "x-cleartax-auth-token"
+
+// drainLimit bounds how much of a 401 answer is read so that its connection can be reused; a
+// larger body is not worth reading and the connection is closed instead.
+const drainLimit = 64 << 10
+
+// NewTransport returns an http.RoundTripper that sends src's token to Clear in the
+// x-cleartax-auth-token header, through base (http.DefaultTransport when nil).
+//
+// When Clear answers 401, it tells src the token was refused, which waits for a newer token in
+// AWSCURRENT (see Source.Refused), and retries the request once with it. The 401 is returned as is
+// when the request's body cannot be sent again (Body set and GetBody nil; http.NewRequest sets
+// GetBody for the usual in-memory bodies; the wait for a newer token then runs in the background
+// for the requests that follow), when no newer token appeared within the wait, or when the secret
+// could not be read. The caller's request is never modified.
+func NewTransport(src *Source, base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &transport{src: src, base: base}
+}
+
+type transport struct {
+	src  *Source
+	base http.RoundTripper
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok, err := t.src.Get(req.Context())
+	if err != nil {
+		// A RoundTripper must close the body even when it fails.
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(withToken(req, tok))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if !replayable {
+		t.src.log.Debug("cleartoken: Clear refused the token; the request body cannot be sent again, so the 401 is returned",
+			"secret_id", t.src.secretID, "version_id", tok.VersionID)
+		// Still tell the Source, in the background, so that the next requests get the newer token
+		// instead of the refused one for the rest of the TTL; they join this wait.
+		go func() { _, _ = t.src.Refused(context.WithoutCancel(req.Context()), tok) }()
+		return resp, nil
+	}
+	newer, err := t.src.Refused(req.Context(), tok)
+	if err != nil {
+		t.src.log.Warn("cleartoken: Clear refused the token and no newer one could be read; returning the 401",
+			"secret_id", t.src.secretID, "version_id", tok.VersionID, "error", err)
+		return resp, nil
+	}
+	retry := withToken(req, newer)
+	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return resp, nil
+		}
+		retry.Body = body
+	}
+	// Read the 401's body (a little of it) so that its connection goes back to the pool.
+	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
+	resp.Body.Close()
+	t.src.log.Debug("cleartoken: retrying once with a newer token", "secret_id", t.src.secretID,
+		"refused_version_id", tok.VersionID, "version_id", newer.VersionID)
+	return t.base.RoundTrip(retry)
+}
+
+// withToken returns a shallow copy of req, with its own headers, carrying tok. The body is shared:
+// the caller replaces it for a retry.
+func withToken(req *http.Request, tok Token) *http.Request {
+	r := req.Clone(req.Context())
+	r.Header.Set(Header, tok.value)
+	return r
+}

@@ -1,0 +1,218 @@
+package cleartoken
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// fakeClear answers 200 to requests carrying its live token and 401 to the rest, in memory. It
+// records the body of every request and whether each answer's body was closed.
+type fakeClear struct {
+	mu      sync.Mutex
+	live    string
+	calls   int
+	bodies  []string
+	answers []*trackedBody
+}
+
+type trackedBody struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (b *trackedBody) Close() error { b.closed.Store(true); return nil }
+
+func (c *fakeClear) setLive(tok string) { c.mu.Lock(); c.live = tok; c.mu.Unlock() }
+
+func (c *fakeClear) RoundTrip(r *http.Request) (*http.Response, error) {
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(r.Body)
+		r.Body.Close()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	c.bodies = append(c.bodies, string(body))
+	status, text := http.StatusOK, `{"ok":true}`
+	if r.Header.Get(Header) != c.live {
+		status, text = http.StatusUnauthorized, `{"errors":[{"error_code":"CLI-TOK-002"}]}`
+	}
+	tb := &trackedBody{Reader: strings.NewReader(text)}
+	c.answers = append(c.answers, tb)
+	return &http.Response{StatusCode: status, Body: tb, Header: http.Header{}, Request: r}, nil
+}
+
+// TestTransportRetriesOnceWithNewerToken is a rotation as a client sees it: Clear has revoked the
+// cached token, the rotator stores the next one 300 ms later, and a POST with a body is answered
+// 401, waits, and is retried once with the new token and the same body.
+func TestTransportRetriesOnceWithNewerToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := newFake(t, tok1)
+		clear := &fakeClear{live: tok1}
+		src := NewSource(sm, "clear/token")
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		if resp, err := client.Get("https://clear.example/api"); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("first call: %v", err)
+		}
+		clear.setLive(tok2) // Clear issued tok2, revoking tok1; the rotator has not stored it yet
+		go func() { time.Sleep(300 * time.Millisecond); sm.put(tok2) }()
+
+		req, _ := http.NewRequest(http.MethodPost, "https://clear.example/api", strings.NewReader(`{"invoice":1}`))
+		resp, err := client.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("after the rotation: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		if req.Header.Get(Header) != "" {
+			t.Error("the caller's request was modified")
+		}
+		if clear.calls != 3 || clear.bodies[1] != `{"invoice":1}` || clear.bodies[2] != `{"invoice":1}` {
+			t.Errorf("Clear saw %d calls with bodies %q, want the POST twice with its body", clear.calls, clear.bodies)
+		}
+		if !clear.answers[1].closed.Load() {
+			t.Error("the 401's body was not closed before the retry")
+		}
+	})
+}
+
+// TestTransportRetriesOnlyOnce: a second 401 (the new token refused too) is returned.
+func TestTransportRetriesOnlyOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := newFake(t, tok1)
+		clear := &fakeClear{live: "none of them"}
+		src := NewSource(sm, "clear/token")
+		go func() { time.Sleep(100 * time.Millisecond); sm.put(tok2) }()
+		resp, err := (&http.Client{Transport: NewTransport(src, clear)}).Get("https://clear.example/api")
+		if err != nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("got %v %v, want the second 401", resp, err)
+		}
+		if clear.calls != 2 {
+			t.Errorf("%d calls, want 2", clear.calls)
+		}
+	})
+}
+
+// TestTransportNonReplayableBody: a body without GetBody cannot be sent twice, so the 401 comes
+// back as is, body intact, sent once.
+func TestTransportNonReplayableBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := newFake(t, tok1)
+		clear := &fakeClear{live: tok2}
+		src := NewSource(sm, "clear/token")
+		req, _ := http.NewRequest(http.MethodPost, "https://clear.example/api", io.NopCloser(strings.NewReader("stream")))
+		if req.GetBody != nil {
+			t.Fatal("the test's body is replayable")
+		}
+		resp, err := NewTransport(src, clear).RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("got %v %v, want the 401", resp, err)
+		}
+		if b, _ := io.ReadAll(resp.Body); !bytes.Contains(b, []byte("CLI-TOK-002")) {
+			t.Errorf("the 401's body was consumed: %q", b)
+		}
+		if clear.calls != 1 {
+			t.Errorf("%d calls to Clear, want 1", clear.calls)
+		}
+		// The refusal still reaches the Source, in the background: once the rotator stores the
+		// newer token, the next request carries it without a 401 of its own.
+		sm.put(tok2)
+		synctest.Wait()
+		resp, err = (&http.Client{Transport: NewTransport(src, clear)}).Get("https://clear.example/api")
+		if err != nil || resp.StatusCode != 200 || clear.calls != 2 {
+			t.Errorf("the next request: %v %v after %d calls, want 200 at once", resp, err, clear.calls)
+		}
+	})
+}
+
+// TestTransportNoNewerToken: when the rotator stores nothing newer within the wait, the caller
+// gets Clear's 401, unread, and the warning names versions only.
+func TestTransportNoNewerToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		sm := newFake(t, tok1)
+		clear := &fakeClear{live: tok2}
+		src := NewSource(sm, "clear/token", WithMaxWait(time.Second), WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+		resp, err := (&http.Client{Transport: NewTransport(src, clear)}).Get("https://clear.example/api")
+		if err != nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("got %v %v, want the 401", resp, err)
+		}
+		if b, _ := io.ReadAll(resp.Body); !bytes.Contains(b, []byte("CLI-TOK-002")) {
+			t.Errorf("the 401's body was consumed: %q", b)
+		}
+		if clear.calls != 1 {
+			t.Errorf("%d calls, want 1", clear.calls)
+		}
+		if !strings.Contains(logs.String(), "no newer") || strings.Contains(logs.String(), "leaked-token") {
+			t.Errorf("logs: %s", logs.String())
+		}
+	})
+}
+
+// TestTransportConcurrentRefusals: 100 goroutines call continuously through a rotation; every call
+// succeeds, and the refusal costs one shared wait, not one per goroutine.
+func TestTransportConcurrentRefusals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		sm := newFake(t, tok1)
+		clear := &fakeClear{live: tok1}
+		src := NewSource(sm, "clear/token", noJitter, WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		go func() {
+			time.Sleep(time.Second)
+			clear.setLive(tok2)
+			time.Sleep(time.Second) // a slow rotator: a whole second between Clear's answer and the write
+			sm.put(tok2)
+		}()
+		var failed atomic.Int32
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Go(func() {
+				for range 30 {
+					resp, err := client.Get("https://clear.example/api")
+					if err != nil || resp.StatusCode != 200 {
+						failed.Add(1)
+					} else {
+						resp.Body.Close()
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+		if n := failed.Load(); n != 0 {
+			t.Errorf("%d of 3000 calls failed", n)
+		}
+		// One read at start, then one backoff sequence (0, 0.1, 0.3, 0.7, 1.5 s after the refusal).
+		if n := sm.count(); n != 6 {
+			t.Errorf("%d reads, want 6", n)
+		}
+		if strings.Contains(logs.String(), "leaked-token") {
+			t.Error("a token was logged")
+		}
+	})
+}
+
+func TestTransportPassesErrorsThrough(t *testing.T) {
+	sm := newFake(t, tok1)
+	boom := errors.New("connection refused")
+	_, err := (&http.Client{Transport: NewTransport(NewSource(sm, "s"), roundTripFunc(func(*http.Request) (*http.Response, error) {
+		return nil, boom
+	}))}).Get("https://clear.example/api")
+	if !errors.Is(err, boom) {
+		t.Errorf("err = %v", err)
+	}
+}

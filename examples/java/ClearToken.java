@@ -1,0 +1,154 @@
+// ClearToken: the Clear token that clear-rotator keeps in AWS Secrets Manager, for Java 11+ with
+// the AWS SDK for Java v2 (software.amazon.awssdk:secretsmanager) and Jackson
+// (com.fasterxml.jackson.core:jackson-databind), both of which the SDK's users usually have.
+//
+// NOT COMPILED BY THE PROJECT'S TESTS: the build machines cannot reach Maven Central. It follows
+// the same rule as the Go package cleartoken and the Python recipe, which are tested:
+//
+//  - read AWSCURRENT (ask for the stage explicitly) and cache the token for a short TTL;
+//  - on a 401 from Clear, re-read; while AWSCURRENT still holds the refused token (Clear revokes it
+//    before the rotator has stored its successor), re-read with bounded, jittered exponential
+//    backoff (about 10 s in all), then retry the request once with the new token;
+//  - one thread waits; the others refused at the same moment find the newer token cached;
+//  - never retry a request whose body cannot be sent twice;
+//  - never log a token or put one, or any part of the secret, in an exception.
+//
+// Usage:
+//
+//   ClearToken source = new ClearToken(SecretsManagerClient.create(), "clear/erp/token");
+//   HttpResponse<String> resp = source.send(HttpClient.newHttpClient(),
+//       HttpRequest.newBuilder(URI.create("https://api.clear.in/...")), HttpResponse.BodyHandlers.ofString());
+package example.clear;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.time.Duration;
+import java.util.concurrent.ThreadLocalRandom;
+import software.amazon.awssdk.services.secretsmanager.SecretsManagerClient;
+import software.amazon.awssdk.services.secretsmanager.model.GetSecretValueRequest;
+import software.amazon.awssdk.services.secretsmanager.model.GetSecretValueResponse;
+import software.amazon.awssdk.services.secretsmanager.model.ResourceNotFoundException;
+
+public final class ClearToken {
+    public static final String HEADER = "x-cleartax-auth-token";
+
+    /** The token secret cannot give a token. The message names the secret, never its value. */
+    public static final class ClearTokenException extends RuntimeException {
+        public ClearTokenException(String secretId, String kind) {
+            super("clear token secret \"" + secretId + "\": " + kind);
+        }
+    }
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final SecretsManagerClient sm;
+    private final String secretId;
+    private final Duration ttl;
+    private final Duration maxWait;
+    private String token;     // guarded by this
+    private long readAtNanos; // guarded by this
+
+    public ClearToken(SecretsManagerClient sm, String secretId) {
+        this(sm, secretId, Duration.ofMinutes(1), Duration.ofSeconds(10));
+    }
+
+    public ClearToken(SecretsManagerClient sm, String secretId, Duration ttl, Duration maxWait) {
+        this.sm = sm;
+        this.secretId = secretId;
+        this.ttl = ttl;
+        this.maxWait = maxWait;
+    }
+
+    private String read() {
+        GetSecretValueResponse out;
+        try {
+            out = sm.getSecretValue(GetSecretValueRequest.builder()
+                    .secretId(secretId).versionStage("AWSCURRENT").build());
+        } catch (ResourceNotFoundException e) {
+            throw new ClearTokenException(secretId, "not found");
+        }
+        if (out.secretString() == null) {
+            throw new ClearTokenException(secretId, "binary secret: the token document must be a SecretString");
+        }
+        JsonNode doc;
+        try {
+            doc = JSON.readTree(out.secretString());
+        } catch (IOException e) {
+            // Jackson's message quotes the input: say nothing about it.
+            throw new ClearTokenException(secretId, "malformed token document: not valid JSON");
+        }
+        JsonNode tok = doc == null ? null : doc.get("access_token");
+        if (tok == null || tok.isNull() || (tok.isTextual() && tok.asText().isEmpty())) {
+            throw new ClearTokenException(secretId, "no token yet");
+        }
+        if (!tok.isTextual() || !tok.asText().chars().allMatch(c -> c >= 0x21 && c <= 0x7e)) {
+            throw new ClearTokenException(secretId, "malformed token document: access_token is not a header-safe string");
+        }
+        return tok.asText();
+    }
+
+    /** The cached token, re-read once the cache is older than the TTL. */
+    public synchronized String token() {
+        long now = System.nanoTime();
+        if (token == null || now - readAtNanos >= ttl.toNanos()) {
+            token = read();
+            readAtNanos = now;
+        }
+        return token;
+    }
+
+    /** Clear refused {@code refused}: return a newer token, waiting (bounded) for the rotator to store it. */
+    public synchronized String refused(String refused) throws InterruptedException {
+        if (token != null && !token.equals(refused)) {
+            return token; // another thread already waited for it
+        }
+        long deadline = System.nanoTime() + maxWait.toNanos();
+        long backoffMillis = 100;
+        while (true) {
+            String fresh = read();
+            if (!fresh.equals(refused)) {
+                token = fresh;
+                readAtNanos = System.nanoTime();
+                return fresh;
+            }
+            long leftMillis = (deadline - System.nanoTime()) / 1_000_000;
+            if (leftMillis <= 0) {
+                token = null; // the next call re-reads
+                throw new ClearTokenException(secretId, "no newer token: AWSCURRENT still holds the refused token");
+            }
+            long sleep = (long) (backoffMillis * ThreadLocalRandom.current().nextDouble(0.5, 1.0));
+            Thread.sleep(Math.min(sleep, leftMillis));
+            backoffMillis = Math.min(backoffMillis * 2, 2000);
+        }
+    }
+
+    /**
+     * Sends a request with the token; on a 401 waits for a newer token and sends it once more.
+     * java.net.http's BodyPublishers (ofString, ofByteArray, noBody) can be sent twice; a publisher
+     * made from an InputStream cannot: pass replayable = false for those and the 401 is returned.
+     */
+    public <T> HttpResponse<T> send(HttpClient client, HttpRequest.Builder request,
+            HttpResponse.BodyHandler<T> handler, boolean replayable) throws IOException, InterruptedException {
+        String tok = token();
+        HttpResponse<T> resp = client.send(request.copy().setHeader(HEADER, tok).build(), handler);
+        if (resp.statusCode() != 401 || !replayable) {
+            return resp;
+        }
+        String fresh;
+        try {
+            fresh = refused(tok);
+        } catch (ClearTokenException e) {
+            return resp;
+        }
+        return client.send(request.copy().setHeader(HEADER, fresh).build(), handler);
+    }
+
+    public <T> HttpResponse<T> send(HttpClient client, HttpRequest.Builder request,
+            HttpResponse.BodyHandler<T> handler) throws IOException, InterruptedException {
+        return send(client, request, handler, true);
+    }
+}

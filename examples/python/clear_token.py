@@ -1,0 +1,203 @@
+"""Use the Clear token that clear-rotator keeps in AWS Secrets Manager, from Python.
+
+The same rule as the Go package cleartoken:
+
+* read AWSCURRENT (always ask for the stage explicitly) and cache the token for a short TTL;
+* when Clear answers 401, re-read; while AWSCURRENT still holds the refused token (Clear revokes a
+  token before the rotator has stored its successor), re-read with bounded, jittered exponential
+  backoff (about 10 s in all), then retry the request once with the new token;
+* one thread waits for the newer token; the others refused at the same moment find it cached;
+* never retry a request whose body is a stream (it cannot be sent twice);
+* never log a token or put one, or any part of the secret, in an exception.
+
+Usage::
+
+    import boto3, requests
+    from clear_token import ClearTokenSource, ClearAuth
+
+    source = ClearTokenSource("clear/erp/token", boto3.client("secretsmanager"))
+    session = requests.Session()
+    session.auth = ClearAuth(source)
+    session.get("https://api.clear.in/...")
+
+Run as a script it is the ERP load the project's tests use: it calls a URL from several threads
+for a while and prints {"calls": N, "failed": M}.
+"""
+
+import json
+import random
+import threading
+import time
+
+import requests
+
+HEADER = "x-cleartax-auth-token"
+
+
+class ClearTokenError(Exception):
+    """The token secret cannot give a token. The message names the secret, never its value."""
+
+    def __init__(self, secret_id, kind, detail=""):
+        self.secret_id = secret_id
+        self.kind = kind
+        super().__init__("clear token secret %r: %s%s" % (secret_id, kind, ": " + detail if detail else ""))
+
+
+class ClearTokenSource:
+    """A cached token from one secret's AWSCURRENT version; safe to share between threads."""
+
+    def __init__(self, secret_id, client, ttl=60.0, max_wait=10.0):
+        self.secret_id = secret_id
+        self._sm = client
+        self._ttl = ttl
+        self._max_wait = max_wait
+        self._lock = threading.Lock()  # one read (or one wait for a newer token) at a time
+        self._token = None
+        self._version = None
+        self._read_at = None
+
+    def _read(self):
+        try:
+            out = self._sm.get_secret_value(SecretId=self.secret_id, VersionStage="AWSCURRENT")
+        except self._sm.exceptions.ResourceNotFoundException:
+            raise ClearTokenError(self.secret_id, "not found") from None
+        except Exception as e:  # botocore's messages name the call and code, not the value
+            raise ClearTokenError(self.secret_id, "read failed", type(e).__name__) from None
+        if "SecretString" not in out:
+            raise ClearTokenError(self.secret_id, "binary secret", "the token document must be a SecretString")
+        try:
+            doc = json.loads(out["SecretString"])
+        except ValueError:
+            # The decoder's message can quote the value: say nothing about it.
+            raise ClearTokenError(self.secret_id, "malformed token document", "not valid JSON") from None
+        token = doc.get("access_token") if isinstance(doc, dict) else None
+        if token is None or token == "":
+            raise ClearTokenError(self.secret_id, "no token yet", "the secret holds no access_token")
+        if not isinstance(token, str) or not all(0x21 <= ord(c) <= 0x7E for c in token):
+            raise ClearTokenError(self.secret_id, "malformed token document", "access_token is not a header-safe string")
+        return token, out.get("VersionId")
+
+    def token(self):
+        """The cached token, re-read once the cache is older than the TTL."""
+        with self._lock:
+            now = time.monotonic()
+            if self._token is None or now - self._read_at >= self._ttl:
+                self._token, self._version = self._read()
+                self._read_at = now
+            return self._token
+
+    def refused(self, token):
+        """Clear refused token: return a newer one, waiting (bounded) for the rotator to store it."""
+        with self._lock:
+            if self._token is not None and self._token != token:
+                return self._token  # another thread already waited for it
+            deadline = time.monotonic() + self._max_wait
+            backoff = 0.1
+            while True:
+                new, version = self._read()
+                if new != token:
+                    self._token, self._version, self._read_at = new, version, time.monotonic()
+                    return new
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._token = None  # the next call re-reads
+                    raise ClearTokenError(self.secret_id, "no newer token", "AWSCURRENT still holds the refused token")
+                time.sleep(min(backoff * random.uniform(0.5, 1.0), left))
+                backoff = min(backoff * 2, 2.0)
+
+
+class ClearAuth(requests.auth.AuthBase):
+    """A requests auth hook: sends the token, and on a 401 waits for a newer one and retries once."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __call__(self, r):
+        r.headers[HEADER] = self.source.token()
+        r.register_hook("response", self._on_response)
+        return r
+
+    def _refresh(self, token):
+        try:
+            self.source.refused(token)
+        except ClearTokenError:
+            pass
+
+    def _on_response(self, resp, **kwargs):
+        req = resp.request
+        if resp.status_code != 401 or getattr(req, "_clear_retried", False):
+            return resp
+        if req.body is not None and not isinstance(req.body, (bytes, str)):
+            # A streamed body cannot be sent again: return Clear's 401, but wait for the newer
+            # token in the background so that the next requests carry it.
+            threading.Thread(target=self._refresh, args=(req.headers.get(HEADER),), daemon=True).start()
+            return resp
+        try:
+            token = self.source.refused(req.headers.get(HEADER))
+        except ClearTokenError:
+            return resp
+        resp.content  # drain the 401 so its connection can be reused
+        resp.close()
+        retry = req.copy()
+        retry.headers[HEADER] = token
+        retry._clear_retried = True
+        new = resp.connection.send(retry, **kwargs)
+        new.history.append(resp)
+        new.request = retry
+        return new
+
+
+def _main():
+    import argparse
+    import sys
+
+    import boto3
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--secret-id", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--interval", type=float, default=0.05)
+    p.add_argument("--post-stream", action="store_true", help="POST a streamed body (never retried)")
+    args = p.parse_args()
+
+    source = ClearTokenSource(args.secret_id, boto3.client("secretsmanager"))
+    try:
+        source.token()
+    except ClearTokenError as e:
+        print(e, file=sys.stderr)
+        return 1
+    counts = {"calls": 0, "failed": 0, "statuses": {}}
+    lock = threading.Lock()
+    end = time.monotonic() + args.seconds
+
+    def worker():
+        session = requests.Session()
+        session.auth = ClearAuth(source)
+        while time.monotonic() < end:
+            try:
+                if args.post_stream:
+                    status = session.post(args.url, data=iter([b'{"invoice":', b"1}"]), timeout=30).status_code
+                else:
+                    status = session.get(args.url, timeout=30).status_code
+            except (requests.RequestException, ClearTokenError) as e:
+                status = type(e).__name__
+            with lock:
+                counts["calls"] += 1
+                counts["statuses"][str(status)] = counts["statuses"].get(str(status), 0) + 1
+                if status != 200:
+                    counts["failed"] += 1
+            time.sleep(args.interval)
+
+    threads = [threading.Thread(target=worker) for _ in range(args.threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

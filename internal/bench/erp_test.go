@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/cleartoken"
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/erptest"
+)
+
+// ERP benchmark parameters: the issue's measurement (three ERP instances re-reading every 3 s,
+// 12-second tokens) made repeatable.
+const (
+	erpInstances = 3
+	erpReread    = 3 * time.Second       // the plain ERP's re-read interval (N)
+	erpPace      = 50 * time.Millisecond // pause between one instance's calls
+	erpLifetime  = 12 * time.Second      // renewed every 8 s by the rotator
+	erpRotations = 4
+)
+
+// erpRow is one row of BENCHMARKS.md's "ERP-visible failed calls per rotation" table. rotatorEnv
+// is added to the rotator's environment, so a row can configure the rotator differently (the
+// two-API-client row sets CLEAR_CLIENT_SECRET_2).
+type erpRow struct {
+	name       string
+	rotatorEnv []string
+	cleartoken bool   // the ERP uses package cleartoken; otherwise it re-reads every erpReread
+	enable     string // an environment variable that must be set for the row to run; "" always
+}
+
+var erpRows = []erpRow{
+	{name: "a-one-client-plain-reread", cleartoken: false},
+	{name: "b-one-client-cleartoken", cleartoken: true},
+	// (c) needs the rotator's two-API-client mode (issue 10); until it is merged the rotator
+	// ignores CLEAR_CLIENT_SECRET_2 and this row would measure one API client again.
+	{name: "c-two-clients-plain-reread", cleartoken: false, enable: "BENCH_ERP_TWO_CLIENTS",
+		rotatorEnv: []string{"CLEAR_CLIENT_SECRET_2=bench-erp-second-api-client-secret-0123456789"}},
+}
+
+// BenchmarkERPFailedCalls measures what ERP systems see of rotations: erpInstances ERP instances
+// call the emulator's ping endpoint continuously (one call per erpPace each) while the real
+// rotator (`rotator run`, every second) renews 12-second tokens in moto, for erpRotations
+// rotations. It reports the calls Clear refused per rotation. The plain ERP re-reads AWSCURRENT
+// every erpReread and has no 401 handling; the cleartoken ERP uses cleartoken.NewTransport with
+// its default TTL, one Source per instance as separate processes would have.
+func BenchmarkERPFailedCalls(b *testing.B) {
+	for _, row := range erpRows {
+		b.Run(row.name, func(b *testing.B) {
+			if row.enable != "" && os.Getenv(row.enable) == "" {
+				b.Skipf("set %s=1 once the rotator has two-API-client mode (issue 10)", row.enable)
+			}
+			for range b.N {
+				rig := erptest.Start(b, erptest.Options{Lifetime: erpLifetime, RotatorEnv: row.rotatorEnv})
+				calls, failed, rotations := runERP(b, rig, row.cleartoken)
+				perRotation := float64(failed) / float64(rotations)
+				b.ReportMetric(perRotation, "failed/rotation")
+				b.ReportMetric(float64(calls), "calls")
+				b.ReportMetric(float64(rotations), "rotations")
+				b.Logf("%s: %d ERP instances, %d calls, %d failed over %d rotations of %s tokens: %.1f failed calls per rotation (%.2f%%)",
+					row.name, erpInstances, calls, failed, rotations, erpLifetime, perRotation, 100*float64(failed)/float64(calls))
+				rig.AssertNoLeak(nil)
+			}
+		})
+	}
+}
+
+// runERP runs the ERP instances until the rig has issued erpRotations more tokens, bounded in time
+// and in calls, and returns the calls made, the calls that failed and the rotations seen.
+func runERP(b *testing.B, rig *erptest.Rig, useCleartoken bool) (calls, failed int64, rotations int) {
+	b.Helper()
+	start := rig.Issued()
+	target := start + erpRotations
+	deadline := time.Now().Add(erpRotations * 3 * erpLifetime)
+	var nCalls, nFailed atomic.Int64
+	var wg sync.WaitGroup
+	for range erpInstances {
+		wg.Go(func() {
+			var call func() bool
+			if useCleartoken {
+				client := &http.Client{Transport: cleartoken.NewTransport(cleartoken.NewSource(rig.SM, rig.TokenSecretID), nil), Timeout: 30 * time.Second}
+				call = func() bool { return get(client, rig.ClearURL+erptest.PingPath, "") }
+			} else {
+				var tok string
+				var readAt time.Time
+				call = func() bool {
+					if time.Since(readAt) >= erpReread {
+						if t, err := rig.Current(context.Background()); err == nil {
+							tok, readAt = t, time.Now()
+						}
+					}
+					return get(http.DefaultClient, rig.ClearURL+erptest.PingPath, tok)
+				}
+			}
+			for i := 0; i < 100000 && rig.Issued() < target && time.Now().Before(deadline); i++ {
+				nCalls.Add(1)
+				if !call() {
+					nFailed.Add(1)
+				}
+				time.Sleep(erpPace)
+			}
+		})
+	}
+	wg.Wait()
+	rotations = rig.Issued() - start
+	if rotations < erpRotations {
+		b.Fatalf("only %d of %d rotations within %s", rotations, erpRotations, erpRotations*3*erpLifetime)
+	}
+	return nCalls.Load(), nFailed.Load(), rotations
+}
+
+// get makes one call, with tok in the header unless it is empty (the Transport sets it), and
+// reports whether Clear accepted it.
+func get(client *http.Client, url, tok string) bool {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	if tok != "" {
+		req.Header.Set(clear.HeaderAuthToken, tok)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
