@@ -124,7 +124,7 @@ func Start(tb testing.TB, o Options) *Rig {
 		"ROTATOR_TOKEN_SECRET_ID="+r.TokenSecretID, "ROTATOR_SCHEDULE=@every 1s",
 		"ROTATOR_DAILY_LIMIT=250", "ROTATOR_HTTP_ADDR=", "LOG_FORMAT=json", "LOG_LEVEL=debug",
 	)
-	bin := proctest.Build(tb, "./cmd/rotator", "ROTATOR_BIN")
+	bin := proctest.TestRotator(tb)
 	r.rotatorOut = &proctest.Buffer{}
 	r.rotator = exec.Command(bin, "run")
 	r.rotator.Env = append(env, o.RotatorEnv...)

@@ -9,7 +9,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // TestOwnerPastItsLeaseNeverStoresARevokedToken stalls a rotator between its claim and its call to
@@ -59,7 +61,7 @@ func TestOwnerPastItsLeaseNeverStoresARevokedToken(t *testing.T) {
 	waitHeld(t, held, stepReread)
 
 	// A's re-read has been unanswered for longer than the lease.
-	r.clock.Advance(rotation.DefaultLease + time.Second)
+	r.clock.Advance(timing.Lease(clear.DefaultTimeout) + time.Second)
 	fa.releaseStep(stepReread)
 
 	select {
