@@ -181,8 +181,8 @@ func (p *procRig) checkCount(lost int) {
 	p.t.Helper()
 	st := p.state()
 	got := 0
-	if st.Day == timing.Day(time.Now()) {
-		got = st.Requests
+	for _, a := range st.APIClients {
+		got += a.RequestsOn(timing.Day(time.Now()))
 	}
 	if want := p.emu.RequestsToday(p.secret) + lost; got != want {
 		p.t.Fatalf("the state counts %d requests today; Clear received %d, and %d claims never reached it", got, p.emu.RequestsToday(p.secret), lost)
