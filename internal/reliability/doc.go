@@ -19,6 +19,6 @@
 //   - Neither a client secret nor a token ever reaches a log or an output.
 //
 // The non-test files hold what the tests and the benchmarks in internal/bench share: an in-memory
-// Secrets Manager (FakeSecretsManager), an in-memory transport to the Clear emulator, and the month
+// Secrets Manager (fake.SecretsManager), an in-memory transport to the Clear emulator, and the month
 // simulation (Simulate).
 package reliability

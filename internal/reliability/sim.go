@@ -26,6 +26,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
@@ -307,7 +308,7 @@ type event struct {
 type sim struct {
 	cfg     SimConfig
 	clock   Clock
-	sm      *FakeSecretsManager
+	sm      *fake.SecretsManager
 	emu     *emulator.Server
 	secret  string
 	tokenID string
@@ -371,7 +372,7 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 		outcomes:    map[rotation.Outcome]int{},
 		crashesAt:   map[string]int{},
 	}
-	s.sm = NewFakeSecretsManager(cfg.Clock.Now)
+	s.sm = fake.NewSecretsManager(cfg.Clock.Now)
 	var emuNow func() time.Time
 	if _, bubble := cfg.Clock.(BubbleClock); !bubble {
 		emuNow = cfg.Clock.Now

@@ -9,18 +9,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
-	"github.com/clear-rotator/clear-rotator/internal/reliability"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
 // TestStagesAndMoveStage runs Stages, MoveStage and a Put that names AWSCURRENT against moto and
-// against the in-memory FakeSecretsManager, which must agree with Secrets Manager. The one place
+// against the in-memory fake.SecretsManager, which must agree with Secrets Manager. The one place
 // where moto does not is pinned, so that a moto upgrade that fixes it is noticed.
 func TestStagesAndMoveStage(t *testing.T) {
 	moto := mototest.Shared(t)
 	t.Run("moto", func(t *testing.T) { stagesScenario(t, moto.Client(), true) })
-	t.Run("fake", func(t *testing.T) { stagesScenario(t, reliability.NewFakeSecretsManager(nil), false) })
+	t.Run("fake", func(t *testing.T) { stagesScenario(t, fake.NewSecretsManager(nil), false) })
 }
 
 func stagesScenario(t *testing.T, api store.API, isMoto bool) {

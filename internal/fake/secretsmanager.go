@@ -1,4 +1,4 @@
-package reliability
+package fake
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
-// FakeSecretsManager is an in-memory Secrets Manager with the semantics the rotator relies on:
+// SecretsManager is an in-memory Secrets Manager with the semantics the rotator relies on:
 // versions with staging labels, AWSCURRENT and AWSPREVIOUS moving on a default-staged put, custom
 // labels moving alone, and ClientRequestToken idempotency (the same token with the same value is a
 // no-op that returns the same version; with another value, ResourceExistsException). It answers
@@ -24,37 +24,37 @@ import (
 // makes no network call, which is what lets the month simulation run inside a synctest bubble.
 //
 // It is safe for concurrent use; every call is atomic, as Secrets Manager's are.
-type FakeSecretsManager struct {
+type SecretsManager struct {
 	// Now stamps versions; nil means time.Now.
 	Now func() time.Time
 
 	mu      sync.Mutex
-	secrets map[string]*fakeSecret
+	secrets map[string]*smSecret
 	calls   map[string]int
 }
 
-// fakeSecret is one secret: its versions in creation order and the label index.
-type fakeSecret struct {
-	versions []*FakeVersion
-	byID     map[string]*FakeVersion
+// smSecret is one secret: its versions in creation order and the label index.
+type smSecret struct {
+	versions []*SMVersion
+	byID     map[string]*SMVersion
 }
 
-// FakeVersion is one stored version of a secret.
-type FakeVersion struct {
+// SMVersion is one stored version of a secret.
+type SMVersion struct {
 	ID      string
 	Value   string
 	Stages  []string
 	Created time.Time
 }
 
-var _ store.API = (*FakeSecretsManager)(nil)
+var _ store.API = (*SecretsManager)(nil)
 
-// NewFakeSecretsManager returns an empty fake whose clock is now (nil: time.Now).
-func NewFakeSecretsManager(now func() time.Time) *FakeSecretsManager {
-	return &FakeSecretsManager{Now: now, secrets: map[string]*fakeSecret{}, calls: map[string]int{}}
+// NewSecretsManager returns an empty fake whose clock is now (nil: time.Now).
+func NewSecretsManager(now func() time.Time) *SecretsManager {
+	return &SecretsManager{Now: now, secrets: map[string]*smSecret{}, calls: map[string]int{}}
 }
 
-func (f *FakeSecretsManager) now() time.Time {
+func (f *SecretsManager) now() time.Time {
 	if f.Now != nil {
 		return f.Now()
 	}
@@ -62,7 +62,7 @@ func (f *FakeSecretsManager) now() time.Time {
 }
 
 // Calls returns how many calls of each operation the fake answered, failed ones included.
-func (f *FakeSecretsManager) Calls() map[string]int {
+func (f *SecretsManager) Calls() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make(map[string]int, len(f.calls))
@@ -73,14 +73,14 @@ func (f *FakeSecretsManager) Calls() map[string]int {
 }
 
 // Versions returns a copy of every version of id, oldest first.
-func (f *FakeSecretsManager) Versions(id string) []FakeVersion {
+func (f *SecretsManager) Versions(id string) []SMVersion {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.secrets[id]
 	if s == nil {
 		return nil
 	}
-	out := make([]FakeVersion, len(s.versions))
+	out := make([]SMVersion, len(s.versions))
 	for i, v := range s.versions {
 		out[i] = *v
 		out[i].Stages = slices.Clone(v.Stages)
@@ -89,22 +89,22 @@ func (f *FakeSecretsManager) Versions(id string) []FakeVersion {
 }
 
 // Stage returns the version of id that carries stage, if any.
-func (f *FakeSecretsManager) Stage(id, stage string) (FakeVersion, bool) {
+func (f *SecretsManager) Stage(id, stage string) (SMVersion, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.secrets[id]
 	if s == nil {
-		return FakeVersion{}, false
+		return SMVersion{}, false
 	}
 	if v := s.labelled(stage); v != nil {
 		c := *v
 		c.Stages = slices.Clone(v.Stages)
 		return c, true
 	}
-	return FakeVersion{}, false
+	return SMVersion{}, false
 }
 
-func (s *fakeSecret) labelled(stage string) *FakeVersion {
+func (s *smSecret) labelled(stage string) *SMVersion {
 	for _, v := range s.versions {
 		if slices.Contains(v.Stages, stage) {
 			return v
@@ -114,8 +114,8 @@ func (s *fakeSecret) labelled(stage string) *FakeVersion {
 }
 
 // move gives stage to v, taking it from whichever version held it, and returns that version.
-func (s *fakeSecret) move(stage string, v *FakeVersion) *FakeVersion {
-	var from *FakeVersion
+func (s *smSecret) move(stage string, v *SMVersion) *SMVersion {
+	var from *SMVersion
 	for _, o := range s.versions {
 		if i := slices.Index(o.Stages, stage); i >= 0 && o != v {
 			o.Stages = slices.Delete(o.Stages, i, i+1)
@@ -130,8 +130,8 @@ func (s *fakeSecret) move(stage string, v *FakeVersion) *FakeVersion {
 
 // add stores a new version with stages, applying AWSCURRENT's rule: the version it leaves becomes
 // AWSPREVIOUS.
-func (s *fakeSecret) add(id, value string, stages []string, now time.Time) *FakeVersion {
-	v := &FakeVersion{ID: id, Value: value, Created: now}
+func (s *smSecret) add(id, value string, stages []string, now time.Time) *SMVersion {
+	v := &SMVersion{ID: id, Value: value, Created: now}
 	s.versions = append(s.versions, v)
 	s.byID[id] = v
 	for _, st := range stages {
@@ -143,12 +143,12 @@ func (s *fakeSecret) add(id, value string, stages []string, now time.Time) *Fake
 	return v
 }
 
-func notFound(msg string) error {
+func smNotFound(msg string) error {
 	return &types.ResourceNotFoundException{Message: aws.String(msg)}
 }
 
 // GetSecretValue implements store.API.
-func (f *FakeSecretsManager) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+func (f *SecretsManager) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -158,9 +158,9 @@ func (f *FakeSecretsManager) GetSecretValue(ctx context.Context, in *secretsmana
 	id := aws.ToString(in.SecretId)
 	s := f.secrets[id]
 	if s == nil {
-		return nil, notFound("Secrets Manager can't find the specified secret.")
+		return nil, smNotFound("Secrets Manager can't find the specified secret.")
 	}
-	var v *FakeVersion
+	var v *SMVersion
 	switch {
 	case in.VersionId != nil:
 		v = s.byID[*in.VersionId]
@@ -170,7 +170,7 @@ func (f *FakeSecretsManager) GetSecretValue(ctx context.Context, in *secretsmana
 		v = s.labelled("AWSCURRENT")
 	}
 	if v == nil {
-		return nil, notFound("Secrets Manager can't find the specified secret value for staging label: " + aws.ToString(in.VersionStage))
+		return nil, smNotFound("Secrets Manager can't find the specified secret value for staging label: " + aws.ToString(in.VersionStage))
 	}
 	return &secretsmanager.GetSecretValueOutput{
 		Name: aws.String(id), VersionId: aws.String(v.ID), SecretString: aws.String(v.Value),
@@ -179,7 +179,7 @@ func (f *FakeSecretsManager) GetSecretValue(ctx context.Context, in *secretsmana
 }
 
 // PutSecretValue implements store.API.
-func (f *FakeSecretsManager) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
+func (f *SecretsManager) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (f *FakeSecretsManager) PutSecretValue(ctx context.Context, in *secretsmana
 	id := aws.ToString(in.SecretId)
 	s := f.secrets[id]
 	if s == nil {
-		return nil, notFound("Secrets Manager can't find the specified secret.")
+		return nil, smNotFound("Secrets Manager can't find the specified secret.")
 	}
 	token := aws.ToString(in.ClientRequestToken)
 	if token == "" {
@@ -212,7 +212,7 @@ func (f *FakeSecretsManager) PutSecretValue(ctx context.Context, in *secretsmana
 }
 
 // CreateSecret implements store.API.
-func (f *FakeSecretsManager) CreateSecret(ctx context.Context, in *secretsmanager.CreateSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error) {
+func (f *SecretsManager) CreateSecret(ctx context.Context, in *secretsmanager.CreateSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -223,7 +223,7 @@ func (f *FakeSecretsManager) CreateSecret(ctx context.Context, in *secretsmanage
 	if f.secrets[id] != nil {
 		return nil, &types.ResourceExistsException{Message: aws.String(fmt.Sprintf("The operation failed because the secret %s already exists.", id))}
 	}
-	s := &fakeSecret{byID: map[string]*FakeVersion{}}
+	s := &smSecret{byID: map[string]*SMVersion{}}
 	f.secrets[id] = s
 	token := aws.ToString(in.ClientRequestToken)
 	if token == "" {
@@ -239,7 +239,7 @@ func (f *FakeSecretsManager) CreateSecret(ctx context.Context, in *secretsmanage
 
 // DescribeSecret implements store.API. VersionIdsToStages lists only the versions that carry a
 // label, as Secrets Manager's does.
-func (f *FakeSecretsManager) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
+func (f *SecretsManager) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -249,7 +249,7 @@ func (f *FakeSecretsManager) DescribeSecret(ctx context.Context, in *secretsmana
 	id := aws.ToString(in.SecretId)
 	s := f.secrets[id]
 	if s == nil {
-		return nil, notFound("Secrets Manager can't find the specified secret.")
+		return nil, smNotFound("Secrets Manager can't find the specified secret.")
 	}
 	stages := make(map[string][]string)
 	for _, v := range s.versions {
@@ -264,7 +264,7 @@ func (f *FakeSecretsManager) DescribeSecret(ctx context.Context, in *secretsmana
 // a version can only be moved by naming that version in RemoveFromVersionId, a named version must
 // exist and hold the label, AWSCURRENT cannot be removed without moving it, and moving AWSCURRENT
 // makes the version it leaves AWSPREVIOUS.
-func (f *FakeSecretsManager) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
+func (f *SecretsManager) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -274,7 +274,7 @@ func (f *FakeSecretsManager) UpdateSecretVersionStage(ctx context.Context, in *s
 	id := aws.ToString(in.SecretId)
 	s := f.secrets[id]
 	if s == nil {
-		return nil, notFound("Secrets Manager can't find the specified secret.")
+		return nil, smNotFound("Secrets Manager can't find the specified secret.")
 	}
 	stage, to, from := aws.ToString(in.VersionStage), aws.ToString(in.MoveToVersionId), aws.ToString(in.RemoveFromVersionId)
 	invalid := func(msg string) error { return &types.InvalidParameterException{Message: aws.String(msg)} }
@@ -284,15 +284,15 @@ func (f *FakeSecretsManager) UpdateSecretVersionStage(ctx context.Context, in *s
 	if to == "" && from == "" {
 		return nil, invalid("You must specify MoveToVersionId or RemoveFromVersionId.")
 	}
-	var toV, fromV *FakeVersion
+	var toV, fromV *SMVersion
 	if to != "" {
 		if toV = s.byID[to]; toV == nil {
-			return nil, notFound("Secrets Manager can't find the specified secret version: " + to)
+			return nil, smNotFound("Secrets Manager can't find the specified secret version: " + to)
 		}
 	}
 	if from != "" {
 		if fromV = s.byID[from]; fromV == nil {
-			return nil, notFound("Secrets Manager can't find the specified secret version: " + from)
+			return nil, smNotFound("Secrets Manager can't find the specified secret version: " + from)
 		}
 		if !slices.Contains(fromV.Stages, stage) {
 			return nil, invalid("The staging label " + stage + " is not attached to version " + from + ".")
