@@ -59,7 +59,8 @@ func New(cfg *config.Config, api store.API, httpClient *http.Client, log *slog.L
 		}
 		a.Clients = append(a.Clients, &rotation.Client{
 			Name: c.Name, BaseURL: c.BaseURL, Clear: cc,
-			ClientSecret: c.ClientSecret, ClientSecretID: c.ClientSecretID, TokenSecretID: c.TokenSecretID,
+			ClientSecret: c.ClientSecret, ClientSecretID: c.ClientSecretID,
+			ClientSecret2: c.ClientSecret2, ClientSecretID2: c.ClientSecretID2, TokenSecretID: c.TokenSecretID,
 			DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge,
 		})
 	}
