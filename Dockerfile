@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# The rotator daemon image: `docker build -t clear-rotator .`, then `docker run clear-rotator` runs
-# `rotator run`. Configure it with the environment variables in README.md.
+# The rotator daemon image: `make image` (docker build --build-arg VERSION=... -t clear-rotator .),
+# then `docker run clear-rotator` runs `rotator run`. Configure it with the environment variables in
+# README.md.
 
 # Build stage: the same `make static` target that `make test` builds and tests, so the image ships
 # exactly the binary the process tests ran (static, CGO_ENABLED=0, -trimpath).
@@ -10,8 +11,10 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=
-RUN make static ${VERSION:+VERSION=$VERSION}
+# The version `rotator version` and clear_rotator_build_info report. git describe cannot run here
+# (.dockerignore leaves .git out of the context), so pass it: `make image` does.
+ARG VERSION=dev
+RUN make static VERSION="$VERSION"
 
 # Runtime stage: a static binary needs no libc or shell. The nonroot variant runs as UID 65532 and
 # ships CA certificates (for https to Clear and AWS) and tzdata.
@@ -22,7 +25,8 @@ USER nonroot:nonroot
 EXPOSE 9090
 # No HEALTHCHECK: distroless has no shell or curl to run one. Orchestrators should probe /healthz
 # (liveness) and /readyz (readiness) over HTTP instead. Give the container a stop timeout longer
-# than ROTATOR_SHUTDOWN_GRACE (30s), so that SIGTERM lets a rotation in flight store its token.
+# than ROTATOR_SHUTDOWN_GRACE (75s by default: CLEAR_TIMEOUT, the 30s write window and 15s), so
+# that SIGTERM lets a rotation in flight store its token.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/rotator"]
 CMD ["run"]

@@ -1,13 +1,15 @@
-# clear-rotator. `make test` is what CI runs (.ci/run); `make run` is the local demo.
+# clear-rotator. CI (.ci/run) runs `make test`, then `make soak`; `make run` is the local demo.
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 TOOLS     := $(CURDIR)/.tools
 STATICCHECK_VERSION ?= v0.8.2
+IMAGE     ?= clear-rotator:$(VERSION)
+RULES     := deploy/prometheus/rules.yaml
 
 export CGO_ENABLED = 0
 
-.PHONY: all build static test-bin test test-deps lint vet fmt-check staticcheck cfn-lint run lambda bench soak clean
+.PHONY: all build static image test-bin test test-deps lint vet fmt-check staticcheck cfn-lint promtool manifests rules-update run lambda bench soak clean
 
 all: build
 
@@ -19,16 +21,22 @@ build: static
 static:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/rotator ./cmd/rotator
 
+## image: the daemon's container image, with this checkout's version (rotator version, build_info)
+image:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
 ## test-bin: the rotator for process tests that renew emulator tokens living seconds in real time:
 ## the release build but for a 500 ms floor between rotations instead of a minute (timing.MinInterval)
 test-bin:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS) -X github.com/clear-rotator/clear-rotator/internal/timing.testFloor=500ms' -o bin/rotator-test ./cmd/rotator
 
-## test: every test, with the race detector, plus lint and cfn-lint. The process tests run the
-## binary this target builds (ROTATOR_BIN), the same one the container image ships.
-test: test-deps lint static test-bin
+## test: every test, with the race detector, plus lint, cfn-lint and promtool. Process tests run the
+## release binary (ROTATOR_BIN, what the image ships) or, where they renew emulator tokens that live
+## seconds, the test build (ROTATOR_TEST_BIN, the same but for the rotation floor). The manifests
+## under deploy/ are validated by the Go tests in ./deploy (part of ./...). The quick checks run
+## first, so that a template or rules mistake does not wait for the long tests.
+test: test-deps lint static test-bin cfn-lint promtool
 	CGO_ENABLED=1 ROTATOR_BIN=$(CURDIR)/bin/rotator ROTATOR_TEST_BIN=$(CURDIR)/bin/rotator-test $(GO) test -race -count=1 -timeout 20m ./...
-	cfn-lint template.yaml
 
 ## test-deps: check for (and where possible install) what the tests need; never skip silently
 test-deps:
@@ -54,6 +62,19 @@ staticcheck:
 
 cfn-lint:
 	cfn-lint template.yaml
+
+## promtool: the alerting rules are valid, and their unit tests pass
+promtool:
+	promtool check rules $(RULES)
+	promtool test rules deploy/prometheus/rules_test.yaml
+
+## manifests: only the deploy/ checks (Kubernetes manifests, PrometheusRule, image version)
+manifests: promtool
+	$(GO) test -count=1 ./deploy
+
+## rules-update: rewrite deploy/kubernetes/prometheusrule.yaml after editing the rules
+rules-update:
+	$(GO) test -count=1 ./deploy -run PrometheusRule -update
 
 ## run: the local demo: moto, the Clear emulator with one-minute tokens, and the daemon
 run: build

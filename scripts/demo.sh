@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # The local demo behind `make run`: moto_server as Secrets Manager, the Clear emulator with
-# one-minute tokens, and `rotator run` in the foreground with its log on the terminal. It builds
+# short-lived tokens, and `rotator run` in the foreground with its log on the terminal. It builds
 # nothing itself (`make run` builds bin/rotator and bin/clear-emulator first). Ctrl-C stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECRET_ID=demo/clear-token
+
+# The demo must be able to run all day. A token is renewed when a third of its lifetime is left,
+# so every two thirds of a lifetime: 12-minute tokens are renewed every 8 minutes, 180 times a day,
+# which fits under a daily limit of 250 (the most the rotator allows itself, against Clear's 288)
+# with room for forced rotations. With the default limit of 48 the demo would stop renewing.
+TOKEN_MINUTES=12
+DAILY_LIMIT=250
+RENEW_EVERY_SECONDS=$((TOKEN_MINUTES * 60 * 2 / 3))
+PER_DAY=$((86400 / RENEW_EVERY_SECONDS))
+if ((PER_DAY > DAILY_LIMIT)); then
+  echo "demo: $TOKEN_MINUTES-minute tokens need $PER_DAY requests a day, over the limit of $DAILY_LIMIT" >&2
+  exit 1
+fi
 # The emulator's only client secret. It is made up, and like any client secret it must never appear
 # in the rotator's log; the demo shows that it does not.
 CLIENT_SECRET=demo-client-secret-$RANDOM$RANDOM
@@ -60,7 +73,7 @@ children+=($!)
 wait_for "moto_server on port $moto_port" listening "$moto_port"
 
 # The secret goes in through the environment, not a flag, so that it does not show in ps.
-CLEAR_EMULATOR_SECRETS=$CLIENT_SECRET bin/clear-emulator -addr 127.0.0.1:0 -lifetime 1m >"$tmp/emulator.out" 2>"$tmp/emulator.log" &
+CLEAR_EMULATOR_SECRETS=$CLIENT_SECRET bin/clear-emulator -addr 127.0.0.1:0 -lifetime "${TOKEN_MINUTES}m" >"$tmp/emulator.out" 2>"$tmp/emulator.log" &
 children+=($!)
 wait_for "the Clear emulator" grep -q '^listening on ' "$tmp/emulator.out"
 clear_url=$(sed -n 's/^listening on //p' "$tmp/emulator.out")
@@ -73,9 +86,10 @@ fi
 cat <<EOF
 clear-rotator demo
   Secrets Manager (moto_server)  http://127.0.0.1:$moto_port
-  Clear emulator                 $clear_url   (tokens live 1 minute)
+  Clear emulator                 $clear_url   (tokens live $TOKEN_MINUTES minutes)
   rotator ops listener           http://$ops_addr/healthz  /readyz  /metrics
-  token secret                   $SECRET_ID   (checked every 10s, renewed about every 40s)
+  token secret                   $SECRET_ID   (checked every 10s, renewed every $((RENEW_EVERY_SECONDS / 60)) minutes)
+  daily budget                   $PER_DAY requests a day of ROTATOR_DAILY_LIMIT=$DAILY_LIMIT (Clear allows 288)
 
 Read the token as an ERP would, from another terminal:
   AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test aws --endpoint-url http://127.0.0.1:$moto_port secretsmanager get-secret-value --secret-id $SECRET_ID --version-stage AWSCURRENT
@@ -90,6 +104,7 @@ env -i PATH="$PATH" HOME="$HOME" TERM="${TERM:-dumb}" \
   AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
   CLEAR_BASE_URL="$clear_url" CLEAR_CLIENT_SECRET="$CLIENT_SECRET" \
   ROTATOR_TOKEN_SECRET_ID="$SECRET_ID" ROTATOR_SCHEDULE="@every 10s" \
+  ROTATOR_DAILY_LIMIT="$DAILY_LIMIT" \
   ROTATOR_HTTP_ADDR="$ops_addr" LOG_FORMAT=text \
   bin/rotator run &
 rotator=$!

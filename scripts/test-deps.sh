@@ -22,9 +22,27 @@ if ((${#need_pip[@]})); then
   command -v cfn-lint >/dev/null || missing+=("cfn-lint (pip install cfn-lint)")
 fi
 
+# promtool checks and unit-tests deploy/prometheus/rules.yaml. Debian's prometheus package ships
+# it (on a host that runs systemd, installing the package also starts a Prometheus server on :9090;
+# CI containers do not run one).
+if ! command -v promtool >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    sudo=()
+    if ((EUID != 0)); then
+      if command -v sudo >/dev/null; then sudo=(sudo); fi
+    fi
+    echo "installing promtool (apt-get install prometheus)"
+    if ! { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq prometheus >/dev/null; }; then
+      echo "apt-get could not install prometheus (which provides promtool)" >&2
+    fi
+    hash -r
+  fi
+  command -v promtool >/dev/null || missing+=("promtool (apt-get install prometheus, or a Prometheus release from https://prometheus.io/download/)")
+fi
+
 if ((${#missing[@]})); then
   echo "the tests need these tools, which are missing:" >&2
   printf '  - %s\n' "${missing[@]}" >&2
   exit 1
 fi
-echo "test tools: $(go version | cut -d' ' -f3), moto_server $(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null || echo '?'), $(cfn-lint --version 2>/dev/null)"
+echo "test tools: $(go version | cut -d' ' -f3), moto_server $(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null || echo '?'), $(cfn-lint --version 2>/dev/null), promtool $(promtool --version 2>&1 | sed -n '1s/^promtool, version \([^ ]*\).*/\1/p')"
