@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/proctest"
 )
 
 // These tests run the built binary, as operators do, for what the command-line framework prints:
@@ -91,6 +93,8 @@ func TestProcessRevokeNeedsYesWithoutTerminal(t *testing.T) {
 // start-up with exit status 2, without calling Clear, and without echoing what it must not.
 func TestProcessConfigurationRefusals(t *testing.T) {
 	c := newCLI(t, time.Hour)
+	// The release build: its rotation floor is the minute the refusals quote.
+	c.bin = proctest.Build(t, "./cmd/rotator", "ROTATOR_BIN")
 	fifo := filepath.Join(t.TempDir(), "clients.yaml")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)

@@ -220,7 +220,7 @@ func TestDailyLimitRefusal(t *testing.T) {
 		t.Fatalf("Clear requests = %d, want 2", c.emu.Requests(c.secret))
 	}
 	st := c.status()
-	if st.RequestsToday != 2 || st.DailyLimit != 2 || st.BlockedUntil == nil {
+	if st.RequestsToday == nil || *st.RequestsToday != 2 || st.DailyLimit != 2 || st.BlockedUntil == nil || st.State != "limited" {
 		t.Fatalf("status = %+v", st)
 	}
 }
@@ -238,14 +238,24 @@ func TestInvalidConfigurationExits2(t *testing.T) {
 	}
 }
 
+// statusDoc is one client of `status --json`: the operator contract.
 type statusDoc struct {
-	Name          string  `json:"name"`
-	ValidTill     *string `json:"valid_till"`
-	RenewAt       *string `json:"renew_at"`
-	RequestsToday int     `json:"requests_today"`
-	DailyLimit    int     `json:"daily_limit"`
-	BlockedUntil  *string `json:"blocked_until"`
-	LastError     *string `json:"last_error"`
+	Name                   string            `json:"name"`
+	State                  string            `json:"state"`
+	ValidTill              *string           `json:"valid_till"`
+	IssuedAt               *string           `json:"issued_at"`
+	RenewAt                *string           `json:"renew_at"`
+	APIClient              *int              `json:"api_client"`
+	RequestsToday          *int              `json:"requests_today"`
+	DailyLimit             int               `json:"daily_limit"`
+	BlockedUntil           *string           `json:"blocked_until"`
+	BlockedReason          *string           `json:"blocked_reason"`
+	LastError              *string           `json:"last_error"`
+	Degraded               bool              `json:"degraded"`
+	APIClients             []json.RawMessage `json:"api_clients"`
+	ConsumerRereadInterval *string           `json:"consumer_reread_interval"`
+	InFlight               json.RawMessage   `json:"in_flight"`
+	TokenLost              json.RawMessage   `json:"token_lost"`
 }
 
 func (c *cli) status() statusDoc {
@@ -266,7 +276,7 @@ func (c *cli) status() statusDoc {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	if got, want := strings.Join(keys, ","), "blocked_until,daily_limit,last_error,name,renew_at,requests_today,valid_till"; got != want {
+	if got, want := strings.Join(keys, ","), "api_client,api_clients,blocked_reason,blocked_until,consumer_reread_interval,daily_limit,degraded,in_flight,issued_at,last_error,name,renew_at,requests_today,state,token_lost,valid_till"; got != want {
 		c.t.Fatalf("status keys %s, want exactly %s", got, want)
 	}
 	var s struct{ Clients []statusDoc }
@@ -283,11 +293,14 @@ func TestUnauthorizedIsPermanentAndShown(t *testing.T) {
 		t.Fatalf("Clear requests = %d, want 1: a 401 must not be retried", c.emu.Requests(c.secret))
 	}
 	st := c.status()
-	if st.BlockedUntil == nil || *st.BlockedUntil != "configuration-change" || st.LastError == nil || !strings.Contains(*st.LastError, "CLI-SEC-002") {
+	// Issue 8: blocked_until is a time or null, with a separate reason.
+	if st.BlockedUntil != nil || st.BlockedReason == nil || !strings.Contains(*st.BlockedReason, "unauthorized") ||
+		st.State != "blocked" || st.LastError == nil || !strings.Contains(*st.LastError, "CLI-SEC-002") {
 		t.Fatalf("status = %+v", st)
 	}
 	r := c.run("status")
-	wantCode(t, r, 0, "configuration-change")
+	wantCode(t, r, 0, "until the client secret changes")
+	wantCode(t, c.run("status", "--check"), 1, "not OK: default (blocked)")
 }
 
 func TestServerErrorShowsErrorIDAndBacksOff(t *testing.T) {
@@ -307,9 +320,8 @@ func TestMalformedAnswerKeepsTheGoodToken(t *testing.T) {
 	c := newCLI(t, time.Second)
 	wantCode(t, c.run("rotate"), 0, "rotated")
 	good, goodID := c.current()
-	time.Sleep(1100 * time.Millisecond)
 	c.emu.Inject(emulator.Oversized())
-	wantCode(t, c.run("rotate"), 1, "malformed")
+	wantCode(t, c.run("rotate", "--force"), 1, "malformed")
 	now, nowID := c.current()
 	if nowID != goodID || now.AccessToken.Reveal() != good.AccessToken.Reveal() {
 		t.Fatal("a malformed answer replaced the stored token")

@@ -93,7 +93,7 @@ func exitCode(err error, stderr io.Writer) int {
 
 // options are the parsed flags; each command defines only the ones it takes.
 type options struct {
-	client             string
+	client                    string
 	force, asJSON, yes, check bool
 }
 

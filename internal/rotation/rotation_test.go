@@ -415,7 +415,6 @@ func TestMalformedAnswersAreNeverStored(t *testing.T) {
 		"oversized":    emulator.Oversized(),
 		"nonprintable": emulator.NonPrintable(),
 		"empty":        {Body: `{"access_token":"","valid_till":null}`},
-		"bad time":     {Body: `{"access_token":"abc","valid_till":"tomorrow"}`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, time.Hour)
@@ -657,5 +656,41 @@ func TestPermanentWriteErrorsAreNotRetriedForTheWholeLease(t *testing.T) {
 	expect(t, r, rotation.Failed)
 	if puts != 1 || time.Since(start) > 10*time.Second || !strings.Contains(r.Message, "AccessDeniedException") {
 		t.Fatalf("%d token writes in %v: %s", puts, time.Since(start), r.Message)
+	}
+}
+
+func TestValidTillDriftIsStoredAndRenewedWithinTheHour(t *testing.T) {
+	// Issue 9 D9: once Clear has issued a usable token, storing it beats discarding it, since the
+	// request already revoked the ERP's token.
+	for name, fault := range map[string]emulator.Fault{
+		"number": emulator.DriftNumber(), "epoch string": emulator.DriftEpochString(), "bare date": emulator.DriftBareDate(),
+		"words": {ValidTill: []byte(`"tomorrow"`)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, time.Hour)
+			e := f.engine("a")
+			f.emu.Inject(fault)
+			r := e.Rotate(context.Background(), f.client, false)
+			expect(t, r, rotation.Rotated)
+			if !f.live() {
+				t.Fatal("the token with a drifted valid_till was not stored")
+			}
+			tok, _, _ := f.read("AWSCURRENT")
+			if tok.ValidTill != nil || !tok.ValidTillUnknown {
+				t.Fatalf("stored valid_till %v, unknown %v", tok.ValidTill, tok.ValidTillUnknown)
+			}
+			if !strings.Contains(r.Message, "valid_till could not be understood") {
+				t.Fatalf("message %q does not report the drift", r.Message)
+			}
+			if want := tok.IssuedAt.Add(time.Hour); r.RenewAt == nil || !r.RenewAt.Equal(want) {
+				t.Fatalf("renew at %v, want %v", r.RenewAt, want)
+			}
+			s, _ := e.Status(context.Background(), f.client)
+			if s.LastError == nil || !strings.Contains(*s.LastError, "valid_till") {
+				t.Fatalf("status does not carry the drift: %+v", s)
+			}
+			f.clock.Advance(61 * time.Minute)
+			expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+		})
 	}
 }

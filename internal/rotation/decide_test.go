@@ -1,0 +1,278 @@
+package rotation_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
+)
+
+var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+
+// snap is a snapshot of a client with a one-hour token issued at issued by API client apiClient.
+func snap(now, issued time.Time, apiClient int, secrets ...string) rotation.Snapshot {
+	vt := issued.Add(time.Hour)
+	return rotation.Snapshot{
+		Now: now, CurrentKnown: true, CurrentID: "v-current", StateKnown: true, StateID: "s1",
+		HasToken: true, Token: document.Token{AccessToken: clear.NewAccessToken("tok"), IssuedAt: issued, ValidTill: &vt, APIClient: apiClient},
+		Secrets:  secrets,
+	}
+}
+
+var policy = rotation.Policy{DailyLimit: 48, ClearTimeout: 30 * time.Second}
+
+func TestDecideRenewsWhenAThirdIsLeft(t *testing.T) {
+	s := snap(t0.Add(39*time.Minute), t0, 0, "fp1")
+	d := rotation.Decide(s, policy, rotation.Request{})
+	if d.Action != rotation.Wait || d.Outcome != rotation.NotDue || !d.NextCheck.Equal(t0.Add(40*time.Minute)) || d.Health != rotation.HealthOK {
+		t.Fatalf("before renewal: %+v", d)
+	}
+	s.Now = t0.Add(40 * time.Minute)
+	d = rotation.Decide(s, policy, rotation.Request{Owner: "me"})
+	if d.Action != rotation.Ask || d.Slot != 1 || d.Claim.Claim == nil || d.Claim.Claim.Base != "v-current" || d.Claim.Claim.Owner != "me" {
+		t.Fatalf("at renewal: %+v", d)
+	}
+	if got := d.Claim.APIClient("fp1"); got.Requests != 1 || got.Day != "2026-11-21" {
+		t.Fatalf("the claim does not count the request: %+v", got)
+	}
+	// The lease is sized to the work: Clear's timeout, the write window and a margin.
+	if want := s.Now.Add(timing.Lease(30 * time.Second)); !d.Claim.Claim.LeaseUntil.Equal(want) {
+		t.Fatalf("lease until %v, want %v", d.Claim.Claim.LeaseUntil, want)
+	}
+}
+
+func TestDecideForceAlwaysAsksUnlessInFlight(t *testing.T) {
+	// Issue 8 item 1: a force within a minute of any rotation asks Clear.
+	s := snap(t0.Add(10*time.Second), t0, 0, "fp1")
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true}); d.Action != rotation.Ask {
+		t.Fatalf("force right after a rotation: %+v", d)
+	}
+	// A force lifts a 401 block and a backoff, but not the daily limit or a 429.
+	retry := t0.Add(time.Hour)
+	s.State = document.State{APIClients: []document.APIClient{{Secret: "fp1", Failures: 3, RetryAt: &retry,
+		Blocked: &document.Block{Kind: "unauthorized", Reason: "CLI-SEC-002"}}}}
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true}); d.Action != rotation.Ask {
+		t.Fatalf("force through a 401 block and a backoff: %+v", d)
+	}
+	s.State = document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 48}}}
+	d := rotation.Decide(s, policy, rotation.Request{Force: true})
+	var lim *rotation.LimitError
+	if d.Action != rotation.Wait || d.Outcome != rotation.Limited || !errors.As(d.Err, &lim) || !d.NextCheck.Equal(timing.NextMidnightUTC(s.Now)) {
+		t.Fatalf("force over the limit: %+v", d)
+	}
+	until := t0.Add(2 * time.Hour)
+	s.State = document.State{APIClients: []document.APIClient{{Secret: "fp1", Blocked: &document.Block{Kind: "rate-limited", Until: &until}}}}
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true}); d.Outcome != rotation.Blocked || !d.NextCheck.Equal(until) {
+		t.Fatalf("force through a 429: %+v", d)
+	}
+	// A live claim: busy, and look again when its lease ends.
+	s.State = document.State{Claim: &document.Claim{Owner: "other", At: s.Now, LeaseUntil: s.Now.Add(time.Minute), Base: "v-current"}}
+	d = rotation.Decide(s, policy, rotation.Request{Force: true})
+	var busy *rotation.BusyError
+	if d.Outcome != rotation.Busy || !errors.As(d.Err, &busy) || !d.NextCheck.Equal(s.Now.Add(time.Minute)) || d.Health != rotation.HealthInFlight {
+		t.Fatalf("force during a claim: %+v", d)
+	}
+}
+
+func TestDecideRecognisesDuplicatedEventsByID(t *testing.T) {
+	s := snap(t0.Add(time.Minute), t0, 0, "fp1")
+	d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: "ev-1"})
+	if d.Action != rotation.Ask || len(d.Claim.Events) != 1 || d.Claim.Events[0] != "ev-1" {
+		t.Fatalf("first delivery: %+v", d)
+	}
+	// The same event again, a minute or a day later, asks nothing.
+	s.State = d.Claim
+	s.State.Claim = nil
+	s.Now = t0.Add(24 * time.Hour)
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: "ev-1"}); d.Outcome != rotation.Duplicate || !d.Outcome.OK() {
+		t.Fatalf("second delivery: %+v", d)
+	}
+	// The state remembers a bounded number of events.
+	for i := range 40 {
+		s.State = rotation.Decide(s, policy, rotation.Request{Force: true, Event: fmt.Sprint("e", i)}).Claim
+		s.State.Claim = nil
+	}
+	if len(s.State.Events) != document.MaxEvents || s.State.Events[document.MaxEvents-1] != "e39" {
+		t.Fatalf("events %v", s.State.Events)
+	}
+}
+
+func TestDecideFloorHoldsForAbsurdInput(t *testing.T) {
+	// Issue 9 D2: whatever valid_till, issue time or settings arrive, two automatic rotations are
+	// at least timing.MinInterval apart, unless the token in AWSCURRENT was lost.
+	rng := rand.New(rand.NewPCG(1, 2))
+	durations := []time.Duration{-48 * time.Hour, -time.Hour, -time.Second, 0, time.Nanosecond, time.Second, 59 * time.Second, time.Hour, 1000 * time.Hour}
+	for i := range 20000 {
+		issued := t0.Add(durations[rng.IntN(len(durations))] / 100)
+		now := t0.Add(time.Duration(rng.Int64N(int64(3 * time.Minute))))
+		vt := issued.Add(durations[rng.IntN(len(durations))])
+		s := snap(now, issued, 0, "fp1")
+		switch rng.IntN(3) {
+		case 0:
+			s.Token.ValidTill = &vt
+		case 1:
+			s.Token.ValidTill = nil
+		case 2:
+			s.Token.ValidTill, s.Token.ValidTillUnknown = nil, true
+		}
+		p := rotation.Policy{DailyLimit: 1 + rng.IntN(250), RenewBefore: durations[rng.IntN(len(durations))], MaxAge: durations[rng.IntN(len(durations))]}
+		d := rotation.Decide(s, p, rotation.Request{})
+		if d.Action == rotation.Ask && now.Sub(issued) < timing.MinInterval && !now.Before(issued) {
+			t.Fatalf("case %d: asked %s after the last issue (valid_till %v, policy %+v)", i, now.Sub(issued), s.Token.ValidTill, p)
+		}
+		if d.Action == rotation.Wait && d.Outcome == rotation.NotDue && !d.NextCheck.IsZero() && d.NextCheck.Before(now) {
+			t.Fatalf("case %d: next check %v is before now %v", i, d.NextCheck, now)
+		}
+	}
+}
+
+func TestDecideRotatesALostTokenAtOnce(t *testing.T) {
+	// The token in AWSCURRENT was revoked by a request whose answer was lost: rotate now, within
+	// the floor and before renewal is due, as soon as the backoff allows.
+	s := snap(t0.Add(5*time.Second), t0, 0, "fp1")
+	s.State = document.State{Lost: &document.Lost{At: t0, Reason: "write refused", Base: "v-current", Slot: 1, Secret: "fp1", Certain: true}}
+	d := rotation.Decide(s, policy, rotation.Request{})
+	if d.Action != rotation.Ask || d.Health != rotation.HealthTokenLost {
+		t.Fatalf("lost token: %+v", d)
+	}
+	// Once AWSCURRENT has moved on, the loss is over.
+	s.CurrentID = "v-next"
+	if d := rotation.Decide(s, policy, rotation.Request{}); d.Action != rotation.Wait || d.Settled.Lost != nil || d.Health != rotation.HealthOK {
+		t.Fatalf("after recovery: %+v", d)
+	}
+	// An abandoned claim (its owner vanished) is a possible loss once its lease has ended.
+	s.CurrentID = "v-current"
+	s.State = document.State{Claim: &document.Claim{Owner: "gone", At: t0, LeaseUntil: t0.Add(time.Second), Base: "v-current", Slot: 1, Secret: "fp1"}}
+	d = rotation.Decide(s, policy, rotation.Request{})
+	if d.Action != rotation.Ask || d.Health != rotation.HealthTokenLost || d.Settled.Lost == nil || d.Settled.Lost.Certain {
+		t.Fatalf("abandoned claim: %+v", d)
+	}
+}
+
+func TestDecideTwoAPIClientsAlternate(t *testing.T) {
+	s := snap(t0.Add(41*time.Minute), t0, 1, "fp1", "fp2")
+	d := rotation.Decide(s, policy, rotation.Request{})
+	if d.Action != rotation.Ask || d.Slot != 2 || d.Secret != "fp2" || d.Degraded {
+		t.Fatalf("token from API client 1: %+v", d)
+	}
+	if a, b := d.Claim.APIClient("fp1"), d.Claim.APIClient("fp2"); a.Requests != 0 || b.Requests != 1 {
+		t.Fatalf("counts per API client: %+v %+v", a, b)
+	}
+	s.Token.APIClient = 2
+	if d := rotation.Decide(s, policy, rotation.Request{}); d.Slot != 1 {
+		t.Fatalf("token from API client 2: %+v", d)
+	}
+	// A force with two API clients also asks the other one: the token it replaces stays valid.
+	s.Now = t0.Add(2 * time.Minute)
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true}); d.Action != rotation.Ask || d.Slot != 1 {
+		t.Fatalf("force: %+v", d)
+	}
+}
+
+func TestDecideDegradedMode(t *testing.T) {
+	s := snap(t0.Add(41*time.Minute), t0, 1, "fp1", "fp2")
+	until := t0.Add(10 * time.Hour)
+	for name, other := range map[string]document.APIClient{
+		"401":     {Secret: "fp2", Blocked: &document.Block{Kind: "unauthorized", Reason: "CLI-SEC-002"}},
+		"429":     {Secret: "fp2", Blocked: &document.Block{Kind: "rate-limited", Until: &until}},
+		"limit":   {Secret: "fp2", Day: "2026-11-21", Requests: 48},
+		"backoff": {Secret: "fp2", Failures: 2, RetryAt: &until},
+	} {
+		s.State = document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 3}, other}}
+		d := rotation.Decide(s, policy, rotation.Request{})
+		if d.Action != rotation.Ask || d.Slot != 1 || !d.Degraded {
+			t.Fatalf("%s: %+v", name, d)
+		}
+		if st := rotation.Decide(snap(t0.Add(time.Minute), t0, 1, "fp1", "fp2"), policy, rotation.Request{}); st.Health != rotation.HealthOK {
+			t.Fatalf("%s: a healthy pair reads %s", name, st.Health)
+		}
+		s2 := s
+		s2.Now = t0.Add(time.Minute)
+		if d := rotation.Decide(s2, policy, rotation.Request{}); d.Health != rotation.HealthDegraded || !d.Degraded {
+			t.Fatalf("%s: health %s", name, d.Health)
+		}
+	}
+	// Both unusable: the refusal of the one it would ask.
+	s.State = document.State{APIClients: []document.APIClient{
+		{Secret: "fp1", Blocked: &document.Block{Kind: "unauthorized", Reason: "x"}},
+		{Secret: "fp2", Blocked: &document.Block{Kind: "unauthorized", Reason: "y"}}}}
+	d := rotation.Decide(s, policy, rotation.Request{})
+	var blk *rotation.BlockedError
+	if d.Action != rotation.Wait || d.Outcome != rotation.Blocked || !errors.As(d.Err, &blk) || blk.Slot != 2 || d.Health != rotation.HealthBlocked {
+		t.Fatalf("both blocked: %+v", d)
+	}
+}
+
+func TestDecideAChangedClientSecretStartsAfresh(t *testing.T) {
+	// Issue 8 item 3: a 401 block belongs to the client secret Clear refused; a new secret is not
+	// blocked, in status as in rotate.
+	s := snap(t0.Add(41*time.Minute), t0, 0, "fp-new")
+	s.State = document.State{APIClients: []document.APIClient{{Secret: "fp-old", Day: "2026-11-21", Requests: 7, Blocked: &document.Block{Kind: "unauthorized", Reason: "CLI-SEC-002"}}}}
+	d := rotation.Decide(s, policy, rotation.Request{})
+	if d.Action != rotation.Ask || d.Health == rotation.HealthBlocked || *d.RequestsToday != 0 {
+		t.Fatalf("new secret: %+v", d)
+	}
+	if len(d.Claim.APIClients) != 1 || d.Claim.APIClients[0].Secret != "fp-new" {
+		t.Fatalf("the old secret's bookkeeping was kept: %+v", d.Claim.APIClients)
+	}
+}
+
+func TestDecideUnknownIsNeverAGuess(t *testing.T) {
+	s := snap(t0, t0, 0, "fp1")
+	s.CurrentKnown = false
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true}); d.Action != rotation.Wait || d.Health != rotation.HealthUnknown || !errors.Is(d.Err, rotation.ErrUnknown) {
+		t.Fatalf("current unknown: %+v", d)
+	}
+	s = snap(t0.Add(time.Hour), t0, 0, "fp1")
+	s.StateKnown = false
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true}); d.Action != rotation.Wait || d.RequestsToday != nil || d.Health != rotation.HealthUnknown {
+		t.Fatalf("state unknown: %+v", d)
+	}
+	// One client secret unreadable with two configured: the other is used.
+	s = snap(t0.Add(41*time.Minute), t0, 1, "fp1", "")
+	if d := rotation.Decide(s, policy, rotation.Request{}); d.Action != rotation.Ask || d.Slot != 1 || !d.Degraded {
+		t.Fatalf("second secret unreadable: %+v", d)
+	}
+}
+
+func TestDecideHealth(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		mod  func(*rotation.Snapshot)
+		want rotation.Health
+	}{
+		{"ok", func(s *rotation.Snapshot) {}, rotation.HealthOK},
+		{"expiring", func(s *rotation.Snapshot) { s.Now = t0.Add(50 * time.Minute) }, rotation.HealthExpiring},
+		{"expired", func(s *rotation.Snapshot) { s.Now = t0.Add(61 * time.Minute) }, rotation.HealthExpired},
+		{"no token", func(s *rotation.Snapshot) { s.HasToken = false }, rotation.HealthNoToken},
+		{"limited", func(s *rotation.Snapshot) {
+			s.State.APIClients = []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 48}}
+		}, rotation.HealthLimited},
+		{"backing off", func(s *rotation.Snapshot) {
+			at := t0.Add(time.Hour)
+			s.State.APIClients = []document.APIClient{{Secret: "fp1", Failures: 1, RetryAt: &at}}
+		}, rotation.HealthBackingOff},
+	} {
+		s := snap(t0.Add(10*time.Minute), t0, 0, "fp1")
+		c.mod(&s)
+		if d := rotation.Decide(s, policy, rotation.Request{}); d.Health != c.want {
+			t.Errorf("%s: health %s, want %s", c.name, d.Health, c.want)
+		}
+	}
+}
+
+func TestDecideDeadlineTooShort(t *testing.T) {
+	s := snap(t0.Add(45*time.Minute), t0, 0, "fp1")
+	s.Deadline = s.Now.Add(20 * time.Second)
+	d := rotation.Decide(s, policy, rotation.Request{})
+	var le *rotation.LeaseError
+	if d.Action != rotation.Wait || !errors.As(d.Err, &le) || !le.Deadline {
+		t.Fatalf("deadline: %+v", d)
+	}
+}
