@@ -694,3 +694,157 @@ func TestValidTillDriftIsStoredAndRenewedWithinTheHour(t *testing.T) {
 		})
 	}
 }
+
+// newFixture2 is newFixture with a second API client (client secret) configured.
+func newFixture2(t *testing.T, lifetime time.Duration) (*fixture, string) {
+	t.Helper()
+	f := newFixture(t, lifetime)
+	second := f.secret + "-two"
+	f.emu.AddSecret(second)
+	f.client.ClientSecret2 = clear.NewClientSecret(second)
+	return f, second
+}
+
+func (f *fixture) tokenOf(stage string) string {
+	f.t.Helper()
+	tok, _, ok := f.read(stage)
+	if !ok {
+		f.t.Fatalf("%s holds no token", stage)
+	}
+	return tok.AccessToken.Reveal()
+}
+
+func TestTwoAPIClientsAlternateAndLeaveThePreviousTokenLive(t *testing.T) {
+	f, second := newFixture2(t, time.Hour)
+	e := f.engine("a")
+	r := e.Rotate(context.Background(), f.client, false)
+	expect(t, r, rotation.Rotated)
+	first := f.tokenOf("AWSCURRENT")
+	f.clock.Advance(41 * time.Minute)
+	r = e.Rotate(context.Background(), f.client, false)
+	expect(t, r, rotation.Rotated)
+	if r.APIClient != 2 || r.Degraded {
+		t.Fatalf("second rotation asked API client %d (degraded %v), want 2", r.APIClient, r.Degraded)
+	}
+	if !f.emu.Live(first) || f.tokenOf("AWSPREVIOUS") != first || !f.live() {
+		t.Fatal("the token replaced by the other API client was revoked")
+	}
+	// A forced rotation with two API clients disrupts nothing either.
+	f.clock.Advance(time.Minute)
+	secondTok := f.tokenOf("AWSCURRENT")
+	r = e.Rotate(context.Background(), f.client, true)
+	expect(t, r, rotation.Rotated)
+	if r.APIClient != 1 || !f.emu.Live(secondTok) || !f.live() {
+		t.Fatalf("forced rotation asked %d; the replaced token live: %v", r.APIClient, f.emu.Live(secondTok))
+	}
+	// Counts are per API client and exact.
+	st := f.state()
+	if len(st.APIClients) != 2 {
+		t.Fatalf("state %+v", st)
+	}
+	n1, n2 := f.emu.RequestsToday(f.secret), f.emu.RequestsToday(second)
+	if n1 != 2 || n2 != 1 {
+		t.Fatalf("emulator requests %d and %d, want 2 and 1", n1, n2)
+	}
+	s, err := e.Status(context.Background(), f.client)
+	if err != nil || len(s.APIClients) != 2 || *s.APIClients[0].RequestsToday != n1 || *s.APIClients[1].RequestsToday != n2 || *s.RequestsToday != 3 {
+		t.Fatalf("status %+v, %v", s, err)
+	}
+	if s.ConsumerReread == nil || *s.ConsumerReread != "20m0s" {
+		t.Fatalf("consumer re-read interval %v, want 20m0s", s.ConsumerReread)
+	}
+}
+
+func TestTwoAPIClientsDegradedModeUsesTheOther(t *testing.T) {
+	for _, fault := range []string{"401", "429"} {
+		t.Run(fault, func(t *testing.T) {
+			f, second := newFixture2(t, time.Hour)
+			e := f.engine("a")
+			expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated) // API client 1
+			f.clock.Advance(41 * time.Minute)
+			if fault == "401" {
+				f.emu.SetSecretActive(second, false)
+			} else {
+				f.emu.Inject(emulator.Fault{Status: 429})
+			}
+			r := e.Rotate(context.Background(), f.client, false)
+			expect(t, r, rotation.Failed)
+			if r.APIClient != 2 || !r.Degraded {
+				t.Fatalf("failure: API client %d, degraded %v", r.APIClient, r.Degraded)
+			}
+			if !f.live() {
+				t.Fatal("the failed request of API client 2 cost the stored token")
+			}
+			s, _ := e.Status(context.Background(), f.client)
+			if !s.Degraded || s.State != rotation.HealthDegraded && s.State != rotation.HealthExpiring || s.APIClients[1].BlockedReason == nil {
+				t.Fatalf("status %+v", s)
+			}
+			f.clock.Advance(time.Minute)
+			r = e.Rotate(context.Background(), f.client, false)
+			expect(t, r, rotation.Rotated)
+			if r.APIClient != 1 || !r.Degraded || !f.live() {
+				t.Fatalf("degraded rotation: API client %d, degraded %v, live %v", r.APIClient, r.Degraded, f.live())
+			}
+		})
+	}
+}
+
+func TestRevokeKillsEveryStoredToken(t *testing.T) {
+	for _, two := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one API client", true: "two API clients"}[two], func(t *testing.T) {
+			f := newFixture(t, time.Hour)
+			var second string
+			if two {
+				second = f.secret + "-two"
+				f.emu.AddSecret(second)
+				f.client.ClientSecret2 = clear.NewClientSecret(second)
+			}
+			e := f.engine("a")
+			expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+			f.clock.Advance(41 * time.Minute)
+			expect(t, e.Rotate(context.Background(), f.client, false), rotation.Rotated)
+			before := f.tokensSeen()
+			requests := f.emu.Requests(f.secret) + f.emu.Requests(second)
+			f.clock.Advance(time.Minute)
+			rs := e.Revoke(context.Background(), f.client, "")
+			want := map[bool]int{false: 1, true: 2}[two]
+			if len(rs) != want {
+				t.Fatalf("%d results, want %d", len(rs), want)
+			}
+			for _, r := range rs {
+				expect(t, r, rotation.Rotated)
+			}
+			if got := f.emu.Requests(f.secret) + f.emu.Requests(second) - requests; got != want {
+				t.Fatalf("%d requests, want %d", got, want)
+			}
+			for _, tok := range before {
+				if f.emu.Live(tok) {
+					t.Fatal("a token stored before the revoke is still live")
+				}
+			}
+			if !f.live() {
+				t.Fatal("AWSCURRENT is not live after the revoke")
+			}
+		})
+	}
+}
+
+func TestTwoAPIClientsHoldingOneSecretAreRefused(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	ids := []string{mototest.Name(t, "cs1"), mototest.Name(t, "cs2")}
+	for _, id := range ids {
+		if _, err := f.sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(id), SecretString: aws.String(f.secret)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.client.ClientSecret, f.client.ClientSecretID, f.client.ClientSecretID2 = clear.ClientSecret{}, ids[0], ids[1]
+	e := f.engine("a")
+	if _, err := e.Check(context.Background(), f.client); err == nil || !strings.Contains(err.Error(), "same client secret") {
+		t.Fatalf("check: %v", err)
+	}
+	r := e.Rotate(context.Background(), f.client, false)
+	expect(t, r, rotation.Failed)
+	if f.emu.Requests(f.secret) != 0 {
+		t.Fatal("called Clear with two API clients that are one")
+	}
+}
