@@ -418,17 +418,15 @@ func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy,
 // the token ERP systems hold stays valid; the other one when that one may not be asked (degraded
 // mode, where the rotation revokes the token in use); an error when neither may be asked.
 func choose(s Snapshot, slots []SlotView, req Request) (int, error) {
-	ok := func(v SlotView) error {
-		if req.Force {
-			return v.hard
-		}
-		return v.refusal
-	}
 	if req.Slot > 0 {
 		if req.Slot > len(slots) {
 			return 0, fmt.Errorf("API client %d is not configured", req.Slot)
 		}
-		if err := ok(slots[req.Slot-1]); err != nil {
+		v := slots[req.Slot-1]
+		if err := v.refusal; err != nil && (!req.Force || v.hard != nil) {
+			if req.Force {
+				return 0, v.hard
+			}
 			return 0, err
 		}
 		return req.Slot, nil
@@ -440,16 +438,28 @@ func choose(s Snapshot, slots []SlotView, req Request) (int, error) {
 	if len(slots) > 1 && s.HasToken && s.Token.APIClient == 1 {
 		preferred = 2
 	}
-	first := ok(slots[preferred-1])
-	if first == nil {
-		return preferred, nil
-	}
+	order := []SlotView{slots[preferred-1]}
 	for _, v := range slots {
-		if v.Slot != preferred && ok(v) == nil {
+		if v.Slot != preferred {
+			order = append(order, v)
+		}
+	}
+	// An API client that may be asked as it is comes first; a force may then lift a 401 block or a
+	// backoff, but never the daily limit or a 429.
+	for _, v := range order {
+		if v.refusal == nil {
 			return v.Slot, nil
 		}
 	}
-	return 0, first
+	if req.Force {
+		for _, v := range order {
+			if v.hard == nil {
+				return v.Slot, nil
+			}
+		}
+		return 0, order[0].hard
+	}
+	return 0, order[0].refusal
 }
 
 // health is the client's condition in one word, most urgent first.

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+)
+
+// newCLI2 is a CLI with two API clients: the emulator knows both client secrets.
+func newCLI2(t *testing.T, lifetime time.Duration) (*cli, string) {
+	t.Helper()
+	second := "cli-secret-two-" + strings.ReplaceAll(t.Name(), "/", "_")
+	c := newCLI(t, lifetime, "CLEAR_CLIENT_SECRET_2="+second)
+	c.emu.AddSecret(second)
+	t.Cleanup(func() {
+		for _, out := range c.outputs {
+			if strings.Contains(out, second) {
+				t.Error("the second client secret reached the output")
+			}
+		}
+	})
+	return c, second
+}
+
+func (c *cli) stage(stage string) string {
+	c.t.Helper()
+	out, err := c.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(c.tokenID), VersionStage: aws.String(stage)})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var doc struct {
+		AccessToken string `json:"access_token"`
+		APIClient   int    `json:"api_client"`
+	}
+	_ = json.Unmarshal([]byte(aws.ToString(out.SecretString)), &doc)
+	return doc.AccessToken
+}
+
+// TestProcessTwoAPIClients: alternation, a forced rotation that leaves the previous token live,
+// exact per-API-client counts in status, and revoke killing every stored token.
+func TestProcessTwoAPIClients(t *testing.T) {
+	c, second := newCLI2(t, time.Hour)
+	wantCode(t, c.run("rotate"), 0, "rotated")
+	first := c.stage("AWSCURRENT")
+	r := c.run("rotate", "--force", "--json")
+	wantCode(t, r, 0, `"api_client": 2`)
+	if !c.emu.Live(first) || c.stage("AWSPREVIOUS") != first {
+		t.Fatal("a forced rotation with two API clients revoked the token it replaced")
+	}
+	wantCode(t, c.run("rotate", "--force"), 0, "rotated")
+	st := c.status()
+	if len(st.APIClients) != 2 || st.RequestsToday == nil || *st.RequestsToday != 3 || st.Degraded || st.ConsumerRereadInterval == nil {
+		t.Fatalf("status %+v", st)
+	}
+	var slots []struct {
+		Slot          int  `json:"slot"`
+		RequestsToday *int `json:"requests_today"`
+	}
+	for _, raw := range st.APIClients {
+		var s struct {
+			Slot          int  `json:"slot"`
+			RequestsToday *int `json:"requests_today"`
+		}
+		_ = json.Unmarshal(raw, &s)
+		slots = append(slots, s)
+	}
+	if *slots[0].RequestsToday != c.emu.RequestsToday(c.secret) || *slots[1].RequestsToday != c.emu.RequestsToday(second) {
+		t.Fatalf("per-API-client counts %d/%d, emulator %d/%d", *slots[0].RequestsToday, *slots[1].RequestsToday,
+			c.emu.RequestsToday(c.secret), c.emu.RequestsToday(second))
+	}
+	wantCode(t, c.run("status"), 0, "re-reads the secret at least every")
+
+	stored := c.tokens()
+	wantCode(t, c.run("revoke", "--yes"), 0, "API client 2: rotated")
+	for _, tok := range stored {
+		if c.emu.Live(tok) {
+			t.Fatal("a token stored before revoke is still live")
+		}
+	}
+	if !c.emu.Live(c.stage("AWSCURRENT")) {
+		t.Fatal("AWSCURRENT is not live after revoke")
+	}
+}
+
+func TestProcessDegradedModeIsShown(t *testing.T) {
+	c, second := newCLI2(t, time.Hour)
+	wantCode(t, c.run("rotate"), 0, "rotated")
+	c.emu.SetSecretActive(second, false)
+	wantCode(t, c.run("rotate", "--force"), 1, "CLI-SEC-002")
+	st := c.status()
+	if !st.Degraded || st.State != "degraded" {
+		t.Fatalf("status %+v", st)
+	}
+	wantCode(t, c.run("status"), 0, "degraded")
+	wantCode(t, c.run("status", "--check"), 1, "degraded")
+	// The other API client still serves, and says it rotated in degraded mode.
+	wantCode(t, c.run("rotate", "--force"), 0, "degraded")
+	if !c.emu.Live(c.stage("AWSCURRENT")) {
+		t.Fatal("AWSCURRENT is not live")
+	}
+}
+
+func TestProcessRevokeWithOneAPIClient(t *testing.T) {
+	c := newCLI(t, time.Hour)
+	wantCode(t, c.run("rotate"), 0, "rotated")
+	stored := c.tokens()
+	before := c.emu.Requests(c.secret)
+	wantCode(t, c.run("revoke", "--yes", "--json"), 0, `"outcome": "rotated"`)
+	if c.emu.Requests(c.secret)-before != 1 {
+		t.Fatalf("revoke made %d requests, want 1", c.emu.Requests(c.secret)-before)
+	}
+	for _, tok := range stored {
+		if c.emu.Live(tok) {
+			t.Fatal("a token stored before revoke is still live")
+		}
+	}
+}
+
+// TestProcessStatusNeverGuesses: with Secrets Manager unreachable, status prints ? and null, not
+// made-up values, and exits 1 (issue 8 item 3).
+func TestProcessStatusNeverGuesses(t *testing.T) {
+	c := newCLI(t, time.Hour)
+	down := []string{"AWS_ENDPOINT_URL=http://127.0.0.1:1", "AWS_MAX_ATTEMPTS=1"}
+	r := c.runEnv(down, "status")
+	wantCode(t, r, 1, "unknown")
+	for _, made := range []string{"no token", "never", "0/48"} {
+		if strings.Contains(r.stdout, made) {
+			t.Fatalf("status invented %q:\n%s", made, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stdout, "?") {
+		t.Fatalf("status does not show unknown values as ?:\n%s", r.stdout)
+	}
+	r = c.runEnv(down, "status", "--json")
+	wantCode(t, r, 1, `"requests_today": null`)
+	wantCode(t, r, 1, `"state": "unknown"`)
+	wantCode(t, c.runEnv(down, "rotate", "--json"), 1, `"requests_today": null`)
+}
