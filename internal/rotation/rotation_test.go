@@ -848,3 +848,37 @@ func TestTwoAPIClientsHoldingOneSecretAreRefused(t *testing.T) {
 		t.Fatal("called Clear with two API clients that are one")
 	}
 }
+
+func TestTextFromClearIsRedactedAndSanitizedBeforeItIsStored(t *testing.T) {
+	// Issue 9 D5: the state (ROTATOR_STATE), which every reader of the token secret can read, and
+	// status never carry a secret Clear echoed, nor terminal or bidi control characters.
+	for name, fault := range map[string]emulator.Fault{"echo": emulator.EchoSecret(), "hostile": emulator.HostileText()} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, time.Hour)
+			e := f.engine("a")
+			f.emu.Inject(fault)
+			r := e.Rotate(context.Background(), f.client, false)
+			expect(t, r, rotation.Failed)
+			raw, err := f.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(f.tokenSID), VersionStage: aws.String(document.StateStage)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := e.Status(context.Background(), f.client)
+			for where, text := range map[string]string{"state": aws.ToString(raw.SecretString), "message": r.Message, "last_error": deref(s.LastError)} {
+				if strings.Contains(text, f.secret) {
+					t.Errorf("%s holds the client secret", where)
+				}
+				if strings.ContainsAny(text, "\u009b\u202e\u2066\u2028\n") {
+					t.Errorf("%s holds control characters: %q", where, text)
+				}
+			}
+		})
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
