@@ -691,3 +691,34 @@ func TestInvokeTakesRawBytes(t *testing.T) {
 		t.Fatalf("error = %v, want an *EventError about the payload", err)
 	}
 }
+
+func TestRevokeKillsTheStoredTokenOnce(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	c := f.clients[0]
+	res, _ := f.rotated(`{}`)
+	expect(t, res, rotation.Rotated)
+	first := f.token(c)
+
+	res, _ = f.rotated(`{"action":"revoke","client":"default","request_id":"incident-9"}`)
+	expect(t, res, rotation.Rotated)
+	if f.emu.Live(first) || !f.emu.Live(f.token(c)) {
+		t.Fatal("revoke should leave the stored token dead and a new one live")
+	}
+	// The same incident event delivered again asks Clear nothing.
+	res, _ = f.rotated(`{"action":"revoke","client":"default","request_id":"incident-9"}`)
+	expect(t, res, rotation.Duplicate)
+	if n := f.emu.Requests(c.secret); n != 2 {
+		t.Fatalf("Clear requests = %d, want 2", n)
+	}
+
+	// A revoke that cannot ask Clear is an error: the stored token may still be live.
+	f.emu.SetSecretActive(c.secret, false)
+	_, _, err := f.invoke(`{"action":"revoke","client":"default"}`)
+	var re *lambdafn.RevokeError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "1 of 1 client(s) not revoked") {
+		t.Fatalf("error = %v, want a *RevokeError", err)
+	}
+	if _, _, err := f.invoke(`{"action":"revoke","client":"nope"}`); err == nil {
+		t.Fatal("a revoke of an unknown client succeeded")
+	}
+}

@@ -227,9 +227,15 @@ func (h *Handler) clientOfSecret(ctx context.Context, sm *store.SecretsManager, 
 			return c, nil
 		}
 	}
+	ids := make([]string, len(h.app.Clients))
+	for i, c := range h.app.Clients {
+		ids[i] = c.TokenSecretID
+	}
+	notOurs := fmt.Sprintf("no configured client keeps its token in secret %q (configured token secrets: %s); "+
+		"attach the function only to the token secrets it keeps", truncate(secretID, 300), strings.Join(ids, ", "))
 	name, arn, err := describe(ctx, sm, secretID)
 	if err != nil {
-		return nil, fmt.Errorf("describing the secret being rotated: %w", err)
+		return nil, fmt.Errorf("%s; describing the secret failed: %w", notOurs, err)
 	}
 	for _, c := range h.app.Clients {
 		if c.TokenSecretID == name || (arn != "" && c.TokenSecretID == arn) {
@@ -243,12 +249,7 @@ func (h *Handler) clientOfSecret(ctx context.Context, sm *store.SecretsManager, 
 			}
 		}
 	}
-	ids := make([]string, len(h.app.Clients))
-	for i, c := range h.app.Clients {
-		ids[i] = c.TokenSecretID
-	}
-	return nil, fmt.Errorf("no configured client keeps its token in secret %q (configured token secrets: %s); "+
-		"attach the function only to the token secrets it keeps", truncate(secretID, 300), strings.Join(ids, ", "))
+	return nil, errors.New(notOurs)
 }
 
 func describe(ctx context.Context, sm *store.SecretsManager, id string) (name, arn string, err error) {
