@@ -55,7 +55,9 @@ func eachBackend(t *testing.T, fn func(t *testing.T, newRig func(slots, limit in
 		fn(t, func(slots, limit int) *stepRig { return newStepRig(t, moto.Client(), true, slots, limit) })
 	})
 	t.Run("fake", func(t *testing.T) {
-		fn(t, func(slots, limit int) *stepRig { return newStepRig(t, fake.NewSecretsManager(nil), false, slots, limit) })
+		fn(t, func(slots, limit int) *stepRig {
+			return newStepRig(t, fake.NewSecretsManager(nil), false, slots, limit)
+		})
 	})
 }
 
