@@ -223,6 +223,7 @@ type deployment struct {
 	sm            *secretsmanager.Client
 	emu           *emulator.Server
 	secret        string
+	secret2       string // the second API client's secret, empty with one
 	tokenID       string
 	env           []string
 	secretsToHide []string
@@ -230,8 +231,19 @@ type deployment struct {
 
 func deploy(t *testing.T) *deployment {
 	t.Helper()
+	return deployWith(t, 1)
+}
+
+// deployWith deploys with one or two API clients; the second one's secret is given literally in
+// CLEAR_CLIENT_SECRET_2, as the template's ClientSecretArn2 parameter does through the
+// environment.
+func deployWith(t *testing.T, slots int) *deployment {
+	t.Helper()
 	moto := mototest.Shared(t)
 	d := &deployment{sm: moto.Client(), secret: "cs-" + strings.Repeat("pr0cs3cr3t", 4)}
+	if slots == 2 {
+		d.secret2 = "cs-" + strings.Repeat("s3c0ndcl13nt", 4)
+	}
 	clientID := mototest.Name(t, "client")
 	d.tokenID = mototest.Name(t, "token")
 	for id, value := range map[string]string{clientID: d.secret, d.tokenID: "{}"} {
@@ -239,7 +251,11 @@ func deploy(t *testing.T) *deployment {
 			t.Fatal(err)
 		}
 	}
-	d.emu = emulator.New(emulator.Options{Lifetime: time.Hour, Secrets: []string{d.secret}})
+	secrets := []string{d.secret}
+	if d.secret2 != "" {
+		secrets = append(secrets, d.secret2)
+	}
+	d.emu = emulator.New(emulator.Options{Lifetime: time.Hour, Secrets: secrets})
 	srv := httptest.NewServer(d.emu)
 	t.Cleanup(srv.Close)
 	d.env = append(moto.Env(),
@@ -250,7 +266,19 @@ func deploy(t *testing.T) *deployment {
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=info",
 	)
+	if d.secret2 != "" {
+		d.env = append(d.env, "CLEAR_CLIENT_SECRET_2="+d.secret2)
+	}
 	return d
+}
+
+// requests counts Clear requests across the API clients.
+func (d *deployment) requests() int {
+	n := d.emu.Requests(d.secret)
+	if d.secret2 != "" {
+		n += d.emu.Requests(d.secret2)
+	}
+	return n
 }
 
 func (d *deployment) current(t *testing.T) (document.Token, string) {
