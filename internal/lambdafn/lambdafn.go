@@ -1,7 +1,13 @@
 // Package lambdafn is the rotator's AWS Lambda handler. An EventBridge schedule invokes it every few
-// minutes to rotate whichever Clear tokens are due, and an operator invokes it by hand to force a
-// rotation or to read the status; all the rules live in the rotation engine, so the function
-// behaves exactly like `rotator rotate` and `rotator status --json`.
+// minutes to rotate whichever Clear tokens are due; an operator invokes it by hand to force a
+// rotation, to revoke every stored token, or to read the status; and Secrets Manager invokes it for
+// the four steps of its own rotation of a token secret (native.go). All the rules live in the
+// rotation engine, so the function behaves exactly like `rotator rotate`, `rotator revoke` and
+// `rotator status --json`.
+//
+// A forced rotation or a revoke is acted on once per event identity (its "request_id", else the
+// Lambda request id, which Lambda keeps when it retries an asynchronous invocation): the engine
+// remembers the id in the client's state, so a duplicated delivery asks Clear for nothing.
 //
 // Every invocation is independent and cheap when nothing is due: the engine keeps its request
 // count, backoff and blocks in the token secret, so neither a retried invocation nor a cold start
@@ -9,7 +15,8 @@
 // Scheduler not to retry: the next scheduled run is the retry.
 //
 // Outcomes that need a person (failed, limited, blocked) are returned as a Lambda error, so that
-// the function's Errors metric and the alarms on it fire; busy and not due are successes. Besides
+// the function's Errors metric and the alarms on it fire; busy, not due and duplicate are
+// successes. A client in degraded mode is not an error: its Degraded metric and a warning say so. Besides
 // its JSON logs, which carry the request id, the function writes one CloudWatch Embedded Metric
 // Format line per client and rotation to stdout, from which CloudWatch derives the metrics behind
 // the token-expiry and budget alarms without any API call.
