@@ -95,7 +95,8 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 				log.Info(ans.Message)
 				return ans, nil
 			}
-			return fail(c.Name, "an earlier attempt of this step asked Clear but the version holds no token; start a new rotation", r.Err)
+			return fail(c.Name, "an earlier delivery of this step claimed the rotation but the version holds no token yet "+
+				"(it may still be running, or its token was lost); let it finish, or start a new rotation", r.Err)
 		default:
 			return fail(c.Name, fmt.Sprintf("%s: %s", r.Outcome, r.Message), r.Err)
 		}
@@ -158,8 +159,10 @@ func (n native) version(ctx context.Context) (tok *document.Token, found bool, e
 		return nil, false, nil
 	case err != nil:
 		return nil, false, fmt.Errorf("reading version %s: %w", n.token, reduce("GetSecretValue", err, n.c.TokenSecretID))
-	case out.SecretString == nil:
-		return nil, true, nil
+	case out.SecretString == nil || *out.SecretString == "":
+		// Not a value this function writes; Secrets Manager's own placeholder for the pending
+		// version has none.
+		return nil, false, nil
 	}
 	t, perr := document.ParseToken([]byte(*out.SecretString))
 	if perr != nil {

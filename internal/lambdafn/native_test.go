@@ -335,11 +335,35 @@ func TestRotationStepFailures(t *testing.T) {
 		if _, err := r2.step(lambdafn.StepCreate, rotationToken); !errors.As(err, &se) || !strings.Contains(err.Error(), "busy: a rotation is in progress") {
 			t.Fatalf("createSecret during a rotation in flight: %v", err)
 		}
+
+		// An earlier delivery of createSecret claimed (its event id is in the state) but stored no
+		// version: the retry asks Clear nothing and fails, since no token is there to test.
+		r3 := newRig(1, 48)
+		if _, err := r3.invoke(`{}`); err != nil {
+			t.Fatal(err)
+		}
+		editState(t, r3, "0c1a1a1a-0000-4000-8000-000000000002", func(st *document.State, _ string, _ time.Time) {
+			st.Events = append(st.Events, "rotation/"+rotationToken)
+		})
+		if _, err := r3.step(lambdafn.StepCreate, rotationToken); !errors.As(err, &se) || !strings.Contains(err.Error(), "an earlier delivery of this step claimed the rotation") {
+			t.Fatalf("createSecret after a claimed but unfinished delivery: %v", err)
+		}
+		if r3.requests() != 1 {
+			t.Fatalf("Clear requests = %d, want 1", r3.requests())
+		}
 	})
 }
 
 // claim writes a live claim into the rotation state, as a rotator that has just claimed would.
 func claim(t *testing.T, r *stepRig) {
+	t.Helper()
+	editState(t, r, "0c1a1a1a-0000-4000-8000-000000000001", func(st *document.State, base string, now time.Time) {
+		st.Claim = &document.Claim{Owner: "another-rotator", At: now, LeaseUntil: now.Add(time.Minute), Base: base, Slot: 1}
+	})
+}
+
+// editState writes a successor of the rotation state, changed by edit.
+func editState(t *testing.T, r *stepRig, requestToken string, edit func(st *document.State, base string, now time.Time)) {
 	t.Helper()
 	s := store.New(r.api)
 	ctx := context.Background()
@@ -355,13 +379,12 @@ func claim(t *testing.T, r *stepRig) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := r.clock.Now()
-	st.Claim = &document.Claim{Owner: "another-rotator", At: now, LeaseUntil: now.Add(time.Minute), Base: cur.ID, Slot: 1}
+	edit(&st, cur.ID, r.clock.Now())
 	body, err := document.MarshalState(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Put(ctx, r.tokenID, "0c1a1a1a-0000-4000-8000-000000000001", string(body), document.StateStage); err != nil {
+	if _, err := s.Put(ctx, r.tokenID, requestToken, string(body), document.StateStage); err != nil {
 		t.Fatal(err)
 	}
 }
