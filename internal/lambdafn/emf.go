@@ -18,6 +18,12 @@ const (
 	MetricTokenSecondsRemaining = "TokenSecondsRemaining"
 	MetricRequestsToday         = "RequestsToday"
 	MetricDailyLimit            = "DailyLimit"
+	// MetricDegraded is 1 while two API clients are configured and only one can be asked: each
+	// rotation then revokes the token in use, as with one API client.
+	MetricDegraded = "Degraded"
+	// MetricTokenLost is 1 while a token Clear issued was not stored (or a claim was abandoned) and
+	// no rotation has recovered since: the ERP may hold a revoked token.
+	MetricTokenLost = "TokenLost"
 )
 
 // OutcomeMetric returns the name of the count metric of an outcome, e.g. "OutcomeFailed". Every
@@ -31,6 +37,8 @@ func OutcomeMetric(o rotation.Outcome) string {
 		return "OutcomeNotDue"
 	case rotation.Busy:
 		return "OutcomeBusy"
+	case rotation.Duplicate:
+		return "OutcomeDuplicate"
 	case rotation.Limited:
 		return "OutcomeLimited"
 	case rotation.Blocked:
@@ -50,6 +58,9 @@ type sample struct {
 	// requests is today's request count, nil when it could not be read.
 	requests *int
 	limit    int
+	// degraded and tokenLost are nil when the client could not be read: a false zero would clear
+	// an alarm on a client nobody could look at.
+	degraded, tokenLost *bool
 }
 
 // emf writes CloudWatch Embedded Metric Format lines. Lambda ships every stdout line to CloudWatch
@@ -97,6 +108,16 @@ func (e *emf) write(now time.Time, requestID string, s sample) error {
 	}
 	metrics = append(metrics, emfMetric{MetricDailyLimit, "Count"})
 	line[MetricDailyLimit] = s.limit
+	for _, m := range []struct {
+		name string
+		v    *bool
+	}{{MetricDegraded, s.degraded}, {MetricTokenLost, s.tokenLost}} {
+		if m.v == nil {
+			continue
+		}
+		metrics = append(metrics, emfMetric{m.name, "Count"})
+		line[m.name] = b2i(*m.v)
+	}
 	for _, o := range rotation.Outcomes {
 		name := OutcomeMetric(o)
 		metrics = append(metrics, emfMetric{name, "Count"})
@@ -133,4 +154,11 @@ func secondsLeft(validTill *time.Time, now time.Time) *float64 {
 	}
 	left := math.Max(0, math.Floor(validTill.Sub(now).Seconds()))
 	return &left
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -73,3 +73,57 @@ func (e *InitError) Error() string {
 }
 
 func (e *InitError) Unwrap() error { return e.Err }
+
+// RevokeError reports the clients whose revocation stopped short: an API client that could not be
+// asked, or whose token could not be stored. Every token stored before may then still be live.
+type RevokeError struct {
+	// Failed holds, per client not revoked, the result that stopped it.
+	Failed []rotation.Result
+	// Total is the number of clients asked to revoke.
+	Total int
+}
+
+func (e *RevokeError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d client(s) not revoked, so every token stored before may still be live: ", len(e.Failed), e.Total)
+	for i, r := range e.Failed {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: API client %d: %s: %s", r.Client, r.APIClient, r.Outcome, r.Message)
+	}
+	return b.String()
+}
+
+// Unwrap returns the causes behind the outcomes.
+func (e *RevokeError) Unwrap() []error {
+	var errs []error
+	for _, r := range e.Failed {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	return errs
+}
+
+// StepError is a Secrets Manager rotation step that failed. Returned as the invocation's error,
+// it makes Secrets Manager record the rotation as failed, with this message in its log.
+type StepError struct {
+	Step Step
+	// Client is the configured client, empty when none keeps its token in the secret.
+	Client string
+	// Version is the event's ClientRequestToken: the version the rotation creates.
+	Version string
+	Reason  string
+	Err     error
+}
+
+func (e *StepError) Error() string {
+	who := ""
+	if e.Client != "" {
+		who = fmt.Sprintf(" of client %q", e.Client)
+	}
+	return fmt.Sprintf("Secrets Manager rotation step %s%s (version %s) failed: %s", e.Step, who, e.Version, e.Reason)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"unicode/utf8"
 )
 
 // Kind is what an event asks for.
@@ -15,25 +17,61 @@ const (
 	KindScheduled Kind = "scheduled"
 	// KindRotate rotates one client, or all of them, now if due or always with force.
 	KindRotate Kind = "rotate"
+	// KindRevoke asks every API client of one client for a new token, revoking every token stored.
+	KindRevoke Kind = "revoke"
 	// KindStatus reports every client's token, budget and errors, like `rotator status --json`.
 	KindStatus Kind = "status"
+	// KindRotationStep is one step of Secrets Manager's own rotation of a token secret.
+	KindRotationStep Kind = "rotation-step"
 )
+
+// Step is a step of Secrets Manager's rotation, in the order Secrets Manager invokes them.
+type Step string
+
+const (
+	StepCreate Step = "createSecret"
+	StepSet    Step = "setSecret"
+	StepTest   Step = "testSecret"
+	StepFinish Step = "finishSecret"
+)
+
+// Steps lists the steps in the order Secrets Manager invokes them.
+var Steps = []Step{StepCreate, StepSet, StepTest, StepFinish}
 
 // Event is a decoded invocation.
 type Event struct {
 	Kind Kind
-	// Client limits a rotate or status event to one client; empty means every client.
+	// Client limits a rotate or status event to one client; empty means every client. A revoke
+	// event always names one.
 	Client string
 	// Force rotates even a token that is not due (rotate only).
 	Force bool
+	// RequestID is the "request_id" of a rotate or revoke event: the identity by which a duplicated
+	// delivery is recognised. Empty when the event carries none.
+	RequestID string
+	// ID is the id of an EventBridge scheduled event, for the logs. Scheduled checks are not
+	// forced, so they need no identity to be answered once: the claim already makes a due rotation
+	// cost one request however many deliveries arrive.
+	ID string
+	// SecretID, Token and Step are the fields of a Secrets Manager rotation event: the token
+	// secret's ARN (or name), the version id the rotation creates, and the step.
+	SecretID string
+	Token    string
+	Step     Step
 }
+
+// maxRequestID bounds a request_id: it is remembered in the rotation state, which every reader of
+// the token secret sees and which must stay small.
+const maxRequestID = 128
 
 // AcceptedEvents describes the events the function accepts; errors about an event quote it so that
 // an operator who typed the payload by hand sees at once what to send instead.
 const AcceptedEvents = `an EventBridge scheduled event ("detail-type": "Scheduled Event", "source": "aws.events"), ` +
 	`{"action":"scheduled"} or {} (rotate every client that is due), ` +
-	`{"action":"rotate","client":"NAME","force":true} (client and force optional), ` +
-	`or {"action":"status","client":"NAME"} (client optional)`
+	`{"action":"rotate","client":"NAME","force":true,"request_id":"ID"} (client, force and request_id optional), ` +
+	`{"action":"revoke","client":"NAME","request_id":"ID"} (request_id optional), ` +
+	`{"action":"status","client":"NAME"} (client optional), ` +
+	`or a Secrets Manager rotation event {"SecretId":"ARN","ClientRequestToken":"VERSION","Step":"createSecret|setSecret|testSecret|finishSecret"}`
 
 // EventError is an invocation whose payload is none of the accepted events. Its message never
 // quotes the payload's values, which could be anything a caller pasted, secrets included.
@@ -49,9 +87,10 @@ func (e *EventError) Error() string {
 // an absent field from a zero one, so that a field that makes no sense for an action is refused
 // rather than silently ignored.
 type actionEvent struct {
-	Action *string `json:"action"`
-	Client *string `json:"client"`
-	Force  *bool   `json:"force"`
+	Action    *string `json:"action"`
+	Client    *string `json:"client"`
+	Force     *bool   `json:"force"`
+	RequestID *string `json:"request_id"`
 }
 
 // ParseEvent decodes a raw invocation payload. It is strict: an unknown field, or a field that the
@@ -77,8 +116,13 @@ func ParseEvent(raw json.RawMessage) (Event, error) {
 	if _, ok := fields["detail-type"]; ok {
 		return parseEventBridge(raw)
 	}
+	for _, k := range []string{"Step", "SecretId", "ClientRequestToken"} {
+		if _, ok := fields[k]; ok {
+			return parseRotationStep(raw)
+		}
+	}
 	if _, ok := fields["action"]; !ok {
-		return Event{}, &EventError{Reason: `the object has no "action" and is not an EventBridge scheduled event`}
+		return Event{}, &EventError{Reason: `the object has no "action" and is neither an EventBridge scheduled event nor a Secrets Manager rotation event`}
 	}
 
 	var ev actionEvent
@@ -100,15 +144,28 @@ func ParseEvent(raw json.RawMessage) (Event, error) {
 	if ev.Force != nil {
 		out.Force = *ev.Force
 	}
+	if ev.RequestID != nil {
+		if reason := checkRequestID(*ev.RequestID); reason != "" {
+			return Event{}, &EventError{Reason: reason}
+		}
+		out.RequestID = *ev.RequestID
+	}
 	switch out.Kind {
 	case KindScheduled:
-		if ev.Client != nil || ev.Force != nil {
-			return Event{}, &EventError{Reason: `a "scheduled" event takes no "client" or "force"; use "action":"rotate" for those`}
+		if ev.Client != nil || ev.Force != nil || ev.RequestID != nil {
+			return Event{}, &EventError{Reason: `a "scheduled" event takes no "client", "force" or "request_id"; use "action":"rotate" for those`}
 		}
 	case KindRotate:
-	case KindStatus:
+	case KindRevoke:
 		if ev.Force != nil {
-			return Event{}, &EventError{Reason: `a "status" event takes no "force"`}
+			return Event{}, &EventError{Reason: `a "revoke" event takes no "force": it always asks Clear`}
+		}
+		if ev.Client == nil {
+			return Event{}, &EventError{Reason: `a "revoke" event must name its "client": it cuts off every ERP system holding that client's tokens`}
+		}
+	case KindStatus:
+		if ev.Force != nil || ev.RequestID != nil {
+			return Event{}, &EventError{Reason: `a "status" event takes no "force" or "request_id"`}
 		}
 	default:
 		return Event{}, &EventError{Reason: fmt.Sprintf("%q is not an action", truncate(*ev.Action, 40))}
@@ -116,21 +173,68 @@ func ParseEvent(raw json.RawMessage) (Event, error) {
 	return out, nil
 }
 
+// checkRequestID returns why id cannot identify an event, or "" when it can.
+func checkRequestID(id string) string {
+	if id == "" {
+		return `"request_id" is empty; leave it out to use the Lambda request id`
+	}
+	if len(id) > maxRequestID {
+		return fmt.Sprintf(`"request_id" is longer than %d bytes`, maxRequestID)
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return `"request_id" holds a control character or invalid UTF-8`
+		}
+	}
+	return ""
+}
+
 // parseEventBridge accepts the event an EventBridge rule with a schedule expression sends, and
 // nothing else that EventBridge might route here by mistake.
 func parseEventBridge(raw json.RawMessage) (Event, error) {
 	var ev struct {
+		ID         string `json:"id"`
 		DetailType string `json:"detail-type"`
 		Source     string `json:"source"`
 	}
 	if err := json.Unmarshal(raw, &ev); err != nil {
-		return Event{}, &EventError{Reason: "an EventBridge event whose source or detail-type is not a string"}
+		return Event{}, &EventError{Reason: "an EventBridge event whose id, source or detail-type is not a string"}
 	}
 	if ev.DetailType != "Scheduled Event" || ev.Source != "aws.events" {
 		return Event{}, &EventError{Reason: fmt.Sprintf("an EventBridge event with detail-type %q from source %q, not a scheduled event",
 			truncate(ev.DetailType, 60), truncate(ev.Source, 60))}
 	}
-	return Event{Kind: KindScheduled}, nil
+	return Event{Kind: KindScheduled, ID: truncate(ev.ID, maxRequestID)}, nil
+}
+
+// parseRotationStep accepts the event Secrets Manager sends to a secret's rotation function. Unlike
+// the operator's events it tolerates fields it does not know: Secrets Manager writes it, not a
+// person who could mistype, and AWS has added fields to it before (RotationToken).
+func parseRotationStep(raw json.RawMessage) (Event, error) {
+	var ev struct {
+		SecretID *string `json:"SecretId"`
+		Token    *string `json:"ClientRequestToken"`
+		Step     *string `json:"Step"`
+	}
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		return Event{}, &EventError{Reason: "a Secrets Manager rotation event whose " + describeDecodeError(err)}
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"SecretId", ev.SecretID}, {"ClientRequestToken", ev.Token}, {"Step", ev.Step}} {
+		if f.v == nil || *f.v == "" {
+			return Event{}, &EventError{Reason: fmt.Sprintf("a Secrets Manager rotation event without %q", f.name)}
+		}
+	}
+	step := Step(*ev.Step)
+	if !slices.Contains(Steps, step) {
+		return Event{}, &EventError{Reason: fmt.Sprintf("%q is not a Secrets Manager rotation step", truncate(*ev.Step, 40))}
+	}
+	if len(*ev.Token) > 64 || len(*ev.SecretID) > 2048 {
+		return Event{}, &EventError{Reason: "a Secrets Manager rotation event whose ClientRequestToken or SecretId is too long"}
+	}
+	return Event{Kind: KindRotationStep, SecretID: *ev.SecretID, Token: *ev.Token, Step: step}, nil
 }
 
 // describeDecodeError turns encoding/json's error into a reason. Its messages name fields and Go

@@ -27,7 +27,7 @@ func TestParseEventAccepts(t *testing.T) {
 		raw  string
 		want lambdafn.Event
 	}{
-		"eventbridge rule":       {eventBridgeScheduled, lambdafn.Event{Kind: lambdafn.KindScheduled}},
+		"eventbridge rule":       {eventBridgeScheduled, lambdafn.Event{Kind: lambdafn.KindScheduled, ID: "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa"}},
 		"scheduler input":        {`{"action":"scheduled"}`, lambdafn.Event{Kind: lambdafn.KindScheduled}},
 		"empty object":           {` {} `, lambdafn.Event{Kind: lambdafn.KindScheduled}},
 		"empty payload":          {``, lambdafn.Event{Kind: lambdafn.KindScheduled}},
@@ -35,7 +35,14 @@ func TestParseEventAccepts(t *testing.T) {
 		"rotate forced":          {`{"action":"rotate","force":true}`, lambdafn.Event{Kind: lambdafn.KindRotate, Force: true}},
 		"rotate client unforced": {`{"action":"rotate","client":"erp","force":false}`, lambdafn.Event{Kind: lambdafn.KindRotate, Client: "erp"}},
 		"status":                 {`{"action":"status"}`, lambdafn.Event{Kind: lambdafn.KindStatus}},
-		"status of a client":     {`{"action":"status","client":"erp"}`, lambdafn.Event{Kind: lambdafn.KindStatus, Client: "erp"}},
+		"rotate with request id": {`{"action":"rotate","force":true,"request_id":"ops-42"}`, lambdafn.Event{Kind: lambdafn.KindRotate, Force: true, RequestID: "ops-42"}},
+		"revoke":                 {`{"action":"revoke","client":"erp"}`, lambdafn.Event{Kind: lambdafn.KindRevoke, Client: "erp"}},
+		"revoke with request id": {`{"action":"revoke","client":"erp","request_id":"inc-7"}`, lambdafn.Event{Kind: lambdafn.KindRevoke, Client: "erp", RequestID: "inc-7"}},
+		"createSecret": {`{"SecretId":"arn:aws:secretsmanager:ap-south-1:123456789012:secret:clear-token-AbCdEf","ClientRequestToken":"2f0c1c3e-5b8a-4f4e-9a63-0d2f6f1e8b11","Step":"createSecret"}`,
+			lambdafn.Event{Kind: lambdafn.KindRotationStep, SecretID: "arn:aws:secretsmanager:ap-south-1:123456789012:secret:clear-token-AbCdEf", Token: "2f0c1c3e-5b8a-4f4e-9a63-0d2f6f1e8b11", Step: lambdafn.StepCreate}},
+		"finishSecret with a RotationToken": {`{"SecretId":"tok","ClientRequestToken":"v1","Step":"finishSecret","RotationToken":"abc"}`,
+			lambdafn.Event{Kind: lambdafn.KindRotationStep, SecretID: "tok", Token: "v1", Step: lambdafn.StepFinish}},
+		"status of a client": {`{"action":"status","client":"erp"}`, lambdafn.Event{Kind: lambdafn.KindStatus, Client: "erp"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := lambdafn.ParseEvent(json.RawMessage(tc.raw))
@@ -64,8 +71,23 @@ func TestParseEventRefuses(t *testing.T) {
 		"client as a number":   {`{"action":"rotate","client":7}`, `"client" must be a string`},
 		"empty client":         {`{"action":"rotate","client":""}`, `"client" is empty`},
 		"null action":          {`{"action":null}`, `"action" is null`},
-		"scheduled with force": {`{"action":"scheduled","force":true}`, `takes no "client" or "force"`},
+		"scheduled with force": {`{"action":"scheduled","force":true}`, `takes no "client", "force" or "request_id"`},
+		"scheduled with id":    {`{"action":"scheduled","request_id":"x"}`, `takes no "client", "force" or "request_id"`},
 		"status with force":    {`{"action":"status","force":true}`, `takes no "force"`},
+		"status with id":       {`{"action":"status","request_id":"x"}`, `takes no "force" or "request_id"`},
+		"empty request id":     {`{"action":"rotate","force":true,"request_id":""}`, `"request_id" is empty`},
+		"request id number":    {`{"action":"rotate","force":true,"request_id":7}`, `"request_id" must be a string`},
+		"huge request id":      {`{"action":"rotate","force":true,"request_id":"` + strings.Repeat("x", 129) + `"}`, `longer than 128 bytes`},
+		"control in id":        {`{"action":"rotate","force":true,"request_id":"a\u0000b"}`, `control character`},
+		"revoke no client":     {`{"action":"revoke"}`, `must name its "client"`},
+		"revoke with force":    {`{"action":"revoke","client":"erp","force":true}`, `takes no "force"`},
+		"revoke typo":          {`{"action":"revoke","clinet":"erp"}`, `unknown field "clinet"`},
+		"step unknown":         {`{"SecretId":"tok","ClientRequestToken":"v1","Step":"rotateSecret"}`, `"rotateSecret" is not a Secrets Manager rotation step`},
+		"step without token":   {`{"SecretId":"tok","Step":"createSecret"}`, `without "ClientRequestToken"`},
+		"step without secret":  {`{"ClientRequestToken":"v1","Step":"createSecret"}`, `without "SecretId"`},
+		"step empty":           {`{"SecretId":"tok","ClientRequestToken":"v1","Step":""}`, `without "Step"`},
+		"step as a number":     {`{"SecretId":"tok","ClientRequestToken":"v1","Step":1}`, `"Step" must be a string`},
+		"step token too long":  {`{"SecretId":"tok","ClientRequestToken":"` + strings.Repeat("v", 65) + `","Step":"setSecret"}`, `too long`},
 		"other eventbridge":    {`{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}`, "not a scheduled event"},
 		"s3 event":             {`{"Records":[{"eventSource":"aws:s3"}]}`, `no "action"`},
 	} {

@@ -1,7 +1,13 @@
 // Package lambdafn is the rotator's AWS Lambda handler. An EventBridge schedule invokes it every few
-// minutes to rotate whichever Clear tokens are due, and an operator invokes it by hand to force a
-// rotation or to read the status; all the rules live in the rotation engine, so the function
-// behaves exactly like `rotator rotate` and `rotator status --json`.
+// minutes to rotate whichever Clear tokens are due; an operator invokes it by hand to force a
+// rotation, to revoke every stored token, or to read the status; and Secrets Manager invokes it for
+// the four steps of its own rotation of a token secret (native.go). All the rules live in the
+// rotation engine, so the function behaves exactly like `rotator rotate`, `rotator revoke` and
+// `rotator status --json`.
+//
+// A forced rotation or a revoke is acted on once per event identity (its "request_id", else the
+// Lambda request id, which Lambda keeps when it retries an asynchronous invocation): the engine
+// remembers the id in the client's state, so a duplicated delivery asks Clear for nothing.
 //
 // Every invocation is independent and cheap when nothing is due: the engine keeps its request
 // count, backoff and blocks in the token secret, so neither a retried invocation nor a cold start
@@ -9,7 +15,8 @@
 // Scheduler not to retry: the next scheduled run is the retry.
 //
 // Outcomes that need a person (failed, limited, blocked) are returned as a Lambda error, so that
-// the function's Errors metric and the alarms on it fire; busy and not due are successes. Besides
+// the function's Errors metric and the alarms on it fire; busy, not due and duplicate are
+// successes. A client in degraded mode is not an error: its Degraded metric and a warning say so. Besides
 // its JSON logs, which carry the request id, the function writes one CloudWatch Embedded Metric
 // Format line per client and rotation to stdout, from which CloudWatch derives the metrics behind
 // the token-expiry and budget alarms without any API call.
@@ -77,9 +84,9 @@ func Unconfigured(err error, log *slog.Logger) *Handler {
 	return &Handler{log: log, initErr: &InitError{Err: err}}
 }
 
-// Handle answers one invocation. The answer is a RotateAnswer or a StatusAnswer; the error is an
-// *EventError, *ClientError, *RotationError, *StatusError or *InitError, whose type name Lambda
-// reports as the errorType.
+// Handle answers one invocation. The answer is a RotateAnswer, a StatusAnswer or a StepAnswer; the
+// error is an *EventError, *ClientError, *RotationError, *RevokeError, *StatusError, *StepError or
+// *InitError, whose type name Lambda reports as the errorType.
 func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	log, requestID := h.log, ""
 	if lc, ok := lambdacontext.FromContext(ctx); ok && lc.AwsRequestID != "" {
@@ -96,22 +103,54 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) 
 		log.Error("refused the event", "error", err)
 		return nil, err
 	}
-	clients, err := h.app.Select(ev.Client)
-	if err != nil {
-		log.Error("refused the event", "error", err)
-		return nil, &ClientError{Name: ev.Client, Err: err}
-	}
 	// A copy of the engine per invocation carries the request id into the engine's own log lines
 	// without touching the shared engine that a concurrent invocation may be using.
 	engine := *h.app.Engine
 	engine.Log = log
 
-	if ev.Kind == KindStatus {
+	if ev.Kind == KindRotationStep {
+		return h.rotationStep(ctx, &engine, ev, requestID, log)
+	}
+	clients, err := h.app.Select(ev.Client)
+	if err != nil {
+		log.Error("refused the event", "error", err)
+		return nil, &ClientError{Name: ev.Client, Err: err}
+	}
+
+	switch ev.Kind {
+	case KindStatus:
 		log.Info("reading the status", "clients", len(clients))
 		return h.status(ctx, &engine, clients, log)
+	case KindRevoke:
+		id := eventID(ev, requestID)
+		log.Warn("revoking every stored token: each API client is asked for a new one", "clients", len(clients), "event_id", id)
+		return h.revoke(ctx, &engine, clients, id, requestID, log)
 	}
-	log.Info("checking clients", "event", string(ev.Kind), "clients", len(clients), "force", ev.Force)
-	return h.rotate(ctx, &engine, clients, ev.Force, requestID, log)
+	req := rotation.Request{Force: ev.Force}
+	if ev.Kind == KindRotate && (ev.Force || ev.RequestID != "") {
+		// A forced rotation is answered once per event: the engine remembers the id in the
+		// client's state, so a duplicated delivery asks Clear for nothing.
+		req.Event = eventID(ev, requestID)
+	}
+	attrs := []any{"event", string(ev.Kind), "clients", len(clients), "force", ev.Force}
+	if ev.ID != "" {
+		attrs = append(attrs, "eventbridge_id", ev.ID)
+	}
+	if req.Event != "" {
+		attrs = append(attrs, "event_id", req.Event)
+	}
+	log.Info("checking clients", attrs...)
+	return h.rotate(ctx, &engine, clients, req, requestID, log)
+}
+
+// eventID is the identity of a rotate or revoke event: its request_id, or else the Lambda request
+// id. Lambda retries a failed asynchronous invocation with the same request id, so a retried
+// invocation is recognised as the duplicate it is.
+func eventID(ev Event, requestID string) string {
+	if ev.RequestID != "" {
+		return ev.RequestID
+	}
+	return requestID
 }
 
 // Invoke is Handle over raw bytes, the lambda.Handler interface of aws-lambda-go. Started with it,
@@ -126,24 +165,36 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	return json.Marshal(ans)
 }
 
-func (h *Handler) rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, force bool, requestID string, log *slog.Logger) (any, error) {
-	results := make([]rotation.Result, len(clients))
+// each runs fn for every client, a few side by side, records the metrics of every result, and
+// returns the results in configuration order.
+func (h *Handler) each(clients []*rotation.Client, e *rotation.Engine, requestID string, log *slog.Logger, fn func(*rotation.Client) []rotation.Result) [][]rotation.Result {
+	results := make([][]rotation.Result, len(clients))
 	sem := make(chan struct{}, maxParallel)
 	var wg sync.WaitGroup
 	for i, c := range clients {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			results[i] = e.Rotate(ctx, c, force)
-			h.record(e, c, results[i], requestID, log)
+			results[i] = fn(c)
+			for _, r := range results[i] {
+				h.record(e, c, r, requestID, log)
+			}
 		})
 	}
 	wg.Wait()
+	return results
+}
 
+func (h *Handler) rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, req rotation.Request, requestID string, log *slog.Logger) (any, error) {
+	per := h.each(clients, e, requestID, log, func(c *rotation.Client) []rotation.Result {
+		return []rotation.Result{e.Run(ctx, c, req, nil)}
+	})
+	results := make([]rotation.Result, len(per))
 	var failed []rotation.Result
-	for _, r := range results {
-		if !r.Outcome.OK() {
-			failed = append(failed, r)
+	for i, rs := range per {
+		results[i] = rs[0]
+		if !rs[0].Outcome.OK() {
+			failed = append(failed, rs[0])
 		}
 	}
 	if len(failed) > 0 {
@@ -152,6 +203,35 @@ func (h *Handler) rotate(ctx context.Context, e *rotation.Engine, clients []*rot
 		return nil, err
 	}
 	log.Info("clients checked", "summary", summary(results))
+	return RotateAnswer{Results: results}, nil
+}
+
+// revoke asks every API client of each client for a new token (rotation.Engine.Revoke). A client
+// is revoked when each of its API clients rotated, or when the event is a duplicate of one already
+// acted on; anything else leaves a stored token possibly live, which needs a person.
+func (h *Handler) revoke(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, id, requestID string, log *slog.Logger) (any, error) {
+	per := h.each(clients, e, requestID, log, func(c *rotation.Client) []rotation.Result {
+		return e.Revoke(ctx, c, id)
+	})
+	var results, failed []rotation.Result
+	for i, rs := range per {
+		results = append(results, rs...)
+		if len(rs) == 0 {
+			continue
+		}
+		switch last := rs[len(rs)-1]; {
+		case last.Outcome == rotation.Duplicate:
+		case last.Outcome == rotation.Rotated && len(rs) == clients[i].Slots():
+		default:
+			failed = append(failed, last)
+		}
+	}
+	if len(failed) > 0 {
+		err := &RevokeError{Failed: failed, Total: len(clients)}
+		log.Error("not every token could be revoked", "error", err)
+		return nil, err
+	}
+	log.Warn("revoked: every token stored before is dead at Clear; ERP systems must re-read the secret", "summary", summary(results))
 	return RotateAnswer{Results: results}, nil
 }
 
@@ -174,23 +254,30 @@ func (h *Handler) status(ctx context.Context, e *rotation.Engine, clients []*rot
 	return StatusAnswer{Clients: statuses}, nil
 }
 
-// record writes r's metrics. The engine returns early for a token that is not due, before it reads
-// the rotation state, so such a result carries no request count (nor does a failure before the
-// state was read). Rather than report a false zero, or spend two more Secrets Manager reads per
-// client on every scheduled run, the RequestsToday metric is left out then: the count only changes
-// when a request is made, and those runs report it, which is what the budget alarm (a maximum)
-// needs.
+// record writes r's metrics, and warns of a client in degraded mode. RequestsToday is known
+// whenever the rotation state was read, which every run does, so it is reported on every run and
+// the budget alarm does not flap between a value and missing data; when the state could not be read
+// it is left out rather than reported as a false zero, and so are Degraded and TokenLost.
 func (h *Handler) record(e *rotation.Engine, c *rotation.Client, r rotation.Result, requestID string, log *slog.Logger) {
 	now := time.Now().UTC()
 	if e.Now != nil {
 		now = e.Now().UTC()
 	}
 	s := sample{client: c.Name, outcome: r.Outcome, limit: c.DailyLimit, remaining: secondsLeft(r.ValidTill, now)}
-	// The count is known whenever the state was read, which every run does: emitting it on every
-	// run keeps the budget alarm from flapping between a value and missing data.
 	s.requests = r.RequestsToday
+	if r.ReadErr == nil {
+		degraded := r.Degraded
+		lost := r.State == rotation.HealthTokenLost || r.Status.TokenLost != nil
+		s.degraded, s.tokenLost = &degraded, &lost
+	}
 	if err := h.emf.write(now, requestID, s); err != nil {
 		log.Error("could not write the metrics", "client", c.Name, "error", err)
+	}
+	if r.Degraded && r.Outcome != rotation.Rotated {
+		// The engine warns itself when it rotates in degraded mode; a run that does not rotate
+		// would otherwise let the condition pass without a line in the log.
+		log.Warn("degraded: only one of the client's two API clients can be asked, so its next rotation revokes the token in use",
+			"client", c.Name, "outcome", string(r.Outcome), "state", string(r.State))
 	}
 }
 

@@ -130,7 +130,13 @@ func (f *fixture) create(name, value string) {
 func (f *fixture) invoke(payload string) (any, string, error) {
 	f.t.Helper()
 	f.seq++
-	id := fmt.Sprintf("req-%d-%s", f.seq, strings.ReplaceAll(f.t.Name(), "/", "-"))
+	return f.invokeAs(fmt.Sprintf("req-%d-%s", f.seq, strings.ReplaceAll(f.t.Name(), "/", "-")), payload)
+}
+
+// invokeAs calls the handler with the Lambda request id id, as Lambda does when it retries an
+// asynchronous invocation.
+func (f *fixture) invokeAs(id, payload string) (any, string, error) {
+	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: id})
@@ -362,14 +368,15 @@ func TestScheduledRotatesDueTokenThenDoesNothing(t *testing.T) {
 		if m["Client"] != "default" {
 			t.Errorf("EMF Client = %v", m["Client"])
 		}
-		// Runs that made a request report the day's count; not-due runs read no state (one
-		// Secrets Manager read per client is the idle cost), so they leave the gauge out.
-		if want == rotation.NotDue {
-			if m.has("RequestsToday") {
-				t.Errorf("EMF line %d: a not-due run reported RequestsToday", i)
-			}
-		} else if wantReq := float64(1 + i/3); !m.has("RequestsToday") || m.num("RequestsToday") != wantReq {
+		// Every run reports the day's count, not-due runs included, so that the budget alarm sees
+		// a value on every run instead of flapping between a value and missing data.
+		if wantReq := float64(1 + i/3); !m.has("RequestsToday") || m.num("RequestsToday") != wantReq {
 			t.Errorf("EMF line %d RequestsToday = %v, want %v", i, m["RequestsToday"], wantReq)
+		}
+		for _, name := range []string{"Degraded", "TokenLost"} {
+			if !m.has(name) || m.num(name) != 0 {
+				t.Errorf("EMF line %d %s = %v, want 0", i, name, m[name])
+			}
 		}
 		if m.num("DailyLimit") != 48 {
 			t.Errorf("EMF DailyLimit = %v, want 48", m["DailyLimit"])
@@ -403,24 +410,49 @@ func TestManualForcedRotation(t *testing.T) {
 	res, _ = f.rotated(`{"action":"rotate","client":"default"}`)
 	expect(t, res, rotation.NotDue)
 
-	// Forced, a minute after the last rotation: a new token although the old one is fresh.
-	f.clock.Advance(2 * time.Minute)
-	res, _ = f.rotated(`{"action":"rotate","force":true}`)
-	expect(t, res, rotation.Rotated)
+	// Forced, right after the last rotation: a new token although the old one is fresh.
+	ans, id, err := f.invoke(`{"action":"rotate","force":true}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, ans.(lambdafn.RotateAnswer).Results, rotation.Rotated)
 	second := f.token(c)
 	if second == first || f.emu.Live(first) || !f.emu.Live(second) {
 		t.Fatal("a forced rotation should store a new live token and revoke the old one")
 	}
 
-	// The same command again at once (a retried invoke) is taken as a duplicate.
+	// Lambda retries a failed asynchronous invocation with the same request id: the retry is
+	// recognised as a duplicate and asks Clear for nothing.
+	ans, _, err = f.invokeAs(id, `{"action":"rotate","force":true}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = ans.(lambdafn.RotateAnswer).Results
+	expect(t, res, rotation.Duplicate)
+	if !strings.Contains(res[0].Message, "already acted on") || f.token(c) != second {
+		t.Errorf("a retried invocation: message %q, token changed %v", res[0].Message, f.token(c) != second)
+	}
+
+	// Another forced rotation, a new invocation, forces again: forcing always forces.
 	res, _ = f.rotated(`{"action":"rotate","force":true,"client":"default"}`)
-	expect(t, res, rotation.NotDue)
-	if !strings.Contains(res[0].Message, "duplicate") {
-		t.Errorf("message %q does not explain the duplicate", res[0].Message)
+	expect(t, res, rotation.Rotated)
+	third := f.token(c)
+
+	// An event's own request_id identifies it across invocations: the same request_id delivered
+	// twice is answered once.
+	res, _ = f.rotated(`{"action":"rotate","force":true,"request_id":"ops-ticket-42"}`)
+	expect(t, res, rotation.Rotated)
+	fourth := f.token(c)
+	res, _ = f.rotated(`{"action":"rotate","force":true,"request_id":"ops-ticket-42"}`)
+	expect(t, res, rotation.Duplicate)
+	if f.token(c) != fourth || fourth == third {
+		t.Fatal("a duplicated request_id replaced the token")
 	}
-	if n := f.emu.Requests(c.secret); n != 2 {
-		t.Fatalf("Clear requests = %d, want 2", n)
+	if n := f.emu.Requests(c.secret); n != 4 {
+		t.Fatalf("Clear requests = %d, want 4", n)
 	}
+	ems := f.emfLines()
+	ems[len(ems)-1].checkOutcome(t, rotation.Duplicate)
 }
 
 func TestRotateUnknownClientFails(t *testing.T) {
@@ -489,6 +521,10 @@ func marshal(t *testing.T, v any) map[string]any {
 	return m
 }
 
+// statusKeys are the keys of a client's status, as `rotator status --json` prints them.
+var statusKeys = []string{"api_client", "api_clients", "blocked_reason", "blocked_until", "consumer_reread_interval", "daily_limit",
+	"degraded", "in_flight", "issued_at", "last_error", "name", "renew_at", "requests_today", "state", "token_lost", "valid_till"}
+
 // checkKeys checks the status document's keys: the operator contract of `rotator status --json`.
 func checkKeys(t *testing.T, doc map[string]any) {
 	t.Helper()
@@ -497,9 +533,8 @@ func checkKeys(t *testing.T, doc map[string]any) {
 	}
 	for _, c := range doc["clients"].([]any) {
 		got := slices.Sorted(maps.Keys(c.(map[string]any)))
-		want := []string{"blocked_until", "daily_limit", "last_error", "name", "renew_at", "requests_today", "valid_till"}
-		if !slices.Equal(got, want) {
-			t.Errorf("client keys = %v, want %v", got, want)
+		if !slices.Equal(got, statusKeys) {
+			t.Errorf("client keys = %v, want %v", got, statusKeys)
 		}
 	}
 }
@@ -654,5 +689,36 @@ func TestInvokeTakesRawBytes(t *testing.T) {
 	var ee *lambdafn.EventError
 	if !errors.As(err, &ee) || !strings.Contains(err.Error(), "not valid JSON") {
 		t.Fatalf("error = %v, want an *EventError about the payload", err)
+	}
+}
+
+func TestRevokeKillsTheStoredTokenOnce(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	c := f.clients[0]
+	res, _ := f.rotated(`{}`)
+	expect(t, res, rotation.Rotated)
+	first := f.token(c)
+
+	res, _ = f.rotated(`{"action":"revoke","client":"default","request_id":"incident-9"}`)
+	expect(t, res, rotation.Rotated)
+	if f.emu.Live(first) || !f.emu.Live(f.token(c)) {
+		t.Fatal("revoke should leave the stored token dead and a new one live")
+	}
+	// The same incident event delivered again asks Clear nothing.
+	res, _ = f.rotated(`{"action":"revoke","client":"default","request_id":"incident-9"}`)
+	expect(t, res, rotation.Duplicate)
+	if n := f.emu.Requests(c.secret); n != 2 {
+		t.Fatalf("Clear requests = %d, want 2", n)
+	}
+
+	// A revoke that cannot ask Clear is an error: the stored token may still be live.
+	f.emu.SetSecretActive(c.secret, false)
+	_, _, err := f.invoke(`{"action":"revoke","client":"default"}`)
+	var re *lambdafn.RevokeError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "1 of 1 client(s) not revoked") {
+		t.Fatalf("error = %v, want a *RevokeError", err)
+	}
+	if _, _, err := f.invoke(`{"action":"revoke","client":"nope"}`); err == nil {
+		t.Fatal("a revoke of an unknown client succeeded")
 	}
 }

@@ -1,0 +1,295 @@
+package lambdafn
+
+// This file answers Secrets Manager's own rotation of a token secret (the console's "Rotate secret
+// immediately", `aws secretsmanager rotate-secret`, a rotation schedule). Secrets Manager invokes
+// the function four times per rotation, with {"SecretId", "ClientRequestToken", "Step"}; the token
+// comes from the same engine as every other rotation: claim, count, limit, one request.
+//
+// Clear revokes the previous token of an API client the moment it issues a new one, so the new token
+// cannot wait in AWSPENDING for finishSecret, which may come seconds later or never: createSecret
+// stores it as version ClientRequestToken labelled AWSCURRENT and AWSPENDING at once. finishSecret
+// then only tidies the labels up.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/store"
+)
+
+// PendingStage is the label Secrets Manager's rotation gives the version it creates.
+const PendingStage = "AWSPENDING"
+
+// StepAnswer is the answer to a Secrets Manager rotation step.
+type StepAnswer struct {
+	Step   Step   `json:"step"`
+	Client string `json:"client"`
+	// Version is the ClientRequestToken: the id of the version the rotation creates.
+	Version string `json:"version"`
+	Message string `json:"message"`
+	// Result is the engine's result, for a createSecret that asked Clear.
+	Result *rotation.Result `json:"result,omitempty"`
+}
+
+// rotationStep answers one step of Secrets Manager's rotation of a token secret.
+func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event, requestID string, log *slog.Logger) (any, error) {
+	log = log.With("step", string(ev.Step), "version", ev.Token)
+	fail := func(client, reason string, err error) (any, error) {
+		serr := &StepError{Step: ev.Step, Client: client, Version: ev.Token, Reason: reason, Err: err}
+		log.Error("the rotation step failed; Secrets Manager records the rotation as failed", "error", serr)
+		return nil, serr
+	}
+	sm, ok := e.Store.(*store.SecretsManager)
+	if !ok {
+		return fail("", "the function's store is not Secrets Manager", nil)
+	}
+	c, err := h.clientOfSecret(ctx, sm, ev.SecretID)
+	if err != nil {
+		return fail("", err.Error(), err)
+	}
+	log = log.With("client", c.Name)
+	ans := StepAnswer{Step: ev.Step, Client: c.Name, Version: ev.Token}
+	n := native{sm: sm, c: c, token: ev.Token}
+
+	switch ev.Step {
+	case StepCreate:
+		tok, found, err := n.version(ctx)
+		if err != nil {
+			return fail(c.Name, err.Error(), err)
+		}
+		if found {
+			// A retried createSecret (Secrets Manager retries a failed or timed-out invocation): the
+			// version is written once, so the retry changes nothing and asks Clear nothing.
+			if tok == nil {
+				return fail(c.Name, "version "+ev.Token+" already exists but holds no token document; it was not written by this function", nil)
+			}
+			ans.Message = "the version already holds a token: a retried step, nothing to do"
+			log.Info(ans.Message)
+			return ans, nil
+		}
+		log.Info("asking Clear for a new token for Secrets Manager's rotation")
+		r := e.Run(ctx, c, rotation.Request{Force: true, Event: "rotation/" + ev.Token, TokenVersion: ev.Token, Stages: []string{PendingStage}}, nil)
+		h.record(e, c, r, requestID, log)
+		ans.Result = &r
+		switch r.Outcome {
+		case rotation.Rotated:
+			ans.Message = "stored a new token as version " + ev.Token + ", labelled AWSCURRENT and AWSPENDING"
+			log.Info(ans.Message)
+			return ans, nil
+		case rotation.Duplicate:
+			// This step's claim was taken before, by a delivery that may still be writing or that
+			// lost its token: only the version itself says whether the step is done.
+			tok, found, err := n.version(ctx)
+			if err == nil && found && tok != nil {
+				ans.Message = "the version already holds a token: a retried step, nothing to do"
+				log.Info(ans.Message)
+				return ans, nil
+			}
+			return fail(c.Name, "an earlier delivery of this step claimed the rotation but the version holds no token yet "+
+				"(it may still be running, or its token was lost); let it finish, or start a new rotation", r.Err)
+		default:
+			return fail(c.Name, fmt.Sprintf("%s: %s", r.Outcome, r.Message), r.Err)
+		}
+
+	case StepSet:
+		// The token is Clear's to issue, and createSecret already has: there is no database
+		// password to set anywhere.
+		ans.Message = "nothing to set: Clear issued the token in createSecret"
+		log.Info(ans.Message)
+		return ans, nil
+
+	case StepTest:
+		tok, found, err := n.version(ctx)
+		switch {
+		case err != nil:
+			return fail(c.Name, err.Error(), err)
+		case !found:
+			return fail(c.Name, "version "+ev.Token+" does not exist: createSecret has not stored a token", nil)
+		case tok == nil:
+			return fail(c.Name, "version "+ev.Token+" does not hold a well-formed token document", nil)
+		}
+		if now := engineNow(e); tok.ValidTill != nil && !now.Before(*tok.ValidTill) {
+			return fail(c.Name, "the token in version "+ev.Token+" expired at "+tok.ValidTill.UTC().Format(time.RFC3339), nil)
+		}
+		ans.Message = "version " + ev.Token + " holds a well-formed token document"
+		log.Info(ans.Message)
+		return ans, nil
+
+	case StepFinish:
+		msg, err := n.finish(ctx, log)
+		if err != nil {
+			return fail(c.Name, err.Error(), err)
+		}
+		ans.Message = msg
+		log.Info(msg)
+		return ans, nil
+	}
+	return fail(c.Name, "unknown step", nil)
+}
+
+// native is one rotation's token version in one client's token secret.
+type native struct {
+	sm    *store.SecretsManager
+	c     *rotation.Client
+	token string
+}
+
+// version reads the version the rotation creates: found is false when it holds no value yet (Secrets
+// Manager's RotateSecret labels the version AWSPENDING before createSecret gives it one), and tok is
+// nil when its value is not a token document.
+func (n native) version(ctx context.Context) (tok *document.Token, found bool, err error) {
+	cctx, cancel := callContext(ctx, n.sm)
+	defer cancel()
+	out, err := n.sm.API.GetSecretValue(cctx, &secretsmanager.GetSecretValueInput{
+		SecretId: aws.String(n.c.TokenSecretID), VersionId: aws.String(n.token),
+	})
+	var notFound *types.ResourceNotFoundException
+	switch {
+	case errors.As(err, &notFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("reading version %s: %w", n.token, reduce("GetSecretValue", err, n.c.TokenSecretID))
+	case out.SecretString == nil || *out.SecretString == "":
+		// Not a value this function writes; Secrets Manager's own placeholder for the pending
+		// version has none.
+		return nil, false, nil
+	}
+	t, perr := document.ParseToken([]byte(*out.SecretString))
+	if perr != nil {
+		return nil, true, nil
+	}
+	return &t, true, nil
+}
+
+// finish makes the rotation's version AWSCURRENT, unless a newer token is current already, and
+// takes AWSPENDING off it; it writes nothing when that is already so.
+func (n native) finish(ctx context.Context, log *slog.Logger) (string, error) {
+	id := n.c.TokenSecretID
+	stages, err := n.sm.Stages(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("reading the staging labels: %w", err)
+	}
+	var done []string
+	if cur := stages[rotation.CurrentStage]; cur != n.token {
+		pending, found, err := n.version(ctx)
+		switch {
+		case err != nil:
+			return "", err
+		case !found || pending == nil:
+			return "", fmt.Errorf("version %s holds no token to make current", n.token)
+		}
+		// Another rotation (the schedule, an operator's force) may have stored a newer token
+		// since createSecret. Moving AWSCURRENT back would hand ERP systems a token that Clear
+		// may already have revoked.
+		current, err := n.sm.Read(ctx, id, rotation.CurrentStage)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return "", fmt.Errorf("reading AWSCURRENT: %w", err)
+		}
+		if t, perr := document.ParseToken([]byte(current.Value)); err == nil && perr == nil && t.IssuedAt.After(pending.IssuedAt) {
+			log.Info("a newer token is already AWSCURRENT; leaving it there", "current_version", cur)
+			done = append(done, "left AWSCURRENT on the newer version "+cur)
+		} else {
+			if err := n.sm.MoveStage(ctx, id, rotation.CurrentStage, n.token, cur); err != nil {
+				return "", fmt.Errorf("moving AWSCURRENT to version %s: %w", n.token, err)
+			}
+			done = append(done, "moved AWSCURRENT to version "+n.token)
+		}
+	}
+	if stages[PendingStage] == n.token {
+		if err := n.sm.MoveStage(ctx, id, PendingStage, "", n.token); err != nil {
+			return "", fmt.Errorf("removing AWSPENDING from version %s: %w", n.token, err)
+		}
+		done = append(done, "removed AWSPENDING")
+	}
+	if len(done) == 0 {
+		return "version " + n.token + " is AWSCURRENT and AWSPENDING is gone already: nothing to do", nil
+	}
+	return strings.Join(done, "; "), nil
+}
+
+// clientOfSecret returns the configured client whose token secret is secretID. Secrets Manager
+// sends the secret's full ARN, while the configuration usually names the secret, and may hold its
+// ARN or a partial ARN. Rather than parse the name out of the ARN (a name may itself end in what
+// looks like the random "-XXXXXX" suffix), it asks Secrets Manager: one DescribeSecret of the
+// event's secret gives its name and ARN, and when neither is configured as such, the configured
+// token secrets are described in turn and matched by ARN. An exact match of the configured id
+// needs no call at all.
+func (h *Handler) clientOfSecret(ctx context.Context, sm *store.SecretsManager, secretID string) (*rotation.Client, error) {
+	for _, c := range h.app.Clients {
+		if c.TokenSecretID == secretID {
+			return c, nil
+		}
+	}
+	ids := make([]string, len(h.app.Clients))
+	for i, c := range h.app.Clients {
+		ids[i] = c.TokenSecretID
+	}
+	notOurs := fmt.Sprintf("no configured client keeps its token in secret %q (configured token secrets: %s); "+
+		"attach the function only to the token secrets it keeps", truncate(secretID, 300), strings.Join(ids, ", "))
+	name, arn, err := describe(ctx, sm, secretID)
+	if err != nil {
+		return nil, fmt.Errorf("%s; describing the secret failed: %w", notOurs, err)
+	}
+	for _, c := range h.app.Clients {
+		if c.TokenSecretID == name || (arn != "" && c.TokenSecretID == arn) {
+			return c, nil
+		}
+	}
+	if arn != "" {
+		for _, c := range h.app.Clients {
+			if _, carn, err := describe(ctx, sm, c.TokenSecretID); err == nil && carn == arn {
+				return c, nil
+			}
+		}
+	}
+	return nil, errors.New(notOurs)
+}
+
+func describe(ctx context.Context, sm *store.SecretsManager, id string) (name, arn string, err error) {
+	cctx, cancel := callContext(ctx, sm)
+	defer cancel()
+	out, err := sm.API.DescribeSecret(cctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
+	if err != nil {
+		return "", "", reduce("DescribeSecret", err, id)
+	}
+	return aws.ToString(out.Name), aws.ToString(out.ARN), nil
+}
+
+// callContext bounds one direct Secrets Manager call as the store bounds its own.
+func callContext(ctx context.Context, sm *store.SecretsManager) (context.Context, context.CancelFunc) {
+	t := sm.Timeout
+	if t <= 0 {
+		t = store.DefaultTimeout
+	}
+	return context.WithTimeout(ctx, t)
+}
+
+// reduce strips an SDK error to its code and message, as the store does, so that nothing but the
+// gist reaches a log or the caller.
+func reduce(op string, err error, secretID string) error {
+	var api interface {
+		ErrorCode() string
+		ErrorMessage() string
+	}
+	if errors.As(err, &api) {
+		return &store.Error{Op: op, SecretID: secretID, Code: api.ErrorCode(), Message: api.ErrorMessage(), Err: err}
+	}
+	return err
+}
+
+func engineNow(e *rotation.Engine) time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}

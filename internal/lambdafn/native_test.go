@@ -1,0 +1,409 @@
+package lambdafn_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/app"
+	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
+	"github.com/clear-rotator/clear-rotator/internal/lambdafn"
+	"github.com/clear-rotator/clear-rotator/internal/logging"
+	"github.com/clear-rotator/clear-rotator/internal/mototest"
+	"github.com/clear-rotator/clear-rotator/internal/proctest"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/store"
+)
+
+// stepRig is one client whose token secret Secrets Manager rotates through the function, on a
+// given Secrets Manager API: moto over the network, or the in-memory fake.
+type stepRig struct {
+	t       *testing.T
+	api     store.API
+	isMoto  bool
+	clock   *fake.Clock
+	emu     *emulator.Server
+	h       *lambdafn.Handler
+	logs    *proctest.Buffer
+	metrics *proctest.Buffer
+	secrets []string
+	tokenID string
+	// secretID is what Secrets Manager sends as SecretId: the ARN with moto, the name with the
+	// fake, which has no ARNs.
+	secretID string
+	seq      int
+	stored   []string
+}
+
+// eachBackend runs fn against moto and against fake.SecretsManager.
+func eachBackend(t *testing.T, fn func(t *testing.T, newRig func(slots, limit int) *stepRig)) {
+	t.Run("moto", func(t *testing.T) {
+		moto := mototest.Shared(t)
+		fn(t, func(slots, limit int) *stepRig { return newStepRig(t, moto.Client(), true, slots, limit) })
+	})
+	t.Run("fake", func(t *testing.T) {
+		fn(t, func(slots, limit int) *stepRig {
+			return newStepRig(t, fake.NewSecretsManager(nil), false, slots, limit)
+		})
+	})
+}
+
+func newStepRig(t *testing.T, api store.API, isMoto bool, slots, limit int) *stepRig {
+	t.Helper()
+	r := &stepRig{t: t, api: api, isMoto: isMoto, clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)),
+		logs: &proctest.Buffer{}, metrics: &proctest.Buffer{}}
+	ctx := context.Background()
+	create := func(name, value string) {
+		if _, err := api.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(value)}); err != nil {
+			t.Fatalf("creating %s: %v", name, err)
+		}
+	}
+	env := map[string]string{config.EnvLogLevel: "debug", config.EnvLogFormat: "json", config.EnvDailyLimit: fmt.Sprint(limit)}
+	for i := range slots {
+		secret := fmt.Sprintf("cs-%s-%d", strings.Repeat("n4t1v3", 6), i+1)
+		id := mototest.Name(t, fmt.Sprintf("client-%d", i+1))
+		create(id, `{"client_secret":"`+secret+`"}`)
+		r.secrets = append(r.secrets, secret)
+		if i == 0 {
+			env[config.EnvClientSecretID] = id
+		} else {
+			env[config.EnvClientSecretID2] = id
+		}
+	}
+	r.tokenID = mototest.Name(t, "token")
+	create(r.tokenID, "{}")
+	env[config.EnvTokenSecretID] = r.tokenID
+	r.secretID = r.tokenID
+	if isMoto {
+		out, err := api.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(r.tokenID)})
+		if err != nil || aws.ToString(out.ARN) == "" {
+			t.Fatalf("describing the token secret: %v", err)
+		}
+		r.secretID = aws.ToString(out.ARN)
+	}
+	r.emu = emulator.New(emulator.Options{Now: r.clock.Now, Lifetime: time.Hour, Secrets: r.secrets})
+	srv := httptest.NewServer(r.emu)
+	t.Cleanup(srv.Close)
+	env[config.EnvBaseURL] = srv.URL
+	cfg, err := config.Load(lookup(env))
+	if err != nil {
+		t.Fatalf("configuration: %v", err)
+	}
+	a, err := app.New(cfg, api, nil, logging.New(r.logs, cfg.LogLevel, cfg.LogFormat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Engine.Now = r.clock.Now
+	a.Engine.Rand = func() float64 { return 0.5 }
+	a.Engine.WriteRetry = time.Millisecond
+	r.h = lambdafn.New(a, r.metrics)
+	t.Cleanup(func() {
+		proctest.AssertNoLeak(t, []string{r.logs.String(), r.metrics.String()}, append(r.secrets, r.stored...)...)
+	})
+	return r
+}
+
+func (r *stepRig) invoke(payload string) (any, error) {
+	r.t.Helper()
+	r.seq++
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: fmt.Sprintf("req-step-%d", r.seq)})
+	return r.h.Handle(ctx, json.RawMessage(payload))
+}
+
+func (r *stepRig) step(step lambdafn.Step, token string) (lambdafn.StepAnswer, error) {
+	r.t.Helper()
+	ans, err := r.invoke(fmt.Sprintf(`{"SecretId":%q,"ClientRequestToken":%q,"Step":%q}`, r.secretID, token, step))
+	if err != nil {
+		return lambdafn.StepAnswer{}, err
+	}
+	sa, ok := ans.(lambdafn.StepAnswer)
+	if !ok {
+		r.t.Fatalf("%s answered %T, want StepAnswer", step, ans)
+	}
+	return sa, nil
+}
+
+func (r *stepRig) mustStep(step lambdafn.Step, token string) lambdafn.StepAnswer {
+	r.t.Helper()
+	sa, err := r.step(step, token)
+	if err != nil {
+		r.t.Fatalf("%s: %v", step, err)
+	}
+	return sa
+}
+
+// stages returns the token secret's labels and the version holding each.
+func (r *stepRig) stages() map[string]string {
+	r.t.Helper()
+	m, err := store.New(r.api).Stages(context.Background(), r.tokenID)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return m
+}
+
+// current returns the AWSCURRENT version id and its token (empty when it holds none).
+func (r *stepRig) current() (string, document.Token) {
+	r.t.Helper()
+	v, err := store.New(r.api).Read(context.Background(), r.tokenID, "AWSCURRENT")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tok, _ := document.ParseToken([]byte(v.Value))
+	if !tok.AccessToken.IsZero() {
+		r.stored = append(r.stored, tok.AccessToken.Reveal())
+	}
+	return v.ID, tok
+}
+
+func (r *stepRig) requests() int {
+	n := 0
+	for _, s := range r.secrets {
+		n += r.emu.Requests(s)
+	}
+	return n
+}
+
+// rotationToken is a ClientRequestToken as Secrets Manager generates one.
+const rotationToken = "7c9a6f1e-4b2d-4e8f-9a3c-5d1e2f3a4b5c"
+
+func TestRotationStepsStoreTheTokenAtCreateAndTidyUpAtFinish(t *testing.T) {
+	eachBackend(t, func(t *testing.T, newRig func(slots, limit int) *stepRig) {
+		r := newRig(1, 48)
+		// The secret is in use: the schedule stored a token before rotation was turned on.
+		if _, err := r.invoke(`{"action":"scheduled"}`); err != nil {
+			t.Fatal(err)
+		}
+		_, before := r.current()
+
+		// createSecret asks Clear once and stores the token as the new version, AWSCURRENT at once.
+		sa := r.mustStep(lambdafn.StepCreate, rotationToken)
+		if sa.Result == nil || sa.Result.Outcome != rotation.Rotated || sa.Client != "default" {
+			t.Fatalf("createSecret answered %+v", sa)
+		}
+		id, tok := r.current()
+		if id != rotationToken || !r.emu.Live(tok.AccessToken.Reveal()) {
+			t.Fatalf("after createSecret AWSCURRENT is %s (live %v), want a live token in version %s", id, r.emu.Live(tok.AccessToken.Reveal()), rotationToken)
+		}
+		if r.emu.Live(before.AccessToken.Reveal()) {
+			t.Error("with one API client the token before the rotation should be revoked")
+		}
+		if got := r.stages(); got["AWSCURRENT"] != rotationToken || got["AWSPENDING"] != rotationToken {
+			t.Fatalf("after createSecret stages = %v, want AWSCURRENT and AWSPENDING on %s", got, rotationToken)
+		}
+		if n := r.requests(); n != 2 {
+			t.Fatalf("Clear requests = %d, want 2 (the schedule's and createSecret's)", n)
+		}
+
+		// Every step retried changes nothing and asks Clear nothing.
+		stagesAfterCreate := r.stages()
+		sa = r.mustStep(lambdafn.StepCreate, rotationToken)
+		if sa.Result != nil || !strings.Contains(sa.Message, "retried step") {
+			t.Errorf("retried createSecret answered %+v", sa)
+		}
+		for _, step := range []lambdafn.Step{lambdafn.StepSet, lambdafn.StepSet, lambdafn.StepTest, lambdafn.StepTest} {
+			r.mustStep(step, rotationToken)
+		}
+		if got := r.stages(); !maps.Equal(got, stagesAfterCreate) || r.requests() != 2 {
+			t.Fatalf("retried steps changed the stages (%v, was %v) or asked Clear (%d requests)", got, stagesAfterCreate, r.requests())
+		}
+
+		// finishSecret leaves the version AWSCURRENT and takes AWSPENDING off it.
+		sa = r.mustStep(lambdafn.StepFinish, rotationToken)
+		got := r.stages()
+		if got["AWSCURRENT"] != rotationToken || got["AWSPENDING"] != "" {
+			t.Fatalf("after finishSecret stages = %v, want AWSCURRENT on %s and no AWSPENDING (%s)", got, rotationToken, sa.Message)
+		}
+		if id, tok := r.current(); id != rotationToken || !r.emu.Live(tok.AccessToken.Reveal()) {
+			t.Fatalf("after finishSecret AWSCURRENT = %s, want the live token of %s", id, rotationToken)
+		}
+		// A retried finishSecret has nothing to do.
+		sa = r.mustStep(lambdafn.StepFinish, rotationToken)
+		if !strings.Contains(sa.Message, "nothing to do") || !maps.Equal(r.stages(), got) {
+			t.Errorf("retried finishSecret: %q, stages %v", sa.Message, r.stages())
+		}
+		if fk, ok := r.api.(*fake.SecretsManager); ok {
+			if n := fk.Calls()["UpdateSecretVersionStage"]; n != 1 {
+				t.Errorf("UpdateSecretVersionStage calls = %d, want 1 (AWSPENDING removed once)", n)
+			}
+		}
+		if n := r.requests(); n != 2 {
+			t.Fatalf("Clear requests = %d, want 2", n)
+		}
+
+		// createSecret's run reported its metrics like any other.
+		var outcomes []string
+		for _, l := range lines(r.metrics.String()) {
+			var m map[string]any
+			_ = json.Unmarshal([]byte(l), &m)
+			outcomes = append(outcomes, fmt.Sprint(m["Outcome"]))
+		}
+		if strings.Join(outcomes, ",") != "rotated,rotated" {
+			t.Errorf("EMF outcomes %v, want the schedule's and createSecret's rotations", outcomes)
+		}
+	})
+}
+
+func TestRotationStepsWithTwoAPIClientsAlternate(t *testing.T) {
+	eachBackend(t, func(t *testing.T, newRig func(slots, limit int) *stepRig) {
+		r := newRig(2, 48)
+		if _, err := r.invoke(`{}`); err != nil {
+			t.Fatal(err)
+		}
+		_, before := r.current()
+		sa := r.mustStep(lambdafn.StepCreate, rotationToken)
+		_, after := r.current()
+		if sa.Result.APIClient == before.APIClient || after.APIClient == before.APIClient {
+			t.Fatalf("createSecret asked API client %d after a token of API client %d; want the other", sa.Result.APIClient, before.APIClient)
+		}
+		if !r.emu.Live(before.AccessToken.Reveal()) || !r.emu.Live(after.AccessToken.Reveal()) {
+			t.Fatal("with two API clients the token before the rotation stays live beside the new one")
+		}
+		r.mustStep(lambdafn.StepSet, rotationToken)
+		r.mustStep(lambdafn.StepTest, rotationToken)
+		r.mustStep(lambdafn.StepFinish, rotationToken)
+		if got := r.stages(); got["AWSCURRENT"] != rotationToken || got["AWSPENDING"] != "" {
+			t.Fatalf("stages = %v", got)
+		}
+	})
+}
+
+func TestRotationStepFailures(t *testing.T) {
+	eachBackend(t, func(t *testing.T, newRig func(slots, limit int) *stepRig) {
+		var se *lambdafn.StepError
+
+		// The daily limit: createSecret fails with a clear message, asking Clear nothing.
+		r := newRig(1, 1)
+		if _, err := r.invoke(`{}`); err != nil {
+			t.Fatal(err)
+		}
+		_, err := r.step(lambdafn.StepCreate, rotationToken)
+		if !errors.As(err, &se) || se.Step != lambdafn.StepCreate || !strings.Contains(err.Error(), "limited: refused by the daily limit") {
+			t.Fatalf("createSecret over the limit: %v", err)
+		}
+		var lim *rotation.LimitError
+		if !errors.As(err, &lim) {
+			t.Errorf("the step error does not wrap the *rotation.LimitError: %v", err)
+		}
+		if r.requests() != 1 {
+			t.Fatalf("Clear requests = %d, want 1", r.requests())
+		}
+		// testSecret and finishSecret of a version createSecret never stored fail, changing nothing.
+		before := r.stages()
+		for _, step := range []lambdafn.Step{lambdafn.StepTest, lambdafn.StepFinish} {
+			if _, err := r.step(step, rotationToken); !errors.As(err, &se) || !strings.Contains(err.Error(), rotationToken) {
+				t.Errorf("%s of a version never stored: %v", step, err)
+			}
+		}
+		if !maps.Equal(r.stages(), before) {
+			t.Errorf("failed steps changed the stages: %v, was %v", r.stages(), before)
+		}
+
+		// A secret the function does not keep, existing or not.
+		foreign := mototest.Name(t, "foreign")
+		if _, err := r.api.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(foreign), SecretString: aws.String("x")}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{foreign, "no-such-secret"} {
+			_, err = r.invoke(`{"SecretId":"` + id + `","ClientRequestToken":"` + rotationToken + `","Step":"createSecret"}`)
+			if !errors.As(err, &se) || !strings.Contains(err.Error(), "no configured client keeps its token in secret") {
+				t.Errorf("secret %s: %v", id, err)
+			}
+		}
+
+		// A rotation in flight: createSecret is busy and fails rather than waiting.
+		r2 := newRig(1, 48)
+		if _, err := r2.invoke(`{}`); err != nil {
+			t.Fatal(err)
+		}
+		claim(t, r2)
+		if _, err := r2.step(lambdafn.StepCreate, rotationToken); !errors.As(err, &se) || !strings.Contains(err.Error(), "busy: a rotation is in progress") {
+			t.Fatalf("createSecret during a rotation in flight: %v", err)
+		}
+
+		// An earlier delivery of createSecret claimed (its event id is in the state) but stored no
+		// version: the retry asks Clear nothing and fails, since no token is there to test.
+		r3 := newRig(1, 48)
+		if _, err := r3.invoke(`{}`); err != nil {
+			t.Fatal(err)
+		}
+		editState(t, r3, "0c1a1a1a-0000-4000-8000-000000000002", func(st *document.State, _ string, _ time.Time) {
+			st.Events = append(st.Events, "rotation/"+rotationToken)
+		})
+		if _, err := r3.step(lambdafn.StepCreate, rotationToken); !errors.As(err, &se) || !strings.Contains(err.Error(), "an earlier delivery of this step claimed the rotation") {
+			t.Fatalf("createSecret after a claimed but unfinished delivery: %v", err)
+		}
+		if r3.requests() != 1 {
+			t.Fatalf("Clear requests = %d, want 1", r3.requests())
+		}
+	})
+}
+
+// claim writes a live claim into the rotation state, as a rotator that has just claimed would.
+func claim(t *testing.T, r *stepRig) {
+	t.Helper()
+	editState(t, r, "0c1a1a1a-0000-4000-8000-000000000001", func(st *document.State, base string, now time.Time) {
+		st.Claim = &document.Claim{Owner: "another-rotator", At: now, LeaseUntil: now.Add(time.Minute), Base: base, Slot: 1}
+	})
+}
+
+// editState writes a successor of the rotation state, changed by edit.
+func editState(t *testing.T, r *stepRig, requestToken string, edit func(st *document.State, base string, now time.Time)) {
+	t.Helper()
+	s := store.New(r.api)
+	ctx := context.Background()
+	cur, err := s.Read(ctx, r.tokenID, "AWSCURRENT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stv, err := s.Read(ctx, r.tokenID, document.StateStage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := document.ParseState([]byte(stv.Value))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&st, cur.ID, r.clock.Now())
+	body, err := document.MarshalState(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, r.tokenID, requestToken, string(body), document.StateStage); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFinishSecretKeepsANewerToken: a forced rotation between createSecret and finishSecret stores
+// a newer token; finishSecret must not move AWSCURRENT back to the older one, which Clear revoked.
+func TestFinishSecretKeepsANewerToken(t *testing.T) {
+	eachBackend(t, func(t *testing.T, newRig func(slots, limit int) *stepRig) {
+		r := newRig(1, 48)
+		r.mustStep(lambdafn.StepCreate, rotationToken)
+		r.clock.Advance(time.Minute)
+		if _, err := r.invoke(`{"action":"rotate","force":true}`); err != nil {
+			t.Fatal(err)
+		}
+		newer, tok := r.current()
+		sa := r.mustStep(lambdafn.StepFinish, rotationToken)
+		got := r.stages()
+		if got["AWSCURRENT"] != newer || got["AWSPENDING"] != "" || !r.emu.Live(tok.AccessToken.Reveal()) {
+			t.Fatalf("finishSecret after a newer rotation: stages %v (%s), want AWSCURRENT kept on %s and no AWSPENDING", got, sa.Message, newer)
+		}
+	})
+}
