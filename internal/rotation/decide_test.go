@@ -21,7 +21,7 @@ func snap(now, issued time.Time, apiClient int, secrets ...string) rotation.Snap
 	return rotation.Snapshot{
 		Now: now, CurrentKnown: true, CurrentID: "v-current", StateKnown: true, StateID: "s1",
 		HasToken: true, Token: document.Token{AccessToken: clear.NewAccessToken("tok"), IssuedAt: issued, ValidTill: &vt, APIClient: apiClient},
-		Secrets:  secrets,
+		Secrets: secrets,
 	}
 }
 
