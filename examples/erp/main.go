@@ -112,7 +112,7 @@ func call(ctx context.Context, client *http.Client, url string) error {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("Clear answered %s", resp.Status)
+		return fmt.Errorf("the Clear API answered %s", resp.Status)
 	}
 	return nil
 }

@@ -104,15 +104,6 @@ func valueSettings() []*Setting {
 	return out
 }
 
-// setting returns the descriptor of the environment variable name.
-func setting(env string) *Setting {
-	for i := range Settings {
-		if Settings[i].Env == env {
-			return &Settings[i]
-		}
-	}
-	panic("config: no setting " + env)
-}
 
 // clientKeyList returns the keys a client entry accepts, name first.
 func clientKeyList() []string {
