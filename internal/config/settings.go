@@ -104,7 +104,6 @@ func valueSettings() []*Setting {
 	return out
 }
 
-
 // clientKeyList returns the keys a client entry accepts, name first.
 func clientKeyList() []string {
 	keys := []string{"name"}
