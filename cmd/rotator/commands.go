@@ -102,7 +102,7 @@ func status(ctx context.Context, e *rotation.Engine, clients []*rotation.Client,
 			}
 		}
 		if len(bad) > 0 {
-			return fmt.Errorf("%d of %d client(s) not OK: %s: %w", len(bad), len(statuses), strings.Join(bad, ", "), errReported)
+			return fmt.Errorf("%d of %d client(s) not OK: %s", len(bad), len(statuses), strings.Join(bad, ", "))
 		}
 	}
 	return nil
