@@ -400,19 +400,19 @@ func (d *daemon) afterRound(ctx context.Context, r round) {
 			}
 		}
 	}
-	was := d.unready
-	d.unready = len(names)
+	was, count := d.unready, len(names)
+	d.unready = count
 	log := d.log
 	d.mu.Unlock()
 	switch {
-	case len(names) > 0 && len(names) != was:
+	case count > 0 && count != was:
 		const show = 5
 		if len(names) > show {
 			names = append(names[:show:show], fmt.Sprintf("and %d more", len(names)-show))
 		}
 		log.Warn("not ready: Secrets Manager could not be read for some clients", "clients", strings.Join(names, ", "),
-			"count", d.unready, "error", first)
-	case len(names) == 0 && was > 0:
+			"count", count, "error", first)
+	case count == 0 && was > 0:
 		log.Info("ready again: every client's secrets could be read")
 	}
 }
