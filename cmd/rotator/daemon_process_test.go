@@ -374,17 +374,17 @@ func TestDaemonProcess(t *testing.T) {
 	if code, body := p.get("/readyz"); code != http.StatusOK || body != "ok\n" {
 		t.Errorf("/readyz = %d %q", code, body)
 	}
-	if code, body := p.get("/metrics"); code != http.StatusOK || !strings.Contains(body, "# TYPE clear_rotator_rotations_total counter") {
+	if code, body := p.get("/metrics"); code != http.StatusOK || !strings.Contains(body, "# TYPE clear_rotator_checks_total counter") {
 		t.Errorf("/metrics = %d:\n%s", code, body)
 	}
 	// The counter and Clear's count are read at different instants; a rotation may fall in between.
 	p.await("the rotated counter to match Clear's count", 5*time.Second, func() bool {
-		return p.metric(`clear_rotator_rotations_total{client="default",outcome="rotated"}`) == fmt.Sprint(f.emu.Requests(secret))
+		return p.metric(`clear_rotator_checks_total{client="default",outcome="rotated"}`) == fmt.Sprint(f.emu.Requests(secret))
 	})
-	if v, want := p.metric(`clear_rotator_requests_today{client="default"}`), f.emu.RequestsToday(secret); v != fmt.Sprint(want) && time.Now().UTC().Hour() != 0 {
+	if v, want := p.metric(`clear_rotator_requests_today{client="default",api_client="1"}`), f.emu.RequestsToday(secret); v != fmt.Sprint(want) && time.Now().UTC().Hour() != 0 {
 		t.Errorf("requests_today = %q, Clear counts %d", v, want)
 	}
-	for _, series := range []string{`clear_rotator_blocked{client="default"}`, `clear_rotator_rotations_total{client="default",outcome="failed"}`} {
+	for _, series := range []string{`clear_rotator_blocked{client="default"}`, `clear_rotator_checks_total{client="default",outcome="failed"}`} {
 		if v := p.metric(series); v != "0" {
 			t.Errorf("%s = %q, want 0", series, v)
 		}
@@ -395,7 +395,8 @@ func TestDaemonProcess(t *testing.T) {
 	if v := p.metric(`clear_rotator_token_expiry_timestamp_seconds{client="default"}`); v == "" {
 		t.Error("no expiry metric")
 	}
-	if _, body := p.get("/metrics"); !strings.Contains(body, `clear_rotator_build_info{version="clear-rotator `) {
+	if _, body := p.get("/metrics"); !strings.Contains(body, `clear_rotator_build_info{version="`) || !strings.Contains(body, `,go_version="go`) ||
+		strings.Contains(body, `version="clear-rotator`) {
 		t.Errorf("no build_info with the version:\n%s", body)
 	}
 
@@ -426,7 +427,7 @@ func TestDaemonProcess(t *testing.T) {
 	n = f.emu.Requests(secret)
 	p2 := f.start(env...)
 	p2.await("readiness after the restart", 15*time.Second, func() bool { code, _ := p2.get("/readyz"); return code == http.StatusOK })
-	if v := p2.metric(`clear_rotator_rotations_total{client="default",outcome="not_due"}`); v != "1" {
+	if v := p2.metric(`clear_rotator_checks_total{client="default",outcome="not_due"}`); v != "1" {
 		t.Errorf("not_due counter after the restart = %q, want 1", v)
 	}
 	if got := f.emu.Requests(secret); got != n {
@@ -481,7 +482,7 @@ func TestDaemonProcessReload(t *testing.T) {
 	if code, body := p.get("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz after a refused reload = %d %q", code, body)
 	}
-	if v := p.metric(`clear_rotator_rotations_total{client="b",outcome="rotated"}`); v != "1" {
+	if v := p.metric(`clear_rotator_checks_total{client="b",outcome="rotated"}`); v != "1" {
 		t.Errorf("client b's rotated counter = %q after the refused reload, want 1", v)
 	}
 	if code := p.stop(syscall.SIGTERM, 10*time.Second); code != 0 {

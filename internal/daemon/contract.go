@@ -1,25 +1,40 @@
-// Package daemon runs the rotator unattended (`rotator run`): it checks every configured client on
-// a cron schedule and wakes early when a token would otherwise be renewed too late.
+// Package daemon runs the rotator unattended (`rotator run`): it looks at every configured client
+// on a cron schedule, and in between wakes for the clients that need it sooner.
 //
 // The engine (package rotation) makes every decision that costs a Clear request, and persists what
-// it decided in Secrets Manager; the daemon only decides when to ask it. It keeps, per client, the
-// time the engine said the client next needs a look (Result.NextCheck), so that a tick where nothing
-// is due calls neither Clear nor Secrets Manager, and it re-reads every client at least every
-// Options.Recheck so that changes made elsewhere (another rotator, an operator's forced rotation)
-// are noticed. Since all state that matters lives in Secrets Manager, a restarted daemon picks up
-// exactly where the previous one stopped, and a crash loop cannot spend the daily request budget.
+// it decided in Secrets Manager; the daemon only decides when to ask it. At every activation of the
+// schedule (a tick) it asks the engine about every client, through a per-client rotation.Cache: a
+// client whose secret has not changed since the last look costs one DescribeSecret call and writes
+// nothing, and a change made elsewhere (another rotator, an operator's forced rotation, a person
+// editing the secret) is seen within one tick. Between ticks the daemon wakes for a client at the
+// time the engine named (Result.NextCheck: a renewal point, the end of a backoff or a block) and at
+// the expiry of the token it last saw, so a coarse schedule such as "@every 6h" still renews hourly
+// tokens on time. Since all state that matters lives in Secrets Manager, a restarted daemon picks
+// up exactly where the previous one stopped, and a crash loop cannot spend the daily budget.
 //
-// Checks come from four sources: one at start-up, the cron ticks, a wake timer set for the
-// earliest NextCheck when that falls before the next tick (so a coarse schedule such as "@every 6h"
-// still renews hourly tokens on time), and one after each reload. Checks never overlap: one that
-// finds another still running is skipped, and the running one re-arms the wake timer when it ends.
+// # One loop
 //
-// On cancellation of Run's context (SIGTERM, SIGINT) the daemon stops scheduling and waits, at most
-// the configured shutdown grace, for checks in flight: the engine finishes a started Clear request
-// and its token write even though the context is cancelled, because the token the ERP holds is
-// already revoked by then.
+// One goroutine owns the schedule: it holds one timer, set for the earliest of the schedule's next
+// activation, the clients' NextCheck times and the stored tokens' expiry, and it receives the
+// reload signal and the cancellation of Run's context as events of the same select. The cron
+// library is used for the schedule's syntax only. A round of checks runs in a pool of at most
+// Options.Concurrency workers while the loop waits for it; the timer is not armed meanwhile, so
+// checks never overlap, and what fell due during a round is looked at as soon as it ends. A
+// schedule whose next activation cannot be found (robfig/cron's Next returns the zero time) does
+// not stop the daemon: it falls back to the default interval and says so.
 //
-// The ops listener serves /healthz, /readyz and /metrics (Prometheus text format); see handler.
+// # Shutdown
+//
+// On cancellation of Run's context (SIGTERM, SIGINT) the daemon starts no further check and waits,
+// at most the configured shutdown grace, for those in flight: the engine finishes a started Clear
+// request and its token write even though the context is cancelled, because the token the ERP
+// holds is already revoked by then.
+//
+// # Ops listener
+//
+// The ops listener serves /healthz, /readyz and /metrics (Prometheus text format); see handler. It
+// has read, write and idle timeouts, a cap on header size and a cap on concurrent connections, so
+// that clients of the ops port can never take the descriptors rotation needs.
 package daemon
 
 import (
@@ -33,12 +48,10 @@ import (
 
 // Defaults for the Options fields that may be left zero.
 const (
-	// DefaultConcurrency is how many clients are checked at once. Each check is a few Secrets
-	// Manager calls and rarely a Clear request, so a handful in parallel keeps a thousand clients
-	// well within a tick without a burst that Secrets Manager would throttle.
+	// DefaultConcurrency is how many clients are checked at once. An idle check is one Secrets
+	// Manager call and rarely more, so a handful in parallel covers a thousand clients well within
+	// a tick without a burst that Secrets Manager would throttle.
 	DefaultConcurrency = 8
-	// DefaultRecheck is the longest a client goes unread, however far off its next renewal.
-	DefaultRecheck = time.Hour
 )
 
 // Options configures Run.
@@ -50,13 +63,12 @@ type Options struct {
 	Log *slog.Logger
 	// Reload delivers SIGHUP.
 	Reload <-chan os.Signal
-	// Version is reported in metrics.
+	// Version is the rotator's version, reported in clear_rotator_build_info. The line that
+	// `rotator version` prints ("clear-rotator v1.2.3 (go1.26.8)") is accepted too and reduced to
+	// the version itself, since the Go version has a label of its own.
 	Version string
 	// Concurrency bounds the clients checked at once; zero means DefaultConcurrency.
 	Concurrency int
-	// Recheck is the cache's maximum age: every client is read again at least this often, even when
-	// its token is not due. Zero means DefaultRecheck.
-	Recheck time.Duration
 }
 
 // Run runs the daemon until ctx is cancelled. It returns Load's error if the configuration cannot be
@@ -73,3 +85,21 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	return d.run(ctx)
 }
+
+// The loop's own timing constants.
+const (
+	// minGap is the earliest the daemon looks at a client again after checking it. The engine does
+	// not ask for a look sooner, but a NextCheck at or before the check itself (a clock step could
+	// produce one) would otherwise make the timer spin.
+	minGap = time.Second
+	// readRetryBase and readRetryCap space the extra looks at a client whose secrets could not be
+	// read, between ticks: the engine cannot persist such a failure or name a time for it. Those
+	// looks read Secrets Manager before anything else, so they cannot spend the budget.
+	readRetryBase = 30 * time.Second
+	readRetryCap  = 5 * time.Minute
+	// fallbackTick is the interval between ticks when the schedule has no next activation: the
+	// default schedule's.
+	fallbackTick = 5 * time.Minute
+	// httpShutdown bounds the ops listener's shutdown; its requests are tiny.
+	httpShutdown = 2 * time.Second
+)

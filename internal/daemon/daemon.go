@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -20,110 +19,116 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
-	"github.com/clear-rotator/clear-rotator/internal/timing"
-)
-
-const (
-	// minGap is the earliest the daemon looks at a client again after checking it. The engine does
-	// not ask for a look sooner, but a NextCheck at or before the check itself (a clock step could
-	// produce one) would otherwise make the wake timer spin.
-	minGap = time.Second
-	// retryBase and retryCap space the extra looks at a client whose check failed without a time
-	// from the engine, mostly because its secrets could not be read. The engine cannot persist such
-	// a failure, so the daemon backs off itself. Those checks read Secrets Manager again before they
-	// could call Clear, so they cannot spend the budget faster than the engine allows.
-	retryBase = 30 * time.Second
-	retryCap  = 10 * time.Minute
-	// httpShutdown bounds the ops listener's shutdown; its requests are tiny.
-	httpShutdown = 2 * time.Second
 )
 
 // clientKey is everything that makes up a client's configuration except its Clear client (a fresh
-// pointer on every load). A client whose key is unchanged by a reload keeps its cached schedule.
+// pointer on every load). A client whose key is unchanged by a reload keeps its cache and counters.
 type clientKey struct {
-	Name, BaseURL                 string
-	ClientSecret                  clear.ClientSecret
-	ClientSecretID, TokenSecretID string
-	DailyLimit                    int
-	RenewBefore, MaxAge           time.Duration
+	Name, BaseURL                   string
+	ClientSecret, ClientSecret2     clear.ClientSecret
+	ClientSecretID, ClientSecretID2 string
+	TokenSecretID                   string
+	DailyLimit                      int
+	RenewBefore, MaxAge             time.Duration
 }
 
 func keyOf(c *rotation.Client) clientKey {
 	return clientKey{
-		Name: c.Name, BaseURL: c.BaseURL, ClientSecret: c.ClientSecret, ClientSecretID: c.ClientSecretID,
-		TokenSecretID: c.TokenSecretID, DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge,
+		Name: c.Name, BaseURL: c.BaseURL, ClientSecret: c.ClientSecret, ClientSecret2: c.ClientSecret2,
+		ClientSecretID: c.ClientSecretID, ClientSecretID2: c.ClientSecretID2, TokenSecretID: c.TokenSecretID,
+		DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge,
 	}
 }
 
-// entry is what the daemon knows about one client: when to look at it next, and what its metrics
-// report.
+// entry is what the daemon knows about one client: what it last read, when to look again, and the
+// counters its metrics report.
 type entry struct {
-	key clientKey
+	key   clientKey
+	cache *rotation.Cache
 
-	checked  time.Time // when the last check ended; zero: never checked
-	next     time.Time // when the engine asked for the next look; zero: at the next tick
-	retry    time.Time // when to look again after a failed check the engine gave no time for
-	failures int       // consecutive such checks
+	checked time.Time // when the last check ended; zero: never checked
+	next    time.Time // the engine's NextCheck from that check; zero: none
 
-	outcomes    map[rotation.Outcome]uint64
-	hasToken    bool
-	issuedAt    time.Time
-	validTill   *time.Time
-	requests    int
-	requestsDay string // the UTC day requests counts; "" until known
-	lastSuccess time.Time
-	blocked     bool
-	storeErr    string // why the last check could not use Secrets Manager; "" if it could
+	// readFails counts consecutive checks that could not read Secrets Manager; readErr is the last
+	// such failure, for the log only.
+	readFails int
+	readErr   error
+
+	// status is the client as last read (nil until a read succeeded), at readAt.
+	status *rotation.Status
+	readAt time.Time
+	// healthy is when a check last found the client healthy (rotation.Health.OK).
+	healthy time.Time
+
+	outcomes map[rotation.Outcome]uint64
 }
 
 func newEntry(k clientKey) *entry {
-	return &entry{key: k, outcomes: map[rotation.Outcome]uint64{}}
+	return &entry{key: k, cache: &rotation.Cache{}, outcomes: map[rotation.Outcome]uint64{}}
 }
 
-// due reports whether the client needs a check at now.
-func (e *entry) due(now time.Time, recheck time.Duration) bool {
-	return e.checked.IsZero() || e.next.IsZero() || !now.Before(e.next) || !now.Before(e.checked.Add(recheck))
-}
-
-// wakeAt is the latest time the client should be looked at: its NextCheck, its retry after a read
-// failure, or the cache's maximum age, whichever comes first. A client never checked yields a time
-// long past, so that it is checked at once.
-func (e *entry) wakeAt(recheck time.Duration) time.Time {
-	at := e.checked.Add(recheck)
-	if !e.next.IsZero() && e.next.Before(at) {
-		at = e.next
+// state is the client's health as the metrics report it: unknown while its secrets cannot be read,
+// "" before its first check.
+func (e *entry) state() rotation.Health {
+	switch {
+	case e.checked.IsZero():
+		return ""
+	case e.readFails > 0 || e.status == nil:
+		return rotation.HealthUnknown
 	}
-	if !e.retry.IsZero() && e.retry.Before(at) {
-		at = e.retry
+	return e.status.State
+}
+
+// wake is when the client needs a look before the next tick: the engine's NextCheck, the expiry of
+// the token last seen (so that the daemon never sleeps past it), or a retry after a failed read,
+// whichever comes first, and never sooner than minGap after the last check. Zero means the next
+// tick is soon enough.
+func (e *entry) wake() time.Time {
+	if e.checked.IsZero() {
+		return time.Time{}
+	}
+	var at time.Time
+	earliest := e.checked.Add(minGap)
+	use := func(t time.Time) {
+		if t.IsZero() {
+			return
+		}
+		if t.Before(earliest) {
+			t = earliest
+		}
+		if at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
+	use(e.next)
+	if e.status != nil && e.status.ValidTill != nil && e.status.ValidTill.After(e.checked) {
+		use(*e.status.ValidTill)
+	}
+	if e.readFails > 0 {
+		use(e.checked.Add(min(readRetryBase<<min(e.readFails-1, 10), readRetryCap)))
 	}
 	return at
 }
 
-// daemon is one Run.
+// daemon is one Run. Its loop goroutine owns the schedule; the fields under mu are shared with the
+// rounds' workers and the ops handlers.
 type daemon struct {
 	opts    Options
-	recheck time.Duration
 	workers int
-	ctx     context.Context // Run's context; checks started by timers use it
-	// logger is read without d.mu, so that cron's goroutine, which logs, never waits for d.mu while
-	// a holder of d.mu waits for cron (Entry).
-	logger atomic.Pointer[slog.Logger]
-
-	checking sync.Mutex     // held by the running check, so that checks never overlap
-	inflight sync.WaitGroup // checks started and not yet finished, for the shutdown grace
+	ops     opsLimits
+	// sched is the parsed schedule; only the loop uses it.
+	sched cron.Schedule
 
 	mu        sync.Mutex // guards the fields below
 	app       *app.App
-	sched     cron.Schedule
-	cron      *cron.Cron // nil until run starts it
-	cronID    cron.EntryID
-	job       cron.Job
+	log       *slog.Logger
 	entries   map[string]*entry // by client name
 	active    map[string]int    // clients being checked now, for the shutdown message
 	ticks     uint64
-	firstDone bool // a check has finished, so readiness means something
+	tickAt    time.Time // the schedule's next activation
+	firstDone bool      // the first tick finished, so readiness means something
 	closing   bool
-	wake      *time.Timer
+	unready   int // clients whose last read failed, as last logged
 }
 
 func newDaemon(opts Options, a *app.App) (*daemon, error) {
@@ -136,16 +141,13 @@ func newDaemon(opts Options, a *app.App) (*daemon, error) {
 	}
 	d := &daemon{
 		opts:    opts,
-		recheck: opts.Recheck,
 		workers: opts.Concurrency,
-		app:     a,
+		ops:     defaultOpsLimits,
 		sched:   sched,
+		app:     a,
+		log:     pickLogger(a, opts),
 		entries: make(map[string]*entry, len(a.Clients)),
 		active:  map[string]int{},
-	}
-	d.logger.Store(pickLogger(a, opts))
-	if d.recheck <= 0 {
-		d.recheck = DefaultRecheck
 	}
 	if d.workers <= 0 {
 		d.workers = DefaultConcurrency
@@ -159,10 +161,7 @@ func newDaemon(opts Options, a *app.App) (*daemon, error) {
 // parseSchedule parses the configured schedule with the parser the configuration is validated
 // with; an App built by hand without one gets the default.
 func parseSchedule(cfg *config.Config) (cron.Schedule, error) {
-	spec := cfg.Schedule
-	if spec == "" {
-		spec = config.DefaultSchedule
-	}
+	spec := scheduleSpec(cfg)
 	s, err := config.ParseSchedule(spec)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %q: %w", spec, err)
@@ -196,152 +195,163 @@ func pickLogger(a *app.App, opts Options) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func (d *daemon) log() *slog.Logger { return d.logger.Load() }
+func (d *daemon) logger() *slog.Logger {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log
+}
 
-// nextTick returns when cron next runs the schedule. d.mu must be held. Cron's own record is used
-// because an "@every" schedule counts from the last run, not from now.
-func (d *daemon) nextTick(now time.Time) time.Time {
-	if d.cron != nil {
-		if e := d.cron.Entry(d.cronID); !e.Next.IsZero() {
-			return e.Next
-		}
-	}
-	return d.sched.Next(now.UTC())
+// round is one set of checks run by the loop: every client (a tick) or those that are due.
+type round struct {
+	trigger string
+	full    bool
+	app     *app.App
+	clients []*rotation.Client
 }
 
 // run serves until ctx is cancelled; see Run.
 func (d *daemon) run(ctx context.Context) error {
-	d.ctx = ctx
 	cfg := d.app.Config
-	logger := cronLogger{d}
-	cr := cron.New(cron.WithLocation(time.UTC), cron.WithLogger(logger), cron.WithChain(cron.Recover(logger)))
-	d.mu.Lock()
-	d.cron, d.job = cr, cron.FuncJob(func() { d.runCheck("schedule") })
-	d.cronID = cr.Schedule(d.sched, d.job)
-	d.mu.Unlock()
-
 	var srv *http.Server
 	if cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("ops listener: %w", err)
 		}
-		srv = &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.log().Error("the ops listener stopped", "error", err)
-			}
-		}()
+		srv = d.serveOps(ln)
 	}
-
-	cr.Start()
-	d.log().Info("daemon started", "version", d.opts.Version, "clients", len(d.app.Clients),
+	log := d.logger()
+	log.Info("daemon started", "version", d.opts.Version, "clients", len(d.app.Clients),
 		"schedule", scheduleSpec(cfg), "http_addr", cfg.HTTPAddr, "shutdown_grace", grace(cfg).String())
-	d.spawn("start")
 
+	d.mu.Lock()
+	d.tickAt = d.activationLocked(time.Now())
+	d.mu.Unlock()
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var (
+		done    <-chan struct{} // closed when the running round ends; nil while none runs
+		pending = "start"       // a tick wanted as soon as no round runs; "" for none
+	)
 	for {
+		var wake <-chan time.Time
+		if done == nil {
+			if pending != "" {
+				done, pending = d.start(ctx, pending, nil), ""
+				continue
+			}
+			now := time.Now()
+			timer.Reset(max(d.wakeAt().Sub(now), 0))
+			wake = timer.C
+		}
 		select {
 		case <-ctx.Done():
-			return d.shutdown(cr, srv)
+			timer.Stop()
+			return d.shutdown(done, srv)
 		case <-d.opts.Reload:
-			d.reload(ctx)
+			timer.Stop()
+			if d.reload(ctx) {
+				pending = "reload"
+			}
+		case <-done:
+			done = nil
+		case now := <-wake:
+			d.mu.Lock()
+			tick := !now.Before(d.tickAt)
+			if tick {
+				d.tickAt = d.activationLocked(now)
+			}
+			d.mu.Unlock()
+			if tick {
+				done = d.start(ctx, "schedule", nil)
+			} else if due := d.due(now); len(due) > 0 {
+				done = d.start(ctx, "wake", due)
+			}
 		}
 	}
 }
 
-// begin registers a check about to start, unless the daemon is shutting down. The registration
-// happens under d.mu, so that no check starts after shutdown has begun waiting.
-func (d *daemon) begin() bool {
+// activationLocked returns the schedule's first activation after t; d.mu must be held. A schedule
+// without one (robfig/cron gives the zero time when it finds none within five years; configuration
+// refuses such schedules, but a daemon must not stop looking because of one) falls back to
+// fallbackTick.
+func (d *daemon) activationLocked(t time.Time) time.Time {
+	if next := d.sched.Next(t.UTC()); next.After(t) {
+		return next
+	}
+	d.log.Error("the schedule has no next activation; looking at every client at the default interval instead",
+		"interval", fallbackTick.String())
+	return t.Add(fallbackTick)
+}
+
+// wakeAt is when the loop next has something to do: the next tick, or a client's wake, whichever
+// comes first.
+func (d *daemon) wakeAt() time.Time {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closing {
-		return false
+	at := d.tickAt
+	for _, e := range d.entries {
+		if w := e.wake(); !w.IsZero() && w.Before(at) {
+			at = w
+		}
 	}
-	d.inflight.Add(1)
-	return true
+	return at
 }
 
-// runCheck runs a check in the calling goroutine (a cron job or a timer's).
-func (d *daemon) runCheck(trigger string) {
-	if !d.begin() {
-		return
+// due returns the clients whose wake has come at now.
+func (d *daemon) due(now time.Time) []*rotation.Client {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []*rotation.Client
+	for _, c := range d.app.Clients {
+		if e := d.entries[c.Name]; e != nil {
+			if w := e.wake(); !w.IsZero() && !now.Before(w) {
+				out = append(out, c)
+			}
+		}
 	}
-	defer d.inflight.Done()
-	d.check(trigger)
+	return out
 }
 
-// spawn runs a check in a new goroutine.
-func (d *daemon) spawn(trigger string) {
-	if !d.begin() {
-		return
+// start runs a round in a new goroutine and returns a channel closed when it ends. clients nil
+// means every client: a tick.
+func (d *daemon) start(ctx context.Context, trigger string, clients []*rotation.Client) <-chan struct{} {
+	d.mu.Lock()
+	r := round{trigger: trigger, full: clients == nil, app: d.app, clients: clients}
+	if r.full {
+		r.clients = d.app.Clients
+		d.ticks++
 	}
+	d.mu.Unlock()
+	done := make(chan struct{})
 	go func() {
-		defer d.inflight.Done()
-		d.check(trigger)
+		defer close(done)
+		d.round(ctx, r)
 	}()
+	return done
 }
 
-// check looks at every client that is due, then re-arms the wake timer.
-func (d *daemon) check(trigger string) {
-	if !d.checking.TryLock() {
-		// The running check re-arms the wake timer when it ends, so nothing due is lost.
-		d.log().Debug("a check is still running; skipping this one", "trigger", trigger)
-		return
-	}
-	defer d.checking.Unlock()
-	defer d.rearm()
+// round checks r's clients, at most d.workers at once. After cancellation it starts no further
+// client; those already started finish.
+func (d *daemon) round(ctx context.Context, r round) {
+	begin := time.Now()
 	defer func() {
 		// Per-client panics are recovered in checkOne; this guards the daemon's own bookkeeping.
 		if p := recover(); p != nil {
-			d.log().Error("a check panicked", "trigger", trigger, "panic", clear.Sanitize(fmt.Sprint(p)), "stack", string(debug.Stack()))
+			d.logger().Error("a round of checks panicked", "trigger", r.trigger, "panic", clear.Sanitize(fmt.Sprint(p)), "stack", string(debug.Stack()))
 		}
 	}()
-
-	start := time.Now()
-	a, due := d.dueClients(start)
-	counts := d.checkClients(a, due)
-	d.mu.Lock()
-	if d.ctx.Err() == nil {
-		d.firstDone = true
-	}
-	d.mu.Unlock()
-	attrs := []any{"trigger", trigger, "clients", len(a.Clients), "due", len(due), "took", time.Since(start).String()}
-	for _, o := range rotation.Outcomes {
-		if n := counts[o]; n > 0 {
-			attrs = append(attrs, string(o), n)
-		}
-	}
-	d.log().Debug("check finished", attrs...)
-}
-
-// dueClients counts a tick and returns the current App with the clients due at now.
-func (d *daemon) dueClients(now time.Time) (*app.App, []*rotation.Client) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.ticks++
-	var due []*rotation.Client
-	for _, c := range d.app.Clients {
-		if e := d.entries[c.Name]; e == nil || e.due(now, d.recheck) {
-			due = append(due, c)
-		}
-	}
-	return d.app, due
-}
-
-// checkClients checks the due clients, at most d.workers at once, and counts their outcomes. After
-// cancellation it starts no further clients; those already started finish.
-func (d *daemon) checkClients(a *app.App, due []*rotation.Client) map[rotation.Outcome]int {
-	counts := map[rotation.Outcome]int{}
-	if len(due) == 0 {
-		return counts
-	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	jobs := make(chan *rotation.Client)
-	for range min(d.workers, len(due)) {
+	var (
+		mu     sync.Mutex
+		counts = map[rotation.Outcome]int{}
+		wg     sync.WaitGroup
+		jobs   = make(chan *rotation.Client)
+	)
+	for range min(d.workers, len(r.clients)) {
 		wg.Go(func() {
 			for c := range jobs {
-				if o := d.checkOne(a, c); o != "" {
+				if o := d.checkOne(ctx, r.app, c); o != "" {
 					mu.Lock()
 					counts[o]++
 					mu.Unlock()
@@ -350,63 +360,103 @@ func (d *daemon) checkClients(a *app.App, due []*rotation.Client) map[rotation.O
 		})
 	}
 feed:
-	for _, c := range due {
-		if d.ctx.Err() != nil {
+	for _, c := range r.clients {
+		if ctx.Err() != nil {
 			break
 		}
 		select {
 		case jobs <- c:
-		case <-d.ctx.Done():
+		case <-ctx.Done():
 			break feed
 		}
 	}
 	close(jobs)
 	wg.Wait()
-	return counts
+
+	d.afterRound(ctx, r)
+	attrs := []any{"trigger", r.trigger, "clients", len(r.clients), "took", time.Since(begin).String()}
+	for _, o := range rotation.Outcomes {
+		if n := counts[o]; n > 0 {
+			attrs = append(attrs, string(o), n)
+		}
+	}
+	d.logger().Debug("round finished", attrs...)
+}
+
+// afterRound marks the first tick done and logs a change of readiness, with the details /readyz
+// does not give.
+func (d *daemon) afterRound(ctx context.Context, r round) {
+	d.mu.Lock()
+	if r.full && ctx.Err() == nil {
+		d.firstDone = true
+	}
+	var names []string
+	var first error
+	for _, n := range d.names() {
+		if e := d.entries[n]; e.readFails > 0 {
+			names = append(names, n)
+			if first == nil {
+				first = e.readErr
+			}
+		}
+	}
+	was, count := d.unready, len(names)
+	d.unready = count
+	log := d.log
+	d.mu.Unlock()
+	switch {
+	case count > 0 && count != was:
+		const show = 5
+		if len(names) > show {
+			names = append(names[:show:show], fmt.Sprintf("and %d more", len(names)-show))
+		}
+		log.Warn("not ready: Secrets Manager could not be read for some clients", "clients", strings.Join(names, ", "),
+			"count", count, "error", first)
+	case count == 0 && was > 0:
+		log.Info("ready again: every client's secrets could be read")
+	}
 }
 
 // checkOne asks the engine about one client and records the answer. A panic (in a token source, a
 // store, or the engine) is recovered and recorded as a failure of this client alone.
-func (d *daemon) checkOne(a *app.App, c *rotation.Client) (outcome rotation.Outcome) {
-	d.enter(c.Name)
+func (d *daemon) checkOne(ctx context.Context, a *app.App, c *rotation.Client) (outcome rotation.Outcome) {
+	cache := d.enter(c)
 	defer d.leave(c.Name)
 	defer func() {
 		if p := recover(); p != nil {
 			err := fmt.Errorf("panic while checking the client: %s", clear.Sanitize(fmt.Sprint(p)))
-			d.log().Error("a client's check panicked; the other clients carry on", "client", c.Name, "error", err, "stack", string(debug.Stack()))
-			r := rotation.Result{Client: c.Name, Outcome: rotation.Failed, Message: err.Error(), Err: err, DailyLimit: c.DailyLimit}
-			d.record(c, r, nil, nil, true, time.Now())
+			d.logger().Error("a client's check panicked; the other clients carry on", "client", c.Name, "error", err, "stack", string(debug.Stack()))
+			// What the panic left behind (a claim, perhaps) is unknown: read everything again soon,
+			// and the engine will say how long any claim still holds.
+			cache.Invalidate()
+			now := time.Now()
+			r := rotation.Result{Client: c.Name, Outcome: rotation.Failed, Message: err.Error(), Err: err, NextCheck: now.Add(readRetryBase)}
+			d.record(c, r, false, now)
 			outcome = rotation.Failed
 		}
 	}()
 
-	r := a.Engine.Rotate(d.ctx, c, false)
-	if d.ctx.Err() != nil && r.Outcome == rotation.Failed && !r.Requested && errors.Is(r.Err, context.Canceled) {
+	r := a.Engine.Run(ctx, c, rotation.Request{}, cache)
+	if ctx.Err() != nil && r.Outcome == rotation.Failed && !r.Requested && errors.Is(r.Err, context.Canceled) {
 		// Shutdown cut the check short before it claimed anything: nothing happened, nothing to
 		// record, and the client must not look broken in the last scrape.
-		d.log().Debug("check interrupted by shutdown before it began", "client", c.Name)
 		return ""
 	}
-	var st *rotation.Status
-	var stErr error
-	if r.Outcome == rotation.NotDue && d.needsCount(c.Name) {
-		// A check that finds the token not due does not read the state, so the day's request count
-		// is unknown until something else reports it. One status read per client and run fills it.
-		s, err := a.Engine.Status(d.ctx, c)
-		if err == nil {
-			st = &s
-		} else if d.ctx.Err() == nil {
-			stErr = err
-		}
-	}
-	d.record(c, r, st, stErr, false, time.Now())
+	d.record(c, r, true, time.Now())
 	return r.Outcome
 }
 
-func (d *daemon) enter(name string) {
+// enter registers a check of c and returns c's cache.
+func (d *daemon) enter(c *rotation.Client) *rotation.Cache {
 	d.mu.Lock()
-	d.active[name]++
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	d.active[c.Name]++
+	if e := d.entries[c.Name]; e != nil && e.key == keyOf(c) {
+		return e.cache
+	}
+	// A reload removed or changed the client while this round was under way: check it without a
+	// cache, and record nothing (see record).
+	return nil
 }
 
 func (d *daemon) leave(name string) {
@@ -417,91 +467,75 @@ func (d *daemon) leave(name string) {
 	d.mu.Unlock()
 }
 
-func (d *daemon) needsCount(name string) bool {
+// record files one result: when to look at the client next, what it looks like, and its counters.
+// engine is false for a result the daemon made up after a panic, which says nothing about the
+// client's secrets.
+func (d *daemon) record(c *rotation.Client, r rotation.Result, engine bool, now time.Time) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	e := d.entries[name]
-	return e != nil && e.requestsDay == ""
-}
-
-// record files one result: when to look at the client next, and what its metrics report.
-func (d *daemon) record(c *rotation.Client, r rotation.Result, st *rotation.Status, stErr error, panicked bool, now time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	e := d.entries[c.Name]
 	if e == nil || e.key != keyOf(c) {
+		d.mu.Unlock()
 		return // a reload removed or changed the client while it was being checked
 	}
-	e.checked = now
-	e.next = r.NextCheck
-	if !e.next.IsZero() && e.next.Before(now.Add(minGap)) {
-		e.next = now.Add(minGap)
-	}
-	if r.Outcome == rotation.Failed && r.NextCheck.IsZero() {
-		e.failures++
-		e.retry = now.Add(min(retryBase<<min(e.failures-1, 10), retryCap))
-	} else {
-		e.failures, e.retry = 0, time.Time{}
-	}
-
+	before := e.state()
+	e.checked, e.next = now, r.NextCheck
 	e.outcomes[r.Outcome]++
-	if r.IssuedAt != nil {
-		e.hasToken, e.issuedAt, e.validTill = true, *r.IssuedAt, r.ValidTill
-	}
-	day := timing.Day(now)
 	switch {
-	case st != nil && st.RequestsToday != nil:
-		e.requests, e.requestsDay = *st.RequestsToday, day
-	case r.RequestsToday != nil:
-		e.requests, e.requestsDay = *r.RequestsToday, day
-	}
-	if r.Outcome.OK() {
-		e.lastSuccess = now
-	}
-	e.blocked = r.Outcome == rotation.Blocked || r.Outcome == rotation.Limited
-	e.storeErr = ""
-	var ce *clear.Error
-	switch {
-	case stErr != nil:
-		e.storeErr = stErr.Error()
-	case r.Outcome == rotation.Failed && !panicked && !errors.As(r.Err, &ce):
-		// Clear's refusals are the client's problem, not the rotator's: only failures to read or
-		// write the secrets make the daemon unready.
-		e.storeErr = r.Message
-	}
-}
-
-// rearm sets the wake timer for the earliest time a client needs a look, when that comes before the
-// next cron tick; the tick is soon enough otherwise.
-func (d *daemon) rearm() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.wake != nil {
-		d.wake.Stop()
-		d.wake = nil
-	}
-	if d.closing || len(d.entries) == 0 {
-		return
-	}
-	now := time.Now()
-	var at time.Time
-	for _, e := range d.entries {
-		if w := e.wakeAt(d.recheck); at.IsZero() || w.Before(at) {
-			at = w
+	case !engine:
+	case r.ReadErr != nil:
+		e.readFails++
+		e.readErr = r.ReadErr
+	default:
+		e.readFails, e.readErr = 0, nil
+		st := r.Status
+		e.status, e.readAt = &st, now
+		if st.State.OK() {
+			e.healthy = now
 		}
 	}
-	tick := d.nextTick(now)
-	if !at.Before(tick) {
+	after := e.state()
+	var st *rotation.Status
+	if e.status != nil {
+		cp := *e.status
+		st = &cp
+	}
+	log := d.log
+	d.mu.Unlock()
+
+	if after == before || after == rotation.HealthUnknown {
+		// An unreadable client is logged by the engine at every check, and summarised once by
+		// afterRound.
 		return
 	}
-	d.log().Debug("a client is due before the next tick; waking for it", "wake_at", at.UTC().Format(time.RFC3339), "next_tick", tick.Format(time.RFC3339))
-	d.wake = time.AfterFunc(max(at.Sub(now), 0), func() { d.runCheck("wake") })
+	attrs := []any{"client", c.Name, "state", string(after)}
+	if before != "" {
+		attrs = append(attrs, "was", string(before))
+	}
+	switch {
+	case after == rotation.HealthTokenLost:
+		reason := "a token was issued but not stored"
+		if st != nil && st.TokenLost != nil {
+			reason = st.TokenLost.Reason
+		}
+		log.Error("the token in AWSCURRENT is lost: Clear issued a token that was not stored, or a rotation was abandoned; ERP systems hold a revoked token until it is replaced",
+			append(attrs, "reason", reason)...)
+	case !after.OK():
+		if st != nil && st.BlockedReason != nil {
+			attrs = append(attrs, "reason", *st.BlockedReason)
+		} else if st != nil && st.LastError != nil {
+			attrs = append(attrs, "reason", *st.LastError)
+		}
+		log.Warn("the client needs attention", attrs...)
+	case before != "" && !before.OK():
+		log.Info("the client is healthy again", attrs...)
+	}
 }
 
 // reload loads the configuration again and swaps it in, keeping what it knows about clients whose
-// configuration is unchanged. On failure it keeps the running configuration.
-func (d *daemon) reload(ctx context.Context) {
-	d.log().Info("reloading the configuration")
+// configuration is unchanged. On failure it keeps the running configuration and returns false.
+func (d *daemon) reload(ctx context.Context) bool {
+	log := d.logger()
+	log.Info("reloading the configuration")
 	a, err := d.opts.Load(ctx)
 	var sched cron.Schedule
 	if err == nil && (a == nil || a.Config == nil || a.Engine == nil) {
@@ -511,8 +545,8 @@ func (d *daemon) reload(ctx context.Context) {
 		sched, err = parseSchedule(a.Config)
 	}
 	if err != nil {
-		d.log().Error("reload failed; keeping the previous configuration", "error", err)
-		return
+		log.Error("reload failed; keeping the previous configuration", "error", err)
+		return false
 	}
 
 	d.mu.Lock()
@@ -531,7 +565,7 @@ func (d *daemon) reload(ctx context.Context) {
 		default:
 			// A changed client is looked at afresh; its counters carry on, as counters must.
 			fresh := newEntry(k)
-			fresh.outcomes, fresh.lastSuccess = e.outcomes, e.lastSuccess
+			fresh.outcomes = e.outcomes
 			e = fresh
 			changed++
 		}
@@ -539,13 +573,12 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	removed := len(d.entries) - kept - changed
 	d.entries, d.app = entries, a
-	d.logger.Store(pickLogger(a, d.opts))
-	if scheduleSpec(a.Config) != scheduleSpec(old) && d.cron != nil {
-		d.cron.Remove(d.cronID)
-		d.cronID = d.cron.Schedule(sched, d.job)
+	d.log = pickLogger(a, d.opts)
+	if scheduleSpec(a.Config) != scheduleSpec(old) {
+		d.sched = sched
+		d.tickAt = d.activationLocked(time.Now())
 	}
-	d.sched = sched
-	log := d.log()
+	log = d.log
 	d.mu.Unlock()
 
 	if a.Config.HTTPAddr != old.HTTPAddr {
@@ -553,32 +586,20 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	log.Info("reloaded the configuration", "clients", len(a.Clients), "unchanged", kept, "added", added,
 		"changed", changed, "removed", removed, "schedule", scheduleSpec(a.Config))
-	d.spawn("reload")
+	return true
 }
 
-// shutdown stops scheduling and waits, at most the shutdown grace, for the checks in flight.
-func (d *daemon) shutdown(cr *cron.Cron, srv *http.Server) error {
+// shutdown starts no further check and waits, at most the shutdown grace, for the round in flight.
+func (d *daemon) shutdown(done <-chan struct{}, srv *http.Server) error {
 	d.mu.Lock()
 	d.closing = true
-	if d.wake != nil {
-		d.wake.Stop()
-		d.wake = nil
-	}
 	g := grace(d.app.Config)
-	log := d.log()
+	log := d.log
 	d.mu.Unlock()
-	cr.Stop()
 	log.Info("shutting down: no new checks; waiting for those in flight", "grace", g.String())
 
-	done := make(chan struct{})
-	go func() {
-		d.inflight.Wait()
-		close(done)
-	}()
 	var err error
-	select {
-	case <-done:
-	default:
+	if done != nil {
 		t := time.NewTimer(g)
 		select {
 		case <-done:
@@ -606,16 +627,4 @@ func (d *daemon) shutdown(cr *cron.Cron, srv *http.Server) error {
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// cronLogger routes robfig/cron's logging to the daemon's logger: its chatter (wake, run, next) at
-// debug, its errors (a recovered panic) as errors.
-type cronLogger struct{ d *daemon }
-
-func (l cronLogger) Info(msg string, keysAndValues ...any) {
-	l.d.log().Debug("cron: "+msg, keysAndValues...)
-}
-
-func (l cronLogger) Error(err error, msg string, keysAndValues ...any) {
-	l.d.log().Error("cron: "+msg, append(keysAndValues, "error", err)...)
 }

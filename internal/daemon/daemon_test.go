@@ -6,41 +6,59 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
+
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/clear"
-	"github.com/clear-rotator/clear-rotator/internal/fake"
+	"github.com/clear-rotator/clear-rotator/internal/emulator"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
+// writes counts the calls that change Secrets Manager.
+func writes(calls map[string]int) int {
+	return calls["PutSecretValue"] + calls["CreateSecret"] + calls["UpdateSecretVersionStage"]
+}
+
+// diff returns after minus before, per operation, leaving out operations that did not change.
+func diff(before, after map[string]int) map[string]int {
+	out := map[string]int{}
+	for op, n := range after {
+		if d := n - before[op]; d != 0 {
+			out[op] = d
+		}
+	}
+	return out
+}
+
 // Three days of hourly tokens on the default five-minute schedule: every renewal at its renewal
-// point (two thirds of the lifetime), one request per renewal, and ticks with nothing due touch
-// neither Clear nor Secrets Manager. The ERP's view is sampled every minute and must always hold a
-// live token.
+// point (two thirds of the lifetime), one request per renewal, and each tick with nothing due costs
+// exactly one DescribeSecret and writes nothing. The ERP's view is sampled every minute and must
+// always hold a live token.
 func TestDaysOfHourlyTokens(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		h.start(h.app(h.client("erp", time.Hour, 48)), Options{})
 
-		// Just after the first rotation, seven ticks pass with nothing due.
-		time.Sleep(time.Minute)
-		reads, writes, ticks := h.store.Calls(fake.OpRead), h.store.Writes(), h.metric(MetricTicks)
-		time.Sleep(38 * time.Minute)
+		// The tick after a rotation reads the new versions (two GetSecretValue); the six after it,
+		// 00:10 to 00:35, have nothing new to read.
+		time.Sleep(6 * time.Minute)
+		before, ticks := h.calls(), h.metric(MetricTicks)
+		time.Sleep(33 * time.Minute)
 		synctest.Wait()
-		if r, w := h.store.Calls(fake.OpRead), h.store.Writes(); r != reads || w != writes {
-			t.Fatalf("idle ticks made %d reads and %d writes, want none", r-reads, w-writes)
+		if got := diff(before, h.calls()); len(got) != 1 || got["DescribeSecret"] != 6 {
+			t.Fatalf("six idle ticks made the calls %v, want exactly 6 DescribeSecret", got)
 		}
 		if got := h.metric(MetricTicks); got == ticks {
 			t.Fatalf("no ticks counted while idle (%s)", got)
 		}
 
-		// The ERP's view, sampled at half-minute offsets so as not to race the rotations.
 		for end := time.Now().Add(72 * time.Hour); time.Now().Before(end); {
 			time.Sleep(time.Minute)
 			synctest.Wait()
@@ -53,20 +71,16 @@ func TestDaysOfHourlyTokens(t *testing.T) {
 		}
 		// 72h39m of 40-minute renewals: the first token, then one every 40 minutes.
 		n := 1 + int((72*time.Hour+39*time.Minute)/(40*time.Minute))
-		assertRenewals(t, h.clears["erp"], n, time.Hour)
-		// Per rotation: the claim and the token; plus the creation of the secret.
-		if w := h.store.Writes(); w != 1+2*n {
-			t.Errorf("%d writes to Secrets Manager, want %d", w, 1+2*n)
-		}
-		if got := h.metric(`clear_rotator_rotations_total{client="erp",outcome="rotated"}`); got != fmt.Sprint(n) {
+		assertRenewals(t, h, "erp", n, time.Hour)
+		if got := h.metric(`clear_rotator_checks_total{client="erp",outcome="rotated"}`); got != fmt.Sprint(n) {
 			t.Errorf("rotated counter = %s, want %d", got, n)
 		}
 	})
 }
 
-// A schedule far coarser than the token's lifetime still renews on time: the wake timer fires at
-// each renewal point between ticks.
-func TestWakeTimerBeatsCoarseSchedule(t *testing.T) {
+// A schedule far coarser than the token's lifetime still renews on time: the daemon wakes at each
+// renewal point between ticks.
+func TestWakeBeatsCoarseSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 6h")
 		h.start(h.app(h.client("erp", time.Hour, 48)), Options{})
@@ -80,33 +94,39 @@ func TestWakeTimerBeatsCoarseSchedule(t *testing.T) {
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		assertRenewals(t, h.clears["erp"], 1+48*60/40, time.Hour)
+		assertRenewals(t, h, "erp", 1+48*60/40, time.Hour)
 	})
 }
 
-// Tokens that live six hours are renewed every four, but the daemon still re-reads the client every
-// hour (the cache's maximum age), so that changes made elsewhere are noticed; those reads write
-// nothing.
-func TestHourlyRecheck(t *testing.T) {
+// never is a schedule without activations, as robfig/cron reports one it cannot satisfy.
+type never struct{}
+
+func (never) Next(time.Time) time.Time { return time.Time{} }
+
+// Issue 9 D4: a schedule whose next activation is the zero time does not stop the daemon. It keeps
+// renewing at each renewal point, keeps looking at every client at the default interval, and says
+// what it is doing.
+func TestScheduleWithoutActivationKeepsLooking(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
-		h.start(h.app(h.client("erp", 6*time.Hour, 48)), Options{})
-		reads, writes := h.store.Calls(fake.OpRead), h.store.Writes()
-		time.Sleep(59 * time.Minute)
+		d := h.prepare(h.app(h.client("erp", time.Hour, 48)), Options{})
+		d.sched = never{}
+		h.run(d)
+		time.Sleep(3*time.Hour + time.Minute)
 		synctest.Wait()
-		if r := h.store.Calls(fake.OpRead); r != reads {
-			t.Fatalf("%d reads within the hour", r-reads)
+		if !h.live("erp") {
+			t.Fatal("the token was not renewed")
 		}
-		time.Sleep(2 * time.Minute)
-		synctest.Wait()
-		if r := h.store.Calls(fake.OpRead); r <= reads {
-			t.Fatal("the client was not re-read after an hour")
-		}
-		if w := h.store.Writes(); w != writes {
-			t.Fatalf("the hourly re-read wrote %d times", w-writes)
+		// Start-up, then one tick every five minutes.
+		if got := h.metric(MetricTicks); got != fmt.Sprint(1+36) {
+			t.Errorf("%s = %s after 3h01m, want %d", MetricTicks, got, 1+36)
 		}
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
+		}
+		assertRenewals(t, h, "erp", 1+180/40, time.Hour)
+		if !strings.Contains(h.logs.String(), "the schedule has no next activation") {
+			t.Error("the fallback was not logged")
 		}
 	})
 }
@@ -119,33 +139,33 @@ func TestDailyLimitResetsAtMidnightUTC(t *testing.T) {
 		h.start(h.app(h.client("erp", time.Hour, 3)), Options{})
 		time.Sleep(2*time.Hour + time.Minute)
 		synctest.Wait()
-		if got := h.metric(`clear_rotator_rotations_total{client="erp",outcome="limited"}`); got != "1" {
-			t.Fatalf("limited counter = %q at 02:01, want 1", got)
+		for series, want := range map[string]string{
+			`clear_rotator_checks_total{client="erp",outcome="limited"}`: "1",
+			`clear_rotator_blocked{client="erp"}`:                        "1",
+			`clear_rotator_state{client="erp",state="limited"}`:          "1",
+			`clear_rotator_requests_today{client="erp",api_client="1"}`:  "3",
+		} {
+			if got := h.metric(series); got != want {
+				t.Errorf("%s = %q at 02:01, want %s", series, got, want)
+			}
 		}
-		if got := h.metric(`clear_rotator_blocked{client="erp"}`); got != "1" {
-			t.Fatalf("blocked = %q while limited", got)
-		}
-		if got := h.metric(`clear_rotator_requests_today{client="erp"}`); got != "3" {
-			t.Fatalf("requests_today = %q, want 3", got)
-		}
-		writes := h.store.Writes()
+		w := writes(h.calls())
 		time.Sleep(21*time.Hour + 58*time.Minute) // to 23:59
 		synctest.Wait()
-		if w := h.store.Writes(); w != writes {
-			t.Fatalf("%d writes while limited", w-writes)
+		if got := writes(h.calls()); got != w {
+			t.Fatalf("%d writes while limited", got-w)
 		}
 		time.Sleep(2 * time.Minute) // past midnight
 		synctest.Wait()
-		if got := h.metric(`clear_rotator_requests_today{client="erp"}`); got != "1" {
+		if got := h.metric(`clear_rotator_requests_today{client="erp",api_client="1"}`); got != "1" {
 			t.Errorf("requests_today = %q after midnight, want 1", got)
 		}
 		time.Sleep(time.Hour)
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		day := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-		want := []time.Time{day, day.Add(40 * time.Minute), day.Add(80 * time.Minute), day.Add(24 * time.Hour), day.Add(24*time.Hour + 40*time.Minute)}
-		assertTimes(t, h.clears["erp"].RequestTimes(), want)
+		want := []time.Time{day0, day0.Add(40 * time.Minute), day0.Add(80 * time.Minute), day0.Add(24 * time.Hour), day0.Add(24*time.Hour + 40*time.Minute)}
+		assertTimes(t, h.recs["erp"].requestTimes(), want)
 		if !h.live("erp") {
 			t.Error("no live token after the limit reset")
 		}
@@ -162,34 +182,28 @@ func TestBackoffAfterServerErrors(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		c := h.client("erp", time.Hour, 48)
 		for range 5 {
-			h.clears["erp"].Inject(fake.Fault{Err: fake.ServerError()})
+			h.emus["erp"].Inject(emulator.ServerError())
 		}
 		h.start(h.app(c), Options{})
 		time.Sleep(15 * time.Minute)
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		times := h.clears["erp"].RequestTimes()
+		times := h.recs["erp"].requestTimes()
 		if len(times) != 6 {
 			t.Fatalf("%d requests, want 5 failures and a success: %v", len(times), times)
 		}
-		prev := time.Duration(0)
+		want := 22500 * time.Millisecond
 		for i := 1; i < len(times); i++ {
-			gap := times[i].Sub(times[i-1])
-			if i == 1 && (gap < 15*time.Second || gap > 30*time.Second) {
-				t.Errorf("first retry after %s, want 15-30s", gap)
+			if gap := times[i].Sub(times[i-1]); gap < want || gap > want+minGap {
+				t.Errorf("retry %d after %s, want %s", i, gap, want)
 			}
-			if i > 1 {
-				if ratio := float64(gap) / float64(prev); ratio < 1.9 || ratio > 2.1 {
-					t.Errorf("retry %d after %s, %.2f times the previous wait, want about double", i, gap, ratio)
-				}
-			}
-			prev = gap
+			want *= 2
 		}
 		if !h.live("erp") {
 			t.Error("no live token after the failures")
 		}
-		if got := h.metric(`clear_rotator_rotations_total{client="erp",outcome="failed"}`); got != "5" {
+		if got := h.metric(`clear_rotator_checks_total{client="erp",outcome="failed"}`); got != "5" {
 			t.Errorf("failed counter = %s, want 5", got)
 		}
 	})
@@ -201,14 +215,13 @@ func TestRateLimitWaitsForMidnight(t *testing.T) {
 		time.Sleep(20 * time.Hour)
 		h := newHarness(t, "@every 5m")
 		c := h.client("erp", time.Hour, 48)
-		h.clears["erp"].Inject(fake.Fault{Err: fake.RateLimited()})
+		h.emus["erp"].Inject(emulator.RateLimited(""))
 		h.start(h.app(c), Options{})
 		time.Sleep(4*time.Hour + time.Minute)
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		day := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-		assertTimes(t, h.clears["erp"].RequestTimes(), []time.Time{day.Add(20 * time.Hour), day.Add(24 * time.Hour)})
+		assertTimes(t, h.recs["erp"].requestTimes(), []time.Time{day0.Add(20 * time.Hour), day0.Add(24 * time.Hour)})
 	})
 }
 
@@ -218,15 +231,20 @@ func TestUnauthorizedBlocksOnlyItsClient(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		bad, good := h.client("bad", time.Hour, 48), h.client("good", time.Hour, 48)
-		h.clears["bad"].Inject(fake.Fault{Err: fake.Unauthorized()})
+		h.emus["bad"].Inject(emulator.Fault{Status: 401})
 		h.start(h.app(bad, good), Options{})
 		time.Sleep(5*time.Hour + time.Minute)
 		synctest.Wait()
-		if got := h.metric(`clear_rotator_blocked{client="bad"}`); got != "1" {
-			t.Errorf("blocked{bad} = %q, want 1", got)
-		}
-		if got := h.metric(`clear_rotator_blocked{client="good"}`); got != "0" {
-			t.Errorf("blocked{good} = %q, want 0", got)
+		for series, want := range map[string]string{
+			`clear_rotator_blocked{client="bad"}`:                "1",
+			`clear_rotator_state{client="bad",state="blocked"}`:  "1",
+			`clear_rotator_blocked{client="good"}`:               "0",
+			`clear_rotator_state{client="good",state="ok"}`:      "1",
+			`clear_rotator_state{client="good",state="blocked"}`: "0",
+		} {
+			if got := h.metric(series); got != want {
+				t.Errorf("%s = %q, want %s", series, got, want)
+			}
 		}
 		if code, body := h.get("/readyz"); code != http.StatusOK {
 			t.Errorf("/readyz = %d %q, want 200", code, body)
@@ -234,10 +252,13 @@ func TestUnauthorizedBlocksOnlyItsClient(t *testing.T) {
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		if n := h.clears["bad"].Requests(); n != 1 {
+		if n := h.emus["bad"].Requests(secretOf("bad")); n != 1 {
 			t.Errorf("the blocked client made %d requests, want 1", n)
 		}
-		assertRenewals(t, h.clears["good"], 1+300/40, time.Hour)
+		assertRenewals(t, h, "good", 1+300/40, time.Hour)
+		if !strings.Contains(h.logs.String(), "the client needs attention") {
+			t.Error("the blocked client was not reported in the log")
+		}
 	})
 }
 
@@ -247,10 +268,15 @@ func TestShutdownWaitsForRotationInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		c := h.client("erp", time.Hour, 48)
-		h.clears["erp"].Inject(fake.Fault{Delay: 10 * time.Second})
-		h.start(h.app(c), Options{})
+		h.emus["erp"].Inject(emulator.Fault{Delay: 10 * time.Second})
+		h.cfg.HTTPAddr = ""
+		d := h.prepare(h.app(c), Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		h.cancel, h.done = cancel, make(chan error, 1)
+		go func() { h.done <- d.run(ctx) }()
+		t.Cleanup(func() { _ = h.stop() })
 		time.Sleep(time.Second)
-		if h.clears["erp"].Requests() != 1 {
+		if len(h.recs["erp"].requestTimes()) != 1 {
 			t.Fatal("the request is not in flight")
 		}
 		start := time.Now()
@@ -266,8 +292,8 @@ func TestShutdownWaitsForRotationInFlight(t *testing.T) {
 		if !strings.Contains(h.logs.String(), "shutting down") {
 			t.Error("shutdown not logged")
 		}
-		if code, _ := h.get("/readyz"); code != http.StatusServiceUnavailable {
-			t.Errorf("/readyz = %d after shutdown, want 503", code)
+		if code, body := h.get("/readyz"); code != http.StatusServiceUnavailable || body != "shutting-down\n" {
+			t.Errorf("/readyz = %d %q after shutdown, want 503 shutting-down", code, body)
 		}
 	})
 }
@@ -278,8 +304,11 @@ func TestShutdownGraceExpires(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		h.cfg.ShutdownGrace = 5 * time.Second
 		c := h.client("erp", time.Hour, 48)
-		h.clears["erp"].Inject(fake.Fault{Delay: 20 * time.Second})
-		h.start(h.app(c), Options{})
+		h.emus["erp"].Inject(emulator.Fault{Delay: 20 * time.Second})
+		d := h.prepare(h.app(c), Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		h.cancel, h.done = cancel, make(chan error, 1)
+		go func() { h.done <- d.run(ctx) }()
 		time.Sleep(time.Second)
 		err := h.stop()
 		if err == nil || !strings.Contains(err.Error(), "grace of 5s expired") || !strings.Contains(err.Error(), "erp") {
@@ -296,11 +325,12 @@ func TestPanicInTokenSource(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		bad, good := h.client("bad", time.Hour, 48), h.client("good", time.Hour, 48)
-		h.clears["bad"].Inject(fake.Fault{Panic: "token source bug"})
+		msg := "token source bug"
+		h.recs["bad"].panicOnce.Store(&msg)
 		h.start(h.app(bad, good), Options{})
 		time.Sleep(2*time.Hour + time.Minute)
 		synctest.Wait()
-		if got := h.metric(`clear_rotator_rotations_total{client="bad",outcome="failed"}`); got != "1" {
+		if got := h.metric(`clear_rotator_checks_total{client="bad",outcome="failed"}`); got != "1" {
 			t.Errorf("failed{bad} = %q, want 1", got)
 		}
 		if !h.live("bad") || !h.live("good") {
@@ -309,12 +339,12 @@ func TestPanicInTokenSource(t *testing.T) {
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		assertRenewals(t, h.clears["good"], 1+120/40, time.Hour)
-		times := h.clears["bad"].RequestTimes()
-		day := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-		// The claim of the panicked request holds its five-minute lease; the retry comes when it ends.
-		if len(times) < 2 || !times[1].Equal(day.Add(timing.Lease(clear.DefaultTimeout))) {
-			t.Errorf("requests of the panicking client at %v, want a retry when the lease ends (%s)", times, day.Add(timing.Lease(clear.DefaultTimeout)))
+		assertRenewals(t, h, "good", 1+120/40, time.Hour)
+		// The claim of the panicked request holds its lease; the first request comes when it ends.
+		times := h.recs["bad"].requestTimes()
+		lease := day0.Add(timing.Lease(clear.DefaultTimeout))
+		if len(times) < 1 || !times[0].Equal(lease) {
+			t.Errorf("requests of the panicking client at %v, want the first when the lease ends (%s)", times, lease)
 		}
 		if !strings.Contains(h.logs.String(), "token source bug") {
 			t.Error("the panic was not logged")
@@ -333,7 +363,6 @@ func TestReload(t *testing.T) {
 
 		// The same configuration, built afresh as the CLI's Load does, plus a new client.
 		a2 := *a
-		a2.Clear = h.clears["a"]
 		b := h.client("b", time.Hour, 48)
 		h.setLoad(func(context.Context) (*app.App, error) { return h.app(&a2, b), nil })
 		h.reload <- syscall.SIGHUP
@@ -341,7 +370,7 @@ func TestReload(t *testing.T) {
 		if !h.live("b") {
 			t.Fatal("the added client was not rotated on reload")
 		}
-		if n := h.clears["a"].Requests(); n != 1 {
+		if n := h.emus["a"].Requests(secretOf("a")); n != 1 {
 			t.Fatalf("the unchanged client made %d requests, want 1", n)
 		}
 
@@ -355,44 +384,37 @@ func TestReload(t *testing.T) {
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		assertRenewals(t, h.clears["a"], 4, time.Hour) // 00:00, 00:40, 01:20, 02:00
-		assertRenewals(t, h.clears["b"], 3, time.Hour) // 00:10, 00:50, 01:30
+		assertRenewals(t, h, "a", 4, time.Hour) // 00:00, 00:40, 01:20, 02:00
+		assertRenewals(t, h, "b", 3, time.Hour) // 00:10, 00:50, 01:30
 	})
 }
 
-// countingSource wraps a token source and records how many of its calls overlap.
-type countingSource struct {
-	rotation.TokenSource
-	now, peak *atomic.Int64
-}
-
-func (c countingSource) Token(ctx context.Context, s clear.ClientSecret) (clear.Grant, error) {
-	n := c.now.Add(1)
-	defer c.now.Add(-1)
-	for {
-		p := c.peak.Load()
-		if n <= p || c.peak.CompareAndSwap(p, n) {
-			break
-		}
-	}
-	return c.TokenSource.Token(ctx, s)
-}
-
 // A thousand clients, each with a one-second Clear answer at first: at most eight are checked at
-// once, and every one is renewed on time afterwards.
+// once, every one is renewed at 00:40 and 01:20, and an idle tick costs one DescribeSecret per
+// client.
 func TestThousandClients(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
-		var now, peak atomic.Int64
 		clients := make([]*rotation.Client, 1000)
 		for i := range clients {
 			c := h.client(fmt.Sprintf("c%04d", i), time.Hour, 48)
-			h.clears[c.Name].Inject(fake.Fault{Delay: time.Second})
-			c.Clear = countingSource{TokenSource: c.Clear, now: &now, peak: &peak}
+			h.emus[c.Name].Inject(emulator.Fault{Delay: time.Second})
 			clients[i] = c
 		}
 		h.start(h.app(clients...), Options{})
-		time.Sleep(2*time.Hour + 5*time.Minute)
+		if p := h.peak.Load(); p != DefaultConcurrency {
+			t.Errorf("at most %d clients called Clear at once, want %d", p, DefaultConcurrency)
+		}
+		// The first round takes 125s (1000 one-second answers, eight at a time); the tick at 05:00
+		// and 10:00 are idle.
+		time.Sleep(7 * time.Minute)
+		before := h.calls()
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if got := diff(before, h.calls()); len(got) != 1 || got["DescribeSecret"] != 1000 {
+			t.Errorf("an idle tick of 1000 clients made the calls %v, want exactly 1000 DescribeSecret", got)
+		}
+		time.Sleep(time.Hour + 25*time.Minute - 12*time.Minute)
 		synctest.Wait()
 		for _, c := range clients {
 			if !h.live(c.Name) {
@@ -402,47 +424,59 @@ func TestThousandClients(t *testing.T) {
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		if p := peak.Load(); p != DefaultConcurrency {
-			t.Errorf("at most %d clients called Clear at once, want %d", p, DefaultConcurrency)
-		}
 		for _, c := range clients {
-			if n := h.clears[c.Name].Requests(); n != 4 {
-				t.Fatalf("client %s made %d requests in 2h05m, want 4", c.Name, n)
+			if n := h.emus[c.Name].Requests(secretOf(c.Name)); n != 3 {
+				t.Fatalf("client %s made %d requests in 1h25m, want 3", c.Name, n)
 			}
 		}
 	})
 }
 
-// /readyz follows Secrets Manager: ready after the first check, not ready (with the reason) while
-// reads fail, ready again once they succeed. /healthz stays up throughout.
-func TestReadiness(t *testing.T) {
+// awsError is what the SDK returns for a refused call; its text names the secret, the principal and
+// the account, which /readyz must not repeat.
+var awsError = &smithy.GenericAPIError{Code: "AccessDeniedException",
+	Message: "User: arn:aws:sts::123456789012:assumed-role/rotator/i-0abc is not authorized to perform: secretsmanager:DescribeSecret on resource: tokens/erp"}
+
+// Issue 8 item 2: /readyz follows Secrets Manager at every tick, even while no token is due: ready
+// after the first tick, 503 with a reason code (and no AWS text) from the first tick that cannot
+// read, ready again at the first tick that can. /healthz stays up throughout. The old daemon read
+// nothing while the token was not due, and stayed ready.
+func TestReadinessFollowsSecretsManager(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
-		c := h.client("erp", 0, 48) // never expires: read at every tick
-		a := h.app(c)
-		d, err := newDaemon(Options{Load: func(context.Context) (*app.App, error) { return a, nil }}, a)
-		if err != nil {
-			t.Fatal(err)
+		a := h.app(h.client("erp", time.Hour, 48))
+		d := h.prepare(a, Options{})
+		if code, body := h.get("/readyz"); code != http.StatusServiceUnavailable || body != "starting\n" {
+			t.Fatalf("/readyz before the first tick = %d %q, want 503 starting", code, body)
 		}
-		h.d = d
-		if code, body := h.get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "first check") {
-			t.Fatalf("/readyz before any check = %d %q", code, body)
+		h.run(d)
+		if code, body := h.get("/readyz"); code != http.StatusOK || body != "ok\n" {
+			t.Fatalf("/readyz after the first tick = %d %q", code, body)
 		}
-		h.start(a, Options{})
-		if code, body := h.get("/readyz"); code != http.StatusOK {
-			t.Fatalf("/readyz after the first check = %d %q", code, body)
+		if got := h.metric(MetricReady); got != "1" {
+			t.Errorf("%s = %q, want 1", MetricReady, got)
 		}
-		h.store.FailWith(func(op, id string) error { return errors.New("ThrottlingException: rate exceeded") })
-		time.Sleep(5*time.Minute + time.Second)
+		time.Sleep(time.Minute)
+		h.api.setFail(func(string, any) error { return awsError })
+		time.Sleep(4*time.Minute + time.Second) // past the tick at 00:05
 		synctest.Wait()
 		code, body := h.get("/readyz")
-		if code != http.StatusServiceUnavailable || !strings.Contains(body, "client erp") || !strings.Contains(body, "rate exceeded") {
-			t.Fatalf("/readyz while reads fail = %d %q", code, body)
+		if code != http.StatusServiceUnavailable || body != "secrets-manager-unreadable: 1 client(s)\n" {
+			t.Fatalf("/readyz while Secrets Manager refuses = %d %q", code, body)
+		}
+		if got := h.metric(MetricReady); got != "0" {
+			t.Errorf("%s = %q, want 0", MetricReady, got)
+		}
+		if got := h.metric(`clear_rotator_state{client="erp",state="unknown"}`); got != "1" {
+			t.Errorf("state unknown = %q while unreadable, want 1", got)
 		}
 		if code, _ := h.get("/healthz"); code != http.StatusOK {
 			t.Fatalf("/healthz = %d", code)
 		}
-		h.store.FailWith(nil)
+		if logs := h.logs.String(); !strings.Contains(logs, "not ready: Secrets Manager could not be read") || !strings.Contains(logs, "123456789012") {
+			t.Error("the log does not say why the daemon is not ready")
+		}
+		h.api.setFail(nil)
 		time.Sleep(5 * time.Minute)
 		synctest.Wait()
 		if code, body := h.get("/readyz"); code != http.StatusOK {
@@ -454,13 +488,199 @@ func TestReadiness(t *testing.T) {
 	})
 }
 
-func assertTimes(t *testing.T, got, want []time.Time) {
-	t.Helper()
-	ok := len(got) == len(want)
-	for i := 0; ok && i < len(got); i++ {
-		ok = got[i].Equal(want[i])
-	}
-	if !ok {
-		t.Errorf("requests at\n  %v\nwant\n  %v", got, want)
+// Issue 8 item 2: an operator forces a rotation from elsewhere while the API client's expiry in
+// Clear has been cut to six minutes. The daemon sees the new token at its next tick and renews it
+// at its renewal point, before it expires; the ERP never holds a dead token. The old daemon kept
+// sleeping until the renewal point of the token it had stored itself, 40 minutes away.
+func TestForcedRotationElsewhereIsSeenWithinOneTick(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 1m")
+		c := h.client("erp", time.Hour, 48)
+		h.start(h.app(c), Options{})
+		time.Sleep(10*time.Minute + 30*time.Second)
+
+		h.emus["erp"].SetLifetime(6 * time.Minute)
+		if r := h.other("operator").Rotate(context.Background(), c, true); r.Outcome != rotation.Rotated {
+			t.Fatalf("the operator's forced rotation: %s %s", r.Outcome, r.Message)
+		}
+		forced := time.Now()
+		tok, _ := h.current("erp")
+		time.Sleep(time.Minute) // one tick
+		synctest.Wait()
+		if got, want := h.metric(`clear_rotator_token_expiry_timestamp_seconds{client="erp"}`), seconds(*tok.ValidTill); got != want {
+			t.Fatalf("one tick after the forced rotation the expiry metric is %s, want the new token's %s", got, want)
+		}
+		for end := time.Now().Add(30 * time.Minute); time.Now().Before(end); {
+			time.Sleep(10 * time.Second)
+			synctest.Wait()
+			if !h.live("erp") {
+				t.Fatalf("at %s the ERP holds a token Clear does not accept", time.Now().UTC())
+			}
+		}
+		if err := h.stop(); err != nil {
+			t.Fatal(err)
+		}
+		// The daemon's first request after the forced one comes at its renewal point, four minutes
+		// after it (issue times are stored to the second).
+		times := h.recs["erp"].requestTimes()
+		var next time.Time
+		for _, at := range times {
+			if at.After(forced) {
+				next = at
+				break
+			}
+		}
+		if gap := next.Sub(forced); gap < 4*time.Minute-minGap || gap > 4*time.Minute+minGap {
+			t.Errorf("the daemon renewed the operator's token %s after it was issued, want at its renewal point (4m)", gap)
+		}
+	})
+}
+
+// Issue 8 item 2: the metrics come from the state as last read, whoever wrote it. Another rotator
+// spends the daily limit with forced rotations; within one tick the daemon shows its count, the
+// block and the limited state, and the expiry of the token it stored.
+func TestMetricsFromAnotherRotatorsState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		c := h.client("erp", time.Hour, 3)
+		h.start(h.app(c), Options{})
+		time.Sleep(time.Minute)
+		other := h.other("replica-2")
+		for range 2 {
+			if r := other.Rotate(context.Background(), c, true); r.Outcome != rotation.Rotated {
+				t.Fatalf("the other rotator's forced rotation: %s %s", r.Outcome, r.Message)
+			}
+			time.Sleep(time.Second)
+		}
+		tok, _ := h.current("erp")
+		time.Sleep(4 * time.Minute) // past the tick at 00:05
+		synctest.Wait()
+		for series, want := range map[string]string{
+			`clear_rotator_requests_today{client="erp",api_client="1"}`:  "3",
+			`clear_rotator_blocked{client="erp"}`:                        "1",
+			`clear_rotator_state{client="erp",state="limited"}`:          "1",
+			`clear_rotator_state{client="erp",state="ok"}`:               "0",
+			`clear_rotator_token_expiry_timestamp_seconds{client="erp"}`: seconds(*tok.ValidTill),
+			`clear_rotator_token_issued_timestamp_seconds{client="erp"}`: seconds(tok.IssuedAt),
+			`clear_rotator_checks_total{client="erp",outcome="rotated"}`: "1",
+			`clear_rotator_degraded{client="erp"}`:                       "0",
+			`clear_rotator_token_lost{client="erp"}`:                     "0",
+		} {
+			if got := h.metric(series); got != want {
+				t.Errorf("%s = %q, want %s", series, got, want)
+			}
+		}
+		if err := h.stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Issue 9 D1: another rotator loses a token (Clear answered, the write was refused). Within one tick
+// the daemon shows token_lost 1 and the token-lost state, and logs an error; it replaces the token
+// when the API client's backoff ends, and token_lost returns to 0.
+func TestTokenLostElsewhereIsVisibleWithinOneTick(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 1m")
+		c := h.client("erp", time.Hour, 48)
+		h.start(h.app(c), Options{})
+		time.Sleep(10 * time.Second)
+
+		// The other rotator may claim and release, but its token write is refused.
+		h.api.setFail(func(op string, in any) error {
+			if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && len(p.VersionStages) == 0 {
+				return &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "denied"}
+			}
+			return nil
+		})
+		// Its backoff is long enough that the daemon's next tick finds the client still waiting.
+		other := h.other("replica-2")
+		other.Backoff = timing.Backoff{Base: 10 * time.Minute, Cap: time.Hour}
+		r := other.Rotate(context.Background(), c, true)
+		h.api.setFail(nil)
+		if r.State != rotation.HealthTokenLost {
+			t.Fatalf("the other rotator's rotation: %s %s (state %s), want a lost token", r.Outcome, r.Message, r.State)
+		}
+		if h.live("erp") {
+			t.Fatal("the token in AWSCURRENT is still live after the loss")
+		}
+		time.Sleep(time.Minute) // one tick
+		synctest.Wait()
+		if got := h.metric(`clear_rotator_token_lost{client="erp"}`); got != "1" {
+			t.Errorf("token_lost = %q one tick after the loss, want 1", got)
+		}
+		if got := h.metric(`clear_rotator_state{client="erp",state="token-lost"}`); got != "1" {
+			t.Errorf("state token-lost = %q, want 1", got)
+		}
+		if !strings.Contains(h.logs.String(), `"level":"ERROR","msg":"the token in AWSCURRENT is lost`) {
+			t.Error("the lost token was not logged as an error")
+		}
+		// The backoff after one failure is 7.5 minutes with the fixed jitter: the daemon wakes for it.
+		time.Sleep(7 * time.Minute)
+		synctest.Wait()
+		if !h.live("erp") {
+			t.Fatal("the lost token was not replaced")
+		}
+		if got := h.metric(`clear_rotator_token_lost{client="erp"}`); got != "0" {
+			t.Errorf("token_lost = %q after recovery, want 0", got)
+		}
+		if err := h.stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Issue 8 item 2: the cost of looking. An idle tick costs exactly one DescribeSecret per client
+// and writes nothing; a day at the default schedule with hourly tokens costs what the log line
+// below says, which BENCHMARKS.md quotes. The counts are exact: they come from the fake's counters
+// in a deterministic simulation.
+func TestCallsPerDay(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		lifetime time.Duration
+		// secretID stores the client secret in Secrets Manager (CLEAR_CLIENT_SECRET_ID) rather than
+		// in the configuration.
+		secretID bool
+		want     map[string]int
+	}{
+		// 288 ticks. Hourly tokens are renewed every 40 minutes, at a tick: 36 rotations, each a
+		// claim and a token write (2 PutSecretValue) and a re-read of AWSCURRENT after the claim (1
+		// GetSecretValue). The tick after a rotation reads the two new versions (2 GetSecretValue)
+		// instead of describing the secret; the first tick creates the secret (CreateSecret, 3
+		// GetSecretValue). Every other tick is idle: 1 DescribeSecret. So 288-1-36 DescribeSecret,
+		// 3+36*(1+2) GetSecretValue.
+		{"hourly tokens", time.Hour, false, map[string]int{"DescribeSecret": 251, "GetSecretValue": 111, "PutSecretValue": 72, "CreateSecret": 1}},
+		// One rotation at start, then only idle ticks.
+		{"tokens that never expire", 0, false, map[string]int{"DescribeSecret": 286, "GetSecretValue": 6, "PutSecretValue": 2, "CreateSecret": 1}},
+		// The client secret is read again when the engine's copy is 15 minutes old and after each
+		// rotation: 109 more GetSecretValue. One CreateSecret is the test's own, for that secret.
+		{"hourly tokens, secret in Secrets Manager", time.Hour, true, map[string]int{"DescribeSecret": 251, "GetSecretValue": 111 + 109, "PutSecretValue": 72, "CreateSecret": 1 + 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, "@every 5m")
+				c := h.client("erp", tc.lifetime, 48)
+				if tc.secretID {
+					ctx := context.Background()
+					if err := h.engine.Store.Create(ctx, "clear/erp/client-secret", secretOf("erp"), ""); err != nil {
+						t.Fatal(err)
+					}
+					c.ClientSecret, c.ClientSecretID = clear.ClientSecret{}, "clear/erp/client-secret"
+				}
+				h.start(h.app(c), Options{})
+				time.Sleep(24*time.Hour - time.Second)
+				synctest.Wait()
+				got := h.calls()
+				t.Logf("calls in a day at @every 5m: %v", got)
+				for op, n := range tc.want {
+					if got[op] != n {
+						t.Errorf("%s: %d calls in a day, want %d", op, got[op], n)
+					}
+				}
+				if err := h.stop(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
 	}
 }
