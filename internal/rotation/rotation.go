@@ -270,6 +270,21 @@ func (c *Cache) Invalidate() {
 	c.mu.Unlock()
 }
 
+// fill records what the engine itself just wrote, so that the next look need not read it back.
+func (c *Cache) fill(s Snapshot, secrets []clear.ClientSecret) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.valid = true
+	c.currentID, c.token, c.hasToken = s.CurrentID, s.Token, s.HasToken
+	c.stateID, c.state = s.StateID, s.State
+	if len(c.secrets) == 0 {
+		c.secrets, c.secretsAt = secrets, s.Now
+	}
+}
+
 // read is what a look at a client found: the snapshot for Decide, and the client secrets themselves.
 type read struct {
 	snap    Snapshot
@@ -416,7 +431,9 @@ func (e *Engine) read(ctx context.Context, c *Client, cache *Cache, create bool)
 
 // ask claims the rotation the decision chose, asks Clear, and stores the answer.
 func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Result, cache *Cache) Result {
-	defer cache.Invalidate()
+	// What the cache holds is stale once the claim is written; a successful rotation refills it
+	// with what it wrote, so the next look costs one call as usual.
+	cache.Invalidate()
 	body, err := document.MarshalState(d.Claim)
 	if err != nil {
 		return r.fail(Failed, err)
@@ -464,11 +481,11 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 	// caller is cancelled (SIGTERM): only a deadline (a Lambda's, or the lease) stops it.
 	work, cancel := detach(ctx, left)
 	defer cancel()
-	return e.request(work, c, rd, d, r, claimID)
+	return e.request(work, c, rd, d, r, claimID, cache)
 }
 
 // request calls Clear and stores the answer: the token on success, the failure otherwise.
-func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r Result, claimID string) Result {
+func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r Result, claimID string, cache *Cache) Result {
 	secret := rd.secrets[d.Slot-1]
 	cctx, cancel := context.WithTimeout(ctx, e.clearTimeout())
 	grant, err := c.Clear.Token(cctx, secret)
@@ -510,6 +527,7 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 	after.CurrentID, after.Token, after.HasToken = tokenVersion, doc, true
 	after.State, after.StateID = d.Claim, claimID
 	ad := Decide(after, e.policy(c), Request{})
+	cache.fill(after, rd.secrets)
 	nr := e.result(c, after, ad)
 	nr.Requested, nr.APIClient, nr.Outcome = true, d.Slot, Rotated
 	nr.Message = "rotated; " + notDueMessage(ad.RenewAt)
