@@ -40,6 +40,14 @@ if ! command -v promtool >/dev/null; then
   command -v promtool >/dev/null || missing+=("promtool (apt-get install prometheus, or a Prometheus release from https://prometheus.io/download/)")
 fi
 
+# The Python consumer recipe (examples/python) is run by the tests with boto3 and requests.
+if ! python3 -c 'import boto3, requests' 2>/dev/null; then
+  if command -v pip >/dev/null || command -v pip3 >/dev/null; then
+    "$(command -v pip || command -v pip3)" install --quiet boto3 requests || echo "pip could not install boto3 requests" >&2
+  fi
+  python3 -c 'import boto3, requests' 2>/dev/null || missing+=("python3 with boto3 and requests (pip install boto3 requests)")
+fi
+
 if ((${#missing[@]})); then
   echo "the tests need these tools, which are missing:" >&2
   printf '  - %s\n' "${missing[@]}" >&2
