@@ -44,7 +44,14 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
+
+// readRetry spaces the extra looks at a client whose secrets could not be read, between ticks: the
+// engine cannot persist such a failure or name a time for it. Those looks read Secrets Manager
+// before anything else, so they cannot spend the budget. It is the project's one backoff type,
+// used without jitter here: the looks only read.
+var readRetry = timing.Backoff{Base: readRetryBase, Cap: 5 * time.Minute}
 
 // Defaults for the Options fields that may be left zero.
 const (
@@ -92,11 +99,9 @@ const (
 	// not ask for a look sooner, but a NextCheck at or before the check itself (a clock step could
 	// produce one) would otherwise make the timer spin.
 	minGap = time.Second
-	// readRetryBase and readRetryCap space the extra looks at a client whose secrets could not be
-	// read, between ticks: the engine cannot persist such a failure or name a time for it. Those
-	// looks read Secrets Manager before anything else, so they cannot spend the budget.
+	// readRetryBase is the first extra look at a client whose secrets could not be read, between
+	// ticks (see readRetry).
 	readRetryBase = 30 * time.Second
-	readRetryCap  = 5 * time.Minute
 	// fallbackTick is the interval between ticks when the schedule has no next activation: the
 	// default schedule's.
 	fallbackTick = 5 * time.Minute

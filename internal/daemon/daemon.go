@@ -105,7 +105,7 @@ func (e *entry) wake() time.Time {
 		use(*e.status.ValidTill)
 	}
 	if e.readFails > 0 {
-		use(e.checked.Add(min(readRetryBase<<min(e.readFails-1, 10), readRetryCap)))
+		use(e.checked.Add(readRetry.Ceiling(e.readFails)))
 	}
 	return at
 }

@@ -711,47 +711,30 @@ func detach(ctx context.Context, limit time.Duration) (context.Context, context.
 	return context.WithTimeout(context.WithoutCancel(ctx), limit)
 }
 
-// retry runs op until it succeeds, fails with a conflict or an error that retrying cannot fix, or
-// ctx ends, pausing with capped exponential backoff between attempts; each attempt has its own time
-// limit.
+// retry runs op until it succeeds, fails with a conflict or an error that retrying cannot fix
+// (store.Retryable), or ctx ends, pausing with the one backoff (timing.Backoff, from WriteRetry up
+// to 5 s, with jitter) between attempts; each attempt has its own time limit.
 func (e *Engine) retry(ctx context.Context, op func(context.Context) (string, error)) (string, error) {
-	pause := e.WriteRetry
-	if pause <= 0 {
-		pause = 250 * time.Millisecond
+	b := timing.Backoff{Base: e.WriteRetry, Cap: 5 * time.Second}
+	if b.Base <= 0 {
+		b.Base = 250 * time.Millisecond
 	}
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, attemptLimit)
 		id, err := op(actx)
 		cancel()
-		if err == nil || errors.Is(err, store.ErrConflict) || permanent(err) {
+		if err == nil || errors.Is(err, store.ErrConflict) || !store.Retryable(err) {
 			return id, err
 		}
 		e.log().Warn("secrets manager write failed; retrying", "attempt", attempt, "error", err)
-		t := time.NewTimer(pause)
+		t := time.NewTimer(b.Delay(attempt, e.rand()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return "", fmt.Errorf("gave up after %d attempts: %w", attempt, err)
 		case <-t.C:
 		}
-		pause = min(pause*2, 5*time.Second)
 	}
-}
-
-// permanent reports whether a Secrets Manager error cannot go away by retrying the same call in the
-// next few minutes: a missing permission or secret, a request the service rejects, a full quota.
-func permanent(err error) bool {
-	var se *store.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	switch se.Code {
-	case "AccessDeniedException", "ResourceNotFoundException", "ValidationException",
-		"InvalidParameterException", "InvalidRequestException", "LimitExceededException",
-		"DecryptionFailure", "EncryptionFailure":
-		return true
-	}
-	return false
 }
 
 // current returns the AWSCURRENT version. A missing secret is created (holding "{}") when create

@@ -113,9 +113,9 @@ type Backoff struct {
 // request budget.
 var DefaultBackoff = Backoff{Base: 30 * time.Second, Cap: time.Hour}
 
-// Delay returns the wait after failures consecutive failures (failures >= 1). r is a random number
-// in [0, 1): the jitter that keeps several rotators from retrying in step.
-func (b Backoff) Delay(failures int, r float64) time.Duration {
+// Ceiling returns the longest wait after failures consecutive failures: min(Base*2^(n-1), Cap),
+// without jitter; zero for failures < 1.
+func (b Backoff) Ceiling(failures int) time.Duration {
 	if failures < 1 {
 		return 0
 	}
@@ -123,6 +123,16 @@ func (b Backoff) Delay(failures int, r float64) time.Duration {
 	if d > float64(b.Cap) || math.IsInf(d, 0) {
 		d = float64(b.Cap)
 	}
+	return time.Duration(d)
+}
+
+// Delay returns the wait after failures consecutive failures (failures >= 1). r is a random number
+// in [0, 1): the jitter that keeps several rotators from retrying in step.
+func (b Backoff) Delay(failures int, r float64) time.Duration {
+	if failures < 1 {
+		return 0
+	}
+	d := float64(b.Ceiling(failures))
 	if r < 0 {
 		r = 0
 	} else if r >= 1 {

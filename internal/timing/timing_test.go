@@ -89,3 +89,17 @@ func TestBackoffGrowsAndCaps(t *testing.T) {
 		t.Fatalf("capped delay %v", got)
 	}
 }
+
+func TestBackoffCeilingBoundsDelay(t *testing.T) {
+	b := timing.Backoff{Base: 30 * time.Second, Cap: 5 * time.Minute}
+	for n, want := range map[int]time.Duration{0: 0, 1: 30 * time.Second, 2: time.Minute, 4: 4 * time.Minute, 5: 5 * time.Minute, 1 << 30: 5 * time.Minute} {
+		if got := b.Ceiling(n); got != want {
+			t.Errorf("Ceiling(%d) = %s, want %s", n, got, want)
+		}
+		for _, r := range []float64{0, 0.5, 0.999999} {
+			if d := b.Delay(n, r); d > b.Ceiling(n) || d < b.Ceiling(n)/2 {
+				t.Errorf("Delay(%d, %v) = %s outside [%s, %s]", n, r, d, b.Ceiling(n)/2, b.Ceiling(n))
+			}
+		}
+	}
+}
