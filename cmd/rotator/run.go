@@ -239,8 +239,13 @@ func check(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, 
 		}
 		fmt.Fprintf(stdout, "%s: ok: %s\n", c.Name, note)
 	}
+	// Secrets named differently may still hold one value; only reading them tells.
+	for _, err := range e.SharedSecrets(ctx, clients) {
+		failed++
+		fmt.Fprintf(stdout, "FAIL: %v\n", err)
+	}
 	if failed > 0 {
-		return fmt.Errorf("%d client(s) failed the check: %w", failed, errReported)
+		return fmt.Errorf("%d problem(s) found by the check: %w", failed, errReported)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -140,4 +141,30 @@ func TestProcessStatusNeverGuesses(t *testing.T) {
 	wantCode(t, r, 1, `"requests_today": null`)
 	wantCode(t, r, 1, `"state": "unknown"`)
 	wantCode(t, c.runEnv(down, "rotate", "--json"), 1, `"requests_today": null`)
+}
+
+// TestProcessCheckFindsClientsSharingASecret: two client secret ids that hold one value pass the
+// configuration's own checks (the names differ) and are caught once both are read (issue 9).
+func TestProcessCheckFindsClientsSharingASecret(t *testing.T) {
+	c := newCLI(t, time.Hour)
+	var ids []string
+	for _, n := range []string{"a", "b"} {
+		id := c.tokenID + "-client-secret-" + n
+		if _, err := c.sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(id), SecretString: aws.String(c.secret)}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	cfg := t.TempDir() + "/clients.yaml"
+	yaml := "clients:\n" +
+		"  - name: a\n    client_secret_id: " + ids[0] + "\n    token_secret_id: " + c.tokenID + "-a\n" +
+		"  - name: b\n    client_secret_id: " + ids[1] + "\n    token_secret_id: " + c.tokenID + "-b\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := c.runEnv([]string{"ROTATOR_CONFIG=" + cfg, "CLEAR_CLIENT_SECRET="}, "check")
+	wantCode(t, r, 1, `hold the same client secret`)
+	if c.emu.Requests(c.secret) != 0 {
+		t.Fatal("check called Clear")
+	}
 }

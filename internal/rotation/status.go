@@ -176,6 +176,35 @@ func (e *Engine) Check(ctx context.Context, c *Client) (string, error) {
 	return "client secret and token secret are readable", nil
 }
 
+// SharedSecrets reads every configured client secret of clients and reports, as one error per
+// pair, the API clients that hold the same value under different names: each would revoke the
+// other's tokens. Secrets that cannot be read are left to Check to report. The errors never hold a
+// value.
+func (e *Engine) SharedSecrets(ctx context.Context, clients []*Client) []error {
+	type owner struct {
+		client string
+		slot   int
+	}
+	seen := map[string]owner{}
+	var errs []error
+	for _, c := range clients {
+		for slot := 1; slot <= c.Slots(); slot++ {
+			s, err := e.clientSecret(ctx, c, slot)
+			if err != nil {
+				continue
+			}
+			key := fingerprint("", s)
+			if o, ok := seen[key]; ok {
+				errs = append(errs, fmt.Errorf("client %q API client %d and client %q API client %d hold the same client secret: each rotation of one revokes the other's token; give each its own API client in Clear",
+					o.client, o.slot, c.Name, slot))
+				continue
+			}
+			seen[key] = owner{c.Name, slot}
+		}
+	}
+	return errs
+}
+
 // Revoke asks every configured API client of c for a new token, so that every token the rotator
 // ever stored for c is revoked at Clear, and stores each answer as it comes: the last one stays
 // AWSCURRENT. It goes through the same claim, count and limits as any rotation, one request per API
