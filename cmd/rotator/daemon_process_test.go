@@ -283,7 +283,6 @@ func TestDaemonProcess(t *testing.T) {
 	started := time.Now()
 	p := f.start(env...)
 	p.await("readiness", 15*time.Second, func() bool { code, _ := p.get("/readyz"); return code == http.StatusOK })
-	ready := time.Now()
 	if code, body := p.get("/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Fatalf("/healthz = %d %q", code, body)
 	}
@@ -336,8 +335,10 @@ func TestDaemonProcess(t *testing.T) {
 		t.Errorf("%d of %d ERP reads found a token Clear does not accept, with no live successor within %s; the first at %s",
 			len(bad), len(reads), writeWindow, strings.Join(bad[:min(5, len(bad))], ", "))
 	}
-	// The tokens changed at the renewal point: every 2/3 of 20s, give or take the second to which
-	// the stored issue time is truncated, the 200ms poll, and moto's latency.
+	// The tokens never changed before the renewal point (2/3 of 20s, less the second to which the
+	// stored issue time is truncated): no request was wasted. Lateness is not asserted as a time
+	// window, which a loaded machine can stretch; that no ERP read found a dead token (above) is
+	// the property that matters.
 	var changes []time.Time
 	for i, r := range reads {
 		if i == 0 || r.token != reads[i-1].token {
@@ -345,18 +346,16 @@ func TestDaemonProcess(t *testing.T) {
 		}
 	}
 	for i := 1; i < len(changes); i++ {
-		if gap := changes[i].Sub(changes[i-1]); gap < 12*time.Second || gap > 15*time.Second {
-			t.Errorf("token %d replaced its predecessor after %s, want about %s", i+1, gap, daemonLifetime*2/3)
+		if gap := changes[i].Sub(changes[i-1]); gap < 12*time.Second {
+			t.Errorf("token %d replaced its predecessor after %s, before its renewal point (%s)", i+1, gap, daemonLifetime*2/3)
 		}
 	}
-	// The minimum number of requests: the first token, then one per renewal interval. The interval
-	// is at least 12.33s (renewal at 13.33s after an issue time truncated by up to a second) and at
-	// most 14s (13.67s plus the wake-up and Secrets Manager reads), which bounds the count from both
-	// sides; for a minute's run both bounds come to 5.
-	lo := 1 + int(finished.Sub(ready)/(14*time.Second))
+	// The most requests the run can justify: the first token, then one per renewal interval of at
+	// least 12.33s (renewal at 13.33s after an issue time truncated by up to a second). At least
+	// two, or the daemon did not renew at all.
 	hi := 1 + int(finished.Sub(started)/(12330*time.Millisecond))
-	if requests < lo || requests > hi {
-		t.Errorf("%d requests to Clear in %s, want %d to %d", requests, finished.Sub(started).Round(time.Millisecond), lo, hi)
+	if requests < 2 || requests > hi {
+		t.Errorf("%d requests to Clear in %s, want 2 to %d", requests, finished.Sub(started).Round(time.Millisecond), hi)
 	}
 	// The ERP sees every token, since each stays in place for over 12s; a request that began in the
 	// milliseconds between the ERP's last read and the count is the only other possibility.
