@@ -38,12 +38,15 @@ type monthCase struct {
 	maxRatio float64
 	// busy is whether the month rotates often enough that crashes are sure to hit rotations.
 	busy bool
+	// apiClients is 2 for a client with two API clients used in turn (issue 10).
+	apiClients int
 }
 
 var monthCases = []monthCase{
 	{name: "1h", lifetime: time.Hour, maxRatio: 1.10, busy: true},
 	{name: "24h", lifetime: 24 * time.Hour},
 	{name: "never-maxage-7d", maxAge: 7 * 24 * time.Hour},
+	{name: "1h-two-api-clients", lifetime: time.Hour, maxRatio: 1.10, busy: true, apiClients: 2},
 }
 
 // monthFaults are DefaultFaults plus ten-minute Secrets Manager outages, which need simulated
@@ -104,7 +107,7 @@ func runMonth(t *testing.T, mc monthCase, days int, seed uint64, faults FaultRat
 		var logs proctest.Buffer
 		cfg := SimConfig{
 			Clock: BubbleClock{}, Days: days, Lifetime: mc.lifetime, MaxAge: mc.maxAge,
-			Seed: seed, Faults: faults, Log: &logs,
+			Seed: seed, Faults: faults, Log: &logs, APIClients: mc.apiClients,
 		}
 		if useDaemon {
 			cfg.NewRotator = func(p *Process) Rotator { return &daemonRotator{p: p} }
@@ -146,6 +149,10 @@ func runMonth(t *testing.T, mc monthCase, days int, seed uint64, faults FaultRat
 			t.Errorf("the month exercised too little: issued %d, crashes %d, lost %d, lost claims %d, outages %d",
 				rep.Issued, rep.Crashes, rep.Lost, rep.LostClaims, rep.Outages)
 		}
-		proctest.AssertNoLeak(t, []string{logs.String()}, append(rep.Tokens, rep.Secret)...)
+		secrets := []string{rep.Secret}
+		if rep.Secret2 != "" {
+			secrets = append(secrets, rep.Secret2)
+		}
+		proctest.AssertNoLeak(t, []string{logs.String()}, append(rep.Tokens, secrets...)...)
 	})
 }
