@@ -192,7 +192,10 @@ func TestBadValidTillCannotBurnTheBudget(t *testing.T) {
 				c := w.client(emulator.DefaultDailyLimit)
 				ctx, cancel := context.WithCancel(context.Background())
 				stopped := daemonLoop(ctx, w.engine("daemon", nil, 0), c, daemonTick)
-				// Every stored token is the latest Clear issued, checked each minute.
+				defer func() { cancel(); <-stopped }()
+				// Every stored token is the latest Clear issued, checked each minute, between the
+				// daemon's ticks (never at the instant one runs, between Clear's answer and the write).
+				time.Sleep(5 * time.Second)
 				for range 24 * 60 {
 					time.Sleep(time.Minute)
 					if log := w.log(); len(log) > 0 {
@@ -201,8 +204,6 @@ func TestBadValidTillCannotBurnTheBudget(t *testing.T) {
 						}
 					}
 				}
-				cancel()
-				<-stopped
 				log := w.log()
 				for i := 1; i < len(log); i++ {
 					if gap := log[i].at.Sub(log[i-1].at); gap < timing.MinInterval {

@@ -146,6 +146,9 @@ func TestTwoAPIClientsDegraded(t *testing.T) {
 				}
 				tc.arm(w)
 				stopped := daemonLoop(ctx, w.engine("daemon", nil, 0), c, daemonTick)
+				defer func() { cancel(); <-stopped }()
+				// Samples fall between the daemon's ticks, never at the instant one runs.
+				time.Sleep(5 * time.Second)
 				status := w.engine("status", nil, 0)
 				degraded := 0
 				for range 6 * 60 {
@@ -164,8 +167,6 @@ func TestTwoAPIClientsDegraded(t *testing.T) {
 						degraded++
 					}
 				}
-				cancel()
-				<-stopped
 				per := map[int]int{}
 				for _, r := range w.log() {
 					per[r.slot]++
