@@ -38,9 +38,8 @@ type erpRow struct {
 var erpRows = []erpRow{
 	{name: "a-one-client-plain-reread", cleartoken: false},
 	{name: "b-one-client-cleartoken", cleartoken: true},
-	// (c) needs the rotator's two-API-client mode (issue 10); until it is merged the rotator
-	// ignores CLEAR_CLIENT_SECRET_2 and this row would measure one API client again.
-	{name: "c-two-clients-plain-reread", cleartoken: false, enable: "BENCH_ERP_TWO_CLIENTS",
+	// (c) two API clients used in turn (issue 10): the plain re-read of (a), with nothing refused.
+	{name: "c-two-clients-plain-reread", cleartoken: false,
 		rotatorEnv: []string{"CLEAR_CLIENT_SECRET_2=bench-erp-second-api-client-secret-0123456789"}},
 }
 

@@ -1,6 +1,7 @@
 package reliability
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -53,7 +54,9 @@ func clearCases() []clearCase {
 		{name: "oversized-body", fault: emulator.Fault{Body: `{"access_token":"1.` + strings.Repeat("x", 70<<10) + `","valid_till":null}`}, kind: clear.KindMalformed, issued: true, recovery: "backoff"},
 		{name: "non-printable-token", fault: emulator.NonPrintable(), kind: clear.KindMalformed, issued: true, recovery: "backoff"},
 		{name: "empty-token", fault: emulator.Fault{Body: `{"access_token":"","valid_till":null}`}, kind: clear.KindMalformed, issued: true, recovery: "backoff"},
-		{name: "bad-valid-till", fault: emulator.Fault{Body: `{"access_token":"1.abc","valid_till":"tomorrow"}`}, kind: clear.KindMalformed, issued: true, recovery: "backoff"},
+		// A usable token whose valid_till cannot be understood is stored with its expiry unknown
+		// (issue 9, D9): issuing it has already revoked the previous token.
+		{name: "bad-valid-till", fault: emulator.Fault{ValidTill: json.RawMessage(`"tomorrow"`)}, issued: true, rotated: true},
 		{name: "200-with-errors", fault: emulator.Fault{Body: `{"errors":[{"error_code":"CLR-X","error_message":"?"}]}`}, kind: clear.KindMalformed, issued: true, recovery: "backoff"},
 	}
 }

@@ -17,8 +17,17 @@
 //   - Once a fault clears, the client rotates again (after its backoff or the stale claim's lease),
 //     and a crash costs at most one extra Clear request.
 //   - Neither a client secret nor a token ever reaches a log or an output.
+//   - With two API clients used in turn: AWSCURRENT never holds a token Clear has revoked, except
+//     after a rotation made in degraded mode (with the API client that issued it); consecutive
+//     rotations use different API clients while both are usable; and each API client's count in
+//     the state equals Clear's count for its client secret, plus its lost claims.
+//   - A lost token (a refused write, or an owner dead after Clear answered) is replaced within
+//     the API client's first backoff or the claim's lease, plus one tick; a claim its owner knows
+//     it abandoned holds nobody up once the owner could say so; and no valid_till, however bad,
+//     brings two automatic rotations closer than timing.MinInterval.
 //
-// The non-test files hold what the tests and the benchmarks in internal/bench share: an in-memory
-// Secrets Manager (fake.SecretsManager), an in-memory transport to the Clear emulator, and the month
-// simulation (Simulate).
+// The fault tests of issues 9 and 10 run inside testing/synctest bubbles on the one in-memory
+// Secrets Manager (fake.NewSecretsManager, behind the real store) and the emulator reached through
+// its in-memory Transport. The non-test files hold what the tests and the benchmarks in
+// internal/bench share: the month simulation (Simulate) over the same two doubles.
 package reliability

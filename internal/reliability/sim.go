@@ -3,6 +3,8 @@ package reliability
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -125,6 +127,10 @@ type SimConfig struct {
 	Stateless bool
 	// Log receives the engines' JSON logs (nil: discarded).
 	Log io.Writer
+	// APIClients is the number of API clients (client secrets) the client has: 1 (default) or 2,
+	// used in turn (issue 10). With two, AWSCURRENT must never hold a token Clear has revoked
+	// except after a rotation made in degraded mode (with the API client that issued it).
+	APIClients int
 }
 
 // Rotator is one simulated rotator process's reaction to a schedule tick.
@@ -264,8 +270,10 @@ type Report struct {
 	Outages     int
 	// Tokens are every token Clear delivered to a process, for leak scans. (A token whose answer
 	// was lost never reached a process, so it cannot leak from one.)
-	Tokens     []string
-	Secret     string
+	Tokens []string
+	Secret string
+	// Secret2 is the second API client's secret ("" with one), for leak scans.
+	Secret2    string
 	Violations []string
 	// Notes describe each expired sample: what AWSCURRENT and the state held.
 	Notes []string
@@ -311,6 +319,7 @@ type sim struct {
 	sm      *fake.SecretsManager
 	emu     *emulator.Server
 	secret  string
+	secret2 string // the second API client's, or ""
 	tokenID string
 	log     *slog.Logger
 
@@ -321,19 +330,22 @@ type sim struct {
 	stateCount  map[string]int // the last state written on each day, for that day
 	tokens      []string
 	answeredAt  map[string]time.Time // token -> when Clear answered with it
-	writeWindow time.Duration
-	stored      int
-	inFlight    atomic.Int32
-	outageUntil time.Time
-	violations  []string
-	notes       []string
-	outcomes    map[rotation.Outcome]int
-	crashes     int
-	crashesAt   map[string]int
-	clearFaults int
-	restarts    int
-	outages     int
-	incarnation int
+	// degradedBase holds the AWSCURRENT versions a claim asked to replace with the API client
+	// that issued them (degraded mode): only those may be revoked while still in AWSCURRENT.
+	degradedBase map[string]bool
+	writeWindow  time.Duration
+	stored       int
+	inFlight     atomic.Int32
+	outageUntil  time.Time
+	violations   []string
+	notes        []string
+	outcomes     map[rotation.Outcome]int
+	crashes      int
+	crashesAt    map[string]int
+	clearFaults  int
+	restarts     int
+	outages      int
+	incarnation  int
 }
 
 func (s *sim) violate(format string, args ...any) {
@@ -363,21 +375,27 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 	}
 	s := &sim{
 		cfg: cfg, clock: cfg.Clock,
-		secret:      fmt.Sprintf("sim-client-secret-%016x", cfg.Seed^0x5eed),
-		tokenID:     "sim/clear-token",
-		claimSeen:   map[string]bool{},
-		clearPerDay: map[string]int{},
-		stateCount:  map[string]int{},
-		answeredAt:  map[string]time.Time{},
-		outcomes:    map[rotation.Outcome]int{},
-		crashesAt:   map[string]int{},
+		secret:       fmt.Sprintf("sim-client-secret-%016x", cfg.Seed^0x5eed),
+		tokenID:      "sim/clear-token",
+		claimSeen:    map[string]bool{},
+		clearPerDay:  map[string]int{},
+		stateCount:   map[string]int{},
+		answeredAt:   map[string]time.Time{},
+		outcomes:     map[rotation.Outcome]int{},
+		crashesAt:    map[string]int{},
+		degradedBase: map[string]bool{},
+	}
+	secrets := []string{s.secret}
+	if cfg.APIClients == 2 {
+		s.secret2 = fmt.Sprintf("sim-client-secret-2-%016x", cfg.Seed^0x2eed)
+		secrets = append(secrets, s.secret2)
 	}
 	s.sm = fake.NewSecretsManager(cfg.Clock.Now)
 	var emuNow func() time.Time
 	if _, bubble := cfg.Clock.(BubbleClock); !bubble {
 		emuNow = cfg.Clock.Now
 	}
-	s.emu = emulator.New(emulator.Options{Now: emuNow, Lifetime: cfg.Lifetime, Secrets: []string{s.secret}})
+	s.emu = emulator.New(emulator.Options{Now: emuNow, Lifetime: cfg.Lifetime, Secrets: secrets})
 	out := cfg.Log
 	if out == nil {
 		out = io.Discard
@@ -508,6 +526,9 @@ func (s *sim) spawn(ctx context.Context, master *rand.Rand) (*Process, Rotator) 
 		Name: "erp", BaseURL: "http://127.0.0.1:9", Clear: cc, ClientSecret: clear.NewClientSecret(s.secret),
 		TokenSecretID: s.tokenID, DailyLimit: s.cfg.DailyLimit, RenewBefore: s.cfg.RenewBefore, MaxAge: s.cfg.MaxAge,
 	}
+	if s.secret2 != "" {
+		p.Client.ClientSecret2 = clear.NewClientSecret(s.secret2)
+	}
 	p.Engine = &rotation.Engine{
 		Store: store.New(p.API), Now: s.clock.Now, Rand: p.Float64, Log: s.log.With("process", p.Name),
 		Owner: p.Name, ClearTimeout: s.cfg.ClearTimeout, WriteRetry: s.cfg.WriteRetry,
@@ -573,7 +594,7 @@ func (s *sim) sample() (live, superseded bool) {
 		if strings.TrimSpace(v.Value) != "{}" {
 			s.violate("AWSCURRENT holds something that is not a token document (%d bytes)", len(v.Value))
 		}
-		issued := s.emu.Issued(s.secret) > 0
+		issued := s.issued() > 0
 		return !issued, issued
 	}
 	if s.emu.Live(tok.AccessToken.Reveal()) {
@@ -581,6 +602,12 @@ func (s *sim) sample() (live, superseded bool) {
 	}
 	now := s.clock.Now()
 	expired := tok.ValidTill != nil && !now.Before(*tok.ValidTill)
+	s.mu.Lock()
+	degraded := s.degradedBase[v.ID]
+	s.mu.Unlock()
+	if s.secret2 != "" && !expired && !degraded {
+		s.violate("AWSCURRENT (API client %d) holds a token Clear revoked, and no rotation asked its API client in degraded mode", tok.APIClient)
+	}
 	if expired {
 		st, _ := s.sm.Stage(s.tokenID, document.StateStage)
 		s.mu.Lock()
@@ -598,7 +625,7 @@ func (s *sim) report(rep *Report, start, end time.Time, ticks, dead int) *Report
 	defer s.mu.Unlock()
 	cfg := s.cfg
 	rep.Days, rep.Ticks, rep.DailyLimit, rep.DeadMinutes = cfg.Days, ticks, cfg.DailyLimit, dead
-	rep.Secret = s.secret
+	rep.Secret, rep.Secret2 = s.secret, s.secret2
 	rep.Tokens = slices.Clone(s.tokens)
 	rep.Crashes, rep.Restarts, rep.Outages = s.crashes, s.restarts, s.outages
 	rep.CrashesAt, rep.ClearFaults = s.crashesAt, s.clearFaults
@@ -606,7 +633,7 @@ func (s *sim) report(rep *Report, start, end time.Time, ticks, dead int) *Report
 	rep.Outcomes = s.outcomes
 	rep.StoreCalls = s.sm.Calls()
 	rep.Versions = len(s.sm.Versions(s.tokenID))
-	rep.Issued = s.emu.Issued(s.secret)
+	rep.Issued = s.issued()
 	rep.Stored = s.stored
 	rep.Lost = rep.Issued - rep.Stored
 	rep.MaxWriteWindow = s.writeWindow
@@ -621,7 +648,7 @@ func (s *sim) report(rep *Report, start, end time.Time, ticks, dead int) *Report
 			rep.DaysAboveLimit++
 		}
 	}
-	if got := s.emu.Requests(s.secret); got != rep.Requests {
+	if got := s.emu.Requests(s.secret) + s.emu.Requests(s.secret2); got != rep.Requests {
 		s.violations = append(s.violations, fmt.Sprintf("the emulator counted %d requests, the simulation's log %d", got, rep.Requests))
 	}
 
@@ -660,6 +687,8 @@ func (s *sim) report(rep *Report, start, end time.Time, ticks, dead int) *Report
 				lost[s.events[j].day]++
 			}
 			last[e.owner] = i
+		case "release":
+			delete(last, e.owner)
 		case "clear":
 			if _, ok := last[e.owner]; ok {
 				delete(last, e.owner)
@@ -796,8 +825,17 @@ func (a *procAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecr
 			}
 		}
 		s.stateCount[day] = n
+		if !isClaim && st.Claim == nil && aws.ToString(in.ClientRequestToken) == releaseToken(a.p.lastClaimID()) {
+			// The owner gave its claim up without calling Clear, and uncounted the request.
+			s.events = append(s.events, event{owner: a.p.Name, kind: "release", day: stateDay(st)})
+		}
 		if isClaim {
 			s.events = append(s.events, event{owner: a.p.Name, kind: "claim", day: stateDay(st)})
+			if cur, ok := s.sm.Stage(s.tokenID, rotation.CurrentStage); ok && cur.ID == st.Claim.Base {
+				if t, err := document.ParseToken([]byte(cur.Value)); err == nil && t.APIClient == st.Claim.Slot {
+					s.degradedBase[cur.ID] = true
+				}
+			}
 		}
 	}
 	if isToken && fresh {
@@ -825,6 +863,24 @@ func (a *procAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecr
 		return nil, &smithy.GenericAPIError{Code: "InternalServiceError", Message: "injected: answer lost after the write", Fault: smithy.FaultServer}
 	}
 	return out, nil
+}
+
+// lastClaimID is the version id of the claim the process last wrote this tick ("" if none).
+func (p *Process) lastClaimID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastClaim
+}
+
+// releaseToken is the request token of the state write that releases claim claimID, as the
+// engine derives it (rotation.requestToken("release", claimID)); "" for no claim.
+func releaseToken(claimID string) string {
+	if claimID == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("clear-rotator/release\x00" + claimID))
+	h := hex.EncodeToString(sum[:16])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
 // claimed reports whether the process's current rotation has landed a claim (so a read of
@@ -874,12 +930,12 @@ func (c *procClear) RoundTrip(req *http.Request) (*http.Response, error) {
 	case x < f.ClearServerError+f.ClearIssueThenFail+f.ClearMalformed+f.ClearHang:
 		s.emu.Inject(emulator.Fault{Hang: true})
 	}
-	before := s.emu.Issued(s.secret)
+	before := s.issued()
 	rec := httptest.NewRecorder()
 	s.emu.ServeHTTP(rec, req)
 	resp := rec.Result()
 	body := rec.Body.Bytes()
-	if s.emu.Issued(s.secret) > before {
+	if s.issued() > before {
 		// Every token Clear issues is recorded, delivered or not, for the leak scans.
 		var g struct {
 			AccessToken string `json:"access_token"`
@@ -899,6 +955,15 @@ func (c *procClear) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
+}
+
+// issued is the number of tokens Clear issued, for every API client.
+func (s *sim) issued() int {
+	n := s.emu.Issued(s.secret)
+	if s.secret2 != "" {
+		n += s.emu.Issued(s.secret2)
+	}
+	return n
 }
 
 // stateDay is the UTC day of the last request a state counts.

@@ -442,12 +442,20 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 	if slot == "" {
 		slot = "genesis/" + rd.snap.CurrentID
 	}
-	claimID, err := e.Store.Put(ctx, c.TokenSecretID, requestToken("claim", slot), string(body), document.StateStage)
+	claimToken := requestToken("claim", slot)
+	claimID, err := e.Store.Put(ctx, c.TokenSecretID, claimToken, string(body), document.StateStage)
 	if errors.Is(err, store.ErrConflict) {
 		return r.fail(Busy, &BusyError{Reason: "another rotator claimed this rotation first"})
 	}
+	var abandoned error
 	if err != nil {
-		return r.fail(Failed, fmt.Errorf("claiming the rotation: %w", err))
+		abandoned = fmt.Errorf("claiming the rotation: %w", err)
+		if !e.stateLanded(ctx, c, claimToken, string(body)) {
+			return r.fail(Failed, abandoned)
+		}
+		// The claim landed though every answer to it was lost. This rotator gives it up, and says
+		// so at once, so that the others need not wait for its lease.
+		claimID = claimToken
 	}
 	n := 0
 	if r.RequestsToday != nil {
@@ -457,6 +465,9 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 	r.RequestsToday = &n
 	r.APIClient = d.Slot
 	r.NextCheck = d.Claim.Claim.LeaseUntil
+	if abandoned != nil {
+		return e.release(ctx, c, r, d, claimID, abandoned, false)
+	}
 
 	// Re-check after winning: a rotation that finished between the first read and the claim must
 	// not be repeated, and a forced rotation that finds AWSCURRENT changed since it read it stops.
@@ -697,6 +708,17 @@ func (e *Engine) landed(ctx context.Context, c *Client, version string) bool {
 	defer cancel()
 	v, err := e.Store.Read(vctx, c.TokenSecretID, CurrentStage)
 	return err == nil && v.ID == version
+}
+
+// stateLanded reports whether ROTATOR_STATE is the version written with request token id and
+// value, when every answer to that write was lost: a version's id is its request token, and the
+// value tells this rotator's claim from another's made with the same token. It asks once, with a
+// short time limit of its own.
+func (e *Engine) stateLanded(ctx context.Context, c *Client, id, value string) bool {
+	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptLimit)
+	defer cancel()
+	v, err := e.Store.Read(vctx, c.TokenSecretID, document.StateStage)
+	return err == nil && v.ID == id && v.Value == value
 }
 
 // detach returns a context that ignores ctx's cancellation but keeps its deadline, bounded by

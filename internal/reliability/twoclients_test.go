@@ -1,0 +1,301 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
+)
+
+// checkSlotCounts asserts issue 10's per-API-client count invariant: for each API client, the
+// state's count for today equals the requests Clear received with that client secret today plus
+// lost[slot], the claims for that API client that never reached Clear. The slot of each
+// fingerprint in the state is learnt from the claims recorded in the state's versions.
+func checkSlotCounts(t *testing.T, w *world, lost map[int]int) {
+	t.Helper()
+	slotOf := map[string]int{}
+	for _, v := range w.sm.Versions(w.tokenID) {
+		if st, err := document.ParseState([]byte(v.Value)); err == nil && st.Claim != nil && st.Claim.Secret != "" {
+			slotOf[st.Claim.Secret] = st.Claim.Slot
+		}
+	}
+	v, ok := w.sm.Stage(w.tokenID, document.StateStage)
+	if !ok {
+		t.Fatal("no state")
+	}
+	st, err := document.ParseState([]byte(v.Value))
+	if err != nil {
+		t.Fatal(err)
+	}
+	today := timing.Day(time.Now())
+	got := map[int]int{}
+	for _, a := range st.APIClients {
+		slot := slotOf[a.Secret]
+		if slot == 0 && a.RequestsOn(today) > 0 {
+			t.Fatalf("the state counts requests for an API client that never claimed")
+		}
+		got[slot] += a.RequestsOn(today)
+	}
+	for i, s := range w.secrets {
+		slot := i + 1
+		if want := w.emu.RequestsToday(s) + lost[slot]; got[slot] != want {
+			t.Errorf("API client %d: the state counts %d requests today; Clear received %d and %d claims never reached it",
+				slot, got[slot], w.emu.RequestsToday(s), lost[slot])
+		}
+	}
+}
+
+// TestTwoAPIClientsRacingRotators races sixteen engines on one due secret with two API clients,
+// four rounds, alternating plain and forced rotations. Each round costs Clear exactly one request
+// and one racer rotates; consecutive rotations use different API clients (alternation), so the
+// token each rotation replaces stays live (it is never revoked: AWSCURRENT never holds a token
+// Clear revoked); and each API client's count in the state equals Clear's count for its secret.
+func TestTwoAPIClientsRacingRotators(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, emulator.Options{Lifetime: time.Hour}, 2)
+		c := w.client(48)
+		ctx := context.Background()
+		expect(t, w.engine("seed", nil, 0).Rotate(ctx, c, false), rotation.Rotated)
+		for round, force := range []bool{false, true, false, true} {
+			if force {
+				time.Sleep(2 * time.Minute)
+			} else {
+				time.Sleep(45 * time.Minute)
+			}
+			prev, _ := w.current()
+			before := len(w.log())
+			var mu sync.Mutex
+			outcomes := map[rotation.Outcome]int{}
+			// A barrier holds every racer's first write (its claim) until all sixteen have read
+			// and decided, so that they all decide on the same state and their claims compete.
+			var arrived sync.WaitGroup
+			arrived.Add(16)
+			var wg sync.WaitGroup
+			for i := range 16 {
+				api := &faultyAPI{sm: w.sm}
+				var once sync.Once
+				arrive := func() { once.Do(func() { arrived.Done(); arrived.Wait() }) }
+				api.put = func(*secretsmanager.PutSecretValueInput) (bool, error) {
+					arrive()
+					return false, nil
+				}
+				wg.Go(func() {
+					r := w.engine(fmt.Sprintf("racer-%d-%d", round, i), api, 0).Rotate(ctx, c, force)
+					arrive() // a racer that decided not to claim still lets the others go
+					mu.Lock()
+					outcomes[r.Outcome]++
+					mu.Unlock()
+					if !r.Outcome.OK() {
+						t.Errorf("racer %d: %s: %s", i, r.Outcome, r.Message)
+					}
+				})
+			}
+			wg.Wait()
+			t.Logf("round %d (force %v): %v", round, force, outcomes)
+			if got := len(w.log()) - before; got != 1 {
+				t.Fatalf("round %d: 16 racers made %d Clear requests, want 1", round, got)
+			}
+			if outcomes[rotation.Rotated] != 1 {
+				t.Fatalf("round %d: %d racers rotated, want 1", round, outcomes[rotation.Rotated])
+			}
+			tok, _ := w.current()
+			if !w.emu.Live(tok.AccessToken.Reveal()) {
+				t.Fatalf("round %d: AWSCURRENT holds a revoked token", round)
+			}
+			if tok.APIClient == prev.APIClient || tok.APIClient == 0 {
+				t.Fatalf("round %d: API client %d followed API client %d", round, tok.APIClient, prev.APIClient)
+			}
+			if !w.emu.Live(prev.AccessToken.Reveal()) {
+				t.Fatalf("round %d: the token just replaced was revoked", round)
+			}
+			checkSlotCounts(t, w, nil)
+		}
+	})
+}
+
+// TestTwoAPIClientsDegraded makes API client 2 answer 401 (its secret deleted in Clear) or 429,
+// then lets a daemon that looks every ten seconds run for six hours. API client 1 keeps serving:
+// AWSCURRENT holds a live token at every sample, rotations keep coming, status says degraded, API
+// client 2 is not asked again, and the per-API-client counts stay exact.
+func TestTwoAPIClientsDegraded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		arm  func(w *world)
+	}{
+		{"401", func(w *world) { w.emu.SetSecretActive(w.secrets[1], false) }},
+		{"429", func(w *world) { w.emu.Inject(emulator.RateLimited("")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld(t, emulator.Options{Lifetime: time.Hour}, 2)
+				c := w.client(48)
+				ctx, cancel := context.WithCancel(context.Background())
+				expect(t, w.engine("seed", nil, 0).Rotate(ctx, c, false), rotation.Rotated)
+				if tok, _ := w.current(); tok.APIClient != 1 {
+					t.Fatalf("the first rotation used API client %d", tok.APIClient)
+				}
+				tc.arm(w)
+				stopped := daemonLoop(ctx, w.engine("daemon", nil, 0), c, daemonTick)
+				defer func() { cancel(); <-stopped }()
+				// Samples fall between the daemon's ticks, never at the instant one runs.
+				time.Sleep(5 * time.Second)
+				status := w.engine("status", nil, 0)
+				degraded := 0
+				for range 6 * 60 {
+					time.Sleep(time.Minute)
+					if !w.live() {
+						t.Fatalf("AWSCURRENT is not live at %s", time.Now().UTC().Format(time.TimeOnly))
+					}
+					s, err := status.Status(ctx, c)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(w.log()) > 1 {
+						if !s.Degraded || s.State != rotation.HealthDegraded && s.State != rotation.HealthExpiring {
+							t.Fatalf("status after API client 2 failed: degraded %v, state %s", s.Degraded, s.State)
+						}
+						degraded++
+					}
+				}
+				per := map[int]int{}
+				for _, r := range w.log() {
+					per[r.slot]++
+				}
+				t.Logf("requests per API client over six hours: %v; %d minutes degraded", per, degraded)
+				if per[2] != 1 {
+					t.Errorf("API client 2 was asked %d times; once, then never while it fails", per[2])
+				}
+				if per[1] < 6 {
+					t.Errorf("API client 1 made only %d rotations in six hours of one-hour tokens", per[1])
+				}
+				checkSlotCounts(t, w, nil)
+			})
+		})
+	}
+}
+
+// TestTwoAPIClientsCrashPoints kills a rotator at each step of a due rotation with two API
+// clients, while a daemon that looks every ten seconds runs beside it. With two API clients a
+// crash never costs the ERP its token: the request the dying rotator made (if any) was for the API
+// client that did not issue AWSCURRENT, so AWSCURRENT is live at every second. The daemon
+// completes the rotation by the claim's lease plus one tick, and the per-API-client counts equal
+// Clear's plus the claim the crash lost.
+func TestTwoAPIClientsCrashPoints(t *testing.T) {
+	const clearTimeout = 5 * time.Second
+	type crash struct {
+		name string
+		arm  func(api *faultyAPI)
+		lost bool // a claim counted whose request never reached Clear
+	}
+	crashes := []crash{
+		{name: crashBeforeClaim, arm: func(api *faultyAPI) {
+			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
+				if isClaimBy(in, "a") {
+					api.dead.Store(true)
+					return false, errProcessDied
+				}
+				return false, nil
+			}
+		}},
+		{name: crashAfterClaim, lost: true, arm: func(api *faultyAPI) {
+			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
+				if isClaimBy(in, "a") {
+					api.dead.Store(true)
+					return true, errProcessDied
+				}
+				return false, nil
+			}
+		}},
+		{name: crashAtReread, lost: true, arm: func(api *faultyAPI) {
+			claimed := false
+			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
+				claimed = claimed || isClaimBy(in, "a")
+				return false, nil
+			}
+			api.get = func(in *secretsmanager.GetSecretValueInput) error {
+				if claimed && aws.ToString(in.VersionStage) == rotation.CurrentStage {
+					api.dead.Store(true)
+					return errProcessDied
+				}
+				return nil
+			}
+		}},
+		{name: crashBeforeToken, arm: func(api *faultyAPI) {
+			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
+				if isTokenWrite(in) {
+					api.dead.Store(true)
+					return false, errProcessDied
+				}
+				return false, nil
+			}
+		}},
+		{name: crashAfterToken, arm: func(api *faultyAPI) {
+			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
+				if isTokenWrite(in) {
+					api.dead.Store(true)
+					return true, errProcessDied
+				}
+				return false, nil
+			}
+		}},
+	}
+	for _, cr := range crashes {
+		t.Run(cr.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorld(t, emulator.Options{Lifetime: time.Hour}, 2)
+				c := w.client(48)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				start := time.Now()
+				expect(t, w.engine("seed", nil, clearTimeout).Rotate(ctx, c, false), rotation.Rotated)
+				seed, _ := w.current()
+				time.Sleep(time.Second)
+				stopped := daemonLoop(ctx, w.engine("daemon", nil, clearTimeout), c, daemonTick)
+				defer func() { cancel(); <-stopped }()
+
+				api := &faultyAPI{sm: w.sm}
+				cr.arm(api)
+				time.Sleep(time.Until(start.Add(40 * time.Minute)))
+				claimAt := time.Now()
+				go w.engine("a", api, clearTimeout).Rotate(ctx, c, false)
+				for time.Since(claimAt) < 10*time.Minute {
+					if !w.live() {
+						t.Fatalf("AWSCURRENT holds a revoked token %s after the crash", time.Since(claimAt))
+					}
+					time.Sleep(time.Second)
+				}
+				tok, _ := w.current()
+				if tok.APIClient != 2 {
+					t.Fatalf("after the crash AWSCURRENT is from API client %d, want 2", tok.APIClient)
+				}
+				var done time.Time
+				for _, r := range w.log() {
+					if r.token == tok.AccessToken.Reveal() {
+						done = r.at
+					}
+				}
+				if bound := claimAt.Add(timing.Lease(clearTimeout) + daemonTick); done.After(bound) {
+					t.Errorf("the rotation completed %s after the crash, later than the lease plus a tick", done.Sub(claimAt))
+				}
+				if !w.emu.Live(seed.AccessToken.Reveal()) {
+					t.Error("the token the rotation replaced was revoked")
+				}
+				lost := map[int]int{}
+				if cr.lost {
+					lost[2] = 1
+				}
+				checkSlotCounts(t, w, lost)
+			})
+		})
+	}
+}
