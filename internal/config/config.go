@@ -75,7 +75,7 @@ const (
 	// DefaultShutdownGrace is timing.Lease(DefaultClearTimeout): long enough
 	// for a rotation claimed just before a SIGTERM to finish. With another
 	// CLEAR_TIMEOUT the default is timing.Lease of that timeout.
-	DefaultShutdownGrace = 75 * time.Second
+	DefaultShutdownGrace = 60 * time.Second
 	MinClearTimeout      = time.Second
 	MaxClearTimeout      = 120 * time.Second
 

@@ -132,7 +132,7 @@ func TestLoadEnvDefaults(t *testing.T) {
 	if len(cfg.Clients) != 1 || cfg.Clients[0] != want {
 		t.Errorf("clients = %+v, want [%+v]", cfg.Clients, want)
 	}
-	if cfg.Schedule != "@every 5m" || cfg.HTTPAddr != ":9090" || cfg.ShutdownGrace != 75*time.Second ||
+	if cfg.Schedule != "@every 5m" || cfg.HTTPAddr != ":9090" || cfg.ShutdownGrace != 60*time.Second ||
 		cfg.ClearTimeout != 30*time.Second || cfg.LogLevel != slog.LevelInfo || cfg.LogFormat != "" ||
 		cfg.Source != "environment" {
 		t.Errorf("globals = %+v", cfg)

@@ -84,7 +84,7 @@ var Settings = []Setting{
 		Help: "when the daemon checks every client; must fire at least once in 5 years"},
 	{Env: EnvHTTPAddr, Scope: DaemonOnly, Kind: "[HOST]:PORT", Default: DefaultHTTPAddr,
 		Help: "ops listener (/healthz, /readyz, /metrics); set but empty disables it"},
-	{Env: EnvShutdownGrace, Scope: DaemonOnly, Kind: "duration", Default: "CLEAR_TIMEOUT+45s (75s)", Limits: "at least CLEAR_TIMEOUT+30s",
+	{Env: EnvShutdownGrace, Scope: DaemonOnly, Kind: "duration", Default: "CLEAR_TIMEOUT+30s (60s)", Limits: "at least CLEAR_TIMEOUT+30s",
 		Help: "how long SIGTERM waits for a rotation in progress"},
 	{Env: EnvLogLevel, Scope: Global, Kind: "level", Default: "info", Limits: "debug, info, warn, error",
 		Help: "least level logged"},

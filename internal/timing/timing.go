@@ -14,12 +14,13 @@ import (
 // as soon as the owner could no longer be working on it, which bounds the time ERP systems spend
 // without a live token after a crash.
 const (
-	// WriteWindow is how long the owner of a claim may spend storing Clear's answer, retries
-	// included, once Clear has answered.
+	// WriteWindow is what a claim allows beyond Clear's timeout: the calls around the request (the
+	// re-read after claiming) and storing Clear's answer, retries included, and the margin below.
 	WriteWindow = 30 * time.Second
-	// LeaseMargin keeps the owner's last write clear of a takeover, allowing for clocks that differ
-	// a little between rotators.
-	LeaseMargin = 15 * time.Second
+	// LeaseMargin is the part of the write window the owner never uses: it stops writing this long
+	// before its lease ends, so that its last write stays clear of a takeover even when the clocks
+	// of two rotators differ a little.
+	LeaseMargin = 10 * time.Second
 )
 
 // MinInterval is the floor between two automatic rotations of a client, whatever Clear answers or
@@ -45,17 +46,18 @@ func floor(s string) time.Duration {
 	return time.Minute
 }
 
-// Lease returns how long a claim keeps other rotators away: a Clear request, the write window and
-// the margin.
+// Lease returns how long a claim keeps other rotators away: a Clear request and the write window
+// (which holds the margin). After a crash, ERP systems are without a live token for at most this
+// plus the time until the next rotator looks.
 func Lease(clearTimeout time.Duration) time.Duration {
-	return clearTimeout + WriteWindow + LeaseMargin
+	return clearTimeout + WriteWindow
 }
 
 // MinShutdownGrace returns the least shutdown grace that lets a rotation claimed just before a
 // SIGTERM finish: a Clear request and the write of its answer. A shorter grace could lose a token
 // that Clear has issued, and with it the token the ERP holds.
 func MinShutdownGrace(clearTimeout time.Duration) time.Duration {
-	return clearTimeout + WriteWindow
+	return Lease(clearTimeout)
 }
 
 // DayLayout formats the UTC day a request is counted against.
