@@ -208,13 +208,12 @@ func (c *cli) seedOldToken() {
 }
 
 func TestDailyLimitRefusal(t *testing.T) {
-	// One-second tokens are due almost at once, so each rotate makes a request.
-	c := newCLI(t, time.Second, "ROTATOR_DAILY_LIMIT=2")
+	// Forced rotations: each makes a request, whatever the token's lifetime.
+	c := newCLI(t, time.Hour, "ROTATOR_DAILY_LIMIT=2")
 	for range 2 {
-		wantCode(t, c.run("rotate"), 0, "rotated")
-		time.Sleep(1100 * time.Millisecond)
+		wantCode(t, c.run("rotate", "--force"), 0, "rotated")
 	}
-	r := c.run("rotate")
+	r := c.run("rotate", "--force")
 	wantCode(t, r, 1, "refused by the daily limit: 2 of 2")
 	if c.emu.Requests(c.secret) != 2 {
 		t.Fatalf("Clear requests = %d, want 2", c.emu.Requests(c.secret))
