@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/emulator"
 )
 
 // newCLI2 is a CLI with two API clients: the emulator knows both client secrets.
@@ -166,5 +168,48 @@ func TestProcessCheckFindsClientsSharingASecret(t *testing.T) {
 	wantCode(t, r, 1, `hold the same client secret`)
 	if c.emu.Requests(c.secret) != 0 {
 		t.Fatal("check called Clear")
+	}
+}
+
+// TestProcessStatusFollowsAChangedClientSecret: after a 401 is fixed by changing the client secret,
+// status stops reporting the block, as rotate goes ahead (issue 8 item 3).
+func TestProcessStatusFollowsAChangedClientSecret(t *testing.T) {
+	c := newCLI(t, time.Hour)
+	c.emu.SetSecretActive(c.secret, false)
+	wantCode(t, c.run("rotate"), 1, "CLI-SEC-002")
+	if st := c.status(); st.State != "blocked" || st.BlockedReason == nil {
+		t.Fatalf("status after the 401: %+v", st)
+	}
+	fixed := c.secret + "-new"
+	c.emu.AddSecret(fixed)
+	env := []string{"CLEAR_CLIENT_SECRET=" + fixed}
+	r := c.runEnv(env, "status", "--json")
+	wantCode(t, r, 0, `"blocked_reason": null`)
+	wantCode(t, r, 0, `"state": "no-token"`)
+	wantCode(t, c.runEnv(env, "rotate"), 0, "rotated")
+	for _, out := range c.outputs {
+		if strings.Contains(out, fixed) {
+			t.Fatal("the new client secret reached the output")
+		}
+	}
+}
+
+// TestProcessDegradedOn429: one API client rate limited by Clear; the other still serves.
+func TestProcessDegradedOn429(t *testing.T) {
+	c, _ := newCLI2(t, time.Hour)
+	wantCode(t, c.run("rotate"), 0, "rotated") // API client 1
+	before := c.stage("AWSCURRENT")
+	c.emu.Inject(emulator.Fault{Status: 429})
+	wantCode(t, c.run("rotate", "--force"), 1, "rate-limited")
+	if !c.emu.Live(before) {
+		t.Fatal("the refused request cost the stored token")
+	}
+	st := c.status()
+	if !st.Degraded || st.State != "degraded" {
+		t.Fatalf("status %+v", st)
+	}
+	wantCode(t, c.run("rotate", "--force"), 0, "degraded")
+	if !c.emu.Live(c.stage("AWSCURRENT")) {
+		t.Fatal("AWSCURRENT is not live")
 	}
 }
