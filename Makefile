@@ -96,7 +96,7 @@ bench: test-deps
 
 ## soak: the long reliability suite
 soak: test-deps
-	CGO_ENABLED=1 SOAK=1 $(GO) test -race -count=1 -timeout 30m -run 'Soak|Month' ./internal/reliability/
+	CGO_ENABLED=1 SOAK=1 $(GO) test -race -count=1 -timeout 50m -run 'Soak|Month' ./internal/reliability/
 
 clean:
 	rm -rf bin dist .aws-sam
