@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,7 +31,6 @@ type erpRow struct {
 	name       string
 	rotatorEnv []string
 	cleartoken bool   // the ERP uses package cleartoken; otherwise it re-reads every erpReread
-	enable     string // an environment variable that must be set for the row to run; "" always
 }
 
 var erpRows = []erpRow{
@@ -52,9 +50,6 @@ var erpRows = []erpRow{
 func BenchmarkERPFailedCalls(b *testing.B) {
 	for _, row := range erpRows {
 		b.Run(row.name, func(b *testing.B) {
-			if row.enable != "" && os.Getenv(row.enable) == "" {
-				b.Skipf("set %s=1 once the rotator has two-API-client mode (issue 10)", row.enable)
-			}
 			for range b.N {
 				rig := erptest.Start(b, erptest.Options{Lifetime: erpLifetime, RotatorEnv: row.rotatorEnv})
 				calls, failed, rotations := runERP(b, rig, row.cleartoken)
