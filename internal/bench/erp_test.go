@@ -30,7 +30,7 @@ const (
 type erpRow struct {
 	name       string
 	rotatorEnv []string
-	cleartoken bool   // the ERP uses package cleartoken; otherwise it re-reads every erpReread
+	cleartoken bool // the ERP uses package cleartoken; otherwise it re-reads every erpReread
 }
 
 var erpRows = []erpRow{
