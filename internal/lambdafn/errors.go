@@ -32,9 +32,12 @@ func (e *RotationError) Error() string {
 
 // Unwrap returns the causes behind the outcomes, so that errors.As finds, say, a
 // *rotation.LimitError.
-func (e *RotationError) Unwrap() []error {
+func (e *RotationError) Unwrap() []error { return causes(e.Failed) }
+
+// causes returns the errors behind results, in order.
+func causes(results []rotation.Result) []error {
 	var errs []error
-	for _, r := range e.Failed {
+	for _, r := range results {
 		if r.Err != nil {
 			errs = append(errs, r.Err)
 		}
@@ -96,15 +99,7 @@ func (e *RevokeError) Error() string {
 }
 
 // Unwrap returns the causes behind the outcomes.
-func (e *RevokeError) Unwrap() []error {
-	var errs []error
-	for _, r := range e.Failed {
-		if r.Err != nil {
-			errs = append(errs, r.Err)
-		}
-	}
-	return errs
-}
+func (e *RevokeError) Unwrap() []error { return causes(e.Failed) }
 
 // StepError is a Secrets Manager rotation step that failed. Returned as the invocation's error,
 // it makes Secrets Manager record the rotation as failed, with this message in its log.
