@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
 )
 
 const secret = "3eboH/vsr2VpGNFqDSXzVs0yNj0fMDJToPjs71V3WATqLtmzf9kyNBZ24mCNRJsDj2tEe72PxFDOPccR579w=="
@@ -22,29 +23,9 @@ const secret = "3eboH/vsr2VpGNFqDSXzVs0yNj0fMDJToPjs71V3WATqLtmzf9kyNBZ24mCNRJsD
 // start is 2023-04-11 19:21:24 UTC, an hour before the seed's sample valid_till.
 var start = time.Date(2023, 4, 11, 19, 21, 24, 500e6, time.UTC)
 
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
-
 // env is an emulator served over HTTP with a fake clock and a Clear client pointed at it.
 type env struct {
-	clock  *fakeClock
+	clock  *fake.Clock
 	emu    *Server
 	srv    *httptest.Server
 	client *clear.Client
@@ -52,7 +33,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts Options) *env {
 	t.Helper()
-	e := &env{clock: &fakeClock{t: start}}
+	e := &env{clock: fake.NewClock(start)}
 	if opts.Now == nil {
 		opts.Now = e.clock.Now
 	}

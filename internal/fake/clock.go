@@ -21,5 +21,15 @@ func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 // Advance moves the clock forward by d.
 func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
+// SleepUntil moves the clock forward to t, if t is later: a simulation that sleeps on this clock
+// skips the time instead of waiting for it.
+func (c *Clock) SleepUntil(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.After(c.t) {
+		c.t = t.UTC()
+	}
+}
+
 // Set moves the clock to t.
 func (c *Clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }

@@ -36,7 +36,7 @@ import (
 
 // Clock is the time a simulation runs on. Inside a synctest bubble it is the bubble's own clock
 // (BubbleClock), so that every timer in the engine, the Clear client and the emulator runs on
-// simulated time; outside one it is a VirtualClock that the simulation moves by hand.
+// simulated time; outside one it is a fake.Clock (NewVirtualClock) that the simulation moves by hand.
 type Clock interface {
 	Now() time.Time
 	// SleepUntil returns once the clock reads t or later.
@@ -52,28 +52,11 @@ func (BubbleClock) Now() time.Time { return time.Now().UTC() }
 // SleepUntil implements Clock.
 func (BubbleClock) SleepUntil(t time.Time) { time.Sleep(time.Until(t)) }
 
-// VirtualClock is a clock that only moves when SleepUntil moves it. Timers elsewhere (the engine's
-// write retries, the Clear client's timeout) still run on real time, so a simulation on a
-// VirtualClock keeps those short (see SimConfig.ClearTimeout and WriteRetry).
-type VirtualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// NewVirtualClock returns a clock reading start.
-func NewVirtualClock(start time.Time) *VirtualClock { return &VirtualClock{t: start.UTC()} }
-
-// Now implements Clock.
-func (c *VirtualClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-// SleepUntil implements Clock.
-func (c *VirtualClock) SleepUntil(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.After(c.t) {
-		c.t = t.UTC()
-	}
-}
+// NewVirtualClock returns a clock reading start that only moves when SleepUntil moves it: the one
+// settable clock, fake.Clock. Timers elsewhere (the engine's write retries, the Clear client's
+// timeout) still run on real time, so a simulation on it keeps those short (see
+// SimConfig.ClearTimeout and WriteRetry).
+func NewVirtualClock(start time.Time) *fake.Clock { return fake.NewClock(start.UTC()) }
 
 // FaultRates are the probabilities of the simulation's random faults.
 type FaultRates struct {
@@ -116,7 +99,7 @@ type SimConfig struct {
 	Processes int
 	Seed      uint64
 	Faults    FaultRates
-	// ClearTimeout and WriteRetry configure the engine (zero: its defaults). A VirtualClock wants
+	// ClearTimeout and WriteRetry configure the engine (zero: its defaults). A clock from NewVirtualClock wants
 	// them short, since they run on real time.
 	ClearTimeout, WriteRetry time.Duration
 	// NewRotator builds a process's rotator; nil means the engine behind a NextCheck cache, as the
