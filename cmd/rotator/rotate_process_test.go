@@ -166,7 +166,7 @@ func TestParallelRotateProcessesMakeOneRequest(t *testing.T) {
 			// Clear answers slowly, so that all five processes read before the first one stores its
 			// token: they are concurrent, which is what makes them cost one request. (A force that
 			// starts after another finished asks Clear again, as it must.)
-			c.emu.Inject(emulator.Fault{Delay: 3 * time.Second})
+			c.emu.Inject(emulator.Fault{Delay: 5 * time.Second})
 			var wg sync.WaitGroup
 			results := make([]procResult, 5)
 			for i := range results {
