@@ -51,7 +51,7 @@ import (
 // engine cannot persist such a failure or name a time for it. Those looks read Secrets Manager
 // before anything else, so they cannot spend the budget. It is the project's one backoff type,
 // used without jitter here: the looks only read.
-var readRetry = timing.Backoff{Base: readRetryBase, Cap: 5 * time.Minute}
+var readRetry = timing.Backoff{Base: readRetryBase, Cap: time.Minute}
 
 // Defaults for the Options fields that may be left zero.
 const (
