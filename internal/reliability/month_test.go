@@ -139,8 +139,11 @@ func runMonth(t *testing.T, mc monthCase, days int, seed uint64, faults FaultRat
 		if n := rep.Unexplained(); n > 0 {
 			t.Errorf("%d Clear requests did not end in a stored token and no injected fault explains them", n)
 		}
+		// A token may expire while Secrets Manager is down (ten-minute outages here) or just after,
+		// when nothing can store a successor; Report.OutageExpiredMinutes counts those. Any other
+		// expiry is the rotator's fault.
 		if rep.ExpiredMinutes != 0 {
-			t.Errorf("the stored token expired unrenewed for %d minutes", rep.ExpiredMinutes)
+			t.Errorf("the stored token expired unrenewed for %d minutes outside any outage", rep.ExpiredMinutes)
 			for _, n := range rep.Notes {
 				t.Log(n)
 			}

@@ -231,8 +231,10 @@ type Report struct {
 	// LostClaims counts claims written (and counted) whose process never called Clear.
 	LostClaims int
 	// DeadMinutes counts sampled minutes in which AWSCURRENT did not hold a live token, split by
-	// cause: Superseded (Clear issued a later token that was lost) and Expired.
-	DeadMinutes, SupersededMinutes, ExpiredMinutes int
+	// cause: Superseded (Clear issued a later token that was lost), Expired, and OutageExpired: a
+	// token that expired while Secrets Manager was down, or within outageRecovery of its end,
+	// when no rotator could store a successor.
+	DeadMinutes, SupersededMinutes, ExpiredMinutes, OutageExpiredMinutes int
 	// MaxDeadStretch is the longest run of dead minutes.
 	MaxDeadStretch time.Duration
 	// WriteWindowSamples counts samples that caught a rotation between Clear's answer and the
@@ -282,10 +284,10 @@ func (r *Report) Ratio() float64 {
 // String summarises the report in one line.
 func (r *Report) String() string {
 	return fmt.Sprintf("%d days: %d Clear requests (minimum %d, ratio %.3f; one per lifetime %d), max %d/day (limit %d, %d days above), "+
-		"issued %d, stored %d, lost %d, lost claims %d, Clear faults %d, dead minutes %d (superseded %d, expired %d, longest %s), write-window samples %d, max write window %s, "+
+		"issued %d, stored %d, lost %d, lost claims %d, Clear faults %d, dead minutes %d (superseded %d, expired %d, expired in an outage %d, longest %s), write-window samples %d, max write window %s, "+
 		"crashes %d %v, restarts %d, outages %d, outcomes %v, store calls %v",
 		r.Days, r.Requests, r.MinimumRequests, r.Ratio(), r.LifetimeMinimum, r.MaxPerDay, r.DailyLimit, r.DaysAboveLimit,
-		r.Issued, r.Stored, r.Lost, r.LostClaims, r.ClearFaults, r.DeadMinutes, r.SupersededMinutes, r.ExpiredMinutes, r.MaxDeadStretch, r.WriteWindowSamples, r.MaxWriteWindow,
+		r.Issued, r.Stored, r.Lost, r.LostClaims, r.ClearFaults, r.DeadMinutes, r.SupersededMinutes, r.ExpiredMinutes, r.OutageExpiredMinutes, r.MaxDeadStretch, r.WriteWindowSamples, r.MaxWriteWindow,
 		r.Crashes, r.CrashesAt, r.Restarts, r.Outages, r.Outcomes, r.StoreCalls)
 }
 
@@ -426,9 +428,15 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 		} else {
 			dead++
 			stretch++
-			if superseded {
+			s.mu.Lock()
+			outage := now.Before(s.outageUntil.Add(outageRecovery))
+			s.mu.Unlock()
+			switch {
+			case superseded:
 				rep.SupersededMinutes++
-			} else {
+			case outage:
+				rep.OutageExpiredMinutes++
+			default:
 				rep.ExpiredMinutes++
 			}
 			if d := time.Duration(stretch) * time.Minute; d > rep.MaxDeadStretch {
@@ -441,6 +449,10 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 	}
 	return s.report(&rep, start, end, ticks, dead)
 }
+
+// outageRecovery is how long after a Secrets Manager outage ends a rotator may take to look again
+// and store a successor: one daemon tick (five minutes) and a minute's retry.
+const outageRecovery = 6 * time.Minute
 
 // tick restarts the processes that died or are due a restart, arms crashes, and ticks the ticked
 // ones side by side.
