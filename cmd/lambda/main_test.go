@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,10 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/clear-rotator/clear-rotator/internal/document"
-	"github.com/clear-rotator/clear-rotator/internal/emulator"
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
 func TestMain(m *testing.M) {
@@ -120,21 +118,18 @@ func (rt *runtimeAPI) post(w http.ResponseWriter, r *http.Request, kind string) 
 type function struct {
 	t       *testing.T
 	rt      *runtimeAPI
-	cmd     *exec.Cmd
-	stdout  *proctest.Buffer
-	stderr  *proctest.Buffer
-	exited  chan struct{}
+	p       *rig.Proc
 	started time.Time
 	seq     int
 }
 
-// start runs the bootstrap with the environment Lambda gives a provided.al2023 function, plus env.
-func start(t *testing.T, env ...string) *function {
+// start runs the bootstrap serving w with the environment Lambda gives a provided.al2023
+// function, plus env (which overrides the world's settings).
+func start(t *testing.T, w *rig.World, env ...string) *function {
 	t.Helper()
 	bin := proctest.Build(t, "./cmd/lambda", "", "-tags", "lambda.norpc")
-	f := &function{t: t, rt: newRuntimeAPI(t), stdout: &proctest.Buffer{}, stderr: &proctest.Buffer{}, exited: make(chan struct{})}
-	f.cmd = exec.Command(bin)
-	f.cmd.Env = proctest.Env(append([]string{
+	f := &function{t: t, rt: newRuntimeAPI(t)}
+	env = append([]string{
 		"AWS_LAMBDA_RUNTIME_API=" + f.rt.addr(),
 		"AWS_LAMBDA_FUNCTION_NAME=clear-rotator",
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128",
@@ -144,18 +139,14 @@ func start(t *testing.T, env ...string) *function {
 		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
 		"_HANDLER=bootstrap",
 		"TZ=:UTC",
-	}, env...)...)
-	f.cmd.Stdout, f.cmd.Stderr = f.stdout, f.stderr
+		"ROTATOR_HTTP_ADDR=", // a function has no ops listener: nothing to wait for
+	}, env...)
 	f.started = time.Now()
-	if err := f.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = f.cmd.Wait(); close(f.exited) }()
+	f.p = w.Start(bin, env)
 	t.Cleanup(func() {
-		_ = f.cmd.Process.Kill()
-		<-f.exited
+		f.p.Kill()
 		if t.Failed() {
-			t.Logf("bootstrap stdout:\n%s\nbootstrap stderr:\n%s", f.stdout, f.stderr)
+			t.Logf("bootstrap output:\n%s", f.p.Output())
 		}
 	})
 	return f
@@ -179,8 +170,8 @@ func (f *function) invokeAs(id, payload string) reply {
 			f.t.Fatalf("answer for %s, want %s", r.id, id)
 		}
 		return r
-	case <-f.exited:
-		f.t.Fatalf("the bootstrap exited during invocation %s (%v)", id, f.cmd.ProcessState)
+	case <-f.p.Done():
+		f.t.Fatalf("the bootstrap exited during invocation %s:\n%s", id, f.p.Output())
 	case <-time.After(90 * time.Second):
 		f.t.Fatalf("no answer to invocation %s within 90s", id)
 	}
@@ -218,15 +209,11 @@ func expectOutcome(t *testing.T, r map[string]any, want string) {
 	}
 }
 
-// deployment is what template.yaml creates in moto and the function's configuration for it.
+// deployment is what template.yaml creates in moto, as a rig world on the wire, and the
+// function's configuration for it beyond the world's own settings.
 type deployment struct {
-	sm            *secretsmanager.Client
-	emu           *emulator.Server
-	secret        string
-	secret2       string // the second API client's secret, empty with one
-	tokenID       string
-	env           []string
-	secretsToHide []string
+	*rig.World
+	env []string
 }
 
 func deploy(t *testing.T) *deployment {
@@ -234,70 +221,40 @@ func deploy(t *testing.T) *deployment {
 	return deployWith(t, 1)
 }
 
-// deployWith deploys with one or two API clients; the second one's secret is given literally in
-// CLEAR_CLIENT_SECRET_2, as the template's ClientSecretArn2 parameter does through the
-// environment.
+// deployWith deploys with one or two API clients. The first one's secret is in a secret the
+// function reads (CLEAR_CLIENT_SECRET_ID), as the template's ClientSecretArn parameter has it; the
+// second one's is given literally in CLEAR_CLIENT_SECRET_2 (the world's setting), as the
+// template's ClientSecretArn2 parameter does through the environment. The token secret holds "{}",
+// as the template creates it.
 func deployWith(t *testing.T, slots int) *deployment {
 	t.Helper()
-	moto := mototest.Shared(t)
-	d := &deployment{sm: moto.Client(), secret: "cs-" + strings.Repeat("pr0cs3cr3t", 4)}
-	if slots == 2 {
-		d.secret2 = "cs-" + strings.Repeat("s3c0ndcl13nt", 4)
-	}
+	d := &deployment{World: rig.New(t, rig.Options{Lifetime: time.Hour, APIClients: slots})}
 	clientID := mototest.Name(t, "client")
-	d.tokenID = mototest.Name(t, "token")
-	for id, value := range map[string]string{clientID: d.secret, d.tokenID: "{}"} {
-		if _, err := d.sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(id), SecretString: aws.String(value)}); err != nil {
+	for id, value := range map[string]string{clientID: d.Secrets[0], d.TokenID: "{}"} {
+		if _, err := d.SM.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(id), SecretString: aws.String(value)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	secrets := []string{d.secret}
-	if d.secret2 != "" {
-		secrets = append(secrets, d.secret2)
-	}
-	d.emu = emulator.New(emulator.Options{Lifetime: time.Hour, Secrets: secrets})
-	srv := httptest.NewServer(d.emu)
-	t.Cleanup(srv.Close)
-	d.env = append(moto.Env(),
-		"CLEAR_BASE_URL="+srv.URL,
-		"CLEAR_CLIENT_SECRET_ID="+clientID,
-		"ROTATOR_TOKEN_SECRET_ID="+d.tokenID,
-		"ROTATOR_DAILY_LIMIT=48",
-		"LOG_FORMAT=json",
-		"LOG_LEVEL=info",
-	)
-	if d.secret2 != "" {
-		d.env = append(d.env, "CLEAR_CLIENT_SECRET_2="+d.secret2)
-	}
+	d.env = []string{"CLEAR_CLIENT_SECRET=", "CLEAR_CLIENT_SECRET_ID=" + clientID, "LOG_LEVEL=info"}
 	return d
 }
 
-// requests counts Clear requests across the API clients.
-func (d *deployment) requests() int {
-	n := d.emu.Requests(d.secret)
-	if d.secret2 != "" {
-		n += d.emu.Requests(d.secret2)
-	}
-	return n
+// start runs the bootstrap for the deployment.
+func (d *deployment) start(t *testing.T) *function {
+	t.Helper()
+	return start(t, d.World, d.env...)
 }
 
-func (d *deployment) current(t *testing.T) (document.Token, string) {
-	t.Helper()
-	out, err := d.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(d.tokenID), VersionStage: aws.String("AWSCURRENT")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := document.ParseToken([]byte(aws.ToString(out.SecretString)))
-	if err != nil {
-		t.Fatalf("AWSCURRENT holds no token: %v", err)
-	}
-	d.secretsToHide = append(d.secretsToHide, tok.AccessToken.Reveal())
-	return tok, tok.AccessToken.Reveal()
+// token returns the access token in AWSCURRENT (which the rig's leak scan then looks for).
+func (d *deployment) token() string {
+	tok, _ := d.MustCurrent()
+	return tok.AccessToken.Reveal()
 }
 
 func TestBootstrapUnderTheRuntimeAPI(t *testing.T) {
+	t.Parallel()
 	d := deploy(t)
-	f := start(t, d.env...)
+	f := d.start(t)
 
 	// 1. A scheduled event finds no token (the template creates the secret holding "{}") and
 	// rotates.
@@ -307,24 +264,24 @@ func TestBootstrapUnderTheRuntimeAPI(t *testing.T) {
 	f.rt.mu.Unlock()
 	t.Logf("exec to the first /next request: %v", coldStart)
 	expectOutcome(t, r, "rotated")
-	_, first := d.current(t)
-	if !d.emu.Live(first) || d.emu.Requests(d.secret) != 1 {
-		t.Fatalf("after the first run: token live %v, Clear requests %d; want a live token and 1 request", d.emu.Live(first), d.emu.Requests(d.secret))
+	first := d.token()
+	if !d.Emu.Live(first) || d.Emu.Requests(d.Secrets[0]) != 1 {
+		t.Fatalf("after the first run: token live %v, Clear requests %d; want a live token and 1 request", d.Emu.Live(first), d.Emu.Requests(d.Secrets[0]))
 	}
 
 	// 2. The next scheduled run (EventBridge Scheduler's input) has nothing to do, and asks Clear
 	// nothing.
 	r = result(t, f.ok(`{"action":"scheduled"}`))
 	expectOutcome(t, r, "not_due")
-	if n := d.emu.Requests(d.secret); n != 1 {
+	if n := d.Emu.Requests(d.Secrets[0]); n != 1 {
 		t.Fatalf("Clear requests = %d after a run with nothing due, want 1", n)
 	}
 
 	// 3. A forced manual rotation replaces the fresh token...
 	r = result(t, f.ok(`{"action":"rotate","force":true}`))
 	expectOutcome(t, r, "rotated")
-	_, second := d.current(t)
-	if second == first || d.emu.Live(first) || !d.emu.Live(second) || d.emu.Requests(d.secret) != 2 {
+	second := d.token()
+	if second == first || d.Emu.Live(first) || !d.Emu.Live(second) || d.Emu.Requests(d.Secrets[0]) != 2 {
 		t.Fatal("the forced rotation should have revoked the first token for a new live one, with one more request")
 	}
 	// ...and Lambda's retry of that invocation (the same request id) costs Clear nothing.
@@ -336,8 +293,8 @@ func TestBootstrapUnderTheRuntimeAPI(t *testing.T) {
 	_ = json.Unmarshal(rr.body, &retried)
 	r = result(t, retried)
 	expectOutcome(t, r, "duplicate")
-	if d.emu.Requests(d.secret) != 2 {
-		t.Fatalf("a retried forced rotation: Clear requests %d, want 2", d.emu.Requests(d.secret))
+	if d.Emu.Requests(d.Secrets[0]) != 2 {
+		t.Fatalf("a retried forced rotation: Clear requests %d, want 2", d.Emu.Requests(d.Secrets[0]))
 	}
 
 	// 4. Status answers the `rotator status --json` document.
@@ -356,7 +313,7 @@ func TestBootstrapUnderTheRuntimeAPI(t *testing.T) {
 	}
 
 	// 5. Clear refusing the client secret (401) reaches the Runtime API as a function error.
-	d.emu.SetSecretActive(d.secret, false)
+	d.Emu.SetSecretActive(d.Secrets[0], false)
 	er := f.invoke(`{"action":"rotate","force":true}`)
 	if er.kind != "error" {
 		t.Fatalf("a 401 from Clear was answered as a %s: %s", er.kind, er.body)
@@ -388,18 +345,17 @@ func TestBootstrapUnderTheRuntimeAPI(t *testing.T) {
 	}
 	f.rt.mu.Unlock()
 
-	checkOutput(t, f, append(d.secretsToHide, d.secret))
+	checkOutput(t, f)
 }
 
 // checkOutput checks what the function wrote: stdout is JSON lines only (logs and EMF), each
-// invocation's log lines carry its request id, EMF lines are well formed, and no secret appears
-// anywhere.
-func checkOutput(t *testing.T, f *function, secrets []string) {
+// invocation's log lines carry its request id, and EMF lines are well formed. (That no secret
+// appears anywhere, the rig's leak scan checks.)
+func checkOutput(t *testing.T, f *function) {
 	t.Helper()
-	proctest.AssertNoLeak(t, []string{f.stdout.String(), f.stderr.String()}, secrets...)
 	ids := map[string]bool{}
 	emf := 0
-	for line := range strings.SplitSeq(strings.TrimSpace(f.stdout.String()), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(f.p.Stdout()), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Errorf("stdout line is not JSON: %s", line)
@@ -428,8 +384,11 @@ func checkOutput(t *testing.T, f *function, secrets []string) {
 }
 
 func TestBootstrapWithoutConfigurationFailsEveryInvocation(t *testing.T) {
-	moto := mototest.Shared(t)
-	f := start(t, moto.Env()...) // no CLEAR_* or ROTATOR_* variables
+	t.Parallel()
+	// No configuration: every CLEAR_* and ROTATOR_* setting of the world empty, which the
+	// configuration reads as unset (as a template with a missing parameter leaves it).
+	f := start(t, rig.New(t, rig.Options{}), "CLEAR_BASE_URL=", "CLEAR_CLIENT_SECRET=", "ROTATOR_TOKEN_SECRET_ID=",
+		"ROTATOR_DAILY_LIMIT=", "LOG_FORMAT=")
 	for range 2 {
 		r := f.invoke(`{}`)
 		if r.kind != "error" {
@@ -444,7 +403,7 @@ func TestBootstrapWithoutConfigurationFailsEveryInvocation(t *testing.T) {
 			t.Fatalf("error %+v, want an InitError naming the missing variables", lerr)
 		}
 	}
-	if !strings.Contains(f.stdout.String(), `"level":"ERROR"`) {
-		t.Errorf("the configuration problem was not logged: %s", f.stdout.String())
+	if !strings.Contains(f.p.Stdout(), `"level":"ERROR"`) {
+		t.Errorf("the configuration problem was not logged: %s", f.p.Stdout())
 	}
 }

@@ -10,14 +10,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
-	"github.com/clear-rotator/clear-rotator/internal/proctest"
 )
 
 // stages returns the token secret's staging labels, each with the version that holds it.
 func (d *deployment) stages(t *testing.T) map[string]string {
 	t.Helper()
-	out, err := d.sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(d.tokenID)})
+	out, err := d.SM.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(d.TokenID)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,11 +32,11 @@ func (d *deployment) stages(t *testing.T) map[string]string {
 // without one with the old version after UpdateSecretVersionStage).
 func (d *deployment) currentVersion(t *testing.T) string {
 	t.Helper()
-	out, err := d.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(d.tokenID), VersionStage: aws.String("AWSCURRENT")})
-	if err != nil {
-		t.Fatal(err)
+	_, id, ok := d.Read("AWSCURRENT")
+	if !ok {
+		t.Fatal("the token secret has no AWSCURRENT")
 	}
-	return aws.ToString(out.VersionId)
+	return id
 }
 
 // step invokes one Secrets Manager rotation step and expects success.
@@ -51,9 +49,10 @@ func (f *function) step(secretID, token, step string) map[string]any {
 // through the built bootstrap, as Secrets Manager invokes them: with the secret's ARN, each step
 // once and then again (Secrets Manager retries a step whose invocation failed or timed out).
 func TestBootstrapSecretsManagerRotation(t *testing.T) {
+	t.Parallel()
 	d := deploy(t)
-	f := start(t, d.env...)
-	desc, err := d.sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(d.tokenID)})
+	f := d.start(t)
+	desc, err := d.SM.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(d.TokenID)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,12 +64,12 @@ func TestBootstrapSecretsManagerRotation(t *testing.T) {
 	if ans["client"] != "default" || ans["step"] != "createSecret" {
 		t.Fatalf("createSecret answered %v", ans)
 	}
-	if n := d.requests(); n != 1 {
+	if n := d.ClearRequests(); n != 1 {
 		t.Fatalf("Clear requests after createSecret = %d, want 1", n)
 	}
-	_, live := d.current(t)
-	if d.currentVersion(t) != token || !d.emu.Live(live) {
-		t.Fatalf("right after createSecret AWSCURRENT is version %s (token live %v), want a live token in version %s", d.currentVersion(t), d.emu.Live(live), token)
+	live := d.token()
+	if d.currentVersion(t) != token || !d.Emu.Live(live) {
+		t.Fatalf("right after createSecret AWSCURRENT is version %s (token live %v), want a live token in version %s", d.currentVersion(t), d.Emu.Live(live), token)
 	}
 	afterCreate := d.stages(t)
 	if afterCreate["AWSPENDING"] != token {
@@ -82,8 +81,8 @@ func TestBootstrapSecretsManagerRotation(t *testing.T) {
 	for _, step := range []string{"setSecret", "setSecret", "testSecret", "testSecret"} {
 		f.step(arn, token, step)
 	}
-	if got := d.stages(t); !maps.Equal(got, afterCreate) || d.requests() != 1 {
-		t.Fatalf("retried steps: stages %v (were %v), Clear requests %d; want no change", got, afterCreate, d.requests())
+	if got := d.stages(t); !maps.Equal(got, afterCreate) || d.ClearRequests() != 1 {
+		t.Fatalf("retried steps: stages %v (were %v), Clear requests %d; want no change", got, afterCreate, d.ClearRequests())
 	}
 
 	// finishSecret: the version is AWSCURRENT and AWSPENDING is gone; retried, nothing moves.
@@ -95,10 +94,10 @@ func TestBootstrapSecretsManagerRotation(t *testing.T) {
 	if ans := f.step(arn, token, "finishSecret"); !strings.Contains(fmt.Sprint(ans["message"]), "nothing to do") || !maps.Equal(d.stages(t), final) {
 		t.Fatalf("retried finishSecret: %v, stages %v", ans, d.stages(t))
 	}
-	_, end := d.current(t)
-	if end != live || !d.emu.Live(end) || d.requests() != 1 {
+	end := d.token()
+	if end != live || !d.Emu.Live(end) || d.ClearRequests() != 1 {
 		t.Fatalf("at the end: token changed %v, live %v, Clear requests %d; want createSecret's live token and exactly 1 request",
-			end != live, d.emu.Live(end), d.requests())
+			end != live, d.Emu.Live(end), d.ClearRequests())
 	}
 
 	// A step for a secret the function does not keep fails, naming the problem.
@@ -106,47 +105,48 @@ func TestBootstrapSecretsManagerRotation(t *testing.T) {
 	if r.kind != "error" || !strings.Contains(string(r.body), `"errorType":"StepError"`) || !strings.Contains(string(r.body), "no configured client keeps its token") {
 		t.Fatalf("a foreign secret: %s %s", r.kind, r.body)
 	}
-	proctest.AssertNoLeak(t, []string{f.stdout.String(), f.stderr.String()}, append(d.secretsToHide, d.secret)...)
 }
 
 // TestBootstrapDuplicatedForcedEvent delivers the same forced event twice, as a retrying caller
 // or a duplicated delivery would: Clear is asked once.
 func TestBootstrapDuplicatedForcedEvent(t *testing.T) {
+	t.Parallel()
 	d := deploy(t)
-	f := start(t, d.env...)
+	f := d.start(t)
 	const ev = `{"action":"rotate","force":true,"request_id":"change-1234"}`
 	expectOutcome(t, result(t, f.ok(ev)), "rotated")
-	_, first := d.current(t)
+	first := d.token()
 	r := result(t, f.ok(ev))
 	expectOutcome(t, r, "duplicate")
-	if _, now := d.current(t); now != first || d.requests() != 1 {
-		t.Fatalf("the duplicated event: token changed %v, Clear requests %d; want no change and 1 request", now != first, d.requests())
+	if now := d.token(); now != first || d.ClearRequests() != 1 {
+		t.Fatalf("the duplicated event: token changed %v, Clear requests %d; want no change and 1 request", now != first, d.ClearRequests())
 	}
 	// The EMF line counts the duplicate.
-	if !strings.Contains(f.stdout.String(), `"OutcomeDuplicate":1`) {
+	if !strings.Contains(f.p.Stdout(), `"OutcomeDuplicate":1`) {
 		t.Error("no EMF line counted the duplicate")
 	}
-	proctest.AssertNoLeak(t, []string{f.stdout.String(), f.stderr.String()}, append(d.secretsToHide, d.secret)...)
 }
 
 // TestBootstrapRevoke stores tokens from every API client, then revokes: every token stored
 // before is dead at Clear, and AWSCURRENT holds a live one.
 func TestBootstrapRevoke(t *testing.T) {
+	t.Parallel()
 	for _, slots := range []int{1, 2} {
 		t.Run(fmt.Sprintf("%d API client(s)", slots), func(t *testing.T) {
+			t.Parallel()
 			d := deployWith(t, slots)
-			f := start(t, d.env...)
+			f := d.start(t)
 			var stored []string
 			expectOutcome(t, result(t, f.ok(`{}`)), "rotated")
-			_, tok := d.current(t)
+			tok := d.token()
 			stored = append(stored, tok)
 			expectOutcome(t, result(t, f.ok(`{"action":"rotate","force":true}`)), "rotated")
-			_, tok = d.current(t)
+			tok = d.token()
 			stored = append(stored, tok)
-			if slots == 2 && (!d.emu.Live(stored[0]) || !d.emu.Live(stored[1])) {
+			if slots == 2 && (!d.Emu.Live(stored[0]) || !d.Emu.Live(stored[1])) {
 				t.Fatal("with two API clients both stored tokens should be live before the revoke")
 			}
-			before := d.requests()
+			before := d.ClearRequests()
 
 			doc := f.ok(`{"action":"revoke","client":"default","request_id":"incident-77"}`)
 			rs, _ := doc["results"].([]any)
@@ -157,26 +157,21 @@ func TestBootstrapRevoke(t *testing.T) {
 				expectOutcome(t, r.(map[string]any), "rotated")
 			}
 			for i, tok := range stored {
-				if d.emu.Live(tok) {
+				if d.Emu.Live(tok) {
 					t.Errorf("token %d stored before the revoke is still live", i+1)
 				}
 			}
-			_, now := d.current(t)
-			if !d.emu.Live(now) || d.requests() != before+slots {
-				t.Fatalf("after the revoke: current token live %v, Clear requests %d; want live and %d", d.emu.Live(now), d.requests(), before+slots)
+			now := d.token()
+			if !d.Emu.Live(now) || d.ClearRequests() != before+slots {
+				t.Fatalf("after the revoke: current token live %v, Clear requests %d; want live and %d", d.Emu.Live(now), d.ClearRequests(), before+slots)
 			}
 
 			// The same incident event again asks Clear nothing.
 			doc = f.ok(`{"action":"revoke","client":"default","request_id":"incident-77"}`)
 			b, _ := json.Marshal(doc)
-			if !strings.Contains(string(b), `"outcome":"duplicate"`) || d.requests() != before+slots {
-				t.Fatalf("a duplicated revoke: %s, Clear requests %d", b, d.requests())
+			if !strings.Contains(string(b), `"outcome":"duplicate"`) || d.ClearRequests() != before+slots {
+				t.Fatalf("a duplicated revoke: %s, Clear requests %d", b, d.ClearRequests())
 			}
-			hide := append(d.secretsToHide, d.secret)
-			if d.secret2 != "" {
-				hide = append(hide, d.secret2)
-			}
-			proctest.AssertNoLeak(t, []string{f.stdout.String(), f.stderr.String()}, hide...)
 		})
 	}
 }

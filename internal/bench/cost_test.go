@@ -2,48 +2,30 @@ package bench
 
 import (
 	"context"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
-	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/reliability"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
-	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
-// BenchmarkCallCost counts, per client, the Secrets Manager calls (through a counting store.API on
-// the real SDK client against moto) and the secret versions written by each kind of engine call:
+// BenchmarkCallCost counts, per client, the Secrets Manager calls (the rig's count, on the real
+// SDK client against moto) and the secret versions written by each kind of engine call:
 // the first rotation (which creates the secret), an idle check of a token that is not due, a due
 // rotation, a failed one (Clear answers 500), and a check while another rotator holds the claim.
 // The naive baseline's tick is one PutSecretValue and one version, every tick.
 func BenchmarkCallCost(b *testing.B) {
-	moto := mototest.Shared(b)
 	clk := fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
-	secret := "bench-cost-client-secret-0123456789"
-	emu := emulator.New(emulator.Options{Now: clk.Now, Lifetime: time.Hour, Secrets: []string{secret}})
-	srv := httptest.NewServer(emu)
-	defer srv.Close()
-	cc, err := clear.NewClient(srv.URL, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sm := moto.Client()
-	api := newCountingAPI(sm)
-	tokenID := mototest.Name(b, "cost-token")
-	client := &rotation.Client{Name: "erp", BaseURL: srv.URL, Clear: cc, ClientSecret: clear.NewClientSecret(secret),
-		TokenSecretID: tokenID, DailyLimit: 250}
-	engine := func(owner string) *rotation.Engine {
-		return &rotation.Engine{Store: store.New(api), Now: clk.Now, Owner: owner, Rand: func() float64 { return 0.5 }}
-	}
+	w := rig.New(b, rig.Options{Clock: clk, Lifetime: time.Hour, DailyLimit: 250})
+	client, emu, secret := w.Client(), w.Emu, w.Secrets[0]
 	versions := func() int {
-		out, err := sm.ListSecretVersionIds(context.Background(), &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(tokenID), IncludeDeprecated: aws.Bool(true)})
+		out, err := w.Moto.Client().ListSecretVersionIds(context.Background(), &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(w.TokenID), IncludeDeprecated: aws.Bool(true)})
 		if err != nil {
 			return 0
 		}
@@ -67,7 +49,7 @@ func BenchmarkCallCost(b *testing.B) {
 			clk.Advance(2 * time.Minute)
 			emu.Inject(emulator.Fault{Delay: 2 * time.Second})
 			before := emu.Requests(secret)
-			go func() { otherDone <- engine("other").Rotate(context.Background(), client, false) }()
+			go func() { otherDone <- w.Engine("other").Rotate(context.Background(), client, false) }()
 			for emu.Requests(secret) == before {
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -79,17 +61,17 @@ func BenchmarkCallCost(b *testing.B) {
 			if s.setup != nil {
 				s.setup()
 			}
-			api.take()
+			w.API.TakeCalls()
 			before := versions()
 			owner := s.owner
 			if owner == "" {
 				owner = "bench"
 			}
-			r := engine(owner).Rotate(context.Background(), client, false)
+			r := w.Engine(owner).Rotate(context.Background(), client, false)
 			if r.Outcome != s.want {
 				b.Fatalf("%s: outcome %s (%s), want %s", s.name, r.Outcome, r.Message, s.want)
 			}
-			calls, byOp := api.take()
+			calls, byOp := w.API.TakeCalls()
 			results[s.name] = [2]int{calls, versions() - before}
 			b.Logf("%-16s %d calls %v, %d versions", s.name, calls, byOp, versions()-before)
 		}

@@ -2,9 +2,7 @@ package bench
 
 import (
 	"bufio"
-	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clear-rotator/clear-rotator/internal/emulator"
-	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
 // ldflags are the Makefile's release flags (LDFLAGS), with a fixed version.
@@ -89,47 +86,21 @@ func BenchmarkFootprint(b *testing.B) {
 // idled for a few seconds, and returns its VmRSS and VmHWM in kB.
 func daemonRSS(b *testing.B, bin string) (rss, hwm int) {
 	b.Helper()
-	moto := mototest.Shared(b)
-	secret := "bench-footprint-client-secret-0123456789"
-	emu := emulator.New(emulator.Options{Lifetime: time.Hour, Secrets: []string{secret}})
-	srv := httptest.NewServer(emu)
-	defer srv.Close()
-	port := freePort(b)
-	cmd := exec.Command(bin, "run")
-	cmd.Env = proctest.Env(append(moto.Env(),
-		"CLEAR_BASE_URL="+srv.URL, "CLEAR_CLIENT_SECRET="+secret,
-		"ROTATOR_TOKEN_SECRET_ID="+mototest.Name(b, "footprint-token"),
-		"ROTATOR_HTTP_ADDR=127.0.0.1:"+port, "LOG_FORMAT=json")...)
-	var out proctest.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
+	w := rig.New(b, rig.Options{Lifetime: time.Hour})
+	p := w.Start(bin, nil, "run")
 	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
+		p.Signal(os.Interrupt)
 		select {
-		case <-done:
+		case <-p.Done():
 		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
+			p.Kill()
 		}
-		proctest.AssertNoLeak(b, []string{out.String()}, secret)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for emu.Issued(secret) == 0 {
-		if time.Now().After(deadline) {
-			b.Fatalf("the daemon never rotated:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	rig.Await(b, "the daemon's first rotation", 30*time.Second, func() bool { return w.Issued() > 0 })
 	// Scrape the ops listener once, as Prometheus would, then let the daemon settle.
-	if resp, err := http.Get("http://127.0.0.1:" + port + "/metrics"); err == nil {
-		resp.Body.Close()
-	}
+	p.Get("/metrics")
 	time.Sleep(5 * time.Second)
-	return procStatus(b, cmd.Process.Pid, "VmRSS"), procStatus(b, cmd.Process.Pid, "VmHWM")
+	return procStatus(b, p.Pid(), "VmRSS"), procStatus(b, p.Pid(), "VmHWM")
 }
 
 func procStatus(b *testing.B, pid int, field string) int {
@@ -151,16 +122,6 @@ func procStatus(b *testing.B, pid int, field string) int {
 	return 0
 }
 
-func freePort(b *testing.B) string {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
-
 // lambdaInit starts the bootstrap n times against a Runtime API stand-in and returns the p50, p90
 // and maximum time from exec to its first request for the next invocation.
 func lambdaInit(b *testing.B, bootstrap string, n int) (p50, p90, worst time.Duration) {
@@ -179,31 +140,28 @@ func lambdaInit(b *testing.B, bootstrap string, n int) (p50, p90, worst time.Dur
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer api.Close()
-	moto := mototest.Shared(b)
-	env := proctest.Env(append(moto.Env(),
-		"AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(api.URL, "http://"),
+	// The world gives moto's settings; the function's own point at secrets it never reads, since
+	// no invocation comes.
+	w := rig.New(b, rig.Options{})
+	env := []string{
+		"AWS_LAMBDA_RUNTIME_API=" + strings.TrimPrefix(api.URL, "http://"),
 		"AWS_LAMBDA_FUNCTION_NAME=clear-rotator", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128",
 		"AWS_LAMBDA_LOG_STREAM_NAME=2026/11/21/[$LATEST]bench",
-		"CLEAR_BASE_URL=https://api-sandbox.clear.in", "CLEAR_CLIENT_SECRET_ID=clear/client-secret",
-		"ROTATOR_TOKEN_SECRET_ID=clear/token")...)
+		"CLEAR_BASE_URL=https://api-sandbox.clear.in", "CLEAR_CLIENT_SECRET=", "CLEAR_CLIENT_SECRET_ID=clear/client-secret",
+		"ROTATOR_TOKEN_SECRET_ID=clear/token", "ROTATOR_DAILY_LIMIT=", "LOG_FORMAT=",
+		"ROTATOR_HTTP_ADDR=", // no ops listener to wait for
+	}
 	var times []time.Duration
 	for range n {
-		cmd := exec.CommandContext(context.Background(), bootstrap)
-		cmd.Env = env
-		var out proctest.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
 		start := time.Now()
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
+		p := w.Start(bootstrap, env)
 		select {
 		case at := <-arrived:
 			times = append(times, at.Sub(start))
 		case <-time.After(10 * time.Second):
-			b.Fatalf("the bootstrap never asked for an invocation:\n%s", out.String())
+			b.Fatalf("the bootstrap never asked for an invocation:\n%s", p.Output())
 		}
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		p.Kill()
 	}
 	return percentile(times, 50), percentile(times, 90), percentile(times, 100)
 }

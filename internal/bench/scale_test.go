@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"strconv"
@@ -12,11 +11,9 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
-	"github.com/clear-rotator/clear-rotator/internal/emulator"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
-	"github.com/clear-rotator/clear-rotator/internal/mototest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
-	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
 // scaleClients is how many clients BenchmarkScale runs; BENCH_CLIENTS overrides it.
@@ -36,32 +33,31 @@ func scaleClients() int {
 func BenchmarkScale(b *testing.B) {
 	const workers = 8
 	n := scaleClients()
-	moto := mototest.Shared(b)
 	clk := fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	w := rig.New(b, rig.Options{Clock: clk, Lifetime: time.Hour, DailyLimit: 250})
 	secrets := make([]string, n)
 	for i := range secrets {
 		secrets[i] = fmt.Sprintf("bench-scale-client-secret-%06d-0123456789", i)
+		w.Emu.AddSecret(secrets[i])
 	}
-	emu := emulator.New(emulator.Options{Now: clk.Now, Lifetime: time.Hour, Secrets: secrets})
-	srv := httptest.NewServer(emu)
-	defer srv.Close()
 
+	// What is measured is the engine and the clients as the daemon holds them: a plain Clear client
+	// each (not the rig's recording one) and no log buffer.
 	heapBefore := heap()
-	api := newCountingAPI(moto.Client())
-	engine := &rotation.Engine{Store: store.New(api), Now: clk.Now, Owner: "bench-scale"}
-	prefix := mototest.Name(b, "scale")
+	engine := w.Engine("bench-scale")
+	engine.Log = nil
 	clients := make([]*rotation.Client, n)
 	for i := range clients {
-		cc, err := clear.NewClient(srv.URL, nil)
+		cc, err := clear.NewClient(w.ClearURL, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		clients[i] = &rotation.Client{Name: fmt.Sprintf("erp-%06d", i), BaseURL: srv.URL, Clear: cc,
-			ClientSecret: clear.NewClientSecret(secrets[i]), TokenSecretID: fmt.Sprintf("%s/%06d", prefix, i), DailyLimit: 250}
+		clients[i] = &rotation.Client{Name: fmt.Sprintf("erp-%06d", i), BaseURL: w.ClearURL, Clear: cc,
+			ClientSecret: clear.NewClientSecret(secrets[i]), TokenSecretID: fmt.Sprintf("%s/%06d", w.TokenID, i), DailyLimit: 250}
 	}
 
 	tick := func(name string, want rotation.Outcome) time.Duration {
-		api.take()
+		w.API.TakeCalls()
 		var mu sync.Mutex
 		wrong := 0
 		jobs := make(chan *rotation.Client)
@@ -86,7 +82,7 @@ func BenchmarkScale(b *testing.B) {
 		close(jobs)
 		wg.Wait()
 		took := time.Since(start)
-		calls, byOp := api.take()
+		calls, byOp := w.API.TakeCalls()
 		if wrong > 0 {
 			b.Fatalf("%s: %d clients did not come out %s", name, wrong, want)
 		}

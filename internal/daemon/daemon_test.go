@@ -165,7 +165,7 @@ func TestDailyLimitResetsAtMidnightUTC(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []time.Time{day0, day0.Add(40 * time.Minute), day0.Add(80 * time.Minute), day0.Add(24 * time.Hour), day0.Add(24*time.Hour + 40*time.Minute)}
-		assertTimes(t, h.recs["erp"].requestTimes(), want)
+		assertTimes(t, h.requestTimes("erp"), want)
 		if !h.live("erp") {
 			t.Error("no live token after the limit reset")
 		}
@@ -182,14 +182,14 @@ func TestBackoffAfterServerErrors(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		c := h.client("erp", time.Hour, 48)
 		for range 5 {
-			h.emus["erp"].Inject(emulator.ServerError())
+			h.worlds["erp"].Emu.Inject(emulator.ServerError())
 		}
 		h.start(h.app(c), Options{})
 		time.Sleep(15 * time.Minute)
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		times := h.recs["erp"].requestTimes()
+		times := h.requestTimes("erp")
 		if len(times) != 6 {
 			t.Fatalf("%d requests, want 5 failures and a success: %v", len(times), times)
 		}
@@ -215,13 +215,13 @@ func TestRateLimitWaitsForMidnight(t *testing.T) {
 		time.Sleep(20 * time.Hour)
 		h := newHarness(t, "@every 5m")
 		c := h.client("erp", time.Hour, 48)
-		h.emus["erp"].Inject(emulator.RateLimited(""))
+		h.worlds["erp"].Emu.Inject(emulator.RateLimited(""))
 		h.start(h.app(c), Options{})
 		time.Sleep(4*time.Hour + time.Minute)
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		assertTimes(t, h.recs["erp"].requestTimes(), []time.Time{day0.Add(20 * time.Hour), day0.Add(24 * time.Hour)})
+		assertTimes(t, h.requestTimes("erp"), []time.Time{day0.Add(20 * time.Hour), day0.Add(24 * time.Hour)})
 	})
 }
 
@@ -231,7 +231,7 @@ func TestUnauthorizedBlocksOnlyItsClient(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		bad, good := h.client("bad", time.Hour, 48), h.client("good", time.Hour, 48)
-		h.emus["bad"].Inject(emulator.Fault{Status: 401})
+		h.worlds["bad"].Emu.Inject(emulator.Fault{Status: 401})
 		h.start(h.app(bad, good), Options{})
 		time.Sleep(5*time.Hour + time.Minute)
 		synctest.Wait()
@@ -252,7 +252,7 @@ func TestUnauthorizedBlocksOnlyItsClient(t *testing.T) {
 		if err := h.stop(); err != nil {
 			t.Fatal(err)
 		}
-		if n := h.emus["bad"].Requests(secretOf("bad")); n != 1 {
+		if n := h.worlds["bad"].ClearRequests(); n != 1 {
 			t.Errorf("the blocked client made %d requests, want 1", n)
 		}
 		assertRenewals(t, h, "good", 1+300/40, time.Hour)
@@ -268,7 +268,7 @@ func TestShutdownWaitsForRotationInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		c := h.client("erp", time.Hour, 48)
-		h.emus["erp"].Inject(emulator.Fault{Delay: 10 * time.Second})
+		h.worlds["erp"].Emu.Inject(emulator.Fault{Delay: 10 * time.Second})
 		h.cfg.HTTPAddr = ""
 		d := h.prepare(h.app(c), Options{})
 		ctx, cancel := context.WithCancel(context.Background())
@@ -276,7 +276,7 @@ func TestShutdownWaitsForRotationInFlight(t *testing.T) {
 		go func() { h.done <- d.run(ctx) }()
 		t.Cleanup(func() { _ = h.stop() })
 		time.Sleep(time.Second)
-		if len(h.recs["erp"].requestTimes()) != 1 {
+		if len(h.requestTimes("erp")) != 1 {
 			t.Fatal("the request is not in flight")
 		}
 		start := time.Now()
@@ -304,7 +304,7 @@ func TestShutdownGraceExpires(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		h.cfg.ShutdownGrace = 5 * time.Second
 		c := h.client("erp", time.Hour, 48)
-		h.emus["erp"].Inject(emulator.Fault{Delay: 20 * time.Second})
+		h.worlds["erp"].Emu.Inject(emulator.Fault{Delay: 20 * time.Second})
 		d := h.prepare(h.app(c), Options{})
 		ctx, cancel := context.WithCancel(context.Background())
 		h.cancel, h.done = cancel, make(chan error, 1)
@@ -325,8 +325,7 @@ func TestPanicInTokenSource(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
 		bad, good := h.client("bad", time.Hour, 48), h.client("good", time.Hour, 48)
-		msg := "token source bug"
-		h.recs["bad"].panicOnce.Store(&msg)
+		h.panicOnce("bad", "token source bug")
 		h.start(h.app(bad, good), Options{})
 		time.Sleep(2*time.Hour + time.Minute)
 		synctest.Wait()
@@ -340,11 +339,15 @@ func TestPanicInTokenSource(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertRenewals(t, h, "good", 1+120/40, time.Hour)
-		// The claim of the panicked request holds its lease; the first request comes when it ends.
-		times := h.recs["bad"].requestTimes()
+		// The claim of the panicked request holds its lease; the first request that reaches Clear
+		// comes when it ends. (The rig records the panicked one too, at the start, unanswered.)
+		reqs := h.worlds["bad"].Requests()
 		lease := day0.Add(timing.Lease(clear.DefaultTimeout))
-		if len(times) < 1 || !times[0].Equal(lease) {
-			t.Errorf("requests of the panicking client at %v, want the first when the lease ends (%s)", times, lease)
+		if len(reqs) < 2 || !reqs[0].At.Equal(day0) || reqs[0].Status != 0 || !reqs[1].At.Equal(lease) {
+			t.Errorf("requests of the panicking client %+v, want the panicked one at %s and the first answered when the lease ends (%s)", reqs, day0, lease)
+		}
+		if n := h.worlds["bad"].ClearRequests(); n != len(reqs)-1 {
+			t.Errorf("Clear received %d requests of the panicking client, want all but the panicked one (%d)", n, len(reqs)-1)
 		}
 		if !strings.Contains(h.logs.String(), "token source bug") {
 			t.Error("the panic was not logged")
@@ -370,7 +373,7 @@ func TestReload(t *testing.T) {
 		if !h.live("b") {
 			t.Fatal("the added client was not rotated on reload")
 		}
-		if n := h.emus["a"].Requests(secretOf("a")); n != 1 {
+		if n := h.worlds["a"].ClearRequests(); n != 1 {
 			t.Fatalf("the unchanged client made %d requests, want 1", n)
 		}
 
@@ -398,11 +401,11 @@ func TestThousandClients(t *testing.T) {
 		clients := make([]*rotation.Client, 1000)
 		for i := range clients {
 			c := h.client(fmt.Sprintf("c%04d", i), time.Hour, 48)
-			h.emus[c.Name].Inject(emulator.Fault{Delay: time.Second})
+			h.worlds[c.Name].Emu.Inject(emulator.Fault{Delay: time.Second})
 			clients[i] = c
 		}
 		h.start(h.app(clients...), Options{})
-		if p := h.peak.Load(); p != DefaultConcurrency {
+		if p := h.inFlight.Peak(); p != DefaultConcurrency {
 			t.Errorf("at most %d clients called Clear at once, want %d", p, DefaultConcurrency)
 		}
 		// The first round takes 125s (1000 one-second answers, eight at a time); the tick at 05:00
@@ -425,7 +428,7 @@ func TestThousandClients(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range clients {
-			if n := h.emus[c.Name].Requests(secretOf(c.Name)); n != 3 {
+			if n := h.worlds[c.Name].ClearRequests(); n != 3 {
 				t.Fatalf("client %s made %d requests in 1h25m, want 3", c.Name, n)
 			}
 		}
@@ -457,7 +460,7 @@ func TestReadinessFollowsSecretsManager(t *testing.T) {
 			t.Errorf("%s = %q, want 1", MetricReady, got)
 		}
 		time.Sleep(time.Minute)
-		h.api.setFail(func(string, any) error { return awsError })
+		h.base.API.Fail(func(string, any) error { return awsError })
 		time.Sleep(4*time.Minute + time.Second) // past the tick at 00:05
 		synctest.Wait()
 		code, body := h.get("/readyz")
@@ -476,7 +479,7 @@ func TestReadinessFollowsSecretsManager(t *testing.T) {
 		if logs := h.logs.String(); !strings.Contains(logs, "not ready: Secrets Manager could not be read") || !strings.Contains(logs, "123456789012") {
 			t.Error("the log does not say why the daemon is not ready")
 		}
-		h.api.setFail(nil)
+		h.base.API.Fail(nil)
 		time.Sleep(5 * time.Minute)
 		synctest.Wait()
 		if code, body := h.get("/readyz"); code != http.StatusOK {
@@ -499,7 +502,7 @@ func TestForcedRotationElsewhereIsSeenWithinOneTick(t *testing.T) {
 		h.start(h.app(c), Options{})
 		time.Sleep(10*time.Minute + 30*time.Second)
 
-		h.emus["erp"].SetLifetime(6 * time.Minute)
+		h.worlds["erp"].Emu.SetLifetime(6 * time.Minute)
 		if r := h.other("operator").Rotate(context.Background(), c, true); r.Outcome != rotation.Rotated {
 			t.Fatalf("the operator's forced rotation: %s %s", r.Outcome, r.Message)
 		}
@@ -522,7 +525,7 @@ func TestForcedRotationElsewhereIsSeenWithinOneTick(t *testing.T) {
 		}
 		// The daemon's first request after the forced one comes at its renewal point, four minutes
 		// after it (issue times are stored to the second).
-		times := h.recs["erp"].requestTimes()
+		times := h.requestTimes("erp")
 		var next time.Time
 		for _, at := range times {
 			if at.After(forced) {
@@ -587,7 +590,7 @@ func TestTokenLostElsewhereIsVisibleWithinOneTick(t *testing.T) {
 		time.Sleep(10 * time.Second)
 
 		// The other rotator may claim and release, but its token write is refused.
-		h.api.setFail(func(op string, in any) error {
+		h.base.API.Fail(func(op string, in any) error {
 			if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && len(p.VersionStages) == 0 {
 				return &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "denied"}
 			}
@@ -597,7 +600,7 @@ func TestTokenLostElsewhereIsVisibleWithinOneTick(t *testing.T) {
 		other := h.other("replica-2")
 		other.Backoff = timing.Backoff{Base: 10 * time.Minute, Cap: time.Hour}
 		r := other.Rotate(context.Background(), c, true)
-		h.api.setFail(nil)
+		h.base.API.Fail(nil)
 		if r.State != rotation.HealthTokenLost {
 			t.Fatalf("the other rotator's rotation: %s %s (state %s), want a lost token", r.Outcome, r.Message, r.State)
 		}
@@ -661,7 +664,7 @@ func TestCallsPerDay(t *testing.T) {
 				c := h.client("erp", tc.lifetime, 48)
 				if tc.secretID {
 					ctx := context.Background()
-					if err := h.engine.Store.Create(ctx, "clear/erp/client-secret", secretOf("erp"), ""); err != nil {
+					if err := h.engine.Store.Create(ctx, "clear/erp/client-secret", h.worlds["erp"].Secrets[0], ""); err != nil {
 						t.Fatal(err)
 					}
 					c.ClientSecret, c.ClientSecretID = clear.ClientSecret{}, "clear/erp/client-secret"

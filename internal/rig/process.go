@@ -88,6 +88,9 @@ type Proc struct {
 	code int
 	// Addr is the ops listener's address (ROTATOR_HTTP_ADDR), empty when it has none.
 	Addr string
+	// stdout is stdout alone, for processes whose stdout has a format of its own (the Lambda's
+	// JSON lines).
+	stdout *proctest.Buffer
 }
 
 // Daemon starts `rotator run` (the test build) on a one-second schedule with debug logs and an
@@ -103,7 +106,7 @@ func (w *World) Daemon(env ...string) *Proc {
 // (unless env sets ROTATOR_HTTP_ADDR), and waits for /healthz when there is a listener.
 func (w *World) Start(bin string, env []string, args ...string) *Proc {
 	w.T.Helper()
-	p := &Proc{w: w, out: &proctest.Buffer{}, done: make(chan struct{})}
+	p := &Proc{w: w, out: &proctest.Buffer{}, stdout: &proctest.Buffer{}, done: make(chan struct{})}
 	explicit := false
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "ROTATOR_HTTP_ADDR="); ok {
@@ -117,7 +120,7 @@ func (w *World) Start(bin string, env []string, args ...string) *Proc {
 	w.RecordFrom(p.out)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = w.Env(env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Stdout, p.cmd.Stderr = io.MultiWriter(p.out, p.stdout), p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		w.T.Fatal(err)
@@ -156,6 +159,9 @@ func (p *Proc) Done() <-chan struct{} { return p.done }
 
 // Output is what the process has written so far, stdout and stderr together.
 func (p *Proc) Output() string { return p.out.String() }
+
+// Stdout is what the process has written to stdout so far.
+func (p *Proc) Stdout() string { return p.stdout.String() }
 
 // Await polls cond every 20 ms until it holds; it fails the test after timeout, or if the
 // process exits first.
