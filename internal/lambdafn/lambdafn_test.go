@@ -6,39 +6,35 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
-	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/lambdafn"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
-	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
-// client is one Clear API client of a fixture: its secret in the emulator and in moto, and the
-// token secret the function keeps fresh.
+// client is one Clear API client of a fixture: a rig world (its secret in the emulator and in
+// Secrets Manager, its own Clear), and the token secret the function keeps fresh.
 type client struct {
 	name, secret, secretID, tokenID string
+	w                               *rig.World
 }
 
 type fixture struct {
 	t       *testing.T
 	clock   *fake.Clock
-	emu     *emulator.Server
-	sm      *secretsmanager.Client
+	emu     *emulator.Server // the first client's Clear; with one client, the only one
 	logs    *proctest.Buffer
 	metrics *proctest.Buffer
 	clients []client
@@ -47,40 +43,33 @@ type fixture struct {
 	start   time.Time
 }
 
-// newFixture deploys the function the way template.yaml does, against moto and the emulator: the
-// client secrets in Secrets Manager, token secrets created holding "{}", configuration from the
-// environment contract. With names, it configures those clients through a YAML file instead.
+// newFixture deploys the function the way template.yaml does, on rig worlds on the wire (one per
+// client, sharing moto, the clock and the leak scan): the client secrets in Secrets Manager,
+// token secrets created holding "{}", configuration from the environment contract. With names,
+// it configures those clients through a YAML file instead.
 func newFixture(t *testing.T, lifetime time.Duration, names ...string) *fixture {
 	t.Helper()
-	moto := mototest.Shared(t)
-	f := &fixture{
-		t: t, clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)),
-		sm: moto.Client(), logs: &proctest.Buffer{}, metrics: &proctest.Buffer{},
-	}
+	f := &fixture{t: t, clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)), metrics: &proctest.Buffer{}}
 	f.start = f.clock.Now()
 	single := len(names) == 0
 	if single {
 		names = []string{config.DefaultClientName}
 	}
-	var secrets []string
-	for i, name := range names {
-		c := client{
-			name:     name,
-			secret:   fmt.Sprintf("cs-%s-%d-%s", strings.Repeat("s3cr3t", 6), i, name),
-			secretID: mototest.Name(t, name+"-client"),
-			tokenID:  mototest.Name(t, name+"-token"),
+	var first *rig.World
+	for _, name := range names {
+		w := rig.New(t, rig.Options{Clock: f.clock, Lifetime: lifetime, Name: name, Share: first})
+		if first == nil {
+			first = w
 		}
-		f.create(c.secretID, `{"client_secret":"`+c.secret+`"}`)
-		f.create(c.tokenID, "{}")
+		c := client{name: name, secret: w.Secrets[0], secretID: w.StoreClientSecrets()[0], tokenID: w.TokenID, w: w}
+		w.CreateTokenSecret()
 		f.clients = append(f.clients, c)
-		secrets = append(secrets, c.secret)
 	}
-	f.emu = emulator.New(emulator.Options{Now: f.clock.Now, Lifetime: lifetime, Secrets: secrets})
-	srv := httptest.NewServer(f.emu)
-	t.Cleanup(srv.Close)
+	f.emu, f.logs = first.Emu, first.Logs
+	first.RecordFrom(f.metrics)
 
 	env := map[string]string{
-		config.EnvBaseURL:   srv.URL,
+		config.EnvBaseURL:   first.ClearURL,
 		config.EnvLogLevel:  "debug",
 		config.EnvLogFormat: "json",
 	}
@@ -94,14 +83,16 @@ func newFixture(t *testing.T, lifetime time.Duration, names ...string) *fixture 
 		var y strings.Builder
 		y.WriteString("clients:\n")
 		for _, c := range f.clients {
-			fmt.Fprintf(&y, "  - name: %s\n    client_secret_id: %s\n    token_secret_id: %s\n", c.name, c.secretID, c.tokenID)
+			fmt.Fprintf(&y, "  - name: %s\n    base_url: %s\n    client_secret_id: %s\n    token_secret_id: %s\n", c.name, c.w.ClearURL, c.secretID, c.tokenID)
 		}
 		cfg, err = config.Parse([]byte(y.String()), "clients.yaml", lookup(env))
 	}
 	if err != nil {
 		t.Fatalf("configuration: %v", err)
 	}
-	a, err := app.New(cfg, f.sm, nil, logging.New(f.logs, cfg.LogLevel, cfg.LogFormat))
+	// The function reaches Clear through the rig's recording client, so that the leak scan knows
+	// every token Clear delivered, stored or not.
+	a, err := app.New(cfg, first.API, first.ClearHTTPClient(), logging.New(f.logs, cfg.LogLevel, cfg.LogFormat))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,14 +106,6 @@ func newFixture(t *testing.T, lifetime time.Duration, names ...string) *fixture 
 
 func lookup(env map[string]string) config.LookupFunc {
 	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-}
-
-func (f *fixture) create(name, value string) {
-	f.t.Helper()
-	_, err := f.sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(value)})
-	if err != nil {
-		f.t.Fatalf("creating %s: %v", name, err)
-	}
 }
 
 // invoke calls the handler the way aws-lambda-go does: with a Lambda context carrying a fresh
@@ -160,42 +143,16 @@ func (f *fixture) rotated(payload string) ([]rotation.Result, string) {
 
 func (f *fixture) token(c client) string {
 	f.t.Helper()
-	out, err := f.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(c.tokenID), VersionStage: aws.String("AWSCURRENT")})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	d, err := document.ParseToken([]byte(aws.ToString(out.SecretString)))
-	if err != nil {
+	tok, _, ok := c.w.Current()
+	if !ok {
 		return ""
 	}
-	return d.AccessToken.Reveal()
+	return tok.AccessToken.Reveal()
 }
 
-// checkOutput fails the test if a client secret or any token ever stored reached the logs or the
-// metrics, or if a log line is not JSON.
+// checkOutput fails the test if a log line is not JSON. (The rig's leak scan checks the logs and
+// the metrics for every client secret and token.)
 func (f *fixture) checkOutput() {
-	var secrets []string
-	for _, c := range f.clients {
-		secrets = append(secrets, c.secret)
-		out, err := f.sm.ListSecretVersionIds(context.Background(), &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(c.tokenID), IncludeDeprecated: aws.Bool(true)})
-		if err != nil {
-			f.t.Error(err)
-			continue
-		}
-		for _, v := range out.Versions {
-			gv, err := f.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(c.tokenID), VersionId: v.VersionId})
-			if err != nil {
-				continue
-			}
-			if d, err := document.ParseToken([]byte(aws.ToString(gv.SecretString))); err == nil {
-				secrets = append(secrets, d.AccessToken.Reveal())
-			}
-		}
-	}
-	if len(secrets) == len(f.clients) && f.emu.Stats().Issued > 0 {
-		f.t.Error("tokens were issued but none was found to check the output against")
-	}
-	proctest.AssertNoLeak(f.t, []string{f.logs.String(), f.metrics.String()}, secrets...)
 	for _, line := range lines(f.logs.String()) {
 		if !json.Valid([]byte(line)) {
 			f.t.Errorf("log line is not JSON: %s", line)
@@ -600,7 +557,7 @@ func TestRefusedClientIsAnErrorAndKeepsItsBudget(t *testing.T) {
 
 func TestOneFailingClientAmongSeveral(t *testing.T) {
 	f := newFixture(t, time.Hour, "erp", "payroll", "books")
-	f.emu.SetSecretActive(f.clients[1].secret, false)
+	f.clients[1].w.Emu.SetSecretActive(f.clients[1].secret, false)
 
 	_, _, err := f.invoke(`{"action":"scheduled"}`)
 	var re *lambdafn.RotationError
@@ -614,7 +571,7 @@ func TestOneFailingClientAmongSeveral(t *testing.T) {
 		t.Errorf("error message %q", err)
 	}
 	for _, i := range []int{0, 2} {
-		if tok := f.token(f.clients[i]); tok == "" || !f.emu.Live(tok) {
+		if tok := f.token(f.clients[i]); tok == "" || !f.clients[i].w.Emu.Live(tok) {
 			t.Errorf("client %s was not rotated alongside the failing one", f.clients[i].name)
 		}
 	}

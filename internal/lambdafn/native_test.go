@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -24,20 +23,21 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/logging"
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
-// stepRig is one client whose token secret Secrets Manager rotates through the function, on a
-// given Secrets Manager API: moto over the network, or the in-memory fake.
+// stepRig is one client whose token secret Secrets Manager rotates through the function: a rig
+// world on the wire (moto) or in memory (the fake Secrets Manager).
 type stepRig struct {
 	t       *testing.T
+	w       *rig.World
 	api     store.API
 	isMoto  bool
 	clock   *fake.Clock
 	emu     *emulator.Server
 	h       *lambdafn.Handler
-	logs    *proctest.Buffer
 	metrics *proctest.Buffer
 	secrets []string
 	tokenID string
@@ -45,74 +45,53 @@ type stepRig struct {
 	// fake, which has no ARNs.
 	secretID string
 	seq      int
-	stored   []string
 }
 
 // eachBackend runs fn against moto and against fake.SecretsManager.
 func eachBackend(t *testing.T, fn func(t *testing.T, newRig func(slots, limit int) *stepRig)) {
-	t.Run("moto", func(t *testing.T) {
-		moto := mototest.Shared(t)
-		fn(t, func(slots, limit int) *stepRig { return newStepRig(t, moto.Client(), true, slots, limit) })
-	})
-	t.Run("fake", func(t *testing.T) {
-		fn(t, func(slots, limit int) *stepRig {
-			return newStepRig(t, fake.NewSecretsManager(nil), false, slots, limit)
+	for _, backend := range []string{"moto", "fake"} {
+		t.Run(backend, func(t *testing.T) {
+			fn(t, func(slots, limit int) *stepRig { return newStepRig(t, backend == "moto", slots, limit) })
 		})
-	})
+	}
 }
 
-func newStepRig(t *testing.T, api store.API, isMoto bool, slots, limit int) *stepRig {
+func newStepRig(t *testing.T, isMoto bool, slots, limit int) *stepRig {
 	t.Helper()
-	r := &stepRig{t: t, api: api, isMoto: isMoto, clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)),
-		logs: &proctest.Buffer{}, metrics: &proctest.Buffer{}}
-	ctx := context.Background()
-	create := func(name, value string) {
-		if _, err := api.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(value)}); err != nil {
-			t.Fatalf("creating %s: %v", name, err)
-		}
-	}
-	env := map[string]string{config.EnvLogLevel: "debug", config.EnvLogFormat: "json", config.EnvDailyLimit: fmt.Sprint(limit)}
-	for i := range slots {
-		secret := fmt.Sprintf("cs-%s-%d", strings.Repeat("n4t1v3", 6), i+1)
-		id := mototest.Name(t, fmt.Sprintf("client-%d", i+1))
-		create(id, `{"client_secret":"`+secret+`"}`)
-		r.secrets = append(r.secrets, secret)
+	clock := fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	w := rig.New(t, rig.Options{Memory: !isMoto, Clock: clock, Lifetime: time.Hour, APIClients: slots})
+	r := &stepRig{t: t, w: w, api: w.API, isMoto: isMoto, clock: clock, emu: w.Emu, metrics: &proctest.Buffer{},
+		secrets: w.Secrets, tokenID: w.TokenID, secretID: w.TokenID}
+	w.RecordFrom(r.metrics)
+	env := map[string]string{config.EnvLogLevel: "debug", config.EnvLogFormat: "json", config.EnvDailyLimit: fmt.Sprint(limit),
+		config.EnvBaseURL: w.ClearURL, config.EnvTokenSecretID: w.TokenID}
+	for i, id := range w.StoreClientSecrets() {
 		if i == 0 {
 			env[config.EnvClientSecretID] = id
 		} else {
 			env[config.EnvClientSecretID2] = id
 		}
 	}
-	r.tokenID = mototest.Name(t, "token")
-	create(r.tokenID, "{}")
-	env[config.EnvTokenSecretID] = r.tokenID
-	r.secretID = r.tokenID
+	w.CreateTokenSecret()
 	if isMoto {
-		out, err := api.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(r.tokenID)})
+		out, err := w.SM.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(r.tokenID)})
 		if err != nil || aws.ToString(out.ARN) == "" {
 			t.Fatalf("describing the token secret: %v", err)
 		}
 		r.secretID = aws.ToString(out.ARN)
 	}
-	r.emu = emulator.New(emulator.Options{Now: r.clock.Now, Lifetime: time.Hour, Secrets: r.secrets})
-	srv := httptest.NewServer(r.emu)
-	t.Cleanup(srv.Close)
-	env[config.EnvBaseURL] = srv.URL
 	cfg, err := config.Load(lookup(env))
 	if err != nil {
 		t.Fatalf("configuration: %v", err)
 	}
-	a, err := app.New(cfg, api, nil, logging.New(r.logs, cfg.LogLevel, cfg.LogFormat))
+	a, err := app.New(cfg, w.API, w.ClearHTTPClient(), logging.New(w.Logs, cfg.LogLevel, cfg.LogFormat))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Engine.Now = r.clock.Now
+	a.Engine.Now = clock.Now
 	a.Engine.Rand = func() float64 { return 0.5 }
 	a.Engine.WriteRetry = time.Millisecond
 	r.h = lambdafn.New(a, r.metrics)
-	t.Cleanup(func() {
-		proctest.AssertNoLeak(t, []string{r.logs.String(), r.metrics.String()}, append(r.secrets, r.stored...)...)
-	})
 	return r
 }
 
@@ -165,9 +144,6 @@ func (r *stepRig) current() (string, document.Token) {
 		r.t.Fatal(err)
 	}
 	tok, _ := document.ParseToken([]byte(v.Value))
-	if !tok.AccessToken.IsZero() {
-		r.stored = append(r.stored, tok.AccessToken.Reveal())
-	}
 	return v.ID, tok
 }
 
