@@ -653,7 +653,7 @@ func TestTwoAPIClientsDegradedModeUsesTheOther(t *testing.T) {
 	for _, fault := range []string{"401", "429"} {
 		t.Run(fault, func(t *testing.T) {
 			w, c := newWorld(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
-	second := w.Secrets[1]
+			second := w.Secrets[1]
 			e := w.Engine("a")
 			expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated) // API client 1
 			w.Clock.Advance(41 * time.Minute)
