@@ -36,6 +36,18 @@ func engine(w *rig.World, owner string, api store.API, clearTimeout time.Duratio
 	return e
 }
 
+// answered returns the Clear requests of w that have their answer, in order. World.Requests
+// records a request as it is sent; one still in flight has not revoked or issued anything yet.
+func answered(w *rig.World) []rig.Request {
+	var out []rig.Request
+	for _, r := range w.Requests() {
+		if r.Status != 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // current returns the token document in AWSCURRENT, if there is one.
 func current(w *rig.World) (document.Token, bool) {
 	tok, _, ok := w.Current()

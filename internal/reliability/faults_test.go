@@ -65,14 +65,14 @@ func measureLostToken(t *testing.T, clearTimeout time.Duration, fault lostFault,
 		return false, apiError("AccessDeniedException")
 	}
 	time.Sleep(time.Until(start.Add(40 * time.Minute))) // due, between two of the daemon's ticks
-	before := len(w.Requests())
+	before := len(answered(w))
 	aDone := make(chan rotation.Result, 1)
 	go func() { aDone <- engine(w, "a", api.api(w), clearTimeout).Rotate(ctx, c, false) }()
 
 	out := lostTokenOutage{states: map[rotation.Health]int{}}
 	status := engine(w, "status", nil, clearTimeout)
-	for !w.Live() || len(w.Requests()) == before {
-		if len(w.Requests()) > before && !w.Live() {
+	for !w.Live() || len(answered(w)) == before {
+		if len(answered(w)) > before && !w.Live() {
 			s, err := status.Status(ctx, c)
 			if err != nil {
 				t.Fatal(err)
@@ -91,7 +91,7 @@ func measureLostToken(t *testing.T, clearTimeout time.Duration, fault lostFault,
 	if res.Outcome != rotation.Failed || res.State != rotation.HealthTokenLost {
 		t.Errorf("the rotator that lost the token reports %s (state %s): %s", res.Outcome, res.State, res.Message)
 	}
-	log := w.Requests()[before:]
+	log := answered(w)[before:]
 	if len(log) < 2 || log[0].Token == "" {
 		t.Fatalf("Clear requests after the due time: %+v", log)
 	}
@@ -201,13 +201,13 @@ func TestBadValidTillCannotBurnTheBudget(t *testing.T) {
 				time.Sleep(5 * time.Second)
 				for range 24 * 60 {
 					time.Sleep(time.Minute)
-					if log := w.Requests(); len(log) > 0 {
+					if log := answered(w); len(log) > 0 {
 						if tok, _ := current(w); tok.AccessToken.Reveal() != log[len(log)-1].Token {
 							t.Fatalf("AWSCURRENT does not hold the latest token Clear issued (request %d)", len(log))
 						}
 					}
 				}
-				log := w.Requests()
+				log := answered(w)
 				for i := 1; i < len(log); i++ {
 					if gap := log[i].At.Sub(log[i-1].At); gap < timing.MinInterval {
 						t.Errorf("requests %d and %d were %s apart, less than %s", i, i+1, gap, timing.MinInterval)
@@ -330,20 +330,20 @@ func TestAbandonedClaimDoesNotHoldOthersBusy(t *testing.T) {
 				tc.arm(w, api)
 				time.Sleep(time.Until(start.Add(40 * time.Minute)))
 				claimAt := time.Now()
-				before := len(w.Requests())
+				before := len(answered(w))
 				res := engine(w, "a", api.api(w), clearTimeout).Rotate(ctx, c, false)
 				returned := time.Now()
 				t.Logf("a: %s (%s)", res.Outcome, res.Message)
 				if res.Outcome == rotation.Rotated {
 					t.Fatal("the faulted rotator rotated")
 				}
-				for !w.Live() || len(w.Requests()) == before || w.Requests()[len(w.Requests())-1].Token == "" {
+				for !w.Live() || len(answered(w)) == before || answered(w)[len(answered(w))-1].Token == "" {
 					if time.Since(claimAt) > time.Hour {
 						t.Fatal("no rotation within an hour of the abandoned claim")
 					}
 					time.Sleep(time.Second)
 				}
-				log := w.Requests()[before:]
+				log := answered(w)[before:]
 				recovered := log[len(log)-1].At
 				bound := returned.Add(daemonTick)
 				if !tc.released {

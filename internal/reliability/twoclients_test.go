@@ -67,7 +67,7 @@ func TestTwoAPIClientsRacingRotators(t *testing.T) {
 				time.Sleep(45 * time.Minute)
 			}
 			prev, _ := current(w)
-			before := len(w.Requests())
+			before := len(answered(w))
 			var mu sync.Mutex
 			outcomes := map[rotation.Outcome]int{}
 			// A barrier holds every racer's first write (its claim) until all sixteen have read
@@ -96,7 +96,7 @@ func TestTwoAPIClientsRacingRotators(t *testing.T) {
 			}
 			wg.Wait()
 			t.Logf("round %d (force %v): %v", round, force, outcomes)
-			if got := len(w.Requests()) - before; got != 1 {
+			if got := len(answered(w)) - before; got != 1 {
 				t.Fatalf("round %d: 16 racers made %d Clear requests, want 1", round, got)
 			}
 			if outcomes[rotation.Rotated] != 1 {
@@ -154,7 +154,7 @@ func TestTwoAPIClientsDegraded(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if len(w.Requests()) > 1 {
+					if len(answered(w)) > 1 {
 						if !s.Degraded || s.State != rotation.HealthDegraded && s.State != rotation.HealthExpiring {
 							t.Fatalf("status after API client 2 failed: degraded %v, state %s", s.Degraded, s.State)
 						}
@@ -162,7 +162,7 @@ func TestTwoAPIClientsDegraded(t *testing.T) {
 					}
 				}
 				per := map[int]int{}
-				for _, r := range w.Requests() {
+				for _, r := range answered(w) {
 					per[r.Slot]++
 				}
 				t.Logf("requests per API client over six hours: %v; %d minutes degraded", per, degraded)
@@ -273,7 +273,7 @@ func TestTwoAPIClientsCrashPoints(t *testing.T) {
 					t.Fatalf("after the crash AWSCURRENT is from API client %d, want 2", tok.APIClient)
 				}
 				var done time.Time
-				for _, r := range w.Requests() {
+				for _, r := range answered(w) {
 					if r.Token == tok.AccessToken.Reveal() {
 						done = r.At
 					}
