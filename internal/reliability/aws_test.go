@@ -71,6 +71,7 @@ func awsCases() []awsCase {
 // moto applied less Clear's requests: one for those two, otherwise none). Once the fault clears and the clock passes
 // the backoff and any stale claim's lease, the next rotation succeeds and the count stays exact.
 func TestSecretsManagerFaultsAtEveryStep(t *testing.T) {
+	t.Parallel() // it waits in real time for deadlines and retries, not for the CPU
 	name := func(c awsCase) string { return string(c.fault) + "/" + string(c.step) }
 	runAll(t, awsCases(), name, func(t *testing.T, c awsCase) {
 		r := newWired(t, time.Hour)
@@ -136,6 +137,7 @@ func TestSecretsManagerFaultsAtEveryStep(t *testing.T) {
 // 500 ms here) can end it: without one, a single unanswered request (a half-open connection)
 // wedges the rotator for good. (Found by this suite and fixed in d6599e0; this guards it.)
 func TestSecretsManagerCallsAreBoundedWithoutADeadline(t *testing.T) {
+	t.Parallel() // it waits in real time for deadlines and retries, not for the CPU
 	r := newWired(t, time.Hour)
 	r.seed()
 	for _, s := range []step{stepReadCurrent, stepClaim} {
@@ -172,6 +174,7 @@ func TestSecretsManagerCallsAreBoundedWithoutADeadline(t *testing.T) {
 // write's version id is its ClientRequestToken, so the engine can tell that it landed. (Found by
 // this suite and fixed in 57c6665; this guards it.)
 func TestTokenWriteAppliedButUnansweredIsNotReportedLost(t *testing.T) {
+	t.Parallel() // it waits in real time for deadlines and retries, not for the CPU
 	r := newWired(t, time.Hour)
 	r.seed()
 	r.faults.arm(stepToken, faultLost)

@@ -73,6 +73,7 @@ func clearCases() []clearCase {
 // its failure calls for: after the backoff, at midnight UTC after a 429, or by a forced rotation
 // after a refusal, which an unforced rotation must not override (and which must not call Clear).
 func TestClearFaults(t *testing.T) {
+	t.Parallel() // it waits in real time for deadlines and retries, not for the CPU
 	runAll(t, clearCases(), func(c clearCase) string { return c.name }, func(t *testing.T, c clearCase) {
 		r := newWired(t, time.Hour)
 		prev, prevID := r.seed()
