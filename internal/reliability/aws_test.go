@@ -71,14 +71,15 @@ func awsCases() []awsCase {
 // moto applied less Clear's requests: one for those two, otherwise none). Once the fault clears and the clock passes
 // the backoff and any stale claim's lease, the next rotation succeeds and the count stays exact.
 func TestSecretsManagerFaultsAtEveryStep(t *testing.T) {
+	t.Parallel() // it waits in real time for deadlines and retries, not for the CPU
 	name := func(c awsCase) string { return string(c.fault) + "/" + string(c.step) }
 	runAll(t, awsCases(), name, func(t *testing.T, c awsCase) {
-		r := newRig(t, time.Hour)
+		r := newWired(t, time.Hour)
 		prev, prevID := r.seed()
-		issued := r.emu.Issued(r.secret)
-		requests := r.emu.Requests(r.secret)
+		issued := r.Emu.Issued(r.Secrets[0])
+		requests := r.Emu.Requests(r.Secrets[0])
 		if c.step == stepResult {
-			r.emu.Inject(emulator.Fault{Status: 500})
+			r.Emu.Inject(emulator.Fault{Status: 500})
 		}
 
 		r.faults.arm(c.step, c.fault)
@@ -95,37 +96,37 @@ func TestSecretsManagerFaultsAtEveryStep(t *testing.T) {
 		}
 		t.Logf("faulted attempt: %d hits, %s: %s", hits, res.Outcome, res.Message)
 
-		if got := r.emu.Requests(r.secret) - requests; got != map[bool]int{false: 0, true: 1}[c.cleared] {
+		if got := r.Emu.Requests(r.Secrets[0]) - requests; got != map[bool]int{false: 0, true: 1}[c.cleared] {
 			t.Fatalf("the faulted attempt made %d Clear requests", got)
 		}
-		tok, id := r.current()
+		tok, id := r.MustCurrent()
 		switch {
 		case c.stored:
-			if id == prevID || !r.emu.Live(tok.AccessToken.Reveal()) {
+			if id == prevID || !r.Emu.Live(tok.AccessToken.Reveal()) {
 				t.Fatal("the applied token write did not leave the new, live token in AWSCURRENT")
 			}
 		case id != prevID || tok.AccessToken.Reveal() != prev.AccessToken.Reveal():
 			t.Fatal("AWSCURRENT changed although no token write was applied")
-		case r.emu.Issued(r.secret) == issued && !r.emu.Live(tok.AccessToken.Reveal()):
+		case r.Emu.Issued(r.Secrets[0]) == issued && !r.Emu.Live(tok.AccessToken.Reveal()):
 			t.Fatal("the previous token was revoked although Clear issued nothing")
 		}
-		r.checkCount(c.lostClaims)
-		if got := r.faults.appliedClaims() - r.emu.Requests(r.secret); got != c.lostClaims+c.released {
+		checkCount(r.World, c.lostClaims)
+		if got := r.faults.appliedClaims() - r.Emu.Requests(r.Secrets[0]); got != c.lostClaims+c.released {
 			t.Fatalf("moto applied %d claims that never reached Clear, want %d", got, c.lostClaims+c.released)
 		}
 
 		// The fault has cleared: past the backoff and the stale claim's lease, the client rotates.
-		r.clock.Advance(timing.Lease(clear.DefaultTimeout) + time.Minute)
+		r.Clock.Advance(timing.Lease(clear.DefaultTimeout) + time.Minute)
 		res = r.rotate(r.engine("b"), false, 10*time.Second)
 		if c.stored {
 			expect(t, res, rotation.NotDue)
 		} else {
 			expect(t, res, rotation.Rotated)
 		}
-		if tok, _ := r.current(); !r.emu.Live(tok.AccessToken.Reveal()) {
+		if tok, _ := r.MustCurrent(); !r.Emu.Live(tok.AccessToken.Reveal()) {
 			t.Fatal("AWSCURRENT is not live after recovery")
 		}
-		r.checkCount(c.lostClaims)
+		checkCount(r.World, c.lostClaims)
 		r.checkHealthy(r.engine("status"))
 	})
 }
@@ -136,11 +137,12 @@ func TestSecretsManagerFaultsAtEveryStep(t *testing.T) {
 // 500 ms here) can end it: without one, a single unanswered request (a half-open connection)
 // wedges the rotator for good. (Found by this suite and fixed in d6599e0; this guards it.)
 func TestSecretsManagerCallsAreBoundedWithoutADeadline(t *testing.T) {
-	r := newRig(t, time.Hour)
+	t.Parallel() // it waits in real time for deadlines and retries, not for the CPU
+	r := newWired(t, time.Hour)
 	r.seed()
 	for _, s := range []step{stepReadCurrent, stepClaim} {
 		r.faults.arm(s, faultHold)
-		sm := store.New(r.api)
+		sm := store.New(r.API)
 		sm.Timeout = 500 * time.Millisecond
 		e := r.engineOn("a-"+string(s), sm)
 		done := make(chan rotation.Result, 1)
@@ -151,17 +153,17 @@ func TestSecretsManagerCallsAreBoundedWithoutADeadline(t *testing.T) {
 		const bound = 10 * time.Second
 		select {
 		case res := <-done:
-			r.record(res)
+			record(r.World, res)
 			expect(t, res, rotation.Failed)
 			t.Logf("%s held: %s", s, res.Message)
 		case <-time.After(bound):
 			r.faults.disarm()
-			r.record(<-done)
+			record(r.World, <-done)
 			t.Fatalf("Rotate was still waiting for an unanswered %s after %s with no deadline on its context", s, bound)
 		}
 		r.faults.disarm()
 	}
-	r.checkCount(0)
+	checkCount(r.World, 0)
 }
 
 // TestTokenWriteAppliedButUnansweredIsNotReportedLost applies the token write in moto but loses
@@ -172,13 +174,14 @@ func TestSecretsManagerCallsAreBoundedWithoutADeadline(t *testing.T) {
 // write's version id is its ClientRequestToken, so the engine can tell that it landed. (Found by
 // this suite and fixed in 57c6665; this guards it.)
 func TestTokenWriteAppliedButUnansweredIsNotReportedLost(t *testing.T) {
-	r := newRig(t, time.Hour)
+	t.Parallel() // it waits in real time for deadlines and retries, not for the CPU
+	r := newWired(t, time.Hour)
 	r.seed()
 	r.faults.arm(stepToken, faultLost)
 	res := r.rotate(r.engine("a"), false, faultedDeadline)
 	r.faults.disarm()
-	tok, _ := r.current()
-	if !r.emu.Live(tok.AccessToken.Reveal()) {
+	tok, _ := r.MustCurrent()
+	if !r.Emu.Live(tok.AccessToken.Reveal()) {
 		t.Fatal("the applied write did not store a live token")
 	}
 	if res.Outcome != rotation.Rotated {

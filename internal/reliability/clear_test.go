@@ -73,14 +73,15 @@ func clearCases() []clearCase {
 // its failure calls for: after the backoff, at midnight UTC after a 429, or by a forced rotation
 // after a refusal, which an unforced rotation must not override (and which must not call Clear).
 func TestClearFaults(t *testing.T) {
+	t.Parallel() // it waits in real time for deadlines and retries, not for the CPU
 	runAll(t, clearCases(), func(c clearCase) string { return c.name }, func(t *testing.T, c clearCase) {
-		r := newRig(t, time.Hour)
+		r := newWired(t, time.Hour)
 		prev, prevID := r.seed()
-		issued := r.emu.Issued(r.secret)
+		issued := r.Emu.Issued(r.Secrets[0])
 		if c.slowBody > 0 {
-			r.handler.Once(slowBody(c.slowBody))
+			r.Handle(clear.TokenPath, slowBody(r.Emu, c.slowBody))
 		} else {
-			r.emu.Inject(c.fault)
+			r.Emu.Inject(c.fault)
 		}
 		e := r.engine("a")
 		e.ClearTimeout = 500 * time.Millisecond
@@ -88,16 +89,16 @@ func TestClearFaults(t *testing.T) {
 			e.ClearTimeout = c.timeout
 		}
 		res := r.rotate(e, false, 20*time.Second)
-		if got := r.emu.Issued(r.secret) - issued; got != map[bool]int{false: 0, true: 1}[c.issued] {
+		if got := r.Emu.Issued(r.Secrets[0]) - issued; got != map[bool]int{false: 0, true: 1}[c.issued] {
 			t.Fatalf("Clear issued %d tokens, want issued=%v", got, c.issued)
 		}
-		tok, id := r.current()
+		tok, id := r.MustCurrent()
 		if c.rotated {
 			expect(t, res, rotation.Rotated)
-			if !r.emu.Live(tok.AccessToken.Reveal()) {
+			if !r.Emu.Live(tok.AccessToken.Reveal()) {
 				t.Fatal("AWSCURRENT is not live")
 			}
-			r.checkCount(0)
+			checkCount(r.World, 0)
 			return
 		}
 		expect(t, res, rotation.Failed)
@@ -108,36 +109,36 @@ func TestClearFaults(t *testing.T) {
 		if id != prevID || tok.AccessToken.Reveal() != prev.AccessToken.Reveal() {
 			t.Fatal("a failed request changed AWSCURRENT")
 		}
-		if live := r.emu.Live(tok.AccessToken.Reveal()); live == c.issued {
+		if live := r.Emu.Live(tok.AccessToken.Reveal()); live == c.issued {
 			t.Fatalf("previous token live = %v, but Clear issued = %v", live, c.issued)
 		}
-		r.checkCount(0)
+		checkCount(r.World, 0)
 
-		requests := r.emu.Requests(r.secret)
+		requests := r.Emu.Requests(r.Secrets[0])
 		b := r.engine("b")
 		switch c.recovery {
 		case "backoff":
-			r.clock.Advance(2 * time.Minute)
+			r.Clock.Advance(2 * time.Minute)
 		case "midnight":
-			r.clock.Advance(time.Hour)
+			r.Clock.Advance(time.Hour)
 			expect(t, r.rotate(b, true, 10*time.Second), rotation.Blocked)
-			r.clock.Set(timing.NextMidnightUTC(r.clock.Now()).Add(time.Minute))
+			r.Clock.Set(timing.NextMidnightUTC(r.Clock.Now()).Add(time.Minute))
 		case "force":
-			r.clock.Advance(time.Hour)
+			r.Clock.Advance(time.Hour)
 			expect(t, r.rotate(b, false, 10*time.Second), rotation.Blocked)
-			if r.emu.Requests(r.secret) != requests {
+			if r.Emu.Requests(r.Secrets[0]) != requests {
 				t.Fatal("a blocked client called Clear")
 			}
 		}
 		res = r.rotate(b, c.recovery == "force", 10*time.Second)
 		expect(t, res, rotation.Rotated)
-		if r.emu.Requests(r.secret) != requests+1 {
-			t.Fatalf("recovery made %d Clear requests, want 1", r.emu.Requests(r.secret)-requests)
+		if r.Emu.Requests(r.Secrets[0]) != requests+1 {
+			t.Fatalf("recovery made %d Clear requests, want 1", r.Emu.Requests(r.Secrets[0])-requests)
 		}
-		if tok, _ := r.current(); !r.emu.Live(tok.AccessToken.Reveal()) {
+		if tok, _ := r.MustCurrent(); !r.Emu.Live(tok.AccessToken.Reveal()) {
 			t.Fatal("AWSCURRENT is not live after recovery")
 		}
-		r.checkCount(0)
+		checkCount(r.World, 0)
 		r.checkHealthy(b)
 	})
 }

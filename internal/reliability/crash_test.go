@@ -11,8 +11,8 @@ import (
 type crashCase struct {
 	name string
 	// arm sets up the stall the process is killed in, and wait returns once it is there.
-	arm  func(p *procRig)
-	wait func(t *testing.T, p *procRig)
+	arm  func(p *procWorld)
+	wait func(t *testing.T, p *procWorld)
 	// issued is whether Clear issued a token the process took to its grave (revoking the old).
 	issued bool
 	// lost is how many claims the crash left counted without a request to Clear.
@@ -22,31 +22,31 @@ type crashCase struct {
 }
 
 func crashCases() []crashCase {
-	heldAt := func(s step) func(*testing.T, *procRig) {
-		return func(t *testing.T, p *procRig) { p.proxy.waitHeld(t, s) }
+	heldAt := func(s step) func(*testing.T, *procWorld) {
+		return func(t *testing.T, p *procWorld) { p.proxy.waitHeld(t, s) }
 	}
 	return []crashCase{
 		{
 			name: "claim-write-held",
-			arm:  func(p *procRig) { p.proxy.arm(stepClaim, holdBefore) },
+			arm:  func(p *procWorld) { p.proxy.arm(stepClaim, holdBefore) },
 			wait: heldAt(stepClaim),
 		},
 		{
 			name: "claim-applied-answer-held",
-			arm:  func(p *procRig) { p.proxy.arm(stepClaim, holdAfter) },
+			arm:  func(p *procWorld) { p.proxy.arm(stepClaim, holdAfter) },
 			wait: heldAt(stepClaim), lost: 1, stale: true,
 		},
 		{
 			name: "reread-held",
-			arm:  func(p *procRig) { p.proxy.arm(stepReread, holdBefore) },
+			arm:  func(p *procWorld) { p.proxy.arm(stepReread, holdBefore) },
 			wait: heldAt(stepReread), lost: 1, stale: true,
 		},
 		{
 			name: "clear-answer-slow",
-			arm:  func(p *procRig) { p.emu.Inject(emulator.Fault{Delay: time.Minute}) },
-			wait: func(t *testing.T, p *procRig) {
+			arm:  func(p *procWorld) { p.Emu.Inject(emulator.Fault{Delay: time.Minute}) },
+			wait: func(t *testing.T, p *procWorld) {
 				deadline := time.Now().Add(30 * time.Second)
-				for p.emu.Requests(p.secret) < 2 {
+				for p.Emu.Requests(p.Secrets[0]) < 2 {
 					if time.Now().After(deadline) {
 						t.Fatal("the request never reached Clear")
 					}
@@ -57,12 +57,12 @@ func crashCases() []crashCase {
 		},
 		{
 			name: "token-write-held",
-			arm:  func(p *procRig) { p.proxy.arm(stepToken, holdBefore) },
+			arm:  func(p *procWorld) { p.proxy.arm(stepToken, holdBefore) },
 			wait: heldAt(stepToken), issued: true, stale: true,
 		},
 		{
 			name: "token-applied-answer-held",
-			arm:  func(p *procRig) { p.proxy.arm(stepToken, holdAfter) },
+			arm:  func(p *procWorld) { p.proxy.arm(stepToken, holdAfter) },
 			wait: heldAt(stepToken),
 		},
 	}
@@ -82,37 +82,37 @@ func crashCases() []crashCase {
 func TestKillAtEveryStep(t *testing.T) {
 	for _, c := range crashCases() {
 		t.Run(c.name, func(t *testing.T) {
-			p := newProcRig(t)
+			p := newProcWorld(t)
 			wantExit(t, p.run("rotate"), 0, "default: rotated")
 			p.makeDue(50 * time.Minute)
-			prev, prevID := p.current()
-			issued := p.emu.Issued(p.secret)
+			prev, prevID := p.MustCurrent()
+			issued := p.Emu.Issued(p.Secrets[0])
 
 			c.arm(p)
-			kill := p.start("rotate")
+			proc := p.start("rotate")
 			c.wait(t, p)
-			kill()
+			proc.Kill()
 			p.proxy.disarm()
 
-			tok, id := p.current()
+			tok, id := p.MustCurrent()
 			applied := c.name == "token-applied-answer-held"
 			switch {
 			case applied:
-				if id == prevID || !p.emu.Live(tok.AccessToken.Reveal()) {
+				if id == prevID || !p.Emu.Live(tok.AccessToken.Reveal()) {
 					t.Fatal("the applied token write did not leave a live token in AWSCURRENT")
 				}
 			case id != prevID || tok.AccessToken.Reveal() != prev.AccessToken.Reveal():
 				t.Fatal("AWSCURRENT changed although no token write landed")
 			}
-			if got := p.emu.Issued(p.secret) - issued; (got == 1) != (c.issued || applied) {
+			if got := p.Emu.Issued(p.Secrets[0]) - issued; (got == 1) != (c.issued || applied) {
 				t.Fatalf("Clear issued %d tokens during the killed rotation", got)
 			}
-			if !applied && p.emu.Live(tok.AccessToken.Reveal()) == c.issued {
+			if !applied && p.Emu.Live(tok.AccessToken.Reveal()) == c.issued {
 				t.Fatalf("previous token live = %v, though Clear issued = %v", !c.issued, c.issued)
 			}
-			p.checkCount(c.lost)
+			checkCount(p.World, c.lost)
 
-			if st := p.state(); (st.Claim != nil && st.Claim.Base == id) != c.stale {
+			if st := state(p.World); (st.Claim != nil && st.Claim.Base == id) != c.stale {
 				t.Fatalf("stale claim left = %v, want %v", st.Claim != nil && st.Claim.Base == id, c.stale)
 			}
 			if c.stale {
@@ -121,20 +121,20 @@ func TestKillAtEveryStep(t *testing.T) {
 				p.expireLease()
 			}
 			r := p.run("rotate")
-			t.Logf("after the crash: %s", r.stdout)
+			t.Logf("after the crash: %s", r.Stdout)
 			if applied {
 				wantExit(t, r, 0, "default: not_due")
 			} else {
 				wantExit(t, r, 0, "default: rotated")
 			}
-			tok, _ = p.current()
-			if !p.emu.Live(tok.AccessToken.Reveal()) {
+			tok, _ = p.MustCurrent()
+			if !p.Emu.Live(tok.AccessToken.Reveal()) {
 				t.Fatal("AWSCURRENT is not live after recovery")
 			}
-			p.checkCount(c.lost)
+			checkCount(p.World, c.lost)
 			// Two rotations succeeded (the seed and the recovery, or the killed one whose write
 			// landed); anything more is what the crash cost.
-			if extra := p.emu.Requests(p.secret) - 2; extra > 1 {
+			if extra := p.Emu.Requests(p.Secrets[0]) - 2; extra > 1 {
 				t.Fatalf("the crash cost %d extra Clear requests", extra)
 			}
 		})

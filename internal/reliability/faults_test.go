@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
@@ -42,17 +43,17 @@ type lostTokenOutage struct {
 // rotation and lose its token to fault. It returns how long AWSCURRENT held no live token, and the
 // states status showed each second meanwhile. It runs inside a synctest bubble.
 func measureLostToken(t *testing.T, clearTimeout time.Duration, fault lostFault, phase time.Duration) lostTokenOutage {
-	w := newWorld(t, emulator.Options{Lifetime: time.Hour}, 1)
-	c := w.client(48)
+	w := newWorld(t, rig.Options{Lifetime: time.Hour})
+	c := w.Client()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
-	expect(t, w.engine("seed", nil, clearTimeout).Rotate(ctx, c, false), rotation.Rotated)
+	expect(t, engine(w, "seed", nil, clearTimeout).Rotate(ctx, c, false), rotation.Rotated)
 	time.Sleep(phase)
-	stopped := daemonLoop(ctx, w.engine("daemon", nil, clearTimeout), c, daemonTick)
+	stopped := daemonLoop(ctx, engine(w, "daemon", nil, clearTimeout), c, daemonTick)
 	defer func() { cancel(); <-stopped }()
 
-	api := &faultyAPI{sm: w.sm}
+	api := &procFaults{}
 	api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
 		if !isTokenWrite(in) {
 			return false, nil
@@ -64,14 +65,14 @@ func measureLostToken(t *testing.T, clearTimeout time.Duration, fault lostFault,
 		return false, apiError("AccessDeniedException")
 	}
 	time.Sleep(time.Until(start.Add(40 * time.Minute))) // due, between two of the daemon's ticks
-	before := len(w.log())
+	before := len(answered(w))
 	aDone := make(chan rotation.Result, 1)
-	go func() { aDone <- w.engine("a", api, clearTimeout).Rotate(ctx, c, false) }()
+	go func() { aDone <- engine(w, "a", api.api(w), clearTimeout).Rotate(ctx, c, false) }()
 
 	out := lostTokenOutage{states: map[rotation.Health]int{}}
-	status := w.engine("status", nil, clearTimeout)
-	for !w.live() || len(w.log()) == before {
-		if len(w.log()) > before && !w.live() {
+	status := engine(w, "status", nil, clearTimeout)
+	for !w.Live() || len(answered(w)) == before {
+		if len(answered(w)) > before && !w.Live() {
 			s, err := status.Status(ctx, c)
 			if err != nil {
 				t.Fatal(err)
@@ -90,16 +91,16 @@ func measureLostToken(t *testing.T, clearTimeout time.Duration, fault lostFault,
 	if res.Outcome != rotation.Failed || res.State != rotation.HealthTokenLost {
 		t.Errorf("the rotator that lost the token reports %s (state %s): %s", res.Outcome, res.State, res.Message)
 	}
-	log := w.log()[before:]
-	if len(log) < 2 || log[0].token == "" {
+	log := answered(w)[before:]
+	if len(log) < 2 || log[0].Token == "" {
 		t.Fatalf("Clear requests after the due time: %+v", log)
 	}
 	// The first request revoked the ERP's token; the last one stored its replacement.
-	out.dead = log[len(log)-1].at.Sub(log[0].at)
+	out.dead = log[len(log)-1].At.Sub(log[0].At)
 	if len(log) != 2 {
 		t.Errorf("%d Clear requests from the loss to recovery, want 2 (the lost one and its replacement)", len(log))
 	}
-	if tok, _ := w.current(); tok.AccessToken.Reveal() != log[len(log)-1].token {
+	if tok, _ := current(w); tok.AccessToken.Reveal() != log[len(log)-1].Token {
 		t.Error("AWSCURRENT does not hold the replacement token")
 	}
 	return out
@@ -168,45 +169,47 @@ func TestLostTokenIsReplacedWithinBound(t *testing.T) {
 func TestBadValidTillCannotBurnTheBudget(t *testing.T) {
 	cases := []struct {
 		name  string
-		opts  func(start time.Time) emulator.Options
-		setup func(*world)
+		opts  func(start time.Time) rig.Options
+		setup func(*rig.World)
 	}{
-		{name: "past-valid-till", opts: func(time.Time) emulator.Options { return emulator.Options{Lifetime: time.Hour} },
-			setup: func(w *world) {
+		{name: "past-valid-till", opts: func(time.Time) rig.Options { return rig.Options{Lifetime: time.Hour} },
+			setup: func(w *rig.World) {
 				for range 400 {
-					w.emu.Inject(emulator.PastValidTill())
+					w.Emu.Inject(emulator.PastValidTill())
 				}
 			}},
-		{name: "fixed-valid-till", opts: func(start time.Time) emulator.Options {
-			return emulator.Options{Lifetime: time.Hour, FixedValidTill: start.Add(2 * time.Hour)}
+		{name: "fixed-valid-till", opts: func(start time.Time) rig.Options {
+			return rig.Options{Lifetime: time.Hour, Emulator: emulator.Options{FixedValidTill: start.Add(2 * time.Hour)}}
 		}},
-		{name: "lifetime-1s", opts: func(time.Time) emulator.Options { return emulator.Options{Lifetime: time.Second} }},
+		{name: "lifetime-1s", opts: func(time.Time) rig.Options { return rig.Options{Lifetime: time.Second} }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				w := newWorld(t, tc.opts(time.Now()), 1)
+				o := tc.opts(time.Now())
+				o.DailyLimit = emulator.DefaultDailyLimit
+				w := newWorld(t, o)
 				if tc.setup != nil {
 					tc.setup(w)
 				}
-				c := w.client(emulator.DefaultDailyLimit)
+				c := w.Client()
 				ctx, cancel := context.WithCancel(context.Background())
-				stopped := daemonLoop(ctx, w.engine("daemon", nil, 0), c, daemonTick)
+				stopped := daemonLoop(ctx, engine(w, "daemon", nil, 0), c, daemonTick)
 				defer func() { cancel(); <-stopped }()
 				// Every stored token is the latest Clear issued, checked each minute, between the
 				// daemon's ticks (never at the instant one runs, between Clear's answer and the write).
 				time.Sleep(5 * time.Second)
 				for range 24 * 60 {
 					time.Sleep(time.Minute)
-					if log := w.log(); len(log) > 0 {
-						if tok, _ := w.current(); tok.AccessToken.Reveal() != log[len(log)-1].token {
+					if log := answered(w); len(log) > 0 {
+						if tok, _ := current(w); tok.AccessToken.Reveal() != log[len(log)-1].Token {
 							t.Fatalf("AWSCURRENT does not hold the latest token Clear issued (request %d)", len(log))
 						}
 					}
 				}
-				log := w.log()
+				log := answered(w)
 				for i := 1; i < len(log); i++ {
-					if gap := log[i].at.Sub(log[i-1].at); gap < timing.MinInterval {
+					if gap := log[i].At.Sub(log[i-1].At); gap < timing.MinInterval {
 						t.Errorf("requests %d and %d were %s apart, less than %s", i, i+1, gap, timing.MinInterval)
 					}
 				}
@@ -214,7 +217,7 @@ func TestBadValidTillCannotBurnTheBudget(t *testing.T) {
 				if len(log) > emulator.DefaultDailyLimit/6 {
 					t.Errorf("%d requests in a day: a bad valid_till spends the budget", len(log))
 				}
-				s, err := w.engine("status", nil, 0).Status(context.Background(), c)
+				s, err := engine(w, "status", nil, 0).Status(context.Background(), c)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -230,7 +233,7 @@ func TestBadValidTillCannotBurnTheBudget(t *testing.T) {
 type abandonCase struct {
 	name string
 	// arm installs the faults on the owner's Secrets Manager (and Clear).
-	arm func(w *world, api *faultyAPI)
+	arm func(w *rig.World, api *procFaults)
 	// released is whether the owner could write the release: then the next rotator proceeds at
 	// its next tick; otherwise at the first tick after the claim's lease.
 	released bool
@@ -240,7 +243,7 @@ func abandonCases() []abandonCase {
 	return []abandonCase{
 		{
 			name: "claim-landed-answer-lost", released: true,
-			arm: func(_ *world, api *faultyAPI) {
+			arm: func(_ *rig.World, api *procFaults) {
 				api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
 					if isClaimBy(in, "a") {
 						return true, apiError("InternalServiceError")
@@ -251,7 +254,7 @@ func abandonCases() []abandonCase {
 		},
 		{
 			name: "reread-failed", released: true,
-			arm: func(_ *world, api *faultyAPI) {
+			arm: func(_ *rig.World, api *procFaults) {
 				var claimed atomic.Bool
 				api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
 					claimed.Store(claimed.Load() || isClaimBy(in, "a"))
@@ -267,7 +270,7 @@ func abandonCases() []abandonCase {
 		},
 		{
 			name: "reread-failed-release-unwritten",
-			arm: func(_ *world, api *faultyAPI) {
+			arm: func(_ *rig.World, api *procFaults) {
 				var claimed atomic.Bool
 				api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
 					if claimed.Load() {
@@ -286,8 +289,8 @@ func abandonCases() []abandonCase {
 		},
 		{
 			name: "failure-record-unwritten",
-			arm: func(w *world, api *faultyAPI) {
-				w.emu.Inject(emulator.ServerError())
+			arm: func(w *rig.World, api *procFaults) {
+				w.Emu.Inject(emulator.ServerError())
 				var claimed atomic.Bool
 				api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
 					if claimed.Load() {
@@ -313,35 +316,35 @@ func TestAbandonedClaimDoesNotHoldOthersBusy(t *testing.T) {
 	for _, tc := range abandonCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				w := newWorld(t, emulator.Options{Lifetime: time.Hour}, 1)
-				c := w.client(48)
+				w := newWorld(t, rig.Options{Lifetime: time.Hour})
+				c := w.Client()
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				start := time.Now()
-				expect(t, w.engine("seed", nil, clearTimeout).Rotate(ctx, c, false), rotation.Rotated)
+				expect(t, engine(w, "seed", nil, clearTimeout).Rotate(ctx, c, false), rotation.Rotated)
 				time.Sleep(time.Second)
-				stopped := daemonLoop(ctx, w.engine("daemon", nil, clearTimeout), c, daemonTick)
+				stopped := daemonLoop(ctx, engine(w, "daemon", nil, clearTimeout), c, daemonTick)
 				defer func() { cancel(); <-stopped }()
 
-				api := &faultyAPI{sm: w.sm}
+				api := &procFaults{}
 				tc.arm(w, api)
 				time.Sleep(time.Until(start.Add(40 * time.Minute)))
 				claimAt := time.Now()
-				before := len(w.log())
-				res := w.engine("a", api, clearTimeout).Rotate(ctx, c, false)
+				before := len(answered(w))
+				res := engine(w, "a", api.api(w), clearTimeout).Rotate(ctx, c, false)
 				returned := time.Now()
 				t.Logf("a: %s (%s)", res.Outcome, res.Message)
 				if res.Outcome == rotation.Rotated {
 					t.Fatal("the faulted rotator rotated")
 				}
-				for !w.live() || len(w.log()) == before || w.log()[len(w.log())-1].token == "" {
+				for !w.Live() || len(answered(w)) == before || answered(w)[len(answered(w))-1].Token == "" {
 					if time.Since(claimAt) > time.Hour {
 						t.Fatal("no rotation within an hour of the abandoned claim")
 					}
 					time.Sleep(time.Second)
 				}
-				log := w.log()[before:]
-				recovered := log[len(log)-1].at
+				log := answered(w)[before:]
+				recovered := log[len(log)-1].At
 				bound := returned.Add(daemonTick)
 				if !tc.released {
 					bound = claimAt.Add(timing.Lease(clearTimeout) + daemonTick)

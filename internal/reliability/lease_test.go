@@ -2,12 +2,8 @@ package reliability
 
 import (
 	"context"
-	"net/http"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -35,18 +31,15 @@ import (
 // revoking TA) and stores TB; A's write lands. Whatever the engine does, AWSCURRENT must end up
 // live, and the due rotation must cost Clear one request.
 func TestOwnerPastItsLeaseNeverStoresARevokedToken(t *testing.T) {
-	r := newRig(t, time.Hour)
+	r := newWired(t, time.Hour)
 	r.seed()
-	before := r.emu.Requests(r.secret)
+	before := r.Emu.Requests(r.Secrets[0])
 
 	// A talks to moto through its own faulted client, so that only A's calls stall.
 	fa := newAWSFaults()
 	held := make(chan step, 4)
 	fa.heldHook = func(s step) { held <- s }
-	apiA := r.moto.Client(func(o *secretsmanager.Options) {
-		o.HTTPClient = &http.Client{Transport: fa}
-		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = 20 * time.Millisecond })
-	})
+	apiA := r.Moto.Client(onTheWire(fa))
 	fa.arm(stepReread, faultStall)
 	fa.arm(stepToken, faultStall)
 	defer fa.disarm()
@@ -61,7 +54,7 @@ func TestOwnerPastItsLeaseNeverStoresARevokedToken(t *testing.T) {
 	waitHeld(t, held, stepReread)
 
 	// A's re-read has been unanswered for longer than the lease.
-	r.clock.Advance(timing.Lease(clear.DefaultTimeout) + time.Second)
+	r.Clock.Advance(timing.Lease(clear.DefaultTimeout) + time.Second)
 	fa.releaseStep(stepReread)
 
 	select {
@@ -74,24 +67,24 @@ func TestOwnerPastItsLeaseNeverStoresARevokedToken(t *testing.T) {
 		t.Logf("B, taking over while A's write is in flight: %s: %s", res.Outcome, res.Message)
 		fa.releaseStep(stepToken)
 		resA := <-done
-		r.record(resA)
+		record(r.World, resA)
 		t.Logf("A: %s: %s", resA.Outcome, resA.Message)
 	case resA := <-done:
-		r.record(resA)
+		record(r.World, resA)
 		t.Logf("A gave up without storing a token: %s: %s", resA.Outcome, resA.Message)
 		expect(t, r.rotate(r.engine("b"), false, 10*time.Second), rotation.Rotated)
 	}
 
-	tok, _ := r.current()
-	if !r.emu.Live(tok.AccessToken.Reveal()) {
+	tok, _ := r.MustCurrent()
+	if !r.Emu.Live(tok.AccessToken.Reveal()) {
 		s, _ := r.engine("status").Status(context.Background(), r.client)
 		next := "never"
 		if s.RenewAt != nil {
-			next = s.RenewAt.Sub(r.clock.Now()).String() + " from now"
+			next = s.RenewAt.Sub(r.Clock.Now()).String() + " from now"
 		}
 		t.Errorf("AWSCURRENT holds a revoked token, and the engine sees nothing to do: the next rotation is due %s", next)
 	}
-	if got := r.emu.Requests(r.secret) - before; got != 1 {
+	if got := r.Emu.Requests(r.Secrets[0]) - before; got != 1 {
 		t.Errorf("one due rotation made %d Clear requests", got)
 	}
 }

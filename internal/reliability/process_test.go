@@ -6,15 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
-	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,212 +18,96 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/document"
-	"github.com/clear-rotator/clear-rotator/internal/emulator"
-	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
-	"github.com/clear-rotator/clear-rotator/internal/timing"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
-// procRig runs the built rotator binary against moto, through a proxy that can hold chosen calls,
-// and against the Clear emulator on the real clock. Everything the processes print is kept for
-// the leak scan.
-type procRig struct {
-	t        *testing.T
-	bin      string
-	moto     *mototest.Server
-	sm       *secretsmanager.Client // straight to moto
+// procWorld is a rig.World on the wire whose rotator processes reach moto through a proxy that
+// can hold chosen calls (proxy), against the Clear emulator on the real clock. The world records
+// every token Clear serves (World.RecordServed), so that the leak scan knows the tokens killed
+// processes took with them.
+type procWorld struct {
+	*rig.World
 	proxy    *motoProxy
-	emu      *emulator.Server
-	tap      *serverTap
-	secret   string
-	tokenID  string
-	clearURL string
 	proxyURL string
-	env      []string
-
-	mu      sync.Mutex
-	outputs []string
 }
 
-func newProcRig(t *testing.T) *procRig {
+func newProcWorld(t *testing.T) *procWorld {
 	t.Helper()
-	p := &procRig{t: t, bin: proctest.TestRotator(t), moto: mototest.Shared(t)}
-	p.sm = p.moto.Client()
-	p.secret = "proc-client-secret-" + strings.ReplaceAll(mototest.Name(t, "s"), "/", "_")
-	p.emu = emulator.New(emulator.Options{Lifetime: time.Hour, Secrets: []string{p.secret}})
-	p.tap = &serverTap{next: p.emu}
-	srv := httptest.NewServer(p.tap)
-	t.Cleanup(srv.Close)
-	t.Cleanup(p.emu.Close)
-	p.clearURL = srv.URL
-	p.proxy = newMotoProxy(p.moto.URL)
+	w := rig.New(t, rig.Options{Name: "default", Lifetime: time.Hour})
+	w.RecordServed()
+	p := &procWorld{World: w, proxy: newMotoProxy(w.Moto.URL)}
 	psrv := httptest.NewServer(p.proxy)
 	t.Cleanup(psrv.Close)
-	p.proxyURL = psrv.URL
 	t.Cleanup(p.proxy.releaseAll)
-	p.tokenID = mototest.Name(t, "token")
-	env := slices.DeleteFunc(p.moto.Env(), func(s string) bool { return strings.HasPrefix(s, "AWS_ENDPOINT_URL=") })
-	p.env = proctest.Env(append(env,
-		"AWS_ENDPOINT_URL="+psrv.URL,
-		"CLEAR_BASE_URL="+srv.URL,
-		"CLEAR_CLIENT_SECRET="+p.secret,
-		"ROTATOR_TOKEN_SECRET_ID="+p.tokenID,
-		"LOG_FORMAT=json", "LOG_LEVEL=debug",
-	)...)
-	t.Cleanup(func() {
-		p.mu.Lock()
-		outs := slices.Clone(p.outputs)
-		p.mu.Unlock()
-		proctest.AssertNoLeak(t, outs, append(p.tap.tokens(), p.secret)...)
-	})
+	p.proxyURL = psrv.URL
 	return p
 }
 
-type procResult struct {
-	code           int
-	stdout, stderr string
+// env is what the processes get beyond the world's environment: the proxy as their Secrets
+// Manager, and debug logs.
+func (p *procWorld) env() []string {
+	return []string{"AWS_ENDPOINT_URL=" + p.proxyURL, "LOG_LEVEL=debug"}
 }
 
-func (r procResult) String() string { return r.stdout + r.stderr }
-
-// run runs the binary to completion.
-func (p *procRig) run(args ...string) procResult {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, p.bin, args...)
-	cmd.Env = p.env
-	var stdout, stderr proctest.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := procResult{stdout: stdout.String(), stderr: stderr.String()}
-	p.keep(r.stdout, r.stderr)
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		p.t.Fatalf("running rotator %v: %v", args, err)
-	}
-	return r
+// run runs the rotator's test build to completion.
+func (p *procWorld) run(args ...string) rig.Result {
+	p.T.Helper()
+	return p.RunEnv(proctest.TestRotator(p.T), p.env(), args...)
 }
 
-func (p *procRig) keep(outs ...string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.outputs = append(p.outputs, outs...)
+// start starts the rotator's test build without an ops listener; Kill SIGKILLs it.
+func (p *procWorld) start(args ...string) *rig.Proc {
+	p.T.Helper()
+	return p.Start(proctest.TestRotator(p.T), append(p.env(), "ROTATOR_HTTP_ADDR="), args...)
 }
 
-// start starts the binary and returns a function that SIGKILLs it and waits for it.
-func (p *procRig) start(args ...string) (kill func()) {
-	p.t.Helper()
-	cmd := exec.Command(p.bin, args...)
-	cmd.Env = p.env
-	var stdout, stderr proctest.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	var once sync.Once
-	kill = func() {
-		once.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			_ = cmd.Wait()
-			p.keep(stdout.String(), stderr.String())
-		})
-	}
-	p.t.Cleanup(kill)
-	return kill
-}
-
-func wantExit(t *testing.T, r procResult, code int, contains string) {
+func wantExit(t *testing.T, r rig.Result, code int, contains string) {
 	t.Helper()
-	if r.code != code || !strings.Contains(r.stdout+r.stderr, contains) {
-		t.Fatalf("exit %d (want %d), output lacks %q:\nstdout: %s\nstderr: %s", r.code, code, contains, r.stdout, r.stderr)
+	if r.Code != code || !strings.Contains(r.Stdout+r.Stderr, contains) {
+		t.Fatalf("exit %d (want %d), output lacks %q:\n%s", r.Code, code, contains, r.Output())
 	}
 }
 
-// current reads AWSCURRENT straight from moto and fails unless it is a token document.
-func (p *procRig) current() (document.Token, string) {
-	p.t.Helper()
-	out, err := p.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{
-		SecretId: aws.String(p.tokenID), VersionStage: aws.String("AWSCURRENT")})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	d, err := document.ParseToken([]byte(aws.ToString(out.SecretString)))
-	if err != nil {
-		p.t.Fatalf("AWSCURRENT does not hold a token document: %v", err)
-	}
-	return d, aws.ToString(out.VersionId)
-}
-
-func (p *procRig) state() document.State {
-	p.t.Helper()
-	out, err := p.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{
-		SecretId: aws.String(p.tokenID), VersionStage: aws.String(document.StateStage)})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	st, err := document.ParseState([]byte(aws.ToString(out.SecretString)))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return st
-}
-
-// checkCount asserts that the state counts Clear's requests today plus the lost claims.
-func (p *procRig) checkCount(lost int) {
-	p.t.Helper()
-	st := p.state()
-	got := 0
-	for _, a := range st.APIClients {
-		got += a.RequestsOn(timing.Day(time.Now()))
-	}
-	if want := p.emu.RequestsToday(p.secret) + lost; got != want {
-		p.t.Fatalf("the state counts %d requests today; Clear received %d, and %d claims never reached it", got, p.emu.RequestsToday(p.secret), lost)
-	}
-}
-
-// makeDue rewrites the stored token document so that it is due (issued 50 minutes ago, valid
-// for 10 more), keeping the token itself, which Clear still considers live for an hour.
-func (p *procRig) makeDue(age time.Duration) {
-	p.t.Helper()
-	tok, _ := p.current()
+// makeDue rewrites the stored token document so that it is due (issued age ago, valid for an
+// hour from then), keeping the token itself, which Clear still considers live for an hour.
+func (p *procWorld) makeDue(age time.Duration) {
+	p.T.Helper()
+	tok, _ := p.MustCurrent()
 	now := time.Now().UTC()
 	tok.IssuedAt = now.Add(-age)
 	vt := tok.IssuedAt.Add(time.Hour)
 	tok.ValidTill = &vt
 	body, err := document.MarshalToken(tok)
 	if err != nil {
-		p.t.Fatal(err)
+		p.T.Fatal(err)
 	}
-	if _, err := p.sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
-		SecretId: aws.String(p.tokenID), SecretString: aws.String(string(body))}); err != nil {
-		p.t.Fatal(err)
+	if _, err := p.SM.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
+		SecretId: aws.String(p.TokenID), SecretString: aws.String(string(body))}); err != nil {
+		p.T.Fatal(err)
 	}
 }
 
-// expireLease simulates the passage of the lease (5 minutes) for a claim left by a killed
-// process: it writes the state again with the claim's lease_until in the past, as a new
-// ROTATOR_STATE version with a fresh ClientRequestToken. Everything else in the state (the
-// count, the claim's base) stays as the killed process left it.
-func (p *procRig) expireLease() {
-	p.t.Helper()
-	st := p.state()
+// expireLease simulates the passage of the lease for a claim left by a killed process: it writes
+// the state again with the claim's lease_until in the past, as a new ROTATOR_STATE version with a
+// fresh ClientRequestToken. Everything else in the state (the count, the claim's base) stays as
+// the killed process left it.
+func (p *procWorld) expireLease() {
+	p.T.Helper()
+	st := state(p.World)
 	if st.Claim == nil {
-		p.t.Fatal("there is no claim to expire")
+		p.T.Fatal("there is no claim to expire")
 	}
 	st.Claim.LeaseUntil = time.Now().UTC().Add(-time.Second)
 	body, err := document.MarshalState(st)
 	if err != nil {
-		p.t.Fatal(err)
+		p.T.Fatal(err)
 	}
-	if _, err := p.sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
-		SecretId: aws.String(p.tokenID), SecretString: aws.String(string(body)),
+	if _, err := p.SM.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
+		SecretId: aws.String(p.TokenID), SecretString: aws.String(string(body)),
 		VersionStages: []string{document.StateStage}, ClientRequestToken: aws.String(uuid()),
 	}); err != nil {
-		p.t.Fatal(err)
+		p.T.Fatal(err)
 	}
 }
 
@@ -372,37 +252,4 @@ func (m *motoProxy) waitHeld(t *testing.T, want step) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the proxy never held %s", want)
 	}
-}
-
-// serverTap serves the emulator and records every access token in its answers.
-type serverTap struct {
-	next http.Handler
-	mu   sync.Mutex
-	seen []string
-}
-
-type tapWriter struct {
-	http.ResponseWriter
-	buf bytes.Buffer
-}
-
-func (w *tapWriter) Write(p []byte) (int, error) { w.buf.Write(p); return w.ResponseWriter.Write(p) }
-
-func (s *serverTap) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	tw := &tapWriter{ResponseWriter: w}
-	s.next.ServeHTTP(tw, req)
-	var g struct {
-		AccessToken string `json:"access_token"`
-	}
-	if json.Unmarshal(tw.buf.Bytes(), &g) == nil && g.AccessToken != "" {
-		s.mu.Lock()
-		s.seen = append(s.seen, g.AccessToken)
-		s.mu.Unlock()
-	}
-}
-
-func (s *serverTap) tokens() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.seen)
 }

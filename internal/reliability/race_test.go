@@ -3,7 +3,6 @@ package reliability
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -13,9 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/clear-rotator/clear-rotator/internal/clear"
-	"github.com/clear-rotator/clear-rotator/internal/proctest"
-	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
@@ -28,18 +24,11 @@ import (
 // or busy, and AWSCURRENT must hold a live token whose count matches Clear's.
 func TestRacingProcessesAndEngines(t *testing.T) {
 	const n = 8
-	p := newProcRig(t)
+	p := newProcWorld(t)
 	wantExit(t, p.run("rotate"), 0, "default: rotated")
-	logs := &proctest.Buffer{}
-	t.Cleanup(func() { proctest.AssertNoLeak(t, []string{logs.String()}, append(p.tap.tokens(), p.secret)...) })
-	cc, err := clear.NewClient(p.clearURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The engines reach moto through the proxy too, whose barrier lines all racers up.
-	viaProxy := p.moto.Client(func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(p.proxyURL) })
-	client := &rotation.Client{Name: "default", BaseURL: p.clearURL, Clear: cc, ClientSecret: clear.NewClientSecret(p.secret),
-		TokenSecretID: p.tokenID, DailyLimit: 48}
+	viaProxy := p.Moto.Client(func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(p.proxyURL) })
+	client := p.Client()
 
 	for round, force := range []bool{false, true, false, true} {
 		args := []string{"rotate"}
@@ -49,7 +38,7 @@ func TestRacingProcessesAndEngines(t *testing.T) {
 		} else {
 			p.makeDue(50 * time.Minute)
 		}
-		before := p.emu.Requests(p.secret)
+		before := p.ClearRequests()
 		p.proxy.barrier(2 * n)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -57,7 +46,7 @@ func TestRacingProcessesAndEngines(t *testing.T) {
 		for i := range n {
 			wg.Go(func() {
 				r := p.run(args...)
-				f := strings.Fields(r.stdout)
+				f := strings.Fields(r.Stdout)
 				out := "?"
 				if len(f) > 1 {
 					out = "proc:" + strings.TrimSuffix(f[1], ":")
@@ -65,15 +54,13 @@ func TestRacingProcessesAndEngines(t *testing.T) {
 				mu.Lock()
 				outcomes = append(outcomes, out)
 				mu.Unlock()
-				if r.code != 0 {
-					t.Errorf("process %d: exit %d: %s", i, r.code, r)
+				if r.Code != 0 {
+					t.Errorf("process %d: exit %d: %s", i, r.Code, r.Output())
 				}
 			})
 			wg.Go(func() {
-				e := &rotation.Engine{
-					Store: store.New(viaProxy), Owner: fmt.Sprintf("engine-%d-%d", round, i), WriteRetry: 10 * time.Millisecond,
-					Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-				}
+				e := p.Engine(fmt.Sprintf("engine-%d-%d", round, i))
+				e.Store, e.WriteRetry, e.Rand = store.New(viaProxy), 10*time.Millisecond, nil
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				r := e.Rotate(ctx, client, force)
@@ -88,7 +75,7 @@ func TestRacingProcessesAndEngines(t *testing.T) {
 		wg.Wait()
 		sort.Strings(outcomes)
 		t.Logf("round %d (force %v): %v", round, force, outcomes)
-		if got := p.emu.Requests(p.secret) - before; got != 1 {
+		if got := p.ClearRequests() - before; got != 1 {
 			t.Fatalf("round %d: %d racers made %d Clear requests, want 1", round, 2*n, got)
 		}
 		rotated := 0
@@ -100,10 +87,10 @@ func TestRacingProcessesAndEngines(t *testing.T) {
 		if rotated != 1 {
 			t.Fatalf("round %d: %d racers report rotated, want 1", round, rotated)
 		}
-		tok, _ := p.current()
-		if !p.emu.Live(tok.AccessToken.Reveal()) {
+		tok, _ := p.MustCurrent()
+		if !p.Emu.Live(tok.AccessToken.Reveal()) {
 			t.Fatalf("round %d: AWSCURRENT is not live", round)
 		}
-		p.checkCount(0)
+		checkCount(p.World, 0)
 	}
 }

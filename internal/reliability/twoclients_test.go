@@ -13,6 +13,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
@@ -21,22 +22,15 @@ import (
 // state's count for today equals the requests Clear received with that client secret today plus
 // lost[slot], the claims for that API client that never reached Clear. The slot of each
 // fingerprint in the state is learnt from the claims recorded in the state's versions.
-func checkSlotCounts(t *testing.T, w *world, lost map[int]int) {
+func checkSlotCounts(t *testing.T, w *rig.World, lost map[int]int) {
 	t.Helper()
 	slotOf := map[string]int{}
-	for _, v := range w.sm.Versions(w.tokenID) {
+	for _, v := range w.Versions() {
 		if st, err := document.ParseState([]byte(v.Value)); err == nil && st.Claim != nil && st.Claim.Secret != "" {
 			slotOf[st.Claim.Secret] = st.Claim.Slot
 		}
 	}
-	v, ok := w.sm.Stage(w.tokenID, document.StateStage)
-	if !ok {
-		t.Fatal("no state")
-	}
-	st, err := document.ParseState([]byte(v.Value))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := state(w)
 	today := timing.Day(time.Now())
 	got := map[int]int{}
 	for _, a := range st.APIClients {
@@ -46,11 +40,11 @@ func checkSlotCounts(t *testing.T, w *world, lost map[int]int) {
 		}
 		got[slot] += a.RequestsOn(today)
 	}
-	for i, s := range w.secrets {
+	for i, s := range w.Secrets {
 		slot := i + 1
-		if want := w.emu.RequestsToday(s) + lost[slot]; got[slot] != want {
+		if want := w.Emu.RequestsToday(s) + lost[slot]; got[slot] != want {
 			t.Errorf("API client %d: the state counts %d requests today; Clear received %d and %d claims never reached it",
-				slot, got[slot], w.emu.RequestsToday(s), lost[slot])
+				slot, got[slot], w.Emu.RequestsToday(s), lost[slot])
 		}
 	}
 }
@@ -62,18 +56,18 @@ func checkSlotCounts(t *testing.T, w *world, lost map[int]int) {
 // Clear revoked); and each API client's count in the state equals Clear's count for its secret.
 func TestTwoAPIClientsRacingRotators(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWorld(t, emulator.Options{Lifetime: time.Hour}, 2)
-		c := w.client(48)
+		w := newWorld(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+		c := w.Client()
 		ctx := context.Background()
-		expect(t, w.engine("seed", nil, 0).Rotate(ctx, c, false), rotation.Rotated)
+		expect(t, engine(w, "seed", nil, 0).Rotate(ctx, c, false), rotation.Rotated)
 		for round, force := range []bool{false, true, false, true} {
 			if force {
 				time.Sleep(2 * time.Minute)
 			} else {
 				time.Sleep(45 * time.Minute)
 			}
-			prev, _ := w.current()
-			before := len(w.log())
+			prev, _ := current(w)
+			before := len(answered(w))
 			var mu sync.Mutex
 			outcomes := map[rotation.Outcome]int{}
 			// A barrier holds every racer's first write (its claim) until all sixteen have read
@@ -82,7 +76,7 @@ func TestTwoAPIClientsRacingRotators(t *testing.T) {
 			arrived.Add(16)
 			var wg sync.WaitGroup
 			for i := range 16 {
-				api := &faultyAPI{sm: w.sm}
+				api := &procFaults{}
 				var once sync.Once
 				arrive := func() { once.Do(func() { arrived.Done(); arrived.Wait() }) }
 				api.put = func(*secretsmanager.PutSecretValueInput) (bool, error) {
@@ -90,7 +84,7 @@ func TestTwoAPIClientsRacingRotators(t *testing.T) {
 					return false, nil
 				}
 				wg.Go(func() {
-					r := w.engine(fmt.Sprintf("racer-%d-%d", round, i), api, 0).Rotate(ctx, c, force)
+					r := engine(w, fmt.Sprintf("racer-%d-%d", round, i), api.api(w), 0).Rotate(ctx, c, force)
 					arrive() // a racer that decided not to claim still lets the others go
 					mu.Lock()
 					outcomes[r.Outcome]++
@@ -102,20 +96,20 @@ func TestTwoAPIClientsRacingRotators(t *testing.T) {
 			}
 			wg.Wait()
 			t.Logf("round %d (force %v): %v", round, force, outcomes)
-			if got := len(w.log()) - before; got != 1 {
+			if got := len(answered(w)) - before; got != 1 {
 				t.Fatalf("round %d: 16 racers made %d Clear requests, want 1", round, got)
 			}
 			if outcomes[rotation.Rotated] != 1 {
 				t.Fatalf("round %d: %d racers rotated, want 1", round, outcomes[rotation.Rotated])
 			}
-			tok, _ := w.current()
-			if !w.emu.Live(tok.AccessToken.Reveal()) {
+			tok, _ := current(w)
+			if !w.Emu.Live(tok.AccessToken.Reveal()) {
 				t.Fatalf("round %d: AWSCURRENT holds a revoked token", round)
 			}
 			if tok.APIClient == prev.APIClient || tok.APIClient == 0 {
 				t.Fatalf("round %d: API client %d followed API client %d", round, tok.APIClient, prev.APIClient)
 			}
-			if !w.emu.Live(prev.AccessToken.Reveal()) {
+			if !w.Emu.Live(prev.AccessToken.Reveal()) {
 				t.Fatalf("round %d: the token just replaced was revoked", round)
 			}
 			checkSlotCounts(t, w, nil)
@@ -130,37 +124,37 @@ func TestTwoAPIClientsRacingRotators(t *testing.T) {
 func TestTwoAPIClientsDegraded(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		arm  func(w *world)
+		arm  func(w *rig.World)
 	}{
-		{"401", func(w *world) { w.emu.SetSecretActive(w.secrets[1], false) }},
-		{"429", func(w *world) { w.emu.Inject(emulator.RateLimited("")) }},
+		{"401", func(w *rig.World) { w.Emu.SetSecretActive(w.Secrets[1], false) }},
+		{"429", func(w *rig.World) { w.Emu.Inject(emulator.RateLimited("")) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				w := newWorld(t, emulator.Options{Lifetime: time.Hour}, 2)
-				c := w.client(48)
+				w := newWorld(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+				c := w.Client()
 				ctx, cancel := context.WithCancel(context.Background())
-				expect(t, w.engine("seed", nil, 0).Rotate(ctx, c, false), rotation.Rotated)
-				if tok, _ := w.current(); tok.APIClient != 1 {
+				expect(t, engine(w, "seed", nil, 0).Rotate(ctx, c, false), rotation.Rotated)
+				if tok, _ := current(w); tok.APIClient != 1 {
 					t.Fatalf("the first rotation used API client %d", tok.APIClient)
 				}
 				tc.arm(w)
-				stopped := daemonLoop(ctx, w.engine("daemon", nil, 0), c, daemonTick)
+				stopped := daemonLoop(ctx, engine(w, "daemon", nil, 0), c, daemonTick)
 				defer func() { cancel(); <-stopped }()
 				// Samples fall between the daemon's ticks, never at the instant one runs.
 				time.Sleep(5 * time.Second)
-				status := w.engine("status", nil, 0)
+				status := engine(w, "status", nil, 0)
 				degraded := 0
 				for range 6 * 60 {
 					time.Sleep(time.Minute)
-					if !w.live() {
+					if !w.Live() {
 						t.Fatalf("AWSCURRENT is not live at %s", time.Now().UTC().Format(time.TimeOnly))
 					}
 					s, err := status.Status(ctx, c)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if len(w.log()) > 1 {
+					if len(answered(w)) > 1 {
 						if !s.Degraded || s.State != rotation.HealthDegraded && s.State != rotation.HealthExpiring {
 							t.Fatalf("status after API client 2 failed: degraded %v, state %s", s.Degraded, s.State)
 						}
@@ -168,8 +162,8 @@ func TestTwoAPIClientsDegraded(t *testing.T) {
 					}
 				}
 				per := map[int]int{}
-				for _, r := range w.log() {
-					per[r.slot]++
+				for _, r := range answered(w) {
+					per[r.Slot]++
 				}
 				t.Logf("requests per API client over six hours: %v; %d minutes degraded", per, degraded)
 				if per[2] != 1 {
@@ -194,11 +188,11 @@ func TestTwoAPIClientsCrashPoints(t *testing.T) {
 	const clearTimeout = 5 * time.Second
 	type crash struct {
 		name string
-		arm  func(api *faultyAPI)
+		arm  func(api *procFaults)
 		lost bool // a claim counted whose request never reached Clear
 	}
 	crashes := []crash{
-		{name: crashBeforeClaim, arm: func(api *faultyAPI) {
+		{name: crashBeforeClaim, arm: func(api *procFaults) {
 			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
 				if isClaimBy(in, "a") {
 					api.dead.Store(true)
@@ -207,7 +201,7 @@ func TestTwoAPIClientsCrashPoints(t *testing.T) {
 				return false, nil
 			}
 		}},
-		{name: crashAfterClaim, lost: true, arm: func(api *faultyAPI) {
+		{name: crashAfterClaim, lost: true, arm: func(api *procFaults) {
 			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
 				if isClaimBy(in, "a") {
 					api.dead.Store(true)
@@ -216,7 +210,7 @@ func TestTwoAPIClientsCrashPoints(t *testing.T) {
 				return false, nil
 			}
 		}},
-		{name: crashAtReread, lost: true, arm: func(api *faultyAPI) {
+		{name: crashAtReread, lost: true, arm: func(api *procFaults) {
 			claimed := false
 			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
 				claimed = claimed || isClaimBy(in, "a")
@@ -230,7 +224,7 @@ func TestTwoAPIClientsCrashPoints(t *testing.T) {
 				return nil
 			}
 		}},
-		{name: crashBeforeToken, arm: func(api *faultyAPI) {
+		{name: crashBeforeToken, arm: func(api *procFaults) {
 			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
 				if isTokenWrite(in) {
 					api.dead.Store(true)
@@ -239,7 +233,7 @@ func TestTwoAPIClientsCrashPoints(t *testing.T) {
 				return false, nil
 			}
 		}},
-		{name: crashAfterToken, arm: func(api *faultyAPI) {
+		{name: crashAfterToken, arm: func(api *procFaults) {
 			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
 				if isTokenWrite(in) {
 					api.dead.Store(true)
@@ -252,42 +246,42 @@ func TestTwoAPIClientsCrashPoints(t *testing.T) {
 	for _, cr := range crashes {
 		t.Run(cr.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				w := newWorld(t, emulator.Options{Lifetime: time.Hour}, 2)
-				c := w.client(48)
+				w := newWorld(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+				c := w.Client()
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				start := time.Now()
-				expect(t, w.engine("seed", nil, clearTimeout).Rotate(ctx, c, false), rotation.Rotated)
-				seed, _ := w.current()
+				expect(t, engine(w, "seed", nil, clearTimeout).Rotate(ctx, c, false), rotation.Rotated)
+				seed, _ := current(w)
 				time.Sleep(time.Second)
-				stopped := daemonLoop(ctx, w.engine("daemon", nil, clearTimeout), c, daemonTick)
+				stopped := daemonLoop(ctx, engine(w, "daemon", nil, clearTimeout), c, daemonTick)
 				defer func() { cancel(); <-stopped }()
 
-				api := &faultyAPI{sm: w.sm}
+				api := &procFaults{}
 				cr.arm(api)
 				time.Sleep(time.Until(start.Add(40 * time.Minute)))
 				claimAt := time.Now()
-				go w.engine("a", api, clearTimeout).Rotate(ctx, c, false)
+				go engine(w, "a", api.api(w), clearTimeout).Rotate(ctx, c, false)
 				for time.Since(claimAt) < 10*time.Minute {
-					if !w.live() {
+					if !w.Live() {
 						t.Fatalf("AWSCURRENT holds a revoked token %s after the crash", time.Since(claimAt))
 					}
 					time.Sleep(time.Second)
 				}
-				tok, _ := w.current()
+				tok, _ := current(w)
 				if tok.APIClient != 2 {
 					t.Fatalf("after the crash AWSCURRENT is from API client %d, want 2", tok.APIClient)
 				}
 				var done time.Time
-				for _, r := range w.log() {
-					if r.token == tok.AccessToken.Reveal() {
-						done = r.at
+				for _, r := range answered(w) {
+					if r.Token == tok.AccessToken.Reveal() {
+						done = r.At
 					}
 				}
 				if bound := claimAt.Add(timing.Lease(clearTimeout) + daemonTick); done.After(bound) {
 					t.Errorf("the rotation completed %s after the crash, later than the lease plus a tick", done.Sub(claimAt))
 				}
-				if !w.emu.Live(seed.AccessToken.Reveal()) {
+				if !w.Emu.Live(seed.AccessToken.Reveal()) {
 					t.Error("the token the rotation replaced was revoked")
 				}
 				lost := map[int]int{}
