@@ -29,7 +29,6 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
-
 func TestMain(m *testing.M) {
 	code := m.Run()
 	mototest.StopShared()
