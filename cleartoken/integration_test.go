@@ -113,11 +113,11 @@ func TestRotationsWithManyGoroutines(t *testing.T) {
 // TestSlowRotatorStore: the rotator's token writes reach Secrets Manager 2 s after Clear has issued
 // the token and revoked the previous one (callers call every 20 ms, and the Source's wait re-reads
 // at 0.1, 0.3, 0.7 and 1.5 s before the write lands). The Transport waits for the new token; no
-// call fails. Tokens live 6 s, renewed with 3 s left, so that a held write lands before the next
-// rotation is due.
+// call fails. Tokens live 5 s and are renewed after half of that, so that a held write lands
+// before the next rotation is due: a rotation every 3 s.
 func TestSlowRotatorStore(t *testing.T) {
 	t.Parallel()
-	erp := rig.NewERP(t, rig.ERPOptions{Lifetime: 6 * time.Second, RenewBefore: 3 * time.Second})
+	erp := rig.NewERP(t, rig.ERPOptions{Lifetime: 5 * time.Second, RenewBefore: 2500 * time.Millisecond})
 	const delay = 2 * time.Second
 	erp.SetTokenWriteDelay(delay)
 	src := cleartoken.NewSource(erp.SM, erp.TokenID)
