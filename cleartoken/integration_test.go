@@ -110,15 +110,17 @@ func TestRotationsWithManyGoroutines(t *testing.T) {
 	}
 }
 
-// TestSlowRotatorStore: the rotator's token writes reach Secrets Manager 2 s after Clear has issued
-// the token and revoked the previous one (callers call every 20 ms, and the Source's wait re-reads
-// at 0.1, 0.3, 0.7 and 1.5 s before the write lands). The Transport waits for the new token; no
-// call fails. Tokens live 5 s and are renewed after half of that, so that a held write lands
-// before the next rotation is due: a rotation every 3 s.
+// TestSlowRotatorStore: the rotator's token writes reach Secrets Manager 1 s after Clear has issued
+// the token and revoked the previous one. Callers (every 20 ms) hit the revoked token at once, and
+// the Source's wait re-reads at about 0, 0.1, 0.3 and 0.7 s before the write lands and picks the
+// new token up at the next read, by 1.8 s. The Transport waits for the new token; no call fails.
+// The new token must outlive that wait: tokens live 7 s and are renewed after half of that, so the
+// next rotation comes at least a second after every waiting caller has the new token (a rotation
+// every 4 s or so).
 func TestSlowRotatorStore(t *testing.T) {
 	t.Parallel()
-	erp := rig.NewERP(t, rig.ERPOptions{Lifetime: 5 * time.Second, RenewBefore: 2500 * time.Millisecond})
-	const delay = 2 * time.Second
+	erp := rig.NewERP(t, rig.ERPOptions{Lifetime: 7 * time.Second, RenewBefore: 3500 * time.Millisecond})
+	const delay = time.Second
 	erp.SetTokenWriteDelay(delay)
 	src := cleartoken.NewSource(erp.SM, erp.TokenID)
 	client := &http.Client{Transport: cleartoken.NewTransport(src, nil), Timeout: 30 * time.Second}

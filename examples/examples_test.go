@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,8 +86,8 @@ func (c *consumer) wait(t *testing.T, erp *rig.ERP, timeout time.Duration) (resu
 	return res, out, err
 }
 
-// TestERPExample builds examples/erp and runs it for 6 s, through at least two rotations, and
-// meanwhile against a missing secret.
+// TestERPExample builds examples/erp and runs it through two whole rotations (it stops on SIGTERM
+// once the third begins), and meanwhile against a missing secret.
 func TestERPExample(t *testing.T) {
 	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "erp")
@@ -104,14 +105,25 @@ func TestERPExample(t *testing.T) {
 	}
 
 	before := erp.Issued()
-	run := startConsumer(t, erp, bin, "-url", erp.ClearURL+rig.PingPath, "-workers", "8", "-duration", "6s")
+	run := startConsumer(t, erp, bin, "-url", erp.ClearURL+rig.PingPath, "-workers", "8", "-duration", "1m")
 	// A missing secret: a clear error, exit status 1.
 	missing := startConsumer(t, erp, bin, "-url", erp.ClearURL+rig.PingPath, "-secret-id", "no/such/secret", "-duration", "1s")
 	if _, msg, err := missing.wait(t, erp, time.Minute); err == nil || !strings.Contains(msg, "not found") {
 		t.Errorf("erp with a missing secret: %v\n%s", err, msg)
 	}
-	res, out, err := run.wait(t, erp, time.Minute)
+	rig.Await(t, "a third rotation while the ERP runs", 30*time.Second, func() bool {
+		select {
+		case <-run.exited:
+			return true // the checks below say why
+		default:
+			return erp.Issued() >= before+3
+		}
+	})
 	rotations := erp.Issued() - before
+	if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Error(err)
+	}
+	res, out, err := run.wait(t, erp, time.Minute)
 	t.Logf("erp: %d calls, %d failed, through %d rotations", res.Calls, res.Failed, rotations)
 	if err != nil || res.Failed != 0 || res.Calls == 0 {
 		t.Errorf("erp: %v, %d of %d calls failed:\n%s", err, res.Failed, res.Calls, out)
