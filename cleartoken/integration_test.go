@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,6 +31,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Every test here is parallel, and the integration tests wait on processes and real time, not
+	// on the CPU: run them all at once rather than GOMAXPROCS at a time, unless -parallel says.
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		_ = flag.Set("test.parallel", "16")
+	}
 	code := m.Run()
 	mototest.StopShared()
 	proctest.Cleanup()

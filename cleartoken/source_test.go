@@ -82,6 +82,7 @@ const (
 )
 
 func TestTokenCachedForTTL(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newFake(t, tok1)
 		src := NewSource(sm.api(), sm.id())
@@ -120,6 +121,7 @@ func TestTokenCachedForTTL(t *testing.T) {
 }
 
 func TestTokenPastValidTillIsReread(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newSecret(t)
 		exp := time.Now().Add(10 * time.Second).UTC().Format(time.RFC3339)
@@ -140,6 +142,7 @@ func TestTokenPastValidTillIsReread(t *testing.T) {
 }
 
 func TestConcurrentFirstReadsShareOneRead(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newFake(t, tok1)
 		src := NewSource(sm.api(), sm.id())
@@ -162,6 +165,7 @@ func TestConcurrentFirstReadsShareOneRead(t *testing.T) {
 // rotator stores the next one 1 s later. One wait serves them all: with backoff 100, 200, 400 and
 // 800 ms the reads fall at 0, 0.1, 0.3, 0.7 and 1.5 s, so 5 reads, then everyone has the new token.
 func TestRefusedWaitsForNewerSingleFlight(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newFake(t, tok1)
 		src := NewSource(sm.api(), sm.id(), noJitter)
@@ -207,6 +211,7 @@ func TestRefusedWaitsForNewerSingleFlight(t *testing.T) {
 // (10 s by default, here exactly, since backoff is not jittered) with KindNoNewer, after 10 reads
 // (at 0, 0.1, 0.3, 0.7, 1.5, 3.1, 5.1, 7.1, 9.1 and 10 s), and the next Get reads again.
 func TestRefusedWaitIsBounded(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newFake(t, tok1)
 		src := NewSource(sm.api(), sm.id(), noJitter)
@@ -246,6 +251,7 @@ func TestRefusedWaitIsBounded(t *testing.T) {
 
 // TestRefusedCallerContext: a caller that gives up leaves the shared wait running for the others.
 func TestRefusedCallerContext(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newFake(t, tok1)
 		src := NewSource(sm.api(), sm.id())
@@ -268,6 +274,7 @@ func TestRefusedCallerContext(t *testing.T) {
 }
 
 func TestSecretErrors(t *testing.T) {
+	t.Parallel()
 	const secretValue = "LEAKED-SECRET-VALUE-9876543210"
 	str := func(s string) *string { return &s }
 	cases := []struct {
@@ -331,6 +338,7 @@ func TestSecretErrors(t *testing.T) {
 }
 
 func TestTokenNeverPrinted(t *testing.T) {
+	t.Parallel()
 	sm := newFake(t, tok1)
 	tok, err := NewSource(sm.api(), sm.id()).Get(context.Background())
 	if err != nil {

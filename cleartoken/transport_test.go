@@ -80,6 +80,7 @@ func (s *secret) url(path string) string { return s.w.ClearURL + path }
 // cached token, the rotator stores the next one 300 ms later, and a POST with a body is answered
 // 401, waits, and is retried once with the new token and the same body.
 func TestTransportRetriesOnceWithNewerToken(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm, clear := newClear(t)
 		src := NewSource(sm.api(), sm.id())
@@ -110,6 +111,7 @@ func TestTransportRetriesOnceWithNewerToken(t *testing.T) {
 
 // TestTransportRetriesOnlyOnce: a second 401 (the new token refused too) is returned.
 func TestTransportRetriesOnlyOnce(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm, clear := newClear(t)
 		src := NewSource(sm.api(), sm.id())
@@ -129,6 +131,7 @@ func TestTransportRetriesOnlyOnce(t *testing.T) {
 // TestTransportNonReplayableBody: a body without GetBody cannot be sent twice, so the 401 comes
 // back as is, body intact, sent once.
 func TestTransportNonReplayableBody(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm, clear := newClear(t)
 		tok2 := sm.w.Issue()
@@ -162,6 +165,7 @@ func TestTransportNonReplayableBody(t *testing.T) {
 // gets Clear's 401, unread, and the warning names versions only (the rig's leak scan reads the
 // logs for every token).
 func TestTransportNoNewerToken(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		logs := &proctest.Buffer{}
 		sm, clear := newClear(t)
@@ -188,6 +192,7 @@ func TestTransportNoNewerToken(t *testing.T) {
 // succeeds, and the refusal costs one shared wait, not one per goroutine. The rig's leak scan
 // reads the logs for every token.
 func TestTransportConcurrentRefusals(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		logs := &proctest.Buffer{}
 		sm, clear := newClear(t)
@@ -227,6 +232,7 @@ func TestTransportConcurrentRefusals(t *testing.T) {
 }
 
 func TestTransportPassesErrorsThrough(t *testing.T) {
+	t.Parallel()
 	sm := newFake(t, tok1)
 	boom := errors.New("connection refused")
 	_, err := (&http.Client{Transport: NewTransport(NewSource(sm.api(), sm.id()), roundTripFunc(func(*http.Request) (*http.Response, error) {
