@@ -133,6 +133,9 @@ func (e *ERP) holding(next http.Handler) http.Handler {
 }
 
 // SetTokenWriteDelay makes the daemon's token writes reach Secrets Manager d late from now on.
+// Callers refused meanwhile pick the new token up at their next backoff read after it lands, so
+// the token must stay live that long: choose a Lifetime whose half exceeds d plus that read's
+// step (cleartoken's wait re-reads at 0.1, 0.3, 0.7, 1.5, 3.1 s...).
 func (e *ERP) SetTokenWriteDelay(d time.Duration) { e.writeDelay.Store(int64(d)) }
 
 // HeldWrites is the number of token writes held back so far.
