@@ -1,7 +1,7 @@
 package cleartoken
 
-// Unit tests: an in-memory Secrets Manager (the one-method interface) and an in-memory Clear,
-// inside testing/synctest bubbles, so that TTLs, backoff and the maximum wait run on a fake clock
+// Unit tests: a world of the project's test rig in memory (its fake Secrets Manager, and in
+// transport_test.go its Clear emulator), inside testing/synctest bubbles, so that TTLs, backoff and the maximum wait run on a fake clock
 // and every figure is exact. integration_test.go runs the same behaviour against moto, the
 // emulator and the real rotator.
 
@@ -14,69 +14,63 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
-// fakeSM is AWSCURRENT of one secret, in memory. It counts reads and checks that every read asks
-// for AWSCURRENT explicitly.
-type fakeSM struct {
-	t     *testing.T
-	mu    sync.Mutex
-	reads int
-	ver   int
-	str   *string
-	bin   []byte
-	err   error
+// secret is the token secret of a rig world in memory (the project's one fake Secrets Manager and
+// the Clear emulator), as a Source reads it: through the world's API, which counts the reads and
+// fails the test unless each asks for AWSCURRENT explicitly.
+type secret struct {
+	w *rig.World
+	// err, if set, is every read's answer instead of the secret's value.
+	err error
 }
 
-func (f *fakeSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.reads++
-	if aws.ToString(in.VersionStage) != "AWSCURRENT" || in.VersionId != nil {
-		f.t.Errorf("GetSecretValue asked for stage %q, version %v; want AWSCURRENT", aws.ToString(in.VersionStage), in.VersionId)
-	}
-	if f.err != nil {
-		return nil, f.err
-	}
-	return &secretsmanager.GetSecretValueOutput{
-		Name: in.SecretId, VersionId: aws.String(fmt.Sprintf("v%d", f.ver)),
-		SecretString: f.str, SecretBinary: f.bin,
-	}, nil
+func newSecret(t *testing.T) *secret {
+	s := &secret{w: rig.New(t, rig.Options{Memory: true})}
+	s.w.API.Fail(func(op string, in any) error {
+		g, ok := in.(*secretsmanager.GetSecretValueInput)
+		if !ok {
+			return nil
+		}
+		if aws.ToString(g.VersionStage) != "AWSCURRENT" || g.VersionId != nil {
+			t.Errorf("GetSecretValue asked for stage %q, version %v; want AWSCURRENT", aws.ToString(g.VersionStage), g.VersionId)
+		}
+		return s.err
+	})
+	return s
 }
 
-// put stores a new version holding a token document for tok.
-func (f *fakeSM) put(tok string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ver++
-	doc := fmt.Sprintf(`{"access_token":%q,"valid_till":null,"issued_at":"2026-11-21T10:00:00Z","client":"default","rotated_by":"clear-rotator"}`, tok)
-	f.str, f.bin = &doc, nil
+// newFake returns a secret that holds a token document for tok.
+func newFake(t *testing.T, tok string) *secret {
+	s := newSecret(t)
+	s.put(tok)
+	return s
 }
 
-func (f *fakeSM) setRaw(s *string, bin []byte) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ver++
-	f.str, f.bin = s, bin
+// api is what a Source reads.
+func (s *secret) api() SecretsManager { return s.w.API }
+
+// id is the secret's id.
+func (s *secret) id() string { return s.w.TokenID }
+
+// put stores a new version holding a token document for tok, and returns its version id.
+func (s *secret) put(tok string) string { return s.w.StoreToken(tok) }
+
+// setRaw stores a new version with any value, string or binary; it returns the version id.
+func (s *secret) setRaw(str *string, bin []byte) string {
+	return s.w.StoreInput(&secretsmanager.PutSecretValueInput{SecretString: str, SecretBinary: bin})
 }
 
-func (f *fakeSM) count() int { f.mu.Lock(); defer f.mu.Unlock(); return f.reads }
-
-func newFake(t *testing.T, tok string) *fakeSM {
-	f := &fakeSM{t: t}
-	if tok != "" {
-		f.put(tok)
-	}
-	return f
-}
+// count is the number of reads so far.
+func (s *secret) count() int { return s.w.API.Calls()["GetSecretValue"] }
 
 // noJitter makes backoff deterministic: every wait is its nominal length.
 func noJitter(s *Source) { s.jitter = func() float64 { return 1 } }
@@ -88,9 +82,10 @@ const (
 )
 
 func TestTokenCachedForTTL(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newFake(t, tok1)
-		src := NewSource(sm, "clear/token")
+		src := NewSource(sm.api(), sm.id())
 		ctx := context.Background()
 		for range 100 {
 			if got, err := src.Token(ctx); err != nil || got != tok1 {
@@ -112,7 +107,7 @@ func TestTokenCachedForTTL(t *testing.T) {
 
 		// WithTTL: 5 s, over a simulated minute of calls every 100 ms: 12 reads.
 		sm2 := newFake(t, tok1)
-		short := NewSource(sm2, "clear/token", WithTTL(5*time.Second))
+		short := NewSource(sm2.api(), sm2.id(), WithTTL(5*time.Second))
 		for range 600 {
 			if _, err := short.Token(ctx); err != nil {
 				t.Fatal(err)
@@ -126,12 +121,13 @@ func TestTokenCachedForTTL(t *testing.T) {
 }
 
 func TestTokenPastValidTillIsReread(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm := &fakeSM{t: t}
+		sm := newSecret(t)
 		exp := time.Now().Add(10 * time.Second).UTC().Format(time.RFC3339)
 		doc := `{"access_token":"` + tok1 + `","valid_till":"` + exp + `"}`
 		sm.setRaw(&doc, nil)
-		src := NewSource(sm, "clear/token")
+		src := NewSource(sm.api(), sm.id())
 		ctx := context.Background()
 		if _, err := src.Token(ctx); err != nil {
 			t.Fatal(err)
@@ -146,9 +142,10 @@ func TestTokenPastValidTillIsReread(t *testing.T) {
 }
 
 func TestConcurrentFirstReadsShareOneRead(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newFake(t, tok1)
-		src := NewSource(sm, "clear/token")
+		src := NewSource(sm.api(), sm.id())
 		var wg sync.WaitGroup
 		for range 200 {
 			wg.Go(func() {
@@ -168,9 +165,10 @@ func TestConcurrentFirstReadsShareOneRead(t *testing.T) {
 // rotator stores the next one 1 s later. One wait serves them all: with backoff 100, 200, 400 and
 // 800 ms the reads fall at 0, 0.1, 0.3, 0.7 and 1.5 s, so 5 reads, then everyone has the new token.
 func TestRefusedWaitsForNewerSingleFlight(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newFake(t, tok1)
-		src := NewSource(sm, "clear/token", noJitter)
+		src := NewSource(sm.api(), sm.id(), noJitter)
 		ctx := context.Background()
 		old, err := src.Get(ctx)
 		if err != nil {
@@ -179,18 +177,21 @@ func TestRefusedWaitsForNewerSingleFlight(t *testing.T) {
 		go func() { time.Sleep(time.Second); sm.put(tok2) }()
 		start := time.Now()
 		var wg sync.WaitGroup
-		var wrong atomic.Int32
+		var mu sync.Mutex
+		versions := map[string]int{} // of the newer token, by version id
 		for range 200 {
 			wg.Go(func() {
 				got, err := src.Refused(ctx, old)
-				if err != nil || got.Value() != tok2 || got.VersionID != "v2" {
-					wrong.Add(1)
+				if err == nil && got.Value() == tok2 {
+					mu.Lock()
+					versions[got.VersionID]++
+					mu.Unlock()
 				}
 			})
 		}
 		wg.Wait()
-		if n := wrong.Load(); n != 0 {
-			t.Errorf("%d of 200 refused callers did not get the newer token", n)
+		if _, v2 := sm.w.MustCurrent(); versions[v2] != 200 {
+			t.Errorf("%d of 200 refused callers got the newer token's version", versions[v2])
 		}
 		if n := sm.count() - 1; n != 5 {
 			t.Errorf("%d re-reads for 200 concurrent refusals, want 5 (one backoff sequence)", n)
@@ -210,15 +211,17 @@ func TestRefusedWaitsForNewerSingleFlight(t *testing.T) {
 // (10 s by default, here exactly, since backoff is not jittered) with KindNoNewer, after 10 reads
 // (at 0, 0.1, 0.3, 0.7, 1.5, 3.1, 5.1, 7.1, 9.1 and 10 s), and the next Get reads again.
 func TestRefusedWaitIsBounded(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newFake(t, tok1)
-		src := NewSource(sm, "clear/token", noJitter)
+		src := NewSource(sm.api(), sm.id(), noJitter)
 		ctx := context.Background()
 		old, _ := src.Get(ctx)
+		_, v1 := sm.w.MustCurrent()
 		start := time.Now()
 		_, err := src.Refused(ctx, old)
 		var e *Error
-		if !errors.As(err, &e) || e.Kind != KindNoNewer || e.VersionID != "v1" {
+		if !errors.As(err, &e) || e.Kind != KindNoNewer || e.VersionID != v1 {
 			t.Fatalf("Refused = %v, want KindNoNewer for v1", err)
 		}
 		if waited := time.Since(start); waited != DefaultMaxWait {
@@ -234,7 +237,7 @@ func TestRefusedWaitIsBounded(t *testing.T) {
 
 		// WithMaxWait shortens it, and jitter only ever shortens the steps.
 		sm2 := newFake(t, tok1)
-		src2 := NewSource(sm2, "clear/token", WithMaxWait(2*time.Second))
+		src2 := NewSource(sm2.api(), sm2.id(), WithMaxWait(2*time.Second))
 		old2, _ := src2.Get(ctx)
 		start = time.Now()
 		if _, err := src2.Refused(ctx, old2); !errors.As(err, &e) || e.Kind != KindNoNewer {
@@ -248,9 +251,10 @@ func TestRefusedWaitIsBounded(t *testing.T) {
 
 // TestRefusedCallerContext: a caller that gives up leaves the shared wait running for the others.
 func TestRefusedCallerContext(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm := newFake(t, tok1)
-		src := NewSource(sm, "clear/token")
+		src := NewSource(sm.api(), sm.id())
 		old, _ := src.Get(context.Background())
 		go func() { time.Sleep(3 * time.Second); sm.put(tok2) }()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -270,6 +274,7 @@ func TestRefusedCallerContext(t *testing.T) {
 }
 
 func TestSecretErrors(t *testing.T) {
+	t.Parallel()
 	const secretValue = "LEAKED-SECRET-VALUE-9876543210"
 	str := func(s string) *string { return &s }
 	cases := []struct {
@@ -279,7 +284,7 @@ func TestSecretErrors(t *testing.T) {
 		err  error
 		kind Kind
 	}{
-		{"missing", nil, nil, &types.ResourceNotFoundException{Message: aws.String("Secrets Manager can't find the specified secret.")}, KindNotFound},
+		{"missing", nil, nil, nil, KindNotFound}, // nothing stored: the fake's ResourceNotFoundException
 		{"access denied", nil, nil, errors.New("AccessDeniedException: not allowed"), KindRead},
 		{"binary", nil, []byte(`{"access_token":"` + secretValue + `"}`), nil, KindBinary},
 		{"empty", str(""), nil, nil, KindNoToken},
@@ -299,14 +304,18 @@ func TestSecretErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			sm := &fakeSM{t: t, str: tc.str, bin: tc.bin, err: tc.err}
-			src := NewSource(sm, "clear/erp/token", WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+			sm := newSecret(t)
+			if tc.str != nil || tc.bin != nil {
+				sm.setRaw(tc.str, tc.bin)
+			}
+			sm.err = tc.err
+			src := NewSource(sm.api(), sm.id(), WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 			_, err := src.Token(context.Background())
 			var e *Error
 			if !errors.As(err, &e) || e.Kind != tc.kind {
 				t.Fatalf("Token error = %v, want a *Error of kind %v", err, tc.kind)
 			}
-			if e.SecretID != "clear/erp/token" || !strings.Contains(err.Error(), "clear/erp/token") {
+			if e.SecretID != sm.id() || !strings.Contains(err.Error(), sm.id()) {
 				t.Errorf("the error does not name the secret: %v", err)
 			}
 			// The same error through the Transport, as an http.Client caller sees it.
@@ -329,8 +338,9 @@ func TestSecretErrors(t *testing.T) {
 }
 
 func TestTokenNeverPrinted(t *testing.T) {
+	t.Parallel()
 	sm := newFake(t, tok1)
-	tok, err := NewSource(sm, "s").Get(context.Background())
+	tok, err := NewSource(sm.api(), sm.id()).Get(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

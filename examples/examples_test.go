@@ -2,8 +2,9 @@ package examples
 
 // The README's recipes, run: the Go ERP example (built with go build) and the Python recipe
 // (python3 with boto3 and requests, which must be installed: a missing one fails the test, it is
-// never skipped), each as a process against moto, the Clear emulator and the real rotator rotating
-// 12-second tokens. Assertions are counts of failed calls, never durations.
+// never skipped), each as a process in an ERP's world of the shared rig (rig.NewERP): moto, the
+// Clear emulator and the real rotator rotating 3.5-second tokens every 2 seconds. Assertions are
+// counts of failed calls, never durations.
 
 import (
 	"bytes"
@@ -12,12 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/clear-rotator/clear-rotator/internal/erptest"
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
 func TestMain(m *testing.M) {
@@ -34,50 +36,94 @@ type result struct {
 	Statuses map[string]int `json:"statuses"`
 }
 
-// runConsumer runs cmd (which prints a result as its last stdout line) with the rig's environment,
-// bounded by timeout, and returns the result and the process's whole output.
-func runConsumer(t *testing.T, rig *erptest.Rig, timeout time.Duration, name string, args ...string) (result, string, error) {
+// consumer is a token consumer process (an ERP) in an ERP's world.
+type consumer struct {
+	name           string
+	cmd            *exec.Cmd
+	stdout, stderr proctest.Buffer
+	exited         chan struct{}
+	err            error // cmd.Wait's, once exited is closed
+}
+
+// startConsumer starts name with args and a consumer's environment. Several run at once: each is
+// one ERP instance of the world.
+func startConsumer(t *testing.T, erp *rig.ERP, name string, args ...string) *consumer {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = proctest.Env(rig.Env()...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
+	c := &consumer{name: name, cmd: exec.Command(name, args...), exited: make(chan struct{})}
+	c.cmd.Env = erp.ConsumerEnv()
+	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { c.err = c.cmd.Wait(); close(c.exited) }()
+	t.Cleanup(func() { _ = c.cmd.Process.Kill(); <-c.exited })
+	return c
+}
+
+// wait waits for the process, bounded by timeout, and returns the result it printed as its last
+// stdout line, its whole output (which the leak scan reads) and its exit error. A process that
+// exits 0 must print a result.
+func (c *consumer) wait(t *testing.T, erp *rig.ERP, timeout time.Duration) (result, string, error) {
+	t.Helper()
 	var err error
 	select {
-	case err = <-done:
+	case <-c.exited:
+		err = c.err
 	case <-time.After(timeout):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("%s did not finish within %s:\n%s%s", name, timeout, stdout.String(), stderr.String())
+		_ = c.cmd.Process.Kill()
+		t.Fatalf("%s did not finish within %s:\n%s%s", c.name, timeout, c.stdout.String(), c.stderr.String())
 	}
-	out := stdout.String() + stderr.String()
+	out := c.stdout.String() + c.stderr.String()
+	erp.Record(out)
+	if strings.Contains(out, "ModuleNotFoundError") {
+		t.Fatalf("the Python recipe needs python3 with boto3 and requests (pip install boto3 requests):\n%s", out)
+	}
 	var res result
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(c.stdout.String()), "\n")
 	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); jerr != nil && err == nil {
-		t.Fatalf("%s printed no result: %v\n%s", name, jerr, out)
+		t.Fatalf("%s printed no result: %v\n%s", c.name, jerr, out)
 	}
 	return res, out, err
 }
 
-// TestERPExample builds examples/erp and runs it for 20 s, through at least two rotations.
+// TestERPExample builds examples/erp and runs it through two whole rotations (it stops on SIGTERM
+// once the third begins), and meanwhile against a missing secret.
 func TestERPExample(t *testing.T) {
 	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "erp")
 	build := exec.Command("go", "build", "-o", bin, "./examples/erp")
 	build.Dir = proctest.Root()
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./examples/erp: %v\n%s", err, out)
+	var buildOut bytes.Buffer
+	build.Stdout, build.Stderr = &buildOut, &buildOut
+	if err := build.Start(); err != nil {
+		t.Fatal(err)
 	}
-	rig := erptest.Start(t, erptest.Options{Lifetime: 12 * time.Second})
-	before := rig.Issued()
-	res, out, err := runConsumer(t, rig, time.Minute, bin, "-url", rig.ClearURL+erptest.PingPath, "-workers", "8", "-duration", "20s")
-	rotations := rig.Issued() - before
+	erp := rig.NewERP(t, rig.ERPOptions{}) // while it builds; a rotation every 2 s
+	if err := build.Wait(); err != nil {
+		t.Fatalf("go build ./examples/erp: %v\n%s", err, buildOut.String())
+	}
+
+	before := erp.Issued()
+	run := startConsumer(t, erp, bin, "-url", erp.ClearURL+rig.PingPath, "-workers", "8", "-duration", "1m")
+	// A missing secret: a clear error, exit status 1.
+	missing := startConsumer(t, erp, bin, "-url", erp.ClearURL+rig.PingPath, "-secret-id", "no/such/secret", "-duration", "1s")
+	if _, msg, err := missing.wait(t, erp, time.Minute); err == nil || !strings.Contains(msg, "not found") {
+		t.Errorf("erp with a missing secret: %v\n%s", err, msg)
+	}
+	rig.Await(t, "a third rotation while the ERP runs", 30*time.Second, func() bool {
+		select {
+		case <-run.exited:
+			return true // the checks below say why
+		default:
+			return erp.Issued() >= before+3
+		}
+	})
+	rotations := erp.Issued() - before
+	if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Error(err)
+	}
+	res, out, err := run.wait(t, erp, time.Minute)
 	t.Logf("erp: %d calls, %d failed, through %d rotations", res.Calls, res.Failed, rotations)
 	if err != nil || res.Failed != 0 || res.Calls == 0 {
 		t.Errorf("erp: %v, %d of %d calls failed:\n%s", err, res.Failed, res.Calls, out)
@@ -85,30 +131,32 @@ func TestERPExample(t *testing.T) {
 	if rotations < 2 {
 		t.Errorf("only %d rotations while the ERP ran, want at least 2", rotations)
 	}
-	rig.AssertNoLeak([]string{out})
-
-	// A missing secret: a clear error, exit status 1.
-	cmd := exec.Command(bin, "-url", rig.ClearURL+erptest.PingPath, "-secret-id", "no/such/secret", "-duration", "1s")
-	cmd.Env = proctest.Env(rig.Env()...)
-	msg, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(msg), "not found") {
-		t.Errorf("erp with a missing secret: %v\n%s", err, msg)
-	}
 }
 
-// TestPythonRecipe runs examples/python/clear_token.py (boto3 and requests) with 8 threads for 20 s,
-// through at least two rotations, then with a streamed POST body, and against a missing secret.
+// TestPythonRecipe runs examples/python/clear_token.py (boto3 and requests) as three ERP instances
+// at once: with 8 threads for 6 s, through at least two rotations; with a streamed POST body for
+// 4 s; and against a missing secret.
 func TestPythonRecipe(t *testing.T) {
 	t.Parallel()
-	if out, err := exec.Command("python3", "-c", "import boto3, requests").CombinedOutput(); err != nil {
-		t.Fatalf("the Python recipe needs python3 with boto3 and requests (pip install boto3 requests): %v\n%s", err, out)
-	}
+	erp := rig.NewERP(t, rig.ERPOptions{}) // a rotation every 2 s
 	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
-	rig := erptest.Start(t, erptest.Options{Lifetime: 12 * time.Second})
-	before := rig.Issued()
-	res, out, err := runConsumer(t, rig, time.Minute, "python3", script,
-		"--secret-id", rig.TokenSecretID, "--url", rig.ClearURL+erptest.PingPath, "--threads", "8", "--seconds", "20")
-	rotations := rig.Issued() - before
+
+	before := erp.Issued()
+	run := startConsumer(t, erp, "python3", script,
+		"--secret-id", erp.TokenID, "--url", erp.ClearURL+rig.PingPath, "--threads", "8", "--seconds", "6")
+	// A streamed body is never retried: a call that hits a revoked token comes back 401 (the
+	// recipe fetches the newer token in the background for the next calls), and the business
+	// endpoint sees each POST once (calls == invoices; only this instance posts).
+	stream := startConsumer(t, erp, "python3", script,
+		"--secret-id", erp.TokenID, "--url", erp.ClearURL+rig.InvoicePath, "--threads", "2", "--seconds", "4", "--post-stream")
+	// A missing secret: the recipe's error, exit status 1, nothing leaked (the rig's scan).
+	missing := startConsumer(t, erp, "python3", script, "--secret-id", "no/such/secret", "--url", erp.ClearURL+rig.PingPath, "--seconds", "1")
+
+	if _, msg, err := missing.wait(t, erp, time.Minute); err == nil || !strings.Contains(msg, "not found") {
+		t.Errorf("python with a missing secret: %v\n%s", err, msg)
+	}
+	res, out, err := run.wait(t, erp, time.Minute)
+	rotations := erp.Issued() - before
 	t.Logf("python: %d calls, %d failed (%v), through %d rotations", res.Calls, res.Failed, res.Statuses, rotations)
 	if err != nil || res.Failed != 0 || res.Calls == 0 {
 		t.Errorf("python: %v, %d of %d calls failed:\n%s", err, res.Failed, res.Calls, out)
@@ -117,16 +165,11 @@ func TestPythonRecipe(t *testing.T) {
 		t.Errorf("only %d rotations while the recipe ran, want at least 2", rotations)
 	}
 
-	// A streamed body is never retried: a call that hits a revoked token comes back 401 (the
-	// recipe fetches the newer token in the background for the next calls), and the business
-	// endpoint sees each POST once (calls == invoices).
-	invoices := rig.Invoices()
-	res2, out2, err := runConsumer(t, rig, time.Minute, "python3", script,
-		"--secret-id", rig.TokenSecretID, "--url", rig.ClearURL+erptest.InvoicePath, "--threads", "2", "--seconds", "10", "--post-stream")
+	res2, out2, err := stream.wait(t, erp, time.Minute)
 	if err != nil {
 		t.Errorf("python --post-stream: %v\n%s", err, out2)
 	}
-	if sent := rig.Invoices() - invoices; sent != res2.Calls {
+	if sent := erp.Invoices.Count(); sent != res2.Calls {
 		t.Errorf("%d streamed POSTs reached Clear %d times, want once each", res2.Calls, sent)
 	}
 	for status := range res2.Statuses {
@@ -135,13 +178,4 @@ func TestPythonRecipe(t *testing.T) {
 		}
 	}
 	t.Logf("python --post-stream: %v", res2.Statuses)
-
-	// A missing secret: the recipe's error, exit status 1, nothing leaked.
-	cmd := exec.Command("python3", script, "--secret-id", "no/such/secret", "--url", rig.ClearURL+erptest.PingPath, "--seconds", "1")
-	cmd.Env = proctest.Env(rig.Env()...)
-	msg, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(msg), "not found") {
-		t.Errorf("python with a missing secret: %v\n%s", err, msg)
-	}
-	rig.AssertNoLeak([]string{out, out2, string(msg)})
 }

@@ -9,9 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
 	"github.com/clear-rotator/clear-rotator/cleartoken"
 	"github.com/clear-rotator/clear-rotator/internal/clear"
-	"github.com/clear-rotator/clear-rotator/internal/erptest"
+	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
 // ERP benchmark parameters: the issue's measurement (three ERP instances re-reading every 3 s,
@@ -24,12 +28,10 @@ const (
 	erpRotations = 4
 )
 
-// erpRow is one row of BENCHMARKS.md's "ERP-visible failed calls per rotation" table. rotatorEnv
-// is added to the rotator's environment, so a row can configure the rotator differently (the
-// two-API-client row sets CLEAR_CLIENT_SECRET_2).
+// erpRow is one row of BENCHMARKS.md's "ERP-visible failed calls per rotation" table.
 type erpRow struct {
 	name       string
-	rotatorEnv []string
+	apiClients int  // 2 for the rotator's two-API-client mode
 	cleartoken bool // the ERP uses package cleartoken; otherwise it re-reads every erpReread
 }
 
@@ -37,8 +39,7 @@ var erpRows = []erpRow{
 	{name: "a-one-client-plain-reread", cleartoken: false},
 	{name: "b-one-client-cleartoken", cleartoken: true},
 	// (c) two API clients used in turn (issue 10): the plain re-read of (a), with nothing refused.
-	{name: "c-two-clients-plain-reread", cleartoken: false,
-		rotatorEnv: []string{"CLEAR_CLIENT_SECRET_2=bench-erp-second-api-client-secret-0123456789"}},
+	{name: "c-two-clients-plain-reread", cleartoken: false, apiClients: 2},
 }
 
 // BenchmarkERPFailedCalls measures what ERP systems see of rotations: erpInstances ERP instances
@@ -51,25 +52,26 @@ func BenchmarkERPFailedCalls(b *testing.B) {
 	for _, row := range erpRows {
 		b.Run(row.name, func(b *testing.B) {
 			for range b.N {
-				rig := erptest.Start(b, erptest.Options{Lifetime: erpLifetime, RotatorEnv: row.rotatorEnv})
-				calls, failed, rotations := runERP(b, rig, row.cleartoken)
+				// The rotator's default renewal (a third of the lifetime left), as in production.
+				erp := rig.NewERP(b, rig.ERPOptions{Lifetime: erpLifetime, APIClients: row.apiClients})
+				calls, failed, rotations := runERP(b, erp, row.cleartoken)
 				perRotation := float64(failed) / float64(rotations)
 				b.ReportMetric(perRotation, "failed/rotation")
 				b.ReportMetric(float64(calls), "calls")
 				b.ReportMetric(float64(rotations), "rotations")
 				b.Logf("%s: %d ERP instances, %d calls, %d failed over %d rotations of %s tokens: %.1f failed calls per rotation (%.2f%%)",
 					row.name, erpInstances, calls, failed, rotations, erpLifetime, perRotation, 100*float64(failed)/float64(calls))
-				rig.AssertNoLeak(nil)
 			}
 		})
 	}
 }
 
-// runERP runs the ERP instances until the rig has issued erpRotations more tokens, bounded in time
-// and in calls, and returns the calls made, the calls that failed and the rotations seen.
-func runERP(b *testing.B, rig *erptest.Rig, useCleartoken bool) (calls, failed int64, rotations int) {
+// runERP runs the ERP instances until the world has issued erpRotations more tokens, bounded in
+// time and in calls, and returns the calls made, the calls that failed and the rotations seen.
+// The leak scan (the rig's, when the benchmark ends) covers every token stored.
+func runERP(b *testing.B, erp *rig.ERP, useCleartoken bool) (calls, failed int64, rotations int) {
 	b.Helper()
-	start := rig.Issued()
+	start := erp.Issued()
 	target := start + erpRotations
 	deadline := time.Now().Add(erpRotations * 3 * erpLifetime)
 	var nCalls, nFailed atomic.Int64
@@ -78,21 +80,21 @@ func runERP(b *testing.B, rig *erptest.Rig, useCleartoken bool) (calls, failed i
 		wg.Go(func() {
 			var call func() bool
 			if useCleartoken {
-				client := &http.Client{Transport: cleartoken.NewTransport(cleartoken.NewSource(rig.SM, rig.TokenSecretID), nil), Timeout: 30 * time.Second}
-				call = func() bool { return get(client, rig.ClearURL+erptest.PingPath, "") }
+				client := &http.Client{Transport: cleartoken.NewTransport(cleartoken.NewSource(erp.SM, erp.TokenID), nil), Timeout: 30 * time.Second}
+				call = func() bool { return get(client, erp.ClearURL+rig.PingPath, "") }
 			} else {
 				var tok string
 				var readAt time.Time
 				call = func() bool {
 					if time.Since(readAt) >= erpReread {
-						if t, err := rig.Current(context.Background()); err == nil {
+						if t, err := readCurrent(erp); err == nil {
 							tok, readAt = t, time.Now()
 						}
 					}
-					return get(http.DefaultClient, rig.ClearURL+erptest.PingPath, tok)
+					return get(http.DefaultClient, erp.ClearURL+rig.PingPath, tok)
 				}
 			}
-			for i := 0; i < 100000 && rig.Issued() < target && time.Now().Before(deadline); i++ {
+			for i := 0; i < 100000 && erp.Issued() < target && time.Now().Before(deadline); i++ {
 				nCalls.Add(1)
 				if !call() {
 					nFailed.Add(1)
@@ -102,11 +104,24 @@ func runERP(b *testing.B, rig *erptest.Rig, useCleartoken bool) (calls, failed i
 		})
 	}
 	wg.Wait()
-	rotations = rig.Issued() - start
+	rotations = erp.Issued() - start
 	if rotations < erpRotations {
 		b.Fatalf("only %d of %d rotations within %s", rotations, erpRotations, erpRotations*3*erpLifetime)
 	}
 	return nCalls.Load(), nFailed.Load(), rotations
+}
+
+// readCurrent reads the token in AWSCURRENT as a plain ERP does, from any goroutine.
+func readCurrent(erp *rig.ERP) (string, error) {
+	out, err := erp.SM.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(erp.TokenID), VersionStage: aws.String("AWSCURRENT")})
+	if err != nil {
+		return "", err
+	}
+	doc, err := document.ParseToken([]byte(aws.ToString(out.SecretString)))
+	if err != nil {
+		return "", err
+	}
+	return doc.AccessToken.Reveal(), nil
 }
 
 // get makes one call, with tok in the header unless it is empty (the Transport sets it), and

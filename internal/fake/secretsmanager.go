@@ -1,6 +1,7 @@
 package fake
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -41,8 +42,10 @@ type smSecret struct {
 
 // SMVersion is one stored version of a secret.
 type SMVersion struct {
-	ID      string
-	Value   string
+	ID    string
+	Value string
+	// Binary is the value of a version stored as SecretBinary; Value is then empty.
+	Binary  []byte
 	Stages  []string
 	Created time.Time
 }
@@ -130,8 +133,8 @@ func (s *smSecret) move(stage string, v *SMVersion) *SMVersion {
 
 // add stores a new version with stages, applying AWSCURRENT's rule: the version it leaves becomes
 // AWSPREVIOUS.
-func (s *smSecret) add(id, value string, stages []string, now time.Time) *SMVersion {
-	v := &SMVersion{ID: id, Value: value, Created: now}
+func (s *smSecret) add(id, value string, binary []byte, stages []string, now time.Time) *SMVersion {
+	v := &SMVersion{ID: id, Value: value, Binary: slices.Clone(binary), Created: now}
 	s.versions = append(s.versions, v)
 	s.byID[id] = v
 	for _, st := range stages {
@@ -172,10 +175,14 @@ func (f *SecretsManager) GetSecretValue(ctx context.Context, in *secretsmanager.
 	if v == nil {
 		return nil, smNotFound("Secrets Manager can't find the specified secret value for staging label: " + aws.ToString(in.VersionStage))
 	}
-	return &secretsmanager.GetSecretValueOutput{
+	out := &secretsmanager.GetSecretValueOutput{
 		Name: aws.String(id), VersionId: aws.String(v.ID), SecretString: aws.String(v.Value),
 		VersionStages: slices.Clone(v.Stages), CreatedDate: aws.Time(v.Created),
-	}, nil
+	}
+	if v.Binary != nil {
+		out.SecretString, out.SecretBinary = nil, slices.Clone(v.Binary)
+	}
+	return out, nil
 }
 
 // PutSecretValue implements store.API.
@@ -197,7 +204,7 @@ func (f *SecretsManager) PutSecretValue(ctx context.Context, in *secretsmanager.
 	}
 	value := aws.ToString(in.SecretString)
 	if v := s.byID[token]; v != nil {
-		if v.Value != value {
+		if v.Value != value || !bytes.Equal(v.Binary, in.SecretBinary) {
 			return nil, &types.ResourceExistsException{Message: aws.String("A resource with the ID you requested already exists.")}
 		}
 		// Secrets Manager ignores a repeated request: the labels stay where they are.
@@ -207,7 +214,7 @@ func (f *SecretsManager) PutSecretValue(ctx context.Context, in *secretsmanager.
 	if len(stages) == 0 {
 		stages = []string{"AWSCURRENT"}
 	}
-	v := s.add(token, value, stages, f.now())
+	v := s.add(token, value, in.SecretBinary, stages, f.now())
 	return &secretsmanager.PutSecretValueOutput{Name: aws.String(id), VersionId: aws.String(v.ID), VersionStages: slices.Clone(v.Stages)}, nil
 }
 
@@ -230,8 +237,8 @@ func (f *SecretsManager) CreateSecret(ctx context.Context, in *secretsmanager.Cr
 		token = newVersionID()
 	}
 	var vid *string
-	if in.SecretString != nil {
-		v := s.add(token, *in.SecretString, []string{"AWSCURRENT"}, f.now())
+	if in.SecretString != nil || in.SecretBinary != nil {
+		v := s.add(token, aws.ToString(in.SecretString), in.SecretBinary, []string{"AWSCURRENT"}, f.now())
 		vid = aws.String(v.ID)
 	}
 	return &secretsmanager.CreateSecretOutput{Name: aws.String(id), VersionId: vid}, nil
