@@ -28,8 +28,8 @@ import (
 // the short lifetime changes none of the daemon's rules, only how long the test waits for them.
 const daemonLifetime = 9 * time.Second
 
-// watch is how long the ERP polls the secret: two or three renewals.
-const watch = 20 * time.Second
+// renewals is how many renewals the ERP watches; the SIGTERM below interrupts one more.
+const renewals = 2
 
 // writeWindow is how long the ERP may hold a token Clear has already revoked: Clear revokes the old
 // token when it answers, and the daemon stores the new one straight after, so a read can fall in
@@ -64,13 +64,16 @@ func TestDaemonProcess(t *testing.T) {
 		t.Fatalf("/healthz = %d %q", code, body)
 	}
 
-	// The ERP polls AWSCURRENT every 200ms; halfway through, the daemon gets SIGHUP.
+	// The ERP polls AWSCURRENT every 200ms until it has seen the daemon's first token and `renewals`
+	// renewals, and holds a live token; after the first renewal, the daemon gets SIGHUP, so that the
+	// next comes from the reloaded configuration. The watch ends at a renewal so that the rotation the SIGTERM below
+	// interrupts, the next one, is a whole renewal interval away, and not that plus part of another.
 	var reads []read
-	end := time.Now().Add(watch)
-	hupAt := time.Now().Add(watch / 2)
+	seen, hup := 0, false
+	deadline := time.Now().Add(time.Duration(renewals+2) * daemonLifetime) // the checks below say what is missing
 	for {
 		now := time.Now()
-		if now.After(end) && (len(reads) == 0 || reads[len(reads)-1].live) || now.After(end.Add(writeWindow+time.Second)) {
+		if seen > renewals && reads[len(reads)-1].live || now.After(deadline) {
 			break
 		}
 		tok, _, ok := w.Current() // fails the test if the ERP cannot read the secret
@@ -82,10 +85,13 @@ func TestDaemonProcess(t *testing.T) {
 			}
 		}
 		r.checked = time.Now()
+		if r.token != "" && (len(reads) == 0 || r.token != reads[len(reads)-1].token) {
+			seen++
+		}
 		reads = append(reads, r)
-		if !hupAt.IsZero() && now.After(hupAt) {
+		if seen == 2 && !hup {
 			p.Signal(syscall.SIGHUP)
-			hupAt = time.Time{}
+			hup = true
 		}
 		time.Sleep(200*time.Millisecond - time.Since(now))
 	}
@@ -135,10 +141,10 @@ func TestDaemonProcess(t *testing.T) {
 	}
 	// The most requests the run can justify: the first token, then one per renewal interval of at
 	// least 2/3 of the lifetime less the second to which the stored issue time is truncated. At
-	// least two, or the daemon did not renew at all.
+	// least the first token and the renewals the ERP waited for, or the daemon did not renew.
 	hi := 1 + int(finished.Sub(started)/(daemonLifetime*2/3-time.Second))
-	if requests < 2 || requests > hi {
-		t.Errorf("%d requests to Clear in %s, want 2 to %d", requests, finished.Sub(started).Round(time.Millisecond), hi)
+	if requests < 1+renewals || requests > hi {
+		t.Errorf("%d requests to Clear in %s, want %d to %d", requests, finished.Sub(started).Round(time.Millisecond), 1+renewals, hi)
 	}
 	// Exactly one request per renewal point: the ERP sees every token, since each stays in place for
 	// seconds; a request that began in the milliseconds between the ERP's last read and the count is

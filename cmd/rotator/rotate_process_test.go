@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -289,7 +290,7 @@ func TestYAMLConfigSeveralClients(t *testing.T) {
 	yaml := "clients:\n" +
 		"  - name: erp-a\n    client_secret: " + w.Secrets[0] + "\n    token_secret_id: " + w.TokenID + "\n" +
 		"  - name: erp-b\n    client_secret: " + second + "\n    token_secret_id: " + w.TokenID + "-b\n    daily_limit: 10\n"
-	if err := writeFile(path, yaml); err != nil {
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := []string{"ROTATOR_CONFIG=" + path, "CLEAR_CLIENT_SECRET=", "ROTATOR_TOKEN_SECRET_ID="}
@@ -301,7 +302,7 @@ func TestYAMLConfigSeveralClients(t *testing.T) {
 	dup := "clients:\n" +
 		"  - name: erp-a\n    client_secret: " + w.Secrets[0] + "\n    token_secret_id: shared\n" +
 		"  - name: erp-b\n    client_secret: " + second + "\n    token_secret_id: shared\n"
-	if err := writeFile(path, dup); err != nil {
+	if err := os.WriteFile(path, []byte(dup), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	wantCode(t, rotatorEnv(w, env, "check"), 2, "shared")
