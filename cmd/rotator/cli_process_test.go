@@ -9,31 +9,32 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
 // These tests run the built binary, as operators do, for what the command-line framework prints:
 // help, usage errors, warnings about unknown variables, and configuration refusals.
 
 func TestProcessHelpOnStdout(t *testing.T) {
-	c := newCLI(t, time.Hour)
+	w := world(t, rig.Options{Lifetime: time.Hour})
 	for _, args := range [][]string{{"rotate", "--help"}, {"help", "rotate"}, {"run", "--help"}, {"check", "--help"}, {"status", "-h"}, {"revoke", "--help"}} {
-		r := c.run(args...)
-		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "usage: rotator "+args[len(args)-1]) && !strings.Contains(r.stdout, "usage: rotator "+args[0]) {
-			t.Fatalf("%v: exit %d\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+		r := w.Rotator(args...)
+		if r.Code != 0 || r.Stderr != "" || !strings.Contains(r.Stdout, "usage: rotator "+args[len(args)-1]) && !strings.Contains(r.Stdout, "usage: rotator "+args[0]) {
+			t.Fatalf("%v: exit %d\n%s", args, r.Code, r.Output())
 		}
 		for _, want := range []string{"--help", "Environment:", "Example:", "Exit status:"} {
-			if !strings.Contains(r.stdout, want) {
+			if !strings.Contains(r.Stdout, want) {
 				t.Errorf("%v: help lacks %q", args, want)
 			}
 		}
 	}
-	if c.emu.Requests(c.secret) != 0 {
+	if w.ClearRequests() != 0 {
 		t.Fatal("help called Clear")
 	}
 }
 
 func TestProcessUsageErrorPrintsOnce(t *testing.T) {
-	c := newCLI(t, time.Hour)
+	w := world(t, rig.Options{Lifetime: time.Hour})
 	for _, tc := range []struct {
 		args       []string
 		want, hint string
@@ -42,49 +43,49 @@ func TestProcessUsageErrorPrintsOnce(t *testing.T) {
 		{[]string{"rotate", "--forse"}, "did you mean --force?", "rotator rotate --help"},
 		{[]string{"status", "--force"}, "status does not take the flag --force", "rotator status --help"},
 	} {
-		r := c.run(tc.args...)
-		if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, tc.want) != 1 || !strings.Contains(r.stderr, tc.hint) ||
-			strings.Count(r.stderr, "\n") != 2 {
-			t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s", tc.args, r.code, r.stdout, r.stderr)
+		r := w.Rotator(tc.args...)
+		if r.Code != 2 || r.Stdout != "" || strings.Count(r.Stderr, tc.want) != 1 || !strings.Contains(r.Stderr, tc.hint) ||
+			strings.Count(r.Stderr, "\n") != 2 {
+			t.Errorf("%v: exit %d\n%s", tc.args, r.Code, r.Output())
 		}
 	}
 }
 
 // TestProcessUnknownVariables: typos in variable names used to pass in silence.
 func TestProcessUnknownVariables(t *testing.T) {
-	c := newCLI(t, time.Hour)
+	w := world(t, rig.Options{Lifetime: time.Hour})
 	typos := []string{"ROTATOR_DAILY_LIMT=100", "CLEAR_TIMOUT=5s"}
-	r := c.runEnv(typos, "check")
+	r := rotatorEnv(w, typos, "check")
 	wantCode(t, r, 0, "warning: unknown environment variable ROTATOR_DAILY_LIMT is ignored; did you mean ROTATOR_DAILY_LIMIT?")
 	wantCode(t, r, 0, "warning: unknown environment variable CLEAR_TIMOUT is ignored; did you mean CLEAR_TIMEOUT?")
 	for _, cmd := range [][]string{{"check"}, {"status"}, {"rotate"}} {
-		r := c.runEnv(typos, cmd...)
-		if !strings.Contains(r.stderr, `"msg":"unknown environment variable CLEAR_TIMOUT is ignored; did you mean CLEAR_TIMEOUT?"`) ||
-			strings.Count(r.stderr, "ROTATOR_DAILY_LIMT is ignored") != 1 {
-			t.Errorf("%v: no warning in the log:\n%s", cmd, r.stderr)
+		r := rotatorEnv(w, typos, cmd...)
+		if !strings.Contains(r.Stderr, `"msg":"unknown environment variable CLEAR_TIMOUT is ignored; did you mean CLEAR_TIMEOUT?"`) ||
+			strings.Count(r.Stderr, "ROTATOR_DAILY_LIMT is ignored") != 1 {
+			t.Errorf("%v: no warning in the log:\n%s", cmd, r.Stderr)
 		}
 	}
 	// The warning also comes when the typo is why the configuration is refused.
-	r = c.runEnv([]string{"CLEAR_BASE_URL=", "CLEAR_BASE_ULR=https://x.example.com"}, "check")
+	r = rotatorEnv(w, []string{"CLEAR_BASE_URL=", "CLEAR_BASE_ULR=https://x.example.com"}, "check")
 	wantCode(t, r, 2, "CLEAR_BASE_URL is not set")
 	wantCode(t, r, 2, "did you mean CLEAR_BASE_URL?")
 }
 
 func TestProcessRevokeNeedsYesWithoutTerminal(t *testing.T) {
-	c := newCLI(t, time.Hour)
+	w := world(t, rig.Options{Lifetime: time.Hour})
 	// exec.Cmd gives the child /dev/null as stdin, as cron does: not a terminal.
-	r := c.run("revoke")
+	r := w.Rotator("revoke")
 	wantCode(t, r, 2, "revoke needs --yes when stdin is not a terminal")
 	wantCode(t, r, 2, "Run 'rotator revoke --help' for usage.")
-	cmd := exec.Command(c.bin, "revoke", "--client", "default")
-	cmd.Env = c.env
+	cmd := exec.Command(proctest.TestRotator(t), "revoke", "--client", "default")
+	cmd.Env = w.Env()
 	cmd.Stdin = strings.NewReader("yes\n") // a pipe: nobody typed this
 	out, err := cmd.CombinedOutput()
-	c.record(procResult{stdout: string(out)})
+	w.Record(string(out))
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "needs --yes") {
 		t.Errorf("revoke from a pipe: %v\n%s", err, out)
 	}
-	if c.emu.Requests(c.secret) != 0 {
+	if w.ClearRequests() != 0 {
 		t.Fatal("a refused revoke called Clear")
 	}
 }
@@ -92,9 +93,9 @@ func TestProcessRevokeNeedsYesWithoutTerminal(t *testing.T) {
 // TestProcessConfigurationRefusals covers settings that used to be accepted: each is refused at
 // start-up with exit status 2, without calling Clear, and without echoing what it must not.
 func TestProcessConfigurationRefusals(t *testing.T) {
-	c := newCLI(t, time.Hour)
+	w := world(t, rig.Options{Lifetime: time.Hour})
 	// The release build: its rotation floor is the minute the refusals quote.
-	c.bin = proctest.Build(t, "./cmd/rotator", "ROTATOR_BIN")
+	release := proctest.Build(t, "./cmd/rotator", "ROTATOR_BIN")
 	fifo := filepath.Join(t.TempDir(), "clients.yaml")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -112,19 +113,19 @@ func TestProcessConfigurationRefusals(t *testing.T) {
 		{[]string{"CLEAR_BASE_URL=https://" + user + ":" + pw + "@host.example.com/?" + query, "CLEAR_CLIENT_SECRET=", "CLEAR_CLIENT_SECRET_ID=clear/cs"},
 			"must not contain a user name or password"},
 		{[]string{"CLEAR_BASE_URL=https://host.example.com/?" + query, "CLEAR_CLIENT_SECRET=", "CLEAR_CLIENT_SECRET_ID=clear/cs"}, "query"},
-		{[]string{"CLEAR_CLIENT_SECRET_2=" + c.secret}, "CLEAR_CLIENT_SECRET_2 is the same client secret as this client's CLEAR_CLIENT_SECRET"},
+		{[]string{"CLEAR_CLIENT_SECRET_2=" + w.Secrets[0]}, "CLEAR_CLIENT_SECRET_2 is the same client secret as this client's CLEAR_CLIENT_SECRET"},
 	} {
 		for _, cmd := range []string{"check", "run"} {
-			r := c.runEnv(tc.env, cmd)
+			r := w.RunEnv(release, tc.env, cmd)
 			wantCode(t, r, 2, tc.want)
 			for _, s := range []string{user, pw, query} {
-				if strings.Contains(r.stdout+r.stderr, s) {
-					t.Errorf("%v: output echoes %q:\n%s", tc.env, s, r.stderr)
+				if strings.Contains(r.Stdout+r.Stderr, s) {
+					t.Errorf("%v: output echoes %q:\n%s", tc.env, s, r.Stderr)
 				}
 			}
 		}
 	}
-	if c.emu.Requests(c.secret) != 0 {
+	if w.ClearRequests() != 0 {
 		t.Fatal("a refused configuration called Clear")
 	}
 }

@@ -5,6 +5,7 @@ package mototest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,8 +24,9 @@ import (
 
 // Server is a running moto_server.
 type Server struct {
-	URL string
-	cmd *exec.Cmd
+	URL  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
 }
 
 var (
@@ -52,12 +54,26 @@ func StopShared() {
 	}
 }
 
-// Start starts a new moto_server on a free loopback port and waits until it answers.
+// Start starts a new moto_server on a free loopback port and waits until it answers. The port is
+// free when chosen but not reserved: a listener of another test (or test binary) may take it before
+// moto binds it. Then moto exits, and what answers on the port is not moto; Start notices either,
+// and tries again on another port.
 func Start() (*Server, error) {
 	bin, err := exec.LookPath("moto_server")
 	if err != nil {
 		return nil, fmt.Errorf(`moto_server not found on PATH: install it with pip install "moto[server]" (make test-deps does)`)
 	}
+	for attempt := 1; ; attempt++ {
+		s, err := startOn(bin)
+		if err == nil || !errors.Is(err, errPortTaken) || attempt == 3 {
+			return s, err
+		}
+	}
+}
+
+var errPortTaken = errors.New("moto_server exited or another server answers on its port")
+
+func startOn(bin string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -70,13 +86,23 @@ func Start() (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting moto_server: %w", err)
 	}
-	s := &Server{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd}
+	s := &Server{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("%w (port %d)", errPortTaken, port)
+		default:
+		}
 		resp, err := http.Get(s.URL + "/moto-api/")
 		if err == nil {
 			resp.Body.Close()
-			return s, nil
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+			s.Stop()
+			return nil, fmt.Errorf("%w (port %d answered %s)", errPortTaken, port, resp.Status)
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
@@ -90,7 +116,7 @@ func Start() (*Server, error) {
 func (s *Server) Stop() {
 	if s.cmd.Process != nil {
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		_ = s.cmd.Wait()
+		<-s.done
 	}
 }
 

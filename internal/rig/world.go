@@ -348,6 +348,9 @@ func (w *World) Versions() []Version {
 		}
 		return out
 	}
+	if w.motoSecretMissing() {
+		return nil
+	}
 	ctx := context.Background()
 	sm := w.Moto.Client()
 	list, err := sm.ListSecretVersionIds(ctx, &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(w.TokenID), IncludeDeprecated: aws.Bool(true)})
