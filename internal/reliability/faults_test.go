@@ -72,6 +72,11 @@ func measureLostToken(t *testing.T, clearTimeout time.Duration, fault lostFault,
 	out := lostTokenOutage{states: map[rotation.Health]int{}}
 	status := engine(w, "status", nil, clearTimeout)
 	for !w.Live() || len(answered(w)) == before {
+		// Let every goroutine woken at this instant reach its next durable block first: between
+		// Clear's answer and the refused write, the owner's claim is rightly in flight, for no
+		// time on the bubble's clock. Sampled without this, a loaded machine could catch that
+		// instant.
+		synctest.Wait()
 		if len(answered(w)) > before && !w.Live() {
 			s, err := status.Status(ctx, c)
 			if err != nil {
