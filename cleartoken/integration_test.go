@@ -9,12 +9,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,20 +28,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
-func TestMain(m *testing.M) {
-	// Every test here is parallel, and the integration tests wait on processes and real time, not
-	// on the CPU: run them all at once rather than GOMAXPROCS at a time, unless -parallel says.
-	flag.Parse()
-	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
-	if !explicit {
-		_ = flag.Set("test.parallel", "16")
-	}
-	code := m.Run()
-	mototest.StopShared()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { rig.Main(m, 16) }
 
 // countingSM counts GetSecretValue calls.
 type countingSM struct {

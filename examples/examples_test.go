@@ -17,17 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	mototest.StopShared()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { rig.Main(m, 0) }
 
 // result is the JSON line both programs print.
 type result struct {

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,12 +23,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	mototest.StopShared()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { rig.Main(m, 0) }
 
 // reply is what the function posted for one invocation.
 type reply struct {

@@ -2,21 +2,14 @@ package bench
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/clear-rotator/clear-rotator/internal/mototest"
-	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/reliability"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	mototest.StopShared()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { rig.Main(m, 0) }
 
 // lifetimes are the token configurations the efficiency benchmark compares.
 var lifetimes = []struct {

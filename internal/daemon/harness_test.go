@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -192,12 +191,7 @@ func (h *harness) get(path string) (int, string) {
 // metric returns the value of one sample line of /metrics, or "" if it is absent.
 func (h *harness) metric(series string) string {
 	_, body := h.get("/metrics")
-	for line := range strings.SplitSeq(body, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			return v
-		}
-	}
-	return ""
+	return rig.Sample(body, series)
 }
 
 // assertRenewals checks the requests of one client: n of them, each at its predecessor's renewal

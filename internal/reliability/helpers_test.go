@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,20 +16,13 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
-	"github.com/clear-rotator/clear-rotator/internal/mototest"
-	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	mototest.StopShared()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { rig.Main(m, 0) }
 
 // t0 is when the fake clock of the in-process tests on the wire starts.
 var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)

@@ -198,12 +198,7 @@ func (p *Proc) Get(path string) (int, string) {
 // Metric returns one sample's value from /metrics, or "" when it is absent.
 func (p *Proc) Metric(series string) string {
 	_, body := p.Get("/metrics")
-	for line := range strings.SplitSeq(body, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			return v
-		}
-	}
-	return ""
+	return Sample(body, series)
 }
 
 // Stop sends sig and returns the exit status, failing the test if the process outlives timeout.

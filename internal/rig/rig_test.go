@@ -3,24 +3,16 @@ package rig_test
 import (
 	"context"
 	"errors"
-	"os"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/clear-rotator/clear-rotator/internal/mototest"
-	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	mototest.StopShared()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { rig.Main(m, 0) }
 
 // rotateTwice makes a first rotation and a forced second one with the world's engine, and checks
 // what the rig reports of them.

@@ -1,14 +1,9 @@
 package rotation_test
 
 import (
-	"os"
 	"testing"
 
-	"github.com/clear-rotator/clear-rotator/internal/mototest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	mototest.StopShared()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { rig.Main(m, 0) }

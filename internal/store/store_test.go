@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,14 +11,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	mototest.StopShared()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { rig.Main(m, 0) }
 
 func TestSecretsManagerSemantics(t *testing.T) {
 	moto := mototest.Shared(t)
