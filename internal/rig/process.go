@@ -154,6 +154,10 @@ func (p *Proc) Kill() {
 	}
 }
 
+// Pid is the process's id, for what only the operating system tells about it (its resident
+// memory in /proc/<pid>/status, for the footprint benchmark).
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
 
