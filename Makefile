@@ -35,8 +35,12 @@ test-bin:
 ## seconds, the test build (ROTATOR_TEST_BIN, the same but for the rotation floor). The manifests
 ## under deploy/ are validated by the Go tests in ./deploy (part of ./...). The quick checks run
 ## first, so that a template or rules mistake does not wait for the long tests.
+## The packages' tests run TEST_PARALLEL at a time: the CPU count, but at least three. The process
+## tests spend most of their time waiting on child processes and real-time tokens, so on a two-core
+## machine go test's default (two) leaves the CPU idle while the slowest package waits its turn.
+TEST_PARALLEL ?= $(shell n=$$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2); echo $$(( n < 3 ? 3 : n )))
 test: test-deps lint static test-bin cfn-lint promtool
-	CGO_ENABLED=1 ROTATOR_BIN=$(CURDIR)/bin/rotator ROTATOR_TEST_BIN=$(CURDIR)/bin/rotator-test $(GO) test -race -count=1 -timeout 20m ./...
+	CGO_ENABLED=1 ROTATOR_BIN=$(CURDIR)/bin/rotator ROTATOR_TEST_BIN=$(CURDIR)/bin/rotator-test $(GO) test -race -count=1 -p $(TEST_PARALLEL) -timeout 20m ./...
 
 ## test-deps: check for (and where possible install) what the tests need; never skip silently
 test-deps:
