@@ -213,16 +213,20 @@ type round struct {
 func (d *daemon) run(ctx context.Context) error {
 	cfg := d.app.Config
 	var srv *http.Server
+	listening := ""
 	if cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("ops listener: %w", err)
 		}
 		srv = d.serveOps(ln)
+		// The address actually bound: with port 0 (any free port) it is the only way to learn
+		// where the probes must go.
+		listening = ln.Addr().String()
 	}
 	log := d.logger()
 	log.Info("daemon started", "version", d.opts.Version, "clients", len(d.app.Clients),
-		"schedule", scheduleSpec(cfg), "http_addr", cfg.HTTPAddr, "shutdown_grace", grace(cfg).String())
+		"schedule", scheduleSpec(cfg), "http_addr", listening, "shutdown_grace", grace(cfg).String())
 
 	d.mu.Lock()
 	d.tickAt = d.activationLocked(time.Now())

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -103,7 +102,8 @@ func (w *World) Daemon(env ...string) *Proc {
 }
 
 // Start starts bin with args and the world's environment plus env, with an ops listener address
-// (unless env sets ROTATOR_HTTP_ADDR), and waits for /healthz when there is a listener.
+// (unless env sets ROTATOR_HTTP_ADDR), and waits for /healthz when there is a listener. The
+// listener binds port 0 and the address is read from the daemon's "daemon started" line.
 func (w *World) Start(bin string, env []string, args ...string) *Proc {
 	w.T.Helper()
 	p := &Proc{w: w, out: &proctest.Buffer{}, stdout: &proctest.Buffer{}, done: make(chan struct{})}
@@ -114,7 +114,9 @@ func (w *World) Start(bin string, env []string, args ...string) *Proc {
 		}
 	}
 	if !explicit {
-		p.Addr = freeAddr(w)
+		// Port 0: the kernel picks a free port when the process binds, and the daemon logs it.
+		// Picking one here and releasing it for the process to bind would race other tests.
+		p.Addr = "127.0.0.1:0"
 		env = append(env, "ROTATOR_HTTP_ADDR="+p.Addr)
 	}
 	w.RecordFrom(p.out)
@@ -138,6 +140,15 @@ func (w *World) Start(bin string, env []string, args ...string) *Proc {
 		close(p.done)
 	}()
 	w.T.Cleanup(p.Kill)
+	if strings.HasSuffix(p.Addr, ":0") {
+		p.Await("the daemon's ops listener address", 15*time.Second, func() bool {
+			addr := p.LoggedAttr("daemon started", "http_addr")
+			if addr != "" {
+				p.Addr = addr
+			}
+			return addr != ""
+		})
+	}
 	if p.Addr != "" {
 		p.Await("the ops listener", 15*time.Second, func() bool { code, _ := p.Get("/healthz"); return code == http.StatusOK })
 	}
@@ -230,24 +241,26 @@ func (p *Proc) Signal(sig os.Signal) {
 
 // Logged reports whether a JSON log line has msg as its message.
 func (p *Proc) Logged(msg string) bool {
+	_, ok := p.record(msg)
+	return ok
+}
+
+// LoggedAttr returns the string attribute key of the first JSON log line whose message is msg, or
+// "" when there is none yet.
+func (p *Proc) LoggedAttr(msg, key string) string {
+	rec, _ := p.record(msg)
+	v, _ := rec[key].(string)
+	return v
+}
+
+func (p *Proc) record(msg string) (map[string]any, bool) {
 	sc := bufio.NewScanner(strings.NewReader(p.Output()))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		var rec struct {
-			Msg string `json:"msg"`
-		}
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == msg {
-			return true
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
+			return rec, true
 		}
 	}
-	return false
-}
-
-func freeAddr(w *World) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		w.T.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return nil, false
 }

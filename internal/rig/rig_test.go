@@ -3,6 +3,8 @@ package rig_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strings"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -126,4 +128,25 @@ func TestLeakScanFindsSecretsAndTokens(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestDaemonOnAnyPortSaysWhere starts the daemon with the ops listener on port 0, which the
+// kernel picks, as the rig does to avoid two tests racing for a port: the "daemon started" line
+// must name the address it actually listens on, and that address must answer.
+func TestDaemonOnAnyPortSaysWhere(t *testing.T) {
+	w := rig.New(t, rig.Options{Lifetime: time.Hour})
+	p := w.Daemon("ROTATOR_HTTP_ADDR=127.0.0.1:0")
+	var addr string
+	p.Await("the daemon's start line", 10*time.Second, func() bool {
+		addr = p.LoggedAttr("daemon started", "http_addr")
+		return addr != ""
+	})
+	if strings.HasSuffix(addr, ":0") {
+		t.Fatalf("the daemon logged http_addr %q, not the port it listens on", addr)
+	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("the logged address %s does not answer: %v", addr, err)
+	}
+	resp.Body.Close()
 }
