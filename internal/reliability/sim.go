@@ -476,7 +476,13 @@ func (s *sim) tick(ctx context.Context, master *rand.Rand, now time.Time, procs 
 			p = procs[i]
 		}
 		p.mu.Lock()
-		p.crash, p.lastClaim, p.rereadFor = "", "", ""
+		p.crash = ""
+		if !p.runner {
+			// A runner (a daemon) rotates on its own schedule, so the simulation's tick may fall
+			// between its claim and the release of that claim: forgetting the claim here made
+			// the release unrecognisable, and a released claim was then counted as lost.
+			p.lastClaim, p.rereadFor = "", ""
+		}
 		if f.Crash > 0 && master.Float64() < f.Crash {
 			p.crash = crashPoints[master.IntN(len(crashPoints))]
 		}
@@ -809,6 +815,7 @@ func (a *procAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecr
 		return out, err
 	}
 	now := s.clock.Now()
+	released := false
 	s.mu.Lock()
 	fresh := !s.claimSeen[aws.ToString(out.VersionId)]
 	s.claimSeen[aws.ToString(out.VersionId)] = true
@@ -823,6 +830,7 @@ func (a *procAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecr
 		if !isClaim && st.Claim == nil && aws.ToString(in.ClientRequestToken) == releaseToken(a.p.lastClaimID()) {
 			// The owner gave its claim up without calling Clear, and uncounted the request.
 			s.events = append(s.events, event{owner: a.p.Name, kind: "release", day: stateDay(st)})
+			released = true
 		}
 		if isClaim {
 			s.events = append(s.events, event{owner: a.p.Name, kind: "claim", day: stateDay(st)})
@@ -843,6 +851,13 @@ func (a *procAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecr
 	if isClaim && fresh {
 		a.p.mu.Lock()
 		a.p.lastClaim = aws.ToString(out.VersionId)
+		a.p.mu.Unlock()
+	}
+	if released {
+		// The claim is over: the process's next read of AWSCURRENT is a first read, not a
+		// re-read (see claimed), as it is after a Clear request.
+		a.p.mu.Lock()
+		a.p.rereadFor = a.p.lastClaim
 		a.p.mu.Unlock()
 	}
 	switch {
