@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 )
 
@@ -211,10 +212,7 @@ func (w *World) Store(value string) string {
 
 // StoreToken writes a token document for tok, as the rotator stores it, with Store.
 func (w *World) StoreToken(tok string) string {
-	doc, err := json.Marshal(map[string]any{
-		"access_token": tok, "valid_till": nil, "issued_at": w.Now().UTC().Format(time.RFC3339),
-		"client": w.name, "rotated_by": "clear-rotator",
-	})
+	doc, err := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken(tok), IssuedAt: w.Now(), Client: w.name})
 	if err != nil {
 		panic(err)
 	}
