@@ -170,6 +170,21 @@ type Result struct {
 	Status Status `json:"-"`
 	// ReadErr is set when Secrets Manager could not be read: the decision was made on nothing.
 	ReadErr error `json:"-"`
+	// Stored is the token this attempt stored in AWSCURRENT; nil when it stored none. The shells act
+	// on it: the daemon hands the token to its gateway, push delivery tells the ERP which version
+	// to read.
+	Stored *Stored `json:"-"`
+}
+
+// Stored is a token the engine has just stored in AWSCURRENT.
+type Stored struct {
+	// VersionID is the AWSCURRENT version that holds it.
+	VersionID string
+	// Token is the document as stored; its AccessToken redacts itself.
+	Token document.Token
+	// Forced is true when the rotation was asked for (a forced rotation, an event, a revoke) rather
+	// than found due.
+	Forced bool
 }
 
 // Engine rotates tokens. Its zero value is not usable: set Store.
@@ -320,6 +335,9 @@ func (e *Engine) Run(ctx context.Context, c *Client, req Request, cache *Cache) 
 	r = e.result(c, rd.snap, d)
 	if d.Action == Ask {
 		r = e.ask(ctx, c, rd, d, r, cache)
+		if r.Stored != nil {
+			r.Stored.Forced = req.Force || req.Event != ""
+		}
 	} else if d.Err != nil {
 		r = r.fail(d.Outcome, d.Err)
 		r.Outcome = d.Outcome
@@ -546,6 +564,7 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 		nr.Message += fmt.Sprintf(" (degraded: only API client %d could be asked, so the token it replaced is revoked)", d.Slot)
 	}
 	nr.NextCheck = ad.NextCheck
+	nr.Stored = &Stored{VersionID: tokenVersion, Token: doc}
 	if problem := anomaly(grant, answered); problem != "" {
 		// A token that arrives expired or about to expire is stored, since it is the only one left,
 		// but is not answered with the next request at once: the API client backs off, so a clock

@@ -109,6 +109,17 @@ func TestFirstRotationCreatesSecretAndStoresToken(t *testing.T) {
 	if want := w.Clock.Now().Add(40 * time.Minute); r.RenewAt == nil || !r.RenewAt.Equal(want) {
 		t.Fatalf("renew_at = %v, want %v", r.RenewAt, want)
 	}
+	// The result names what it stored, for the shells that hand it on.
+	_, id, _ := token(t, w, "AWSCURRENT")
+	if r.Stored == nil || r.Stored.VersionID != id || r.Stored.Token.AccessToken.Reveal() != tok.AccessToken.Reveal() || r.Stored.Forced {
+		t.Fatalf("stored = %+v, want version %s, the token, not forced", r.Stored, id)
+	}
+	if r := w.Engine("a").Rotate(context.Background(), c, false); r.Stored != nil {
+		t.Fatalf("a check that stored nothing reports %+v", r.Stored)
+	}
+	if r := w.Engine("a").Rotate(context.Background(), c, true); r.Stored == nil || !r.Stored.Forced {
+		t.Fatalf("a forced rotation reports %+v", r.Stored)
+	}
 }
 
 func TestNotDueWritesNothingAndDueRotatesOnce(t *testing.T) {
