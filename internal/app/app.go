@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -82,4 +83,16 @@ func (a *App) Select(name string) ([]*rotation.Client, error) {
 		names[i] = c.Name
 	}
 	return nil, fmt.Errorf("no client named %q (configured: %v)", name, names)
+}
+
+// SharedSecrets reads every client secret of the configuration and fails, naming them, when two
+// API clients hold the same value under different names: each rotation of one would revoke the
+// other's token. The daemon refuses to start with such a configuration (and keeps its old one on
+// a reload); `check` reports it, and rotate and revoke refuse the clients concerned.
+func (a *App) SharedSecrets(ctx context.Context) error {
+	var errs []error
+	for _, err := range a.Engine.SharedSecrets(ctx, a.Clients) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }

@@ -127,18 +127,24 @@ func (f *fixture) invokeAs(id, payload string) (any, string, error) {
 	return ans, id, err
 }
 
-// rotated invokes and expects a RotateAnswer.
+// rotated invokes and expects a RotateAnswer (or, for a revoke, a RevokeAnswer).
 func (f *fixture) rotated(payload string) ([]rotation.Result, string) {
 	f.t.Helper()
 	ans, id, err := f.invoke(payload)
 	if err != nil {
 		f.t.Fatalf("%s: %v", payload, err)
 	}
-	ra, ok := ans.(lambdafn.RotateAnswer)
-	if !ok {
-		f.t.Fatalf("%s answered %T, want RotateAnswer", payload, ans)
+	switch a := ans.(type) {
+	case lambdafn.RotateAnswer:
+		return a.Results, id
+	case lambdafn.RevokeAnswer:
+		if len(a.MayBeLive) != 0 {
+			f.t.Fatalf("%s: a revoke answered success with API clients possibly live: %+v", payload, a.MayBeLive)
+		}
+		return a.Results, id
 	}
-	return ra.Results, id
+	f.t.Fatalf("%s answered %T, want RotateAnswer or RevokeAnswer", payload, ans)
+	return nil, id
 }
 
 func (f *fixture) token(c client) string {
