@@ -174,7 +174,7 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	if err != nil {
 		return &usageError{err: err}
 	}
-	f := &fleet.Fleet{Engine: a.Engine, All: a.Clients}
+	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard}
 	switch cmd.name {
 	case "rotate":
 		return rotate(ctx, f, clients, o.force, o.asJSON, stdout)

@@ -25,9 +25,11 @@ const Parallel = 4
 type Fleet struct {
 	Engine *rotation.Engine
 	// All is every configured client. A rotation or revoke of one of them is refused when its
-	// client secret is also another's (rotation.Engine.SharedSecrets), so it must see them all,
-	// not only the ones asked for. Nil means the clients asked for.
+	// client secret is also another's (Guard), so it must see them all, not only the ones asked
+	// for. Nil means the clients asked for. Unused when Guard is set.
 	All []*rotation.Client
+	// Guard, when not nil, is a long-lived process's Guard; nil means one for each command.
+	Guard *Guard
 	// Observe, when not nil, is called with each result as it comes, from several goroutines at
 	// once (the Lambda writes its metrics from it).
 	Observe func(c *rotation.Client, r rotation.Result)
@@ -84,48 +86,27 @@ func (f *Fleet) observe(c *rotation.Client, r rotation.Result) {
 	}
 }
 
-// shared returns, per client name, why the clients must not be rotated: their client secret is
-// also another API client's, so each rotation of one revokes the other's token. Reading the
-// secrets costs a call per secret, so it is skipped when there are not two secrets to compare.
-func (f *Fleet) shared(ctx context.Context, clients []*rotation.Client) map[string]error {
+// guard returns the fleet's Guard, or a new one that reads the secrets once for this call.
+func (f *Fleet) guard(clients []*rotation.Client) *Guard {
+	if f.Guard != nil {
+		return f.Guard
+	}
 	all := f.All
 	if all == nil {
 		all = clients
 	}
-	n := 0
-	for _, c := range all {
-		n += c.Slots()
-	}
-	if n < 2 {
-		return nil
-	}
-	out := map[string]error{}
-	for _, err := range f.Engine.SharedSecrets(ctx, all) {
-		for _, c := range clients {
-			if _, done := out[c.Name]; !done && err.Names(c.Name) {
-				out[c.Name] = err
-			}
-		}
-	}
-	return out
-}
-
-// refused is the result of a client that is not rotated because its client secret is shared.
-func (f *Fleet) refused(ctx context.Context, c *rotation.Client, err error) rotation.Result {
-	st, _ := f.Engine.Status(ctx, c)
-	return rotation.Result{Client: c.Name, Outcome: rotation.Failed, Message: err.Error(), Err: err, State: st.State,
-		ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt, RequestsToday: st.RequestsToday,
-		DailyLimit: c.DailyLimit, Degraded: st.Degraded, Status: st}
+	return &Guard{Engine: f.Engine, All: all}
 }
 
 // Rotate runs req for every client. The error is a *RotationError when any client was not rotated
 // as asked (failed, limited, blocked); the answer holds every result either way.
 func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rotation.Request) (RotateAnswer, error) {
-	shared := f.shared(ctx, clients)
+	g := f.guard(clients)
 	results := each(clients, func(c *rotation.Client) rotation.Result {
+		// The fleet's engine, not the guard's: a Lambda's carries the invocation's logger.
 		var r rotation.Result
-		if err := shared[c.Name]; err != nil {
-			r = f.refused(ctx, c, err)
+		if err := g.Refusal(ctx, c); err != nil {
+			r = Refused(ctx, f.Engine, c, err)
 		} else {
 			r = f.Engine.Run(ctx, c, req, nil)
 		}
@@ -149,10 +130,10 @@ func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rota
 // being the event id (empty for a command, which is its own event). The error is a *RevokeError
 // naming each API client whose tokens may still be live; the answer holds every result either way.
 func (f *Fleet) Revoke(ctx context.Context, clients []*rotation.Client, event string) (RevokeAnswer, error) {
-	shared := f.shared(ctx, clients)
+	g := f.guard(clients)
 	per := each(clients, func(c *rotation.Client) []rotation.Revocation {
-		if err := shared[c.Name]; err != nil {
-			r := f.refused(ctx, c, err)
+		if err := g.Refusal(ctx, c); err != nil {
+			r := Refused(ctx, f.Engine, c, err)
 			f.observe(c, r)
 			var out []rotation.Revocation
 			for slot := 1; slot <= c.Slots(); slot++ {
