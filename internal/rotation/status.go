@@ -95,43 +95,64 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 	if l := d.Settled.Lost; l != nil && lostCurrent(s, d.Settled) {
 		st.TokenLost = &LostView{At: l.At, Reason: l.Reason, Certain: l.Certain}
 	}
-	// Why the client may not rotate automatically, if it may not: the refusal of the API client it
-	// would ask, or of the other when that one is usable too.
-	if _, err := choose(s, d.Slots, Request{}); err != nil {
-		for _, v := range d.Slots {
-			if v.refusal == err {
-				st.BlockedUntil, st.BlockedReason = v.BlockedUntil, v.BlockedReason
-			}
-		}
-		if st.BlockedReason == nil {
-			reason := err.Error()
-			st.BlockedReason = &reason
+	st.BlockedUntil, st.BlockedReason = blockOf(s, d)
+	st.LastError = lastError(d)
+	st.ConsumerReread = consumerReread(c, s, d)
+	return st
+}
+
+// blockOf says why the client may not rotate automatically, if it may not: the refusal of the API
+// client it would ask, or of the other when that one is usable too.
+func blockOf(s Snapshot, d Decision) (until *time.Time, reason *string) {
+	_, err := choose(s, d.Slots, Request{})
+	if err == nil {
+		return nil, nil
+	}
+	for _, v := range d.Slots {
+		if v.refusal == err {
+			until, reason = v.BlockedUntil, v.BlockedReason
 		}
 	}
-	// The most recent error of any API client.
+	if reason == nil {
+		r := err.Error()
+		reason = &r
+	}
+	return until, reason
+}
+
+// lastError is the most recent error of any API client, else the reason of a recorded loss.
+func lastError(d Decision) *string {
+	var last *string
 	for _, v := range d.Slots {
 		if v.LastError != nil {
-			st.LastError = v.LastError
+			last = v.LastError
 		}
 	}
-	if l := d.Settled.Lost; l != nil && st.LastError == nil {
+	if l := d.Settled.Lost; l != nil && last == nil {
 		reason := l.Reason
-		st.LastError = &reason
+		last = &reason
 	}
-	if len(d.Slots) == 2 && s.HasToken {
-		var every time.Duration
-		switch t := s.Token; {
-		case t.ValidTill != nil && !d.RenewAt.IsZero():
-			every = t.ValidTill.Sub(d.RenewAt)
-		case t.ValidTill == nil && !t.ValidTillUnknown && c.MaxAge > 0:
-			every = c.MaxAge
-		}
-		if every > 0 {
-			s := every.Round(time.Second).String()
-			st.ConsumerReread = &s
-		}
+	return last
+}
+
+// consumerReread is the consumers' rule with two API clients: how often re-reading the secret is
+// enough never to hold a dead token. Nil with one API client, or when it cannot be known.
+func consumerReread(c *Client, s Snapshot, d Decision) *string {
+	if len(d.Slots) != 2 || !s.HasToken {
+		return nil
 	}
-	return st
+	var every time.Duration
+	switch t := s.Token; {
+	case t.ValidTill != nil && !d.RenewAt.IsZero():
+		every = t.ValidTill.Sub(d.RenewAt)
+	case t.ValidTill == nil && !t.ValidTillUnknown && c.MaxAge > 0:
+		every = c.MaxAge
+	}
+	if every <= 0 {
+		return nil
+	}
+	r := every.Round(time.Second).String()
+	return &r
 }
 
 // Status reads c's token and state without writing anything or calling Clear, and reports the
