@@ -10,99 +10,83 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
 // This file holds the bodies of the rotate, status and revoke commands: how their results are
 // rendered. The command-line framework around them (flags, help, errors) lives in run.go.
 
-func rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, force, asJSON bool, stdout io.Writer) error {
-	failed := 0
-	var results []rotation.Result
-	for _, c := range clients {
-		// A forced rotation from the command line is its own event: the id only keeps a retried
-		// state write from counting it twice.
-		r := e.Run(ctx, c, rotation.Request{Force: force}, nil)
-		results = append(results, r)
-		if !r.Outcome.OK() {
-			failed++
+func rotate(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, force, asJSON bool, stdout io.Writer) error {
+	// A forced rotation from the command line is its own event: no event id.
+	ans, err := f.Rotate(ctx, clients, rotation.Request{Force: force})
+	if asJSON {
+		if werr := writeJSON(stdout, ans); werr != nil {
+			return werr
 		}
-		if !asJSON {
+	} else {
+		for _, r := range ans.Results {
 			fmt.Fprintf(stdout, "%s: %s: %s\n", r.Client, r.Outcome, r.Message)
 		}
 	}
-	if asJSON {
-		if err := writeJSON(stdout, map[string]any{"results": results}); err != nil {
-			return err
-		}
+	var re *fleet.RotationError
+	if errors.As(err, &re) {
+		return fmt.Errorf("%d of %d client(s) not rotated as asked: %w", len(re.Failed), re.Total, errReported)
 	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d client(s) not rotated as asked: %w", failed, len(clients), errReported)
-	}
-	return nil
+	return err
 }
 
 // revoke asks every configured API client of each client for a new token, so that every token the
-// rotator stored is revoked at Clear, and stores the last one.
-func revoke(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, asJSON bool, stdout io.Writer) error {
-	failed := 0
-	var results []rotation.Result
-	for _, c := range clients {
-		rs := e.Revoke(ctx, c, "")
-		results = append(results, rs...)
-		ok := len(rs) == c.Slots()
-		for _, r := range rs {
-			ok = ok && r.Outcome == rotation.Rotated
-			if !asJSON {
-				fmt.Fprintf(stdout, "%s: API client %d: %s: %s\n", r.Client, r.APIClient, r.Outcome, r.Message)
-			}
-		}
-		if !ok {
-			failed++
-		}
-	}
+// rotator stored is revoked at Clear, and stores the last one. It fails naming each API client
+// whose tokens may still be live.
+func revoke(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJSON bool, stdout io.Writer) error {
+	ans, err := f.Revoke(ctx, clients, "")
 	if asJSON {
-		if err := writeJSON(stdout, map[string]any{"results": results}); err != nil {
-			return err
-		}
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d client(s) not revoked: every token stored before may still be live; see above: %w", failed, len(clients), errReported)
-	}
-	return nil
-}
-
-// status prints each client's status. It fails when a client could not be read, and, with check,
-// when any client is not OK (for cron and monitoring checks).
-func status(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, asJSON, check bool, stdout io.Writer) error {
-	statuses := make([]rotation.Status, 0, len(clients))
-	var errs []error
-	for _, c := range clients {
-		s, err := e.Status(ctx, c)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("client %q: %w", c.Name, err))
-		}
-		statuses = append(statuses, s)
-	}
-	if asJSON {
-		if err := writeJSON(stdout, map[string]any{"clients": statuses}); err != nil {
-			return err
+		if werr := writeJSON(stdout, ans); werr != nil {
+			return werr
 		}
 	} else {
-		renderStatus(stdout, statuses, time.Now())
+		for _, r := range ans.Results {
+			fmt.Fprintf(stdout, "%s: API client %d: %s: %s\n", r.Client, r.APIClient, r.Outcome, r.Message)
+		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	var re *fleet.RevokeError
+	if errors.As(err, &re) {
+		live := make([]string, len(re.MayBeLive))
+		for i, l := range re.MayBeLive {
+			live[i] = fmt.Sprintf("%s API client %d", l.Client, l.APIClient)
+		}
+		// Printed on stderr, not only implied by the lines above: it is what the operator must act on.
+		return fmt.Errorf("%d of %d client(s) not revoked: the tokens stored before may still be live for %s (see above)",
+			re.Clients, re.Total, strings.Join(live, ", "))
+	}
+	return err
+}
+
+// status prints each client's status, a row for every client. It fails when a client could not be
+// read, and, with check, when any client is not OK (for cron and monitoring checks).
+func status(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJSON, check bool, stdout io.Writer) error {
+	ans, err := f.Status(ctx, clients)
+	if asJSON {
+		if werr := writeJSON(stdout, ans); werr != nil {
+			return werr
+		}
+	} else {
+		renderStatus(stdout, ans.Clients, time.Now())
+	}
+	var se *fleet.StatusError
+	if errors.As(err, &se) {
+		return errors.Join(se.Errs...)
 	}
 	if check {
 		var bad []string
-		for _, s := range statuses {
+		for _, s := range ans.Clients {
 			if !s.State.OK() {
 				bad = append(bad, s.Name+" ("+string(s.State)+")")
 			}
 		}
 		if len(bad) > 0 {
-			return fmt.Errorf("%d of %d client(s) not OK: %s", len(bad), len(statuses), strings.Join(bad, ", "))
+			return fmt.Errorf("%d of %d client(s) not OK: %s", len(bad), len(ans.Clients), strings.Join(bad, ", "))
 		}
 	}
 	return nil

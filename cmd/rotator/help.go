@@ -76,14 +76,14 @@ var commands = []*command{
 		name:     "revoke",
 		synopsis: "[--client NAME] [--yes] [--json]",
 		summary:  "revoke every token issued, for an incident such as a leaked token",
-		about:    "Asks every configured API client of each client for a new token, which revokes at Clear every token the rotator stored, and stores the last one as AWSCURRENT. ERP systems holding an old token lose access until they re-read the secret. On a terminal it asks for confirmation; elsewhere it needs --yes.",
+		about:    "Asks every configured API client of each client for a new token, which revokes at Clear every token the rotator stored, and stores the last one as AWSCURRENT. An API client that cannot be asked does not stop the others; the command then fails naming every API client whose tokens may still be live. ERP systems holding an old token lose access until they re-read the secret. On a terminal it asks for confirmation; elsewhere it needs --yes.",
 		flags: func(fs *flag.FlagSet, o *options) {
 			clientFlag(fs, o)
 			fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (needed when stdin is not a terminal)")
 			jsonFlag(fs, o)
 		},
 		example: "  rotator revoke --client erp-a --yes",
-		exits:   "  0  every token revoked and a new one stored\n  1  failure, or not confirmed\n  2  usage or configuration error, or --yes missing without a terminal",
+		exits:   "  0  every token revoked and a new one stored\n  1  failure (an API client whose tokens may still be live), or not confirmed\n  2  usage or configuration error, or --yes missing without a terminal",
 	},
 	{
 		name:    "check",

@@ -16,6 +16,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/daemon"
+	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
@@ -173,18 +174,19 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	if err != nil {
 		return &usageError{err: err}
 	}
+	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard}
 	switch cmd.name {
 	case "rotate":
-		return rotate(ctx, a.Engine, clients, o.force, o.asJSON, stdout)
+		return rotate(ctx, f, clients, o.force, o.asJSON, stdout)
 	case "status":
-		return status(ctx, a.Engine, clients, o.asJSON, o.check, stdout)
+		return status(ctx, f, clients, o.asJSON, o.check, stdout)
 	case "revoke":
 		if !o.yes {
 			if err := confirm(stdin, isTerminal(stdin), stderr, clientNames(clients)); err != nil {
 				return err
 			}
 		}
-		return revoke(ctx, a.Engine, clients, o.asJSON, stdout)
+		return revoke(ctx, f, clients, o.asJSON, stdout)
 	default:
 		return check(ctx, a.Engine, clients, cfg, warnings, stdout)
 	}
@@ -219,7 +221,16 @@ func build(ctx context.Context, lookup config.LookupFunc, stderr io.Writer) (*ap
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
-	return app.New(cfg, sm, nil, newLogger(cfg, stderr))
+	a, err := app.New(cfg, sm, nil, newLogger(cfg, stderr))
+	if err != nil {
+		return nil, err
+	}
+	// A daemon that rotated two clients sharing a client secret would revoke each one's token
+	// with the other's rotation, all day: it refuses to start, and a reload keeps the old set.
+	if err := a.SharedSecrets(ctx); err != nil {
+		return nil, &usageError{err: fmt.Errorf("configuration:\n%w", err)}
+	}
+	return a, nil
 }
 
 // check validates what can be validated without calling Clear. Unknown variables are listed

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
@@ -24,6 +26,9 @@ type App struct {
 	Engine  *rotation.Engine
 	Clients []*rotation.Client
 	Log     *slog.Logger
+	// Guard refuses clients whose client secret is also another's; it reads the secrets at most
+	// once per fleet.GuardTTL.
+	Guard *fleet.Guard
 }
 
 // SecretsManager builds a Secrets Manager client from the standard AWS configuration chain
@@ -64,7 +69,17 @@ func New(cfg *config.Config, api store.API, httpClient *http.Client, log *slog.L
 			DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge,
 		})
 	}
+	a.Guard = &fleet.Guard{Engine: a.Engine, All: a.Clients, TTL: fleet.GuardTTL}
 	return a, nil
+}
+
+// Run looks at c through the engine, unless the Guard refuses it: the daemon's one look at a
+// client.
+func (a *App) Run(ctx context.Context, c *rotation.Client, req rotation.Request, cache *rotation.Cache) rotation.Result {
+	if a.Guard == nil {
+		return a.Engine.Run(ctx, c, req, cache)
+	}
+	return a.Guard.Run(ctx, c, req, cache)
 }
 
 // Select returns the named client, or every client when name is empty.
@@ -82,4 +97,16 @@ func (a *App) Select(name string) ([]*rotation.Client, error) {
 		names[i] = c.Name
 	}
 	return nil, fmt.Errorf("no client named %q (configured: %v)", name, names)
+}
+
+// SharedSecrets reads every client secret of the configuration and fails, naming them, when two
+// API clients hold the same value under different names: each rotation of one would revoke the
+// other's token. The daemon refuses to start with such a configuration (and keeps its old one on
+// a reload); `check` reports it, and the Guard refuses the clients concerned later on.
+func (a *App) SharedSecrets(ctx context.Context) error {
+	var errs []error
+	for _, err := range a.Engine.SharedSecrets(ctx, a.Clients) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }

@@ -1,60 +1,16 @@
 package lambdafn
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 
-	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/fleet"
 )
 
-// RotationError reports the clients whose rotation failed, was refused by the daily limit, or is
-// blocked. It is returned as the invocation's error so that Lambda counts an Errors datapoint and
-// the template's alarm fires; the engine's messages never hold a secret, so neither does this one.
-type RotationError struct {
-	// Failed are the results whose outcome is not OK, in configuration order.
-	Failed []rotation.Result
-	// Total is the number of clients checked.
-	Total int
-}
-
-func (e *RotationError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d client(s) not rotated as asked: ", len(e.Failed), e.Total)
-	for i, r := range e.Failed {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		fmt.Fprintf(&b, "%s: %s: %s", r.Client, r.Outcome, r.Message)
-	}
-	return b.String()
-}
-
-// Unwrap returns the causes behind the outcomes, so that errors.As finds, say, a
-// *rotation.LimitError.
-func (e *RotationError) Unwrap() []error { return causes(e.Failed) }
-
-// causes returns the errors behind results, in order.
-func causes(results []rotation.Result) []error {
-	var errs []error
-	for _, r := range results {
-		if r.Err != nil {
-			errs = append(errs, r.Err)
-		}
-	}
-	return errs
-}
-
-// StatusError reports the clients whose status could not be read.
-type StatusError struct {
-	Errs []error
-}
-
-func (e *StatusError) Error() string {
-	return "reading the status failed: " + errors.Join(e.Errs...).Error()
-}
-
-func (e *StatusError) Unwrap() []error { return e.Errs }
+// The fleet's errors, under the names Lambda reports as the errorType (the type's own name).
+type (
+	RotationError = fleet.RotationError
+	RevokeError   = fleet.RevokeError
+)
 
 // ClientError is an event naming a client that is not configured.
 type ClientError struct {
@@ -76,30 +32,6 @@ func (e *InitError) Error() string {
 }
 
 func (e *InitError) Unwrap() error { return e.Err }
-
-// RevokeError reports the clients whose revocation stopped short: an API client that could not be
-// asked, or whose token could not be stored. Every token stored before may then still be live.
-type RevokeError struct {
-	// Failed holds, per client not revoked, the result that stopped it.
-	Failed []rotation.Result
-	// Total is the number of clients asked to revoke.
-	Total int
-}
-
-func (e *RevokeError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d client(s) not revoked, so every token stored before may still be live: ", len(e.Failed), e.Total)
-	for i, r := range e.Failed {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		fmt.Fprintf(&b, "%s: API client %d: %s: %s", r.Client, r.APIClient, r.Outcome, r.Message)
-	}
-	return b.String()
-}
-
-// Unwrap returns the causes behind the outcomes.
-func (e *RevokeError) Unwrap() []error { return causes(e.Failed) }
 
 // StepError is a Secrets Manager rotation step that failed. Returned as the invocation's error,
 // it makes Secrets Manager record the rotation as failed, with this message in its log.

@@ -29,30 +29,22 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
+	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
-// maxParallel bounds how many clients one invocation rotates at once. Clients are independent, and
-// rotating them side by side keeps a slow Clear answer for one from eating the others' share of the
-// function's deadline; the bound keeps a long client list from flooding Secrets Manager.
-const maxParallel = 4
-
-// RotateAnswer is the answer to a scheduled or rotate event: the same document as
-// `rotator rotate --json`.
-type RotateAnswer struct {
-	Results []rotation.Result `json:"results"`
-}
-
-// StatusAnswer is the answer to a status event: the same document as `rotator status --json`.
-type StatusAnswer struct {
-	Clients []rotation.Status `json:"clients"`
-}
+// The answers are the fleet's, the same documents as `rotator rotate --json`, `rotator revoke
+// --json` and `rotator status --json`.
+type (
+	RotateAnswer = fleet.RotateAnswer
+	RevokeAnswer = fleet.RevokeAnswer
+	StatusAnswer = fleet.StatusAnswer
+)
 
 // Handler answers the function's invocations. It is safe for concurrent use.
 type Handler struct {
@@ -84,8 +76,8 @@ func Unconfigured(err error, log *slog.Logger) *Handler {
 	return &Handler{log: log, initErr: &InitError{Err: err}}
 }
 
-// Handle answers one invocation. The answer is a RotateAnswer, a StatusAnswer or a StepAnswer; the
-// error is an *EventError, *ClientError, *RotationError, *RevokeError, *StatusError, *StepError or
+// Handle answers one invocation. The answer is a RotateAnswer, a RevokeAnswer, a StatusAnswer or a
+// StepAnswer; the error is an *EventError, *ClientError, *RotationError, *RevokeError, *StepError or
 // *InitError, whose type name Lambda reports as the errorType.
 func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	log, requestID := h.log, ""
@@ -165,93 +157,45 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	return json.Marshal(ans)
 }
 
-// each runs fn for every client, a few side by side, records the metrics of every result, and
-// returns the results in configuration order.
-func (h *Handler) each(clients []*rotation.Client, e *rotation.Engine, requestID string, log *slog.Logger, fn func(*rotation.Client) []rotation.Result) [][]rotation.Result {
-	results := make([][]rotation.Result, len(clients))
-	sem := make(chan struct{}, maxParallel)
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			results[i] = fn(c)
-			for _, r := range results[i] {
-				h.record(e, c, r, requestID, log)
-			}
-		})
-	}
-	wg.Wait()
-	return results
+// fleet runs the invocation's commands with e, writing every result's metrics as it comes.
+func (h *Handler) fleet(e *rotation.Engine, requestID string, log *slog.Logger) *fleet.Fleet {
+	return &fleet.Fleet{Engine: e, All: h.app.Clients, Guard: h.app.Guard, Observe: func(c *rotation.Client, r rotation.Result) {
+		h.record(e, c, r, requestID, log)
+	}}
 }
 
 func (h *Handler) rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, req rotation.Request, requestID string, log *slog.Logger) (any, error) {
-	per := h.each(clients, e, requestID, log, func(c *rotation.Client) []rotation.Result {
-		return []rotation.Result{e.Run(ctx, c, req, nil)}
-	})
-	results := make([]rotation.Result, len(per))
-	var failed []rotation.Result
-	for i, rs := range per {
-		results[i] = rs[0]
-		if !rs[0].Outcome.OK() {
-			failed = append(failed, rs[0])
-		}
-	}
-	if len(failed) > 0 {
-		err := &RotationError{Failed: failed, Total: len(results)}
+	ans, err := h.fleet(e, requestID, log).Rotate(ctx, clients, req)
+	if err != nil {
 		log.Error("not every client was rotated as asked", "error", err)
 		return nil, err
 	}
-	log.Info("clients checked", "summary", summary(results))
-	return RotateAnswer{Results: results}, nil
+	log.Info("clients checked", "summary", summary(ans.Results))
+	return ans, nil
 }
 
-// revoke asks every API client of each client for a new token (rotation.Engine.Revoke). A client
-// is revoked when each of its API clients rotated, or when the event is a duplicate of one already
-// acted on; anything else leaves a stored token possibly live, which needs a person.
+// revoke asks every API client of each client for a new token (fleet.Fleet.Revoke). Anything short
+// of every API client revoked leaves a stored token possibly live, which needs a person: the
+// error names each such API client.
 func (h *Handler) revoke(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, id, requestID string, log *slog.Logger) (any, error) {
-	per := h.each(clients, e, requestID, log, func(c *rotation.Client) []rotation.Result {
-		return e.Revoke(ctx, c, id)
-	})
-	var results, failed []rotation.Result
-	for i, rs := range per {
-		results = append(results, rs...)
-		if len(rs) == 0 {
-			continue
-		}
-		switch last := rs[len(rs)-1]; {
-		case last.Outcome == rotation.Duplicate:
-		case last.Outcome == rotation.Rotated && len(rs) == clients[i].Slots():
-		default:
-			failed = append(failed, last)
-		}
-	}
-	if len(failed) > 0 {
-		err := &RevokeError{Failed: failed, Total: len(clients)}
+	ans, err := h.fleet(e, requestID, log).Revoke(ctx, clients, id)
+	if err != nil {
 		log.Error("not every token could be revoked", "error", err)
 		return nil, err
 	}
-	log.Warn("revoked: every token stored before is dead at Clear; ERP systems must re-read the secret", "summary", summary(results))
-	return RotateAnswer{Results: results}, nil
+	log.Warn("revoked: every token stored before is dead at Clear; ERP systems must re-read the secret", "summary", summary(ans.Results))
+	return ans, nil
 }
 
+// status answers the status document. A client whose status could not be read keeps its row,
+// state unknown, as in `rotator status --json`; the failure is logged as an error rather than
+// returned, since returning it would drop every row, the readable ones too.
 func (h *Handler) status(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, log *slog.Logger) (any, error) {
-	statuses := make([]rotation.Status, 0, len(clients))
-	var failed []error
-	for _, c := range clients {
-		s, err := e.Status(ctx, c)
-		if err != nil {
-			failed = append(failed, fmt.Errorf("client %q: %w", c.Name, err))
-			continue
-		}
-		statuses = append(statuses, s)
-	}
-	if len(failed) > 0 {
-		err := &StatusError{Errs: failed}
+	ans, err := (&fleet.Fleet{Engine: e}).Status(ctx, clients)
+	if err != nil {
 		log.Error("could not read every client's status", "error", err)
-		return nil, err
 	}
-	return StatusAnswer{Clients: statuses}, nil
+	return ans, nil
 }
 
 // record writes r's metrics, and warns of a client in degraded mode. RequestsToday is known

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
@@ -127,18 +129,24 @@ func (f *fixture) invokeAs(id, payload string) (any, string, error) {
 	return ans, id, err
 }
 
-// rotated invokes and expects a RotateAnswer.
+// rotated invokes and expects a RotateAnswer (or, for a revoke, a RevokeAnswer).
 func (f *fixture) rotated(payload string) ([]rotation.Result, string) {
 	f.t.Helper()
 	ans, id, err := f.invoke(payload)
 	if err != nil {
 		f.t.Fatalf("%s: %v", payload, err)
 	}
-	ra, ok := ans.(lambdafn.RotateAnswer)
-	if !ok {
-		f.t.Fatalf("%s answered %T, want RotateAnswer", payload, ans)
+	switch a := ans.(type) {
+	case lambdafn.RotateAnswer:
+		return a.Results, id
+	case lambdafn.RevokeAnswer:
+		if len(a.MayBeLive) != 0 {
+			f.t.Fatalf("%s: a revoke answered success with API clients possibly live: %+v", payload, a.MayBeLive)
+		}
+		return a.Results, id
 	}
-	return ra.Results, id
+	f.t.Fatalf("%s answered %T, want RotateAnswer or RevokeAnswer", payload, ans)
+	return nil, id
 }
 
 func (f *fixture) token(c client) string {
@@ -677,5 +685,40 @@ func TestRevokeKillsTheStoredTokenOnce(t *testing.T) {
 	}
 	if _, _, err := f.invoke(`{"action":"revoke","client":"nope"}`); err == nil {
 		t.Fatal("a revoke of an unknown client succeeded")
+	}
+}
+
+// TestStatusKeepsTheRowOfAClientItCannotRead: with one client's token secret unreadable, the status
+// answer still has a row for it, state unknown with the failure as its last error, beside the
+// readable client's row. The function used to fail the whole invocation, dropping every row
+// (issue 16 item 2: one status behaviour, the CLI's).
+func TestStatusKeepsTheRowOfAClientItCannotRead(t *testing.T) {
+	f := newFixture(t, time.Hour, "erp-a", "erp-b")
+	unreadable := f.clients[1].tokenID
+	f.clients[0].w.API.Fail(func(op string, in any) error {
+		if g, ok := in.(*secretsmanager.GetSecretValueInput); ok && aws.ToString(g.SecretId) == unreadable {
+			return errors.New("injected: the token secret cannot be read")
+		}
+		return nil
+	})
+	ans, _, err := f.invoke(`{"action":"status"}`)
+	if err != nil {
+		t.Fatalf("status failed: %v", err)
+	}
+	doc := marshal(t, ans)
+	checkKeys(t, doc)
+	rows := doc["clients"].([]any)
+	if len(rows) != 2 {
+		t.Fatalf("%d rows, want 2: %v", len(rows), rows)
+	}
+	a, b := rows[0].(map[string]any), rows[1].(map[string]any)
+	if a["name"] != "erp-a" || a["state"] == "unknown" {
+		t.Errorf("readable client: %v", a)
+	}
+	if b["name"] != "erp-b" || b["state"] != "unknown" || b["requests_today"] != nil || !strings.Contains(fmt.Sprint(b["last_error"]), "cannot be read") {
+		t.Errorf("unreadable client: %v, want state unknown, requests_today null and the failure as last_error", b)
+	}
+	if !strings.Contains(f.logs.String(), "could not read every client's status") {
+		t.Error("the failure was not logged")
 	}
 }

@@ -712,7 +712,10 @@ func TestRevokeKillsEveryStoredToken(t *testing.T) {
 				t.Fatalf("%d results, want %d", len(rs), want)
 			}
 			for _, r := range rs {
-				expect(t, r, rotation.Rotated)
+				expect(t, r.Result, rotation.Rotated)
+				if !r.Revoked || r.Result.APIClient != r.APIClient {
+					t.Fatalf("revocation %+v: want API client %d revoked", r, r.APIClient)
+				}
 			}
 			if got := w.ClearRequests() - requests; got != want {
 				t.Fatalf("%d requests, want %d", got, want)

@@ -95,43 +95,64 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 	if l := d.Settled.Lost; l != nil && lostCurrent(s, d.Settled) {
 		st.TokenLost = &LostView{At: l.At, Reason: l.Reason, Certain: l.Certain}
 	}
-	// Why the client may not rotate automatically, if it may not: the refusal of the API client it
-	// would ask, or of the other when that one is usable too.
-	if _, err := choose(s, d.Slots, Request{}); err != nil {
-		for _, v := range d.Slots {
-			if v.refusal == err {
-				st.BlockedUntil, st.BlockedReason = v.BlockedUntil, v.BlockedReason
-			}
-		}
-		if st.BlockedReason == nil {
-			reason := err.Error()
-			st.BlockedReason = &reason
+	st.BlockedUntil, st.BlockedReason = blockOf(s, d)
+	st.LastError = lastError(d)
+	st.ConsumerReread = consumerReread(c, s, d)
+	return st
+}
+
+// blockOf says why the client may not rotate automatically, if it may not: the refusal of the API
+// client it would ask, or of the other when that one is usable too.
+func blockOf(s Snapshot, d Decision) (until *time.Time, reason *string) {
+	_, err := choose(s, d.Slots, Request{})
+	if err == nil {
+		return nil, nil
+	}
+	for _, v := range d.Slots {
+		if v.refusal == err {
+			until, reason = v.BlockedUntil, v.BlockedReason
 		}
 	}
-	// The most recent error of any API client.
+	if reason == nil {
+		r := err.Error()
+		reason = &r
+	}
+	return until, reason
+}
+
+// lastError is the most recent error of any API client, else the reason of a recorded loss.
+func lastError(d Decision) *string {
+	var last *string
 	for _, v := range d.Slots {
 		if v.LastError != nil {
-			st.LastError = v.LastError
+			last = v.LastError
 		}
 	}
-	if l := d.Settled.Lost; l != nil && st.LastError == nil {
+	if l := d.Settled.Lost; l != nil && last == nil {
 		reason := l.Reason
-		st.LastError = &reason
+		last = &reason
 	}
-	if len(d.Slots) == 2 && s.HasToken {
-		var every time.Duration
-		switch t := s.Token; {
-		case t.ValidTill != nil && !d.RenewAt.IsZero():
-			every = t.ValidTill.Sub(d.RenewAt)
-		case t.ValidTill == nil && !t.ValidTillUnknown && c.MaxAge > 0:
-			every = c.MaxAge
-		}
-		if every > 0 {
-			s := every.Round(time.Second).String()
-			st.ConsumerReread = &s
-		}
+	return last
+}
+
+// consumerReread is the consumers' rule with two API clients: how often re-reading the secret is
+// enough never to hold a dead token. Nil with one API client, or when it cannot be known.
+func consumerReread(c *Client, s Snapshot, d Decision) *string {
+	if len(d.Slots) != 2 || !s.HasToken {
+		return nil
 	}
-	return st
+	var every time.Duration
+	switch t := s.Token; {
+	case t.ValidTill != nil && !d.RenewAt.IsZero():
+		every = t.ValidTill.Sub(d.RenewAt)
+	case t.ValidTill == nil && !t.ValidTillUnknown && c.MaxAge > 0:
+		every = c.MaxAge
+	}
+	if every <= 0 {
+		return nil
+	}
+	r := every.Round(time.Second).String()
+	return &r
 }
 
 // Status reads c's token and state without writing anything or calling Clear, and reports the
@@ -176,17 +197,32 @@ func (e *Engine) Check(ctx context.Context, c *Client) (string, error) {
 	return "client secret and token secret are readable", nil
 }
 
+// SharedSecretError is two API clients, of one client or of two, whose client secrets have different
+// names but the same value: each rotation of one revokes the other's token. It never holds the value.
+type SharedSecretError struct {
+	Client, Other        string
+	APIClient, OtherSlot int
+}
+
+func (e *SharedSecretError) Error() string {
+	return fmt.Sprintf("client %q API client %d and client %q API client %d hold the same client secret: each rotation of one revokes the other's token; give each its own API client in Clear",
+		e.Other, e.OtherSlot, e.Client, e.APIClient)
+}
+
+// Names reports whether the error concerns the client named name.
+func (e *SharedSecretError) Names(name string) bool { return e.Client == name || e.Other == name }
+
 // SharedSecrets reads every configured client secret of clients and reports, as one error per
 // pair, the API clients that hold the same value under different names: each would revoke the
 // other's tokens. Secrets that cannot be read are left to Check to report. The errors never hold a
-// value.
-func (e *Engine) SharedSecrets(ctx context.Context, clients []*Client) []error {
+// value. `check` reports them; rotate, revoke and the daemon refuse the clients they name.
+func (e *Engine) SharedSecrets(ctx context.Context, clients []*Client) []*SharedSecretError {
 	type owner struct {
 		client string
 		slot   int
 	}
 	seen := map[string]owner{}
-	var errs []error
+	var errs []*SharedSecretError
 	for _, c := range clients {
 		for slot := 1; slot <= c.Slots(); slot++ {
 			s, err := e.clientSecret(ctx, c, slot)
@@ -195,8 +231,7 @@ func (e *Engine) SharedSecrets(ctx context.Context, clients []*Client) []error {
 			}
 			key := fingerprint("", s)
 			if o, ok := seen[key]; ok {
-				errs = append(errs, fmt.Errorf("client %q API client %d and client %q API client %d hold the same client secret: each rotation of one revokes the other's token; give each its own API client in Clear",
-					o.client, o.slot, c.Name, slot))
+				errs = append(errs, &SharedSecretError{Other: o.client, OtherSlot: o.slot, Client: c.Name, APIClient: slot})
 				continue
 			}
 			seen[key] = owner{c.Name, slot}
@@ -205,12 +240,29 @@ func (e *Engine) SharedSecrets(ctx context.Context, clients []*Client) []error {
 	return errs
 }
 
+// Revocation is what a revoke came to with one API client.
+type Revocation struct {
+	// APIClient is the configured API client (1 or 2).
+	APIClient int
+	// Result is the attempt's result; its APIClient is always set.
+	Result Result
+	// Revoked is true when every token this API client issued before the revoke is known to be
+	// dead at Clear (see revoked).
+	Revoked bool
+}
+
 // Revoke asks every configured API client of c for a new token, so that every token the rotator
 // ever stored for c is revoked at Clear, and stores each answer as it comes: the last one stays
 // AWSCURRENT. It goes through the same claim, count and limits as any rotation, one request per API
-// client, and stops at the first that fails. The API client that issued the token in AWSCURRENT is
-// asked last, so that AWSCURRENT always holds a live token when it returns successfully.
-func (e *Engine) Revoke(ctx context.Context, c *Client, event string) []Result {
+// client. An API client that cannot be asked (blocked, limited, failing) does not stop the others:
+// each token revoked is one fewer that may have leaked. The API client that issued the token in
+// AWSCURRENT is asked last, so that AWSCURRENT holds a live token whenever that request succeeds.
+//
+// With an event id (a Lambda event), the request to each API client is its own event, derived from
+// the event id and the API client's number, never from the order of asking, which the first
+// delivery changes; and its token is stored as a version whose id is derived from the same, so that
+// a retried delivery can tell a request whose token was stored from one that failed.
+func (e *Engine) Revoke(ctx context.Context, c *Client, event string) []Revocation {
 	order := []int{1}
 	if c.Slots() == 2 {
 		order = []int{1, 2}
@@ -218,17 +270,79 @@ func (e *Engine) Revoke(ctx context.Context, c *Client, event string) []Result {
 			order = []int{2, 1}
 		}
 	}
-	var out []Result
-	for i, slot := range order {
-		req := Request{Force: true, Slot: slot}
-		if event != "" {
-			req.Event = fmt.Sprintf("%s/revoke/%d", event, i+1)
-		}
-		r := e.Run(ctx, c, req, nil)
-		out = append(out, r)
-		if r.Outcome != Rotated {
-			break
-		}
+	out := make([]Revocation, 0, len(order))
+	for _, slot := range order {
+		out = append(out, e.revokeSlot(ctx, c, event, slot))
 	}
 	return out
+}
+
+// revokeSlot asks API client slot of c for a new token, unless this revoke already stored one.
+func (e *Engine) revokeSlot(ctx context.Context, c *Client, event string, slot int) Revocation {
+	req := Request{Force: true, Slot: slot}
+	version := ""
+	if event != "" {
+		req.Event = fmt.Sprintf("%s/revoke/%d", event, slot)
+		version = requestToken("revoke", req.Event)
+		req.TokenVersion = version
+		if e.versionStored(ctx, c, version) {
+			// An earlier delivery stored this API client's token: asking again would spend a
+			// request and revoke a token that is already the fresh one.
+			return Revocation{APIClient: slot, Result: e.alreadyRevoked(ctx, c, req.Event, slot), Revoked: true}
+		}
+	}
+	r := e.Run(ctx, c, req, nil)
+	if r.APIClient == 0 {
+		// Refused before asking: the result is still about this API client.
+		r.APIClient = slot
+	}
+	return Revocation{APIClient: slot, Result: r, Revoked: e.revoked(ctx, c, r, version)}
+}
+
+// revoked is the one rule for whether a revoke's request to an API client left every token that
+// API client issued before it dead: it did when the request stored a new token (Clear revokes the
+// previous token of a client secret when it issues the next), now or in an earlier delivery of the
+// same event. A duplicate counts only when that earlier request's token was stored; an event id
+// recorded by a request that failed, or that is still in flight, proves nothing.
+func (e *Engine) revoked(ctx context.Context, c *Client, r Result, version string) bool {
+	switch r.Outcome {
+	case Rotated:
+		return true
+	case Duplicate:
+		return version != "" && e.versionStored(ctx, c, version)
+	}
+	return false
+}
+
+// versionReader is the optional Store method that reads a version by its id, labelled or not.
+type versionReader interface {
+	ReadVersion(ctx context.Context, secretID, versionID string) (store.Version, error)
+}
+
+// versionStored reports whether the token secret holds a token document under version id version.
+// A store that cannot tell, or an answer that does not come, is a no: the caller then reports that
+// a token may be live rather than that it is dead.
+func (e *Engine) versionStored(ctx context.Context, c *Client, version string) bool {
+	vr, ok := e.Store.(versionReader)
+	if !ok {
+		return false
+	}
+	v, err := vr.ReadVersion(ctx, c.TokenSecretID, version)
+	if err != nil {
+		return false
+	}
+	_, ok = parseToken(v.Value)
+	return ok
+}
+
+// alreadyRevoked is the result of a revoke's request that an earlier delivery of the same event
+// made and stored.
+func (e *Engine) alreadyRevoked(ctx context.Context, c *Client, event string, slot int) Result {
+	st, _ := e.Status(ctx, c)
+	dup := &DuplicateError{Event: event}
+	r := Result{Client: c.Name, State: st.State, ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt,
+		RequestsToday: st.RequestsToday, DailyLimit: c.DailyLimit, APIClient: slot, Degraded: st.Degraded, Status: st}
+	r = r.fail(Duplicate, dup)
+	e.report(c, r)
+	return r
 }

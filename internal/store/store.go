@@ -109,6 +109,21 @@ func (s *SecretsManager) Read(ctx context.Context, secretID, stage string) (Vers
 	return Version{ID: aws.ToString(out.VersionId), Value: *out.SecretString}, nil
 }
 
+// ReadVersion returns the version of secretID whose id is versionID, whatever labels it has (or
+// none). It returns an error wrapping ErrNotFound when there is no such version, or no such secret.
+func (s *SecretsManager) ReadVersion(ctx context.Context, secretID, versionID string) (Version, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	out, err := s.API.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+		SecretId:  aws.String(secretID),
+		VersionId: aws.String(versionID),
+	})
+	if err != nil {
+		return Version{}, wrap("GetSecretValue", secretID, err)
+	}
+	return Version{ID: aws.ToString(out.VersionId), Value: aws.ToString(out.SecretString)}, nil
+}
+
 // Put writes value as a new version of secretID with the given idempotency token. With no stages
 // the version becomes AWSCURRENT (and the previous one AWSPREVIOUS); with stages, only those labels
 // move to it, except that AWSCURRENT among them still makes the version it leaves AWSPREVIOUS, as

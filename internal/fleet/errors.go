@@ -1,0 +1,76 @@
+package fleet
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+)
+
+// RotationError reports the clients whose rotation failed, was refused by the daily limit, or is
+// blocked. The Lambda returns it as the invocation's error so that Lambda counts an Errors
+// datapoint and the template's alarm fires; the engine's messages never hold a secret, so neither
+// does this one.
+type RotationError struct {
+	// Failed are the results whose outcome is not OK, in configuration order.
+	Failed []rotation.Result
+	// Total is the number of clients checked.
+	Total int
+}
+
+func (e *RotationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d client(s) not rotated as asked: ", len(e.Failed), e.Total)
+	for i, r := range e.Failed {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %s: %s", r.Client, r.Outcome, r.Message)
+	}
+	return b.String()
+}
+
+// Unwrap returns the causes behind the outcomes, so that errors.As finds, say, a
+// *rotation.LimitError.
+func (e *RotationError) Unwrap() []error { return causes(e.Failed) }
+
+// RevokeError reports a revoke that did not reach every API client: each one it names could not be
+// asked, or its token could not be stored, so the tokens it issued before may still be live.
+type RevokeError struct {
+	// MayBeLive names the API clients whose tokens may still be live, in the order asked.
+	MayBeLive []Live
+	// Failed holds the result behind each of them.
+	Failed []rotation.Result
+	// Clients is the number of clients not revoked, Total the number asked to revoke.
+	Clients, Total int
+}
+
+func (e *RevokeError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d client(s) not revoked: the tokens stored before may still be live for ", e.Clients, e.Total)
+	for i, l := range e.MayBeLive {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s API client %d", l.Client, l.APIClient)
+	}
+	for _, r := range e.Failed {
+		fmt.Fprintf(&b, "; %s: API client %d: %s: %s", r.Client, r.APIClient, r.Outcome, r.Message)
+	}
+	return b.String()
+}
+
+// Unwrap returns the causes behind the outcomes.
+func (e *RevokeError) Unwrap() []error { return causes(e.Failed) }
+
+// StatusError reports the clients whose status could not be read.
+type StatusError struct {
+	Errs []error
+}
+
+func (e *StatusError) Error() string {
+	return "reading the status failed: " + errors.Join(e.Errs...).Error()
+}
+
+func (e *StatusError) Unwrap() []error { return e.Errs }

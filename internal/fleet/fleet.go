@@ -1,0 +1,213 @@
+// Package fleet runs rotate, revoke and status over a set of configured clients, for every shell:
+// the CLI's commands, the Lambda's events and the daemon's status page. It holds what would
+// otherwise be written once per shell: how many clients are looked at side by side, the answers'
+// types (the CLI's --json and the Lambda's responses are the same documents), the one rule for when
+// a revoke is done, and a status row for every client, "unknown" when it could not be read.
+//
+// Every decision about one client is the engine's (rotation.Engine); the fleet only fans out,
+// gathers and judges the gathered results.
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+)
+
+// Parallel bounds how many clients are looked at at once. Clients are independent, and rotating
+// them side by side keeps a slow Clear answer for one from eating the others' share of a Lambda's
+// deadline; the bound keeps a long client list from flooding Secrets Manager.
+const Parallel = 4
+
+// Fleet runs commands over clients with one engine.
+type Fleet struct {
+	Engine *rotation.Engine
+	// All is every configured client. A rotation or revoke of one of them is refused when its
+	// client secret is also another's (Guard), so it must see them all, not only the ones asked
+	// for. Nil means the clients asked for. Unused when Guard is set.
+	All []*rotation.Client
+	// Guard, when not nil, is a long-lived process's Guard; nil means one for each command.
+	Guard *Guard
+	// Observe, when not nil, is called with each result as it comes, from several goroutines at
+	// once (the Lambda writes its metrics from it).
+	Observe func(c *rotation.Client, r rotation.Result)
+}
+
+// RotateAnswer is the answer to rotate: `rotator rotate --json` and the Lambda's answer to a
+// scheduled or rotate event.
+type RotateAnswer struct {
+	Results []rotation.Result `json:"results"`
+}
+
+// StatusAnswer is the answer to status: `rotator status --json` and the Lambda's answer to a status
+// event. It has a row for every client asked about, in configuration order.
+type StatusAnswer struct {
+	Clients []rotation.Status `json:"clients"`
+}
+
+// RevokeAnswer is the answer to revoke: `rotator revoke --json` and the Lambda's answer to a revoke
+// event.
+type RevokeAnswer struct {
+	// Results holds one result per API client of each client, in the order they were asked.
+	Results []rotation.Result `json:"results"`
+	// MayBeLive names every API client whose tokens, stored before the revoke, may still be live;
+	// empty when the revoke is done.
+	MayBeLive []Live `json:"may_be_live"`
+}
+
+// Live is an API client whose tokens may still be live after a revoke, and why.
+type Live struct {
+	Client    string `json:"client"`
+	APIClient int    `json:"api_client"`
+	Reason    string `json:"reason"`
+}
+
+// each runs fn for every client, Parallel at a time, and returns the answers in the clients' order.
+func each[T any](clients []*rotation.Client, fn func(*rotation.Client) T) []T {
+	out := make([]T, len(clients))
+	sem := make(chan struct{}, Parallel)
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = fn(c)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func (f *Fleet) observe(c *rotation.Client, r rotation.Result) {
+	if f.Observe != nil {
+		f.Observe(c, r)
+	}
+}
+
+// guard returns the fleet's Guard, or a new one that reads the secrets once for this call.
+func (f *Fleet) guard(clients []*rotation.Client) *Guard {
+	if f.Guard != nil {
+		return f.Guard
+	}
+	all := f.All
+	if all == nil {
+		all = clients
+	}
+	return &Guard{Engine: f.Engine, All: all}
+}
+
+// Rotate runs req for every client. The error is a *RotationError when any client was not rotated
+// as asked (failed, limited, blocked); the answer holds every result either way.
+func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rotation.Request) (RotateAnswer, error) {
+	g := f.guard(clients)
+	results := each(clients, func(c *rotation.Client) rotation.Result {
+		// The fleet's engine, not the guard's: a Lambda's carries the invocation's logger.
+		var r rotation.Result
+		if err := g.Refusal(ctx, c); err != nil {
+			r = Refused(ctx, f.Engine, c, err)
+		} else {
+			r = f.Engine.Run(ctx, c, req, nil)
+		}
+		f.observe(c, r)
+		return r
+	})
+	var failed []rotation.Result
+	for _, r := range results {
+		if !r.Outcome.OK() {
+			failed = append(failed, r)
+		}
+	}
+	ans := RotateAnswer{Results: results}
+	if len(failed) > 0 {
+		return ans, &RotationError{Failed: failed, Total: len(results)}
+	}
+	return ans, nil
+}
+
+// Revoke asks every API client of every client for a new token (rotation.Engine.Revoke), event
+// being the event id (empty for a command, which is its own event). The error is a *RevokeError
+// naming each API client whose tokens may still be live; the answer holds every result either way.
+func (f *Fleet) Revoke(ctx context.Context, clients []*rotation.Client, event string) (RevokeAnswer, error) {
+	g := f.guard(clients)
+	per := each(clients, func(c *rotation.Client) []rotation.Revocation {
+		if err := g.Refusal(ctx, c); err != nil {
+			r := Refused(ctx, f.Engine, c, err)
+			f.observe(c, r)
+			var out []rotation.Revocation
+			for slot := 1; slot <= c.Slots(); slot++ {
+				r.APIClient = slot
+				out = append(out, rotation.Revocation{APIClient: slot, Result: r})
+			}
+			return out
+		}
+		revs := f.Engine.Revoke(ctx, c, event)
+		for _, rv := range revs {
+			f.observe(c, rv.Result)
+		}
+		return revs
+	})
+	ans := RevokeAnswer{Results: []rotation.Result{}, MayBeLive: []Live{}}
+	var failed []rotation.Result
+	notRevoked := 0
+	for _, revs := range per {
+		done := true
+		for _, rv := range revs {
+			ans.Results = append(ans.Results, rv.Result)
+			if !rv.Revoked {
+				done = false
+				ans.MayBeLive = append(ans.MayBeLive, Live{Client: rv.Result.Client, APIClient: rv.APIClient, Reason: rv.Result.Message})
+				failed = append(failed, rv.Result)
+			}
+		}
+		if !done {
+			notRevoked++
+		}
+	}
+	if notRevoked > 0 {
+		return ans, &RevokeError{MayBeLive: ans.MayBeLive, Failed: failed, Clients: notRevoked, Total: len(clients)}
+	}
+	return ans, nil
+}
+
+// Status reads every client's status. A client whose status could not be read keeps its row, in
+// state unknown with the failure as its last error; the error then names each such client.
+func (f *Fleet) Status(ctx context.Context, clients []*rotation.Client) (StatusAnswer, error) {
+	type read struct {
+		st  rotation.Status
+		err error
+	}
+	reads := each(clients, func(c *rotation.Client) read {
+		st, err := f.Engine.Status(ctx, c)
+		return read{st, err}
+	})
+	ans := StatusAnswer{Clients: make([]rotation.Status, len(reads))}
+	var errs []error
+	for i, rd := range reads {
+		st := rd.st
+		if rd.err != nil {
+			errs = append(errs, fmt.Errorf("client %q: %w", clients[i].Name, rd.err))
+			if st.State == rotation.HealthUnknown && st.LastError == nil {
+				msg := rd.err.Error()
+				st.LastError = &msg
+			}
+		}
+		ans.Clients[i] = st
+	}
+	if len(errs) > 0 {
+		return ans, &StatusError{Errs: errs}
+	}
+	return ans, nil
+}
+
+// causes returns the errors behind results, in order.
+func causes(results []rotation.Result) []error {
+	var errs []error
+	for _, r := range results {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	return errs
+}

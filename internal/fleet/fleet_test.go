@@ -1,0 +1,65 @@
+package fleet_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
+	"github.com/clear-rotator/clear-rotator/internal/fleet"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+)
+
+func TestMain(m *testing.M) { rig.Main(m, 0) }
+
+// TestGuardNoticesASharedSecretWithinItsTTL: two clients whose client secrets are named apart are
+// rotated; once one secret is changed to the other's value, a long-lived Guard (the daemon's)
+// refuses both within its TTL, and asks Secrets Manager nothing in between (issue 19 item 14: the
+// daemon refuses shared secrets on every look, not only at start-up).
+func TestGuardNoticesASharedSecretWithinItsTTL(t *testing.T) {
+	w := rig.New(t, rig.Options{Memory: true, Lifetime: time.Hour, APIClients: 2, Clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))})
+	ids := w.StoreClientSecrets()
+	var clients []*rotation.Client
+	for i, name := range []string{"a", "b"} {
+		c := w.Client()
+		c.Name, c.TokenSecretID = name, w.TokenID+"-"+name
+		// Each client has one API client, its secret read from Secrets Manager under its own name.
+		c.ClientSecret, c.ClientSecret2, c.ClientSecretID = clear.ClientSecret{}, clear.ClientSecret{}, ids[i]
+		clients = append(clients, c)
+	}
+	e := w.Engine("daemon")
+	g := &fleet.Guard{Engine: e, All: clients, TTL: fleet.GuardTTL}
+	ctx := context.Background()
+	for _, c := range clients {
+		if r := g.Run(ctx, c, rotation.Request{}, nil); r.Outcome != rotation.Rotated {
+			t.Fatalf("%s: %s (%s), want rotated", c.Name, r.Outcome, r.Message)
+		}
+	}
+
+	if _, err := w.SM.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(ids[1]), SecretString: aws.String(w.Secrets[0])}); err != nil {
+		t.Fatal(err)
+	}
+	w.API.TakeCalls()
+	if err := g.Refusal(ctx, clients[1]); err != nil {
+		t.Fatalf("refused within the TTL of a reading that found nothing: %v", err)
+	}
+	if n, _ := w.API.TakeCalls(); n != 0 {
+		t.Fatalf("%d Secrets Manager call(s) within the TTL, want none", n)
+	}
+	w.Clock.Advance(fleet.GuardTTL)
+	requests := w.ClearRequests()
+	for _, c := range clients {
+		r := g.Run(ctx, c, rotation.Request{Force: true}, nil)
+		if r.Outcome != rotation.Failed || g.Refusal(ctx, c) == nil {
+			t.Fatalf("%s after its secret became the other's: %s (%s), want a refusal", c.Name, r.Outcome, r.Message)
+		}
+	}
+	if w.ClearRequests() != requests {
+		t.Fatal("a client sharing its client secret asked Clear")
+	}
+}
