@@ -1,0 +1,220 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/proctest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
+)
+
+// Gateway benchmark parameters. BENCH_GATEWAY_CONNS (a comma-separated list, default "8,64")
+// gives the wrk connection counts; BENCH_GATEWAY_ROUNDS (default 5) how many times each target
+// is measured, interleaved; BENCH_GATEWAY_SECONDS (default 5) the length of one wrk run;
+// BENCH_GATEWAY_IDLE (default 10000) the idle keep-alive connections of the memory benchmark.
+const (
+	gwBenchKey = "bench-gateway-key-0123456789abcdef" // the inbound key (ROTATOR_GATEWAY_KEY)
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envInts(name string, def []int) []int {
+	var out []int
+	for f := range strings.SplitSeq(os.Getenv(name), ",") {
+		if v, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && v > 0 {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return def
+	}
+	return out
+}
+
+// target is one thing wrk measures.
+type target struct {
+	name    string
+	url     string
+	headers []string
+}
+
+// proxyFigures are one target's figures over the rounds: the median of each.
+type proxyFigures struct {
+	rps            []float64
+	p50, p90, p99  []time.Duration
+	requests, errs int
+}
+
+func (f *proxyFigures) add(r wrkResult) {
+	f.rps = append(f.rps, r.RPS)
+	f.p50 = append(f.p50, r.P50)
+	f.p90 = append(f.p90, r.P90)
+	f.p99 = append(f.p99, r.P99)
+	f.requests += r.Requests
+	f.errs += r.Errors
+}
+
+func medianF(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func medianD(xs []time.Duration) time.Duration {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// measure runs wrk against every target in turn, rounds times, so that each target meets the
+// machine's load as the others do, and returns each target's figures.
+func measure(b *testing.B, targets []target, conns, rounds int, d time.Duration) map[string]*proxyFigures {
+	b.Helper()
+	figs := map[string]*proxyFigures{}
+	for _, t := range targets {
+		figs[t.name] = &proxyFigures{}
+		runWrk(b, t.url, 1, conns, time.Second, t.headers...) // warm-up: connections, pools, caches
+	}
+	for range rounds {
+		for _, t := range targets {
+			figs[t.name].add(runWrk(b, t.url, 1, conns, d, t.headers...))
+		}
+	}
+	return figs
+}
+
+// report prints one connection count's table and reports the ratios as metrics.
+func report(b *testing.B, conns int, targets []target, figs map[string]*proxyFigures, peer, subject string) {
+	b.Helper()
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "wrk -t1 -c%d, median of %d runs:\n", conns, len(figs[peer].rps))
+	fmt.Fprintf(&sb, "  %-22s %10s %9s %9s %9s %9s %7s\n", "target", "req/s", "p50", "p90", "p99", "requests", "errors")
+	for _, t := range targets {
+		f := figs[t.name]
+		fmt.Fprintf(&sb, "  %-22s %10.0f %9s %9s %9s %9d %7d\n", t.name, medianF(f.rps),
+			medianD(f.p50).Round(time.Microsecond), medianD(f.p90).Round(time.Microsecond), medianD(f.p99).Round(time.Microsecond), f.requests, f.errs)
+	}
+	p, s := figs[peer], figs[subject]
+	rps := medianF(s.rps) / medianF(p.rps)
+	p99 := float64(medianD(s.p99)) / float64(medianD(p.p99))
+	// Per-round ratios show how much of the spread is the machine's.
+	var rr []float64
+	for i := range p.rps {
+		rr = append(rr, s.rps[i]/p.rps[i])
+	}
+	fmt.Fprintf(&sb, "  %s / %s: throughput %.2fx (per round %s), p99 %.2fx", subject, peer, rps, fmtRatios(rr), p99)
+	b.Log(sb.String())
+	b.ReportMetric(rps, fmt.Sprintf("c%d-throughput-ratio", conns))
+	b.ReportMetric(p99, fmt.Sprintf("c%d-p99-ratio", conns))
+	b.ReportMetric(medianF(s.rps), fmt.Sprintf("c%d-%s-req/s", conns, subject))
+	b.ReportMetric(medianF(p.rps), fmt.Sprintf("c%d-%s-req/s", conns, peer))
+	if s.errs > 0 || p.errs > 0 {
+		b.Errorf("-c%d: %s answered %d errors, %s %d: the figures measure failures, not proxying", conns, subject, s.errs, peer, p.errs)
+	}
+}
+
+func fmtRatios(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatFloat(x, 'f', 2, 64)
+	}
+	return strings.Join(parts, " ")
+}
+
+// upstreamServer is nginx's fast upstream: Clear answering at once.
+const upstreamServer = `    location / { return 200 "ok"; }`
+
+// peerUpstream and peerServer are nginx injecting a static token header into every request to
+// the upstream over kept-alive connections, and dropping the gateway's inbound key as the gateway
+// does: what a credential-injecting proxy costs at its cheapest.
+func peerUpstream(upstream string) string {
+	return fmt.Sprintf("  upstream clear {\n    server %s;\n    keepalive 64;\n  }\n", upstream)
+}
+
+func peerServer(token string) string {
+	return fmt.Sprintf(`    location / {
+      proxy_pass http://clear;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header x-clear-rotator-key "";
+      proxy_set_header x-cleartax-auth-token "%s";
+    }`, token)
+}
+
+// startGateway starts `rotator gateway` (bin) standalone for w's client, with upstream as its
+// CLEAR_BASE_URL, on a free loopback port with the benchmark's inbound key, reading the token from
+// w's token secret with read rights only (no client secret). extra is added to its environment.
+// It waits until the gateway answers a request with 200.
+func startGateway(b *testing.B, w *rig.World, bin, upstream string, extra ...string) (*rig.Proc, string) {
+	b.Helper()
+	addr := listenAddr(b)
+	env := append([]string{
+		"CLEAR_BASE_URL=" + upstream,
+		"CLEAR_CLIENT_SECRET=",
+		"ROTATOR_GATEWAY_ADDR=" + addr,
+		"ROTATOR_GATEWAY_KEY=" + gwBenchKey,
+		"ROTATOR_HTTP_ADDR=",
+		"LOG_LEVEL=warn",
+	}, extra...)
+	p := w.Start(bin, env, "gateway")
+	p.Await("the gateway's first 200", 30*time.Second, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/ready", nil)
+		req.Header.Set(gatewayKeyHeader, gwBenchKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return p, addr
+}
+
+// gatewayKeyHeader carries the inbound key (issue 17).
+const gatewayKeyHeader = "x-clear-rotator-key"
+
+// BenchmarkGatewayProxy measures the gateway's cost against nginx on loopback, side by side in
+// one run: wrk (one thread; 8 and 64 connections by default) against nginx answering 200 "ok"
+// itself (the upstream, for reference), nginx injecting a static x-cleartax-auth-token into
+// every request to that upstream over kept-alive connections (the peer), and `rotator gateway`
+// (the release build, standalone, its token read from moto through the rig) to the same
+// upstream. Each target is measured BENCH_GATEWAY_ROUNDS times, interleaved; the figures are
+// medians. The issue's goals: throughput at least 0.5x the peer's, p99 at most 3x.
+func BenchmarkGatewayProxy(b *testing.B) {
+	requireTools(b, "nginx", "wrk")
+	connsList := envInts("BENCH_GATEWAY_CONNS", []int{8, 64})
+	rounds := envInt("BENCH_GATEWAY_ROUNDS", 5)
+	secs := time.Duration(envInt("BENCH_GATEWAY_SECONDS", 5)) * time.Second
+	for range b.N {
+		w := rig.New(b, rig.Options{})
+		tok := w.Issue()
+		w.StoreToken(tok)
+		upstream := startNginx(b, "upstream", "1", "", upstreamServer)
+		peer := startNginx(b, "peer", "auto", peerUpstream(upstream.Addr), peerServer(tok))
+		bin := proctest.Build(b, "./cmd/rotator", "ROTATOR_BIN")
+		_, gw := startGateway(b, w, bin, "http://"+upstream.Addr)
+		key := gatewayKeyHeader + ": " + gwBenchKey
+		targets := []target{
+			{name: "nginx-upstream", url: "http://" + upstream.Addr + "/api/ping"},
+			{name: "nginx-static-header", url: "http://" + peer.Addr + "/api/ping", headers: []string{key}},
+			{name: "rotator-gateway", url: "http://" + gw + "/api/ping", headers: []string{key}},
+		}
+		for _, conns := range connsList {
+			figs := measure(b, targets, conns, rounds, secs)
+			report(b, conns, targets, figs, "nginx-static-header", "rotator-gateway")
+		}
+	}
+}
