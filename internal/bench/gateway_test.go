@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -217,4 +219,68 @@ func BenchmarkGatewayProxy(b *testing.B) {
 			report(b, conns, targets, figs, "nginx-static-header", "rotator-gateway")
 		}
 	}
+}
+
+// BenchmarkGatewayIdleConnections measures the gateway's resident memory with
+// BENCH_GATEWAY_IDLE (default 10,000) idle keep-alive connections: each connection sends one
+// request through the gateway to nginx's fast upstream, reads the answer and stays open, as an
+// ERP's pooled connection does. It reports VmRSS before and after, the cost per connection, how
+// many connections were answered, and nginx (the static-header peer, two workers) under the same
+// load for scale.
+func BenchmarkGatewayIdleConnections(b *testing.B) {
+	requireTools(b, "nginx")
+	n := envInt("BENCH_GATEWAY_IDLE", 10000)
+	for range b.N {
+		w := rig.New(b, rig.Options{})
+		tok := w.Issue()
+		w.StoreToken(tok)
+		upstream := startNginx(b, "upstream", "1", "", upstreamServer)
+		peer := startNginx(b, "peer", "auto", peerUpstream(upstream.Addr), peerServer(tok))
+		bin := proctest.Build(b, "./cmd/rotator", "ROTATOR_BIN")
+		p, gw := startGateway(b, w, bin, "http://"+upstream.Addr)
+		key := []string{gatewayKeyHeader + ": " + gwBenchKey}
+		for _, s := range []struct {
+			name, addr string
+			rss        func() int
+		}{
+			{"rotator-gateway", gw, func() int { return procStatus(b, p.Pid(), "VmRSS") }},
+			{"nginx-static-header", peer.Addr, func() int { return peer.RSS(b) }},
+		} {
+			name := s.name
+			before := s.rss()
+			conns, ok := openIdle(b, s.addr, n, key)
+			time.Sleep(2 * time.Second) // let the process settle (a collection, if one comes)
+			after := s.rss()
+			// Still open after the settling time: a connection closed by the server reads EOF.
+			open := stillOpen(conns)
+			for _, c := range conns {
+				c.Close()
+			}
+			perConn := float64(after-before) / float64(max(ok, 1))
+			b.Logf("%s: %d idle keep-alive connections opened, %d answered 200, %d still open after 2 s; VmRSS %d kB before, %d kB after (%.1f MiB), %.1f kB per connection",
+				name, len(conns), ok, open, before, after, float64(after)/1024, perConn)
+			b.ReportMetric(float64(after)/1024, name+"-RSS-MiB")
+			b.ReportMetric(perConn, name+"-kB/conn")
+			if name == "rotator-gateway" {
+				b.ReportMetric(float64(ok), "gateway-answered")
+			}
+			time.Sleep(time.Second)
+		}
+	}
+}
+
+// stillOpen counts the connections the server has not closed: a read with a short deadline
+// times out on an open idle connection and returns EOF on a closed one.
+func stillOpen(conns []net.Conn) int {
+	open := 0
+	var buf [1]byte
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		_, err := c.Read(buf[:])
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			open++
+		}
+	}
+	return open
 }
