@@ -147,6 +147,9 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 		early.Warn(w.String(), "variable", w.Name)
 	}
 
+	if cmd.name == "gateway" {
+		return runGateway(ctx, env, stderr)
+	}
 	cfg, err := config.Load(env.Lookup)
 	if err != nil {
 		return &usageError{err: fmt.Errorf("configuration:\n%w", err)}
