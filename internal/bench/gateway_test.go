@@ -1,12 +1,16 @@
 package bench
 
 import (
+	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +34,10 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+func envDuration(name string, defSeconds int) time.Duration {
+	return time.Duration(envInt(name, defSeconds)) * time.Second
 }
 
 func envInts(name string, def []int) []int {
@@ -157,21 +165,48 @@ func peerServer(token string) string {
 
 // startGateway starts `rotator gateway` (bin) standalone for w's client, with upstream as its
 // CLEAR_BASE_URL, on a free loopback port with the benchmark's inbound key, reading the token from
-// w's token secret with read rights only (no client secret). extra is added to its environment.
-// It waits until the gateway answers a request with 200.
-func startGateway(b *testing.B, w *rig.World, bin, upstream string, extra ...string) (*rig.Proc, string) {
+// w's token secret with read rights only (no client secret). Its log (an access log line per
+// request at the default level, info) goes to a file, as a production log would go to a
+// collector, and is scanned for leaks when the benchmark ends. extra is added to its environment.
+// It waits until the gateway answers a request with 200. With addr "" it binds port 0 and reads
+// the address from its "gateway started" line; a gateway whose log level hides that line needs
+// an address.
+func startGateway(b *testing.B, w *rig.World, bin, upstream, addr string, extra ...string) (pid int, _ string) {
 	b.Helper()
-	addr := listenAddr(b)
-	env := append([]string{
+	logPath := filepath.Join(b.TempDir(), "gateway.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "gateway")
+	cmd.Env = w.Env(append([]string{
 		"CLEAR_BASE_URL=" + upstream,
 		"CLEAR_CLIENT_SECRET=",
-		"ROTATOR_GATEWAY_ADDR=" + addr,
+		"ROTATOR_GATEWAY_ADDR=" + cmp.Or(addr, "127.0.0.1:0"),
 		"ROTATOR_GATEWAY_KEY=" + gwBenchKey,
 		"ROTATOR_HTTP_ADDR=",
-		"LOG_LEVEL=warn",
-	}, extra...)
-	p := w.Start(bin, env, "gateway")
-	p.Await("the gateway's first 200", 30*time.Second, func() bool {
+	}, extra...)...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	w.Hide(gwBenchKey)
+	b.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logFile.Close()
+		out, _ := os.ReadFile(logPath)
+		w.Record(string(out))
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for addr == "" {
+		out, _ := os.ReadFile(logPath)
+		if addr = loggedAttr(string(out), "gateway started", "gateway_addr"); addr == "" && time.Now().After(deadline) {
+			b.Fatalf("the gateway did not say where it listens within 30 s:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rig.Await(b, "the gateway's first 200", 30*time.Second, func() bool {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/ready", nil)
 		req.Header.Set(gatewayKeyHeader, gwBenchKey)
 		resp, err := http.DefaultClient.Do(req)
@@ -182,7 +217,19 @@ func startGateway(b *testing.B, w *rig.World, bin, upstream string, extra ...str
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return p, addr
+	return cmd.Process.Pid, addr
+}
+
+// loggedAttr returns the string attribute key of the first JSON log line whose message is msg.
+func loggedAttr(log, msg, key string) string {
+	for line := range strings.SplitSeq(log, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			v, _ := rec[key].(string)
+			return v
+		}
+	}
+	return ""
 }
 
 // gatewayKeyHeader carries the inbound key (issue 17).
@@ -193,13 +240,14 @@ const gatewayKeyHeader = "x-clear-rotator-key"
 // itself (the upstream, for reference), nginx injecting a static x-cleartax-auth-token into
 // every request to that upstream over kept-alive connections (the peer), and `rotator gateway`
 // (the release build, standalone, its token read from moto through the rig) to the same
-// upstream. Each target is measured BENCH_GATEWAY_ROUNDS times, interleaved; the figures are
+// upstream, once with its access log (info, the default level, written to a file) and once at
+// LOG_LEVEL=warn without it, to show what the log line costs. Each target is measured BENCH_GATEWAY_ROUNDS times, interleaved; the figures are
 // medians. The issue's goals: throughput at least 0.5x the peer's, p99 at most 3x.
 func BenchmarkGatewayProxy(b *testing.B) {
 	requireTools(b, "nginx", "wrk")
 	connsList := envInts("BENCH_GATEWAY_CONNS", []int{8, 64})
 	rounds := envInt("BENCH_GATEWAY_ROUNDS", 5)
-	secs := time.Duration(envInt("BENCH_GATEWAY_SECONDS", 5)) * time.Second
+	secs := envDuration("BENCH_GATEWAY_SECONDS", 5)
 	for range b.N {
 		w := rig.New(b, rig.Options{})
 		tok := w.Issue()
@@ -207,12 +255,14 @@ func BenchmarkGatewayProxy(b *testing.B) {
 		upstream := startNginx(b, "upstream", "1", "", upstreamServer)
 		peer := startNginx(b, "peer", "auto", peerUpstream(upstream.Addr), peerServer(tok))
 		bin := proctest.Build(b, "./cmd/rotator", "ROTATOR_BIN")
-		_, gw := startGateway(b, w, bin, "http://"+upstream.Addr)
+		_, gw := startGateway(b, w, bin, "http://"+upstream.Addr, "")
+		_, quiet := startGateway(b, w, bin, "http://"+upstream.Addr, listenAddr(b), "LOG_LEVEL=warn")
 		key := gatewayKeyHeader + ": " + gwBenchKey
 		targets := []target{
 			{name: "nginx-upstream", url: "http://" + upstream.Addr + "/api/ping"},
 			{name: "nginx-static-header", url: "http://" + peer.Addr + "/api/ping", headers: []string{key}},
 			{name: "rotator-gateway", url: "http://" + gw + "/api/ping", headers: []string{key}},
+			{name: "gateway-no-access-log", url: "http://" + quiet + "/api/ping", headers: []string{key}},
 		}
 		for _, conns := range connsList {
 			figs := measure(b, targets, conns, rounds, secs)
@@ -237,13 +287,13 @@ func BenchmarkGatewayIdleConnections(b *testing.B) {
 		upstream := startNginx(b, "upstream", "1", "", upstreamServer)
 		peer := startNginx(b, "peer", "auto", peerUpstream(upstream.Addr), peerServer(tok))
 		bin := proctest.Build(b, "./cmd/rotator", "ROTATOR_BIN")
-		p, gw := startGateway(b, w, bin, "http://"+upstream.Addr)
+		pid, gw := startGateway(b, w, bin, "http://"+upstream.Addr, "")
 		key := []string{gatewayKeyHeader + ": " + gwBenchKey}
 		for _, s := range []struct {
 			name, addr string
 			rss        func() int
 		}{
-			{"rotator-gateway", gw, func() int { return procStatus(b, p.Pid(), "VmRSS") }},
+			{"rotator-gateway", gw, func() int { return procStatus(b, pid, "VmRSS") }},
 			{"nginx-static-header", peer.Addr, func() int { return peer.RSS(b) }},
 		} {
 			name := s.name
