@@ -69,3 +69,35 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	log.Info("stopped")
 	return nil
 }
+
+// startEmbedded starts the gateway `rotator run` serves when ROTATOR_GATEWAY_ADDR is set; nil
+// when it is not. The daemon hands it each token the moment it is stored (daemon.Options.Stored),
+// and its watchers see tokens stored by any other rotator. It heals revocations with an engine of
+// its own, on the same configuration as the daemon's; a SIGHUP reloads the daemon's clients, not
+// the gateway's (a changed client list needs a restart).
+func startEmbedded(ctx context.Context, env Env, cfg *config.Config, stderr io.Writer) (*gateway.Service, error) {
+	gcfg, err := config.LoadGateway(env.Lookup, false)
+	if err != nil {
+		return nil, &usageError{err: fmt.Errorf("configuration:\n%w", err)}
+	}
+	if gcfg.Addr == "" {
+		return nil, nil
+	}
+	log := newLogger(cfg, stderr)
+	sm, err := app.SecretsManager(ctx)
+	if err != nil {
+		return nil, &usageError{err: err}
+	}
+	a, err := app.New(cfg, sm, nil, log)
+	if err != nil {
+		return nil, &usageError{err: err}
+	}
+	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: cfg, Gateway: gcfg, Store: store.New(sm),
+		Engine: a.Engine, Clients: a.Clients, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("gateway started", "clients", len(cfg.Clients), "gateway_addr", svc.Addr, "tls", svc.TLS,
+		"key", gcfg.Key != "" || gcfg.KeyID != "", "embedded", true)
+	return svc, nil
+}

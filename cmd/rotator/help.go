@@ -37,7 +37,7 @@ var commands = []*command{
 	{
 		name:     "run",
 		summary:  "run the daemon: check every client on ROTATOR_SCHEDULE",
-		about:    "Runs until SIGTERM or SIGINT, checking every client on ROTATOR_SCHEDULE and rotating each token that is due. It serves /healthz, /readyz and /metrics on ROTATOR_HTTP_ADDR. SIGHUP reloads the configuration.",
+		about:    "Runs until SIGTERM or SIGINT, checking every client on ROTATOR_SCHEDULE and rotating each token that is due. It serves /healthz, /readyz and /metrics on ROTATOR_HTTP_ADDR. SIGHUP reloads the configuration. With ROTATOR_GATEWAY_ADDR set it also serves the Clear gateway (see rotator gateway --help), handing it each token the moment it is stored; a SIGHUP does not reload the gateway's clients.",
 		flags:    func(*flag.FlagSet, *options) {},
 		daemon:   true,
 		example:  "  ROTATOR_HTTP_ADDR=127.0.0.1:9090 rotator run",

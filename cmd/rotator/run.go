@@ -159,10 +159,23 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
-		return daemon.Run(ctx, daemon.Options{
+		opts := daemon.Options{
 			Load: func(ctx context.Context) (*app.App, error) { return build(ctx, env.Lookup, stderr) },
 			Log:  log, Reload: hup, Version: versionString(),
-		})
+		}
+		gw, err := startEmbedded(ctx, env, cfg, stderr)
+		if err != nil {
+			return err
+		}
+		if gw != nil {
+			opts.Stored, opts.Metrics = gw.Stored, gw.WriteMetrics
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), gatewayShutdown)
+				defer cancel()
+				_ = gw.Shutdown(sctx)
+			}()
+		}
+		return daemon.Run(ctx, opts)
 	}
 	sm, err := app.SecretsManager(ctx)
 	if err != nil {

@@ -292,10 +292,11 @@ func TestNoLiveTokenIs503WithRetryAfter(t *testing.T) {
 		t.Errorf("no_token_total = %q, want 2", v)
 	}
 	// A request held while no token is live goes out as soon as one arrives.
-	go func() { time.Sleep(30 * time.Millisecond); f.h.Set(f.rotate()) }()
-	f2 := f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil))
-	if f2.Code != http.StatusOK {
-		t.Errorf("held request: %d", f2.Code)
+	g := newFixture(t, func(o *gateway.Options) { o.Hold = 5 * time.Second })
+	next := g.rotate()
+	go func() { time.Sleep(50 * time.Millisecond); g.h.Set(next) }()
+	if rec := g.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)); rec.Code != http.StatusOK {
+		t.Errorf("held request: %d", rec.Code)
 	}
 }
 

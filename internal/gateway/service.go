@@ -166,6 +166,12 @@ func (s *Service) listen(g *config.Gateway) error {
 // in every gateway and daemon that sees the revocation, so they make one request between them.
 func (s *Service) healer(e Engine, c *rotation.Client, h *Holder, w *Watcher) func(context.Context, string) {
 	return func(ctx context.Context, version string) {
+		// The engine forces whatever AWSCURRENT holds; a rotation that landed since the judgement
+		// must not be followed by another.
+		if cur, err := w.Check(ctx); err != nil || cur != version {
+			w.Nudge()
+			return
+		}
 		r := e.Run(ctx, c, rotation.Request{Force: true, Event: EventID(version)}, nil)
 		s.log.Info("gateway: asked for a rotation after a revocation outside the rotator", "client", c.Name,
 			"version", version, "outcome", string(r.Outcome), "message", r.Message)
