@@ -292,3 +292,50 @@ func TestGatewaySidecar(t *testing.T) {
 		t.Error("the sidecar has no memory limit")
 	}
 }
+
+// TestGatewaySidecarProbes checks that the sidecar's probes reach its ops listener.
+func TestGatewaySidecarProbes(t *testing.T) {
+	var gw any
+	for _, d := range readDocs(t, sidecarFile) {
+		if d["kind"] != "Deployment" {
+			continue
+		}
+		for _, c := range get(t, d, "spec", "template", "spec", "containers").([]any) {
+			if args, _ := c.(map[string]any)["args"].([]any); slices.Equal(args, []any{"gateway"}) {
+				gw = c
+			}
+		}
+	}
+	if gw == nil {
+		t.Fatal("no gateway container")
+	}
+	addr, ok := envOf(t, gw)[config.EnvHTTPAddr]
+	if !ok || addr == "" {
+		t.Fatalf("the sidecar sets no %s: it would take the rotator's default :9090, which the ERP may use", config.EnvHTTPAddr)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !needsKey(host) && host != "" {
+		t.Errorf("%s=%q: the kubelet's probes cannot reach loopback", config.EnvHTTPAddr, addr)
+	}
+	named := map[string]string{}
+	for _, p := range get(t, gw, "ports").([]any) {
+		named[get(t, p, "name").(string)] = strconv.Itoa(get(t, p, "containerPort").(int))
+	}
+	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
+		if got := get(t, gw, probe, "httpGet", "path"); got != path {
+			t.Errorf("%s path %v, want %s", probe, got, path)
+		}
+		p := get(t, gw, probe, "httpGet", "port")
+		if name, ok := p.(string); ok {
+			p = named[name]
+		} else {
+			p = strconv.Itoa(p.(int))
+		}
+		if p != port {
+			t.Errorf("%s probes port %v; the ops listener is on %s", probe, p, port)
+		}
+	}
+}
