@@ -71,12 +71,16 @@ func BenchmarkERPFailedCalls(b *testing.B) {
 			for range b.N {
 				// The rotator's default renewal (a third of the lifetime left), as in production.
 				o := rig.ERPOptions{Lifetime: erpLifetime, APIClients: row.apiClients}
-				erp, gw := newERPWorld(b, o, row.erp)
+				erp, gw, p := newERPGateway(b, o, row.erp)
 				calls, failed, rotations := runERP(b, erp, row.erp, gw, erpRotations, erpLifetime)
 				perRotation := float64(failed) / float64(rotations)
 				b.ReportMetric(perRotation, "failed/rotation")
 				b.ReportMetric(float64(calls), "calls")
 				b.ReportMetric(float64(rotations), "rotations")
+				if p != nil {
+					replays, _ := gatewayLog(p.Output())
+					b.ReportMetric(float64(replays), "replays")
+				}
 				b.Logf("%s: %d ERP instances, %d calls, %d failed over %d rotations of %s tokens: %.1f failed calls per rotation (%.2f%%)",
 					row.name, erpInstances, calls, failed, rotations, erpLifetime, perRotation, 100*float64(failed)/float64(calls))
 			}

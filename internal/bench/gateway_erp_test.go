@@ -17,16 +17,11 @@ import (
 // erpGatewayKey is the inbound key of the ERP worlds' gateways (ROTATOR_GATEWAY_KEY).
 const erpGatewayKey = "erp-gateway-key-fedcba9876543210"
 
-// newERPWorld starts an ERP's world (rig.NewERP) for kind: for erpEmbedded the daemon also serves
-// the gateway; for erpStandalone a `rotator gateway` with read rights only (no client secret)
-// runs beside it. It returns the world and the gateway's address ("" for the kinds without one).
-func newERPWorld(tb testing.TB, o rig.ERPOptions, kind erpKind) (*rig.ERP, string) {
-	erp, addr, _ := newERPGateway(tb, o, kind)
-	return erp, addr
-}
-
-// newERPGateway is newERPWorld that also returns the process serving the gateway (the daemon, or
-// the standalone gateway), whose log has a line per request at debug level.
+// newERPGateway starts an ERP's world (rig.NewERP) for kind: for erpEmbedded the daemon also
+// serves the gateway; for erpStandalone a `rotator gateway` with read rights only (no client
+// secret) runs beside it. It returns the world, the gateway's address and the process serving it
+// (the daemon, or the standalone gateway; its log has a line per request), or "" and nil for the
+// kinds without a gateway.
 func newERPGateway(tb testing.TB, o rig.ERPOptions, kind erpKind) (*rig.ERP, string, *rig.Proc) {
 	tb.Helper()
 	switch kind {
