@@ -393,9 +393,12 @@ func TestGatewayKey(t *testing.T) {
 // out with the new token.
 func TestGatewayRevokedOutsideHealedOnce(t *testing.T) {
 	t.Parallel()
-	e := rig.NewERP(t, rig.ERPOptions{Lifetime: -1, RotatorEnv: []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s"}})
+	// The hold is the longest allowed, so that a loaded machine's slow Secrets Manager does not
+	// outlast it; on an idle one the calls are held about three seconds.
+	env := []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s", "ROTATOR_GATEWAY_HOLD=60s"}
+	e := rig.NewERP(t, rig.ERPOptions{Lifetime: -1, RotatorEnv: env})
 	g1 := awaitGateway(t, e.Proc)
-	d2 := e.Daemon("ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s")
+	d2 := e.Daemon(env...)
 	g2 := awaitGateway(t, d2)
 	for _, g := range []*gw{g1, g2} {
 		if code, body := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusOK {
