@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -459,5 +460,53 @@ func TestGatewayNeverAcceptedTokenNotRotatedFor(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := w.Emu.Requests(w.Secrets[0]); n != 0 {
 		t.Fatalf("Clear was asked for %d tokens for a token it never accepted", n)
+	}
+}
+
+// TestGatewaySeveralClients: `rotator run` with a YAML file of two clients serves both through one
+// gateway, chosen by x-clear-rotator-client; the second puts its token in another header.
+func TestGatewaySeveralClients(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	second := w.Secrets[0] + "-2"
+	w.Emu.AddSecret(second)
+	w.Hide(second)
+	var glsLive atomic.Int64
+	w.Handle("GET /_rig/api/gls", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if tok := r.Header.Get("x-clear-auth-token"); tok != "" && w.Emu.Live(tok) && r.Header.Get(clear.HeaderAuthToken) == "" {
+			glsLive.Add(1)
+			io.WriteString(rw, `{"ok":true}`)
+			return
+		}
+		rw.WriteHeader(http.StatusUnauthorized)
+	}))
+	path := t.TempDir() + "/clients.yaml"
+	yaml := "clients:\n" +
+		"  - name: erp-a\n    client_secret: " + w.Secrets[0] + "\n    token_secret_id: " + w.TokenID + "\n" +
+		"  - name: erp-b\n    client_secret: " + second + "\n    token_secret_id: " + w.TokenID + "-b\n    gateway_token_header: X-Clear-Auth-Token\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := w.Daemon("ROTATOR_CONFIG="+path, "CLEAR_CLIENT_SECRET=", "ROTATOR_TOKEN_SECRET_ID=", "ROTATOR_GATEWAY_ADDR=127.0.0.1:0")
+	g := awaitGateway(t, d)
+	d.Await("both clients' tokens", 30*time.Second, func() bool {
+		_, ready := d.Get("/readyz")
+		return strings.Contains(ready, "ok") && w.Emu.Issued(second) > 0 && w.Emu.Issued(w.Secrets[0]) > 0
+	})
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusBadRequest || !strings.Contains(resp, gateway.CodeClientNeeded) {
+		t.Fatalf("no client named: %d %s", code, resp)
+	}
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-c"); code != http.StatusBadRequest || !strings.Contains(resp, gateway.CodeClientUnknown) {
+		t.Fatalf("unknown client: %d %s", code, resp)
+	}
+	g.Await("erp-a through the gateway", 10*time.Second, func() bool {
+		code, _ := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-a")
+		return code == http.StatusOK
+	})
+	g.Await("erp-b through the gateway, in its own header", 10*time.Second, func() bool {
+		code, _ := g.call(t, http.MethodGet, "/_rig/api/gls", nil, gateway.HeaderClient, "erp-b")
+		return code == http.StatusOK
+	})
+	if v := d.Metric(`clear_rotator_gateway_requests_total{client="erp-b",code="2xx"}`); v == "" || v == "0" {
+		t.Errorf("erp-b's requests_total 2xx = %q", v)
 	}
 }
