@@ -195,8 +195,6 @@ type attempt struct {
 	refusedCode int
 	refusedHdr  http.Header
 	refusedBody []byte
-	// err is the transport's failure, answered by proxyError.
-	status int
 }
 
 type attemptKey struct{}
@@ -397,7 +395,6 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if a == nil {
 		return nil
 	}
-	a.status = resp.StatusCode
 	switch {
 	case resp.StatusCode != http.StatusUnauthorized:
 		if resp.StatusCode < 500 && resp.StatusCode != http.StatusForbidden {
