@@ -164,7 +164,8 @@ func erpLoad(t *testing.T, g *gw, stop <-chan struct{}) (calls, failed *atomic.I
 					fails = append(fails, fmt.Sprintf("%d %s", code, body))
 					mu.Unlock()
 				}
-				time.Sleep(50 * time.Millisecond)
+				// Paced: the package's other process tests share the machine.
+				time.Sleep(150 * time.Millisecond)
 			}
 		})
 	}
@@ -190,7 +191,7 @@ func acrossRotations(t *testing.T, e *rig.ERP, g *gw, metricsOf *rig.Proc) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d calls through the gateway failed across rotations:\n%s", failed.Load(), calls.Load(), fails)
 	}
-	if calls.Load() < 30 {
+	if calls.Load() < 15 {
 		t.Fatalf("only %d calls made", calls.Load())
 	}
 	_, metrics := metricsOf.Get("/metrics")
