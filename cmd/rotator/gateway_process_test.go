@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,7 +164,8 @@ func erpLoad(t *testing.T, g *gw, stop <-chan struct{}) (calls, failed *atomic.I
 					fails = append(fails, fmt.Sprintf("%d %s", code, body))
 					mu.Unlock()
 				}
-				time.Sleep(50 * time.Millisecond)
+				// Paced: the package's other process tests share the machine.
+				time.Sleep(150 * time.Millisecond)
 			}
 		})
 	}
@@ -189,7 +191,7 @@ func acrossRotations(t *testing.T, e *rig.ERP, g *gw, metricsOf *rig.Proc) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d calls through the gateway failed across rotations:\n%s", failed.Load(), calls.Load(), fails)
 	}
-	if calls.Load() < 30 {
+	if calls.Load() < 15 {
 		t.Fatalf("only %d calls made", calls.Load())
 	}
 	_, metrics := metricsOf.Get("/metrics")
@@ -393,9 +395,12 @@ func TestGatewayKey(t *testing.T) {
 // out with the new token.
 func TestGatewayRevokedOutsideHealedOnce(t *testing.T) {
 	t.Parallel()
-	e := rig.NewERP(t, rig.ERPOptions{Lifetime: -1, RotatorEnv: []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s"}})
+	// The hold is the longest allowed, so that a loaded machine's slow Secrets Manager does not
+	// outlast it; on an idle one the calls are held about three seconds.
+	env := []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s", "ROTATOR_GATEWAY_HOLD=60s"}
+	e := rig.NewERP(t, rig.ERPOptions{Lifetime: -1, RotatorEnv: env})
 	g1 := awaitGateway(t, e.Proc)
-	d2 := e.Daemon("ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s")
+	d2 := e.Daemon(env...)
 	g2 := awaitGateway(t, d2)
 	for _, g := range []*gw{g1, g2} {
 		if code, body := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusOK {
@@ -456,5 +461,53 @@ func TestGatewayNeverAcceptedTokenNotRotatedFor(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := w.Emu.Requests(w.Secrets[0]); n != 0 {
 		t.Fatalf("Clear was asked for %d tokens for a token it never accepted", n)
+	}
+}
+
+// TestGatewaySeveralClients: `rotator run` with a YAML file of two clients serves both through one
+// gateway, chosen by x-clear-rotator-client; the second puts its token in another header.
+func TestGatewaySeveralClients(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	second := w.Secrets[0] + "-2"
+	w.Emu.AddSecret(second)
+	w.Hide(second)
+	var glsLive atomic.Int64
+	w.Handle("GET /_rig/api/gls", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if tok := r.Header.Get("x-clear-auth-token"); tok != "" && w.Emu.Live(tok) && r.Header.Get(clear.HeaderAuthToken) == "" {
+			glsLive.Add(1)
+			io.WriteString(rw, `{"ok":true}`)
+			return
+		}
+		rw.WriteHeader(http.StatusUnauthorized)
+	}))
+	path := t.TempDir() + "/clients.yaml"
+	yaml := "clients:\n" +
+		"  - name: erp-a\n    client_secret: " + w.Secrets[0] + "\n    token_secret_id: " + w.TokenID + "\n" +
+		"  - name: erp-b\n    client_secret: " + second + "\n    token_secret_id: " + w.TokenID + "-b\n    gateway_token_header: X-Clear-Auth-Token\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := w.Daemon("ROTATOR_CONFIG="+path, "CLEAR_CLIENT_SECRET=", "ROTATOR_TOKEN_SECRET_ID=", "ROTATOR_GATEWAY_ADDR=127.0.0.1:0")
+	g := awaitGateway(t, d)
+	d.Await("both clients' tokens", 30*time.Second, func() bool {
+		_, ready := d.Get("/readyz")
+		return strings.Contains(ready, "ok") && w.Emu.Issued(second) > 0 && w.Emu.Issued(w.Secrets[0]) > 0
+	})
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusBadRequest || !strings.Contains(resp, gateway.CodeClientNeeded) {
+		t.Fatalf("no client named: %d %s", code, resp)
+	}
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-c"); code != http.StatusBadRequest || !strings.Contains(resp, gateway.CodeClientUnknown) {
+		t.Fatalf("unknown client: %d %s", code, resp)
+	}
+	g.Await("erp-a through the gateway", 10*time.Second, func() bool {
+		code, _ := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-a")
+		return code == http.StatusOK
+	})
+	g.Await("erp-b through the gateway, in its own header", 10*time.Second, func() bool {
+		code, _ := g.call(t, http.MethodGet, "/_rig/api/gls", nil, gateway.HeaderClient, "erp-b")
+		return code == http.StatusOK
+	})
+	if v := d.Metric(`clear_rotator_gateway_requests_total{client="erp-b",code="2xx"}`); v == "" || v == "0" {
+		t.Errorf("erp-b's requests_total 2xx = %q", v)
 	}
 }

@@ -119,6 +119,26 @@ func LoadGateway(lookup LookupFunc, standalone bool) (*Gateway, error) {
 	} else if standalone {
 		g.Addr = DefaultGatewayAddr
 	}
+	hasKey := gatewayKey(&p, g, val)
+	gatewayLimits(&p, g, val)
+	g.TLSCert, _ = val(EnvGatewayTLSCert)
+	g.TLSKey, _ = val(EnvGatewayTLSKey)
+	if (g.TLSCert == "") != (g.TLSKey == "") {
+		p.add(at(EnvGatewayTLSCert), nil, EnvGatewayTLSCert+" and "+EnvGatewayTLSKey+" must be set together")
+	}
+	if g.Addr != "" && !hasKey && !loopbackAddr(g.Addr) {
+		p.bad(at(EnvGatewayAddr), nil, "%s is not a loopback address, and no key is set: anyone who reaches it could call Clear with the token; set %s (or %s), or listen on 127.0.0.1",
+			quote(g.Addr), EnvGatewayKeyID, EnvGatewayKey)
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// gatewayKey reads the inbound key's settings into g and reports whether a key is set.
+func gatewayKey(p *problems, g *Gateway, val func(string) (string, bool)) bool {
+	at := func(name string) location { return location{source: SourceEnvironment, field: name} }
 	key, hasKey := val(EnvGatewayKey)
 	id, hasID := val(EnvGatewayKeyID)
 	p.secret(key)
@@ -130,10 +150,16 @@ func LoadGateway(lookup LookupFunc, standalone bool) (*Gateway, error) {
 	case hasKey:
 		g.Key = key
 	case hasID:
-		if ref, ok := checkSecretID(&p, at(EnvGatewayKeyID), id, false); ok {
+		if ref, ok := checkSecretID(p, at(EnvGatewayKeyID), id, false); ok {
 			g.KeyID = ref.raw
 		}
 	}
+	return hasKey || hasID
+}
+
+// gatewayLimits reads the gateway's durations and sizes into g.
+func gatewayLimits(p *problems, g *Gateway, val func(string) (string, bool)) {
+	at := func(name string) location { return location{source: SourceEnvironment, field: name} }
 	durations := []struct {
 		env    string
 		lo, hi time.Duration
@@ -145,7 +171,7 @@ func LoadGateway(lookup LookupFunc, standalone bool) (*Gateway, error) {
 	}
 	for _, d := range durations {
 		if s, ok := val(d.env); ok {
-			if v, ok := checkDuration(&p, at(d.env), s, d.lo, d.hi); ok {
+			if v, ok := checkDuration(p, at(d.env), s, d.lo, d.hi); ok {
 				*d.dst = v
 			}
 		}
@@ -158,28 +184,15 @@ func LoadGateway(lookup LookupFunc, standalone bool) (*Gateway, error) {
 		}
 	}
 	if s, ok := val(EnvGatewayReplayLimit); ok {
-		if n, ok := checkCount(&p, at(EnvGatewayReplayLimit), s, MaxGatewayReplayLimit); ok {
+		if n, ok := checkCount(p, at(EnvGatewayReplayLimit), s, MaxGatewayReplayLimit); ok {
 			g.ReplayLimit = int64(n)
 		}
 	}
 	if s, ok := val(EnvGatewayMaxConns); ok {
-		if n, ok := checkCount(&p, at(EnvGatewayMaxConns), s, MaxGatewayMaxConns); ok {
+		if n, ok := checkCount(p, at(EnvGatewayMaxConns), s, MaxGatewayMaxConns); ok {
 			g.MaxConns = n
 		}
 	}
-	g.TLSCert, _ = val(EnvGatewayTLSCert)
-	g.TLSKey, _ = val(EnvGatewayTLSKey)
-	if (g.TLSCert == "") != (g.TLSKey == "") {
-		p.add(at(EnvGatewayTLSCert), nil, EnvGatewayTLSCert+" and "+EnvGatewayTLSKey+" must be set together")
-	}
-	if g.Addr != "" && !hasKey && !hasID && !loopbackAddr(g.Addr) {
-		p.bad(at(EnvGatewayAddr), nil, "%s is not a loopback address, and no key is set: anyone who reaches it could call Clear with the token; set %s (or %s), or listen on 127.0.0.1",
-			quote(g.Addr), EnvGatewayKeyID, EnvGatewayKey)
-	}
-	if err := p.err(); err != nil {
-		return nil, err
-	}
-	return g, nil
 }
 
 // checkListenAddr validates [HOST]:PORT; unlike ROTATOR_HTTP_ADDR the gateway cannot be turned off

@@ -195,8 +195,6 @@ type attempt struct {
 	refusedCode int
 	refusedHdr  http.Header
 	refusedBody []byte
-	// err is the transport's failure, answered by proxyError.
-	status int
 }
 
 type attemptKey struct{}
@@ -269,7 +267,7 @@ func (g *Gateway) pick(w http.ResponseWriter, r *http.Request) *route {
 // forward sends the request to Clear, replaying it once after a 401 when it can. It reports
 // whether it replayed.
 func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
-	body, replayable, err := g.buffer(r)
+	b, err := g.buffer(r)
 	if err != nil {
 		answer(w, http.StatusBadRequest, CodeBadRequest, "The request's body could not be read.", 0)
 		return false
@@ -280,8 +278,8 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 		answer(w, http.StatusServiceUnavailable, CodeNoToken, "The gateway holds no live Clear token at the moment; retry shortly.", noTokenRetryAfter)
 		return false
 	}
-	a := &attempt{route: rt, tok: tok, intercept: replayable}
-	g.send(w, r, a, body)
+	a := &attempt{route: rt, tok: tok, intercept: b.replayable()}
+	g.send(w, r, a, b)
 	if !a.refused {
 		return false
 	}
@@ -296,45 +294,53 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 		return false
 	}
 	g.metrics.replay(rt.Name)
-	g.send(w, r, &attempt{route: rt, tok: next}, body)
+	g.send(w, r, &attempt{route: rt, tok: next}, b)
 	return true
 }
 
-// send runs one attempt through the proxy. body is the buffered body (replayable) or the stream.
-func (g *Gateway) send(w http.ResponseWriter, r *http.Request, a *attempt, body io.Reader) {
+// send runs one attempt through the proxy with body b.
+func (g *Gateway) send(w http.ResponseWriter, r *http.Request, a *attempt, b body) {
 	out := r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
-	if body != nil {
-		if b, ok := body.(*bytes.Reader); ok {
-			// A fresh reader over the same bytes for each attempt.
-			b.Seek(0, io.SeekStart)
-			out.Body = io.NopCloser(b)
-		} else {
-			out.Body = io.NopCloser(body)
-		}
-	} else {
+	switch {
+	case b.stream != nil:
+		out.Body = io.NopCloser(b.stream)
+	case b.whole != nil:
+		// A reader of its own for each attempt: the transport may still be reading the first
+		// attempt's body when Clear's 401 arrives, so the replay must not share it.
+		out.Body = io.NopCloser(bytes.NewReader(b.whole))
+	default:
 		out.Body = http.NoBody
 	}
 	g.proxy.ServeHTTP(w, out)
 }
 
+// body is a request's body as the gateway sends it: read whole (each attempt reads it afresh, so
+// it can be replayed), or streamed once. Neither set: no body.
+type body struct {
+	whole  []byte
+	stream io.Reader
+}
+
+func (b body) replayable() bool { return b.stream == nil }
+
 // buffer reads a body of at most ReplayLimit bytes whole; a larger one (by its Content-Length, or
 // as it turns out) is streamed, and cannot be replayed. A request without a body is replayable.
-func (g *Gateway) buffer(r *http.Request) (io.Reader, bool, error) {
+func (g *Gateway) buffer(r *http.Request) (body, error) {
 	if r.Body == nil || r.Body == http.NoBody {
-		return nil, true, nil
+		return body{}, nil
 	}
 	if r.ContentLength > g.o.ReplayLimit {
-		return r.Body, false, nil
+		return body{stream: r.Body}, nil
 	}
 	limit := g.o.ReplayLimit
 	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, false, err
+		return body{}, err
 	}
 	if int64(len(buf)) > limit {
-		return io.MultiReader(bytes.NewReader(buf), r.Body), false, nil
+		return body{stream: io.MultiReader(bytes.NewReader(buf), r.Body)}, nil
 	}
-	return bytes.NewReader(buf), true, nil
+	return body{whole: buf}, nil
 }
 
 // liveToken returns the client's token if it is live, or waits (at most Hold) for one that is.
@@ -389,7 +395,6 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if a == nil {
 		return nil
 	}
-	a.status = resp.StatusCode
 	switch {
 	case resp.StatusCode != http.StatusUnauthorized:
 		if resp.StatusCode < 500 && resp.StatusCode != http.StatusForbidden {

@@ -176,8 +176,13 @@ func KeyFeed(k *Keys, grace time.Duration, log *slog.Logger) func(store.Version)
 			}
 			return
 		}
+		first := !k.Enabled()
 		k.Set(NewKey(s), grace)
-		if log != nil {
+		switch {
+		case log == nil:
+		case first:
+			log.Info("gateway: the inbound key was read", "version", v.ID)
+		default:
 			log.Info("gateway: the inbound key changed; the previous one is accepted for its grace", "version", v.ID, "grace", grace.String())
 		}
 	}
