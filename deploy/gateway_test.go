@@ -14,9 +14,9 @@ import (
 // The gateway's settings (issue 17). A gateway that listens beyond loopback without a key is
 // refused at start-up, so a manifest that does so would crash-loop.
 const (
-	envGatewayAddr  = "ROTATOR_GATEWAY_ADDR"
-	envGatewayKeyID = "ROTATOR_GATEWAY_KEY_ID"
-	envGatewayKey   = "ROTATOR_GATEWAY_KEY"
+	envGatewayAddr  = config.EnvGatewayAddr
+	envGatewayKeyID = config.EnvGatewayKeyID
+	envGatewayKey   = config.EnvGatewayKey
 	gatewayDir      = "kubernetes/gateway"
 	sidecarFile     = "kubernetes/gateway-sidecar/erp.yaml"
 	gatewayPortName = "gateway"
@@ -89,6 +89,48 @@ func needsKey(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip == nil || !ip.IsLoopback()
+}
+
+// gatewayConnBytes is what one open connection costs the gateway, measured with 10,000 idle
+// keep-alive connections (BENCHMARKS.md, section 9: 24.8 kB), rounded up; gatewayBaseBytes is the
+// process without connections, with room for the daemon's own work.
+const (
+	gatewayConnBytes = 26 << 10
+	gatewayBaseBytes = 48 << 20
+)
+
+// memoryBytes parses a Kubernetes memory quantity in Mi or Gi.
+func memoryBytes(t *testing.T, q string) int64 {
+	t.Helper()
+	for suffix, unit := range map[string]int64{"Mi": 1 << 20, "Gi": 1 << 30} {
+		if n, ok := strings.CutSuffix(q, suffix); ok {
+			v, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				t.Fatalf("memory %q: %v", q, err)
+			}
+			return v * unit
+		}
+	}
+	t.Fatalf("memory %q: use Mi or Gi", q)
+	return 0
+}
+
+// checkConnMemory fails when the container's memory limit cannot hold the gateway's connection
+// bound: at that many connections the pod would be killed rather than refuse connections.
+func checkConnMemory(t *testing.T, env map[string]string, limit string) {
+	t.Helper()
+	conns := int64(config.DefaultGatewayMaxConns)
+	if v, ok := env[config.EnvGatewayMaxConns]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", config.EnvGatewayMaxConns, v, err)
+		}
+		conns = n
+	}
+	if need := gatewayBaseBytes + conns*gatewayConnBytes; memoryBytes(t, limit) < need {
+		t.Errorf("memory limit %s cannot hold %d connections (%s): about %d MiB needed; lower %s or raise the limit",
+			limit, conns, config.EnvGatewayMaxConns, need>>20, config.EnvGatewayMaxConns)
+	}
 }
 
 // matchesLabels reports whether every label of sel is among labels (and sel is not empty).
@@ -164,6 +206,11 @@ func TestGatewayOverlay(t *testing.T) {
 		if needsKey(host) && env[envGatewayKeyID] == "" {
 			t.Errorf("%s=%q listens beyond loopback without %s: the rotator refuses to start", envGatewayAddr, addr, envGatewayKeyID)
 		}
+		limits, _ := pc["resources"].(map[string]any)["limits"].(map[string]any)
+		if limits == nil {
+			limits = get(t, base, "resources", "limits").(map[string]any)
+		}
+		checkConnMemory(t, env, limits["memory"].(string))
 		if addr := env[config.EnvHTTPAddr]; strings.HasSuffix(addr, ":"+strings.Split(env[envGatewayAddr], ":")[1]) {
 			t.Errorf("the gateway and the ops listener share a port (%s)", addr)
 		}
@@ -284,6 +331,7 @@ func TestGatewaySidecar(t *testing.T) {
 	if got, want := envOf(t, erp)[config.EnvBaseURL], "http://"+env[envGatewayAddr]; got != want {
 		t.Errorf("the ERP's %s is %q, want the sidecar %q", config.EnvBaseURL, got, want)
 	}
+	checkConnMemory(t, env, get(t, gw, "resources", "limits", "memory").(string))
 	sc := get(t, gw, "securityContext")
 	if get(t, sc, "readOnlyRootFilesystem") != true || get(t, sc, "allowPrivilegeEscalation") != false || get(t, sc, "runAsNonRoot") != true {
 		t.Error("the sidecar is not a non-root, read-only container without privilege escalation")
