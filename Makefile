@@ -97,7 +97,7 @@ build-RotatorFunction:
 ## bench: the benchmarks behind BENCHMARKS.md (the gateway's also need nginx and wrk)
 bench:
 	@scripts/test-deps.sh bench
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -v -timeout 45m ./internal/bench/...
 
 ## soak: the long reliability suite
 soak: test-deps
