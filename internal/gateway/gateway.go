@@ -37,7 +37,10 @@ const (
 	DefaultReplayLimit     = 1 << 20
 	DefaultHold            = 10 * time.Second
 	DefaultUpstreamTimeout = 120 * time.Second
-	DefaultRevokeGrace     = 2 * time.Second
+	// DefaultRevokeGrace is how long a refused token must stay AWSCURRENT before it is judged
+	// revoked: longer than a rotator takes to store the token Clear has just issued (Clear
+	// revokes the old one first), short enough that a heal fits in DefaultHold.
+	DefaultRevokeGrace = 5 * time.Second
 	// noTokenRetryAfter is the Retry-After of a 503 for want of a live token, in seconds.
 	noTokenRetryAfter = 5
 	// maxRefusalBody bounds the 401 body kept while the gateway decides whether to replay.
