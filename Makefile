@@ -94,9 +94,10 @@ lambda:
 build-RotatorFunction:
 	GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags '$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./cmd/lambda
 
-## bench: the benchmarks behind BENCHMARKS.md
-bench: test-deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/...
+## bench: the benchmarks behind BENCHMARKS.md (the gateway's also need nginx and wrk)
+bench:
+	@scripts/test-deps.sh bench
+	$(GO) test -run '^$$' -bench . -benchtime 1x -v -timeout 45m ./internal/bench/...
 
 ## soak: the long reliability suite
 soak: test-deps

@@ -22,22 +22,33 @@ if ((${#need_pip[@]})); then
   command -v cfn-lint >/dev/null || missing+=("cfn-lint (pip install cfn-lint)")
 fi
 
+# apt_install PACKAGE: install a Debian package when apt-get is there (with sudo when not root).
+apt_updated=
+apt_install() {
+  command -v apt-get >/dev/null || return 0
+  local sudo=()
+  if ((EUID != 0)) && command -v sudo >/dev/null; then sudo=(sudo); fi
+  echo "installing $1 (apt-get install $1)"
+  if [[ -z $apt_updated ]]; then "${sudo[@]}" apt-get update -qq && apt_updated=1; fi
+  "${sudo[@]}" apt-get install -y -qq "$1" >/dev/null || echo "apt-get could not install $1" >&2
+  hash -r
+}
+
 # promtool checks and unit-tests deploy/prometheus/rules.yaml. Debian's prometheus package ships
 # it (on a host that runs systemd, installing the package also starts a Prometheus server on :9090;
 # CI containers do not run one).
 if ! command -v promtool >/dev/null; then
-  if command -v apt-get >/dev/null; then
-    sudo=()
-    if ((EUID != 0)); then
-      if command -v sudo >/dev/null; then sudo=(sudo); fi
-    fi
-    echo "installing promtool (apt-get install prometheus)"
-    if ! { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq prometheus >/dev/null; }; then
-      echo "apt-get could not install prometheus (which provides promtool)" >&2
-    fi
-    hash -r
-  fi
+  apt_install prometheus
   command -v promtool >/dev/null || missing+=("promtool (apt-get install prometheus, or a Prometheus release from https://prometheus.io/download/)")
+fi
+
+# `scripts/test-deps.sh bench` (make bench) also needs nginx and wrk: the gateway's benchmark
+# compares it with nginx under wrk's load. No test of `make test` needs them.
+if [[ ${1:-} == bench ]]; then
+  for tool in nginx wrk; do
+    command -v "$tool" >/dev/null || apt_install "$tool"
+    command -v "$tool" >/dev/null || missing+=("$tool (apt-get install $tool)")
+  done
 fi
 
 # The Python consumer recipe (examples/python) is run by the tests with boto3 and requests.

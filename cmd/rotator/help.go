@@ -37,7 +37,7 @@ var commands = []*command{
 	{
 		name:     "run",
 		summary:  "run the daemon: check every client on ROTATOR_SCHEDULE",
-		about:    "Runs until SIGTERM or SIGINT, checking every client on ROTATOR_SCHEDULE and rotating each token that is due. It serves /healthz, /readyz and /metrics on ROTATOR_HTTP_ADDR. SIGHUP reloads the configuration.",
+		about:    "Runs until SIGTERM or SIGINT, checking every client on ROTATOR_SCHEDULE and rotating each token that is due. It serves /healthz, /readyz and /metrics on ROTATOR_HTTP_ADDR. SIGHUP reloads the configuration. With ROTATOR_GATEWAY_ADDR set it also serves the Clear gateway (see rotator gateway --help), handing it each token the moment it is stored; a SIGHUP does not reload the gateway's clients.",
 		flags:    func(*flag.FlagSet, *options) {},
 		daemon:   true,
 		example:  "  ROTATOR_HTTP_ADDR=127.0.0.1:9090 rotator run",
@@ -84,6 +84,19 @@ var commands = []*command{
 		},
 		example: "  rotator revoke --client erp-a --yes",
 		exits:   "  0  every token revoked and a new one stored\n  1  failure (an API client whose tokens may still be live), or not confirmed\n  2  usage or configuration error, or --yes missing without a terminal",
+	},
+	{
+		name:    "gateway",
+		summary: "serve the Clear gateway: ERPs call Clear through it and hold no token",
+		about: "Serves the Clear gateway on ROTATOR_GATEWAY_ADDR until SIGTERM or SIGINT: every request (any method, path, query and body) goes to the client's CLEAR_BASE_URL with the live token from the token secret in x-cleartax-auth-token (or ROTATOR_GATEWAY_TOKEN_HEADER). " +
+			"After a 401 from Clear it waits for a newer token and sends the request once more, when its body was buffered whole (ROTATOR_GATEWAY_REPLAY_LIMIT). " +
+			"With no live token it answers 503 with Retry-After. It needs read access to the token secret only (and to ROTATOR_GATEWAY_KEY_ID's secret); with a client secret configured it also asks for one forced rotation when a token is revoked outside the rotator. " +
+			"Callers send the key in x-clear-rotator-key, and with several clients the client's name in x-clear-rotator-client. Listening on anything but loopback without a key is refused. " +
+			"/healthz, /readyz and /metrics are served on ROTATOR_HTTP_ADDR.",
+		flags:   func(*flag.FlagSet, *options) {},
+		daemon:  true,
+		example: "  ROTATOR_GATEWAY_ADDR=127.0.0.1:8480 ROTATOR_TOKEN_SECRET_ID=tokens/erp CLEAR_BASE_URL=https://api.clear.in rotator gateway\n  curl -H 'x-clear-rotator-key: ...' http://127.0.0.1:8480/integration/v1/...",
+		exits:   "  0  stopped by a signal after the requests in flight\n  1  failure (the key's secret unreadable, the listener)\n  2  configuration error, including a non-loopback listener without a key",
 	},
 	{
 		name:    "check",

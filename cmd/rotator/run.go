@@ -148,19 +148,16 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 		early.Warn(w.String(), "variable", w.Name)
 	}
 
+	if cmd.name == "gateway" {
+		return runGateway(ctx, env, stderr)
+	}
 	cfg, err := config.Load(env.Lookup)
 	if err != nil {
 		return &usageError{err: fmt.Errorf("configuration:\n%w", err)}
 	}
 	log := newLogger(cfg, stderr)
 	if cmd.name == "run" {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		return daemon.Run(ctx, daemon.Options{
-			Load: func(ctx context.Context) (*app.App, error) { return build(ctx, env.Lookup, stderr) },
-			Log:  log, Reload: hup, Version: versionString(),
-		})
+		return runDaemon(ctx, env, cfg, log, stderr)
 	}
 	sm, err := app.SecretsManager(ctx)
 	if err != nil {
@@ -190,6 +187,30 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	default:
 		return check(ctx, a.Engine, clients, cfg, warnings, stdout)
 	}
+}
+
+// runDaemon is `rotator run`: the daemon, and the gateway when ROTATOR_GATEWAY_ADDR is set.
+func runDaemon(ctx context.Context, env Env, cfg *config.Config, log *slog.Logger, stderr io.Writer) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	opts := daemon.Options{
+		Load: func(ctx context.Context) (*app.App, error) { return build(ctx, env.Lookup, stderr) },
+		Log:  log, Reload: hup, Version: versionString(),
+	}
+	gw, err := startEmbedded(ctx, env, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	if gw != nil {
+		opts.Stored, opts.Metrics = gw.Stored, gw.WriteMetrics
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), gatewayShutdown)
+			defer cancel()
+			_ = gw.Shutdown(sctx)
+		}()
+	}
+	return daemon.Run(ctx, opts)
 }
 
 // earlyLogger logs before the configuration is loaded, with LOG_LEVEL, LOG_FORMAT and NO_COLOR as

@@ -135,6 +135,9 @@ type Client struct {
 	DailyLimit      int
 	RenewBefore     time.Duration // 0 = a third of lifetime
 	MaxAge          time.Duration // 0 = never rotate never-expiring tokens
+	// GatewayTokenHeader is the header the gateway puts the token in; "" means
+	// x-cleartax-auth-token.
+	GatewayTokenHeader string
 }
 
 // Config is the validated configuration.

@@ -48,7 +48,7 @@ type Setting struct {
 // Settings lists every setting the rotator reads, in the order help texts
 // show them. Client entries in a YAML file accept the keys of the PerClient
 // settings, plus name.
-var Settings = []Setting{
+var Settings = append([]Setting{
 	{Env: EnvBaseURL, Key: "base_url", Kind: "URL", Limits: "https://HOST[/PATH]; http:// only for loopback hosts",
 		Help:    "Clear API base URL, e.g. https://api.clear.in",
 		parse:   func(p *problems, l location, s string) (any, bool) { return checkBaseURL(p, l, s) },
@@ -91,7 +91,7 @@ var Settings = []Setting{
 	{Env: EnvLogFormat, Scope: Global, Kind: "format", Default: "text on a terminal, json otherwise", Limits: "text, json",
 		Help: "log format"},
 	{Env: EnvNoColor, Scope: Global, Kind: "any", Help: "any non-empty value turns off colour in text logs"},
-}
+}, gatewaySettings...)
 
 // valueSettings are the per-client settings that parse and set handle.
 func valueSettings() []*Setting {

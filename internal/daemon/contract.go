@@ -41,9 +41,11 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -76,6 +78,11 @@ type Options struct {
 	Version string
 	// Concurrency bounds the clients checked at once; zero means DefaultConcurrency.
 	Concurrency int
+	// Stored, when set, receives each token a check stored (rotation.Result.Stored) the moment it
+	// is stored: the embedded gateway sends it from its next request on.
+	Stored func(client string, s *rotation.Stored)
+	// Metrics, when set, appends more metric families to /metrics: the embedded gateway's.
+	Metrics func(b *strings.Builder)
 }
 
 // Run runs the daemon until ctx is cancelled. It returns Load's error if the configuration cannot be

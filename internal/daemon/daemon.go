@@ -441,6 +441,9 @@ func (d *daemon) checkOne(ctx context.Context, a *app.App, c *rotation.Client) (
 	}()
 
 	r := a.Run(ctx, c, rotation.Request{}, cache)
+	if r.Stored != nil && d.opts.Stored != nil {
+		d.opts.Stored(c.Name, r.Stored)
+	}
 	if ctx.Err() != nil && r.Outcome == rotation.Failed && !r.Requested && errors.Is(r.Err, context.Canceled) {
 		// Shutdown cut the check short before it claimed anything: nothing happened, nothing to
 		// record, and the client must not look broken in the last scrape.

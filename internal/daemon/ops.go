@@ -74,6 +74,11 @@ func (d *daemon) handler() http.Handler {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		io.WriteString(w, d.metrics(time.Now()))
+		if d.opts.Metrics != nil {
+			var b strings.Builder
+			d.opts.Metrics(&b)
+			io.WriteString(w, b.String())
+		}
 	})
 	return mux
 }

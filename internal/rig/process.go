@@ -143,6 +143,9 @@ func (w *World) Start(bin string, env []string, args ...string) *Proc {
 	if strings.HasSuffix(p.Addr, ":0") {
 		p.Await("the daemon's ops listener address", 15*time.Second, func() bool {
 			addr := p.LoggedAttr("daemon started", "http_addr")
+			if addr == "" {
+				addr = p.LoggedAttr("gateway started", "http_addr") // rotator gateway
+			}
 			if addr != "" {
 				p.Addr = addr
 			}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/app"
+	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/gateway"
+	"github.com/clear-rotator/clear-rotator/internal/store"
+)
+
+// gatewayShutdown bounds how long SIGTERM waits for requests in flight through the gateway.
+const gatewayShutdown = 30 * time.Second
+
+// runGateway is `rotator gateway`: the standalone Clear gateway. It reads each client's token from
+// its token secret (read-only rights suffice) and serves until ctx ends. With a client secret
+// configured it also has the rotator's rights, and heals a revocation outside the rotator.
+func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
+	cfg, err := config.LoadForGateway(env.Lookup)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("configuration:\n%w", err)}
+	}
+	gcfg, err := config.LoadGateway(env.Lookup, true)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("configuration:\n%w", err)}
+	}
+	log := newLogger(cfg, stderr)
+	sm, err := app.SecretsManager(ctx)
+	if err != nil {
+		return &usageError{err: err}
+	}
+	a, err := app.New(cfg, sm, nil, log)
+	if err != nil {
+		return &usageError{err: err}
+	}
+	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: cfg, Gateway: gcfg, Store: store.New(sm),
+		Engine: a.Engine, Clients: a.Clients, Log: log})
+	if err != nil {
+		return err
+	}
+	var ops *http.Server
+	opsAddr := ""
+	if cfg.HTTPAddr != "" {
+		ops, opsAddr, err = gateway.ServeOps(cfg.HTTPAddr, svc.OpsHandler(nil), func(err error) {
+			log.Error("the ops listener stopped", "error", err)
+		})
+		if err != nil {
+			_ = svc.Shutdown(context.Background())
+			return fmt.Errorf("ops listener: %w", err)
+		}
+	}
+	log.Info("gateway started", "version", versionString(), "clients", len(cfg.Clients), "gateway_addr", svc.Addr,
+		"tls", svc.TLS, "http_addr", opsAddr, "key", gcfg.Key != "" || gcfg.KeyID != "")
+	<-ctx.Done()
+	log.Info("shutting down the gateway: waiting for requests in flight", "grace", gatewayShutdown.String())
+	sctx, cancel := context.WithTimeout(context.Background(), gatewayShutdown)
+	defer cancel()
+	err = svc.Shutdown(sctx)
+	if ops != nil {
+		_ = ops.Shutdown(sctx)
+	}
+	if err != nil {
+		return fmt.Errorf("gateway shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// startEmbedded starts the gateway `rotator run` serves when ROTATOR_GATEWAY_ADDR is set; nil
+// when it is not. The daemon hands it each token the moment it is stored (daemon.Options.Stored),
+// and its watchers see tokens stored by any other rotator. It heals revocations with an engine of
+// its own, on the same configuration as the daemon's; a SIGHUP reloads the daemon's clients, not
+// the gateway's (a changed client list needs a restart).
+func startEmbedded(ctx context.Context, env Env, cfg *config.Config, stderr io.Writer) (*gateway.Service, error) {
+	gcfg, err := config.LoadGateway(env.Lookup, false)
+	if err != nil {
+		return nil, &usageError{err: fmt.Errorf("configuration:\n%w", err)}
+	}
+	if gcfg.Addr == "" {
+		return nil, nil
+	}
+	log := newLogger(cfg, stderr)
+	sm, err := app.SecretsManager(ctx)
+	if err != nil {
+		return nil, &usageError{err: err}
+	}
+	a, err := app.New(cfg, sm, nil, log)
+	if err != nil {
+		return nil, &usageError{err: err}
+	}
+	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: cfg, Gateway: gcfg, Store: store.New(sm),
+		Engine: a.Engine, Clients: a.Clients, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("gateway started", "clients", len(cfg.Clients), "gateway_addr", svc.Addr, "tls", svc.TLS,
+		"key", gcfg.Key != "" || gcfg.KeyID != "", "embedded", true)
+	return svc, nil
+}

@@ -1,0 +1,513 @@
+package main
+
+// Process tests of the Clear gateway (issue 17): `rotator gateway` and `rotator run` with
+// ROTATOR_GATEWAY_ADDR, the built test binary against moto and the emulator. The ERP here holds no
+// token: it calls the gateway, and every call must succeed across rotations. The worlds' leak scans
+// cover the token, the client secret and the key in every process's output.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/gateway"
+	"github.com/clear-rotator/clear-rotator/internal/proctest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
+)
+
+// echoPath is a business endpoint that records each body's digest and checks the token.
+const echoPath = "/_rig/api/echo"
+
+// echo records what reached Clear's business endpoint.
+type echo struct {
+	w       *rig.World
+	mu      sync.Mutex
+	digests [][32]byte
+	lengths []int
+	live    []bool
+	delay   atomic.Int64
+	status  atomic.Int32
+}
+
+func handleEcho(w *rig.World) *echo {
+	e := &echo{w: w}
+	w.Handle(echoPath, e)
+	return e
+}
+
+func (e *echo) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	tok := r.Header.Get(clear.HeaderAuthToken)
+	live := tok != "" && e.w.Emu.Live(tok)
+	e.mu.Lock()
+	e.digests = append(e.digests, sha256.Sum256(body))
+	e.lengths = append(e.lengths, len(body))
+	e.live = append(e.live, live)
+	e.mu.Unlock()
+	if d := time.Duration(e.delay.Load()); d > 0 {
+		time.Sleep(d)
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	if !live {
+		rw.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(rw, `{"errors":[{"error_code":"CLI-TOK-002","error_message":"Invalid, revoked or expired auth token.","error_source":"CLEAR","error_id":null}]}`)
+		return
+	}
+	if s := e.status.Load(); s != 0 {
+		rw.WriteHeader(int(s))
+		io.WriteString(rw, `{"errors":[{"error_code":"SRV-500","error_message":"upstream trouble","error_source":"CLEAR","error_id":null}]}`)
+		return
+	}
+	fmt.Fprintf(rw, `{"ok":true,"bytes":%d}`, len(body))
+}
+
+func (e *echo) seen() (digests [][32]byte, lengths []int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([][32]byte(nil), e.digests...), append([]int(nil), e.lengths...)
+}
+
+// gw is a gateway process and the ERP's view of it.
+type gw struct {
+	*rig.Proc
+	addr   string
+	key    string
+	client *http.Client
+	scheme string
+}
+
+// startGateway starts `rotator gateway` for w (standalone, read-only unless env sets a client
+// secret) on a free loopback port, and waits for it to listen.
+func startGateway(t *testing.T, w *rig.World, env ...string) *gw {
+	t.Helper()
+	base := []string{"CLEAR_CLIENT_SECRET=", "ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s", "LOG_LEVEL=debug"}
+	p := w.Start(proctest.TestRotator(t), append(base, env...), "gateway")
+	return awaitGateway(t, p)
+}
+
+func awaitGateway(t *testing.T, p *rig.Proc) *gw {
+	t.Helper()
+	g := &gw{Proc: p, client: &http.Client{Timeout: 30 * time.Second}, scheme: "http"}
+	p.Await("the gateway's address", 15*time.Second, func() bool {
+		g.addr = p.LoggedAttr("gateway started", "gateway_addr")
+		return g.addr != ""
+	})
+	return g
+}
+
+// call sends one request through the gateway and returns the status and body.
+func (g *gw) call(t *testing.T, method, path string, body io.Reader, hdr ...string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, g.scheme+"://"+g.addr+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.key != "" {
+		req.Header.Set(gateway.HeaderKey, g.key)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// erpLoad calls the gateway as an ERP would (GETs, POSTs with bodies, chunked POSTs) from three
+// goroutines until stop, and returns the failed calls.
+func erpLoad(t *testing.T, g *gw, stop <-chan struct{}) (calls, failed *atomic.Int64, report func() string) {
+	calls, failed = &atomic.Int64{}, &atomic.Int64{}
+	var mu sync.Mutex
+	var fails []string
+	var wg sync.WaitGroup
+	kinds := []func() (int, string){
+		func() (int, string) { return g.call(t, http.MethodGet, rig.PingPath, nil) },
+		func() (int, string) {
+			return g.call(t, http.MethodPost, rig.InvoicePath, bytes.NewReader(bytes.Repeat([]byte("line of an invoice\n"), 200)))
+		},
+		func() (int, string) {
+			// An io.Reader of unknown length: sent chunked.
+			return g.call(t, http.MethodPost, rig.InvoicePath, io.MultiReader(strings.NewReader("chunk one;"), strings.NewReader("chunk two")))
+		},
+	}
+	for _, k := range kinds {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body := k()
+				calls.Add(1)
+				if code != http.StatusOK {
+					failed.Add(1)
+					mu.Lock()
+					fails = append(fails, fmt.Sprintf("%d %s", code, body))
+					mu.Unlock()
+				}
+				// Paced: the package's other process tests share the machine.
+				time.Sleep(150 * time.Millisecond)
+			}
+		})
+	}
+	t.Cleanup(wg.Wait)
+	return calls, failed, func() string {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(fails, "\n")
+	}
+}
+
+// acrossRotations runs the ERP's load for a few rotations of the ERP world's fast tokens and
+// requires every call to succeed.
+func acrossRotations(t *testing.T, e *rig.ERP, g *gw, metricsOf *rig.Proc) {
+	t.Helper()
+	first := e.Emu.Issued(e.Secrets[0])
+	stop := make(chan struct{})
+	calls, failed, report := erpLoad(t, g, stop)
+	e.Proc.Await("three rotations", 30*time.Second, func() bool { return e.Emu.Issued(e.Secrets[0]) >= first+3 })
+	close(stop)
+	fails := report()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d calls through the gateway failed across rotations:\n%s", failed.Load(), calls.Load(), fails)
+	}
+	if calls.Load() < 15 {
+		t.Fatalf("only %d calls made", calls.Load())
+	}
+	_, metrics := metricsOf.Get("/metrics")
+	if v := rig.Sample(metrics, `clear_rotator_gateway_requests_total{client="default",code="2xx"}`); v == "" || v == "0" {
+		t.Errorf("requests_total 2xx = %q", v)
+	}
+	t.Logf("%d calls, 0 failed; replays %s", calls.Load(), rig.Sample(metrics, `clear_rotator_gateway_replays_total{client="default"}`))
+}
+
+func TestGatewayStandaloneAcrossRotations(t *testing.T) {
+	t.Parallel()
+	e := rig.NewERP(t, rig.ERPOptions{})
+	g := startGateway(t, e.World)
+	acrossRotations(t, e, g, g.Proc)
+}
+
+func TestGatewayEmbeddedAcrossRotations(t *testing.T) {
+	t.Parallel()
+	e := rig.NewERP(t, rig.ERPOptions{RotatorEnv: []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s"}})
+	g := awaitGateway(t, e.Proc)
+	acrossRotations(t, e, g, e.Proc)
+}
+
+// steady is an ERP world whose tokens never expire (the daemon rotates only when asked), with a
+// standalone gateway; the test revokes and stores tokens itself.
+func steady(t *testing.T, env ...string) (*rig.ERP, *echo, *gw) {
+	t.Helper()
+	e := rig.NewERP(t, rig.ERPOptions{Lifetime: -1})
+	ec := handleEcho(e.World)
+	g := startGateway(t, e.World, env...)
+	if code, body := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusOK {
+		t.Fatalf("first call: %d %s", code, body)
+	}
+	return e, ec, g
+}
+
+// TestGatewayReplaysTheSameBytes revokes the token (a rotation whose token is stored half a second
+// later), then POSTs: Clear refuses, the gateway waits for the stored token and sends the same
+// bytes again.
+func TestGatewayReplaysTheSameBytes(t *testing.T) {
+	t.Parallel()
+	e, ec, g := steady(t)
+	tok := e.Issue()
+	go func() { time.Sleep(500 * time.Millisecond); e.StoreToken(tok) }()
+	body := bytes.Repeat([]byte{0, 1, 2, 3, 'x', '\n'}, 50_000) // 300 kB, binary
+	code, resp := g.call(t, http.MethodPost, echoPath, bytes.NewReader(body))
+	if code != http.StatusOK {
+		t.Fatalf("%d %s", code, resp)
+	}
+	digests, lengths := ec.seen()
+	if len(digests) != 2 {
+		t.Fatalf("Clear saw %d requests, want the refused one and its replay", len(digests))
+	}
+	want := sha256.Sum256(body)
+	for i := range digests {
+		if digests[i] != want || lengths[i] != len(body) {
+			t.Errorf("attempt %d: %d bytes, digest differs: %v", i+1, lengths[i], digests[i] != want)
+		}
+	}
+	if v := g.Metric(`clear_rotator_gateway_replays_total{client="default"}`); v != "1" {
+		t.Errorf("replays_total = %q", v)
+	}
+}
+
+// TestGatewayBodyOverTheReplayLimit: a body larger than the limit is streamed, and a 401 passes
+// through; nothing is sent twice.
+func TestGatewayBodyOverTheReplayLimit(t *testing.T) {
+	t.Parallel()
+	e, ec, g := steady(t, "ROTATOR_GATEWAY_REPLAY_LIMIT=1024")
+	tok := e.Issue()
+	defer e.StoreToken(tok)
+	code, resp := g.call(t, http.MethodPost, echoPath, bytes.NewReader(make([]byte, 4096)))
+	if code != http.StatusUnauthorized || !strings.Contains(resp, `"error_source":"CLEAR"`) {
+		t.Fatalf("%d %s; want Clear's 401", code, resp)
+	}
+	if _, lengths := ec.seen(); len(lengths) != 1 || lengths[0] != 4096 {
+		t.Fatalf("Clear saw %v", lengths)
+	}
+}
+
+// TestGatewaySlowAnd5xx: a slow Clear is waited for; a timeout and a 5xx are passed back, once.
+func TestGatewaySlowAnd5xx(t *testing.T) {
+	t.Parallel()
+	_, ec, g := steady(t, "ROTATOR_GATEWAY_UPSTREAM_TIMEOUT=2s")
+	ec.delay.Store(int64(1200 * time.Millisecond))
+	if code, resp := g.call(t, http.MethodPost, echoPath, strings.NewReader(`{"slow":true}`)); code != http.StatusOK {
+		t.Fatalf("slow upstream: %d %s", code, resp)
+	}
+	ec.delay.Store(int64(3 * time.Second))
+	code, resp := g.call(t, http.MethodGet, echoPath, nil)
+	if code != http.StatusGatewayTimeout || !strings.Contains(resp, gateway.CodeTimeout) || !strings.Contains(resp, `"error_source":"CLEAR-ROTATOR"`) {
+		t.Fatalf("timeout: %d %s", code, resp)
+	}
+	ec.delay.Store(0)
+	ec.status.Store(http.StatusServiceUnavailable)
+	before, _ := ec.seen()
+	if code, resp := g.call(t, http.MethodPost, echoPath, strings.NewReader("{}")); code != http.StatusServiceUnavailable || !strings.Contains(resp, "SRV-500") {
+		t.Fatalf("5xx: %d %s", code, resp)
+	}
+	if after, _ := ec.seen(); len(after) != len(before)+1 {
+		t.Fatalf("a 5xx was sent %d times", len(after)-len(before))
+	}
+}
+
+// TestGatewayIsNotAnOpenProxy sends absolute-form targets, CONNECT, and Host and X-Forwarded-Host
+// naming another server: nothing reaches that server.
+func TestGatewayIsNotAnOpenProxy(t *testing.T) {
+	t.Parallel()
+	_, ec, g := steady(t)
+	var hits atomic.Int64
+	other := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) })}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go other.Serve(ln)
+	t.Cleanup(func() { other.Close() })
+	target := ln.Addr().String()
+
+	raw := func(request string) string {
+		c, err := net.DialTimeout("tcp", g.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, request)
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return line
+	}
+	for _, req := range []string{
+		"GET http://" + target + "/steal HTTP/1.1\r\nHost: " + target + "\r\n\r\n",
+		"CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n",
+	} {
+		if line := raw(req); !strings.Contains(line, " 400 ") {
+			t.Errorf("%q answered %q, want 400", strings.SplitN(req, "\r\n", 2)[0], line)
+		}
+	}
+	before, _ := ec.seen()
+	if line := raw("GET " + echoPath + " HTTP/1.1\r\nHost: " + target + "\r\nX-Forwarded-Host: " + target + "\r\n\r\n"); !strings.Contains(line, " 200 ") {
+		t.Errorf("Host naming another server: %q; want it sent to Clear, 200", line)
+	}
+	if after, _ := ec.seen(); len(after) != len(before)+1 {
+		t.Error("the request with a foreign Host did not reach Clear")
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the other server was reached %d times", hits.Load())
+	}
+}
+
+// TestGatewayKey: a key from Secrets Manager, missing, wrong, then rotated with a grace for the
+// previous one; and a listener on every interface without a key refused at start-up.
+func TestGatewayKey(t *testing.T) {
+	t.Parallel()
+	e := rig.NewERP(t, rig.ERPOptions{Lifetime: -1})
+	keyID := e.TokenID + "-gateway-key"
+	first, second := "gw-key-first-0123456789abcdef", "gw-key-second-0123456789abcdef"
+	e.Hide(first, second)
+	e.CreateSecret(keyID, first)
+	g := startGateway(t, e.World, "ROTATOR_GATEWAY_KEY_ID="+keyID, "ROTATOR_GATEWAY_KEY_GRACE=3s", "ROTATOR_GATEWAY_ADDR=0.0.0.0:0")
+	g.addr = strings.Replace(g.addr, "[::]", "127.0.0.1", 1)
+	g.addr = strings.Replace(g.addr, "0.0.0.0", "127.0.0.1", 1)
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusUnauthorized || !strings.Contains(resp, gateway.CodeKeyMissing) {
+		t.Fatalf("no key: %d %s", code, resp)
+	}
+	g.key = "wrong-key-0123456789"
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusForbidden || !strings.Contains(resp, gateway.CodeKeyWrong) {
+		t.Fatalf("wrong key: %d %s", code, resp)
+	}
+	g.key = first
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusOK {
+		t.Fatalf("right key: %d %s", code, resp)
+	}
+	if _, err := e.SM.PutSecretValue(t.Context(), &secretsmanager.PutSecretValueInput{SecretId: aws.String(keyID), SecretString: aws.String(second)}); err != nil {
+		t.Fatal(err)
+	}
+	g.key = second
+	g.Await("the new key", 10*time.Second, func() bool { code, _ := g.call(t, http.MethodGet, rig.PingPath, nil); return code == http.StatusOK })
+	g.key = first
+	if code, _ := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusOK {
+		t.Errorf("the previous key within its grace: %d", code)
+	}
+	g.Await("the previous key's grace to end", 10*time.Second, func() bool {
+		code, _ := g.call(t, http.MethodGet, rig.PingPath, nil)
+		return code == http.StatusForbidden
+	})
+	if v := g.Metric("clear_rotator_gateway_key_refusals_total"); v == "" || v == "0" {
+		t.Errorf("key_refusals_total = %q", v)
+	}
+	if strings.Contains(g.Output(), "gw-key-") {
+		t.Fatal("a key reached the log")
+	}
+
+	r := rotatorEnv(e.World, []string{"CLEAR_CLIENT_SECRET=", "ROTATOR_GATEWAY_ADDR=0.0.0.0:0", "ROTATOR_HTTP_ADDR="}, "gateway")
+	wantCode(t, r, 2, "not a loopback address, and no key")
+}
+
+// TestGatewayRevokedOutsideHealedOnce: two daemons with embedded gateways; a person asks Clear for
+// a token with the same client secret. Both gateways find the token revoked and ask for a forced
+// rotation with the same event: Clear sees exactly one request between them, and the held calls go
+// out with the new token.
+func TestGatewayRevokedOutsideHealedOnce(t *testing.T) {
+	t.Parallel()
+	// The hold is the longest allowed, so that a loaded machine's slow Secrets Manager does not
+	// outlast it; on an idle one the calls are held about three seconds.
+	env := []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s", "ROTATOR_GATEWAY_HOLD=60s"}
+	e := rig.NewERP(t, rig.ERPOptions{Lifetime: -1, RotatorEnv: env})
+	g1 := awaitGateway(t, e.Proc)
+	d2 := e.Daemon(env...)
+	g2 := awaitGateway(t, d2)
+	for _, g := range []*gw{g1, g2} {
+		if code, body := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusOK {
+			t.Fatalf("first call: %d %s", code, body)
+		}
+	}
+	_, version, _ := e.Current()
+	before := e.Emu.Requests(e.Secrets[0])
+	e.Issue() // outside the rotator: the stored token is revoked
+	var wg sync.WaitGroup
+	codes := make([]int, 6)
+	for i := range codes {
+		g := []*gw{g1, g2}[i%2]
+		wg.Go(func() { codes[i], _ = g.call(t, http.MethodPost, rig.InvoicePath, strings.NewReader(`{"invoice":1}`)) })
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusOK {
+			t.Errorf("held call %d: %d", i, c)
+		}
+	}
+	// One request by the person, one by the rotators between them.
+	if got := e.Emu.Requests(e.Secrets[0]) - before; got != 2 {
+		t.Fatalf("Clear saw %d token requests, want 2 (the outside one and one rotation)", got)
+	}
+	if _, now, _ := e.Current(); now == version {
+		t.Fatal("AWSCURRENT did not move on")
+	}
+	revoked := 0
+	for _, p := range []*rig.Proc{e.Proc, d2} {
+		if v := p.Metric(`clear_rotator_gateway_revoked_outside_total{client="default"}`); v == "1" {
+			revoked++
+		}
+	}
+	if revoked == 0 {
+		t.Error("no gateway counted the revocation")
+	}
+	if !e.Proc.Logged("gateway: the token was revoked outside the rotator: Clear accepted it, then refused it while it is AWSCURRENT and unexpired (someone asked Clear for a token with the same client secret)") &&
+		!d2.Logged("gateway: the token was revoked outside the rotator: Clear accepted it, then refused it while it is AWSCURRENT and unexpired (someone asked Clear for a token with the same client secret)") {
+		t.Error("the revocation was not logged")
+	}
+}
+
+// TestGatewayNeverAcceptedTokenNotRotatedFor: a token Clear never accepted (the API client lacks
+// the product, say) is reported, and no rotation is asked for, even with the rotator's rights.
+func TestGatewayNeverAcceptedTokenNotRotatedFor(t *testing.T) {
+	w := world(t, rig.Options{})
+	w.StoreToken("1.0f0f0f0f-never-accepted-by-clear-0123456789")
+	g := startGateway(t, w, "CLEAR_CLIENT_SECRET="+w.Secrets[0], "ROTATOR_GATEWAY_HOLD=1s")
+	for range 3 {
+		if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusUnauthorized {
+			t.Fatalf("%d %s, want Clear's 401", code, resp)
+		}
+	}
+	g.Await("the report", 10*time.Second, func() bool {
+		return strings.Contains(g.Output(), "never accepted it through the gateway")
+	})
+	time.Sleep(time.Second)
+	if n := w.Emu.Requests(w.Secrets[0]); n != 0 {
+		t.Fatalf("Clear was asked for %d tokens for a token it never accepted", n)
+	}
+}
+
+// TestGatewaySeveralClients: `rotator run` with a YAML file of two clients serves both through one
+// gateway, chosen by x-clear-rotator-client; the second puts its token in another header.
+func TestGatewaySeveralClients(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	second := w.Secrets[0] + "-2"
+	w.Emu.AddSecret(second)
+	w.Hide(second)
+	var glsLive atomic.Int64
+	w.Handle("GET /_rig/api/gls", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if tok := r.Header.Get("x-clear-auth-token"); tok != "" && w.Emu.Live(tok) && r.Header.Get(clear.HeaderAuthToken) == "" {
+			glsLive.Add(1)
+			io.WriteString(rw, `{"ok":true}`)
+			return
+		}
+		rw.WriteHeader(http.StatusUnauthorized)
+	}))
+	path := t.TempDir() + "/clients.yaml"
+	yaml := "clients:\n" +
+		"  - name: erp-a\n    client_secret: " + w.Secrets[0] + "\n    token_secret_id: " + w.TokenID + "\n" +
+		"  - name: erp-b\n    client_secret: " + second + "\n    token_secret_id: " + w.TokenID + "-b\n    gateway_token_header: X-Clear-Auth-Token\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := w.Daemon("ROTATOR_CONFIG="+path, "CLEAR_CLIENT_SECRET=", "ROTATOR_TOKEN_SECRET_ID=", "ROTATOR_GATEWAY_ADDR=127.0.0.1:0")
+	g := awaitGateway(t, d)
+	d.Await("both clients' tokens", 30*time.Second, func() bool {
+		_, ready := d.Get("/readyz")
+		return strings.Contains(ready, "ok") && w.Emu.Issued(second) > 0 && w.Emu.Issued(w.Secrets[0]) > 0
+	})
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusBadRequest || !strings.Contains(resp, gateway.CodeClientNeeded) {
+		t.Fatalf("no client named: %d %s", code, resp)
+	}
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-c"); code != http.StatusBadRequest || !strings.Contains(resp, gateway.CodeClientUnknown) {
+		t.Fatalf("unknown client: %d %s", code, resp)
+	}
+	g.Await("erp-a through the gateway", 10*time.Second, func() bool {
+		code, _ := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-a")
+		return code == http.StatusOK
+	})
+	g.Await("erp-b through the gateway, in its own header", 10*time.Second, func() bool {
+		code, _ := g.call(t, http.MethodGet, "/_rig/api/gls", nil, gateway.HeaderClient, "erp-b")
+		return code == http.StatusOK
+	})
+	if v := d.Metric(`clear_rotator_gateway_requests_total{client="erp-b",code="2xx"}`); v == "" || v == "0" {
+		t.Errorf("erp-b's requests_total 2xx = %q", v)
+	}
+}

@@ -1,0 +1,528 @@
+// Package gateway is the Clear gateway: an http.Handler that forwards an ERP's calls to Clear with
+// the live token in them, so that the ERP holds no token at all. It is built on
+// httputil.ReverseProxy (its Rewrite hook), which strips hop-by-hop headers and streams bodies
+// and trailers; the gateway adds what a credential-injecting proxy usually lacks:
+//
+//   - one replay after a 401 from Clear, with a newer token and the same bytes, only for a body
+//     buffered whole (Options.ReplayLimit); no other status is ever retried;
+//   - no expired token is ever sent: with no live token the caller gets 503 and Retry-After;
+//   - a token Clear accepted, then refused while it is still AWSCURRENT and unexpired, is judged
+//     revoked outside the rotator, reported, and (where the gateway has the rotator's rights)
+//     healed with one forced rotation between all gateways and daemons (see refusals.go).
+//
+// It is never an open proxy: every request goes to its client's CLEAR_BASE_URL, whatever its
+// target, Host or X-Forwarded-Host says; absolute-form targets and CONNECT are refused; redirects
+// are passed back, not followed.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+)
+
+// Defaults of Options.
+const (
+	DefaultReplayLimit     = 1 << 20
+	DefaultHold            = 10 * time.Second
+	DefaultUpstreamTimeout = 120 * time.Second
+	// DefaultRevokeGrace is how long a refused token must stay AWSCURRENT before it is judged
+	// revoked: longer than a rotator takes to store the token Clear has just issued (Clear
+	// revokes the old one first), short enough that a heal fits in DefaultHold.
+	DefaultRevokeGrace = 5 * time.Second
+	// noTokenRetryAfter is the Retry-After of a 503 for want of a live token, in seconds.
+	noTokenRetryAfter = 5
+	// maxRefusalBody bounds the 401 body kept while the gateway decides whether to replay.
+	maxRefusalBody = 64 << 10
+)
+
+// tokenHeaders are the headers a token may travel in; an ERP's own value of any of them is
+// removed, so that only the gateway's token reaches Clear.
+var tokenHeaders = []string{clear.HeaderAuthToken, "x-clear-auth-token"}
+
+// Client is one configured Clear client the gateway serves.
+type Client struct {
+	Name    string
+	BaseURL string
+	// Header is the header the token goes in; "" means x-cleartax-auth-token.
+	Header string
+	Source Source
+	// Confirm, when set, reads AWSCURRENT's version from Secrets Manager now; the revocation
+	// judgement uses it so as not to take a token the source has not yet replaced for a revoked
+	// one. Nil trusts the source.
+	Confirm func(ctx context.Context) (string, error)
+	// Heal, when set, asks for a forced rotation after version was found revoked outside; nil
+	// (no rotator's rights) reports only.
+	Heal func(ctx context.Context, version string)
+}
+
+// Options configures a Gateway.
+type Options struct {
+	Clients []Client
+	// Keys, when it holds a key, makes x-clear-rotator-key required.
+	Keys *Keys
+	// ReplayLimit is the largest body buffered for a replay; zero means DefaultReplayLimit.
+	ReplayLimit int64
+	// Hold bounds the wait for a (newer) token; zero means DefaultHold.
+	Hold time.Duration
+	// UpstreamTimeout bounds the wait for Clear's response headers; zero means
+	// DefaultUpstreamTimeout.
+	UpstreamTimeout time.Duration
+	// RevokeGrace is how long after a 401 a token must stay AWSCURRENT before it is judged
+	// revoked; zero means DefaultRevokeGrace.
+	RevokeGrace time.Duration
+	// Transport reaches Clear; nil means a transport built from UpstreamTimeout.
+	Transport http.RoundTripper
+	Log       *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+type route struct {
+	Client
+	target *url.URL
+	header string
+}
+
+// Gateway is the handler. Build it with New.
+type Gateway struct {
+	o        Options
+	routes   map[string]*route
+	only     *route // the only client, when there is one
+	proxy    *httputil.ReverseProxy
+	metrics  *metrics
+	refusals *refusals
+	log      *slog.Logger
+}
+
+// New builds a gateway for o's clients.
+func New(o Options) (*Gateway, error) {
+	if len(o.Clients) == 0 {
+		return nil, errors.New("gateway: no clients")
+	}
+	if o.ReplayLimit <= 0 {
+		o.ReplayLimit = DefaultReplayLimit
+	}
+	if o.Hold <= 0 {
+		o.Hold = DefaultHold
+	}
+	if o.UpstreamTimeout <= 0 {
+		o.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if o.RevokeGrace <= 0 {
+		o.RevokeGrace = DefaultRevokeGrace
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{o: o, routes: map[string]*route{}, log: o.Log}
+	var names []string
+	for _, c := range o.Clients {
+		u, err := clear.ParseBaseURL(c.BaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: client %q: %w", c.Name, err)
+		}
+		if c.Source == nil {
+			return nil, fmt.Errorf("gateway: client %q has no token source", c.Name)
+		}
+		if _, dup := g.routes[c.Name]; dup {
+			return nil, fmt.Errorf("gateway: client %q is configured twice", c.Name)
+		}
+		h := c.Header
+		if h == "" {
+			h = clear.HeaderAuthToken
+		}
+		r := &route{Client: c, target: u, header: http.CanonicalHeaderKey(h)}
+		g.routes[c.Name] = r
+		names = append(names, c.Name)
+		if len(o.Clients) == 1 {
+			g.only = r
+		}
+	}
+	g.metrics = newMetrics(names)
+	g.refusals = newRefusals(g)
+	tr := o.Transport
+	if tr == nil {
+		tr = NewTransport(o.UpstreamTimeout)
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:        g.rewrite,
+		Transport:      timed{next: tr, m: g.metrics},
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.proxyError,
+		ErrorLog:       nil,
+	}
+	return g, nil
+}
+
+// NewTransport is the transport to Clear: keep-alive connections, bounded dial, handshake and
+// response-header times. Redirects are never followed by a transport (only http.Client follows
+// them), so a 3xx goes back to the caller as Clear sent it.
+func NewTransport(upstreamTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		ResponseHeaderTimeout:  upstreamTimeout,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+}
+
+// attempt is one request's state, shared with the proxy's hooks through the context.
+type attempt struct {
+	route     *route
+	tok       Token
+	intercept bool // a 401 is held back for a replay
+	// refused is set by modifyResponse when a 401 was held back: the response to pass through
+	// if no replay happens.
+	refused     bool
+	refusedCode int
+	refusedHdr  http.Header
+	refusedBody []byte
+}
+
+type attemptKey struct{}
+
+func attemptOf(ctx context.Context) *attempt {
+	a, _ := ctx.Value(attemptKey{}).(*attempt)
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := g.o.Now()
+	rec := &recorder{ResponseWriter: w}
+	var (
+		rt       *route
+		replayed bool
+	)
+	defer func() {
+		name := ""
+		if rt != nil {
+			name = rt.Name
+			g.metrics.request(name, rec.code())
+		}
+		g.log.Info("gateway request", "method", r.Method, "path", r.URL.Path, "status", rec.code(),
+			"duration", g.o.Now().Sub(start).String(), "client", name, "replayed", replayed)
+	}()
+
+	// Only origin-form targets: "GET http://elsewhere/ HTTP/1.1" and CONNECT would make an open
+	// proxy of a gateway whose caller expects one.
+	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
+		answer(rec, http.StatusBadRequest, CodeBadTarget, "The gateway forwards only origin-form requests (a path) to Clear.", 0)
+		return
+	}
+	if g.o.Keys.Enabled() {
+		presented := r.Header.Get(HeaderKey)
+		if !g.o.Keys.Accepts(presented) {
+			g.metrics.keyRefused()
+			if presented == "" {
+				answer(rec, http.StatusUnauthorized, CodeKeyMissing, "The gateway's key is missing: send it in "+HeaderKey+".", 0)
+			} else {
+				answer(rec, http.StatusForbidden, CodeKeyWrong, "The gateway's key is wrong.", 0)
+			}
+			return
+		}
+	}
+	rt = g.pick(rec, r)
+	if rt == nil {
+		return
+	}
+	replayed = g.forward(rec, r, rt)
+}
+
+// pick chooses the request's client, or answers and returns nil.
+func (g *Gateway) pick(w http.ResponseWriter, r *http.Request) *route {
+	name := r.Header.Get(HeaderClient)
+	switch {
+	case name == "" && g.only != nil:
+		return g.only
+	case name == "":
+		answer(w, http.StatusBadRequest, CodeClientNeeded, "Several clients are configured: name one in "+HeaderClient+".", 0)
+		return nil
+	}
+	if rt := g.routes[name]; rt != nil {
+		return rt
+	}
+	answer(w, http.StatusBadRequest, CodeClientUnknown, "No client of that name is configured.", 0)
+	return nil
+}
+
+// forward sends the request to Clear, replaying it once after a 401 when it can. It reports
+// whether it replayed.
+func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
+	b, err := g.buffer(r)
+	if err != nil {
+		answer(w, http.StatusBadRequest, CodeBadRequest, "The request's body could not be read.", 0)
+		return false
+	}
+	tok, ok := g.liveToken(r.Context(), rt)
+	if !ok {
+		g.metrics.noToken(rt.Name)
+		answer(w, http.StatusServiceUnavailable, CodeNoToken, "The gateway holds no live Clear token at the moment; retry shortly.", noTokenRetryAfter)
+		return false
+	}
+	a := &attempt{route: rt, tok: tok, intercept: b.replayable()}
+	g.send(w, r, a, b)
+	if !a.refused {
+		return false
+	}
+	g.refusals.refused(rt, tok)
+	begin := g.o.Now()
+	ctx, cancel := context.WithTimeout(r.Context(), g.o.Hold)
+	next, ok := g.newerLive(ctx, rt, tok.Version)
+	cancel()
+	g.metrics.hold(rt.Name, g.o.Now().Sub(begin))
+	if !ok {
+		passRefusal(w, a)
+		return false
+	}
+	g.metrics.replay(rt.Name)
+	g.send(w, r, &attempt{route: rt, tok: next}, b)
+	return true
+}
+
+// send runs one attempt through the proxy with body b.
+func (g *Gateway) send(w http.ResponseWriter, r *http.Request, a *attempt, b body) {
+	out := r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
+	switch {
+	case b.stream != nil:
+		out.Body = io.NopCloser(b.stream)
+	case b.whole != nil:
+		// A reader of its own for each attempt: the transport may still be reading the first
+		// attempt's body when Clear's 401 arrives, so the replay must not share it.
+		out.Body = io.NopCloser(bytes.NewReader(b.whole))
+	default:
+		out.Body = http.NoBody
+	}
+	g.proxy.ServeHTTP(w, out)
+}
+
+// body is a request's body as the gateway sends it: read whole (each attempt reads it afresh, so
+// it can be replayed), or streamed once. Neither set: no body.
+type body struct {
+	whole  []byte
+	stream io.Reader
+}
+
+func (b body) replayable() bool { return b.stream == nil }
+
+// buffer reads a body of at most ReplayLimit bytes whole; a larger one (by its Content-Length, or
+// as it turns out) is streamed, and cannot be replayed. A request without a body is replayable.
+func (g *Gateway) buffer(r *http.Request) (body, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return body{}, nil
+	}
+	if r.ContentLength > g.o.ReplayLimit {
+		return body{stream: r.Body}, nil
+	}
+	limit := g.o.ReplayLimit
+	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return body{}, err
+	}
+	if int64(len(buf)) > limit {
+		return body{stream: io.MultiReader(bytes.NewReader(buf), r.Body)}, nil
+	}
+	return body{whole: buf}, nil
+}
+
+// liveToken returns the client's token if it is live, or waits (at most Hold) for one that is.
+func (g *Gateway) liveToken(ctx context.Context, rt *route) (Token, bool) {
+	tok, ok := rt.Source.Current()
+	if ok && tok.Live(g.o.Now()) {
+		return tok, true
+	}
+	begin := g.o.Now()
+	ctx, cancel := context.WithTimeout(ctx, g.o.Hold)
+	defer cancel()
+	t, ok := g.newerLive(ctx, rt, tok.Version)
+	g.metrics.hold(rt.Name, g.o.Now().Sub(begin))
+	return t, ok
+}
+
+// newerLive waits for a live token of another version than version.
+func (g *Gateway) newerLive(ctx context.Context, rt *route, version string) (Token, bool) {
+	for {
+		t, ok := rt.Source.Newer(ctx, version)
+		if !ok {
+			return Token{}, false
+		}
+		if t.Live(g.o.Now()) {
+			return t, true
+		}
+		version = t.Version
+	}
+}
+
+// rewrite is the proxy's Rewrite hook: the target is always the client's base URL, whatever the
+// request named, and the only token is the gateway's.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	a := attemptOf(pr.In.Context())
+	pr.SetURL(a.route.target)
+	h := pr.Out.Header
+	h.Del(HeaderKey)
+	h.Del(HeaderClient)
+	for _, t := range tokenHeaders {
+		h.Del(t)
+	}
+	h.Del("Forwarded")
+	h.Del("X-Forwarded-Host")
+	h.Del("X-Forwarded-For")
+	h.Del("X-Forwarded-Proto")
+	h[a.route.header] = []string{a.tok.Value.Reveal()}
+}
+
+// modifyResponse holds back a 401 that may be replayed, and notes which tokens Clear accepted.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	a := attemptOf(resp.Request.Context())
+	if a == nil {
+		return nil
+	}
+	switch {
+	case resp.StatusCode != http.StatusUnauthorized:
+		if resp.StatusCode < 500 && resp.StatusCode != http.StatusForbidden {
+			g.refusals.accepted(a.route, a.tok.Version)
+		}
+		return nil
+	case !a.intercept:
+		if !a.refused {
+			// A 401 that will not be replayed still says something about the token.
+			g.refusals.refused(a.route, a.tok)
+		}
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRefusalBody+1))
+	if err != nil || len(body) > maxRefusalBody {
+		// Too large (or broken) to keep: pass it through as it comes.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		g.refusals.refused(a.route, a.tok)
+		return nil
+	}
+	a.refused, a.refusedCode, a.refusedHdr, a.refusedBody = true, resp.StatusCode, resp.Header.Clone(), body
+	return errHeld
+}
+
+// errHeld tells proxyError that modifyResponse held a 401 back: nothing is written yet.
+var errHeld = errors.New("gateway: 401 held back for a replay")
+
+// proxyError answers a failure to reach Clear in Clear's error shape.
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errHeld) {
+		return
+	}
+	name := ""
+	if a := attemptOf(r.Context()); a != nil {
+		name = a.route.Name
+	}
+	var ne net.Error
+	timeout := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+	if r.Context().Err() != nil && !errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+		// The caller went away; nobody reads the answer.
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	g.log.Warn("gateway: Clear could not be reached", "client", name, "timeout", timeout, "error", clear.Sanitize(err.Error()))
+	if timeout {
+		answer(w, http.StatusGatewayTimeout, CodeTimeout, "Clear did not answer in time.", 0)
+		return
+	}
+	answer(w, http.StatusBadGateway, CodeUnreachable, "Clear could not be reached.", 0)
+}
+
+// hopHeaders are removed from a held 401 before it is passed on, as ReverseProxy does for the
+// responses it copies itself.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// passRefusal passes a held 401 through as Clear sent it.
+func passRefusal(w http.ResponseWriter, a *attempt) {
+	h := w.Header()
+	for k, v := range a.refusedHdr {
+		h[k] = v
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	h.Set("Content-Length", fmt.Sprint(len(a.refusedBody)))
+	w.WriteHeader(a.refusedCode)
+	_, _ = w.Write(a.refusedBody)
+}
+
+// timed measures each attempt's time to Clear's response headers.
+type timed struct {
+	next http.RoundTripper
+	m    *metrics
+}
+
+func (t timed) RoundTrip(req *http.Request) (*http.Response, error) {
+	begin := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	if a := attemptOf(req.Context()); a != nil {
+		t.m.upstream(a.route.Name, time.Since(begin))
+	}
+	return resp, err
+}
+
+// recorder remembers the status written, for the access log and the metrics, and keeps the
+// writer's Flush for streaming.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(p)
+}
+
+func (r *recorder) code() int {
+	if r.status == 0 {
+		return http.StatusOK
+	}
+	return r.status
+}
+
+// Unwrap lets http.ResponseController reach the real writer (Flush, deadlines).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush streams: ReverseProxy flushes through it.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// WriteMetrics appends the gateway's metric families in the Prometheus text format.
+func (g *Gateway) WriteMetrics(b *strings.Builder) { g.metrics.write(b) }

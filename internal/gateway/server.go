@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+)
+
+// Limits bound what callers of the gateway's port can hold. None is unbounded.
+type Limits struct {
+	MaxConns       int           // open connections at once
+	MaxHeaderBytes int           // request line and headers
+	ReadHeader     time.Duration // to read the request's headers
+	Read           time.Duration // to read the whole request, body included
+	Write          time.Duration // from the end of the headers to the end of the answer
+	Idle           time.Duration // a keep-alive connection between requests
+}
+
+// DefaultLimits suit ERP calls to Clear: e-invoice calls can take seconds upstream, so the write
+// limit leaves room for a hold, an upstream wait and a replay.
+var DefaultLimits = Limits{
+	MaxConns:       16384,
+	MaxHeaderBytes: 64 << 10,
+	ReadHeader:     10 * time.Second,
+	Read:           2 * time.Minute,
+	Write:          DefaultHold + 2*DefaultUpstreamTimeout + 30*time.Second,
+	Idle:           2 * time.Minute,
+}
+
+// NewServer returns the gateway's http.Server with l's limits.
+func NewServer(h http.Handler, l Limits) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.ReadHeader,
+		ReadTimeout:       l.Read,
+		WriteTimeout:      l.Write,
+		IdleTimeout:       l.Idle,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		// The standard library's own messages (a bad TLS handshake, say) are not request logs and
+		// may quote a caller's bytes; they are dropped.
+		ErrorLog: nil,
+	}
+}
+
+// LimitListener holds at most n connections open at once; one beyond is closed as soon as it is
+// accepted, so a flood costs a descriptor only for that instant.
+func LimitListener(ln net.Listener, n int) net.Listener {
+	return &limitedListener{Listener: ln, slots: make(chan struct{}, max(n, 1))}
+}
+
+type limitedListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			c.Close()
+		}
+	}
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// CertReloader serves a certificate from files, read again when either file changes (checked at
+// most once a second, on a handshake), so that a renewed certificate needs no restart. A pair that
+// fails to load keeps the previous one in service.
+type CertReloader struct {
+	CertFile, KeyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   string
+	checked time.Time
+}
+
+// NewCertReloader loads the pair once, failing when it cannot.
+func NewCertReloader(certFile, keyFile string) (*CertReloader, error) {
+	c := &CertReloader{CertFile: certFile, KeyFile: keyFile}
+	if err := c.load(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *CertReloader) fileStamp() string {
+	var b bytes.Buffer
+	for _, f := range []string{c.CertFile, c.KeyFile} {
+		if fi, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%d/%d;", fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
+}
+
+func (c *CertReloader) load() error {
+	stamp := c.fileStamp()
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		// The error names the files, never their content.
+		return fmt.Errorf("gateway TLS: loading the certificate and key: %w", err)
+	}
+	c.cert, c.stamp = &cert, stamp
+	return nil
+}
+
+// GetCertificate is the tls.Config hook.
+func (c *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := time.Now(); now.Sub(c.checked) >= time.Second {
+		c.checked = now
+		if c.fileStamp() != c.stamp {
+			_ = c.load() // a half-written pair keeps the previous certificate
+		}
+	}
+	if c.cert == nil {
+		return nil, errors.New("gateway TLS: no certificate")
+	}
+	return c.cert, nil
+}
+
+// TLSConfig is the gateway's TLS configuration: TLS 1.2 or later, the certificate from c.
+func (c *CertReloader) TLSConfig() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: c.GetCertificate}
+}

@@ -1,0 +1,95 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+)
+
+// Token is what the gateway sends to Clear for one client: the access token and the Secrets
+// Manager version that holds it. The version names the token in logs, metrics and events, since
+// the token itself may never appear there.
+type Token struct {
+	Value   clear.AccessToken
+	Version string
+	// ValidTill is nil for a token that never expires.
+	ValidTill *time.Time
+}
+
+// Live reports whether t may be sent at now: it is set and not expired.
+func (t Token) Live(now time.Time) bool {
+	return !t.Value.IsZero() && (t.ValidTill == nil || now.Before(*t.ValidTill))
+}
+
+// Source is where the gateway gets one client's token. It is fed by the daemon (embedded) or by
+// a watcher of the token secret (standalone); Holder is both's implementation.
+type Source interface {
+	// Current returns the token now held; false when none has been seen yet.
+	Current() (Token, bool)
+	// Newer waits until the source holds a token of another version than version, and returns
+	// it; false when ctx ends first. It may ask the feeder to look now (see Holder.OnWait).
+	Newer(ctx context.Context, version string) (Token, bool)
+}
+
+// Holder holds one client's latest token and wakes those waiting for a newer one. It is safe for
+// concurrent use; its zero value holds nothing.
+type Holder struct {
+	mu      sync.Mutex
+	tok     Token
+	has     bool
+	changed chan struct{} // closed and replaced at every change
+	// OnWait, when set, is called (without the lock) by Newer before it waits, so that a watcher
+	// can look at the secret at once rather than at its next poll. It must not block.
+	OnWait func()
+}
+
+// Set stores t if its version differs from the one held, and wakes the waiters.
+func (h *Holder) Set(t Token) {
+	if t.Value.IsZero() || t.Version == "" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.has && h.tok.Version == t.Version && h.tok.Value == t.Value {
+		return
+	}
+	h.tok, h.has = t, true
+	if h.changed != nil {
+		close(h.changed)
+		h.changed = nil
+	}
+}
+
+// Current implements Source.
+func (h *Holder) Current() (Token, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.tok, h.has
+}
+
+// Newer implements Source.
+func (h *Holder) Newer(ctx context.Context, version string) (Token, bool) {
+	if h.OnWait != nil {
+		h.OnWait()
+	}
+	for {
+		h.mu.Lock()
+		if h.has && h.tok.Version != version {
+			t := h.tok
+			h.mu.Unlock()
+			return t, true
+		}
+		if h.changed == nil {
+			h.changed = make(chan struct{})
+		}
+		ch := h.changed
+		h.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Token{}, false
+		}
+	}
+}
