@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // TokenPath is the token API's path below the base URL.
@@ -337,9 +338,12 @@ func kindOf(status int) Kind {
 }
 
 // Sanitize makes text from a remote party safe to log and show: printable, one line, at most 300
-// bytes. C0 and C1 controls (U+009B is a terminal's CSI), DEL, line and paragraph separators and
-// the bidirectional and invisible format controls that can make a log line read differently than
-// it is stored (U+202E reverses the text after it) each become a space.
+// bytes. Every character that is not what it looks like becomes a space: C0 and C1 controls (U+009B
+// is a terminal's CSI) and DEL, line and paragraph separators, and the whole of Unicode's format
+// category, which holds the bidirectional controls that make a log line read differently than it
+// is stored (U+202E reverses the text after it) and the invisible ones that hide or split a word
+// (U+200B, U+2060, U+FEFF, U+00AD, tag characters), plus the other characters Unicode defines as
+// invisible (variation selectors, Hangul fillers, unassigned tag characters).
 func Sanitize(s string) string {
 	var b strings.Builder
 	for _, r := range s {
@@ -356,19 +360,13 @@ func Sanitize(s string) string {
 	return b.String()
 }
 
-// unsafeRune reports whether Sanitize replaces r.
+// unsafeRune reports whether Sanitize replaces r. Whole Unicode categories and properties rather
+// than a list of code points: issue 19 found a list that named the bidi controls and missed the
+// zero-width ones.
 func unsafeRune(r rune) bool {
-	switch {
-	case r < 0x20, r >= 0x7f && r <= 0x9f: // C0, DEL, C1
-		return true
-	case r == 0x061c, r == 0x200e, r == 0x200f: // Arabic letter mark, LRM, RLM
-		return true
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069: // embeddings, overrides, isolates
-		return true
-	case r == 0x2028, r == 0x2029: // line and paragraph separators
-		return true
-	}
-	return false
+	return unicode.IsControl(r) || // C0, DEL, C1
+		unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, // format controls; line and paragraph separators
+			unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) // invisible by definition
 }
 
 // minRedacted is the shortest secret Redact removes: replacing a shorter one would shred ordinary

@@ -20,6 +20,12 @@ func TestSanitize(t *testing.T) {
 		"isolates \u2066\u2067\u2068\u2069": "isolates     ",
 		"lines \u2028\u2029":                "lines   ",
 		"é and ✓ stay":                      "é and ✓ stay",
+		// Issue 19 item 8: the invisible format characters, as a category and not a list.
+		"zw a\u200bb\u200cc\u200dd\u2060e":              "zw a b c d e",
+		"bom \ufeff shy\u00adx mvs\u180e":               "bom   shy x mvs ",
+		"tags \U000E0000\U000E0001\U000E0041\U000E007F": "tags     ",
+		"vs \ufe0f hangul \u3164 cgj \u034f":            "vs   hangul   cgj  ",
+		"arabic number sign \u0600":                     "arabic number sign  ",
 	}
 	for in, want := range tests {
 		if got := clear.Sanitize(in); got != want {
