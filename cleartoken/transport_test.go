@@ -297,7 +297,7 @@ func TestTransportSendsTheTokenOnlyToItsHost(t *testing.T) {
 	defer mu.Unlock()
 	for where, want := range map[string]string{
 		"clear /within": tok, "clear /landing": tok, "clear /to-name": tok, "clear /to-port": tok,
-		"clear /round-trip": tok,
+		"clear /round-trip":     tok,
 		"other /stolen-by-name": "", "other /stolen-by-port": "", "other /bounce": "",
 		// Back on Clear's host after a foreign hop: that hop chose the path, so no token either.
 		"clear /back": "",
