@@ -124,7 +124,7 @@ func withoutToken(req *http.Request) *http.Request {
 // the caller replaces it for a retry.
 func withToken(req *http.Request, tok Token) *http.Request {
 	r := req.Clone(req.Context())
-	r.Header.Set(Header, tok.value)
+	r.Header.Set(Header, tok.Value())
 	return r
 }
 
