@@ -33,6 +33,31 @@ func Reveals(text string, secrets ...string) bool { return NewMatcher(secrets...
 type Matcher struct {
 	whole   [][]byte            // folded spellings shorter than Window, found whole
 	windows map[string]struct{} // every Window-long piece of the longer folded spellings
+	// filter has a bit set for the hash of each window's first 4 bytes, so that most places in a
+	// text are passed over without a map lookup: a leak scan reads megabytes of logs.
+	filter []uint64
+	shift  uint
+}
+
+// filterBits is the filter's size per window, as a power of two: about 1 in 64 places of a text
+// that starts no window costs a map lookup.
+const filterBits = 6
+
+func (m *Matcher) slot(b []byte) uint32 {
+	h := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+	return (h * 0x9e3779b1) >> m.shift
+}
+
+func (m *Matcher) buildFilter() {
+	bits := uint(12) // at least 4096 bits
+	for 1<<(bits-filterBits) < len(m.windows) && bits < 30 {
+		bits++
+	}
+	m.filter, m.shift = make([]uint64, 1<<(bits-6)), 32-bits
+	for w := range m.windows {
+		i := m.slot([]byte(w[:4]))
+		m.filter[i/64] |= 1 << (i % 64)
+	}
 }
 
 // NewMatcher returns a Matcher for the secrets of at least MinLength bytes; shorter ones, and
@@ -56,6 +81,9 @@ func NewMatcher(secrets ...string) *Matcher {
 				m.windows[string(f[i:i+Window])] = struct{}{}
 			}
 		}
+	}
+	if m.windows != nil {
+		m.buildFilter()
 	}
 	return m
 }
@@ -105,6 +133,9 @@ func (m *Matcher) find(t []byte) [][2]int {
 	}
 	if m.windows != nil {
 		for i := 0; i+Window <= len(t); i++ {
+			if j := m.slot(t[i:]); m.filter[j/64]&(1<<(j%64)) == 0 {
+				continue
+			}
 			if _, ok := m.windows[string(t[i:i+Window])]; ok {
 				found = append(found, [2]int{i, i + Window})
 			}
