@@ -213,10 +213,10 @@ type answer struct {
 
 // ParseResponse classifies and validates one answer of the token API. A 200 answer must hold a
 // printable token of at most MaxTokenLength characters (see secret.CheckToken); anything else is a
-// KindMalformed error, so that garbage is never stored. A valid_till that is null (or absent) means the token never
-// expires; one that is present but not an ISO 8601 time leaves ValidTill nil and is described in
-// Grant.Drift, with no error, because the token itself is usable and Clear has already revoked
-// the previous one.
+// KindMalformed error, so that garbage is never stored. A valid_till that is null (or absent)
+// means the token never expires; one that is present but not an ISO 8601 time leaves ValidTill
+// nil and is described in Grant.Drift, with no error, because the token itself is usable and
+// Clear has already revoked the previous one.
 func ParseResponse(status int, body []byte) (Grant, error) { return parse(status, body) }
 
 // parse is ParseResponse that also redacts secrets from every text it takes from the answer, and
