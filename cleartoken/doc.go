@@ -16,8 +16,9 @@
 // default, WithTTL) must be shorter than the rotator's ROTATOR_RENEW_BEFORE (or ROTATOR_MAX_AGE for
 // tokens that never expire); the 401 handling is then a safety net.
 //
-// The package depends only on the AWS SDK's Secrets Manager client and the standard library, so an
-// ERP does not pull in the rotator's dependencies. It never logs a token and never puts one, or any
+// The package depends only on the AWS SDK's Secrets Manager client and the standard library (and
+// the rotator's internal/secret, which holds the token the way the rotator does and uses the
+// standard library only), so an ERP does not pull in the rotator's dependencies. It never logs a token and never puts one, or any
 // part of the secret's value, in an error.
 //
 // Usage:

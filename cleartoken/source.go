@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	sec "github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
 // SecretsManager is the one Secrets Manager call a Source makes. *secretsmanager.Client implements
@@ -54,7 +56,9 @@ const maxTokenLength = 4096
 // Token is one token read from the secret, with the version that held it. Its String and LogValue
 // methods never show the token itself, so it can be printed and logged.
 type Token struct {
-	value string
+	// value is held as a secret.AccessToken, which fmt cannot print even by reflection: an ERP
+	// may keep a Token in an unexported field of its own, where fmt cannot call String.
+	value sec.AccessToken
 	// VersionID is the Secrets Manager version the token was read from.
 	VersionID string
 	// ValidTill is the token's expiry as the rotator stored it; zero when the token never expires
@@ -63,11 +67,11 @@ type Token struct {
 }
 
 // Value returns the token itself, for the x-cleartax-auth-token header.
-func (t Token) Value() string { return t.value }
+func (t Token) Value() string { return t.value.Reveal() }
 
 // String describes the token without revealing it.
 func (t Token) String() string {
-	return "cleartoken.Token{version " + t.VersionID + ", " + itoa(len(t.value)) + " chars, redacted}"
+	return "cleartoken.Token{version " + t.VersionID + ", " + itoa(len(t.Value())) + " chars, redacted}"
 }
 
 // GoString is String, so that %#v does not reveal the token either.
@@ -169,7 +173,7 @@ func (s *Source) SecretID() string { return s.secretID }
 // the cache is older than the TTL, past the token's valid_till, or empty.
 func (s *Source) Token(ctx context.Context) (string, error) {
 	t, err := s.Get(ctx)
-	return t.value, err
+	return t.Value(), err
 }
 
 // Get is Token with the version the token was read from, which Refused needs.
@@ -184,10 +188,10 @@ func (s *Source) Get(ctx context.Context) (Token, error) {
 // number of concurrent callers refusing the same token share one such wait. The error is a
 // *Error of KindNoNewer when no newer token appeared in time.
 func (s *Source) Refused(ctx context.Context, t Token) (Token, error) {
-	if t.value == "" {
+	if t.Value() == "" {
 		return s.Get(ctx)
 	}
-	return s.await(ctx, t.value)
+	return s.await(ctx, t.Value())
 }
 
 // await returns a token acceptable to its caller: for refused == "", the cached token while it is
@@ -223,7 +227,7 @@ func (s *Source) await(ctx context.Context, refused string) (Token, error) {
 		if f.err != nil {
 			return Token{}, f.err
 		}
-		if refused == "" || f.tok.value != refused {
+		if refused == "" || f.tok.Value() != refused {
 			return f.tok, nil
 		}
 	}
@@ -235,11 +239,11 @@ func (s *Source) usable(refused string) bool {
 		return false
 	}
 	if refused != "" {
-		return s.cur.value != refused
+		return s.cur.Value() != refused
 	}
 	// The cached token has been refused and a wait for its successor is under way: join it rather
 	// than send a request that Clear will refuse too.
-	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.value {
+	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() {
 		return false
 	}
 	now := s.now()
@@ -281,7 +285,7 @@ func (s *Source) waitNewer(refused string) (Token, error) {
 		if err != nil {
 			return Token{}, err
 		}
-		if t.value != refused {
+		if t.Value() != refused {
 			if attempt > 1 {
 				s.log.Debug("cleartoken: a newer token appeared", "secret_id", s.secretID, "version_id", t.VersionID, "reads", attempt)
 			}
@@ -364,15 +368,10 @@ func parse(s string) (Token, *Error) {
 	if tok == "" {
 		return Token{}, &Error{Kind: KindNoToken}
 	}
-	if len(tok) > maxTokenLength {
-		return Token{}, &Error{Kind: KindMalformed, detail: "access_token is longer than " + itoa(maxTokenLength) + " characters"}
+	if err := sec.CheckToken(tok, maxTokenLength); err != nil {
+		return Token{}, &Error{Kind: KindMalformed, detail: "access_token " + err.Error()}
 	}
-	for i := 0; i < len(tok); i++ {
-		if c := tok[i]; c < 0x21 || c > 0x7e {
-			return Token{}, &Error{Kind: KindMalformed, detail: "access_token holds a character that cannot travel in an HTTP header"}
-		}
-	}
-	t := Token{value: tok}
+	t := Token{value: sec.NewAccessToken(tok)}
 	// valid_till is advisory: a consumer relies on Clear's 401, not on the clock. An unreadable
 	// value is ignored rather than refused.
 	if raw, ok := doc["valid_till"]; ok {

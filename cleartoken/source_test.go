@@ -346,7 +346,21 @@ func TestTokenNeverPrinted(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logs, nil)).Info("token", "t", tok)
-	for _, out := range []string{fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok), fmt.Sprint(struct{ T Token }{tok}), logs.String()} {
+	// An ERP keeps the token in its own structs, often in an unexported field, where fmt cannot
+	// call String and prints the fields by reflection; %d and %x print a struct field by field.
+	type erp struct {
+		name string
+		tok  Token
+		ptr  *Token
+	}
+	held := &erp{name: "erp", tok: tok, ptr: &tok}
+	var verbs strings.Builder // every verb, on the struct and on the token; vet would refuse those that do not fit, which is the point
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%d", "%x", "%q"} {
+		verbs.WriteString(fmt.Sprintf(verb, *held) + fmt.Sprintf(verb, tok))
+	}
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("token", "t", tok, "erp", held)
+	for _, out := range []string{fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok), fmt.Sprint(struct{ T Token }{tok}),
+		verbs.String(), fmt.Sprintf("%+v", []*erp{held}), logs.String()} {
 		if strings.Contains(out, "leaked-token") {
 			t.Errorf("the token is printed: %s", out)
 		}

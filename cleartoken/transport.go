@@ -3,7 +3,10 @@ package cleartoken
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 )
 
 // Header is the header Clear reads the access token from.
@@ -22,6 +25,11 @@ const drainLimit = 64 << 10
 // GetBody for the usual in-memory bodies; the wait for a newer token then runs in the background
 // for the requests that follow), when no newer token appeared within the wait, or when the secret
 // could not be read. The caller's request is never modified.
+//
+// The token goes only to the origin (scheme, host and port) of the request the caller made. When
+// an http.Client follows a redirect to another origin (another host or port, or https to http),
+// that request and every later hop of the redirect are sent without it, as net/http does with
+// Authorization; to reach another origin, make a new request there.
 func NewTransport(src *Source, base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -35,6 +43,11 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !onTokenHost(req) {
+		// A redirect left the host the caller addressed. net/http strips Authorization on such a
+		// redirect but not a custom header, and it calls this Transport again for every hop.
+		return t.base.RoundTrip(withoutToken(req))
+	}
 	tok, err := t.src.Get(req.Context())
 	if err != nil {
 		// A RoundTripper must close the body even when it fails.
@@ -78,10 +91,53 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(retry)
 }
 
+// onTokenHost reports whether req may carry the token: it is the caller's own request, or a
+// redirect whose every hop, back to the caller's request, has that request's origin. An http.Client
+// sets Request.Response on each redirect it follows, and the response's Request is the hop before;
+// a chain that cannot be followed back (a base RoundTripper that does not set Response.Request)
+// does not get the token, since where it started is unknown. Once a hop has left the origin, later
+// hops do not get the token either, even back on the origin: the foreign host chose where they go.
+func onTokenHost(req *http.Request) bool {
+	want := origin(req.URL)
+	for hop := req; hop.Response != nil; {
+		prev := hop.Response.Request
+		if prev == nil || prev.URL == nil || origin(prev.URL) != want {
+			return false
+		}
+		hop = prev
+	}
+	return true
+}
+
+// withoutToken returns req, or a copy of it without the token header when the caller set one
+// itself: the header goes to the token's host only, whoever put it there.
+func withoutToken(req *http.Request) *http.Request {
+	if _, ok := req.Header[http.CanonicalHeaderKey(Header)]; !ok {
+		return req
+	}
+	r := req.Clone(req.Context())
+	r.Header.Del(Header)
+	return r
+}
+
 // withToken returns a shallow copy of req, with its own headers, carrying tok. The body is shared:
 // the caller replaces it for a retry.
 func withToken(req *http.Request, tok Token) *http.Request {
 	r := req.Clone(req.Context())
-	r.Header.Set(Header, tok.value)
+	r.Header.Set(Header, tok.Value())
 	return r
+}
+
+// origin is what a token is bound to: scheme, host name and port, lower-cased, with the scheme's
+// default port left out. Two URLs with the same origin reach the same server over the same kind of
+// connection; a different scheme could send the token in clear text.
+func origin(u *url.URL) string {
+	scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
+	if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+		port = ""
+	}
+	if port == "" {
+		return scheme + "://" + host
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }

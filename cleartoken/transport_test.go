@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,5 +242,92 @@ func TestTransportPassesErrorsThrough(t *testing.T) {
 	}))}).Get("https://clear.example/api")
 	if !errors.Is(err, boom) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestTransportSendsTheTokenOnlyToItsHost is issue 19 item 12: an http.Client follows a redirect
+// by calling the Transport again for the new URL, and the Transport added the token to every
+// request, so a redirect to another host (or port, or from https to http) carried it there.
+// net/http strips Authorization on such a redirect, but not a custom header. A redirect within the
+// host keeps the token; once a redirect has left the host, no later hop gets it, as net/http does.
+func TestTransportSendsTheTokenOnlyToItsHost(t *testing.T) {
+	const tok = "1.2f205010-b96c-44aa-9dcd-5524c42eb99e_redirected"
+	sm := newFake(t, tok)
+	var mu sync.Mutex
+	got := map[string]string{} // "server path" -> the header it received
+	record := func(name string, w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[name+" "+r.URL.Path] = r.Header.Get(Header)
+		mu.Unlock()
+	}
+	var clearURL string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		record("other", w, r)
+		if r.URL.Path == "/bounce" {
+			http.Redirect(w, r, clearURL+"/back", http.StatusFound)
+		}
+	}))
+	defer other.Close()
+	// The same listener under another host name: only the name differs.
+	otherByName := strings.Replace(other.URL, "127.0.0.1", "localhost", 1)
+	clear := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		record("clear", w, r)
+		switch r.URL.Path {
+		case "/within":
+			http.Redirect(w, r, "/landing", http.StatusFound)
+		case "/to-name":
+			http.Redirect(w, r, otherByName+"/stolen-by-name", http.StatusFound)
+		case "/to-port":
+			http.Redirect(w, r, other.URL+"/stolen-by-port", http.StatusTemporaryRedirect)
+		case "/round-trip":
+			http.Redirect(w, r, other.URL+"/bounce", http.StatusFound)
+		}
+	}))
+	defer clear.Close()
+	clearURL = clear.URL
+	client := &http.Client{Transport: NewTransport(NewSource(sm.api(), sm.id()), nil)}
+	for _, path := range []string{"/within", "/to-name", "/to-port", "/round-trip"} {
+		resp, err := client.Get(clear.URL + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for where, want := range map[string]string{
+		"clear /within": tok, "clear /landing": tok, "clear /to-name": tok, "clear /to-port": tok,
+		"clear /round-trip":     tok,
+		"other /stolen-by-name": "", "other /stolen-by-port": "", "other /bounce": "",
+		// Back on Clear's host after a foreign hop: that hop chose the path, so no token either.
+		"clear /back": "",
+	} {
+		if h, ok := got[where]; !ok {
+			t.Errorf("%s was never asked", where)
+		} else if h != want {
+			t.Errorf("%s received %d characters of token, want %d", where, len(h), len(want))
+		}
+	}
+}
+
+// TestOrigin pins what counts as the token's host: scheme, host name and port, with default
+// ports and case normalised.
+func TestOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"https://api.clear.in/a", "https://API.clear.in:443/b?x", true},
+		{"http://127.0.0.1:80/", "http://127.0.0.1/", true},
+		{"https://api.clear.in/", "http://api.clear.in/", false},
+		{"https://api.clear.in/", "https://api.clear.in:8443/", false},
+		{"https://api.clear.in/", "https://evil.clear.in/", false},
+		{"https://api.clear.in/", "https://api.clear.in.evil.com/", false},
+	} {
+		a, _ := url.Parse(tc.a)
+		b, _ := url.Parse(tc.b)
+		if same := origin(a) == origin(b); same != tc.same {
+			t.Errorf("origin(%s) == origin(%s) is %v, want %v", tc.a, tc.b, same, tc.same)
+		}
 	}
 }

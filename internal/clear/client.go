@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
 // TokenPath is the token API's path below the base URL.
@@ -24,7 +27,7 @@ const HeaderClientSecret = "x-clear-client-secret"
 const HeaderAuthToken = "x-cleartax-auth-token"
 
 // MaxTokenLength is the longest access token Clear documents (MaxLength: 256).
-const MaxTokenLength = 256
+const MaxTokenLength = secret.MaxTokenLength
 
 // DefaultTimeout bounds one token request, connection to last byte.
 const DefaultTimeout = 30 * time.Second
@@ -119,28 +122,28 @@ func (c *Client) BaseURL() string { return c.base.String() }
 // this client secret, so callers must make it only when a rotation is due and claimed. The error
 // is always an *Error. Every text it takes from Clear's answer is sanitized, and the client secret
 // it sent is redacted from it, so that an answer echoing the secret cannot carry it into a log.
-func (c *Client) Token(ctx context.Context, secret ClientSecret) (Grant, error) {
+func (c *Client) Token(ctx context.Context, cs ClientSecret) (Grant, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+TokenPath, nil)
 	if err != nil {
 		return Grant{}, &Error{Kind: KindRejected, Message: "building request: " + err.Error()}
 	}
-	req.Header.Set(HeaderClientSecret, secret.Reveal())
+	req.Header.Set(HeaderClientSecret, cs.Reveal())
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "clear-rotator")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Grant{}, networkError(err, secret)
+		return Grant{}, networkError(err, cs)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return Grant{}, networkError(err, secret)
+		return Grant{}, networkError(err, cs)
 	}
 	if len(body) > maxBody {
 		return Grant{}, &Error{Kind: KindMalformed, Status: resp.StatusCode,
 			Message: fmt.Sprintf("answer is larger than %d bytes", maxBody)}
 	}
-	g, err := parse(resp.StatusCode, body, secret.Reveal())
+	g, err := parse(resp.StatusCode, body, cs.Reveal())
 	var e *Error
 	if errors.As(err, &e) && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		e.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), resp.Header.Get("Date"), c.now())
@@ -184,7 +187,7 @@ func ParseRetryAfter(value, date string, now time.Time) time.Duration {
 
 // networkError turns a transport failure into a transient *Error whose text names the failure
 // but never the request's headers.
-func networkError(err error, secret ClientSecret) *Error {
+func networkError(err error, cs ClientSecret) *Error {
 	msg := err.Error()
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -193,7 +196,7 @@ func networkError(err error, secret ClientSecret) *Error {
 			msg = ue.Op + " " + ue.URL + ": timeout"
 		}
 	}
-	return &Error{Kind: KindTransient, Message: Sanitize(Redact(msg, secret.Reveal())), Err: err}
+	return &Error{Kind: KindTransient, Message: Sanitize(secret.Redact(msg, cs.Reveal())), Err: err}
 }
 
 // answer is the token API's JSON document, success or failure.
@@ -209,16 +212,19 @@ type answer struct {
 }
 
 // ParseResponse classifies and validates one answer of the token API. A 200 answer must hold a
-// printable token of at most MaxTokenLength characters; anything else is a KindMalformed error, so
-// that garbage is never stored. A valid_till that is null (or absent) means the token never
-// expires; one that is present but not an ISO 8601 time leaves ValidTill nil and is described in
-// Grant.Drift, with no error, because the token itself is usable and Clear has already revoked
-// the previous one.
+// printable token of at most MaxTokenLength characters (see secret.CheckToken); anything else is a
+// KindMalformed error, so that garbage is never stored. A valid_till that is null (or absent)
+// means the token never expires; one that is present but not an ISO 8601 time leaves ValidTill
+// nil and is described in Grant.Drift, with no error, because the token itself is usable and
+// Clear has already revoked the previous one.
 func ParseResponse(status int, body []byte) (Grant, error) { return parse(status, body) }
 
-// parse is ParseResponse that also redacts secrets from every text it takes from the answer.
+// parse is ParseResponse that also redacts secrets from every text it takes from the answer, and
+// refuses a token that spells one of them: stored, it would hand the client secret to every reader
+// of the token secret.
 func parse(status int, body []byte, secrets ...string) (Grant, error) {
-	clean := func(s string) string { return Sanitize(Redact(s, secrets...)) }
+	redact := secret.NewMatcher(secrets...)
+	clean := func(s string) string { return Sanitize(redact.Redact(s)) }
 	var a answer
 	jsonErr := json.Unmarshal(body, &a)
 	if status != http.StatusOK {
@@ -248,17 +254,8 @@ func parse(status int, body []byte, secrets ...string) (Grant, error) {
 		return malformed("answer has no access_token")
 	}
 	tok := *a.AccessToken
-	if tok == "" {
-		return malformed("access_token is empty")
-	}
-	if len(tok) > MaxTokenLength {
-		return malformed("access_token is %d characters, more than %d", len(tok), MaxTokenLength)
-	}
-	for i := 0; i < len(tok); i++ {
-		// A token travels in an HTTP header: visible ASCII only, no spaces.
-		if tok[i] < 0x21 || tok[i] > 0x7e {
-			return malformed("access_token has a non-printable character at %d", i)
-		}
+	if err := secret.CheckToken(tok, MaxTokenLength, secrets...); err != nil {
+		return malformed("access_token %s", err)
 	}
 	g := Grant{AccessToken: NewAccessToken(tok)}
 	if a.ValidTill == nil {
@@ -337,9 +334,12 @@ func kindOf(status int) Kind {
 }
 
 // Sanitize makes text from a remote party safe to log and show: printable, one line, at most 300
-// bytes. C0 and C1 controls (U+009B is a terminal's CSI), DEL, line and paragraph separators and
-// the bidirectional and invisible format controls that can make a log line read differently than
-// it is stored (U+202E reverses the text after it) each become a space.
+// bytes. Every character that is not what it looks like becomes a space: C0 and C1 controls (U+009B
+// is a terminal's CSI) and DEL, line and paragraph separators, and the whole of Unicode's format
+// category, which holds the bidirectional controls that make a log line read differently than it
+// is stored (U+202E reverses the text after it) and the invisible ones that hide or split a word
+// (U+200B, U+2060, U+FEFF, U+00AD, tag characters), plus the other characters Unicode defines as
+// invisible (variation selectors, Hangul fillers, unassigned tag characters).
 func Sanitize(s string) string {
 	var b strings.Builder
 	for _, r := range s {
@@ -356,50 +356,11 @@ func Sanitize(s string) string {
 	return b.String()
 }
 
-// unsafeRune reports whether Sanitize replaces r.
+// unsafeRune reports whether Sanitize replaces r. Whole Unicode categories and properties rather
+// than a list of code points: issue 19 found a list that named the bidi controls and missed the
+// zero-width ones.
 func unsafeRune(r rune) bool {
-	switch {
-	case r < 0x20, r >= 0x7f && r <= 0x9f: // C0, DEL, C1
-		return true
-	case r == 0x061c, r == 0x200e, r == 0x200f: // Arabic letter mark, LRM, RLM
-		return true
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069: // embeddings, overrides, isolates
-		return true
-	case r == 0x2028, r == 0x2029: // line and paragraph separators
-		return true
-	}
-	return false
-}
-
-// minRedacted is the shortest secret Redact removes: replacing a shorter one would shred ordinary
-// text, and no real client secret or token is that short.
-const minRedacted = 8
-
-// Redact replaces every occurrence in text of each secret of at least 8 bytes with
-// "[REDACTED]". Longer secrets go first, so that one secret containing another is removed whole.
-// Redact text that came from outside before Sanitize cuts it, or a cut could leave part of a
-// secret behind.
-func Redact(text string, secrets ...string) string {
-	var long []string
-	for _, s := range secrets {
-		if len(s) >= minRedacted {
-			long = append(long, s)
-		}
-	}
-	if len(long) == 0 {
-		return text
-	}
-	if len(long) > 1 {
-		long = append([]string(nil), long...)
-		// Longest first; a tiny insertion sort keeps the package free of a sort import.
-		for i := 1; i < len(long); i++ {
-			for j := i; j > 0 && len(long[j]) > len(long[j-1]); j-- {
-				long[j], long[j-1] = long[j-1], long[j]
-			}
-		}
-	}
-	for _, s := range long {
-		text = strings.ReplaceAll(text, s, redacted)
-	}
-	return text
+	return unicode.IsControl(r) || // C0, DEL, C1
+		unicode.In(r, unicode.Zl, unicode.Zp) || // line and paragraph separators
+		secret.Invisible(r) // format controls, and what Unicode defines as invisible
 }

@@ -3,6 +3,7 @@ package clear_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -231,4 +232,28 @@ func FuzzParseResponse(f *testing.F) {
 			t.Fatalf("error %v is not a described *clear.Error", err)
 		}
 	})
+}
+
+// TestTokenSpellingTheSecretIsMalformed is issue 19 item 13: an answer whose access_token is the
+// client secret sent, or carries a piece of it in any case, is malformed (retried, never stored),
+// and its message does not quote it.
+func TestTokenSpellingTheSecretIsMalformed(t *testing.T) {
+	for _, tok := range []string{secretValue, "1." + secretValue[10:40], strings.ToLower(secretValue[50:80])} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "valid_till": nil})
+		}))
+		c, err := clear.NewClient(srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Token(context.Background(), clear.NewClientSecret(secretValue))
+		srv.Close()
+		var ce *clear.Error
+		if !errors.As(err, &ce) || ce.Kind != clear.KindMalformed || !strings.Contains(ce.Message, "carries the client secret") {
+			t.Fatalf("Token = %v, want a malformed answer", err)
+		}
+		if strings.Contains(err.Error(), tok) {
+			t.Fatalf("the error quotes the token: %v", err)
+		}
+	}
 }

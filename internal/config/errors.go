@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
 // Error is one problem with the configuration. Load and Parse join all the
@@ -77,30 +79,15 @@ func (p *problems) secret(s string) {
 	}
 }
 
-// minScrubLen is the shortest secret the scrub removes. Replacing one or two
-// characters everywhere would turn every message into noise, and a secret
-// that short protects nothing anyway.
-const minScrubLen = 4
-
 // err returns the joined problems, or nil. Messages are built so that they do
 // not contain client secrets; the scrub is a safety net for values that are
 // echoed on purpose (a base URL, a name) but into which an operator pasted a
-// secret by mistake. Longer secrets are replaced first so that a secret that
-// contains another is removed whole.
+// secret by mistake, in any spelling secret.Redact knows.
 func (p *problems) err() error {
 	if len(p.list) == 0 {
 		return nil
 	}
-	secrets := append([]string(nil), p.secrets...)
-	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
-	scrub := func(s string) string {
-		for _, sec := range secrets {
-			if len(sec) >= minScrubLen {
-				s = strings.ReplaceAll(s, sec, redacted)
-			}
-		}
-		return s
-	}
+	scrub := secret.NewMatcher(p.secrets...).Redact // the one redactor
 	// The environment comes first, in the order of the Settings table, then
 	// the file in line order, so that an
 	// operator can work through the file from top to bottom; problems on
@@ -143,5 +130,5 @@ func settingIndex(env string) int {
 	return len(Settings)
 }
 
-// redacted replaces secrets in messages, matching the clear package's marker.
-const redacted = "[REDACTED]"
+// redacted replaces secrets in messages: the one marker.
+const redacted = secret.Marker

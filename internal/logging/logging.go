@@ -3,7 +3,7 @@
 // log collectors otherwise, times in UTC so that lines from different hosts
 // and the UTC-day request budget line up without conversions.
 //
-// It also installs a safety net against leaking credentials. The clear
+// It also installs a safety net against leaking credentials. The secret
 // package's ClientSecret and AccessToken redact themselves wherever they are
 // printed, but a raw string that slipped out of one (a Reveal() passed to a
 // log call by mistake) would not; ReplaceAttr therefore blanks string values
@@ -26,6 +26,8 @@ import (
 	"strings"
 
 	"github.com/lmittmann/tint"
+
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
 // Log formats accepted by New and returned by ParseFormat. The empty string
@@ -35,9 +37,9 @@ const (
 	FormatJSON = "json"
 )
 
-// Redacted replaces the value of a sensitive attribute. It matches the
-// marker the clear package's types print, so that one grep finds both.
-const Redacted = "[REDACTED]"
+// Redacted replaces the value of a sensitive attribute: secret.Marker, the
+// marker every confidential value prints, so that one grep finds both.
+const Redacted = secret.Marker
 
 // textTimeFormat is RFC 3339 with milliseconds, the same instant format as
 // the JSON output, so that text and JSON logs can be compared line by line.
@@ -149,7 +151,7 @@ func IsSensitiveKey(key string) bool {
 // a sensitive key (see IsSensitiveKey), in any group, by Redacted when that
 // value is a string or string-like ([]byte, a named string type). Other kinds
 // are left alone: a number or a struct under "token" is not a credential, and
-// the clear package's types have already resolved to "[REDACTED]" through
+// the secret package's types have already resolved to Redacted through
 // their LogValue methods by the time a handler calls ReplaceAttr.
 func ReplaceAttr(groups []string, a slog.Attr) slog.Attr {
 	if len(groups) == 0 && a.Key == slog.TimeKey && a.Value.Kind() == slog.KindTime {

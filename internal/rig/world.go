@@ -27,6 +27,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
@@ -62,6 +63,10 @@ type Options struct {
 	Share *World
 	// Name is the client's name; empty means "erp".
 	Name string
+	// Secrets are the API clients' secrets, in slot order, for a test that needs their shape
+	// (Clear's are base64: letters, digits, / + =); empty means random ones. Their number is the
+	// number of API clients when APIClients is zero.
+	Secrets []string
 }
 
 // World is one client's surroundings. Its exported fields are set by New and must not be
@@ -111,11 +116,12 @@ func New(t testing.TB, o Options) *World {
 	if w.dailyLimit == 0 {
 		w.dailyLimit = DefaultDailyLimit
 	}
-	n := max(o.APIClients, 1)
-	if n > 2 {
-		t.Fatalf("rig: %d API clients; a client has one or two", n)
+	n := max(o.APIClients, len(o.Secrets), 1)
+	if n > 2 || len(o.Secrets) > 0 && len(o.Secrets) != n {
+		t.Fatalf("rig: %d API clients and %d secrets; a client has one or two", n, len(o.Secrets))
 	}
-	for i := range n {
+	w.Secrets = slices.Clone(o.Secrets)
+	for i := len(w.Secrets); i < n; i++ {
 		w.Secrets = append(w.Secrets, fmt.Sprintf("cs%d-%s", i+1, randomHex(20)))
 	}
 
@@ -468,6 +474,23 @@ func (s *scanner) run() {
 		secrets = append(secrets, w.Secrets...)
 		secrets = append(secrets, w.tap.tokens()...)
 		secrets = append(secrets, w.StoredTokens()...)
+	}
+	// Client secrets are also looked for in the other spellings an echo gives them (case, URL
+	// encoding, zero-width characters, a piece cut short): the one redactor's own matcher.
+	var clientSecrets []string
+	for _, w := range worlds {
+		clientSecrets = append(clientSecrets, w.Secrets...)
+	}
+	spelled := secret.NewMatcher(clientSecrets...)
+	for _, text := range texts {
+		if spelled.Reveals(text) {
+			// Show where, redacted: the first difference between the text and its redaction.
+			r, i := spelled.Redact(text), 0
+			for i < len(r) && i < len(text) && r[i] == text[i] {
+				i++
+			}
+			s.t.Errorf("rig: a client secret leaked into captured output, in some spelling: …%s…", r[max(0, i-150):min(len(r), i+150)])
+		}
 	}
 	var pairs []string
 	for _, v := range secrets {

@@ -41,7 +41,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +52,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
@@ -889,20 +889,19 @@ func requestToken(kind, of string) string {
 
 // fingerprint identifies a client secret (with its base URL) without revealing it: Clear's limit
 // and its refusals belong to a secret, and a change of secret is a change of configuration.
-func fingerprint(baseURL string, secret clear.ClientSecret) string {
-	sum := sha256.Sum256([]byte("clear-rotator/v1\x00" + strings.TrimRight(baseURL, "/") + "\x00" + secret.Reveal()))
+func fingerprint(baseURL string, cs clear.ClientSecret) string {
+	sum := sha256.Sum256([]byte("clear-rotator/v1\x00" + strings.TrimRight(baseURL, "/") + "\x00" + cs.Reveal()))
 	return hex.EncodeToString(sum[:8])
 }
 
-// redact removes the client secrets from text that came from outside, before it is shown or
-// stored where every reader of the token secret can see it.
+// redact removes the client secrets, in every spelling secret.Redact knows, from text that came
+// from outside, before it is shown or stored where every reader of the token secret can see it.
 func redact(text string, secrets []clear.ClientSecret) string {
-	for _, s := range secrets {
-		if v := s.Reveal(); len(v) >= 4 {
-			text = strings.ReplaceAll(text, v, "[REDACTED]")
-		}
+	values := make([]string, len(secrets))
+	for i, s := range secrets {
+		values[i] = s.Reveal()
 	}
-	return text
+	return secret.Redact(text, values...)
 }
 
 // ClientSecret returns c's first client secret: the literal one, or the value of the secret
@@ -924,36 +923,9 @@ func (e *Engine) clientSecret(ctx context.Context, c *Client, slot int) (clear.C
 	if err != nil {
 		return clear.ClientSecret{}, fmt.Errorf("reading %s: %w", what, err)
 	}
-	s, err := ParseClientSecret(v.Value)
+	s, err := secret.ParseClientSecret(v.Value)
 	if err != nil {
 		return clear.ClientSecret{}, fmt.Errorf("%s %q: %w", what, id, err)
 	}
 	return s, nil
-}
-
-// ParseClientSecret reads a client secret stored as a plain string or as {"client_secret": "..."}.
-// Its errors never hold the value.
-func ParseClientSecret(value string) (clear.ClientSecret, error) {
-	v := strings.TrimSpace(value)
-	if strings.HasPrefix(v, "{") {
-		var doc struct {
-			ClientSecret *string `json:"client_secret"`
-		}
-		if err := json.Unmarshal([]byte(v), &doc); err != nil {
-			return clear.ClientSecret{}, errors.New("holds a JSON document that cannot be parsed")
-		}
-		if doc.ClientSecret == nil {
-			return clear.ClientSecret{}, errors.New(`holds a JSON document without a "client_secret" field`)
-		}
-		v = strings.TrimSpace(*doc.ClientSecret)
-	}
-	if v == "" {
-		return clear.ClientSecret{}, errors.New("is empty")
-	}
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
-			return clear.ClientSecret{}, errors.New("holds a control character, which cannot be sent in a header")
-		}
-	}
-	return clear.NewClientSecret(v), nil
 }

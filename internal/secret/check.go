@@ -1,0 +1,63 @@
+package secret
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// MaxTokenLength is the longest access token Clear documents (MaxLength: 256).
+const MaxTokenLength = 256
+
+// ParseClientSecret reads a client secret stored as a plain string or as {"client_secret": "..."},
+// with surrounding white space removed. It refuses an empty one and one with a control character,
+// which cannot be sent in a header. Its errors never hold the value.
+func ParseClientSecret(value string) (ClientSecret, error) {
+	v := strings.TrimSpace(value)
+	if strings.HasPrefix(v, "{") {
+		var doc struct {
+			ClientSecret *string `json:"client_secret"`
+		}
+		if err := json.Unmarshal([]byte(v), &doc); err != nil {
+			return ClientSecret{}, errors.New("holds a JSON document that cannot be parsed")
+		}
+		if doc.ClientSecret == nil {
+			return ClientSecret{}, errors.New(`holds a JSON document without a "client_secret" field`)
+		}
+		v = strings.TrimSpace(*doc.ClientSecret)
+	}
+	if v == "" {
+		return ClientSecret{}, errors.New("is empty")
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return ClientSecret{}, errors.New("holds a control character, which cannot be sent in a header")
+		}
+	}
+	return NewClientSecret(v), nil
+}
+
+// CheckToken reports why tok cannot be used as an access token, or nil: it is empty, longer than
+// maxLen bytes, holds a byte that cannot travel in an HTTP header (only visible ASCII can: no
+// space, no control, nothing beyond U+007E), or spells one of the client secrets (see Redact), as
+// an answer that echoes the request would: stored, it would hand the client secret to every
+// reader of the token. The error's text says what is wrong, never the value, and reads after
+// "access_token".
+func CheckToken(tok string, maxLen int, clientSecrets ...string) error {
+	if tok == "" {
+		return errors.New("is empty")
+	}
+	if len(tok) > maxLen {
+		return fmt.Errorf("is %d characters, more than %d", len(tok), maxLen)
+	}
+	for i := 0; i < len(tok); i++ {
+		if tok[i] < 0x21 || tok[i] > 0x7e {
+			return fmt.Errorf("has a non-printable character at %d", i)
+		}
+	}
+	if Reveals(tok, clientSecrets...) {
+		return errors.New("carries the client secret")
+	}
+	return nil
+}
