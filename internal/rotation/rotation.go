@@ -569,7 +569,7 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 		// A token that arrives expired or about to expire is stored, since it is the only one left,
 		// but is not answered with the next request at once: the API client backs off, so a clock
 		// or Clear problem cannot spend the daily budget in minutes.
-		nr = e.recordAnomaly(ctx, c, d, nr, claimID, tokenVersion, answered, problem)
+		nr = e.recordAnomaly(ctx, c, d, nr, after, tokenVersion, problem)
 	}
 	return nr
 }
@@ -586,16 +586,21 @@ func anomaly(g clear.Grant, now time.Time) string {
 	return ""
 }
 
-// recordAnomaly sets the asking API client's backoff after a stored but suspicious token.
-func (e *Engine) recordAnomaly(ctx context.Context, c *Client, d Decision, r Result, claimID, tokenVersion string, now time.Time, problem string) Result {
-	st := d.Claim
+// recordAnomaly sets the asking API client's backoff after a stored but suspicious token. The claim
+// is complete (its token is stored), so the state it writes accounts for that as settle would, but
+// keeps the API client's count of failures growing, so that a clock or Clear problem that persists
+// backs off further each time.
+func (e *Engine) recordAnomaly(ctx context.Context, c *Client, d Decision, r Result, after Snapshot, tokenVersion, problem string) Result {
+	now := after.Now
+	prior := d.Claim.APIClient(d.Secret).Failures
+	st := completed(d.Claim, d.Claim.Claim, after, now)
 	st.Claim = nil
 	a := st.APIClient(d.Secret)
-	a.Failures++
+	a.Failures = prior + 1
 	a.LastError = problem
 	at := now.Add(e.backoff().Delay(a.Failures, e.rand()))
 	a.RetryAt = &at
-	st = st.WithAPIClient(a, secretsOf(d)...)
+	st = st.WithAPIClient(a, secretsIn(st)...)
 	e.writeState(ctx, c, st, requestToken("anomaly", tokenVersion), "could not record the suspicious answer")
 	e.log().Warn(problem, "client", c.Name, "api_client", d.Slot, "retry_at", at.Format(time.RFC3339))
 	r.Message += "; warning: " + problem
@@ -623,6 +628,7 @@ func (e *Engine) recordFailure(ctx context.Context, c *Client, rd read, d Decisi
 	msg := redact(ce.Error(), rd.secrets)
 	st := d.Claim
 	st.Claim = nil
+	st.Failed = document.Remember(st.Failed, d.Claim.Claim.Event)
 	a := st.APIClient(d.Secret)
 	a.Failures++
 	a.LastError = msg
@@ -669,14 +675,24 @@ func (e *Engine) release(ctx context.Context, c *Client, r Result, d Decision, c
 	st := d.Claim
 	st.Claim = nil
 	if lost {
+		// The token in AWSCURRENT may be dead now, so the first retry after a loss is immediate;
+		// a loss while an earlier one is still unrecovered (the same AWSCURRENT) backs off, from
+		// the first step, so that a Secrets Manager that keeps refusing cannot spend the budget.
+		base := d.Claim.Claim.Base
+		again := d.Claim.Lost != nil && d.Claim.Lost.Base == base
 		a := st.APIClient(d.Secret)
 		a.Failures++
 		a.LastError = cause.Error()
-		at := now.Add(e.backoff().Delay(a.Failures, e.rand()))
-		a.RetryAt = &at
+		a.RetryAt = nil
+		r.NextCheck = now
+		if again {
+			at := now.Add(e.backoff().Delay(max(a.Failures-1, 1), e.rand()))
+			a.RetryAt = &at
+			r.NextCheck = at
+		}
 		st = st.WithAPIClient(a, secretsOf(d)...)
-		st.Lost = &document.Lost{At: now, Reason: cause.Error(), Base: d.Claim.Claim.Base, Slot: d.Slot, Secret: d.Secret, Certain: true}
-		r.NextCheck = at
+		st.Lost = &document.Lost{At: now, Reason: cause.Error(), Base: base, Slot: d.Slot, Secret: d.Secret, Certain: true}
+		st.Failed = document.Remember(st.Failed, d.Claim.Claim.Event)
 	} else {
 		// Nothing was asked of Clear: the request counted by the claim was not made.
 		a := st.APIClient(d.Secret)
