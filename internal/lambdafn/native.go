@@ -63,22 +63,34 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 
 	switch ev.Step {
 	case StepCreate:
+		event := "rotation/" + ev.Token
 		tok, found, err := n.version(ctx)
 		if err != nil {
 			return fail(c.Name, err.Error(), err)
 		}
 		if found {
-			// A retried createSecret (Secrets Manager retries a failed or timed-out invocation): the
-			// version is written once, so the retry changes nothing and asks Clear nothing.
+			// Secrets Manager's contract: createSecret puts a new version with this id. One that
+			// exists already is this step's own work only when this rotation stored it (a retried
+			// createSecret, which Secrets Manager sends after a failed or timed-out invocation);
+			// any other version is not a token this rotation issued, and passing it off as one
+			// would let testSecret and finishSecret promote an old token.
 			if tok == nil {
 				return fail(c.Name, "version "+ev.Token+" already exists but holds no token document; it was not written by this function", nil)
 			}
-			ans.Message = "the version already holds a token: a retried step, nothing to do"
+			acted, err := e.Acted(ctx, c, event)
+			if err != nil {
+				return fail(c.Name, err.Error(), err)
+			}
+			if !acted {
+				return fail(c.Name, "version "+ev.Token+" already exists and was not stored by this rotation; createSecret must create a new version: "+
+					"start the rotation again with a new ClientRequestToken", nil)
+			}
+			ans.Message = "the version already holds the token this rotation stored: a retried step, nothing to do"
 			log.Info(ans.Message)
 			return ans, nil
 		}
 		log.Info("asking Clear for a new token for Secrets Manager's rotation")
-		r := e.Run(ctx, c, rotation.Request{Force: true, Event: "rotation/" + ev.Token, TokenVersion: ev.Token, Stages: []string{PendingStage}}, nil)
+		r := e.Run(ctx, c, rotation.Request{Force: true, Event: event, TokenVersion: ev.Token, Stages: []string{PendingStage}}, nil)
 		h.record(e, c, r, requestID, log)
 		ans.Result = &r
 		switch r.Outcome {
@@ -87,16 +99,17 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 			log.Info(ans.Message)
 			return ans, nil
 		case rotation.Duplicate:
-			// This step's claim was taken before, by a delivery that may still be writing or that
-			// lost its token: only the version itself says whether the step is done.
+			// This step's rotation stored its token, or its claim is still live: only the version
+			// itself says whether the step is done.
 			tok, found, err := n.version(ctx)
 			if err == nil && found && tok != nil {
-				ans.Message = "the version already holds a token: a retried step, nothing to do"
+				ans.Message = "the version already holds the token this rotation stored: a retried step, nothing to do"
 				log.Info(ans.Message)
 				return ans, nil
 			}
-			return fail(c.Name, "an earlier delivery of this step claimed the rotation but the version holds no token yet "+
-				"(it may still be running, or its token was lost); let it finish, or start a new rotation", r.Err)
+			return fail(c.Name, "an earlier delivery of this step is still asking Clear or storing the token (its claim is live); "+
+				"a retry after it finishes finds the version, or asks again if it failed (a state written by an older version "+
+				"that recorded the step without its token needs a new rotation)", r.Err)
 		default:
 			return fail(c.Name, fmt.Sprintf("%s: %s", r.Outcome, r.Message), r.Err)
 		}

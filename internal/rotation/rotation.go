@@ -47,6 +47,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -305,6 +306,24 @@ type read struct {
 	snap    Snapshot
 	secrets []clear.ClientSecret
 	errs    []error
+}
+
+// Acted reports whether the forced request with id event was acted on: its rotation stored a token,
+// or its claim is still live. It reads the token secret and the state, and writes nothing; the
+// answer is the one Decide gives a duplicate.
+func (e *Engine) Acted(ctx context.Context, c *Client, event string) (bool, error) {
+	cur, err := e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, fmt.Errorf("reading the token secret: %w", err)
+	}
+	st, _, err := e.state(ctx, c)
+	if err != nil {
+		return false, fmt.Errorf("reading the rotation state: %w", err)
+	}
+	s := Snapshot{Now: e.now(), CurrentKnown: true, CurrentID: cur.ID, StateKnown: true, State: st}
+	s.Token, s.HasToken = parseToken(cur.Value)
+	settled, live := settle(st, s, s.Now)
+	return slices.Contains(settled.Events, event) || (live != nil && live.Event == event), nil
 }
 
 // Rotate rotates c's token if it is due, or, with force, whether or not it is due. It calls Clear
