@@ -201,8 +201,8 @@ func Decide(s Snapshot, p Policy, req Request) Decision {
 
 	in := gateInput{s: s, p: p, req: req, st: st, inFlight: inFlight, renewAt: d.RenewAt, now: now}
 	for _, g := range gates {
-		if stop, o, err, next := g(in); stop {
-			d.Outcome, d.Err, d.NextCheck = o, err, next
+		if st := g(in); st != nil {
+			d.Outcome, d.Err, d.NextCheck = st.outcome, st.err, st.next
 			return d
 		}
 	}
@@ -238,65 +238,72 @@ type gateInput struct {
 	now      time.Time
 }
 
-// A gate is one rule that may stop a rotation before an API client is chosen: whether it stops it,
-// with which outcome and reason, and when to look again.
-type gate func(in gateInput) (stop bool, o Outcome, err error, next time.Time)
+// A gate is one rule that may stop a rotation before an API client is chosen; it returns nil to let
+// the rotation go on.
+type gate func(in gateInput) *stop
+
+// stop is a gate's verdict: the outcome, the reason (nil for not due) and when to look again.
+type stop struct {
+	outcome Outcome
+	err     error
+	next    time.Time
+}
 
 // gates are checked in this order; the first that stops the rotation decides.
 var gates = []gate{duplicateGate, busyGate, stateGate, dueGate, floorGate}
 
 // duplicateGate: an event already acted on (its rotation stored a token, or its claim is still
 // live) asks nothing. A failed attempt does not count: its retry asks again.
-func duplicateGate(in gateInput) (bool, Outcome, error, time.Time) {
+func duplicateGate(in gateInput) *stop {
 	ev := in.req.Event
 	if ev == "" || !(slices.Contains(in.st.Events, ev) || (in.inFlight != nil && in.inFlight.Event == ev)) {
-		return false, "", nil, time.Time{}
+		return nil
 	}
-	return true, Duplicate, &DuplicateError{Event: ev}, in.renewAt
+	return &stop{Duplicate, &DuplicateError{Event: ev}, in.renewAt}
 }
 
 // busyGate: a live claim means another rotation is in flight; look again when its lease ends.
-func busyGate(in gateInput) (bool, Outcome, error, time.Time) {
+func busyGate(in gateInput) *stop {
 	cl := in.inFlight
 	if cl == nil {
-		return false, "", nil, time.Time{}
+		return nil
 	}
-	return true, Busy, &BusyError{Owner: cl.Owner, Since: cl.At, Until: cl.LeaseUntil}, cl.LeaseUntil
+	return &stop{Busy, &BusyError{Owner: cl.Owner, Since: cl.At, Until: cl.LeaseUntil}, cl.LeaseUntil}
 }
 
 // stateGate: nothing is asked of Clear on a guess.
-func stateGate(in gateInput) (bool, Outcome, error, time.Time) {
+func stateGate(in gateInput) *stop {
 	if in.s.StateKnown {
-		return false, "", nil, time.Time{}
+		return nil
 	}
-	return true, Failed, ErrUnknown, time.Time{}
+	return &stop{Failed, ErrUnknown, time.Time{}}
 }
 
 // dueGate: without force, only a due token or a lost one is rotated.
-func dueGate(in gateInput) (bool, Outcome, error, time.Time) {
+func dueGate(in gateInput) *stop {
 	due := !in.renewAt.IsZero() && !in.now.Before(in.renewAt)
 	if in.req.Force || due || lostCurrent(in.s, in.st) {
-		return false, "", nil, time.Time{}
+		return nil
 	}
-	return true, NotDue, nil, in.renewAt
+	return &stop{NotDue, nil, in.renewAt}
 }
 
 // floorGate: however the token looks, two automatic rotations are at least MinInterval apart. The
 // floor counts from the issue of the token in AWSCURRENT (a failed request is spaced by its API
 // client's backoff instead); an issue time in the future (another rotator's clock) cannot push it
 // further than MinInterval from now. A lost token is replaced at once.
-func floorGate(in gateInput) (bool, Outcome, error, time.Time) {
+func floorGate(in gateInput) *stop {
 	if in.req.Force || !in.s.HasToken || lostCurrent(in.s, in.st) {
-		return false, "", nil, time.Time{}
+		return nil
 	}
 	floor := in.s.Token.IssuedAt.Add(timing.MinInterval)
 	if limit := in.now.Add(timing.MinInterval); floor.After(limit) {
 		floor = limit
 	}
 	if !in.now.Before(floor) {
-		return false, "", nil, time.Time{}
+		return nil
 	}
-	return true, NotDue, nil, floor
+	return &stop{NotDue, nil, floor}
 }
 
 // deadlineGate refuses a rotation that cannot ask Clear and store its answer before the caller's
@@ -625,15 +632,8 @@ func choose(s Snapshot, slots []SlotView, req Request) (int, error) {
 	if first.avoid {
 		order = append(order[1:], first)
 	}
-	switch {
-	case first.wait != nil && !req.Force:
-		return 0, first.wait
-	case first.wait != nil && first.held == nil:
-		// A force lifts the backoff of the API client it would ask, rather than revoke the token
-		// in use by asking the other.
-		return first.Slot, nil
-	case first.held != nil && (first.refusal == nil || first.wait != nil):
-		return 0, first.held
+	if slot, decided, err := preferredRule(first, req); decided {
+		return slot, err
 	}
 	// An API client that may be asked as it is comes first; a force may then lift a 401 block or a
 	// backoff, but never the daily limit or a 429.
@@ -656,6 +656,21 @@ func choose(s Snapshot, slots []SlotView, req Request) (int, error) {
 		return 0, first.held
 	}
 	return 0, first.refusal
+}
+
+// preferredRule decides for the preferred API client when markWaits marked it: wait for its backoff
+// (a force lifts it, rather than revoke the token in use by asking the other), and never ask it
+// while consumers may hold its token.
+func preferredRule(first SlotView, req Request) (slot int, decided bool, err error) {
+	switch {
+	case first.wait != nil && !req.Force:
+		return 0, true, first.wait
+	case first.wait != nil && first.held == nil:
+		return first.Slot, true, nil
+	case first.held != nil && (first.refusal == nil || first.wait != nil):
+		return 0, true, first.held
+	}
+	return 0, false, nil
 }
 
 // chooseNamed checks the API client the request names.
@@ -683,32 +698,10 @@ func health(s Snapshot, st document.State, inFlight *document.Claim, d Decision,
 	case lostCurrent(s, st):
 		return HealthTokenLost
 	}
-	// Whether an automatic rotation could happen now: when none can, that is the cause to report.
-	var blocked, limited, backoff bool
-	usable := false
-	for _, v := range d.Slots {
-		switch v.refusal.(type) {
-		case nil:
-			usable = usable || v.Known
-		case *BlockedError:
-			blocked = true
-		case *LimitError:
-			limited = true
-		case *BackoffError:
-			backoff = true
-		default:
-			blocked = true
-		}
+	if h, stuck := refusalHealth(d.Slots); stuck {
+		return h
 	}
 	switch {
-	case !usable && blocked:
-		return HealthBlocked
-	case !usable && limited:
-		return HealthLimited
-	case !usable && backoff:
-		return HealthBackingOff
-	case !usable:
-		return HealthUnknown
 	case !s.HasToken:
 		return HealthNoToken
 	case s.Token.ValidTill != nil && !now.Before(*s.Token.ValidTill):
@@ -721,6 +714,37 @@ func health(s Snapshot, st document.State, inFlight *document.Claim, d Decision,
 		return HealthExpiring
 	}
 	return HealthOK
+}
+
+// refusalHealth reports whether no API client may be asked now, and if so the cause to report:
+// a block before the daily limit before a backoff.
+func refusalHealth(slots []SlotView) (Health, bool) {
+	var blocked, limited, backoff bool
+	for _, v := range slots {
+		switch v.refusal.(type) {
+		case nil:
+			if v.Known {
+				return "", false
+			}
+		case *BlockedError:
+			blocked = true
+		case *LimitError:
+			limited = true
+		case *BackoffError:
+			backoff = true
+		default:
+			blocked = true
+		}
+	}
+	switch {
+	case blocked:
+		return HealthBlocked, true
+	case limited:
+		return HealthLimited, true
+	case backoff:
+		return HealthBackingOff, true
+	}
+	return HealthUnknown, true
 }
 
 // waiting reports whether the decision waits for an API client's backoff rather than fall back.
