@@ -119,14 +119,7 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 		st.LastError = &reason
 	}
 	if len(d.Slots) == 2 && s.HasToken {
-		var every time.Duration
-		switch t := s.Token; {
-		case t.ValidTill != nil && !d.RenewAt.IsZero():
-			every = t.ValidTill.Sub(d.RenewAt)
-		case t.ValidTill == nil && !t.ValidTillUnknown && c.MaxAge > 0:
-			every = c.MaxAge
-		}
-		if every > 0 {
+		if every := rereadInterval(s.Token, Policy{MaxAge: c.MaxAge}, d.RenewAt); every > 0 {
 			s := every.Round(time.Second).String()
 			st.ConsumerReread = &s
 		}
