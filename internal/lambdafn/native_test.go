@@ -256,6 +256,15 @@ func TestRotationStepsWithTwoAPIClientsAlternate(t *testing.T) {
 		if got := r.stages(); got["AWSCURRENT"] != rotationToken || got["AWSPENDING"] != "" {
 			t.Fatalf("stages = %v", got)
 		}
+		// Issue 19 item 9, after a native rotation: consumers may still hold the token it
+		// replaced, so a force minutes later does not ask that token's API client.
+		r.clock.Advance(3 * time.Minute)
+		if _, err := r.invoke(`{"action":"rotate","force":true}`); err == nil || !strings.Contains(err.Error(), "not asking API client") {
+			t.Fatalf("a force after the native rotation: %v", err)
+		}
+		if !r.emu.Live(before.AccessToken.Reveal()) {
+			t.Fatal("the force revoked the token the native rotation replaced")
+		}
 	})
 }
 

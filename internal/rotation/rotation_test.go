@@ -865,3 +865,27 @@ func TestTwoAPIClientsRetryATransientFailureBeforeFallingBack(t *testing.T) {
 		t.Fatalf("after the backoff: API client %d, the replaced token live %v", r.APIClient, w.Emu.Live(inUse))
 	}
 }
+
+func TestAForceAfterARevokeDoesNotAskTheAPIClientConsumersMayHold(t *testing.T) {
+	// Issue 19 item 9, after a revoke: the revoke asks each API client by name (on purpose); the
+	// token of the first one asked was AWSCURRENT for a moment, and consumers may have read it, so a
+	// force a minute later does not ask its API client.
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	w.Clock.Advance(time.Minute)
+	rs := e.Revoke(context.Background(), c, "")
+	if len(rs) != 2 {
+		t.Fatalf("revoke: %d results", len(rs))
+	}
+	for _, r := range rs {
+		expect(t, r, rotation.Rotated)
+	}
+	held := tokenOf(t, w, "AWSPREVIOUS")
+	w.Clock.Advance(time.Minute)
+	r := e.Rotate(context.Background(), c, true)
+	var re *rotation.RereadError
+	if !errors.As(r.Err, &re) || r.Requested || !w.Emu.Live(held) || !w.Live() {
+		t.Fatalf("a force a minute after the revoke: %s (requested %v, the token consumers may hold live %v)", r.Message, r.Requested, w.Emu.Live(held))
+	}
+}
