@@ -525,7 +525,11 @@ func completed(st document.State, cl *document.Claim, s Snapshot, now time.Time)
 		at = minTime(at, now)
 		a := st.APIClient(cl.Replaces)
 		a.Retired = &at
-		st = st.WithAPIClient(a, append(secretsIn(st), cl.Replaces)...)
+		keep := secretsIn(st)
+		if !slices.Contains(keep, cl.Replaces) {
+			keep = append(keep, cl.Replaces)
+		}
+		st = st.WithAPIClient(a, keep...)
 	}
 	st.Events = document.Remember(st.Events, cl.Event)
 	st.Failed = document.Forget(st.Failed, cl.Event)
