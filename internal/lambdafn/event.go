@@ -124,7 +124,11 @@ func ParseEvent(raw json.RawMessage) (Event, error) {
 	if _, ok := fields["action"]; !ok {
 		return Event{}, &EventError{Reason: `the object has no "action" and is neither an EventBridge scheduled event nor a Secrets Manager rotation event`}
 	}
+	return parseAction(raw)
+}
 
+// parseAction decodes an operator's or EventBridge Scheduler's {"action": ...} event.
+func parseAction(raw json.RawMessage) (Event, error) {
 	var ev actionEvent
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -150,27 +154,35 @@ func ParseEvent(raw json.RawMessage) (Event, error) {
 		}
 		out.RequestID = *ev.RequestID
 	}
-	switch out.Kind {
+	if reason := fieldsOfAction(out.Kind, ev); reason != "" {
+		return Event{}, &EventError{Reason: reason}
+	}
+	return out, nil
+}
+
+// fieldsOfAction returns why ev's fields do not suit action, or "" when they do.
+func fieldsOfAction(action Kind, ev actionEvent) string {
+	switch action {
 	case KindScheduled:
 		if ev.Client != nil || ev.Force != nil || ev.RequestID != nil {
-			return Event{}, &EventError{Reason: `a "scheduled" event takes no "client", "force" or "request_id"; use "action":"rotate" for those`}
+			return `a "scheduled" event takes no "client", "force" or "request_id"; use "action":"rotate" for those`
 		}
 	case KindRotate:
 	case KindRevoke:
 		if ev.Force != nil {
-			return Event{}, &EventError{Reason: `a "revoke" event takes no "force": it always asks Clear`}
+			return `a "revoke" event takes no "force": it always asks Clear`
 		}
 		if ev.Client == nil {
-			return Event{}, &EventError{Reason: `a "revoke" event must name its "client": it cuts off every ERP system holding that client's tokens`}
+			return `a "revoke" event must name its "client": it cuts off every ERP system holding that client's tokens`
 		}
 	case KindStatus:
 		if ev.Force != nil || ev.RequestID != nil {
-			return Event{}, &EventError{Reason: `a "status" event takes no "force" or "request_id"`}
+			return `a "status" event takes no "force" or "request_id"`
 		}
 	default:
-		return Event{}, &EventError{Reason: fmt.Sprintf("%q is not an action", truncate(*ev.Action, 40))}
+		return fmt.Sprintf("%q is not an action", truncate(*ev.Action, 40))
 	}
-	return out, nil
+	return ""
 }
 
 // checkRequestID returns why id cannot identify an event, or "" when it can.
