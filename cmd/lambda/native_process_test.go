@@ -7,9 +7,12 @@ import (
 	"maps"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/emulator"
 )
 
 // stages returns the token secret's staging labels, each with the version that holds it.
@@ -173,5 +176,126 @@ func TestBootstrapRevoke(t *testing.T) {
 				t.Fatalf("a duplicated revoke: %s, Clear requests %d", b, d.ClearRequests())
 			}
 		})
+	}
+}
+
+// stepError invokes one rotation step and expects it to fail; it returns the error's message.
+func (f *function) stepError(secretID, token, step string) string {
+	f.t.Helper()
+	r := f.invoke(fmt.Sprintf(`{"SecretId":%q,"ClientRequestToken":%q,"Step":%q}`, secretID, token, step))
+	if r.kind != "error" {
+		f.t.Fatalf("%s answered %s: %s", step, r.kind, r.body)
+	}
+	var lerr struct {
+		Message string `json:"errorMessage"`
+	}
+	if err := json.Unmarshal(r.body, &lerr); err != nil {
+		f.t.Fatalf("error body is not JSON: %s", r.body)
+	}
+	return lerr.Message
+}
+
+// retryUntil invokes payload every two seconds until it succeeds, for at most 45 s (the first
+// backoff is 15-30 s), and returns the answer.
+func (f *function) retryUntil(payload string) map[string]any {
+	f.t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		r := f.invoke(payload)
+		if r.kind == "response" {
+			var doc map[string]any
+			if err := json.Unmarshal(r.body, &doc); err != nil {
+				f.t.Fatalf("answer is not JSON: %s", r.body)
+			}
+			return doc
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s still fails after 45 s: %s", payload, r.body)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// TestBootstrapCreateSecretRecoversFromAFailure: Clear answers createSecret with a 500 once. Secrets
+// Manager retries the step with the same ClientRequestToken: the retry must ask Clear again, spaced
+// by the API client's backoff, not fail for good as "an earlier delivery claimed the rotation"
+// (issue 19 item 1).
+func TestBootstrapCreateSecretRecoversFromAFailure(t *testing.T) {
+	t.Parallel()
+	d := deploy(t)
+	f := d.start(t)
+	expectOutcome(t, result(t, f.ok(`{}`)), "rotated")
+	const token = "5b2e9c1d-7a4f-4c3b-9e8d-1f0a2b3c4d5e"
+	d.Emu.Inject(emulator.ServerError())
+	if msg := f.stepError(d.TokenID, token, "createSecret"); !strings.Contains(msg, "500") {
+		t.Fatalf("createSecret during a 500: %s", msg)
+	}
+	// At once: the backoff holds the retry back, and says so.
+	if msg := f.stepError(d.TokenID, token, "createSecret"); !strings.Contains(msg, "backing off") || d.ClearRequests() != 2 {
+		t.Fatalf("an immediate retry: %s (Clear requests %d, want 2)", msg, d.ClearRequests())
+	}
+	// After the backoff the retry asks Clear and stores the version; the rotation completes.
+	f.retryUntil(fmt.Sprintf(`{"SecretId":%q,"ClientRequestToken":%q,"Step":"createSecret"}`, d.TokenID, token))
+	if d.ClearRequests() != 3 || d.currentVersion(t) != token || !d.Emu.Live(d.token()) {
+		t.Fatalf("after the retry: Clear requests %d, AWSCURRENT %s", d.ClearRequests(), d.currentVersion(t))
+	}
+	for _, step := range []string{"setSecret", "testSecret", "finishSecret"} {
+		f.step(d.TokenID, token, step)
+	}
+	if got := d.stages(t); got["AWSCURRENT"] != token || got["AWSPENDING"] != "" {
+		t.Fatalf("stages %v", got)
+	}
+}
+
+// TestBootstrapRetriedForcedRotationAfterAFailure: a forced rotation fails (Clear 500); Lambda
+// retries the invocation with the same request id. The retry is not a duplicate (nothing was
+// done): it asks again once the backoff allows (issue 19 item 1).
+func TestBootstrapRetriedForcedRotationAfterAFailure(t *testing.T) {
+	t.Parallel()
+	d := deploy(t)
+	f := d.start(t)
+	expectOutcome(t, result(t, f.ok(`{}`)), "rotated")
+	d.Emu.Inject(emulator.ServerError())
+	const ev = `{"action":"rotate","force":true,"request_id":"change-5678"}`
+	if r := f.invoke(ev); r.kind != "error" {
+		t.Fatalf("the forced rotation during a 500 answered %s: %s", r.kind, r.body)
+	}
+	r := f.invoke(ev)
+	if r.kind != "error" || !strings.Contains(string(r.body), "backing off") || strings.Contains(string(r.body), "duplicate") {
+		t.Fatalf("the immediate retry: %s %s", r.kind, r.body)
+	}
+	expectOutcome(t, result(t, f.retryUntil(ev)), "rotated")
+	if d.ClearRequests() != 3 || !d.Emu.Live(d.token()) {
+		t.Fatalf("Clear requests %d, want 3", d.ClearRequests())
+	}
+	// Done now: the next retry is the duplicate.
+	expectOutcome(t, result(t, f.ok(ev)), "duplicate")
+}
+
+// TestBootstrapCreateSecretRefusesWhatSecretsManagerWould: a ClientRequestToken Secrets Manager
+// refuses as a version id (under 32 characters) is refused before anything is claimed or asked
+// (issue 19 item 4); a createSecret naming an existing version this rotation did not store fails
+// clearly instead of claiming to be a retried step (issue 19 item 14).
+func TestBootstrapCreateSecretRefusesWhatSecretsManagerWould(t *testing.T) {
+	t.Parallel()
+	d := deploy(t)
+	f := d.start(t)
+	expectOutcome(t, result(t, f.ok(`{}`)), "rotated")
+	state, stateID, _ := d.Read("ROTATOR_STATE")
+	live := d.token()
+
+	msg := f.stepError(d.TokenID, "short-token-20-chars", "createSecret")
+	if !strings.Contains(msg, "32 to 64 characters") || d.ClearRequests() != 1 || !d.Emu.Live(live) {
+		t.Fatalf("a 20-character token: %s (Clear requests %d, token live %v)", msg, d.ClearRequests(), d.Emu.Live(live))
+	}
+	if now, id, _ := d.Read("ROTATOR_STATE"); id != stateID || now != state {
+		t.Fatal("the refused event wrote the rotation state")
+	}
+
+	// The version AWSCURRENT holds was stored by the schedule, not by this rotation.
+	existing := d.currentVersion(t)
+	msg = f.stepError(d.TokenID, existing, "createSecret")
+	if !strings.Contains(msg, "already exists") || !strings.Contains(msg, "not stored by this rotation") || d.ClearRequests() != 1 {
+		t.Fatalf("createSecret naming an existing version: %s (Clear requests %d)", msg, d.ClearRequests())
 	}
 }

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
@@ -26,9 +29,15 @@ func TestProcessTwoAPIClients(t *testing.T) {
 	if !w.Emu.Live(first) || stageToken(w, "AWSPREVIOUS") != first {
 		t.Fatal("a forced rotation with two API clients revoked the token it replaced")
 	}
-	wantCode(t, w.Rotator("rotate", "--force"), 0, "rotated")
+	// Issue 19 item 9: a second force seconds later would ask API client 1, whose token was in
+	// AWSCURRENT until the first force: consumers that re-read on the documented interval may
+	// still hold it. It is refused, naming the time from which API client 1 may be asked.
+	wantCode(t, w.Rotator("rotate", "--force"), 1, "not asking API client 1 before")
+	if !w.Emu.Live(first) || w.ClearRequests() != 2 {
+		t.Fatalf("the refused force: the token consumers may hold is live %v, Clear requests %d (want 2)", w.Emu.Live(first), w.ClearRequests())
+	}
 	st := statusOf(t, w)
-	if len(st.APIClients) != 2 || st.RequestsToday == nil || *st.RequestsToday != 3 || st.Degraded || st.ConsumerRereadInterval == nil {
+	if len(st.APIClients) != 2 || st.RequestsToday == nil || *st.RequestsToday != 2 || st.Degraded || st.ConsumerRereadInterval == nil {
 		t.Fatalf("status %+v", st)
 	}
 	var slots []struct {
@@ -178,5 +187,36 @@ func TestProcessDegradedOn429(t *testing.T) {
 	wantCode(t, w.Rotator("rotate", "--force"), 0, "degraded")
 	if !w.Live() {
 		t.Fatal("AWSCURRENT is not live")
+	}
+}
+
+// TestProcessDaemonRetriesATransientFailureBeforeFallingBack: two API clients; the token in use
+// (API client 1's) is due with 19 minutes left, and Clear answers the due API client's request
+// with one 500. The daemon, ticking every two seconds, must retry API client 2 after its backoff
+// rather than ask API client 1 seconds later, which would revoke the token in use (issue 19
+// item 10).
+func TestProcessDaemonRetriesATransientFailureBeforeFallingBack(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	inUse := w.Issue() // API client 1's
+	issued := time.Now().UTC().Add(-41 * time.Minute)
+	vt := issued.Add(time.Hour)
+	doc, err := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken(inUse), IssuedAt: issued, ValidTill: &vt, APIClient: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Store(string(doc))
+	w.Emu.Inject(emulator.ServerError())
+	p := w.Daemon("ROTATOR_SCHEDULE=@every 2s")
+	defer p.Stop(syscall.SIGTERM, 30*time.Second)
+	p.Await("the first request", 15*time.Second, func() bool { return w.Emu.Requests(w.Secrets[1]) >= 1 })
+	p.Await("the retry of API client 2", 45*time.Second, func() bool {
+		if w.Emu.Requests(w.Secrets[0]) != 1 { // Issue's own request
+			t.Fatalf("the daemon asked API client 1 after API client 2's 500, revoking the token in use:\n%s", p.Output())
+		}
+		tok, _, ok := w.Current()
+		return ok && tok.APIClient == 2 && w.Emu.Live(tok.AccessToken.Reveal())
+	})
+	if !w.Emu.Live(inUse) || w.Emu.Requests(w.Secrets[1]) != 2 {
+		t.Fatalf("after the retry: the replaced token live %v, API client 2 asked %d times (want 2)", w.Emu.Live(inUse), w.Emu.Requests(w.Secrets[1]))
 	}
 }

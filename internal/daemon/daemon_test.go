@@ -596,10 +596,13 @@ func TestTokenLostElsewhereIsVisibleWithinOneTick(t *testing.T) {
 			}
 			return nil
 		})
-		// Its backoff is long enough that the daemon's next tick finds the client still waiting.
+		// It loses two tokens in a row: the first retry after a loss is immediate, the second
+		// loss backs off (issue 19 item 5), long enough that the daemon's next tick finds the
+		// client still waiting.
 		other := h.other("replica-2")
 		other.Backoff = timing.Backoff{Base: 10 * time.Minute, Cap: time.Hour}
-		r := other.Rotate(context.Background(), c, true)
+		other.Rotate(context.Background(), c, true)
+		r := other.Rotate(context.Background(), c, false)
 		h.base.API.Fail(nil)
 		if r.State != rotation.HealthTokenLost {
 			t.Fatalf("the other rotator's rotation: %s %s (state %s), want a lost token", r.Outcome, r.Message, r.State)

@@ -156,8 +156,49 @@ type State struct {
 	// failed, or a claim whose owner vanished. It holds until AWSCURRENT changes.
 	Lost *Lost `json:"lost,omitempty"`
 
-	// Events are the ids of the most recent forced requests, newest last, at most MaxEvents.
+	// Events are the ids of the most recent forced requests that were acted on (their rotation
+	// stored a token), newest last, at most MaxEvents. A request whose claim is still live is
+	// recognised by the claim's Event.
 	Events []string `json:"events,omitempty"`
+
+	// Failed are the ids of the most recent forced requests whose attempt failed (Clear refused,
+	// or the token was lost), newest last, at most MaxEvents. A retry of one asks Clear again, but
+	// is spaced by its API client's backoff rather than lifting it as a new request would. A
+	// document written before this field existed has none, which only means a retry is treated
+	// as a new request.
+	Failed []string `json:"failed_events,omitempty"`
+}
+
+// Remember returns ids with id appended as the newest, once, keeping the last MaxEvents.
+func Remember(ids []string, id string) []string {
+	if id == "" {
+		return ids
+	}
+	out := make([]string, 0, len(ids)+1)
+	for _, v := range ids {
+		if v != id {
+			out = append(out, v)
+		}
+	}
+	out = append(out, id)
+	if len(out) > MaxEvents {
+		out = out[len(out)-MaxEvents:]
+	}
+	return out
+}
+
+// Forget returns ids without id.
+func Forget(ids []string, id string) []string {
+	if id == "" {
+		return ids
+	}
+	var out []string
+	for _, v := range ids {
+		if v != id {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // APIClient is the bookkeeping of one client secret.
@@ -173,6 +214,13 @@ type APIClient struct {
 	LastError string     `json:"last_error,omitempty"`
 	// Blocked is set when Clear refused in a way that retrying cannot fix soon.
 	Blocked *Block `json:"blocked,omitempty"`
+	// Retired is when the token this API client last issued stopped being AWSCURRENT (another
+	// API client's token replaced it). Consumers that re-read the secret on the documented
+	// interval may hold that token until Retired plus that interval, so the decision does not ask
+	// this API client again before then (which would revoke it). Nil when unknown: a document
+	// written before this field existed, or a token that was never replaced by another API
+	// client's.
+	Retired *time.Time `json:"retired,omitempty"`
 }
 
 // RequestsOn returns the requests counted on day.
@@ -196,6 +244,9 @@ type Claim struct {
 	Secret string `json:"secret,omitempty"`
 	// Event is the id of the event or command that asked for a forced rotation, if any.
 	Event string `json:"event,omitempty"`
+	// Replaces is the fingerprint of the API client that issued the token in Base, when known:
+	// once the claim completes, that API client's token is retired (APIClient.Retired).
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // Lost describes a token that was, or may have been, issued and not stored.
@@ -294,6 +345,9 @@ func ParseState(data []byte) (State, error) {
 	}
 	if len(st.Events) > MaxEvents {
 		st.Events = st.Events[len(st.Events)-MaxEvents:]
+	}
+	if len(st.Failed) > MaxEvents {
+		st.Failed = st.Failed[len(st.Failed)-MaxEvents:]
 	}
 	return st, nil
 }

@@ -129,3 +129,37 @@ func TestTokenRecordsItsAPIClientAndUnknownValidity(t *testing.T) {
 		t.Fatalf("parsed %+v %v", tok, err)
 	}
 }
+
+func TestStateFieldsOfRound2AreOptional(t *testing.T) {
+	// Issue 19: failed_events, api_clients[].retired and claim.replaces are new. A document
+	// written before them parses as before, and one written with them round-trips.
+	old := `{"kind":"clear-rotator/state","version":2,"api_clients":[{"secret":"fp1","day":"2026-11-21","requests":3}],` +
+		`"claim":{"owner":"o","at":"2026-11-21T10:00:00Z","lease_until":"2026-11-21T10:01:00Z","base":"v1","api_client":1,"secret":"fp1","event":"ev-1"},"events":["ev-0"]}`
+	st, err := document.ParseState([]byte(old))
+	if err != nil || st.Failed != nil || st.APIClients[0].Retired != nil || st.Claim.Replaces != "" || st.Claim.Event != "ev-1" || len(st.Events) != 1 {
+		t.Fatalf("an older document: %+v, %v", st, err)
+	}
+	at := time.Date(2026, 11, 21, 10, 0, 30, 0, time.UTC)
+	st.APIClients[0].Retired, st.Claim.Replaces = &at, "fp2"
+	st.Failed = document.Remember(nil, "ev-2")
+	b, err := document.MarshalState(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := document.ParseState(b)
+	if err != nil || back.APIClients[0].Retired == nil || !back.APIClients[0].Retired.Equal(at) || back.Claim.Replaces != "fp2" || len(back.Failed) != 1 || back.Failed[0] != "ev-2" {
+		t.Fatalf("round trip: %+v, %v from %s", back, err, b)
+	}
+	// Remember keeps an id once, newest last, and at most MaxEvents; Forget drops it.
+	ids := []string{"a", "b", "c"}
+	if got := document.Remember(ids, "a"); strings.Join(got, ",") != "b,c,a" {
+		t.Fatalf("Remember: %v", got)
+	}
+	var many []string
+	for i := range 40 {
+		many = document.Remember(many, strings.Repeat("x", i+1))
+	}
+	if len(many) != document.MaxEvents || document.Forget(many, many[0])[0] != many[1] {
+		t.Fatalf("bounded: %d", len(many))
+	}
+}

@@ -124,7 +124,11 @@ func ParseEvent(raw json.RawMessage) (Event, error) {
 	if _, ok := fields["action"]; !ok {
 		return Event{}, &EventError{Reason: `the object has no "action" and is neither an EventBridge scheduled event nor a Secrets Manager rotation event`}
 	}
+	return parseAction(raw)
+}
 
+// parseAction decodes an operator's or EventBridge Scheduler's {"action": ...} event.
+func parseAction(raw json.RawMessage) (Event, error) {
 	var ev actionEvent
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -150,27 +154,35 @@ func ParseEvent(raw json.RawMessage) (Event, error) {
 		}
 		out.RequestID = *ev.RequestID
 	}
-	switch out.Kind {
+	if reason := fieldsOfAction(out.Kind, ev); reason != "" {
+		return Event{}, &EventError{Reason: reason}
+	}
+	return out, nil
+}
+
+// fieldsOfAction returns why ev's fields do not suit action, or "" when they do.
+func fieldsOfAction(action Kind, ev actionEvent) string {
+	switch action {
 	case KindScheduled:
 		if ev.Client != nil || ev.Force != nil || ev.RequestID != nil {
-			return Event{}, &EventError{Reason: `a "scheduled" event takes no "client", "force" or "request_id"; use "action":"rotate" for those`}
+			return `a "scheduled" event takes no "client", "force" or "request_id"; use "action":"rotate" for those`
 		}
 	case KindRotate:
 	case KindRevoke:
 		if ev.Force != nil {
-			return Event{}, &EventError{Reason: `a "revoke" event takes no "force": it always asks Clear`}
+			return `a "revoke" event takes no "force": it always asks Clear`
 		}
 		if ev.Client == nil {
-			return Event{}, &EventError{Reason: `a "revoke" event must name its "client": it cuts off every ERP system holding that client's tokens`}
+			return `a "revoke" event must name its "client": it cuts off every ERP system holding that client's tokens`
 		}
 	case KindStatus:
 		if ev.Force != nil || ev.RequestID != nil {
-			return Event{}, &EventError{Reason: `a "status" event takes no "force" or "request_id"`}
+			return `a "status" event takes no "force" or "request_id"`
 		}
 	default:
-		return Event{}, &EventError{Reason: fmt.Sprintf("%q is not an action", truncate(*ev.Action, 40))}
+		return fmt.Sprintf("%q is not an action", truncate(*ev.Action, 40))
 	}
-	return out, nil
+	return ""
 }
 
 // checkRequestID returns why id cannot identify an event, or "" when it can.
@@ -231,10 +243,33 @@ func parseRotationStep(raw json.RawMessage) (Event, error) {
 	if !slices.Contains(Steps, step) {
 		return Event{}, &EventError{Reason: fmt.Sprintf("%q is not a Secrets Manager rotation step", truncate(*ev.Step, 40))}
 	}
-	if len(*ev.Token) > 64 || len(*ev.SecretID) > 2048 {
-		return Event{}, &EventError{Reason: "a Secrets Manager rotation event whose ClientRequestToken or SecretId is too long"}
+	if reason := checkVersionID(*ev.Token); reason != "" {
+		return Event{}, &EventError{Reason: "a Secrets Manager rotation event whose ClientRequestToken " + reason}
+	}
+	if len(*ev.SecretID) > 2048 {
+		return Event{}, &EventError{Reason: "a Secrets Manager rotation event whose SecretId is too long"}
 	}
 	return Event{Kind: KindRotationStep, SecretID: *ev.SecretID, Token: *ev.Token, Step: step}, nil
+}
+
+// checkVersionID returns why token cannot be the id of a secret version, or "" when it can. Secrets
+// Manager accepts a ClientRequestToken of 32 to 64 characters; createSecret stores Clear's answer
+// under it, and an id Secrets Manager refuses would lose that answer after Clear has revoked the
+// previous token. So such an event is refused before anything is claimed or asked. Control
+// characters and invalid UTF-8 are refused too: the id is logged and named in answers.
+func checkVersionID(token string) string {
+	if !utf8.ValidString(token) {
+		return "is not valid UTF-8"
+	}
+	for _, r := range token {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return "holds a control character"
+		}
+	}
+	if n := utf8.RuneCountInString(token); n < 32 || n > 64 {
+		return fmt.Sprintf("is %d characters long, not 32 to 64 characters as Secrets Manager requires of a version id", n)
+	}
+	return ""
 }
 
 // describeDecodeError turns encoding/json's error into a reason. Its messages name fields and Go

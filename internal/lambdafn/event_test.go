@@ -22,6 +22,9 @@ const eventBridgeScheduled = `{
   "detail": {}
 }`
 
+// token32 is a ClientRequestToken of the shortest length Secrets Manager accepts.
+const token32 = "0123456789abcdef0123456789abcdef"
+
 func TestParseEventAccepts(t *testing.T) {
 	for name, tc := range map[string]struct {
 		raw  string
@@ -40,8 +43,10 @@ func TestParseEventAccepts(t *testing.T) {
 		"revoke with request id": {`{"action":"revoke","client":"erp","request_id":"inc-7"}`, lambdafn.Event{Kind: lambdafn.KindRevoke, Client: "erp", RequestID: "inc-7"}},
 		"createSecret": {`{"SecretId":"arn:aws:secretsmanager:ap-south-1:123456789012:secret:clear-token-AbCdEf","ClientRequestToken":"2f0c1c3e-5b8a-4f4e-9a63-0d2f6f1e8b11","Step":"createSecret"}`,
 			lambdafn.Event{Kind: lambdafn.KindRotationStep, SecretID: "arn:aws:secretsmanager:ap-south-1:123456789012:secret:clear-token-AbCdEf", Token: "2f0c1c3e-5b8a-4f4e-9a63-0d2f6f1e8b11", Step: lambdafn.StepCreate}},
-		"finishSecret with a RotationToken": {`{"SecretId":"tok","ClientRequestToken":"v1","Step":"finishSecret","RotationToken":"abc"}`,
-			lambdafn.Event{Kind: lambdafn.KindRotationStep, SecretID: "tok", Token: "v1", Step: lambdafn.StepFinish}},
+		"finishSecret with a RotationToken": {`{"SecretId":"tok","ClientRequestToken":"` + token32 + `","Step":"finishSecret","RotationToken":"abc"}`,
+			lambdafn.Event{Kind: lambdafn.KindRotationStep, SecretID: "tok", Token: token32, Step: lambdafn.StepFinish}},
+		"a 64-character token": {`{"SecretId":"tok","ClientRequestToken":"` + strings.Repeat("a", 64) + `","Step":"testSecret"}`,
+			lambdafn.Event{Kind: lambdafn.KindRotationStep, SecretID: "tok", Token: strings.Repeat("a", 64), Step: lambdafn.StepTest}},
 		"status of a client": {`{"action":"status","client":"erp"}`, lambdafn.Event{Kind: lambdafn.KindStatus, Client: "erp"}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -87,7 +92,11 @@ func TestParseEventRefuses(t *testing.T) {
 		"step without secret":  {`{"ClientRequestToken":"v1","Step":"createSecret"}`, `without "SecretId"`},
 		"step empty":           {`{"SecretId":"tok","ClientRequestToken":"v1","Step":""}`, `without "Step"`},
 		"step as a number":     {`{"SecretId":"tok","ClientRequestToken":"v1","Step":1}`, `"Step" must be a string`},
-		"step token too long":  {`{"SecretId":"tok","ClientRequestToken":"` + strings.Repeat("v", 65) + `","Step":"setSecret"}`, `too long`},
+		"step token too long":  {`{"SecretId":"tok","ClientRequestToken":"` + strings.Repeat("v", 65) + `","Step":"setSecret"}`, `not 32 to 64 characters`},
+		// Issue 19 item 4: Secrets Manager refuses a version id shorter than 32 characters, so a
+		// createSecret that asked Clear first could not store the answer.
+		"step token too short": {`{"SecretId":"tok","ClientRequestToken":"` + strings.Repeat("v", 31) + `","Step":"createSecret"}`, `not 32 to 64 characters`},
+		"step token control":   {`{"SecretId":"tok","ClientRequestToken":"` + strings.Repeat("v", 31) + `\u0007","Step":"createSecret"}`, `control character`},
 		"other eventbridge":    {`{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}`, "not a scheduled event"},
 		"s3 event":             {`{"Records":[{"eventSource":"aws:s3"}]}`, `no "action"`},
 	} {

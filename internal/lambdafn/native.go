@@ -63,43 +63,7 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 
 	switch ev.Step {
 	case StepCreate:
-		tok, found, err := n.version(ctx)
-		if err != nil {
-			return fail(c.Name, err.Error(), err)
-		}
-		if found {
-			// A retried createSecret (Secrets Manager retries a failed or timed-out invocation): the
-			// version is written once, so the retry changes nothing and asks Clear nothing.
-			if tok == nil {
-				return fail(c.Name, "version "+ev.Token+" already exists but holds no token document; it was not written by this function", nil)
-			}
-			ans.Message = "the version already holds a token: a retried step, nothing to do"
-			log.Info(ans.Message)
-			return ans, nil
-		}
-		log.Info("asking Clear for a new token for Secrets Manager's rotation")
-		r := e.Run(ctx, c, rotation.Request{Force: true, Event: "rotation/" + ev.Token, TokenVersion: ev.Token, Stages: []string{PendingStage}}, nil)
-		h.record(e, c, r, requestID, log)
-		ans.Result = &r
-		switch r.Outcome {
-		case rotation.Rotated:
-			ans.Message = "stored a new token as version " + ev.Token + ", labelled AWSCURRENT and AWSPENDING"
-			log.Info(ans.Message)
-			return ans, nil
-		case rotation.Duplicate:
-			// This step's claim was taken before, by a delivery that may still be writing or that
-			// lost its token: only the version itself says whether the step is done.
-			tok, found, err := n.version(ctx)
-			if err == nil && found && tok != nil {
-				ans.Message = "the version already holds a token: a retried step, nothing to do"
-				log.Info(ans.Message)
-				return ans, nil
-			}
-			return fail(c.Name, "an earlier delivery of this step claimed the rotation but the version holds no token yet "+
-				"(it may still be running, or its token was lost); let it finish, or start a new rotation", r.Err)
-		default:
-			return fail(c.Name, fmt.Sprintf("%s: %s", r.Outcome, r.Message), r.Err)
-		}
+		return h.createSecret(ctx, e, c, n, ev, ans, requestID, log, fail)
 
 	case StepSet:
 		// The token is Clear's to issue, and createSecret already has: there is no database
@@ -135,6 +99,63 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 		return ans, nil
 	}
 	return fail(c.Name, "unknown step", nil)
+}
+
+// createSecret asks Clear for the rotation's token and stores it as version ev.Token, AWSCURRENT and
+// AWSPENDING at once; a version that already holds the token this rotation stored is a retried
+// step.
+func (h *Handler) createSecret(ctx context.Context, e *rotation.Engine, c *rotation.Client, n native, ev Event, ans StepAnswer,
+	requestID string, log *slog.Logger, fail func(client, reason string, err error) (any, error)) (any, error) {
+	event := "rotation/" + ev.Token
+	tok, found, err := n.version(ctx)
+	if err != nil {
+		return fail(c.Name, err.Error(), err)
+	}
+	if found {
+		// Secrets Manager's contract: createSecret puts a new version with this id. One that
+		// exists already is this step's own work only when this rotation stored it (a retried
+		// createSecret, which Secrets Manager sends after a failed or timed-out invocation);
+		// any other version is not a token this rotation issued, and passing it off as one
+		// would let testSecret and finishSecret promote an old token.
+		if tok == nil {
+			return fail(c.Name, "version "+ev.Token+" already exists but holds no token document; it was not written by this function", nil)
+		}
+		acted, err := e.Acted(ctx, c, event)
+		if err != nil {
+			return fail(c.Name, err.Error(), err)
+		}
+		if !acted {
+			return fail(c.Name, "version "+ev.Token+" already exists and was not stored by this rotation; createSecret must create a new version: "+
+				"start the rotation again with a new ClientRequestToken", nil)
+		}
+		ans.Message = "the version already holds the token this rotation stored: a retried step, nothing to do"
+		log.Info(ans.Message)
+		return ans, nil
+	}
+	log.Info("asking Clear for a new token for Secrets Manager's rotation")
+	r := e.Run(ctx, c, rotation.Request{Force: true, Event: event, TokenVersion: ev.Token, Stages: []string{PendingStage}}, nil)
+	h.record(e, c, r, requestID, log)
+	ans.Result = &r
+	switch r.Outcome {
+	case rotation.Rotated:
+		ans.Message = "stored a new token as version " + ev.Token + ", labelled AWSCURRENT and AWSPENDING"
+		log.Info(ans.Message)
+		return ans, nil
+	case rotation.Duplicate:
+		// This step's rotation stored its token, or its claim is still live: only the version
+		// itself says whether the step is done.
+		tok, found, err := n.version(ctx)
+		if err == nil && found && tok != nil {
+			ans.Message = "the version already holds the token this rotation stored: a retried step, nothing to do"
+			log.Info(ans.Message)
+			return ans, nil
+		}
+		return fail(c.Name, "an earlier delivery of this step is still asking Clear or storing the token (its claim is live); "+
+			"a retry after it finishes finds the version, or asks again if it failed (a state written by an older version "+
+			"that recorded the step without its token needs a new rotation)", r.Err)
+	default:
+		return fail(c.Name, fmt.Sprintf("%s: %s", r.Outcome, r.Message), r.Err)
+	}
 }
 
 // native is one rotation's token version in one client's token secret.

@@ -256,6 +256,15 @@ func TestRotationStepsWithTwoAPIClientsAlternate(t *testing.T) {
 		if got := r.stages(); got["AWSCURRENT"] != rotationToken || got["AWSPENDING"] != "" {
 			t.Fatalf("stages = %v", got)
 		}
+		// Issue 19 item 9, after a native rotation: consumers may still hold the token it
+		// replaced, so a force minutes later does not ask that token's API client.
+		r.clock.Advance(3 * time.Minute)
+		if _, err := r.invoke(`{"action":"rotate","force":true}`); err == nil || !strings.Contains(err.Error(), "not asking API client") {
+			t.Fatalf("a force after the native rotation: %v", err)
+		}
+		if !r.emu.Live(before.AccessToken.Reveal()) {
+			t.Fatal("the force revoked the token the native rotation replaced")
+		}
 	})
 }
 
@@ -312,20 +321,55 @@ func TestRotationStepFailures(t *testing.T) {
 			t.Fatalf("createSecret during a rotation in flight: %v", err)
 		}
 
-		// An earlier delivery of createSecret claimed (its event id is in the state) but stored no
-		// version: the retry asks Clear nothing and fails, since no token is there to test.
+		// An earlier delivery of createSecret holds a live claim (it is still asking Clear or
+		// storing the token): the retry asks Clear nothing and fails, since no token is there yet.
 		r3 := newRig(1, 48)
 		if _, err := r3.invoke(`{}`); err != nil {
 			t.Fatal(err)
 		}
-		editState(t, r3, "0c1a1a1a-0000-4000-8000-000000000002", func(st *document.State, _ string, _ time.Time) {
-			st.Events = append(st.Events, "rotation/"+rotationToken)
+		editState(t, r3, "0c1a1a1a-0000-4000-8000-000000000002", func(st *document.State, base string, now time.Time) {
+			st.Claim = &document.Claim{Owner: "earlier-delivery", At: now, LeaseUntil: now.Add(time.Minute), Base: base, Slot: 1,
+				Event: "rotation/" + rotationToken}
 		})
-		if _, err := r3.step(lambdafn.StepCreate, rotationToken); !errors.As(err, &se) || !strings.Contains(err.Error(), "an earlier delivery of this step claimed the rotation") {
-			t.Fatalf("createSecret after a claimed but unfinished delivery: %v", err)
+		if _, err := r3.step(lambdafn.StepCreate, rotationToken); !errors.As(err, &se) || !strings.Contains(err.Error(), "an earlier delivery of this step is still asking Clear") {
+			t.Fatalf("createSecret while an earlier delivery holds the claim: %v", err)
 		}
 		if r3.requests() != 1 {
 			t.Fatalf("Clear requests = %d, want 1", r3.requests())
+		}
+
+		// Issue 19 item 1: the first delivery failed (Clear answered 500); Secrets Manager retries
+		// with the same ClientRequestToken. Within the backoff the retry asks nothing and says so;
+		// after it, the retry asks Clear and stores the version.
+		r4 := newRig(1, 48)
+		if _, err := r4.invoke(`{}`); err != nil {
+			t.Fatal(err)
+		}
+		scheduled, _ := r4.current()
+		r4.emu.Inject(emulator.ServerError())
+		if _, err := r4.step(lambdafn.StepCreate, rotationToken); !errors.As(err, &se) || !strings.Contains(err.Error(), "500") {
+			t.Fatalf("createSecret during a 500: %v", err)
+		}
+		r4.clock.Advance(5 * time.Second)
+		if _, err := r4.step(lambdafn.StepCreate, rotationToken); !errors.As(err, &se) || !strings.Contains(err.Error(), "backing off") || r4.requests() != 2 {
+			t.Fatalf("a retry within the backoff: %v (Clear requests %d)", err, r4.requests())
+		}
+		r4.clock.Advance(time.Minute)
+		if sa := r4.mustStep(lambdafn.StepCreate, rotationToken); sa.Result == nil || sa.Result.Outcome != rotation.Rotated || r4.requests() != 3 {
+			t.Fatalf("a retry after the backoff: %+v (Clear requests %d)", sa, r4.requests())
+		}
+		if id, _ := r4.current(); id != rotationToken {
+			t.Fatalf("AWSCURRENT is %s, want %s", id, rotationToken)
+		}
+		// And the version it stored now answers a retried createSecret as done.
+		if sa := r4.mustStep(lambdafn.StepCreate, rotationToken); !strings.Contains(sa.Message, "retried step") || r4.requests() != 3 {
+			t.Fatalf("a retry after success: %+v", sa)
+		}
+
+		// Issue 19 item 14: a createSecret naming a version that exists but that this rotation did
+		// not store (here the schedule's) fails, asking nothing, rather than passing as a retry.
+		if _, err := r4.step(lambdafn.StepCreate, scheduled); !errors.As(err, &se) || !strings.Contains(err.Error(), "not stored by this rotation") || r4.requests() != 3 {
+			t.Fatalf("createSecret naming %s: %v (Clear requests %d)", scheduled, err, r4.requests())
 		}
 	})
 }

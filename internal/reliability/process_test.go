@@ -124,6 +124,7 @@ type proxyMode int
 const (
 	holdBefore proxyMode = iota + 1 // never forwards: the call is not applied
 	holdAfter                       // forwards (the call is applied) and never answers
+	refuseOnce                      // answers the first such call AccessDeniedException, unapplied, then disarms
 )
 
 // motoProxy forwards the rotator's Secrets Manager calls to moto, and holds the ones of an armed
@@ -216,6 +217,16 @@ func (m *motoProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if mode == holdBefore {
 		hold()
+		return
+	}
+	if mode == refuseOnce {
+		m.mu.Lock()
+		delete(m.rules, s)
+		m.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.Header().Set("X-Amzn-Errortype", "AccessDeniedException")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"__type":"AccessDeniedException","message":"injected: not authorized to perform this action"}`)
 		return
 	}
 	out, err := http.NewRequestWithContext(context.WithoutCancel(req.Context()), req.Method, m.target+req.URL.RequestURI(), bytes.NewReader(body))

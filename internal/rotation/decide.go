@@ -117,7 +117,14 @@ type SlotView struct {
 	refusal error
 	// hard is why it may not be asked even with force (the daily limit, a 429).
 	hard error
-	// since is when its bookkeeping last recorded anything, for choosing which refusal to report.
+	// wait is set on the API client the decision prefers when waiting for the end of its backoff is
+	// better than asking the other one (markWaits); held when its token may still be held by
+	// consumers (a *RereadError).
+	wait *BackoffError
+	held *RereadError
+	// avoid puts it after the other API client, when the token in use is dead and this one's
+	// token may still be held by consumers.
+	avoid  bool
 	secret string
 }
 
@@ -173,6 +180,10 @@ var minLifetime = timing.MinInterval
 // Decide is the rotator's one decision: given what was read, the policy and the request, whether to
 // ask Clear for a token now, with which API client, and if not, why and when to look again. It is a
 // pure function of its arguments; the CLI, the daemon, the Lambda and status all act on its result.
+//
+// The rules that may stop a rotation before an API client is chosen are the gates, listed in the
+// order they are checked; then choose picks the API client, and the deadline gate checks that the
+// work fits in the caller's time.
 func Decide(s Snapshot, p Policy, req Request) Decision {
 	now := s.Now.UTC()
 	d := Decision{Health: HealthUnknown}
@@ -180,105 +191,253 @@ func Decide(s Snapshot, p Policy, req Request) Decision {
 		d.Outcome, d.Err = Failed, ErrUnknown
 		return d
 	}
-	st, inFlight := settle(s.State, s.CurrentID, now)
+	st, inFlight := settle(s.State, s, now)
 	d.Settled = st
-
-	// When the token in AWSCURRENT is due, and the earliest an automatic rotation may happen.
 	d.RenewAt = renewAt(s, p, now)
-	due := !d.RenewAt.IsZero() && !now.Before(d.RenewAt)
-	// The floor counts from the issue of the token in AWSCURRENT: a failed request is spaced by its
-	// API client's backoff instead. An issue time in the future (another rotator's clock) cannot push
-	// the floor further than MinInterval from now.
-	floor := time.Time{}
-	if s.HasToken {
-		floor = s.Token.IssuedAt.Add(timing.MinInterval)
-		if limit := now.Add(timing.MinInterval); floor.After(limit) {
-			floor = limit
-		}
-	}
-
-	// The API clients.
-	today := timing.Day(now)
-	d.Slots = make([]SlotView, len(s.Secrets))
-	total, totalKnown := 0, s.StateKnown
-	for i, fp := range s.Secrets {
-		v := slotView(i+1, fp, st, s.StateKnown, p, now, today)
-		d.Slots[i] = v
-		if v.RequestsToday != nil {
-			total += *v.RequestsToday
-		} else {
-			totalKnown = false
-		}
-	}
-	if totalKnown {
-		d.RequestsToday = &total
-	}
-	usable := 0
-	for _, v := range d.Slots {
-		if v.Known && v.refusal == nil {
-			usable++
-		}
-	}
-	d.Degraded = len(d.Slots) > 1 && usable < len(d.Slots)
-
+	d.Slots, d.RequestsToday = slotViews(s, st, p, now)
+	markWaits(s, st, p, d.RenewAt, now, d.Slots)
+	d.Degraded = degraded(d.Slots)
 	d.Health = health(s, st, inFlight, d, now)
 
-	switch {
-	case req.Event != "" && slices.Contains(st.Events, req.Event):
-		d.Outcome, d.Err = Duplicate, &DuplicateError{Event: req.Event}
-		d.NextCheck = d.RenewAt
-		return d
-	case inFlight != nil:
-		d.Outcome, d.Err = Busy, &BusyError{Owner: inFlight.Owner, Since: inFlight.At, Until: inFlight.LeaseUntil}
-		d.NextCheck = inFlight.LeaseUntil
-		return d
-	case !s.StateKnown:
-		d.Outcome, d.Err = Failed, ErrUnknown
-		return d
-	}
-	urgent := lostCurrent(s, st)
-	if !req.Force && !due && !urgent {
-		d.Outcome, d.NextCheck = NotDue, d.RenewAt
-		return d
-	}
-	if !req.Force && !urgent && now.Before(floor) {
-		// However the token looks, two automatic rotations are at least MinInterval apart.
-		d.Outcome, d.NextCheck = NotDue, floor
-		return d
+	in := gateInput{s: s, p: p, req: req, st: st, inFlight: inFlight, renewAt: d.RenewAt, now: now}
+	for _, g := range gates {
+		if st := g(in); st != nil {
+			d.Outcome, d.Err, d.NextCheck = st.outcome, st.err, st.next
+			return d
+		}
 	}
 
-	slot, err := choose(s, d.Slots, req)
+	// A retried event whose attempt failed is spaced like an automatic rotation: only a new
+	// request lifts a backoff or a 401 block.
+	choice := req
+	choice.Force = req.Force && !slices.Contains(st.Failed, req.Event)
+	slot, err := choose(s, d.Slots, choice)
 	if err != nil {
 		d.Outcome, d.Err = outcomeOf(err), err
 		d.NextCheck = retryTime(err, now)
 		return d
 	}
-	if !s.Deadline.IsZero() {
-		if left := s.Deadline.Sub(now); left < p.clearTimeout()+minWriteTime {
-			d.Outcome = Failed
-			d.Err = &LeaseError{Left: max(left, 0), Need: p.clearTimeout() + minWriteTime, Deadline: true}
-			return d
-		}
+	if err := deadlineGate(s, p, now); err != nil {
+		d.Outcome, d.Err = Failed, err
+		return d
 	}
+	d.Action, d.Slot, d.Secret = Ask, slot, s.Secrets[slot-1]
+	d.Claim = claimState(s, p, req, st, slot, now)
+	d.TokenVersion, d.Stages = req.TokenVersion, req.Stages
+	return d
+}
 
-	// Ask: count the request and take the rotation, in one state write.
+// gateInput is what the gates look at.
+type gateInput struct {
+	s        Snapshot
+	p        Policy
+	req      Request
+	st       document.State
+	inFlight *document.Claim
+	renewAt  time.Time
+	now      time.Time
+}
+
+// A gate is one rule that may stop a rotation before an API client is chosen; it returns nil to let
+// the rotation go on.
+type gate func(in gateInput) *stop
+
+// stop is a gate's verdict: the outcome, the reason (nil for not due) and when to look again.
+type stop struct {
+	outcome Outcome
+	err     error
+	next    time.Time
+}
+
+// gates are checked in this order; the first that stops the rotation decides.
+var gates = []gate{duplicateGate, busyGate, stateGate, dueGate, floorGate}
+
+// duplicateGate: an event already acted on (its rotation stored a token, or its claim is still
+// live) asks nothing. A failed attempt does not count: its retry asks again.
+func duplicateGate(in gateInput) *stop {
+	ev := in.req.Event
+	if ev == "" || !(slices.Contains(in.st.Events, ev) || (in.inFlight != nil && in.inFlight.Event == ev)) {
+		return nil
+	}
+	return &stop{Duplicate, &DuplicateError{Event: ev}, in.renewAt}
+}
+
+// busyGate: a live claim means another rotation is in flight; look again when its lease ends.
+func busyGate(in gateInput) *stop {
+	cl := in.inFlight
+	if cl == nil {
+		return nil
+	}
+	return &stop{Busy, &BusyError{Owner: cl.Owner, Since: cl.At, Until: cl.LeaseUntil}, cl.LeaseUntil}
+}
+
+// stateGate: nothing is asked of Clear on a guess.
+func stateGate(in gateInput) *stop {
+	if in.s.StateKnown {
+		return nil
+	}
+	return &stop{Failed, ErrUnknown, time.Time{}}
+}
+
+// dueGate: without force, only a due token or a lost one is rotated.
+func dueGate(in gateInput) *stop {
+	due := !in.renewAt.IsZero() && !in.now.Before(in.renewAt)
+	if in.req.Force || due || lostCurrent(in.s, in.st) {
+		return nil
+	}
+	return &stop{NotDue, nil, in.renewAt}
+}
+
+// floorGate: however the token looks, two automatic rotations are at least MinInterval apart. The
+// floor counts from the issue of the token in AWSCURRENT (a failed request is spaced by its API
+// client's backoff instead); an issue time in the future (another rotator's clock) cannot push it
+// further than MinInterval from now. A lost token is replaced at once.
+func floorGate(in gateInput) *stop {
+	if in.req.Force || !in.s.HasToken || lostCurrent(in.s, in.st) {
+		return nil
+	}
+	floor := in.s.Token.IssuedAt.Add(timing.MinInterval)
+	if limit := in.now.Add(timing.MinInterval); floor.After(limit) {
+		floor = limit
+	}
+	if !in.now.Before(floor) {
+		return nil
+	}
+	return &stop{NotDue, nil, floor}
+}
+
+// deadlineGate refuses a rotation that cannot ask Clear and store its answer before the caller's
+// deadline.
+func deadlineGate(s Snapshot, p Policy, now time.Time) error {
+	if s.Deadline.IsZero() {
+		return nil
+	}
+	need := p.clearTimeout() + minWriteTime
+	if left := s.Deadline.Sub(now); left < need {
+		return &LeaseError{Left: max(left, 0), Need: need, Deadline: true}
+	}
+	return nil
+}
+
+// claimState is the state written to claim a rotation with API client slot: the request counted,
+// the claim with its lease, and the API client whose token the rotation replaces.
+func claimState(s Snapshot, p Policy, req Request, st document.State, slot int, now time.Time) document.State {
 	fp := s.Secrets[slot-1]
 	a := st.APIClient(fp)
-	a.Day, a.Requests = today, a.RequestsOn(today)+1
+	a.Day, a.Requests = timing.Day(now), a.RequestsOn(timing.Day(now))+1
 	next := st.WithAPIClient(a, s.Secrets...)
 	at := now
 	next.LastRequest = &at
 	next.Claim = &document.Claim{Owner: req.Owner, At: now, LeaseUntil: now.Add(timing.Lease(p.clearTimeout())),
 		Base: s.CurrentID, Force: req.Force, Slot: slot, Secret: fp, Event: req.Event}
-	if req.Event != "" {
-		next.Events = append(slices.Clone(st.Events), req.Event)
-		if len(next.Events) > document.MaxEvents {
-			next.Events = next.Events[len(next.Events)-document.MaxEvents:]
+	if n := s.Token.APIClient; s.HasToken && len(s.Secrets) > 1 && n >= 1 && n <= len(s.Secrets) {
+		next.Claim.Replaces = s.Secrets[n-1]
+	}
+	return next
+}
+
+// slotViews describes every configured API client, and the day's count across them (nil when the
+// state is unknown).
+func slotViews(s Snapshot, st document.State, p Policy, now time.Time) ([]SlotView, *int) {
+	today := timing.Day(now)
+	views := make([]SlotView, len(s.Secrets))
+	total, known := 0, s.StateKnown
+	for i, fp := range s.Secrets {
+		v := slotView(i+1, fp, st, s.StateKnown, p, now, today)
+		views[i] = v
+		if v.RequestsToday != nil {
+			total += *v.RequestsToday
+		} else {
+			known = false
 		}
 	}
-	d.Action, d.Slot, d.Secret, d.Claim = Ask, slot, fp, next
-	d.TokenVersion, d.Stages = req.TokenVersion, req.Stages
-	return d
+	if !known {
+		return views, nil
+	}
+	return views, &total
+}
+
+// preferred is the API client a rotation asks when it may: the one that did not issue the token in
+// AWSCURRENT, so that the token ERP systems hold stays valid.
+func preferred(s Snapshot, slots int) int {
+	if slots > 1 && s.HasToken && s.Token.APIClient == 1 {
+		return 2
+	}
+	return 1
+}
+
+// markWaits marks the preferred of two API clients when asking it later is better than asking the
+// other one now, which would revoke the token in use while it is still good:
+//   - it is backing off after a transient failure, and the token in use outlives the backoff and a
+//     rotation after it (degraded mode is for an API client that cannot be asked, not for one
+//     that failed once);
+//   - the token it issued was in AWSCURRENT until recently, and consumers that re-read on the
+//     documented interval may still hold it: asking it would revoke that token.
+//
+// Neither applies when the token in use is dead (lost, expired, absent): asking its API client then
+// revokes nothing live.
+func markWaits(s Snapshot, st document.State, p Policy, renewAt, now time.Time, slots []SlotView) {
+	if len(slots) < 2 || !s.HasToken || s.Token.APIClient == 0 {
+		return
+	}
+	v := &slots[preferred(s, len(slots))-1]
+	if !v.Known || v.hard != nil {
+		return
+	}
+	alive := !lostCurrent(s, st) && outlives(s.Token, now)
+	if bo, ok := v.refusal.(*BackoffError); ok && alive && outlives(s.Token, bo.Until.Add(timing.Lease(p.clearTimeout()))) {
+		v.wait = bo
+	}
+	a := st.APIClient(v.secret)
+	every := rereadInterval(s.Token, p, renewAt)
+	if a.Retired == nil || every <= 0 {
+		return
+	}
+	if until := a.Retired.Add(every); now.Before(until) {
+		if alive {
+			v.held = &RereadError{Slot: v.Slot, Since: *a.Retired, Until: until, Interval: every}
+		} else {
+			// The token in use is dead: its own API client revokes nothing live, so it goes first.
+			v.avoid = true
+		}
+	}
+}
+
+// outlives reports whether token t is still valid at time at: it never expires, or expires later.
+// A token whose expiry could not be read is not known to outlive anything.
+func outlives(t document.Token, at time.Time) bool {
+	if t.ValidTill == nil {
+		return !t.ValidTillUnknown
+	}
+	return t.ValidTill.After(at)
+}
+
+// rereadInterval is the consumers' rule for two API clients: a consumer that re-reads the secret at
+// least this often never holds a dead token. It is the time between the token's renewal and its
+// expiry, or the max age for tokens that never expire; zero when it cannot be known.
+func rereadInterval(t document.Token, p Policy, renewAt time.Time) time.Duration {
+	switch {
+	case t.ValidTill != nil && !renewAt.IsZero():
+		return max(t.ValidTill.Sub(renewAt), 0)
+	case t.ValidTill == nil && !t.ValidTillUnknown && p.MaxAge > 0:
+		return p.MaxAge
+	}
+	return 0
+}
+
+// degraded reports whether two API clients are configured and one of them cannot be asked, so that
+// a rotation revokes the token in use. One waited for (markWaits) is not: the decision waits for it
+// rather than falling back.
+func degraded(slots []SlotView) bool {
+	if len(slots) < 2 {
+		return false
+	}
+	for _, v := range slots {
+		if (!v.Known || v.refusal != nil) && v.wait == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (p Policy) clearTimeout() time.Duration {
@@ -309,11 +468,12 @@ func renewAt(s Snapshot, p Policy, now time.Time) time.Time {
 }
 
 // settle interprets the recorded claim against the current token version: a complete claim means
-// the last rotation succeeded; a live one is returned; an expired one is an abandoned claim, which
-// may have cost the ERP its token. A recorded loss is over once AWSCURRENT has moved on.
-func settle(st document.State, currentID string, now time.Time) (document.State, *document.Claim) {
+// the last rotation succeeded (its event was acted on, and the token it replaced is retired); a
+// live one is returned; an expired one is an abandoned claim, which may have cost the ERP its token
+// (its event failed). A recorded loss is over once AWSCURRENT has moved on.
+func settle(st document.State, s Snapshot, now time.Time) (document.State, *document.Claim) {
 	st.APIClients = slices.Clone(st.APIClients)
-	if st.Lost != nil && st.Lost.Base != currentID {
+	if st.Lost != nil && st.Lost.Base != s.CurrentID {
 		st.Lost = nil
 	}
 	cl := st.Claim
@@ -322,19 +482,8 @@ func settle(st document.State, currentID string, now time.Time) (document.State,
 	}
 	st.Claim = nil
 	switch {
-	case cl.Base != currentID:
-		// The claim's rotation stored its token: its API client is healthy again.
-		if cl.Secret != "" {
-			for i := range st.APIClients {
-				if st.APIClients[i].Secret == cl.Secret {
-					a := &st.APIClients[i]
-					a.Failures, a.RetryAt, a.LastError = 0, nil, ""
-					if a.Blocked != nil && a.Blocked.Until == nil {
-						a.Blocked = nil
-					}
-				}
-			}
-		}
+	case cl.Base != s.CurrentID:
+		st = completed(st, cl, s, now)
 	case now.Before(cl.LeaseUntil):
 		st.Claim = cl
 		return st, cl
@@ -348,8 +497,59 @@ func settle(st document.State, currentID string, now time.Time) (document.State,
 				st.APIClients[i].LastError = reason
 			}
 		}
+		st.Failed = document.Remember(st.Failed, cl.Event)
 	}
 	return st, nil
+}
+
+// completed accounts for a claim whose rotation stored its token: its API client is healthy again,
+// its event was acted on, and the token it replaced is retired.
+func completed(st document.State, cl *document.Claim, s Snapshot, now time.Time) document.State {
+	st.APIClients = slices.Clone(st.APIClients)
+	for i := range st.APIClients {
+		a := &st.APIClients[i]
+		if a.Secret == cl.Secret {
+			a.Failures, a.RetryAt, a.LastError = 0, nil, ""
+			if a.Blocked != nil && a.Blocked.Until == nil {
+				a.Blocked = nil
+			}
+		}
+	}
+	if cl.Replaces != "" && cl.Replaces != cl.Secret {
+		// The token it replaced stopped being AWSCURRENT when the new one was stored: at the new
+		// token's issue, never before the claim nor after now.
+		at := cl.At
+		if s.HasToken && s.Token.IssuedAt.After(at) {
+			at = s.Token.IssuedAt
+		}
+		at = minTime(at, now)
+		a := st.APIClient(cl.Replaces)
+		a.Retired = &at
+		keep := secretsIn(st)
+		if !slices.Contains(keep, cl.Replaces) {
+			keep = append(keep, cl.Replaces)
+		}
+		st = st.WithAPIClient(a, keep...)
+	}
+	st.Events = document.Remember(st.Events, cl.Event)
+	st.Failed = document.Forget(st.Failed, cl.Event)
+	return st
+}
+
+// secretsIn lists the fingerprints st keeps bookkeeping for.
+func secretsIn(st document.State) []string {
+	out := make([]string, 0, len(st.APIClients)+1)
+	for _, a := range st.APIClients {
+		out = append(out, a.Secret)
+	}
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // lostCurrent reports whether a recorded loss has (or may have) revoked the token in AWSCURRENT:
@@ -416,50 +616,80 @@ func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy,
 
 // choose picks the API client to ask: the one that did not issue the token in AWSCURRENT, so that
 // the token ERP systems hold stays valid; the other one when that one may not be asked (degraded
-// mode, where the rotation revokes the token in use); an error when neither may be asked.
+// mode, where the rotation revokes the token in use); an error when neither may be asked, or when
+// waiting for the preferred one is better than revoking the token in use (markWaits). An API
+// client named by the request (revoke) is asked whatever its token: naming it says that is meant.
 func choose(s Snapshot, slots []SlotView, req Request) (int, error) {
 	if req.Slot > 0 {
-		if req.Slot > len(slots) {
-			return 0, fmt.Errorf("API client %d is not configured", req.Slot)
-		}
-		v := slots[req.Slot-1]
-		if err := v.refusal; err != nil && (!req.Force || v.hard != nil) {
-			if req.Force {
-				return 0, v.hard
-			}
-			return 0, err
-		}
-		return req.Slot, nil
+		return chooseNamed(slots, req)
 	}
 	if len(slots) == 0 {
 		return 0, fmt.Errorf("no API client is configured")
 	}
-	preferred := 1
-	if len(slots) > 1 && s.HasToken && s.Token.APIClient == 1 {
-		preferred = 2
-	}
-	order := []SlotView{slots[preferred-1]}
+	first := slots[preferred(s, len(slots))-1]
+	order := []SlotView{first}
 	for _, v := range slots {
-		if v.Slot != preferred {
+		if v.Slot != first.Slot {
 			order = append(order, v)
 		}
+	}
+	if first.avoid {
+		order = append(order[1:], first)
+	}
+	if slot, decided, err := preferredRule(first, req); decided {
+		return slot, err
 	}
 	// An API client that may be asked as it is comes first; a force may then lift a 401 block or a
 	// backoff, but never the daily limit or a 429.
 	for _, v := range order {
-		if v.refusal == nil {
+		if v.refusal == nil && v.held == nil {
 			return v.Slot, nil
 		}
 	}
 	if req.Force {
 		for _, v := range order {
-			if v.hard == nil {
+			if v.hard == nil && v.held == nil {
 				return v.Slot, nil
 			}
 		}
-		return 0, order[0].hard
+		if first.hard != nil {
+			return 0, first.hard
+		}
 	}
-	return 0, order[0].refusal
+	if first.refusal == nil && first.held != nil {
+		return 0, first.held
+	}
+	return 0, first.refusal
+}
+
+// preferredRule decides for the preferred API client when markWaits marked it: wait for its backoff
+// (a force lifts it, rather than revoke the token in use by asking the other), and never ask it
+// while consumers may hold its token.
+func preferredRule(first SlotView, req Request) (slot int, decided bool, err error) {
+	switch {
+	case first.wait != nil && !req.Force:
+		return 0, true, first.wait
+	case first.wait != nil && first.held == nil:
+		return first.Slot, true, nil
+	case first.held != nil && (first.refusal == nil || first.wait != nil):
+		return 0, true, first.held
+	}
+	return 0, false, nil
+}
+
+// chooseNamed checks the API client the request names.
+func chooseNamed(slots []SlotView, req Request) (int, error) {
+	if req.Slot > len(slots) {
+		return 0, fmt.Errorf("API client %d is not configured", req.Slot)
+	}
+	v := slots[req.Slot-1]
+	if err := v.refusal; err != nil && (!req.Force || v.hard != nil) {
+		if req.Force {
+			return 0, v.hard
+		}
+		return 0, err
+	}
+	return req.Slot, nil
 }
 
 // health is the client's condition in one word, most urgent first.
@@ -472,13 +702,34 @@ func health(s Snapshot, st document.State, inFlight *document.Claim, d Decision,
 	case lostCurrent(s, st):
 		return HealthTokenLost
 	}
-	// Whether an automatic rotation could happen now: when none can, that is the cause to report.
+	if h, stuck := refusalHealth(d.Slots); stuck {
+		return h
+	}
+	switch {
+	case !s.HasToken:
+		return HealthNoToken
+	case s.Token.ValidTill != nil && !now.Before(*s.Token.ValidTill):
+		return HealthExpired
+	case waiting(d.Slots):
+		return HealthBackingOff
+	case d.Degraded:
+		return HealthDegraded
+	case !d.RenewAt.IsZero() && !now.Before(d.RenewAt):
+		return HealthExpiring
+	}
+	return HealthOK
+}
+
+// refusalHealth reports whether no API client may be asked now, and if so the cause to report:
+// a block before the daily limit before a backoff.
+func refusalHealth(slots []SlotView) (Health, bool) {
 	var blocked, limited, backoff bool
-	usable := false
-	for _, v := range d.Slots {
+	for _, v := range slots {
 		switch v.refusal.(type) {
 		case nil:
-			usable = usable || v.Known
+			if v.Known {
+				return "", false
+			}
 		case *BlockedError:
 			blocked = true
 		case *LimitError:
@@ -490,24 +741,24 @@ func health(s Snapshot, st document.State, inFlight *document.Claim, d Decision,
 		}
 	}
 	switch {
-	case !usable && blocked:
-		return HealthBlocked
-	case !usable && limited:
-		return HealthLimited
-	case !usable && backoff:
-		return HealthBackingOff
-	case !usable:
-		return HealthUnknown
-	case !s.HasToken:
-		return HealthNoToken
-	case s.Token.ValidTill != nil && !now.Before(*s.Token.ValidTill):
-		return HealthExpired
-	case d.Degraded:
-		return HealthDegraded
-	case !d.RenewAt.IsZero() && !now.Before(d.RenewAt):
-		return HealthExpiring
+	case blocked:
+		return HealthBlocked, true
+	case limited:
+		return HealthLimited, true
+	case backoff:
+		return HealthBackingOff, true
 	}
-	return HealthOK
+	return HealthUnknown, true
+}
+
+// waiting reports whether the decision waits for an API client's backoff rather than fall back.
+func waiting(slots []SlotView) bool {
+	for _, v := range slots {
+		if v.wait != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // retryTime is when a refused client is worth another look.
@@ -521,6 +772,8 @@ func retryTime(err error, now time.Time) time.Time {
 	case *LimitError:
 		return e.Until
 	case *BackoffError:
+		return e.Until
+	case *RereadError:
 		return e.Until
 	}
 	return time.Time{}

@@ -83,23 +83,23 @@ func TestDecideForceAlwaysAsksUnlessInFlight(t *testing.T) {
 func TestDecideRecognisesDuplicatedEventsByID(t *testing.T) {
 	s := snap(t0.Add(time.Minute), t0, 0, "fp1")
 	d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: "ev-1"})
-	if d.Action != rotation.Ask || len(d.Claim.Events) != 1 || d.Claim.Events[0] != "ev-1" {
+	if d.Action != rotation.Ask || d.Claim.Claim.Event != "ev-1" {
 		t.Fatalf("first delivery: %+v", d)
 	}
-	// The same event again, a minute or a day later, asks nothing.
-	s.State = d.Claim
-	s.State.Claim = nil
+	// Its rotation stored a token: the same event again, a minute or a day later, asks nothing.
+	s.State, s.CurrentID = d.Claim, "v-1"
 	s.Now = t0.Add(24 * time.Hour)
 	if d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: "ev-1"}); d.Outcome != rotation.Duplicate || !d.Outcome.OK() {
 		t.Fatalf("second delivery: %+v", d)
 	}
 	// The state remembers a bounded number of events.
 	for i := range 40 {
-		s.State = rotation.Decide(s, policy, rotation.Request{Force: true, Event: fmt.Sprint("e", i)}).Claim
-		s.State.Claim = nil
+		d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: fmt.Sprint("e", i)})
+		s.State, s.CurrentID = d.Claim, fmt.Sprint("v-e", i)
 	}
-	if len(s.State.Events) != document.MaxEvents || s.State.Events[document.MaxEvents-1] != "e39" {
-		t.Fatalf("events %v", s.State.Events)
+	st := rotation.Decide(s, policy, rotation.Request{}).Settled
+	if len(st.Events) != document.MaxEvents || st.Events[document.MaxEvents-1] != "e39" {
+		t.Fatalf("events %v", st.Events)
 	}
 }
 
@@ -274,5 +274,175 @@ func TestDecideDeadlineTooShort(t *testing.T) {
 	var le *rotation.LeaseError
 	if d.Action != rotation.Wait || !errors.As(d.Err, &le) || !le.Deadline {
 		t.Fatalf("deadline: %+v", d)
+	}
+}
+
+func TestDecideEventCountsOnlyWhenStoredOrLive(t *testing.T) {
+	// Issue 19 item 1: an event id counts as acted on only when its token was stored or its claim
+	// is still live; a retry after a failure asks again, spaced by the API client's backoff.
+	base := snap(t0.Add(time.Minute), t0, 0, "fp1")
+	first := rotation.Decide(base, policy, rotation.Request{Force: true, Event: "ev-1", Owner: "me"})
+	if first.Action != rotation.Ask || first.Claim.Claim.Event != "ev-1" {
+		t.Fatalf("first delivery: %+v", first)
+	}
+	for name, c := range map[string]struct {
+		mod     func(s *rotation.Snapshot)
+		now     time.Duration
+		outcome rotation.Outcome
+		ask     bool
+	}{
+		"claim live": {mod: func(s *rotation.Snapshot) { s.State = first.Claim }, now: 10 * time.Second, outcome: rotation.Duplicate},
+		"claim complete": {mod: func(s *rotation.Snapshot) {
+			s.State, s.CurrentID = first.Claim, "v-next"
+		}, now: 24 * time.Hour, outcome: rotation.Duplicate},
+		"claim abandoned": {mod: func(s *rotation.Snapshot) { s.State = first.Claim }, now: time.Hour, ask: true},
+		"failed, within its backoff": {mod: func(s *rotation.Snapshot) {
+			s.State = failed(first.Claim, "ev-1", t0.Add(time.Minute+20*time.Second))
+		}, now: 10 * time.Second, outcome: rotation.Blocked},
+		"failed, after its backoff": {mod: func(s *rotation.Snapshot) {
+			s.State = failed(first.Claim, "ev-1", t0.Add(time.Minute+20*time.Second))
+		}, now: 30 * time.Second, ask: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := base
+			c.mod(&s)
+			s.Now = base.Now.Add(c.now)
+			d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: "ev-1"})
+			if c.ask {
+				if d.Action != rotation.Ask || d.Claim.Claim.Event != "ev-1" {
+					t.Fatalf("want a new attempt: %+v", d)
+				}
+				return
+			}
+			if d.Action != rotation.Wait || d.Outcome != c.outcome {
+				t.Fatalf("outcome %s (%v), want %s", d.Outcome, d.Err, c.outcome)
+			}
+		})
+	}
+	// A new event lifts the backoff that a retried one respects.
+	s := base
+	s.State = failed(first.Claim, "ev-1", t0.Add(time.Hour))
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: "ev-2"}); d.Action != rotation.Ask {
+		t.Fatalf("a new event within the backoff: %+v", d)
+	}
+	var bo *rotation.BackoffError
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: "ev-1"}); d.Action != rotation.Wait || !errors.As(d.Err, &bo) || !d.NextCheck.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("a retried event within the backoff: %+v", d)
+	}
+	// The completed claim's event is remembered in the state the next write carries.
+	s = base
+	s.State, s.CurrentID = first.Claim, "v-next"
+	if d := rotation.Decide(s, policy, rotation.Request{}); len(d.Settled.Events) != 1 || d.Settled.Events[0] != "ev-1" {
+		t.Fatalf("settled events %v", d.Settled.Events)
+	}
+}
+
+// failed is the state after claim's attempt failed: the claim gone, the event recorded as failed,
+// its API client backing off until retry.
+func failed(claim document.State, event string, retry time.Time) document.State {
+	st := claim
+	fp := st.Claim.Secret
+	st.Claim = nil
+	st.Failed = document.Remember(st.Failed, event)
+	a := st.APIClient(fp)
+	a.Failures, a.RetryAt, a.LastError = 1, &retry, "500"
+	return st.WithAPIClient(a, fp)
+}
+
+func TestDecideTransientFailureWaitsWhileTheTokenInUseHasTime(t *testing.T) {
+	// Issue 19 item 10: with two API clients, a transient failure of the due API client is retried
+	// after its backoff while the token in use has time; only then does the decision fall back to
+	// the API client whose token is in use (revoking it).
+	for name, c := range map[string]struct {
+		retryAt time.Duration // after t0
+		force   bool
+		slot    int // 0: wait
+		health  rotation.Health
+	}{
+		"backoff ends well before expiry":     {retryAt: 41*time.Minute + 30*time.Second, health: rotation.HealthBackingOff},
+		"backoff ends too close to expiry":    {retryAt: 59 * time.Minute, slot: 1, health: rotation.HealthDegraded},
+		"backoff ends after expiry":           {retryAt: 10 * time.Hour, slot: 1, health: rotation.HealthDegraded},
+		"forced: lifts the due one's backoff": {retryAt: 41*time.Minute + 30*time.Second, force: true, slot: 2, health: rotation.HealthBackingOff},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := snap(t0.Add(41*time.Minute), t0, 1, "fp1", "fp2")
+			retry := t0.Add(c.retryAt)
+			s.State = document.State{APIClients: []document.APIClient{{Secret: "fp2", Failures: 1, RetryAt: &retry, LastError: "500"}}}
+			d := rotation.Decide(s, policy, rotation.Request{Force: c.force})
+			if d.Health != c.health {
+				t.Errorf("health %s, want %s", d.Health, c.health)
+			}
+			if c.slot == 0 {
+				var bo *rotation.BackoffError
+				if d.Action != rotation.Wait || !errors.As(d.Err, &bo) || bo.Slot != 2 || !d.NextCheck.Equal(retry) || d.Degraded {
+					t.Fatalf("want a wait for API client 2's backoff: %+v", d)
+				}
+				return
+			}
+			if d.Action != rotation.Ask || d.Slot != c.slot || d.Degraded != (c.slot == 1) {
+				t.Fatalf("want API client %d: %+v", c.slot, d)
+			}
+		})
+	}
+}
+
+func TestDecideDoesNotAskAnAPIClientWhoseTokenConsumersMayHold(t *testing.T) {
+	// Issue 19 item 9: API client 1's token was AWSCURRENT until t0, when API client 2's replaced
+	// it. Consumers re-read every 20 minutes (the consumers' rule for an hour's token renewed with
+	// a third left), so until t0+20m some may hold API client 1's token: asking API client 1 would
+	// revoke it.
+	retired := t0
+	held := func(now time.Duration) rotation.Snapshot {
+		s := snap(t0.Add(now), t0, 2, "fp1", "fp2")
+		s.State = document.State{APIClients: []document.APIClient{{Secret: "fp1", Retired: &retired}, {Secret: "fp2"}}}
+		return s
+	}
+	var re *rotation.RereadError
+	for name, c := range map[string]struct {
+		snap  rotation.Snapshot
+		req   rotation.Request
+		slot  int // 0: wait
+		until time.Time
+	}{
+		"a force minutes later":                  {snap: held(5 * time.Minute), req: rotation.Request{Force: true}, until: t0.Add(20 * time.Minute)},
+		"a force after the re-read interval":     {snap: held(21 * time.Minute), req: rotation.Request{Force: true}, slot: 1},
+		"an explicit API client (revoke)":        {snap: held(5 * time.Minute), req: rotation.Request{Force: true, Slot: 1}, slot: 1},
+		"a forced native rotation minutes later": {snap: held(5 * time.Minute), req: rotation.Request{Force: true, Event: "rotation/x", TokenVersion: "x"}, until: t0.Add(20 * time.Minute)},
+		"the token in use is lost": {snap: func() rotation.Snapshot {
+			s := held(5 * time.Minute)
+			s.State.Lost = &document.Lost{At: t0.Add(4 * time.Minute), Base: "v-current", Slot: 2, Secret: "fp2", Certain: true}
+			return s
+		}(), slot: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := rotation.Decide(c.snap, policy, c.req)
+			if c.slot == 0 {
+				if d.Action != rotation.Wait || !errors.As(d.Err, &re) || re.Slot != 1 || !re.Until.Equal(c.until) || !d.NextCheck.Equal(c.until) || d.Outcome != rotation.Blocked {
+					t.Fatalf("want a refusal until %v: %+v", c.until, d)
+				}
+				return
+			}
+			if d.Action != rotation.Ask || d.Slot != c.slot {
+				t.Fatalf("want API client %d: %+v", c.slot, d)
+			}
+		})
+	}
+	// The state learns when a token was retired from the claim that replaced it: the claim names
+	// the API client whose token it replaces, and once it completes, that token's retirement is the
+	// new token's issue time.
+	s := snap(t0.Add(41*time.Minute), t0, 1, "fp1", "fp2")
+	d := rotation.Decide(s, policy, rotation.Request{})
+	if d.Action != rotation.Ask || d.Slot != 2 || d.Claim.Claim.Replaces != "fp1" {
+		t.Fatalf("claim %+v", d.Claim.Claim)
+	}
+	issued := t0.Add(41*time.Minute + time.Second)
+	s.State, s.CurrentID, s.Token.IssuedAt, s.Token.APIClient = d.Claim, "v-next", issued, 2
+	s.Now = issued.Add(time.Minute)
+	d = rotation.Decide(s, policy, rotation.Request{Force: true})
+	if got := d.Settled.APIClient("fp1").Retired; got == nil || !got.Equal(issued) {
+		t.Fatalf("API client 1 retired at %v, want %v", got, issued)
+	}
+	if d.Action != rotation.Wait || !errors.As(d.Err, &re) {
+		t.Fatalf("a force a minute after the rotation: %+v", d)
 	}
 }

@@ -114,16 +114,35 @@ func outcomeOf(err error) Outcome {
 		blk  *BlockedError
 		bo   *BackoffError
 		lim  *LimitError
+		re   *RereadError
 	)
 	switch {
 	case errors.As(err, &busy):
 		return Busy
 	case errors.As(err, &dup):
 		return Duplicate
-	case errors.As(err, &blk), errors.As(err, &bo):
+	case errors.As(err, &blk), errors.As(err, &bo), errors.As(err, &re):
 		return Blocked
 	case errors.As(err, &lim):
 		return Limited
 	}
 	return Failed
+}
+
+// RereadError is an API client not asked because the token it issued was in AWSCURRENT until
+// recently: consumers that re-read the secret on the documented interval may hold it until Until,
+// and a new request with the same client secret would revoke it. Naming the API client (revoke)
+// asks it anyway.
+type RereadError struct {
+	Slot int
+	// Since is when its token stopped being AWSCURRENT; Interval is the consumers' re-read
+	// interval.
+	Since, Until time.Time
+	Interval     time.Duration
+}
+
+func (e *RereadError) Error() string {
+	return fmt.Sprintf("not asking API client %d before %s: its token was in AWSCURRENT until %s, and consumers that re-read the secret every %s may still hold it; "+
+		"asking now would revoke it (to revoke every stored token on purpose, use revoke)",
+		e.Slot, e.Until.UTC().Format(time.RFC3339), e.Since.UTC().Format(time.RFC3339), e.Interval.Round(time.Second))
 }

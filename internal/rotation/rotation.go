@@ -46,6 +46,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -307,6 +308,24 @@ type read struct {
 	errs    []error
 }
 
+// Acted reports whether the forced request with id event was acted on: its rotation stored a token,
+// or its claim is still live. It reads the token secret and the state, and writes nothing; the
+// answer is the one Decide gives a duplicate.
+func (e *Engine) Acted(ctx context.Context, c *Client, event string) (bool, error) {
+	cur, err := e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, fmt.Errorf("reading the token secret: %w", err)
+	}
+	st, _, err := e.state(ctx, c)
+	if err != nil {
+		return false, fmt.Errorf("reading the rotation state: %w", err)
+	}
+	s := Snapshot{Now: e.now(), CurrentKnown: true, CurrentID: cur.ID, StateKnown: true, State: st}
+	s.Token, s.HasToken = parseToken(cur.Value)
+	settled, live := settle(st, s, s.Now)
+	return slices.Contains(settled.Events, event) || (live != nil && live.Event == event), nil
+}
+
 // Rotate rotates c's token if it is due, or, with force, whether or not it is due. It calls Clear
 // at most once, and only after winning the claim and counting the request.
 func (e *Engine) Rotate(ctx context.Context, c *Client, force bool) Result {
@@ -484,14 +503,14 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 	r.APIClient = d.Slot
 	r.NextCheck = d.Claim.Claim.LeaseUntil
 	if abandoned != nil {
-		return e.release(ctx, c, r, d, claimID, abandoned, false)
+		return e.release(ctx, c, rd, d, claimID, abandoned, false)
 	}
 
 	// Re-check after winning: a rotation that finished between the first read and the claim must
 	// not be repeated, and a forced rotation that finds AWSCURRENT changed since it read it stops.
 	again, err := e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
 	if err != nil {
-		return e.release(ctx, c, r, d, claimID, fmt.Errorf("re-reading the token secret after claiming: %w", err), false)
+		return e.release(ctx, c, rd, d, claimID, fmt.Errorf("re-reading the token secret after claiming: %w", err), false)
 	}
 	if again.ID != rd.snap.CurrentID {
 		r.NextCheck = time.Time{}
@@ -503,7 +522,7 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 	// and race this one's token write; so the work must fit in what is left of the lease.
 	left := d.Claim.Claim.LeaseUntil.Sub(e.now()) - timing.LeaseMargin
 	if need := e.clearTimeout() + minWriteTime; left < need {
-		return e.release(ctx, c, r, d, claimID, &LeaseError{Left: max(left, 0), Need: need}, false)
+		return e.release(ctx, c, rd, d, claimID, &LeaseError{Left: max(left, 0), Need: need}, false)
 	}
 
 	// From here on Clear may revoke the token the ERP holds, so the work must finish even if the
@@ -547,7 +566,7 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 		err = nil
 	}
 	if err != nil {
-		return e.release(ctx, c, r, d, claimID, &LostError{Slot: d.Slot, Err: err}, true)
+		return e.release(ctx, c, rd, d, claimID, &LostError{Slot: d.Slot, Err: err}, true)
 	}
 
 	// Describe the client as it now is: the token just stored, the claim complete.
@@ -555,22 +574,28 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 	after.Now = answered
 	after.CurrentID, after.Token, after.HasToken = tokenVersion, doc, true
 	after.State, after.StateID = d.Claim, claimID
-	ad := Decide(after, e.policy(c), Request{})
 	cache.fill(after, rd.secrets)
+	problem := anomaly(grant, answered)
+	if problem != "" {
+		// A token that arrives expired or about to expire is stored, since it is the only one left,
+		// but is not answered with the next request at once: the API client backs off, so a clock
+		// or Clear problem cannot spend the daily budget in minutes.
+		after.State, _ = e.apply(ctx, c, d, Attempt{Kind: AttemptSuspicious, At: answered, Token: doc, Reason: problem},
+			requestToken("anomaly", tokenVersion), "could not record the suspicious answer")
+		e.log().Warn(problem, "client", c.Name, "api_client", d.Slot)
+	}
+	ad := Decide(after, e.policy(c), Request{})
 	nr := e.result(c, after, ad)
 	nr.Requested, nr.APIClient, nr.Outcome = true, d.Slot, Rotated
 	nr.Message = "rotated; " + notDueMessage(ad.RenewAt)
 	if d.Degraded && c.Slots() == 2 {
 		nr.Message += fmt.Sprintf(" (degraded: only API client %d could be asked, so the token it replaced is revoked)", d.Slot)
 	}
+	if problem != "" {
+		nr.Message += "; warning: " + problem
+	}
 	nr.NextCheck = ad.NextCheck
 	nr.Stored = &Stored{VersionID: tokenVersion, Token: doc}
-	if problem := anomaly(grant, answered); problem != "" {
-		// A token that arrives expired or about to expire is stored, since it is the only one left,
-		// but is not answered with the next request at once: the API client backs off, so a clock
-		// or Clear problem cannot spend the daily budget in minutes.
-		nr = e.recordAnomaly(ctx, c, d, nr, claimID, tokenVersion, answered, problem)
-	}
 	return nr
 }
 
@@ -586,31 +611,11 @@ func anomaly(g clear.Grant, now time.Time) string {
 	return ""
 }
 
-// recordAnomaly sets the asking API client's backoff after a stored but suspicious token.
-func (e *Engine) recordAnomaly(ctx context.Context, c *Client, d Decision, r Result, claimID, tokenVersion string, now time.Time, problem string) Result {
-	st := d.Claim
-	st.Claim = nil
-	a := st.APIClient(d.Secret)
-	a.Failures++
-	a.LastError = problem
-	at := now.Add(e.backoff().Delay(a.Failures, e.rand()))
-	a.RetryAt = &at
-	st = st.WithAPIClient(a, secretsOf(d)...)
-	e.writeState(ctx, c, st, requestToken("anomaly", tokenVersion), "could not record the suspicious answer")
-	e.log().Warn(problem, "client", c.Name, "api_client", d.Slot, "retry_at", at.Format(time.RFC3339))
-	r.Message += "; warning: " + problem
-	if r.NextCheck.IsZero() || at.After(r.NextCheck) {
-		r.NextCheck = at
-	}
-	return r
-}
-
-func secretsOf(d Decision) []string {
-	var out []string
-	for _, a := range d.Claim.APIClients {
-		out = append(out, a.Secret)
-	}
-	return out
+// apply applies the transition for what became of the claimed attempt and writes the state; it
+// returns the state and whether the write landed.
+func (e *Engine) apply(ctx context.Context, c *Client, d Decision, a Attempt, token, what string) (document.State, bool) {
+	st := Transition(d.Claim, a, Spacing{Backoff: e.backoff(), Jitter: e.rand()})
+	return st, e.writeState(ctx, c, st, token, what)
 }
 
 // recordFailure writes the state after a failed request: backoff for transient failures, a block
@@ -621,27 +626,7 @@ func (e *Engine) recordFailure(ctx context.Context, c *Client, rd read, d Decisi
 		ce = &clear.Error{Kind: clear.KindTransient, Message: clear.Sanitize(err.Error()), Err: err}
 	}
 	msg := redact(ce.Error(), rd.secrets)
-	st := d.Claim
-	st.Claim = nil
-	a := st.APIClient(d.Secret)
-	a.Failures++
-	a.LastError = msg
-	a.RetryAt = nil
-	switch ce.Kind {
-	case clear.KindAuth, clear.KindRejected:
-		a.Blocked = &document.Block{Kind: ce.Kind.String(), Reason: msg}
-	case clear.KindRateLimited:
-		until := timing.NextMidnightUTC(now)
-		if ce.RetryAfter > 0 && now.Add(ce.RetryAfter).Before(until) {
-			until = now.Add(ce.RetryAfter)
-		}
-		a.Blocked = &document.Block{Kind: ce.Kind.String(), Reason: msg, Until: &until}
-	default:
-		at := now.Add(e.backoff().Delay(a.Failures, e.rand()))
-		a.RetryAt = &at
-	}
-	st = st.WithAPIClient(a, rd.snap.Secrets...)
-	e.writeState(ctx, c, st, requestToken("result", claimID), "could not record the failure")
+	st, _ := e.apply(ctx, c, d, Attempt{Kind: AttemptRefused, At: now, Clear: ce, Reason: msg}, requestToken("result", claimID), "could not record the failure")
 
 	after := rd.snap
 	after.Now, after.State = now, st
@@ -664,44 +649,44 @@ func (e *Engine) recordFailure(ctx context.Context, c *Client, rd read, d Decisi
 // so that the next rotation need not wait for the lease to end. lost says whether Clear issued a
 // token that could not be stored. Its write is bounded by a short time of its own, since the work's
 // time may be spent; if it fails too, the claim's lease ends soon anyway.
-func (e *Engine) release(ctx context.Context, c *Client, r Result, d Decision, claimID string, cause error, lost bool) Result {
+func (e *Engine) release(ctx context.Context, c *Client, rd read, d Decision, claimID string, cause error, lost bool) Result {
 	now := e.now()
-	st := d.Claim
-	st.Claim = nil
+	a := Attempt{Kind: AttemptReleased, At: now}
 	if lost {
-		a := st.APIClient(d.Secret)
-		a.Failures++
-		a.LastError = cause.Error()
-		at := now.Add(e.backoff().Delay(a.Failures, e.rand()))
-		a.RetryAt = &at
-		st = st.WithAPIClient(a, secretsOf(d)...)
-		st.Lost = &document.Lost{At: now, Reason: cause.Error(), Base: d.Claim.Claim.Base, Slot: d.Slot, Secret: d.Secret, Certain: true}
-		r.NextCheck = at
-	} else {
-		// Nothing was asked of Clear: the request counted by the claim was not made.
-		a := st.APIClient(d.Secret)
-		if a.Requests > 0 {
-			a.Requests--
-		}
-		st = st.WithAPIClient(a, secretsOf(d)...)
-		r.NextCheck = now.Add(time.Minute)
-		if r.RequestsToday != nil && *r.RequestsToday > 0 {
-			n := *r.RequestsToday - 1
-			r.RequestsToday = &n
-		}
+		a = Attempt{Kind: AttemptLost, At: now, Reason: cause.Error()}
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseLimit)
 	defer cancel()
-	released := e.writeState(rctx, c, st, requestToken("release", claimID), "could not release the claim")
-	if lost {
-		r.State = HealthTokenLost
-		r.Status.State = HealthTokenLost
-		r.Status.TokenLost = &LostView{At: now, Reason: cause.Error(), Certain: true}
-		if !released {
-			r.NextCheck = d.Claim.Claim.LeaseUntil
-		}
+	st, released := e.apply(rctx, c, d, a, requestToken("release", claimID), "could not release the claim")
+
+	// Decide again on what the token secret now holds: the released state, or, when that write
+	// failed too, the claim until its lease ends.
+	after := rd.snap
+	after.Now, after.State = now, st
+	if !released {
+		after.State = d.Claim
 	}
-	return r.fail(Failed, cause)
+	ad := Decide(after, e.policy(c), Request{})
+	nr := e.result(c, after, ad)
+	nr.Requested, nr.APIClient = lost, d.Slot
+	nr.NextCheck = ad.NextCheck
+	switch {
+	case !released:
+		nr.NextCheck = d.Claim.Claim.LeaseUntil
+	case ad.Action == Ask && lost:
+		// The token in AWSCURRENT may be dead: the next check asks again at once.
+		nr.NextCheck = now
+	case ad.Action == Ask || nr.NextCheck.IsZero():
+		// Nothing was asked: a cause that persists (a slow Secrets Manager) is not retried in a
+		// loop.
+		nr.NextCheck = now.Add(time.Minute)
+	}
+	if lost && !released {
+		// The token secret does not say so yet, but this rotator knows the token is lost.
+		nr.State, nr.Status.State = HealthTokenLost, HealthTokenLost
+		nr.Status.TokenLost = &LostView{At: now, Reason: cause.Error(), Certain: true}
+	}
+	return nr.fail(Failed, cause)
 }
 
 // writeState puts a state version with retries and reports whether it landed; a conflict means

@@ -629,9 +629,18 @@ func TestTwoAPIClientsAlternateAndLeaveThePreviousTokenLive(t *testing.T) {
 	if !w.Emu.Live(first) || tokenOf(t, w, "AWSPREVIOUS") != first || !w.Live() {
 		t.Fatal("the token replaced by the other API client was revoked")
 	}
-	// A forced rotation with two API clients disrupts nothing either.
+	// A forced rotation with two API clients disrupts nothing either: a minute later it would ask
+	// API client 1, whose token consumers may hold until they re-read (every 20 minutes), so it
+	// refuses (issue 19 item 9); once they have re-read, it asks.
 	w.Clock.Advance(time.Minute)
 	secondTok := tokenOf(t, w, "AWSCURRENT")
+	r = e.Rotate(context.Background(), c, true)
+	var re *rotation.RereadError
+	expect(t, r, rotation.Blocked)
+	if !errors.As(r.Err, &re) || re.Slot != 1 || r.Requested || !w.Emu.Live(first) {
+		t.Fatalf("a force a minute after the rotation: %s (requested %v, API client 1's token live %v)", r.Message, r.Requested, w.Emu.Live(first))
+	}
+	w.Clock.Advance(20 * time.Minute)
 	r = e.Rotate(context.Background(), c, true)
 	expect(t, r, rotation.Rotated)
 	if r.APIClient != 1 || !w.Emu.Live(secondTok) || !w.Live() {
@@ -779,4 +788,105 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+func TestTheFirstRetryAfterALostTokenIsImmediate(t *testing.T) {
+	// Issue 19 item 5: once a token is lost the one in AWSCURRENT is known to be dead, so the next
+	// check asks again at once; only a second loss in a row backs off.
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	refuse := func(op string, in any) error {
+		if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && len(p.VersionStages) == 0 {
+			return &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "denied"}
+		}
+		return nil
+	}
+	w.API.Fail(refuse)
+	r := e.Rotate(context.Background(), c, true)
+	w.API.Fail(nil)
+	var lost *rotation.LostError
+	if !errors.As(r.Err, &lost) || r.State != rotation.HealthTokenLost || !r.NextCheck.Equal(w.Clock.Now()) {
+		t.Fatalf("the loss: %s, state %s, next check %v (now %v)", r.Message, r.State, r.NextCheck, w.Clock.Now())
+	}
+	// No time passes: the next check asks at once and recovers.
+	r = e.Rotate(context.Background(), c, false)
+	expect(t, r, rotation.Rotated)
+	if !w.Live() {
+		t.Fatal("not live after the immediate retry")
+	}
+
+	// Two losses in a row: the second backs off (15-30 s with the default backoff).
+	w.API.Fail(refuse)
+	r = e.Rotate(context.Background(), c, true)
+	if !errors.As(r.Err, &lost) || !r.NextCheck.Equal(w.Clock.Now()) {
+		t.Fatalf("the first loss: %s, next check %v", r.Message, r.NextCheck)
+	}
+	r = e.Rotate(context.Background(), c, false)
+	w.API.Fail(nil)
+	if wait := r.NextCheck.Sub(w.Clock.Now()); !errors.As(r.Err, &lost) || wait < 15*time.Second || wait > 30*time.Second {
+		t.Fatalf("the second loss in a row: %s, next check in %v", r.Message, wait)
+	}
+	r = e.Rotate(context.Background(), c, false)
+	var bo *rotation.BackoffError
+	if !errors.As(r.Err, &bo) || r.Requested || r.State != rotation.HealthTokenLost {
+		t.Fatalf("within the backoff after the second loss: %s (requested %v, state %s)", r.Message, r.Requested, r.State)
+	}
+	w.Clock.Advance(31 * time.Second)
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+}
+
+func TestTwoAPIClientsRetryATransientFailureBeforeFallingBack(t *testing.T) {
+	// Issue 19 item 10: a Clear 500 for the due API client is retried after its backoff while the
+	// token in use has time; the other API client (whose token is in use) is not asked.
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated) // API client 1
+	inUse := tokenOf(t, w, "AWSCURRENT")
+	w.Clock.Advance(41 * time.Minute)
+	w.Emu.Inject(emulator.ServerError())
+	r := e.Rotate(context.Background(), c, false)
+	expect(t, r, rotation.Failed)
+	if r.APIClient != 2 || r.Degraded || strings.Contains(r.Message, "degraded") {
+		t.Fatalf("the 500: API client %d, degraded %v: %s", r.APIClient, r.Degraded, r.Message)
+	}
+	w.Clock.Advance(5 * time.Second)
+	r = e.Rotate(context.Background(), c, false)
+	var bo *rotation.BackoffError
+	if !errors.As(r.Err, &bo) || bo.Slot != 2 || r.Requested || r.Degraded || r.State != rotation.HealthBackingOff || !w.Emu.Live(inUse) {
+		t.Fatalf("5 s after the 500: %s (requested %v, degraded %v, state %s, token in use live %v)", r.Message, r.Requested, r.Degraded, r.State, w.Emu.Live(inUse))
+	}
+	w.Clock.Set(r.NextCheck)
+	r = e.Rotate(context.Background(), c, false)
+	expect(t, r, rotation.Rotated)
+	if r.APIClient != 2 || !w.Emu.Live(inUse) {
+		t.Fatalf("after the backoff: API client %d, the replaced token live %v", r.APIClient, w.Emu.Live(inUse))
+	}
+}
+
+func TestAForceAfterARevokeDoesNotAskTheAPIClientConsumersMayHold(t *testing.T) {
+	// Issue 19 item 9, after a revoke: the revoke asks each API client by name (on purpose); the
+	// token of the first one asked was AWSCURRENT for a moment, and consumers may have read it, so a
+	// force a minute later does not ask its API client.
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	w.Clock.Advance(time.Minute)
+	rs := e.Revoke(context.Background(), c, "")
+	if len(rs) != 2 {
+		t.Fatalf("revoke: %d results", len(rs))
+	}
+	for _, r := range rs {
+		expect(t, r.Result, rotation.Rotated)
+		if !r.Revoked {
+			t.Fatalf("API client %d not revoked", r.APIClient)
+		}
+	}
+	held := tokenOf(t, w, "AWSPREVIOUS")
+	w.Clock.Advance(time.Minute)
+	r := e.Rotate(context.Background(), c, true)
+	var re *rotation.RereadError
+	if !errors.As(r.Err, &re) || r.Requested || !w.Emu.Live(held) || !w.Live() {
+		t.Fatalf("a force a minute after the revoke: %s (requested %v, the token consumers may hold live %v)", r.Message, r.Requested, w.Emu.Live(held))
+	}
 }

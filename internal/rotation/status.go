@@ -141,13 +141,7 @@ func consumerReread(c *Client, s Snapshot, d Decision) *string {
 	if len(d.Slots) != 2 || !s.HasToken {
 		return nil
 	}
-	var every time.Duration
-	switch t := s.Token; {
-	case t.ValidTill != nil && !d.RenewAt.IsZero():
-		every = t.ValidTill.Sub(d.RenewAt)
-	case t.ValidTill == nil && !t.ValidTillUnknown && c.MaxAge > 0:
-		every = c.MaxAge
-	}
+	every := rereadInterval(s.Token, Policy{MaxAge: c.MaxAge}, d.RenewAt)
 	if every <= 0 {
 		return nil
 	}
