@@ -138,6 +138,10 @@ func crossCheck(cands []*candidate, p *problems) {
 			if u == nil {
 				continue
 			}
+			// A use that conflicts is reported against the uses indexed
+			// before it and not indexed itself: those already stand for
+			// its secret. Thousands of entries sharing one default secret
+			// thus cost one problem each, not one per pair.
 			seen := map[*idUse]bool{}
 			for _, name := range u.ref.names {
 				for _, prev := range index[name] {
@@ -147,6 +151,9 @@ func crossCheck(cands []*candidate, p *problems) {
 					seen[prev] = true
 					p.add(fieldOnly(u.loc), nil, conflict(u, prev))
 				}
+			}
+			if len(seen) > 0 {
+				continue
 			}
 			for _, name := range u.ref.names {
 				index[name] = append(index[name], u)

@@ -147,7 +147,7 @@ type Config struct {
 	LogLevel      slog.Level
 	LogFormat     string // "text", "json" or "" (auto)
 	NoColor       bool   // NO_COLOR is set and not empty
-	Source        string // "environment" or the YAML path, for messages
+	Source        string // "environment" or the YAML path, for messages (escaped if it does not print)
 }
 
 // Client returns the client with the given name.
@@ -172,9 +172,9 @@ func Load(lookup LookupFunc) (*Config, error) {
 	}
 	data, err := readFile(path)
 	if err != nil {
-		return build(lookup, &fileInput{source: path, readErr: err})
+		return build(lookup, &fileInput{source: printable(path), readErr: err})
 	}
-	return build(lookup, &fileInput{source: path, data: data})
+	return build(lookup, &fileInput{source: printable(path), data: data})
 }
 
 // Parse validates yamlData as the YAML file's content, with lookup giving the
@@ -186,7 +186,7 @@ func Parse(yamlData []byte, source string, lookup LookupFunc) (*Config, error) {
 	if source == "" {
 		source = "config"
 	}
-	return build(lookup, &fileInput{source: source, data: yamlData})
+	return build(lookup, &fileInput{source: printable(source), data: yamlData})
 }
 
 // readFile reads at most MaxFileSize+1 bytes of a regular file, so that a

@@ -419,28 +419,24 @@ x-defaults: &defaults
 	}
 	wantErrors(t, err, `unknown top-level key "x-defaults"`)
 
+	// An alias of a single value is fine; merge keys are refused
+	// (TestMergeKeysRefused).
 	cfg, err = Parse([]byte(`
 clients:
-  - &first
-    name: a
-    base_url: https://api.example.com
+  - name: a
+    base_url: &u "https://b.example.com"
     daily_limit: 12
     client_secret_id: cs-a
     token_secret_id: tok-a
-  - <<: *first
-    name: b
-    client_secret_id: cs-b
-    token_secret_id: tok-b
-    base_url: &u "https://b.example.com"
   - {name: c, base_url: *u, client_secret_id: cs-c, token_secret_id: tok-c, daily_limit: "7"}
 `), "f.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := cfg.Client("b")
+	a, _ := cfg.Client("a")
 	c, _ := cfg.Client("c")
-	if b.DailyLimit != 12 || b.BaseURL != "https://b.example.com" || b.ClientSecretID != "cs-b" || c.BaseURL != "https://b.example.com" || c.DailyLimit != 7 {
-		t.Errorf("b = %+v, c = %+v", b, c)
+	if a.DailyLimit != 12 || a.BaseURL != "https://b.example.com" || c.BaseURL != "https://b.example.com" || c.DailyLimit != 7 {
+		t.Errorf("a = %+v, c = %+v", a, c)
 	}
 }
 

@@ -45,11 +45,32 @@ func (e *Error) Error() string {
 // cannot be read.
 func (e *Error) Unwrap() error { return e.Err }
 
+// MaxProblems bounds the problems a Load or Parse lists; the rest are
+// counted in one last problem. An operator fixes a few dozen at a time, and a
+// hostile file could otherwise produce millions.
+const MaxProblems = 50
+
 // problems collects every problem of one build, together with the literal
 // client secrets seen, so that the final scrub can remove them.
 type problems struct {
 	list    []*Error
+	more    int // problems past MaxProblems, counted only
 	secrets []string
+	given   map[string]bool // keys of the problems given once per build
+}
+
+// once records a problem only the first time key is given: a refused
+// construct is explained once, however often a file uses it.
+func (p *problems) once(key string, l location, msg string) {
+	if p.given[key] {
+		return
+	}
+	if p.given == nil {
+		p.given = map[string]bool{}
+	}
+	p.given[key] = true
+	// Past the cap too: a refused construct can be why the rest is wrong.
+	p.list = append(p.list, &Error{Source: l.source, Line: l.line, Client: l.client, Entry: l.entry, Field: l.field, Msg: msg})
 }
 
 // bad records a problem about l.field; the message starts with the field's
@@ -64,6 +85,10 @@ func (p *problems) bad(l location, cause error, format string, args ...any) {
 
 // add records a problem whose message is complete as it is.
 func (p *problems) add(l location, cause error, msg string) {
+	if len(p.list) >= MaxProblems {
+		p.more++
+		return
+	}
 	p.list = append(p.list, &Error{
 		Source: l.source, Line: l.line, Client: l.client, Entry: l.entry,
 		Field: l.field, Msg: msg, Err: cause,
@@ -128,6 +153,9 @@ func (p *problems) err() error {
 			}
 		}
 		errs[i] = e
+	}
+	if p.more > 0 {
+		errs = append(errs, &Error{Msg: fmt.Sprintf("and %d more problems; fix these first", p.more)})
 	}
 	return errors.Join(errs...)
 }

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/robfig/cron/v3"
 
@@ -32,6 +35,19 @@ func quote(s string) string {
 		s = s[:maxEcho] + "..."
 	}
 	return strconv.Quote(s)
+}
+
+// printable returns s as it is when every character of it prints, and
+// quoted with escapes otherwise: names and paths chosen by whoever sets the
+// environment must not reach a terminal or a log with control or invisible
+// characters that could clear a screen or forge a line.
+func printable(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -236,19 +252,34 @@ func seconds(d time.Duration) string {
 	return d.String()
 }
 
-// checkHTTPAddr validates a listen address of the form [HOST]:PORT.
+// checkHTTPAddr validates a listen address of the form [HOST]:PORT: HOST is
+// empty (every interface), an IP address or a host name; PORT is 0..65535 in
+// decimal digits, 0 asking the kernel for a free port (the daemon logs the
+// port bound). net.Listen would refuse most of the rest only at start-up of
+// the daemon, after `check` had called the configuration valid.
 func checkHTTPAddr(p *problems, l location, s string) bool {
-	_, port, err := net.SplitHostPort(s)
-	if err == nil {
-		var n int
-		n, err = strconv.Atoi(port)
-		if err == nil && (n < 0 || n > 65535) {
-			err = errors.New("port out of range")
-		}
-	}
-	if err != nil {
-		p.bad(l, nil, "%s is not a listen address; want [HOST]:PORT such as \":9090\" or \"127.0.0.1:9090\", or set it empty to disable the listener", quote(s))
+	host, port, err := net.SplitHostPort(s)
+	n, perr := strconv.ParseUint(port, 10, 16)
+	if err != nil || perr != nil || len(port) > 5 || strings.Trim(port, "0123456789") != "" || n > 65535 || !isHost(host) {
+		p.bad(l, nil, "%s is not a listen address; want [HOST]:PORT with a port of 0..65535, such as \":9090\" or \"127.0.0.1:9090\", or set it empty to disable the listener", quote(s))
 		return false
+	}
+	return true
+}
+
+// isHost reports whether s is empty, an IP address (with a zone, for a
+// link-local IPv6 address) or a host name.
+func isHost(s string) bool {
+	if _, err := netip.ParseAddr(s); err == nil || s == "" {
+		return true
+	}
+	if len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || strings.Trim(strings.ToLower(label), "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return false
+		}
 	}
 	return true
 }

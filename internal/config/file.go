@@ -22,7 +22,7 @@ import (
 func fileClients(f *fileInput, env *envDefaults, p *problems) (cands []*candidate) {
 	at := location{source: f.source}
 	if f.readErr != nil {
-		p.bad(at.with(EnvConfig, 0), f.readErr, "names a file that cannot be read: %s", f.readErr)
+		p.bad(at.with(EnvConfig, 0), f.readErr, "names a file that cannot be read: %s", printable(f.readErr.Error()))
 		return nil
 	}
 	if len(f.data) > MaxFileSize {
@@ -43,7 +43,7 @@ func fileClients(f *fileInput, env *envDefaults, p *problems) (cands []*candidat
 	if !ok {
 		return nil
 	}
-	doc := resolve(root.Content[0])
+	doc := resolve(p, at, root.Content[0])
 	var list *yaml.Node
 	switch {
 	case isNull(doc):
@@ -57,10 +57,12 @@ func fileClients(f *fileInput, env *envDefaults, p *problems) (cands []*candidat
 				p.add(at.with("", kv.keyLine), nil, fmt.Sprintf("unknown top-level key %s; the only allowed key is clients%s", quote(kv.key), didYouMean(kv.key, []string{"clients"})))
 				continue
 			}
-			list = resolve(kv.val)
+			list = resolve(p, at, kv.val)
 		}
 	}
 	switch {
+	case list != nil && list.Kind == 0: // an alias of a collection, already reported
+		return nil
 	case list == nil || isNull(list):
 		p.add(at.with("clients", 0), ErrNoClients, "the file lists no clients; list at least one under a top-level clients: key")
 		return nil
@@ -75,8 +77,10 @@ func fileClients(f *fileInput, env *envDefaults, p *problems) (cands []*candidat
 	for i, item := range list.Content {
 		l := at
 		l.line, l.entry = item.Line, i+1
-		n := resolve(item)
+		n := resolve(p, at, item)
 		switch {
+		case n.Kind == 0: // already reported
+			continue
 		case isNull(n):
 			p.add(l, nil, "the entry is empty; each client needs at least a name (keys: "+clientKeys+")")
 			continue
@@ -133,51 +137,25 @@ type keyValue struct {
 	val     *yaml.Node
 }
 
-// mapping returns the keys of the mapping n in order, with merge keys
-// ("<<: *anchor") applied: keys given in n win over merged ones, and earlier
-// merged mappings over later ones, as YAML's merge key type says. A key given
-// twice in one mapping is reported, since which of the two counts would be a
-// guess; so is a key that is not a plain scalar. An anchor may be merged
-// into itself (&a {<<: *a}), which yaml.v3 accepts as a cycle of nodes, so
-// the walk remembers the mappings it is inside and refuses to re-enter one.
-//
-// Merges are expanded, so a file of a few lines could merge lists of
-// aliases into each other until the expansion is exponential (the "billion
-// laughs" of merge keys); a budget of visited keys per mapping bounds that.
+// mapping returns the keys of the mapping n in order. A key given twice is
+// reported, since which of the two counts would be a guess; so is a key that
+// is not a plain scalar. Merge keys (<<) are refused, once per file: a merge
+// copies keys from elsewhere, so an entry no longer says what it sets, and
+// merges of merges let a file of a few kilobytes cost minutes to expand.
 func mapping(p *problems, at location, n *yaml.Node) []keyValue {
-	budget := maxMergedKeys
-	return mappingIn(p, at, n, map[*yaml.Node]bool{}, &budget)
-}
-
-// maxMergedKeys bounds the keys one mapping may expand to through merges;
-// a real client entry has about ten.
-const maxMergedKeys = 10000
-
-func mappingIn(p *problems, at location, n *yaml.Node, inside map[*yaml.Node]bool, budget *int) []keyValue {
-	if inside[n] {
-		p.add(at.with("", n.Line), nil, "a merge key (<<) merges a mapping into itself")
-		return nil
-	}
-	if *budget -= len(n.Content) / 2; *budget < 0 {
-		if *budget+len(n.Content)/2 >= 0 {
-			p.add(at.with("", n.Line), nil, "merge keys (<<) expand this mapping to too many keys")
-		}
-		return nil
-	}
-	inside[n] = true
-	defer delete(inside, n)
-	var own, merged []keyValue
+	var out []keyValue
 	first := map[string]int{}
-	var merges []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		kr := resolve(k)
+		kr := resolve(p, at, k)
 		switch {
+		case kr.Kind == 0:
+			continue
 		case kr.Kind != yaml.ScalarNode:
 			p.add(at.with("", k.Line), nil, "expected a plain key, found "+shape(kr))
 			continue
 		case kr.ShortTag() == "!!merge":
-			merges = append(merges, v)
+			p.once("merge", at.with("", k.Line), "merge keys (<<) are not supported: write each setting in the client's own entry, or set a default for every entry in the environment (such as "+EnvBaseURL+")")
 			continue
 		}
 		if line, dup := first[kr.Value]; dup {
@@ -185,37 +163,9 @@ func mappingIn(p *problems, at location, n *yaml.Node, inside map[*yaml.Node]boo
 			continue
 		}
 		first[kr.Value] = k.Line
-		own = append(own, keyValue{kr.Value, k.Line, v})
+		out = append(out, keyValue{kr.Value, k.Line, v})
 	}
-	seen := map[string]bool{}
-	for _, kv := range own {
-		seen[kv.key] = true
-	}
-	addMerged := func(m *yaml.Node) {
-		for _, kv := range mappingIn(p, at, m, inside, budget) {
-			if !seen[kv.key] {
-				seen[kv.key] = true
-				merged = append(merged, kv)
-			}
-		}
-	}
-	for _, m := range merges {
-		switch m = resolve(m); m.Kind {
-		case yaml.MappingNode:
-			addMerged(m)
-		case yaml.SequenceNode:
-			for _, item := range m.Content {
-				if item = resolve(item); item.Kind == yaml.MappingNode {
-					addMerged(item)
-				} else {
-					p.add(at.with("", item.Line), nil, "a merge key (<<) takes a mapping or a list of mappings, not "+shape(item))
-				}
-			}
-		default:
-			p.add(at.with("", m.Line), nil, "a merge key (<<) takes a mapping or a list of mappings, not "+shape(m))
-		}
-	}
-	return append(own, merged...)
+	return out
 }
 
 // shape names the YAML shape of n for messages, without its value.
@@ -259,13 +209,26 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// resolve follows aliases (*name) to the node they stand for. The depth
-// bound is belt and braces: yaml.v3 already refuses recursive anchors.
-func resolve(n *yaml.Node) *yaml.Node {
-	for i := 0; i < 32 && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
-		n = n.Alias
+// resolve follows an alias (*name) to the value it stands for. Only a single
+// value may be aliased: an alias of a mapping or a list is refused, once per
+// file, and resolves to an empty node (Kind 0) that callers skip. Otherwise a
+// file of a hundred kilobytes could list an alias of a mapping with ten
+// thousand keys ten thousand times, and its walk would cost each key once
+// per alias. With this rule the walk is linear in the file's size.
+func resolve(p *problems, at location, n *yaml.Node) *yaml.Node {
+	if n.Kind != yaml.AliasNode {
+		return n
 	}
-	return n
+	t := n.Alias
+	if t == nil || t.Kind != yaml.ScalarNode {
+		what := "nothing"
+		if t != nil {
+			what = shape(t)
+		}
+		p.once("alias", at.with("", n.Line), fmt.Sprintf("an alias (*%s) stands for %s; an alias may stand only for a single value, such as a URL", n.Value, what))
+		return &yaml.Node{}
+	}
+	return t
 }
 
 func isNull(n *yaml.Node) bool {
@@ -283,7 +246,7 @@ type rawField struct {
 
 func scalar(p *problems, l location, key string, n *yaml.Node) rawField {
 	line := n.Line
-	n = resolve(n)
+	n = resolve(p, l, n)
 	switch {
 	case n.Kind == 0 || isNull(n):
 		return rawField{}

@@ -12,9 +12,10 @@ type Warning struct {
 	Suggestion string // the known variable it is probably a typo of; "" when none is close
 }
 
-// String renders the warning as one line.
+// String renders the warning as one line, the name escaped if it holds
+// characters that do not print.
 func (w Warning) String() string {
-	msg := "unknown environment variable " + w.Name + " is ignored"
+	msg := "unknown environment variable " + printable(w.Name) + " is ignored"
 	if w.Suggestion != "" {
 		msg += "; did you mean " + w.Suggestion + "?"
 	}
