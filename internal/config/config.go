@@ -4,44 +4,23 @@
 // common case of one Clear client secret and one token secret. An operator who
 // rotates tokens for several clients points ROTATOR_CONFIG at a YAML file with
 // a clients: list instead; the per-client environment variables then only give
-// defaults for whatever an entry leaves out. The variable and key names below
-// are the operator contract, so they must not change:
+// defaults for whatever an entry leaves out. Settings is the table of every
+// variable and key, which are the operator contract: the environment path, the
+// YAML path, the help texts and the README's table all come from it.
 //
-//	CLEAR_BASE_URL            base_url            Clear API base URL; https, or http only for loopback hosts
-//	CLEAR_CLIENT_SECRET       client_secret       the client secret itself (for development)
-//	CLEAR_CLIENT_SECRET_ID    client_secret_id    or the Secrets Manager name/ARN of a secret holding it
-//	CLEAR_CLIENT_SECRET_2     client_secret_2     optional second API client's secret itself
-//	CLEAR_CLIENT_SECRET_ID_2  client_secret_id_2  or the Secrets Manager name/ARN of a secret holding it
-//	ROTATOR_TOKEN_SECRET_ID   token_secret_id     Secrets Manager name/ARN where the token is kept
-//	ROTATOR_DAILY_LIMIT       daily_limit         requests per client secret per UTC day, 1..250, default 48
-//	ROTATOR_RENEW_BEFORE      renew_before        renew when this much validity is left; default a third of the lifetime
-//	ROTATOR_MAX_AGE           max_age             rotate never-expiring tokens this old (at least 1m); default never
-//	ROTATOR_CONFIG                                path of the YAML file (a regular file)
-//	ROTATOR_SCHEDULE                              cron spec for the daemon, default "@every 5m"; must fire
-//	ROTATOR_HTTP_ADDR                             ops listener, default ":9090"; set but empty disables it
-//	ROTATOR_SHUTDOWN_GRACE                        default timing.Lease(CLEAR_TIMEOUT); at least CLEAR_TIMEOUT+30s
-//	CLEAR_TIMEOUT                                 one Clear request, default 30s, 1s..120s
-//	LOG_LEVEL, LOG_FORMAT                         debug/info/warn/error; text/json (default: text on a terminal)
-//	NO_COLOR                                      any non-empty value: no colour in text logs
+// Variables are read through a LookupFunc, like os.LookupEnv, because
+// ROTATOR_HTTP_ADDR has to tell "set but empty" (disable the listener) from
+// "unset" (use the default). For every other variable an empty value means
+// unset, which is what shells and container runtimes produce when a template
+// variable is missing. Values are trimmed of surrounding white space: a
+// trailing newline copied from a file would otherwise surface as a baffling
+// authentication failure much later.
 //
-// The table Settings describes the same settings for code: the environment
-// path, the YAML path, the unknown-variable warnings (Unknown) and the help
-// texts all read it.
-//
-// Variables are read through a LookupFunc rather than a getenv-style function
-// because ROTATOR_HTTP_ADDR has to tell "set but empty" (disable the listener)
-// from "unset" (use the default); os.LookupEnv fits directly. For every other
-// variable an empty value means unset, which is what shells and container
-// runtimes produce when a template variable is missing. Values are trimmed of
-// surrounding white space, because a trailing newline copied from a file is a
-// common mistake that would otherwise surface as a baffling authentication
-// failure much later.
-//
-// Validation reports every problem at once, each as a *Error joined with
-// errors.Join, so that an operator fixes the whole configuration in one go
-// rather than one restart per mistake. No message ever contains a client
-// secret: literal secrets are never echoed, and as a safety net every message
-// is scrubbed of the literal secrets found in the configuration.
+// Validation reports every problem at once (up to MaxProblems), each as an
+// *Error joined with errors.Join, so that an operator fixes the whole
+// configuration in one go. No message ever contains a client secret: literal
+// secrets are never echoed, and as a safety net every message is scrubbed of
+// the literal secrets found in the configuration.
 package config
 
 import (
@@ -52,10 +31,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // Limits and defaults. They are exported so that help texts and other
@@ -90,7 +71,7 @@ const (
 	SourceEnvironment = "environment"
 )
 
-// Environment variable names; see the package documentation.
+// Environment variable names; Settings says what each one does.
 const (
 	EnvBaseURL        = "CLEAR_BASE_URL"
 	EnvClientSecret   = "CLEAR_CLIENT_SECRET"
@@ -166,7 +147,11 @@ func (c *Config) Client(name string) (Client, bool) {
 // the environment when the file cannot be read, so that nothing is hidden
 // behind the first mistake.
 func Load(lookup LookupFunc) (*Config, error) {
-	path, _ := get(lookup, EnvConfig)
+	var path string
+	if lookup != nil {
+		path, _ = lookup(EnvConfig)
+		path = strings.TrimSpace(path)
+	}
 	if path == "" {
 		return build(lookup, nil)
 	}
@@ -253,7 +238,10 @@ func build(lookup LookupFunc, file *fileInput) (*Config, error) {
 
 	var cands []*candidate
 	if file == nil {
-		cands = envClient(env, &p)
+		c := &candidate{loc: location{source: SourceEnvironment}, nameOK: true}
+		c.client.Name = DefaultClientName
+		c.assemble(&p, nil, env)
+		cands = []*candidate{c}
 	} else {
 		cfg.Source = file.source
 		cands = fileClients(file, env, &p)
@@ -268,6 +256,69 @@ func build(lookup LookupFunc, file *fileInput) (*Config, error) {
 		cfg.Clients[i] = c.client
 	}
 	return cfg, nil
+}
+
+// parseEnv validates every variable that is set, in both modes, and fills in
+// cfg's global settings; it returns the values by variable, for the clients.
+// An invalid default is an error even if every entry of a file overrides it,
+// because the operator evidently meant something by it.
+func parseEnv(lookup LookupFunc, p *problems, cfg *Config) map[string]value {
+	vals := map[string]value{}
+	for i := range Settings {
+		s := &Settings[i]
+		var raw string
+		set := false
+		if lookup != nil {
+			raw, set = lookup(s.Env)
+		}
+		v := strings.TrimSpace(raw)
+		if s.Secret {
+			p.secret(v)
+		}
+		if s.parse != nil && (v != "" || set && s.KeepEmpty) {
+			l := location{source: SourceEnvironment, field: s.Env}
+			x, ok := s.parse(p, l, v)
+			vals[s.Env] = value{x, ok, l}
+		}
+		if s.config == nil {
+			continue
+		}
+		if x, ok := vals[s.Env]; ok && x.ok {
+			s.config(cfg, x.v)
+		} else if s.Default != nil {
+			s.config(cfg, s.Default)
+		}
+	}
+	for _, g := range groups() {
+		var given []*Setting
+		for _, s := range g {
+			if _, ok := vals[s.Env]; ok {
+				given = append(given, s)
+			}
+		}
+		if len(given) > 1 {
+			p.add(vals[given[0].Env].loc, nil, given[0].Env+" and "+given[1].Env+" are both set; set exactly one")
+			for _, s := range given {
+				vals[s.Env] = value{loc: vals[s.Env].loc} // used by no client
+			}
+		}
+	}
+	checkGrace(p, cfg, vals[EnvShutdownGrace])
+	return vals
+}
+
+// checkGrace applies the rule between the shutdown grace and the Clear
+// timeout: a SIGTERM must leave time for a request already sent and the write
+// of its answer, or a token that Clear has issued (revoking the ERP's) is lost.
+func checkGrace(p *problems, cfg *Config, grace value) {
+	least := timing.MinShutdownGrace(cfg.ClearTimeout)
+	switch {
+	case !grace.ok:
+		cfg.ShutdownGrace = timing.Lease(cfg.ClearTimeout)
+	case cfg.ShutdownGrace < least:
+		p.bad(grace.loc, nil, "%s is below %s (%s %s plus %s to store the token): stopping a rotation sooner could lose a token that Clear has issued, and with it the token in use; leave it unset for the default %s",
+			cfg.ShutdownGrace, least, EnvClearTimeout, cfg.ClearTimeout, timing.WriteWindow, timing.Lease(cfg.ClearTimeout))
+	}
 }
 
 // ErrNoClients is the cause, for errors.Is, of the problem that a YAML file

@@ -485,7 +485,7 @@ func TestYAMLErrors(t *testing.T) {
 			"  - {name: a, base_url: 'http://api.example.com', client_secret_id: x, token_secret_id: y}\n", nil,
 			[]string{`client "a": base_url is invalid`, "http is allowed only for loopback"}},
 		{"missing secret", "clients:\n  - {name: a, base_url: https://a.example.com, token_secret_id: y}\n", nil,
-			[]string{`client "a": needs a client_secret_id`}},
+			[]string{`client "a": needs a client_secret or a client_secret_id; set one in the entry`}},
 		{"both secrets", "clients:\n  - {name: a, base_url: https://a.example.com, client_secret: " + secretA + ", client_secret_id: x, token_secret_id: y}\n", nil,
 			[]string{`client "a": client_secret and client_secret_id are both set; set exactly one`}},
 		{"empty secret", "clients:\n  - {name: a, base_url: https://a.example.com, client_secret: '', token_secret_id: y}\n", nil,

@@ -133,25 +133,31 @@ func checkClientSecret(p *problems, l location, s string) (clear.ClientSecret, b
 	return clear.NewClientSecret(s), true
 }
 
-// checkSecretID validates a Secrets Manager secret name or ARN. echo says
-// whether the value may be quoted; see parseSecretID.
-func checkSecretID(p *problems, l location, s string, echo bool) (secretRef, bool) {
+// checkClientSecretID validates the id of a client secret's secret without
+// echoing it: an operator who confused the two fields would have pasted the
+// client secret itself, so an invalid id is also scrubbed as if it were one.
+// Valid ids are not scrubbed: an id such as "token" would blank that word in
+// every message.
+func checkClientSecretID(p *problems, l location, s string) (secretRef, bool) {
+	ref, err := parseSecretID(s)
+	switch {
+	case err == nil:
+		return ref, true
+	case s == "":
+		p.bad(l, nil, "%s", err)
+	default:
+		p.secret(s)
+		p.bad(l, nil, "%s (the value is not shown in case it is a secret)", err)
+	}
+	return ref, false
+}
+
+// checkTokenSecretID validates the id of the token's secret, which may be
+// quoted.
+func checkTokenSecretID(p *problems, l location, s string) (secretRef, bool) {
 	ref, err := parseSecretID(s)
 	if err != nil {
-		if !echo {
-			// An invalid client_secret_id may well be the client secret
-			// itself, so the scrub treats it as one. Valid ids are not
-			// added: an id such as "token" would blank that word in
-			// every message.
-			p.secret(s)
-		}
-		if echo {
-			p.bad(l, nil, "%s %s", quote(s), err)
-		} else if s == "" {
-			p.bad(l, nil, "%s", err)
-		} else {
-			p.bad(l, nil, "%s (the value is not shown in case it is a secret)", err)
-		}
+		p.bad(l, nil, "%s %s", quote(s), err)
 		return ref, false
 	}
 	return ref, true
@@ -199,6 +205,16 @@ const (
 	MaxRenewBefore = 366 * 24 * time.Hour
 	MaxMaxAge      = 10 * 366 * 24 * time.Hour
 )
+
+// checkPositive validates a duration greater than zero.
+func checkPositive(p *problems, l location, s string) (time.Duration, bool) {
+	return checkDuration(p, l, s, 0, 0)
+}
+
+// checkClearTimeout validates CLEAR_TIMEOUT.
+func checkClearTimeout(p *problems, l location, s string) (time.Duration, bool) {
+	return checkDuration(p, l, s, MinClearTimeout, MaxClearTimeout)
+}
 
 // checkRenewBefore validates renew_before: more than zero and at most a year.
 func checkRenewBefore(p *problems, l location, s string) (time.Duration, bool) {
@@ -257,14 +273,17 @@ func seconds(d time.Duration) string {
 // decimal digits, 0 asking the kernel for a free port (the daemon logs the
 // port bound). net.Listen would refuse most of the rest only at start-up of
 // the daemon, after `check` had called the configuration valid.
-func checkHTTPAddr(p *problems, l location, s string) bool {
+func checkHTTPAddr(p *problems, l location, s string) (string, bool) {
+	if s == "" {
+		return "", true // set but empty: no listener
+	}
 	host, port, err := net.SplitHostPort(s)
 	n, perr := strconv.ParseUint(port, 10, 16)
 	if err != nil || perr != nil || len(port) > 5 || strings.Trim(port, "0123456789") != "" || n > 65535 || !isHost(host) {
 		p.bad(l, nil, "%s is not a listen address; want [HOST]:PORT with a port of 0..65535, such as \":9090\" or \"127.0.0.1:9090\", or set it empty to disable the listener", quote(s))
-		return false
+		return "", false
 	}
-	return true
+	return s, true
 }
 
 // isHost reports whether s is empty, an IP address (with a zone, for a
@@ -332,10 +351,10 @@ func parseSchedule(spec string, now time.Time) (sched cron.Schedule, err error) 
 	return sched, nil
 }
 
-func checkSchedule(p *problems, l location, s string) bool {
+func checkSchedule(p *problems, l location, s string) (string, bool) {
 	if _, err := ParseSchedule(s); err != nil {
 		p.bad(l, err, "%s is not a valid schedule: %s; use a cron spec with 5 fields, or 6 with leading seconds, or a descriptor such as \"@every 5m\" or \"@hourly\"", quote(s), clear.Sanitize(err.Error()))
-		return false
+		return "", false
 	}
-	return true
+	return s, true
 }

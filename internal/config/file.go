@@ -19,7 +19,7 @@ import (
 
 // fileClients validates the YAML file and returns its clients, with the
 // environment's settings filling in what entries omit.
-func fileClients(f *fileInput, env *envDefaults, p *problems) (cands []*candidate) {
+func fileClients(f *fileInput, env map[string]value, p *problems) (cands []*candidate) {
 	at := location{source: f.source}
 	if f.readErr != nil {
 		p.bad(at.with(EnvConfig, 0), f.readErr, "names a file that cannot be read: %s", printable(f.readErr.Error()))
@@ -235,136 +235,49 @@ func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-// rawField is one key of an entry before validation. A null value ("key:" or
-// "key: ~") counts as absent, so that the environment's default applies.
-type rawField struct {
-	v       string
-	line    int
-	present bool
-	ok      bool // false when its shape was wrong, which is already reported
-}
-
-func scalar(p *problems, l location, key string, n *yaml.Node) rawField {
+// scalar reads the value of key as a single value; see given.
+func scalar(p *problems, l location, key string, n *yaml.Node) (given, bool) {
 	line := n.Line
 	n = resolve(p, l, n)
 	switch {
 	case n.Kind == 0 || isNull(n):
-		return rawField{}
+		return given{}, false
 	case n.Kind == yaml.ScalarNode:
-		return rawField{v: strings.TrimSpace(n.Value), line: line, present: true, ok: true}
+		return given{strings.TrimSpace(n.Value), line, true}, true
 	case n.Kind == yaml.SequenceNode:
 		p.bad(l.with(key, line), nil, "must be a single value, not a list")
-	case n.Kind == yaml.MappingNode:
-		p.bad(l.with(key, line), nil, "must be a single value, not a mapping")
 	default:
-		p.bad(l.with(key, line), nil, "must be a single value")
+		p.bad(l.with(key, line), nil, "must be a single value, not a mapping")
 	}
-	return rawField{line: line, present: true}
+	return given{line: line}, true
+}
+
+// scalarOf reads key of an entry, if the entry has it.
+func scalarOf(p *problems, l location, key string, fields map[string]*yaml.Node) (given, bool) {
+	if n := fields[key]; n != nil {
+		return scalar(p, l, key, n)
+	}
+	return given{}, false
 }
 
 // fileEntry validates one entry of the clients list, given its keys.
-func fileEntry(fields map[string]*yaml.Node, l location, env *envDefaults, p *problems) *candidate {
+func fileEntry(fields map[string]*yaml.Node, l location, env map[string]value, p *problems) *candidate {
 	c := &candidate{loc: l}
-	raw := func(key string) rawField {
-		n := fields[key]
-		if n == nil {
-			return rawField{}
-		}
-		return scalar(p, c.loc, key, n)
-	}
-
 	// The name comes first so that every later message can say which client.
-	switch name := raw("name"); {
-	case !name.present:
+	switch name, ok := scalarOf(p, l, "name", fields); {
+	case !ok:
 		p.bad(l.with("name", 0), nil, "is missing; every client in a file needs a unique name (1 to 64 characters from A-Z a-z 0-9 . _ -)")
-	case name.ok && checkName(p, l.with("name", name.line), name.v):
+	case name.shape && checkName(p, l.with("name", name.line), name.v):
 		c.client.Name = name.v
 		c.nameOK, c.nameLine = true, name.line
 		c.loc.client = name.v
 	}
-	l = c.loc
-	inherited := func(key, env string) location { return l.with(key+" (from "+env+")", 0) }
-
-	c.client.DailyLimit = DefaultDailyLimit
-	for _, st := range valueSettings() {
-		e := env.values[st.Key]
-		switch r := raw(st.Key); {
-		case r.present:
-			if !r.ok {
-				break
-			}
-			fl := l.with(st.Key, r.line)
-			if v, ok := st.parse(p, fl, r.v); ok {
-				st.set(&c.client, v)
-				c.setLoc(st.Key, fl)
-			}
-		case e.set:
-			if e.ok { // an invalid default is already reported
-				st.set(&c.client, e.v)
-				c.setLoc(st.Key, inherited(st.Key, st.Env))
-			}
-		case st.missing != "":
-			p.bad(l.with(st.Key, 0), nil, "is missing; set it in the entry, or set %s as a default for all entries", st.Env)
+	entry := map[string]given{}
+	for _, key := range clientKeyList()[1:] {
+		if g, ok := scalarOf(p, c.loc, key, fields); ok {
+			entry[key] = g
 		}
 	}
-
-	// Each API client slot takes a literal or an id from the entry, or, as
-	// a pair, whatever the environment gives for that slot.
-	for i, sv := range slotVars {
-		cs, csid := raw(sv.litKey), raw(sv.idKey)
-		slot := env.secrets[i]
-		switch {
-		case cs.present && csid.present:
-			p.secret(cs.v)
-			p.bad(l.with(sv.litKey, cs.line), nil, "and %s are both set; set exactly one", sv.idKey)
-		case cs.present:
-			if !cs.ok {
-				break
-			}
-			sl := l.with(sv.litKey, cs.line)
-			if s, ok := checkClientSecret(p, sl, cs.v); ok {
-				c.useLiteral(i, s, sl)
-			}
-		case csid.present:
-			if !csid.ok {
-				break
-			}
-			il := l.with(sv.idKey, csid.line)
-			if ref, ok := checkSecretID(p, il, csid.v, false); ok {
-				c.useID(i, ref, il)
-			}
-		case slot.set:
-			switch {
-			case !slot.ok: // already reported
-			case !slot.literal.IsZero():
-				c.useLiteral(i, slot.literal, inherited(sv.litKey, sv.lit))
-			default:
-				c.useID(i, slot.id, inherited(sv.idKey, sv.id))
-			}
-		case i == 0:
-			p.add(l.with("client_secret", 0), nil, "needs a client_secret_id (the Secrets Manager secret holding the Clear client secret) or a client_secret; set one in the entry, or "+
-				EnvClientSecretID+" or "+EnvClientSecret+" as a default for all entries")
-		}
-	}
-
-	switch r := raw("token_secret_id"); {
-	case r.present:
-		if !r.ok {
-			break
-		}
-		tl := l.with("token_secret_id", r.line)
-		if ref, ok := checkSecretID(p, tl, r.v, true); ok {
-			c.client.TokenSecretID = ref.raw
-			c.tokenUse = &idUse{ref: ref, loc: tl, owner: c, token: true}
-		}
-	case env.token.set:
-		if env.token.ok {
-			c.client.TokenSecretID = env.token.v.raw
-			c.tokenUse = &idUse{ref: env.token.v, loc: inherited("token_secret_id", EnvTokenSecretID), owner: c, token: true}
-		}
-	default:
-		p.bad(l.with("token_secret_id", 0), nil, "is missing; set it in the entry to the Secrets Manager name or ARN where this client's token is kept")
-	}
-	c.checkBudget(p)
+	c.assemble(p, entry, env)
 	return c
 }
