@@ -95,7 +95,7 @@ func clientID(f func(*Client) *string) func(*Client, any) {
 var Settings = []Setting{
 	{Env: EnvBaseURL, Key: "base_url", Kind: "URL", Limits: "https://HOST[/PATH]; http:// only for loopback hosts",
 		Help:     "Clear API base URL",
-		Notes:    "India sandbox `https://api-sandbox.clear.in`, production `https://api.clear.in`; other regions (KSA, EU): the full base URL; `http://` only for tests and the local demo",
+		Notes:    "India sandbox `https://api-sandbox.clear.in`, production `https://api.clear.in`; other regions (KSA, EU): the full base URL",
 		Required: "it must be the Clear API base URL (https://HOST[/PATH])",
 		parse:    parser(checkBaseURL), client: clientField(func(c *Client) *string { return &c.BaseURL })},
 	{Env: EnvClientSecret, Key: "client_secret", Kind: "secret", Group: "client_secret", Secret: true,
