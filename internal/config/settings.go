@@ -2,8 +2,8 @@ package config
 
 import (
 	"fmt"
-	"sort"
 	"log/slog"
+	"sort"
 	"strings"
 	"time"
 
