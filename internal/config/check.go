@@ -6,10 +6,11 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 )
 
-// idUse is one Secrets Manager id in one role.
+// idUse is one client secret or Secrets Manager id in one role; loc.field is
+// the name to show, e.g. "token_secret_id (from ROTATOR_TOKEN_SECRET_ID)".
 type idUse struct {
 	ref   secretRef
-	loc   location // loc.field is the name to show, e.g. "token_secret_id (from ROTATOR_TOKEN_SECRET_ID)"
+	loc   location
 	owner *candidate
 	token bool // the token's secret rather than the client secret's
 }
@@ -38,11 +39,7 @@ func crossCheck(cands []*candidate, p *problems) {
 	// one API client, and each rotation would revoke the token just stored.
 	// Ids are indexed by every name they may stand for, so that the check
 	// stays linear however many clients a file lists.
-	type litUse struct {
-		owner *candidate
-		loc   location
-	}
-	literals := map[string]litUse{}
+	literals := map[string]*idUse{}
 	index := map[string][]*idUse{}
 	for _, c := range cands {
 		for i := range Settings {
@@ -53,12 +50,11 @@ func crossCheck(cands []*candidate, p *problems) {
 			}
 			switch x := v.v.(type) {
 			case clear.ClientSecret:
-				l := v.loc
 				if first, dup := literals[x.Reveal()]; dup {
-					p.add(fieldOnly(l), nil, sameLiteral(l, c, first.loc, first.owner))
-					continue
+					p.add(fieldOnly(v.loc), nil, sameLiteral(v.loc, c, first))
+				} else {
+					literals[x.Reveal()] = &idUse{loc: v.loc, owner: c}
 				}
-				literals[x.Reveal()] = litUse{c, l}
 			case secretRef:
 				checkID(p, index, &idUse{ref: x, loc: v.loc, owner: c, token: s.Env == EnvTokenSecretID})
 			}
@@ -67,13 +63,13 @@ func crossCheck(cands []*candidate, p *problems) {
 }
 
 // sameLiteral explains why the literal client secret at l is refused.
-func sameLiteral(l location, c *candidate, first location, owner *candidate) string {
-	if owner == c {
+func sameLiteral(l location, c *candidate, first *idUse) string {
+	if first.owner == c {
 		return fmt.Sprintf("%s is the same client secret as this client's %s (value not shown); the second API client must have its own client secret, or each rotation would revoke the token just stored",
-			l.field, first.field)
+			l.field, first.loc.field)
 	}
 	return fmt.Sprintf("%s is the same client secret as %s's %s (value not shown); each would revoke the other's token, so give every client its own client secret",
-		l.field, owner.label(), first.field)
+		l.field, first.owner.label(), first.loc.field)
 }
 
 // checkID reports u against the uses indexed before it that may name the

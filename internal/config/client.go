@@ -38,6 +38,9 @@ type candidate struct {
 func (c *candidate) assemble(p *problems, entry map[string]given, env map[string]value) {
 	c.vals = map[string]value{}
 	for _, g := range groups() {
+		if g[0].Scope != PerClient {
+			continue
+		}
 		var own []*Setting
 		for _, s := range g {
 			if _, ok := entry[s.Key]; ok {
@@ -65,13 +68,12 @@ func (c *candidate) assemble(p *problems, entry map[string]given, env map[string
 			c.inherit(p, g, entry != nil, env)
 		}
 	}
-	for _, g := range groups() {
-		for _, s := range g {
-			if v, ok := c.vals[s.Key]; ok {
-				s.client(&c.client, v.v)
-			} else if s.Default != nil {
-				s.client(&c.client, s.Default)
-			}
+	for i := range Settings {
+		s := &Settings[i]
+		if v, ok := c.vals[s.Key]; ok && s.Scope == PerClient {
+			s.client(&c.client, v.v)
+		} else if s.Scope == PerClient && s.Default != nil {
+			s.client(&c.client, s.Default)
 		}
 	}
 	if l, ok := c.vals["max_age"]; ok {

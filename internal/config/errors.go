@@ -57,6 +57,10 @@ type problems struct {
 // bad records a problem about l.field, whose name starts the message:
 // "daily_limit 300 is out of range 1..250".
 func (p *problems) bad(l location, cause error, format string, args ...any) {
+	if p.full() {
+		p.more++
+		return
+	}
 	msg := fmt.Sprintf(format, args...)
 	if l.field != "" {
 		msg = l.field + " " + msg
@@ -66,12 +70,16 @@ func (p *problems) bad(l location, cause error, format string, args ...any) {
 
 // add records a problem whose message is complete as it is.
 func (p *problems) add(l location, cause error, msg string) {
-	if len(p.list) >= MaxProblems {
+	if p.full() {
 		p.more++
 		return
 	}
 	p.list = append(p.list, &Error{Source: l.source, Line: l.line, Client: l.client, Entry: l.entry, Field: l.field, Msg: msg, Err: cause})
 }
+
+// full reports whether further problems are only counted, so that callers
+// can skip composing their messages.
+func (p *problems) full() bool { return len(p.list) >= MaxProblems }
 
 // once records a problem the first time key is given, past the cap too: a
 // refused construct is explained once however often a file uses it, and it

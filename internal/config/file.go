@@ -126,7 +126,11 @@ func mapping(p *problems, at location, n *yaml.Node, allowed []string, unknown s
 			p.add(at.with("", k.Line), nil, fmt.Sprintf("key %s is given twice (first at line %d)", quote(kr.Value), first[kr.Value]))
 		case !slices.Contains(allowed, kr.Value):
 			first[kr.Value] = k.Line
-			p.add(at.with("", k.Line), nil, fmt.Sprintf(unknown, quote(kr.Value), didYouMean(kr.Value, allowed)))
+			if p.full() {
+				p.more++ // the suggestion costs an edit distance per allowed key
+			} else {
+				p.add(at.with("", k.Line), nil, fmt.Sprintf(unknown, quote(kr.Value), didYouMean(kr.Value, allowed)))
+			}
 		default:
 			first[kr.Value] = k.Line
 			out[kr.Value] = n.Content[i+1]

@@ -172,16 +172,13 @@ func fromLogging[T any](f func(string) (T, error)) func(*problems, location, str
 	}
 }
 
-// groups are the per-client settings, each alone or with the others of its
-// Group, in table order.
+// groups are the settings, each alone or with the others of its Group, in
+// table order.
 func groups() [][]*Setting {
 	var out [][]*Setting
 	at := map[string]int{}
 	for i := range Settings {
 		s := &Settings[i]
-		if s.Scope != PerClient {
-			continue
-		}
 		if j, ok := at[s.Group]; ok && s.Group != "" {
 			out[j] = append(out[j], s)
 			continue
