@@ -28,6 +28,20 @@ func TestSettingsTable(t *testing.T) {
 		if (s.Key != "") != (s.Scope == PerClient) {
 			t.Errorf("%s: a YAML key exactly for per-client settings", s.Env)
 		}
+		// A row that is parsed stores its value in exactly the place its scope says.
+		if s.parse != nil && (s.client != nil) != (s.Scope == PerClient) || s.parse != nil && (s.config != nil) == (s.Scope == PerClient) {
+			t.Errorf("%s: a parsed setting needs a client setter (per client) or a config setter (global), not both", s.Env)
+		}
+		if s.parse == nil && (s.client != nil || s.config != nil || s.Default != nil) {
+			t.Errorf("%s: a setter or a default without parse", s.Env)
+		}
+	}
+	for _, g := range groups() {
+		for i, s := range g {
+			if s.Scope != g[0].Scope || i > 0 && s.Required != "" {
+				t.Errorf("%s: a group shares one scope, and only its first row says Required", s.Env)
+			}
+		}
 	}
 	for _, name := range []string{EnvBaseURL, EnvClientSecret, EnvClientSecretID, EnvClientSecret2, EnvClientSecretID2,
 		EnvTokenSecretID, EnvDailyLimit, EnvRenewBefore, EnvMaxAge, EnvConfig, EnvSchedule, EnvHTTPAddr,
