@@ -20,9 +20,8 @@ import (
 )
 
 // The validators take the trimmed text of a setting and where it came from,
-// record a problem if it is invalid, and return the typed value and whether it
-// is usable. Messages name the field first ("daily_limit 300 is out of range
-// 1..250") and say what is allowed.
+// record any problem (the field's name first, then what is allowed) and
+// return the typed value and whether it is usable.
 
 // quote renders a value for a message: quoted, so that control characters
 // cannot forge log lines, and cut at 80 bytes so that a pasted blob does not
@@ -257,8 +256,8 @@ func isHost(s string) bool {
 	return len(s) <= 253
 }
 
-// scheduleParser accepts five-field cron specs, six with leading seconds,
-// and descriptors such as "@hourly" and "@every 5m".
+// scheduleParser accepts five fields, six with leading seconds, and
+// descriptors such as "@hourly" and "@every 5m".
 var scheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // ParseSchedule parses a ROTATOR_SCHEDULE spec exactly as Load validates it,
@@ -271,8 +270,8 @@ func ParseSchedule(spec string) (cron.Schedule, error) {
 	return parseSchedule(spec, time.Now())
 }
 
-// scheduleReference is a fixed instant from which every schedule must fire,
-// so that acceptance does not depend on the day; now is checked as well.
+// scheduleReference is an instant from which every schedule must fire, so
+// that acceptance does not depend on the day (now is checked as well).
 var scheduleReference = time.Date(2024, time.January, 1, 0, 0, 0, 0, time.UTC)
 
 func parseSchedule(spec string, now time.Time) (sched cron.Schedule, err error) {

@@ -15,14 +15,9 @@ import (
 type Scope int
 
 const (
-	// PerClient settings have a YAML key in a client entry; the environment
-	// variable is the only client's value, or the default for entries.
-	PerClient Scope = iota
-	// Global settings come from the environment only and apply to the whole
-	// process.
-	Global
-	// DaemonOnly settings are global settings that only `rotator run` uses.
-	DaemonOnly
+	PerClient  Scope = iota // a key in a client entry; the variable is the only client's value, or the entries' default
+	Global                  // the environment only, for the whole process
+	DaemonOnly              // global, and only `rotator run` reads it
 )
 
 // Setting is one row of the configuration table. The environment path, the
@@ -31,34 +26,26 @@ const (
 // missing from another. Adding a setting is a row here and a field in Client
 // or Config.
 type Setting struct {
-	Env   string // environment variable
-	Key   string // YAML key in a client entry; "" for global settings
-	Scope Scope
-	Kind  string // what the value is, for help texts: "URL", "duration", ...
-	// Default is the typed value a setting that is not given takes; nil
-	// leaves the field's zero value. DefaultDoc is how help shows the
-	// default when Default alone does not say it.
-	Default    any
-	DefaultDoc string
+	Env        string // environment variable
+	Key        string // YAML key in a client entry; "" for global settings
+	Scope      Scope
+	Kind       string // what the value is, for help texts: "URL", "duration", ...
+	Default    any    // the typed value when the setting is not given; nil: the field's zero value
+	DefaultDoc string // how help shows the default, when Default alone does not say it
 	Limits     string // allowed values, for help texts; "" when any value of the kind goes
 	Help       string // one line: what the setting does
 	Notes      string // more, for the README's table
-	// Required makes a per-client setting (or the first of a Group) required:
-	// it completes the message when it is missing.
-	Required string
-	// Group names settings of which at most one may be given, such as a
-	// client secret itself or the id of the secret holding it. An entry
-	// that gives one of them inherits none of the group from the environment.
-	Group string
-	// Secret marks a literal secret: never echoed, scrubbed from every message.
-	Secret bool
-	// KeepEmpty makes "set but empty" a value rather than "unset"
-	// (ROTATOR_HTTP_ADDR= turns the ops listener off).
-	KeepEmpty bool
+	Required   string // a per-client setting (or the first of a Group) is required: what it must be
+	// Group names settings of which at most one may be given (a client secret,
+	// or the id of the secret holding it); an entry that gives one of them
+	// inherits none of the group from the environment.
+	Group     string
+	Secret    bool // a literal secret: never echoed, scrubbed from every message
+	KeepEmpty bool // "set but empty" is a value, not "unset" (ROTATOR_HTTP_ADDR= turns the listener off)
 
 	// parse validates the trimmed text, records any problem and returns the
-	// typed value; client or config stores it. Without parse the setting is
-	// read elsewhere (ROTATOR_CONFIG).
+	// typed value, which client or config stores; without parse the setting
+	// is read elsewhere (ROTATOR_CONFIG).
 	parse  func(p *problems, l location, s string) (any, bool)
 	client func(c *Client, v any)
 	config func(c *Config, v any)
