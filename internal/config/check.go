@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 )
@@ -44,7 +45,7 @@ func crossCheck(cands []*candidate, p *problems) {
 	for _, c := range cands {
 		for i := range Settings {
 			s := &Settings[i]
-			v, ok := c.vals[s.Key]
+			v, ok := c.get(s.Key)
 			if !ok || s.Scope != PerClient {
 				continue
 			}
@@ -77,12 +78,16 @@ func sameLiteral(l location, c *candidate, first *idUse) string {
 // stand for its secret, so thousands of entries sharing one default cost one
 // problem each, not one per pair.
 func checkID(p *problems, index map[string][]*idUse, u *idUse) {
-	seen := map[*idUse]bool{}
+	var seen []*idUse
 	for _, name := range u.ref.names {
 		for _, prev := range index[name] {
-			if !seen[prev] && sameSecret(prev.ref, u.ref) {
-				seen[prev] = true
-				p.add(fieldOnly(u.loc), nil, conflict(u, prev))
+			if !slices.Contains(seen, prev) && sameSecret(prev.ref, u.ref) {
+				seen = append(seen, prev)
+				if p.full() {
+					p.more++ // no message to compose
+				} else {
+					p.add(fieldOnly(u.loc), nil, conflict(u, prev))
+				}
 			}
 		}
 	}

@@ -11,6 +11,7 @@ type value struct {
 	v   any
 	ok  bool
 	loc location
+	key string // the YAML key, in candidate.vals
 }
 
 // given is one key of a YAML entry before validation. A null value ("key:"
@@ -28,7 +29,17 @@ type candidate struct {
 	loc      location // the entry, or the environment
 	nameOK   bool
 	nameLine int
-	vals     map[string]value // the valid per-client settings, by YAML key
+	vals     []value // the valid per-client settings; a slice, since a file may list thousands
+}
+
+// get returns the valid value of the per-client setting key.
+func (c *candidate) get(key string) (value, bool) {
+	for _, v := range c.vals {
+		if v.key == key {
+			return v, true
+		}
+	}
+	return value{}, false
 }
 
 // assemble validates the per-client settings of one client: those its
@@ -36,8 +47,7 @@ type candidate struct {
 // were parsed once by parseEnv. Messages name the key in a file and the
 // variable in the environment, since that is what the operator has to change.
 func (c *candidate) assemble(p *problems, entry map[string]given, env map[string]value) {
-	c.vals = map[string]value{}
-	for _, g := range groups() {
+	for _, g := range settingGroups {
 		if g[0].Scope != PerClient {
 			continue
 		}
@@ -62,7 +72,7 @@ func (c *candidate) assemble(p *problems, entry map[string]given, env map[string
 			}
 			l := c.loc.with(s.Key, r.line)
 			if v, ok := s.parse(p, l, r.v); ok {
-				c.vals[s.Key] = value{v, true, l}
+				c.vals = append(c.vals, value{v, true, l, s.Key})
 			}
 		default:
 			c.inherit(p, g, entry != nil, env)
@@ -70,13 +80,13 @@ func (c *candidate) assemble(p *problems, entry map[string]given, env map[string
 	}
 	for i := range Settings {
 		s := &Settings[i]
-		if v, ok := c.vals[s.Key]; ok && s.Scope == PerClient {
+		if v, ok := c.get(s.Key); ok && s.Scope == PerClient {
 			s.client(&c.client, v.v)
 		} else if s.Scope == PerClient && s.Default != nil {
 			s.client(&c.client, s.Default)
 		}
 	}
-	if l, ok := c.vals["max_age"]; ok {
+	if l, ok := c.get("max_age"); ok {
 		checkBudget(p, l.loc, c.client.MaxAge, c.client.DailyLimit)
 	}
 }
@@ -94,7 +104,8 @@ func (c *candidate) inherit(p *problems, g []*Setting, inFile bool, env map[stri
 			v.loc = c.loc.with(s.Key+" (from "+s.Env+")", 0)
 			fallthrough
 		default:
-			c.vals[s.Key] = v
+			v.key = s.Key
+			c.vals = append(c.vals, v)
 		}
 		return
 	}

@@ -52,9 +52,10 @@ const (
 	MinClearTimeout      = time.Second
 	MaxClearTimeout      = 120 * time.Second
 	DefaultShutdownGrace = 60 * time.Second // timing.Lease(DefaultClearTimeout)
-	// MaxFileSize bounds the YAML file: a configuration is a few kilobytes,
-	// and anything much larger is a wrong path.
-	MaxFileSize       = 1 << 20
+	// MaxFileSize bounds the YAML file, and with it the memory a reload may
+	// take: a configuration is a few kilobytes (a thousand clients fit), and
+	// anything much larger is a wrong path or an attack.
+	MaxFileSize       = 256 << 10
 	DefaultClientName = "default" // the only client in single-client mode
 	SourceEnvironment = "environment"
 )
@@ -241,7 +242,7 @@ func parseEnv(lookup LookupFunc, p *problems, cfg *Config) map[string]value {
 		if s.parse != nil && (v != "" || set && s.KeepEmpty) {
 			l := location{source: SourceEnvironment, field: s.Env}
 			x, ok := s.parse(p, l, v)
-			vals[s.Env] = value{x, ok, l}
+			vals[s.Env] = value{x, ok, l, ""}
 		}
 		if x := vals[s.Env]; s.config != nil && x.ok {
 			s.config(cfg, x.v)
@@ -249,7 +250,7 @@ func parseEnv(lookup LookupFunc, p *problems, cfg *Config) map[string]value {
 			s.config(cfg, s.Default)
 		}
 	}
-	for _, g := range groups() {
+	for _, g := range settingGroups {
 		var given []*Setting
 		for _, s := range g {
 			if _, ok := vals[s.Env]; ok {

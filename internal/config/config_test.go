@@ -532,7 +532,7 @@ func TestYAMLErrors(t *testing.T) {
 			map[string]string{EnvBaseURL: "ftp://x"}, []string{"environment: CLEAR_BASE_URL is invalid"}},
 		{"invalid env default even if overridden", "clients:\n" + full("a"),
 			map[string]string{EnvDailyLimit: "0"}, []string{"environment: ROTATOR_DAILY_LIMIT 0 is out of range 1..250"}},
-		{"too large", "clients:\n" + full("a") + "#" + strings.Repeat("x", MaxFileSize) + "\n", nil, []string{"larger than 1048576 bytes"}},
+		{"too large", "clients:\n" + full("a") + "#" + strings.Repeat("x", MaxFileSize) + "\n", nil, []string{"larger than 262144 bytes (256 KiB)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Parse([]byte(tc.yaml), "f.yaml", env(tc.env))
@@ -670,7 +670,7 @@ func TestLoadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Load(env(map[string]string{EnvConfig: big}))
-	wantErrors(t, err, "larger than 1048576 bytes")
+	wantErrors(t, err, "larger than 262144 bytes")
 
 	// Exactly the limit is fine.
 	exact := filepath.Join(dir, "exact.yaml")
@@ -680,7 +680,7 @@ func TestLoadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := Load(env(map[string]string{EnvConfig: exact})); err != nil {
-		t.Errorf("1 MiB file refused: %v", err)
+		t.Errorf("a file of MaxFileSize bytes refused: %v", err)
 	}
 }
 

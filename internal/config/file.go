@@ -27,7 +27,7 @@ func fileClients(f *fileInput, env map[string]value, p *problems) (cands []*cand
 		p.bad(at.with(EnvConfig, 0), f.readErr, "names a file that cannot be read: %s", printable(f.readErr.Error()))
 		return nil
 	case len(f.data) > MaxFileSize:
-		p.add(at, nil, fmt.Sprintf("the file is larger than %d bytes (1 MiB); a configuration file is a few kilobytes, so check that %s names the right file", MaxFileSize, EnvConfig))
+		p.add(at, nil, fmt.Sprintf("the file is larger than %d bytes (%d KiB); a configuration file is a few kilobytes, so check that %s names the right file", MaxFileSize, MaxFileSize>>10, EnvConfig))
 		return nil
 	}
 	// yaml.v3 panics internally and recovers in Decode; should any input
@@ -76,7 +76,7 @@ func fileClients(f *fileInput, env map[string]value, p *problems) (cands []*cand
 		case n.Kind != yaml.MappingNode:
 			p.add(at.with("", item.Line), nil, "expected a client entry (a mapping with keys "+clientKeys+"), found "+shape(n))
 		default:
-			fields := mapping(p, at, n, clientKeyList(), "unknown key %s in a client entry; allowed keys: "+clientKeys+"%s")
+			fields := mapping(p, at, n, entryKeys, "unknown key %s in a client entry; allowed keys: "+clientKeys+"%s")
 			cands = append(cands, fileEntry(fields, l, env, p))
 		}
 	}
@@ -222,7 +222,7 @@ func fileEntry(fields map[string]*yaml.Node, l location, env map[string]value, p
 		c.loc.client = name.v
 	}
 	entry := map[string]given{}
-	for _, key := range clientKeyList()[1:] {
+	for _, key := range entryKeys[1:] {
 		if g, ok := scalar(p, c.loc, key, fields); ok {
 			entry[key] = g
 		}

@@ -167,3 +167,24 @@ func TestHTTPAddrStrict(t *testing.T) {
 		}
 	}
 }
+
+// TestLargestFileIsBounded: a file of MaxFileSize bytes of tiny entries sharing the environment's
+// defaults is the most work a file can ask for; a daemon reloading it must stay within a small
+// container's memory. At 1 MiB it cost 300 MB and seconds of CPU.
+func TestLargestFileIsBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("clients:\n")
+	for b.Len() < MaxFileSize-20 {
+		b.WriteString("- {name: a}\n")
+	}
+	defaults := env(map[string]string{EnvBaseURL: "https://a.example.com", EnvClientSecretID: "cs", EnvTokenSecretID: "tok"})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := Parse([]byte(b.String()), "f.yaml", defaults)
+	runtime.ReadMemStats(&after)
+	wantErrors(t, err, "and", "more problems")
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 80<<20 {
+		t.Errorf("reading a %d-byte file allocated %d MB", b.Len(), alloc>>20)
+	}
+}

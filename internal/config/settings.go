@@ -120,7 +120,7 @@ var Settings = []Setting{
 		parse: parser(checkMaxAge), client: clientField(func(c *Client) *time.Duration { return &c.MaxAge })},
 	{Env: EnvConfig, Scope: Global, Kind: "path",
 		Help:  "YAML file with a clients: list; the variables above then give defaults for its entries",
-		Notes: "a regular file (a FIFO, device or directory is refused) of at most 1 MiB"},
+		Notes: "a regular file (a FIFO, device or directory is refused) of at most 256 KiB"},
 	{Env: EnvSchedule, Scope: DaemonOnly, Kind: "cron spec", Default: DefaultSchedule,
 		Help:  "when the daemon checks every client; must fire at least once in 5 years",
 		Notes: "UTC, seconds field optional, `@every 5m` style allowed; a spec that never fires (`0 0 30 2 *`) is refused",
@@ -160,7 +160,13 @@ func fromLogging[T any](f func(string) (T, error)) func(*problems, location, str
 }
 
 // groups are the settings, each alone or with the others of its Group, in
-// table order.
+// table order; settingGroups and entryKeys are computed once, since a file
+// may list thousands of entries.
+var (
+	settingGroups = groups()
+	entryKeys     = clientKeyList()
+)
+
 func groups() [][]*Setting {
 	var out [][]*Setting
 	at := map[string]int{}
