@@ -226,8 +226,8 @@ func (c *command) help() string {
 			continue
 		}
 		var notes []string
-		if s.Default != "" {
-			notes = append(notes, "default "+s.Default)
+		if d := s.DefaultText(); d != "" {
+			notes = append(notes, "default "+d)
 		}
 		if s.Limits != "" {
 			notes = append(notes, s.Limits)

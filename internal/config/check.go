@@ -2,83 +2,16 @@ package config
 
 import (
 	"fmt"
-	"strings"
+	"slices"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 )
 
-// candidate is a client under validation, with what the cross-client checks
-// need to say where each of its settings came from.
-type candidate struct {
-	client   Client
-	loc      location // the entry, or the environment
-	nameOK   bool
-	nameLine int
-
-	// Per API client slot (0 and 1 for client_secret and client_secret_2):
-	literals   [2]string   // the literal client secret, when valid
-	literalLoc [2]location // where it was set
-	secretUse  [2]*idUse   // the client secret's Secrets Manager id, when valid
-	tokenUse   *idUse      // the token's Secrets Manager id, when valid
-
-	locs map[string]location // where each value setting came from, by YAML key
-}
-
-// setLoc records where the value setting key came from.
-func (c *candidate) setLoc(key string, l location) {
-	if c.locs == nil {
-		c.locs = map[string]location{}
-	}
-	c.locs[key] = l
-}
-
-// useLiteral makes s the literal client secret of the slot (0 or 1).
-func (c *candidate) useLiteral(slot int, s clear.ClientSecret, l location) {
-	if slot == 0 {
-		c.client.ClientSecret = s
-	} else {
-		c.client.ClientSecret2 = s
-	}
-	c.literals[slot], c.literalLoc[slot] = s.Reveal(), l
-}
-
-// useID makes ref the Secrets Manager id of the slot's client secret.
-func (c *candidate) useID(slot int, ref secretRef, l location) {
-	if slot == 0 {
-		c.client.ClientSecretID = ref.raw
-	} else {
-		c.client.ClientSecretID2 = ref.raw
-	}
-	c.secretUse[slot] = &idUse{ref: ref, loc: l, owner: c}
-}
-
-// checkBudget applies the rule between max_age and daily_limit once both
-// are known, at max_age's location.
-func (c *candidate) checkBudget(p *problems) {
-	l, ok := c.locs["max_age"]
-	if !ok {
-		return
-	}
-	checkBudget(p, l, c.client.MaxAge, c.client.DailyLimit)
-}
-
-// label names the candidate in a message about another client.
-func (c *candidate) label() string {
-	switch {
-	case c.nameOK:
-		return fmt.Sprintf("client %q", c.client.Name)
-	case c.loc.entry > 0 && c.loc.line > 0:
-		return fmt.Sprintf("client #%d (line %d)", c.loc.entry, c.loc.line)
-	case c.loc.entry > 0:
-		return fmt.Sprintf("client #%d", c.loc.entry)
-	}
-	return "the client"
-}
-
-// idUse is one Secrets Manager id in one role.
+// idUse is one client secret or Secrets Manager id in one role; loc.field is
+// the name to show, e.g. "token_secret_id (from ROTATOR_TOKEN_SECRET_ID)".
 type idUse struct {
 	ref   secretRef
-	loc   location // loc.field is the name to show, e.g. "token_secret_id (from ROTATOR_TOKEN_SECRET_ID)"
+	loc   location
 	owner *candidate
 	token bool // the token's secret rather than the client secret's
 }
@@ -105,69 +38,65 @@ func crossCheck(cands []*candidate, p *problems) {
 	// A literal is compared with every literal seen before it, in this
 	// client's other slot too: two API clients with one client secret are
 	// one API client, and each rotation would revoke the token just stored.
-	type litUse struct {
-		owner *candidate
-		loc   location
-	}
-	literals := map[string]litUse{}
-	for _, c := range cands {
-		for slot, lit := range c.literals {
-			if lit == "" {
-				continue
-			}
-			l := c.literalLoc[slot]
-			if first, dup := literals[lit]; dup {
-				if first.owner == c {
-					p.add(fieldOnly(l), nil, fmt.Sprintf("%s is the same client secret as this client's %s (value not shown); the second API client must have its own client secret, or each rotation would revoke the token just stored",
-						l.field, first.loc.field))
-				} else {
-					p.add(fieldOnly(l), nil, fmt.Sprintf("%s is the same client secret as %s's %s (value not shown); each would revoke the other's token, so give every client its own client secret",
-						l.field, first.owner.label(), first.loc.field))
-				}
-				continue
-			}
-			literals[lit] = litUse{c, l}
-		}
-	}
-
 	// Ids are indexed by every name they may stand for, so that the check
-	// stays linear for realistic files however many clients they list.
+	// stays linear however many clients a file lists.
+	literals := map[string]*idUse{}
 	index := map[string][]*idUse{}
 	for _, c := range cands {
-		for _, u := range []*idUse{c.secretUse[0], c.secretUse[1], c.tokenUse} {
-			if u == nil {
+		for i := range Settings {
+			s := &Settings[i]
+			v, ok := c.get(s.Key)
+			if !ok || s.Scope != PerClient {
 				continue
 			}
-			seen := map[*idUse]bool{}
-			for _, name := range u.ref.names {
-				for _, prev := range index[name] {
-					if seen[prev] || !sameSecret(prev.ref, u.ref) {
-						continue
-					}
-					seen[prev] = true
+			switch x := v.v.(type) {
+			case clear.ClientSecret:
+				if first, dup := literals[x.Reveal()]; dup {
+					p.add(fieldOnly(v.loc), nil, sameLiteral(v.loc, c, first))
+				} else {
+					literals[x.Reveal()] = &idUse{loc: v.loc, owner: c}
+				}
+			case secretRef:
+				checkID(p, index, &idUse{ref: x, loc: v.loc, owner: c, token: s.Env == EnvTokenSecretID})
+			}
+		}
+	}
+}
+
+// sameLiteral explains why the literal client secret at l is refused.
+func sameLiteral(l location, c *candidate, first *idUse) string {
+	if first.owner == c {
+		return fmt.Sprintf("%s is the same client secret as this client's %s (value not shown); the second API client must have its own client secret, or each rotation would revoke the token just stored",
+			l.field, first.loc.field)
+	}
+	return fmt.Sprintf("%s is the same client secret as %s's %s (value not shown); each would revoke the other's token, so give every client its own client secret",
+		l.field, first.owner.label(), first.loc.field)
+}
+
+// checkID reports u against the uses indexed before it that may name the
+// same secret. A use that conflicts is not indexed itself: those already
+// stand for its secret, so thousands of entries sharing one default cost one
+// problem each, not one per pair.
+func checkID(p *problems, index map[string][]*idUse, u *idUse) {
+	var seen []*idUse
+	for _, name := range u.ref.names {
+		for _, prev := range index[name] {
+			if !slices.Contains(seen, prev) && sameSecret(prev.ref, u.ref) {
+				seen = append(seen, prev)
+				if p.full() {
+					p.more++ // no message to compose
+				} else {
 					p.add(fieldOnly(u.loc), nil, conflict(u, prev))
 				}
 			}
-			for _, name := range u.ref.names {
-				index[name] = append(index[name], u)
-			}
 		}
 	}
-}
-
-// fieldOnly strips the " (from VARIABLE)" that messages show for inherited
-// settings, so that Error.Field is always a plain key or variable name.
-func fieldOnly(l location) location {
-	l.field, _, _ = strings.Cut(l.field, " (from ")
-	return l
-}
-
-// describe names the candidate together with its line, for duplicate names.
-func (c *candidate) describe() string {
-	if c.loc.entry > 0 && c.nameLine > 0 {
-		return fmt.Sprintf("client #%d (line %d)", c.loc.entry, c.nameLine)
+	if len(seen) > 0 {
+		return
 	}
-	return c.label()
+	for _, name := range u.ref.names {
+		index[name] = append(index[name], u)
+	}
 }
 
 // conflict explains why u, found after prev, refers to a secret it must not

@@ -4,44 +4,23 @@
 // common case of one Clear client secret and one token secret. An operator who
 // rotates tokens for several clients points ROTATOR_CONFIG at a YAML file with
 // a clients: list instead; the per-client environment variables then only give
-// defaults for whatever an entry leaves out. The variable and key names below
-// are the operator contract, so they must not change:
+// defaults for whatever an entry leaves out. Settings is the table of every
+// variable and key, which are the operator contract: the environment path, the
+// YAML path, the help texts and the README's table all come from it.
 //
-//	CLEAR_BASE_URL            base_url            Clear API base URL; https, or http only for loopback hosts
-//	CLEAR_CLIENT_SECRET       client_secret       the client secret itself (for development)
-//	CLEAR_CLIENT_SECRET_ID    client_secret_id    or the Secrets Manager name/ARN of a secret holding it
-//	CLEAR_CLIENT_SECRET_2     client_secret_2     optional second API client's secret itself
-//	CLEAR_CLIENT_SECRET_ID_2  client_secret_id_2  or the Secrets Manager name/ARN of a secret holding it
-//	ROTATOR_TOKEN_SECRET_ID   token_secret_id     Secrets Manager name/ARN where the token is kept
-//	ROTATOR_DAILY_LIMIT       daily_limit         requests per client secret per UTC day, 1..250, default 48
-//	ROTATOR_RENEW_BEFORE      renew_before        renew when this much validity is left; default a third of the lifetime
-//	ROTATOR_MAX_AGE           max_age             rotate never-expiring tokens this old (at least 1m); default never
-//	ROTATOR_CONFIG                                path of the YAML file (a regular file)
-//	ROTATOR_SCHEDULE                              cron spec for the daemon, default "@every 5m"; must fire
-//	ROTATOR_HTTP_ADDR                             ops listener, default ":9090"; set but empty disables it
-//	ROTATOR_SHUTDOWN_GRACE                        default timing.Lease(CLEAR_TIMEOUT); at least CLEAR_TIMEOUT+30s
-//	CLEAR_TIMEOUT                                 one Clear request, default 30s, 1s..120s
-//	LOG_LEVEL, LOG_FORMAT                         debug/info/warn/error; text/json (default: text on a terminal)
-//	NO_COLOR                                      any non-empty value: no colour in text logs
+// Variables are read through a LookupFunc, like os.LookupEnv, because
+// ROTATOR_HTTP_ADDR has to tell "set but empty" (disable the listener) from
+// "unset" (use the default). For every other variable an empty value means
+// unset, which is what shells and container runtimes produce when a template
+// variable is missing. Values are trimmed of surrounding white space: a
+// trailing newline copied from a file would otherwise surface as a baffling
+// authentication failure much later.
 //
-// The table Settings describes the same settings for code: the environment
-// path, the YAML path, the unknown-variable warnings (Unknown) and the help
-// texts all read it.
-//
-// Variables are read through a LookupFunc rather than a getenv-style function
-// because ROTATOR_HTTP_ADDR has to tell "set but empty" (disable the listener)
-// from "unset" (use the default); os.LookupEnv fits directly. For every other
-// variable an empty value means unset, which is what shells and container
-// runtimes produce when a template variable is missing. Values are trimmed of
-// surrounding white space, because a trailing newline copied from a file is a
-// common mistake that would otherwise surface as a baffling authentication
-// failure much later.
-//
-// Validation reports every problem at once, each as a *Error joined with
-// errors.Join, so that an operator fixes the whole configuration in one go
-// rather than one restart per mistake. No message ever contains a client
-// secret: literal secrets are never echoed, and as a safety net every message
-// is scrubbed of the literal secrets found in the configuration.
+// Validation reports every problem at once (up to MaxProblems), each as an
+// *Error joined with errors.Join, so that an operator fixes the whole
+// configuration in one go. No message ever contains a client secret: literal
+// secrets are never echoed, and as a safety net every message is scrubbed of
+// the literal secrets found in the configuration.
 package config
 
 import (
@@ -52,51 +31,40 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
-// Limits and defaults. They are exported so that help texts and other
-// packages quote the same numbers the validation enforces.
+// Limits and defaults, exported so that help texts and other packages quote
+// the numbers the validation enforces.
 const (
-	// DefaultDailyLimit allows one request every half hour on average: far
-	// more than rotation needs, yet a runaway schedule or a crash loop
-	// cannot hammer Clear with one client secret all day.
-	DefaultDailyLimit = 48
-	// MaxDailyLimit is the most requests per client secret per UTC day the
-	// rotator may be configured to allow itself.
-	MaxDailyLimit = 250
-
-	DefaultSchedule     = "@every 5m"
-	DefaultHTTPAddr     = ":9090"
-	DefaultClearTimeout = 30 * time.Second
-	// DefaultShutdownGrace is timing.Lease(DefaultClearTimeout): long enough
-	// for a rotation claimed just before a SIGTERM to finish. With another
-	// CLEAR_TIMEOUT the default is timing.Lease of that timeout.
-	DefaultShutdownGrace = 60 * time.Second
+	// DefaultDailyLimit allows a request every half hour on average: far more
+	// than rotation needs, yet a crash loop cannot hammer Clear all day.
+	DefaultDailyLimit    = 48
+	MaxDailyLimit        = 250
+	DefaultSchedule      = "@every 5m"
+	DefaultHTTPAddr      = ":9090"
+	DefaultClearTimeout  = 30 * time.Second
 	MinClearTimeout      = time.Second
 	MaxClearTimeout      = 120 * time.Second
-
-	// MaxFileSize bounds the YAML file, because a configuration is a few
-	// kilobytes and anything much larger is a wrong path, not a config.
-	MaxFileSize = 1 << 20
-
-	// DefaultClientName names the only client in single-client mode.
-	DefaultClientName = "default"
-	// SourceEnvironment is Config.Source and Error.Source for settings that
-	// come from environment variables.
+	DefaultShutdownGrace = 60 * time.Second // timing.Lease(DefaultClearTimeout)
+	// MaxFileSize bounds the YAML file, and with it the memory a reload may
+	// take: a configuration is a few kilobytes (a thousand clients fit), and
+	// anything much larger is a wrong path or an attack.
+	MaxFileSize       = 256 << 10
+	DefaultClientName = "default" // the only client in single-client mode
 	SourceEnvironment = "environment"
 )
 
-// Environment variable names; see the package documentation.
+// Environment variable names; Settings says what each one does.
 const (
-	EnvBaseURL        = "CLEAR_BASE_URL"
-	EnvClientSecret   = "CLEAR_CLIENT_SECRET"
-	EnvClientSecretID = "CLEAR_CLIENT_SECRET_ID"
-	// The optional second API client of the same Clear workspace, used in
-	// turn with the first so that a rotation revokes no token in use.
+	EnvBaseURL         = "CLEAR_BASE_URL"
+	EnvClientSecret    = "CLEAR_CLIENT_SECRET"
+	EnvClientSecretID  = "CLEAR_CLIENT_SECRET_ID"
 	EnvClientSecret2   = "CLEAR_CLIENT_SECRET_2"
 	EnvClientSecretID2 = "CLEAR_CLIENT_SECRET_ID_2"
 	EnvTokenSecretID   = "ROTATOR_TOKEN_SECRET_ID"
@@ -110,14 +78,11 @@ const (
 	EnvClearTimeout    = "CLEAR_TIMEOUT"
 	EnvLogLevel        = "LOG_LEVEL"
 	EnvLogFormat       = "LOG_FORMAT"
-	// EnvNoColor follows https://no-color.org: any non-empty value turns
-	// colour off.
-	EnvNoColor = "NO_COLOR"
+	EnvNoColor         = "NO_COLOR" // https://no-color.org
 )
 
-// LookupFunc reads one environment variable the way os.LookupEnv does: the
-// boolean reports whether the variable is set at all. A nil LookupFunc is an
-// empty environment, which keeps tests from depending on the real one.
+// LookupFunc reads one environment variable the way os.LookupEnv does. A nil
+// LookupFunc is an empty environment, which keeps tests off the real one.
 type LookupFunc func(name string) (value string, ok bool)
 
 // Client is one Clear client secret whose token the rotator keeps fresh.
@@ -126,9 +91,7 @@ type Client struct {
 	BaseURL        string             // validated, no trailing slash
 	ClientSecret   clear.ClientSecret // literal secret, or zero
 	ClientSecretID string             // or the Secrets Manager id/ARN holding it
-	// ClientSecret2 and ClientSecretID2 are the optional second API client,
-	// set like the first (at most one of the two); both zero when there is
-	// only one API client.
+	// The optional second API client, set like the first; both zero without.
 	ClientSecret2   clear.ClientSecret
 	ClientSecretID2 string
 	TokenSecretID   string
@@ -149,8 +112,8 @@ type Config struct {
 	ClearTimeout  time.Duration
 	LogLevel      slog.Level
 	LogFormat     string // "text", "json" or "" (auto)
-	NoColor       bool   // NO_COLOR is set and not empty
-	Source        string // "environment" or the YAML path, for messages
+	NoColor       bool
+	Source        string // "environment" or the YAML path, for messages (escaped if it does not print)
 }
 
 // Client returns the client with the given name.
@@ -163,43 +126,44 @@ func (c *Config) Client(name string) (Client, bool) {
 	return Client{}, false
 }
 
-// Load reads the configuration from the environment, and from the YAML file
-// named by ROTATOR_CONFIG when that is set. Pass os.LookupEnv in production.
-// On failure the error joins one *Error per problem, including problems with
-// the environment when the file cannot be read, so that nothing is hidden
-// behind the first mistake.
+// ErrNoClients is the cause, for errors.Is, of a YAML file that lists no
+// clients: a daemon with nothing to do is a mistake, not a choice.
+var ErrNoClients = errors.New("no clients configured")
+
+// Load reads the configuration from the environment (pass os.LookupEnv), and
+// from the YAML file named by ROTATOR_CONFIG when that is set. On failure the
+// error joins one *Error per problem, those of the environment included.
 func Load(lookup LookupFunc) (*Config, error) {
-	path, _ := get(lookup, EnvConfig)
+	var path string
+	if lookup != nil {
+		path, _ = lookup(EnvConfig)
+		path = strings.TrimSpace(path)
+	}
 	if path == "" {
 		return build(lookup, nil)
 	}
 	data, err := readFile(path)
-	if err != nil {
-		return build(lookup, &fileInput{source: path, readErr: err})
-	}
-	return build(lookup, &fileInput{source: path, data: data})
+	return build(lookup, &fileInput{source: printable(path), data: data, readErr: err})
 }
 
-// Parse validates yamlData as the YAML file's content, with lookup giving the
-// global settings and the defaults for client entries. source names the data
-// in messages, usually the file's path. It never reads ROTATOR_CONFIG or the
-// file system; it exists so that tests and the fuzzer can exercise exactly
-// what Load does with a file.
+// Parse validates yamlData as the file's content, as Load does, without
+// reading ROTATOR_CONFIG or the file system; source names it in messages.
 func Parse(yamlData []byte, source string, lookup LookupFunc) (*Config, error) {
 	if source == "" {
 		source = "config"
 	}
-	return build(lookup, &fileInput{source: source, data: yamlData})
+	return build(lookup, &fileInput{source: printable(source), data: yamlData})
 }
 
-// readFile reads at most MaxFileSize+1 bytes of a regular file, so that a
-// wrong path such as a device or a huge log file is refused quickly instead
-// of filling memory the way os.ReadFile would. A named pipe, a device, a
-// socket or a directory is refused before anything is read: reading a FIFO
-// would block until some other process writes to it, and `check` would hang.
-// The file is opened with O_NONBLOCK, which makes opening a FIFO return at
-// once, and the type is taken from the open descriptor, so that swapping the
-// path for a FIFO between a stat and the open cannot reopen the hang.
+// errNotRegular is the cause when ROTATOR_CONFIG names something other than
+// a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// readFile reads at most MaxFileSize+1 bytes of a regular file. A FIFO, a
+// device, a socket or a directory is refused before anything is read (a FIFO
+// would block `check` until someone writes to it); O_NONBLOCK makes opening a
+// FIFO return at once, and the type comes from the open descriptor, so that
+// swapping the path between a stat and the open cannot reopen the hang.
 func readFile(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
@@ -210,74 +174,112 @@ func readFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: it is %s, not a regular file", errNotRegular, fileKind(fi.Mode()))}
+	if m := fi.Mode(); !m.IsRegular() {
+		kind := "a special file"
+		for _, k := range []struct {
+			mode fs.FileMode
+			name string
+		}{{fs.ModeDir, "a directory"}, {fs.ModeNamedPipe, "a named pipe (FIFO)"}, {fs.ModeSocket, "a socket"}, {fs.ModeDevice, "a device"}} {
+			if m&k.mode != 0 {
+				kind = k.name
+				break
+			}
+		}
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: it is %s, not a regular file", errNotRegular, kind)}
 	}
 	var buf bytes.Buffer
-	if _, err := io.Copy(&buf, io.LimitReader(f, MaxFileSize+1)); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	_, err = io.Copy(&buf, io.LimitReader(f, MaxFileSize+1))
+	return buf.Bytes(), err
 }
 
-// errNotRegular is the cause when ROTATOR_CONFIG names something other than
-// a regular file.
-var errNotRegular = errors.New("not a regular file")
-
-// fileKind names the type of a non-regular file for messages.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return "a special file"
-}
-
-// fileInput is the YAML side of a build: either the data or why it could not
-// be read.
+// fileInput is the YAML side of a build: the data, or why it could not be read.
 type fileInput struct {
 	source  string
 	data    []byte
 	readErr error
 }
 
-// build is the common core of Load and Parse. It collects every problem before
+// build is the core of Load and Parse. It collects every problem before
 // deciding, so that an error in the environment does not hide one in the file.
 func build(lookup LookupFunc, file *fileInput) (*Config, error) {
 	var p problems
 	cfg := &Config{Source: SourceEnvironment}
 	env := parseEnv(lookup, &p, cfg)
-
 	var cands []*candidate
 	if file == nil {
-		cands = envClient(env, &p)
+		c := &candidate{loc: location{source: SourceEnvironment}, nameOK: true}
+		c.client.Name = DefaultClientName
+		c.assemble(&p, nil, env)
+		cands = []*candidate{c}
 	} else {
 		cfg.Source = file.source
 		cands = fileClients(file, env, &p)
 	}
 	crossCheck(cands, &p)
-
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	cfg.Clients = make([]Client, len(cands))
-	for i, c := range cands {
-		cfg.Clients[i] = c.client
+	for _, c := range cands {
+		cfg.Clients = append(cfg.Clients, c.client)
 	}
 	return cfg, nil
 }
 
-// ErrNoClients is the cause, for errors.Is, of the problem that a YAML file
-// lists no clients; a daemon with nothing to do is a mistake, not a choice.
-var ErrNoClients = errors.New("no clients configured")
+// parseEnv validates every variable that is set, in both modes (an invalid
+// default is an error even if every entry overrides it: the operator meant
+// something by it), fills in cfg's global settings, and returns the values by
+// variable for the clients.
+func parseEnv(lookup LookupFunc, p *problems, cfg *Config) map[string]value {
+	vals := map[string]value{}
+	for i := range Settings {
+		s := &Settings[i]
+		var raw string
+		set := false
+		if lookup != nil {
+			raw, set = lookup(s.Env)
+		}
+		v := strings.TrimSpace(raw)
+		if s.Secret {
+			p.secret(v)
+		}
+		if s.parse != nil && (v != "" || set && s.KeepEmpty) {
+			l := location{source: SourceEnvironment, field: s.Env}
+			x, ok := s.parse(p, l, v)
+			vals[s.Env] = value{x, ok, l, ""}
+		}
+		if x := vals[s.Env]; s.config != nil && x.ok {
+			s.config(cfg, x.v)
+		} else if s.config != nil && s.Default != nil {
+			s.config(cfg, s.Default)
+		}
+	}
+	for _, g := range settingGroups {
+		var given []*Setting
+		for _, s := range g {
+			if _, ok := vals[s.Env]; ok {
+				given = append(given, s)
+			}
+		}
+		if len(given) > 1 {
+			p.add(vals[given[0].Env].loc, nil, given[0].Env+" and "+given[1].Env+" are both set; set exactly one")
+			for _, s := range given {
+				vals[s.Env] = value{loc: vals[s.Env].loc} // used by no client
+			}
+		}
+	}
+	// A SIGTERM must leave time for a request already sent and the write of
+	// its answer, or a token that Clear has issued (revoking the ERP's) is lost.
+	switch grace, least := vals[EnvShutdownGrace], timing.MinShutdownGrace(cfg.ClearTimeout); {
+	case !grace.ok:
+		cfg.ShutdownGrace = timing.Lease(cfg.ClearTimeout)
+	case cfg.ShutdownGrace < least:
+		p.bad(grace.loc, nil, "%s is below %s (%s %s plus %s to store the token): stopping a rotation sooner could lose a token that Clear has issued, and with it the token in use; leave it unset for the default %s",
+			cfg.ShutdownGrace, least, EnvClearTimeout, cfg.ClearTimeout, timing.WriteWindow, timing.Lease(cfg.ClearTimeout))
+	}
+	return vals
+}
 
-// location describes where a setting came from, for messages.
+// location says where a setting came from, for messages.
 type location struct {
 	source string
 	line   int

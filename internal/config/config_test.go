@@ -128,6 +128,8 @@ func TestLoadEnvDefaults(t *testing.T) {
 		ClientSecretID: "clear/client-secret",
 		TokenSecretID:  "clear/token",
 		DailyLimit:     DefaultDailyLimit,
+
+		GatewayTokenHeader: DefaultGatewayTokenHeader,
 	}
 	if len(cfg.Clients) != 1 || cfg.Clients[0] != want {
 		t.Errorf("clients = %+v, want [%+v]", cfg.Clients, want)
@@ -316,11 +318,15 @@ func TestParseYAML(t *testing.T) {
 		DailyLimit:     10,
 		RenewBefore:    2 * time.Hour,
 		MaxAge:         720 * time.Hour,
+
+		GatewayTokenHeader: DefaultGatewayTokenHeader,
 	}, {
 		Name:          "erp_b.2",
 		BaseURL:       "https://api-b.example.com",
 		TokenSecretID: "clear/b/token",
 		DailyLimit:    DefaultDailyLimit,
+
+		GatewayTokenHeader: DefaultGatewayTokenHeader,
 	}}
 	if len(cfg.Clients) != 2 || cfg.Clients[0] != want[0] {
 		t.Fatalf("clients = %+v", cfg.Clients)
@@ -419,28 +425,24 @@ x-defaults: &defaults
 	}
 	wantErrors(t, err, `unknown top-level key "x-defaults"`)
 
+	// An alias of a single value is fine; merge keys are refused
+	// (TestMergeKeysRefused).
 	cfg, err = Parse([]byte(`
 clients:
-  - &first
-    name: a
-    base_url: https://api.example.com
+  - name: a
+    base_url: &u "https://b.example.com"
     daily_limit: 12
     client_secret_id: cs-a
     token_secret_id: tok-a
-  - <<: *first
-    name: b
-    client_secret_id: cs-b
-    token_secret_id: tok-b
-    base_url: &u "https://b.example.com"
   - {name: c, base_url: *u, client_secret_id: cs-c, token_secret_id: tok-c, daily_limit: "7"}
 `), "f.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := cfg.Client("b")
+	a, _ := cfg.Client("a")
 	c, _ := cfg.Client("c")
-	if b.DailyLimit != 12 || b.BaseURL != "https://b.example.com" || b.ClientSecretID != "cs-b" || c.BaseURL != "https://b.example.com" || c.DailyLimit != 7 {
-		t.Errorf("b = %+v, c = %+v", b, c)
+	if a.DailyLimit != 12 || a.BaseURL != "https://b.example.com" || c.BaseURL != "https://b.example.com" || c.DailyLimit != 7 {
+		t.Errorf("a = %+v, c = %+v", a, c)
 	}
 }
 
@@ -489,7 +491,7 @@ func TestYAMLErrors(t *testing.T) {
 			"  - {name: a, base_url: 'http://api.example.com', client_secret_id: x, token_secret_id: y}\n", nil,
 			[]string{`client "a": base_url is invalid`, "http is allowed only for loopback"}},
 		{"missing secret", "clients:\n  - {name: a, base_url: https://a.example.com, token_secret_id: y}\n", nil,
-			[]string{`client "a": needs a client_secret_id`}},
+			[]string{`client "a": needs a client_secret or a client_secret_id; set one in the entry`}},
 		{"both secrets", "clients:\n  - {name: a, base_url: https://a.example.com, client_secret: " + secretA + ", client_secret_id: x, token_secret_id: y}\n", nil,
 			[]string{`client "a": client_secret and client_secret_id are both set; set exactly one`}},
 		{"empty secret", "clients:\n  - {name: a, base_url: https://a.example.com, client_secret: '', token_secret_id: y}\n", nil,
@@ -536,7 +538,7 @@ func TestYAMLErrors(t *testing.T) {
 			map[string]string{EnvBaseURL: "ftp://x"}, []string{"environment: CLEAR_BASE_URL is invalid"}},
 		{"invalid env default even if overridden", "clients:\n" + full("a"),
 			map[string]string{EnvDailyLimit: "0"}, []string{"environment: ROTATOR_DAILY_LIMIT 0 is out of range 1..250"}},
-		{"too large", "clients:\n" + full("a") + "#" + strings.Repeat("x", MaxFileSize) + "\n", nil, []string{"larger than 1048576 bytes"}},
+		{"too large", "clients:\n" + full("a") + "#" + strings.Repeat("x", MaxFileSize) + "\n", nil, []string{"larger than 262144 bytes (256 KiB)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Parse([]byte(tc.yaml), "f.yaml", env(tc.env))
@@ -674,7 +676,7 @@ func TestLoadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Load(env(map[string]string{EnvConfig: big}))
-	wantErrors(t, err, "larger than 1048576 bytes")
+	wantErrors(t, err, "larger than 262144 bytes")
 
 	// Exactly the limit is fine.
 	exact := filepath.Join(dir, "exact.yaml")
@@ -684,7 +686,7 @@ func TestLoadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := Load(env(map[string]string{EnvConfig: exact})); err != nil {
-		t.Errorf("1 MiB file refused: %v", err)
+		t.Errorf("a file of MaxFileSize bytes refused: %v", err)
 	}
 }
 

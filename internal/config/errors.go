@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -22,41 +23,46 @@ type Error struct {
 	Err    error  // the underlying cause, if any
 }
 
-// Error formats the problem like a compiler diagnostic, source:line first, so
-// that editors and operators can jump straight to it.
+// Error formats the problem like a compiler diagnostic, source:line first.
 func (e *Error) Error() string {
 	var b strings.Builder
-	if e.Source != "" {
-		b.WriteString(e.Source)
-		if e.Line > 0 {
-			fmt.Fprintf(&b, ":%d", e.Line)
-		}
-		b.WriteString(": ")
+	if e.Source != "" && e.Line > 0 {
+		fmt.Fprintf(&b, "%s:%d: ", e.Source, e.Line)
+	} else if e.Source != "" {
+		b.WriteString(e.Source + ": ")
 	}
-	switch {
-	case e.Client != "":
+	if e.Client != "" {
 		fmt.Fprintf(&b, "client %q: ", e.Client)
-	case e.Entry > 0:
+	} else if e.Entry > 0 {
 		fmt.Fprintf(&b, "client #%d: ", e.Entry)
 	}
-	b.WriteString(e.Msg)
-	return b.String()
+	return b.String() + e.Msg
 }
 
-// Unwrap returns the underlying cause, such as an *fs.PathError when the file
-// cannot be read.
+// Unwrap returns the underlying cause, such as an *fs.PathError.
 func (e *Error) Unwrap() error { return e.Err }
 
-// problems collects every problem of one build, together with the literal
-// client secrets seen, so that the final scrub can remove them.
+// MaxProblems bounds the problems a Load or Parse lists; the rest are counted
+// in one last problem. An operator fixes a few dozen at a time, and a hostile
+// file could otherwise produce millions.
+const MaxProblems = 50
+
+// problems collects the problems of one build, and the literal client
+// secrets seen, for the final scrub.
 type problems struct {
 	list    []*Error
+	more    int // problems past MaxProblems, counted only
 	secrets []string
+	given   map[string]bool // keys of the problems given once per build
 }
 
-// bad records a problem about l.field; the message starts with the field's
-// name so that it reads "daily_limit 300 is out of range 1..250".
+// bad records a problem about l.field, whose name starts the message:
+// "daily_limit 300 is out of range 1..250".
 func (p *problems) bad(l location, cause error, format string, args ...any) {
+	if p.full() {
+		p.more++
+		return
+	}
 	msg := fmt.Sprintf(format, args...)
 	if l.field != "" {
 		msg = l.field + " " + msg
@@ -66,10 +72,28 @@ func (p *problems) bad(l location, cause error, format string, args ...any) {
 
 // add records a problem whose message is complete as it is.
 func (p *problems) add(l location, cause error, msg string) {
-	p.list = append(p.list, &Error{
-		Source: l.source, Line: l.line, Client: l.client, Entry: l.entry,
-		Field: l.field, Msg: msg, Err: cause,
-	})
+	if p.full() {
+		p.more++
+		return
+	}
+	p.list = append(p.list, &Error{Source: l.source, Line: l.line, Client: l.client, Entry: l.entry, Field: l.field, Msg: msg, Err: cause})
+}
+
+// full reports whether further problems are only counted, so that callers
+// can skip composing their messages.
+func (p *problems) full() bool { return len(p.list) >= MaxProblems }
+
+// once records a problem the first time key is given, past the cap too: a
+// refused construct is explained once however often a file uses it, and it
+// may be why everything else is wrong.
+func (p *problems) once(key string, l location, msg string) {
+	if p.given == nil {
+		p.given = map[string]bool{}
+	}
+	if !p.given[key] {
+		p.given[key] = true
+		p.list = append(p.list, &Error{Source: l.source, Line: l.line, Client: l.client, Entry: l.entry, Field: l.field, Msg: msg})
+	}
 }
 
 // secret remembers a literal client secret for the final scrub.
@@ -79,55 +103,40 @@ func (p *problems) secret(s string) {
 	}
 }
 
-// err returns the joined problems, or nil. Messages are built so that they do
-// not contain client secrets; the scrub is a safety net for values that are
-// echoed on purpose (a base URL, a name) but into which an operator pasted a
-// secret by mistake, in any spelling secret.Redact knows.
+// err returns the joined problems, or nil: the environment's first, in the
+// order of Settings, then the file's in line order. Messages are built not to
+// contain client secrets; the scrub is a safety net for values echoed on
+// purpose (a base URL, a name) into which a secret was pasted, in any spelling
+// secret.Redact knows.
 func (p *problems) err() error {
 	if len(p.list) == 0 {
 		return nil
 	}
 	scrub := secret.NewMatcher(p.secrets...).Redact // the one redactor
-	// The environment comes first, in the order of the Settings table, then
-	// the file in line order, so that an
-	// operator can work through the file from top to bottom; problems on
-	// the same line keep the order in which they were found.
-	sort.SliceStable(p.list, func(i, j int) bool {
-		a, b := p.list[i], p.list[j]
-		if ea, eb := a.Source == SourceEnvironment, b.Source == SourceEnvironment; ea != eb {
-			return ea
-		} else if ea {
-			return settingIndex(a.Field) < settingIndex(b.Field)
+	order := func(e *Error) int {
+		if e.Source != SourceEnvironment {
+			return len(Settings) + 1 + e.Line
 		}
-		return a.Line < b.Line
-	})
-	errs := make([]error, len(p.list))
-	for i, e := range p.list {
-		e.Msg = scrub(e.Msg)
-		e.Client = scrub(e.Client)
-		e.Source = scrub(e.Source)
-		e.Field = scrub(e.Field)
-		if e.Err != nil {
-			// A cause that quotes a secret is flattened to its scrubbed
-			// text: losing its type is better than leaking through Unwrap.
-			if msg := e.Err.Error(); scrub(msg) != msg {
-				e.Err = errors.New(scrub(msg))
-			}
-		}
-		errs[i] = e
-	}
-	return errors.Join(errs...)
-}
-
-// settingIndex is the position of the variable in Settings, for sorting;
-// problems about no one variable come last.
-func settingIndex(env string) int {
-	for i, s := range Settings {
-		if s.Env == env {
+		if i := slices.IndexFunc(Settings, func(s Setting) bool { return s.Env == e.Field }); i >= 0 {
 			return i
 		}
+		return len(Settings) // about no one variable
 	}
-	return len(Settings)
+	sort.SliceStable(p.list, func(i, j int) bool { return order(p.list[i]) < order(p.list[j]) })
+	var errs []error
+	for _, e := range p.list {
+		e.Msg, e.Client, e.Source, e.Field = scrub(e.Msg), scrub(e.Client), scrub(e.Source), scrub(e.Field)
+		// A cause that quotes a secret is flattened to its scrubbed text:
+		// losing its type is better than leaking through Unwrap.
+		if e.Err != nil && scrub(e.Err.Error()) != e.Err.Error() {
+			e.Err = errors.New(scrub(e.Err.Error()))
+		}
+		errs = append(errs, e)
+	}
+	if p.more > 0 {
+		errs = append(errs, &Error{Msg: fmt.Sprintf("and %d more problems; fix these first", p.more)})
+	}
+	return errors.Join(errs...)
 }
 
 // redacted replaces secrets in messages: the one marker.

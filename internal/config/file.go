@@ -5,62 +5,57 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
 
-// The YAML file is decoded into a yaml.Node tree only, never into Go
-// structs: this package walks the tree itself, so that it can name unknown
-// and repeated keys and wrong shapes in the operator's terms (with a "did you
-// mean"), never quote a value that might be a misplaced secret, and need not
-// parse yaml.v3's error texts. The keys a client entry accepts come from the
-// Settings table.
+// The YAML file is decoded into a yaml.Node tree, never into Go structs, and
+// walked here: so that unknown and repeated keys and wrong shapes are named in
+// the operator's terms (with a "did you mean"), no value that might be a
+// misplaced secret is quoted, and yaml.v3's error texts need no parsing. The
+// walk costs no more than the file's size: merge keys are refused, and an
+// alias may stand only for a single value.
 
 // fileClients validates the YAML file and returns its clients, with the
 // environment's settings filling in what entries omit.
-func fileClients(f *fileInput, env *envDefaults, p *problems) (cands []*candidate) {
+func fileClients(f *fileInput, env map[string]value, p *problems) (cands []*candidate) {
 	at := location{source: f.source}
-	if f.readErr != nil {
-		p.bad(at.with(EnvConfig, 0), f.readErr, "names a file that cannot be read: %s", f.readErr)
+	switch {
+	case f.readErr != nil:
+		p.bad(at.with(EnvConfig, 0), f.readErr, "names a file that cannot be read: %s", printable(f.readErr.Error()))
+		return nil
+	case len(f.data) > MaxFileSize:
+		p.add(at, nil, fmt.Sprintf("the file is larger than %d bytes (%d KiB); a configuration file is a few kilobytes, so check that %s names the right file", MaxFileSize, MaxFileSize>>10, EnvConfig))
 		return nil
 	}
-	if len(f.data) > MaxFileSize {
-		p.add(at, nil, fmt.Sprintf("the file is larger than %d bytes (1 MiB); a configuration file is a few kilobytes, so check that %s names the right file", MaxFileSize, EnvConfig))
-		return nil
-	}
-	// yaml.v3 reports problems by panicking internally and recovering in
-	// Decode; should any input slip past that, a configuration error is the
-	// right outcome rather than a crashed daemon.
+	// yaml.v3 panics internally and recovers in Decode; should any input
+	// slip past that, a configuration error beats a crashed daemon.
 	defer func() {
 		if r := recover(); r != nil {
 			cands = nil
 			p.add(at, nil, fmt.Sprintf("the file cannot be parsed as YAML (%s)", quote(fmt.Sprint(r))))
 		}
 	}()
-
-	root, ok := decodeRoot(f.data, at, p)
-	if !ok {
+	doc := decodeRoot(f.data, at, p)
+	if doc == nil {
 		return nil
 	}
-	doc := resolve(root.Content[0])
 	var list *yaml.Node
-	switch {
+	switch doc = resolve(p, at, doc); {
 	case isNull(doc):
 	case doc.Kind != yaml.MappingNode:
 		p.add(at.with("", doc.Line), nil, "expected a mapping with a clients: key at the top level, found "+shape(doc))
 		return nil
 	default:
-		top := mapping(p, at, doc)
-		for _, kv := range top {
-			if kv.key != "clients" {
-				p.add(at.with("", kv.keyLine), nil, fmt.Sprintf("unknown top-level key %s; the only allowed key is clients%s", quote(kv.key), didYouMean(kv.key, []string{"clients"})))
-				continue
-			}
-			list = resolve(kv.val)
+		if n := mapping(p, at, doc, []string{"clients"}, "unknown top-level key %s; the only allowed key is clients%s")["clients"]; n != nil {
+			list = resolve(p, at, n)
 		}
 	}
 	switch {
+	case list != nil && list.Kind == 0: // an alias of a collection, already reported
+		return nil
 	case list == nil || isNull(list):
 		p.add(at.with("clients", 0), ErrNoClients, "the file lists no clients; list at least one under a top-level clients: key")
 		return nil
@@ -71,151 +66,77 @@ func fileClients(f *fileInput, env *envDefaults, p *problems) (cands []*candidat
 		p.add(at.with("clients", list.Line), ErrNoClients, "clients is empty; list at least one client")
 		return nil
 	}
-	allowed := clientKeyList()
 	for i, item := range list.Content {
 		l := at
 		l.line, l.entry = item.Line, i+1
-		n := resolve(item)
-		switch {
+		switch n := resolve(p, at, item); {
+		case n.Kind == 0: // already reported
 		case isNull(n):
 			p.add(l, nil, "the entry is empty; each client needs at least a name (keys: "+clientKeys+")")
-			continue
 		case n.Kind != yaml.MappingNode:
 			p.add(at.with("", item.Line), nil, "expected a client entry (a mapping with keys "+clientKeys+"), found "+shape(n))
-			continue
+		default:
+			fields := mapping(p, at, n, entryKeys, "unknown key %s in a client entry; allowed keys: "+clientKeys+"%s")
+			cands = append(cands, fileEntry(fields, l, env, p))
 		}
-		fields := map[string]*yaml.Node{}
-		for _, kv := range mapping(p, at, n) {
-			if !contains(allowed, kv.key) {
-				p.add(at.with("", kv.keyLine), nil, fmt.Sprintf("unknown key %s in a client entry; allowed keys: %s%s", quote(kv.key), clientKeys, didYouMean(kv.key, allowed)))
-				continue
-			}
-			fields[kv.key] = kv.val
-		}
-		cands = append(cands, fileEntry(fields, l, env, p))
 	}
 	return cands
 }
 
-// decodeRoot parses the file into a node tree, refusing empty files and
-// files with several documents: a second document would otherwise be
-// silently ignored, and with it whatever clients the operator put there.
-// A syntax error is reported with yaml.v3's own text, which names the line
-// and never the value.
-func decodeRoot(data []byte, at location, p *problems) (*yaml.Node, bool) {
+// decodeRoot parses the file and returns its one document's content. An empty
+// file and a second document are refused: the second would otherwise be
+// ignored, with whatever clients it lists. A syntax error is reported with
+// yaml.v3's own text, which names the line and never the value.
+func decodeRoot(data []byte, at location, p *problems) *yaml.Node {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var root yaml.Node
-	if err := dec.Decode(&root); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.add(at, nil, "the file is empty; it needs a top-level clients: list")
-		} else {
-			p.add(at, err, "the file is not valid YAML: "+strings.TrimPrefix(err.Error(), "yaml: "))
-		}
-		return nil, false
-	}
-	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 {
+	var root, extra yaml.Node
+	switch err := dec.Decode(&root); {
+	case errors.Is(err, io.EOF):
+		p.add(at, nil, "the file is empty; it needs a top-level clients: list")
+	case err != nil:
+		p.add(at, err, "the file is not valid YAML: "+strings.TrimPrefix(err.Error(), "yaml: "))
+	case root.Kind != yaml.DocumentNode || len(root.Content) != 1:
 		p.add(at, nil, "the file is not a YAML document with a top-level clients: list")
-		return nil, false
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+	case !errors.Is(dec.Decode(&extra), io.EOF):
 		p.add(location{source: at.source, line: extra.Line}, nil,
 			"the file contains more than one YAML document (a second ---); put all clients in one clients: list")
-		return nil, false
+	default:
+		return root.Content[0]
 	}
-	return &root, true
+	return nil
 }
 
-// keyValue is one key of a mapping with its value.
-type keyValue struct {
-	key     string
-	keyLine int
-	val     *yaml.Node
-}
-
-// mapping returns the keys of the mapping n in order, with merge keys
-// ("<<: *anchor") applied: keys given in n win over merged ones, and earlier
-// merged mappings over later ones, as YAML's merge key type says. A key given
-// twice in one mapping is reported, since which of the two counts would be a
-// guess; so is a key that is not a plain scalar. An anchor may be merged
-// into itself (&a {<<: *a}), which yaml.v3 accepts as a cycle of nodes, so
-// the walk remembers the mappings it is inside and refuses to re-enter one.
-//
-// Merges are expanded, so a file of a few lines could merge lists of
-// aliases into each other until the expansion is exponential (the "billion
-// laughs" of merge keys); a budget of visited keys per mapping bounds that.
-func mapping(p *problems, at location, n *yaml.Node) []keyValue {
-	budget := maxMergedKeys
-	return mappingIn(p, at, n, map[*yaml.Node]bool{}, &budget)
-}
-
-// maxMergedKeys bounds the keys one mapping may expand to through merges;
-// a real client entry has about ten.
-const maxMergedKeys = 10000
-
-func mappingIn(p *problems, at location, n *yaml.Node, inside map[*yaml.Node]bool, budget *int) []keyValue {
-	if inside[n] {
-		p.add(at.with("", n.Line), nil, "a merge key (<<) merges a mapping into itself")
-		return nil
-	}
-	if *budget -= len(n.Content) / 2; *budget < 0 {
-		if *budget+len(n.Content)/2 >= 0 {
-			p.add(at.with("", n.Line), nil, "merge keys (<<) expand this mapping to too many keys")
-		}
-		return nil
-	}
-	inside[n] = true
-	defer delete(inside, n)
-	var own, merged []keyValue
+// mapping returns the values of the mapping n by key. A key not in allowed
+// is reported with unknown (its key and a "did you mean"); so are a key given
+// twice (which counts would be a guess) and a key that is not a plain scalar.
+// Merge keys (<<) are refused, once per file: an entry would no longer say
+// what it sets, and merges of merges let a few kilobytes cost minutes.
+func mapping(p *problems, at location, n *yaml.Node, allowed []string, unknown string) map[string]*yaml.Node {
+	out := map[string]*yaml.Node{}
 	first := map[string]int{}
-	var merges []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		kr := resolve(k)
-		switch {
+		k := n.Content[i]
+		switch kr := resolve(p, at, k); {
+		case kr.Kind == 0:
 		case kr.Kind != yaml.ScalarNode:
 			p.add(at.with("", k.Line), nil, "expected a plain key, found "+shape(kr))
-			continue
 		case kr.ShortTag() == "!!merge":
-			merges = append(merges, v)
-			continue
-		}
-		if line, dup := first[kr.Value]; dup {
-			p.add(at.with("", k.Line), nil, fmt.Sprintf("key %s is given twice (first at line %d)", quote(kr.Value), line))
-			continue
-		}
-		first[kr.Value] = k.Line
-		own = append(own, keyValue{kr.Value, k.Line, v})
-	}
-	seen := map[string]bool{}
-	for _, kv := range own {
-		seen[kv.key] = true
-	}
-	addMerged := func(m *yaml.Node) {
-		for _, kv := range mappingIn(p, at, m, inside, budget) {
-			if !seen[kv.key] {
-				seen[kv.key] = true
-				merged = append(merged, kv)
-			}
-		}
-	}
-	for _, m := range merges {
-		switch m = resolve(m); m.Kind {
-		case yaml.MappingNode:
-			addMerged(m)
-		case yaml.SequenceNode:
-			for _, item := range m.Content {
-				if item = resolve(item); item.Kind == yaml.MappingNode {
-					addMerged(item)
-				} else {
-					p.add(at.with("", item.Line), nil, "a merge key (<<) takes a mapping or a list of mappings, not "+shape(item))
-				}
+			p.once("merge", at.with("", k.Line), "merge keys (<<) are not supported: write each setting in the client's own entry, or set a default for every entry in the environment (such as "+EnvBaseURL+")")
+		case first[kr.Value] > 0:
+			p.add(at.with("", k.Line), nil, fmt.Sprintf("key %s is given twice (first at line %d)", quote(kr.Value), first[kr.Value]))
+		case !slices.Contains(allowed, kr.Value):
+			first[kr.Value] = k.Line
+			if p.full() {
+				p.more++ // the suggestion costs an edit distance per allowed key
+			} else {
+				p.add(at.with("", k.Line), nil, fmt.Sprintf(unknown, quote(kr.Value), didYouMean(kr.Value, allowed)))
 			}
 		default:
-			p.add(at.with("", m.Line), nil, "a merge key (<<) takes a mapping or a list of mappings, not "+shape(m))
+			first[kr.Value] = k.Line
+			out[kr.Value] = n.Content[i+1]
 		}
 	}
-	return append(own, merged...)
+	return out
 }
 
 // shape names the YAML shape of n for messages, without its value.
@@ -226,15 +147,8 @@ func shape(n *yaml.Node) string {
 	case yaml.MappingNode:
 		return "a mapping"
 	case yaml.ScalarNode:
-		switch n.ShortTag() {
-		case "!!str":
-			return "a string"
-		case "!!int", "!!float":
-			return "a number"
-		case "!!bool":
-			return "a boolean"
-		case "!!null":
-			return "nothing"
+		if s, ok := map[string]string{"!!str": "a string", "!!int": "a number", "!!float": "a number", "!!bool": "a boolean", "!!null": "nothing"}[n.ShortTag()]; ok {
+			return s
 		}
 		return "a value tagged " + n.ShortTag()
 	}
@@ -250,158 +164,69 @@ func didYouMean(word string, candidates []string) string {
 	return ""
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
+// resolve follows an alias (*name) to the value it stands for. An alias of a
+// mapping or a list is refused, once per file, and resolves to an empty node
+// (Kind 0) that callers skip: else a file of 100 KB could list an alias of a
+// mapping of 10,000 keys thousands of times, and its walk would cost every
+// key once per alias.
+func resolve(p *problems, at location, n *yaml.Node) *yaml.Node {
+	if n.Kind != yaml.AliasNode {
+		return n
 	}
-	return false
-}
-
-// resolve follows aliases (*name) to the node they stand for. The depth
-// bound is belt and braces: yaml.v3 already refuses recursive anchors.
-func resolve(n *yaml.Node) *yaml.Node {
-	for i := 0; i < 32 && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
-		n = n.Alias
+	if t := n.Alias; t != nil && t.Kind == yaml.ScalarNode {
+		return t
 	}
-	return n
+	what := "nothing"
+	if n.Alias != nil {
+		what = shape(n.Alias)
+	}
+	p.once("alias", at.with("", n.Line), fmt.Sprintf("an alias (*%s) stands for %s; an alias may stand only for a single value, such as a URL", n.Value, what))
+	return &yaml.Node{}
 }
 
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-// rawField is one key of an entry before validation. A null value ("key:" or
-// "key: ~") counts as absent, so that the environment's default applies.
-type rawField struct {
-	v       string
-	line    int
-	present bool
-	ok      bool // false when its shape was wrong, which is already reported
-}
-
-func scalar(p *problems, l location, key string, n *yaml.Node) rawField {
+// scalar reads key of an entry, if the entry has it, as a single value; see
+// given.
+func scalar(p *problems, l location, key string, fields map[string]*yaml.Node) (given, bool) {
+	n := fields[key]
+	if n == nil {
+		return given{}, false
+	}
 	line := n.Line
-	n = resolve(n)
-	switch {
+	switch n = resolve(p, l, n); {
 	case n.Kind == 0 || isNull(n):
-		return rawField{}
+		return given{}, false
 	case n.Kind == yaml.ScalarNode:
-		return rawField{v: strings.TrimSpace(n.Value), line: line, present: true, ok: true}
+		return given{strings.TrimSpace(n.Value), line, true}, true
 	case n.Kind == yaml.SequenceNode:
 		p.bad(l.with(key, line), nil, "must be a single value, not a list")
-	case n.Kind == yaml.MappingNode:
-		p.bad(l.with(key, line), nil, "must be a single value, not a mapping")
 	default:
-		p.bad(l.with(key, line), nil, "must be a single value")
+		p.bad(l.with(key, line), nil, "must be a single value, not a mapping")
 	}
-	return rawField{line: line, present: true}
+	return given{line: line}, true
 }
 
-// fileEntry validates one entry of the clients list, given its keys.
-func fileEntry(fields map[string]*yaml.Node, l location, env *envDefaults, p *problems) *candidate {
+// fileEntry validates one entry of the clients list, given its keys. The
+// name comes first so that every later message can say which client.
+func fileEntry(fields map[string]*yaml.Node, l location, env map[string]value, p *problems) *candidate {
 	c := &candidate{loc: l}
-	raw := func(key string) rawField {
-		n := fields[key]
-		if n == nil {
-			return rawField{}
-		}
-		return scalar(p, c.loc, key, n)
-	}
-
-	// The name comes first so that every later message can say which client.
-	switch name := raw("name"); {
-	case !name.present:
+	switch name, ok := scalar(p, l, "name", fields); {
+	case !ok:
 		p.bad(l.with("name", 0), nil, "is missing; every client in a file needs a unique name (1 to 64 characters from A-Z a-z 0-9 . _ -)")
-	case name.ok && checkName(p, l.with("name", name.line), name.v):
+	case name.shape && checkName(p, l.with("name", name.line), name.v):
 		c.client.Name = name.v
 		c.nameOK, c.nameLine = true, name.line
 		c.loc.client = name.v
 	}
-	l = c.loc
-	inherited := func(key, env string) location { return l.with(key+" (from "+env+")", 0) }
-
-	c.client.DailyLimit = DefaultDailyLimit
-	for _, st := range valueSettings() {
-		e := env.values[st.Key]
-		switch r := raw(st.Key); {
-		case r.present:
-			if !r.ok {
-				break
-			}
-			fl := l.with(st.Key, r.line)
-			if v, ok := st.parse(p, fl, r.v); ok {
-				st.set(&c.client, v)
-				c.setLoc(st.Key, fl)
-			}
-		case e.set:
-			if e.ok { // an invalid default is already reported
-				st.set(&c.client, e.v)
-				c.setLoc(st.Key, inherited(st.Key, st.Env))
-			}
-		case st.missing != "":
-			p.bad(l.with(st.Key, 0), nil, "is missing; set it in the entry, or set %s as a default for all entries", st.Env)
+	entry := map[string]given{}
+	for _, key := range entryKeys[1:] {
+		if g, ok := scalar(p, c.loc, key, fields); ok {
+			entry[key] = g
 		}
 	}
-
-	// Each API client slot takes a literal or an id from the entry, or, as
-	// a pair, whatever the environment gives for that slot.
-	for i, sv := range slotVars {
-		cs, csid := raw(sv.litKey), raw(sv.idKey)
-		slot := env.secrets[i]
-		switch {
-		case cs.present && csid.present:
-			p.secret(cs.v)
-			p.bad(l.with(sv.litKey, cs.line), nil, "and %s are both set; set exactly one", sv.idKey)
-		case cs.present:
-			if !cs.ok {
-				break
-			}
-			sl := l.with(sv.litKey, cs.line)
-			if s, ok := checkClientSecret(p, sl, cs.v); ok {
-				c.useLiteral(i, s, sl)
-			}
-		case csid.present:
-			if !csid.ok {
-				break
-			}
-			il := l.with(sv.idKey, csid.line)
-			if ref, ok := checkSecretID(p, il, csid.v, false); ok {
-				c.useID(i, ref, il)
-			}
-		case slot.set:
-			switch {
-			case !slot.ok: // already reported
-			case !slot.literal.IsZero():
-				c.useLiteral(i, slot.literal, inherited(sv.litKey, sv.lit))
-			default:
-				c.useID(i, slot.id, inherited(sv.idKey, sv.id))
-			}
-		case i == 0:
-			p.add(l.with("client_secret", 0), nil, "needs a client_secret_id (the Secrets Manager secret holding the Clear client secret) or a client_secret; set one in the entry, or "+
-				EnvClientSecretID+" or "+EnvClientSecret+" as a default for all entries")
-		}
-	}
-
-	switch r := raw("token_secret_id"); {
-	case r.present:
-		if !r.ok {
-			break
-		}
-		tl := l.with("token_secret_id", r.line)
-		if ref, ok := checkSecretID(p, tl, r.v, true); ok {
-			c.client.TokenSecretID = ref.raw
-			c.tokenUse = &idUse{ref: ref, loc: tl, owner: c, token: true}
-		}
-	case env.token.set:
-		if env.token.ok {
-			c.client.TokenSecretID = env.token.v.raw
-			c.tokenUse = &idUse{ref: env.token.v, loc: inherited("token_secret_id", EnvTokenSecretID), owner: c, token: true}
-		}
-	default:
-		p.bad(l.with("token_secret_id", 0), nil, "is missing; set it in the entry to the Secrets Manager name or ARN where this client's token is kept")
-	}
-	c.checkBudget(p)
+	c.assemble(p, entry, env)
 	return c
 }

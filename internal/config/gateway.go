@@ -63,25 +63,24 @@ type Gateway struct {
 var gatewaySettings = []Setting{
 	{Env: EnvGatewayTokenHeader, Key: "gateway_token_header", Kind: "header name", Default: DefaultGatewayTokenHeader,
 		Help:  "the header the gateway puts the token in (x-clear-auth-token for Clear's GLS API)",
-		parse: func(p *problems, l location, s string) (any, bool) { return checkHeaderName(p, l, s) },
-		set:   func(c *Client, v any) { c.GatewayTokenHeader = v.(string) }},
-	{Env: EnvGatewayAddr, Scope: DaemonOnly, Kind: "[HOST]:PORT", Default: DefaultGatewayAddr + " for rotator gateway; off for rotator run",
+		parse: parser(checkHeaderName), client: clientField(func(c *Client) *string { return &c.GatewayTokenHeader })},
+	{Env: EnvGatewayAddr, Scope: DaemonOnly, Kind: "[HOST]:PORT", DefaultDoc: DefaultGatewayAddr + " for rotator gateway; off for rotator run",
 		Help: "the Clear gateway's listener; every path on it goes to Clear"},
 	{Env: EnvGatewayKeyID, Scope: DaemonOnly, Kind: "secret id",
 		Help: "Secrets Manager name or ARN of the secret holding the gateway's inbound key (x-clear-rotator-key); re-read when it changes"},
 	{Env: EnvGatewayKey, Scope: DaemonOnly, Kind: "secret",
 		Help: "the gateway's inbound key itself (for development); set this or " + EnvGatewayKeyID + "; required unless the gateway listens on loopback"},
-	{Env: EnvGatewayKeyGrace, Scope: DaemonOnly, Kind: "duration", Default: "15m", Limits: "0s..168h",
+	{Env: EnvGatewayKeyGrace, Scope: DaemonOnly, Kind: "duration", DefaultDoc: "15m", Limits: "0s..168h",
 		Help: "how long the previous key is still accepted after the key's secret changed"},
-	{Env: EnvGatewayReplayLimit, Scope: DaemonOnly, Kind: "bytes", Default: "1048576 (1 MiB)", Limits: "1..67108864",
+	{Env: EnvGatewayReplayLimit, Scope: DaemonOnly, Kind: "bytes", DefaultDoc: "1048576 (1 MiB)", Limits: "1..67108864",
 		Help: "largest request body buffered so that it can be replayed after a 401; larger bodies are streamed"},
-	{Env: EnvGatewayHold, Scope: DaemonOnly, Kind: "duration", Default: "10s", Limits: "1s..60s",
+	{Env: EnvGatewayHold, Scope: DaemonOnly, Kind: "duration", DefaultDoc: "10s", Limits: "1s..60s",
 		Help: "longest a request waits for a (newer) token before the gateway answers"},
-	{Env: EnvGatewayUpstreamTimeout, Scope: DaemonOnly, Kind: "duration", Default: "120s", Limits: "1s..600s",
+	{Env: EnvGatewayUpstreamTimeout, Scope: DaemonOnly, Kind: "duration", DefaultDoc: "120s", Limits: "1s..600s",
 		Help: "longest wait for Clear's response headers"},
-	{Env: EnvGatewayMaxConns, Scope: DaemonOnly, Kind: "number", Default: "16384", Limits: "1..1048576",
+	{Env: EnvGatewayMaxConns, Scope: DaemonOnly, Kind: "number", DefaultDoc: "16384", Limits: "1..1048576",
 		Help: "most connections the gateway holds open at once"},
-	{Env: EnvGatewayPoll, Scope: DaemonOnly, Kind: "duration", Default: "5s", Limits: "1s..5m",
+	{Env: EnvGatewayPoll, Scope: DaemonOnly, Kind: "duration", DefaultDoc: "5s", Limits: "1s..5m",
 		Help: "how often the gateway looks at the token secret's version (one DescribeSecret); a 401 looks at once"},
 	{Env: EnvGatewayTLSCert, Scope: DaemonOnly, Kind: "path",
 		Help: "PEM certificate for serving the gateway over TLS (with " + EnvGatewayTLSKey + "); re-read when it changes"},
@@ -107,7 +106,7 @@ func LoadGateway(lookup LookupFunc, standalone bool) (*Gateway, error) {
 	var p problems
 	at := func(name string) location { return location{source: SourceEnvironment, field: name} }
 	val := func(name string) (string, bool) {
-		v, _ := get(lookup, name)
+		v, _ := lookupTrimmed(lookup, name)
 		return v, v != ""
 	}
 	g := &Gateway{KeyGrace: DefaultGatewayKeyGrace, ReplayLimit: DefaultGatewayReplayLimit, Hold: DefaultGatewayHold,
@@ -150,7 +149,7 @@ func gatewayKey(p *problems, g *Gateway, val func(string) (string, bool)) bool {
 	case hasKey:
 		g.Key = key
 	case hasID:
-		if ref, ok := checkSecretID(p, at(EnvGatewayKeyID), id, false); ok {
+		if ref, ok := checkClientSecretID(p, at(EnvGatewayKeyID), id); ok {
 			g.KeyID = ref.raw
 		}
 	}
@@ -171,7 +170,7 @@ func gatewayLimits(p *problems, g *Gateway, val func(string) (string, bool)) {
 	}
 	for _, d := range durations {
 		if s, ok := val(d.env); ok {
-			if v, ok := checkDuration(p, at(d.env), s, d.lo, d.hi); ok {
+			if v, ok := duration(d.lo, d.hi, "", "")(p, at(d.env), s); ok {
 				*d.dst = v
 			}
 		}
@@ -244,12 +243,12 @@ const gatewayPlaceholder = "clear-rotator-gateway-has-no-client-secret"
 // CLEAR_CLIENT_SECRET and CLEAR_CLIENT_SECRET_ID the clients are loaded without one (and the
 // gateway then reports revocations without healing them). With either set, it is Load.
 func LoadForGateway(lookup LookupFunc) (*Config, error) {
-	_, hasLit := get(lookup, EnvClientSecret)
-	_, hasID := get(lookup, EnvClientSecretID)
-	if v, _ := get(lookup, EnvClientSecret); hasLit && v != "" {
+	_, hasLit := lookupTrimmed(lookup, EnvClientSecret)
+	_, hasID := lookupTrimmed(lookup, EnvClientSecretID)
+	if v, _ := lookupTrimmed(lookup, EnvClientSecret); hasLit && v != "" {
 		return Load(lookup)
 	}
-	if v, _ := get(lookup, EnvClientSecretID); hasID && v != "" {
+	if v, _ := lookupTrimmed(lookup, EnvClientSecretID); hasID && v != "" {
 		return Load(lookup)
 	}
 	cfg, err := Load(func(name string) (string, bool) {
@@ -270,4 +269,13 @@ func LoadForGateway(lookup LookupFunc) (*Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// lookupTrimmed reads one variable as the table's environment path does: trimmed, nil lookup empty.
+func lookupTrimmed(lookup LookupFunc, name string) (string, bool) {
+	if lookup == nil {
+		return "", false
+	}
+	v, ok := lookup(name)
+	return strings.TrimSpace(v), ok
 }

@@ -28,6 +28,20 @@ func TestSettingsTable(t *testing.T) {
 		if (s.Key != "") != (s.Scope == PerClient) {
 			t.Errorf("%s: a YAML key exactly for per-client settings", s.Env)
 		}
+		// A row that is parsed stores its value in exactly the place its scope says.
+		if s.parse != nil && (s.client != nil) != (s.Scope == PerClient) || s.parse != nil && (s.config != nil) == (s.Scope == PerClient) {
+			t.Errorf("%s: a parsed setting needs a client setter (per client) or a config setter (global), not both", s.Env)
+		}
+		if s.parse == nil && (s.client != nil || s.config != nil || s.Default != nil) {
+			t.Errorf("%s: a setter or a default without parse", s.Env)
+		}
+	}
+	for _, g := range groups() {
+		for i, s := range g {
+			if s.Scope != g[0].Scope || i > 0 && s.Required != "" {
+				t.Errorf("%s: a group shares one scope, and only its first row says Required", s.Env)
+			}
+		}
 	}
 	for _, name := range []string{EnvBaseURL, EnvClientSecret, EnvClientSecretID, EnvClientSecret2, EnvClientSecretID2,
 		EnvTokenSecretID, EnvDailyLimit, EnvRenewBefore, EnvMaxAge, EnvConfig, EnvSchedule, EnvHTTPAddr,
@@ -303,7 +317,7 @@ func TestYAMLKeyHandling(t *testing.T) {
 		{full + "dialy_limit: 5}\n", "(did you mean daily_limit?)"},
 		{full + "client_secret_id_3: x}\n", "(did you mean client_secret_id_2?)"},
 		{full + "[a]: 5}\n", "f.yaml:2: expected a plain key, found a list"},
-		{full + "<<: 5}\n", "a merge key (<<) takes a mapping or a list of mappings, not a number"},
+		{full + "<<: 5}\n", "merge keys (<<) are not supported"},
 		{"  - name: a\n    name: b\n", `f.yaml:3: key "name" is given twice (first at line 2)`},
 	} {
 		_, err := Parse([]byte("clients:\n"+tc.yaml), "f.yaml", nil)
@@ -314,36 +328,25 @@ func TestYAMLKeyHandling(t *testing.T) {
 	_, err = Parse([]byte("clients: [1, true, ~]\n"), "f.yaml", nil)
 	wantErrors(t, err, "found a number", "found a boolean", "client #3: the entry is empty")
 	// A mapping merged into itself is a cycle in yaml.v3's node tree; it
-	// used to overflow the stack.
+	// used to overflow the stack, and merges of merges grew exponentially.
+	// Merge keys are refused now, once per file.
 	_, err = Parse([]byte("clients:\n  - &a {name: a, <<: *a}\n  - &b {name: b, <<: [*b]}\n"), "f.yaml", nil)
-	wantErrors(t, err, "f.yaml:2: a merge key (<<) merges a mapping into itself", "f.yaml:3: a merge key")
-	// Merges of merges grow exponentially; the walk stops at a budget.
+	probs := wantErrors(t, err, "f.yaml:2: merge keys (<<) are not supported")
+	if strings.Count(err.Error(), "merge keys") != 1 {
+		t.Errorf("%d problems:\n%v", len(probs), err)
+	}
 	laughs := "defs:\n  - &x0 {a: 1}\n"
 	for i := 1; i <= 40; i++ {
 		laughs += fmt.Sprintf("  - &x%d {<<: [*x%d, *x%d]}\n", i, i-1, i-1)
 	}
 	laughs += "clients:\n  - {<<: *x40, name: a}\n"
 	_, err = Parse([]byte(laughs), "f.yaml", nil)
-	wantErrors(t, err, "merge keys (<<) expand this mapping to too many keys")
-	// Merges from a list of mappings: the entry's own keys win, then the
-	// first merged mapping.
-	cfg, err := Parse([]byte(`
-defaults: &d {base_url: "https://d.example.com", daily_limit: 3}
-`), "f.yaml", nil)
-	if err == nil || cfg != nil {
-		t.Fatal("unknown top-level key accepted")
-	}
-	cfg, err = Parse([]byte(`clients:
-  - &a {name: a, base_url: "https://a.example.com", client_secret_id: c1, token_secret_id: t1, daily_limit: 3}
-  - &b {name: b, base_url: "https://b.example.com", client_secret_id: c2, token_secret_id: t2, daily_limit: 4, max_age: 6h}
-  - {<<: [*b, *a], name: c, client_secret_id: c3, token_secret_id: t3}
-`), "f.yaml", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c, _ := cfg.Client("c"); c.BaseURL != "https://b.example.com" || c.DailyLimit != 4 || c.MaxAge != 6*time.Hour || c.ClientSecretID != "c3" {
-		t.Errorf("merged: %+v", c)
-	}
+	wantErrors(t, err, "merge keys (<<) are not supported")
+	// An alias of a mapping or a list is refused: only single values.
+	_, err = Parse([]byte("clients:\n  - &a {name: a}\n  - *a\n  - {name: b, base_url: *a}\n"), "f.yaml", nil)
+	wantErrors(t, err, "f.yaml:3: an alias (*a) stands for a mapping; an alias may stand only for a single value")
+	_, err = Parse([]byte("x: &l [a]\nclients: *l\n"), "f.yaml", nil)
+	wantErrors(t, err, "an alias (*l) stands for a list")
 }
 
 // TestNoRegexpRewriting guards against a return of parsing yaml.v3's error

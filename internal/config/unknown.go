@@ -6,30 +6,23 @@ import (
 )
 
 // Warning is a problem that does not stop the rotator but that an operator
-// should hear about, such as an environment variable it does not know.
+// should hear about: an environment variable it does not know.
 type Warning struct {
 	Name       string // the variable
 	Suggestion string // the known variable it is probably a typo of; "" when none is close
 }
 
-// String renders the warning as one line.
+// String renders the warning as one line, the name escaped if it does not print.
 func (w Warning) String() string {
-	msg := "unknown environment variable " + w.Name + " is ignored"
+	msg := "unknown environment variable " + printable(w.Name) + " is ignored"
 	if w.Suggestion != "" {
 		msg += "; did you mean " + w.Suggestion + "?"
 	}
 	return msg
 }
 
-// unknownPrefixes are the prefixes of the variables the rotator owns. A
-// variable with one of them that the rotator does not read is almost
-// certainly a typo (ROTATOR_DAILY_LIMT), which would otherwise pass in
-// silence while the setting it was meant to change keeps its default.
-var unknownPrefixes = []string{"ROTATOR_", "CLEAR_"}
-
 // foreignEnv are variables with the rotator's prefixes that belong to other
-// programs of this project, so that a shared environment (the demo, the
-// Makefile) does not warn about them.
+// programs of this project, so that a shared environment does not warn.
 var foreignEnv = map[string]bool{
 	"ROTATOR_BIN":            true, // the Makefile's path of the binary under test
 	"CLEAR_EMULATOR_SECRETS": true, // cmd/clear-emulator
@@ -37,20 +30,20 @@ var foreignEnv = map[string]bool{
 
 // Unknown returns a warning for every ROTATOR_* or CLEAR_* variable in
 // environ (KEY=VALUE entries, as os.Environ returns them) that the rotator
-// does not read, sorted by name, each with the closest known name when one
-// is close enough to be a likely typo. Values are never looked at, so a
-// warning cannot carry a secret.
+// does not read, sorted by name, each with the closest known name when one is
+// close enough to be a likely typo (ROTATOR_DAILY_LIMT), which would otherwise
+// pass in silence while its setting keeps the default. Values are never looked
+// at, so a warning cannot carry a secret.
 func Unknown(environ []string) []Warning {
 	known := knownEnv()
-	isKnown := map[string]bool{}
-	for _, k := range known {
-		isKnown[k] = true
-	}
 	seen := map[string]bool{}
+	for _, k := range known {
+		seen[k] = true
+	}
 	var out []Warning
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if seen[name] || isKnown[name] || foreignEnv[name] || !hasPrefix(name) {
+		if seen[name] || foreignEnv[name] || !strings.HasPrefix(name, "ROTATOR_") && !strings.HasPrefix(name, "CLEAR_") {
 			continue
 		}
 		seen[name] = true
@@ -60,50 +53,37 @@ func Unknown(environ []string) []Warning {
 	return out
 }
 
-func hasPrefix(name string) bool {
-	for _, p := range unknownPrefixes {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
-}
-
 // Suggest returns the candidate closest to word by edit distance (ignoring
-// case), or "" when none is close enough to be a likely typo: at most a
-// third of the word's length but at least 2, and never more than 3. Ties go to the
+// case), or "" when none is close enough to be a likely typo: at most a third
+// of the word's length but at least 2, and never more than 3. Ties go to the
 // earlier candidate. The CLI uses it for mistyped commands and flags too.
 func Suggest(word string, candidates []string) string {
-	limit := min(3, max(2, len([]rune(word))/3))
-	best, bestD := "", limit+1
-	w := strings.ToLower(word)
+	best, bestD := "", min(3, max(2, len([]rune(word))/3))+1
 	for _, c := range candidates {
-		if d := editDistance(w, strings.ToLower(c)); d < bestD {
+		if d := editDistance([]rune(strings.ToLower(word)), []rune(strings.ToLower(c))); d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b, counted in
-// runes, with one row of memory.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	row := make([]int, len(rb)+1)
+// editDistance is the Levenshtein distance between a and b, with one row of
+// memory.
+func editDistance(a, b []rune) int {
+	row := make([]int, len(b)+1)
 	for j := range row {
 		row[j] = j
 	}
-	for i := 1; i <= len(ra); i++ {
+	for i := 1; i <= len(a); i++ {
 		prev := row[0] // the diagonal
 		row[0] = i
-		for j := 1; j <= len(rb); j++ {
+		for j := 1; j <= len(b); j++ {
 			cost := 1
-			if ra[i-1] == rb[j-1] {
+			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur := min(row[j]+1, row[j-1]+1, prev+cost)
-			prev, row[j] = row[j], cur
+			prev, row[j] = row[j], min(row[j]+1, row[j-1]+1, prev+cost)
 		}
 	}
-	return row[len(rb)]
+	return row[len(b)]
 }

@@ -543,7 +543,7 @@ func (d *daemon) record(c *rotation.Client, r rotation.Result, engine bool, now 
 func (d *daemon) reload(ctx context.Context) bool {
 	log := d.logger()
 	log.Info("reloading the configuration")
-	a, err := d.opts.Load(ctx)
+	a, err := d.load(ctx)
 	var sched cron.Schedule
 	if err == nil && (a == nil || a.Config == nil || a.Engine == nil) {
 		err = errors.New("the loaded configuration has no Config or Engine")
@@ -594,6 +594,17 @@ func (d *daemon) reload(ctx context.Context) bool {
 	log.Info("reloaded the configuration", "clients", len(a.Clients), "unchanged", kept, "added", added,
 		"changed", changed, "removed", removed, "schedule", scheduleSpec(a.Config))
 	return true
+}
+
+// load calls Options.Load for a reload. A panic while loading (a configuration no test foresaw) is
+// a failed reload like any other: a running daemon keeps its configuration rather than stop.
+func (d *daemon) load(ctx context.Context) (a *app.App, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			a, err = nil, fmt.Errorf("loading the configuration panicked: %v", r)
+		}
+	}()
+	return d.opts.Load(ctx)
 }
 
 // shutdown starts no further check and waits, at most the shutdown grace, for the round in flight.

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
@@ -92,7 +93,7 @@ type SimConfig struct {
 	// Lifetime of Clear's tokens; zero means they never expire.
 	Lifetime time.Duration
 	// RenewBefore, MaxAge and DailyLimit configure the client as ROTATOR_RENEW_BEFORE,
-	// ROTATOR_MAX_AGE and ROTATOR_DAILY_LIMIT do (DailyLimit zero: 48, the default).
+	// ROTATOR_MAX_AGE and ROTATOR_DAILY_LIMIT do (DailyLimit zero: config.DefaultDailyLimit).
 	RenewBefore, MaxAge time.Duration
 	DailyLimit          int
 	// Processes run the schedule side by side on the same secret (duplicate ticks); default 2.
@@ -353,7 +354,7 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 		cfg.Processes = 2
 	}
 	if cfg.DailyLimit <= 0 {
-		cfg.DailyLimit = 48
+		cfg.DailyLimit = config.DefaultDailyLimit
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = BubbleClock{}

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
@@ -30,9 +31,6 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/secret"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
-
-// DefaultDailyLimit is the daily limit of the clients a World builds, the rotator's default.
-const DefaultDailyLimit = 48
 
 // Options configures a World. The zero value is one API client on the wire (moto and the
 // emulator over HTTP), tokens that never expire, and real time.
@@ -48,7 +46,7 @@ type Options struct {
 	// APIClients is the number of API clients, 1 (the default) or 2.
 	APIClients int
 	// DailyLimit is the rotator's own daily limit for the client the world builds; zero means
-	// DefaultDailyLimit.
+	// config.DefaultDailyLimit, the rotator's default.
 	DailyLimit int
 	// Emulator configures Clear beyond what the fields above set (its clock, lifetime and
 	// secrets): its daily limit, token length, Retry-After, a fixed valid_till.
@@ -114,7 +112,7 @@ func New(t testing.TB, o Options) *World {
 		w.name = "erp"
 	}
 	if w.dailyLimit == 0 {
-		w.dailyLimit = DefaultDailyLimit
+		w.dailyLimit = config.DefaultDailyLimit
 	}
 	n := max(o.APIClients, len(o.Secrets), 1)
 	if n > 2 || len(o.Secrets) > 0 && len(o.Secrets) != n {
