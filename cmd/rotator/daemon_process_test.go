@@ -269,3 +269,36 @@ func TestDaemonProcessReload(t *testing.T) {
 		t.Errorf("exit status %d, want 0", code)
 	}
 }
+
+// TestDaemonProcessProbesUnderConnectionPressure holds the daemon's ops port with three times its
+// connection cap of useless connections (silent, slowloris, idle keep-alive) from the probes' own
+// address, each reconnecting a second after it is closed, and probes /healthz and /readyz as the
+// kubelet does. (TestProbesAnsweredUnderConnectionPressure in internal/daemon adds a crowd from
+// another address that reconnects at once.) Issue 19 item 11: 16 busy
+// connections left 0 of 20 probes answered, so any pod that reaches the port could make the
+// liveness probe restart the rotator.
+func TestDaemonProcessProbesUnderConnectionPressure(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	p := w.Daemon()
+	p.Await("readiness", 15*time.Second, func() bool { code, _ := p.Get("/readyz"); return code == http.StatusOK })
+
+	crowd := rig.Press(t, p.Addr, nil, 48, time.Second)
+	time.Sleep(300 * time.Millisecond) // let the crowd take the port
+	failed := 0
+	for i := range 20 {
+		for _, path := range []string{"/healthz", "/readyz"} {
+			if err := rig.Probe(p.Addr, path); err != nil {
+				failed++
+				t.Logf("probe %d of %s: %v", i, path, err)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	crowd.Close()
+	if failed > 0 {
+		t.Errorf("%d of 40 probes unanswered under connection pressure", failed)
+	}
+	if code := p.Stop(syscall.SIGTERM, 10*time.Second); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+}

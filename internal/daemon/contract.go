@@ -33,8 +33,10 @@
 // # Ops listener
 //
 // The ops listener serves /healthz, /readyz and /metrics (Prometheus text format); see handler. It
-// has read, write and idle timeouts, a cap on header size and a cap on concurrent connections, so
-// that clients of the ops port can never take the descriptors rotation needs.
+// has read, write and idle timeouts, a cap on header size and a cap on open connections, so that
+// clients of the ops port can never take the descriptors rotation needs; a connection beyond the
+// cap takes the place of an old one (see connLimit), so that no crowd of connections keeps the
+// probes from being answered.
 package daemon
 
 import (

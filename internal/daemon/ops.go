@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -293,6 +292,7 @@ var defaultOpsLimits = opsLimits{
 // serveOps serves the ops endpoints on ln, capped and timed out as d.ops says, until the returned
 // server is shut down.
 func (d *daemon) serveOps(ln net.Listener) *http.Server {
+	cl := newConnLimit(ln, d.ops.maxConns)
 	srv := &http.Server{
 		Handler:           d.handler(),
 		ReadHeaderTimeout: d.ops.readHeader,
@@ -300,51 +300,12 @@ func (d *daemon) serveOps(ln net.Listener) *http.Server {
 		WriteTimeout:      d.ops.write,
 		IdleTimeout:       d.ops.idle,
 		MaxHeaderBytes:    d.ops.maxHeaderBytes,
+		ConnState:         cl.track,
 	}
 	go func() {
-		if err := srv.Serve(limitListener(ln, d.ops.maxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(cl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.logger().Error("the ops listener stopped", "error", err)
 		}
 	}()
 	return srv
-}
-
-// limitListener returns a listener that holds at most n connections open at once. A connection
-// beyond that is closed as soon as it is accepted, rather than left waiting in the kernel's
-// backlog: its client learns at once, and it costs a descriptor only for that instant.
-func limitListener(ln net.Listener, n int) net.Listener {
-	return &limitedListener{Listener: ln, slots: make(chan struct{}, max(n, 1))}
-}
-
-type limitedListener struct {
-	net.Listener
-	slots chan struct{}
-}
-
-func (l *limitedListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.slots <- struct{}{}:
-			return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
-		default:
-			c.Close()
-		}
-	}
-}
-
-// limitedConn gives its slot back when it is closed, once however often Close is called.
-type limitedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }
