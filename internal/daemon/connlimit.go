@@ -29,9 +29,11 @@ type connLimit struct {
 	clock uint64 // counts accepts and requests: "least recently used" without reading a clock
 }
 
-// speakGrace is how long a connection that has sent nothing yet is spared while others can give
-// way: a client writes its request a moment after it connects, and a crowd that reconnects the
-// instant it is closed would otherwise push a probe out in that moment.
+// speakGrace is how long a connection that has sent nothing yet is spared, from the server's first
+// attempt to read it, while others can give way: a client writes its request a moment after it
+// connects, and a crowd that reconnects the instant it is closed would otherwise push a probe out
+// in that moment. Until the server has tried to read it (on a loaded machine its goroutine may not
+// have run yet), a connection has had no chance at all, and is spared too.
 const speakGrace = 250 * time.Millisecond
 
 func newConnLimit(ln net.Listener, n int) *connLimit {
@@ -42,15 +44,19 @@ func newConnLimit(ln net.Listener, n int) *connLimit {
 // however often Close is called, and whether it was evicted or closed by the server.
 type limitedConn struct {
 	net.Conn
-	l        *connLimit
-	source   string
-	accepted time.Time
-	spoken   atomic.Bool // it has sent at least one byte
-	used     uint64      // the connLimit's clock when it was accepted or last began a request; under l.mu
-	once     sync.Once
+	l      *connLimit
+	source string
+	// firstRead is when the server first tried to read it, in Unix nanoseconds; zero: not yet.
+	firstRead atomic.Int64
+	spoken    atomic.Bool // it has sent at least one byte
+	used      uint64      // the connLimit's clock when it was accepted or last began a request; under l.mu
+	once      sync.Once
 }
 
 func (c *limitedConn) Read(p []byte) (int, error) {
+	if c.firstRead.Load() == 0 {
+		c.firstRead.CompareAndSwap(0, time.Now().UnixNano())
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 && !c.spoken.Load() {
 		c.spoken.Store(true)
@@ -76,7 +82,7 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	now := time.Now()
-	nc := &limitedConn{Conn: c, l: l, source: sourceOf(c.RemoteAddr()), accepted: now}
+	nc := &limitedConn{Conn: c, l: l, source: sourceOf(c.RemoteAddr())}
 	l.mu.Lock()
 	var victim *limitedConn
 	if len(l.open) >= l.max {
@@ -99,7 +105,8 @@ func (l *connLimit) pickLocked(source string, now time.Time) *limitedConn {
 	open := make([]connUse, 0, len(l.open))
 	conns := make([]*limitedConn, 0, len(l.open))
 	for c := range l.open {
-		fresh := !c.spoken.Load() && now.Sub(c.accepted) < speakGrace
+		first := c.firstRead.Load()
+		fresh := !c.spoken.Load() && (first == 0 || now.Sub(time.Unix(0, first)) < speakGrace)
 		open = append(open, connUse{source: c.source, used: c.used, fresh: fresh})
 		conns = append(conns, c)
 	}
@@ -138,7 +145,7 @@ func sourceOf(a net.Addr) string {
 
 // connUse is what evict knows of an open connection: where it comes from, when it was last used
 // (accepted or began a request, on any increasing scale), and whether it is fresh: it has sent
-// nothing yet and was accepted less than speakGrace ago.
+// nothing yet, and the server has not tried to read it or began less than speakGrace ago.
 type connUse struct {
 	source string
 	used   uint64
