@@ -16,8 +16,9 @@
 //
 // One goroutine owns the schedule: it holds one timer, set for the earliest of the schedule's next
 // activation, the clients' NextCheck times and the stored tokens' expiry, and it receives the
-// reload signal and the cancellation of Run's context as events of the same select. The cron
-// library is used for the schedule's syntax only. A round of checks runs in a pool of at most
+// reload signal and the cancellation of Run's context as events of the same select. When to wake
+// and whom to look at is decided by one pure function of the times, schedule; the loop acts on its
+// plan. The cron library is used for the schedule's syntax only. A round of checks runs in a pool of at most
 // Options.Concurrency workers while the loop waits for it; the timer is not armed meanwhile, so
 // checks never overlap, and what fell due during a round is looked at as soon as it ends. A
 // schedule whose next activation cannot be found (robfig/cron's Next returns the zero time) does
@@ -37,4 +38,11 @@
 // clients of the ops port can never take the descriptors rotation needs; a connection beyond the
 // cap takes the place of an old one (see connLimit), so that no crowd of connections keeps the
 // probes from being answered.
+//
+// # Hooks
+//
+// Every check of every round ends in daemon.act, which files the engine's rotation.Result and then
+// hands it to the Options.OnResult hooks: a gateway serves Result.Stored, push delivery announces
+// it. Options.Metrics add families to /metrics (rendered from a snapshot taken under the daemon's
+// lock, outside it), and Options.Services start and stop with the daemon, as the ops listener does.
 package daemon
