@@ -377,9 +377,14 @@ func (o *opsService) Start() error {
 	return nil
 }
 
+// Stop lets the requests under way finish, within ctx; then it closes whatever is still open.
 func (o *opsService) Stop(ctx context.Context) error {
 	if o.srv == nil {
 		return nil
 	}
-	return o.srv.Shutdown(ctx)
+	err := o.srv.Shutdown(ctx)
+	if err != nil {
+		o.srv.Close()
+	}
+	return err
 }
