@@ -34,7 +34,7 @@ type connLimit struct {
 // connects, and a crowd that reconnects the instant it is closed would otherwise push a probe out
 // in that moment. Until the server has tried to read it (on a loaded machine its goroutine may not
 // have run yet), a connection has had no chance at all, and is spared too.
-const speakGrace = 250 * time.Millisecond
+const speakGrace = time.Second
 
 func newConnLimit(ln net.Listener, n int) *connLimit {
 	return &connLimit{Listener: ln, max: max(n, 1), open: map[*limitedConn]struct{}{}}
