@@ -274,7 +274,7 @@ func TestDaemonProcessReload(t *testing.T) {
 // connection cap of useless connections (silent, slowloris, idle keep-alive) from the probes' own
 // address, each reconnecting a second after it is closed, and probes /healthz and /readyz as the
 // kubelet does. (TestProbesAnsweredUnderConnectionPressure in internal/daemon adds a crowd from
-// another address that reconnects at once.) Issue 19 item 11: 16 busy
+// another address that reconnects at once, where no probe may fail.) Issue 19 item 11: 16 busy
 // connections left 0 of 20 probes answered, so any pod that reaches the port could make the
 // liveness probe restart the rotator.
 func TestDaemonProcessProbesUnderConnectionPressure(t *testing.T) {
@@ -284,19 +284,17 @@ func TestDaemonProcessProbesUnderConnectionPressure(t *testing.T) {
 
 	crowd := rig.Press(t, p.Addr, nil, 48, time.Second)
 	time.Sleep(300 * time.Millisecond) // let the crowd take the port
-	failed := 0
-	for i := range 20 {
-		for _, path := range []string{"/healthz", "/readyz"} {
-			if err := rig.Probe(p.Addr, path); err != nil {
-				failed++
-				t.Logf("probe %d of %s: %v", i, path, err)
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	r := rig.Probes(p.Addr, []string{"/healthz", "/readyz"}, 20, 50*time.Millisecond)
 	crowd.Close()
-	if failed > 0 {
-		t.Errorf("%d of 40 probes unanswered under connection pressure", failed)
+	for _, e := range r.Errors {
+		t.Log(e)
+	}
+	// The crowd shares the probes' address, so it cannot be told from them but by behaviour; on a
+	// loaded machine a probe may lose a race with a burst of reconnects. What must never happen is
+	// what restarts the pod: probes of one path failing in a row (deploy/kubernetes restarts after
+	// 3). Before issue 19 item 11, 40 of 40 failed.
+	if r.Run > 1 || r.Failed > r.Sent/10 {
+		t.Errorf("%d of %d probes unanswered under connection pressure, %d in a row", r.Failed, r.Sent, r.Run)
 	}
 	if code := p.Stop(syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Errorf("exit status %d, want 0", code)

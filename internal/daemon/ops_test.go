@@ -301,9 +301,14 @@ func TestProbesAnsweredUnderConnectionPressure(t *testing.T) {
 	for name, crowd := range map[string]struct {
 		from  net.Addr
 		pause time.Duration
+		// same: the crowd shares the probes' address. It cannot be told from them but by
+		// behaviour, and on a loaded machine a probe may lose a race with a burst of reconnects;
+		// what must never happen is what restarts the pod, probes of one path failing in a row
+		// (deploy/kubernetes restarts after 3). A crowd from another address never wins.
+		same bool
 	}{
 		"another address, reconnecting at once": {from: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}},
-		"the probes' address":                   {pause: time.Second},
+		"the probes' address":                   {pause: time.Second, same: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t, "@every 5m")
@@ -318,19 +323,13 @@ func TestProbesAnsweredUnderConnectionPressure(t *testing.T) {
 
 			p := rig.Press(t, addr, crowd.from, 3*defaultOpsLimits.maxConns, crowd.pause)
 			time.Sleep(300 * time.Millisecond) // let the crowd take the port
-			failed := 0
-			for i := range 20 {
-				for _, path := range []string{"/healthz", "/readyz"} {
-					if err := rig.Probe(addr, path); err != nil {
-						failed++
-						t.Logf("probe %d of %s: %v", i, path, err)
-					}
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			r := rig.Probes(addr, []string{"/healthz", "/readyz"}, 20, 20*time.Millisecond)
 			p.Close()
-			if failed > 0 {
-				t.Errorf("%d of 40 probes unanswered under connection pressure", failed)
+			for _, e := range r.Errors {
+				t.Log(e)
+			}
+			if crowd.same && (r.Run > 1 || r.Failed > r.Sent/10) || !crowd.same && r.Failed > 0 {
+				t.Errorf("%d of %d probes unanswered under connection pressure, %d in a row", r.Failed, r.Sent, r.Run)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package rig
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -92,4 +93,36 @@ func Probe(addr, path string) error {
 	defer resp.Body.Close()
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err
+}
+
+// ProbeResult is what a series of probes found.
+type ProbeResult struct {
+	// Sent and Failed count the probes sent and those not answered.
+	Sent, Failed int
+	// Run is the longest run of consecutive unanswered probes of one path: what a kubelet's
+	// failureThreshold counts.
+	Run int
+	// Errors are the unanswered probes' errors, for the test's log.
+	Errors []string
+}
+
+// Probes probes each of paths rounds times, a gap apart, as the kubelet does (Probe).
+func Probes(addr string, paths []string, rounds int, gap time.Duration) ProbeResult {
+	var r ProbeResult
+	run := map[string]int{}
+	for i := range rounds {
+		for _, path := range paths {
+			r.Sent++
+			if err := Probe(addr, path); err != nil {
+				r.Failed++
+				run[path]++
+				r.Run = max(r.Run, run[path])
+				r.Errors = append(r.Errors, fmt.Sprintf("probe %d of %s: %v", i, path, err))
+				continue
+			}
+			run[path] = 0
+		}
+		time.Sleep(gap)
+	}
+	return r
 }
