@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/clear-rotator/clear-rotator/internal/config"
 )
 
 func TestConfirm(t *testing.T) {
@@ -159,5 +161,47 @@ func TestEnvList(t *testing.T) {
 	}
 	if !errors.Is(nil, nil) || len(e.Environ()) != 4 {
 		t.Error("Environ")
+	}
+}
+
+// countingEnv counts the lookups of one variable.
+type countingEnv struct {
+	envList
+	name string
+	n    int
+}
+
+func (e *countingEnv) Lookup(name string) (string, bool) {
+	if name == e.name {
+		e.n++
+	}
+	return e.envList.Lookup(name)
+}
+
+// Issue 16 item 6: `rotator run` loads the configuration once at start, as every other command
+// does. It loaded it twice: once to refuse a broken one, and again in the daemon's Load.
+func TestRunLoadsTheConfigurationOnce(t *testing.T) {
+	// The AWS SDK reads the process environment. Nothing reaches it: the daemon is stopped before
+	// its first check.
+	for _, kv := range []string{"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+		"AWS_ENDPOINT_URL=http://127.0.0.1:1"} {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	vars := envList{"CLEAR_BASE_URL=https://api-sandbox.clear.in", "CLEAR_CLIENT_SECRET_ID=clear/cs",
+		"ROTATOR_TOKEN_SECRET_ID=clear/token", "ROTATOR_HTTP_ADDR=127.0.0.1:0"}
+	once := &countingEnv{envList: vars, name: "ROTATOR_TOKEN_SECRET_ID"}
+	if _, err := config.Load(once.Lookup); err != nil {
+		t.Fatal(err)
+	}
+	env := &countingEnv{envList: vars, name: "ROTATOR_TOKEN_SECRET_ID"}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"run"}, env, strings.NewReader(""), &out, &errOut); err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	if env.n != once.n {
+		t.Errorf("run looked ROTATOR_TOKEN_SECRET_ID up %d times; one load of the configuration does %d times", env.n, once.n)
 	}
 }

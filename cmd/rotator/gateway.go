@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
@@ -71,11 +72,11 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 }
 
 // startEmbedded starts the gateway `rotator run` serves when ROTATOR_GATEWAY_ADDR is set; nil
-// when it is not. The daemon hands it each token the moment it is stored (daemon.Options.Stored),
-// and its watchers see tokens stored by any other rotator. It heals revocations with an engine of
-// its own, on the same configuration as the daemon's; a SIGHUP reloads the daemon's clients, not
+// when it is not. The daemon hands it each token the moment it is stored (an OnResult hook), and
+// its watchers see tokens stored by any other rotator. It heals revocations with the daemon's
+// engine, on the configuration the daemon started with; a SIGHUP reloads the daemon's clients, not
 // the gateway's (a changed client list needs a restart).
-func startEmbedded(ctx context.Context, env Env, cfg *config.Config, stderr io.Writer) (*gateway.Service, error) {
+func startEmbedded(ctx context.Context, env Env, a *app.App) (*gateway.Service, error) {
 	gcfg, err := config.LoadGateway(env.Lookup, false)
 	if err != nil {
 		return nil, &usageError{err: fmt.Errorf("configuration:\n%w", err)}
@@ -83,21 +84,33 @@ func startEmbedded(ctx context.Context, env Env, cfg *config.Config, stderr io.W
 	if gcfg.Addr == "" {
 		return nil, nil
 	}
-	log := newLogger(cfg, stderr)
 	sm, err := app.SecretsManager(ctx)
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
-	a, err := app.New(cfg, sm, nil, log)
-	if err != nil {
-		return nil, &usageError{err: err}
-	}
-	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: cfg, Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: log})
+	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: a.Config, Gateway: gcfg, Store: store.New(sm),
+		Engine: a.Engine, Clients: a.Clients, Log: a.Log})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("gateway started", "clients", len(cfg.Clients), "gateway_addr", svc.Addr, "tls", svc.TLS,
+	a.Log.Info("gateway started", "clients", len(a.Config.Clients), "gateway_addr", svc.Addr, "tls", svc.TLS,
 		"key", gcfg.Key != "" || gcfg.KeyID != "", "embedded", true)
 	return svc, nil
+}
+
+// embeddedGateway runs the gateway as one of the daemon's services: it already serves when the
+// daemon starts (startEmbedded bound it, so that a port in use is refused before anything runs),
+// and stops after the daemon's last check.
+type embeddedGateway struct{ *gateway.Service }
+
+func (embeddedGateway) Start() error                     { return nil }
+func (g embeddedGateway) Stop(ctx context.Context) error { return g.Shutdown(ctx) }
+
+// writeMetricsTo adapts the gateway's metric writer to the daemon's.
+func writeMetricsTo(s *gateway.Service) func(io.Writer) {
+	return func(w io.Writer) {
+		var b strings.Builder
+		s.WriteMetrics(&b)
+		io.WriteString(w, b.String())
+	}
 }

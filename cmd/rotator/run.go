@@ -104,27 +104,8 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 		return &usageError{err: errors.New("no command given")}
 	}
 	name, args := args[0], args[1:]
-	switch name {
-	case "version", "--version", "-v":
-		if len(args) > 0 {
-			return usagef("version", "version takes no arguments")
-		}
-		fmt.Fprintln(stdout, versionString())
-		return nil
-	case "help", "-h", "--help", "-help":
-		switch {
-		case len(args) == 0:
-			fmt.Fprint(stdout, overview())
-			return nil
-		case len(args) > 1:
-			return usagef("", "help takes at most one command")
-		}
-		cmd, err := findCommand(args[0])
-		if err != nil {
-			return err
-		}
-		fmt.Fprint(stdout, cmd.help())
-		return nil
+	if handled, err := builtin(name, args, stdout); handled {
+		return err
 	}
 	cmd, err := findCommand(name)
 	if err != nil {
@@ -151,21 +132,12 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	if cmd.name == "gateway" {
 		return runGateway(ctx, env, stderr)
 	}
-	cfg, err := config.Load(env.Lookup)
-	if err != nil {
-		return &usageError{err: fmt.Errorf("configuration:\n%w", err)}
-	}
-	log := newLogger(cfg, stderr)
 	if cmd.name == "run" {
-		return runDaemon(ctx, env, cfg, log, stderr)
+		return runDaemon(ctx, env, stderr)
 	}
-	sm, err := app.SecretsManager(ctx)
+	a, err := build(ctx, env.Lookup, stderr)
 	if err != nil {
-		return &usageError{err: err}
-	}
-	a, err := app.New(cfg, sm, nil, log)
-	if err != nil {
-		return &usageError{err: err}
+		return err
 	}
 	clients, err := a.Select(o.client)
 	if err != nil {
@@ -185,30 +157,66 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 		}
 		return revoke(ctx, f, clients, o.asJSON, stdout)
 	default:
-		return check(ctx, a.Engine, clients, cfg, warnings, stdout)
+		return check(ctx, a.Engine, clients, a.Config, warnings, stdout)
 	}
 }
 
-// runDaemon is `rotator run`: the daemon, and the gateway when ROTATOR_GATEWAY_ADDR is set.
-func runDaemon(ctx context.Context, env Env, cfg *config.Config, log *slog.Logger, stderr io.Writer) error {
+// builtin runs the commands that need neither flags nor configuration (version, help), and reports
+// whether name was one of them.
+func builtin(name string, args []string, stdout io.Writer) (bool, error) {
+	switch name {
+	case "version", "--version", "-v":
+		if len(args) > 0 {
+			return true, usagef("version", "version takes no arguments")
+		}
+		fmt.Fprintln(stdout, versionString())
+		return true, nil
+	case "help", "-h", "--help", "-help":
+		switch {
+		case len(args) == 0:
+			fmt.Fprint(stdout, overview())
+			return true, nil
+		case len(args) > 1:
+			return true, usagef("", "help takes at most one command")
+		}
+		cmd, err := findCommand(args[0])
+		if err != nil {
+			return true, err
+		}
+		fmt.Fprint(stdout, cmd.help())
+		return true, nil
+	}
+	return false, nil
+}
+
+// runDaemon is `rotator run`. The configuration is loaded once, here, so that a broken one is
+// refused before anything starts; the daemon loads it again only on SIGHUP. SIGHUP is caught from
+// the start, so that one sent while the daemon starts cannot kill it.
+func runDaemon(ctx context.Context, env Env, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	opts := daemon.Options{
-		Load: func(ctx context.Context) (*app.App, error) { return build(ctx, env.Lookup, stderr) },
-		Log:  log, Reload: hup, Version: versionString(),
+	a, err := build(ctx, env.Lookup, stderr)
+	if err != nil {
+		return err
 	}
-	gw, err := startEmbedded(ctx, env, cfg, stderr)
+	opts := daemon.Options{
+		App:  a,
+		Load: func(ctx context.Context) (*app.App, error) { return build(ctx, env.Lookup, stderr) },
+		Log:  a.Log, Reload: hup, Version: versionString(),
+	}
+	// With ROTATOR_GATEWAY_ADDR the daemon serves the gateway too, and hands it each token the
+	// moment a check stores it.
+	gw, err := startEmbedded(ctx, env, a)
 	if err != nil {
 		return err
 	}
 	if gw != nil {
-		opts.Stored, opts.Metrics = gw.Stored, gw.WriteMetrics
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), gatewayShutdown)
-			defer cancel()
-			_ = gw.Shutdown(sctx)
-		}()
+		opts.OnResult = append(opts.OnResult, func(_ context.Context, c *rotation.Client, r rotation.Result) {
+			gw.Stored(c.Name, r.Stored)
+		})
+		opts.Metrics = append(opts.Metrics, writeMetricsTo(gw))
+		opts.Services = append(opts.Services, embeddedGateway{gw})
 	}
 	return daemon.Run(ctx, opts)
 }
@@ -232,7 +240,8 @@ func newLogger(cfg *config.Config, stderr io.Writer) *slog.Logger {
 	return logging.NewWith(stderr, logging.Options{Level: cfg.LogLevel, Format: cfg.LogFormat, NoColor: cfg.NoColor})
 }
 
-// build loads the configuration and wires the rotator; the daemon calls it at start and on SIGHUP.
+// build loads the configuration and wires the rotator: once for every command, and again on each
+// SIGHUP to `rotator run`.
 func build(ctx context.Context, lookup config.LookupFunc, stderr io.Writer) (*app.App, error) {
 	cfg, err := config.Load(lookup)
 	if err != nil {
@@ -244,7 +253,7 @@ func build(ctx context.Context, lookup config.LookupFunc, stderr io.Writer) (*ap
 	}
 	a, err := app.New(cfg, sm, nil, newLogger(cfg, stderr))
 	if err != nil {
-		return nil, err
+		return nil, &usageError{err: err}
 	}
 	// A daemon that rotated two clients sharing a client secret would revoke each one's token
 	// with the other's rotation, all day: it refuses to start, and a reload keeps the old set.

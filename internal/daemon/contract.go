@@ -1,47 +1,10 @@
-// Package daemon runs the rotator unattended (`rotator run`): it looks at every configured client
-// on a cron schedule, and in between wakes for the clients that need it sooner.
-//
-// The engine (package rotation) makes every decision that costs a Clear request, and persists what
-// it decided in Secrets Manager; the daemon only decides when to ask it. At every activation of the
-// schedule (a tick) it asks the engine about every client, through a per-client rotation.Cache: a
-// client whose secret has not changed since the last look costs one DescribeSecret call and writes
-// nothing, and a change made elsewhere (another rotator, an operator's forced rotation, a person
-// editing the secret) is seen within one tick. Between ticks the daemon wakes for a client at the
-// time the engine named (Result.NextCheck: a renewal point, the end of a backoff or a block) and at
-// the expiry of the token it last saw, so a coarse schedule such as "@every 6h" still renews hourly
-// tokens on time. Since all state that matters lives in Secrets Manager, a restarted daemon picks
-// up exactly where the previous one stopped, and a crash loop cannot spend the daily budget.
-//
-// # One loop
-//
-// One goroutine owns the schedule: it holds one timer, set for the earliest of the schedule's next
-// activation, the clients' NextCheck times and the stored tokens' expiry, and it receives the
-// reload signal and the cancellation of Run's context as events of the same select. The cron
-// library is used for the schedule's syntax only. A round of checks runs in a pool of at most
-// Options.Concurrency workers while the loop waits for it; the timer is not armed meanwhile, so
-// checks never overlap, and what fell due during a round is looked at as soon as it ends. A
-// schedule whose next activation cannot be found (robfig/cron's Next returns the zero time) does
-// not stop the daemon: it falls back to the default interval and says so.
-//
-// # Shutdown
-//
-// On cancellation of Run's context (SIGTERM, SIGINT) the daemon starts no further check and waits,
-// at most the configured shutdown grace, for those in flight: the engine finishes a started Clear
-// request and its token write even though the context is cancelled, because the token the ERP
-// holds is already revoked by then.
-//
-// # Ops listener
-//
-// The ops listener serves /healthz, /readyz and /metrics (Prometheus text format); see handler. It
-// has read, write and idle timeouts, a cap on header size and a cap on concurrent connections, so
-// that clients of the ops port can never take the descriptors rotation needs.
 package daemon
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
@@ -65,7 +28,11 @@ const (
 
 // Options configures Run.
 type Options struct {
-	// Load builds the configured rotator; Run calls it at start and on each Reload signal.
+	// App is the rotator as already loaded, when the caller loaded it (rotator run does, once, to
+	// refuse a broken configuration before anything starts); when nil, Run calls Load for it.
+	App *app.App
+	// Load builds the configured rotator; Run calls it on each Reload signal, and at start when App
+	// is nil.
 	Load func(ctx context.Context) (*app.App, error)
 	// Log is the process logger (Load's App carries its own for the engine). The daemon logs through
 	// the App's logger when it has one, so that both follow LOG_LEVEL and LOG_FORMAT.
@@ -78,20 +45,43 @@ type Options struct {
 	Version string
 	// Concurrency bounds the clients checked at once; zero means DefaultConcurrency.
 	Concurrency int
-	// Stored, when set, receives each token a check stored (rotation.Result.Stored) the moment it
-	// is stored: the embedded gateway sends it from its next request on.
-	Stored func(client string, s *rotation.Stored)
-	// Metrics, when set, appends more metric families to /metrics: the embedded gateway's.
-	Metrics func(b *strings.Builder)
+
+	// OnResult hooks act on each check's result, after the daemon has filed it (see daemon.act):
+	// r.Stored is the token the check stored in AWSCURRENT, if any, for a gateway to serve or push
+	// delivery to announce. They run in order, in the check's goroutine, outside the daemon's lock,
+	// and only for results of the engine about a client still configured as it was checked (not
+	// for a check cut short by shutdown, nor after a panic). The round waits for them: a hook that
+	// may be slow hands its work off. A panic in a hook is recovered as a failed check.
+	OnResult []func(ctx context.Context, c *rotation.Client, r rotation.Result)
+	// Metrics write more metric families to /metrics, after the daemon's own: each whole (HELP,
+	// TYPE, samples) and under names of its own. They are called once per scrape, outside the
+	// daemon's lock.
+	Metrics []func(w io.Writer)
+	// Services run as long as the daemon (a gateway's listener, say): started in order after the
+	// ops listener and before the first check, where an error stops Run; stopped in reverse order
+	// after the last check in flight has ended, each within serviceStop.
+	Services []Service
+}
+
+// Service is something that runs as long as the daemon does; see Options.Services. The ops
+// listener is one.
+type Service interface {
+	// Start starts the service and returns once it serves (a listener is bound).
+	Start() error
+	// Stop stops it, giving up when ctx ends.
+	Stop(ctx context.Context) error
 }
 
 // Run runs the daemon until ctx is cancelled. It returns Load's error if the configuration cannot be
 // loaded at start, an error if the ops listener cannot listen, nil after a clean shutdown, and an
 // error when the shutdown grace expires with a check still in flight.
 func Run(ctx context.Context, opts Options) error {
-	a, err := opts.Load(ctx)
-	if err != nil {
-		return err
+	a := opts.App
+	if a == nil {
+		var err error
+		if a, err = opts.Load(ctx); err != nil {
+			return err
+		}
 	}
 	d, err := newDaemon(opts, a)
 	if err != nil {
@@ -112,6 +102,7 @@ const (
 	// fallbackTick is the interval between ticks when the schedule has no next activation: the
 	// default schedule's.
 	fallbackTick = 5 * time.Minute
-	// httpShutdown bounds the ops listener's shutdown; its requests are tiny.
-	httpShutdown = 2 * time.Second
+	// serviceStop bounds each service's Stop at shutdown: the ops listener's requests are tiny, and
+	// a service's clients are told to go by then.
+	serviceStop = 2 * time.Second
 )

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -79,35 +77,13 @@ func (e *entry) state() rotation.Health {
 	return e.status.State
 }
 
-// wake is when the client needs a look before the next tick: the engine's NextCheck, the expiry of
-// the token last seen (so that the daemon never sleeps past it), or a retry after a failed read,
-// whichever comes first, and never sooner than minGap after the last check. Zero means the next
-// tick is soon enough.
-func (e *entry) wake() time.Time {
-	if e.checked.IsZero() {
-		return time.Time{}
+// look is what the schedule knows about the client.
+func (e *entry) look(name string) look {
+	l := look{name: name, checked: e.checked, next: e.next, readFails: e.readFails}
+	if e.status != nil && e.status.ValidTill != nil {
+		l.expires = *e.status.ValidTill
 	}
-	var at time.Time
-	earliest := e.checked.Add(minGap)
-	use := func(t time.Time) {
-		if t.IsZero() {
-			return
-		}
-		if t.Before(earliest) {
-			t = earliest
-		}
-		if at.IsZero() || t.Before(at) {
-			at = t
-		}
-	}
-	use(e.next)
-	if e.status != nil && e.status.ValidTill != nil && e.status.ValidTill.After(e.checked) {
-		use(*e.status.ValidTill)
-	}
-	if e.readFails > 0 {
-		use(e.checked.Add(readRetry.Ceiling(e.readFails)))
-	}
-	return at
+	return l
 }
 
 // daemon is one Run. Its loop goroutine owns the schedule; the fields under mu are shared with the
@@ -212,21 +188,18 @@ type round struct {
 // run serves until ctx is cancelled; see Run.
 func (d *daemon) run(ctx context.Context) error {
 	cfg := d.app.Config
-	var srv *http.Server
-	listening := ""
+	var services []Service
+	ops := &opsService{d: d, addr: cfg.HTTPAddr}
 	if cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("ops listener: %w", err)
-		}
-		srv = d.serveOps(ln)
-		// The address actually bound: with port 0 (any free port) it is the only way to learn
-		// where the probes must go.
-		listening = ln.Addr().String()
+		services = append(services, ops)
+	}
+	services = append(services, d.opts.Services...)
+	if err := startServices(services); err != nil {
+		return err
 	}
 	log := d.logger()
 	log.Info("daemon started", "version", d.opts.Version, "clients", len(d.app.Clients),
-		"schedule", scheduleSpec(cfg), "http_addr", listening, "shutdown_grace", grace(cfg).String())
+		"schedule", scheduleSpec(cfg), "http_addr", ops.bound, "shutdown_grace", grace(cfg).String())
 
 	d.mu.Lock()
 	d.tickAt = d.activationLocked(time.Now())
@@ -245,14 +218,20 @@ func (d *daemon) run(ctx context.Context) error {
 				done, pending = d.start(ctx, pending, nil), ""
 				continue
 			}
-			now := time.Now()
-			timer.Reset(max(d.wakeAt().Sub(now), 0))
-			wake = timer.C
+			switch p := d.plan(time.Now()); {
+			case p.tick:
+				done = d.start(ctx, "schedule", nil)
+			case len(p.due) > 0:
+				done = d.start(ctx, "wake", d.clients(p.due))
+			default:
+				timer.Reset(max(time.Until(p.wake), 0))
+				wake = timer.C
+			}
 		}
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return d.shutdown(done, srv)
+			return d.shutdown(done, services)
 		case <-d.opts.Reload:
 			timer.Stop()
 			if d.reload(ctx) {
@@ -260,20 +239,44 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 		case <-done:
 			done = nil
-		case now := <-wake:
-			d.mu.Lock()
-			tick := !now.Before(d.tickAt)
-			if tick {
-				d.tickAt = d.activationLocked(now)
-			}
-			d.mu.Unlock()
-			if tick {
-				done = d.start(ctx, "schedule", nil)
-			} else if due := d.due(now); len(due) > 0 {
-				done = d.start(ctx, "wake", due)
-			}
+		case <-wake:
 		}
 	}
+}
+
+// plan asks schedule what the loop does at now; a tick that has come moves the schedule on to
+// its next activation.
+func (d *daemon) plan(now time.Time) plan {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	looks := make([]look, 0, len(d.app.Clients))
+	for _, c := range d.app.Clients {
+		if e := d.entries[c.Name]; e != nil {
+			looks = append(looks, e.look(c.Name))
+		}
+	}
+	p := schedule(now, d.tickAt, looks)
+	if p.tick {
+		d.tickAt = d.activationLocked(now)
+	}
+	return p
+}
+
+// clients returns the configured clients of the given names.
+func (d *daemon) clients(names []string) []*rotation.Client {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	var out []*rotation.Client
+	for _, c := range d.app.Clients {
+		if want[c.Name] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // activationLocked returns the schedule's first activation after t; d.mu must be held. A schedule
@@ -287,35 +290,6 @@ func (d *daemon) activationLocked(t time.Time) time.Time {
 	d.log.Error("the schedule has no next activation; looking at every client at the default interval instead",
 		"interval", fallbackTick.String())
 	return t.Add(fallbackTick)
-}
-
-// wakeAt is when the loop next has something to do: the next tick, or a client's wake, whichever
-// comes first.
-func (d *daemon) wakeAt() time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	at := d.tickAt
-	for _, e := range d.entries {
-		if w := e.wake(); !w.IsZero() && w.Before(at) {
-			at = w
-		}
-	}
-	return at
-}
-
-// due returns the clients whose wake has come at now.
-func (d *daemon) due(now time.Time) []*rotation.Client {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var out []*rotation.Client
-	for _, c := range d.app.Clients {
-		if e := d.entries[c.Name]; e != nil {
-			if w := e.wake(); !w.IsZero() && !now.Before(w) {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
 }
 
 // start runs a round in a new goroutine and returns a channel closed when it ends. clients nil
@@ -441,16 +415,24 @@ func (d *daemon) checkOne(ctx context.Context, a *app.App, c *rotation.Client) (
 	}()
 
 	r := a.Run(ctx, c, rotation.Request{}, cache)
-	if r.Stored != nil && d.opts.Stored != nil {
-		d.opts.Stored(c.Name, r.Stored)
-	}
 	if ctx.Err() != nil && r.Outcome == rotation.Failed && !r.Requested && errors.Is(r.Err, context.Canceled) {
 		// Shutdown cut the check short before it claimed anything: nothing happened, nothing to
 		// record, and the client must not look broken in the last scrape.
 		return ""
 	}
-	d.record(c, r, true, time.Now())
+	d.act(ctx, c, r)
 	return r.Outcome
+}
+
+// act is where the daemon acts on the engine's result of a check: it files it (record), then hands
+// it to the OnResult hooks (a gateway, push delivery). Every check of every round ends here.
+func (d *daemon) act(ctx context.Context, c *rotation.Client, r rotation.Result) {
+	if !d.record(c, r, true, time.Now()) {
+		return
+	}
+	for _, hook := range d.opts.OnResult {
+		hook(ctx, c, r)
+	}
 }
 
 // enter registers a check of c and returns c's cache.
@@ -476,13 +458,14 @@ func (d *daemon) leave(name string) {
 
 // record files one result: when to look at the client next, what it looks like, and its counters.
 // engine is false for a result the daemon made up after a panic, which says nothing about the
-// client's secrets.
-func (d *daemon) record(c *rotation.Client, r rotation.Result, engine bool, now time.Time) {
+// client's secrets. It returns false, filing nothing, when a reload removed or changed the client
+// while it was being checked.
+func (d *daemon) record(c *rotation.Client, r rotation.Result, engine bool, now time.Time) bool {
 	d.mu.Lock()
 	e := d.entries[c.Name]
 	if e == nil || e.key != keyOf(c) {
 		d.mu.Unlock()
-		return // a reload removed or changed the client while it was being checked
+		return false
 	}
 	before := e.state()
 	e.checked, e.next = now, r.NextCheck
@@ -508,13 +491,18 @@ func (d *daemon) record(c *rotation.Client, r rotation.Result, engine bool, now 
 	}
 	log := d.log
 	d.mu.Unlock()
+	logChange(log, c.Name, before, after, st)
+	return true
+}
 
+// logChange logs a client's change of state, as last read: st is its status (nil: none).
+func logChange(log *slog.Logger, name string, before, after rotation.Health, st *rotation.Status) {
 	if after == before || after == rotation.HealthUnknown {
 		// An unreadable client is logged by the engine at every check, and summarised once by
 		// afterRound.
 		return
 	}
-	attrs := []any{"client", c.Name, "state", string(after)}
+	attrs := []any{"client", name, "state", string(after)}
 	if before != "" {
 		attrs = append(attrs, "was", string(before))
 	}
@@ -608,7 +596,7 @@ func (d *daemon) load(ctx context.Context) (a *app.App, err error) {
 }
 
 // shutdown starts no further check and waits, at most the shutdown grace, for the round in flight.
-func (d *daemon) shutdown(done <-chan struct{}, srv *http.Server) error {
+func (d *daemon) shutdown(done <-chan struct{}, services []Service) error {
 	d.mu.Lock()
 	d.closing = true
 	g := grace(d.app.Config)
@@ -634,15 +622,36 @@ func (d *daemon) shutdown(done <-chan struct{}, srv *http.Server) error {
 				g, len(names), strings.Join(names, ", "))
 		}
 	}
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), httpShutdown)
-		_ = srv.Shutdown(sctx)
-		cancel()
-	}
+	stopServices(services, log)
 	if err != nil {
 		log.Error("shutdown incomplete", "error", err)
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// startServices starts each service in order; when one fails, those started are stopped and its
+// error returned.
+func startServices(services []Service) error {
+	for i, s := range services {
+		if err := s.Start(); err != nil {
+			stopServices(services[:i], nil)
+			return err
+		}
+	}
+	return nil
+}
+
+// stopServices stops the services in reverse order, each within serviceStop, and logs a failure
+// (log may be nil).
+func stopServices(services []Service, log *slog.Logger) {
+	for _, s := range slices.Backward(services) {
+		ctx, cancel := context.WithTimeout(context.Background(), serviceStop)
+		err := s.Stop(ctx)
+		cancel()
+		if err != nil && log != nil {
+			log.Warn("a service did not stop cleanly", "error", err)
+		}
+	}
 }

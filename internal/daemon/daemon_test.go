@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -688,4 +690,94 @@ func TestCallsPerDay(t *testing.T) {
 			})
 		})
 	}
+}
+
+// recordingService is a Service that notes its starts and stops.
+type recordingService struct {
+	name   string
+	events *[]string
+	fail   error
+}
+
+func (s recordingService) Start() error {
+	*s.events = append(*s.events, "start "+s.name)
+	return s.fail
+}
+
+func (s recordingService) Stop(context.Context) error {
+	*s.events = append(*s.events, "stop "+s.name)
+	return nil
+}
+
+// The hooks a gateway and push delivery use (issue 16 item 5): OnResult sees every check's result,
+// with the token a rotation stored; Metrics families follow the daemon's own on /metrics; Services
+// start before the first check and stop, in reverse order, after the last.
+func TestHooks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		var (
+			mu      sync.Mutex
+			results []rotation.Result
+			events  []string
+		)
+		opts := Options{
+			OnResult: []func(context.Context, *rotation.Client, rotation.Result){func(_ context.Context, c *rotation.Client, r rotation.Result) {
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+			}},
+			Metrics: []func(io.Writer){func(w io.Writer) {
+				io.WriteString(w, "# HELP extra_total x\n# TYPE extra_total counter\nextra_total 7\n")
+			}},
+			Services: []Service{recordingService{name: "one", events: &events}, recordingService{name: "two", events: &events}},
+		}
+		h.start(h.app(h.client("erp", time.Hour, 48)), opts)
+		if got := strings.Join(events, ", "); got != "start one, start two" {
+			t.Errorf("services: %s", got)
+		}
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		_, body := h.get("/metrics")
+		if !strings.HasSuffix(body, "clear_rotator_ready 1\n# HELP extra_total x\n# TYPE extra_total counter\nextra_total 7\n") {
+			t.Errorf("the extra family does not follow the daemon's own:\n%s", body)
+		}
+		if err := h.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(events, ", "); got != "start one, start two, stop two, stop one" {
+			t.Errorf("services: %s", got)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(results) != 2 || results[0].Outcome != rotation.Rotated || results[1].Outcome != rotation.NotDue {
+			t.Fatalf("OnResult saw %d results, want rotated then not_due", len(results))
+		}
+		tok, _ := h.current("erp")
+		if st := results[0].Stored; st == nil || st.Token.AccessToken.Reveal() != tok.AccessToken.Reveal() {
+			t.Error("OnResult did not get the token the rotation stored")
+		}
+		if results[1].Stored != nil {
+			t.Error("a check that stored nothing has Stored set")
+		}
+	})
+}
+
+// A service that cannot start stops Run before any check, and those started before it are stopped.
+func TestServiceStartFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		var events []string
+		boom := errors.New("gateway: address in use")
+		d := h.prepare(h.app(h.client("erp", time.Hour, 48)), Options{Services: []Service{
+			recordingService{name: "one", events: &events}, recordingService{name: "two", events: &events, fail: boom}}})
+		if err := d.run(context.Background()); !errors.Is(err, boom) {
+			t.Fatalf("run = %v, want the service's error", err)
+		}
+		if got := strings.Join(events, ", "); got != "start one, start two, stop one" {
+			t.Errorf("services: %s", got)
+		}
+		if n := h.worlds["erp"].ClearRequests(); n != 0 {
+			t.Errorf("%d requests to Clear", n)
+		}
+	})
 }

@@ -1,16 +1,17 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -74,11 +75,6 @@ func (d *daemon) handler() http.Handler {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		io.WriteString(w, d.metrics(time.Now()))
-		if d.opts.Metrics != nil {
-			var b strings.Builder
-			d.opts.Metrics(&b)
-			io.WriteString(w, b.String())
-		}
 	})
 	return mux
 }
@@ -131,119 +127,165 @@ func buildVersion(v string) string {
 	return v
 }
 
-// metrics renders every metric family at now. Families come in a fixed order and clients sorted by
-// name, so that successive scrapes diff cleanly. Every per-client value comes from the client's
-// status as last read from Secrets Manager, whoever wrote it; a value that is not known (nothing
-// read yet, a count of another UTC day) is left out, never shown as zero.
+// metrics renders every metric family at now: the daemon's own (see families), then those of
+// Options.Metrics. Families come in a fixed order and clients sorted by name, so that successive
+// scrapes diff cleanly. Every per-client value comes from the client's status as last read from
+// Secrets Manager, whoever wrote it; a value that is not known (nothing read yet, a count of
+// another UTC day) is left out, never shown as zero. The values are copied under the daemon's lock
+// and rendered outside it, so a slow scrape never holds up a check.
 func (d *daemon) metrics(now time.Time) string {
+	s := d.snapshot(now)
+	var b strings.Builder
+	for _, f := range families {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", f.name, metricHelp[f.name], f.name, f.typ)
+		f.samples(&s, func(labels, value string) {
+			if labels != "" {
+				labels = "{" + labels + "}"
+			}
+			fmt.Fprintf(&b, "%s%s %s\n", f.name, labels, value)
+		})
+	}
+	for _, m := range d.opts.Metrics {
+		m(&b)
+	}
+	return b.String()
+}
+
+// snapshot is what /metrics shows, copied under the daemon's lock.
+type snapshot struct {
+	version string
+	ticks   uint64
+	ready   bool
+	clients []clientRow // sorted by name
+}
+
+// clientRow is one client's values. status is the client's status as last read (nil: none);
+// statuses are replaced, never changed in place, so the pointer is safe to share.
+type clientRow struct {
+	name       string
+	dailyLimit int
+	outcomes   map[rotation.Outcome]uint64
+	state      rotation.Health // "" before the first check
+	status     *rotation.Status
+	readToday  bool      // status was read on the UTC day of the scrape
+	healthy    time.Time // when last found healthy; zero: never
+	nextLook   time.Time // zero: never checked
+}
+
+func (d *daemon) snapshot(now time.Time) snapshot {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var b strings.Builder
-	family := func(name, typ string) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, metricHelp[name], name, typ)
-	}
-	sample := func(name, labels string, v string) {
-		if labels != "" {
-			labels = "{" + labels + "}"
-		}
-		fmt.Fprintf(&b, "%s%s %s\n", name, labels, v)
-	}
-	names := d.names()
-	perClient := func(name, typ string, value func(e *entry) (string, bool)) {
-		family(name, typ)
-		for _, n := range names {
-			if v, ok := value(d.entries[n]); ok {
-				sample(name, label("client", n), v)
-			}
-		}
-	}
-	// status returns a client's status as last read, if any.
-	status := func(e *entry) (*rotation.Status, bool) { return e.status, e.status != nil }
-	flag := func(on bool) string {
-		if on {
-			return "1"
-		}
-		return "0"
-	}
-
-	family(MetricBuildInfo, "gauge")
-	sample(MetricBuildInfo, label("version", buildVersion(d.opts.Version))+","+label("go_version", runtime.Version()), "1")
-	family(MetricProcessStart, "gauge")
-	sample(MetricProcessStart, "", seconds(processStart))
-	family(MetricTicks, "counter")
-	sample(MetricTicks, "", strconv.FormatUint(d.ticks, 10))
-
-	family(MetricChecks, "counter")
-	for _, n := range names {
-		e := d.entries[n]
-		for _, o := range rotation.Outcomes {
-			sample(MetricChecks, label("client", n)+","+label("outcome", string(o)), strconv.FormatUint(e.outcomes[o], 10))
-		}
-	}
-	perClient(MetricExpiry, "gauge", func(e *entry) (string, bool) {
-		if st, ok := status(e); ok && st.ValidTill != nil {
-			return seconds(*st.ValidTill), true
-		}
-		return "", false
-	})
-	perClient(MetricIssued, "gauge", func(e *entry) (string, bool) {
-		if st, ok := status(e); ok && st.IssuedAt != nil {
-			return seconds(*st.IssuedAt), true
-		}
-		return "", false
-	})
-	family(MetricRequests, "gauge")
+	s := snapshot{version: buildVersion(d.opts.Version), ticks: d.ticks}
+	s.ready, _ = d.readyLocked()
 	today := timing.Day(now)
-	for _, n := range names {
+	for _, n := range d.names() {
 		e := d.entries[n]
-		st, ok := status(e)
-		if !ok || timing.Day(e.readAt) != today {
-			continue // the count last read is of another day: today's is not known
+		row := clientRow{name: n, dailyLimit: e.key.DailyLimit, outcomes: maps.Clone(e.outcomes), state: e.state(),
+			status: e.status, readToday: timing.Day(e.readAt) == today, healthy: e.healthy}
+		if !e.checked.IsZero() {
+			row.nextLook = e.look(n).nextLook(d.tickAt)
 		}
-		for _, v := range st.APIClients {
-			if v.RequestsToday != nil {
-				sample(MetricRequests, label("client", n)+","+label("api_client", strconv.Itoa(v.Slot)), strconv.Itoa(*v.RequestsToday))
+		s.clients = append(s.clients, row)
+	}
+	return s
+}
+
+// family is one metric family of /metrics: its name (and so its HELP line, from metricHelp), its
+// type, and its samples, each passed to add as its labels and value.
+type family struct {
+	name, typ string
+	samples   func(s *snapshot, add func(labels, value string))
+}
+
+// families are the daemon's own metric families, in the order /metrics shows them.
+var families = []family{
+	{MetricBuildInfo, "gauge", func(s *snapshot, add func(string, string)) {
+		add(label("version", s.version)+","+label("go_version", runtime.Version()), "1")
+	}},
+	{MetricProcessStart, "gauge", func(_ *snapshot, add func(string, string)) { add("", seconds(processStart)) }},
+	{MetricTicks, "counter", func(s *snapshot, add func(string, string)) { add("", strconv.FormatUint(s.ticks, 10)) }},
+	{MetricChecks, "counter", func(s *snapshot, add func(string, string)) {
+		for _, c := range s.clients {
+			for _, o := range rotation.Outcomes {
+				add(label("client", c.name)+","+label("outcome", string(o)), strconv.FormatUint(c.outcomes[o], 10))
 			}
 		}
-	}
-	perClient(MetricDailyLimit, "gauge", func(e *entry) (string, bool) { return strconv.Itoa(e.key.DailyLimit), true })
-	perClient(MetricLastSuccess, "gauge", func(e *entry) (string, bool) { return seconds(e.healthy), !e.healthy.IsZero() })
-	perClient(MetricBlocked, "gauge", func(e *entry) (string, bool) {
-		st, ok := status(e)
-		return flag(ok && st.BlockedReason != nil), ok
-	})
-	perClient(MetricDegraded, "gauge", func(e *entry) (string, bool) {
-		st, ok := status(e)
-		return flag(ok && st.Degraded), ok
-	})
-	perClient(MetricTokenLost, "gauge", func(e *entry) (string, bool) {
-		st, ok := status(e)
-		return flag(ok && (st.State == rotation.HealthTokenLost || st.TokenLost != nil)), ok
-	})
-	family(MetricState, "gauge")
-	for _, n := range names {
-		cur := d.entries[n].state()
-		if cur == "" {
-			continue
+	}},
+	perClient(MetricExpiry, func(c *clientRow) (string, bool) {
+		if c.status != nil && c.status.ValidTill != nil {
+			return seconds(*c.status.ValidTill), true
 		}
-		for _, h := range rotation.Healths {
-			sample(MetricState, label("client", n)+","+label("state", string(h)), flag(h == cur))
+		return "", false
+	}),
+	perClient(MetricIssued, func(c *clientRow) (string, bool) {
+		if c.status != nil && c.status.IssuedAt != nil {
+			return seconds(*c.status.IssuedAt), true
 		}
-	}
-	perClient(MetricNextCheck, "gauge", func(e *entry) (string, bool) {
-		if e.checked.IsZero() {
+		return "", false
+	}),
+	{MetricRequests, "gauge", requestsToday},
+	perClient(MetricDailyLimit, func(c *clientRow) (string, bool) { return strconv.Itoa(c.dailyLimit), true }),
+	perClient(MetricLastSuccess, func(c *clientRow) (string, bool) { return seconds(c.healthy), !c.healthy.IsZero() }),
+	statusFlag(MetricBlocked, func(st *rotation.Status) bool { return st.BlockedReason != nil }),
+	statusFlag(MetricDegraded, func(st *rotation.Status) bool { return st.Degraded }),
+	statusFlag(MetricTokenLost, func(st *rotation.Status) bool {
+		return st.State == rotation.HealthTokenLost || st.TokenLost != nil
+	}),
+	{MetricState, "gauge", func(s *snapshot, add func(string, string)) {
+		for _, c := range s.clients {
+			if c.state == "" {
+				continue
+			}
+			for _, h := range rotation.Healths {
+				add(label("client", c.name)+","+label("state", string(h)), flag(h == c.state))
+			}
+		}
+	}},
+	perClient(MetricNextCheck, func(c *clientRow) (string, bool) { return seconds(c.nextLook), !c.nextLook.IsZero() }),
+	{MetricReady, "gauge", func(s *snapshot, add func(string, string)) { add("", flag(s.ready)) }},
+}
+
+// perClient is a gauge with one sample per client whose value is known.
+func perClient(name string, value func(c *clientRow) (string, bool)) family {
+	return family{name, "gauge", func(s *snapshot, add func(string, string)) {
+		for i := range s.clients {
+			if v, ok := value(&s.clients[i]); ok {
+				add(label("client", s.clients[i].name), v)
+			}
+		}
+	}}
+}
+
+// statusFlag is a per-client 0/1 gauge of the status as last read; absent before the first read.
+func statusFlag(name string, on func(st *rotation.Status) bool) family {
+	return perClient(name, func(c *clientRow) (string, bool) {
+		if c.status == nil {
 			return "", false
 		}
-		at := d.tickAt
-		if w := e.wake(); !w.IsZero() && w.Before(at) {
-			at = w
-		}
-		return seconds(at), true
+		return flag(on(c.status)), true
 	})
-	family(MetricReady, "gauge")
-	ok, _ := d.readyLocked()
-	sample(MetricReady, "", flag(ok))
-	return b.String()
+}
+
+// requestsToday samples each API client's count of today's requests, for the clients read today:
+// a count of another day says nothing of today's.
+func requestsToday(s *snapshot, add func(string, string)) {
+	for _, c := range s.clients {
+		if c.status == nil || !c.readToday {
+			continue
+		}
+		for _, v := range c.status.APIClients {
+			if v.RequestsToday != nil {
+				add(label("client", c.name)+","+label("api_client", strconv.Itoa(v.Slot)), strconv.Itoa(*v.RequestsToday))
+			}
+		}
+	}
+}
+
+func flag(on bool) string {
+	if on {
+		return "1"
+	}
+	return "0"
 }
 
 // metricHelp is each family's HELP text; the README's metrics table says the same.
@@ -298,6 +340,7 @@ var defaultOpsLimits = opsLimits{
 // serveOps serves the ops endpoints on ln, capped and timed out as d.ops says, until the returned
 // server is shut down.
 func (d *daemon) serveOps(ln net.Listener) *http.Server {
+	cl := newConnLimit(ln, d.ops.maxConns)
 	srv := &http.Server{
 		Handler:           d.handler(),
 		ReadHeaderTimeout: d.ops.readHeader,
@@ -305,51 +348,43 @@ func (d *daemon) serveOps(ln net.Listener) *http.Server {
 		WriteTimeout:      d.ops.write,
 		IdleTimeout:       d.ops.idle,
 		MaxHeaderBytes:    d.ops.maxHeaderBytes,
+		ConnState:         cl.track,
 	}
 	go func() {
-		if err := srv.Serve(limitListener(ln, d.ops.maxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(cl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.logger().Error("the ops listener stopped", "error", err)
 		}
 	}()
 	return srv
 }
 
-// limitListener returns a listener that holds at most n connections open at once. A connection
-// beyond that is closed as soon as it is accepted, rather than left waiting in the kernel's
-// backlog: its client learns at once, and it costs a descriptor only for that instant.
-func limitListener(ln net.Listener, n int) net.Listener {
-	return &limitedListener{Listener: ln, slots: make(chan struct{}, max(n, 1))}
+// opsService is the ops listener as a Service: it listens on addr when started.
+type opsService struct {
+	d    *daemon
+	addr string
+	// bound is the address actually bound: with port 0 (any free port) it is the only way to learn
+	// where the probes must go. Empty until started.
+	bound string
+	srv   *http.Server
 }
 
-type limitedListener struct {
-	net.Listener
-	slots chan struct{}
-}
-
-func (l *limitedListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.slots <- struct{}{}:
-			return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
-		default:
-			c.Close()
-		}
+func (o *opsService) Start() error {
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("ops listener: %w", err)
 	}
+	o.srv, o.bound = o.d.serveOps(ln), ln.Addr().String()
+	return nil
 }
 
-// limitedConn gives its slot back when it is closed, once however often Close is called.
-type limitedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
+// Stop lets the requests under way finish, within ctx; then it closes whatever is still open.
+func (o *opsService) Stop(ctx context.Context) error {
+	if o.srv == nil {
+		return nil
+	}
+	err := o.srv.Shutdown(ctx)
+	if err != nil {
+		o.srv.Close()
+	}
 	return err
 }
