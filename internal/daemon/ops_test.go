@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/gateway"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
@@ -146,7 +148,7 @@ func TestMetricHelpMatchesREADME(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	row := regexp.MustCompile("^\\| `([a-z_]+)(?:\\{[a-z_,]+\\})?` \\| (gauge|counter) \\| (.*) \\|$")
+	row := regexp.MustCompile("^\\| `([a-z_]+)(?:\\{[a-z_,]+\\})?` \\| (gauge|counter|histogram) \\| (.*) \\|$")
 	documented := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -154,7 +156,10 @@ func TestMetricHelpMatchesREADME(t *testing.T) {
 			documented[m[1]] = strings.ReplaceAll(m[3], "`", "")
 		}
 	}
-	for name, help := range metricHelp {
+	// The embedded gateway's families join the daemon's /metrics.
+	served := maps.Clone(metricHelp)
+	maps.Copy(served, gateway.MetricHelp)
+	for name, help := range served {
 		if got, ok := documented[name]; !ok {
 			t.Errorf("the README's metrics table lacks %s", name)
 		} else if got != help {
@@ -162,7 +167,7 @@ func TestMetricHelpMatchesREADME(t *testing.T) {
 		}
 	}
 	for name := range documented {
-		if _, ok := metricHelp[name]; !ok {
+		if _, ok := served[name]; !ok {
 			t.Errorf("the README documents %s, which /metrics does not have", name)
 		}
 	}
