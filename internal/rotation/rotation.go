@@ -46,14 +46,10 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/document"
-	"github.com/clear-rotator/clear-rotator/internal/secret"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
@@ -71,57 +67,6 @@ const (
 	secretTTL     = 15 * time.Minute
 	emptyDocument = "{}"
 )
-
-// Store is what the engine needs from Secrets Manager (see store.SecretsManager).
-type Store interface {
-	Read(ctx context.Context, secretID, stage string) (store.Version, error)
-	Put(ctx context.Context, secretID, requestToken, value string, stages ...string) (string, error)
-	Create(ctx context.Context, secretID, value, description string) error
-}
-
-// stager is the optional Store method that lists a secret's staging labels in one call; with it, a
-// look at a client whose versions have not changed costs a single cheap call.
-type stager interface {
-	Stages(ctx context.Context, secretID string) (map[string]string, error)
-}
-
-// TokenSource asks Clear for a new token (see clear.Client). Its errors are *clear.Error.
-type TokenSource interface {
-	Token(ctx context.Context, secret clear.ClientSecret) (clear.Grant, error)
-}
-
-// Client is one configured Clear client, resolved for the engine. It has one API client (client
-// secret), or two used in turn.
-type Client struct {
-	Name    string
-	BaseURL string
-	Clear   TokenSource
-	// ClientSecret is the literal secret, or zero when ClientSecretID names a secret holding it.
-	ClientSecret   clear.ClientSecret
-	ClientSecretID string
-	// ClientSecret2 and ClientSecretID2 are the optional second API client.
-	ClientSecret2   clear.ClientSecret
-	ClientSecretID2 string
-	TokenSecretID   string
-	DailyLimit      int
-	RenewBefore     time.Duration
-	MaxAge          time.Duration
-}
-
-// Slots returns how many API clients c has: 1 or 2.
-func (c *Client) Slots() int {
-	if !c.ClientSecret2.IsZero() || c.ClientSecretID2 != "" {
-		return 2
-	}
-	return 1
-}
-
-func (c *Client) secretRef(slot int) (clear.ClientSecret, string) {
-	if slot == 2 {
-		return c.ClientSecret2, c.ClientSecretID2
-	}
-	return c.ClientSecret, c.ClientSecretID
-}
 
 // Outcome is what one rotation attempt came to.
 type Outcome string
@@ -261,71 +206,6 @@ func (e *Engine) owner() string {
 	return defaultOwner
 }
 
-// Cache remembers what was read of one client, so that a caller that looks often (the daemon) reads
-// only what changed: one call per look when nothing did. The zero Cache is empty; it is safe for
-// concurrent use.
-type Cache struct {
-	mu        sync.Mutex
-	valid     bool
-	currentID string
-	token     document.Token
-	hasToken  bool
-	stateID   string
-	state     document.State
-	secrets   []clear.ClientSecret
-	secretsAt time.Time
-}
-
-// Invalidate makes the next read fetch everything again.
-func (c *Cache) Invalidate() {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	c.valid, c.secrets = false, nil
-	c.mu.Unlock()
-}
-
-// fill records what the engine itself just wrote, so that the next look need not read it back.
-func (c *Cache) fill(s Snapshot, secrets []clear.ClientSecret) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.valid = true
-	c.currentID, c.token, c.hasToken = s.CurrentID, s.Token, s.HasToken
-	c.stateID, c.state = s.StateID, s.State
-	if len(c.secrets) == 0 {
-		c.secrets, c.secretsAt = secrets, s.Now
-	}
-}
-
-// read is what a look at a client found: the snapshot for Decide, and the client secrets themselves.
-type read struct {
-	snap    Snapshot
-	secrets []clear.ClientSecret
-	errs    []error
-}
-
-// Acted reports whether the forced request with id event was acted on: its rotation stored a token,
-// or its claim is still live. It reads the token secret and the state, and writes nothing; the
-// answer is the one Decide gives a duplicate.
-func (e *Engine) Acted(ctx context.Context, c *Client, event string) (bool, error) {
-	cur, err := e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return false, fmt.Errorf("reading the token secret: %w", err)
-	}
-	st, _, err := e.state(ctx, c)
-	if err != nil {
-		return false, fmt.Errorf("reading the rotation state: %w", err)
-	}
-	s := Snapshot{Now: e.now(), CurrentKnown: true, CurrentID: cur.ID, StateKnown: true, State: st}
-	s.Token, s.HasToken = parseToken(cur.Value)
-	settled, live := settle(st, s, s.Now)
-	return slices.Contains(settled.Events, event) || (live != nil && live.Event == event), nil
-}
-
 // Rotate rotates c's token if it is due, or, with force, whether or not it is due. It calls Clear
 // at most once, and only after winning the claim and counting the request.
 func (e *Engine) Rotate(ctx context.Context, c *Client, force bool) Result {
@@ -374,96 +254,6 @@ func (e *Engine) result(c *Client, s Snapshot, d Decision) Result {
 		ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt, RequestsToday: d.RequestsToday,
 		NextCheck: d.NextCheck, Status: st}
 	return r
-}
-
-// read looks at c: AWSCURRENT (creating the secret when create is true and it is missing), the
-// state, and the client secrets. A failure to read the token secret is an error; a client secret
-// that cannot be read leaves its fingerprint empty, so that the other API client can still be
-// used.
-func (e *Engine) read(ctx context.Context, c *Client, cache *Cache, create bool) (read, error) {
-	now := e.now()
-	var rd read
-	rd.snap.Now = now
-	if cache != nil {
-		cache.mu.Lock()
-		defer cache.mu.Unlock()
-	}
-	var stages map[string]string
-	if sg, ok := e.Store.(stager); ok && cache != nil && cache.valid {
-		m, err := sg.Stages(ctx, c.TokenSecretID)
-		switch {
-		case err == nil:
-			stages = m
-		case errors.Is(err, store.ErrNotFound):
-			cache.valid = false
-		default:
-			return rd, fmt.Errorf("reading the token secret: %w", err)
-		}
-	}
-
-	// AWSCURRENT.
-	if stages != nil && stages[CurrentStage] == cache.currentID && cache.currentID != "" {
-		rd.snap.CurrentID, rd.snap.Token, rd.snap.HasToken = cache.currentID, cache.token, cache.hasToken
-	} else {
-		v, err := e.current(ctx, c, create)
-		if err != nil {
-			return rd, fmt.Errorf("reading the token secret: %w", err)
-		}
-		rd.snap.CurrentID = v.ID
-		rd.snap.Token, rd.snap.HasToken = parseToken(v.Value)
-	}
-	rd.snap.CurrentKnown = true
-
-	// ROTATOR_STATE.
-	if stages != nil && stages[document.StateStage] == cache.stateID {
-		rd.snap.State, rd.snap.StateID = cache.state, cache.stateID
-	} else {
-		st, id, err := e.state(ctx, c)
-		if err != nil {
-			return rd, fmt.Errorf("reading the rotation state: %w", err)
-		}
-		rd.snap.State, rd.snap.StateID = st, id
-	}
-	rd.snap.StateKnown = true
-
-	// Client secrets.
-	n := c.Slots()
-	if cache != nil && len(cache.secrets) == n && now.Sub(cache.secretsAt) < secretTTL {
-		rd.secrets = cache.secrets
-	} else {
-		rd.secrets = make([]clear.ClientSecret, n)
-		for i := range n {
-			s, err := e.clientSecret(ctx, c, i+1)
-			if err != nil {
-				rd.errs = append(rd.errs, err)
-				continue
-			}
-			rd.secrets[i] = s
-		}
-	}
-	rd.snap.Secrets = make([]string, n)
-	for i, s := range rd.secrets {
-		if !s.IsZero() {
-			rd.snap.Secrets[i] = fingerprint(c.BaseURL, s)
-		}
-	}
-	if n == 2 && rd.snap.Secrets[0] != "" && rd.snap.Secrets[0] == rd.snap.Secrets[1] {
-		// Two API clients that are one: each rotation would revoke the other's token.
-		err := errors.New("both API clients hold the same client secret; configure two different API clients")
-		return rd, err
-	}
-	if cache != nil {
-		cache.valid = true
-		cache.currentID, cache.token, cache.hasToken = rd.snap.CurrentID, rd.snap.Token, rd.snap.HasToken
-		cache.stateID, cache.state = rd.snap.StateID, rd.snap.State
-		if len(rd.errs) == 0 && (len(cache.secrets) != n || now.Sub(cache.secretsAt) >= secretTTL) {
-			cache.secrets, cache.secretsAt = rd.secrets, now
-		}
-	}
-	if len(rd.errs) == n {
-		return rd, errors.Join(rd.errs...)
-	}
-	return rd, nil
 }
 
 // ask claims the rotation the decision chose, asks Clear, and stores the answer.
@@ -763,56 +553,6 @@ func (e *Engine) retry(ctx context.Context, op func(context.Context) (string, er
 	}
 }
 
-// current returns the AWSCURRENT version. A missing secret is created (holding "{}") when create
-// is true, and is otherwise an empty version.
-func (e *Engine) current(ctx context.Context, c *Client, create bool) (store.Version, error) {
-	v, err := e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
-	if !errors.Is(err, store.ErrNotFound) {
-		return v, err
-	}
-	if !create {
-		return store.Version{}, nil
-	}
-	// A claim must never be the secret's first version: Secrets Manager would make it AWSCURRENT
-	// and hand it to the ERP. So the secret gets an empty document first.
-	if err := e.Store.Create(ctx, c.TokenSecretID, emptyDocument, "Clear access token, kept fresh by clear-rotator (client "+c.Name+")"); err != nil {
-		return v, err
-	}
-	v, err = e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
-	if !errors.Is(err, store.ErrNotFound) {
-		return v, err
-	}
-	// The secret exists without a current version (created empty by hand).
-	if _, err := e.Store.Put(ctx, c.TokenSecretID, requestToken("init", c.TokenSecretID), emptyDocument); err != nil {
-		return v, err
-	}
-	return e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
-}
-
-// state reads the state version; a missing one is an empty state.
-func (e *Engine) state(ctx context.Context, c *Client) (document.State, string, error) {
-	v, err := e.Store.Read(ctx, c.TokenSecretID, document.StateStage)
-	if errors.Is(err, store.ErrNotFound) {
-		return document.State{}, "", nil
-	}
-	if err != nil {
-		return document.State{}, "", err
-	}
-	st, perr := document.ParseState([]byte(v.Value))
-	if perr != nil {
-		// A damaged state must not wedge the client; the chain continues from this version. The
-		// count restarts, which Clear's own limit (288, far above ours) absorbs.
-		e.log().Warn("ignoring an unreadable state document", "client", c.Name, "error", perr)
-		return document.State{}, v.ID, nil
-	}
-	return st, v.ID, nil
-}
-
-func parseToken(value string) (document.Token, bool) {
-	t, err := document.ParseToken([]byte(value))
-	return t, err == nil
-}
-
 func (r Result) fail(o Outcome, err error) Result {
 	r.Outcome, r.Err, r.Message = o, err, err.Error()
 	return r
@@ -870,47 +610,4 @@ func requestToken(kind, of string) string {
 	sum := sha256.Sum256([]byte("clear-rotator/" + kind + "\x00" + of))
 	h := hex.EncodeToString(sum[:16])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-// fingerprint identifies a client secret (with its base URL) without revealing it: Clear's limit
-// and its refusals belong to a secret, and a change of secret is a change of configuration.
-func fingerprint(baseURL string, cs clear.ClientSecret) string {
-	sum := sha256.Sum256([]byte("clear-rotator/v1\x00" + strings.TrimRight(baseURL, "/") + "\x00" + cs.Reveal()))
-	return hex.EncodeToString(sum[:8])
-}
-
-// redact removes the client secrets, in every spelling secret.Redact knows, from text that came
-// from outside, before it is shown or stored where every reader of the token secret can see it.
-func redact(text string, secrets []clear.ClientSecret) string {
-	values := make([]string, len(secrets))
-	for i, s := range secrets {
-		values[i] = s.Reveal()
-	}
-	return secret.Redact(text, values...)
-}
-
-// ClientSecret returns c's first client secret: the literal one, or the value of the secret
-// c.ClientSecretID, which holds either the plain secret or {"client_secret": "..."}.
-func (e *Engine) ClientSecret(ctx context.Context, c *Client) (clear.ClientSecret, error) {
-	return e.clientSecret(ctx, c, 1)
-}
-
-func (e *Engine) clientSecret(ctx context.Context, c *Client, slot int) (clear.ClientSecret, error) {
-	lit, id := c.secretRef(slot)
-	if !lit.IsZero() {
-		return lit, nil
-	}
-	what := "the client secret"
-	if c.Slots() == 2 {
-		what = fmt.Sprintf("API client %d's client secret", slot)
-	}
-	v, err := e.Store.Read(ctx, id, CurrentStage)
-	if err != nil {
-		return clear.ClientSecret{}, fmt.Errorf("reading %s: %w", what, err)
-	}
-	s, err := secret.ParseClientSecret(v.Value)
-	if err != nil {
-		return clear.ClientSecret{}, fmt.Errorf("%s %q: %w", what, id, err)
-	}
-	return s, nil
 }
