@@ -172,7 +172,9 @@ func (s *Service) healer(e Engine, c *rotation.Client, h *Holder, w *Watcher) fu
 			w.Nudge()
 			return
 		}
-		r := e.Run(ctx, c, rotation.Request{Force: true, Event: EventID(version)}, nil)
+		// Replaces closes the window between this look and the engine's own read: a token stored
+		// meanwhile is not forced away.
+		r := e.Run(ctx, c, rotation.Request{Force: true, Event: EventID(version), Replaces: version}, nil)
 		s.log.Info("gateway: asked for a rotation after a revocation outside the rotator", "client", c.Name,
 			"version", version, "outcome", string(r.Outcome), "message", r.Message)
 		if r.Stored != nil {

@@ -65,6 +65,9 @@ type Request struct {
 	// version it expects (createSecret) and wants it labelled AWSPENDING.
 	TokenVersion string
 	Stages       []string
+	// Replaces, when set, is the AWSCURRENT version this request exists to replace (a token revoked
+	// outside the rotator): once AWSCURRENT is another version, the request is moot.
+	Replaces string
 }
 
 // Action is what a decision tells the caller to do.
@@ -250,7 +253,7 @@ type stop struct {
 }
 
 // gates are checked in this order; the first that stops the rotation decides.
-var gates = []gate{duplicateGate, busyGate, stateGate, dueGate, floorGate}
+var gates = []gate{duplicateGate, busyGate, movedGate, stateGate, dueGate, floorGate}
 
 // duplicateGate: an event already acted on (its rotation stored a token, or its claim is still
 // live) asks nothing. A failed attempt does not count: its retry asks again.
@@ -269,6 +272,15 @@ func busyGate(in gateInput) *stop {
 		return nil
 	}
 	return &stop{Busy, &BusyError{Owner: cl.Owner, Since: cl.At, Until: cl.LeaseUntil}, cl.LeaseUntil}
+}
+
+// movedGate: a request to replace a version that is no longer AWSCURRENT asks nothing; another
+// rotation already replaced it, and forcing again would revoke a token that is fine.
+func movedGate(in gateInput) *stop {
+	if in.req.Replaces == "" || in.req.Replaces == in.s.CurrentID {
+		return nil
+	}
+	return &stop{Busy, &BusyError{Reason: "another rotator stored a new token meanwhile"}, in.renewAt}
 }
 
 // stateGate: nothing is asked of Clear on a guess.

@@ -446,3 +446,21 @@ func TestDecideDoesNotAskAnAPIClientWhoseTokenConsumersMayHold(t *testing.T) {
 		t.Fatalf("a force a minute after the rotation: %+v", d)
 	}
 }
+
+func TestDecideAReplacementIsMootOnceAWSCURRENTMoved(t *testing.T) {
+	// A gateway that saw the token in AWSCURRENT revoked outside asks for a forced rotation that
+	// replaces that version. If another rotation stored a token between the gateway's judgement and
+	// its request, forcing again would revoke a token that is fine: the request names the version it
+	// replaces, and asks nothing once AWSCURRENT is another.
+	s := snap(t0.Add(time.Minute), t0, 0, "fp1")
+	req := rotation.Request{Force: true, Event: "gateway-revoked:" + s.CurrentID, Replaces: s.CurrentID}
+	if d := rotation.Decide(s, policy, req); d.Action != rotation.Ask {
+		t.Fatalf("the revoked version is still AWSCURRENT: %+v", d)
+	}
+	s.CurrentID = "v-stored-meanwhile"
+	d := rotation.Decide(s, policy, req)
+	var busy *rotation.BusyError
+	if d.Action != rotation.Wait || d.Outcome != rotation.Busy || !errors.As(d.Err, &busy) {
+		t.Fatalf("AWSCURRENT moved on: outcome %s (%v), want busy", d.Outcome, d.Err)
+	}
+}
