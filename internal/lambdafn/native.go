@@ -18,13 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
-
-	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
-	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
 // PendingStage is the label Secrets Manager's rotation gives the version it creates.
@@ -49,21 +43,16 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 		log.Error("the rotation step failed; Secrets Manager records the rotation as failed", "error", serr)
 		return nil, serr
 	}
-	sm, ok := e.Store.(*store.SecretsManager)
-	if !ok {
-		return fail("", "the function's store is not Secrets Manager", nil)
-	}
-	c, err := h.clientOfSecret(ctx, sm, ev.SecretID)
+	c, err := h.clientOfSecret(ctx, e, ev.SecretID)
 	if err != nil {
 		return fail("", err.Error(), err)
 	}
 	log = log.With("client", c.Name)
 	ans := StepAnswer{Step: ev.Step, Client: c.Name, Version: ev.Token}
-	n := native{sm: sm, c: c, token: ev.Token}
 
 	switch ev.Step {
 	case StepCreate:
-		return h.createSecret(ctx, e, c, n, ev, ans, requestID, log, fail)
+		return h.createSecret(ctx, e, c, ev, ans, requestID, log, fail)
 
 	case StepSet:
 		// The token is Clear's to issue, and createSecret already has: there is no database
@@ -73,7 +62,7 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 		return ans, nil
 
 	case StepTest:
-		tok, found, err := n.version(ctx)
+		tok, found, err := e.Version(ctx, c, ev.Token)
 		switch {
 		case err != nil:
 			return fail(c.Name, err.Error(), err)
@@ -90,7 +79,7 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 		return ans, nil
 
 	case StepFinish:
-		msg, err := n.finish(ctx, log)
+		msg, err := e.Finish(ctx, c, ev.Token, PendingStage)
 		if err != nil {
 			return fail(c.Name, err.Error(), err)
 		}
@@ -104,10 +93,10 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 // createSecret asks Clear for the rotation's token and stores it as version ev.Token, AWSCURRENT and
 // AWSPENDING at once; a version that already holds the token this rotation stored is a retried
 // step.
-func (h *Handler) createSecret(ctx context.Context, e *rotation.Engine, c *rotation.Client, n native, ev Event, ans StepAnswer,
+func (h *Handler) createSecret(ctx context.Context, e *rotation.Engine, c *rotation.Client, ev Event, ans StepAnswer,
 	requestID string, log *slog.Logger, fail func(client, reason string, err error) (any, error)) (any, error) {
 	event := "rotation/" + ev.Token
-	tok, found, err := n.version(ctx)
+	tok, found, err := e.Version(ctx, c, ev.Token)
 	if err != nil {
 		return fail(c.Name, err.Error(), err)
 	}
@@ -144,7 +133,7 @@ func (h *Handler) createSecret(ctx context.Context, e *rotation.Engine, c *rotat
 	case rotation.Duplicate:
 		// This step's rotation stored its token, or its claim is still live: only the version
 		// itself says whether the step is done.
-		tok, found, err := n.version(ctx)
+		tok, found, err := e.Version(ctx, c, ev.Token)
 		if err == nil && found && tok != nil {
 			ans.Message = "the version already holds the token this rotation stored: a retried step, nothing to do"
 			log.Info(ans.Message)
@@ -158,86 +147,6 @@ func (h *Handler) createSecret(ctx context.Context, e *rotation.Engine, c *rotat
 	}
 }
 
-// native is one rotation's token version in one client's token secret.
-type native struct {
-	sm    *store.SecretsManager
-	c     *rotation.Client
-	token string
-}
-
-// version reads the version the rotation creates: found is false when it holds no value yet (Secrets
-// Manager's RotateSecret labels the version AWSPENDING before createSecret gives it one), and tok is
-// nil when its value is not a token document.
-func (n native) version(ctx context.Context) (tok *document.Token, found bool, err error) {
-	cctx, cancel := callContext(ctx, n.sm)
-	defer cancel()
-	out, err := n.sm.API.GetSecretValue(cctx, &secretsmanager.GetSecretValueInput{
-		SecretId: aws.String(n.c.TokenSecretID), VersionId: aws.String(n.token),
-	})
-	var notFound *types.ResourceNotFoundException
-	switch {
-	case errors.As(err, &notFound):
-		return nil, false, nil
-	case err != nil:
-		return nil, false, fmt.Errorf("reading version %s: %w", n.token, reduce("GetSecretValue", err, n.c.TokenSecretID))
-	case out.SecretString == nil || *out.SecretString == "":
-		// Not a value this function writes; Secrets Manager's own placeholder for the pending
-		// version has none.
-		return nil, false, nil
-	}
-	t, perr := document.ParseToken([]byte(*out.SecretString))
-	if perr != nil {
-		return nil, true, nil
-	}
-	return &t, true, nil
-}
-
-// finish makes the rotation's version AWSCURRENT, unless a newer token is current already, and
-// takes AWSPENDING off it; it writes nothing when that is already so.
-func (n native) finish(ctx context.Context, log *slog.Logger) (string, error) {
-	id := n.c.TokenSecretID
-	stages, err := n.sm.Stages(ctx, id)
-	if err != nil {
-		return "", fmt.Errorf("reading the staging labels: %w", err)
-	}
-	var done []string
-	if cur := stages[rotation.CurrentStage]; cur != n.token {
-		pending, found, err := n.version(ctx)
-		switch {
-		case err != nil:
-			return "", err
-		case !found || pending == nil:
-			return "", fmt.Errorf("version %s holds no token to make current", n.token)
-		}
-		// Another rotation (the schedule, an operator's force) may have stored a newer token
-		// since createSecret. Moving AWSCURRENT back would hand ERP systems a token that Clear
-		// may already have revoked.
-		current, err := n.sm.Read(ctx, id, rotation.CurrentStage)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return "", fmt.Errorf("reading AWSCURRENT: %w", err)
-		}
-		if t, perr := document.ParseToken([]byte(current.Value)); err == nil && perr == nil && t.IssuedAt.After(pending.IssuedAt) {
-			log.Info("a newer token is already AWSCURRENT; leaving it there", "current_version", cur)
-			done = append(done, "left AWSCURRENT on the newer version "+cur)
-		} else {
-			if err := n.sm.MoveStage(ctx, id, rotation.CurrentStage, n.token, cur); err != nil {
-				return "", fmt.Errorf("moving AWSCURRENT to version %s: %w", n.token, err)
-			}
-			done = append(done, "moved AWSCURRENT to version "+n.token)
-		}
-	}
-	if stages[PendingStage] == n.token {
-		if err := n.sm.MoveStage(ctx, id, PendingStage, "", n.token); err != nil {
-			return "", fmt.Errorf("removing AWSPENDING from version %s: %w", n.token, err)
-		}
-		done = append(done, "removed AWSPENDING")
-	}
-	if len(done) == 0 {
-		return "version " + n.token + " is AWSCURRENT and AWSPENDING is gone already: nothing to do", nil
-	}
-	return strings.Join(done, "; "), nil
-}
-
 // clientOfSecret returns the configured client whose token secret is secretID. Secrets Manager
 // sends the secret's full ARN, while the configuration usually names the secret, and may hold its
 // ARN or a partial ARN. Rather than parse the name out of the ARN (a name may itself end in what
@@ -245,7 +154,7 @@ func (n native) finish(ctx context.Context, log *slog.Logger) (string, error) {
 // event's secret gives its name and ARN, and when neither is configured as such, the configured
 // token secrets are described in turn and matched by ARN. An exact match of the configured id
 // needs no call at all.
-func (h *Handler) clientOfSecret(ctx context.Context, sm *store.SecretsManager, secretID string) (*rotation.Client, error) {
+func (h *Handler) clientOfSecret(ctx context.Context, e *rotation.Engine, secretID string) (*rotation.Client, error) {
 	for _, c := range h.app.Clients {
 		if c.TokenSecretID == secretID {
 			return c, nil
@@ -257,7 +166,7 @@ func (h *Handler) clientOfSecret(ctx context.Context, sm *store.SecretsManager, 
 	}
 	notOurs := fmt.Sprintf("no configured client keeps its token in secret %q (configured token secrets: %s); "+
 		"attach the function only to the token secrets it keeps", truncate(secretID, 300), strings.Join(ids, ", "))
-	name, arn, err := describe(ctx, sm, secretID)
+	name, arn, err := e.Store.Describe(ctx, secretID)
 	if err != nil {
 		return nil, fmt.Errorf("%s; describing the secret failed: %w", notOurs, err)
 	}
@@ -268,44 +177,12 @@ func (h *Handler) clientOfSecret(ctx context.Context, sm *store.SecretsManager, 
 	}
 	if arn != "" {
 		for _, c := range h.app.Clients {
-			if _, carn, err := describe(ctx, sm, c.TokenSecretID); err == nil && carn == arn {
+			if _, carn, err := e.Store.Describe(ctx, c.TokenSecretID); err == nil && carn == arn {
 				return c, nil
 			}
 		}
 	}
 	return nil, errors.New(notOurs)
-}
-
-func describe(ctx context.Context, sm *store.SecretsManager, id string) (name, arn string, err error) {
-	cctx, cancel := callContext(ctx, sm)
-	defer cancel()
-	out, err := sm.API.DescribeSecret(cctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
-	if err != nil {
-		return "", "", reduce("DescribeSecret", err, id)
-	}
-	return aws.ToString(out.Name), aws.ToString(out.ARN), nil
-}
-
-// callContext bounds one direct Secrets Manager call as the store bounds its own.
-func callContext(ctx context.Context, sm *store.SecretsManager) (context.Context, context.CancelFunc) {
-	t := sm.Timeout
-	if t <= 0 {
-		t = store.DefaultTimeout
-	}
-	return context.WithTimeout(ctx, t)
-}
-
-// reduce strips an SDK error to its code and message, as the store does, so that nothing but the
-// gist reaches a log or the caller.
-func reduce(op string, err error, secretID string) error {
-	var api interface {
-		ErrorCode() string
-		ErrorMessage() string
-	}
-	if errors.As(err, &api) {
-		return &store.Error{Op: op, SecretID: secretID, Code: api.ErrorCode(), Message: api.ErrorMessage(), Err: err}
-	}
-	return err
 }
 
 func engineNow(e *rotation.Engine) time.Time {

@@ -14,17 +14,18 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
-// Store is what the engine needs from Secrets Manager (see store.SecretsManager).
+// Store is what the engine needs from Secrets Manager (see store.SecretsManager): versions by
+// label and by id, the compare-and-set put, the secret's creation, its labels in one call (a look
+// at a client whose versions have not changed costs that one call), and, for Secrets Manager's own
+// rotation, moving a label and naming a secret.
 type Store interface {
 	Read(ctx context.Context, secretID, stage string) (store.Version, error)
+	ReadVersion(ctx context.Context, secretID, versionID string) (store.Version, error)
 	Put(ctx context.Context, secretID, requestToken, value string, stages ...string) (string, error)
 	Create(ctx context.Context, secretID, value, description string) error
-}
-
-// stager is the optional Store method that lists a secret's staging labels in one call; with it, a
-// look at a client whose versions have not changed costs a single cheap call.
-type stager interface {
 	Stages(ctx context.Context, secretID string) (map[string]string, error)
+	MoveStage(ctx context.Context, secretID, stage, toVersion, fromVersion string) error
+	Describe(ctx context.Context, secretID string) (name, arn string, err error)
 }
 
 // TokenSource asks Clear for a new token (see clear.Client). Its errors are *clear.Error.

@@ -122,11 +122,10 @@ func (e *Engine) read(ctx context.Context, c *Client, cache *Cache, create bool)
 // stages lists the token secret's staging labels when cache holds a valid read, so that a look at
 // a client whose versions have not changed costs one cheap call; nil means read everything.
 func (e *Engine) stages(ctx context.Context, c *Client, cache *Cache) (map[string]string, error) {
-	sg, ok := e.Store.(stager)
-	if !ok || cache == nil || !cache.valid {
+	if cache == nil || !cache.valid {
 		return nil, nil
 	}
-	m, err := sg.Stages(ctx, c.TokenSecretID)
+	m, err := e.Store.Stages(ctx, c.TokenSecretID)
 	if errors.Is(err, store.ErrNotFound) {
 		cache.valid = false
 		return nil, nil

@@ -186,6 +186,18 @@ func (s *SecretsManager) Stages(ctx context.Context, secretID string) (map[strin
 	return stages, nil
 }
 
+// Describe returns the name and ARN of secretID (a name, an ARN or a partial ARN), from one
+// DescribeSecret call. A missing secret gives an error wrapping ErrNotFound.
+func (s *SecretsManager) Describe(ctx context.Context, secretID string) (name, arn string, err error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	out, err := s.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(secretID)})
+	if err != nil {
+		return "", "", wrap("DescribeSecret", secretID, err)
+	}
+	return aws.ToString(out.Name), aws.ToString(out.ARN), nil
+}
+
 // MoveStage moves the staging label stage to toVersion, taking it from fromVersion, with one
 // UpdateSecretVersionStage call. An empty toVersion removes the label from fromVersion; an empty
 // fromVersion is right only when no version carries the label (Secrets Manager refuses to move a
