@@ -127,7 +127,8 @@ type SlotView struct {
 	held *RereadError
 	// avoid puts it after the other API client, when the token in use is dead and this one's
 	// token may still be held by consumers.
-	avoid  bool
+	avoid bool
+	// secret is the API client's fingerprint, the key of its bookkeeping in the state.
 	secret string
 }
 
