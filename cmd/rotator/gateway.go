@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
+	"github.com/clear-rotator/clear-rotator/internal/logging"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
@@ -38,7 +40,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 		return &usageError{err: err}
 	}
 	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: cfg, Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: log})
+		Engine: a.Engine, Clients: a.Clients, Log: log, AccessOut: stderr, AccessLog: accessLogger(cfg, stderr)})
 	if err != nil {
 		return err
 	}
@@ -93,11 +95,25 @@ func startEmbedded(ctx context.Context, env Env, cfg *config.Config, stderr io.W
 		return nil, &usageError{err: err}
 	}
 	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: cfg, Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: log})
+		Engine: a.Engine, Clients: a.Clients, Log: log, AccessOut: stderr, AccessLog: accessLogger(cfg, stderr)})
 	if err != nil {
 		return nil, err
 	}
 	log.Info("gateway started", "clients", len(cfg.Clients), "gateway_addr", svc.Addr, "tls", svc.TLS,
 		"key", gcfg.Key != "" || gcfg.KeyID != "", "embedded", true)
 	return svc, nil
+}
+
+// accessLogger builds the gateway's access logger on the batching writer the gateway puts in
+// front of stderr (so that no request waits for a write): the rotator's format and level, the
+// format chosen as newLogger chooses it for stderr itself, since the batching writer is no
+// terminal. Access lines are not coloured.
+func accessLogger(cfg *config.Config, stderr io.Writer) func(io.Writer) *slog.Logger {
+	format := cfg.LogFormat
+	if format == "" && logging.IsTerminal(stderr) {
+		format = logging.FormatText
+	}
+	return func(w io.Writer) *slog.Logger {
+		return logging.NewWith(w, logging.Options{Level: cfg.LogLevel, Format: format, NoColor: true})
+	}
 }

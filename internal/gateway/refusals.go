@@ -144,7 +144,7 @@ func (f *refusals) judge(rt *route, tok Token) {
 		ValidTill: tok.ValidTill, Now: g.o.Now()})
 	switch v {
 	case Revoked:
-		g.metrics.revoked(rt.Name)
+		rt.m.revokedOutside()
 		g.log.Error("gateway: the token was revoked outside the rotator: Clear accepted it, then refused it while it is AWSCURRENT and unexpired (someone asked Clear for a token with the same client secret)",
 			"client", rt.Name, "version", tok.Version, "heal", rt.Heal != nil)
 		if rt.Heal != nil {
