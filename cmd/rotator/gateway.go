@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
@@ -116,4 +117,14 @@ func accessLogger(cfg *config.Config, stderr io.Writer) func(io.Writer) *slog.Lo
 	return func(w io.Writer) *slog.Logger {
 		return logging.NewWith(w, logging.Options{Level: cfg.LogLevel, Format: format, NoColor: true})
 	}
+}
+
+// gatewayReads says which variables `rotator gateway` reads, for its help: every client and global
+// setting (with a client secret it heals through the engine, which reads them all), and of the
+// daemon's, only its own and the ops listener's; not the schedule or the shutdown grace.
+func gatewayReads(s config.Setting) bool {
+	if s.Scope != config.DaemonOnly {
+		return true
+	}
+	return s.Env == config.EnvHTTPAddr || strings.HasPrefix(s.Env, "ROTATOR_GATEWAY_")
 }
