@@ -442,6 +442,13 @@ func TestGatewayRevokedOutsideHealedOnce(t *testing.T) {
 		!d2.Logged("gateway: the token was revoked outside the rotator: Clear accepted it, then refused it while it is AWSCURRENT and unexpired (someone asked Clear for a token with the same client secret)") {
 		t.Error("the revocation was not logged")
 	}
+	// status shows it (item 2 of the gateway's follow-up): the revoked version, and when the
+	// forced rotation stored the token that replaced it.
+	st := statusOf(t, e.World)
+	if st.RevokedOutside == nil || st.RevokedOutside.Version != version || st.RevokedOutside.At == nil {
+		t.Errorf("status --json revoked_outside = %+v, want version %s with a time", st.RevokedOutside, version)
+	}
+	wantCode(t, e.World.Rotator("status"), 0, "default: last token revoked outside the rotator: version "+version+"; a forced rotation stored a new token")
 }
 
 // TestGatewayNeverAcceptedTokenNotRotatedFor: a token Clear never accepted (the API client lacks

@@ -198,7 +198,9 @@ func (s *Service) healer(e Engine, c *rotation.Client, h *Holder, w *Watcher) fu
 			w.Nudge()
 			return
 		}
-		r := e.Run(ctx, c, rotation.Request{Force: true, Event: EventID(version)}, nil)
+		// The token is stored under a version derived from the revoked one, so that status can
+		// tell when the heal stored it (rotation.HealVersion).
+		r := e.Run(ctx, c, rotation.Request{Force: true, Event: EventID(version), TokenVersion: rotation.HealVersion(version)}, nil)
 		s.log.Info("gateway: asked for a rotation after a revocation outside the rotator", "client", c.Name,
 			"version", version, "outcome", string(r.Outcome), "message", r.Message)
 		if r.Stored != nil {
