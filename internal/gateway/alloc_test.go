@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
@@ -56,5 +57,31 @@ func TestRequestPathAllocatesLittle(t *testing.T) {
 	// adds about 8 KiB. Without a pool it is over 40 KiB either way.
 	if per > 24<<10 {
 		t.Errorf("%d bytes allocated per request; want under 24 KiB (a 32 KiB copy buffer per response?)", per)
+	}
+}
+
+// The ERP's Accept-Encoding reaches Clear as it sent it: the gateway's transport does not ask for
+// gzip on its behalf (and then unpack what Clear sends).
+func TestAcceptEncodingAsTheERPSentIt(t *testing.T) {
+	var got []string
+	up := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		got = append(got, r.Header.Get("Accept-Encoding"))
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), Request: r}, nil
+	})
+	h := &gateway.Holder{}
+	h.Set(gateway.Token{Value: clear.NewAccessToken("enc-test-token-0123456789"), Version: "v1"})
+	tr := gateway.NewTransport(time.Minute, 4)
+	if !tr.DisableCompression {
+		t.Fatal("the transport to Clear asks for gzip itself (DisableCompression is false)")
+	}
+	gw, err := gateway.New(gateway.Options{Clients: []gateway.Client{{Name: "erp", BaseURL: "https://clear.example", Source: h}}, Transport: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/v1/ping", nil)
+	r.Header.Set("Accept-Encoding", "br")
+	gw.ServeHTTP(httptest.NewRecorder(), r)
+	if len(got) != 1 || got[0] != "br" {
+		t.Fatalf("Clear saw Accept-Encoding %q, want br", got)
 	}
 }

@@ -233,14 +233,17 @@ func New(o Options) (*Gateway, error) {
 // requests beyond a small pool. Idle ones are closed after 90 s.
 func NewTransport(upstreamTimeout time.Duration, maxConns int) *http.Transport {
 	return &http.Transport{
-		Proxy:                  http.ProxyFromEnvironment,
-		DialContext:            (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           0, // no total bound beyond maxConns per host
-		MaxIdleConnsPerHost:    max(maxConns, 2),
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    10 * time.Second,
-		ExpectContinueTimeout:  time.Second,
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          0, // no total bound beyond maxConns per host
+		MaxIdleConnsPerHost:   max(maxConns, 2),
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// The ERP's Accept-Encoding goes to Clear as it sent it, and Clear's body comes back as
+		// Clear encoded it: the transport neither asks for gzip itself nor unpacks it.
+		DisableCompression:     true,
 		ResponseHeaderTimeout:  upstreamTimeout,
 		MaxResponseHeaderBytes: 1 << 20,
 	}
