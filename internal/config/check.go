@@ -112,7 +112,7 @@ func crossCheck(cands []*candidate, p *problems) {
 	literals := map[string]litUse{}
 	for _, c := range cands {
 		for slot, lit := range c.literals {
-			if lit == "" {
+			if lit == "" || lit == gatewayPlaceholder { // no client secret: a standalone gateway's entries (gateway.go)
 				continue
 			}
 			l := c.literalLoc[slot]
