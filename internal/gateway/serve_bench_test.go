@@ -13,6 +13,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
+	"github.com/clear-rotator/clear-rotator/internal/logging"
 )
 
 // BenchmarkServeHTTP is the gateway's own cost per request, without sockets: its handler against
@@ -40,15 +41,20 @@ func BenchmarkServeHTTP(b *testing.B) {
 			}
 		}
 	}
-	b.Run("gateway", func(b *testing.B) {
-		gw, err := gateway.New(gateway.Options{Clients: []gateway.Client{{Name: "erp", BaseURL: "https://clear.example", Source: h}},
-			Transport: up, Keys: gateway.NewKeys(gateway.NewKey(key), nil),
-			AccessLog: slog.New(slog.NewJSONHandler(io.Discard, nil))})
-		if err != nil {
-			b.Fatal(err)
-		}
-		run(b, gw)
-	})
+	for _, lc := range []struct {
+		name  string
+		level slog.Level
+	}{{"gateway", slog.LevelInfo}, {"gateway-no-access-log", slog.LevelWarn}} {
+		b.Run(lc.name, func(b *testing.B) {
+			gw, err := gateway.New(gateway.Options{Clients: []gateway.Client{{Name: "erp", BaseURL: "https://clear.example", Source: h}},
+				Transport: up, Keys: gateway.NewKeys(gateway.NewKey(key), nil),
+				AccessLog: logging.New(io.Discard, lc.level, logging.FormatJSON)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			run(b, gw)
+		})
+	}
 	b.Run("bare-reverseproxy", func(b *testing.B) {
 		u, _ := url.Parse("https://clear.example")
 		rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
