@@ -161,6 +161,9 @@ func TestMetricHelpMatchesREADME(t *testing.T) {
 		}
 	}
 	for name := range documented {
+		if strings.HasPrefix(name, "clear_rotator_gateway_") {
+			continue // the gateway's own families: package gateway checks them against its HELP lines
+		}
 		if _, ok := metricHelp[name]; !ok {
 			t.Errorf("the README documents %s, which /metrics does not have", name)
 		}
