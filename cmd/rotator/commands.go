@@ -112,6 +112,13 @@ func renderStatus(w io.Writer, statuses []rotation.Status, now time.Time) {
 			fmt.Fprintf(w, "%s: rotation in progress by %s since %s (lease ends %s)\n", s.Name, s.InFlight.Owner,
 				relative(s.InFlight.Since, now), relative(s.InFlight.LeaseUntil, now))
 		}
+		if r := s.RevokedOutside; r != nil {
+			healed := "no token stored by a forced rotation after it"
+			if r.At != nil {
+				healed = "a forced rotation stored a new token " + relative(*r.At, now)
+			}
+			fmt.Fprintf(w, "%s: last token revoked outside the rotator: version %s; %s\n", s.Name, r.Version, healed)
+		}
 	}
 }
 

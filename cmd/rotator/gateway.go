@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
+	"github.com/clear-rotator/clear-rotator/internal/logging"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
@@ -39,7 +41,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 		return &usageError{err: err}
 	}
 	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: cfg, Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: log})
+		Engine: a.Engine, Clients: a.Clients, Log: log, AccessOut: stderr, AccessLog: accessLogger(cfg, stderr)})
 	if err != nil {
 		return err
 	}
@@ -76,7 +78,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 // its watchers see tokens stored by any other rotator. It heals revocations with the daemon's
 // engine, on the configuration the daemon started with; a SIGHUP reloads the daemon's clients, not
 // the gateway's (a changed client list needs a restart).
-func startEmbedded(ctx context.Context, env Env, a *app.App) (*gateway.Service, error) {
+func startEmbedded(ctx context.Context, env Env, a *app.App, stderr io.Writer) (*gateway.Service, error) {
 	gcfg, err := config.LoadGateway(env.Lookup, false)
 	if err != nil {
 		return nil, &usageError{err: fmt.Errorf("configuration:\n%w", err)}
@@ -89,7 +91,7 @@ func startEmbedded(ctx context.Context, env Env, a *app.App) (*gateway.Service, 
 		return nil, &usageError{err: err}
 	}
 	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: a.Config, Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: a.Log})
+		Engine: a.Engine, Clients: a.Clients, Log: a.Log, AccessOut: stderr, AccessLog: accessLogger(a.Config, stderr)})
 	if err != nil {
 		return nil, err
 	}
@@ -113,4 +115,28 @@ func writeMetricsTo(s *gateway.Service) func(io.Writer) {
 		s.WriteMetrics(&b)
 		io.WriteString(w, b.String())
 	}
+}
+
+// accessLogger builds the gateway's access logger on the batching writer the gateway puts in
+// front of stderr (so that no request waits for a write): the rotator's format and level, the
+// format chosen as newLogger chooses it for stderr itself, since the batching writer is no
+// terminal. Access lines are not coloured.
+func accessLogger(cfg *config.Config, stderr io.Writer) func(io.Writer) *slog.Logger {
+	format := cfg.LogFormat
+	if format == "" && logging.IsTerminal(stderr) {
+		format = logging.FormatText
+	}
+	return func(w io.Writer) *slog.Logger {
+		return logging.NewWith(w, logging.Options{Level: cfg.LogLevel, Format: format, NoColor: true})
+	}
+}
+
+// gatewayReads says which variables `rotator gateway` reads, for its help: every client and global
+// setting (with a client secret it heals through the engine, which reads them all), and of the
+// daemon's, only its own and the ops listener's; not the schedule or the shutdown grace.
+func gatewayReads(s config.Setting) bool {
+	if s.Scope != config.DaemonOnly {
+		return true
+	}
+	return s.Env == config.EnvHTTPAddr || strings.HasPrefix(s.Env, "ROTATOR_GATEWAY_")
 }

@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
@@ -442,6 +444,13 @@ func TestGatewayRevokedOutsideHealedOnce(t *testing.T) {
 		!d2.Logged("gateway: the token was revoked outside the rotator: Clear accepted it, then refused it while it is AWSCURRENT and unexpired (someone asked Clear for a token with the same client secret)") {
 		t.Error("the revocation was not logged")
 	}
+	// status shows it (item 2 of the gateway's follow-up): the revoked version, and when the
+	// forced rotation stored the token that replaced it.
+	st := statusOf(t, e.World)
+	if st.RevokedOutside == nil || st.RevokedOutside.Version != version || st.RevokedOutside.At == nil {
+		t.Errorf("status --json revoked_outside = %+v, want version %s with a time", st.RevokedOutside, version)
+	}
+	wantCode(t, e.World.Rotator("status"), 0, "default: last token revoked outside the rotator: version "+version+"; a forced rotation stored a new token")
 }
 
 // TestGatewayNeverAcceptedTokenNotRotatedFor: a token Clear never accepted (the API client lacks
@@ -509,5 +518,45 @@ func TestGatewaySeveralClients(t *testing.T) {
 	})
 	if v := d.Metric(`clear_rotator_gateway_requests_total{client="erp-b",code="2xx"}`); v == "" || v == "0" {
 		t.Errorf("erp-b's requests_total 2xx = %q", v)
+	}
+}
+
+// TestGatewayStandaloneSeveralClientsWithoutClientSecrets: `rotator gateway` with a YAML file of
+// two clients that name only their base URL and token secret (read-only rights, item 4 of the
+// gateway's follow-up) serves both; before, the entries' missing secrets counted as one shared
+// client secret and the gateway refused to start.
+func TestGatewayStandaloneSeveralClientsWithoutClientSecrets(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	second := w.Secrets[0] + "-2"
+	w.Emu.AddSecret(second)
+	w.Hide(second)
+	w.StoreToken(w.Issue())
+	g2, err := w.Client().Clear.Token(context.Background(), clear.NewClientSecret(second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokB := g2.AccessToken.Reveal()
+	w.Hide(tokB)
+	doc, err := document.MarshalToken(document.Token{AccessToken: g2.AccessToken, IssuedAt: time.Now(), Client: "erp-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.CreateSecret(w.TokenID+"-b", string(doc))
+	path := t.TempDir() + "/clients.yaml"
+	yaml := "clients:\n" +
+		"  - name: erp-a\n    base_url: " + w.ClearURL + "\n    token_secret_id: " + w.TokenID + "\n" +
+		"  - name: erp-b\n    base_url: " + w.ClearURL + "\n    token_secret_id: " + w.TokenID + "-b\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, w, "ROTATOR_CONFIG="+path, "ROTATOR_TOKEN_SECRET_ID=", "CLEAR_BASE_URL=")
+	for _, name := range []string{"erp-a", "erp-b"} {
+		g.Await(name+" through the gateway", 15*time.Second, func() bool {
+			code, _ := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, name)
+			return code == http.StatusOK
+		})
+	}
+	if n := w.Emu.Requests(w.Secrets[0]) + w.Emu.Requests(second); n != 2 {
+		t.Errorf("Clear was asked for %d tokens; want the test's 2: a read-only gateway asks for none", n)
 	}
 }

@@ -17,8 +17,10 @@ type command struct {
 	about    string // what it does, in full sentences
 	flags    func(fs *flag.FlagSet, o *options)
 	daemon   bool // it also reads the daemon-only variables
-	example  string
-	exits    string
+	// reads, when set, says which variables the command reads, in place of daemon.
+	reads   func(s config.Setting) bool
+	example string
+	exits   string
 }
 
 const exitsCommon = `  0  success, or nothing to do
@@ -94,7 +96,7 @@ var commands = []*command{
 			"Callers send the key in x-clear-rotator-key, and with several clients the client's name in x-clear-rotator-client. Listening on anything but loopback without a key is refused. " +
 			"/healthz, /readyz and /metrics are served on ROTATOR_HTTP_ADDR.",
 		flags:   func(*flag.FlagSet, *options) {},
-		daemon:  true,
+		reads:   gatewayReads,
 		example: "  ROTATOR_GATEWAY_ADDR=127.0.0.1:8480 ROTATOR_TOKEN_SECRET_ID=tokens/erp CLEAR_BASE_URL=https://api.clear.in rotator gateway\n  curl -H 'x-clear-rotator-key: ...' http://127.0.0.1:8480/integration/v1/...",
 		exits:   "  0  stopped by a signal after the requests in flight\n  1  failure (the key's secret unreadable, the listener)\n  2  configuration error, including a non-loopback listener without a key",
 	},
@@ -222,7 +224,7 @@ func (c *command) help() string {
 	b.WriteString("\nEnvironment:\n")
 	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	for _, s := range config.Settings {
-		if s.Scope == config.DaemonOnly && !c.daemon {
+		if c.reads != nil && !c.reads(s) || c.reads == nil && s.Scope == config.DaemonOnly && !c.daemon {
 			continue
 		}
 		var notes []string

@@ -177,6 +177,10 @@ type statusDoc struct {
 	ConsumerRereadInterval *string           `json:"consumer_reread_interval"`
 	InFlight               json.RawMessage   `json:"in_flight"`
 	TokenLost              json.RawMessage   `json:"token_lost"`
+	RevokedOutside         *struct {
+		Version string  `json:"version"`
+		At      *string `json:"at"`
+	} `json:"revoked_outside"`
 }
 
 // statusOf runs `status --json` and returns its one client, checking the document's exact keys.
@@ -198,7 +202,7 @@ func statusOf(t *testing.T, w *rig.World) statusDoc {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	if got, want := strings.Join(keys, ","), "api_client,api_clients,blocked_reason,blocked_until,consumer_reread_interval,daily_limit,degraded,in_flight,issued_at,last_error,name,renew_at,requests_today,state,token_lost,valid_till"; got != want {
+	if got, want := strings.Join(keys, ","), "api_client,api_clients,blocked_reason,blocked_until,consumer_reread_interval,daily_limit,degraded,in_flight,issued_at,last_error,name,renew_at,requests_today,revoked_outside,state,token_lost,valid_till"; got != want {
 		t.Fatalf("status keys %s, want exactly %s", got, want)
 	}
 	var s struct{ Clients []statusDoc }

@@ -207,7 +207,7 @@ func runDaemon(ctx context.Context, env Env, stderr io.Writer) error {
 	}
 	// With ROTATOR_GATEWAY_ADDR the daemon serves the gateway too, and hands it each token the
 	// moment a check stores it.
-	gw, err := startEmbedded(ctx, env, a)
+	gw, err := startEmbedded(ctx, env, a, stderr)
 	if err != nil {
 		return err
 	}

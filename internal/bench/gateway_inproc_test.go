@@ -18,7 +18,7 @@ import (
 
 // BenchmarkGatewayHandler is BenchmarkGatewayProxy's gateway served inside the benchmark's own
 // process (package gateway's handler and server, as the command builds them, with its access log
-// written to a file at info level), so that a CPU profile shows where its time goes:
+// written to a file at info level through a BatchWriter), so that a CPU profile shows where its time goes:
 //
 //	go test -run '^$' -bench GatewayHandler -benchtime 1x -cpuprofile cpu.out ./internal/bench
 //	go tool pprof -top -nodecount 40 internal/bench/bench.test cpu.out   # (or the test binary go test leaves)
@@ -42,12 +42,16 @@ func BenchmarkGatewayHandler(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer logFile.Close()
+		// The access log goes through a BatchWriter, as `rotator gateway` writes it.
+		batch := gateway.NewBatchWriter(logFile, 0, 0)
+		defer batch.Close()
 		holder := &gateway.Holder{}
 		holder.Set(gateway.Token{Value: clear.NewAccessToken(tok), Version: "v1"})
 		g, err := gateway.New(gateway.Options{
-			Clients: []gateway.Client{{Name: "erp", BaseURL: "http://" + upstream.Addr, Source: holder}},
-			Keys:    gateway.NewKeys(gateway.NewKey(gwBenchKey), nil),
-			Log:     slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			Clients:   []gateway.Client{{Name: "erp", BaseURL: "http://" + upstream.Addr, Source: holder}},
+			Keys:      gateway.NewKeys(gateway.NewKey(gwBenchKey), nil),
+			Log:       slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			AccessLog: slog.New(slog.NewJSONHandler(batch, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		})
 		if err != nil {
 			b.Fatal(err)

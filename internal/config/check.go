@@ -51,6 +51,9 @@ func crossCheck(cands []*candidate, p *problems) {
 			}
 			switch x := v.v.(type) {
 			case clear.ClientSecret:
+				if x.Reveal() == gatewayPlaceholder {
+					continue // no client secret: a standalone gateway's entries (gateway.go)
+				}
 				if first, dup := literals[x.Reveal()]; dup {
 					p.add(fieldOnly(v.loc), nil, sameLiteral(v.loc, c, first))
 				} else {

@@ -240,8 +240,12 @@ func loopbackAddr(addr string) bool {
 const gatewayPlaceholder = "clear-rotator-gateway-has-no-client-secret"
 
 // LoadForGateway is Load for `rotator gateway`, which needs no client secret: without
-// CLEAR_CLIENT_SECRET and CLEAR_CLIENT_SECRET_ID the clients are loaded without one (and the
-// gateway then reports revocations without healing them). With either set, it is Load.
+// CLEAR_CLIENT_SECRET and CLEAR_CLIENT_SECRET_ID the clients (the one of the environment, or every
+// entry of ROTATOR_CONFIG's file) need only a base URL and a token secret, and those without a
+// client secret are loaded without one (the gateway then reports their revocations without
+// healing them). An entry with its own client secret keeps it. With either variable set, it is
+// Load. The placeholder every entry without a secret inherits is no shared secret: crossCheck
+// skips it.
 func LoadForGateway(lookup LookupFunc) (*Config, error) {
 	_, hasLit := lookupTrimmed(lookup, EnvClientSecret)
 	_, hasID := lookupTrimmed(lookup, EnvClientSecretID)

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +71,47 @@ func TestLoadForGatewayNeedsNoClientSecret(t *testing.T) {
 	}
 	if _, err := LoadForGateway(envOf(EnvBaseURL+"=https://api.clear.in", EnvTokenSecretID+"=t", EnvGatewayTokenHeader+"=bad header")); err == nil {
 		t.Fatal("a bad header name was accepted")
+	}
+}
+
+// A standalone gateway for several clients of a YAML file needs only their base URLs and token
+// secrets: no entry needs a client secret, and their missing secrets are not one shared secret.
+// An entry that has one keeps it (that client's revocations are healed).
+func TestLoadForGatewaySeveralClientsWithoutClientSecrets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	yaml := "clients:\n" +
+		"  - name: erp-a\n    base_url: https://api.clear.in\n    token_secret_id: tokens/a\n" +
+		"  - name: erp-b\n    base_url: https://api.clear.in\n    token_secret_id: tokens/b\n    gateway_token_header: X-Clear-Auth-Token\n" +
+		"  - name: erp-c\n    base_url: https://api.clear.in\n    token_secret_id: tokens/c\n    client_secret_id: clear/c\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadForGateway(envOf(EnvConfig + "=" + path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Clients) != 3 {
+		t.Fatalf("%d clients", len(cfg.Clients))
+	}
+	for _, c := range cfg.Clients[:2] {
+		if !c.ClientSecret.IsZero() || c.ClientSecretID != "" {
+			t.Errorf("%s: a client secret appeared: %+v", c.Name, c)
+		}
+	}
+	if c := cfg.Clients[2]; c.ClientSecretID != "clear/c" {
+		t.Errorf("erp-c lost its client secret id: %+v", c)
+	}
+	if cfg.Clients[1].GatewayTokenHeader != "x-clear-auth-token" {
+		t.Errorf("erp-b's header: %q", cfg.Clients[1].GatewayTokenHeader)
+	}
+	// Two literal client secrets that are the same are still refused.
+	dup := "clients:\n" +
+		"  - name: erp-a\n    base_url: https://api.clear.in\n    token_secret_id: tokens/a\n    client_secret: same-secret-0123456789\n" +
+		"  - name: erp-b\n    base_url: https://api.clear.in\n    token_secret_id: tokens/b\n    client_secret: same-secret-0123456789\n"
+	if err := os.WriteFile(path, []byte(dup), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadForGateway(envOf(EnvConfig + "=" + path)); err == nil || !strings.Contains(err.Error(), "same client secret") {
+		t.Fatalf("a shared client secret was accepted: %v", err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
@@ -50,6 +51,39 @@ const (
 // tokenHeaders are the headers a token may travel in; an ERP's own value of any of them is
 // removed, so that only the gateway's token reaches Clear.
 var tokenHeaders = []string{clear.HeaderAuthToken, "x-clear-auth-token"}
+
+// droppedHeaders are removed from every request before it goes to Clear, in canonical form (as
+// net/http stores them), so that removing them costs no canonicalisation per request: the
+// gateway's own headers, any token the ERP sent, and forwarding headers that would name the
+// caller or another host to Clear.
+var droppedHeaders = func() []string {
+	hs := append([]string{HeaderKey, HeaderClient, "Forwarded", "X-Forwarded-Host", "X-Forwarded-For",
+		"X-Forwarded-Proto"}, tokenHeaders...)
+	for i, h := range hs {
+		hs[i] = http.CanonicalHeaderKey(h)
+	}
+	return hs
+}()
+
+// bufferPool is the proxy's pool of 32 KiB copy buffers (the size ReverseProxy would allocate).
+var bufferPool = &copyBuffers{}
+
+type copyBuffers struct{ p sync.Pool }
+
+func (c *copyBuffers) Get() []byte {
+	if b, ok := c.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (c *copyBuffers) Put(b []byte) {
+	if cap(b) != 32<<10 {
+		return
+	}
+	b = b[:cap(b)]
+	c.p.Put(&b)
+}
 
 // Client is one configured Clear client the gateway serves.
 type Client struct {
@@ -82,9 +116,15 @@ type Options struct {
 	// RevokeGrace is how long after a 401 a token must stay AWSCURRENT before it is judged
 	// revoked; zero means DefaultRevokeGrace.
 	RevokeGrace time.Duration
-	// Transport reaches Clear; nil means a transport built from UpstreamTimeout.
+	// Transport reaches Clear; nil means NewTransport(UpstreamTimeout, MaxConns).
 	Transport http.RoundTripper
-	Log       *slog.Logger
+	// MaxConns is the most connections callers hold open at once (Limits.MaxConns); it sizes the
+	// upstream keep-alive pool. Zero means DefaultLimits.MaxConns.
+	MaxConns int
+	Log      *slog.Logger
+	// AccessLog takes the access log's lines (a line per request, at info level); nil means Log.
+	// Give it a logger on a BatchWriter, so that no request waits for a write system call.
+	AccessLog *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -93,6 +133,7 @@ type route struct {
 	Client
 	target *url.URL
 	header string
+	m      *clientMetrics // resolved once: the request path looks nothing up
 }
 
 // Gateway is the handler. Build it with New.
@@ -104,6 +145,7 @@ type Gateway struct {
 	metrics  *metrics
 	refusals *refusals
 	log      *slog.Logger
+	access   *slog.Logger
 }
 
 // New builds a gateway for o's clients.
@@ -126,10 +168,16 @@ func New(o Options) (*Gateway, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultLimits.MaxConns
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{o: o, routes: map[string]*route{}, log: o.Log}
+	if o.AccessLog == nil {
+		o.AccessLog = o.Log
+	}
+	g := &Gateway{o: o, routes: map[string]*route{}, log: o.Log, access: o.AccessLog}
 	var names []string
 	for _, c := range o.Clients {
 		u, err := clear.ParseBaseURL(c.BaseURL)
@@ -154,17 +202,23 @@ func New(o Options) (*Gateway, error) {
 		}
 	}
 	g.metrics = newMetrics(names)
+	for _, r := range g.routes {
+		r.m = g.metrics.clients[r.Name]
+	}
 	g.refusals = newRefusals(g)
 	tr := o.Transport
 	if tr == nil {
-		tr = NewTransport(o.UpstreamTimeout)
+		tr = NewTransport(o.UpstreamTimeout, o.MaxConns)
 	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
-		Transport:      timed{next: tr, m: g.metrics},
+		Transport:      timed{next: tr},
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.proxyError,
 		ErrorLog:       nil,
+		// Without a pool ReverseProxy allocates a 32 KiB copy buffer for every response: most of
+		// the gateway's garbage, and a large share of its CPU in the collector (BENCHMARKS.md 9).
+		BufferPool: bufferPool,
 	}
 	return g, nil
 }
@@ -172,16 +226,24 @@ func New(o Options) (*Gateway, error) {
 // NewTransport is the transport to Clear: keep-alive connections, bounded dial, handshake and
 // response-header times. Redirects are never followed by a transport (only http.Client follows
 // them), so a 3xx goes back to the caller as Clear sent it.
-func NewTransport(upstreamTimeout time.Duration) *http.Transport {
+//
+// Every caller's connection has at most one request in flight, so at most maxConns requests go
+// to one client's Clear at once; the idle pool keeps that many connections per host, so that a
+// steady load reuses connections instead of dialling (and, on HTTPS, shaking hands) for the
+// requests beyond a small pool. Idle ones are closed after 90 s.
+func NewTransport(upstreamTimeout time.Duration, maxConns int) *http.Transport {
 	return &http.Transport{
-		Proxy:                  http.ProxyFromEnvironment,
-		DialContext:            (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           1024,
-		MaxIdleConnsPerHost:    256,
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    10 * time.Second,
-		ExpectContinueTimeout:  time.Second,
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          0, // no total bound beyond maxConns per host
+		MaxIdleConnsPerHost:   max(maxConns, 2),
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// The ERP's Accept-Encoding goes to Clear as it sent it, and Clear's body comes back as
+		// Clear encoded it: the transport neither asks for gzip itself nor unpacks it.
+		DisableCompression:     true,
 		ResponseHeaderTimeout:  upstreamTimeout,
 		MaxResponseHeaderBytes: 1 << 20,
 	}
@@ -219,10 +281,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		name := ""
 		if rt != nil {
 			name = rt.Name
-			g.metrics.request(name, rec.code())
+			rt.m.request(rec.code())
 		}
-		g.log.Info("gateway request", "method", r.Method, "path", r.URL.Path, "status", rec.code(),
-			"duration", g.o.Now().Sub(start).String(), "client", name, "replayed", replayed)
+		if !g.access.Enabled(r.Context(), slog.LevelInfo) {
+			return
+		}
+		// LogAttrs with typed attributes: no boxing of each value into an interface.
+		g.access.LogAttrs(r.Context(), slog.LevelInfo, "gateway request", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("status", rec.code()),
+			slog.String("duration", g.o.Now().Sub(start).String()), slog.String("client", name),
+			slog.Bool("replayed", replayed))
 	}()
 
 	// Only origin-form targets: "GET http://elsewhere/ HTTP/1.1" and CONNECT would make an open
@@ -277,7 +345,7 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 	}
 	tok, ok := g.liveToken(r.Context(), rt)
 	if !ok {
-		g.metrics.noToken(rt.Name)
+		rt.m.noTokenAnswer()
 		answer(w, http.StatusServiceUnavailable, CodeNoToken, "The gateway holds no live Clear token at the moment; retry shortly.", noTokenRetryAfter)
 		return false
 	}
@@ -291,12 +359,12 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 	ctx, cancel := context.WithTimeout(r.Context(), g.o.Hold)
 	next, ok := g.newerLive(ctx, rt, tok.Version)
 	cancel()
-	g.metrics.hold(rt.Name, g.o.Now().Sub(begin))
+	rt.m.held(g.o.Now().Sub(begin))
 	if !ok {
 		passRefusal(w, a)
 		return false
 	}
-	g.metrics.replay(rt.Name)
+	rt.m.replay()
 	g.send(w, r, &attempt{route: rt, tok: next}, b)
 	return true
 }
@@ -356,7 +424,7 @@ func (g *Gateway) liveToken(ctx context.Context, rt *route) (Token, bool) {
 	ctx, cancel := context.WithTimeout(ctx, g.o.Hold)
 	defer cancel()
 	t, ok := g.newerLive(ctx, rt, tok.Version)
-	g.metrics.hold(rt.Name, g.o.Now().Sub(begin))
+	rt.m.held(g.o.Now().Sub(begin))
 	return t, ok
 }
 
@@ -380,15 +448,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	a := attemptOf(pr.In.Context())
 	pr.SetURL(a.route.target)
 	h := pr.Out.Header
-	h.Del(HeaderKey)
-	h.Del(HeaderClient)
-	for _, t := range tokenHeaders {
-		h.Del(t)
+	for _, k := range droppedHeaders {
+		delete(h, k)
 	}
-	h.Del("Forwarded")
-	h.Del("X-Forwarded-Host")
-	h.Del("X-Forwarded-For")
-	h.Del("X-Forwarded-Proto")
 	h[a.route.header] = []string{a.tok.Value.Reveal()}
 }
 
@@ -474,14 +536,13 @@ func passRefusal(w http.ResponseWriter, a *attempt) {
 // timed measures each attempt's time to Clear's response headers.
 type timed struct {
 	next http.RoundTripper
-	m    *metrics
 }
 
 func (t timed) RoundTrip(req *http.Request) (*http.Response, error) {
 	begin := time.Now()
 	resp, err := t.next.RoundTrip(req)
 	if a := attemptOf(req.Context()); a != nil {
-		t.m.upstream(a.route.Name, time.Since(begin))
+		a.route.m.upstreamTook(time.Since(begin))
 	}
 	return resp, err
 }

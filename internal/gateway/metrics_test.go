@@ -3,9 +3,13 @@ package gateway_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/clear-rotator/clear-rotator/internal/gateway"
 )
 
 // The exposition passes promtool's lint, when promtool is installed (make test installs it).
@@ -37,5 +41,33 @@ func TestMetricsExposition(t *testing.T) {
 	cmd.Stdin = strings.NewReader(b.String())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// The README's metrics table describes each of the gateway's families exactly as its HELP line
+// does, and lists every family (the daemon's test does the same for the daemon's).
+func TestGatewayMetricHelpMatchesREADME(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("^\\| `(clear_rotator_gateway_[a-z_]+)(?:\\{[a-z_,]+\\})?` \\| (?:gauge|counter|histogram) \\| (.*) \\|$")
+	documented := map[string]string{}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if m := row.FindStringSubmatch(line); m != nil {
+			documented[m[1]] = strings.ReplaceAll(m[2], "`", "")
+		}
+	}
+	for name, help := range gateway.MetricHelp {
+		if got, ok := documented[name]; !ok {
+			t.Errorf("the README's metrics table lacks %s", name)
+		} else if got != help {
+			t.Errorf("%s: the README says\n  %s\nthe HELP line says\n  %s", name, got, help)
+		}
+	}
+	for name := range documented {
+		if _, ok := gateway.MetricHelp[name]; !ok {
+			t.Errorf("the README documents %s, which the gateway does not export", name)
+		}
 	}
 }

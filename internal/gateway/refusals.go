@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
 // Verdict is what a 401 for a token says, once the dust has settled.
@@ -46,8 +48,9 @@ func Judge(r Refusal) Verdict {
 
 // EventID is the event of the forced rotation asked for after version was found revoked: every
 // gateway and daemon that finds the same version revoked asks with the same id, so the engine
-// lets one request through between them and answers the others "duplicate".
-func EventID(version string) string { return "gateway-revoked:" + version }
+// lets one request through between them and answers the others "duplicate". `rotator status`
+// finds the last one in the state's events (rotation.RevokedEvent).
+func EventID(version string) string { return rotation.RevokedEvent(version) }
 
 // maxAccepted bounds the versions remembered as accepted per client.
 const maxAccepted = 16
@@ -144,7 +147,7 @@ func (f *refusals) judge(rt *route, tok Token) {
 		ValidTill: tok.ValidTill, Now: g.o.Now()})
 	switch v {
 	case Revoked:
-		g.metrics.revoked(rt.Name)
+		rt.m.revokedOutside()
 		g.log.Error("gateway: the token was revoked outside the rotator: Clear accepted it, then refused it while it is AWSCURRENT and unexpired (someone asked Clear for a token with the same client secret)",
 			"client", rt.Name, "version", tok.Version, "heal", rt.Heal != nil)
 		if rt.Heal != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,6 +37,11 @@ type ServiceOptions struct {
 	Log     *slog.Logger
 	// Transport reaches Clear; nil means NewTransport.
 	Transport http.RoundTripper
+	// AccessOut, when set, is where the access log's lines go, through a BatchWriter the service
+	// owns (flushed at Shutdown); AccessLog builds the logger that formats them on that writer.
+	// Unset: the access log goes through Log, a write per line.
+	AccessOut io.Writer
+	AccessLog func(w io.Writer) *slog.Logger
 }
 
 // Service is a running gateway: its token and key watchers, its handler and its listener.
@@ -47,6 +53,7 @@ type Service struct {
 	srv      *http.Server
 	ln       net.Listener
 	log      *slog.Logger
+	batch    *BatchWriter // the access log's, when batched
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	// Addr is the address the gateway listens on (with port 0, the port the kernel chose).
@@ -66,7 +73,13 @@ func Start(ctx context.Context, o ServiceOptions) (*Service, error) {
 	}
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Service{holders: map[string]*Holder{}, byName: map[string]*Watcher{}, log: log, cancel: cancel}
-	fail := func(err error) (*Service, error) { cancel(); return nil, err }
+	fail := func(err error) (*Service, error) {
+		cancel()
+		if s.batch != nil {
+			_ = s.batch.Close()
+		}
+		return nil, err
+	}
 
 	keys, keyWatcher, err := s.keys(wctx, o)
 	if err != nil {
@@ -93,7 +106,7 @@ func Start(ctx context.Context, o ServiceOptions) (*Service, error) {
 		clients = append(clients, gc)
 	}
 	gw, err := New(Options{Clients: clients, Keys: keys, ReplayLimit: g.ReplayLimit, Hold: g.Hold,
-		UpstreamTimeout: g.UpstreamTimeout, Transport: o.Transport, Log: log})
+		UpstreamTimeout: g.UpstreamTimeout, Transport: o.Transport, MaxConns: g.MaxConns, Log: log, AccessLog: s.accessLog(o)})
 	if err != nil {
 		return fail(err)
 	}
@@ -113,6 +126,19 @@ func Start(ctx context.Context, o ServiceOptions) (*Service, error) {
 		}
 	})
 	return s, nil
+}
+
+// accessLog returns the gateway's access logger: on a BatchWriter when o says where to, else nil
+// (the gateway then logs through Log).
+func (s *Service) accessLog(o ServiceOptions) *slog.Logger {
+	if o.AccessOut == nil || o.AccessLog == nil {
+		return nil
+	}
+	s.batch = NewBatchWriter(o.AccessOut, 0, 0)
+	s.batch.OnDrop = func(n uint64) {
+		s.log.Warn("gateway: access log lines dropped: the log's writer did not keep up", "lines", n, "total", s.batch.Dropped())
+	}
+	return o.AccessLog(s.batch)
 }
 
 // keys builds the key set: a literal key, or one read from Secrets Manager and followed.
@@ -173,8 +199,10 @@ func (s *Service) healer(e Engine, c *rotation.Client, h *Holder, w *Watcher) fu
 			return
 		}
 		// Replaces closes the window between this look and the engine's own read: a token stored
-		// meanwhile is not forced away.
-		r := e.Run(ctx, c, rotation.Request{Force: true, Event: EventID(version), Replaces: version}, nil)
+		// meanwhile is not forced away. The token is stored under a version derived from the
+		// revoked one, so that status can tell when the heal stored it (rotation.HealVersion).
+		r := e.Run(ctx, c, rotation.Request{Force: true, Event: EventID(version), Replaces: version,
+			TokenVersion: rotation.HealVersion(version)}, nil)
 		s.log.Info("gateway: asked for a rotation after a revocation outside the rotator", "client", c.Name,
 			"version", version, "outcome", string(r.Outcome), "message", r.Message)
 		if r.Stored != nil {
@@ -210,7 +238,15 @@ func (s *Service) Ready() (bool, string) {
 }
 
 // WriteMetrics appends the gateway's metric families.
-func (s *Service) WriteMetrics(b *strings.Builder) { s.gw.WriteMetrics(b) }
+func (s *Service) WriteMetrics(b *strings.Builder) {
+	s.gw.WriteMetrics(b)
+	var dropped uint64
+	if s.batch != nil {
+		dropped = s.batch.Dropped()
+	}
+	fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", MetricAccessLogDropped, MetricHelp[MetricAccessLogDropped],
+		MetricAccessLogDropped, MetricAccessLogDropped, dropped)
+}
 
 // Handler is the gateway's handler, for tests that serve it themselves.
 func (s *Service) Handler() http.Handler { return s.gw }
@@ -220,5 +256,8 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
 	s.cancel()
 	s.wg.Wait()
+	if s.batch != nil {
+		_ = s.batch.Close() // the lines of the last requests
+	}
 	return err
 }

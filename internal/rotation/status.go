@@ -38,6 +38,8 @@ type Status struct {
 	// InFlight describes a rotation in progress; TokenLost a token issued and not stored.
 	InFlight  *ClaimView `json:"in_flight"`
 	TokenLost *LostView  `json:"token_lost"`
+	// RevokedOutside is the last token a gateway found revoked outside the rotator.
+	RevokedOutside *RevokedView `json:"revoked_outside"`
 
 	// HasToken reports whether AWSCURRENT holds a token; it feeds metrics.
 	HasToken bool `json:"-"`
@@ -97,6 +99,7 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 	}
 	st.BlockedUntil, st.BlockedReason = blockOf(s, d)
 	st.LastError = lastError(d)
+	st.RevokedOutside = lastRevokedOutside(s.State)
 	st.ConsumerReread = consumerReread(c, s, d)
 	return st
 }
@@ -158,7 +161,9 @@ func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 		return Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit, APIClients: []SlotView{}}, err
 	}
 	d := Decide(rd.snap, e.policy(c), Request{})
-	return statusOf(c, rd.snap, d), errors.Join(rd.errs...)
+	st := statusOf(c, rd.snap, d)
+	e.healedAt(ctx, c, st.RevokedOutside)
+	return st, errors.Join(rd.errs...)
 }
 
 // Check verifies that c's secrets can be read, without writing anything or calling Clear. It
