@@ -43,61 +43,75 @@ var secretEnv = []string{"CLEAR_CLIENT_SECRET", "CLEAR_CLIENT_SECRET_2", "ROTATO
 // expansion of variables, globs, pipes or redirections: a hook that wants them says so, as
 // `sh -c '...'`.
 func SplitCommand(s string) ([]string, error) {
-	var (
-		args  []string
-		cur   strings.Builder
-		inArg bool
-		quote rune
-	)
+	var sp splitter
 	rs := []rune(s)
 	for i := 0; i < len(rs); i++ {
-		r := rs[i]
-		switch {
-		case quote == '\'':
-			if r == '\'' {
-				quote = 0
-			} else {
-				cur.WriteRune(r)
-			}
-		case quote == '"':
-			switch {
-			case r == '"':
-				quote = 0
-			case r == '\\' && i+1 < len(rs) && (rs[i+1] == '"' || rs[i+1] == '\\'):
-				i++
-				cur.WriteRune(rs[i])
-			default:
-				cur.WriteRune(r)
-			}
-		case r == '\'' || r == '"':
-			quote, inArg = r, true
-		case r == '\\':
-			if i+1 == len(rs) {
-				return nil, errors.New("ends with a lone backslash")
-			}
-			i++
-			cur.WriteRune(rs[i])
-			inArg = true
-		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
-			if inArg {
-				args, inArg = append(args, cur.String()), false
-				cur.Reset()
-			}
-		default:
-			cur.WriteRune(r)
-			inArg = true
+		var err error
+		if i, err = sp.step(rs, i); err != nil {
+			return nil, err
 		}
 	}
-	if quote != 0 {
-		return nil, fmt.Errorf("has an unterminated %c quote", quote)
+	if sp.quote != 0 {
+		return nil, fmt.Errorf("has an unterminated %c quote", sp.quote)
 	}
-	if inArg {
-		args = append(args, cur.String())
-	}
-	if len(args) == 0 {
+	sp.end()
+	if len(sp.args) == 0 {
 		return nil, errors.New("is empty")
 	}
-	return args, nil
+	return sp.args, nil
+}
+
+// splitter is SplitCommand's state: the words so far, the one being read, and the open quote.
+type splitter struct {
+	args  []string
+	cur   strings.Builder
+	inArg bool
+	quote rune
+}
+
+func (sp *splitter) end() {
+	if sp.inArg {
+		sp.args, sp.inArg = append(sp.args, sp.cur.String()), false
+		sp.cur.Reset()
+	}
+}
+
+// step reads rs[i] (and the character it escapes) and returns the index of the last one read.
+func (sp *splitter) step(rs []rune, i int) (int, error) {
+	r := rs[i]
+	switch {
+	case sp.quote == '\'':
+		if r == '\'' {
+			sp.quote = 0
+		} else {
+			sp.cur.WriteRune(r)
+		}
+	case sp.quote == '"':
+		switch {
+		case r == '"':
+			sp.quote = 0
+		case r == '\\' && i+1 < len(rs) && (rs[i+1] == '"' || rs[i+1] == '\\'):
+			i++
+			sp.cur.WriteRune(rs[i])
+		default:
+			sp.cur.WriteRune(r)
+		}
+	case r == '\'' || r == '"':
+		sp.quote, sp.inArg = r, true
+	case r == '\\':
+		if i+1 == len(rs) {
+			return i, errors.New("ends with a lone backslash")
+		}
+		i++
+		sp.cur.WriteRune(rs[i])
+		sp.inArg = true
+	case r == ' ' || r == '\t' || r == '\n' || r == '\r':
+		sp.end()
+	default:
+		sp.cur.WriteRune(r)
+		sp.inArg = true
+	}
+	return i, nil
 }
 
 // HookEnv is the hook's environment: the rotator's own without its secrets, and the event.
