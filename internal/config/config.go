@@ -135,6 +135,7 @@ type Client struct {
 	DailyLimit      int
 	RenewBefore     time.Duration // 0 = a third of lifetime
 	MaxAge          time.Duration // 0 = never rotate never-expiring tokens
+	WebhookURL      string        // push delivery's webhook; "" for none (see notify.go)
 }
 
 // Config is the validated configuration.
@@ -148,6 +149,7 @@ type Config struct {
 	LogFormat     string // "text", "json" or "" (auto)
 	NoColor       bool   // NO_COLOR is set and not empty
 	Source        string // "environment" or the YAML path, for messages
+	Notify        Notify // push delivery (see notify.go)
 }
 
 // Client returns the client with the given name.
@@ -259,6 +261,7 @@ func build(lookup LookupFunc, file *fileInput) (*Config, error) {
 		cands = fileClients(file, env, &p)
 	}
 	crossCheck(cands, &p)
+	checkNotify(cfg, cands, &p)
 
 	if err := p.err(); err != nil {
 		return nil, err

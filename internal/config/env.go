@@ -143,6 +143,7 @@ func parseEnv(lookup LookupFunc, p *problems, cfg *Config) *envDefaults {
 	if v, _ := lookup0(lookup, EnvNoColor); v != "" {
 		cfg.NoColor = true
 	}
+	parseNotify(lookup, p, cfg)
 	return d
 }
 
