@@ -16,9 +16,10 @@ import (
 // This file holds the bodies of the rotate, status and revoke commands: how their results are
 // rendered. The command-line framework around them (flags, help, errors) lives in run.go.
 
-func rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, force, asJSON bool, stdout io.Writer) error {
+func rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, force, asJSON bool, stdout io.Writer, tell deliverFunc) error {
 	failed := 0
 	var results []rotation.Result
+	var undelivered []error
 	for _, c := range clients {
 		// A forced rotation from the command line is its own event: the id only keeps a retried
 		// state write from counting it twice.
@@ -30,6 +31,9 @@ func rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client,
 		if !asJSON {
 			fmt.Fprintf(stdout, "%s: %s: %s\n", r.Client, r.Outcome, r.Message)
 		}
+		if err := tell.deliver(ctx, c, r, false, asJSON, stdout); err != nil {
+			undelivered = append(undelivered, err)
+		}
 	}
 	if asJSON {
 		if err := writeJSON(stdout, map[string]any{"results": results}); err != nil {
@@ -39,17 +43,27 @@ func rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client,
 	if failed > 0 {
 		return fmt.Errorf("%d of %d client(s) not rotated as asked: %w", failed, len(clients), errReported)
 	}
-	return nil
+	return notDelivered(undelivered)
 }
 
 // revoke asks every configured API client of each client for a new token, so that every token the
 // rotator stored is revoked at Clear, and stores the last one.
-func revoke(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, asJSON bool, stdout io.Writer) error {
+func revoke(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, asJSON bool, stdout io.Writer, tell deliverFunc) error {
 	failed := 0
 	var results []rotation.Result
+	var undelivered []error
 	for _, c := range clients {
 		rs := e.Revoke(ctx, c, "")
 		results = append(results, rs...)
+		// Only the last token stored is in AWSCURRENT: the ERP is told of that one.
+		for i := len(rs) - 1; i >= 0; i-- {
+			if rs[i].Stored != nil {
+				if err := tell.deliver(ctx, c, rs[i], true, asJSON, stdout); err != nil {
+					undelivered = append(undelivered, err)
+				}
+				break
+			}
+		}
 		ok := len(rs) == c.Slots()
 		for _, r := range rs {
 			ok = ok && r.Outcome == rotation.Rotated
@@ -69,7 +83,7 @@ func revoke(ctx context.Context, e *rotation.Engine, clients []*rotation.Client,
 	if failed > 0 {
 		return fmt.Errorf("%d of %d client(s) not revoked: every token stored before may still be live; see above: %w", failed, len(clients), errReported)
 	}
-	return nil
+	return notDelivered(undelivered)
 }
 
 // status prints each client's status. It fails when a client could not be read, and, with check,

@@ -88,6 +88,9 @@ func exitCode(err error, stderr io.Writer) int {
 	if !errors.Is(err, errReported) {
 		fmt.Fprintf(stderr, "rotator: %v\n", err)
 	}
+	if errors.Is(err, app.ErrNotDelivered) {
+		return exitNotDelivered
+	}
 	return 1
 }
 
@@ -175,7 +178,7 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	}
 	switch cmd.name {
 	case "rotate":
-		return rotate(ctx, a.Engine, clients, o.force, o.asJSON, stdout)
+		return rotate(ctx, a.Engine, clients, o.force, o.asJSON, stdout, newDeliver(a))
 	case "status":
 		return status(ctx, a.Engine, clients, o.asJSON, o.check, stdout)
 	case "revoke":
@@ -184,7 +187,7 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 				return err
 			}
 		}
-		return revoke(ctx, a.Engine, clients, o.asJSON, stdout)
+		return revoke(ctx, a.Engine, clients, o.asJSON, stdout, newDeliver(a))
 	default:
 		return check(ctx, a.Engine, clients, cfg, warnings, stdout)
 	}

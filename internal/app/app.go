@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -24,6 +25,10 @@ type App struct {
 	Engine  *rotation.Engine
 	Clients []*rotation.Client
 	Log     *slog.Logger
+
+	// push is push delivery's state (notify.go), built on first use.
+	pushInit sync.Once
+	push     *Push
 }
 
 // SecretsManager builds a Secrets Manager client from the standard AWS configuration chain

@@ -1,0 +1,118 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/store"
+)
+
+// signingSecretTTL is how long a signing secret read from Secrets Manager is used before it is read
+// again, so that a changed secret (a second key added, the old one dropped) is picked up.
+const signingSecretTTL = 5 * time.Minute
+
+// Push is push delivery (issue 18) wired from the configuration: the notifier, the signing secret
+// read from Secrets Manager, and the token secrets' ARNs.
+type Push struct {
+	app *App
+
+	mu       sync.Mutex
+	secret   notify.Secret
+	secretAt time.Time
+	arns     map[string]string
+}
+
+// push returns a's Push, built once.
+func (a *App) pushOnce() *Push {
+	a.pushInit.Do(func() { a.push = &Push{app: a, arns: map[string]string{}} })
+	return a.push
+}
+
+// Notifier returns the notifier for a shell that retries as policy says and tells rec, or nil when
+// push delivery is not configured.
+func (a *App) Notifier(policy notify.Policy, log *slog.Logger, rec notify.Recorder) *notify.Notifier {
+	cfg := a.Config.Notify
+	urls := map[string]string{}
+	for _, c := range a.Config.Clients {
+		if c.WebhookURL != "" {
+			urls[c.Name] = c.WebhookURL
+		}
+	}
+	if len(urls) == 0 && cfg.HookCommand == nil {
+		return nil
+	}
+	p := a.pushOnce()
+	n := &notify.Notifier{URLs: urls, Secret: p.signingSecret, HTTP: notify.NewHTTPClient(), Policy: policy, Log: log, Recorder: rec}
+	if cfg.HookCommand != nil {
+		n.Hook = &notify.Hook{Args: cfg.HookCommand, Stdin: cfg.HookStdin, Timeout: cfg.HookTimeout, Env: os.Environ(), Log: log}
+	}
+	return n
+}
+
+// signingSecret is the configured literal, or the secret read from Secrets Manager (AWSCURRENT),
+// cached for signingSecretTTL.
+func (p *Push) signingSecret(ctx context.Context) (notify.Secret, error) {
+	cfg := p.app.Config.Notify
+	if !cfg.WebhookSecret.IsZero() || cfg.WebhookSecretID == "" {
+		return cfg.WebhookSecret, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.secret.IsZero() && time.Since(p.secretAt) < signingSecretTTL {
+		return p.secret, nil
+	}
+	v, err := p.app.Engine.Store.Read(ctx, cfg.WebhookSecretID, rotation.CurrentStage)
+	if err != nil {
+		return notify.Secret{}, err
+	}
+	p.secret, p.secretAt = notify.NewSecret(v.Value), time.Now()
+	return p.secret, nil
+}
+
+// arn returns the token secret's ARN, or the id as configured when it cannot be learnt (a store
+// that is not Secrets Manager, or a DescribeSecret that failed: the webhook still goes out).
+func (p *Push) arn(ctx context.Context, id string) string {
+	p.mu.Lock()
+	if a, ok := p.arns[id]; ok {
+		p.mu.Unlock()
+		return a
+	}
+	p.mu.Unlock()
+	sm, ok := p.app.Engine.Store.(*store.SecretsManager)
+	if !ok || sm.API == nil {
+		return id
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := sm.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
+	if err != nil || out.ARN == nil {
+		return id
+	}
+	p.mu.Lock()
+	p.arns[id] = *out.ARN
+	p.mu.Unlock()
+	return *out.ARN
+}
+
+// Event describes the token r stored for c, or false when r stored none. before is c's health
+// before the attempt ("" when the shell does not know it); revoking is true for `rotator revoke`.
+func (a *App) Event(ctx context.Context, c *rotation.Client, r rotation.Result, before rotation.Health, revoking bool) (notify.Event, bool) {
+	if r.Stored == nil {
+		return notify.Event{}, false
+	}
+	arn := a.pushOnce().arn(ctx, c.TokenSecretID)
+	return notify.NewEvent(c.Name, arn, *r.Stored, notify.ReasonOf(r.Stored, before, revoking)), true
+}
+
+// ErrNotDelivered is the cause, for errors.Is, of a shell's error when a token was stored but the
+// ERP could not be told.
+var ErrNotDelivered = errors.New("rotated, not delivered")
