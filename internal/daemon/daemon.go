@@ -129,6 +129,8 @@ type daemon struct {
 	firstDone bool      // the first tick finished, so readiness means something
 	closing   bool
 	unready   int // clients whose last read failed, as last logged
+
+	push push // push delivery of stored tokens (push.go)
 }
 
 func newDaemon(opts Options, a *app.App) (*daemon, error) {
@@ -440,6 +442,7 @@ func (d *daemon) checkOne(ctx context.Context, a *app.App, c *rotation.Client) (
 		}
 	}()
 
+	before := d.healthOf(c.Name)
 	r := a.Engine.Run(ctx, c, rotation.Request{}, cache)
 	if ctx.Err() != nil && r.Outcome == rotation.Failed && !r.Requested && errors.Is(r.Err, context.Canceled) {
 		// Shutdown cut the check short before it claimed anything: nothing happened, nothing to
@@ -447,6 +450,7 @@ func (d *daemon) checkOne(ctx context.Context, a *app.App, c *rotation.Client) (
 		return ""
 	}
 	d.record(c, r, true, time.Now())
+	d.tell(ctx, a, c, r, before)
 	return r.Outcome
 }
 

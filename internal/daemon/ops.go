@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
@@ -238,6 +239,7 @@ func (d *daemon) metrics(now time.Time) string {
 	family(MetricReady, "gauge")
 	ok, _ := d.readyLocked()
 	sample(MetricReady, "", flag(ok))
+	d.push.stats.WriteMetrics(&b)
 	return b.String()
 }
 
@@ -258,6 +260,10 @@ var metricHelp = map[string]string{
 	MetricState:        "The client's state as last read: 1 for the current one (ok, expiring, expired, no-token, blocked, limited, backing-off, in-flight, token-lost, degraded, unknown).",
 	MetricNextCheck:    "When the daemon next looks at the client, in Unix seconds.",
 	MetricReady:        "1 when /readyz answers 200: the first tick finished and every client's last read of Secrets Manager succeeded.",
+	// Push delivery's families are written by notify.Stats; their help is its own.
+	notify.MetricFailures:    notify.HelpFailures,
+	notify.MetricFailing:     notify.HelpFailing,
+	notify.MetricLastFailure: notify.HelpLastFailure,
 }
 
 // seconds formats t as Unix seconds with millisecond precision.

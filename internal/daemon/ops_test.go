@@ -17,6 +17,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
@@ -67,7 +68,7 @@ func TestMetricsExposition(t *testing.T) {
 		}
 		want := []string{MetricBuildInfo, MetricProcessStart, MetricTicks, MetricChecks, MetricExpiry, MetricIssued,
 			MetricRequests, MetricDailyLimit, MetricLastSuccess, MetricBlocked, MetricDegraded, MetricTokenLost,
-			MetricState, MetricNextCheck, MetricReady}
+			MetricState, MetricNextCheck, MetricReady, notify.MetricFailures, notify.MetricFailing, notify.MetricLastFailure}
 		if !slices.Equal(families, want) {
 			t.Errorf("families\n  %v\nwant\n  %v", families, want)
 		}

@@ -154,10 +154,8 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 
 // Dispatcher is the daemon's side of delivery: one delivery in flight per client, in the
 // background, retried until delivered; a newer token of the same client supersedes (cancels) the
-// delivery of an older one, and is delivered in its place.
+// delivery of an older one, and is delivered in its place. Its zero value is ready.
 type Dispatcher struct {
-	N *Notifier
-
 	mu      sync.Mutex
 	running map[string]*run
 	wg      sync.WaitGroup
@@ -168,10 +166,10 @@ type run struct {
 	done   chan struct{}
 }
 
-// Post starts delivering ev, superseding any delivery of ev.Client in flight. The delivery ends
-// when ctx does.
-func (d *Dispatcher) Post(ctx context.Context, ev Event) {
-	if !d.N.Enabled(ev.Client) {
+// Post starts delivering ev with n, superseding any delivery of ev.Client in flight. The delivery
+// ends when ctx does.
+func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
+	if !n.Enabled(ev.Client) {
 		return
 	}
 	d.mu.Lock()
@@ -192,7 +190,7 @@ func (d *Dispatcher) Post(ctx context.Context, ev Event) {
 		if prev != nil {
 			<-prev.done // one delivery per client at a time, so the newer is the last word
 		}
-		_ = d.N.Deliver(ctx, ev)
+		_ = n.Deliver(ctx, ev)
 		d.mu.Lock()
 		if d.running[ev.Client] == r {
 			delete(d.running, ev.Client)

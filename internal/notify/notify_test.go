@@ -368,10 +368,10 @@ func TestDispatcherSupersedesAnOlderToken(t *testing.T) {
 		var log bytes.Buffer
 		wh := &fakeTarget{name: "webhook", forever: Retry}
 		n, _ := newTestNotifier(Daemon, &log, wh)
-		d := &Dispatcher{N: n}
+		d := &Dispatcher{}
 		ctx, cancel := context.WithCancel(t.Context())
 		old := NewEvent("acme", "tok", stored("v1"), Scheduled)
-		d.Post(ctx, old)
+		d.Post(ctx, n, old)
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
 		tried := len(wh.seen())
@@ -379,7 +379,7 @@ func TestDispatcherSupersedesAnOlderToken(t *testing.T) {
 		wh.forever = Delivered
 		wh.mu.Unlock()
 		newer := NewEvent("acme", "tok", stored("v2"), Scheduled)
-		d.Post(ctx, newer)
+		d.Post(ctx, n, newer)
 		synctest.Wait()
 		ids := wh.seen()
 		if len(ids) != tried+1 || ids[len(ids)-1] != newer.ID {
@@ -400,9 +400,9 @@ func TestDispatcherStopsWithItsContext(t *testing.T) {
 		var log bytes.Buffer
 		wh := &fakeTarget{name: "webhook", forever: Retry}
 		n, _ := newTestNotifier(Daemon, &log, wh)
-		d := &Dispatcher{N: n}
+		d := &Dispatcher{}
 		ctx, cancel := context.WithCancel(t.Context())
-		d.Post(ctx, NewEvent("acme", "tok", stored("v1"), Scheduled))
+		d.Post(ctx, n, NewEvent("acme", "tok", stored("v1"), Scheduled))
 		time.Sleep(time.Minute)
 		cancel()
 		d.Wait()
