@@ -157,3 +157,77 @@ func TestHookThatNeverSucceeds(t *testing.T) {
 	}
 	t.Logf("gave up after %s", time.Since(start).Round(time.Millisecond))
 }
+
+// pushLifetime is the token lifetime of the daemon's push tests: renewed 10 s after it is issued,
+// long enough for a delivery that fails twice to get its third attempt (after 1-2 s and 2-4 s)
+// before the next token supersedes it.
+const pushLifetime = 15 * time.Second
+
+// TestDaemonDeliversOneSignedWebhookPerStoredToken runs the daemon over two tokens, with a receiver
+// that fails the first two attempts: the third gets the same id; each stored token is delivered
+// once, under its own id, signed, and without the token.
+func TestDaemonDeliversOneSignedWebhookPerStoredToken(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: pushLifetime})
+	rc := w.Receiver()
+	rc.Fail(http.StatusServiceUnavailable, http.StatusInternalServerError)
+	p := w.Daemon(rc.Env()...)
+	p.Await("two tokens delivered", 3*pushLifetime, func() bool { return len(rc.Delivered()) >= 2 })
+	p.Stop(os.Interrupt, 30*time.Second)
+
+	all := rc.Deliveries()
+	if len(all) < 4 || all[0].ID != all[1].ID || all[1].ID != all[2].ID || all[2].Status != http.StatusNoContent {
+		t.Fatalf("the first token's attempts: %+v; want two failures, then the third with the same id accepted", all)
+	}
+	stored := map[string]bool{}
+	for _, v := range w.Versions() {
+		if _, err := document.ParseToken([]byte(v.Value)); err == nil {
+			stored[v.ID] = true
+		}
+	}
+	ids := map[string]bool{}
+	for _, d := range rc.Delivered() {
+		b := decodeBody(t, d)
+		if !d.Verified || ids[d.ID] || !stored[b.VersionID] {
+			t.Fatalf("delivery %+v: want signed, a new id, a stored version (%v)", d, stored)
+		}
+		ids[d.ID] = true
+		delete(stored, b.VersionID)
+	}
+	if got := p.Metric(`clear_rotator_delivery_failing{client="default",kind="webhook"}`); got != "" && got != "0" {
+		t.Fatalf("delivery_failing = %s after every token was delivered", got)
+	}
+}
+
+// TestDaemonDeliveryThatNeverSucceeds: a receiver that refuses every delivery, and a hook that
+// always fails, show in the error log and in /metrics while the daemon keeps the token fresh.
+func TestDaemonDeliveryThatNeverSucceeds(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	for range 20 {
+		rc.Fail(http.StatusGone)
+	}
+	p := w.Daemon(append(rc.Env(), "ROTATOR_HOOK_COMMAND=sh -c 'exit 1'", "ROTATOR_HOOK_TIMEOUT=1s")...)
+	p.Await("the webhook's failure in /metrics", 30*time.Second, func() bool {
+		return p.Metric(`clear_rotator_delivery_failing{client="default",kind="webhook"}`) == "1"
+	})
+	// The hook is retried, and reported after notify.Daemon.ReportAt attempts (about 10-20 s).
+	p.Await("the hook's failure in /metrics", 60*time.Second, func() bool {
+		return p.Metric(`clear_rotator_delivery_failing{client="default",kind="hook"}`) == "1"
+	})
+	if got := p.Metric(`clear_rotator_delivery_failures_total{client="default",kind="webhook"}`); got != "1" {
+		t.Errorf("delivery_failures_total = %q, want 1", got)
+	}
+	if p.Metric(`clear_rotator_delivery_last_failure_timestamp_seconds{client="default",kind="hook"}`) == "" {
+		t.Error("no last-failure time for the hook")
+	}
+	if !p.Logged("the ERP was not told of the new token: delivery failed") ||
+		!p.Logged("the ERP was not told of the new token: delivery failed; still retrying") {
+		t.Fatalf("no error lines for both:\n%s", p.Output())
+	}
+	if n := len(rc.Deliveries()); n != 1 {
+		t.Fatalf("a 410 was retried: %d attempts", n)
+	}
+	if !w.Live() {
+		t.Fatal("the token is not live")
+	}
+}
