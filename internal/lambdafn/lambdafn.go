@@ -187,7 +187,9 @@ func (h *Handler) each(clients []*rotation.Client, e *rotation.Engine, requestID
 
 func (h *Handler) rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, req rotation.Request, requestID string, log *slog.Logger) (any, error) {
 	per := h.each(clients, e, requestID, log, func(c *rotation.Client) []rotation.Result {
-		return []rotation.Result{e.Run(ctx, c, req, nil)}
+		rs := []rotation.Result{e.Run(ctx, c, req, nil)}
+		h.tell(ctx, c, rs, false, requestID, log) // push delivery (push.go)
+		return rs
 	})
 	results := make([]rotation.Result, len(per))
 	var failed []rotation.Result
@@ -211,7 +213,9 @@ func (h *Handler) rotate(ctx context.Context, e *rotation.Engine, clients []*rot
 // acted on; anything else leaves a stored token possibly live, which needs a person.
 func (h *Handler) revoke(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, id, requestID string, log *slog.Logger) (any, error) {
 	per := h.each(clients, e, requestID, log, func(c *rotation.Client) []rotation.Result {
-		return e.Revoke(ctx, c, id)
+		rs := e.Revoke(ctx, c, id)
+		h.tell(ctx, c, rs, true, requestID, log) // push delivery (push.go)
+		return rs
 	})
 	var results, failed []rotation.Result
 	for i, rs := range per {
