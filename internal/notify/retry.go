@@ -70,7 +70,7 @@ type Policy struct {
 }
 
 // Daemon is the daemon's policy: retry until delivered or superseded, every few seconds at first
-// and at least every five minutes, and report after five failed attempts (about a minute).
+// and at least every five minutes, and report after five failed attempts (15 to 30 s).
 var Daemon = Policy{Backoff: timing.Backoff{Base: 2 * time.Second, Cap: 5 * time.Minute}, Attempts: 0, ReportAt: 5}
 
 // Run is the policy of `rotator rotate` and of the Lambda: four attempts within about 15 s, so that
