@@ -80,6 +80,7 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 		log.Info("asking Clear for a new token for Secrets Manager's rotation")
 		r := e.Run(ctx, c, rotation.Request{Force: true, Event: "rotation/" + ev.Token, TokenVersion: ev.Token, Stages: []string{PendingStage}}, nil)
 		h.record(e, c, r, requestID, log)
+		h.tell(ctx, c, []rotation.Result{r}, false, requestID, log) // push delivery (push.go)
 		ans.Result = &r
 		switch r.Outcome {
 		case rotation.Rotated:
