@@ -88,7 +88,7 @@ func revoke(ctx context.Context, e *rotation.Engine, clients []*rotation.Client,
 
 // status prints each client's status. It fails when a client could not be read, and, with check,
 // when any client is not OK (for cron and monitoring checks).
-func status(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, asJSON, check bool, stdout io.Writer) error {
+func status(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, asJSON, check bool, stdout io.Writer, pushed undeliveredFunc) error {
 	statuses := make([]rotation.Status, 0, len(clients))
 	var errs []error
 	for _, c := range clients {
@@ -98,12 +98,18 @@ func status(ctx context.Context, e *rotation.Engine, clients []*rotation.Client,
 		}
 		statuses = append(statuses, s)
 	}
+	undelivered := pushed.of(ctx, clients)
 	if asJSON {
-		if err := writeJSON(stdout, map[string]any{"clients": statuses}); err != nil {
+		doc := map[string]any{"clients": statuses}
+		if len(undelivered) > 0 {
+			doc["undelivered"] = undelivered
+		}
+		if err := writeJSON(stdout, doc); err != nil {
 			return err
 		}
 	} else {
 		renderStatus(stdout, statuses, time.Now())
+		renderUndelivered(stdout, clients, undelivered)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

@@ -35,7 +35,7 @@ func (f deliverFunc) deliver(ctx context.Context, c *rotation.Client, r rotation
 // newDeliver is push delivery for rotate and revoke: retried within the run (notify.Run), each
 // failure logged at error level by the notifier.
 func newDeliver(a *app.App) deliverFunc {
-	n := a.Notifier(notify.Run, a.Log, nil)
+	n := a.Notifier(notify.Run, a.Log, a.Recorder(nil, a.Log))
 	if n == nil {
 		return nil
 	}
@@ -54,4 +54,40 @@ func notDelivered(errs []error) error {
 		return nil
 	}
 	return fmt.Errorf("%d token(s) stored but the ERP not told (%w): %w", len(errs), app.ErrNotDelivered, errors.Join(errs...))
+}
+
+// undeliveredFunc reads what a client's token secret records as not delivered (app.Undelivered);
+// nil when push delivery is off.
+type undeliveredFunc func(ctx context.Context, c *rotation.Client) ([]string, error)
+
+// of returns the records by client name; a secret whose tags cannot be read is left out, since
+// the status table reports the read failure already.
+func (f undeliveredFunc) of(ctx context.Context, clients []*rotation.Client) map[string][]string {
+	if f == nil {
+		return nil
+	}
+	out := map[string][]string{}
+	for _, c := range clients {
+		if lines, err := f(ctx, c); err == nil && len(lines) > 0 {
+			out[c.Name] = lines
+		}
+	}
+	return out
+}
+
+// renderUndelivered prints one line per delivery that finally failed, under the status table.
+func renderUndelivered(w io.Writer, clients []*rotation.Client, undelivered map[string][]string) {
+	for _, c := range clients {
+		for _, line := range undelivered[c.Name] {
+			fmt.Fprintf(w, "%s: not delivered: %s\n", c.Name, line)
+		}
+	}
+}
+
+// newUndelivered is `status`'s view of push delivery, when it is configured.
+func newUndelivered(a *app.App) undeliveredFunc {
+	if a.Notifier(notify.Run, nil, nil) == nil {
+		return nil
+	}
+	return a.Undelivered
 }

@@ -113,6 +113,15 @@ func TestRotateRotatedNotDelivered(t *testing.T) {
 	if !w.Live() {
 		t.Fatal("the token stored is not live")
 	}
+
+	// status, which reads only Secrets Manager, shows it until a delivery succeeds.
+	_, version := w.MustCurrent()
+	wantCode(t, rotatorEnv(w, rc.Env(), "status"), 0, "default: not delivered: webhook: version "+version+" at ")
+	wantCode(t, rotatorEnv(w, rc.Env(), "status", "--json"), 0, `"undelivered"`)
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate", "--force"), 0, "default: rotated")
+	if st := rotatorEnv(w, rc.Env(), "status"); st.Code != 0 || strings.Contains(st.Stdout, "not delivered") {
+		t.Fatalf("a delivered token still shows as not delivered:\n%s", st.Output())
+	}
 }
 
 func TestHookRunsWithTheVersionAndTheTokenOnRequest(t *testing.T) {
@@ -226,6 +235,10 @@ func TestDaemonDeliveryThatNeverSucceeds(t *testing.T) {
 	}
 	if n := len(rc.Deliveries()); n != 1 {
 		t.Fatalf("a 410 was retried: %d attempts", n)
+	}
+	st := rotatorEnv(w, rc.Env(), "status")
+	if !strings.Contains(st.Stdout, "default: not delivered: webhook: version ") || !strings.Contains(st.Stdout, "default: not delivered: hook: version ") {
+		t.Fatalf("status does not show both failures:\n%s", st.Output())
 	}
 	if !w.Live() {
 		t.Fatal("the token is not live")

@@ -180,7 +180,7 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	case "rotate":
 		return rotate(ctx, a.Engine, clients, o.force, o.asJSON, stdout, newDeliver(a))
 	case "status":
-		return status(ctx, a.Engine, clients, o.asJSON, o.check, stdout)
+		return status(ctx, a.Engine, clients, o.asJSON, o.check, stdout, newUndelivered(a))
 	case "revoke":
 		if !o.yes {
 			if err := confirm(stdin, isTerminal(stdin), stderr, clientNames(clients)); err != nil {

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -116,3 +120,108 @@ func (a *App) Event(ctx context.Context, c *rotation.Client, r rotation.Result, 
 // ErrNotDelivered is the cause, for errors.Is, of a shell's error when a token was stored but the
 // ERP could not be told.
 var ErrNotDelivered = errors.New("rotated, not delivered")
+
+// UndeliveredTagPrefix starts the token secret's tags that record a delivery that finally failed,
+// one per kind ("clear-rotator:undelivered:webhook"), so that `rotator status`, which reads only
+// Secrets Manager, can show what the daemon, a CLI run or the Lambda could not deliver. The value
+// names the version and when; the tag is removed when a delivery of that kind succeeds.
+const UndeliveredTagPrefix = "clear-rotator:undelivered:"
+
+// tagger is the part of the Secrets Manager API that tags a secret; the SDK client has it.
+type tagger interface {
+	TagResource(ctx context.Context, params *secretsmanager.TagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
+	UntagResource(ctx context.Context, params *secretsmanager.UntagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UntagResourceOutput, error)
+}
+
+// Recorder returns a notify.Recorder that tells next (when not nil) and records each failed
+// delivery as a tag on the token secret, removing it once a delivery of that kind succeeds. A tag
+// that cannot be written is logged and otherwise ignored: it is a report, not the delivery.
+func (a *App) Recorder(next notify.Recorder, log *slog.Logger) notify.Recorder {
+	return &tagRecorder{a: a, next: next, log: log}
+}
+
+type tagRecorder struct {
+	a    *App
+	next notify.Recorder
+	log  *slog.Logger
+}
+
+func (r *tagRecorder) api() tagger {
+	sm, ok := r.a.Engine.Store.(*store.SecretsManager)
+	if !ok {
+		return nil
+	}
+	t, _ := sm.API.(tagger)
+	return t
+}
+
+func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
+	if r.next != nil {
+		r.next.Failed(ev, kind, at)
+	}
+	t := r.api()
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	value := "version " + ev.VersionID + " at " + at.UTC().Format(time.RFC3339)
+	_, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID),
+		Tags: []types.Tag{{Key: aws.String(UndeliveredTagPrefix + kind), Value: aws.String(value)}}})
+	if err != nil && r.log != nil {
+		r.log.Warn("could not record the failed delivery on the token secret; rotator status will not show it",
+			"client", ev.Client, "kind", kind, "error", reduceErr("TagResource", ev.SecretID, err))
+	}
+}
+
+// Delivered removes the kind's tag. A process that did not write it removes it too, since a CLI
+// run or the Lambda may succeed where the daemon failed; the call is made only after a delivery,
+// which is rare next to the checks.
+func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
+	if r.next != nil {
+		r.next.Delivered(ev, kind, at)
+	}
+	t := r.api()
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := t.UntagResource(ctx, &secretsmanager.UntagResourceInput{SecretId: aws.String(ev.SecretID),
+		TagKeys: []string{UndeliveredTagPrefix + kind}}); err != nil && r.log != nil {
+		r.log.Warn("could not clear the record of a failed delivery on the token secret", "client", ev.Client, "kind", kind,
+			"error", reduceErr("UntagResource", ev.SecretID, err))
+	}
+}
+
+// Undelivered returns what the token secret of c records as not delivered, one line per kind
+// ("webhook: version V at T"); nil when nothing is.
+func (a *App) Undelivered(ctx context.Context, c *rotation.Client) ([]string, error) {
+	sm, ok := a.Engine.Store.(*store.SecretsManager)
+	if !ok || sm.API == nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := sm.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(c.TokenSecretID)})
+	if err != nil {
+		return nil, reduceErr("DescribeSecret", c.TokenSecretID, err)
+	}
+	var lines []string
+	for _, t := range out.Tags {
+		if kind, ok := strings.CutPrefix(aws.ToString(t.Key), UndeliveredTagPrefix); ok {
+			lines = append(lines, kind+": "+aws.ToString(t.Value))
+		}
+	}
+	slices.Sort(lines)
+	return lines, nil
+}
+
+// reduceErr keeps an SDK error's code and message, as the store does, for a log line.
+func reduceErr(op, secretID string, err error) error {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		return &store.Error{Op: op, SecretID: secretID, Code: api.ErrorCode(), Message: api.ErrorMessage(), Err: err}
+	}
+	return &store.Error{Op: op, SecretID: secretID, Message: err.Error(), Err: err}
+}

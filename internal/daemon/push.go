@@ -23,7 +23,8 @@ func (d *daemon) tell(ctx context.Context, a *app.App, c *rotation.Client, r rot
 	if r.Stored == nil {
 		return
 	}
-	n := a.Notifier(notify.Daemon, d.logger(), &d.push.stats)
+	log := d.logger()
+	n := a.Notifier(notify.Daemon, log, a.Recorder(&d.push.stats, log))
 	if !n.Enabled(c.Name) {
 		return
 	}

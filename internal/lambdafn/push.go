@@ -28,7 +28,7 @@ func (h *Handler) tell(ctx context.Context, c *rotation.Client, rs []rotation.Re
 	if last == nil {
 		return
 	}
-	n := h.app.Notifier(notify.Run, log, deliveryMetrics{h.emf, requestID, log})
+	n := h.app.Notifier(notify.Run, log, h.app.Recorder(deliveryMetrics{h.emf, requestID, log}, log))
 	if !n.Enabled(c.Name) {
 		return
 	}
@@ -44,7 +44,8 @@ type deliveryMetrics struct {
 	log       *slog.Logger
 }
 
-func (d deliveryMetrics) Failed(client, kind string, at time.Time) {
+func (d deliveryMetrics) Failed(ev notify.Event, kind string, at time.Time) {
+	client := ev.Client
 	line := map[string]any{
 		"Client": client, "Kind": kind, MetricDeliveryFailures: 1,
 		"_aws": emfMeta{Timestamp: at.UnixMilli(), CloudWatchMetrics: []emfDirective{{
@@ -63,7 +64,7 @@ func (d deliveryMetrics) Failed(client, kind string, at time.Time) {
 	}
 }
 
-func (deliveryMetrics) Delivered(string, string, time.Time) {}
+func (deliveryMetrics) Delivered(notify.Event, string, time.Time) {}
 
 // line writes one ready EMF line in a single Write (see emf.write).
 func (e *emf) line(b []byte) error {

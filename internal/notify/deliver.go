@@ -19,8 +19,8 @@ type target interface {
 // Recorder learns what became of deliveries, for metrics and status. Failed is called once per
 // delivery, when its failure is first reported; Delivered on every success.
 type Recorder interface {
-	Failed(client, kind string, at time.Time)
-	Delivered(client, kind string, at time.Time)
+	Failed(ev Event, kind string, at time.Time)
+	Delivered(ev Event, kind string, at time.Time)
 }
 
 // Notifier delivers events to the configured targets.
@@ -118,7 +118,7 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 				n.log().Info("delivered after all", "client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID, "attempts", failed+1)
 			}
 			if n.Recorder != nil {
-				n.Recorder.Delivered(ev.Client, t.kind(), n.now())
+				n.Recorder.Delivered(ev, t.kind(), n.now())
 			}
 			return nil
 		}
@@ -137,7 +137,7 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 			n.log().Error(msg, "client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID,
 				"attempts", failed, "verdict", v.String(), "error", err)
 			if n.Recorder != nil {
-				n.Recorder.Failed(ev.Client, t.kind(), n.now())
+				n.Recorder.Failed(ev, t.kind(), n.now())
 			}
 		} else {
 			n.log().Warn("delivery attempt failed", "client", ev.Client, "kind", t.kind(), "webhook_id", ev.ID,

@@ -46,20 +46,20 @@ func (s *Stats) get(client, kind string) *KindStats {
 }
 
 // Failed implements Recorder.
-func (s *Stats) Failed(client, kind string, at time.Time) {
+func (s *Stats) Failed(ev Event, kind string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := s.get(client, kind)
+	k := s.get(ev.Client, kind)
 	k.Failures++
 	k.Failing = true
 	k.LastFailure = at
 }
 
 // Delivered implements Recorder.
-func (s *Stats) Delivered(client, kind string, at time.Time) {
+func (s *Stats) Delivered(ev Event, kind string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := s.get(client, kind)
+	k := s.get(ev.Client, kind)
 	k.Failing = false
 	k.LastDelivery = at
 }
