@@ -53,21 +53,28 @@ func (p *Push) Wire(opts *Options) {
 // hook). The delivery outlives the check, and the daemon's context: a token stored during the
 // shutdown grace gets its attempts while the process lasts.
 func (p *Push) OnResult(ctx context.Context, c *rotation.Client, r rotation.Result) {
+	ctx = context.WithoutCancel(ctx)
+	if n, ev, ok := p.event(ctx, c, r); ok {
+		p.dispatch.Post(ctx, n, ev)
+	}
+}
+
+// event is what OnResult posts: the notifier of the configuration in force and the event of the
+// token r stored; false when r stored none or c has nothing to be told.
+func (p *Push) event(ctx context.Context, c *rotation.Client, r rotation.Result) (*notify.Notifier, notify.Event, bool) {
 	p.mu.Lock()
 	a, before := p.app, p.health[c.Name]
 	p.health[c.Name] = r.State
 	p.mu.Unlock()
 	if r.Stored == nil {
-		return
+		return nil, notify.Event{}, false
 	}
 	n := a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log))
 	if !n.Enabled(c.Name) {
-		return
+		return nil, notify.Event{}, false
 	}
-	ctx = context.WithoutCancel(ctx)
-	if ev, ok := a.Event(ctx, c, r, before, false); ok {
-		p.dispatch.Post(ctx, n, ev)
-	}
+	ev, ok := a.Event(ctx, c, r, before, false)
+	return n, ev, ok
 }
 
 // WriteMetrics writes the delivery metric families (an Options.Metrics func).
