@@ -39,7 +39,7 @@ func (p *Push) Wire(opts *Options) {
 	if load := opts.Load; load != nil {
 		opts.Load = func(ctx context.Context) (*app.App, error) {
 			a, err := load(ctx)
-			if err == nil && a != nil {
+			if err == nil && a != nil && a.Config != nil && a.Engine != nil {
 				p.mu.Lock()
 				p.app = a
 				p.mu.Unlock()
