@@ -35,6 +35,12 @@ func handler() *lambdafn.Handler {
 	if err != nil {
 		return unconfigured(fmt.Errorf("configuration:\n%w", err))
 	}
+	if cfg.Notify.HookCommand != nil {
+		// A Lambda has no ERP beside it to run a command for, and a command baked into the
+		// function's image would run wherever Lambda puts it: use ROTATOR_WEBHOOK_URL.
+		return unconfigured(fmt.Errorf("configuration: %s is not supported in the Lambda; use %s (or an EventBridge rule, see the README)",
+			config.EnvHookCommand, config.EnvWebhookURL))
+	}
 	// CloudWatch Logs parses JSON lines, so JSON is the format whatever LOG_FORMAT says.
 	log := logging.New(os.Stdout, cfg.LogLevel, logging.FormatJSON)
 	sm, err := app.SecretsManager(context.Background())

@@ -33,6 +33,7 @@ func rotate(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, for
 	if errors.As(err, &re) {
 		return fmt.Errorf("%d of %d client(s) not rotated as asked: %w", len(re.Failed), re.Total, errReported)
 	}
+	renderNotDelivered(stdout, err, asJSON)
 	return err
 }
 
@@ -60,19 +61,26 @@ func revoke(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJ
 		return fmt.Errorf("%d of %d client(s) not revoked: the tokens stored before may still be live for %s (see above)",
 			re.Clients, re.Total, strings.Join(live, ", "))
 	}
+	renderNotDelivered(stdout, err, asJSON)
 	return err
 }
 
 // status prints each client's status, a row for every client. It fails when a client could not be
 // read, and, with check, when any client is not OK (for cron and monitoring checks).
-func status(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJSON, check bool, stdout io.Writer) error {
+func status(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJSON, check bool, stdout io.Writer, pushed undeliveredFunc) error {
 	ans, err := f.Status(ctx, clients)
+	undelivered := pushed.of(ctx, clients)
 	if asJSON {
-		if werr := writeJSON(stdout, ans); werr != nil {
+		doc := struct {
+			fleet.StatusAnswer
+			Undelivered map[string][]string `json:"undelivered,omitempty"`
+		}{ans, undelivered}
+		if werr := writeJSON(stdout, doc); werr != nil {
 			return werr
 		}
 	} else {
 		renderStatus(stdout, ans.Clients, time.Now())
+		renderUndelivered(stdout, clients, undelivered)
 	}
 	var se *fleet.StatusError
 	if errors.As(err, &se) {

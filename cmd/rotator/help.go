@@ -27,6 +27,12 @@ const exitsCommon = `  0  success, or nothing to do
   1  failure (including a refusal by the daily limit)
   2  usage or configuration error`
 
+// exitsNotDelivered is the exit status of a command that stores tokens, when push delivery failed.
+const exitsNotDelivered = `
+  3  rotated, not delivered: every token was stored, but the webhook or the hook
+     command failed after its retries (the log says which); the token in Secrets
+     Manager is good, and ERPs that re-read it get it`
+
 func clientFlag(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.client, "client", "", "only the client with this `NAME` (default: every configured client)")
 }
@@ -57,7 +63,7 @@ var commands = []*command{
 			jsonFlag(fs, o)
 		},
 		example: "  rotator rotate --client erp-a --force",
-		exits:   exitsCommon,
+		exits:   exitsCommon + exitsNotDelivered,
 	},
 	{
 		name:     "status",
@@ -85,7 +91,7 @@ var commands = []*command{
 			jsonFlag(fs, o)
 		},
 		example: "  rotator revoke --client erp-a --yes",
-		exits:   "  0  every token revoked and a new one stored\n  1  failure (an API client whose tokens may still be live), or not confirmed\n  2  usage or configuration error, or --yes missing without a terminal",
+		exits:   "  0  every token revoked and a new one stored\n  1  failure (an API client whose tokens may still be live), or not confirmed\n  2  usage or configuration error, or --yes missing without a terminal" + exitsNotDelivered,
 	},
 	{
 		name:    "gateway",

@@ -259,8 +259,10 @@ func TestSigtermDuringSlowAnswerStillStoresToken(t *testing.T) {
 	w.Emu.Inject(emulator.Fault{Delay: 2 * time.Second})
 	// No ops listener: `rotate` serves none, and Start then does not wait for one.
 	p := w.Start(proctest.TestRotator(t), []string{"ROTATOR_HTTP_ADDR="}, "rotate")
-	// Wait until the request is at Clear, then ask the process to stop.
-	p.Await("the request at Clear", 10*time.Second, func() bool { return w.ClearRequests() > 0 })
+	// Wait until the request is at Clear, then ask the process to stop. The wait is long because
+	// the package's process tests all run at once: on a loaded two-core machine a process can take
+	// more than 10 s to start and read its secrets.
+	p.Await("the request at Clear", 30*time.Second, func() bool { return w.ClearRequests() > 0 })
 	if code := p.Stop(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, p.Output())
 	}

@@ -89,6 +89,9 @@ func exitCode(err error, stderr io.Writer) int {
 	if !errors.Is(err, errReported) {
 		fmt.Fprintf(stderr, "rotator: %v\n", err)
 	}
+	if errors.Is(err, app.ErrNotDelivered) {
+		return exitNotDelivered
+	}
 	return 1
 }
 
@@ -143,12 +146,14 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	if err != nil {
 		return &usageError{err: err}
 	}
-	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard}
+	// Deliver: rotate and revoke tell the ERP of each token stored, retried within the run, each
+	// final failure logged by the notifier and recorded on the token secret for status.
+	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard, Deliver: a.Deliver(a.Log, a.Recorder(nil, a.Log))}
 	switch cmd.name {
 	case "rotate":
 		return rotate(ctx, f, clients, o.force, o.asJSON, stdout)
 	case "status":
-		return status(ctx, f, clients, o.asJSON, o.check, stdout)
+		return status(ctx, f, clients, o.asJSON, o.check, stdout, newUndelivered(a))
 	case "revoke":
 		if !o.yes {
 			if err := confirm(stdin, isTerminal(stdin), stderr, clientNames(clients)); err != nil {
@@ -205,6 +210,8 @@ func runDaemon(ctx context.Context, env Env, stderr io.Writer) error {
 		Load: func(ctx context.Context) (*app.App, error) { return build(ctx, env.Lookup, stderr) },
 		Log:  a.Log, Reload: hup, Version: versionString(),
 	}
+	// Push delivery (issue 18): each token a check stores is told to the ERP in the background.
+	daemon.NewPush(a).Wire(&opts)
 	// With ROTATOR_GATEWAY_ADDR the daemon serves the gateway too, and hands it each token the
 	// moment a check stores it.
 	gw, err := startEmbedded(ctx, env, a, stderr)

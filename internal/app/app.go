@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -29,6 +30,10 @@ type App struct {
 	// Guard refuses clients whose client secret is also another's; it reads the secrets at most
 	// once per fleet.GuardTTL.
 	Guard *fleet.Guard
+
+	// push is push delivery's state (notify.go), built on first use.
+	pushInit sync.Once
+	push     *Push
 }
 
 // SecretsManager builds a Secrets Manager client from the standard AWS configuration chain

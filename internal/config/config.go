@@ -101,6 +101,7 @@ type Client struct {
 	// GatewayTokenHeader is the header the gateway puts the token in; "" means
 	// x-cleartax-auth-token.
 	GatewayTokenHeader string
+	WebhookURL         string // push delivery's webhook; "" for none (see notify.go)
 }
 
 // Config is the validated configuration.
@@ -114,6 +115,7 @@ type Config struct {
 	LogFormat     string // "text", "json" or "" (auto)
 	NoColor       bool
 	Source        string // "environment" or the YAML path, for messages (escaped if it does not print)
+	Notify        Notify // push delivery (see notify.go)
 }
 
 // Client returns the client with the given name.
@@ -216,6 +218,7 @@ func build(lookup LookupFunc, file *fileInput) (*Config, error) {
 		cands = fileClients(file, env, &p)
 	}
 	crossCheck(cands, &p)
+	checkNotify(cfg, cands, &p)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -276,6 +279,7 @@ func parseEnv(lookup LookupFunc, p *problems, cfg *Config) map[string]value {
 		p.bad(grace.loc, nil, "%s is below %s (%s %s plus %s to store the token): stopping a rotation sooner could lose a token that Clear has issued, and with it the token in use; leave it unset for the default %s",
 			cfg.ShutdownGrace, least, EnvClearTimeout, cfg.ClearTimeout, timing.WriteWindow, timing.Lease(cfg.ClearTimeout))
 	}
+	checkNotifyEnv(p, cfg, vals)
 	return vals
 }
 

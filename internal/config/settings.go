@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -78,8 +79,9 @@ func clientID(f func(*Client) *string) func(*Client, any) {
 }
 
 // Settings lists every setting the rotator reads, in the order help texts and
-// the README show them; the gateway's rows (gateway.go) come last.
-var Settings = append([]Setting{
+// the README show them; the gateway's rows (gateway.go) and push delivery's
+// (notify.go) come last.
+var Settings = slices.Concat([]Setting{
 	{Env: EnvBaseURL, Key: "base_url", Kind: "URL", Limits: "https://HOST[/PATH]; http:// only for loopback hosts",
 		Help:     "Clear API base URL",
 		Notes:    "India sandbox `https://api-sandbox.clear.in`, production `https://api.clear.in`; other regions (KSA, EU): the full base URL",
@@ -145,7 +147,7 @@ var Settings = append([]Setting{
 	{Env: EnvNoColor, Scope: Global, Kind: "any",
 		Help:  "any non-empty value turns off colour in text logs",
 		parse: func(*problems, location, string) (any, bool) { return true, true }, config: configField(func(c *Config) *bool { return &c.NoColor })},
-}, gatewaySettings...)
+}, gatewaySettings, notifySettings)
 
 // fromLogging adapts the logging package's parsers, whose messages already
 // say what is allowed.

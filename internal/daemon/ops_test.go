@@ -19,6 +19,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
+	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
@@ -32,7 +33,10 @@ var sampleLine = regexp.MustCompile(`^([a-z_]+)(\{[a-z_]+="(?:[^"\\]|\\.)*"(?:,[
 func TestMetricsExposition(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "@every 5m")
-		h.start(h.app(h.client("hourly", time.Hour, 48), h.client("forever", 0, 10)), Options{})
+		// Push delivery wired as rotator run wires it: its families follow the daemon's own.
+		a, opts := h.app(h.client("hourly", time.Hour, 48), h.client("forever", 0, 10)), Options{}
+		NewPush(a).Wire(&opts)
+		h.start(a, opts)
 		time.Sleep(time.Minute)
 		code, body := h.get("/metrics")
 		if code != http.StatusOK {
@@ -70,7 +74,7 @@ func TestMetricsExposition(t *testing.T) {
 		}
 		want := []string{MetricBuildInfo, MetricProcessStart, MetricTicks, MetricChecks, MetricExpiry, MetricIssued,
 			MetricRequests, MetricDailyLimit, MetricLastSuccess, MetricBlocked, MetricDegraded, MetricTokenLost,
-			MetricState, MetricNextCheck, MetricReady}
+			MetricState, MetricNextCheck, MetricReady, notify.MetricFailures, notify.MetricFailing, notify.MetricLastFailure}
 		if !slices.Equal(families, want) {
 			t.Errorf("families\n  %v\nwant\n  %v", families, want)
 		}
@@ -156,9 +160,10 @@ func TestMetricHelpMatchesREADME(t *testing.T) {
 			documented[m[1]] = strings.ReplaceAll(m[3], "`", "")
 		}
 	}
-	// The embedded gateway's families join the daemon's /metrics.
+	// The embedded gateway's families and push delivery's join the daemon's /metrics.
 	served := maps.Clone(metricHelp)
 	maps.Copy(served, gateway.MetricHelp)
+	maps.Copy(served, notify.MetricHelp)
 	for name, help := range served {
 		if got, ok := documented[name]; !ok {
 			t.Errorf("the README's metrics table lacks %s", name)

@@ -74,3 +74,42 @@ func (e *StatusError) Error() string {
 }
 
 func (e *StatusError) Unwrap() []error { return e.Errs }
+
+// ErrNotDelivered is the cause, for errors.Is, of a command's error when every token was stored as
+// asked but the ERP could not be told of one (push delivery): "rotated, not delivered", which the
+// CLI tells apart from a failed rotation by its exit status.
+var ErrNotDelivered = errors.New("rotated, not delivered")
+
+// ClientDeliveryError is one client's push delivery that failed after its retries.
+type ClientDeliveryError struct {
+	Client string
+	Err    error
+}
+
+func (e *ClientDeliveryError) Error() string {
+	return e.Client + ": " + ErrNotDelivered.Error() + ": " + e.Err.Error()
+}
+
+func (e *ClientDeliveryError) Unwrap() error { return e.Err }
+
+// DeliveryError reports the clients whose token was stored but not delivered. errors.Is finds
+// ErrNotDelivered in it.
+type DeliveryError struct {
+	// Errs holds one *ClientDeliveryError per such client, in configuration order.
+	Errs []error
+}
+
+func (e *DeliveryError) Error() string {
+	return fmt.Sprintf("%d token(s) stored but the ERP not told (%s): %s", len(e.Errs), ErrNotDelivered, errors.Join(e.Errs...))
+}
+
+func (e *DeliveryError) Unwrap() []error { return append([]error{ErrNotDelivered}, e.Errs...) }
+
+// notDelivered is the error of a command whose tokens were stored but not all delivered; nil when
+// every one was.
+func notDelivered(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return &DeliveryError{Errs: errs}
+}

@@ -33,6 +33,23 @@ type Fleet struct {
 	// Observe, when not nil, is called with each result as it comes, from several goroutines at
 	// once (the Lambda writes its metrics from it).
 	Observe func(c *rotation.Client, r rotation.Result)
+	// Deliver, when not nil, tells the ERP of the token a result stored (push delivery, issue 18),
+	// retrying within the call; revoking is true for a revoke. It is called for each rotation that
+	// stored a token and, for a revoke, for the last token stored of each client (the one in
+	// AWSCURRENT), from several goroutines at once. An error means the token is stored but the ERP
+	// was not told: the command's error is then a *DeliveryError, unless a rotation failed too.
+	Deliver func(ctx context.Context, c *rotation.Client, r rotation.Result, revoking bool) error
+}
+
+// deliver runs f.Deliver for r when it stored a token; it returns nil otherwise.
+func (f *Fleet) deliver(ctx context.Context, c *rotation.Client, r rotation.Result, revoking bool) error {
+	if f.Deliver == nil || r.Stored == nil {
+		return nil
+	}
+	if err := f.Deliver(ctx, c, r, revoking); err != nil {
+		return &ClientDeliveryError{Client: c.Name, Err: err}
+	}
+	return nil
 }
 
 // RotateAnswer is the answer to rotate: `rotator rotate --json` and the Lambda's answer to a
@@ -102,7 +119,11 @@ func (f *Fleet) guard(clients []*rotation.Client) *Guard {
 // as asked (failed, limited, blocked); the answer holds every result either way.
 func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rotation.Request) (RotateAnswer, error) {
 	g := f.guard(clients)
-	results := each(clients, func(c *rotation.Client) rotation.Result {
+	type told struct {
+		r   rotation.Result
+		err error
+	}
+	per := each(clients, func(c *rotation.Client) told {
 		// The fleet's engine, not the guard's: a Lambda's carries the invocation's logger.
 		var r rotation.Result
 		if err := g.Refusal(ctx, c); err != nil {
@@ -111,19 +132,25 @@ func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rota
 			r = f.Engine.Run(ctx, c, req, nil)
 		}
 		f.observe(c, r)
-		return r
+		return told{r, f.deliver(ctx, c, r, false)}
 	})
+	results := make([]rotation.Result, len(per))
 	var failed []rotation.Result
-	for _, r := range results {
-		if !r.Outcome.OK() {
-			failed = append(failed, r)
+	var undelivered []error
+	for i, t := range per {
+		results[i] = t.r
+		if !t.r.Outcome.OK() {
+			failed = append(failed, t.r)
+		}
+		if t.err != nil {
+			undelivered = append(undelivered, t.err)
 		}
 	}
 	ans := RotateAnswer{Results: results}
 	if len(failed) > 0 {
 		return ans, &RotationError{Failed: failed, Total: len(results)}
 	}
-	return ans, nil
+	return ans, notDelivered(undelivered)
 }
 
 // Revoke asks every API client of every client for a new token (rotation.Engine.Revoke), event
@@ -131,7 +158,11 @@ func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rota
 // naming each API client whose tokens may still be live; the answer holds every result either way.
 func (f *Fleet) Revoke(ctx context.Context, clients []*rotation.Client, event string) (RevokeAnswer, error) {
 	g := f.guard(clients)
-	per := each(clients, func(c *rotation.Client) []rotation.Revocation {
+	type told struct {
+		revs []rotation.Revocation
+		err  error
+	}
+	per := each(clients, func(c *rotation.Client) told {
 		if err := g.Refusal(ctx, c); err != nil {
 			r := Refused(ctx, f.Engine, c, err)
 			f.observe(c, r)
@@ -140,18 +171,29 @@ func (f *Fleet) Revoke(ctx context.Context, clients []*rotation.Client, event st
 				r.APIClient = slot
 				out = append(out, rotation.Revocation{APIClient: slot, Result: r})
 			}
-			return out
+			return told{revs: out}
 		}
 		revs := f.Engine.Revoke(ctx, c, event)
 		for _, rv := range revs {
 			f.observe(c, rv.Result)
 		}
-		return revs
+		// Only the last token stored is in AWSCURRENT: the ERP is told of that one.
+		for i := len(revs) - 1; i >= 0; i-- {
+			if revs[i].Result.Stored != nil {
+				return told{revs, f.deliver(ctx, c, revs[i].Result, true)}
+			}
+		}
+		return told{revs: revs}
 	})
 	ans := RevokeAnswer{Results: []rotation.Result{}, MayBeLive: []Live{}}
 	var failed []rotation.Result
+	var undelivered []error
 	notRevoked := 0
-	for _, revs := range per {
+	for _, t := range per {
+		revs := t.revs
+		if t.err != nil {
+			undelivered = append(undelivered, t.err)
+		}
 		done := true
 		for _, rv := range revs {
 			ans.Results = append(ans.Results, rv.Result)
@@ -168,7 +210,7 @@ func (f *Fleet) Revoke(ctx context.Context, clients []*rotation.Client, event st
 	if notRevoked > 0 {
 		return ans, &RevokeError{MayBeLive: ans.MayBeLive, Failed: failed, Clients: notRevoked, Total: len(clients)}
 	}
-	return ans, nil
+	return ans, notDelivered(undelivered)
 }
 
 // Status reads every client's status. A client whose status could not be read keeps its row, in

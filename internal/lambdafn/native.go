@@ -124,6 +124,7 @@ func (h *Handler) createSecret(ctx context.Context, e *rotation.Engine, c *rotat
 	log.Info("asking Clear for a new token for Secrets Manager's rotation")
 	r := e.Run(ctx, c, rotation.Request{Force: true, Event: event, TokenVersion: ev.Token, Stages: []string{PendingStage}}, nil)
 	h.record(e, c, r, requestID, log)
+	h.tell(ctx, c, r, requestID, log) // push delivery (push.go)
 	ans.Result = &r
 	switch r.Outcome {
 	case rotation.Rotated:

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The function tells the webhook receiver of each token it stores, signed, and not of a run that
+// stores none; a receiver that refuses shows as an error line and a DeliveryFailures EMF metric,
+// while the invocation, whose token is stored, succeeds.
+func TestBootstrapDeliversAWebhook(t *testing.T) {
+	t.Parallel()
+	d := deploy(t)
+	rc := d.Receiver()
+	d.env = append(d.env, rc.Env()...)
+	f := d.start(t)
+
+	expectOutcome(t, result(t, f.ok(`{"action":"rotate"}`)), "rotated")
+	_, version := d.MustCurrent()
+	got := rc.Deliveries()
+	if len(got) != 1 || !got[0].Verified || !strings.Contains(got[0].Body, `"version_id":"`+version+`"`) ||
+		strings.Contains(got[0].Body, d.token()) {
+		t.Fatalf("deliveries %+v, want one signed for version %s", got, version)
+	}
+	expectOutcome(t, result(t, f.ok(`{"action":"rotate"}`)), "not_due")
+	if n := len(rc.Deliveries()); n != 1 {
+		t.Fatalf("a run that stored nothing delivered (%d deliveries)", n)
+	}
+
+	rc.Fail(http.StatusForbidden)
+	expectOutcome(t, result(t, f.ok(`{"action":"rotate","force":true,"request_id":"push-1"}`)), "rotated")
+	if n := len(rc.Deliveries()); n != 2 {
+		t.Fatalf("a 403 was retried: %d deliveries", n)
+	}
+	failures := func() int {
+		n := 0
+		for line := range strings.SplitSeq(strings.TrimSpace(f.p.Stdout()), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["DeliveryFailures"] == 1.0 && rec["Client"] == "default" && rec["Kind"] == "webhook" {
+				n++
+			}
+		}
+		return n
+	}
+	// The function's stdout reaches the test through a pipe: wait for the lines.
+	f.p.Await("the DeliveryFailures metric", 10*time.Second, func() bool { return failures() > 0 })
+	if n := failures(); n != 1 || !strings.Contains(f.p.Stdout(), `"level":"ERROR","msg":"the ERP was not told of the new token`) {
+		t.Fatalf("%d DeliveryFailures lines, or no error line:\n%s", n, f.p.Stdout())
+	}
+}
+
+func TestBootstrapRefusesAHookCommand(t *testing.T) {
+	t.Parallel()
+	d := deploy(t)
+	d.env = append(d.env, "ROTATOR_HOOK_COMMAND=/bin/true")
+	f := d.start(t)
+	r := f.invoke(`{"action":"rotate"}`)
+	if r.kind != "error" || !strings.Contains(string(r.body), "InitError") || !strings.Contains(string(r.body), "ROTATOR_HOOK_COMMAND is not supported in the Lambda") {
+		t.Fatalf("answered %s: %s", r.kind, r.body)
+	}
+	if _, _, ok := d.Read("AWSCURRENT"); ok {
+		if tok, _, _ := d.Current(); !tok.AccessToken.IsZero() {
+			t.Fatal("a refused function rotated")
+		}
+	}
+}

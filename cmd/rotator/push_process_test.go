@@ -1,0 +1,246 @@
+package main
+
+// Process tests of push delivery (issue 18): the built rotator tells a webhook receiver (rig's
+// Receiver, signed Standard Webhooks) and a hook command of every token it stores. The world's leak
+// scan reads everything the receiver got, with the token, the client secret and the signing secret
+// registered.
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
+)
+
+// body is a webhook's body as a receiver decodes it.
+type webhookBody struct {
+	Type, Client, SecretID, VersionID, Reason string
+	ValidTill, IssuedAt                       *time.Time
+	APIClient                                 int
+}
+
+func decodeBody(t *testing.T, d rig.Delivery) webhookBody {
+	t.Helper()
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(d.Body), &raw); err != nil {
+		t.Fatalf("body %q: %v", d.Body, err)
+	}
+	for k := range raw {
+		if strings.Contains(k, "token") && k != "type" {
+			t.Fatalf("the body has a field %q", k)
+		}
+	}
+	var b struct {
+		Type      string     `json:"type"`
+		Client    string     `json:"client"`
+		SecretID  string     `json:"secret_id"`
+		VersionID string     `json:"version_id"`
+		Reason    string     `json:"reason"`
+		ValidTill *time.Time `json:"valid_till"`
+		IssuedAt  *time.Time `json:"issued_at"`
+		APIClient int        `json:"api_client"`
+	}
+	_ = json.Unmarshal([]byte(d.Body), &b)
+	return webhookBody{Type: b.Type, Client: b.Client, SecretID: b.SecretID, VersionID: b.VersionID, Reason: b.Reason,
+		ValidTill: b.ValidTill, IssuedAt: b.IssuedAt, APIClient: b.APIClient}
+}
+
+func TestRotateDeliversOnARotationNotOnANoOp(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate"), 0, "default: rotated")
+	got := rc.Deliveries()
+	if len(got) != 1 || !got[0].Verified || got[0].Status != http.StatusNoContent {
+		t.Fatalf("deliveries %+v, want one, signed", got)
+	}
+	tok, version := w.MustCurrent()
+	b := decodeBody(t, got[0])
+	if b.Type != notify.EventType || b.Client != "default" || b.VersionID != version || b.Reason != "scheduled" ||
+		!strings.HasPrefix(b.SecretID, "arn:aws:secretsmanager:") || !strings.Contains(b.SecretID, w.TokenID) ||
+		b.ValidTill == nil || !b.ValidTill.Equal(*tok.ValidTill) || b.IssuedAt == nil {
+		t.Fatalf("body %s, want version %s of %s", got[0].Body, version, w.TokenID)
+	}
+	if strings.Contains(got[0].Body, tok.AccessToken.Reveal()) {
+		t.Fatal("the token is in the webhook")
+	}
+
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate"), 0, "default: not_due")
+	if n := len(rc.Deliveries()); n != 1 {
+		t.Fatalf("a no-op rotate delivered: %d deliveries", n)
+	}
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate", "--force"), 0, "default: rotated")
+	got = rc.Deliveries()
+	if len(got) != 2 || got[1].ID == got[0].ID || decodeBody(t, got[1]).Reason != "forced" {
+		t.Fatalf("a forced rotation: deliveries %+v", got)
+	}
+}
+
+func TestRotateRetriesAFailingReceiverWithTheSameID(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	rc.Fail(http.StatusServiceUnavailable, http.StatusBadGateway)
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate"), 0, "default: rotated")
+	got := rc.Deliveries()
+	if len(got) != 3 || got[0].ID != got[1].ID || got[1].ID != got[2].ID || got[2].Status != http.StatusNoContent {
+		t.Fatalf("deliveries %+v, want three with one id, the third accepted", got)
+	}
+	for _, d := range got {
+		if !d.Verified {
+			t.Fatalf("an attempt is not signed: %+v", d)
+		}
+	}
+}
+
+func TestRotateRotatedNotDelivered(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	rc.Fail(http.StatusBadRequest)
+	r := rotatorEnv(w, rc.Env(), "rotate")
+	wantCode(t, r, exitNotDelivered, "rotated, not delivered")
+	if !strings.Contains(r.Stderr, `"level":"ERROR"`) || !strings.Contains(r.Stderr, "the ERP was not told") {
+		t.Fatalf("no error line:\n%s", r.Output())
+	}
+	if n := len(rc.Deliveries()); n != 1 {
+		t.Fatalf("a 400 was retried: %d attempts", n)
+	}
+	if !w.Live() {
+		t.Fatal("the token stored is not live")
+	}
+
+	// status, which reads only Secrets Manager, shows it until a delivery succeeds.
+	_, version := w.MustCurrent()
+	wantCode(t, rotatorEnv(w, rc.Env(), "status"), 0, "default: not delivered: webhook: version "+version+" at ")
+	wantCode(t, rotatorEnv(w, rc.Env(), "status", "--json"), 0, `"undelivered"`)
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate", "--force"), 0, "default: rotated")
+	if st := rotatorEnv(w, rc.Env(), "status"); st.Code != 0 || strings.Contains(st.Stdout, "not delivered") {
+		t.Fatalf("a delivered token still shows as not delivered:\n%s", st.Output())
+	}
+}
+
+func TestHookRunsWithTheVersionAndTheTokenOnRequest(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	dir := t.TempDir()
+	hook := `sh -c 'env > "$0/env"; cat > "$0/stdin"; echo "told $CLEAR_ROTATOR_VERSION_ID"' ` + dir
+
+	wantCode(t, rotatorEnv(w, []string{"ROTATOR_HOOK_COMMAND=" + hook}, "rotate"), 0, "default: rotated")
+	_, version := w.MustCurrent()
+	env, _ := os.ReadFile(filepath.Join(dir, "env"))
+	stdin, _ := os.ReadFile(filepath.Join(dir, "stdin"))
+	for _, want := range []string{"CLEAR_ROTATOR_VERSION_ID=" + version, "CLEAR_ROTATOR_CLIENT=default",
+		"CLEAR_ROTATOR_SECRET_ID=arn:aws:secretsmanager:", "CLEAR_ROTATOR_VALID_TILL=20"} {
+		if !strings.Contains(string(env), want) {
+			t.Errorf("the hook's environment lacks %q", want)
+		}
+	}
+	if strings.Contains(string(env), "CLEAR_CLIENT_SECRET=") || len(stdin) != 0 {
+		t.Fatalf("the hook got the client secret, or input without asking: stdin %q", stdin)
+	}
+
+	r := rotatorEnv(w, []string{"ROTATOR_HOOK_COMMAND=" + hook, "ROTATOR_HOOK_STDIN=token"}, "rotate", "--force")
+	wantCode(t, r, 0, "default: rotated")
+	tok, version := w.MustCurrent()
+	stdin, _ = os.ReadFile(filepath.Join(dir, "stdin"))
+	doc, err := document.ParseToken(stdin)
+	if err != nil || doc.AccessToken != tok.AccessToken {
+		t.Fatalf("the hook's input %q is not the token document stored (%v)", stdin, err)
+	}
+	if !strings.Contains(r.Stderr, "told "+version) {
+		t.Fatalf("the hook's output is not in the log:\n%s", r.Stderr)
+	}
+}
+
+func TestHookThatNeverSucceeds(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	start := time.Now()
+	r := rotatorEnv(w, []string{"ROTATOR_HOOK_COMMAND=sh -c 'echo cannot reach the ERP; exit 7'"}, "rotate")
+	wantCode(t, r, exitNotDelivered, "rotated, not delivered")
+	if c := strings.Count(r.Stderr, "cannot reach the ERP"); c != notify.Run.Attempts {
+		t.Fatalf("the hook ran %d times, want %d:\n%s", c, notify.Run.Attempts, r.Stderr)
+	}
+	t.Logf("gave up after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// pushLifetime is the token lifetime of the daemon's push tests: renewed 10 s after it is issued,
+// long enough for a delivery that fails twice to get its third attempt (after 1-2 s and 2-4 s)
+// before the next token supersedes it.
+const pushLifetime = 15 * time.Second
+
+// TestDaemonDeliversOneSignedWebhookPerStoredToken runs the daemon over two tokens, with a receiver
+// that fails the first two attempts: the third gets the same id; each stored token is delivered
+// once, under its own id, signed, and without the token.
+func TestDaemonDeliversOneSignedWebhookPerStoredToken(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: pushLifetime})
+	rc := w.Receiver()
+	rc.Fail(http.StatusServiceUnavailable, http.StatusInternalServerError)
+	p := w.Daemon(rc.Env()...)
+	p.Await("two tokens delivered", 3*pushLifetime, func() bool { return len(rc.Delivered()) >= 2 })
+	p.Stop(os.Interrupt, 30*time.Second)
+
+	all := rc.Deliveries()
+	if len(all) < 4 || all[0].ID != all[1].ID || all[1].ID != all[2].ID || all[2].Status != http.StatusNoContent {
+		t.Fatalf("the first token's attempts: %+v; want two failures, then the third with the same id accepted", all)
+	}
+	stored := map[string]bool{}
+	for _, v := range w.Versions() {
+		if _, err := document.ParseToken([]byte(v.Value)); err == nil {
+			stored[v.ID] = true
+		}
+	}
+	ids := map[string]bool{}
+	for _, d := range rc.Delivered() {
+		b := decodeBody(t, d)
+		if !d.Verified || ids[d.ID] || !stored[b.VersionID] {
+			t.Fatalf("delivery %+v: want signed, a new id, a stored version (%v)", d, stored)
+		}
+		ids[d.ID] = true
+		delete(stored, b.VersionID)
+	}
+	if got := p.Metric(`clear_rotator_delivery_failing{client="default",kind="webhook"}`); got != "" && got != "0" {
+		t.Fatalf("delivery_failing = %s after every token was delivered", got)
+	}
+}
+
+// TestDaemonDeliveryThatNeverSucceeds: a receiver that refuses every delivery, and a hook that
+// always fails, show in the error log and in /metrics while the daemon keeps the token fresh.
+func TestDaemonDeliveryThatNeverSucceeds(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	for range 20 {
+		rc.Fail(http.StatusGone)
+	}
+	p := w.Daemon(append(rc.Env(), "ROTATOR_HOOK_COMMAND=sh -c 'exit 1'", "ROTATOR_HOOK_TIMEOUT=1s")...)
+	p.Await("the webhook's failure in /metrics", 30*time.Second, func() bool {
+		return p.Metric(`clear_rotator_delivery_failing{client="default",kind="webhook"}`) == "1"
+	})
+	// The hook is retried, and reported after notify.Daemon.ReportAt attempts (about 10-20 s).
+	p.Await("the hook's failure in /metrics", 60*time.Second, func() bool {
+		return p.Metric(`clear_rotator_delivery_failing{client="default",kind="hook"}`) == "1"
+	})
+	if got := p.Metric(`clear_rotator_delivery_failures_total{client="default",kind="webhook"}`); got != "1" {
+		t.Errorf("delivery_failures_total = %q, want 1", got)
+	}
+	if p.Metric(`clear_rotator_delivery_last_failure_timestamp_seconds{client="default",kind="hook"}`) == "" {
+		t.Error("no last-failure time for the hook")
+	}
+	if !p.Logged("the ERP was not told of the new token: delivery failed") ||
+		!p.Logged("the ERP was not told of the new token: delivery failed; still retrying") {
+		t.Fatalf("no error lines for both:\n%s", p.Output())
+	}
+	if n := len(rc.Deliveries()); n != 1 {
+		t.Fatalf("a 410 was retried: %d attempts", n)
+	}
+	st := rotatorEnv(w, rc.Env(), "status")
+	if !strings.Contains(st.Stdout, "default: not delivered: webhook: version ") || !strings.Contains(st.Stdout, "default: not delivered: hook: version ") {
+		t.Fatalf("status does not show both failures:\n%s", st.Output())
+	}
+	if !w.Live() {
+		t.Fatal("the token is not live")
+	}
+}

@@ -1,0 +1,248 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/clear-rotator/clear-rotator/internal/fleet"
+	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/store"
+)
+
+// signingSecretTTL is how long a signing secret read from Secrets Manager is used before it is read
+// again, so that a changed secret (a second key added, the old one dropped) is picked up.
+const signingSecretTTL = 5 * time.Minute
+
+// Push is push delivery (issue 18) wired from the configuration: the notifier, the signing secret
+// read from Secrets Manager, and the token secrets' ARNs.
+type Push struct {
+	app *App
+
+	mu       sync.Mutex
+	secret   notify.Secret
+	secretAt time.Time
+	arns     map[string]string
+}
+
+// push returns a's Push, built once.
+func (a *App) pushOnce() *Push {
+	a.pushInit.Do(func() { a.push = &Push{app: a, arns: map[string]string{}} })
+	return a.push
+}
+
+// Notifier returns the notifier for a shell that retries as policy says and tells rec, or nil when
+// push delivery is not configured.
+func (a *App) Notifier(policy notify.Policy, log *slog.Logger, rec notify.Recorder) *notify.Notifier {
+	cfg := a.Config.Notify
+	urls := map[string]string{}
+	for _, c := range a.Config.Clients {
+		if c.WebhookURL != "" {
+			urls[c.Name] = c.WebhookURL
+		}
+	}
+	if len(urls) == 0 && cfg.HookCommand == nil {
+		return nil
+	}
+	p := a.pushOnce()
+	n := &notify.Notifier{URLs: urls, Secret: p.signingSecret, HTTP: notify.NewHTTPClient(), Policy: policy, Log: log, Recorder: rec}
+	if cfg.HookCommand != nil {
+		n.Hook = &notify.Hook{Args: cfg.HookCommand, Stdin: cfg.HookStdin, Timeout: cfg.HookTimeout, Env: os.Environ(), Log: log}
+	}
+	return n
+}
+
+// signingSecret is the configured literal, or the secret read from Secrets Manager (AWSCURRENT),
+// cached for signingSecretTTL.
+func (p *Push) signingSecret(ctx context.Context) (notify.Secret, error) {
+	cfg := p.app.Config.Notify
+	if !cfg.WebhookSecret.IsZero() || cfg.WebhookSecretID == "" {
+		return cfg.WebhookSecret, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.secret.IsZero() && time.Since(p.secretAt) < signingSecretTTL {
+		return p.secret, nil
+	}
+	v, err := p.app.Engine.Store.Read(ctx, cfg.WebhookSecretID, rotation.CurrentStage)
+	if err != nil {
+		return notify.Secret{}, err
+	}
+	p.secret, p.secretAt = notify.NewSecret(v.Value), time.Now()
+	return p.secret, nil
+}
+
+// arn returns the token secret's ARN, or the id as configured when it cannot be learnt (a store
+// that is not Secrets Manager, or a DescribeSecret that failed: the webhook still goes out).
+func (p *Push) arn(ctx context.Context, id string) string {
+	p.mu.Lock()
+	if a, ok := p.arns[id]; ok {
+		p.mu.Unlock()
+		return a
+	}
+	p.mu.Unlock()
+	sm, ok := p.app.Engine.Store.(*store.SecretsManager)
+	if !ok || sm.API == nil {
+		return id
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := sm.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
+	if err != nil || out.ARN == nil {
+		return id
+	}
+	p.mu.Lock()
+	p.arns[id] = *out.ARN
+	p.mu.Unlock()
+	return *out.ARN
+}
+
+// Event describes the token r stored for c, or false when r stored none. before is c's health
+// before the attempt ("" when the shell does not know it); revoking is true for `rotator revoke`.
+func (a *App) Event(ctx context.Context, c *rotation.Client, r rotation.Result, before rotation.Health, revoking bool) (notify.Event, bool) {
+	if r.Stored == nil {
+		return notify.Event{}, false
+	}
+	arn := a.pushOnce().arn(ctx, c.TokenSecretID)
+	return notify.NewEvent(c.Name, arn, *r.Stored, notify.ReasonOf(r.Stored, before, revoking)), true
+}
+
+// ErrNotDelivered is the cause, for errors.Is, of a shell's error when a token was stored but the
+// ERP could not be told; it is the fleet's, which rotate and revoke report.
+var ErrNotDelivered = fleet.ErrNotDelivered
+
+// Deliver returns push delivery for a fleet (fleet.Fleet.Deliver): each stored token is delivered
+// with retries within the call (notify.Run), a final failure logged at error level by the notifier
+// and told to rec. Nil when push delivery is not configured.
+func (a *App) Deliver(log *slog.Logger, rec notify.Recorder) func(ctx context.Context, c *rotation.Client, r rotation.Result, revoking bool) error {
+	n := a.Notifier(notify.Run, log, rec)
+	if n == nil {
+		return nil
+	}
+	return func(ctx context.Context, c *rotation.Client, r rotation.Result, revoking bool) error {
+		if !n.Enabled(c.Name) {
+			return nil
+		}
+		ev, ok := a.Event(ctx, c, r, "", revoking)
+		if !ok {
+			return nil
+		}
+		return n.Deliver(ctx, ev)
+	}
+}
+
+// UndeliveredTagPrefix starts the token secret's tags that record a delivery that finally failed,
+// one per kind ("clear-rotator:undelivered:webhook"), so that `rotator status`, which reads only
+// Secrets Manager, can show what the daemon, a CLI run or the Lambda could not deliver. The value
+// names the version and when; the tag is removed when a delivery of that kind succeeds.
+const UndeliveredTagPrefix = "clear-rotator:undelivered:"
+
+// tagger is the part of the Secrets Manager API that tags a secret; the SDK client has it.
+type tagger interface {
+	TagResource(ctx context.Context, params *secretsmanager.TagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
+	UntagResource(ctx context.Context, params *secretsmanager.UntagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UntagResourceOutput, error)
+}
+
+// Recorder returns a notify.Recorder that tells next (when not nil) and records each failed
+// delivery as a tag on the token secret, removing it once a delivery of that kind succeeds. A tag
+// that cannot be written is logged and otherwise ignored: it is a report, not the delivery.
+func (a *App) Recorder(next notify.Recorder, log *slog.Logger) notify.Recorder {
+	return &tagRecorder{a: a, next: next, log: log}
+}
+
+type tagRecorder struct {
+	a    *App
+	next notify.Recorder
+	log  *slog.Logger
+}
+
+func (r *tagRecorder) api() tagger {
+	sm, ok := r.a.Engine.Store.(*store.SecretsManager)
+	if !ok {
+		return nil
+	}
+	t, _ := sm.API.(tagger)
+	return t
+}
+
+func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
+	if r.next != nil {
+		r.next.Failed(ev, kind, at)
+	}
+	t := r.api()
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	value := "version " + ev.VersionID + " at " + at.UTC().Format(time.RFC3339)
+	_, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID),
+		Tags: []types.Tag{{Key: aws.String(UndeliveredTagPrefix + kind), Value: aws.String(value)}}})
+	if err != nil && r.log != nil {
+		r.log.Warn("could not record the failed delivery on the token secret; rotator status will not show it",
+			"client", ev.Client, "kind", kind, "error", reduceErr("TagResource", ev.SecretID, err))
+	}
+}
+
+// Delivered removes the kind's tag. A process that did not write it removes it too, since a CLI
+// run or the Lambda may succeed where the daemon failed; the call is made only after a delivery,
+// which is rare next to the checks.
+func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
+	if r.next != nil {
+		r.next.Delivered(ev, kind, at)
+	}
+	t := r.api()
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := t.UntagResource(ctx, &secretsmanager.UntagResourceInput{SecretId: aws.String(ev.SecretID),
+		TagKeys: []string{UndeliveredTagPrefix + kind}}); err != nil && r.log != nil {
+		r.log.Warn("could not clear the record of a failed delivery on the token secret", "client", ev.Client, "kind", kind,
+			"error", reduceErr("UntagResource", ev.SecretID, err))
+	}
+}
+
+// Undelivered returns what the token secret of c records as not delivered, one line per kind
+// ("webhook: version V at T"); nil when nothing is.
+func (a *App) Undelivered(ctx context.Context, c *rotation.Client) ([]string, error) {
+	sm, ok := a.Engine.Store.(*store.SecretsManager)
+	if !ok || sm.API == nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := sm.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(c.TokenSecretID)})
+	if err != nil {
+		return nil, reduceErr("DescribeSecret", c.TokenSecretID, err)
+	}
+	var lines []string
+	for _, t := range out.Tags {
+		if kind, ok := strings.CutPrefix(aws.ToString(t.Key), UndeliveredTagPrefix); ok {
+			lines = append(lines, kind+": "+aws.ToString(t.Value))
+		}
+	}
+	slices.Sort(lines)
+	return lines, nil
+}
+
+// reduceErr keeps an SDK error's code and message, as the store does, for a log line.
+func reduceErr(op, secretID string, err error) error {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		return &store.Error{Op: op, SecretID: secretID, Code: api.ErrorCode(), Message: api.ErrorMessage(), Err: err}
+	}
+	return &store.Error{Op: op, SecretID: secretID, Message: err.Error(), Err: err}
+}

@@ -1,0 +1,67 @@
+package app
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/fake"
+	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+)
+
+const signing = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func load(t *testing.T, env map[string]string) *config.Config {
+	t.Helper()
+	base := map[string]string{config.EnvBaseURL: "https://api.clear.in", config.EnvClientSecret: "cs", config.EnvTokenSecretID: "tok"}
+	for k, v := range env {
+		base[k] = v
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := base[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestNotifierFromTheConfiguration(t *testing.T) {
+	sm := fake.NewSecretsManager(time.Now)
+	a, err := New(load(t, nil), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Notifier(notify.Run, nil, nil) != nil {
+		t.Fatal("a notifier without a webhook URL or a hook command")
+	}
+
+	if _, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String("webhook/signing"), SecretString: aws.String(signing)}); err != nil {
+		t.Fatal(err)
+	}
+	a, err = New(load(t, map[string]string{config.EnvWebhookURL: "https://erp.example.com/h", config.EnvWebhookSecretID: "webhook/signing",
+		config.EnvHookCommand: "/bin/true"}), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := a.Notifier(notify.Run, nil, nil)
+	if !n.Enabled("default") || n.Hook == nil || n.URLs["default"] != "https://erp.example.com/h" {
+		t.Fatalf("notifier %+v", n)
+	}
+	got, err := n.Secret(context.Background())
+	if err != nil || got.Reveal() != signing {
+		t.Fatalf("signing secret: %v", err)
+	}
+
+	c := a.Clients[0]
+	if _, ok := a.Event(t.Context(), c, rotation.Result{}, "", false); ok {
+		t.Fatal("an event for a result that stored nothing")
+	}
+	ev, ok := a.Event(t.Context(), c, rotation.Result{Stored: &rotation.Stored{VersionID: "v1"}}, rotation.HealthExpired, true)
+	if !ok || ev.VersionID != "v1" || ev.Reason != notify.Revoke || ev.SecretID != "tok" {
+		t.Fatalf("event %+v", ev)
+	}
+}

@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"sync"
+
+	"github.com/clear-rotator/clear-rotator/internal/app"
+	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+)
+
+// Push is the daemon's push delivery (issue 18): after every check that stored a token, the ERP is
+// told in the background, one delivery in flight per client, retried until delivered or superseded
+// by a newer token (notify.Daemon); what became of each delivery is on /metrics. It is wired
+// through the daemon's hooks (Wire), not inside the check path.
+type Push struct {
+	mu  sync.Mutex
+	app *app.App // the configuration in force: the first, then each one a reload loaded
+	// health is each client's health after its last check that reached the hooks, which is its
+	// health before the next one: a token replacing a dead one (no token, expired, lost) is
+	// reported as healed. Empty before a client's first check here, like the daemon's own state.
+	health map[string]rotation.Health
+
+	dispatch notify.Dispatcher
+	stats    notify.Stats
+}
+
+// NewPush returns push delivery for a daemon starting with a.
+func NewPush(a *app.App) *Push {
+	return &Push{app: a, health: map[string]rotation.Health{}}
+}
+
+// Wire adds p to opts: its OnResult hook, its metric families, and a Load that hands p each
+// configuration a reload loads (a failed reload keeps the one in force, as the daemon does).
+func (p *Push) Wire(opts *Options) {
+	opts.OnResult = append(opts.OnResult, p.OnResult)
+	opts.Metrics = append(opts.Metrics, p.WriteMetrics)
+	if load := opts.Load; load != nil {
+		opts.Load = func(ctx context.Context) (*app.App, error) {
+			a, err := load(ctx)
+			if err == nil && a != nil && a.Config != nil && a.Engine != nil {
+				p.mu.Lock()
+				p.app = a
+				p.mu.Unlock()
+			}
+			return a, err
+		}
+	}
+}
+
+// OnResult starts telling the ERP of the token r stored, if it stored one (an Options.OnResult
+// hook). The delivery outlives the check, and the daemon's context: a token stored during the
+// shutdown grace gets its attempts while the process lasts.
+func (p *Push) OnResult(ctx context.Context, c *rotation.Client, r rotation.Result) {
+	ctx = context.WithoutCancel(ctx)
+	if n, ev, ok := p.event(ctx, c, r); ok {
+		p.dispatch.Post(ctx, n, ev)
+	}
+}
+
+// event is what OnResult posts: the notifier of the configuration in force and the event of the
+// token r stored; false when r stored none or c has nothing to be told.
+func (p *Push) event(ctx context.Context, c *rotation.Client, r rotation.Result) (*notify.Notifier, notify.Event, bool) {
+	p.mu.Lock()
+	a, before := p.app, p.health[c.Name]
+	p.health[c.Name] = r.State
+	p.mu.Unlock()
+	if r.Stored == nil {
+		return nil, notify.Event{}, false
+	}
+	n := a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log))
+	if !n.Enabled(c.Name) {
+		return nil, notify.Event{}, false
+	}
+	ev, ok := a.Event(ctx, c, r, before, false)
+	return n, ev, ok
+}
+
+// WriteMetrics writes the delivery metric families (an Options.Metrics func).
+func (p *Push) WriteMetrics(w io.Writer) { p.stats.WriteMetrics(w) }

@@ -1,0 +1,203 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// target is one way of telling: the webhook or the hook command.
+type target interface {
+	kind() string
+	attempt(ctx context.Context, ev Event) (Verdict, error)
+}
+
+// Recorder learns what became of deliveries, for metrics and status. Failed is called once per
+// delivery, when its failure is first reported; Delivered on every success.
+type Recorder interface {
+	Failed(ev Event, kind string, at time.Time)
+	Delivered(ev Event, kind string, at time.Time)
+}
+
+// Notifier delivers events to the configured targets.
+type Notifier struct {
+	// URLs are the webhook URLs by client name; a client without one gets no webhook.
+	URLs map[string]string
+	// Secret returns the signing secret (see Webhook.Secret).
+	Secret func(ctx context.Context) (Secret, error)
+	// HTTP is the webhook's client; nil means NewHTTPClient().
+	HTTP *http.Client
+	// Hook is the hook command; nil means none.
+	Hook *Hook
+	// Policy is how failed attempts are retried and when a failure is reported.
+	Policy Policy
+	// Now is the clock; nil means time.Now. Rand is the jitter, in [0, 1); nil means math/rand.
+	Now  func() time.Time
+	Rand func() float64
+	// Log receives an error line for every reported failure.
+	Log *slog.Logger
+	// Recorder, when not nil, is told of failures and deliveries.
+	Recorder Recorder
+
+	// targets, when set, replaces the webhook and the hook (tests).
+	targets func(ev Event) []target
+}
+
+// Enabled reports whether n has anything to deliver for client.
+func (n *Notifier) Enabled(client string) bool {
+	return n != nil && (n.URLs[client] != "" || n.Hook != nil || n.targets != nil)
+}
+
+func (n *Notifier) now() time.Time {
+	if n.Now != nil {
+		return n.Now()
+	}
+	return time.Now()
+}
+
+func (n *Notifier) rand() float64 {
+	if n.Rand != nil {
+		return n.Rand()
+	}
+	return mrand.Float64()
+}
+
+func (n *Notifier) log() *slog.Logger {
+	if n.Log != nil {
+		return n.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (n *Notifier) targetsFor(ev Event) []target {
+	if n.targets != nil {
+		return n.targets(ev)
+	}
+	var ts []target
+	if u := n.URLs[ev.Client]; u != "" {
+		ts = append(ts, &Webhook{URL: u, Secret: n.Secret, HTTP: n.HTTP, Now: n.Now})
+	}
+	if n.Hook != nil {
+		ts = append(ts, n.Hook)
+	}
+	return ts
+}
+
+// Deliver tells every target about ev, each retried on its own as n.Policy says, and returns when
+// each is delivered or given up, or ctx ends. The error joins one *Error per target not delivered.
+// An ended context is not reported as a failure by Deliver: the caller ended it (a newer token
+// superseded this one, or the process is stopping) and knows why.
+func (n *Notifier) Deliver(ctx context.Context, ev Event) error {
+	if n == nil {
+		return nil
+	}
+	ts := n.targetsFor(ev)
+	errs := make([]error, len(ts))
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		wg.Go(func() { errs[i] = n.deliverTo(ctx, t, ev) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// deliverTo is one target's loop; every decision in it is Policy's.
+func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
+	reported := false
+	for failed := 0; ; {
+		if err := ctx.Err(); err != nil {
+			return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: err}
+		}
+		v, err := t.attempt(ctx, ev)
+		if v == Delivered {
+			if reported {
+				n.log().Info("delivered after all", "client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID, "attempts", failed+1)
+			}
+			if n.Recorder != nil {
+				n.Recorder.Delivered(ev, t.kind(), n.now())
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			// The attempt failed because the caller ended it; see Deliver.
+			return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: ctx.Err()}
+		}
+		failed++
+		wait, again := n.Policy.Next(failed, v, n.rand())
+		if !reported && n.Policy.Failing(failed, v) {
+			reported = true
+			msg := "the ERP was not told of the new token: delivery failed"
+			if again {
+				msg += "; still retrying"
+			}
+			n.log().Error(msg, "client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID,
+				"attempts", failed, "verdict", v.String(), "error", err)
+			if n.Recorder != nil {
+				n.Recorder.Failed(ev, t.kind(), n.now())
+			}
+		} else {
+			n.log().Warn("delivery attempt failed", "client", ev.Client, "kind", t.kind(), "webhook_id", ev.ID,
+				"attempts", failed, "verdict", v.String(), "error", err, "retry_in", wait.String())
+		}
+		if !again {
+			return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: err}
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: err}
+		}
+	}
+}
+
+// Dispatcher is the daemon's side of delivery: one delivery in flight per client, in the
+// background, retried until delivered; a newer token of the same client supersedes (cancels) the
+// delivery of an older one, and is delivered in its place. Its zero value is ready.
+type Dispatcher struct {
+	mu      sync.Mutex
+	running map[string]*run
+	wg      sync.WaitGroup
+}
+
+type run struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Post starts delivering ev with n, superseding any delivery of ev.Client in flight. The delivery
+// ends when ctx does.
+func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
+	if !n.Enabled(ev.Client) {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running == nil {
+		d.running = map[string]*run{}
+	}
+	prev := d.running[ev.Client]
+	if prev != nil {
+		prev.cancel()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &run{cancel: cancel, done: make(chan struct{})}
+	d.running[ev.Client] = r
+	d.wg.Go(func() {
+		defer close(r.done)
+		defer cancel()
+		if prev != nil {
+			<-prev.done // one delivery per client at a time, so the newer is the last word
+		}
+		_ = n.Deliver(ctx, ev)
+		d.mu.Lock()
+		if d.running[ev.Client] == r {
+			delete(d.running, ev.Client)
+		}
+		d.mu.Unlock()
+	})
+}
+
+// Wait returns when every delivery has ended (cancel their context first to make them end).
+func (d *Dispatcher) Wait() { d.wg.Wait() }

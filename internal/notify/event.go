@@ -1,0 +1,109 @@
+// Package notify tells ERP systems that a new token is in Secrets Manager, after every token the
+// rotator stores: a signed webhook (Standard Webhooks) and a hook command. It never sends the token
+// in a webhook: the receiver reads the version it is told about. The hook command gets the token
+// document on its standard input only when asked (ROTATOR_HOOK_STDIN=token).
+//
+// Delivery is at least once. Each target (the webhook, the hook) is retried on its own with the
+// project's one backoff (timing.Backoff) until it is delivered, the caller's context ends (a newer
+// token superseded this one, or the run is over), or the attempts allowed are spent. Which
+// failures are retried is decided by pure functions (Classify, Failing); Deliver only acts on them.
+package notify
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+)
+
+// EventType is the webhook's type field.
+const EventType = "clear.token.rotated"
+
+// Reason says why a token was stored.
+type Reason string
+
+const (
+	// Scheduled: the token was due.
+	Scheduled Reason = "scheduled"
+	// Forced: a rotation was asked for (rotate --force, an event).
+	Forced Reason = "forced"
+	// Healed: the token in AWSCURRENT was missing, expired or lost, and this one replaced it.
+	Healed Reason = "healed"
+	// Revoke: `rotator revoke` stored it, after revoking every token stored before.
+	Revoke Reason = "revoke"
+)
+
+// ReasonOf is why stored was stored: revoke when the shell was revoking, forced when the rotation
+// was asked for, healed when the token it replaced was no use to an ERP (before is the client's
+// health as the attempt found it), scheduled otherwise.
+func ReasonOf(stored *rotation.Stored, before rotation.Health, revoking bool) Reason {
+	switch {
+	case revoking:
+		return Revoke
+	case stored != nil && stored.Forced:
+		return Forced
+	case before == rotation.HealthNoToken || before == rotation.HealthExpired || before == rotation.HealthTokenLost:
+		return Healed
+	}
+	return Scheduled
+}
+
+// Event is one stored token to tell the ERP about.
+type Event struct {
+	// ID is the webhook-id: the same for every attempt, distinct for every stored token.
+	ID string
+	// Client is the configured client name.
+	Client string
+	// SecretID is the token secret (its ARN when the configuration names it by ARN).
+	SecretID string
+	// VersionID is the AWSCURRENT version that holds the token.
+	VersionID string
+	Reason    Reason
+	// Token is the document as stored. Only the hook's standard input ever reveals its AccessToken.
+	Token document.Token
+}
+
+// NewEvent describes stored, a token of client kept in secretID. Its id is derived from the secret
+// and the version, so that a shell that tells the same token twice (a Lambda invocation retried)
+// sends the same webhook-id, and a receiver that deduplicates by id acts once.
+func NewEvent(client, secretID string, stored rotation.Stored, reason Reason) Event {
+	sum := sha256.Sum256([]byte(secretID + "\x00" + stored.VersionID))
+	return Event{
+		ID:     "msg_" + hex.EncodeToString(sum[:16]),
+		Client: client, SecretID: secretID, VersionID: stored.VersionID, Reason: reason, Token: stored.Token,
+	}
+}
+
+// body is the webhook's JSON body. It has no field for the token, by construction.
+type body struct {
+	Type      string     `json:"type"`
+	Client    string     `json:"client"`
+	SecretID  string     `json:"secret_id"`
+	VersionID string     `json:"version_id"`
+	ValidTill *time.Time `json:"valid_till"`
+	IssuedAt  time.Time  `json:"issued_at"`
+	APIClient int        `json:"api_client,omitempty"`
+	Reason    Reason     `json:"reason"`
+}
+
+// Body renders the webhook's JSON body; valid_till is null for a token that never expires.
+func (e Event) Body() []byte {
+	b := body{Type: EventType, Client: e.Client, SecretID: e.SecretID, VersionID: e.VersionID,
+		ValidTill: utc(e.Token.ValidTill), IssuedAt: e.Token.IssuedAt.UTC(), APIClient: e.Token.APIClient, Reason: e.Reason}
+	out, err := json.Marshal(b)
+	if err != nil {
+		panic(err) // strings, times and an int always marshal
+	}
+	return out
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

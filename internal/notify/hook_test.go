@@ -1,0 +1,117 @@
+package notify
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSplitCommand(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string][]string{
+		`/bin/reload-erp`:                    {"/bin/reload-erp"},
+		`  a   b	c  `:                        {"a", "b", "c"},
+		`sh -c 'echo "$X" | tee /tmp/y'`:     {"sh", "-c", `echo "$X" | tee /tmp/y`},
+		`x "a b" "c\"d" "e\\f" "g\h"`:        {"x", "a b", `c"d`, `e\f`, `g\h`},
+		`x a\ b \'q`:                         {"x", "a b", "'q"},
+		`x ''`:                               {"x", ""},
+		`x a"b c"d`:                          {"x", "ab cd"},
+		`/opt/hooks/push\ token.sh --client`: {"/opt/hooks/push token.sh", "--client"},
+	} {
+		got, err := SplitCommand(in)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("SplitCommand(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "   ", `x 'open`, `x "open`, `x \`} {
+		if got, err := SplitCommand(bad); err == nil {
+			t.Errorf("SplitCommand(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+func TestHookEnvDropsTheSecrets(t *testing.T) {
+	t.Parallel()
+	parent := []string{"PATH=/bin", "CLEAR_CLIENT_SECRET=s1", "CLEAR_CLIENT_SECRET_2=s2", "ROTATOR_WEBHOOK_SECRET=w",
+		"CLEAR_ROTATOR_VERSION_ID=forged", "CLEAR_CLIENT_SECRET_ID=arn:x", "HOME=/root"}
+	env := HookEnv(parent, NewEvent("acme", "arn:tok", stored("v9"), Revoke))
+	joined := strings.Join(env, "\n")
+	for _, bad := range []string{"=s1", "=s2", "ROTATOR_WEBHOOK_SECRET=", "forged"} {
+		if strings.Contains(joined, bad) {
+			t.Errorf("env has %q:\n%s", bad, joined)
+		}
+	}
+	for _, want := range []string{"PATH=/bin", "HOME=/root", "CLEAR_CLIENT_SECRET_ID=arn:x", "CLEAR_ROTATOR_CLIENT=acme",
+		"CLEAR_ROTATOR_SECRET_ID=arn:tok", "CLEAR_ROTATOR_VERSION_ID=v9", "CLEAR_ROTATOR_VALID_TILL=2026-12-03T10:00:00Z",
+		"CLEAR_ROTATOR_API_CLIENT=2", "CLEAR_ROTATOR_REASON=revoke"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("env lacks %q", want)
+		}
+	}
+}
+
+func TestHookRunsWithTheEventAndOptionallyTheToken(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	for _, stdin := range []bool{false, true} {
+		var log bytes.Buffer
+		h := &Hook{Args: []string{"sh", "-c", `{ echo "$CLEAR_ROTATOR_VERSION_ID"; cat; } > "$0"; cat "$0"`, out},
+			Stdin: stdin, Env: os.Environ(), Log: slog.New(slog.NewTextHandler(&log, nil))}
+		v, err := h.attempt(t.Context(), NewEvent("acme", "tok", stored("v7"), Scheduled))
+		if v != Delivered || err != nil {
+			t.Fatalf("stdin=%v: %s, %v", stdin, v, err)
+		}
+		b, _ := os.ReadFile(out)
+		if !strings.HasPrefix(string(b), "v7\n") {
+			t.Fatalf("the hook saw %q", b)
+		}
+		if got := strings.Contains(string(b), `"access_token":"`+testToken+`"`); got != stdin {
+			t.Fatalf("stdin=%v: the hook's input %q", stdin, b)
+		}
+		if strings.Contains(log.String(), testToken) {
+			t.Fatalf("the token reached the log:\n%s", log.String())
+		}
+		if stdin && !strings.Contains(log.String(), "[REDACTED]") {
+			t.Fatalf("the hook's output was not logged:\n%s", log.String())
+		}
+	}
+}
+
+func TestHookFailures(t *testing.T) {
+	t.Parallel()
+	ev := NewEvent("acme", "tok", stored("v7"), Scheduled)
+	for name, tc := range map[string]struct {
+		args []string
+		want Verdict
+	}{
+		"non-zero exit": {[]string{"sh", "-c", "exit 3"}, Retry},
+		"timeout":       {[]string{"sh", "-c", "sleep 30 & sleep 30"}, Retry},
+		"not found":     {[]string{"/nonexistent/hook"}, GiveUp},
+	} {
+		h := &Hook{Args: tc.args, Timeout: 300 * time.Millisecond}
+		start := time.Now()
+		v, err := h.attempt(t.Context(), ev)
+		if v != tc.want || err == nil {
+			t.Errorf("%s: %s, %v; want %s", name, v, err, tc.want)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s took %s: the timeout did not end the command's children", name, took)
+		}
+	}
+}
+
+func TestCappedOutputKeepsWholeLines(t *testing.T) {
+	t.Parallel()
+	var c capped
+	c.Write([]byte(strings.Repeat("x", maxOutput-10) + "\n" + testToken[:5]))
+	c.Write([]byte(testToken[5:] + strings.Repeat("y", 100)))
+	if strings.Contains(c.String(), testToken[:5]) {
+		t.Fatalf("part of a token survived the cap")
+	}
+}

@@ -1,0 +1,410 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
+)
+
+const (
+	testSecret  = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	testSecret2 = "whsec_c2Vjb25kLXNpZ25pbmcta2V5LWZvci10ZXN0cy0xMjM0NQ=="
+	testToken   = "tok-0123456789-very-secret"
+)
+
+// The Standard Webhooks specification's own example, which every receiver library checks.
+func TestSignMatchesTheStandardWebhooksExample(t *testing.T) {
+	k, err := ParseKeys(NewSecret(testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := k.Sign("msg_p5jXN8AQM9LWM0D4loKWxJek", time.Unix(1614265330, 0), []byte(`{"test": 2432232314}`))
+	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+		t.Fatalf("signature %q, want %q", got, want)
+	}
+}
+
+func TestTwoKeysSignTwiceAndEitherVerifies(t *testing.T) {
+	both := NewSecret(testSecret + " " + testSecret2)
+	k, err := ParseKeys(both)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1700000000, 0)
+	body := []byte(`{"a":1}`)
+	h := k.Sign("msg_1", at, body)
+	if n := len(strings.Fields(h)); n != 2 {
+		t.Fatalf("header %q has %d signatures, want 2", h, n)
+	}
+	for _, s := range []string{testSecret, testSecret2} {
+		if !Verify(NewSecret(s), "msg_1", "1700000000", h, body, at, 5*time.Minute) {
+			t.Errorf("a receiver with one of the keys rejects the message")
+		}
+	}
+	if Verify(NewSecret(testSecret), "msg_1", "1700000000", h, []byte(`{"a":2}`), at, 5*time.Minute) {
+		t.Error("a changed body verifies")
+	}
+	if Verify(NewSecret(testSecret), "msg_1", "1700000000", h, body, at.Add(time.Hour), 5*time.Minute) {
+		t.Error("an old timestamp verifies")
+	}
+}
+
+func TestParseKeysRefusesWithoutQuoting(t *testing.T) {
+	for name, s := range map[string]string{
+		"empty":        "  ",
+		"no prefix":    "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+		"not base64":   "whsec_!!!notbase64!!!",
+		"too short":    "whsec_c2hvcnQ=",
+		"three values": testSecret + " " + testSecret + " " + testSecret,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseKeys(NewSecret(s))
+			if !errors.Is(err, ErrBadSecret) {
+				t.Fatalf("err = %v, want ErrBadSecret", err)
+			}
+			if strings.TrimSpace(s) != "" && strings.Contains(err.Error(), strings.Fields(s)[0]) {
+				t.Fatalf("the message quotes the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestSecretRedacts(t *testing.T) {
+	s := NewSecret(testSecret)
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "s", s, "in", struct{ S Secret }{s})
+	j, _ := json.Marshal(map[string]any{"s": s})
+	for _, out := range []string{fmt.Sprintf("%v %s %q %#v %x %+v", s, s, s, s, s, struct{ s Secret }{s}), buf.String(), string(j)} {
+		if strings.Contains(out, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") {
+			t.Fatalf("the secret leaks: %s", out)
+		}
+	}
+	if s.Reveal() != testSecret || NewSecret("") != (Secret{}) {
+		t.Fatal("Reveal or the zero value is wrong")
+	}
+}
+
+func stored(version string) rotation.Stored {
+	till := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	return rotation.Stored{VersionID: version, Token: document.Token{
+		AccessToken: clear.NewAccessToken(testToken), ValidTill: &till,
+		IssuedAt: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), Client: "acme", APIClient: 2}}
+}
+
+func TestEventBodyHasNoTokenAndAStableID(t *testing.T) {
+	ev := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", stored("v1"), Scheduled)
+	b := ev.Body()
+	if bytes.Contains(b, []byte(testToken)) || bytes.Contains(b, []byte("REDACTED")) {
+		t.Fatalf("the body carries the token field: %s", b)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"type": EventType, "client": "acme", "secret_id": "arn:aws:secretsmanager:us-east-1:1:secret:tok",
+		"version_id": "v1", "valid_till": "2026-12-03T10:00:00Z", "issued_at": "2026-12-02T10:00:00Z", "api_client": 2.0, "reason": "scheduled"}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
+		}
+	}
+	if len(m) != len(want) {
+		t.Errorf("body has fields %v, want exactly %v", m, want)
+	}
+	again := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", stored("v1"), Forced)
+	other := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", stored("v2"), Scheduled)
+	if ev.ID != again.ID || ev.ID == other.ID || !strings.HasPrefix(ev.ID, "msg_") {
+		t.Fatalf("ids %q %q %q: want the same per version, distinct between versions", ev.ID, again.ID, other.ID)
+	}
+}
+
+func TestReasonOf(t *testing.T) {
+	forced := &rotation.Stored{Forced: true}
+	for name, tc := range map[string]struct {
+		s        *rotation.Stored
+		before   rotation.Health
+		revoking bool
+		want     Reason
+	}{
+		"due":             {&rotation.Stored{}, rotation.HealthExpiring, false, Scheduled},
+		"forced":          {forced, rotation.HealthOK, false, Forced},
+		"forced, expired": {forced, rotation.HealthExpired, false, Forced},
+		"revoke wins":     {forced, rotation.HealthOK, true, Revoke},
+		"expired":         {&rotation.Stored{}, rotation.HealthExpired, false, Healed},
+		"no token":        {&rotation.Stored{}, rotation.HealthNoToken, false, Healed},
+		"lost":            {&rotation.Stored{}, rotation.HealthTokenLost, false, Healed},
+		"nil stored":      {nil, "", false, Scheduled},
+	} {
+		if got := ReasonOf(tc.s, tc.before, tc.revoking); got != tc.want {
+			t.Errorf("%s: %s, want %s", name, got, tc.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		err    error
+		want   Verdict
+	}{
+		{200, nil, Delivered}, {204, nil, Delivered}, {299, nil, Delivered},
+		{500, nil, Retry}, {502, nil, Retry}, {503, nil, Retry}, {599, nil, Retry},
+		{408, nil, Retry}, {429, nil, Retry},
+		{400, nil, GiveUp}, {401, nil, GiveUp}, {404, nil, GiveUp}, {410, nil, GiveUp},
+		{301, nil, GiveUp}, {302, nil, GiveUp}, {100, nil, GiveUp}, {600, nil, GiveUp}, {-1, nil, GiveUp},
+		{0, context.DeadlineExceeded, Retry}, {0, errors.New("connection refused"), Retry},
+		{0, &permanentError{errors.New("bad")}, GiveUp}, {0, nil, GiveUp},
+	} {
+		if got := Classify(tc.status, tc.err); got != tc.want {
+			t.Errorf("Classify(%d, %v) = %s, want %s", tc.status, tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	run := Policy{Backoff: timing.Backoff{Base: time.Second, Cap: 4 * time.Second}, Attempts: 3, ReportAt: 3}
+	forever := Policy{Backoff: timing.Backoff{Base: time.Second, Cap: 4 * time.Second}, ReportAt: 2}
+	for name, tc := range map[string]struct {
+		p       Policy
+		failed  int
+		v       Verdict
+		again   bool
+		wait    time.Duration // with r = 0.999...: the ceiling, near enough
+		failing bool
+	}{
+		"first retry":           {run, 1, Retry, true, time.Second, false},
+		"second retry":          {run, 2, Retry, true, 2 * time.Second, false},
+		"attempts spent":        {run, 3, Retry, false, 0, true},
+		"refused":               {run, 1, GiveUp, false, 0, true},
+		"forever keeps going":   {forever, 50, Retry, true, 4 * time.Second, true},
+		"forever reports at 2":  {forever, 2, Retry, true, 2 * time.Second, true},
+		"forever quiet at 1":    {forever, 1, Retry, true, time.Second, false},
+		"delivered":             {run, 1, Delivered, false, 0, false},
+		"report beyond attempt": {Policy{Attempts: 2, ReportAt: 9}, 2, Retry, false, 0, true},
+		"zero failures":         {run, 0, Retry, true, 0, false},
+	} {
+		wait, again := tc.p.Next(tc.failed, tc.v, 0.9999999)
+		if again != tc.again || wait.Round(time.Millisecond) != tc.wait {
+			t.Errorf("%s: Next = %s, %v; want %s, %v", name, wait, again, tc.wait, tc.again)
+		}
+		if got := tc.p.Failing(tc.failed, tc.v); got != tc.failing {
+			t.Errorf("%s: Failing = %v, want %v", name, got, tc.failing)
+		}
+	}
+}
+
+// fakeTarget answers attempts from a script, then succeeds; it records the ids it was given.
+type fakeTarget struct {
+	name    string
+	mu      sync.Mutex
+	script  []Verdict
+	ids     []string
+	times   []time.Time
+	forever Verdict // after the script; Delivered when zero
+}
+
+func (f *fakeTarget) kind() string { return f.name }
+func (f *fakeTarget) attempt(ctx context.Context, ev Event) (Verdict, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ids = append(f.ids, ev.ID)
+	f.times = append(f.times, time.Now())
+	v := f.forever
+	if len(f.script) > 0 {
+		v, f.script = f.script[0], f.script[1:]
+	}
+	if v != Delivered {
+		return v, fmt.Errorf("scripted %s", v)
+	}
+	return v, nil
+}
+
+func (f *fakeTarget) seen() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.ids...)
+}
+
+func newTestNotifier(p Policy, log *bytes.Buffer, ts ...*fakeTarget) (*Notifier, *Stats) {
+	st := &Stats{}
+	n := &Notifier{Policy: p, Rand: func() float64 { return 0 }, Recorder: st,
+		Log: slog.New(slog.NewTextHandler(log, nil))}
+	n.targets = func(Event) []target {
+		out := make([]target, len(ts))
+		for i, t := range ts {
+			out[i] = t
+		}
+		return out
+	}
+	return n, st
+}
+
+func TestDeliverRetriesWithTheSameIDAndBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		wh := &fakeTarget{name: "webhook", script: []Verdict{Retry, Retry}}
+		n, st := newTestNotifier(Run, &log, wh)
+		ev := NewEvent("acme", "tok", stored("v1"), Scheduled)
+		start := time.Now()
+		if err := n.Deliver(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+		ids := wh.seen()
+		if len(ids) != 3 || ids[0] != ev.ID || ids[1] != ev.ID || ids[2] != ev.ID {
+			t.Fatalf("attempts %v, want three with id %s", ids, ev.ID)
+		}
+		// Rand 0: half of each ceiling (2 s, 4 s).
+		if got := wh.times[1].Sub(start); got != time.Second {
+			t.Errorf("second attempt after %s, want 1s", got)
+		}
+		if got := wh.times[2].Sub(wh.times[1]); got != 2*time.Second {
+			t.Errorf("third attempt after %s, want 2s", got)
+		}
+		if s := st.Snapshot(); len(s) != 1 || s[0].Failing || s[0].Failures != 0 {
+			t.Errorf("stats %+v, want delivered and no failure", s)
+		}
+		if strings.Contains(log.String(), "level=ERROR") {
+			t.Errorf("an error was logged for a delivery that succeeded within its attempts:\n%s", log.String())
+		}
+	})
+}
+
+func TestDeliverGivesUpOnA4xxAtOnceAndReports(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		wh := &fakeTarget{name: "webhook", script: []Verdict{GiveUp}}
+		hook := &fakeTarget{name: "hook"}
+		n, st := newTestNotifier(Run, &log, wh, hook)
+		err := n.Deliver(t.Context(), NewEvent("acme", "tok", stored("v1"), Scheduled))
+		var de *Error
+		if !errors.As(err, &de) || de.Kind != "webhook" || de.Attempts != 1 {
+			t.Fatalf("err = %v, want the webhook's *Error after 1 attempt", err)
+		}
+		if len(wh.seen()) != 1 || len(hook.seen()) != 1 {
+			t.Fatalf("attempts: webhook %d, hook %d; want 1 and 1", len(wh.seen()), len(hook.seen()))
+		}
+		s := st.Snapshot()
+		if len(s) != 2 || s[0].Kind != "hook" || s[0].Failing || s[1].Kind != "webhook" || !s[1].Failing || s[1].Failures != 1 {
+			t.Fatalf("stats %+v", s)
+		}
+		if !strings.Contains(log.String(), "level=ERROR") {
+			t.Fatalf("no error line:\n%s", log.String())
+		}
+		var m bytes.Buffer
+		st.WriteMetrics(&m)
+		for _, want := range []string{
+			`clear_rotator_delivery_failures_total{client="acme",kind="webhook"} 1`,
+			`clear_rotator_delivery_failing{client="acme",kind="webhook"} 1`,
+			`clear_rotator_delivery_failing{client="acme",kind="hook"} 0`,
+			`clear_rotator_delivery_last_failure_timestamp_seconds{client="acme",kind="webhook"} `,
+		} {
+			if !strings.Contains(m.String(), want) {
+				t.Errorf("metrics lack %q:\n%s", want, m.String())
+			}
+		}
+	})
+}
+
+func TestDeliverWithinARunGivesUpAfterItsAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		wh := &fakeTarget{name: "webhook", forever: Retry}
+		n, _ := newTestNotifier(Run, &log, wh)
+		start := time.Now()
+		err := n.Deliver(t.Context(), NewEvent("acme", "tok", stored("v1"), Scheduled))
+		var de *Error
+		if !errors.As(err, &de) || de.Attempts != Run.Attempts {
+			t.Fatalf("err = %v, want *Error after %d attempts", err, Run.Attempts)
+		}
+		if took := time.Since(start); took > 20*time.Second {
+			t.Fatalf("a run's delivery took %s", took)
+		}
+		if c := strings.Count(log.String(), "level=ERROR"); c != 1 {
+			t.Fatalf("%d error lines, want 1:\n%s", c, log.String())
+		}
+	})
+}
+
+func TestDaemonPolicyKeepsRetryingAndClearsTheFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		script := make([]Verdict, 20)
+		for i := range script {
+			script[i] = Retry
+		}
+		wh := &fakeTarget{name: "webhook", script: script}
+		n, st := newTestNotifier(Daemon, &log, wh)
+		if err := n.Deliver(t.Context(), NewEvent("acme", "tok", stored("v1"), Scheduled)); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(wh.seen()); got != 21 {
+			t.Fatalf("%d attempts, want 21", got)
+		}
+		s := st.Snapshot()
+		if len(s) != 1 || s[0].Failing || s[0].Failures != 1 {
+			t.Fatalf("stats %+v: want one failure reported, then cleared", s)
+		}
+		if !strings.Contains(log.String(), "delivered after all") {
+			t.Fatalf("no recovery line:\n%s", log.String())
+		}
+	})
+}
+
+func TestDispatcherSupersedesAnOlderToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		wh := &fakeTarget{name: "webhook", forever: Retry}
+		n, _ := newTestNotifier(Daemon, &log, wh)
+		d := &Dispatcher{}
+		ctx, cancel := context.WithCancel(t.Context())
+		old := NewEvent("acme", "tok", stored("v1"), Scheduled)
+		d.Post(ctx, n, old)
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		tried := len(wh.seen())
+		wh.mu.Lock()
+		wh.forever = Delivered
+		wh.mu.Unlock()
+		newer := NewEvent("acme", "tok", stored("v2"), Scheduled)
+		d.Post(ctx, n, newer)
+		synctest.Wait()
+		ids := wh.seen()
+		if len(ids) != tried+1 || ids[len(ids)-1] != newer.ID {
+			t.Fatalf("after the newer token: attempts %v, want the old one's %d then one of %s", ids, tried, newer.ID)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if got := len(wh.seen()); got != tried+1 {
+			t.Fatalf("the superseded delivery carried on: %d attempts", got)
+		}
+		cancel()
+		d.Wait()
+	})
+}
+
+func TestDispatcherStopsWithItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		wh := &fakeTarget{name: "webhook", forever: Retry}
+		n, _ := newTestNotifier(Daemon, &log, wh)
+		d := &Dispatcher{}
+		ctx, cancel := context.WithCancel(t.Context())
+		d.Post(ctx, n, NewEvent("acme", "tok", stored("v1"), Scheduled))
+		time.Sleep(time.Minute)
+		cancel()
+		d.Wait()
+	})
+}
