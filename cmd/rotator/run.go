@@ -201,13 +201,13 @@ func runDaemon(ctx context.Context, env Env, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	a, err := build(ctx, env.Lookup, stderr)
+	a, err := buildDaemon(ctx, env.Lookup, stderr)
 	if err != nil {
 		return err
 	}
 	opts := daemon.Options{
 		App:  a,
-		Load: func(ctx context.Context) (*app.App, error) { return build(ctx, env.Lookup, stderr) },
+		Load: func(ctx context.Context) (*app.App, error) { return buildDaemon(ctx, env.Lookup, stderr) },
 		Log:  a.Log, Reload: hup, Version: versionString(),
 	}
 	// Push delivery (issue 18): each token a check stores is told to the ERP in the background.
@@ -262,8 +262,18 @@ func build(ctx context.Context, lookup config.LookupFunc, stderr io.Writer) (*ap
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
-	// A daemon that rotated two clients sharing a client secret would revoke each one's token
-	// with the other's rotation, all day: it refuses to start, and a reload keeps the old set.
+	return a, nil
+}
+
+// buildDaemon is build for `rotator run`. A daemon that rotated two clients sharing a client secret
+// would revoke each one's token with the other's rotation, all day: it refuses to start, and a
+// reload keeps the old set. The other commands refuse those clients one by one (the fleet's
+// Guard, exit 1), and check reports them with the rest of what it finds.
+func buildDaemon(ctx context.Context, lookup config.LookupFunc, stderr io.Writer) (*app.App, error) {
+	a, err := build(ctx, lookup, stderr)
+	if err != nil {
+		return nil, err
+	}
 	if err := a.SharedSecrets(ctx); err != nil {
 		return nil, &usageError{err: fmt.Errorf("configuration:\n%w", err)}
 	}
