@@ -32,8 +32,8 @@ type RevokedView struct {
 	At *time.Time `json:"at"`
 }
 
-// lastRevokedOutside finds the newest revocation outside the rotator among the state's events
-// (newest last), if the state still remembers one (it keeps document.MaxEvents forced requests).
+// lastRevokedOutside finds the newest revocation outside the rotator among the settled state's
+// events (newest last; a completed claim's event is among them), if the state still remembers one (it keeps document.MaxEvents forced requests).
 func lastRevokedOutside(st document.State) *RevokedView {
 	for i := len(st.Events) - 1; i >= 0; i-- {
 		if v, ok := strings.CutPrefix(st.Events[i], RevokedEventPrefix); ok && v != "" {
@@ -45,15 +45,10 @@ func lastRevokedOutside(st document.State) *RevokedView {
 
 // healedAt reads when the heal of a revocation stored its token (HealVersion), if it did.
 func (e *Engine) healedAt(ctx context.Context, c *Client, rv *RevokedView) {
-	vr, ok := e.Store.(versionReader)
-	if !ok || rv == nil {
+	if rv == nil {
 		return
 	}
-	v, err := vr.ReadVersion(ctx, c.TokenSecretID, HealVersion(rv.Version))
-	if err != nil {
-		return
-	}
-	if t, ok := parseToken(v.Value); ok {
+	if t, _, err := e.Version(ctx, c, HealVersion(rv.Version)); err == nil && t != nil {
 		at := t.IssuedAt
 		rv.At = &at
 	}

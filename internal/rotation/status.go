@@ -99,7 +99,7 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 	}
 	st.BlockedUntil, st.BlockedReason = blockOf(s, d)
 	st.LastError = lastError(d)
-	st.RevokedOutside = lastRevokedOutside(s.State)
+	st.RevokedOutside = lastRevokedOutside(d.Settled)
 	st.ConsumerReread = consumerReread(c, s, d)
 	return st
 }
@@ -313,25 +313,12 @@ func (e *Engine) revoked(ctx context.Context, c *Client, r Result, version strin
 	return false
 }
 
-// versionReader is the optional Store method that reads a version by its id, labelled or not.
-type versionReader interface {
-	ReadVersion(ctx context.Context, secretID, versionID string) (store.Version, error)
-}
-
 // versionStored reports whether the token secret holds a token document under version id version.
-// A store that cannot tell, or an answer that does not come, is a no: the caller then reports that
-// a token may be live rather than that it is dead.
+// An answer that does not come is a no: the caller then reports that a token may be live rather
+// than that it is dead.
 func (e *Engine) versionStored(ctx context.Context, c *Client, version string) bool {
-	vr, ok := e.Store.(versionReader)
-	if !ok {
-		return false
-	}
-	v, err := vr.ReadVersion(ctx, c.TokenSecretID, version)
-	if err != nil {
-		return false
-	}
-	_, ok = parseToken(v.Value)
-	return ok
+	tok, _, err := e.Version(ctx, c, version)
+	return err == nil && tok != nil
 }
 
 // alreadyRevoked is the result of a revoke's request that an earlier delivery of the same event
