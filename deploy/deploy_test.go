@@ -29,8 +29,9 @@ const (
 	kubeDir     = "kubernetes"
 	rulesFile   = "prometheus/rules.yaml"
 	promRule    = "kubernetes/prometheusrule.yaml"
-	readme      = "../README.md"
-	runbookBase = "https://github.com/clear-rotator/clear-rotator/blob/main/README.md#"
+	runbook     = "../docs/runbook.md"
+	operations  = "../docs/operations.md"
+	runbookBase = "https://github.com/clear-rotator/clear-rotator/blob/main/docs/runbook.md#"
 	opsPort     = 9090
 	opsPortName = "metrics"
 )
@@ -377,7 +378,7 @@ func TestAlertRules(t *testing.T) {
 	if err := yaml.Unmarshal(data, &rf); err != nil {
 		t.Fatal(err)
 	}
-	md, err := os.ReadFile(readme)
+	md, err := os.ReadFile(runbook)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +409,7 @@ func TestAlertRules(t *testing.T) {
 			if !ok || anchor != strings.ToLower(r.Alert) {
 				t.Errorf("%s: runbook_url %q, want %s%s", r.Alert, url, runbookBase, strings.ToLower(r.Alert))
 			} else if !anchors[anchor] {
-				t.Errorf("%s: README.md has no heading for #%s", r.Alert, anchor)
+				t.Errorf("%s: docs/runbook.md has no heading for #%s", r.Alert, anchor)
 			}
 		}
 	}
@@ -454,13 +455,15 @@ func TestImageVersion(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^image:[^\n]*\n(\t[^\n]*\n)*\t[^\n]*docker build[^\n]*--build-arg VERSION=\$\(VERSION\)`).Match(makefile) {
 		t.Error("`make image` does not pass --build-arg VERSION=$(VERSION) to docker build")
 	}
-	md, err := os.ReadFile(readme)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(md)) {
-		if strings.Contains(line, "docker build") && !strings.Contains(line, "--build-arg VERSION=") {
-			t.Errorf("README.md builds the image without a version: %s", strings.TrimSpace(line))
+	for _, doc := range []string{"../README.md", operations} {
+		md, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(md)) {
+			if strings.Contains(line, "docker build") && !strings.Contains(line, "--build-arg VERSION=") {
+				t.Errorf("%s builds the image without a version: %s", doc, strings.TrimSpace(line))
+			}
 		}
 	}
 }

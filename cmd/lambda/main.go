@@ -38,7 +38,7 @@ func handler() *lambdafn.Handler {
 	if cfg.Notify.HookCommand != nil {
 		// A Lambda has no ERP beside it to run a command for, and a command baked into the
 		// function's image would run wherever Lambda puts it: use ROTATOR_WEBHOOK_URL.
-		return unconfigured(fmt.Errorf("configuration: %s is not supported in the Lambda; use %s (or an EventBridge rule, see the README)",
+		return unconfigured(fmt.Errorf("configuration: %s is not supported in the Lambda; use %s (or an EventBridge rule, see docs/consumers.md)",
 			config.EnvHookCommand, config.EnvWebhookURL))
 	}
 	// CloudWatch Logs parses JSON lines, so JSON is the format whatever LOG_FORMAT says.

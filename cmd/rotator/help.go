@@ -128,7 +128,7 @@ func overview() string {
 	fmt.Fprintf(tw, "  help [COMMAND]\tshow this help, or a command's\n")
 	tw.Flush()
 	b.WriteString("\nRun 'rotator COMMAND --help' for a command's flags, variables and exit codes.\n")
-	b.WriteString("Configuration comes from the environment (see README.md). Exit status: 0 success or nothing to do,\n" +
+	b.WriteString("Configuration comes from the environment (see docs/configuration.md). Exit status: 0 success or nothing to do,\n" +
 		"1 failure (including a refusal by the daily limit), 2 usage or configuration error.\n")
 	return b.String()
 }

@@ -6,7 +6,7 @@
 // a clients: list instead; the per-client environment variables then only give
 // defaults for whatever an entry leaves out. Settings is the table of every
 // variable and key, which are the operator contract: the environment path, the
-// YAML path, the help texts and the README's table all come from it.
+// YAML path, the help texts and docs/configuration.md's table all come from it.
 //
 // Variables are read through a LookupFunc, like os.LookupEnv, because
 // ROTATOR_HTTP_ADDR has to tell "set but empty" (disable the listener) from

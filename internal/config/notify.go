@@ -44,7 +44,7 @@ type Notify struct {
 var notifySettings = []Setting{
 	{Env: EnvWebhookURL, Key: "webhook_url", Kind: "URL", Limits: "https://HOST[/PATH]; http:// only for loopback hosts",
 		Help:  "receives a signed POST (Standard Webhooks) after every token stored; never the token itself",
-		Notes: "optional; see [Telling the ERP](#telling-the-erp-a-webhook-and-a-hook-command); needs " + EnvWebhookSecretID + " or " + EnvWebhookSecret,
+		Notes: "optional; see [Telling the ERP](consumers.md#telling-the-erp-a-webhook-and-a-hook-command); needs " + EnvWebhookSecretID + " or " + EnvWebhookSecret,
 		parse: parser(checkWebhookURL), client: clientField(func(c *Client) *string { return &c.WebhookURL })},
 	{Env: EnvWebhookSecretID, Scope: Global, Kind: "secret id", Group: "webhook_secret",
 		Help:  "Secrets Manager name or ARN of the webhook signing secret: whsec_<base64>, or two such values separated by a space while it changes",

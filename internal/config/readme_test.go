@@ -43,7 +43,7 @@ func settingsTable() string {
 
 // TestREADMESettingsTable fails when the README's table drifts from Settings; -update rewrites it.
 func TestREADMESettingsTable(t *testing.T) {
-	const path = "../../README.md"
+	const path = "../../docs/configuration.md"
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

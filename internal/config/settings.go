@@ -35,7 +35,7 @@ type Setting struct {
 	DefaultDoc string // how help shows the default, when Default alone does not say it
 	Limits     string // allowed values, for help texts; "" when any value of the kind goes
 	Help       string // one line: what the setting does
-	Notes      string // more, for the README's table
+	Notes      string // more, for docs/configuration.md's table
 	Required   string // a per-client setting (or the first of a Group) is required: what it must be
 	// Group names settings of which at most one may be given (a client secret,
 	// or the id of the secret holding it); an entry that gives one of them

@@ -288,7 +288,7 @@ func flag(on bool) string {
 	return "0"
 }
 
-// metricHelp is each family's HELP text; the README's metrics table says the same.
+// metricHelp is each family's HELP text; docs/operations.md's metrics table says the same.
 var metricHelp = map[string]string{
 	MetricBuildInfo:    "The rotator's version and the Go version it was built with; the value is always 1.",
 	MetricProcessStart: "When the process started, in Unix seconds.",

@@ -147,7 +147,7 @@ func TestLabelEscaping(t *testing.T) {
 // The README's metrics table describes each family exactly as its HELP line does (issue 12: they
 // disagreed), and lists every family.
 func TestMetricHelpMatchesREADME(t *testing.T) {
-	f, err := os.Open("../../README.md")
+	f, err := os.Open("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}

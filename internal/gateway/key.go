@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
 // HeaderKey carries the inbound key: what a caller shows to use the gateway. It is removed before
@@ -17,7 +19,8 @@ const HeaderKey = "x-clear-rotator-key"
 // HeaderClient names the client a request is for; required when more than one is configured.
 const HeaderClient = "x-clear-rotator-client"
 
-const redacted = "[REDACTED]"
+// redacted is what a Key shows instead of itself: the one marker.
+const redacted = secret.Marker
 
 // Key is an inbound key. Like clear.ClientSecret it never formats, logs or marshals as its value;
 // only its SHA-256 is held, so that comparing keys in constant time does not depend on their

@@ -47,7 +47,7 @@ func TestMetricsExposition(t *testing.T) {
 // The README's metrics table describes each of the gateway's families exactly as its HELP line
 // does, and lists every family (the daemon's test does the same for the daemon's).
 func TestGatewayMetricHelpMatchesREADME(t *testing.T) {
-	data, err := os.ReadFile("../../README.md")
+	data, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}

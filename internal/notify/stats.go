@@ -89,7 +89,7 @@ func (s *Stats) Snapshot() []KindStats {
 	return out
 }
 
-// Metric help texts; the README quotes them.
+// Metric help texts; docs/operations.md quotes them.
 const (
 	HelpFailures    = "Deliveries of a stored token (webhook or hook) reported as failed, by client and kind."
 	HelpFailing     = "1 while the latest delivery of a client's token, by kind, has failed and is not yet delivered."
