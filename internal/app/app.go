@@ -30,6 +30,9 @@ type App struct {
 	// Guard refuses clients whose client secret is also another's; it reads the secrets at most
 	// once per fleet.GuardTTL.
 	Guard *fleet.Guard
+	// Store is the engine's Secrets Manager store, for what only push delivery needs of it (the
+	// token secret's ARN and tags); nil in an App built by hand.
+	Store *store.SecretsManager
 
 	// push is push delivery's state (notify.go), built on first use.
 	pushInit sync.Once
@@ -52,10 +55,12 @@ func SecretsManager(ctx context.Context) (*secretsmanager.Client, error) {
 // New builds the engine and the clients of cfg. httpClient, if not nil, is the base for the Clear
 // clients (tests inject faults through it).
 func New(cfg *config.Config, api store.API, httpClient *http.Client, log *slog.Logger) (*App, error) {
+	sm := store.New(api)
 	a := &App{
 		Config: cfg,
-		Engine: &rotation.Engine{Store: store.New(api), Log: log, ClearTimeout: cfg.ClearTimeout},
+		Engine: &rotation.Engine{Store: sm, Log: log, ClearTimeout: cfg.ClearTimeout},
 		Log:    log,
+		Store:  sm,
 	}
 	for _, c := range cfg.Clients {
 		hc := &http.Client{Timeout: cfg.ClearTimeout}

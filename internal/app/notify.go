@@ -84,7 +84,7 @@ func (p *Push) signingSecret(ctx context.Context) (notify.Secret, error) {
 }
 
 // arn returns the token secret's ARN, or the id as configured when it cannot be learnt (a store
-// that is not Secrets Manager, or a DescribeSecret that failed: the webhook still goes out).
+// built by hand without one, or a DescribeSecret that failed: the webhook still goes out).
 func (p *Push) arn(ctx context.Context, id string) string {
 	p.mu.Lock()
 	if a, ok := p.arns[id]; ok {
@@ -92,20 +92,17 @@ func (p *Push) arn(ctx context.Context, id string) string {
 		return a
 	}
 	p.mu.Unlock()
-	sm, ok := p.app.Engine.Store.(*store.SecretsManager)
-	if !ok || sm.API == nil {
+	if p.app.Store == nil {
 		return id
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := sm.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
-	if err != nil || out.ARN == nil {
+	_, arn, err := p.app.Store.Describe(ctx, id)
+	if err != nil || arn == "" {
 		return id
 	}
 	p.mu.Lock()
-	p.arns[id] = *out.ARN
+	p.arns[id] = arn
 	p.mu.Unlock()
-	return *out.ARN
+	return arn
 }
 
 // Event describes the token r stored for c, or false when r stored none. before is c's health
@@ -168,11 +165,10 @@ type tagRecorder struct {
 }
 
 func (r *tagRecorder) api() tagger {
-	sm, ok := r.a.Engine.Store.(*store.SecretsManager)
-	if !ok {
+	if r.a.Store == nil {
 		return nil
 	}
-	t, _ := sm.API.(tagger)
+	t, _ := r.a.Store.API.(tagger) // the SDK's client tags; the in-memory fake does not
 	return t
 }
 
@@ -218,13 +214,12 @@ func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 // Undelivered returns what the token secret of c records as not delivered, one line per kind
 // ("webhook: version V at T"); nil when nothing is.
 func (a *App) Undelivered(ctx context.Context, c *rotation.Client) ([]string, error) {
-	sm, ok := a.Engine.Store.(*store.SecretsManager)
-	if !ok || sm.API == nil {
+	if a.Store == nil || a.Store.API == nil {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := sm.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(c.TokenSecretID)})
+	out, err := a.Store.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(c.TokenSecretID)})
 	if err != nil {
 		return nil, reduceErr("DescribeSecret", c.TokenSecretID, err)
 	}

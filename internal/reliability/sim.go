@@ -3,8 +3,6 @@ package reliability
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -883,15 +881,13 @@ func (p *Process) lastClaimID() string {
 	return p.lastClaim
 }
 
-// releaseToken is the request token of the state write that releases claim claimID, as the
-// engine derives it (rotation.requestToken("release", claimID)); "" for no claim.
+// releaseToken is the request token of the state write that releases claim claimID, as the engine
+// derives it; "" for no claim.
 func releaseToken(claimID string) string {
 	if claimID == "" {
 		return ""
 	}
-	sum := sha256.Sum256([]byte("clear-rotator/release\x00" + claimID))
-	h := hex.EncodeToString(sum[:16])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	return rotation.ReleaseToken(claimID)
 }
 
 // claimed reports whether the process's current rotation has landed a claim (so a read of

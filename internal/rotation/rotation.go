@@ -447,7 +447,7 @@ func (e *Engine) release(ctx context.Context, c *Client, rd read, d Decision, cl
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseLimit)
 	defer cancel()
-	st, released := e.apply(rctx, c, d, a, requestToken("release", claimID), "could not release the claim")
+	st, released := e.apply(rctx, c, d, a, ReleaseToken(claimID), "could not release the claim")
 
 	// Decide again on what the token secret now holds: the released state, or, when that write
 	// failed too, the claim until its lease ends.
@@ -603,6 +603,10 @@ func (e *Engine) report(c *Client, r Result) {
 		l.Error("rotation failed", append(attrs, "error", r.Message)...)
 	}
 }
+
+// ReleaseToken is the ClientRequestToken of the state write that releases claim claimID: every
+// rotator (and the reliability simulation, which recognises the write) derives the same one.
+func ReleaseToken(claimID string) string { return requestToken("release", claimID) }
 
 // requestToken derives a ClientRequestToken (a UUID-shaped string, as Secrets Manager expects)
 // from what it stands for, so that every rotator computes the same token for the same step.
