@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/ops"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
@@ -45,16 +48,18 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var ops *http.Server
+	var opsSrv *http.Server
 	opsAddr := ""
 	if cfg.HTTPAddr != "" {
-		ops, opsAddr, err = gateway.ServeOps(cfg.HTTPAddr, svc.OpsHandler(nil), func(err error) {
-			log.Error("the ops listener stopped", "error", err)
-		})
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			_ = svc.Shutdown(context.Background())
 			return fmt.Errorf("ops listener: %w", err)
 		}
+		// The daemon's ops port, with its probe protection: one of each.
+		opsSrv, opsAddr = ops.Serve(ln, svc.OpsHandler(), ops.DefaultLimits, func(err error) {
+			log.Error("the ops listener stopped", "error", err)
+		}), ln.Addr().String()
 	}
 	log.Info("gateway started", "version", versionString(), "clients", len(cfg.Clients), "gateway_addr", svc.Addr,
 		"tls", svc.TLS, "http_addr", opsAddr, "key", gcfg.Key != "" || gcfg.KeyID != "")
@@ -63,8 +68,8 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), gatewayShutdown)
 	defer cancel()
 	err = svc.Shutdown(sctx)
-	if ops != nil {
-		_ = ops.Shutdown(sctx)
+	if opsSrv != nil {
+		_ = opsSrv.Shutdown(sctx)
 	}
 	if err != nil {
 		return fmt.Errorf("gateway shutdown: %w", err)

@@ -560,3 +560,25 @@ func TestGatewayStandaloneSeveralClientsWithoutClientSecrets(t *testing.T) {
 		t.Errorf("Clear was asked for %d tokens; want the test's 2: a read-only gateway asks for none", n)
 	}
 }
+
+// Issue 19 item 11 holds for the standalone gateway's ops port too: a crowd of idle, silent and
+// slow connections must not starve its probes, or the liveness probe restarts a healthy gateway.
+func TestGatewayOpsProbesUnderConnectionPressure(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	wantCode(t, w.Rotator("rotate"), 0, "rotated")
+	g := startGateway(t, w)
+	g.Await("readiness", 15*time.Second, func() bool { code, _ := g.Get("/readyz"); return code == http.StatusOK })
+
+	crowd := rig.Press(t, g.Addr, nil, 48, time.Second)
+	time.Sleep(300 * time.Millisecond) // let the crowd take the port
+	r := rig.Probes(g.Addr, []string{"/healthz", "/readyz"}, 20, 50*time.Millisecond)
+	crowd.Close()
+	for _, e := range r.Errors {
+		t.Log(e)
+	}
+	// As for the daemon's port: the crowd shares the probes' address, so a probe may lose a race
+	// on a loaded machine, but never two in a row on one path.
+	if r.Run > 1 || r.Failed > r.Sent/10 {
+		t.Errorf("%d of %d probes unanswered under connection pressure, %d in a row", r.Failed, r.Sent, r.Run)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/ops"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
@@ -91,7 +92,7 @@ func (e *entry) look(name string) look {
 type daemon struct {
 	opts    Options
 	workers int
-	ops     opsLimits
+	ops     ops.Limits
 	// sched is the parsed schedule; only the loop uses it.
 	sched cron.Schedule
 
@@ -118,7 +119,7 @@ func newDaemon(opts Options, a *app.App) (*daemon, error) {
 	d := &daemon{
 		opts:    opts,
 		workers: opts.Concurrency,
-		ops:     defaultOpsLimits,
+		ops:     ops.DefaultLimits,
 		sched:   sched,
 		app:     a,
 		log:     pickLogger(a, opts),

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/ops"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
@@ -59,24 +59,7 @@ const (
 //     "secrets-manager-unreadable: N client(s)").
 //   - /metrics is the Prometheus text exposition format, written by hand to need no client library.
 func (d *daemon) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		ok, reason := d.ready()
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		io.WriteString(w, reason+"\n")
-	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		io.WriteString(w, d.metrics(time.Now()))
-	})
-	return mux
+	return ops.Handler(d.ready, func(w io.Writer) { io.WriteString(w, d.metrics(time.Now())) })
 }
 
 // ready reports readiness and its reason code.
@@ -318,44 +301,10 @@ func label(name, value string) string {
 	return name + `="` + r.Replace(value) + `"`
 }
 
-// opsLimits bound what clients of the ops port can hold. An idle keep-alive connection holds a file
-// descriptor; without an idle timeout and a connection cap, a few dozen of them can leave the
-// rotator none for Secrets Manager and Clear, and the token expires.
-type opsLimits struct {
-	readHeader, read, write, idle time.Duration
-	maxHeaderBytes                int
-	maxConns                      int
-}
-
-// defaultOpsLimits suit probes and scrapes: their requests are a line and their answers small.
-var defaultOpsLimits = opsLimits{
-	readHeader:     5 * time.Second,
-	read:           10 * time.Second,
-	write:          10 * time.Second,
-	idle:           30 * time.Second,
-	maxHeaderBytes: 8 << 10,
-	maxConns:       16,
-}
-
 // serveOps serves the ops endpoints on ln, capped and timed out as d.ops says, until the returned
 // server is shut down.
 func (d *daemon) serveOps(ln net.Listener) *http.Server {
-	cl := newConnLimit(ln, d.ops.maxConns)
-	srv := &http.Server{
-		Handler:           d.handler(),
-		ReadHeaderTimeout: d.ops.readHeader,
-		ReadTimeout:       d.ops.read,
-		WriteTimeout:      d.ops.write,
-		IdleTimeout:       d.ops.idle,
-		MaxHeaderBytes:    d.ops.maxHeaderBytes,
-		ConnState:         cl.track,
-	}
-	go func() {
-		if err := srv.Serve(cl); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.logger().Error("the ops listener stopped", "error", err)
-		}
-	}()
-	return srv
+	return ops.Serve(ln, d.handler(), d.ops, func(err error) { d.logger().Error("the ops listener stopped", "error", err) })
 }
 
 // opsService is the ops listener as a Service: it listens on addr when started.

@@ -20,6 +20,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/ops"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
@@ -186,8 +187,8 @@ func TestOpsListenerLimits(t *testing.T) {
 	h := newHarness(t, "@every 5m")
 	h.prepare(h.app(h.client("erp", time.Hour, 48)), Options{})
 	d := h.d
-	d.ops = opsLimits{readHeader: time.Minute, read: time.Minute, write: time.Minute, idle: 300 * time.Millisecond,
-		maxHeaderBytes: 1 << 10, maxConns: 4}
+	d.ops = ops.Limits{ReadHeader: time.Minute, Read: time.Minute, Write: time.Minute, Idle: 300 * time.Millisecond,
+		MaxHeaderBytes: 1 << 10, MaxConns: 4}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -289,15 +290,15 @@ func TestOpsListenerLimits(t *testing.T) {
 
 // The default limits are set, and the listener is capped, when the daemon serves its ops port.
 func TestOpsDefaults(t *testing.T) {
-	l := defaultOpsLimits
-	if l.readHeader <= 0 || l.read <= 0 || l.write <= 0 || l.idle <= 0 || l.maxHeaderBytes <= 0 || l.maxConns <= 0 {
+	l := ops.DefaultLimits
+	if l.ReadHeader <= 0 || l.Read <= 0 || l.Write <= 0 || l.Idle <= 0 || l.MaxHeaderBytes <= 0 || l.MaxConns <= 0 {
 		t.Fatalf("an ops limit is unset: %+v", l)
 	}
 	d, err := newDaemon(Options{}, &app.App{Config: &config.Config{}, Engine: &rotation.Engine{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.ops != defaultOpsLimits {
+	if d.ops != ops.DefaultLimits {
 		t.Errorf("a new daemon's limits are %+v", d.ops)
 	}
 }
@@ -331,7 +332,7 @@ func TestProbesAnsweredUnderConnectionPressure(t *testing.T) {
 			t.Cleanup(func() { srv.Close() })
 			addr := ln.Addr().String()
 
-			p := rig.Press(t, addr, crowd.from, 3*defaultOpsLimits.maxConns, crowd.pause)
+			p := rig.Press(t, addr, crowd.from, 3*ops.DefaultLimits.MaxConns, crowd.pause)
 			time.Sleep(300 * time.Millisecond) // let the crowd take the port
 			r := rig.Probes(addr, []string{"/healthz", "/readyz"}, 20, 20*time.Millisecond)
 			p.Close()
@@ -342,29 +343,5 @@ func TestProbesAnsweredUnderConnectionPressure(t *testing.T) {
 				t.Errorf("%d of %d probes unanswered under connection pressure, %d in a row", r.Failed, r.Sent, r.Run)
 			}
 		})
-	}
-}
-
-// Who gives way to a newcomer: the source holding the most connections (the newcomer counted),
-// then a connection that is not fresh, then the least recently used.
-func TestEvict(t *testing.T) {
-	for name, tc := range map[string]struct {
-		open   []connUse
-		source string
-		want   int
-	}{
-		"one":                      {open: []connUse{{source: "a", used: 1}}, source: "b", want: 0},
-		"least recently used":      {open: []connUse{{source: "a", used: 3}, {source: "a", used: 1}, {source: "a", used: 2}}, source: "a", want: 1},
-		"the crowd gives way":      {open: []connUse{{source: "probe", used: 1}, {source: "crowd", used: 5}, {source: "crowd", used: 4}, {source: "crowd", used: 6}}, source: "probe", want: 2},
-		"the newcomer counts":      {open: []connUse{{source: "a", used: 1}, {source: "b", used: 2}}, source: "b", want: 1},
-		"a tie: the older":         {open: []connUse{{source: "a", used: 2}, {source: "b", used: 1}}, source: "c", want: 1},
-		"fresh is spared":          {open: []connUse{{source: "a", used: 1, fresh: true}, {source: "a", used: 2}}, source: "a", want: 1},
-		"all fresh: the oldest":    {open: []connUse{{source: "a", used: 2, fresh: true}, {source: "a", used: 1, fresh: true}}, source: "a", want: 1},
-		"the crowd even if fresh":  {open: []connUse{{source: "probe", used: 1}, {source: "crowd", used: 2, fresh: true}, {source: "crowd", used: 3, fresh: true}}, source: "crowd", want: 1},
-		"an unknown source counts": {open: []connUse{{source: "", used: 1}, {source: "", used: 2}, {source: "x", used: 0}}, source: "", want: 0},
-	} {
-		if got := evict(tc.open, tc.source); got != tc.want {
-			t.Errorf("%s: evict = %d, want %d", name, got, tc.want)
-		}
 	}
 }
