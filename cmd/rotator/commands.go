@@ -17,9 +17,9 @@ import (
 // This file holds the bodies of the rotate, status and revoke commands: how their results are
 // rendered. The command-line framework around them (flags, help, errors) lives in run.go.
 
-func rotate(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, force, asJSON bool, stdout io.Writer) error {
+func rotate(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, req rotation.Request, asJSON bool, stdout io.Writer) error {
 	// A forced rotation from the command line is its own event: no event id.
-	ans, err := f.Rotate(ctx, clients, rotation.Request{Force: force})
+	ans, err := f.Rotate(ctx, clients, req)
 	if asJSON {
 		if werr := writeJSON(stdout, ans); werr != nil {
 			return werr

@@ -54,12 +54,13 @@ var commands = []*command{
 	},
 	{
 		name:     "rotate",
-		synopsis: "[--client NAME] [--force] [--json]",
+		synopsis: "[--client NAME] [--force [--api-client N]] [--json]",
 		summary:  "rotate now if due (always with --force)",
 		about:    "Checks each client once and asks Clear for a new token when it is due. Every new token revokes the previous token of the same client secret.",
 		flags: func(fs *flag.FlagSet, o *options) {
 			clientFlag(fs, o)
 			fs.BoolVar(&o.force, "force", false, "rotate even if not due; also lifts a 401 block and a backoff")
+			fs.IntVar(&o.apiClient, "api-client", 0, "with --force and two API clients: ask this one (1 or 2), even one whose token consumers may still hold (a force otherwise refuses to)")
 			jsonFlag(fs, o)
 		},
 		example: "  rotator rotate --client erp-a --force",
@@ -198,6 +199,12 @@ func (c *command) parse(args []string) (o options, help bool, err error) {
 	}
 	if fs.NArg() > 0 {
 		return o, false, usagef(c.name, "%s takes no arguments, but got %q", c.name, fs.Arg(0))
+	}
+	switch {
+	case o.apiClient != 0 && !o.force:
+		return o, false, usagef(c.name, "--api-client goes with --force")
+	case o.apiClient < 0 || o.apiClient > 2:
+		return o, false, usagef(c.name, "--api-client is 1 or 2, not %d", o.apiClient)
 	}
 	return o, false, nil
 }

@@ -99,6 +99,8 @@ func exitCode(err error, stderr io.Writer) int {
 type options struct {
 	client                    string
 	force, asJSON, yes, check bool
+	// apiClient, with --force, names the API client to ask (1 or 2); 0 lets the decision choose.
+	apiClient int
 }
 
 func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -151,7 +153,7 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard, Deliver: a.Deliver(a.Log, a.Recorder(nil, a.Log))}
 	switch cmd.name {
 	case "rotate":
-		return rotate(ctx, f, clients, o.force, o.asJSON, stdout)
+		return rotate(ctx, f, clients, rotation.Request{Force: o.force, Slot: o.apiClient}, o.asJSON, stdout)
 	case "status":
 		return status(ctx, f, clients, o.asJSON, o.check, stdout, newUndelivered(a))
 	case "revoke":

@@ -58,6 +58,14 @@ func TestProcessTwoAPIClients(t *testing.T) {
 	}
 	wantCode(t, w.Rotator("status"), 0, "re-reads the secret at least every")
 
+	// Asking that API client is possible when it is meant: --api-client names it.
+	wantCode(t, w.Rotator("rotate", "--api-client", "1"), 2, "--api-client goes with --force")
+	wantCode(t, w.Rotator("rotate", "--force", "--api-client", "3"), 2, "--api-client is 1 or 2")
+	wantCode(t, w.Rotator("rotate", "--force", "--api-client", "1"), 0, "rotated")
+	if w.Emu.Live(first) || w.ClearRequests() != 3 {
+		t.Fatalf("rotate --force --api-client 1: the token it replaced is live %v, Clear requests %d (want 3)", w.Emu.Live(first), w.ClearRequests())
+	}
+
 	stored := w.StoredTokens()
 	wantCode(t, w.Rotator("revoke", "--yes"), 0, "API client 2: rotated")
 	for _, tok := range stored {
