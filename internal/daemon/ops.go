@@ -212,7 +212,7 @@ var families = []family{
 	statusFlag(MetricBlocked, func(st *rotation.Status) bool { return st.BlockedReason != nil }),
 	statusFlag(MetricDegraded, func(st *rotation.Status) bool { return st.Degraded }),
 	statusFlag(MetricTokenLost, func(st *rotation.Status) bool {
-		return st.State == rotation.HealthTokenLost || st.TokenLost != nil
+		return st.Lost()
 	}),
 	{MetricState, "gauge", func(s *snapshot, add func(string, string)) {
 		for _, c := range s.clients {

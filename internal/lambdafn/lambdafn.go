@@ -211,7 +211,7 @@ func (h *Handler) record(e *rotation.Engine, c *rotation.Client, r rotation.Resu
 	s.requests = r.RequestsToday
 	if r.ReadErr == nil {
 		degraded := r.Degraded
-		lost := r.State == rotation.HealthTokenLost || r.Status.TokenLost != nil
+		lost := r.State == rotation.HealthTokenLost || r.Status.Lost()
 		s.degraded, s.tokenLost = &degraded, &lost
 	}
 	if err := h.emf.write(now, requestID, s); err != nil {

@@ -62,6 +62,10 @@ type LostView struct {
 	Certain bool `json:"certain"`
 }
 
+// Lost reports whether the client's token is known lost: its state says so, or a loss is recorded
+// against the token in AWSCURRENT. The daemon's metric and the Lambda's both read it here.
+func (s Status) Lost() bool { return s.State == HealthTokenLost || s.TokenLost != nil }
+
 // statusOf describes a decision for status.
 func statusOf(c *Client, s Snapshot, d Decision) Status {
 	st := Status{Name: c.Name, State: d.Health, DailyLimit: c.DailyLimit, Degraded: d.Degraded, APIClients: d.Slots,
