@@ -67,20 +67,15 @@ func revoke(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJ
 
 // status prints each client's status, a row for every client. It fails when a client could not be
 // read, and, with check, when any client is not OK (for cron and monitoring checks).
-func status(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJSON, check bool, stdout io.Writer, pushed undeliveredFunc) error {
+func status(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJSON, check bool, stdout io.Writer) error {
 	ans, err := f.Status(ctx, clients)
-	undelivered := pushed.of(ctx, clients)
 	if asJSON {
-		doc := struct {
-			fleet.StatusAnswer
-			Undelivered map[string][]string `json:"undelivered,omitempty"`
-		}{ans, undelivered}
-		if werr := writeJSON(stdout, doc); werr != nil {
+		if werr := writeJSON(stdout, ans); werr != nil {
 			return werr
 		}
 	} else {
 		renderStatus(stdout, ans.Clients, time.Now())
-		renderUndelivered(stdout, clients, undelivered)
+		renderUndelivered(stdout, clients, ans.Undelivered)
 	}
 	var se *fleet.StatusError
 	if errors.As(err, &se) {

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 
-	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/fleet"
-	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
@@ -30,25 +27,6 @@ func renderNotDelivered(stdout io.Writer, err error, asJSON bool) {
 	}
 }
 
-// undeliveredFunc reads what a client's token secret records as not delivered (app.Undelivered);
-// nil when push delivery is off.
-type undeliveredFunc func(ctx context.Context, c *rotation.Client) ([]string, error)
-
-// of returns the records by client name; a secret whose tags cannot be read is left out, since
-// the status table reports the read failure already.
-func (f undeliveredFunc) of(ctx context.Context, clients []*rotation.Client) map[string][]string {
-	if f == nil {
-		return nil
-	}
-	out := map[string][]string{}
-	for _, c := range clients {
-		if lines, err := f(ctx, c); err == nil && len(lines) > 0 {
-			out[c.Name] = lines
-		}
-	}
-	return out
-}
-
 // renderUndelivered prints one line per delivery that finally failed, under the status table.
 func renderUndelivered(w io.Writer, clients []*rotation.Client, undelivered map[string][]string) {
 	for _, c := range clients {
@@ -56,12 +34,4 @@ func renderUndelivered(w io.Writer, clients []*rotation.Client, undelivered map[
 			fmt.Fprintf(w, "%s: not delivered: %s\n", c.Name, line)
 		}
 	}
-}
-
-// newUndelivered is `status`'s view of push delivery, when it is configured.
-func newUndelivered(a *app.App) undeliveredFunc {
-	if a.Notifier(notify.Run, nil, nil) == nil {
-		return nil
-	}
-	return a.Undelivered
 }

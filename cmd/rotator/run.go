@@ -150,12 +150,13 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	}
 	// Deliver: rotate and revoke tell the ERP of each token stored, retried within the run, each
 	// final failure logged by the notifier and recorded on the token secret for status.
-	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard, Deliver: a.Deliver(a.Log, a.Recorder(nil, a.Log))}
+	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard, Deliver: a.Deliver(a.Log, a.Recorder(nil, a.Log)),
+		Undelivered: a.UndeliveredReader()}
 	switch cmd.name {
 	case "rotate":
 		return rotate(ctx, f, clients, rotation.Request{Force: o.force, Slot: o.apiClient}, o.asJSON, stdout)
 	case "status":
-		return status(ctx, f, clients, o.asJSON, o.check, stdout, newUndelivered(a))
+		return status(ctx, f, clients, o.asJSON, o.check, stdout)
 	case "revoke":
 		if !o.yes {
 			if err := confirm(stdin, isTerminal(stdin), stderr, clientNames(clients)); err != nil {

@@ -39,6 +39,9 @@ type Fleet struct {
 	// AWSCURRENT), from several goroutines at once. An error means the token is stored but the ERP
 	// was not told: the command's error is then a *DeliveryError, unless a rotation failed too.
 	Deliver func(ctx context.Context, c *rotation.Client, r rotation.Result, revoking bool) error
+	// Undelivered, when not nil, reads what a client's token secret records as not delivered
+	// (app.App.Undelivered), for status; nil when push delivery is off.
+	Undelivered func(ctx context.Context, c *rotation.Client) ([]string, error)
 }
 
 // deliver runs f.Deliver for r when it stored a token; it returns nil otherwise.
@@ -62,6 +65,9 @@ type RotateAnswer struct {
 // event. It has a row for every client asked about, in configuration order.
 type StatusAnswer struct {
 	Clients []rotation.Status `json:"clients"`
+	// Undelivered holds, by client name, each delivery of push delivery that finally failed, as
+	// the token secret records it ("webhook: version V at T"); absent when none did.
+	Undelivered map[string][]string `json:"undelivered,omitempty"`
 }
 
 // RevokeAnswer is the answer to revoke: `rotator revoke --json` and the Lambda's answer to a revoke
@@ -237,10 +243,36 @@ func (f *Fleet) Status(ctx context.Context, clients []*rotation.Client) (StatusA
 		}
 		ans.Clients[i] = st
 	}
+	ans.Undelivered = f.undelivered(ctx, clients)
 	if len(errs) > 0 {
 		return ans, &StatusError{Errs: errs}
 	}
 	return ans, nil
+}
+
+// undelivered reads f.Undelivered for every client; a record that cannot be read is left out,
+// since the status row reports the read failure already.
+func (f *Fleet) undelivered(ctx context.Context, clients []*rotation.Client) map[string][]string {
+	if f.Undelivered == nil {
+		return nil
+	}
+	lines := each(clients, func(c *rotation.Client) []string {
+		l, err := f.Undelivered(ctx, c)
+		if err != nil {
+			return nil
+		}
+		return l
+	})
+	var out map[string][]string
+	for i, l := range lines {
+		if len(l) > 0 {
+			if out == nil {
+				out = map[string][]string{}
+			}
+			out[clients[i].Name] = l
+		}
+	}
+	return out
 }
 
 // causes returns the errors behind results, in order.

@@ -63,3 +63,29 @@ func TestGuardNoticesASharedSecretWithinItsTTL(t *testing.T) {
 		t.Fatal("a client sharing its client secret asked Clear")
 	}
 }
+
+// A delivery that finally failed is part of the status answer itself, so that the CLI's --json and
+// the Lambda's status answer, which are the same type, both show it (issue 18: visible everywhere
+// ops look); a client with nothing undelivered, or whose record cannot be read, has no entry.
+func TestStatusAnswerCarriesWhatWasNotDelivered(t *testing.T) {
+	w := rig.New(t, rig.Options{Memory: true, Lifetime: time.Hour})
+	c := w.Client()
+	other := w.Client()
+	other.Name = "other"
+	f := &fleet.Fleet{Engine: w.Engine("cli"), Undelivered: func(_ context.Context, c *rotation.Client) ([]string, error) {
+		if c.Name == "other" {
+			return nil, nil
+		}
+		return []string{"webhook: version v1 at 2026-11-21T10:00:00Z"}, nil
+	}}
+	ans, _ := f.Status(context.Background(), []*rotation.Client{c, other})
+	if got := ans.Undelivered[c.Name]; len(got) != 1 || got[0] != "webhook: version v1 at 2026-11-21T10:00:00Z" {
+		t.Fatalf("undelivered = %v", ans.Undelivered)
+	}
+	if _, ok := ans.Undelivered["other"]; ok {
+		t.Fatalf("a client with nothing undelivered has an entry: %v", ans.Undelivered)
+	}
+	if ans, _ := (&fleet.Fleet{Engine: w.Engine("cli")}).Status(context.Background(), []*rotation.Client{c}); ans.Undelivered != nil {
+		t.Fatalf("without push delivery: %v", ans.Undelivered)
+	}
+}
