@@ -1,16 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/document"
@@ -137,22 +132,7 @@ func TestProcessStatusNeverGuesses(t *testing.T) {
 // configuration's own checks (the names differ) and are caught once both are read (issue 9).
 func TestProcessCheckFindsClientsSharingASecret(t *testing.T) {
 	w := world(t, rig.Options{Lifetime: time.Hour})
-	var ids []string
-	for _, n := range []string{"a", "b"} {
-		id := w.TokenID + "-client-secret-" + n
-		if _, err := w.SM.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(id), SecretString: aws.String(w.Secrets[0])}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	cfg := t.TempDir() + "/clients.yaml"
-	yaml := "clients:\n" +
-		"  - name: a\n    client_secret_id: " + ids[0] + "\n    token_secret_id: " + w.TokenID + "-a\n" +
-		"  - name: b\n    client_secret_id: " + ids[1] + "\n    token_secret_id: " + w.TokenID + "-b\n"
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r := rotatorEnv(w, []string{"ROTATOR_CONFIG=" + cfg, "CLEAR_CLIENT_SECRET="}, "check")
+	r := rotatorEnv(w, sharedSecretClients(t, w), "check")
 	wantCode(t, r, 1, `hold the same client secret`)
 	if w.ClearRequests() != 0 {
 		t.Fatal("check called Clear")
