@@ -1,7 +1,7 @@
 // Package gateway is the Clear gateway: an http.Handler that forwards an ERP's calls to Clear with
-// the live token in them, so that the ERP holds no token at all. It is built on
-// httputil.ReverseProxy (its Rewrite hook), which strips hop-by-hop headers and streams bodies
-// and trailers; the gateway adds what a credential-injecting proxy usually lacks:
+// the live token in them, so that the ERP holds no token at all. It forwards each request itself
+// (forward.go: hop-by-hop headers stripped, bodies and trailers streamed) over its own HTTP/1.1
+// transport (upstream.go), and adds what a credential-injecting proxy usually lacks:
 //
 //   - one replay after a 401 from Clear, with a newer token and the same bytes, only for a body
 //     buffered whole (Options.ReplayLimit); no other status is ever retried;
@@ -22,9 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
@@ -65,7 +63,7 @@ var droppedHeaders = func() []string {
 	return hs
 }()
 
-// bufferPool is the proxy's pool of 32 KiB copy buffers (the size ReverseProxy would allocate).
+// bufferPool is the pool of 32 KiB buffers that answers are copied through.
 var bufferPool = &copyBuffers{}
 
 type copyBuffers struct{ p sync.Pool }
@@ -141,7 +139,7 @@ type Gateway struct {
 	o        Options
 	routes   map[string]*route
 	only     *route // the only client, when there is one
-	proxy    *httputil.ReverseProxy
+	upstream http.RoundTripper
 	metrics  *metrics
 	refusals *refusals
 	log      *slog.Logger
@@ -206,67 +204,24 @@ func New(o Options) (*Gateway, error) {
 		r.m = g.metrics.clients[r.Name]
 	}
 	g.refusals = newRefusals(g)
-	tr := o.Transport
-	if tr == nil {
-		tr = NewTransport(o.UpstreamTimeout, o.MaxConns)
-	}
-	g.proxy = &httputil.ReverseProxy{
-		Rewrite:        g.rewrite,
-		Transport:      timed{next: tr},
-		ModifyResponse: g.modifyResponse,
-		ErrorHandler:   g.proxyError,
-		ErrorLog:       nil,
-		// Without a pool ReverseProxy allocates a 32 KiB copy buffer for every response: most of
-		// the gateway's garbage, and a large share of its CPU in the collector (BENCHMARKS.md 9).
-		BufferPool: bufferPool,
+	g.upstream = o.Transport
+	if g.upstream == nil {
+		g.upstream = NewTransport(o.UpstreamTimeout, o.MaxConns)
 	}
 	return g, nil
 }
 
-// NewTransport is the transport to Clear: keep-alive connections, bounded dial, handshake and
-// response-header times. Redirects are never followed by a transport (only http.Client follows
-// them), so a 3xx goes back to the caller as Clear sent it.
-//
-// Every caller's connection has at most one request in flight, so at most maxConns requests go
-// to one client's Clear at once; the idle pool keeps that many connections per host, so that a
-// steady load reuses connections instead of dialling (and, on HTTPS, shaking hands) for the
-// requests beyond a small pool. Idle ones are closed after 90 s.
-func NewTransport(upstreamTimeout time.Duration, maxConns int) *http.Transport {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          0, // no total bound beyond maxConns per host
-		MaxIdleConnsPerHost:   max(maxConns, 2),
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		// The ERP's Accept-Encoding goes to Clear as it sent it, and Clear's body comes back as
-		// Clear encoded it: the transport neither asks for gzip itself nor unpacks it.
-		DisableCompression:     true,
-		ResponseHeaderTimeout:  upstreamTimeout,
-		MaxResponseHeaderBytes: 1 << 20,
-	}
-}
-
-// attempt is one request's state, shared with the proxy's hooks through the context.
+// attempt is one request's state.
 type attempt struct {
 	route     *route
 	tok       Token
 	intercept bool // a 401 is held back for a replay
-	// refused is set by modifyResponse when a 401 was held back: the response to pass through
-	// if no replay happens.
+	// refused is set when a 401 was held back: the response to pass through if no replay
+	// happens.
 	refused     bool
 	refusedCode int
 	refusedHdr  http.Header
 	refusedBody []byte
-}
-
-type attemptKey struct{}
-
-func attemptOf(ctx context.Context) *attempt {
-	a, _ := ctx.Value(attemptKey{}).(*attempt)
-	return a
 }
 
 // ServeHTTP implements http.Handler.
@@ -369,22 +324,6 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 	return true
 }
 
-// send runs one attempt through the proxy with body b.
-func (g *Gateway) send(w http.ResponseWriter, r *http.Request, a *attempt, b body) {
-	out := r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
-	switch {
-	case b.stream != nil:
-		out.Body = io.NopCloser(b.stream)
-	case b.whole != nil:
-		// A reader of its own for each attempt: the transport may still be reading the first
-		// attempt's body when Clear's 401 arrives, so the replay must not share it.
-		out.Body = io.NopCloser(bytes.NewReader(b.whole))
-	default:
-		out.Body = http.NoBody
-	}
-	g.proxy.ServeHTTP(w, out)
-}
-
 // body is a request's body as the gateway sends it: read whole (each attempt reads it afresh, so
 // it can be replayed), or streamed once. Neither set: no body.
 type body struct {
@@ -442,83 +381,6 @@ func (g *Gateway) newerLive(ctx context.Context, rt *route, version string) (Tok
 	}
 }
 
-// rewrite is the proxy's Rewrite hook: the target is always the client's base URL, whatever the
-// request named, and the only token is the gateway's.
-func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
-	a := attemptOf(pr.In.Context())
-	pr.SetURL(a.route.target)
-	h := pr.Out.Header
-	for _, k := range droppedHeaders {
-		delete(h, k)
-	}
-	h[a.route.header] = []string{a.tok.Value.Reveal()}
-}
-
-// modifyResponse holds back a 401 that may be replayed, and notes which tokens Clear accepted.
-func (g *Gateway) modifyResponse(resp *http.Response) error {
-	a := attemptOf(resp.Request.Context())
-	if a == nil {
-		return nil
-	}
-	switch {
-	case resp.StatusCode != http.StatusUnauthorized:
-		if resp.StatusCode < 500 && resp.StatusCode != http.StatusForbidden {
-			g.refusals.accepted(a.route, a.tok.Version)
-		}
-		return nil
-	case !a.intercept:
-		if !a.refused {
-			// A 401 that will not be replayed still says something about the token.
-			g.refusals.refused(a.route, a.tok)
-		}
-		return nil
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRefusalBody+1))
-	if err != nil || len(body) > maxRefusalBody {
-		// Too large (or broken) to keep: pass it through as it comes.
-		resp.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
-		g.refusals.refused(a.route, a.tok)
-		return nil
-	}
-	a.refused, a.refusedCode, a.refusedHdr, a.refusedBody = true, resp.StatusCode, resp.Header.Clone(), body
-	return errHeld
-}
-
-// errHeld tells proxyError that modifyResponse held a 401 back: nothing is written yet.
-var errHeld = errors.New("gateway: 401 held back for a replay")
-
-// proxyError answers a failure to reach Clear in Clear's error shape.
-func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, errHeld) {
-		return
-	}
-	name := ""
-	if a := attemptOf(r.Context()); a != nil {
-		name = a.route.Name
-	}
-	var ne net.Error
-	timeout := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-	if r.Context().Err() != nil && !errors.Is(r.Context().Err(), context.DeadlineExceeded) {
-		// The caller went away; nobody reads the answer.
-		w.WriteHeader(http.StatusBadGateway)
-		return
-	}
-	g.log.Warn("gateway: Clear could not be reached", "client", name, "timeout", timeout, "error", clear.Sanitize(err.Error()))
-	if timeout {
-		answer(w, http.StatusGatewayTimeout, CodeTimeout, "Clear did not answer in time.", 0)
-		return
-	}
-	answer(w, http.StatusBadGateway, CodeUnreachable, "Clear could not be reached.", 0)
-}
-
-// hopHeaders are removed from a held 401 before it is passed on, as ReverseProxy does for the
-// responses it copies itself.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
 // passRefusal passes a held 401 through as Clear sent it.
 func passRefusal(w http.ResponseWriter, a *attempt) {
 	h := w.Header()
@@ -531,20 +393,6 @@ func passRefusal(w http.ResponseWriter, a *attempt) {
 	h.Set("Content-Length", fmt.Sprint(len(a.refusedBody)))
 	w.WriteHeader(a.refusedCode)
 	_, _ = w.Write(a.refusedBody)
-}
-
-// timed measures each attempt's time to Clear's response headers.
-type timed struct {
-	next http.RoundTripper
-}
-
-func (t timed) RoundTrip(req *http.Request) (*http.Response, error) {
-	begin := time.Now()
-	resp, err := t.next.RoundTrip(req)
-	if a := attemptOf(req.Context()); a != nil {
-		a.route.m.upstreamTook(time.Since(begin))
-	}
-	return resp, err
 }
 
 // recorder remembers the status written, for the access log and the metrics, and keeps the
@@ -578,7 +426,7 @@ func (r *recorder) code() int {
 // Unwrap lets http.ResponseController reach the real writer (Flush, deadlines).
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// Flush streams: ReverseProxy flushes through it.
+// Flush streams: the copy of an answer of unknown length flushes through it.
 func (r *recorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()

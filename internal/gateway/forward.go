@@ -1,0 +1,227 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+)
+
+// The gateway forwards each request itself rather than through httputil.ReverseProxy: it needs
+// one target, one header rule and a 401 it can hold back, and the general proxy's hooks, context
+// values and header clones around them were a large part of its cost per request
+// (BENCHMARKS.md 9). What ReverseProxy does for correctness, it does too: hop-by-hop headers
+// (and those a Connection header names) are dropped both ways, trailers pass, an answer of
+// unknown length is flushed as it comes, and a body broken half-way aborts the caller's
+// response instead of ending it as if complete.
+
+// send runs one attempt with body b: the request to Clear, then Clear's answer to w, unless it is
+// a 401 held back for a replay (a.refused).
+func (g *Gateway) send(w http.ResponseWriter, r *http.Request, a *attempt, b body) {
+	out := g.outbound(r, a, b)
+	begin := time.Now()
+	resp, err := g.upstream.RoundTrip(out)
+	a.route.m.upstreamTook(time.Since(begin))
+	if err != nil {
+		g.upstreamError(w, r, a, err)
+		return
+	}
+	if g.held(resp, a) {
+		return
+	}
+	g.copyResponse(w, resp)
+}
+
+// outbound is the request to Clear: always to the client's base URL, whatever the caller's
+// target, Host or forwarding headers said, with the gateway's token as the only token.
+func (g *Gateway) outbound(r *http.Request, a *attempt, b body) *http.Request {
+	t := a.route.target
+	u := &url.URL{Scheme: t.Scheme, Host: t.Host, RawQuery: r.URL.RawQuery}
+	u.Path, u.RawPath = joinPath(t, r.URL)
+	out := r.WithContext(r.Context()) // a shallow copy: one allocation, the caller's context
+	out.URL, out.Host, out.RequestURI = u, t.Host, ""
+	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	out.Header, out.Trailer, out.TransferEncoding, out.Close = outHeader(r.Header, a), nil, nil, false
+	out.GetBody = nil
+	switch {
+	case b.stream != nil:
+		out.Body, out.ContentLength = io.NopCloser(b.stream), -1
+		if r.ContentLength > 0 {
+			out.ContentLength = r.ContentLength
+		}
+	case b.whole != nil:
+		// A reader of its own for each attempt: the first attempt's body may still be in use when
+		// Clear's 401 arrives, so a replay must not share it.
+		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(b.whole)), int64(len(b.whole))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.whole)), nil }
+	default:
+		out.Body = http.NoBody
+	}
+	return out
+}
+
+// joinPath puts the caller's path under the base URL's, with one slash between them, keeping an
+// escaped form when either has one.
+func joinPath(base, in *url.URL) (path, rawPath string) {
+	if base.RawPath == "" && in.RawPath == "" {
+		return joinSlash(base.Path, in.Path), ""
+	}
+	ep := joinSlash(base.EscapedPath(), in.EscapedPath())
+	p, err := url.PathUnescape(ep)
+	if err != nil {
+		return joinSlash(base.Path, in.Path), ""
+	}
+	return p, ep
+}
+
+func joinSlash(a, b string) string {
+	switch as, bs := strings.HasSuffix(a, "/"), strings.HasPrefix(b, "/"); {
+	case as && bs:
+		return a + b[1:]
+	case !as && !bs && b != "":
+		return a + "/" + b
+	}
+	return a + b
+}
+
+// hopHeaders concern one connection, not the request: they are never passed on, either way.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// isHop reports whether the canonical header k is hop-by-hop, or named by a Connection header.
+func isHop(k string, connection []string) bool {
+	for _, h := range hopHeaders {
+		if k == h {
+			return true
+		}
+	}
+	for _, v := range connection {
+		for f := range strings.SplitSeq(v, ",") {
+			if textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(f)) == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// outHeader is in without hop-by-hop headers, the gateway's own, any token, forwarding headers
+// and Expect (the body follows at once), with the attempt's token.
+func outHeader(in http.Header, a *attempt) http.Header {
+	conn := in["Connection"]
+	h := make(http.Header, len(in)+1)
+	for k, v := range in {
+		if k == "Expect" || isHop(k, conn) || dropped(k) {
+			continue
+		}
+		h[k] = v // the caller's slices: neither side changes them
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""} // none, rather than Go's own
+	}
+	h[a.route.header] = []string{a.tok.Value.Reveal()}
+	return h
+}
+
+func dropped(k string) bool {
+	for _, d := range droppedHeaders {
+		if k == d {
+			return true
+		}
+	}
+	return false
+}
+
+// held holds back a 401 that may be replayed, and notes which tokens Clear accepted. It reports
+// whether it held resp back (its body then read and closed).
+func (g *Gateway) held(resp *http.Response, a *attempt) bool {
+	switch {
+	case resp.StatusCode != http.StatusUnauthorized:
+		if resp.StatusCode < 500 && resp.StatusCode != http.StatusForbidden {
+			g.refusals.accepted(a.route, a.tok.Version)
+		}
+		return false
+	case !a.intercept:
+		// A 401 that will not be replayed still says something about the token.
+		g.refusals.refused(a.route, a.tok)
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRefusalBody+1))
+	if err != nil || len(body) > maxRefusalBody {
+		// Too large (or broken) to keep: pass it through as it comes.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		g.refusals.refused(a.route, a.tok)
+		return false
+	}
+	resp.Body.Close()
+	a.refused, a.refusedCode, a.refusedHdr, a.refusedBody = true, resp.StatusCode, resp.Header, body
+	return true
+}
+
+// copyResponse passes Clear's answer to w: status, end-to-end headers, body, trailers.
+func (g *Gateway) copyResponse(w http.ResponseWriter, resp *http.Response) {
+	defer resp.Body.Close()
+	h := w.Header()
+	conn := resp.Header["Connection"]
+	for k, v := range resp.Header {
+		if !isHop(k, conn) {
+			h[k] = v
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	buf := bufferPool.Get()
+	defer bufferPool.Put(buf)
+	// An answer of unknown length may be a stream whose parts the caller wants as they come.
+	flush := resp.ContentLength < 0
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // the caller went away; closing the body closes the connection to Clear
+			}
+			if f, ok := w.(http.Flusher); ok && flush {
+				f.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			g.log.Warn("gateway: Clear's answer broke off", "error", clear.Sanitize(rerr.Error()))
+			// The status and part of the body are out: abort the caller's response, so that it
+			// cannot pass for a complete one.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for k, v := range resp.Trailer {
+		h[http.TrailerPrefix+k] = v
+	}
+}
+
+// upstreamError answers a failure to reach Clear in Clear's error shape.
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, a *attempt, err error) {
+	var ne net.Error
+	timeout := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+	if r.Context().Err() != nil && !errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+		// The caller went away; nobody reads the answer.
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	g.log.Warn("gateway: Clear could not be reached", "client", a.route.Name, "timeout", timeout, "error", clear.Sanitize(err.Error()))
+	if timeout {
+		answer(w, http.StatusGatewayTimeout, CodeTimeout, "Clear did not answer in time.", 0)
+		return
+	}
+	answer(w, http.StatusBadGateway, CodeUnreachable, "Clear could not be reached.", 0)
+}
