@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"log/slog"
+
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
-	"log/slog"
 )
 
 func TestMain(m *testing.M) { rig.Main(m, 0) }

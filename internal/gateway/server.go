@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -31,21 +30,6 @@ var DefaultLimits = Limits{
 	Read:           2 * time.Minute,
 	Write:          DefaultHold + 2*DefaultUpstreamTimeout + 30*time.Second,
 	Idle:           2 * time.Minute,
-}
-
-// NewServer returns the gateway's http.Server with l's limits.
-func NewServer(h http.Handler, l Limits) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: l.ReadHeader,
-		ReadTimeout:       l.Read,
-		WriteTimeout:      l.Write,
-		IdleTimeout:       l.Idle,
-		MaxHeaderBytes:    l.MaxHeaderBytes,
-		// The standard library's own messages (a bad TLS handshake, say) are not request logs and
-		// may quote a caller's bytes; they are dropped.
-		ErrorLog: nil,
-	}
 }
 
 // LimitListener holds at most n connections open at once; one beyond is closed as soon as it is

@@ -50,7 +50,7 @@ type Service struct {
 	holders  map[string]*Holder
 	watchers []*Watcher
 	byName   map[string]*Watcher
-	srv      *http.Server
+	srv      *Server
 	ln       net.Listener
 	log      *slog.Logger
 	batch    *BatchWriter // the access log's, when batched
