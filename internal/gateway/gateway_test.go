@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,8 +13,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"log/slog"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
