@@ -43,7 +43,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	if err != nil {
 		return &usageError{err: err}
 	}
-	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: cfg, Gateway: gcfg, Store: store.New(sm),
+	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
 		Engine: a.Engine, Clients: a.Clients, Log: log, AccessOut: stderr, AccessLog: accessLogger(cfg, stderr)})
 	if err != nil {
 		return err
@@ -95,7 +95,7 @@ func startEmbedded(ctx context.Context, env Env, a *app.App, stderr io.Writer) (
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
-	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: a.Config, Gateway: gcfg, Store: store.New(sm),
+	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
 		Engine: a.Engine, Clients: a.Clients, Log: a.Log, AccessOut: stderr, AccessLog: accessLogger(a.Config, stderr)})
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -52,8 +53,8 @@ func BenchmarkScale(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		clients[i] = &rotation.Client{Name: fmt.Sprintf("erp-%06d", i), BaseURL: w.ClearURL, Clear: cc,
-			ClientSecret: clear.NewClientSecret(secrets[i]), TokenSecretID: fmt.Sprintf("%s/%06d", w.TokenID, i), DailyLimit: 250}
+		clients[i] = &rotation.Client{Clear: cc, Client: config.Client{Name: fmt.Sprintf("erp-%06d", i), BaseURL: w.ClearURL,
+			ClientSecret: clear.NewClientSecret(secrets[i]), TokenSecretID: fmt.Sprintf("%s/%06d", w.TokenID, i), DailyLimit: 250}}
 	}
 
 	tick := func(name string, want rotation.Outcome) time.Duration {

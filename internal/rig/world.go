@@ -225,10 +225,10 @@ func (w *World) Client() *rotation.Client {
 	if err != nil {
 		w.T.Fatal(err)
 	}
-	c := &rotation.Client{
-		Name: w.name, BaseURL: w.ClearURL, Clear: cc, ClientSecret: clear.NewClientSecret(w.Secrets[0]),
+	c := &rotation.Client{Clear: cc, Client: config.Client{
+		Name: w.name, BaseURL: w.ClearURL, ClientSecret: clear.NewClientSecret(w.Secrets[0]),
 		TokenSecretID: w.TokenID, DailyLimit: w.dailyLimit,
-	}
+	}}
 	if len(w.Secrets) > 1 {
 		c.ClientSecret2 = clear.NewClientSecret(w.Secrets[1])
 	}
