@@ -58,7 +58,7 @@ func New(cfg *config.Config, api store.API, httpClient *http.Client, log *slog.L
 	sm := store.New(api)
 	a := &App{
 		Config: cfg,
-		Engine: &rotation.Engine{Store: sm, Log: log, ClearTimeout: cfg.ClearTimeout},
+		Engine: rotation.NewEngine(rotation.Engine{Store: sm, Log: log, ClearTimeout: cfg.ClearTimeout}),
 		Log:    log,
 		Store:  sm,
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"strconv"
@@ -46,7 +47,7 @@ func BenchmarkScale(b *testing.B) {
 	// each (not the rig's recording one) and no log buffer.
 	heapBefore := heap()
 	engine := w.Engine("bench-scale")
-	engine.Log = nil
+	engine.Log = slog.New(slog.DiscardHandler)
 	clients := make([]*rotation.Client, n)
 	for i := range clients {
 		cc, err := clear.NewClient(w.ClearURL, nil)

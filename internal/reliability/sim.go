@@ -529,10 +529,10 @@ func (s *sim) spawn(ctx context.Context, master *rand.Rand) (*Process, Rotator) 
 	if s.secret2 != "" {
 		p.Client.ClientSecret2 = clear.NewClientSecret(s.secret2)
 	}
-	p.Engine = &rotation.Engine{
+	p.Engine = rotation.NewEngine(rotation.Engine{
 		Store: store.New(p.API), Now: s.clock.Now, Rand: p.Float64, Log: s.log.With("process", p.Name),
 		Owner: p.Name, ClearTimeout: s.cfg.ClearTimeout, WriteRetry: s.cfg.WriteRetry,
-	}
+	})
 	var r Rotator = &cachedEngine{p: p}
 	if s.cfg.NewRotator != nil {
 		r = s.cfg.NewRotator(p)

@@ -245,10 +245,10 @@ func (w *World) Logger() *slog.Logger {
 // Callers may change its fields before first use, for example Store to put a faulted client in
 // front, or ClearTimeout.
 func (w *World) Engine(owner string) *rotation.Engine {
-	return &rotation.Engine{
+	return rotation.NewEngine(rotation.Engine{
 		Store: store.New(w.API), Now: w.clockFunc(), Rand: func() float64 { return 0.5 },
 		Log: w.Logger(), Owner: owner, WriteRetry: time.Millisecond,
-	}
+	})
 }
 
 // Requests returns the Clear token requests the world's clients made, in order.
