@@ -16,6 +16,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -49,10 +50,10 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // checkName validates a client name, which shows up in logs, metrics and
 // secret descriptions.
-func checkName(p *problems, l location, s string) bool {
+func checkName(p *problems, at Error, s string) bool {
 	ok := nameRE.MatchString(s)
 	if !ok {
-		p.bad(l, nil, "%s is not allowed; use 1 to 64 characters from A-Z a-z 0-9 . _ -", quote(s))
+		p.bad(at, nil, "%s is not allowed; use 1 to 64 characters from A-Z a-z 0-9 . _ -", quote(s))
 	}
 	return ok
 }
@@ -61,7 +62,7 @@ func checkName(p *problems, l location, s string) bool {
 // trailing slash. Messages show it only through redactURL: its user info or
 // query may carry a password or a key. clear.ParseBaseURL has the final word,
 // but its message quotes the whole URL, so its reasons are restated here.
-func checkBaseURL(p *problems, l location, s string) (string, bool) {
+func checkBaseURL(p *problems, at Error, s string) (string, bool) {
 	shown := quote(redactURL(s))
 	why := ""
 	u, err := url.Parse(s)
@@ -69,7 +70,7 @@ func checkBaseURL(p *problems, l location, s string) (string, bool) {
 	case err != nil:
 		why = "is not a URL"
 	case u.User != nil || strings.Contains(s, "@"):
-		p.bad(l, nil, "must not contain a user name or password (%s); Clear authenticates with the client secret", shown)
+		p.bad(at, nil, "must not contain a user name or password (%s); Clear authenticates with the client secret", shown)
 		return "", false
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "": // "https://host/?" would put the token path after a '?'
 		why = "must not carry a query or a fragment"
@@ -85,7 +86,7 @@ func checkBaseURL(p *problems, l location, s string) (string, bool) {
 		why = "is not accepted as a Clear base URL"
 	}
 	if why != "" {
-		p.bad(l, nil, "is invalid: %s %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", shown, why)
+		p.bad(at, nil, "is invalid: %s %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", shown, why)
 		return "", false
 	}
 	return strings.TrimRight(v.String(), "/"), true
@@ -109,85 +110,84 @@ func redactURL(s string) string {
 }
 
 // checkClientSecret validates a literal client secret without ever quoting it.
-func checkClientSecret(p *problems, l location, s string) (clear.ClientSecret, bool) {
+func checkClientSecret(p *problems, at Error, s string) (clear.ClientSecret, bool) {
 	p.secret(s)
 	if s == "" {
-		p.bad(l, nil, "is empty")
+		p.bad(at, nil, "is empty")
 		return clear.ClientSecret{}, false
 	}
 	if i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
-		p.bad(l, nil, "contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
+		p.bad(at, nil, "contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
 		return clear.ClientSecret{}, false
 	}
 	return clear.NewClientSecret(s), true
 }
 
-// checkClientSecretID validates the id of a client secret's secret without
+// checkSecretID validates the id of a client secret's secret without
 // echoing it: an operator who confused the fields pasted the secret itself, so
 // an invalid id is scrubbed like one. A valid id is not: "token" would blank
 // that word in every message.
-func checkClientSecretID(p *problems, l location, s string) (secretRef, bool) {
+func checkSecretID(p *problems, at Error, s string) (secretRef, bool) {
 	ref, err := parseSecretID(s)
 	switch {
 	case err == nil:
 		return ref, true
 	case s == "":
-		p.bad(l, nil, "%s", err)
+		p.bad(at, nil, "%s", err)
 	default:
 		p.secret(s)
-		p.bad(l, nil, "%s (the value is not shown in case it is a secret)", err)
+		p.bad(at, nil, "%s (the value is not shown in case it is a secret)", err)
 	}
 	return ref, false
 }
 
 // checkTokenSecretID validates the id of the token's secret, which is quoted.
-func checkTokenSecretID(p *problems, l location, s string) (secretRef, bool) {
+func checkTokenSecretID(p *problems, at Error, s string) (secretRef, bool) {
 	ref, err := parseSecretID(s)
 	if err != nil {
-		p.bad(l, nil, "%s %s", quote(s), err)
+		p.bad(at, nil, "%s %s", quote(s), err)
 	}
 	return ref, err == nil
 }
 
-func checkDailyLimit(p *problems, l location, s string) (int, bool) {
-	n, err := strconv.Atoi(s)
-	switch {
-	case err != nil && !errors.Is(err, strconv.ErrRange):
-		p.bad(l, nil, "%s is not a whole number; allowed 1..%d (default %d)", quote(s), MaxDailyLimit, DefaultDailyLimit)
-	case err != nil || n < 1 || n > MaxDailyLimit:
-		p.bad(l, nil, "%s is out of range 1..%d", s, MaxDailyLimit)
-	default:
-		return n, true
+// count returns a validator of a whole number in 1..hi.
+func count[T int | int64](hi, def T) func(*problems, Error, string) (T, bool) {
+	return func(p *problems, at Error, s string) (T, bool) {
+		n, err := strconv.ParseInt(s, 10, 64)
+		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange):
+			p.bad(at, nil, "%s is not a whole number; allowed 1..%d (default %d)", quote(s), hi, def)
+		case err != nil || n < 1 || n > int64(hi):
+			p.bad(at, nil, "%s is out of range 1..%d", s, hi)
+		default:
+			return T(n), true
+		}
+		return 0, false
 	}
-	return 0, false
 }
 
-// Every rotation revokes the token an ERP holds, so a max_age below
-// timing.MinInterval is refused at start-up rather than left to the engine's
-// floor; the upper bounds keep the arithmetic far from overflow and catch a
-// unit mistake that would silently mean "never".
-const (
-	MaxRenewBefore = 366 * 24 * time.Hour
-	MaxMaxAge      = 10 * 366 * 24 * time.Hour
-)
-
 // duration returns a validator of a Go duration greater than zero and within
-// lo..hi (hi 0: no bound); lowWhy and highWhy, when given, explain the bounds
-// instead of the plain "out of range".
-func duration(lo, hi time.Duration, lowWhy, highWhy string) func(*problems, location, string) (time.Duration, bool) {
-	return func(p *problems, l location, s string) (time.Duration, bool) {
+// lo..hi (hi 0: no bound).
+func duration(lo, hi time.Duration) func(*problems, Error, string) (time.Duration, bool) {
+	return explained(lo, hi, "", "")
+}
+
+// explained is duration whose lowWhy and highWhy, when given, explain the
+// bounds instead of the plain "out of range".
+func explained(lo, hi time.Duration, lowWhy, highWhy string) func(*problems, Error, string) (time.Duration, bool) {
+	return func(p *problems, at Error, s string) (time.Duration, bool) {
 		d, err := time.ParseDuration(s)
 		switch {
 		case err != nil:
-			p.bad(l, nil, "%s is not a Go duration such as \"90s\", \"30m\" or \"2h\"", quote(s))
+			p.bad(at, nil, "%s is not a Go duration such as \"90s\", \"30m\" or \"2h\"", quote(s))
 		case d <= 0:
-			p.bad(l, nil, "%s must be greater than zero", s)
+			p.bad(at, nil, "%s must be greater than zero", s)
 		case (d < lo || hi > 0 && d > hi) && highWhy == "":
-			p.bad(l, nil, "%s is out of range %s..%s", s, seconds(lo), seconds(hi))
+			p.bad(at, nil, "%s is out of range %s..%s", s, seconds(lo), seconds(hi))
 		case d < lo:
-			p.bad(l, nil, "%s is below %s, %s", s, lo, lowWhy)
+			p.bad(at, nil, "%s is below %s, %s", s, lo, lowWhy)
 		case hi > 0 && d > hi:
-			p.bad(l, nil, "%s is absurdly long; at most %s %s", s, hi, highWhy)
+			p.bad(at, nil, "%s is absurdly long; at most %s %s", s, hi, highWhy)
 		default:
 			return d, true
 		}
@@ -196,24 +196,20 @@ func duration(lo, hi time.Duration, lowWhy, highWhy string) func(*problems, loca
 }
 
 var (
-	checkPositive     = duration(0, 0, "", "")
-	checkClearTimeout = duration(MinClearTimeout, MaxClearTimeout, "", "")
-	checkRenewBefore  = duration(0, MaxRenewBefore, "", "(366 days) is allowed")
-	checkMaxAge       = duration(timing.MinInterval, MaxMaxAge,
+	checkRenewBefore = explained(0, MaxRenewBefore, "", "(366 days) is allowed")
+	checkMaxAge      = explained(timing.MinInterval, MaxMaxAge,
 		"the least time between two rotations of a client; every rotation revokes the token in use",
 		"(ten years) is allowed, or leave it unset for never")
 )
 
-// checkBudget refuses a max_age that needs more rotations per UTC day than
-// the daily limit allows: the client would spend each day refusing to rotate.
-func checkBudget(p *problems, l location, maxAge time.Duration, dailyLimit int) {
-	if maxAge <= 0 || dailyLimit <= 0 || int64(24*time.Hour/maxAge) <= int64(dailyLimit) {
-		return
+// checkKeyGrace accepts 0 too: the previous gateway key then dies at once.
+func checkKeyGrace(p *problems, at Error, s string) (time.Duration, bool) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > 168*time.Hour {
+		p.bad(at, nil, "%s is not a duration in 0s..168h", quote(s))
+		return 0, false
 	}
-	least := (24*time.Hour + time.Duration(dailyLimit) - 1) / time.Duration(dailyLimit)
-	least = (least + time.Minute - 1).Truncate(time.Minute)
-	p.bad(l, nil, "%s means %d rotations a day, more than the daily limit of %d requests allows; set it to at least %s or raise the daily limit",
-		maxAge, int64(24*time.Hour/maxAge), dailyLimit, least)
+	return d, true
 }
 
 // seconds formats a whole number of seconds as "120s", as the limits are
@@ -225,21 +221,23 @@ func seconds(d time.Duration) string {
 	return d.String()
 }
 
-// checkHTTPAddr validates a listen address [HOST]:PORT: HOST empty (every
-// interface), an IP address or a host name; PORT 0..65535 in decimal digits,
-// 0 asking for any free port (the daemon logs the one bound). Set but empty
-// means no listener.
-func checkHTTPAddr(p *problems, l location, s string) (string, bool) {
-	if s == "" {
-		return "", true
+// listenAddr returns a validator of a listen address [HOST]:PORT: HOST empty
+// (every interface), an IP address or a host name; PORT 0..65535 in decimal
+// digits, 0 asking for any free port (the daemon logs the one bound). Set but
+// empty (ROTATOR_HTTP_ADDR only) means no listener.
+func listenAddr(examples string) func(*problems, Error, string) (string, bool) {
+	return func(p *problems, at Error, s string) (string, bool) {
+		if s == "" {
+			return "", true
+		}
+		host, port, err := net.SplitHostPort(s)
+		n, perr := strconv.ParseUint(port, 10, 16)
+		if err != nil || perr != nil || len(port) > 5 || strings.Trim(port, "0123456789") != "" || n > 65535 || !isHost(host) {
+			p.bad(at, nil, "%s is not a listen address; want [HOST]:PORT with a port of 0..65535, such as %s", quote(s), examples)
+			return "", false
+		}
+		return s, true
 	}
-	host, port, err := net.SplitHostPort(s)
-	n, perr := strconv.ParseUint(port, 10, 16)
-	if err != nil || perr != nil || len(port) > 5 || strings.Trim(port, "0123456789") != "" || n > 65535 || !isHost(host) {
-		p.bad(l, nil, "%s is not a listen address; want [HOST]:PORT with a port of 0..65535, such as \":9090\" or \"127.0.0.1:9090\", or set it empty to disable the listener", quote(s))
-		return "", false
-	}
-	return s, true
 }
 
 // isHost reports whether s is empty, an IP address (with a zone, for a
@@ -299,10 +297,79 @@ func parseSchedule(spec string, now time.Time) (sched cron.Schedule, err error) 
 	return sched, nil
 }
 
-func checkSchedule(p *problems, l location, s string) (string, bool) {
+func checkSchedule(p *problems, at Error, s string) (string, bool) {
 	if _, err := ParseSchedule(s); err != nil {
-		p.bad(l, err, "%s is not a valid schedule: %s; use a cron spec with 5 fields, or 6 with leading seconds, or a descriptor such as \"@every 5m\" or \"@hourly\"", quote(s), clear.Sanitize(err.Error()))
+		p.bad(at, err, "%s is not a valid schedule: %s; use a cron spec with 5 fields, or 6 with leading seconds, or a descriptor such as \"@every 5m\" or \"@hourly\"", quote(s), clear.Sanitize(err.Error()))
 		return "", false
 	}
 	return s, true
+}
+
+var headerNameRE = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}$`)
+
+// checkHeaderName validates an HTTP header name (an RFC 9110 token).
+func checkHeaderName(p *problems, at Error, s string) (string, bool) {
+	if !headerNameRE.MatchString(s) {
+		p.bad(at, nil, "%s is not an HTTP header name", quote(s))
+		return "", false
+	}
+	return strings.ToLower(s), true
+}
+
+// checkGatewayKey validates the gateway's literal inbound key without quoting it.
+func checkGatewayKey(p *problems, at Error, s string) (string, bool) {
+	if len(s) < 16 {
+		p.bad(at, nil, "is too short (the value is not shown); use at least 16 characters")
+		return "", false
+	}
+	return s, true
+}
+
+// text accepts any value (a path, read by whoever uses it).
+func text(_ *problems, _ Error, s string) (string, bool) { return s, true }
+
+// fromError adapts another package's parser, whose messages already say
+// what is allowed.
+func fromError[T any](f func(string) (T, error)) func(*problems, Error, string) (any, bool) {
+	return func(p *problems, at Error, s string) (any, bool) {
+		v, err := f(s)
+		if err != nil {
+			p.bad(at, err, "%s", err)
+		}
+		return v, err == nil
+	}
+}
+
+// checkWebhookURL validates a webhook URL by notify's rule; its messages never
+// quote the URL, whose path or query may carry a receiver's key.
+func checkWebhookURL(p *problems, at Error, s string) (string, bool) {
+	if _, err := notify.CheckURL(s); err != nil {
+		p.bad(at, nil, "%s (the URL is not shown, in case it carries a key)", err)
+		return "", false
+	}
+	return s, true
+}
+
+// checkWebhookSecret validates a literal signing secret (one or two whsec_
+// values) without quoting it; each value is scrubbed from every message, not
+// only the whole.
+func checkWebhookSecret(p *problems, at Error, s string) (notify.Secret, bool) {
+	for _, f := range strings.Fields(s) {
+		p.secret(f)
+	}
+	sec := notify.NewSecret(s)
+	if _, err := notify.ParseKeys(sec); err != nil {
+		p.bad(at, err, "%s", err)
+		return notify.Secret{}, false
+	}
+	return sec, true
+}
+
+// checkHookStdin accepts the one value of ROTATOR_HOOK_STDIN.
+func checkHookStdin(p *problems, at Error, s string) (bool, bool) {
+	if s != HookStdinToken {
+		p.bad(at, nil, "%s is not allowed; the one value is %q (unset: the hook's input is empty)", quote(s), HookStdinToken)
+		return false, false
+	}
+	return true, true
 }

@@ -17,6 +17,9 @@ func envOf(kv ...string) LookupFunc {
 	return func(name string) (string, bool) { v, ok := m[name]; return v, ok }
 }
 
+// TestLoadGateway: the gateway's global settings are rows of the table like any other, read by
+// Load (the gateway `rotator run` embeds, off unless ROTATOR_GATEWAY_ADDR is set) and by
+// LoadForGateway (`rotator gateway`, whose listener defaults to DefaultGatewayAddr).
 func TestLoadGateway(t *testing.T) {
 	const key = "a-key-of-at-least-16-chars"
 	for name, tc := range map[string]struct {
@@ -41,7 +44,16 @@ func TestLoadGateway(t *testing.T) {
 		"bad addr":      {env: []string{EnvGatewayAddr + "=nope"}, err: "not a listen address"},
 		"localhost":     {env: []string{EnvGatewayAddr + "=localhost:1"}, want: func(g *Gateway) bool { return g.Addr == "localhost:1" }},
 	} {
-		g, err := LoadGateway(envOf(tc.env...), tc.standalone)
+		load := Load
+		if tc.standalone {
+			load = LoadForGateway
+		}
+		var g *Gateway
+		cfg, err := load(envOf(append([]string{EnvBaseURL + "=https://api.example.com", EnvClientSecretID + "=clear/cs",
+			EnvTokenSecretID + "=clear/tok"}, tc.env...)...))
+		if err == nil {
+			g = &cfg.Gateway
+		}
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s: error %v, want %q", name, err, tc.err)
