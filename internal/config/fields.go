@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -58,38 +57,18 @@ func checkName(p *problems, at Error, s string) bool {
 	return ok
 }
 
-// checkBaseURL validates a Clear API base URL and returns it without a
-// trailing slash. Messages show it only through redactURL: its user info or
-// query may carry a password or a key. clear.ParseBaseURL has the final word,
-// but its message quotes the whole URL, so its reasons are restated here.
+// checkBaseURL validates a Clear API base URL by clear's rule and returns it
+// without a trailing slash. Messages show it only through redactURL: its user
+// info or query may carry a password or a key.
 func checkBaseURL(p *problems, at Error, s string) (string, bool) {
-	shown := quote(redactURL(s))
-	why := ""
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		why = "is not a URL"
-	case u.User != nil || strings.Contains(s, "@"):
-		p.bad(at, nil, "must not contain a user name or password (%s); Clear authenticates with the client secret", shown)
-		return "", false
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "": // "https://host/?" would put the token path after a '?'
-		why = "must not carry a query or a fragment"
-	case u.Scheme == "http" && !clear.IsLoopback(u.Hostname()):
-		why = "uses http, but http is allowed only for loopback hosts; use https"
-	case u.Scheme != "https" && u.Scheme != "http":
-		why = "has the wrong scheme: scheme must be https"
-	case u.Host == "":
-		why = "has no host"
-	}
-	v, err := clear.ParseBaseURL(s)
-	if why == "" && err != nil {
-		why = "is not accepted as a Clear base URL"
-	}
-	if why != "" {
-		p.bad(at, nil, "is invalid: %s %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", shown, why)
+	u, err := clear.ParseBaseURL(s)
+	if err != nil {
+		why := &clear.BaseURLError{Reason: "is not accepted as a Clear base URL"}
+		errors.As(err, &why)
+		p.bad(at, nil, "is invalid: %s %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", quote(redactURL(s)), why.Reason)
 		return "", false
 	}
-	return strings.TrimRight(v.String(), "/"), true
+	return strings.TrimRight(u.String(), "/"), true
 }
 
 // redactURL replaces any user info, query or fragment of s by a marker,
