@@ -117,19 +117,7 @@ func (c *candidate) assemble(p *problems, own, env []value, inFile, noClientSecr
 			c.missing(p, g, inFile)
 		}
 	}
-	for i := range Settings {
-		if s := &Settings[i]; s.Scope == PerClient && s.Default != nil {
-			s.client(&c.client, s.Default)
-		}
-	}
-	for _, v := range c.vals {
-		if v.ok {
-			v.s.client(&c.client, v.v)
-		}
-	}
-	if v, ok := get(c.vals, EnvMaxAge); ok && v.ok {
-		checkBudget(p, v.at, c.client.MaxAge, c.client.DailyLimit)
-	}
+	apply(nil, &c.client, c.vals)
 }
 
 // in reports whether s belongs to the group g.

@@ -212,16 +212,7 @@ func build(lookup LookupFunc, file *fileInput, noClientSecret bool) (*Config, er
 	var p problems
 	cfg := &Config{Source: SourceEnvironment}
 	env := read(&p, fromEnv(lookup))
-	for i := range Settings {
-		if s := &Settings[i]; s.config != nil && s.Default != nil {
-			s.config(cfg, s.Default)
-		}
-	}
-	for _, v := range env {
-		if v.ok && v.s.config != nil {
-			v.s.config(cfg, v.v)
-		}
-	}
+	apply(cfg, nil, env)
 	var cands []*candidate
 	if file == nil {
 		c := &candidate{at: Error{Source: SourceEnvironment}, nameOK: true}

@@ -88,9 +88,9 @@ func redactURL(s string) string {
 	return scheme + rest
 }
 
-// checkClientSecret validates a literal client secret without ever quoting it.
+// checkClientSecret validates a literal client secret without ever quoting it
+// (read has already noted it for the scrub, as it does every Secret row).
 func checkClientSecret(p *problems, at Error, s string) (clear.ClientSecret, bool) {
-	p.secret(s)
 	if s == "" {
 		p.bad(at, nil, "is empty")
 		return clear.ClientSecret{}, false

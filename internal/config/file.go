@@ -129,7 +129,11 @@ func mapping(p *problems, at Error, n *yaml.Node, allowed []string, unknown stri
 			if p.full() {
 				p.more++ // the suggestion costs an edit distance per allowed key
 			} else {
-				p.add(at.at("", k.Line), nil, fmt.Sprintf(unknown, quote(kr.Value), didYouMean(kr.Value, allowed)))
+				hint := ""
+				if s := Suggest(kr.Value, allowed); s != "" {
+					hint = " (did you mean " + s + "?)"
+				}
+				p.add(at.at("", k.Line), nil, fmt.Sprintf(unknown, quote(kr.Value), hint))
 			}
 		default:
 			first[kr.Value] = k.Line
@@ -153,15 +157,6 @@ func shape(n *yaml.Node) string {
 		return "a value tagged " + n.ShortTag()
 	}
 	return "an unexpected node"
-}
-
-// didYouMean returns " (did you mean X?)" when word is close to one of
-// candidates, and "" otherwise.
-func didYouMean(word string, candidates []string) string {
-	if s := Suggest(word, candidates); s != "" {
-		return " (did you mean " + s + "?)"
-	}
-	return ""
 }
 
 // resolve follows an alias (*name) to the value it stands for. An alias of a

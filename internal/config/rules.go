@@ -11,9 +11,9 @@ import (
 // rules are the checks between settings, run once every setting is parsed
 // and applied, in this order. Each reads the parsed configuration, reports
 // what is wrong where the operator would fix it, and may settle a default
-// that depends on another setting. The one rule within a client, the daily
-// budget, runs as the client is assembled (checkBudget).
+// that depends on another setting.
 var rules = []func(p *problems, cfg *Config, env []value, cands []*candidate){
+	maxAgeWithinBudget,
 	shutdownGrace,
 	hookStdinNeedsHook,
 	gatewayTLSPair,
@@ -91,14 +91,18 @@ func webhookNeedsSecret(p *problems, cfg *Config, _ []value, cands []*candidate)
 	}
 }
 
-// checkBudget refuses a max_age that needs more rotations per UTC day than
-// the daily limit allows: the client would spend each day refusing to rotate.
-func checkBudget(p *problems, at Error, maxAge time.Duration, dailyLimit int) {
-	if maxAge <= 0 || dailyLimit <= 0 || int64(24*time.Hour/maxAge) <= int64(dailyLimit) {
-		return
+// maxAgeWithinBudget refuses a max_age that needs more rotations per UTC day
+// than the client's daily limit allows: the client would spend each day
+// refusing to rotate.
+func maxAgeWithinBudget(p *problems, _ *Config, _ []value, cands []*candidate) {
+	for _, c := range cands {
+		v, ok := get(c.vals, EnvMaxAge)
+		maxAge, limit := c.client.MaxAge, time.Duration(c.client.DailyLimit)
+		if !ok || !v.ok || limit <= 0 || 24*time.Hour/maxAge <= limit {
+			continue
+		}
+		least := ((24*time.Hour+limit-1)/limit + time.Minute - 1).Truncate(time.Minute)
+		p.bad(v.at, nil, "%s means %d rotations a day, more than the daily limit of %d requests allows; set it to at least %s or raise the daily limit",
+			maxAge, 24*time.Hour/maxAge, limit, least)
 	}
-	least := (24*time.Hour + time.Duration(dailyLimit) - 1) / time.Duration(dailyLimit)
-	least = (least + time.Minute - 1).Truncate(time.Minute)
-	p.bad(at, nil, "%s means %d rotations a day, more than the daily limit of %d requests allows; set it to at least %s or raise the daily limit",
-		maxAge, int64(24*time.Hour/maxAge), dailyLimit, least)
 }

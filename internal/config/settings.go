@@ -77,22 +77,13 @@ const (
 	DefaultClientName = "default" // the only client in single-client mode
 	SourceEnvironment = "environment"
 
-	DefaultGatewayAddr            = "127.0.0.1:8480" // `rotator gateway`'s; `rotator run` serves none unless told
-	DefaultGatewayKeyGrace        = 15 * time.Minute
-	DefaultGatewayReplayLimit     = 1 << 20
-	MaxGatewayReplayLimit         = 64 << 20
-	DefaultGatewayHold            = 10 * time.Second
-	DefaultGatewayUpstreamTimeout = 120 * time.Second
-	DefaultGatewayMaxConns        = 16384
-	MaxGatewayMaxConns            = 1 << 20
-	DefaultGatewayPoll            = 5 * time.Second
-	DefaultGatewayTokenHeader     = clear.HeaderAuthToken
+	DefaultGatewayAddr        = "127.0.0.1:8480" // `rotator gateway`'s; `rotator run` serves none unless told
+	DefaultGatewayMaxConns    = 16384
+	DefaultGatewayTokenHeader = clear.HeaderAuthToken
 
 	// HookStdinToken is the one value of ROTATOR_HOOK_STDIN: the hook reads the token document.
 	HookStdinToken     = "token"
 	DefaultHookTimeout = notify.DefaultHookTimeout
-	MinHookTimeout     = time.Second
-	MaxHookTimeout     = 10 * time.Minute
 )
 
 // Scope says where a setting applies.
@@ -133,6 +124,28 @@ type Setting struct {
 	parse  func(p *problems, at Error, s string) (any, bool)
 	client func(c *Client, v any)
 	config func(c *Config, v any)
+}
+
+// apply sets every setting of c's scope (the client's when c is not nil,
+// else cfg's) to its default, then to the valid values of vals.
+func apply(cfg *Config, c *Client, vals []value) {
+	set := func(s *Setting, v any) {
+		if c != nil && s.client != nil {
+			s.client(c, v)
+		} else if c == nil && s.config != nil {
+			s.config(cfg, v)
+		}
+	}
+	for i := range Settings {
+		if s := &Settings[i]; s.Default != nil {
+			set(s, s.Default)
+		}
+	}
+	for _, v := range vals {
+		if v.ok {
+			set(v.s, v.v)
+		}
+	}
 }
 
 // DefaultText is the default as help texts show it; "" when there is none.
@@ -249,22 +262,22 @@ var Settings = []Setting{
 	{Env: EnvGatewayKey, Scope: DaemonOnly, Kind: "secret", Group: "gateway_key", Secret: true,
 		Help:  "the gateway's inbound key itself (for development); set this or " + EnvGatewayKeyID + "; required unless the gateway listens on loopback",
 		parse: parser(checkGatewayKey), config: configField(func(c *Config) *string { return &c.Gateway.Key })},
-	{Env: EnvGatewayKeyGrace, Scope: DaemonOnly, Kind: "duration", Default: DefaultGatewayKeyGrace, DefaultDoc: "15m", Limits: "0s..168h",
+	{Env: EnvGatewayKeyGrace, Scope: DaemonOnly, Kind: "duration", Default: 15 * time.Minute, DefaultDoc: "15m", Limits: "0s..168h",
 		Help:  "how long the previous key is still accepted after the key's secret changed",
 		parse: parser(checkKeyGrace), config: configField(func(c *Config) *time.Duration { return &c.Gateway.KeyGrace })},
-	{Env: EnvGatewayReplayLimit, Scope: DaemonOnly, Kind: "bytes", Default: int64(DefaultGatewayReplayLimit), DefaultDoc: "1048576 (1 MiB)", Limits: "1..67108864",
+	{Env: EnvGatewayReplayLimit, Scope: DaemonOnly, Kind: "bytes", Default: int64(1 << 20), DefaultDoc: "1048576 (1 MiB)", Limits: "1..67108864",
 		Help:  "largest request body buffered so that it can be replayed after a 401; larger bodies are streamed",
-		parse: parser(count[int64](MaxGatewayReplayLimit, DefaultGatewayReplayLimit)), config: configField(func(c *Config) *int64 { return &c.Gateway.ReplayLimit })},
-	{Env: EnvGatewayHold, Scope: DaemonOnly, Kind: "duration", Default: DefaultGatewayHold, Limits: "1s..60s",
+		parse: parser(count[int64](64<<20, 1<<20)), config: configField(func(c *Config) *int64 { return &c.Gateway.ReplayLimit })},
+	{Env: EnvGatewayHold, Scope: DaemonOnly, Kind: "duration", Default: 10 * time.Second, Limits: "1s..60s",
 		Help:  "longest a request waits for a (newer) token before the gateway answers",
 		parse: parser(duration(time.Second, time.Minute)), config: configField(func(c *Config) *time.Duration { return &c.Gateway.Hold })},
-	{Env: EnvGatewayUpstreamTimeout, Scope: DaemonOnly, Kind: "duration", Default: DefaultGatewayUpstreamTimeout, DefaultDoc: "120s", Limits: "1s..600s",
+	{Env: EnvGatewayUpstreamTimeout, Scope: DaemonOnly, Kind: "duration", Default: 120 * time.Second, DefaultDoc: "120s", Limits: "1s..600s",
 		Help:  "longest wait for Clear's response headers",
 		parse: parser(duration(time.Second, 10*time.Minute)), config: configField(func(c *Config) *time.Duration { return &c.Gateway.UpstreamTimeout })},
 	{Env: EnvGatewayMaxConns, Scope: DaemonOnly, Kind: "number", Default: DefaultGatewayMaxConns, Limits: "1..1048576",
 		Help:  "most connections the gateway holds open at once",
-		parse: parser(count(MaxGatewayMaxConns, DefaultGatewayMaxConns)), config: configField(func(c *Config) *int { return &c.Gateway.MaxConns })},
-	{Env: EnvGatewayPoll, Scope: DaemonOnly, Kind: "duration", Default: DefaultGatewayPoll, Limits: "1s..5m",
+		parse: parser(count(1<<20, DefaultGatewayMaxConns)), config: configField(func(c *Config) *int { return &c.Gateway.MaxConns })},
+	{Env: EnvGatewayPoll, Scope: DaemonOnly, Kind: "duration", Default: 5 * time.Second, Limits: "1s..5m",
 		Help:  "how often the gateway looks at the token secret's version (one DescribeSecret); a 401 looks at once",
 		parse: parser(duration(time.Second, 5*time.Minute)), config: configField(func(c *Config) *time.Duration { return &c.Gateway.Poll })},
 	{Env: EnvGatewayTLSCert, Scope: DaemonOnly, Kind: "path",
@@ -296,7 +309,7 @@ var Settings = []Setting{
 	{Env: EnvHookTimeout, Scope: Global, Kind: "duration", Default: DefaultHookTimeout, Limits: "1s..10m",
 		Help:  "time limit of one run of the hook command",
 		Notes: "the command is killed with everything it started",
-		parse: parser(duration(MinHookTimeout, MaxHookTimeout)), config: configField(func(c *Config) *time.Duration { return &c.Notify.HookTimeout })},
+		parse: parser(duration(time.Second, 10*time.Minute)), config: configField(func(c *Config) *time.Duration { return &c.Notify.HookTimeout })},
 }
 
 // settingGroups are the settings, each alone or with the others of its Group,
