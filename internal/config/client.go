@@ -39,10 +39,21 @@ func read(p *problems, source func(s *Setting) (given, Error, bool)) []value {
 			}
 			if s.Secret {
 				p.secret(raw.text)
+				for _, f := range strings.Fields(raw.text) {
+					p.secret(f) // a part of a secret is secret too: a signing secret while it changes is two
+				}
 			}
 			v := value{s: s, at: at}
 			if raw.shape {
-				v.v, v.ok = s.parse(p, at, raw.text)
+				var err error
+				v.v, err = s.parse(raw.text)
+				v.ok = err == nil
+				if _, hide := err.(errMaybeSecret); hide {
+					p.secret(raw.text)
+				}
+				if err != nil {
+					p.bad(at, err, "%s", err)
+				}
 			}
 			out = append(out, v)
 		}

@@ -19,9 +19,15 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
-// The validators take the trimmed text of a setting and where it came from,
-// record any problem (the field's name first, then what is allowed) and
-// return the typed value and whether it is usable.
+// The validators are pure functions of the trimmed text of a setting: they
+// return the typed value, or an error that reads after the setting's name
+// ("300 is out of range 1..250") and says what is allowed; read records it.
+// An error never quotes a value that may be a secret, and one that wraps a
+// cause keeps it for errors.Is.
+
+// errMaybeSecret marks a refusal of a value that may be a secret pasted into
+// the wrong field: read scrubs the value from every message.
+type errMaybeSecret struct{ error }
 
 // quote renders a value for a message: quoted, so that control characters
 // cannot forge log lines, and cut at 80 bytes so that a pasted blob does not
@@ -49,26 +55,24 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // checkName validates a client name, which shows up in logs, metrics and
 // secret descriptions.
-func checkName(p *problems, at Error, s string) bool {
-	ok := nameRE.MatchString(s)
-	if !ok {
-		p.bad(at, nil, "%s is not allowed; use 1 to 64 characters from A-Z a-z 0-9 . _ -", quote(s))
+func checkName(s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("%s is not allowed; use 1 to 64 characters from A-Z a-z 0-9 . _ -", quote(s))
 	}
-	return ok
+	return nil
 }
 
 // checkBaseURL validates a Clear API base URL by clear's rule and returns it
 // without a trailing slash. Messages show it only through redactURL: its user
 // info or query may carry a password or a key.
-func checkBaseURL(p *problems, at Error, s string) (string, bool) {
+func checkBaseURL(s string) (string, error) {
 	u, err := clear.ParseBaseURL(s)
 	if err != nil {
 		why := &clear.BaseURLError{Reason: "is not accepted as a Clear base URL"}
 		errors.As(err, &why)
-		p.bad(at, nil, "is invalid: %s %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", quote(redactURL(s)), why.Reason)
-		return "", false
+		return "", fmt.Errorf("is invalid: %s %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", quote(redactURL(s)), why.Reason)
 	}
-	return strings.TrimRight(u.String(), "/"), true
+	return strings.TrimRight(u.String(), "/"), nil
 }
 
 // redactURL replaces any user info, query or fragment of s by a marker,
@@ -90,87 +94,75 @@ func redactURL(s string) string {
 
 // checkClientSecret validates a literal client secret without ever quoting it
 // (read has already noted it for the scrub, as it does every Secret row).
-func checkClientSecret(p *problems, at Error, s string) (clear.ClientSecret, bool) {
+func checkClientSecret(s string) (clear.ClientSecret, error) {
 	if s == "" {
-		p.bad(at, nil, "is empty")
-		return clear.ClientSecret{}, false
+		return clear.ClientSecret{}, errors.New("is empty")
 	}
 	if i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
-		p.bad(at, nil, "contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
-		return clear.ClientSecret{}, false
+		return clear.ClientSecret{}, fmt.Errorf("contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
 	}
-	return clear.NewClientSecret(s), true
+	return clear.NewClientSecret(s), nil
 }
 
 // checkSecretID validates the id of a client secret's secret without
 // echoing it: an operator who confused the fields pasted the secret itself, so
 // an invalid id is scrubbed like one. A valid id is not: "token" would blank
 // that word in every message.
-func checkSecretID(p *problems, at Error, s string) (secretRef, bool) {
+func checkSecretID(s string) (secretRef, error) {
 	ref, err := parseSecretID(s)
-	switch {
-	case err == nil:
-		return ref, true
-	case s == "":
-		p.bad(at, nil, "%s", err)
-	default:
-		p.secret(s)
-		p.bad(at, nil, "%s (the value is not shown in case it is a secret)", err)
+	if err != nil && s != "" {
+		return ref, errMaybeSecret{fmt.Errorf("%s (the value is not shown in case it is a secret)", err)}
 	}
-	return ref, false
+	return ref, err
 }
 
 // checkTokenSecretID validates the id of the token's secret, which is quoted.
-func checkTokenSecretID(p *problems, at Error, s string) (secretRef, bool) {
+func checkTokenSecretID(s string) (secretRef, error) {
 	ref, err := parseSecretID(s)
 	if err != nil {
-		p.bad(at, nil, "%s %s", quote(s), err)
+		return ref, fmt.Errorf("%s %s", quote(s), err)
 	}
-	return ref, err == nil
+	return ref, nil
 }
 
 // count returns a validator of a whole number in 1..hi.
-func count[T int | int64](hi, def T) func(*problems, Error, string) (T, bool) {
-	return func(p *problems, at Error, s string) (T, bool) {
+func count[T int | int64](hi, def T) func(string) (T, error) {
+	return func(s string) (T, error) {
 		n, err := strconv.ParseInt(s, 10, 64)
 		switch {
 		case err != nil && !errors.Is(err, strconv.ErrRange):
-			p.bad(at, nil, "%s is not a whole number; allowed 1..%d (default %d)", quote(s), hi, def)
+			return 0, fmt.Errorf("%s is not a whole number; allowed 1..%d (default %d)", quote(s), hi, def)
 		case err != nil || n < 1 || n > int64(hi):
-			p.bad(at, nil, "%s is out of range 1..%d", s, hi)
-		default:
-			return T(n), true
+			return 0, fmt.Errorf("%s is out of range 1..%d", s, hi)
 		}
-		return 0, false
+		return T(n), nil
 	}
 }
 
 // duration returns a validator of a Go duration greater than zero and within
 // lo..hi (hi 0: no bound).
-func duration(lo, hi time.Duration) func(*problems, Error, string) (time.Duration, bool) {
+func duration(lo, hi time.Duration) func(string) (time.Duration, error) {
 	return explained(lo, hi, "", "")
 }
 
 // explained is duration whose lowWhy and highWhy, when given, explain the
 // bounds instead of the plain "out of range".
-func explained(lo, hi time.Duration, lowWhy, highWhy string) func(*problems, Error, string) (time.Duration, bool) {
-	return func(p *problems, at Error, s string) (time.Duration, bool) {
+func explained(lo, hi time.Duration, lowWhy, highWhy string) func(string) (time.Duration, error) {
+	return func(s string) (time.Duration, error) {
 		d, err := time.ParseDuration(s)
 		switch {
 		case err != nil:
-			p.bad(at, nil, "%s is not a Go duration such as \"90s\", \"30m\" or \"2h\"", quote(s))
+			return 0, fmt.Errorf("%s is not a Go duration such as \"90s\", \"30m\" or \"2h\"", quote(s))
 		case d <= 0:
-			p.bad(at, nil, "%s must be greater than zero", s)
+			return 0, fmt.Errorf("%s must be greater than zero", s)
 		case (d < lo || hi > 0 && d > hi) && highWhy == "":
-			p.bad(at, nil, "%s is out of range %s..%s", s, seconds(lo), seconds(hi))
+			return 0, fmt.Errorf("%s is out of range %s..%s", s, seconds(lo), seconds(hi))
 		case d < lo:
-			p.bad(at, nil, "%s is below %s, %s", s, lo, lowWhy)
+			return 0, fmt.Errorf("%s is below %s, %s", s, lo, lowWhy)
 		case hi > 0 && d > hi:
-			p.bad(at, nil, "%s is absurdly long; at most %s %s", s, hi, highWhy)
-		default:
-			return d, true
+			return 0, fmt.Errorf("%s is absurdly long; at most %s %s", s, hi, highWhy)
 		}
-		return 0, false
+		return d, nil
 	}
 }
 
@@ -182,13 +174,12 @@ var (
 )
 
 // checkKeyGrace accepts 0 too: the previous gateway key then dies at once.
-func checkKeyGrace(p *problems, at Error, s string) (time.Duration, bool) {
+func checkKeyGrace(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 || d > 168*time.Hour {
-		p.bad(at, nil, "%s is not a duration in 0s..168h", quote(s))
-		return 0, false
+		return 0, fmt.Errorf("%s is not a duration in 0s..168h", quote(s))
 	}
-	return d, true
+	return d, nil
 }
 
 // seconds formats a whole number of seconds as "120s", as the limits are
@@ -204,18 +195,17 @@ func seconds(d time.Duration) string {
 // (every interface), an IP address or a host name; PORT 0..65535 in decimal
 // digits, 0 asking for any free port (the daemon logs the one bound). Set but
 // empty (ROTATOR_HTTP_ADDR only) means no listener.
-func listenAddr(examples string) func(*problems, Error, string) (string, bool) {
-	return func(p *problems, at Error, s string) (string, bool) {
+func listenAddr(examples string) func(string) (string, error) {
+	return func(s string) (string, error) {
 		if s == "" {
-			return "", true
+			return "", nil
 		}
 		host, port, err := net.SplitHostPort(s)
 		n, perr := strconv.ParseUint(port, 10, 16)
 		if err != nil || perr != nil || len(port) > 5 || strings.Trim(port, "0123456789") != "" || n > 65535 || !isHost(host) {
-			p.bad(at, nil, "%s is not a listen address; want [HOST]:PORT with a port of 0..65535, such as %s", quote(s), examples)
-			return "", false
+			return "", fmt.Errorf("%s is not a listen address; want [HOST]:PORT with a port of 0..65535, such as %s", quote(s), examples)
 		}
-		return s, true
+		return s, nil
 	}
 }
 
@@ -276,79 +266,58 @@ func parseSchedule(spec string, now time.Time) (sched cron.Schedule, err error) 
 	return sched, nil
 }
 
-func checkSchedule(p *problems, at Error, s string) (string, bool) {
+func checkSchedule(s string) (string, error) {
 	if _, err := ParseSchedule(s); err != nil {
-		p.bad(at, err, "%s is not a valid schedule: %s; use a cron spec with 5 fields, or 6 with leading seconds, or a descriptor such as \"@every 5m\" or \"@hourly\"", quote(s), clear.Sanitize(err.Error()))
-		return "", false
+		return "", fmt.Errorf("%s is not a valid schedule: %s; use a cron spec with 5 fields, or 6 with leading seconds, or a descriptor such as \"@every 5m\" or \"@hourly\"", quote(s), clear.Sanitize(err.Error()))
 	}
-	return s, true
+	return s, nil
 }
 
 var headerNameRE = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}$`)
 
 // checkHeaderName validates an HTTP header name (an RFC 9110 token).
-func checkHeaderName(p *problems, at Error, s string) (string, bool) {
+func checkHeaderName(s string) (string, error) {
 	if !headerNameRE.MatchString(s) {
-		p.bad(at, nil, "%s is not an HTTP header name", quote(s))
-		return "", false
+		return "", fmt.Errorf("%s is not an HTTP header name", quote(s))
 	}
-	return strings.ToLower(s), true
+	return strings.ToLower(s), nil
 }
 
 // checkGatewayKey validates the gateway's literal inbound key without quoting it.
-func checkGatewayKey(p *problems, at Error, s string) (string, bool) {
+func checkGatewayKey(s string) (string, error) {
 	if len(s) < 16 {
-		p.bad(at, nil, "is too short (the value is not shown); use at least 16 characters")
-		return "", false
+		return "", errors.New("is too short (the value is not shown); use at least 16 characters")
 	}
-	return s, true
+	return s, nil
 }
 
 // text accepts any value (a path, read by whoever uses it).
-func text(_ *problems, _ Error, s string) (string, bool) { return s, true }
-
-// fromError adapts another package's parser, whose messages already say
-// what is allowed.
-func fromError[T any](f func(string) (T, error)) func(*problems, Error, string) (any, bool) {
-	return func(p *problems, at Error, s string) (any, bool) {
-		v, err := f(s)
-		if err != nil {
-			p.bad(at, err, "%s", err)
-		}
-		return v, err == nil
-	}
-}
+func text(s string) (string, error) { return s, nil }
 
 // checkWebhookURL validates a webhook URL by notify's rule; its messages never
 // quote the URL, whose path or query may carry a receiver's key.
-func checkWebhookURL(p *problems, at Error, s string) (string, bool) {
+func checkWebhookURL(s string) (string, error) {
 	if _, err := notify.CheckURL(s); err != nil {
-		p.bad(at, nil, "%s (the URL is not shown, in case it carries a key)", err)
-		return "", false
+		return "", fmt.Errorf("%s (the URL is not shown, in case it carries a key)", err)
 	}
-	return s, true
+	return s, nil
 }
 
 // checkWebhookSecret validates a literal signing secret (one or two whsec_
-// values) without quoting it; each value is scrubbed from every message, not
+// values) without quoting it; read scrubs each value from every message, not
 // only the whole.
-func checkWebhookSecret(p *problems, at Error, s string) (notify.Secret, bool) {
-	for _, f := range strings.Fields(s) {
-		p.secret(f)
-	}
+func checkWebhookSecret(s string) (notify.Secret, error) {
 	sec := notify.NewSecret(s)
 	if _, err := notify.ParseKeys(sec); err != nil {
-		p.bad(at, err, "%s", err)
-		return notify.Secret{}, false
+		return notify.Secret{}, err
 	}
-	return sec, true
+	return sec, nil
 }
 
 // checkHookStdin accepts the one value of ROTATOR_HOOK_STDIN.
-func checkHookStdin(p *problems, at Error, s string) (bool, bool) {
+func checkHookStdin(s string) (bool, error) {
 	if s != HookStdinToken {
-		p.bad(at, nil, "%s is not allowed; the one value is %q (unset: the hook's input is empty)", quote(s), HookStdinToken)
-		return false, false
+		return false, fmt.Errorf("%s is not allowed; the one value is %q (unset: the hook's input is empty)", quote(s), HookStdinToken)
 	}
-	return true, true
+	return true, nil
 }

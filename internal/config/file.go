@@ -196,11 +196,8 @@ func scalar(p *problems, l Error, key string, fields map[string]*yaml.Node) (giv
 		return given{}, false
 	case n.Kind == yaml.ScalarNode:
 		return given{strings.TrimSpace(n.Value), line, true}, true
-	case n.Kind == yaml.SequenceNode:
-		p.bad(l.at(key, line), nil, "must be a single value, not a list")
-	default:
-		p.bad(l.at(key, line), nil, "must be a single value, not a mapping")
 	}
+	p.bad(l.at(key, line), nil, "must be a single value, not %s", shape(n))
 	return given{line: line}, true
 }
 
@@ -211,7 +208,10 @@ func fileEntry(fields map[string]*yaml.Node, l Error, env []value, p *problems, 
 	switch name, ok := scalar(p, l, "name", fields); {
 	case !ok:
 		p.bad(l.at("name", 0), nil, "is missing; every client in a file needs a unique name (1 to 64 characters from A-Z a-z 0-9 . _ -)")
-	case name.shape && checkName(p, l.at("name", name.line), name.text):
+	case !name.shape:
+	case checkName(name.text) != nil:
+		p.bad(l.at("name", name.line), nil, "%s", checkName(name.text))
+	default:
 		c.client.Name = name.text
 		c.nameOK, c.nameLine = true, name.line
 		c.at.Client = name.text

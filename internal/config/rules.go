@@ -2,9 +2,9 @@ package config
 
 import (
 	"net"
-	"strings"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -69,11 +69,7 @@ func gatewayKeyOffLoopback(p *problems, cfg *Config, env []value, _ []*candidate
 // host binds every interface.
 func loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return strings.EqualFold(host, "localhost") || ip != nil && ip.IsLoopback()
+	return err == nil && host != "" && clear.IsLoopback(host)
 }
 
 // webhookNeedsSecret refuses a webhook URL without a signing secret: an

@@ -118,10 +118,10 @@ type Setting struct {
 	Secret    bool // a literal secret: never echoed, scrubbed from every message
 	KeepEmpty bool // "set but empty" is a value, not "unset" (ROTATOR_HTTP_ADDR= turns the listener off)
 
-	// parse validates the trimmed text, records any problem and returns the
-	// typed value, which client or config stores; without parse the setting
-	// is read elsewhere (ROTATOR_CONFIG).
-	parse  func(p *problems, at Error, s string) (any, bool)
+	// parse validates the trimmed text and returns the typed value, which
+	// client or config stores; without parse the setting is read elsewhere
+	// (ROTATOR_CONFIG).
+	parse  func(s string) (any, error)
 	client func(c *Client, v any)
 	config func(c *Config, v any)
 }
@@ -157,8 +157,8 @@ func (s *Setting) DefaultText() string {
 }
 
 // parser and the setters adapt typed validators and fields to the table.
-func parser[T any](f func(*problems, Error, string) (T, bool)) func(*problems, Error, string) (any, bool) {
-	return func(p *problems, at Error, s string) (any, bool) { return f(p, at, s) }
+func parser[T any](f func(string) (T, error)) func(string) (any, error) {
+	return func(s string) (any, error) { return f(s) }
 }
 
 func clientField[T any](f func(*Client) *T) func(*Client, any) {
@@ -241,13 +241,13 @@ var Settings = []Setting{
 		parse: parser(duration(MinClearTimeout, MaxClearTimeout)), config: configField(func(c *Config) *time.Duration { return &c.ClearTimeout })},
 	{Env: EnvLogLevel, Scope: Global, Kind: "level", DefaultDoc: "info", Limits: "debug, info, warn, error",
 		Help:  "least level logged",
-		parse: fromError(logging.ParseLevel), config: configField(func(c *Config) *slog.Level { return &c.LogLevel })},
+		parse: parser(logging.ParseLevel), config: configField(func(c *Config) *slog.Level { return &c.LogLevel })},
 	{Env: EnvLogFormat, Scope: Global, Kind: "format", DefaultDoc: "text on a terminal, json otherwise", Limits: "text, json",
 		Help:  "log format",
-		parse: fromError(logging.ParseFormat), config: configField(func(c *Config) *string { return &c.LogFormat })},
+		parse: parser(logging.ParseFormat), config: configField(func(c *Config) *string { return &c.LogFormat })},
 	{Env: EnvNoColor, Scope: Global, Kind: "any",
 		Help:  "any non-empty value turns off colour in text logs",
-		parse: func(*problems, Error, string) (any, bool) { return true, true }, config: configField(func(c *Config) *bool { return &c.NoColor })},
+		parse: func(string) (any, error) { return true, nil }, config: configField(func(c *Config) *bool { return &c.NoColor })},
 
 	// The gateway's (issue 17).
 	{Env: EnvGatewayTokenHeader, Key: "gateway_token_header", Kind: "header name", Default: DefaultGatewayTokenHeader,
@@ -302,7 +302,7 @@ var Settings = []Setting{
 		parse: parser(checkWebhookSecret), config: configField(func(c *Config) *notify.Secret { return &c.Notify.WebhookSecret })},
 	{Env: EnvHookCommand, Scope: Global, Kind: "command",
 		Help:  "runs after every token stored (not in the Lambda); split at white space with '...' and \"...\" quoting, no shell: write sh -c '...' for one",
-		parse: fromError(notify.SplitCommand), config: configField(func(c *Config) *[]string { return &c.Notify.HookCommand })},
+		parse: parser(notify.SplitCommand), config: configField(func(c *Config) *[]string { return &c.Notify.HookCommand })},
 	{Env: EnvHookStdin, Scope: Global, Kind: "word", DefaultDoc: "empty", Limits: HookStdinToken,
 		Help:  "token: the hook command reads the token document on its standard input",
 		parse: parser(checkHookStdin), config: configField(func(c *Config) *bool { return &c.Notify.HookStdin })},
