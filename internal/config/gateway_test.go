@@ -127,3 +127,18 @@ func TestLoadForGatewaySeveralClientsWithoutClientSecrets(t *testing.T) {
 		t.Fatalf("a shared client secret was accepted: %v", err)
 	}
 }
+
+// TestGatewayProblemsWithTheRest: the gateway's settings are read by the one Load, so that a broken
+// one is reported with every other problem at once (LoadGateway used to run only after Load had
+// passed, and only for the commands that serve the gateway), and a literal key is never echoed.
+func TestGatewayProblemsWithTheRest(t *testing.T) {
+	const key = "gw-key-0123456789abcdef"
+	_, err := LoadForGateway(envOf(EnvBaseURL+"=ftp://x", EnvTokenSecretID+"=tok", EnvGatewayHold+"=1h",
+		EnvGatewayKey+"="+key, EnvGatewayKeyID+"=gw/key", EnvGatewayMaxConns+"=lots", EnvGatewayTLSKey+"=/k.pem"))
+	probs := wantErrors(t, err, "CLEAR_BASE_URL is invalid", "ROTATOR_GATEWAY_HOLD 1h is out of range 1s..60s",
+		"ROTATOR_GATEWAY_KEY_ID and ROTATOR_GATEWAY_KEY are both set", `ROTATOR_GATEWAY_MAX_CONNS "lots" is not a whole number; allowed 1..1048576`,
+		"must be set together")
+	if len(probs) != 5 || strings.Contains(err.Error(), key) {
+		t.Errorf("%d problems:\n%v", len(probs), err)
+	}
+}
