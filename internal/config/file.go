@@ -205,12 +205,13 @@ func scalar(p *problems, l Error, key string, fields map[string]*yaml.Node) (giv
 // name comes first so that every later message can say which client.
 func fileEntry(fields map[string]*yaml.Node, l Error, env []value, p *problems, noClientSecret bool) *candidate {
 	c := &candidate{at: l}
-	switch name, ok := scalar(p, l, "name", fields); {
+	name, ok := scalar(p, l, "name", fields)
+	switch err := checkName(name.text); {
 	case !ok:
 		p.bad(l.at("name", 0), nil, "is missing; every client in a file needs a unique name (1 to 64 characters from A-Z a-z 0-9 . _ -)")
 	case !name.shape:
-	case checkName(name.text) != nil:
-		p.bad(l.at("name", name.line), nil, "%s", checkName(name.text))
+	case err != nil:
+		p.bad(l.at("name", name.line), err, "%s", err)
 	default:
 		c.client.Name = name.text
 		c.nameOK, c.nameLine = true, name.line
