@@ -30,10 +30,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	if err != nil {
 		return &usageError{err: fmt.Errorf("configuration:\n%w", err)}
 	}
-	gcfg, err := config.LoadGateway(env.Lookup, true)
-	if err != nil {
-		return &usageError{err: fmt.Errorf("configuration:\n%w", err)}
-	}
+	gcfg := &cfg.Gateway
 	log := newLogger(cfg, stderr)
 	sm, err := app.SecretsManager(ctx)
 	if err != nil {
@@ -43,7 +40,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	if err != nil {
 		return &usageError{err: err}
 	}
-	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: cfg, Gateway: gcfg, Store: store.New(sm),
+	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
 		Engine: a.Engine, Clients: a.Clients, Log: log, AccessOut: stderr, AccessLog: accessLogger(cfg, stderr)})
 	if err != nil {
 		return err
@@ -83,11 +80,8 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 // its watchers see tokens stored by any other rotator. It heals revocations with the daemon's
 // engine, on the configuration the daemon started with; a SIGHUP reloads the daemon's clients, not
 // the gateway's (a changed client list needs a restart).
-func startEmbedded(ctx context.Context, env Env, a *app.App, stderr io.Writer) (*gateway.Service, error) {
-	gcfg, err := config.LoadGateway(env.Lookup, false)
-	if err != nil {
-		return nil, &usageError{err: fmt.Errorf("configuration:\n%w", err)}
-	}
+func startEmbedded(ctx context.Context, a *app.App, stderr io.Writer) (*gateway.Service, error) {
+	gcfg := &a.Config.Gateway
 	if gcfg.Addr == "" {
 		return nil, nil
 	}
@@ -95,7 +89,7 @@ func startEmbedded(ctx context.Context, env Env, a *app.App, stderr io.Writer) (
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
-	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Config: a.Config, Gateway: gcfg, Store: store.New(sm),
+	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
 		Engine: a.Engine, Clients: a.Clients, Log: a.Log, AccessOut: stderr, AccessLog: accessLogger(a.Config, stderr)})
 	if err != nil {
 		return nil, err

@@ -58,7 +58,7 @@ func New(cfg *config.Config, api store.API, httpClient *http.Client, log *slog.L
 	sm := store.New(api)
 	a := &App{
 		Config: cfg,
-		Engine: &rotation.Engine{Store: sm, Log: log, ClearTimeout: cfg.ClearTimeout},
+		Engine: rotation.NewEngine(rotation.Engine{Store: sm, Log: log, ClearTimeout: cfg.ClearTimeout}),
 		Log:    log,
 		Store:  sm,
 	}
@@ -72,12 +72,7 @@ func New(cfg *config.Config, api store.API, httpClient *http.Client, log *slog.L
 		if err != nil {
 			return nil, fmt.Errorf("client %q: %w", c.Name, err)
 		}
-		a.Clients = append(a.Clients, &rotation.Client{
-			Name: c.Name, BaseURL: c.BaseURL, Clear: cc,
-			ClientSecret: c.ClientSecret, ClientSecretID: c.ClientSecretID,
-			ClientSecret2: c.ClientSecret2, ClientSecretID2: c.ClientSecretID2, TokenSecretID: c.TokenSecretID,
-			DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge,
-		})
+		a.Clients = append(a.Clients, &rotation.Client{Client: c, Clear: cc})
 	}
 	a.Guard = &fleet.Guard{Engine: a.Engine, All: a.Clients, TTL: fleet.GuardTTL}
 	return a, nil

@@ -112,7 +112,23 @@ func (a *App) Event(ctx context.Context, c *rotation.Client, r rotation.Result, 
 		return notify.Event{}, false
 	}
 	arn := a.pushOnce().arn(ctx, c.TokenSecretID)
-	return notify.NewEvent(c.Name, arn, *r.Stored, notify.ReasonOf(r.Stored, before, revoking)), true
+	return notify.NewEvent(c.Name, arn, r.Stored.VersionID, r.Stored.Token, reasonOf(r.Stored, before, revoking)), true
+}
+
+// reasonOf is why stored was stored: revoke when the shell was revoking, forced when the rotation
+// was asked for, healed when the token it replaced was no use to an ERP (before is the client's
+// health as the attempt found it), scheduled otherwise. It lives here, with the engine's types,
+// rather than in notify, so that push delivery does not depend on the engine.
+func reasonOf(stored *rotation.Stored, before rotation.Health, revoking bool) notify.Reason {
+	switch {
+	case revoking:
+		return notify.Revoke
+	case stored != nil && stored.Forced:
+		return notify.Forced
+	case before == rotation.HealthNoToken || before == rotation.HealthExpired || before == rotation.HealthTokenLost:
+		return notify.Healed
+	}
+	return notify.Scheduled
 }
 
 // ErrNotDelivered is the cause, for errors.Is, of a shell's error when a token was stored but the

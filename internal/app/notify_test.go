@@ -65,3 +65,26 @@ func TestNotifierFromTheConfiguration(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 }
+
+func TestReasonOf(t *testing.T) {
+	forced := &rotation.Stored{Forced: true}
+	for name, tc := range map[string]struct {
+		s        *rotation.Stored
+		before   rotation.Health
+		revoking bool
+		want     notify.Reason
+	}{
+		"due":             {&rotation.Stored{}, rotation.HealthExpiring, false, notify.Scheduled},
+		"forced":          {forced, rotation.HealthOK, false, notify.Forced},
+		"forced, expired": {forced, rotation.HealthExpired, false, notify.Forced},
+		"revoke wins":     {forced, rotation.HealthOK, true, notify.Revoke},
+		"expired":         {&rotation.Stored{}, rotation.HealthExpired, false, notify.Healed},
+		"no token":        {&rotation.Stored{}, rotation.HealthNoToken, false, notify.Healed},
+		"lost":            {&rotation.Stored{}, rotation.HealthTokenLost, false, notify.Healed},
+		"nil stored":      {nil, "", false, notify.Scheduled},
+	} {
+		if got := reasonOf(tc.s, tc.before, tc.revoking); got != tc.want {
+			t.Errorf("%s: %s, want %s", name, got, tc.want)
+		}
+	}
+}

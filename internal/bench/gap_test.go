@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -70,7 +71,7 @@ func BenchmarkRevocationGap(b *testing.B) {
 	// fault hook and counts), and the engine logs nothing inside the measured gap.
 	api := &storeClock{API: w.SM}
 	e := w.Engine("bench-gap")
-	e.Store, e.Log = store.New(api), nil
+	e.Store, e.Log = store.New(api), slog.New(slog.DiscardHandler)
 	sm, tokenID := w.SM, w.TokenID
 	var gaps, puts []time.Duration
 	for range b.N {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -45,15 +47,15 @@ func BenchmarkScale(b *testing.B) {
 	// each (not the rig's recording one) and no log buffer.
 	heapBefore := heap()
 	engine := w.Engine("bench-scale")
-	engine.Log = nil
+	engine.Log = slog.New(slog.DiscardHandler)
 	clients := make([]*rotation.Client, n)
 	for i := range clients {
 		cc, err := clear.NewClient(w.ClearURL, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		clients[i] = &rotation.Client{Name: fmt.Sprintf("erp-%06d", i), BaseURL: w.ClearURL, Clear: cc,
-			ClientSecret: clear.NewClientSecret(secrets[i]), TokenSecretID: fmt.Sprintf("%s/%06d", w.TokenID, i), DailyLimit: 250}
+		clients[i] = &rotation.Client{Clear: cc, Client: config.Client{Name: fmt.Sprintf("erp-%06d", i), BaseURL: w.ClearURL,
+			ClientSecret: clear.NewClientSecret(secrets[i]), TokenSecretID: fmt.Sprintf("%s/%06d", w.TokenID, i), DailyLimit: 250}}
 	}
 
 	tick := func(name string, want rotation.Outcome) time.Duration {

@@ -57,36 +57,36 @@ type Client struct {
 
 // ParseBaseURL validates a Clear base URL. It must be https, except that plain http is allowed for
 // loopback hosts (tests and the local demo), so that a client secret never crosses a network in clear
-// text.
+// text. A refusal is a *BaseURLError, which never quotes s: its user info or query may carry a
+// password or a key. This is the one base URL rule; the configuration reports its reasons.
 func ParseBaseURL(s string) (*url.URL, error) {
-	if s == "" {
-		return nil, errors.New("base URL is empty")
-	}
-	if strings.Contains(s, "@") {
-		// Never echo a URL that may carry a password.
-		return nil, errors.New("base URL must not carry user info")
-	}
 	u, err := url.Parse(strings.TrimRight(s, "/"))
-	if err != nil {
-		return nil, fmt.Errorf("base URL %q cannot be parsed", s)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("base URL %q has no host", s)
-	}
-	if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return nil, fmt.Errorf("base URL %q must not carry user info, a query or a fragment", s)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !IsLoopback(u.Hostname()) {
-			return nil, fmt.Errorf("base URL %q: http is allowed only for loopback hosts; use https", s)
-		}
+	why := ""
+	switch {
+	case s == "":
+		why = "is empty"
+	case err != nil:
+		why = "is not a URL"
+	case u.User != nil || strings.Contains(s, "@"):
+		why = "must not contain a user name or password; Clear authenticates with the client secret"
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "": // "https://host/?" would put the token path after a '?'
+		why = "must not carry a query or a fragment"
+	case u.Scheme == "http" && !IsLoopback(u.Hostname()):
+		why = "uses http, but http is allowed only for loopback hosts; use https"
+	case u.Scheme != "https" && u.Scheme != "http":
+		why = "has the wrong scheme: scheme must be https"
+	case u.Host == "":
+		why = "has no host"
 	default:
-		return nil, fmt.Errorf("base URL %q: scheme must be https", s)
+		return u, nil
 	}
-	return u, nil
+	return nil, &BaseURLError{Reason: why}
 }
+
+// BaseURLError is why ParseBaseURL refused a base URL, without the URL.
+type BaseURLError struct{ Reason string }
+
+func (e *BaseURLError) Error() string { return "base URL " + e.Reason }
 
 // IsLoopback reports whether host names this machine.
 func IsLoopback(host string) bool {

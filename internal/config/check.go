@@ -7,11 +7,12 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 )
 
-// idUse is one client secret or Secrets Manager id in one role; loc.field is
-// the name to show, e.g. "token_secret_id (from ROTATOR_TOKEN_SECRET_ID)".
+// idUse is one client secret (literal, or the Secrets Manager id holding it)
+// or token secret id in one role; at.Field is the name to show, e.g.
+// "token_secret_id (from ROTATOR_TOKEN_SECRET_ID)".
 type idUse struct {
 	ref   secretRef
-	loc   location
+	at    Error
 	owner *candidate
 	token bool // the token's secret rather than the client secret's
 }
@@ -21,7 +22,9 @@ type idUse struct {
 // so two clients with one client secret would each revoke the other's token
 // on every rotation and burn both daily limits; two clients with one token
 // secret would overwrite each other; and a token written into the client
-// secret's own secret would destroy the credential it was obtained with.
+// secret's own secret would destroy the credential it was obtained with. Two
+// API clients of one client with one client secret are one API client, and
+// each rotation would revoke the token just stored.
 func crossCheck(cands []*candidate, p *problems) {
 	names := map[string]*candidate{}
 	for _, c := range cands {
@@ -29,51 +32,28 @@ func crossCheck(cands []*candidate, p *problems) {
 			continue
 		}
 		if first, dup := names[c.client.Name]; dup {
-			p.bad(c.loc.with("name", c.nameLine), nil, "%q is already used by %s; names must be unique", c.client.Name, first.describe())
+			p.bad(c.at.at("name", c.nameLine), nil, "%q is already used by %s; names must be unique", c.client.Name, first.describe())
 			continue
 		}
 		names[c.client.Name] = c
 	}
-
-	// A literal is compared with every literal seen before it, in this
-	// client's other slot too: two API clients with one client secret are
-	// one API client, and each rotation would revoke the token just stored.
-	// Ids are indexed by every name they may stand for, so that the check
+	// Uses are indexed by every name they may stand for, so that the check
 	// stays linear however many clients a file lists.
-	literals := map[string]*idUse{}
 	index := map[string][]*idUse{}
 	for _, c := range cands {
-		for i := range Settings {
-			s := &Settings[i]
-			v, ok := c.get(s.Key)
-			if !ok || s.Scope != PerClient {
-				continue
-			}
+		for _, v := range c.vals {
 			switch x := v.v.(type) {
 			case clear.ClientSecret:
-				if x.Reveal() == gatewayPlaceholder {
-					continue // no client secret: a standalone gateway's entries (gateway.go)
-				}
-				if first, dup := literals[x.Reveal()]; dup {
-					p.add(fieldOnly(v.loc), nil, sameLiteral(v.loc, c, first))
-				} else {
-					literals[x.Reveal()] = &idUse{loc: v.loc, owner: c}
+				if v.ok {
+					checkID(p, index, &idUse{ref: secretRef{literal: true, names: []string{x.Reveal()}}, at: v.at, owner: c})
 				}
 			case secretRef:
-				checkID(p, index, &idUse{ref: x, loc: v.loc, owner: c, token: s.Env == EnvTokenSecretID})
+				if v.ok {
+					checkID(p, index, &idUse{ref: x, at: v.at, owner: c, token: v.s.Env == EnvTokenSecretID})
+				}
 			}
 		}
 	}
-}
-
-// sameLiteral explains why the literal client secret at l is refused.
-func sameLiteral(l location, c *candidate, first *idUse) string {
-	if first.owner == c {
-		return fmt.Sprintf("%s is the same client secret as this client's %s (value not shown); the second API client must have its own client secret, or each rotation would revoke the token just stored",
-			l.field, first.loc.field)
-	}
-	return fmt.Sprintf("%s is the same client secret as %s's %s (value not shown); each would revoke the other's token, so give every client its own client secret",
-		l.field, first.owner.label(), first.loc.field)
 }
 
 // checkID reports u against the uses indexed before it that may name the
@@ -89,7 +69,7 @@ func checkID(p *problems, index map[string][]*idUse, u *idUse) {
 				if p.full() {
 					p.more++ // no message to compose
 				} else {
-					p.add(fieldOnly(u.loc), nil, conflict(u, prev))
+					p.add(u.at, nil, conflict(u, prev))
 				}
 			}
 		}
@@ -104,30 +84,30 @@ func checkID(p *problems, index map[string][]*idUse, u *idUse) {
 
 // conflict explains why u, found after prev, refers to a secret it must not
 // share. Only token ids are quoted: a client_secret_id might be a secret
-// pasted into the wrong field.
+// pasted into the wrong field, and a literal is one.
 func conflict(u, prev *idUse) string {
-	other := prev.owner.label() + "'s " + prev.loc.field
-	if prev.owner == u.owner {
-		other = "this client's " + prev.loc.field
+	self := prev.owner == u.owner
+	other := prev.owner.label() + "'s " + prev.at.Field
+	if self {
+		other = "this client's " + prev.at.Field
 	}
+	same := u.at.Field + " refers to the same secret as " + other
 	switch {
+	case u.ref.literal && self:
+		return u.at.Field + " is the same client secret as " + other + " (value not shown); the second API client must have its own client secret, or each rotation would revoke the token just stored"
+	case u.ref.literal:
+		return u.at.Field + " is the same client secret as " + other + " (value not shown); each would revoke the other's token, so give every client its own client secret"
 	case u.token && prev.token:
 		return fmt.Sprintf("%s %s refers to the same secret as %s (%s); each client would overwrite the other's token, so give every client its own token secret",
-			u.loc.field, quote(u.ref.raw), other, quote(prev.ref.raw))
-	case !u.token && !prev.token && prev.owner == u.owner:
-		return fmt.Sprintf("%s refers to the same Secrets Manager secret as %s; the two API clients must have different client secrets, or each rotation would revoke the token just stored",
-			u.loc.field, other)
+			u.at.Field, quote(u.ref.raw), other, quote(prev.ref.raw))
+	case !u.token && !prev.token && self:
+		return u.at.Field + " refers to the same Secrets Manager secret as " + other + "; the two API clients must have different client secrets, or each rotation would revoke the token just stored"
 	case !u.token && !prev.token:
-		return fmt.Sprintf("%s refers to the same Secrets Manager secret as %s; the two clients would share one client secret and each would revoke the other's token",
-			u.loc.field, other)
-	case prev.owner == u.owner:
-		return fmt.Sprintf("%s refers to the same secret as %s; writing the token there would overwrite the client secret it is obtained with",
-			u.loc.field, other)
+		return u.at.Field + " refers to the same Secrets Manager secret as " + other + "; the two clients would share one client secret and each would revoke the other's token"
+	case self:
+		return same + "; writing the token there would overwrite the client secret it is obtained with"
 	case u.token:
-		return fmt.Sprintf("%s refers to the same secret as %s; writing this client's token there would overwrite that client secret",
-			u.loc.field, other)
-	default:
-		return fmt.Sprintf("%s refers to the same secret as %s; writing that client's token there would overwrite this client's client secret",
-			u.loc.field, other)
+		return same + "; writing this client's token there would overwrite that client secret"
 	}
+	return same + "; writing that client's token there would overwrite this client's client secret"
 }

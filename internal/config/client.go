@@ -5,121 +5,161 @@ import (
 	"strings"
 )
 
-// value is one setting as given: valid (ok) or already reported, and where
-// it came from, for messages about it and about its conflicts.
-type value struct {
-	v   any
-	ok  bool
-	loc location
-	key string // the YAML key, in candidate.vals
-}
-
-// given is one key of a YAML entry before validation. A null value ("key:"
-// or "key: ~") is not given, so that the environment's default applies.
+// given is one setting's text as an operator wrote it: a variable, or a key
+// of a YAML entry (where a null value is not given, so that the
+// environment's default applies). shape is false when a YAML value was not a
+// single value, which is already reported.
 type given struct {
-	v     string
+	text  string
 	line  int
-	shape bool // false when its shape was wrong, which is already reported
+	shape bool
 }
 
-// candidate is a client under validation, with what the cross-client checks
-// need to say where each of its settings came from.
-type candidate struct {
-	client   Client
-	loc      location // the entry, or the environment
-	nameOK   bool
-	nameLine int
-	vals     []value // the valid per-client settings; a slice, since a file may list thousands
+// value is one setting as given: valid (ok) or already reported, and where it
+// came from, for messages about it and about its conflicts.
+type value struct {
+	s  *Setting
+	v  any
+	ok bool
+	at Error
 }
 
-// get returns the valid value of the per-client setting key.
-func (c *candidate) get(key string) (value, bool) {
-	for _, v := range c.vals {
-		if v.key == key {
+// read validates what one source gives, the environment or one entry: every
+// value given is parsed, so that all its problems show at once, and of a
+// group given more than once none is used. The environment and the YAML path
+// differ only in source, which returns a setting's text and location.
+func read(p *problems, source func(s *Setting) (given, Error, bool)) []value {
+	var out []value
+	for _, g := range settingGroups {
+		n := len(out)
+		for _, s := range g {
+			raw, at, ok := source(s)
+			if !ok || s.parse == nil {
+				continue
+			}
+			if s.Secret {
+				p.secret(raw.text)
+				for _, f := range strings.Fields(raw.text) {
+					p.secret(f) // a part of a secret is secret too: a signing secret while it changes is two
+				}
+			}
+			v := value{s: s, at: at}
+			if raw.shape {
+				var err error
+				v.v, err = s.parse(raw.text)
+				v.ok = err == nil
+				if _, hide := err.(errMaybeSecret); hide {
+					p.secret(raw.text)
+				}
+				if err != nil {
+					p.bad(at, err, "%s", err)
+				}
+			}
+			out = append(out, v)
+		}
+		if len(out)-n > 1 {
+			p.bad(out[n].at, nil, "and %s are both set; set exactly one", out[n+1].at.Field)
+			for i := n; i < len(out); i++ {
+				out[i].ok = false
+			}
+		}
+	}
+	return out
+}
+
+// fromEnv is the environment as a source for read: trimmed, and empty is
+// unset but where "set but empty" means something.
+func fromEnv(lookup LookupFunc) func(s *Setting) (given, Error, bool) {
+	return func(s *Setting) (given, Error, bool) {
+		var raw string
+		set := false
+		if lookup != nil {
+			raw, set = lookup(s.Env)
+		}
+		v := strings.TrimSpace(raw)
+		return given{text: v, shape: true}, envAt(s.Env), v != "" || set && s.KeepEmpty
+	}
+}
+
+// get returns the value of s among vals.
+func get(vals []value, s string) (value, bool) {
+	for _, v := range vals {
+		if v.s.Env == s {
 			return v, true
 		}
 	}
 	return value{}, false
 }
 
-// assemble validates the per-client settings of one client: those its
-// entry gives (nil in environment-only mode), else the environment's, which
-// were parsed once by parseEnv. Messages name the key in a file and the
-// variable in the environment, since that is what the operator has to change.
-func (c *candidate) assemble(p *problems, entry map[string]given, env map[string]value) {
+// candidate is a client under validation, with what the cross-client checks
+// need to say where each of its settings came from.
+type candidate struct {
+	client   Client
+	at       Error // the entry, or the environment
+	nameOK   bool
+	nameLine int
+	vals     []value // the per-client settings it uses; a slice, since a file may list thousands
+}
+
+// assemble takes each per-client group from the entry's own values when it
+// gives any of the group, else from the environment's (in a file, named
+// "key (from VARIABLE)", since the fix may be in either), and reports a
+// required group given by neither. own is nil in environment-only mode.
+func (c *candidate) assemble(p *problems, own, env []value, inFile, noClientSecret bool) {
 	for _, g := range settingGroups {
 		if g[0].Scope != PerClient {
 			continue
 		}
-		var own []*Setting
-		for _, s := range g {
-			if _, ok := entry[s.Key]; ok {
-				own = append(own, s)
-			}
+		inherit, n := !gives(own, g), len(c.vals)
+		from := own
+		if inherit {
+			from = env
 		}
-		switch {
-		case len(own) > 1:
-			for _, s := range own {
-				if s.Secret {
-					p.secret(entry[s.Key].v)
-				}
+		for _, v := range from {
+			if !v.s.in(g) {
+				continue
 			}
-			p.bad(c.loc.with(own[0].Key, entry[own[0].Key].line), nil, "and %s are both set; set exactly one", own[1].Key)
-		case len(own) == 1:
-			s, r := own[0], entry[own[0].Key]
-			if !r.shape {
-				break
+			if inFile && inherit {
+				v.at = c.at.at(v.s.Key+" (from "+v.s.Env+")", 0)
 			}
-			l := c.loc.with(s.Key, r.line)
-			if v, ok := s.parse(p, l, r.v); ok {
-				c.vals = append(c.vals, value{v, true, l, s.Key})
-			}
-		default:
-			c.inherit(p, g, entry != nil, env)
-		}
-	}
-	for i := range Settings {
-		s := &Settings[i]
-		if v, ok := c.get(s.Key); ok && s.Scope == PerClient {
-			s.client(&c.client, v.v)
-		} else if s.Scope == PerClient && s.Default != nil {
-			s.client(&c.client, s.Default)
-		}
-	}
-	if l, ok := c.get("max_age"); ok {
-		checkBudget(p, l.loc, c.client.MaxAge, c.client.DailyLimit)
-	}
-}
-
-// inherit takes a group the entry does not give from the environment, or
-// reports it missing when it is required.
-func (c *candidate) inherit(p *problems, g []*Setting, inFile bool, env map[string]value) {
-	for _, s := range g {
-		v, set := env[s.Env]
-		switch {
-		case !set:
-			continue
-		case !v.ok: // already reported
-		case inFile:
-			v.loc = c.loc.with(s.Key+" (from "+s.Env+")", 0)
-			fallthrough
-		default:
-			v.key = s.Key
 			c.vals = append(c.vals, v)
 		}
-		return
+		if len(c.vals) == n && !(noClientSecret && g[0].Group == "client_secret") {
+			c.missing(p, g, inFile)
+		}
 	}
+	apply(nil, &c.client, c.vals)
+}
+
+// in reports whether s belongs to the group g.
+func (s *Setting) in(g []*Setting) bool {
+	return s == g[0] || s.Group != "" && s.Group == g[0].Group
+}
+
+// gives reports whether vals holds a value of the group g.
+func gives(vals []value, g []*Setting) bool {
+	for _, v := range vals {
+		if v.s.in(g) {
+			return true
+		}
+	}
+	return false
+}
+
+// missing reports a required group that neither the entry nor the
+// environment gives, naming what the operator can set.
+func (c *candidate) missing(p *problems, g []*Setting, inFile bool) {
 	s := g[0]
 	switch {
 	case s.Required == "":
 	case !inFile && len(g) == 1:
-		p.bad(location{source: SourceEnvironment, field: s.Env}, nil, "is not set; %s", s.Required)
+		p.bad(envAt(s.Env), nil, "is not set; %s", s.Required)
 	case !inFile:
-		p.add(location{source: SourceEnvironment, field: s.Env}, nil, fmt.Sprintf("neither %s nor %s is set; %s", s.Env, g[1].Env, s.Required))
+		p.add(envAt(s.Env), nil, fmt.Sprintf("neither %s nor %s is set; %s", s.Env, g[1].Env, s.Required))
 	case len(g) == 1:
-		p.bad(c.loc.with(s.Key, 0), nil, "is missing; set it in the entry, or set %s as a default for all entries", s.Env)
+		p.bad(c.at.at(s.Key, 0), nil, "is missing; set it in the entry, or set %s as a default for all entries", s.Env)
 	default:
-		p.add(c.loc.with(s.Key, 0), nil, fmt.Sprintf("needs a %s or a %s; set one in the entry, or set %s or %s as a default for all entries",
+		p.add(c.at.at(s.Key, 0), nil, fmt.Sprintf("needs a %s or a %s; set one in the entry, or set %s or %s as a default for all entries",
 			s.Key, g[1].Key, s.Env, g[1].Env))
 	}
 }
@@ -129,25 +169,18 @@ func (c *candidate) label() string {
 	switch {
 	case c.nameOK:
 		return fmt.Sprintf("client %q", c.client.Name)
-	case c.loc.entry > 0 && c.loc.line > 0:
-		return fmt.Sprintf("client #%d (line %d)", c.loc.entry, c.loc.line)
-	case c.loc.entry > 0:
-		return fmt.Sprintf("client #%d", c.loc.entry)
+	case c.at.Entry > 0 && c.at.Line > 0:
+		return fmt.Sprintf("client #%d (line %d)", c.at.Entry, c.at.Line)
+	case c.at.Entry > 0:
+		return fmt.Sprintf("client #%d", c.at.Entry)
 	}
 	return "the client"
 }
 
 // describe names the candidate together with its line, for duplicate names.
 func (c *candidate) describe() string {
-	if c.loc.entry > 0 && c.nameLine > 0 {
-		return fmt.Sprintf("client #%d (line %d)", c.loc.entry, c.nameLine)
+	if c.at.Entry > 0 && c.nameLine > 0 {
+		return fmt.Sprintf("client #%d (line %d)", c.at.Entry, c.nameLine)
 	}
 	return c.label()
-}
-
-// fieldOnly strips the " (from VARIABLE)" that messages show for inherited
-// settings, so that Error.Field is always a plain key or variable name.
-func fieldOnly(l location) location {
-	l.field, _, _ = strings.Cut(l.field, " (from ")
-	return l
 }

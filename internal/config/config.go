@@ -36,49 +36,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
-	"github.com/clear-rotator/clear-rotator/internal/timing"
-)
-
-// Limits and defaults, exported so that help texts and other packages quote
-// the numbers the validation enforces.
-const (
-	// DefaultDailyLimit allows a request every half hour on average: far more
-	// than rotation needs, yet a crash loop cannot hammer Clear all day.
-	DefaultDailyLimit    = 48
-	MaxDailyLimit        = 250
-	DefaultSchedule      = "@every 5m"
-	DefaultHTTPAddr      = ":9090"
-	DefaultClearTimeout  = 30 * time.Second
-	MinClearTimeout      = time.Second
-	MaxClearTimeout      = 120 * time.Second
-	DefaultShutdownGrace = 60 * time.Second // timing.Lease(DefaultClearTimeout)
-	// MaxFileSize bounds the YAML file, and with it the memory a reload may
-	// take: a configuration is a few kilobytes (a thousand clients fit), and
-	// anything much larger is a wrong path or an attack.
-	MaxFileSize       = 256 << 10
-	DefaultClientName = "default" // the only client in single-client mode
-	SourceEnvironment = "environment"
-)
-
-// Environment variable names; Settings says what each one does.
-const (
-	EnvBaseURL         = "CLEAR_BASE_URL"
-	EnvClientSecret    = "CLEAR_CLIENT_SECRET"
-	EnvClientSecretID  = "CLEAR_CLIENT_SECRET_ID"
-	EnvClientSecret2   = "CLEAR_CLIENT_SECRET_2"
-	EnvClientSecretID2 = "CLEAR_CLIENT_SECRET_ID_2"
-	EnvTokenSecretID   = "ROTATOR_TOKEN_SECRET_ID"
-	EnvDailyLimit      = "ROTATOR_DAILY_LIMIT"
-	EnvRenewBefore     = "ROTATOR_RENEW_BEFORE"
-	EnvMaxAge          = "ROTATOR_MAX_AGE"
-	EnvConfig          = "ROTATOR_CONFIG"
-	EnvSchedule        = "ROTATOR_SCHEDULE"
-	EnvHTTPAddr        = "ROTATOR_HTTP_ADDR"
-	EnvShutdownGrace   = "ROTATOR_SHUTDOWN_GRACE"
-	EnvClearTimeout    = "CLEAR_TIMEOUT"
-	EnvLogLevel        = "LOG_LEVEL"
-	EnvLogFormat       = "LOG_FORMAT"
-	EnvNoColor         = "NO_COLOR" // https://no-color.org
+	"github.com/clear-rotator/clear-rotator/internal/notify"
 )
 
 // LookupFunc reads one environment variable the way os.LookupEnv does. A nil
@@ -101,7 +59,7 @@ type Client struct {
 	// GatewayTokenHeader is the header the gateway puts the token in; "" means
 	// x-cleartax-auth-token.
 	GatewayTokenHeader string
-	WebhookURL         string // push delivery's webhook; "" for none (see notify.go)
+	WebhookURL         string // push delivery's webhook; "" for none
 }
 
 // Config is the validated configuration.
@@ -115,7 +73,36 @@ type Config struct {
 	LogFormat     string // "text", "json" or "" (auto)
 	NoColor       bool
 	Source        string // "environment" or the YAML path, for messages (escaped if it does not print)
-	Notify        Notify // push delivery (see notify.go)
+	Notify        Notify
+	Gateway       Gateway
+}
+
+// Notify is the push delivery configuration shared by every client; each
+// client's webhook URL is Client.WebhookURL.
+type Notify struct {
+	// WebhookSecretID names the Secrets Manager secret holding the signing
+	// secret; WebhookSecret is the secret itself (for development). At most
+	// one is set; one is required when any client has a webhook URL.
+	WebhookSecretID string
+	WebhookSecret   notify.Secret
+	HookCommand     []string // ROTATOR_HOOK_COMMAND split into arguments (notify.SplitCommand); nil for none
+	HookStdin       bool     // the hook reads the token document on its standard input
+	HookTimeout     time.Duration
+}
+
+// Gateway is the gateway's configuration, global to its clients.
+type Gateway struct {
+	Addr            string // "" when the gateway is off (rotator run without ROTATOR_GATEWAY_ADDR)
+	Key             string // literal key (development); never logged
+	KeyID           string // or the Secrets Manager id of the secret holding it
+	KeyGrace        time.Duration
+	ReplayLimit     int64
+	Hold            time.Duration
+	UpstreamTimeout time.Duration
+	MaxConns        int
+	Poll            time.Duration
+	TLSCert         string
+	TLSKey          string
 }
 
 // Client returns the client with the given name.
@@ -135,17 +122,32 @@ var ErrNoClients = errors.New("no clients configured")
 // Load reads the configuration from the environment (pass os.LookupEnv), and
 // from the YAML file named by ROTATOR_CONFIG when that is set. On failure the
 // error joins one *Error per problem, those of the environment included.
-func Load(lookup LookupFunc) (*Config, error) {
+func Load(lookup LookupFunc) (*Config, error) { return load(lookup, false) }
+
+// LoadForGateway is Load for `rotator gateway`, which needs no client secret:
+// it reads the token secrets only. A client without one is loaded without
+// one (the gateway then reports its revocations without healing them); a
+// client that has one keeps it, and heals. Its listener defaults to
+// DefaultGatewayAddr, where `rotator run` serves no gateway unless told.
+func LoadForGateway(lookup LookupFunc) (*Config, error) {
+	cfg, err := load(lookup, true)
+	if err == nil && cfg.Gateway.Addr == "" {
+		cfg.Gateway.Addr = DefaultGatewayAddr
+	}
+	return cfg, err
+}
+
+func load(lookup LookupFunc, noClientSecret bool) (*Config, error) {
 	var path string
 	if lookup != nil {
 		path, _ = lookup(EnvConfig)
 		path = strings.TrimSpace(path)
 	}
 	if path == "" {
-		return build(lookup, nil)
+		return build(lookup, nil, noClientSecret)
 	}
 	data, err := readFile(path)
-	return build(lookup, &fileInput{source: printable(path), data: data, readErr: err})
+	return build(lookup, &fileInput{source: printable(path), data: data, readErr: err}, noClientSecret)
 }
 
 // Parse validates yamlData as the file's content, as Load does, without
@@ -154,7 +156,7 @@ func Parse(yamlData []byte, source string, lookup LookupFunc) (*Config, error) {
 	if source == "" {
 		source = "config"
 	}
-	return build(lookup, &fileInput{source: printable(source), data: yamlData})
+	return build(lookup, &fileInput{source: printable(source), data: yamlData}, false)
 }
 
 // errNotRegular is the cause when ROTATOR_CONFIG names something other than
@@ -201,24 +203,30 @@ type fileInput struct {
 	readErr error
 }
 
-// build is the core of Load and Parse. It collects every problem before
-// deciding, so that an error in the environment does not hide one in the file.
-func build(lookup LookupFunc, file *fileInput) (*Config, error) {
+// build is the core of Load, LoadForGateway and Parse. It collects every
+// problem before deciding, so that an error in the environment does not hide
+// one in the file. Every variable that is set is validated in both modes: an
+// invalid default is an error even if every entry overrides it, since the
+// operator meant something by it.
+func build(lookup LookupFunc, file *fileInput, noClientSecret bool) (*Config, error) {
 	var p problems
 	cfg := &Config{Source: SourceEnvironment}
-	env := parseEnv(lookup, &p, cfg)
+	env := read(&p, fromEnv(lookup))
+	apply(cfg, nil, env)
 	var cands []*candidate
 	if file == nil {
-		c := &candidate{loc: location{source: SourceEnvironment}, nameOK: true}
+		c := &candidate{at: Error{Source: SourceEnvironment}, nameOK: true}
 		c.client.Name = DefaultClientName
-		c.assemble(&p, nil, env)
+		c.assemble(&p, nil, env, false, noClientSecret)
 		cands = []*candidate{c}
 	} else {
 		cfg.Source = file.source
-		cands = fileClients(file, env, &p)
+		cands = fileClients(file, env, &p, noClientSecret)
 	}
 	crossCheck(cands, &p)
-	checkNotify(cfg, cands, &p)
+	for _, rule := range rules {
+		rule(&p, cfg, env, cands)
+	}
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -226,76 +234,4 @@ func build(lookup LookupFunc, file *fileInput) (*Config, error) {
 		cfg.Clients = append(cfg.Clients, c.client)
 	}
 	return cfg, nil
-}
-
-// parseEnv validates every variable that is set, in both modes (an invalid
-// default is an error even if every entry overrides it: the operator meant
-// something by it), fills in cfg's global settings, and returns the values by
-// variable for the clients.
-func parseEnv(lookup LookupFunc, p *problems, cfg *Config) map[string]value {
-	vals := map[string]value{}
-	for i := range Settings {
-		s := &Settings[i]
-		var raw string
-		set := false
-		if lookup != nil {
-			raw, set = lookup(s.Env)
-		}
-		v := strings.TrimSpace(raw)
-		if s.Secret {
-			p.secret(v)
-		}
-		if s.parse != nil && (v != "" || set && s.KeepEmpty) {
-			l := location{source: SourceEnvironment, field: s.Env}
-			x, ok := s.parse(p, l, v)
-			vals[s.Env] = value{x, ok, l, ""}
-		}
-		if x := vals[s.Env]; s.config != nil && x.ok {
-			s.config(cfg, x.v)
-		} else if s.config != nil && s.Default != nil {
-			s.config(cfg, s.Default)
-		}
-	}
-	for _, g := range settingGroups {
-		var given []*Setting
-		for _, s := range g {
-			if _, ok := vals[s.Env]; ok {
-				given = append(given, s)
-			}
-		}
-		if len(given) > 1 {
-			p.add(vals[given[0].Env].loc, nil, given[0].Env+" and "+given[1].Env+" are both set; set exactly one")
-			for _, s := range given {
-				vals[s.Env] = value{loc: vals[s.Env].loc} // used by no client
-			}
-		}
-	}
-	// A SIGTERM must leave time for a request already sent and the write of
-	// its answer, or a token that Clear has issued (revoking the ERP's) is lost.
-	switch grace, least := vals[EnvShutdownGrace], timing.MinShutdownGrace(cfg.ClearTimeout); {
-	case !grace.ok:
-		cfg.ShutdownGrace = timing.Lease(cfg.ClearTimeout)
-	case cfg.ShutdownGrace < least:
-		p.bad(grace.loc, nil, "%s is below %s (%s %s plus %s to store the token): stopping a rotation sooner could lose a token that Clear has issued, and with it the token in use; leave it unset for the default %s",
-			cfg.ShutdownGrace, least, EnvClearTimeout, cfg.ClearTimeout, timing.WriteWindow, timing.Lease(cfg.ClearTimeout))
-	}
-	checkNotifyEnv(p, cfg, vals)
-	return vals
-}
-
-// location says where a setting came from, for messages.
-type location struct {
-	source string
-	line   int
-	client string
-	entry  int
-	field  string
-}
-
-func (l location) with(field string, line int) location {
-	l.field = field
-	if line > 0 {
-		l.line = line
-	}
-	return l
 }

@@ -47,6 +47,19 @@ func (e *Error) Unwrap() error { return e.Err }
 // file could otherwise produce millions.
 const MaxProblems = 50
 
+// envAt is where a problem with a variable is: an Error without a message is
+// how the package says where a setting came from.
+func envAt(name string) Error { return Error{Source: SourceEnvironment, Field: name} }
+
+// at returns e about field, at line when it is known.
+func (e Error) at(field string, line int) Error {
+	e.Field = field
+	if line > 0 {
+		e.Line = line
+	}
+	return e
+}
+
 // problems collects the problems of one build, and the literal client
 // secrets seen, for the final scrub.
 type problems struct {
@@ -56,27 +69,30 @@ type problems struct {
 	given   map[string]bool // keys of the problems given once per build
 }
 
-// bad records a problem about l.field, whose name starts the message:
+// bad records a problem about at.Field, whose name starts the message:
 // "daily_limit 300 is out of range 1..250".
-func (p *problems) bad(l location, cause error, format string, args ...any) {
+func (p *problems) bad(at Error, cause error, format string, args ...any) {
 	if p.full() {
 		p.more++
 		return
 	}
 	msg := fmt.Sprintf(format, args...)
-	if l.field != "" {
-		msg = l.field + " " + msg
+	if at.Field != "" {
+		msg = at.Field + " " + msg
 	}
-	p.add(l, cause, msg)
+	p.add(at, cause, msg)
 }
 
-// add records a problem whose message is complete as it is.
-func (p *problems) add(l location, cause error, msg string) {
+// add records a problem whose message is complete as it is. A message names
+// an inherited setting "key (from VARIABLE)"; Field keeps the key alone.
+func (p *problems) add(at Error, cause error, msg string) {
 	if p.full() {
 		p.more++
 		return
 	}
-	p.list = append(p.list, &Error{Source: l.source, Line: l.line, Client: l.client, Entry: l.entry, Field: l.field, Msg: msg, Err: cause})
+	at.Field, _, _ = strings.Cut(at.Field, " (from ")
+	at.Msg, at.Err = msg, cause
+	p.list = append(p.list, &at)
 }
 
 // full reports whether further problems are only counted, so that callers
@@ -86,13 +102,14 @@ func (p *problems) full() bool { return len(p.list) >= MaxProblems }
 // once records a problem the first time key is given, past the cap too: a
 // refused construct is explained once however often a file uses it, and it
 // may be why everything else is wrong.
-func (p *problems) once(key string, l location, msg string) {
+func (p *problems) once(key string, at Error, msg string) {
 	if p.given == nil {
 		p.given = map[string]bool{}
 	}
 	if !p.given[key] {
 		p.given[key] = true
-		p.list = append(p.list, &Error{Source: l.source, Line: l.line, Client: l.client, Entry: l.entry, Field: l.field, Msg: msg})
+		at.Msg = msg
+		p.list = append(p.list, &at)
 	}
 }
 

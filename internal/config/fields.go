@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,12 +15,19 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
-// The validators take the trimmed text of a setting and where it came from,
-// record any problem (the field's name first, then what is allowed) and
-// return the typed value and whether it is usable.
+// The validators are pure functions of the trimmed text of a setting: they
+// return the typed value, or an error that reads after the setting's name
+// ("300 is out of range 1..250") and says what is allowed; read records it.
+// An error never quotes a value that may be a secret, and one that wraps a
+// cause keeps it for errors.Is.
+
+// errMaybeSecret marks a refusal of a value that may be a secret pasted into
+// the wrong field: read scrubs the value from every message.
+type errMaybeSecret struct{ error }
 
 // quote renders a value for a message: quoted, so that control characters
 // cannot forge log lines, and cut at 80 bytes so that a pasted blob does not
@@ -49,46 +55,24 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // checkName validates a client name, which shows up in logs, metrics and
 // secret descriptions.
-func checkName(p *problems, l location, s string) bool {
-	ok := nameRE.MatchString(s)
-	if !ok {
-		p.bad(l, nil, "%s is not allowed; use 1 to 64 characters from A-Z a-z 0-9 . _ -", quote(s))
+func checkName(s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("%s is not allowed; use 1 to 64 characters from A-Z a-z 0-9 . _ -", quote(s))
 	}
-	return ok
+	return nil
 }
 
-// checkBaseURL validates a Clear API base URL and returns it without a
-// trailing slash. Messages show it only through redactURL: its user info or
-// query may carry a password or a key. clear.ParseBaseURL has the final word,
-// but its message quotes the whole URL, so its reasons are restated here.
-func checkBaseURL(p *problems, l location, s string) (string, bool) {
-	shown := quote(redactURL(s))
-	why := ""
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		why = "is not a URL"
-	case u.User != nil || strings.Contains(s, "@"):
-		p.bad(l, nil, "must not contain a user name or password (%s); Clear authenticates with the client secret", shown)
-		return "", false
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "": // "https://host/?" would put the token path after a '?'
-		why = "must not carry a query or a fragment"
-	case u.Scheme == "http" && !clear.IsLoopback(u.Hostname()):
-		why = "uses http, but http is allowed only for loopback hosts; use https"
-	case u.Scheme != "https" && u.Scheme != "http":
-		why = "has the wrong scheme: scheme must be https"
-	case u.Host == "":
-		why = "has no host"
+// checkBaseURL validates a Clear API base URL by clear's rule and returns it
+// without a trailing slash. Messages show it only through redactURL: its user
+// info or query may carry a password or a key.
+func checkBaseURL(s string) (string, error) {
+	u, err := clear.ParseBaseURL(s)
+	if err != nil {
+		why := &clear.BaseURLError{Reason: "is not accepted as a Clear base URL"}
+		errors.As(err, &why)
+		return "", fmt.Errorf("is invalid: %s %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", quote(redactURL(s)), why.Reason)
 	}
-	v, err := clear.ParseBaseURL(s)
-	if why == "" && err != nil {
-		why = "is not accepted as a Clear base URL"
-	}
-	if why != "" {
-		p.bad(l, nil, "is invalid: %s %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", shown, why)
-		return "", false
-	}
-	return strings.TrimRight(v.String(), "/"), true
+	return strings.TrimRight(u.String(), "/"), nil
 }
 
 // redactURL replaces any user info, query or fragment of s by a marker,
@@ -108,112 +92,94 @@ func redactURL(s string) string {
 	return scheme + rest
 }
 
-// checkClientSecret validates a literal client secret without ever quoting it.
-func checkClientSecret(p *problems, l location, s string) (clear.ClientSecret, bool) {
-	p.secret(s)
+// checkClientSecret validates a literal client secret without ever quoting it
+// (read has already noted it for the scrub, as it does every Secret row).
+func checkClientSecret(s string) (clear.ClientSecret, error) {
 	if s == "" {
-		p.bad(l, nil, "is empty")
-		return clear.ClientSecret{}, false
+		return clear.ClientSecret{}, errors.New("is empty")
 	}
 	if i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
-		p.bad(l, nil, "contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
-		return clear.ClientSecret{}, false
+		return clear.ClientSecret{}, fmt.Errorf("contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
 	}
-	return clear.NewClientSecret(s), true
+	return clear.NewClientSecret(s), nil
 }
 
-// checkClientSecretID validates the id of a client secret's secret without
+// checkSecretID validates the id of a client secret's secret without
 // echoing it: an operator who confused the fields pasted the secret itself, so
 // an invalid id is scrubbed like one. A valid id is not: "token" would blank
 // that word in every message.
-func checkClientSecretID(p *problems, l location, s string) (secretRef, bool) {
+func checkSecretID(s string) (secretRef, error) {
 	ref, err := parseSecretID(s)
-	switch {
-	case err == nil:
-		return ref, true
-	case s == "":
-		p.bad(l, nil, "%s", err)
-	default:
-		p.secret(s)
-		p.bad(l, nil, "%s (the value is not shown in case it is a secret)", err)
+	if err != nil && s != "" {
+		return ref, errMaybeSecret{fmt.Errorf("%s (the value is not shown in case it is a secret)", err)}
 	}
-	return ref, false
+	return ref, err
 }
 
 // checkTokenSecretID validates the id of the token's secret, which is quoted.
-func checkTokenSecretID(p *problems, l location, s string) (secretRef, bool) {
+func checkTokenSecretID(s string) (secretRef, error) {
 	ref, err := parseSecretID(s)
 	if err != nil {
-		p.bad(l, nil, "%s %s", quote(s), err)
+		return ref, fmt.Errorf("%s %s", quote(s), err)
 	}
-	return ref, err == nil
+	return ref, nil
 }
 
-func checkDailyLimit(p *problems, l location, s string) (int, bool) {
-	n, err := strconv.Atoi(s)
-	switch {
-	case err != nil && !errors.Is(err, strconv.ErrRange):
-		p.bad(l, nil, "%s is not a whole number; allowed 1..%d (default %d)", quote(s), MaxDailyLimit, DefaultDailyLimit)
-	case err != nil || n < 1 || n > MaxDailyLimit:
-		p.bad(l, nil, "%s is out of range 1..%d", s, MaxDailyLimit)
-	default:
-		return n, true
+// count returns a validator of a whole number in 1..hi.
+func count[T int | int64](hi, def T) func(string) (T, error) {
+	return func(s string) (T, error) {
+		n, err := strconv.ParseInt(s, 10, 64)
+		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange):
+			return 0, fmt.Errorf("%s is not a whole number; allowed 1..%d (default %d)", quote(s), hi, def)
+		case err != nil || n < 1 || n > int64(hi):
+			return 0, fmt.Errorf("%s is out of range 1..%d", s, hi)
+		}
+		return T(n), nil
 	}
-	return 0, false
 }
-
-// Every rotation revokes the token an ERP holds, so a max_age below
-// timing.MinInterval is refused at start-up rather than left to the engine's
-// floor; the upper bounds keep the arithmetic far from overflow and catch a
-// unit mistake that would silently mean "never".
-const (
-	MaxRenewBefore = 366 * 24 * time.Hour
-	MaxMaxAge      = 10 * 366 * 24 * time.Hour
-)
 
 // duration returns a validator of a Go duration greater than zero and within
-// lo..hi (hi 0: no bound); lowWhy and highWhy, when given, explain the bounds
-// instead of the plain "out of range".
-func duration(lo, hi time.Duration, lowWhy, highWhy string) func(*problems, location, string) (time.Duration, bool) {
-	return func(p *problems, l location, s string) (time.Duration, bool) {
+// lo..hi (hi 0: no bound).
+func duration(lo, hi time.Duration) func(string) (time.Duration, error) {
+	return explained(lo, hi, "", "")
+}
+
+// explained is duration whose lowWhy and highWhy, when given, explain the
+// bounds instead of the plain "out of range".
+func explained(lo, hi time.Duration, lowWhy, highWhy string) func(string) (time.Duration, error) {
+	return func(s string) (time.Duration, error) {
 		d, err := time.ParseDuration(s)
 		switch {
 		case err != nil:
-			p.bad(l, nil, "%s is not a Go duration such as \"90s\", \"30m\" or \"2h\"", quote(s))
+			return 0, fmt.Errorf("%s is not a Go duration such as \"90s\", \"30m\" or \"2h\"", quote(s))
 		case d <= 0:
-			p.bad(l, nil, "%s must be greater than zero", s)
+			return 0, fmt.Errorf("%s must be greater than zero", s)
 		case (d < lo || hi > 0 && d > hi) && highWhy == "":
-			p.bad(l, nil, "%s is out of range %s..%s", s, seconds(lo), seconds(hi))
+			return 0, fmt.Errorf("%s is out of range %s..%s", s, seconds(lo), seconds(hi))
 		case d < lo:
-			p.bad(l, nil, "%s is below %s, %s", s, lo, lowWhy)
+			return 0, fmt.Errorf("%s is below %s, %s", s, lo, lowWhy)
 		case hi > 0 && d > hi:
-			p.bad(l, nil, "%s is absurdly long; at most %s %s", s, hi, highWhy)
-		default:
-			return d, true
+			return 0, fmt.Errorf("%s is absurdly long; at most %s %s", s, hi, highWhy)
 		}
-		return 0, false
+		return d, nil
 	}
 }
 
 var (
-	checkPositive     = duration(0, 0, "", "")
-	checkClearTimeout = duration(MinClearTimeout, MaxClearTimeout, "", "")
-	checkRenewBefore  = duration(0, MaxRenewBefore, "", "(366 days) is allowed")
-	checkMaxAge       = duration(timing.MinInterval, MaxMaxAge,
+	checkRenewBefore = explained(0, MaxRenewBefore, "", "(366 days) is allowed")
+	checkMaxAge      = explained(timing.MinInterval, MaxMaxAge,
 		"the least time between two rotations of a client; every rotation revokes the token in use",
 		"(ten years) is allowed, or leave it unset for never")
 )
 
-// checkBudget refuses a max_age that needs more rotations per UTC day than
-// the daily limit allows: the client would spend each day refusing to rotate.
-func checkBudget(p *problems, l location, maxAge time.Duration, dailyLimit int) {
-	if maxAge <= 0 || dailyLimit <= 0 || int64(24*time.Hour/maxAge) <= int64(dailyLimit) {
-		return
+// checkKeyGrace accepts 0 too: the previous gateway key then dies at once.
+func checkKeyGrace(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > 168*time.Hour {
+		return 0, fmt.Errorf("%s is not a duration in 0s..168h", quote(s))
 	}
-	least := (24*time.Hour + time.Duration(dailyLimit) - 1) / time.Duration(dailyLimit)
-	least = (least + time.Minute - 1).Truncate(time.Minute)
-	p.bad(l, nil, "%s means %d rotations a day, more than the daily limit of %d requests allows; set it to at least %s or raise the daily limit",
-		maxAge, int64(24*time.Hour/maxAge), dailyLimit, least)
+	return d, nil
 }
 
 // seconds formats a whole number of seconds as "120s", as the limits are
@@ -225,21 +191,22 @@ func seconds(d time.Duration) string {
 	return d.String()
 }
 
-// checkHTTPAddr validates a listen address [HOST]:PORT: HOST empty (every
-// interface), an IP address or a host name; PORT 0..65535 in decimal digits,
-// 0 asking for any free port (the daemon logs the one bound). Set but empty
-// means no listener.
-func checkHTTPAddr(p *problems, l location, s string) (string, bool) {
-	if s == "" {
-		return "", true
+// listenAddr returns a validator of a listen address [HOST]:PORT: HOST empty
+// (every interface), an IP address or a host name; PORT 0..65535 in decimal
+// digits, 0 asking for any free port (the daemon logs the one bound). Set but
+// empty (ROTATOR_HTTP_ADDR only) means no listener.
+func listenAddr(examples string) func(string) (string, error) {
+	return func(s string) (string, error) {
+		if s == "" {
+			return "", nil
+		}
+		host, port, err := net.SplitHostPort(s)
+		n, perr := strconv.ParseUint(port, 10, 16)
+		if err != nil || perr != nil || len(port) > 5 || strings.Trim(port, "0123456789") != "" || n > 65535 || !isHost(host) {
+			return "", fmt.Errorf("%s is not a listen address; want [HOST]:PORT with a port of 0..65535, such as %s", quote(s), examples)
+		}
+		return s, nil
 	}
-	host, port, err := net.SplitHostPort(s)
-	n, perr := strconv.ParseUint(port, 10, 16)
-	if err != nil || perr != nil || len(port) > 5 || strings.Trim(port, "0123456789") != "" || n > 65535 || !isHost(host) {
-		p.bad(l, nil, "%s is not a listen address; want [HOST]:PORT with a port of 0..65535, such as \":9090\" or \"127.0.0.1:9090\", or set it empty to disable the listener", quote(s))
-		return "", false
-	}
-	return s, true
 }
 
 // isHost reports whether s is empty, an IP address (with a zone, for a
@@ -299,10 +266,58 @@ func parseSchedule(spec string, now time.Time) (sched cron.Schedule, err error) 
 	return sched, nil
 }
 
-func checkSchedule(p *problems, l location, s string) (string, bool) {
+func checkSchedule(s string) (string, error) {
 	if _, err := ParseSchedule(s); err != nil {
-		p.bad(l, err, "%s is not a valid schedule: %s; use a cron spec with 5 fields, or 6 with leading seconds, or a descriptor such as \"@every 5m\" or \"@hourly\"", quote(s), clear.Sanitize(err.Error()))
-		return "", false
+		return "", fmt.Errorf("%s is not a valid schedule: %s; use a cron spec with 5 fields, or 6 with leading seconds, or a descriptor such as \"@every 5m\" or \"@hourly\"", quote(s), clear.Sanitize(err.Error()))
 	}
-	return s, true
+	return s, nil
+}
+
+var headerNameRE = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}$`)
+
+// checkHeaderName validates an HTTP header name (an RFC 9110 token).
+func checkHeaderName(s string) (string, error) {
+	if !headerNameRE.MatchString(s) {
+		return "", fmt.Errorf("%s is not an HTTP header name", quote(s))
+	}
+	return strings.ToLower(s), nil
+}
+
+// checkGatewayKey validates the gateway's literal inbound key without quoting it.
+func checkGatewayKey(s string) (string, error) {
+	if len(s) < 16 {
+		return "", errors.New("is too short (the value is not shown); use at least 16 characters")
+	}
+	return s, nil
+}
+
+// text accepts any value (a path, read by whoever uses it).
+func text(s string) (string, error) { return s, nil }
+
+// checkWebhookURL validates a webhook URL by notify's rule; its messages never
+// quote the URL, whose path or query may carry a receiver's key.
+func checkWebhookURL(s string) (string, error) {
+	if _, err := notify.CheckURL(s); err != nil {
+		return "", fmt.Errorf("%s (the URL is not shown, in case it carries a key)", err)
+	}
+	return s, nil
+}
+
+// checkWebhookSecret validates a literal signing secret (one or two whsec_
+// values) without quoting it; read scrubs each value from every message, not
+// only the whole.
+func checkWebhookSecret(s string) (notify.Secret, error) {
+	sec := notify.NewSecret(s)
+	if _, err := notify.ParseKeys(sec); err != nil {
+		return notify.Secret{}, err
+	}
+	return sec, nil
+}
+
+// checkHookStdin accepts the one value of ROTATOR_HOOK_STDIN.
+func checkHookStdin(s string) (bool, error) {
+	if s != HookStdinToken {
+		return false, fmt.Errorf("%s is not allowed; the one value is %q (unset: the hook's input is empty)", quote(s), HookStdinToken)
+	}
+	return true, nil
 }

@@ -17,6 +17,9 @@ func envOf(kv ...string) LookupFunc {
 	return func(name string) (string, bool) { v, ok := m[name]; return v, ok }
 }
 
+// TestLoadGateway: the gateway's global settings are rows of the table like any other, read by
+// Load (the gateway `rotator run` embeds, off unless ROTATOR_GATEWAY_ADDR is set) and by
+// LoadForGateway (`rotator gateway`, whose listener defaults to DefaultGatewayAddr).
 func TestLoadGateway(t *testing.T) {
 	const key = "a-key-of-at-least-16-chars"
 	for name, tc := range map[string]struct {
@@ -41,7 +44,16 @@ func TestLoadGateway(t *testing.T) {
 		"bad addr":      {env: []string{EnvGatewayAddr + "=nope"}, err: "not a listen address"},
 		"localhost":     {env: []string{EnvGatewayAddr + "=localhost:1"}, want: func(g *Gateway) bool { return g.Addr == "localhost:1" }},
 	} {
-		g, err := LoadGateway(envOf(tc.env...), tc.standalone)
+		load := Load
+		if tc.standalone {
+			load = LoadForGateway
+		}
+		var g *Gateway
+		cfg, err := load(envOf(append([]string{EnvBaseURL + "=https://api.example.com", EnvClientSecretID + "=clear/cs",
+			EnvTokenSecretID + "=clear/tok"}, tc.env...)...))
+		if err == nil {
+			g = &cfg.Gateway
+		}
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s: error %v, want %q", name, err, tc.err)
@@ -113,5 +125,20 @@ func TestLoadForGatewaySeveralClientsWithoutClientSecrets(t *testing.T) {
 	}
 	if _, err := LoadForGateway(envOf(EnvConfig + "=" + path)); err == nil || !strings.Contains(err.Error(), "same client secret") {
 		t.Fatalf("a shared client secret was accepted: %v", err)
+	}
+}
+
+// TestGatewayProblemsWithTheRest: the gateway's settings are read by the one Load, so that a broken
+// one is reported with every other problem at once (LoadGateway used to run only after Load had
+// passed, and only for the commands that serve the gateway), and a literal key is never echoed.
+func TestGatewayProblemsWithTheRest(t *testing.T) {
+	const key = "gw-key-0123456789abcdef"
+	_, err := LoadForGateway(envOf(EnvBaseURL+"=ftp://x", EnvTokenSecretID+"=tok", EnvGatewayHold+"=1h",
+		EnvGatewayKey+"="+key, EnvGatewayKeyID+"=gw/key", EnvGatewayMaxConns+"=lots", EnvGatewayTLSKey+"=/k.pem"))
+	probs := wantErrors(t, err, "CLEAR_BASE_URL is invalid", "ROTATOR_GATEWAY_HOLD 1h is out of range 1s..60s",
+		"ROTATOR_GATEWAY_KEY_ID and ROTATOR_GATEWAY_KEY are both set", `ROTATOR_GATEWAY_MAX_CONNS "lots" is not a whole number; allowed 1..1048576`,
+		"must be set together")
+	if len(probs) != 5 || strings.Contains(err.Error(), key) {
+		t.Errorf("%d problems:\n%v", len(probs), err)
 	}
 }

@@ -8,8 +8,9 @@ import (
 
 // secretRef is a parsed Secrets Manager secret id: a name or an ARN.
 type secretRef struct {
-	raw string
-	arn bool
+	raw     string
+	arn     bool
+	literal bool // a literal client secret, compared with literals only (crossCheck)
 	// partition, region and account are set for ARNs only; a plain name is
 	// resolved in whatever region and account the rotator runs with.
 	partition, region, account string
@@ -78,7 +79,7 @@ func checkSecretName(s string) error {
 // regions or accounts are different secrets; a plain name could live
 // anywhere, so it is compared by name alone.
 func sameSecret(a, b secretRef) bool {
-	if a.arn && b.arn && (a.partition != b.partition || a.region != b.region || a.account != b.account) {
+	if a.literal != b.literal || a.arn && b.arn && (a.partition != b.partition || a.region != b.region || a.account != b.account) {
 		return false
 	}
 	for _, x := range a.names {

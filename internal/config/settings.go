@@ -3,13 +3,87 @@ package config
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
+	"github.com/clear-rotator/clear-rotator/internal/notify"
+)
+
+// Environment variable names; Settings says what each one does.
+const (
+	EnvBaseURL                = "CLEAR_BASE_URL"
+	EnvClientSecret           = "CLEAR_CLIENT_SECRET"
+	EnvClientSecretID         = "CLEAR_CLIENT_SECRET_ID"
+	EnvClientSecret2          = "CLEAR_CLIENT_SECRET_2"
+	EnvClientSecretID2        = "CLEAR_CLIENT_SECRET_ID_2"
+	EnvTokenSecretID          = "ROTATOR_TOKEN_SECRET_ID"
+	EnvDailyLimit             = "ROTATOR_DAILY_LIMIT"
+	EnvRenewBefore            = "ROTATOR_RENEW_BEFORE"
+	EnvMaxAge                 = "ROTATOR_MAX_AGE"
+	EnvConfig                 = "ROTATOR_CONFIG"
+	EnvSchedule               = "ROTATOR_SCHEDULE"
+	EnvHTTPAddr               = "ROTATOR_HTTP_ADDR"
+	EnvShutdownGrace          = "ROTATOR_SHUTDOWN_GRACE"
+	EnvClearTimeout           = "CLEAR_TIMEOUT"
+	EnvLogLevel               = "LOG_LEVEL"
+	EnvLogFormat              = "LOG_FORMAT"
+	EnvNoColor                = "NO_COLOR" // https://no-color.org
+	EnvGatewayTokenHeader     = "ROTATOR_GATEWAY_TOKEN_HEADER"
+	EnvGatewayAddr            = "ROTATOR_GATEWAY_ADDR"
+	EnvGatewayKey             = "ROTATOR_GATEWAY_KEY"
+	EnvGatewayKeyID           = "ROTATOR_GATEWAY_KEY_ID"
+	EnvGatewayKeyGrace        = "ROTATOR_GATEWAY_KEY_GRACE"
+	EnvGatewayReplayLimit     = "ROTATOR_GATEWAY_REPLAY_LIMIT"
+	EnvGatewayHold            = "ROTATOR_GATEWAY_HOLD"
+	EnvGatewayUpstreamTimeout = "ROTATOR_GATEWAY_UPSTREAM_TIMEOUT"
+	EnvGatewayMaxConns        = "ROTATOR_GATEWAY_MAX_CONNS"
+	EnvGatewayPoll            = "ROTATOR_GATEWAY_POLL"
+	EnvGatewayTLSCert         = "ROTATOR_GATEWAY_TLS_CERT"
+	EnvGatewayTLSKey          = "ROTATOR_GATEWAY_TLS_KEY"
+	EnvWebhookURL             = "ROTATOR_WEBHOOK_URL"
+	EnvWebhookSecretID        = "ROTATOR_WEBHOOK_SECRET_ID"
+	EnvWebhookSecret          = "ROTATOR_WEBHOOK_SECRET"
+	EnvHookCommand            = "ROTATOR_HOOK_COMMAND"
+	EnvHookStdin              = "ROTATOR_HOOK_STDIN"
+	EnvHookTimeout            = "ROTATOR_HOOK_TIMEOUT"
+)
+
+// Limits and defaults, exported so that help texts and other packages quote
+// the numbers the validation enforces.
+const (
+	// DefaultDailyLimit allows a request every half hour on average: far more
+	// than rotation needs, yet a crash loop cannot hammer Clear all day.
+	DefaultDailyLimit    = 48
+	MaxDailyLimit        = 250
+	DefaultSchedule      = "@every 5m"
+	DefaultHTTPAddr      = ":9090"
+	DefaultClearTimeout  = 30 * time.Second
+	MinClearTimeout      = time.Second
+	MaxClearTimeout      = 120 * time.Second
+	DefaultShutdownGrace = 60 * time.Second // timing.Lease(DefaultClearTimeout)
+	// Every rotation revokes the token an ERP holds, so a max_age below
+	// timing.MinInterval is refused at start-up rather than left to the
+	// engine's floor; the upper bounds keep the arithmetic far from overflow
+	// and catch a unit mistake that would silently mean "never".
+	MaxRenewBefore = 366 * 24 * time.Hour
+	MaxMaxAge      = 10 * 366 * 24 * time.Hour
+	// MaxFileSize bounds the YAML file, and with it the memory a reload may
+	// take: a configuration is a few kilobytes (a thousand clients fit), and
+	// anything much larger is a wrong path or an attack.
+	MaxFileSize       = 256 << 10
+	DefaultClientName = "default" // the only client in single-client mode
+	SourceEnvironment = "environment"
+
+	DefaultGatewayAddr        = "127.0.0.1:8480" // `rotator gateway`'s; `rotator run` serves none unless told
+	DefaultGatewayMaxConns    = 16384
+	DefaultGatewayTokenHeader = clear.HeaderAuthToken
+
+	// HookStdinToken is the one value of ROTATOR_HOOK_STDIN: the hook reads the token document.
+	HookStdinToken     = "token"
+	DefaultHookTimeout = notify.DefaultHookTimeout
 )
 
 // Scope says where a setting applies.
@@ -18,14 +92,14 @@ type Scope int
 const (
 	PerClient  Scope = iota // a key in a client entry; the variable is the only client's value, or the entries' default
 	Global                  // the environment only, for the whole process
-	DaemonOnly              // global, and only `rotator run` reads it
+	DaemonOnly              // global, and only `rotator run` (and `rotator gateway`) reads it
 )
 
 // Setting is one row of the configuration table. The environment path, the
-// YAML path, the unknown-variable warning, the help texts and the README's
-// table all iterate Settings, so a setting cannot be known to one of them and
+// YAML path, the unknown-variable warning, the help texts and the docs' table
+// all iterate Settings, so a setting cannot be known to one of them and
 // missing from another. Adding a setting is a row here and a field in Client
-// or Config.
+// or Config; a rule between settings is a function in rules.go.
 type Setting struct {
 	Env        string // environment variable
 	Key        string // YAML key in a client entry; "" for global settings
@@ -44,12 +118,34 @@ type Setting struct {
 	Secret    bool // a literal secret: never echoed, scrubbed from every message
 	KeepEmpty bool // "set but empty" is a value, not "unset" (ROTATOR_HTTP_ADDR= turns the listener off)
 
-	// parse validates the trimmed text, records any problem and returns the
-	// typed value, which client or config stores; without parse the setting
-	// is read elsewhere (ROTATOR_CONFIG).
-	parse  func(p *problems, l location, s string) (any, bool)
+	// parse validates the trimmed text and returns the typed value, which
+	// client or config stores; without parse the setting is read elsewhere
+	// (ROTATOR_CONFIG).
+	parse  func(s string) (any, error)
 	client func(c *Client, v any)
 	config func(c *Config, v any)
+}
+
+// apply sets every setting of c's scope (the client's when c is not nil,
+// else cfg's) to its default, then to the valid values of vals.
+func apply(cfg *Config, c *Client, vals []value) {
+	set := func(s *Setting, v any) {
+		if c != nil && s.client != nil {
+			s.client(c, v)
+		} else if c == nil && s.config != nil {
+			s.config(cfg, v)
+		}
+	}
+	for i := range Settings {
+		if s := &Settings[i]; s.Default != nil {
+			set(s, s.Default)
+		}
+	}
+	for _, v := range vals {
+		if v.ok {
+			set(v.s, v.v)
+		}
+	}
 }
 
 // DefaultText is the default as help texts show it; "" when there is none.
@@ -60,113 +156,162 @@ func (s *Setting) DefaultText() string {
 	return fmt.Sprint(s.Default)
 }
 
-// parser and the setters adapt typed validators and fields to the table.
-func parser[T any](f func(*problems, location, string) (T, bool)) func(*problems, location, string) (any, bool) {
-	return func(p *problems, l location, s string) (any, bool) { return f(p, l, s) }
+// parser and field adapt a typed validator and a typed field (of a Client or
+// the Config) to the table.
+func parser[T any](f func(string) (T, error)) func(string) (any, error) {
+	return func(s string) (any, error) { return f(s) }
 }
 
-func clientField[T any](f func(*Client) *T) func(*Client, any) {
-	return func(c *Client, v any) { *f(c) = v.(T) }
+func field[X, T any](f func(*X) *T) func(*X, any) {
+	return func(x *X, v any) { *f(x) = v.(T) }
 }
 
-func configField[T any](f func(*Config) *T) func(*Config, any) {
-	return func(c *Config, v any) { *f(c) = v.(T) }
-}
-
-// clientID stores a validated secret id as the text it was given.
-func clientID(f func(*Client) *string) func(*Client, any) {
-	return func(c *Client, v any) { *f(c) = v.(secretRef).raw }
+// idField stores a validated secret id as the text it was given.
+func idField[X any](f func(*X) *string) func(*X, any) {
+	return func(x *X, v any) { *f(x) = v.(secretRef).raw }
 }
 
 // Settings lists every setting the rotator reads, in the order help texts and
-// the README show them; the gateway's rows (gateway.go) and push delivery's
-// (notify.go) come last.
-var Settings = slices.Concat([]Setting{
+// the docs show them.
+var Settings = []Setting{
 	{Env: EnvBaseURL, Key: "base_url", Kind: "URL", Limits: "https://HOST[/PATH]; http:// only for loopback hosts",
 		Help:     "Clear API base URL",
 		Notes:    "India sandbox `https://api-sandbox.clear.in`, production `https://api.clear.in`; other regions (KSA, EU): the full base URL",
 		Required: "it must be the Clear API base URL (https://HOST[/PATH])",
-		parse:    parser(checkBaseURL), client: clientField(func(c *Client) *string { return &c.BaseURL })},
+		parse:    parser(checkBaseURL), client: field(func(c *Client) *string { return &c.BaseURL })},
 	{Env: EnvClientSecret, Key: "client_secret", Kind: "secret", Group: "client_secret", Secret: true,
 		Help:     "the Clear client secret itself (for development)",
 		Required: "set " + EnvClientSecretID + " to the Secrets Manager secret holding the Clear client secret (or " + EnvClientSecret + " to the secret itself, for development)",
-		parse:    parser(checkClientSecret), client: clientField(func(c *Client) *clear.ClientSecret { return &c.ClientSecret })},
+		parse:    parser(checkClientSecret), client: field(func(c *Client) *clear.ClientSecret { return &c.ClientSecret })},
 	{Env: EnvClientSecretID, Key: "client_secret_id", Kind: "secret id", Group: "client_secret",
 		Help:  "or: Secrets Manager name or ARN of the secret holding the Clear client secret",
 		Notes: "plain string, or JSON `{\"client_secret\": \"...\"}`",
-		parse: parser(checkClientSecretID), client: clientID(func(c *Client) *string { return &c.ClientSecretID })},
+		parse: parser(checkSecretID), client: idField(func(c *Client) *string { return &c.ClientSecretID })},
 	{Env: EnvClientSecret2, Key: "client_secret_2", Kind: "secret", Group: "client_secret_2", Secret: true,
 		Help:  "optional second API client of the same workspace: its client secret itself (for development)",
 		Notes: "needs the first; must differ from it and from every other client's",
-		parse: parser(checkClientSecret), client: clientField(func(c *Client) *clear.ClientSecret { return &c.ClientSecret2 })},
+		parse: parser(checkClientSecret), client: field(func(c *Client) *clear.ClientSecret { return &c.ClientSecret2 })},
 	{Env: EnvClientSecretID2, Key: "client_secret_id_2", Kind: "secret id", Group: "client_secret_2",
 		Help:  "or: Secrets Manager name or ARN of the second API client's client secret",
 		Notes: "not the same secret as the first client secret's",
-		parse: parser(checkClientSecretID), client: clientID(func(c *Client) *string { return &c.ClientSecretID2 })},
+		parse: parser(checkSecretID), client: idField(func(c *Client) *string { return &c.ClientSecretID2 })},
 	{Env: EnvTokenSecretID, Key: "token_secret_id", Kind: "secret id",
 		Help:     "Secrets Manager name or ARN of the secret where the token is kept",
 		Notes:    "created if missing",
 		Required: "it must be the Secrets Manager name or ARN of the secret that holds the token",
-		parse:    parser(checkTokenSecretID), client: clientID(func(c *Client) *string { return &c.TokenSecretID })},
+		parse:    parser(checkTokenSecretID), client: idField(func(c *Client) *string { return &c.TokenSecretID })},
 	{Env: EnvDailyLimit, Key: "daily_limit", Kind: "number", Default: DefaultDailyLimit, Limits: fmt.Sprintf("1..%d", MaxDailyLimit),
-		Help:  "requests per client secret per UTC day the rotator allows itself",
-		Notes: "anything else is refused at start-up",
-		parse: parser(checkDailyLimit), client: clientField(func(c *Client) *int { return &c.DailyLimit })},
+		Help:   "requests per client secret per UTC day the rotator allows itself",
+		Notes:  "anything else is refused at start-up",
+		parse:  parser(count(MaxDailyLimit, DefaultDailyLimit)),
+		client: field(func(c *Client) *int { return &c.DailyLimit })},
 	{Env: EnvRenewBefore, Key: "renew_before", Kind: "duration", DefaultDoc: "a third of the lifetime", Limits: "more than zero, at most 8784h (366 days)",
 		Help:  "renew when this much validity is left",
 		Notes: "a Go duration such as `2h`",
-		parse: parser(checkRenewBefore), client: clientField(func(c *Client) *time.Duration { return &c.RenewBefore })},
+		parse: parser(checkRenewBefore), client: field(func(c *Client) *time.Duration { return &c.RenewBefore })},
 	{Env: EnvMaxAge, Key: "max_age", Kind: "duration", DefaultDoc: "never", Limits: "at least 1m, and at least 24h divided by the daily limit (30m at 48)",
 		Help:  "rotate tokens that never expire once they are this old",
 		Notes: "so that it never needs more requests than the daily limit allows",
-		parse: parser(checkMaxAge), client: clientField(func(c *Client) *time.Duration { return &c.MaxAge })},
+		parse: parser(checkMaxAge), client: field(func(c *Client) *time.Duration { return &c.MaxAge })},
 	{Env: EnvConfig, Scope: Global, Kind: "path",
 		Help:  "YAML file with a clients: list; the variables above then give defaults for its entries",
 		Notes: "a regular file (a FIFO, device or directory is refused) of at most 256 KiB"},
 	{Env: EnvSchedule, Scope: DaemonOnly, Kind: "cron spec", Default: DefaultSchedule,
 		Help:  "when the daemon checks every client; must fire at least once in 5 years",
 		Notes: "UTC, seconds field optional, `@every 5m` style allowed; a spec that never fires (`0 0 30 2 *`) is refused",
-		parse: parser(checkSchedule), config: configField(func(c *Config) *string { return &c.Schedule })},
+		parse: parser(checkSchedule), config: field(func(c *Config) *string { return &c.Schedule })},
 	{Env: EnvHTTPAddr, Scope: DaemonOnly, Kind: "[HOST]:PORT", Default: DefaultHTTPAddr, KeepEmpty: true, Limits: "port 0..65535",
-		Help:  "ops listener (/healthz, /readyz, /metrics); set but empty disables it",
-		Notes: "the default listens on every interface, right in a container; on a host bind one interface, e.g. `127.0.0.1:9090`; port 0 takes any free port, and the `daemon started` log line names the address bound",
-		parse: parser(checkHTTPAddr), config: configField(func(c *Config) *string { return &c.HTTPAddr })},
+		Help:   "ops listener (/healthz, /readyz, /metrics); set but empty disables it",
+		Notes:  "the default listens on every interface, right in a container; on a host bind one interface, e.g. `127.0.0.1:9090`; port 0 takes any free port, and the `daemon started` log line names the address bound",
+		parse:  parser(listenAddr(`":9090" or "127.0.0.1:9090", or set it empty to disable the listener`)),
+		config: field(func(c *Config) *string { return &c.HTTPAddr })},
 	{Env: EnvShutdownGrace, Scope: DaemonOnly, Kind: "duration", DefaultDoc: "CLEAR_TIMEOUT+30s (60s)", Limits: "at least CLEAR_TIMEOUT+30s",
 		Help:  "how long SIGTERM waits for a rotation in progress",
 		Notes: "a shorter grace could lose a token Clear has already issued",
-		parse: parser(checkPositive), config: configField(func(c *Config) *time.Duration { return &c.ShutdownGrace })},
+		parse: parser(duration(0, 0)), config: field(func(c *Config) *time.Duration { return &c.ShutdownGrace })},
 	{Env: EnvClearTimeout, Scope: Global, Kind: "duration", Default: DefaultClearTimeout, Limits: "1s..120s",
 		Help:  "time limit of one request to Clear, connection to last byte",
-		parse: parser(checkClearTimeout), config: configField(func(c *Config) *time.Duration { return &c.ClearTimeout })},
+		parse: parser(duration(MinClearTimeout, MaxClearTimeout)), config: field(func(c *Config) *time.Duration { return &c.ClearTimeout })},
 	{Env: EnvLogLevel, Scope: Global, Kind: "level", DefaultDoc: "info", Limits: "debug, info, warn, error",
 		Help:  "least level logged",
-		parse: fromLogging(logging.ParseLevel), config: configField(func(c *Config) *slog.Level { return &c.LogLevel })},
+		parse: parser(logging.ParseLevel), config: field(func(c *Config) *slog.Level { return &c.LogLevel })},
 	{Env: EnvLogFormat, Scope: Global, Kind: "format", DefaultDoc: "text on a terminal, json otherwise", Limits: "text, json",
 		Help:  "log format",
-		parse: fromLogging(logging.ParseFormat), config: configField(func(c *Config) *string { return &c.LogFormat })},
+		parse: parser(logging.ParseFormat), config: field(func(c *Config) *string { return &c.LogFormat })},
 	{Env: EnvNoColor, Scope: Global, Kind: "any",
 		Help:  "any non-empty value turns off colour in text logs",
-		parse: func(*problems, location, string) (any, bool) { return true, true }, config: configField(func(c *Config) *bool { return &c.NoColor })},
-}, gatewaySettings, notifySettings)
+		parse: func(string) (any, error) { return true, nil }, config: field(func(c *Config) *bool { return &c.NoColor })},
 
-// fromLogging adapts the logging package's parsers, whose messages already
-// say what is allowed.
-func fromLogging[T any](f func(string) (T, error)) func(*problems, location, string) (any, bool) {
-	return func(p *problems, l location, s string) (any, bool) {
-		v, err := f(s)
-		if err != nil {
-			p.bad(l, err, "%s", err)
-		}
-		return v, err == nil
-	}
+	// The gateway's (issue 17).
+	{Env: EnvGatewayTokenHeader, Key: "gateway_token_header", Kind: "header name", Default: DefaultGatewayTokenHeader,
+		Help:  "the header the gateway puts the token in (x-clear-auth-token for Clear's GLS API)",
+		parse: parser(checkHeaderName), client: field(func(c *Client) *string { return &c.GatewayTokenHeader })},
+	{Env: EnvGatewayAddr, Scope: DaemonOnly, Kind: "[HOST]:PORT", DefaultDoc: DefaultGatewayAddr + " for rotator gateway; off for rotator run",
+		Help:  "the Clear gateway's listener; every path on it goes to Clear",
+		parse: parser(listenAddr(`"127.0.0.1:8480"`)), config: field(func(c *Config) *string { return &c.Gateway.Addr })},
+	{Env: EnvGatewayKeyID, Scope: DaemonOnly, Kind: "secret id", Group: "gateway_key",
+		Help:  "Secrets Manager name or ARN of the secret holding the gateway's inbound key (x-clear-rotator-key); re-read when it changes",
+		parse: parser(checkSecretID), config: idField(func(c *Config) *string { return &c.Gateway.KeyID })},
+	{Env: EnvGatewayKey, Scope: DaemonOnly, Kind: "secret", Group: "gateway_key", Secret: true,
+		Help:  "the gateway's inbound key itself (for development); set this or " + EnvGatewayKeyID + "; required unless the gateway listens on loopback",
+		parse: parser(checkGatewayKey), config: field(func(c *Config) *string { return &c.Gateway.Key })},
+	{Env: EnvGatewayKeyGrace, Scope: DaemonOnly, Kind: "duration", Default: 15 * time.Minute, DefaultDoc: "15m", Limits: "0s..168h",
+		Help:  "how long the previous key is still accepted after the key's secret changed",
+		parse: parser(checkKeyGrace), config: field(func(c *Config) *time.Duration { return &c.Gateway.KeyGrace })},
+	{Env: EnvGatewayReplayLimit, Scope: DaemonOnly, Kind: "bytes", Default: int64(1 << 20), DefaultDoc: "1048576 (1 MiB)", Limits: "1..67108864",
+		Help:  "largest request body buffered so that it can be replayed after a 401; larger bodies are streamed",
+		parse: parser(count[int64](64<<20, 1<<20)), config: field(func(c *Config) *int64 { return &c.Gateway.ReplayLimit })},
+	{Env: EnvGatewayHold, Scope: DaemonOnly, Kind: "duration", Default: 10 * time.Second, Limits: "1s..60s",
+		Help:  "longest a request waits for a (newer) token before the gateway answers",
+		parse: parser(duration(time.Second, time.Minute)), config: field(func(c *Config) *time.Duration { return &c.Gateway.Hold })},
+	{Env: EnvGatewayUpstreamTimeout, Scope: DaemonOnly, Kind: "duration", Default: 120 * time.Second, DefaultDoc: "120s", Limits: "1s..600s",
+		Help:  "longest wait for Clear's response headers",
+		parse: parser(duration(time.Second, 10*time.Minute)), config: field(func(c *Config) *time.Duration { return &c.Gateway.UpstreamTimeout })},
+	{Env: EnvGatewayMaxConns, Scope: DaemonOnly, Kind: "number", Default: DefaultGatewayMaxConns, Limits: "1..1048576",
+		Help:  "most connections the gateway holds open at once",
+		parse: parser(count(1<<20, DefaultGatewayMaxConns)), config: field(func(c *Config) *int { return &c.Gateway.MaxConns })},
+	{Env: EnvGatewayPoll, Scope: DaemonOnly, Kind: "duration", Default: 5 * time.Second, Limits: "1s..5m",
+		Help:  "how often the gateway looks at the token secret's version (one DescribeSecret); a 401 looks at once",
+		parse: parser(duration(time.Second, 5*time.Minute)), config: field(func(c *Config) *time.Duration { return &c.Gateway.Poll })},
+	{Env: EnvGatewayTLSCert, Scope: DaemonOnly, Kind: "path",
+		Help:  "PEM certificate for serving the gateway over TLS (with " + EnvGatewayTLSKey + "); re-read when it changes",
+		parse: parser(text), config: field(func(c *Config) *string { return &c.Gateway.TLSCert })},
+	{Env: EnvGatewayTLSKey, Scope: DaemonOnly, Kind: "path",
+		Help:  "PEM private key of " + EnvGatewayTLSCert,
+		parse: parser(text), config: field(func(c *Config) *string { return &c.Gateway.TLSKey })},
+
+	// Push delivery's (issue 18): a signed webhook per client and a hook command, both run after
+	// every token the rotator stores. See internal/notify.
+	{Env: EnvWebhookURL, Key: "webhook_url", Kind: "URL", Limits: "https://HOST[/PATH]; http:// only for loopback hosts",
+		Help:  "receives a signed POST (Standard Webhooks) after every token stored; never the token itself",
+		Notes: "optional; see [Telling the ERP](consumers.md#telling-the-erp-a-webhook-and-a-hook-command); needs " + EnvWebhookSecretID + " or " + EnvWebhookSecret,
+		parse: parser(checkWebhookURL), client: field(func(c *Client) *string { return &c.WebhookURL })},
+	{Env: EnvWebhookSecretID, Scope: Global, Kind: "secret id", Group: "webhook_secret",
+		Help:  "Secrets Manager name or ARN of the webhook signing secret: whsec_<base64>, or two such values separated by a space while it changes",
+		Notes: "whsec_ keys of 24 to 64 bytes; required with a webhook URL; read again every five minutes",
+		parse: parser(checkSecretID), config: idField(func(c *Config) *string { return &c.Notify.WebhookSecretID })},
+	{Env: EnvWebhookSecret, Scope: Global, Kind: "secret", Group: "webhook_secret", Secret: true,
+		Help:  "the webhook signing secret itself (for development); set this or " + EnvWebhookSecretID,
+		parse: parser(checkWebhookSecret), config: field(func(c *Config) *notify.Secret { return &c.Notify.WebhookSecret })},
+	{Env: EnvHookCommand, Scope: Global, Kind: "command",
+		Help:  "runs after every token stored (not in the Lambda); split at white space with '...' and \"...\" quoting, no shell: write sh -c '...' for one",
+		parse: parser(notify.SplitCommand), config: field(func(c *Config) *[]string { return &c.Notify.HookCommand })},
+	{Env: EnvHookStdin, Scope: Global, Kind: "word", DefaultDoc: "empty", Limits: HookStdinToken,
+		Help:  "token: the hook command reads the token document on its standard input",
+		parse: parser(checkHookStdin), config: field(func(c *Config) *bool { return &c.Notify.HookStdin })},
+	{Env: EnvHookTimeout, Scope: Global, Kind: "duration", Default: DefaultHookTimeout, Limits: "1s..10m",
+		Help:  "time limit of one run of the hook command",
+		Notes: "the command is killed with everything it started",
+		parse: parser(duration(time.Second, 10*time.Minute)), config: field(func(c *Config) *time.Duration { return &c.Notify.HookTimeout })},
 }
 
-// groups are the settings, each alone or with the others of its Group, in
-// table order; settingGroups and entryKeys are computed once, since a file
-// may list thousands of entries.
+// settingGroups are the settings, each alone or with the others of its Group,
+// in table order; it and entryKeys are computed once, since a file may list
+// thousands of entries.
 var (
 	settingGroups = groups()
 	entryKeys     = clientKeyList()
+	clientKeys    = strings.Join(entryKeys, ", ") // for messages
 )
 
 func groups() [][]*Setting {
@@ -194,9 +339,6 @@ func clientKeyList() []string {
 	}
 	return keys
 }
-
-// clientKeys is the list of client entry keys for messages.
-var clientKeys = strings.Join(clientKeyList(), ", ")
 
 // knownEnv lists every variable the rotator reads, for Unknown.
 func knownEnv() []string {

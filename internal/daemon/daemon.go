@@ -20,23 +20,18 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
-// clientKey is everything that makes up a client's configuration except its Clear client (a fresh
-// pointer on every load). A client whose key is unchanged by a reload keeps its cache and counters.
-type clientKey struct {
-	Name, BaseURL                   string
-	ClientSecret, ClientSecret2     clear.ClientSecret
-	ClientSecretID, ClientSecretID2 string
-	TokenSecretID                   string
-	DailyLimit                      int
-	RenewBefore, MaxAge             time.Duration
-}
+// clientKey is a client's configuration (its spec, config.Client) as far as its checks depend on
+// it. A client whose key a reload leaves unchanged keeps its cache and counters, and its check
+// under way is filed and handed to the OnResult hooks; a changed one is looked at afresh. What
+// only push delivery and the gateway read is left out, so that a new webhook URL or gateway header
+// does not drop the delivery of a token stored in the round under way. Every other field, any
+// added to the spec later included, is part of the key: the safe side.
+type clientKey config.Client
 
 func keyOf(c *rotation.Client) clientKey {
-	return clientKey{
-		Name: c.Name, BaseURL: c.BaseURL, ClientSecret: c.ClientSecret, ClientSecret2: c.ClientSecret2,
-		ClientSecretID: c.ClientSecretID, ClientSecretID2: c.ClientSecretID2, TokenSecretID: c.TokenSecretID,
-		DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge,
-	}
+	k := c.Client
+	k.WebhookURL, k.GatewayTokenHeader = "", ""
+	return clientKey(k)
 }
 
 // entry is what the daemon knows about one client: what it last read, when to look again, and the

@@ -77,7 +77,7 @@ func (h *harness) client(name string, lifetime time.Duration, dailyLimit int) *r
 		h.log = logging.New(w.Logs, slog.LevelDebug, logging.FormatJSON)
 		h.engine = w.Engine("daemon-test")
 		// The daemon's own logger and the engine's production pause between write attempts.
-		h.engine.Log, h.engine.WriteRetry = h.log, 0
+		h.engine.Log, h.engine.WriteRetry = h.log, rotation.DefaultWriteRetry
 	}
 	w.CountInFlight(&h.inFlight)
 	h.worlds[name] = w
@@ -95,7 +95,7 @@ func (h *harness) other(owner string) *rotation.Engine {
 	e := h.base.Engine(owner)
 	logs := &proctest.Buffer{}
 	h.base.RecordFrom(logs)
-	e.Log, e.WriteRetry = logging.New(logs, slog.LevelDebug, logging.FormatJSON), 0
+	e.Log, e.WriteRetry = logging.New(logs, slog.LevelDebug, logging.FormatJSON), rotation.DefaultWriteRetry
 	return e
 }
 

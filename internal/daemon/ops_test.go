@@ -294,7 +294,7 @@ func TestOpsDefaults(t *testing.T) {
 	if l.ReadHeader <= 0 || l.Read <= 0 || l.Write <= 0 || l.Idle <= 0 || l.MaxHeaderBytes <= 0 || l.MaxConns <= 0 {
 		t.Fatalf("an ops limit is unset: %+v", l)
 	}
-	d, err := newDaemon(Options{}, &app.App{Config: &config.Config{}, Engine: &rotation.Engine{}})
+	d, err := newDaemon(Options{}, &app.App{Config: &config.Config{}, Engine: rotation.NewEngine(rotation.Engine{})})
 	if err != nil {
 		t.Fatal(err)
 	}

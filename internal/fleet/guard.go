@@ -35,20 +35,13 @@ func (g *Guard) Refusal(ctx context.Context, c *rotation.Client) error {
 	return g.read(ctx)[c.Name]
 }
 
-func (g *Guard) now() time.Time {
-	if g.Engine.Now != nil {
-		return g.Engine.Now()
-	}
-	return time.Now()
-}
-
 // read returns, per client name, why it must not be rotated, reading the secrets when the last
 // reading is older than the TTL. Reading costs a call per secret, so it is skipped when there are
 // not two secrets to compare.
 func (g *Guard) read(ctx context.Context) map[string]error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	now := g.now()
+	now := g.Engine.Now()
 	if g.done && g.TTL > 0 && now.Sub(g.at) < g.TTL {
 		return g.refusals
 	}
@@ -83,9 +76,7 @@ func (g *Guard) Run(ctx context.Context, c *rotation.Client, req rotation.Reques
 // the client's status as it stands.
 func Refused(ctx context.Context, e *rotation.Engine, c *rotation.Client, err error) rotation.Result {
 	st, _ := e.Status(ctx, c)
-	if e.Log != nil {
-		e.Log.Error("refusing to rotate the client", "client", c.Name, "error", err)
-	}
+	e.Log.Error("refusing to rotate the client", "client", c.Name, "error", err)
 	return rotation.Result{Client: c.Name, Outcome: rotation.Failed, Message: err.Error(), Err: err, State: st.State,
 		ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt, RequestsToday: st.RequestsToday,
 		DailyLimit: c.DailyLimit, Degraded: st.Degraded, Status: st}

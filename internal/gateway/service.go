@@ -26,12 +26,12 @@ type Engine interface {
 // ServiceOptions configures a Service: the gateway as `rotator gateway` and `rotator run` serve
 // it.
 type ServiceOptions struct {
-	Config  *config.Config
 	Gateway *config.Gateway
 	// Store reads the token secrets and the key's secret.
 	Store SecretReader
-	// Engine and Clients heal revocations; a client without a client secret (a standalone gateway
-	// with read-only rights) is reported on, never healed. Engine nil: no client is healed.
+	// Clients are the configured clients, each served under its name, with its token header. The
+	// Engine heals their revocations; a client without a client secret (a standalone gateway with
+	// read-only rights) is reported on, never healed. Engine nil: no client is healed.
 	Engine  Engine
 	Clients []*rotation.Client
 	Log     *slog.Logger
@@ -85,12 +85,8 @@ func Start(ctx context.Context, o ServiceOptions) (*Service, error) {
 	if err != nil {
 		return fail(err)
 	}
-	engineClients := map[string]*rotation.Client{}
-	for _, c := range o.Clients {
-		engineClients[c.Name] = c
-	}
 	var clients []Client
-	for _, c := range o.Config.Clients {
+	for _, c := range o.Clients {
 		h := &Holder{}
 		w := &Watcher{Store: o.Store, SecretID: c.TokenSecretID, Changed: TokenFeed(h, log, c.Name), Poll: g.Poll, Log: log, What: "token"}
 		h.OnWait = w.Nudge
@@ -100,8 +96,8 @@ func Start(ctx context.Context, o ServiceOptions) (*Service, error) {
 			log.Warn("gateway: the token secret could not be read at start; requests wait for it", "client", c.Name, "error", err)
 		}
 		gc := Client{Name: c.Name, BaseURL: c.BaseURL, Header: c.GatewayTokenHeader, Source: h, Confirm: w.Check}
-		if ec := engineClients[c.Name]; o.Engine != nil && ec != nil && (!ec.ClientSecret.IsZero() || ec.ClientSecretID != "") {
-			gc.Heal = s.healer(o.Engine, ec, h, w)
+		if o.Engine != nil && (!c.ClientSecret.IsZero() || c.ClientSecretID != "") {
+			gc.Heal = s.healer(o.Engine, c, h, w)
 		}
 		clients = append(clients, gc)
 	}

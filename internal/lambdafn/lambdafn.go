@@ -29,7 +29,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
@@ -203,10 +202,7 @@ func (h *Handler) status(ctx context.Context, e *rotation.Engine, clients []*rot
 // the budget alarm does not flap between a value and missing data; when the state could not be read
 // it is left out rather than reported as a false zero, and so are Degraded and TokenLost.
 func (h *Handler) record(e *rotation.Engine, c *rotation.Client, r rotation.Result, requestID string, log *slog.Logger) {
-	now := time.Now().UTC()
-	if e.Now != nil {
-		now = e.Now().UTC()
-	}
+	now := e.Now().UTC()
 	s := sample{client: c.Name, outcome: r.Outcome, limit: c.DailyLimit, remaining: secondsLeft(r.ValidTill, now)}
 	s.requests = r.RequestsToday
 	if r.ReadErr == nil {

@@ -71,7 +71,7 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 		case tok == nil:
 			return fail(c.Name, "version "+ev.Token+" does not hold a well-formed token document", nil)
 		}
-		if now := engineNow(e); tok.ValidTill != nil && !now.Before(*tok.ValidTill) {
+		if now := e.Now().UTC(); tok.ValidTill != nil && !now.Before(*tok.ValidTill) {
 			return fail(c.Name, "the token in version "+ev.Token+" expired at "+tok.ValidTill.UTC().Format(time.RFC3339), nil)
 		}
 		ans.Message = "version " + ev.Token + " holds a well-formed token document"
@@ -184,11 +184,4 @@ func (h *Handler) clientOfSecret(ctx context.Context, e *rotation.Engine, secret
 		}
 	}
 	return nil, errors.New(notOurs)
-}
-
-func engineNow(e *rotation.Engine) time.Time {
-	if e.Now != nil {
-		return e.Now().UTC()
-	}
-	return time.Now().UTC()
 }

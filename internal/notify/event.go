@@ -16,13 +16,13 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/document"
-	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
 // EventType is the webhook's type field.
 const EventType = "clear.token.rotated"
 
-// Reason says why a token was stored.
+// Reason says why a token was stored. The shell that stored it chooses (app.reasonOf maps the
+// engine's result to one).
 type Reason string
 
 const (
@@ -35,21 +35,6 @@ const (
 	// Revoke: `rotator revoke` stored it, after revoking every token stored before.
 	Revoke Reason = "revoke"
 )
-
-// ReasonOf is why stored was stored: revoke when the shell was revoking, forced when the rotation
-// was asked for, healed when the token it replaced was no use to an ERP (before is the client's
-// health as the attempt found it), scheduled otherwise.
-func ReasonOf(stored *rotation.Stored, before rotation.Health, revoking bool) Reason {
-	switch {
-	case revoking:
-		return Revoke
-	case stored != nil && stored.Forced:
-		return Forced
-	case before == rotation.HealthNoToken || before == rotation.HealthExpired || before == rotation.HealthTokenLost:
-		return Healed
-	}
-	return Scheduled
-}
 
 // Event is one stored token to tell the ERP about.
 type Event struct {
@@ -66,14 +51,17 @@ type Event struct {
 	Token document.Token
 }
 
-// NewEvent describes stored, a token of client kept in secretID. Its id is derived from the secret
-// and the version, so that a shell that tells the same token twice (a Lambda invocation retried)
-// sends the same webhook-id, and a receiver that deduplicates by id acts once.
-func NewEvent(client, secretID string, stored rotation.Stored, reason Reason) Event {
-	sum := sha256.Sum256([]byte(secretID + "\x00" + stored.VersionID))
+// NewEvent describes token, stored for client as version versionID of secretID. Its id is derived
+// from the secret and the version, so that a shell that tells the same token twice (a Lambda
+// invocation retried) sends the same webhook-id, and a receiver that deduplicates by id acts once.
+// It takes plain values, not the engine's result: push delivery knows what a stored token is, not
+// how the engine came to store it (the caller decides the Reason), so notify does not depend on
+// the engine.
+func NewEvent(client, secretID, versionID string, token document.Token, reason Reason) Event {
+	sum := sha256.Sum256([]byte(secretID + "\x00" + versionID))
 	return Event{
 		ID:     "msg_" + hex.EncodeToString(sum[:16]),
-		Client: client, SecretID: secretID, VersionID: stored.VersionID, Reason: reason, Token: stored.Token,
+		Client: client, SecretID: secretID, VersionID: versionID, Reason: reason, Token: token,
 	}
 }
 

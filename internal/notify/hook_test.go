@@ -39,7 +39,7 @@ func TestHookEnvDropsTheSecrets(t *testing.T) {
 	t.Parallel()
 	parent := []string{"PATH=/bin", "CLEAR_CLIENT_SECRET=s1", "CLEAR_CLIENT_SECRET_2=s2", "ROTATOR_WEBHOOK_SECRET=w",
 		"CLEAR_ROTATOR_VERSION_ID=forged", "CLEAR_CLIENT_SECRET_ID=arn:x", "HOME=/root"}
-	env := HookEnv(parent, NewEvent("acme", "arn:tok", stored("v9"), Revoke))
+	env := HookEnv(parent, NewEvent("acme", "arn:tok", "v9", token(), Revoke))
 	joined := strings.Join(env, "\n")
 	for _, bad := range []string{"=s1", "=s2", "ROTATOR_WEBHOOK_SECRET=", "forged"} {
 		if strings.Contains(joined, bad) {
@@ -63,7 +63,7 @@ func TestHookRunsWithTheEventAndOptionallyTheToken(t *testing.T) {
 		var log bytes.Buffer
 		h := &Hook{Args: []string{"sh", "-c", `{ echo "$CLEAR_ROTATOR_VERSION_ID"; cat; } > "$0"; cat "$0"`, out},
 			Stdin: stdin, Env: os.Environ(), Log: slog.New(slog.NewTextHandler(&log, nil))}
-		v, err := h.attempt(t.Context(), NewEvent("acme", "tok", stored("v7"), Scheduled))
+		v, err := h.attempt(t.Context(), NewEvent("acme", "tok", "v7", token(), Scheduled))
 		if v != Delivered || err != nil {
 			t.Fatalf("stdin=%v: %s, %v", stdin, v, err)
 		}
@@ -85,7 +85,7 @@ func TestHookRunsWithTheEventAndOptionallyTheToken(t *testing.T) {
 
 func TestHookFailures(t *testing.T) {
 	t.Parallel()
-	ev := NewEvent("acme", "tok", stored("v7"), Scheduled)
+	ev := NewEvent("acme", "tok", "v7", token(), Scheduled)
 	for name, tc := range map[string]struct {
 		args []string
 		want Verdict

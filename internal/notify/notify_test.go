@@ -15,7 +15,6 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/document"
-	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -97,15 +96,15 @@ func TestSecretRedacts(t *testing.T) {
 	}
 }
 
-func stored(version string) rotation.Stored {
+// token is the document every test event carries.
+func token() document.Token {
 	till := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	return rotation.Stored{VersionID: version, Token: document.Token{
-		AccessToken: clear.NewAccessToken(testToken), ValidTill: &till,
-		IssuedAt: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), Client: "acme", APIClient: 2}}
+	return document.Token{AccessToken: clear.NewAccessToken(testToken), ValidTill: &till,
+		IssuedAt: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), Client: "acme", APIClient: 2}
 }
 
 func TestEventBodyHasNoTokenAndAStableID(t *testing.T) {
-	ev := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", stored("v1"), Scheduled)
+	ev := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", "v1", token(), Scheduled)
 	b := ev.Body()
 	if bytes.Contains(b, []byte(testToken)) || bytes.Contains(b, []byte("REDACTED")) {
 		t.Fatalf("the body carries the token field: %s", b)
@@ -124,33 +123,10 @@ func TestEventBodyHasNoTokenAndAStableID(t *testing.T) {
 	if len(m) != len(want) {
 		t.Errorf("body has fields %v, want exactly %v", m, want)
 	}
-	again := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", stored("v1"), Forced)
-	other := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", stored("v2"), Scheduled)
+	again := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", "v1", token(), Forced)
+	other := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", "v2", token(), Scheduled)
 	if ev.ID != again.ID || ev.ID == other.ID || !strings.HasPrefix(ev.ID, "msg_") {
 		t.Fatalf("ids %q %q %q: want the same per version, distinct between versions", ev.ID, again.ID, other.ID)
-	}
-}
-
-func TestReasonOf(t *testing.T) {
-	forced := &rotation.Stored{Forced: true}
-	for name, tc := range map[string]struct {
-		s        *rotation.Stored
-		before   rotation.Health
-		revoking bool
-		want     Reason
-	}{
-		"due":             {&rotation.Stored{}, rotation.HealthExpiring, false, Scheduled},
-		"forced":          {forced, rotation.HealthOK, false, Forced},
-		"forced, expired": {forced, rotation.HealthExpired, false, Forced},
-		"revoke wins":     {forced, rotation.HealthOK, true, Revoke},
-		"expired":         {&rotation.Stored{}, rotation.HealthExpired, false, Healed},
-		"no token":        {&rotation.Stored{}, rotation.HealthNoToken, false, Healed},
-		"lost":            {&rotation.Stored{}, rotation.HealthTokenLost, false, Healed},
-		"nil stored":      {nil, "", false, Scheduled},
-	} {
-		if got := ReasonOf(tc.s, tc.before, tc.revoking); got != tc.want {
-			t.Errorf("%s: %s, want %s", name, got, tc.want)
-		}
 	}
 }
 
@@ -257,7 +233,7 @@ func TestDeliverRetriesWithTheSameIDAndBackoff(t *testing.T) {
 		var log bytes.Buffer
 		wh := &fakeTarget{name: "webhook", script: []Verdict{Retry, Retry}}
 		n, st := newTestNotifier(Run, &log, wh)
-		ev := NewEvent("acme", "tok", stored("v1"), Scheduled)
+		ev := NewEvent("acme", "tok", "v1", token(), Scheduled)
 		start := time.Now()
 		if err := n.Deliver(t.Context(), ev); err != nil {
 			t.Fatal(err)
@@ -288,7 +264,7 @@ func TestDeliverGivesUpOnA4xxAtOnceAndReports(t *testing.T) {
 		wh := &fakeTarget{name: "webhook", script: []Verdict{GiveUp}}
 		hook := &fakeTarget{name: "hook"}
 		n, st := newTestNotifier(Run, &log, wh, hook)
-		err := n.Deliver(t.Context(), NewEvent("acme", "tok", stored("v1"), Scheduled))
+		err := n.Deliver(t.Context(), NewEvent("acme", "tok", "v1", token(), Scheduled))
 		var de *Error
 		if !errors.As(err, &de) || de.Kind != "webhook" || de.Attempts != 1 {
 			t.Fatalf("err = %v, want the webhook's *Error after 1 attempt", err)
@@ -324,7 +300,7 @@ func TestDeliverWithinARunGivesUpAfterItsAttempts(t *testing.T) {
 		wh := &fakeTarget{name: "webhook", forever: Retry}
 		n, _ := newTestNotifier(Run, &log, wh)
 		start := time.Now()
-		err := n.Deliver(t.Context(), NewEvent("acme", "tok", stored("v1"), Scheduled))
+		err := n.Deliver(t.Context(), NewEvent("acme", "tok", "v1", token(), Scheduled))
 		var de *Error
 		if !errors.As(err, &de) || de.Attempts != Run.Attempts {
 			t.Fatalf("err = %v, want *Error after %d attempts", err, Run.Attempts)
@@ -347,7 +323,7 @@ func TestDaemonPolicyKeepsRetryingAndClearsTheFailure(t *testing.T) {
 		}
 		wh := &fakeTarget{name: "webhook", script: script}
 		n, st := newTestNotifier(Daemon, &log, wh)
-		if err := n.Deliver(t.Context(), NewEvent("acme", "tok", stored("v1"), Scheduled)); err != nil {
+		if err := n.Deliver(t.Context(), NewEvent("acme", "tok", "v1", token(), Scheduled)); err != nil {
 			t.Fatal(err)
 		}
 		if got := len(wh.seen()); got != 21 {
@@ -370,7 +346,7 @@ func TestDispatcherSupersedesAnOlderToken(t *testing.T) {
 		n, _ := newTestNotifier(Daemon, &log, wh)
 		d := &Dispatcher{}
 		ctx, cancel := context.WithCancel(t.Context())
-		old := NewEvent("acme", "tok", stored("v1"), Scheduled)
+		old := NewEvent("acme", "tok", "v1", token(), Scheduled)
 		d.Post(ctx, n, old)
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
@@ -378,7 +354,7 @@ func TestDispatcherSupersedesAnOlderToken(t *testing.T) {
 		wh.mu.Lock()
 		wh.forever = Delivered
 		wh.mu.Unlock()
-		newer := NewEvent("acme", "tok", stored("v2"), Scheduled)
+		newer := NewEvent("acme", "tok", "v2", token(), Scheduled)
 		d.Post(ctx, n, newer)
 		synctest.Wait()
 		ids := wh.seen()
@@ -402,7 +378,7 @@ func TestDispatcherStopsWithItsContext(t *testing.T) {
 		n, _ := newTestNotifier(Daemon, &log, wh)
 		d := &Dispatcher{}
 		ctx, cancel := context.WithCancel(t.Context())
-		d.Post(ctx, n, NewEvent("acme", "tok", stored("v1"), Scheduled))
+		d.Post(ctx, n, NewEvent("acme", "tok", "v1", token(), Scheduled))
 		time.Sleep(time.Minute)
 		cancel()
 		d.Wait()

@@ -28,7 +28,7 @@ func TestWebhookPostsASignedBodyWithoutTheToken(t *testing.T) {
 		ch <- got{r.Header.Clone(), b}
 	}))
 	defer srv.Close()
-	ev := NewEvent("acme", "tok", stored("v1"), Forced)
+	ev := NewEvent("acme", "tok", "v1", token(), Forced)
 	w := &Webhook{URL: srv.URL + "/hook", Secret: secretFunc(testSecret)}
 	v, err := w.attempt(t.Context(), ev)
 	if v != Delivered || err != nil {
@@ -67,7 +67,7 @@ func TestWebhookAnswers(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	defer close(stop)
-	ev := NewEvent("acme", "tok", stored("v1"), Scheduled)
+	ev := NewEvent("acme", "tok", "v1", token(), Scheduled)
 	for path, want := range map[string]Verdict{"/503": Retry, "/400": GiveUp, "/429": Retry, "/moved": GiveUp, "/slow": Retry} {
 		w := &Webhook{URL: srv.URL + path, Secret: secretFunc(testSecret), HTTP: NewHTTPClient()}
 		w.HTTP.Timeout = 200 * time.Millisecond

@@ -25,14 +25,17 @@ func newWorld(t *testing.T, o rig.Options) *rig.World {
 	return rig.New(t, o)
 }
 
-// engine returns an engine of w on api (nil: w's own, unfaulted) with the given Clear timeout and
-// the production pause between token write attempts.
+// engine returns an engine of w on api (nil: w's own, unfaulted) with the given Clear timeout (0:
+// the engine's default) and the production pause between token write attempts.
 func engine(w *rig.World, owner string, api store.API, clearTimeout time.Duration) *rotation.Engine {
 	e := w.Engine(owner)
 	if api != nil {
 		e.Store = store.New(api)
 	}
-	e.ClearTimeout, e.WriteRetry = clearTimeout, 0
+	e.WriteRetry = rotation.DefaultWriteRetry
+	if clearTimeout > 0 {
+		e.ClearTimeout = clearTimeout
+	}
 	return e
 }
 

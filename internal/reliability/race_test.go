@@ -3,6 +3,7 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -60,7 +61,7 @@ func TestRacingProcessesAndEngines(t *testing.T) {
 			})
 			wg.Go(func() {
 				e := p.Engine(fmt.Sprintf("engine-%d-%d", round, i))
-				e.Store, e.WriteRetry, e.Rand = store.New(viaProxy), 10*time.Millisecond, nil
+				e.Store, e.WriteRetry, e.Rand = store.New(viaProxy), 10*time.Millisecond, rand.Float64 // real jitter, not the rig's fixed one
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				r := e.Rotate(ctx, client, force)

@@ -522,17 +522,17 @@ func (s *sim) spawn(ctx context.Context, master *rand.Rand) (*Process, Rotator) 
 	if err != nil {
 		panic(err)
 	}
-	p.Client = &rotation.Client{
-		Name: "erp", BaseURL: "http://127.0.0.1:9", Clear: cc, ClientSecret: clear.NewClientSecret(s.secret),
+	p.Client = &rotation.Client{Clear: cc, Client: config.Client{
+		Name: "erp", BaseURL: "http://127.0.0.1:9", ClientSecret: clear.NewClientSecret(s.secret),
 		TokenSecretID: s.tokenID, DailyLimit: s.cfg.DailyLimit, RenewBefore: s.cfg.RenewBefore, MaxAge: s.cfg.MaxAge,
-	}
+	}}
 	if s.secret2 != "" {
 		p.Client.ClientSecret2 = clear.NewClientSecret(s.secret2)
 	}
-	p.Engine = &rotation.Engine{
+	p.Engine = rotation.NewEngine(rotation.Engine{
 		Store: store.New(p.API), Now: s.clock.Now, Rand: p.Float64, Log: s.log.With("process", p.Name),
 		Owner: p.Name, ClearTimeout: s.cfg.ClearTimeout, WriteRetry: s.cfg.WriteRetry,
-	}
+	})
 	var r Rotator = &cachedEngine{p: p}
 	if s.cfg.NewRotator != nil {
 		r = s.cfg.NewRotator(p)

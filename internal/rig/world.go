@@ -225,10 +225,10 @@ func (w *World) Client() *rotation.Client {
 	if err != nil {
 		w.T.Fatal(err)
 	}
-	c := &rotation.Client{
-		Name: w.name, BaseURL: w.ClearURL, Clear: cc, ClientSecret: clear.NewClientSecret(w.Secrets[0]),
+	c := &rotation.Client{Clear: cc, Client: config.Client{
+		Name: w.name, BaseURL: w.ClearURL, ClientSecret: clear.NewClientSecret(w.Secrets[0]),
 		TokenSecretID: w.TokenID, DailyLimit: w.dailyLimit,
-	}
+	}}
 	if len(w.Secrets) > 1 {
 		c.ClientSecret2 = clear.NewClientSecret(w.Secrets[1])
 	}
@@ -245,10 +245,10 @@ func (w *World) Logger() *slog.Logger {
 // Callers may change its fields before first use, for example Store to put a faulted client in
 // front, or ClearTimeout.
 func (w *World) Engine(owner string) *rotation.Engine {
-	return &rotation.Engine{
+	return rotation.NewEngine(rotation.Engine{
 		Store: store.New(w.API), Now: w.clockFunc(), Rand: func() float64 { return 0.5 },
 		Log: w.Logger(), Owner: owner, WriteRetry: time.Millisecond,
-	}
+	})
 }
 
 // Requests returns the Clear token requests the world's clients made, in order.

@@ -6,10 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
-
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/secret"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
@@ -33,22 +32,14 @@ type TokenSource interface {
 	Token(ctx context.Context, secret clear.ClientSecret) (clear.Grant, error)
 }
 
-// Client is one configured Clear client, resolved for the engine. It has one API client (client
-// secret), or two used in turn.
+// Client is one configured Clear client as the engine uses it: its settings, as configured
+// (config.Client, the one declaration of a client's fields, which every layer shares), and the
+// Clear client that asks for its tokens, the only part built at run time. It has one API client
+// (client secret), or two used in turn.
 type Client struct {
-	Name    string
-	BaseURL string
-	Clear   TokenSource
-	// ClientSecret is the literal secret, or zero when ClientSecretID names a secret holding it.
-	ClientSecret   clear.ClientSecret
-	ClientSecretID string
-	// ClientSecret2 and ClientSecretID2 are the optional second API client.
-	ClientSecret2   clear.ClientSecret
-	ClientSecretID2 string
-	TokenSecretID   string
-	DailyLimit      int
-	RenewBefore     time.Duration
-	MaxAge          time.Duration
+	config.Client
+	// Clear asks Clear, at BaseURL, for the client's tokens.
+	Clear TokenSource
 }
 
 // Slots returns how many API clients c has: 1 or 2.

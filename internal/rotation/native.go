@@ -79,7 +79,7 @@ func (e *Engine) promote(ctx context.Context, c *Client, id, cur string) (string
 		return "", fmt.Errorf("reading AWSCURRENT: %w", err)
 	}
 	if t, perr := document.ParseToken([]byte(current.Value)); err == nil && perr == nil && t.IssuedAt.After(pending.IssuedAt) {
-		e.log().Info("a newer token is already AWSCURRENT; leaving it there", "client", c.Name, "current_version", cur)
+		e.Log.Info("a newer token is already AWSCURRENT; leaving it there", "client", c.Name, "current_version", cur)
 		return "left AWSCURRENT on the newer version " + cur, nil
 	}
 	if err := e.Store.MoveStage(ctx, c.TokenSecretID, CurrentStage, id, cur); err != nil {

@@ -237,7 +237,7 @@ func (e *Engine) state(ctx context.Context, c *Client) (document.State, string, 
 	if perr != nil {
 		// A damaged state must not wedge the client; the chain continues from this version. The
 		// count restarts, which Clear's own limit (288, far above ours) absorbs.
-		e.log().Warn("ignoring an unreadable state document", "client", c.Name, "error", perr)
+		e.Log.Warn("ignoring an unreadable state document", "client", c.Name, "error", perr)
 		return document.State{}, v.ID, nil
 	}
 	return st, v.ID, nil

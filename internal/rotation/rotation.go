@@ -133,63 +133,64 @@ type Stored struct {
 	Forced bool
 }
 
-// Engine rotates tokens. Its zero value is not usable: set Store.
+// DefaultWriteRetry is the engine's first pause between token write attempts.
+const DefaultWriteRetry = 250 * time.Millisecond
+
+// Engine rotates tokens. Build it with NewEngine, which sets every field left unset to its
+// default; a field changed afterwards (a test's clock, the Lambda's owner) must be set to a
+// usable value, not zeroed.
 type Engine struct {
 	Store Store
-	// Now is the clock; nil means time.Now.
+	// Now is the clock; unset: time.Now.
 	Now func() time.Time
-	// Rand returns a number in [0, 1) for backoff jitter; nil means math/rand.
+	// Rand returns a number in [0, 1) for backoff jitter; unset: math/rand.
 	Rand func() float64
-	// Log receives one line per decision that matters; nil discards.
+	// Log receives one line per decision that matters; unset: discarded.
 	Log *slog.Logger
-	// Owner identifies this process in claims; empty means host/pid/random.
+	// Owner identifies this process in claims; unset: host/pid/random.
 	Owner string
-	// Backoff spaces attempts after failures; zero means timing.DefaultBackoff.
+	// Backoff spaces attempts after failures; unset: timing.DefaultBackoff.
 	Backoff timing.Backoff
-	// ClearTimeout bounds one request to Clear; zero means clear.DefaultTimeout. The claim's lease
+	// ClearTimeout bounds one request to Clear; unset: clear.DefaultTimeout. The claim's lease
 	// is sized from it (timing.Lease).
 	ClearTimeout time.Duration
-	// WriteRetry is the first pause between token write attempts; zero means 250ms.
+	// WriteRetry is the first pause between token write attempts; unset: DefaultWriteRetry.
 	WriteRetry time.Duration
 }
 
-func (e *Engine) now() time.Time {
-	if e.Now != nil {
-		return e.Now().UTC()
+// NewEngine returns e with every unset field set to its default: the one place the engine's
+// defaults are written, so that neither the engine nor its callers (the fleet's guard, the Lambda)
+// need a fallback at each use. Store has no default.
+func NewEngine(e Engine) *Engine {
+	if e.Now == nil {
+		e.Now = time.Now
 	}
-	return time.Now().UTC()
+	if e.Rand == nil {
+		e.Rand = mrand.Float64
+	}
+	if e.Log == nil {
+		e.Log = slog.New(slog.DiscardHandler)
+	}
+	if e.Owner == "" {
+		e.Owner = defaultOwner
+	}
+	if e.Backoff.Base <= 0 {
+		e.Backoff = timing.DefaultBackoff
+	}
+	if e.ClearTimeout <= 0 {
+		e.ClearTimeout = clear.DefaultTimeout
+	}
+	if e.WriteRetry <= 0 {
+		e.WriteRetry = DefaultWriteRetry
+	}
+	return &e
 }
 
-func (e *Engine) rand() float64 {
-	if e.Rand != nil {
-		return e.Rand()
-	}
-	return mrand.Float64()
-}
-
-func (e *Engine) log() *slog.Logger {
-	if e.Log != nil {
-		return e.Log
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-func (e *Engine) backoff() timing.Backoff {
-	if e.Backoff.Base > 0 {
-		return e.Backoff
-	}
-	return timing.DefaultBackoff
-}
-
-func (e *Engine) clearTimeout() time.Duration {
-	if e.ClearTimeout > 0 {
-		return e.ClearTimeout
-	}
-	return clear.DefaultTimeout
-}
+// now is the engine's clock in UTC, the zone of every time the state document holds.
+func (e *Engine) now() time.Time { return e.Now().UTC() }
 
 func (e *Engine) policy(c *Client) Policy {
-	return Policy{DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge, ClearTimeout: e.clearTimeout()}
+	return Policy{DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge, ClearTimeout: e.ClearTimeout}
 }
 
 var defaultOwner = func() string {
@@ -198,13 +199,6 @@ var defaultOwner = func() string {
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }()
-
-func (e *Engine) owner() string {
-	if e.Owner != "" {
-		return e.Owner
-	}
-	return defaultOwner
-}
 
 // Rotate rotates c's token if it is due, or, with force, whether or not it is due. It calls Clear
 // at most once, and only after winning the claim and counting the request.
@@ -215,7 +209,7 @@ func (e *Engine) Rotate(ctx context.Context, c *Client, force bool) Result {
 // Run reads c (through cache when it is not nil), decides, and acts on the decision.
 func (e *Engine) Run(ctx context.Context, c *Client, req Request, cache *Cache) Result {
 	if req.Owner == "" {
-		req.Owner = e.owner()
+		req.Owner = e.Owner
 	}
 	rd, err := e.read(ctx, c, cache, true)
 	var r Result
@@ -311,7 +305,7 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 	// can stretch. Calling Clear late in the lease would let another rotator take the claim over
 	// and race this one's token write; so the work must fit in what is left of the lease.
 	left := d.Claim.Claim.LeaseUntil.Sub(e.now()) - timing.LeaseMargin
-	if need := e.clearTimeout() + minWriteTime; left < need {
+	if need := e.ClearTimeout + minWriteTime; left < need {
 		return e.release(ctx, c, rd, d, claimID, &LeaseError{Left: max(left, 0), Need: need}, false)
 	}
 
@@ -325,7 +319,7 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 // request calls Clear and stores the answer: the token on success, the failure otherwise.
 func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r Result, claimID string, cache *Cache) Result {
 	secret := rd.secrets[d.Slot-1]
-	cctx, cancel := context.WithTimeout(ctx, e.clearTimeout())
+	cctx, cancel := context.WithTimeout(ctx, e.ClearTimeout)
 	grant, err := c.Clear.Token(cctx, secret)
 	cancel()
 	answered := e.now()
@@ -372,7 +366,7 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 		// or Clear problem cannot spend the daily budget in minutes.
 		after.State, _ = e.apply(ctx, c, d, Attempt{Kind: AttemptSuspicious, At: answered, Token: doc, Reason: problem},
 			requestToken("anomaly", tokenVersion), "could not record the suspicious answer")
-		e.log().Warn(problem, "client", c.Name, "api_client", d.Slot)
+		e.Log.Warn(problem, "client", c.Name, "api_client", d.Slot)
 	}
 	ad := Decide(after, e.policy(c), Request{})
 	nr := e.result(c, after, ad)
@@ -404,7 +398,7 @@ func anomaly(g clear.Grant, now time.Time) string {
 // apply applies the transition for what became of the claimed attempt and writes the state; it
 // returns the state and whether the write landed.
 func (e *Engine) apply(ctx context.Context, c *Client, d Decision, a Attempt, token, what string) (document.State, bool) {
-	st := Transition(d.Claim, a, Spacing{Backoff: e.backoff(), Jitter: e.rand()})
+	st := Transition(d.Claim, a, Spacing{Backoff: e.Backoff, Jitter: e.Rand()})
 	return st, e.writeState(ctx, c, st, token, what)
 }
 
@@ -489,7 +483,7 @@ func (e *Engine) writeState(ctx context.Context, c *Client, st document.State, t
 		})
 	}
 	if err != nil && !errors.Is(err, store.ErrConflict) {
-		e.log().Warn(what, "client", c.Name, "error", err)
+		e.Log.Warn(what, "client", c.Name, "error", err)
 		return false
 	}
 	return true
@@ -532,9 +526,6 @@ func detach(ctx context.Context, limit time.Duration) (context.Context, context.
 // to 5 s, with jitter) between attempts; each attempt has its own time limit.
 func (e *Engine) retry(ctx context.Context, op func(context.Context) (string, error)) (string, error) {
 	b := timing.Backoff{Base: e.WriteRetry, Cap: 5 * time.Second}
-	if b.Base <= 0 {
-		b.Base = 250 * time.Millisecond
-	}
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, attemptLimit)
 		id, err := op(actx)
@@ -542,8 +533,8 @@ func (e *Engine) retry(ctx context.Context, op func(context.Context) (string, er
 		if err == nil || errors.Is(err, store.ErrConflict) || !store.Retryable(err) {
 			return id, err
 		}
-		e.log().Warn("secrets manager write failed; retrying", "attempt", attempt, "error", err)
-		t := time.NewTimer(b.Delay(attempt, e.rand()))
+		e.Log.Warn("secrets manager write failed; retrying", "attempt", attempt, "error", err)
+		t := time.NewTimer(b.Delay(attempt, e.Rand()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -580,7 +571,7 @@ func (e *Engine) report(c *Client, r Result) {
 	if r.RenewAt != nil {
 		attrs = append(attrs, "renew_at", r.RenewAt.Format(time.RFC3339))
 	}
-	l := e.log()
+	l := e.Log
 	switch r.Outcome {
 	case Rotated:
 		if r.Degraded {

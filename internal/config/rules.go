@@ -1,0 +1,104 @@
+package config
+
+import (
+	"net"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
+)
+
+// rules are the checks between settings, run once every setting is parsed
+// and applied, in this order. Each reads the parsed configuration, reports
+// what is wrong where the operator would fix it, and may settle a default
+// that depends on another setting.
+var rules = []func(p *problems, cfg *Config, env []value, cands []*candidate){
+	maxAgeWithinBudget,
+	shutdownGrace,
+	hookStdinNeedsHook,
+	gatewayTLSPair,
+	gatewayKeyOffLoopback,
+	webhookNeedsSecret,
+}
+
+// shutdownGrace defaults the grace to timing.Lease(CLEAR_TIMEOUT) and refuses
+// one below its floor: a SIGTERM must leave time for a request already sent
+// and the write of its answer, or a token that Clear has issued (revoking
+// the ERP's) is lost.
+func shutdownGrace(p *problems, cfg *Config, _ []value, _ []*candidate) {
+	switch least := timing.MinShutdownGrace(cfg.ClearTimeout); {
+	case cfg.ShutdownGrace == 0: // not set, or invalid and reported
+		cfg.ShutdownGrace = timing.Lease(cfg.ClearTimeout)
+	case cfg.ShutdownGrace < least:
+		p.bad(envAt(EnvShutdownGrace), nil, "%s is below %s (%s %s plus %s to store the token): stopping a rotation sooner could lose a token that Clear has issued, and with it the token in use; leave it unset for the default %s",
+			cfg.ShutdownGrace, least, EnvClearTimeout, cfg.ClearTimeout, timing.WriteWindow, timing.Lease(cfg.ClearTimeout))
+	}
+}
+
+// hookStdinNeedsHook refuses a hook's standard input without a hook.
+func hookStdinNeedsHook(p *problems, cfg *Config, _ []value, _ []*candidate) {
+	if cfg.Notify.HookStdin && cfg.Notify.HookCommand == nil {
+		p.bad(envAt(EnvHookStdin), nil, "is set, but %s is not", EnvHookCommand)
+		cfg.Notify.HookStdin = false
+	}
+}
+
+// gatewayTLSPair refuses a certificate without its key, or a key without its
+// certificate: either alone would serve plain HTTP by mistake.
+func gatewayTLSPair(p *problems, cfg *Config, _ []value, _ []*candidate) {
+	if (cfg.Gateway.TLSCert == "") != (cfg.Gateway.TLSKey == "") {
+		p.add(envAt(EnvGatewayTLSCert), nil, EnvGatewayTLSCert+" and "+EnvGatewayTLSKey+" must be set together")
+	}
+}
+
+// gatewayKeyOffLoopback refuses a gateway that anyone who reaches it could
+// use to call Clear with the token: one listening beyond loopback without a
+// key. A key given but invalid is reported as such, not as missing.
+func gatewayKeyOffLoopback(p *problems, cfg *Config, env []value, _ []*candidate) {
+	addr := cfg.Gateway.Addr
+	_, hasKey := get(env, EnvGatewayKey)
+	_, hasID := get(env, EnvGatewayKeyID)
+	if addr == "" || hasKey || hasID || loopback(addr) {
+		return
+	}
+	p.bad(envAt(EnvGatewayAddr), nil, "%s is not a loopback address, and no key is set: anyone who reaches it could call Clear with the token; set %s (or %s), or listen on 127.0.0.1",
+		quote(addr), EnvGatewayKeyID, EnvGatewayKey)
+}
+
+// loopback reports whether a listen address binds loopback only; an empty
+// host binds every interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && host != "" && clear.IsLoopback(host)
+}
+
+// webhookNeedsSecret refuses a webhook URL without a signing secret: an
+// unsigned message would tell the receiver nothing it could trust. It is
+// reported once, at the first client with a URL.
+func webhookNeedsSecret(p *problems, cfg *Config, _ []value, cands []*candidate) {
+	if cfg.Notify.WebhookSecretID != "" || !cfg.Notify.WebhookSecret.IsZero() {
+		return
+	}
+	for _, c := range cands {
+		if v, ok := get(c.vals, EnvWebhookURL); ok && v.ok {
+			p.bad(v.at, nil, "is set, but no signing secret is: set %s (or %s, for development)", EnvWebhookSecretID, EnvWebhookSecret)
+			return
+		}
+	}
+}
+
+// maxAgeWithinBudget refuses a max_age that needs more rotations per UTC day
+// than the client's daily limit allows: the client would spend each day
+// refusing to rotate.
+func maxAgeWithinBudget(p *problems, _ *Config, _ []value, cands []*candidate) {
+	for _, c := range cands {
+		v, ok := get(c.vals, EnvMaxAge)
+		maxAge, limit := c.client.MaxAge, time.Duration(c.client.DailyLimit)
+		if !ok || !v.ok || limit <= 0 || 24*time.Hour/maxAge <= limit {
+			continue
+		}
+		least := ((24*time.Hour+limit-1)/limit + time.Minute - 1).Truncate(time.Minute)
+		p.bad(v.at, nil, "%s means %d rotations a day, more than the daily limit of %d requests allows; set it to at least %s or raise the daily limit",
+			maxAge, 24*time.Hour/maxAge, limit, least)
+	}
+}
