@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	}
 	gcfg := &cfg.Gateway
 	log := newLogger(cfg, stderr)
+	procs := gatewayProcs(env.Lookup)
 	sm, err := app.SecretsManager(ctx)
 	if err != nil {
 		return &usageError{err: err}
@@ -59,7 +61,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 		}), ln.Addr().String()
 	}
 	log.Info("gateway started", "version", versionString(), "clients", len(cfg.Clients), "gateway_addr", svc.Addr,
-		"tls", svc.TLS, "http_addr", opsAddr, "key", gcfg.Key != "" || gcfg.KeyID != "")
+		"tls", svc.TLS, "http_addr", opsAddr, "key", gcfg.Key != "" || gcfg.KeyID != "", "gomaxprocs", procs)
 	<-ctx.Done()
 	log.Info("shutting down the gateway: waiting for requests in flight", "grace", gatewayShutdown.String())
 	sctx, cancel := context.WithTimeout(context.Background(), gatewayShutdown)
@@ -80,11 +82,12 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 // its watchers see tokens stored by any other rotator. It heals revocations with the daemon's
 // engine, on the configuration the daemon started with; a SIGHUP reloads the daemon's clients, not
 // the gateway's (a changed client list needs a restart).
-func startEmbedded(ctx context.Context, a *app.App, stderr io.Writer) (*gateway.Service, error) {
+func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, stderr io.Writer) (*gateway.Service, error) {
 	gcfg := &a.Config.Gateway
 	if gcfg.Addr == "" {
 		return nil, nil
 	}
+	procs := gatewayProcs(lookup)
 	sm, err := app.SecretsManager(ctx)
 	if err != nil {
 		return nil, &usageError{err: err}
@@ -95,8 +98,25 @@ func startEmbedded(ctx context.Context, a *app.App, stderr io.Writer) (*gateway.
 		return nil, err
 	}
 	a.Log.Info("gateway started", "clients", len(a.Config.Clients), "gateway_addr", svc.Addr, "tls", svc.TLS,
-		"key", gcfg.Key != "" || gcfg.KeyID != "", "embedded", true)
+		"key", gcfg.Key != "" || gcfg.KeyID != "", "embedded", true, "gomaxprocs", procs)
 	return svc, nil
+}
+
+// gatewayProcs runs a process that serves the gateway on one processor (GOMAXPROCS=1) unless the
+// environment sets GOMAXPROCS, and returns the setting in force.
+//
+// The gateway's work is a round trip to Clear per request, most of it in system calls. With more
+// than one processor, Go's scheduler wakes and spins threads to spread that work, and on a small
+// host shared with the ERP each wake-up costs more than it gives: on two cores beside wrk and
+// nginx, one processor served 20.7k requests a second with a p99 of 1.1 ms, two 15.4-17.6k with
+// 3.1-3.7 ms (BENCHMARKS.md 9). One processor still serves far more than an API client may send
+// to Clear. A gateway that needs more says so with GOMAXPROCS.
+func gatewayProcs(lookup config.LookupFunc) int {
+	if _, set := lookup("GOMAXPROCS"); set {
+		return runtime.GOMAXPROCS(0)
+	}
+	runtime.GOMAXPROCS(1)
+	return 1
 }
 
 // embeddedGateway runs the gateway as one of the daemon's services: it already serves when the

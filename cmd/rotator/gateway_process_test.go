@@ -207,13 +207,32 @@ func TestGatewayStandaloneAcrossRotations(t *testing.T) {
 	t.Parallel()
 	e := rig.NewERP(t, rig.ERPOptions{})
 	g := startGateway(t, e.World)
+	if n := procsOf(g.Proc); n != 1 {
+		t.Errorf("the gateway runs with GOMAXPROCS %v, want 1 when the environment does not set it", n)
+	}
 	acrossRotations(t, e, g, g.Proc)
+}
+
+// procsOf is the GOMAXPROCS the gateway said it runs with (gatewayProcs).
+func procsOf(p *rig.Proc) any {
+	var n any
+	p.Await("the gateway's start line", 15*time.Second, func() bool {
+		n = p.LoggedValue("gateway started", "gomaxprocs")
+		return n != nil
+	})
+	if f, ok := n.(float64); ok {
+		return int(f)
+	}
+	return n
 }
 
 func TestGatewayEmbeddedAcrossRotations(t *testing.T) {
 	t.Parallel()
-	e := rig.NewERP(t, rig.ERPOptions{RotatorEnv: []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s"}})
+	e := rig.NewERP(t, rig.ERPOptions{RotatorEnv: []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s", "GOMAXPROCS=2"}})
 	g := awaitGateway(t, e.Proc)
+	if n := procsOf(e.Proc); n != 2 {
+		t.Errorf("the embedded gateway runs with GOMAXPROCS %v, want the environment's 2", n)
+	}
 	acrossRotations(t, e, g, e.Proc)
 }
 

@@ -217,7 +217,7 @@ func runDaemon(ctx context.Context, env Env, stderr io.Writer) error {
 	daemon.NewPush(a).Wire(&opts)
 	// With ROTATOR_GATEWAY_ADDR the daemon serves the gateway too, and hands it each token the
 	// moment a check stores it.
-	gw, err := startEmbedded(ctx, a, stderr)
+	gw, err := startEmbedded(ctx, a, env.Lookup, stderr)
 	if err != nil {
 		return err
 	}

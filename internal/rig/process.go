@@ -256,6 +256,13 @@ func (p *Proc) LoggedAttr(msg, key string) string {
 	return v
 }
 
+// LoggedValue returns attribute key of the first JSON log line whose message is msg, as JSON
+// decoded it (a number is a float64), or nil.
+func (p *Proc) LoggedValue(msg, key string) any {
+	rec, _ := p.record(msg)
+	return rec[key]
+}
+
 func (p *Proc) record(msg string) (map[string]any, bool) {
 	sc := bufio.NewScanner(strings.NewReader(p.Output()))
 	sc.Buffer(nil, 1<<20)
