@@ -86,7 +86,5 @@ func Refused(ctx context.Context, e *rotation.Engine, c *rotation.Client, err er
 	if e.Log != nil {
 		e.Log.Error("refusing to rotate the client", "client", c.Name, "error", err)
 	}
-	return rotation.Result{Client: c.Name, Outcome: rotation.Failed, Message: err.Error(), Err: err, State: st.State,
-		ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt, RequestsToday: st.RequestsToday,
-		DailyLimit: c.DailyLimit, Degraded: st.Degraded, Status: st}
+	return rotation.Result{Client: c.Name, Outcome: rotation.Failed, Message: err.Error(), Err: err, Status: st}
 }

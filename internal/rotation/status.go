@@ -330,8 +330,7 @@ func (e *Engine) versionStored(ctx context.Context, c *Client, version string) b
 func (e *Engine) alreadyRevoked(ctx context.Context, c *Client, event string, slot int) Result {
 	st, _ := e.Status(ctx, c)
 	dup := &DuplicateError{Event: event}
-	r := Result{Client: c.Name, State: st.State, ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt,
-		RequestsToday: st.RequestsToday, DailyLimit: c.DailyLimit, APIClient: slot, Degraded: st.Degraded, Status: st}
+	r := Result{Client: c.Name, APIClient: slot, Status: st}
 	r = r.fail(Duplicate, dup)
 	e.report(c, r)
 	return r
