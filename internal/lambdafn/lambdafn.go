@@ -207,14 +207,7 @@ func (h *Handler) record(e *rotation.Engine, c *rotation.Client, r rotation.Resu
 	if e.Now != nil {
 		now = e.Now().UTC()
 	}
-	s := sample{client: c.Name, outcome: r.Outcome, limit: c.DailyLimit, remaining: secondsLeft(r.Status.ValidTill, now)}
-	s.requests = r.Status.RequestsToday
-	if r.ReadErr == nil {
-		degraded := r.Status.Degraded
-		lost := r.Status.Lost()
-		s.degraded, s.tokenLost = &degraded, &lost
-	}
-	if err := h.emf.write(now, requestID, s); err != nil {
+	if err := h.emf.write(now, requestID, c.Name, r.Metrics(now)); err != nil {
 		log.Error("could not write the metrics", "client", c.Name, "error", err)
 	}
 	if r.Status.Degraded && r.Outcome != rotation.Rotated {

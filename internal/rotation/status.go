@@ -63,7 +63,7 @@ type LostView struct {
 }
 
 // Lost reports whether the client's token is known lost: its state says so, or a loss is recorded
-// against the token in AWSCURRENT. The daemon's metric and the Lambda's both read it here.
+// against the token in AWSCURRENT. Metrics reads it for the daemon's metric and the Lambda's.
 func (s Status) Lost() bool { return s.State == HealthTokenLost || s.TokenLost != nil }
 
 // statusOf describes a decision for status.
