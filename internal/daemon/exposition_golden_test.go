@@ -1,14 +1,18 @@
 package daemon
 
 import (
-	"os"
+	stdflag "flag"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
+
+// update rewrites the golden files (the package has a flag function of its own).
+var update = stdflag.Bool("update", false, "rewrite the golden files under testdata")
 
 // processLines are the samples that vary from build to build or run to run: the Go version and the
 // process's start.
@@ -36,27 +40,6 @@ func TestMetricsExpositionGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := processLines.ReplaceAllString("== after the first tick\n"+first+"== Secrets Manager unreadable\n"+unreadable, "")
-		path := filepath.Join("testdata", "exposition.golden")
-		if os.Getenv("UPDATE_GOLDEN") != "" {
-			if err := os.MkdirAll("testdata", 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (set UPDATE_GOLDEN=1 to write it)", err)
-		}
-		if got != string(want) {
-			w, g := strings.Split(string(want), "\n"), strings.Split(got, "\n")
-			for i := range min(len(w), len(g)) {
-				if w[i] != g[i] {
-					t.Fatalf("the exposition changed at line %d:\nwant %s\ngot  %s", i+1, w[i], g[i])
-				}
-			}
-			t.Fatalf("the exposition changed: %d lines, want %d", len(g), len(w))
-		}
+		rig.Golden(t, filepath.Join("testdata", "exposition.golden"), []byte(got), *update)
 	})
 }

@@ -2,12 +2,15 @@ package lambdafn_test
 
 import (
 	"errors"
-	"os"
+	"flag"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 // The function's EMF lines, byte for byte, for runs that rotate, find the token not due, cannot
 // read Secrets Manager, are refused by Clear and then blocked. The template's alarms read these
@@ -34,26 +37,5 @@ func TestEMFLinesGolden(t *testing.T) {
 	_, _, _ = f.invoke(`{"action":"scheduled"}`)
 
 	got := f.metrics.String()
-	path := filepath.Join("testdata", "emf.golden")
-	if os.Getenv("UPDATE_GOLDEN") != "" {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (set UPDATE_GOLDEN=1 to write it)", err)
-	}
-	if got != string(want) {
-		w, g := strings.Split(string(want), "\n"), strings.Split(got, "\n")
-		for i := range min(len(w), len(g)) {
-			if w[i] != g[i] {
-				t.Fatalf("the EMF lines changed at line %d:\nwant %s\ngot  %s", i+1, w[i], g[i])
-			}
-		}
-		t.Fatalf("the EMF lines changed: %d lines, want %d", len(g), len(w))
-	}
+	rig.Golden(t, filepath.Join("testdata", "emf.golden"), []byte(got), *update)
 }

@@ -6,12 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,8 +22,8 @@ import (
 )
 
 var (
-	updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata")
-	errorID      = regexp.MustCompile(`error_id [0-9a-f-]{36}`)
+	update  = flag.Bool("update", false, "rewrite the golden files under testdata")
+	errorID = regexp.MustCompile(`error_id [0-9a-f-]{36}`)
 )
 
 // TestResultJSONIsTheDocumentedShape pins the bytes of a Result as `rotator rotate --json`, `revoke
@@ -159,38 +156,5 @@ func TestResultJSONIsTheDocumentedShape(t *testing.T) {
 	}
 	// Clear's error_id is random: it is Clear's, not the rotator's.
 	out := errorID.ReplaceAll(got.Bytes(), []byte("error_id ID"))
-	path := filepath.Join("testdata", "result_json.golden")
-	if *updateGolden {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to write it)", err)
-	}
-	if string(out) != string(want) {
-		t.Fatalf("the JSON of a Result changed:\n%s", diffLines(string(want), string(out)))
-	}
-}
-
-// diffLines names the first line where got departs from want.
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := range max(len(w), len(g)) {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			return "line " + strconv.Itoa(i+1) + ":\nwant " + a + "\ngot  " + b
-		}
-	}
-	return "(no line differs)"
+	rig.Golden(t, filepath.Join("testdata", "result_json.golden"), out, *update)
 }
