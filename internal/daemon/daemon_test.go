@@ -606,8 +606,8 @@ func TestTokenLostElsewhereIsVisibleWithinOneTick(t *testing.T) {
 		other.Rotate(context.Background(), c, true)
 		r := other.Rotate(context.Background(), c, false)
 		h.base.API.Fail(nil)
-		if r.State != rotation.HealthTokenLost {
-			t.Fatalf("the other rotator's rotation: %s %s (state %s), want a lost token", r.Outcome, r.Message, r.State)
+		if r.Status.State != rotation.HealthTokenLost {
+			t.Fatalf("the other rotator's rotation: %s %s (state %s), want a lost token", r.Outcome, r.Message, r.Status.State)
 		}
 		if h.live("erp") {
 			t.Fatal("the token in AWSCURRENT is still live after the loss")

@@ -15,7 +15,6 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/ops"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
-	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // Metric names. They are part of the operator contract (dashboards and alerts use them); the README
@@ -113,9 +112,10 @@ func buildVersion(v string) string {
 // metrics renders every metric family at now: the daemon's own (see families), then those of
 // Options.Metrics. Families come in a fixed order and clients sorted by name, so that successive
 // scrapes diff cleanly. Every per-client value comes from the client's status as last read from
-// Secrets Manager, whoever wrote it; a value that is not known (nothing read yet, a count of
-// another UTC day) is left out, never shown as zero. The values are copied under the daemon's lock
-// and rendered outside it, so a slow scrape never holds up a check.
+// Secrets Manager, whoever wrote it, through rotation.Metrics, the values the Lambda's EMF lines
+// carry too; a value that is not known (nothing read yet, a count of another UTC day) is left out,
+// never shown as zero. The values are copied under the daemon's lock and rendered outside it, so a
+// slow scrape never holds up a check.
 func (d *daemon) metrics(now time.Time) string {
 	s := d.snapshot(now)
 	var b strings.Builder
@@ -142,17 +142,15 @@ type snapshot struct {
 	clients []clientRow // sorted by name
 }
 
-// clientRow is one client's values. status is the client's status as last read (nil: none);
-// statuses are replaced, never changed in place, so the pointer is safe to share.
+// clientRow is one client's values: its metrics (rotation.Metrics, from its status as last read;
+// no values before the first read) and what only the daemon knows of it.
 type clientRow struct {
-	name       string
-	dailyLimit int
-	outcomes   map[rotation.Outcome]uint64
-	state      rotation.Health // "" before the first check
-	status     *rotation.Status
-	readToday  bool      // status was read on the UTC day of the scrape
-	healthy    time.Time // when last found healthy; zero: never
-	nextLook   time.Time // zero: never checked
+	name     string
+	m        rotation.Metrics
+	outcomes map[rotation.Outcome]uint64
+	state    rotation.Health // "" before the first check
+	healthy  time.Time       // when last found healthy; zero: never
+	nextLook time.Time       // zero: never checked
 }
 
 func (d *daemon) snapshot(now time.Time) snapshot {
@@ -160,11 +158,13 @@ func (d *daemon) snapshot(now time.Time) snapshot {
 	defer d.mu.Unlock()
 	s := snapshot{version: buildVersion(d.opts.Version), ticks: d.ticks}
 	s.ready, _ = d.readyLocked()
-	today := timing.Day(now)
 	for _, n := range d.names() {
 		e := d.entries[n]
-		row := clientRow{name: n, dailyLimit: e.key.DailyLimit, outcomes: maps.Clone(e.outcomes), state: e.state(),
-			status: e.status, readToday: timing.Day(e.readAt) == today, healthy: e.healthy}
+		row := clientRow{name: n, m: rotation.Metrics{DailyLimit: e.key.DailyLimit}, outcomes: maps.Clone(e.outcomes),
+			state: e.state(), healthy: e.healthy}
+		if e.status != nil {
+			row.m = e.status.Metrics(e.readAt, now)
+		}
 		if !e.checked.IsZero() {
 			row.nextLook = e.look(n).nextLook(d.tickAt)
 		}
@@ -194,26 +194,14 @@ var families = []family{
 			}
 		}
 	}},
-	perClient(MetricExpiry, func(c *clientRow) (string, bool) {
-		if c.status != nil && c.status.ValidTill != nil {
-			return seconds(*c.status.ValidTill), true
-		}
-		return "", false
-	}),
-	perClient(MetricIssued, func(c *clientRow) (string, bool) {
-		if c.status != nil && c.status.IssuedAt != nil {
-			return seconds(*c.status.IssuedAt), true
-		}
-		return "", false
-	}),
+	perClient(MetricExpiry, func(c *clientRow) (string, bool) { return timestamp(c.m.ExpiresAt) }),
+	perClient(MetricIssued, func(c *clientRow) (string, bool) { return timestamp(c.m.IssuedAt) }),
 	{MetricRequests, "gauge", requestsToday},
-	perClient(MetricDailyLimit, func(c *clientRow) (string, bool) { return strconv.Itoa(c.dailyLimit), true }),
+	perClient(MetricDailyLimit, func(c *clientRow) (string, bool) { return strconv.Itoa(c.m.DailyLimit), true }),
 	perClient(MetricLastSuccess, func(c *clientRow) (string, bool) { return seconds(c.healthy), !c.healthy.IsZero() }),
-	statusFlag(MetricBlocked, func(st *rotation.Status) bool { return st.BlockedReason != nil }),
-	statusFlag(MetricDegraded, func(st *rotation.Status) bool { return st.Degraded }),
-	statusFlag(MetricTokenLost, func(st *rotation.Status) bool {
-		return st.Lost()
-	}),
+	perFlag(MetricBlocked, func(m *rotation.Metrics) *bool { return m.Blocked }),
+	perFlag(MetricDegraded, func(m *rotation.Metrics) *bool { return m.Degraded }),
+	perFlag(MetricTokenLost, func(m *rotation.Metrics) *bool { return m.TokenLost }),
 	{MetricState, "gauge", func(s *snapshot, add func(string, string)) {
 		for _, c := range s.clients {
 			if c.state == "" {
@@ -239,27 +227,29 @@ func perClient(name string, value func(c *clientRow) (string, bool)) family {
 	}}
 }
 
-// statusFlag is a per-client 0/1 gauge of the status as last read; absent before the first read.
-func statusFlag(name string, on func(st *rotation.Status) bool) family {
+// perFlag is a per-client 0/1 gauge; absent while the flag is not known (before the first read).
+func perFlag(name string, value func(m *rotation.Metrics) *bool) family {
 	return perClient(name, func(c *clientRow) (string, bool) {
-		if c.status == nil {
-			return "", false
+		if v := value(&c.m); v != nil {
+			return flag(*v), true
 		}
-		return flag(on(c.status)), true
+		return "", false
 	})
 }
 
-// requestsToday samples each API client's count of today's requests, for the clients read today:
-// a count of another day says nothing of today's.
+// timestamp formats a time that may not be known.
+func timestamp(t *time.Time) (string, bool) {
+	if t == nil {
+		return "", false
+	}
+	return seconds(*t), true
+}
+
+// requestsToday samples each API client's count of today's requests, where it is known.
 func requestsToday(s *snapshot, add func(string, string)) {
 	for _, c := range s.clients {
-		if c.status == nil || !c.readToday {
-			continue
-		}
-		for _, v := range c.status.APIClients {
-			if v.RequestsToday != nil {
-				add(label("client", c.name)+","+label("api_client", strconv.Itoa(v.Slot)), strconv.Itoa(*v.RequestsToday))
-			}
+		for _, v := range c.m.PerAPIClient {
+			add(label("client", c.name)+","+label("api_client", strconv.Itoa(v.APIClient)), strconv.Itoa(v.Requests))
 		}
 	}
 }

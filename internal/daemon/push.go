@@ -64,7 +64,7 @@ func (p *Push) OnResult(ctx context.Context, c *rotation.Client, r rotation.Resu
 func (p *Push) event(ctx context.Context, c *rotation.Client, r rotation.Result) (*notify.Notifier, notify.Event, bool) {
 	p.mu.Lock()
 	a, before := p.app, p.health[c.Name]
-	p.health[c.Name] = r.State
+	p.health[c.Name] = r.Status.State
 	p.mu.Unlock()
 	if r.Stored == nil {
 		return nil, notify.Event{}, false

@@ -24,7 +24,7 @@ func TestPushReasonFromThePreviousResult(t *testing.T) {
 			return &rotation.Stored{VersionID: "v-" + time.Now().String(), Forced: forced}
 		}
 		ctx := context.Background()
-		if _, _, ok := p.event(ctx, c, rotation.Result{State: rotation.HealthOK, Stored: stored(false)}); ok {
+		if _, _, ok := p.event(ctx, c, rotation.Result{Status: rotation.Status{State: rotation.HealthOK}, Stored: stored(false)}); ok {
 			t.Fatal("an event without push delivery configured")
 		}
 		a.Config.Notify.HookCommand = []string{"true"}
@@ -33,12 +33,12 @@ func TestPushReasonFromThePreviousResult(t *testing.T) {
 			r    rotation.Result
 			want notify.Reason // "" when nothing is told
 		}{
-			{rotation.Result{State: rotation.HealthExpired}, ""},
-			{rotation.Result{State: rotation.HealthOK, Stored: stored(false)}, notify.Healed},
-			{rotation.Result{State: rotation.HealthOK, Stored: stored(false)}, notify.Scheduled},
-			{rotation.Result{State: rotation.HealthOK, Stored: stored(true)}, notify.Forced},
-			{rotation.Result{State: rotation.HealthTokenLost}, ""},
-			{rotation.Result{State: rotation.HealthOK, Stored: stored(true)}, notify.Forced},
+			{rotation.Result{Status: rotation.Status{State: rotation.HealthExpired}}, ""},
+			{rotation.Result{Status: rotation.Status{State: rotation.HealthOK}, Stored: stored(false)}, notify.Healed},
+			{rotation.Result{Status: rotation.Status{State: rotation.HealthOK}, Stored: stored(false)}, notify.Scheduled},
+			{rotation.Result{Status: rotation.Status{State: rotation.HealthOK}, Stored: stored(true)}, notify.Forced},
+			{rotation.Result{Status: rotation.Status{State: rotation.HealthTokenLost}}, ""},
+			{rotation.Result{Status: rotation.Status{State: rotation.HealthOK}, Stored: stored(true)}, notify.Forced},
 		}
 		for i, s := range steps {
 			_, ev, ok := p.event(ctx, c, s.r)

@@ -77,7 +77,5 @@ func (g *Guard) Run(ctx context.Context, c *rotation.Client, req rotation.Reques
 func Refused(ctx context.Context, e *rotation.Engine, c *rotation.Client, err error) rotation.Result {
 	st, _ := e.Status(ctx, c)
 	e.Log.Error("refusing to rotate the client", "client", c.Name, "error", err)
-	return rotation.Result{Client: c.Name, Outcome: rotation.Failed, Message: err.Error(), Err: err, State: st.State,
-		ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt, RequestsToday: st.RequestsToday,
-		DailyLimit: c.DailyLimit, Degraded: st.Degraded, Status: st}
+	return rotation.Result{Client: c.Name, Outcome: rotation.Failed, Message: err.Error(), Err: err, Status: st}
 }

@@ -3,7 +3,6 @@ package lambdafn
 import (
 	"encoding/json"
 	"io"
-	"math"
 	"sync"
 	"time"
 
@@ -48,21 +47,6 @@ func OutcomeMetric(o rotation.Outcome) string {
 	}
 }
 
-// sample is what one client's rotation contributes to the metrics.
-type sample struct {
-	client  string
-	outcome rotation.Outcome
-	// remaining is the validity left on the token in AWSCURRENT; nil when there is no token or it
-	// never expires, so that a never-expiring token does not read as one about to expire.
-	remaining *float64
-	// requests is today's request count, nil when it could not be read.
-	requests *int
-	limit    int
-	// degraded and tokenLost are nil when the client could not be read: a false zero would clear
-	// an alarm on a client nobody could look at.
-	degraded, tokenLost *bool
-}
-
 // emf writes CloudWatch Embedded Metric Format lines. Lambda ships every stdout line to CloudWatch
 // Logs, which extracts the metrics from lines shaped like these: no agent, no PutMetricData
 // permission, and no API call that could slow down or fail an invocation.
@@ -87,41 +71,42 @@ type emfMeta struct {
 	CloudWatchMetrics []emfDirective `json:"CloudWatchMetrics"`
 }
 
-// write emits one line for s. Each line is a single Write, so that it cannot interleave with a log
-// record written to the same stream by another goroutine.
-func (e *emf) write(now time.Time, requestID string, s sample) error {
+// write emits one line with client's metrics m (rotation.Result.Metrics: the values the daemon's
+// /metrics shows too), under this function's names. Each line is a single Write, so that it cannot
+// interleave with a log record written to the same stream by another goroutine.
+func (e *emf) write(now time.Time, requestID, client string, m rotation.Metrics) error {
 	line := map[string]any{
-		"Client":  s.client,
-		"Outcome": string(s.outcome),
+		"Client":  client,
+		"Outcome": string(m.Outcome),
 	}
 	if requestID != "" {
 		line["request_id"] = requestID
 	}
 	var metrics []emfMetric
-	if s.remaining != nil {
+	if m.SecondsLeft != nil {
 		metrics = append(metrics, emfMetric{MetricTokenSecondsRemaining, "Seconds"})
-		line[MetricTokenSecondsRemaining] = *s.remaining
+		line[MetricTokenSecondsRemaining] = *m.SecondsLeft
 	}
-	if s.requests != nil {
+	if m.RequestsToday != nil {
 		metrics = append(metrics, emfMetric{MetricRequestsToday, "Count"})
-		line[MetricRequestsToday] = *s.requests
+		line[MetricRequestsToday] = *m.RequestsToday
 	}
 	metrics = append(metrics, emfMetric{MetricDailyLimit, "Count"})
-	line[MetricDailyLimit] = s.limit
-	for _, m := range []struct {
+	line[MetricDailyLimit] = m.DailyLimit
+	for _, f := range []struct {
 		name string
 		v    *bool
-	}{{MetricDegraded, s.degraded}, {MetricTokenLost, s.tokenLost}} {
-		if m.v == nil {
+	}{{MetricDegraded, m.Degraded}, {MetricTokenLost, m.TokenLost}} {
+		if f.v == nil {
 			continue
 		}
-		metrics = append(metrics, emfMetric{m.name, "Count"})
-		line[m.name] = b2i(*m.v)
+		metrics = append(metrics, emfMetric{f.name, "Count"})
+		line[f.name] = b2i(*f.v)
 	}
 	for _, o := range rotation.Outcomes {
 		name := OutcomeMetric(o)
 		metrics = append(metrics, emfMetric{name, "Count"})
-		if o == s.outcome {
+		if o == m.Outcome {
 			line[name] = 1
 		} else {
 			line[name] = 0
@@ -144,16 +129,6 @@ func (e *emf) write(now time.Time, requestID string, s sample) error {
 	defer e.mu.Unlock()
 	_, err = e.out.Write(b)
 	return err
-}
-
-// secondsLeft returns how long validTill is away from now, in whole seconds and never below zero:
-// an expired token has nothing left, and a negative gauge would only confuse a dashboard.
-func secondsLeft(validTill *time.Time, now time.Time) *float64 {
-	if validTill == nil {
-		return nil
-	}
-	left := math.Max(0, math.Floor(validTill.Sub(now).Seconds()))
-	return &left
 }
 
 func b2i(b bool) int {

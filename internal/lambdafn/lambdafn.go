@@ -203,21 +203,14 @@ func (h *Handler) status(ctx context.Context, e *rotation.Engine, clients []*rot
 // it is left out rather than reported as a false zero, and so are Degraded and TokenLost.
 func (h *Handler) record(e *rotation.Engine, c *rotation.Client, r rotation.Result, requestID string, log *slog.Logger) {
 	now := e.Now().UTC()
-	s := sample{client: c.Name, outcome: r.Outcome, limit: c.DailyLimit, remaining: secondsLeft(r.ValidTill, now)}
-	s.requests = r.RequestsToday
-	if r.ReadErr == nil {
-		degraded := r.Degraded
-		lost := r.State == rotation.HealthTokenLost || r.Status.Lost()
-		s.degraded, s.tokenLost = &degraded, &lost
-	}
-	if err := h.emf.write(now, requestID, s); err != nil {
+	if err := h.emf.write(now, requestID, c.Name, r.Metrics(now)); err != nil {
 		log.Error("could not write the metrics", "client", c.Name, "error", err)
 	}
-	if r.Degraded && r.Outcome != rotation.Rotated {
+	if r.Status.Degraded && r.Outcome != rotation.Rotated {
 		// The engine warns itself when it rotates in degraded mode; a run that does not rotate
 		// would otherwise let the condition pass without a line in the log.
 		log.Warn("degraded: only one of the client's two API clients can be asked, so its next rotation revokes the token in use",
-			"client", c.Name, "outcome", string(r.Outcome), "state", string(r.State))
+			"client", c.Name, "outcome", string(r.Outcome), "state", string(r.Status.State))
 	}
 }
 

@@ -93,8 +93,8 @@ func measureLostToken(t *testing.T, clearTimeout time.Duration, fault lostFault,
 		time.Sleep(time.Second)
 	}
 	res := <-aDone
-	if res.Outcome != rotation.Failed || res.State != rotation.HealthTokenLost {
-		t.Errorf("the rotator that lost the token reports %s (state %s): %s", res.Outcome, res.State, res.Message)
+	if res.Outcome != rotation.Failed || res.Status.State != rotation.HealthTokenLost {
+		t.Errorf("the rotator that lost the token reports %s (state %s): %s", res.Outcome, res.Status.State, res.Message)
 	}
 	log := answered(w)[before:]
 	if len(log) < 2 || log[0].Token == "" {

@@ -41,6 +41,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,38 +89,62 @@ var Outcomes = []Outcome{Rotated, NotDue, Busy, Duplicate, Limited, Blocked, Fai
 // rotated by another rotator, or a duplicate of a request already acted on.
 func (o Outcome) OK() bool { return o == Rotated || o == NotDue || o == Busy || o == Duplicate }
 
-// Result describes one rotation attempt.
+// Result describes one rotation attempt: what it came to, and the client's Status after it. The
+// client's fields (its health, its token's times, the day's count) are read from Status, never
+// copied beside it.
 type Result struct {
+	Client  string
+	Outcome Outcome
+	Message string
+	// Requested reports whether Clear was called, and APIClient which API client was asked (or, for
+	// a revoke refused before asking, would have been); 0 when none.
+	Requested bool
+	APIClient int
+	// NextCheck is when the client next needs a look; zero means no particular time.
+	NextCheck time.Time
+	// Err is the failure or refusal behind the outcome.
+	Err error
+	// ReadErr is set when Secrets Manager could not be read: the decision was made on nothing.
+	ReadErr error
+	// Stored is the token this attempt stored in AWSCURRENT; nil when it stored none. The shells act
+	// on it: the daemon hands the token to its gateway, push delivery tells the ERP which version
+	// to read.
+	Stored *Stored
+	// Status is the client's status after the attempt, as the engine last saw it, with a request
+	// this attempt counted included in its RequestsToday.
+	Status Status
+}
+
+// resultJSON is the document a Result is in `rotator rotate --json`, `revoke --json` and the
+// Lambda's answers (README, docs/lambda.md). Its keys and their order are the operators' contract;
+// TestResultJSONIsTheDocumentedShape pins its bytes.
+type resultJSON struct {
 	Client  string  `json:"client"`
 	Outcome Outcome `json:"outcome"`
 	Message string  `json:"message"`
 	// State is the client's health after the attempt.
 	State Health `json:"state"`
-	// ValidTill and RenewAt describe the token now in AWSCURRENT, when one is known.
+	// ValidTill, RenewAt and IssuedAt describe the token now in AWSCURRENT, when one is known.
 	ValidTill *time.Time `json:"valid_till"`
 	RenewAt   *time.Time `json:"renew_at"`
 	IssuedAt  *time.Time `json:"issued_at,omitempty"`
-	// RequestsToday is the day's count across the API clients as last read; nil when it was not
-	// read.
+	// RequestsToday is the day's count across the API clients as last read, this attempt's request
+	// included; null when it was not read.
 	RequestsToday *int `json:"requests_today"`
 	DailyLimit    int  `json:"daily_limit"`
-	// Requested reports whether Clear was called, and APIClient which API client was asked.
-	Requested bool `json:"requested"`
-	APIClient int  `json:"api_client,omitempty"`
+	Requested     bool `json:"requested"`
+	APIClient     int  `json:"api_client,omitempty"`
 	// Degraded is true when two API clients are configured and only one may be asked.
 	Degraded bool `json:"degraded"`
-	// NextCheck is when the client next needs a look; zero means no particular time.
-	NextCheck time.Time `json:"-"`
-	// Err is the failure or refusal behind the outcome.
-	Err error `json:"-"`
-	// Status is the client's status as the engine last saw it.
-	Status Status `json:"-"`
-	// ReadErr is set when Secrets Manager could not be read: the decision was made on nothing.
-	ReadErr error `json:"-"`
-	// Stored is the token this attempt stored in AWSCURRENT; nil when it stored none. The shells act
-	// on it: the daemon hands the token to its gateway, push delivery tells the ERP which version
-	// to read.
-	Stored *Stored `json:"-"`
+}
+
+// MarshalJSON writes the result as its documented document: the outcome, and the status fields an
+// operator reads beside it.
+func (r Result) MarshalJSON() ([]byte, error) {
+	st := r.Status
+	return json.Marshal(resultJSON{Client: r.Client, Outcome: r.Outcome, Message: r.Message, State: st.State,
+		ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt, RequestsToday: st.RequestsToday,
+		DailyLimit: st.DailyLimit, Requested: r.Requested, APIClient: r.APIClient, Degraded: st.Degraded})
 }
 
 // Stored is a token the engine has just stored in AWSCURRENT.
@@ -214,9 +239,8 @@ func (e *Engine) Run(ctx context.Context, c *Client, req Request, cache *Cache) 
 	rd, err := e.read(ctx, c, cache, true)
 	var r Result
 	if err != nil {
-		r = Result{Client: c.Name, DailyLimit: c.DailyLimit, State: HealthUnknown, ReadErr: err}
+		r = Result{Client: c.Name, ReadErr: err, Status: Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit}}
 		r = r.fail(Failed, err)
-		r.Status = Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit}
 		e.report(c, r)
 		return r
 	}
@@ -243,11 +267,7 @@ func (e *Engine) Run(ctx context.Context, c *Client, req Request, cache *Cache) 
 
 // result describes a decision for its caller.
 func (e *Engine) result(c *Client, s Snapshot, d Decision) Result {
-	st := statusOf(c, s, d)
-	r := Result{Client: c.Name, DailyLimit: c.DailyLimit, State: d.Health, Degraded: d.Degraded,
-		ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt, RequestsToday: d.RequestsToday,
-		NextCheck: d.NextCheck, Status: st}
-	return r
+	return Result{Client: c.Name, NextCheck: d.NextCheck, Status: statusOf(c, s, d)}
 }
 
 // ask claims the rotation the decision chose, asks Clear, and stores the answer.
@@ -278,12 +298,7 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 		// so at once, so that the others need not wait for its lease.
 		claimID = claimToken
 	}
-	n := 0
-	if r.RequestsToday != nil {
-		n = *r.RequestsToday
-	}
-	n++
-	r.RequestsToday = &n
+	r.Status.RequestsToday = counted(r.Status.RequestsToday)
 	r.APIClient = d.Slot
 	r.NextCheck = d.Claim.Claim.LeaseUntil
 	if abandoned != nil {
@@ -416,7 +431,7 @@ func (e *Engine) recordFailure(ctx context.Context, c *Client, rd read, d Decisi
 	after.Now, after.State = now, st
 	ad := Decide(after, e.policy(c), Request{})
 	nr := e.result(c, after, ad)
-	nr.Requested, nr.APIClient, nr.RequestsToday = true, d.Slot, r.RequestsToday
+	nr.Requested, nr.APIClient, nr.Status.RequestsToday = true, d.Slot, r.Status.RequestsToday
 	nr.NextCheck = ad.NextCheck
 	if nr.NextCheck.IsZero() {
 		nr.NextCheck = now.Add(time.Minute)
@@ -467,7 +482,7 @@ func (e *Engine) release(ctx context.Context, c *Client, rd read, d Decision, cl
 	}
 	if lost && !released {
 		// The token secret does not say so yet, but this rotator knows the token is lost.
-		nr.State, nr.Status.State = HealthTokenLost, HealthTokenLost
+		nr.Status.State = HealthTokenLost
 		nr.Status.TokenLost = &LostView{At: now, Reason: cause.Error(), Certain: true}
 	}
 	return nr.fail(Failed, cause)
@@ -544,6 +559,15 @@ func (e *Engine) retry(ctx context.Context, op func(context.Context) (string, er
 	}
 }
 
+// counted is the day's count n with the request just claimed added; an unknown count becomes 1.
+func counted(n *int) *int {
+	c := 1
+	if n != nil {
+		c += *n
+	}
+	return &c
+}
+
 func (r Result) fail(o Outcome, err error) Result {
 	r.Outcome, r.Err, r.Message = o, err, err.Error()
 	return r
@@ -558,23 +582,24 @@ func notDueMessage(renewAt time.Time) string {
 
 // report logs the outcome: decisions that matter at info or above, the rest at debug.
 func (e *Engine) report(c *Client, r Result) {
-	attrs := []any{"client", c.Name, "outcome", string(r.Outcome), "state", string(r.State), "daily_limit", r.DailyLimit}
-	if r.RequestsToday != nil {
-		attrs = append(attrs, "requests_today", *r.RequestsToday)
+	st := r.Status
+	attrs := []any{"client", c.Name, "outcome", string(r.Outcome), "state", string(st.State), "daily_limit", st.DailyLimit}
+	if st.RequestsToday != nil {
+		attrs = append(attrs, "requests_today", *st.RequestsToday)
 	}
 	if r.APIClient != 0 {
 		attrs = append(attrs, "api_client", r.APIClient)
 	}
-	if r.ValidTill != nil {
-		attrs = append(attrs, "valid_till", r.ValidTill.Format(time.RFC3339))
+	if st.ValidTill != nil {
+		attrs = append(attrs, "valid_till", st.ValidTill.Format(time.RFC3339))
 	}
-	if r.RenewAt != nil {
-		attrs = append(attrs, "renew_at", r.RenewAt.Format(time.RFC3339))
+	if st.RenewAt != nil {
+		attrs = append(attrs, "renew_at", st.RenewAt.Format(time.RFC3339))
 	}
 	l := e.Log
 	switch r.Outcome {
 	case Rotated:
-		if r.Degraded {
+		if st.Degraded {
 			l.Warn("rotated the token in degraded mode", append(attrs, "message", r.Message)...)
 			return
 		}

@@ -106,8 +106,8 @@ func TestFirstRotationCreatesSecretAndStoresToken(t *testing.T) {
 		t.Fatalf("state = %+v", a)
 	}
 	// The renewal falls when a third of the lifetime is left.
-	if want := w.Clock.Now().Add(40 * time.Minute); r.RenewAt == nil || !r.RenewAt.Equal(want) {
-		t.Fatalf("renew_at = %v, want %v", r.RenewAt, want)
+	if want := w.Clock.Now().Add(40 * time.Minute); r.Status.RenewAt == nil || !r.Status.RenewAt.Equal(want) {
+		t.Fatalf("renew_at = %v, want %v", r.Status.RenewAt, want)
 	}
 	// The result names what it stored, for the shells that hand it on.
 	_, id, _ := token(t, w, "AWSCURRENT")
@@ -461,8 +461,8 @@ func TestNeverExpiringTokens(t *testing.T) {
 	e := w.Engine("a")
 	r := e.Rotate(context.Background(), c, false)
 	expect(t, r, rotation.Rotated)
-	if r.ValidTill != nil || r.RenewAt != nil {
-		t.Fatalf("valid_till %v renew_at %v", r.ValidTill, r.RenewAt)
+	if r.Status.ValidTill != nil || r.Status.RenewAt != nil {
+		t.Fatalf("valid_till %v renew_at %v", r.Status.ValidTill, r.Status.RenewAt)
 	}
 	w.Clock.Advance(1000 * time.Hour)
 	expect(t, e.Rotate(context.Background(), c, false), rotation.NotDue)
@@ -600,8 +600,8 @@ func TestValidTillDriftIsStoredAndRenewedWithinTheHour(t *testing.T) {
 			if !strings.Contains(r.Message, "valid_till could not be understood") {
 				t.Fatalf("message %q does not report the drift", r.Message)
 			}
-			if want := tok.IssuedAt.Add(time.Hour); r.RenewAt == nil || !r.RenewAt.Equal(want) {
-				t.Fatalf("renew at %v, want %v", r.RenewAt, want)
+			if want := tok.IssuedAt.Add(time.Hour); r.Status.RenewAt == nil || !r.Status.RenewAt.Equal(want) {
+				t.Fatalf("renew at %v, want %v", r.Status.RenewAt, want)
 			}
 			s, _ := e.Status(context.Background(), c)
 			if s.LastError == nil || !strings.Contains(*s.LastError, "valid_till") {
@@ -623,8 +623,8 @@ func TestTwoAPIClientsAlternateAndLeaveThePreviousTokenLive(t *testing.T) {
 	w.Clock.Advance(41 * time.Minute)
 	r = e.Rotate(context.Background(), c, false)
 	expect(t, r, rotation.Rotated)
-	if r.APIClient != 2 || r.Degraded {
-		t.Fatalf("second rotation asked API client %d (degraded %v), want 2", r.APIClient, r.Degraded)
+	if r.APIClient != 2 || r.Status.Degraded {
+		t.Fatalf("second rotation asked API client %d (degraded %v), want 2", r.APIClient, r.Status.Degraded)
 	}
 	if !w.Emu.Live(first) || tokenOf(t, w, "AWSPREVIOUS") != first || !w.Live() {
 		t.Fatal("the token replaced by the other API client was revoked")
@@ -679,8 +679,8 @@ func TestTwoAPIClientsDegradedModeUsesTheOther(t *testing.T) {
 			}
 			r := e.Rotate(context.Background(), c, false)
 			expect(t, r, rotation.Failed)
-			if r.APIClient != 2 || !r.Degraded {
-				t.Fatalf("failure: API client %d, degraded %v", r.APIClient, r.Degraded)
+			if r.APIClient != 2 || !r.Status.Degraded {
+				t.Fatalf("failure: API client %d, degraded %v", r.APIClient, r.Status.Degraded)
 			}
 			if !w.Live() {
 				t.Fatal("the failed request of API client 2 cost the stored token")
@@ -692,8 +692,8 @@ func TestTwoAPIClientsDegradedModeUsesTheOther(t *testing.T) {
 			w.Clock.Advance(time.Minute)
 			r = e.Rotate(context.Background(), c, false)
 			expect(t, r, rotation.Rotated)
-			if r.APIClient != 1 || !r.Degraded || !w.Live() {
-				t.Fatalf("degraded rotation: API client %d, degraded %v, live %v", r.APIClient, r.Degraded, w.Live())
+			if r.APIClient != 1 || !r.Status.Degraded || !w.Live() {
+				t.Fatalf("degraded rotation: API client %d, degraded %v, live %v", r.APIClient, r.Status.Degraded, w.Live())
 			}
 		})
 	}
@@ -806,8 +806,8 @@ func TestTheFirstRetryAfterALostTokenIsImmediate(t *testing.T) {
 	r := e.Rotate(context.Background(), c, true)
 	w.API.Fail(nil)
 	var lost *rotation.LostError
-	if !errors.As(r.Err, &lost) || r.State != rotation.HealthTokenLost || !r.NextCheck.Equal(w.Clock.Now()) {
-		t.Fatalf("the loss: %s, state %s, next check %v (now %v)", r.Message, r.State, r.NextCheck, w.Clock.Now())
+	if !errors.As(r.Err, &lost) || r.Status.State != rotation.HealthTokenLost || !r.NextCheck.Equal(w.Clock.Now()) {
+		t.Fatalf("the loss: %s, state %s, next check %v (now %v)", r.Message, r.Status.State, r.NextCheck, w.Clock.Now())
 	}
 	// No time passes: the next check asks at once and recovers.
 	r = e.Rotate(context.Background(), c, false)
@@ -829,8 +829,8 @@ func TestTheFirstRetryAfterALostTokenIsImmediate(t *testing.T) {
 	}
 	r = e.Rotate(context.Background(), c, false)
 	var bo *rotation.BackoffError
-	if !errors.As(r.Err, &bo) || r.Requested || r.State != rotation.HealthTokenLost {
-		t.Fatalf("within the backoff after the second loss: %s (requested %v, state %s)", r.Message, r.Requested, r.State)
+	if !errors.As(r.Err, &bo) || r.Requested || r.Status.State != rotation.HealthTokenLost {
+		t.Fatalf("within the backoff after the second loss: %s (requested %v, state %s)", r.Message, r.Requested, r.Status.State)
 	}
 	w.Clock.Advance(31 * time.Second)
 	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
@@ -847,14 +847,14 @@ func TestTwoAPIClientsRetryATransientFailureBeforeFallingBack(t *testing.T) {
 	w.Emu.Inject(emulator.ServerError())
 	r := e.Rotate(context.Background(), c, false)
 	expect(t, r, rotation.Failed)
-	if r.APIClient != 2 || r.Degraded || strings.Contains(r.Message, "degraded") {
-		t.Fatalf("the 500: API client %d, degraded %v: %s", r.APIClient, r.Degraded, r.Message)
+	if r.APIClient != 2 || r.Status.Degraded || strings.Contains(r.Message, "degraded") {
+		t.Fatalf("the 500: API client %d, degraded %v: %s", r.APIClient, r.Status.Degraded, r.Message)
 	}
 	w.Clock.Advance(5 * time.Second)
 	r = e.Rotate(context.Background(), c, false)
 	var bo *rotation.BackoffError
-	if !errors.As(r.Err, &bo) || bo.Slot != 2 || r.Requested || r.Degraded || r.State != rotation.HealthBackingOff || !w.Emu.Live(inUse) {
-		t.Fatalf("5 s after the 500: %s (requested %v, degraded %v, state %s, token in use live %v)", r.Message, r.Requested, r.Degraded, r.State, w.Emu.Live(inUse))
+	if !errors.As(r.Err, &bo) || bo.Slot != 2 || r.Requested || r.Status.Degraded || r.Status.State != rotation.HealthBackingOff || !w.Emu.Live(inUse) {
+		t.Fatalf("5 s after the 500: %s (requested %v, degraded %v, state %s, token in use live %v)", r.Message, r.Requested, r.Status.Degraded, r.Status.State, w.Emu.Live(inUse))
 	}
 	w.Clock.Set(r.NextCheck)
 	r = e.Rotate(context.Background(), c, false)

@@ -63,7 +63,7 @@ type LostView struct {
 }
 
 // Lost reports whether the client's token is known lost: its state says so, or a loss is recorded
-// against the token in AWSCURRENT. The daemon's metric and the Lambda's both read it here.
+// against the token in AWSCURRENT. Metrics reads it for the daemon's metric and the Lambda's.
 func (s Status) Lost() bool { return s.State == HealthTokenLost || s.TokenLost != nil }
 
 // statusOf describes a decision for status.
@@ -330,8 +330,7 @@ func (e *Engine) versionStored(ctx context.Context, c *Client, version string) b
 func (e *Engine) alreadyRevoked(ctx context.Context, c *Client, event string, slot int) Result {
 	st, _ := e.Status(ctx, c)
 	dup := &DuplicateError{Event: event}
-	r := Result{Client: c.Name, State: st.State, ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt,
-		RequestsToday: st.RequestsToday, DailyLimit: c.DailyLimit, APIClient: slot, Degraded: st.Degraded, Status: st}
+	r := Result{Client: c.Name, APIClient: slot, Status: st}
 	r = r.fail(Duplicate, dup)
 	e.report(c, r)
 	return r
