@@ -240,8 +240,9 @@ const gatewayKeyHeader = "x-clear-rotator-key"
 // itself (the upstream, for reference), nginx injecting a static x-cleartax-auth-token into
 // every request to that upstream over kept-alive connections (the peer), and `rotator gateway`
 // (the release build, standalone, its token read from moto through the rig) to the same
-// upstream, once with its access log (info, the default level, written to a file) and once at
-// LOG_LEVEL=warn without it, to show what the log line costs. Each target is measured BENCH_GATEWAY_ROUNDS times, interleaved; the figures are
+// upstream, once with its access log (info, the default level, written to a file), once at
+// LOG_LEVEL=warn without it, to show what the log line costs, and once with GOMAXPROCS=2 instead
+// of the gateway's default of one processor, to show what that default gives. Each target is measured BENCH_GATEWAY_ROUNDS times, interleaved; the figures are
 // medians. The issue's goals: throughput at least 0.5x the peer's, p99 at most 3x.
 func BenchmarkGatewayProxy(b *testing.B) {
 	requireTools(b, "nginx", "wrk")
@@ -257,12 +258,14 @@ func BenchmarkGatewayProxy(b *testing.B) {
 		bin := proctest.Build(b, "./cmd/rotator", "ROTATOR_BIN")
 		_, gw := startGateway(b, w, bin, "http://"+upstream.Addr, "")
 		_, quiet := startGateway(b, w, bin, "http://"+upstream.Addr, listenAddr(b), "LOG_LEVEL=warn")
+		_, twoProcs := startGateway(b, w, bin, "http://"+upstream.Addr, "", "GOMAXPROCS=2")
 		key := gatewayKeyHeader + ": " + gwBenchKey
 		targets := []target{
 			{name: "nginx-upstream", url: "http://" + upstream.Addr + "/api/ping"},
 			{name: "nginx-static-header", url: "http://" + peer.Addr + "/api/ping", headers: []string{key}},
 			{name: "rotator-gateway", url: "http://" + gw + "/api/ping", headers: []string{key}},
 			{name: "gateway-no-access-log", url: "http://" + quiet + "/api/ping", headers: []string{key}},
+			{name: "gateway-gomaxprocs-2", url: "http://" + twoProcs + "/api/ping", headers: []string{key}},
 		}
 		for _, conns := range connsList {
 			figs := measure(b, targets, conns, rounds, secs)
