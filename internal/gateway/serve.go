@@ -205,16 +205,25 @@ func (c *serverConn) serve() {
 	}
 	c.remote = c.nc.RemoteAddr().String()
 	c.br = bufio.NewReaderSize(c, 4<<10)
-	c.bw = bufio.NewWriterSize(c.nc, 4<<10)
 	for first := true; ; first = false {
 		if !first && !c.await(l.Idle) {
 			return
 		}
-		if !c.one(l) {
+		// The writer is the connection's only while it answers: an idle keep-alive connection,
+		// of which a gateway may hold thousands, does not keep 4 KiB of it.
+		c.bw = writers.Get().(*bufio.Writer)
+		c.bw.Reset(c.nc)
+		ok := c.one(l)
+		c.bw.Reset(nil)
+		writers.Put(c.bw)
+		c.bw = nil
+		if !ok {
 			return
 		}
 	}
 }
+
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
 // await waits up to idle for the next request's first byte, as an idle connection that Shutdown
 // may close.
