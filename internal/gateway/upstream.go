@@ -43,6 +43,8 @@ type Upstream struct {
 	DialTimeout time.Duration
 	// MaxIdle is the most idle connections kept per host; zero means 2.
 	MaxIdle int
+	// Idle is how long an idle connection is kept; zero means DefaultUpstreamIdle.
+	Idle time.Duration
 	// TLS is the client configuration for https; nil means the system's roots, TLS 1.2 or later.
 	TLS *tls.Config
 	// Proxy picks a proxy for a request, as http.Transport's does; nil means
@@ -55,10 +57,10 @@ type Upstream struct {
 	hosts    map[string]*upHost
 }
 
-// upstreamIdle is how long an idle connection is kept: shorter than the idle timeouts of the
+// DefaultUpstreamIdle is how long an idle connection is kept: shorter than the idle timeouts of the
 // load balancers and servers in front of an API (60 s for an AWS load balancer, 75 s for nginx),
 // so that the gateway, not Clear, closes it.
-const upstreamIdle = 30 * time.Second
+const DefaultUpstreamIdle = 30 * time.Second
 
 // upHost is one scheme and host: its idle connections, most recently used last, and whether its
 // requests go through a proxy.
@@ -110,6 +112,9 @@ func (u *Upstream) init() {
 		if u.MaxIdle <= 0 {
 			u.MaxIdle = 2
 		}
+		if u.Idle <= 0 {
+			u.Idle = DefaultUpstreamIdle
+		}
 		if u.Proxy == nil {
 			u.Proxy = http.ProxyFromEnvironment
 		}
@@ -119,7 +124,7 @@ func (u *Upstream) init() {
 			DialContext:            (&net.Dialer{Timeout: u.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			TLSClientConfig:        u.TLS,
 			MaxIdleConnsPerHost:    u.MaxIdle,
-			IdleConnTimeout:        upstreamIdle,
+			IdleConnTimeout:        u.Idle,
 			TLSHandshakeTimeout:    u.DialTimeout,
 			DisableCompression:     true,
 			ResponseHeaderTimeout:  u.Timeout,
@@ -230,7 +235,7 @@ func (u *Upstream) conn(ctx context.Context, h *upHost) (c *upConn, reused bool,
 		h.idle[n-1] = nil
 		h.idle = h.idle[:n-1]
 		u.mu.Unlock()
-		if now.Sub(c.used) < upstreamIdle && alive(c.tcp) {
+		if now.Sub(c.used) < u.Idle && alive(c.tcp) {
 			c.read = 0
 			return c, true, nil
 		}
@@ -443,13 +448,36 @@ func (u *Upstream) release(h *upHost, c *upConn, stop func() bool, reuse bool) {
 	}
 	c.used = time.Now()
 	u.mu.Lock()
-	if len(h.idle) >= u.MaxIdle {
-		u.mu.Unlock()
-		c.Close()
-		return
+	stale := h.expired(c.used, u.Idle)
+	full := len(h.idle) >= u.MaxIdle
+	if !full {
+		h.idle = append(h.idle, c)
 	}
-	h.idle = append(h.idle, c)
 	u.mu.Unlock()
+	for _, s := range stale {
+		s.Close()
+	}
+	if full {
+		c.Close()
+	}
+}
+
+// expired takes the idle connections unused for idle out of h, for the caller to close:
+// after a burst, the connections it opened do not stay open until the next burst. They are the
+// first ones, since connections are put back at the end.
+func (h *upHost) expired(now time.Time, idle time.Duration) []*upConn {
+	n := 0
+	for n < len(h.idle) && now.Sub(h.idle[n].used) >= idle {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	stale := append([]*upConn(nil), h.idle[:n]...)
+	rest := copy(h.idle, h.idle[n:])
+	clear(h.idle[rest:])
+	h.idle = h.idle[:rest]
+	return stale
 }
 
 // CloseIdleConnections closes the connections not in use.

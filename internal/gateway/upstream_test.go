@@ -359,3 +359,54 @@ func TestUpstreamBodyClosedEarly(t *testing.T) {
 		t.Errorf("%d connections, want 2", n)
 	}
 }
+
+// The connections a burst opened are closed once they have been idle for Idle, while a steady
+// trickle of requests keeps using one, rather than held open until the next burst.
+func TestUpstreamClosesWhatABurstLeft(t *testing.T) {
+	var open atomic.Int64
+	arrived := make(chan struct{}, 3)
+	release := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/burst" {
+			arrived <- struct{}{}
+			<-release
+		}
+		w.Write([]byte("ok"))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	up := &gateway.Upstream{Idle: 200 * time.Millisecond, MaxIdle: 8}
+	defer up.CloseIdleConnections()
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() { get(t, up, "GET", srv.URL+"/burst", nil) })
+	}
+	for range 3 {
+		<-arrived
+	}
+	close(release)
+	wg.Wait()
+	if n := open.Load(); n != 3 {
+		t.Fatalf("%d connections open after the burst, want 3", n)
+	}
+	// A request every 100 ms keeps one connection in use; the other two are idle for longer.
+	for range 5 {
+		time.Sleep(100 * time.Millisecond)
+		get(t, up, "GET", srv.URL+"/x", nil)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for open.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := open.Load(); n != 1 {
+		t.Errorf("%d connections open after the next request, want 1", n)
+	}
+}
