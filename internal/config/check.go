@@ -32,7 +32,7 @@ func crossCheck(cands []*candidate, p *problems) {
 			continue
 		}
 		if first, dup := names[c.client.Name]; dup {
-			p.bad(c.at.at("name", c.nameLine), nil, "%q is already used by %s; names must be unique", c.client.Name, first.describe())
+			p.bad(c.at.at("name", c.nameLine), nil, "%q is already used by client #%d (line %d); names must be unique", c.client.Name, first.at.Entry, first.nameLine)
 			continue
 		}
 		names[c.client.Name] = c

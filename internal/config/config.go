@@ -105,16 +105,6 @@ type Gateway struct {
 	TLSKey          string
 }
 
-// Client returns the client with the given name.
-func (c *Config) Client(name string) (Client, bool) {
-	for _, cl := range c.Clients {
-		if cl.Name == name {
-			return cl, true
-		}
-	}
-	return Client{}, false
-}
-
 // ErrNoClients is the cause, for errors.Is, of a YAML file that lists no
 // clients: a daemon with nothing to do is a mistake, not a choice.
 var ErrNoClients = errors.New("no clients configured")
@@ -180,14 +170,15 @@ func readFile(path string) ([]byte, error) {
 	}
 	if m := fi.Mode(); !m.IsRegular() {
 		kind := "a special file"
-		for _, k := range []struct {
-			mode fs.FileMode
-			name string
-		}{{fs.ModeDir, "a directory"}, {fs.ModeNamedPipe, "a named pipe (FIFO)"}, {fs.ModeSocket, "a socket"}, {fs.ModeDevice, "a device"}} {
-			if m&k.mode != 0 {
-				kind = k.name
-				break
-			}
+		switch {
+		case m.IsDir():
+			kind = "a directory"
+		case m&fs.ModeNamedPipe != 0:
+			kind = "a named pipe (FIFO)"
+		case m&fs.ModeSocket != 0:
+			kind = "a socket"
+		case m&fs.ModeDevice != 0:
+			kind = "a device"
 		}
 		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: it is %s, not a regular file", errNotRegular, kind)}
 	}

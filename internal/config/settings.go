@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 	"time"
 
@@ -338,14 +337,4 @@ func clientKeyList() []string {
 		}
 	}
 	return keys
-}
-
-// knownEnv lists every variable the rotator reads, for Unknown.
-func knownEnv() []string {
-	names := make([]string, 0, len(Settings))
-	for _, s := range Settings {
-		names = append(names, s.Env)
-	}
-	sort.Strings(names)
-	return names
 }
