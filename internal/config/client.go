@@ -67,8 +67,7 @@ func read(p *problems, source func(s *Setting) (given, Error, bool)) []value {
 	return out
 }
 
-// fromEnv is the environment as a source for read: trimmed, and empty is
-// unset but where "set but empty" means something.
+// fromEnv is the environment as a source for read.
 func fromEnv(lookup LookupFunc) func(s *Setting) (given, Error, bool) {
 	return func(s *Setting) (given, Error, bool) {
 		var raw string

@@ -5,22 +5,16 @@
 // rotates tokens for several clients points ROTATOR_CONFIG at a YAML file with
 // a clients: list instead; the per-client environment variables then only give
 // defaults for whatever an entry leaves out. Settings is the table of every
-// variable and key, which are the operator contract: the environment path, the
-// YAML path, the help texts and docs/configuration.md's table all come from it.
+// variable and key.
 //
-// Variables are read through a LookupFunc, like os.LookupEnv, because
-// ROTATOR_HTTP_ADDR has to tell "set but empty" (disable the listener) from
-// "unset" (use the default). For every other variable an empty value means
-// unset, which is what shells and container runtimes produce when a template
-// variable is missing. Values are trimmed of surrounding white space: a
-// trailing newline copied from a file would otherwise surface as a baffling
-// authentication failure much later.
+// An empty variable means unset (but see Setting.KeepEmpty), which is what
+// shells and container runtimes produce when a template variable is missing.
+// Values are trimmed of surrounding white space: a trailing newline copied
+// from a file would otherwise surface as a baffling authentication failure
+// much later.
 //
-// Validation reports every problem at once (up to MaxProblems), each as an
-// *Error joined with errors.Join, so that an operator fixes the whole
-// configuration in one go. No message ever contains a client secret: literal
-// secrets are never echoed, and as a safety net every message is scrubbed of
-// the literal secrets found in the configuration.
+// Validation reports every problem at once (see Error), so that an operator
+// fixes the whole configuration in one go, and never echoes a client secret.
 package config
 
 import (

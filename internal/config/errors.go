@@ -150,6 +150,3 @@ func (p *problems) err() error {
 	}
 	return errors.Join(errs...)
 }
-
-// redacted replaces secrets in messages: the one marker.
-const redacted = secret.Marker

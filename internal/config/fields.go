@@ -16,6 +16,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -79,7 +80,7 @@ func checkBaseURL(s string) (string, error) {
 // working on the text alone so that it also covers what does not parse.
 func redactURL(s string) string {
 	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i+1] + redacted
+		s = s[:i+1] + secret.Marker
 	}
 	scheme, rest := "", s
 	if i := strings.Index(s, "://"); i >= 0 {
@@ -87,7 +88,7 @@ func redactURL(s string) string {
 	}
 	// Everything up to the last '@' may be user info; the host stays.
 	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
-		rest = redacted + rest[i:]
+		rest = secret.Marker + rest[i:]
 	}
 	return scheme + rest
 }
