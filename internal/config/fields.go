@@ -310,7 +310,6 @@ func checkWebhookSecret(s string) (notify.Secret, error) {
 	return sec, nil
 }
 
-// checkHookStdin accepts the one value of ROTATOR_HOOK_STDIN.
 func checkHookStdin(s string) (bool, error) {
 	if s != HookStdinToken {
 		return false, fmt.Errorf("%s is not allowed; the one value is %q (unset: the hook's input is empty)", quote(s), HookStdinToken)

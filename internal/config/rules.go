@@ -35,7 +35,6 @@ func shutdownGrace(p *problems, cfg *Config, _ []value, _ []*candidate) {
 	}
 }
 
-// hookStdinNeedsHook refuses a hook's standard input without a hook.
 func hookStdinNeedsHook(p *problems, cfg *Config, _ []value, _ []*candidate) {
 	if cfg.Notify.HookStdin && cfg.Notify.HookCommand == nil {
 		p.bad(envAt(EnvHookStdin), nil, "is set, but %s is not", EnvHookCommand)
