@@ -32,7 +32,7 @@ func crossCheck(cands []*candidate, p *problems) {
 			continue
 		}
 		if first, dup := names[c.client.Name]; dup {
-			p.bad(c.at.at("name", c.nameLine), nil, "%q is already used by %s; names must be unique", c.client.Name, first.describe())
+			p.bad(c.at.at("name", c.nameLine), nil, "%q is already used by client #%d (line %d); names must be unique", c.client.Name, first.at.Entry, first.nameLine)
 			continue
 		}
 		names[c.client.Name] = c
@@ -42,15 +42,14 @@ func crossCheck(cands []*candidate, p *problems) {
 	index := map[string][]*idUse{}
 	for _, c := range cands {
 		for _, v := range c.vals {
+			if !v.ok {
+				continue
+			}
 			switch x := v.v.(type) {
 			case clear.ClientSecret:
-				if v.ok {
-					checkID(p, index, &idUse{ref: secretRef{literal: true, names: []string{x.Reveal()}}, at: v.at, owner: c})
-				}
+				checkID(p, index, &idUse{ref: secretRef{literal: true, names: []string{x.Reveal()}}, at: v.at, owner: c})
 			case secretRef:
-				if v.ok {
-					checkID(p, index, &idUse{ref: x, at: v.at, owner: c, token: v.s.Env == EnvTokenSecretID})
-				}
+				checkID(p, index, &idUse{ref: x, at: v.at, owner: c, token: v.s.Env == EnvTokenSecretID})
 			}
 		}
 	}

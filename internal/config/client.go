@@ -67,8 +67,7 @@ func read(p *problems, source func(s *Setting) (given, Error, bool)) []value {
 	return out
 }
 
-// fromEnv is the environment as a source for read: trimmed, and empty is
-// unset but where "set but empty" means something.
+// fromEnv is the environment as a source for read.
 func fromEnv(lookup LookupFunc) func(s *Setting) (given, Error, bool) {
 	return func(s *Setting) (given, Error, bool) {
 		var raw string
@@ -81,7 +80,6 @@ func fromEnv(lookup LookupFunc) func(s *Setting) (given, Error, bool) {
 	}
 }
 
-// get returns the value of s among vals.
 func get(vals []value, s string) (value, bool) {
 	for _, v := range vals {
 		if v.s.Env == s {
@@ -131,12 +129,10 @@ func (c *candidate) assemble(p *problems, own, env []value, inFile, noClientSecr
 	apply(nil, &c.client, c.vals)
 }
 
-// in reports whether s belongs to the group g.
 func (s *Setting) in(g []*Setting) bool {
 	return s == g[0] || s.Group != "" && s.Group == g[0].Group
 }
 
-// gives reports whether vals holds a value of the group g.
 func gives(vals []value, g []*Setting) bool {
 	for _, v := range vals {
 		if v.s.in(g) {
@@ -175,12 +171,4 @@ func (c *candidate) label() string {
 		return fmt.Sprintf("client #%d", c.at.Entry)
 	}
 	return "the client"
-}
-
-// describe names the candidate together with its line, for duplicate names.
-func (c *candidate) describe() string {
-	if c.at.Entry > 0 && c.nameLine > 0 {
-		return fmt.Sprintf("client #%d (line %d)", c.at.Entry, c.nameLine)
-	}
-	return c.label()
 }

@@ -5,22 +5,16 @@
 // rotates tokens for several clients points ROTATOR_CONFIG at a YAML file with
 // a clients: list instead; the per-client environment variables then only give
 // defaults for whatever an entry leaves out. Settings is the table of every
-// variable and key, which are the operator contract: the environment path, the
-// YAML path, the help texts and docs/configuration.md's table all come from it.
+// variable and key.
 //
-// Variables are read through a LookupFunc, like os.LookupEnv, because
-// ROTATOR_HTTP_ADDR has to tell "set but empty" (disable the listener) from
-// "unset" (use the default). For every other variable an empty value means
-// unset, which is what shells and container runtimes produce when a template
-// variable is missing. Values are trimmed of surrounding white space: a
-// trailing newline copied from a file would otherwise surface as a baffling
-// authentication failure much later.
+// An empty variable means unset (but see Setting.KeepEmpty), which is what
+// shells and container runtimes produce when a template variable is missing.
+// Values are trimmed of surrounding white space: a trailing newline copied
+// from a file would otherwise surface as a baffling authentication failure
+// much later.
 //
-// Validation reports every problem at once (up to MaxProblems), each as an
-// *Error joined with errors.Join, so that an operator fixes the whole
-// configuration in one go. No message ever contains a client secret: literal
-// secrets are never echoed, and as a safety net every message is scrubbed of
-// the literal secrets found in the configuration.
+// Validation reports every problem at once (see Error), so that an operator
+// fixes the whole configuration in one go, and never echoes a client secret.
 package config
 
 import (
@@ -105,16 +99,6 @@ type Gateway struct {
 	TLSKey          string
 }
 
-// Client returns the client with the given name.
-func (c *Config) Client(name string) (Client, bool) {
-	for _, cl := range c.Clients {
-		if cl.Name == name {
-			return cl, true
-		}
-	}
-	return Client{}, false
-}
-
 // ErrNoClients is the cause, for errors.Is, of a YAML file that lists no
 // clients: a daemon with nothing to do is a mistake, not a choice.
 var ErrNoClients = errors.New("no clients configured")
@@ -180,14 +164,15 @@ func readFile(path string) ([]byte, error) {
 	}
 	if m := fi.Mode(); !m.IsRegular() {
 		kind := "a special file"
-		for _, k := range []struct {
-			mode fs.FileMode
-			name string
-		}{{fs.ModeDir, "a directory"}, {fs.ModeNamedPipe, "a named pipe (FIFO)"}, {fs.ModeSocket, "a socket"}, {fs.ModeDevice, "a device"}} {
-			if m&k.mode != 0 {
-				kind = k.name
-				break
-			}
+		switch {
+		case m.IsDir():
+			kind = "a directory"
+		case m&fs.ModeNamedPipe != 0:
+			kind = "a named pipe (FIFO)"
+		case m&fs.ModeSocket != 0:
+			kind = "a socket"
+		case m&fs.ModeDevice != 0:
+			kind = "a device"
 		}
 		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: it is %s, not a regular file", errNotRegular, kind)}
 	}

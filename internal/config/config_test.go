@@ -139,11 +139,11 @@ func TestLoadEnvDefaults(t *testing.T) {
 		cfg.Source != "environment" {
 		t.Errorf("globals = %+v", cfg)
 	}
-	if c, ok := cfg.Client("default"); !ok || c != want {
-		t.Errorf("Client(default) = %+v, %v", c, ok)
+	if c, ok := clientNamed(cfg, "default"); !ok || c != want {
+		t.Errorf("client default = %+v, %v", c, ok)
 	}
-	if _, ok := cfg.Client("nope"); ok {
-		t.Error("Client(nope) found")
+	if _, ok := clientNamed(cfg, "nope"); ok {
+		t.Error("client nope found")
 	}
 }
 
@@ -342,7 +342,7 @@ func TestParseYAML(t *testing.T) {
 	if cfg.Source != "clients.yaml" || cfg.Schedule != "@hourly" || cfg.HTTPAddr != ":9090" {
 		t.Errorf("globals = %+v", cfg)
 	}
-	if _, ok := cfg.Client("default"); ok {
+	if _, ok := clientNamed(cfg, "default"); ok {
 		t.Error("a file has no default client")
 	}
 }
@@ -439,8 +439,8 @@ clients:
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := cfg.Client("a")
-	c, _ := cfg.Client("c")
+	a, _ := clientNamed(cfg, "a")
+	c, _ := clientNamed(cfg, "c")
 	if a.DailyLimit != 12 || a.BaseURL != "https://b.example.com" || c.BaseURL != "https://b.example.com" || c.DailyLimit != 7 {
 		t.Errorf("a = %+v, c = %+v", a, c)
 	}
@@ -793,4 +793,14 @@ func TestParseSchedule(t *testing.T) {
 			t.Errorf("ParseSchedule(%q) accepted", s)
 		}
 	}
+}
+
+// clientNamed returns cfg's client of that name.
+func clientNamed(cfg *Config, name string) (Client, bool) {
+	for _, c := range cfg.Clients {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Client{}, false
 }

@@ -72,10 +72,6 @@ type problems struct {
 // bad records a problem about at.Field, whose name starts the message:
 // "daily_limit 300 is out of range 1..250".
 func (p *problems) bad(at Error, cause error, format string, args ...any) {
-	if p.full() {
-		p.more++
-		return
-	}
 	msg := fmt.Sprintf(format, args...)
 	if at.Field != "" {
 		msg = at.Field + " " + msg
@@ -113,7 +109,6 @@ func (p *problems) once(key string, at Error, msg string) {
 	}
 }
 
-// secret remembers a literal client secret for the final scrub.
 func (p *problems) secret(s string) {
 	if s != "" {
 		p.secrets = append(p.secrets, s)
@@ -155,6 +150,3 @@ func (p *problems) err() error {
 	}
 	return errors.Join(errs...)
 }
-
-// redacted replaces secrets in messages: the one marker.
-const redacted = secret.Marker

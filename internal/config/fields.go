@@ -16,6 +16,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -79,7 +80,7 @@ func checkBaseURL(s string) (string, error) {
 // working on the text alone so that it also covers what does not parse.
 func redactURL(s string) string {
 	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i+1] + redacted
+		s = s[:i+1] + secret.Marker
 	}
 	scheme, rest := "", s
 	if i := strings.Index(s, "://"); i >= 0 {
@@ -87,7 +88,7 @@ func redactURL(s string) string {
 	}
 	// Everything up to the last '@' may be user info; the host stays.
 	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
-		rest = redacted + rest[i:]
+		rest = secret.Marker + rest[i:]
 	}
 	return scheme + rest
 }
@@ -104,25 +105,21 @@ func checkClientSecret(s string) (clear.ClientSecret, error) {
 	return clear.NewClientSecret(s), nil
 }
 
-// checkSecretID validates the id of a client secret's secret without
-// echoing it: an operator who confused the fields pasted the secret itself, so
-// an invalid id is scrubbed like one. A valid id is not: "token" would blank
-// that word in every message.
-func checkSecretID(s string) (secretRef, error) {
-	ref, err := parseSecretID(s)
-	if err != nil && s != "" {
-		return ref, errMaybeSecret{fmt.Errorf("%s (the value is not shown in case it is a secret)", err)}
+// secretID returns a validator of a Secrets Manager id. Only the token's
+// (quoted) is shown in messages: an operator who confused the fields pasted
+// the client secret itself, so any other invalid id is scrubbed like one. A
+// valid id is not: "token" would blank that word in every message.
+func secretID(quoted bool) func(string) (secretRef, error) {
+	return func(s string) (secretRef, error) {
+		ref, err := parseSecretID(s)
+		switch {
+		case err != nil && quoted:
+			err = fmt.Errorf("%s %s", quote(s), err)
+		case err != nil && s != "":
+			err = errMaybeSecret{fmt.Errorf("%s (the value is not shown in case it is a secret)", err)}
+		}
+		return ref, err
 	}
-	return ref, err
-}
-
-// checkTokenSecretID validates the id of the token's secret, which is quoted.
-func checkTokenSecretID(s string) (secretRef, error) {
-	ref, err := parseSecretID(s)
-	if err != nil {
-		return ref, fmt.Errorf("%s %s", quote(s), err)
-	}
-	return ref, nil
 }
 
 // count returns a validator of a whole number in 1..hi.
@@ -140,14 +137,9 @@ func count[T int | int64](hi, def T) func(string) (T, error) {
 }
 
 // duration returns a validator of a Go duration greater than zero and within
-// lo..hi (hi 0: no bound).
-func duration(lo, hi time.Duration) func(string) (time.Duration, error) {
-	return explained(lo, hi, "", "")
-}
-
-// explained is duration whose lowWhy and highWhy, when given, explain the
-// bounds instead of the plain "out of range".
-func explained(lo, hi time.Duration, lowWhy, highWhy string) func(string) (time.Duration, error) {
+// lo..hi (hi 0: no bound). why, when given, is two texts that explain the low
+// and the high bound instead of the plain "out of range".
+func duration(lo, hi time.Duration, why ...string) func(string) (time.Duration, error) {
 	return func(s string) (time.Duration, error) {
 		d, err := time.ParseDuration(s)
 		switch {
@@ -155,20 +147,24 @@ func explained(lo, hi time.Duration, lowWhy, highWhy string) func(string) (time.
 			return 0, fmt.Errorf("%s is not a Go duration such as \"90s\", \"30m\" or \"2h\"", quote(s))
 		case d <= 0:
 			return 0, fmt.Errorf("%s must be greater than zero", s)
-		case (d < lo || hi > 0 && d > hi) && highWhy == "":
+		case (d < lo || hi > 0 && d > hi) && len(why) < 2:
 			return 0, fmt.Errorf("%s is out of range %s..%s", s, seconds(lo), seconds(hi))
 		case d < lo:
-			return 0, fmt.Errorf("%s is below %s, %s", s, lo, lowWhy)
+			return 0, fmt.Errorf("%s is below %s, %s", s, lo, why[0])
 		case hi > 0 && d > hi:
-			return 0, fmt.Errorf("%s is absurdly long; at most %s %s", s, hi, highWhy)
+			return 0, fmt.Errorf("%s is absurdly long; at most %s %s", s, hi, why[1])
 		}
 		return d, nil
 	}
 }
 
+// Every rotation revokes the token an ERP holds, so a max_age below
+// timing.MinInterval is refused at start-up rather than left to the engine's
+// floor; the upper bounds keep the arithmetic far from overflow and catch a
+// unit mistake that would silently mean "never".
 var (
-	checkRenewBefore = explained(0, MaxRenewBefore, "", "(366 days) is allowed")
-	checkMaxAge      = explained(timing.MinInterval, MaxMaxAge,
+	checkRenewBefore = duration(0, 366*24*time.Hour, "", "(366 days) is allowed")
+	checkMaxAge      = duration(timing.MinInterval, 10*366*24*time.Hour,
 		"the least time between two rotations of a client; every rotation revokes the token in use",
 		"(ten years) is allowed, or leave it unset for never")
 )
@@ -314,7 +310,6 @@ func checkWebhookSecret(s string) (notify.Secret, error) {
 	return sec, nil
 }
 
-// checkHookStdin accepts the one value of ROTATOR_HOOK_STDIN.
 func checkHookStdin(s string) (bool, error) {
 	if s != HookStdinToken {
 		return false, fmt.Errorf("%s is not allowed; the one value is %q (unset: the hook's input is empty)", quote(s), HookStdinToken)

@@ -130,7 +130,7 @@ func TestMergeKeysRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := cfg.Client("b"); b.BaseURL != "https://a.example.com" {
+	if b, _ := clientNamed(cfg, "b"); b.BaseURL != "https://a.example.com" {
 		t.Errorf("alias of a value: %+v", b)
 	}
 }

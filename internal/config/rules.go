@@ -35,7 +35,6 @@ func shutdownGrace(p *problems, cfg *Config, _ []value, _ []*candidate) {
 	}
 }
 
-// hookStdinNeedsHook refuses a hook's standard input without a hook.
 func hookStdinNeedsHook(p *problems, cfg *Config, _ []value, _ []*candidate) {
 	if cfg.Notify.HookStdin && cfg.Notify.HookCommand == nil {
 		p.bad(envAt(EnvHookStdin), nil, "is set, but %s is not", EnvHookCommand)
@@ -58,18 +57,12 @@ func gatewayKeyOffLoopback(p *problems, cfg *Config, env []value, _ []*candidate
 	addr := cfg.Gateway.Addr
 	_, hasKey := get(env, EnvGatewayKey)
 	_, hasID := get(env, EnvGatewayKeyID)
-	if addr == "" || hasKey || hasID || loopback(addr) {
+	// An empty host binds every interface.
+	if host, _, err := net.SplitHostPort(addr); addr == "" || hasKey || hasID || err == nil && host != "" && clear.IsLoopback(host) {
 		return
 	}
 	p.bad(envAt(EnvGatewayAddr), nil, "%s is not a loopback address, and no key is set: anyone who reaches it could call Clear with the token; set %s (or %s), or listen on 127.0.0.1",
 		quote(addr), EnvGatewayKeyID, EnvGatewayKey)
-}
-
-// loopback reports whether a listen address binds loopback only; an empty
-// host binds every interface.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	return err == nil && host != "" && clear.IsLoopback(host)
 }
 
 // webhookNeedsSecret refuses a webhook URL without a signing secret: an

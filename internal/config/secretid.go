@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -82,12 +83,5 @@ func sameSecret(a, b secretRef) bool {
 	if a.literal != b.literal || a.arn && b.arn && (a.partition != b.partition || a.region != b.region || a.account != b.account) {
 		return false
 	}
-	for _, x := range a.names {
-		for _, y := range b.names {
-			if x == y {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.ContainsFunc(a.names, func(x string) bool { return slices.Contains(b.names, x) })
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 	"time"
 
@@ -64,12 +63,6 @@ const (
 	MinClearTimeout      = time.Second
 	MaxClearTimeout      = 120 * time.Second
 	DefaultShutdownGrace = 60 * time.Second // timing.Lease(DefaultClearTimeout)
-	// Every rotation revokes the token an ERP holds, so a max_age below
-	// timing.MinInterval is refused at start-up rather than left to the
-	// engine's floor; the upper bounds keep the arithmetic far from overflow
-	// and catch a unit mistake that would silently mean "never".
-	MaxRenewBefore = 366 * 24 * time.Hour
-	MaxMaxAge      = 10 * 366 * 24 * time.Hour
 	// MaxFileSize bounds the YAML file, and with it the memory a reload may
 	// take: a configuration is a few kilobytes (a thousand clients fit), and
 	// anything much larger is a wrong path or an attack.
@@ -186,7 +179,7 @@ var Settings = []Setting{
 	{Env: EnvClientSecretID, Key: "client_secret_id", Kind: "secret id", Group: "client_secret",
 		Help:  "or: Secrets Manager name or ARN of the secret holding the Clear client secret",
 		Notes: "plain string, or JSON `{\"client_secret\": \"...\"}`",
-		parse: parser(checkSecretID), client: idField(func(c *Client) *string { return &c.ClientSecretID })},
+		parse: parser(secretID(false)), client: idField(func(c *Client) *string { return &c.ClientSecretID })},
 	{Env: EnvClientSecret2, Key: "client_secret_2", Kind: "secret", Group: "client_secret_2", Secret: true,
 		Help:  "optional second API client of the same workspace: its client secret itself (for development)",
 		Notes: "needs the first; must differ from it and from every other client's",
@@ -194,12 +187,12 @@ var Settings = []Setting{
 	{Env: EnvClientSecretID2, Key: "client_secret_id_2", Kind: "secret id", Group: "client_secret_2",
 		Help:  "or: Secrets Manager name or ARN of the second API client's client secret",
 		Notes: "not the same secret as the first client secret's",
-		parse: parser(checkSecretID), client: idField(func(c *Client) *string { return &c.ClientSecretID2 })},
+		parse: parser(secretID(false)), client: idField(func(c *Client) *string { return &c.ClientSecretID2 })},
 	{Env: EnvTokenSecretID, Key: "token_secret_id", Kind: "secret id",
 		Help:     "Secrets Manager name or ARN of the secret where the token is kept",
 		Notes:    "created if missing",
 		Required: "it must be the Secrets Manager name or ARN of the secret that holds the token",
-		parse:    parser(checkTokenSecretID), client: idField(func(c *Client) *string { return &c.TokenSecretID })},
+		parse:    parser(secretID(true)), client: idField(func(c *Client) *string { return &c.TokenSecretID })},
 	{Env: EnvDailyLimit, Key: "daily_limit", Kind: "number", Default: DefaultDailyLimit, Limits: fmt.Sprintf("1..%d", MaxDailyLimit),
 		Help:   "requests per client secret per UTC day the rotator allows itself",
 		Notes:  "anything else is refused at start-up",
@@ -251,7 +244,7 @@ var Settings = []Setting{
 		parse: parser(listenAddr(`"127.0.0.1:8480"`)), config: field(func(c *Config) *string { return &c.Gateway.Addr })},
 	{Env: EnvGatewayKeyID, Scope: DaemonOnly, Kind: "secret id", Group: "gateway_key",
 		Help:  "Secrets Manager name or ARN of the secret holding the gateway's inbound key (x-clear-rotator-key); re-read when it changes",
-		parse: parser(checkSecretID), config: idField(func(c *Config) *string { return &c.Gateway.KeyID })},
+		parse: parser(secretID(false)), config: idField(func(c *Config) *string { return &c.Gateway.KeyID })},
 	{Env: EnvGatewayKey, Scope: DaemonOnly, Kind: "secret", Group: "gateway_key", Secret: true,
 		Help:  "the gateway's inbound key itself (for development); set this or " + EnvGatewayKeyID + "; required unless the gateway listens on loopback",
 		parse: parser(checkGatewayKey), config: field(func(c *Config) *string { return &c.Gateway.Key })},
@@ -289,7 +282,7 @@ var Settings = []Setting{
 	{Env: EnvWebhookSecretID, Scope: Global, Kind: "secret id", Group: "webhook_secret",
 		Help:  "Secrets Manager name or ARN of the webhook signing secret: whsec_<base64>, or two such values separated by a space while it changes",
 		Notes: "whsec_ keys of 24 to 64 bytes; required with a webhook URL; read again every five minutes",
-		parse: parser(checkSecretID), config: idField(func(c *Config) *string { return &c.Notify.WebhookSecretID })},
+		parse: parser(secretID(false)), config: idField(func(c *Config) *string { return &c.Notify.WebhookSecretID })},
 	{Env: EnvWebhookSecret, Scope: Global, Kind: "secret", Group: "webhook_secret", Secret: true,
 		Help:  "the webhook signing secret itself (for development); set this or " + EnvWebhookSecretID,
 		parse: parser(checkWebhookSecret), config: field(func(c *Config) *notify.Secret { return &c.Notify.WebhookSecret })},
@@ -338,14 +331,4 @@ func clientKeyList() []string {
 		}
 	}
 	return keys
-}
-
-// knownEnv lists every variable the rotator reads, for Unknown.
-func knownEnv() []string {
-	names := make([]string, 0, len(Settings))
-	for _, s := range Settings {
-		names = append(names, s.Env)
-	}
-	sort.Strings(names)
-	return names
 }

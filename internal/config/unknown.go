@@ -35,11 +35,12 @@ var foreignEnv = map[string]bool{
 // pass in silence while its setting keeps the default. Values are never looked
 // at, so a warning cannot carry a secret.
 func Unknown(environ []string) []Warning {
-	known := knownEnv()
+	var known []string // sorted, so that ties in Suggest do not depend on the table's order
 	seen := map[string]bool{}
-	for _, k := range known {
-		seen[k] = true
+	for _, s := range Settings {
+		known, seen[s.Env] = append(known, s.Env), true
 	}
+	sort.Strings(known)
 	var out []Warning
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
