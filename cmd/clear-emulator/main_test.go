@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -114,21 +116,49 @@ func TestRunHardeningFlags(t *testing.T) {
 	}
 }
 
-// build compiles the command into a temporary directory.
+// built is the command compiled once for every process test of this binary: each build is a
+// link of several seconds on a loaded machine, and the tests only run it.
+var built struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// build compiles the command into a temporary directory, once per test binary; TestMain removes it.
 func build(t *testing.T) string {
 	t.Helper()
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatal("no go command to build the binary with: the process test must not be skipped")
+	built.once.Do(func() {
+		goCmd, err := exec.LookPath("go")
+		if err != nil {
+			built.err = errors.New("no go command to build the binary with: the process test must not be skipped")
+			return
+		}
+		dir, err := os.MkdirTemp("", "clear-emulator-test-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.bin = filepath.Join(dir, "clear-emulator")
+		if out, err := exec.Command(goCmd, "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	bin := filepath.Join(t.TempDir(), "clear-emulator")
-	if out, err := exec.Command(goCmd, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	return built.bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.bin != "" {
+		os.RemoveAll(filepath.Dir(built.bin))
 	}
-	return bin
+	os.Exit(code)
 }
 
 func TestProcess(t *testing.T) {
+	t.Parallel()
 	bin := build(t)
 
 	cmd := exec.Command(bin, "-secret", "s1", "-daily-limit", "5")
@@ -193,6 +223,7 @@ func TestProcess(t *testing.T) {
 }
 
 func TestProcessBadFlag(t *testing.T) {
+	t.Parallel()
 	bin := build(t)
 	err := exec.Command(bin, "-addr", "0.0.0.0:0").Run()
 	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 2 {

@@ -23,7 +23,12 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
-func TestMain(m *testing.M) { rig.Main(m, 0) }
+// TestMain runs four tests at a time unless -parallel says otherwise: each runs its own bootstrap
+// and mostly waits on it, moto and the emulator in real time (two of them through a Clear backoff
+// of 15-30 s), so the default (GOMAXPROCS, two here) queued the short ones behind the long waits.
+// Not all at once: eleven bootstraps on one moto_server, on a loaded two-core machine, have made
+// its answers outlast the store's timeout.
+func TestMain(m *testing.M) { rig.Main(m, 4) }
 
 // reply is what the function posted for one invocation.
 type reply struct {

@@ -24,8 +24,24 @@ var (
 
 // Root returns the module's root directory.
 func Root() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	}
+	// Built with -trimpath (make test does, so that a clean clone reuses the build cache of the
+	// last one), the file name is module-relative. go test runs a package's tests in its
+	// directory, inside the module: the root is the nearest directory above with a go.mod.
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return wd
+		}
+	}
 }
 
 // Build builds the command in pkg (relative to the module root, e.g. "./cmd/rotator") once per

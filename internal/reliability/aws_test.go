@@ -117,7 +117,7 @@ func TestSecretsManagerFaultsAtEveryStep(t *testing.T) {
 
 		// The fault has cleared: past the backoff and the stale claim's lease, the client rotates.
 		r.Clock.Advance(timing.Lease(clear.DefaultTimeout) + time.Minute)
-		res = r.rotate(r.engine("b"), false, 10*time.Second)
+		res = r.rotate(r.steady("b"), false, 10*time.Second)
 		if c.stored {
 			expect(t, res, rotation.NotDue)
 		} else {
@@ -127,7 +127,7 @@ func TestSecretsManagerFaultsAtEveryStep(t *testing.T) {
 			t.Fatal("AWSCURRENT is not live after recovery")
 		}
 		checkCount(r.World, c.lostClaims)
-		r.checkHealthy(r.engine("status"))
+		r.checkHealthy(r.steady("status"))
 	})
 }
 

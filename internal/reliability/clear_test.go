@@ -115,7 +115,7 @@ func TestClearFaults(t *testing.T) {
 		checkCount(r.World, 0)
 
 		requests := r.Emu.Requests(r.Secrets[0])
-		b := r.engine("b")
+		b := r.steady("b")
 		switch c.recovery {
 		case "backoff":
 			r.Clock.Advance(2 * time.Minute)

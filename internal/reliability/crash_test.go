@@ -79,64 +79,67 @@ func crashCases() []crashCase {
 // (after the stale claim's lease, which the test ends by rewriting lease_until in the past)
 // recovers: the token is live, the count stays exact, and the crash cost at most one extra
 // request to Clear.
+//
+// Each case has its own world, proxy and processes, so the cases run side by side: each waits on
+// its processes, not on the CPU. The test itself is not parallel: beside the thirty cases of
+// TestSecretsManagerFaultsAtEveryStep on the same moto_server, a loaded machine made a one-second
+// store call time out.
 func TestKillAtEveryStep(t *testing.T) {
-	for _, c := range crashCases() {
-		t.Run(c.name, func(t *testing.T) {
-			p := newProcWorld(t)
-			wantExit(t, p.run("rotate"), 0, "default: rotated")
-			p.makeDue(50 * time.Minute)
-			prev, prevID := p.MustCurrent()
-			issued := p.Emu.Issued(p.Secrets[0])
+	runAll(t, crashCases(), func(c crashCase) string { return c.name }, func(t *testing.T, c crashCase) {
+		p := newProcWorld(t)
+		wantExit(t, p.run("rotate"), 0, "default: rotated")
+		p.makeDue(50 * time.Minute)
+		prev, prevID := p.MustCurrent()
+		issued := p.Emu.Issued(p.Secrets[0])
 
-			c.arm(p)
-			proc := p.start("rotate")
-			c.wait(t, p)
-			proc.Kill()
-			p.proxy.disarm()
+		c.arm(p)
+		proc := p.start("rotate")
+		c.wait(t, p)
+		proc.Kill()
+		p.proxy.disarm()
 
-			tok, id := p.MustCurrent()
-			applied := c.name == "token-applied-answer-held"
-			switch {
-			case applied:
-				if id == prevID || !p.Emu.Live(tok.AccessToken.Reveal()) {
-					t.Fatal("the applied token write did not leave a live token in AWSCURRENT")
-				}
-			case id != prevID || tok.AccessToken.Reveal() != prev.AccessToken.Reveal():
-				t.Fatal("AWSCURRENT changed although no token write landed")
+		tok, id := p.MustCurrent()
+		applied := c.name == "token-applied-answer-held"
+		switch {
+		case applied:
+			if id == prevID || !p.Emu.Live(tok.AccessToken.Reveal()) {
+				t.Fatal("the applied token write did not leave a live token in AWSCURRENT")
 			}
-			if got := p.Emu.Issued(p.Secrets[0]) - issued; (got == 1) != (c.issued || applied) {
-				t.Fatalf("Clear issued %d tokens during the killed rotation", got)
-			}
-			if !applied && p.Emu.Live(tok.AccessToken.Reveal()) == c.issued {
-				t.Fatalf("previous token live = %v, though Clear issued = %v", !c.issued, c.issued)
-			}
-			checkCount(p.World, c.lost)
+		case id != prevID || tok.AccessToken.Reveal() != prev.AccessToken.Reveal():
+			t.Fatal("AWSCURRENT changed although no token write landed")
+		}
+		if got := p.Emu.Issued(p.Secrets[0]) - issued; (got == 1) != (c.issued || applied) {
+			t.Fatalf("Clear issued %d tokens during the killed rotation", got)
+		}
+		if !applied && p.Emu.Live(tok.AccessToken.Reveal()) == c.issued {
+			t.Fatalf("previous token live = %v, though Clear issued = %v", !c.issued, c.issued)
+		}
+		checkCount(p.World, c.lost)
 
-			if st := state(p.World); (st.Claim != nil && st.Claim.Base == id) != c.stale {
-				t.Fatalf("stale claim left = %v, want %v", st.Claim != nil && st.Claim.Base == id, c.stale)
-			}
-			if c.stale {
-				// Another rotator must wait for the lease; the test lets it pass at once.
-				wantExit(t, p.run("rotate"), 0, "default: busy")
-				p.expireLease()
-			}
-			r := p.run("rotate")
-			t.Logf("after the crash: %s", r.Stdout)
-			if applied {
-				wantExit(t, r, 0, "default: not_due")
-			} else {
-				wantExit(t, r, 0, "default: rotated")
-			}
-			tok, _ = p.MustCurrent()
-			if !p.Emu.Live(tok.AccessToken.Reveal()) {
-				t.Fatal("AWSCURRENT is not live after recovery")
-			}
-			checkCount(p.World, c.lost)
-			// Two rotations succeeded (the seed and the recovery, or the killed one whose write
-			// landed); anything more is what the crash cost.
-			if extra := p.Emu.Requests(p.Secrets[0]) - 2; extra > 1 {
-				t.Fatalf("the crash cost %d extra Clear requests", extra)
-			}
-		})
-	}
+		if st := state(p.World); (st.Claim != nil && st.Claim.Base == id) != c.stale {
+			t.Fatalf("stale claim left = %v, want %v", st.Claim != nil && st.Claim.Base == id, c.stale)
+		}
+		if c.stale {
+			// Another rotator must wait for the lease; the test lets it pass at once.
+			wantExit(t, p.run("rotate"), 0, "default: busy")
+			p.expireLease()
+		}
+		r := p.run("rotate")
+		t.Logf("after the crash: %s", r.Stdout)
+		if applied {
+			wantExit(t, r, 0, "default: not_due")
+		} else {
+			wantExit(t, r, 0, "default: rotated")
+		}
+		tok, _ = p.MustCurrent()
+		if !p.Emu.Live(tok.AccessToken.Reveal()) {
+			t.Fatal("AWSCURRENT is not live after recovery")
+		}
+		checkCount(p.World, c.lost)
+		// Two rotations succeeded (the seed and the recovery, or the killed one whose write
+		// landed); anything more is what the crash cost.
+		if extra := p.Emu.Requests(p.Secrets[0]) - 2; extra > 1 {
+			t.Fatalf("the crash cost %d extra Clear requests", extra)
+		}
+	})
 }

@@ -63,7 +63,7 @@ func TestOwnerPastItsLeaseNeverStoresARevokedToken(t *testing.T) {
 			t.Fatalf("held %s, want the token write", s)
 		}
 		// A called Clear past its lease and is about to store TA. B takes over meanwhile.
-		res := r.rotate(r.engine("b"), false, 10*time.Second)
+		res := r.rotate(r.steady("b"), false, 10*time.Second)
 		t.Logf("B, taking over while A's write is in flight: %s: %s", res.Outcome, res.Message)
 		fa.releaseStep(stepToken)
 		resA := <-done
@@ -72,12 +72,12 @@ func TestOwnerPastItsLeaseNeverStoresARevokedToken(t *testing.T) {
 	case resA := <-done:
 		record(r.World, resA)
 		t.Logf("A gave up without storing a token: %s: %s", resA.Outcome, resA.Message)
-		expect(t, r.rotate(r.engine("b"), false, 10*time.Second), rotation.Rotated)
+		expect(t, r.rotate(r.steady("b"), false, 10*time.Second), rotation.Rotated)
 	}
 
 	tok, _ := r.MustCurrent()
 	if !r.Emu.Live(tok.AccessToken.Reveal()) {
-		s, _ := r.engine("status").Status(context.Background(), r.client)
+		s, _ := r.steady("status").Status(context.Background(), r.client)
 		next := "never"
 		if s.RenewAt != nil {
 			next = s.RenewAt.Sub(r.Clock.Now()).String() + " from now"
