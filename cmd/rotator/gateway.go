@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/ops"
@@ -27,6 +30,9 @@ const gatewayShutdown = 30 * time.Second
 // its token secret (read-only rights suffice) and serves until ctx ends. With a client secret
 // configured it also has the rotator's rights, and heals a revocation outside the rotator.
 func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.LoadForGateway(env.Lookup)
 	if err != nil {
 		return &usageError{err: fmt.Errorf("configuration:\n%w", err)}
@@ -62,7 +68,15 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	}
 	log.Info("gateway started", "version", versionString(), "clients", len(cfg.Clients), "gateway_addr", svc.Addr,
 		"tls", svc.TLS, "http_addr", opsAddr, "key", gcfg.Key != "" || gcfg.KeyID != "", "gomaxprocs", procs)
-	<-ctx.Done()
+	reload := reloadEmbedded(svc, cfg.Gateway)
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			reloadStandalone(ctx, env, svc, reload, log)
+		}
+	}
 	log.Info("shutting down the gateway: waiting for requests in flight", "grace", gatewayShutdown.String())
 	sctx, cancel := context.WithTimeout(context.Background(), gatewayShutdown)
 	defer cancel()
@@ -77,11 +91,30 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	return nil
 }
 
+// reloadStandalone loads the configuration again on SIGHUP and gives the gateway its clients;
+// a configuration that does not load leaves the running one in force.
+func reloadStandalone(ctx context.Context, env Env, svc *gateway.Service, reload func(context.Context, *app.App), log *slog.Logger) {
+	log.Info("reloading the configuration")
+	cfg, err := config.LoadForGateway(env.Lookup)
+	if err != nil {
+		log.Error("reload failed; keeping the previous configuration", "error", err)
+		return
+	}
+	sm, err := app.SecretsManager(ctx)
+	if err == nil {
+		var a *app.App
+		if a, err = app.New(cfg, sm, nil, log); err == nil {
+			reload(ctx, a)
+			return
+		}
+	}
+	log.Error("reload failed; keeping the previous configuration", "error", err)
+}
+
 // startEmbedded starts the gateway `rotator run` serves when ROTATOR_GATEWAY_ADDR is set; nil
 // when it is not. The daemon hands it each token the moment it is stored (an OnResult hook), and
 // its watchers see tokens stored by any other rotator. It heals revocations with the daemon's
-// engine, on the configuration the daemon started with; a SIGHUP reloads the daemon's clients, not
-// the gateway's (a changed client list needs a restart).
+// engine; a SIGHUP gives it the reloaded clients (reloadEmbedded).
 func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, stderr io.Writer) (*gateway.Service, error) {
 	gcfg := &a.Config.Gateway
 	if gcfg.Addr == "" {
@@ -117,6 +150,23 @@ func gatewayProcs(lookup config.LookupFunc) int {
 	}
 	runtime.GOMAXPROCS(1)
 	return 1
+}
+
+// reloadEmbedded makes the gateway follow the clients a SIGHUP loaded (`rotator run`'s, or
+// `rotator gateway`'s own). Its own settings
+// (address, key, TLS, limits) are those it started with: a listener is not moved under its
+// callers, and a changed one is said, not ignored.
+func reloadEmbedded(gw *gateway.Service, started config.Gateway) func(context.Context, *app.App) {
+	return func(_ context.Context, a *app.App) {
+		if a.Config.Gateway != started {
+			a.Log.Warn("the gateway's own settings changed; they take effect at the next restart (its clients follow the reload)")
+		}
+		if err := gw.Reload(a.Clients, a.Engine); err != nil {
+			a.Log.Error("the gateway keeps its previous clients", "error", err)
+			return
+		}
+		a.Log.Info("the gateway serves the reloaded clients", "clients", len(a.Clients))
+	}
 }
 
 // embeddedGateway runs the gateway as one of the daemon's services: it already serves when the

@@ -15,9 +15,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -543,7 +545,8 @@ func TestGatewaySeveralClients(t *testing.T) {
 // TestGatewayStandaloneSeveralClientsWithoutClientSecrets: `rotator gateway` with a YAML file of
 // two clients that name only their base URL and token secret (read-only rights, item 4 of the
 // gateway's follow-up) serves both; before, the entries' missing secrets counted as one shared
-// client secret and the gateway refused to start.
+// client secret and the gateway refused to start. The second client comes with a SIGHUP, which
+// `rotator gateway` follows (before, SIGHUP ended it).
 func TestGatewayStandaloneSeveralClientsWithoutClientSecrets(t *testing.T) {
 	w := world(t, rig.Options{Lifetime: time.Hour})
 	second := w.Secrets[0] + "-2"
@@ -562,13 +565,25 @@ func TestGatewayStandaloneSeveralClientsWithoutClientSecrets(t *testing.T) {
 	}
 	w.CreateSecret(w.TokenID+"-b", string(doc))
 	path := t.TempDir() + "/clients.yaml"
-	yaml := "clients:\n" +
-		"  - name: erp-a\n    base_url: " + w.ClearURL + "\n    token_secret_id: " + w.TokenID + "\n" +
-		"  - name: erp-b\n    base_url: " + w.ClearURL + "\n    token_secret_id: " + w.TokenID + "-b\n"
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+	entryA := "  - name: erp-a\n    base_url: " + w.ClearURL + "\n    token_secret_id: " + w.TokenID + "\n"
+	entryB := "  - name: erp-b\n    base_url: " + w.ClearURL + "\n    token_secret_id: " + w.TokenID + "-b\n"
+	if err := os.WriteFile(path, []byte("clients:\n"+entryA), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	g := startGateway(t, w, "ROTATOR_CONFIG="+path, "ROTATOR_TOKEN_SECRET_ID=", "CLEAR_BASE_URL=")
+	g.Await("erp-a through the gateway", 15*time.Second, func() bool {
+		code, _ := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-a")
+		return code == http.StatusOK
+	})
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-b"); code != http.StatusBadRequest || !strings.Contains(resp, gateway.CodeClientUnknown) {
+		t.Fatalf("erp-b before it is configured: %d %s", code, resp)
+	}
+	// The second client comes with a SIGHUP, as it would to a gateway beside a running ERP.
+	if err := os.WriteFile(path, []byte("clients:\n"+entryA+entryB), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.Signal(syscall.SIGHUP)
+	g.Await("the gateway's reload", 15*time.Second, func() bool { return g.Logged("the gateway serves the reloaded clients") })
 	for _, name := range []string{"erp-a", "erp-b"} {
 		g.Await(name+" through the gateway", 15*time.Second, func() bool {
 			code, _ := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, name)
@@ -589,4 +604,53 @@ func TestGatewayOpsProbesUnderConnectionPressure(t *testing.T) {
 	g.Await("readiness", 15*time.Second, func() bool { code, _ := g.Get("/readyz"); return code == http.StatusOK })
 
 	probesSurvivePressure(t, g.Addr)
+}
+
+// TestGatewayEmbeddedFollowsReload: a SIGHUP that adds a client to the YAML file gives the
+// embedded gateway that client too, while the one it already served keeps its token and its
+// counters. Before, the gateway kept the clients it started with until a restart.
+func TestGatewayEmbeddedFollowsReload(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	second := w.Secrets[0] + "-2"
+	w.Emu.AddSecret(second)
+	w.Hide(second)
+	entryA := "  - name: erp-a\n    client_secret: " + w.Secrets[0] + "\n    token_secret_id: " + w.TokenID + "\n"
+	entryB := "  - name: erp-b\n    client_secret: " + second + "\n    token_secret_id: " + w.TokenID + "-b\n"
+	path := t.TempDir() + "/clients.yaml"
+	if err := os.WriteFile(path, []byte("clients:\n"+entryA), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := w.Daemon("ROTATOR_CONFIG="+path, "CLEAR_CLIENT_SECRET=", "ROTATOR_TOKEN_SECRET_ID=", "ROTATOR_GATEWAY_ADDR=127.0.0.1:0")
+	g := awaitGateway(t, d)
+	callA := func() bool {
+		code, _ := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-a")
+		return code == http.StatusOK
+	}
+	g.Await("erp-a through the gateway", 15*time.Second, callA)
+	if code, resp := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-b"); code != http.StatusBadRequest || !strings.Contains(resp, gateway.CodeClientUnknown) {
+		t.Fatalf("erp-b before the reload: %d %s", code, resp)
+	}
+	before := d.Metric(`clear_rotator_gateway_requests_total{client="erp-a",code="2xx"}`)
+
+	if err := os.WriteFile(path, []byte("clients:\n"+entryA+entryB), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Signal(syscall.SIGHUP)
+	d.Await("the gateway's reload", 15*time.Second, func() bool { return d.Logged("the gateway serves the reloaded clients") })
+	g.Await("erp-b through the gateway", 15*time.Second, func() bool {
+		code, _ := g.call(t, http.MethodGet, rig.PingPath, nil, gateway.HeaderClient, "erp-b")
+		return code == http.StatusOK
+	})
+	if !callA() {
+		t.Error("erp-a failed after the reload")
+	}
+	if n := w.Emu.Issued(w.Secrets[0]); n != 1 {
+		t.Errorf("erp-a's API client was asked %d times, want 1: the reload must not rotate an unchanged client", n)
+	}
+	after := d.Metric(`clear_rotator_gateway_requests_total{client="erp-a",code="2xx"}`)
+	if b, _ := strconv.Atoi(before); b < 1 {
+		t.Fatalf("erp-a's 2xx before the reload = %q", before)
+	} else if a, _ := strconv.Atoi(after); a <= b {
+		t.Errorf("erp-a's 2xx went from %q to %q across the reload: counters must carry on", before, after)
+	}
 }

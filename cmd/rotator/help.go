@@ -45,7 +45,7 @@ var commands = []*command{
 	{
 		name:     "run",
 		summary:  "run the daemon: check every client on ROTATOR_SCHEDULE",
-		about:    "Runs until SIGTERM or SIGINT, checking every client on ROTATOR_SCHEDULE and rotating each token that is due. It serves /healthz, /readyz and /metrics on ROTATOR_HTTP_ADDR. SIGHUP reloads the configuration. With ROTATOR_GATEWAY_ADDR set it also serves the Clear gateway (see rotator gateway --help), handing it each token the moment it is stored; a SIGHUP does not reload the gateway's clients.",
+		about:    "Runs until SIGTERM or SIGINT, checking every client on ROTATOR_SCHEDULE and rotating each token that is due. It serves /healthz, /readyz and /metrics on ROTATOR_HTTP_ADDR. SIGHUP reloads the configuration. With ROTATOR_GATEWAY_ADDR set it also serves the Clear gateway (see rotator gateway --help), handing it each token the moment it is stored; a SIGHUP gives the gateway the reloaded clients too (its own ROTATOR_GATEWAY_* settings change at a restart).",
 		flags:    func(*flag.FlagSet, *options) {},
 		daemon:   true,
 		example:  "  ROTATOR_HTTP_ADDR=127.0.0.1:9090 rotator run",
@@ -101,7 +101,8 @@ var commands = []*command{
 			"After a 401 from Clear it waits for a newer token and sends the request once more, when its body was buffered whole (ROTATOR_GATEWAY_REPLAY_LIMIT). " +
 			"With no live token it answers 503 with Retry-After. It needs read access to the token secret only (and to ROTATOR_GATEWAY_KEY_ID's secret); with a client secret configured it also asks for one forced rotation when a token is revoked outside the rotator. " +
 			"Callers send the key in x-clear-rotator-key, and with several clients the client's name in x-clear-rotator-client. Listening on anything but loopback without a key is refused. " +
-			"/healthz, /readyz and /metrics are served on ROTATOR_HTTP_ADDR.",
+			"/healthz, /readyz and /metrics are served on ROTATOR_HTTP_ADDR. SIGHUP reloads the clients (its own ROTATOR_GATEWAY_* settings change at a restart). " +
+			"It runs Go on one processor unless GOMAXPROCS is set.",
 		flags:   func(*flag.FlagSet, *options) {},
 		reads:   gatewayReads,
 		example: "  ROTATOR_GATEWAY_ADDR=127.0.0.1:8480 ROTATOR_TOKEN_SECRET_ID=tokens/erp CLEAR_BASE_URL=https://api.clear.in rotator gateway\n  curl -H 'x-clear-rotator-key: ...' http://127.0.0.1:8480/integration/v1/...",

@@ -227,6 +227,7 @@ func runDaemon(ctx context.Context, env Env, stderr io.Writer) error {
 		})
 		opts.Metrics = append(opts.Metrics, writeMetricsTo(gw))
 		opts.Services = append(opts.Services, embeddedGateway{gw})
+		opts.OnReload = append(opts.OnReload, reloadEmbedded(gw, a.Config.Gateway))
 	}
 	return daemon.Run(ctx, opts)
 }

@@ -57,6 +57,10 @@ type Options struct {
 	// TYPE, samples) and under names of its own. They are called once per scrape, outside the
 	// daemon's lock.
 	Metrics []func(w io.Writer)
+	// OnReload hooks act on a configuration a SIGHUP loaded, once the daemon has swapped it in (a
+	// gateway serving the daemon's clients follows them, say). They run in order, in the daemon's
+	// loop, outside its lock; a panic in one is recovered and logged.
+	OnReload []func(ctx context.Context, a *app.App)
 	// Services run as long as the daemon (a gateway's listener, say): started in order after the
 	// ops listener and before the first check, where an error stops Run; stopped in reverse order
 	// after the last check in flight has ended, each within serviceStop.

@@ -577,7 +577,20 @@ func (d *daemon) reload(ctx context.Context) bool {
 	}
 	log.Info("reloaded the configuration", "clients", len(a.Clients), "unchanged", kept, "added", added,
 		"changed", changed, "removed", removed, "schedule", scheduleSpec(a.Config))
+	for _, hook := range d.opts.OnReload {
+		d.onReload(ctx, hook, a, log)
+	}
 	return true
+}
+
+// onReload runs one OnReload hook; its panic is logged, and the daemon goes on.
+func (d *daemon) onReload(ctx context.Context, hook func(context.Context, *app.App), a *app.App, log *slog.Logger) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("a reload hook panicked", "panic", fmt.Sprint(r))
+		}
+	}()
+	hook(ctx, a)
 }
 
 // load calls Options.Load for a reload. A panic while loading (a configuration no test foresaw) is

@@ -123,6 +123,9 @@ type Options struct {
 	// AccessLog takes the access log's lines (a line per request, at info level); nil means Log.
 	// Give it a logger on a BatchWriter, so that no request waits for a write system call.
 	AccessLog *slog.Logger
+	// Continues is the gateway this one replaces (a reload): the counters of the clients both serve
+	// carry on.
+	Continues *Gateway
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -199,7 +202,11 @@ func New(o Options) (*Gateway, error) {
 			g.only = r
 		}
 	}
-	g.metrics = newMetrics(names)
+	var prev *metrics
+	if o.Continues != nil {
+		prev = o.Continues.metrics
+	}
+	g.metrics = newMetrics(names, prev)
 	for _, r := range g.routes {
 		r.m = g.metrics.clients[r.Name]
 	}

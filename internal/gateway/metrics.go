@@ -78,12 +78,21 @@ type clientMetrics struct {
 // metrics are the gateway's counters. Hand-written text exposition, like the daemon's.
 type metrics struct {
 	clients     map[string]*clientMetrics // fixed at construction: read without a lock
-	keyRefusals atomic.Uint64
+	keyRefusals *atomic.Uint64
 }
 
-func newMetrics(names []string) *metrics {
-	m := &metrics{clients: map[string]*clientMetrics{}}
+// newMetrics makes the metrics of the clients names; those prev (the metrics of the gateway this
+// one replaces, or nil) counted carry on, as counters must across a reload.
+func newMetrics(names []string, prev *metrics) *metrics {
+	m := &metrics{clients: map[string]*clientMetrics{}, keyRefusals: &atomic.Uint64{}}
+	if prev != nil {
+		m.keyRefusals = prev.keyRefusals
+	}
 	for _, n := range names {
+		if prev != nil && prev.clients[n] != nil {
+			m.clients[n] = prev.clients[n]
+			continue
+		}
 		m.clients[n] = &clientMetrics{hold: newHistogram(holdBuckets), upstream: newHistogram(upstreamBuckets)}
 	}
 	return m

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/config"
@@ -46,20 +47,38 @@ type ServiceOptions struct {
 
 // Service is a running gateway: its token and key watchers, its handler and its listener.
 type Service struct {
-	gw       *Gateway
-	holders  map[string]*Holder
-	watchers []*Watcher
-	byName   map[string]*Watcher
-	srv      *Server
-	ln       net.Listener
-	log      *slog.Logger
-	batch    *BatchWriter // the access log's, when batched
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// set is the part a reload replaces: the clients' handler, holders and watchers.
+	set    atomic.Pointer[clientSet]
+	opts   ServiceOptions
+	keyset *Keys
+	access *slog.Logger
+	reload sync.Mutex // one Reload at a time
+	srv    *Server
+	ln     net.Listener
+	log    *slog.Logger
+	batch  *BatchWriter // the access log's, when batched
+	wctx   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 	// Addr is the address the gateway listens on (with port 0, the port the kernel chose).
 	Addr string
 	// TLS reports whether it serves TLS.
 	TLS bool
+}
+
+// clientSet is the gateway for one list of clients: its handler, and each client's token holder
+// and the watcher that feeds it (stopped by its cancel).
+type clientSet struct {
+	gw      *Gateway
+	holders map[string]*Holder
+	tokens  map[string]*tokenWatch
+}
+
+type tokenWatch struct {
+	secretID string
+	holder   *Holder
+	watcher  *Watcher
+	cancel   context.CancelFunc
 }
 
 // Start reads the key (when one is configured by id), looks once at every token secret, listens,
@@ -72,7 +91,7 @@ func Start(ctx context.Context, o ServiceOptions) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Service{holders: map[string]*Holder{}, byName: map[string]*Watcher{}, log: log, cancel: cancel}
+	s := &Service{opts: o, log: log, wctx: wctx, cancel: cancel}
 	fail := func(err error) (*Service, error) {
 		cancel()
 		if s.batch != nil {
@@ -85,36 +104,17 @@ func Start(ctx context.Context, o ServiceOptions) (*Service, error) {
 	if err != nil {
 		return fail(err)
 	}
-	var clients []Client
-	for _, c := range o.Clients {
-		h := &Holder{}
-		w := &Watcher{Store: o.Store, SecretID: c.TokenSecretID, Changed: TokenFeed(h, log, c.Name), Poll: g.Poll, Log: log, What: "token"}
-		h.OnWait = w.Nudge
-		s.holders[c.Name], s.byName[c.Name] = h, w
-		s.watchers = append(s.watchers, w)
-		if _, err := w.Check(wctx); err != nil {
-			log.Warn("gateway: the token secret could not be read at start; requests wait for it", "client", c.Name, "error", err)
-		}
-		gc := Client{Name: c.Name, BaseURL: c.BaseURL, Header: c.GatewayTokenHeader, Source: h, Confirm: w.Check}
-		if o.Engine != nil && (!c.ClientSecret.IsZero() || c.ClientSecretID != "") {
-			gc.Heal = s.healer(o.Engine, c, h, w)
-		}
-		clients = append(clients, gc)
-	}
-	gw, err := New(Options{Clients: clients, Keys: keys, ReplayLimit: g.ReplayLimit, Hold: g.Hold,
-		UpstreamTimeout: g.UpstreamTimeout, Transport: o.Transport, MaxConns: g.MaxConns, Log: log, AccessLog: s.accessLog(o)})
+	s.keyset, s.access = keys, s.accessLog(o)
+	set, err := s.build(o.Clients, o.Engine, nil)
 	if err != nil {
 		return fail(err)
 	}
-	s.gw = gw
+	s.set.Store(set)
 	if err := s.listen(g); err != nil {
 		return fail(err)
 	}
-	for _, w := range append(s.watchers, keyWatcher) {
-		if w == nil {
-			continue
-		}
-		s.wg.Go(func() { w.Run(wctx) })
+	if keyWatcher != nil {
+		s.wg.Go(func() { keyWatcher.Run(wctx) })
 	}
 	s.wg.Go(func() {
 		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -123,6 +123,99 @@ func Start(ctx context.Context, o ServiceOptions) (*Service, error) {
 	})
 	return s, nil
 }
+
+// build makes the gateway for clients. A client whose token secret old already watches keeps
+// its holder and watcher (and the token it holds); every other gets a new pair, which looks at its
+// token secret once before build returns, and then watches it.
+func (s *Service) build(clients []*rotation.Client, e Engine, old *clientSet) (*clientSet, error) {
+	g, log := s.opts.Gateway, s.log
+	set := &clientSet{holders: map[string]*Holder{}, tokens: map[string]*tokenWatch{}}
+	var gcs []Client
+	for _, c := range clients {
+		tw := old.token(c.Name, c.TokenSecretID)
+		if tw == nil {
+			h := &Holder{}
+			w := &Watcher{Store: s.opts.Store, SecretID: c.TokenSecretID, Changed: TokenFeed(h, log, c.Name), Poll: g.Poll, Log: log, What: "token"}
+			h.OnWait = w.Nudge
+			ctx, cancel := context.WithCancel(s.wctx)
+			tw = &tokenWatch{secretID: c.TokenSecretID, holder: h, watcher: w, cancel: cancel}
+			if _, err := w.Check(ctx); err != nil {
+				log.Warn("gateway: the token secret could not be read at start; requests wait for it", "client", c.Name, "error", err)
+			}
+			s.wg.Go(func() { w.Run(ctx) })
+		}
+		set.holders[c.Name], set.tokens[c.Name] = tw.holder, tw
+		gc := Client{Name: c.Name, BaseURL: c.BaseURL, Header: c.GatewayTokenHeader, Source: tw.holder, Confirm: tw.watcher.Check}
+		if e != nil && (!c.ClientSecret.IsZero() || c.ClientSecretID != "") {
+			gc.Heal = s.healer(e, c, tw.holder, tw.watcher)
+		}
+		gcs = append(gcs, gc)
+	}
+	gw, err := New(Options{Clients: gcs, Keys: s.keyset, ReplayLimit: g.ReplayLimit, Hold: g.Hold,
+		UpstreamTimeout: g.UpstreamTimeout, Transport: s.transport(), MaxConns: g.MaxConns, Log: log, AccessLog: s.access,
+		Continues: old.gateway()})
+	if err != nil {
+		for name, tw := range set.tokens {
+			if old.token(name, tw.secretID) == nil {
+				tw.cancel()
+			}
+		}
+		return nil, err
+	}
+	set.gw = gw
+	return set, nil
+}
+
+// transport is the one transport to Clear every client set shares, so that a reload keeps the
+// connections.
+func (s *Service) transport() http.RoundTripper {
+	if s.opts.Transport == nil {
+		s.opts.Transport = NewTransport(s.opts.Gateway.UpstreamTimeout, s.opts.Gateway.MaxConns)
+	}
+	return s.opts.Transport
+}
+
+func (cs *clientSet) gateway() *Gateway {
+	if cs == nil {
+		return nil
+	}
+	return cs.gw
+}
+
+// token returns the watch of client name if it watches secretID.
+func (cs *clientSet) token(name, secretID string) *tokenWatch {
+	if cs == nil {
+		return nil
+	}
+	if tw := cs.tokens[name]; tw != nil && tw.secretID == secretID {
+		return tw
+	}
+	return nil
+}
+
+// Reload serves clients from now on, healed by e: `rotator run`'s SIGHUP. Clients whose token
+// secret is unchanged keep their token; requests in flight finish with the clients they started
+// with. The gateway's own settings (address, key, TLS, limits) are those it started with. On an
+// error the running clients stay.
+func (s *Service) Reload(clients []*rotation.Client, e Engine) error {
+	s.reload.Lock()
+	defer s.reload.Unlock()
+	old := s.set.Load()
+	set, err := s.build(clients, e, old)
+	if err != nil {
+		return err
+	}
+	s.set.Store(set)
+	for name, tw := range old.tokens {
+		if set.token(name, tw.secretID) != tw {
+			tw.cancel()
+		}
+	}
+	return nil
+}
+
+// ServeHTTP serves a request with the clients in force.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.set.Load().gw.ServeHTTP(w, r) }
 
 // accessLog returns the gateway's access logger: on a BatchWriter when o says where to, else nil
 // (the gateway then logs through Log).
@@ -163,7 +256,7 @@ func (s *Service) listen(g *config.Gateway) error {
 	limits.MaxConns = g.MaxConns
 	limits.Write = g.Hold + 2*g.UpstreamTimeout + 30*time.Second
 	limits.Read = g.UpstreamTimeout
-	s.srv = NewServer(s.gw, limits)
+	s.srv = NewServer(s, limits)
 	var tlsConfig *tls.Config
 	if g.TLSCert != "" {
 		r, err := NewCertReloader(g.TLSCert, g.TLSKey)
@@ -214,7 +307,7 @@ func (s *Service) Stored(client string, st *rotation.Stored) {
 	if s == nil || st == nil {
 		return
 	}
-	if h := s.holders[client]; h != nil {
+	if h := s.set.Load().holders[client]; h != nil {
 		h.Set(Token{Value: st.Token.AccessToken, Version: st.VersionID, ValidTill: st.Token.ValidTill})
 	}
 }
@@ -222,7 +315,7 @@ func (s *Service) Stored(client string, st *rotation.Stored) {
 // Ready reports whether every client holds a live token.
 func (s *Service) Ready() (bool, string) {
 	var missing []string
-	for name, h := range s.holders {
+	for name, h := range s.set.Load().holders {
 		if t, ok := h.Current(); !ok || !t.Live(time.Now()) {
 			missing = append(missing, name)
 		}
@@ -235,7 +328,7 @@ func (s *Service) Ready() (bool, string) {
 
 // WriteMetrics appends the gateway's metric families.
 func (s *Service) WriteMetrics(b *strings.Builder) {
-	s.gw.WriteMetrics(b)
+	s.set.Load().gw.WriteMetrics(b)
 	var dropped uint64
 	if s.batch != nil {
 		dropped = s.batch.Dropped()
@@ -245,7 +338,7 @@ func (s *Service) WriteMetrics(b *strings.Builder) {
 }
 
 // Handler is the gateway's handler, for tests that serve it themselves.
-func (s *Service) Handler() http.Handler { return s.gw }
+func (s *Service) Handler() http.Handler { return s }
 
 // Shutdown stops accepting, lets requests in flight finish within ctx, and stops the watchers.
 func (s *Service) Shutdown(ctx context.Context) error {
