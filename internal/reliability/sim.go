@@ -330,14 +330,6 @@ type sim struct {
 	restarts     int
 	outages      int
 	incarnation  int
-
-	// sampled is the token document of the AWSCURRENT version sample last parsed: a version's
-	// value never changes, so the minute-by-minute samples parse each stored token once.
-	sampled struct {
-		id  string
-		tok document.Token
-		err error
-	}
 }
 
 func (s *sim) violate(format string, args ...any) {
@@ -597,11 +589,7 @@ func (s *sim) sample() (live, superseded bool) {
 	if !ok {
 		return true, false // nothing created yet: the first tick has not run
 	}
-	if v.ID != s.sampled.id || s.sampled.id == "" {
-		s.sampled.tok, s.sampled.err = document.ParseToken([]byte(v.Value))
-		s.sampled.id = v.ID
-	}
-	tok, err := s.sampled.tok, s.sampled.err
+	tok, err := document.ParseToken([]byte(v.Value))
 	if err != nil {
 		if strings.TrimSpace(v.Value) != "{}" {
 			s.violate("AWSCURRENT holds something that is not a token document (%d bytes)", len(v.Value))
