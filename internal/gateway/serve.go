@@ -416,11 +416,11 @@ func (w *responseWriter) WriteHeader(code int) {
 		bw.WriteString("\r\n")
 	}
 	for k, vs := range w.header {
-		if k == "Transfer-Encoding" || k == "Connection" || strings.HasPrefix(k, http.TrailerPrefix) || badHeaderField(k) {
+		if k == "Transfer-Encoding" || k == "Connection" || strings.HasPrefix(k, http.TrailerPrefix) || !isToken(k) {
 			continue
 		}
 		for _, v := range vs {
-			if !bad(v) {
+			if validValue(v) {
 				bw.WriteString(k)
 				bw.WriteString(": ")
 				bw.WriteString(v)
@@ -462,8 +462,6 @@ func (w *responseWriter) frame(code int) {
 		w.closeAfter = true // an HTTP/1.0 body of unknown length ends with the connection
 	}
 }
-
-func badHeaderField(k string) bool { return k == "" || bad(k) || strings.ContainsAny(k, " :") }
 
 // errTooLong refuses bytes beyond the declared Content-Length.
 var errTooLong = errors.New("gateway: more body than the declared Content-Length")
@@ -517,11 +515,11 @@ func (w *responseWriter) finish() bool {
 		bw.WriteString("0\r\n")
 		for k, vs := range w.header {
 			name, ok := strings.CutPrefix(k, http.TrailerPrefix)
-			if !ok || badHeaderField(name) {
+			if !ok || !isToken(name) {
 				continue
 			}
 			for _, v := range vs {
-				if !bad(v) {
+				if validValue(v) {
 					bw.WriteString(name + ": " + v + "\r\n")
 				}
 			}
@@ -557,7 +555,8 @@ type cachedDate struct {
 var dateCache atomic.Pointer[cachedDate]
 
 // isToken reports whether s is an RFC 9110 token, what a header's name must be; textproto lets
-// some others through, and net/http's server refuses them after it, as this one does.
+// some others through, and net/http's server refuses them after it, as this one does. It is the
+// gateway's one rule for a header's name, both ways (validValue for its value).
 func isToken(s string) bool {
 	if s == "" {
 		return false

@@ -138,7 +138,7 @@ const maxResponseHeader = 1 << 20
 
 // errHeaderValue refuses a header that would split the request: net/http's server never hands the
 // gateway one, but the token comes from Clear, and a guard holds for any input.
-var errHeaderValue = errors.New("gateway: a header name or value holds a line break or is empty")
+var errHeaderValue = errors.New("gateway: a header name or value is not valid HTTP")
 
 // RoundTrip implements http.RoundTripper.
 func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -356,14 +356,15 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	return w.Flush()
 }
 
-// badHeader reports whether a header name or value of h would split the request.
+// badHeader reports whether a header name or value of h is not one the gateway's server would
+// take (isToken, validValue): one that could split the request never leaves.
 func badHeader(h http.Header) bool {
 	for k, vs := range h {
-		if k == "" || bad(k) || strings.ContainsAny(k, " :") {
+		if !isToken(k) {
 			return true
 		}
 		for _, v := range vs {
-			if bad(v) {
+			if !validValue(v) {
 				return true
 			}
 		}
