@@ -242,20 +242,16 @@ const gatewayKeyHeader = "x-clear-rotator-key"
 // (the release build, standalone, its token read from moto through the rig) to the same
 // upstream, once with its access log (info, the default level, written to a file), once at
 // LOG_LEVEL=warn without it, to show what the log line costs, and once with GOMAXPROCS=2 instead
-// of the gateway's default of one processor, to show what that default gives. Each target is measured BENCH_GATEWAY_ROUNDS times, interleaved; the figures are
-// medians. The issue's goals: throughput at least 0.5x the peer's, p99 at most 3x.
+// of the gateway's default of one processor, to show what that default gives. Each target is
+// measured BENCH_GATEWAY_ROUNDS times, interleaved; the figures are medians. The issue's goals:
+// throughput at least 0.5x the peer's, p99 at most 3x.
 func BenchmarkGatewayProxy(b *testing.B) {
 	requireTools(b, "nginx", "wrk")
 	connsList := envInts("BENCH_GATEWAY_CONNS", []int{8, 64})
 	rounds := envInt("BENCH_GATEWAY_ROUNDS", 5)
 	secs := envDuration("BENCH_GATEWAY_SECONDS", 5)
 	for range b.N {
-		w := rig.New(b, rig.Options{})
-		tok := w.Issue()
-		w.StoreToken(tok)
-		upstream := startNginx(b, "upstream", "1", "", upstreamServer)
-		peer := startNginx(b, "peer", "auto", peerUpstream(upstream.Addr), peerServer(tok))
-		bin := proctest.Build(b, "./cmd/rotator", "ROTATOR_BIN")
+		w, upstream, peer, bin := benchPeers(b)
 		_, gw := startGateway(b, w, bin, "http://"+upstream.Addr, "")
 		_, quiet := startGateway(b, w, bin, "http://"+upstream.Addr, listenAddr(b), "LOG_LEVEL=warn")
 		_, twoProcs := startGateway(b, w, bin, "http://"+upstream.Addr, "", "GOMAXPROCS=2")
@@ -274,6 +270,19 @@ func BenchmarkGatewayProxy(b *testing.B) {
 	}
 }
 
+// benchPeers sets up what both gateway benchmarks compare against: a world whose token secret
+// holds a live token, nginx as Clear (the upstream), nginx injecting that token (the peer), and
+// the release build of the rotator.
+func benchPeers(b *testing.B) (w *rig.World, upstream, peer *nginx, bin string) {
+	b.Helper()
+	w = rig.New(b, rig.Options{})
+	tok := w.Issue()
+	w.StoreToken(tok)
+	upstream = startNginx(b, "upstream", "1", "", upstreamServer)
+	peer = startNginx(b, "peer", "auto", peerUpstream(upstream.Addr), peerServer(tok))
+	return w, upstream, peer, proctest.Build(b, "./cmd/rotator", "ROTATOR_BIN")
+}
+
 // BenchmarkGatewayIdleConnections measures the gateway's resident memory with
 // BENCH_GATEWAY_IDLE (default 10,000) idle keep-alive connections: each connection sends one
 // request through the gateway to nginx's fast upstream, reads the answer and stays open, as an
@@ -284,12 +293,7 @@ func BenchmarkGatewayIdleConnections(b *testing.B) {
 	requireTools(b, "nginx")
 	n := envInt("BENCH_GATEWAY_IDLE", 10000)
 	for range b.N {
-		w := rig.New(b, rig.Options{})
-		tok := w.Issue()
-		w.StoreToken(tok)
-		upstream := startNginx(b, "upstream", "1", "", upstreamServer)
-		peer := startNginx(b, "peer", "auto", peerUpstream(upstream.Addr), peerServer(tok))
-		bin := proctest.Build(b, "./cmd/rotator", "ROTATOR_BIN")
+		w, upstream, peer, bin := benchPeers(b)
 		pid, gw := startGateway(b, w, bin, "http://"+upstream.Addr, "")
 		key := []string{gatewayKeyHeader + ": " + gwBenchKey}
 		for _, s := range []struct {
