@@ -49,7 +49,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 		return &usageError{err: err}
 	}
 	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: log, AccessOut: stderr, AccessLog: accessLogger(cfg, stderr)})
+		Engine: a.Engine, Clients: a.Clients, Log: log, AccessOut: stderr, AccessLog: accessLogger(cfg, stderr), AccessJSON: accessJSON(cfg, stderr)})
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, st
 		return nil, &usageError{err: err}
 	}
 	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: a.Log, AccessOut: stderr, AccessLog: accessLogger(a.Config, stderr)})
+		Engine: a.Engine, Clients: a.Clients, Log: a.Log, AccessOut: stderr, AccessLog: accessLogger(a.Config, stderr), AccessJSON: accessJSON(a.Config, stderr)})
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +198,12 @@ func accessLogger(cfg *config.Config, stderr io.Writer) func(io.Writer) *slog.Lo
 	return func(w io.Writer) *slog.Logger {
 		return logging.NewWith(w, logging.Options{Level: cfg.LogLevel, Format: format, NoColor: true})
 	}
+}
+
+// accessJSON reports whether accessLogger's loggers write JSON: the gateway then encodes its
+// access lines itself, in the same bytes.
+func accessJSON(cfg *config.Config, stderr io.Writer) bool {
+	return cfg.LogFormat == logging.FormatJSON || cfg.LogFormat == "" && !logging.IsTerminal(stderr)
 }
 
 // gatewayReads says which variables `rotator gateway` reads, for its help: every client and global

@@ -10,11 +10,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
@@ -362,6 +365,56 @@ func TestGatewayIsNotAnOpenProxy(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Fatalf("the other server was reached %d times", hits.Load())
+	}
+}
+
+// TestGatewayAccessLog reads the access lines of a standalone gateway logging JSON, as it does
+// to a log collector: a plain line, which the gateway encodes itself, and one whose path needs
+// escaping, which goes through slog. Both are one JSON object with the documented keys and
+// nothing else.
+func TestGatewayAccessLog(t *testing.T) {
+	t.Parallel()
+	_, _, g := steady(t)
+	if code, body := g.call(t, http.MethodPost, echoPath, strings.NewReader(`{"x":1}`)); code != http.StatusOK {
+		t.Fatalf("POST: %d %s", code, body)
+	}
+	odd := "/a\"b\\\u00fc" // sent escaped: /a%22b%5C%C3%BC
+	g.call(t, http.MethodGet, "/a%22b%5C%C3%BC", nil)
+	lines := map[string]map[string]any{}
+	g.Await("the two access lines", 15*time.Second, func() bool {
+		for line := range strings.SplitSeq(g.Output(), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "gateway request" {
+				p, _ := rec["path"].(string)
+				lines[p] = rec
+			}
+		}
+		return lines[echoPath] != nil && lines[odd] != nil
+	})
+	for path, method := range map[string]string{echoPath: http.MethodPost, odd: http.MethodGet} {
+		rec := lines[path]
+		var keys []string
+		for k := range rec {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if got := strings.Join(keys, " "); got != "client duration level method msg path replayed status time" {
+			t.Errorf("%s: keys %s", path, got)
+		}
+		at, _ := rec["time"].(string)
+		took, _ := rec["duration"].(string)
+		if _, err := time.Parse(time.RFC3339Nano, at); err != nil || !strings.HasSuffix(at, "Z") {
+			t.Errorf("%s: time %q is not RFC 3339 in UTC", path, at)
+		}
+		if _, err := time.ParseDuration(took); err != nil {
+			t.Errorf("%s: duration %q", path, took)
+		}
+		if rec["level"] != "INFO" || rec["method"] != method || rec["client"] != config.DefaultClientName || rec["replayed"] != false {
+			t.Errorf("%s: %v", path, rec)
+		}
+	}
+	if lines[echoPath]["status"] != float64(http.StatusOK) {
+		t.Errorf("status %v, want 200", lines[echoPath]["status"])
 	}
 }
 

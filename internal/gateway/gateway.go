@@ -123,6 +123,10 @@ type Options struct {
 	// AccessLog takes the access log's lines (a line per request, at info level); nil means Log.
 	// Give it a logger on a BatchWriter, so that no request waits for a write system call.
 	AccessLog *slog.Logger
+	// AccessJSON, when set, is AccessLog's writer, and AccessLog writes JSON as logging.New
+	// does: the gateway then encodes the lines itself (appendAccessJSON), a line of the same
+	// bytes at a fraction of the cost.
+	AccessJSON io.Writer
 	// Continues is the gateway this one replaces (a reload): the counters of the clients both serve
 	// carry on.
 	Continues *Gateway
@@ -245,14 +249,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			name = rt.Name
 			rt.m.request(rec.code())
 		}
-		if !g.access.Enabled(r.Context(), slog.LevelInfo) {
-			return
-		}
-		// LogAttrs with typed attributes: no boxing of each value into an interface.
-		g.access.LogAttrs(r.Context(), slog.LevelInfo, "gateway request", slog.String("method", r.Method),
-			slog.String("path", r.URL.Path), slog.Int("status", rec.code()),
-			slog.String("duration", g.o.Now().Sub(start).String()), slog.String("client", name),
-			slog.Bool("replayed", replayed))
+		end := g.o.Now()
+		g.logAccess(r.Context(), &accessEntry{at: end, method: r.Method, path: r.URL.Path, status: rec.code(),
+			took: end.Sub(start), client: name, replayed: replayed})
 	}()
 
 	// Only origin-form targets: "GET http://elsewhere/ HTTP/1.1" and CONNECT would make an open

@@ -43,6 +43,9 @@ type ServiceOptions struct {
 	// Unset: the access log goes through Log, a write per line.
 	AccessOut io.Writer
 	AccessLog func(w io.Writer) *slog.Logger
+	// AccessJSON says that AccessLog's loggers write JSON as logging.New does, so that the
+	// gateway may encode the access lines itself (Options.AccessJSON).
+	AccessJSON bool
 }
 
 // Service is a running gateway: its token and key watchers, its handler and its listener.
@@ -153,7 +156,7 @@ func (s *Service) build(clients []*rotation.Client, e Engine, old *clientSet) (*
 	}
 	gw, err := New(Options{Clients: gcs, Keys: s.keyset, ReplayLimit: g.ReplayLimit, Hold: g.Hold,
 		UpstreamTimeout: g.UpstreamTimeout, Transport: s.transport(), MaxConns: g.MaxConns, Log: log, AccessLog: s.access,
-		Continues: old.gateway()})
+		AccessJSON: s.accessJSON(), Continues: old.gateway()})
 	if err != nil {
 		for name, tw := range set.tokens {
 			if old.token(name, tw.secretID) == nil {
@@ -228,6 +231,14 @@ func (s *Service) accessLog(o ServiceOptions) *slog.Logger {
 		s.log.Warn("gateway: access log lines dropped: the log's writer did not keep up", "lines", n, "total", s.batch.Dropped())
 	}
 	return o.AccessLog(s.batch)
+}
+
+// accessJSON is the writer the gateway may encode access lines on itself, or nil.
+func (s *Service) accessJSON() io.Writer {
+	if s.batch == nil || !s.opts.AccessJSON {
+		return nil
+	}
+	return s.batch
 }
 
 // keys builds the key set: a literal key, or one read from Secrets Manager and followed.
