@@ -1,4 +1,4 @@
-package gateway_test
+package gateway
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clear-rotator/clear-rotator/internal/gateway"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
 )
 
@@ -19,16 +18,7 @@ import (
 // slog, so declining is always safe; accepting must be exact.
 func TestAccessJSONIsSlogs(t *testing.T) {
 	ist := time.FixedZone("IST", 5*3600+1800)
-	type entry struct {
-		at       time.Time
-		method   string
-		path     string
-		status   int
-		took     time.Duration
-		client   string
-		replayed bool
-	}
-	cases := []entry{
+	cases := []accessEntry{
 		{time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC), "GET", "/api/ping", 200, 1500 * time.Microsecond, "default", false},
 		{time.Date(2026, 12, 2, 12, 0, 0, 123456789, ist), "POST", "/einvoice/v2/generate", 401, 10*time.Second + 3, "erp-1", true},
 		{time.Date(2026, 12, 2, 23, 59, 59, 100000000, time.UTC), "DELETE", "/", 503, 0, "", false},
@@ -44,11 +34,11 @@ func TestAccessJSONIsSlogs(t *testing.T) {
 			}
 			return string(b)
 		}
-		cases = append(cases, entry{time.Unix(r.Int64N(1<<35), r.Int64N(1e9)).In(ist), s(10), "/" + s(60), r.IntN(600),
+		cases = append(cases, accessEntry{time.Unix(r.Int64N(1<<35), r.Int64N(1e9)).In(ist), s(10), "/" + s(60), r.IntN(600),
 			time.Duration(r.Int64()), s(20), r.IntN(2) == 0})
 	}
 	for _, c := range cases {
-		got, ok := gateway.AccessJSONLine(c.at, c.method, c.path, c.status, c.took, c.client, c.replayed)
+		got, ok := appendAccessJSON(nil, &c)
 		if !ok && !strings.ContainsAny(c.method+c.path+c.client, `"\`) {
 			t.Fatalf("declined a plain line: %+v", c)
 		}
@@ -56,9 +46,8 @@ func TestAccessJSONIsSlogs(t *testing.T) {
 			continue // a quote or a backslash: slog's to escape
 		}
 		var want bytes.Buffer
-		rec := slog.NewRecord(c.at, slog.LevelInfo, "gateway request", 0)
-		rec.AddAttrs(slog.String("method", c.method), slog.String("path", c.path), slog.Int("status", c.status),
-			slog.String("duration", c.took.String()), slog.String("client", c.client), slog.Bool("replayed", c.replayed))
+		rec := slog.NewRecord(c.at, slog.LevelInfo, accessMsg, 0)
+		rec.AddAttrs(c.attrs()...)
 		if err := logging.New(&want, slog.LevelInfo, logging.FormatJSON).Handler().Handle(context.Background(), rec); err != nil {
 			t.Fatal(err)
 		}
@@ -69,14 +58,14 @@ func TestAccessJSONIsSlogs(t *testing.T) {
 	// Strings that need escaping, and years slog refuses, are left to slog.
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	for _, path := range []string{"/a\"b", "/a\\b", "/\x00", "/\x7f", "/ü", "/\xff", "/\u2028"} {
-		if _, ok := gateway.AccessJSONLine(now, "GET", path, 200, 0, "c", false); ok {
+		if _, ok := appendAccessJSON(nil, &accessEntry{at: now, method: "GET", path: path, client: "c"}); ok {
 			t.Errorf("took path %q, which needs escaping", path)
 		}
 	}
-	if _, ok := gateway.AccessJSONLine(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), "GET", "/", 200, 0, "c", false); ok {
+	if _, ok := appendAccessJSON(nil, &accessEntry{at: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), method: "GET", path: "/"}); ok {
 		t.Error("took a year slog refuses")
 	}
-	if _, ok := gateway.AccessJSONLine(time.Time{}, "GET", "/", 200, 0, "c", false); ok {
+	if _, ok := appendAccessJSON(nil, &accessEntry{method: "GET", path: "/"}); ok {
 		t.Error("took the zero time, which slog leaves out")
 	}
 }
