@@ -21,11 +21,12 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // TestMain runs four tests at a time unless -parallel says otherwise: each runs its own bootstrap
-// and mostly waits on it, moto and the emulator in real time (two of them through a Clear backoff
-// of 15-30 s), so the default (GOMAXPROCS, two here) queued the short ones behind the long waits.
+// and mostly waits on it, moto and the emulator in real time (two of them through a Clear backoff,
+// 3-6 s in their test build), so the default (GOMAXPROCS, two here) queued the short ones behind the long waits.
 // Not all at once: eleven bootstraps on one moto_server, on a loaded two-core machine, have made
 // its answers outlast the store's timeout.
 func TestMain(m *testing.M) { rig.Main(m, 4) }
@@ -122,11 +123,27 @@ type function struct {
 	seq     int
 }
 
+// bootstrap builds the function as `make lambda` does, for this machine.
+func bootstrap(t *testing.T) string {
+	return proctest.Build(t, "./cmd/lambda", "", "-tags", "lambda.norpc")
+}
+
+// shortBackoffBootstrap builds the function as bootstrap does, but for a first backoff of 3-6 s
+// instead of 15-30 s (timing.TestBackoffFlag), for the tests that wait one out in real time.
+func shortBackoffBootstrap(t *testing.T) string {
+	return proctest.Build(t, "./cmd/lambda", "", "-tags", "lambda.norpc", "-ldflags="+timing.TestBackoffFlag)
+}
+
 // start runs the bootstrap serving w with the environment Lambda gives a provided.al2023
 // function, plus env (which overrides the world's settings).
 func start(t *testing.T, w *rig.World, env ...string) *function {
 	t.Helper()
-	bin := proctest.Build(t, "./cmd/lambda", "", "-tags", "lambda.norpc")
+	return startBin(t, w, bootstrap(t), env...)
+}
+
+// startBin is start with the executable bin.
+func startBin(t *testing.T, w *rig.World, bin string, env ...string) *function {
+	t.Helper()
 	f := &function{t: t, rt: newRuntimeAPI(t)}
 	env = append([]string{
 		"AWS_LAMBDA_RUNTIME_API=" + f.rt.addr(),
@@ -242,6 +259,13 @@ func deployWith(t *testing.T, slots int) *deployment {
 func (d *deployment) start(t *testing.T) *function {
 	t.Helper()
 	return start(t, d.World, d.env...)
+}
+
+// startShortBackoff runs the bootstrap with the short first backoff (shortBackoffBootstrap) for
+// the deployment.
+func (d *deployment) startShortBackoff(t *testing.T) *function {
+	t.Helper()
+	return startBin(t, d.World, shortBackoffBootstrap(t), d.env...)
 }
 
 // token returns the access token in AWSCURRENT (which the rig's leak scan then looks for).

@@ -195,11 +195,12 @@ func (f *function) stepError(secretID, token, step string) string {
 	return lerr.Message
 }
 
-// retryUntil invokes payload every two seconds until it succeeds, for at most 45 s (the first
-// backoff is 15-30 s), and returns the answer.
+// retryUntil invokes payload every half second until it succeeds, for at most 30 s, and returns
+// the answer. Its callers run the short-backoff build (a first backoff of 3-6 s); the rest of the
+// 30 s is room for a loaded machine.
 func (f *function) retryUntil(payload string) map[string]any {
 	f.t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := f.invoke(payload)
 		if r.kind == "response" {
@@ -210,20 +211,43 @@ func (f *function) retryUntil(payload string) map[string]any {
 			return doc
 		}
 		if time.Now().After(deadline) {
-			f.t.Fatalf("%s still fails after 45 s: %s", payload, r.body)
+			f.t.Fatalf("%s still fails after 30 s: %s", payload, r.body)
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// backingOffUntil returns when a "backing off" refusal says the backoff ends. It fails the test
+// when that is more than 7 s away (the short-backoff build's 6 s at most, plus the second the
+// RFC 3339 time rounds off): then the bootstrap was not built with timing.TestBackoffFlag, and the
+// test would wait out the release build's 15-30 s instead.
+func backingOffUntil(t *testing.T, msg string) time.Time {
+	t.Helper()
+	_, rest, ok := strings.Cut(msg, "backing off until ")
+	until, err := time.Parse(time.RFC3339, strings.Fields(rest + " ")[0])
+	if !ok || err != nil {
+		t.Fatalf("no backoff end in %q", msg)
+	}
+	if left := time.Until(until); left > 7*time.Second {
+		t.Fatalf("the backoff ends in %s, later than the short-backoff build's 3-6 s: was it built with timing.TestBackoffFlag?", left.Round(time.Second))
+	}
+	return until
 }
 
 // TestBootstrapCreateSecretRecoversFromAFailure: Clear answers createSecret with a 500 once. Secrets
 // Manager retries the step with the same ClientRequestToken: the retry must ask Clear again, spaced
 // by the API client's backoff, not fail for good as "an earlier delivery claimed the rotation"
 // (issue 19 item 1).
+//
+// The bootstrap is the release build but for its backoff's base (6 s instead of 30 s, with
+// timing.TestBackoffFlag), so that the test waits 3-6 s for the retry instead of 15-30 s. What it
+// proves does not depend on that length: the retry sent at once is held back and says so, and
+// the retry after the backoff asks Clear and completes the rotation. (The backoff's arithmetic,
+// 15-30 s in the release build, is internal/timing's to test.)
 func TestBootstrapCreateSecretRecoversFromAFailure(t *testing.T) {
 	t.Parallel()
 	d := deploy(t)
-	f := d.start(t)
+	f := d.startShortBackoff(t)
 	expectOutcome(t, result(t, f.ok(`{}`)), "rotated")
 	const token = "5b2e9c1d-7a4f-4c3b-9e8d-1f0a2b3c4d5e"
 	d.Emu.Inject(emulator.ServerError())
@@ -231,11 +255,16 @@ func TestBootstrapCreateSecretRecoversFromAFailure(t *testing.T) {
 		t.Fatalf("createSecret during a 500: %s", msg)
 	}
 	// At once: the backoff holds the retry back, and says so.
-	if msg := f.stepError(d.TokenID, token, "createSecret"); !strings.Contains(msg, "backing off") || d.ClearRequests() != 2 {
+	msg := f.stepError(d.TokenID, token, "createSecret")
+	if !strings.Contains(msg, "backing off") || d.ClearRequests() != 2 {
 		t.Fatalf("an immediate retry: %s (Clear requests %d, want 2)", msg, d.ClearRequests())
 	}
+	until := backingOffUntil(t, msg)
 	// After the backoff the retry asks Clear and stores the version; the rotation completes.
 	f.retryUntil(fmt.Sprintf(`{"SecretId":%q,"ClientRequestToken":%q,"Step":"createSecret"}`, d.TokenID, token))
+	if time.Now().Before(until) {
+		t.Fatalf("the retry asked Clear before the backoff ended (%s)", until)
+	}
 	if d.ClearRequests() != 3 || d.currentVersion(t) != token || !d.Emu.Live(d.token()) {
 		t.Fatalf("after the retry: Clear requests %d, AWSCURRENT %s", d.ClearRequests(), d.currentVersion(t))
 	}
@@ -250,10 +279,13 @@ func TestBootstrapCreateSecretRecoversFromAFailure(t *testing.T) {
 // TestBootstrapRetriedForcedRotationAfterAFailure: a forced rotation fails (Clear 500); Lambda
 // retries the invocation with the same request id. The retry is not a duplicate (nothing was
 // done): it asks again once the backoff allows (issue 19 item 1).
+//
+// Its bootstrap has the short first backoff, 3-6 s, for the reason
+// TestBootstrapCreateSecretRecoversFromAFailure gives.
 func TestBootstrapRetriedForcedRotationAfterAFailure(t *testing.T) {
 	t.Parallel()
 	d := deploy(t)
-	f := d.start(t)
+	f := d.startShortBackoff(t)
 	expectOutcome(t, result(t, f.ok(`{}`)), "rotated")
 	d.Emu.Inject(emulator.ServerError())
 	const ev = `{"action":"rotate","force":true,"request_id":"change-5678"}`
@@ -264,7 +296,11 @@ func TestBootstrapRetriedForcedRotationAfterAFailure(t *testing.T) {
 	if r.kind != "error" || !strings.Contains(string(r.body), "backing off") || strings.Contains(string(r.body), "duplicate") {
 		t.Fatalf("the immediate retry: %s %s", r.kind, r.body)
 	}
+	until := backingOffUntil(t, string(r.body))
 	expectOutcome(t, result(t, f.retryUntil(ev)), "rotated")
+	if time.Now().Before(until) {
+		t.Fatalf("the retry asked Clear before the backoff ended (%s)", until)
+	}
 	if d.ClearRequests() != 3 || !d.Emu.Live(d.token()) {
 		t.Fatalf("Clear requests %d, want 3", d.ClearRequests())
 	}

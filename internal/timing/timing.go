@@ -113,7 +113,26 @@ type Backoff struct {
 // DefaultBackoff suits Clear's token API: a first retry after 15-30 s, and no more than about one
 // attempt an hour however long the outage, so that a failing client spends little of its daily
 // request budget.
-var DefaultBackoff = Backoff{Base: 30 * time.Second, Cap: time.Hour}
+//
+// Its base is 30 s in every release build. Like MinInterval, it can be lowered only at build time,
+// for the Lambda's process tests that wait out a first backoff in real time (TestBackoffFlag); no
+// configuration or environment can change it.
+var DefaultBackoff = Backoff{Base: backoffBase(testBackoffBase), Cap: time.Hour}
+
+// testBackoffBase is set at build time only; see DefaultBackoff.
+var testBackoffBase string
+
+// TestBackoffFlag is the -ldflags value that builds a binary whose first backoff is 3-6 s instead
+// of 15-30 s (a base of 6 s): long enough that a retry sent at once is still held back, short
+// enough that a test waiting for the retry after it is not a minute long.
+const TestBackoffFlag = "-X github.com/clear-rotator/clear-rotator/internal/timing.testBackoffBase=6s"
+
+func backoffBase(s string) time.Duration {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d
+	}
+	return 30 * time.Second
+}
 
 // Ceiling returns the longest wait after failures consecutive failures: min(Base*2^(n-1), Cap),
 // without jitter; zero for failures < 1.

@@ -1,6 +1,7 @@
 package timing_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +102,20 @@ func TestBackoffCeilingBoundsDelay(t *testing.T) {
 				t.Errorf("Delay(%d, %v) = %s outside [%s, %s]", n, r, d, b.Ceiling(n)/2, b.Ceiling(n))
 			}
 		}
+	}
+}
+
+// TestDefaultBackoffIsTheReleaseOne: a build without timing.TestBackoffFlag (every release build,
+// and this test) backs off 15-30 s after a first failure, up to an hour.
+func TestDefaultBackoffIsTheReleaseOne(t *testing.T) {
+	b := timing.DefaultBackoff
+	if b.Base != 30*time.Second || b.Cap != time.Hour {
+		t.Fatalf("DefaultBackoff = %+v, want a 30 s base and a one-hour cap", b)
+	}
+	if lo, hi := b.Delay(1, 0), b.Delay(1, 0.999999); lo != 15*time.Second || hi < 29*time.Second || hi > 30*time.Second {
+		t.Fatalf("first backoff [%s, %s], want 15-30 s", lo, hi)
+	}
+	if !strings.HasPrefix(timing.TestBackoffFlag, "-X github.com/clear-rotator/clear-rotator/internal/timing.testBackoffBase=") {
+		t.Fatalf("TestBackoffFlag %q does not set timing.testBackoffBase", timing.TestBackoffFlag)
 	}
 }
