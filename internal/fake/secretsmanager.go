@@ -34,10 +34,14 @@ type SecretsManager struct {
 	calls   map[string]int
 }
 
-// smSecret is one secret: its versions in creation order and the label index.
+// smSecret is one secret: its versions in creation order, and two indexes: by version id, and by
+// label (the version that carries it). Versions are never pruned, and a month simulated in a
+// synctest bubble stores thousands; finding a label by scanning them all made the fake the
+// simulation's largest cost.
 type smSecret struct {
 	versions []*SMVersion
 	byID     map[string]*SMVersion
+	byLabel  map[string]*SMVersion
 }
 
 // SMVersion is one stored version of a secret.
@@ -107,28 +111,28 @@ func (f *SecretsManager) Stage(id, stage string) (SMVersion, bool) {
 	return SMVersion{}, false
 }
 
-func (s *smSecret) labelled(stage string) *SMVersion {
-	for _, v := range s.versions {
-		if slices.Contains(v.Stages, stage) {
-			return v
-		}
+func (s *smSecret) labelled(stage string) *SMVersion { return s.byLabel[stage] }
+
+// move gives stage to v, taking it from the version that held it, and returns that version.
+func (s *smSecret) move(stage string, v *SMVersion) *SMVersion {
+	from := s.byLabel[stage]
+	if from == v {
+		return nil
 	}
-	return nil
+	if from != nil {
+		s.unlabel(stage, from)
+	}
+	v.Stages = append(v.Stages, stage)
+	s.byLabel[stage] = v
+	return from
 }
 
-// move gives stage to v, taking it from whichever version held it, and returns that version.
-func (s *smSecret) move(stage string, v *SMVersion) *SMVersion {
-	var from *SMVersion
-	for _, o := range s.versions {
-		if i := slices.Index(o.Stages, stage); i >= 0 && o != v {
-			o.Stages = slices.Delete(o.Stages, i, i+1)
-			from = o
-		}
+// unlabel takes stage off v, which carries it.
+func (s *smSecret) unlabel(stage string, v *SMVersion) {
+	if i := slices.Index(v.Stages, stage); i >= 0 {
+		v.Stages = slices.Delete(v.Stages, i, i+1)
 	}
-	if !slices.Contains(v.Stages, stage) {
-		v.Stages = append(v.Stages, stage)
-	}
-	return from
+	delete(s.byLabel, stage)
 }
 
 // add stores a new version with stages, applying AWSCURRENT's rule: the version it leaves becomes
@@ -230,7 +234,7 @@ func (f *SecretsManager) CreateSecret(ctx context.Context, in *secretsmanager.Cr
 	if f.secrets[id] != nil {
 		return nil, &types.ResourceExistsException{Message: aws.String(fmt.Sprintf("The operation failed because the secret %s already exists.", id))}
 	}
-	s := &smSecret{byID: map[string]*SMVersion{}}
+	s := &smSecret{byID: map[string]*SMVersion{}, byLabel: map[string]*SMVersion{}}
 	f.secrets[id] = s
 	token := aws.ToString(in.ClientRequestToken)
 	if token == "" {
@@ -259,10 +263,8 @@ func (f *SecretsManager) DescribeSecret(ctx context.Context, in *secretsmanager.
 		return nil, smNotFound("Secrets Manager can't find the specified secret.")
 	}
 	stages := make(map[string][]string)
-	for _, v := range s.versions {
-		if len(v.Stages) > 0 {
-			stages[v.ID] = slices.Clone(v.Stages)
-		}
+	for _, v := range s.byLabel {
+		stages[v.ID] = slices.Clone(v.Stages)
 	}
 	return &secretsmanager.DescribeSecretOutput{Name: aws.String(id), VersionIdsToStages: stages}, nil
 }
@@ -313,8 +315,7 @@ func (f *SecretsManager) UpdateSecretVersionStage(ctx context.Context, in *secre
 		if stage == "AWSCURRENT" {
 			return nil, invalid("You can't remove the staging label AWSCURRENT without moving it to another version.")
 		}
-		i := slices.Index(fromV.Stages, stage)
-		fromV.Stages = slices.Delete(fromV.Stages, i, i+1)
+		s.unlabel(stage, fromV)
 		return &secretsmanager.UpdateSecretVersionStageOutput{Name: aws.String(id)}, nil
 	}
 	left := s.move(stage, toV)
