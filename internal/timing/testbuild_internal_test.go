@@ -10,14 +10,11 @@ import (
 // to zero or below.
 func TestBuildTimeValuesFallBack(t *testing.T) {
 	for _, s := range []string{"", "0", "-5s", "abc", "6"} {
-		if got := floor(s); got != time.Minute {
-			t.Errorf("floor(%q) = %s, want 1m", s, got)
-		}
-		if got := backoffBase(s); got != 30*time.Second {
-			t.Errorf("backoffBase(%q) = %s, want 30s", s, got)
+		if got := buildTime(s, time.Minute); got != time.Minute {
+			t.Errorf("buildTime(%q, 1m) = %s, want 1m", s, got)
 		}
 	}
-	if floor("500ms") != 500*time.Millisecond || backoffBase("6s") != 6*time.Second {
+	if buildTime("500ms", time.Minute) != 500*time.Millisecond || buildTime("6s", 30*time.Second) != 6*time.Second {
 		t.Error("a valid build-time value is not used")
 	}
 }

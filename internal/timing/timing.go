@@ -31,7 +31,7 @@ const (
 // rotator that renews emulator tokens living a few seconds in real time, with
 // -ldflags "-X github.com/clear-rotator/clear-rotator/internal/timing.testFloor=500ms"; no
 // configuration or environment can change it.
-var MinInterval = floor(testFloor)
+var MinInterval = buildTime(testFloor, time.Minute)
 
 // testFloor is set at build time only; see MinInterval.
 var testFloor string
@@ -39,11 +39,13 @@ var testFloor string
 // TestFloorFlag is the -ldflags value that builds a rotator with a 500 ms floor, for process tests.
 const TestFloorFlag = "-X github.com/clear-rotator/clear-rotator/internal/timing.testFloor=500ms"
 
-func floor(s string) time.Duration {
+// buildTime is a duration set at build time (s, from -ldflags -X), or release when s is missing or
+// not a positive duration: no build-time value can take a floor or a backoff to zero or below.
+func buildTime(s string, release time.Duration) time.Duration {
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return d
 	}
-	return time.Minute
+	return release
 }
 
 // Lease returns how long a claim keeps other rotators away: a Clear request and the write window
@@ -117,7 +119,7 @@ type Backoff struct {
 // Its base is 30 s in every release build. Like MinInterval, it can be lowered only at build time,
 // for the Lambda's process tests that wait out a first backoff in real time (TestBackoffFlag); no
 // configuration or environment can change it.
-var DefaultBackoff = Backoff{Base: backoffBase(testBackoffBase), Cap: time.Hour}
+var DefaultBackoff = Backoff{Base: buildTime(testBackoffBase, 30*time.Second), Cap: time.Hour}
 
 // testBackoffBase is set at build time only; see DefaultBackoff.
 var testBackoffBase string
@@ -126,13 +128,6 @@ var testBackoffBase string
 // of 15-30 s (a base of 6 s): long enough that a retry sent at once is still held back, short
 // enough that a test waiting for the retry after it is not a minute long.
 const TestBackoffFlag = "-X github.com/clear-rotator/clear-rotator/internal/timing.testBackoffBase=6s"
-
-func backoffBase(s string) time.Duration {
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return d
-	}
-	return 30 * time.Second
-}
 
 // Ceiling returns the longest wait after failures consecutive failures: min(Base*2^(n-1), Cap),
 // without jitter; zero for failures < 1.
