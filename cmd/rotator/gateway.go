@@ -48,8 +48,8 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	if err != nil {
 		return &usageError{err: err}
 	}
-	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: log, AccessOut: stderr, AccessLog: accessLogger(cfg, stderr), AccessJSON: accessJSON(cfg, stderr)})
+	svc, err := gateway.Start(ctx, accessLog(gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
+		Engine: a.Engine, Clients: a.Clients, Log: log}, cfg, stderr))
 	if err != nil {
 		return err
 	}
@@ -125,8 +125,8 @@ func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, st
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
-	svc, err := gateway.Start(ctx, gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: a.Log, AccessOut: stderr, AccessLog: accessLogger(a.Config, stderr), AccessJSON: accessJSON(a.Config, stderr)})
+	svc, err := gateway.Start(ctx, accessLog(gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
+		Engine: a.Engine, Clients: a.Clients, Log: a.Log}, a.Config, stderr))
 	if err != nil {
 		return nil, err
 	}
@@ -186,24 +186,23 @@ func writeMetricsTo(s *gateway.Service) func(io.Writer) {
 	}
 }
 
-// accessLogger builds the gateway's access logger on the batching writer the gateway puts in
-// front of stderr (so that no request waits for a write): the rotator's format and level, the
-// format chosen as newLogger chooses it for stderr itself, since the batching writer is no
-// terminal. Access lines are not coloured.
-func accessLogger(cfg *config.Config, stderr io.Writer) func(io.Writer) *slog.Logger {
+// accessLog sets o's access log: lines batched in front of stderr (so that no request waits for a
+// write), in the rotator's level and format, the format chosen once as newLogger chooses it for
+// stderr itself, since the batching writer is no terminal. Access lines are not coloured. When
+// the format is JSON the gateway encodes its lines itself, in the same bytes.
+func accessLog(o gateway.ServiceOptions, cfg *config.Config, stderr io.Writer) gateway.ServiceOptions {
 	format := cfg.LogFormat
-	if format == "" && logging.IsTerminal(stderr) {
-		format = logging.FormatText
+	if format == "" {
+		format = logging.FormatJSON
+		if logging.IsTerminal(stderr) {
+			format = logging.FormatText
+		}
 	}
-	return func(w io.Writer) *slog.Logger {
+	o.AccessOut, o.AccessJSON = stderr, format == logging.FormatJSON
+	o.AccessLog = func(w io.Writer) *slog.Logger {
 		return logging.NewWith(w, logging.Options{Level: cfg.LogLevel, Format: format, NoColor: true})
 	}
-}
-
-// accessJSON reports whether accessLogger's loggers write JSON: the gateway then encodes its
-// access lines itself, in the same bytes.
-func accessJSON(cfg *config.Config, stderr io.Writer) bool {
-	return cfg.LogFormat == logging.FormatJSON || cfg.LogFormat == "" && !logging.IsTerminal(stderr)
+	return o
 }
 
 // gatewayReads says which variables `rotator gateway` reads, for its help: every client and global
