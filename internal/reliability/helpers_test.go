@@ -60,7 +60,7 @@ func (r *wired) engine(owner string) *rotation.Engine {
 
 // steady returns an engine on the world's client for the work around a faulted attempt: the seed,
 // the recovery, a rival that takes over, status reads. Nothing faults its calls, so its store
-// bound is 5 s rather than the faulted engines' second: under make test (three packages at once
+// bound is 5 s rather than the faulted engines' faultedStoreTimeout: under make test (three packages at once
 // on two cores, moto_server among them) an unfaulted call has taken over a second, and the test
 // then failed in its set-up instead of checking anything.
 func (r *wired) steady(owner string) *rotation.Engine {
@@ -70,12 +70,19 @@ func (r *wired) steady(owner string) *rotation.Engine {
 const steadyStoreTimeout = 5 * time.Second
 
 // engineOn returns the world's engine on api: a store.API (wrapped in a store whose calls give up
-// after a second, the production bound of 20 s scaled down) or a rotation.Store. Its Clear timeout
-// is short, since the engine claims only when the caller's deadline leaves room for a Clear
-// request and a token write (ClearTimeout plus 5 s).
+// after faultedStoreTimeout) or a rotation.Store. Its Clear timeout is short, since the engine
+// claims only when the caller's deadline leaves room for a Clear request and a token write
+// (ClearTimeout plus 5 s).
 func (r *wired) engineOn(owner string, api any) *rotation.Engine {
-	return r.engineWith(owner, api, time.Second)
+	return r.engineWith(owner, api, faultedStoreTimeout)
 }
+
+// faultedStoreTimeout is the store bound of an engine whose calls are faulted: the production
+// bound of 20 s scaled down, so that a held request ends soon. It bounds that engine's unfaulted
+// calls too, which under make test (three packages at once on two cores, a few dozen cases on one
+// moto_server) have taken over a second: at 1 s, a read before the faulted step timed out now and
+// then, and the case failed before its fault was reached.
+const faultedStoreTimeout = 2 * time.Second
 
 func (r *wired) engineWith(owner string, api any, storeTimeout time.Duration) *rotation.Engine {
 	e := r.Engine(owner)
@@ -92,9 +99,10 @@ func (r *wired) engineWith(owner string, api any, storeTimeout time.Duration) *r
 }
 
 // faultedDeadline is the deadline of a faulted rotation: enough for the engine to claim (its
-// ClearTimeout plus 5 s, and slack for slow reads), short enough that the write retries a
-// persistent fault provokes end soon.
-const faultedDeadline = 7 * time.Second
+// ClearTimeout plus 5 s, after a held call of faultedStoreTimeout, and slack for slow reads: at
+// 7 s, reads that took two seconds under make test left too little to claim), short enough that
+// the write retries a persistent fault provokes end soon.
+const faultedDeadline = 10 * time.Second
 
 // runAll runs one subtest per case, all at once. The cases mostly wait (for holds, retries and
 // deadlines), so running them side by side keeps the suite fast; t.Parallel would cap them at
