@@ -18,19 +18,14 @@
 package config
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
-	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/safefile"
 )
 
 // LookupFunc reads one environment variable the way os.LookupEnv does. A nil
@@ -130,7 +125,7 @@ func load(lookup LookupFunc, noClientSecret bool) (*Config, error) {
 	if path == "" {
 		return build(lookup, nil, noClientSecret)
 	}
-	data, err := readFile(path)
+	data, err := safefile.Read(path, MaxFileSize)
 	return build(lookup, &fileInput{source: printable(path), data: data, readErr: err}, noClientSecret)
 }
 
@@ -141,44 +136,6 @@ func Parse(yamlData []byte, source string, lookup LookupFunc) (*Config, error) {
 		source = "config"
 	}
 	return build(lookup, &fileInput{source: printable(source), data: yamlData}, false)
-}
-
-// errNotRegular is the cause when ROTATOR_CONFIG names something other than
-// a regular file.
-var errNotRegular = errors.New("not a regular file")
-
-// readFile reads at most MaxFileSize+1 bytes of a regular file. A FIFO, a
-// device, a socket or a directory is refused before anything is read (a FIFO
-// would block `check` until someone writes to it); O_NONBLOCK makes opening a
-// FIFO return at once, and the type comes from the open descriptor, so that
-// swapping the path between a stat and the open cannot reopen the hang.
-func readFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if m := fi.Mode(); !m.IsRegular() {
-		kind := "a special file"
-		switch {
-		case m.IsDir():
-			kind = "a directory"
-		case m&fs.ModeNamedPipe != 0:
-			kind = "a named pipe (FIFO)"
-		case m&fs.ModeSocket != 0:
-			kind = "a socket"
-		case m&fs.ModeDevice != 0:
-			kind = "a device"
-		}
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: it is %s, not a regular file", errNotRegular, kind)}
-	}
-	var buf bytes.Buffer
-	_, err = io.Copy(&buf, io.LimitReader(f, MaxFileSize+1))
-	return buf.Bytes(), err
 }
 
 // fileInput is the YAML side of a build: the data, or why it could not be read.

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clear-rotator/clear-rotator/internal/safefile"
 )
 
 // The YAML file is decoded into a yaml.Node tree, never into Go structs, and
@@ -22,12 +24,13 @@ import (
 // environment's settings filling in what entries omit.
 func fileClients(f *fileInput, env []value, p *problems, noClientSecret bool) (cands []*candidate) {
 	at := Error{Source: f.source}
+	var tooLarge *safefile.TooLargeError
 	switch {
+	case len(f.data) > MaxFileSize || errors.As(f.readErr, &tooLarge):
+		p.add(at, nil, fmt.Sprintf("the file is larger than %d bytes (%d KiB); a configuration file is a few kilobytes, so check that %s names the right file", MaxFileSize, MaxFileSize>>10, EnvConfig))
+		return nil
 	case f.readErr != nil:
 		p.bad(at.at(EnvConfig, 0), f.readErr, "names a file that cannot be read: %s", printable(f.readErr.Error()))
-		return nil
-	case len(f.data) > MaxFileSize:
-		p.add(at, nil, fmt.Sprintf("the file is larger than %d bytes (%d KiB); a configuration file is a few kilobytes, so check that %s names the right file", MaxFileSize, MaxFileSize>>10, EnvConfig))
 		return nil
 	}
 	// yaml.v3 panics internally and recovers in Decode; should any input

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/safefile"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -228,7 +229,7 @@ func TestConfigNotARegularFile(t *testing.T) {
 	// No timeout: if the read blocks, the test binary's own deadline reports it.
 	err := <-done
 	wantErrors(t, err, "ROTATOR_CONFIG names a file that cannot be read", "a named pipe (FIFO), not a regular file")
-	if !errors.Is(err, errNotRegular) {
+	if !errors.Is(err, safefile.ErrNotRegular) {
 		t.Errorf("cause lost: %v", err)
 	}
 	_, err = Load(env(map[string]string{EnvConfig: dir}))
