@@ -782,19 +782,6 @@ func TestParseSecretIDErrors(t *testing.T) {
 	}
 }
 
-func TestParseSchedule(t *testing.T) {
-	for _, s := range []string{"@every 5m", "@every 1s", "@hourly", "*/5 * * * *", "0 */5 * * * *", "TZ=UTC 0 3 * * *", "CRON_TZ=Asia/Kolkata 0 3 * * *"} {
-		if _, err := ParseSchedule(s); err != nil {
-			t.Errorf("ParseSchedule(%q): %v", s, err)
-		}
-	}
-	for _, s := range []string{"", "@every 500ms", "@every -1m", "@every", "@weekday", "TZ=UTC", "CRON_TZ=", "TZ=Nowhere/Land 0 3 * * *", "* * *", "61 * * * *"} {
-		if _, err := ParseSchedule(s); err == nil {
-			t.Errorf("ParseSchedule(%q) accepted", s)
-		}
-	}
-}
-
 // clientNamed returns cfg's client of that name.
 func clientNamed(cfg *Config, name string) (Client, bool) {
 	for _, c := range cfg.Clients {

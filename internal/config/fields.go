@@ -12,8 +12,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/robfig/cron/v3"
-
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/secret"
@@ -219,51 +217,8 @@ func isHost(s string) bool {
 	return len(s) <= 253
 }
 
-// scheduleParser accepts five fields, six with leading seconds, and
-// descriptors such as "@hourly" and "@every 5m".
-var scheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// ParseSchedule parses a ROTATOR_SCHEDULE spec exactly as Load validates it,
-// so that the daemon and the validation cannot disagree. It guards against
-// robfig/cron v3.0.1's traps: a "TZ=..." prefix without a space panics;
-// "@every" with less than a second silently becomes every second; and a spec
-// that never fires ("0 0 30 2 *") makes Next return the zero time, so a
-// daemon would rotate once and never again.
-func ParseSchedule(spec string) (cron.Schedule, error) {
-	return parseSchedule(spec, time.Now())
-}
-
-// scheduleReference is an instant from which every schedule must fire, so
-// that acceptance does not depend on the day (now is checked as well).
-var scheduleReference = time.Date(2024, time.January, 1, 0, 0, 0, 0, time.UTC)
-
-func parseSchedule(spec string, now time.Time) (sched cron.Schedule, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			sched, err = nil, fmt.Errorf("malformed schedule: %v", r)
-		}
-	}()
-	if (strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=")) && !strings.Contains(spec, " ") {
-		return nil, errors.New("a TZ= or CRON_TZ= prefix must be followed by a space and the schedule")
-	}
-	if rest, ok := strings.CutPrefix(spec, "@every "); ok {
-		if d, perr := time.ParseDuration(strings.TrimSpace(rest)); perr == nil && d < time.Second {
-			return nil, fmt.Errorf("@every needs at least 1s, not %s", d)
-		}
-	}
-	if sched, err = scheduleParser.Parse(spec); err != nil {
-		return nil, err
-	}
-	for _, from := range []time.Time{scheduleReference, now} {
-		if sched.Next(from).IsZero() {
-			return nil, errors.New("it never fires (no activation within five years, e.g. a day that does not exist in that month)")
-		}
-	}
-	return sched, nil
-}
-
 func checkSchedule(s string) (string, error) {
-	if _, err := ParseSchedule(s); err != nil {
+	if _, err := timing.ParseSchedule(s, time.Now()); err != nil {
 		return "", fmt.Errorf("%s is not a valid schedule: %s; use a cron spec with 5 fields, or 6 with leading seconds, or a descriptor such as \"@every 5m\" or \"@hourly\"", quote(s), clear.Sanitize(err.Error()))
 	}
 	return s, nil

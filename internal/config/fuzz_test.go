@@ -4,8 +4,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // FuzzParse checks that Parse never panics and always returns exactly one of
@@ -64,7 +66,7 @@ func checkInvariants(t *testing.T, cfg *Config) {
 	if len(cfg.Clients) == 0 {
 		t.Fatal("valid config without clients")
 	}
-	if _, err := ParseSchedule(cfg.Schedule); err != nil {
+	if _, err := timing.ParseSchedule(cfg.Schedule, time.Now()); err != nil {
 		t.Errorf("schedule %q: %v", cfg.Schedule, err)
 	}
 	if cfg.ClearTimeout < MinClearTimeout || cfg.ClearTimeout > MaxClearTimeout || cfg.ShutdownGrace <= 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/ops"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // clientKey is a client's configuration (its spec, config.Client) as far as its checks depend on
@@ -134,7 +135,7 @@ func newDaemon(opts Options, a *app.App) (*daemon, error) {
 // with; an App built by hand without one gets the default.
 func parseSchedule(cfg *config.Config) (cron.Schedule, error) {
 	spec := scheduleSpec(cfg)
-	s, err := config.ParseSchedule(spec)
+	s, err := timing.ParseSchedule(spec, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("schedule %q: %w", spec, err)
 	}
