@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/suggest"
 )
 
 // command describes one subcommand: its flags and everything its help shows.
@@ -151,7 +152,7 @@ func findCommand(name string) (*command, error) {
 		}
 	}
 	msg := fmt.Sprintf("unknown command %q", name)
-	if s := config.Suggest(name, commandNames()); s != "" {
+	if s := suggest.Closest(name, commandNames()); s != "" {
 		msg += "; did you mean " + s + "?"
 	}
 	return nil, usagef("", "%s", msg)
@@ -177,7 +178,7 @@ func (c *command) parse(args []string) (o options, help bool, err error) {
 		f := fs.Lookup(name)
 		if f == nil {
 			msg := fmt.Sprintf("%s does not take the flag --%s", c.name, name)
-			switch s := config.Suggest("--"+name, names); {
+			switch s := suggest.Closest("--"+name, names); {
 			case s != "":
 				msg += "; did you mean " + s + "?"
 			case len(names) == 0:

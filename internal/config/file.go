@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clear-rotator/clear-rotator/internal/safefile"
+	"github.com/clear-rotator/clear-rotator/internal/suggest"
 )
 
 // The YAML file is decoded into a yaml.Node tree, never into Go structs, and
@@ -133,7 +134,7 @@ func mapping(p *problems, at Error, n *yaml.Node, allowed []string, unknown stri
 				p.more++ // the suggestion costs an edit distance per allowed key
 			} else {
 				hint := ""
-				if s := Suggest(kr.Value, allowed); s != "" {
+				if s := suggest.Closest(kr.Value, allowed); s != "" {
 					hint = " (did you mean " + s + "?)"
 				}
 				p.add(at.at("", k.Line), nil, fmt.Sprintf(unknown, quote(kr.Value), hint))

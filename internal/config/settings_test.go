@@ -84,16 +84,6 @@ func TestUnknown(t *testing.T) {
 	}
 }
 
-func TestSuggest(t *testing.T) {
-	for _, tc := range []struct{ word, want string }{
-		{"statsu", "status"}, {"rotat", "rotate"}, {"chek", "check"}, {"frobnicate", ""}, {"x", ""}, {"STATUS", "status"},
-	} {
-		if got := Suggest(tc.word, []string{"run", "rotate", "status", "check", "revoke", "version", "help"}); got != tc.want {
-			t.Errorf("Suggest(%q) = %q, want %q", tc.word, got, tc.want)
-		}
-	}
-}
-
 // TestScheduleThatNeverFires: a spec that never fires is refused at load, with timing's reason
 // (timing.TestScheduleThatNeverFires tests the parser itself).
 func TestScheduleThatNeverFires(t *testing.T) {

@@ -3,6 +3,8 @@ package config
 import (
 	"sort"
 	"strings"
+
+	"github.com/clear-rotator/clear-rotator/internal/suggest"
 )
 
 // Warning is a problem that does not stop the rotator but that an operator
@@ -35,7 +37,7 @@ var foreignEnv = map[string]bool{
 // pass in silence while its setting keeps the default. Values are never looked
 // at, so a warning cannot carry a secret.
 func Unknown(environ []string) []Warning {
-	var known []string // sorted, so that ties in Suggest do not depend on the table's order
+	var known []string // sorted, so that ties in suggest.Closest do not depend on the table's order
 	seen := map[string]bool{}
 	for _, s := range Settings {
 		known, seen[s.Env] = append(known, s.Env), true
@@ -48,43 +50,8 @@ func Unknown(environ []string) []Warning {
 			continue
 		}
 		seen[name] = true
-		out = append(out, Warning{Name: name, Suggestion: Suggest(name, known)})
+		out = append(out, Warning{Name: name, Suggestion: suggest.Closest(name, known)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-// Suggest returns the candidate closest to word by edit distance (ignoring
-// case), or "" when none is close enough to be a likely typo: at most a third
-// of the word's length but at least 2, and never more than 3. Ties go to the
-// earlier candidate. The CLI uses it for mistyped commands and flags too.
-func Suggest(word string, candidates []string) string {
-	best, bestD := "", min(3, max(2, len([]rune(word))/3))+1
-	for _, c := range candidates {
-		if d := editDistance([]rune(strings.ToLower(word)), []rune(strings.ToLower(c))); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, with one row of
-// memory.
-func editDistance(a, b []rune) int {
-	row := make([]int, len(b)+1)
-	for j := range row {
-		row[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		prev := row[0] // the diagonal
-		row[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			prev, row[j] = row[j], min(row[j]+1, row[j-1]+1, prev+cost)
-		}
-	}
-	return row[len(b)]
 }
