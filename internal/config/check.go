@@ -5,16 +5,34 @@ import (
 	"slices"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
 // idUse is one client secret (literal, or the Secrets Manager id holding it)
 // or token secret id in one role; at.Field is the name to show, e.g.
 // "token_secret_id (from ROTATOR_TOKEN_SECRET_ID)".
 type idUse struct {
-	ref   secretRef
-	at    Error
-	owner *candidate
-	token bool // the token's secret rather than the client secret's
+	id      store.ID
+	literal string // a literal client secret instead, compared with literals only
+	at      Error
+	owner   *candidate
+	token   bool // the token's secret rather than the client secret's
+}
+
+// names are the names u's secret may go by, by which uses are indexed.
+func (u *idUse) names() []string {
+	if u.literal != "" {
+		return []string{u.literal}
+	}
+	return u.id.Names()
+}
+
+// same reports whether u and v may be one secret.
+func (u *idUse) same(v *idUse) bool {
+	if u.literal != "" || v.literal != "" {
+		return u.literal == v.literal
+	}
+	return store.SameSecret(u.id, v.id)
 }
 
 // crossCheck finds problems between clients: duplicate names, and secrets
@@ -47,9 +65,9 @@ func crossCheck(cands []*candidate, p *problems) {
 			}
 			switch x := v.v.(type) {
 			case clear.ClientSecret:
-				checkID(p, index, &idUse{ref: secretRef{literal: true, names: []string{x.Reveal()}}, at: v.at, owner: c})
-			case secretRef:
-				checkID(p, index, &idUse{ref: x, at: v.at, owner: c, token: v.s.Env == EnvTokenSecretID})
+				checkID(p, index, &idUse{literal: x.Reveal(), at: v.at, owner: c})
+			case store.ID:
+				checkID(p, index, &idUse{id: x, at: v.at, owner: c, token: v.s.Env == EnvTokenSecretID})
 			}
 		}
 	}
@@ -61,9 +79,9 @@ func crossCheck(cands []*candidate, p *problems) {
 // problem each, not one per pair.
 func checkID(p *problems, index map[string][]*idUse, u *idUse) {
 	var seen []*idUse
-	for _, name := range u.ref.names {
+	for _, name := range u.names() {
 		for _, prev := range index[name] {
-			if !slices.Contains(seen, prev) && sameSecret(prev.ref, u.ref) {
+			if !slices.Contains(seen, prev) && u.same(prev) {
 				seen = append(seen, prev)
 				if p.full() {
 					p.more++ // no message to compose
@@ -76,7 +94,7 @@ func checkID(p *problems, index map[string][]*idUse, u *idUse) {
 	if len(seen) > 0 {
 		return
 	}
-	for _, name := range u.ref.names {
+	for _, name := range u.names() {
 		index[name] = append(index[name], u)
 	}
 }
@@ -92,13 +110,13 @@ func conflict(u, prev *idUse) string {
 	}
 	same := u.at.Field + " refers to the same secret as " + other
 	switch {
-	case u.ref.literal && self:
+	case u.literal != "" && self:
 		return u.at.Field + " is the same client secret as " + other + " (value not shown); the second API client must have its own client secret, or each rotation would revoke the token just stored"
-	case u.ref.literal:
+	case u.literal != "":
 		return u.at.Field + " is the same client secret as " + other + " (value not shown); each would revoke the other's token, so give every client its own client secret"
 	case u.token && prev.token:
 		return fmt.Sprintf("%s %s refers to the same secret as %s (%s); each client would overwrite the other's token, so give every client its own token secret",
-			u.at.Field, quote(u.ref.raw), other, quote(prev.ref.raw))
+			u.at.Field, quote(u.id.Raw), other, quote(prev.id.Raw))
 	case !u.token && !prev.token && self:
 		return u.at.Field + " refers to the same Secrets Manager secret as " + other + "; the two API clients must have different client secrets, or each rotation would revoke the token just stored"
 	case !u.token && !prev.token:

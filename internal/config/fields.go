@@ -15,6 +15,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/secret"
+	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -107,9 +108,9 @@ func checkClientSecret(s string) (clear.ClientSecret, error) {
 // (quoted) is shown in messages: an operator who confused the fields pasted
 // the client secret itself, so any other invalid id is scrubbed like one. A
 // valid id is not: "token" would blank that word in every message.
-func secretID(quoted bool) func(string) (secretRef, error) {
-	return func(s string) (secretRef, error) {
-		ref, err := parseSecretID(s)
+func secretID(quoted bool) func(string) (store.ID, error) {
+	return func(s string) (store.ID, error) {
+		ref, err := store.ParseID(s)
 		switch {
 		case err != nil && quoted:
 			err = fmt.Errorf("%s %s", quote(s), err)

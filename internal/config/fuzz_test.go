@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -73,8 +74,8 @@ func checkInvariants(t *testing.T, cfg *Config) {
 		t.Errorf("globals out of range: %+v", cfg)
 	}
 	names := map[string]bool{}
-	var ids []secretRef
-	var tokens []secretRef
+	var ids []store.ID
+	var tokens []store.ID
 	literals := map[string]bool{}
 	for _, c := range cfg.Clients {
 		if !nameRE.MatchString(c.Name) || names[c.Name] {
@@ -94,22 +95,22 @@ func checkInvariants(t *testing.T, cfg *Config) {
 			}
 			literals[c.ClientSecret.Reveal()] = true
 		}
-		tok, err := parseSecretID(c.TokenSecretID)
+		tok, err := store.ParseID(c.TokenSecretID)
 		if err != nil {
 			t.Errorf("client %q: token secret id: %v", c.Name, err)
 		}
-		for _, o := range append(append([]secretRef(nil), tokens...), ids...) {
-			if sameSecret(o, tok) {
+		for _, o := range append(append([]store.ID(nil), tokens...), ids...) {
+			if store.SameSecret(o, tok) {
 				t.Errorf("client %q: token secret %q collides", c.Name, c.TokenSecretID)
 			}
 		}
 		if c.ClientSecretID != "" {
-			id, err := parseSecretID(c.ClientSecretID)
+			id, err := store.ParseID(c.ClientSecretID)
 			if err != nil {
 				t.Errorf("client %q: client secret id: %v", c.Name, err)
 			}
-			for _, o := range append(append([]secretRef{tok}, tokens...), ids...) {
-				if sameSecret(o, id) {
+			for _, o := range append(append([]store.ID{tok}, tokens...), ids...) {
+				if store.SameSecret(o, id) {
 					t.Errorf("client %q: client secret id %q collides", c.Name, c.ClientSecretID)
 				}
 			}

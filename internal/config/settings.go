@@ -9,6 +9,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
 // Environment variable names; Settings says what each one does.
@@ -161,7 +162,7 @@ func field[X, T any](f func(*X) *T) func(*X, any) {
 
 // idField stores a validated secret id as the text it was given.
 func idField[X any](f func(*X) *string) func(*X, any) {
-	return func(x *X, v any) { *f(x) = v.(secretRef).raw }
+	return func(x *X, v any) { *f(x) = v.(store.ID).Raw }
 }
 
 // Settings lists every setting the rotator reads, in the order help texts and
