@@ -63,33 +63,16 @@ func checkName(s string) error {
 }
 
 // checkBaseURL validates a Clear API base URL by clear's rule and returns it
-// without a trailing slash. Messages show it only through redactURL: its user
+// without a trailing slash. Messages show it only through secret.RedactURL: its user
 // info or query may carry a password or a key.
 func checkBaseURL(s string) (string, error) {
 	u, err := clear.ParseBaseURL(s)
 	if err != nil {
 		why := &clear.BaseURLError{Reason: "is not accepted as a Clear base URL"}
 		errors.As(err, &why)
-		return "", fmt.Errorf("is invalid: %s %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", quote(redactURL(s)), why.Reason)
+		return "", fmt.Errorf("is invalid: %s %s (want https://HOST[/PATH]; http:// only for localhost or a loopback address)", quote(secret.RedactURL(s)), why.Reason)
 	}
 	return strings.TrimRight(u.String(), "/"), nil
-}
-
-// redactURL replaces any user info, query or fragment of s by a marker,
-// working on the text alone so that it also covers what does not parse.
-func redactURL(s string) string {
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i+1] + secret.Marker
-	}
-	scheme, rest := "", s
-	if i := strings.Index(s, "://"); i >= 0 {
-		scheme, rest = s[:i+3], s[i+3:]
-	}
-	// Everything up to the last '@' may be user info; the host stays.
-	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
-		rest = secret.Marker + rest[i:]
-	}
-	return scheme + rest
 }
 
 // checkClientSecret validates a literal client secret without ever quoting it

@@ -212,3 +212,21 @@ func fold(s string, spans bool) folded {
 func Invisible(r rune) bool {
 	return unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 }
+
+// RedactURL replaces any user info, query or fragment of s by Marker, working on the text alone so
+// that it also covers what does not parse: a URL an operator wrote may carry a password or a key
+// there, and a message about a URL that was refused must still not show it.
+func RedactURL(s string) string {
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i+1] + Marker
+	}
+	scheme, rest := "", s
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme, rest = s[:i+3], s[i+3:]
+	}
+	// Everything up to the last '@' may be user info; the host stays.
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		rest = Marker + rest[i:]
+	}
+	return scheme + rest
+}

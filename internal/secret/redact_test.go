@@ -78,3 +78,20 @@ func FuzzRedact(f *testing.F) {
 		}
 	})
 }
+
+func TestRedactURL(t *testing.T) {
+	m := secret.Marker
+	for in, want := range map[string]string{
+		"https://api.clear.in/base":           "https://api.clear.in/base",
+		"https://user:pw@api.clear.in/x":      "https://" + m + "@api.clear.in/x",
+		"https://api.clear.in/x?key=abc#frag": "https://api.clear.in/x?" + m,
+		"https://a@b@api.clear.in?k=v":        "https://" + m + "@api.clear.in?" + m,
+		"not a url at all user:pw@host":       m + "@host",
+		"ftp://host/#x":                       "ftp://host/#" + m,
+		"":                                    "",
+	} {
+		if got := secret.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
