@@ -48,6 +48,9 @@ func read(p *problems, source func(s *Setting) (given, Error, bool)) []value {
 				var err error
 				v.v, err = s.parse(raw.text)
 				v.ok = err == nil
+				if r, ok := v.v.(interface{ Reveal() string }); ok && s.Secret {
+					p.secret(r.Reveal()) // as parsed: a client secret given as JSON is a part of the text
+				}
 				if _, hide := err.(errMaybeSecret); hide {
 					p.secret(raw.text)
 				}

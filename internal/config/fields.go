@@ -75,18 +75,6 @@ func checkBaseURL(s string) (string, error) {
 	return strings.TrimRight(u.String(), "/"), nil
 }
 
-// checkClientSecret validates a literal client secret without ever quoting it
-// (read has already noted it for the scrub, as it does every Secret row).
-func checkClientSecret(s string) (clear.ClientSecret, error) {
-	if s == "" {
-		return clear.ClientSecret{}, errors.New("is empty")
-	}
-	if i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
-		return clear.ClientSecret{}, fmt.Errorf("contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
-	}
-	return clear.NewClientSecret(s), nil
-}
-
 // secretID returns a validator of a Secrets Manager id. Only the token's
 // (quoted) is shown in messages: an operator who confused the fields pasted
 // the client secret itself, so any other invalid id is scrubbed like one. A

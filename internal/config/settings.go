@@ -9,6 +9,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
@@ -175,8 +176,9 @@ var Settings = []Setting{
 		parse:    parser(checkBaseURL), client: field(func(c *Client) *string { return &c.BaseURL })},
 	{Env: EnvClientSecret, Key: "client_secret", Kind: "secret", Group: "client_secret", Secret: true,
 		Help:     "the Clear client secret itself (for development)",
+		Notes:    "plain string, or JSON `{\"client_secret\": \"...\"}` as in the secret",
 		Required: "set " + EnvClientSecretID + " to the Secrets Manager secret holding the Clear client secret (or " + EnvClientSecret + " to the secret itself, for development)",
-		parse:    parser(checkClientSecret), client: field(func(c *Client) *clear.ClientSecret { return &c.ClientSecret })},
+		parse:    parser(secret.ParseClientSecret), client: field(func(c *Client) *clear.ClientSecret { return &c.ClientSecret })},
 	{Env: EnvClientSecretID, Key: "client_secret_id", Kind: "secret id", Group: "client_secret",
 		Help:  "or: Secrets Manager name or ARN of the secret holding the Clear client secret",
 		Notes: "plain string, or JSON `{\"client_secret\": \"...\"}`",
@@ -184,7 +186,7 @@ var Settings = []Setting{
 	{Env: EnvClientSecret2, Key: "client_secret_2", Kind: "secret", Group: "client_secret_2", Secret: true,
 		Help:  "optional second API client of the same workspace: its client secret itself (for development)",
 		Notes: "needs the first; must differ from it and from every other client's",
-		parse: parser(checkClientSecret), client: field(func(c *Client) *clear.ClientSecret { return &c.ClientSecret2 })},
+		parse: parser(secret.ParseClientSecret), client: field(func(c *Client) *clear.ClientSecret { return &c.ClientSecret2 })},
 	{Env: EnvClientSecretID2, Key: "client_secret_id_2", Kind: "secret id", Group: "client_secret_2",
 		Help:  "or: Secrets Manager name or ARN of the second API client's client secret",
 		Notes: "not the same secret as the first client secret's",

@@ -340,3 +340,21 @@ func TestNoRegexpRewriting(t *testing.T) {
 		t.Error("file.go imports regexp again")
 	}
 }
+
+// TestClientSecretLiteralAsJSON: a literal client secret is parsed as a stored one is (one
+// parser, secret.ParseClientSecret), so {"client_secret": "..."} gives the secret inside; and the
+// secret inside is scrubbed from messages even when it is shorter than the scrub's window of the
+// whole text (a name that echoes it here).
+func TestClientSecretLiteralAsJSON(t *testing.T) {
+	const inner = "in-json-9z8y" // 12 characters: no 16-character window of the JSON text is inside it
+	cfg, err := Load(env(with(minimalEnv, EnvClientSecretID, unset, EnvClientSecret, `{"client_secret": "`+inner+`"}`)))
+	if err != nil || cfg.Clients[0].ClientSecret.Reveal() != inner {
+		t.Fatalf("Load = %v; want the client secret inside the JSON", err)
+	}
+	yaml := "clients:\n  - name: \"" + inner + "!\"\n    base_url: https://api.example.com\n    client_secret: '{\"client_secret\": \"" + inner + "\"}'\n    token_secret_id: t1\n"
+	_, err = Parse([]byte(yaml), "f.yaml", nil)
+	wantErrors(t, err, "name")
+	if strings.Contains(err.Error(), inner) {
+		t.Errorf("the client secret inside the JSON is shown:\n%s", err)
+	}
+}

@@ -10,8 +10,8 @@ import (
 // MaxTokenLength is the longest access token Clear documents (MaxLength: 256).
 const MaxTokenLength = 256
 
-// ParseClientSecret reads a client secret stored as a plain string or as {"client_secret": "..."},
-// with surrounding white space removed. It refuses an empty one and one with a control character,
+// ParseClientSecret reads a client secret, given in the configuration or stored in Secrets Manager,
+// as a plain string or as {"client_secret": "..."}, with surrounding white space removed. It refuses an empty one and one with a control character,
 // which cannot be sent in a header. Its errors never hold the value.
 func ParseClientSecret(value string) (ClientSecret, error) {
 	v := strings.TrimSpace(value)
@@ -30,10 +30,8 @@ func ParseClientSecret(value string) (ClientSecret, error) {
 	if v == "" {
 		return ClientSecret{}, errors.New("is empty")
 	}
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
-			return ClientSecret{}, errors.New("holds a control character, which cannot be sent in a header")
-		}
+	if i := strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		return ClientSecret{}, fmt.Errorf("contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
 	}
 	return NewClientSecret(v), nil
 }
