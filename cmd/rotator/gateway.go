@@ -67,7 +67,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 		}), ln.Addr().String()
 	}
 	log.Info("gateway started", "version", versionString(), "clients", len(cfg.Clients), "gateway_addr", svc.Addr,
-		"tls", svc.TLS, "http_addr", opsAddr, "key", gcfg.Key != "" || gcfg.KeyID != "", "gomaxprocs", procs)
+		"tls", svc.TLS, "http_addr", opsAddr, "key", !gcfg.Key.IsZero() || gcfg.KeyID != "", "gomaxprocs", procs)
 	reload := reloadEmbedded(svc, cfg.Gateway)
 	for done := false; !done; {
 		select {
@@ -131,7 +131,7 @@ func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, st
 		return nil, err
 	}
 	a.Log.Info("gateway started", "clients", len(a.Config.Clients), "gateway_addr", svc.Addr, "tls", svc.TLS,
-		"key", gcfg.Key != "" || gcfg.KeyID != "", "embedded", true, "gomaxprocs", procs)
+		"key", !gcfg.Key.IsZero() || gcfg.KeyID != "", "embedded", true, "gomaxprocs", procs)
 	return svc, nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/safefile"
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
 // LookupFunc reads one environment variable the way os.LookupEnv does. A nil
@@ -81,9 +82,9 @@ type Notify struct {
 
 // Gateway is the gateway's configuration, global to its clients.
 type Gateway struct {
-	Addr            string // "" when the gateway is off (rotator run without ROTATOR_GATEWAY_ADDR)
-	Key             string // literal key (development); never logged
-	KeyID           string // or the Secrets Manager id of the secret holding it
+	Addr            string            // "" when the gateway is off (rotator run without ROTATOR_GATEWAY_ADDR)
+	Key             secret.GatewayKey // literal key (development)
+	KeyID           string            // or the Secrets Manager id of the secret holding it
 	KeyGrace        time.Duration
 	ReplayLimit     int64
 	Hold            time.Duration

@@ -206,14 +206,6 @@ func checkHeaderName(s string) (string, error) {
 	return strings.ToLower(s), nil
 }
 
-// checkGatewayKey validates the gateway's literal inbound key without quoting it.
-func checkGatewayKey(s string) (string, error) {
-	if len(s) < 16 {
-		return "", errors.New("is too short (the value is not shown); use at least 16 characters")
-	}
-	return s, nil
-}
-
 // text accepts any value (a path, read by whoever uses it).
 func text(s string) (string, error) { return s, nil }
 

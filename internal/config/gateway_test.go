@@ -1,6 +1,8 @@
 package config
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,7 +36,7 @@ func TestLoadGateway(t *testing.T) {
 		"embedded is off by default":   {want: func(g *Gateway) bool { return g.Addr == "" }},
 		"all interfaces without a key": {env: []string{EnvGatewayAddr + "=:8480"}, err: "not a loopback address, and no key"},
 		"all interfaces with a key": {env: []string{EnvGatewayAddr + "=0.0.0.0:8480", EnvGatewayKey + "=" + key},
-			want: func(g *Gateway) bool { return g.Key == key }},
+			want: func(g *Gateway) bool { return g.Key.Reveal() == key }},
 		"key id":        {env: []string{EnvGatewayAddr + "=:8480", EnvGatewayKeyID + "=gateway/key"}, want: func(g *Gateway) bool { return g.KeyID == "gateway/key" }},
 		"both keys":     {env: []string{EnvGatewayKey + "=" + key, EnvGatewayKeyID + "=k"}, err: "both set"},
 		"short key":     {env: []string{EnvGatewayKey + "=xyz12"}, err: "too short"},
@@ -140,5 +142,20 @@ func TestGatewayProblemsWithTheRest(t *testing.T) {
 		"must be set together")
 	if len(probs) != 5 || strings.Contains(err.Error(), key) {
 		t.Errorf("%d problems:\n%v", len(probs), err)
+	}
+}
+
+// TestGatewayKeyNeverPrints: the gateway's literal key is a confidential value like a client
+// secret, so a loaded configuration printed by mistake (%v, %+v, %#v, JSON) does not show it.
+func TestGatewayKeyNeverPrints(t *testing.T) {
+	const key = "gw-literal-key-0123456789"
+	cfg, err := Load(envOf(EnvBaseURL+"=https://api.example.com", EnvClientSecretID+"=clear/cs", EnvTokenSecretID+"=clear/tok",
+		EnvGatewayAddr+"=0.0.0.0:8480", EnvGatewayKey+"="+key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, _ := json.Marshal(cfg)
+	if s := fmt.Sprintf("%v %+v %#v %s", cfg, *cfg, *cfg, j); strings.Contains(s, key) {
+		t.Errorf("the gateway key prints: %s", s)
 	}
 }

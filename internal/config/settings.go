@@ -250,7 +250,7 @@ var Settings = []Setting{
 		parse: parser(secretID(false)), config: idField(func(c *Config) *string { return &c.Gateway.KeyID })},
 	{Env: EnvGatewayKey, Scope: DaemonOnly, Kind: "secret", Group: "gateway_key", Secret: true,
 		Help:  "the gateway's inbound key itself (for development); set this or " + EnvGatewayKeyID + "; required unless the gateway listens on loopback",
-		parse: parser(checkGatewayKey), config: field(func(c *Config) *string { return &c.Gateway.Key })},
+		parse: parser(secret.ParseGatewayKey), config: field(func(c *Config) *secret.GatewayKey { return &c.Gateway.Key })},
 	{Env: EnvGatewayKeyGrace, Scope: DaemonOnly, Kind: "duration", Default: 15 * time.Minute, DefaultDoc: "15m", Limits: "0s..168h",
 		Help:  "how long the previous key is still accepted after the key's secret changed",
 		parse: parser(checkKeyGrace), config: field(func(c *Config) *time.Duration { return &c.Gateway.KeyGrace })},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
 // Engine is what the gateway asks for a forced rotation after a revocation outside the rotator
@@ -245,8 +246,8 @@ func (s *Service) accessJSON() io.Writer {
 func (s *Service) keys(ctx context.Context, o ServiceOptions) (*Keys, *Watcher, error) {
 	g := o.Gateway
 	switch {
-	case g.Key != "":
-		return NewKeys(NewKey(g.Key), nil), nil, nil
+	case !g.Key.IsZero():
+		return NewKeys(NewKey(g.Key.Reveal()), nil), nil, nil
 	case g.KeyID != "":
 		keys := NewKeys(Key{}, nil)
 		w := &Watcher{Store: o.Store, SecretID: g.KeyID, Changed: KeyFeed(keys, g.KeyGrace, s.log), Poll: g.Poll, Log: s.log, What: "key"}
@@ -254,7 +255,7 @@ func (s *Service) keys(ctx context.Context, o ServiceOptions) (*Keys, *Watcher, 
 			return nil, nil, fmt.Errorf("gateway: reading the key's secret %s: %w", g.KeyID, err)
 		}
 		if !keys.Enabled() {
-			return nil, nil, fmt.Errorf("gateway: the key's secret %s holds no key", g.KeyID)
+			return nil, nil, fmt.Errorf("gateway: the key's secret %s holds no key of at least %d characters", g.KeyID, secret.MinGatewayKeyLength)
 		}
 		return keys, w, nil
 	}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
@@ -169,15 +169,15 @@ func TokenFeed(h *Holder, log *slog.Logger, client string) func(store.Version) {
 // space, as a key pasted with a newline is still the key.
 func KeyFeed(k *Keys, grace time.Duration, log *slog.Logger) func(store.Version) {
 	return func(v store.Version) {
-		s := strings.TrimSpace(v.Value)
-		if s == "" {
+		key, err := secret.ParseGatewayKey(v.Value)
+		if err != nil {
 			if log != nil {
-				log.Error("gateway: the key's secret is empty; keeping the key held", "version", v.ID)
+				log.Error("gateway: the key's secret holds no usable key; keeping the key held", "version", v.ID, "error", "the key "+err.Error())
 			}
 			return
 		}
 		first := !k.Enabled()
-		k.Set(NewKey(s), grace)
+		k.Set(NewKey(key.Reveal()), grace)
 		switch {
 		case log == nil:
 		case first:

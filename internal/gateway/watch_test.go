@@ -65,3 +65,24 @@ func TestNewerNudgesTheWatcher(t *testing.T) {
 		t.Fatalf("Newer: %v %q, want %q", ok, got.Version, v2)
 	}
 }
+
+// TestKeyFeedRefusesAShortKey: a key read from Secrets Manager obeys the rule a configured one
+// does (at least 16 characters, nothing a header cannot carry): a secret changed to "abc" keeps
+// the previous key in service rather than opening the gateway to a guessable one.
+func TestKeyFeedRefusesAShortKey(t *testing.T) {
+	const first = "first-key-0123456789"
+	keys := gateway.NewKeys(gateway.Key{}, nil)
+	feed := gateway.KeyFeed(keys, 0, nil)
+	feed(store.Version{ID: "v1", Value: first})
+	for _, bad := range []string{"abc", "short-key-15chr", "a-key-of-16-chars\x01"} {
+		feed(store.Version{ID: "v2", Value: bad})
+		if keys.Accepts(bad) || !keys.Accepts(first) {
+			t.Errorf("after a stored key %q: accepts it %v, the previous one %v", bad, keys.Accepts(bad), keys.Accepts(first))
+		}
+	}
+	empty := gateway.NewKeys(gateway.Key{}, nil)
+	gateway.KeyFeed(empty, 0, nil)(store.Version{ID: "v1", Value: "abc"})
+	if empty.Enabled() {
+		t.Error("a short stored key enabled the key check with it")
+	}
+}

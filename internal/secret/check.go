@@ -59,3 +59,22 @@ func CheckToken(tok string, maxLen int, clientSecrets ...string) error {
 	}
 	return nil
 }
+
+// MinGatewayKeyLength is the shortest inbound key the gateway accepts: a key guards every call to
+// Clear made with the token, so it must not be guessable.
+const MinGatewayKeyLength = 16
+
+// ParseGatewayKey reads the gateway's inbound key, given in the configuration or stored in Secrets
+// Manager, with surrounding white space removed. It refuses a key shorter than
+// MinGatewayKeyLength, and one with a control character, which no caller could send in a header.
+// Its errors never hold the value.
+func ParseGatewayKey(s string) (GatewayKey, error) {
+	s = strings.TrimSpace(s)
+	if len(s) < MinGatewayKeyLength {
+		return GatewayKey{}, fmt.Errorf("is too short (the value is not shown); use at least %d characters", MinGatewayKeyLength)
+	}
+	if i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		return GatewayKey{}, fmt.Errorf("contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
+	}
+	return New[gatewayKeyKind](s), nil
+}

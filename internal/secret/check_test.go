@@ -55,3 +55,15 @@ func TestCheckToken(t *testing.T) {
 		}
 	}
 }
+
+func TestParseGatewayKey(t *testing.T) {
+	const key = "gw-key-0123456789"
+	if k, err := secret.ParseGatewayKey(" " + key + "\n"); err != nil || k.Reveal() != key {
+		t.Errorf("ParseGatewayKey = %v, %v", k, err)
+	}
+	for bad, want := range map[string]string{"": "too short", "fifteen-chars-x": "too short", key + "\x01": "control character at position 18"} {
+		if _, err := secret.ParseGatewayKey(bad); err == nil || !strings.Contains(err.Error(), want) || bad != "" && strings.Contains(err.Error(), bad) {
+			t.Errorf("ParseGatewayKey(%q) = %v, want %q without the value", bad, err, want)
+		}
+	}
+}

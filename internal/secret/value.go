@@ -109,3 +109,10 @@ type AccessToken = Value[accessTokenKind]
 
 // NewAccessToken wraps an access token. The empty string gives the zero value.
 func NewAccessToken(s string) AccessToken { return New[accessTokenKind](s) }
+
+type gatewayKeyKind struct{}
+
+func (gatewayKeyKind) Name() string { return "secret.GatewayKey" }
+
+// GatewayKey is the gateway's inbound key as configured or stored, before the gateway hashes it.
+type GatewayKey = Value[gatewayKeyKind]
