@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/safefile"
 )
 
 // Limits bound what callers of the gateway's port can hold. None is unbounded.
@@ -75,6 +77,8 @@ func (c *limitedConn) Close() error {
 // fails to load keeps the previous one in service.
 type CertReloader struct {
 	CertFile, KeyFile string
+	// Now is the clock of the once-a-second check; nil means time.Now.
+	Now func() time.Time
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
@@ -101,12 +105,26 @@ func (c *CertReloader) fileStamp() string {
 	return b.String()
 }
 
+// MaxPEMFile bounds the certificate and key files: a PEM pair, chain included, is a few KB.
+const MaxPEMFile = 1 << 20
+
+// load reads the pair with safefile.Read, never os.ReadFile: it runs at start-up and, later,
+// inside a handshake under c.mu, where a FIFO in a file's place would block every handshake and
+// /dev/zero would be read until memory runs out.
 func (c *CertReloader) load() error {
 	stamp := c.fileStamp()
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	certPEM, err := safefile.Read(c.CertFile, MaxPEMFile)
 	if err != nil {
-		// The error names the files, never their content.
-		return fmt.Errorf("gateway TLS: loading the certificate and key: %w", err)
+		return fmt.Errorf("gateway TLS: reading the certificate: %w", err)
+	}
+	keyPEM, err := safefile.Read(c.KeyFile, MaxPEMFile)
+	if err != nil {
+		return fmt.Errorf("gateway TLS: reading the key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// The error names neither file's content (crypto/tls says what it could not parse).
+		return fmt.Errorf("gateway TLS: loading the certificate %s and key %s: %w", c.CertFile, c.KeyFile, err)
 	}
 	c.cert, c.stamp = &cert, stamp
 	return nil
@@ -116,7 +134,11 @@ func (c *CertReloader) load() error {
 func (c *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now := time.Now(); now.Sub(c.checked) >= time.Second {
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	if now := now(); now.Sub(c.checked) >= time.Second {
 		c.checked = now
 		if c.fileStamp() != c.stamp {
 			_ = c.load() // a half-written pair keeps the previous certificate
