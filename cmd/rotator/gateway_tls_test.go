@@ -85,7 +85,8 @@ func TestGatewayTLS(t *testing.T) {
 
 // TestGatewayTLSRefusesSpecialFiles: a certificate or key path that names a FIFO used to hang the
 // gateway's start-up (os.ReadFile blocks on it until someone writes), and /dev/zero was read until
-// memory ran out. Both modes refuse such a file at once, naming it, and serve nothing.
+// memory ran out. Both modes refuse such a file at once, naming it, and serve nothing; `rotator
+// check` reads the pair the same way, and fails on what would fail `rotator run`.
 func TestGatewayTLSRefusesSpecialFiles(t *testing.T) {
 	w := world(t, rig.Options{Lifetime: time.Hour})
 	dir := t.TempDir()
@@ -99,7 +100,7 @@ func TestGatewayTLSRefusesSpecialFiles(t *testing.T) {
 		{fifo, key, "a named pipe (FIFO), not a regular file"},
 		{cert, "/dev/zero", "a device, not a regular file"},
 	} {
-		for _, args := range [][]string{{"gateway"}, {"run"}} {
+		for _, args := range [][]string{{"gateway"}, {"run"}, {"check"}} {
 			env := []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_TLS_CERT=" + tc.cert, "ROTATOR_GATEWAY_TLS_KEY=" + tc.key}
 			start := time.Now()
 			r := w.RunEnv(proctest.TestRotator(t), env, args...)
@@ -109,4 +110,6 @@ func TestGatewayTLSRefusesSpecialFiles(t *testing.T) {
 			}
 		}
 	}
+	r := w.RunEnv(proctest.TestRotator(t), []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_TLS_CERT=" + cert, "ROTATOR_GATEWAY_TLS_KEY=" + key}, "check")
+	wantCode(t, r, 0, "gateway: ok: the TLS certificate and key load")
 }
