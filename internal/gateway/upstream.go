@@ -338,10 +338,12 @@ func (u *Upstream) exchange(c *upConn, req *http.Request) (*http.Response, error
 	if err := c.SetReadDeadline(time.Now().Add(u.Timeout)); err != nil {
 		return nil, err
 	}
+	// One bound for the answer's headers and any informational answers before them, as
+	// http.Transport has: a run of 1xx answers must not read on without end.
+	c.limit = c.read + int64(c.br.Buffered()) + maxResponseHeader
+	defer func() { c.limit = 0 }() // the body is not bounded
 	for {
-		c.limit = c.read + int64(c.br.Buffered()) + maxResponseHeader
 		resp, err := http.ReadResponse(c.br, req)
-		c.limit = 0
 		if err != nil {
 			return nil, err
 		}

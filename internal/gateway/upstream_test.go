@@ -272,6 +272,38 @@ func TestUpstreamBoundsResponseHeaders(t *testing.T) {
 	}
 }
 
+// Informational answers (1xx) count against the same bound as the headers of the answer they
+// precede: an endless run of them, each small, ends the answer instead of being read until the
+// timeout. The bound used to start afresh with each one.
+func TestUpstreamBoundsInformationalAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		http.ReadRequest(bufio.NewReader(c))
+		early := strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n", 1000)
+		for range 40 { // 2 MiB of informational answers
+			if _, err := io.WriteString(c, early); err != nil {
+				return
+			}
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	}()
+	up := gateway.NewTransport(time.Minute, 4)
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/x", nil)
+	if resp, err := up.RoundTrip(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("an answer behind 2 MiB of informational answers was taken")
+	}
+}
+
 // https: the handshake checks Clear's certificate, and the connection is kept as over http.
 func TestUpstreamTLS(t *testing.T) {
 	var cc connCounter
