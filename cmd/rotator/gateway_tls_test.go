@@ -81,6 +81,9 @@ func TestGatewayTLS(t *testing.T) {
 		code, _ := g.call(t, http.MethodGet, rig.PingPath, nil)
 		return code == http.StatusOK && served.Int64() == 2
 	})
+	g.Await("the reload's log line", 5*time.Second, func() bool {
+		return strings.Contains(g.Output(), "gateway TLS: the certificate and key were reloaded")
+	})
 }
 
 // TestGatewayTLSRefusesSpecialFiles: a certificate or key path that names a FIFO used to hang the

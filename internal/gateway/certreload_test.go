@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
+	"github.com/clear-rotator/clear-rotator/internal/logging"
+	"github.com/clear-rotator/clear-rotator/internal/proctest"
 )
 
 // writePair writes a self-signed certificate with the given serial, and its key, as cert.pem and
@@ -147,6 +150,9 @@ func TestCertReloaderKeepsServingWhenAFIFOIsSwappedIn(t *testing.T) {
 	}
 	clock := fake.NewClock(time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC))
 	r.Now = clock.Now
+	var logs proctest.Buffer
+	r.Log = logging.New(&logs, slog.LevelDebug, "json")
+	warnings := func() int { return strings.Count(logs.String(), `"level":"WARN"`) }
 	type served struct {
 		serial *big.Int
 		err    error
@@ -164,6 +170,15 @@ func TestCertReloaderKeepsServingWhenAFIFOIsSwappedIn(t *testing.T) {
 		if s := shake("a handshake with a FIFO in the certificate's place"); s.err != nil || s.serial.Int64() != 1 {
 			t.Fatalf("handshake %d with a FIFO in place: %v, serial %v", i, s.err, s.serial)
 		}
+		if i == 0 && warnings() != 0 {
+			// A renewal caught between its two files loads at the next check: no news yet.
+			t.Fatalf("a warning at the first failed check:\n%s", logs.String())
+		}
+	}
+	// A change that still does not load a check later is said, once, naming the file and never
+	// its content.
+	if n := warnings(); n != 1 || !strings.Contains(logs.String(), "named pipe (FIFO)") || !strings.Contains(logs.String(), "cert.pem") {
+		t.Fatalf("%d warnings after a FIFO came in the certificate's place, want 1:\n%s", n, logs.String())
 	}
 
 	writePair(t, dir, 2)
@@ -174,5 +189,11 @@ func TestCertReloaderKeepsServingWhenAFIFOIsSwappedIn(t *testing.T) {
 	clock.Advance(time.Second)
 	if s := shake("a handshake after the new pair"); s.err != nil || s.serial.Int64() != 2 {
 		t.Fatalf("handshake after the new pair: %v, serial %v, want 2", s.err, s.serial)
+	}
+	if !strings.Contains(logs.String(), "gateway TLS: the certificate and key were reloaded") || warnings() != 1 {
+		t.Errorf("the reload was not said, or warned of again:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "PRIVATE KEY") || strings.Contains(logs.String(), "CERTIFICATE") {
+		t.Errorf("the log holds PEM content:\n%s", logs.String())
 	}
 }

@@ -274,6 +274,7 @@ func (s *Service) listen(g *config.Gateway) error {
 		if err != nil {
 			return err
 		}
+		r.Log = s.log
 		tlsConfig = r.TLSConfig()
 	}
 	ln, err := net.Listen("tcp", g.Addr)
