@@ -205,6 +205,21 @@ func accessLog(o gateway.ServiceOptions, cfg *config.Config, stderr io.Writer) g
 	return o
 }
 
+// checkGatewayTLS is check's look at the gateway's TLS pair, when one is configured: it loads the
+// files as the gateway does at start-up (regular files, bounded), so that a pair `rotator run`
+// would refuse is found before it is started. It reports whether the pair loads.
+func checkGatewayTLS(g config.Gateway, stdout io.Writer) bool {
+	if g.TLSCert == "" {
+		return true
+	}
+	if _, err := gateway.NewCertReloader(g.TLSCert, g.TLSKey); err != nil {
+		fmt.Fprintf(stdout, "gateway: FAIL: %v\n", err)
+		return false
+	}
+	fmt.Fprintln(stdout, "gateway: ok: the TLS certificate and key load")
+	return true
+}
+
 // gatewayReads says which variables `rotator gateway` reads, for its help: every client and global
 // setting (with a client secret it heals through the engine, which reads them all), and of the
 // daemon's, only its own and the ops listener's; not the schedule or the shutdown grace.

@@ -112,10 +112,10 @@ var commands = []*command{
 	{
 		name:    "check",
 		summary: "validate the configuration and read each secret; never calls Clear",
-		about:   "Validates the configuration, names environment variables the rotator does not know, and reads each client's secrets from Secrets Manager. It never calls Clear, so it spends no requests.",
+		about:   "Validates the configuration, names environment variables the rotator does not know, reads each client's secrets from Secrets Manager, and loads the gateway's TLS certificate and key when they are set. It never calls Clear, so it spends no requests.",
 		flags:   func(*flag.FlagSet, *options) {},
 		example: "  ROTATOR_CONFIG=clients.yaml rotator check",
-		exits:   "  0  the configuration is valid and every secret could be read\n  1  some secret could not be read\n  2  usage or configuration error",
+		exits:   "  0  the configuration is valid and every secret could be read\n  1  some secret, or the gateway's TLS certificate and key, could not be read\n  2  usage or configuration error",
 	},
 }
 

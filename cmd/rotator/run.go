@@ -301,6 +301,9 @@ func check(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, 
 		}
 		fmt.Fprintf(stdout, "%s: ok: %s\n", c.Name, note)
 	}
+	if !checkGatewayTLS(cfg.Gateway, stdout) {
+		failed++
+	}
 	// Secrets named differently may still hold one value; only reading them tells.
 	for _, err := range e.SharedSecrets(ctx, clients) {
 		failed++

@@ -390,11 +390,11 @@ func (g *Gateway) newerLive(ctx context.Context, rt *route, version string) (Tok
 // passRefusal passes a held 401 through as Clear sent it.
 func passRefusal(w http.ResponseWriter, a *attempt) {
 	h := w.Header()
+	conn := a.refusedHdr["Connection"]
 	for k, v := range a.refusedHdr {
-		h[k] = v
-	}
-	for _, k := range hopHeaders {
-		h.Del(k)
+		if !isHop(k, conn) { // as copyResponse: those a Connection header names too
+			h[k] = v
+		}
 	}
 	h.Set("Content-Length", fmt.Sprint(len(a.refusedBody)))
 	w.WriteHeader(a.refusedCode)

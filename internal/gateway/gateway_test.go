@@ -462,3 +462,59 @@ func TestUnreachableClearIs502InClearsShape(t *testing.T) {
 type failing struct{}
 
 func (failing) RoundTrip(*http.Request) (*http.Response, error) { return nil, io.ErrUnexpectedEOF }
+
+// Hop-by-hop headers, and those a Connection header names, concern one connection: they never
+// pass through the gateway, either way, whether Clear's answer is passed on as it comes or is a
+// 401 held back for a replay that did not happen.
+func TestHopByHopHeadersStayOnTheirHop(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *gateway.Options) { o.Hold = 200 * time.Millisecond })
+	f.h.Set(f.rotate())
+	var got sync.Map // path -> the request's headers as Clear saw them
+	f.w.Handle("/base/hop/", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		got.Store(r.URL.Path, r.Header.Clone())
+		h := rw.Header()
+		h.Set("Connection", "X-Hop-Down")
+		h.Set("X-Hop-Down", "1")
+		h.Set("Keep-Alive", "timeout=5")
+		h.Set("Proxy-Authenticate", "Basic")
+		h.Set("X-End", "1")
+		code := http.StatusOK
+		if strings.HasSuffix(r.URL.Path, "/401") {
+			code = http.StatusUnauthorized // no newer token comes: passed through after the hold
+		}
+		rw.WriteHeader(code)
+		io.WriteString(rw, "answer")
+	}))
+	for path, code := range map[string]int{"/hop/ok": http.StatusOK, "/hop/401": http.StatusUnauthorized} {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		r.Header.Set("Connection", "X-Hop-Up")
+		r.Header.Set("X-Hop-Up", "1")
+		r.Header.Set("Keep-Alive", "timeout=5")
+		r.Header.Set("Proxy-Authorization", "Basic eA==")
+		r.Header.Set("Upgrade", "websocket")
+		r.Header.Set("X-End", "1")
+		rec := f.do(r)
+		if rec.Code != code || rec.Body.String() != "answer" {
+			t.Fatalf("%s: %d %q", path, rec.Code, rec.Body)
+		}
+		v, ok := got.Load("/base" + path)
+		if !ok {
+			t.Fatalf("%s did not reach Clear", path)
+		}
+		up := v.(http.Header)
+		for _, h := range []string{"Connection", "X-Hop-Up", "Keep-Alive", "Proxy-Authorization", "Upgrade"} {
+			if up.Get(h) != "" {
+				t.Errorf("%s: %s reached Clear", path, h)
+			}
+		}
+		for _, h := range []string{"Connection", "X-Hop-Down", "Keep-Alive", "Proxy-Authenticate"} {
+			if rec.Header().Get(h) != "" {
+				t.Errorf("%s: Clear's %s reached the caller", path, h)
+			}
+		}
+		if up.Get("X-End") != "1" || rec.Header().Get("X-End") != "1" {
+			t.Errorf("%s: an end-to-end header was dropped", path)
+		}
+	}
+}

@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/safefile"
 )
 
 // Limits bound what callers of the gateway's port can hold. None is unbounded.
@@ -72,14 +75,21 @@ func (c *limitedConn) Close() error {
 
 // CertReloader serves a certificate from files, read again when either file changes (checked at
 // most once a second, on a handshake), so that a renewed certificate needs no restart. A pair that
-// fails to load keeps the previous one in service.
+// fails to load keeps the previous one in service, and is reported (Log) if it still fails a check
+// later: otherwise nothing would say why a renewed certificate is not served until the old expires.
 type CertReloader struct {
 	CertFile, KeyFile string
+	// Now is the clock of the once-a-second check; nil means time.Now.
+	Now func() time.Time
+	// Log, when set, hears of each reload, and of each change of the files that does not load.
+	Log *slog.Logger
 
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	stamp   string
-	checked time.Time
+	mu       sync.Mutex
+	cert     *tls.Certificate
+	stamp    string
+	failed   string // the stamp of the files whose load failed last
+	reported bool   // whether that failure was reported
+	checked  time.Time
 }
 
 // NewCertReloader loads the pair once, failing when it cannot.
@@ -101,12 +111,26 @@ func (c *CertReloader) fileStamp() string {
 	return b.String()
 }
 
+// MaxPEMFile bounds the certificate and key files: a PEM pair, chain included, is a few KB.
+const MaxPEMFile = 1 << 20
+
+// load reads the pair with safefile.Read, never os.ReadFile: it runs at start-up and, later,
+// inside a handshake under c.mu, where a FIFO in a file's place would block every handshake and
+// /dev/zero would be read until memory runs out.
 func (c *CertReloader) load() error {
 	stamp := c.fileStamp()
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	certPEM, err := safefile.Read(c.CertFile, MaxPEMFile)
 	if err != nil {
-		// The error names the files, never their content.
-		return fmt.Errorf("gateway TLS: loading the certificate and key: %w", err)
+		return fmt.Errorf("gateway TLS: reading the certificate: %w", err)
+	}
+	keyPEM, err := safefile.Read(c.KeyFile, MaxPEMFile)
+	if err != nil {
+		return fmt.Errorf("gateway TLS: reading the key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// The error names neither file's content (crypto/tls says what it could not parse).
+		return fmt.Errorf("gateway TLS: loading the certificate %s and key %s: %w", c.CertFile, c.KeyFile, err)
 	}
 	c.cert, c.stamp = &cert, stamp
 	return nil
@@ -114,18 +138,48 @@ func (c *CertReloader) load() error {
 
 // GetCertificate is the tls.Config hook.
 func (c *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now := time.Now(); now.Sub(c.checked) >= time.Second {
-		c.checked = now
-		if c.fileStamp() != c.stamp {
-			_ = c.load() // a half-written pair keeps the previous certificate
-		}
+	cert, reloaded, err := c.current()
+	// Said outside the lock: a log that cannot be written must not hold up handshakes.
+	switch {
+	case c.Log == nil:
+	case err != nil:
+		c.Log.Warn("gateway TLS: the certificate or key changed but does not load; the previous certificate stays in service",
+			"error", err)
+	case reloaded:
+		c.Log.Info("gateway TLS: the certificate and key were reloaded", "cert", c.CertFile, "key", c.KeyFile)
 	}
-	if c.cert == nil {
+	if cert == nil {
 		return nil, errors.New("gateway TLS: no certificate")
 	}
-	return c.cert, nil
+	return cert, nil
+}
+
+// current returns the certificate to serve, looking at the files at most once a second: whether
+// it has just been reloaded, or the error of a change that does not load (once per change).
+func (c *CertReloader) current() (cert *tls.Certificate, reloaded bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	if now := now(); now.Sub(c.checked) >= time.Second {
+		c.checked = now
+		if stamp := c.fileStamp(); stamp != c.stamp {
+			// A pair that does not load keeps the previous certificate, and is read again at the
+			// next check. It is reported once, when it still fails at the check after: a renewal
+			// caught between its two files loads a second later, and is no news.
+			switch lerr := c.load(); {
+			case lerr == nil:
+				reloaded, c.failed, c.reported = true, "", false
+			case stamp != c.failed:
+				c.failed, c.reported = stamp, false
+			case !c.reported:
+				err, c.reported = lerr, true
+			}
+		}
+	}
+	return c.cert, reloaded, err
 }
 
 // TLSConfig is the gateway's TLS configuration: TLS 1.2 or later, the certificate from c.

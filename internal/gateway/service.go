@@ -275,6 +275,7 @@ func (s *Service) listen(g *config.Gateway) error {
 		if err != nil {
 			return err
 		}
+		r.Log = s.log
 		tlsConfig = r.TLSConfig()
 	}
 	ln, err := net.Listen("tcp", g.Addr)

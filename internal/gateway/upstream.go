@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -149,7 +150,7 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if h.viaProxy {
-		return u.fallback.RoundTrip(req)
+		return u.throughProxy(req)
 	}
 	ctx := req.Context()
 	c, reused, err := u.conn(ctx, h)
@@ -187,6 +188,52 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &upBody{body: resp.Body, u: u, h: h, c: c, stop: stop, reuse: !resp.Close}
 	return resp, nil
+}
+
+// errProxyTimeout ends a request through a proxy that took longer than its bound.
+var errProxyTimeout = fmt.Errorf("gateway: request to Clear through the proxy: %w", context.DeadlineExceeded)
+
+// throughProxy sends req through http.Transport with the bounds of a direct request: the request
+// written and the answer's headers within twice Timeout (as a direct request's write, then its
+// wait), then the body within Timeout, afresh. http.Transport bounds only the wait for the headers
+// once the request is written; a proxy that stopped reading the request, or an answer's body that
+// stalled, would hold the caller's request for ever.
+func (u *Upstream) throughProxy(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithCancel(req.Context())
+	var late atomic.Bool
+	timer := time.AfterFunc(2*u.Timeout, func() { late.Store(true); cancel() })
+	resp, err := u.fallback.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		timer.Stop()
+		cancel()
+		if late.Load() {
+			return nil, errProxyTimeout
+		}
+		return nil, err
+	}
+	timer.Reset(u.Timeout)
+	resp.Body = &proxyBody{ReadCloser: resp.Body, late: &late, stop: func() { timer.Stop(); cancel() }}
+	return resp, nil
+}
+
+// proxyBody is an answer's body through a proxy, read within its bound.
+type proxyBody struct {
+	io.ReadCloser
+	late *atomic.Bool
+	stop func()
+}
+
+func (b *proxyBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.late.Load() {
+		err = errProxyTimeout
+	}
+	return n, err
+}
+
+func (b *proxyBody) Close() error {
+	b.stop()
+	return b.ReadCloser.Close()
 }
 
 // host returns the pool of req's scheme and host.
@@ -291,10 +338,12 @@ func (u *Upstream) exchange(c *upConn, req *http.Request) (*http.Response, error
 	if err := c.SetReadDeadline(time.Now().Add(u.Timeout)); err != nil {
 		return nil, err
 	}
+	// One bound for the answer's headers and any informational answers before them, as
+	// http.Transport has: a run of 1xx answers must not read on without end.
+	c.limit = c.read + int64(c.br.Buffered()) + maxResponseHeader
+	defer func() { c.limit = 0 }() // the body is not bounded
 	for {
-		c.limit = c.read + int64(c.br.Buffered()) + maxResponseHeader
 		resp, err := http.ReadResponse(c.br, req)
-		c.limit = 0
 		if err != nil {
 			return nil, err
 		}

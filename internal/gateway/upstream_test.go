@@ -272,6 +272,38 @@ func TestUpstreamBoundsResponseHeaders(t *testing.T) {
 	}
 }
 
+// Informational answers (1xx) count against the same bound as the headers of the answer they
+// precede: an endless run of them, each small, ends the answer instead of being read until the
+// timeout. The bound used to start afresh with each one.
+func TestUpstreamBoundsInformationalAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		http.ReadRequest(bufio.NewReader(c))
+		early := strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n", 1000)
+		for range 40 { // 2 MiB of informational answers
+			if _, err := io.WriteString(c, early); err != nil {
+				return
+			}
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	}()
+	up := gateway.NewTransport(time.Minute, 4)
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/x", nil)
+	if resp, err := up.RoundTrip(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("an answer behind 2 MiB of informational answers was taken")
+	}
+}
+
 // https: the handshake checks Clear's certificate, and the connection is kept as over http.
 func TestUpstreamTLS(t *testing.T) {
 	var cc connCounter
@@ -408,5 +440,107 @@ func TestUpstreamClosesWhatABurstLeft(t *testing.T) {
 	}
 	if n := open.Load(); n != 1 {
 		t.Errorf("%d connections open after the next request, want 1", n)
+	}
+}
+
+// stallServer accepts connections and, for each, reads the request's headers and writes answer
+// (when read is set), then holds the connection open without a word more until the test ends.
+// Through a proxy it is the proxy: for an http:// target the transport sends it the request.
+func stallServer(t *testing.T, read bool, answer string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if read {
+					br := bufio.NewReader(c)
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					io.WriteString(c, answer)
+				}
+				<-done
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// endless is a request body that never ends.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'x'
+	}
+	return len(p), nil
+}
+
+// Every wait on Clear is bounded by Timeout, through a proxy (HTTPS_PROXY, HTTP_PROXY) as well
+// as directly: writing the request, and reading the answer's body after its headers came. Through
+// a proxy, http.Transport bounds only the wait for the headers, after the request was written:
+// a body that stalled, or a request the proxy stopped reading, held the gateway's handler (and the
+// ERP's connection) for ever.
+func TestUpstreamBoundsEveryWaitThroughAProxy(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	for _, via := range []string{"direct", "proxy"} {
+		t.Run(via, func(t *testing.T) {
+			t.Parallel()
+			transport := func(addr string) (*gateway.Upstream, string) {
+				if via == "direct" {
+					return &gateway.Upstream{Timeout: timeout}, "http://" + addr + "/x"
+				}
+				pu := &url.URL{Scheme: "http", Host: addr}
+				return &gateway.Upstream{Timeout: timeout, Proxy: http.ProxyURL(pu)}, "http://clear.invalid/x"
+			}
+
+			// The answer's body stalls after its first bytes.
+			up, u := transport(stallServer(t, true, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst"))
+			defer up.CloseIdleConnections()
+			req, _ := http.NewRequest("GET", u, nil)
+			type result struct {
+				body []byte
+				err  error
+			}
+			got := within(t, 10*time.Second, "reading a stalled body", func() result {
+				resp, err := up.RoundTrip(req)
+				if err != nil {
+					return result{err: err}
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				return result{b, err}
+			})
+			if got.err == nil || string(got.body) != "first" {
+				t.Errorf("stalled body: %q, %v; want the first bytes, then an error", got.body, got.err)
+			}
+
+			// The request's body is never read.
+			up, u = transport(stallServer(t, false, ""))
+			defer up.CloseIdleConnections()
+			req, _ = http.NewRequest("POST", u, io.NopCloser(endless{}))
+			err := within(t, 10*time.Second, "writing a request nobody reads", func() error {
+				resp, err := up.RoundTrip(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				return err
+			})
+			var ne net.Error
+			if err == nil || !(errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)) {
+				t.Errorf("a request nobody reads: %v, want a timeout", err)
+			}
+		})
 	}
 }
