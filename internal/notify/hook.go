@@ -35,8 +35,10 @@ const (
 	stdinTokenArg = "token"
 )
 
-// secretEnv are the rotator's variables that hold secrets; a hook never inherits them.
-var secretEnv = []string{"CLEAR_CLIENT_SECRET", "CLEAR_CLIENT_SECRET_2", "ROTATOR_WEBHOOK_SECRET"}
+// secretEnv are the rotator's variables that hold secrets (the configuration table's Secret rows);
+// a hook never inherits them. config imports notify, so this list cannot be read from the table:
+// app's TestHookEnvDropsEverySecretSetting keeps the two in step.
+var secretEnv = []string{"CLEAR_CLIENT_SECRET", "CLEAR_CLIENT_SECRET_2", "ROTATOR_WEBHOOK_SECRET", "ROTATOR_GATEWAY_KEY"}
 
 // SplitCommand splits a hook command into arguments, without a shell: words are separated by white
 // space; 'single quotes' keep everything inside as is; "double quotes" keep everything but \" and
