@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,5 +243,29 @@ func TestDaemonDeliveryThatNeverSucceeds(t *testing.T) {
 	}
 	if !w.Live() {
 		t.Fatal("the token is not live")
+	}
+}
+
+// TestDaemonStoppedBeforeDeliveringRecordsIt: a daemon stopped (SIGTERM, a rolling deploy) while
+// it is still retrying a delivery does not resume it at the next start; the README says so. It must
+// not lose it silently either: the delivery is reported like one that finally failed, in the error
+// log and on the token secret, so that `rotator status` shows it after the process is gone.
+func TestDaemonStoppedBeforeDeliveringRecordsIt(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	for range 50 {
+		rc.Fail(http.StatusServiceUnavailable)
+	}
+	p := w.Daemon(rc.Env()...)
+	p.Await("a first attempt", 30*time.Second, func() bool { return len(rc.Deliveries()) >= 1 })
+	if code := p.Stop(syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit status %d:\n%s", code, p.Output())
+	}
+	if !p.Logged("the ERP was not told of the new token: the rotator stopped before delivering it; the next start does not resume it") {
+		t.Fatalf("no error line for the delivery cut short:\n%s", p.Output())
+	}
+	st := rotatorEnv(w, rc.Env(), "status")
+	if !strings.Contains(st.Stdout, "default: not delivered: webhook: version ") {
+		t.Fatalf("status does not show the delivery cut short:\n%s", st.Output())
 	}
 }

@@ -384,3 +384,55 @@ func TestDispatcherStopsWithItsContext(t *testing.T) {
 		d.Wait()
 	})
 }
+
+// Stop lets a delivery in flight succeed within its time; one still retrying after that is
+// reported as failed, once, and a superseded one is not reported.
+func TestDispatcherStopReportsWhatItCutShort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		acme := &fakeTarget{name: "webhook", forever: Retry}
+		n, st := newTestNotifier(Daemon, &log, acme)
+		d := &Dispatcher{}
+		d.Post(t.Context(), n, NewEvent("acme", "tok", "v1", token(), Scheduled)) // superseded
+		d.Post(t.Context(), n, NewEvent("acme", "tok", "v2", token(), Scheduled))
+		time.Sleep(3 * time.Second)
+		stop, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		d.Stop(stop)
+		if took := time.Since(start); took != 2*time.Second {
+			t.Errorf("Stop took %s, want its context's 2s", took)
+		}
+		if c := strings.Count(log.String(), "the rotator stopped before delivering it"); c != 1 {
+			t.Fatalf("%d stop lines, want 1 (v2's):\n%s", c, log.String())
+		}
+		if !strings.Contains(log.String(), "version_id=v2") {
+			t.Fatalf("the stop line is not v2's:\n%s", log.String())
+		}
+		if s := st.Snapshot(); len(s) != 1 || !s[0].Failing || s[0].Failures != 1 {
+			t.Fatalf("stats %+v, want one failure", s)
+		}
+
+		// A delivery that succeeds while Stop waits is not reported; Stop returns when it does.
+		var log2 bytes.Buffer
+		ok := &fakeTarget{name: "webhook", script: []Verdict{Retry}}
+		n2, st2 := newTestNotifier(Daemon, &log2, ok)
+		d2 := &Dispatcher{}
+		d2.Post(t.Context(), n2, NewEvent("acme", "tok", "v3", token(), Scheduled))
+		synctest.Wait()
+		start = time.Now()
+		d2.Stop(t.Context())
+		if took := time.Since(start); took != time.Second {
+			t.Errorf("Stop took %s, want the 1s until the second attempt", took)
+		}
+		if s := st2.Snapshot(); len(s) != 1 || s[0].Failing || strings.Contains(log2.String(), "stopped") {
+			t.Fatalf("stats %+v, log:\n%s", s, log2.String())
+		}
+		// A token posted after Stop is reported at once.
+		d2.Post(t.Context(), n2, NewEvent("acme", "tok", "v4", token(), Scheduled))
+		d2.Wait()
+		if !strings.Contains(log2.String(), "the rotator stopped before delivering it") {
+			t.Fatalf("a token posted after Stop was not reported:\n%s", log2.String())
+		}
+	})
+}
