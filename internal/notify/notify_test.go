@@ -68,6 +68,10 @@ func TestParseKeysRefusesWithoutQuoting(t *testing.T) {
 		"not base64":   "whsec_!!!notbase64!!!",
 		"too short":    "whsec_c2hvcnQ=",
 		"three values": testSecret + " " + testSecret + " " + testSecret,
+		// Receivers' libraries decode the key as standard, padded base64 (Python's b64decode, Go's
+		// StdEncoding): a key they cannot decode, or decode to other bytes, never verifies.
+		"url-safe base64": "whsec_" + strings.Repeat("-_", 16),
+		"unpadded base64": "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGQ",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseKeys(NewSecret(s))
