@@ -17,6 +17,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
@@ -261,11 +262,30 @@ func TestDaemonStoppedBeforeDeliveringRecordsIt(t *testing.T) {
 	if code := p.Stop(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Fatalf("exit status %d:\n%s", code, p.Output())
 	}
-	if !p.Logged("the ERP was not told of the new token: the rotator stopped before delivering it; the next start does not resume it") {
+	if !p.Logged("the ERP was not told of the new token: the rotator stopped before delivering it; nothing resumes it") {
 		t.Fatalf("no error line for the delivery cut short:\n%s", p.Output())
 	}
 	st := rotatorEnv(w, rc.Env(), "status")
 	if !strings.Contains(st.Stdout, "default: not delivered: webhook: version ") {
 		t.Fatalf("status does not show the delivery cut short:\n%s", st.Output())
+	}
+}
+
+// TestRotateInterruptedWhileDeliveringRecordsIt: `rotator rotate` stopped (Ctrl-C, SIGTERM) while
+// its delivery waits for a receiver that does not answer exits 3, "rotated, not delivered", and
+// records the delivery on the token secret like one that finally failed: nothing will resume it,
+// and `rotator status` must show it.
+func TestRotateInterruptedWhileDeliveringRecordsIt(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	rc.Fail(0, 0, 0, 0)
+	p := w.Start(proctest.TestRotator(t), append(rc.Env(), "ROTATOR_HTTP_ADDR="), "rotate")
+	p.Await("a first attempt", 30*time.Second, func() bool { return len(rc.Deliveries()) >= 1 })
+	if code := p.Stop(syscall.SIGTERM, 30*time.Second); code != exitNotDelivered {
+		t.Fatalf("exit status %d, want %d:\n%s", code, exitNotDelivered, p.Output())
+	}
+	st := rotatorEnv(w, rc.Env(), "status")
+	if !strings.Contains(st.Stdout, "default: not delivered: webhook: version ") {
+		t.Fatalf("status does not show the delivery cut short:\n%s\nrotate said:\n%s", st.Output(), p.Output())
 	}
 }

@@ -166,7 +166,7 @@ var errSuperseded = errors.New("a newer token superseded this one")
 func (n *Notifier) ended(ctx context.Context, t target, ev Event, failed int, reported bool) error {
 	cause := context.Cause(ctx)
 	if errors.Is(cause, ErrStopped) && !reported {
-		n.log().Error("the ERP was not told of the new token: the rotator stopped before delivering it; the next start does not resume it",
+		n.log().Error("the ERP was not told of the new token: the rotator stopped before delivering it; nothing resumes it",
 			"client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID, "attempts", failed)
 		if n.Recorder != nil {
 			n.Recorder.Failed(ev, t.kind(), n.now())
