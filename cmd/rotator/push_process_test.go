@@ -289,3 +289,31 @@ func TestRotateInterruptedWhileDeliveringRecordsIt(t *testing.T) {
 		t.Fatalf("status does not show the delivery cut short:\n%s\nrotate said:\n%s", st.Output(), p.Output())
 	}
 }
+
+// TestDaemonReloadRedeliversWhatWasNotDelivered: the runbook's remedy for a failing delivery is to
+// fix the receiver or the configuration; a SIGHUP then delivers the token not yet delivered, with
+// the configuration reloaded. Without it a refused delivery (a 4xx is not retried) stayed
+// undelivered, and the alert up, until the next token, hours or days later.
+func TestDaemonReloadRedeliversWhatWasNotDelivered(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	rc.Fail(http.StatusUnauthorized) // a receiver that does not have the signing secret yet
+	p := w.Daemon(rc.Env()...)
+	p.Await("the refusal in /metrics", 30*time.Second, func() bool {
+		return p.Metric(`clear_rotator_delivery_failing{client="default",kind="webhook"}`) == "1"
+	})
+	p.Signal(syscall.SIGHUP)
+	p.Await("the delivery after the reload", 30*time.Second, func() bool { return len(rc.Delivered()) == 1 })
+	all := rc.Deliveries()
+	if len(all) != 2 || all[0].ID != all[1].ID || !all[1].Verified {
+		t.Fatalf("deliveries %+v: want the refused one again, with its id", all)
+	}
+	p.Await("the failure cleared", 10*time.Second, func() bool {
+		return p.Metric(`clear_rotator_delivery_failing{client="default",kind="webhook"}`) == "0"
+	})
+	st := rotatorEnv(w, rc.Env(), "status")
+	if strings.Contains(st.Stdout, "not delivered") {
+		t.Fatalf("status still shows the delivery:\n%s", st.Output())
+	}
+	p.Stop(syscall.SIGTERM, 30*time.Second)
+}

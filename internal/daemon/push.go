@@ -33,7 +33,8 @@ func NewPush(a *app.App) *Push {
 
 // Wire adds p to opts: its OnResult hook, its metric families, itself as a Service (so that a
 // stopping daemon reports what it did not deliver), and a Load that hands p each configuration a
-// reload loads (a failed reload keeps the one in force, as the daemon does).
+// reload loads (a failed reload keeps the one in force, as the daemon does) and delivers again,
+// with it, what is not delivered yet.
 func (p *Push) Wire(opts *Options) {
 	opts.OnResult = append(opts.OnResult, p.OnResult)
 	opts.Metrics = append(opts.Metrics, p.WriteMetrics)
@@ -45,6 +46,7 @@ func (p *Push) Wire(opts *Options) {
 				p.mu.Lock()
 				p.app = a
 				p.mu.Unlock()
+				p.dispatch.Redeliver(context.WithoutCancel(ctx), a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log)))
 			}
 			return a, err
 		}

@@ -158,8 +158,8 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 var ErrStopped = errors.New("the rotator stopped before the delivery succeeded")
 
 // errSuperseded is the cause with which a Dispatcher ends the delivery of a token a newer one
-// replaced.
-var errSuperseded = errors.New("a newer token superseded this one")
+// replaced, or that it starts again with a reloaded configuration (Redeliver).
+var errSuperseded = errors.New("a newer token, or a reloaded configuration, superseded this delivery")
 
 // ended is deliverTo's answer once ctx has ended, after failed attempts (reported says whether the
 // failure was reported already). See Deliver for why only ErrStopped is reported here.
@@ -177,11 +177,14 @@ func (n *Notifier) ended(ctx context.Context, t target, ev Event, failed int, re
 
 // Dispatcher is the daemon's side of delivery: one delivery in flight per client, in the
 // background, retried until delivered; a newer token of the same client supersedes (cancels) the
-// delivery of an older one, and is delivered in its place. Stop ends it with the process. Its zero
-// value is ready.
+// delivery of an older one, and is delivered in its place. Redeliver starts again, with a reloaded
+// configuration, what is not delivered yet; Stop ends it with the process. Its zero value is ready.
 type Dispatcher struct {
 	mu      sync.Mutex
 	running map[string]*run
+	// pending is each client's latest event until it is delivered to every target: what
+	// Redeliver delivers again.
+	pending map[string]Event
 	stopped bool
 	wg      sync.WaitGroup
 }
@@ -192,20 +195,23 @@ type run struct {
 }
 
 // Post starts delivering ev with n, superseding any delivery of ev.Client in flight. The delivery
-// ends when ctx does.
+// ends when ctx does. When n has nothing to deliver for ev.Client, the delivery in flight ends
+// and nothing starts (a reload removed the client's webhook and hook).
 func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
-	if !n.Enabled(ev.Client) {
-		return
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.running == nil {
-		d.running = map[string]*run{}
+		d.running, d.pending = map[string]*run{}, map[string]Event{}
 	}
 	prev := d.running[ev.Client]
 	if prev != nil {
 		prev.cancel(errSuperseded)
 	}
+	if !n.Enabled(ev.Client) {
+		delete(d.pending, ev.Client)
+		return
+	}
+	d.pending[ev.Client] = ev
 	ctx, cancel := context.WithCancelCause(ctx)
 	if d.stopped {
 		cancel(ErrStopped) // a token stored after Stop is reported at once, not left to the exit
@@ -218,13 +224,33 @@ func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
 		if prev != nil {
 			<-prev.done // one delivery per client at a time, so the newer is the last word
 		}
-		_ = n.Deliver(ctx, ev)
+		err := n.Deliver(ctx, ev)
 		d.mu.Lock()
 		if d.running[ev.Client] == r {
 			delete(d.running, ev.Client)
+			if err == nil {
+				delete(d.pending, ev.Client)
+			}
 		}
 		d.mu.Unlock()
 	})
+}
+
+// Redeliver delivers again, with n (a reloaded configuration's notifier), each client's latest
+// event that is not delivered yet: one still retrying, and one given up (a 4xx, a command that
+// does not exist), which nothing else would deliver before the client's next token. It is the
+// remedy the runbook gives: fix the receiver or the configuration, then reload. The event is the
+// same, id included, so a receiver that has it already acts once.
+func (d *Dispatcher) Redeliver(ctx context.Context, n *Notifier) {
+	d.mu.Lock()
+	evs := make([]Event, 0, len(d.pending))
+	for _, ev := range d.pending {
+		evs = append(evs, ev)
+	}
+	d.mu.Unlock()
+	for _, ev := range evs {
+		d.Post(ctx, n, ev)
+	}
 }
 
 // Wait returns when every delivery has ended (cancel their context first to make them end).

@@ -440,3 +440,49 @@ func TestDispatcherStopReportsWhatItCutShort(t *testing.T) {
 		}
 	})
 }
+
+// Redeliver starts again, with the new notifier and the same id, what was given up or is still
+// retrying, and leaves alone what was delivered.
+func TestDispatcherRedeliversWhatIsNotDelivered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		refused := &fakeTarget{name: "webhook", script: []Verdict{GiveUp}}
+		n1, _ := newTestNotifier(Daemon, &log, refused)
+		d := &Dispatcher{}
+		ev := NewEvent("acme", "tok", "v1", token(), Scheduled)
+		d.Post(t.Context(), n1, ev)
+		synctest.Wait()
+
+		fixed := &fakeTarget{name: "webhook"}
+		n2, st := newTestNotifier(Daemon, &log, fixed)
+		d.Redeliver(t.Context(), n2)
+		synctest.Wait()
+		if ids := fixed.seen(); len(ids) != 1 || ids[0] != ev.ID {
+			t.Fatalf("after the reload: attempts %v, want one with %s", ids, ev.ID)
+		}
+		if s := st.Snapshot(); len(s) != 1 || s[0].LastDelivery.IsZero() {
+			t.Fatalf("stats %+v, want delivered", s)
+		}
+		d.Redeliver(t.Context(), n2)
+		synctest.Wait()
+		if got := len(fixed.seen()); got != 1 {
+			t.Fatalf("a delivered event was delivered again: %d attempts", got)
+		}
+
+		// A delivery still retrying moves to the reloaded notifier; one whose client the reload
+		// no longer tells ends.
+		retrying := &fakeTarget{name: "webhook", forever: Retry}
+		n3, _ := newTestNotifier(Daemon, &log, retrying)
+		d.Post(t.Context(), n3, NewEvent("acme", "tok", "v2", token(), Scheduled))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		tried := len(retrying.seen())
+		d.Redeliver(t.Context(), &Notifier{})
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if got := len(retrying.seen()); got != tried {
+			t.Fatalf("the delivery carried on after a reload that removed it: %d attempts, then %d", tried, got)
+		}
+		d.Wait()
+	})
+}
