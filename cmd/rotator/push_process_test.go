@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
@@ -243,4 +245,75 @@ func TestDaemonDeliveryThatNeverSucceeds(t *testing.T) {
 	if !w.Live() {
 		t.Fatal("the token is not live")
 	}
+}
+
+// TestDaemonStoppedBeforeDeliveringRecordsIt: a daemon stopped (SIGTERM, a rolling deploy) while
+// it is still retrying a delivery does not resume it at the next start; the README says so. It must
+// not lose it silently either: the delivery is reported like one that finally failed, in the error
+// log and on the token secret, so that `rotator status` shows it after the process is gone.
+func TestDaemonStoppedBeforeDeliveringRecordsIt(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	for range 50 {
+		rc.Fail(http.StatusServiceUnavailable)
+	}
+	p := w.Daemon(rc.Env()...)
+	p.Await("a first attempt", 30*time.Second, func() bool { return len(rc.Deliveries()) >= 1 })
+	if code := p.Stop(syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit status %d:\n%s", code, p.Output())
+	}
+	if !p.Logged("the ERP was not told of the new token: the rotator stopped before delivering it; nothing resumes it") {
+		t.Fatalf("no error line for the delivery cut short:\n%s", p.Output())
+	}
+	st := rotatorEnv(w, rc.Env(), "status")
+	if !strings.Contains(st.Stdout, "default: not delivered: webhook: version ") {
+		t.Fatalf("status does not show the delivery cut short:\n%s", st.Output())
+	}
+}
+
+// TestRotateInterruptedWhileDeliveringRecordsIt: `rotator rotate` stopped (Ctrl-C, SIGTERM) while
+// its delivery waits for a receiver that does not answer exits 3, "rotated, not delivered", and
+// records the delivery on the token secret like one that finally failed: nothing will resume it,
+// and `rotator status` must show it.
+func TestRotateInterruptedWhileDeliveringRecordsIt(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	rc.Fail(0, 0, 0, 0)
+	p := w.Start(proctest.TestRotator(t), append(rc.Env(), "ROTATOR_HTTP_ADDR="), "rotate")
+	p.Await("a first attempt", 30*time.Second, func() bool { return len(rc.Deliveries()) >= 1 })
+	if code := p.Stop(syscall.SIGTERM, 30*time.Second); code != exitNotDelivered {
+		t.Fatalf("exit status %d, want %d:\n%s", code, exitNotDelivered, p.Output())
+	}
+	st := rotatorEnv(w, rc.Env(), "status")
+	if !strings.Contains(st.Stdout, "default: not delivered: webhook: version ") {
+		t.Fatalf("status does not show the delivery cut short:\n%s\nrotate said:\n%s", st.Output(), p.Output())
+	}
+}
+
+// TestDaemonReloadRedeliversWhatWasNotDelivered: the runbook's remedy for a failing delivery is to
+// fix the receiver or the configuration; a SIGHUP then delivers the token not yet delivered, with
+// the configuration reloaded. Without it a refused delivery (a 4xx is not retried) stayed
+// undelivered, and the alert up, until the next token, hours or days later.
+func TestDaemonReloadRedeliversWhatWasNotDelivered(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	rc.Fail(http.StatusUnauthorized) // a receiver that does not have the signing secret yet
+	p := w.Daemon(rc.Env()...)
+	p.Await("the refusal in /metrics", 30*time.Second, func() bool {
+		return p.Metric(`clear_rotator_delivery_failing{client="default",kind="webhook"}`) == "1"
+	})
+	p.Signal(syscall.SIGHUP)
+	p.Await("the delivery after the reload", 30*time.Second, func() bool { return len(rc.Delivered()) == 1 })
+	all := rc.Deliveries()
+	if len(all) != 2 || all[0].ID != all[1].ID || !all[1].Verified {
+		t.Fatalf("deliveries %+v: want the refused one again, with its id", all)
+	}
+	p.Await("the failure cleared", 10*time.Second, func() bool {
+		return p.Metric(`clear_rotator_delivery_failing{client="default",kind="webhook"}`) == "0"
+	})
+	st := rotatorEnv(w, rc.Env(), "status")
+	if strings.Contains(st.Stdout, "not delivered") {
+		t.Fatalf("status still shows the delivery:\n%s", st.Output())
+	}
+	p.Stop(syscall.SIGTERM, 30*time.Second)
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"slices"
@@ -151,8 +152,20 @@ func (a *App) Deliver(log *slog.Logger, rec notify.Recorder) func(ctx context.Co
 		if !ok {
 			return nil
 		}
+		ctx, done := stopping(ctx)
+		defer done()
 		return n.Deliver(ctx, ev)
 	}
+}
+
+// stopping returns ctx, ending when it does but with notify.ErrStopped as the cause. A run's
+// context (the CLI's, the Lambda's) ends early only when the process is told to stop (a signal,
+// the invocation's deadline), and nothing resumes its deliveries then: the notifier reports each
+// one cut short like one that finally failed (the error line, the undelivered tag).
+func stopping(ctx context.Context) (context.Context, func()) {
+	out, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { cancel(fmt.Errorf("%w (%v)", notify.ErrStopped, context.Cause(ctx))) })
+	return out, func() { stop(); cancel(nil) }
 }
 
 // UndeliveredTagPrefix starts the token secret's tags that record a delivery that finally failed,

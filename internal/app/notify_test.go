@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -85,6 +87,26 @@ func TestReasonOf(t *testing.T) {
 	} {
 		if got := reasonOf(tc.s, tc.before, tc.revoking); got != tc.want {
 			t.Errorf("%s: %s, want %s", name, got, tc.want)
+		}
+	}
+}
+
+// The hook command inherits the rotator's environment less every variable that holds a literal
+// secret: each row of the configuration table marked Secret, the gateway's key included.
+func TestHookEnvDropsEverySecretSetting(t *testing.T) {
+	var parent []string
+	for _, s := range config.Settings {
+		if s.Secret {
+			parent = append(parent, s.Env+"=leaked-"+s.Env)
+		}
+	}
+	if len(parent) < 4 {
+		t.Fatalf("only %d secret settings: %q", len(parent), parent)
+	}
+	env := notify.HookEnv(parent, notify.NewEvent("acme", "tok", "v1", document.Token{}, notify.Scheduled))
+	for _, kv := range env {
+		if strings.Contains(kv, "leaked-") {
+			t.Errorf("the hook inherits %s", kv)
 		}
 	}
 }

@@ -31,11 +31,14 @@ func NewPush(a *app.App) *Push {
 	return &Push{app: a, health: map[string]rotation.Health{}}
 }
 
-// Wire adds p to opts: its OnResult hook, its metric families, and a Load that hands p each
-// configuration a reload loads (a failed reload keeps the one in force, as the daemon does).
+// Wire adds p to opts: its OnResult hook, its metric families, itself as a Service (so that a
+// stopping daemon reports what it did not deliver), and a Load that hands p each configuration a
+// reload loads (a failed reload keeps the one in force, as the daemon does) and delivers again,
+// with it, what is not delivered yet.
 func (p *Push) Wire(opts *Options) {
 	opts.OnResult = append(opts.OnResult, p.OnResult)
 	opts.Metrics = append(opts.Metrics, p.WriteMetrics)
+	opts.Services = append(opts.Services, p)
 	if load := opts.Load; load != nil {
 		opts.Load = func(ctx context.Context) (*app.App, error) {
 			a, err := load(ctx)
@@ -43,6 +46,7 @@ func (p *Push) Wire(opts *Options) {
 				p.mu.Lock()
 				p.app = a
 				p.mu.Unlock()
+				p.dispatch.Redeliver(context.WithoutCancel(ctx), a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log)))
 			}
 			return a, err
 		}
@@ -51,7 +55,7 @@ func (p *Push) Wire(opts *Options) {
 
 // OnResult starts telling the ERP of the token r stored, if it stored one (an Options.OnResult
 // hook). The delivery outlives the check, and the daemon's context: a token stored during the
-// shutdown grace gets its attempts while the process lasts.
+// shutdown grace gets its attempts until Stop.
 func (p *Push) OnResult(ctx context.Context, c *rotation.Client, r rotation.Result) {
 	ctx = context.WithoutCancel(ctx)
 	if n, ev, ok := p.event(ctx, c, r); ok {
@@ -75,6 +79,17 @@ func (p *Push) event(ctx context.Context, c *rotation.Client, r rotation.Result)
 	}
 	ev, ok := a.Event(ctx, c, r, before, false)
 	return n, ev, ok
+}
+
+// Start implements Service: deliveries start with the checks that store tokens.
+func (p *Push) Start() error { return nil }
+
+// Stop implements Service, once the daemon's checks have ended: the deliveries in flight get until
+// ctx ends to succeed; each one still undelivered then is reported as failed (the error log, the
+// token secret's undelivered tag that status shows), since the next start does not resume it.
+func (p *Push) Stop(ctx context.Context) error {
+	p.dispatch.Stop(ctx)
+	return nil
 }
 
 // WriteMetrics writes the delivery metric families (an Options.Metrics func).

@@ -90,7 +90,9 @@ func (n *Notifier) targetsFor(ev Event) []target {
 // Deliver tells every target about ev, each retried on its own as n.Policy says, and returns when
 // each is delivered or given up, or ctx ends. The error joins one *Error per target not delivered.
 // An ended context is not reported as a failure by Deliver: the caller ended it (a newer token
-// superseded this one, or the process is stopping) and knows why.
+// superseded this one, the run is over) and knows why; except when its cause is ErrStopped: the
+// process is stopping and nothing will resume the delivery, so it is reported like one that
+// finally failed (the error log, the Recorder).
 func (n *Notifier) Deliver(ctx context.Context, ev Event) error {
 	if n == nil {
 		return nil
@@ -109,8 +111,8 @@ func (n *Notifier) Deliver(ctx context.Context, ev Event) error {
 func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 	reported := false
 	for failed := 0; ; {
-		if err := ctx.Err(); err != nil {
-			return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: err}
+		if ctx.Err() != nil {
+			return n.ended(ctx, t, ev, failed, reported)
 		}
 		v, err := t.attempt(ctx, ev)
 		if v == Delivered {
@@ -124,7 +126,7 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 		}
 		if ctx.Err() != nil {
 			// The attempt failed because the caller ended it; see Deliver.
-			return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: ctx.Err()}
+			return n.ended(ctx, t, ev, failed, reported)
 		}
 		failed++
 		wait, again := n.Policy.Next(failed, v, n.rand())
@@ -146,58 +148,133 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 		if !again {
 			return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: err}
 		}
-		if err := sleep(ctx, wait); err != nil {
-			return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: err}
+		if sleep(ctx, wait) != nil {
+			return n.ended(ctx, t, ev, failed, reported)
 		}
 	}
+}
+
+// ErrStopped is the cause with which a Dispatcher that stops ends the deliveries still in flight.
+var ErrStopped = errors.New("the rotator stopped before the delivery succeeded")
+
+// errSuperseded is the cause with which a Dispatcher ends the delivery of a token a newer one
+// replaced, or that it starts again with a reloaded configuration (Redeliver).
+var errSuperseded = errors.New("a newer token, or a reloaded configuration, superseded this delivery")
+
+// ended is deliverTo's answer once ctx has ended, after failed attempts (reported says whether the
+// failure was reported already). See Deliver for why only ErrStopped is reported here.
+func (n *Notifier) ended(ctx context.Context, t target, ev Event, failed int, reported bool) error {
+	cause := context.Cause(ctx)
+	if errors.Is(cause, ErrStopped) && !reported {
+		n.log().Error("the ERP was not told of the new token: the rotator stopped before delivering it; nothing resumes it",
+			"client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID, "attempts", failed)
+		if n.Recorder != nil {
+			n.Recorder.Failed(ev, t.kind(), n.now())
+		}
+	}
+	return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: cause}
 }
 
 // Dispatcher is the daemon's side of delivery: one delivery in flight per client, in the
 // background, retried until delivered; a newer token of the same client supersedes (cancels) the
-// delivery of an older one, and is delivered in its place. Its zero value is ready.
+// delivery of an older one, and is delivered in its place. Redeliver starts again, with a reloaded
+// configuration, what is not delivered yet; Stop ends it with the process. Its zero value is ready.
 type Dispatcher struct {
 	mu      sync.Mutex
 	running map[string]*run
+	// pending is each client's latest event until it is delivered to every target: what
+	// Redeliver delivers again.
+	pending map[string]Event
+	stopped bool
 	wg      sync.WaitGroup
 }
 
 type run struct {
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	done   chan struct{}
 }
 
 // Post starts delivering ev with n, superseding any delivery of ev.Client in flight. The delivery
-// ends when ctx does.
+// ends when ctx does. When n has nothing to deliver for ev.Client, the delivery in flight ends
+// and nothing starts (a reload removed the client's webhook and hook).
 func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
-	if !n.Enabled(ev.Client) {
-		return
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.running == nil {
-		d.running = map[string]*run{}
+		d.running, d.pending = map[string]*run{}, map[string]Event{}
 	}
 	prev := d.running[ev.Client]
 	if prev != nil {
-		prev.cancel()
+		prev.cancel(errSuperseded)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	if !n.Enabled(ev.Client) {
+		delete(d.pending, ev.Client)
+		return
+	}
+	d.pending[ev.Client] = ev
+	ctx, cancel := context.WithCancelCause(ctx)
+	if d.stopped {
+		cancel(ErrStopped) // a token stored after Stop is reported at once, not left to the exit
+	}
 	r := &run{cancel: cancel, done: make(chan struct{})}
 	d.running[ev.Client] = r
 	d.wg.Go(func() {
 		defer close(r.done)
-		defer cancel()
+		defer cancel(nil)
 		if prev != nil {
 			<-prev.done // one delivery per client at a time, so the newer is the last word
 		}
-		_ = n.Deliver(ctx, ev)
+		err := n.Deliver(ctx, ev)
 		d.mu.Lock()
 		if d.running[ev.Client] == r {
 			delete(d.running, ev.Client)
+			if err == nil {
+				delete(d.pending, ev.Client)
+			}
 		}
 		d.mu.Unlock()
 	})
 }
 
+// Redeliver delivers again, with n (a reloaded configuration's notifier), each client's latest
+// event that is not delivered yet: one still retrying, and one given up (a 4xx, a command that
+// does not exist), which nothing else would deliver before the client's next token. It is the
+// remedy the runbook gives: fix the receiver or the configuration, then reload. The event is the
+// same, id included, so a receiver that has it already acts once.
+func (d *Dispatcher) Redeliver(ctx context.Context, n *Notifier) {
+	d.mu.Lock()
+	evs := make([]Event, 0, len(d.pending))
+	for _, ev := range d.pending {
+		evs = append(evs, ev)
+	}
+	d.mu.Unlock()
+	for _, ev := range evs {
+		d.Post(ctx, n, ev)
+	}
+}
+
 // Wait returns when every delivery has ended (cancel their context first to make them end).
 func (d *Dispatcher) Wait() { d.wg.Wait() }
+
+// Stop is for a process that is stopping, and will not resume what it did not deliver: it lets the
+// deliveries in flight go on until they end or ctx does, then ends those still running with
+// ErrStopped, which reports each one as failed (Deliver), and returns once they have returned. A
+// delivery posted after Stop is reported at once.
+func (d *Dispatcher) Stop(ctx context.Context) {
+	d.mu.Lock()
+	d.stopped = true
+	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	d.mu.Lock()
+	for _, r := range d.running {
+		r.cancel(ErrStopped)
+	}
+	d.mu.Unlock()
+	<-done
+}

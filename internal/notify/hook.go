@@ -35,8 +35,10 @@ const (
 	stdinTokenArg = "token"
 )
 
-// secretEnv are the rotator's variables that hold secrets; a hook never inherits them.
-var secretEnv = []string{"CLEAR_CLIENT_SECRET", "CLEAR_CLIENT_SECRET_2", "ROTATOR_WEBHOOK_SECRET"}
+// secretEnv are the rotator's variables that hold secrets (the configuration table's Secret rows);
+// a hook never inherits them. config imports notify, so this list cannot be read from the table:
+// app's TestHookEnvDropsEverySecretSetting keeps the two in step.
+var secretEnv = []string{"CLEAR_CLIENT_SECRET", "CLEAR_CLIENT_SECRET_2", "ROTATOR_WEBHOOK_SECRET", "ROTATOR_GATEWAY_KEY"}
 
 // SplitCommand splits a hook command into arguments, without a shell: words are separated by white
 // space; 'single quotes' keep everything inside as is; "double quotes" keep everything but \" and
@@ -184,6 +186,12 @@ func (h *Hook) attempt(ctx context.Context, ev Event) (Verdict, error) {
 	var out capped
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil {
+		// The command exited 0, but something it left running in the background still held its
+		// output a second later (`reload-erp &`): the command succeeded, and that child's
+		// output is not ours to wait for.
+		err = nil
+	}
 	h.logOutput(ev, out.String(), err)
 	switch {
 	case err == nil:

@@ -115,3 +115,19 @@ func TestCappedOutputKeepsWholeLines(t *testing.T) {
 		t.Fatalf("part of a token survived the cap")
 	}
 }
+
+// A hook that starts something in the background and exits 0 (`reload-erp &`, a service it
+// restarts) has succeeded, though the child it left still holds its output open: the README retries
+// a non-zero exit or a timeout, not a success.
+func TestHookThatExitsZeroLeavingAChildIsDelivered(t *testing.T) {
+	t.Parallel()
+	h := &Hook{Args: []string{"sh", "-c", "sleep 3 & echo started"}, Timeout: 10 * time.Second}
+	start := time.Now()
+	v, err := h.attempt(t.Context(), NewEvent("acme", "tok", "v7", token(), Scheduled))
+	if v != Delivered || err != nil {
+		t.Fatalf("%s, %v; want delivered", v, err)
+	}
+	if took := time.Since(start); took > 2500*time.Millisecond {
+		t.Fatalf("took %s: the attempt waited for the background child", took)
+	}
+}

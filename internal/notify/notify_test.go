@@ -68,6 +68,10 @@ func TestParseKeysRefusesWithoutQuoting(t *testing.T) {
 		"not base64":   "whsec_!!!notbase64!!!",
 		"too short":    "whsec_c2hvcnQ=",
 		"three values": testSecret + " " + testSecret + " " + testSecret,
+		// Receivers' libraries decode the key as standard, padded base64 (Python's b64decode, Go's
+		// StdEncoding): a key they cannot decode, or decode to other bytes, never verifies.
+		"url-safe base64": "whsec_" + strings.Repeat("-_", 16),
+		"unpadded base64": "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGQ",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseKeys(NewSecret(s))
@@ -381,6 +385,104 @@ func TestDispatcherStopsWithItsContext(t *testing.T) {
 		d.Post(ctx, n, NewEvent("acme", "tok", "v1", token(), Scheduled))
 		time.Sleep(time.Minute)
 		cancel()
+		d.Wait()
+	})
+}
+
+// Stop lets a delivery in flight succeed within its time; one still retrying after that is
+// reported as failed, once, and a superseded one is not reported.
+func TestDispatcherStopReportsWhatItCutShort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		acme := &fakeTarget{name: "webhook", forever: Retry}
+		n, st := newTestNotifier(Daemon, &log, acme)
+		d := &Dispatcher{}
+		d.Post(t.Context(), n, NewEvent("acme", "tok", "v1", token(), Scheduled)) // superseded
+		d.Post(t.Context(), n, NewEvent("acme", "tok", "v2", token(), Scheduled))
+		time.Sleep(3 * time.Second)
+		stop, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		d.Stop(stop)
+		if took := time.Since(start); took != 2*time.Second {
+			t.Errorf("Stop took %s, want its context's 2s", took)
+		}
+		if c := strings.Count(log.String(), "the rotator stopped before delivering it"); c != 1 {
+			t.Fatalf("%d stop lines, want 1 (v2's):\n%s", c, log.String())
+		}
+		if !strings.Contains(log.String(), "version_id=v2") {
+			t.Fatalf("the stop line is not v2's:\n%s", log.String())
+		}
+		if s := st.Snapshot(); len(s) != 1 || !s[0].Failing || s[0].Failures != 1 {
+			t.Fatalf("stats %+v, want one failure", s)
+		}
+
+		// A delivery that succeeds while Stop waits is not reported; Stop returns when it does.
+		var log2 bytes.Buffer
+		ok := &fakeTarget{name: "webhook", script: []Verdict{Retry}}
+		n2, st2 := newTestNotifier(Daemon, &log2, ok)
+		d2 := &Dispatcher{}
+		d2.Post(t.Context(), n2, NewEvent("acme", "tok", "v3", token(), Scheduled))
+		synctest.Wait()
+		start = time.Now()
+		d2.Stop(t.Context())
+		if took := time.Since(start); took != time.Second {
+			t.Errorf("Stop took %s, want the 1s until the second attempt", took)
+		}
+		if s := st2.Snapshot(); len(s) != 1 || s[0].Failing || strings.Contains(log2.String(), "stopped") {
+			t.Fatalf("stats %+v, log:\n%s", s, log2.String())
+		}
+		// A token posted after Stop is reported at once.
+		d2.Post(t.Context(), n2, NewEvent("acme", "tok", "v4", token(), Scheduled))
+		d2.Wait()
+		if !strings.Contains(log2.String(), "the rotator stopped before delivering it") {
+			t.Fatalf("a token posted after Stop was not reported:\n%s", log2.String())
+		}
+	})
+}
+
+// Redeliver starts again, with the new notifier and the same id, what was given up or is still
+// retrying, and leaves alone what was delivered.
+func TestDispatcherRedeliversWhatIsNotDelivered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		refused := &fakeTarget{name: "webhook", script: []Verdict{GiveUp}}
+		n1, _ := newTestNotifier(Daemon, &log, refused)
+		d := &Dispatcher{}
+		ev := NewEvent("acme", "tok", "v1", token(), Scheduled)
+		d.Post(t.Context(), n1, ev)
+		synctest.Wait()
+
+		fixed := &fakeTarget{name: "webhook"}
+		n2, st := newTestNotifier(Daemon, &log, fixed)
+		d.Redeliver(t.Context(), n2)
+		synctest.Wait()
+		if ids := fixed.seen(); len(ids) != 1 || ids[0] != ev.ID {
+			t.Fatalf("after the reload: attempts %v, want one with %s", ids, ev.ID)
+		}
+		if s := st.Snapshot(); len(s) != 1 || s[0].LastDelivery.IsZero() {
+			t.Fatalf("stats %+v, want delivered", s)
+		}
+		d.Redeliver(t.Context(), n2)
+		synctest.Wait()
+		if got := len(fixed.seen()); got != 1 {
+			t.Fatalf("a delivered event was delivered again: %d attempts", got)
+		}
+
+		// A delivery still retrying moves to the reloaded notifier; one whose client the reload
+		// no longer tells ends.
+		retrying := &fakeTarget{name: "webhook", forever: Retry}
+		n3, _ := newTestNotifier(Daemon, &log, retrying)
+		d.Post(t.Context(), n3, NewEvent("acme", "tok", "v2", token(), Scheduled))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		tried := len(retrying.seen())
+		d.Redeliver(t.Context(), &Notifier{})
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if got := len(retrying.seen()); got != tried {
+			t.Fatalf("the delivery carried on after a reload that removed it: %d attempts, then %d", tried, got)
+		}
 		d.Wait()
 	})
 }

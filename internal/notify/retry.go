@@ -73,8 +73,9 @@ type Policy struct {
 // and at least every five minutes, and report after five failed attempts (15 to 30 s).
 var Daemon = Policy{Backoff: timing.Backoff{Base: 2 * time.Second, Cap: 5 * time.Minute}, Attempts: 0, ReportAt: 5}
 
-// Run is the policy of `rotator rotate` and of the Lambda: four attempts within about 15 s, so that
-// a receiver restarting gets the message and the command still ends promptly.
+// Run is the policy of `rotator rotate` and of the Lambda: four attempts, 7 to 14 s of waits in all,
+// so that a receiver restarting gets the message and the command still ends promptly (each attempt
+// is bounded too: WebhookTimeout, the hook's timeout).
 var Run = Policy{Backoff: timing.Backoff{Base: 2 * time.Second, Cap: 8 * time.Second}, Attempts: 4, ReportAt: 4}
 
 // Next decides after failed attempts (>= 1) with verdict v: whether to try again, and after how

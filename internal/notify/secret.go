@@ -37,8 +37,9 @@ var ErrBadSecret = errors.New("invalid webhook signing secret")
 type keys struct{ k [][]byte }
 
 // ParseKeys decodes a Secret: one or two `whsec_<base64>` values separated by white space. The
-// base64 may be standard or URL-safe, padded or not; each key must be 24 to 64 bytes (Standard
-// Webhooks asks for at least 24).
+// base64 is standard and padded, the only kind receivers' libraries decode (Python's b64decode,
+// Go's StdEncoding): a URL-safe or unpadded key would sign messages that no receiver verifies. Each
+// key must be 24 to 64 bytes (Standard Webhooks asks for at least 24).
 func ParseKeys(s Secret) (keys, error) {
 	fields := strings.Fields(s.Reveal())
 	switch {
@@ -55,7 +56,7 @@ func ParseKeys(s Secret) (keys, error) {
 		}
 		k, err := decodeKey(b64)
 		if err != nil {
-			return keys{}, fmt.Errorf("%w: value %d is not %s followed by base64 (the value is not shown)", ErrBadSecret, i+1, SecretPrefix)
+			return keys{}, fmt.Errorf("%w: value %d is not %s followed by standard, padded base64 (the value is not shown)", ErrBadSecret, i+1, SecretPrefix)
 		}
 		if len(k) < 24 || len(k) > 64 {
 			return keys{}, fmt.Errorf("%w: value %d decodes to %d bytes; want 24 to 64", ErrBadSecret, i+1, len(k))
@@ -65,11 +66,4 @@ func ParseKeys(s Secret) (keys, error) {
 	return out, nil
 }
 
-func decodeKey(s string) ([]byte, error) {
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if k, err := enc.DecodeString(s); err == nil {
-			return k, nil
-		}
-	}
-	return nil, errors.New("not base64")
-}
+func decodeKey(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
