@@ -9,10 +9,13 @@ package examples
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -172,4 +175,59 @@ func TestPythonRecipe(t *testing.T) {
 		}
 	}
 	t.Logf("python --post-stream: %v", res2.Statuses)
+}
+
+// TestPythonRecipeKeepsTheTokenOnItsHost: requests follows a redirect with every header of the
+// request but Authorization, so the recipe's x-cleartax-auth-token went to whatever host Clear's
+// answer named; and when that host answered 401, the recipe's hook took it for a refusal and sent
+// it the cached token. The Go Transport sends the token only to the origin the caller addressed
+// (TestTransportSendsTheTokenOnlyToItsHost); the recipe must do the same. A redirect within the
+// origin keeps the token.
+func TestPythonRecipeKeepsTheTokenOnItsHost(t *testing.T) {
+	t.Parallel()
+	w := rig.New(t, rig.Options{})
+	tok := w.Issue()
+	w.StoreToken(tok)
+	var mu sync.Mutex
+	seen := map[string]string{} // path at the other host -> the token header it received
+	other := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path] = r.Header.Get("x-cleartax-auth-token")
+		mu.Unlock()
+		if r.URL.Path == "/refuse" {
+			rw.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	defer other.Close()
+	w.Handle("GET /_test/away", http.RedirectHandler(other.URL+"/landed", http.StatusFound))
+	w.Handle("GET /_test/away-refused", http.RedirectHandler(other.URL+"/refuse", http.StatusTemporaryRedirect))
+	w.Handle("GET /_test/within", http.RedirectHandler(rig.PingPath, http.StatusFound))
+
+	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
+	for path, want := range map[string]string{"/_test/away": "200", "/_test/away-refused": "401", "/_test/within": "200"} {
+		cmd := exec.Command("python3", script, "--secret-id", w.TokenID, "--url", w.ClearURL+path, "--threads", "1", "--seconds", "0.1")
+		cmd.Env = proctest.Env(w.Moto.Env()...)
+		out, err := cmd.CombinedOutput()
+		w.Record(string(out))
+		if strings.Contains(string(out), "ModuleNotFoundError") {
+			t.Fatalf("the Python recipe needs python3 with boto3 and requests:\n%s", out)
+		}
+		var res result
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || jerr != nil {
+			t.Fatalf("%s: %v %v\n%s", path, err, jerr, out)
+		}
+		if res.Calls == 0 || res.Statuses[want] != res.Calls {
+			t.Errorf("%s: statuses %v, want every call %s", path, res.Statuses, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, path := range []string{"/landed", "/refuse"} {
+		if h, ok := seen[path]; !ok {
+			t.Errorf("the other host was never asked for %s", path)
+		} else if h != "" {
+			t.Errorf("the other host received the token (%d characters) at %s", len(h), path)
+		}
+	}
 }

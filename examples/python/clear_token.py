@@ -8,6 +8,9 @@ The same rule as the Go package cleartoken:
   backoff (about 10 s in all), then retry the request once with the new token;
 * one thread waits for the newer token; the others refused at the same moment find it cached;
 * never retry a request whose body is a stream (it cannot be sent twice);
+* send the token only to the origin (scheme, host, port) the request was made to: requests follows
+  a redirect with every header but Authorization, so a redirect to another origin, and every hop
+  after it, goes without the token;
 * never log a token or put one, or any part of the secret, in an exception.
 
 Usage::
@@ -28,10 +31,26 @@ import json
 import random
 import threading
 import time
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 HEADER = "x-cleartax-auth-token"
+
+
+def _origin(url):
+    """Scheme, host name and port, with the scheme's default port; None when url has none."""
+    try:
+        u = urlsplit(url)
+        scheme = u.scheme.lower()
+        return scheme, u.hostname or "", u.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # a port that is not a number
+        return None
+
+
+def _same_origin(a, b):
+    oa = _origin(a)
+    return oa is not None and oa == _origin(b)
 
 
 class ClearTokenError(Exception):
@@ -125,15 +144,22 @@ class ClearAuth(requests.auth.AuthBase):
 
     def _on_response(self, resp, **kwargs):
         req = resp.request
+        if HEADER not in req.headers:
+            return resp  # a hop after a redirect left the origin: no token was sent, none refused
+        if resp.is_redirect and not _same_origin(req.url, urljoin(resp.url, resp.headers["location"])):
+            # requests copies this request, headers and all, for the next hop; the token stays
+            # here. Later hops are copies of that one, so they go without it too.
+            del req.headers[HEADER]
+            return resp
         if resp.status_code != 401 or getattr(req, "_clear_retried", False):
             return resp
         if req.body is not None and not isinstance(req.body, (bytes, str)):
             # A streamed body cannot be sent again: return Clear's 401, but wait for the newer
             # token in the background so that the next requests carry it.
-            threading.Thread(target=self._refresh, args=(req.headers.get(HEADER),), daemon=True).start()
+            threading.Thread(target=self._refresh, args=(req.headers[HEADER],), daemon=True).start()
             return resp
         try:
-            token = self.source.refused(req.headers.get(HEADER))
+            token = self.source.refused(req.headers[HEADER])
         except ClearTokenError:
             return resp
         resp.content  # drain the 401 so its connection can be reused
