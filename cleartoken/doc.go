@@ -27,4 +27,7 @@
 //	src := cleartoken.NewSource(sm, "clear/erp/token")
 //	client := &http.Client{Transport: cleartoken.NewTransport(src, nil), Timeout: 30 * time.Second}
 //	resp, err := client.Get("https://api.clear.in/...")
+//
+// For a Clear API that reads the token from another header (Clear's GLS API reads
+// x-clear-auth-token), make its Transport with WithHeader.
 package cleartoken

@@ -331,3 +331,54 @@ func TestOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportHeaderForOtherAPIs: Clear's GLS API reads the token from x-clear-auth-token, not
+// x-cleartax-auth-token (the gateway has gateway_token_header for it). The Transport could send
+// it only in x-cleartax-auth-token, so every GLS call was refused, and each refusal waited for a
+// newer token that could not help. WithHeader names the header; a rotation then costs no call.
+func TestTransportHeaderForOtherAPIs(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		const gls = "x-clear-auth-token"
+		sm.w.Handle("GET /_test/gls", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tok := r.Header.Get(gls); tok == "" || !sm.w.Emu.Live(tok) || r.Header.Get(Header) != "" {
+				w.WriteHeader(http.StatusUnauthorized)
+			}
+		}))
+		src := NewSource(sm.api(), sm.id())
+		client := &http.Client{Transport: NewTransport(src, clear, WithHeader("X-Clear-Auth-Token"))}
+		get := func() int {
+			resp, err := client.Get(sm.url("/_test/gls"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := get(); code != http.StatusOK || clear.calls() != 1 {
+			t.Fatalf("GLS call: %d after %d calls, want 200 at once", code, clear.calls())
+		}
+		tok2 := sm.w.Issue()
+		go func() { time.Sleep(300 * time.Millisecond); sm.put(tok2) }()
+		if code := get(); code != http.StatusOK || clear.calls() != 3 {
+			t.Errorf("GLS call after a rotation: %d after %d calls, want 200 on the one retry", code, clear.calls())
+		}
+	})
+}
+
+// TestWithHeaderRefusesInvalidNames: a name net/http would refuse on every request (or one that
+// could smuggle another header) is refused when the Transport is made.
+func TestWithHeaderRefusesInvalidNames(t *testing.T) {
+	for _, name := range []string{"x-clear auth", "x-clear-auth-token\r\nx-evil", "x:y", "x-töken"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("WithHeader(%q) was accepted", name)
+				}
+			}()
+			NewTransport(nil, nil, WithHeader(name))
+		}()
+	}
+	NewTransport(nil, nil, WithHeader("")) // the default
+}
