@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -31,6 +32,8 @@ type secret struct {
 	w *rig.World
 	// err, if set, is every read's answer instead of the secret's value.
 	err error
+	// attempts counts every GetSecretValue, failed ones too (count counts those that were answered).
+	attempts atomic.Int64
 }
 
 func newSecret(t *testing.T) *secret {
@@ -40,6 +43,7 @@ func newSecret(t *testing.T) *secret {
 		if !ok {
 			return nil
 		}
+		s.attempts.Add(1)
 		if aws.ToString(g.VersionStage) != "AWSCURRENT" || g.VersionId != nil {
 			t.Errorf("GetSecretValue asked for stage %q, version %v; want AWSCURRENT", aws.ToString(g.VersionStage), g.VersionId)
 		}
