@@ -11,6 +11,8 @@
 //    backoff (about 10 s in all), then retry the request once with the new token;
 //  - one thread waits; the others refused at the same moment find the newer token cached;
 //  - never retry a request whose body cannot be sent twice (one of unknown length, by default);
+//  - send the token only where the request was made: a client that follows redirects is refused,
+//    since java.net.http sends every header of the request to the host a redirect names;
 //  - never log a token or put one, or any part of the secret, in an exception.
 //
 // Usage:
@@ -128,10 +130,16 @@ public final class ClearToken {
 
     /**
      * Sends a request with the token; on a 401 waits for a newer token and sends it once more, if
-     * replayable says the body can be sent twice; otherwise the 401 is returned.
+     * replayable says the body can be sent twice; otherwise the 401 is returned. The client must
+     * not follow redirects (HttpClient's default, Redirect.NEVER): java.net.http follows one with
+     * every header of the request, so the token would go to whatever host the redirect names.
      */
     public <T> HttpResponse<T> send(HttpClient client, HttpRequest.Builder request,
             HttpResponse.BodyHandler<T> handler, boolean replayable) throws IOException, InterruptedException {
+        if (client.followRedirects() != HttpClient.Redirect.NEVER) {
+            throw new IllegalArgumentException("ClearToken.send needs an HttpClient that does not follow redirects:"
+                    + " it would send the token to any host a redirect names");
+        }
         String tok = token();
         HttpResponse<T> resp = client.send(request.copy().setHeader(HEADER, tok).build(), handler);
         if (resp.statusCode() != 401) {
