@@ -8,18 +8,21 @@ package examples
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
@@ -228,6 +231,102 @@ func TestPythonRecipeKeepsTheTokenOnItsHost(t *testing.T) {
 			t.Errorf("the other host was never asked for %s", path)
 		} else if h != "" {
 			t.Errorf("the other host received the token (%d characters) at %s", len(h), path)
+		}
+	}
+}
+
+// TestWebhookReceiverRecipe runs the receiver's check that docs/consumers.md shows, as written,
+// on messages the rotator's own signer signs (internal/notify), with every form of key the rotator
+// accepts for whsec_ (standard or URL-safe base64, padded or not: a key made with Python's
+// secrets.token_urlsafe is the URL-safe, unpadded kind). The check used base64.b64decode, which
+// fails on an unpadded key and silently drops '-' and '_', so a receiver holding such a key, one
+// the rotator signs with, refused every message.
+func TestWebhookReceiverRecipe(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile(filepath.Join(proctest.Root(), "docs", "consumers.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recipe string
+	for block := range strings.SplitSeq(string(doc), "```python\n") {
+		if code, _, ok := strings.Cut(block, "```"); ok && strings.Contains(code, "def verify(") {
+			recipe = code
+		}
+	}
+	if recipe == "" {
+		t.Fatal("docs/consumers.md has no Python block with def verify(")
+	}
+	// 32 key bytes whose base64 has '+', '/' and padding, so that each form differs.
+	raw := bytes.Repeat([]byte{0xfb, 0xff, 0xbf}, 11)[:32]
+	forms := map[string]string{
+		"standard":          base64.StdEncoding.EncodeToString(raw),
+		"standard unpadded": base64.RawStdEncoding.EncodeToString(raw),
+		"url-safe":          base64.URLEncoding.EncodeToString(raw),
+		"url-safe unpadded": base64.RawURLEncoding.EncodeToString(raw),
+	}
+	other := "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	type check struct {
+		Name, Secret, ID, TS, Sig, Body string
+		Want                            bool
+	}
+	var checks []check
+	now := time.Now()
+	body := `{"type":"clear.token.rotated","client":"erp"}`
+	for name, b64 := range forms {
+		secret := "whsec_" + b64
+		keys, err := notify.ParseKeys(notify.NewSecret(secret))
+		if err != nil {
+			t.Fatalf("the rotator refuses the %s key: %v", name, err)
+		}
+		sig := keys.Sign("msg_1", now, []byte(body))
+		ts := strconv.FormatInt(now.Unix(), 10)
+		checks = append(checks,
+			check{name, secret, "msg_1", ts, sig, body, true},
+			check{name + ", tampered body", secret, "msg_1", ts, sig, body + " ", false},
+			check{name + ", another key", other, "msg_1", ts, sig, body, false})
+	}
+	// While the secret changes the rotator signs with both keys; a receiver holding either accepts.
+	both, err := notify.ParseKeys(notify.NewSecret(other + " whsec_" + forms["standard"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := now.Add(-10 * time.Minute)
+	checks = append(checks,
+		check{"two keys, the new one held", "whsec_" + forms["standard"], "msg_2", strconv.FormatInt(now.Unix(), 10), both.Sign("msg_2", now, []byte(body)), body, true},
+		check{"too old", other, "msg_3", strconv.FormatInt(old.Unix(), 10), both.Sign("msg_3", old, []byte(body)), body, false})
+
+	input, _ := json.Marshal(checks)
+	driver := recipe + `
+import json, sys
+for c in json.load(sys.stdin):
+    try:
+        got = verify(c["Secret"], {"webhook-id": c["ID"], "webhook-timestamp": c["TS"], "webhook-signature": c["Sig"]}, c["Body"].encode())
+    except Exception as e:
+        got = type(e).__name__
+    print(json.dumps([c["Name"], got]))
+`
+	cmd := exec.Command("python3", "-c", driver)
+	cmd.Stdin = bytes.NewReader(input)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	want := map[string]bool{}
+	for _, c := range checks {
+		want[c.Name] = c.Want
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(checks) {
+		t.Fatalf("%d answers for %d checks:\n%s", len(lines), len(checks), out)
+	}
+	for _, line := range lines {
+		var r [2]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		name, _ := r[0].(string)
+		if got, ok := r[1].(bool); !ok || got != want[name] {
+			t.Errorf("%s: verify answered %v, want %v", name, r[1], want[name])
 		}
 	}
 }
