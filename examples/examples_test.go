@@ -10,14 +10,18 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -328,5 +332,76 @@ for c in json.load(sys.stdin):
 		if got, ok := r[1].(bool); !ok || got != want[name] {
 			t.Errorf("%s: verify answered %v, want %v", name, r[1], want[name])
 		}
+	}
+}
+
+// TestPythonRecipeSecretsManagerDown: as TestSecretsManagerDownServesTheCachedToken for the Go
+// package. The recipe re-reads the secret once its TTL has passed; when that read failed (here
+// Secrets Manager refuses every call with AccessDeniedException), token() raised and every call
+// failed, though the token it held was still live at Clear. It must keep using that token (until
+// its valid_till) and try the read again once per TTL.
+func TestPythonRecipeSecretsManagerDown(t *testing.T) {
+	t.Parallel()
+	w := rig.New(t, rig.Options{})
+	w.StoreToken(w.Issue())
+	motoURL, err := url.Parse(w.Moto.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	var reads, refused atomic.Int64
+	moto := httputil.NewSingleHostReverseProxy(motoURL)
+	proxy := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".GetSecretValue") {
+			reads.Add(1)
+			if down.Load() {
+				refused.Add(1)
+				rw.Header().Set("Content-Type", "application/x-amz-json-1.1")
+				rw.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(rw, `{"__type":"AccessDeniedException","message":"not now"}`)
+				return
+			}
+		}
+		moto.ServeHTTP(rw, r)
+	}))
+	defer proxy.Close()
+
+	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
+	cmd := exec.Command("python3", script, "--secret-id", w.TokenID, "--url", w.ClearURL+rig.PingPath,
+		"--threads", "2", "--seconds", "4", "--interval", "0.02", "--ttl", "0.5")
+	cmd.Env = proctest.Env(append(w.Moto.Env(), "AWS_ENDPOINT_URL="+proxy.URL)...)
+	var stdout, stderr proctest.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return reads.Load() > 0 })
+	down.Store(true)
+	var werr error
+	select {
+	case werr = <-exited:
+	case <-time.After(time.Minute):
+		t.Fatal("the recipe did not finish within a minute")
+	}
+	out := stdout.String() + stderr.String()
+	w.Record(out)
+	var res result
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); werr != nil || jerr != nil {
+		t.Fatalf("python: %v %v\n%s", werr, jerr, out)
+	}
+	t.Logf("%d calls (%v), %d reads refused", res.Calls, res.Statuses, refused.Load())
+	if refused.Load() < 2 {
+		t.Errorf("%d reads refused, want the recipe to have tried again while Secrets Manager was down", refused.Load())
+	}
+	if res.Failed != 0 || res.Calls == 0 {
+		t.Errorf("%d of %d calls failed while Secrets Manager was down: %v", res.Failed, res.Calls, res.Statuses)
+	}
+	// Once per TTL, not once per call: 4 s at a 0.5 s TTL is at most 8 or 9 reads.
+	if n := refused.Load(); n > 12 {
+		t.Errorf("%d reads while Secrets Manager was down, want about one per TTL", n)
 	}
 }
