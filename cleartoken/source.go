@@ -240,13 +240,14 @@ func (s *Source) usable(refused string) bool {
 	if s.readAt.IsZero() {
 		return false
 	}
-	if refused != "" {
-		return s.cur.Value() != refused
-	}
 	// The cached token has been refused and a wait for its successor is under way: join it rather
-	// than send a request that Clear will refuse too.
+	// than send a request that Clear will refuse too. This holds for a caller refused an older
+	// token as well: the cached one differs from it, but is no better.
 	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() {
 		return false
+	}
+	if refused != "" {
+		return s.cur.Value() != refused
 	}
 	now := s.now()
 	if now.Sub(s.readAt) >= s.ttl || now.Before(s.readAt) {
