@@ -405,3 +405,47 @@ func TestPythonRecipeSecretsManagerDown(t *testing.T) {
 		t.Errorf("%d reads while Secrets Manager was down, want about one per TTL", n)
 	}
 }
+
+// TestHookCommandRecipe takes the hook command that docs/consumers.md shows (a shell assignment
+// of ROTATOR_HOOK_COMMAND), sets it as a POSIX shell does, splits it as the rotator does
+// (notify.SplitCommand) and runs it with the hook's environment, reload-erp and logger being
+// stand-ins that print what they get. Written with a bare $CLEAR_ROTATOR_VERSION_ID inside the
+// double quotes, the operator's shell expanded it at the assignment, to nothing, and the hook
+// was told version "".
+func TestHookCommandRecipe(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile(filepath.Join(proctest.Root(), "docs", "consumers.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "`ROTATOR_HOOK_COMMAND=")
+	line, _, _ := strings.Cut(rest, "`")
+	if !ok || line == "" {
+		t.Fatal("docs/consumers.md shows no ROTATOR_HOOK_COMMAND=... line")
+	}
+	assign := exec.Command("sh", "-c", "ROTATOR_HOOK_COMMAND="+line+`; printf %s "$ROTATOR_HOOK_COMMAND"`)
+	assign.Env = proctest.Env() // no CLEAR_ROTATOR_* in the operator's shell
+	value, err := assign.Output()
+	if err != nil {
+		t.Fatalf("sh: %v", err)
+	}
+	argv, err := notify.SplitCommand(string(value))
+	if err != nil {
+		t.Fatalf("the rotator refuses %q: %v", value, err)
+	}
+	bin := t.TempDir()
+	for name, script := range map[string]string{"reload-erp": `echo "reload-erp $*"`, "logger": "cat"} {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hook := exec.Command(argv[0], argv[1:]...)
+	hook.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "CLEAR_ROTATOR_VERSION_ID=7c9e6679-7425-40de-944b-e07fc1f90ae7"}
+	out, err := hook.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the hook %q: %v\n%s", argv, err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "reload-erp --version 7c9e6679-7425-40de-944b-e07fc1f90ae7" {
+		t.Errorf("the hook ran %q", got)
+	}
+}
