@@ -16,6 +16,12 @@
 // default, WithTTL) must be shorter than the rotator's ROTATOR_RENEW_BEFORE (or ROTATOR_MAX_AGE for
 // tokens that never expire); the 401 handling is then a safety net.
 //
+// When a re-read fails (Secrets Manager cannot be reached, or AWSCURRENT holds no token document),
+// the Source keeps using the token it read before until that token's valid_till (for a token that
+// never expires, until Clear refuses it), logs the failure, and tries again once per TTL rather
+// than on every call; as the rotator's gateway does. A token Clear refused is never used this way,
+// and without a token read before, or past its valid_till, the caller gets the error.
+//
 // The package depends only on the AWS SDK's Secrets Manager client and the standard library (and
 // the rotator's internal/secret, which holds the token the way the rotator does and uses the
 // standard library only), so an ERP does not pull in the rotator's dependencies. It never logs a token and never puts one, or any
@@ -27,4 +33,7 @@
 //	src := cleartoken.NewSource(sm, "clear/erp/token")
 //	client := &http.Client{Transport: cleartoken.NewTransport(src, nil), Timeout: 30 * time.Second}
 //	resp, err := client.Get("https://api.clear.in/...")
+//
+// For a Clear API that reads the token from another header (Clear's GLS API reads
+// x-clear-auth-token), make its Transport with WithHeader.
 package cleartoken

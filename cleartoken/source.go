@@ -170,7 +170,9 @@ func NewSource(sm SecretsManager, secretID string, opts ...Option) *Source {
 func (s *Source) SecretID() string { return s.secretID }
 
 // Token returns the token to send as x-cleartax-auth-token: the cached one, or a fresh read when
-// the cache is older than the TTL, past the token's valid_till, or empty.
+// the cache is older than the TTL, past the token's valid_till, or empty. When a re-read after the
+// TTL fails, the cached token is returned while its valid_till has not passed (see the package
+// documentation).
 func (s *Source) Token(ctx context.Context) (string, error) {
 	t, err := s.Get(ctx)
 	return t.Value(), err
@@ -238,13 +240,14 @@ func (s *Source) usable(refused string) bool {
 	if s.readAt.IsZero() {
 		return false
 	}
-	if refused != "" {
-		return s.cur.Value() != refused
-	}
 	// The cached token has been refused and a wait for its successor is under way: join it rather
-	// than send a request that Clear will refuse too.
+	// than send a request that Clear will refuse too. This holds for a caller refused an older
+	// token as well: the cached one differs from it, but is no better.
 	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() {
 		return false
+	}
+	if refused != "" {
+		return s.cur.Value() != refused
 	}
 	now := s.now()
 	if now.Sub(s.readAt) >= s.ttl || now.Before(s.readAt) {
@@ -254,6 +257,12 @@ func (s *Source) usable(refused string) bool {
 	// secret holds nothing better and re-reading on every call would only hammer Secrets Manager.
 	exp := s.cur.ValidTill
 	return exp.IsZero() || now.Before(exp) || !s.readAt.Before(exp)
+}
+
+// unexpired reports whether the cache holds a token that has not been refused and whose
+// valid_till, if it has one, has not passed; s.mu must be held.
+func (s *Source) unexpired() bool {
+	return !s.readAt.IsZero() && (s.cur.ValidTill.IsZero() || s.now().Before(s.cur.ValidTill))
 }
 
 // fly runs f and publishes its result.
@@ -266,8 +275,18 @@ func (s *Source) fly(f *flight) {
 		t, err = s.waitNewer(f.refused)
 	}
 	s.mu.Lock()
-	if err == nil {
+	switch {
+	case err == nil:
 		s.cur, s.readAt = t, s.now()
+	case f.refused == "" && s.unexpired():
+		// Secrets Manager could not be read, or AWSCURRENT holds no token document: the token
+		// read before is still the best there is, as long as Clear has not refused it (then
+		// readAt is zero) and its valid_till has not passed. Try again after another TTL, not
+		// on every call.
+		s.log.Warn("cleartoken: cannot re-read the token secret; using the token read before until its valid_till",
+			"secret_id", s.secretID, "version_id", s.cur.VersionID, "valid_till", s.cur.ValidTill, "error", err)
+		s.readAt = s.now()
+		t, err = s.cur, nil
 	}
 	s.flight = nil
 	f.tok, f.err = t, err

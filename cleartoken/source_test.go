@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -31,6 +32,8 @@ type secret struct {
 	w *rig.World
 	// err, if set, is every read's answer instead of the secret's value.
 	err error
+	// attempts counts every GetSecretValue, failed ones too (count counts those that were answered).
+	attempts atomic.Int64
 }
 
 func newSecret(t *testing.T) *secret {
@@ -40,6 +43,7 @@ func newSecret(t *testing.T) *secret {
 		if !ok {
 			return nil
 		}
+		s.attempts.Add(1)
 		if aws.ToString(g.VersionStage) != "AWSCURRENT" || g.VersionId != nil {
 			t.Errorf("GetSecretValue asked for stage %q, version %v; want AWSCURRENT", aws.ToString(g.VersionStage), g.VersionId)
 		}
@@ -365,4 +369,36 @@ func TestTokenNeverPrinted(t *testing.T) {
 			t.Errorf("the token is printed: %s", out)
 		}
 	}
+}
+
+// TestRefusedOlderTokenJoinsTheWait: two rotations in a row (an operator's two forces, say). A
+// caller still holding the first token is refused while the cache holds the second, which Clear
+// has refused too and which a wait is under way to replace. Refused returned the second token at
+// once, since it differs from the one refused, and the caller's one retry was refused again. It
+// must join the wait and get the third.
+func TestRefusedOlderTokenJoinsTheWait(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const tok3 = "1.33333333-cccc-4ccc-8ccc-leaked-token-three_0123456789abcdef"
+		sm := newFake(t, tok1)
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		ctx := context.Background()
+		first, _ := src.Get(ctx) // a slow request still carries it after both rotations
+		sm.put(tok2)
+		second, err := src.Refused(ctx, first)
+		if err != nil || second.Value() != tok2 {
+			t.Fatalf("first refusal: %v", err)
+		}
+		go func() { time.Sleep(time.Second); sm.put(tok3) }()
+		waiting := make(chan Token)
+		go func() { got, _ := src.Refused(ctx, second); waiting <- got }()
+		synctest.Wait() // the wait for the second token's successor has begun
+		got, err := src.Refused(ctx, first)
+		if err != nil || got.Value() != tok3 {
+			t.Errorf("the older token's refusal got %v (%v), want the third token, not the refused second", got, err)
+		}
+		if other := <-waiting; other.Value() != tok3 {
+			t.Errorf("the second token's refusal got %v", other)
+		}
+	})
 }

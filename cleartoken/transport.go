@@ -6,18 +6,24 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
-// Header is the header Clear reads the access token from.
+// Header is the header Clear's APIs read the access token from (WithHeader names another).
 const Header = "x-cleartax-auth-token"
+
+// otherTokenHeader is the header Clear's GLS API reads the token from; a hop that leaves the
+// token's origin loses it as it loses Header, whichever the Transport sends.
+const otherTokenHeader = "x-clear-auth-token"
 
 // drainLimit bounds how much of a 401 answer is read so that its connection can be reused; a
 // larger body is not worth reading and the connection is closed instead.
 const drainLimit = 64 << 10
 
 // NewTransport returns an http.RoundTripper that sends src's token to Clear in the
-// x-cleartax-auth-token header, through base (http.DefaultTransport when nil).
+// x-cleartax-auth-token header (or the one WithHeader names), through base (http.DefaultTransport
+// when nil).
 //
 // When Clear answers 401, it tells src the token was refused, which waits for a newer token in
 // AWSCURRENT (see Source.Refused), and retries the request once with it. The 401 is returned as is
@@ -30,23 +36,57 @@ const drainLimit = 64 << 10
 // an http.Client follows a redirect to another origin (another host or port, or https to http),
 // that request and every later hop of the redirect are sent without it, as net/http does with
 // Authorization; to reach another origin, make a new request there.
-func NewTransport(src *Source, base http.RoundTripper) http.RoundTripper {
+func NewTransport(src *Source, base http.RoundTripper, opts ...TransportOption) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &transport{src: src, base: base}
+	t := &transport{src: src, base: base, header: Header}
+	for _, o := range opts {
+		o(t)
+	}
+	return t
+}
+
+// TransportOption configures a Transport.
+type TransportOption func(*transport)
+
+// WithHeader makes the Transport send the token in the header name instead of
+// x-cleartax-auth-token: Clear's GLS API, for one, reads it from x-clear-auth-token. "" keeps
+// Header. A name that is not a valid HTTP header name panics, since net/http would refuse every
+// request that carried it.
+func WithHeader(name string) TransportOption {
+	if name != "" && !validHeaderName(name) {
+		panic("cleartoken: WithHeader: " + strconv.Quote(name) + " is not a valid HTTP header name")
+	}
+	return func(t *transport) {
+		if name != "" {
+			t.header = name
+		}
+	}
+}
+
+// validHeaderName reports whether name is an RFC 9110 token: visible ASCII but delimiters.
+func validHeaderName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return name != ""
 }
 
 type transport struct {
-	src  *Source
-	base http.RoundTripper
+	src    *Source
+	base   http.RoundTripper
+	header string // the header the token travels in
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !onTokenHost(req) {
 		// A redirect left the host the caller addressed. net/http strips Authorization on such a
 		// redirect but not a custom header, and it calls this Transport again for every hop.
-		return t.base.RoundTrip(withoutToken(req))
+		return t.base.RoundTrip(withoutToken(req, t.header))
 	}
 	tok, err := t.src.Get(req.Context())
 	if err != nil {
@@ -56,7 +96,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	resp, err := t.base.RoundTrip(withToken(req, tok))
+	resp, err := t.base.RoundTrip(withToken(req, t.header, tok))
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
@@ -75,7 +115,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			"secret_id", t.src.secretID, "version_id", tok.VersionID, "error", err)
 		return resp, nil
 	}
-	retry := withToken(req, newer)
+	retry := withToken(req, t.header, newer)
 	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
 		body, err := req.GetBody()
 		if err != nil {
@@ -109,22 +149,31 @@ func onTokenHost(req *http.Request) bool {
 	return true
 }
 
-// withoutToken returns req, or a copy of it without the token header when the caller set one
-// itself: the header goes to the token's host only, whoever put it there.
-func withoutToken(req *http.Request) *http.Request {
-	if _, ok := req.Header[http.CanonicalHeaderKey(Header)]; !ok {
+// withoutToken returns req, or a copy of it without any token header (the Transport's header and
+// Clear's known ones) when the caller set one itself: a token goes to the token's host only,
+// whoever put it there.
+func withoutToken(req *http.Request, header string) *http.Request {
+	names := []string{header, Header, otherTokenHeader}
+	found := false
+	for _, h := range names {
+		_, ok := req.Header[http.CanonicalHeaderKey(h)]
+		found = found || ok
+	}
+	if !found {
 		return req
 	}
 	r := req.Clone(req.Context())
-	r.Header.Del(Header)
+	for _, h := range names {
+		r.Header.Del(h)
+	}
 	return r
 }
 
-// withToken returns a shallow copy of req, with its own headers, carrying tok. The body is shared:
-// the caller replaces it for a retry.
-func withToken(req *http.Request, tok Token) *http.Request {
+// withToken returns a shallow copy of req, with its own headers, carrying tok in header. The body
+// is shared: the caller replaces it for a retry.
+func withToken(req *http.Request, header string, tok Token) *http.Request {
 	r := req.Clone(req.Context())
-	r.Header.Set(Header, tok.Value())
+	r.Header.Set(header, tok.Value())
 	return r
 }
 

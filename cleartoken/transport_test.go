@@ -15,6 +15,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
@@ -330,4 +332,123 @@ func TestOrigin(t *testing.T) {
 			t.Errorf("origin(%s) == origin(%s) is %v, want %v", tc.a, tc.b, same, tc.same)
 		}
 	}
+}
+
+// TestTransportHeaderForOtherAPIs: Clear's GLS API reads the token from x-clear-auth-token, not
+// x-cleartax-auth-token (the gateway has gateway_token_header for it). The Transport could send
+// it only in x-cleartax-auth-token, so every GLS call was refused, and each refusal waited for a
+// newer token that could not help. WithHeader names the header; a rotation then costs no call.
+func TestTransportHeaderForOtherAPIs(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		const gls = "x-clear-auth-token"
+		sm.w.Handle("GET /_test/gls", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tok := r.Header.Get(gls); tok == "" || !sm.w.Emu.Live(tok) || r.Header.Get(Header) != "" {
+				w.WriteHeader(http.StatusUnauthorized)
+			}
+		}))
+		src := NewSource(sm.api(), sm.id())
+		client := &http.Client{Transport: NewTransport(src, clear, WithHeader("X-Clear-Auth-Token"))}
+		get := func() int {
+			resp, err := client.Get(sm.url("/_test/gls"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := get(); code != http.StatusOK || clear.calls() != 1 {
+			t.Fatalf("GLS call: %d after %d calls, want 200 at once", code, clear.calls())
+		}
+		tok2 := sm.w.Issue()
+		go func() { time.Sleep(300 * time.Millisecond); sm.put(tok2) }()
+		if code := get(); code != http.StatusOK || clear.calls() != 3 {
+			t.Errorf("GLS call after a rotation: %d after %d calls, want 200 on the one retry", code, clear.calls())
+		}
+	})
+}
+
+// TestWithHeaderRefusesInvalidNames: a name net/http would refuse on every request (or one that
+// could smuggle another header) is refused when the Transport is made.
+func TestWithHeaderRefusesInvalidNames(t *testing.T) {
+	for _, name := range []string{"x-clear auth", "x-clear-auth-token\r\nx-evil", "x:y", "x-töken"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("WithHeader(%q) was accepted", name)
+				}
+			}()
+			NewTransport(nil, nil, WithHeader(name))
+		}()
+	}
+	NewTransport(nil, nil, WithHeader("")) // the default
+}
+
+// TestSecretsManagerDownServesTheCachedToken: once the TTL had passed, a re-read that failed
+// (Secrets Manager unreachable, or AWSCURRENT overwritten with something that is not a token
+// document) failed every call waiting on it, though the cached token was still good at Clear: one
+// failed read turned into ERP-visible failed calls, for as long as Secrets Manager was down. The
+// gateway keeps the token it holds through the same failures. Now the cached token is used until
+// its valid_till, the read is tried again once per TTL, not on every call, and the failure is
+// logged; past valid_till the error is the caller's. A token Clear refused is never served this
+// way (TestRefusedWaitIsBounded: the next Get reads).
+func TestSecretsManagerDownServesTheCachedToken(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		logs := &proctest.Buffer{}
+		sm, clear := newClear(t)
+		sm.w.RecordFrom(logs)
+		tok := sm.w.Issue()
+		doc := `{"access_token":"` + tok + `","valid_till":"` + time.Now().Add(10*time.Minute).UTC().Format(time.RFC3339) + `"}`
+		sm.setRaw(&doc, nil)
+		src := NewSource(sm.api(), sm.id(), WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		call := func(when string) {
+			t.Helper()
+			resp, err := client.Get(sm.url(rig.PingPath))
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %v %v, want 200 with the cached token", when, resp, err)
+			}
+			resp.Body.Close()
+		}
+		call("before the outage")
+
+		sm.err = errors.New("RequestError: send request failed: connection refused")
+		time.Sleep(DefaultTTL)
+		call("at the TTL, Secrets Manager down")
+		for range 30 {
+			time.Sleep(time.Second)
+			call("within the next TTL")
+		}
+		if n := sm.attempts.Load(); n != 2 {
+			t.Errorf("%d reads, want 2: a failed re-read is tried again once per TTL", n)
+		}
+		time.Sleep(DefaultTTL)
+		call("a TTL later, still down")
+		if n := sm.attempts.Load(); n != 3 {
+			t.Errorf("%d reads, want 3", n)
+		}
+		if !strings.Contains(logs.String(), "cannot re-read") {
+			t.Errorf("the failed re-read was not logged: %s", logs.String())
+		}
+
+		// AWSCURRENT overwritten with something that is not a token: the same.
+		sm.err = nil
+		sm.setRaw(aws.String(`{}`), nil)
+		time.Sleep(DefaultTTL)
+		call("AWSCURRENT holds no token")
+
+		// Past valid_till the cached token is not used: the caller gets the error.
+		sm.err = errors.New("RequestError: send request failed: connection refused")
+		time.Sleep(10 * time.Minute)
+		_, err := client.Get(sm.url(rig.PingPath))
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != KindRead {
+			t.Errorf("past valid_till: %v, want a *Error of KindRead", err)
+		}
+		if clear.calls() != 34 {
+			t.Errorf("%d calls reached Clear, want 34", clear.calls())
+		}
+	})
 }

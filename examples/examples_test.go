@@ -8,15 +8,25 @@ package examples
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
@@ -172,4 +182,270 @@ func TestPythonRecipe(t *testing.T) {
 		}
 	}
 	t.Logf("python --post-stream: %v", res2.Statuses)
+}
+
+// TestPythonRecipeKeepsTheTokenOnItsHost: requests follows a redirect with every header of the
+// request but Authorization, so the recipe's x-cleartax-auth-token went to whatever host Clear's
+// answer named; and when that host answered 401, the recipe's hook took it for a refusal and sent
+// it the cached token. The Go Transport sends the token only to the origin the caller addressed
+// (TestTransportSendsTheTokenOnlyToItsHost); the recipe must do the same. A redirect within the
+// origin keeps the token.
+func TestPythonRecipeKeepsTheTokenOnItsHost(t *testing.T) {
+	t.Parallel()
+	w := rig.New(t, rig.Options{})
+	tok := w.Issue()
+	w.StoreToken(tok)
+	var mu sync.Mutex
+	seen := map[string]string{} // path at the other host -> the token header it received
+	other := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path] = r.Header.Get("x-cleartax-auth-token")
+		mu.Unlock()
+		if r.URL.Path == "/refuse" {
+			rw.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	defer other.Close()
+	w.Handle("GET /_test/away", http.RedirectHandler(other.URL+"/landed", http.StatusFound))
+	w.Handle("GET /_test/away-refused", http.RedirectHandler(other.URL+"/refuse", http.StatusTemporaryRedirect))
+	w.Handle("GET /_test/within", http.RedirectHandler(rig.PingPath, http.StatusFound))
+
+	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
+	for path, want := range map[string]string{"/_test/away": "200", "/_test/away-refused": "401", "/_test/within": "200"} {
+		cmd := exec.Command("python3", script, "--secret-id", w.TokenID, "--url", w.ClearURL+path, "--threads", "1", "--seconds", "0.1")
+		cmd.Env = proctest.Env(w.Moto.Env()...)
+		out, err := cmd.CombinedOutput()
+		w.Record(string(out))
+		if strings.Contains(string(out), "ModuleNotFoundError") {
+			t.Fatalf("the Python recipe needs python3 with boto3 and requests:\n%s", out)
+		}
+		var res result
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || jerr != nil {
+			t.Fatalf("%s: %v %v\n%s", path, err, jerr, out)
+		}
+		if res.Calls == 0 || res.Statuses[want] != res.Calls {
+			t.Errorf("%s: statuses %v, want every call %s", path, res.Statuses, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, path := range []string{"/landed", "/refuse"} {
+		if h, ok := seen[path]; !ok {
+			t.Errorf("the other host was never asked for %s", path)
+		} else if h != "" {
+			t.Errorf("the other host received the token (%d characters) at %s", len(h), path)
+		}
+	}
+}
+
+// TestWebhookReceiverRecipe runs the receiver's check that docs/consumers.md shows, as written,
+// on messages the rotator's own signer signs (internal/notify), with every form of key the rotator
+// accepts for whsec_ (standard or URL-safe base64, padded or not: a key made with Python's
+// secrets.token_urlsafe is the URL-safe, unpadded kind). The check used base64.b64decode, which
+// fails on an unpadded key and silently drops '-' and '_', so a receiver holding such a key, one
+// the rotator signs with, refused every message.
+func TestWebhookReceiverRecipe(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile(filepath.Join(proctest.Root(), "docs", "consumers.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recipe string
+	for block := range strings.SplitSeq(string(doc), "```python\n") {
+		if code, _, ok := strings.Cut(block, "```"); ok && strings.Contains(code, "def verify(") {
+			recipe = code
+		}
+	}
+	if recipe == "" {
+		t.Fatal("docs/consumers.md has no Python block with def verify(")
+	}
+	// 32 key bytes whose base64 has '+', '/' and padding, so that each form differs.
+	raw := bytes.Repeat([]byte{0xfb, 0xff, 0xbf}, 11)[:32]
+	forms := map[string]string{
+		"standard":          base64.StdEncoding.EncodeToString(raw),
+		"standard unpadded": base64.RawStdEncoding.EncodeToString(raw),
+		"url-safe":          base64.URLEncoding.EncodeToString(raw),
+		"url-safe unpadded": base64.RawURLEncoding.EncodeToString(raw),
+	}
+	other := "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	type check struct {
+		Name, Secret, ID, TS, Sig, Body string
+		Want                            bool
+	}
+	var checks []check
+	now := time.Now()
+	body := `{"type":"clear.token.rotated","client":"erp"}`
+	for name, b64 := range forms {
+		secret := "whsec_" + b64
+		keys, err := notify.ParseKeys(notify.NewSecret(secret))
+		if err != nil {
+			t.Fatalf("the rotator refuses the %s key: %v", name, err)
+		}
+		sig := keys.Sign("msg_1", now, []byte(body))
+		ts := strconv.FormatInt(now.Unix(), 10)
+		checks = append(checks,
+			check{name, secret, "msg_1", ts, sig, body, true},
+			check{name + ", tampered body", secret, "msg_1", ts, sig, body + " ", false},
+			check{name + ", another key", other, "msg_1", ts, sig, body, false})
+	}
+	// While the secret changes the rotator signs with both keys; a receiver holding either accepts.
+	both, err := notify.ParseKeys(notify.NewSecret(other + " whsec_" + forms["standard"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := now.Add(-10 * time.Minute)
+	checks = append(checks,
+		check{"two keys, the new one held", "whsec_" + forms["standard"], "msg_2", strconv.FormatInt(now.Unix(), 10), both.Sign("msg_2", now, []byte(body)), body, true},
+		check{"too old", other, "msg_3", strconv.FormatInt(old.Unix(), 10), both.Sign("msg_3", old, []byte(body)), body, false})
+
+	input, _ := json.Marshal(checks)
+	driver := recipe + `
+import json, sys
+for c in json.load(sys.stdin):
+    try:
+        got = verify(c["Secret"], {"webhook-id": c["ID"], "webhook-timestamp": c["TS"], "webhook-signature": c["Sig"]}, c["Body"].encode())
+    except Exception as e:
+        got = type(e).__name__
+    print(json.dumps([c["Name"], got]))
+`
+	cmd := exec.Command("python3", "-c", driver)
+	cmd.Stdin = bytes.NewReader(input)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	want := map[string]bool{}
+	for _, c := range checks {
+		want[c.Name] = c.Want
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(checks) {
+		t.Fatalf("%d answers for %d checks:\n%s", len(lines), len(checks), out)
+	}
+	for _, line := range lines {
+		var r [2]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		name, _ := r[0].(string)
+		if got, ok := r[1].(bool); !ok || got != want[name] {
+			t.Errorf("%s: verify answered %v, want %v", name, r[1], want[name])
+		}
+	}
+}
+
+// TestPythonRecipeSecretsManagerDown: as TestSecretsManagerDownServesTheCachedToken for the Go
+// package. The recipe re-reads the secret once its TTL has passed; when that read failed (here
+// Secrets Manager refuses every call with AccessDeniedException), token() raised and every call
+// failed, though the token it held was still live at Clear. It must keep using that token (until
+// its valid_till) and try the read again once per TTL.
+func TestPythonRecipeSecretsManagerDown(t *testing.T) {
+	t.Parallel()
+	w := rig.New(t, rig.Options{})
+	w.StoreToken(w.Issue())
+	motoURL, err := url.Parse(w.Moto.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	var reads, refused atomic.Int64
+	moto := httputil.NewSingleHostReverseProxy(motoURL)
+	proxy := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".GetSecretValue") {
+			reads.Add(1)
+			if down.Load() {
+				refused.Add(1)
+				rw.Header().Set("Content-Type", "application/x-amz-json-1.1")
+				rw.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(rw, `{"__type":"AccessDeniedException","message":"not now"}`)
+				return
+			}
+		}
+		moto.ServeHTTP(rw, r)
+	}))
+	defer proxy.Close()
+
+	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
+	cmd := exec.Command("python3", script, "--secret-id", w.TokenID, "--url", w.ClearURL+rig.PingPath,
+		"--threads", "2", "--seconds", "4", "--interval", "0.02", "--ttl", "0.5")
+	cmd.Env = proctest.Env(append(w.Moto.Env(), "AWS_ENDPOINT_URL="+proxy.URL)...)
+	var stdout, stderr proctest.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return reads.Load() > 0 })
+	down.Store(true)
+	var werr error
+	select {
+	case werr = <-exited:
+	case <-time.After(time.Minute):
+		t.Fatal("the recipe did not finish within a minute")
+	}
+	out := stdout.String() + stderr.String()
+	w.Record(out)
+	var res result
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); werr != nil || jerr != nil {
+		t.Fatalf("python: %v %v\n%s", werr, jerr, out)
+	}
+	t.Logf("%d calls (%v), %d reads refused", res.Calls, res.Statuses, refused.Load())
+	if refused.Load() < 2 {
+		t.Errorf("%d reads refused, want the recipe to have tried again while Secrets Manager was down", refused.Load())
+	}
+	if res.Failed != 0 || res.Calls == 0 {
+		t.Errorf("%d of %d calls failed while Secrets Manager was down: %v", res.Failed, res.Calls, res.Statuses)
+	}
+	// Once per TTL, not once per call: 4 s at a 0.5 s TTL is at most 8 or 9 reads.
+	if n := refused.Load(); n > 12 {
+		t.Errorf("%d reads while Secrets Manager was down, want about one per TTL", n)
+	}
+}
+
+// TestHookCommandRecipe takes the hook command that docs/consumers.md shows (a shell assignment
+// of ROTATOR_HOOK_COMMAND), sets it as a POSIX shell does, splits it as the rotator does
+// (notify.SplitCommand) and runs it with the hook's environment, reload-erp and logger being
+// stand-ins that print what they get. Written with a bare $CLEAR_ROTATOR_VERSION_ID inside the
+// double quotes, the operator's shell expanded it at the assignment, to nothing, and the hook
+// was told version "".
+func TestHookCommandRecipe(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile(filepath.Join(proctest.Root(), "docs", "consumers.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "`ROTATOR_HOOK_COMMAND=")
+	line, _, _ := strings.Cut(rest, "`")
+	if !ok || line == "" {
+		t.Fatal("docs/consumers.md shows no ROTATOR_HOOK_COMMAND=... line")
+	}
+	assign := exec.Command("sh", "-c", "ROTATOR_HOOK_COMMAND="+line+`; printf %s "$ROTATOR_HOOK_COMMAND"`)
+	assign.Env = proctest.Env() // no CLEAR_ROTATOR_* in the operator's shell
+	value, err := assign.Output()
+	if err != nil {
+		t.Fatalf("sh: %v", err)
+	}
+	argv, err := notify.SplitCommand(string(value))
+	if err != nil {
+		t.Fatalf("the rotator refuses %q: %v", value, err)
+	}
+	bin := t.TempDir()
+	for name, script := range map[string]string{"reload-erp": `echo "reload-erp $*"`, "logger": "cat"} {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hook := exec.Command(argv[0], argv[1:]...)
+	hook.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "CLEAR_ROTATOR_VERSION_ID=7c9e6679-7425-40de-944b-e07fc1f90ae7"}
+	out, err := hook.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the hook %q: %v\n%s", argv, err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "reload-erp --version 7c9e6679-7425-40de-944b-e07fc1f90ae7" {
+		t.Errorf("the hook ran %q", got)
+	}
 }

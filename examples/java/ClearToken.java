@@ -10,7 +10,9 @@
 //    before the rotator has stored its successor), re-read with bounded, jittered exponential
 //    backoff (about 10 s in all), then retry the request once with the new token;
 //  - one thread waits; the others refused at the same moment find the newer token cached;
-//  - never retry a request whose body cannot be sent twice;
+//  - never retry a request whose body cannot be sent twice (one of unknown length, by default);
+//  - send the token only where the request was made: a client that follows redirects is refused,
+//    since java.net.http sends every header of the request to the host a redirect names;
 //  - never log a token or put one, or any part of the secret, in an exception.
 //
 // Usage:
@@ -127,15 +129,34 @@ public final class ClearToken {
     }
 
     /**
-     * Sends a request with the token; on a 401 waits for a newer token and sends it once more.
-     * java.net.http's BodyPublishers (ofString, ofByteArray, noBody) can be sent twice; a publisher
-     * made from an InputStream cannot: pass replayable = false for those and the 401 is returned.
+     * Sends a request with the token; on a 401 waits for a newer token and sends it once more, if
+     * replayable says the body can be sent twice; otherwise the 401 is returned. The client must
+     * not follow redirects (HttpClient's default, Redirect.NEVER): java.net.http follows one with
+     * every header of the request, so the token would go to whatever host the redirect names.
      */
     public <T> HttpResponse<T> send(HttpClient client, HttpRequest.Builder request,
             HttpResponse.BodyHandler<T> handler, boolean replayable) throws IOException, InterruptedException {
+        if (client.followRedirects() != HttpClient.Redirect.NEVER) {
+            throw new IllegalArgumentException("ClearToken.send needs an HttpClient that does not follow redirects:"
+                    + " it would send the token to any host a redirect names");
+        }
         String tok = token();
         HttpResponse<T> resp = client.send(request.copy().setHeader(HEADER, tok).build(), handler);
-        if (resp.statusCode() != 401 || !replayable) {
+        if (resp.statusCode() != 401) {
+            return resp;
+        }
+        if (!replayable) {
+            // Clear's 401 is returned, but the wait for the newer token runs in the background, so
+            // that the next requests carry it instead of the refused one for the rest of the TTL.
+            Thread wait = new Thread(() -> {
+                try {
+                    refused(tok);
+                } catch (RuntimeException | InterruptedException e) {
+                    // the next request re-reads, or waits again
+                }
+            });
+            wait.setDaemon(true);
+            wait.start();
             return resp;
         }
         String fresh;
@@ -147,8 +168,24 @@ public final class ClearToken {
         return client.send(request.copy().setHeader(HEADER, fresh).build(), handler);
     }
 
+    /**
+     * send with the body's replayability judged from its publisher (see {@link #replayable}): a
+     * body of unknown length, such as BodyPublishers.ofInputStream, is not sent again, since a
+     * second subscription may read an exhausted stream and send an empty body.
+     */
     public <T> HttpResponse<T> send(HttpClient client, HttpRequest.Builder request,
             HttpResponse.BodyHandler<T> handler) throws IOException, InterruptedException {
-        return send(client, request, handler, true);
+        return send(client, request, handler, replayable(request.copy().build()));
+    }
+
+    /**
+     * Whether a request's body can be sent twice: no body, or a body of known length
+     * (BodyPublishers ofString, ofByteArray, ofFile, noBody). A body of unknown length
+     * (ofInputStream, ofByteArrays, fromPublisher) may be readable once only. fromPublisher with a
+     * length is taken as replayable: pass replayable = false to the four-argument send for one
+     * that is not.
+     */
+    public static boolean replayable(HttpRequest request) {
+        return request.bodyPublisher().map(p -> p.contentLength() >= 0).orElse(true);
     }
 }

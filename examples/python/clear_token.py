@@ -7,7 +7,12 @@ The same rule as the Go package cleartoken:
   token before the rotator has stored its successor), re-read with bounded, jittered exponential
   backoff (about 10 s in all), then retry the request once with the new token;
 * one thread waits for the newer token; the others refused at the same moment find it cached;
+* when a re-read fails (Secrets Manager down, AWSCURRENT holding no token document), keep using the
+  token read before until its valid_till, unless Clear refused it, and try again once per TTL;
 * never retry a request whose body is a stream (it cannot be sent twice);
+* send the token only to the origin (scheme, host, port) the request was made to: requests follows
+  a redirect with every header but Authorization, so a redirect to another origin, and every hop
+  after it, goes without the token;
 * never log a token or put one, or any part of the secret, in an exception.
 
 Usage::
@@ -25,13 +30,45 @@ for a while and prints {"calls": N, "failed": M}.
 """
 
 import json
+import logging
 import random
 import threading
 import time
+from datetime import datetime, timezone
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 HEADER = "x-cleartax-auth-token"
+
+log = logging.getLogger(__name__)
+
+
+def _valid_till(doc):
+    """The token's expiry as an aware datetime; None when it never expires or cannot be read."""
+    vt = doc.get("valid_till")
+    if not isinstance(vt, str):
+        return None
+    try:
+        at = datetime.fromisoformat(vt.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+def _origin(url):
+    """Scheme, host name and port, with the scheme's default port; None when url has none."""
+    try:
+        u = urlsplit(url)
+        scheme = u.scheme.lower()
+        return scheme, u.hostname or "", u.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # a port that is not a number
+        return None
+
+
+def _same_origin(a, b):
+    oa = _origin(a)
+    return oa is not None and oa == _origin(b)
 
 
 class ClearTokenError(Exception):
@@ -52,8 +89,9 @@ class ClearTokenSource:
         self._ttl = ttl
         self._max_wait = max_wait
         self._lock = threading.Lock()  # one read (or one wait for a newer token) at a time
-        self._token = None
+        self._token = None  # None also after Clear refused it and no newer one came
         self._version = None
+        self._valid_till = None
         self._read_at = None
 
     def _read(self):
@@ -75,14 +113,25 @@ class ClearTokenSource:
             raise ClearTokenError(self.secret_id, "no token yet", "the secret holds no access_token")
         if not isinstance(token, str) or not all(0x21 <= ord(c) <= 0x7E for c in token):
             raise ClearTokenError(self.secret_id, "malformed token document", "access_token is not a header-safe string")
-        return token, out.get("VersionId")
+        return token, out.get("VersionId"), _valid_till(doc)
 
     def token(self):
-        """The cached token, re-read once the cache is older than the TTL."""
+        """The cached token, re-read once the cache is older than the TTL.
+
+        When that re-read fails, the token read before is kept until its valid_till (a token that
+        never expires: until Clear refuses it), and the read is tried again after another TTL.
+        """
         with self._lock:
             now = time.monotonic()
             if self._token is None or now - self._read_at >= self._ttl:
-                self._token, self._version = self._read()
+                try:
+                    self._token, self._version, self._valid_till = self._read()
+                except ClearTokenError as e:
+                    if self._token is None or (
+                        self._valid_till is not None and datetime.now(timezone.utc) >= self._valid_till
+                    ):
+                        raise
+                    log.warning("%s; using the token read before (version %s) until its valid_till", e, self._version)
                 self._read_at = now
             return self._token
 
@@ -94,9 +143,10 @@ class ClearTokenSource:
             deadline = time.monotonic() + self._max_wait
             backoff = 0.1
             while True:
-                new, version = self._read()
+                new, version, valid_till = self._read()
                 if new != token:
-                    self._token, self._version, self._read_at = new, version, time.monotonic()
+                    self._token, self._version, self._valid_till = new, version, valid_till
+                    self._read_at = time.monotonic()
                     return new
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -125,15 +175,22 @@ class ClearAuth(requests.auth.AuthBase):
 
     def _on_response(self, resp, **kwargs):
         req = resp.request
+        if HEADER not in req.headers:
+            return resp  # a hop after a redirect left the origin: no token was sent, none refused
+        if resp.is_redirect and not _same_origin(req.url, urljoin(resp.url, resp.headers["location"])):
+            # requests copies this request, headers and all, for the next hop; the token stays
+            # here. Later hops are copies of that one, so they go without it too.
+            del req.headers[HEADER]
+            return resp
         if resp.status_code != 401 or getattr(req, "_clear_retried", False):
             return resp
         if req.body is not None and not isinstance(req.body, (bytes, str)):
             # A streamed body cannot be sent again: return Clear's 401, but wait for the newer
             # token in the background so that the next requests carry it.
-            threading.Thread(target=self._refresh, args=(req.headers.get(HEADER),), daemon=True).start()
+            threading.Thread(target=self._refresh, args=(req.headers[HEADER],), daemon=True).start()
             return resp
         try:
-            token = self.source.refused(req.headers.get(HEADER))
+            token = self.source.refused(req.headers[HEADER])
         except ClearTokenError:
             return resp
         resp.content  # drain the 401 so its connection can be reused
@@ -159,10 +216,11 @@ def _main():
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--interval", type=float, default=0.05)
+    p.add_argument("--ttl", type=float, default=60.0, help="seconds a token is used before the secret is read again")
     p.add_argument("--post-stream", action="store_true", help="POST a streamed body (never retried)")
     args = p.parse_args()
 
-    source = ClearTokenSource(args.secret_id, boto3.client("secretsmanager"))
+    source = ClearTokenSource(args.secret_id, boto3.client("secretsmanager"), ttl=args.ttl)
     try:
         source.token()
     except ClearTokenError as e:
