@@ -174,7 +174,11 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 func builtin(name string, args []string, stdout io.Writer) (bool, error) {
 	switch name {
 	case "version", "--version", "-v":
-		if len(args) > 0 {
+		switch {
+		case len(args) == 1 && isHelpFlag(args[0]):
+			fmt.Fprint(stdout, builtinHelp["version"])
+			return true, nil
+		case len(args) > 0:
 			return true, usagef("version", "version takes no arguments")
 		}
 		fmt.Fprintln(stdout, versionString())
@@ -185,7 +189,15 @@ func builtin(name string, args []string, stdout io.Writer) (bool, error) {
 			fmt.Fprint(stdout, overview())
 			return true, nil
 		case len(args) > 1:
-			return true, usagef("", "help takes at most one command")
+			return true, usagef("help", "help takes at most one command")
+		case isHelpFlag(args[0]):
+			fmt.Fprint(stdout, builtinHelp["help"])
+			return true, nil
+		}
+		// version and help take no configuration, so they are not in the commands table.
+		if h, ok := builtinHelp[args[0]]; ok {
+			fmt.Fprint(stdout, h)
+			return true, nil
 		}
 		cmd, err := findCommand(args[0])
 		if err != nil {
