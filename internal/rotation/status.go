@@ -115,6 +115,16 @@ func blockOf(s Snapshot, d Decision) (until *time.Time, reason *string) {
 	if err == nil {
 		return nil, nil
 	}
+	// Consumers that may still hold a token keep its API client from being asked only until the
+	// re-read interval has passed: a block only when the renewal falls before that, and it ends then.
+	var held *RereadError
+	if errors.As(err, &held) {
+		if d.RenewAt.IsZero() || !d.RenewAt.Before(held.Until) {
+			return nil, nil
+		}
+		u, r := held.Until, held.Error()
+		return &u, &r
+	}
 	for _, v := range d.Slots {
 		if v.refusal == err {
 			until, reason = v.BlockedUntil, v.BlockedReason
