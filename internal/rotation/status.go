@@ -100,6 +100,10 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 	}
 	if l := d.Settled.Lost; l != nil && lostCurrent(s, d.Settled) {
 		st.TokenLost = &LostView{At: l.At, Reason: l.Reason, Certain: l.Certain}
+		// A lost token is due at once (dueGate), whatever the renewal of the one it may have revoked.
+		if now := s.Now.UTC(); st.RenewAt == nil || st.RenewAt.After(now) {
+			st.RenewAt = &now
+		}
 	}
 	st.BlockedUntil, st.BlockedReason = blockOf(s, d)
 	st.LastError = lastError(d)
