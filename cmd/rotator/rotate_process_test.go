@@ -378,3 +378,18 @@ func abandonClaim(w *rig.World, leaseEnd time.Time) {
 		w.T.Fatal(err)
 	}
 }
+
+// TestRotateAPIClientNotConfiguredIsAUsageError: --api-client 2 where one API client is configured
+// is a mistake on the command line: exit 2 (README: "2 on usage or configuration errors"), before
+// anything is read or written. It was a failed rotation, exit 1, logged at error level.
+func TestRotateAPIClientNotConfiguredIsAUsageError(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	wantCode(t, w.Rotator("rotate"), 0, "rotated")
+	n := len(w.Versions())
+	r := w.Rotator("rotate", "--force", "--api-client", "2")
+	wantCode(t, r, 2, "API client 2 is not configured")
+	wantCode(t, r, 2, "Run 'rotator rotate --help' for usage.")
+	if len(w.Versions()) != n || w.ClearRequests() != 1 {
+		t.Fatalf("the refused command wrote %d version(s) and made %d Clear request(s)", len(w.Versions())-n, w.ClearRequests()-1)
+	}
+}

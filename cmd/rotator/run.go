@@ -148,6 +148,11 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	if err != nil {
 		return &usageError{err: err}
 	}
+	for _, c := range clients {
+		if o.apiClient > c.Slots() {
+			return usagef(cmd.name, "--api-client %d: API client %d is not configured for client %q (it has %d)", o.apiClient, o.apiClient, c.Name, c.Slots())
+		}
+	}
 	// Deliver: rotate and revoke tell the ERP of each token stored, retried within the run, each
 	// final failure logged by the notifier and recorded on the token secret for status.
 	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard, Deliver: a.Deliver(a.Log, a.Recorder(nil, a.Log)),
