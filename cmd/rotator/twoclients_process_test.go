@@ -245,3 +245,39 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// TestProcessDegradedSaysWhy: when API client 2's client secret cannot be read, the client is
+// degraded, and the runbook sends the operator to "its row in status --json api_clients", which
+// must say why. Status exited 1 and named the error on stderr, but the JSON said nothing: the row's
+// last_error and blocked_reason were null, and so was the client's last_error (the Lambda's status
+// answer, which has no stderr, never said it at all).
+func TestProcessDegradedSaysWhy(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	wantCode(t, w.Rotator("rotate"), 0, "rotated")
+	missing := []string{"CLEAR_CLIENT_SECRET_2=", "CLEAR_CLIENT_SECRET_ID_2=" + w.TokenID + "-missing"}
+	r := rotatorEnv(w, missing, "status", "--json")
+	wantCode(t, r, 1, `"state": "degraded"`)
+	var doc struct {
+		Clients []struct {
+			LastError  *string `json:"last_error"`
+			APIClients []struct {
+				Slot      int     `json:"slot"`
+				LastError *string `json:"last_error"`
+			} `json:"api_clients"`
+		} `json:"clients"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &doc); err != nil || len(doc.Clients) != 1 || len(doc.Clients[0].APIClients) != 2 {
+		t.Fatalf("status --json: %v\n%s", err, r.Stdout)
+	}
+	c := doc.Clients[0]
+	if e := c.APIClients[1].LastError; e == nil || !strings.Contains(*e, "API client 2's client secret") || !strings.Contains(*e, "ResourceNotFoundException") {
+		t.Errorf("API client 2's row does not say why it is unusable: %s", r.Stdout)
+	}
+	if c.APIClients[0].LastError != nil {
+		t.Errorf("API client 1's row has an error: %s", r.Stdout)
+	}
+	if c.LastError == nil || !strings.Contains(*c.LastError, "API client 2's client secret") {
+		t.Errorf("the client's last_error does not say why it is degraded: %s", r.Stdout)
+	}
+	wantCode(t, rotatorEnv(w, missing, "status"), 1, "ResourceNotFoundException")
+}

@@ -180,8 +180,31 @@ func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 	}
 	d := Decide(rd.snap, e.policy(c), Request{})
 	st := statusOf(c, rd.snap, d)
+	unreadable(&st, rd)
 	e.healedAt(ctx, c, st.RevokedOutside)
 	return st, errors.Join(rd.errs...)
+}
+
+// unreadable puts the error of each client secret that could not be read in its API client's row
+// (and, when no other is known, the client's last error): that is why the client is degraded, and
+// a status answer without stderr (--json, the Lambda's) must say it. read returns one error per
+// unreadable secret, in slot order, and leaves that slot's fingerprint empty.
+func unreadable(st *Status, rd read) {
+	errs := rd.errs
+	for i := range st.APIClients {
+		if len(errs) == 0 || i >= len(rd.snap.Secrets) {
+			return
+		}
+		if rd.snap.Secrets[i] != "" {
+			continue
+		}
+		msg := errs[0].Error()
+		errs = errs[1:]
+		st.APIClients[i].LastError = &msg
+		if st.LastError == nil {
+			st.LastError = &msg
+		}
+	}
 }
 
 // Check verifies that c's secrets can be read, without writing anything or calling Clear. It
