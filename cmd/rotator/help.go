@@ -169,7 +169,8 @@ func overview() string {
 	tw.Flush()
 	b.WriteString("\nRun 'rotator COMMAND --help' for a command's flags, variables and exit codes.\n")
 	b.WriteString("Configuration comes from the environment (see docs/configuration.md). Exit status: 0 success or nothing to do,\n" +
-		"1 failure (including a refusal by the daily limit), 2 usage or configuration error.\n")
+		"1 failure (including a refusal by the daily limit), 2 usage or configuration error, 3 from rotate and revoke:\n" +
+		"every token stored, but its webhook or hook command failed (rotated, not delivered).\n")
 	return b.String()
 }
 
