@@ -129,3 +129,38 @@ func TestProcessConfigurationRefusals(t *testing.T) {
 		t.Fatal("a refused configuration called Clear")
 	}
 }
+
+// TestProcessEveryCommandHasHelp: every command the overview lists has its help, both as `rotator
+// help X` and as `rotator X --help` (README: "rotator help COMMAND (or COMMAND --help)"). version
+// and help had none: `rotator help version` answered `unknown command "version"; did you mean
+// version?`, and `rotator version --help` pointed at itself ("Run 'rotator version --help'").
+func TestProcessEveryCommandHasHelp(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	r := w.Rotator("--help")
+	if r.Code != 0 {
+		t.Fatalf("rotator --help: exit %d\n%s", r.Code, r.Output())
+	}
+	_, list, _ := strings.Cut(r.Stdout, "Commands:\n")
+	list, _, _ = strings.Cut(list, "\n\n")
+	var names []string
+	for _, line := range strings.Split(list, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	if len(names) < 8 {
+		t.Fatalf("the overview lists %v:\n%s", names, r.Stdout)
+	}
+	for _, name := range names {
+		for _, args := range [][]string{{"help", name}, {name, "--help"}, {name, "-h"}} {
+			r := w.Rotator(args...)
+			if r.Code != 0 || r.Stderr != "" || !strings.HasPrefix(r.Stdout, "usage: rotator "+name) ||
+				!strings.Contains(r.Stdout, "Exit status:\n  0") {
+				t.Errorf("%v: exit %d\n%s", args, r.Code, r.Output())
+			}
+		}
+	}
+	if w.ClearRequests() != 0 {
+		t.Fatal("help called Clear")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/config"
 )
@@ -203,5 +204,30 @@ func TestRunLoadsTheConfigurationOnce(t *testing.T) {
 	}
 	if env.n != once.n {
 		t.Errorf("run looked ROTATOR_TOKEN_SECRET_ID up %d times; one load of the configuration does %d times", env.n, once.n)
+	}
+}
+
+// TestRelative: the status table's times. Ten to fifty seconds lost their unit and tens ("in 10s"
+// was "in 1", "20s ago" was "2 ago"), and under a second nothing was left ("token lost  ago"):
+// the "0s" trimmed from "5m0s" was trimmed from "10s" and "0s" too.
+func TestRelative(t *testing.T) {
+	now := time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)
+	for d, want := range map[time.Duration]string{
+		0:                          "in 0s",
+		300 * time.Millisecond:     "in 0s",
+		-300 * time.Millisecond:    "0s ago",
+		10 * time.Second:           "in 10s",
+		-20 * time.Second:          "20s ago",
+		45 * time.Second:           "in 45s",
+		-50 * time.Second:          "50s ago",
+		time.Minute:                "in 1m",
+		90 * time.Second:           "in 2m",
+		-10 * time.Minute:          "10m ago",
+		time.Hour + 30*time.Second: "in 1h1m",
+		20 * time.Hour:             "in 20h0m",
+	} {
+		if got := relative(now.Add(d), now); got != want {
+			t.Errorf("relative(now%+v) = %q, want %q", d, got, want)
+		}
 	}
 }

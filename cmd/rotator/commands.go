@@ -180,18 +180,16 @@ func blocked(s rotation.Status, now time.Time) string {
 func relative(t, now time.Time) string {
 	d := t.Sub(now)
 	round := func(d time.Duration) string {
-		switch {
-		case d < time.Minute:
-			return d.Round(time.Second).String()
-		case d < time.Hour:
-			return d.Round(time.Minute).String()
+		if s := d.Round(time.Second); s < time.Minute {
+			return s.String()
 		}
-		return d.Round(time.Minute).String()
+		// Whole minutes: "5m0s" is shown as "5m". Only here: "10s" and "0s" end in "0s" too.
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 	}
 	if d >= 0 {
-		return "in " + strings.TrimSuffix(round(d), "0s")
+		return "in " + round(d)
 	}
-	return strings.TrimSuffix(round(-d), "0s") + " ago"
+	return round(-d) + " ago"
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -119,6 +119,44 @@ var commands = []*command{
 	},
 }
 
+// builtinHelp is the help of the commands that read no configuration and take no flags, version
+// and help, which are not in the commands table.
+var builtinHelp = map[string]string{
+	"version": `usage: rotator version
+
+Prints the rotator's version and the Go version it was built with. It reads no configuration and
+calls nothing.
+
+Flags:
+  -h, --help  show this help
+
+Example:
+  rotator version
+
+Exit status:
+  0  success
+  2  usage error
+`,
+	"help": `usage: rotator help [COMMAND]
+
+Prints the overview of the commands, or COMMAND's help (the same as rotator COMMAND --help), on
+stdout. It reads no configuration and calls nothing.
+
+Flags:
+  -h, --help  show this help
+
+Example:
+  rotator help rotate
+
+Exit status:
+  0  success
+  2  usage error (an unknown command)
+`,
+}
+
+// isHelpFlag reports whether arg asks for help: -h, --help or -help.
+func isHelpFlag(arg string) bool { return arg == "-h" || arg == "--help" || arg == "-help" }
+
 // overview is the help of `rotator --help`.
 func overview() string {
 	var b strings.Builder
@@ -132,7 +170,8 @@ func overview() string {
 	tw.Flush()
 	b.WriteString("\nRun 'rotator COMMAND --help' for a command's flags, variables and exit codes.\n")
 	b.WriteString("Configuration comes from the environment (see docs/configuration.md). Exit status: 0 success or nothing to do,\n" +
-		"1 failure (including a refusal by the daily limit), 2 usage or configuration error.\n")
+		"1 failure (including a refusal by the daily limit), 2 usage or configuration error, 3 from rotate and revoke:\n" +
+		"every token stored, but its webhook or hook command failed (rotated, not delivered).\n")
 	return b.String()
 }
 

@@ -323,3 +323,73 @@ func TestFlagsBelongToTheirCommand(t *testing.T) {
 		t.Fatal("a usage error called Clear")
 	}
 }
+
+// TestStatusRenewsALostTokenNow: a rotator died holding a claim (the runbook's token-lost with
+// "certain": false); once its lease has ended, the next check rotates at once, and status, which
+// says what rotate would do, must say the token is due now. It said RENEWS "in 40m", the renewal of
+// the token that the lost one may have revoked.
+func TestStatusRenewsALostTokenNow(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	wantCode(t, w.Rotator("rotate"), 0, "rotated")
+	abandonClaim(w, time.Now().Add(-time.Minute))
+
+	r := w.Rotator("status")
+	wantCode(t, r, 0, "token-lost")
+	if row := strings.Fields(strings.Split(r.Stdout, "\n")[1]); len(row) < 6 || row[4] != "now" {
+		t.Errorf("RENEWS of a lost token is not now:\n%s", r.Stdout)
+	}
+	st := statusOf(t, w)
+	if st.State != "token-lost" || st.RenewAt == nil {
+		t.Fatalf("status: %+v", st)
+	}
+	if at, err := time.Parse(time.RFC3339, *st.RenewAt); err != nil || at.After(time.Now()) {
+		t.Errorf("renew_at of a lost token = %s, want now", *st.RenewAt)
+	}
+	// What status says, rotate does: not forced, it replaces the token at once.
+	wantCode(t, w.Rotator("rotate"), 0, "default: rotated")
+	if !w.Live() || w.ClearRequests() != 2 {
+		t.Fatalf("after the loss: live %v, %d Clear requests (want 2)", w.Live(), w.ClearRequests())
+	}
+}
+
+// abandonClaim records in ROTATOR_STATE a claim on the token in AWSCURRENT whose owner vanished,
+// its lease ended at leaseEnd, as a rotator killed mid-rotation leaves it.
+func abandonClaim(w *rig.World, leaseEnd time.Time) {
+	w.T.Helper()
+	_, current, _ := w.Read("AWSCURRENT")
+	value, _, ok := w.Read(document.StateStage)
+	if !ok {
+		w.T.Fatal("no state to add a claim to")
+	}
+	var st map[string]any
+	if err := json.Unmarshal([]byte(value), &st); err != nil {
+		w.T.Fatal(err)
+	}
+	slots, _ := st["api_clients"].([]any)
+	if len(slots) == 0 {
+		w.T.Fatalf("state without API clients: %s", value)
+	}
+	st["claim"] = map[string]any{"owner": "vanished/1/0", "at": leaseEnd.Add(-time.Minute).UTC().Format(time.RFC3339Nano),
+		"lease_until": leaseEnd.UTC().Format(time.RFC3339Nano), "base": current, "api_client": 1,
+		"secret": slots[0].(map[string]any)["secret"]}
+	body, _ := json.Marshal(st)
+	if _, err := w.SM.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{SecretId: aws.String(w.TokenID),
+		SecretString: aws.String(string(body)), VersionStages: []string{document.StateStage}}); err != nil {
+		w.T.Fatal(err)
+	}
+}
+
+// TestRotateAPIClientNotConfiguredIsAUsageError: --api-client 2 where one API client is configured
+// is a mistake on the command line: exit 2 (README: "2 on usage or configuration errors"), before
+// anything is read or written. It was a failed rotation, exit 1, logged at error level.
+func TestRotateAPIClientNotConfiguredIsAUsageError(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	wantCode(t, w.Rotator("rotate"), 0, "rotated")
+	n := len(w.Versions())
+	r := w.Rotator("rotate", "--force", "--api-client", "2")
+	wantCode(t, r, 2, "API client 2 is not configured")
+	wantCode(t, r, 2, "Run 'rotator rotate --help' for usage.")
+	if len(w.Versions()) != n || w.ClearRequests() != 1 {
+		t.Fatalf("the refused command wrote %d version(s) and made %d Clear request(s)", len(w.Versions())-n, w.ClearRequests()-1)
+	}
+}

@@ -148,6 +148,11 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	if err != nil {
 		return &usageError{err: err}
 	}
+	for _, c := range clients {
+		if o.apiClient > c.Slots() {
+			return usagef(cmd.name, "--api-client %d: API client %d is not configured for client %q (it has %d)", o.apiClient, o.apiClient, c.Name, c.Slots())
+		}
+	}
 	// Deliver: rotate and revoke tell the ERP of each token stored, retried within the run, each
 	// final failure logged by the notifier and recorded on the token secret for status.
 	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard, Deliver: a.Deliver(a.Log, a.Recorder(nil, a.Log)),
@@ -174,7 +179,11 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 func builtin(name string, args []string, stdout io.Writer) (bool, error) {
 	switch name {
 	case "version", "--version", "-v":
-		if len(args) > 0 {
+		switch {
+		case len(args) == 1 && isHelpFlag(args[0]):
+			fmt.Fprint(stdout, builtinHelp["version"])
+			return true, nil
+		case len(args) > 0:
 			return true, usagef("version", "version takes no arguments")
 		}
 		fmt.Fprintln(stdout, versionString())
@@ -185,7 +194,15 @@ func builtin(name string, args []string, stdout io.Writer) (bool, error) {
 			fmt.Fprint(stdout, overview())
 			return true, nil
 		case len(args) > 1:
-			return true, usagef("", "help takes at most one command")
+			return true, usagef("help", "help takes at most one command")
+		case isHelpFlag(args[0]):
+			fmt.Fprint(stdout, builtinHelp["help"])
+			return true, nil
+		}
+		// version and help take no configuration, so they are not in the commands table.
+		if h, ok := builtinHelp[args[0]]; ok {
+			fmt.Fprint(stdout, h)
+			return true, nil
 		}
 		cmd, err := findCommand(args[0])
 		if err != nil {

@@ -208,3 +208,76 @@ func TestProcessDaemonRetriesATransientFailureBeforeFallingBack(t *testing.T) {
 		t.Fatalf("after the retry: the replaced token live %v, API client 2 asked %d times (want 2)", w.Emu.Live(inUse), w.Emu.Requests(w.Secrets[1]))
 	}
 }
+
+// TestProcessConsumerHoldIsNoBlock: with two API clients, the API client whose token was
+// AWSCURRENT until the last rotation is not asked while consumers may hold its token. That hold
+// ends a third of a lifetime after the rotation, long before the next renewal (two thirds), so it
+// keeps no rotation from calling Clear: status must not report it as a block, and the daemon's
+// clear_rotator_blocked must stay 0. It was reported after every rotation, with blocked_until null,
+// which the table rendered "(until the client secret changes)", and clear_rotator_blocked was 1 for
+// the hold: with day-long tokens ClearRotatorBlocked (30 minutes) paged for eight hours a day.
+func TestProcessConsumerHoldIsNoBlock(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	wantCode(t, w.Rotator("rotate"), 0, "rotated")
+	wantCode(t, w.Rotator("rotate", "--force"), 0, "rotated") // API client 2; API client 1 is now held
+	st := statusOf(t, w)
+	if st.State != "ok" || st.BlockedReason != nil || st.BlockedUntil != nil {
+		t.Errorf("status after a rotation: state %s, blocked_reason %v, blocked_until %v; want ok and no block",
+			st.State, deref(st.BlockedReason), deref(st.BlockedUntil))
+	}
+	r := w.Rotator("status")
+	wantCode(t, r, 0, "ok")
+	if strings.Contains(r.Stdout, "until the client secret changes") || strings.Contains(r.Stdout, "not asking") {
+		t.Errorf("the table shows the hold as a block:\n%s", r.Stdout)
+	}
+	p := w.Daemon()
+	p.Await("the first check", 15*time.Second, func() bool { code, _ := p.Get("/readyz"); return code == 200 })
+	if v := p.Metric(`clear_rotator_blocked{client="default"}`); v != "0" {
+		t.Errorf("clear_rotator_blocked = %q, want 0", v)
+	}
+	// A force still refuses to ask the held API client, and says until when.
+	wantCode(t, w.Rotator("rotate", "--force"), 1, "not asking API client 1 before")
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
+// TestProcessDegradedSaysWhy: when API client 2's client secret cannot be read, the client is
+// degraded, and the runbook sends the operator to "its row in status --json api_clients", which
+// must say why. Status exited 1 and named the error on stderr, but the JSON said nothing: the row's
+// last_error and blocked_reason were null, and so was the client's last_error (the Lambda's status
+// answer, which has no stderr, never said it at all).
+func TestProcessDegradedSaysWhy(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	wantCode(t, w.Rotator("rotate"), 0, "rotated")
+	missing := []string{"CLEAR_CLIENT_SECRET_2=", "CLEAR_CLIENT_SECRET_ID_2=" + w.TokenID + "-missing"}
+	r := rotatorEnv(w, missing, "status", "--json")
+	wantCode(t, r, 1, `"state": "degraded"`)
+	var doc struct {
+		Clients []struct {
+			LastError  *string `json:"last_error"`
+			APIClients []struct {
+				Slot      int     `json:"slot"`
+				LastError *string `json:"last_error"`
+			} `json:"api_clients"`
+		} `json:"clients"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &doc); err != nil || len(doc.Clients) != 1 || len(doc.Clients[0].APIClients) != 2 {
+		t.Fatalf("status --json: %v\n%s", err, r.Stdout)
+	}
+	c := doc.Clients[0]
+	if e := c.APIClients[1].LastError; e == nil || !strings.Contains(*e, "API client 2's client secret") || !strings.Contains(*e, "ResourceNotFoundException") {
+		t.Errorf("API client 2's row does not say why it is unusable: %s", r.Stdout)
+	}
+	if c.APIClients[0].LastError != nil {
+		t.Errorf("API client 1's row has an error: %s", r.Stdout)
+	}
+	if c.LastError == nil || !strings.Contains(*c.LastError, "API client 2's client secret") {
+		t.Errorf("the client's last_error does not say why it is degraded: %s", r.Stdout)
+	}
+	wantCode(t, rotatorEnv(w, missing, "status"), 1, "ResourceNotFoundException")
+}

@@ -100,6 +100,10 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 	}
 	if l := d.Settled.Lost; l != nil && lostCurrent(s, d.Settled) {
 		st.TokenLost = &LostView{At: l.At, Reason: l.Reason, Certain: l.Certain}
+		// A lost token is due at once (dueGate), whatever the renewal of the one it may have revoked.
+		if now := s.Now.UTC(); st.RenewAt == nil || st.RenewAt.After(now) {
+			st.RenewAt = &now
+		}
 	}
 	st.BlockedUntil, st.BlockedReason = blockOf(s, d)
 	st.LastError = lastError(d)
@@ -114,6 +118,16 @@ func blockOf(s Snapshot, d Decision) (until *time.Time, reason *string) {
 	_, err := choose(s, d.Slots, Request{})
 	if err == nil {
 		return nil, nil
+	}
+	// Consumers that may still hold a token keep its API client from being asked only until the
+	// re-read interval has passed: a block only when the renewal falls before that, and it ends then.
+	var held *RereadError
+	if errors.As(err, &held) {
+		if d.RenewAt.IsZero() || !d.RenewAt.Before(held.Until) {
+			return nil, nil
+		}
+		u, r := held.Until, held.Error()
+		return &u, &r
 	}
 	for _, v := range d.Slots {
 		if v.refusal == err {
@@ -166,8 +180,31 @@ func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 	}
 	d := Decide(rd.snap, e.policy(c), Request{})
 	st := statusOf(c, rd.snap, d)
+	unreadable(&st, rd)
 	e.healedAt(ctx, c, st.RevokedOutside)
 	return st, errors.Join(rd.errs...)
+}
+
+// unreadable puts the error of each client secret that could not be read in its API client's row
+// (and, when no other is known, the client's last error): that is why the client is degraded, and
+// a status answer without stderr (--json, the Lambda's) must say it. read returns one error per
+// unreadable secret, in slot order, and leaves that slot's fingerprint empty.
+func unreadable(st *Status, rd read) {
+	errs := rd.errs
+	for i := range st.APIClients {
+		if len(errs) == 0 || i >= len(rd.snap.Secrets) {
+			return
+		}
+		if rd.snap.Secrets[i] != "" {
+			continue
+		}
+		msg := errs[0].Error()
+		errs = errs[1:]
+		st.APIClients[i].LastError = &msg
+		if st.LastError == nil {
+			st.LastError = &msg
+		}
+	}
 }
 
 // Check verifies that c's secrets can be read, without writing anything or calling Clear. It
