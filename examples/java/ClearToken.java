@@ -10,6 +10,8 @@
 //    before the rotator has stored its successor), re-read with bounded, jittered exponential
 //    backoff (about 10 s in all), then retry the request once with the new token;
 //  - one thread waits; the others refused at the same moment find the newer token cached;
+//  - when a re-read fails (Secrets Manager down, AWSCURRENT holding no token document), keep the
+//    token read before until its valid_till, unless Clear refused it, and try again once per TTL;
 //  - never retry a request whose body cannot be sent twice (one of unknown length, by default);
 //  - send the token only where the request was made: a client that follows redirects is refused,
 //    since java.net.http sends every header of the request to the host a redirect names;
@@ -29,6 +31,9 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.time.Duration;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.time.format.DateTimeParseException;
 import java.util.concurrent.ThreadLocalRandom;
 import software.amazon.awssdk.services.secretsmanager.SecretsManagerClient;
 import software.amazon.awssdk.services.secretsmanager.model.GetSecretValueRequest;
@@ -51,8 +56,20 @@ public final class ClearToken {
     private final String secretId;
     private final Duration ttl;
     private final Duration maxWait;
-    private String token;     // guarded by this
+    private String token;     // guarded by this; null also after Clear refused it and no newer one came
+    private Instant validTill; // guarded by this; null when the token never expires or it is not known
     private long readAtNanos; // guarded by this
+
+    /** One token document: the token and its expiry (null: never, or not readable). */
+    private static final class Doc {
+        final String token;
+        final Instant validTill;
+
+        Doc(String token, Instant validTill) {
+            this.token = token;
+            this.validTill = validTill;
+        }
+    }
 
     public ClearToken(SecretsManagerClient sm, String secretId) {
         this(sm, secretId, Duration.ofMinutes(1), Duration.ofSeconds(10));
@@ -65,7 +82,7 @@ public final class ClearToken {
         this.maxWait = maxWait;
     }
 
-    private String read() {
+    private Doc read() {
         GetSecretValueResponse out;
         try {
             out = sm.getSecretValue(GetSecretValueRequest.builder()
@@ -90,14 +107,38 @@ public final class ClearToken {
         if (!tok.isTextual() || !tok.asText().chars().allMatch(c -> c >= 0x21 && c <= 0x7e)) {
             throw new ClearTokenException(secretId, "malformed token document: access_token is not a header-safe string");
         }
-        return tok.asText();
+        return new Doc(tok.asText(), validTill(doc));
     }
 
-    /** The cached token, re-read once the cache is older than the TTL. */
+    private static Instant validTill(JsonNode doc) {
+        JsonNode vt = doc.get("valid_till");
+        if (vt == null || !vt.isTextual()) {
+            return null;
+        }
+        try {
+            return OffsetDateTime.parse(vt.asText()).toInstant();
+        } catch (DateTimeParseException e) {
+            return null;
+        }
+    }
+
+    /**
+     * The cached token, re-read once the cache is older than the TTL. When that re-read fails, the
+     * token read before is kept until its valid_till (a token that never expires: until Clear
+     * refuses it), and the read is tried again after another TTL.
+     */
     public synchronized String token() {
         long now = System.nanoTime();
         if (token == null || now - readAtNanos >= ttl.toNanos()) {
-            token = read();
+            try {
+                Doc d = read();
+                token = d.token;
+                validTill = d.validTill;
+            } catch (RuntimeException e) { // ClearTokenException, or the SDK's when Secrets Manager is down
+                if (token == null || (validTill != null && !Instant.now().isBefore(validTill))) {
+                    throw e;
+                }
+            }
             readAtNanos = now;
         }
         return token;
@@ -111,11 +152,12 @@ public final class ClearToken {
         long deadline = System.nanoTime() + maxWait.toNanos();
         long backoffMillis = 100;
         while (true) {
-            String fresh = read();
-            if (!fresh.equals(refused)) {
-                token = fresh;
+            Doc fresh = read();
+            if (!fresh.token.equals(refused)) {
+                token = fresh.token;
+                validTill = fresh.validTill;
                 readAtNanos = System.nanoTime();
-                return fresh;
+                return fresh.token;
             }
             long leftMillis = (deadline - System.nanoTime()) / 1_000_000;
             if (leftMillis <= 0) {
