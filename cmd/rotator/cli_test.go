@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
 func TestConfirm(t *testing.T) {
@@ -228,6 +229,28 @@ func TestRelative(t *testing.T) {
 	} {
 		if got := relative(now.Add(d), now); got != want {
 			t.Errorf("relative(now%+v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// TestBlockedColumn: the status table's BLOCKED says why and until when. A block with an end read
+// "daily limit until in 8h51m"; it names the time, and how far off it is.
+func TestBlockedColumn(t *testing.T) {
+	now := time.Date(2026, 12, 2, 15, 9, 0, 0, time.UTC)
+	midnight := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	reason := "daily limit"
+	unauthorized := "unauthorized: clear: HTTP 401 CLI-SEC-002"
+	for _, tc := range []struct {
+		s    rotation.Status
+		want string
+	}{
+		{rotation.Status{State: rotation.HealthLimited, BlockedReason: &reason, BlockedUntil: &midnight}, "daily limit until 2026-12-03T00:00:00Z (in 8h51m)"},
+		{rotation.Status{State: rotation.HealthBlocked, BlockedReason: &unauthorized}, unauthorized + " (until the client secret changes)"},
+		{rotation.Status{State: rotation.HealthOK}, "-"},
+		{rotation.Status{State: rotation.HealthUnknown}, "?"},
+	} {
+		if got := blocked(tc.s, now); got != tc.want {
+			t.Errorf("blocked = %q, want %q", got, tc.want)
 		}
 	}
 }

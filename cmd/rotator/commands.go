@@ -173,7 +173,7 @@ func blocked(s rotation.Status, now time.Time) string {
 	case s.BlockedUntil == nil:
 		return strOr(s.BlockedReason, "") + " (until the client secret changes)"
 	}
-	return strOr(s.BlockedReason, "blocked") + " until " + relative(*s.BlockedUntil, now)
+	return strOr(s.BlockedReason, "blocked") + " until " + s.BlockedUntil.UTC().Format(time.RFC3339) + " (" + relative(*s.BlockedUntil, now) + ")"
 }
 
 // relative renders t as "in 5m" or "3m ago", to the second below a minute.
