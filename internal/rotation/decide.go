@@ -199,7 +199,7 @@ func Decide(s Snapshot, p Policy, req Request) Decision {
 	d.Settled = st
 	d.RenewAt = renewAt(s, p, now)
 	d.Slots, d.RequestsToday = slotViews(s, st, p, now)
-	markWaits(s, st, p, d.RenewAt, now, d.Slots)
+	markWaits(s, st, p, req, d.RenewAt, now, d.Slots)
 	d.Degraded = degraded(d.Slots)
 	d.Health = health(s, st, inFlight, d, now)
 
@@ -387,9 +387,9 @@ func preferred(s Snapshot, slots int) int {
 //   - the token it issued was in AWSCURRENT until recently, and consumers that re-read on the
 //     documented interval may still hold it: asking it would revoke that token.
 //
-// Neither applies when the token in use is dead (lost, expired, absent): asking its API client then
-// revokes nothing live.
-func markWaits(s Snapshot, st document.State, p Policy, renewAt, now time.Time, slots []SlotView) {
+// Neither applies when the token in use is dead (lost, expired, absent, or revoked outside the
+// rotator, which a request that replaces it says): asking its API client then revokes nothing live.
+func markWaits(s Snapshot, st document.State, p Policy, req Request, renewAt, now time.Time, slots []SlotView) {
 	if len(slots) < 2 || !s.HasToken || s.Token.APIClient == 0 {
 		return
 	}
@@ -397,7 +397,8 @@ func markWaits(s Snapshot, st document.State, p Policy, renewAt, now time.Time, 
 	if !v.Known || v.hard != nil {
 		return
 	}
-	alive := !lostCurrent(s, st) && outlives(s.Token, now)
+	revoked := req.Replaces != "" && req.Replaces == s.CurrentID
+	alive := !revoked && !lostCurrent(s, st) && outlives(s.Token, now)
 	if bo, ok := v.refusal.(*BackoffError); ok && alive && outlives(s.Token, bo.Until.Add(timing.Lease(p.clearTimeout()))) {
 		v.wait = bo
 	}

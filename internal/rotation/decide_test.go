@@ -408,6 +408,11 @@ func TestDecideDoesNotAskAnAPIClientWhoseTokenConsumersMayHold(t *testing.T) {
 		"a force after the re-read interval":     {snap: held(21 * time.Minute), req: rotation.Request{Force: true}, slot: 1},
 		"an explicit API client (revoke)":        {snap: held(5 * time.Minute), req: rotation.Request{Force: true, Slot: 1}, slot: 1},
 		"a forced native rotation minutes later": {snap: held(5 * time.Minute), req: rotation.Request{Force: true, Event: "rotation/x", TokenVersion: "x"}, until: t0.Add(20 * time.Minute)},
+		// A gateway found the token in use revoked outside the rotator (someone asked Clear with
+		// API client 2's secret): asking API client 2 again revokes nothing live, while the held
+		// calls wait for a token.
+		"the token in use was revoked outside": {snap: held(5 * time.Minute),
+			req: rotation.Request{Force: true, Event: "gateway-revoked:v-current", Replaces: "v-current"}, slot: 2},
 		"the token in use is lost": {snap: func() rotation.Snapshot {
 			s := held(5 * time.Minute)
 			s.State.Lost = &document.Lost{At: t0.Add(4 * time.Minute), Base: "v-current", Slot: 2, Secret: "fp2", Certain: true}
