@@ -104,8 +104,7 @@ func (f *refusals) accepted(a *attempt) {
 	defer f.mu.Unlock()
 	list := f.ok[client]
 	if n := len(list); n > 0 && list[n-1].version == version {
-		list[n-1].last = max(list[n-1].last, a.seq)
-		f.rejudge(client, version)
+		list[n-1].last = max(list[n-1].last, a.seq) // the common case: the version in use
 		return
 	}
 	f.rejudge(client, version)
