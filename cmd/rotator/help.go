@@ -107,7 +107,7 @@ var commands = []*command{
 		flags:   func(*flag.FlagSet, *options) {},
 		reads:   gatewayReads,
 		example: "  ROTATOR_GATEWAY_ADDR=127.0.0.1:8480 ROTATOR_TOKEN_SECRET_ID=tokens/erp CLEAR_BASE_URL=https://api.clear.in rotator gateway\n  curl -H 'x-clear-rotator-key: ...' http://127.0.0.1:8480/integration/v1/...",
-		exits:   "  0  stopped by a signal after the requests in flight\n  1  failure (the key's secret unreadable, the listener)\n  2  configuration error, including a non-loopback listener without a key",
+		exits:   "  0  stopped by a signal after the requests in flight\n  1  failure (the key's secret unreadable, the TLS certificate or key, the listener)\n  2  configuration error, including a non-loopback listener without a key",
 	},
 	{
 		name:    "check",

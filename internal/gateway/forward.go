@@ -27,6 +27,7 @@ import (
 // a 401 held back for a replay (a.refused).
 func (g *Gateway) send(w http.ResponseWriter, r *http.Request, a *attempt, b body) {
 	out := g.outbound(r, a, b)
+	g.refusals.number(a)
 	begin := time.Now()
 	resp, err := g.upstream.RoundTrip(out)
 	a.route.m.upstreamTook(time.Since(begin))
@@ -146,12 +147,12 @@ func (g *Gateway) held(resp *http.Response, a *attempt) bool {
 	switch {
 	case resp.StatusCode != http.StatusUnauthorized:
 		if resp.StatusCode < 500 && resp.StatusCode != http.StatusForbidden {
-			g.refusals.accepted(a.route, a.tok.Version)
+			g.refusals.accepted(a)
 		}
 		return false
 	case !a.intercept:
 		// A 401 that will not be replayed still says something about the token.
-		g.refusals.refused(a.route, a.tok)
+		g.refusals.refused(a)
 		return false
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRefusalBody+1))
@@ -161,7 +162,7 @@ func (g *Gateway) held(resp *http.Response, a *attempt) bool {
 			io.Reader
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
-		g.refusals.refused(a.route, a.tok)
+		g.refusals.refused(a)
 		return false
 	}
 	resp.Body.Close()

@@ -226,7 +226,8 @@ func New(o Options) (*Gateway, error) {
 type attempt struct {
 	route     *route
 	tok       Token
-	intercept bool // a 401 is held back for a replay
+	seq       uint64 // its number, in the order attempts are sent (refusals.number)
+	intercept bool   // a 401 is held back for a replay
 	// refused is set when a 401 was held back: the response to pass through if no replay
 	// happens.
 	refused     bool
@@ -315,7 +316,7 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 	if !a.refused {
 		return false
 	}
-	g.refusals.refused(rt, tok)
+	g.refusals.refused(a)
 	begin := g.o.Now()
 	ctx, cancel := context.WithTimeout(r.Context(), g.o.Hold)
 	next, ok := g.newerLive(ctx, rt, tok.Version)

@@ -24,6 +24,10 @@ func TestJudge(t *testing.T) {
 		"accepted, current, live: revoked": {gateway.Refusal{Version: "v1", Accepted: true, Current: "v1", ValidTill: &later, Now: now}, gateway.Revoked},
 		"never expires, revoked":           {gateway.Refusal{Version: "v1", Accepted: true, Current: "v1", Now: now}, gateway.Revoked},
 		"AWSCURRENT unreadable as empty":   {gateway.Refusal{Version: "v1", Accepted: true, Current: "", Now: now}, gateway.Replaced},
+		"accepted for a later call: the call is refused, not the token": {
+			gateway.Refusal{Version: "v1", Accepted: true, AcceptedAfter: true, Current: "v1", ValidTill: &later, Now: now}, gateway.CallRefused},
+		"accepted later, moved on": {gateway.Refusal{Version: "v1", Accepted: true, AcceptedAfter: true, Current: "v2", Now: now}, gateway.Replaced},
+		"accepted later, expired":  {gateway.Refusal{Version: "v1", Accepted: true, AcceptedAfter: true, Current: "v1", ValidTill: &earlier, Now: now}, gateway.Expired},
 	} {
 		if got := gateway.Judge(tc.r); got != tc.want {
 			t.Errorf("%s: %s, want %s", name, got, tc.want)

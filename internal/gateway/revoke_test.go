@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -84,5 +85,66 @@ func TestANeverAcceptedTokenIsNotRotatedFor(t *testing.T) {
 	}
 	if strings.Count(f.logs.String(), "never accepted it") != 1 {
 		t.Error("the never-accepted token was reported more than once")
+	}
+}
+
+// A 401 for one call while Clear accepts the same token for others (the API client lacks that
+// product, say) is not a revocation: a token revoked outside is refused for every call. Judged as
+// one, each token version it happened with was rotated for once, a forced rotation per version for
+// as long as the ERP made both kinds of call, until Clear's daily budget ran out.
+func TestACallRefusedWhileOthersAreAcceptedIsNotRotatedFor(t *testing.T) {
+	t.Parallel()
+	var f *fixture
+	f = newFixture(t, func(o *gateway.Options) {
+		o.Hold = 300 * time.Millisecond
+		o.Clients[0].Confirm = func(ctx context.Context) (string, error) {
+			tok, _ := f.h.Current()
+			return tok.Version, nil
+		}
+		o.Clients[0].Heal = func(ctx context.Context, version string) {
+			f.heal.Add(1)
+			f.h.Set(f.rotate())
+		}
+	})
+	f.w.Handle("/base/v1/no-product", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(rw, `{"errors":[{"error_code":"CLI-AUTH-001","error_message":"Not authorised for this product.","error_source":"CLEAR","error_id":null}]}`)
+	}))
+	f.h.Set(f.rotate())
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // the ERP's ordinary calls, accepted all along
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if rec := f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)); rec.Code != http.StatusOK {
+				t.Errorf("an ordinary call: %d", rec.Code)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	for range 6 { // six refusals, each judged after the 100 ms grace: none is a revocation
+		if rec := f.do(httptest.NewRequest(http.MethodGet, "/v1/no-product", nil)); rec.Code != http.StatusUnauthorized {
+			t.Errorf("the refused call: %d, want Clear's 401", rec.Code)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the last judgement's grace, and more
+	close(stop)
+	wg.Wait()
+	if n := f.heal.Load(); n != 0 {
+		t.Fatalf("rotated %d times for a call Clear refuses with a token it accepts", n)
+	}
+	if n := strings.Count(f.logs.String(), "accepts it for other calls"); n != 1 {
+		t.Errorf("reported %d times, want once for the version", n)
+	}
+	var b strings.Builder
+	f.gw.WriteMetrics(&b)
+	if v := rig.Sample(b.String(), `clear_rotator_gateway_revoked_outside_total{client="erp"}`); v != "0" {
+		t.Errorf("revoked_outside_total = %q, want 0", v)
 	}
 }
