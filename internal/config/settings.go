@@ -271,6 +271,7 @@ var Settings = []Setting{
 		parse: parser(duration(time.Second, 5*time.Minute)), config: field(func(c *Config) *time.Duration { return &c.Gateway.Poll })},
 	{Env: EnvGatewayTLSCert, Scope: DaemonOnly, Kind: "path",
 		Help:  "PEM certificate for serving the gateway over TLS (with " + EnvGatewayTLSKey + "); re-read when it changes",
+		Notes: "each a regular file of at most 1 MiB; `rotator check` loads the pair",
 		parse: parser(text), config: field(func(c *Config) *string { return &c.Gateway.TLSCert })},
 	{Env: EnvGatewayTLSKey, Scope: DaemonOnly, Kind: "path",
 		Help:  "PEM private key of " + EnvGatewayTLSCert,
