@@ -1,0 +1,43 @@
+package deploy_test
+
+import (
+	"os"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// samTemplate parses ../template.yaml. yaml.v3 drops CloudFormation's short-form tags (!Ref X reads
+// as "X", !If [...] as its list), which is enough for the properties these tests read.
+func samTemplate(t *testing.T) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile("../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("template.yaml: %v", err)
+	}
+	return doc
+}
+
+// EventBridge Scheduler invokes a Lambda function asynchronously, and Lambda retries a failed
+// asynchronous invocation twice by default, whatever the schedule's own RetryPolicy says (that one
+// covers only delivering the event to Lambda). docs/lambda.md promises that a failed run is not
+// retried: the next scheduled run is the retry, and a retry a minute or two later could only cost
+// budget or be refused, and would make one failure count in two periods of the Errors alarm ("2 of
+// 3 periods"). So both retry settings must be 0.
+func TestTemplateNeverRetriesAFailedRun(t *testing.T) {
+	fn := get(t, samTemplate(t), "Resources", "RotatorFunction", "Properties")
+	if got := get(t, fn, "Events", "Schedule", "Properties", "RetryPolicy", "MaximumRetryAttempts"); got != 0 {
+		t.Errorf("the schedule's RetryPolicy.MaximumRetryAttempts = %v, want 0", got)
+	}
+	m, ok := fn.(map[string]any)["EventInvokeConfig"].(map[string]any)
+	if !ok {
+		t.Fatal("RotatorFunction has no EventInvokeConfig: Lambda retries a failed scheduled run twice (its default for asynchronous invocations)")
+	}
+	if got := m["MaximumRetryAttempts"]; got != 0 {
+		t.Errorf("EventInvokeConfig.MaximumRetryAttempts = %v, want 0", got)
+	}
+}
