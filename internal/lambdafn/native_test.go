@@ -427,3 +427,43 @@ func TestFinishSecretKeepsANewerToken(t *testing.T) {
 		}
 	})
 }
+
+// The template's budget alarm divides RequestsToday by DailyLimit and fires at 0.8, "80% of the
+// daily request budget". DailyLimit applies to each API client (README, status's daily_limit), so
+// RequestsToday must be the count of the API client that made the most requests today, as the
+// daemon's ClearRotatorBudgetHigh compares each API client's count with the limit. It was the sum
+// across both: with two API clients used in turn, the alarm fired when each had used 40%.
+func TestBudgetMetricIsTheBusiestAPIClientsCount(t *testing.T) {
+	r := newStepRig(t, false, 2, 10)
+	// Eight scheduled rotations, 41 minutes apart (one-hour tokens are due when a third is left):
+	// the two API clients are asked in turn, four requests each, on one UTC day.
+	for i := range 8 {
+		if i > 0 {
+			r.clock.Advance(41 * time.Minute)
+		}
+		ans, err := r.invoke(`{"action":"scheduled"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ans.(lambdafn.RotateAnswer).Results[0].Outcome; got != rotation.Rotated {
+			t.Fatalf("run %d: %s, want rotated", i+1, got)
+		}
+	}
+	for i, s := range r.secrets {
+		if n := r.emu.Requests(s); n != 4 {
+			t.Fatalf("API client %d was asked %d times, want 4", i+1, n)
+		}
+	}
+	ls := lines(r.metrics.String())
+	var last map[string]any
+	if err := json.Unmarshal([]byte(ls[len(ls)-1]), &last); err != nil {
+		t.Fatal(err)
+	}
+	requests, limit := last[lambdafn.MetricRequestsToday].(float64), last[lambdafn.MetricDailyLimit].(float64)
+	if requests != 4 || limit != 10 {
+		t.Fatalf("EMF RequestsToday = %v, DailyLimit = %v; want 4 (the busiest API client's count) and 10", requests, limit)
+	}
+	if requests/limit >= 0.8 {
+		t.Fatalf("the budget alarm's requests / limit = %v: it fires while each API client has used 40%%", requests/limit)
+	}
+}
