@@ -127,8 +127,21 @@ func ParseEvent(raw json.RawMessage) (Event, error) {
 	return parseAction(raw)
 }
 
+// maxActionEvent bounds an operator's event, which is a few dozen bytes: a huge one is refused
+// before any of its values can be quoted in an answer or a log line.
+const maxActionEvent = 4096
+
+// actionFields are the keys of an operator's event, spelled exactly so.
+var actionFields = []string{"action", "client", "force", "request_id"}
+
 // parseAction decodes an operator's or EventBridge Scheduler's {"action": ...} event.
 func parseAction(raw json.RawMessage) (Event, error) {
+	if len(raw) > maxActionEvent {
+		return Event{}, &EventError{Reason: fmt.Sprintf("the payload is %d bytes long; an event with an \"action\" is at most %d", len(raw), maxActionEvent)}
+	}
+	if reason := checkKeys(raw); reason != "" {
+		return Event{}, &EventError{Reason: reason}
+	}
 	var ev actionEvent
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -158,6 +171,37 @@ func parseAction(raw json.RawMessage) (Event, error) {
 		return Event{}, &EventError{Reason: reason}
 	}
 	return out, nil
+}
+
+// checkKeys returns why the keys of the JSON object raw are not an operator's event's, or "" when
+// they are. encoding/json matches a key to a field without regard to case, and lets the last of
+// two equal keys win; so {"action":"status","Action":"revoke"} would decode as a revoke, and
+// DisallowUnknownFields sees nothing wrong. Each key must be one of actionFields exactly, once.
+func checkKeys(raw json.RawMessage) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // the object's '{'; raw is a valid object
+		return "the payload is not a JSON object"
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "the payload is not a JSON object"
+		}
+		key, _ := tok.(string)
+		switch {
+		case !slices.Contains(actionFields, key):
+			return fmt.Sprintf("unknown field %q", truncate(key, 40))
+		case seen[key]:
+			return fmt.Sprintf("%q appears twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "the payload is not a JSON object"
+		}
+	}
+	return ""
 }
 
 // fieldsOfAction returns why ev's fields do not suit action, or "" when they do.

@@ -99,6 +99,15 @@ func TestParseEventRefuses(t *testing.T) {
 		"step token control":   {`{"SecretId":"tok","ClientRequestToken":"` + strings.Repeat("v", 31) + `\u0007","Step":"createSecret"}`, `control character`},
 		"other eventbridge":    {`{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}`, "not a scheduled event"},
 		"s3 event":             {`{"Records":[{"eventSource":"aws:s3"}]}`, `no "action"`},
+		// encoding/json matches a struct's fields without regard to case, and the last of two
+		// keys wins: a status request with a second "Action" must not become a revoke.
+		"action in two spellings": {`{"action":"status","Action":"revoke","client":"erp"}`, `unknown field "Action"`},
+		"field in another case":   {`{"action":"rotate","Force":true}`, `unknown field "Force"`},
+		"action twice":            {`{"action":"status","action":"revoke","client":"erp"}`, `"action" appears twice`},
+		"force twice":             {`{"action":"rotate","force":false,"force":true}`, `"force" appears twice`},
+		// An operator's event is a few dozen bytes; a huge one is refused before its values are
+		// quoted in an answer or a log line.
+		"huge client": {`{"action":"rotate","client":"` + strings.Repeat("c", 1<<20) + `"}`, `bytes long`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := lambdafn.ParseEvent(json.RawMessage(tc.raw))
