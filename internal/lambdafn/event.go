@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"unicode/utf8"
+
+	"github.com/clear-rotator/clear-rotator/internal/suggest"
 )
 
 // Kind is what an event asks for.
@@ -224,10 +227,18 @@ func fieldsOfAction(action Kind, ev actionEvent) string {
 			return `a "status" event takes no "force" or "request_id"`
 		}
 	default:
-		return fmt.Sprintf("%q is not an action", truncate(*ev.Action, 40))
+		// The value is not quoted (see EventError); a near miss names the action it was meant to be.
+		reason := `the "action" is not one of ` + strings.Join(actions, ", ")
+		if s := suggest.Closest(*ev.Action, actions); s != "" {
+			reason += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		return reason
 	}
 	return ""
 }
+
+// actions are the values of "action".
+var actions = []string{string(KindScheduled), string(KindRotate), string(KindRevoke), string(KindStatus)}
 
 // checkRequestID returns why id cannot identify an event, or "" when it can.
 func checkRequestID(id string) string {
@@ -257,8 +268,7 @@ func parseEventBridge(raw json.RawMessage) (Event, error) {
 		return Event{}, &EventError{Reason: "an EventBridge event whose id, source or detail-type is not a string"}
 	}
 	if ev.DetailType != "Scheduled Event" || ev.Source != "aws.events" {
-		return Event{}, &EventError{Reason: fmt.Sprintf("an EventBridge event with detail-type %q from source %q, not a scheduled event",
-			truncate(ev.DetailType, 60), truncate(ev.Source, 60))}
+		return Event{}, &EventError{Reason: `an EventBridge event that is not a scheduled event (detail-type "Scheduled Event" from source "aws.events")`}
 	}
 	return Event{Kind: KindScheduled, ID: truncate(ev.ID, maxRequestID)}, nil
 }
@@ -285,7 +295,7 @@ func parseRotationStep(raw json.RawMessage) (Event, error) {
 	}
 	step := Step(*ev.Step)
 	if !slices.Contains(Steps, step) {
-		return Event{}, &EventError{Reason: fmt.Sprintf("%q is not a Secrets Manager rotation step", truncate(*ev.Step, 40))}
+		return Event{}, &EventError{Reason: `a Secrets Manager rotation event whose "Step" is not a Secrets Manager rotation step (createSecret, setSecret, testSecret or finishSecret)`}
 	}
 	if reason := checkVersionID(*ev.Token); reason != "" {
 		return Event{}, &EventError{Reason: "a Secrets Manager rotation event whose ClientRequestToken " + reason}
