@@ -467,3 +467,49 @@ func TestBudgetMetricIsTheBusiestAPIClientsCount(t *testing.T) {
 		t.Fatalf("the budget alarm's requests / limit = %v: it fires while each API client has used 40%%", requests/limit)
 	}
 }
+
+// The template's RotationSchedule has RotateImmediatelyOnUpdate false, so when CloudFormation
+// creates it (and when an update changes it) Secrets Manager calls RotateSecret with
+// RotateImmediately false: it tests the rotation configuration by putting an AWSPENDING version
+// holding a copy of the current value and invoking testSecret alone with that version's id (moto
+// does exactly this, here with a rotation function it cannot find, so that it invokes nothing).
+// On the first deployment the current value is the "{}" the stack created, so a testSecret that
+// wants a token document failed the probe, and with it the stack's rotation set-up. The probe
+// asks Clear nothing and changes nothing.
+func TestTestSecretPassesSecretsManagersProbe(t *testing.T) {
+	r := newStepRig(t, true, 1, 48)
+	probe := func(token string) (lambdafn.StepAnswer, error) {
+		t.Helper()
+		_, err := r.w.Moto.Client().RotateSecret(context.Background(), &secretsmanager.RotateSecretInput{
+			SecretId: aws.String(r.tokenID), ClientRequestToken: aws.String(token), RotateImmediately: aws.Bool(false),
+			RotationLambdaARN: aws.String("arn:aws:lambda:us-east-1:123456789012:function:not-deployed"),
+		})
+		if err == nil || !strings.Contains(err.Error(), "ResourceNotFound") {
+			t.Fatalf("moto's RotateSecret: %v, want ResourceNotFoundException after it put the probe's version", err)
+		}
+		if got := r.stages()["AWSPENDING"]; got != token {
+			t.Fatalf("AWSPENDING is on %q, want the probe's version %s", got, token)
+		}
+		before := r.stages()
+		sa, err := r.step(lambdafn.StepTest, token)
+		if !maps.Equal(r.stages(), before) {
+			t.Errorf("testSecret of the probe moved labels: %v, were %v", r.stages(), before)
+		}
+		return sa, err
+	}
+
+	// The first deployment: no token yet.
+	if _, err := probe("11111111-2222-4333-8444-555555555555"); err != nil {
+		t.Fatalf("testSecret of Secrets Manager's probe before the first token: %v", err)
+	}
+	// Later (a stack update that changes the schedule): the probe copies the stored token.
+	if _, err := r.invoke(`{"action":"scheduled"}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := probe("66666666-7777-4888-8999-aaaaaaaaaaaa"); err != nil {
+		t.Fatalf("testSecret of Secrets Manager's probe of a stored token: %v", err)
+	}
+	if n := r.requests(); n != 1 {
+		t.Fatalf("Clear requests = %d, want 1 (the scheduled run's)", n)
+	}
+}
