@@ -2,6 +2,8 @@ package deploy_test
 
 import (
 	"os"
+	"regexp"
+	"strconv"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -39,5 +41,44 @@ func TestTemplateNeverRetriesAFailedRun(t *testing.T) {
 	}
 	if got := m["MaximumRetryAttempts"]; got != 0 {
 		t.Errorf("EventInvokeConfig.MaximumRetryAttempts = %v, want 0", got)
+	}
+}
+
+// functionTimeout is the function's Timeout in template.yaml, in seconds.
+func functionTimeout(t *testing.T) int {
+	t.Helper()
+	n, ok := get(t, samTemplate(t), "Resources", "RotatorFunction", "Properties", "Timeout").(int)
+	if !ok || n <= 0 {
+		t.Fatal("RotatorFunction has no Timeout in seconds")
+	}
+	return n
+}
+
+var readTimeoutFlag = regexp.MustCompile(`--cli-read-timeout[ =]([0-9]+)`)
+
+// readTimeout returns the --cli-read-timeout of an AWS CLI command line; 0 (the CLI's default of
+// 60 s) when it has none.
+func readTimeout(t *testing.T, command string) int {
+	t.Helper()
+	m := readTimeoutFlag.FindStringSubmatch(command)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// The stack's outputs are commands an operator pastes. The AWS CLI waits 60 s for an answer by
+// default and then invokes the function again, with a new request id: a forced rotation or a revoke
+// that runs longer than a minute (a slow Clear, a webhook being retried) would ask Clear twice. So
+// every `aws lambda invoke` output waits longer than the function's Timeout.
+func TestTemplateInvokeCommandsOutwaitTheFunction(t *testing.T) {
+	limit := functionTimeout(t)
+	outputs := get(t, samTemplate(t), "Outputs").(map[string]any)
+	for _, name := range []string{"ManualRotationCommand", "RevokeCommand", "StatusCommand"} {
+		command, _ := get(t, outputs, name, "Value").(string)
+		if got := readTimeout(t, command); got <= limit {
+			t.Errorf("output %s: --cli-read-timeout %d, want more than the function's Timeout (%d s): %s", name, got, limit, command)
+		}
 	}
 }
