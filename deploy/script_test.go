@@ -93,6 +93,16 @@ func TestLambdaInvokeScript(t *testing.T) {
 		}
 	})
 
+	// The AWS CLI gives up on an answer after 60 s by default and then sends the invocation again:
+	// a forced rotation or a revoke without a request_id is a new event each time, so a run longer
+	// than a minute (a slow Clear, a webhook being retried) would ask Clear twice.
+	t.Run("waits for the function's whole timeout", func(t *testing.T) {
+		_, _, _, awsArgs := run(t, "aws-cli/2.15.0 Python/3.11", "None", "None", "fn")
+		if got, limit := readTimeout(t, strings.Join(awsArgs, " ")), functionTimeout(t); got <= limit {
+			t.Errorf("--cli-read-timeout %d, want more than the function's Timeout (%d s)", got, limit)
+		}
+	})
+
 	t.Run("usage", func(t *testing.T) {
 		if _, _, code, _ := run(t, "aws-cli/2", "None", "None"); code != 2 {
 			t.Errorf("exit %d without arguments, want 2", code)

@@ -15,8 +15,10 @@ const Namespace = "ClearRotator"
 // Metric names. The template's alarms refer to them, so they are part of the deployment contract.
 const (
 	MetricTokenSecondsRemaining = "TokenSecondsRemaining"
-	MetricRequestsToday         = "RequestsToday"
-	MetricDailyLimit            = "DailyLimit"
+	// MetricRequestsToday is today's (UTC) count of the API client that made the most requests;
+	// MetricDailyLimit applies to each API client.
+	MetricRequestsToday = "RequestsToday"
+	MetricDailyLimit    = "DailyLimit"
 	// MetricDegraded is 1 while two API clients are configured and only one can be asked: each
 	// rotation then revokes the token in use, as with one API client.
 	MetricDegraded = "Degraded"
@@ -87,9 +89,9 @@ func (e *emf) write(now time.Time, requestID, client string, m rotation.Metrics)
 		metrics = append(metrics, emfMetric{MetricTokenSecondsRemaining, "Seconds"})
 		line[MetricTokenSecondsRemaining] = *m.SecondsLeft
 	}
-	if m.RequestsToday != nil {
+	if n := busiest(m); n != nil {
 		metrics = append(metrics, emfMetric{MetricRequestsToday, "Count"})
-		line[MetricRequestsToday] = *m.RequestsToday
+		line[MetricRequestsToday] = *n
 	}
 	metrics = append(metrics, emfMetric{MetricDailyLimit, "Count"})
 	line[MetricDailyLimit] = m.DailyLimit
@@ -129,6 +131,21 @@ func (e *emf) write(now time.Time, requestID, client string, m rotation.Metrics)
 	defer e.mu.Unlock()
 	_, err = e.out.Write(b)
 	return err
+}
+
+// busiest is the RequestsToday metric: the count of the API client that made the most requests
+// today, or the client's count when the counts per API client are not known. DailyLimit applies to
+// each API client, and the budget alarm divides this by it: the sum across two API clients used in
+// turn would reach 80% while each had used 40%.
+func busiest(m rotation.Metrics) *int {
+	if len(m.PerAPIClient) == 0 {
+		return m.RequestsToday
+	}
+	n := 0
+	for _, a := range m.PerAPIClient {
+		n = max(n, a.Requests)
+	}
+	return &n
 }
 
 func b2i(b bool) int {

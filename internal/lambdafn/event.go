@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"unicode/utf8"
+
+	"github.com/clear-rotator/clear-rotator/internal/suggest"
 )
 
 // Kind is what an event asks for.
@@ -127,8 +130,21 @@ func ParseEvent(raw json.RawMessage) (Event, error) {
 	return parseAction(raw)
 }
 
+// maxActionEvent bounds an operator's event, which is a few dozen bytes: a huge one is refused
+// before any of its values can be quoted in an answer or a log line.
+const maxActionEvent = 4096
+
+// actionFields are the keys of an operator's event, spelled exactly so.
+var actionFields = []string{"action", "client", "force", "request_id"}
+
 // parseAction decodes an operator's or EventBridge Scheduler's {"action": ...} event.
 func parseAction(raw json.RawMessage) (Event, error) {
+	if len(raw) > maxActionEvent {
+		return Event{}, &EventError{Reason: fmt.Sprintf("the payload is %d bytes long; an event with an \"action\" is at most %d", len(raw), maxActionEvent)}
+	}
+	if reason := checkKeys(raw); reason != "" {
+		return Event{}, &EventError{Reason: reason}
+	}
 	var ev actionEvent
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -160,6 +176,37 @@ func parseAction(raw json.RawMessage) (Event, error) {
 	return out, nil
 }
 
+// checkKeys returns why the keys of the JSON object raw are not an operator's event's, or "" when
+// they are. encoding/json matches a key to a field without regard to case, and lets the last of
+// two equal keys win; so {"action":"status","Action":"revoke"} would decode as a revoke, and
+// DisallowUnknownFields sees nothing wrong. Each key must be one of actionFields exactly, once.
+func checkKeys(raw json.RawMessage) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // the object's '{'; raw is a valid object
+		return "the payload is not a JSON object"
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "the payload is not a JSON object"
+		}
+		key, _ := tok.(string)
+		switch {
+		case !slices.Contains(actionFields, key):
+			return fmt.Sprintf("unknown field %q", truncate(key, 40))
+		case seen[key]:
+			return fmt.Sprintf("%q appears twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "the payload is not a JSON object"
+		}
+	}
+	return ""
+}
+
 // fieldsOfAction returns why ev's fields do not suit action, or "" when they do.
 func fieldsOfAction(action Kind, ev actionEvent) string {
 	switch action {
@@ -180,10 +227,18 @@ func fieldsOfAction(action Kind, ev actionEvent) string {
 			return `a "status" event takes no "force" or "request_id"`
 		}
 	default:
-		return fmt.Sprintf("%q is not an action", truncate(*ev.Action, 40))
+		// The value is not quoted (see EventError); a near miss names the action it was meant to be.
+		reason := `the "action" is not one of ` + strings.Join(actions, ", ")
+		if s := suggest.Closest(*ev.Action, actions); s != "" {
+			reason += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		return reason
 	}
 	return ""
 }
+
+// actions are the values of "action".
+var actions = []string{string(KindScheduled), string(KindRotate), string(KindRevoke), string(KindStatus)}
 
 // checkRequestID returns why id cannot identify an event, or "" when it can.
 func checkRequestID(id string) string {
@@ -213,8 +268,7 @@ func parseEventBridge(raw json.RawMessage) (Event, error) {
 		return Event{}, &EventError{Reason: "an EventBridge event whose id, source or detail-type is not a string"}
 	}
 	if ev.DetailType != "Scheduled Event" || ev.Source != "aws.events" {
-		return Event{}, &EventError{Reason: fmt.Sprintf("an EventBridge event with detail-type %q from source %q, not a scheduled event",
-			truncate(ev.DetailType, 60), truncate(ev.Source, 60))}
+		return Event{}, &EventError{Reason: `an EventBridge event that is not a scheduled event (detail-type "Scheduled Event" from source "aws.events")`}
 	}
 	return Event{Kind: KindScheduled, ID: truncate(ev.ID, maxRequestID)}, nil
 }
@@ -241,7 +295,7 @@ func parseRotationStep(raw json.RawMessage) (Event, error) {
 	}
 	step := Step(*ev.Step)
 	if !slices.Contains(Steps, step) {
-		return Event{}, &EventError{Reason: fmt.Sprintf("%q is not a Secrets Manager rotation step", truncate(*ev.Step, 40))}
+		return Event{}, &EventError{Reason: `a Secrets Manager rotation event whose "Step" is not a Secrets Manager rotation step (createSecret, setSecret, testSecret or finishSecret)`}
 	}
 	if reason := checkVersionID(*ev.Token); reason != "" {
 		return Event{}, &EventError{Reason: "a Secrets Manager rotation event whose ClientRequestToken " + reason}

@@ -70,7 +70,7 @@ func TestParseEventRefuses(t *testing.T) {
 		"string":               {`"rotate"`, "not a JSON object"},
 		"garbage":              {`{"action":`, "not valid JSON"},
 		"no action":            {`{"client":"erp"}`, `no "action"`},
-		"unknown action":       {`{"action":"rotat"}`, `"rotat" is not an action`},
+		"unknown action":       {`{"action":"rotat"}`, `the "action" is not one of scheduled, rotate, revoke, status (did you mean "rotate"?)`},
 		"typo in a field":      {`{"action":"rotate","forse":true}`, `unknown field "forse"`},
 		"force as a string":    {`{"action":"rotate","force":"yes"}`, `"force" must be a boolean`},
 		"client as a number":   {`{"action":"rotate","client":7}`, `"client" must be a string`},
@@ -87,7 +87,7 @@ func TestParseEventRefuses(t *testing.T) {
 		"revoke no client":     {`{"action":"revoke"}`, `must name its "client"`},
 		"revoke with force":    {`{"action":"revoke","client":"erp","force":true}`, `takes no "force"`},
 		"revoke typo":          {`{"action":"revoke","clinet":"erp"}`, `unknown field "clinet"`},
-		"step unknown":         {`{"SecretId":"tok","ClientRequestToken":"v1","Step":"rotateSecret"}`, `"rotateSecret" is not a Secrets Manager rotation step`},
+		"step unknown":         {`{"SecretId":"tok","ClientRequestToken":"v1","Step":"rotateSecret"}`, `"Step" is not a Secrets Manager rotation step`},
 		"step without token":   {`{"SecretId":"tok","Step":"createSecret"}`, `without "ClientRequestToken"`},
 		"step without secret":  {`{"ClientRequestToken":"v1","Step":"createSecret"}`, `without "SecretId"`},
 		"step empty":           {`{"SecretId":"tok","ClientRequestToken":"v1","Step":""}`, `without "Step"`},
@@ -99,6 +99,15 @@ func TestParseEventRefuses(t *testing.T) {
 		"step token control":   {`{"SecretId":"tok","ClientRequestToken":"` + strings.Repeat("v", 31) + `\u0007","Step":"createSecret"}`, `control character`},
 		"other eventbridge":    {`{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}`, "not a scheduled event"},
 		"s3 event":             {`{"Records":[{"eventSource":"aws:s3"}]}`, `no "action"`},
+		// encoding/json matches a struct's fields without regard to case, and the last of two
+		// keys wins: a status request with a second "Action" must not become a revoke.
+		"action in two spellings": {`{"action":"status","Action":"revoke","client":"erp"}`, `unknown field "Action"`},
+		"field in another case":   {`{"action":"rotate","Force":true}`, `unknown field "Force"`},
+		"action twice":            {`{"action":"status","action":"revoke","client":"erp"}`, `"action" appears twice`},
+		"force twice":             {`{"action":"rotate","force":false,"force":true}`, `"force" appears twice`},
+		// An operator's event is a few dozen bytes; a huge one is refused before its values are
+		// quoted in an answer or a log line.
+		"huge client": {`{"action":"rotate","client":"` + strings.Repeat("c", 1<<20) + `"}`, `bytes long`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := lambdafn.ParseEvent(json.RawMessage(tc.raw))

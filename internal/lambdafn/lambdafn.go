@@ -12,7 +12,8 @@
 // Every invocation is independent and cheap when nothing is due: the engine keeps its request
 // count, backoff and blocks in the token secret, so neither a retried invocation nor a cold start
 // can spend Clear's daily budget twice. For the same reason the template tells EventBridge
-// Scheduler not to retry: the next scheduled run is the retry.
+// Scheduler, and Lambda for the scheduler's asynchronous invocations, not to retry: the next
+// scheduled run is the retry.
 //
 // Outcomes that need a person (failed, limited, blocked) are returned as a Lambda error, so that
 // the function's Errors metric and the alarms on it fire; busy, not due and duplicate are

@@ -722,3 +722,38 @@ func TestStatusKeepsTheRowOfAClientItCannotRead(t *testing.T) {
 		t.Error("the failure was not logged")
 	}
 }
+
+// EventError promises that a refusal never quotes the payload's values, which could be anything a
+// caller pasted: here the client secret itself, in each field whose value a refusal used to quote
+// (the action, a rotation step's Step, an EventBridge event's detail-type and source). Neither the
+// answer nor the log (the rig's leak scan, at cleanup) may hold it; the answer still says what to
+// send instead.
+func TestRefusedEventNeverQuotesItsValues(t *testing.T) {
+	f := newFixture(t, time.Hour)
+	s := f.clients[0].secret
+	for _, tc := range []struct{ payload, says string }{
+		{`{"action":"` + s + `"}`, `"action" is not one of`},
+		{`{"SecretId":"tok","ClientRequestToken":"` + token32 + `","Step":"` + s + `"}`, `"Step" is not a Secrets Manager rotation step`},
+		{`{"detail-type":"` + s + `","source":"aws.events"}`, "not a scheduled event"},
+		{`{"detail-type":"Scheduled Event","source":"` + s + `"}`, "not a scheduled event"},
+	} {
+		_, _, err := f.invoke(tc.payload)
+		var ee *lambdafn.EventError
+		if !errors.As(err, &ee) {
+			t.Fatalf("%s: error = %v, want an *EventError", tc.payload, err)
+		}
+		if strings.Contains(err.Error(), s[:16]) {
+			t.Errorf("the refusal of %s quotes the value: %v", tc.payload, err)
+		}
+		if !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("the refusal of %s does not say %q: %v", tc.payload, tc.says, err)
+		}
+	}
+	// A near miss still gets its "did you mean", which names an action, not the value.
+	if _, _, err := f.invoke(`{"action":"rotat"}`); err == nil || !strings.Contains(err.Error(), `did you mean "rotate"`) {
+		t.Errorf(`{"action":"rotat"}: %v, want a "did you mean "rotate""`, err)
+	}
+	if n := f.emu.Stats().Requests; n != 0 {
+		t.Fatalf("Clear requests = %d, want 0", n)
+	}
+}

@@ -69,6 +69,15 @@ func (h *Handler) rotationStep(ctx context.Context, e *rotation.Engine, ev Event
 		case !found:
 			return fail(c.Name, "version "+ev.Token+" does not exist: createSecret has not stored a token", nil)
 		case tok == nil:
+			// Secrets Manager's test of the rotation configuration (the template's RotationSchedule
+			// does not rotate at once) copies the current value into a version of its own and
+			// tests that alone: before the first token, the empty document.
+			if unset, err := e.Unset(ctx, c, ev.Token); err == nil && unset {
+				ans.Message = "version " + ev.Token + " holds the empty document the token secret has before its first token " +
+					"(Secrets Manager's test of the rotation configuration): nothing to test"
+				log.Info(ans.Message)
+				return ans, nil
+			}
 			return fail(c.Name, "version "+ev.Token+" does not hold a well-formed token document", nil)
 		}
 		if now := e.Now().UTC(); tok.ValidTill != nil && !now.Before(*tok.ValidTill) {

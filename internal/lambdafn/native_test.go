@@ -427,3 +427,89 @@ func TestFinishSecretKeepsANewerToken(t *testing.T) {
 		}
 	})
 }
+
+// The template's budget alarm divides RequestsToday by DailyLimit and fires at 0.8, "80% of the
+// daily request budget". DailyLimit applies to each API client (README, status's daily_limit), so
+// RequestsToday must be the count of the API client that made the most requests today, as the
+// daemon's ClearRotatorBudgetHigh compares each API client's count with the limit. It was the sum
+// across both: with two API clients used in turn, the alarm fired when each had used 40%.
+func TestBudgetMetricIsTheBusiestAPIClientsCount(t *testing.T) {
+	r := newStepRig(t, false, 2, 10)
+	// Eight scheduled rotations, 41 minutes apart (one-hour tokens are due when a third is left):
+	// the two API clients are asked in turn, four requests each, on one UTC day.
+	for i := range 8 {
+		if i > 0 {
+			r.clock.Advance(41 * time.Minute)
+		}
+		ans, err := r.invoke(`{"action":"scheduled"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ans.(lambdafn.RotateAnswer).Results[0].Outcome; got != rotation.Rotated {
+			t.Fatalf("run %d: %s, want rotated", i+1, got)
+		}
+	}
+	for i, s := range r.secrets {
+		if n := r.emu.Requests(s); n != 4 {
+			t.Fatalf("API client %d was asked %d times, want 4", i+1, n)
+		}
+	}
+	ls := lines(r.metrics.String())
+	var last map[string]any
+	if err := json.Unmarshal([]byte(ls[len(ls)-1]), &last); err != nil {
+		t.Fatal(err)
+	}
+	requests, limit := last[lambdafn.MetricRequestsToday].(float64), last[lambdafn.MetricDailyLimit].(float64)
+	if requests != 4 || limit != 10 {
+		t.Fatalf("EMF RequestsToday = %v, DailyLimit = %v; want 4 (the busiest API client's count) and 10", requests, limit)
+	}
+	if requests/limit >= 0.8 {
+		t.Fatalf("the budget alarm's requests / limit = %v: it fires while each API client has used 40%%", requests/limit)
+	}
+}
+
+// The template's RotationSchedule has RotateImmediatelyOnUpdate false, so when CloudFormation
+// creates it (and when an update changes it) Secrets Manager calls RotateSecret with
+// RotateImmediately false: it tests the rotation configuration by putting an AWSPENDING version
+// holding a copy of the current value and invoking testSecret alone with that version's id (moto
+// does exactly this, here with a rotation function it cannot find, so that it invokes nothing).
+// On the first deployment the current value is the "{}" the stack created, so a testSecret that
+// wants a token document failed the probe, and with it the stack's rotation set-up. The probe
+// asks Clear nothing and changes nothing.
+func TestTestSecretPassesSecretsManagersProbe(t *testing.T) {
+	r := newStepRig(t, true, 1, 48)
+	probe := func(token string) (lambdafn.StepAnswer, error) {
+		t.Helper()
+		_, err := r.w.Moto.Client().RotateSecret(context.Background(), &secretsmanager.RotateSecretInput{
+			SecretId: aws.String(r.tokenID), ClientRequestToken: aws.String(token), RotateImmediately: aws.Bool(false),
+			RotationLambdaARN: aws.String("arn:aws:lambda:us-east-1:123456789012:function:not-deployed"),
+		})
+		if err == nil || !strings.Contains(err.Error(), "ResourceNotFound") {
+			t.Fatalf("moto's RotateSecret: %v, want ResourceNotFoundException after it put the probe's version", err)
+		}
+		if got := r.stages()["AWSPENDING"]; got != token {
+			t.Fatalf("AWSPENDING is on %q, want the probe's version %s", got, token)
+		}
+		before := r.stages()
+		sa, err := r.step(lambdafn.StepTest, token)
+		if !maps.Equal(r.stages(), before) {
+			t.Errorf("testSecret of the probe moved labels: %v, were %v", r.stages(), before)
+		}
+		return sa, err
+	}
+
+	// The first deployment: no token yet.
+	if _, err := probe("11111111-2222-4333-8444-555555555555"); err != nil {
+		t.Fatalf("testSecret of Secrets Manager's probe before the first token: %v", err)
+	}
+	// Later (a stack update that changes the schedule): the probe copies the stored token.
+	if _, err := r.invoke(`{"action":"scheduled"}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := probe("66666666-7777-4888-8999-aaaaaaaaaaaa"); err != nil {
+		t.Fatalf("testSecret of Secrets Manager's probe of a stored token: %v", err)
+	}
+	if n := r.requests(); n != 1 {
+		t.Fatalf("Clear requests = %d, want 1 (the scheduled run's)", n)
+	}
+}

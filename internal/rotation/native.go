@@ -34,6 +34,19 @@ func (e *Engine) Version(ctx context.Context, c *Client, id string) (tok *docume
 	return &t, true, nil
 }
 
+// Unset reports whether version id of c's token secret holds the document a token secret holds
+// before its first token ("{}", what the engine and the SAM template create it with). Secrets
+// Manager's test of a rotation configuration (RotateSecret without rotating at once) copies the
+// current value into a version of its own and runs testSecret on it alone; before the first token
+// that value is this document, which is no token and no fault either.
+func (e *Engine) Unset(ctx context.Context, c *Client, id string) (bool, error) {
+	v, err := e.Store.ReadVersion(ctx, c.TokenSecretID, id)
+	if err != nil {
+		return false, fmt.Errorf("reading version %s: %w", id, err)
+	}
+	return strings.TrimSpace(v.Value) == emptyDocument, nil
+}
+
 // Finish makes version id of c's token secret AWSCURRENT, unless a newer token is current already,
 // and takes the label pending off it; it writes nothing when that is already so. It returns what it
 // did, in words.

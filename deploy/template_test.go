@@ -1,0 +1,84 @@
+package deploy_test
+
+import (
+	"os"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// samTemplate parses ../template.yaml. yaml.v3 drops CloudFormation's short-form tags (!Ref X reads
+// as "X", !If [...] as its list), which is enough for the properties these tests read.
+func samTemplate(t *testing.T) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile("../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("template.yaml: %v", err)
+	}
+	return doc
+}
+
+// EventBridge Scheduler invokes a Lambda function asynchronously, and Lambda retries a failed
+// asynchronous invocation twice by default, whatever the schedule's own RetryPolicy says (that one
+// covers only delivering the event to Lambda). docs/lambda.md promises that a failed run is not
+// retried: the next scheduled run is the retry, and a retry a minute or two later could only cost
+// budget or be refused, and would make one failure count in two periods of the Errors alarm ("2 of
+// 3 periods"). So both retry settings must be 0.
+func TestTemplateNeverRetriesAFailedRun(t *testing.T) {
+	fn := get(t, samTemplate(t), "Resources", "RotatorFunction", "Properties")
+	if got := get(t, fn, "Events", "Schedule", "Properties", "RetryPolicy", "MaximumRetryAttempts"); got != 0 {
+		t.Errorf("the schedule's RetryPolicy.MaximumRetryAttempts = %v, want 0", got)
+	}
+	m, ok := fn.(map[string]any)["EventInvokeConfig"].(map[string]any)
+	if !ok {
+		t.Fatal("RotatorFunction has no EventInvokeConfig: Lambda retries a failed scheduled run twice (its default for asynchronous invocations)")
+	}
+	if got := m["MaximumRetryAttempts"]; got != 0 {
+		t.Errorf("EventInvokeConfig.MaximumRetryAttempts = %v, want 0", got)
+	}
+}
+
+// functionTimeout is the function's Timeout in template.yaml, in seconds.
+func functionTimeout(t *testing.T) int {
+	t.Helper()
+	n, ok := get(t, samTemplate(t), "Resources", "RotatorFunction", "Properties", "Timeout").(int)
+	if !ok || n <= 0 {
+		t.Fatal("RotatorFunction has no Timeout in seconds")
+	}
+	return n
+}
+
+var readTimeoutFlag = regexp.MustCompile(`--cli-read-timeout[ =]([0-9]+)`)
+
+// readTimeout returns the --cli-read-timeout of an AWS CLI command line; 0 (the CLI's default of
+// 60 s) when it has none.
+func readTimeout(t *testing.T, command string) int {
+	t.Helper()
+	m := readTimeoutFlag.FindStringSubmatch(command)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// The stack's outputs are commands an operator pastes. The AWS CLI waits 60 s for an answer by
+// default and then invokes the function again, with a new request id: a forced rotation or a revoke
+// that runs longer than a minute (a slow Clear, a webhook being retried) would ask Clear twice. So
+// every `aws lambda invoke` output waits longer than the function's Timeout.
+func TestTemplateInvokeCommandsOutwaitTheFunction(t *testing.T) {
+	limit := functionTimeout(t)
+	outputs := get(t, samTemplate(t), "Outputs").(map[string]any)
+	for _, name := range []string{"ManualRotationCommand", "RevokeCommand", "StatusCommand"} {
+		command, _ := get(t, outputs, name, "Value").(string)
+		if got := readTimeout(t, command); got <= limit {
+			t.Errorf("output %s: --cli-read-timeout %d, want more than the function's Timeout (%d s): %s", name, got, limit, command)
+		}
+	}
+}
