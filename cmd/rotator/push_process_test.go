@@ -317,3 +317,20 @@ func TestDaemonReloadRedeliversWhatWasNotDelivered(t *testing.T) {
 	}
 	p.Stop(syscall.SIGTERM, 30*time.Second)
 }
+
+// TestHookOutputHidesThePreviousToken: a hook that writes the token into an ERP's configuration
+// may well print what it replaced (a diff, "replacing ..."), and with two API clients that token is
+// still live until its valid_till. The log must not carry it: the rig's leak scan reads every
+// output for every token Clear issued.
+func TestHookOutputHidesThePreviousToken(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	file := filepath.Join(t.TempDir(), "erp.json")
+	hook := []string{`ROTATOR_HOOK_COMMAND=sh -c 'echo "replacing $(cat "$0" 2>/dev/null)"; cat > "$0"' ` + file,
+		"ROTATOR_HOOK_STDIN=token"}
+	wantCode(t, rotatorEnv(w, hook, "rotate"), 0, "default: rotated")
+	r := rotatorEnv(w, hook, "rotate", "--force", "--api-client", "2")
+	wantCode(t, r, 0, "default: rotated")
+	if !strings.Contains(r.Stderr, "replacing {") {
+		t.Fatalf("the hook's output is not in the log:\n%s", r.Stderr)
+	}
+}

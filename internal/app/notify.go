@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -113,7 +115,32 @@ func (a *App) Event(ctx context.Context, c *rotation.Client, r rotation.Result, 
 		return notify.Event{}, false
 	}
 	arn := a.pushOnce().arn(ctx, c.TokenSecretID)
-	return notify.NewEvent(c.Name, arn, r.Stored.VersionID, r.Stored.Token, reasonOf(r.Stored, before, revoking)), true
+	ev := notify.NewEvent(c.Name, arn, r.Stored.VersionID, r.Stored.Token, reasonOf(r.Stored, before, revoking))
+	if a.Config.Notify.HookCommand != nil {
+		ev.Previous = a.previousToken(ctx, c)
+	}
+	return ev, true
+}
+
+// previousStage labels the version AWSCURRENT left when the token was stored.
+const previousStage = "AWSPREVIOUS"
+
+// previousToken is the token in c's AWSPREVIOUS, the one the token just stored replaced, for the
+// hook's output to be redacted of it (notify.Event.Previous); the zero value when there is none or
+// it cannot be read. Only a hook prints what it likes, so only a hook costs this read.
+func (a *App) previousToken(ctx context.Context, c *rotation.Client) clear.AccessToken {
+	if a.Engine == nil || a.Engine.Store == nil {
+		return clear.AccessToken{}
+	}
+	v, err := a.Engine.Store.Read(ctx, c.TokenSecretID, previousStage)
+	if err != nil {
+		return clear.AccessToken{}
+	}
+	doc, err := document.ParseToken([]byte(v.Value))
+	if err != nil {
+		return clear.AccessToken{}
+	}
+	return doc.AccessToken
 }
 
 // reasonOf is why stored was stored: revoke when the shell was revoking, forced when the rotation

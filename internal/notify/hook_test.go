@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
 )
 
 func TestSplitCommand(t *testing.T) {
@@ -129,5 +131,20 @@ func TestHookThatExitsZeroLeavingAChildIsDelivered(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2500*time.Millisecond {
 		t.Fatalf("took %s: the attempt waited for the background child", took)
+	}
+}
+
+func TestHookOutputIsRedactedOfThePreviousToken(t *testing.T) {
+	t.Parallel()
+	const previous = "prev-0123456789-still-live"
+	var log bytes.Buffer
+	h := &Hook{Args: []string{"sh", "-c", "echo replacing " + previous}, Log: slog.New(slog.NewTextHandler(&log, nil))}
+	ev := NewEvent("acme", "tok", "v7", token(), Scheduled)
+	ev.Previous = clear.NewAccessToken(previous)
+	if v, err := h.attempt(t.Context(), ev); v != Delivered {
+		t.Fatalf("%s, %v", v, err)
+	}
+	if strings.Contains(log.String(), previous) || !strings.Contains(log.String(), "replacing [REDACTED]") {
+		t.Fatalf("the log:\n%s", log.String())
 	}
 }
