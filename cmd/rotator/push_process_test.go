@@ -334,3 +334,28 @@ func TestHookOutputHidesThePreviousToken(t *testing.T) {
 		t.Fatalf("the hook's output is not in the log:\n%s", r.Stderr)
 	}
 }
+
+// TestDaemonDeliveryEndsWhenATokenStoredElsewhereSupersedesIt: the daemon retries a delivery until
+// it is delivered or a newer token supersedes it. A newer token stored by another process (a
+// replica, `rotate --force`, the Lambda) supersedes it too: the daemon must not deliver the older
+// token after it, or a receiver (or a hook) acting on the last message configures the ERP with a
+// token that is no longer current, and with one API client already revoked.
+func TestDaemonDeliveryEndsWhenATokenStoredElsewhereSupersedesIt(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	rc.Fail(http.StatusServiceUnavailable, http.StatusServiceUnavailable)
+	p := w.Daemon(rc.Env()...)
+	p.Await("a first attempt", 30*time.Second, func() bool { return len(rc.Deliveries()) >= 1 })
+	old := rc.Deliveries()[0].ID
+	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), 0, "default: rotated") // no webhook: another process
+	time.Sleep(12 * time.Second) // the third attempt comes 3 to 6 s after the first
+	for _, d := range rc.Delivered() {
+		if d.ID == old {
+			t.Fatalf("the daemon delivered the superseded token after the newer one was stored: %+v", rc.Deliveries())
+		}
+	}
+	p.Stop(syscall.SIGTERM, 30*time.Second)
+	if p.Logged("the ERP was not told of the new token: the rotator stopped before delivering it; nothing resumes it") {
+		t.Fatalf("a superseded delivery was reported as cut short:\n%s", p.Output())
+	}
+}

@@ -59,7 +59,8 @@ func (a *App) Notifier(policy notify.Policy, log *slog.Logger, rec notify.Record
 		return nil
 	}
 	p := a.pushOnce()
-	n := &notify.Notifier{URLs: urls, Secret: p.signingSecret, HTTP: notify.NewHTTPClient(), Policy: policy, Log: log, Recorder: rec}
+	n := &notify.Notifier{URLs: urls, Secret: p.signingSecret, HTTP: notify.NewHTTPClient(), Policy: policy, Log: log, Recorder: rec,
+		Current: p.current}
 	if cfg.HookCommand != nil {
 		n.Hook = &notify.Hook{Args: cfg.HookCommand, Stdin: cfg.HookStdin, Timeout: cfg.HookTimeout, Env: os.Environ(), Log: log}
 	}
@@ -84,6 +85,21 @@ func (p *Push) signingSecret(ctx context.Context) (notify.Secret, error) {
 	}
 	p.secret, p.secretAt = notify.NewSecret(v.Value), time.Now()
 	return p.secret, nil
+}
+
+// current reports whether ev's version is still AWSCURRENT of its token secret
+// (notify.Notifier.Current): one DescribeSecret before each attempt, so that a token stored by
+// another process supersedes this delivery.
+func (p *Push) current(ctx context.Context, ev notify.Event) (bool, error) {
+	if p.app.Engine == nil || p.app.Engine.Store == nil {
+		return true, nil
+	}
+	stages, err := p.app.Engine.Store.Stages(ctx, ev.SecretID)
+	if err != nil {
+		return true, err
+	}
+	v, ok := stages[rotation.CurrentStage]
+	return !ok || v == ev.VersionID, nil
 }
 
 // arn returns the token secret's ARN, or the id as configured when it cannot be learnt (a store
@@ -244,6 +260,13 @@ func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	if err != nil && r.log != nil {
 		r.log.Warn("could not record the failed delivery on the token secret; rotator status will not show it",
 			"client", ev.Client, "kind", kind, "error", reduceErr("TagResource", ev.SecretID, err))
+	}
+}
+
+// Superseded tells next; the tag, if any, still names a version that was not delivered.
+func (r *tagRecorder) Superseded(ev notify.Event, kind string, at time.Time) {
+	if r.next != nil {
+		r.next.Superseded(ev, kind, at)
 	}
 }
 

@@ -64,6 +64,14 @@ func (s *Stats) Delivered(ev Event, kind string, at time.Time) {
 	k.LastDelivery = at
 }
 
+// Superseded implements Recorder: the client's latest token is a newer one, so this delivery's
+// failure no longer counts as failing.
+func (s *Stats) Superseded(ev Event, kind string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.get(ev.Client, kind).Failing = false
+}
+
 // Snapshot returns the records, sorted by client and kind.
 func (s *Stats) Snapshot() []KindStats {
 	s.mu.Lock()
