@@ -186,10 +186,10 @@ func (h *Hook) attempt(ctx context.Context, ev Event) (Verdict, error) {
 	var out capped
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil {
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
 		// The command exited 0, but something it left running in the background still held its
-		// output a second later (`reload-erp &`): the command succeeded, and that child's
-		// output is not ours to wait for.
+		// output a second later (`reload-erp &`): the command succeeded (within its time limit,
+		// or it would have been killed), and that child's output is not ours to wait for.
 		err = nil
 	}
 	h.logOutput(ev, out.String(), err)

@@ -132,6 +132,12 @@ func TestHookThatExitsZeroLeavingAChildIsDelivered(t *testing.T) {
 	if took := time.Since(start); took > 2500*time.Millisecond {
 		t.Fatalf("took %s: the attempt waited for the background child", took)
 	}
+	// The same when the time limit passes while the rotator waits for the child's output: the
+	// command itself exited 0 within it.
+	h = &Hook{Args: []string{"sh", "-c", "sleep 4 & sleep 1; echo done"}, Timeout: 1500 * time.Millisecond}
+	if v, err := h.attempt(t.Context(), NewEvent("acme", "tok", "v7", token(), Scheduled)); v != Delivered || err != nil {
+		t.Fatalf("exit 0 within the time limit: %s, %v; want delivered", v, err)
+	}
 }
 
 func TestHookOutputIsRedactedOfThePreviousToken(t *testing.T) {
