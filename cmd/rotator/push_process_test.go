@@ -348,7 +348,7 @@ func TestDaemonDeliveryEndsWhenATokenStoredElsewhereSupersedesIt(t *testing.T) {
 	p.Await("a first attempt", 30*time.Second, func() bool { return len(rc.Deliveries()) >= 1 })
 	old := rc.Deliveries()[0].ID
 	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), 0, "default: rotated") // no webhook: another process
-	time.Sleep(12 * time.Second) // the third attempt comes 3 to 6 s after the first
+	time.Sleep(12 * time.Second)                                                // the third attempt comes 3 to 6 s after the first
 	for _, d := range rc.Delivered() {
 		if d.ID == old {
 			t.Fatalf("the daemon delivered the superseded token after the newer one was stored: %+v", rc.Deliveries())
