@@ -347,8 +347,10 @@ func TestDaemonDeliveryEndsWhenATokenStoredElsewhereSupersedesIt(t *testing.T) {
 	p := w.Daemon(rc.Env()...)
 	p.Await("a first attempt", 30*time.Second, func() bool { return len(rc.Deliveries()) >= 1 })
 	old := rc.Deliveries()[0].ID
-	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), 0, "default: rotated") // no webhook: another process
-	time.Sleep(12 * time.Second)                                                // the third attempt comes 3 to 6 s after the first
+	// Another process, without a webhook, stores a newer token; the daemon's third attempt would
+	// come 3 to 6 s after its first.
+	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), 0, "default: rotated")
+	time.Sleep(12 * time.Second)
 	for _, d := range rc.Delivered() {
 		if d.ID == old {
 			t.Fatalf("the daemon delivered the superseded token after the newer one was stored: %+v", rc.Deliveries())
