@@ -225,6 +225,11 @@ type run struct {
 func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.post(ctx, n, ev)
+}
+
+// post is Post, with d.mu held.
+func (d *Dispatcher) post(ctx context.Context, n *Notifier, ev Event) {
 	if d.running == nil {
 		d.running, d.pending = map[string]*run{}, map[string]Event{}
 	}
@@ -267,14 +272,15 @@ func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
 // remedy the runbook gives: fix the receiver or the configuration, then reload. The event is the
 // same, id included, so a receiver that has it already acts once.
 func (d *Dispatcher) Redeliver(ctx context.Context, n *Notifier) {
+	// Under one lock, so that a newer token posted meanwhile is not superseded by an older one.
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	evs := make([]Event, 0, len(d.pending))
 	for _, ev := range d.pending {
 		evs = append(evs, ev)
 	}
-	d.mu.Unlock()
 	for _, ev := range evs {
-		d.Post(ctx, n, ev)
+		d.post(ctx, n, ev)
 	}
 }
 
