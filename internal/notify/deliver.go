@@ -59,6 +59,19 @@ func (n *Notifier) Enabled(client string) bool {
 	return n != nil && (n.URLs[client] != "" || n.Hook != nil || n.targets != nil)
 }
 
+// Tells reports whether n delivers kind ("webhook", "hook") for client.
+func (n *Notifier) Tells(client, kind string) bool {
+	if n == nil {
+		return false
+	}
+	for _, t := range n.targetsFor(Event{Client: client}) {
+		if t.kind() == kind {
+			return true
+		}
+	}
+	return false
+}
+
 func (n *Notifier) now() time.Time {
 	if n.Now != nil {
 		return n.Now()
