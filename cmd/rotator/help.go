@@ -31,8 +31,9 @@ const exitsCommon = `  0  success, or nothing to do
 // exitsNotDelivered is the exit status of a command that stores tokens, when push delivery failed.
 const exitsNotDelivered = `
   3  rotated, not delivered: every token was stored, but the webhook or the hook
-     command failed after its retries (the log says which); the token in Secrets
-     Manager is good, and ERPs that re-read it get it`
+     command failed after its retries, or the command was stopped while it
+     delivered (the log says which); the token in Secrets Manager is good, and
+     ERPs that re-read it get it`
 
 func clientFlag(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.client, "client", "", "only the client with this `NAME` (default: every configured client)")

@@ -317,3 +317,47 @@ func TestDaemonReloadRedeliversWhatWasNotDelivered(t *testing.T) {
 	}
 	p.Stop(syscall.SIGTERM, 30*time.Second)
 }
+
+// TestHookOutputHidesThePreviousToken: a hook that writes the token into an ERP's configuration
+// may well print what it replaced (a diff, "replacing ..."), and with two API clients that token is
+// still live until its valid_till. The log must not carry it: the rig's leak scan reads every
+// output for every token Clear issued.
+func TestHookOutputHidesThePreviousToken(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	file := filepath.Join(t.TempDir(), "erp.json")
+	hook := []string{`ROTATOR_HOOK_COMMAND=sh -c 'echo "replacing $(cat "$0" 2>/dev/null)"; cat > "$0"' ` + file,
+		"ROTATOR_HOOK_STDIN=token"}
+	wantCode(t, rotatorEnv(w, hook, "rotate"), 0, "default: rotated")
+	r := rotatorEnv(w, hook, "rotate", "--force", "--api-client", "2")
+	wantCode(t, r, 0, "default: rotated")
+	if !strings.Contains(r.Stderr, "replacing {") {
+		t.Fatalf("the hook's output is not in the log:\n%s", r.Stderr)
+	}
+}
+
+// TestDaemonDeliveryEndsWhenATokenStoredElsewhereSupersedesIt: the daemon retries a delivery until
+// it is delivered or a newer token supersedes it. A newer token stored by another process (a
+// replica, `rotate --force`, the Lambda) supersedes it too: the daemon must not deliver the older
+// token after it, or a receiver (or a hook) acting on the last message configures the ERP with a
+// token that is no longer current, and with one API client already revoked.
+func TestDaemonDeliveryEndsWhenATokenStoredElsewhereSupersedesIt(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	rc.Fail(http.StatusServiceUnavailable, http.StatusServiceUnavailable)
+	p := w.Daemon(rc.Env()...)
+	p.Await("a first attempt", 30*time.Second, func() bool { return len(rc.Deliveries()) >= 1 })
+	old := rc.Deliveries()[0].ID
+	// Another process, without a webhook, stores a newer token; the daemon's third attempt would
+	// come 3 to 6 s after its first.
+	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), 0, "default: rotated")
+	time.Sleep(12 * time.Second)
+	for _, d := range rc.Delivered() {
+		if d.ID == old {
+			t.Fatalf("the daemon delivered the superseded token after the newer one was stored: %+v", rc.Deliveries())
+		}
+	}
+	p.Stop(syscall.SIGTERM, 30*time.Second)
+	if p.Logged("the ERP was not told of the new token: the rotator stopped before delivering it; nothing resumes it") {
+		t.Fatalf("a superseded delivery was reported as cut short:\n%s", p.Output())
+	}
+}

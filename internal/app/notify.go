@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -57,7 +59,8 @@ func (a *App) Notifier(policy notify.Policy, log *slog.Logger, rec notify.Record
 		return nil
 	}
 	p := a.pushOnce()
-	n := &notify.Notifier{URLs: urls, Secret: p.signingSecret, HTTP: notify.NewHTTPClient(), Policy: policy, Log: log, Recorder: rec}
+	n := &notify.Notifier{URLs: urls, Secret: p.signingSecret, HTTP: notify.NewHTTPClient(), Policy: policy, Log: log, Recorder: rec,
+		Current: p.current}
 	if cfg.HookCommand != nil {
 		n.Hook = &notify.Hook{Args: cfg.HookCommand, Stdin: cfg.HookStdin, Timeout: cfg.HookTimeout, Env: os.Environ(), Log: log}
 	}
@@ -82,6 +85,21 @@ func (p *Push) signingSecret(ctx context.Context) (notify.Secret, error) {
 	}
 	p.secret, p.secretAt = notify.NewSecret(v.Value), time.Now()
 	return p.secret, nil
+}
+
+// current reports whether ev's version is still AWSCURRENT of its token secret
+// (notify.Notifier.Current): one DescribeSecret before each attempt, so that a token stored by
+// another process supersedes this delivery.
+func (p *Push) current(ctx context.Context, ev notify.Event) (bool, error) {
+	if p.app.Engine == nil || p.app.Engine.Store == nil {
+		return true, nil
+	}
+	stages, err := p.app.Engine.Store.Stages(ctx, ev.SecretID)
+	if err != nil {
+		return true, err
+	}
+	v, ok := stages[rotation.CurrentStage]
+	return !ok || v == ev.VersionID, nil
 }
 
 // arn returns the token secret's ARN, or the id as configured when it cannot be learnt (a store
@@ -113,7 +131,32 @@ func (a *App) Event(ctx context.Context, c *rotation.Client, r rotation.Result, 
 		return notify.Event{}, false
 	}
 	arn := a.pushOnce().arn(ctx, c.TokenSecretID)
-	return notify.NewEvent(c.Name, arn, r.Stored.VersionID, r.Stored.Token, reasonOf(r.Stored, before, revoking)), true
+	ev := notify.NewEvent(c.Name, arn, r.Stored.VersionID, r.Stored.Token, reasonOf(r.Stored, before, revoking))
+	if a.Config.Notify.HookCommand != nil {
+		ev.Previous = a.previousToken(ctx, c)
+	}
+	return ev, true
+}
+
+// previousStage labels the version AWSCURRENT left when the token was stored.
+const previousStage = "AWSPREVIOUS"
+
+// previousToken is the token in c's AWSPREVIOUS, the one the token just stored replaced, for the
+// hook's output to be redacted of it (notify.Event.Previous); the zero value when there is none or
+// it cannot be read. Only a hook prints what it likes, so only a hook costs this read.
+func (a *App) previousToken(ctx context.Context, c *rotation.Client) clear.AccessToken {
+	if a.Engine == nil || a.Engine.Store == nil {
+		return clear.AccessToken{}
+	}
+	v, err := a.Engine.Store.Read(ctx, c.TokenSecretID, previousStage)
+	if err != nil {
+		return clear.AccessToken{}
+	}
+	doc, err := document.ParseToken([]byte(v.Value))
+	if err != nil {
+		return clear.AccessToken{}
+	}
+	return doc.AccessToken
 }
 
 // reasonOf is why stored was stored: revoke when the shell was revoking, forced when the rotation
@@ -217,6 +260,13 @@ func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	if err != nil && r.log != nil {
 		r.log.Warn("could not record the failed delivery on the token secret; rotator status will not show it",
 			"client", ev.Client, "kind", kind, "error", reduceErr("TagResource", ev.SecretID, err))
+	}
+}
+
+// Superseded tells next; the tag, if any, still names a version that was not delivered.
+func (r *tagRecorder) Superseded(ev notify.Event, kind string, at time.Time) {
+	if r.next != nil {
+		r.next.Superseded(ev, kind, at)
 	}
 }
 

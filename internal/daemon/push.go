@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
@@ -43,14 +44,24 @@ func (p *Push) Wire(opts *Options) {
 		opts.Load = func(ctx context.Context) (*app.App, error) {
 			a, err := load(ctx)
 			if err == nil && a != nil && a.Config != nil && a.Engine != nil {
-				p.mu.Lock()
-				p.app = a
-				p.mu.Unlock()
-				p.dispatch.Redeliver(context.WithoutCancel(ctx), a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log)))
+				p.reloaded(context.WithoutCancel(ctx), a)
 			}
 			return a, err
 		}
 	}
+}
+
+// reloaded takes the configuration a reload loaded: later tokens are told as it says, what is not
+// delivered yet is delivered again with it, and what it no longer tells stops counting as failing.
+func (p *Push) reloaded(ctx context.Context, a *app.App) {
+	p.mu.Lock()
+	p.app = a
+	p.mu.Unlock()
+	n := a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log))
+	p.dispatch.Redeliver(ctx, n)
+	p.stats.Settle(func(client, kind string) bool {
+		return slices.ContainsFunc(a.Clients, func(c *rotation.Client) bool { return c.Name == client }) && n.Tells(client, kind)
+	})
 }
 
 // OnResult starts telling the ERP of the token r stored, if it stored one (an Options.OnResult

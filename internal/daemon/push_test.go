@@ -1,11 +1,14 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
@@ -48,6 +51,38 @@ func TestPushReasonFromThePreviousResult(t *testing.T) {
 			case s.want != "" && (!ok || ev.Reason != s.want):
 				t.Fatalf("step %d: told %v (reason %q), want reason %q", i, ok, ev.Reason, s.want)
 			}
+		}
+	})
+}
+
+// A reload that stops telling a client (its webhook or hook removed) also stops counting that
+// client's undelivered token as failing: clear_rotator_delivery_failing, and the alert on it, would
+// otherwise stay up until the daemon restarts, since no delivery of that kind will ever succeed.
+func TestPushReloadForgetsWhatItNoLongerTells(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		c := h.client("hourly", time.Hour, 48)
+		a := h.app(c)
+		a.Config.Notify.HookCommand = []string{"/nonexistent/hook"} // refused at once: failing
+		p := NewPush(a)
+		cfg2 := *a.Config
+		cfg2.Notify.HookCommand = nil
+		a2 := h.app(c)
+		a2.Config = &cfg2
+		opts := Options{Load: func(context.Context) (*app.App, error) { return a2, nil }}
+		p.Wire(&opts)
+
+		p.OnResult(context.Background(), c, rotation.Result{Stored: &rotation.Stored{VersionID: "v1"}})
+		for len(p.stats.Snapshot()) == 0 || !p.stats.Snapshot()[0].Failing {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, err := opts.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var m bytes.Buffer
+		p.WriteMetrics(&m)
+		if strings.Contains(m.String(), `clear_rotator_delivery_failing{client="hourly",kind="hook"} 1`) {
+			t.Fatalf("the hook the reload removed still counts as failing:\n%s", m.String())
 		}
 	})
 }

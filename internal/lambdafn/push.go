@@ -69,6 +69,8 @@ func (d deliveryMetrics) Failed(ev notify.Event, kind string, at time.Time) {
 
 func (deliveryMetrics) Delivered(notify.Event, string, time.Time) {}
 
+func (deliveryMetrics) Superseded(notify.Event, string, time.Time) {}
+
 // line writes one ready EMF line in a single Write (see emf.write).
 func (e *emf) line(b []byte) error {
 	e.mu.Lock()

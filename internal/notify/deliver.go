@@ -17,10 +17,12 @@ type target interface {
 }
 
 // Recorder learns what became of deliveries, for metrics and status. Failed is called once per
-// delivery, when its failure is first reported; Delivered on every success.
+// delivery, when its failure is first reported; Delivered on every success; Superseded when a
+// delivery ends because a newer token of its client was stored (its own delivery tells the ERP).
 type Recorder interface {
 	Failed(ev Event, kind string, at time.Time)
 	Delivered(ev Event, kind string, at time.Time)
+	Superseded(ev Event, kind string, at time.Time)
 }
 
 // Notifier delivers events to the configured targets.
@@ -42,6 +44,11 @@ type Notifier struct {
 	Log *slog.Logger
 	// Recorder, when not nil, is told of failures and deliveries.
 	Recorder Recorder
+	// Current, when not nil, reports whether ev's token is still its client's latest, and is asked
+	// before every attempt: a newer token stored by another process (a replica, the CLI, the
+	// Lambda) supersedes the delivery as one this process stored would, so that the older token
+	// is never told after the newer one. An error does not stop the attempt.
+	Current func(ctx context.Context, ev Event) (bool, error)
 
 	// targets, when set, replaces the webhook and the hook (tests).
 	targets func(ev Event) []target
@@ -50,6 +57,19 @@ type Notifier struct {
 // Enabled reports whether n has anything to deliver for client.
 func (n *Notifier) Enabled(client string) bool {
 	return n != nil && (n.URLs[client] != "" || n.Hook != nil || n.targets != nil)
+}
+
+// Tells reports whether n delivers kind ("webhook", "hook") for client.
+func (n *Notifier) Tells(client, kind string) bool {
+	if n == nil {
+		return false
+	}
+	for _, t := range n.targetsFor(Event{Client: client}) {
+		if t.kind() == kind {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Notifier) now() time.Time {
@@ -92,7 +112,8 @@ func (n *Notifier) targetsFor(ev Event) []target {
 // An ended context is not reported as a failure by Deliver: the caller ended it (a newer token
 // superseded this one, the run is over) and knows why; except when its cause is ErrStopped: the
 // process is stopping and nothing will resume the delivery, so it is reported like one that
-// finally failed (the error log, the Recorder).
+// finally failed (the error log, the Recorder). A delivery that Current finds superseded ends
+// without an error: there is nothing left to tell.
 func (n *Notifier) Deliver(ctx context.Context, ev Event) error {
 	if n == nil {
 		return nil
@@ -113,6 +134,14 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 	for failed := 0; ; {
 		if ctx.Err() != nil {
 			return n.ended(ctx, t, ev, failed, reported)
+		}
+		if n.superseded(ctx, ev) {
+			n.log().Info("a newer token of the client was stored meanwhile, and its own delivery tells the ERP: this one ends",
+				"client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID, "attempts", failed)
+			if n.Recorder != nil {
+				n.Recorder.Superseded(ev, t.kind(), n.now())
+			}
+			return nil
 		}
 		v, err := t.attempt(ctx, ev)
 		if v == Delivered {
@@ -152,6 +181,15 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 			return n.ended(ctx, t, ev, failed, reported)
 		}
 	}
+}
+
+// superseded reports whether Current says that ev's token is no longer its client's latest.
+func (n *Notifier) superseded(ctx context.Context, ev Event) bool {
+	if n.Current == nil {
+		return false
+	}
+	current, err := n.Current(ctx, ev)
+	return err == nil && !current
 }
 
 // ErrStopped is the cause with which a Dispatcher that stops ends the deliveries still in flight.
@@ -200,6 +238,11 @@ type run struct {
 func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.post(ctx, n, ev)
+}
+
+// post is Post, with d.mu held.
+func (d *Dispatcher) post(ctx context.Context, n *Notifier, ev Event) {
 	if d.running == nil {
 		d.running, d.pending = map[string]*run{}, map[string]Event{}
 	}
@@ -242,14 +285,15 @@ func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
 // remedy the runbook gives: fix the receiver or the configuration, then reload. The event is the
 // same, id included, so a receiver that has it already acts once.
 func (d *Dispatcher) Redeliver(ctx context.Context, n *Notifier) {
+	// Under one lock, so that a newer token posted meanwhile is not superseded by an older one.
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	evs := make([]Event, 0, len(d.pending))
 	for _, ev := range d.pending {
 		evs = append(evs, ev)
 	}
-	d.mu.Unlock()
 	for _, ev := range evs {
-		d.Post(ctx, n, ev)
+		d.post(ctx, n, ev)
 	}
 }
 

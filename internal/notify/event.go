@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 )
 
@@ -49,6 +50,10 @@ type Event struct {
 	Reason    Reason
 	// Token is the document as stored. Only the hook's standard input ever reveals its AccessToken.
 	Token document.Token
+	// Previous is the token this one replaced, when the shell could read it: the hook's output is
+	// redacted of it too, since a hook that writes the token into an ERP's configuration may print
+	// what it replaced, and with two API clients that token is still live.
+	Previous clear.AccessToken
 }
 
 // NewEvent describes token, stored for client as version versionID of secretID. Its id is derived

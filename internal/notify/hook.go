@@ -186,10 +186,10 @@ func (h *Hook) attempt(ctx context.Context, ev Event) (Verdict, error) {
 	var out capped
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil {
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
 		// The command exited 0, but something it left running in the background still held its
-		// output a second later (`reload-erp &`): the command succeeded, and that child's
-		// output is not ours to wait for.
+		// output a second later (`reload-erp &`): the command succeeded (within its time limit,
+		// or it would have been killed), and that child's output is not ours to wait for.
 		err = nil
 	}
 	h.logOutput(ev, out.String(), err)
@@ -209,13 +209,14 @@ func (h *Hook) attempt(ctx context.Context, ev Event) (Verdict, error) {
 	return Retry, fmt.Errorf("the hook command could not be started: %s", clear.Sanitize(err.Error()))
 }
 
-// logOutput logs the command's output, each line sanitised and the token replaced, since a script
-// that was given the token may well print it.
+// logOutput logs the command's output, each line sanitised and the token (and the one it
+// replaced) redacted, since a script that was given the token may well print it, and what it
+// replaced.
 func (h *Hook) logOutput(ev Event, out string, err error) {
 	if h.Log == nil || strings.TrimSpace(out) == "" {
 		return
 	}
-	out = Redact(out, ev.Token.AccessToken)
+	out = Redact(out, ev.Token.AccessToken, ev.Previous)
 	level := slog.LevelInfo
 	if err != nil {
 		level = slog.LevelWarn
@@ -225,8 +226,14 @@ func (h *Hook) logOutput(ev Event, out string, err error) {
 	}
 }
 
-// Redact replaces every occurrence of the token in s (secret.Redact, the one redactor).
-func Redact(s string, t clear.AccessToken) string { return secret.Redact(s, t.Reveal()) }
+// Redact replaces every occurrence of the tokens in s (secret.Redact, the one redactor).
+func Redact(s string, ts ...clear.AccessToken) string {
+	plain := make([]string, len(ts))
+	for i, t := range ts {
+		plain[i] = t.Reveal()
+	}
+	return secret.Redact(s, plain...)
+}
 
 // capped keeps the first lines of output, up to maxOutput bytes, and drops the rest.
 type capped struct {

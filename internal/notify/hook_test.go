@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
 )
 
 func TestSplitCommand(t *testing.T) {
@@ -129,5 +131,26 @@ func TestHookThatExitsZeroLeavingAChildIsDelivered(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2500*time.Millisecond {
 		t.Fatalf("took %s: the attempt waited for the background child", took)
+	}
+	// The same when the time limit passes while the rotator waits for the child's output: the
+	// command itself exited 0 within it.
+	h = &Hook{Args: []string{"sh", "-c", "sleep 4 & sleep 1; echo done"}, Timeout: 1500 * time.Millisecond}
+	if v, err := h.attempt(t.Context(), NewEvent("acme", "tok", "v7", token(), Scheduled)); v != Delivered || err != nil {
+		t.Fatalf("exit 0 within the time limit: %s, %v; want delivered", v, err)
+	}
+}
+
+func TestHookOutputIsRedactedOfThePreviousToken(t *testing.T) {
+	t.Parallel()
+	const previous = "prev-0123456789-still-live"
+	var log bytes.Buffer
+	h := &Hook{Args: []string{"sh", "-c", "echo replacing " + previous}, Log: slog.New(slog.NewTextHandler(&log, nil))}
+	ev := NewEvent("acme", "tok", "v7", token(), Scheduled)
+	ev.Previous = clear.NewAccessToken(previous)
+	if v, err := h.attempt(t.Context(), ev); v != Delivered {
+		t.Fatalf("%s, %v", v, err)
+	}
+	if strings.Contains(log.String(), previous) || !strings.Contains(log.String(), "replacing [REDACTED]") {
+		t.Fatalf("the log:\n%s", log.String())
 	}
 }

@@ -486,3 +486,44 @@ func TestDispatcherRedeliversWhatIsNotDelivered(t *testing.T) {
 		d.Wait()
 	})
 }
+
+// A token stored elsewhere supersedes a delivery as a newer one posted here would: it ends, with no
+// error and no failure left standing. A Current that cannot tell does not stop the delivery.
+func TestDeliverEndsWhenCurrentSaysSuperseded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		wh := &fakeTarget{name: "webhook", forever: Retry}
+		n, st := newTestNotifier(Daemon, &log, wh)
+		var mu sync.Mutex
+		current, answers := true, 0
+		n.Current = func(context.Context, Event) (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			answers++
+			if answers == 2 {
+				return false, errors.New("throttled") // cannot tell: attempt anyway
+			}
+			return current, nil
+		}
+		done := make(chan error)
+		go func() { done <- n.Deliver(t.Context(), NewEvent("acme", "tok", "v1", token(), Scheduled)) }()
+		time.Sleep(time.Minute) // past ReportAt: the failure is reported
+		synctest.Wait()
+		if s := st.Snapshot(); len(s) != 1 || !s[0].Failing {
+			t.Fatalf("stats %+v, want failing", s)
+		}
+		mu.Lock()
+		current = false
+		mu.Unlock()
+		if err := <-done; err != nil {
+			t.Fatalf("a superseded delivery returned %v", err)
+		}
+		tried := len(wh.seen())
+		if s := st.Snapshot(); s[0].Failing {
+			t.Fatalf("stats %+v: a superseded delivery still counts as failing", s)
+		}
+		if tried < 6 {
+			t.Fatalf("%d attempts: the Current that could not tell stopped an attempt", tried)
+		}
+	})
+}

@@ -64,6 +64,27 @@ func (s *Stats) Delivered(ev Event, kind string, at time.Time) {
 	k.LastDelivery = at
 }
 
+// Superseded implements Recorder: the client's latest token is a newer one, so this delivery's
+// failure no longer counts as failing.
+func (s *Stats) Superseded(ev Event, kind string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.get(ev.Client, kind).Failing = false
+}
+
+// Settle clears the failing mark of every record whose client and kind tells says are no longer
+// delivered (a reload removed the webhook, the hook or the client): no delivery of them will
+// succeed to clear it, and the alert on it would stay up until a restart. The counts stay.
+func (s *Stats) Settle(tells func(client, kind string) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, r := range s.m {
+		if !tells(k.client, k.kind) {
+			r.Failing = false
+		}
+	}
+}
+
 // Snapshot returns the records, sorted by client and kind.
 func (s *Stats) Snapshot() []KindStats {
 	s.mu.Lock()
