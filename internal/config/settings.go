@@ -285,7 +285,7 @@ var Settings = []Setting{
 		parse: parser(checkWebhookURL), client: field(func(c *Client) *string { return &c.WebhookURL })},
 	{Env: EnvWebhookSecretID, Scope: Global, Kind: "secret id", Group: "webhook_secret",
 		Help:  "Secrets Manager name or ARN of the webhook signing secret: whsec_<base64>, or two such values separated by a space while it changes",
-		Notes: "whsec_ keys of 24 to 64 bytes; required with a webhook URL; read again every five minutes",
+		Notes: "whsec_ keys of 24 to 64 bytes in standard, padded base64; required with a webhook URL; read again every five minutes",
 		parse: parser(secretID(false)), config: idField(func(c *Config) *string { return &c.Notify.WebhookSecretID })},
 	{Env: EnvWebhookSecret, Scope: Global, Kind: "secret", Group: "webhook_secret", Secret: true,
 		Help:  "the webhook signing secret itself (for development); set this or " + EnvWebhookSecretID,
