@@ -583,6 +583,10 @@ func TestValidTillDriftIsStoredAndRenewedWithinTheHour(t *testing.T) {
 	for name, fault := range map[string]emulator.Fault{
 		"number": emulator.DriftNumber(), "epoch string": emulator.DriftEpochString(), "bare date": emulator.DriftBareDate(),
 		"words": {ValidTill: []byte(`"tomorrow"`)},
+		// ISO 8601 times whose UTC instant falls outside the years 0-9999 that a token document
+		// (RFC 3339) can hold: the token must still be stored, not lost for want of a format.
+		"after year 9999 in UTC": {ValidTill: []byte(`"9999-12-31T23:59:59-05:00"`)},
+		"before year 0 in UTC":   {ValidTill: []byte(`"0000-01-01T00:00:00+05:00"`)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
