@@ -25,7 +25,7 @@
 // lease covers exactly the work it stands for (Clear's timeout, the write window and a margin);
 // a claim whose owner vanished is taken over when it ends, and the owner stops trying to store a
 // token before then, so a late write can never overwrite its successor's token. An owner that
-// knows it lost a token releases its claim at once and records the loss.
+// knows it lost a token releases its claim at once and records the loss, while its lease lasts.
 //
 // # Two API clients
 //
@@ -447,16 +447,25 @@ func (e *Engine) recordFailure(ctx context.Context, c *Client, rd read, d Decisi
 // release gives the claim up after its owner failed before or after asking Clear, and records why,
 // so that the next rotation need not wait for the lease to end. lost says whether Clear issued a
 // token that could not be stored. Its write is bounded by a short time of its own, since the work's
-// time may be spent; if it fails too, the claim's lease ends soon anyway.
+// time may be spent, and it ends where the owner's other writes do, before the lease less its
+// margin: past that, another rotator may have taken the claim over, and a release landing on its
+// claim would erase it and let a third rotator ask Clear while the second is asking. If the release
+// cannot be written, the claim's lease ends soon anyway.
 func (e *Engine) release(ctx context.Context, c *Client, rd read, d Decision, claimID string, cause error, lost bool) Result {
 	now := e.now()
 	a := Attempt{Kind: AttemptReleased, At: now}
 	if lost {
 		a = Attempt{Kind: AttemptLost, At: now, Reason: cause.Error()}
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseLimit)
-	defer cancel()
-	st, released := e.apply(rctx, c, d, a, ReleaseToken(claimID), "could not release the claim")
+	var st document.State
+	released := false
+	if left := min(releaseLimit, d.Claim.Claim.LeaseUntil.Sub(now)-timing.LeaseMargin); left > 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), left)
+		st, released = e.apply(rctx, c, d, a, ReleaseToken(claimID), "could not release the claim")
+		cancel()
+	} else {
+		e.Log.Warn("the claim's lease is over: not releasing it, since another rotator may have taken it over", "client", c.Name)
+	}
 
 	// Decide again on what the token secret now holds: the released state, or, when that write
 	// failed too, the claim until its lease ends.
