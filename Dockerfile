@@ -25,7 +25,7 @@ USER nonroot:nonroot
 EXPOSE 9090
 # No HEALTHCHECK: distroless has no shell or curl to run one. Orchestrators should probe /healthz
 # (liveness) and /readyz (readiness) over HTTP instead. Give the container a stop timeout longer
-# than ROTATOR_SHUTDOWN_GRACE (75s by default: CLEAR_TIMEOUT, the 30s write window and 15s), so
+# than ROTATOR_SHUTDOWN_GRACE (60s by default: CLEAR_TIMEOUT and the 30s write window), so
 # that SIGTERM lets a rotation in flight store its token.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/rotator"]
