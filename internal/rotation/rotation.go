@@ -64,6 +64,10 @@ const (
 	// releaseLimit bounds the state write that releases a claim after a lost token; it runs even
 	// when the work's own time is spent, since it is what lets the next rotation start at once.
 	releaseLimit = 10 * time.Second
+	// releaseReserve is the end of the owner's work that the token write leaves to what follows
+	// its failure: the check that it did not land after all, and the release that records the
+	// loss, which must land before the lease's margin.
+	releaseReserve = 5 * time.Second
 	// secretTTL is how long a cached client secret is used before it is read again.
 	secretTTL     = 15 * time.Minute
 	emptyDocument = "{}"
@@ -319,7 +323,7 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 	// The claim's lease was set before the calls above, which a slow or throttled Secrets Manager
 	// can stretch. Calling Clear late in the lease would let another rotator take the claim over
 	// and race this one's token write; so the work must fit in what is left of the lease.
-	left := d.Claim.Claim.LeaseUntil.Sub(e.now()) - timing.LeaseMargin
+	left := e.leaseLeft(rd, d) - timing.LeaseMargin
 	if need := e.ClearTimeout + minWriteTime; left < need {
 		return e.release(ctx, c, rd, d, claimID, &LeaseError{Left: max(left, 0), Need: need}, false)
 	}
@@ -356,9 +360,11 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 	}
 	if err == nil {
 		// The write comes straight after Clear's answer: no other call in between.
-		_, err = e.retry(ctx, func(ctx context.Context) (string, error) {
+		wctx, wcancel := writeContext(ctx)
+		_, err = e.retry(wctx, func(ctx context.Context) (string, error) {
 			return e.Store.Put(ctx, c.TokenSecretID, tokenVersion, string(body), stages...)
 		})
+		wcancel()
 	}
 	if err != nil && e.landed(ctx, c, tokenVersion) {
 		// Every answer was lost, but a write landed: a version's id is its request token.
@@ -396,6 +402,18 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 	nr.NextCheck = ad.NextCheck
 	nr.Stored = &Stored{VersionID: tokenVersion, Token: doc}
 	return nr
+}
+
+// leaseLeft is what is left of the lease of the claim d made on rd: by the engine's clock, and
+// never more than the lease less the real time since the read, so that a clock that steps back
+// cannot stretch the owner's work past the moment other rotators take the claim over.
+func (e *Engine) leaseLeft(rd read, d Decision) time.Duration {
+	cl := d.Claim.Claim
+	left := cl.LeaseUntil.Sub(e.now())
+	if real := cl.LeaseUntil.Sub(cl.At) - time.Since(rd.started); real < left {
+		left = real
+	}
+	return left
 }
 
 // anomaly describes what is wrong with a grant that was nevertheless stored, or "" when nothing is.
@@ -459,7 +477,7 @@ func (e *Engine) release(ctx context.Context, c *Client, rd read, d Decision, cl
 	}
 	var st document.State
 	released := false
-	if left := min(releaseLimit, d.Claim.Claim.LeaseUntil.Sub(now)-timing.LeaseMargin); left > 0 {
+	if left := min(releaseLimit, e.leaseLeft(rd, d)-timing.LeaseMargin); left > 0 {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), left)
 		st, released = e.apply(rctx, c, d, a, ReleaseToken(claimID), "could not release the claim")
 		cancel()
@@ -531,6 +549,21 @@ func (e *Engine) stateLanded(ctx context.Context, c *Client, id, value string) b
 	defer cancel()
 	v, err := e.Store.Read(vctx, c.TokenSecretID, document.StateStage)
 	return err == nil && v.ID == id && v.Value == value
+}
+
+// writeContext bounds the token write within the owner's work (ctx): it ends releaseReserve before
+// the work does, so that a write that fails to the end leaves time to record the loss (release)
+// before the lease's margin, but it never leaves the write less than minWriteTime.
+func writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	end, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	by := end.Add(-releaseReserve)
+	if floor := time.Now().Add(minWriteTime); by.Before(floor) {
+		by = floor // context.WithDeadline never goes past ctx's own deadline
+	}
+	return context.WithDeadline(ctx, by)
 }
 
 // detach returns a context that ignores ctx's cancellation but keeps its deadline, bounded by

@@ -531,6 +531,43 @@ func TestLeaseSpentBeforeClearIsNotUsed(t *testing.T) {
 	expect(t, w.Engine("b").Rotate(context.Background(), c, false), rotation.Rotated)
 }
 
+func TestOwnerWhoseClockStepsBackStopsWithinItsLease(t *testing.T) {
+	// A guard for absurd input: the owner's clock steps back an hour between its claim and its
+	// call to Clear, and Secrets Manager throttles every token write. Measured by that clock, the
+	// lease seems to have an hour left; the rotators whose clocks did not step take the claim over
+	// when it really ends. The owner must stop writing then, not an hour later, or its late write
+	// could overwrite its successor's token. In a bubble: the write retries pass at once.
+	inBubble(t, rig.Options{Lifetime: time.Hour}, testOwnerWhoseClockStepsBack)
+}
+
+func testOwnerWhoseClockStepsBack(t *testing.T, w *rig.World, c *rotation.Client) {
+	e := w.Engine("a")
+	reread := failReReadAfterClaim(w)
+	stepped := false
+	w.API.Fail(func(op string, in any) error {
+		if reread(op, in) != nil && !stepped {
+			stepped = true
+			w.Clock.Advance(-time.Hour)
+			return nil
+		}
+		if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && len(p.VersionStages) == 0 && !strings.Contains(aws.ToString(p.SecretString), "{}") {
+			return &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+		}
+		return nil
+	})
+	start := time.Now()
+	r := e.Rotate(context.Background(), c, false)
+	took := time.Since(start)
+	w.API.Fail(nil)
+	expect(t, r, rotation.Failed)
+	if !stepped {
+		t.Fatal("the clock never stepped back")
+	}
+	if lease := timing.Lease(clear.DefaultTimeout); took > lease {
+		t.Fatalf("the owner went on for %s after its claim, past its lease of %s", took, lease)
+	}
+}
+
 func TestTokenWriteThatLandedUnansweredCountsAsStored(t *testing.T) {
 	// In a bubble: the engine retries the unanswered write until the deadline is nearly over.
 	inBubble(t, rig.Options{Lifetime: time.Hour}, testTokenWriteThatLandedUnanswered)
