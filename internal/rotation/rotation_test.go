@@ -324,6 +324,32 @@ func TestRateLimitedBlocksUntilMidnight(t *testing.T) {
 	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
 }
 
+func TestAShortRetryAfterCannotBurnTheBudget(t *testing.T) {
+	// Clear answers every request with 429 and "Retry-After: 1". Each request counts against the
+	// daily limit; honouring the second alone would ask again every second and spend the day's 48
+	// requests in under a minute, leaving the client limited until midnight UTC even if Clear
+	// recovered a minute later. Repeated 429s are spaced by the backoff at least.
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	for range 60 {
+		w.Emu.Inject(emulator.RateLimited("1"))
+	}
+	start := w.Clock.Now()
+	for w.Clock.Now().Before(start.Add(5 * time.Minute)) {
+		r := e.Rotate(context.Background(), c, false)
+		if r.NextCheck.IsZero() || !r.NextCheck.After(w.Clock.Now()) {
+			w.Clock.Advance(time.Second)
+			continue
+		}
+		w.Clock.Set(r.NextCheck)
+	}
+	// The backoff's first steps (15-30 s, 30-60 s, 1-2 min, 2-4 min) fit five or six requests in
+	// five minutes.
+	if n := w.Emu.Requests(w.Secrets[0]); n > 6 {
+		t.Fatalf("%d requests in five minutes of 429s with Retry-After: 1", n)
+	}
+}
+
 func TestMalformedAnswersAreNeverStored(t *testing.T) {
 	for name, fault := range map[string]emulator.Fault{
 		"garbage":      {Body: "<html>oops</html>"},

@@ -59,7 +59,8 @@ type Spacing struct {
 //   - Suspicious completes it too, but the API client backs off one step further than before, so
 //     that a clock or Clear problem that persists cannot spend the day's budget.
 //   - Refused blocks the API client (401 and other 4xx: until its secret changes; 429: until
-//     Retry-After or midnight UTC) or backs it off (transient); its event failed.
+//     Retry-After, but no sooner than the backoff, or midnight UTC) or backs it off (transient);
+//     its event failed.
 //   - Lost records the loss; the first retry after it is immediate, since the token in AWSCURRENT
 //     may be dead, and a loss while an earlier one is unrecovered backs off from the first step.
 //   - Released uncounts the request the claim counted: it was never sent.
@@ -115,8 +116,14 @@ func refuse(a *document.APIClient, at Attempt, sp Spacing) {
 		a.Blocked = &document.Block{Kind: kind.String(), Reason: at.Reason}
 	case clear.KindRateLimited:
 		until := timing.NextMidnightUTC(at.At)
-		if retryAfter > 0 && at.At.Add(retryAfter).Before(until) {
-			until = at.At.Add(retryAfter)
+		if retryAfter > 0 {
+			// Clear's wait is honoured, but never shorter than the backoff after as many failures
+			// in a row: a 429 that keeps saying "Retry-After: 1" must not spend the day's budget
+			// in a minute.
+			wait := max(retryAfter, sp.Backoff.Delay(a.Failures, sp.Jitter))
+			if at.At.Add(wait).Before(until) {
+				until = at.At.Add(wait)
+			}
 		}
 		a.Blocked = &document.Block{Kind: kind.String(), Reason: at.Reason, Until: &until}
 	default:

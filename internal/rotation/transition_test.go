@@ -82,6 +82,13 @@ func TestTransition(t *testing.T) {
 				{Secret: "fp2", Day: "2026-11-21", Requests: 3, Failures: 2, LastError: "429", Blocked: &document.Block{Kind: "rate-limited", Reason: "429", Until: ptr(at.Add(time.Hour))}}},
 				LastRequest: ptr(t0), Events: []string{"old"}, Failed: []string{"ev"}},
 		},
+		"429 with a Retry-After shorter than the backoff: blocked for the backoff": {
+			from:    claimed(nil),
+			attempt: rotation.Attempt{Kind: rotation.AttemptRefused, At: at, Clear: &clear.Error{Kind: clear.KindRateLimited, Status: 429, RetryAfter: time.Second}, Reason: "429"},
+			want: document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 4},
+				{Secret: "fp2", Day: "2026-11-21", Requests: 3, Failures: 2, LastError: "429", Blocked: &document.Block{Kind: "rate-limited", Reason: "429", Until: ptr(at.Add(sp.Backoff.Delay(2, sp.Jitter)))}}},
+				LastRequest: ptr(t0), Events: []string{"old"}, Failed: []string{"ev"}},
+		},
 		"429 without Retry-After, or beyond midnight: blocked until midnight UTC": {
 			from:    claimed(nil),
 			attempt: rotation.Attempt{Kind: rotation.AttemptRefused, At: at, Clear: &clear.Error{Kind: clear.KindRateLimited, Status: 429, RetryAfter: 48 * time.Hour}, Reason: "429"},
