@@ -62,7 +62,8 @@ const (
 	// attemptLimit bounds one write attempt.
 	attemptLimit = 10 * time.Second
 	// releaseLimit bounds the state write that releases a claim after a lost token; it runs even
-	// when the work's own time is spent, since it is what lets the next rotation start at once.
+	// when the work's own time is spent (it is what lets the next rotation start at once), but
+	// never past the lease less its margin.
 	releaseLimit = 10 * time.Second
 	// releaseReserve is the end of the owner's work that the token write leaves to what follows
 	// its failure: the check that it did not land after all, and the release that records the
@@ -482,7 +483,7 @@ func (e *Engine) release(ctx context.Context, c *Client, rd read, d Decision, cl
 		st, released = e.apply(rctx, c, d, a, ReleaseToken(claimID), "could not release the claim")
 		cancel()
 	} else {
-		e.Log.Warn("the claim's lease is over: not releasing it, since another rotator may have taken it over", "client", c.Name)
+		e.Log.Warn("too little of the claim's lease is left to release it safely; it ends with its lease", "client", c.Name)
 	}
 
 	// Decide again on what the token secret now holds: the released state, or, when that write
