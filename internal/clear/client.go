@@ -140,8 +140,13 @@ func (c *Client) Token(ctx context.Context, cs ClientSecret) (Grant, error) {
 		return Grant{}, networkError(err, cs)
 	}
 	if len(body) > maxBody {
-		return Grant{}, &Error{Kind: KindMalformed, Status: resp.StatusCode,
-			Message: fmt.Sprintf("answer is larger than %d bytes", maxBody)}
+		if resp.StatusCode == http.StatusOK {
+			return Grant{}, &Error{Kind: KindMalformed, Status: resp.StatusCode,
+				Message: fmt.Sprintf("answer is larger than %d bytes", maxBody)}
+		}
+		// A refusal with a page too large to be Clear's errors document (a proxy's, a CDN's) is
+		// still a refusal: its status alone classifies it.
+		body = nil
 	}
 	g, err := parse(resp.StatusCode, body, cs.Reveal())
 	var e *Error

@@ -350,6 +350,32 @@ func TestAShortRetryAfterCannotBurnTheBudget(t *testing.T) {
 	}
 }
 
+func TestLargeErrorPagesAreJudgedByTheirStatus(t *testing.T) {
+	// A refusal whose body is larger than an answer may be (a proxy's or a CDN's HTML page of
+	// 100 KiB) is still a refusal: a 429 blocks until midnight UTC and a 401 until the
+	// configuration changes, rather than being retried with backoff as a malformed answer.
+	page := "<html>" + strings.Repeat("x", 100<<10) + "</html>"
+	for name, tc := range map[string]struct {
+		status int
+		kind   clear.Kind
+	}{"429": {429, clear.KindRateLimited}, "401": {401, clear.KindAuth}} {
+		t.Run(name, func(t *testing.T) {
+			w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+			e := w.Engine("a")
+			w.Emu.Inject(emulator.Fault{Status: tc.status, Body: page})
+			r := e.Rotate(context.Background(), c, false)
+			expect(t, r, rotation.Failed)
+			var ce *clear.Error
+			if !errors.As(r.Err, &ce) || ce.Kind != tc.kind {
+				t.Fatalf("err = %v, want a %s error", r.Err, tc.kind)
+			}
+			if r.Status.State != rotation.HealthBlocked {
+				t.Fatalf("state %s, want blocked", r.Status.State)
+			}
+		})
+	}
+}
+
 func TestMalformedAnswersAreNeverStored(t *testing.T) {
 	for name, fault := range map[string]emulator.Fault{
 		"garbage":      {Body: "<html>oops</html>"},
