@@ -472,7 +472,7 @@ func (e *Engine) recordFailure(ctx context.Context, c *Client, rd read, d Decisi
 // cannot be written, the claim's lease ends soon anyway.
 func (e *Engine) release(ctx context.Context, c *Client, rd read, d Decision, claimID string, cause error, lost bool) Result {
 	now := e.now()
-	a := Attempt{Kind: AttemptReleased, At: now}
+	a := Attempt{Kind: AttemptReleased, At: now, Reason: cause.Error()}
 	if lost {
 		a = Attempt{Kind: AttemptLost, At: now, Reason: cause.Error()}
 	}

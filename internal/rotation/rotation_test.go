@@ -450,6 +450,50 @@ func TestAbandonedClaimIsReleasedAtOnce(t *testing.T) {
 	}
 }
 
+func TestReleasesInARowBackOff(t *testing.T) {
+	// Every claim is a new secret version, and so is its release. When the cause of a release
+	// persists (here: the re-read after every claim fails, as in a Secrets Manager brownout), a
+	// rotator that claims and releases once a minute creates 120 versions an hour, past Secrets
+	// Manager's quota of about 100 versions a day, and nothing (no request is counted) stops it.
+	// The first retry after a release is immediate; releases in a row back off.
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	w.Clock.Advance(41 * time.Minute)
+	claimed := false
+	w.API.Fail(func(op string, in any) error {
+		switch v := in.(type) {
+		case *secretsmanager.PutSecretValueInput:
+			claimed = len(v.VersionStages) > 0 && v.VersionStages[0] == document.StateStage && strings.Contains(aws.ToString(v.SecretString), `"claim"`)
+		case *secretsmanager.GetSecretValueInput:
+			if claimed && aws.ToString(v.VersionStage) == "AWSCURRENT" {
+				claimed = false
+				return errors.New("injected: the re-read after the claim failed")
+			}
+		}
+		return nil
+	})
+	w.API.TakeCalls()
+	end := w.Clock.Now().Add(time.Hour)
+	for w.Clock.Now().Before(end) {
+		r := e.Rotate(context.Background(), c, false)
+		if r.Requested {
+			t.Fatal("called Clear")
+		}
+		if r.NextCheck.After(w.Clock.Now()) {
+			w.Clock.Set(r.NextCheck)
+		} else {
+			w.Clock.Advance(time.Second)
+		}
+	}
+	w.API.Fail(nil)
+	if _, calls := w.API.TakeCalls(); calls["PutSecretValue"] > 30 {
+		t.Fatalf("%d secret versions in an hour of failed re-reads", calls["PutSecretValue"])
+	}
+	w.Clock.Advance(time.Hour)
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+}
+
 func TestVanishedOwnersClaimIsTakenOverWhenItsLeaseEnds(t *testing.T) {
 	// Issue 9 D1: the lease is sized to the work (Clear's timeout, the write window, a margin),
 	// not five minutes, and the loss is visible while it lasts. In a bubble: the owner retries its

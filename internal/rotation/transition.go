@@ -63,7 +63,8 @@ type Spacing struct {
 //     its event failed.
 //   - Lost records the loss; the first retry after it is immediate, since the token in AWSCURRENT
 //     may be dead, and a loss while an earlier one is unrecovered backs off from the first step.
-//   - Released uncounts the request the claim counted: it was never sent.
+//   - Released uncounts the request the claim counted: it was never sent. It counts as a failure,
+//     and a release after another failure backs off.
 func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 	cl := claimed.Claim
 	if cl == nil {
@@ -99,6 +100,16 @@ func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 	case AttemptReleased:
 		if acting.Requests > 0 {
 			acting.Requests--
+		}
+		// The claim and its release are two secret versions that no request paid for: releases in
+		// a row back off (the first retry is immediate), so that a cause that persists (a Secrets
+		// Manager too slow to leave time for Clear) cannot pile versions up past its quota.
+		acting.Failures++
+		if a.Reason != "" {
+			acting.LastError = a.Reason
+		}
+		if acting.Failures > 1 {
+			acting.RetryAt = timePtr(a.At.Add(sp.Backoff.Delay(acting.Failures-1, sp.Jitter)))
 		}
 	}
 	return st.WithAPIClient(acting, secretsIn(st)...)

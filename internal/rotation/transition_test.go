@@ -114,11 +114,20 @@ func TestTransition(t *testing.T) {
 				LastRequest: ptr(t0), Events: []string{"old"}, Failed: []string{"ev"},
 				Lost: &document.Lost{At: at, Reason: "denied", Base: "v1", Slot: 2, Secret: "fp2", Certain: true}},
 		},
-		"released: the request was never sent": {
+		"released after a failure: the request was never sent, and the next one backs off": {
 			from:    claimed(nil),
-			attempt: rotation.Attempt{Kind: rotation.AttemptReleased, At: at},
+			attempt: rotation.Attempt{Kind: rotation.AttemptReleased, At: at, Reason: "re-read failed"},
 			want: document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 4},
-				{Secret: "fp2", Day: "2026-11-21", Requests: 2, Failures: 1, LastError: "earlier"}},
+				{Secret: "fp2", Day: "2026-11-21", Requests: 2, Failures: 2, LastError: "re-read failed", RetryAt: ptr(at.Add(22500 * time.Millisecond))}},
+				LastRequest: ptr(t0), Events: []string{"old"}},
+		},
+		"released first: the request was never sent, and the next may come at once": {
+			from: claimed(func(st *document.State) {
+				st.APIClients[1].Failures, st.APIClients[1].LastError = 0, ""
+			}),
+			attempt: rotation.Attempt{Kind: rotation.AttemptReleased, At: at, Reason: "re-read failed"},
+			want: document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 4},
+				{Secret: "fp2", Day: "2026-11-21", Requests: 2, Failures: 1, LastError: "re-read failed"}},
 				LastRequest: ptr(t0), Events: []string{"old"}},
 		},
 		"no claim: nothing to apply": {
