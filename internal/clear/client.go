@@ -140,8 +140,13 @@ func (c *Client) Token(ctx context.Context, cs ClientSecret) (Grant, error) {
 		return Grant{}, networkError(err, cs)
 	}
 	if len(body) > maxBody {
-		return Grant{}, &Error{Kind: KindMalformed, Status: resp.StatusCode,
-			Message: fmt.Sprintf("answer is larger than %d bytes", maxBody)}
+		if resp.StatusCode == http.StatusOK {
+			return Grant{}, &Error{Kind: KindMalformed, Status: resp.StatusCode,
+				Message: fmt.Sprintf("answer is larger than %d bytes", maxBody)}
+		}
+		// A refusal with a page too large to be Clear's errors document (a proxy's, a CDN's) is
+		// still a refusal: its status alone classifies it.
+		body = nil
 	}
 	g, err := parse(resp.StatusCode, body, cs.Reveal())
 	var e *Error
@@ -307,10 +312,15 @@ var timeLayouts = []string{
 
 // ParseTime parses the ISO 8601 forms Clear uses or might drift to ("2023-04-11T20:21:24+00:00",
 // with or without fractional seconds, with Z, +0000 or +00; see timeLayouts) and returns the time
-// in UTC. A bare date or an epoch number is not a time: it fails.
+// in UTC. A bare date or an epoch number is not a time: it fails, and so does a time whose UTC
+// instant falls outside the years 0-9999 ("9999-12-31T23:59:59-05:00"): no RFC 3339 document can
+// hold it, so taking it as a time would make the token that carries it impossible to store.
 func ParseTime(s string) (time.Time, error) {
 	for _, layout := range timeLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
+			if y := t.UTC().Year(); y < 0 || y > 9999 {
+				return time.Time{}, fmt.Errorf("not a time a document can hold (year %d in UTC): %q", y, s)
+			}
 			return t.UTC(), nil
 		}
 	}

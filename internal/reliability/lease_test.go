@@ -100,3 +100,82 @@ func waitHeld(t *testing.T, held <-chan step, want step) {
 		t.Fatalf("%s was never held", want)
 	}
 }
+
+// TestReleasePastTheLeaseDoesNotUndoATakeover: an owner that gives its claim up writes a state
+// without the claim (the release), so that the next rotation need not wait for the lease. Once
+// the lease is over that write is no longer its to make: another rotator may have taken the claim
+// over, and a release landing on top of the successor's claim erases it, so that a third rotator
+// sees no rotation in flight and asks Clear too, revoking the successor's token before it is
+// stored. The owner must not release a claim whose lease (less the margin it keeps clear of a
+// takeover) is over.
+//
+// Sequence: A claims; A's re-read stalls past its lease; A gives up (too little lease left to call
+// Clear) and sends its release, which is held; B takes the stale claim over, calls Clear (TB) and
+// its token write is held; A's release lands; C rotates; B's write lands. One due rotation must
+// cost one request, and AWSCURRENT must end up live.
+func TestReleasePastTheLeaseDoesNotUndoATakeover(t *testing.T) {
+	r := newWired(t, time.Hour)
+	r.seed()
+	before := r.Emu.Requests(r.Secrets[0])
+
+	fa, fb := newAWSFaults(), newAWSFaults()
+	heldA, heldB := make(chan step, 4), make(chan step, 4)
+	fa.heldHook = func(s step) { heldA <- s }
+	fb.heldHook = func(s step) { heldB <- s }
+	fa.arm(stepReread, faultStall)
+	fa.arm(stepResult, faultStall)
+	fb.arm(stepToken, faultStall)
+	defer fa.disarm()
+	defer fb.disarm()
+
+	run := func(e *rotation.Engine) <-chan rotation.Result {
+		done := make(chan rotation.Result, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			res := e.Rotate(ctx, r.client, false)
+			record(r.World, res)
+			done <- res
+		}()
+		return done
+	}
+	doneA := run(r.engineOn("a", r.Moto.Client(onTheWire(fa))))
+	waitHeld(t, heldA, stepReread)
+	r.Clock.Advance(timing.Lease(500*time.Millisecond) + time.Second)
+	fa.releaseStep(stepReread)
+
+	// A gives up; its release, if it sends one, is held.
+	var resA *rotation.Result
+	select {
+	case s := <-heldA:
+		if s != stepResult {
+			t.Fatalf("A: held %s, want its release", s)
+		}
+		t.Log("A sends a release after its lease ended")
+	case res := <-doneA:
+		resA = &res
+	case <-time.After(20 * time.Second):
+		t.Fatal("A neither released nor returned")
+	}
+
+	doneB := run(r.engineOn("b", r.Moto.Client(onTheWire(fb))))
+	waitHeld(t, heldB, stepToken)
+	fa.releaseStep(stepResult)
+	if resA == nil {
+		res := <-doneA
+		resA = &res
+	}
+	t.Logf("A: %s: %s", resA.Outcome, resA.Message)
+	resC := r.rotate(r.steady("c"), false, 10*time.Second)
+	t.Logf("C, while B's write is in flight: %s: %s", resC.Outcome, resC.Message)
+	fb.releaseStep(stepToken)
+	resB := <-doneB
+	t.Logf("B: %s: %s", resB.Outcome, resB.Message)
+
+	if got := r.Emu.Requests(r.Secrets[0]) - before; got != 1 {
+		t.Errorf("one due rotation made %d Clear requests", got)
+	}
+	if !r.Live() {
+		t.Error("AWSCURRENT holds a revoked token")
+	}
+}

@@ -59,6 +59,9 @@ type read struct {
 	snap    Snapshot
 	secrets []clear.ClientSecret
 	errs    []error
+	// started is when the read began by the monotonic clock, with snap.Now: a claim made on this
+	// read cannot have more of its lease left than the lease less the real time since.
+	started time.Time
 }
 
 // Acted reports whether the forced request with id event was acted on: its rotation stored a token,
@@ -85,7 +88,7 @@ func (e *Engine) Acted(ctx context.Context, c *Client, event string) (bool, erro
 // used.
 func (e *Engine) read(ctx context.Context, c *Client, cache *Cache, create bool) (read, error) {
 	now := e.now()
-	rd := read{snap: Snapshot{Now: now}}
+	rd := read{snap: Snapshot{Now: now}, started: time.Now()}
 	if cache != nil {
 		cache.mu.Lock()
 		defer cache.mu.Unlock()

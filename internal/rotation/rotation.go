@@ -25,7 +25,7 @@
 // lease covers exactly the work it stands for (Clear's timeout, the write window and a margin);
 // a claim whose owner vanished is taken over when it ends, and the owner stops trying to store a
 // token before then, so a late write can never overwrite its successor's token. An owner that
-// knows it lost a token releases its claim at once and records the loss.
+// knows it lost a token releases its claim at once and records the loss, while its lease lasts.
 //
 // # Two API clients
 //
@@ -62,8 +62,13 @@ const (
 	// attemptLimit bounds one write attempt.
 	attemptLimit = 10 * time.Second
 	// releaseLimit bounds the state write that releases a claim after a lost token; it runs even
-	// when the work's own time is spent, since it is what lets the next rotation start at once.
+	// when the work's own time is spent (it is what lets the next rotation start at once), but
+	// never past the lease less its margin.
 	releaseLimit = 10 * time.Second
+	// releaseReserve is the end of the owner's work that the token write leaves to what follows
+	// its failure: the check that it did not land after all, and the release that records the
+	// loss, which must land before the lease's margin.
+	releaseReserve = 5 * time.Second
 	// secretTTL is how long a cached client secret is used before it is read again.
 	secretTTL     = 15 * time.Minute
 	emptyDocument = "{}"
@@ -319,7 +324,7 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 	// The claim's lease was set before the calls above, which a slow or throttled Secrets Manager
 	// can stretch. Calling Clear late in the lease would let another rotator take the claim over
 	// and race this one's token write; so the work must fit in what is left of the lease.
-	left := d.Claim.Claim.LeaseUntil.Sub(e.now()) - timing.LeaseMargin
+	left := e.leaseLeft(rd, d) - timing.LeaseMargin
 	if need := e.ClearTimeout + minWriteTime; left < need {
 		return e.release(ctx, c, rd, d, claimID, &LeaseError{Left: max(left, 0), Need: need}, false)
 	}
@@ -356,9 +361,11 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 	}
 	if err == nil {
 		// The write comes straight after Clear's answer: no other call in between.
-		_, err = e.retry(ctx, func(ctx context.Context) (string, error) {
+		wctx, wcancel := writeContext(ctx)
+		_, err = e.retry(wctx, func(ctx context.Context) (string, error) {
 			return e.Store.Put(ctx, c.TokenSecretID, tokenVersion, string(body), stages...)
 		})
+		wcancel()
 	}
 	if err != nil && e.landed(ctx, c, tokenVersion) {
 		// Every answer was lost, but a write landed: a version's id is its request token.
@@ -396,6 +403,18 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 	nr.NextCheck = ad.NextCheck
 	nr.Stored = &Stored{VersionID: tokenVersion, Token: doc}
 	return nr
+}
+
+// leaseLeft is what is left of the lease of the claim d made on rd: by the engine's clock, and
+// never more than the lease less the real time since the read, so that a clock that steps back
+// cannot stretch the owner's work past the moment other rotators take the claim over.
+func (e *Engine) leaseLeft(rd read, d Decision) time.Duration {
+	cl := d.Claim.Claim
+	left := cl.LeaseUntil.Sub(e.now())
+	if real := cl.LeaseUntil.Sub(cl.At) - time.Since(rd.started); real < left {
+		left = real
+	}
+	return left
 }
 
 // anomaly describes what is wrong with a grant that was nevertheless stored, or "" when nothing is.
@@ -447,16 +466,25 @@ func (e *Engine) recordFailure(ctx context.Context, c *Client, rd read, d Decisi
 // release gives the claim up after its owner failed before or after asking Clear, and records why,
 // so that the next rotation need not wait for the lease to end. lost says whether Clear issued a
 // token that could not be stored. Its write is bounded by a short time of its own, since the work's
-// time may be spent; if it fails too, the claim's lease ends soon anyway.
+// time may be spent, and it ends where the owner's other writes do, before the lease less its
+// margin: past that, another rotator may have taken the claim over, and a release landing on its
+// claim would erase it and let a third rotator ask Clear while the second is asking. If the release
+// cannot be written, the claim's lease ends soon anyway.
 func (e *Engine) release(ctx context.Context, c *Client, rd read, d Decision, claimID string, cause error, lost bool) Result {
 	now := e.now()
-	a := Attempt{Kind: AttemptReleased, At: now}
+	a := Attempt{Kind: AttemptReleased, At: now, Reason: cause.Error()}
 	if lost {
 		a = Attempt{Kind: AttemptLost, At: now, Reason: cause.Error()}
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseLimit)
-	defer cancel()
-	st, released := e.apply(rctx, c, d, a, ReleaseToken(claimID), "could not release the claim")
+	var st document.State
+	released := false
+	if left := min(releaseLimit, e.leaseLeft(rd, d)-timing.LeaseMargin); left > 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), left)
+		st, released = e.apply(rctx, c, d, a, ReleaseToken(claimID), "could not release the claim")
+		cancel()
+	} else {
+		e.Log.Warn("too little of the claim's lease is left to release it safely; it ends with its lease", "client", c.Name)
+	}
 
 	// Decide again on what the token secret now holds: the released state, or, when that write
 	// failed too, the claim until its lease ends.
@@ -522,6 +550,21 @@ func (e *Engine) stateLanded(ctx context.Context, c *Client, id, value string) b
 	defer cancel()
 	v, err := e.Store.Read(vctx, c.TokenSecretID, document.StateStage)
 	return err == nil && v.ID == id && v.Value == value
+}
+
+// writeContext bounds the token write within the owner's work (ctx): it ends releaseReserve before
+// the work does, so that a write that fails to the end leaves time to record the loss (release)
+// before the lease's margin, but it never leaves the write less than minWriteTime.
+func writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	end, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	by := end.Add(-releaseReserve)
+	if floor := time.Now().Add(minWriteTime); by.Before(floor) {
+		by = floor // context.WithDeadline never goes past ctx's own deadline
+	}
+	return context.WithDeadline(ctx, by)
 }
 
 // detach returns a context that ignores ctx's cancellation but keeps its deadline, bounded by

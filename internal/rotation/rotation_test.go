@@ -324,6 +324,58 @@ func TestRateLimitedBlocksUntilMidnight(t *testing.T) {
 	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
 }
 
+func TestAShortRetryAfterCannotBurnTheBudget(t *testing.T) {
+	// Clear answers every request with 429 and "Retry-After: 1". Each request counts against the
+	// daily limit; honouring the second alone would ask again every second and spend the day's 48
+	// requests in under a minute, leaving the client limited until midnight UTC even if Clear
+	// recovered a minute later. Repeated 429s are spaced by the backoff at least.
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	for range 60 {
+		w.Emu.Inject(emulator.RateLimited("1"))
+	}
+	start := w.Clock.Now()
+	for w.Clock.Now().Before(start.Add(5 * time.Minute)) {
+		r := e.Rotate(context.Background(), c, false)
+		if r.NextCheck.IsZero() || !r.NextCheck.After(w.Clock.Now()) {
+			w.Clock.Advance(time.Second)
+			continue
+		}
+		w.Clock.Set(r.NextCheck)
+	}
+	// The backoff's first steps (15-30 s, 30-60 s, 1-2 min, 2-4 min) fit five or six requests in
+	// five minutes.
+	if n := w.Emu.Requests(w.Secrets[0]); n > 6 {
+		t.Fatalf("%d requests in five minutes of 429s with Retry-After: 1", n)
+	}
+}
+
+func TestLargeErrorPagesAreJudgedByTheirStatus(t *testing.T) {
+	// A refusal whose body is larger than an answer may be (a proxy's or a CDN's HTML page of
+	// 100 KiB) is still a refusal: a 429 blocks until midnight UTC and a 401 until the
+	// configuration changes, rather than being retried with backoff as a malformed answer.
+	page := "<html>" + strings.Repeat("x", 100<<10) + "</html>"
+	for name, tc := range map[string]struct {
+		status int
+		kind   clear.Kind
+	}{"429": {429, clear.KindRateLimited}, "401": {401, clear.KindAuth}} {
+		t.Run(name, func(t *testing.T) {
+			w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+			e := w.Engine("a")
+			w.Emu.Inject(emulator.Fault{Status: tc.status, Body: page})
+			r := e.Rotate(context.Background(), c, false)
+			expect(t, r, rotation.Failed)
+			var ce *clear.Error
+			if !errors.As(r.Err, &ce) || ce.Kind != tc.kind {
+				t.Fatalf("err = %v, want a %s error", r.Err, tc.kind)
+			}
+			if r.Status.State != rotation.HealthBlocked {
+				t.Fatalf("state %s, want blocked", r.Status.State)
+			}
+		})
+	}
+}
+
 func TestMalformedAnswersAreNeverStored(t *testing.T) {
 	for name, fault := range map[string]emulator.Fault{
 		"garbage":      {Body: "<html>oops</html>"},
@@ -396,6 +448,50 @@ func TestAbandonedClaimIsReleasedAtOnce(t *testing.T) {
 	if a := apiClient(t, w); a.Requests != 1 {
 		t.Fatalf("requests counted = %d, want 1", a.Requests)
 	}
+}
+
+func TestReleasesInARowBackOff(t *testing.T) {
+	// Every claim is a new secret version, and so is its release. When the cause of a release
+	// persists (here: the re-read after every claim fails, as in a Secrets Manager brownout), a
+	// rotator that claims and releases once a minute creates 120 versions an hour, past Secrets
+	// Manager's quota of about 100 versions a day, and nothing (no request is counted) stops it.
+	// The first retry after a release is immediate; releases in a row back off.
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	w.Clock.Advance(41 * time.Minute)
+	claimed := false
+	w.API.Fail(func(op string, in any) error {
+		switch v := in.(type) {
+		case *secretsmanager.PutSecretValueInput:
+			claimed = len(v.VersionStages) > 0 && v.VersionStages[0] == document.StateStage && strings.Contains(aws.ToString(v.SecretString), `"claim"`)
+		case *secretsmanager.GetSecretValueInput:
+			if claimed && aws.ToString(v.VersionStage) == "AWSCURRENT" {
+				claimed = false
+				return errors.New("injected: the re-read after the claim failed")
+			}
+		}
+		return nil
+	})
+	w.API.TakeCalls()
+	end := w.Clock.Now().Add(time.Hour)
+	for w.Clock.Now().Before(end) {
+		r := e.Rotate(context.Background(), c, false)
+		if r.Requested {
+			t.Fatal("called Clear")
+		}
+		if r.NextCheck.After(w.Clock.Now()) {
+			w.Clock.Set(r.NextCheck)
+		} else {
+			w.Clock.Advance(time.Second)
+		}
+	}
+	w.API.Fail(nil)
+	if _, calls := w.API.TakeCalls(); calls["PutSecretValue"] > 30 {
+		t.Fatalf("%d secret versions in an hour of failed re-reads", calls["PutSecretValue"])
+	}
+	w.Clock.Advance(time.Hour)
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
 }
 
 func TestVanishedOwnersClaimIsTakenOverWhenItsLeaseEnds(t *testing.T) {
@@ -531,6 +627,43 @@ func TestLeaseSpentBeforeClearIsNotUsed(t *testing.T) {
 	expect(t, w.Engine("b").Rotate(context.Background(), c, false), rotation.Rotated)
 }
 
+func TestOwnerWhoseClockStepsBackStopsWithinItsLease(t *testing.T) {
+	// A guard for absurd input: the owner's clock steps back an hour between its claim and its
+	// call to Clear, and Secrets Manager throttles every token write. Measured by that clock, the
+	// lease seems to have an hour left; the rotators whose clocks did not step take the claim over
+	// when it really ends. The owner must stop writing then, not an hour later, or its late write
+	// could overwrite its successor's token. In a bubble: the write retries pass at once.
+	inBubble(t, rig.Options{Lifetime: time.Hour}, testOwnerWhoseClockStepsBack)
+}
+
+func testOwnerWhoseClockStepsBack(t *testing.T, w *rig.World, c *rotation.Client) {
+	e := w.Engine("a")
+	reread := failReReadAfterClaim(w)
+	stepped := false
+	w.API.Fail(func(op string, in any) error {
+		if reread(op, in) != nil && !stepped {
+			stepped = true
+			w.Clock.Advance(-time.Hour)
+			return nil
+		}
+		if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && len(p.VersionStages) == 0 && !strings.Contains(aws.ToString(p.SecretString), "{}") {
+			return &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+		}
+		return nil
+	})
+	start := time.Now()
+	r := e.Rotate(context.Background(), c, false)
+	took := time.Since(start)
+	w.API.Fail(nil)
+	expect(t, r, rotation.Failed)
+	if !stepped {
+		t.Fatal("the clock never stepped back")
+	}
+	if lease := timing.Lease(clear.DefaultTimeout); took > lease {
+		t.Fatalf("the owner went on for %s after its claim, past its lease of %s", took, lease)
+	}
+}
+
 func TestTokenWriteThatLandedUnansweredCountsAsStored(t *testing.T) {
 	// In a bubble: the engine retries the unanswered write until the deadline is nearly over.
 	inBubble(t, rig.Options{Lifetime: time.Hour}, testTokenWriteThatLandedUnanswered)
@@ -583,6 +716,10 @@ func TestValidTillDriftIsStoredAndRenewedWithinTheHour(t *testing.T) {
 	for name, fault := range map[string]emulator.Fault{
 		"number": emulator.DriftNumber(), "epoch string": emulator.DriftEpochString(), "bare date": emulator.DriftBareDate(),
 		"words": {ValidTill: []byte(`"tomorrow"`)},
+		// ISO 8601 times whose UTC instant falls outside the years 0-9999 that a token document
+		// (RFC 3339) can hold: the token must still be stored, not lost for want of a format.
+		"after year 9999 in UTC": {ValidTill: []byte(`"9999-12-31T23:59:59-05:00"`)},
+		"before year 0 in UTC":   {ValidTill: []byte(`"0000-01-01T00:00:00+05:00"`)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			w, c := newWorld(t, rig.Options{Lifetime: time.Hour})

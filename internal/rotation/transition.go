@@ -59,10 +59,12 @@ type Spacing struct {
 //   - Suspicious completes it too, but the API client backs off one step further than before, so
 //     that a clock or Clear problem that persists cannot spend the day's budget.
 //   - Refused blocks the API client (401 and other 4xx: until its secret changes; 429: until
-//     Retry-After or midnight UTC) or backs it off (transient); its event failed.
+//     Retry-After, but no sooner than the backoff, or midnight UTC) or backs it off (transient);
+//     its event failed.
 //   - Lost records the loss; the first retry after it is immediate, since the token in AWSCURRENT
 //     may be dead, and a loss while an earlier one is unrecovered backs off from the first step.
-//   - Released uncounts the request the claim counted: it was never sent.
+//   - Released uncounts the request the claim counted: it was never sent. It counts as a failure,
+//     and a release after another failure backs off.
 func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 	cl := claimed.Claim
 	if cl == nil {
@@ -99,6 +101,16 @@ func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 		if acting.Requests > 0 {
 			acting.Requests--
 		}
+		// The claim and its release are two secret versions that no request paid for: releases in
+		// a row back off (the first retry is immediate), so that a cause that persists (a Secrets
+		// Manager too slow to leave time for Clear) cannot pile versions up past its quota.
+		acting.Failures++
+		if a.Reason != "" {
+			acting.LastError = a.Reason
+		}
+		if acting.Failures > 1 {
+			acting.RetryAt = timePtr(a.At.Add(sp.Backoff.Delay(acting.Failures-1, sp.Jitter)))
+		}
 	}
 	return st.WithAPIClient(acting, secretsIn(st)...)
 }
@@ -115,8 +127,14 @@ func refuse(a *document.APIClient, at Attempt, sp Spacing) {
 		a.Blocked = &document.Block{Kind: kind.String(), Reason: at.Reason}
 	case clear.KindRateLimited:
 		until := timing.NextMidnightUTC(at.At)
-		if retryAfter > 0 && at.At.Add(retryAfter).Before(until) {
-			until = at.At.Add(retryAfter)
+		if retryAfter > 0 {
+			// Clear's wait is honoured, but never shorter than the backoff after as many failures
+			// in a row: a 429 that keeps saying "Retry-After: 1" must not spend the day's budget
+			// in a minute.
+			wait := max(retryAfter, sp.Backoff.Delay(a.Failures, sp.Jitter))
+			if at.At.Add(wait).Before(until) {
+				until = at.At.Add(wait)
+			}
 		}
 		a.Blocked = &document.Block{Kind: kind.String(), Reason: at.Reason, Until: &until}
 	default:

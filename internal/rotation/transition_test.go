@@ -82,6 +82,13 @@ func TestTransition(t *testing.T) {
 				{Secret: "fp2", Day: "2026-11-21", Requests: 3, Failures: 2, LastError: "429", Blocked: &document.Block{Kind: "rate-limited", Reason: "429", Until: ptr(at.Add(time.Hour))}}},
 				LastRequest: ptr(t0), Events: []string{"old"}, Failed: []string{"ev"}},
 		},
+		"429 with a Retry-After shorter than the backoff: blocked for the backoff": {
+			from:    claimed(nil),
+			attempt: rotation.Attempt{Kind: rotation.AttemptRefused, At: at, Clear: &clear.Error{Kind: clear.KindRateLimited, Status: 429, RetryAfter: time.Second}, Reason: "429"},
+			want: document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 4},
+				{Secret: "fp2", Day: "2026-11-21", Requests: 3, Failures: 2, LastError: "429", Blocked: &document.Block{Kind: "rate-limited", Reason: "429", Until: ptr(at.Add(sp.Backoff.Delay(2, sp.Jitter)))}}},
+				LastRequest: ptr(t0), Events: []string{"old"}, Failed: []string{"ev"}},
+		},
 		"429 without Retry-After, or beyond midnight: blocked until midnight UTC": {
 			from:    claimed(nil),
 			attempt: rotation.Attempt{Kind: rotation.AttemptRefused, At: at, Clear: &clear.Error{Kind: clear.KindRateLimited, Status: 429, RetryAfter: 48 * time.Hour}, Reason: "429"},
@@ -107,11 +114,20 @@ func TestTransition(t *testing.T) {
 				LastRequest: ptr(t0), Events: []string{"old"}, Failed: []string{"ev"},
 				Lost: &document.Lost{At: at, Reason: "denied", Base: "v1", Slot: 2, Secret: "fp2", Certain: true}},
 		},
-		"released: the request was never sent": {
+		"released after a failure: the request was never sent, and the next one backs off": {
 			from:    claimed(nil),
-			attempt: rotation.Attempt{Kind: rotation.AttemptReleased, At: at},
+			attempt: rotation.Attempt{Kind: rotation.AttemptReleased, At: at, Reason: "re-read failed"},
 			want: document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 4},
-				{Secret: "fp2", Day: "2026-11-21", Requests: 2, Failures: 1, LastError: "earlier"}},
+				{Secret: "fp2", Day: "2026-11-21", Requests: 2, Failures: 2, LastError: "re-read failed", RetryAt: ptr(at.Add(22500 * time.Millisecond))}},
+				LastRequest: ptr(t0), Events: []string{"old"}},
+		},
+		"released first: the request was never sent, and the next may come at once": {
+			from: claimed(func(st *document.State) {
+				st.APIClients[1].Failures, st.APIClients[1].LastError = 0, ""
+			}),
+			attempt: rotation.Attempt{Kind: rotation.AttemptReleased, At: at, Reason: "re-read failed"},
+			want: document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 4},
+				{Secret: "fp2", Day: "2026-11-21", Requests: 2, Failures: 1, LastError: "re-read failed"}},
 				LastRequest: ptr(t0), Events: []string{"old"}},
 		},
 		"no claim: nothing to apply": {
