@@ -12,7 +12,8 @@
 //
 // It is never an open proxy: every request goes to its client's CLEAR_BASE_URL, whatever its
 // target, Host or X-Forwarded-Host says; absolute-form targets and CONNECT are refused; redirects
-// are passed back, not followed.
+// are passed back, not followed. TRACE and TRACK are refused too: Clear's echo would carry the
+// token.
 package gateway
 
 import (
@@ -261,6 +262,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(rec, http.StatusBadRequest, CodeBadTarget, "The gateway forwards only origin-form requests (a path) to Clear.", 0)
 		return
 	}
+	if echoes(r.Method) {
+		rec.Header().Set("Allow", allowed)
+		answer(rec, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "The gateway does not forward TRACE or TRACK: Clear's echo of the request would carry the gateway's token.", 0)
+		return
+	}
 	if g.o.Keys.Enabled() {
 		presented := r.Header.Get(HeaderKey)
 		if !g.o.Keys.Accepts(presented) {
@@ -278,6 +284,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	replayed = g.forward(rec, r, rt)
+}
+
+// allowed is the Allow header of a 405: the methods Clear's APIs use. The gateway forwards any
+// other method too, but TRACE, TRACK and CONNECT.
+const allowed = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+// echoes reports whether method asks the server to echo the request back (TRACE, and TRACK, an
+// old twin some servers still answer): the echo would carry the token the gateway adds, to a
+// caller that must never see it. Case does not matter here: a server that takes "trace" for
+// TRACE must not get it either.
+func echoes(method string) bool {
+	return strings.EqualFold(method, http.MethodTrace) || strings.EqualFold(method, "TRACK")
 }
 
 // pick chooses the request's client, or answers and returns nil.

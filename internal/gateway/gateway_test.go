@@ -518,3 +518,27 @@ func TestHopByHopHeadersStayOnTheirHop(t *testing.T) {
 		}
 	}
 }
+
+// TRACE (and TRACK, its old Microsoft twin) would have Clear echo the request it received, the
+// live token in it, to a caller who by design holds no token: the gateway refuses them itself.
+func TestTraceIsRefusedBeforeClear(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	f.h.Set(f.rotate())
+	for _, m := range []string{http.MethodTrace, "TRACK", "trace"} {
+		rec := f.do(httptest.NewRequest(m, "/v1/x", nil))
+		if rec.Code != http.StatusMethodNotAllowed {
+			t.Errorf("%s: %d, want 405", m, rec.Code)
+			continue
+		}
+		if code, src := clearError(t, rec); code != gateway.CodeMethodNotAllowed || src != gateway.ErrorSource {
+			t.Errorf("%s: code %s source %s", m, code, src)
+		}
+		if allow := rec.Header().Get("Allow"); allow == "" || strings.Contains(allow, "TRACE") {
+			t.Errorf("%s: Allow %q", m, allow)
+		}
+	}
+	if n := len(f.up.requests()); n != 0 {
+		t.Fatalf("%d requests reached Clear", n)
+	}
+}
