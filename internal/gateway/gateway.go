@@ -225,20 +225,26 @@ func New(o Options) (*Gateway, error) {
 	for _, r := range g.routes {
 		r.m = g.metrics.clients[r.Name]
 	}
-	switch {
-	case o.Continues != nil:
-		g.bodies = o.Continues.bodies
-	case o.BodyBudget > 0:
-		g.bodies = newBudget(max(o.BodyBudget, o.ReplayLimit))
-	default:
-		g.bodies = newBudget(max(DefaultBodyBudget, o.ReplayLimit))
-	}
+	g.bodies = bodyBudget(o)
 	g.refusals = newRefusals(g)
 	g.upstream = o.Transport
 	if g.upstream == nil {
 		g.upstream = NewTransport(o.UpstreamTimeout, o.MaxConns)
 	}
 	return g, nil
+}
+
+// bodyBudget is the budget for o's buffered bodies: the one of the gateway o continues, whose
+// requests may still be in flight; else BodyBudget, or DefaultBodyBudget, and at least one body of
+// ReplayLimit.
+func bodyBudget(o Options) *budget {
+	switch {
+	case o.Continues != nil:
+		return o.Continues.bodies
+	case o.BodyBudget > 0:
+		return newBudget(max(o.BodyBudget, o.ReplayLimit))
+	}
+	return newBudget(max(DefaultBodyBudget, o.ReplayLimit))
 }
 
 // attempt is one request's state.
