@@ -17,11 +17,11 @@ func newBudget(total int64) *budget {
 	return b
 }
 
-// take takes n bytes, if that many are left.
+// take takes n bytes, if that many are left; never none or fewer (a guard: it would add).
 func (b *budget) take(n int64) bool {
 	for {
 		l := b.left.Load()
-		if n > l {
+		if n <= 0 || n > l {
 			return false
 		}
 		if b.left.CompareAndSwap(l, l-n) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -135,3 +136,21 @@ func TestBufferedBodiesShareOneBudget(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("the caller went away") }
+
+// A replay limit no one would set still leaves the budget whole and the body delivered: the guard
+// holds for absurd input (limit+1 overflows).
+func TestAnAbsurdReplayLimitStillDelivers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *gateway.Options) { o.ReplayLimit = math.MaxInt64 })
+	f.h.Set(f.rotate())
+	body := io.MultiReader(strings.NewReader("chunked "), strings.NewReader("body")) // no length
+	if rec := f.do(httptest.NewRequest(http.MethodPost, "/v1/x", body)); rec.Code != http.StatusOK {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if got := f.up.requests(); len(got) != 1 || string(got[0].Body) != "chunked body" {
+		t.Fatalf("Clear got %d requests", len(got))
+	}
+	if n := gateway.BufferedBytes(f.gw); n != 0 {
+		t.Errorf("%d bytes of the budget are still taken", n)
+	}
+}

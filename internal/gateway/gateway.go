@@ -420,7 +420,10 @@ func (g *Gateway) buffer(r *http.Request) (body, error) {
 	var held int64
 	for {
 		if len(buf) == cap(buf) {
-			step := min(max(int64(cap(buf)), firstRead), limit+1-int64(cap(buf)))
+			step := max(int64(cap(buf)), firstRead)
+			if room := limit - int64(cap(buf)); step > room {
+				step = room + 1 // no overflow, whatever the limit
+			}
 			if !g.bodies.take(step) {
 				return body{stream: io.MultiReader(bytes.NewReader(buf), r.Body), held: held}, nil
 			}
