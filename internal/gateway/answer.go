@@ -19,10 +19,13 @@ const (
 	CodeClientNeeded  = "CLEAR-ROTATOR-CLIENT-REQUIRED"
 	CodeClientUnknown = "CLEAR-ROTATOR-CLIENT-UNKNOWN"
 	CodeBadTarget     = "CLEAR-ROTATOR-BAD-TARGET"
-	CodeBadRequest    = "CLEAR-ROTATOR-BAD-REQUEST"
-	CodeNoToken       = "CLEAR-ROTATOR-NO-TOKEN"
-	CodeUnreachable   = "CLEAR-ROTATOR-UPSTREAM-UNREACHABLE"
-	CodeTimeout       = "CLEAR-ROTATOR-UPSTREAM-TIMEOUT"
+	// CodeMethodNotAllowed refuses TRACE and TRACK (405): Clear's echo of the request would
+	// show the caller the token the gateway added.
+	CodeMethodNotAllowed = "CLEAR-ROTATOR-METHOD-NOT-ALLOWED"
+	CodeBadRequest       = "CLEAR-ROTATOR-BAD-REQUEST"
+	CodeNoToken          = "CLEAR-ROTATOR-NO-TOKEN"
+	CodeUnreachable      = "CLEAR-ROTATOR-UPSTREAM-UNREACHABLE"
+	CodeTimeout          = "CLEAR-ROTATOR-UPSTREAM-TIMEOUT"
 )
 
 // clearError is one entry of Clear's error shape.

@@ -12,7 +12,8 @@
 //
 // It is never an open proxy: every request goes to its client's CLEAR_BASE_URL, whatever its
 // target, Host or X-Forwarded-Host says; absolute-form targets and CONNECT are refused; redirects
-// are passed back, not followed.
+// are passed back, not followed. TRACE and TRACK are refused too: Clear's echo would carry the
+// token.
 package gateway
 
 import (
@@ -33,7 +34,11 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultReplayLimit     = 1 << 20
+	DefaultReplayLimit = 1 << 20
+	// DefaultBodyBudget bounds the request bodies buffered at once (Options.BodyBudget): 64 of
+	// the default replay limit, a quarter of the 256 MiB the Kubernetes manifests give a
+	// gateway, where MaxConns times the replay limit would be 16 GiB.
+	DefaultBodyBudget      = 64 << 20
 	DefaultHold            = 10 * time.Second
 	DefaultUpstreamTimeout = 120 * time.Second
 	// DefaultRevokeGrace is how long a refused token must stay AWSCURRENT before it is judged
@@ -106,6 +111,11 @@ type Options struct {
 	Keys *Keys
 	// ReplayLimit is the largest body buffered for a replay; zero means DefaultReplayLimit.
 	ReplayLimit int64
+	// BodyBudget bounds the bytes of request bodies buffered for a replay at once, across all
+	// requests: a body that does not fit in what is left of it is streamed, as one over
+	// ReplayLimit is. Zero means DefaultBodyBudget, or ReplayLimit if that is larger. A gateway
+	// that Continues another shares its budget (its bodies may still be in flight).
+	BodyBudget int64
 	// Hold bounds the wait for a (newer) token; zero means DefaultHold.
 	Hold time.Duration
 	// UpstreamTimeout bounds the wait for Clear's response headers; zero means
@@ -148,6 +158,7 @@ type Gateway struct {
 	only     *route // the only client, when there is one
 	upstream http.RoundTripper
 	metrics  *metrics
+	bodies   *budget // shared with the gateway this one Continues
 	refusals *refusals
 	log      *slog.Logger
 	access   *slog.Logger
@@ -214,12 +225,26 @@ func New(o Options) (*Gateway, error) {
 	for _, r := range g.routes {
 		r.m = g.metrics.clients[r.Name]
 	}
+	g.bodies = bodyBudget(o)
 	g.refusals = newRefusals(g)
 	g.upstream = o.Transport
 	if g.upstream == nil {
 		g.upstream = NewTransport(o.UpstreamTimeout, o.MaxConns)
 	}
 	return g, nil
+}
+
+// bodyBudget is the budget for o's buffered bodies: the one of the gateway o continues, whose
+// requests may still be in flight; else BodyBudget, or DefaultBodyBudget, and at least one body of
+// ReplayLimit.
+func bodyBudget(o Options) *budget {
+	switch {
+	case o.Continues != nil:
+		return o.Continues.bodies
+	case o.BodyBudget > 0:
+		return newBudget(max(o.BodyBudget, o.ReplayLimit))
+	}
+	return newBudget(max(DefaultBodyBudget, o.ReplayLimit))
 }
 
 // attempt is one request's state.
@@ -261,6 +286,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(rec, http.StatusBadRequest, CodeBadTarget, "The gateway forwards only origin-form requests (a path) to Clear.", 0)
 		return
 	}
+	if echoes(r.Method) {
+		rec.Header().Set("Allow", allowed)
+		answer(rec, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "The gateway does not forward TRACE or TRACK: Clear's echo of the request would carry the gateway's token.", 0)
+		return
+	}
 	if g.o.Keys.Enabled() {
 		presented := r.Header.Get(HeaderKey)
 		if !g.o.Keys.Accepts(presented) {
@@ -278,6 +308,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	replayed = g.forward(rec, r, rt)
+}
+
+// allowed is the Allow header of a 405: the methods Clear's APIs use. The gateway forwards any
+// other method too, but TRACE, TRACK and CONNECT.
+const allowed = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+// echoes reports whether method asks the server to echo the request back (TRACE, and TRACK, an
+// old twin some servers still answer): the echo would carry the token the gateway adds, to a
+// caller that must never see it. Case does not matter here: a server that takes "trace" for
+// TRACE must not get it either.
+func echoes(method string) bool {
+	return strings.EqualFold(method, http.MethodTrace) || strings.EqualFold(method, "TRACK")
 }
 
 // pick chooses the request's client, or answers and returns nil.
@@ -305,6 +347,9 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 		answer(w, http.StatusBadRequest, CodeBadRequest, "The request's body could not be read.", 0)
 		return false
 	}
+	// Given back when the request is done, whichever way: answered, refused, replayed, or cut
+	// short by a caller gone (a panic with http.ErrAbortHandler unwinds through here too).
+	defer g.bodies.give(b.held)
 	tok, ok := g.liveToken(r.Context(), rt)
 	if !ok {
 		rt.m.noTokenAnswer()
@@ -332,32 +377,71 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 }
 
 // body is a request's body as the gateway sends it: read whole (each attempt reads it afresh, so
-// it can be replayed), or streamed once. Neither set: no body.
+// it can be replayed), or streamed once. Neither set: no body. held is what it took of the budget
+// for buffered bodies, given back when the request is done.
 type body struct {
 	whole  []byte
 	stream io.Reader
+	held   int64
 }
 
 func (b body) replayable() bool { return b.stream == nil }
 
-// buffer reads a body of at most ReplayLimit bytes whole; a larger one (by its Content-Length, or
-// as it turns out) is streamed, and cannot be replayed. A request without a body is replayable.
+// firstRead is the first step by which a body of unknown length is read into memory; each next
+// step doubles what is held, up to the replay limit.
+const firstRead = 4 << 10
+
+// buffer reads a body of at most ReplayLimit bytes whole, its bytes taken from the budget first; a
+// larger one (by its Content-Length, or as it turns out), or one that does not fit in what is left
+// of the budget, is streamed, and cannot be replayed. A request without a body is replayable. What
+// the body holds of the budget is to be given back (g.bodies.give(b.held)) on every path, when
+// no attempt reads it any more; on an error, buffer gives it back itself.
 func (g *Gateway) buffer(r *http.Request) (body, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return body{}, nil
 	}
-	if r.ContentLength > g.o.ReplayLimit {
-		return body{stream: r.Body}, nil
-	}
 	limit := g.o.ReplayLimit
-	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return body{}, err
+	if n := r.ContentLength; n > limit {
+		return body{stream: r.Body}, nil
+	} else if n > 0 {
+		if !g.bodies.take(n) {
+			return body{stream: r.Body}, nil
+		}
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			g.bodies.give(n)
+			return body{}, err
+		}
+		return body{whole: buf, held: n}, nil
 	}
-	if int64(len(buf)) > limit {
-		return body{stream: io.MultiReader(bytes.NewReader(buf), r.Body)}, nil
+	// Length unknown (chunked): read in steps, each taken from the budget before it is allocated,
+	// up to one byte past the limit, which says the body is over it.
+	var buf []byte
+	var held int64
+	for {
+		if len(buf) == cap(buf) {
+			step := max(int64(cap(buf)), firstRead)
+			if room := limit - int64(cap(buf)); step > room {
+				step = room + 1 // no overflow, whatever the limit
+			}
+			if !g.bodies.take(step) {
+				return body{stream: io.MultiReader(bytes.NewReader(buf), r.Body), held: held}, nil
+			}
+			held += step
+			buf = append(make([]byte, 0, int64(cap(buf))+step), buf...)
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			return body{whole: buf, held: held}, nil
+		case err != nil:
+			g.bodies.give(held)
+			return body{}, err
+		case int64(len(buf)) > limit:
+			return body{stream: io.MultiReader(bytes.NewReader(buf), r.Body), held: held}, nil
+		}
 	}
-	return body{whole: buf}, nil
 }
 
 // liveToken returns the client's token if it is live, or waits (at most Hold) for one that is.

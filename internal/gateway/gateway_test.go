@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -515,6 +517,80 @@ func TestHopByHopHeadersStayOnTheirHop(t *testing.T) {
 		}
 		if up.Get("X-End") != "1" || rec.Header().Get("X-End") != "1" {
 			t.Errorf("%s: an end-to-end header was dropped", path)
+		}
+	}
+}
+
+// TRACE (and TRACK, its old Microsoft twin) would have Clear echo the request it received, the
+// live token in it, to a caller who by design holds no token: the gateway refuses them itself.
+func TestTraceIsRefusedBeforeClear(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	f.h.Set(f.rotate())
+	for _, m := range []string{http.MethodTrace, "TRACK", "trace"} {
+		rec := f.do(httptest.NewRequest(m, "/v1/x", nil))
+		if rec.Code != http.StatusMethodNotAllowed {
+			t.Errorf("%s: %d, want 405", m, rec.Code)
+			continue
+		}
+		if code, src := clearError(t, rec); code != gateway.CodeMethodNotAllowed || src != gateway.ErrorSource {
+			t.Errorf("%s: code %s source %s", m, code, src)
+		}
+		if allow := rec.Header().Get("Allow"); allow == "" || strings.Contains(allow, "TRACE") {
+			t.Errorf("%s: Allow %q", m, allow)
+		}
+	}
+	if n := len(f.up.requests()); n != 0 {
+		t.Fatalf("%d requests reached Clear", n)
+	}
+}
+
+// A malformed proxy setting with a password in it: Go's proxy lookup (httpproxy's parseProxy)
+// refuses it with "invalid proxy address %q: %v", the address and url.Parse's reason in full,
+// and the reason itself may quote part of the password (an invalid port ":hunter2" when the
+// password holds a '#' or a '/', an invalid escape). Neither the log nor the caller's answer may
+// show any of it.
+func TestAMalformedProxyAddressNeverShowsItsPassword(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr  string
+		words []string
+	}{
+		{"http://erp:pa%zzword@proxy.internal:3128", []string{"zzword"}},              // an invalid escape
+		{"http://erp:hunter2%zz#x@proxy.internal:3128", []string{"hunter2"}},          // '#' too
+		{"http://erp:open%zz/sesame@proxy.internal:3128", []string{"open", "sesame"}}, // '/' too
+		{"http://erp:tiger%zz?lily@proxy.internal:3128", []string{"tiger", "lily"}},   // '?' too
+		{"http://erp:pass word%@proxy.internal:3128", []string{"pass word"}},          // a space
+		{"erp:s3cret\x7f@proxy.internal:3128", []string{"s3cret"}},                    // a control character, no scheme
+		{"http://erp:lion\x7f#x@proxy.internal:3128?k=v#f", []string{"lion"}},         // both
+	} {
+		goError := func(*http.Request) (*url.URL, error) {
+			// What parseProxy returns, word for word.
+			u, err := url.Parse(tc.addr)
+			if err != nil || u.Scheme == "" || u.Host == "" {
+				if _, err := url.Parse("http://" + tc.addr); err == nil {
+					t.Fatalf("%q parses with http:// in front: Go takes it, refuses nothing", tc.addr)
+				}
+			}
+			if err == nil {
+				t.Fatalf("%q parses: Go takes it, refuses nothing", tc.addr)
+			}
+			return nil, fmt.Errorf("invalid proxy address %q: %v", tc.addr, err)
+		}
+		f := newFixture(t, func(o *gateway.Options) { o.Transport = &gateway.Upstream{Proxy: goError} })
+		f.h.Set(f.rotate())
+		rec := f.do(httptest.NewRequest(http.MethodPost, "/v1/x", strings.NewReader("{}")))
+		if rec.Code != http.StatusBadGateway {
+			t.Fatalf("%q: %d %s", tc.addr, rec.Code, rec.Body)
+		}
+		out := f.logs.String() + rec.Body.String()
+		if !strings.Contains(out, "proxy") {
+			t.Errorf("%q: the log does not say the proxy is the trouble:\n%s", tc.addr, out)
+		}
+		for _, word := range tc.words {
+			if strings.Contains(out, word) {
+				t.Errorf("%q: the password (%s) reached the log or the answer:\n%s", tc.addr, word, out)
+			}
 		}
 	}
 }

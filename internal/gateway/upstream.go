@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
 // Upstream is the gateway's transport to Clear: HTTP/1.1 over kept-alive connections, each
@@ -53,6 +55,7 @@ type Upstream struct {
 	Proxy func(*http.Request) (*url.URL, error)
 
 	once     sync.Once
+	proxy    func(*http.Request) (*url.URL, error) // Proxy, its errors told without a password
 	fallback *http.Transport
 	mu       sync.Mutex
 	hosts    map[string]*upHost
@@ -119,9 +122,16 @@ func (u *Upstream) init() {
 		if u.Proxy == nil {
 			u.Proxy = http.ProxyFromEnvironment
 		}
+		u.proxy = func(r *http.Request) (*url.URL, error) {
+			p, err := u.Proxy(r)
+			if err != nil {
+				return nil, redactProxyError(err)
+			}
+			return p, nil
+		}
 		u.hosts = map[string]*upHost{}
 		u.fallback = &http.Transport{
-			Proxy:                  u.Proxy,
+			Proxy:                  u.proxy,
 			DialContext:            (&net.Dialer{Timeout: u.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			TLSClientConfig:        u.TLS,
 			MaxIdleConnsPerHost:    u.MaxIdle,
@@ -254,7 +264,7 @@ func (u *Upstream) host(req *http.Request) (*upHost, error) {
 		port = map[string]string{"http": "80", "https": "443"}[req.URL.Scheme]
 	}
 	h.addr = net.JoinHostPort(h.serverName, port)
-	p, err := u.Proxy(req)
+	p, err := u.proxy(req)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: choosing a proxy: %w", err)
 	}
@@ -266,6 +276,27 @@ func (u *Upstream) host(req *http.Request) (*upHost, error) {
 	}
 	u.hosts[key] = h
 	return h, nil
+}
+
+// goProxyError is how Go's proxy lookup (httpproxy's parseProxy) refuses a proxy address:
+// "invalid proxy address %q: %v", the address and url.Parse's reason.
+const goProxyError = "invalid proxy address "
+
+// redactProxyError is err told without the proxy's user info, query or fragment (secret.RedactURL),
+// to be logged. Go's own refusal of a malformed address quotes it whole, password included, and
+// url.Parse's reason after it may quote part of it again (`invalid port ":hunter2" after host`,
+// an invalid escape): the address is kept, redacted, and the reason dropped.
+func redactProxyError(err error) error {
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, goProxyError); ok {
+		if q, qerr := strconv.QuotedPrefix(rest); qerr == nil {
+			if addr, uerr := strconv.Unquote(q); uerr == nil {
+				return errors.New(goProxyError + strconv.Quote(secret.RedactURL(addr)) +
+					" (HTTPS_PROXY or HTTP_PROXY is not a valid URL; its value is shown redacted)")
+			}
+		}
+	}
+	return errors.New(secret.RedactURL(msg))
 }
 
 // conn returns an idle connection that is still open, or a new one.

@@ -215,18 +215,28 @@ func Invisible(r rune) bool {
 
 // RedactURL replaces any user info, query or fragment of s by Marker, working on the text alone so
 // that it also covers what does not parse: a URL an operator wrote may carry a password or a key
-// there, and a message about a URL that was refused must still not show it.
+// there, and a message about a URL that was refused must still not show it. A password that is
+// malformed may hold '?' or '#' (or '/'), so an '@' after the first '?' or '#' may end user info
+// as well as sit in a query: the text cannot tell which, and then nothing after the scheme is shown.
 func RedactURL(s string) string {
+	cut := len(s) // where the query or fragment begins
 	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i+1] + Marker
+		cut = i
 	}
 	scheme, rest := "", s
-	if i := strings.Index(s, "://"); i >= 0 {
-		scheme, rest = s[:i+3], s[i+3:]
+	if i := strings.Index(s[:cut], "://"); i >= 0 {
+		scheme, rest, cut = s[:i+3], s[i+3:], cut-(i+3)
 	}
-	// Everything up to the last '@' may be user info; the host stays.
-	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
-		rest = Marker + rest[i:]
+	head, tail := rest[:cut], rest[cut:]
+	at := strings.LastIndexByte(rest, '@') // everything up to the last '@' may be user info
+	switch {
+	case at >= cut:
+		return scheme + Marker
+	case at >= 0:
+		head = Marker + head[at:]
 	}
-	return scheme + rest
+	if tail != "" {
+		tail = tail[:1] + Marker
+	}
+	return scheme + head + tail
 }

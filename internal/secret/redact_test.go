@@ -89,6 +89,12 @@ func TestRedactURL(t *testing.T) {
 		"not a url at all user:pw@host":       m + "@host",
 		"ftp://host/#x":                       "ftp://host/#" + m,
 		"":                                    "",
+		// A malformed password holding '?' or '#': the '@' after them shows the text before them
+		// may be user info; it could as well be a query holding '@': neither is shown.
+		"http://erp:hunter2#x@proxy:3128":  "http://" + m,
+		"http://erp:tiger?lily@proxy:3128": "http://" + m,
+		"https://api.clear.in/x?mail=a@b":  "https://" + m,
+		"user:pw#x@host":                   m,
 	} {
 		if got := secret.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
