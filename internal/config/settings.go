@@ -256,6 +256,7 @@ var Settings = []Setting{
 		parse: parser(checkKeyGrace), config: field(func(c *Config) *time.Duration { return &c.Gateway.KeyGrace })},
 	{Env: EnvGatewayReplayLimit, Scope: DaemonOnly, Kind: "bytes", Default: int64(1 << 20), DefaultDoc: "1048576 (1 MiB)", Limits: "1..67108864",
 		Help:  "largest request body buffered so that it can be replayed after a 401; larger bodies are streamed",
+		Notes: "all bodies buffered at once take at most 64 MiB (or this limit, if larger); a body that does not fit is streamed too",
 		parse: parser(count[int64](64<<20, 1<<20)), config: field(func(c *Config) *int64 { return &c.Gateway.ReplayLimit })},
 	{Env: EnvGatewayHold, Scope: DaemonOnly, Kind: "duration", Default: 10 * time.Second, Limits: "1s..60s",
 		Help:  "longest a request waits for a (newer) token before the gateway answers",
