@@ -1,17 +1,10 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -22,47 +15,13 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
-// selfSigned writes a certificate for 127.0.0.1 with the given serial, and its key, into dir.
-func selfSigned(t *testing.T, dir string, serial int64) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "gateway"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Key first, then the certificate: a reload between the two keeps the previous pair.
-	write := func(name string, block *pem.Block) {
-		tmp := filepath.Join(dir, name+".tmp")
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("key.pem", &pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	write("cert.pem", &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	cert, _ := x509.ParseCertificate(der)
-	return cert
-}
-
 // TestGatewayTLS serves the gateway over TLS, then replaces the certificate files: new
 // connections get the new certificate without a restart.
 func TestGatewayTLS(t *testing.T) {
 	t.Parallel()
 	e := rig.NewERP(t, rig.ERPOptions{Lifetime: -1})
 	dir := t.TempDir()
-	first := selfSigned(t, dir, 1)
+	first := rig.SelfSigned(t, dir, 1)
 	g := startGateway(t, e.World, "ROTATOR_GATEWAY_TLS_CERT="+filepath.Join(dir, "cert.pem"), "ROTATOR_GATEWAY_TLS_KEY="+filepath.Join(dir, "key.pem"))
 	g.scheme = "https"
 	pool := x509.NewCertPool()
@@ -75,7 +34,7 @@ func TestGatewayTLS(t *testing.T) {
 	if code, body := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusOK || served.Int64() != 1 {
 		t.Fatalf("over TLS: %d %s, certificate %v", code, body, served)
 	}
-	second := selfSigned(t, dir, 2)
+	second := rig.SelfSigned(t, dir, 2)
 	pool.AddCert(second)
 	g.Await("the new certificate", 10*time.Second, func() bool {
 		code, _ := g.call(t, http.MethodGet, rig.PingPath, nil)
@@ -93,7 +52,7 @@ func TestGatewayTLS(t *testing.T) {
 func TestGatewayTLSRefusesSpecialFiles(t *testing.T) {
 	w := world(t, rig.Options{Lifetime: time.Hour})
 	dir := t.TempDir()
-	selfSigned(t, dir, 1)
+	rig.SelfSigned(t, dir, 1)
 	fifo := filepath.Join(dir, "fifo.pem")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)

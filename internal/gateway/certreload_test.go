@@ -1,13 +1,7 @@
 package gateway_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
 	"math/big"
 	"net"
@@ -22,36 +16,8 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
-
-// writePair writes a self-signed certificate with the given serial, and its key, as cert.pem and
-// key.pem in dir (each renamed into place, as a certificate manager does).
-func writePair(t *testing.T, dir string, serial int64) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "gateway"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{"key.pem": {Type: "EC PRIVATE KEY", Bytes: kder}, "cert.pem": {Type: "CERTIFICATE", Bytes: der}} {
-		tmp := filepath.Join(dir, name+".tmp")
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // mkfifo makes a FIFO at path (replacing what is there), and frees a reader that blocked on it
 // when the test ends, so that a failing run does not leave a goroutine stuck in open(2).
@@ -107,7 +73,7 @@ func handshake(t *testing.T, r *gateway.CertReloader) (*big.Int, error) {
 func TestCertReloaderRefusesSpecialFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writePair(t, dir, 1)
+	rig.SelfSigned(t, dir, 1)
 	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	fifo := filepath.Join(t.TempDir(), "fifo.pem")
 	mkfifo(t, fifo)
@@ -143,7 +109,7 @@ func TestCertReloaderRefusesSpecialFiles(t *testing.T) {
 func TestCertReloaderKeepsServingWhenAFIFOIsSwappedIn(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writePair(t, dir, 1)
+	rig.SelfSigned(t, dir, 1)
 	r, err := gateway.NewCertReloader(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +147,7 @@ func TestCertReloaderKeepsServingWhenAFIFOIsSwappedIn(t *testing.T) {
 		t.Fatalf("%d warnings after a FIFO came in the certificate's place, want 1:\n%s", n, logs.String())
 	}
 
-	writePair(t, dir, 2)
+	rig.SelfSigned(t, dir, 2)
 	// Within a second of the last check the files are not looked at again.
 	if s := shake("a handshake right after the new pair"); s.err != nil || s.serial.Int64() != 1 {
 		t.Fatalf("handshake within the check interval: %v, serial %v", s.err, s.serial)
