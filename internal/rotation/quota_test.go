@@ -146,6 +146,9 @@ func TestVersionQuotaHoldsARotation(t *testing.T) {
 			t.Fatal("a refused rotation changed AWSCURRENT")
 		}
 	}
+	if st, err := e.Status(ctx, c); err != nil || st.State != rotation.HealthLimited {
+		t.Fatalf("status says %q (%v) while the quota holds, want limited", st.State, err)
+	}
 	r := e.Rotate(ctx, c, false)
 	w.Clock.Set(r.NextCheck.Add(time.Minute))
 	expect(t, e.Rotate(ctx, c, false), rotation.Rotated)
