@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -323,6 +324,54 @@ func (f *SecretsManager) UpdateSecretVersionStage(ctx context.Context, in *secre
 		s.move("AWSPREVIOUS", left)
 	}
 	return &secretsmanager.UpdateSecretVersionStageOutput{Name: aws.String(id)}, nil
+}
+
+// ListSecretVersionIds implements store.API: the versions in creation order (Secrets Manager
+// promises none), only the labelled ones unless IncludeDeprecated, MaxResults (default 100, at
+// most 100) a page, NextToken the position of the next page.
+func (f *SecretsManager) ListSecretVersionIds(ctx context.Context, in *secretsmanager.ListSecretVersionIdsInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretVersionIdsOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["ListSecretVersionIds"]++
+	id := aws.ToString(in.SecretId)
+	s := f.secrets[id]
+	if s == nil {
+		return nil, smNotFound("Secrets Manager can't find the specified secret.")
+	}
+	size := int(aws.ToInt32(in.MaxResults))
+	if size == 0 {
+		size = 100
+	}
+	if size < 1 || size > 100 {
+		return nil, &types.InvalidParameterException{Message: aws.String("MaxResults must be between 1 and 100.")}
+	}
+	var list []*SMVersion
+	for _, v := range s.versions {
+		if len(v.Stages) > 0 || aws.ToBool(in.IncludeDeprecated) {
+			list = append(list, v)
+		}
+	}
+	from := 0
+	if tok := aws.ToString(in.NextToken); tok != "" {
+		n, err := strconv.Atoi(tok)
+		if err != nil || n < 0 || n > len(list) {
+			return nil, &types.InvalidNextTokenException{Message: aws.String("The NextToken value is invalid.")}
+		}
+		from = n
+	}
+	to := min(from+size, len(list))
+	out := &secretsmanager.ListSecretVersionIdsOutput{Name: aws.String(id)}
+	for _, v := range list[from:to] {
+		out.Versions = append(out.Versions, types.SecretVersionsListEntry{
+			VersionId: aws.String(v.ID), VersionStages: slices.Clone(v.Stages), CreatedDate: aws.Time(v.Created)})
+	}
+	if to < len(list) {
+		out.NextToken = aws.String(strconv.Itoa(to))
+	}
+	return out, nil
 }
 
 // newVersionID returns a random UUID-shaped version id, as Secrets Manager generates.

@@ -782,6 +782,13 @@ func (a *procAPI) UpdateSecretVersionStage(ctx context.Context, in *secretsmanag
 	return a.p.sim.sm.UpdateSecretVersionStage(ctx, in, o...)
 }
 
+func (a *procAPI) ListSecretVersionIds(ctx context.Context, in *secretsmanager.ListSecretVersionIdsInput, o ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretVersionIdsOutput, error) {
+	if err := a.before(); err != nil {
+		return nil, err
+	}
+	return a.p.sim.sm.ListSecretVersionIds(ctx, in, o...)
+}
+
 func (a *procAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
 	s := a.p.sim
 	value := aws.ToString(in.SecretString)

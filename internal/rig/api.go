@@ -105,4 +105,12 @@ func (a *API) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.U
 	return a.Next.UpdateSecretVersionStage(ctx, in, o...)
 }
 
+// ListSecretVersionIds implements store.API.
+func (a *API) ListSecretVersionIds(ctx context.Context, in *secretsmanager.ListSecretVersionIdsInput, o ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretVersionIdsOutput, error) {
+	if err := a.before("ListSecretVersionIds", in); err != nil {
+		return nil, err
+	}
+	return a.Next.ListSecretVersionIds(ctx, in, o...)
+}
+
 var _ store.API = (*API)(nil)

@@ -15,8 +15,9 @@ import (
 
 // Store is what the engine needs from Secrets Manager (see store.SecretsManager): versions by
 // label and by id, the compare-and-set put, the secret's creation, its labels in one call (a look
-// at a client whose versions have not changed costs that one call), and, for Secrets Manager's own
-// rotation, moving a label and naming a secret.
+// at a client whose versions have not changed costs that one call), the list of its versions (for
+// the version quota, before a rotation asks Clear), and, for Secrets Manager's own rotation,
+// moving a label and naming a secret.
 type Store interface {
 	Read(ctx context.Context, secretID, stage string) (store.Version, error)
 	ReadVersion(ctx context.Context, secretID, versionID string) (store.Version, error)
@@ -25,6 +26,7 @@ type Store interface {
 	Stages(ctx context.Context, secretID string) (map[string]string, error)
 	MoveStage(ctx context.Context, secretID, stage, toVersion, fromVersion string) error
 	Describe(ctx context.Context, secretID string) (name, arn string, err error)
+	ListVersions(ctx context.Context, secretID string) ([]store.VersionInfo, error)
 }
 
 // TokenSource asks Clear for a new token (see clear.Client). Its errors are *clear.Error.

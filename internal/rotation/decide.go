@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/document"
+	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -37,6 +38,11 @@ type Snapshot struct {
 
 	// Deadline is when the caller must be done (a Lambda's deadline); zero means none.
 	Deadline time.Time
+
+	// VersionsKnown is true when the token secret's versions were listed (the engine lists them
+	// only before asking Clear), for the version quota's rule (quotaGate).
+	VersionsKnown bool
+	Versions      []store.VersionInfo
 }
 
 // Policy is the configured rotation policy of one client.
@@ -207,6 +213,9 @@ func Decide(s Snapshot, p Policy, req Request) Decision {
 	for _, g := range gates {
 		if st := g(in); st != nil {
 			d.Outcome, d.Err, d.NextCheck = st.outcome, st.err, st.next
+			if st.outcome == Limited && d.Health != HealthTokenLost && d.Health != HealthBlocked {
+				d.Health = HealthLimited
+			}
 			return d
 		}
 	}
@@ -254,7 +263,7 @@ type stop struct {
 }
 
 // gates are checked in this order; the first that stops the rotation decides.
-var gates = []gate{duplicateGate, busyGate, movedGate, stateGate, dueGate, floorGate}
+var gates = []gate{duplicateGate, busyGate, movedGate, stateGate, dueGate, floorGate, quotaGate}
 
 // duplicateGate: an event already acted on (its rotation stored a token, or its claim is still
 // live) asks nothing. A failed attempt does not count: its retry asks again.
@@ -788,6 +797,8 @@ func retryTime(err error, now time.Time) time.Time {
 	case *BackoffError:
 		return e.Until
 	case *RereadError:
+		return e.Until
+	case *QuotaError:
 		return e.Until
 	}
 	return time.Time{}

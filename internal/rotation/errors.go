@@ -115,6 +115,7 @@ func outcomeOf(err error) Outcome {
 		bo   *BackoffError
 		lim  *LimitError
 		re   *RereadError
+		quo  *QuotaError
 	)
 	switch {
 	case errors.As(err, &busy):
@@ -123,7 +124,7 @@ func outcomeOf(err error) Outcome {
 		return Duplicate
 	case errors.As(err, &blk), errors.As(err, &bo), errors.As(err, &re):
 		return Blocked
-	case errors.As(err, &lim):
+	case errors.As(err, &lim), errors.As(err, &quo):
 		return Limited
 	}
 	return Failed

@@ -254,6 +254,9 @@ func (e *Engine) Run(ctx context.Context, c *Client, req Request, cache *Cache) 
 		rd.snap.Deadline = rd.snap.Now.Add(time.Until(d))
 	}
 	d := Decide(rd.snap, e.policy(c), req)
+	if d.Action == Ask {
+		d = e.withVersions(ctx, c, &rd, req, d)
+	}
 	r = e.result(c, rd.snap, d)
 	if d.Action == Ask {
 		r = e.ask(ctx, c, rd, d, r, cache)
@@ -268,6 +271,21 @@ func (e *Engine) Run(ctx context.Context, c *Client, req Request, cache *Cache) 
 	}
 	e.report(c, r)
 	return r
+}
+
+// withVersions decides again with the token secret's versions listed, for the version quota's
+// rule (quotaGate). It runs only when a decision is about to ask Clear, so that an idle look costs
+// no extra call. A listing that fails leaves the decision as it was: the guard is not worth a
+// rotation that does not happen.
+func (e *Engine) withVersions(ctx context.Context, c *Client, rd *read, req Request, d Decision) Decision {
+	vs, err := e.Store.ListVersions(ctx, c.TokenSecretID)
+	if err != nil {
+		e.Log.Warn("could not list the token secret's versions; rotating without checking Secrets Manager's version quota",
+			"client", c.Name, "error", err)
+		return d
+	}
+	rd.snap.Versions, rd.snap.VersionsKnown = vs, true
+	return Decide(rd.snap, e.policy(c), req)
 }
 
 // result describes a decision for its caller.

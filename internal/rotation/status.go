@@ -171,7 +171,8 @@ func consumerReread(c *Client, s Snapshot, d Decision) *string {
 }
 
 // Status reads c's token and state without writing anything or calling Clear, and reports the
-// decision a rotation would make. When the token secret cannot be read it returns a status whose
+// decision a rotation would make (listing the token secret's versions, as a rotation does, when
+// the token is due). When the token secret cannot be read it returns a status whose
 // state is unknown, with the error.
 func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 	rd, err := e.read(ctx, c, nil, false)
@@ -179,6 +180,10 @@ func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 		return Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit, APIClients: []SlotView{}}, err
 	}
 	d := Decide(rd.snap, e.policy(c), Request{})
+	if d.Action == Ask {
+		// As a rotation would, so that status says limited while the version quota holds.
+		d = e.withVersions(ctx, c, &rd, Request{}, d)
+	}
 	st := statusOf(c, rd.snap, d)
 	unreadable(&st, rd)
 	e.healedAt(ctx, c, st.RevokedOutside)
