@@ -52,10 +52,18 @@ func quotaGate(in gateInput) *stop {
 	if !in.s.VersionsKnown {
 		return nil
 	}
-	if err := versionQuotaCheck(in.s.Versions, in.now); err != nil {
-		return &stop{Limited, err, err.Until}
+	err := versionQuotaCheck(in.s.Versions, in.now)
+	if err == nil {
+		return nil
 	}
-	return nil
+	// The margin is worth a wait only while the token in use stays valid until the quota frees.
+	// When it expires (or is lost) first, waiting is an outage for certain, while asking with
+	// the versions still under the quota itself stores the new token: the soak's hourly tokens,
+	// refused at the margin after a few faults, expired for 20 minutes before this rule.
+	if err.Held+rotationVersions <= versionQuota && !(in.s.HasToken && !lostCurrent(in.s, in.st) && outlives(in.s.Token, err.Until)) {
+		return nil
+	}
+	return &stop{Limited, err, err.Until}
 }
 
 // versionQuotaCheck is the quota's rule: nil when a rotation's versions fit, otherwise the

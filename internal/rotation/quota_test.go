@@ -52,6 +52,7 @@ func TestVersionQuota(t *testing.T) {
 		notDue   bool
 		held     int
 		until    time.Time // zero: the rotation asks Clear
+		short    bool      // the token in use (valid an hour from t0) expires before the quota frees
 	}{
 		"not listed (an idle check, or a failed listing)": {unknown: true},
 		"87 recent: 90 after the rotation":                {versions: versionsFrom(87, recent, "")},
@@ -67,9 +68,21 @@ func TestVersionQuota(t *testing.T) {
 		"labelled versions alone over the margin: look again in a day": {
 			versions: versionsFrom(88, old, "X"), held: 88, until: now.Add(day)},
 		"a token not due asks nothing anyway": {versions: versionsFrom(95, recent, ""), notDue: true},
+		// The token in use expires before the quota frees: waiting is an outage for certain, so
+		// the rotation asks while the versions stay under the quota itself.
+		"a token expiring first: asks at 88":         {versions: versionsFrom(88, recent, ""), short: true},
+		"a token expiring first: asks at 97":         {versions: versionsFrom(97, recent, ""), short: true},
+		"a token expiring first: not past the quota": {versions: versionsFrom(98, recent, ""), short: true, held: 98, until: recent.Add(10*time.Minute + day)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := snap(now, t0, 0, "fp1")
+			if !tc.short {
+				// A token that outlives the wait for the quota (so that the margin is worth
+				// waiting for), rotated by force since it is not due.
+				till := t0.Add(48 * time.Hour)
+				s.Token.ValidTill = &till
+				tc.force = tc.force || !tc.notDue
+			}
 			if tc.notDue {
 				s.Now = t0.Add(10 * time.Minute)
 			}
@@ -115,9 +128,10 @@ func TestVersionQuotaHoldsARotation(t *testing.T) {
 		t.Fatalf("an idle check listed the versions: %v", calls)
 	}
 
-	// 89 versions put by someone else: each takes the label PAD from the one before, which is
-	// left unlabelled. With the three the first rotation made, 92 count.
-	for i := range 89 {
+	// 96 versions put by someone else: each takes the label PAD from the one before, which is
+	// left unlabelled. With the three the first rotation made, 99 count: past what a rotation
+	// may add even for an hourly token that expires before the quota frees.
+	for i := range 96 {
 		if _, err := w.SM.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(w.TokenID),
 			SecretString: aws.String(fmt.Sprintf("pad-%d", i)), VersionStages: []string{"PAD"}}); err != nil {
 			t.Fatal(err)
