@@ -17,6 +17,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
@@ -62,7 +63,8 @@ func (a *App) Notifier(policy notify.Policy, log *slog.Logger, rec notify.Record
 	n := &notify.Notifier{URLs: urls, Secret: p.signingSecret, HTTP: notify.NewHTTPClient(), Policy: policy, Log: log, Recorder: rec,
 		Current: p.current}
 	if cfg.HookCommand != nil {
-		n.Hook = &notify.Hook{Args: cfg.HookCommand, Stdin: cfg.HookStdin, Timeout: cfg.HookTimeout, Env: os.Environ(), Log: log}
+		n.Hook = &notify.Hook{Args: cfg.HookCommand, Stdin: cfg.HookStdin, Timeout: cfg.HookTimeout, Env: os.Environ(),
+			Secrets: config.SecretEnv(), Log: log}
 	}
 	return n
 }

@@ -91,9 +91,15 @@ func TestReasonOf(t *testing.T) {
 	}
 }
 
-// The hook command inherits the rotator's environment less every variable that holds a literal
-// secret: each row of the configuration table marked Secret, the gateway's key included.
+// The hook command the app builds inherits the rotator's environment less every variable that
+// holds a literal secret: each row of the configuration table marked Secret, the gateway's key
+// included (the table is the one list of them: config.SecretEnv).
 func TestHookEnvDropsEverySecretSetting(t *testing.T) {
+	a, err := New(load(t, map[string]string{config.EnvHookCommand: "/bin/true"}), fake.NewSecretsManager(time.Now), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := a.Notifier(notify.Run, nil, nil).Hook
 	var parent []string
 	for _, s := range config.Settings {
 		if s.Secret {
@@ -103,7 +109,7 @@ func TestHookEnvDropsEverySecretSetting(t *testing.T) {
 	if len(parent) < 4 {
 		t.Fatalf("only %d secret settings: %q", len(parent), parent)
 	}
-	env := notify.HookEnv(parent, notify.NewEvent("acme", "tok", "v1", document.Token{}, notify.Scheduled))
+	env := notify.HookEnv(parent, hook.Secrets, notify.NewEvent("acme", "tok", "v1", document.Token{}, notify.Scheduled))
 	for _, kv := range env {
 		if strings.Contains(kv, "leaked-") {
 			t.Errorf("the hook inherits %s", kv)

@@ -337,3 +337,14 @@ func clientKeyList() []string {
 	}
 	return keys
 }
+
+// SecretEnv returns the variables of the Secret rows: a hook command never inherits them.
+func SecretEnv() []string {
+	var out []string
+	for _, s := range Settings {
+		if s.Secret {
+			out = append(out, s.Env)
+		}
+	}
+	return out
+}

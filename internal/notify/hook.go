@@ -35,11 +35,6 @@ const (
 	stdinTokenArg = "token"
 )
 
-// secretEnv are the rotator's variables that hold secrets (the configuration table's Secret rows);
-// a hook never inherits them. config imports notify, so this list cannot be read from the table:
-// app's TestHookEnvDropsEverySecretSetting keeps the two in step.
-var secretEnv = []string{"CLEAR_CLIENT_SECRET", "CLEAR_CLIENT_SECRET_2", "ROTATOR_WEBHOOK_SECRET", "ROTATOR_GATEWAY_KEY"}
-
 // SplitCommand splits a hook command into arguments, without a shell: words are separated by white
 // space; 'single quotes' keep everything inside as is; "double quotes" keep everything but \" and
 // \\, which stand for " and \; outside quotes a backslash keeps the next character. There is no
@@ -117,13 +112,14 @@ func (sp *splitter) step(rs []rune, i int) (int, error) {
 	return i, nil
 }
 
-// HookEnv is the hook's environment: the rotator's own without its secrets, and the event.
-func HookEnv(parent []string, ev Event) []string {
+// HookEnv is the hook's environment: the rotator's own (parent) without the variables named in
+// secrets, and the event.
+func HookEnv(parent, secrets []string, ev Event) []string {
 	out := make([]string, 0, len(parent)+8)
 	for _, kv := range parent {
 		name, _, _ := strings.Cut(kv, "=")
 		secret := strings.HasPrefix(name, "CLEAR_ROTATOR_") // the event's own, set below
-		for _, s := range secretEnv {
+		for _, s := range secrets {
 			secret = secret || name == s
 		}
 		if !secret {
@@ -153,8 +149,10 @@ type Hook struct {
 	Stdin bool
 	// Timeout bounds one run; zero means DefaultHookTimeout.
 	Timeout time.Duration
-	// Env is the rotator's environment (os.Environ()); the hook gets it without the secrets.
-	Env []string
+	// Env is the rotator's environment (os.Environ()); the hook gets it without the variables in
+	// Secrets, the configuration's secrets (config.SecretEnv).
+	Env     []string
+	Secrets []string
 	// Log receives the command's output, with the token redacted.
 	Log *slog.Logger
 }
@@ -175,7 +173,7 @@ func (h *Hook) attempt(ctx context.Context, ev Event) (Verdict, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
-	cmd.Env = HookEnv(h.Env, ev)
+	cmd.Env = HookEnv(h.Env, h.Secrets, ev)
 	if h.Stdin {
 		doc, err := document.MarshalToken(ev.Token)
 		if err != nil {

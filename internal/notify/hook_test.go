@@ -41,7 +41,7 @@ func TestHookEnvDropsTheSecrets(t *testing.T) {
 	t.Parallel()
 	parent := []string{"PATH=/bin", "CLEAR_CLIENT_SECRET=s1", "CLEAR_CLIENT_SECRET_2=s2", "ROTATOR_WEBHOOK_SECRET=w",
 		"CLEAR_ROTATOR_VERSION_ID=forged", "CLEAR_CLIENT_SECRET_ID=arn:x", "HOME=/root"}
-	env := HookEnv(parent, NewEvent("acme", "arn:tok", "v9", token(), Revoke))
+	env := HookEnv(parent, []string{"CLEAR_CLIENT_SECRET", "CLEAR_CLIENT_SECRET_2", "ROTATOR_WEBHOOK_SECRET"}, NewEvent("acme", "arn:tok", "v9", token(), Revoke))
 	joined := strings.Join(env, "\n")
 	for _, bad := range []string{"=s1", "=s2", "ROTATOR_WEBHOOK_SECRET=", "forged"} {
 		if strings.Contains(joined, bad) {
