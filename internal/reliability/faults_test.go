@@ -117,8 +117,8 @@ func measureLostToken(t *testing.T, clearTimeout time.Duration, fault lostFault,
 // its owner dies before writing it. Another rotator that looks every ten seconds must store a
 // live token again within:
 //
-//   - refused write (the owner releases its claim and records the loss): the API client's first
-//     backoff (15-30 s) plus one tick, whatever CLEAR_TIMEOUT is;
+//   - refused write (the owner releases its claim and records the loss): one tick, whatever
+//     CLEAR_TIMEOUT is, since the first retry after a loss is immediate (README);
 //   - crash (nobody knows): the claim's lease, timing.Lease(CLEAR_TIMEOUT) = CLEAR_TIMEOUT + write
 //     window + margin, plus one tick: at most a minute with CLEAR_TIMEOUT=5s.
 //
@@ -130,7 +130,7 @@ func TestLostTokenIsReplacedWithinBound(t *testing.T) {
 	for _, fault := range []lostFault{lostRefused, lostCrash} {
 		for _, ct := range []time.Duration{5 * time.Second, 30 * time.Second} {
 			t.Run(fmt.Sprintf("%s/clear-timeout-%s", fault, ct), func(t *testing.T) {
-				bound := timing.DefaultBackoff.Base + daemonTick
+				bound := daemonTick
 				if fault == lostCrash {
 					bound = timing.Lease(ct) + daemonTick
 				}
