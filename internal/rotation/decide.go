@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
@@ -185,6 +186,10 @@ const (
 	// minWriteTime is what a token write needs beyond Clear's timeout: a few attempts.
 	minWriteTime = 5 * time.Second
 )
+
+// longestLease is the longest lease any rotator writes: its claim's work with the largest Clear
+// timeout the configuration accepts. A claim is never live longer after its start.
+var longestLease = timing.Lease(config.MaxClearTimeout)
 
 // minLifetime is the shortest lifetime an issued token may have before the answer is treated as a
 // clock or Clear problem (and answered with backoff rather than with the next request).
@@ -520,6 +525,13 @@ func settle(st document.State, s Snapshot, b timing.Backoff, now time.Time) (doc
 		return st, nil
 	}
 	st.Claim = nil
+	if end := cl.At.Add(longestLease); cl.LeaseUntil.After(end) {
+		// No rotator writes a longer lease (a hand-edited or damaged state): it would hold every
+		// rotator off, and the ERP without a token, for as long as it says.
+		capped := *cl
+		capped.LeaseUntil = end
+		cl = &capped
+	}
 	switch {
 	case cl.Base != s.CurrentID:
 		st = completed(st, cl, s, now)
