@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/store"
@@ -508,7 +509,8 @@ func renewAt(s Snapshot, p Policy, now time.Time) time.Time {
 // settle interprets the recorded claim against the current token version: a complete claim means
 // the last rotation succeeded (its event was acted on, and the token it replaced is retired); a
 // live one is returned; an expired one is an abandoned claim, which may have cost the ERP its token
-// (its event failed). A recorded loss is over once AWSCURRENT has moved on.
+// (its event failed). A recorded loss is over once AWSCURRENT has moved on, and a block or backoff
+// no rotator could have written is over at once (sane).
 //
 // An abandoned claim is a loss like a token write that failed (Transition's AttemptLost), and
 // spaced alike: the first retry is immediate, but one that was itself made after a loss of the same
@@ -517,6 +519,9 @@ func renewAt(s Snapshot, p Policy, now time.Time) time.Time {
 // the same for every rotator that reads the state.
 func settle(st document.State, s Snapshot, b timing.Backoff, now time.Time) (document.State, *document.Claim) {
 	st.APIClients = slices.Clone(st.APIClients)
+	for i := range st.APIClients {
+		st.APIClients[i] = sane(st.APIClients[i], now)
+	}
 	if st.Lost != nil && st.Lost.Base != s.CurrentID {
 		st.Lost = nil
 	}
@@ -667,6 +672,23 @@ func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy,
 		v.BlockedReason = &reason
 	}
 	return v
+}
+
+// sane returns a without a block or backoff that ends further ahead of now than any rotator
+// writes one: a 429's block ends within clear.MaxRetryAfter of Clear's answer (or at the next
+// midnight UTC, sooner), and a backoff within its cap (an hour) of the failure. One beyond a day
+// (and a lease's slack) was edited by hand or written by a rotator whose clock was far ahead;
+// honoured, it would hold the API client off for as long as it says, a 429 even against a force.
+// Over, it costs at most one request: Clear's next 429, if it comes, records a block of its own.
+func sane(a document.APIClient, now time.Time) document.APIClient {
+	horizon := now.Add(clear.MaxRetryAfter + longestLease)
+	if b := a.Blocked; b != nil && b.Until != nil && b.Until.After(horizon) {
+		a.Blocked = nil
+	}
+	if a.RetryAt != nil && a.RetryAt.After(horizon) {
+		a.RetryAt = nil
+	}
+	return a
 }
 
 // choose picks the API client to ask: the one that did not issue the token in AWSCURRENT, so that

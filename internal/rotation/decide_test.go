@@ -490,3 +490,33 @@ func TestDecideALeaseNoRotatorCouldWriteEndsAtTheLongestLease(t *testing.T) {
 		t.Fatalf("within the longest lease: %s, next check %v, want busy until %v", d.Outcome, d.NextCheck, at.Add(longest))
 	}
 }
+
+func TestDecideABlockOrBackoffNoRotatorCouldWriteIsOver(t *testing.T) {
+	// A 429's block ends within clear.MaxRetryAfter (or at the next midnight UTC) of Clear's
+	// answer, and a backoff within the backoff's cap (an hour) of the failure. One that ends ten
+	// years ahead (a hand-edited ROTATOR_STATE, or one written by a rotator whose
+	// clock was years ahead) would hold a due rotation off, and for a 429 a force too, for ten
+	// years: it is over. Clear's next 429, if it comes, records a block of its own.
+	s := snap(t0.Add(45*time.Minute), t0, 0, "fp1")
+	far := s.Now.AddDate(10, 0, 0)
+	for name, a := range map[string]document.APIClient{
+		"429":     {Secret: "fp1", Failures: 1, Blocked: &document.Block{Kind: "rate-limited", Reason: "429", Until: &far}},
+		"backoff": {Secret: "fp1", Failures: 3, RetryAt: &far, LastError: "500"},
+	} {
+		s.State = document.State{APIClients: []document.APIClient{a}}
+		if d := rotation.Decide(s, policy, rotation.Request{}); d.Action != rotation.Ask {
+			t.Errorf("%s until %v, token due: %s (%v), want ask", name, far, d.Outcome, d.Err)
+		}
+	}
+	// Those within a day still hold.
+	day := s.Now.Add(clear.MaxRetryAfter)
+	for name, a := range map[string]document.APIClient{
+		"429":     {Secret: "fp1", Failures: 1, Blocked: &document.Block{Kind: "rate-limited", Reason: "429", Until: &day}},
+		"backoff": {Secret: "fp1", Failures: 30, RetryAt: &day, LastError: "500"},
+	} {
+		s.State = document.State{APIClients: []document.APIClient{a}}
+		if d := rotation.Decide(s, policy, rotation.Request{}); d.Action != rotation.Wait {
+			t.Errorf("%s for as long as a rotator writes one: %s, want wait", name, d.Outcome)
+		}
+	}
+}
