@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
@@ -52,6 +54,9 @@ type Policy struct {
 	MaxAge      time.Duration
 	// ClearTimeout bounds one request to Clear; it sizes the claim's lease.
 	ClearTimeout time.Duration
+	// Backoff spaces the retries after claims whose owners vanished, one after another (settle);
+	// zero: timing.DefaultBackoff.
+	Backoff timing.Backoff
 }
 
 // Request is what the caller asks for.
@@ -183,6 +188,10 @@ const (
 	minWriteTime = 5 * time.Second
 )
 
+// longestLease is the longest lease any rotator writes: its claim's work with the largest Clear
+// timeout the configuration accepts. A claim is never live longer after its start.
+var longestLease = timing.Lease(config.MaxClearTimeout)
+
 // minLifetime is the shortest lifetime an issued token may have before the answer is treated as a
 // clock or Clear problem (and answered with backoff rather than with the next request).
 var minLifetime = timing.MinInterval
@@ -201,7 +210,7 @@ func Decide(s Snapshot, p Policy, req Request) Decision {
 		d.Outcome, d.Err = Failed, ErrUnknown
 		return d
 	}
-	st, inFlight := settle(s.State, s, now)
+	st, inFlight := settle(s.State, s, p.backoff(), now)
 	d.Settled = st
 	d.RenewAt = renewAt(s, p, now)
 	d.Slots, d.RequestsToday = slotViews(s, st, p, now)
@@ -463,6 +472,13 @@ func degraded(slots []SlotView) bool {
 	return false
 }
 
+func (p Policy) backoff() timing.Backoff {
+	if p.Backoff.Base > 0 {
+		return p.Backoff
+	}
+	return timing.DefaultBackoff
+}
+
 func (p Policy) clearTimeout() time.Duration {
 	if p.ClearTimeout > 0 {
 		return p.ClearTimeout
@@ -493,9 +509,19 @@ func renewAt(s Snapshot, p Policy, now time.Time) time.Time {
 // settle interprets the recorded claim against the current token version: a complete claim means
 // the last rotation succeeded (its event was acted on, and the token it replaced is retired); a
 // live one is returned; an expired one is an abandoned claim, which may have cost the ERP its token
-// (its event failed). A recorded loss is over once AWSCURRENT has moved on.
-func settle(st document.State, s Snapshot, now time.Time) (document.State, *document.Claim) {
+// (its event failed). A recorded loss is over once AWSCURRENT has moved on, and a block or backoff
+// no rotator could have written is over at once (sane).
+//
+// An abandoned claim is a loss like a token write that failed (Transition's AttemptLost), and
+// spaced alike: the first retry is immediate, but one that was itself made after a loss of the same
+// token backs off (b, from the lease's end), so that a rotator that dies at the same step every
+// time (a crash loop) cannot spend the day's budget. The wait is the shortest of its backoff step,
+// the same for every rotator that reads the state.
+func settle(st document.State, s Snapshot, b timing.Backoff, now time.Time) (document.State, *document.Claim) {
 	st.APIClients = slices.Clone(st.APIClients)
+	for i := range st.APIClients {
+		st.APIClients[i] = sane(st.APIClients[i], now)
+	}
 	if st.Lost != nil && st.Lost.Base != s.CurrentID {
 		st.Lost = nil
 	}
@@ -504,6 +530,13 @@ func settle(st document.State, s Snapshot, now time.Time) (document.State, *docu
 		return st, nil
 	}
 	st.Claim = nil
+	if end := cl.At.Add(longestLease); cl.LeaseUntil.After(end) {
+		// No rotator writes a longer lease (a hand-edited or damaged state): it would hold every
+		// rotator off, and the ERP without a token, for as long as it says.
+		capped := *cl
+		capped.LeaseUntil = end
+		cl = &capped
+	}
 	switch {
 	case cl.Base != s.CurrentID:
 		st = completed(st, cl, s, now)
@@ -513,11 +546,15 @@ func settle(st document.State, s Snapshot, now time.Time) (document.State, *docu
 	default:
 		reason := fmt.Sprintf("the rotation claimed by %s at %s did not finish within its lease; if Clear answered, the token it issued was lost",
 			cl.Owner, cl.At.UTC().Format(time.RFC3339))
+		again := st.Lost != nil && st.Lost.Base == cl.Base
 		st.Lost = &document.Lost{At: cl.LeaseUntil, Reason: reason, Base: cl.Base, Slot: cl.Slot, Secret: cl.Secret}
 		for i := range st.APIClients {
-			if st.APIClients[i].Secret == cl.Secret {
-				st.APIClients[i].Failures++
-				st.APIClients[i].LastError = reason
+			if a := &st.APIClients[i]; a.Secret == cl.Secret {
+				a.Failures++
+				a.LastError = reason
+				if again {
+					a.RetryAt = timePtr(cl.LeaseUntil.Add(b.Delay(max(a.Failures-1, 1), 0)))
+				}
 			}
 		}
 		st.Failed = document.Remember(st.Failed, cl.Event)
@@ -635,6 +672,23 @@ func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy,
 		v.BlockedReason = &reason
 	}
 	return v
+}
+
+// sane returns a without a block or backoff that ends further ahead of now than any rotator
+// writes one: a 429's block ends within clear.MaxRetryAfter of Clear's answer (or at the next
+// midnight UTC, sooner), and a backoff within its cap (an hour) of the failure. One beyond a day
+// (and a lease's slack) was edited by hand or written by a rotator whose clock was far ahead;
+// honoured, it would hold the API client off for as long as it says, a 429 even against a force.
+// Over, it costs at most one request: Clear's next 429, if it comes, records a block of its own.
+func sane(a document.APIClient, now time.Time) document.APIClient {
+	horizon := now.Add(clear.MaxRetryAfter + longestLease)
+	if b := a.Blocked; b != nil && b.Until != nil && b.Until.After(horizon) {
+		a.Blocked = nil
+	}
+	if a.RetryAt != nil && a.RetryAt.After(horizon) {
+		a.RetryAt = nil
+	}
+	return a
 }
 
 // choose picks the API client to ask: the one that did not issue the token in AWSCURRENT, so that

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
@@ -467,5 +468,55 @@ func TestDecideAReplacementIsMootOnceAWSCURRENTMoved(t *testing.T) {
 	var busy *rotation.BusyError
 	if d.Action != rotation.Wait || d.Outcome != rotation.Busy || !errors.As(d.Err, &busy) {
 		t.Fatalf("AWSCURRENT moved on: outcome %s (%v), want busy", d.Outcome, d.Err)
+	}
+}
+
+func TestDecideALeaseNoRotatorCouldWriteEndsAtTheLongestLease(t *testing.T) {
+	// A claim whose lease_until lies further from its start than any rotator's lease (a hand-edited
+	// state, a damaged one) holds others off no longer than the longest lease a rotator writes:
+	// timing.Lease of the largest CLEAR_TIMEOUT. Past that, it is a claim whose owner vanished.
+	longest := timing.Lease(config.MaxClearTimeout)
+	s := snap(t0.Add(45*time.Minute), t0, 0, "fp1")
+	at := s.Now.Add(-longest)
+	s.State = document.State{Claim: &document.Claim{Owner: "gone", At: at, LeaseUntil: at.AddDate(10, 0, 0), Base: "v-current", Slot: 1, Secret: "fp1"}}
+	d := rotation.Decide(s, policy, rotation.Request{})
+	if d.Action != rotation.Ask || d.Health != rotation.HealthTokenLost || d.Settled.Lost == nil || !d.Settled.Lost.At.Equal(s.Now) {
+		t.Fatalf("a ten-year lease %s after its claim: %s (%v), health %s, lost %+v", longest, d.Outcome, d.Err, d.Health, d.Settled.Lost)
+	}
+	// Before then the claim is live, and the decision looks again when the capped lease ends.
+	s.Now = at.Add(longest - time.Second)
+	d = rotation.Decide(s, policy, rotation.Request{})
+	if d.Outcome != rotation.Busy || !d.NextCheck.Equal(at.Add(longest)) {
+		t.Fatalf("within the longest lease: %s, next check %v, want busy until %v", d.Outcome, d.NextCheck, at.Add(longest))
+	}
+}
+
+func TestDecideABlockOrBackoffNoRotatorCouldWriteIsOver(t *testing.T) {
+	// A 429's block ends within clear.MaxRetryAfter (or at the next midnight UTC) of Clear's
+	// answer, and a backoff within the backoff's cap (an hour) of the failure. One that ends ten
+	// years ahead (a hand-edited ROTATOR_STATE, or one written by a rotator whose
+	// clock was years ahead) would hold a due rotation off, and for a 429 a force too, for ten
+	// years: it is over. Clear's next 429, if it comes, records a block of its own.
+	s := snap(t0.Add(45*time.Minute), t0, 0, "fp1")
+	far := s.Now.AddDate(10, 0, 0)
+	for name, a := range map[string]document.APIClient{
+		"429":     {Secret: "fp1", Failures: 1, Blocked: &document.Block{Kind: "rate-limited", Reason: "429", Until: &far}},
+		"backoff": {Secret: "fp1", Failures: 3, RetryAt: &far, LastError: "500"},
+	} {
+		s.State = document.State{APIClients: []document.APIClient{a}}
+		if d := rotation.Decide(s, policy, rotation.Request{}); d.Action != rotation.Ask {
+			t.Errorf("%s until %v, token due: %s (%v), want ask", name, far, d.Outcome, d.Err)
+		}
+	}
+	// Those within a day still hold.
+	day := s.Now.Add(clear.MaxRetryAfter)
+	for name, a := range map[string]document.APIClient{
+		"429":     {Secret: "fp1", Failures: 1, Blocked: &document.Block{Kind: "rate-limited", Reason: "429", Until: &day}},
+		"backoff": {Secret: "fp1", Failures: 30, RetryAt: &day, LastError: "500"},
+	} {
+		s.State = document.State{APIClients: []document.APIClient{a}}
+		if d := rotation.Decide(s, policy, rotation.Request{}); d.Action != rotation.Wait {
+			t.Errorf("%s for as long as a rotator writes one: %s, want wait", name, d.Outcome)
+		}
 	}
 }
