@@ -305,6 +305,16 @@ func MarshalState(s State) ([]byte, error) {
 	return json.Marshal(stateJSON{Kind: StateKind, Version: StateVersion, State: s})
 }
 
+// NewerStateError is a state document of a format newer than this rotator's, written by a newer
+// clear-rotator (a rolling upgrade). Unlike a damaged state it must not be ignored: it may hold the
+// newer rotator's live claim and the day's count, and ignoring them would ask Clear while the other
+// is asking, revoking the token it stores.
+type NewerStateError struct{ Version int }
+
+func (e *NewerStateError) Error() string {
+	return fmt.Sprintf("state document: format %d was written by a newer clear-rotator (this one reads up to %d); it is left alone and nothing is asked of Clear until every rotator of this secret is upgraded", e.Version, StateVersion)
+}
+
 // ParseState reads a state document, of this format or the first. A document of another kind is
 // an error.
 func ParseState(data []byte) (State, error) {
@@ -317,6 +327,9 @@ func ParseState(data []byte) (State, error) {
 	}
 	if head.Kind != StateKind {
 		return State{}, fmt.Errorf("state document: kind %q is not %q", head.Kind, StateKind)
+	}
+	if head.Version > StateVersion {
+		return State{}, &NewerStateError{Version: head.Version}
 	}
 	var st State
 	switch head.Version {

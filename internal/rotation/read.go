@@ -237,6 +237,9 @@ func (e *Engine) state(ctx context.Context, c *Client) (document.State, string, 
 		return document.State{}, "", err
 	}
 	st, perr := document.ParseState([]byte(v.Value))
+	if newer := (*document.NewerStateError)(nil); errors.As(perr, &newer) {
+		return document.State{}, "", newer
+	}
 	if perr != nil {
 		// A damaged state must not wedge the client; the chain continues from this version. The
 		// count restarts, which Clear's own limit (288, far above ours) absorbs.

@@ -3,6 +3,7 @@ package rotation_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -1026,4 +1027,38 @@ func TestAForceAfterARevokeDoesNotAskTheAPIClientConsumersMayHold(t *testing.T) 
 	if !errors.As(r.Err, &re) || r.Requested || !w.Emu.Live(held) || !w.Live() {
 		t.Fatalf("a force a minute after the revoke: %s (requested %v, the token consumers may hold live %v)", r.Message, r.Requested, w.Emu.Live(held))
 	}
+}
+
+func TestStateOfANewerRotatorIsNeitherIgnoredNorOverwritten(t *testing.T) {
+	// During a rolling upgrade, a rotator reads ROTATOR_STATE written by a newer one in a format
+	// it does not know. Ignoring it, as it ignores a damaged state, would ignore the newer one's
+	// live claim and the day's count: it would ask Clear while the other is asking (each request
+	// revokes the token the other just stored) and restart the count. It must not act: it fails,
+	// says why, asks Clear nothing, and leaves the newer state as it was.
+	inBubble(t, rig.Options{Lifetime: time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+		if r := w.Engine("a").Rotate(context.Background(), c, false); r.Outcome != rotation.Rotated {
+			t.Fatalf("first rotation: %s (%v)", r.Outcome, r.Err)
+		}
+		asked := w.ClearRequests()
+		at := w.Now()
+		newer := fmt.Sprintf(`{"kind":%q,"version":%d,"claim":{"owner":"v-next","at":%q,"lease_until":%q,"base":"v0"},"future_field":1}`,
+			document.StateKind, document.StateVersion+1, at.Format(time.RFC3339), at.Add(time.Minute).Format(time.RFC3339))
+		if _, err := w.SM.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
+			SecretId: aws.String(w.TokenID), SecretString: aws.String(newer), VersionStages: []string{document.StateStage},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, force := range []bool{false, true} {
+			r := w.Engine("a").Rotate(context.Background(), c, force)
+			if r.Outcome != rotation.Failed || r.Err == nil || !strings.Contains(r.Err.Error(), "newer") {
+				t.Errorf("force %v: outcome %s (%v), want failed naming a newer rotator", force, r.Outcome, r.Err)
+			}
+		}
+		if n := w.ClearRequests() - asked; n != 0 {
+			t.Errorf("%d requests to Clear while a newer rotator's state may hold its claim", n)
+		}
+		if v, _, _ := w.Read(document.StateStage); v != newer {
+			t.Errorf("the newer state was overwritten: %s", v)
+		}
+	})
 }
