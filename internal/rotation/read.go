@@ -242,7 +242,8 @@ func (e *Engine) state(ctx context.Context, c *Client) (document.State, string, 
 	}
 	if perr != nil {
 		// A damaged state must not wedge the client; the chain continues from this version. The
-		// count restarts, which Clear's own limit (288, far above ours) absorbs.
+		// day's count restarts: Clear's own 288 absorbs that for daily limits up to 144 (the
+		// default is 48); above, a damaged state mid-day can meet Clear's 429 before midnight.
 		e.Log.Warn("ignoring an unreadable state document", "client", c.Name, "error", perr)
 		return document.State{}, v.ID, nil
 	}
