@@ -148,8 +148,9 @@ type State struct {
 	// Claim is the rotation in flight, if any: written before Clear is called.
 	Claim *Claim `json:"claim,omitempty"`
 
-	// LastRequest is when the last request to Clear was claimed, with any API client: the floor
-	// between two automatic rotations counts from it.
+	// LastRequest is when the last request to Clear was claimed, with any API client, for an
+	// operator reading the state. No rule reads it: the floor between two automatic rotations
+	// counts from the issue of the token in AWSCURRENT (rotation's floorGate).
 	LastRequest *time.Time `json:"last_request,omitempty"`
 
 	// Lost records a token that Clear may have issued but that was not stored: a write that
