@@ -214,17 +214,42 @@ type answer struct {
 
 // errorDetail is one of Clear's error details objects.
 type errorDetail struct {
-	Code    string  `json:"error_code"`
-	Message string  `json:"error_message"`
-	Source  string  `json:"error_source"`
-	ID      *string `json:"error_id"`
+	Code, Message string
+	ID            *string
 }
 
-// details returns the answer's error details, or none when errors is not a list of them.
+// details returns the answer's error details, or none when errors is not a list. Each field is
+// read on its own: one of another type than Clear documents (an error_id that is a number) is left
+// empty, and does not cost the error_code beside it, on which the runbook's remedy depends. An
+// entry that is not an object is an empty detail.
 func (a answer) details() []errorDetail {
-	var d []errorDetail
-	if json.Unmarshal(a.Errors, &d) != nil {
-		return nil
+	var list []map[string]json.RawMessage
+	if json.Unmarshal(a.Errors, &list) != nil {
+		var raw []json.RawMessage
+		if json.Unmarshal(a.Errors, &raw) != nil {
+			return nil
+		}
+		list = make([]map[string]json.RawMessage, len(raw))
+		for i, r := range raw {
+			_ = json.Unmarshal(r, &list[i]) // not an object: an empty detail
+		}
+	}
+	text := func(m map[string]json.RawMessage, key string) *string {
+		var s string
+		if json.Unmarshal(m[key], &s) != nil {
+			return nil
+		}
+		return &s
+	}
+	d := make([]errorDetail, len(list))
+	for i, m := range list {
+		if c := text(m, "error_code"); c != nil {
+			d[i].Code = *c
+		}
+		if msg := text(m, "error_message"); msg != nil {
+			d[i].Message = *msg
+		}
+		d[i].ID = text(m, "error_id")
 	}
 	return d
 }

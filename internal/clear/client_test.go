@@ -83,7 +83,11 @@ func TestParseResponse(t *testing.T) {
 		{name: "200 with errors null", status: 200, body: `{"access_token":"abc","errors":null}`},
 		{name: "200 with an error as an object", status: 200, body: `{"access_token":"abc","errors":{"error_code":"E"}}`, kind: clear.KindMalformed},
 		{name: "200 with an error of odd fields", status: 200, body: `{"access_token":"abc","errors":[{"error_code":1}]}`, kind: clear.KindMalformed},
-		{name: "401 with an error of odd fields", status: 401, body: `{"errors":[{"error_code":"CLI-SEC-002","error_id":7}]}`, kind: clear.KindAuth},
+		// A field of another type than Clear documents costs that field, not the code beside it
+		// that the runbook's remedy depends on.
+		{name: "401 with an error of odd fields", status: 401, body: `{"errors":[{"error_code":"CLI-SEC-003","error_message":["x"],"error_id":7}]}`, kind: clear.KindAuth, code: "CLI-SEC-003"},
+		{name: "500 with a numeric error_id", status: 500, body: `{"errors":[{"error_code":"X","error_id":12345}]}`, kind: clear.KindTransient, code: "X"},
+		{name: "401 with an odd first error", status: 401, body: `{"errors":[7,{"error_code":"CLI-SEC-001"}]}`, kind: clear.KindAuth},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
