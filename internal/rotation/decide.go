@@ -504,6 +504,13 @@ func settle(st document.State, s Snapshot, now time.Time) (document.State, *docu
 		return st, nil
 	}
 	st.Claim = nil
+	if end := cl.At.Add(timing.Lease(timing.MaxClearTimeout)); cl.LeaseUntil.After(end) {
+		// No rotator writes a longer lease: this claim was edited by hand or by another tool, and
+		// must not hold every rotator off for as long as it says.
+		c := *cl
+		c.LeaseUntil = end
+		cl = &c
+	}
 	switch {
 	case cl.Base != s.CurrentID:
 		st = completed(st, cl, s, now)

@@ -469,3 +469,24 @@ func TestDecideAReplacementIsMootOnceAWSCURRENTMoved(t *testing.T) {
 		t.Fatalf("AWSCURRENT moved on: outcome %s (%v), want busy", d.Outcome, d.Err)
 	}
 }
+
+// TestDecideAClaimCannotOutlastTheLongestLease: no rotator writes a lease longer than
+// timing.Lease(timing.MaxClearTimeout) past its claim; a ROTATOR_STATE edited by hand (or by
+// another tool) whose claim runs for years must not hold every rotator off while the token expires.
+// The claim ends when the longest lease would have, and is then an abandoned one.
+func TestDecideAClaimCannotOutlastTheLongestLease(t *testing.T) {
+	longest := timing.Lease(timing.MaxClearTimeout)
+	s := snap(t0.Add(40*time.Minute), t0, 0, "fp1")
+	at := s.Now.Add(-longest - time.Second)
+	s.State = document.State{Claim: &document.Claim{Owner: "hand", At: at, LeaseUntil: at.AddDate(10, 0, 0), Base: "v-current", Slot: 1, Secret: "fp1"}}
+	d := rotation.Decide(s, policy, rotation.Request{})
+	if d.Action != rotation.Ask || d.Settled.Lost == nil || !d.Settled.Lost.At.Equal(at.Add(longest)) {
+		t.Fatalf("a ten-year claim made %s ago: %+v", longest+time.Second, d)
+	}
+	// Within the longest lease it is live, and the next look is when that lease ends.
+	s.Now = at.Add(longest - time.Second)
+	d = rotation.Decide(s, policy, rotation.Request{})
+	if d.Outcome != rotation.Busy || !d.NextCheck.Equal(at.Add(longest)) {
+		t.Fatalf("within the longest lease: %+v", d)
+	}
+}
