@@ -204,16 +204,74 @@ func networkError(err error, cs ClientSecret) *Error {
 	return &Error{Kind: KindTransient, Message: Sanitize(secret.Redact(msg, cs.Reveal())), Err: err}
 }
 
-// answer is the token API's JSON document, success or failure.
+// answer is the token API's JSON document, success or failure. Its errors are decoded apart
+// (details), so that an errors field of an odd shape in a success cannot cost the token beside it.
 type answer struct {
 	AccessToken *string          `json:"access_token"`
 	ValidTill   *json.RawMessage `json:"valid_till"`
-	Errors      []struct {
-		Code    string  `json:"error_code"`
-		Message string  `json:"error_message"`
-		Source  string  `json:"error_source"`
-		ID      *string `json:"error_id"`
-	} `json:"errors"`
+	Errors      json.RawMessage  `json:"errors"`
+}
+
+// errorDetail is one of Clear's error details objects.
+type errorDetail struct {
+	Code, Message string
+	ID            *string
+}
+
+// details returns the answer's error details, or none when errors is not a list. Each field is
+// read on its own: one of another type than Clear documents (an error_id that is a number) is left
+// empty, and does not cost the error_code beside it, on which the runbook's remedy depends. An
+// entry that is not an object is an empty detail.
+func (a answer) details() []errorDetail {
+	var list []map[string]json.RawMessage
+	if json.Unmarshal(a.Errors, &list) != nil {
+		var raw []json.RawMessage
+		if json.Unmarshal(a.Errors, &raw) != nil {
+			return nil
+		}
+		list = make([]map[string]json.RawMessage, len(raw))
+		for i, r := range raw {
+			_ = json.Unmarshal(r, &list[i]) // not an object: an empty detail
+		}
+	}
+	text := func(m map[string]json.RawMessage, key string) *string {
+		var s string
+		if json.Unmarshal(m[key], &s) != nil {
+			return nil
+		}
+		return &s
+	}
+	d := make([]errorDetail, len(list))
+	for i, m := range list {
+		if c := text(m, "error_code"); c != nil {
+			d[i].Code = *c
+		}
+		if msg := text(m, "error_message"); msg != nil {
+			d[i].Message = *msg
+		}
+		d[i].ID = text(m, "error_id")
+	}
+	return d
+}
+
+// carriesErrors reports whether the answer's errors field holds anything: Clear leaves it out of a
+// success, and null, "", [] and {} hold nothing.
+func (a answer) carriesErrors() bool {
+	var v any
+	if len(a.Errors) == 0 || json.Unmarshal(a.Errors, &v) != nil {
+		return false
+	}
+	switch v := v.(type) {
+	case nil:
+		return false
+	case string:
+		return v != ""
+	case []any:
+		return len(v) > 0
+	case map[string]any:
+		return len(v) > 0
+	}
+	return true
 }
 
 // ParseResponse classifies and validates one answer of the token API. A 200 answer must hold a
@@ -234,8 +292,8 @@ func parse(status int, body []byte, secrets ...string) (Grant, error) {
 	jsonErr := json.Unmarshal(body, &a)
 	if status != http.StatusOK {
 		e := &Error{Status: status, Kind: kindOf(status)}
-		if jsonErr == nil && len(a.Errors) > 0 {
-			first := a.Errors[0]
+		if d := a.details(); jsonErr == nil && len(d) > 0 {
+			first := d[0]
 			e.Code = clean(first.Code)
 			e.Message = clean(first.Message)
 			if first.ID != nil {
@@ -252,8 +310,12 @@ func parse(status int, body []byte, secrets ...string) (Grant, error) {
 	if jsonErr != nil {
 		return malformed("answer is not a JSON object: %s", clean(jsonErr.Error()))
 	}
-	if len(a.Errors) > 0 {
-		return malformed("answer has status 200 but carries errors (%s)", clean(a.Errors[0].Code))
+	if a.carriesErrors() {
+		code := ""
+		if d := a.details(); len(d) > 0 {
+			code = d[0].Code
+		}
+		return malformed("answer has status 200 but carries errors (%s)", clean(code))
 	}
 	if a.AccessToken == nil {
 		return malformed("answer has no access_token")

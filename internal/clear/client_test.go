@@ -75,6 +75,19 @@ func TestParseResponse(t *testing.T) {
 		{name: "408", status: 408, body: ``, kind: clear.KindTransient},
 		{name: "200 with errors", status: 200, body: `{"errors":[{"error_code":"E"}]}`, kind: clear.KindMalformed},
 		{name: "array", status: 200, body: `[]`, kind: clear.KindMalformed},
+		// Clear leaves errors out of a success; an empty one of another shape carries no error,
+		// and must not cost the token Clear issued (and revoked the previous one for).
+		{name: "200 with errors an empty object", status: 200, body: `{"access_token":"abc","errors":{}}`},
+		{name: "200 with errors an empty string", status: 200, body: `{"access_token":"abc","errors":""}`},
+		{name: "200 with errors an empty array", status: 200, body: `{"access_token":"abc","errors":[ ]}`},
+		{name: "200 with errors null", status: 200, body: `{"access_token":"abc","errors":null}`},
+		{name: "200 with an error as an object", status: 200, body: `{"access_token":"abc","errors":{"error_code":"E"}}`, kind: clear.KindMalformed},
+		{name: "200 with an error of odd fields", status: 200, body: `{"access_token":"abc","errors":[{"error_code":1}]}`, kind: clear.KindMalformed},
+		// A field of another type than Clear documents costs that field, not the code beside it
+		// that the runbook's remedy depends on.
+		{name: "401 with an error of odd fields", status: 401, body: `{"errors":[{"error_code":"CLI-SEC-003","error_message":["x"],"error_id":7}]}`, kind: clear.KindAuth, code: "CLI-SEC-003"},
+		{name: "500 with a numeric error_id", status: 500, body: `{"errors":[{"error_code":"X","error_id":12345}]}`, kind: clear.KindTransient, code: "X"},
+		{name: "401 with an odd first error", status: 401, body: `{"errors":[7,{"error_code":"CLI-SEC-001"}]}`, kind: clear.KindAuth},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

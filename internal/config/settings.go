@@ -11,6 +11,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/secret"
 	"github.com/clear-rotator/clear-rotator/internal/store"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // Environment variable names; Settings says what each one does.
@@ -63,7 +64,7 @@ const (
 	DefaultHTTPAddr      = ":9090"
 	DefaultClearTimeout  = 30 * time.Second
 	MinClearTimeout      = time.Second
-	MaxClearTimeout      = 120 * time.Second
+	MaxClearTimeout      = timing.MaxClearTimeout
 	DefaultShutdownGrace = 60 * time.Second // timing.Lease(DefaultClearTimeout)
 	// MaxFileSize bounds the YAML file, and with it the memory a reload may
 	// take: a configuration is a few kilobytes (a thousand clients fit), and

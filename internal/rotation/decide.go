@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
-	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
@@ -190,7 +189,7 @@ const (
 
 // longestLease is the longest lease any rotator writes: its claim's work with the largest Clear
 // timeout the configuration accepts. A claim is never live longer after its start.
-var longestLease = timing.Lease(config.MaxClearTimeout)
+var longestLease = timing.Lease(timing.MaxClearTimeout)
 
 // minLifetime is the shortest lifetime an issued token may have before the answer is treated as a
 // clock or Clear problem (and answered with backoff rather than with the next request).

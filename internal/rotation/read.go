@@ -233,6 +233,11 @@ func (e *Engine) state(ctx context.Context, c *Client) (document.State, string, 
 	if errors.Is(err, store.ErrNotFound) {
 		return document.State{}, "", nil
 	}
+	if errors.Is(err, store.ErrBinary) {
+		// Another tool wrote it as SecretBinary: as damaged as a string that does not parse.
+		e.Log.Warn("ignoring an unreadable state document", "client", c.Name, "error", "it is binary, not a string")
+		return document.State{}, v.ID, nil
+	}
 	if err != nil {
 		return document.State{}, "", err
 	}

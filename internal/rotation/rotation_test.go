@@ -1062,3 +1062,30 @@ func TestStateOfANewerRotatorIsNeitherIgnoredNorOverwritten(t *testing.T) {
 		}
 	})
 }
+
+// TestBinaryStateIsIgnoredLikeAnUnreadableOne: a ROTATOR_STATE version that another tool wrote as
+// SecretBinary is a damaged state, which must not wedge the client (the engine says so of a state
+// that does not parse): the next due rotation goes on from it, and the state is a string again.
+func TestBinaryStateIsIgnoredLikeAnUnreadableOne(t *testing.T) {
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	if _, err := w.SM.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
+		SecretId: aws.String(w.TokenID), SecretBinary: []byte{0xff, 0x00, 0x01},
+		VersionStages: []string{document.StateStage},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.Clock.Advance(40 * time.Minute)
+	s, err := e.Status(context.Background(), c)
+	if err != nil || s.State == rotation.HealthUnknown {
+		t.Fatalf("status = %+v, %v", s, err)
+	}
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	if !w.Live() {
+		t.Fatal("AWSCURRENT is not live")
+	}
+	if got := apiClient(t, w).RequestsOn(timing.Day(w.Clock.Now())); got != 1 {
+		t.Fatalf("requests today = %d, want 1 (the count restarts from the damaged state)", got)
+	}
+}

@@ -95,7 +95,7 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 	if !s.StateKnown {
 		return st
 	}
-	if cl := s.State.Claim; cl != nil && d.Health == HealthInFlight {
+	if cl := d.Settled.Claim; cl != nil && d.Health == HealthInFlight {
 		st.InFlight = &ClaimView{Owner: cl.Owner, Since: cl.At, LeaseUntil: cl.LeaseUntil, APIClient: cl.Slot}
 	}
 	if l := d.Settled.Lost; l != nil && lostCurrent(s, d.Settled) {

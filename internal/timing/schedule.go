@@ -17,12 +17,17 @@ var scheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hou
 // accepted does not depend on the day (now is checked as well).
 var ScheduleReference = time.Date(2024, time.January, 1, 0, 0, 0, 0, time.UTC)
 
+// maxScheduleGap is the longest a schedule may wait to fire: five years of 365 days. robfig/cron
+// gives up looking after about five years, but "@every" waits as long as it is told (up to the
+// 292 years a duration holds), as good as never for a token that lives a day.
+const maxScheduleGap = 5 * 365 * 24 * time.Hour
+
 // ParseSchedule parses a ROTATOR_SCHEDULE spec; the configuration validates it and the daemon
 // runs it with this one function, so that the two cannot disagree. It guards against robfig/cron
 // v3.0.1's traps: a "TZ=..." prefix without a space panics; "@every" with less than a second
 // silently becomes every second; and a spec that never fires ("0 0 30 2 *") makes Next return the
-// zero time, so a daemon would rotate once and never again. A spec must fire after now and after
-// ScheduleReference.
+// zero time, so a daemon would rotate once and never again. A spec must fire within five years
+// (maxScheduleGap) after now and after ScheduleReference.
 func ParseSchedule(spec string, now time.Time) (sched cron.Schedule, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -41,8 +46,8 @@ func ParseSchedule(spec string, now time.Time) (sched cron.Schedule, err error) 
 		return nil, err
 	}
 	for _, from := range []time.Time{ScheduleReference, now} {
-		if sched.Next(from).IsZero() {
-			return nil, errors.New("it never fires (no activation within five years, e.g. a day that does not exist in that month)")
+		if next := sched.Next(from); next.IsZero() || next.Sub(from) > maxScheduleGap {
+			return nil, errors.New("it never fires (no activation within five years, e.g. a day that does not exist in that month, or @every longer than 43800h)")
 		}
 	}
 	return sched, nil

@@ -26,7 +26,9 @@ func TestParseSchedule(t *testing.T) {
 // TestScheduleThatNeverFires: robfig/cron accepts February 30th and its Next returns the zero
 // time, so a daemon would rotate once and never again.
 func TestScheduleThatNeverFires(t *testing.T) {
-	for _, s := range []string{"0 0 30 2 *", "0 0 31 4 *", "0 0 0 31 11 *"} {
+	// "@every" past five years (up to the 292 years a duration holds) is as good as never for a
+	// token that lives a day: the documented rule is that a spec fires within five years.
+	for _, s := range []string{"0 0 30 2 *", "0 0 31 4 *", "0 0 0 31 11 *", "@every 43801h", "@every 100000h", "@every 2562047h"} {
 		if _, err := timing.ParseSchedule(s, scheduleNow); err == nil || !strings.Contains(err.Error(), "never fires") {
 			t.Errorf("ParseSchedule(%q) = %v, want never fires", s, err)
 		}
@@ -36,5 +38,8 @@ func TestScheduleThatNeverFires(t *testing.T) {
 		if _, err := timing.ParseSchedule("0 0 29 2 *", now); err != nil {
 			t.Errorf("Feb 29 from %s: %v", now, err)
 		}
+	}
+	if _, err := timing.ParseSchedule("@every 43800h", scheduleNow); err != nil {
+		t.Errorf("@every 43800h (five years of 365 days): %v", err)
 	}
 }

@@ -21,6 +21,9 @@ const (
 	// before its lease ends, so that its last write stays clear of a takeover even when the clocks
 	// of two rotators differ a little.
 	LeaseMargin = 10 * time.Second
+	// MaxClearTimeout is the longest Clear timeout the configuration allows (CLEAR_TIMEOUT), and
+	// with it Lease(MaxClearTimeout) the longest lease any rotator writes.
+	MaxClearTimeout = 120 * time.Second
 )
 
 // MinInterval is the floor between two automatic rotations of a client, whatever Clear answers or
