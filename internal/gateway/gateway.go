@@ -13,7 +13,8 @@
 // It is never an open proxy: every request goes to its client's CLEAR_BASE_URL, whatever its
 // target, Host or X-Forwarded-Host says; absolute-form targets and CONNECT are refused; redirects
 // are passed back, not followed. TRACE and TRACK are refused too: Clear's echo would carry the
-// token.
+// token. Nor does it forward a call to Clear's token API, or the ERP's client secret: a token
+// issued through it would revoke the one it sends.
 package gateway
 
 import (
@@ -57,11 +58,11 @@ var tokenHeaders = []string{clear.HeaderAuthToken, "x-clear-auth-token"}
 
 // droppedHeaders are removed from every request before it goes to Clear, in canonical form (as
 // net/http stores them), so that removing them costs no canonicalisation per request: the
-// gateway's own headers, any token the ERP sent, and forwarding headers that would name the
-// caller or another host to Clear.
+// gateway's own headers, any token or client secret the ERP sent, and forwarding headers that
+// would name the caller or another host to Clear.
 var droppedHeaders = func() []string {
-	hs := append([]string{HeaderKey, HeaderClient, "Forwarded", "X-Forwarded-Host", "X-Forwarded-For",
-		"X-Forwarded-Proto"}, tokenHeaders...)
+	hs := append([]string{HeaderKey, HeaderClient, clear.HeaderClientSecret, "Forwarded", "X-Forwarded-Host",
+		"X-Forwarded-For", "X-Forwarded-Proto"}, tokenHeaders...)
 	for i, h := range hs {
 		hs[i] = http.CanonicalHeaderKey(h)
 	}
@@ -291,6 +292,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(rec, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "The gateway does not forward TRACE or TRACK: Clear's echo of the request would carry the gateway's token.", 0)
 		return
 	}
+	if tokenAPI(r.URL.Path) {
+		answer(rec, http.StatusForbidden, CodeTokenAPI, "The gateway does not forward calls to Clear's token API: a new token would revoke the one the gateway sends for every ERP. The gateway adds the token itself: call Clear's other APIs through it without one.", 0)
+		return
+	}
 	if g.o.Keys.Enabled() {
 		presented := r.Header.Get(HeaderKey)
 		if !g.o.Keys.Accepts(presented) {
@@ -320,6 +325,44 @@ const allowed = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 // TRACE must not get it either.
 func echoes(method string) bool {
 	return strings.EqualFold(method, http.MethodTrace) || strings.EqualFold(method, "TRACK")
+}
+
+// tokenSegments are the segments of Clear's token API's path below a base URL.
+var tokenSegments = strings.Split(strings.Trim(clear.TokenPath, "/"), "/")
+
+// tokenAPI reports whether path (the caller's, unescaped, below the base URL) may name Clear's
+// token API, in any spelling a server in front of it might take for it: any case, empty, "." and
+// ".." segments, a trailing slash, ";" parameters. A token asked for through the gateway revokes
+// the one it sends to every ERP; a 401 from the token API (no client secret) would be taken for a
+// refusal of the gateway's token. The common path costs a look at its last segment, no allocation.
+func tokenAPI(path string) bool {
+	last := strings.TrimRight(path, "/")
+	last = last[strings.LastIndexByte(last, '/')+1:]
+	if seg, _, _ := strings.Cut(last, ";"); !strings.EqualFold(seg, tokenSegments[len(tokenSegments)-1]) {
+		return false
+	}
+	var segs []string
+	for seg := range strings.SplitSeq(path, "/") {
+		seg, _, _ = strings.Cut(seg, ";")
+		switch seg {
+		case "", ".":
+		case "..":
+			if len(segs) > 0 {
+				segs = segs[:len(segs)-1]
+			}
+		default:
+			segs = append(segs, seg)
+		}
+	}
+	if len(segs) != len(tokenSegments) {
+		return false
+	}
+	for i, seg := range segs {
+		if !strings.EqualFold(seg, tokenSegments[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // pick chooses the request's client, or answers and returns nil.
