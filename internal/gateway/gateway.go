@@ -11,10 +11,10 @@
 //     healed with one forced rotation between all gateways and daemons (see refusals.go).
 //
 // It is never an open proxy: every request goes to its client's CLEAR_BASE_URL, whatever its
-// target, Host or X-Forwarded-Host says; absolute-form targets and CONNECT are refused; redirects
-// are passed back, not followed. TRACE and TRACK are refused too: Clear's echo would carry the
-// token. Nor does it forward a call to Clear's token API, or the ERP's client secret: a token
-// issued through it would revoke the one it sends.
+// target, Host or X-Forwarded-Host says, and below its path: absolute-form targets, CONNECT and
+// dot segments are refused; redirects are passed back, not followed. TRACE and TRACK are refused
+// too: Clear's echo would carry the token. Nor does it forward a call to Clear's token API, or the
+// ERP's client secret: a token issued through it would revoke the one it sends.
 package gateway
 
 import (
@@ -287,6 +287,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(rec, http.StatusBadRequest, CodeBadTarget, "The gateway forwards only origin-form requests (a path) to Clear.", 0)
 		return
 	}
+	// Nor a path that a server resolves above the base URL's path.
+	if dotSegment(r.URL.Path) {
+		answer(rec, http.StatusBadRequest, CodeBadTarget, "The gateway forwards no path with a \".\" or \"..\" segment.", 0)
+		return
+	}
 	if echoes(r.Method) {
 		rec.Header().Set("Allow", allowed)
 		answer(rec, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "The gateway does not forward TRACE or TRACK: Clear's echo of the request would carry the gateway's token.", 0)
@@ -327,42 +332,52 @@ func echoes(method string) bool {
 	return strings.EqualFold(method, http.MethodTrace) || strings.EqualFold(method, "TRACK")
 }
 
+// nextSegment splits path's first segment off, as a server in front of Clear may read it:
+// segments end at a slash or a backslash, and lose their ";" parameters (Tomcat reads "..;" as
+// ".."). path is unescaped: "%2e%2e" and "..%2f" are dots and a slash here.
+func nextSegment(path string) (seg, rest string) {
+	seg = path
+	if i := strings.IndexAny(path, "/\\"); i >= 0 {
+		seg, rest = path[:i], path[i+1:]
+	}
+	if j := strings.IndexByte(seg, ';'); j >= 0 {
+		seg = seg[:j]
+	}
+	return seg, rest
+}
+
+// dotSegment reports whether path has a "." or ".." segment. Forwarded, "/base/../x" would be
+// resolved by the server in front of Clear above the base URL's path, which bounds where the
+// token goes.
+func dotSegment(path string) bool {
+	for seg := ""; path != ""; {
+		if seg, path = nextSegment(path); seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
 // tokenSegments are the segments of Clear's token API's path below a base URL.
 var tokenSegments = strings.Split(strings.Trim(clear.TokenPath, "/"), "/")
 
-// tokenAPI reports whether path (the caller's, unescaped, below the base URL) may name Clear's
-// token API, in any spelling a server in front of it might take for it: any case, empty, "." and
-// ".." segments, a trailing slash, ";" parameters. A token asked for through the gateway revokes
-// the one it sends to every ERP; a 401 from the token API (no client secret) would be taken for a
-// refusal of the gateway's token. The common path costs a look at its last segment, no allocation.
+// tokenAPI reports whether path (the caller's, unescaped, below the base URL; without dot
+// segments, which are refused before) may name Clear's token API, in any spelling a server in front
+// of it might take for it: any case, empty segments, a trailing slash, ";" parameters. A token
+// asked for through the gateway revokes the one it sends to every ERP; a 401 from the token API
+// (no client secret) would be taken for a refusal of the gateway's token.
 func tokenAPI(path string) bool {
-	last := strings.TrimRight(path, "/")
-	last = last[strings.LastIndexByte(last, '/')+1:]
-	if seg, _, _ := strings.Cut(last, ";"); !strings.EqualFold(seg, tokenSegments[len(tokenSegments)-1]) {
-		return false
-	}
-	var segs []string
-	for seg := range strings.SplitSeq(path, "/") {
-		seg, _, _ = strings.Cut(seg, ";")
-		switch seg {
-		case "", ".":
-		case "..":
-			if len(segs) > 0 {
-				segs = segs[:len(segs)-1]
-			}
-		default:
-			segs = append(segs, seg)
+	n := 0
+	for seg := ""; path != ""; {
+		if seg, path = nextSegment(path); seg == "" {
+			continue
 		}
-	}
-	if len(segs) != len(tokenSegments) {
-		return false
-	}
-	for i, seg := range segs {
-		if !strings.EqualFold(seg, tokenSegments[i]) {
+		if n == len(tokenSegments) || !strings.EqualFold(seg, tokenSegments[n]) {
 			return false
 		}
+		n++
 	}
-	return true
+	return n == len(tokenSegments)
 }
 
 // pick chooses the request's client, or answers and returns nil.

@@ -54,8 +54,7 @@ func TestTheTokenAPIIsNeverCalledThroughTheGateway(t *testing.T) {
 		"/integration/v1/authz/%74oken",
 		"/integration/v1/authz%2Ftoken",
 		"/integration/v1/authz/token;jsessionid=1",
-		"/integration/v1/./authz/token",
-		"/integration/v1/authz/x/../token",
+		"/integration;a=b/v1\\authz/token",
 	} {
 		for _, secret := range []bool{true, false} {
 			rec := call(http.MethodGet, target, secret)
@@ -72,7 +71,7 @@ func TestTheTokenAPIIsNeverCalledThroughTheGateway(t *testing.T) {
 		t.Errorf("Clear was asked for %d tokens through the gateway", n)
 	}
 	// Paths that only look like it go through, without the client secret.
-	for _, target := range []string{"/base/integration/v1/authz/token", "/base/v1/authz/tokens"} {
+	for _, target := range []string{"/base/integration/v1/authz/token", "/base/v1/authz/tokens", "/base/token", "/base/integration/v1/authz/token/x"} {
 		if rec := call(http.MethodGet, target, true); rec.Code != http.StatusOK {
 			t.Errorf("%s: %d %s", target, rec.Code, rec.Body)
 		}
