@@ -52,9 +52,10 @@ const (
 	maxRefusalBody = 64 << 10
 )
 
-// tokenHeaders are the headers a token may travel in; an ERP's own value of any of them is
-// removed, so that only the gateway's token reaches Clear.
-var tokenHeaders = []string{clear.HeaderAuthToken, "x-clear-auth-token"}
+// tokenHeaders are the headers a token may travel in, in canonical form; an ERP's own value of
+// any of them is removed, so that only the gateway's token reaches Clear, and so is Clear's, so
+// that no answer shows the caller a token.
+var tokenHeaders = []string{http.CanonicalHeaderKey(clear.HeaderAuthToken), "X-Clear-Auth-Token"}
 
 // droppedHeaders are removed from every request before it goes to Clear, in canonical form (as
 // net/http stores them), so that removing them costs no canonicalisation per request: the
@@ -535,7 +536,7 @@ func passRefusal(w http.ResponseWriter, a *attempt) {
 	h := w.Header()
 	conn := a.refusedHdr["Connection"]
 	for k, v := range a.refusedHdr {
-		if !isHop(k, conn) { // as copyResponse: those a Connection header names too
+		if passes(k, v, conn, a) { // as copyResponse
 			h[k] = v
 		}
 	}
