@@ -326,7 +326,7 @@ func TestGatewaySlowAnd5xx(t *testing.T) {
 // naming another server: nothing reaches that server.
 func TestGatewayIsNotAnOpenProxy(t *testing.T) {
 	t.Parallel()
-	_, ec, g := steady(t)
+	e, ec, g := steady(t)
 	var hits atomic.Int64
 	other := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) })}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -365,6 +365,20 @@ func TestGatewayIsNotAnOpenProxy(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Fatalf("the other server was reached %d times", hits.Load())
+	}
+	// An ERP that still fetches its own token, through the gateway: Clear must not see it (a
+	// token issued would revoke the gateway's), with or without the client secret.
+	asked := e.Emu.Requests(e.Secrets[0])
+	for _, hdr := range [][]string{{clear.HeaderClientSecret, e.Secrets[0]}, nil} {
+		if code, resp := g.call(t, http.MethodGet, clear.TokenPath, nil, hdr...); code != http.StatusForbidden || !strings.Contains(resp, gateway.CodeTokenAPI) {
+			t.Errorf("the token API through the gateway: %d %s", code, resp)
+		}
+	}
+	if line := raw("GET /%2e%2e/x HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.Contains(line, " 400 ") {
+		t.Errorf("a dot segment: %q, want 400", line)
+	}
+	if n := e.Emu.Requests(e.Secrets[0]) - asked; n != 0 {
+		t.Fatalf("Clear was asked for %d tokens through the gateway", n)
 	}
 }
 

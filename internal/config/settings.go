@@ -261,6 +261,7 @@ var Settings = []Setting{
 		parse: parser(count[int64](64<<20, 1<<20)), config: field(func(c *Config) *int64 { return &c.Gateway.ReplayLimit })},
 	{Env: EnvGatewayHold, Scope: DaemonOnly, Kind: "duration", Default: 10 * time.Second, Limits: "1s..60s",
 		Help:  "longest a request waits for a (newer) token before the gateway answers",
+		Notes: "below about 6s, a call refused for a token revoked outside the rotator gets the 401 before the heal (5 s to judge, then one forced rotation) has a new token for it",
 		parse: parser(duration(time.Second, time.Minute)), config: field(func(c *Config) *time.Duration { return &c.Gateway.Hold })},
 	{Env: EnvGatewayUpstreamTimeout, Scope: DaemonOnly, Kind: "duration", Default: 120 * time.Second, DefaultDoc: "120s", Limits: "1s..600s",
 		Help:  "longest wait for Clear's response headers",

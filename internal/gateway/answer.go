@@ -22,10 +22,13 @@ const (
 	// CodeMethodNotAllowed refuses TRACE and TRACK (405): Clear's echo of the request would
 	// show the caller the token the gateway added.
 	CodeMethodNotAllowed = "CLEAR-ROTATOR-METHOD-NOT-ALLOWED"
-	CodeBadRequest       = "CLEAR-ROTATOR-BAD-REQUEST"
-	CodeNoToken          = "CLEAR-ROTATOR-NO-TOKEN"
-	CodeUnreachable      = "CLEAR-ROTATOR-UPSTREAM-UNREACHABLE"
-	CodeTimeout          = "CLEAR-ROTATOR-UPSTREAM-TIMEOUT"
+	// CodeTokenAPI refuses a call to Clear's token API (403): a token issued through the gateway
+	// would revoke the one the gateway sends to every ERP.
+	CodeTokenAPI    = "CLEAR-ROTATOR-TOKEN-API"
+	CodeBadRequest  = "CLEAR-ROTATOR-BAD-REQUEST"
+	CodeNoToken     = "CLEAR-ROTATOR-NO-TOKEN"
+	CodeUnreachable = "CLEAR-ROTATOR-UPSTREAM-UNREACHABLE"
+	CodeTimeout     = "CLEAR-ROTATOR-UPSTREAM-TIMEOUT"
 )
 
 // clearError is one entry of Clear's error shape.

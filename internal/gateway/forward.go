@@ -38,7 +38,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, a *attempt, b bod
 	if g.held(resp, a) {
 		return
 	}
-	g.copyResponse(w, resp)
+	g.copyResponse(w, resp, a)
 }
 
 // outbound is the request to Clear: always to the client's base URL, whatever the caller's
@@ -170,13 +170,35 @@ func (g *Gateway) held(resp *http.Response, a *attempt) bool {
 	return true
 }
 
-// copyResponse passes Clear's answer to w: status, end-to-end headers, body, trailers.
-func (g *Gateway) copyResponse(w http.ResponseWriter, resp *http.Response) {
+// passes reports whether the answer's header k (canonical) with values vs reaches the caller of
+// attempt a: not hop-by-hop (nor named by the answer's Connection header), and not showing the
+// token a carried, by its name (a token header) or in its value (a header that echoes the
+// request's). The caller holds no token by design, and is never shown one.
+func passes(k string, vs, connection []string, a *attempt) bool {
+	if isHop(k, connection) || k == a.route.header {
+		return false
+	}
+	for _, t := range tokenHeaders {
+		if k == t {
+			return false
+		}
+	}
+	tok := a.tok.Value.Reveal()
+	for _, v := range vs {
+		if tok != "" && strings.Contains(v, tok) {
+			return false
+		}
+	}
+	return true
+}
+
+// copyResponse passes Clear's answer to a's caller: status, end-to-end headers, body, trailers.
+func (g *Gateway) copyResponse(w http.ResponseWriter, resp *http.Response, a *attempt) {
 	defer resp.Body.Close()
 	h := w.Header()
 	conn := resp.Header["Connection"]
 	for k, v := range resp.Header {
-		if !isHop(k, conn) {
+		if passes(k, v, conn, a) {
 			h[k] = v
 		}
 	}
@@ -206,7 +228,9 @@ func (g *Gateway) copyResponse(w http.ResponseWriter, resp *http.Response) {
 		}
 	}
 	for k, v := range resp.Trailer {
-		h[http.TrailerPrefix+k] = v
+		if passes(k, v, conn, a) {
+			h[http.TrailerPrefix+k] = v
+		}
 	}
 }
 

@@ -11,9 +11,10 @@
 //     healed with one forced rotation between all gateways and daemons (see refusals.go).
 //
 // It is never an open proxy: every request goes to its client's CLEAR_BASE_URL, whatever its
-// target, Host or X-Forwarded-Host says; absolute-form targets and CONNECT are refused; redirects
-// are passed back, not followed. TRACE and TRACK are refused too: Clear's echo would carry the
-// token.
+// target, Host or X-Forwarded-Host says, and below its path: absolute-form targets, CONNECT and
+// dot segments are refused; redirects are passed back, not followed. TRACE and TRACK are refused
+// too: Clear's echo would carry the token. Nor does it forward a call to Clear's token API, or the
+// ERP's client secret: a token issued through it would revoke the one it sends.
 package gateway
 
 import (
@@ -51,17 +52,18 @@ const (
 	maxRefusalBody = 64 << 10
 )
 
-// tokenHeaders are the headers a token may travel in; an ERP's own value of any of them is
-// removed, so that only the gateway's token reaches Clear.
-var tokenHeaders = []string{clear.HeaderAuthToken, "x-clear-auth-token"}
+// tokenHeaders are the headers a token may travel in, in canonical form; an ERP's own value of
+// any of them is removed, so that only the gateway's token reaches Clear, and so is Clear's, so
+// that no answer shows the caller a token.
+var tokenHeaders = []string{http.CanonicalHeaderKey(clear.HeaderAuthToken), "X-Clear-Auth-Token"}
 
 // droppedHeaders are removed from every request before it goes to Clear, in canonical form (as
 // net/http stores them), so that removing them costs no canonicalisation per request: the
-// gateway's own headers, any token the ERP sent, and forwarding headers that would name the
-// caller or another host to Clear.
+// gateway's own headers, any token or client secret the ERP sent, and forwarding headers that
+// would name the caller or another host to Clear.
 var droppedHeaders = func() []string {
-	hs := append([]string{HeaderKey, HeaderClient, "Forwarded", "X-Forwarded-Host", "X-Forwarded-For",
-		"X-Forwarded-Proto"}, tokenHeaders...)
+	hs := append([]string{HeaderKey, HeaderClient, clear.HeaderClientSecret, "Forwarded", "X-Forwarded-Host",
+		"X-Forwarded-For", "X-Forwarded-Proto"}, tokenHeaders...)
 	for i, h := range hs {
 		hs[i] = http.CanonicalHeaderKey(h)
 	}
@@ -286,9 +288,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(rec, http.StatusBadRequest, CodeBadTarget, "The gateway forwards only origin-form requests (a path) to Clear.", 0)
 		return
 	}
+	// Nor a path that a server resolves above the base URL's path.
+	if dotSegment(r.URL.Path) {
+		answer(rec, http.StatusBadRequest, CodeBadTarget, "The gateway forwards no path with a \".\" or \"..\" segment.", 0)
+		return
+	}
 	if echoes(r.Method) {
 		rec.Header().Set("Allow", allowed)
 		answer(rec, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "The gateway does not forward TRACE or TRACK: Clear's echo of the request would carry the gateway's token.", 0)
+		return
+	}
+	if tokenAPI(r.URL.Path) {
+		answer(rec, http.StatusForbidden, CodeTokenAPI, "The gateway does not forward calls to Clear's token API: a new token would revoke the one the gateway sends for every ERP. The gateway adds the token itself: call Clear's other APIs through it without one.", 0)
 		return
 	}
 	if g.o.Keys.Enabled() {
@@ -320,6 +331,54 @@ const allowed = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 // TRACE must not get it either.
 func echoes(method string) bool {
 	return strings.EqualFold(method, http.MethodTrace) || strings.EqualFold(method, "TRACK")
+}
+
+// nextSegment splits path's first segment off, as a server in front of Clear may read it:
+// segments end at a slash or a backslash, and lose their ";" parameters (Tomcat reads "..;" as
+// ".."). path is unescaped: "%2e%2e" and "..%2f" are dots and a slash here.
+func nextSegment(path string) (seg, rest string) {
+	seg = path
+	if i := strings.IndexAny(path, "/\\"); i >= 0 {
+		seg, rest = path[:i], path[i+1:]
+	}
+	if j := strings.IndexByte(seg, ';'); j >= 0 {
+		seg = seg[:j]
+	}
+	return seg, rest
+}
+
+// dotSegment reports whether path has a "." or ".." segment. Forwarded, "/base/../x" would be
+// resolved by the server in front of Clear above the base URL's path, which bounds where the
+// token goes.
+func dotSegment(path string) bool {
+	for seg := ""; path != ""; {
+		if seg, path = nextSegment(path); seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenSegments are the segments of Clear's token API's path below a base URL.
+var tokenSegments = strings.Split(strings.Trim(clear.TokenPath, "/"), "/")
+
+// tokenAPI reports whether path (the caller's, unescaped, below the base URL; without dot
+// segments, which are refused before) may name Clear's token API, in any spelling a server in front
+// of it might take for it: any case, empty segments, a trailing slash, ";" parameters. A token
+// asked for through the gateway revokes the one it sends to every ERP; a 401 from the token API
+// (no client secret) would be taken for a refusal of the gateway's token.
+func tokenAPI(path string) bool {
+	n := 0
+	for seg := ""; path != ""; {
+		if seg, path = nextSegment(path); seg == "" {
+			continue
+		}
+		if n == len(tokenSegments) || !strings.EqualFold(seg, tokenSegments[n]) {
+			return false
+		}
+		n++
+	}
+	return n == len(tokenSegments)
 }
 
 // pick chooses the request's client, or answers and returns nil.
@@ -477,7 +536,7 @@ func passRefusal(w http.ResponseWriter, a *attempt) {
 	h := w.Header()
 	conn := a.refusedHdr["Connection"]
 	for k, v := range a.refusedHdr {
-		if !isHop(k, conn) { // as copyResponse: those a Connection header names too
+		if passes(k, v, conn, a) { // as copyResponse
 			h[k] = v
 		}
 	}

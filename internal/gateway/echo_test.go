@@ -1,0 +1,56 @@
+package gateway_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/gateway"
+)
+
+// The caller holds no token by design, and must not be shown one: a server in front of Clear that
+// echoes the request's headers in its answer's (a debugging filter, a header copied back by a load
+// balancer) would hand the caller the token the gateway added. Such headers are dropped from the
+// answer, a 2xx or a 401 passed through after the hold alike; the others pass.
+func TestAnAnswerNeverEchoesTheToken(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *gateway.Options) {
+		o.Hold = 100 * time.Millisecond
+		next := o.Transport
+		o.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(r)
+			if err == nil {
+				tok := r.Header.Get(clear.HeaderAuthToken)
+				resp.Header.Set(clear.HeaderAuthToken, tok)
+				resp.Header.Set("X-Clear-Auth-Token", tok)
+				resp.Header.Set("X-Debug-Request", "GET "+r.URL.Path+" token="+tok)
+				resp.Header.Set("X-Kept", "yes")
+			}
+			return resp, err
+		})
+	})
+	tok := f.rotate()
+	f.h.Set(tok)
+	check := func(what string, rec *httptest.ResponseRecorder, code int) {
+		t.Helper()
+		if rec.Code != code {
+			t.Fatalf("%s: %d %s", what, rec.Code, rec.Body)
+		}
+		for k, vs := range rec.Header() {
+			for _, v := range vs {
+				if strings.Contains(v, tok.Value.Reveal()) {
+					t.Errorf("%s: the answer's %s shows the token", what, k)
+				}
+			}
+		}
+		if rec.Header().Get("X-Kept") != "yes" {
+			t.Errorf("%s: an ordinary header was dropped", what)
+		}
+	}
+	check("accepted", f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)), http.StatusOK)
+	f.w.Issue() // revoked, and no newer token comes: Clear's 401 passes through after the hold
+	check("refused", f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)), http.StatusUnauthorized)
+}
