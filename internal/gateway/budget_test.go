@@ -52,7 +52,7 @@ func TestBufferedBodiesShareOneBudget(t *testing.T) {
 	}
 	post := func(gw *gateway.Gateway, path string, body io.Reader) *httptest.ResponseRecorder {
 		t.Helper()
-		f.h.Set(old)
+		f.h.Rewind(old)
 		r := httptest.NewRequest(http.MethodPost, path, body)
 		rec := httptest.NewRecorder()
 		gw.ServeHTTP(rec, r)
@@ -69,7 +69,7 @@ func TestBufferedBodiesShareOneBudget(t *testing.T) {
 	}
 
 	held := make(chan *httptest.ResponseRecorder, 1)
-	f.h.Set(old)
+	f.h.Rewind(old)
 	go func() {
 		r := httptest.NewRequest(http.MethodPost, "/budget/hold", bytes.NewReader(make([]byte, 1000)))
 		rec := httptest.NewRecorder()

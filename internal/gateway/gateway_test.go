@@ -205,7 +205,7 @@ func TestABodyOverTheReplayLimitIsNotReplayed(t *testing.T) {
 	f.h.Set(old)
 	f.h.Set(f.rotate())
 	// The holder already holds the newer token, yet a streamed body cannot be sent twice.
-	f.h.Set(old) // back to the revoked one, as a gateway that has not yet seen the rotation
+	f.h.Rewind(old) // back to the revoked one, as a gateway that has not yet seen the rotation
 	rec := f.do(httptest.NewRequest(http.MethodPost, "/v1/invoice", bytes.NewReader(make([]byte, 4096))))
 	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), "CLI-TOK-002") {
 		t.Fatalf("status %d, body %s; want Clear's 401 passed through", rec.Code, rec.Body)

@@ -56,3 +56,27 @@ func TestHolder(t *testing.T) {
 		}
 	}
 }
+
+func TestHolderNeverGoesBackToAReplacedVersion(t *testing.T) {
+	// A watcher's read of the token secret that began before a rotation stored its token (handed
+	// over at once by Stored) may finish after it, with the version just replaced: with one API
+	// client a token Clear has revoked. Taken, every call is sent with it until the next poll; a
+	// replayable call recovers, a streamed one fails. The holder never goes back to a version it
+	// has moved on from.
+	t.Parallel()
+	h := &gateway.Holder{}
+	v1 := gateway.Token{Value: clear.NewAccessToken("tok-1"), Version: "v1"}
+	v2 := gateway.Token{Value: clear.NewAccessToken("tok-2"), Version: "v2"}
+	h.Set(v1)
+	h.Set(v2) // Stored
+	h.Set(v1) // the watcher's late read
+	if got, _ := h.Current(); got.Version != "v2" {
+		t.Fatalf("the holder went back to %s after v2 replaced it", got.Version)
+	}
+	h.Set(v2)
+	v3 := gateway.Token{Value: clear.NewAccessToken("tok-3"), Version: "v3"}
+	h.Set(v3)
+	if got, _ := h.Current(); got.Version != "v3" {
+		t.Fatalf("a new version was not taken: %s", got.Version)
+	}
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,20 +41,33 @@ type Holder struct {
 	tok     Token
 	has     bool
 	changed chan struct{} // closed and replaced at every change
+	// past are the versions most recently moved on from, newest last: a read that began before a
+	// newer token was stored may still bring one back, with one API client a token Clear revoked.
+	past []string
 	// OnWait, when set, is called (without the lock) by Newer before it waits, so that a watcher
 	// can look at the secret at once rather than at its next poll. It must not block.
 	OnWait func()
 }
 
-// Set stores t if its version differs from the one held, and wakes the waiters.
+// maxPast bounds Holder.past: a late read is at most a poll old, and a poll sees few rotations.
+const maxPast = 8
+
+// Set stores t if its version differs from the one held and is not one held before it, and wakes
+// the waiters.
 func (h *Holder) Set(t Token) {
 	if t.Value.IsZero() || t.Version == "" {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.has && h.tok.Version == t.Version && h.tok.Value == t.Value {
+	if h.has && h.tok.Version == t.Version && h.tok.Value == t.Value || slices.Contains(h.past, t.Version) {
 		return
+	}
+	if h.has && h.tok.Version != t.Version {
+		if len(h.past) == maxPast {
+			h.past = slices.Delete(h.past, 0, 1)
+		}
+		h.past = append(h.past, h.tok.Version)
 	}
 	h.tok, h.has = t, true
 	if h.changed != nil {
