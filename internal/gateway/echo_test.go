@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -53,4 +54,35 @@ func TestAnAnswerNeverEchoesTheToken(t *testing.T) {
 	check("accepted", f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)), http.StatusOK)
 	f.w.Issue() // revoked, and no newer token comes: Clear's 401 passes through after the hold
 	check("refused", f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)), http.StatusUnauthorized)
+}
+
+// A 401 held and then passed through is buffered whole: a body that quotes the token refused (an
+// error message naming it) would show the caller a token, which Clear may still accept for other
+// calls (a call refused for a product the API client lacks). The token is blanked in it.
+func TestARefusalPassedThroughNeverQuotesTheToken(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *gateway.Options) {
+		o.Hold = 100 * time.Millisecond
+		next := o.Transport
+		o.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(r)
+			if err == nil && resp.StatusCode == http.StatusUnauthorized {
+				resp.Body.Close()
+				body := `{"errors":[{"error_code":"CLI-TOK-002","error_message":"token ` + r.Header.Get(clear.HeaderAuthToken) + ` is not valid"}]}`
+				resp.Body, resp.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+				resp.Header.Del("Content-Length")
+			}
+			return resp, err
+		})
+	})
+	tok := f.rotate()
+	f.h.Set(tok)
+	f.w.Issue() // revoked, and no newer token comes: Clear's 401 passes through after the hold
+	rec := f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil))
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), "CLI-TOK-002") {
+		t.Fatalf("%d %s; want Clear's 401 passed through", rec.Code, rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), tok.Value.Reveal()) {
+		t.Errorf("the refusal passed through quotes the token: %s", rec.Body)
+	}
 }

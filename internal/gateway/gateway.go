@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
 // Defaults of Options.
@@ -531,8 +532,12 @@ func (g *Gateway) newerLive(ctx context.Context, rt *route, version string) (Tok
 	}
 }
 
-// passRefusal passes a held 401 through as Clear sent it.
+// passRefusal passes a held 401 through as Clear sent it, but for the token: a body that quotes
+// it shows it with secret.Marker instead, as no header may show it (passes).
 func passRefusal(w http.ResponseWriter, a *attempt) {
+	if tok := a.tok.Value.Reveal(); tok != "" && bytes.Contains(a.refusedBody, []byte(tok)) {
+		a.refusedBody = bytes.ReplaceAll(a.refusedBody, []byte(tok), []byte(secret.Marker))
+	}
 	h := w.Header()
 	conn := a.refusedHdr["Connection"]
 	for k, v := range a.refusedHdr {
