@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
@@ -357,6 +358,7 @@ func ParseState(data []byte) (State, error) {
 	if st.Claim != nil && (st.Claim.Base == "" || st.Claim.LeaseUntil.IsZero()) {
 		return State{}, errors.New("state document: claim without base or lease")
 	}
+	cleanText(&st)
 	if len(st.Events) > MaxEvents {
 		st.Events = st.Events[len(st.Events)-MaxEvents:]
 	}
@@ -364,6 +366,30 @@ func ParseState(data []byte) (State, error) {
 		st.Failed = st.Failed[len(st.Failed)-MaxEvents:]
 	}
 	return st, nil
+}
+
+// cleanText makes the state's free text safe to show: anyone who may write the secret may edit
+// it, and it reaches terminals (rotator status), logs and metrics, where a terminal escape or a
+// bidirectional control would rewrite what an operator sees. What rotators write is clean already.
+func cleanText(st *State) {
+	st.APIClients = slices.Clone(st.APIClients)
+	for i := range st.APIClients {
+		a := &st.APIClients[i]
+		a.LastError = clear.Sanitize(a.LastError)
+		if b := a.Blocked; b != nil {
+			a.Blocked = &Block{Kind: clear.Sanitize(b.Kind), Reason: clear.Sanitize(b.Reason), Until: b.Until}
+		}
+	}
+	if st.Claim != nil {
+		c := *st.Claim
+		c.Owner = clear.Sanitize(c.Owner)
+		st.Claim = &c
+	}
+	if st.Lost != nil {
+		l := *st.Lost
+		l.Reason = clear.Sanitize(l.Reason)
+		st.Lost = &l
+	}
 }
 
 // upgrade carries a first-format state over: its one client secret becomes the first entry.

@@ -1,6 +1,7 @@
 package document_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -162,4 +163,31 @@ func TestStateFieldsOfRound2AreOptional(t *testing.T) {
 	if len(many) != document.MaxEvents || document.Forget(many, many[0])[0] != many[1] {
 		t.Fatalf("bounded: %d", len(many))
 	}
+}
+
+func TestParseStateCleansItsText(t *testing.T) {
+	// ROTATOR_STATE is shared text anyone with write access to the secret can edit. Its free text
+	// reaches terminals (rotator status), logs and metrics: a terminal escape or a bidirectional
+	// control in it must arrive as a space, as in Clear's own messages (clear.Sanitize).
+	const evil = "x\x1b[2J\u202eevil\u009b31m\ny"
+	doc := `{"kind":"` + document.StateKind + `","version":2,` +
+		`"api_clients":[{"secret":"fp","last_error":"` + jsonEsc(evil) + `","blocked":{"kind":"` + jsonEsc(evil) + `","reason":"` + jsonEsc(evil) + `"}}],` +
+		`"claim":{"owner":"` + jsonEsc(evil) + `","at":"2026-01-01T00:00:00Z","lease_until":"2026-01-01T00:01:00Z","base":"v1"},` +
+		`"lost":{"at":"2026-01-01T00:00:00Z","reason":"` + jsonEsc(evil) + `","base":"v1"}}`
+	st, err := document.ParseState([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := st.APIClients[0]
+	for what, s := range map[string]string{"last_error": a.LastError, "blocked.kind": a.Blocked.Kind, "blocked.reason": a.Blocked.Reason,
+		"claim.owner": st.Claim.Owner, "lost.reason": st.Lost.Reason} {
+		if s != clear.Sanitize(evil) || strings.ContainsAny(s, "\x1b\u202e\u009b\n") {
+			t.Errorf("%s = %q, want %q", what, s, clear.Sanitize(evil))
+		}
+	}
+}
+
+func jsonEsc(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b[1 : len(b)-1])
 }
