@@ -18,20 +18,12 @@ import (
 // answer, a 2xx or a 401 passed through after the hold alike; the others pass.
 func TestAnAnswerNeverEchoesTheToken(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, func(o *gateway.Options) {
-		o.Hold = 100 * time.Millisecond
-		next := o.Transport
-		o.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			resp, err := next.RoundTrip(r)
-			if err == nil {
-				tok := r.Header.Get(clear.HeaderAuthToken)
-				resp.Header.Set(clear.HeaderAuthToken, tok)
-				resp.Header.Set("X-Clear-Auth-Token", tok)
-				resp.Header.Set("X-Debug-Request", "GET "+r.URL.Path+" token="+tok)
-				resp.Header.Set("X-Kept", "yes")
-			}
-			return resp, err
-		})
+	f := echoingFixture(t, func(r *http.Request, resp *http.Response) {
+		tok := r.Header.Get(clear.HeaderAuthToken)
+		resp.Header.Set(clear.HeaderAuthToken, tok)
+		resp.Header.Set("X-Clear-Auth-Token", tok)
+		resp.Header.Set("X-Debug-Request", "GET "+r.URL.Path+" token="+tok)
+		resp.Header.Set("X-Kept", "yes")
 	})
 	tok := f.rotate()
 	f.h.Set(tok)
@@ -61,19 +53,13 @@ func TestAnAnswerNeverEchoesTheToken(t *testing.T) {
 // calls (a call refused for a product the API client lacks). The token is blanked in it.
 func TestARefusalPassedThroughNeverQuotesTheToken(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, func(o *gateway.Options) {
-		o.Hold = 100 * time.Millisecond
-		next := o.Transport
-		o.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			resp, err := next.RoundTrip(r)
-			if err == nil && resp.StatusCode == http.StatusUnauthorized {
-				resp.Body.Close()
-				body := `{"errors":[{"error_code":"CLI-TOK-002","error_message":"token ` + r.Header.Get(clear.HeaderAuthToken) + ` is not valid"}]}`
-				resp.Body, resp.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
-				resp.Header.Del("Content-Length")
-			}
-			return resp, err
-		})
+	f := echoingFixture(t, func(r *http.Request, resp *http.Response) {
+		if resp.StatusCode == http.StatusUnauthorized {
+			resp.Body.Close()
+			body := `{"errors":[{"error_code":"CLI-TOK-002","error_message":"token ` + r.Header.Get(clear.HeaderAuthToken) + ` is not valid"}]}`
+			resp.Body, resp.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+			resp.Header.Del("Content-Length")
+		}
 	})
 	tok := f.rotate()
 	f.h.Set(tok)
@@ -85,4 +71,20 @@ func TestARefusalPassedThroughNeverQuotesTheToken(t *testing.T) {
 	if strings.Contains(rec.Body.String(), tok.Value.Reveal()) {
 		t.Errorf("the refusal passed through quotes the token: %s", rec.Body)
 	}
+}
+
+// echoingFixture is a fixture with a short hold whose Clear answers pass through echo first: a
+// server in front of Clear that copies something of the request into its answer.
+func echoingFixture(t *testing.T, echo func(r *http.Request, resp *http.Response)) *fixture {
+	return newFixture(t, func(o *gateway.Options) {
+		o.Hold = 100 * time.Millisecond
+		next := o.Transport
+		o.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(r)
+			if err == nil {
+				echo(r, resp)
+			}
+			return resp, err
+		})
+	})
 }
