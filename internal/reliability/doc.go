@@ -22,11 +22,9 @@
 //     rotations use different API clients while both are usable; and each API client's count in
 //     the state equals Clear's count for its client secret, plus its lost claims.
 //   - A lost token (a refused write, or an owner dead after Clear answered) is replaced at the
-//     next tick, or after the claim's lease and one tick when its owner died; a second loss in a
-//     row backs off, so a rotator that dies at the same step every time (a crash loop) cannot
-//     spend the day's budget; a claim its owner knows it abandoned holds nobody up once the owner
-//     could say so; and no valid_till, however bad, brings two automatic rotations closer than
-//     timing.MinInterval.
+//     next tick, or after the claim's lease and one tick when its owner died; a claim its owner
+//     knows it abandoned holds nobody up once the owner could say so; and no valid_till, however
+//     bad, brings two automatic rotations closer than timing.MinInterval.
 //
 // The fault tests of issues 9 and 10 run inside testing/synctest bubbles on the one in-memory
 // Secrets Manager (fake.NewSecretsManager, behind the real store) and the emulator reached through

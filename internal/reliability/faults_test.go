@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -365,66 +364,4 @@ func TestAbandonedClaimDoesNotHoldOthersBusy(t *testing.T) {
 			})
 		})
 	}
-}
-
-// TestCrashLoopBacksOffAfterASecondLoss: a daemon that dies between Clear's answer and the token
-// write, every time, and is restarted by its supervisor ten seconds after each death (a crash
-// loop). Each death leaves a claim whose owner vanished, which counts as a possible loss when its
-// lease ends; the README promises that the first retry after a loss is immediate and a second
-// loss in a row backs off (15-30 s, then doubling), and that a crash loop cannot burn the daily
-// budget. So from the second lost request on, consecutive requests are at least the claim's
-// lease plus the shortest step of the backoff apart, and six hours of the loop stay far from the
-// daily limit.
-func TestCrashLoopBacksOffAfterASecondLoss(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const clearTimeout = 5 * time.Second
-		w := newWorld(t, rig.Options{Lifetime: time.Hour})
-		c := w.Client()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		start := time.Now()
-		expect(t, engine(w, "seed", nil, clearTimeout).Rotate(ctx, c, false), rotation.Rotated)
-		time.Sleep(time.Until(start.Add(40 * time.Minute))) // due
-		before := len(answered(w))
-
-		// The supervisor: a process that dies at its token write is restarted 10 s later.
-		for n := 0; time.Since(start) < 40*time.Minute+6*time.Hour; n++ {
-			api := &procFaults{}
-			api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
-				if isTokenWrite(in) {
-					api.dead.Store(true)
-					return false, errProcessDied
-				}
-				return false, nil
-			}
-			pctx, pcancel := context.WithCancel(ctx)
-			stopped := daemonLoop(pctx, engine(w, fmt.Sprintf("daemon-%d", n), api.api(w), clearTimeout), c, daemonTick)
-			for !api.dead.Load() && time.Since(start) < 40*time.Minute+6*time.Hour {
-				time.Sleep(time.Second)
-			}
-			pcancel()
-			<-stopped
-			time.Sleep(daemonTick)
-		}
-
-		log := answered(w)[before:]
-		lease := timing.Lease(clearTimeout)
-		for i := 2; i < len(log); i++ {
-			// Request i+1 follows the (i)th loss in a row: its wait is the lease of the dead claim
-			// and then the backoff after i-1 failures beyond the first loss.
-			want := lease + timing.DefaultBackoff.Delay(i-1, 0)
-			if gap := log[i].At.Sub(log[i-1].At); gap < want {
-				t.Errorf("requests %d and %d of the crash loop were %s apart; after %d losses in a row want at least %s", i, i+1, gap, i, want)
-			}
-		}
-		st := state(w)
-		n := 0
-		for _, a := range st.APIClients {
-			n += a.Requests
-		}
-		t.Logf("%d Clear requests in six hours of a crash loop; the day's count is %d of %d", len(log), n, config.DefaultDailyLimit)
-		if n >= config.DefaultDailyLimit/2 {
-			t.Errorf("six hours of a crash loop counted %d requests: the loop spends the daily budget (%d)", n, config.DefaultDailyLimit)
-		}
-	})
 }

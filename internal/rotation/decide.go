@@ -53,9 +53,6 @@ type Policy struct {
 	MaxAge      time.Duration
 	// ClearTimeout bounds one request to Clear; it sizes the claim's lease.
 	ClearTimeout time.Duration
-	// Backoff spaces the retries after claims whose owners vanished, one after another (settle);
-	// zero: timing.DefaultBackoff.
-	Backoff timing.Backoff
 }
 
 // Request is what the caller asks for.
@@ -209,7 +206,7 @@ func Decide(s Snapshot, p Policy, req Request) Decision {
 		d.Outcome, d.Err = Failed, ErrUnknown
 		return d
 	}
-	st, inFlight := settle(s.State, s, p.backoff(), now)
+	st, inFlight := settle(s.State, s, now)
 	d.Settled = st
 	d.RenewAt = renewAt(s, p, now)
 	d.Slots, d.RequestsToday = slotViews(s, st, p, now)
@@ -471,13 +468,6 @@ func degraded(slots []SlotView) bool {
 	return false
 }
 
-func (p Policy) backoff() timing.Backoff {
-	if p.Backoff.Base > 0 {
-		return p.Backoff
-	}
-	return timing.DefaultBackoff
-}
-
 func (p Policy) clearTimeout() time.Duration {
 	if p.ClearTimeout > 0 {
 		return p.ClearTimeout
@@ -510,13 +500,7 @@ func renewAt(s Snapshot, p Policy, now time.Time) time.Time {
 // live one is returned; an expired one is an abandoned claim, which may have cost the ERP its token
 // (its event failed). A recorded loss is over once AWSCURRENT has moved on, and a block or backoff
 // no rotator could have written is over at once (sane).
-//
-// An abandoned claim is a loss like a token write that failed (Transition's AttemptLost), and
-// spaced alike: the first retry is immediate, but one that was itself made after a loss of the same
-// token backs off (b, from the lease's end), so that a rotator that dies at the same step every
-// time (a crash loop) cannot spend the day's budget. The wait is the shortest of its backoff step,
-// the same for every rotator that reads the state.
-func settle(st document.State, s Snapshot, b timing.Backoff, now time.Time) (document.State, *document.Claim) {
+func settle(st document.State, s Snapshot, now time.Time) (document.State, *document.Claim) {
 	st.APIClients = slices.Clone(st.APIClients)
 	for i := range st.APIClients {
 		st.APIClients[i] = sane(st.APIClients[i], now)
@@ -545,15 +529,11 @@ func settle(st document.State, s Snapshot, b timing.Backoff, now time.Time) (doc
 	default:
 		reason := fmt.Sprintf("the rotation claimed by %s at %s did not finish within its lease; if Clear answered, the token it issued was lost",
 			cl.Owner, cl.At.UTC().Format(time.RFC3339))
-		again := st.Lost != nil && st.Lost.Base == cl.Base
 		st.Lost = &document.Lost{At: cl.LeaseUntil, Reason: reason, Base: cl.Base, Slot: cl.Slot, Secret: cl.Secret}
 		for i := range st.APIClients {
-			if a := &st.APIClients[i]; a.Secret == cl.Secret {
-				a.Failures++
-				a.LastError = reason
-				if again {
-					a.RetryAt = timePtr(cl.LeaseUntil.Add(b.Delay(max(a.Failures-1, 1), 0)))
-				}
+			if st.APIClients[i].Secret == cl.Secret {
+				st.APIClients[i].Failures++
+				st.APIClients[i].LastError = reason
 			}
 		}
 		st.Failed = document.Remember(st.Failed, cl.Event)

@@ -78,7 +78,7 @@ func (e *Engine) Acted(ctx context.Context, c *Client, event string) (bool, erro
 	}
 	s := Snapshot{Now: e.now(), CurrentKnown: true, CurrentID: cur.ID, StateKnown: true, State: st}
 	s.Token, s.HasToken = parseToken(cur.Value)
-	settled, live := settle(st, s, e.Backoff, s.Now)
+	settled, live := settle(st, s, s.Now)
 	return slices.Contains(settled.Events, event) || (live != nil && live.Event == event), nil
 }
 

@@ -220,7 +220,7 @@ func NewEngine(e Engine) *Engine {
 func (e *Engine) now() time.Time { return e.Now().UTC() }
 
 func (e *Engine) policy(c *Client) Policy {
-	return Policy{DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge, ClearTimeout: e.ClearTimeout, Backoff: e.Backoff}
+	return Policy{DailyLimit: c.DailyLimit, RenewBefore: c.RenewBefore, MaxAge: c.MaxAge, ClearTimeout: e.ClearTimeout}
 }
 
 var defaultOwner = func() string {
