@@ -99,7 +99,9 @@ func IsLoopback(host string) bool {
 
 // NewClient returns a client for the API at baseURL (see ParseBaseURL). A nil httpClient gets a
 // default one with DefaultTimeout. Whatever client is given, redirects are never followed: a
-// redirect would carry the client secret header to wherever it points.
+// redirect would carry the client secret header to wherever it points. And every request goes on
+// a connection of its own when the transport is net/http's (nil or an *http.Transport): see
+// singleUse. Another RoundTripper must not send a request twice either.
 func NewClient(baseURL string, httpClient *http.Client) (*Client, error) {
 	u, err := ParseBaseURL(baseURL)
 	if err != nil {
@@ -112,7 +114,28 @@ func NewClient(baseURL string, httpClient *http.Client) (*Client, error) {
 		hc.Timeout = DefaultTimeout
 	}
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc.Transport = singleUse(hc.Transport)
 	return &Client{base: u, http: &hc, now: time.Now}, nil
+}
+
+// singleUse returns rt, or net/http's default transport for nil, with keep-alives off when it is
+// an *http.Transport. net/http sends an idempotent request again, and any GET counts as one, when
+// a connection it reused closes before the answer. Clear's token GET is not idempotent: the
+// resend asks for a second token, a request the engine never counted against the daily budget
+// and one it would not have made (a dropped answer is the engine's to judge: see Kind). A
+// connection that was never used before is never retried that way, and a request every few
+// minutes at most has nothing to gain from a kept one.
+func singleUse(rt http.RoundTripper) http.RoundTripper {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	t, ok := rt.(*http.Transport)
+	if !ok {
+		return rt
+	}
+	t = t.Clone()
+	t.DisableKeepAlives = true
+	return t
 }
 
 // BaseURL returns the validated base URL.

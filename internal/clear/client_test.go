@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/emulator"
 )
 
 const secretValue = "3eboH/vsr2VpGNFqDSXzVs0yNj0fMDJToPjs71V3WATqLtmzf9kyNBZ24mCNRJsDj2tEe72PxFDOPccR579w=="
@@ -271,5 +272,43 @@ func TestTokenSpellingTheSecretIsMalformed(t *testing.T) {
 		if strings.Contains(err.Error(), tok) {
 			t.Fatalf("the error quotes the token: %v", err)
 		}
+	}
+}
+
+// TestTokenIsNeverResentAfterADroppedConnection: net/http resends an idempotent request, and any
+// GET counts as one, on a new connection when a reused connection closes before the answer. Clear's
+// token GET is not idempotent: a resend asks for a second token, which revokes the first and spends
+// the daily budget behind the engine's back. Here Clear drops the connection once it has the
+// request; the call must fail, and Clear must have seen exactly that one request.
+func TestTokenIsNeverResentAfterADroppedConnection(t *testing.T) {
+	emu := emulator.New(emulator.Options{Secrets: []string{secretValue}})
+	srv := httptest.NewServer(emu)
+	defer srv.Close()
+	c, err := clear.NewClient(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := clear.NewClientSecret(secretValue)
+	// The first request leaves a connection that the second could reuse.
+	if _, err := c.Token(context.Background(), cs); err != nil {
+		t.Fatal(err)
+	}
+	emu.Inject(emulator.Fault{Hang: true})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Token(context.Background(), cs)
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); emu.Requests(secretValue) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second request never reached Clear")
+		}
+	}
+	emu.Close() // Clear drops the held connection; later requests are answered as usual
+	if err := <-done; err == nil {
+		t.Error("a request whose connection dropped got a token: it was sent again")
+	}
+	if n := emu.Requests(secretValue); n != 2 {
+		t.Errorf("Clear saw %d token requests, want 2: the dropped one was resent", n)
 	}
 }
