@@ -11,8 +11,9 @@ import (
 const MaxTokenLength = 256
 
 // ParseClientSecret reads a client secret, given in the configuration or stored in Secrets Manager,
-// as a plain string or as {"client_secret": "..."}, with surrounding white space removed. It refuses an empty one and one with a control character,
-// which cannot be sent in a header. Its errors never hold the value.
+// as a plain string or as {"client_secret": "..."}, with surrounding white space removed. It
+// refuses an empty one, one with a control character, which cannot be sent in a header, and one
+// wrapped in quotes. Its errors never hold the value.
 func ParseClientSecret(value string) (ClientSecret, error) {
 	v := strings.TrimSpace(value)
 	if strings.HasPrefix(v, "{") {
@@ -32,6 +33,11 @@ func ParseClientSecret(value string) (ClientSecret, error) {
 	}
 	if i := strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
 		return ClientSecret{}, fmt.Errorf("contains a control character at position %d; it cannot be sent in an HTTP header (the value is not shown)", i+1)
+	}
+	// Clear's client secrets are base64 and never quoted; quotes at both ends were kept from a
+	// shell or a JSON string, and Clear would answer CLI-SEC-002, which does not say why.
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		return ClientSecret{}, errors.New("is wrapped in quotes, which would be sent as part of the secret; store it without them (the value is not shown)")
 	}
 	return NewClientSecret(v), nil
 }

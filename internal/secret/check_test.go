@@ -18,7 +18,10 @@ func TestParseClientSecret(t *testing.T) {
 			t.Errorf("ParseClientSecret(%q) = %q, %v; want %q", in, got.Reveal(), err, want)
 		}
 	}
-	for _, bad := range []string{"", "   ", "{}", `{"client_secret": ""}`, "{nope", "a\x01b", `{"client_secret": "a\u007fb"}`} {
+	for _, bad := range []string{"", "   ", "{}", `{"client_secret": ""}`, "{nope", "a\x01b", `{"client_secret": "a\u007fb"}`,
+		// Quotes kept from a shell or a JSON string: Clear would get them as part of the secret and
+		// answer CLI-SEC-002, which says nothing of the quotes.
+		`"` + clearSample + `"`, " '" + clearSample + "' ", `{"client_secret": "\"abc\""}`} {
 		if _, err := secret.ParseClientSecret(bad); err == nil {
 			t.Errorf("ParseClientSecret(%q) accepted", bad)
 		} else if bad != "" && strings.Contains(err.Error(), bad) {
