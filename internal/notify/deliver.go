@@ -158,7 +158,11 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 			return n.ended(ctx, t, ev, failed, reported)
 		}
 		failed++
-		wait, again := n.Policy.Next(failed, v, n.rand())
+		var asked time.Duration
+		if se, ok := errors.AsType[*StatusError](err); ok {
+			asked = se.RetryAfter
+		}
+		wait, again := n.Policy.Next(failed, v, n.rand(), asked)
 		if !reported && n.Policy.Failing(failed, v) {
 			reported = true
 			msg := "the ERP was not told of the new token: delivery failed"

@@ -176,12 +176,32 @@ func TestPolicy(t *testing.T) {
 		"report beyond attempt": {Policy{Attempts: 2, ReportAt: 9}, 2, Retry, false, 0, true},
 		"zero failures":         {run, 0, Retry, true, 0, false},
 	} {
-		wait, again := tc.p.Next(tc.failed, tc.v, 0.9999999)
+		wait, again := tc.p.Next(tc.failed, tc.v, 0.9999999, 0)
 		if again != tc.again || wait.Round(time.Millisecond) != tc.wait {
 			t.Errorf("%s: Next = %s, %v; want %s, %v", name, wait, again, tc.wait, tc.again)
 		}
 		if got := tc.p.Failing(tc.failed, tc.v); got != tc.failing {
 			t.Errorf("%s: Failing = %v, want %v", name, got, tc.failing)
+		}
+	}
+	// A receiver's Retry-After lengthens the wait, never beyond the backoff's cap, and never
+	// shortens it.
+	for name, tc := range map[string]struct {
+		p      Policy
+		failed int
+		asked  time.Duration
+		wait   time.Duration
+	}{
+		"asks longer":          {forever, 1, 3 * time.Second, 3 * time.Second},
+		"asks beyond the cap":  {forever, 1, time.Hour, 4 * time.Second},
+		"asks shorter":         {forever, 2, 100 * time.Millisecond, 2 * time.Second},
+		"asks nothing":         {forever, 2, 0, 2 * time.Second},
+		"attempts spent":       {run, 3, time.Second, 0},
+		"absurd negative wait": {forever, 1, -time.Hour, time.Second},
+	} {
+		wait, _ := tc.p.Next(tc.failed, Retry, 0.9999999, tc.asked)
+		if wait.Round(time.Millisecond) != tc.wait {
+			t.Errorf("%s: Next = %s, want %s", name, wait, tc.wait)
 		}
 	}
 }

@@ -79,12 +79,15 @@ var Daemon = Policy{Backoff: timing.Backoff{Base: 2 * time.Second, Cap: 5 * time
 var Run = Policy{Backoff: timing.Backoff{Base: 2 * time.Second, Cap: 8 * time.Second}, Attempts: 4, ReportAt: 4}
 
 // Next decides after failed attempts (>= 1) with verdict v: whether to try again, and after how
-// long (r is the jitter, in [0, 1)).
-func (p Policy) Next(failed int, v Verdict, r float64) (time.Duration, bool) {
+// long (r is the jitter, in [0, 1)). asked is the wait the receiver asked for (its Retry-After, 0
+// for none): it lengthens the backoff's wait up to the backoff's cap, so that a receiver that is
+// restarting is not knocked on every few seconds, and one asking for hours cannot hold a token's
+// news back longer than the policy allows.
+func (p Policy) Next(failed int, v Verdict, r float64, asked time.Duration) (time.Duration, bool) {
 	if v != Retry || (p.Attempts > 0 && failed >= p.Attempts) {
 		return 0, false
 	}
-	return p.Backoff.Delay(failed, r), true
+	return max(p.Backoff.Delay(failed, r), min(asked, p.Backoff.Cap)), true
 }
 
 // Failing reports whether a delivery that has failed attempts times, the last with verdict v, is

@@ -104,11 +104,15 @@ func (w *Webhook) attempt(ctx context.Context, ev Event) (Verdict, error) {
 	if v == Delivered {
 		return v, nil
 	}
-	return v, &StatusError{Code: resp.StatusCode}
+	return v, &StatusError{Code: resp.StatusCode, RetryAfter: clear.ParseRetryAfter(resp.Header.Get("Retry-After"), resp.Header.Get("Date"), now())}
 }
 
-// StatusError is a receiver's answer other than 2xx.
-type StatusError struct{ Code int }
+// StatusError is a receiver's answer other than 2xx: its status, and the wait its Retry-After
+// asked for (0 for none or garbage; see clear.ParseRetryAfter).
+type StatusError struct {
+	Code       int
+	RetryAfter time.Duration
+}
 
 func (e *StatusError) Error() string { return fmt.Sprintf("the receiver answered %d", e.Code) }
 

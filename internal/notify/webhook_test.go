@@ -51,6 +51,10 @@ func TestWebhookAnswers(t *testing.T) {
 	var hits atomic.Int32
 	mux := http.NewServeMux()
 	mux.HandleFunc("/503", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) })
+	mux.HandleFunc("/503-later", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		w.WriteHeader(503)
+	})
 	mux.HandleFunc("/400", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(400) })
 	mux.HandleFunc("/429", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(429) })
 	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) {
@@ -78,6 +82,11 @@ func TestWebhookAnswers(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Error("a redirect was followed")
+	}
+	// A receiver that asks for time says how much, for the policy to honour.
+	_, err := (&Webhook{URL: srv.URL + "/503-later", Secret: secretFunc(testSecret)}).attempt(t.Context(), ev)
+	if se, ok := errors.AsType[*StatusError](err); !ok || se.RetryAfter != 7*time.Second {
+		t.Errorf("503 with Retry-After: 7: %#v, want a StatusError asking for 7s", err)
 	}
 	// Nobody listening: retried.
 	dead := httptest.NewServer(http.NotFoundHandler())
