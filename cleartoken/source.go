@@ -226,8 +226,18 @@ func (s *Source) await(ctx context.Context, refused string) (Token, error) {
 		// A flight that failed answers everyone who waited on it, so that a missing secret costs
 		// one read however many callers ask. A flight that succeeded may have read a token this
 		// caller cannot use (a plain read that found the refused token): go round again.
-		if f.err != nil {
+		//
+		// But a caller that asked for no more than the current token and joined a wait for the
+		// successor of a refused one goes round too when that wait failed: no newer token came
+		// (Clear refused that one call for a reason of its own, an API the API client lacks, say),
+		// or the secret could not be read during the wait. The token in AWSCURRENT, or the cached
+		// one while its valid_till holds, is still the best there is, and Clear decides; the
+		// wait's error was never about this caller's call.
+		if f.err != nil && (refused != "" || f.refused == "") {
 			return Token{}, f.err
+		}
+		if f.err != nil {
+			continue
 		}
 		if refused == "" || f.tok.Value() != refused {
 			return f.tok, nil

@@ -3,6 +3,7 @@ package cleartoken
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -449,6 +450,65 @@ func TestSecretsManagerDownServesTheCachedToken(t *testing.T) {
 		}
 		if clear.calls() != 34 {
 			t.Errorf("%d calls reached Clear, want 34", clear.calls())
+		}
+	})
+}
+
+// TestARefusalForOneCallFailsNoOtherCall: Clear answers 401 to one call for a reason of its own
+// (an API the API client lacks the product for) while the token in AWSCURRENT is live and accepted
+// for every other call. The refused call waits for a newer token that never comes and gets its
+// 401; the calls made meanwhile join that wait (the cached token looked refused), and must then go
+// out with the token AWSCURRENT still holds, not fail with the wait's "no newer token".
+func TestARefusalForOneCallFailsNoOtherCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		const notInScope = "/_rig/api/not-in-scope"
+		sm.w.Handle("GET "+notInScope, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"errors":[{"error_code":"PRODUCT-NOT-ENABLED","error_source":"CLEAR"}]}`)
+		}))
+		src := NewSource(sm.api(), sm.id())
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		go func() {
+			time.Sleep(time.Second)
+			resp, err := client.Get(sm.url(notInScope))
+			if err != nil || resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("the call out of scope: %v %v, want Clear's 401", resp, err)
+				return
+			}
+			resp.Body.Close()
+		}()
+		var mu sync.Mutex
+		var failed []string
+		var wg sync.WaitGroup
+		for g := range 10 { // ten ERP goroutines, a call every 100 ms each for 15 s
+			wg.Go(func() {
+				for i := range 150 {
+					resp, err := client.Get(sm.url(rig.PingPath))
+					fail := ""
+					switch {
+					case err != nil:
+						fail = fmt.Sprintf("goroutine %d call %d: %v", g, i, err)
+					case resp.StatusCode != http.StatusOK:
+						fail = fmt.Sprintf("goroutine %d call %d: %d", g, i, resp.StatusCode)
+					}
+					if resp != nil {
+						resp.Body.Close()
+					}
+					if fail != "" {
+						mu.Lock()
+						failed = append(failed, fail)
+						mu.Unlock()
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+		if len(failed) > 0 {
+			t.Errorf("%d of 1500 calls with a live token failed: first %s", len(failed), failed[0])
 		}
 	})
 }
