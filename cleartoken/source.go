@@ -305,22 +305,25 @@ func (s *Source) fly(f *flight) {
 }
 
 // waitNewer re-reads the secret until it holds a token other than refused, with jittered
-// exponential backoff, for at most the maximum wait.
+// exponential backoff, for at most the maximum wait. A read that fails (Secrets Manager throttles
+// or cannot be reached, past the SDK's own retries) is tried again like one that found the refused
+// token: the rotator may store the newer token a moment later. Its error is returned when it is
+// the last read of the wait.
 func (s *Source) waitNewer(refused string) (Token, error) {
 	deadline := s.now().Add(s.maxWait)
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
 		t, err := s.read(context.Background())
-		if err != nil {
-			return Token{}, err
-		}
-		if t.Value() != refused {
+		if err == nil && t.Value() != refused {
 			if attempt > 1 {
 				s.log.Debug("cleartoken: a newer token appeared", "secret_id", s.secretID, "version_id", t.VersionID, "reads", attempt)
 			}
 			return t, nil
 		}
 		left := deadline.Sub(s.now())
+		if err != nil && left <= 0 {
+			return Token{}, err
+		}
 		if left <= 0 {
 			s.log.Warn("cleartoken: AWSCURRENT still holds the refused token", "secret_id", s.secretID,
 				"version_id", t.VersionID, "waited", s.maxWait, "reads", attempt)

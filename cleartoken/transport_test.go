@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/smithy-go"
 
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
@@ -509,6 +510,45 @@ func TestARefusalForOneCallFailsNoOtherCall(t *testing.T) {
 		wg.Wait()
 		if len(failed) > 0 {
 			t.Errorf("%d of 1500 calls with a live token failed: first %s", len(failed), failed[0])
+		}
+	})
+}
+
+// TestAFailedReadDuringTheWaitIsTriedAgain: a rotation with one API client, whose token the rotator
+// stores a second after Clear revoked the old one, and one re-read during the wait for it fails
+// (Secrets Manager throttles it, past the SDK's own retries). The wait goes on to its end: the
+// newer token is there at the next re-read, and the refused call is retried with it.
+func TestAFailedReadDuringTheWaitIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		sm.failure = &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		if resp, err := client.Get(sm.url(rig.PingPath)); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("first call: %v %v", resp, err)
+		}
+		tok2 := sm.w.Issue() // Clear revoked the cached token; the rotator stores tok2 a second later
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(time.Second); sm.put(tok2) })
+		wg.Go(func() { // the re-read 300 ms into the wait (after 0 and 100 ms) is throttled
+			time.Sleep(200 * time.Millisecond)
+			sm.failing.Store(true)
+			time.Sleep(200 * time.Millisecond)
+			sm.failing.Store(false)
+		})
+		req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), strings.NewReader(`{"invoice":1}`))
+		resp, err := client.Do(req)
+		wg.Wait()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("the call refused during the rotation: %v %v, want 200 after the wait", resp, err)
+		}
+		resp.Body.Close()
+		if clear.calls() != 3 {
+			t.Errorf("%d calls reached Clear, want 3", clear.calls())
+		}
+		if n := sm.attempts.Load() - int64(sm.count()); n != 1 {
+			t.Errorf("%d reads failed, want the 1 throttled", n)
 		}
 	})
 }
