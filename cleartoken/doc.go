@@ -11,7 +11,8 @@
 // the same moment, one re-read runs at a time for them all. Requests made during that wait join it
 // rather than send the refused token; when no newer token comes (Clear refused one call for a
 // reason of its own, an API the API client lacks, say), they go out with the token AWSCURRENT
-// holds: only the refused call gets its 401.
+// holds: only the refused call gets its 401, and later refusals of that token hold only their own
+// call.
 //
 // This works with both modes of the rotator. With one API client every rotation revokes the token
 // consumers hold, and the 401 handling above is what keeps them working. With two API clients the

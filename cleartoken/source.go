@@ -137,6 +137,10 @@ type Source struct {
 	cur    Token
 	readAt time.Time // when cur was read; zero before the first successful read
 	flight *flight   // the read in progress, if any
+	// outlived is a refused token that AWSCURRENT still held at the end of a whole wait: Clear
+	// refused it for one call for a reason of its own (an API the API client lacks, say), not
+	// because the rotator replaced it. A later refusal of it holds only the refused call.
+	outlived string
 }
 
 // flight is one read (or one wait for a newer token) shared by every caller that needs it.
@@ -252,8 +256,9 @@ func (s *Source) usable(refused string) bool {
 	}
 	// The cached token has been refused and a wait for its successor is under way: join it rather
 	// than send a request that Clear will refuse too. This holds for a caller refused an older
-	// token as well: the cached one differs from it, but is no better.
-	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() {
+	// token as well: the cached one differs from it, but is no better. Not for a token a whole
+	// wait has outlived: Clear refused it for one kind of call, and accepts it for the others.
+	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() && f.refused != s.outlived {
 		return false
 	}
 	if refused != "" {
@@ -327,9 +332,11 @@ func (s *Source) waitNewer(refused string) (Token, error) {
 		if left <= 0 {
 			s.log.Warn("cleartoken: AWSCURRENT still holds the refused token", "secret_id", s.secretID,
 				"version_id", t.VersionID, "waited", s.maxWait, "reads", attempt)
-			// Keep the refused token out of the cache's way: the next Get re-reads.
+			// Keep the refused token out of the cache's way: the next Get re-reads. Should AWSCURRENT
+			// still hold it, and Clear refuse it again, that wait holds only the refused call.
 			s.mu.Lock()
 			s.readAt = time.Time{}
+			s.outlived = refused
 			s.mu.Unlock()
 			return Token{}, &Error{Kind: KindNoNewer, SecretID: s.secretID, VersionID: t.VersionID}
 		}

@@ -552,3 +552,69 @@ func TestAFailedReadDuringTheWaitIsTriedAgain(t *testing.T) {
 		}
 	})
 }
+
+// TestARepeatedRefusalForOneCallHoldsNoOtherCall: an ERP calls, now and then, an API its API
+// client lacks the product for; Clear answers 401 each time while it accepts the token for every
+// other call. The first refusal holds the other calls for the wait (a refusal looks like a
+// rotation's, and Clear revokes before the rotator stores), but once a whole wait has shown that
+// AWSCURRENT still holds the refused token, the next refusals of that token must not hold every
+// other call of the ERP for the wait again: only the refused call waits.
+func TestARepeatedRefusalForOneCallHoldsNoOtherCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		const notInScope = "/_rig/api/not-in-scope"
+		sm.w.Handle("GET "+notInScope, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"errors":[{"error_code":"PRODUCT-NOT-ENABLED","error_source":"CLEAR"}]}`)
+		}))
+		src := NewSource(sm.api(), sm.id())
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		start := time.Now()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for _, at := range []time.Duration{time.Second, 15 * time.Second, 28 * time.Second} {
+				time.Sleep(at - time.Since(start))
+				resp, err := client.Get(sm.url(notInScope))
+				if err != nil || resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("the call out of scope at %v: %v %v, want Clear's 401", at, resp, err)
+					continue
+				}
+				resp.Body.Close()
+			}
+		})
+		var mu sync.Mutex
+		var failed, held []string
+		for g := range 5 {
+			wg.Go(func() {
+				for time.Since(start) < 40*time.Second {
+					sent := time.Since(start)
+					resp, err := client.Get(sm.url(rig.PingPath))
+					took := time.Since(start) - sent
+					mu.Lock()
+					switch {
+					case err != nil:
+						failed = append(failed, fmt.Sprintf("goroutine %d at %v: %v", g, sent, err))
+					case resp.StatusCode != http.StatusOK:
+						failed = append(failed, fmt.Sprintf("goroutine %d at %v: %d", g, sent, resp.StatusCode))
+					case sent > 12*time.Second && took > time.Second:
+						held = append(held, fmt.Sprintf("goroutine %d at %v: held %v", g, sent, took))
+					}
+					mu.Unlock()
+					if resp != nil {
+						resp.Body.Close()
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+		if len(failed) > 0 {
+			t.Errorf("%d calls with a live token failed: first %s", len(failed), failed[0])
+		}
+		if len(held) > 0 {
+			t.Errorf("%d calls with a live token were held by a later refusal of another call: first %s", len(held), held[0])
+		}
+	})
+}
