@@ -8,7 +8,11 @@
 // Transport handles that: on a 401 it tells the Source which token was refused, and the Source
 // re-reads AWSCURRENT until it holds a different token (with bounded, jittered exponential backoff,
 // about 10 s by default) before the request is retried once. However many requests are refused at
-// the same moment, one re-read runs at a time for them all.
+// the same moment, one re-read runs at a time for them all. Requests made during that wait join it
+// rather than send the refused token; when no newer token comes (Clear refused one call for a
+// reason of its own, an API the API client lacks, say), they go out with the token AWSCURRENT
+// holds: only the refused call gets its 401, and later refusals of that token hold only their own
+// call.
 //
 // This works with both modes of the rotator. With one API client every rotation revokes the token
 // consumers hold, and the 401 handling above is what keeps them working. With two API clients the

@@ -137,6 +137,10 @@ type Source struct {
 	cur    Token
 	readAt time.Time // when cur was read; zero before the first successful read
 	flight *flight   // the read in progress, if any
+	// outlived is a refused token that AWSCURRENT still held at the end of a whole wait: Clear
+	// refused it for one call for a reason of its own (an API the API client lacks, say), not
+	// because the rotator replaced it. A later refusal of it holds only the refused call.
+	outlived string
 }
 
 // flight is one read (or one wait for a newer token) shared by every caller that needs it.
@@ -226,8 +230,18 @@ func (s *Source) await(ctx context.Context, refused string) (Token, error) {
 		// A flight that failed answers everyone who waited on it, so that a missing secret costs
 		// one read however many callers ask. A flight that succeeded may have read a token this
 		// caller cannot use (a plain read that found the refused token): go round again.
-		if f.err != nil {
+		//
+		// But a caller that asked for no more than the current token and joined a wait for the
+		// successor of a refused one goes round too when that wait failed: no newer token came
+		// (Clear refused that one call for a reason of its own, an API the API client lacks, say),
+		// or the secret could not be read during the wait. The token in AWSCURRENT, or the cached
+		// one while its valid_till holds, is still the best there is, and Clear decides; the
+		// wait's error was never about this caller's call.
+		if f.err != nil && (refused != "" || f.refused == "") {
 			return Token{}, f.err
+		}
+		if f.err != nil {
+			continue
 		}
 		if refused == "" || f.tok.Value() != refused {
 			return f.tok, nil
@@ -242,8 +256,9 @@ func (s *Source) usable(refused string) bool {
 	}
 	// The cached token has been refused and a wait for its successor is under way: join it rather
 	// than send a request that Clear will refuse too. This holds for a caller refused an older
-	// token as well: the cached one differs from it, but is no better.
-	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() {
+	// token as well: the cached one differs from it, but is no better. Not for a token a whole
+	// wait has outlived: Clear refused it for one kind of call, and accepts it for the others.
+	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() && f.refused != s.outlived {
 		return false
 	}
 	if refused != "" {
@@ -295,28 +310,33 @@ func (s *Source) fly(f *flight) {
 }
 
 // waitNewer re-reads the secret until it holds a token other than refused, with jittered
-// exponential backoff, for at most the maximum wait.
+// exponential backoff, for at most the maximum wait. A read that fails (Secrets Manager throttles
+// or cannot be reached, past the SDK's own retries) is tried again like one that found the refused
+// token: the rotator may store the newer token a moment later. Its error is returned when it is
+// the last read of the wait.
 func (s *Source) waitNewer(refused string) (Token, error) {
 	deadline := s.now().Add(s.maxWait)
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
 		t, err := s.read(context.Background())
-		if err != nil {
-			return Token{}, err
-		}
-		if t.Value() != refused {
+		if err == nil && t.Value() != refused {
 			if attempt > 1 {
 				s.log.Debug("cleartoken: a newer token appeared", "secret_id", s.secretID, "version_id", t.VersionID, "reads", attempt)
 			}
 			return t, nil
 		}
 		left := deadline.Sub(s.now())
+		if err != nil && left <= 0 {
+			return Token{}, err
+		}
 		if left <= 0 {
 			s.log.Warn("cleartoken: AWSCURRENT still holds the refused token", "secret_id", s.secretID,
 				"version_id", t.VersionID, "waited", s.maxWait, "reads", attempt)
-			// Keep the refused token out of the cache's way: the next Get re-reads.
+			// Keep the refused token out of the cache's way: the next Get re-reads. Should AWSCURRENT
+			// still hold it, and Clear refuse it again, that wait holds only the refused call.
 			s.mu.Lock()
 			s.readAt = time.Time{}
+			s.outlived = refused
 			s.mu.Unlock()
 			return Token{}, &Error{Kind: KindNoNewer, SecretID: s.secretID, VersionID: t.VersionID}
 		}

@@ -34,6 +34,10 @@ type secret struct {
 	err error
 	// attempts counts every GetSecretValue, failed ones too (count counts those that were answered).
 	attempts atomic.Int64
+	// failing, while set, fails every read with failure (for an outage that comes and goes while
+	// reads are under way; err is for one set between reads).
+	failing atomic.Bool
+	failure error
 }
 
 func newSecret(t *testing.T) *secret {
@@ -46,6 +50,9 @@ func newSecret(t *testing.T) *secret {
 		s.attempts.Add(1)
 		if aws.ToString(g.VersionStage) != "AWSCURRENT" || g.VersionId != nil {
 			t.Errorf("GetSecretValue asked for stage %q, version %v; want AWSCURRENT", aws.ToString(g.VersionStage), g.VersionId)
+		}
+		if s.failing.Load() {
+			return s.failure
 		}
 		return s.err
 	})

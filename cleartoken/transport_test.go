@@ -3,6 +3,7 @@ package cleartoken
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/smithy-go"
 
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
@@ -449,6 +451,170 @@ func TestSecretsManagerDownServesTheCachedToken(t *testing.T) {
 		}
 		if clear.calls() != 34 {
 			t.Errorf("%d calls reached Clear, want 34", clear.calls())
+		}
+	})
+}
+
+// TestARefusalForOneCallFailsNoOtherCall: Clear answers 401 to one call for a reason of its own
+// (an API the API client lacks the product for) while the token in AWSCURRENT is live and accepted
+// for every other call. The refused call waits for a newer token that never comes and gets its
+// 401; the calls made meanwhile join that wait (the cached token looked refused), and must then go
+// out with the token AWSCURRENT still holds, not fail with the wait's "no newer token".
+func TestARefusalForOneCallFailsNoOtherCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		const notInScope = "/_rig/api/not-in-scope"
+		sm.w.Handle("GET "+notInScope, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"errors":[{"error_code":"PRODUCT-NOT-ENABLED","error_source":"CLEAR"}]}`)
+		}))
+		src := NewSource(sm.api(), sm.id())
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		go func() {
+			time.Sleep(time.Second)
+			resp, err := client.Get(sm.url(notInScope))
+			if err != nil || resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("the call out of scope: %v %v, want Clear's 401", resp, err)
+				return
+			}
+			resp.Body.Close()
+		}()
+		var mu sync.Mutex
+		var failed []string
+		var wg sync.WaitGroup
+		for g := range 10 { // ten ERP goroutines, a call every 100 ms each for 15 s
+			wg.Go(func() {
+				for i := range 150 {
+					resp, err := client.Get(sm.url(rig.PingPath))
+					fail := ""
+					switch {
+					case err != nil:
+						fail = fmt.Sprintf("goroutine %d call %d: %v", g, i, err)
+					case resp.StatusCode != http.StatusOK:
+						fail = fmt.Sprintf("goroutine %d call %d: %d", g, i, resp.StatusCode)
+					}
+					if resp != nil {
+						resp.Body.Close()
+					}
+					if fail != "" {
+						mu.Lock()
+						failed = append(failed, fail)
+						mu.Unlock()
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+		if len(failed) > 0 {
+			t.Errorf("%d of 1500 calls with a live token failed: first %s", len(failed), failed[0])
+		}
+	})
+}
+
+// TestAFailedReadDuringTheWaitIsTriedAgain: a rotation with one API client, whose token the rotator
+// stores a second after Clear revoked the old one, and one re-read during the wait for it fails
+// (Secrets Manager throttles it, past the SDK's own retries). The wait goes on to its end: the
+// newer token is there at the next re-read, and the refused call is retried with it.
+func TestAFailedReadDuringTheWaitIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		sm.failure = &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		if resp, err := client.Get(sm.url(rig.PingPath)); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("first call: %v %v", resp, err)
+		}
+		tok2 := sm.w.Issue() // Clear revoked the cached token; the rotator stores tok2 a second later
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(time.Second); sm.put(tok2) })
+		wg.Go(func() { // the re-read 300 ms into the wait (after 0 and 100 ms) is throttled
+			time.Sleep(200 * time.Millisecond)
+			sm.failing.Store(true)
+			time.Sleep(200 * time.Millisecond)
+			sm.failing.Store(false)
+		})
+		req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), strings.NewReader(`{"invoice":1}`))
+		resp, err := client.Do(req)
+		wg.Wait()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("the call refused during the rotation: %v %v, want 200 after the wait", resp, err)
+		}
+		resp.Body.Close()
+		if clear.calls() != 3 {
+			t.Errorf("%d calls reached Clear, want 3", clear.calls())
+		}
+		if n := sm.attempts.Load() - int64(sm.count()); n != 1 {
+			t.Errorf("%d reads failed, want the 1 throttled", n)
+		}
+	})
+}
+
+// TestARepeatedRefusalForOneCallHoldsNoOtherCall: an ERP calls, now and then, an API its API
+// client lacks the product for; Clear answers 401 each time while it accepts the token for every
+// other call. The first refusal holds the other calls for the wait (a refusal looks like a
+// rotation's, and Clear revokes before the rotator stores), but once a whole wait has shown that
+// AWSCURRENT still holds the refused token, the next refusals of that token must not hold every
+// other call of the ERP for the wait again: only the refused call waits.
+func TestARepeatedRefusalForOneCallHoldsNoOtherCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		const notInScope = "/_rig/api/not-in-scope"
+		sm.w.Handle("GET "+notInScope, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"errors":[{"error_code":"PRODUCT-NOT-ENABLED","error_source":"CLEAR"}]}`)
+		}))
+		src := NewSource(sm.api(), sm.id())
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		start := time.Now()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for _, at := range []time.Duration{time.Second, 15 * time.Second, 28 * time.Second} {
+				time.Sleep(at - time.Since(start))
+				resp, err := client.Get(sm.url(notInScope))
+				if err != nil || resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("the call out of scope at %v: %v %v, want Clear's 401", at, resp, err)
+					continue
+				}
+				resp.Body.Close()
+			}
+		})
+		var mu sync.Mutex
+		var failed, held []string
+		for g := range 5 {
+			wg.Go(func() {
+				for time.Since(start) < 40*time.Second {
+					sent := time.Since(start)
+					resp, err := client.Get(sm.url(rig.PingPath))
+					took := time.Since(start) - sent
+					mu.Lock()
+					switch {
+					case err != nil:
+						failed = append(failed, fmt.Sprintf("goroutine %d at %v: %v", g, sent, err))
+					case resp.StatusCode != http.StatusOK:
+						failed = append(failed, fmt.Sprintf("goroutine %d at %v: %d", g, sent, resp.StatusCode))
+					case sent > 12*time.Second && took > time.Second:
+						held = append(held, fmt.Sprintf("goroutine %d at %v: held %v", g, sent, took))
+					}
+					mu.Unlock()
+					if resp != nil {
+						resp.Body.Close()
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+		if len(failed) > 0 {
+			t.Errorf("%d calls with a live token failed: first %s", len(failed), failed[0])
+		}
+		if len(held) > 0 {
+			t.Errorf("%d calls with a live token were held by a later refusal of another call: first %s", len(held), held[0])
 		}
 	})
 }

@@ -442,3 +442,72 @@ func TestHookCommandRecipe(t *testing.T) {
 		t.Errorf("the hook ran %q", got)
 	}
 }
+
+// TestPythonRecipeAFailedReadDuringTheWait: as TestAFailedReadDuringTheWaitIsTriedAgain for the Go
+// package. Clear revokes the recipe's token (one API client) and the recipe's first re-read in its
+// wait for the newer token fails (a Secrets Manager error boto3 does not retry); the rotator
+// stores the newer token just after. The recipe raised at that first failed read and returned
+// Clear's 401, though its wait had almost all of its 10 s left; it must read again within the wait.
+func TestPythonRecipeAFailedReadDuringTheWait(t *testing.T) {
+	t.Parallel()
+	w := rig.New(t, rig.Options{})
+	w.StoreToken(w.Issue())
+	motoURL, err := url.Parse(w.Moto.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	var reads, refused atomic.Int64
+	moto := httputil.NewSingleHostReverseProxy(motoURL)
+	proxy := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".GetSecretValue") {
+			reads.Add(1)
+			if down.Load() {
+				refused.Add(1)
+				rw.Header().Set("Content-Type", "application/x-amz-json-1.1")
+				rw.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(rw, `{"__type":"AccessDeniedException","message":"not now"}`)
+				return
+			}
+		}
+		moto.ServeHTTP(rw, r)
+	}))
+	defer proxy.Close()
+
+	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
+	cmd := exec.Command("python3", script, "--secret-id", w.TokenID, "--url", w.ClearURL+rig.PingPath,
+		"--threads", "1", "--seconds", "4", "--interval", "0.05", "--ttl", "60")
+	cmd.Env = proctest.Env(append(w.Moto.Env(), "AWS_ENDPOINT_URL="+proxy.URL)...)
+	var stdout, stderr proctest.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return reads.Load() > 0 })
+	time.Sleep(500 * time.Millisecond) // calls with the token read
+	down.Store(true)
+	tok2 := w.Issue() // Clear revoked the recipe's token; the rotator stores tok2 after a failed read
+	rig.Await(t, "a re-read refused during the wait", 10*time.Second, func() bool { return refused.Load() > 0 })
+	down.Store(false)
+	w.StoreToken(tok2)
+	var werr error
+	select {
+	case werr = <-exited:
+	case <-time.After(time.Minute):
+		t.Fatal("the recipe did not finish within a minute")
+	}
+	out := stdout.String() + stderr.String()
+	w.Record(out)
+	var res result
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); werr != nil || jerr != nil {
+		t.Fatalf("python: %v %v\n%s", werr, jerr, out)
+	}
+	t.Logf("%d calls (%v), %d reads refused", res.Calls, res.Statuses, refused.Load())
+	if res.Failed != 0 || res.Calls == 0 {
+		t.Errorf("%d of %d calls failed across a rotation with one failed re-read: %v", res.Failed, res.Calls, res.Statuses)
+	}
+}

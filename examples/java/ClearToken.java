@@ -8,7 +8,8 @@
 //  - read AWSCURRENT (ask for the stage explicitly) and cache the token for a short TTL;
 //  - on a 401 from Clear, re-read; while AWSCURRENT still holds the refused token (Clear revokes it
 //    before the rotator has stored its successor), re-read with bounded, jittered exponential
-//    backoff (about 10 s in all), then retry the request once with the new token;
+//    backoff (about 10 s in all; a re-read that fails is tried again within it), then retry the
+//    request once with the new token;
 //  - one thread waits; the others refused at the same moment find the newer token cached;
 //  - when a re-read fails (Secrets Manager down, AWSCURRENT holding no token document), keep the
 //    token read before until its valid_till, unless Clear refused it, and try again once per TTL;
@@ -152,8 +153,16 @@ public final class ClearToken {
         long deadline = System.nanoTime() + maxWait.toNanos();
         long backoffMillis = 100;
         while (true) {
-            Doc fresh = read();
-            if (!fresh.token.equals(refused)) {
+            Doc fresh;
+            try {
+                fresh = read();
+            } catch (RuntimeException e) { // ClearTokenException, or the SDK's: read again within the wait
+                if (deadline - System.nanoTime() <= 0) {
+                    throw e;
+                }
+                fresh = null;
+            }
+            if (fresh != null && !fresh.token.equals(refused)) {
                 token = fresh.token;
                 validTill = fresh.validTill;
                 readAtNanos = System.nanoTime();

@@ -5,7 +5,8 @@ The same rule as the Go package cleartoken:
 * read AWSCURRENT (always ask for the stage explicitly) and cache the token for a short TTL;
 * when Clear answers 401, re-read; while AWSCURRENT still holds the refused token (Clear revokes a
   token before the rotator has stored its successor), re-read with bounded, jittered exponential
-  backoff (about 10 s in all), then retry the request once with the new token;
+  backoff (about 10 s in all; a re-read that fails is tried again within it), then retry the
+  request once with the new token;
 * one thread waits for the newer token; the others refused at the same moment find it cached;
 * when a re-read fails (Secrets Manager down, AWSCURRENT holding no token document), keep using the
   token read before until its valid_till, unless Clear refused it, and try again once per TTL;
@@ -136,14 +137,25 @@ class ClearTokenSource:
             return self._token
 
     def refused(self, token):
-        """Clear refused token: return a newer one, waiting (bounded) for the rotator to store it."""
+        """Clear refused token: return a newer one, waiting (bounded) for the rotator to store it.
+
+        A read that fails during the wait is tried again like one that found the refused token
+        (the rotator may store the newer one a moment later); its error is raised when it is the
+        wait's last read.
+        """
         with self._lock:
             if self._token is not None and self._token != token:
                 return self._token  # another thread already waited for it
             deadline = time.monotonic() + self._max_wait
             backoff = 0.1
             while True:
-                new, version, valid_till = self._read()
+                try:
+                    new, version, valid_till = self._read()
+                except ClearTokenError as e:
+                    if deadline - time.monotonic() <= 0:
+                        raise
+                    log.warning("%s; reading again while waiting for the newer token", e)
+                    new = token
                 if new != token:
                     self._token, self._version, self._valid_till = new, version, valid_till
                     self._read_at = time.monotonic()

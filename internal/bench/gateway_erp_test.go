@@ -168,3 +168,51 @@ func gatewayLog(out string) (replays int, errs []string) {
 	}
 	return replays, errs
 }
+
+// TestStandaloneGatewayHoldsALoneCallThroughASlowWrite: the built `rotator gateway`, standalone
+// with read rights only, one API client, ROTATOR_GATEWAY_POLL=30s and ROTATOR_GATEWAY_HOLD=4s, in
+// front of a daemon whose token writes reach Secrets Manager a second after Clear revoked the old
+// token. An ERP that calls rarely makes one POST just as each rotation revokes the token: the
+// gateway's look at once after the 401 comes before the write, and nothing else nudges it. The
+// call must be held until the gateway has seen the newer token and be replayed, not get Clear's
+// 401 after the hold (the gateway used to look once, then wait for its next poll).
+func TestStandaloneGatewayHoldsALoneCallThroughASlowWrite(t *testing.T) {
+	t.Parallel()
+	erp := rig.NewERP(t, rig.ERPOptions{Lifetime: 7 * time.Second, RenewBefore: 3500 * time.Millisecond})
+	erp.Hide(erpGatewayKey)
+	addr := listenAddr(t)
+	p := erp.Start(proctest.TestRotator(t), []string{
+		"CLEAR_CLIENT_SECRET=", // read rights only
+		"ROTATOR_GATEWAY_ADDR=" + addr,
+		"ROTATOR_GATEWAY_KEY=" + erpGatewayKey,
+		"ROTATOR_GATEWAY_POLL=30s",
+		"ROTATOR_GATEWAY_HOLD=4s",
+		"ROTATOR_HTTP_ADDR=",
+		"LOG_LEVEL=debug",
+	}, "gateway")
+	awaitGateway(t, p, addr)
+	erp.SetTokenWriteDelay(time.Second)
+	client := &http.Client{Timeout: 30 * time.Second}
+	const rotations = 2
+	for i := range rotations {
+		issued := erp.Issued()
+		p.Await("a rotation", 20*time.Second, func() bool { return erp.Issued() > issued })
+		if err := postInvoice(client, "http://"+addr+rig.InvoicePath, i); err != nil {
+			t.Errorf("rotation %d: the lone call made as Clear revoked the token failed: %v", i+1, err)
+		}
+	}
+	// Access lines are written in batches, up to 100 ms after the request.
+	deadline := time.Now().Add(2 * time.Second)
+	replays, errs := gatewayLog(p.Output())
+	for replays < rotations && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		replays, errs = gatewayLog(p.Output())
+	}
+	t.Logf("%d lone calls, %d replayed, %d token writes held back", rotations, replays, erp.HeldWrites())
+	if replays != rotations {
+		t.Errorf("the gateway replayed %d calls, want %d: each call met a revoked token", replays, rotations)
+	}
+	for _, line := range errs {
+		t.Errorf("the gateway logged an error: %s", line)
+	}
+}

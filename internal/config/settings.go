@@ -270,7 +270,7 @@ var Settings = []Setting{
 		Help:  "most connections the gateway holds open at once",
 		parse: parser(count(1<<20, DefaultGatewayMaxConns)), config: field(func(c *Config) *int { return &c.Gateway.MaxConns })},
 	{Env: EnvGatewayPoll, Scope: DaemonOnly, Kind: "duration", Default: 5 * time.Second, Limits: "1s..5m",
-		Help:  "how often the gateway looks at the token secret's version (one DescribeSecret); a 401 looks at once",
+		Help:  "how often the gateway looks at the token secret's version (one DescribeSecret); a 401 looks at once, and again up to every second while a call is held",
 		parse: parser(duration(time.Second, 5*time.Minute)), config: field(func(c *Config) *time.Duration { return &c.Gateway.Poll })},
 	{Env: EnvGatewayTLSCert, Scope: DaemonOnly, Kind: "path",
 		Help:  "PEM certificate for serving the gateway over TLS (with " + EnvGatewayTLSKey + "); re-read when it changes",

@@ -44,10 +44,22 @@ type Holder struct {
 	// past are the versions most recently moved on from, newest last: a read that began before a
 	// newer token was stored may still bring one back, with one API client a token Clear revoked.
 	past []string
-	// OnWait, when set, is called (without the lock) by Newer before it waits, so that a watcher
-	// can look at the secret at once rather than at its next poll. It must not block.
+	// OnWait, when set, is called (without the lock) by Newer before it waits, and again while it
+	// waits (after nudgeFirst, then at doubling gaps up to nudgeMax), so that a watcher looks at
+	// the secret at once rather than at its next poll, and again until the newer token is there:
+	// Clear revokes a token before the rotator has stored its successor, so the first look can
+	// come too early. It must not block.
 	OnWait func()
 }
+
+// The gaps between a waiting Newer's calls of OnWait: a rotator stores the newer token
+// milliseconds after Clear issued it, a slow Secrets Manager a second or more later, and a held
+// call must see it within the hold whatever the poll (the watcher's own gap bounds the looks
+// however many calls wait).
+const (
+	nudgeFirst = 250 * time.Millisecond
+	nudgeMax   = time.Second
+)
 
 // maxPast bounds Holder.past: a late read is at most a poll old, and a poll sees few rotations.
 const maxPast = 8
@@ -85,15 +97,35 @@ func (h *Holder) Current() (Token, bool) {
 
 // Newer implements Source.
 func (h *Holder) Newer(ctx context.Context, version string) (Token, bool) {
-	if h.OnWait != nil {
-		h.OnWait()
+	nudge := h.OnWait
+	if nudge == nil {
+		tok, ok, _ := h.wait(ctx, version, nil)
+		return tok, ok
 	}
+	nudge()
+	gap := nudgeFirst
+	t := time.NewTimer(gap)
+	defer t.Stop()
+	for {
+		tok, ok, done := h.wait(ctx, version, t.C)
+		if done {
+			return tok, ok
+		}
+		nudge()
+		gap = min(2*gap, nudgeMax)
+		t.Reset(gap)
+	}
+}
+
+// wait waits until the holder holds a token of another version than version (returned with true),
+// ctx ends (false), or again is ready (done false: the caller nudges and waits again).
+func (h *Holder) wait(ctx context.Context, version string, again <-chan time.Time) (t Token, ok, done bool) {
 	for {
 		h.mu.Lock()
 		if h.has && h.tok.Version != version {
 			t := h.tok
 			h.mu.Unlock()
-			return t, true
+			return t, true, true
 		}
 		if h.changed == nil {
 			h.changed = make(chan struct{})
@@ -102,8 +134,10 @@ func (h *Holder) Newer(ctx context.Context, version string) (Token, bool) {
 		h.mu.Unlock()
 		select {
 		case <-ch:
+		case <-again:
+			return Token{}, false, false
 		case <-ctx.Done():
-			return Token{}, false
+			return Token{}, false, true
 		}
 	}
 }

@@ -364,9 +364,27 @@ func (u *Upstream) exchange(c *upConn, req *http.Request) (*http.Response, error
 		if errors.Is(err, errHeaderValue) {
 			return nil, err
 		}
+		// Clear may have answered before it read the whole body (a 401 first of all: the token
+		// is checked before the body is read) and closed the connection, which is why the rest
+		// could not be written. That answer is on the connection already, and it is Clear's:
+		// passed on, a 401 is held and replayed like any other. The connection is not reused.
+		if resp, rerr := u.answer(c, req, min(earlyAnswerWait, u.Timeout)); rerr == nil {
+			resp.Close = true
+			return resp, nil
+		}
 		return nil, fmt.Errorf("%w: %w", errNotDelivered, err)
 	}
-	if err := c.SetReadDeadline(time.Now().Add(u.Timeout)); err != nil {
+	return u.answer(c, req, u.Timeout)
+}
+
+// earlyAnswerWait bounds the look for an answer Clear sent before the request was written whole:
+// such an answer came before the connection failed, so it is there at once, unless Clear did not
+// answer at all.
+const earlyAnswerWait = time.Second
+
+// answer reads the answer's headers on c within wait, skipping informational answers.
+func (u *Upstream) answer(c *upConn, req *http.Request, wait time.Duration) (*http.Response, error) {
+	if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
 		return nil, err
 	}
 	// One bound for the answer's headers and any informational answers before them, as

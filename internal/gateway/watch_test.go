@@ -2,6 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +87,45 @@ func TestKeyFeedRefusesAShortKey(t *testing.T) {
 	gateway.KeyFeed(empty, 0, nil)(store.Version{ID: "v1", Value: "abc"})
 	if empty.Enabled() {
 		t.Error("a short stored key enabled the key check with it")
+	}
+}
+
+// TestAHeldCallSeesATokenStoredAfterItsFirstLook: a standalone gateway (the token secret watched,
+// as `rotator gateway` wires it) with one API client and a poll longer than the hold. Clear
+// revokes the token, an ERP's call is refused, and the watcher's looks at once after the 401 come
+// before the rotator has stored the newer token (Clear revokes first, the rotator stores a moment
+// later: here a second after the first look, a slow write). The held call must still be replayed with the newer token within the hold, not wait for
+// the next poll and get Clear's 401.
+func TestAHeldCallSeesATokenStoredAfterItsFirstLook(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *gateway.Options) { o.Hold = 3 * time.Second })
+	wt := &gateway.Watcher{Store: store.New(f.w.API), SecretID: f.w.TokenID, Changed: gateway.TokenFeed(f.h, nil, "erp"),
+		Poll: 30 * time.Second, What: "token"}
+	f.h.OnWait = wt.Nudge
+	f.w.StoreToken(f.w.Issue())
+	if _, err := wt.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go wt.Run(ctx)
+	time.Sleep(300 * time.Millisecond) // past the watcher's first look and its gap
+
+	tok2 := f.w.Issue() // Clear revoked the held token; the rotator stores tok2 after the gateway's look
+	looks := f.w.API.Calls()["DescribeSecret"]
+	stored := make(chan struct{})
+	go func() {
+		defer close(stored)
+		rig.Await(t, "the gateway's look after the 401", 5*time.Second, func() bool { return f.w.API.Calls()["DescribeSecret"] > looks })
+		time.Sleep(time.Second) // a slow write: Secrets Manager has it a second after the look
+		f.w.StoreToken(tok2)
+	}()
+	rec := f.do(httptest.NewRequest(http.MethodPost, "/v1/invoice", strings.NewReader(`{"invoice":1}`)))
+	<-stored
+	if rec.Code != http.StatusOK {
+		t.Fatalf("the call refused during the rotation: status %d, body %s; want it replayed with the newer token", rec.Code, rec.Body)
+	}
+	if n := len(f.up.requests()); n != 2 {
+		t.Errorf("%d upstream requests, want 2 (the refused one and its replay)", n)
 	}
 }
