@@ -37,3 +37,24 @@ func TestJudge(t *testing.T) {
 		t.Error("EventID is not a function of the version")
 	}
 }
+
+func TestRefusedWhateverTheToken(t *testing.T) {
+	now := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	later, earlier := now.Add(time.Hour), now.Add(-time.Second)
+	for name, tc := range map[string]struct {
+		r    gateway.Replay
+		want bool
+	}{
+		"refused with a newer token, never refused before: the call": {gateway.Replay{Refused: "v1", Version: "v2", ValidTill: &later, Now: now}, true},
+		"no expiry known":                 {gateway.Replay{Refused: "v1", Version: "v2", Now: now}, true},
+		"the same token: says nothing":    {gateway.Replay{Refused: "v1", Version: "v1", ValidTill: &later, Now: now}, false},
+		"no token":                        {gateway.Replay{Refused: "v1", Now: now}, false},
+		"the newer token ran out":         {gateway.Replay{Refused: "v1", Version: "v2", ValidTill: &earlier, Now: now}, false},
+		"the newer token refused before":  {gateway.Replay{Refused: "v1", Version: "v2", VersionRefused: true, ValidTill: &later, Now: now}, false},
+		"refused before, and ran out too": {gateway.Replay{Refused: "v1", Version: "v2", VersionRefused: true, ValidTill: &earlier, Now: now}, false},
+	} {
+		if got := gateway.RefusedWhateverTheToken(tc.r); got != tc.want {
+			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
+	}
+}
