@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,8 +97,44 @@ const maxAccepted = 16
 // maxRefusedCalls bounds the calls remembered as refused whatever the token, per client.
 const maxRefusedCalls = 8
 
-// call is a route of a client's calls: method and path (below the base URL, without the query).
+// call is a route of a client's calls: method and path (below the base URL, without the query),
+// the path's ids standing for any id (is).
 type call struct{ method, path string }
+
+// is reports whether method and path are c: the same method, and the same path segment by
+// segment, but that an id (isID) stands for any other id: the same call on another invoice.
+func (c call) is(method, path string) bool {
+	if c.method != method {
+		return false
+	}
+	if c.path == path {
+		return true
+	}
+	for a, b := c.path, path; ; {
+		sa, ra, moreA := strings.Cut(a, "/")
+		sb, rb, moreB := strings.Cut(b, "/")
+		if sa != sb && !(isID(sa) && isID(sb)) {
+			return false
+		}
+		if !moreA || !moreB {
+			return moreA == moreB
+		}
+		a, b = ra, rb
+	}
+}
+
+// isID reports whether a path segment is an id: all digits (an invoice number), or at least 8
+// bytes with a digit among them (a GSTIN, an IRN, a UUID). A short name with a digit (v2, GSTR3B)
+// is a name.
+func isID(seg string) bool {
+	digits := 0
+	for i := 0; i < len(seg); i++ {
+		if '0' <= seg[i] && seg[i] <= '9' {
+			digits++
+		}
+	}
+	return digits > 0 && (digits == len(seg) || len(seg) >= 8)
+}
 
 // refusals tracks which token versions Clear accepted, and for which calls, and judges the ones it
 // refused: one judgement at a time per version.
@@ -191,7 +228,7 @@ func (f *refusals) refusedCall(a *attempt) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.calls[a.route.Name] {
-		if c.method == a.method && c.path == a.path {
+		if c.is(a.method, a.path) {
 			return true
 		}
 	}
@@ -210,20 +247,19 @@ func (f *refusals) learn(a *attempt) bool {
 	if !RefusedWhateverTheToken(r) {
 		return false
 	}
-	c := call{a.method, a.path}
 	list := f.calls[client]
-	for _, k := range list {
-		if k == c {
+	for _, c := range list {
+		if c.is(a.method, a.path) {
 			return true
 		}
 	}
-	list = append(list, c)
+	list = append(list, call{a.method, a.path})
 	if len(list) > maxRefusedCalls {
 		list = list[len(list)-maxRefusedCalls:]
 	}
 	f.ncalls += len(list) - len(f.calls[client])
 	f.calls[client] = list
-	f.g.log.Warn("gateway: Clear refused a call again when it was replayed with a newer token: the call is refused whatever the token (the API client may lack that API's product), not revoked; its refusals are passed on at once, never held, judged or rotated for, until Clear accepts it",
+	f.g.log.Warn("gateway: Clear refused a call again when it was replayed with a newer token: the call is refused whatever the token (the API client may lack that API's product), not revoked; its refusals (on any id in the path's place of an id) are passed on at once, never held, judged or rotated for, until Clear accepts it",
 		"client", client, "method", a.method, "path", a.path, "version", a.replayOf, "replayed_version", a.tok.Version)
 	return true
 }
@@ -233,7 +269,7 @@ func (f *refusals) learn(a *attempt) bool {
 func (f *refusals) unlearn(client string, a *attempt) {
 	list := f.calls[client]
 	for i, c := range list {
-		if c.method == a.method && c.path == a.path {
+		if c.is(a.method, a.path) {
 			f.calls[client] = append(list[:i:i], list[i+1:]...)
 			f.ncalls--
 			f.g.log.Info("gateway: Clear accepted a call it had refused whatever the token; its refusals are judged again",

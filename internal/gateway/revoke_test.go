@@ -275,3 +275,49 @@ func TestARouteAcceptedAgainIsJudgedAgain(t *testing.T) {
 		t.Errorf("healed %d times after the route was accepted again and its token revoked, want 1", n)
 	}
 }
+
+// The same, for a call whose path carries an id: each episode names another invoice, and the call
+// learnt from the first one is the call of the next ones, whatever their id. Learnt by its exact
+// path, every episode with a new id was one more forced rotation. A call that differs in a segment
+// that is not an id is another call: its refusal is still judged, and a revocation found through
+// it healed.
+func TestACallRefusedAgainIsLearntWhateverItsIDs(t *testing.T) {
+	t.Parallel()
+	f, p := healingFixture(t)
+	f.w.Handle("/base/v1/no-product/", p)
+	episode := func(path string) int {
+		if rec := f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)); rec.Code != http.StatusOK {
+			t.Fatalf("an ordinary call: %d", rec.Code)
+		}
+		return f.do(httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{}`))).Code
+	}
+	if c := episode("/v1/no-product/1001/cancel"); c != http.StatusUnauthorized {
+		t.Fatalf("the refused call: %d, want Clear's 401", c)
+	}
+	if n := f.heal.Load(); n != 1 {
+		t.Fatalf("the first episode healed %d times, want 1", n)
+	}
+	for _, id := range []string{"1002", "1003", "29AAACB1234C1Z5"} {
+		if c := episode("/v1/no-product/" + id + "/cancel"); c != http.StatusUnauthorized {
+			t.Fatalf("invoice %s: %d, want Clear's 401", id, c)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // a judgement's grace (100 ms), and more
+	if n := f.heal.Load(); n != 1 {
+		t.Errorf("healed %d times, want 1: the call was refused with two tokens, whatever its id", n)
+	}
+	if n := p.n.Load(); n != 5 {
+		t.Errorf("the refused call reached Clear %d times, want 5: once per later episode, neither held nor replayed", n)
+	}
+	// Another call under the same prefix: judged, and its token, revoked outside, healed.
+	if rec := f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)); rec.Code != http.StatusOK {
+		t.Fatalf("an ordinary call: %d", rec.Code)
+	}
+	f.w.Issue()
+	if c := f.do(httptest.NewRequest(http.MethodPost, "/v1/no-product/1004/print", strings.NewReader(`{}`))).Code; c != http.StatusUnauthorized {
+		t.Fatalf("another call: %d", c)
+	}
+	if n := f.heal.Load(); n != 2 {
+		t.Errorf("healed %d times, want 2: a revocation found through another call is healed", n)
+	}
+}
