@@ -150,9 +150,15 @@ func (g *Gateway) held(resp *http.Response, a *attempt) bool {
 			g.refusals.accepted(a)
 		}
 		return false
-	case !a.intercept:
+	}
+	// A call Clear refuses whatever the token says nothing about the token: its 401 is passed on
+	// at once, never judged.
+	call := g.refusals.refusedCall(a)
+	if !a.intercept {
 		// A 401 that will not be replayed still says something about the token.
-		g.refusals.refused(a)
+		if !call {
+			g.refusals.refused(a)
+		}
 		return false
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRefusalBody+1))
@@ -162,11 +168,14 @@ func (g *Gateway) held(resp *http.Response, a *attempt) bool {
 			io.Reader
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
-		g.refusals.refused(a)
+		if !call {
+			g.refusals.refused(a)
+		}
 		return false
 	}
 	resp.Body.Close()
 	a.refused, a.refusedCode, a.refusedHdr, a.refusedBody = true, resp.StatusCode, resp.Header, body
+	a.refusedCall = call
 	return true
 }
 

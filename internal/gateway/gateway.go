@@ -8,7 +8,9 @@
 //   - no expired token is ever sent: with no live token the caller gets 503 and Retry-After;
 //   - a token Clear accepted, then refused while it is still AWSCURRENT and unexpired, is judged
 //     revoked outside the rotator, reported, and (where the gateway has the rotator's rights)
-//     healed with one forced rotation between all gateways and daemons (see refusals.go).
+//     healed with one forced rotation between all gateways and daemons (see refusals.go);
+//   - a call Clear refuses again when replayed with a newer token is refused whatever the token
+//     (a product the API client lacks): its later 401s are passed on at once, never judged.
 //
 // It is never an open proxy: every request goes to its client's CLEAR_BASE_URL, whatever its
 // target, Host or X-Forwarded-Host says, and below its path: absolute-form targets, CONNECT and
@@ -256,6 +258,13 @@ type attempt struct {
 	tok       Token
 	seq       uint64 // its number, in the order attempts are sent (refusals.number)
 	intercept bool   // a 401 is held back for a replay
+	// method and path (below the base URL) are the call's, path unescaped.
+	method, path string
+	// replayOf is, for a replay, the version the first attempt was refused with.
+	replayOf string
+	// refusedCall is set with refused when Clear refuses the call whatever the token
+	// (refusals.refusedCall): its 401 is passed on at once, neither judged nor held.
+	refusedCall bool
 	// refused is set when a 401 was held back: the response to pass through if no replay
 	// happens.
 	refused     bool
@@ -416,9 +425,13 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 		answer(w, http.StatusServiceUnavailable, CodeNoToken, "The gateway holds no live Clear token at the moment; retry shortly.", noTokenRetryAfter)
 		return false
 	}
-	a := &attempt{route: rt, tok: tok, intercept: b.replayable()}
+	a := &attempt{route: rt, tok: tok, intercept: b.replayable(), method: r.Method, path: r.URL.Path}
 	g.send(w, r, a, b)
 	if !a.refused {
+		return false
+	}
+	if a.refusedCall {
+		passRefusal(w, a)
 		return false
 	}
 	g.refusals.refused(a)
@@ -432,7 +445,7 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 		return false
 	}
 	rt.m.replay()
-	g.send(w, r, &attempt{route: rt, tok: next}, b)
+	g.send(w, r, &attempt{route: rt, tok: next, method: r.Method, path: r.URL.Path, replayOf: tok.Version}, b)
 	return true
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,34 @@ func Judge(r Refusal) Verdict {
 	return Revoked
 }
 
+// Replay is the evidence about a held call that Clear refused again when the gateway replayed it
+// with a newer token.
+type Replay struct {
+	Refused string // the version the call was refused with first
+	Version string // the version the replay carried
+	// VersionRefused: Clear refused Version before, for another call, and no judgement has since
+	// cleared it (it is being judged, or was judged revoked or never accepted).
+	VersionRefused bool
+	ValidTill      *time.Time // the replayed token's expiry
+	Now            time.Time
+}
+
+// RefusedWhateverTheToken decides whether a replay Clear refused says that Clear refuses the call
+// itself, whatever the token (the API client lacks that API's product, say): the call was refused
+// with two tokens, the second live and refused for no other call. A revoked token would explain
+// one refusal, not two in a row with tokens issued apart. It is pure.
+func RefusedWhateverTheToken(r Replay) bool {
+	switch {
+	case r.Version == "" || r.Version == r.Refused:
+		return false // one token refused: that says nothing about the call
+	case r.ValidTill != nil && !r.Now.Before(*r.ValidTill):
+		return false // the newer token ran out under way
+	case r.VersionRefused:
+		return false // the newer token is refused for other calls too: the token, not the call
+	}
+	return true
+}
+
 // EventID is the event of the forced rotation asked for after version was found revoked: every
 // gateway and daemon that finds the same version revoked asks with the same id, so the engine
 // lets one request through between them and answers the others "duplicate". `rotator status`
@@ -64,6 +93,48 @@ func EventID(version string) string { return rotation.RevokedEvent(version) }
 
 // maxAccepted bounds the versions remembered as accepted per client.
 const maxAccepted = 16
+
+// maxRefusedCalls bounds the calls remembered as refused whatever the token, per client.
+const maxRefusedCalls = 8
+
+// call is a route of a client's calls: method and path (below the base URL, without the query),
+// the path's ids standing for any id (is).
+type call struct{ method, path string }
+
+// is reports whether method and path are c: the same method, and the same path segment by
+// segment, but that an id (isID) stands for any other id: the same call on another invoice.
+func (c call) is(method, path string) bool {
+	if c.method != method {
+		return false
+	}
+	if c.path == path {
+		return true
+	}
+	for a, b := c.path, path; ; {
+		sa, ra, moreA := strings.Cut(a, "/")
+		sb, rb, moreB := strings.Cut(b, "/")
+		if sa != sb && !(isID(sa) && isID(sb)) {
+			return false
+		}
+		if !moreA || !moreB {
+			return moreA == moreB
+		}
+		a, b = ra, rb
+	}
+}
+
+// isID reports whether a path segment is an id: all digits (an invoice number), or at least 8
+// bytes with a digit among them (a GSTIN, an IRN, a UUID). A short name with a digit (v2, GSTR3B)
+// is a name.
+func isID(seg string) bool {
+	digits := 0
+	for i := 0; i < len(seg); i++ {
+		if '0' <= seg[i] && seg[i] <= '9' {
+			digits++
+		}
+	}
+	return digits > 0 && (digits == len(seg) || len(seg) >= 8)
+}
 
 // refusals tracks which token versions Clear accepted, and for which calls, and judges the ones it
 // refused: one judgement at a time per version.
@@ -76,6 +147,10 @@ type refusals struct {
 	ok      map[string][]acceptance         // client -> versions accepted, oldest first
 	judging map[string]map[string]judgement // client -> versions being judged, or judged
 	told    map[string]map[string]bool      // client -> versions reported as CallRefused
+	// calls are the calls Clear refused whatever the token (RefusedWhateverTheToken), oldest
+	// first: their refusals are passed on at once, never judged, until Clear accepts one of them.
+	calls  map[string][]call // client -> calls
+	ncalls int               // the calls remembered, all clients together
 }
 
 // acceptance is a version Clear accepted, and the number of the last attempt it accepted.
@@ -92,7 +167,8 @@ const (
 )
 
 func newRefusals(g *Gateway) *refusals {
-	return &refusals{g: g, ok: map[string][]acceptance{}, judging: map[string]map[string]judgement{}, told: map[string]map[string]bool{}}
+	return &refusals{g: g, ok: map[string][]acceptance{}, judging: map[string]map[string]judgement{},
+		told: map[string]map[string]bool{}, calls: map[string][]call{}}
 }
 
 // number gives a the next attempt number, as it is sent.
@@ -102,6 +178,9 @@ func (f *refusals) accepted(a *attempt) {
 	client, version := a.route.Name, a.tok.Version
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.ncalls > 0 {
+		f.unlearn(client, a)
+	}
 	list := f.ok[client]
 	if n := len(list); n > 0 && list[n-1].version == version {
 		list[n-1].last = max(list[n-1].last, a.seq) // the common case: the version in use
@@ -143,10 +222,72 @@ func (f *refusals) acceptedAt(client, version string) (bool, uint64) {
 	return false, 0
 }
 
-// refused starts judging a's refusal, unless its version is already being judged or was judged.
+// refusedCall reports whether Clear refuses a's call whatever the token (learnt from a replay it
+// refused): its refusal is passed on at once, neither held nor judged.
+func (f *refusals) refusedCall(a *attempt) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.calls[a.route.Name] {
+		if c.is(a.method, a.path) {
+			return true
+		}
+	}
+	return false
+}
+
+// learn remembers a's call as refused whatever the token when a is a replay whose refusal says so
+// (RefusedWhateverTheToken), and reports whether it did. Called under f.mu.
+func (f *refusals) learn(a *attempt) bool {
+	if a.replayOf == "" {
+		return false
+	}
+	client := a.route.Name
+	r := Replay{Refused: a.replayOf, Version: a.tok.Version, VersionRefused: f.judging[client][a.tok.Version] != 0,
+		ValidTill: a.tok.ValidTill, Now: f.g.o.Now()}
+	if !RefusedWhateverTheToken(r) {
+		return false
+	}
+	list := f.calls[client]
+	for _, c := range list {
+		if c.is(a.method, a.path) {
+			return true
+		}
+	}
+	list = append(list, call{a.method, a.path})
+	if len(list) > maxRefusedCalls {
+		list = list[len(list)-maxRefusedCalls:]
+	}
+	f.ncalls += len(list) - len(f.calls[client])
+	f.calls[client] = list
+	f.g.log.Warn("gateway: Clear refused a call again when it was replayed with a newer token: the call is refused whatever the token (the API client may lack that API's product), not revoked; its refusals (on any id in the path's place of an id) are passed on at once, never held, judged or rotated for, until Clear accepts it",
+		"client", client, "method", a.method, "path", a.path, "version", a.replayOf, "replayed_version", a.tok.Version)
+	return true
+}
+
+// unlearn forgets a's call, accepted now, as refused whatever the token: its next refusal is
+// judged. Called under f.mu.
+func (f *refusals) unlearn(client string, a *attempt) {
+	list := f.calls[client]
+	for i, c := range list {
+		if c.is(a.method, a.path) {
+			f.calls[client] = append(list[:i:i], list[i+1:]...)
+			f.ncalls--
+			f.g.log.Info("gateway: Clear accepted a call it had refused whatever the token; its refusals are judged again",
+				"client", client, "method", a.method, "path", a.path)
+			return
+		}
+	}
+}
+
+// refused starts judging a's refusal, unless its version is already being judged or was judged,
+// or a is a replay whose refusal shows that Clear refuses the call whatever the token (learn).
 func (f *refusals) refused(a *attempt) {
 	rt, tok := a.route, a.tok
 	f.mu.Lock()
+	if f.learn(a) {
+		f.mu.Unlock()
+		return
+	}
 	seen := f.judging[rt.Name]
 	if seen == nil {
 		seen = map[string]judgement{}
