@@ -21,9 +21,14 @@ if ((PER_DAY > DAILY_LIMIT)); then
 fi
 # The emulator's only client secret. It is made up, and like any client secret it must never appear
 # in the rotator's log; the demo shows that it does not.
-CLIENT_SECRET=demo-client-secret-$RANDOM$RANDOM
+CLIENT_SECRET=${DEMO_CLIENT_SECRET:-demo-client-secret-$RANDOM$RANDOM}
 
-for bin in bin/rotator bin/clear-emulator; do
+# The binaries, and the ops listener's address: the test of this script (scripts/demo_test.go)
+# names its own; `make run` leaves them unset.
+ROTATOR=${DEMO_ROTATOR:-bin/rotator}
+EMULATOR=${DEMO_EMULATOR:-bin/clear-emulator}
+
+for bin in "$ROTATOR" "$EMULATOR"; do
   if [[ ! -x $bin ]]; then
     echo "demo: $bin is missing; run \`make run\` (which builds it) or \`make build\`" >&2
     exit 1
@@ -73,13 +78,13 @@ children+=($!)
 wait_for "moto_server on port $moto_port" listening "$moto_port"
 
 # The secret goes in through the environment, not a flag, so that it does not show in ps.
-CLEAR_EMULATOR_SECRETS=$CLIENT_SECRET bin/clear-emulator -addr 127.0.0.1:0 -lifetime "${TOKEN_MINUTES}m" >"$tmp/emulator.out" 2>"$tmp/emulator.log" &
+CLEAR_EMULATOR_SECRETS=$CLIENT_SECRET "$EMULATOR" -addr 127.0.0.1:0 -lifetime "${TOKEN_MINUTES}m" >"$tmp/emulator.out" 2>"$tmp/emulator.log" &
 children+=($!)
 wait_for "the Clear emulator" grep -q '^listening on ' "$tmp/emulator.out"
 clear_url=$(sed -n 's/^listening on //p' "$tmp/emulator.out")
 
-ops_addr=127.0.0.1:9090
-if listening 9090; then
+ops_addr=${DEMO_OPS_ADDR:-127.0.0.1:9090}
+if [[ -z ${DEMO_OPS_ADDR:-} ]] && listening 9090; then
   ops_addr=127.0.0.1:$(free_port)
 fi
 
@@ -106,7 +111,7 @@ env -i PATH="$PATH" HOME="$HOME" TERM="${TERM:-dumb}" \
   ROTATOR_TOKEN_SECRET_ID="$SECRET_ID" ROTATOR_SCHEDULE="@every 10s" \
   ROTATOR_DAILY_LIMIT="$DAILY_LIMIT" \
   ROTATOR_HTTP_ADDR="$ops_addr" LOG_FORMAT=text \
-  bin/rotator run &
+  "$ROTATOR" run &
 rotator=$!
 children+=("$rotator")
 # The rotator runs in the background so that this shell can pass it Ctrl-C (or a SIGTERM sent to
