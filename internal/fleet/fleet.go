@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
@@ -20,6 +21,20 @@ import (
 // them side by side keeps a slow Clear answer for one from eating the others' share of a Lambda's
 // deadline; the bound keeps a long client list from flooding Secrets Manager.
 const Parallel = 4
+
+// maxLooks bounds the engine's runs for one client in one Rotate. After a lost token the engine
+// asks again at once, and after a second loss in a row it backs off: two runs are all it can use,
+// and the bound holds whatever it says.
+const maxLooks = 2
+
+// again reports whether r, a failure, names a next look that has already come: the engine asks
+// again at once after a lost token (the token in AWSCURRENT may be dead). Rotate then looks again
+// rather than leave the client to the shell's next run (the Lambda's next scheduled invocation,
+// minutes away); the engine itself refuses to ask Clear when the context's deadline leaves no
+// room for the work.
+func again(r rotation.Result, now time.Time) bool {
+	return !r.Outcome.OK() && !r.NextCheck.IsZero() && !r.NextCheck.After(now)
+}
 
 // Fleet runs commands over clients with one engine.
 type Fleet struct {
@@ -136,6 +151,11 @@ func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rota
 			r = Refused(ctx, f.Engine, c, err)
 		} else {
 			r = f.Engine.Run(ctx, c, req, nil)
+			for looks := 1; looks < maxLooks && again(r, f.Engine.Now()) && ctx.Err() == nil; looks++ {
+				f.observe(c, r)
+				// A plain look: the request's force and event were spent by the first.
+				r = f.Engine.Run(ctx, c, rotation.Request{Owner: req.Owner}, nil)
+			}
 		}
 		f.observe(c, r)
 		return told{r, f.deliver(ctx, c, r, false)}
