@@ -30,6 +30,11 @@ type Fleet struct {
 	All []*rotation.Client
 	// Guard, when not nil, is a long-lived process's Guard; nil means one for each command.
 	Guard *Guard
+	// Again, when true, runs a client again at once while the engine asks for it
+	// (rotation.Engine.Again: a lost token whose retry the engine's rules let go now, and a
+	// deadline with room for another claim). The Lambda sets it: without it, a lost token stays
+	// dead until its next invocation. Each result is observed; the last one is the answer's.
+	Again bool
 	// Observe, when not nil, is called with each result as it comes, from several goroutines at
 	// once (the Lambda writes its metrics from it).
 	Observe func(c *rotation.Client, r rotation.Result)
@@ -136,6 +141,11 @@ func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rota
 			r = Refused(ctx, f.Engine, c, err)
 		} else {
 			r = f.Engine.Run(ctx, c, req, nil)
+			for f.Again && f.Engine.Again(ctx, r) {
+				f.observe(c, r)
+				f.Engine.Log.Warn("the token was lost; rotating again at once, within this run", "client", c.Name)
+				r = f.Engine.Run(ctx, c, req, nil)
+			}
 		}
 		f.observe(c, r)
 		return told{r, f.deliver(ctx, c, r, false)}

@@ -159,7 +159,7 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 
 // fleet runs the invocation's commands with e, writing every result's metrics as it comes.
 func (h *Handler) fleet(e *rotation.Engine, requestID string, log *slog.Logger) *fleet.Fleet {
-	return &fleet.Fleet{Engine: e, All: h.app.Clients, Guard: h.app.Guard, Observe: func(c *rotation.Client, r rotation.Result) {
+	return &fleet.Fleet{Engine: e, All: h.app.Clients, Guard: h.app.Guard, Again: true, Observe: func(c *rotation.Client, r rotation.Result) {
 		h.record(e, c, r, requestID, log)
 	}, Deliver: h.deliver(requestID, log)}
 }
