@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
@@ -22,19 +21,13 @@ import (
 // deadline; the bound keeps a long client list from flooding Secrets Manager.
 const Parallel = 4
 
-// maxLooks bounds the engine's runs for one client in one Rotate. After a lost token the engine
-// asks again at once, and after a second loss in a row it backs off: two runs are all it can use,
-// and the bound holds whatever it says.
+// maxLooks bounds the engine's runs for one client in one Rotate. A client is run again at once
+// while the engine asks for it (rotation.Engine.Again: after a first lost token, with room left
+// before the deadline), so that a lost token is not left dead until the shell's next run (the
+// Lambda's next invocation, minutes away); a second loss in a row backs off, so two runs are all
+// the engine can use, and the bound holds whatever it says. Each result is observed; the last one
+// is the answer's.
 const maxLooks = 2
-
-// again reports whether r, a failure, names a next look that has already come: the engine asks
-// again at once after a lost token (the token in AWSCURRENT may be dead). Rotate then looks again
-// rather than leave the client to the shell's next run (the Lambda's next scheduled invocation,
-// minutes away); the engine itself refuses to ask Clear when the context's deadline leaves no
-// room for the work.
-func again(r rotation.Result, now time.Time) bool {
-	return !r.Outcome.OK() && !r.NextCheck.IsZero() && !r.NextCheck.After(now)
-}
 
 // Fleet runs commands over clients with one engine.
 type Fleet struct {
@@ -151,9 +144,11 @@ func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rota
 			r = Refused(ctx, f.Engine, c, err)
 		} else {
 			r = f.Engine.Run(ctx, c, req, nil)
-			for looks := 1; looks < maxLooks && again(r, f.Engine.Now()) && ctx.Err() == nil; looks++ {
+			for looks := 1; looks < maxLooks && f.Engine.Again(ctx, r) && ctx.Err() == nil; looks++ {
 				f.observe(c, r)
-				// A plain look: the request's force and event were spent by the first.
+				f.Engine.Log.Warn("the token was lost; rotating again at once, within this run", "client", c.Name)
+				// A plain look: the request's force and event were spent by the first, and the
+				// engine rotates a lost token without them.
 				r = f.Engine.Run(ctx, c, rotation.Request{Owner: req.Owner}, nil)
 			}
 		}

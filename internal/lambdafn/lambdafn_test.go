@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/smithy-go"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/config"
@@ -756,81 +755,5 @@ func TestRefusedEventNeverQuotesItsValues(t *testing.T) {
 	}
 	if n := f.emu.Stats().Requests; n != 0 {
 		t.Fatalf("Clear requests = %d, want 0", n)
-	}
-}
-
-// refuseTokenWrites makes the next n token writes of c fail as IAM would refuse them (not
-// retryable), and counts the refusals.
-func refuseTokenWrites(c client, n int) *int {
-	refused := new(int)
-	c.w.API.Fail(func(op string, in any) error {
-		if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && len(p.VersionStages) == 0 && *refused < n {
-			*refused++
-			return &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "denied"}
-		}
-		return nil
-	})
-	return refused
-}
-
-// A token write refused once loses the token Clear issued, and with one API client the token in
-// AWSCURRENT with it. The engine rotates again at once after a first loss; the invocation must do
-// so while its deadline leaves room, instead of leaving AWSCURRENT dead until the next scheduled run
-// (five minutes by default).
-func TestALostTokenIsReplacedWithinTheInvocation(t *testing.T) {
-	f := newFixture(t, time.Hour)
-	c := f.clients[0]
-	f.rotated(eventBridgeScheduled)
-	f.clock.Advance(41 * time.Minute) // past the renewal point
-	refused := refuseTokenWrites(c, 1)
-
-	res, _ := f.rotated(eventBridgeScheduled)
-	expect(t, res, rotation.Rotated)
-	if *refused != 1 {
-		t.Fatalf("%d token writes refused, want 1", *refused)
-	}
-	if tok := f.token(c); !f.emu.Live(tok) {
-		t.Fatal("AWSCURRENT holds a dead token after the invocation")
-	}
-	if n := f.emu.Requests(c.secret); n != 3 {
-		t.Fatalf("Clear requests = %d, want 3: the first rotation, the lost one, its replacement", n)
-	}
-	// The loss is reported even though the invocation recovered from it.
-	ems := f.emfLines()
-	if len(ems) != 3 {
-		t.Fatalf("%d EMF lines, want 3 (the first run, the loss, the recovery): %s", len(ems), f.metrics.String())
-	}
-	if ems[1].num("TokenLost") != 1 || ems[2].num("TokenLost") != 0 {
-		t.Errorf("TokenLost = %v then %v, want 1 then 0", ems[1]["TokenLost"], ems[2]["TokenLost"])
-	}
-}
-
-// A second refused write in a row backs off, within the invocation as across invocations: two
-// Clear requests at most for a Secrets Manager that keeps refusing, and the invocation fails.
-func TestASecondLossInARowIsNotRetriedWithinTheInvocation(t *testing.T) {
-	f := newFixture(t, time.Hour)
-	c := f.clients[0]
-	f.rotated(eventBridgeScheduled)
-	f.clock.Advance(41 * time.Minute)
-	refused := refuseTokenWrites(c, 1000)
-
-	_, _, err := f.invoke(eventBridgeScheduled)
-	var re *lambdafn.RotationError
-	if !errors.As(err, &re) {
-		t.Fatalf("error = %v, want a *RotationError", err)
-	}
-	if *refused != 2 {
-		t.Fatalf("%d token writes refused, want 2: the loss and the retry at once", *refused)
-	}
-	if n := f.emu.Requests(c.secret); n != 3 {
-		t.Fatalf("Clear requests = %d, want 3", n)
-	}
-	// The next run finds the backoff.
-	_, _, err = f.invoke(eventBridgeScheduled)
-	if !errors.As(err, &re) || re.Failed[0].Status.State != rotation.HealthBackingOff && re.Failed[0].Status.State != rotation.HealthTokenLost {
-		t.Fatalf("next run: %v, want a backoff (%s)", err, re.Failed[0].Status.State)
-	}
-	if n := f.emu.Requests(c.secret); n != 3 {
-		t.Fatalf("Clear requests = %d after the next run, want 3", n)
 	}
 }

@@ -1,6 +1,7 @@
 package rotation_test
 
 import (
+	"context"
 	"reflect"
 	"testing"
 	"time"
@@ -33,5 +34,37 @@ func TestNewEngineFillsEveryDefaultOnce(t *testing.T) {
 	if !set.Now().Equal(at) || set.Owner != "me" || set.ClearTimeout != time.Second || set.WriteRetry != time.Millisecond ||
 		set.Backoff.Base != time.Second {
 		t.Errorf("NewEngine changed what the caller set: %+v", set)
+	}
+}
+
+// Again adds nothing to the engine's rules but the caller's room: it goes again only on a result
+// that asked Clear and whose NextCheck the engine set to now (a lost token whose retry Decide lets
+// go at once), and only while the deadline leaves a whole lease and its margin.
+func TestAgainFollowsTheEnginesNextCheckWithinTheDeadline(t *testing.T) {
+	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	e := rotation.NewEngine(rotation.Engine{Now: func() time.Time { return at }, ClearTimeout: 30 * time.Second})
+	room := timing.Lease(e.ClearTimeout) + timing.LeaseMargin
+	within := func(d time.Duration) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	cases := []struct {
+		name string
+		ctx  context.Context
+		r    rotation.Result
+		want bool
+	}{
+		{"lost, retry now, no deadline", context.Background(), rotation.Result{Requested: true, NextCheck: at}, true},
+		{"lost, retry now, room", within(room + 5*time.Second), rotation.Result{Requested: true, NextCheck: at}, true},
+		{"lost, retry now, no room for a lease", within(room - time.Second), rotation.Result{Requested: true, NextCheck: at}, false},
+		{"backing off", context.Background(), rotation.Result{Requested: true, NextCheck: at.Add(time.Second)}, false},
+		{"no particular time", context.Background(), rotation.Result{Requested: true}, false},
+		{"Clear not asked", context.Background(), rotation.Result{NextCheck: at}, false},
+	}
+	for _, tc := range cases {
+		if got := e.Again(tc.ctx, tc.r); got != tc.want {
+			t.Errorf("%s: Again = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
