@@ -10,7 +10,7 @@
 // time the engine named (Result.NextCheck: a renewal point, the end of a backoff or a block) and at
 // the expiry of the token it last saw, so a coarse schedule such as "@every 6h" still renews hourly
 // tokens on time. Since all state that matters lives in Secrets Manager, a restarted daemon picks
-// up exactly where the previous one stopped, and a crash loop cannot spend the daily budget.
+// up exactly where the previous one stopped: a restart resets no backoff, block or count.
 //
 // # One loop
 //

@@ -296,3 +296,97 @@ func TestTwoAPIClientsCrashPoints(t *testing.T) {
 		})
 	}
 }
+
+// TestTwoAPIClientsTokenAboutToExpireIsRenewedAfterAbandonedClaims is the case make soak found
+// (TestSoakMonth/engine-loop/1h-two-api-clients, seed 104) when abandoned claims backed off
+// whatever the token in use (780fd88, reverted): with two API clients, the due API client's claims
+// are abandoned again and again (a rotator that dies at the token write, started afresh on a
+// five-minute schedule, as the Lambda is), and the backoff after one of them ended while the
+// token in use still lived but past the schedule's last look before its expiry: waiting for it
+// left AWSCURRENT expired until the look after (30 s here, with that rule). Any backoff after
+// abandoned claims must keep this: once the rotator stops dying, the token about to expire is
+// renewed before it does, and AWSCURRENT is live every second.
+func TestTwoAPIClientsTokenAboutToExpireIsRenewedAfterAbandonedClaims(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const (
+			clearTimeout = 5 * time.Second
+			lifetime     = 3 * time.Hour
+			every        = 5 * time.Minute
+			// deaths is how many looks die at the token write: a backoff after the eighth loss in
+			// a row (its step's shortest, sixteen minutes) would end four minutes before the
+			// token in use expires, between the last two looks before it.
+			deaths = 8
+		)
+		w := newWorld(t, rig.Options{Lifetime: lifetime, APIClients: 2})
+		c := w.Client()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		start := time.Now()
+		expect(t, engine(w, "seed", nil, clearTimeout).Rotate(ctx, c, false), rotation.Rotated)
+		seed, _ := current(w)
+		if seed.APIClient != 1 || seed.ValidTill == nil {
+			t.Fatalf("seed token: API client %d, valid till %v", seed.APIClient, seed.ValidTill)
+		}
+		end := seed.ValidTill.Add(30 * time.Minute)
+
+		// The scheduled rotator: a fresh process each look, half a minute past each five minutes,
+		// that dies at the token write until it has died deaths times.
+		died := 0
+		var mu sync.Mutex
+		results := map[rotation.Outcome]int{}
+		looks := make(chan struct{})
+		go func() {
+			defer close(looks)
+			for n := 1; ; n++ {
+				at := start.Add(time.Duration(n)*every + 30*time.Second)
+				if !at.Before(end) {
+					return
+				}
+				time.Sleep(time.Until(at))
+				api := &procFaults{}
+				if died < deaths {
+					api.put = func(in *secretsmanager.PutSecretValueInput) (bool, error) {
+						if isTokenWrite(in) {
+							api.dead.Store(true)
+							return false, errProcessDied
+						}
+						return false, nil
+					}
+				}
+				res := engine(w, fmt.Sprintf("look-%d", n), api.api(w), clearTimeout).Rotate(ctx, c, false)
+				if api.dead.Load() {
+					died++
+				}
+				mu.Lock()
+				results[res.Outcome]++
+				mu.Unlock()
+			}
+		}()
+
+		var dead []time.Time
+		for now := start; now.Before(end); now = time.Now() {
+			synctest.Wait()
+			if !w.Live() {
+				dead = append(dead, now)
+			}
+			time.Sleep(time.Second)
+		}
+		<-looks
+		mu.Lock()
+		defer mu.Unlock()
+		if died != deaths {
+			t.Fatalf("the scheduled rotator died %d times, want %d (outcomes %v)", died, deaths, results)
+		}
+		if len(dead) > 0 {
+			t.Errorf("AWSCURRENT held no live token for %d s, from %s after the seed (its token expired %s after it); outcomes %v",
+				len(dead), dead[0].Sub(start), seed.ValidTill.Sub(start), results)
+		}
+		tok, _ := current(w)
+		if tok.APIClient != 2 || !tok.IssuedAt.Before(*seed.ValidTill) {
+			t.Errorf("AWSCURRENT holds a token of API client %d issued %s after the seed, want API client 2's, before %s",
+				tok.APIClient, tok.IssuedAt.Sub(start), seed.ValidTill.Sub(start))
+		}
+		t.Logf("%d Clear requests; renewed %s after the seed, %s before its token expired; outcomes %v",
+			len(answered(w)), tok.IssuedAt.Sub(start), seed.ValidTill.Sub(tok.IssuedAt), results)
+	})
+}

@@ -520,3 +520,64 @@ func TestDecideABlockOrBackoffNoRotatorCouldWriteIsOver(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideAbandonedClaimsNeverHoldOffATokenAboutToDie is the safe side of the crash loop's rule,
+// which any backoff after abandoned claims must keep: a claim abandoned while an earlier loss of
+// the same token is unrecovered (a rotator that dies at the same step every time) is retried at
+// once, with the API client that lost it, whenever the token in use (AWSCURRENT) would not
+// outlive a wait, a rotation after it (the lease) and a scheduled rotator's next look (five
+// minutes), or is known dead (absent, expired, of unknown expiry, revoked by a refused write).
+// The first backoff of this kind (780fd88, reverted) backed off in every row but the first loss
+// and the other token's, and make soak left a two-API-client token expired for five minutes
+// (TestSoakMonth/engine-loop/1h-two-api-clients, seed 104). The token lives an hour from t0.
+func TestDecideAbandonedClaimsNeverHoldOffATokenAboutToDie(t *testing.T) {
+	lease := timing.Lease(policy.ClearTimeout)
+	for name, c := range map[string]struct {
+		slots    int           // API clients configured
+		leaseEnd time.Duration // the abandoned claim's lease end, after t0
+		failures int           // the lost API client's failures before this loss
+		mod      func(s *rotation.Snapshot)
+	}{
+		"one API client, the token in use dies during the shortest wait of the 7th step": {slots: 1, leaseEnd: 41 * time.Minute, failures: 7},
+		"one API client, the token in use dies before a look after the wait":             {slots: 1, leaseEnd: 60*time.Minute - 15*time.Second - lease - 5*time.Minute, failures: 1},
+		"one API client, the token in use has expired":                                   {slots: 1, leaseEnd: 61 * time.Minute, failures: 1},
+		"one API client, the earlier loss was certain (a refused token write)": {slots: 1, leaseEnd: 41 * time.Minute, failures: 1,
+			mod: func(s *rotation.Snapshot) { s.State.Lost.Certain = true }},
+		"one API client, no token in AWSCURRENT": {slots: 1, leaseEnd: 41 * time.Minute, failures: 1,
+			mod: func(s *rotation.Snapshot) { s.HasToken, s.Token = false, document.Token{} }},
+		"one API client, the token in use's expiry is unknown": {slots: 1, leaseEnd: 41 * time.Minute, failures: 1,
+			mod: func(s *rotation.Snapshot) { s.Token.ValidTill, s.Token.ValidTillUnknown = nil, true }},
+		"the first loss": {slots: 1, leaseEnd: 41 * time.Minute, failures: 1,
+			mod: func(s *rotation.Snapshot) { s.State.Lost = nil }},
+		"an earlier loss of another token": {slots: 1, leaseEnd: 41 * time.Minute, failures: 1,
+			mod: func(s *rotation.Snapshot) { s.State.Lost.Base = "v-before" }},
+		"two API clients, the token in use dies before a look after the wait": {slots: 2, leaseEnd: 55 * time.Minute, failures: 1},
+		"two API clients, the token in use dies during the wait":              {slots: 2, leaseEnd: 50 * time.Minute, failures: 6},
+	} {
+		t.Run(name, func(t *testing.T) {
+			secrets := []string{"fp1", "fp2"}[:c.slots]
+			// With two API clients, API client 1 issued the token in use and API client 2 (the due
+			// one) keeps losing its claims; with one, the lost claims are API client 1's own.
+			lostSlot := c.slots
+			s := snap(t0.Add(c.leaseEnd+time.Second), t0, c.slots-1, secrets...)
+			fp := secrets[lostSlot-1]
+			end := t0.Add(c.leaseEnd)
+			s.State = document.State{
+				APIClients: []document.APIClient{{Secret: fp, Day: "2026-11-21", Requests: 3, Failures: c.failures, LastError: "an earlier loss"}},
+				Lost:       &document.Lost{At: end.Add(-time.Minute), Reason: "an earlier abandoned claim", Base: "v-current", Slot: lostSlot, Secret: fp},
+				Claim:      &document.Claim{Owner: "gone", At: end.Add(-lease), LeaseUntil: end, Base: "v-current", Slot: lostSlot, Secret: fp},
+			}
+			if c.mod != nil {
+				c.mod(&s)
+			}
+			d := rotation.Decide(s, policy, rotation.Request{Owner: "me"})
+			a := d.Settled.APIClient(fp)
+			if a.Failures != c.failures+1 || d.Settled.Lost == nil || d.Settled.Lost.Certain {
+				t.Fatalf("the abandoned claim is not recorded as an uncertain loss: %+v, lost %+v", a, d.Settled.Lost)
+			}
+			if a.RetryAt != nil || d.Action != rotation.Ask || d.Slot != lostSlot {
+				t.Fatalf("want API client %d asked at once, no backoff: retry at %v, %+v", lostSlot, a.RetryAt, d)
+			}
+		})
+	}
+}
