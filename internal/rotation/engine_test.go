@@ -55,12 +55,15 @@ func TestAgainFollowsTheEnginesNextCheckWithinTheDeadline(t *testing.T) {
 		r    rotation.Result
 		want bool
 	}{
-		{"lost, retry now, no deadline", context.Background(), rotation.Result{Requested: true, NextCheck: at}, true},
-		{"lost, retry now, room", within(room + 5*time.Second), rotation.Result{Requested: true, NextCheck: at}, true},
-		{"lost, retry now, no room for a lease", within(room - time.Second), rotation.Result{Requested: true, NextCheck: at}, false},
-		{"backing off", context.Background(), rotation.Result{Requested: true, NextCheck: at.Add(time.Second)}, false},
-		{"no particular time", context.Background(), rotation.Result{Requested: true}, false},
-		{"Clear not asked", context.Background(), rotation.Result{NextCheck: at}, false},
+		{"lost, retry now, no deadline", context.Background(), rotation.Result{Requested: true, Outcome: rotation.Failed, NextCheck: at}, true},
+		{"lost, retry now, room", within(room + 5*time.Second), rotation.Result{Requested: true, Outcome: rotation.Failed, NextCheck: at}, true},
+		// A token stored that is due at once (it arrived about to expire: a clock far off, a
+		// lifetime of a second) is not a loss: its backoff is the engine's, not the run's to skip.
+		{"stored, due at once", context.Background(), rotation.Result{Requested: true, Outcome: rotation.Rotated, NextCheck: at}, false},
+		{"lost, retry now, no room for a lease", within(room - time.Second), rotation.Result{Requested: true, Outcome: rotation.Failed, NextCheck: at}, false},
+		{"backing off", context.Background(), rotation.Result{Requested: true, Outcome: rotation.Failed, NextCheck: at.Add(time.Second)}, false},
+		{"no particular time", context.Background(), rotation.Result{Requested: true, Outcome: rotation.Failed}, false},
+		{"Clear not asked", context.Background(), rotation.Result{Outcome: rotation.Failed, NextCheck: at}, false},
 	}
 	for _, tc := range cases {
 		if got := e.Again(tc.ctx, tc.r); got != tc.want {

@@ -273,16 +273,19 @@ func (e *Engine) Run(ctx context.Context, c *Client, req Request, cache *Cache) 
 	return r
 }
 
-// Again reports whether r's client should be run again at once, within ctx: r asked Clear, and
-// the engine named no later time than now for its next look. The engine names now only after a
-// lost token (release) whose next rotation its rules let go without waiting (Decide on the state
-// the loss left: the first loss in a row retries at once, a second one backs off, and the daily
-// limit, blocks and the caller's deadline hold), so this adds no rule of its own beyond room:
+// Again reports whether r's client should be run again at once, within ctx: r asked Clear and
+// failed, and the engine named no later time than now for its next look. A failed request names
+// now only after a lost token (release) whose next rotation its rules let go without waiting
+// (Decide on the state the loss left: the first loss in a row retries at once, a second one backs
+// off, and the daily limit, blocks and the caller's deadline hold), so this adds no rule of its
+// own beyond room:
 // ctx's deadline, when it has one, must leave a whole claim's lease and its margin, so that a
 // claim is never cut short by the caller's end. The daemon honours the same NextCheck at its next
 // wake; the Lambda and `rotator rotate`, whose next run may be minutes away, ask this (fleet).
 func (e *Engine) Again(ctx context.Context, r Result) bool {
-	if !r.Requested || r.NextCheck.IsZero() || r.NextCheck.After(e.now()) {
+	// A token stored is never run again here, even one due at once (it arrived about to expire):
+	// what follows it is a backoff, the engine's to keep.
+	if !r.Requested || r.Outcome.OK() || r.NextCheck.IsZero() || r.NextCheck.After(e.now()) {
 		return false
 	}
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timing.Lease(e.ClearTimeout)+timing.LeaseMargin {
