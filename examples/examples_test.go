@@ -337,55 +337,12 @@ func TestPythonRecipeSecretsManagerDown(t *testing.T) {
 	t.Parallel()
 	w := rig.New(t, rig.Options{})
 	w.StoreToken(w.Issue())
-	motoURL, err := url.Parse(w.Moto.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var down atomic.Bool
-	var reads, refused atomic.Int64
-	moto := httputil.NewSingleHostReverseProxy(motoURL)
-	proxy := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".GetSecretValue") {
-			reads.Add(1)
-			if down.Load() {
-				refused.Add(1)
-				rw.Header().Set("Content-Type", "application/x-amz-json-1.1")
-				rw.WriteHeader(http.StatusBadRequest)
-				_, _ = io.WriteString(rw, `{"__type":"AccessDeniedException","message":"not now"}`)
-				return
-			}
-		}
-		moto.ServeHTTP(rw, r)
-	}))
-	defer proxy.Close()
-
-	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
-	cmd := exec.Command("python3", script, "--secret-id", w.TokenID, "--url", w.ClearURL+rig.PingPath,
-		"--threads", "2", "--seconds", "4", "--interval", "0.02", "--ttl", "0.5")
-	cmd.Env = proctest.Env(append(w.Moto.Env(), "AWS_ENDPOINT_URL="+proxy.URL)...)
-	var stdout, stderr proctest.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return reads.Load() > 0 })
-	down.Store(true)
-	var werr error
-	select {
-	case werr = <-exited:
-	case <-time.After(time.Minute):
-		t.Fatal("the recipe did not finish within a minute")
-	}
-	out := stdout.String() + stderr.String()
-	w.Record(out)
-	var res result
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); werr != nil || jerr != nil {
-		t.Fatalf("python: %v %v\n%s", werr, jerr, out)
-	}
+	sm := newFlakySM(t, w)
+	recipe := startRecipe(t, w, sm.URL, "--threads", "2", "--interval", "0.02", "--ttl", "0.5")
+	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return sm.reads.Load() > 0 })
+	sm.down.Store(true)
+	res := recipe.wait(t)
+	refused := &sm.refused
 	t.Logf("%d calls (%v), %d reads refused", res.Calls, res.Statuses, refused.Load())
 	if refused.Load() < 2 {
 		t.Errorf("%d reads refused, want the recipe to have tried again while Secrets Manager was down", refused.Load())
@@ -452,18 +409,45 @@ func TestPythonRecipeAFailedReadDuringTheWait(t *testing.T) {
 	t.Parallel()
 	w := rig.New(t, rig.Options{})
 	w.StoreToken(w.Issue())
+	sm := newFlakySM(t, w)
+	recipe := startRecipe(t, w, sm.URL, "--threads", "1", "--interval", "0.05", "--ttl", "60")
+	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return sm.reads.Load() > 0 })
+	time.Sleep(500 * time.Millisecond) // calls with the token read
+	sm.down.Store(true)
+	tok2 := w.Issue() // Clear revoked the recipe's token; the rotator stores tok2 after a failed read
+	rig.Await(t, "a re-read refused during the wait", 10*time.Second, func() bool { return sm.refused.Load() > 0 })
+	sm.down.Store(false)
+	w.StoreToken(tok2)
+	res := recipe.wait(t)
+	refused := &sm.refused
+	t.Logf("%d calls (%v), %d reads refused", res.Calls, res.Statuses, refused.Load())
+	if res.Failed != 0 || res.Calls == 0 {
+		t.Errorf("%d of %d calls failed across a rotation with one failed re-read: %v", res.Failed, res.Calls, res.Statuses)
+	}
+}
+
+// flakySM is a proxy in front of the rig's moto that refuses every GetSecretValue with an
+// AccessDeniedException (an error boto3 does not retry) while down is set, and counts the reads
+// and the refusals.
+type flakySM struct {
+	URL            string
+	down           atomic.Bool
+	reads, refused atomic.Int64
+}
+
+func newFlakySM(t *testing.T, w *rig.World) *flakySM {
+	t.Helper()
 	motoURL, err := url.Parse(w.Moto.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var down atomic.Bool
-	var reads, refused atomic.Int64
+	f := &flakySM{}
 	moto := httputil.NewSingleHostReverseProxy(motoURL)
 	proxy := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".GetSecretValue") {
-			reads.Add(1)
-			if down.Load() {
-				refused.Add(1)
+			f.reads.Add(1)
+			if f.down.Load() {
+				f.refused.Add(1)
 				rw.Header().Set("Content-Type", "application/x-amz-json-1.1")
 				rw.WriteHeader(http.StatusBadRequest)
 				_, _ = io.WriteString(rw, `{"__type":"AccessDeniedException","message":"not now"}`)
@@ -472,42 +456,52 @@ func TestPythonRecipeAFailedReadDuringTheWait(t *testing.T) {
 		}
 		moto.ServeHTTP(rw, r)
 	}))
-	defer proxy.Close()
+	t.Cleanup(proxy.Close)
+	f.URL = proxy.URL
+	return f
+}
 
+// recipeRun is the Python recipe's demo loop running against w's Clear for 4 s.
+type recipeRun struct {
+	w              *rig.World
+	stdout, stderr proctest.Buffer
+	exited         chan error
+}
+
+// startRecipe starts the Python recipe calling w's Clear, reading the token through smURL; args
+// set its threads, interval and TTL.
+func startRecipe(t *testing.T, w *rig.World, smURL string, args ...string) *recipeRun {
+	t.Helper()
 	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
-	cmd := exec.Command("python3", script, "--secret-id", w.TokenID, "--url", w.ClearURL+rig.PingPath,
-		"--threads", "1", "--seconds", "4", "--interval", "0.05", "--ttl", "60")
-	cmd.Env = proctest.Env(append(w.Moto.Env(), "AWS_ENDPOINT_URL="+proxy.URL)...)
-	var stdout, stderr proctest.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd := exec.Command("python3", append([]string{script, "--secret-id", w.TokenID, "--url", w.ClearURL + rig.PingPath,
+		"--seconds", "4"}, args...)...)
+	cmd.Env = proctest.Env(append(w.Moto.Env(), "AWS_ENDPOINT_URL="+smURL)...)
+	r := &recipeRun{w: w, exited: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { r.exited <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return reads.Load() > 0 })
-	time.Sleep(500 * time.Millisecond) // calls with the token read
-	down.Store(true)
-	tok2 := w.Issue() // Clear revoked the recipe's token; the rotator stores tok2 after a failed read
-	rig.Await(t, "a re-read refused during the wait", 10*time.Second, func() bool { return refused.Load() > 0 })
-	down.Store(false)
-	w.StoreToken(tok2)
+	return r
+}
+
+// wait waits for the recipe to finish, hands its output to the rig's leak scan and returns the
+// summary it printed last.
+func (r *recipeRun) wait(t *testing.T) result {
+	t.Helper()
 	var werr error
 	select {
-	case werr = <-exited:
+	case werr = <-r.exited:
 	case <-time.After(time.Minute):
 		t.Fatal("the recipe did not finish within a minute")
 	}
-	out := stdout.String() + stderr.String()
-	w.Record(out)
+	out := r.stdout.String() + r.stderr.String()
+	r.w.Record(out)
 	var res result
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(r.stdout.String()), "\n")
 	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); werr != nil || jerr != nil {
 		t.Fatalf("python: %v %v\n%s", werr, jerr, out)
 	}
-	t.Logf("%d calls (%v), %d reads refused", res.Calls, res.Statuses, refused.Load())
-	if res.Failed != 0 || res.Calls == 0 {
-		t.Errorf("%d of %d calls failed across a rotation with one failed re-read: %v", res.Failed, res.Calls, res.Statuses)
-	}
+	return res
 }
