@@ -464,12 +464,7 @@ func TestARefusalForOneCallFailsNoOtherCall(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm, clear := newClear(t)
-		const notInScope = "/_rig/api/not-in-scope"
-		sm.w.Handle("GET "+notInScope, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"errors":[{"error_code":"PRODUCT-NOT-ENABLED","error_source":"CLEAR"}]}`)
-		}))
+		notInScope := sm.productNotEnabled()
 		src := NewSource(sm.api(), sm.id())
 		client := &http.Client{Transport: NewTransport(src, clear)}
 		go func() {
@@ -563,12 +558,7 @@ func TestARepeatedRefusalForOneCallHoldsNoOtherCall(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm, clear := newClear(t)
-		const notInScope = "/_rig/api/not-in-scope"
-		sm.w.Handle("GET "+notInScope, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"errors":[{"error_code":"PRODUCT-NOT-ENABLED","error_source":"CLEAR"}]}`)
-		}))
+		notInScope := sm.productNotEnabled()
 		src := NewSource(sm.api(), sm.id())
 		client := &http.Client{Transport: NewTransport(src, clear)}
 		start := time.Now()
@@ -617,4 +607,16 @@ func TestARepeatedRefusalForOneCallHoldsNoOtherCall(t *testing.T) {
 			t.Errorf("%d calls with a live token were held by a later refusal of another call: first %s", len(held), held[0])
 		}
 	})
+}
+
+// productNotEnabled adds an API to sm's Clear that refuses every call with 401, whatever the
+// token, as Clear does for an API the API client lacks the product for, and returns its path.
+func (sm *secret) productNotEnabled() string {
+	const path = "/_rig/api/not-in-scope"
+	sm.w.Handle("GET "+path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"errors":[{"error_code":"PRODUCT-NOT-ENABLED","error_source":"CLEAR"}]}`)
+	}))
+	return path
 }
