@@ -32,6 +32,9 @@ type Snapshot struct {
 	State      document.State
 	// StateID is the ROTATOR_STATE version id; empty when there is none yet.
 	StateID string
+	// StateDamaged is true when ROTATOR_STATE exists but could not be read: State is empty but for
+	// the day's count the engine assumes (assumeSpent).
+	StateDamaged bool
 
 	// Secrets are the fingerprints of the configured API clients, in slot order (slot 1 first); an
 	// empty string is an API client whose secret could not be read.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/store"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // Cache remembers what was read of one client, so that a caller that looks often (the daemon) reads
@@ -111,6 +112,9 @@ func (e *Engine) read(ctx context.Context, c *Client, cache *Cache, create bool)
 			rd.snap.Secrets[i] = fingerprint(c.BaseURL, s)
 		}
 	}
+	if rd.snap.StateDamaged {
+		rd.snap.State = assumeSpent(rd.snap.State, rd.snap.Secrets, timing.Day(now), damagedCount(c.DailyLimit))
+	}
 	if n == 2 && rd.snap.Secrets[0] != "" && rd.snap.Secrets[0] == rd.snap.Secrets[1] {
 		// Two API clients that are one: each rotation would revoke the other's token.
 		return rd, errors.New("both API clients hold the same client secret; configure two different API clients")
@@ -158,6 +162,9 @@ func (e *Engine) readState(ctx context.Context, c *Client, cache *Cache, stages 
 		s.State, s.StateID = cache.state, cache.stateID
 	} else {
 		st, id, err := e.state(ctx, c)
+		if errors.Is(err, errDamaged) {
+			s.StateDamaged, err = true, nil
+		}
 		if err != nil {
 			return err
 		}
@@ -227,7 +234,39 @@ func (e *Engine) current(ctx context.Context, c *Client, create bool) (store.Ver
 	return e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
 }
 
-// state reads the state version; a missing one is an empty state.
+// ClearDailyLimit is Clear's documented limit of token requests per client secret and UTC day.
+const ClearDailyLimit = 288
+
+// errDamaged is state's answer for a state version that cannot be read: an empty state, and the
+// version's id, so that the chain continues from it.
+var errDamaged = errors.New("the rotation state cannot be read")
+
+// damagedCount is the day's count assumed for an API client after a damaged state lost it: the
+// count could have been up to limit, so the rotator may make at most limit more requests and at
+// most ClearDailyLimit - limit without passing Clear's limit; it takes the lower. Zero for a limit
+// up to half of Clear's (the default 48 among them).
+func damagedCount(limit int) int {
+	return max(0, 2*limit-ClearDailyLimit)
+}
+
+// assumeSpent returns st with each configured API client (fingerprints in secrets; an empty one
+// could not be read) counted as having made spent requests on day, as after a damaged state: the
+// count is then written with the next claim, so that it holds for the rest of the day. It is pure.
+func assumeSpent(st document.State, secrets []string, day string, spent int) document.State {
+	if spent <= 0 {
+		return st
+	}
+	for _, fp := range secrets {
+		if fp == "" || slices.ContainsFunc(st.APIClients, func(a document.APIClient) bool { return a.Secret == fp }) {
+			continue
+		}
+		st.APIClients = append(st.APIClients, document.APIClient{Secret: fp, Day: day, Requests: spent})
+	}
+	return st
+}
+
+// state reads the state version; a missing one is an empty state, and a damaged one (errDamaged)
+// an empty state with its version's id.
 func (e *Engine) state(ctx context.Context, c *Client) (document.State, string, error) {
 	v, err := e.Store.Read(ctx, c.TokenSecretID, document.StateStage)
 	if errors.Is(err, store.ErrNotFound) {
@@ -235,8 +274,9 @@ func (e *Engine) state(ctx context.Context, c *Client) (document.State, string, 
 	}
 	if errors.Is(err, store.ErrBinary) {
 		// Another tool wrote it as SecretBinary: as damaged as a string that does not parse.
-		e.Log.Warn("ignoring an unreadable state document", "client", c.Name, "error", "it is binary, not a string")
-		return document.State{}, v.ID, nil
+		e.Log.Warn("ignoring an unreadable state document", "client", c.Name, "error", "it is binary, not a string",
+			"requests_today_assumed", damagedCount(c.DailyLimit))
+		return document.State{}, v.ID, errDamaged
 	}
 	if err != nil {
 		return document.State{}, "", err
@@ -246,11 +286,11 @@ func (e *Engine) state(ctx context.Context, c *Client) (document.State, string, 
 		return document.State{}, "", newer
 	}
 	if perr != nil {
-		// A damaged state must not wedge the client; the chain continues from this version. The
-		// day's count restarts: Clear's own 288 absorbs that for daily limits up to 144 (the
-		// default is 48); above, a damaged state mid-day can meet Clear's 429 before midnight.
-		e.Log.Warn("ignoring an unreadable state document", "client", c.Name, "error", perr)
-		return document.State{}, v.ID, nil
+		// A damaged state must not wedge the client; the chain continues from this version, and
+		// the day's count is assumed (assumeSpent).
+		e.Log.Warn("ignoring an unreadable state document", "client", c.Name, "error", perr,
+			"requests_today_assumed", damagedCount(c.DailyLimit))
+		return document.State{}, v.ID, errDamaged
 	}
 	return st, v.ID, nil
 }

@@ -1089,3 +1089,32 @@ func TestBinaryStateIsIgnoredLikeAnUnreadableOne(t *testing.T) {
 		t.Fatalf("requests today = %d, want 1 (the count restarts from the damaged state)", got)
 	}
 }
+
+// TestDamagedStateNeverLetsTheDayPassClearsLimit: a ROTATOR_STATE that cannot be read loses the
+// day's count. With a daily limit above half of Clear's 288, starting the count again from zero
+// could take the day's total past 288, and Clear answers 429 until midnight UTC whatever the
+// token's expiry. The day's count after a damaged state is taken as the most that the limit
+// allows and still keeps the total within Clear's: 2*limit - 288, and zero for limits up to 144.
+func TestDamagedStateNeverLetsTheDayPassClearsLimit(t *testing.T) {
+	for _, tc := range []struct {
+		limit, want int
+	}{{48, 1}, {144, 1}, {250, 2*250 - rotation.ClearDailyLimit + 1}} {
+		t.Run(fmt.Sprint(tc.limit), func(t *testing.T) {
+			w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+			c.DailyLimit = tc.limit
+			e := w.Engine("a")
+			expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+			if _, err := w.SM.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
+				SecretId: aws.String(w.TokenID), SecretString: aws.String(`{"kind":"clear-rotator-state",`),
+				VersionStages: []string{document.StateStage},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			w.Clock.Advance(40 * time.Minute)
+			expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+			if got := apiClient(t, w).RequestsOn(timing.Day(w.Clock.Now())); got != tc.want {
+				t.Fatalf("requests today = %d after a damaged state, want %d", got, tc.want)
+			}
+		})
+	}
+}
