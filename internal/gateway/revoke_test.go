@@ -95,24 +95,7 @@ func TestANeverAcceptedTokenIsNotRotatedFor(t *testing.T) {
 // as long as the ERP made both kinds of call, until Clear's daily budget ran out.
 func TestACallRefusedWhileOthersAreAcceptedIsNotRotatedFor(t *testing.T) {
 	t.Parallel()
-	var f *fixture
-	f = newFixture(t, func(o *gateway.Options) {
-		o.Hold = 300 * time.Millisecond
-		o.Clients[0].Confirm = func(ctx context.Context) (string, error) {
-			tok, _ := f.h.Current()
-			return tok.Version, nil
-		}
-		o.Clients[0].Heal = func(ctx context.Context, version string) {
-			f.heal.Add(1)
-			f.h.Set(f.rotate())
-		}
-	})
-	f.w.Handle("/base/v1/no-product", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		rw.Header().Set("Content-Type", "application/json")
-		rw.WriteHeader(http.StatusUnauthorized)
-		io.WriteString(rw, `{"errors":[{"error_code":"CLI-AUTH-001","error_message":"Not authorised for this product.","error_source":"CLEAR","error_id":null}]}`)
-	}))
-	f.h.Set(f.rotate())
+	f, _ := healingFixture(t, 300*time.Millisecond)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { // the ERP's ordinary calls, accepted all along
@@ -168,13 +151,13 @@ func (p *noProduct) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	io.WriteString(rw, `{"errors":[{"error_code":"CLI-AUTH-001","error_message":"Not authorised for this product.","error_source":"CLEAR","error_id":null}]}`)
 }
 
-// healingFixture is a fixture whose heal rotates (a token request to Clear) and hands the new
-// token to the holder, as the embedded engine does, with a call Clear refuses whatever the token
-// at /v1/no-product.
-func healingFixture(t *testing.T) (*fixture, *noProduct) {
+// healingFixture is a fixture holding refused calls for hold, whose heal rotates (a token request
+// to Clear) and hands the new token to the holder, as the embedded engine does, with a call Clear
+// refuses whatever the token at /v1/no-product.
+func healingFixture(t *testing.T, hold time.Duration) (*fixture, *noProduct) {
 	var f *fixture
 	f = newFixture(t, func(o *gateway.Options) {
-		o.Hold = 5 * time.Second
+		o.Hold = hold
 		o.Clients[0].Confirm = func(ctx context.Context) (string, error) {
 			tok, _ := f.h.Current()
 			return tok.Version, nil
@@ -198,7 +181,7 @@ func healingFixture(t *testing.T) (*fixture, *noProduct) {
 // revoked): three pairs, three forced rotations.
 func TestACallRefusedAgainAfterAHealIsNeverHealedAgain(t *testing.T) {
 	t.Parallel()
-	f, p := healingFixture(t)
+	f, p := healingFixture(t, 5*time.Second)
 	episode := func() int {
 		if rec := f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)); rec.Code != http.StatusOK {
 			t.Fatalf("an ordinary call: %d", rec.Code)
@@ -253,7 +236,7 @@ func TestACallRefusedAgainAfterAHealIsNeverHealedAgain(t *testing.T) {
 // healed.
 func TestARouteAcceptedAgainIsJudgedAgain(t *testing.T) {
 	t.Parallel()
-	f, p := healingFixture(t)
+	f, p := healingFixture(t, 5*time.Second)
 	if rec := f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)); rec.Code != http.StatusOK {
 		t.Fatalf("an ordinary call: %d", rec.Code)
 	}
@@ -283,7 +266,7 @@ func TestARouteAcceptedAgainIsJudgedAgain(t *testing.T) {
 // it healed.
 func TestACallRefusedAgainIsLearntWhateverItsIDs(t *testing.T) {
 	t.Parallel()
-	f, p := healingFixture(t)
+	f, p := healingFixture(t, 5*time.Second)
 	f.w.Handle("/base/v1/no-product/", p)
 	episode := func(path string) int {
 		if rec := f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)); rec.Code != http.StatusOK {
