@@ -29,6 +29,10 @@ const HeaderAuthToken = "x-cleartax-auth-token"
 // MaxTokenLength is the longest access token Clear documents (MaxLength: 256).
 const MaxTokenLength = secret.MaxTokenLength
 
+// DailyLimit is Clear's documented limit of token requests per client secret and UTC day; past it,
+// Clear answers 429 until midnight UTC.
+const DailyLimit = 288
+
 // DefaultTimeout bounds one token request, connection to last byte.
 const DefaultTimeout = 30 * time.Second
 

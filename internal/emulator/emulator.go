@@ -29,7 +29,7 @@ import (
 )
 
 // DefaultDailyLimit is Clear's documented limit of token requests per client secret and UTC day.
-const DefaultDailyLimit = 288
+const DefaultDailyLimit = clear.DailyLimit
 
 // defaultTokenLength is the length of the token in Clear's sample answer: "1.", a UUID, "_" and 64
 // hex digits.

@@ -234,19 +234,16 @@ func (e *Engine) current(ctx context.Context, c *Client, create bool) (store.Ver
 	return e.Store.Read(ctx, c.TokenSecretID, CurrentStage)
 }
 
-// ClearDailyLimit is Clear's documented limit of token requests per client secret and UTC day.
-const ClearDailyLimit = 288
-
 // errDamaged is state's answer for a state version that cannot be read: an empty state, and the
 // version's id, so that the chain continues from it.
 var errDamaged = errors.New("the rotation state cannot be read")
 
 // damagedCount is the day's count assumed for an API client after a damaged state lost it: the
 // count could have been up to limit, so the rotator may make at most limit more requests and at
-// most ClearDailyLimit - limit without passing Clear's limit; it takes the lower. Zero for a limit
+// most clear.DailyLimit - limit without passing Clear's limit; it takes the lower. Zero for a limit
 // up to half of Clear's (the default 48 among them).
 func damagedCount(limit int) int {
-	return max(0, 2*limit-ClearDailyLimit)
+	return max(0, 2*limit-clear.DailyLimit)
 }
 
 // assumeSpent returns st with each configured API client (fingerprints in secrets; an empty one

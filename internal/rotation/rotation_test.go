@@ -1098,7 +1098,7 @@ func TestBinaryStateIsIgnoredLikeAnUnreadableOne(t *testing.T) {
 func TestDamagedStateNeverLetsTheDayPassClearsLimit(t *testing.T) {
 	for _, tc := range []struct {
 		limit, want int
-	}{{48, 1}, {144, 1}, {250, 2*250 - rotation.ClearDailyLimit + 1}} {
+	}{{48, 1}, {144, 1}, {250, 2*250 - clear.DailyLimit + 1}} {
 		t.Run(fmt.Sprint(tc.limit), func(t *testing.T) {
 			w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
 			c.DailyLimit = tc.limit
