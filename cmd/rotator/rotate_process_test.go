@@ -144,6 +144,15 @@ func TestDailyLimitRefusal(t *testing.T) {
 	if st.RequestsToday == nil || *st.RequestsToday != 2 || st.DailyLimit != 2 || st.BlockedUntil == nil || st.State != "limited" {
 		t.Fatalf("status = %+v", st)
 	}
+	// The runbook's remedy when a token is needed before midnight: a higher
+	// limit for one forced rotation (Clear's own is 288) counts on from the
+	// day's requests, and allows exactly the difference.
+	raised := []string{"ROTATOR_DAILY_LIMIT=3"}
+	wantCode(t, rotatorEnv(w, raised, "rotate", "--force"), 0, "rotated")
+	wantCode(t, rotatorEnv(w, raised, "rotate", "--force"), 1, "refused by the daily limit: 3 of 3")
+	if w.ClearRequests() != 3 {
+		t.Fatalf("Clear requests = %d, want 3", w.ClearRequests())
+	}
 }
 
 func TestInvalidConfigurationExits2(t *testing.T) {
