@@ -82,3 +82,46 @@ func TestTemplateInvokeCommandsOutwaitTheFunction(t *testing.T) {
 		}
 	}
 }
+
+// The function reports these metrics on every run, for every client (TokenSecondsRemaining only
+// for a token that expires). A period without a run is then no news, not good news: an alarm on
+// one of them that treated it as notBreaching would return to OK between runs whenever the
+// schedule is slower than the alarm's period, or a run lands a few seconds late, and page
+// ALARM/OK/ALARM while the token runs out. Each must keep its state (ignore); a schedule that
+// stopped is NotRunningAlarm's job.
+func TestTemplatePerRunMetricAlarmsKeepTheirStateBetweenRuns(t *testing.T) {
+	perRun := map[string]bool{"TokenSecondsRemaining": true, "RequestsToday": true, "DailyLimit": true, "Degraded": true, "TokenLost": true}
+	resources, _ := get(t, samTemplate(t), "Resources").(map[string]any)
+	checked := map[string]bool{}
+	for name, r := range resources {
+		r, _ := r.(map[string]any)
+		if r["Type"] != "AWS::CloudWatch::Alarm" {
+			continue
+		}
+		props, _ := r["Properties"].(map[string]any)
+		metrics := []any{props["MetricName"]}
+		if list, ok := props["Metrics"].([]any); ok {
+			for _, m := range list {
+				m, _ := m.(map[string]any)
+				stat, _ := m["MetricStat"].(map[string]any)
+				metric, _ := stat["Metric"].(map[string]any)
+				metrics = append(metrics, metric["MetricName"])
+			}
+		}
+		for _, m := range metrics {
+			m, _ := m.(string)
+			if !perRun[m] {
+				continue
+			}
+			checked[m] = true
+			if got := props["TreatMissingData"]; got != "ignore" {
+				t.Errorf("%s watches %s, reported on every run, with TreatMissingData %v; want ignore", name, m, got)
+			}
+		}
+	}
+	for m := range perRun {
+		if !checked[m] {
+			t.Errorf("no alarm watches %s", m)
+		}
+	}
+}
