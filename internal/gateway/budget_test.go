@@ -95,6 +95,9 @@ func TestBufferedBodiesShareOneBudget(t *testing.T) {
 			t.Errorf("%s, while the budget is taken: %d after %d attempts; want Clear's 401, sent once", tc.name, rec.Code, attempts["/base"+tc.name])
 		}
 	}
+	// Each was streamed for want of budget, not for its size, and the operator can tell.
+	f.wantMetric(`clear_rotator_gateway_streamed_bodies_total{client="erp",reason="budget"}`, "3")
+	f.wantMetric(`clear_rotator_gateway_streamed_bodies_total{client="erp",reason="size"}`, "0")
 	// What fits is still buffered.
 	replayed(reloaded, "/budget/small", strings.NewReader(strings.Repeat("s", 400)), 1000)
 	close(release)

@@ -156,6 +156,7 @@ func (g *Gateway) held(resp *http.Response, a *attempt) bool {
 	call := g.refusals.refusedCall(a)
 	if !a.intercept {
 		// A 401 that will not be replayed still says something about the token.
+		passedOn(a, call)
 		if !call {
 			g.refusals.refused(a)
 		}
@@ -168,6 +169,7 @@ func (g *Gateway) held(resp *http.Response, a *attempt) bool {
 			io.Reader
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		passedOn(a, call)
 		if !call {
 			g.refusals.refused(a)
 		}
@@ -177,6 +179,19 @@ func (g *Gateway) held(resp *http.Response, a *attempt) bool {
 	a.refused, a.refusedCode, a.refusedHdr, a.refusedBody = true, resp.StatusCode, resp.Header, body
 	a.refusedCall = call
 	return true
+}
+
+// passedOn counts a 401 of attempt a that goes to the caller as it comes: a call's, a replay's, or
+// one that could not be replayed.
+func passedOn(a *attempt, call bool) {
+	switch {
+	case call:
+		a.route.m.passedOn(passCall)
+	case a.replayOf != "":
+		a.route.m.passedOn(passReplayRefused)
+	default:
+		a.route.m.passedOn(passNotReplayable)
+	}
 }
 
 // passes reports whether the answer's header k (canonical) with values vs reaches the caller of

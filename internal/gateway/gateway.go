@@ -419,6 +419,9 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 	// Given back when the request is done, whichever way: answered, refused, replayed, or cut
 	// short by a caller gone (a panic with http.ErrAbortHandler unwinds through here too).
 	defer g.bodies.give(b.held)
+	if b.why != streamNone {
+		rt.m.streamed[b.why-1].Add(1)
+	}
 	tok, ok := g.liveToken(r.Context(), rt)
 	if !ok {
 		rt.m.noTokenAnswer()
@@ -431,7 +434,7 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 		return false
 	}
 	if a.refusedCall {
-		passRefusal(w, a)
+		passRefusal(w, a, passCall)
 		return false
 	}
 	g.refusals.refused(a)
@@ -441,7 +444,7 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 	cancel()
 	rt.m.held(g.o.Now().Sub(begin))
 	if !ok {
-		passRefusal(w, a)
+		passRefusal(w, a, passNoNewerToken)
 		return false
 	}
 	rt.m.replay()
@@ -456,6 +459,7 @@ type body struct {
 	whole  []byte
 	stream io.Reader
 	held   int64
+	why    streamReason // why stream is set
 }
 
 func (b body) replayable() bool { return b.stream == nil }
@@ -475,10 +479,10 @@ func (g *Gateway) buffer(r *http.Request) (body, error) {
 	}
 	limit := g.o.ReplayLimit
 	if n := r.ContentLength; n > limit {
-		return body{stream: r.Body}, nil
+		return body{stream: r.Body, why: streamSize}, nil
 	} else if n > 0 {
 		if !g.bodies.take(n) {
-			return body{stream: r.Body}, nil
+			return body{stream: r.Body, why: streamBudget}, nil
 		}
 		buf := make([]byte, n)
 		if _, err := io.ReadFull(r.Body, buf); err != nil {
@@ -498,7 +502,7 @@ func (g *Gateway) buffer(r *http.Request) (body, error) {
 				step = room + 1 // no overflow, whatever the limit
 			}
 			if !g.bodies.take(step) {
-				return body{stream: io.MultiReader(bytes.NewReader(buf), r.Body), held: held}, nil
+				return body{stream: io.MultiReader(bytes.NewReader(buf), r.Body), held: held, why: streamBudget}, nil
 			}
 			held += step
 			buf = append(make([]byte, 0, int64(cap(buf))+step), buf...)
@@ -512,7 +516,7 @@ func (g *Gateway) buffer(r *http.Request) (body, error) {
 			g.bodies.give(held)
 			return body{}, err
 		case int64(len(buf)) > limit:
-			return body{stream: io.MultiReader(bytes.NewReader(buf), r.Body), held: held}, nil
+			return body{stream: io.MultiReader(bytes.NewReader(buf), r.Body), held: held, why: streamSize}, nil
 		}
 	}
 }
@@ -547,7 +551,8 @@ func (g *Gateway) newerLive(ctx context.Context, rt *route, version string) (Tok
 
 // passRefusal passes a held 401 through as Clear sent it, but for the token: a body that quotes
 // it shows it with secret.Marker instead, as no header may show it (passes).
-func passRefusal(w http.ResponseWriter, a *attempt) {
+func passRefusal(w http.ResponseWriter, a *attempt, why passReason) {
+	a.route.m.passedOn(why)
 	if tok := a.tok.Value.Reveal(); tok != "" && bytes.Contains(a.refusedBody, []byte(tok)) {
 		a.refusedBody = bytes.ReplaceAll(a.refusedBody, []byte(tok), []byte(secret.Marker))
 	}

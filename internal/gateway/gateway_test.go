@@ -216,6 +216,19 @@ func TestABodyOverTheReplayLimitIsNotReplayed(t *testing.T) {
 	if got := f.up.requests()[0].Body; len(got) != 4096 {
 		t.Errorf("upstream got %d bytes of 4096", len(got))
 	}
+	// The operator sees both: the body streamed for its size, and the 401 the caller got for it.
+	f.wantMetric(`clear_rotator_gateway_streamed_bodies_total{client="erp",reason="size"}`, "1")
+	f.wantMetric(`clear_rotator_gateway_refusals_passed_total{client="erp",reason="not_replayable"}`, "1")
+}
+
+// wantMetric fails the test unless the gateway's exposition shows series with value want.
+func (f *fixture) wantMetric(series, want string) {
+	f.w.T.Helper()
+	var b strings.Builder
+	f.gw.WriteMetrics(&b)
+	if got := rig.Sample(b.String(), series); got != want {
+		f.w.T.Errorf("%s = %q, want %q", series, got, want)
+	}
 }
 
 func TestA401WithoutANewerTokenPassesThroughAfterTheHold(t *testing.T) {
@@ -231,6 +244,8 @@ func TestA401WithoutANewerTokenPassesThroughAfterTheHold(t *testing.T) {
 	if n := len(f.up.requests()); n != 1 {
 		t.Fatalf("%d upstream requests, want 1", n)
 	}
+	f.wantMetric(`clear_rotator_gateway_refusals_passed_total{client="erp",reason="no_newer_token"}`, "1")
+	f.wantMetric(`clear_rotator_gateway_refusals_passed_total{client="erp",reason="not_replayable"}`, "0")
 }
 
 func TestNoOtherStatusIsRetried(t *testing.T) {

@@ -18,6 +18,8 @@ const (
 	MetricRevokedOutside = "clear_rotator_gateway_revoked_outside_total"
 	MetricKeyRefusals    = "clear_rotator_gateway_key_refusals_total"
 	MetricNoToken        = "clear_rotator_gateway_no_token_total"
+	MetricPassed         = "clear_rotator_gateway_refusals_passed_total"
+	MetricStreamed       = "clear_rotator_gateway_streamed_bodies_total"
 	// MetricAccessLogDropped counts access log lines dropped because the log's writer did not
 	// keep up (BatchWriter); exported by Service, which owns the writer.
 	MetricAccessLogDropped = "clear_rotator_gateway_access_log_dropped_total"
@@ -32,6 +34,8 @@ var MetricHelp = map[string]string{
 	MetricRevokedOutside:   "Tokens Clear had accepted through the gateway, then refused while still AWSCURRENT and unexpired: revoked outside the rotator.",
 	MetricKeyRefusals:      "Requests refused for a missing or wrong inbound key (x-clear-rotator-key).",
 	MetricNoToken:          "Requests answered 503 because no live token was held.",
+	MetricPassed:           "Clear's 401 answers passed on to the caller, by reason: not_replayable (the body was streamed, or the 401 was too large to hold), no_newer_token (none within the hold), replay_refused (the replay was refused too), call (Clear refuses this call whatever the token).",
+	MetricStreamed:         "Request bodies streamed to Clear rather than buffered, so not replayable after a 401, by reason: size (over the replay limit, or of unknown length and found over it) or budget (the buffered bodies' shared budget was full).",
 	MetricAccessLogDropped: "Access log lines dropped because the log's writer did not keep up.",
 }
 
@@ -64,6 +68,32 @@ func (h *histogram) observe(d time.Duration) {
 // classes are the status classes requests are counted by, in their index order.
 var classes = []string{"2xx", "3xx", "4xx", "5xx"}
 
+// passReason is why Clear's 401 reached the caller: each is an ERP-visible refusal, and all but
+// passCall one the gateway exists to avoid.
+type passReason int
+
+const (
+	passNotReplayable passReason = iota
+	passNoNewerToken
+	passReplayRefused
+	passCall
+)
+
+// passReasons are the reasons' label values, in their index order.
+var passReasons = []string{"not_replayable", "no_newer_token", "replay_refused", "call"}
+
+// streamReason is why a body was streamed rather than buffered; streamNone for a buffered one.
+type streamReason int
+
+const (
+	streamNone streamReason = iota
+	streamSize
+	streamBudget
+)
+
+// streamReasons are the label values of streamSize and streamBudget, in order.
+var streamReasons = []string{"size", "budget"}
+
 // clientMetrics are one client's counters. Each route resolves its own once (Gateway.New), so the
 // request path neither looks a client up nor takes a lock.
 type clientMetrics struct {
@@ -71,6 +101,8 @@ type clientMetrics struct {
 	replays  atomic.Uint64
 	revoked  atomic.Uint64
 	noToken  atomic.Uint64
+	passed   [4]atomic.Uint64 // by passReason
+	streamed [2]atomic.Uint64 // by streamReason-1
 	hold     *histogram
 	upstream *histogram
 }
@@ -113,6 +145,7 @@ func (c *clientMetrics) request(code int)             { c.requests[classIndex(co
 func (c *clientMetrics) replay()                      { c.replays.Add(1) }
 func (c *clientMetrics) revokedOutside()              { c.revoked.Add(1) }
 func (c *clientMetrics) noTokenAnswer()               { c.noToken.Add(1) }
+func (c *clientMetrics) passedOn(why passReason)      { c.passed[why].Add(1) }
 func (c *clientMetrics) held(d time.Duration)         { c.hold.observe(d) }
 func (c *clientMetrics) upstreamTook(d time.Duration) { c.upstream.observe(d) }
 func (m *metrics) keyRefused()                        { m.keyRefusals.Add(1) }
@@ -172,6 +205,16 @@ func (m *metrics) write(b *strings.Builder) {
 	family(MetricKeyRefusals, "counter")
 	fmt.Fprintf(b, "%s %d\n", MetricKeyRefusals, m.keyRefusals.Load())
 	counter(MetricNoToken, func(c *clientMetrics) *atomic.Uint64 { return &c.noToken })
+	byReason := func(name string, reasons []string, v func(c *clientMetrics, i int) *atomic.Uint64) {
+		family(name, "counter")
+		for _, n := range names {
+			for i, why := range reasons {
+				fmt.Fprintf(b, "%s{%s,reason=%q} %d\n", name, clientLabel(n), why, v(m.clients[n], i).Load())
+			}
+		}
+	}
+	byReason(MetricPassed, passReasons, func(c *clientMetrics, i int) *atomic.Uint64 { return &c.passed[i] })
+	byReason(MetricStreamed, streamReasons, func(c *clientMetrics, i int) *atomic.Uint64 { return &c.streamed[i] })
 }
 
 func clientLabel(name string) string {

@@ -224,6 +224,9 @@ func TestACallRefusedAgainAfterAHealIsNeverHealedAgain(t *testing.T) {
 	if n := f.heal.Load(); n != 2 {
 		t.Errorf("healed %d times, want 2: a real revocation on another route is healed", n)
 	}
+	// The first episode's replay was refused too; the later three were passed on as the call's.
+	f.wantMetric(`clear_rotator_gateway_refusals_passed_total{client="erp",reason="replay_refused"}`, "1")
+	f.wantMetric(`clear_rotator_gateway_refusals_passed_total{client="erp",reason="call"}`, "3")
 	var b strings.Builder
 	f.gw.WriteMetrics(&b)
 	if v := rig.Sample(b.String(), `clear_rotator_gateway_revoked_outside_total{client="erp"}`); v != "2" {
