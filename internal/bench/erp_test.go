@@ -45,6 +45,9 @@ const (
 	erpCleartoken                // package cleartoken's Transport
 	erpEmbedded                  // holds no token: calls the daemon's gateway (rotator run, ROTATOR_GATEWAY_ADDR)
 	erpStandalone                // holds no token: calls a standalone `rotator gateway` beside it
+	// holds no token: calls a standalone `rotator gateway` given the client secret (the rotator's
+	// rights), which heals a token revoked outside the rotator (BenchmarkRevokedOutside)
+	erpStandaloneRotator
 )
 
 var erpRows = []erpRow{
@@ -129,7 +132,7 @@ func erpCaller(erp *rig.ERP, kind erpKind, gw string, instance int) func(i int) 
 	case erpCleartoken:
 		client := &http.Client{Transport: cleartoken.NewTransport(cleartoken.NewSource(erp.SM, erp.TokenID), nil), Timeout: 30 * time.Second}
 		return func(int) error { return get(client, erp.ClearURL+rig.PingPath, "") }
-	case erpEmbedded, erpStandalone:
+	case erpEmbedded, erpStandalone, erpStandaloneRotator:
 		client := &http.Client{Timeout: 30 * time.Second}
 		return func(i int) error {
 			// Every other call a POST with a body the gateway must send again, whole, on a 401.

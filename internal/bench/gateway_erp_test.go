@@ -19,7 +19,7 @@ const erpGatewayKey = "erp-gateway-key-fedcba9876543210"
 
 // newERPGateway starts an ERP's world (rig.NewERP) for kind: for erpEmbedded the daemon also
 // serves the gateway; for erpStandalone a `rotator gateway` with read rights only (no client
-// secret) runs beside it. It returns the world, the gateway's address and the process serving it
+// secret) runs beside it, for erpStandaloneRotator one with the world's client secrets. It returns the world, the gateway's address and the process serving it
 // (the daemon, or the standalone gateway; its log has a line per request), or "" and nil for the
 // kinds without a gateway.
 func newERPGateway(tb testing.TB, o rig.ERPOptions, kind erpKind) (*rig.ERP, string, *rig.Proc) {
@@ -32,17 +32,21 @@ func newERPGateway(tb testing.TB, o rig.ERPOptions, kind erpKind) (*rig.ERP, str
 		erp.Hide(erpGatewayKey)
 		awaitGateway(tb, erp.Proc, addr)
 		return erp, addr, erp.Proc
-	case erpStandalone:
+	case erpStandalone, erpStandaloneRotator:
 		erp := rig.NewERP(tb, o)
 		erp.Hide(erpGatewayKey)
 		addr := listenAddr(tb)
-		p := erp.Start(proctest.TestRotator(tb), []string{
-			"CLEAR_CLIENT_SECRET=", // read rights only: it can never ask Clear for a token
+		env := []string{
 			"ROTATOR_GATEWAY_ADDR=" + addr,
 			"ROTATOR_GATEWAY_KEY=" + erpGatewayKey,
 			"ROTATOR_HTTP_ADDR=",
 			"LOG_LEVEL=debug",
-		}, "gateway")
+		}
+		if kind == erpStandalone {
+			// Read rights only: it can never ask Clear for a token.
+			env = append(env, "CLEAR_CLIENT_SECRET=")
+		}
+		p := erp.Start(proctest.TestRotator(tb), env, "gateway")
 		awaitGateway(tb, p, addr)
 		return erp, addr, p
 	default:

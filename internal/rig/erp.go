@@ -193,9 +193,17 @@ func (w *World) Transport() http.RoundTripper {
 // nothing: Clear has revoked the previous token, and the rotator has not stored the new one yet.
 // The token is known to the leak scan. It may be called from any goroutine; a failure is an error
 // of the test and returns "".
-func (w *World) Issue() string {
+func (w *World) Issue() string { return w.IssueWith(1) }
+
+// IssueWith is Issue with API client slot (1 or 2): someone outside the rotator asking Clear with
+// that API client's secret, which revokes the token that API client issued last.
+func (w *World) IssueWith(slot int) string {
+	if slot < 1 || slot > len(w.Secrets) {
+		w.T.Errorf("rig: no API client %d (the world has %d)", slot, len(w.Secrets))
+		return ""
+	}
 	c := w.Client()
-	g, err := c.Clear.Token(context.Background(), c.ClientSecret)
+	g, err := c.Clear.Token(context.Background(), clear.NewClientSecret(w.Secrets[slot-1]))
 	if err != nil {
 		w.T.Errorf("rig: Clear issued no token: %v", err)
 		return ""
