@@ -41,6 +41,14 @@ func handler() *lambdafn.Handler {
 		return unconfigured(fmt.Errorf("configuration: %s is not supported in the Lambda; use %s (or an EventBridge rule, see docs/consumers.md)",
 			config.EnvHookCommand, config.EnvWebhookURL))
 	}
+	for _, c := range cfg.Clients {
+		if c.ProbePath != "" {
+			// Probes are sent by a loop the function does not have; one configured here would
+			// never be sent, and a token revoked outside would go unseen all the same.
+			return unconfigured(fmt.Errorf("configuration: %s is not supported in the Lambda (client %q); run `rotator run` or `rotator gateway` with it (see docs/gateway.md)",
+				config.EnvProbePath, c.Name))
+		}
+	}
 	// CloudWatch Logs parses JSON lines, so JSON is the format whatever LOG_FORMAT says.
 	log := logging.New(os.Stdout, cfg.LogLevel, logging.FormatJSON)
 	sm, err := app.SecretsManager(context.Background())

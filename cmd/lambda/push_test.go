@@ -52,18 +52,23 @@ func TestBootstrapDeliversAWebhook(t *testing.T) {
 	}
 }
 
-func TestBootstrapRefusesAHookCommand(t *testing.T) {
+// The function refuses at start what it could only ignore: a hook command, and a probe (it has no
+// loop to send one from), so that neither is taken for working.
+func TestBootstrapRefusesWhatItCannotDo(t *testing.T) {
 	t.Parallel()
-	d := deploy(t)
-	d.env = append(d.env, "ROTATOR_HOOK_COMMAND=/bin/true")
-	f := d.start(t)
-	r := f.invoke(`{"action":"rotate"}`)
-	if r.kind != "error" || !strings.Contains(string(r.body), "InitError") || !strings.Contains(string(r.body), "ROTATOR_HOOK_COMMAND is not supported in the Lambda") {
-		t.Fatalf("answered %s: %s", r.kind, r.body)
-	}
-	if _, _, ok := d.Read("AWSCURRENT"); ok {
-		if tok, _, _ := d.Current(); !tok.AccessToken.IsZero() {
-			t.Fatal("a refused function rotated")
+	for _, setting := range []string{"ROTATOR_HOOK_COMMAND=/bin/true", "ROTATOR_PROBE_PATH=/v1/ping"} {
+		d := deploy(t)
+		d.env = append(d.env, setting)
+		f := d.start(t)
+		r := f.invoke(`{"action":"rotate"}`)
+		name, _, _ := strings.Cut(setting, "=")
+		if r.kind != "error" || !strings.Contains(string(r.body), "InitError") || !strings.Contains(string(r.body), name+" is not supported in the Lambda") {
+			t.Fatalf("%s: answered %s: %s", name, r.kind, r.body)
+		}
+		if _, _, ok := d.Read("AWSCURRENT"); ok {
+			if tok, _, _ := d.Current(); !tok.AccessToken.IsZero() {
+				t.Fatalf("%s: a refused function rotated", name)
+			}
 		}
 	}
 }

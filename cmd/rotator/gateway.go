@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -111,16 +112,21 @@ func reloadStandalone(ctx context.Context, env Env, svc *gateway.Service, reload
 	log.Error("reload failed; keeping the previous configuration", "error", err)
 }
 
-// startEmbedded starts the gateway `rotator run` serves when ROTATOR_GATEWAY_ADDR is set; nil
-// when it is not. The daemon hands it each token the moment it is stored (an OnResult hook), and
-// its watchers see tokens stored by any other rotator. It heals revocations with the daemon's
-// engine; a SIGHUP gives it the reloaded clients (reloadEmbedded).
+// startEmbedded starts the gateway `rotator run` serves when ROTATOR_GATEWAY_ADDR is set, or,
+// without a listener, to send the probes of clients with a ROTATOR_PROBE_PATH; nil when neither
+// is set. The daemon hands it each token the moment it is stored (an OnResult hook), and its
+// watchers see tokens stored by any other rotator. It heals revocations with the daemon's engine;
+// a SIGHUP gives it the reloaded clients (reloadEmbedded).
 func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, stderr io.Writer) (*gateway.Service, error) {
 	gcfg := &a.Config.Gateway
-	if gcfg.Addr == "" {
+	probes := slices.ContainsFunc(a.Config.Clients, func(c config.Client) bool { return c.ProbePath != "" })
+	if gcfg.Addr == "" && !probes {
 		return nil, nil
 	}
-	procs := gatewayProcs(lookup)
+	procs := runtime.GOMAXPROCS(0)
+	if gcfg.Addr != "" {
+		procs = gatewayProcs(lookup) // probes alone are no reason to change the daemon's
+	}
 	sm, err := app.SecretsManager(ctx)
 	if err != nil {
 		return nil, &usageError{err: err}
@@ -129,6 +135,10 @@ func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, st
 		Engine: a.Engine, Clients: a.Clients, Log: a.Log}, a.Config, stderr))
 	if err != nil {
 		return nil, err
+	}
+	if gcfg.Addr == "" {
+		a.Log.Info("probes started", "clients", len(a.Config.Clients), "probe_interval", gcfg.ProbeInterval.String())
+		return svc, nil
 	}
 	a.Log.Info("gateway started", "clients", len(a.Config.Clients), "gateway_addr", svc.Addr, "tls", svc.TLS,
 		"key", !gcfg.Key.IsZero() || gcfg.KeyID != "", "embedded", true, "gomaxprocs", procs)

@@ -721,3 +721,61 @@ func TestGatewayEmbeddedFollowsReload(t *testing.T) {
 		t.Errorf("erp-a's 2xx went from %q to %q across the reload: counters must carry on", before, after)
 	}
 }
+
+// TestProbeFindsATokenRevokedOutside: `rotator run` with no gateway listener and no ERP calling
+// through one, only ROTATOR_PROBE_PATH. A person asks Clear for a token with the client secret;
+// the probe finds the token refused while it is AWSCURRENT, one forced rotation replaces it, and
+// status remembers it. Before the probe, the token stayed dead until its next due rotation (an hour
+// here) while status said ok (BENCHMARKS.md 7b).
+func TestProbeFindsATokenRevokedOutside(t *testing.T) {
+	t.Parallel()
+	e := rig.NewERP(t, rig.ERPOptions{Lifetime: time.Hour,
+		RotatorEnv: []string{"ROTATOR_PROBE_PATH=" + rig.PingPath, "ROTATOR_PROBE_INTERVAL=1s"}})
+	if !e.Proc.Logged("probes started") || e.Proc.Logged("gateway started") {
+		t.Fatal("the daemon did not start its probes, or started a gateway listener")
+	}
+	e.Proc.Await("an accepted probe", 20*time.Second, func() bool {
+		v := e.Proc.Metric(`clear_rotator_gateway_probes_total{client="default",code="2xx"}`)
+		return v != "" && v != "0"
+	})
+	_, version, _ := e.Current()
+	before := e.Emu.Requests(e.Secrets[0])
+	e.Issue() // outside the rotator: the stored token is revoked
+	e.Proc.Await("the revoked token replaced", 30*time.Second, func() bool {
+		_, now, _ := e.Current()
+		return now != version && e.Live()
+	})
+	if got := e.Emu.Requests(e.Secrets[0]) - before; got != 2 {
+		t.Fatalf("Clear saw %d token requests, want 2 (the outside one and one rotation)", got)
+	}
+	if v := e.Proc.Metric(`clear_rotator_gateway_revoked_outside_total{client="default"}`); v != "1" {
+		t.Errorf("revoked_outside_total = %q, want 1", v)
+	}
+	st := statusOf(t, e.World)
+	if st.RevokedOutside == nil || st.RevokedOutside.Version != version {
+		t.Errorf("status --json revoked_outside = %+v, want version %s", st.RevokedOutside, version)
+	}
+	// Probes of the new token ask Clear for nothing more.
+	time.Sleep(3 * time.Second)
+	if got := e.Emu.Requests(e.Secrets[0]) - before; got != 2 {
+		t.Fatalf("Clear saw %d token requests after the heal, want 2", got)
+	}
+}
+
+// TestProbeFollowsEveryNewToken: a revocation is found only in a token Clear has accepted on an
+// earlier probe, so each new token is probed within a second of its storing, whatever the
+// interval: here rotations every 2 s against an interval of an hour.
+func TestProbeFollowsEveryNewToken(t *testing.T) {
+	t.Parallel()
+	e := rig.NewERP(t, rig.ERPOptions{RotatorEnv: []string{"ROTATOR_PROBE_PATH=" + rig.PingPath, "ROTATOR_PROBE_INTERVAL=1h"}})
+	issued := e.Issued()
+	e.Proc.Await("three more rotations", 30*time.Second, func() bool { return e.Issued() >= issued+3 })
+	time.Sleep(1500 * time.Millisecond) // the last one's probe
+	n, _ := strconv.Atoi(e.Proc.Metric(`clear_rotator_gateway_probes_total{client="default",code="2xx"}`))
+	if n < 3 {
+		t.Fatalf("%d accepted probes over at least three new tokens, want one per token", n)
+	}
+	if v := e.Proc.Metric(`clear_rotator_gateway_revoked_outside_total{client="default"}`); v != "0" {
+		t.Errorf("revoked_outside_total = %q over ordinary rotations", v)
+	}
+}

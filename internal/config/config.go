@@ -50,6 +50,9 @@ type Client struct {
 	// x-cleartax-auth-token.
 	GatewayTokenHeader string
 	WebhookURL         string // push delivery's webhook; "" for none
+	// ProbePath is a GET below BaseURL sent with the token now and then, so that a token
+	// revoked outside the rotator is found; "" for none.
+	ProbePath string
 }
 
 // Config is the validated configuration.
@@ -91,6 +94,7 @@ type Gateway struct {
 	UpstreamTimeout time.Duration
 	MaxConns        int
 	Poll            time.Duration
+	ProbeInterval   time.Duration // how often each client's ProbePath is sent
 	TLSCert         string
 	TLSKey          string
 }

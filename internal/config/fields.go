@@ -206,6 +206,19 @@ func checkHeaderName(s string) (string, error) {
 	return strings.ToLower(s), nil
 }
 
+// checkProbePath validates a probe's path and query: an origin-form target below the base URL,
+// never Clear's token API, whose every call would revoke the token it probes.
+func checkProbePath(s string) (string, error) {
+	path, _, _ := strings.Cut(s, "?")
+	switch {
+	case len(s) > 1024 || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '#' }):
+		return "", fmt.Errorf("%s is not a path; want /PATH[?QUERY] of at most 1024 printable characters, below the base URL", quote(s))
+	case strings.Contains(strings.ToLower(strings.TrimRight(path, "/")), clear.TokenPath):
+		return "", fmt.Errorf("%s is Clear's token API: each probe would ask for a token and revoke the one in use", quote(s))
+	}
+	return s, nil
+}
+
 // text accepts any value (a path, read by whoever uses it).
 func text(s string) (string, error) { return s, nil }
 

@@ -159,3 +159,37 @@ func TestGatewayKeyNeverPrints(t *testing.T) {
 		t.Errorf("the gateway key prints: %s", s)
 	}
 }
+
+// TestProbePath: a probe is an origin-form GET below the base URL, never Clear's token API (each
+// probe would revoke the token it probes), set per client like any per-client setting.
+func TestProbePath(t *testing.T) {
+	base := []string{EnvBaseURL + "=https://api.clear.in", EnvClientSecretID + "=clear/cs", EnvTokenSecretID + "=clear/tok"}
+	for path, want := range map[string]string{
+		"/integration/v1/gstins?page=1":    "",
+		"https://api.clear.in/v1/x":        "is not a path",
+		"v1/x":                             "is not a path",
+		"//evil.example/x":                 "is not a path",
+		"/v1/x y":                          "is not a path",
+		"/v1/x#frag":                       "is not a path",
+		"/" + strings.Repeat("a", 1024):    "is not a path",
+		"/integration/v1/authz/token":      "token API",
+		"/Integration/V1/authz/token/?x=1": "token API",
+	} {
+		cfg, err := Load(envOf(append(base, EnvProbePath+"="+path, EnvProbeInterval+"=10s")...))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q: %v", path, err)
+		case want == "" && (cfg.Clients[0].ProbePath != path || cfg.Gateway.ProbeInterval != 10*time.Second):
+			t.Errorf("%q: got %q every %s", path, cfg.Clients[0].ProbePath, cfg.Gateway.ProbeInterval)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: error %v, want %q", path, err, want)
+		}
+	}
+	cfg, err := Load(envOf(base...))
+	if err != nil || cfg.Clients[0].ProbePath != "" || cfg.Gateway.ProbeInterval != time.Minute {
+		t.Fatalf("defaults: %v %+v", err, cfg)
+	}
+	if _, err := Load(envOf(append(base, EnvProbeInterval+"=500ms")...)); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Errorf("a 500ms interval: %v", err)
+	}
+}

@@ -45,6 +45,8 @@ const (
 	EnvGatewayPoll            = "ROTATOR_GATEWAY_POLL"
 	EnvGatewayTLSCert         = "ROTATOR_GATEWAY_TLS_CERT"
 	EnvGatewayTLSKey          = "ROTATOR_GATEWAY_TLS_KEY"
+	EnvProbePath              = "ROTATOR_PROBE_PATH"
+	EnvProbeInterval          = "ROTATOR_PROBE_INTERVAL"
 	EnvWebhookURL             = "ROTATOR_WEBHOOK_URL"
 	EnvWebhookSecretID        = "ROTATOR_WEBHOOK_SECRET_ID"
 	EnvWebhookSecret          = "ROTATOR_WEBHOOK_SECRET"
@@ -279,6 +281,13 @@ var Settings = []Setting{
 	{Env: EnvGatewayTLSKey, Scope: DaemonOnly, Kind: "path",
 		Help:  "PEM private key of " + EnvGatewayTLSCert,
 		parse: parser(text), config: field(func(c *Config) *string { return &c.Gateway.TLSKey })},
+	{Env: EnvProbePath, Key: "probe_path", Kind: "path", Limits: "/PATH[?QUERY], at most 1024 characters",
+		Help:  "a harmless GET below the base URL that Clear answers with the token (an API of a product the API client has): sent every " + EnvProbeInterval + ", so that a token revoked outside the rotator is found and replaced",
+		Notes: "optional; without it nothing notices a revocation outside the rotator but a gateway's callers; see [Tokens revoked outside](gateway.md#probing-for-a-token-revoked-outside)",
+		parse: parser(checkProbePath), client: field(func(c *Client) *string { return &c.ProbePath })},
+	{Env: EnvProbeInterval, Scope: DaemonOnly, Kind: "duration", Default: time.Minute, DefaultDoc: "1m", Limits: "1s..1h",
+		Help:  "how often each client's " + EnvProbePath + " is sent",
+		parse: parser(duration(time.Second, time.Hour)), config: field(func(c *Config) *time.Duration { return &c.Gateway.ProbeInterval })},
 
 	// Push delivery's (issue 18): a signed webhook per client and a hook command, both run after
 	// every token the rotator stores. See internal/notify.

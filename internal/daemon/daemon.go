@@ -24,14 +24,14 @@ import (
 // clientKey is a client's configuration (its spec, config.Client) as far as its checks depend on
 // it. A client whose key a reload leaves unchanged keeps its cache and counters, and its check
 // under way is filed and handed to the OnResult hooks; a changed one is looked at afresh. What
-// only push delivery and the gateway read is left out, so that a new webhook URL or gateway header
+// only push delivery and the gateway (its probe too) read is left out, so that a new webhook URL or gateway header
 // does not drop the delivery of a token stored in the round under way. Every other field, any
 // added to the spec later included, is part of the key: the safe side.
 type clientKey config.Client
 
 func keyOf(c *rotation.Client) clientKey {
 	k := c.Client
-	k.WebhookURL, k.GatewayTokenHeader = "", ""
+	k.WebhookURL, k.GatewayTokenHeader, k.ProbePath = "", "", ""
 	return clientKey(k)
 }
 

@@ -35,8 +35,8 @@ func TestClientKeyIsTheSpecTheEngineReads(t *testing.T) {
 		}
 	}
 	same := base
-	same.WebhookURL, same.GatewayTokenHeader = "https://erp.example/other", "x-other"
+	same.WebhookURL, same.GatewayTokenHeader, same.ProbePath = "https://erp.example/other", "x-other", "/v1/probe"
 	if key(same) != key(base) {
-		t.Error("a new webhook URL or gateway header changes the key")
+		t.Error("a new webhook URL, gateway header or probe path changes the key")
 	}
 }

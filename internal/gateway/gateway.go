@@ -107,6 +107,8 @@ type Client struct {
 	// Heal, when set, asks for a forced rotation after version was found revoked outside; nil
 	// (no rotator's rights) reports only.
 	Heal func(ctx context.Context, version string)
+	// ProbePath, when set, is the GET below BaseURL that Probe sends (config.Client.ProbePath).
+	ProbePath string
 }
 
 // Options configures a Gateway.
@@ -160,7 +162,8 @@ type route struct {
 type Gateway struct {
 	o        Options
 	routes   map[string]*route
-	only     *route // the only client, when there is one
+	names    []string // the clients', in configuration order
+	only     *route   // the only client, when there is one
 	upstream http.RoundTripper
 	metrics  *metrics
 	bodies   *budget // shared with the gateway this one Continues
@@ -226,6 +229,7 @@ func New(o Options) (*Gateway, error) {
 	if o.Continues != nil {
 		prev = o.Continues.metrics
 	}
+	g.names = names
 	g.metrics = newMetrics(names, prev)
 	for _, r := range g.routes {
 		r.m = g.metrics.clients[r.Name]

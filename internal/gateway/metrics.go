@@ -20,6 +20,7 @@ const (
 	MetricNoToken        = "clear_rotator_gateway_no_token_total"
 	MetricPassed         = "clear_rotator_gateway_refusals_passed_total"
 	MetricStreamed       = "clear_rotator_gateway_streamed_bodies_total"
+	MetricProbes         = "clear_rotator_gateway_probes_total"
 	// MetricAccessLogDropped counts access log lines dropped because the log's writer did not
 	// keep up (BatchWriter); exported by Service, which owns the writer.
 	MetricAccessLogDropped = "clear_rotator_gateway_access_log_dropped_total"
@@ -35,6 +36,7 @@ var MetricHelp = map[string]string{
 	MetricKeyRefusals:      "Requests refused for a missing or wrong inbound key (x-clear-rotator-key).",
 	MetricNoToken:          "Requests answered 503 because no live token was held.",
 	MetricPassed:           "Clear's 401 answers passed on to the caller, by reason: not_replayable (the body was streamed, or the 401 was too large to hold), no_newer_token (none within the hold), replay_refused (the replay was refused too), call (Clear refuses this call whatever the token).",
+	MetricProbes:           "Probes sent (ROTATOR_PROBE_PATH), by the status class a caller would have seen (2xx, 3xx, 4xx, 5xx).",
 	MetricStreamed:         "Request bodies streamed to Clear rather than buffered, so not replayable after a 401, by reason: size (over the replay limit, or of unknown length and found over it) or budget (the buffered bodies' shared budget was full).",
 	MetricAccessLogDropped: "Access log lines dropped because the log's writer did not keep up.",
 }
@@ -98,6 +100,7 @@ var streamReasons = []string{"size", "budget"}
 // request path neither looks a client up nor takes a lock.
 type clientMetrics struct {
 	requests [4]atomic.Uint64 // by status class, as classes
+	probes   [4]atomic.Uint64 // the same, of probes (not in requests)
 	replays  atomic.Uint64
 	revoked  atomic.Uint64
 	noToken  atomic.Uint64
@@ -142,6 +145,7 @@ func classIndex(code int) int {
 }
 
 func (c *clientMetrics) request(code int)             { c.requests[classIndex(code)].Add(1) }
+func (c *clientMetrics) probed(code int)              { c.probes[classIndex(code)].Add(1) }
 func (c *clientMetrics) replay()                      { c.replays.Add(1) }
 func (c *clientMetrics) revokedOutside()              { c.revoked.Add(1) }
 func (c *clientMetrics) noTokenAnswer()               { c.noToken.Add(1) }
@@ -169,12 +173,15 @@ func (m *metrics) write(b *strings.Builder) {
 	family := func(name, typ string) {
 		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, MetricHelp[name], name, typ)
 	}
-	family(MetricRequests, "counter")
-	for _, n := range names {
-		for i, cl := range classes {
-			fmt.Fprintf(b, "%s{%s,code=%q} %d\n", MetricRequests, clientLabel(n), cl, m.clients[n].requests[i].Load())
+	byClass := func(name string, v func(c *clientMetrics) *[4]atomic.Uint64) {
+		family(name, "counter")
+		for _, n := range names {
+			for i, cl := range classes {
+				fmt.Fprintf(b, "%s{%s,code=%q} %d\n", name, clientLabel(n), cl, v(m.clients[n])[i].Load())
+			}
 		}
 	}
+	byClass(MetricRequests, func(c *clientMetrics) *[4]atomic.Uint64 { return &c.requests })
 	counter := func(name string, v func(c *clientMetrics) *atomic.Uint64) {
 		family(name, "counter")
 		for _, n := range names {
@@ -215,6 +222,7 @@ func (m *metrics) write(b *strings.Builder) {
 	}
 	byReason(MetricPassed, passReasons, func(c *clientMetrics, i int) *atomic.Uint64 { return &c.passed[i] })
 	byReason(MetricStreamed, streamReasons, func(c *clientMetrics, i int) *atomic.Uint64 { return &c.streamed[i] })
+	byClass(MetricProbes, func(c *clientMetrics) *[4]atomic.Uint64 { return &c.probes })
 }
 
 func clientLabel(name string) string {

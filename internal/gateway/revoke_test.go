@@ -154,9 +154,12 @@ func (p *noProduct) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // healingFixture is a fixture holding refused calls for hold, whose heal rotates (a token request
 // to Clear) and hands the new token to the holder, as the embedded engine does, with a call Clear
 // refuses whatever the token at /v1/no-product.
-func healingFixture(t *testing.T, hold time.Duration) (*fixture, *noProduct) {
+func healingFixture(t *testing.T, hold time.Duration, tune ...func(o *gateway.Options)) (*fixture, *noProduct) {
 	var f *fixture
 	f = newFixture(t, func(o *gateway.Options) {
+		for _, tn := range tune {
+			tn(o)
+		}
 		o.Hold = hold
 		o.Clients[0].Confirm = func(ctx context.Context) (string, error) {
 			tok, _ := f.h.Current()

@@ -85,8 +85,8 @@ type tokenWatch struct {
 	cancel   context.CancelFunc
 }
 
-// Start reads the key (when one is configured by id), looks once at every token secret, listens,
-// and serves until Shutdown. It fails when the key cannot be read: a gateway that asks for a key
+// Start reads the key (when one is configured by id), looks once at every token secret, listens
+// (unless Addr is empty: probes only), sends the clients' probes, and serves until Shutdown. It fails when the key cannot be read: a gateway that asks for a key
 // it does not have would refuse every caller.
 func Start(ctx context.Context, o ServiceOptions) (*Service, error) {
 	g := o.Gateway
@@ -114,17 +114,22 @@ func Start(ctx context.Context, o ServiceOptions) (*Service, error) {
 		return fail(err)
 	}
 	s.set.Store(set)
-	if err := s.listen(g); err != nil {
-		return fail(err)
+	if g.Addr != "" {
+		if err := s.listen(g); err != nil {
+			return fail(err)
+		}
+		s.wg.Go(func() {
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("gateway: the listener stopped", "error", err)
+			}
+		})
 	}
 	if keyWatcher != nil {
 		s.wg.Go(func() { keyWatcher.Run(wctx) })
 	}
-	s.wg.Go(func() {
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("gateway: the listener stopped", "error", err)
-		}
-	})
+	if g.ProbeInterval > 0 {
+		s.wg.Go(func() { s.probes(wctx, g.ProbeInterval) })
+	}
 	return s, nil
 }
 
@@ -139,7 +144,7 @@ func (s *Service) build(clients []*rotation.Client, e Engine, old *clientSet) (*
 		tw := old.token(c.Name, c.TokenSecretID)
 		if tw == nil {
 			h := &Holder{}
-			w := &Watcher{Store: s.opts.Store, SecretID: c.TokenSecretID, Changed: TokenFeed(h, log, c.Name), Poll: g.Poll, Log: log, What: "token"}
+			w := &Watcher{Store: s.opts.Store, SecretID: c.TokenSecretID, Changed: TokenFeed(h, log, c.Name), Poll: s.poll(), Log: log, What: "token"}
 			h.OnWait = w.Nudge
 			ctx, cancel := context.WithCancel(s.wctx)
 			tw = &tokenWatch{secretID: c.TokenSecretID, holder: h, watcher: w, cancel: cancel}
@@ -149,7 +154,8 @@ func (s *Service) build(clients []*rotation.Client, e Engine, old *clientSet) (*
 			s.wg.Go(func() { w.Run(ctx) })
 		}
 		set.holders[c.Name], set.tokens[c.Name] = tw.holder, tw
-		gc := Client{Name: c.Name, BaseURL: c.BaseURL, Header: c.GatewayTokenHeader, Source: tw.holder, Confirm: tw.watcher.Check}
+		gc := Client{Name: c.Name, BaseURL: c.BaseURL, Header: c.GatewayTokenHeader, Source: tw.holder, Confirm: tw.watcher.Check,
+			ProbePath: c.ProbePath}
 		if e != nil && (!c.ClientSecret.IsZero() || c.ClientSecretID != "") {
 			gc.Heal = s.healer(e, c, tw.holder, tw.watcher)
 		}
@@ -168,6 +174,16 @@ func (s *Service) build(clients []*rotation.Client, e Engine, old *clientSet) (*
 	}
 	set.gw = gw
 	return set, nil
+}
+
+// poll is how often a token secret is looked at: the gateway's Poll, or, with no listener (only
+// probes, whose 401 looks at once), the probes' interval if that is longer: nobody else waits for
+// a token there, and each look is a DescribeSecret.
+func (s *Service) poll() time.Duration {
+	if g := s.opts.Gateway; g.Addr == "" {
+		return max(g.Poll, g.ProbeInterval)
+	}
+	return s.opts.Gateway.Poll
 }
 
 // transport is the one transport to Clear every client set shares, so that a reload keeps the
@@ -353,9 +369,13 @@ func (s *Service) WriteMetrics(b *strings.Builder) {
 // Handler is the gateway's handler, for tests that serve it themselves.
 func (s *Service) Handler() http.Handler { return s }
 
-// Shutdown stops accepting, lets requests in flight finish within ctx, and stops the watchers.
+// Shutdown stops accepting, lets requests in flight finish within ctx, and stops the watchers
+// and the probes.
 func (s *Service) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	var err error
+	if s.srv != nil {
+		err = s.srv.Shutdown(ctx)
+	}
 	s.cancel()
 	s.wg.Wait()
 	if s.batch != nil {
