@@ -44,6 +44,7 @@ type revokeRow struct {
 	// due: 18-second tokens, revoked at revokePhases; otherwise hour-long tokens revoked once the
 	// ERPs' calls are accepted again after the previous repetition.
 	due bool
+	env []string // added to the rotator's environment
 }
 
 var revokeRows = []revokeRow{
@@ -60,7 +61,15 @@ var revokeRows = []revokeRow{
 	// (e) Two API clients, the embedded gateway; the outside request uses the secret of the API
 	// client whose token is AWSCURRENT.
 	{name: "e-two-clients-gateway-embedded", erp: erpEmbedded, apiClients: 2},
+	// (f) The daemon alone, as (a), with a probe every 10 s (ROTATOR_PROBE_PATH): the probe that
+	// meets the revocation is judged as a gateway's call (5 s) and healed; hour-long tokens, so
+	// that nothing else ends the outage.
+	{name: "f-daemon-probe-plain-reread", erp: erpPlain,
+		env: []string{"ROTATOR_PROBE_PATH=" + rig.PingPath, "ROTATOR_PROBE_INTERVAL=" + revokeProbeInterval.String()}},
 }
+
+// revokeProbeInterval is row (f)'s ROTATOR_PROBE_INTERVAL.
+const revokeProbeInterval = 10 * time.Second
 
 // BenchmarkRevokedOutside measures the seconds without a live token after someone outside the
 // rotator asks Clear for a token with the client secret of the token in AWSCURRENT (Clear revokes
@@ -93,7 +102,7 @@ type revokeRep struct {
 }
 
 func runRevoked(b *testing.B, row revokeRow) {
-	o := rig.ERPOptions{Lifetime: revokeHealLifetime, APIClients: row.apiClients}
+	o := rig.ERPOptions{Lifetime: revokeHealLifetime, APIClients: row.apiClients, RotatorEnv: row.env}
 	if row.due {
 		o.Lifetime, o.RenewBefore = revokeDueLifetime, revokeDueRenewBefore
 	}
@@ -105,6 +114,14 @@ func runRevoked(b *testing.B, row revokeRow) {
 		return ok
 	})
 
+	if slices.ContainsFunc(row.env, func(kv string) bool { return strings.HasPrefix(kv, "ROTATOR_PROBE_PATH=") }) {
+		// A probe finds a revocation only in a token Clear accepted on an earlier probe (each new
+		// token is probed within a second).
+		erp.Proc.Await("an accepted probe", revokeWait, func() bool {
+			v := erp.Proc.Metric(`clear_rotator_gateway_probes_total{client="default",code="2xx"}`)
+			return v != "" && v != "0"
+		})
+	}
 	var reps []revokeRep
 	for rep := range revokeReps {
 		tok, version := erp.MustCurrent()
@@ -140,6 +157,9 @@ func runRevoked(b *testing.B, row revokeRow) {
 		r.ended = "a due rotation"
 		if now == rotation.HealVersion(version) {
 			r.ended = "the gateway's forced rotation"
+		}
+		if p == nil {
+			p = erp.Proc // a probe's report is the daemon's
 		}
 		r.ended += fmt.Sprintf(" (rotators' Clear requests: %s)", strings.Join(rotators, ", "))
 		r.reported = -1
