@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -63,12 +64,7 @@ func (d *discard) WriteHeader(int)             {}
 func (s *Service) probes(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(min(every, time.Second))
 	defer t.Stop()
-	type state struct {
-		at           time.Time // of the last probe
-		version      string    // the token it was sent with
-		ok, answered bool
-	}
-	last := map[string]*state{}
+	last := map[string]*probeState{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,7 +75,7 @@ func (s *Service) probes(ctx context.Context, every time.Duration) {
 		for _, name := range set.gw.names {
 			st := last[name]
 			if st == nil {
-				st = &state{}
+				st = &probeState{}
 				last[name] = st
 			}
 			tok, _ := set.holders[name].Current()
@@ -87,19 +83,29 @@ func (s *Service) probes(ctx context.Context, every time.Duration) {
 				continue
 			}
 			st.at, st.version = time.Now(), tok.Version
-			code, err := set.gw.Probe(ctx, name)
-			if err != nil {
-				continue
+			if code, err := set.gw.Probe(ctx, name); err == nil {
+				st.answered(s.log, name, code)
 			}
-			accepted := code >= 200 && code < 300
-			switch {
-			case !accepted && (!st.answered || st.ok):
-				s.log.Warn("gateway: the probe was not accepted; while Clear does not accept it, it cannot find a token revoked outside the rotator",
-					"client", name, "status", code)
-			case accepted && st.answered && !st.ok:
-				s.log.Info("gateway: the probe is accepted again", "client", name, "status", code)
-			}
-			st.ok, st.answered = accepted, true
 		}
 	}
+}
+
+// probeState is what the probe loop remembers of a client's probes.
+type probeState struct {
+	at         time.Time // of the last probe
+	version    string    // the token it was sent with
+	ok, before bool      // the last answer was accepted; there was one
+}
+
+// answered notes a probe's answer, logging a change between accepted and not.
+func (st *probeState) answered(log *slog.Logger, name string, code int) {
+	accepted := code >= 200 && code < 300
+	switch {
+	case !accepted && (!st.before || st.ok):
+		log.Warn("gateway: the probe was not accepted; while Clear does not accept it, it cannot find a token revoked outside the rotator",
+			"client", name, "status", code)
+	case accepted && st.before && !st.ok:
+		log.Info("gateway: the probe is accepted again", "client", name, "status", code)
+	}
+	st.ok, st.before = accepted, true
 }
