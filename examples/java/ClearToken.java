@@ -2,8 +2,10 @@
 // the AWS SDK for Java v2 (software.amazon.awssdk:secretsmanager) and Jackson
 // (com.fasterxml.jackson.core:jackson-databind), both of which the SDK's users usually have.
 //
-// NOT COMPILED BY THE PROJECT'S TESTS: the build machines cannot reach Maven Central. It follows
-// the same rule as the Go package cleartoken and the Python recipe, which are tested:
+// Compiled as written and run by the project's tests (examples/examples_test.go, TestJavaRecipe*)
+// against moto, the Clear emulator and the real rotator, with test-only stand-ins for the SDK
+// classes it imports (see README.md). It follows the same rule as the Go package cleartoken and
+// the Python recipe:
 //
 //  - read AWSCURRENT (ask for the stage explicitly) and cache the token for a short TTL;
 //  - on a 401 from Clear, re-read; while AWSCURRENT still holds the refused token (Clear revokes it
