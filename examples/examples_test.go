@@ -570,6 +570,29 @@ func testAFailedReadDuringTheWait(t *testing.T, recipe func(*testing.T) []string
 	}
 }
 
+// TestJavaRecipeSecretsManagerDownThroughTheWait: Clear revokes the recipe's token while Secrets
+// Manager refuses every read, for longer than the recipe's wait for a newer token. The Go
+// Transport and the Python recipe then return Clear's 401; the Java recipe threw the SDK's
+// exception out of send (it caught only its own ClearTokenException), so an ERP got a Secrets
+// Manager error from an HTTP call instead of the response its error handling expects.
+func TestJavaRecipeSecretsManagerDownThroughTheWait(t *testing.T) {
+	t.Parallel()
+	prepareJava()
+	w := rig.New(t, rig.Options{})
+	w.StoreToken(w.Issue())
+	sm := newFlakySM(t, w)
+	run := startRecipe(t, w, sm.URL, javaRecipe(t), "--threads", "1", "--interval", "0.05", "--ttl", "60", "--max-wait", "0.5")
+	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return sm.reads.Load() > 0 })
+	time.Sleep(300 * time.Millisecond) // calls with the token read
+	sm.down.Store(true)
+	w.Issue() // Clear revokes the recipe's token; no newer one can be read
+	res := run.wait(t)
+	t.Logf("%d calls (%v), %d reads refused", res.Calls, res.Statuses, sm.refused.Load())
+	if res.Statuses["401"] == 0 || res.Statuses["200"]+res.Statuses["401"] != res.Calls {
+		t.Errorf("statuses %v, want Clear's 200s, then its 401s once the token was revoked", res.Statuses)
+	}
+}
+
 // flakySM is a proxy in front of the rig's moto that refuses every GetSecretValue with an
 // AccessDeniedException (an error boto3 does not retry) while down is set, and counts the reads
 // and the refusals.
