@@ -1,16 +1,19 @@
 package examples
 
-// The README's recipes, run: the Go ERP example (built with go build) and the Python recipe
-// (python3 with boto3 and requests, which must be installed: a missing one fails the test, it is
-// never skipped), each as a process in an ERP's world of the shared rig (rig.NewERP): moto, the
-// Clear emulator and the real rotator rotating 3.5-second tokens every 2 seconds. Assertions are
+// The README's recipes, run: the Go ERP example (built with go build), the Python recipe (python3
+// with boto3 and requests) and the Java recipe (javac and java, with Debian's Jackson and
+// test-only stand-ins for the AWS SDK: see javaRecipe), each as a process in an ERP's world of the
+// shared rig (rig.NewERP): moto, the Clear emulator and the real rotator rotating 3.5-second
+// tokens every 2 seconds. A missing tool fails the test, it is never skipped. Assertions are
 // counts of failed calls, never durations.
 
 import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -239,6 +242,122 @@ func TestPythonRecipeKeepsTheTokenOnItsHost(t *testing.T) {
 	}
 }
 
+// TestJavaRecipe runs examples/java/ClearToken.java, compiled as written with Jackson and
+// stand-ins for the AWS SDK's classes that speak Secrets Manager's wire protocol to moto (see
+// javaRecipe), as TestPythonRecipe runs the Python recipe: three ERP instances at once, with 8
+// threads for 6 s through at least two rotations, with a POST body of unknown length for 4 s,
+// and against a missing secret.
+func TestJavaRecipe(t *testing.T) {
+	t.Parallel()
+	prepareJava()
+	erp := rig.NewERP(t, rig.ERPOptions{}) // a rotation every 2 s, while javac runs
+	java := javaRecipe(t)
+
+	before := erp.Issued()
+	run := startConsumer(t, erp, java[0], append(java[1:],
+		"--secret-id", erp.TokenID, "--url", erp.ClearURL+rig.PingPath, "--threads", "8", "--seconds", "6")...)
+	// A body of unknown length (BodyPublishers.ofInputStream) is never sent twice: a call that
+	// hits a revoked token comes back 401 (the recipe waits for the newer token in the background
+	// for the next calls), and the business endpoint sees each POST once.
+	stream := startConsumer(t, erp, java[0], append(java[1:],
+		"--secret-id", erp.TokenID, "--url", erp.ClearURL+rig.InvoicePath, "--threads", "2", "--seconds", "4", "--post-stream")...)
+	// A missing secret: the recipe's error, exit status 1, nothing leaked (the rig's scan).
+	missing := startConsumer(t, erp, java[0], append(java[1:],
+		"--secret-id", "no/such/secret", "--url", erp.ClearURL+rig.PingPath, "--seconds", "1")...)
+
+	if _, msg, err := missing.wait(t, erp, time.Minute); err == nil || !strings.Contains(msg, `clear token secret "no/such/secret": not found`) {
+		t.Errorf("java with a missing secret: %v\n%s", err, msg)
+	} else if code := missing.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("java with a missing secret exited %d, want 1", code)
+	}
+	res, out, err := run.wait(t, erp, time.Minute)
+	rotations := erp.Issued() - before
+	t.Logf("java: %d calls, %d failed (%v), through %d rotations", res.Calls, res.Failed, res.Statuses, rotations)
+	if err != nil || res.Failed != 0 || res.Calls == 0 {
+		t.Errorf("java: %v, %d of %d calls failed:\n%s", err, res.Failed, res.Calls, out)
+	}
+	if rotations < 2 {
+		t.Errorf("only %d rotations while the recipe ran, want at least 2", rotations)
+	}
+
+	res2, out2, err := stream.wait(t, erp, time.Minute)
+	if err != nil || res2.Calls == 0 {
+		t.Errorf("java --post-stream: %v, %d calls\n%s", err, res2.Calls, out2)
+	}
+	if sent := erp.Invoices.Count(); sent != res2.Calls {
+		t.Errorf("%d streamed POSTs reached Clear %d times, want once each", res2.Calls, sent)
+	}
+	for status := range res2.Statuses {
+		if status != "200" && status != "401" {
+			t.Errorf("streamed POST answered %s", status)
+		}
+	}
+	t.Logf("java --post-stream: %v", res2.Statuses)
+}
+
+// TestJavaRecipeKeepsTheTokenOnItsHost: java.net.http follows a redirect with every header of the
+// request, so the Java recipe sends the token only through a client that does not follow
+// redirects (HttpClient's default) and refuses one that does. Given the default client, a
+// redirect to another host comes back to the caller as it is (a 307 to a host that answers 401
+// is not taken for Clear's refusal); given a client that follows redirects, every call is refused
+// before anything is sent. Either way the other host never sees the token, nor a request.
+func TestJavaRecipeKeepsTheTokenOnItsHost(t *testing.T) {
+	t.Parallel()
+	prepareJava()
+	w := rig.New(t, rig.Options{})
+	w.StoreToken(w.Issue())
+	java := javaRecipe(t)
+	var asked atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		if r.Header.Get("x-cleartax-auth-token") != "" {
+			t.Errorf("the other host received the token at %s", r.URL.Path)
+		}
+		rw.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer other.Close()
+	w.Handle("GET /_test/away", http.RedirectHandler(other.URL+"/landed", http.StatusFound))
+	w.Handle("GET /_test/away-refused", http.RedirectHandler(other.URL+"/refuse", http.StatusTemporaryRedirect))
+
+	cases := []struct {
+		path   string
+		follow bool
+		want   string
+	}{
+		{"/_test/away", false, "302"},
+		{"/_test/away-refused", false, "307"},
+		{"/_test/away", true, "IllegalArgumentException"},
+	}
+	var wg sync.WaitGroup
+	for _, c := range cases {
+		args := append(java[1:len(java):len(java)], "--secret-id", w.TokenID, "--url", w.ClearURL+c.path, "--threads", "1", "--seconds", "0.3")
+		if c.follow {
+			args = append(args, "--follow-redirects")
+		}
+		cmd := exec.Command(java[0], args...)
+		cmd.Env = proctest.Env(w.Moto.Env()...)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := cmd.CombinedOutput()
+			w.Record(string(out))
+			var res result
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || jerr != nil {
+				t.Errorf("%s (follow redirects: %v): %v %v\n%s", c.path, c.follow, err, jerr, out)
+				return
+			}
+			if res.Calls == 0 || res.Statuses[c.want] != res.Calls {
+				t.Errorf("%s (follow redirects: %v): statuses %v, want every call %s", c.path, c.follow, res.Statuses, c.want)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := asked.Load(); n != 0 {
+		t.Errorf("the other host was asked %d times, want never: the recipe does not follow redirects", n)
+	}
+}
+
 // TestWebhookReceiverRecipe runs the receiver's check that docs/consumers.md shows, as written,
 // on messages the rotator's own signer signs (internal/notify): a right signature, a tampered
 // body, another key, two keys while the secret changes, and a message too old.
@@ -335,13 +454,25 @@ for c in json.load(sys.stdin):
 // its valid_till) and try the read again once per TTL.
 func TestPythonRecipeSecretsManagerDown(t *testing.T) {
 	t.Parallel()
+	testSecretsManagerDown(t, pythonRecipe)
+}
+
+// TestJavaRecipeSecretsManagerDown: TestPythonRecipeSecretsManagerDown for the Java recipe.
+func TestJavaRecipeSecretsManagerDown(t *testing.T) {
+	t.Parallel()
+	prepareJava()
+	testSecretsManagerDown(t, javaRecipe)
+}
+
+// recipe is pythonRecipe or javaRecipe, called once the world is set up.
+func testSecretsManagerDown(t *testing.T, recipe func(*testing.T) []string) {
 	w := rig.New(t, rig.Options{})
 	w.StoreToken(w.Issue())
 	sm := newFlakySM(t, w)
-	recipe := startRecipe(t, w, sm.URL, "--threads", "2", "--interval", "0.02", "--ttl", "0.5")
+	run := startRecipe(t, w, sm.URL, recipe(t), "--threads", "2", "--interval", "0.02", "--ttl", "0.5")
 	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return sm.reads.Load() > 0 })
 	sm.down.Store(true)
-	res := recipe.wait(t)
+	res := run.wait(t)
 	refused := &sm.refused
 	t.Logf("%d calls (%v), %d reads refused", res.Calls, res.Statuses, refused.Load())
 	if refused.Load() < 2 {
@@ -407,10 +538,23 @@ func TestHookCommandRecipe(t *testing.T) {
 // Clear's 401, though its wait had almost all of its 10 s left; it must read again within the wait.
 func TestPythonRecipeAFailedReadDuringTheWait(t *testing.T) {
 	t.Parallel()
+	testAFailedReadDuringTheWait(t, pythonRecipe)
+}
+
+// TestJavaRecipeAFailedReadDuringTheWait: TestPythonRecipeAFailedReadDuringTheWait for the Java
+// recipe.
+func TestJavaRecipeAFailedReadDuringTheWait(t *testing.T) {
+	t.Parallel()
+	prepareJava()
+	testAFailedReadDuringTheWait(t, javaRecipe)
+}
+
+// recipe is pythonRecipe or javaRecipe, called once the world is set up.
+func testAFailedReadDuringTheWait(t *testing.T, recipe func(*testing.T) []string) {
 	w := rig.New(t, rig.Options{})
 	w.StoreToken(w.Issue())
 	sm := newFlakySM(t, w)
-	recipe := startRecipe(t, w, sm.URL, "--threads", "1", "--interval", "0.05", "--ttl", "60")
+	run := startRecipe(t, w, sm.URL, recipe(t), "--threads", "1", "--interval", "0.05", "--ttl", "60")
 	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return sm.reads.Load() > 0 })
 	time.Sleep(500 * time.Millisecond) // calls with the token read
 	sm.down.Store(true)
@@ -418,11 +562,34 @@ func TestPythonRecipeAFailedReadDuringTheWait(t *testing.T) {
 	rig.Await(t, "a re-read refused during the wait", 10*time.Second, func() bool { return sm.refused.Load() > 0 })
 	sm.down.Store(false)
 	w.StoreToken(tok2)
-	res := recipe.wait(t)
+	res := run.wait(t)
 	refused := &sm.refused
 	t.Logf("%d calls (%v), %d reads refused", res.Calls, res.Statuses, refused.Load())
 	if res.Failed != 0 || res.Calls == 0 {
 		t.Errorf("%d of %d calls failed across a rotation with one failed re-read: %v", res.Failed, res.Calls, res.Statuses)
+	}
+}
+
+// TestJavaRecipeSecretsManagerDownThroughTheWait: Clear revokes the recipe's token while Secrets
+// Manager refuses every read, for longer than the recipe's wait for a newer token. The Go
+// Transport and the Python recipe then return Clear's 401; the Java recipe threw the SDK's
+// exception out of send (it caught only its own ClearTokenException), so an ERP got a Secrets
+// Manager error from an HTTP call instead of the response its error handling expects.
+func TestJavaRecipeSecretsManagerDownThroughTheWait(t *testing.T) {
+	t.Parallel()
+	prepareJava()
+	w := rig.New(t, rig.Options{})
+	w.StoreToken(w.Issue())
+	sm := newFlakySM(t, w)
+	run := startRecipe(t, w, sm.URL, javaRecipe(t), "--threads", "1", "--interval", "0.05", "--ttl", "60", "--max-wait", "0.5")
+	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return sm.reads.Load() > 0 })
+	time.Sleep(300 * time.Millisecond) // calls with the token read
+	sm.down.Store(true)
+	w.Issue() // Clear revokes the recipe's token; no newer one can be read
+	res := run.wait(t)
+	t.Logf("%d calls (%v), %d reads refused", res.Calls, res.Statuses, sm.refused.Load())
+	if res.Statuses["401"] == 0 || res.Statuses["200"]+res.Statuses["401"] != res.Calls {
+		t.Errorf("statuses %v, want Clear's 200s, then its 401s once the token was revoked", res.Statuses)
 	}
 }
 
@@ -461,22 +628,23 @@ func newFlakySM(t *testing.T, w *rig.World) *flakySM {
 	return f
 }
 
-// recipeRun is the Python recipe's demo loop running against w's Clear for 4 s.
+// recipeRun is a recipe's demo loop (Python's or Java's) running against w's Clear for 4 s.
 type recipeRun struct {
 	w              *rig.World
+	name           string
 	stdout, stderr proctest.Buffer
 	exited         chan error
 }
 
-// startRecipe starts the Python recipe calling w's Clear, reading the token through smURL; args
-// set its threads, interval and TTL.
-func startRecipe(t *testing.T, w *rig.World, smURL string, args ...string) *recipeRun {
+// startRecipe starts recipe (pythonRecipe's or javaRecipe's command, which takes the Python
+// script's flags) calling w's Clear, reading the token through smURL; args set its threads,
+// interval and TTL.
+func startRecipe(t *testing.T, w *rig.World, smURL string, recipe []string, args ...string) *recipeRun {
 	t.Helper()
-	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
-	cmd := exec.Command("python3", append([]string{script, "--secret-id", w.TokenID, "--url", w.ClearURL + rig.PingPath,
-		"--seconds", "4"}, args...)...)
+	argv := append(append([]string{}, recipe...), "--secret-id", w.TokenID, "--url", w.ClearURL+rig.PingPath, "--seconds", "4")
+	cmd := exec.Command(argv[0], append(argv[1:], args...)...)
 	cmd.Env = proctest.Env(append(w.Moto.Env(), "AWS_ENDPOINT_URL="+smURL)...)
-	r := &recipeRun{w: w, exited: make(chan error, 1)}
+	r := &recipeRun{w: w, name: argv[0], exited: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -494,14 +662,91 @@ func (r *recipeRun) wait(t *testing.T) result {
 	select {
 	case werr = <-r.exited:
 	case <-time.After(time.Minute):
-		t.Fatal("the recipe did not finish within a minute")
+		t.Fatalf("the %s recipe did not finish within a minute", r.name)
 	}
 	out := r.stdout.String() + r.stderr.String()
 	r.w.Record(out)
 	var res result
 	lines := strings.Split(strings.TrimSpace(r.stdout.String()), "\n")
 	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); werr != nil || jerr != nil {
-		t.Fatalf("python: %v %v\n%s", werr, jerr, out)
+		t.Fatalf("%s: %v %v\n%s", r.name, werr, jerr, out)
 	}
 	return res
+}
+
+// pythonRecipe is the command that runs examples/python/clear_token.py's demo loop.
+func pythonRecipe(*testing.T) []string {
+	return []string{"python3", filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")}
+}
+
+// The Java recipe's build, once per test binary: ClearToken.java as written, the harness
+// testdata/Demo.java, and testdata/sdkstub, the stand-ins for the AWS SDK's classes that the
+// recipe uses (the SDK cannot be downloaded here), which speak Secrets Manager's wire protocol to
+// AWS_ENDPOINT_URL. Jackson is Debian's (libjackson2-databind-java).
+var (
+	javaOnce    sync.Once
+	javaCommand []string
+	javaErr     error
+)
+
+// jacksonJars are the jars of Debian's libjackson2-databind-java and its dependencies.
+var jacksonJars = []string{"/usr/share/java/jackson-databind.jar", "/usr/share/java/jackson-core.jar", "/usr/share/java/jackson-annotations.jar"}
+
+// prepareJava starts the Java recipe's build in the background, so that it overlaps a test's
+// setup; javaRecipe waits for it.
+func prepareJava() { go javaOnce.Do(buildJava) }
+
+// javaRecipe compiles the Java recipe with its harness (once per test binary) and returns the
+// command that runs the harness, which takes the Python recipe's flags. A missing javac, java or
+// Jackson fails the test: it is never skipped.
+func javaRecipe(t *testing.T) []string {
+	t.Helper()
+	javaOnce.Do(buildJava)
+	if javaErr != nil {
+		t.Fatal(javaErr)
+	}
+	return append([]string(nil), javaCommand...) // the caller's to append to
+}
+
+func buildJava() { javaCommand, javaErr = compileJava() }
+
+func compileJava() ([]string, error) {
+	for _, tool := range []string{"javac", "java"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("the Java recipe's tests need %s (Java 11 or later; apt-get install default-jdk-headless, make test-deps does)", tool)
+		}
+	}
+	for _, jar := range jacksonJars {
+		if _, err := os.Stat(jar); err != nil {
+			return nil, fmt.Errorf("the Java recipe's tests need Jackson (apt-get install libjackson2-databind-java, make test-deps does): %w", err)
+		}
+	}
+	shared, err := proctest.Dir()
+	if err != nil {
+		return nil, err
+	}
+	classes, err := os.MkdirTemp(shared, "java-")
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(proctest.Root(), "examples", "java")
+	sources := []string{filepath.Join(dir, "ClearToken.java"), filepath.Join(dir, "testdata", "Demo.java")}
+	err = filepath.WalkDir(filepath.Join(dir, "testdata", "sdkstub"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, ".java") {
+			sources = append(sources, path)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	classpath := strings.Join(jacksonJars, string(os.PathListSeparator))
+	// -Werror with -Xlint: the recipe compiles without a warning (serial aside: its exception is
+	// never serialized).
+	javac := exec.Command("javac", append([]string{"-Xlint:all,-serial", "-Werror", "--release", "11", "-d", classes, "-cp", classpath}, sources...)...)
+	if out, err := javac.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("javac: %v\n%s", err, out)
+	}
+	// A small heap and the quick compiler: the machine's CPUs are shared by the tests in parallel.
+	return []string{"java", "-Xmx64m", "-XX:TieredStopAtLevel=1", "-cp", classes + string(os.PathListSeparator) + classpath, "example.clear.Demo"}, nil
 }

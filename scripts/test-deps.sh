@@ -59,6 +59,20 @@ if ! python3 -c 'import boto3, requests' 2>/dev/null; then
   python3 -c 'import boto3, requests' 2>/dev/null || missing+=("python3 with boto3 and requests (pip install boto3 requests)")
 fi
 
+# The Java consumer recipe (examples/java) is compiled (javac --release 11) and run by the tests
+# with Debian's Jackson; the AWS SDK, which apt does not have, is stood in for by test classes.
+if ! command -v javac >/dev/null || ! command -v java >/dev/null; then
+  apt_install default-jdk-headless
+  if ! command -v javac >/dev/null || ! command -v java >/dev/null; then
+    missing+=("javac and java, JDK 11 or later (apt-get install default-jdk-headless)")
+  fi
+fi
+jackson=(/usr/share/java/jackson-databind.jar /usr/share/java/jackson-core.jar /usr/share/java/jackson-annotations.jar)
+if ! ls "${jackson[@]}" >/dev/null 2>&1; then
+  apt_install libjackson2-databind-java
+  ls "${jackson[@]}" >/dev/null 2>&1 || missing+=("Jackson in /usr/share/java (apt-get install libjackson2-databind-java)")
+fi
+
 if ((${#missing[@]})); then
   echo "the tests need these tools, which are missing:" >&2
   printf '  - %s\n' "${missing[@]}" >&2
@@ -67,4 +81,4 @@ fi
 # The versions come from the packages' metadata: importing moto or running `cfn-lint --version`
 # costs two to three seconds of every `make test`.
 pyversion() { python3 -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null; }
-echo "test tools: $(go version | cut -d' ' -f3), moto_server $(pyversion moto || echo '?'), cfn-lint $(pyversion cfn-lint || cfn-lint --version 2>/dev/null | sed 's/^cfn-lint //'), promtool $(promtool --version 2>&1 | sed -n '1s/^promtool, version \([^ ]*\).*/\1/p')"
+echo "test tools: $(go version | cut -d' ' -f3), moto_server $(pyversion moto || echo '?'), cfn-lint $(pyversion cfn-lint || cfn-lint --version 2>/dev/null | sed 's/^cfn-lint //'), promtool $(promtool --version 2>&1 | sed -n '1s/^promtool, version \([^ ]*\).*/\1/p'), $(javac -version 2>&1)"

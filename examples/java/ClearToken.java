@@ -2,8 +2,10 @@
 // the AWS SDK for Java v2 (software.amazon.awssdk:secretsmanager) and Jackson
 // (com.fasterxml.jackson.core:jackson-databind), both of which the SDK's users usually have.
 //
-// NOT COMPILED BY THE PROJECT'S TESTS: the build machines cannot reach Maven Central. It follows
-// the same rule as the Go package cleartoken and the Python recipe, which are tested:
+// Compiled as written and run by the project's tests (examples/examples_test.go, TestJavaRecipe*)
+// against moto, the Clear emulator and the real rotator, with test-only stand-ins for the SDK
+// classes it imports (see README.md). It follows the same rule as the Go package cleartoken and
+// the Python recipe:
 //
 //  - read AWSCURRENT (ask for the stage explicitly) and cache the token for a short TTL;
 //  - on a 401 from Clear, re-read; while AWSCURRENT still holds the refused token (Clear revokes it
@@ -181,7 +183,9 @@ public final class ClearToken {
 
     /**
      * Sends a request with the token; on a 401 waits for a newer token and sends it once more, if
-     * replayable says the body can be sent twice; otherwise the 401 is returned. The client must
+     * replayable says the body can be sent twice. The 401 is returned as it is when the body
+     * cannot be sent twice, when no newer token came within the wait, or when the secret could not
+     * be read (the read's exception is not thrown: the caller gets Clear's answer). The client must
      * not follow redirects (HttpClient's default, Redirect.NEVER): java.net.http follows one with
      * every header of the request, so the token would go to whatever host the redirect names.
      */
@@ -213,7 +217,7 @@ public final class ClearToken {
         String fresh;
         try {
             fresh = refused(tok);
-        } catch (ClearTokenException e) {
+        } catch (RuntimeException e) { // ClearTokenException, or the SDK's: Clear's 401 is the answer
             return resp;
         }
         return client.send(request.copy().setHeader(HEADER, fresh).build(), handler);

@@ -66,14 +66,11 @@ func Build(tb testing.TB, pkg, envVar string, extraArgs ...string) string {
 	if p, ok := built[key]; ok {
 		return p
 	}
-	if dir == "" {
-		d, err := os.MkdirTemp("", "proctest-")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		dir = d
+	d, err := sharedDir()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	out := filepath.Join(dir, fmt.Sprintf("%s-%d", filepath.Base(pkg), len(built)))
+	out := filepath.Join(d, fmt.Sprintf("%s-%d", filepath.Base(pkg), len(built)))
 	args := append([]string{"build", "-o", out}, extraArgs...)
 	args = append(args, pkg)
 	cmd := exec.Command("go", args...)
@@ -86,6 +83,26 @@ func Build(tb testing.TB, pkg, envVar string, extraArgs ...string) string {
 	}
 	built[key] = out
 	return out
+}
+
+// Dir returns a directory for things built once per test binary (Build's executables, classes
+// compiled for a test), which Cleanup removes.
+func Dir() (string, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	return sharedDir()
+}
+
+// sharedDir is Dir with mu held.
+func sharedDir() (string, error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "proctest-")
+		if err != nil {
+			return "", err
+		}
+		dir = d
+	}
+	return dir, nil
 }
 
 // TestRotator returns the rotator built for process tests: the release build except for a 500 ms
