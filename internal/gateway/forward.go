@@ -186,11 +186,18 @@ func (g *Gateway) held(resp *http.Response, a *attempt) bool {
 func passedOn(a *attempt, call bool) {
 	switch {
 	case call:
-		a.route.m.passedOn(passCall)
+		countPassed(a, passCall)
 	case a.replayOf != "":
-		a.route.m.passedOn(passReplayRefused)
+		countPassed(a, passReplayRefused)
 	default:
-		a.route.m.passedOn(passNotReplayable)
+		countPassed(a, passNotReplayable)
+	}
+}
+
+// countPassed counts a 401 that reached a caller; a probe's reached none.
+func countPassed(a *attempt, why passReason) {
+	if !a.probe {
+		a.route.m.passedOn(why)
 	}
 }
 

@@ -266,6 +266,8 @@ type attempt struct {
 	method, path string
 	// replayOf is, for a replay, the version the first attempt was refused with.
 	replayOf string
+	// probe: the gateway's own probe (Probe), not a caller's request; its refusals reach no ERP.
+	probe bool
 	// refusedCall is set with refused when Clear refuses the call whatever the token
 	// (refusals.refusedCall): its 401 is passed on at once, neither judged nor held.
 	refusedCall bool
@@ -428,11 +430,13 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 	}
 	tok, ok := g.liveToken(r.Context(), rt)
 	if !ok {
-		rt.m.noTokenAnswer()
+		if !w.probe {
+			rt.m.noTokenAnswer() // ClearGatewayNoToken is about ERP calls
+		}
 		answer(w, http.StatusServiceUnavailable, CodeNoToken, "The gateway holds no live Clear token at the moment; retry shortly.", noTokenRetryAfter)
 		return false
 	}
-	a := &attempt{route: rt, tok: tok, intercept: b.replayable(), method: r.Method, path: r.URL.Path}
+	a := &attempt{route: rt, tok: tok, intercept: b.replayable(), method: r.Method, path: r.URL.Path, probe: w.probe}
 	g.send(w, r, a, b)
 	if !a.refused {
 		return false
@@ -452,7 +456,7 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 		return false
 	}
 	rt.m.replay()
-	g.send(w, r, &attempt{route: rt, tok: next, method: r.Method, path: r.URL.Path, replayOf: tok.Version}, b)
+	g.send(w, r, &attempt{route: rt, tok: next, method: r.Method, path: r.URL.Path, replayOf: tok.Version, probe: w.probe}, b)
 	return true
 }
 
@@ -556,7 +560,7 @@ func (g *Gateway) newerLive(ctx context.Context, rt *route, version string) (Tok
 // passRefusal passes a held 401 through as Clear sent it, but for the token: a body that quotes
 // it shows it with secret.Marker instead, as no header may show it (passes).
 func passRefusal(w http.ResponseWriter, a *attempt, why passReason) {
-	a.route.m.passedOn(why)
+	countPassed(a, why)
 	if tok := a.tok.Value.Reveal(); tok != "" && bytes.Contains(a.refusedBody, []byte(tok)) {
 		a.refusedBody = bytes.ReplaceAll(a.refusedBody, []byte(tok), []byte(secret.Marker))
 	}
@@ -577,6 +581,7 @@ func passRefusal(w http.ResponseWriter, a *attempt, why passReason) {
 type recorder struct {
 	http.ResponseWriter
 	status int
+	probe  bool // the request is the gateway's own probe
 }
 
 func (r *recorder) WriteHeader(code int) {

@@ -41,7 +41,7 @@ func (g *Gateway) Probe(ctx context.Context, name string) (int, error) {
 	}
 	r.RequestURI = rt.ProbePath
 	r.Header.Set("User-Agent", "clear-rotator-probe")
-	rec := &recorder{ResponseWriter: &discard{h: http.Header{}}}
+	rec := &recorder{ResponseWriter: &discard{h: http.Header{}}, probe: true}
 	g.forward(rec, r, rt)
 	code := rec.code()
 	rt.m.probed(code)

@@ -68,6 +68,10 @@ func TestAProbeNeverAcceptedNeverHeals(t *testing.T) {
 		t.Errorf("the probe reached Clear %d times, want 3", n)
 	}
 	f.wantMetric(`clear_rotator_gateway_probes_total{client="erp",code="4xx"}`, "3")
+	// A probe is not a caller: its refusals are not ERP-visible failures (ClearGatewayRefusalsPassed).
+	for _, why := range []string{"not_replayable", "no_newer_token", "replay_refused", "call"} {
+		f.wantMetric(`clear_rotator_gateway_refusals_passed_total{client="erp",reason="`+why+`"}`, "0")
+	}
 }
 
 func TestAClientWithoutAProbePathIsNotProbed(t *testing.T) {
@@ -82,6 +86,12 @@ func TestAClientWithoutAProbePathIsNotProbed(t *testing.T) {
 	if n := len(f.up.requests()); n != 0 {
 		t.Fatalf("%d requests reached Clear", n)
 	}
+	// Without a live token a probe gets the gateway's 503, which no ERP call got.
+	g := newFixture(t, func(o *gateway.Options) { o.Clients[0].ProbePath = "/v1/x"; o.Hold = time.Millisecond })
+	if code, err := g.gw.Probe(context.Background(), "erp"); err != nil || code != http.StatusServiceUnavailable {
+		t.Fatalf("a probe without a token: %d %v", code, err)
+	}
+	g.wantMetric(`clear_rotator_gateway_no_token_total{client="erp"}`, "0")
 	// The gateway's own rules hold for a probe path that got past the configuration's.
 	for _, path := range []string{"/integration/v1/authz/token", "/v1/../integration/v1/authz/token", "//evil.example/x", "https://evil.example/x"} {
 		f := newFixture(t, func(o *gateway.Options) { o.Clients[0].ProbePath = path })
