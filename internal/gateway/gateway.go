@@ -446,6 +446,11 @@ func (g *Gateway) forward(w *recorder, r *http.Request, rt *route) bool {
 		return false
 	}
 	g.refusals.refused(a)
+	if w.probe && !w.confirming {
+		if accepted, _ := g.refusals.acceptedAt(rt.Name, tok.Version); accepted {
+			g.confirmProbe(r, rt) // only a token Clear accepted can be judged revoked
+		}
+	}
 	begin := g.o.Now()
 	ctx, cancel := context.WithTimeout(r.Context(), g.o.Hold)
 	next, ok := g.newerLive(ctx, rt, tok.Version)
@@ -582,6 +587,8 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	probe  bool // the request is the gateway's own probe
+	// confirming: the probe is the second, sent to confirm a refusal (confirmProbe)
+	confirming bool
 }
 
 func (r *recorder) WriteHeader(code int) {

@@ -48,6 +48,25 @@ func (g *Gateway) Probe(ctx context.Context, name string) (int, error) {
 	return code, nil
 }
 
+// confirmProbe sends the probe r once more, a fraction of the revocation's grace after its
+// refusal. Callers' calls contradict a revocation when Clear accepts the token for one sent after
+// the refusal (a passing fault at Clear, a call refused for a reason of its own); a probe alone has
+// no such calls beside it, and a single refusal would cost a forced rotation, which revokes the
+// token every ERP holds. If Clear accepts the second probe, the first refusal heals nothing; if it
+// refuses it too, the second is held and replayed with the first.
+func (g *Gateway) confirmProbe(r *http.Request, rt *route) {
+	go func() {
+		t := time.NewTimer(g.o.RevokeGrace / 5)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+		g.forward(&recorder{ResponseWriter: &discard{h: http.Header{}}, probe: true, confirming: true}, r.Clone(r.Context()), rt)
+	}()
+}
+
 // discard is the response writer of a probe: the answer's status is all it keeps.
 type discard struct{ h http.Header }
 

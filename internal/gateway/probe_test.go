@@ -3,7 +3,9 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,5 +105,46 @@ func TestAClientWithoutAProbePathIsNotProbed(t *testing.T) {
 		if n := len(f.up.requests()) + f.w.ClearRequests() - issued; n != 0 {
 			t.Errorf("%s: %d requests reached Clear", path, n)
 		}
+	}
+}
+
+// TestAPassingRefusalOfAProbeHealsNothing: Clear refuses one probe of a token it accepted, then
+// accepts the next (a passing fault). A caller's refusal has other calls beside it to contradict a
+// revocation; a probe sends its own: the second probe, accepted within the grace, says the token
+// lives, and no forced rotation revokes it.
+func TestAPassingRefusalOfAProbeHealsNothing(t *testing.T) {
+	t.Parallel()
+	var refuse atomic.Int32
+	f, _ := healingFixture(t, 4*time.Second, func(o *gateway.Options) {
+		o.Clients[0].ProbePath = "/v1/flaky"
+		o.RevokeGrace = 2 * time.Second
+	})
+	var n atomic.Int32
+	f.w.Handle("/base/v1/flaky", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		if refuse.Add(-1) >= 0 {
+			rw.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(rw, `{"errors":[{"error_code":"CLI-TOK-002"}]}`)
+			return
+		}
+		io.WriteString(rw, `{"ok":true}`)
+	}))
+	ctx := context.Background()
+	if code, err := f.gw.Probe(ctx, "erp"); err != nil || code != http.StatusOK {
+		t.Fatalf("probe: %d %v", code, err)
+	}
+	issued := f.w.ClearRequests()
+	refuse.Store(1)
+	if code, err := f.gw.Probe(ctx, "erp"); err != nil || code != http.StatusUnauthorized {
+		t.Fatalf("the refused probe: %d %v, want Clear's 401 after the hold", code, err)
+	}
+	if h := f.heal.Load(); h != 0 {
+		t.Errorf("healed %d times after one passing refusal", h)
+	}
+	if d := f.w.ClearRequests() - issued; d != 0 {
+		t.Errorf("%d token requests", d)
+	}
+	if got := n.Load(); got != 3 {
+		t.Errorf("the probe reached Clear %d times, want 3: accepted, refused, confirmed", got)
 	}
 }
