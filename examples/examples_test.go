@@ -147,34 +147,44 @@ func TestPythonRecipe(t *testing.T) {
 	t.Parallel()
 	erp := rig.NewERP(t, rig.ERPOptions{}) // a rotation every 2 s
 	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
+	recipeThroughRotations(t, erp, "python", []string{"python3", script}, "not found")
+}
 
+// recipeThroughRotations runs a consumer recipe's command-line mode (cmd, then its flags) against
+// erp's rotations, three instances at once: 8 threads calling for 6 s, none of whose calls may
+// fail through at least two rotations; 2 threads posting bodies of unknown length, which are never
+// retried (a call that hits a revoked token comes back 401, the recipe fetching the newer token for
+// the next calls), so the business endpoint sees each POST once (only this instance posts); and
+// one given a missing secret, which must exit 1 with the recipe's error (missing). The rig scans
+// every output for secrets.
+func recipeThroughRotations(t *testing.T, erp *rig.ERP, name string, cmd []string, missing string) {
+	t.Helper()
 	before := erp.Issued()
-	run := startConsumer(t, erp, "python3", script,
-		"--secret-id", erp.TokenID, "--url", erp.ClearURL+rig.PingPath, "--threads", "8", "--seconds", "6")
-	// A streamed body is never retried: a call that hits a revoked token comes back 401 (the
-	// recipe fetches the newer token in the background for the next calls), and the business
-	// endpoint sees each POST once (calls == invoices; only this instance posts).
-	stream := startConsumer(t, erp, "python3", script,
-		"--secret-id", erp.TokenID, "--url", erp.ClearURL+rig.InvoicePath, "--threads", "2", "--seconds", "4", "--post-stream")
-	// A missing secret: the recipe's error, exit status 1, nothing leaked (the rig's scan).
-	missing := startConsumer(t, erp, "python3", script, "--secret-id", "no/such/secret", "--url", erp.ClearURL+rig.PingPath, "--seconds", "1")
+	start := func(flags ...string) *consumer {
+		return startConsumer(t, erp, cmd[0], append(append([]string(nil), cmd[1:]...), flags...)...)
+	}
+	run := start("--secret-id", erp.TokenID, "--url", erp.ClearURL+rig.PingPath, "--threads", "8", "--seconds", "6")
+	stream := start("--secret-id", erp.TokenID, "--url", erp.ClearURL+rig.InvoicePath, "--threads", "2", "--seconds", "4", "--post-stream")
+	lost := start("--secret-id", "no/such/secret", "--url", erp.ClearURL+rig.PingPath, "--seconds", "1")
 
-	if _, msg, err := missing.wait(t, erp, time.Minute); err == nil || !strings.Contains(msg, "not found") {
-		t.Errorf("python with a missing secret: %v\n%s", err, msg)
+	if _, msg, err := lost.wait(t, erp, time.Minute); err == nil || !strings.Contains(msg, missing) {
+		t.Errorf("%s with a missing secret: %v\n%s", name, err, msg)
+	} else if code := lost.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("%s with a missing secret exited %d, want 1", name, code)
 	}
 	res, out, err := run.wait(t, erp, time.Minute)
 	rotations := erp.Issued() - before
-	t.Logf("python: %d calls, %d failed (%v), through %d rotations", res.Calls, res.Failed, res.Statuses, rotations)
+	t.Logf("%s: %d calls, %d failed (%v), through %d rotations", name, res.Calls, res.Failed, res.Statuses, rotations)
 	if err != nil || res.Failed != 0 || res.Calls == 0 {
-		t.Errorf("python: %v, %d of %d calls failed:\n%s", err, res.Failed, res.Calls, out)
+		t.Errorf("%s: %v, %d of %d calls failed:\n%s", name, err, res.Failed, res.Calls, out)
 	}
 	if rotations < 2 {
 		t.Errorf("only %d rotations while the recipe ran, want at least 2", rotations)
 	}
 
 	res2, out2, err := stream.wait(t, erp, time.Minute)
-	if err != nil {
-		t.Errorf("python --post-stream: %v\n%s", err, out2)
+	if err != nil || res2.Calls == 0 {
+		t.Errorf("%s --post-stream: %v, %d calls\n%s", name, err, res2.Calls, out2)
 	}
 	if sent := erp.Invoices.Count(); sent != res2.Calls {
 		t.Errorf("%d streamed POSTs reached Clear %d times, want once each", res2.Calls, sent)
@@ -184,7 +194,7 @@ func TestPythonRecipe(t *testing.T) {
 			t.Errorf("streamed POST answered %s", status)
 		}
 	}
-	t.Logf("python --post-stream: %v", res2.Statuses)
+	t.Logf("%s --post-stream: %v", name, res2.Statuses)
 }
 
 // TestPythonRecipeKeepsTheTokenOnItsHost: requests follows a redirect with every header of the
@@ -251,48 +261,7 @@ func TestJavaRecipe(t *testing.T) {
 	t.Parallel()
 	prepareJava()
 	erp := rig.NewERP(t, rig.ERPOptions{}) // a rotation every 2 s, while javac runs
-	java := javaRecipe(t)
-
-	before := erp.Issued()
-	run := startConsumer(t, erp, java[0], append(java[1:],
-		"--secret-id", erp.TokenID, "--url", erp.ClearURL+rig.PingPath, "--threads", "8", "--seconds", "6")...)
-	// A body of unknown length (BodyPublishers.ofInputStream) is never sent twice: a call that
-	// hits a revoked token comes back 401 (the recipe waits for the newer token in the background
-	// for the next calls), and the business endpoint sees each POST once.
-	stream := startConsumer(t, erp, java[0], append(java[1:],
-		"--secret-id", erp.TokenID, "--url", erp.ClearURL+rig.InvoicePath, "--threads", "2", "--seconds", "4", "--post-stream")...)
-	// A missing secret: the recipe's error, exit status 1, nothing leaked (the rig's scan).
-	missing := startConsumer(t, erp, java[0], append(java[1:],
-		"--secret-id", "no/such/secret", "--url", erp.ClearURL+rig.PingPath, "--seconds", "1")...)
-
-	if _, msg, err := missing.wait(t, erp, time.Minute); err == nil || !strings.Contains(msg, `clear token secret "no/such/secret": not found`) {
-		t.Errorf("java with a missing secret: %v\n%s", err, msg)
-	} else if code := missing.cmd.ProcessState.ExitCode(); code != 1 {
-		t.Errorf("java with a missing secret exited %d, want 1", code)
-	}
-	res, out, err := run.wait(t, erp, time.Minute)
-	rotations := erp.Issued() - before
-	t.Logf("java: %d calls, %d failed (%v), through %d rotations", res.Calls, res.Failed, res.Statuses, rotations)
-	if err != nil || res.Failed != 0 || res.Calls == 0 {
-		t.Errorf("java: %v, %d of %d calls failed:\n%s", err, res.Failed, res.Calls, out)
-	}
-	if rotations < 2 {
-		t.Errorf("only %d rotations while the recipe ran, want at least 2", rotations)
-	}
-
-	res2, out2, err := stream.wait(t, erp, time.Minute)
-	if err != nil || res2.Calls == 0 {
-		t.Errorf("java --post-stream: %v, %d calls\n%s", err, res2.Calls, out2)
-	}
-	if sent := erp.Invoices.Count(); sent != res2.Calls {
-		t.Errorf("%d streamed POSTs reached Clear %d times, want once each", res2.Calls, sent)
-	}
-	for status := range res2.Statuses {
-		if status != "200" && status != "401" {
-			t.Errorf("streamed POST answered %s", status)
-		}
-	}
-	t.Logf("java --post-stream: %v", res2.Statuses)
+	recipeThroughRotations(t, erp, "java", javaRecipe(t), `clear token secret "no/such/secret": not found`)
 }
 
 // TestJavaRecipeKeepsTheTokenOnItsHost: java.net.http follows a redirect with every header of the
