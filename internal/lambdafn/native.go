@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
@@ -129,6 +130,14 @@ func (h *Handler) createSecret(ctx context.Context, e *rotation.Engine, c *rotat
 		ans.Message = "the version already holds the token this rotation stored: a retried step, nothing to do"
 		log.Info(ans.Message)
 		return ans, nil
+	}
+	// The guard every other rotation goes through: a client secret that is also another client's
+	// would revoke that client's token with this request.
+	if g := h.app.Guard; g != nil {
+		if err := g.Refusal(ctx, c); err != nil {
+			h.record(e, c, fleet.Refused(ctx, e, c, err), requestID, log)
+			return fail(c.Name, err.Error(), err)
+		}
 	}
 	log.Info("asking Clear for a new token for Secrets Manager's rotation")
 	r := e.Run(ctx, c, rotation.Request{Force: true, Event: event, TokenVersion: ev.Token, Stages: []string{PendingStage}}, nil)

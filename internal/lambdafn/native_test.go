@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +46,9 @@ type stepRig struct {
 	// secretID is what Secrets Manager sends as SecretId: the ARN with moto, the name with the
 	// fake, which has no ARNs.
 	secretID string
-	seq      int
+	// clientSecretIDs are the API clients' client secret ids, in slot order.
+	clientSecretIDs []string
+	seq             int
 }
 
 // eachBackend runs fn against moto and against fake.SecretsManager.
@@ -58,6 +62,13 @@ func eachBackend(t *testing.T, fn func(t *testing.T, newRig func(slots, limit in
 
 func newStepRig(t *testing.T, isMoto bool, slots, limit int) *stepRig {
 	t.Helper()
+	return newStepRigWith(t, isMoto, slots, limit, nil)
+}
+
+// newStepRigWith is newStepRig with edit changing the environment the function is configured
+// from before it is loaded.
+func newStepRigWith(t *testing.T, isMoto bool, slots, limit int, edit func(w *rig.World, env map[string]string)) *stepRig {
+	t.Helper()
 	clock := fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
 	w := rig.New(t, rig.Options{Memory: !isMoto, Clock: clock, Lifetime: time.Hour, APIClients: slots})
 	r := &stepRig{t: t, w: w, api: w.API, isMoto: isMoto, clock: clock, emu: w.Emu, metrics: &proctest.Buffer{},
@@ -65,7 +76,8 @@ func newStepRig(t *testing.T, isMoto bool, slots, limit int) *stepRig {
 	w.RecordFrom(r.metrics)
 	env := map[string]string{config.EnvLogLevel: "debug", config.EnvLogFormat: "json", config.EnvDailyLimit: fmt.Sprint(limit),
 		config.EnvBaseURL: w.ClearURL, config.EnvTokenSecretID: w.TokenID}
-	for i, id := range w.StoreClientSecrets() {
+	r.clientSecretIDs = w.StoreClientSecrets()
+	for i, id := range r.clientSecretIDs {
 		if i == 0 {
 			env[config.EnvClientSecretID] = id
 		} else {
@@ -79,6 +91,9 @@ func newStepRig(t *testing.T, isMoto bool, slots, limit int) *stepRig {
 			t.Fatalf("describing the token secret: %v", err)
 		}
 		r.secretID = aws.ToString(out.ARN)
+	}
+	if edit != nil {
+		edit(w, env)
 	}
 	cfg, err := config.Load(lookup(env))
 	if err != nil {
@@ -512,4 +527,41 @@ func TestTestSecretPassesSecretsManagersProbe(t *testing.T) {
 	if n := r.requests(); n != 1 {
 		t.Fatalf("Clear requests = %d, want 1 (the scheduled run's)", n)
 	}
+}
+
+// TestCreateSecretRefusesASharedClientSecret: createSecret goes through the same guard as every
+// other rotation. Client b's client secret id holds client a's client secret (the configuration
+// cannot see it: the ids and names differ), so each request for one would revoke the other's token;
+// Secrets Manager's rotation of a's token secret must be refused without a request, as rotate is.
+// Before, createSecret called the engine directly and asked Clear.
+func TestCreateSecretRefusesASharedClientSecret(t *testing.T) {
+	eachBackend(t, func(t *testing.T, _ func(slots, limit int) *stepRig) {
+		isMoto := strings.HasSuffix(t.Name(), "/moto")
+		r := newStepRigWith(t, isMoto, 1, 48, func(w *rig.World, env map[string]string) {
+			other := env[config.EnvClientSecretID] + "-b"
+			doc, _ := json.Marshal(map[string]string{"client_secret": w.Secrets[0]})
+			w.CreateSecret(other, string(doc))
+			file := filepath.Join(t.TempDir(), "clients.yaml")
+			yaml := fmt.Sprintf("clients:\n  - name: a\n    client_secret_id: %s\n    token_secret_id: %s\n"+
+				"  - name: b\n    client_secret_id: %s\n    token_secret_id: %s-b\n",
+				env[config.EnvClientSecretID], w.TokenID, other, w.TokenID)
+			if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			delete(env, config.EnvClientSecretID)
+			delete(env, config.EnvTokenSecretID)
+			env[config.EnvConfig] = file
+		})
+		_, err := r.step(lambdafn.StepCreate, rotationToken)
+		var shared *rotation.SharedSecretError
+		if !errors.As(err, &shared) {
+			t.Fatalf("createSecret with a shared client secret: %v, want a *rotation.SharedSecretError", err)
+		}
+		if n := r.requests(); n != 0 {
+			t.Fatalf("%d request(s) to Clear with a shared client secret", n)
+		}
+		if v, ok := r.stages()[lambdafn.PendingStage]; ok {
+			t.Errorf("AWSPENDING is on version %s after a refused createSecret", v)
+		}
+	})
 }
