@@ -21,6 +21,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
 	"github.com/clear-rotator/clear-rotator/internal/logging"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
@@ -49,8 +50,11 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	if err != nil {
 		return &usageError{err: err}
 	}
+	// A standalone gateway has no daemon delivering in the background: a token its heal stores is
+	// delivered within the heal, retried as a command's are.
+	after := deliverWithin(a)
 	svc, err := gateway.Start(ctx, accessLog(gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: log}, cfg, stderr))
+		Engine: gatewayEngine(a, after), Clients: a.Clients, Log: log}, cfg, stderr))
 	if err != nil {
 		return err
 	}
@@ -69,7 +73,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 	}
 	log.Info("gateway started", "version", versionString(), "clients", len(cfg.Clients), "gateway_addr", svc.Addr,
 		"tls", svc.TLS, "http_addr", opsAddr, "key", !gcfg.Key.IsZero() || gcfg.KeyID != "", "gomaxprocs", procs)
-	reload := reloadEmbedded(svc, cfg.Gateway)
+	reload := reloadEmbedded(svc, cfg.Gateway, deliverWithin)
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -117,7 +121,11 @@ func reloadStandalone(ctx context.Context, env Env, svc *gateway.Service, reload
 // is set. The daemon hands it each token the moment it is stored (an OnResult hook), and its
 // watchers see tokens stored by any other rotator. It heals revocations with the daemon's engine;
 // a SIGHUP gives it the reloaded clients (reloadEmbedded).
-func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, stderr io.Writer) (*gateway.Service, error) {
+//
+// after is handed each result of a heal, as the daemon's OnResult hooks are each check's (push
+// delivery), so that a token the heal stores is told to the ERP like any other.
+func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, stderr io.Writer,
+	after func(context.Context, *rotation.Client, rotation.Result)) (*gateway.Service, error) {
 	gcfg := &a.Config.Gateway
 	probes := slices.ContainsFunc(a.Config.Clients, func(c config.Client) bool { return c.ProbePath != "" })
 	if gcfg.Addr == "" && !probes {
@@ -132,7 +140,7 @@ func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, st
 		return nil, &usageError{err: err}
 	}
 	svc, err := gateway.Start(ctx, accessLog(gateway.ServiceOptions{Gateway: gcfg, Store: store.New(sm),
-		Engine: a.Engine, Clients: a.Clients, Log: a.Log}, a.Config, stderr))
+		Engine: gatewayEngine(a, after), Clients: a.Clients, Log: a.Log}, a.Config, stderr))
 	if err != nil {
 		return nil, err
 	}
@@ -166,12 +174,15 @@ func gatewayProcs(lookup config.LookupFunc) int {
 // `rotator gateway`'s own). Its own settings
 // (address, key, TLS, limits) are those it started with: a listener is not moved under its
 // callers, and a changed one is said, not ignored.
-func reloadEmbedded(gw *gateway.Service, started config.Gateway) func(context.Context, *app.App) {
+//
+// afterFor gives the heals' after (startEmbedded) for the reloaded configuration.
+func reloadEmbedded(gw *gateway.Service, started config.Gateway,
+	afterFor func(*app.App) func(context.Context, *rotation.Client, rotation.Result)) func(context.Context, *app.App) {
 	return func(_ context.Context, a *app.App) {
 		if a.Config.Gateway != started {
 			a.Log.Warn("the gateway's own settings changed; they take effect at the next restart (its clients follow the reload)")
 		}
-		if err := gw.Reload(a.Clients, a.Engine); err != nil {
+		if err := gw.Reload(a.Clients, gatewayEngine(a, afterFor(a))); err != nil {
 			a.Log.Error("the gateway keeps its previous clients", "error", err)
 			return
 		}
@@ -238,4 +249,40 @@ func gatewayReads(s config.Setting) bool {
 		return true
 	}
 	return s.Env == config.EnvHTTPAddr || strings.HasPrefix(s.Env, "ROTATOR_GATEWAY_")
+}
+
+// healEngine is what the gateway heals a revocation outside the rotator with: the App's Run, behind
+// the guard every rotation goes through (a client secret that is also another client's must not be
+// asked for a token: it would revoke that client's), and each result handed to after, as a daemon's
+// check is handed to its hooks, so that a token the heal stores is push-delivered too.
+type healEngine struct {
+	app   *app.App
+	after func(context.Context, *rotation.Client, rotation.Result)
+}
+
+func gatewayEngine(a *app.App, after func(context.Context, *rotation.Client, rotation.Result)) gateway.Engine {
+	return healEngine{app: a, after: after}
+}
+
+func (h healEngine) Run(ctx context.Context, c *rotation.Client, req rotation.Request, cache *rotation.Cache) rotation.Result {
+	r := h.app.Run(ctx, c, req, cache)
+	if h.after != nil {
+		h.after(ctx, c, r)
+	}
+	return r
+}
+
+// deliverWithin tells the ERP of a token a result stored, within the call (app.App.Deliver, as
+// `rotator rotate` does); nil when push delivery is off. A delivery that finally fails is logged
+// and recorded on the token secret by the notifier, which status shows.
+func deliverWithin(a *app.App) func(context.Context, *rotation.Client, rotation.Result) {
+	d := a.Deliver(a.Log, a.Recorder(nil, a.Log))
+	if d == nil {
+		return nil
+	}
+	return func(ctx context.Context, c *rotation.Client, r rotation.Result) {
+		if r.Stored != nil {
+			_ = d(ctx, c, r, false)
+		}
+	}
 }

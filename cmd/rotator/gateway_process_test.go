@@ -779,3 +779,36 @@ func TestProbeFollowsEveryNewToken(t *testing.T) {
 		t.Errorf("revoked_outside_total = %q over ordinary rotations", v)
 	}
 }
+
+// TestGatewayHealIsDelivered: a token the gateway's heal stores after a revocation outside the
+// rotator is push-delivered like every other stored token: by `rotator gateway` within the heal,
+// and by `rotator run`'s embedded gateway through the daemon's push delivery. Before, the heal
+// handed the token to the gateway's callers only, and the ERP's webhook never heard of it.
+func TestGatewayHealIsDelivered(t *testing.T) {
+	for _, cmd := range []string{"gateway", "run"} {
+		t.Run(cmd, func(t *testing.T) {
+			w := world(t, rig.Options{Lifetime: -1})
+			rc := w.Receiver()
+			wantCode(t, rotatorEnv(w, rc.Env(), "rotate"), 0, "default: rotated")
+			env := append(rc.Env(), "ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_POLL=1s",
+				"ROTATOR_GATEWAY_HOLD=60s", "ROTATOR_HTTP_ADDR=")
+			g := awaitGateway(t, w.Start(proctest.TestRotator(t), env, cmd))
+			if code, body := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusOK {
+				t.Fatalf("first call: %d %s", code, body)
+			}
+			_, before := w.MustCurrent()
+			w.Issue() // outside the rotator: the stored token is revoked
+			if code, body := g.call(t, http.MethodGet, rig.PingPath, nil); code != http.StatusOK {
+				t.Fatalf("held call: %d %s", code, body)
+			}
+			_, healed := w.MustCurrent()
+			if healed == before {
+				t.Fatal("AWSCURRENT did not move on")
+			}
+			g.Await("the heal's delivery", 30*time.Second, func() bool {
+				got := rc.Deliveries()
+				return len(got) == 2 && got[1].Verified && decodeBody(t, got[1]).VersionID == healed
+			})
+		})
+	}
+}

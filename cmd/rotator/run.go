@@ -231,10 +231,11 @@ func runDaemon(ctx context.Context, env Env, stderr io.Writer) error {
 		Log:  a.Log, Reload: hup, Version: versionString(),
 	}
 	// Push delivery (issue 18): each token a check stores is told to the ERP in the background.
-	daemon.NewPush(a).Wire(&opts)
+	push := daemon.NewPush(a)
+	push.Wire(&opts)
 	// With ROTATOR_GATEWAY_ADDR the daemon serves the gateway too, and hands it each token the
-	// moment a check stores it.
-	gw, err := startEmbedded(ctx, a, env.Lookup, stderr)
+	// moment a check stores it; a token the gateway's heal stores is push-delivered as a check's.
+	gw, err := startEmbedded(ctx, a, env.Lookup, stderr, push.OnResult)
 	if err != nil {
 		return err
 	}
@@ -244,7 +245,8 @@ func runDaemon(ctx context.Context, env Env, stderr io.Writer) error {
 		})
 		opts.Metrics = append(opts.Metrics, writeMetricsTo(gw))
 		opts.Services = append(opts.Services, embeddedGateway{gw})
-		opts.OnReload = append(opts.OnReload, reloadEmbedded(gw, a.Config.Gateway))
+		opts.OnReload = append(opts.OnReload, reloadEmbedded(gw, a.Config.Gateway,
+			func(*app.App) func(context.Context, *rotation.Client, rotation.Result) { return push.OnResult }))
 	}
 	return daemon.Run(ctx, opts)
 }
