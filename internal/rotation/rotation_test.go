@@ -1118,3 +1118,27 @@ func TestDamagedStateNeverLetsTheDayPassClearsLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusKeepsTheTokenWhenTheClientSecretIsUnreadable: a client secret that cannot be read says
+// nothing about the token secret, which was read: status keeps the token's times and reports the
+// client secret's error, instead of a row of unknowns.
+func TestStatusKeepsTheTokenWhenTheClientSecretIsUnreadable(t *testing.T) {
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	tok, _ := w.MustCurrent()
+	c.ClientSecret, c.ClientSecretID = clear.ClientSecret{}, "clear/no-such-client-secret"
+	s, err := e.Status(context.Background(), c)
+	if err == nil {
+		t.Fatal("no error for an unreadable client secret")
+	}
+	if !s.HasToken || s.ValidTill == nil || !s.ValidTill.Equal(*tok.ValidTill) || s.RenewAt == nil {
+		t.Fatalf("status = %+v, want the token's times kept", s)
+	}
+	if s.State != rotation.HealthUnknown {
+		t.Errorf("state %s, want unknown: the client cannot be looked at without its client secret", s.State)
+	}
+	if s.LastError == nil || !strings.Contains(*s.LastError, "no-such-client-secret") {
+		t.Errorf("last error = %v, want the client secret's", s.LastError)
+	}
+}

@@ -176,7 +176,7 @@ func consumerReread(c *Client, s Snapshot, d Decision) *string {
 // state is unknown, with the error.
 func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 	rd, err := e.read(ctx, c, nil, false)
-	if err != nil {
+	if err != nil && !secretsOnly(rd, err) {
 		return Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit, APIClients: []SlotView{}}, err
 	}
 	d := Decide(rd.snap, e.policy(c), Request{})
@@ -185,9 +185,21 @@ func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 		d = e.withVersions(ctx, c, &rd, Request{}, d)
 	}
 	st := statusOf(c, rd.snap, d)
+	if err != nil {
+		// No client secret could be read: whether the client can be rotated is unknown, as
+		// before; the token's times, which were read, are kept.
+		st.State = HealthUnknown
+	}
 	unreadable(&st, rd)
 	e.healedAt(ctx, c, st.RevokedOutside)
 	return st, errors.Join(rd.errs...)
+}
+
+// secretsOnly reports whether err, read's, is only that no client secret could be read: the token
+// secret and the state were read, and what they say stands (the token's times, the day's count);
+// only the API clients' rows are unknown.
+func secretsOnly(rd read, err error) bool {
+	return rd.snap.CurrentKnown && len(rd.errs) > 0 && errors.Is(err, rd.errs[0])
 }
 
 // unreadable puts the error of each client secret that could not be read in its API client's row
