@@ -1142,3 +1142,22 @@ func TestStatusKeepsTheTokenWhenTheClientSecretIsUnreadable(t *testing.T) {
 		t.Errorf("last error = %v, want the client secret's", s.LastError)
 	}
 }
+
+// TestARunWithAnUnreadableClientSecretKeepsTheTokensTimes: a rotation that fails because no client
+// secret can be read still reports the token it read, so that what is derived from its result (the
+// Lambda's TokenSecondsRemaining, the daemon's expiry gauges) keeps counting down instead of going
+// missing while the client secret is unreadable.
+func TestARunWithAnUnreadableClientSecretKeepsTheTokensTimes(t *testing.T) {
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	tok, _ := w.MustCurrent()
+	c.ClientSecret, c.ClientSecretID = clear.ClientSecret{}, "clear/no-such-client-secret"
+	r := e.Run(context.Background(), c, rotation.Request{}, nil)
+	if r.Outcome != rotation.Failed || r.Err == nil {
+		t.Fatalf("outcome %s (%v), want failed", r.Outcome, r.Err)
+	}
+	if s := r.Status; s.State != rotation.HealthUnknown || !s.HasToken || s.ValidTill == nil || !s.ValidTill.Equal(*tok.ValidTill) {
+		t.Fatalf("status = %+v, want unknown with the token's times", s)
+	}
+}

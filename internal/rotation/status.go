@@ -176,8 +176,10 @@ func consumerReread(c *Client, s Snapshot, d Decision) *string {
 // state is unknown, with the error.
 func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 	rd, err := e.read(ctx, c, nil, false)
-	if err != nil && !secretsOnly(rd, err) {
-		return Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit, APIClients: []SlotView{}}, err
+	if err != nil {
+		st := e.unknownStatus(c, rd, err)
+		e.healedAt(ctx, c, st.RevokedOutside)
+		return st, err
 	}
 	d := Decide(rd.snap, e.policy(c), Request{})
 	if d.Action == Ask {
@@ -185,14 +187,23 @@ func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 		d = e.withVersions(ctx, c, &rd, Request{}, d)
 	}
 	st := statusOf(c, rd.snap, d)
-	if err != nil {
-		// No client secret could be read: whether the client can be rotated is unknown, as
-		// before; the token's times, which were read, are kept.
-		st.State = HealthUnknown
-	}
 	unreadable(&st, rd)
 	e.healedAt(ctx, c, st.RevokedOutside)
 	return st, errors.Join(rd.errs...)
+}
+
+// unknownStatus is c's status when read failed with err: unknown. When only the client secrets
+// could not be read (secretsOnly), the token secret and the state were, and what they say stands
+// (the token's times, the day's count), with each API client's row carrying its error; otherwise
+// nothing is known.
+func (e *Engine) unknownStatus(c *Client, rd read, err error) Status {
+	if !secretsOnly(rd, err) {
+		return Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit, APIClients: []SlotView{}}
+	}
+	st := statusOf(c, rd.snap, Decide(rd.snap, e.policy(c), Request{}))
+	st.State = HealthUnknown
+	unreadable(&st, rd)
+	return st
 }
 
 // secretsOnly reports whether err, read's, is only that no client secret could be read: the token
