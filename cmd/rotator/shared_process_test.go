@@ -23,6 +23,8 @@ func TestProcessSharedClientSecretIsRefused(t *testing.T) {
 	wantCode(t, rotatorEnv(w, env, "rotate"), 1, "hold the same client secret")
 	wantCode(t, rotatorEnv(w, env, "rotate", "--client", "b", "--force"), 1, "hold the same client secret")
 	wantCode(t, rotatorEnv(w, env, "revoke", "--yes", "--client", "a"), 1, "hold the same client secret")
+	// status says why nothing rotates them: blocked until the client secret changes.
+	wantCode(t, rotatorEnv(w, env, "status", "--check", "--client", "b"), 1, "(until the client secret changes)")
 
 	p := w.Daemon(append(env, "ROTATOR_HTTP_ADDR=")...)
 	select {

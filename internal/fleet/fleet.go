@@ -241,8 +241,12 @@ func (f *Fleet) Status(ctx context.Context, clients []*rotation.Client) (StatusA
 		st  rotation.Status
 		err error
 	}
+	g := f.guard(clients)
 	reads := each(clients, func(c *rotation.Client) read {
 		st, err := f.Engine.Status(ctx, c)
+		if refusal := g.Refusal(ctx, c); refusal != nil {
+			st = refusedStatus(st, refusal)
+		}
 		return read{st, err}
 	})
 	ans := StatusAnswer{Clients: make([]rotation.Status, len(reads))}

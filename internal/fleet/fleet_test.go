@@ -89,3 +89,36 @@ func TestStatusAnswerCarriesWhatWasNotDelivered(t *testing.T) {
 		t.Fatalf("without push delivery: %v", ans.Undelivered)
 	}
 }
+
+// TestStatusShowsASharedClientSecretAsBlocked: a client the guard refuses (its client secret is also
+// another client's) will not be rotated until the secret changes; status must say so, blocked with
+// the reason, so that `status --check` fails, rather than show ok until its token dies. The
+// refused result's status says the same. Before, status showed both clients ok.
+func TestStatusShowsASharedClientSecretAsBlocked(t *testing.T) {
+	w := rig.New(t, rig.Options{Memory: true, Lifetime: time.Hour, APIClients: 2, Clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))})
+	ids := w.StoreClientSecrets()
+	var clients []*rotation.Client
+	for i, name := range []string{"a", "b"} {
+		c := w.Client()
+		c.Name, c.TokenSecretID = name, w.TokenID+"-"+name
+		c.ClientSecret, c.ClientSecret2, c.ClientSecretID = clear.ClientSecret{}, clear.ClientSecret{}, ids[i]
+		clients = append(clients, c)
+	}
+	ctx := context.Background()
+	f := &fleet.Fleet{Engine: w.Engine("cli"), All: clients}
+	if _, err := f.Rotate(ctx, clients, rotation.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.SM.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(ids[1]), SecretString: aws.String(w.Secrets[0])}); err != nil {
+		t.Fatal(err)
+	}
+	ans, _ := f.Status(ctx, clients[1:])
+	st := ans.Clients[0]
+	if st.State != rotation.HealthBlocked || st.BlockedReason == nil || st.BlockedUntil != nil || st.ValidTill == nil {
+		t.Fatalf("status of a client sharing its client secret: %+v, want blocked with the reason and its token", st)
+	}
+	r, _ := f.Rotate(ctx, clients[1:], rotation.Request{Force: true})
+	if got := r.Results[0].Status.State; got != rotation.HealthBlocked {
+		t.Fatalf("the refused result's status is %s, want blocked", got)
+	}
+}

@@ -77,5 +77,14 @@ func (g *Guard) Run(ctx context.Context, c *rotation.Client, req rotation.Reques
 func Refused(ctx context.Context, e *rotation.Engine, c *rotation.Client, err error) rotation.Result {
 	st, _ := e.Status(ctx, c)
 	e.Log.Error("refusing to rotate the client", "client", c.Name, "error", err)
-	return rotation.Result{Client: c.Name, Outcome: rotation.Failed, Message: err.Error(), Err: err, Status: st}
+	return rotation.Result{Client: c.Name, Outcome: rotation.Failed, Message: err.Error(), Err: err, Status: refusedStatus(st, err)}
+}
+
+// refusedStatus is st of a client the guard refuses: blocked, with err as the reason, until the
+// client secret changes (BlockedUntil nil), since nothing rotates it until then. Its token's times
+// stand as read.
+func refusedStatus(st rotation.Status, err error) rotation.Status {
+	msg := err.Error()
+	st.State, st.BlockedReason, st.BlockedUntil = rotation.HealthBlocked, &msg, nil
+	return st
 }
