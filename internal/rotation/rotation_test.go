@@ -1161,3 +1161,34 @@ func TestARunWithAnUnreadableClientSecretKeepsTheTokensTimes(t *testing.T) {
 		t.Fatalf("status = %+v, want unknown with the token's times", s)
 	}
 }
+
+// TestStatusShowsADamagedDaysCountAsUnknown: a ROTATOR_STATE that cannot be read has lost the day's
+// count. The engine assumes one for its limit (damagedCount); status must not show that assumption
+// as the count ("never a made-up zero"): the day's count is unknown, `?` in the table and null in
+// JSON, until the next claim writes the state again.
+func TestStatusShowsADamagedDaysCountAsUnknown(t *testing.T) {
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	if _, err := w.SM.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
+		SecretId: aws.String(w.TokenID), SecretBinary: []byte{0xff, 0x00, 0x01},
+		VersionStages: []string{document.StateStage},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.Status(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RequestsToday != nil {
+		t.Errorf("requests_today = %d, want null: the damaged state lost the day's count", *s.RequestsToday)
+	}
+	for _, v := range s.APIClients {
+		if v.RequestsToday != nil {
+			t.Errorf("API client %d: requests_today = %d, want null", v.Slot, *v.RequestsToday)
+		}
+	}
+	if !s.HasToken || s.ValidTill == nil || s.State == rotation.HealthUnknown {
+		t.Errorf("status = %+v, want the token and its state as read", s)
+	}
+}
