@@ -17,21 +17,28 @@ import (
 
 func TestMain(m *testing.M) { rig.Main(m, 0) }
 
-// TestGuardNoticesASharedSecretWithinItsTTL: two clients whose client secrets are named apart are
-// rotated; once one secret is changed to the other's value, a long-lived Guard (the daemon's)
-// refuses both within its TTL, and asks Secrets Manager nothing in between (issue 19 item 14: the
-// daemon refuses shared secrets on every look, not only at start-up).
-func TestGuardNoticesASharedSecretWithinItsTTL(t *testing.T) {
+// twoClients is a world of two clients, a and b, each with one API client whose secret is read from
+// Secrets Manager under its own name (ids, in the clients' order).
+func twoClients(t *testing.T) (*rig.World, []string, []*rotation.Client) {
+	t.Helper()
 	w := rig.New(t, rig.Options{Memory: true, Lifetime: time.Hour, APIClients: 2, Clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))})
 	ids := w.StoreClientSecrets()
 	var clients []*rotation.Client
 	for i, name := range []string{"a", "b"} {
 		c := w.Client()
 		c.Name, c.TokenSecretID = name, w.TokenID+"-"+name
-		// Each client has one API client, its secret read from Secrets Manager under its own name.
 		c.ClientSecret, c.ClientSecret2, c.ClientSecretID = clear.ClientSecret{}, clear.ClientSecret{}, ids[i]
 		clients = append(clients, c)
 	}
+	return w, ids, clients
+}
+
+// TestGuardNoticesASharedSecretWithinItsTTL: two clients whose client secrets are named apart are
+// rotated; once one secret is changed to the other's value, a long-lived Guard (the daemon's)
+// refuses both within its TTL, and asks Secrets Manager nothing in between (issue 19 item 14: the
+// daemon refuses shared secrets on every look, not only at start-up).
+func TestGuardNoticesASharedSecretWithinItsTTL(t *testing.T) {
+	w, ids, clients := twoClients(t)
 	e := w.Engine("daemon")
 	g := &fleet.Guard{Engine: e, All: clients, TTL: fleet.GuardTTL}
 	ctx := context.Background()
@@ -95,15 +102,7 @@ func TestStatusAnswerCarriesWhatWasNotDelivered(t *testing.T) {
 // the reason, so that `status --check` fails, rather than show ok until its token dies. The
 // refused result's status says the same. Before, status showed both clients ok.
 func TestStatusShowsASharedClientSecretAsBlocked(t *testing.T) {
-	w := rig.New(t, rig.Options{Memory: true, Lifetime: time.Hour, APIClients: 2, Clock: fake.NewClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))})
-	ids := w.StoreClientSecrets()
-	var clients []*rotation.Client
-	for i, name := range []string{"a", "b"} {
-		c := w.Client()
-		c.Name, c.TokenSecretID = name, w.TokenID+"-"+name
-		c.ClientSecret, c.ClientSecret2, c.ClientSecretID = clear.ClientSecret{}, clear.ClientSecret{}, ids[i]
-		clients = append(clients, c)
-	}
+	w, ids, clients := twoClients(t)
 	ctx := context.Background()
 	f := &fleet.Fleet{Engine: w.Engine("cli"), All: clients}
 	if _, err := f.Rotate(ctx, clients, rotation.Request{}); err != nil {

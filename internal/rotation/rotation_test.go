@@ -1063,10 +1063,10 @@ func TestStateOfANewerRotatorIsNeitherIgnoredNorOverwritten(t *testing.T) {
 	})
 }
 
-// TestBinaryStateIsIgnoredLikeAnUnreadableOne: a ROTATOR_STATE version that another tool wrote as
-// SecretBinary is a damaged state, which must not wedge the client (the engine says so of a state
-// that does not parse): the next due rotation goes on from it, and the state is a string again.
-func TestBinaryStateIsIgnoredLikeAnUnreadableOne(t *testing.T) {
+// rotatedThenDamaged rotates a client once, then damages its ROTATOR_STATE as another tool writing
+// it as SecretBinary would: the state exists and cannot be read.
+func rotatedThenDamaged(t *testing.T) (*rig.World, *rotation.Client, *rotation.Engine) {
+	t.Helper()
 	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
 	e := w.Engine("a")
 	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
@@ -1076,6 +1076,14 @@ func TestBinaryStateIsIgnoredLikeAnUnreadableOne(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return w, c, e
+}
+
+// TestBinaryStateIsIgnoredLikeAnUnreadableOne: a ROTATOR_STATE version that another tool wrote as
+// SecretBinary is a damaged state, which must not wedge the client (the engine says so of a state
+// that does not parse): the next due rotation goes on from it, and the state is a string again.
+func TestBinaryStateIsIgnoredLikeAnUnreadableOne(t *testing.T) {
+	w, c, e := rotatedThenDamaged(t)
 	w.Clock.Advance(40 * time.Minute)
 	s, err := e.Status(context.Background(), c)
 	if err != nil || s.State == rotation.HealthUnknown {
@@ -1119,10 +1127,12 @@ func TestDamagedStateNeverLetsTheDayPassClearsLimit(t *testing.T) {
 	}
 }
 
-// TestStatusKeepsTheTokenWhenTheClientSecretIsUnreadable: a client secret that cannot be read says
-// nothing about the token secret, which was read: status keeps the token's times and reports the
-// client secret's error, instead of a row of unknowns.
-func TestStatusKeepsTheTokenWhenTheClientSecretIsUnreadable(t *testing.T) {
+// TestAnUnreadableClientSecretKeepsTheTokensTimes: a client secret that cannot be read says nothing
+// about the token secret, which was read. Status keeps the token's times and reports the client
+// secret's error, instead of a row of unknowns; a rotation that fails for it keeps them in its
+// result too, so that what is derived from the result (the Lambda's TokenSecondsRemaining, the
+// daemon's expiry gauges) keeps counting down instead of going missing.
+func TestAnUnreadableClientSecretKeepsTheTokensTimes(t *testing.T) {
 	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
 	e := w.Engine("a")
 	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
@@ -1132,33 +1142,17 @@ func TestStatusKeepsTheTokenWhenTheClientSecretIsUnreadable(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error for an unreadable client secret")
 	}
-	if !s.HasToken || s.ValidTill == nil || !s.ValidTill.Equal(*tok.ValidTill) || s.RenewAt == nil {
-		t.Fatalf("status = %+v, want the token's times kept", s)
-	}
-	if s.State != rotation.HealthUnknown {
-		t.Errorf("state %s, want unknown: the client cannot be looked at without its client secret", s.State)
-	}
-	if s.LastError == nil || !strings.Contains(*s.LastError, "no-such-client-secret") {
-		t.Errorf("last error = %v, want the client secret's", s.LastError)
-	}
-}
-
-// TestARunWithAnUnreadableClientSecretKeepsTheTokensTimes: a rotation that fails because no client
-// secret can be read still reports the token it read, so that what is derived from its result (the
-// Lambda's TokenSecondsRemaining, the daemon's expiry gauges) keeps counting down instead of going
-// missing while the client secret is unreadable.
-func TestARunWithAnUnreadableClientSecretKeepsTheTokensTimes(t *testing.T) {
-	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
-	e := w.Engine("a")
-	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
-	tok, _ := w.MustCurrent()
-	c.ClientSecret, c.ClientSecretID = clear.ClientSecret{}, "clear/no-such-client-secret"
 	r := e.Run(context.Background(), c, rotation.Request{}, nil)
 	if r.Outcome != rotation.Failed || r.Err == nil {
 		t.Fatalf("outcome %s (%v), want failed", r.Outcome, r.Err)
 	}
-	if s := r.Status; s.State != rotation.HealthUnknown || !s.HasToken || s.ValidTill == nil || !s.ValidTill.Equal(*tok.ValidTill) {
-		t.Fatalf("status = %+v, want unknown with the token's times", s)
+	for what, s := range map[string]rotation.Status{"status": s, "the failed run's status": r.Status} {
+		if s.State != rotation.HealthUnknown || !s.HasToken || s.ValidTill == nil || !s.ValidTill.Equal(*tok.ValidTill) || s.RenewAt == nil {
+			t.Errorf("%s = %+v, want unknown with the token's times", what, s)
+		}
+		if s.LastError == nil || !strings.Contains(*s.LastError, "no-such-client-secret") {
+			t.Errorf("%s: last error = %v, want the client secret's", what, s.LastError)
+		}
 	}
 }
 
@@ -1167,15 +1161,7 @@ func TestARunWithAnUnreadableClientSecretKeepsTheTokensTimes(t *testing.T) {
 // as the count ("never a made-up zero"): the day's count is unknown, `?` in the table and null in
 // JSON, until the next claim writes the state again.
 func TestStatusShowsADamagedDaysCountAsUnknown(t *testing.T) {
-	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
-	e := w.Engine("a")
-	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
-	if _, err := w.SM.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
-		SecretId: aws.String(w.TokenID), SecretBinary: []byte{0xff, 0x00, 0x01},
-		VersionStages: []string{document.StateStage},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	_, c, e := rotatedThenDamaged(t)
 	s, err := e.Status(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
