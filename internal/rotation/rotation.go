@@ -244,7 +244,7 @@ func (e *Engine) Run(ctx context.Context, c *Client, req Request, cache *Cache) 
 	rd, err := e.read(ctx, c, cache, true)
 	var r Result
 	if err != nil {
-		r = Result{Client: c.Name, ReadErr: err, Status: e.unknownStatus(c, rd, err)}
+		r = Result{Client: c.Name, ReadErr: err, Status: e.unknownStatus(c, rd)}
 		r = r.fail(Failed, err)
 		e.report(c, r)
 		return r

@@ -1178,3 +1178,28 @@ func TestStatusShowsADamagedDaysCountAsUnknown(t *testing.T) {
 		t.Errorf("status = %+v, want the token and its state as read", s)
 	}
 }
+
+// TestStatusOfAStateFromANewerReleaseKeepsTheToken: a ROTATOR_STATE written by a newer release is
+// not this rotator's to read (it refuses to rotate from it, rightly), but the token secret was read:
+// status keeps the token's times, with the state, the counts and whether it may rotate unknown,
+// and says why, instead of a row of unknowns.
+func TestStatusOfAStateFromANewerReleaseKeepsTheToken(t *testing.T) {
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	tok, _ := w.MustCurrent()
+	newer := fmt.Sprintf(`{"kind":%q,"version":%d}`, document.StateKind, document.StateVersion+1)
+	if _, err := w.SM.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
+		SecretId: aws.String(w.TokenID), SecretString: aws.String(newer), VersionStages: []string{document.StateStage},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.Status(context.Background(), c)
+	var ne *document.NewerStateError
+	if !errors.As(err, &ne) {
+		t.Fatalf("error %v, want a *document.NewerStateError", err)
+	}
+	if s.State != rotation.HealthUnknown || s.ValidTill == nil || !s.ValidTill.Equal(*tok.ValidTill) || s.RequestsToday != nil {
+		t.Fatalf("status = %+v, want unknown with the token's times and no count", s)
+	}
+}

@@ -186,7 +186,7 @@ func consumerReread(c *Client, s Snapshot, d Decision) *string {
 func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 	rd, err := e.read(ctx, c, nil, false)
 	if err != nil {
-		st := e.unknownStatus(c, rd, err)
+		st := e.unknownStatus(c, rd)
 		e.healedAt(ctx, c, st.RevokedOutside)
 		return st, err
 	}
@@ -201,25 +201,19 @@ func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 	return st, errors.Join(rd.errs...)
 }
 
-// unknownStatus is c's status when read failed with err: unknown. When only the client secrets
-// could not be read (secretsOnly), the token secret and the state were, and what they say stands
-// (the token's times, the day's count), with each API client's row carrying its error; otherwise
+// unknownStatus is c's status when read failed: unknown. What read got before it failed
+// stands: once AWSCURRENT was read, the token's times, and the day's counts when the state was
+// read too (a state from a newer release, or unreadable client secrets, leave the token's times
+// as they are), with each unreadable client secret's error in its API client's row; before that,
 // nothing is known.
-func (e *Engine) unknownStatus(c *Client, rd read, err error) Status {
-	if !secretsOnly(rd, err) {
+func (e *Engine) unknownStatus(c *Client, rd read) Status {
+	if !rd.snap.CurrentKnown {
 		return Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit, APIClients: []SlotView{}}
 	}
 	st := statusOf(c, rd.snap, Decide(rd.snap, e.policy(c), Request{}))
 	st.State = HealthUnknown
 	unreadable(&st, rd)
 	return st
-}
-
-// secretsOnly reports whether err, read's, is only that no client secret could be read: the token
-// secret and the state were read, and what they say stands (the token's times, the day's count);
-// only the API clients' rows are unknown.
-func secretsOnly(rd read, err error) bool {
-	return rd.snap.CurrentKnown && len(rd.errs) > 0 && errors.Is(err, rd.errs[0])
 }
 
 // unreadable puts the error of each client secret that could not be read in its API client's row
