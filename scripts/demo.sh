@@ -103,25 +103,33 @@ Ctrl-C stops everything. The rotator's log follows.
 
 EOF
 
-# A clean environment, so that a developer's AWS profile or rotator settings cannot leak in.
-env -i PATH="$PATH" HOME="$HOME" TERM="${TERM:-dumb}" \
-  AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 \
-  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
-  CLEAR_BASE_URL="$clear_url" CLEAR_CLIENT_SECRET="$CLIENT_SECRET" \
-  ROTATOR_TOKEN_SECRET_ID="$SECRET_ID" ROTATOR_SCHEDULE="@every 10s" \
-  ROTATOR_DAILY_LIMIT="$DAILY_LIMIT" \
-  ROTATOR_HTTP_ADDR="$ops_addr" LOG_FORMAT=text \
-  "$ROTATOR" run &
-rotator=$!
-children+=("$rotator")
 # The rotator runs in the background so that this shell can pass it Ctrl-C (or a SIGTERM sent to
-# the script) and then wait for its graceful shutdown: a rotation in flight stores its token.
-trap 'kill -INT "$rotator" 2>/dev/null || true' INT TERM
-status=0
-wait "$rotator" || status=$?
-if kill -0 "$rotator" 2>/dev/null; then
-  # The first wait returned because a signal arrived; now wait for the shutdown to finish.
+# the script) and then wait for its graceful shutdown: a rotation in flight stores its token. A
+# subshell waits for it and writes down its exit status: this shell's own wait is cut short by the
+# trap below, and bash may then lose the status of a child that exits meanwhile (a clean stop then
+# exited 130 or 255). The subshell, a background job, ignores SIGINT, so nothing cuts its wait short.
+(
+  # A clean environment, so that a developer's AWS profile or rotator settings cannot leak in.
+  env -i PATH="$PATH" HOME="$HOME" TERM="${TERM:-dumb}" \
+    AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
+    CLEAR_BASE_URL="$clear_url" CLEAR_CLIENT_SECRET="$CLIENT_SECRET" \
+    ROTATOR_TOKEN_SECRET_ID="$SECRET_ID" ROTATOR_SCHEDULE="@every 10s" \
+    ROTATOR_DAILY_LIMIT="$DAILY_LIMIT" \
+    ROTATOR_HTTP_ADDR="$ops_addr" LOG_FORMAT=text \
+    "$ROTATOR" run &
+  echo "$!" >"$tmp/rotator.pid"
   status=0
-  wait "$rotator" || status=$?
-fi
-exit "$status"
+  wait "$!" || status=$?
+  echo "$status" >"$tmp/rotator.exit"
+) &
+runner=$!
+children+=("$runner")
+until [ -s "$tmp/rotator.pid" ]; do sleep 0.05; done
+rotator=$(cat "$tmp/rotator.pid")
+children+=("$rotator")
+trap 'kill -INT "$rotator" 2>/dev/null || true' INT TERM
+while kill -0 "$runner" 2>/dev/null; do
+  wait "$runner" || true
+done
+exit "$(cat "$tmp/rotator.exit" 2>/dev/null || echo 1)"
