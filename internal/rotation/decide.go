@@ -212,7 +212,7 @@ func Decide(s Snapshot, p Policy, req Request) Decision {
 	st, inFlight := settle(s.State, s, now)
 	d.Settled = st
 	d.RenewAt = renewAt(s, p, now)
-	d.Slots, d.RequestsToday = slotViews(s, st, p, now)
+	d.Slots, d.RequestsToday = slotViews(s, st, p, lastChance(s, st, p, d.RenewAt, now), now)
 	markWaits(s, st, p, req, d.RenewAt, now, d.Slots)
 	d.Degraded = degraded(d.Slots)
 	d.Health = health(s, st, inFlight, d, now)
@@ -368,12 +368,12 @@ func claimState(s Snapshot, p Policy, req Request, st document.State, slot int, 
 
 // slotViews describes every configured API client, and the day's count across them (nil when the
 // state is unknown).
-func slotViews(s Snapshot, st document.State, p Policy, now time.Time) ([]SlotView, *int) {
+func slotViews(s Snapshot, st document.State, p Policy, last, now time.Time) ([]SlotView, *int) {
 	today := timing.Day(now)
 	views := make([]SlotView, len(s.Secrets))
 	total, known := 0, s.StateKnown
 	for i, fp := range s.Secrets {
-		v := slotView(i+1, fp, st, s.StateKnown, p, now, today)
+		v := slotView(i+1, fp, st, s.StateKnown, p, last, now, today)
 		views[i] = v
 		if v.RequestsToday != nil {
 			total += *v.RequestsToday
@@ -608,8 +608,27 @@ func lostCurrent(s Snapshot, st document.State) bool {
 	return s.Token.APIClient == 0 || s.Token.APIClient == l.Slot
 }
 
-// slotView describes one configured API client at now.
-func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy, now time.Time, today string) SlotView {
+// lastChance is the latest a rotation can start and still store a token before the one in
+// AWSCURRENT expires: its expiry less a rotation's lease. No backoff lasts past it (slotView): a
+// look then still renews the token the ERP holds, which is worth one more request. It is zero when
+// there is none to take: the token never expires, is dead already (expired, lost), or arrived too
+// short-lived to come due before it (a Clear or clock problem, which the backoff after a suspicious
+// answer spaces); and when a request was made at or after it, which took it, so that a Clear that
+// keeps failing cannot spend the day's budget in the token's last minute.
+func lastChance(s Snapshot, st document.State, p Policy, renewAt, now time.Time) time.Time {
+	if !s.HasToken || s.Token.ValidTill == nil || !now.Before(*s.Token.ValidTill) || lostCurrent(s, st) {
+		return time.Time{}
+	}
+	last := s.Token.ValidTill.Add(-timing.Lease(p.clearTimeout()))
+	if renewAt.IsZero() || renewAt.After(last) || st.LastRequest != nil && !st.LastRequest.Before(last) {
+		return time.Time{}
+	}
+	return last
+}
+
+// slotView describes one configured API client at now; last is the token's last chance (zero:
+// none), which ends any backoff.
+func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy, last, now time.Time, today string) SlotView {
 	v := SlotView{Slot: slot, Known: fp != "", secret: fp}
 	if !v.Known {
 		err := fmt.Errorf("API client %d: its client secret could not be read", slot)
@@ -646,8 +665,14 @@ func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy,
 		reason := "daily limit"
 		v.BlockedReason = &reason
 	}
-	if v.refusal == nil && a.RetryAt != nil && now.Before(*a.RetryAt) {
-		until := *a.RetryAt
+	if a.RetryAt == nil {
+		return v
+	}
+	until := *a.RetryAt
+	if !last.IsZero() && last.Before(until) {
+		until = last
+	}
+	if v.refusal == nil && now.Before(until) {
 		v.refusal = &BackoffError{Slot: slot, Until: until, Failures: a.Failures, LastError: a.LastError}
 		v.BlockedUntil = &until
 		reason := "backing off"

@@ -320,14 +320,15 @@ func TestDecideEventCountsOnlyWhenStoredOrLive(t *testing.T) {
 			}
 		})
 	}
-	// A new event lifts the backoff that a retried one respects.
+	// A new event lifts the backoff that a retried one respects. (It ends before the token's last
+	// chance, which would end it sooner: TestDecideABackoffNeverOutlastsTheTokensLastChance.)
 	s := base
-	s.State = failed(first.Claim, "ev-1", t0.Add(time.Hour))
+	s.State = failed(first.Claim, "ev-1", t0.Add(30*time.Minute))
 	if d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: "ev-2"}); d.Action != rotation.Ask {
 		t.Fatalf("a new event within the backoff: %+v", d)
 	}
 	var bo *rotation.BackoffError
-	if d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: "ev-1"}); d.Action != rotation.Wait || !errors.As(d.Err, &bo) || !d.NextCheck.Equal(t0.Add(time.Hour)) {
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true, Event: "ev-1"}); d.Action != rotation.Wait || !errors.As(d.Err, &bo) || !d.NextCheck.Equal(t0.Add(30*time.Minute)) {
 		t.Fatalf("a retried event within the backoff: %+v", d)
 	}
 	// The completed claim's event is remembered in the state the next write carries.
@@ -577,6 +578,67 @@ func TestDecideAbandonedClaimsNeverHoldOffATokenAboutToDie(t *testing.T) {
 			}
 			if a.RetryAt != nil || d.Action != rotation.Ask || d.Slot != lostSlot {
 				t.Fatalf("want API client %d asked at once, no backoff: retry at %v, %+v", lostSlot, a.RetryAt, d)
+			}
+		})
+	}
+}
+
+// TestDecideABackoffNeverOutlastsTheTokensLastChance: a backoff after failures of the due rotation
+// ends no later than the token's last chance (its expiry less a rotation's lease), so that a look
+// still renews it while it lives; the token the ERP holds is worth one more request. Once a request
+// was made at or after the last chance, or the token has expired, the backoff holds again, so that a
+// Clear that keeps failing cannot spend the day's budget in the token's last minute. The token lives
+// an hour from t0; its last chance is at 59 minutes (the lease is a minute).
+func TestDecideABackoffNeverOutlastsTheTokensLastChance(t *testing.T) {
+	last := t0.Add(time.Hour - timing.Lease(policy.ClearTimeout))
+	for name, c := range map[string]struct {
+		now, retryAt time.Duration // after t0
+		lastRequest  time.Duration // after t0; zero: none recorded
+		mod          func(s *rotation.Snapshot, p *rotation.Policy)
+		ask          bool
+		next         time.Time // the wait's NextCheck, when not asked
+	}{
+		"the backoff ends after the expiry: it ends at the last chance": {now: 50 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, next: last},
+		"at the last chance, the due token is renewed":                  {now: 59 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, ask: true},
+		"a backoff that ends before the last chance holds":              {now: 50 * time.Minute, retryAt: 55 * time.Minute, lastRequest: 49 * time.Minute, next: t0.Add(55 * time.Minute)},
+		"the last chance was taken: the backoff holds":                  {now: 59*time.Minute + 30*time.Second, retryAt: 80 * time.Minute, lastRequest: 59 * time.Minute, next: t0.Add(80 * time.Minute)},
+		"the token has expired: the backoff holds":                      {now: 61 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, next: t0.Add(80 * time.Minute)},
+		"a token that never expires has no last chance": {now: 50 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, next: t0.Add(80 * time.Minute),
+			mod: func(s *rotation.Snapshot, p *rotation.Policy) { s.Token.ValidTill, p.MaxAge = nil, 40*time.Minute }},
+		// A token too short-lived to be due before its last chance (a Clear or clock problem, which
+		// the backoff after a suspicious answer spaces) gets none: every look would ask. This one
+		// lives 150 s, is due at 60:10 and would have its last chance at 60:00.
+		"a token due only after its last chance has none": {now: 60*time.Minute + 15*time.Second, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, next: t0.Add(80 * time.Minute),
+			mod: func(s *rotation.Snapshot, p *rotation.Policy) {
+				vt := t0.Add(61 * time.Minute)
+				s.Token.IssuedAt, s.Token.ValidTill = t0.Add(58*time.Minute+30*time.Second), &vt
+			}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := snap(t0.Add(c.now), t0, 0, "fp1")
+			retry := t0.Add(c.retryAt)
+			s.State = document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 6, Failures: 6, RetryAt: &retry, LastError: "500"}}}
+			if c.lastRequest > 0 {
+				lr := t0.Add(c.lastRequest)
+				s.State.LastRequest = &lr
+			}
+			pol := policy
+			if c.mod != nil {
+				c.mod(&s, &pol)
+			}
+			d := rotation.Decide(s, pol, rotation.Request{Owner: "me"})
+			if c.ask {
+				if d.Action != rotation.Ask {
+					t.Fatalf("want ask: %s (%v), next %v", d.Outcome, d.Err, d.NextCheck)
+				}
+				return
+			}
+			var bo *rotation.BackoffError
+			if d.Action != rotation.Wait || !errors.As(d.Err, &bo) || !d.NextCheck.Equal(c.next) || !bo.Until.Equal(c.next) {
+				t.Fatalf("want a backoff until %v: %s (%v), next %v", c.next, d.Outcome, d.Err, d.NextCheck)
+			}
+			if v := d.Slots[0]; v.BlockedUntil == nil || !v.BlockedUntil.Equal(c.next) {
+				t.Fatalf("status shows the backoff until %v, want %v", v.BlockedUntil, c.next)
 			}
 		})
 	}
