@@ -138,3 +138,29 @@ func isClaimBy(in *secretsmanager.PutSecretValueInput, owner string) bool {
 	st, err := document.ParseState([]byte(aws.ToString(in.SecretString)))
 	return err == nil && st.Claim != nil && st.Claim.Owner == owner
 }
+
+// TestEveryTickFaulted is the month's rule for an expiry the injected faults explain: every tick
+// window since the token came due met a fault. Ticks are five minutes from start; a token due at
+// 12 minutes is first found due by the tick at 15.
+func TestEveryTickFaulted(t *testing.T) {
+	start := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(m int) time.Time { return start.Add(time.Duration(m) * time.Minute) }
+	for name, c := range map[string]struct {
+		due, lastClean time.Time
+		current        bool
+		want           bool
+	}{
+		"every window since due faulted, the current too":     {due: at(12), lastClean: at(10), current: true, want: true},
+		"the current window is clean":                         {due: at(12), lastClean: at(10), current: false},
+		"the first tick that found it due was clean":          {due: at(12), lastClean: at(15), current: true},
+		"a later window was clean":                            {due: at(12), lastClean: at(20), current: true},
+		"due on a tick: that tick's window counts":            {due: at(10), lastClean: at(10), current: true},
+		"due on a tick, only the window before it was clean":  {due: at(10), lastClean: at(5), current: true, want: true},
+		"no window was ever clean":                            {due: at(0), lastClean: at(-5), current: true, want: true},
+		"no due time (the token is live, or never comes due)": {lastClean: at(-5), current: true},
+	} {
+		if got := everyTickFaulted(start, 5*time.Minute, c.due, c.lastClean, c.current); got != c.want {
+			t.Errorf("%s: %v, want %v", name, got, c.want)
+		}
+	}
+}

@@ -199,6 +199,7 @@ func (p *Process) die(point string) error {
 	}
 	p.sim.mu.Lock()
 	p.sim.crashesAt[point]++
+	p.sim.faults++
 	p.sim.mu.Unlock()
 	if !p.runner {
 		panic(processDied{})
@@ -230,10 +231,13 @@ type Report struct {
 	// LostClaims counts claims written (and counted) whose process never called Clear.
 	LostClaims int
 	// DeadMinutes counts sampled minutes in which AWSCURRENT did not hold a live token, split by
-	// cause: Superseded (Clear issued a later token that was lost), Expired, and OutageExpired: a
+	// cause: Superseded (Clear issued a later token that was lost), Expired, OutageExpired: a
 	// token that expired while Secrets Manager was down, or within outageRecovery of its end,
-	// when no rotator could store a successor.
-	DeadMinutes, SupersededMinutes, ExpiredMinutes, OutageExpiredMinutes int
+	// when no rotator could store a successor, and FaultExpired: a token that expired after every
+	// schedule tick since it came due met an injected fault (a crash, a Secrets Manager or Clear
+	// fault), so that every look at it could have failed. A look skipped (a backoff past a tick)
+	// or failed without a fault leaves a tick clean, and the expiry is Expired: the rotator's.
+	DeadMinutes, SupersededMinutes, ExpiredMinutes, OutageExpiredMinutes, FaultExpiredMinutes int
 	// MaxDeadStretch is the longest run of dead minutes.
 	MaxDeadStretch time.Duration
 	// WriteWindowSamples counts samples that caught a rotation between Clear's answer and the
@@ -283,10 +287,10 @@ func (r *Report) Ratio() float64 {
 // String summarises the report in one line.
 func (r *Report) String() string {
 	return fmt.Sprintf("%d days: %d Clear requests (minimum %d, ratio %.3f; one per lifetime %d), max %d/day (limit %d, %d days above), "+
-		"issued %d, stored %d, lost %d, lost claims %d, Clear faults %d, dead minutes %d (superseded %d, expired %d, expired in an outage %d, longest %s), write-window samples %d, max write window %s, "+
+		"issued %d, stored %d, lost %d, lost claims %d, Clear faults %d, dead minutes %d (superseded %d, expired %d, expired in an outage %d, expired after a fault at every tick %d, longest %s), write-window samples %d, max write window %s, "+
 		"crashes %d %v, restarts %d, outages %d, outcomes %v, store calls %v",
 		r.Days, r.Requests, r.MinimumRequests, r.Ratio(), r.LifetimeMinimum, r.MaxPerDay, r.DailyLimit, r.DaysAboveLimit,
-		r.Issued, r.Stored, r.Lost, r.LostClaims, r.ClearFaults, r.DeadMinutes, r.SupersededMinutes, r.ExpiredMinutes, r.OutageExpiredMinutes, r.MaxDeadStretch, r.WriteWindowSamples, r.MaxWriteWindow,
+		r.Issued, r.Stored, r.Lost, r.LostClaims, r.ClearFaults, r.DeadMinutes, r.SupersededMinutes, r.ExpiredMinutes, r.OutageExpiredMinutes, r.FaultExpiredMinutes, r.MaxDeadStretch, r.WriteWindowSamples, r.MaxWriteWindow,
 		r.Crashes, r.CrashesAt, r.Restarts, r.Outages, r.Outcomes, r.StoreCalls)
 }
 
@@ -327,10 +331,18 @@ type sim struct {
 	crashes      int
 	crashesAt    map[string]int
 	clearFaults  int
-	restarts     int
-	outages      int
-	incarnation  int
+	// faults counts every fault injected (Secrets Manager errors and lost answers, outages' refused
+	// calls, Clear faults, crashes), for FaultExpiredMinutes.
+	faults      int
+	restarts    int
+	outages     int
+	incarnation int
 }
+
+// fault counts an injected fault.
+func (s *sim) fault() { s.mu.Lock(); s.faults++; s.mu.Unlock() }
+
+func (s *sim) faultCount() int { s.mu.Lock(); defer s.mu.Unlock(); return s.faults }
 
 func (s *sim) violate(format string, args ...any) {
 	s.mu.Lock()
@@ -402,6 +414,9 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 	var dead, ticks int
 	var rep Report
 	stretch := 0
+	// The tick windows' faults, for FaultExpiredMinutes: the current window's start and the fault
+	// count then, and the start of the last window that ended without a fault.
+	window, windowFaults, lastClean := start, 0, start.Add(-cfg.Tick)
 	for m := 0; ; m++ {
 		now := start.Add(time.Duration(m) * time.Minute)
 		if !now.Before(end) || ctx.Err() != nil {
@@ -409,16 +424,22 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 		}
 		s.clock.SleepUntil(now)
 		if m%tickEvery == 0 {
+			if n := s.faultCount(); m > 0 {
+				if n == windowFaults {
+					lastClean = window
+				}
+				window, windowFaults = now, n
+			}
 			ticks++
 			s.tick(ctx, master, now, procs, rotators)
 		}
 		// Sample the token secret as a consumer would, between ticks. A daemon runs on its own
 		// timers, so a sample can fall between Clear's answer and the token write; a token stored
 		// within seconds was that unavoidable write window, not a dead token.
-		ok, superseded := s.sample()
+		ok, superseded, due := s.sample()
 		if !ok && superseded {
 			s.clock.SleepUntil(now.Add(10 * time.Second))
-			if ok, _ = s.sample(); ok {
+			if ok, _, _ = s.sample(); ok {
 				rep.WriteWindowSamples++
 			}
 		}
@@ -430,11 +451,14 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 			s.mu.Lock()
 			outage := now.Before(s.outageUntil.Add(outageRecovery))
 			s.mu.Unlock()
+			faulted := everyTickFaulted(start, cfg.Tick, due, lastClean, s.faultCount() > windowFaults)
 			switch {
 			case superseded:
 				rep.SupersededMinutes++
 			case outage:
 				rep.OutageExpiredMinutes++
+			case faulted:
+				rep.FaultExpiredMinutes++
 			default:
 				rep.ExpiredMinutes++
 			}
@@ -447,6 +471,19 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 		s.retire(p)
 	}
 	return s.report(&rep, start, end, ticks, dead)
+}
+
+// everyTickFaulted reports whether every tick window (of length tick, from start) since due met
+// an injected fault: no window that ended without one started at or after the first tick at or
+// after due, the first look that found the token due (lastClean is the start of the last window
+// that ended without a fault), and the current one has met one (current). Zero due (the token is
+// not expired, or never comes due) is never explained so.
+func everyTickFaulted(start time.Time, tick time.Duration, due, lastClean time.Time, current bool) bool {
+	if due.IsZero() || !current {
+		return false
+	}
+	first := start.Add((max(due.Sub(start), 0) + tick - 1) / tick * tick)
+	return lastClean.Before(first)
 }
 
 // outageRecovery is how long after a Secrets Manager outage ends a rotator may take to look again
@@ -584,10 +621,12 @@ func (c *cachedEngine) Tick(ctx context.Context) {
 // sample checks AWSCURRENT: a token document (or the empty "{}" before the first rotation) that
 // is live. It reports whether the token is live and, if not, whether a later token was issued
 // (which revoked it, or, while AWSCURRENT still holds the placeholder, was never stored).
-func (s *sim) sample() (live, superseded bool) {
+//
+// due is when an expired token came due (its renewal time under the client's policy).
+func (s *sim) sample() (live, superseded bool, due time.Time) {
 	v, ok := s.sm.Stage(s.tokenID, rotation.CurrentStage)
 	if !ok {
-		return true, false // nothing created yet: the first tick has not run
+		return true, false, time.Time{} // nothing created yet: the first tick has not run
 	}
 	tok, err := document.ParseToken([]byte(v.Value))
 	if err != nil {
@@ -595,10 +634,10 @@ func (s *sim) sample() (live, superseded bool) {
 			s.violate("AWSCURRENT holds something that is not a token document (%d bytes)", len(v.Value))
 		}
 		issued := s.issued() > 0
-		return !issued, issued
+		return !issued, issued, time.Time{}
 	}
 	if s.emu.Live(tok.AccessToken.Reveal()) {
-		return true, false
+		return true, false, time.Time{}
 	}
 	now := s.clock.Now()
 	expired := tok.ValidTill != nil && !now.Before(*tok.ValidTill)
@@ -617,7 +656,10 @@ func (s *sim) sample() (live, superseded bool) {
 		}
 		s.mu.Unlock()
 	}
-	return false, !expired
+	if expired {
+		due, _ = timing.RenewAt(tok.IssuedAt, tok.ValidTill, s.cfg.RenewBefore, s.cfg.MaxAge)
+	}
+	return false, !expired, due
 }
 
 func (s *sim) report(rep *Report, start, end time.Time, ticks, dead int) *Report {
@@ -739,9 +781,11 @@ func (a *procAPI) before() error {
 	down := s.clock.Now().Before(s.outageUntil)
 	s.mu.Unlock()
 	if down {
+		s.fault()
 		return &smithy.GenericAPIError{Code: "ServiceUnavailable", Message: "injected outage", Fault: smithy.FaultServer}
 	}
 	if f := s.cfg.Faults.StoreError; f > 0 && a.p.Float64() < f {
+		s.fault()
 		return errThrottled
 	}
 	return nil
@@ -876,6 +920,7 @@ func (a *procAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecr
 		return nil, err
 	}
 	if f := s.cfg.Faults.StoreLostAnswer; f > 0 && a.p.Float64() < f {
+		s.fault()
 		return nil, &smithy.GenericAPIError{Code: "InternalServiceError", Message: "injected: answer lost after the write", Fault: smithy.FaultServer}
 	}
 	return out, nil
@@ -932,6 +977,7 @@ func (c *procClear) RoundTrip(req *http.Request) (*http.Response, error) {
 	if x < f.ClearServerError+f.ClearIssueThenFail+f.ClearMalformed+f.ClearHang {
 		s.mu.Lock()
 		s.clearFaults++
+		s.faults++
 		s.mu.Unlock()
 	}
 	switch {
