@@ -216,6 +216,10 @@ type APIClient struct {
 	LastError string     `json:"last_error,omitempty"`
 	// Blocked is set when Clear refused in a way that retrying cannot fix soon.
 	Blocked *Block `json:"blocked,omitempty"`
+	// CountLost is the UTC day whose count a damaged state lost: Requests on that day is the
+	// rotator's assumption (which guards the limit) plus the requests made since, not the day's
+	// count, which is unknown until the day is over. Empty when the count is whole.
+	CountLost string `json:"count_lost,omitempty"`
 	// Retired is when the token this API client last issued stopped being AWSCURRENT (another
 	// API client's token replaced it). Consumers that re-read the secret on the documented
 	// interval may hold that token until Retired plus that interval, so the decision does not ask

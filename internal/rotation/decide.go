@@ -355,6 +355,9 @@ func claimState(s Snapshot, p Policy, req Request, st document.State, slot int, 
 	fp := s.Secrets[slot-1]
 	a := st.APIClient(fp)
 	a.Day, a.Requests = timing.Day(now), a.RequestsOn(timing.Day(now))+1
+	if a.CountLost != a.Day {
+		a.CountLost = ""
+	}
 	next := st.WithAPIClient(a, s.Secrets...)
 	at := now
 	next.LastRequest = &at
@@ -641,7 +644,11 @@ func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy,
 	}
 	a := st.APIClient(fp)
 	n := a.RequestsOn(today)
-	v.RequestsToday = &n
+	if a.CountLost != today {
+		// A count a damaged state lost (assumeSpent) is unknown until the day is over; n still
+		// guards the limit.
+		v.RequestsToday = &n
+	}
 	if a.LastError != "" {
 		le := a.LastError
 		v.LastError = &le

@@ -247,17 +247,16 @@ func damagedCount(limit int) int {
 }
 
 // assumeSpent returns st with each configured API client (fingerprints in secrets; an empty one
-// could not be read) counted as having made spent requests on day, as after a damaged state: the
-// count is then written with the next claim, so that it holds for the rest of the day. It is pure.
+// could not be read) counted as having made spent requests on day, as after a damaged state, and
+// its count for day marked lost: the count is then written with the next claim, so that it holds
+// for the rest of the day, and status shows the day's count as unknown until the day is over. It
+// is pure.
 func assumeSpent(st document.State, secrets []string, day string, spent int) document.State {
-	if spent <= 0 {
-		return st
-	}
 	for _, fp := range secrets {
 		if fp == "" || slices.ContainsFunc(st.APIClients, func(a document.APIClient) bool { return a.Secret == fp }) {
 			continue
 		}
-		st.APIClients = append(st.APIClients, document.APIClient{Secret: fp, Day: day, Requests: spent})
+		st.APIClients = append(st.APIClients, document.APIClient{Secret: fp, Day: day, Requests: max(spent, 0), CountLost: day})
 	}
 	return st
 }

@@ -1159,9 +1159,9 @@ func TestAnUnreadableClientSecretKeepsTheTokensTimes(t *testing.T) {
 // TestStatusShowsADamagedDaysCountAsUnknown: a ROTATOR_STATE that cannot be read has lost the day's
 // count. The engine assumes one for its limit (damagedCount); status must not show that assumption
 // as the count ("never a made-up zero"): the day's count is unknown, `?` in the table and null in
-// JSON, until the next claim writes the state again.
+// JSON, until midnight UTC, though the next claim writes the state again.
 func TestStatusShowsADamagedDaysCountAsUnknown(t *testing.T) {
-	_, c, e := rotatedThenDamaged(t)
+	w, c, e := rotatedThenDamaged(t)
 	s, err := e.Status(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
@@ -1176,6 +1176,23 @@ func TestStatusShowsADamagedDaysCountAsUnknown(t *testing.T) {
 	}
 	if !s.HasToken || s.ValidTill == nil || s.State == rotation.HealthUnknown {
 		t.Errorf("status = %+v, want the token and its state as read", s)
+	}
+	// The next claim writes the state again, with the engine's assumption and the request it
+	// counts: still not the day's count, which stays unknown until midnight UTC.
+	w.Clock.Advance(40 * time.Minute)
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	if s, err = e.Status(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if s.RequestsToday != nil || s.APIClients[0].RequestsToday != nil {
+		t.Errorf("after the next claim: requests_today = %v (API client 1: %v), want null until midnight UTC", s.RequestsToday, s.APIClients[0].RequestsToday)
+	}
+	w.Clock.Advance(timing.NextMidnightUTC(w.Clock.Now()).Sub(w.Clock.Now()) + time.Minute)
+	if s, err = e.Status(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if s.RequestsToday == nil || *s.RequestsToday != 0 {
+		t.Errorf("the next UTC day: requests_today = %v, want 0", s.RequestsToday)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/store"
@@ -73,14 +72,6 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 		RequestsToday: d.RequestsToday}
 	if st.APIClients == nil {
 		st.APIClients = []SlotView{}
-	}
-	if s.StateDamaged {
-		// The day's count was lost with the state: the engine's assumption (damagedCount) guards
-		// the limit, and is not the count. Unknown until the next claim writes the state again.
-		st.RequestsToday, st.APIClients = nil, slices.Clone(st.APIClients)
-		for i := range st.APIClients {
-			st.APIClients[i].RequestsToday = nil
-		}
 	}
 	if !s.CurrentKnown {
 		st.State = HealthUnknown
