@@ -238,8 +238,10 @@ type Report struct {
 	// fault), so that every look at it could have failed. A look skipped (a backoff past a tick)
 	// or failed without a fault leaves a tick clean, and the expiry is Expired: the rotator's.
 	DeadMinutes, SupersededMinutes, ExpiredMinutes, OutageExpiredMinutes, FaultExpiredMinutes int
-	// MaxDeadStretch is the longest run of dead minutes.
-	MaxDeadStretch time.Duration
+	// MaxDeadStretch is the longest run of dead minutes; MaxDeadAfterFault the longest run of them
+	// in tick windows that met no fault, after the last that did: how long the rotator took to
+	// recover once the faults let it.
+	MaxDeadStretch, MaxDeadAfterFault time.Duration
 	// WriteWindowSamples counts samples that caught a rotation between Clear's answer and the
 	// token write, which the write then ended within seconds; they are not dead minutes.
 	WriteWindowSamples int
@@ -263,8 +265,9 @@ type Report struct {
 	// Secret2 is the second API client's secret ("" with one), for leak scans.
 	Secret2    string
 	Violations []string
-	// Notes describe each expired sample: what AWSCURRENT and the state held.
-	Notes []string
+	// Notes describe each expired sample: what AWSCURRENT and the state held. StretchNotes describe
+	// each minute of the longest dead stretch (the first 40) the same way, with its cause.
+	Notes, StretchNotes []string
 }
 
 // Unexplained is the number of Clear requests that did not end in a stored token and that no
@@ -287,10 +290,10 @@ func (r *Report) Ratio() float64 {
 // String summarises the report in one line.
 func (r *Report) String() string {
 	return fmt.Sprintf("%d days: %d Clear requests (minimum %d, ratio %.3f; one per lifetime %d), max %d/day (limit %d, %d days above), "+
-		"issued %d, stored %d, lost %d, lost claims %d, Clear faults %d, dead minutes %d (superseded %d, expired %d, expired in an outage %d, expired after a fault at every tick %d, longest %s), write-window samples %d, max write window %s, "+
+		"issued %d, stored %d, lost %d, lost claims %d, Clear faults %d, dead minutes %d (superseded %d, expired %d, expired in an outage %d, expired after a fault at every tick %d, longest %s, longest after the last fault %s), write-window samples %d, max write window %s, "+
 		"crashes %d %v, restarts %d, outages %d, outcomes %v, store calls %v",
 		r.Days, r.Requests, r.MinimumRequests, r.Ratio(), r.LifetimeMinimum, r.MaxPerDay, r.DailyLimit, r.DaysAboveLimit,
-		r.Issued, r.Stored, r.Lost, r.LostClaims, r.ClearFaults, r.DeadMinutes, r.SupersededMinutes, r.ExpiredMinutes, r.OutageExpiredMinutes, r.FaultExpiredMinutes, r.MaxDeadStretch, r.WriteWindowSamples, r.MaxWriteWindow,
+		r.Issued, r.Stored, r.Lost, r.LostClaims, r.ClearFaults, r.DeadMinutes, r.SupersededMinutes, r.ExpiredMinutes, r.OutageExpiredMinutes, r.FaultExpiredMinutes, r.MaxDeadStretch, r.MaxDeadAfterFault, r.WriteWindowSamples, r.MaxWriteWindow,
 		r.Crashes, r.CrashesAt, r.Restarts, r.Outages, r.Outcomes, r.StoreCalls)
 }
 
@@ -413,7 +416,8 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 	}
 	var dead, ticks int
 	var rep Report
-	stretch := 0
+	stretch, afterFault := 0, 0
+	var stretchNotes []string // the current dead stretch, minute by minute
 	// The tick windows' faults, for FaultExpiredMinutes: the current window's start and the fault
 	// count then, and the start of the last window that ended without a fault.
 	window, windowFaults, lastClean := start, 0, start.Add(-cfg.Tick)
@@ -444,26 +448,45 @@ func Simulate(ctx context.Context, cfg SimConfig) *Report {
 			}
 		}
 		if ok {
-			stretch = 0
+			stretch, afterFault, stretchNotes = 0, 0, nil
 		} else {
 			dead++
 			stretch++
 			s.mu.Lock()
 			outage := now.Before(s.outageUntil.Add(outageRecovery))
 			s.mu.Unlock()
-			faulted := everyTickFaulted(start, cfg.Tick, due, lastClean, s.faultCount() > windowFaults)
+			windowFaulted := s.faultCount() > windowFaults
+			faulted := everyTickFaulted(start, cfg.Tick, due, lastClean, windowFaulted)
+			// Dead minutes after the last tick window that met a fault: what the rotator took to
+			// recover once the faults let it.
+			if windowFaulted {
+				afterFault = 0
+			} else {
+				afterFault++
+			}
+			if d := time.Duration(afterFault) * time.Minute; d > rep.MaxDeadAfterFault {
+				rep.MaxDeadAfterFault = d
+			}
+			cause := "expired"
 			switch {
 			case superseded:
 				rep.SupersededMinutes++
+				cause = "superseded"
 			case outage:
 				rep.OutageExpiredMinutes++
+				cause = "expired in an outage"
 			case faulted:
 				rep.FaultExpiredMinutes++
+				cause = "expired after a fault at every tick"
 			default:
 				rep.ExpiredMinutes++
 			}
+			if len(stretchNotes) < 40 {
+				stretchNotes = append(stretchNotes, s.deadNote(now, cause))
+			}
 			if d := time.Duration(stretch) * time.Minute; d > rep.MaxDeadStretch {
 				rep.MaxDeadStretch = d
+				rep.StretchNotes = slices.Clone(stretchNotes)
 			}
 		}
 	}
@@ -484,6 +507,17 @@ func everyTickFaulted(start time.Time, tick time.Duration, due, lastClean time.T
 	}
 	first := start.Add((max(due.Sub(start), 0) + tick - 1) / tick * tick)
 	return lastClean.Before(first)
+}
+
+// deadNote describes a dead minute: its cause, the AWSCURRENT version and the state document.
+func (s *sim) deadNote(now time.Time, cause string) string {
+	cur, _ := s.sm.Stage(s.tokenID, rotation.CurrentStage)
+	st, _ := s.sm.Stage(s.tokenID, document.StateStage)
+	s.mu.Lock()
+	outage := s.outageUntil
+	s.mu.Unlock()
+	return fmt.Sprintf("%s: %s; AWSCURRENT %s; outage until %s; state %s",
+		now.Format(time.RFC3339), cause, cur.ID, outage.Format(time.RFC3339), st.Value)
 }
 
 // outageRecovery is how long after a Secrets Manager outage ends a rotator may take to look again
