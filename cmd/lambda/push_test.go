@@ -50,6 +50,21 @@ func TestBootstrapDeliversAWebhook(t *testing.T) {
 	if n := failures(); n != 1 || !strings.Contains(f.p.Stdout(), `"level":"ERROR","msg":"the ERP was not told of the new token`) {
 		t.Fatalf("%d DeliveryFailures lines, or no error line:\n%s", n, f.p.Stdout())
 	}
+
+	// The failure is recorded on the token secret, and the status answer shows it, until a
+	// delivery succeeds.
+	_, version = d.MustCurrent()
+	undelivered := func() string {
+		b, _ := json.Marshal(f.ok(`{"action":"status"}`)["undelivered"])
+		return string(b)
+	}
+	if got := undelivered(); !strings.Contains(got, `"default":["webhook: version `+version+` at `) {
+		t.Fatalf("status answers undelivered %s, want version %s", got, version)
+	}
+	expectOutcome(t, result(t, f.ok(`{"action":"rotate","force":true,"request_id":"push-2"}`)), "rotated")
+	if got := undelivered(); got != "null" {
+		t.Fatalf("a delivered token still shows as undelivered: %s", got)
+	}
 }
 
 // The function refuses at start what it could only ignore: a hook command, and a probe (it has no

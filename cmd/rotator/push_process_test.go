@@ -120,6 +120,8 @@ func TestRotateRotatedNotDelivered(t *testing.T) {
 	_, version := w.MustCurrent()
 	wantCode(t, rotatorEnv(w, rc.Env(), "status"), 0, "default: not delivered: webhook: version "+version+" at ")
 	wantCode(t, rotatorEnv(w, rc.Env(), "status", "--json"), 0, `"undelivered"`)
+	// whichever process failed: an operator's shell without the push settings sees it too.
+	wantCode(t, rotatorEnv(w, nil, "status"), 0, "default: not delivered: webhook: version "+version+" at ")
 	wantCode(t, rotatorEnv(w, rc.Env(), "rotate", "--force"), 0, "default: rotated")
 	if st := rotatorEnv(w, rc.Env(), "status"); st.Code != 0 || strings.Contains(st.Stdout, "not delivered") {
 		t.Fatalf("a delivered token still shows as not delivered:\n%s", st.Output())

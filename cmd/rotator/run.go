@@ -156,7 +156,7 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	// Deliver: rotate and revoke tell the ERP of each token stored, retried within the run, each
 	// final failure logged by the notifier and recorded on the token secret for status.
 	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard, Deliver: a.Deliver(a.Log, a.Recorder(nil, a.Log)),
-		Undelivered: a.UndeliveredReader()}
+		Undelivered: a.Undelivered}
 	switch cmd.name {
 	case "rotate":
 		return rotate(ctx, f, clients, rotation.Request{Force: o.force, Slot: o.apiClient}, o.asJSON, stdout)

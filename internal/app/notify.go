@@ -292,17 +292,10 @@ func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 	}
 }
 
-// UndeliveredReader is status's view of push delivery (fleet.Fleet.Undelivered): Undelivered when
-// push delivery is configured, nil when it is not.
-func (a *App) UndeliveredReader() func(ctx context.Context, c *rotation.Client) ([]string, error) {
-	if a.Notifier(notify.Run, nil, nil) == nil {
-		return nil
-	}
-	return a.Undelivered
-}
-
 // Undelivered returns what the token secret of c records as not delivered, one line per kind
-// ("webhook: version V at T"); nil when nothing is.
+// ("webhook: version V at T"); nil when nothing is. It is read whether or not this process has push
+// delivery configured: the tag is written by whichever process failed (the daemon, say), and an
+// operator's status, or push switched off since, must still show it.
 func (a *App) Undelivered(ctx context.Context, c *rotation.Client) ([]string, error) {
 	if a.Store == nil || a.Store.API == nil {
 		return nil, nil

@@ -48,7 +48,7 @@ type Fleet struct {
 	// was not told: the command's error is then a *DeliveryError, unless a rotation failed too.
 	Deliver func(ctx context.Context, c *rotation.Client, r rotation.Result, revoking bool) error
 	// Undelivered, when not nil, reads what a client's token secret records as not delivered
-	// (app.App.Undelivered), for status; nil when push delivery is off.
+	// (app.App.Undelivered), for status, whether or not this process delivers; nil reads nothing.
 	Undelivered func(ctx context.Context, c *rotation.Client) ([]string, error)
 }
 

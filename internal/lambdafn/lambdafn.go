@@ -191,7 +191,7 @@ func (h *Handler) revoke(ctx context.Context, e *rotation.Engine, clients []*rot
 // state unknown, as in `rotator status --json`; the failure is logged as an error rather than
 // returned, since returning it would drop every row, the readable ones too.
 func (h *Handler) status(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, log *slog.Logger) (any, error) {
-	ans, err := (&fleet.Fleet{Engine: e, All: h.app.Clients, Guard: h.app.Guard, Undelivered: h.app.UndeliveredReader()}).Status(ctx, clients)
+	ans, err := (&fleet.Fleet{Engine: e, All: h.app.Clients, Guard: h.app.Guard, Undelivered: h.app.Undelivered}).Status(ctx, clients)
 	if err != nil {
 		log.Error("could not read every client's status", "error", err)
 	}
