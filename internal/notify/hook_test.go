@@ -2,11 +2,14 @@ package notify
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,4 +156,55 @@ func TestHookOutputIsRedactedOfThePreviousToken(t *testing.T) {
 	if strings.Contains(log.String(), previous) || !strings.Contains(log.String(), "replacing [REDACTED]") {
 		t.Fatalf("the log:\n%s", log.String())
 	}
+}
+
+// A hook that runs past its time limit, or whose delivery is superseded by a newer token (its
+// context ended), is killed with everything it started: a child left running in the background
+// (`reload-erp &` gone wrong) would otherwise outlive the attempt, and the retries would pile
+// them up. The child here has let go of the output, so only the process-group kill ends it.
+func TestHookIsKilledWithItsChildren(t *testing.T) {
+	t.Parallel()
+	for _, superseded := range []bool{false, true} {
+		pidFile := filepath.Join(t.TempDir(), "pid")
+		h := &Hook{Args: []string{"sh", "-c", `sleep 60 >/dev/null 2>&1 & echo $! > "$0"; sleep 60`, pidFile},
+			Timeout: 500 * time.Millisecond}
+		ctx, cancel := context.WithCancel(t.Context())
+		if superseded {
+			h.Timeout = time.Minute
+			time.AfterFunc(500*time.Millisecond, cancel)
+		}
+		v, err := h.attempt(ctx, NewEvent("acme", "tok", "v7", token(), Scheduled))
+		cancel()
+		if v != Retry || err == nil {
+			t.Fatalf("superseded=%v: %s, %v; want a retry", superseded, v, err)
+		}
+		b, _ := os.ReadFile(pidFile)
+		pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+		if perr != nil {
+			t.Fatalf("superseded=%v: the hook wrote no child pid: %q", superseded, b)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !gone(pid) {
+			if time.Now().After(deadline) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Fatalf("superseded=%v: the hook's background child %d outlived the attempt", superseded, pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// gone reports whether the process pid has ended: it no longer exists, or it is a zombie (its
+// parent, the hook's shell, is gone, and nothing here reaps what is re-parented).
+func gone(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return true
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// The state follows the command's name in parentheses: "pid (comm) S ...".
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return strings.HasPrefix(rest, "Z") || strings.HasPrefix(rest, "X")
 }
