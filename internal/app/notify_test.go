@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -66,6 +67,40 @@ func TestNotifierFromTheConfiguration(t *testing.T) {
 	if !ok || ev.VersionID != "v1" || ev.Reason != notify.Revoke || ev.SecretID != "tok" {
 		t.Fatalf("event %+v", ev)
 	}
+}
+
+// A running rotator reads the signing secret again once it is five minutes old, so that a key added
+// or dropped reaches it in five minutes (the key change in docs/consumers.md counts on them), and
+// no sooner: each attempt does not cost a read.
+func TestSigningSecretIsReadAgainAfterFiveMinutes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm := fake.NewSecretsManager(time.Now)
+		if _, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String("webhook/signing"), SecretString: aws.String(signing)}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := New(load(t, map[string]string{config.EnvWebhookURL: "https://erp.example.com/h", config.EnvWebhookSecretID: "webhook/signing"}), sm, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := a.Notifier(notify.Run, nil, nil)
+		want := func(when, which, secret string) {
+			t.Helper()
+			got, err := n.Secret(t.Context())
+			if err != nil || got.Reveal() != secret {
+				t.Fatalf("%s: the signing secret is not the %s one (%v)", when, which, err)
+			}
+		}
+		want("at start", "first", signing)
+		both := signing + " whsec_c2Vjb25kLWtleS0wMTIzNDU2Nzg5YWJjZGVm"
+		if _, err := sm.PutSecretValue(t.Context(), &secretsmanager.PutSecretValueInput{SecretId: aws.String("webhook/signing"), SecretString: aws.String(both)}); err != nil {
+			t.Fatal(err)
+		}
+		want("at once", "first", signing)
+		time.Sleep(5*time.Minute - time.Second)
+		want("a second before five minutes", "first", signing)
+		time.Sleep(time.Second)
+		want("at five minutes", "changed", both)
+	})
 }
 
 func TestReasonOf(t *testing.T) {
