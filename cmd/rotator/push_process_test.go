@@ -223,7 +223,7 @@ func TestDaemonDeliveryThatNeverSucceeds(t *testing.T) {
 	p.Await("the webhook's failure in /metrics", 30*time.Second, func() bool {
 		return p.Metric(`clear_rotator_delivery_failing{client="default",kind="webhook"}`) == "1"
 	})
-	// The hook is retried, and reported after notify.Daemon.ReportAt attempts (about 10-20 s).
+	// The hook is retried, and reported after notify.Daemon.ReportAt attempts (15 to 30 s of waits).
 	p.Await("the hook's failure in /metrics", 60*time.Second, func() bool {
 		return p.Metric(`clear_rotator_delivery_failing{client="default",kind="hook"}`) == "1"
 	})

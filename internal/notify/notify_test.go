@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -202,6 +203,50 @@ func TestPolicy(t *testing.T) {
 		wait, _ := tc.p.Next(tc.failed, Retry, 0.9999999, tc.asked)
 		if wait.Round(time.Millisecond) != tc.wait {
 			t.Errorf("%s: Next = %s, want %s", name, wait, tc.wait)
+		}
+	}
+}
+
+// The shipped policies keep the numbers docs/consumers.md gives: rotate, revoke and the Lambda make
+// four attempts 1 to 8 s apart (7 to 14 s of waits) and report when they give up; the daemon reports
+// after five failed attempts (15 to 30 s of waits), then keeps trying at least every five minutes.
+func TestShippedPolicies(t *testing.T) {
+	// waits returns the least and the most the policy waits after each of the first n failures.
+	waits := func(p Policy, n int) (least, most []time.Duration) {
+		for failed := 1; failed <= n; failed++ {
+			lo, again := p.Next(failed, Retry, 0, 0)
+			hi, _ := p.Next(failed, Retry, 0.9999999, 0)
+			if !again {
+				break
+			}
+			least, most = append(least, lo), append(most, hi.Round(time.Millisecond))
+		}
+		return least, most
+	}
+	sum := func(ds []time.Duration) (s time.Duration) {
+		for _, d := range ds {
+			s += d
+		}
+		return s
+	}
+	least, most := waits(Run, 10)
+	if len(least) != 3 || least[0] != time.Second || most[2] != 8*time.Second || sum(least) != 7*time.Second || sum(most) != 14*time.Second {
+		t.Errorf("Run waits %v to %v; want three waits (four attempts), 1 to 8 s apart, 7 to 14 s in all", least, most)
+	}
+	if Run.Failing(3, Retry) || !Run.Failing(4, Retry) {
+		t.Error("Run does not report when its fourth attempt fails")
+	}
+	least, most = waits(Daemon, 4)
+	if sum(least) != 15*time.Second || sum(most) != 30*time.Second {
+		t.Errorf("Daemon waits %v to %v before its fifth attempt; want 15 to 30 s in all", least, most)
+	}
+	if Daemon.Failing(4, Retry) || !Daemon.Failing(5, Retry) {
+		t.Error("Daemon does not report at its fifth failed attempt")
+	}
+	for _, failed := range []int{5, 20, 1000, math.MaxInt} {
+		wait, again := Daemon.Next(failed, Retry, 0.9999999, time.Hour)
+		if !again || wait > 5*time.Minute {
+			t.Errorf("Daemon after %d failures: %s, %v; want another attempt within five minutes", failed, wait, again)
 		}
 	}
 }
