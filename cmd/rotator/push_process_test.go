@@ -128,6 +128,30 @@ func TestRotateRotatedNotDelivered(t *testing.T) {
 	}
 }
 
+// rotator revoke tells the receivers of the token that replaced the revoked one, with reason
+// "revoke", and exits 3 when it could not: the ERP still holds the dead token.
+func TestRevokeDeliversTheReplacement(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate"), 0, "default: rotated")
+	wantCode(t, rotatorEnv(w, rc.Env(), "revoke", "--yes"), 0, "default")
+	got := rc.Deliveries()
+	_, version := w.MustCurrent()
+	if len(got) != 2 || !got[1].Verified || decodeBody(t, got[1]).Reason != "revoke" || decodeBody(t, got[1]).VersionID != version {
+		t.Fatalf("deliveries %+v, want the second, signed, for version %s with reason revoke", got, version)
+	}
+
+	// Retried as rotate's are, then refused.
+	rc.Fail(http.StatusServiceUnavailable, http.StatusBadRequest)
+	r := rotatorEnv(w, rc.Env(), "revoke", "--yes")
+	wantCode(t, r, exitNotDelivered, "not delivered")
+	if got := rc.Deliveries(); len(got) != 2+2 || got[2].ID != got[3].ID {
+		t.Fatalf("deliveries %+v, want two attempts with one id for the failing receiver", got[2:])
+	}
+	_, version = w.MustCurrent()
+	wantCode(t, rotatorEnv(w, nil, "status"), 0, "default: not delivered: webhook: version "+version+" at ")
+}
+
 func TestHookRunsWithTheVersionAndTheTokenOnRequest(t *testing.T) {
 	w := world(t, rig.Options{Lifetime: time.Hour})
 	dir := t.TempDir()
