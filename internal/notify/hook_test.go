@@ -53,7 +53,8 @@ func TestHookEnvDropsTheSecrets(t *testing.T) {
 	}
 	for _, want := range []string{"PATH=/bin", "HOME=/root", "CLEAR_CLIENT_SECRET_ID=arn:x", "CLEAR_ROTATOR_CLIENT=acme",
 		"CLEAR_ROTATOR_SECRET_ID=arn:tok", "CLEAR_ROTATOR_VERSION_ID=v9", "CLEAR_ROTATOR_VALID_TILL=2026-12-03T10:00:00Z",
-		"CLEAR_ROTATOR_API_CLIENT=2", "CLEAR_ROTATOR_REASON=revoke"} {
+		"CLEAR_ROTATOR_API_CLIENT=2", "CLEAR_ROTATOR_REASON=revoke", "CLEAR_ROTATOR_ISSUED_AT=2026-12-02T10:00:00Z",
+		"CLEAR_ROTATOR_EVENT_ID=msg_"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("env lacks %q", want)
 		}

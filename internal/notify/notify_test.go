@@ -128,6 +128,19 @@ func TestEventBodyHasNoTokenAndAStableID(t *testing.T) {
 	if len(m) != len(want) {
 		t.Errorf("body has fields %v, want exactly %v", m, want)
 	}
+	// A token that never expires has a null valid_till; an unknown API client is left out.
+	forever := token()
+	forever.ValidTill, forever.APIClient = nil, 0
+	m = nil
+	if err := json.Unmarshal(NewEvent("acme", "tok", "v1", forever, Healed).Body(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := m["valid_till"]; !ok || v != nil {
+		t.Errorf("valid_till of a token that never expires: %v (present %v), want null", v, ok)
+	}
+	if _, ok := m["api_client"]; ok {
+		t.Errorf("an unknown API client is in the body: %v", m)
+	}
 	again := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", "v1", token(), Forced)
 	other := NewEvent("acme", "arn:aws:secretsmanager:us-east-1:1:secret:tok", "v2", token(), Scheduled)
 	if ev.ID != again.ID || ev.ID == other.ID || !strings.HasPrefix(ev.ID, "msg_") {

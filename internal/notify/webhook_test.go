@@ -88,6 +88,19 @@ func TestWebhookAnswers(t *testing.T) {
 	if se, ok := errors.AsType[*StatusError](err); !ok || se.RetryAfter != 7*time.Second {
 		t.Errorf("503 with Retry-After: 7: %#v, want a StatusError asking for 7s", err)
 	}
+	// Retry-After may be an HTTP date too.
+	mux.HandleFunc("/503-until", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", time.Now().Add(time.Minute).UTC().Format(http.TimeFormat))
+		w.WriteHeader(503)
+	})
+	_, err = (&Webhook{URL: srv.URL + "/503-until", Secret: secretFunc(testSecret)}).attempt(t.Context(), ev)
+	if se, ok := errors.AsType[*StatusError](err); !ok || se.RetryAfter < 55*time.Second || se.RetryAfter > time.Minute {
+		t.Errorf("503 with Retry-After a minute from now: %#v, want a StatusError asking for about a minute", err)
+	}
+	// The client gives a receiver 10 s and follows no redirect.
+	if c := NewHTTPClient(); c.Timeout != 10*time.Second || c.CheckRedirect == nil {
+		t.Errorf("the webhook's client: timeout %s, redirect check %v; want 10s and one", c.Timeout, c.CheckRedirect != nil)
+	}
 	// Nobody listening: retried.
 	dead := httptest.NewServer(http.NotFoundHandler())
 	url := dead.URL
