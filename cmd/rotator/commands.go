@@ -54,12 +54,17 @@ func revoke(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJ
 	var re *fleet.RevokeError
 	if errors.As(err, &re) {
 		live := make([]string, len(re.MayBeLive))
+		again := make([]string, len(re.MayBeLive))
 		for i, l := range re.MayBeLive {
 			live[i] = fmt.Sprintf("%s API client %d", l.Client, l.APIClient)
+			again[i] = fmt.Sprintf("rotator rotate --force --client %s --api-client %d", l.Client, l.APIClient)
 		}
 		// Printed on stderr, not only implied by the lines above: it is what the operator must act on.
-		return fmt.Errorf("%d of %d client(s) not revoked: the tokens stored before may still be live for %s (see above)",
-			re.Clients, re.Total, strings.Join(live, ", "))
+		// Once fixed, only those API clients are asked: revoke again would also revoke the tokens it
+		// just stored for the others, which the ERPs may have read since.
+		return fmt.Errorf("%d of %d client(s) not revoked: the tokens stored before may still be live for %s (see above); "+
+			"fix what their lines say, then run: %s (not revoke again, which would revoke the new tokens of the others)",
+			re.Clients, re.Total, strings.Join(live, ", "), strings.Join(again, "; "))
 	}
 	renderNotDelivered(stdout, err, asJSON)
 	return err

@@ -24,6 +24,8 @@ func TestProcessRevokeAsksEveryAPIClient(t *testing.T) {
 	r := w.Rotator("revoke", "--yes")
 	wantCode(t, r, 1, "API client 2")
 	wantCode(t, r, 1, "may still be live")
+	// Once fixed, only what is left is asked: revoke again would revoke API client 1's new token too.
+	wantCode(t, r, 1, "then run: rotator rotate --force --client default --api-client 2")
 	if out := r.Stdout + r.Stderr; strings.Contains(out, "API client 0") || !strings.Contains(out, "API client 1: rotated") {
 		t.Fatalf("revoke output does not name each API client by its number:\n%s", r.Output())
 	}
