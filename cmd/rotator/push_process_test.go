@@ -273,11 +273,12 @@ func TestDaemonDeliveryThatNeverSucceeds(t *testing.T) {
 	}
 }
 
-// TestDaemonStoppedBeforeDeliveringRecordsIt: a daemon stopped (SIGTERM, a rolling deploy) while
-// it is still retrying a delivery does not resume it at the next start; the README says so. It must
-// not lose it silently either: the delivery is reported like one that finally failed, in the error
-// log and on the token secret, so that `rotator status` shows it after the process is gone.
-func TestDaemonStoppedBeforeDeliveringRecordsIt(t *testing.T) {
+// TestDaemonStoppedBeforeDeliveringRecordsItAndTheNextStartResumesIt: a daemon stopped (SIGTERM,
+// a rolling deploy) while it is still retrying a delivery reports it like one that finally failed,
+// in the error log and on the token secret, so that `rotator status` shows it after the process is
+// gone; and the next daemon to start delivers it (the same webhook-id) once the receiver is fixed,
+// without asking Clear for anything. Before, nothing resumed it: the ERP was never told.
+func TestDaemonStoppedBeforeDeliveringRecordsItAndTheNextStartResumesIt(t *testing.T) {
 	w := world(t, rig.Options{Lifetime: time.Hour})
 	rc := w.Receiver()
 	for range 50 {
@@ -288,13 +289,31 @@ func TestDaemonStoppedBeforeDeliveringRecordsIt(t *testing.T) {
 	if code := p.Stop(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Fatalf("exit status %d:\n%s", code, p.Output())
 	}
-	if !p.Logged("the ERP was not told of the new token: the rotator stopped before delivering it; nothing resumes it") {
+	if !p.Logged(notify.MsgStopped) {
 		t.Fatalf("no error line for the delivery cut short:\n%s", p.Output())
 	}
 	st := rotatorEnv(w, rc.Env(), "status")
 	if !strings.Contains(st.Stdout, "default: not delivered: webhook: version ") {
 		t.Fatalf("status does not show the delivery cut short:\n%s", st.Output())
 	}
+
+	first, asked := rc.Deliveries()[0], w.ClearRequests()
+	rc.Heal()
+	p = w.Daemon(rc.Env()...)
+	p.Await("the delivery resumed", 30*time.Second, func() bool { return len(rc.Delivered()) == 1 })
+	if got := rc.Delivered()[0]; got.ID != first.ID || !got.Verified || decodeBody(t, got).VersionID != decodeBody(t, first).VersionID {
+		t.Fatalf("resumed %+v, want the delivery cut short (%+v) again, signed", got, first)
+	}
+	if !p.Logged("resuming a delivery recorded as failed") {
+		t.Fatalf("no line for the resumed delivery:\n%s", p.Output())
+	}
+	p.Await("the record cleared", 10*time.Second, func() bool {
+		return !strings.Contains(rotatorEnv(w, rc.Env(), "status").Stdout, "not delivered")
+	})
+	if n := w.ClearRequests(); n != asked {
+		t.Fatalf("resuming the delivery asked Clear: %d requests, %d before", n, asked)
+	}
+	p.Stop(syscall.SIGTERM, 30*time.Second)
 }
 
 // TestRotateInterruptedWhileDeliveringRecordsIt: `rotator rotate` stopped (Ctrl-C, SIGTERM) while
@@ -314,6 +333,29 @@ func TestRotateInterruptedWhileDeliveringRecordsIt(t *testing.T) {
 	if !strings.Contains(st.Stdout, "default: not delivered: webhook: version ") {
 		t.Fatalf("status does not show the delivery cut short:\n%s\nrotate said:\n%s", st.Output(), p.Output())
 	}
+}
+
+// TestDaemonReloadResumesWhatAnotherProcessFailedToDeliver: a `rotator rotate` whose receiver
+// refused records the delivery on the token secret; once the receiver is fixed, a SIGHUP to the
+// daemon (any replica) delivers it, though the daemon did not store that token. The alert's remedy
+// then works whichever process failed.
+func TestDaemonReloadResumesWhatAnotherProcessFailedToDeliver(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	p := w.Daemon(rc.Env()...)
+	p.Await("the first token delivered", 30*time.Second, func() bool { return len(rc.Delivered()) == 1 })
+	rc.Fail(http.StatusBadRequest)
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate", "--force"), exitNotDelivered, "rotated, not delivered")
+	_, version := w.MustCurrent()
+	p.Signal(syscall.SIGHUP)
+	p.Await("the delivery resumed", 30*time.Second, func() bool { return len(rc.Delivered()) == 2 })
+	if got := rc.Delivered()[1]; decodeBody(t, got).VersionID != version || decodeBody(t, got).Reason != "forced" || !got.Verified {
+		t.Fatalf("resumed %s, want version %s with the reason forced", got.Body, version)
+	}
+	p.Await("the record cleared", 10*time.Second, func() bool {
+		return !strings.Contains(rotatorEnv(w, rc.Env(), "status").Stdout, "not delivered")
+	})
+	p.Stop(syscall.SIGTERM, 30*time.Second)
 }
 
 // TestDaemonReloadRedeliversWhatWasNotDelivered: the runbook's remedy for a failing delivery is to
@@ -383,7 +425,7 @@ func TestDaemonDeliveryEndsWhenATokenStoredElsewhereSupersedesIt(t *testing.T) {
 		}
 	}
 	p.Stop(syscall.SIGTERM, 30*time.Second)
-	if p.Logged("the ERP was not told of the new token: the rotator stopped before delivering it; nothing resumes it") {
+	if p.Logged(notify.MsgStopped) {
 		t.Fatalf("a superseded delivery was reported as cut short:\n%s", p.Output())
 	}
 }

@@ -205,8 +205,8 @@ func (a *App) Deliver(log *slog.Logger, rec notify.Recorder) func(ctx context.Co
 
 // stopping returns ctx, ending when it does but with notify.ErrStopped as the cause. A run's
 // context (the CLI's, the Lambda's) ends early only when the process is told to stop (a signal,
-// the invocation's deadline), and nothing resumes its deliveries then: the notifier reports each
-// one cut short like one that finally failed (the error line, the undelivered tag).
+// the invocation's deadline), and it resumes nothing: the notifier reports each delivery cut short
+// like one that finally failed (the error line, the undelivered tag a daemon resumes from).
 func stopping(ctx context.Context) (context.Context, func()) {
 	out, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() { cancel(fmt.Errorf("%w (%v)", notify.ErrStopped, context.Cause(ctx))) })
@@ -242,7 +242,7 @@ func (r *tagRecorder) api() tagger {
 	if r.a.Store == nil {
 		return nil
 	}
-	t, _ := r.a.Store.API.(tagger) // the SDK's client tags; the in-memory fake does not
+	t, _ := r.a.Store.API.(tagger) // the SDK's client tags, and so does the in-memory fake
 	return t
 }
 
@@ -256,7 +256,7 @@ func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	value := "version " + ev.VersionID + " at " + at.UTC().Format(time.RFC3339)
+	value := undeliveredValue(ev, at)
 	_, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID),
 		Tags: []types.Tag{{Key: aws.String(UndeliveredTagPrefix + kind), Value: aws.String(value)}}})
 	if err != nil && r.log != nil {
@@ -314,6 +314,86 @@ func (a *App) Undelivered(ctx context.Context, c *rotation.Client) ([]string, er
 	}
 	slices.Sort(lines)
 	return lines, nil
+}
+
+// undeliveredValue is the undelivered tag's value: "version V at T reason R". It names the
+// version, for status and for Resumable, and the event's reason, so that a resumed delivery says
+// what the first one would have. Only letters, digits, spaces and _ . : / = + - @ are allowed in a
+// tag's value, hence no punctuation.
+func undeliveredValue(ev notify.Event, at time.Time) string {
+	return "version " + ev.VersionID + " at " + at.UTC().Format(time.RFC3339) + " reason " + string(ev.Reason)
+}
+
+// parseUndelivered reads undeliveredValue's fields back: the version, and the reason (Scheduled
+// for a value without one, as older releases wrote, or with one this release does not know).
+func parseUndelivered(value string) (version string, reason notify.Reason) {
+	f := strings.Fields(value)
+	if len(f) < 2 || f[0] != "version" {
+		return "", ""
+	}
+	reason = notify.Scheduled
+	if i := slices.Index(f, "reason"); i > 0 && i+1 < len(f) {
+		if r := notify.Reason(f[i+1]); slices.Contains([]notify.Reason{notify.Scheduled, notify.Forced, notify.Healed, notify.Revoke}, r) {
+			reason = r
+		}
+	}
+	return f[1], reason
+}
+
+// Resumable returns the delivery of c's token that a process recorded as failed (its undelivered
+// tags: the daemon before it stopped, a replica, a CLI run, the Lambda) while that token is still
+// AWSCURRENT, and the kinds ("webhook", "hook") not delivered; ok is false when there is none. A
+// tag naming an older version is left alone: its token is superseded, and the newer one's own
+// delivery tells the ERP. The event is the one the failed delivery had, webhook-id included, so a
+// receiver that got it after all acts once.
+func (a *App) Resumable(ctx context.Context, c *rotation.Client) (ev notify.Event, kinds []string, ok bool, err error) {
+	if a.Store == nil || a.Store.API == nil || a.Engine == nil || a.Engine.Store == nil {
+		return notify.Event{}, nil, false, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	out, err := a.Store.API.DescribeSecret(dctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(c.TokenSecretID)})
+	cancel()
+	if _, missing := errors.AsType[*types.ResourceNotFoundException](err); missing {
+		return notify.Event{}, nil, false, nil // no token stored yet: nothing to tell
+	}
+	if err != nil {
+		return notify.Event{}, nil, false, reduceErr("DescribeSecret", c.TokenSecretID, err)
+	}
+	current := ""
+	for v, stages := range out.VersionIdsToStages {
+		if slices.Contains(stages, rotation.CurrentStage) {
+			current = v
+		}
+	}
+	reason := notify.Scheduled
+	for _, t := range out.Tags {
+		kind, tagged := strings.CutPrefix(aws.ToString(t.Key), UndeliveredTagPrefix)
+		if v, r := parseUndelivered(aws.ToString(t.Value)); tagged && current != "" && v == current {
+			kinds, reason = append(kinds, kind), r
+		}
+	}
+	if len(kinds) == 0 {
+		return notify.Event{}, nil, false, nil
+	}
+	slices.Sort(kinds)
+	v, err := a.Engine.Store.ReadVersion(ctx, c.TokenSecretID, current)
+	if err != nil {
+		return notify.Event{}, nil, false, err
+	}
+	doc, err := document.ParseToken([]byte(v.Value))
+	if err != nil {
+		// Not a token document (written by hand?): nothing an ERP could be told of.
+		return notify.Event{}, nil, false, fmt.Errorf("the token secret's AWSCURRENT is not a token document: %w", err)
+	}
+	arn := aws.ToString(out.ARN)
+	if arn == "" {
+		arn = c.TokenSecretID
+	}
+	ev = notify.NewEvent(c.Name, arn, current, doc, reason)
+	if a.Config.Notify.HookCommand != nil && slices.Contains(kinds, "hook") {
+		ev.Previous = a.previousToken(ctx, c)
+	}
+	return ev, kinds, true, nil
 }
 
 // reduceErr keeps an SDK error's code and message, as the store does, for a log line.

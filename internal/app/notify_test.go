@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -9,7 +10,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
@@ -149,5 +152,76 @@ func TestHookEnvDropsEverySecretSetting(t *testing.T) {
 		if strings.Contains(kv, "leaked-") {
 			t.Errorf("the hook inherits %s", kv)
 		}
+	}
+}
+
+// Resumable finds the delivery a process recorded as failed while its token is still AWSCURRENT,
+// with the kinds not delivered and the event's reason, and nothing once a newer token is stored.
+func TestResumable(t *testing.T) {
+	ctx := t.Context()
+	sm := fake.NewSecretsManager(time.Now)
+	a, err := New(load(t, map[string]string{config.EnvWebhookURL: "https://erp.example.com/h", config.EnvWebhookSecret: signing}), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := a.Clients[0]
+	if _, _, ok, err := a.Resumable(ctx, c); ok || err != nil {
+		t.Fatalf("no token secret yet: %v, %v; want nothing to resume and no error", ok, err)
+	}
+	const tok = "tok-0123456789-abcdefghij"
+	put := func(value string) string {
+		t.Helper()
+		out, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("tok"), SecretString: aws.String(value)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(out.VersionId)
+	}
+	tag := func(kind, value string) {
+		t.Helper()
+		if _, err := sm.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String("tok"),
+			Tags: []types.Tag{{Key: aws.String(UndeliveredTagPrefix + kind), Value: aws.String(value)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("tok")}); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken(tok), IssuedAt: time.Now().UTC(), Client: "default"})
+	v1 := put(string(doc))
+	if _, _, ok, err := a.Resumable(ctx, c); ok || err != nil {
+		t.Fatalf("nothing recorded: %v, %v", ok, err)
+	}
+
+	// The tag as the recorder writes it, and one an older release wrote, without a reason.
+	ev := notify.NewEvent("default", "tok", v1, document.Token{}, notify.Revoke)
+	tag("webhook", undeliveredValue(ev, time.Now()))
+	tag("hook", "version some-older-version at 2026-12-01T00:00:00Z")
+	got, kinds, ok, err := a.Resumable(ctx, c)
+	if !ok || err != nil || !slices.Equal(kinds, []string{"webhook"}) || got.ID != ev.ID || got.VersionID != v1 ||
+		got.Reason != notify.Revoke || got.Token.AccessToken.Reveal() != tok {
+		t.Fatalf("Resumable = %+v, %v, %v, %v; want the webhook of %s, reason revoke", got, kinds, ok, err, v1)
+	}
+	tag("hook", "version "+v1+" at 2026-12-01T00:00:00Z")
+	if got, kinds, _, _ := a.Resumable(ctx, c); !slices.Equal(kinds, []string{"hook", "webhook"}) || got.Reason != notify.Revoke {
+		t.Fatalf("both recorded: kinds %v, reason %s", kinds, got.Reason)
+	}
+	if v, r := parseUndelivered("version " + v1 + " at 2026-12-01T00:00:00Z"); v != v1 || r != notify.Scheduled {
+		t.Fatalf("an older release's tag: %q, %q; want the version, scheduled", v, r)
+	}
+	if v, r := parseUndelivered("version v9 at T reason bogus"); v != "v9" || r != notify.Scheduled {
+		t.Fatalf("an unknown reason: %q, %q; want scheduled", v, r)
+	}
+
+	// A newer token supersedes what was recorded: its own delivery tells the ERP.
+	put(string(doc))
+	if _, _, ok, err := a.Resumable(ctx, c); ok || err != nil {
+		t.Fatalf("after a newer token: %v, %v; want nothing to resume", ok, err)
+	}
+	// An AWSCURRENT that is no token document is not told, and the error does not quote it.
+	v3 := put(tok)
+	tag("webhook", "version "+v3+" at 2026-12-01T00:00:00Z")
+	if _, _, ok, err := a.Resumable(ctx, c); ok || err == nil || strings.Contains(err.Error(), tok) {
+		t.Fatalf("a malformed AWSCURRENT: %v, %v; want an error without the value", ok, err)
 	}
 }

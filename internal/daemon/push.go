@@ -25,6 +25,11 @@ type Push struct {
 
 	dispatch notify.Dispatcher
 	stats    notify.Stats
+
+	// resuming runs resume in the background, from Start on, until stop ends it.
+	resuming sync.WaitGroup
+	ctx      context.Context
+	stop     context.CancelFunc
 }
 
 // NewPush returns push delivery for a daemon starting with a.
@@ -62,6 +67,42 @@ func (p *Push) reloaded(ctx context.Context, a *app.App) {
 	p.stats.Settle(func(client, kind string) bool {
 		return slices.ContainsFunc(a.Clients, func(c *rotation.Client) bool { return c.Name == client }) && n.Tells(client, kind)
 	})
+	p.background(a, n)
+}
+
+// background runs resume in the background once Start has run: it costs a DescribeSecret per
+// client, which neither the start nor a reload should wait for.
+func (p *Push) background(a *app.App, n *notify.Notifier) {
+	p.mu.Lock()
+	ctx := p.ctx
+	p.mu.Unlock()
+	if ctx != nil && n != nil {
+		p.resuming.Go(func() { p.resume(ctx, a, n) })
+	}
+}
+
+// resume delivers again, with n, each client's token that a delivery recorded as failed on the
+// token secret (app.App.Resumable) while it is still AWSCURRENT: one this daemon did not deliver
+// before it stopped, or one a replica, a CLI run or the Lambda failed to. Only the kinds not
+// delivered are told, and only for a client with no delivery of its own pending or in flight. So a
+// restart, or a reload after the receiver is fixed, tells the ERP what was never told, whichever
+// process failed. It costs a DescribeSecret per client told anything.
+func (p *Push) resume(ctx context.Context, a *app.App, n *notify.Notifier) {
+	for _, c := range a.Clients {
+		if ctx.Err() != nil {
+			return
+		}
+		if !n.Enabled(c.Name) {
+			continue
+		}
+		ev, kinds, ok, err := a.Resumable(ctx, c)
+		switch {
+		case err != nil:
+			a.Log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
+		case ok && p.dispatch.Resume(context.WithoutCancel(ctx), n.Only(kinds), ev):
+			a.Log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
+		}
+	}
 }
 
 // OnResult starts telling the ERP of the token r stored, if it stored one (an Options.OnResult
@@ -92,13 +133,27 @@ func (p *Push) event(ctx context.Context, c *rotation.Client, r rotation.Result)
 	return n, ev, ok
 }
 
-// Start implements Service: deliveries start with the checks that store tokens.
-func (p *Push) Start() error { return nil }
+// Start implements Service: deliveries start with the checks that store tokens, and, in the
+// background, with those recorded as failed that are to be resumed (resume).
+func (p *Push) Start() error {
+	p.mu.Lock()
+	a := p.app
+	p.ctx, p.stop = context.WithCancel(context.Background())
+	p.mu.Unlock()
+	p.background(a, a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log)))
+	return nil
+}
 
 // Stop implements Service, once the daemon's checks have ended: the deliveries in flight get until
 // ctx ends to succeed; each one still undelivered then is reported as failed (the error log, the
-// token secret's undelivered tag that status shows), since the next start does not resume it.
+// token secret's undelivered tag that status shows), and the next start resumes it.
 func (p *Push) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	if p.stop != nil {
+		p.stop()
+	}
+	p.mu.Unlock()
+	p.resuming.Wait()
 	p.dispatch.Stop(ctx)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -43,6 +44,7 @@ type smSecret struct {
 	versions []*SMVersion
 	byID     map[string]*SMVersion
 	byLabel  map[string]*SMVersion
+	tags     map[string]string
 }
 
 // SMVersion is one stored version of a secret.
@@ -267,7 +269,50 @@ func (f *SecretsManager) DescribeSecret(ctx context.Context, in *secretsmanager.
 	for _, v := range s.byLabel {
 		stages[v.ID] = slices.Clone(v.Stages)
 	}
-	return &secretsmanager.DescribeSecretOutput{Name: aws.String(id), VersionIdsToStages: stages}, nil
+	var tags []types.Tag
+	for _, k := range slices.Sorted(maps.Keys(s.tags)) {
+		tags = append(tags, types.Tag{Key: aws.String(k), Value: aws.String(s.tags[k])})
+	}
+	return &secretsmanager.DescribeSecretOutput{Name: aws.String(id), VersionIdsToStages: stages, Tags: tags}, nil
+}
+
+// TagResource adds or replaces the secret's tags, as Secrets Manager's does.
+func (f *SecretsManager) TagResource(ctx context.Context, in *secretsmanager.TagResourceInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["TagResource"]++
+	s := f.secrets[aws.ToString(in.SecretId)]
+	if s == nil {
+		return nil, smNotFound("Secrets Manager can't find the specified secret.")
+	}
+	if s.tags == nil {
+		s.tags = map[string]string{}
+	}
+	for _, t := range in.Tags {
+		s.tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return &secretsmanager.TagResourceOutput{}, nil
+}
+
+// UntagResource removes the secret's tags named; a key it does not have is no error.
+func (f *SecretsManager) UntagResource(ctx context.Context, in *secretsmanager.UntagResourceInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.UntagResourceOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["UntagResource"]++
+	s := f.secrets[aws.ToString(in.SecretId)]
+	if s == nil {
+		return nil, smNotFound("Secrets Manager can't find the specified secret.")
+	}
+	for _, k := range in.TagKeys {
+		delete(s.tags, k)
+	}
+	return &secretsmanager.UntagResourceOutput{}, nil
 }
 
 // UpdateSecretVersionStage implements store.API with Secrets Manager's rules: a label attached to

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -70,6 +71,22 @@ func (n *Notifier) Tells(client, kind string) bool {
 		}
 	}
 	return false
+}
+
+// Only returns a copy of n that delivers only the kinds listed ("webhook", "hook"): a resumed
+// delivery tells again what was not delivered, and does not run a hook that succeeded once more.
+func (n *Notifier) Only(kinds []string) *Notifier {
+	if n == nil {
+		return nil
+	}
+	o := *n
+	if !slices.Contains(kinds, "webhook") {
+		o.URLs = nil
+	}
+	if !slices.Contains(kinds, "hook") {
+		o.Hook = nil
+	}
+	return &o
 }
 
 func (n *Notifier) now() time.Time {
@@ -196,6 +213,11 @@ func (n *Notifier) superseded(ctx context.Context, ev Event) bool {
 	return err == nil && !current
 }
 
+// MsgStopped is the error line of a delivery cut short by the process stopping. The undelivered
+// tag the Recorder writes is what a daemon resumes from (app.App.Resumable) at its next start or
+// reload; a CLI run or the Lambda resumes nothing.
+const MsgStopped = "the ERP was not told of the new token: the rotator stopped before delivering it; recorded on the token secret for status, and for a daemon's next start or reload to deliver"
+
 // ErrStopped is the cause with which a Dispatcher that stops ends the deliveries still in flight.
 var ErrStopped = errors.New("the rotator stopped before the delivery succeeded")
 
@@ -208,7 +230,7 @@ var errSuperseded = errors.New("a newer token, or a reloaded configuration, supe
 func (n *Notifier) ended(ctx context.Context, t target, ev Event, failed int, reported bool) error {
 	cause := context.Cause(ctx)
 	if errors.Is(cause, ErrStopped) && !reported {
-		n.log().Error("the ERP was not told of the new token: the rotator stopped before delivering it; nothing resumes it",
+		n.log().Error(MsgStopped,
 			"client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID, "attempts", failed)
 		if n.Recorder != nil {
 			n.Recorder.Failed(ev, t.kind(), n.now())
@@ -299,6 +321,20 @@ func (d *Dispatcher) Redeliver(ctx context.Context, n *Notifier) {
 	for _, ev := range evs {
 		d.post(ctx, n, ev)
 	}
+}
+
+// Resume delivers ev with n, as Post does, unless a delivery of ev.Client is pending or in flight
+// (this process stored a token of the client since, or is delivering it already): it reports
+// whether it started one. It is for a delivery that another process, or this one before it
+// restarted, recorded as failed.
+func (d *Dispatcher) Resume(ctx context.Context, n *Notifier, ev Event) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, busy := d.pending[ev.Client]; busy || d.running[ev.Client] != nil || !n.Enabled(ev.Client) {
+		return false
+	}
+	d.post(ctx, n, ev)
+	return true
 }
 
 // Wait returns when every delivery has ended (cancel their context first to make them end).

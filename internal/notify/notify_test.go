@@ -605,3 +605,52 @@ func TestDeliverEndsWhenCurrentSaysSuperseded(t *testing.T) {
 		}
 	})
 }
+
+// A delivery recorded as failed elsewhere is resumed only for a client with nothing of its own
+// pending or in flight: this process's own delivery is of a token at least as new.
+func TestDispatcherResumesOnlyAnIdleClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		wh := &fakeTarget{name: "webhook", forever: Retry}
+		n, _ := newTestNotifier(Daemon, &log, wh)
+		d := &Dispatcher{}
+		ctx, cancel := context.WithCancel(t.Context())
+		own := NewEvent("acme", "tok", "v2", token(), Scheduled)
+		d.Post(ctx, n, own)
+		if d.Resume(ctx, n, NewEvent("acme", "tok", "v1", token(), Scheduled)) {
+			t.Fatal("resumed over the client's own delivery in flight")
+		}
+		wh.mu.Lock()
+		wh.forever = Delivered
+		wh.mu.Unlock()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		other := NewEvent("other", "tok2", "v7", token(), Forced)
+		if !d.Resume(ctx, n, other) {
+			t.Fatal("an idle client's delivery was not resumed")
+		}
+		synctest.Wait()
+		if ids := wh.seen(); ids[len(ids)-1] != other.ID {
+			t.Fatalf("attempts %v, want the resumed one last", ids)
+		}
+		cancel()
+		d.Wait()
+	})
+}
+
+// Only keeps the kinds listed, so that a resumed delivery does not run a hook that succeeded.
+func TestNotifierOnly(t *testing.T) {
+	n := &Notifier{URLs: map[string]string{"acme": "https://erp.example.com/h"}, Hook: &Hook{Args: []string{"/bin/true"}}}
+	if o := n.Only([]string{"hook"}); o.Tells("acme", "webhook") || !o.Tells("acme", "hook") {
+		t.Fatal("Only(hook) still tells the webhook, or not the hook")
+	}
+	if o := n.Only([]string{"webhook"}); !o.Tells("acme", "webhook") || o.Tells("acme", "hook") {
+		t.Fatal("Only(webhook) still runs the hook, or tells no webhook")
+	}
+	if n.Only(nil).Enabled("acme") || !n.Tells("acme", "webhook") || !n.Tells("acme", "hook") {
+		t.Fatal("Only(nil) tells something, or Only changed the notifier it copied")
+	}
+	if (*Notifier)(nil).Only([]string{"webhook"}) != nil {
+		t.Fatal("Only of no notifier")
+	}
+}

@@ -69,6 +69,13 @@ func (r *Receiver) Fail(statuses ...int) {
 	r.mu.Unlock()
 }
 
+// Heal drops the failures still scripted: the receiver is fixed, and accepts from now on.
+func (r *Receiver) Heal() {
+	r.mu.Lock()
+	r.script = nil
+	r.mu.Unlock()
+}
+
 // Deliveries returns what the receiver got, in order.
 func (r *Receiver) Deliveries() []Delivery {
 	r.mu.Lock()
