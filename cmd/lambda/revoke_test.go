@@ -59,3 +59,33 @@ func wantRevokeError(t *testing.T, r reply, what string) {
 		t.Fatalf("answer %s %s, want a RevokeError naming %s", r.kind, r.body, what)
 	}
 }
+
+// {"action":"rotate","force":true,"api_client":N} asks the API client named, as `rotator rotate
+// --force --api-client N` does: the runbook's remedy for a token revoked outside the rotator with
+// two API clients, which a plain force would refuse (it asks the other API client, whose token
+// consumers may still hold). An API client the client does not have is refused, asking nothing.
+func TestBootstrapForcesTheAPIClientNamed(t *testing.T) {
+	t.Parallel()
+	d := deployWith(t, 2)
+	f := d.start(t)
+	r := result(t, f.ok(`{"action":"rotate"}`))
+	expectOutcome(t, r, "rotated")
+	if r["api_client"] != 1.0 {
+		t.Fatalf("the first rotation asked API client %v, want 1", r["api_client"])
+	}
+	r = result(t, f.ok(`{"action":"rotate","force":true,"api_client":1}`))
+	expectOutcome(t, r, "rotated")
+	if r["api_client"] != 1.0 {
+		t.Fatalf("api_client 1 asked API client %v", r["api_client"])
+	}
+
+	one := deploy(t)
+	g := one.start(t)
+	asked := one.ClearRequests()
+	if e := g.invoke(`{"action":"rotate","force":true,"api_client":2}`); e.kind != "error" || !strings.Contains(string(e.body), `API client 2 is not configured for client \"default\" (it has 1)`) {
+		t.Fatalf("api_client 2 of a client with one: %s: %s", e.kind, e.body)
+	}
+	if one.ClearRequests() != asked {
+		t.Fatal("a refused api_client asked Clear")
+	}
+}

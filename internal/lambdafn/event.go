@@ -49,6 +49,9 @@ type Event struct {
 	Client string
 	// Force rotates even a token that is not due (rotate only).
 	Force bool
+	// APIClient, with Force, names the API client to ask (1 or 2), as `rotator rotate --force
+	// --api-client N` does; 0 lets the decision choose.
+	APIClient int
 	// RequestID is the "request_id" of a rotate or revoke event: the identity by which a duplicated
 	// delivery is recognised. Empty when the event carries none.
 	RequestID string
@@ -71,7 +74,7 @@ const maxRequestID = 128
 // an operator who typed the payload by hand sees at once what to send instead.
 const AcceptedEvents = `an EventBridge scheduled event ("detail-type": "Scheduled Event", "source": "aws.events"), ` +
 	`{"action":"scheduled"} or {} (rotate every client that is due), ` +
-	`{"action":"rotate","client":"NAME","force":true,"request_id":"ID"} (client, force and request_id optional), ` +
+	`{"action":"rotate","client":"NAME","force":true,"api_client":N,"request_id":"ID"} (client, force, api_client (1 or 2, with force) and request_id optional), ` +
 	`{"action":"revoke","client":"NAME","request_id":"ID"} (request_id optional), ` +
 	`{"action":"status","client":"NAME"} (client optional), ` +
 	`or a Secrets Manager rotation event {"SecretId":"ARN","ClientRequestToken":"VERSION","Step":"createSecret|setSecret|testSecret|finishSecret"}`
@@ -93,6 +96,7 @@ type actionEvent struct {
 	Action    *string `json:"action"`
 	Client    *string `json:"client"`
 	Force     *bool   `json:"force"`
+	APIClient *int    `json:"api_client"`
 	RequestID *string `json:"request_id"`
 }
 
@@ -135,7 +139,7 @@ func ParseEvent(raw json.RawMessage) (Event, error) {
 const maxActionEvent = 4096
 
 // actionFields are the keys of an operator's event, spelled exactly so.
-var actionFields = []string{"action", "client", "force", "request_id"}
+var actionFields = []string{"action", "client", "force", "api_client", "request_id"}
 
 // parseAction decodes an operator's or EventBridge Scheduler's {"action": ...} event.
 func parseAction(raw json.RawMessage) (Event, error) {
@@ -163,6 +167,12 @@ func parseAction(raw json.RawMessage) (Event, error) {
 	}
 	if ev.Force != nil {
 		out.Force = *ev.Force
+	}
+	if ev.APIClient != nil {
+		if *ev.APIClient != 1 && *ev.APIClient != 2 {
+			return Event{}, &EventError{Reason: `"api_client" is 1 or 2`}
+		}
+		out.APIClient = *ev.APIClient
 	}
 	if ev.RequestID != nil {
 		if reason := checkRequestID(*ev.RequestID); reason != "" {
@@ -211,20 +221,23 @@ func checkKeys(raw json.RawMessage) string {
 func fieldsOfAction(action Kind, ev actionEvent) string {
 	switch action {
 	case KindScheduled:
-		if ev.Client != nil || ev.Force != nil || ev.RequestID != nil {
-			return `a "scheduled" event takes no "client", "force" or "request_id"; use "action":"rotate" for those`
+		if ev.Client != nil || ev.Force != nil || ev.APIClient != nil || ev.RequestID != nil {
+			return `a "scheduled" event takes no "client", "force", "api_client" or "request_id"; use "action":"rotate" for those`
 		}
 	case KindRotate:
+		if ev.APIClient != nil && (ev.Force == nil || !*ev.Force) {
+			return `"api_client" needs "force":true: it names the API client a forced rotation asks`
+		}
 	case KindRevoke:
-		if ev.Force != nil {
-			return `a "revoke" event takes no "force": it always asks Clear`
+		if ev.Force != nil || ev.APIClient != nil {
+			return `a "revoke" event takes no "force" or "api_client": it always asks every API client`
 		}
 		if ev.Client == nil {
 			return `a "revoke" event must name its "client": it cuts off every ERP system holding that client's tokens`
 		}
 	case KindStatus:
-		if ev.Force != nil || ev.RequestID != nil {
-			return `a "status" event takes no "force" or "request_id"`
+		if ev.Force != nil || ev.APIClient != nil || ev.RequestID != nil {
+			return `a "status" event takes no "force", "api_client" or "request_id"`
 		}
 	default:
 		// The value is not quoted (see EventError); a near miss names the action it was meant to be.

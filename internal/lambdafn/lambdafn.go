@@ -118,7 +118,14 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) 
 		log.Warn("revoking every stored token: each API client is asked for a new one", "clients", len(clients), "event_id", id)
 		return h.revoke(ctx, &engine, clients, id, requestID, log)
 	}
-	req := rotation.Request{Force: ev.Force}
+	req := rotation.Request{Force: ev.Force, Slot: ev.APIClient}
+	for _, c := range clients {
+		if ev.APIClient > c.Slots() {
+			err := &ClientError{Name: c.Name, Err: fmt.Errorf("API client %d is not configured for client %q (it has %d)", ev.APIClient, c.Name, c.Slots())}
+			log.Error("refused the event", "error", err)
+			return nil, err
+		}
+	}
 	if ev.Kind == KindRotate && (ev.Force || ev.RequestID != "") {
 		// A forced rotation is answered once per event: the engine remembers the id in the
 		// client's state, so a duplicated delivery asks Clear for nothing.
