@@ -52,7 +52,7 @@ func TestBootstrapDeliversAWebhook(t *testing.T) {
 	}
 
 	// The failure is recorded on the token secret, and the status answer shows it, until a
-	// delivery succeeds.
+	// delivery succeeds: the next scheduled invocation's, which tries once more.
 	_, version = d.MustCurrent()
 	undelivered := func() string {
 		b, _ := json.Marshal(f.ok(`{"action":"status"}`)["undelivered"])
@@ -61,9 +61,16 @@ func TestBootstrapDeliversAWebhook(t *testing.T) {
 	if got := undelivered(); !strings.Contains(got, `"default":["webhook: version `+version+` at `) {
 		t.Fatalf("status answers undelivered %s, want version %s", got, version)
 	}
-	expectOutcome(t, result(t, f.ok(`{"action":"rotate","force":true,"request_id":"push-2"}`)), "rotated")
+	expectOutcome(t, result(t, f.ok(`{"action":"scheduled"}`)), "not_due")
+	if got := rc.Deliveries(); len(got) != 3 || got[2].ID != got[1].ID || got[2].Status != http.StatusNoContent {
+		t.Fatalf("deliveries %+v: want the refused one resumed, accepted", got)
+	}
 	if got := undelivered(); got != "null" {
 		t.Fatalf("a delivered token still shows as undelivered: %s", got)
+	}
+	expectOutcome(t, result(t, f.ok(`{"action":"scheduled"}`)), "not_due")
+	if n := len(rc.Deliveries()); n != 3 {
+		t.Fatalf("a delivered token was told again: %d deliveries", n)
 	}
 }
 

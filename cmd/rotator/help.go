@@ -33,7 +33,8 @@ const exitsNotDelivered = `
   3  rotated, not delivered: every token was stored, but the webhook or the hook
      command failed after its retries, or the command was stopped while it
      delivered (the log says which); the token in Secrets Manager is good, and
-     ERPs that re-read it get it`
+     ERPs that re-read it get it. rotate also exits 3 when it tried once more a
+     delivery recorded as failed by an earlier run, and it failed again`
 
 func clientFlag(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.client, "client", "", "only the client with this `NAME` (default: every configured client)")

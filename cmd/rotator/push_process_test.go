@@ -122,9 +122,26 @@ func TestRotateRotatedNotDelivered(t *testing.T) {
 	wantCode(t, rotatorEnv(w, rc.Env(), "status", "--json"), 0, `"undelivered"`)
 	// whichever process failed: an operator's shell without the push settings sees it too.
 	wantCode(t, rotatorEnv(w, nil, "status"), 0, "default: not delivered: webhook: version "+version+" at ")
-	wantCode(t, rotatorEnv(w, rc.Env(), "rotate", "--force"), 0, "default: rotated")
+
+	// The next run (cron's, say) tries once more, though it rotates nothing: refused again, it
+	// says so and exits 3; accepted, the record is gone. No token is asked for to tell the ERP.
+	asked := w.ClearRequests()
+	rc.Fail(http.StatusBadRequest)
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate"), exitNotDelivered, "default: a token stored earlier is still not delivered")
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate"), 0, "default: not_due")
+	got := rc.Deliveries()
+	if len(got) != 3 || got[2].ID != got[0].ID || !got[2].Verified || got[2].Status != http.StatusNoContent {
+		t.Fatalf("deliveries %+v, want the refused one resumed twice, accepted the second time", got)
+	}
 	if st := rotatorEnv(w, rc.Env(), "status"); st.Code != 0 || strings.Contains(st.Stdout, "not delivered") {
 		t.Fatalf("a delivered token still shows as not delivered:\n%s", st.Output())
+	}
+	if w.ClearRequests() != asked {
+		t.Fatal("resuming the delivery asked Clear")
+	}
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate"), 0, "default: not_due")
+	if n := len(rc.Deliveries()); n != 3 {
+		t.Fatalf("a delivered token was told again: %d deliveries", n)
 	}
 }
 

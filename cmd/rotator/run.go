@@ -154,8 +154,10 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 		}
 	}
 	// Deliver: rotate and revoke tell the ERP of each token stored, retried within the run, each
-	// final failure logged by the notifier and recorded on the token secret for status.
-	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard, Deliver: a.Deliver(a.Log, a.Recorder(nil, a.Log)),
+	// final failure logged by the notifier and recorded on the token secret for status. Resume:
+	// rotate (from cron, say) tries once more what a run before it recorded as not delivered.
+	rec := a.Recorder(nil, a.Log)
+	f := &fleet.Fleet{Engine: a.Engine, Guard: a.Guard, Deliver: a.Deliver(a.Log, rec), Resume: a.Resume(a.Log, rec),
 		Undelivered: a.Undelivered}
 	switch cmd.name {
 	case "rotate":

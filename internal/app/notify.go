@@ -203,6 +203,36 @@ func (a *App) Deliver(log *slog.Logger, rec notify.Recorder) func(ctx context.Co
 	}
 }
 
+// Resume returns the fleet's resumption of deliveries recorded as failed (fleet.Fleet.Resume): one
+// attempt (notify.Once) at what Resumable finds, to the kinds not delivered, a failure logged and
+// told to rec as Deliver's are. Nil when push delivery is not configured.
+func (a *App) Resume(log *slog.Logger, rec notify.Recorder) func(ctx context.Context, c *rotation.Client) error {
+	n := a.Notifier(notify.Once, log, rec)
+	if n == nil {
+		return nil
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, c *rotation.Client) error {
+		if !n.Enabled(c.Name) {
+			return nil
+		}
+		ev, kinds, ok, err := a.Resumable(ctx, c)
+		if err != nil {
+			log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
+			return nil
+		}
+		if !ok {
+			return nil
+		}
+		log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
+		ctx, done := stopping(ctx)
+		defer done()
+		return n.Only(kinds).Deliver(ctx, ev)
+	}
+}
+
 // stopping returns ctx, ending when it does but with notify.ErrStopped as the cause. A run's
 // context (the CLI's, the Lambda's) ends early only when the process is told to stop (a signal,
 // the invocation's deadline), and it resumes nothing: the notifier reports each delivery cut short

@@ -84,9 +84,15 @@ var ErrNotDelivered = errors.New("rotated, not delivered")
 type ClientDeliveryError struct {
 	Client string
 	Err    error
+	// Earlier is true for a token stored before this run, whose delivery this run resumed
+	// (Fleet.Resume) and failed again.
+	Earlier bool
 }
 
 func (e *ClientDeliveryError) Error() string {
+	if e.Earlier {
+		return e.Client + ": a token stored earlier is still not delivered: " + e.Err.Error()
+	}
 	return e.Client + ": " + ErrNotDelivered.Error() + ": " + e.Err.Error()
 }
 

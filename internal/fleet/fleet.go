@@ -47,6 +47,11 @@ type Fleet struct {
 	// AWSCURRENT), from several goroutines at once. An error means the token is stored but the ERP
 	// was not told: the command's error is then a *DeliveryError, unless a rotation failed too.
 	Deliver func(ctx context.Context, c *rotation.Client, r rotation.Result, revoking bool) error
+	// Resume, when not nil, tells the ERP once more of a token a delivery recorded as failed
+	// (app.App.Resume): Rotate calls it for each client it stored no token for, so that a shell
+	// run on a schedule (the Lambda, `rotator rotate` from cron) retries at each run what a run
+	// before it could not deliver. An error means it failed again, as Deliver's does.
+	Resume func(ctx context.Context, c *rotation.Client) error
 	// Undelivered, when not nil, reads what a client's token secret records as not delivered
 	// (app.App.Undelivered), for status, whether or not this process delivers; nil reads nothing.
 	Undelivered func(ctx context.Context, c *rotation.Client) ([]string, error)
@@ -153,6 +158,11 @@ func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rota
 			}
 		}
 		f.observe(c, r)
+		if r.Stored == nil && f.Resume != nil {
+			if err := f.Resume(ctx, c); err != nil {
+				return told{r, &ClientDeliveryError{Client: c.Name, Err: err, Earlier: true}}
+			}
+		}
 		return told{r, f.deliver(ctx, c, r, false)}
 	})
 	results := make([]rotation.Result, len(per))

@@ -168,7 +168,7 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 func (h *Handler) fleet(e *rotation.Engine, requestID string, log *slog.Logger) *fleet.Fleet {
 	return &fleet.Fleet{Engine: e, All: h.app.Clients, Guard: h.app.Guard, Observe: func(c *rotation.Client, r rotation.Result) {
 		h.record(e, c, r, requestID, log)
-	}, Deliver: h.deliver(requestID, log)}
+	}, Deliver: h.deliver(requestID, log), Resume: h.app.Resume(log, h.app.Recorder(deliveryMetrics{h.emf, requestID, log}, log))}
 }
 
 func (h *Handler) rotate(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, req rotation.Request, requestID string, log *slog.Logger) (any, error) {

@@ -78,6 +78,11 @@ var Daemon = Policy{Backoff: timing.Backoff{Base: 2 * time.Second, Cap: 5 * time
 // is bounded too: WebhookTimeout, the hook's timeout).
 var Run = Policy{Backoff: timing.Backoff{Base: 2 * time.Second, Cap: 8 * time.Second}, Attempts: 4, ReportAt: 4}
 
+// Once is one attempt, its failure reported at once: for a delivery resumed by a shell that runs on
+// a schedule (the Lambda, `rotator rotate` from cron), whose next run is its retry, and whose run
+// must stay short.
+var Once = Policy{Backoff: Run.Backoff, Attempts: 1, ReportAt: 1}
+
 // Next decides after failed attempts (>= 1) with verdict v: whether to try again, and after how
 // long (r is the jitter, in [0, 1)). asked is the wait the receiver asked for (its Retry-After, 0
 // for none): it lengthens the backoff's wait up to the backoff's cap, so that a receiver that is
