@@ -1,9 +1,11 @@
 package gateway_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +89,85 @@ func echoingFixture(t *testing.T, echo func(r *http.Request, resp *http.Response
 			return resp, err
 		})
 	})
+}
+
+// Every refusal passed to a caller is blanked of the token its call carried, not only the 401 held
+// and passed after the hold: the replay's 401 (it quotes the newer token, which Clear may accept
+// for other calls), a streamed body's, one too large to hold (past 64 KiB, the token across a read
+// boundary or not), and any other error answer that names it. A body without the token passes
+// unchanged.
+func TestNoErrorAnswerQuotesTheToken(t *testing.T) {
+	t.Parallel()
+	quoting := func(pad int) func(r *http.Request, resp *http.Response) {
+		return func(r *http.Request, resp *http.Response) {
+			if resp.StatusCode < 400 && !strings.HasSuffix(r.URL.Path, "/forbidden") {
+				return
+			}
+			resp.Body.Close()
+			body := strings.Repeat(" ", pad) + `{"error_message":"token ` + r.Header.Get(clear.HeaderAuthToken) + ` is not valid"}`
+			resp.Body, resp.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+			resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+			if resp.StatusCode < 400 {
+				resp.StatusCode = http.StatusForbidden
+			}
+		}
+	}
+	check := func(what string, rec *httptest.ResponseRecorder, code int, tokens ...string) {
+		t.Helper()
+		body := rec.Body.String()
+		if rec.Code != code || !strings.Contains(body, "is not valid") || !strings.Contains(body, "[REDACTED]") {
+			t.Fatalf("%s: %d %.200s; want %d with the token blanked", what, rec.Code, body, code)
+		}
+		for _, tok := range tokens {
+			if strings.Contains(body, tok) {
+				t.Errorf("%s: the answer quotes a token", what)
+			}
+		}
+		if cl := rec.Header().Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(body)) {
+			t.Errorf("%s: Content-Length %s for a body of %d bytes", what, cl, len(body))
+		}
+	}
+
+	// The replay's 401: the newer token is refused too.
+	f := echoingFixture(t, quoting(0))
+	old := f.rotate()
+	f.h.Set(old)
+	f.w.Issue()
+	newer := gateway.Token{Value: clear.NewAccessToken("newer-token-0123456789-abcdef"), Version: "v-newer"}
+	go func() { time.Sleep(30 * time.Millisecond); f.h.Set(newer) }()
+	check("the replay's 401", f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)), http.StatusUnauthorized,
+		old.Value.Reveal(), newer.Value.Reveal())
+
+	// Any other error answer: a 403 naming the token, from a token Clear accepts.
+	f = echoingFixture(t, quoting(0))
+	tok := f.rotate()
+	f.h.Set(tok)
+	check("a 403", f.do(httptest.NewRequest(http.MethodGet, "/v1/forbidden", nil)), http.StatusForbidden, tok.Value.Reveal())
+
+	// A 401 too large to hold, the token at every offset around the 32 KiB copy buffer's edge.
+	for _, pad := range []int{64 << 10, 32<<10 - 30, 32<<10 - 5, 96 << 10} {
+		f = echoingFixture(t, quoting(pad))
+		tok = f.rotate()
+		f.h.Set(tok)
+		f.w.Issue()
+		check(fmt.Sprintf("a 401 of %d bytes", pad), f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)), http.StatusUnauthorized, tok.Value.Reveal())
+	}
+
+	// A streamed body's 401.
+	f = newFixture(t, func(o *gateway.Options) {
+		o.ReplayLimit = 16
+		next := o.Transport
+		o.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(r)
+			if err == nil {
+				quoting(0)(r, resp)
+			}
+			return resp, err
+		})
+	})
+	tok = f.rotate()
+	f.h.Set(tok)
+	f.w.Issue()
+	check("a streamed body's 401", f.do(httptest.NewRequest(http.MethodPost, "/v1/x", strings.NewReader(strings.Repeat("x", 100)))),
+		http.StatusUnauthorized, tok.Value.Reveal())
 }

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
 // The gateway forwards each request itself rather than through httputil.ReverseProxy: it needs
@@ -233,13 +235,17 @@ func (g *Gateway) copyResponse(w http.ResponseWriter, resp *http.Response, a *at
 			h[k] = v
 		}
 	}
+	var body io.Reader = resp.Body
+	if tok := a.tok.Value.Reveal(); resp.StatusCode >= 400 && tok != "" && a.method != http.MethodHead {
+		body = blanked(h, resp.Body, []byte(tok))
+	}
 	w.WriteHeader(resp.StatusCode)
 	buf := bufferPool.Get()
 	defer bufferPool.Put(buf)
 	// An answer of unknown length may be a stream whose parts the caller wants as they come.
 	flush := resp.ContentLength < 0
 	for {
-		n, rerr := resp.Body.Read(buf)
+		n, rerr := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return // the caller went away; closing the body closes the connection to Clear
@@ -263,6 +269,79 @@ func (g *Gateway) copyResponse(w http.ResponseWriter, resp *http.Response, a *at
 			h[http.TrailerPrefix+k] = v
 		}
 	}
+}
+
+// blanked returns an error answer's body with the token tok blanked (secret.Marker), as passRefusal
+// does for a 401 held: any error answer may quote the token its call carried (Clear's message
+// naming the token it refused, a replay's 401 naming the newer token, which Clear may still accept
+// for other calls). A body of at most maxRefusalBody is read whole and its Content-Length set
+// (h); a larger one is blanked as it streams, and its length, which blanking changes, left out.
+// Error answers are rare and small, so this costs the calls that succeed nothing.
+func blanked(h http.Header, r io.Reader, tok []byte) io.Reader {
+	head, err := io.ReadAll(io.LimitReader(r, maxRefusalBody+1))
+	if err == nil && len(head) <= maxRefusalBody {
+		whole := bytes.ReplaceAll(head, tok, []byte(secret.Marker))
+		h.Set("Content-Length", strconv.Itoa(len(whole)))
+		return bytes.NewReader(whole)
+	}
+	h.Del("Content-Length")
+	// A read error comes again from r, after head: copyResponse aborts the answer then.
+	return &blanking{r: io.MultiReader(bytes.NewReader(head), r), tok: tok}
+}
+
+// blanking reads r with every occurrence of tok replaced by secret.Marker, one spanning two reads
+// too: the last len(tok)-1 bytes read are held back until the next read says whether they start it.
+type blanking struct {
+	r        io.Reader
+	tok      []byte
+	in, out  []byte
+	eof      bool
+	deferred error
+}
+
+func (b *blanking) Read(p []byte) (int, error) {
+	for len(b.out) == 0 {
+		switch {
+		case b.deferred != nil:
+			return 0, b.deferred
+		case b.eof && len(b.in) == 0:
+			return 0, io.EOF
+		}
+		if !b.eof {
+			chunk := make([]byte, 32<<10)
+			n, err := b.r.Read(chunk)
+			b.in = append(b.in, chunk[:n]...)
+			switch {
+			case err == io.EOF:
+				b.eof = true
+			case err != nil:
+				b.deferred = err
+			}
+		}
+		var out []byte
+		i := 0
+		for {
+			j := bytes.Index(b.in[i:], b.tok)
+			if j < 0 {
+				break
+			}
+			out = append(append(out, b.in[i:i+j]...), secret.Marker...)
+			i += j + len(b.tok)
+		}
+		rest := b.in[i:]
+		switch keep := len(b.tok) - 1; {
+		case b.eof:
+			out, rest = append(out, rest...), nil
+		case b.deferred != nil:
+			rest = nil // the answer is aborted; what is held back may start the token
+		case len(rest) > keep:
+			out, rest = append(out, rest[:len(rest)-keep]...), rest[len(rest)-keep:]
+		}
+		b.in, b.out = append([]byte(nil), rest...), out
+	}
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	return n, nil
 }
 
 // upstreamError answers a failure to reach Clear in Clear's error shape.
