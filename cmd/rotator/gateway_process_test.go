@@ -477,6 +477,19 @@ func TestGatewayKey(t *testing.T) {
 
 	r := rotatorEnv(e.World, []string{"CLEAR_CLIENT_SECRET=", "ROTATOR_GATEWAY_ADDR=0.0.0.0:0", "ROTATOR_HTTP_ADDR="}, "gateway")
 	wantCode(t, r, 2, "not a loopback address, and no key")
+
+	// A key's secret that holds no usable key (too short, a control character) is no key: off
+	// loopback the gateway would serve anyone, so it does not start.
+	e.Hide("gw-key-with-a-newline")
+	for i, bad := range []string{"short", "gw-key-with-a-newline\n-0123456789"} {
+		badID := fmt.Sprintf("%s-bad-%d", keyID, i)
+		e.CreateSecret(badID, bad)
+		r = rotatorEnv(e.World, []string{"CLEAR_CLIENT_SECRET=", "ROTATOR_GATEWAY_ADDR=0.0.0.0:0", "ROTATOR_HTTP_ADDR=",
+			"ROTATOR_GATEWAY_KEY_ID=" + badID}, "gateway")
+		if r.Code == 0 || !strings.Contains(r.Output(), "holds no key") || strings.Contains(r.Output(), "gateway started") {
+			t.Fatalf("a key's secret holding %q: exit %d\n%s", bad, r.Code, r.Output())
+		}
+	}
 }
 
 // TestGatewayRevokedOutsideHealedOnce: two daemons with embedded gateways; a person asks Clear for
