@@ -163,3 +163,28 @@ func TestCertReloaderKeepsServingWhenAFIFOIsSwappedIn(t *testing.T) {
 		t.Errorf("the log holds PEM content:\n%s", logs.String())
 	}
 }
+
+// The gateway's TLS is 1.2 or later, as docs/gateway.md says: a client that offers at most TLS
+// 1.1 is refused the handshake; one that offers 1.2 gets it.
+func TestGatewayTLSIsAtLeast12(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rig.SelfSigned(t, dir, 1)
+	r, err := gateway.NewCertReloader(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shake := func(max uint16) error {
+		sc, cc := net.Pipe()
+		defer sc.Close()
+		defer cc.Close()
+		go tls.Server(sc, r.TLSConfig()).Handshake()
+		return tls.Client(cc, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: max}).Handshake()
+	}
+	if err := within(t, 5*time.Second, "a TLS 1.1 handshake", func() error { return shake(tls.VersionTLS11) }); err == nil {
+		t.Fatal("a TLS 1.1 client was served")
+	}
+	if err := within(t, 5*time.Second, "a TLS 1.2 handshake", func() error { return shake(tls.VersionTLS12) }); err != nil {
+		t.Fatalf("a TLS 1.2 client: %v", err)
+	}
+}

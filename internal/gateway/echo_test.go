@@ -50,6 +50,35 @@ func TestAnAnswerNeverEchoesTheToken(t *testing.T) {
 	check("refused", f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil)), http.StatusUnauthorized)
 }
 
+// A token header in an answer is dropped whatever its value (another token, one Clear just
+// issued, say), and so is a trailer that shows the token; other trailers pass.
+func TestAnAnswerNeverCarriesATokenHeaderOrTrailer(t *testing.T) {
+	t.Parallel()
+	const other = "another-token-0123456789-abcdef"
+	f := echoingFixture(t, func(r *http.Request, resp *http.Response) {
+		resp.Header.Set(clear.HeaderAuthToken, other)
+		resp.Header.Set("X-Clear-Auth-Token", other)
+		resp.Header.Set("X-Kept", "yes")
+		resp.Trailer = http.Header{"X-Debug": {"token=" + r.Header.Get(clear.HeaderAuthToken)}, "X-Kept-Trailer": {"yes"}}
+	})
+	tok := f.rotate()
+	f.h.Set(tok)
+	rec := f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil))
+	res := rec.Result()
+	if rec.Code != http.StatusOK || res.Header.Get("X-Kept") != "yes" || res.Trailer.Get("X-Kept-Trailer") != "yes" {
+		t.Fatalf("%d, headers %v, trailers %v; want 200 with the ordinary header and trailer", rec.Code, res.Header, res.Trailer)
+	}
+	for _, h := range []http.Header{res.Header, res.Trailer} {
+		for k, vs := range h {
+			for _, v := range vs {
+				if strings.Contains(v, other) || strings.Contains(v, tok.Value.Reveal()) {
+					t.Errorf("the answer's %s shows a token", k)
+				}
+			}
+		}
+	}
+}
+
 // A 401 held and then passed through is buffered whole: a body that quotes the token refused (an
 // error message naming it) would show the caller a token, which Clear may still accept for other
 // calls (a call refused for a product the API client lacks). The token is blanked in it.

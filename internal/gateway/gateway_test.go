@@ -324,6 +324,7 @@ func TestNeverAnOpenProxy(t *testing.T) {
 	for _, tc := range []struct{ method, target string }{
 		{http.MethodGet, "http://evil.example/steal"},
 		{http.MethodConnect, "evil.example:443"},
+		{http.MethodConnect, "/v1/x"}, // a path: refused for the method, not only for the target
 		{http.MethodOptions, "*"},
 	} {
 		r := httptest.NewRequest(tc.method, "/", nil)
