@@ -294,3 +294,16 @@ func TestServerShutdownAndTimeouts(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// The server's write limit outlasts a call's longest course at every setting: two holds (no live
+// token at first, then a 401) and two attempts. It was one hold, so that with a long hold and a
+// short upstream timeout (60 s and 1 s) a call held twice was cut off at 92 s, 30 s short.
+func TestWriteLimitOutlastsTheLongestCall(t *testing.T) {
+	for _, hold := range []time.Duration{time.Second, 10 * time.Second, time.Minute} {
+		for _, upstream := range []time.Duration{time.Second, 2 * time.Minute, 10 * time.Minute} {
+			if got, course := gateway.WriteLimit(hold, upstream), 2*hold+2*upstream; got < course+10*time.Second {
+				t.Errorf("hold %s, upstream %s: write limit %s, the longest call %s", hold, upstream, got, course)
+			}
+		}
+	}
+}

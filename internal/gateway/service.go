@@ -278,11 +278,19 @@ func (s *Service) keys(ctx context.Context, o ServiceOptions) (*Keys, *Watcher, 
 	return nil, nil, nil
 }
 
+// WriteLimit is how long the gateway's server gives a call to be answered: its longest course (a
+// hold for a live token, an attempt, a hold for a newer one after a 401, the replay), and 30 s to
+// write the answer out. A shorter limit would cut off a call the gateway is still entitled to
+// hold.
+func WriteLimit(hold, upstream time.Duration) time.Duration {
+	return 2*hold + 2*upstream + 30*time.Second
+}
+
 // listen binds the gateway's address with its limits, and TLS when configured.
 func (s *Service) listen(g *config.Gateway) error {
 	limits := DefaultLimits
 	limits.MaxConns = g.MaxConns
-	limits.Write = g.Hold + 2*g.UpstreamTimeout + 30*time.Second
+	limits.Write = WriteLimit(g.Hold, g.UpstreamTimeout)
 	limits.Read = g.UpstreamTimeout
 	s.srv = NewServer(s, limits)
 	var tlsConfig *tls.Config
