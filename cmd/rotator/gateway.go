@@ -161,13 +161,13 @@ func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, st
 // host shared with the ERP each wake-up costs more than it gives: on two cores beside wrk and
 // nginx, one processor served 20.7k requests a second with a p99 of 1.1 ms, two 15.4-17.6k with
 // 3.1-3.7 ms (BENCHMARKS.md 9). One processor still serves far more than an API client may send
-// to Clear. A gateway that needs more says so with GOMAXPROCS.
+// to Clear. A gateway that needs more says so with GOMAXPROCS. The start line shows the setting
+// as the runtime reports it, so that the process tests check what is in force.
 func gatewayProcs(lookup config.LookupFunc) int {
-	if _, set := lookup("GOMAXPROCS"); set {
-		return runtime.GOMAXPROCS(0)
+	if _, set := lookup("GOMAXPROCS"); !set {
+		runtime.GOMAXPROCS(1)
 	}
-	runtime.GOMAXPROCS(1)
-	return 1
+	return runtime.GOMAXPROCS(0)
 }
 
 // reloadEmbedded makes the gateway follow the clients a SIGHUP loaded (`rotator run`'s, or

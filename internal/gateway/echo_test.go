@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,4 +200,28 @@ func TestNoErrorAnswerQuotesTheToken(t *testing.T) {
 	f.w.Issue()
 	check("a streamed body's 401", f.do(httptest.NewRequest(http.MethodPost, "/v1/x", strings.NewReader(strings.Repeat("x", 100)))),
 		http.StatusUnauthorized, tok.Value.Reveal())
+}
+
+// The caller's Expect: 100-continue is answered by the gateway's own server and not sent on: the
+// body, buffered, follows at once, and Clear is not made to answer an interim response first.
+func TestExpectIsNotSentToClear(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var sent []string
+	f := echoingFixture(t, func(r *http.Request, _ *http.Response) {
+		mu.Lock()
+		sent = append(sent, r.Header.Get("Expect"))
+		mu.Unlock()
+	})
+	f.h.Set(f.rotate())
+	r := httptest.NewRequest(http.MethodPost, "/v1/x", strings.NewReader(`{"a":1}`))
+	r.Header.Set("Expect", "100-continue")
+	if rec := f.do(r); rec.Code != http.StatusOK {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 1 || sent[0] != "" {
+		t.Fatalf("Clear was sent Expect: %q", sent)
+	}
 }
