@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -60,4 +61,26 @@ type randomReads struct {
 
 func (x *randomReads) Read(p []byte) (int, error) {
 	return x.r.Read(p[:1+x.rng.IntN(len(p))])
+}
+
+// The listener as bound is checked too: beyond loopback without a key is refused, whatever the
+// configured host name resolved to.
+func TestKeyedOffLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		addr  net.Addr
+		keyed bool
+		ok    bool
+	}{
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8480}, false, true},
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 8480}, false, true},
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 8480}, false, false},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 8480}, false, false},
+		{&net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 8480}, false, false},
+		{&net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 8480}, true, true},
+		{&net.UnixAddr{Name: "/tmp/gw.sock", Net: "unix"}, false, false},
+	} {
+		if err := keyedOffLoopback(tc.addr, tc.keyed); (err == nil) != tc.ok {
+			t.Errorf("%s, keyed %v: %v", tc.addr, tc.keyed, err)
+		}
+	}
 }

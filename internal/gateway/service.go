@@ -286,6 +286,18 @@ func WriteLimit(hold, upstream time.Duration) time.Duration {
 	return 2*hold + 2*upstream + 30*time.Second
 }
 
+// keyedOffLoopback refuses a listener bound beyond loopback without a key. The configuration
+// refuses such an address already; this holds for the address as bound, whatever a host name
+// resolved to (a "localhost" that a hosts file maps elsewhere), so that the gateway never serves
+// the token to whoever reaches it.
+func keyedOffLoopback(bound net.Addr, keyed bool) error {
+	if a, ok := bound.(*net.TCPAddr); keyed || ok && a.IP.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("gateway: bound %s, not a loopback address, and no key is set: set %s (or %s), or listen on 127.0.0.1",
+		bound, config.EnvGatewayKeyID, config.EnvGatewayKey)
+}
+
 // listen binds the gateway's address with its limits, and TLS when configured.
 func (s *Service) listen(g *config.Gateway) error {
 	limits := DefaultLimits
@@ -305,6 +317,10 @@ func (s *Service) listen(g *config.Gateway) error {
 	ln, err := net.Listen("tcp", g.Addr)
 	if err != nil {
 		return fmt.Errorf("gateway listener: %w", err)
+	}
+	if err := keyedOffLoopback(ln.Addr(), s.keyset != nil); err != nil {
+		ln.Close()
+		return err
 	}
 	s.Addr = ln.Addr().String()
 	s.ln = LimitListener(ln, limits.MaxConns)
