@@ -278,41 +278,45 @@ func (f *SecretsManager) DescribeSecret(ctx context.Context, in *secretsmanager.
 
 // TagResource adds or replaces the secret's tags, as Secrets Manager's does.
 func (f *SecretsManager) TagResource(ctx context.Context, in *secretsmanager.TagResourceInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error) {
-	if err := ctx.Err(); err != nil {
+	if err := f.retag(ctx, "TagResource", aws.ToString(in.SecretId), func(tags map[string]string) {
+		for _, t := range in.Tags {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+	}); err != nil {
 		return nil, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls["TagResource"]++
-	s := f.secrets[aws.ToString(in.SecretId)]
-	if s == nil {
-		return nil, smNotFound("Secrets Manager can't find the specified secret.")
-	}
-	if s.tags == nil {
-		s.tags = map[string]string{}
-	}
-	for _, t := range in.Tags {
-		s.tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	return &secretsmanager.TagResourceOutput{}, nil
 }
 
 // UntagResource removes the secret's tags named; a key it does not have is no error.
 func (f *SecretsManager) UntagResource(ctx context.Context, in *secretsmanager.UntagResourceInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.UntagResourceOutput, error) {
-	if err := ctx.Err(); err != nil {
+	if err := f.retag(ctx, "UntagResource", aws.ToString(in.SecretId), func(tags map[string]string) {
+		for _, k := range in.TagKeys {
+			delete(tags, k)
+		}
+	}); err != nil {
 		return nil, err
+	}
+	return &secretsmanager.UntagResourceOutput{}, nil
+}
+
+// retag is a call of op that changes the tags of secret id with change, atomically.
+func (f *SecretsManager) retag(ctx context.Context, op, id string, change func(tags map[string]string)) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls["UntagResource"]++
-	s := f.secrets[aws.ToString(in.SecretId)]
+	f.calls[op]++
+	s := f.secrets[id]
 	if s == nil {
-		return nil, smNotFound("Secrets Manager can't find the specified secret.")
+		return smNotFound("Secrets Manager can't find the specified secret.")
 	}
-	for _, k := range in.TagKeys {
-		delete(s.tags, k)
+	if s.tags == nil {
+		s.tags = map[string]string{}
 	}
-	return &secretsmanager.UntagResourceOutput{}, nil
+	change(s.tags)
+	return nil
 }
 
 // UpdateSecretVersionStage implements store.API with Secrets Manager's rules: a label attached to

@@ -108,12 +108,7 @@ func TestCertReloaderRefusesSpecialFiles(t *testing.T) {
 // is served again.
 func TestCertReloaderKeepsServingWhenAFIFOIsSwappedIn(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	rig.SelfSigned(t, dir, 1)
-	r, err := gateway.NewCertReloader(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, r := selfSignedReloader(t)
 	clock := fake.NewClock(time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC))
 	r.Now = clock.Now
 	var logs proctest.Buffer
@@ -168,12 +163,7 @@ func TestCertReloaderKeepsServingWhenAFIFOIsSwappedIn(t *testing.T) {
 // 1.1 is refused the handshake; one that offers 1.2 gets it.
 func TestGatewayTLSIsAtLeast12(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	rig.SelfSigned(t, dir, 1)
-	r, err := gateway.NewCertReloader(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, r := selfSignedReloader(t)
 	shake := func(max uint16) error {
 		sc, cc := net.Pipe()
 		defer sc.Close()
@@ -187,4 +177,16 @@ func TestGatewayTLSIsAtLeast12(t *testing.T) {
 	if err := within(t, 5*time.Second, "a TLS 1.2 handshake", func() error { return shake(tls.VersionTLS12) }); err != nil {
 		t.Fatalf("a TLS 1.2 client: %v", err)
 	}
+}
+
+// selfSignedReloader is a reloader of a self-signed pair (serial 1) in a new directory.
+func selfSignedReloader(t *testing.T) (string, *gateway.CertReloader) {
+	t.Helper()
+	dir := t.TempDir()
+	rig.SelfSigned(t, dir, 1)
+	r, err := gateway.NewCertReloader(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, r
 }

@@ -290,6 +290,13 @@ func (f *fakeTarget) attempt(ctx context.Context, ev Event) (Verdict, error) {
 	return v, nil
 }
 
+// from makes every attempt from now on answer v.
+func (f *fakeTarget) from(v Verdict) {
+	f.mu.Lock()
+	f.forever = v
+	f.mu.Unlock()
+}
+
 func (f *fakeTarget) seen() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -421,21 +428,23 @@ func TestDaemonPolicyKeepsRetryingAndClearsTheFailure(t *testing.T) {
 	})
 }
 
+// failingDispatcher is a daemon's dispatcher whose webhook fails until told otherwise (from).
+func failingDispatcher(t *testing.T) (*fakeTarget, *Notifier, *Dispatcher, context.Context, context.CancelFunc) {
+	wh := &fakeTarget{name: "webhook", forever: Retry}
+	n, _ := newTestNotifier(Daemon, &bytes.Buffer{}, wh)
+	ctx, cancel := context.WithCancel(t.Context())
+	return wh, n, &Dispatcher{}, ctx, cancel
+}
+
 func TestDispatcherSupersedesAnOlderToken(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var log bytes.Buffer
-		wh := &fakeTarget{name: "webhook", forever: Retry}
-		n, _ := newTestNotifier(Daemon, &log, wh)
-		d := &Dispatcher{}
-		ctx, cancel := context.WithCancel(t.Context())
+		wh, n, d, ctx, cancel := failingDispatcher(t)
 		old := NewEvent("acme", "tok", "v1", token(), Scheduled)
 		d.Post(ctx, n, old)
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
 		tried := len(wh.seen())
-		wh.mu.Lock()
-		wh.forever = Delivered
-		wh.mu.Unlock()
+		wh.from(Delivered)
 		newer := NewEvent("acme", "tok", "v2", token(), Scheduled)
 		d.Post(ctx, n, newer)
 		synctest.Wait()
@@ -610,19 +619,13 @@ func TestDeliverEndsWhenCurrentSaysSuperseded(t *testing.T) {
 // pending or in flight: this process's own delivery is of a token at least as new.
 func TestDispatcherResumesOnlyAnIdleClient(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var log bytes.Buffer
-		wh := &fakeTarget{name: "webhook", forever: Retry}
-		n, _ := newTestNotifier(Daemon, &log, wh)
-		d := &Dispatcher{}
-		ctx, cancel := context.WithCancel(t.Context())
+		wh, n, d, ctx, cancel := failingDispatcher(t)
 		own := NewEvent("acme", "tok", "v2", token(), Scheduled)
 		d.Post(ctx, n, own)
 		if d.Resume(ctx, n, NewEvent("acme", "tok", "v1", token(), Scheduled)) {
 			t.Fatal("resumed over the client's own delivery in flight")
 		}
-		wh.mu.Lock()
-		wh.forever = Delivered
-		wh.mu.Unlock()
+		wh.from(Delivered)
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		other := NewEvent("other", "tok2", "v7", token(), Forced)
