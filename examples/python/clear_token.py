@@ -245,7 +245,7 @@ def _main():
     def worker():
         session = requests.Session()
         session.auth = ClearAuth(source)
-        while time.monotonic() < end:
+        while True:  # at least one call each, however late the thread starts
             try:
                 if args.post_stream:
                     status = session.post(args.url, data=iter([b'{"invoice":', b"1}"]), timeout=30).status_code
@@ -258,6 +258,8 @@ def _main():
                 counts["statuses"][str(status)] = counts["statuses"].get(str(status), 0) + 1
                 if status != 200:
                     counts["failed"] += 1
+            if time.monotonic() >= end:
+                break
             time.sleep(args.interval)
 
     threads = [threading.Thread(target=worker) for _ in range(args.threads)]
