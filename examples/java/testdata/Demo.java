@@ -65,7 +65,7 @@ public final class Demo {
         List<Thread> workers = new ArrayList<>();
         for (int i = 0; i < threads; i++) {
             Thread w = new Thread(() -> {
-                while (System.nanoTime() - end < 0) {
+                while (true) { // at least one call each, however late the thread starts
                     HttpRequest.Builder req = HttpRequest.newBuilder(url).timeout(Duration.ofSeconds(30));
                     if (postStream) {
                         byte[] body = "{\"invoice\":1}".getBytes(StandardCharsets.UTF_8);
@@ -83,6 +83,9 @@ public final class Demo {
                         if (!status.equals("200")) {
                             counts[1]++;
                         }
+                    }
+                    if (System.nanoTime() - end >= 0) {
+                        return;
                     }
                     try {
                         Thread.sleep(interval);
