@@ -152,9 +152,10 @@ func (f *Fleet) Rotate(ctx context.Context, clients []*rotation.Client, req rota
 			for looks := 1; looks < maxLooks && f.Engine.Again(ctx, r) && ctx.Err() == nil; looks++ {
 				f.observe(c, r)
 				f.Engine.Log.Warn("the token was lost; rotating again at once, within this run", "client", c.Name)
-				// A plain look: the request's force and event were spent by the first, and the
-				// engine rotates a lost token without them.
-				r = f.Engine.Run(ctx, c, rotation.Request{Owner: req.Owner}, nil)
+				// Not forced: the force was spent by the first, and the engine rotates a lost token
+				// without it. The event goes with it, so that the token it stores is the event's,
+				// and the event sent again is a duplicate that asks Clear nothing.
+				r = f.Engine.Run(ctx, c, rotation.Request{Owner: req.Owner, Event: req.Event}, nil)
 			}
 		}
 		f.observe(c, r)

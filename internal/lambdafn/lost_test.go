@@ -193,4 +193,19 @@ func TestALostTokenOfAForcedRotationIsReplacedWithinTheInvocation(t *testing.T) 
 	if n := f.emu.Requests(c.secret); n != 3 {
 		t.Errorf("Clear requests = %d, want 3 (the first rotation, the lost one, its retry)", n)
 	}
+
+	// The same event sent again (an operator's retry, a duplicated delivery) is answered as acted
+	// on: the retry that repaired the loss stored the token the event asked for. Before, the retry
+	// did not carry the event's id, and the event sent again asked Clear once more, revoking the
+	// token just stored.
+	stored, _ := c.w.MustCurrent()
+	live := stored.AccessToken.Reveal()
+	ans, err = f.invokeWithin(templateTimeout, `{"action":"rotate","force":true,"request_id":"ops-ticket-7"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, ans.(lambdafn.RotateAnswer).Results, rotation.Duplicate)
+	if n := f.emu.Requests(c.secret); n != 3 || !f.emu.Live(live) {
+		t.Errorf("the event sent again: Clear requests = %d, want 3; the token stored is live: %v", n, f.emu.Live(live))
+	}
 }
