@@ -1,12 +1,16 @@
 package deploy_test
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clear-rotator/clear-rotator/internal/lambdafn"
+	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
 // samTemplate parses ../template.yaml. yaml.v3 drops CloudFormation's short-form tags (!Ref X reads
@@ -123,5 +127,54 @@ func TestTemplatePerRunMetricAlarmsKeepTheirStateBetweenRuns(t *testing.T) {
 		if !checked[m] {
 			t.Errorf("no alarm watches %s", m)
 		}
+	}
+}
+
+// Every alarm on the function's own metrics names them as the function emits them (internal/
+// lambdafn): its namespace, a metric name it writes, and its one dimension, Client. A renamed
+// metric or dimension on either side would leave the alarm watching a series that never comes,
+// silently: CloudWatch raises no error for it.
+func TestTemplateAlarmsWatchWhatTheFunctionEmits(t *testing.T) {
+	emitted := map[string]bool{lambdafn.MetricTokenSecondsRemaining: true, lambdafn.MetricRequestsToday: true,
+		lambdafn.MetricDailyLimit: true, lambdafn.MetricDegraded: true, lambdafn.MetricTokenLost: true,
+		lambdafn.MetricDeliveryFailures: true}
+	for _, o := range rotation.Outcomes {
+		emitted[lambdafn.OutcomeMetric(o)] = true
+	}
+	resources, _ := get(t, samTemplate(t), "Resources").(map[string]any)
+	watched := 0
+	for name, r := range resources {
+		r, _ := r.(map[string]any)
+		if r["Type"] != "AWS::CloudWatch::Alarm" {
+			continue
+		}
+		props, _ := r["Properties"].(map[string]any)
+		specs := []map[string]any{props}
+		if list, ok := props["Metrics"].([]any); ok {
+			for _, m := range list {
+				m, _ := m.(map[string]any)
+				stat, _ := m["MetricStat"].(map[string]any)
+				if metric, ok := stat["Metric"].(map[string]any); ok {
+					specs = append(specs, metric)
+				}
+			}
+		}
+		for _, s := range specs {
+			ns, _ := s["Namespace"].(string)
+			if ns == "" || ns == "AWS/Lambda" {
+				continue
+			}
+			watched++
+			if ns != lambdafn.Namespace || !emitted[fmt.Sprint(s["MetricName"])] {
+				t.Errorf("%s watches %s/%v, which the function does not emit", name, ns, s["MetricName"])
+			}
+			dims, _ := s["Dimensions"].([]any)
+			if len(dims) != 1 || fmt.Sprint(dims[0].(map[string]any)["Name"]) != "Client" {
+				t.Errorf("%s watches %v by dimensions %v; the function's one dimension is Client", name, s["MetricName"], dims)
+			}
+		}
+	}
+	if watched == 0 {
+		t.Fatal("no alarm on the function's own metrics was found: the test reads nothing")
 	}
 }

@@ -50,10 +50,13 @@ func (f *function) step(secretID, token, step string) map[string]any {
 
 // TestBootstrapSecretsManagerRotation drives the four steps of Secrets Manager's own rotation
 // through the built bootstrap, as Secrets Manager invokes them: with the secret's ARN, each step
-// once and then again (Secrets Manager retries a step whose invocation failed or timed out).
+// once and then again (Secrets Manager retries a step whose invocation failed or timed out). The
+// webhook is told of the token createSecret stored, once.
 func TestBootstrapSecretsManagerRotation(t *testing.T) {
 	t.Parallel()
 	d := deploy(t)
+	rc := d.Receiver()
+	d.env = append(d.env, rc.Env()...)
 	f := d.start(t)
 	desc, err := d.SM.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(d.TokenID)})
 	if err != nil {
@@ -101,6 +104,9 @@ func TestBootstrapSecretsManagerRotation(t *testing.T) {
 	if end != live || !d.Emu.Live(end) || d.ClearRequests() != 1 {
 		t.Fatalf("at the end: token changed %v, live %v, Clear requests %d; want createSecret's live token and exactly 1 request",
 			end != live, d.Emu.Live(end), d.ClearRequests())
+	}
+	if got := rc.Delivered(); len(got) != 1 || !strings.Contains(got[0].Body, `"version_id":"`+token+`"`) || len(rc.Deliveries()) != 1 {
+		t.Fatalf("deliveries %+v, want one, of version %s", rc.Deliveries(), token)
 	}
 
 	// A step for a secret the function does not keep fails, naming the problem.
