@@ -565,3 +565,18 @@ func TestCreateSecretRefusesASharedClientSecret(t *testing.T) {
 		}
 	})
 }
+
+// testSecret fails a version whose token has expired (a rotation left pending past the token's
+// life): Secrets Manager would otherwise finish a rotation to a dead token.
+func TestTestSecretFailsAnExpiredToken(t *testing.T) {
+	eachBackend(t, func(t *testing.T, newRig func(slots, limit int) *stepRig) {
+		r := newRig(1, 48)
+		r.mustStep(lambdafn.StepCreate, rotationToken)
+		r.mustStep(lambdafn.StepTest, rotationToken)
+		r.clock.Advance(time.Hour) // the rig's tokens live an hour
+		var se *lambdafn.StepError
+		if _, err := r.step(lambdafn.StepTest, rotationToken); !errors.As(err, &se) || !strings.Contains(err.Error(), "expired at") {
+			t.Fatalf("testSecret of an expired token: %v", err)
+		}
+	})
+}
