@@ -326,18 +326,20 @@ func (s *Source) waitNewer(refused string) (Token, error) {
 			return t, nil
 		}
 		left := deadline.Sub(s.now())
-		if err != nil && left <= 0 {
-			return Token{}, err
-		}
 		if left <= 0 {
-			s.log.Warn("cleartoken: AWSCURRENT still holds the refused token", "secret_id", s.secretID,
-				"version_id", t.VersionID, "waited", s.maxWait, "reads", attempt)
-			// Keep the refused token out of the cache's way: the next Get re-reads. Should AWSCURRENT
-			// still hold it, and Clear refuse it again, that wait holds only the refused call.
+			// Keep the refused token out of the cache's way, whether the last read found it again or
+			// failed: the next Get re-reads, and an outage does not serve it as the token read
+			// before. Should AWSCURRENT still hold it, and Clear refuse it again, that wait holds
+			// only the refused call.
 			s.mu.Lock()
 			s.readAt = time.Time{}
 			s.outlived = refused
 			s.mu.Unlock()
+			if err != nil {
+				return Token{}, err
+			}
+			s.log.Warn("cleartoken: AWSCURRENT still holds the refused token", "secret_id", s.secretID,
+				"version_id", t.VersionID, "waited", s.maxWait, "reads", attempt)
 			return Token{}, &Error{Kind: KindNoNewer, SecretID: s.secretID, VersionID: t.VersionID}
 		}
 		d := time.Duration(float64(backoff) * (0.5 + 0.5*s.jitter()))

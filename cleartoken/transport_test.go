@@ -620,3 +620,38 @@ func (sm *secret) productNotEnabled() string {
 	}))
 	return path
 }
+
+// TestARefusedTokenIsNotServedWhenTheWaitEndsInAFailedRead: Clear revoked the cached token and
+// Secrets Manager fails through the whole wait. The refused token is not served afterwards, not at
+// once and not as the outage's fallback a TTL later (docs/consumers.md: a token Clear refused is
+// never used that way): the callers get the read's error until Secrets Manager answers, and then
+// the newer token.
+func TestARefusedTokenIsNotServedWhenTheWaitEndsInAFailedRead(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		sm.failure = &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		if resp, err := client.Get(sm.url(rig.PingPath)); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("first call: %v %v", resp, err)
+		}
+		refused, _ := src.Token(t.Context())
+		tok2 := sm.w.Issue() // Clear revoked the cached token
+		sm.failing.Store(true)
+		if resp, err := client.Get(sm.url(rig.PingPath)); err == nil && resp.StatusCode == 200 {
+			t.Fatal("a call with the revoked token succeeded")
+		}
+		for _, after := range []time.Duration{0, 2 * DefaultTTL} {
+			time.Sleep(after)
+			if got, err := src.Token(t.Context()); err == nil && got == refused {
+				t.Fatalf("%s after the wait: the refused token is served", after)
+			}
+		}
+		sm.put(tok2)
+		sm.failing.Store(false)
+		if got, err := src.Token(t.Context()); err != nil || got != tok2 {
+			t.Fatalf("once Secrets Manager answers: %v, want the newer token", err)
+		}
+	})
+}
