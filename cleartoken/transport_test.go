@@ -2,6 +2,7 @@ package cleartoken
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
@@ -285,13 +287,22 @@ func TestTransportSendsTheTokenOnlyToItsHost(t *testing.T) {
 			http.Redirect(w, r, other.URL+"/stolen-by-port", http.StatusTemporaryRedirect)
 		case "/round-trip":
 			http.Redirect(w, r, other.URL+"/bounce", http.StatusFound)
+		case "/own-header":
+			http.Redirect(w, r, other.URL+"/stolen-own", http.StatusFound)
 		}
 	}))
 	defer clear.Close()
 	clearURL = clear.URL
 	client := &http.Client{Transport: NewTransport(NewSource(sm.api(), sm.id()), nil)}
-	for _, path := range []string{"/within", "/to-name", "/to-port", "/round-trip"} {
-		resp, err := client.Get(clear.URL + path)
+	for _, path := range []string{"/within", "/to-name", "/to-port", "/round-trip", "/own-header"} {
+		req, _ := http.NewRequest(http.MethodGet, clear.URL+path, nil)
+		if path == "/own-header" {
+			// A token header the caller set itself (a leftover of the ERP's own code, say) is not
+			// sent off the host either: net/http copies it to the redirect's request.
+			req.Header.Set(Header, tok)
+			req.Header.Set(otherTokenHeader, tok)
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
@@ -302,7 +313,8 @@ func TestTransportSendsTheTokenOnlyToItsHost(t *testing.T) {
 	for where, want := range map[string]string{
 		"clear /within": tok, "clear /landing": tok, "clear /to-name": tok, "clear /to-port": tok,
 		"clear /round-trip":     tok,
-		"other /stolen-by-name": "", "other /stolen-by-port": "", "other /bounce": "",
+		"other /stolen-by-name": "", "other /stolen-by-port": "", "other /bounce": "", "other /stolen-own": "",
+		"clear /own-header": tok,
 		// Back on Clear's host after a foreign hop: that hop chose the path, so no token either.
 		"clear /back": "",
 	} {
@@ -653,5 +665,75 @@ func TestARefusedTokenIsNotServedWhenTheWaitEndsInAFailedRead(t *testing.T) {
 		if got, err := src.Token(t.Context()); err != nil || got != tok2 {
 			t.Fatalf("once Secrets Manager answers: %v, want the newer token", err)
 		}
+	})
+}
+
+// hangingSM is Secrets Manager that accepts a read and never answers it while hang is set.
+type hangingSM struct {
+	SecretsManager
+	hang atomic.Bool
+}
+
+func (h *hangingSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	if h.hang.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return h.SecretsManager.GetSecretValue(ctx, in, o...)
+}
+
+// TestAHungReadEndsAndServesTheCachedToken: Secrets Manager that hangs rather than refusing. The
+// re-read at the TTL is given up after DefaultReadTimeout, whatever the caller's own deadline, and
+// the token read before is served; a token that never expires (valid_till null) too.
+func TestAHungReadEndsAndServesTheCachedToken(t *testing.T) {
+	t.Parallel()
+	for _, till := range []string{"null", `"` + time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC).Format(time.RFC3339) + `"`} {
+		synctest.Test(t, func(t *testing.T) {
+			sm := newSecret(t)
+			doc := `{"access_token":"` + tok1 + `","valid_till":` + till + `}`
+			sm.setRaw(&doc, nil)
+			h := &hangingSM{SecretsManager: sm.api()}
+			src := NewSource(h, sm.id())
+			if got, err := src.Token(context.Background()); err != nil || got != tok1 {
+				t.Fatalf("first read: %v", err)
+			}
+			h.hang.Store(true)
+			time.Sleep(DefaultTTL)
+			start := time.Now()
+			got, err := src.Token(context.Background()) // no deadline of the caller's
+			if err != nil || got != tok1 || time.Since(start) > DefaultReadTimeout {
+				t.Fatalf("valid_till %s, Secrets Manager hanging: %v after %s; want the cached token within %s", till, err, time.Since(start), DefaultReadTimeout)
+			}
+		})
+	}
+}
+
+// TestACallDuringTheWaitJoinsIt: a call made while a refusal's wait is under way is sent with the
+// newer token, not with the one Clear refused: one whose body cannot be replayed would get the 401.
+func TestACallDuringTheWaitJoinsIt(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		src := NewSource(sm.api(), sm.id())
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		if resp, err := client.Get(sm.url(rig.PingPath)); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("first call: %v %v", resp, err)
+		}
+		tok2 := sm.w.Issue() // Clear revoked the cached token; the rotator stores tok2 a second later
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(time.Second); sm.put(tok2) })
+		wg.Go(func() { // refused: starts the wait
+			if resp, err := client.Get(sm.url(rig.PingPath)); err == nil {
+				resp.Body.Close()
+			}
+		})
+		time.Sleep(200 * time.Millisecond)
+		req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`)))
+		resp, err := client.Do(req)
+		wg.Wait()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("a call whose body cannot be replayed, made during the wait: %v %v, want 200", resp, err)
+		}
+		resp.Body.Close()
 	})
 }
