@@ -719,3 +719,85 @@ func compileJava() ([]string, error) {
 	// A small heap and the quick compiler: the machine's CPUs are shared by the tests in parallel.
 	return []string{"java", "-Xmx64m", "-XX:TieredStopAtLevel=1", "-cp", classes + string(os.PathListSeparator) + classpath, "example.clear.Demo"}, nil
 }
+
+// pythonWaitDriver checks the Python recipe's waits against a Secrets Manager stand-in (a token
+// that never changes, or reads that fail) and prints one line per check that failed: as cleartoken,
+// concurrent refusals share one wait, a second refusal of a token a whole wait found still current
+// holds no other thread, and a wait that ends in failed reads leaves the refused token unused.
+const pythonWaitDriver = `
+import json, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+import clear_token as ct
+
+class Exceptions:
+    class ResourceNotFoundException(Exception):
+        pass
+
+class FakeSM:
+    exceptions = Exceptions
+    def __init__(self):
+        self.reads, self.fail = 0, False
+    def get_secret_value(self, SecretId, VersionStage):
+        self.reads += 1
+        if self.fail:
+            raise RuntimeError("EndpointConnectionError")
+        return {"SecretString": json.dumps({"access_token": "T1", "valid_till": None}), "VersionId": "v1"}
+
+def refuse(src):
+    try:
+        src.refused("T1")
+    except ct.ClearTokenError:
+        pass
+
+sm = FakeSM()
+src = ct.ClearTokenSource("s", sm, ttl=60, max_wait=1.0)
+src.token()
+start = time.monotonic()
+threads = [threading.Thread(target=refuse, args=(src,)) for _ in range(5)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+if time.monotonic() - start > 1.8:
+    print("five refusals at once took %.1fs: each waited in turn" % (time.monotonic() - start))
+
+src.token()  # the next call re-reads: AWSCURRENT still holds T1
+t = threading.Thread(target=refuse, args=(src,))
+t.start()
+time.sleep(0.1)
+held = time.monotonic()
+if src.token() != "T1":
+    print("the token a whole wait outlived is not served to other calls")
+if time.monotonic() - held > 0.3:
+    print("a second refusal of a token a wait outlived held another thread %.1fs" % (time.monotonic() - held))
+t.join()
+
+sm = FakeSM()
+src = ct.ClearTokenSource("s", sm, ttl=60, max_wait=0.5)
+src.token()
+sm.fail = True
+refuse(src)
+try:
+    src.token()
+    print("after a wait that ended in failed reads, the refused token is served")
+except ct.ClearTokenError:
+    pass
+`
+
+// TestPythonRecipeSharesOneWait runs pythonWaitDriver: the recipe once held its lock through the
+// whole wait, so five threads refused at once waited 5 s in turn, every other call was held each
+// time, and a wait ended by failed reads left the refused token cached.
+func TestPythonRecipeSharesOneWait(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("python3", "-c", pythonWaitDriver, filepath.Join(proctest.Root(), "examples", "python"))
+	cmd.Env = proctest.Env("PYTHONDONTWRITEBYTECODE=1") // no __pycache__ in the source tree
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		if line != "" && !strings.Contains(line, "clear token secret") { // the recipe's own warnings
+			t.Error(line)
+		}
+	}
+}

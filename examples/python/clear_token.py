@@ -7,7 +7,10 @@ The same rule as the Go package cleartoken:
   token before the rotator has stored its successor), re-read with bounded, jittered exponential
   backoff (about 10 s in all; a re-read that fails is tried again within it), then retry the
   request once with the new token;
-* one thread waits for the newer token; the others refused at the same moment find it cached;
+* one thread reads, or waits for the newer token, at a time, without holding a lock others need:
+  threads refused meanwhile, and calls made meanwhile, wait for its result; once a whole wait has
+  found the refused token still in AWSCURRENT (Clear refused one call for a reason of its own), a
+  later refusal of it holds only the refused call;
 * when a re-read fails (Secrets Manager down, AWSCURRENT holding no token document), keep using the
   token read before until its valid_till, unless Clear refused it, and try again once per TTL;
 * never retry a request whose body is a stream (it cannot be sent twice);
@@ -81,19 +84,38 @@ class ClearTokenError(Exception):
         super().__init__("clear token secret %r: %s%s" % (secret_id, kind, ": " + detail if detail else ""))
 
 
+class _Flight:
+    """One read of the secret, or one wait for a token newer than `refused`, that every thread
+    asking meanwhile waits on: a missing secret or a rotation costs one read, not one per thread."""
+
+    def __init__(self, refused):
+        self.refused = refused  # None for a plain read
+        self.done = threading.Event()
+        self.result = None  # (token, version, valid_till)
+        self.error = None
+
+
 class ClearTokenSource:
-    """A cached token from one secret's AWSCURRENT version; safe to share between threads."""
+    """A cached token from one secret's AWSCURRENT version; safe to share between threads.
+
+    No thread holds the lock while it reads or sleeps: one read (or one wait for a newer token) is
+    under way at a time, and the other threads that need it wait for its result, as cleartoken's
+    callers do; the others go on with the cached token.
+    """
 
     def __init__(self, secret_id, client, ttl=60.0, max_wait=10.0):
         self.secret_id = secret_id
         self._sm = client
         self._ttl = ttl
         self._max_wait = max_wait
-        self._lock = threading.Lock()  # one read (or one wait for a newer token) at a time
-        self._token = None  # None also after Clear refused it and no newer one came
+        self._lock = threading.Lock()  # guards the fields below; never held across a read or a sleep
+        self._token = None
         self._version = None
         self._valid_till = None
-        self._read_at = None
+        self._read_at = None  # monotonic; None: not read, or refused (the next call re-reads)
+        self._read_wall = None  # when it was read, to compare with valid_till
+        self._flight = None
+        self._outlived = None  # a refused token a whole wait found still in AWSCURRENT
 
     def _read(self):
         try:
@@ -117,24 +139,12 @@ class ClearTokenSource:
         return token, out.get("VersionId"), _valid_till(doc)
 
     def token(self):
-        """The cached token, re-read once the cache is older than the TTL.
+        """The cached token, re-read once the cache is older than the TTL or past its valid_till.
 
         When that re-read fails, the token read before is kept until its valid_till (a token that
         never expires: until Clear refuses it), and the read is tried again after another TTL.
         """
-        with self._lock:
-            now = time.monotonic()
-            if self._token is None or now - self._read_at >= self._ttl:
-                try:
-                    self._token, self._version, self._valid_till = self._read()
-                except ClearTokenError as e:
-                    if self._token is None or (
-                        self._valid_till is not None and datetime.now(timezone.utc) >= self._valid_till
-                    ):
-                        raise
-                    log.warning("%s; using the token read before (version %s) until its valid_till", e, self._version)
-                self._read_at = now
-            return self._token
+        return self._get(None)
 
     def refused(self, token):
         """Clear refused token: return a newer one, waiting (bounded) for the rotator to store it.
@@ -143,29 +153,89 @@ class ClearTokenSource:
         (the rotator may store the newer one a moment later); its error is raised when it is the
         wait's last read.
         """
+        return self._get(token)
+
+    def _get(self, refused):
+        while True:
+            with self._lock:
+                if self._usable(refused):
+                    return self._token
+                f, mine = self._flight, False
+                if f is None:
+                    f, mine = _Flight(refused), True
+                    self._flight = f
+            if mine:
+                self._fly(f)
+            else:
+                f.done.wait()
+            # A failed flight answers those who asked for the same (a missing secret costs one
+            # read), but a plain caller that joined a refusal's wait goes round: the token in
+            # AWSCURRENT, or the one read before, may still serve its call.
+            if f.error is not None and (refused is not None or f.refused is None):
+                raise f.error
+            if f.error is None and (refused is None or f.result[0] != refused):
+                return f.result[0]
+
+    def _usable(self, refused):
+        """Whether the cache answers; the lock is held."""
+        if self._read_at is None:
+            return False
+        f = self._flight
+        if f is not None and f.refused is not None and f.refused == self._token and f.refused != self._outlived:
+            return False  # a wait for its successor is under way: join it rather than be refused too
+        if refused is not None:
+            return self._token != refused
+        if time.monotonic() - self._read_at >= self._ttl:
+            return False
+        # Past its valid_till it is re-read, unless it was already expired when read.
+        vt = self._valid_till
+        return vt is None or datetime.now(timezone.utc) < vt or self._read_wall >= vt
+
+    def _fly(self, f):
+        result = error = None
+        try:
+            result = self._read() if f.refused is None else self._wait_newer(f.refused)
+        except ClearTokenError as e:
+            error = e
         with self._lock:
-            if self._token is not None and self._token != token:
-                return self._token  # another thread already waited for it
-            deadline = time.monotonic() + self._max_wait
-            backoff = 0.1
-            while True:
-                try:
-                    new, version, valid_till = self._read()
-                except ClearTokenError as e:
-                    if deadline - time.monotonic() <= 0:
-                        raise
-                    log.warning("%s; reading again while waiting for the newer token", e)
-                    new = token
-                if new != token:
-                    self._token, self._version, self._valid_till = new, version, valid_till
-                    self._read_at = time.monotonic()
-                    return new
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._token = None  # the next call re-reads
-                    raise ClearTokenError(self.secret_id, "no newer token", "AWSCURRENT still holds the refused token")
-                time.sleep(min(backoff * random.uniform(0.5, 1.0), left))
-                backoff = min(backoff * 2, 2.0)
+            if error is None:
+                self._token, self._version, self._valid_till = result
+                self._read_at, self._read_wall = time.monotonic(), datetime.now(timezone.utc)
+            elif f.refused is None and self._read_at is not None and (
+                self._valid_till is None or datetime.now(timezone.utc) < self._valid_till
+            ):
+                log.warning("%s; using the token read before (version %s) until its valid_till", error, self._version)
+                self._read_at = time.monotonic()
+                result, error = (self._token, self._version, self._valid_till), None
+            self._flight = None
+            f.result, f.error = result, error
+        f.done.set()
+
+    def _wait_newer(self, refused):
+        deadline = time.monotonic() + self._max_wait
+        backoff = 0.1
+        while True:
+            error = None
+            try:
+                new = self._read()
+            except ClearTokenError as e:
+                error, new = e, None
+            if new is not None and new[0] != refused:
+                return new
+            left = deadline - time.monotonic()
+            if left <= 0:
+                # Keep the refused token out of the cache's way, whether the last read found it
+                # again or failed: the next call re-reads. Should Clear refuse it again, that wait
+                # holds only the refused call.
+                with self._lock:
+                    self._read_at, self._outlived = None, refused
+                if error is not None:
+                    raise error
+                raise ClearTokenError(self.secret_id, "no newer token", "AWSCURRENT still holds the refused token")
+            if error is not None:
+                log.warning("%s; reading again while waiting for the newer token", error)
+            time.sleep(min(backoff * random.uniform(0.5, 1.0), left))
+            backoff = min(backoff * 2, 2.0)
 
 
 class ClearAuth(requests.auth.AuthBase):
