@@ -12,7 +12,9 @@
 //    before the rotator has stored its successor), re-read with bounded, jittered exponential
 //    backoff (about 10 s in all; a re-read that fails is tried again within it), then retry the
 //    request once with the new token;
-//  - one thread waits; the others refused at the same moment find the newer token cached;
+//  - one thread reads, or waits for the newer token, at a time, without holding a lock others need:
+//    threads refused meanwhile, and calls made meanwhile, wait for its result; once a whole wait
+//    has found the refused token still in AWSCURRENT, a later refusal of it holds only that call;
 //  - when a re-read fails (Secrets Manager down, AWSCURRENT holding no token document), keep the
 //    token read before until its valid_till, unless Clear refused it, and try again once per TTL;
 //  - never retry a request whose body cannot be sent twice (one of unknown length, by default);
@@ -37,6 +39,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.time.format.DateTimeParseException;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ThreadLocalRandom;
 import software.amazon.awssdk.services.secretsmanager.SecretsManagerClient;
 import software.amazon.awssdk.services.secretsmanager.model.GetSecretValueRequest;
@@ -59,9 +62,14 @@ public final class ClearToken {
     private final String secretId;
     private final Duration ttl;
     private final Duration maxWait;
-    private String token;     // guarded by this; null also after Clear refused it and no newer one came
-    private Instant validTill; // guarded by this; null when the token never expires or it is not known
-    private long readAtNanos; // guarded by this
+    // Guarded by this, which is never held across a read or a sleep.
+    private String token;
+    private Instant validTill; // null when the token never expires or it is not known
+    private boolean cached;    // false: not read yet, or refused (the next call re-reads)
+    private long readAtNanos;
+    private Instant readAt;
+    private Flight flight;     // the read or wait under way, if any
+    private String outlived;   // a refused token a whole wait found still in AWSCURRENT
 
     /** One token document: the token and its expiry (null: never, or not readable). */
     private static final class Doc {
@@ -71,6 +79,21 @@ public final class ClearToken {
         Doc(String token, Instant validTill) {
             this.token = token;
             this.validTill = validTill;
+        }
+    }
+
+    /**
+     * One read of the secret, or one wait for a token newer than refused, that every thread asking
+     * meanwhile waits on: a missing secret or a rotation costs one read, not one per thread.
+     */
+    private static final class Flight {
+        final String refused; // null for a plain read
+        final CountDownLatch done = new CountDownLatch(1);
+        Doc result;            // set before done counts down
+        RuntimeException error;
+
+        Flight(String refused) {
+            this.refused = refused;
         }
     }
 
@@ -126,58 +149,165 @@ public final class ClearToken {
     }
 
     /**
-     * The cached token, re-read once the cache is older than the TTL. When that re-read fails, the
-     * token read before is kept until its valid_till (a token that never expires: until Clear
-     * refuses it), and the read is tried again after another TTL.
+     * The cached token, re-read once the cache is older than the TTL or past its valid_till. When
+     * that re-read fails, the token read before is kept until its valid_till (a token that never
+     * expires: until Clear refuses it), and the read is tried again after another TTL.
      */
-    public synchronized String token() {
-        long now = System.nanoTime();
-        if (token == null || now - readAtNanos >= ttl.toNanos()) {
-            try {
-                Doc d = read();
-                token = d.token;
-                validTill = d.validTill;
-            } catch (RuntimeException e) { // ClearTokenException, or the SDK's when Secrets Manager is down
-                if (token == null || (validTill != null && !Instant.now().isBefore(validTill))) {
-                    throw e;
-                }
-            }
-            readAtNanos = now;
-        }
-        return token;
+    public String token() {
+        return get(null);
     }
 
-    /** Clear refused {@code refused}: return a newer token, waiting (bounded) for the rotator to store it. */
-    public synchronized String refused(String refused) throws InterruptedException {
-        if (token != null && !token.equals(refused)) {
-            return token; // another thread already waited for it
+    /**
+     * Clear refused {@code refused}: return a newer token, waiting (bounded) for the rotator to
+     * store it. A read that fails during the wait is tried again; its exception is thrown when it
+     * is the wait's last read.
+     */
+    public String refused(String refused) throws InterruptedException {
+        String t = get(refused);
+        if (Thread.interrupted()) { // the wait was cut short by an interrupt, which get keeps
+            throw new InterruptedException();
         }
+        return t;
+    }
+
+    private String get(String refused) {
+        while (true) {
+            Flight f;
+            boolean mine = false;
+            synchronized (this) {
+                if (usable(refused)) {
+                    return token;
+                }
+                f = flight;
+                if (f == null) {
+                    f = new Flight(refused);
+                    flight = f;
+                    mine = true;
+                }
+            }
+            if (mine) {
+                fly(f);
+            } else {
+                awaitDone(f);
+            }
+            // A failed flight answers those who asked for the same (a missing secret costs one
+            // read), but a plain caller that joined a refusal's wait goes round: the token in
+            // AWSCURRENT, or the one read before, may still serve its call.
+            if (f.error != null && (refused != null || f.refused == null)) {
+                throw f.error;
+            }
+            if (f.error == null && (refused == null || !f.result.token.equals(refused))) {
+                return f.result.token;
+            }
+        }
+    }
+
+    /** Whether the cache answers; this is held. */
+    private boolean usable(String refused) {
+        if (!cached) {
+            return false;
+        }
+        Flight f = flight;
+        if (f != null && f.refused != null && f.refused.equals(token) && !f.refused.equals(outlived)) {
+            return false; // a wait for its successor is under way: join it rather than be refused too
+        }
+        if (refused != null) {
+            return !token.equals(refused);
+        }
+        if (System.nanoTime() - readAtNanos >= ttl.toNanos()) {
+            return false;
+        }
+        // Past its valid_till it is re-read, unless it was already expired when read.
+        return validTill == null || Instant.now().isBefore(validTill) || !readAt.isBefore(validTill);
+    }
+
+    private void fly(Flight f) {
+        Doc result = null;
+        RuntimeException error = null;
+        try {
+            try {
+                result = f.refused == null ? read() : waitNewer(f.refused);
+            } catch (RuntimeException e) { // ClearTokenException, or the SDK's when Secrets Manager is down
+                error = e;
+            }
+            synchronized (this) {
+                if (error == null) {
+                    token = result.token;
+                    validTill = result.validTill;
+                    cached = true;
+                    readAtNanos = System.nanoTime();
+                    readAt = Instant.now();
+                } else if (f.refused == null && cached && (validTill == null || Instant.now().isBefore(validTill))) {
+                    readAtNanos = System.nanoTime(); // the token read before, tried again after a TTL
+                    result = new Doc(token, validTill);
+                    error = null;
+                }
+                f.result = result;
+                f.error = error;
+            }
+        } finally {
+            synchronized (this) {
+                if (f.result == null && f.error == null) {
+                    f.error = new ClearTokenException(secretId, "read failed");
+                }
+                flight = null;
+            }
+            f.done.countDown();
+        }
+    }
+
+    private Doc waitNewer(String refused) {
         long deadline = System.nanoTime() + maxWait.toNanos();
         long backoffMillis = 100;
         while (true) {
-            Doc fresh;
+            Doc fresh = null;
+            RuntimeException error = null;
             try {
                 fresh = read();
             } catch (RuntimeException e) { // ClearTokenException, or the SDK's: read again within the wait
-                if (deadline - System.nanoTime() <= 0) {
-                    throw e;
-                }
-                fresh = null;
+                error = e;
             }
             if (fresh != null && !fresh.token.equals(refused)) {
-                token = fresh.token;
-                validTill = fresh.validTill;
-                readAtNanos = System.nanoTime();
-                return fresh.token;
+                return fresh;
             }
-            long leftMillis = (deadline - System.nanoTime()) / 1_000_000;
-            if (leftMillis <= 0) {
-                token = null; // the next call re-reads
+            long leftNanos = deadline - System.nanoTime();
+            if (leftNanos <= 0) {
+                // Keep the refused token out of the cache's way, whether the last read found it
+                // again or failed: the next call re-reads. Should Clear refuse it again, that wait
+                // holds only the refused call.
+                synchronized (this) {
+                    cached = false;
+                    outlived = refused;
+                }
+                if (error != null) {
+                    throw error;
+                }
                 throw new ClearTokenException(secretId, "no newer token: AWSCURRENT still holds the refused token");
             }
             long sleep = (long) (backoffMillis * ThreadLocalRandom.current().nextDouble(0.5, 1.0));
-            Thread.sleep(Math.min(sleep, leftMillis));
+            try {
+                Thread.sleep(Math.max(1, Math.min(sleep, (leftNanos + 999_999) / 1_000_000)));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new ClearTokenException(secretId, "interrupted while waiting for a newer token");
+            }
             backoffMillis = Math.min(backoffMillis * 2, 2000);
+        }
+    }
+
+    /** Waits for f to end; an interrupt does not cut the wait short, and is kept for the caller. */
+    private static void awaitDone(Flight f) {
+        boolean interrupted = false;
+        while (true) {
+            try {
+                f.done.await();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
         }
     }
 
