@@ -222,9 +222,21 @@ func TestPythonRecipeKeepsTheTokenOnItsHost(t *testing.T) {
 	w.Handle("GET /_test/away", http.RedirectHandler(other.URL+"/landed", http.StatusFound))
 	w.Handle("GET /_test/away-refused", http.RedirectHandler(other.URL+"/refuse", http.StatusTemporaryRedirect))
 	w.Handle("GET /_test/within", http.RedirectHandler(rig.PingPath, http.StatusFound))
+	// Refused once (a rotation: the newer token is stored at once), then the retry with the newer
+	// token is redirected to the other host: requests follows with a copy of the first request,
+	// which carried the refused token.
+	var refusedOnce atomic.Bool
+	w.Handle("GET /_test/retry-away", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if !refusedOnce.Swap(true) {
+			w.StoreToken(w.Issue())
+			rw.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		http.Redirect(rw, r, other.URL+"/after-retry", http.StatusFound)
+	}))
 
 	script := filepath.Join(proctest.Root(), "examples", "python", "clear_token.py")
-	for path, want := range map[string]string{"/_test/away": "200", "/_test/away-refused": "401", "/_test/within": "200"} {
+	for path, want := range map[string]string{"/_test/away": "200", "/_test/away-refused": "401", "/_test/within": "200", "/_test/retry-away": "200"} {
 		cmd := exec.Command("python3", script, "--secret-id", w.TokenID, "--url", w.ClearURL+path, "--threads", "1", "--seconds", "0.1")
 		cmd.Env = proctest.Env(w.Moto.Env()...)
 		out, err := cmd.CombinedOutput()
@@ -243,7 +255,7 @@ func TestPythonRecipeKeepsTheTokenOnItsHost(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	for _, path := range []string{"/landed", "/refuse"} {
+	for _, path := range []string{"/landed", "/refuse", "/after-retry"} {
 		if h, ok := seen[path]; !ok {
 			t.Errorf("the other host was never asked for %s", path)
 		} else if h != "" {
