@@ -209,10 +209,10 @@ func TestPythonRecipeKeepsTheTokenOnItsHost(t *testing.T) {
 	tok := w.Issue()
 	w.StoreToken(tok)
 	var mu sync.Mutex
-	seen := map[string]string{} // path at the other host -> the token header it received
+	seen := map[string]string{} // path at the other host -> the token headers it received, all of them
 	other := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		seen[r.URL.Path] = r.Header.Get("x-cleartax-auth-token")
+		seen[r.URL.Path] += r.Header.Get("x-cleartax-auth-token") // a later call must not hide an earlier one's
 		mu.Unlock()
 		if r.URL.Path == "/refuse" {
 			rw.WriteHeader(http.StatusUnauthorized)

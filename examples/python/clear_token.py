@@ -283,6 +283,13 @@ class ClearAuth(requests.auth.AuthBase):
         new = resp.connection.send(retry, **kwargs)
         new.history.append(resp)
         new.request = retry
+        # requests follows a redirect of the retry with a copy of the first request, which carries
+        # the refused token (possibly still good for other calls): give it the newer token, or
+        # none when the redirect leaves the origin.
+        if new.is_redirect and not _same_origin(retry.url, urljoin(new.url, new.headers["location"])):
+            del req.headers[HEADER]
+        else:
+            req.headers[HEADER] = token
         return new
 
 
