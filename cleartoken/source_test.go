@@ -409,3 +409,14 @@ func TestRefusedOlderTokenJoinsTheWait(t *testing.T) {
 		}
 	})
 }
+
+// Absurd options keep the defaults: a zero or negative TTL would re-read on every call (a read per
+// ERP request), a zero wait would never wait for the rotator's newer token.
+func TestOptionsKeepTheirDefaultsForAbsurdValues(t *testing.T) {
+	for _, d := range []time.Duration{0, -time.Second} {
+		s := NewSource(nil, "s", WithTTL(d), WithMaxWait(d), WithLogger(nil))
+		if s.ttl != DefaultTTL || s.maxWait != DefaultMaxWait || s.log == nil {
+			t.Errorf("options of %s: ttl %s, max wait %s, logger %v; want the defaults", d, s.ttl, s.maxWait, s.log)
+		}
+	}
+}
