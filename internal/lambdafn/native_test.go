@@ -580,3 +580,27 @@ func TestTestSecretFailsAnExpiredToken(t *testing.T) {
 		}
 	})
 }
+
+// A run that finds the client degraded (one of its two API clients blocked) says so in the log even
+// when it rotates nothing: the engine warns only when it rotates, and a degraded client may go
+// hours without one while every rotation would revoke the token in use.
+func TestADegradedClientIsWarnedOfOnEveryRun(t *testing.T) {
+	r := newStepRig(t, false, 2, 48)
+	if _, err := r.invoke(`{}`); err != nil { // API client 1
+		t.Fatal(err)
+	}
+	r.emu.Inject(emulator.Fault{Status: 401})
+	_, _ = r.invoke(`{"action":"rotate","force":true}`) // API client 2, refused: blocked
+	const warning = "degraded: only one of the client's two API clients can be asked"
+	before := strings.Count(r.w.Logs.String(), warning)
+	for range 2 {
+		ans, err := r.invoke(`{}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(t, ans.(lambdafn.RotateAnswer).Results, rotation.NotDue)
+	}
+	if n := strings.Count(r.w.Logs.String(), warning) - before; n != 2 {
+		t.Fatalf("%d degraded warnings in two runs that rotated nothing, want 2:\n%s", n, r.w.Logs.String())
+	}
+}
