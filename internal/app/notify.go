@@ -276,9 +276,12 @@ func (r *tagRecorder) api() tagger {
 	return t
 }
 
+// Failed records the failure on the token secret, then tells next: the record comes first, so that
+// a failure the metrics show is on record for status (and, for Delivered, a failure the metrics no
+// longer show is off it).
 func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	if r.next != nil {
-		r.next.Failed(ev, kind, at)
+		defer r.next.Failed(ev, kind, at)
 	}
 	t := r.api()
 	if t == nil {
@@ -307,7 +310,7 @@ func (r *tagRecorder) Superseded(ev notify.Event, kind string, at time.Time) {
 // which is rare next to the checks.
 func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 	if r.next != nil {
-		r.next.Delivered(ev, kind, at)
+		defer r.next.Delivered(ev, kind, at)
 	}
 	t := r.api()
 	if t == nil {

@@ -225,3 +225,47 @@ func TestResumable(t *testing.T) {
 		t.Fatalf("a malformed AWSCURRENT: %v, %v; want an error without the value", ok, err)
 	}
 }
+
+// tagsAtTell is a Recorder that notes, when it is told, what the token secret's tags then say.
+type tagsAtTell struct {
+	t      *testing.T
+	sm     *fake.SecretsManager
+	failed []bool // whether the tag was there when Failed was told
+	clear  []bool // whether it was gone when Delivered was told
+}
+
+func (r *tagsAtTell) tagged() bool {
+	out, err := r.sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("tok")})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return len(out.Tags) > 0
+}
+func (r *tagsAtTell) Failed(notify.Event, string, time.Time) { r.failed = append(r.failed, r.tagged()) }
+func (r *tagsAtTell) Delivered(notify.Event, string, time.Time) {
+	r.clear = append(r.clear, !r.tagged())
+}
+func (r *tagsAtTell) Superseded(notify.Event, string, time.Time) {}
+
+// The record on the token secret is written before the metrics hear of it: a scrape that sees the
+// failure cleared, and an operator who then runs status, must not find the record still there
+// (TestDaemonReloadRedeliversWhatWasNotDelivered failed so on a loaded machine), and a failure the
+// metrics show is already on record for status.
+func TestTheRecordIsWrittenBeforeTheMetricsAreTold(t *testing.T) {
+	sm := fake.NewSecretsManager(time.Now)
+	if _, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String("tok"), SecretString: aws.String("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(load(t, map[string]string{config.EnvWebhookURL: "https://erp.example.com/h", config.EnvWebhookSecret: signing}), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := &tagsAtTell{t: t, sm: sm}
+	rec := a.Recorder(next, nil)
+	ev := notify.NewEvent("default", "tok", "v1", document.Token{}, notify.Scheduled)
+	rec.Failed(ev, "webhook", time.Now())
+	rec.Delivered(ev, "webhook", time.Now())
+	if !slices.Equal(next.failed, []bool{true}) || !slices.Equal(next.clear, []bool{true}) {
+		t.Fatalf("when the metrics were told: tag written %v, tag removed %v; want both done first", next.failed, next.clear)
+	}
+}
