@@ -247,10 +247,12 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	running map[string]*run
 	// pending is each client's latest event until it is delivered to every target: what
-	// Redeliver delivers again.
-	pending map[string]Event
-	stopped bool
-	wg      sync.WaitGroup
+	// Redeliver delivers again. delivered is the id of each client's event delivered last, so
+	// that Resume does not tell it again from a record read before the delivery removed it.
+	pending   map[string]Event
+	delivered map[string]string
+	stopped   bool
+	wg        sync.WaitGroup
 }
 
 type run struct {
@@ -270,7 +272,7 @@ func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
 // post is Post, with d.mu held.
 func (d *Dispatcher) post(ctx context.Context, n *Notifier, ev Event) {
 	if d.running == nil {
-		d.running, d.pending = map[string]*run{}, map[string]Event{}
+		d.running, d.pending, d.delivered = map[string]*run{}, map[string]Event{}, map[string]string{}
 	}
 	prev := d.running[ev.Client]
 	if prev != nil {
@@ -299,6 +301,7 @@ func (d *Dispatcher) post(ctx context.Context, n *Notifier, ev Event) {
 			delete(d.running, ev.Client)
 			if err == nil {
 				delete(d.pending, ev.Client)
+				d.delivered[ev.Client] = ev.ID
 			}
 		}
 		d.mu.Unlock()
@@ -330,7 +333,7 @@ func (d *Dispatcher) Redeliver(ctx context.Context, n *Notifier) {
 func (d *Dispatcher) Resume(ctx context.Context, n *Notifier, ev Event) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, busy := d.pending[ev.Client]; busy || d.running[ev.Client] != nil || !n.Enabled(ev.Client) {
+	if _, busy := d.pending[ev.Client]; busy || d.running[ev.Client] != nil || d.delivered[ev.Client] == ev.ID || !n.Enabled(ev.Client) {
 		return false
 	}
 	d.post(ctx, n, ev)
