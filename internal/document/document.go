@@ -424,11 +424,17 @@ func (s State) APIClient(secret string) APIClient {
 }
 
 // WithAPIClient returns a copy of s with a's entry replaced (or added), keeping only the entries
-// whose fingerprints are in keep: an API client no longer configured has nothing left to count.
+// whose fingerprints are in keep: an API client no longer configured has nothing left to count. An
+// empty fingerprint in keep is a configured API client whose secret could not be read: its entry
+// cannot be told from one no longer configured, so while one is unknown no entry is dropped, lest
+// the unreadable API client lose its day's count and blocks (and ask Clear past its daily limit
+// once its secret reads again).
 func (s State) WithAPIClient(a APIClient, keep ...string) State {
-	out := make([]APIClient, 0, len(keep))
+	out := make([]APIClient, 0, len(s.APIClients)+1)
+	unknown := false
 	for _, fp := range keep {
 		if fp == "" {
+			unknown = true
 			continue
 		}
 		if fp == a.Secret {
@@ -439,6 +445,13 @@ func (s State) WithAPIClient(a APIClient, keep ...string) State {
 			if old.Secret == fp {
 				out = append(out, old)
 				break
+			}
+		}
+	}
+	if unknown {
+		for _, old := range s.APIClients {
+			if old.Secret != a.Secret && !slices.Contains(keep, old.Secret) {
+				out = append(out, old)
 			}
 		}
 	}
