@@ -87,11 +87,14 @@ func maxAgeWithinBudget(p *problems, _ *Config, _ []value, cands []*candidate) {
 	for _, c := range cands {
 		v, ok := get(c.vals, EnvMaxAge)
 		maxAge, limit := c.client.MaxAge, time.Duration(c.client.DailyLimit)
-		if !ok || !v.ok || limit <= 0 || 24*time.Hour/maxAge <= limit {
+		if !ok || !v.ok || limit <= 0 || maxAge <= 0 {
 			continue
 		}
-		least := ((24*time.Hour+limit-1)/limit + time.Minute - 1).Truncate(time.Minute)
-		p.bad(v.at, nil, "%s means %d rotations a day, more than the daily limit of %d requests allows; set it to at least %s or raise the daily limit",
-			maxAge, 24*time.Hour/maxAge, limit, least)
+		// Rounded up: a day that does not divide evenly still has its last rotation to make.
+		if n := (24*time.Hour + maxAge - 1) / maxAge; n > limit {
+			least := ((24*time.Hour+limit-1)/limit + time.Minute - 1).Truncate(time.Minute)
+			p.bad(v.at, nil, "%s means %d rotations a day, more than the daily limit of %d requests allows; set it to at least %s or raise the daily limit",
+				maxAge, n, limit, least)
+		}
 	}
 }

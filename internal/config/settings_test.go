@@ -154,6 +154,10 @@ func TestRenewalSettingsRefused(t *testing.T) {
 		{with(minimalEnv, EnvRenewBefore, "9000h"), "ROTATOR_RENEW_BEFORE 9000h is absurdly long"},
 		{with(minimalEnv, EnvMaxAge, "10m"), "ROTATOR_MAX_AGE 10m0s means 144 rotations a day, more than the daily limit of 48 requests allows; set it to at least 30m0s"},
 		{with(minimalEnv, EnvMaxAge, "3h", EnvDailyLimit, "7"), "set it to at least 3h26m0s"},
+		// A day that does not divide evenly still needs its last rotation: 49 at 29m59s.
+		{with(minimalEnv, EnvMaxAge, "29m59s"), "ROTATOR_MAX_AGE 29m59s means 49 rotations a day, more than the daily limit of 48"},
+		{with(minimalEnv, EnvMaxAge, "12h1m", EnvDailyLimit, "1"), "means 2 rotations a day, more than the daily limit of 1"},
+		{with(minimalEnv, EnvMaxAge, "5m45s", EnvDailyLimit, "250"), "more than the daily limit of 250"},
 	} {
 		_, err := Load(env(tc.env))
 		wantErrors(t, err, tc.want)
@@ -162,6 +166,7 @@ func TestRenewalSettingsRefused(t *testing.T) {
 		with(minimalEnv, EnvMaxAge, "30m"),
 		with(minimalEnv, EnvMaxAge, "1m", EnvDailyLimit, "250", EnvRenewBefore, "8784h"),
 		with(minimalEnv, EnvMaxAge, "3h26m", EnvDailyLimit, "7"),
+		with(minimalEnv, EnvMaxAge, "24h", EnvDailyLimit, "1"),
 	} {
 		if _, err := Load(env(e)); err != nil && !strings.Contains(err.Error(), "rotations a day") {
 			t.Errorf("%v: %v", e, err)
