@@ -174,6 +174,13 @@ func TestProbePath(t *testing.T) {
 		"/" + strings.Repeat("a", 1024):    "is not a path",
 		"/integration/v1/authz/token":      "token API",
 		"/Integration/V1/authz/token/?x=1": "token API",
+		// What the gateway's probe refuses at run time, silently, is refused here too (an audit).
+		"/a/../b":                         "is not a path",
+		"/integration/v1/authz/./token":   "is not a path",
+		"/integration/v1/authz//token":    "is not a path",
+		"/integration/v1/authz/%74oken":   "token API",
+		"/integration/v1/authz/token;x=1": "token API",
+		"/bad%zzescape":                   "is not a path",
 	} {
 		cfg, err := Load(envOf(append(base, EnvProbePath+"="+path, EnvProbeInterval+"=10s")...))
 		switch {
