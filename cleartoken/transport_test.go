@@ -528,13 +528,7 @@ func TestARefusalForOneCallFailsNoOtherCall(t *testing.T) {
 func TestAFailedReadDuringTheWaitIsTriedAgain(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		sm.failure = &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
-		src := NewSource(sm.api(), sm.id(), noJitter)
-		client := &http.Client{Transport: NewTransport(src, clear)}
-		if resp, err := client.Get(sm.url(rig.PingPath)); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("first call: %v %v", resp, err)
-		}
+		sm, clear, _, client := throttledClient(t)
 		tok2 := sm.w.Issue() // Clear revoked the cached token; the rotator stores tok2 a second later
 		var wg sync.WaitGroup
 		wg.Go(func() { time.Sleep(time.Second); sm.put(tok2) })
@@ -641,13 +635,7 @@ func (sm *secret) productNotEnabled() string {
 func TestARefusedTokenIsNotServedWhenTheWaitEndsInAFailedRead(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		sm.failure = &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
-		src := NewSource(sm.api(), sm.id(), noJitter)
-		client := &http.Client{Transport: NewTransport(src, clear)}
-		if resp, err := client.Get(sm.url(rig.PingPath)); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("first call: %v %v", resp, err)
-		}
+		sm, _, src, client := throttledClient(t)
 		refused, _ := src.Token(t.Context())
 		tok2 := sm.w.Issue() // Clear revoked the cached token
 		sm.failing.Store(true)
@@ -713,13 +701,8 @@ func TestAHungReadEndsAndServesTheCachedToken(t *testing.T) {
 func TestACallDuringTheWaitJoinsIt(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		src := NewSource(sm.api(), sm.id())
-		client := &http.Client{Transport: NewTransport(src, clear)}
-		if resp, err := client.Get(sm.url(rig.PingPath)); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("first call: %v %v", resp, err)
-		}
-		tok2 := sm.w.Issue() // Clear revoked the cached token; the rotator stores tok2 a second later
+		sm, _, _, client := throttledClient(t) // reads do not fail here: failing is never set
+		tok2 := sm.w.Issue()                   // Clear revoked the cached token; the rotator stores tok2 a second later
 		var wg sync.WaitGroup
 		wg.Go(func() { time.Sleep(time.Second); sm.put(tok2) })
 		wg.Go(func() { // refused: starts the wait
@@ -736,4 +719,18 @@ func TestACallDuringTheWaitJoinsIt(t *testing.T) {
 		}
 		resp.Body.Close()
 	})
+}
+
+// throttledClient is a Source and a client through its Transport, after one call that succeeded;
+// the Source's reads fail with a ThrottlingException while sm.failing is set.
+func throttledClient(t *testing.T) (*secret, *business, *Source, *http.Client) {
+	t.Helper()
+	sm, clear := newClear(t)
+	sm.failure = &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+	src := NewSource(sm.api(), sm.id(), noJitter)
+	client := &http.Client{Transport: NewTransport(src, clear)}
+	if resp, err := client.Get(sm.url(rig.PingPath)); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first call: %v %v", resp, err)
+	}
+	return sm, clear, src, client
 }
