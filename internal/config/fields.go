@@ -207,28 +207,17 @@ func checkHeaderName(s string) (string, error) {
 	return strings.ToLower(s), nil
 }
 
-// checkProbePath validates a probe's path and query: an origin-form target below the base URL,
-// with no empty, "." or ".." segment (escaped too), which the gateway's probe refuses to send;
-// never Clear's token API (in any spelling), whose every call would revoke the token it probes.
+// checkProbePath validates a probe's path and query by the gateway's own rules, which it checks
+// again when it sends the probe (so a path refused there would be dropped at every probe without a
+// word): an origin-form target below the base URL, without a "." or ".." segment (escaped too), and
+// never Clear's token API in any spelling, whose every call would revoke the token it probes.
 func checkProbePath(s string) (string, error) {
 	u, err := url.ParseRequestURI(s)
-	bad := err != nil || len(s) > 1024 || !strings.HasPrefix(s, "/") ||
-		strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '#' })
-	if !bad {
-		for i, seg := range strings.Split(u.Path, "/") {
-			seg, _, _ = strings.Cut(seg, ";")
-			bad = bad || seg == "." || seg == ".." || seg == "" && i > 0 && i < strings.Count(u.Path, "/")
-		}
-	}
-	if bad {
-		return "", fmt.Errorf("%s is not a path; want /PATH[?QUERY] of at most 1024 printable characters, below the base URL, without empty, \".\" or \"..\" segments", quote(s))
-	}
-	var segs []string
-	for _, seg := range strings.Split(strings.ToLower(u.Path), "/") {
-		seg, _, _ = strings.Cut(seg, ";")
-		segs = append(segs, seg)
-	}
-	if strings.Contains(strings.TrimRight(strings.Join(segs, "/"), "/"), clear.TokenPath) {
+	switch {
+	case err != nil || u.Host != "" || len(s) > 1024 || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") ||
+		strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '#' }) || clear.DotSegment(u.Path):
+		return "", fmt.Errorf("%s is not a path; want /PATH[?QUERY] of at most 1024 printable characters, below the base URL, without \".\" or \"..\" segments", quote(s))
+	case clear.IsTokenAPI(u.Path):
 		return "", fmt.Errorf("%s is Clear's token API: each probe would ask for a token and revoke the one in use", quote(s))
 	}
 	return s, nil

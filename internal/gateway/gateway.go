@@ -305,7 +305,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Nor a path that a server resolves above the base URL's path.
-	if dotSegment(r.URL.Path) {
+	if clear.DotSegment(r.URL.Path) {
 		answer(rec, http.StatusBadRequest, CodeBadTarget, "The gateway forwards no path with a \".\" or \"..\" segment.", 0)
 		return
 	}
@@ -314,7 +314,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(rec, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "The gateway does not forward TRACE or TRACK: Clear's echo of the request would carry the gateway's token.", 0)
 		return
 	}
-	if tokenAPI(r.URL.Path) {
+	if clear.IsTokenAPI(r.URL.Path) {
 		answer(rec, http.StatusForbidden, CodeTokenAPI, "The gateway does not forward calls to Clear's token API: a new token would revoke the one the gateway sends for every ERP. The gateway adds the token itself: call Clear's other APIs through it without one.", 0)
 		return
 	}
@@ -347,54 +347,6 @@ const allowed = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 // TRACE must not get it either.
 func echoes(method string) bool {
 	return strings.EqualFold(method, http.MethodTrace) || strings.EqualFold(method, "TRACK")
-}
-
-// nextSegment splits path's first segment off, as a server in front of Clear may read it:
-// segments end at a slash or a backslash, and lose their ";" parameters (Tomcat reads "..;" as
-// ".."). path is unescaped: "%2e%2e" and "..%2f" are dots and a slash here.
-func nextSegment(path string) (seg, rest string) {
-	seg = path
-	if i := strings.IndexAny(path, "/\\"); i >= 0 {
-		seg, rest = path[:i], path[i+1:]
-	}
-	if j := strings.IndexByte(seg, ';'); j >= 0 {
-		seg = seg[:j]
-	}
-	return seg, rest
-}
-
-// dotSegment reports whether path has a "." or ".." segment. Forwarded, "/base/../x" would be
-// resolved by the server in front of Clear above the base URL's path, which bounds where the
-// token goes.
-func dotSegment(path string) bool {
-	for seg := ""; path != ""; {
-		if seg, path = nextSegment(path); seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return false
-}
-
-// tokenSegments are the segments of Clear's token API's path below a base URL.
-var tokenSegments = strings.Split(strings.Trim(clear.TokenPath, "/"), "/")
-
-// tokenAPI reports whether path (the caller's, unescaped, below the base URL; without dot
-// segments, which are refused before) may name Clear's token API, in any spelling a server in front
-// of it might take for it: any case, empty segments, a trailing slash, ";" parameters. A token
-// asked for through the gateway revokes the one it sends to every ERP; a 401 from the token API
-// (no client secret) would be taken for a refusal of the gateway's token.
-func tokenAPI(path string) bool {
-	n := 0
-	for seg := ""; path != ""; {
-		if seg, path = nextSegment(path); seg == "" {
-			continue
-		}
-		if n == len(tokenSegments) || !strings.EqualFold(seg, tokenSegments[n]) {
-			return false
-		}
-		n++
-	}
-	return n == len(tokenSegments)
 }
 
 // pick chooses the request's client, or answers and returns nil.

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/clear"
 )
 
 // The daemon and the Lambda never call Clear with the token they stored, so a token revoked outside
@@ -32,7 +34,7 @@ func (g *Gateway) Probe(ctx context.Context, name string) (int, error) {
 		return 0, ErrNoProbe
 	}
 	u, err := url.ParseRequestURI(rt.ProbePath)
-	if err != nil || u.Host != "" || strings.HasPrefix(rt.ProbePath, "//") || dotSegment(u.Path) || tokenAPI(u.Path) {
+	if err != nil || u.Host != "" || strings.HasPrefix(rt.ProbePath, "//") || clear.DotSegment(u.Path) || clear.IsTokenAPI(u.Path) {
 		return 0, ErrNoProbe // config refuses these; the gateway's own rules hold for probes too
 	}
 	r, err := http.NewRequestWithContext(ctx, http.MethodGet, rt.ProbePath, nil)
