@@ -59,7 +59,7 @@ func TestSettingsTable(t *testing.T) {
 func TestUnknown(t *testing.T) {
 	got := Unknown([]string{
 		"ROTATOR_DAILY_LIMT=100", "CLEAR_TIMOUT=5s", "CLEAR_BASE_URL=https://x", "PATH=/bin",
-		"ROTATOR_BIN=/x", "ROTATOR_WHATEVER_THIS_IS=1", "CLEAR_TIMOUT=again", "rotator_daily_limit=1",
+		"ROTATOR_BIN=/x", "ROTATOR_TEST_BIN=/y", "ROTATOR_WHATEVER_THIS_IS=1", "CLEAR_TIMOUT=again", "rotator_daily_limit=1",
 		"CLEAR_CLIENT_SECRET_2=" + secretA, "CLEAR_CLIENT_SECERT=" + secretB, "NO_COLOR=1",
 	})
 	want := []Warning{

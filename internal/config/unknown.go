@@ -27,6 +27,7 @@ func (w Warning) String() string {
 // programs of this project, so that a shared environment does not warn.
 var foreignEnv = map[string]bool{
 	"ROTATOR_BIN":            true, // the Makefile's path of the binary under test
+	"ROTATOR_TEST_BIN":       true, // and of its test build
 	"CLEAR_EMULATOR_SECRETS": true, // cmd/clear-emulator
 }
 
