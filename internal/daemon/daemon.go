@@ -23,7 +23,8 @@ import (
 
 // clientKey is a client's configuration (its spec, config.Client) as far as its checks depend on
 // it. A client whose key a reload leaves unchanged keeps its cache and counters, and its check
-// under way is filed and handed to the OnResult hooks; a changed one is looked at afresh. What
+// under way is filed and handed to the OnResult hooks; a changed one is looked at afresh (a token
+// its check under way stored still reaches the hooks: see act). What
 // only push delivery and the gateway (its probe too) read is left out, so that a new webhook URL or gateway header
 // does not drop the delivery of a token stored in the round under way. Every other field, any
 // added to the spec later included, is part of the key: the safe side.
@@ -423,13 +424,26 @@ func (d *daemon) checkOne(ctx context.Context, a *app.App, c *rotation.Client) (
 
 // act is where the daemon acts on the engine's result of a check: it files it (record), then hands
 // it to the OnResult hooks (a gateway, push delivery). Every check of every round ends here.
+//
+// A result that a reload made stale (record files nothing) still reaches the hooks when it stored a
+// token the configuration in force reads: that token revoked the one ERP systems held, and they
+// must still be told of it and served it. One stored in a secret the client no longer reads is of
+// no use to them.
 func (d *daemon) act(ctx context.Context, c *rotation.Client, r rotation.Result) {
-	if !d.record(c, r, true, time.Now()) {
+	if !d.record(c, r, true, time.Now()) && (r.Stored == nil || !d.reads(c.Name, c.TokenSecretID)) {
 		return
 	}
 	for _, hook := range d.opts.OnResult {
 		hook(ctx, c, r)
 	}
+}
+
+// reads reports whether the configuration in force has a client of that name on that token secret.
+func (d *daemon) reads(name, tokenSecretID string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.entries[name]
+	return e != nil && e.key.TokenSecretID == tokenSecretID
 }
 
 // enter registers a check of c and returns c's cache.

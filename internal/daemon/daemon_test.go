@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/emulator"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
@@ -778,6 +780,59 @@ func TestServiceStartFails(t *testing.T) {
 		}
 		if n := h.worlds["erp"].ClearRequests(); n != 0 {
 			t.Errorf("%d requests to Clear", n)
+		}
+	})
+}
+
+// A reload that changes a client while its rotation waits for Clear files nothing of that check
+// (the changed client is looked at afresh), yet the token the check stored is real and is what
+// ERP systems now read: it still reaches the OnResult hooks (push delivery, the gateway), as long
+// as the configuration in force keeps the client on the same token secret. Before, it was dropped
+// with the check, and the ERP was never told of a token that had revoked the one it held.
+func TestReloadDuringARotationStillHandsOnTheStoredToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		var (
+			mu     sync.Mutex
+			stored []string
+		)
+		opts := Options{OnResult: []func(context.Context, *rotation.Client, rotation.Result){
+			func(_ context.Context, c *rotation.Client, r rotation.Result) {
+				if r.Stored != nil {
+					mu.Lock()
+					stored = append(stored, c.Name+" "+r.Stored.VersionID)
+					mu.Unlock()
+				}
+			}}}
+		a, b := h.client("a", time.Hour, 48), h.client("b", time.Hour, 48)
+		hold := make(chan struct{})
+		for _, w := range []*rig.World{h.worlds["a"], h.worlds["b"]} {
+			w.BeforeClear(func(*http.Request) { <-hold })
+		}
+		h.start(h.app(a, b), opts) // returns with both first rotations waiting for Clear
+
+		// a keeps its token secret (its daily limit changes); b moves to another one.
+		a2, b2 := *a, *b
+		a2.DailyLimit = 40
+		b2.TokenSecretID = "elsewhere/b"
+		h.setLoad(func(context.Context) (*app.App, error) { return h.app(&a2, &b2), nil })
+		h.reload <- syscall.SIGHUP
+		synctest.Wait()
+		close(hold)
+		synctest.Wait()
+		if err := h.stop(); err != nil {
+			t.Fatal(err)
+		}
+		_, va, _ := h.worlds["a"].Current()
+		_, vb, _ := h.worlds["b"].Current() // in b's first token secret, which no client reads now
+		mu.Lock()
+		defer mu.Unlock()
+		got := strings.Join(stored, ", ")
+		if !slices.Contains(stored, "a "+va) {
+			t.Errorf("the hooks were handed %q, not a's token %s", got, va)
+		}
+		if slices.Contains(stored, "b "+vb) {
+			t.Errorf("the hooks were handed %q, with b's token from the secret it no longer reads", got)
 		}
 	})
 }
