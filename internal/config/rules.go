@@ -14,6 +14,7 @@ import (
 // that depends on another setting.
 var rules = []func(p *problems, cfg *Config, env []value, cands []*candidate){
 	maxAgeWithinBudget,
+	renewBeforeFloor,
 	shutdownGrace,
 	hookStdinNeedsHook,
 	gatewayTLSPair,
@@ -95,6 +96,18 @@ func maxAgeWithinBudget(p *problems, _ *Config, _ []value, cands []*candidate) {
 			least := ((24*time.Hour+limit-1)/limit + time.Minute - 1).Truncate(time.Minute)
 			p.bad(v.at, nil, "%s means %d rotations a day, more than the daily limit of %d requests allows; set it to at least %s or raise the daily limit",
 				maxAge, n, limit, least)
+		}
+	}
+}
+
+// renewBeforeFloor refuses a renew_before below timing.MinRenewBefore(CLEAR_TIMEOUT): each renewal
+// would start too late to store a new token before the one in use expires.
+func renewBeforeFloor(p *problems, cfg *Config, _ []value, cands []*candidate) {
+	least := timing.MinRenewBefore(cfg.ClearTimeout)
+	for _, c := range cands {
+		if v, ok := get(c.vals, EnvRenewBefore); ok && v.ok && c.client.RenewBefore < least {
+			p.bad(v.at, nil, "%s is below %s (%s %s plus %s to store the token): ERP systems would hold an expired token while each renewal is under way, and one that failed could not be retried in time; leave it unset for a third of the lifetime",
+				c.client.RenewBefore, least, EnvClearTimeout, cfg.ClearTimeout, timing.WriteWindow)
 		}
 	}
 }

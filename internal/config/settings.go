@@ -204,7 +204,7 @@ var Settings = []Setting{
 		Notes:  "anything else is refused at start-up",
 		parse:  parser(count(MaxDailyLimit, DefaultDailyLimit)),
 		client: field(func(c *Client) *int { return &c.DailyLimit })},
-	{Env: EnvRenewBefore, Key: "renew_before", Kind: "duration", DefaultDoc: "a third of the lifetime", Limits: "more than zero, at most 8784h (366 days)",
+	{Env: EnvRenewBefore, Key: "renew_before", Kind: "duration", DefaultDoc: "a third of the lifetime", Limits: "at least CLEAR_TIMEOUT+30s (60s), at most 8784h (366 days)",
 		Help:  "renew when this much validity is left",
 		Notes: "a Go duration such as `2h`",
 		parse: parser(checkRenewBefore), client: field(func(c *Client) *time.Duration { return &c.RenewBefore })},

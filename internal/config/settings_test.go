@@ -197,6 +197,23 @@ func TestShutdownGraceFloorAndDefault(t *testing.T) {
 	}
 }
 
+// TestRenewBeforeFloor: a renewal started with less validity left than a Clear request and the
+// write of its answer take hands ERP systems an expired token at every rotation, and leaves no time
+// to retry one that failed. The floor is timing.Lease(CLEAR_TIMEOUT), per client, entries' values
+// and inherited ones alike; at the floor it is accepted.
+func TestRenewBeforeFloor(t *testing.T) {
+	_, err := Load(env(with(minimalEnv, EnvRenewBefore, "59s")))
+	wantErrors(t, err, "ROTATOR_RENEW_BEFORE 59s is below 1m0s (CLEAR_TIMEOUT 30s plus 30s to store the token)", "expired")
+	if cfg, err := Load(env(with(minimalEnv, EnvRenewBefore, "1m"))); err != nil || cfg.Clients[0].RenewBefore != time.Minute {
+		t.Errorf("renew_before at the floor: %v", err)
+	}
+	_, err = Load(env(with(minimalEnv, EnvRenewBefore, "2m", EnvClearTimeout, "91s")))
+	wantErrors(t, err, "ROTATOR_RENEW_BEFORE 2m0s is below 2m1s")
+	_, err = Parse([]byte("clients:\n  - {name: a, client_secret_id: c, token_secret_id: t, renew_before: 10s}\n"), "f.yaml",
+		env(map[string]string{EnvBaseURL: "https://a.example.com"}))
+	wantErrors(t, err, `f.yaml:2: client "a": renew_before 10s is below 1m0s`)
+}
+
 // TestConfigNotARegularFile: a FIFO as ROTATOR_CONFIG used to hang Load in
 // the read until some other process wrote to the pipe.
 func TestConfigNotARegularFile(t *testing.T) {

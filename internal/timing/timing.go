@@ -65,6 +65,17 @@ func MinShutdownGrace(clearTimeout time.Duration) time.Duration {
 	return Lease(clearTimeout)
 }
 
+// MinRenewBefore returns the least renew-before a configuration may give: a renewal started with
+// less validity left than a Clear request and the write of its answer (Lease) hands ERP systems an
+// expired token at every rotation, and leaves no time to retry one that failed. A process-test
+// build (testFloor), whose emulator tokens live seconds, has its MinInterval as the floor instead.
+func MinRenewBefore(clearTimeout time.Duration) time.Duration {
+	if MinInterval < time.Minute {
+		return MinInterval
+	}
+	return Lease(clearTimeout)
+}
+
 // DayLayout formats the UTC day a request is counted against.
 const DayLayout = "2006-01-02"
 
