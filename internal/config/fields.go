@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -199,10 +200,23 @@ func checkSchedule(s string) (string, error) {
 
 var headerNameRE = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}$`)
 
-// checkHeaderName validates an HTTP header name (an RFC 9110 token).
+// notTokenHeaders cannot carry the gateway's token to Clear: Go's HTTP client writes the first
+// itself, and the gateway removes the others from every request (hop-by-hop headers, Expect, its
+// own, a client secret, forwarding headers). The gateway's tests keep this list in step with its
+// own (TestTokenHeaderRefusesWhatTheGatewayRemoves).
+var notTokenHeaders = []string{"host", "content-length", "transfer-encoding",
+	"connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade", "expect",
+	"x-clear-rotator-key", "x-clear-rotator-client", clear.HeaderClientSecret,
+	"forwarded", "x-forwarded-host", "x-forwarded-for", "x-forwarded-proto"}
+
+// checkHeaderName validates the gateway's token header: an HTTP header name (an RFC 9110 token)
+// that can carry the token.
 func checkHeaderName(s string) (string, error) {
 	if !headerNameRE.MatchString(s) {
 		return "", fmt.Errorf("%s is not an HTTP header name", quote(s))
+	}
+	if h := strings.ToLower(s); slices.Contains(notTokenHeaders, h) {
+		return "", fmt.Errorf("%s cannot carry the token: the gateway or Go's HTTP client sets or removes it on every request", quote(s))
 	}
 	return strings.ToLower(s), nil
 }

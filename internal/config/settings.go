@@ -243,8 +243,9 @@ var Settings = []Setting{
 
 	// The gateway's (issue 17).
 	{Env: EnvGatewayTokenHeader, Key: "gateway_token_header", Kind: "header name", Default: DefaultGatewayTokenHeader,
-		Help:  "the header the gateway puts the token in (x-clear-auth-token for Clear's GLS API)",
-		parse: parser(checkHeaderName), client: field(func(c *Client) *string { return &c.GatewayTokenHeader })},
+		Limits: "not Host, Content-Length, a hop-by-hop header, or one the gateway removes (x-clear-rotator-*, x-clear-client-secret, forwarding headers)",
+		Help:   "the header the gateway puts the token in (x-clear-auth-token for Clear's GLS API)",
+		parse:  parser(checkHeaderName), client: field(func(c *Client) *string { return &c.GatewayTokenHeader })},
 	{Env: EnvGatewayAddr, Scope: DaemonOnly, Kind: "[HOST]:PORT", DefaultDoc: DefaultGatewayAddr + " for rotator gateway; off for rotator run",
 		Help:  "the Clear gateway's listener; every path on it goes to Clear",
 		parse: parser(listenAddr(`"127.0.0.1:8480"`)), config: field(func(c *Config) *string { return &c.Gateway.Addr })},
