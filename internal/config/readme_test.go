@@ -65,3 +65,22 @@ func TestREADMESettingsTable(t *testing.T) {
 	}
 	t.Errorf("README.md's settings table differs from config.Settings; run go test ./internal/config -run TestREADMESettingsTable -update\n got:\n%s\nwant:\n%s", got, want)
 }
+
+// TestDocsNameEveryEntryKey fails when the docs' paragraph on a client entry's keys leaves one out.
+func TestDocsNameEveryEntryKey(t *testing.T) {
+	data, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	i := strings.Index(doc, "Each entry takes")
+	if i < 0 {
+		t.Fatal("docs/configuration.md lacks the paragraph that starts \"Each entry takes\"")
+	}
+	para, _, _ := strings.Cut(doc[i:], "\n\n")
+	for _, k := range entryKeys {
+		if !strings.Contains(para, "`"+k+"`") {
+			t.Errorf("the paragraph on a client entry's keys does not name `%s`", k)
+		}
+	}
+}

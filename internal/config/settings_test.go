@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,6 +195,52 @@ func TestShutdownGraceFloorAndDefault(t *testing.T) {
 	wantErrors(t, err, "is below 35s")
 	if cfg, err := Load(env(with(minimalEnv, EnvShutdownGrace, "35s", EnvClearTimeout, "5s"))); err != nil || cfg.ShutdownGrace != 35*time.Second {
 		t.Errorf("grace at the floor: %v", err)
+	}
+}
+
+// TestRangeLimits checks every row whose Limits is a range "LO..HI": both bounds are accepted, a
+// value just beyond either is refused, and the refusal of one above says the range as the docs
+// do.
+func TestRangeLimits(t *testing.T) {
+	n := 0
+	for _, s := range Settings {
+		lo, hi, ok := strings.Cut(s.Limits, "..")
+		if !ok || s.parse == nil || strings.ContainsAny(s.Limits, " ,") {
+			continue
+		}
+		n++
+		var below, above string
+		if s.Kind == "duration" {
+			l, err1 := time.ParseDuration(lo)
+			h, err2 := time.ParseDuration(hi)
+			if err1 != nil || err2 != nil {
+				t.Errorf("%s: the limits %q are not two durations", s.Env, s.Limits)
+				continue
+			}
+			below, above = (l - time.Nanosecond).String(), (h + time.Nanosecond).String()
+		} else {
+			l, err1 := strconv.ParseInt(lo, 10, 64)
+			h, err2 := strconv.ParseInt(hi, 10, 64)
+			if err1 != nil || err2 != nil {
+				t.Errorf("%s: the limits %q are not two numbers", s.Env, s.Limits)
+				continue
+			}
+			below, above = strconv.FormatInt(l-1, 10), strconv.FormatInt(h+1, 10)
+		}
+		for _, v := range []string{lo, hi} {
+			if _, err := s.parse(v); err != nil {
+				t.Errorf("%s=%s, a bound of %s, was refused: %v", s.Env, v, s.Limits, err)
+			}
+		}
+		if _, err := s.parse(below); err == nil {
+			t.Errorf("%s=%s, below %s, was accepted", s.Env, below, s.Limits)
+		}
+		if _, err := s.parse(above); err == nil || !strings.Contains(err.Error(), s.Limits) {
+			t.Errorf("%s=%s, above %s, was not refused with the range: %v", s.Env, above, s.Limits, err)
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d rows have a range; the test's filter is wrong", n)
 	}
 }
 
