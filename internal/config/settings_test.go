@@ -244,6 +244,21 @@ func TestRangeLimits(t *testing.T) {
 	}
 }
 
+// TestDurationCeilings pins the upper bounds of renew_before and max_age, which catch a unit
+// mistake that would silently mean "never".
+func TestDurationCeilings(t *testing.T) {
+	for _, c := range []struct{ env, at, over, want string }{
+		{EnvRenewBefore, "8784h", "8784h0m1s", "at most 8784h0m0s (366 days)"},
+		{EnvMaxAge, "87840h", "87840h0m1s", "at most 87840h0m0s (ten years)"},
+	} {
+		if _, err := Load(env(with(minimalEnv, c.env, c.at))); err != nil {
+			t.Errorf("%s=%s refused: %v", c.env, c.at, err)
+		}
+		_, err := Load(env(with(minimalEnv, c.env, c.over)))
+		wantErrors(t, err, c.env+" "+c.over+" is absurdly long; "+c.want)
+	}
+}
+
 // TestRenewBeforeFloor: a renewal started with less validity left than a Clear request and the
 // write of its answer take hands ERP systems an expired token at every rotation, and leaves no time
 // to retry one that failed. The floor is timing.Lease(CLEAR_TIMEOUT), per client, entries' values
