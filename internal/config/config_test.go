@@ -729,3 +729,20 @@ func clientNamed(cfg *Config, name string) (Client, bool) {
 	}
 	return Client{}, false
 }
+
+// TestBaseURLWithoutSchemeIsNotShown: with the client secret in Secrets Manager, configuration
+// cannot know its value, and one pasted into CLEAR_BASE_URL (the variable beside it) must not be
+// echoed in the refusal. A value that does not even start with a scheme is not shown; one that
+// does is shown redacted of its user info and query, as before.
+func TestBaseURLWithoutSchemeIsNotShown(t *testing.T) {
+	const pasted = "3eboH/vsr2VpGcQ8nZx1Lw=="
+	for _, v := range []string{pasted, "api.clear.in"} {
+		_, err := Load(env(with(minimalEnv, EnvBaseURL, v)))
+		wantErrors(t, err, "CLEAR_BASE_URL is invalid: it does not start with https:// (the value is not shown, in case it is a secret)")
+		if err != nil && strings.Contains(err.Error(), v) {
+			t.Errorf("the refusal shows the value: %v", err)
+		}
+	}
+	_, err := Load(env(with(minimalEnv, EnvBaseURL, "ftp://api.example.com")))
+	wantErrors(t, err, `"ftp://api.example.com"`, "scheme must be https")
+}

@@ -66,9 +66,14 @@ func checkName(s string) error {
 
 // checkBaseURL validates a Clear API base URL by clear's rule and returns it
 // without a trailing slash. Messages show it only through secret.RedactURL: its user
-// info or query may carry a password or a key.
+// info or query may carry a password or a key. A value without a scheme is not
+// shown at all: it may be the client secret, pasted into the variable beside its
+// own, whose value configuration cannot know when it is in Secrets Manager.
 func checkBaseURL(s string) (string, error) {
 	u, err := clear.ParseBaseURL(s)
+	if err != nil && !strings.Contains(s, "://") {
+		return "", errMaybeSecret{errors.New("is invalid: it does not start with https:// (the value is not shown, in case it is a secret)")}
+	}
 	if err != nil {
 		why := &clear.BaseURLError{Reason: "is not accepted as a Clear base URL"}
 		errors.As(err, &why)
