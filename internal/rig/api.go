@@ -2,6 +2,7 @@ package rig
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"sync"
 
@@ -113,4 +114,39 @@ func (a *API) ListSecretVersionIds(ctx context.Context, in *secretsmanager.ListS
 	return a.Next.ListSecretVersionIds(ctx, in, o...)
 }
 
-var _ store.API = (*API)(nil)
+// tagger is the tagging part of the Secrets Manager API, which the SDK client and the fake have
+// and store.API leaves out: push delivery records a failed delivery as a tag (app.App.Recorder).
+type tagger interface {
+	TagResource(ctx context.Context, params *secretsmanager.TagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
+	UntagResource(ctx context.Context, params *secretsmanager.UntagResourceInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UntagResourceOutput, error)
+}
+
+// TagResource passes the call on, so that an engine built on the rig records a failed delivery as
+// the real client does (without it the recorder found no tagging and wrote nothing).
+func (a *API) TagResource(ctx context.Context, in *secretsmanager.TagResourceInput, o ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error) {
+	if err := a.before("TagResource", in); err != nil {
+		return nil, err
+	}
+	t, ok := a.Next.(tagger)
+	if !ok {
+		return nil, errors.New("rig: the Secrets Manager under the rig does not tag")
+	}
+	return t.TagResource(ctx, in, o...)
+}
+
+// UntagResource passes the call on, as TagResource does.
+func (a *API) UntagResource(ctx context.Context, in *secretsmanager.UntagResourceInput, o ...func(*secretsmanager.Options)) (*secretsmanager.UntagResourceOutput, error) {
+	if err := a.before("UntagResource", in); err != nil {
+		return nil, err
+	}
+	t, ok := a.Next.(tagger)
+	if !ok {
+		return nil, errors.New("rig: the Secrets Manager under the rig does not tag")
+	}
+	return t.UntagResource(ctx, in, o...)
+}
+
+var (
+	_ store.API = (*API)(nil)
+	_ tagger    = (*API)(nil)
+)
