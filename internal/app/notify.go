@@ -333,20 +333,85 @@ func (a *App) Undelivered(ctx context.Context, c *rotation.Client) ([]string, er
 	if a.Store == nil || a.Store.API == nil {
 		return nil, nil
 	}
+	rec, err := a.readUndelivered(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return rec.lines(), nil
+}
+
+// undeliveredRecord is what one DescribeSecret of a token secret says of its deliveries: the
+// undelivered tags, in the order Secrets Manager lists them, the version AWSCURRENT is on ("" when
+// none is) and the secret's ARN. It is the one reading of the tags, for status (Undelivered) and
+// for resuming (Resumable).
+type undeliveredRecord struct {
+	tags    []undeliveredTag
+	current string
+	arn     string
+}
+
+// undeliveredTag is one undelivered tag: its kind ("webhook", "hook"), its value as written, and
+// the version and reason parseUndelivered reads from it (no version when the value is malformed).
+type undeliveredTag struct {
+	kind, value string
+	version     string
+	reason      notify.Reason
+}
+
+// readUndelivered reads c's token secret's undelivered tags with one DescribeSecret. A missing
+// secret is an error wrapping the SDK's *types.ResourceNotFoundException.
+func (a *App) readUndelivered(ctx context.Context, c *rotation.Client) (undeliveredRecord, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out, err := a.Store.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(c.TokenSecretID)})
 	if err != nil {
-		return nil, reduceErr("DescribeSecret", c.TokenSecretID, err)
+		return undeliveredRecord{}, reduceErr("DescribeSecret", c.TokenSecretID, err)
 	}
-	var lines []string
-	for _, t := range out.Tags {
-		if kind, ok := strings.CutPrefix(aws.ToString(t.Key), UndeliveredTagPrefix); ok {
-			lines = append(lines, kind+": "+aws.ToString(t.Value))
+	return undeliveredOf(out), nil
+}
+
+// undeliveredOf reads the undelivered tags out of a DescribeSecret's answer.
+func undeliveredOf(out *secretsmanager.DescribeSecretOutput) undeliveredRecord {
+	rec := undeliveredRecord{arn: aws.ToString(out.ARN)}
+	for v, stages := range out.VersionIdsToStages {
+		if slices.Contains(stages, rotation.CurrentStage) {
+			rec.current = v
 		}
 	}
+	for _, t := range out.Tags {
+		kind, ok := strings.CutPrefix(aws.ToString(t.Key), UndeliveredTagPrefix)
+		if !ok {
+			continue
+		}
+		value := aws.ToString(t.Value)
+		version, reason := parseUndelivered(value)
+		rec.tags = append(rec.tags, undeliveredTag{kind: kind, value: value, version: version, reason: reason})
+	}
+	return rec
+}
+
+// lines are status's lines, "kind: value" sorted: every undelivered tag, whichever version it names.
+func (r undeliveredRecord) lines() []string {
+	var lines []string
+	for _, t := range r.tags {
+		lines = append(lines, t.kind+": "+t.value)
+	}
 	slices.Sort(lines)
-	return lines, nil
+	return lines
+}
+
+// due is what is to be resumed: the kinds, sorted, whose tag names the version AWSCURRENT is on
+// (a tag naming another version is superseded: the newer token's own delivery tells the ERP), and
+// the reason of the last of them as Secrets Manager lists them; no kinds when none is due.
+func (r undeliveredRecord) due() (kinds []string, reason notify.Reason) {
+	reason = notify.Scheduled
+	for _, t := range r.tags {
+		if r.current != "" && t.version == r.current {
+			kinds, reason = append(kinds, t.kind), t.reason
+		}
+	}
+	slices.Sort(kinds)
+	return kinds, reason
 }
 
 // undeliveredValue is the undelivered tag's value: "version V at T reason R". It names the
@@ -383,33 +448,18 @@ func (a *App) Resumable(ctx context.Context, c *rotation.Client) (ev notify.Even
 	if a.Store == nil || a.Store.API == nil || a.Engine == nil || a.Engine.Store == nil {
 		return notify.Event{}, nil, false, nil
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	out, err := a.Store.API.DescribeSecret(dctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(c.TokenSecretID)})
-	cancel()
+	rec, err := a.readUndelivered(ctx, c)
 	if _, missing := errors.AsType[*types.ResourceNotFoundException](err); missing {
 		return notify.Event{}, nil, false, nil // no token stored yet: nothing to tell
 	}
 	if err != nil {
-		return notify.Event{}, nil, false, reduceErr("DescribeSecret", c.TokenSecretID, err)
+		return notify.Event{}, nil, false, err
 	}
-	current := ""
-	for v, stages := range out.VersionIdsToStages {
-		if slices.Contains(stages, rotation.CurrentStage) {
-			current = v
-		}
-	}
-	reason := notify.Scheduled
-	for _, t := range out.Tags {
-		kind, tagged := strings.CutPrefix(aws.ToString(t.Key), UndeliveredTagPrefix)
-		if v, r := parseUndelivered(aws.ToString(t.Value)); tagged && current != "" && v == current {
-			kinds, reason = append(kinds, kind), r
-		}
-	}
+	kinds, reason := rec.due()
 	if len(kinds) == 0 {
 		return notify.Event{}, nil, false, nil
 	}
-	slices.Sort(kinds)
-	v, err := a.Engine.Store.ReadVersion(ctx, c.TokenSecretID, current)
+	v, err := a.Engine.Store.ReadVersion(ctx, c.TokenSecretID, rec.current)
 	if err != nil {
 		return notify.Event{}, nil, false, err
 	}
@@ -418,11 +468,11 @@ func (a *App) Resumable(ctx context.Context, c *rotation.Client) (ev notify.Even
 		// Not a token document (written by hand?): nothing an ERP could be told of.
 		return notify.Event{}, nil, false, fmt.Errorf("the token secret's AWSCURRENT is not a token document: %w", err)
 	}
-	arn := aws.ToString(out.ARN)
+	arn := rec.arn
 	if arn == "" {
 		arn = c.TokenSecretID
 	}
-	ev = notify.NewEvent(c.Name, arn, current, doc, reason)
+	ev = notify.NewEvent(c.Name, arn, rec.current, doc, reason)
 	if a.Config.Notify.HookCommand != nil && slices.Contains(kinds, "hook") {
 		ev.Previous = a.previousToken(ctx, c)
 	}

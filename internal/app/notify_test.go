@@ -269,3 +269,43 @@ func TestTheRecordIsWrittenBeforeTheMetricsAreTold(t *testing.T) {
 		t.Fatalf("when the metrics were told: tag written %v, tag removed %v; want both done first", next.failed, next.clear)
 	}
 }
+
+// The one reading of a token secret's undelivered tags: status shows every one, sorted; resuming
+// takes the kinds whose tag names AWSCURRENT, with the reason written (scheduled when none is, or
+// one unknown), and nothing when no version is AWSCURRENT.
+func TestUndeliveredOf(t *testing.T) {
+	tag := func(k, v string) types.Tag { return types.Tag{Key: aws.String(k), Value: aws.String(v)} }
+	const web, hook = UndeliveredTagPrefix + "webhook", UndeliveredTagPrefix + "hook"
+	for name, tc := range map[string]struct {
+		current string
+		tags    []types.Tag
+		lines   []string
+		kinds   []string
+		reason  notify.Reason
+	}{
+		"none":         {"v2", []types.Tag{tag("team", "erp")}, nil, nil, notify.Scheduled},
+		"current":      {"v2", []types.Tag{tag(web, "version v2 at T reason forced")}, []string{"webhook: version v2 at T reason forced"}, []string{"webhook"}, notify.Forced},
+		"older format": {"v2", []types.Tag{tag(web, "version v2 at T")}, []string{"webhook: version v2 at T"}, []string{"webhook"}, notify.Scheduled},
+		"unknown reason": {"v2", []types.Tag{tag(web, "version v2 at T reason bogus")}, []string{"webhook: version v2 at T reason bogus"},
+			[]string{"webhook"}, notify.Scheduled},
+		"superseded":    {"v2", []types.Tag{tag(web, "version v1 at T reason healed")}, []string{"webhook: version v1 at T reason healed"}, nil, notify.Scheduled},
+		"malformed":     {"v2", []types.Tag{tag(hook, "v2"), tag(web, "")}, []string{"hook: v2", "webhook: "}, nil, notify.Scheduled},
+		"no AWSCURRENT": {"", []types.Tag{tag(web, "version v2 at T")}, []string{"webhook: version v2 at T"}, nil, notify.Scheduled},
+		"both, the last listed's reason": {"v2", []types.Tag{tag(web, "version v2 at T reason revoke"), tag("team", "erp"), tag(hook, "version v2 at T")},
+			[]string{"hook: version v2 at T", "webhook: version v2 at T reason revoke"}, []string{"hook", "webhook"}, notify.Scheduled},
+		"one current, one not": {"v2", []types.Tag{tag(hook, "version v2 at T reason healed"), tag(web, "version v1 at T reason revoke")},
+			[]string{"hook: version v2 at T reason healed", "webhook: version v1 at T reason revoke"}, []string{"hook"}, notify.Healed},
+	} {
+		out := &secretsmanager.DescribeSecretOutput{ARN: aws.String("arn:tok"), Tags: tc.tags,
+			VersionIdsToStages: map[string][]string{"v1": {"AWSPREVIOUS"}}}
+		if tc.current != "" {
+			out.VersionIdsToStages[tc.current] = []string{"AWSCURRENT"}
+		}
+		rec := undeliveredOf(out)
+		kinds, reason := rec.due()
+		if !slices.Equal(rec.lines(), tc.lines) || !slices.Equal(kinds, tc.kinds) || reason != tc.reason || rec.current != tc.current || rec.arn != "arn:tok" {
+			t.Errorf("%s: lines %q, due %q %s, current %q, arn %q; want %q, %q %s, %q", name, rec.lines(), kinds, reason, rec.current, rec.arn,
+				tc.lines, tc.kinds, tc.reason, tc.current)
+		}
+	}
+}
