@@ -133,6 +133,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"rotate", "-jsn"}, "did you mean --json?", "Run 'rotator rotate --help'"},
 		{[]string{"check", "--client", "a"}, "check does not take the flag --client; it takes no flags", "Run 'rotator check --help'"},
 		{[]string{"rotate", "--client"}, "flag --client needs a value", "Run 'rotator rotate --help'"},
+		// An empty name (a script's --client "$NAME" with NAME unset) is not "every client": revoke
+		// --yes or rotate --force would act on all of them.
+		{[]string{"revoke", "--yes", "--client="}, "--client needs a client's name; leave the flag out for every client", "Run 'rotator revoke --help'"},
+		{[]string{"rotate", "--force", "--client", " "}, "--client needs a client's name", "Run 'rotator rotate --help'"},
+		{[]string{"status", "--client", ""}, "--client needs a client's name", "Run 'rotator status --help'"},
 		{[]string{"rotate", "--json=maybe"}, `invalid boolean value "maybe" for --json`, "Run 'rotator rotate --help'"},
 		{[]string{"status", "extra"}, `status takes no arguments, but got "extra"`, "Run 'rotator status --help'"},
 		{[]string{"revoke", "--yse"}, "did you mean --yes?", "Run 'rotator revoke --help'"},
