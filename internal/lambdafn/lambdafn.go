@@ -214,7 +214,7 @@ func (h *Handler) record(e *rotation.Engine, c *rotation.Client, r rotation.Resu
 	if err := h.emf.write(now, requestID, c.Name, r.Metrics(now)); err != nil {
 		log.Error("could not write the metrics", "client", c.Name, "error", err)
 	}
-	if r.Status.Degraded && r.Outcome != rotation.Rotated {
+	if r.Status.IsDegraded() && r.Outcome != rotation.Rotated {
 		// The engine warns itself when it rotates in degraded mode; a run that does not rotate
 		// would otherwise let the condition pass without a line in the log.
 		log.Warn("degraded: only one of the client's two API clients can be asked, so its next rotation revokes the token in use",

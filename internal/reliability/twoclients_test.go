@@ -158,8 +158,8 @@ func TestTwoAPIClientsDegraded(t *testing.T) {
 						t.Fatal(err)
 					}
 					if len(answered(w)) > 1 {
-						if !s.Degraded || s.State != rotation.HealthDegraded && s.State != rotation.HealthExpiring {
-							t.Fatalf("status after API client 2 failed: degraded %v, state %s", s.Degraded, s.State)
+						if !s.IsDegraded() || s.State != rotation.HealthDegraded && s.State != rotation.HealthExpiring {
+							t.Fatalf("status after API client 2 failed: degraded %v, state %s", s.IsDegraded(), s.State)
 						}
 						degraded++
 					}

@@ -54,7 +54,7 @@ func (s Status) Metrics(readAt, now time.Time) Metrics {
 			}
 		}
 	}
-	blocked, degraded, lost := s.BlockedReason != nil, s.Degraded, s.Lost()
+	blocked, degraded, lost := s.BlockedReason != nil, s.IsDegraded(), s.Lost()
 	m.Blocked, m.Degraded, m.TokenLost = &blocked, &degraded, &lost
 	return m
 }

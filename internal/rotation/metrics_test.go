@@ -71,7 +71,7 @@ func TestMetrics(t *testing.T) {
 		"no token, state unread for one API client": {rotation.Status{Name: "erp", State: rotation.HealthNoToken, DailyLimit: 48,
 			APIClients: []rotation.SlotView{{Slot: 1}}}, now,
 			"outcome= expires=- left=- issued=- requests=- per=[] limit=48 blocked=0 degraded=0 lost=0"},
-		"blocked and degraded": {with(func(st *rotation.Status) { st.BlockedReason, st.Degraded = s("401"), true }), now,
+		"blocked and degraded": {with(func(st *rotation.Status) { yes := true; st.BlockedReason, st.Degraded = s("401"), &yes }), now,
 			"outcome= expires=2026-11-21T10:59:59Z left=3599 issued=2026-11-21T09:50:00Z requests=3 per=[{1 2} {2 1}] limit=48 blocked=1 degraded=1 lost=0"},
 		"lost by its state": {with(func(st *rotation.Status) { st.State = rotation.HealthTokenLost }), now,
 			"outcome= expires=2026-11-21T10:59:59Z left=3599 issued=2026-11-21T09:50:00Z requests=3 per=[{1 2} {2 1}] limit=48 blocked=0 degraded=0 lost=1"},

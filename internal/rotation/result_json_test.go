@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -157,4 +158,35 @@ func TestResultJSONIsTheDocumentedShape(t *testing.T) {
 	// Clear's error_id is random: it is Clear's, not the rotator's.
 	out := errorID.ReplaceAll(got.Bytes(), []byte("error_id ID"))
 	rig.Golden(t, filepath.Join("testdata", "result_json.golden"), out, *update)
+}
+
+// TestREADMENamesEveryResultKey fails when the README's paragraph on `rotate --json` leaves out a
+// key of the result document, or an outcome.
+func TestREADMENamesEveryResultKey(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(data, []byte("**`rotate --json`**"))
+	if i < 0 {
+		t.Fatal("README.md has no paragraph on **`rotate --json`**")
+	}
+	para, _, _ := bytes.Cut(data[i:], []byte("\n\n"))
+	var keys map[string]any
+	b, _ := json.Marshal(rotation.Result{})
+	if err := json.Unmarshal(b, &keys); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for k := range keys {
+		names = append(names, k)
+	}
+	for _, o := range []rotation.Outcome{rotation.Rotated, rotation.NotDue, rotation.Busy, rotation.Duplicate, rotation.Limited, rotation.Blocked, rotation.Failed} {
+		names = append(names, string(o))
+	}
+	for _, k := range names {
+		if !bytes.Contains(para, []byte("`"+k+"`")) {
+			t.Errorf("the README's paragraph on rotate --json does not name `%s`", k)
+		}
+	}
 }

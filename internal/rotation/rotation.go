@@ -132,24 +132,30 @@ type resultJSON struct {
 	// ValidTill, RenewAt and IssuedAt describe the token now in AWSCURRENT, when one is known.
 	ValidTill *time.Time `json:"valid_till"`
 	RenewAt   *time.Time `json:"renew_at"`
-	IssuedAt  *time.Time `json:"issued_at,omitempty"`
+	IssuedAt  *time.Time `json:"issued_at"`
 	// RequestsToday is the day's count across the API clients as last read, this attempt's request
 	// included; null when it was not read.
 	RequestsToday *int `json:"requests_today"`
 	DailyLimit    int  `json:"daily_limit"`
 	Requested     bool `json:"requested"`
-	APIClient     int  `json:"api_client,omitempty"`
-	// Degraded is true when two API clients are configured and only one may be asked.
-	Degraded bool `json:"degraded"`
+	// APIClient is the API client this attempt asked (1 or 2); null when it asked none.
+	APIClient *int `json:"api_client"`
+	// Degraded is true when two API clients are configured and only one may be asked; null when
+	// the token secret could not be read.
+	Degraded *bool `json:"degraded"`
 }
 
 // MarshalJSON writes the result as its documented document: the outcome, and the status fields an
 // operator reads beside it.
 func (r Result) MarshalJSON() ([]byte, error) {
 	st := r.Status
+	var asked *int
+	if r.APIClient != 0 {
+		asked = &r.APIClient
+	}
 	return json.Marshal(resultJSON{Client: r.Client, Outcome: r.Outcome, Message: r.Message, State: st.State,
 		ValidTill: st.ValidTill, RenewAt: st.RenewAt, IssuedAt: st.IssuedAt, RequestsToday: st.RequestsToday,
-		DailyLimit: st.DailyLimit, Requested: r.Requested, APIClient: r.APIClient, Degraded: st.Degraded})
+		DailyLimit: st.DailyLimit, Requested: r.Requested, APIClient: asked, Degraded: st.Degraded})
 }
 
 // Stored is a token the engine has just stored in AWSCURRENT.
@@ -681,7 +687,7 @@ func (e *Engine) report(c *Client, r Result) {
 	l := e.Log
 	switch r.Outcome {
 	case Rotated:
-		if st.Degraded {
+		if st.IsDegraded() {
 			l.Warn("rotated the token in degraded mode", append(attrs, "message", r.Message)...)
 			return
 		}

@@ -2,6 +2,7 @@ package rotation_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -761,8 +762,8 @@ func TestTwoAPIClientsAlternateAndLeaveThePreviousTokenLive(t *testing.T) {
 	w.Clock.Advance(41 * time.Minute)
 	r = e.Rotate(context.Background(), c, false)
 	expect(t, r, rotation.Rotated)
-	if r.APIClient != 2 || r.Status.Degraded {
-		t.Fatalf("second rotation asked API client %d (degraded %v), want 2", r.APIClient, r.Status.Degraded)
+	if r.APIClient != 2 || r.Status.IsDegraded() {
+		t.Fatalf("second rotation asked API client %d (degraded %v), want 2", r.APIClient, r.Status.IsDegraded())
 	}
 	if !w.Emu.Live(first) || tokenOf(t, w, "AWSPREVIOUS") != first || !w.Live() {
 		t.Fatal("the token replaced by the other API client was revoked")
@@ -817,21 +818,21 @@ func TestTwoAPIClientsDegradedModeUsesTheOther(t *testing.T) {
 			}
 			r := e.Rotate(context.Background(), c, false)
 			expect(t, r, rotation.Failed)
-			if r.APIClient != 2 || !r.Status.Degraded {
-				t.Fatalf("failure: API client %d, degraded %v", r.APIClient, r.Status.Degraded)
+			if r.APIClient != 2 || !r.Status.IsDegraded() {
+				t.Fatalf("failure: API client %d, degraded %v", r.APIClient, r.Status.IsDegraded())
 			}
 			if !w.Live() {
 				t.Fatal("the failed request of API client 2 cost the stored token")
 			}
 			s, _ := e.Status(context.Background(), c)
-			if !s.Degraded || s.State != rotation.HealthDegraded && s.State != rotation.HealthExpiring || s.APIClients[1].BlockedReason == nil {
+			if !s.IsDegraded() || s.State != rotation.HealthDegraded && s.State != rotation.HealthExpiring || s.APIClients[1].BlockedReason == nil {
 				t.Fatalf("status %+v", s)
 			}
 			w.Clock.Advance(time.Minute)
 			r = e.Rotate(context.Background(), c, false)
 			expect(t, r, rotation.Rotated)
-			if r.APIClient != 1 || !r.Status.Degraded || !w.Live() {
-				t.Fatalf("degraded rotation: API client %d, degraded %v, live %v", r.APIClient, r.Status.Degraded, w.Live())
+			if r.APIClient != 1 || !r.Status.IsDegraded() || !w.Live() {
+				t.Fatalf("degraded rotation: API client %d, degraded %v, live %v", r.APIClient, r.Status.IsDegraded(), w.Live())
 			}
 		})
 	}
@@ -985,14 +986,14 @@ func TestTwoAPIClientsRetryATransientFailureBeforeFallingBack(t *testing.T) {
 	w.Emu.Inject(emulator.ServerError())
 	r := e.Rotate(context.Background(), c, false)
 	expect(t, r, rotation.Failed)
-	if r.APIClient != 2 || r.Status.Degraded || strings.Contains(r.Message, "degraded") {
-		t.Fatalf("the 500: API client %d, degraded %v: %s", r.APIClient, r.Status.Degraded, r.Message)
+	if r.APIClient != 2 || r.Status.IsDegraded() || strings.Contains(r.Message, "degraded") {
+		t.Fatalf("the 500: API client %d, degraded %v: %s", r.APIClient, r.Status.IsDegraded(), r.Message)
 	}
 	w.Clock.Advance(5 * time.Second)
 	r = e.Rotate(context.Background(), c, false)
 	var bo *rotation.BackoffError
-	if !errors.As(r.Err, &bo) || bo.Slot != 2 || r.Requested || r.Status.Degraded || r.Status.State != rotation.HealthBackingOff || !w.Emu.Live(inUse) {
-		t.Fatalf("5 s after the 500: %s (requested %v, degraded %v, state %s, token in use live %v)", r.Message, r.Requested, r.Status.Degraded, r.Status.State, w.Emu.Live(inUse))
+	if !errors.As(r.Err, &bo) || bo.Slot != 2 || r.Requested || r.Status.IsDegraded() || r.Status.State != rotation.HealthBackingOff || !w.Emu.Live(inUse) {
+		t.Fatalf("5 s after the 500: %s (requested %v, degraded %v, state %s, token in use live %v)", r.Message, r.Requested, r.Status.IsDegraded(), r.Status.State, w.Emu.Live(inUse))
 	}
 	w.Clock.Set(r.NextCheck)
 	r = e.Rotate(context.Background(), c, false)
@@ -1218,5 +1219,38 @@ func TestStatusOfAStateFromANewerReleaseKeepsTheToken(t *testing.T) {
 	}
 	if s.State != rotation.HealthUnknown || s.ValidTill == nil || !s.ValidTill.Equal(*tok.ValidTill) || s.RequestsToday != nil {
 		t.Fatalf("status = %+v, want unknown with the token's times and no count", s)
+	}
+}
+
+// TestStatusOfAnUnreadableTokenSecretIsUnknownThroughout: when the token secret cannot be read,
+// nothing is known of the client but its configuration. Its status says so: one row per configured
+// API client with null counts (the table shows ?/48 ?/48, not one ?/48), and degraded null rather
+// than false ("null, never a made-up zero"); the result of a run carries the same.
+func TestStatusOfAnUnreadableTokenSecretIsUnknownThroughout(t *testing.T) {
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	e := w.Engine("a")
+	w.API.Fail(func(op string, _ any) error {
+		if op == "GetSecretValue" || op == "DescribeSecret" {
+			return errors.New("no credentials")
+		}
+		return nil
+	})
+	s, err := e.Status(context.Background(), c)
+	if err == nil || s.State != rotation.HealthUnknown {
+		t.Fatalf("status %+v, %v: want unknown with an error", s, err)
+	}
+	r := e.Run(context.Background(), c, rotation.Request{}, nil)
+	for what, s := range map[string]rotation.Status{"status": s, "the run's status": r.Status} {
+		if s.Degraded != nil {
+			t.Errorf("%s: degraded %v, want null", what, *s.Degraded)
+		}
+		if len(s.APIClients) != 2 || s.APIClients[0].Slot != 1 || s.APIClients[1].Slot != 2 ||
+			s.APIClients[0].RequestsToday != nil || s.APIClients[1].RequestsToday != nil {
+			t.Errorf("%s: api_clients %+v, want two rows of unknowns", what, s.APIClients)
+		}
+	}
+	b, err := json.Marshal(r)
+	if err != nil || !strings.Contains(string(b), `"degraded":null`) {
+		t.Errorf("the run's document %s (%v) does not say degraded null", b, err)
 	}
 }

@@ -28,8 +28,9 @@ type Status struct {
 	BlockedUntil  *time.Time `json:"blocked_until"`
 	BlockedReason *string    `json:"blocked_reason"`
 	LastError     *string    `json:"last_error"`
-	// Degraded is true when two API clients are configured and only one may be asked.
-	Degraded   bool       `json:"degraded"`
+	// Degraded is true when two API clients are configured and only one may be asked; nil when
+	// the token secret could not be read.
+	Degraded   *bool      `json:"degraded"`
 	APIClients []SlotView `json:"api_clients"`
 	// ConsumerReread is the consumers' rule: with two API clients, a consumer that re-reads the
 	// secret at least this often never holds a dead token. Nil with one API client (consumers must
@@ -62,20 +63,24 @@ type LostView struct {
 	Certain bool `json:"certain"`
 }
 
+// IsDegraded reports whether the client is known to be degraded.
+func (s Status) IsDegraded() bool { return s.Degraded != nil && *s.Degraded }
+
 // Lost reports whether the client's token is known lost: its state says so, or a loss is recorded
 // against the token in AWSCURRENT. Metrics reads it for the daemon's metric and the Lambda's.
 func (s Status) Lost() bool { return s.State == HealthTokenLost || s.TokenLost != nil }
 
 // statusOf describes a decision for status.
 func statusOf(c *Client, s Snapshot, d Decision) Status {
-	st := Status{Name: c.Name, State: d.Health, DailyLimit: c.DailyLimit, Degraded: d.Degraded, APIClients: d.Slots,
+	st := Status{Name: c.Name, State: d.Health, DailyLimit: c.DailyLimit, APIClients: d.Slots,
 		RequestsToday: d.RequestsToday}
+	if !s.CurrentKnown {
+		return unknownOf(c)
+	}
+	degraded := d.Degraded
+	st.Degraded = &degraded
 	if st.APIClients == nil {
 		st.APIClients = []SlotView{}
-	}
-	if !s.CurrentKnown {
-		st.State = HealthUnknown
-		return st
 	}
 	if s.HasToken {
 		st.HasToken = true
@@ -199,11 +204,21 @@ func (e *Engine) Status(ctx context.Context, c *Client) (Status, error) {
 // nothing is known.
 func (e *Engine) unknownStatus(c *Client, rd read) Status {
 	if !rd.snap.CurrentKnown {
-		return Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit, APIClients: []SlotView{}}
+		return unknownOf(c)
 	}
 	st := statusOf(c, rd.snap, Decide(rd.snap, e.policy(c), Request{}))
 	st.State = HealthUnknown
 	unreadable(&st, rd)
+	return st
+}
+
+// unknownOf is the status of c when nothing could be read: its configuration, one row of unknowns
+// per API client, and null for every value.
+func unknownOf(c *Client) Status {
+	st := Status{Name: c.Name, State: HealthUnknown, DailyLimit: c.DailyLimit, APIClients: []SlotView{}}
+	if c.Slots() == 2 {
+		st.APIClients = []SlotView{{Slot: 1}, {Slot: 2}}
+	}
 	return st
 }
 
