@@ -102,7 +102,7 @@ func TestCommandHelp(t *testing.T) {
 			if strings.Contains(stdout, " -client") || strings.Contains(stdout, " -force") {
 				t.Errorf("%v: single-dash flags in help:\n%s", args, stdout)
 			}
-			if daemonVar := strings.Contains(stdout, "ROTATOR_SCHEDULE"); daemonVar != c.daemon {
+			if daemonVar := strings.Contains(stdout, "\n  ROTATOR_SCHEDULE "); daemonVar != c.daemon {
 				t.Errorf("%v: shows ROTATOR_SCHEDULE = %v", args, daemonVar)
 			}
 		}

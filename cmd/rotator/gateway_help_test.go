@@ -22,8 +22,22 @@ func TestGatewayHelpListsOnlyWhatItReads(t *testing.T) {
 		}
 	}
 	for _, unwanted := range []string{config.EnvSchedule, config.EnvShutdownGrace} {
-		if strings.Contains(h, unwanted) {
+		if strings.Contains(h, "\n  "+unwanted+" ") {
 			t.Errorf("the gateway's help lists %s, which it does not read", unwanted)
+		}
+	}
+}
+
+// Every variable that is set is checked by every command that loads the configuration, so an
+// invalid ROTATOR_SCHEDULE stops `rotator status` (exit 2): each command's help names every
+// variable, those it does not use on a line of their own.
+func TestHelpNamesEveryVariableItChecks(t *testing.T) {
+	for _, c := range commands {
+		h := c.help()
+		for _, s := range config.Settings {
+			if !strings.Contains(h, s.Env) {
+				t.Errorf("rotator %s --help does not name %s, which it checks when it is set", c.name, s.Env)
+			}
 		}
 	}
 }

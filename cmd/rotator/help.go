@@ -116,6 +116,7 @@ var commands = []*command{
 		summary: "validate the configuration and read each secret; never calls Clear",
 		about:   "Validates the configuration, names environment variables the rotator does not know, reads each client's secrets from Secrets Manager, and loads the gateway's TLS certificate and key when they are set. It never calls Clear, so it spends no requests.",
 		flags:   func(*flag.FlagSet, *options) {},
+		daemon:  true, // it checks every setting, and loads the gateway's TLS pair
 		example: "  ROTATOR_CONFIG=clients.yaml rotator check",
 		exits:   "  0  the configuration is valid and every secret could be read\n  1  some secret, or the gateway's TLS certificate and key, could not be read\n  2  usage or configuration error",
 	},
@@ -285,8 +286,10 @@ func (c *command) help() string {
 
 	b.WriteString("\nEnvironment:\n")
 	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	var unused []string
 	for _, s := range config.Settings {
 		if c.reads != nil && !c.reads(s) || c.reads == nil && s.Scope == config.DaemonOnly && !c.daemon {
+			unused = append(unused, s.Env)
 			continue
 		}
 		var notes []string
@@ -303,10 +306,20 @@ func (c *command) help() string {
 		fmt.Fprintf(tw, "  %s\t%s\n", s.Env, line)
 	}
 	tw.Flush()
+	if len(unused) > 0 {
+		// Every variable that is set is validated by every command that loads the configuration.
+		fmt.Fprintf(&b, "%s\n", indent(wrap("Not used by this command, but checked when set (an invalid value is a configuration error): "+
+			strings.Join(unused, ", ")+".", 94), "  "))
+	}
 	b.WriteString("  Any other ROTATOR_* or CLEAR_* variable is reported as unknown at start-up.\n")
 
 	fmt.Fprintf(&b, "\nExample:\n%s\n\nExit status:\n%s\n", c.example, c.exits)
 	return b.String()
+}
+
+// indent puts prefix before every line of text.
+func indent(text, prefix string) string {
+	return prefix + strings.ReplaceAll(text, "\n", "\n"+prefix)
 }
 
 // wrap breaks text into lines of at most width characters at spaces.
