@@ -305,9 +305,18 @@ func (e *Engine) Again(ctx context.Context, r Result) bool {
 // no extra call. A listing that fails leaves the decision as it was: the guard is not worth a
 // rotation that does not happen.
 func (e *Engine) withVersions(ctx context.Context, c *Client, rd *read, req Request, d Decision) Decision {
-	vs, err := e.Store.ListVersions(ctx, c.TokenSecretID)
+	var vs []store.VersionInfo
+	var err error
+	// A token secret without AWSCURRENT (not created yet, or created empty) has no versions to
+	// count: listing them would cost a call, and an error where the secret does not exist.
+	if rd.snap.CurrentID != "" {
+		vs, err = e.Store.ListVersions(ctx, c.TokenSecretID)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		vs, err = nil, nil
+	}
 	if err != nil {
-		e.Log.Warn("could not list the token secret's versions; rotating without checking Secrets Manager's version quota",
+		e.Log.Warn("could not list the token secret's versions; Secrets Manager's version quota is not checked",
 			"client", c.Name, "error", err)
 		return d
 	}

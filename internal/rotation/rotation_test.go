@@ -1254,3 +1254,17 @@ func TestStatusOfAnUnreadableTokenSecretIsUnknownThroughout(t *testing.T) {
 		t.Errorf("the run's document %s (%v) does not say degraded null", b, err)
 	}
 }
+
+// TestStatusOfATokenSecretNotCreatedYet: a token secret that does not exist has no versions, so
+// Secrets Manager's version quota holds; status (which rotates nothing) says nothing about
+// "rotating without checking" it.
+func TestStatusOfATokenSecretNotCreatedYet(t *testing.T) {
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	s, err := w.Engine("a").Status(context.Background(), c)
+	if err != nil || s.State != rotation.HealthNoToken {
+		t.Fatalf("status %s, %v: want no-token", s.State, err)
+	}
+	if logs := w.Logs.String(); strings.Contains(logs, "versions") {
+		t.Errorf("status of a token secret not created yet logged about its versions:\n%s", logs)
+	}
+}
