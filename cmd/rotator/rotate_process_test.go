@@ -288,7 +288,12 @@ func TestCheckNeverCallsClear(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, rotatorEnv(w, []string{"CLEAR_CLIENT_SECRET=", "CLEAR_CLIENT_SECRET_ID=" + id}, "check"), 0, "ok")
-	wantCode(t, rotatorEnv(w, []string{"CLEAR_CLIENT_SECRET=", "CLEAR_CLIENT_SECRET_ID=missing/secret"}, "check"), 1, "ResourceNotFoundException")
+	failed := rotatorEnv(w, []string{"CLEAR_CLIENT_SECRET=", "CLEAR_CLIENT_SECRET_ID=missing/secret"}, "check")
+	wantCode(t, failed, 1, "ResourceNotFoundException")
+	// The details are on stdout; stderr ends with the summary.
+	if !strings.HasSuffix(failed.Stderr, "rotator: 1 problem(s) found by the check\n") {
+		t.Errorf("check's stderr does not end with its summary:\n%s", failed.Stderr)
+	}
 	if w.ClearRequests() != 0 {
 		t.Fatal("check called Clear")
 	}

@@ -70,7 +70,8 @@ func usagef(cmd, format string, args ...any) error {
 	return &usageError{err: fmt.Errorf(format, args...), hint: hint}
 }
 
-// errReported means the failure was already printed in full.
+// errReported means the failure was already printed in full: alone, nothing more is printed;
+// wrapped, the wrapping message is printed as a summary on stderr.
 var errReported = errors.New("failed")
 
 // exitCode prints err once, on stderr, and returns the exit status it stands for.
@@ -86,8 +87,8 @@ func exitCode(err error, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if !errors.Is(err, errReported) {
-		fmt.Fprintf(stderr, "rotator: %v\n", err)
+	if err != errReported {
+		fmt.Fprintf(stderr, "rotator: %s\n", strings.TrimSuffix(err.Error(), ": "+errReported.Error()))
 	}
 	if errors.Is(err, app.ErrNotDelivered) {
 		return exitNotDelivered
