@@ -97,7 +97,7 @@ manifests: promtool
 rules-update:
 	$(GO) test -count=1 ./deploy -run PrometheusRule -update
 
-## run: the local demo: moto, the Clear emulator with one-minute tokens, and the daemon
+## run: the local demo: moto, the Clear emulator with 12-minute tokens, and the daemon
 run: build
 	@scripts/demo.sh
 

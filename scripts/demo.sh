@@ -80,7 +80,7 @@ wait_for "moto_server on port $moto_port" listening "$moto_port"
 # The secret goes in through the environment, not a flag, so that it does not show in ps.
 CLEAR_EMULATOR_SECRETS=$CLIENT_SECRET "$EMULATOR" -addr 127.0.0.1:0 -lifetime "${TOKEN_MINUTES}m" >"$tmp/emulator.out" 2>"$tmp/emulator.log" &
 children+=($!)
-wait_for "the Clear emulator" grep -q '^listening on ' "$tmp/emulator.out"
+wait_for "the Clear emulator" grep -qs '^listening on ' "$tmp/emulator.out"
 clear_url=$(sed -n 's/^listening on //p' "$tmp/emulator.out")
 
 ops_addr=${DEMO_OPS_ADDR:-127.0.0.1:9090}

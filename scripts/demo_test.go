@@ -85,6 +85,10 @@ func demo(t *testing.T, stop func(pgid int) error) {
 			t.Fatalf("no token stored within 90s:\n%s", out.String())
 		}
 	}
+	// A wait that reads a file before its writer created it once printed "grep: ...: No such file".
+	if strings.Contains(out.String(), "No such file") {
+		t.Errorf("the demo printed a shell error:\n%s", out.String())
+	}
 	smURL = banner(t, out.String(), `Secrets Manager \(moto_server\)\s+(http://\S+)`)
 	clearURL = banner(t, out.String(), `Clear emulator\s+(http://\S+)`)
 
