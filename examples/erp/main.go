@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	CLEAR_TOKEN_SECRET_ID=clear/erp/token erp -url https://api.clear.in/... [-workers 4] [-interval 50ms] [-duration 1m]
+//	ROTATOR_TOKEN_SECRET_ID=clear/erp/token erp -url https://api.clear.in/... [-workers 4] [-interval 50ms] [-duration 1m]
 //
 // AWS credentials, region and endpoint come from the SDK's usual chain (AWS_REGION,
 // AWS_ENDPOINT_URL, a profile or a role). It prints one JSON line when done and exits 1 if any call
@@ -36,7 +36,7 @@ import (
 
 func main() {
 	url := flag.String("url", "", "the Clear API `URL` to call (GET)")
-	secretID := flag.String("secret-id", os.Getenv("CLEAR_TOKEN_SECRET_ID"), "the token secret's id or ARN (default $CLEAR_TOKEN_SECRET_ID)")
+	secretID := flag.String("secret-id", os.Getenv("ROTATOR_TOKEN_SECRET_ID"), "the token secret's id or ARN (default $ROTATOR_TOKEN_SECRET_ID)")
 	workers := flag.Int("workers", 4, "concurrent callers")
 	interval := flag.Duration("interval", 50*time.Millisecond, "pause between one worker's calls")
 	duration := flag.Duration("duration", 0, "stop after this long; 0 runs until SIGINT or SIGTERM")

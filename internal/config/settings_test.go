@@ -62,6 +62,8 @@ func TestUnknown(t *testing.T) {
 		"ROTATOR_DAILY_LIMT=100", "CLEAR_TIMOUT=5s", "CLEAR_BASE_URL=https://x", "PATH=/bin",
 		"ROTATOR_BIN=/x", "ROTATOR_TEST_BIN=/y", "ROTATOR_WHATEVER_THIS_IS=1", "CLEAR_TIMOUT=again", "rotator_daily_limit=1",
 		"CLEAR_CLIENT_SECRET_2=" + secretA, "CLEAR_CLIENT_SECERT=" + secretB, "NO_COLOR=1",
+		// What the rotator gives its hook command, which may run rotator itself.
+		"CLEAR_ROTATOR_VERSION_ID=v1", "CLEAR_ROTATOR_CLIENT=erp", "CLEAR_ROTATOR_EVENT_ID=e",
 	})
 	want := []Warning{
 		{"CLEAR_CLIENT_SECERT", EnvClientSecret},

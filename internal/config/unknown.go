@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/suggest"
 )
 
@@ -29,6 +30,9 @@ var foreignEnv = map[string]bool{
 	"ROTATOR_BIN":            true, // the Makefile's path of the binary under test
 	"ROTATOR_TEST_BIN":       true, // and of its test build
 	"CLEAR_EMULATOR_SECRETS": true, // cmd/clear-emulator
+	// What the rotator gives its hook command, which may run rotator itself.
+	notify.EnvClient: true, notify.EnvSecretID: true, notify.EnvVersionID: true, notify.EnvValidTill: true,
+	notify.EnvAPIClient: true, notify.EnvIssuedAt: true, notify.EnvReason: true, notify.EnvEventID: true,
 }
 
 // Unknown returns a warning for every ROTATOR_* or CLEAR_* variable in

@@ -143,9 +143,9 @@ func (e *ERP) SetTokenWriteDelay(d time.Duration) { e.writeDelay.Store(int64(d))
 func (e *ERP) HeldWrites() int { return int(e.heldWrites.Load()) }
 
 // ConsumerEnv is the environment of a token consumer process (an ERP): the AWS variables that
-// reach moto directly, CLEAR_BASE_URL and CLEAR_TOKEN_SECRET_ID, and no client secret.
+// reach moto directly, CLEAR_BASE_URL and ROTATOR_TOKEN_SECRET_ID, and no client secret.
 func (e *ERP) ConsumerEnv() []string {
-	return proctest.Env(append(e.Moto.Env(), "CLEAR_BASE_URL="+e.ClearURL, "CLEAR_TOKEN_SECRET_ID="+e.TokenID)...)
+	return proctest.Env(append(e.Moto.Env(), "CLEAR_BASE_URL="+e.ClearURL, "ROTATOR_TOKEN_SECRET_ID="+e.TokenID)...)
 }
 
 // Invoices is the business endpoint at InvoicePath: it reads the whole body, then answers 200
