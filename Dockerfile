@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The rotator daemon image: `make image` (docker build --build-arg VERSION=... -t clear-rotator .),
 # then `docker run clear-rotator` runs `rotator run`. Configure it with the environment variables in
-# README.md.
+# docs/configuration.md.
 
 # Build stage: the same `make static` target that `make test` builds and tests, so the image ships
 # exactly the binary the process tests ran (static, CGO_ENABLED=0, -trimpath).

@@ -48,7 +48,8 @@ func revoke(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJ
 		}
 	} else {
 		for _, r := range ans.Results {
-			fmt.Fprintf(stdout, "%s: API client %d: %s: %s\n", r.Client, r.APIClient, r.Outcome, r.Message)
+			slot := fmt.Sprintf("API client %d", r.APIClient)
+			fmt.Fprintf(stdout, "%s: %s: %s: %s\n", r.Client, slot, r.Outcome, strings.TrimPrefix(r.Message, slot+": "))
 		}
 	}
 	var re *fleet.RevokeError

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ func TestProcessRevokeAsksEveryAPIClient(t *testing.T) {
 	wantCode(t, r, 1, "may still be live")
 	// Once fixed, only what is left is asked: revoke again would revoke API client 1's new token too.
 	wantCode(t, r, 1, "then run: rotator rotate --force --client default --api-client 2")
-	if out := r.Stdout + r.Stderr; strings.Contains(out, "API client 0") || !strings.Contains(out, "API client 1: rotated") {
+	if out := r.Stdout + r.Stderr; strings.Contains(out, "API client 0") || !strings.Contains(out, "API client 1: rotated") ||
+		regexp.MustCompile(`API client \d: [a-z_]+: API client \d:`).MatchString(out) {
 		t.Fatalf("revoke output does not name each API client by its number:\n%s", r.Output())
 	}
 	if w.Emu.Live(current) {
@@ -61,5 +63,17 @@ func TestProcessRevokeAsksEveryAPIClient(t *testing.T) {
 		if res.APIClient == 0 {
 			t.Fatalf("a result without its API client: %s", r.Stdout)
 		}
+	}
+}
+
+// A revoke that Clear refuses names the API client once per line, not again inside the message.
+func TestProcessRevokeRefusedNamesTheAPIClientOnce(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	wantCode(t, w.Rotator("rotate"), 0, "rotated")
+	w.Emu.SetSecretActive(w.Secrets[0], false)
+	r := w.Rotator("revoke", "--yes")
+	wantCode(t, r, 1, "401")
+	if !strings.Contains(r.Stdout, "default: API client 1: ") || strings.Count(r.Stdout, "API client 1") != 1 {
+		t.Errorf("revoke's line does not name API client 1 exactly once:\n%s", r.Stdout)
 	}
 }
