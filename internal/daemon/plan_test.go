@@ -35,6 +35,12 @@ func TestSchedule(t *testing.T) {
 			now: at(time.Second), clients: []look{{name: "a", checked: t0, readFails: 1}}, want: plan{wake: t0.Add(readRetry.Ceiling(1))}},
 		"never sooner than minGap after a check": {
 			now: t0, clients: []look{{name: "a", checked: t0, next: t0.Add(-time.Hour)}}, want: plan{wake: t0.Add(minGap)}},
+		// After a lost token the engine names the check's own time (release); the retry comes one
+		// second later, not at once (a timer that spins) nor later (the ERP holds a dead token).
+		"a lost token is looked at again one second after the check that lost it": {
+			now: t0, clients: []look{{name: "a", checked: t0, next: t0}}, want: plan{wake: at(time.Second)}},
+		"and is due then": {
+			now: at(time.Second), clients: []look{{name: "a", checked: t0, next: t0}}, want: plan{due: []string{"a"}}},
 		"due clients in the order given, the others not": {
 			now: at(2 * time.Minute),
 			clients: []look{
