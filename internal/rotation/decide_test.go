@@ -522,6 +522,34 @@ func TestDecideABlockOrBackoffNoRotatorCouldWriteIsOver(t *testing.T) {
 	}
 }
 
+// TestDecideTheHorizonOfAStoredBlockOrBackoff pins where "further ahead than any rotator writes"
+// begins: a day (clear.MaxRetryAfter) and the longest lease (a 120 s Clear timeout and the 30 s
+// write window) from now. A block or backoff ending there holds; one ending a second later is
+// over, for a 429's block and for a backoff alike.
+func TestDecideTheHorizonOfAStoredBlockOrBackoff(t *testing.T) {
+	s := snap(t0.Add(45*time.Minute), t0, 0, "fp1") // due
+	horizon := s.Now.Add(24*time.Hour + 150*time.Second)
+	later := horizon.Add(time.Second)
+	for name, tc := range map[string]struct {
+		a    document.APIClient
+		want rotation.Action
+	}{
+		"a 429 ending at the horizon holds": {
+			document.APIClient{Secret: "fp1", Failures: 1, Blocked: &document.Block{Kind: "rate-limited", Reason: "429", Until: &horizon}}, rotation.Wait},
+		"a 429 ending a second past it is over": {
+			document.APIClient{Secret: "fp1", Failures: 1, Blocked: &document.Block{Kind: "rate-limited", Reason: "429", Until: &later}}, rotation.Ask},
+		"a backoff ending at the horizon holds": {
+			document.APIClient{Secret: "fp1", Failures: 30, RetryAt: &horizon, LastError: "500"}, rotation.Wait},
+		"a backoff ending a second past it is over": {
+			document.APIClient{Secret: "fp1", Failures: 30, RetryAt: &later, LastError: "500"}, rotation.Ask},
+	} {
+		s.State = document.State{APIClients: []document.APIClient{tc.a}}
+		if d := rotation.Decide(s, policy, rotation.Request{}); d.Action != tc.want {
+			t.Errorf("%s: action %d, %s (%v); want action %d (0 wait, 1 ask)", name, d.Action, d.Outcome, d.Err, tc.want)
+		}
+	}
+}
+
 // TestDecideAbandonedClaimsNeverHoldOffATokenAboutToDie is the safe side of the crash loop's rule,
 // which any backoff after abandoned claims must keep: a claim abandoned while an earlier loss of
 // the same token is unrecovered (a rotator that dies at the same step every time) is retried at
