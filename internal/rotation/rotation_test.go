@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -450,6 +451,55 @@ func TestAbandonedClaimIsReleasedAtOnce(t *testing.T) {
 	if a := apiClient(t, w); a.Requests != 1 {
 		t.Fatalf("requests counted = %d, want 1", a.Requests)
 	}
+}
+
+// TestAClaimLandedUnansweredIsOwnOnlyWhenItHoldsThisClaim: every rotator that read the same state
+// derives the same request token for its claim, so when every answer to this rotator's claim was
+// lost, the state version with that id may be another rotator's claim that won the write. It is
+// this rotator's only when it holds this rotator's claim (stateLanded compares the value): taking
+// the other's as its own would release it, erasing the claim of a rotator that is asking Clear,
+// and a third rotator would then ask Clear for the same rotation.
+func TestAClaimLandedUnansweredIsOwnOnlyWhenItHoldsThisClaim(t *testing.T) {
+	inBubble(t, rig.Options{Lifetime: time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+		ctx := context.Background()
+		expect(t, w.Engine("seed").Rotate(ctx, c, false), rotation.Rotated)
+		w.Clock.Advance(41 * time.Minute)
+		// "b" wins the write of the claim with the same request token; the answer to "a"'s own
+		// write is lost.
+		var once bool
+		w.API.Fail(func(op string, in any) error {
+			p, ok := in.(*secretsmanager.PutSecretValueInput)
+			if !ok || once || !slices.Contains(p.VersionStages, document.StateStage) {
+				return nil
+			}
+			once = true
+			st, err := document.ParseState([]byte(aws.ToString(p.SecretString)))
+			if err != nil || st.Claim == nil || st.Claim.Owner != "a" {
+				t.Fatalf("the first state write is not a's claim: %+v (%v)", st, err)
+			}
+			st.Claim.Owner = "b"
+			body, _ := document.MarshalState(st)
+			if _, err := w.SM.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: p.SecretId,
+				ClientRequestToken: p.ClientRequestToken, SecretString: aws.String(string(body)), VersionStages: p.VersionStages}); err != nil {
+				t.Fatalf("b's claim: %v", err)
+			}
+			return errors.New("injected: connection reset after the write was sent")
+		})
+		defer w.API.Fail(nil)
+		before := w.ClearRequests()
+		r := w.Engine("a").Rotate(ctx, c, false)
+		if r.Outcome != rotation.Failed || r.Requested || !strings.Contains(r.Message, "claiming the rotation") {
+			t.Fatalf("a: %s %q (requested %t), want a failed claim", r.Outcome, r.Message, r.Requested)
+		}
+		if st := state(t, w); st.Claim == nil || st.Claim.Owner != "b" {
+			t.Fatalf("b's claim did not survive a's lost answer: %+v", st.Claim)
+		}
+		// "b" is asking Clear: a third rotator waits for it.
+		expect(t, w.Engine("c").Rotate(ctx, c, false), rotation.Busy)
+		if n := w.ClearRequests() - before; n != 0 {
+			t.Fatalf("%d requests to Clear while b's claim is live, want 0", n)
+		}
+	})
 }
 
 func TestReleasesInARowBackOff(t *testing.T) {
