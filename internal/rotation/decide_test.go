@@ -133,6 +133,54 @@ func TestDecideFloorHoldsForAbsurdInput(t *testing.T) {
 	}
 }
 
+// TestDecideAnIssueTimeInTheFutureCountsAsNow: a token document whose issued_at lies ahead of now
+// (written by a rotator whose clock was ahead, or by hand) holds nothing off past now: the floor
+// between two rotations ends a minute from now, not a minute after that issue; and a claim it
+// completed retires the token it replaced now, not at that issue (which would keep the other
+// API client from being asked for as long as consumers re-read after it).
+func TestDecideAnIssueTimeInTheFutureCountsAsNow(t *testing.T) {
+	now := t0.Add(time.Hour)
+	ahead := now.Add(2 * time.Hour)
+	for name, tc := range map[string]struct {
+		snap  func() rotation.Snapshot
+		check func(d rotation.Decision) string // "" when right
+	}{
+		"the floor ends a minute from now": {
+			snap: func() rotation.Snapshot {
+				// Expired already (valid_till before its issue), so due at once but for the floor.
+				s := snap(now, ahead, 0, "fp1")
+				vt := now.Add(-time.Second)
+				s.Token.ValidTill = &vt
+				return s
+			},
+			check: func(d rotation.Decision) string {
+				if d.Outcome != rotation.NotDue || !d.NextCheck.Equal(now.Add(time.Minute)) {
+					return fmt.Sprintf("%s, next check %v; want not due until %v", d.Outcome, d.NextCheck, now.Add(time.Minute))
+				}
+				return ""
+			},
+		},
+		"a completed claim retires the token it replaced now": {
+			snap: func() rotation.Snapshot {
+				s := snap(now, ahead, 2, "fp1", "fp2")
+				s.State = document.State{Claim: &document.Claim{Owner: "other", At: now.Add(-10 * time.Second), LeaseUntil: now.Add(50 * time.Second),
+					Base: "v-before", Slot: 2, Secret: "fp2", Replaces: "fp1"}}
+				return s
+			},
+			check: func(d rotation.Decision) string {
+				if r := d.Settled.APIClient("fp1").Retired; r == nil || !r.Equal(now) {
+					return fmt.Sprintf("API client 1 retired at %v, want %v", r, now)
+				}
+				return ""
+			},
+		},
+	} {
+		if msg := tc.check(rotation.Decide(tc.snap(), policy, rotation.Request{})); msg != "" {
+			t.Errorf("%s: %s", name, msg)
+		}
+	}
+}
+
 func TestDecideRotatesALostTokenAtOnce(t *testing.T) {
 	// The token in AWSCURRENT was revoked by a request whose answer was lost: rotate now, within
 	// the floor and before renewal is due, as soon as the backoff allows.
