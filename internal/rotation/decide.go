@@ -567,18 +567,23 @@ func completed(st document.State, cl *document.Claim, s Snapshot, now time.Time)
 		if s.HasToken && s.Token.IssuedAt.After(at) {
 			at = s.Token.IssuedAt
 		}
-		at = minTime(at, now)
-		a := st.APIClient(cl.Replaces)
-		a.Retired = &at
-		keep := secretsIn(st)
-		if !slices.Contains(keep, cl.Replaces) {
-			keep = append(keep, cl.Replaces)
-		}
-		st = st.WithAPIClient(a, keep...)
+		st = retire(st, cl.Replaces, minTime(at, now))
 	}
 	st.Events = document.Remember(st.Events, cl.Event)
 	st.Failed = document.Forget(st.Failed, cl.Event)
 	return st
+}
+
+// retire records that the token of the API client with fingerprint fp stopped being AWSCURRENT at
+// at, keeping its bookkeeping even when it is no longer configured.
+func retire(st document.State, fp string, at time.Time) document.State {
+	a := st.APIClient(fp)
+	a.Retired = &at
+	keep := secretsIn(st)
+	if !slices.Contains(keep, fp) {
+		keep = append(keep, fp)
+	}
+	return st.WithAPIClient(a, keep...)
 }
 
 // secretsIn lists the fingerprints st keeps bookkeeping for.

@@ -371,6 +371,13 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 		return e.release(ctx, c, rd, d, claimID, fmt.Errorf("re-reading the token secret after claiming: %w", err), false)
 	}
 	if again.ID != rd.snap.CurrentID {
+		// Left as it is, the claim would be settled as a completed rotation (AWSCURRENT is not its
+		// base): its API client healthy again, its event acted on. The state that says otherwise is
+		// put with the token the next claim on this one would use, so that it lands only if no
+		// other rotator has claimed since.
+		wctx, cancel := context.WithTimeout(ctx, releaseLimit)
+		e.apply(wctx, c, d, Attempt{Kind: AttemptOvertaken, At: e.now()}, requestToken("claim", claimID), "could not record the overtaken claim")
+		cancel()
 		r.NextCheck = time.Time{}
 		return r.fail(Busy, &BusyError{Reason: "another rotator stored a new token meanwhile"})
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/mototest"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
@@ -498,6 +499,104 @@ func TestAClaimLandedUnansweredIsOwnOnlyWhenItHoldsThisClaim(t *testing.T) {
 		expect(t, w.Engine("c").Rotate(ctx, c, false), rotation.Busy)
 		if n := w.ClearRequests() - before; n != 0 {
 			t.Fatalf("%d requests to Clear while b's claim is live, want 0", n)
+		}
+	})
+}
+
+// TestAClaimOvertakenByAnOutsideWriteIsNotARotation: a forced rotation claims, and its re-read finds
+// that another writer (an operator, another tool) replaced AWSCURRENT meanwhile, so it asks Clear
+// nothing (busy). That claim is not a completed rotation: the API client it would have asked was
+// never answered, so its 401 block stands (an automatic rotation must not spend a request on a
+// client secret Clear refused), and the forced request was not acted on by this rotator.
+func TestAClaimOvertakenByAnOutsideWriteIsNotARotation(t *testing.T) {
+	inBubble(t, rig.Options{Lifetime: time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+		ctx := context.Background()
+		e := w.Engine("a")
+		expect(t, e.Rotate(ctx, c, false), rotation.Rotated)
+		w.Emu.SetSecretActive(w.Secrets[0], false)
+		expect(t, e.Rotate(ctx, c, true), rotation.Failed) // 401: blocked until its secret changes
+		sent := w.Emu.Requests(w.Secrets[0])
+
+		w.Clock.Advance(time.Minute)
+		outside, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("operators-token-value"),
+			IssuedAt: w.Clock.Now(), ValidTill: timePtr(w.Clock.Now().Add(time.Hour))})
+		w.Hide("operators-token-value")
+		var written bool
+		w.API.Fail(func(op string, in any) error {
+			if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && !written && slices.Contains(p.VersionStages, document.StateStage) {
+				written = true
+				if _, err := w.SM.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(w.TokenID),
+					ClientRequestToken: aws.String("00000000-0000-0000-0000-00000000000a"), SecretString: aws.String(string(outside))}); err != nil {
+					t.Errorf("the operator's token: %v", err)
+				}
+			}
+			return nil
+		})
+		defer w.API.Fail(nil)
+		expect(t, e.Run(ctx, c, rotation.Request{Force: true, Event: "ev-1"}, nil), rotation.Busy)
+
+		s, err := e.Status(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.State != rotation.HealthBlocked || s.BlockedReason == nil || s.LastError == nil {
+			t.Errorf("after a claim that asked nothing: state %s, blocked %v, last error %v; want the 401 block as it was",
+				s.State, deref(s.BlockedReason), deref(s.LastError))
+		}
+		if acted, err := e.Acted(ctx, c, "ev-1"); err != nil || acted {
+			t.Errorf("the forced request is acted on (%t, %v); this rotator asked Clear nothing for it", acted, err)
+		}
+		// The operator's token comes due: the API client Clear refused is not asked without force.
+		w.Clock.Advance(41 * time.Minute)
+		expect(t, e.Rotate(ctx, c, false), rotation.Blocked)
+		if n := w.Emu.Requests(w.Secrets[0]); n != sent {
+			t.Errorf("Clear was asked %d times more with the client secret it refused", n-sent)
+		}
+	})
+}
+
+func timePtr(t time.Time) *time.Time { return &t }
+
+// TestTheRecordOfAnOvertakenClaimNeverErasesAClaimMadeSince: the state that records an overtaken
+// claim is put where the next claim on that claim would be, since any rotator that reads the
+// overtaken claim takes it for complete and may claim at once. When one does first, the record
+// must not land over its claim (which would erase its count and, while it asks Clear, let a third
+// rotator ask too).
+func TestTheRecordOfAnOvertakenClaimNeverErasesAClaimMadeSince(t *testing.T) {
+	inBubble(t, rig.Options{Lifetime: time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+		ctx := context.Background()
+		expect(t, w.Engine("seed").Rotate(ctx, c, false), rotation.Rotated)
+		w.Clock.Advance(time.Minute)
+		outside, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("operators-token-value"),
+			IssuedAt: w.Clock.Now(), ValidTill: timePtr(w.Clock.Now().Add(time.Hour))})
+		w.Hide("operators-token-value")
+		// "b" writes past the fault hook, which holds its lock while it runs.
+		b := rotation.NewEngine(rotation.Engine{Store: store.New(w.SM), Now: w.Clock.Now, Rand: func() float64 { return 0.5 },
+			Log: w.Logger(), Owner: "b", WriteRetry: time.Millisecond})
+		puts := 0
+		w.API.Fail(func(op string, in any) error {
+			p, ok := in.(*secretsmanager.PutSecretValueInput)
+			if !ok || !slices.Contains(p.VersionStages, document.StateStage) {
+				return nil
+			}
+			switch puts++; puts {
+			case 1: // a's claim: the operator stores a token before a's re-read
+				if _, err := w.SM.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(w.TokenID),
+					ClientRequestToken: aws.String("00000000-0000-0000-0000-00000000000b"), SecretString: aws.String(string(outside))}); err != nil {
+					t.Errorf("the operator's token: %v", err)
+				}
+			case 2: // a's record of it: "b" reads a's claim and rotates first
+				expect(t, b.Rotate(ctx, c, true), rotation.Rotated)
+			}
+			return nil
+		})
+		defer w.API.Fail(nil)
+		expect(t, w.Engine("a").Rotate(ctx, c, true), rotation.Busy)
+		if puts != 2 {
+			t.Fatalf("a made %d state writes, want its claim and its record of the overtaken claim", puts)
+		}
+		if st := state(t, w); st.Claim == nil || st.Claim.Owner != "b" {
+			t.Fatalf("a's record landed over b's claim: the state's claim is %+v", st.Claim)
 		}
 	})
 }

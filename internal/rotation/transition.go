@@ -29,6 +29,9 @@ const (
 	AttemptLost
 	// AttemptReleased: the claim was given up before Clear was asked.
 	AttemptReleased
+	// AttemptOvertaken: the claim's re-read found AWSCURRENT replaced by another writer, so Clear
+	// was not asked; the claim is over without having completed.
+	AttemptOvertaken
 )
 
 // Attempt is what became of the attempt that held the claim in the state it is applied to.
@@ -65,6 +68,11 @@ type Spacing struct {
 //     may be dead, and a loss while an earlier one is unrecovered backs off from the first step.
 //   - Released uncounts the request the claim counted: it was never sent. It counts as a failure,
 //     and a release after another failure backs off.
+//   - Overtaken is not a rotation, though settle would take the claim for one (AWSCURRENT is not
+//     its base): its API client was never answered, so its failures, backoff and blocks stand,
+//     and its event was not acted on. The token it set out to replace is retired all the same,
+//     since another writer replaced it. The request it counted stays counted, as an abandoned
+//     claim's does.
 func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 	cl := claimed.Claim
 	if cl == nil {
@@ -97,6 +105,11 @@ func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 			acting.RetryAt = timePtr(a.At.Add(sp.Backoff.Delay(max(acting.Failures-1, 1), sp.Jitter)))
 		}
 		st.Lost = &document.Lost{At: a.At, Reason: a.Reason, Base: cl.Base, Slot: cl.Slot, Secret: cl.Secret, Certain: true}
+	case AttemptOvertaken:
+		if cl.Replaces != "" && cl.Replaces != cl.Secret {
+			st = retire(st, cl.Replaces, minTime(cl.At, a.At))
+		}
+		return st
 	case AttemptReleased:
 		if acting.Requests > 0 {
 			acting.Requests--
