@@ -244,19 +244,24 @@ func (c *command) parse(args []string) (o options, help bool, err error) {
 	if fs.NArg() > 0 {
 		return o, false, usagef(c.name, "%s takes no arguments, but got %q", c.name, fs.Arg(0))
 	}
+	return o, false, c.check(fs, o)
+}
+
+// check refuses flags that parsed but do not go together.
+func (c *command) check(fs *flag.FlagSet, o options) error {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "client" })
 	switch {
 	case given && strings.TrimSpace(o.client) == "":
 		// As a script's --client "$NAME" with NAME unset: "" selects every client, and revoke --yes
 		// or rotate --force would act on all of them.
-		return o, false, usagef(c.name, "--client needs a client's name; leave the flag out for every client")
+		return usagef(c.name, "--client needs a client's name; leave the flag out for every client")
 	case o.apiClient != 0 && !o.force:
-		return o, false, usagef(c.name, "--api-client goes with --force")
+		return usagef(c.name, "--api-client goes with --force")
 	case o.apiClient < 0 || o.apiClient > 2:
-		return o, false, usagef(c.name, "--api-client is 1 or 2, not %d", o.apiClient)
+		return usagef(c.name, "--api-client is 1 or 2, not %d", o.apiClient)
 	}
-	return o, false, nil
+	return nil
 }
 
 // help renders the command's help: usage, what it does, flags, the variables it reads, an
