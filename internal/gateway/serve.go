@@ -187,27 +187,63 @@ func (c *serverConn) Read(p []byte) (int, error) {
 }
 
 func (c *serverConn) serve() {
-	defer c.s.untrack(c)
-	defer c.nc.Close()
+	if !c.open() {
+		c.close()
+		return
+	}
+	c.run(time.Time{}, false)
+}
+
+// open starts the connection: its TLS handshake, if any, and its reader.
+func (c *serverConn) open() (ok bool) {
 	defer func() {
-		// A panic ends its connection and nothing else; ErrAbortHandler is the handler's way to
-		// cut a response short (net/http's convention).
-		_ = recover()
+		if recover() != nil {
+			ok = false
+		}
 	}()
-	l := c.s.Limits
-	if tc, ok := c.nc.(*tls.Conn); ok {
-		_ = tc.SetDeadline(time.Now().Add(l.ReadHeader))
+	if tc, isTLS := c.nc.(*tls.Conn); isTLS {
+		_ = tc.SetDeadline(time.Now().Add(c.s.Limits.ReadHeader))
 		if err := tc.HandshakeContext(c.s.ctx); err != nil {
-			return
+			return false
 		}
 		cs := tc.ConnectionState()
 		c.tls = &cs
 	}
 	c.remote = c.nc.RemoteAddr().String()
 	c.br = bufio.NewReaderSize(c, 4<<10)
-	for first := true; ; first = false {
-		if !first && !c.await(l.Idle) {
-			return
+	return true
+}
+
+func (c *serverConn) close() {
+	c.nc.Close()
+	c.s.untrack(c)
+}
+
+// run serves the connection's requests, the first at once when idleUntil is zero, else the next
+// one to arrive before idleUntil. A connection idle for Limits.IdleHandoff goes on waiting on a new
+// goroutine (handed, so that it does not hand off again), and this one ends: the stack its requests
+// grew is given back. The goroutine that ends the connection closes it.
+func (c *serverConn) run(idleUntil time.Time, handed bool) {
+	open := false // handed on to another goroutine
+	defer func() {
+		// A panic ends its connection and nothing else; ErrAbortHandler is the handler's way to
+		// cut a response short (net/http's convention).
+		_ = recover()
+		if !open {
+			c.close()
+		}
+	}()
+	l := c.s.Limits
+	for {
+		if !idleUntil.IsZero() {
+			switch c.await(idleUntil, handed) {
+			case waitEnded:
+				return
+			case waitHandoff:
+				open = true
+				go c.run(idleUntil, true)
+				return
+			}
 		}
 		// The writer is the connection's only while it answers: an idle keep-alive connection,
 		// of which a gateway may hold thousands, does not keep 4 KiB of it.
@@ -220,26 +256,50 @@ func (c *serverConn) serve() {
 		if !ok {
 			return
 		}
+		idleUntil, handed = time.Now().Add(l.Idle), false
 	}
 }
 
 var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
-// await waits up to idle for the next request's first byte, as an idle connection that Shutdown
-// may close.
-func (c *serverConn) await(idle time.Duration) bool {
+// What await saw.
+type wait int
+
+const (
+	waitReady   wait = iota // the next request has begun
+	waitEnded               // the connection is idle past its limit, closed, or the server is stopping
+	waitHandoff             // idle for Limits.IdleHandoff: the wait goes on on a new goroutine
+)
+
+// await waits until idleUntil for the next request's first byte, as an idle connection that
+// Shutdown may close; for Limits.IdleHandoff at most, unless handed.
+func (c *serverConn) await(idleUntil time.Time, handed bool) wait {
 	if c.br.Buffered() > 0 {
-		return true
+		return waitReady
 	}
 	c.idle.Store(true)
 	defer c.idle.Store(false)
 	if c.s.closing.Load() {
-		return false
+		return waitEnded
 	}
 	c.remain = -1
-	_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+	deadline, handoff := idleUntil, false
+	if h := time.Now().Add(c.s.Limits.IdleHandoff); !handed && c.s.Limits.IdleHandoff > 0 && h.Before(idleUntil) {
+		deadline, handoff = h, true
+	}
+	_ = c.nc.SetReadDeadline(deadline)
 	_, err := c.br.Peek(1)
-	return err == nil && !c.s.closing.Load()
+	var ne net.Error
+	switch {
+	case c.s.closing.Load():
+		return waitEnded
+	case err == nil:
+		return waitReady
+	case handoff && errors.As(err, &ne) && ne.Timeout():
+		// The read timed out with nothing read: the connection and the reader are as they were.
+		return waitHandoff
+	}
+	return waitEnded
 }
 
 // one serves one request, and reports whether the connection may carry another.
