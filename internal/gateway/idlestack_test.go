@@ -2,15 +2,21 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/gateway"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
 // deep uses about n KiB of stack, as a request's deepest call chain does.
@@ -77,4 +83,63 @@ func TestIdleConnectionsGiveBackTheirStack(t *testing.T) {
 		}
 	}
 	t.Errorf("idle connections hold %d KiB of stack each, want less than 16", per>>10)
+}
+
+// A connection handed to a new goroutine while idle carries on as before, over TLS too (whose
+// read timed out at the hand-off), and Shutdown still closes it.
+func TestIdleHandoffKeepsTheConnection(t *testing.T) {
+	dir := t.TempDir()
+	cert := rig.SelfSigned(t, dir, 1)
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	for _, useTLS := range []bool{false, true} {
+		l := gateway.DefaultLimits
+		l.IdleHandoff = 20 * time.Millisecond
+		srv := gateway.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) }), l)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dial := func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) }
+		if useTLS {
+			ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+			dial = func() (net.Conn, error) {
+				return tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+			}
+		}
+		go srv.Serve(ln)
+		c, err := dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for i, wait := range []time.Duration{0, 100 * time.Millisecond, 0, 100 * time.Millisecond} {
+			time.Sleep(wait) // past the hand-off, or not
+			path := "/call-" + strconv.Itoa(i)
+			io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("tls %v, request %d: %v", useTLS, i, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != path {
+				t.Fatalf("tls %v, request %d: answered %q", useTLS, i, body)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("tls %v: Shutdown with a handed-off idle connection: %v", useTLS, err)
+		}
+		cancel()
+		if _, err := br.ReadByte(); err == nil {
+			t.Errorf("tls %v: the idle connection is still open after Shutdown", useTLS)
+		}
+		c.Close()
+	}
 }
