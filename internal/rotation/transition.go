@@ -71,8 +71,9 @@ type Spacing struct {
 //   - Overtaken is not a rotation, though settle would take the claim for one (AWSCURRENT is not
 //     its base): its API client was never answered, so its failures, backoff and blocks stand,
 //     and its event was not acted on. The token it set out to replace is retired all the same,
-//     since another writer replaced it. The request it counted stays counted, as an abandoned
-//     claim's does.
+//     since another writer replaced it, from the re-read that found it (the later bound of when
+//     consumers may have seen the other's). The request it counted is uncounted, as a release's:
+//     it was never sent.
 func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 	cl := claimed.Claim
 	if cl == nil {
@@ -106,8 +107,12 @@ func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 		}
 		st.Lost = &document.Lost{At: a.At, Reason: a.Reason, Base: cl.Base, Slot: cl.Slot, Secret: cl.Secret, Certain: true}
 	case AttemptOvertaken:
+		if acting.Requests > 0 {
+			acting.Requests--
+		}
+		st = st.WithAPIClient(acting, secretsIn(st)...)
 		if cl.Replaces != "" && cl.Replaces != cl.Secret {
-			st = retire(st, cl.Replaces, minTime(cl.At, a.At))
+			st = retire(st, cl.Replaces, a.At)
 		}
 		return st
 	case AttemptReleased:

@@ -121,13 +121,16 @@ func TestTransition(t *testing.T) {
 				{Secret: "fp2", Day: "2026-11-21", Requests: 2, Failures: 2, LastError: "re-read failed", RetryAt: ptr(at.Add(22500 * time.Millisecond))}},
 				LastRequest: ptr(t0), Events: []string{"old"}},
 		},
+		// The request the claim counted was never sent, as a release's; the token it set out to
+		// replace was replaced by the time of the re-read, which is when consumers may first have
+		// seen the other writer's, so its retirement dates from then (the later bound).
 		"overtaken: another writer replaced AWSCURRENT, so nothing was asked; the API client's block stands, the event was not acted on": {
 			from: claimed(func(st *document.State) {
 				st.APIClients[1].Blocked = &document.Block{Kind: "unauthorized", Reason: "CLI-SEC-002"}
 			}),
 			attempt: rotation.Attempt{Kind: rotation.AttemptOvertaken, At: at},
-			want: document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 4, Retired: ptr(t0)},
-				{Secret: "fp2", Day: "2026-11-21", Requests: 3, Failures: 1, LastError: "earlier", Blocked: &document.Block{Kind: "unauthorized", Reason: "CLI-SEC-002"}}},
+			want: document.State{APIClients: []document.APIClient{{Secret: "fp1", Day: "2026-11-21", Requests: 4, Retired: ptr(at)},
+				{Secret: "fp2", Day: "2026-11-21", Requests: 2, Failures: 1, LastError: "earlier", Blocked: &document.Block{Kind: "unauthorized", Reason: "CLI-SEC-002"}}},
 				LastRequest: ptr(t0), Events: []string{"old"}},
 		},
 		"released first: the request was never sent, and the next may come at once": {
