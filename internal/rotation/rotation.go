@@ -138,7 +138,8 @@ type resultJSON struct {
 	RequestsToday *int `json:"requests_today"`
 	DailyLimit    int  `json:"daily_limit"`
 	Requested     bool `json:"requested"`
-	// APIClient is the API client this attempt asked (1 or 2); null when it asked none.
+	// APIClient is the API client this attempt was for (1 or 2): the one it claimed, or, for a
+	// revoke, the one it was to ask; null when it chose none. Requested says whether it asked.
 	APIClient *int `json:"api_client"`
 	// Degraded is true when two API clients are configured and only one may be asked; null when
 	// the token secret could not be read.
