@@ -427,23 +427,30 @@ func (d *daemon) checkOne(ctx context.Context, a *app.App, c *rotation.Client) (
 //
 // A result that a reload made stale (record files nothing) still reaches the hooks when it stored a
 // token the configuration in force reads: that token revoked the one ERP systems held, and they
-// must still be told of it and served it. One stored in a secret the client no longer reads is of
-// no use to them.
+// must still be told of it and served it, as the client that now reads it (renamed, perhaps). One
+// stored in a secret no client reads any more is of no use to them.
 func (d *daemon) act(ctx context.Context, c *rotation.Client, r rotation.Result) {
-	if !d.record(c, r, true, time.Now()) && (r.Stored == nil || !d.reads(c.Name, c.TokenSecretID)) {
-		return
+	to := c
+	if !d.record(c, r, true, time.Now()) {
+		if to = d.reader(c.TokenSecretID); r.Stored == nil || to == nil {
+			return
+		}
 	}
 	for _, hook := range d.opts.OnResult {
-		hook(ctx, c, r)
+		hook(ctx, to, r)
 	}
 }
 
-// reads reports whether the configuration in force has a client of that name on that token secret.
-func (d *daemon) reads(name, tokenSecretID string) bool {
+// reader returns the client of the configuration in force that reads the token secret, or nil.
+func (d *daemon) reader(tokenSecretID string) *rotation.Client {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	e := d.entries[name]
-	return e != nil && e.key.TokenSecretID == tokenSecretID
+	for _, c := range d.app.Clients {
+		if c.TokenSecretID == tokenSecretID {
+			return c
+		}
+	}
+	return nil
 }
 
 // enter registers a check of c and returns c's cache.

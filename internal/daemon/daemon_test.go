@@ -806,18 +806,20 @@ func TestReloadDuringARotationStillHandsOnTheStoredToken(t *testing.T) {
 					mu.Unlock()
 				}
 			}}}
-		a, b := h.client("a", time.Hour, 48), h.client("b", time.Hour, 48)
+		a, b, c := h.client("a", time.Hour, 48), h.client("b", time.Hour, 48), h.client("c", time.Hour, 48)
 		hold := make(chan struct{})
-		for _, w := range []*rig.World{h.worlds["a"], h.worlds["b"]} {
+		for _, w := range []*rig.World{h.worlds["a"], h.worlds["b"], h.worlds["c"]} {
 			w.BeforeClear(func(*http.Request) { <-hold })
 		}
-		h.start(h.app(a, b), opts) // returns with both first rotations waiting for Clear
+		h.start(h.app(a, b, c), opts) // returns with the three first rotations waiting for Clear
 
-		// a keeps its token secret (its daily limit changes); b moves to another one.
-		a2, b2 := *a, *b
+		// a keeps its token secret (its daily limit changes); b moves to another one; c is renamed
+		// on the same one, and its token is handed on under its new name.
+		a2, b2, c2 := *a, *b, *c
 		a2.DailyLimit = 40
 		b2.TokenSecretID = "elsewhere/b"
-		h.setLoad(func(context.Context) (*app.App, error) { return h.app(&a2, &b2), nil })
+		c2.Name = "c-renamed"
+		h.setLoad(func(context.Context) (*app.App, error) { return h.app(&a2, &b2, &c2), nil })
 		h.reload <- syscall.SIGHUP
 		synctest.Wait()
 		close(hold)
@@ -832,6 +834,9 @@ func TestReloadDuringARotationStillHandsOnTheStoredToken(t *testing.T) {
 		got := strings.Join(stored, ", ")
 		if !slices.Contains(stored, "a "+va) {
 			t.Errorf("the hooks were handed %q, not a's token %s", got, va)
+		}
+		if _, vc, _ := h.worlds["c"].Current(); !slices.Contains(stored, "c-renamed "+vc) {
+			t.Errorf("the hooks were handed %q, not c's token %s under its new name", got, vc)
 		}
 		if slices.Contains(stored, "b "+vb) {
 			t.Errorf("the hooks were handed %q, with b's token from the secret it no longer reads", got)
