@@ -124,26 +124,33 @@ type tagger interface {
 // TagResource passes the call on, so that an engine built on the rig records a failed delivery as
 // the real client does (without it the recorder found no tagging and wrote nothing).
 func (a *API) TagResource(ctx context.Context, in *secretsmanager.TagResourceInput, o ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error) {
-	if err := a.before("TagResource", in); err != nil {
+	t, err := a.tagging("TagResource", in)
+	if err != nil {
 		return nil, err
-	}
-	t, ok := a.Next.(tagger)
-	if !ok {
-		return nil, errors.New("rig: the Secrets Manager under the rig does not tag")
 	}
 	return t.TagResource(ctx, in, o...)
 }
 
 // UntagResource passes the call on, as TagResource does.
 func (a *API) UntagResource(ctx context.Context, in *secretsmanager.UntagResourceInput, o ...func(*secretsmanager.Options)) (*secretsmanager.UntagResourceOutput, error) {
-	if err := a.before("UntagResource", in); err != nil {
+	t, err := a.tagging("UntagResource", in)
+	if err != nil {
+		return nil, err
+	}
+	return t.UntagResource(ctx, in, o...)
+}
+
+// tagging passes a tag call through the fault hook and returns the Secrets Manager under the rig
+// that answers it.
+func (a *API) tagging(op string, in any) (tagger, error) {
+	if err := a.before(op, in); err != nil {
 		return nil, err
 	}
 	t, ok := a.Next.(tagger)
 	if !ok {
 		return nil, errors.New("rig: the Secrets Manager under the rig does not tag")
 	}
-	return t.UntagResource(ctx, in, o...)
+	return t, nil
 }
 
 var (
