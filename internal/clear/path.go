@@ -1,6 +1,10 @@
 package clear
 
-import "strings"
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
 
 // The rules on a path below a base URL that the gateway forwards, and that a probe path
 // (ROTATOR_PROBE_PATH) is checked against when it is configured and again when it is sent: one
@@ -52,4 +56,30 @@ func IsTokenAPI(path string) bool {
 		n++
 	}
 	return n == len(tokenSegments)
+}
+
+// MaxProbePath bounds a probe path (ROTATOR_PROBE_PATH), query included.
+const MaxProbePath = 1024
+
+// A probe path's refusals, for errors.Is.
+var (
+	ErrNotProbePath  = errors.New("not a path below the base URL")
+	ErrProbeTokenAPI = errors.New("is Clear's token API")
+)
+
+// CheckProbePath is the one rule on a probe path (ROTATOR_PROBE_PATH), which configuration applies
+// when it loads one and the gateway again when it sends it: an origin-form target below the base
+// URL of at most MaxProbePath printable characters, without a fragment or a "." or ".." segment
+// (escaped too); and never the token API in any spelling (ErrProbeTokenAPI), whose every call would
+// revoke the token it probes.
+func CheckProbePath(s string) error {
+	u, err := url.ParseRequestURI(s)
+	switch {
+	case err != nil || u.Host != "" || len(s) > MaxProbePath || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") ||
+		strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '#' }) || DotSegment(u.Path):
+		return ErrNotProbePath
+	case IsTokenAPI(u.Path):
+		return ErrProbeTokenAPI
+	}
+	return nil
 }

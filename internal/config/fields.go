@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -226,18 +225,15 @@ func checkHeaderName(s string) (string, error) {
 	return strings.ToLower(s), nil
 }
 
-// checkProbePath validates a probe's path and query by the gateway's own rules, which it checks
-// again when it sends the probe (so a path refused there would be dropped at every probe without a
-// word): an origin-form target below the base URL, without a "." or ".." segment (escaped too), and
-// never Clear's token API in any spelling, whose every call would revoke the token it probes.
+// checkProbePath validates a probe's path and query by clear.CheckProbePath, the rule the gateway
+// checks again when it sends the probe (so a path refused there would be dropped at every probe
+// without a word).
 func checkProbePath(s string) (string, error) {
-	u, err := url.ParseRequestURI(s)
-	switch {
-	case err != nil || u.Host != "" || len(s) > 1024 || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") ||
-		strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '#' }) || clear.DotSegment(u.Path):
-		return "", fmt.Errorf("%s is not a path; want /PATH[?QUERY] of at most 1024 printable characters, below the base URL, without \".\" or \"..\" segments", quote(s))
-	case clear.IsTokenAPI(u.Path):
+	switch err := clear.CheckProbePath(s); {
+	case errors.Is(err, clear.ErrProbeTokenAPI):
 		return "", fmt.Errorf("%s is Clear's token API: each probe would ask for a token and revoke the one in use", quote(s))
+	case err != nil:
+		return "", fmt.Errorf("%s is not a path; want /PATH[?QUERY] of at most %d printable characters, below the base URL, without \".\" or \"..\" segments", quote(s), clear.MaxProbePath)
 	}
 	return s, nil
 }

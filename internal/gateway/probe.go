@@ -5,8 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
@@ -33,9 +31,8 @@ func (g *Gateway) Probe(ctx context.Context, name string) (int, error) {
 	if rt == nil || rt.ProbePath == "" {
 		return 0, ErrNoProbe
 	}
-	u, err := url.ParseRequestURI(rt.ProbePath)
-	if err != nil || u.Host != "" || strings.HasPrefix(rt.ProbePath, "//") || clear.DotSegment(u.Path) || clear.IsTokenAPI(u.Path) {
-		return 0, ErrNoProbe // config refuses these; the gateway's own rules hold for probes too
+	if clear.CheckProbePath(rt.ProbePath) != nil {
+		return 0, ErrNoProbe // config refuses these; the rule holds for probes given any other way too
 	}
 	r, err := http.NewRequestWithContext(ctx, http.MethodGet, rt.ProbePath, nil)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -94,16 +95,17 @@ func TestAClientWithoutAProbePathIsNotProbed(t *testing.T) {
 		t.Fatalf("a probe without a token: %d %v", code, err)
 	}
 	g.wantMetric(`clear_rotator_gateway_no_token_total{client="erp"}`, "0")
-	// The gateway's own rules hold for a probe path that got past the configuration's.
-	for _, path := range []string{"/integration/v1/authz/token", "/v1/../integration/v1/authz/token", "//evil.example/x", "https://evil.example/x"} {
+	// The configuration's rule (clear.CheckProbePath) holds for a probe path given any other way.
+	for _, path := range []string{"/integration/v1/authz/token", "/v1/../integration/v1/authz/token", "//evil.example/x", "https://evil.example/x",
+		"/v1/x y", "/v1/x#frag", "/" + strings.Repeat("a", 1024)} {
 		f := newFixture(t, func(o *gateway.Options) { o.Clients[0].ProbePath = path })
 		f.h.Set(f.rotate())
 		issued := f.w.ClearRequests()
 		if _, err := f.gw.Probe(context.Background(), "erp"); !errors.Is(err, gateway.ErrNoProbe) {
-			t.Errorf("%s: err = %v", path, err)
+			t.Errorf("%.40q: err = %v", path, err)
 		}
 		if n := len(f.up.requests()) + f.w.ClearRequests() - issued; n != 0 {
-			t.Errorf("%s: %d requests reached Clear", path, n)
+			t.Errorf("%.40q: %d requests reached Clear", path, n)
 		}
 	}
 }
