@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,6 +86,54 @@ func TestIdleConnectionsGiveBackTheirStack(t *testing.T) {
 	t.Errorf("idle connections hold %d KiB of stack each, want less than 16", per>>10)
 }
 
+// An idle keep-alive connection handed to a new goroutine does not keep its 4 KiB read buffer nor
+// the last request it served (its headers, its URL): after the stack, the largest of what an idle
+// connection held (BENCHMARKS.md 9). Both ends of each connection are in this process; what the
+// caller's end takes (its descriptor) is a few hundred bytes.
+func TestIdleConnectionsGiveBackTheirBuffers(t *testing.T) {
+	l := gateway.DefaultLimits
+	l.IdleHandoff = 50 * time.Millisecond
+	srv := gateway.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}), l)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse
+	}
+	const n = 500
+	before := heap()
+	for range n {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /a/path?with=a&query=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: erp\r\nAccept: */*\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	var per uint64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if per = (heap() - min(before, heap())) / n; per < 3<<10 {
+			return
+		}
+	}
+	t.Errorf("idle connections hold %d bytes of heap each (both ends), want less than 3 KiB", per)
+}
+
 // A connection handed to a new goroutine while idle carries on as before, over TLS too (whose
 // read timed out at the hand-off), and Shutdown still closes it.
 func TestIdleHandoffKeepsTheConnection(t *testing.T) {
@@ -141,5 +190,64 @@ func TestIdleHandoffKeepsTheConnection(t *testing.T) {
 			t.Errorf("tls %v: the idle connection is still open after Shutdown", useTLS)
 		}
 		c.Close()
+	}
+}
+
+// A request whose first byte wakes a connection that waits without its reader is read whole, in
+// pieces too; and a request's headers are bounded alike however its connection waited for it:
+// the bytes read while waiting (one, or a reader's worth) count.
+func TestARequestWakingAHandedOffConnection(t *testing.T) {
+	l := gateway.DefaultLimits
+	l.IdleHandoff = 50 * time.Millisecond
+	l.MaxHeaderBytes = 1 << 10 // plus the reader's 4 KiB of read-ahead
+	srv := gateway.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) }), l)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	var c net.Conn
+	var br *bufio.Reader
+	dial := func() {
+		if c, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br = bufio.NewReader(c)
+	}
+	answer := func(idle time.Duration, parts ...string) (int, string) {
+		t.Helper()
+		time.Sleep(idle)
+		for _, p := range parts {
+			io.WriteString(c, p)
+			time.Sleep(20 * time.Millisecond)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	const handedOff = 150 * time.Millisecond
+	dial()
+	for i, parts := range [][]string{{"GET /first HTTP/1.1\r\nHost: x\r\n\r\n"}, {"G", "ET /second HTTP/1.1\r\n", "Host: x\r\n\r\n"},
+		{"GET /third HTTP/1.1\r\nHost: x\r\n\r\nGET /fourth HTTP/1.1\r\nHost: x\r\n\r\n"}, {}} {
+		want := []string{"/first", "/second", "/third", "/fourth"}[i]
+		if code, body := answer(handedOff, parts...); code != 200 || body != want {
+			t.Fatalf("request %d, after the hand-off: %d %q", i, code, body)
+		}
+	}
+	big := "GET /big HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 6<<10) + "\r\n\r\n"
+	for _, idle := range []time.Duration{handedOff, 0} {
+		dial()
+		if code, _ := answer(0, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); code != 200 {
+			t.Fatalf("a first request: %d", code)
+		}
+		if code, _ := answer(idle, big); code != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("headers of 6 KiB past a limit of 5 after %s idle: %d", idle, code)
+		}
 	}
 }

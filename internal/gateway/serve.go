@@ -167,6 +167,10 @@ type serverConn struct {
 	tls    *tls.ConnectionState
 	remote string
 	w      *responseWriter
+	// first is the first byte of a request that arrived while the connection held no reader
+	// (idle, handed off); pending until the reader has read it.
+	first   [1]byte
+	pending bool
 }
 
 // errHeaderLimit ends a request whose headers exceed Limits.MaxHeaderBytes.
@@ -178,6 +182,13 @@ func (c *serverConn) Read(p []byte) (int, error) {
 	}
 	if c.remain > 0 && int64(len(p)) > c.remain {
 		p = p[:c.remain]
+	}
+	if c.pending && len(p) > 0 {
+		p[0], c.pending = c.first[0], false
+		if c.remain > 0 {
+			c.remain--
+		}
+		return 1, nil
 	}
 	n, err := c.nc.Read(p)
 	if c.remain > 0 {
@@ -210,10 +221,14 @@ func (c *serverConn) open() (ok bool) {
 		c.tls = &cs
 	}
 	c.remote = c.nc.RemoteAddr().String()
-	c.br = bufio.NewReaderSize(c, 4<<10)
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(c)
 	return true
 }
 
+// close ends the connection. Its reader is not given back for another to use: a request that
+// ended the connection may have left its body half read by a goroutine of the handler's, which
+// would read from another connection's reader.
 func (c *serverConn) close() {
 	c.nc.Close()
 	c.s.untrack(c)
@@ -253,6 +268,11 @@ func (c *serverConn) run(idleUntil time.Time, handed bool) {
 		c.bw.Reset(nil)
 		writers.Put(c.bw)
 		c.bw = nil
+		if c.w != nil {
+			// Nor does it keep the request it answered, nor the answer's headers.
+			c.w.req = nil
+			clear(c.w.header)
+		}
 		if !ok {
 			return
 		}
@@ -260,7 +280,10 @@ func (c *serverConn) run(idleUntil time.Time, handed bool) {
 	}
 }
 
-var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+var (
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+)
 
 // What await saw.
 type wait int
@@ -272,7 +295,8 @@ const (
 )
 
 // await waits until idleUntil for the next request's first byte, as an idle connection that
-// Shutdown may close; for Limits.IdleHandoff at most, unless handed.
+// Shutdown may close; for Limits.IdleHandoff at most, unless handed. A handed connection waits
+// without its reader (bare).
 func (c *serverConn) await(idleUntil time.Time, handed bool) wait {
 	if c.br.Buffered() > 0 {
 		return waitReady
@@ -288,7 +312,12 @@ func (c *serverConn) await(idleUntil time.Time, handed bool) wait {
 		deadline, handoff = h, true
 	}
 	_ = c.nc.SetReadDeadline(deadline)
-	_, err := c.br.Peek(1)
+	var err error
+	if handed {
+		err = c.bare()
+	} else {
+		_, err = c.br.Peek(1)
+	}
 	var ne net.Error
 	switch {
 	case c.s.closing.Load():
@@ -302,12 +331,35 @@ func (c *serverConn) await(idleUntil time.Time, handed bool) wait {
 	return waitEnded
 }
 
+// bare waits for the next request's first byte without the connection's reader, which it gives
+// back meanwhile: of an idle connection's memory, its 4 KiB were the most after its stack. The
+// reader is taken again, the byte pending in front of it, when the request begins. It is safe to
+// share: the request before has been read to its end (one's drained), and await has made sure the
+// reader held nothing past it.
+func (c *serverConn) bare() error {
+	c.br.Reset(nil)
+	readers.Put(c.br)
+	c.br = nil
+	n, err := c.nc.Read(c.first[:])
+	if n == 0 {
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
+	}
+	c.pending = true
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(c)
+	return nil
+}
+
 // one serves one request, and reports whether the connection may carry another.
 func (c *serverConn) one(l Limits) bool {
 	start := time.Now()
 	_ = c.nc.SetReadDeadline(start.Add(l.ReadHeader))
-	// The bufio reader may read ahead by its size; the bound is on what the headers take.
-	c.remain = int64(l.MaxHeaderBytes) + int64(c.br.Size())
+	// The bufio reader may read ahead by its size; the bound is on what the headers take. What it
+	// holds already (read while the connection waited, or after the request before) counts.
+	c.remain = int64(l.MaxHeaderBytes) + int64(c.br.Size()-c.br.Buffered())
 	req, err := http.ReadRequest(c.br)
 	c.remain = -1
 	if err != nil {

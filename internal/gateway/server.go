@@ -24,8 +24,9 @@ type Limits struct {
 	Idle           time.Duration // a keep-alive connection between requests
 	// IdleHandoff is how long a connection waits for its next request on the goroutine that
 	// served the last one; then the wait goes on on a new goroutine, and the stack the request
-	// grew (16 KiB and more) is given back, where a new goroutine's takes 2 KiB. A busy
-	// connection keeps its goroutine and pays nothing; idle ones hold a quarter less (BENCHMARKS.md 9).
+	// grew (16 KiB and more) is given back, where a new goroutine's takes 2 KiB, and so is the
+	// connection's read buffer. A busy connection keeps its goroutine and pays nothing; idle ones
+	// hold about a third less (BENCHMARKS.md 9, runs G and H).
 	IdleHandoff time.Duration
 }
 
