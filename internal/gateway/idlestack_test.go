@@ -127,11 +127,11 @@ func TestIdleConnectionsGiveBackTheirBuffers(t *testing.T) {
 	}
 	var per uint64
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if per = (heap() - min(before, heap())) / n; per < 3<<10 {
+		if per = (heap() - min(before, heap())) / n; per < 5<<10 {
 			return
 		}
 	}
-	t.Errorf("idle connections hold %d bytes of heap each (both ends), want less than 3 KiB", per)
+	t.Errorf("idle connections hold %d bytes of heap each (both ends), want less than 5 KiB (about 2.5 KiB, and 8.7 kB with the reader kept)", per)
 }
 
 // A connection handed to a new goroutine while idle carries on as before, over TLS too (whose
