@@ -99,18 +99,60 @@ func joinSlash(a, b string) string {
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-// isHop reports whether the canonical header k is hop-by-hop, or named by a Connection header.
-func isHop(k string, connection []string) bool {
+// isHop reports whether the canonical header k is hop-by-hop, or named by the message's
+// Connection headers (named).
+func isHop(k string, named hops) bool {
 	for _, h := range hopHeaders {
 		if k == h {
 			return true
 		}
 	}
-	for _, v := range connection {
+	return named.has(k)
+}
+
+// hops are the headers a message's Connection headers name, read once per message: read again for
+// each header, a Connection header of thousands of names made a message's cost quadratic in its
+// size (two seconds of CPU for a request head under 64 KiB).
+type hops struct {
+	few  []string
+	many map[string]struct{} // past a few names, looked up at a constant cost
+}
+
+// connectionNames reads the Connection header values vs, canonical.
+func connectionNames(vs []string) hops {
+	var h hops
+	for _, v := range vs {
 		for f := range strings.SplitSeq(v, ",") {
-			if textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(f)) == k {
-				return true
+			f = strings.TrimSpace(f)
+			if f == "" || strings.EqualFold(f, "close") || strings.EqualFold(f, "keep-alive") {
+				continue // the usual values: no header, or one hop-by-hop already
 			}
+			k := textproto.CanonicalMIMEHeaderKey(f)
+			switch {
+			case h.many != nil:
+				h.many[k] = struct{}{}
+			case len(h.few) < 8:
+				h.few = append(h.few, k)
+			default:
+				h.many = make(map[string]struct{}, 2*len(h.few))
+				for _, n := range append(h.few, k) {
+					h.many[n] = struct{}{}
+				}
+				h.few = nil
+			}
+		}
+	}
+	return h
+}
+
+func (h hops) has(k string) bool {
+	if h.many != nil {
+		_, ok := h.many[k]
+		return ok
+	}
+	for _, n := range h.few {
+		if n == k {
+			return true
 		}
 	}
 	return false
@@ -119,10 +161,10 @@ func isHop(k string, connection []string) bool {
 // outHeader is in without hop-by-hop headers, the gateway's own, any token, forwarding headers
 // and Expect (the body follows at once), with the attempt's token.
 func outHeader(in http.Header, a *attempt) http.Header {
-	conn := in["Connection"]
+	named := connectionNames(in["Connection"])
 	h := make(http.Header, len(in)+1)
 	for k, v := range in {
-		if k == "Expect" || isHop(k, conn) || dropped(k) {
+		if k == "Expect" || isHop(k, named) || dropped(k) {
 			continue
 		}
 		h[k] = v // the caller's slices: neither side changes them
@@ -204,11 +246,11 @@ func countPassed(a *attempt, why passReason) {
 }
 
 // passes reports whether the answer's header k (canonical) with values vs reaches the caller of
-// attempt a: not hop-by-hop (nor named by the answer's Connection header), and not showing the
+// attempt a: not hop-by-hop (nor named by the answer's Connection headers, named), and not showing the
 // token a carried, by its name (a token header) or in its value (a header that echoes the
 // request's). The caller holds no token by design, and is never shown one.
-func passes(k string, vs, connection []string, a *attempt) bool {
-	if isHop(k, connection) || k == a.route.header {
+func passes(k string, vs []string, named hops, a *attempt) bool {
+	if isHop(k, named) || k == a.route.header {
 		return false
 	}
 	for _, t := range tokenHeaders {
@@ -229,9 +271,9 @@ func passes(k string, vs, connection []string, a *attempt) bool {
 func (g *Gateway) copyResponse(w http.ResponseWriter, resp *http.Response, a *attempt) {
 	defer resp.Body.Close()
 	h := w.Header()
-	conn := resp.Header["Connection"]
+	named := connectionNames(resp.Header["Connection"])
 	for k, v := range resp.Header {
-		if passes(k, v, conn, a) {
+		if passes(k, v, named, a) {
 			h[k] = v
 		}
 	}
@@ -265,7 +307,7 @@ func (g *Gateway) copyResponse(w http.ResponseWriter, resp *http.Response, a *at
 		}
 	}
 	for k, v := range resp.Trailer {
-		if passes(k, v, conn, a) {
+		if passes(k, v, named, a) {
 			h[http.TrailerPrefix+k] = v
 		}
 	}

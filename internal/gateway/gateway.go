@@ -522,9 +522,9 @@ func passRefusal(w http.ResponseWriter, a *attempt, why passReason) {
 		a.refusedBody = bytes.ReplaceAll(a.refusedBody, []byte(tok), []byte(secret.Marker))
 	}
 	h := w.Header()
-	conn := a.refusedHdr["Connection"]
+	named := connectionNames(a.refusedHdr["Connection"])
 	for k, v := range a.refusedHdr {
-		if passes(k, v, conn, a) { // as copyResponse
+		if passes(k, v, named, a) { // as copyResponse
 			h[k] = v
 		}
 	}
