@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
@@ -223,5 +224,33 @@ func TestExpectIsNotSentToClear(t *testing.T) {
 	defer mu.Unlock()
 	if len(sent) != 1 || sent[0] != "" {
 		t.Fatalf("Clear was sent Expect: %q", sent)
+	}
+}
+
+// A failure to read Clear's answer is logged without the token the call carried: an answer that
+// echoes the request's token in a header line Go cannot parse fails with an error quoting that
+// line, and a body that breaks off may fail with one quoting what it read (an audit).
+func TestAFailedAnswerIsLoggedWithoutTheToken(t *testing.T) {
+	t.Parallel()
+	for _, broke := range []bool{false, true} {
+		f := newFixture(t, func(o *gateway.Options) {
+			o.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				tok := r.Header.Get(clear.HeaderAuthToken)
+				if !broke {
+					return nil, fmt.Errorf("net/http: malformed MIME header: missing colon: %q", "Refused token "+tok)
+				}
+				return &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: -1,
+					Body: io.NopCloser(io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(fmt.Errorf("read %s: broken", tok))))}, nil
+			})
+		})
+		tok := f.rotate()
+		f.h.Set(tok)
+		func() {
+			defer func() { _ = recover() }() // the broken answer aborts its handler (http.ErrAbortHandler)
+			f.do(httptest.NewRequest(http.MethodGet, "/v1/x", nil))
+		}()
+		if out := f.logs.String(); strings.Contains(out, tok.Value.Reveal()) || !strings.Contains(out, "gateway: Clear") {
+			t.Errorf("broke off %v: the log shows the token, or nothing:\n%s", broke, out)
+		}
 	}
 }

@@ -300,7 +300,7 @@ func (g *Gateway) copyResponse(w http.ResponseWriter, resp *http.Response, a *at
 			break
 		}
 		if rerr != nil {
-			g.log.Warn("gateway: Clear's answer broke off", "error", clear.Sanitize(rerr.Error()))
+			g.log.Warn("gateway: Clear's answer broke off", "client", a.route.Name, "error", a.told(rerr))
 			// The status and part of the body are out: abort the caller's response, so that it
 			// cannot pass for a complete one.
 			panic(http.ErrAbortHandler)
@@ -386,6 +386,12 @@ func (b *blanking) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// told is err's text for a log: printable, and without the token a carried, which an error
+// reading Clear's answer may quote (a header line Go could not parse, echoing the request's).
+func (a *attempt) told(err error) string {
+	return clear.Sanitize(secret.Redact(err.Error(), a.tok.Value.Reveal()))
+}
+
 // upstreamError answers a failure to reach Clear in Clear's error shape.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, a *attempt, err error) {
 	var ne net.Error
@@ -395,7 +401,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, a *attem
 		w.WriteHeader(http.StatusBadGateway)
 		return
 	}
-	g.log.Warn("gateway: Clear could not be reached", "client", a.route.Name, "timeout", timeout, "error", clear.Sanitize(err.Error()))
+	g.log.Warn("gateway: Clear could not be reached", "client", a.route.Name, "timeout", timeout, "error", a.told(err))
 	if timeout {
 		answer(w, http.StatusGatewayTimeout, CodeTimeout, "Clear did not answer in time.", 0)
 		return
