@@ -91,11 +91,13 @@ func needsKey(host string) bool {
 	return ip == nil || !ip.IsLoopback()
 }
 
-// gatewayConnBytes is what one open connection costs the gateway, measured with 10,000 idle
-// keep-alive connections (BENCHMARKS.md, section 9: 24.8 kB), rounded up; gatewayBaseBytes is the
-// process without connections, with room for the daemon's own work.
+// gatewayConnBytes is what one open connection may cost the gateway, rounded up: the larger of an
+// idle keep-alive connection's (BENCHMARKS.md, section 9: 11 kB) and one whose caller holds back
+// the end of a head of the largest size, which anyone who reaches the port can do before any key
+// is checked (internal/gateway's TestAHeadInProgressHoldsLittle: about 33 kB); gatewayBaseBytes is
+// the process without connections, with room for the daemon's own work.
 const (
-	gatewayConnBytes = 26 << 10
+	gatewayConnBytes = 36 << 10
 	gatewayBaseBytes = 48 << 20
 )
 

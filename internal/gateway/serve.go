@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -163,6 +164,7 @@ type serverConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	remain int64 // bytes the request's headers may still take; <0 while a body is read
+	head   head  // the lines of the head being read
 	idle   atomic.Bool
 	tls    *tls.ConnectionState
 	remote string
@@ -177,24 +179,64 @@ type serverConn struct {
 var errHeaderLimit = errors.New("gateway: request headers too large")
 
 func (c *serverConn) Read(p []byte) (int, error) {
-	if c.remain == 0 {
+	if c.remain == 0 || c.head.lines > c.s.Limits.MaxHeaderLines+1 {
 		return 0, errHeaderLimit
 	}
 	if c.remain > 0 && int64(len(p)) > c.remain {
 		p = p[:c.remain]
 	}
+	var n int
+	var err error
 	if c.pending && len(p) > 0 {
-		p[0], c.pending = c.first[0], false
-		if c.remain > 0 {
-			c.remain--
-		}
-		return 1, nil
+		p[0], c.pending, n = c.first[0], false, 1
+	} else {
+		n, err = c.nc.Read(p)
 	}
-	n, err := c.nc.Read(p)
 	if c.remain > 0 {
+		// Past the limit's line the bytes are not given to the parser, which would hold each
+		// line it reads: the next read refuses, and the connection ends.
+		n = c.head.count(p[:n], c.s.Limits.MaxHeaderLines+1)
 		c.remain -= int64(n)
 	}
 	return n, err
+}
+
+// head counts the lines of a request head as they are read, up to the blank line that ends it:
+// the lines of a body read ahead with it are not the head's.
+type head struct {
+	lines int  // lines ended so far, the request line included
+	cr    bool // the line under way is "\r" so far, which ends the head as an empty line does
+	part  bool // the line under way has begun
+	done  bool // the blank line was read
+}
+
+// count counts b's lines and returns how much of b is within max lines: all of it, or up to the
+// end of the line past max.
+func (h *head) count(b []byte, max int) int {
+	n := 0
+	for !h.done && n < len(b) {
+		rest := b[n:]
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			h.cr = !h.part && len(rest) == 1 && rest[0] == '\r'
+			h.part = true
+			break
+		}
+		// The line is what came before (h.part) and rest[:i]: empty, or "\r" alone, ends the
+		// head (bufio.Reader.ReadLine's rule, which net/http's parser follows).
+		empty := !h.part && (i == 0 || i == 1 && rest[0] == '\r') || h.part && h.cr && i == 0
+		n += i + 1
+		if empty && h.lines > 0 {
+			h.done = true
+			break
+		}
+		h.lines++
+		h.part, h.cr = false, false
+		if h.lines > max {
+			return n
+		}
+	}
+	return len(b)
 }
 
 func (c *serverConn) serve() {
@@ -360,8 +402,14 @@ func (c *serverConn) one(l Limits) bool {
 	// The bufio reader may read ahead by its size; the bound is on what the headers take. What it
 	// holds already (read while the connection waited, or after the request before) counts.
 	c.remain = int64(l.MaxHeaderBytes) + int64(c.br.Size()-c.br.Buffered())
+	c.head = head{}
+	ahead, _ := c.br.Peek(c.br.Buffered())
+	c.head.count(ahead, l.MaxHeaderLines+1)
 	req, err := http.ReadRequest(c.br)
 	c.remain = -1
+	if err == nil && c.head.lines > l.MaxHeaderLines+1 {
+		err = errHeaderLimit // read whole before a read past the limit, as one or pipelined
+	}
 	if err != nil {
 		c.refuse(err)
 		return false

@@ -16,8 +16,11 @@ import (
 
 // Limits bound what callers of the gateway's port can hold. None is unbounded.
 type Limits struct {
-	MaxConns       int           // open connections at once
-	MaxHeaderBytes int           // request line and headers
+	MaxConns       int // open connections at once
+	MaxHeaderBytes int // request line and headers
+	// MaxHeaderLines bounds a request's header lines (continuations included) as Apache's
+	// LimitRequestFields does: net/http's parser holds about 80 bytes for each line as it arrives.
+	MaxHeaderLines int
 	ReadHeader     time.Duration // to read the request's headers
 	Read           time.Duration // to read the whole request, body included
 	Write          time.Duration // from the end of the headers to the end of the answer
@@ -34,7 +37,8 @@ type Limits struct {
 // limit leaves room for a hold, an upstream wait and a replay.
 var DefaultLimits = Limits{
 	MaxConns:       16384,
-	MaxHeaderBytes: 64 << 10,
+	MaxHeaderBytes: 16 << 10,
+	MaxHeaderLines: 100,
 	ReadHeader:     10 * time.Second,
 	Read:           2 * time.Minute,
 	Write:          DefaultHold + 2*DefaultUpstreamTimeout + 30*time.Second,
