@@ -557,6 +557,53 @@ func TestAClaimOvertakenByAnOutsideWriteIsNotARotation(t *testing.T) {
 
 func timePtr(t time.Time) *time.Time { return &t }
 
+// TestAnOvertakenClaimIsRecordedThoughTheCallerStops: the record of an overtaken claim is written
+// even when the caller's context ends as it is written (a SIGTERM), as a release is: left as it is,
+// the claim would be settled as a completed rotation, and the 401 block of the API client it never
+// asked cleared (an audit).
+func TestAnOvertakenClaimIsRecordedThoughTheCallerStops(t *testing.T) {
+	inBubble(t, rig.Options{Lifetime: time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+		bg := context.Background()
+		e := w.Engine("a")
+		expect(t, e.Rotate(bg, c, false), rotation.Rotated)
+		w.Emu.SetSecretActive(w.Secrets[0], false)
+		expect(t, e.Rotate(bg, c, true), rotation.Failed) // 401: blocked until its secret changes
+
+		w.Clock.Advance(time.Minute)
+		outside, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("operators-token-value"),
+			IssuedAt: w.Clock.Now(), ValidTill: timePtr(w.Clock.Now().Add(time.Hour))})
+		w.Hide("operators-token-value")
+		ctx, stop := context.WithCancel(bg)
+		defer stop()
+		puts := 0
+		w.API.Fail(func(op string, in any) error {
+			p, ok := in.(*secretsmanager.PutSecretValueInput)
+			if !ok || !slices.Contains(p.VersionStages, document.StateStage) {
+				return nil
+			}
+			switch puts++; puts {
+			case 1: // the claim: the operator stores a token before the re-read
+				if _, err := w.SM.PutSecretValue(bg, &secretsmanager.PutSecretValueInput{SecretId: aws.String(w.TokenID),
+					ClientRequestToken: aws.String("00000000-0000-0000-0000-00000000000c"), SecretString: aws.String(string(outside))}); err != nil {
+					t.Errorf("the operator's token: %v", err)
+				}
+			case 2: // the record of the overtaken claim: the rotator is told to stop
+				stop()
+			}
+			return nil
+		})
+		defer w.API.Fail(nil)
+		expect(t, e.Run(ctx, c, rotation.Request{Force: true, Event: "ev-1"}, nil), rotation.Busy)
+		w.API.Fail(nil)
+		if st := state(t, w); st.Claim != nil {
+			t.Fatalf("the overtaken claim was left as it was: %+v", st.Claim)
+		}
+		if s, err := e.Status(bg, c); err != nil || s.State != rotation.HealthBlocked {
+			t.Errorf("after a claim that asked nothing: %v, %v; want the 401 block as it was", s.State, err)
+		}
+	})
+}
+
 // TestTheRecordOfAnOvertakenClaimNeverErasesAClaimMadeSince: the state that records an overtaken
 // claim is put where the next claim on that claim would be, since any rotator that reads the
 // overtaken claim takes it for complete and may claim at once. When one does first, the record
