@@ -190,6 +190,11 @@ func (h *Hook) attempt(ctx context.Context, ev Event) (Verdict, error) {
 		// or it would have been killed), and that child's output is not ours to wait for.
 		err = nil
 	}
+	if err != nil && cmd.Process != nil {
+		// A run that failed ends what it started too, as a timeout does (cmd.Cancel): a child it
+		// left in the background would outlive it, and every retry would leave another.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 	h.logOutput(ev, out.String(), err)
 	switch {
 	case err == nil:

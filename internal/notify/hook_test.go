@@ -159,36 +159,39 @@ func TestHookOutputIsRedactedOfThePreviousToken(t *testing.T) {
 	}
 }
 
-// A hook that runs past its time limit, or whose delivery is superseded by a newer token (its
-// context ended), is killed with everything it started: a child left running in the background
-// (`reload-erp &` gone wrong) would otherwise outlive the attempt, and the retries would pile
-// them up. The child here has let go of the output, so only the process-group kill ends it.
+// A hook that runs past its time limit, whose delivery is superseded by a newer token (its context
+// ended), or that fails, is killed with everything it started: a child left running in the
+// background (`reload-erp &` gone wrong) would otherwise outlive the attempt, and the retries would
+// pile them up. The child here has let go of the output, so only the process-group kill ends it.
 func TestHookIsKilledWithItsChildren(t *testing.T) {
 	t.Parallel()
-	for _, superseded := range []bool{false, true} {
+	for _, how := range []string{"timeout", "superseded", "failed"} {
 		pidFile := filepath.Join(t.TempDir(), "pid")
 		h := &Hook{Args: []string{"sh", "-c", `sleep 60 >/dev/null 2>&1 & echo $! > "$0"; sleep 60`, pidFile},
 			Timeout: 500 * time.Millisecond}
 		ctx, cancel := context.WithCancel(t.Context())
-		if superseded {
+		switch how {
+		case "superseded":
 			h.Timeout = time.Minute
 			time.AfterFunc(500*time.Millisecond, cancel)
+		case "failed":
+			h.Args[2], h.Timeout = `sleep 60 >/dev/null 2>&1 & echo $! > "$0"; exit 3`, time.Minute
 		}
 		v, err := h.attempt(ctx, NewEvent("acme", "tok", "v7", token(), Scheduled))
 		cancel()
 		if v != Retry || err == nil {
-			t.Fatalf("superseded=%v: %s, %v; want a retry", superseded, v, err)
+			t.Fatalf("%s: %s, %v; want a retry", how, v, err)
 		}
 		b, _ := os.ReadFile(pidFile)
 		pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
 		if perr != nil {
-			t.Fatalf("superseded=%v: the hook wrote no child pid: %q", superseded, b)
+			t.Fatalf("%s: the hook wrote no child pid: %q", how, b)
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for !gone(pid) {
 			if time.Now().After(deadline) {
 				syscall.Kill(pid, syscall.SIGKILL)
-				t.Fatalf("superseded=%v: the hook's background child %d outlived the attempt", superseded, pid)
+				t.Fatalf("%s: the hook's background child %d outlived the attempt", how, pid)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
