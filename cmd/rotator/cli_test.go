@@ -13,6 +13,31 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
+// zeros is an endless answer, as `rotator revoke < /dev/zero` gives (a character device, so it
+// passes for a terminal): it counts what was read of it.
+type zeros struct{ n int }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.n > 64<<20 {
+		return 0, errors.New("read 64 MiB of an endless answer")
+	}
+	clear(p)
+	z.n += len(p)
+	return len(p), nil
+}
+
+// The answer to revoke's question is read up to a line's worth, not without bound (an audit).
+func TestConfirmReadsALineAtMost(t *testing.T) {
+	z := &zeros{}
+	var prompt bytes.Buffer
+	if err := confirm(z, true, &prompt, []string{"erp"}); err == nil || !strings.Contains(err.Error(), "not confirmed") {
+		t.Errorf("err = %v, want not confirmed", err)
+	}
+	if z.n > 4<<10 {
+		t.Errorf("read %d bytes of the answer", z.n)
+	}
+}
+
 func TestConfirm(t *testing.T) {
 	for _, tc := range []struct {
 		name      string

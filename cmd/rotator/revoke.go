@@ -18,7 +18,8 @@ func confirm(in io.Reader, terminal bool, prompt io.Writer, clients []string) er
 	}
 	fmt.Fprintf(prompt, "This asks Clear for new tokens for %s, which revokes every token issued so far;\n"+
 		"ERP systems holding one lose access until they re-read the secret.\nType yes to continue: ", strings.Join(clients, ", "))
-	line, err := bufio.NewReader(in).ReadString('\n')
+	// A line's worth at most: stdin may be an endless device (/dev/zero passes for a terminal).
+	line, err := bufio.NewReader(io.LimitReader(in, maxAnswer)).ReadString('\n')
 	answer := strings.TrimSpace(line)
 	switch {
 	case answer == "yes":
@@ -29,6 +30,9 @@ func confirm(in io.Reader, terminal bool, prompt io.Writer, clients []string) er
 	}
 	return fmt.Errorf("not confirmed (answer %q, not \"yes\"); nothing was revoked", truncate(answer, 20))
 }
+
+// maxAnswer bounds what is read of the answer to confirm's question.
+const maxAnswer = 256
 
 func truncate(s string, n int) string {
 	if len(s) > n {
