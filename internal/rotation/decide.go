@@ -363,7 +363,7 @@ func claimState(s Snapshot, p Policy, req Request, st document.State, slot int, 
 	next.LastRequest = &at
 	next.Claim = &document.Claim{Owner: req.Owner, At: now, LeaseUntil: now.Add(timing.Lease(p.clearTimeout())),
 		Base: s.CurrentID, Force: req.Force, Slot: slot, Secret: fp, Event: req.Event}
-	if n := s.Token.APIClient; s.HasToken && len(s.Secrets) > 1 && n >= 1 && n <= len(s.Secrets) {
+	if n := issuer(s); len(s.Secrets) > 1 && n >= 1 && n <= len(s.Secrets) {
 		next.Claim.Replaces = s.Secrets[n-1]
 	}
 	return next
@@ -393,10 +393,25 @@ func slotViews(s Snapshot, st document.State, p Policy, last, now time.Time) ([]
 // preferred is the API client a rotation asks when it may: the one that did not issue the token in
 // AWSCURRENT, so that the token ERP systems hold stays valid.
 func preferred(s Snapshot, slots int) int {
-	if slots > 1 && s.HasToken && s.Token.APIClient == 1 {
+	if slots > 1 && issuer(s) == 1 {
 		return 2
 	}
 	return 1
+}
+
+// issuer is the API client that issued the token in AWSCURRENT, 0 without one. A token whose
+// document names none was written while one API client was configured, the first: when a second
+// is added, the next rotation asks the second, and the token ERP systems hold stays valid. (A
+// token stored by another writer names none either; it is taken for the first's as well, which at
+// worst asks the first later than it could.)
+func issuer(s Snapshot) int {
+	switch {
+	case !s.HasToken:
+		return 0
+	case s.Token.APIClient == 0:
+		return 1
+	}
+	return s.Token.APIClient
 }
 
 // markWaits marks the preferred of two API clients when asking it later is better than asking the
@@ -410,7 +425,7 @@ func preferred(s Snapshot, slots int) int {
 // Neither applies when the token in use is dead (lost, expired, absent, or revoked outside the
 // rotator, which a request that replaces it says): asking its API client then revokes nothing live.
 func markWaits(s Snapshot, st document.State, p Policy, req Request, renewAt, now time.Time, slots []SlotView) {
-	if len(slots) < 2 || !s.HasToken || s.Token.APIClient == 0 {
+	if len(slots) < 2 || !s.HasToken {
 		return
 	}
 	v := &slots[preferred(s, len(slots))-1]

@@ -224,6 +224,32 @@ func TestDecideTwoAPIClientsAlternate(t *testing.T) {
 	}
 }
 
+// A second API client added to a client that had one: the token in AWSCURRENT was written while
+// one API client was configured (no api_client in its document), so the first one issued it, and
+// the next rotation asks the second, as the README's set-up promises ("The next rotation uses
+// it"), not the first, which would revoke the token every ERP holds (an audit's walk-through). The
+// token it replaces is the first's, retired from then on; and the first's backoff or a re-read
+// hold applies as for any token of the first's.
+func TestDecideTheFirstRotationWithASecondAPIClientAsksIt(t *testing.T) {
+	s := snap(t0.Add(41*time.Minute), t0, 0, "fp1", "fp2")
+	d := rotation.Decide(s, policy, rotation.Request{})
+	if d.Action != rotation.Ask || d.Slot != 2 || d.Claim.Claim.Replaces != "fp1" {
+		t.Fatalf("a token written with one API client, now two: %+v", d)
+	}
+	s.Now = t0.Add(2 * time.Minute)
+	if d := rotation.Decide(s, policy, rotation.Request{Force: true}); d.Action != rotation.Ask || d.Slot != 2 {
+		t.Fatalf("force: %+v", d)
+	}
+	// The second backs off after a transient failure: the first is not asked while the token in
+	// use outlives the backoff (which would revoke it).
+	s.Now = t0.Add(41 * time.Minute)
+	retry := s.Now.Add(time.Minute)
+	s.State = document.State{APIClients: []document.APIClient{{Secret: "fp1"}, {Secret: "fp2", Failures: 1, RetryAt: &retry}}}
+	if d := rotation.Decide(s, policy, rotation.Request{}); d.Action == rotation.Ask {
+		t.Fatalf("the second backing off: asked API client %d of a token the first issued", d.Slot)
+	}
+}
+
 func TestDecideDegradedMode(t *testing.T) {
 	s := snap(t0.Add(41*time.Minute), t0, 1, "fp1", "fp2")
 	until := t0.Add(10 * time.Hour)

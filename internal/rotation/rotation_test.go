@@ -557,6 +557,31 @@ func TestAClaimOvertakenByAnOutsideWriteIsNotARotation(t *testing.T) {
 
 func timePtr(t time.Time) *time.Time { return &t }
 
+// TestAddingASecondAPIClientRevokesNothing follows the README's set-up of a second API client: a
+// client rotated with one API client is given a second, and its next rotation, due or forced,
+// asks the second, so that the token ERP systems hold stays valid (an audit's walk-through found
+// the first asked, and the token in use revoked).
+func TestAddingASecondAPIClientRevokesNothing(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		inBubble(t, rig.Options{Lifetime: time.Hour, APIClients: 2}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+			ctx := context.Background()
+			e := w.Engine("a")
+			one := *c
+			one.ClientSecret2 = clear.ClientSecret{}
+			expect(t, e.Rotate(ctx, &one, false), rotation.Rotated)
+			held, _, _ := token(t, w, "AWSCURRENT")
+			if !force {
+				w.Clock.Advance(41 * time.Minute)
+			}
+			r := e.Run(ctx, c, rotation.Request{Force: force}, nil)
+			expect(t, r, rotation.Rotated)
+			if r.APIClient != 2 || !w.Emu.Live(held.AccessToken.Reveal()) {
+				t.Errorf("force %v: asked API client %d; the token ERP systems held is live: %v", force, r.APIClient, w.Emu.Live(held.AccessToken.Reveal()))
+			}
+		})
+	}
+}
+
 // TestAnOvertakenClaimIsRecordedThoughTheCallerStops: the record of an overtaken claim is written
 // even when the caller's context ends as it is written (a SIGTERM), as a release is: left as it is,
 // the claim would be settled as a completed rotation, and the 401 block of the API client it never
