@@ -111,8 +111,11 @@ func renderStatus(w io.Writer, statuses []rotation.Status, now time.Time) {
 	}
 	tw.Flush()
 	for _, s := range statuses {
-		if s.ConsumerReread != nil {
+		switch {
+		case s.ConsumerReread != nil:
 			fmt.Fprintf(w, "%s: two API clients; a consumer that re-reads the secret at least every %s never holds a dead token\n", s.Name, *s.ConsumerReread)
+		case s.IsDegraded():
+			fmt.Fprintf(w, "%s: degraded: one of two API clients can be asked, so each rotation revokes the token in use; consumers must re-read on a 401 meanwhile\n", s.Name)
 		}
 		if s.TokenLost != nil {
 			fmt.Fprintf(w, "%s: token lost %s: %s\n", s.Name, relative(s.TokenLost.At, now), s.TokenLost.Reason)

@@ -1049,6 +1049,11 @@ func TestTwoAPIClientsDegradedModeUsesTheOther(t *testing.T) {
 			if !s.IsDegraded() || s.State != rotation.HealthDegraded && s.State != rotation.HealthExpiring || s.APIClients[1].BlockedReason == nil {
 				t.Fatalf("status %+v", s)
 			}
+			// Degraded, each rotation revokes the token in use: the consumers' re-read rule for two
+			// API clients does not hold, and status does not promise it (an audit's walk-through).
+			if s.ConsumerReread != nil {
+				t.Errorf("degraded, status promises consumers re-reading every %s never hold a dead token", *s.ConsumerReread)
+			}
 			w.Clock.Advance(time.Minute)
 			r = e.Rotate(context.Background(), c, false)
 			expect(t, r, rotation.Rotated)

@@ -33,8 +33,8 @@ type Status struct {
 	Degraded   *bool      `json:"degraded"`
 	APIClients []SlotView `json:"api_clients"`
 	// ConsumerReread is the consumers' rule: with two API clients, a consumer that re-reads the
-	// secret at least this often never holds a dead token. Nil with one API client (consumers must
-	// re-read on a 401) or when it cannot be known.
+	// secret at least this often never holds a dead token. Nil with one API client or while
+	// degraded (consumers must re-read on a 401), or when it cannot be known.
 	ConsumerReread *string `json:"consumer_reread_interval"`
 	// InFlight describes a rotation in progress; TokenLost a token issued and not stored.
 	InFlight  *ClaimView `json:"in_flight"`
@@ -164,8 +164,8 @@ func lastError(d Decision) *string {
 // consumerReread is the consumers' rule with two API clients: how often re-reading the secret is
 // enough never to hold a dead token. Nil with one API client, or when it cannot be known.
 func consumerReread(c *Client, s Snapshot, d Decision) *string {
-	if len(d.Slots) != 2 || !s.HasToken {
-		return nil
+	if len(d.Slots) != 2 || !s.HasToken || d.Degraded {
+		return nil // degraded, each rotation revokes the token in use, as with one API client
 	}
 	every := rereadInterval(s.Token, Policy{MaxAge: c.MaxAge}, d.RenewAt)
 	if every <= 0 {
