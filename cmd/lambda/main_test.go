@@ -327,7 +327,7 @@ func TestBootstrapUnderTheRuntimeAPI(t *testing.T) {
 	}
 	cl := doc["clients"].([]any)[0].(map[string]any)
 	want := []string{"api_client", "api_clients", "blocked_reason", "blocked_until", "consumer_reread_interval", "daily_limit",
-		"degraded", "in_flight", "issued_at", "last_error", "name", "renew_at", "requests_today", "revoked_outside", "state", "token_lost", "valid_till"}
+		"degraded", "in_flight", "issued_at", "last_error", "name", "renew_at", "renewals_per_day", "requests_today", "revoked_outside", "state", "token_lost", "valid_till"}
 	if got := slices.Sorted(maps.Keys(cl)); !slices.Equal(got, want) {
 		t.Fatalf("client keys %v, want %v", got, want)
 	}

@@ -117,6 +117,10 @@ func renderStatus(w io.Writer, statuses []rotation.Status, now time.Time) {
 		case s.IsDegraded():
 			fmt.Fprintf(w, "%s: degraded: one of two API clients can be asked, so each rotation revokes the token in use; consumers must re-read on a 401 meanwhile\n", s.Name)
 		}
+		if s.OverBudget() {
+			fmt.Fprintf(w, "%s: its tokens need %d requests a day, more than the daily limit of %d allows (for each API client); the day's budget runs out, and the token then expires until midnight UTC: raise the daily limit, or the tokens' expiry in Clear\n",
+				s.Name, *s.RenewalsPerDay, s.DailyLimit)
+		}
 		if s.TokenLost != nil {
 			fmt.Fprintf(w, "%s: token lost %s: %s\n", s.Name, relative(s.TokenLost.At, now), s.TokenLost.Reason)
 		}

@@ -211,7 +211,7 @@ func statusOf(t *testing.T, w *rig.World) statusDoc {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	if got, want := strings.Join(keys, ","), "api_client,api_clients,blocked_reason,blocked_until,consumer_reread_interval,daily_limit,degraded,in_flight,issued_at,last_error,name,renew_at,requests_today,revoked_outside,state,token_lost,valid_till"; got != want {
+	if got, want := strings.Join(keys, ","), "api_client,api_clients,blocked_reason,blocked_until,consumer_reread_interval,daily_limit,degraded,in_flight,issued_at,last_error,name,renew_at,renewals_per_day,requests_today,revoked_outside,state,token_lost,valid_till"; got != want {
 		t.Fatalf("status keys %s, want exactly %s", got, want)
 	}
 	var s struct{ Clients []statusDoc }

@@ -488,7 +488,7 @@ func marshal(t *testing.T, v any) map[string]any {
 
 // statusKeys are the keys of a client's status, as `rotator status --json` prints them.
 var statusKeys = []string{"api_client", "api_clients", "blocked_reason", "blocked_until", "consumer_reread_interval", "daily_limit",
-	"degraded", "in_flight", "issued_at", "last_error", "name", "renew_at", "requests_today", "revoked_outside", "state", "token_lost", "valid_till"}
+	"degraded", "in_flight", "issued_at", "last_error", "name", "renew_at", "renewals_per_day", "requests_today", "revoked_outside", "state", "token_lost", "valid_till"}
 
 // checkKeys checks the status document's keys: the operator contract of `rotator status --json`.
 func checkKeys(t *testing.T, doc map[string]any) {

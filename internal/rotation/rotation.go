@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 	"github.com/clear-rotator/clear-rotator/internal/timing"
@@ -723,6 +724,11 @@ func (e *Engine) report(c *Client, r Result) {
 			return
 		}
 		l.Info("rotated the token", attrs...)
+		if st.OverBudget() {
+			l.Warn(fmt.Sprintf("the tokens need more requests a day than the daily limit allows: the day's budget runs out, and the token then expires until midnight UTC; raise the client's daily limit (at most %d), or the token expiry of the API client in Clear",
+				config.MaxDailyLimit),
+				"client", c.Name, "renewals_per_day", *st.RenewalsPerDay, "daily_limit", st.DailyLimit, "api_clients", len(st.APIClients))
+		}
 	case NotDue:
 		l.Debug(r.Message, attrs...)
 	case Busy, Duplicate:

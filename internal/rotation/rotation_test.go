@@ -557,6 +557,29 @@ func TestAClaimOvertakenByAnOutsideWriteIsNotARotation(t *testing.T) {
 
 func timePtr(t time.Time) *time.Time { return &t }
 
+// TestTokensThatNeedMoreThanTheDailyLimitAreReported: an API client whose tokens live 12 minutes
+// needs a renewal every 8, 180 requests a day, against a daily limit of 48: the budget runs out in
+// the morning and the token then expires until midnight UTC. Nothing said so before the budget
+// alert at 80% of the day (an audit's walk-through); status now gives the renewals a day, and
+// every rotation warns, naming the fix. With two API clients each asks half.
+func TestTokensThatNeedMoreThanTheDailyLimitAreReported(t *testing.T) {
+	for _, tc := range []struct {
+		limit, apiClients int
+		warn              bool
+	}{{48, 1, true}, {250, 1, false}, {48, 2, true}, {90, 2, false}} {
+		inBubble(t, rig.Options{Lifetime: 12 * time.Minute, DailyLimit: tc.limit, APIClients: tc.apiClients}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+			r := w.Engine("a").Rotate(context.Background(), c, false)
+			expect(t, r, rotation.Rotated)
+			if n := r.Status.RenewalsPerDay; n == nil || *n != 180 || r.Status.OverBudget() != tc.warn {
+				t.Errorf("limit %d, %d API clients: renewals a day %v, over the budget %v", tc.limit, tc.apiClients, n, r.Status.OverBudget())
+			}
+			if warned := strings.Contains(w.Logs.String(), "more requests a day than the daily limit"); warned != tc.warn {
+				t.Errorf("limit %d, %d API clients: warned %v, want %v:\n%s", tc.limit, tc.apiClients, warned, tc.warn, w.Logs.String())
+			}
+		})
+	}
+}
+
 // TestAddingASecondAPIClientRevokesNothing follows the README's set-up of a second API client: a
 // client rotated with one API client is given a second, and its next rotation, due or forced,
 // asks the second, so that the token ERP systems hold stays valid (an audit's walk-through found

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/store"
+	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
 // Status is what `rotator status` reports for one client. The JSON keys are part of the operator
@@ -36,6 +37,10 @@ type Status struct {
 	// secret at least this often never holds a dead token. Nil with one API client or while
 	// degraded (consumers must re-read on a 401), or when it cannot be known.
 	ConsumerReread *string `json:"consumer_reread_interval"`
+	// RenewalsPerDay is how many requests a day tokens like the one in AWSCURRENT need
+	// (timing.RenewalsPerDay; with two API clients each asks half). Nil without a token, or for
+	// tokens that are not renewed. See OverBudget.
+	RenewalsPerDay *int `json:"renewals_per_day"`
 	// InFlight describes a rotation in progress; TokenLost a token issued and not stored.
 	InFlight  *ClaimView `json:"in_flight"`
 	TokenLost *LostView  `json:"token_lost"`
@@ -66,6 +71,16 @@ type LostView struct {
 // IsDegraded reports whether the client is known to be degraded.
 func (s Status) IsDegraded() bool { return s.Degraded != nil && *s.Degraded }
 
+// OverBudget reports whether the tokens need more requests a day from an API client than the daily
+// limit allows: the day's budget runs out, and the token then expires until midnight UTC.
+func (s Status) OverBudget() bool {
+	if s.RenewalsPerDay == nil || s.DailyLimit <= 0 {
+		return false
+	}
+	each := max(len(s.APIClients), 1)
+	return (*s.RenewalsPerDay+each-1)/each > s.DailyLimit
+}
+
 // Lost reports whether the client's token is known lost: its state says so, or a loss is recorded
 // against the token in AWSCURRENT. Metrics reads it for the daemon's metric and the Lambda's.
 func (s Status) Lost() bool { return s.State == HealthTokenLost || s.TokenLost != nil }
@@ -91,6 +106,9 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 		if t.APIClient != 0 {
 			n := t.APIClient
 			st.APIClient = &n
+		}
+		if n := timing.RenewalsPerDay(t.IssuedAt, t.ValidTill, c.RenewBefore, c.MaxAge); n > 0 {
+			st.RenewalsPerDay = &n
 		}
 	}
 	if !d.RenewAt.IsZero() {

@@ -120,6 +120,19 @@ func RenewAt(issuedAt time.Time, validTill *time.Time, renewBefore, maxAge time.
 	return at, true
 }
 
+// RenewalsPerDay is how many requests a day tokens like this one need: one per renewal interval
+// (from issue to RenewAt), rounded up; 0 when they are not renewed (never expiring without a max
+// age) or the interval is not positive (a token expired when it was stored, which says nothing of
+// the next).
+func RenewalsPerDay(issuedAt time.Time, validTill *time.Time, renewBefore, maxAge time.Duration) int {
+	at, renew := RenewAt(issuedAt, validTill, renewBefore, maxAge)
+	every := at.Sub(issuedAt)
+	if !renew || every <= 0 {
+		return 0
+	}
+	return int((24*time.Hour + every - 1) / every)
+}
+
 // Backoff is a capped exponential backoff with jitter: after n consecutive failures the next
 // attempt waits between half and all of min(Base*2^(n-1), Cap).
 type Backoff struct {

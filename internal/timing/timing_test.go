@@ -48,6 +48,29 @@ func TestRenewAt(t *testing.T) {
 	}
 }
 
+func TestRenewalsPerDay(t *testing.T) {
+	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	in := func(d time.Duration) *time.Time { v := at.Add(d); return &v }
+	for _, tc := range []struct {
+		name                string
+		validTill           *time.Time
+		renewBefore, maxAge time.Duration
+		want                int
+	}{
+		{"12m tokens, renewed at a third: every 8m", in(12 * time.Minute), 0, 0, 180},
+		{"24h tokens: every 16h, up to two in a UTC day", in(24 * time.Hour), 0, 0, 2},
+		{"an hour's, renewed 2h before: at half their life", in(time.Hour), 2 * time.Hour, 0, 48},
+		{"7m tokens: every 280s, rounded up", in(7 * time.Minute), 0, 0, 309},
+		{"never expiring, no max age: never", nil, 0, 0, 0},
+		{"never expiring, max age 7d", nil, 0, 7 * 24 * time.Hour, 1},
+		{"expired when stored: unknown", in(-time.Minute), 0, 0, 0},
+	} {
+		if got := timing.RenewalsPerDay(at, tc.validTill, tc.renewBefore, tc.maxAge); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestDayAndMidnight(t *testing.T) {
 	ist := time.FixedZone("IST", 5*3600+1800)
 	// 04:00 IST on the 22nd is still the 21st in UTC.
