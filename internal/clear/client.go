@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -157,14 +159,19 @@ func (c *Client) Token(ctx context.Context, cs ClientSecret) (Grant, error) {
 	req.Header.Set(HeaderClientSecret, cs.Reveal())
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "clear-rotator")
+	// Whether the request left: once it has, Clear may have issued a token whatever becomes of
+	// the answer (Error.MayHaveIssued).
+	var sent atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders: func() { sent.Store(true) }}))
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Grant{}, networkError(err, cs)
+		return Grant{}, networkError(err, cs, sent.Load())
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return Grant{}, networkError(err, cs)
+		return Grant{}, networkError(err, cs, true)
 	}
 	if len(body) > maxBody {
 		if resp.StatusCode == http.StatusOK {
@@ -218,8 +225,8 @@ func ParseRetryAfter(value, date string, now time.Time) time.Duration {
 }
 
 // networkError turns a transport failure into a transient *Error whose text names the failure
-// but never the request's headers.
-func networkError(err error, cs ClientSecret) *Error {
+// but never the request's headers; sent says whether the request had left.
+func networkError(err error, cs ClientSecret, sent bool) *Error {
 	msg := err.Error()
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -228,7 +235,7 @@ func networkError(err error, cs ClientSecret) *Error {
 			msg = ue.Op + " " + ue.URL + ": timeout"
 		}
 	}
-	return &Error{Kind: KindTransient, Message: Sanitize(secret.Redact(msg, cs.Reveal())), Err: err}
+	return &Error{Kind: KindTransient, Message: Sanitize(secret.Redact(msg, cs.Reveal())), Err: err, Unsent: !sent}
 }
 
 // answer is the token API's JSON document, success or failure. Its errors are decoded apart

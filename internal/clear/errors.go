@@ -2,6 +2,7 @@ package clear
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -53,6 +54,23 @@ type Error struct {
 	RetryAfter time.Duration
 	// Err is the underlying transport error, if any.
 	Err error
+	// Unsent is true when the request never left (no connection, a failed TLS handshake): Clear
+	// cannot have issued anything.
+	Unsent bool
+}
+
+// MayHaveIssued reports whether Clear may have issued a token, revoking the previous one of the
+// client secret, though the request failed: its answer was not a token that could be read (a 200
+// that is not one, a 5xx after the work was done), or never came after the request left. A refusal
+// (401, another 4xx, 429, a 408) issued nothing, nor did a request that never left.
+func (e *Error) MayHaveIssued() bool {
+	switch e.Kind {
+	case KindMalformed:
+		return true
+	case KindTransient:
+		return !e.Unsent && e.Status != http.StatusRequestTimeout
+	}
+	return false
 }
 
 func (e *Error) Error() string {

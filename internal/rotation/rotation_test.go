@@ -557,6 +557,37 @@ func TestAClaimOvertakenByAnOutsideWriteIsNotARotation(t *testing.T) {
 
 func timePtr(t time.Time) *time.Time { return &t }
 
+// TestAForcedRotationThatFailsAfterClearIssuedIsRetried: a forced rotation's request reaches
+// Clear, which issues a token (revoking the one in use) and then fails with a 500. The token in
+// AWSCURRENT may be dead: status must not call it ok, and once the backoff has passed the next
+// look replaces it, though it is not due (an audit's walk-through found it reported ok and left
+// until its renewal, hours later with day-long tokens). A failure before the request was sent
+// revokes nothing and changes nothing.
+func TestAForcedRotationThatFailsAfterClearIssuedIsRetried(t *testing.T) {
+	inBubble(t, rig.Options{Lifetime: 24 * time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+		ctx := context.Background()
+		e := w.Engine("a")
+		expect(t, e.Rotate(ctx, c, false), rotation.Rotated)
+		w.Clock.Advance(time.Hour)
+		w.Emu.Inject(emulator.Fault{IssueThenFail: true})
+		expect(t, e.Rotate(ctx, c, true), rotation.Failed)
+		if w.Live() {
+			t.Fatal("the fault did not revoke the token in use")
+		}
+		if s, _ := e.Status(ctx, c); s.State == rotation.HealthOK || s.TokenLost == nil {
+			t.Errorf("the token in use may be dead, and status says %s (token lost %v)", s.State, s.TokenLost)
+		}
+		w.Clock.Advance(time.Minute) // past the first backoff
+		expect(t, e.Rotate(ctx, c, false), rotation.Rotated)
+		if !w.Live() {
+			t.Error("the token stored is not live")
+		}
+		if s, _ := e.Status(ctx, c); s.State != rotation.HealthOK {
+			t.Errorf("after the retry: %s", s.State)
+		}
+	})
+}
+
 // TestTokensThatNeedMoreThanTheDailyLimitAreReported: an API client whose tokens live 12 minutes
 // needs a renewal every 8, 180 requests a day, against a daily limit of 48: the budget runs out in
 // the morning and the token then expires until midnight UTC. Nothing said so before the budget

@@ -63,7 +63,9 @@ type Spacing struct {
 //     that a clock or Clear problem that persists cannot spend the day's budget.
 //   - Refused blocks the API client (401 and other 4xx: until its secret changes; 429: until
 //     Retry-After, but no sooner than the backoff, or midnight UTC) or backs it off (transient);
-//     its event failed.
+//     its event failed. A failure after which Clear may have issued a token (clear.Error's
+//     MayHaveIssued) by the API client of the token in AWSCURRENT records that token as possibly
+//     lost (not Certain).
 //   - Lost records the loss; the first retry after it is immediate, since the token in AWSCURRENT
 //     may be dead, and a loss while an earlier one is unrecovered backs off from the first step.
 //   - Released uncounts the request the claim counted: it was never sent. It counts as a failure,
@@ -97,6 +99,12 @@ func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 		acting.Failures++
 		acting.LastError, acting.RetryAt = a.Reason, nil
 		refuse(&acting, a, sp)
+		if a.Clear != nil && a.Clear.MayHaveIssued() && (cl.Replaces == "" || cl.Replaces == cl.Secret) {
+			// Clear may have issued a token, revoking the one in AWSCURRENT (its API client was
+			// asked): the loss is recorded as uncertain, so that the token is replaced once the
+			// backoff allows, due or not, and status does not call it ok meanwhile.
+			st.Lost = &document.Lost{At: a.At, Reason: a.Reason, Base: cl.Base, Slot: cl.Slot, Secret: cl.Secret}
+		}
 	case AttemptLost:
 		st.Failed = document.Remember(st.Failed, cl.Event)
 		again := st.Lost != nil && st.Lost.Base == cl.Base
