@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -743,5 +744,15 @@ func TestDecideABackoffNeverOutlastsTheTokensLastChance(t *testing.T) {
 				t.Fatalf("status shows the backoff until %v, want %v", v.BlockedUntil, c.next)
 			}
 		})
+	}
+}
+
+// A force held back for the consumers names first the way to replace the token in AWSCURRENT (ask
+// the API client that issued it), which is what the incident it happens in needs, and revoke only
+// after it: revoke would revoke the other API client's live token too (an audit's walk-through).
+func TestAHeldForceNamesTheAPIClientToAsk(t *testing.T) {
+	msg := (&rotation.RereadError{Slot: 1, Interval: time.Minute}).Error()
+	if i, j := strings.Index(msg, "--api-client 2"), strings.Index(msg, "revoke every"); i < 0 || j < i {
+		t.Errorf("the message: %s", msg)
 	}
 }

@@ -144,6 +144,6 @@ type RereadError struct {
 
 func (e *RereadError) Error() string {
 	return fmt.Sprintf("not asking API client %d before %s: its token was in AWSCURRENT until %s, and consumers that re-read the secret every %s may still hold it; "+
-		"asking now would revoke it (to revoke every stored token on purpose, use revoke)",
-		e.Slot, e.Until.UTC().Format(time.RFC3339), e.Since.UTC().Format(time.RFC3339), e.Interval.Round(time.Second))
+		"asking now would revoke it (to replace the token in AWSCURRENT at once, ask the API client that issued it: rotate --force --api-client %d; to revoke every stored token on purpose: revoke)",
+		e.Slot, e.Until.UTC().Format(time.RFC3339), e.Since.UTC().Format(time.RFC3339), e.Interval.Round(time.Second), 3-e.Slot)
 }
