@@ -470,8 +470,8 @@ func testSecretsManagerDown(t *testing.T, recipe func(*testing.T) []string) {
 
 // TestHookCommandRecipe takes the hook command that docs/consumers.md shows (a shell assignment
 // of ROTATOR_HOOK_COMMAND), sets it as a POSIX shell does, splits it as the rotator does
-// (notify.SplitCommand) and runs it with the hook's environment, reload-erp and logger being
-// stand-ins that print what they get. Written with a bare $CLEAR_ROTATOR_VERSION_ID inside the
+// (notify.SplitCommand) and runs it with the hook's environment, reload-erp being a
+// stand-in that prints what it gets. Written with a bare $CLEAR_ROTATOR_VERSION_ID inside the
 // double quotes, the operator's shell expanded it at the assignment, to nothing, and the hook
 // was told version "".
 func TestHookCommandRecipe(t *testing.T) {
@@ -496,7 +496,7 @@ func TestHookCommandRecipe(t *testing.T) {
 		t.Fatalf("the rotator refuses %q: %v", value, err)
 	}
 	bin := t.TempDir()
-	for name, script := range map[string]string{"reload-erp": `echo "reload-erp $*"`, "logger": "cat"} {
+	for name, script := range map[string]string{"reload-erp": `echo "reload-erp $*"`} {
 		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -509,6 +509,22 @@ func TestHookCommandRecipe(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(out)); got != "reload-erp --version 7c9e6679-7425-40de-944b-e07fc1f90ae7" {
 		t.Errorf("the hook ran %q", got)
+	}
+	// A reload that fails, or is not there, fails the hook, so that the rotator retries it and
+	// reports it: a recipe that piped its output into logger exited with logger's status, and
+	// reported every failed reload as delivered (an audit's walk-through).
+	if err := os.WriteFile(filepath.Join(bin, "reload-erp"), []byte("#!/bin/sh\necho failing; exit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, missing := range []bool{false, true} {
+		if missing {
+			os.Remove(filepath.Join(bin, "reload-erp"))
+		}
+		hook := exec.Command(argv[0], argv[1:]...)
+		hook.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "CLEAR_ROTATOR_VERSION_ID=7c9e6679-7425-40de-944b-e07fc1f90ae7"}
+		if out, err := hook.CombinedOutput(); err == nil {
+			t.Errorf("reload-erp missing %v: the hook succeeded: %s", missing, out)
+		}
 	}
 }
 
