@@ -82,10 +82,13 @@ type body struct {
 	Reason    Reason     `json:"reason"`
 }
 
-// Body renders the webhook's JSON body; valid_till is null for a token that never expires.
+// Body renders the webhook's JSON body; valid_till is null for a token that never expires. Its
+// times are the token document's (document.MarshalToken: issued_at to the second), so that every
+// process renders the same body for one event, the one that stored the token and one resuming its
+// delivery from the document alike.
 func (e Event) Body() []byte {
 	b := body{Type: EventType, Client: e.Client, SecretID: e.SecretID, VersionID: e.VersionID,
-		ValidTill: utc(e.Token.ValidTill), IssuedAt: e.Token.IssuedAt.UTC(), APIClient: e.Token.APIClient, Reason: e.Reason}
+		ValidTill: utc(e.Token.ValidTill), IssuedAt: e.Token.IssuedAt.UTC().Truncate(time.Second), APIClient: e.Token.APIClient, Reason: e.Reason}
 	out, err := json.Marshal(b)
 	if err != nil {
 		panic(err) // strings, times and an int always marshal

@@ -662,3 +662,24 @@ func TestNotifierOnly(t *testing.T) {
 		t.Fatal("Only of no notifier")
 	}
 }
+
+// An event's body is the same whichever process renders it: from the token as Clear's answer gave
+// it (issued_at to the nanosecond) or as the token document holds it (to the second), as a resumed
+// delivery reads it. The same webhook-id carried two bodies, and two issued_at that compare the
+// wrong way round as strings (an audit's walk-through).
+func TestEventBodyIsTheDocumentsWhoeverRendersIt(t *testing.T) {
+	tok := token()
+	tok.IssuedAt = tok.IssuedAt.Add(187277053 * time.Nanosecond)
+	doc, err := document.MarshalToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := document.ParseToken(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, resumed := NewEvent("acme", "tok", "v1", tok, Forced).Body(), NewEvent("acme", "tok", "v1", stored, Forced).Body()
+	if !bytes.Equal(live, resumed) || !bytes.Contains(live, []byte(`"issued_at":"2026-12-02T10:00:00Z"`)) {
+		t.Errorf("the body from Clear's answer:\n%s\nfrom the token document:\n%s", live, resumed)
+	}
+}
