@@ -64,7 +64,7 @@ func runGateway(ctx context.Context, env Env, stderr io.Writer) error {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			_ = svc.Shutdown(context.Background())
-			return fmt.Errorf("ops listener: %w", err)
+			return fmt.Errorf("ops listener (%s): %w; set it to another address, or empty to turn it off", config.EnvHTTPAddr, err)
 		}
 		// The daemon's ops port, with its probe protection: one of each.
 		opsSrv, opsAddr = ops.Serve(ln, svc.OpsHandler(), ops.DefaultLimits, func(err error) {

@@ -112,13 +112,23 @@ func Load(lookup LookupFunc) (*Config, error) { return load(lookup, false) }
 // it reads the token secrets only. A client without one is loaded without
 // one (the gateway then reports its revocations without healing them); a
 // client that has one keeps it, and heals. Its listener defaults to
-// DefaultGatewayAddr, where `rotator run` serves no gateway unless told.
+// DefaultGatewayAddr, where `rotator run` serves no gateway unless told, and its ops listener to
+// DefaultGatewayHTTPAddr: it runs beside the ERP, often on its host and next to a daemon.
 func LoadForGateway(lookup LookupFunc) (*Config, error) {
 	cfg, err := load(lookup, true)
-	if err == nil && cfg.Gateway.Addr == "" {
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.Gateway.Addr == "" {
 		cfg.Gateway.Addr = DefaultGatewayAddr
 	}
-	return cfg, err
+	if lookup == nil {
+		lookup = func(string) (string, bool) { return "", false }
+	}
+	if _, set := lookup(EnvHTTPAddr); !set {
+		cfg.HTTPAddr = DefaultGatewayHTTPAddr
+	}
+	return cfg, nil
 }
 
 func load(lookup LookupFunc, noClientSecret bool) (*Config, error) {

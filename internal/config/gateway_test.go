@@ -88,6 +88,33 @@ func TestLoadForGatewayNeedsNoClientSecret(t *testing.T) {
 	}
 }
 
+// A standalone gateway runs beside the ERP, often on its host, next to a daemon: its ops listener
+// defaults to loopback, on a port of its own, as its gateway listener does (an audit's walk-through
+// found /metrics on every interface at :9090, and a second process refused the port). Set, it is
+// what it says, empty included (off).
+func TestLoadForGatewayOpsListenerOnLoopback(t *testing.T) {
+	base := []string{EnvBaseURL + "=https://api.clear.in", EnvTokenSecretID + "=tokens/erp"}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, DefaultGatewayHTTPAddr},
+		{[]string{EnvHTTPAddr + "=:9191"}, ":9191"},
+		{[]string{EnvHTTPAddr + "="}, ""},
+	} {
+		cfg, err := LoadForGateway(envOf(append(base, tc.env...)...))
+		if err != nil || cfg.HTTPAddr != tc.want {
+			t.Errorf("%v: %q, %v; want %q", tc.env, cfg.HTTPAddr, err, tc.want)
+		}
+	}
+	if DefaultGatewayHTTPAddr != "127.0.0.1:9480" {
+		t.Errorf("the default is %s", DefaultGatewayHTTPAddr)
+	}
+	if cfg, err := Load(envOf(append(base, EnvClientSecretID+"=clear/cs")...)); err != nil || cfg.HTTPAddr != DefaultHTTPAddr {
+		t.Errorf("rotator run's listener: %v", err)
+	}
+}
+
 // A standalone gateway for several clients of a YAML file needs only their base URLs and token
 // secrets: no entry needs a client secret, and their missing secrets are not one shared secret.
 // An entry that has one keeps it (that client's revocations are healed).

@@ -76,6 +76,7 @@ const (
 	SourceEnvironment = "environment"
 
 	DefaultGatewayAddr        = "127.0.0.1:8480" // `rotator gateway`'s; `rotator run` serves none unless told
+	DefaultGatewayHTTPAddr    = "127.0.0.1:9480" // `rotator gateway`'s ops listener: beside the ERP, on loopback
 	DefaultGatewayMaxConns    = 16384
 	DefaultGatewayTokenHeader = clear.HeaderAuthToken
 
@@ -219,7 +220,7 @@ var Settings = []Setting{
 		Help:  "when the daemon checks every client; must fire at least once in 5 years",
 		Notes: "UTC unless it starts with `TZ=Area/City ` (or `CRON_TZ=`), seconds field optional, `@every 5m` style allowed; a spec that never fires (`0 0 30 2 *`) is refused",
 		parse: parser(checkSchedule), config: field(func(c *Config) *string { return &c.Schedule })},
-	{Env: EnvHTTPAddr, Scope: DaemonOnly, Kind: "[HOST]:PORT", Default: DefaultHTTPAddr, KeepEmpty: true, Limits: "port 0..65535",
+	{Env: EnvHTTPAddr, Scope: DaemonOnly, Kind: "[HOST]:PORT", Default: DefaultHTTPAddr, DefaultDoc: DefaultHTTPAddr + "; " + DefaultGatewayHTTPAddr + " for rotator gateway", KeepEmpty: true, Limits: "port 0..65535",
 		Help:   "ops listener (/healthz, /readyz, /metrics); set but empty disables it",
 		Notes:  "the default listens on every interface, right in a container; on a host bind one interface, e.g. `127.0.0.1:9090`; port 0 takes any free port, and the `daemon started` log line names the address bound",
 		parse:  parser(listenAddr(`":9090" or "127.0.0.1:9090", or set it empty to disable the listener`)),

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/ops"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
@@ -310,7 +311,7 @@ type opsService struct {
 func (o *opsService) Start() error {
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
-		return fmt.Errorf("ops listener: %w", err)
+		return fmt.Errorf("ops listener (%s): %w; set it to another address, or empty to turn it off", config.EnvHTTPAddr, err)
 	}
 	o.srv, o.bound = o.d.serveOps(ln), ln.Addr().String()
 	return nil
