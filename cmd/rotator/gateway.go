@@ -127,8 +127,7 @@ func reloadStandalone(ctx context.Context, env Env, svc *gateway.Service, reload
 func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, stderr io.Writer,
 	after func(context.Context, *rotation.Client, rotation.Result)) (*gateway.Service, error) {
 	gcfg := &a.Config.Gateway
-	probes := slices.ContainsFunc(a.Config.Clients, func(c config.Client) bool { return c.ProbePath != "" })
-	if gcfg.Addr == "" && !probes {
+	if !servesGateway(a.Config) {
 		return nil, nil
 	}
 	procs := runtime.GOMAXPROCS(0)
@@ -151,6 +150,13 @@ func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, st
 	a.Log.Info("gateway started", "clients", len(a.Config.Clients), "gateway_addr", svc.Addr, "tls", svc.TLS,
 		"key", !gcfg.Key.IsZero() || gcfg.KeyID != "", "embedded", true, "gomaxprocs", procs)
 	return svc, nil
+}
+
+// servesGateway reports whether `rotator run` starts the gateway with cfg (startEmbedded): to
+// serve it on ROTATOR_GATEWAY_ADDR, or to send the probes of clients with a ROTATOR_PROBE_PATH.
+// Either way it reads the key's secret at start-up.
+func servesGateway(cfg *config.Config) bool {
+	return cfg.Gateway.Addr != "" || slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return c.ProbePath != "" })
 }
 
 // gatewayProcs runs a process that serves the gateway on one processor (GOMAXPROCS=1) unless the
@@ -224,6 +230,26 @@ func accessLog(o gateway.ServiceOptions, cfg *config.Config, stderr io.Writer) g
 		return logging.NewWith(w, logging.Options{Level: cfg.LogLevel, Format: format, NoColor: true})
 	}
 	return o
+}
+
+// checkGateway is check's look at what the gateway reads at start-up: the key's secret named by
+// ROTATOR_GATEWAY_KEY_ID, read as gateway.Start reads it, when a gateway is started (serves), and
+// the TLS pair. It prints a line for each, ok or FAIL, and returns the problems found. No line holds
+// the key.
+func checkGateway(ctx context.Context, a *app.App, serves bool, stdout io.Writer) int {
+	failed := 0
+	if g := &a.Config.Gateway; serves && g.KeyID != "" && g.Key.IsZero() {
+		if err := gateway.CheckKey(ctx, g, a.Store); err != nil {
+			failed++
+			fmt.Fprintf(stdout, "gateway: FAIL: %s\n", strings.TrimPrefix(err.Error(), "gateway: "))
+		} else {
+			fmt.Fprintf(stdout, "gateway: ok: the key's secret %s holds a key\n", g.KeyID)
+		}
+	}
+	if !checkGatewayTLS(a.Config.Gateway, stdout) {
+		failed++
+	}
+	return failed
 }
 
 // checkGatewayTLS is check's look at the gateway's TLS pair, when one is configured: it loads the

@@ -114,11 +114,15 @@ var commands = []*command{
 	{
 		name:    "check",
 		summary: "validate the configuration and read each secret; never calls Clear",
-		about:   "Validates the configuration, names environment variables the rotator does not know, reads each client's secrets from Secrets Manager, and loads the gateway's TLS certificate and key when they are set. It never calls Clear, so it spends no requests.",
+		about: "Validates the configuration, names environment variables the rotator does not know, and reads each client's secrets from Secrets Manager. " +
+			"It reads the gateway's key secret (ROTATOR_GATEWAY_KEY_ID) when rotator run would serve the gateway (ROTATOR_GATEWAY_ADDR, or a client's ROTATOR_PROBE_PATH), and loads the gateway's TLS certificate and key when they are set. " +
+			"Each is a line, ok or FAIL; no line shows a secret's value. It never calls Clear, so it spends no requests.",
 		flags:   func(*flag.FlagSet, *options) {},
 		daemon:  true, // it checks every setting, and loads the gateway's TLS pair
 		example: "  ROTATOR_CONFIG=clients.yaml rotator check",
-		exits:   "  0  the configuration is valid and every secret could be read\n  1  some secret, or the gateway's TLS certificate and key, could not be read\n  2  usage or configuration error",
+		exits: "  0  the configuration is valid and every secret could be read\n" +
+			"  1  some secret could not be read or holds no usable value (a client's, the gateway's key),\n     or the gateway's TLS certificate and key do not load\n" +
+			"  2  usage or configuration error",
 	},
 }
 

@@ -173,7 +173,7 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 		}
 		return revoke(ctx, f, clients, o.asJSON, stdout)
 	default:
-		return check(ctx, a.Engine, clients, a.Config, warnings, stdout)
+		return check(ctx, a, clients, warnings, stdout)
 	}
 }
 
@@ -308,11 +308,29 @@ func buildDaemon(ctx context.Context, lookup config.LookupFunc, stderr io.Writer
 
 // check validates what can be validated without calling Clear. Unknown variables are listed
 // too, since a misspelt one leaves its setting at the default while everything else looks fine.
-func check(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, cfg *config.Config, warnings []config.Warning, stdout io.Writer) error {
+// Beside each client's secrets it reads what the daemon reads: the gateway's key and TLS pair when
+// it serves a gateway.
+func check(ctx context.Context, a *app.App, clients []*rotation.Client, warnings []config.Warning, stdout io.Writer) error {
+	cfg := a.Config
 	fmt.Fprintf(stdout, "configuration from %s: %d client(s), schedule %q\n", cfg.Source, len(cfg.Clients), cfg.Schedule)
 	for _, w := range warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
+	failed := checkClients(ctx, a.Engine, clients, stdout)
+	failed += checkGateway(ctx, a, servesGateway(cfg), stdout)
+	// Secrets named differently may still hold one value; only reading them tells.
+	for _, err := range a.Engine.SharedSecrets(ctx, clients) {
+		failed++
+		fmt.Fprintf(stdout, "FAIL: %v\n", err)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d problem(s) found by the check: %w", failed, errReported)
+	}
+	return nil
+}
+
+// checkClients reads each client's secrets, a line each, and returns how many could not be read.
+func checkClients(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, stdout io.Writer) int {
 	failed := 0
 	for _, c := range clients {
 		note, err := e.Check(ctx, c)
@@ -323,18 +341,7 @@ func check(ctx context.Context, e *rotation.Engine, clients []*rotation.Client, 
 		}
 		fmt.Fprintf(stdout, "%s: ok: %s\n", c.Name, note)
 	}
-	if !checkGatewayTLS(cfg.Gateway, stdout) {
-		failed++
-	}
-	// Secrets named differently may still hold one value; only reading them tells.
-	for _, err := range e.SharedSecrets(ctx, clients) {
-		failed++
-		fmt.Fprintf(stdout, "FAIL: %v\n", err)
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d problem(s) found by the check: %w", failed, errReported)
-	}
-	return nil
+	return failed
 }
 
 func clientNames(clients []*rotation.Client) []string {

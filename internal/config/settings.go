@@ -252,6 +252,7 @@ var Settings = []Setting{
 		parse: parser(listenAddr(`"127.0.0.1:8480"`)), config: field(func(c *Config) *string { return &c.Gateway.Addr })},
 	{Env: EnvGatewayKeyID, Scope: DaemonOnly, Kind: "secret id", Group: "gateway_key",
 		Help:  "Secrets Manager name or ARN of the secret holding the gateway's inbound key (x-clear-rotator-key); re-read when it changes",
+		Notes: "`rotator check` reads it when the gateway is served",
 		parse: parser(secretID(false)), config: idField(func(c *Config) *string { return &c.Gateway.KeyID })},
 	{Env: EnvGatewayKey, Scope: DaemonOnly, Kind: "secret", Group: "gateway_key", Secret: true,
 		Help:  "the gateway's inbound key itself (for development); set this or " + EnvGatewayKeyID + "; required unless the gateway listens on loopback",

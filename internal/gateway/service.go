@@ -260,13 +260,29 @@ func (s *Service) accessJSON() io.Writer {
 
 // keys builds the key set: a literal key, or one read from Secrets Manager and followed.
 func (s *Service) keys(ctx context.Context, o ServiceOptions) (*Keys, *Watcher, error) {
-	g := o.Gateway
+	return readKeys(ctx, o.Gateway, o.Store, s.log)
+}
+
+// CheckKey reads the key's secret named by g.KeyID as Start does, and fails as Start fails when it
+// cannot be read or holds no usable key, so that `rotator check` finds a key the gateway would
+// refuse to start with. It does nothing when no key's secret is configured. Its errors never hold
+// the value.
+func CheckKey(ctx context.Context, g *config.Gateway, st SecretReader) error {
+	if g.KeyID == "" || !g.Key.IsZero() {
+		return nil
+	}
+	_, _, err := readKeys(ctx, g, st, nil)
+	return err
+}
+
+// readKeys is the key set of g: nil when no key is configured.
+func readKeys(ctx context.Context, g *config.Gateway, st SecretReader, log *slog.Logger) (*Keys, *Watcher, error) {
 	switch {
 	case !g.Key.IsZero():
 		return NewKeys(NewKey(g.Key.Reveal()), nil), nil, nil
 	case g.KeyID != "":
 		keys := NewKeys(Key{}, nil)
-		w := &Watcher{Store: o.Store, SecretID: g.KeyID, Changed: KeyFeed(keys, g.KeyGrace, s.log), Poll: g.Poll, Log: s.log, What: "key"}
+		w := &Watcher{Store: st, SecretID: g.KeyID, Changed: KeyFeed(keys, g.KeyGrace, log), Poll: g.Poll, Log: log, What: "key"}
 		if _, err := w.Check(ctx); err != nil {
 			return nil, nil, fmt.Errorf("gateway: reading the key's secret %s: %w", g.KeyID, err)
 		}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/mototest"
+	"github.com/clear-rotator/clear-rotator/internal/rig"
+)
+
+// Process tests of what `rotator check` reads beside each client's secrets: the webhook's signing
+// secret, the gateway's key and the hook command, each read as the process that uses it reads it.
+
+// randomHex returns n random bytes in hex, for values the leak scan looks for.
+func randomHex(t *testing.T, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// wantNotIn fails the test if value appears in r's output.
+func wantNotIn(t *testing.T, r rig.Result, value string) {
+	t.Helper()
+	if strings.Contains(r.Stdout+r.Stderr, value) {
+		t.Fatalf("the output shows the secret's value:\n%s", r.Output())
+	}
+}
+
+// TestCheckReadsTheGatewayKey: check used to say ok with ROTATOR_GATEWAY_KEY_ID naming a secret
+// that does not exist or holds no usable key, which the gateway refuses to start with. Without a
+// gateway to serve, the key is not read, as `rotator run` does not read it.
+func TestCheckReadsTheGatewayKey(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	good, short := mototest.Name(t, "key"), mototest.Name(t, "short-key")
+	goodValue, shortValue := randomHex(t, 16), randomHex(t, 4)
+	w.Hide(goodValue, shortValue)
+	w.CreateSecret(good, goodValue)
+	w.CreateSecret(short, shortValue)
+	env := func(id string) []string {
+		return []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_KEY_ID=" + id}
+	}
+	r := rotatorEnv(w, env("missing/key"), "check")
+	wantCode(t, r, 1, "gateway: FAIL: reading the key's secret missing/key")
+	wantCode(t, r, 1, "rotator: 1 problem(s) found by the check")
+
+	r = rotatorEnv(w, env(short), "check")
+	wantCode(t, r, 1, "gateway: FAIL: the key's secret "+short+" holds no key of at least 16 characters")
+	wantNotIn(t, r, shortValue)
+	wantCode(t, rotatorEnv(w, env(good), "check"), 0, "gateway: ok: the key's secret "+good)
+
+	r = rotatorEnv(w, []string{"ROTATOR_GATEWAY_KEY_ID=missing/key"}, "check")
+	wantCode(t, r, 0, "ok")
+	if strings.Contains(r.Stdout, "gateway:") {
+		t.Fatalf("check read the key of a gateway that is not served:\n%s", r.Output())
+	}
+	if w.ClearRequests() != 0 {
+		t.Fatal("check called Clear")
+	}
+}
