@@ -3,6 +3,8 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,34 @@ func wantNotIn(t *testing.T, r rig.Result, value string) {
 	t.Helper()
 	if strings.Contains(r.Stdout+r.Stderr, value) {
 		t.Fatalf("the output shows the secret's value:\n%s", r.Output())
+	}
+}
+
+// TestCheckReadsTheWebhookSigningSecret: check used to say ok with ROTATOR_WEBHOOK_SECRET_ID naming
+// a secret that does not exist, or one that is no signing secret; every webhook would then fail.
+func TestCheckReadsTheWebhookSigningSecret(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	good, bad := mototest.Name(t, "signing"), mototest.Name(t, "not-signing")
+	w.CreateSecret(good, rc.Secret)
+	badValue := "whsec_" + randomHex(t, 24) + "!"
+	w.Hide(badValue)
+	w.CreateSecret(bad, badValue)
+	env := func(id string) []string {
+		return []string{"ROTATOR_WEBHOOK_URL=" + rc.URL, "ROTATOR_WEBHOOK_SECRET_ID=" + id}
+	}
+	r := rotatorEnv(w, env("missing/signing"), "check")
+	wantCode(t, r, 1, "webhook: FAIL: ")
+	wantCode(t, r, 1, "ResourceNotFoundException")
+	wantCode(t, r, 1, "rotator: 1 problem(s) found by the check")
+
+	r = rotatorEnv(w, env(bad), "check")
+	wantCode(t, r, 1, "webhook: FAIL: ")
+	wantCode(t, r, 1, "invalid webhook signing secret")
+	wantNotIn(t, r, badValue)
+	wantCode(t, rotatorEnv(w, env(good), "check"), 0, "webhook: ok: the signing secret "+good)
+	if w.ClearRequests() != 0 {
+		t.Fatal("check called Clear")
 	}
 }
 
@@ -58,6 +88,30 @@ func TestCheckReadsTheGatewayKey(t *testing.T) {
 	if strings.Contains(r.Stdout, "gateway:") {
 		t.Fatalf("check read the key of a gateway that is not served:\n%s", r.Output())
 	}
+	if w.ClearRequests() != 0 {
+		t.Fatal("check called Clear")
+	}
+}
+
+// TestCheckFindsTheHookCommand: check used to say ok with a ROTATOR_HOOK_COMMAND whose program
+// cannot be found or run, which every delivery then gives up on.
+func TestCheckFindsTheHookCommand(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	dir := t.TempDir()
+	script, plain := filepath.Join(dir, "reload-erp"), filepath.Join(dir, "not-executable")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexit 0\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(plain, []byte("#!/bin/sh\nexit 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hook := func(cmd string) []string { return []string{"ROTATOR_HOOK_COMMAND=" + cmd} }
+	for _, cmd := range []string{filepath.Join(dir, "missing") + " --reload", "no-such-hook-" + randomHex(t, 4), plain} {
+		r := rotatorEnv(w, hook(cmd), "check")
+		wantCode(t, r, 1, "hook: FAIL: the hook command cannot be run: ")
+		wantCode(t, r, 1, "rotator: 1 problem(s) found by the check")
+	}
+	wantCode(t, rotatorEnv(w, hook(script+" --reload"), "check"), 0, "hook: ok: "+script)
 	if w.ClearRequests() != 0 {
 		t.Fatal("check called Clear")
 	}

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/fleet"
+	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
@@ -34,4 +37,30 @@ func renderUndelivered(w io.Writer, clients []*rotation.Client, undelivered map[
 			fmt.Fprintf(w, "%s: not delivered: %s\n", c.Name, line)
 		}
 	}
+}
+
+// checkDelivery is check's look at what push delivery reads when it tells an ERP of a token: the
+// signing secret named by ROTATOR_WEBHOOK_SECRET_ID, read and parsed as a webhook's delivery does,
+// and the hook command's program, looked up as the hook's attempt does. Each is a line, ok or FAIL,
+// when it is configured; it returns the problems found. No line holds a secret's value.
+func checkDelivery(ctx context.Context, a *app.App, stdout io.Writer) int {
+	failed := 0
+	if id := a.Config.Notify.WebhookSecretID; id != "" && a.Config.Notify.WebhookSecret.IsZero() {
+		if err := a.CheckSigningSecret(ctx); err != nil {
+			failed++
+			fmt.Fprintf(stdout, "webhook: FAIL: %v\n", err)
+		} else {
+			fmt.Fprintf(stdout, "webhook: ok: the signing secret %s is readable and valid\n", id)
+		}
+	}
+	if args := a.Config.Notify.HookCommand; args != nil {
+		h := notify.Hook{Args: args}
+		if path, err := h.Check(); err != nil {
+			failed++
+			fmt.Fprintf(stdout, "hook: FAIL: %v\n", err)
+		} else {
+			fmt.Fprintf(stdout, "hook: ok: %s can be run\n", path)
+		}
+	}
+	return failed
 }

@@ -115,13 +115,14 @@ var commands = []*command{
 		name:    "check",
 		summary: "validate the configuration and read each secret; never calls Clear",
 		about: "Validates the configuration, names environment variables the rotator does not know, and reads each client's secrets from Secrets Manager. " +
-			"It reads the gateway's key secret (ROTATOR_GATEWAY_KEY_ID) when rotator run would serve the gateway (ROTATOR_GATEWAY_ADDR, or a client's ROTATOR_PROBE_PATH), and loads the gateway's TLS certificate and key when they are set. " +
+			"It reads the webhook signing secret (ROTATOR_WEBHOOK_SECRET_ID) and parses it as a webhook's delivery does, looks the hook command's program (ROTATOR_HOOK_COMMAND) up in PATH without running it, " +
+			"reads the gateway's key secret (ROTATOR_GATEWAY_KEY_ID) when rotator run would serve the gateway (ROTATOR_GATEWAY_ADDR, or a client's ROTATOR_PROBE_PATH), and loads the gateway's TLS certificate and key when they are set. " +
 			"Each is a line, ok or FAIL; no line shows a secret's value. It never calls Clear, so it spends no requests.",
 		flags:   func(*flag.FlagSet, *options) {},
 		daemon:  true, // it checks every setting, and loads the gateway's TLS pair
 		example: "  ROTATOR_CONFIG=clients.yaml rotator check",
 		exits: "  0  the configuration is valid and every secret could be read\n" +
-			"  1  some secret could not be read or holds no usable value (a client's, the gateway's key),\n     or the gateway's TLS certificate and key do not load\n" +
+			"  1  some secret could not be read or holds no usable value (a client's, the signing secret,\n     the gateway's key), the gateway's TLS certificate and key do not load, or the hook\n     command's program cannot be found or run\n" +
 			"  2  usage or configuration error",
 	},
 }

@@ -309,7 +309,7 @@ func buildDaemon(ctx context.Context, lookup config.LookupFunc, stderr io.Writer
 // check validates what can be validated without calling Clear. Unknown variables are listed
 // too, since a misspelt one leaves its setting at the default while everything else looks fine.
 // Beside each client's secrets it reads what the daemon reads: the gateway's key and TLS pair when
-// it serves a gateway.
+// it serves a gateway, and what push delivery needs (the signing secret, the hook's program).
 func check(ctx context.Context, a *app.App, clients []*rotation.Client, warnings []config.Warning, stdout io.Writer) error {
 	cfg := a.Config
 	fmt.Fprintf(stdout, "configuration from %s: %d client(s), schedule %q\n", cfg.Source, len(cfg.Clients), cfg.Schedule)
@@ -318,6 +318,7 @@ func check(ctx context.Context, a *app.App, clients []*rotation.Client, warnings
 	}
 	failed := checkClients(ctx, a.Engine, clients, stdout)
 	failed += checkGateway(ctx, a, servesGateway(cfg), stdout)
+	failed += checkDelivery(ctx, a, stdout)
 	// Secrets named differently may still hold one value; only reading them tells.
 	for _, err := range a.Engine.SharedSecrets(ctx, clients) {
 		failed++

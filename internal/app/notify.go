@@ -89,6 +89,26 @@ func (p *Push) signingSecret(ctx context.Context) (notify.Secret, error) {
 	return p.secret, nil
 }
 
+// CheckSigningSecret reads the webhook signing secret named by ROTATOR_WEBHOOK_SECRET_ID as a
+// webhook's delivery does (signingSecret) and parses it as signing does (notify.ParseKeys), so that
+// `rotator check` finds the secret every webhook would give up on. It does nothing when the secret
+// is not read from Secrets Manager (a literal is validated with the configuration). Its errors
+// never hold the value.
+func (a *App) CheckSigningSecret(ctx context.Context) error {
+	id := a.Config.Notify.WebhookSecretID
+	if id == "" || !a.Config.Notify.WebhookSecret.IsZero() {
+		return nil
+	}
+	s, err := a.pushOnce().signingSecret(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the signing secret %s: %w", id, err)
+	}
+	if _, err := notify.ParseKeys(s); err != nil {
+		return fmt.Errorf("the signing secret %s: %w", id, err)
+	}
+	return nil
+}
+
 // current reports whether ev's version is still AWSCURRENT of its token secret
 // (notify.Notifier.Current): one DescribeSecret before each attempt, so that a token stored by
 // another process supersedes this delivery.

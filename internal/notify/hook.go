@@ -206,10 +206,36 @@ func (h *Hook) attempt(ctx context.Context, ev Event) (Verdict, error) {
 	if errors.As(err, &ee) {
 		return Retry, fmt.Errorf("the hook command failed: %s", ee.ProcessState)
 	}
-	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EACCES) {
-		return GiveUp, &permanentError{fmt.Errorf("the hook command cannot be run: %s", clear.Sanitize(err.Error()))}
+	if cannotRun(err) {
+		return GiveUp, &permanentError{cannotRunError(err)}
 	}
 	return Retry, fmt.Errorf("the hook command could not be started: %s", clear.Sanitize(err.Error()))
+}
+
+// cannotRun reports whether err says the command's program cannot be run at all (missing, or not
+// executable): an attempt gives up on it, since no retry would find it.
+func cannotRun(err error) bool {
+	return errors.Is(err, exec.ErrNotFound) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EACCES)
+}
+
+func cannotRunError(err error) error {
+	return fmt.Errorf("the hook command cannot be run: %s", clear.Sanitize(err.Error()))
+}
+
+// Check looks the command's program up as an attempt starts it (exec.LookPath on Args[0], in the
+// rotator's PATH and working directory), without running it, and returns the path it resolves
+// to, sanitised. It fails when the program cannot be found or is not executable, what an attempt
+// gives up on (and when a bare name resolves to the working directory, which an attempt refuses
+// too). `rotator check` reports it; the arguments, which may carry anything, are never shown.
+func (h *Hook) Check() (string, error) {
+	if len(h.Args) == 0 {
+		return "", errors.New("the hook command is empty")
+	}
+	path, err := exec.LookPath(h.Args[0])
+	if err != nil {
+		return "", cannotRunError(err)
+	}
+	return clear.Sanitize(path), nil
 }
 
 // logOutput logs the command's output, each line sanitised and the token (and the one it

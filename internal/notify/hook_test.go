@@ -212,3 +212,37 @@ func gone(pid int) bool {
 	_, rest, _ := strings.Cut(string(b), ") ")
 	return strings.HasPrefix(rest, "Z") || strings.HasPrefix(rest, "X")
 }
+
+// TestHookCheckFindsWhatAnAttemptGivesUpOn: Check fails on the programs an attempt gives up on at
+// once (missing, not executable, a directory), and only on those, without running anything.
+func TestHookCheckFindsWhatAnAttemptGivesUpOn(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ran := filepath.Join(dir, "ran")
+	script := filepath.Join(dir, "hook")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntouch "+ran+"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, []byte("#!/bin/sh\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if path, err := (&Hook{Args: []string{script, "--x"}}).Check(); err != nil || path != script {
+		t.Fatalf("Check(%s) = %q, %v", script, path, err)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Fatal("Check ran the command")
+	}
+	for _, prog := range []string{filepath.Join(dir, "missing"), plain, dir, "no-such-hook-program"} {
+		_, err := (&Hook{Args: []string{prog}}).Check()
+		if err == nil || !strings.HasPrefix(err.Error(), "the hook command cannot be run: ") {
+			t.Errorf("Check(%s) = %v", prog, err)
+			continue
+		}
+		// An attempt gives up on the same program.
+		v, aerr := (&Hook{Args: []string{prog}, Timeout: 5 * time.Second}).attempt(context.Background(), Event{})
+		if v != GiveUp || aerr == nil || !strings.HasPrefix(aerr.Error(), "the hook command cannot be run: ") {
+			t.Errorf("attempt(%s) = %v, %v; Check said %v", prog, v, aerr, err)
+		}
+	}
+}
