@@ -116,3 +116,58 @@ func TestCheckFindsTheHookCommand(t *testing.T) {
 		t.Fatal("check called Clear")
 	}
 }
+
+// TestCheckGatewayReadOnlyHost: a host that serves `rotator gateway` with read-only rights (a
+// token secret, no client secret) could not be checked: check and status refused its
+// configuration, asking for a client secret, which would turn the gateway into a rotator. `check
+// --gateway` loads the configuration as `rotator gateway` does and reads what it reads; the
+// refusal of the others, when ROTATOR_GATEWAY_ADDR is set, points at it.
+func TestCheckGatewayReadOnlyHost(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	w.StoreToken(randomHex(t, 24))
+	readOnly := []string{"CLEAR_CLIENT_SECRET=", "ROTATOR_GATEWAY_ADDR=127.0.0.1:0"}
+	for _, args := range [][]string{{"check"}, {"status"}} {
+		r := rotatorEnv(w, readOnly, args...)
+		wantCode(t, r, 2, "neither CLEAR_CLIENT_SECRET nor CLEAR_CLIENT_SECRET_ID is set")
+		wantCode(t, r, 2, "'rotator check --gateway'")
+	}
+	// Without a gateway the refusal is as it was.
+	r := rotatorEnv(w, []string{"CLEAR_CLIENT_SECRET="}, "check")
+	wantCode(t, r, 2, "neither CLEAR_CLIENT_SECRET nor CLEAR_CLIENT_SECRET_ID is set")
+	if strings.Contains(r.Stderr, "--gateway") {
+		t.Fatalf("the refusal without a gateway points at check --gateway:\n%s", r.Output())
+	}
+
+	r = rotatorEnv(w, readOnly, "check", "--gateway")
+	wantCode(t, r, 0, "default: ok: token secret is readable; no client secret")
+	wantCode(t, r, 0, "gateway on 127.0.0.1:0")
+	// With a client secret the gateway heals, and check reads the client secret too.
+	wantCode(t, rotatorEnv(w, []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0"}, "check", "--gateway"), 0, "default: ok: client secret and token secret are readable")
+
+	key := mototest.Name(t, "key")
+	keyValue := randomHex(t, 16)
+	w.Hide(keyValue)
+	w.CreateSecret(key, keyValue)
+	wantCode(t, rotatorEnv(w, append(readOnly, "ROTATOR_GATEWAY_KEY_ID="+key), "check", "--gateway"), 0, "gateway: ok: the key's secret "+key)
+	r = rotatorEnv(w, append(readOnly, "ROTATOR_GATEWAY_KEY_ID=missing/key"), "check", "--gateway")
+	wantCode(t, r, 1, "gateway: FAIL: reading the key's secret missing/key")
+	wantCode(t, r, 1, "rotator: 1 problem(s) found by the check")
+
+	// A YAML file whose entries name only what a read-only gateway needs.
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	yaml := "clients:\n" +
+		"  - name: erp-a\n    base_url: " + w.ClearURL + "\n    token_secret_id: " + w.TokenID + "\n" +
+		"  - name: erp-b\n    base_url: " + w.ClearURL + "\n    token_secret_id: " + w.TokenID + "-b\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := []string{"ROTATOR_CONFIG=" + path, "CLEAR_CLIENT_SECRET=", "ROTATOR_TOKEN_SECRET_ID=", "CLEAR_BASE_URL="}
+	r = rotatorEnv(w, file, "check", "--gateway")
+	wantCode(t, r, 0, "erp-a: ok: token secret is readable")
+	wantCode(t, r, 0, "erp-b: ok: token secret "+w.TokenID+"-b does not exist yet")
+	wantCode(t, r, 0, "gateway on 127.0.0.1:8480")
+	wantCode(t, rotatorEnv(w, append(file, "ROTATOR_GATEWAY_ADDR=127.0.0.1:0"), "check"), 2, "'rotator check --gateway'")
+	if w.ClearRequests() != 0 {
+		t.Fatal("check called Clear")
+	}
+}

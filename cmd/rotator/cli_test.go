@@ -156,7 +156,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"status", "--force"}, "status does not take the flag --force", "Run 'rotator status --help' for usage."},
 		{[]string{"rotate", "--forse"}, "rotate does not take the flag --forse; did you mean --force?", "Run 'rotator rotate --help'"},
 		{[]string{"rotate", "-jsn"}, "did you mean --json?", "Run 'rotator rotate --help'"},
-		{[]string{"check", "--client", "a"}, "check does not take the flag --client; it takes no flags", "Run 'rotator check --help'"},
+		{[]string{"check", "--client", "a"}, "check does not take the flag --client", "Run 'rotator check --help'"},
+		{[]string{"run", "--client", "a"}, "run does not take the flag --client; it takes no flags", "Run 'rotator run --help'"},
 		{[]string{"rotate", "--client"}, "flag --client needs a value", "Run 'rotator rotate --help'"},
 		// An empty name (a script's --client "$NAME" with NAME unset) is not "every client": revoke
 		// --yes or rotate --force would act on all of them.

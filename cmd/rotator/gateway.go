@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -230,6 +231,38 @@ func accessLog(o gateway.ServiceOptions, cfg *config.Config, stderr io.Writer) g
 		return logging.NewWith(w, logging.Options{Level: cfg.LogLevel, Format: format, NoColor: true})
 	}
 	return o
+}
+
+// checkGatewayHost is `rotator check --gateway`: the configuration loaded as `rotator gateway`
+// loads it (config.LoadForGateway: a client secret is optional), then check's reads: each token
+// secret, each client secret that is configured, the key's secret, the TLS pair, and what push
+// delivery reads (a gateway with a client secret delivers the tokens its heal stores). It never
+// calls Clear.
+func checkGatewayHost(ctx context.Context, env Env, warnings []config.Warning, stdout, stderr io.Writer) error {
+	cfg, err := config.LoadForGateway(env.Lookup)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("configuration:\n%w", err)}
+	}
+	sm, err := app.SecretsManager(ctx)
+	if err != nil {
+		return &usageError{err: err}
+	}
+	a, err := app.New(cfg, sm, nil, newLogger(cfg, stderr))
+	if err != nil {
+		return &usageError{err: err}
+	}
+	return check(ctx, a, a.Clients, warnings, true, stdout)
+}
+
+// readOnlyGatewayHint is the hint under a configuration refused for a client without a client
+// secret when ROTATOR_GATEWAY_ADDR is set: the host may be meant as a read-only gateway, which
+// `rotator gateway` serves without one; "" otherwise.
+func readOnlyGatewayHint(lookup config.LookupFunc, err error) string {
+	if addr, _ := lookup(config.EnvGatewayAddr); strings.TrimSpace(addr) == "" || !errors.Is(err, config.ErrNoClientSecret) {
+		return ""
+	}
+	return "A gateway host that only reads the token secret needs no client secret: check it with 'rotator check --gateway'\n" +
+		"and serve it with 'rotator gateway'; a client secret makes it a rotator (see docs/gateway.md)."
 }
 
 // checkGateway is check's look at what the gateway reads at start-up: the key's secret named by

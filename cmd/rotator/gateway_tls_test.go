@@ -62,7 +62,7 @@ func TestGatewayTLSRefusesSpecialFiles(t *testing.T) {
 		{fifo, key, "a named pipe (FIFO), not a regular file"},
 		{cert, "/dev/zero", "a device, not a regular file"},
 	} {
-		for _, args := range [][]string{{"gateway"}, {"run"}, {"check"}} {
+		for _, args := range [][]string{{"gateway"}, {"run"}, {"check"}, {"check", "--gateway"}} {
 			env := []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_TLS_CERT=" + tc.cert, "ROTATOR_GATEWAY_TLS_KEY=" + tc.key}
 			start := time.Now()
 			r := w.RunEnv(proctest.TestRotator(t), env, args...)
@@ -73,5 +73,7 @@ func TestGatewayTLSRefusesSpecialFiles(t *testing.T) {
 		}
 	}
 	r := w.RunEnv(proctest.TestRotator(t), []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_TLS_CERT=" + cert, "ROTATOR_GATEWAY_TLS_KEY=" + key}, "check")
+	wantCode(t, r, 0, "gateway: ok: the TLS certificate and key load")
+	r = w.RunEnv(proctest.TestRotator(t), []string{"ROTATOR_GATEWAY_ADDR=127.0.0.1:0", "ROTATOR_GATEWAY_TLS_CERT=" + cert, "ROTATOR_GATEWAY_TLS_KEY=" + key}, "check", "--gateway")
 	wantCode(t, r, 0, "gateway: ok: the TLS certificate and key load")
 }

@@ -112,15 +112,20 @@ var commands = []*command{
 		exits:   "  0  stopped by a signal after the requests in flight\n  1  failure (the key's secret unreadable, the TLS certificate or key, the listener)\n  2  configuration error, including a non-loopback listener without a key",
 	},
 	{
-		name:    "check",
-		summary: "validate the configuration and read each secret; never calls Clear",
+		name:     "check",
+		synopsis: "[--gateway]",
+		summary:  "validate the configuration and read each secret; never calls Clear",
 		about: "Validates the configuration, names environment variables the rotator does not know, and reads each client's secrets from Secrets Manager. " +
 			"It reads the webhook signing secret (ROTATOR_WEBHOOK_SECRET_ID) and parses it as a webhook's delivery does, looks the hook command's program (ROTATOR_HOOK_COMMAND) up in PATH without running it, " +
 			"reads the gateway's key secret (ROTATOR_GATEWAY_KEY_ID) when rotator run would serve the gateway (ROTATOR_GATEWAY_ADDR, or a client's ROTATOR_PROBE_PATH), and loads the gateway's TLS certificate and key when they are set. " +
-			"Each is a line, ok or FAIL; no line shows a secret's value. It never calls Clear, so it spends no requests.",
-		flags:   func(*flag.FlagSet, *options) {},
-		daemon:  true, // it checks every setting, and loads the gateway's TLS pair
-		example: "  ROTATOR_CONFIG=clients.yaml rotator check",
+			"Each is a line, ok or FAIL; no line shows a secret's value. It never calls Clear, so it spends no requests. " +
+			"With --gateway it checks a host that serves rotator gateway instead: it loads the configuration as rotator gateway does, where a client secret is optional (a gateway without one only reads the token secret, and cannot force a rotation), " +
+			"and reads each token secret, each client secret that is configured, the gateway's key secret, the TLS pair, and what push delivery reads.",
+		flags: func(fs *flag.FlagSet, o *options) {
+			fs.BoolVar(&o.gateway, "gateway", false, "check a host that serves rotator gateway, as it loads the configuration (a client secret is optional)")
+		},
+		daemon:  true, // it checks every setting, and loads the gateway's TLS pair (with --gateway, what rotator gateway reads)
+		example: "  ROTATOR_CONFIG=clients.yaml rotator check\n  ROTATOR_TOKEN_SECRET_ID=tokens/erp CLEAR_BASE_URL=https://api.clear.in ROTATOR_GATEWAY_KEY_ID=gateway/key rotator check --gateway",
 		exits: "  0  the configuration is valid and every secret could be read\n" +
 			"  1  some secret could not be read or holds no usable value (a client's, the signing secret,\n     the gateway's key), the gateway's TLS certificate and key do not load, or the hook\n     command's program cannot be found or run\n" +
 			"  2  usage or configuration error",

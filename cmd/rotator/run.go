@@ -100,6 +100,8 @@ func exitCode(err error, stderr io.Writer) int {
 type options struct {
 	client                    string
 	force, asJSON, yes, check bool
+	// gateway, for check, checks the configuration of a host that serves `rotator gateway`.
+	gateway bool
 	// apiClient, with --force, names the API client to ask (1 or 2); 0 lets the decision choose.
 	apiClient int
 }
@@ -138,6 +140,9 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 	if cmd.name == "gateway" {
 		return runGateway(ctx, env, stderr)
 	}
+	if cmd.name == "check" && o.gateway {
+		return checkGatewayHost(ctx, env, warnings, stdout, stderr)
+	}
 	if cmd.name == "run" {
 		return runDaemon(ctx, env, stderr)
 	}
@@ -173,7 +178,7 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 		}
 		return revoke(ctx, f, clients, o.asJSON, stdout)
 	default:
-		return check(ctx, a, clients, warnings, stdout)
+		return check(ctx, a, clients, warnings, false, stdout)
 	}
 }
 
@@ -278,7 +283,7 @@ func newLogger(cfg *config.Config, stderr io.Writer) *slog.Logger {
 func build(ctx context.Context, lookup config.LookupFunc, stderr io.Writer) (*app.App, error) {
 	cfg, err := config.Load(lookup)
 	if err != nil {
-		return nil, &usageError{err: fmt.Errorf("configuration:\n%w", err)}
+		return nil, &usageError{err: fmt.Errorf("configuration:\n%w", err), hint: readOnlyGatewayHint(lookup, err)}
 	}
 	sm, err := app.SecretsManager(ctx)
 	if err != nil {
@@ -310,14 +315,20 @@ func buildDaemon(ctx context.Context, lookup config.LookupFunc, stderr io.Writer
 // too, since a misspelt one leaves its setting at the default while everything else looks fine.
 // Beside each client's secrets it reads what the daemon reads: the gateway's key and TLS pair when
 // it serves a gateway, and what push delivery needs (the signing secret, the hook's program).
-func check(ctx context.Context, a *app.App, clients []*rotation.Client, warnings []config.Warning, stdout io.Writer) error {
+// gatewayHost is `check --gateway`: a loaded as `rotator gateway` loads it (checkGatewayHost),
+// which always serves the gateway.
+func check(ctx context.Context, a *app.App, clients []*rotation.Client, warnings []config.Warning, gatewayHost bool, stdout io.Writer) error {
 	cfg := a.Config
-	fmt.Fprintf(stdout, "configuration from %s: %d client(s), schedule %q\n", cfg.Source, len(cfg.Clients), cfg.Schedule)
+	if gatewayHost {
+		fmt.Fprintf(stdout, "configuration from %s, as rotator gateway loads it: %d client(s), gateway on %s\n", cfg.Source, len(cfg.Clients), cfg.Gateway.Addr)
+	} else {
+		fmt.Fprintf(stdout, "configuration from %s: %d client(s), schedule %q\n", cfg.Source, len(cfg.Clients), cfg.Schedule)
+	}
 	for _, w := range warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	failed := checkClients(ctx, a.Engine, clients, stdout)
-	failed += checkGateway(ctx, a, servesGateway(cfg), stdout)
+	failed += checkGateway(ctx, a, gatewayHost || servesGateway(cfg), stdout)
 	failed += checkDelivery(ctx, a, stdout)
 	// Secrets named differently may still hold one value; only reading them tells.
 	for _, err := range a.Engine.SharedSecrets(ctx, clients) {

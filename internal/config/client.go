@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -149,19 +150,29 @@ func gives(vals []value, g []*Setting) bool {
 // environment gives, naming what the operator can set.
 func (c *candidate) missing(p *problems, g []*Setting, inFile bool) {
 	s := g[0]
+	var cause error
+	if s.Group == "client_secret" {
+		cause = ErrNoClientSecret
+	}
 	switch {
 	case s.Required == "":
 	case !inFile && len(g) == 1:
-		p.bad(envAt(s.Env), nil, "is not set; %s", s.Required)
+		p.bad(envAt(s.Env), cause, "is not set; %s", s.Required)
 	case !inFile:
-		p.add(envAt(s.Env), nil, fmt.Sprintf("neither %s nor %s is set; %s", s.Env, g[1].Env, s.Required))
+		p.add(envAt(s.Env), cause, fmt.Sprintf("neither %s nor %s is set; %s", s.Env, g[1].Env, s.Required))
 	case len(g) == 1:
-		p.bad(c.at.at(s.Key, 0), nil, "is missing; set it in the entry, or set %s as a default for all entries", s.Env)
+		p.bad(c.at.at(s.Key, 0), cause, "is missing; set it in the entry, or set %s as a default for all entries", s.Env)
 	default:
-		p.add(c.at.at(s.Key, 0), nil, fmt.Sprintf("needs a %s or a %s; set one in the entry, or set %s or %s as a default for all entries",
+		p.add(c.at.at(s.Key, 0), cause, fmt.Sprintf("needs a %s or a %s; set one in the entry, or set %s or %s as a default for all entries",
 			s.Key, g[1].Key, s.Env, g[1].Env))
 	}
 }
+
+// ErrNoClientSecret is the cause of the problem Load reports for a client
+// without a client secret (errors.Is finds it in Load's joined error), which
+// LoadForGateway accepts: a caller can tell an operator who set up a
+// read-only gateway where to turn.
+var ErrNoClientSecret = errors.New("no client secret")
 
 // label names the candidate in a message about another client.
 func (c *candidate) label() string {

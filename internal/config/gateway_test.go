@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -225,5 +226,28 @@ func TestProbePath(t *testing.T) {
 	}
 	if _, err := Load(envOf(append(base, EnvProbeInterval+"=500ms")...)); err == nil || !strings.Contains(err.Error(), "out of range") {
 		t.Errorf("a 500ms interval: %v", err)
+	}
+}
+
+// TestErrNoClientSecret: Load's refusal of a client without a client secret, which LoadForGateway
+// accepts, is found with errors.Is, in the environment and in a file, and no other refusal is.
+func TestErrNoClientSecret(t *testing.T) {
+	readOnly := []string{EnvBaseURL + "=https://api.example.com", EnvTokenSecretID + "=clear/tok"}
+	if _, err := Load(envOf(readOnly...)); !errors.Is(err, ErrNoClientSecret) {
+		t.Errorf("Load without a client secret: %v", err)
+	}
+	if _, err := LoadForGateway(envOf(readOnly...)); err != nil {
+		t.Errorf("LoadForGateway without a client secret: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	yaml := "clients:\n  - name: a\n    base_url: https://api.example.com\n    token_secret_id: clear/a\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(envOf(EnvConfig + "=" + path)); !errors.Is(err, ErrNoClientSecret) {
+		t.Errorf("Load of a file without a client secret: %v", err)
+	}
+	if _, err := Load(envOf(EnvClientSecretID+"=clear/cs", EnvTokenSecretID+"=clear/tok")); err == nil || errors.Is(err, ErrNoClientSecret) {
+		t.Errorf("Load without a base URL: %v", err)
 	}
 }

@@ -156,7 +156,7 @@ func (s *Service) build(clients []*rotation.Client, e Engine, old *clientSet) (*
 		set.holders[c.Name], set.tokens[c.Name] = tw.holder, tw
 		gc := Client{Name: c.Name, BaseURL: c.BaseURL, Header: c.GatewayTokenHeader, Source: tw.holder, Confirm: tw.watcher.Check,
 			ProbePath: c.ProbePath}
-		if e != nil && (!c.ClientSecret.IsZero() || c.ClientSecretID != "") {
+		if e != nil && c.HasClientSecret() {
 			gc.Heal = s.healer(e, c, tw.holder, tw.watcher)
 		}
 		gcs = append(gcs, gc)

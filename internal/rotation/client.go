@@ -52,6 +52,12 @@ func (c *Client) Slots() int {
 	return 1
 }
 
+// HasClientSecret reports whether c has a client secret, given or named. Only a client loaded
+// for `rotator gateway` (config.LoadForGateway) may have none: it is read, never rotated.
+func (c *Client) HasClientSecret() bool {
+	return !c.ClientSecret.IsZero() || c.ClientSecretID != ""
+}
+
 func (c *Client) secretRef(slot int) (clear.ClientSecret, string) {
 	if slot == 2 {
 		return c.ClientSecret2, c.ClientSecretID2

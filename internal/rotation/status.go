@@ -263,10 +263,11 @@ func unreadable(st *Status, rd read) {
 }
 
 // Check verifies that c's secrets can be read, without writing anything or calling Clear. It
-// returns a note on what it found.
+// returns a note on what it found. A client without a client secret (loaded for a read-only
+// gateway) has its token secret read alone.
 func (e *Engine) Check(ctx context.Context, c *Client) (string, error) {
 	var fps []string
-	for slot := 1; slot <= c.Slots(); slot++ {
+	for slot := 1; slot <= c.Slots() && c.HasClientSecret(); slot++ {
 		s, err := e.clientSecret(ctx, c, slot)
 		if err != nil {
 			return "", err
@@ -286,7 +287,10 @@ func (e *Engine) Check(ctx context.Context, c *Client) (string, error) {
 	if _, ok := parseToken(cur.Value); !ok {
 		return "token secret " + c.TokenSecretID + " holds no token yet; the first rotation stores one", nil
 	}
-	if len(fps) == 2 {
+	switch len(fps) {
+	case 0:
+		return "token secret is readable; no client secret: a token revoked outside the rotator is reported, not replaced", nil
+	case 2:
 		return "both client secrets and the token secret are readable", nil
 	}
 	return "client secret and token secret are readable", nil
@@ -319,7 +323,7 @@ func (e *Engine) SharedSecrets(ctx context.Context, clients []*Client) []*Shared
 	seen := map[string]owner{}
 	var errs []*SharedSecretError
 	for _, c := range clients {
-		for slot := 1; slot <= c.Slots(); slot++ {
+		for slot := 1; slot <= c.Slots() && c.HasClientSecret(); slot++ {
 			s, err := e.clientSecret(ctx, c, slot)
 			if err != nil {
 				continue
