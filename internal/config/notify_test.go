@@ -78,6 +78,18 @@ func TestPushDeliveryRefused(t *testing.T) {
 	}
 }
 
+// A signing secret that is set but invalid is reported as invalid, not as missing as well: "no
+// signing secret is set" sent the operator looking for a variable that was there (an audit's
+// walk-through).
+func TestAnInvalidSigningSecretIsNotAlsoMissing(t *testing.T) {
+	for _, v := range []string{EnvWebhookSecret, EnvWebhookSecretID} {
+		_, err := Load(env(with(minimalEnv, EnvWebhookURL, "https://erp.example.com/h", v, "plain value\x01")))
+		if err == nil || strings.Contains(err.Error(), "no signing secret is") || !strings.Contains(err.Error(), v) {
+			t.Errorf("%s set but invalid: %v", v, err)
+		}
+	}
+}
+
 func TestPushDeliveryInTheTable(t *testing.T) {
 	seen := map[string]Setting{}
 	for _, s := range Settings {

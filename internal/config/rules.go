@@ -68,9 +68,12 @@ func gatewayKeyOffLoopback(p *problems, cfg *Config, env []value, _ []*candidate
 
 // webhookNeedsSecret refuses a webhook URL without a signing secret: an
 // unsigned message would tell the receiver nothing it could trust. It is
-// reported once, at the first client with a URL.
-func webhookNeedsSecret(p *problems, cfg *Config, _ []value, cands []*candidate) {
-	if cfg.Notify.WebhookSecretID != "" || !cfg.Notify.WebhookSecret.IsZero() {
+// reported once, at the first client with a URL; a secret given but invalid is
+// reported as such, not as missing (as gatewayKeyOffLoopback does).
+func webhookNeedsSecret(p *problems, cfg *Config, env []value, cands []*candidate) {
+	_, hasSecret := get(env, EnvWebhookSecret)
+	_, hasID := get(env, EnvWebhookSecretID)
+	if hasSecret || hasID { // given, and valid or reported as invalid: not missing
 		return
 	}
 	for _, c := range cands {
