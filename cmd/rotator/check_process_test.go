@@ -171,3 +171,19 @@ func TestCheckGatewayReadOnlyHost(t *testing.T) {
 		t.Fatal("check called Clear")
 	}
 }
+
+// Settings only the gateway's listener reads, given to `rotator run` without ROTATOR_GATEWAY_ADDR,
+// do nothing: run and check say so, rather than start without a gateway in silence and print
+// "gateway: ok" for a TLS pair nothing serves (an audit's walk-through).
+func TestGatewaySettingsWithoutAnAddressAreNamed(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	dir := t.TempDir()
+	rig.SelfSigned(t, dir, 1)
+	env := []string{"ROTATOR_GATEWAY_TLS_CERT=" + filepath.Join(dir, "cert.pem"), "ROTATOR_GATEWAY_TLS_KEY=" + filepath.Join(dir, "key.pem"),
+		"ROTATOR_GATEWAY_KEY=" + strings.Repeat("k", 32)}
+	r := rotatorEnv(w, env, "check")
+	wantCode(t, r, 0, "ROTATOR_GATEWAY_KEY, ROTATOR_GATEWAY_TLS_CERT, ROTATOR_GATEWAY_TLS_KEY: set, but ROTATOR_GATEWAY_ADDR is not: rotator run serves no gateway")
+	if strings.Contains(r.Stdout+r.Stderr, strings.Repeat("k", 32)) {
+		t.Fatal("the key was shown")
+	}
+}

@@ -251,7 +251,7 @@ func checkGatewayHost(ctx context.Context, env Env, warnings []config.Warning, s
 	if err != nil {
 		return &usageError{err: err}
 	}
-	return check(ctx, a, a.Clients, warnings, true, stdout)
+	return check(ctx, a, a.Clients, warnings, nil, true, stdout)
 }
 
 // readOnlyGatewayHint is the hint under a configuration refused for a client without a client

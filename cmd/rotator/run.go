@@ -178,7 +178,7 @@ func run(ctx context.Context, args []string, env Env, stdin io.Reader, stdout, s
 		}
 		return revoke(ctx, f, clients, o.asJSON, stdout)
 	default:
-		return check(ctx, a, clients, warnings, false, stdout)
+		return check(ctx, a, clients, warnings, config.IdleGateway(a.Config, env.Lookup), false, stdout)
 	}
 }
 
@@ -232,6 +232,9 @@ func runDaemon(ctx context.Context, env Env, stderr io.Writer) error {
 	a, err := buildDaemon(ctx, env.Lookup, stderr)
 	if err != nil {
 		return err
+	}
+	if idle := config.IdleGateway(a.Config, env.Lookup); len(idle) > 0 {
+		a.Log.Warn(config.IdleGatewayText(idle))
 	}
 	opts := daemon.Options{
 		App:  a,
@@ -316,8 +319,9 @@ func buildDaemon(ctx context.Context, lookup config.LookupFunc, stderr io.Writer
 // Beside each client's secrets it reads what the daemon reads: the gateway's key and TLS pair when
 // it serves a gateway, and what push delivery needs (the signing secret, the hook's program).
 // gatewayHost is `check --gateway`: a loaded as `rotator gateway` loads it (checkGatewayHost),
-// which always serves the gateway.
-func check(ctx context.Context, a *app.App, clients []*rotation.Client, warnings []config.Warning, gatewayHost bool, stdout io.Writer) error {
+// which always serves the gateway. idle are the gateway listener's settings given to a `rotator
+// run` that serves none (config.IdleGateway).
+func check(ctx context.Context, a *app.App, clients []*rotation.Client, warnings []config.Warning, idle []string, gatewayHost bool, stdout io.Writer) error {
 	cfg := a.Config
 	if gatewayHost {
 		fmt.Fprintf(stdout, "configuration from %s, as rotator gateway loads it: %d client(s), gateway on %s\n", cfg.Source, len(cfg.Clients), cfg.Gateway.Addr)
@@ -326,6 +330,9 @@ func check(ctx context.Context, a *app.App, clients []*rotation.Client, warnings
 	}
 	for _, w := range warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	if len(idle) > 0 && !gatewayHost {
+		fmt.Fprintf(stdout, "warning: %s\n", config.IdleGatewayText(idle))
 	}
 	failed := checkClients(ctx, a.Engine, clients, stdout)
 	failed += checkGateway(ctx, a, gatewayHost || servesGateway(cfg), stdout)

@@ -60,3 +60,28 @@ func Unknown(environ []string) []Warning {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
+
+// gatewayListenerOnly are the settings only the gateway's listener reads.
+var gatewayListenerOnly = []string{EnvGatewayKey, EnvGatewayKeyGrace, EnvGatewayKeyID, EnvGatewayMaxConns,
+	EnvGatewayReplayLimit, EnvGatewayTLSCert, EnvGatewayTLSKey}
+
+// IdleGateway returns, sorted, the variables set that only the gateway's listener reads when cfg
+// serves none from `rotator run` (ROTATOR_GATEWAY_ADDR unset): they do nothing, which a forgotten
+// address would otherwise hide.
+func IdleGateway(cfg *Config, lookup LookupFunc) []string {
+	if cfg == nil || cfg.Gateway.Addr != "" || lookup == nil {
+		return nil
+	}
+	var out []string
+	for _, name := range gatewayListenerOnly {
+		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// IdleGatewayText says what IdleGateway found, naming the variables, never their values.
+func IdleGatewayText(names []string) string {
+	return strings.Join(names, ", ") + ": set, but " + EnvGatewayAddr + " is not: rotator run serves no gateway, and ignores them"
+}
