@@ -582,7 +582,7 @@ func TestJavaRecipeSecretsManagerDownThroughTheWait(t *testing.T) {
 	sm := newFlakySM(t, w)
 	run := startRecipe(t, w, sm.URL, javaRecipe(t), "--threads", "1", "--interval", "0.05", "--ttl", "60", "--max-wait", "0.5")
 	rig.Await(t, "the recipe's first read", 30*time.Second, func() bool { return sm.reads.Load() > 0 })
-	time.Sleep(300 * time.Millisecond) // calls with the token read
+	time.Sleep(time.Second) // calls with the token read (a JVM on a loaded machine made none in 300 ms)
 	sm.down.Store(true)
 	w.Issue() // Clear revokes the recipe's token; no newer one can be read
 	res := run.wait(t)
