@@ -64,7 +64,7 @@ func (a *App) Notifier(policy notify.Policy, log *slog.Logger, rec notify.Record
 		Current: p.current}
 	if cfg.HookCommand != nil {
 		n.Hook = &notify.Hook{Args: cfg.HookCommand, Stdin: cfg.HookStdin, Timeout: cfg.HookTimeout, Env: os.Environ(),
-			Secrets: config.SecretEnv(), Log: log}
+			Secrets: config.SecretEnv(), Hide: a.Config.Literals(), Log: log}
 	}
 	return n
 }

@@ -99,6 +99,18 @@ type Gateway struct {
 	TLSKey          string
 }
 
+// Literals returns the secret values the configuration holds itself (client secrets, the signing
+// secret's keys, the gateway key), for redacting what the rotator passes on from elsewhere, such as
+// a hook command's output. The ones in Secrets Manager are read where they are used.
+func (c *Config) Literals() []string {
+	var out []string
+	for _, cl := range c.Clients {
+		out = append(out, cl.ClientSecret.Reveal(), cl.ClientSecret2.Reveal())
+	}
+	out = append(out, strings.Fields(c.Notify.WebhookSecret.Reveal())...)
+	return append(out, c.Notify.WebhookSecret.Reveal(), c.Gateway.Key.Reveal())
+}
+
 // ErrNoClients is the cause, for errors.Is, of a YAML file that lists no
 // clients: a daemon with nothing to do is a mistake, not a choice.
 var ErrNoClients = errors.New("no clients configured")

@@ -153,6 +153,9 @@ type Hook struct {
 	// Secrets, the configuration's secrets (config.SecretEnv).
 	Env     []string
 	Secrets []string
+	// Hide are secret values the rotator was given (client secrets, the signing secret, the
+	// gateway key): the command's output is logged without them, as without the tokens.
+	Hide []string
 	// Log receives the command's output, with the token redacted.
 	Log *slog.Logger
 }
@@ -245,7 +248,7 @@ func (h *Hook) logOutput(ev Event, out string, err error) {
 	if h.Log == nil || strings.TrimSpace(out) == "" {
 		return
 	}
-	out = Redact(out, ev.Token.AccessToken, ev.Previous)
+	out = secret.Redact(out, append([]string{ev.Token.AccessToken.Reveal(), ev.Previous.Reveal()}, h.Hide...)...)
 	level := slog.LevelInfo
 	if err != nil {
 		level = slog.LevelWarn

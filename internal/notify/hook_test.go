@@ -246,3 +246,21 @@ func TestHookCheckFindsWhatAnAttemptGivesUpOn(t *testing.T) {
 		}
 	}
 }
+
+// The hook's output is logged without the secrets the rotator was given (Hide: the configured
+// client secrets, signing secret and gateway key), in any spelling the one redactor knows, as well
+// as without the tokens: a hook that prints its environment or what it fetched would otherwise
+// carry them into the rotator's log (an audit's walk-through).
+func TestHookOutputIsRedactedOfTheConfiguredSecrets(t *testing.T) {
+	t.Parallel()
+	const cs, whsec = "sec-ABCDEFGHIJKLMNOPQRSTUV1234", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	var log bytes.Buffer
+	h := &Hook{Args: []string{"sh", "-c", "echo cs=" + cs + "; echo whsec=" + whsec}, Hide: []string{cs, whsec},
+		Log: slog.New(slog.NewTextHandler(&log, nil))}
+	if v, err := h.attempt(t.Context(), NewEvent("acme", "tok", "v7", token(), Scheduled)); v != Delivered {
+		t.Fatalf("%s, %v", v, err)
+	}
+	if strings.Contains(log.String(), cs) || strings.Contains(log.String(), whsec) || !strings.Contains(log.String(), "cs=[REDACTED]") {
+		t.Fatalf("the log:\n%s", log.String())
+	}
+}
