@@ -21,6 +21,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -289,9 +290,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	)
 	defer func() {
 		name := ""
-		if rt != nil {
-			name = rt.Name
-			rt.m.request(rec.code())
+		// The gateway's own refusals come before a client is picked: with one client they are
+		// its requests, as its metric says ("its own answers included").
+		if counted := cmp.Or(rt, g.only); counted != nil {
+			name = counted.Name
+			counted.m.request(rec.code())
 		}
 		end := g.o.Now()
 		g.logAccess(r.Context(), &accessEntry{at: end, method: r.Method, path: r.URL.Path, status: rec.code(),

@@ -28,7 +28,7 @@ const (
 
 // MetricHelp is each family's HELP line.
 var MetricHelp = map[string]string{
-	MetricRequests:         "Requests answered by the gateway, per client and status class (2xx, 3xx, 4xx, 5xx), its own answers included.",
+	MetricRequests:         "Requests answered by the gateway, per client and status class (2xx, 3xx, 4xx, 5xx), its own answers included (with several clients, not a refusal made before the client is known, which is in the access log).",
 	MetricReplays:          "Requests sent to Clear a second time, with a newer token, after Clear refused the first with 401.",
 	MetricHold:             "Time requests were held waiting for a (newer) token, in seconds.",
 	MetricUpstream:         "Time from sending a request to Clear to its response headers, in seconds, per attempt.",

@@ -85,3 +85,21 @@ func TestTheTokenAPIIsNeverCalledThroughTheGateway(t *testing.T) {
 		t.Errorf("a forced rotation was asked for %d times", n)
 	}
 }
+
+// The gateway's own refusals are counted with the requests it answers, as the metric's help says
+// ("its own answers included"): an ERP that still asks the token API through the gateway, the
+// mistake the docs warn of most, showed only in the access log (an audit's walk-through). With one
+// client they count as its requests.
+func TestTheGatewaysOwnRefusalsAreCounted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	f.h.Set(f.rotate())
+	for _, r := range []*http.Request{
+		httptest.NewRequest(http.MethodGet, "/integration/v1/authz/token", nil),
+		httptest.NewRequest("TRACE", "/v1/x", nil),
+		httptest.NewRequest(http.MethodGet, "/v1/../x", nil),
+	} {
+		f.do(r)
+	}
+	f.wantMetric(`clear_rotator_gateway_requests_total{client="erp",code="4xx"}`, "3")
+}
