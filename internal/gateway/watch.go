@@ -131,10 +131,17 @@ func (w *Watcher) Version() string {
 // never a value.
 func (w *Watcher) fail(err error) {
 	w.mu.Lock()
-	first := !w.failing
+	first, read := !w.failing, w.version != ""
 	w.failing = true
 	w.mu.Unlock()
-	if first && w.Log != nil && !errors.Is(err, context.Canceled) {
+	switch {
+	case !first || w.Log == nil || errors.Is(err, context.Canceled):
+	case !read && errors.Is(err, store.ErrNotFound):
+		// A new deployment's token secret, before its first rotation creates it: expected.
+		w.Log.Info("gateway: the "+w.What+" secret does not exist yet; waiting for it", "secret_id", w.SecretID)
+	case !read:
+		w.Log.Warn("gateway: cannot read the "+w.What+" secret; nothing read yet", "secret_id", w.SecretID, "error", err)
+	default:
 		w.Log.Warn("gateway: cannot read the "+w.What+" secret; keeping what was read before", "secret_id", w.SecretID, "error", err)
 	}
 }

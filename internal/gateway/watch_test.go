@@ -1,7 +1,9 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -127,5 +129,23 @@ func TestAHeldCallSeesATokenStoredAfterItsFirstLook(t *testing.T) {
 	}
 	if n := len(f.up.requests()); n != 2 {
 		t.Errorf("%d upstream requests, want 2 (the refused one and its replay)", n)
+	}
+}
+
+// A token secret that does not exist yet (a new deployment, before its first rotation) is said to
+// be awaited, at info level: "cannot read ... keeping what was read before" warned of something
+// expected, and of a past that never was (an audit's walk-through). Once something was read, a
+// failure still warns.
+func TestAWatchedSecretNotCreatedYetIsAwaited(t *testing.T) {
+	t.Parallel()
+	w := rig.New(t, rig.Options{Memory: true, Lifetime: time.Hour})
+	var logs bytes.Buffer
+	wt := &gateway.Watcher{Store: store.New(w.API), SecretID: w.TokenID + "-new", Changed: func(store.Version) {},
+		Log: slog.New(slog.NewTextHandler(&logs, nil)), What: "token"}
+	if _, err := wt.Check(context.Background()); err == nil {
+		t.Fatal("a secret that does not exist was read")
+	}
+	if out := logs.String(); strings.Contains(out, "WARN") || !strings.Contains(out, "does not exist yet") {
+		t.Errorf("the log:\n%s", out)
 	}
 }
