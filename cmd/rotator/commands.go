@@ -90,8 +90,12 @@ func status(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJ
 	if check {
 		var bad []string
 		for _, s := range ans.Clients {
-			if !s.State.OK() {
+			switch {
+			case !s.State.OK():
 				bad = append(bad, s.Name+" ("+string(s.State)+")")
+			case fleet.Pending(ans.Undelivered[s.Name]):
+				// No metric alerts where status --check runs (cron, Nagios, the Lambda's users).
+				bad = append(bad, s.Name+" (not delivered)")
 			}
 		}
 		if len(bad) > 0 {

@@ -79,10 +79,10 @@ var commands = []*command{
 		flags: func(fs *flag.FlagSet, o *options) {
 			clientFlag(fs, o)
 			jsonFlag(fs, o)
-			fs.BoolVar(&o.check, "check", false, "exit 1 when any client's state is not ok, expiring or in-flight (for cron or Nagios)")
+			fs.BoolVar(&o.check, "check", false, "exit 1 when any client's state is not ok, expiring or in-flight, or its token's push delivery is pending (for cron or Nagios)")
 		},
 		example: "  rotator status --json\n  rotator status --check || page-someone",
-		exits:   "  0  every client could be read (and, with --check, is ok)\n  1  some client could not be read (or, with --check, is not ok)\n  2  usage or configuration error",
+		exits:   "  0  every client could be read (and, with --check, is ok)\n  1  some client could not be read (or, with --check, is not ok, or not delivered)\n  2  usage or configuration error",
 	},
 	{
 		name:     "revoke",

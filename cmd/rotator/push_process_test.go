@@ -122,6 +122,9 @@ func TestRotateRotatedNotDelivered(t *testing.T) {
 	wantCode(t, rotatorEnv(w, rc.Env(), "status", "--json"), 0, `"undelivered"`)
 	// whichever process failed: an operator's shell without the push settings sees it too.
 	wantCode(t, rotatorEnv(w, nil, "status"), 0, "default: not delivered: webhook: version "+version+" at ")
+	// and status --check, for cron and Nagios where no metric alerts, fails while it is pending (an
+	// audit's walk-through found it green).
+	wantCode(t, rotatorEnv(w, nil, "status", "--check"), 1, "default (not delivered)")
 
 	// The next run (cron's, say) tries once more, though it rotates nothing: refused again, it
 	// says so and exits 3; accepted, the record is gone. No token is asked for to tell the ERP.
@@ -133,7 +136,7 @@ func TestRotateRotatedNotDelivered(t *testing.T) {
 	if len(got) != 3 || got[2].ID != got[0].ID || !got[2].Verified || got[2].Status != http.StatusNoContent {
 		t.Fatalf("deliveries %+v, want the refused one resumed twice, accepted the second time", got)
 	}
-	if st := rotatorEnv(w, rc.Env(), "status"); st.Code != 0 || strings.Contains(st.Stdout, "not delivered") {
+	if st := rotatorEnv(w, rc.Env(), "status", "--check"); st.Code != 0 || strings.Contains(st.Stdout, "not delivered") {
 		t.Fatalf("a delivered token still shows as not delivered:\n%s", st.Output())
 	}
 	if w.ClearRequests() != asked {
@@ -167,6 +170,11 @@ func TestRevokeDeliversTheReplacement(t *testing.T) {
 	}
 	_, version = w.MustCurrent()
 	wantCode(t, rotatorEnv(w, nil, "status"), 0, "default: not delivered: webhook: version "+version+" at ")
+
+	// A newer token stored elsewhere supersedes it: status says so, and --check has nothing pending.
+	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), 0, "default: rotated")
+	wantCode(t, rotatorEnv(w, nil, "status", "--check"), 0, "default: not delivered: webhook: version "+version+" at ")
+	wantCode(t, rotatorEnv(w, nil, "status"), 0, "(superseded: a newer token is stored)")
 }
 
 func TestHookRunsWithTheVersionAndTheTokenOnRequest(t *testing.T) {

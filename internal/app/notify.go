@@ -414,7 +414,11 @@ func undeliveredOf(out *secretsmanager.DescribeSecretOutput) undeliveredRecord {
 func (r undeliveredRecord) lines() []string {
 	var lines []string
 	for _, t := range r.tags {
-		lines = append(lines, t.kind+": "+t.value)
+		line := t.kind + ": " + t.value
+		if r.current != "" && t.version != "" && t.version != r.current {
+			line += fleet.SupersededNote // the newer token's own delivery tells the ERP
+		}
+		lines = append(lines, line)
 	}
 	slices.Sort(lines)
 	return lines

@@ -16,6 +16,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/config"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/fake"
+	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
@@ -270,7 +271,9 @@ func TestTheRecordIsWrittenBeforeTheMetricsAreTold(t *testing.T) {
 	}
 }
 
-// The one reading of a token secret's undelivered tags: status shows every one, sorted; resuming
+// The one reading of a token secret's undelivered tags: status shows every one, sorted, those of a
+// token no longer AWSCURRENT marked superseded (a malformed one, whose version is unknown, is not);
+// resuming
 // takes the kinds whose tag names AWSCURRENT, with the reason written (scheduled when none is, or
 // one unknown), and nothing when no version is AWSCURRENT.
 func TestUndeliveredOf(t *testing.T) {
@@ -288,13 +291,13 @@ func TestUndeliveredOf(t *testing.T) {
 		"older format": {"v2", []types.Tag{tag(web, "version v2 at T")}, []string{"webhook: version v2 at T"}, []string{"webhook"}, notify.Scheduled},
 		"unknown reason": {"v2", []types.Tag{tag(web, "version v2 at T reason bogus")}, []string{"webhook: version v2 at T reason bogus"},
 			[]string{"webhook"}, notify.Scheduled},
-		"superseded":    {"v2", []types.Tag{tag(web, "version v1 at T reason healed")}, []string{"webhook: version v1 at T reason healed"}, nil, notify.Scheduled},
+		"superseded":    {"v2", []types.Tag{tag(web, "version v1 at T reason healed")}, []string{"webhook: version v1 at T reason healed" + fleet.SupersededNote}, nil, notify.Scheduled},
 		"malformed":     {"v2", []types.Tag{tag(hook, "v2"), tag(web, "")}, []string{"hook: v2", "webhook: "}, nil, notify.Scheduled},
 		"no AWSCURRENT": {"", []types.Tag{tag(web, "version v2 at T")}, []string{"webhook: version v2 at T"}, nil, notify.Scheduled},
 		"both, the last listed's reason": {"v2", []types.Tag{tag(web, "version v2 at T reason revoke"), tag("team", "erp"), tag(hook, "version v2 at T")},
 			[]string{"hook: version v2 at T", "webhook: version v2 at T reason revoke"}, []string{"hook", "webhook"}, notify.Scheduled},
 		"one current, one not": {"v2", []types.Tag{tag(hook, "version v2 at T reason healed"), tag(web, "version v1 at T reason revoke")},
-			[]string{"hook: version v2 at T reason healed", "webhook: version v1 at T reason revoke"}, []string{"hook"}, notify.Healed},
+			[]string{"hook: version v2 at T reason healed", "webhook: version v1 at T reason revoke" + fleet.SupersededNote}, []string{"hook"}, notify.Healed},
 	} {
 		out := &secretsmanager.DescribeSecretOutput{ARN: aws.String("arn:tok"), Tags: tc.tags,
 			VersionIdsToStages: map[string][]string{"v1": {"AWSPREVIOUS"}}}

@@ -11,6 +11,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -278,6 +279,21 @@ func (f *Fleet) Status(ctx context.Context, clients []*rotation.Client) (StatusA
 		return ans, &StatusError{Errs: errs}
 	}
 	return ans, nil
+}
+
+// SupersededNote ends an undelivered line whose token is no longer AWSCURRENT: a newer token's own
+// delivery tells the ERP, and nothing is pending for it (Pending).
+const SupersededNote = " (superseded: a newer token is stored)"
+
+// Pending reports whether lines (a client's in StatusAnswer.Undelivered) hold a delivery of the
+// token in AWSCURRENT still not made.
+func Pending(lines []string) bool {
+	for _, l := range lines {
+		if !strings.HasSuffix(l, SupersededNote) {
+			return true
+		}
+	}
+	return false
 }
 
 // undelivered reads f.Undelivered for every client; a record that cannot be read is left out,
