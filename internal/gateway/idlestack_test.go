@@ -251,3 +251,33 @@ func TestARequestWakingAHandedOffConnection(t *testing.T) {
 		}
 	}
 }
+
+// Plain HTTP sent to the gateway's TLS port is answered, as net/http's server answers it, with a
+// 400 that says what is wrong, rather than a connection closed without a word ("Empty reply from
+// server", which told an ERP's administrator nothing; an audit's walk-through).
+func TestPlainHTTPToTheTLSPortIsTold(t *testing.T) {
+	dir := t.TempDir()
+	rig.SelfSigned(t, dir, 1)
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := gateway.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), gateway.DefaultLimits)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}))
+	t.Cleanup(func() { srv.Close() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	out, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(out), "HTTP/1.0 400 ") || !strings.Contains(string(out), "HTTPS") {
+		t.Errorf("plain HTTP to the TLS port: %q", out)
+	}
+}

@@ -257,6 +257,12 @@ func (c *serverConn) open() (ok bool) {
 	if tc, isTLS := c.nc.(*tls.Conn); isTLS {
 		_ = tc.SetDeadline(time.Now().Add(c.s.Limits.ReadHeader))
 		if err := tc.HandshakeContext(c.s.ctx); err != nil {
+			// Plain HTTP on the TLS port: say so, as net/http's server does, rather than close
+			// without a word.
+			var re tls.RecordHeaderError
+			if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader[:]) {
+				_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+			}
 			return false
 		}
 		cs := tc.ConnectionState()
@@ -266,6 +272,16 @@ func (c *serverConn) open() (ok bool) {
 	c.br = readers.Get().(*bufio.Reader)
 	c.br.Reset(c)
 	return true
+}
+
+// looksLikeHTTP reports whether a TLS record header is the start of a plain HTTP request.
+func looksLikeHTTP(hdr []byte) bool {
+	for _, m := range []string{"GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH"} {
+		if string(hdr) == m {
+			return true
+		}
+	}
+	return false
 }
 
 // close ends the connection. Its reader is not given back for another to use: a request that
