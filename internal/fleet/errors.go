@@ -48,7 +48,7 @@ type RevokeError struct {
 
 func (e *RevokeError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d client(s) not revoked: the tokens stored before may still be live for ", e.Clients, e.Total)
+	fmt.Fprintf(&b, "%d of %d client(s) not revoked: the tokens issued before, if any, may still be live for ", e.Clients, e.Total)
 	for i, l := range e.MayBeLive {
 		if i > 0 {
 			b.WriteString(", ")
