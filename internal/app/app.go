@@ -19,6 +19,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 	"github.com/clear-rotator/clear-rotator/internal/store"
+	"github.com/clear-rotator/clear-rotator/internal/suggest"
 )
 
 // App is a configured rotator.
@@ -100,6 +101,9 @@ func (a *App) Select(name string) ([]*rotation.Client, error) {
 	names := make([]string, len(a.Clients))
 	for i, c := range a.Clients {
 		names[i] = c.Name
+	}
+	if s := suggest.Closest(name, names); s != "" {
+		return nil, fmt.Errorf("no client named %q; did you mean %q? (configured: %v)", name, s, names)
 	}
 	return nil, fmt.Errorf("no client named %q (configured: %v)", name, names)
 }
