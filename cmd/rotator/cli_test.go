@@ -271,12 +271,16 @@ func TestBlockedColumn(t *testing.T) {
 	midnight := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
 	reason := "daily limit"
 	unauthorized := "unauthorized: clear: HTTP 401 CLI-SEC-002"
+	lastError := "API client 1: clear: HTTP 401 CLI-SEC-002"
 	for _, tc := range []struct {
 		s    rotation.Status
 		want string
 	}{
 		{rotation.Status{State: rotation.HealthLimited, BlockedReason: &reason, BlockedUntil: &midnight}, "daily limit until 2026-12-03T00:00:00Z (in 8h51m)"},
 		{rotation.Status{State: rotation.HealthBlocked, BlockedReason: &unauthorized}, unauthorized + " (until the client secret changes)"},
+		// LAST_ERROR shows Clear's answer already: BLOCKED names the block alone, so that a line
+		// does not carry the answer twice (250 columns wrapped in a terminal; an audit's walk-through).
+		{rotation.Status{State: rotation.HealthBlocked, BlockedReason: &unauthorized, LastError: &lastError}, "unauthorized (until the client secret changes)"},
 		{rotation.Status{State: rotation.HealthOK}, "-"},
 		{rotation.Status{State: rotation.HealthUnknown}, "?"},
 	} {

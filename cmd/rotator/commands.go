@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -182,15 +183,21 @@ func requests(s rotation.Status) string {
 }
 
 func blocked(s rotation.Status, now time.Time) string {
+	reason := strOr(s.BlockedReason, "")
+	// "unauthorized: clear: HTTP 401 ...": LAST_ERROR shows Clear's answer already, so BLOCKED
+	// names the block alone rather than carry the answer twice on one line.
+	if kind, rest, ok := strings.Cut(reason, ": "); ok && s.LastError != nil && strings.Contains(*s.LastError, rest) {
+		reason = kind
+	}
 	switch {
 	case s.State == rotation.HealthUnknown:
 		return "?"
 	case s.BlockedReason == nil && s.BlockedUntil == nil:
 		return "-"
 	case s.BlockedUntil == nil:
-		return strOr(s.BlockedReason, "") + " (until the client secret changes)"
+		return reason + " (until the client secret changes)"
 	}
-	return strOr(s.BlockedReason, "blocked") + " until " + s.BlockedUntil.UTC().Format(time.RFC3339) + " (" + relative(*s.BlockedUntil, now) + ")"
+	return cmp.Or(reason, "blocked") + " until " + s.BlockedUntil.UTC().Format(time.RFC3339) + " (" + relative(*s.BlockedUntil, now) + ")"
 }
 
 // relative renders t as "in 5m" or "3m ago", to the second below a minute.
