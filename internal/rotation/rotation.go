@@ -412,7 +412,9 @@ func (e *Engine) request(ctx context.Context, c *Client, rd read, d Decision, r 
 	if err != nil {
 		return e.recordFailure(ctx, c, rd, d, r, claimID, answered, err)
 	}
-	doc := document.Token{AccessToken: grant.AccessToken, ValidTill: grant.ValidTill, IssuedAt: answered,
+	// Issued to the second, as the token document holds it (document.MarshalToken): the result,
+	// the cache and every later reader describe the same token.
+	doc := document.Token{AccessToken: grant.AccessToken, ValidTill: grant.ValidTill, IssuedAt: answered.UTC().Truncate(time.Second),
 		Client: c.Name, APIClient: d.Slot}
 	if c.Slots() == 1 {
 		doc.APIClient = 0

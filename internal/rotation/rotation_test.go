@@ -557,6 +557,23 @@ func TestAClaimOvertakenByAnOutsideWriteIsNotARotation(t *testing.T) {
 
 func timePtr(t time.Time) *time.Time { return &t }
 
+// The result of a rotation describes the token as it was stored, not as it was in memory: the
+// token document holds issued_at to the second, so the result's issued_at and renew_at (rotate
+// --json, revoke --json, the Lambda's answer) and the cache's next decisions are those every
+// other reader of the secret sees (an audit's walk-through found revoke --json with nanoseconds).
+func TestARotationsResultIsTheStoredTokens(t *testing.T) {
+	inBubble(t, rig.Options{Lifetime: time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+		w.Clock.Advance(1500 * time.Millisecond)
+		r := w.Engine("a").Rotate(context.Background(), c, false)
+		expect(t, r, rotation.Rotated)
+		stored, _, _ := token(t, w, "AWSCURRENT")
+		if r.Status.IssuedAt == nil || !r.Status.IssuedAt.Equal(stored.IssuedAt) || r.Status.RenewAt.Nanosecond() != 0 ||
+			!r.Stored.Token.IssuedAt.Equal(stored.IssuedAt) {
+			t.Errorf("the result says issued at %v, renew at %v; the token document says issued at %v", r.Status.IssuedAt, r.Status.RenewAt, stored.IssuedAt)
+		}
+	})
+}
+
 // TestAForcedRotationThatFailsAfterClearIssuedIsRetried: a forced rotation's request reaches
 // Clear, which issues a token (revoking the one in use) and then fails with a 500. The token in
 // AWSCURRENT may be dead: status must not call it ok, and once the backoff has passed the next
