@@ -46,44 +46,16 @@ func TestIdleConnectionsGiveBackTheirStack(t *testing.T) {
 		deep(64)
 		io.WriteString(w, "ok")
 	}), l)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-
 	stacks := func() uint64 {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
 		return m.StackInuse
 	}
-	const n = 100
-	before := stacks()
-	for range n {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
 	// Each connection's request grew its goroutine's stack to 128 KiB; once idle, its wait takes
 	// a few KiB at most.
-	var per uint64
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if per = (stacks() - min(before, stacks())) / n; per < 16<<10 {
-			return
-		}
+	if per := idleCost(t, srv, 100, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", stacks, 16<<10); per >= 16<<10 {
+		t.Errorf("idle connections hold %d KiB of stack each, want less than 16", per>>10)
 	}
-	t.Errorf("idle connections hold %d KiB of stack each, want less than 16", per>>10)
 }
 
 // An idle keep-alive connection handed to a new goroutine does not keep its 4 KiB read buffer nor
@@ -96,20 +68,30 @@ func TestIdleConnectionsGiveBackTheirBuffers(t *testing.T) {
 	srv := gateway.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}), l)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
 	heap := func() uint64 {
 		runtime.GC()
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
 		return m.HeapInuse
 	}
-	const n = 500
-	before := heap()
+	request := "GET /a/path?with=a&query=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: erp\r\nAccept: */*\r\n\r\n"
+	if per := idleCost(t, srv, 500, request, heap, 5<<10); per >= 5<<10 {
+		t.Errorf("idle connections hold %d bytes of heap each (both ends), want less than 5 KiB (about 2.5 KiB, and 8.7 kB with the reader kept)", per)
+	}
+}
+
+// idleCost serves srv on loopback, leaves n keep-alive connections idle after one request each,
+// and waits (10 s at most) for what each holds by measure, against its figure before, to fall below
+// bound; it returns the last figure.
+func idleCost(t *testing.T, srv *gateway.Server, n int, request string, measure func() uint64, bound uint64) uint64 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	before := measure()
 	for range n {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
@@ -117,7 +99,7 @@ func TestIdleConnectionsGiveBackTheirBuffers(t *testing.T) {
 		}
 		t.Cleanup(func() { c.Close() })
 		c.SetDeadline(time.Now().Add(5 * time.Second))
-		io.WriteString(c, "GET /a/path?with=a&query=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: erp\r\nAccept: */*\r\n\r\n")
+		io.WriteString(c, request)
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -127,11 +109,11 @@ func TestIdleConnectionsGiveBackTheirBuffers(t *testing.T) {
 	}
 	var per uint64
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if per = (heap() - min(before, heap())) / n; per < 5<<10 {
-			return
+		if per = (measure() - min(before, measure())) / uint64(n); per < bound {
+			break
 		}
 	}
-	t.Errorf("idle connections hold %d bytes of heap each (both ends), want less than 5 KiB (about 2.5 KiB, and 8.7 kB with the reader kept)", per)
+	return per
 }
 
 // A connection handed to a new goroutine while idle carries on as before, over TLS too (whose

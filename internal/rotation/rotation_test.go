@@ -512,15 +512,11 @@ func TestAClaimOvertakenByAnOutsideWriteIsNotARotation(t *testing.T) {
 	inBubble(t, rig.Options{Lifetime: time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
 		ctx := context.Background()
 		e := w.Engine("a")
-		expect(t, e.Rotate(ctx, c, false), rotation.Rotated)
-		w.Emu.SetSecretActive(w.Secrets[0], false)
-		expect(t, e.Rotate(ctx, c, true), rotation.Failed) // 401: blocked until its secret changes
+		blocked(t, w, c, e)
 		sent := w.Emu.Requests(w.Secrets[0])
 
 		w.Clock.Advance(time.Minute)
-		outside, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("operators-token-value"),
-			IssuedAt: w.Clock.Now(), ValidTill: timePtr(w.Clock.Now().Add(time.Hour))})
-		w.Hide("operators-token-value")
+		outside := outsideToken(w)
 		var written bool
 		w.API.Fail(func(op string, in any) error {
 			if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && !written && slices.Contains(p.VersionStages, document.StateStage) {
@@ -556,6 +552,23 @@ func TestAClaimOvertakenByAnOutsideWriteIsNotARotation(t *testing.T) {
 }
 
 func timePtr(t time.Time) *time.Time { return &t }
+
+// blocked rotates once with e, then has Clear refuse the client secret: the API client is blocked
+// until its secret changes.
+func blocked(t *testing.T, w *rig.World, c *rotation.Client, e *rotation.Engine) {
+	t.Helper()
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	w.Emu.SetSecretActive(w.Secrets[0], false)
+	expect(t, e.Rotate(context.Background(), c, true), rotation.Failed) // 401: blocked until its secret changes
+}
+
+// outsideToken is a token document an operator stores outside the rotator, now, for an hour.
+func outsideToken(w *rig.World) []byte {
+	w.Hide("operators-token-value")
+	doc, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("operators-token-value"),
+		IssuedAt: w.Clock.Now(), ValidTill: timePtr(w.Clock.Now().Add(time.Hour))})
+	return doc
+}
 
 // The result of a rotation describes the token as it was stored, not as it was in memory: the
 // token document holds issued_at to the second, so the result's issued_at and renew_at (rotate
@@ -661,14 +674,10 @@ func TestAnOvertakenClaimIsRecordedThoughTheCallerStops(t *testing.T) {
 	inBubble(t, rig.Options{Lifetime: time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
 		bg := context.Background()
 		e := w.Engine("a")
-		expect(t, e.Rotate(bg, c, false), rotation.Rotated)
-		w.Emu.SetSecretActive(w.Secrets[0], false)
-		expect(t, e.Rotate(bg, c, true), rotation.Failed) // 401: blocked until its secret changes
+		blocked(t, w, c, e)
 
 		w.Clock.Advance(time.Minute)
-		outside, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("operators-token-value"),
-			IssuedAt: w.Clock.Now(), ValidTill: timePtr(w.Clock.Now().Add(time.Hour))})
-		w.Hide("operators-token-value")
+		outside := outsideToken(w)
 		ctx, stop := context.WithCancel(bg)
 		defer stop()
 		puts := 0
@@ -710,9 +719,7 @@ func TestTheRecordOfAnOvertakenClaimNeverErasesAClaimMadeSince(t *testing.T) {
 		ctx := context.Background()
 		expect(t, w.Engine("seed").Rotate(ctx, c, false), rotation.Rotated)
 		w.Clock.Advance(time.Minute)
-		outside, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("operators-token-value"),
-			IssuedAt: w.Clock.Now(), ValidTill: timePtr(w.Clock.Now().Add(time.Hour))})
-		w.Hide("operators-token-value")
+		outside := outsideToken(w)
 		// "b" writes past the fault hook, which holds its lock while it runs.
 		b := rotation.NewEngine(rotation.Engine{Store: store.New(w.SM), Now: w.Clock.Now, Rand: func() float64 { return 0.5 },
 			Log: w.Logger(), Owner: "b", WriteRetry: time.Millisecond})
