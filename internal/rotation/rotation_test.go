@@ -562,6 +562,29 @@ func blocked(t *testing.T, w *rig.World, c *rotation.Client, e *rotation.Engine)
 	expect(t, e.Rotate(context.Background(), c, true), rotation.Failed) // 401: blocked until its secret changes
 }
 
+// onStatePut runs do, through w's fault hook, before each state write the engines make (a claim, a
+// release, a record), with its number; it returns the count. The hook is removed at the test's end.
+func onStatePut(t *testing.T, w *rig.World, do func(n int)) *int {
+	puts := new(int)
+	w.API.Fail(func(op string, in any) error {
+		if p, ok := in.(*secretsmanager.PutSecretValueInput); ok && slices.Contains(p.VersionStages, document.StateStage) {
+			*puts++
+			do(*puts)
+		}
+		return nil
+	})
+	t.Cleanup(func() { w.API.Fail(nil) })
+	return puts
+}
+
+// storeOutside puts doc in AWSCURRENT as an operator would, past the fault hook.
+func storeOutside(t *testing.T, w *rig.World, doc []byte) {
+	if _, err := w.SM.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{SecretId: aws.String(w.TokenID),
+		SecretString: aws.String(string(doc))}); err != nil {
+		t.Errorf("the operator's token: %v", err)
+	}
+}
+
 // outsideToken is a token document an operator stores outside the rotator, now, for an hour.
 func outsideToken(w *rig.World) []byte {
 	w.Hide("operators-token-value")
@@ -680,24 +703,14 @@ func TestAnOvertakenClaimIsRecordedThoughTheCallerStops(t *testing.T) {
 		outside := outsideToken(w)
 		ctx, stop := context.WithCancel(bg)
 		defer stop()
-		puts := 0
-		w.API.Fail(func(op string, in any) error {
-			p, ok := in.(*secretsmanager.PutSecretValueInput)
-			if !ok || !slices.Contains(p.VersionStages, document.StateStage) {
-				return nil
-			}
-			switch puts++; puts {
+		onStatePut(t, w, func(n int) {
+			switch n {
 			case 1: // the claim: the operator stores a token before the re-read
-				if _, err := w.SM.PutSecretValue(bg, &secretsmanager.PutSecretValueInput{SecretId: aws.String(w.TokenID),
-					ClientRequestToken: aws.String("00000000-0000-0000-0000-00000000000c"), SecretString: aws.String(string(outside))}); err != nil {
-					t.Errorf("the operator's token: %v", err)
-				}
+				storeOutside(t, w, outside)
 			case 2: // the record of the overtaken claim: the rotator is told to stop
 				stop()
 			}
-			return nil
 		})
-		defer w.API.Fail(nil)
 		expect(t, e.Run(ctx, c, rotation.Request{Force: true, Event: "ev-1"}, nil), rotation.Busy)
 		w.API.Fail(nil)
 		if st := state(t, w); st.Claim != nil {
@@ -723,27 +736,17 @@ func TestTheRecordOfAnOvertakenClaimNeverErasesAClaimMadeSince(t *testing.T) {
 		// "b" writes past the fault hook, which holds its lock while it runs.
 		b := rotation.NewEngine(rotation.Engine{Store: store.New(w.SM), Now: w.Clock.Now, Rand: func() float64 { return 0.5 },
 			Log: w.Logger(), Owner: "b", WriteRetry: time.Millisecond})
-		puts := 0
-		w.API.Fail(func(op string, in any) error {
-			p, ok := in.(*secretsmanager.PutSecretValueInput)
-			if !ok || !slices.Contains(p.VersionStages, document.StateStage) {
-				return nil
-			}
-			switch puts++; puts {
+		puts := onStatePut(t, w, func(n int) {
+			switch n {
 			case 1: // a's claim: the operator stores a token before a's re-read
-				if _, err := w.SM.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(w.TokenID),
-					ClientRequestToken: aws.String("00000000-0000-0000-0000-00000000000b"), SecretString: aws.String(string(outside))}); err != nil {
-					t.Errorf("the operator's token: %v", err)
-				}
+				storeOutside(t, w, outside)
 			case 2: // a's record of it: "b" reads a's claim and rotates first
 				expect(t, b.Rotate(ctx, c, true), rotation.Rotated)
 			}
-			return nil
 		})
-		defer w.API.Fail(nil)
 		expect(t, w.Engine("a").Rotate(ctx, c, true), rotation.Busy)
-		if puts != 2 {
-			t.Fatalf("a made %d state writes, want its claim and its record of the overtaken claim", puts)
+		if *puts != 2 {
+			t.Fatalf("a made %d state writes, want its claim and its record of the overtaken claim", *puts)
 		}
 		if st := state(t, w); st.Claim == nil || st.Claim.Owner != "b" {
 			t.Fatalf("a's record landed over b's claim: the state's claim is %+v", st.Claim)
