@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -287,5 +288,18 @@ func TestBlockedColumn(t *testing.T) {
 		if got := blocked(tc.s, now); got != tc.want {
 			t.Errorf("blocked = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// version takes --json, as every command does (an audit's walk-through: "version takes no
+// arguments").
+func TestVersionJSON(t *testing.T) {
+	var out bytes.Buffer
+	if ok, err := builtin("version", []string{"--json"}, &out); !ok || err != nil {
+		t.Fatalf("version --json: %v", err)
+	}
+	var v struct{ Version, Go string }
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil || v.Version == "" || !strings.HasPrefix(v.Go, "go") {
+		t.Errorf("version --json printed %q (%v)", out.String(), err)
 	}
 }

@@ -142,9 +142,11 @@ calls nothing.
 
 Flags:
   -h, --help  show this help
+  --json      print {"version": ..., "go": ...}
 
 Example:
   rotator version
+  rotator version --json
 
 Exit status:
   0  success

@@ -191,8 +191,14 @@ func builtin(name string, args []string, stdout io.Writer) (bool, error) {
 		case len(args) == 1 && isHelpFlag(args[0]):
 			fmt.Fprint(stdout, builtinHelp["version"])
 			return true, nil
+		case len(args) == 1 && args[0] == "--json":
+			v, goVersion := versionInfo()
+			return true, writeJSON(stdout, struct {
+				Version string `json:"version"`
+				Go      string `json:"go"`
+			}{v, goVersion})
 		case len(args) > 0:
-			return true, usagef("version", "version takes no arguments")
+			return true, usagef("version", "version takes no arguments but --json")
 		}
 		fmt.Fprintln(stdout, versionString())
 		return true, nil
@@ -372,6 +378,13 @@ func clientNames(clients []*rotation.Client) []string {
 }
 
 func versionString() string {
+	v, goVersion := versionInfo()
+	return fmt.Sprintf("clear-rotator %s (%s)", v, goVersion)
+}
+
+// versionInfo is the rotator's version ("dev" when the build did not say) and the Go version it
+// was built with ("unknown" when the binary does not say).
+func versionInfo() (string, string) {
 	v := version
 	if v == "" {
 		v = "dev"
@@ -384,7 +397,7 @@ func versionString() string {
 	if bi != nil {
 		goVersion = bi.GoVersion
 	}
-	return fmt.Sprintf("clear-rotator %s (%s)", v, goVersion)
+	return v, goVersion
 }
 
 // flagSet returns a flag set that prints nothing: run prints every error itself, once.
