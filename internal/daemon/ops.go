@@ -275,7 +275,7 @@ var metricHelp = map[string]string{
 	MetricLastSuccess:  "When the daemon last found the client healthy (state ok, expiring or in-flight), in Unix seconds.",
 	MetricBlocked:      "1 while no rotation may call Clear: refused by Clear (401, 429), backing off after failures, or at the daily limit.",
 	MetricDegraded:     "1 while two API clients are configured but only one may be asked, so a rotation revokes the token in use.",
-	MetricTokenLost:    "1 while a token Clear issued was not stored (or may have issued, to a request that failed; or a rotation was abandoned) and the token in AWSCURRENT may be revoked.",
+	MetricTokenLost:    "1 while a token Clear issued was not stored (or a rotation was abandoned) and the token in AWSCURRENT may be revoked.",
 	MetricState:        "The client's state as last read: 1 for the current one (ok, expiring, expired, no-token, blocked, limited, backing-off, in-flight, token-lost, degraded, unknown).",
 	MetricNextCheck:    "When the daemon next looks at the client, in Unix seconds.",
 	MetricReady:        "1 when /readyz answers 200: the first tick finished and every client's last read of Secrets Manager succeeded.",

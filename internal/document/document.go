@@ -158,6 +158,13 @@ type State struct {
 	// failed, or a claim whose owner vanished. It holds until AWSCURRENT changes.
 	Lost *Lost `json:"lost,omitempty"`
 
+	// Suspect is the AWSCURRENT version whose token a failed request may have revoked: the request
+	// of its API client left, and Clear may have issued a token before it failed (a 5xx, a timeout,
+	// an answer that was not a token). The token is replaced once the API client's backoff allows,
+	// due or not. It holds until AWSCURRENT changes. Older releases ignore it, and replace the token
+	// when it is due.
+	Suspect string `json:"suspect,omitempty"`
+
 	// Events are the ids of the most recent forced requests that were acted on (their rotation
 	// stored a token), newest last, at most MaxEvents. A request whose claim is still live is
 	// recognised by the claim's Event.

@@ -312,7 +312,7 @@ func stateGate(in gateInput) *stop {
 // dueGate: without force, only a due token or a lost one is rotated.
 func dueGate(in gateInput) *stop {
 	due := !in.renewAt.IsZero() && !in.now.Before(in.renewAt)
-	if in.req.Force || due || lostCurrent(in.s, in.st) {
+	if in.req.Force || due || lostCurrent(in.s, in.st) || suspect(in.s, in.st) {
 		return nil
 	}
 	return &stop{NotDue, nil, in.renewAt}
@@ -529,6 +529,9 @@ func settle(st document.State, s Snapshot, now time.Time) (document.State, *docu
 	if st.Lost != nil && st.Lost.Base != s.CurrentID {
 		st.Lost = nil
 	}
+	if st.Suspect != s.CurrentID {
+		st.Suspect = "" // AWSCURRENT moved on
+	}
 	cl := st.Claim
 	if cl == nil {
 		return st, nil
@@ -586,6 +589,7 @@ func completed(st document.State, cl *document.Claim, s Snapshot, now time.Time)
 	}
 	st.Events = document.Remember(st.Events, cl.Event)
 	st.Failed = document.Forget(st.Failed, cl.Event)
+	st.Suspect = "" // replaced
 	return st
 }
 
@@ -615,6 +619,12 @@ func minTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// suspect reports whether a failed request may have revoked the token in AWSCURRENT (State.Suspect):
+// it is due, once its API client's backoff allows.
+func suspect(s Snapshot, st document.State) bool {
+	return st.Suspect != "" && st.Suspect == s.CurrentID
 }
 
 // lostCurrent reports whether a recorded loss has (or may have) revoked the token in AWSCURRENT:

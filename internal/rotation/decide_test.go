@@ -756,3 +756,23 @@ func TestAHeldForceNamesTheAPIClientToAsk(t *testing.T) {
 		t.Errorf("the message: %s", msg)
 	}
 }
+
+// A token a failed request may have revoked (State.Suspect) is due, not at its renewal: once the
+// backoff allows, as soon as it is read; the backoff still spaces the request. A suspect version
+// that is no longer AWSCURRENT says nothing.
+func TestDecideASuspectTokenIsDue(t *testing.T) {
+	s := snap(t0.Add(5*time.Minute), t0, 0, "fp1")
+	retry := t0.Add(5*time.Minute + 20*time.Second)
+	s.State = document.State{Suspect: "v-current", APIClients: []document.APIClient{{Secret: "fp1", Failures: 1, RetryAt: &retry}}}
+	if d := rotation.Decide(s, policy, rotation.Request{}); d.Action == rotation.Ask || !d.NextCheck.Equal(retry) {
+		t.Fatalf("within the backoff: %+v", d)
+	}
+	s.Now = retry
+	if d := rotation.Decide(s, policy, rotation.Request{}); d.Action != rotation.Ask {
+		t.Fatalf("the backoff over: %+v", d)
+	}
+	s.State.Suspect = "v-older"
+	if d := rotation.Decide(s, policy, rotation.Request{}); d.Action == rotation.Ask || d.Settled.Suspect != "" {
+		t.Fatalf("a suspect version no longer AWSCURRENT: %+v", d)
+	}
+}

@@ -612,10 +612,10 @@ func TestARotationsResultIsTheStoredTokens(t *testing.T) {
 
 // TestAForcedRotationThatFailsAfterClearIssuedIsRetried: a forced rotation's request reaches
 // Clear, which issues a token (revoking the one in use) and then fails with a 500. The token in
-// AWSCURRENT may be dead: status must not call it ok, and once the backoff has passed the next
-// look replaces it, though it is not due (an audit's walk-through found it reported ok and left
-// until its renewal, hours later with day-long tokens). A failure before the request was sent
-// revokes nothing and changes nothing.
+// AWSCURRENT may be dead: status must not call it ok, nor its renewal hours away, and once the
+// backoff has passed the next look replaces it, though it is not due (an audit's walk-through found
+// it reported ok and left until its renewal, hours later with day-long tokens). It is not a token
+// lost (no ClearTokenLost page for a 5xx that most likely issued nothing).
 func TestAForcedRotationThatFailsAfterClearIssuedIsRetried(t *testing.T) {
 	inBubble(t, rig.Options{Lifetime: 24 * time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
 		ctx := context.Background()
@@ -627,8 +627,8 @@ func TestAForcedRotationThatFailsAfterClearIssuedIsRetried(t *testing.T) {
 		if w.Live() {
 			t.Fatal("the fault did not revoke the token in use")
 		}
-		if s, _ := e.Status(ctx, c); s.State == rotation.HealthOK || s.TokenLost == nil {
-			t.Errorf("the token in use may be dead, and status says %s (token lost %v)", s.State, s.TokenLost)
+		if s, _ := e.Status(ctx, c); s.State == rotation.HealthOK || s.TokenLost != nil || s.RenewAt == nil || s.RenewAt.After(w.Clock.Now()) {
+			t.Errorf("the token in use may be dead, and status says %s, renewing at %v (token lost %v)", s.State, s.RenewAt, s.TokenLost)
 		}
 		w.Clock.Advance(time.Minute) // past the first backoff
 		expect(t, e.Rotate(ctx, c, false), rotation.Rotated)

@@ -123,7 +123,10 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 	}
 	if l := d.Settled.Lost; l != nil && lostCurrent(s, d.Settled) {
 		st.TokenLost = &LostView{At: l.At, Reason: l.Reason, Certain: l.Certain}
-		// A lost token is due at once (dueGate), whatever the renewal of the one it may have revoked.
+	}
+	// A lost or suspect token is due at once (dueGate), whatever its own renewal time; a backoff
+	// still spaces the request.
+	if lostCurrent(s, d.Settled) || suspect(s, d.Settled) {
 		if now := s.Now.UTC(); st.RenewAt == nil || st.RenewAt.After(now) {
 			st.RenewAt = &now
 		}

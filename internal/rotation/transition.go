@@ -63,9 +63,9 @@ type Spacing struct {
 //     that a clock or Clear problem that persists cannot spend the day's budget.
 //   - Refused blocks the API client (401 and other 4xx: until its secret changes; 429: until
 //     Retry-After, but no sooner than the backoff, or midnight UTC) or backs it off (transient);
-//     its event failed. A failure after which Clear may have issued a token (clear.Error's
-//     MayHaveIssued) by the API client of the token in AWSCURRENT records that token as possibly
-//     lost (not Certain).
+//     its event failed. When Clear may have issued a token before the failure (clear.Error's
+//     MayHaveIssued) and the API client asked issued the token in AWSCURRENT, that token is
+//     suspect: it is replaced once the backoff allows, due or not (dueGate).
 //   - Lost records the loss; the first retry after it is immediate, since the token in AWSCURRENT
 //     may be dead, and a loss while an earlier one is unrecovered backs off from the first step.
 //   - Released uncounts the request the claim counted: it was never sent. It counts as a failure,
@@ -99,11 +99,8 @@ func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 		acting.Failures++
 		acting.LastError, acting.RetryAt = a.Reason, nil
 		refuse(&acting, a, sp)
-		if a.Clear != nil && a.Clear.MayHaveIssued() && (cl.Replaces == "" || cl.Replaces == cl.Secret) {
-			// Clear may have issued a token, revoking the one in AWSCURRENT (its API client was
-			// asked): the loss is recorded as uncertain, so that the token is replaced once the
-			// backoff allows, due or not, and status does not call it ok meanwhile.
-			st.Lost = &document.Lost{At: a.At, Reason: a.Reason, Base: cl.Base, Slot: cl.Slot, Secret: cl.Secret}
+		if a.Clear != nil && a.Clear.MayHaveIssued() && cl.Base != "" && (cl.Replaces == "" || cl.Replaces == cl.Secret) {
+			st.Suspect = cl.Base
 		}
 	case AttemptLost:
 		st.Failed = document.Remember(st.Failed, cl.Event)
