@@ -401,9 +401,9 @@ func preferred(s Snapshot, slots int) int {
 
 // issuer is the API client that issued the token in AWSCURRENT, 0 without one. A token whose
 // document names none was written while one API client was configured, the first: when a second
-// is added, the next rotation asks the second, and the token ERP systems hold stays valid. (A
-// token stored by another writer names none either; it is taken for the first's as well, which at
-// worst asks the first later than it could.)
+// is added, the next rotation asks the second, and the token ERP systems hold stays valid. A token
+// stored by another writer names none either: it is taken for the first's as well, so one that was
+// in fact the second's is revoked by the next rotation (the README asks such writers to name it).
 func issuer(s Snapshot) int {
 	switch {
 	case !s.HasToken:
@@ -638,7 +638,7 @@ func lostCurrent(s Snapshot, st document.State) bool {
 	if !s.HasToken || len(s.Secrets) < 2 {
 		return true
 	}
-	return s.Token.APIClient == 0 || s.Token.APIClient == l.Slot
+	return issuer(s) == l.Slot
 }
 
 // lastChance is the latest a rotation can start and still store a token before the one in

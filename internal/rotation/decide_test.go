@@ -776,3 +776,17 @@ func TestDecideASuspectTokenIsDue(t *testing.T) {
 		t.Fatalf("a suspect version no longer AWSCURRENT: %+v", d)
 	}
 }
+
+// One rule for the API client of a token without api_client (issuer): when a second API client was
+// added, the token in AWSCURRENT is the first's, so a loss of the second's token (its write failed)
+// does not make the token ERPs hold dead (a review: lostCurrent counted any loss against it).
+func TestALossOfTheSecondAPIClientSparesTheFirstsToken(t *testing.T) {
+	s := snap(t0.Add(41*time.Minute), t0, 0, "fp1", "fp2")
+	d := rotation.Decide(s, policy, rotation.Request{}) // asks API client 2
+	sp := rotation.Spacing{Backoff: timing.Backoff{Base: 30 * time.Second, Cap: time.Hour}, Jitter: 0.5}
+	s.State = rotation.Transition(d.Claim, rotation.Attempt{Kind: rotation.AttemptLost, At: s.Now, Reason: "write failed"}, sp)
+	s.Now = s.Now.Add(time.Second)
+	if d := rotation.Decide(s, policy, rotation.Request{}); d.Health == rotation.HealthTokenLost {
+		t.Errorf("API client 2's token lost, and API client 1's, in AWSCURRENT, is taken for dead: %+v", d)
+	}
+}
