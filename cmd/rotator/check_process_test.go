@@ -187,3 +187,13 @@ func TestGatewaySettingsWithoutAnAddressAreNamed(t *testing.T) {
 		t.Fatal("the key was shown")
 	}
 }
+
+// With a probe path, rotator run starts the gateway for the probes, which reads the key's secret:
+// the key is not named as doing nothing (a review: the warning and check's key line disagreed).
+func TestAKeyTheProbesReadIsNotIdle(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	r := rotatorEnv(w, []string{"ROTATOR_PROBE_PATH=/v1/ping", "ROTATOR_GATEWAY_KEY=" + strings.Repeat("k", 32)}, "check")
+	if r.Code != 0 || strings.Contains(r.Stdout+r.Stderr, "rotator run serves no gateway") {
+		t.Fatalf("exit %d:\n%s", r.Code, r.Output())
+	}
+}

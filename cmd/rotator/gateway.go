@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -128,7 +127,7 @@ func reloadStandalone(ctx context.Context, env Env, svc *gateway.Service, reload
 func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, stderr io.Writer,
 	after func(context.Context, *rotation.Client, rotation.Result)) (*gateway.Service, error) {
 	gcfg := &a.Config.Gateway
-	if !servesGateway(a.Config) {
+	if !a.Config.StartsGateway() {
 		return nil, nil
 	}
 	procs := runtime.GOMAXPROCS(0)
@@ -151,13 +150,6 @@ func startEmbedded(ctx context.Context, a *app.App, lookup config.LookupFunc, st
 	a.Log.Info("gateway started", "clients", len(a.Config.Clients), "gateway_addr", svc.Addr, "tls", svc.TLS,
 		"key", !gcfg.Key.IsZero() || gcfg.KeyID != "", "embedded", true, "gomaxprocs", procs)
 	return svc, nil
-}
-
-// servesGateway reports whether `rotator run` starts the gateway with cfg (startEmbedded): to
-// serve it on ROTATOR_GATEWAY_ADDR, or to send the probes of clients with a ROTATOR_PROBE_PATH.
-// Either way it reads the key's secret at start-up.
-func servesGateway(cfg *config.Config) bool {
-	return cfg.Gateway.Addr != "" || slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return c.ProbePath != "" })
 }
 
 // gatewayProcs runs a process that serves the gateway on one processor (GOMAXPROCS=1) unless the

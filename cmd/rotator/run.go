@@ -341,7 +341,7 @@ func check(ctx context.Context, a *app.App, clients []*rotation.Client, warnings
 		fmt.Fprintf(stdout, "warning: %s\n", config.IdleGatewayText(idle))
 	}
 	failed := checkClients(ctx, a.Engine, clients, stdout)
-	failed += checkGateway(ctx, a, gatewayHost || servesGateway(cfg), stdout)
+	failed += checkGateway(ctx, a, gatewayHost || cfg.StartsGateway(), stdout)
 	failed += checkDelivery(ctx, a, stdout)
 	// Secrets named differently may still hold one value; only reading them tells.
 	for _, err := range a.Engine.SharedSecrets(ctx, clients) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -65,11 +66,18 @@ func Unknown(environ []string) []Warning {
 var gatewayListenerOnly = []string{EnvGatewayKey, EnvGatewayKeyGrace, EnvGatewayKeyID, EnvGatewayMaxConns,
 	EnvGatewayReplayLimit, EnvGatewayTLSCert, EnvGatewayTLSKey}
 
-// IdleGateway returns, sorted, the variables set that only the gateway's listener reads when cfg
-// serves none from `rotator run` (ROTATOR_GATEWAY_ADDR unset): they do nothing, which a forgotten
-// address would otherwise hide.
+// StartsGateway reports whether `rotator run` starts the gateway with c: to serve it on
+// ROTATOR_GATEWAY_ADDR, or to send the probes of clients with a ROTATOR_PROBE_PATH. Either way it
+// reads the key's secret at start-up.
+func (c *Config) StartsGateway() bool {
+	return c.Gateway.Addr != "" || slices.ContainsFunc(c.Clients, func(cl Client) bool { return cl.ProbePath != "" })
+}
+
+// IdleGateway returns, sorted, the variables set that only the gateway reads when `rotator run`
+// starts none with cfg (StartsGateway): they do nothing, which a forgotten address would otherwise
+// hide.
 func IdleGateway(cfg *Config, lookup LookupFunc) []string {
-	if cfg == nil || cfg.Gateway.Addr != "" || lookup == nil {
+	if cfg == nil || cfg.StartsGateway() || lookup == nil {
 		return nil
 	}
 	var out []string
