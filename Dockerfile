@@ -21,7 +21,8 @@ RUN make static VERSION="$VERSION"
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /src/bin/rotator /usr/local/bin/rotator
 USER nonroot:nonroot
-# The ops listener: /healthz, /readyz, /metrics (ROTATOR_HTTP_ADDR, default :9090).
+# The ops listener: /healthz, /readyz, /metrics (ROTATOR_HTTP_ADDR, default :9090 for rotator run;
+# rotator gateway's is 127.0.0.1:9480, so set ROTATOR_HTTP_ADDR=:9480 to probe it from outside).
 EXPOSE 9090
 # No HEALTHCHECK: distroless has no shell or curl to run one. Orchestrators should probe /healthz
 # (liveness) and /readyz (readiness) over HTTP instead. Give the container a stop timeout longer
