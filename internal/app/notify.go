@@ -416,7 +416,7 @@ func (r undeliveredRecord) lines() []string {
 	for _, t := range r.tags {
 		line := t.kind + ": " + t.value
 		if r.current != "" && t.version != "" && t.version != r.current {
-			line += fleet.SupersededNote // the newer token's own delivery tells the ERP
+			line += fleet.SupersededNote
 		}
 		lines = append(lines, line)
 	}

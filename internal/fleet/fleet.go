@@ -11,7 +11,6 @@ package fleet
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -281,20 +280,10 @@ func (f *Fleet) Status(ctx context.Context, clients []*rotation.Client) (StatusA
 	return ans, nil
 }
 
-// SupersededNote ends an undelivered line whose token is no longer AWSCURRENT: a newer token's own
-// delivery tells the ERP, and nothing is pending for it (Pending).
-const SupersededNote = " (superseded: a newer token is stored)"
-
-// Pending reports whether lines (a client's in StatusAnswer.Undelivered) hold a delivery of the
-// token in AWSCURRENT still not made.
-func Pending(lines []string) bool {
-	for _, l := range lines {
-		if !strings.HasSuffix(l, SupersededNote) {
-			return true
-		}
-	}
-	return false
-}
+// SupersededNote ends an undelivered line whose token is no longer AWSCURRENT. A delivery of the
+// newer token of the same kind would have cleared the record, so none of it is recorded either: the
+// ERPs were told of neither (the newer stored where push delivery is not configured, say).
+const SupersededNote = " (superseded by a newer token, of which no delivery is recorded either)"
 
 // undelivered reads f.Undelivered for every client; a record that cannot be read is left out,
 // since the status row reports the read failure already.
