@@ -59,6 +59,9 @@ type Client struct {
 	base *url.URL
 	http *http.Client
 	now  func() time.Time // measures an HTTP-date Retry-After when the answer has no Date
+	// traced is true when the transport is net/http's, which reports a request's write (Token's
+	// httptrace); with another, a failed request is taken to have left.
+	traced bool
 }
 
 // ParseBaseURL validates a Clear base URL. It must be https, except that plain http is allowed for
@@ -121,7 +124,8 @@ func NewClient(baseURL string, httpClient *http.Client) (*Client, error) {
 	}
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	hc.Transport = singleUse(hc.Transport)
-	return &Client{base: u, http: &hc, now: time.Now}, nil
+	_, traced := hc.Transport.(*http.Transport)
+	return &Client{base: u, http: &hc, now: time.Now, traced: traced}, nil
 }
 
 // singleUse returns rt, or net/http's default transport for nil, with keep-alives off when it is
@@ -166,7 +170,8 @@ func (c *Client) Token(ctx context.Context, cs ClientSecret) (Grant, error) {
 		WroteHeaders: func() { sent.Store(true) }}))
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Grant{}, networkError(err, cs, sent.Load())
+		// Only net/http's transport reports the write; another is taken to have sent it.
+		return Grant{}, networkError(err, cs, sent.Load() || !c.traced)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -312,3 +313,45 @@ func TestTokenIsNeverResentAfterADroppedConnection(t *testing.T) {
 		t.Errorf("Clear saw %d token requests, want 2: the dropped one was resent", n)
 	}
 }
+
+// Whether Clear may have issued a token after a failed request: not when the request never left
+// (no connection), but when it did and no answer came (a timeout), and whenever the transport does
+// not say (a RoundTripper other than net/http's, which reports no write): then the safe answer is
+// that it may have (a review of the session found such a transport's failures taken for unsent).
+func TestMayHaveIssued(t *testing.T) {
+	ask := func(base string, hc *http.Client) *clear.Error {
+		t.Helper()
+		c, err := clear.NewClient(base, hc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Token(context.Background(), clear.NewClientSecret("sec-0123456789abcdef"))
+		var ce *clear.Error
+		if !errors.As(err, &ce) {
+			t.Fatalf("err = %v", err)
+		}
+		return ce
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	if e := ask(closed, nil); e.MayHaveIssued() {
+		t.Errorf("no connection: %v may have issued", e)
+	}
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer hang.Close()
+	if e := ask(hang.URL, &http.Client{Timeout: 200 * time.Millisecond}); !e.MayHaveIssued() {
+		t.Errorf("sent, and no answer: %v may not have issued", e)
+	}
+	other := &http.Client{Transport: roundTrip(func(*http.Request) (*http.Response, error) { return nil, errors.New("broken") })}
+	if e := ask(closed, other); !e.MayHaveIssued() {
+		t.Errorf("a transport that does not say: %v may not have issued", e)
+	}
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
