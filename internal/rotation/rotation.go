@@ -376,12 +376,11 @@ func (e *Engine) ask(ctx context.Context, c *Client, rd read, d Decision, r Resu
 		// Left as it is, the claim would be settled as a completed rotation (AWSCURRENT is not its
 		// base): its API client healthy again, its event acted on. The state that says otherwise is
 		// put with the token the next claim on this one would use, so that it lands only if no
-		// other rotator has claimed since; like a release, even when the caller stops meanwhile,
-		// within the claim's lease.
-		if wctx, cancel, ok := e.afterClaim(ctx, rd, d); ok {
-			e.apply(wctx, c, d, Attempt{Kind: AttemptOvertaken, At: e.now()}, requestToken("claim", claimID), "could not record the overtaken claim")
-			cancel()
-		}
+		// other rotator has claimed since (which also makes it safe after the lease), even when the
+		// caller stops meanwhile, within a caller's deadline.
+		wctx, cancel := detach(ctx, releaseLimit)
+		e.apply(wctx, c, d, Attempt{Kind: AttemptOvertaken, At: e.now()}, requestToken("claim", claimID), "could not record the overtaken claim")
+		cancel()
 		r.NextCheck = time.Time{}
 		return r.fail(Busy, &BusyError{Reason: "another rotator stored a new token meanwhile"})
 	}
@@ -633,10 +632,10 @@ func writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithDeadline(ctx, by)
 }
 
-// afterClaim returns the context in which what became of a claim that asked Clear nothing is
-// written (a release, an overtaken claim): it outlives the caller (a SIGTERM), since left as it is
-// the claim would be taken for a completed rotation or hold the others off for its lease, but ends
-// with releaseLimit or what is left of the lease. ok is false when too little of the lease is left.
+// afterClaim returns the context in which a release is written: it outlives the caller (a
+// SIGTERM), since left as it is the claim would hold the others off for its lease, but ends with
+// releaseLimit or what is left of the lease (later, another rotator may have taken the claim over,
+// and a release would erase that claim). ok is false when too little of the lease is left.
 func (e *Engine) afterClaim(ctx context.Context, rd read, d Decision) (context.Context, context.CancelFunc, bool) {
 	left := min(releaseLimit, e.leaseLeft(rd, d)-timing.LeaseMargin)
 	if left <= 0 {

@@ -553,6 +553,30 @@ func TestAClaimOvertakenByAnOutsideWriteIsNotARotation(t *testing.T) {
 
 func timePtr(t time.Time) *time.Time { return &t }
 
+// The record of an overtaken claim is written however little of the claim's lease is left: its
+// token lands only if no rotator has claimed since, so it is safe after the lease too, and left
+// unwritten the claim is settled as a completed rotation (a review of the session: f693435 bounded
+// it by the lease like a release, and skipped it when the claim's calls had been slow).
+func TestAnOvertakenClaimIsRecordedLateInItsLease(t *testing.T) {
+	inBubble(t, rig.Options{Lifetime: time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+		e := w.Engine("a")
+		blocked(t, w, c, e)
+		w.Clock.Advance(time.Minute)
+		outside := outsideToken(w)
+		onStatePut(t, w, func(n int) {
+			if n == 1 { // the claim: slow enough to leave less than the lease's margin, and overtaken
+				w.Clock.Advance(55 * time.Second)
+				storeOutside(t, w, outside)
+			}
+		})
+		expect(t, e.Run(context.Background(), c, rotation.Request{Force: true, Event: "ev-1"}, nil), rotation.Busy)
+		w.API.Fail(nil)
+		if st := state(t, w); st.Claim != nil {
+			t.Fatalf("the overtaken claim was left as it was: %+v", st.Claim)
+		}
+	})
+}
+
 // blocked rotates once with e, then has Clear refuse the client secret: the API client is blocked
 // until its secret changes.
 func blocked(t *testing.T, w *rig.World, c *rotation.Client, e *rotation.Engine) {
