@@ -240,6 +240,7 @@ func networkError(err error, cs ClientSecret, sent bool) *Error {
 			msg = ue.Op + " " + ue.URL + ": timeout"
 		}
 	}
+	msg = secret.RedactProxyText(msg) // a malformed proxy address is quoted whole by Go
 	return &Error{Kind: KindTransient, Message: Sanitize(secret.Redact(msg, cs.Reveal())), Err: err, Unsent: !sent}
 }
 

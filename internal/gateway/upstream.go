@@ -278,26 +278,8 @@ func (u *Upstream) host(req *http.Request) (*upHost, error) {
 	return h, nil
 }
 
-// goProxyError is how Go's proxy lookup (httpproxy's parseProxy) refuses a proxy address:
-// "invalid proxy address %q: %v", the address and url.Parse's reason.
-const goProxyError = "invalid proxy address "
-
-// redactProxyError is err told without the proxy's user info, query or fragment (secret.RedactURL),
-// to be logged. Go's own refusal of a malformed address quotes it whole, password included, and
-// url.Parse's reason after it may quote part of it again (`invalid port ":hunter2" after host`,
-// an invalid escape): the address is kept, redacted, and the reason dropped.
-func redactProxyError(err error) error {
-	msg := err.Error()
-	if rest, ok := strings.CutPrefix(msg, goProxyError); ok {
-		if q, qerr := strconv.QuotedPrefix(rest); qerr == nil {
-			if addr, uerr := strconv.Unquote(q); uerr == nil {
-				return errors.New(goProxyError + strconv.Quote(secret.RedactURL(addr)) +
-					" (HTTPS_PROXY or HTTP_PROXY is not a valid URL; its value is shown redacted)")
-			}
-		}
-	}
-	return errors.New(secret.RedactURL(msg))
-}
+// redactProxyError is err told by secret.RedactProxyText, to be logged.
+func redactProxyError(err error) error { return errors.New(secret.RedactProxyText(err.Error())) }
 
 // conn returns an idle connection that is still open, or a new one.
 func (u *Upstream) conn(ctx context.Context, h *upHost) (c *upConn, reused bool, err error) {

@@ -3,6 +3,7 @@ package secret
 import (
 	"bytes"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -239,4 +240,26 @@ func RedactURL(s string) string {
 		tail = tail[:1] + Marker
 	}
 	return scheme + head + tail
+}
+
+// goProxyError is how Go's proxy lookup (httpproxy's parseProxy) refuses a proxy address:
+// "invalid proxy address %q: %v", the address and url.Parse's reason.
+const goProxyError = "invalid proxy address "
+
+// RedactProxyText is an error's text told without a proxy's user info, query or fragment
+// (RedactURL). Go's own refusal of a malformed HTTPS_PROXY or HTTP_PROXY quotes it whole, password
+// included, and url.Parse's reason after it may quote part of it again (`invalid port ":hunter2"
+// after host`, an invalid escape): the address is kept, redacted, and the reason dropped. Other
+// text has its URLs redacted.
+func RedactProxyText(msg string) string {
+	if i := strings.Index(msg, goProxyError); i >= 0 {
+		rest := msg[i+len(goProxyError):]
+		if q, qerr := strconv.QuotedPrefix(rest); qerr == nil {
+			if addr, uerr := strconv.Unquote(q); uerr == nil {
+				return msg[:i] + goProxyError + strconv.Quote(RedactURL(addr)) +
+					" (HTTPS_PROXY or HTTP_PROXY is not a valid URL; its value is shown redacted)"
+			}
+		}
+	}
+	return RedactURL(msg)
 }
