@@ -681,6 +681,13 @@ func TestTokensThatNeedMoreThanTheDailyLimitAreReported(t *testing.T) {
 			if n := r.Status.RenewalsPerDay; n == nil || *n != 180 || r.Status.OverBudget() != tc.warn {
 				t.Errorf("limit %d, %d API clients: renewals a day %v, over the budget %v", tc.limit, tc.apiClients, n, r.Status.OverBudget())
 			}
+			if degraded := r.Status; tc.apiClients == 2 && !tc.warn {
+				yes := true
+				degraded.Degraded = &yes // one API client asks for every renewal
+				if !degraded.OverBudget() {
+					t.Errorf("limit %d, degraded: not over the budget", tc.limit)
+				}
+			}
 			if warned := strings.Contains(w.Logs.String(), "more requests a day than the daily limit"); warned != tc.warn {
 				t.Errorf("limit %d, %d API clients: warned %v, want %v:\n%s", tc.limit, tc.apiClients, warned, tc.warn, w.Logs.String())
 			}

@@ -78,6 +78,9 @@ func (s Status) OverBudget() bool {
 		return false
 	}
 	each := max(len(s.APIClients), 1)
+	if s.IsDegraded() {
+		each = 1 // one API client asks for every renewal
+	}
 	return (*s.RenewalsPerDay+each-1)/each > s.DailyLimit
 }
 
