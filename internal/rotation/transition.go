@@ -99,7 +99,7 @@ func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 		acting.Failures++
 		acting.LastError, acting.RetryAt = a.Reason, nil
 		refuse(&acting, a, sp)
-		if a.Clear != nil && a.Clear.MayHaveIssued() && cl.Base != "" && (cl.Replaces == "" || cl.Replaces == cl.Secret) {
+		if mayHaveRevoked(cl, a) {
 			st.Suspect = cl.Base
 		}
 	case AttemptLost:
@@ -136,6 +136,13 @@ func Transition(claimed document.State, a Attempt, sp Spacing) document.State {
 		}
 	}
 	return st.WithAPIClient(acting, secretsIn(st)...)
+}
+
+// mayHaveRevoked reports whether the failed attempt a, of claim cl, may have revoked the token in
+// AWSCURRENT: Clear may have issued a token before it failed, and the API client asked issued the
+// one in use (the only one, or the one the claim replaces).
+func mayHaveRevoked(cl *document.Claim, a Attempt) bool {
+	return a.Clear != nil && a.Clear.MayHaveIssued() && cl.Base != "" && (cl.Replaces == "" || cl.Replaces == cl.Secret)
 }
 
 // refuse records Clear's refusal on the API client that was asked.
