@@ -177,6 +177,13 @@ func TestRevokeDeliversTheReplacement(t *testing.T) {
 	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), 0, "default: rotated")
 	wantCode(t, rotatorEnv(w, nil, "status", "--check"), 1, "default (not delivered)")
 	wantCode(t, rotatorEnv(w, nil, "status"), 0, "(superseded by a newer token, of which no delivery is recorded either)")
+	// Where push delivery is configured, the next run tells the ERP of the token in AWSCURRENT.
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate"), 0, "default: not_due")
+	_, version = w.MustCurrent()
+	if got := rc.Deliveries(); decodeBody(t, got[len(got)-1]).VersionID != version {
+		t.Fatalf("the last delivery is not of the token in AWSCURRENT: %+v", got[len(got)-1])
+	}
+	wantCode(t, rotatorEnv(w, nil, "status", "--check"), 0, "default")
 }
 
 func TestHookRunsWithTheVersionAndTheTokenOnRequest(t *testing.T) {

@@ -424,14 +424,20 @@ func (r undeliveredRecord) lines() []string {
 	return lines
 }
 
-// due is what is to be resumed: the kinds, sorted, whose tag names the version AWSCURRENT is on
-// (a tag naming another version is superseded: the newer token's own delivery tells the ERP), and
-// the reason of the last of them as Secrets Manager lists them; no kinds when none is due.
+// due is what is to be resumed: the kinds, sorted, with a tag naming a version that can be read
+// (one naming AWSCURRENT, or an older one: a delivery of the newer token of that kind would have
+// removed the tag, so it was not told either, and the token to tell is AWSCURRENT's), and the reason
+// of the last tag naming AWSCURRENT as Secrets Manager lists them (scheduled when none does); no
+// kinds when none is due or no version is AWSCURRENT.
 func (r undeliveredRecord) due() (kinds []string, reason notify.Reason) {
 	reason = notify.Scheduled
 	for _, t := range r.tags {
-		if r.current != "" && t.version == r.current {
-			kinds, reason = append(kinds, t.kind), t.reason
+		if r.current == "" || t.version == "" {
+			continue
+		}
+		kinds = append(kinds, t.kind)
+		if t.version == r.current {
+			reason = t.reason
 		}
 	}
 	slices.Sort(kinds)
@@ -462,12 +468,13 @@ func parseUndelivered(value string) (version string, reason notify.Reason) {
 	return f[1], reason
 }
 
-// Resumable returns the delivery of c's token that a process recorded as failed (its undelivered
-// tags: the daemon before it stopped, a replica, a CLI run, the Lambda) while that token is still
-// AWSCURRENT, and the kinds ("webhook", "hook") not delivered; ok is false when there is none. A
-// tag naming an older version is left alone: its token is superseded, and the newer one's own
-// delivery tells the ERP. The event is the one the failed delivery had, webhook-id included, so a
-// receiver that got it after all acts once.
+// Resumable returns the delivery of c's token in AWSCURRENT that a process recorded as failed (its
+// undelivered tags: the daemon before it stopped, a replica, a CLI run, the Lambda), and the kinds
+// ("webhook", "hook") not delivered; ok is false when there is none. A tag naming an older version
+// asks for AWSCURRENT's token too: a delivery of the newer token of its kind would have removed it,
+// so the ERP was told of neither (the newer stored where push delivery is not configured), and the
+// older token is not the one to tell. The event's webhook-id is the version's, so a receiver that
+// got it after all acts once.
 func (a *App) Resumable(ctx context.Context, c *rotation.Client) (ev notify.Event, kinds []string, ok bool, err error) {
 	if a.Store == nil || a.Store.API == nil || a.Engine == nil || a.Engine.Store == nil {
 		return notify.Event{}, nil, false, nil

@@ -156,8 +156,8 @@ func TestHookEnvDropsEverySecretSetting(t *testing.T) {
 	}
 }
 
-// Resumable finds the delivery a process recorded as failed while its token is still AWSCURRENT,
-// with the kinds not delivered and the event's reason, and nothing once a newer token is stored.
+// Resumable finds the delivery a process recorded as failed, with the kinds not delivered and the
+// event's reason; for a newer token stored since, that token's.
 func TestResumable(t *testing.T) {
 	ctx := t.Context()
 	sm := fake.NewSecretsManager(time.Now)
@@ -194,14 +194,15 @@ func TestResumable(t *testing.T) {
 		t.Fatalf("nothing recorded: %v, %v", ok, err)
 	}
 
-	// The tag as the recorder writes it, and one an older release wrote, without a reason.
+	// The tag as the recorder writes it, and one an older release wrote, without a reason, naming
+	// an older version: AWSCURRENT's token is told to both kinds, with the reason of the first.
 	ev := notify.NewEvent("default", "tok", v1, document.Token{}, notify.Revoke)
 	tag("webhook", undeliveredValue(ev, time.Now()))
 	tag("hook", "version some-older-version at 2026-12-01T00:00:00Z")
 	got, kinds, ok, err := a.Resumable(ctx, c)
-	if !ok || err != nil || !slices.Equal(kinds, []string{"webhook"}) || got.ID != ev.ID || got.VersionID != v1 ||
+	if !ok || err != nil || !slices.Equal(kinds, []string{"hook", "webhook"}) || got.ID != ev.ID || got.VersionID != v1 ||
 		got.Reason != notify.Revoke || got.Token.AccessToken.Reveal() != tok {
-		t.Fatalf("Resumable = %+v, %v, %v, %v; want the webhook of %s, reason revoke", got, kinds, ok, err, v1)
+		t.Fatalf("Resumable = %+v, %v, %v, %v; want the webhook and the hook of %s, reason revoke", got, kinds, ok, err, v1)
 	}
 	tag("hook", "version "+v1+" at 2026-12-01T00:00:00Z")
 	if got, kinds, _, _ := a.Resumable(ctx, c); !slices.Equal(kinds, []string{"hook", "webhook"}) || got.Reason != notify.Revoke {
@@ -214,10 +215,13 @@ func TestResumable(t *testing.T) {
 		t.Fatalf("an unknown reason: %q, %q; want scheduled", v, r)
 	}
 
-	// A newer token supersedes what was recorded: its own delivery tells the ERP.
-	put(string(doc))
-	if _, _, ok, err := a.Resumable(ctx, c); ok || err != nil {
-		t.Fatalf("after a newer token: %v, %v; want nothing to resume", ok, err)
+	// A newer token whose delivery was not recorded (stored where push delivery is not configured):
+	// a delivery of it would have removed the tags, so it is the one to tell, to both kinds (a
+	// review of the session: it was left untold, the tags taken for superseded).
+	v2 := put(string(doc))
+	if got, kinds, ok, err := a.Resumable(ctx, c); !ok || err != nil || got.VersionID != v2 || !slices.Equal(kinds, []string{"hook", "webhook"}) ||
+		got.Reason != notify.Scheduled {
+		t.Fatalf("after a newer token: %+v, %v, %v, %v; want AWSCURRENT's, scheduled, to both kinds", got, kinds, ok, err)
 	}
 	// An AWSCURRENT that is no token document is not told, and the error does not quote it.
 	v3 := put(tok)
@@ -273,9 +277,9 @@ func TestTheRecordIsWrittenBeforeTheMetricsAreTold(t *testing.T) {
 
 // The one reading of a token secret's undelivered tags: status shows every one, sorted, those of a
 // token no longer AWSCURRENT marked superseded (a malformed one, whose version is unknown, is not);
-// resuming
-// takes the kinds whose tag names AWSCURRENT, with the reason written (scheduled when none is, or
-// one unknown), and nothing when no version is AWSCURRENT.
+// resuming tells AWSCURRENT's token to every kind with a readable tag, superseded ones included
+// (the ERP was told of neither token), with the reason of a tag naming AWSCURRENT (scheduled when
+// none does, or its reason is unknown), and nothing when no version is AWSCURRENT.
 func TestUndeliveredOf(t *testing.T) {
 	tag := func(k, v string) types.Tag { return types.Tag{Key: aws.String(k), Value: aws.String(v)} }
 	const web, hook = UndeliveredTagPrefix + "webhook", UndeliveredTagPrefix + "hook"
@@ -291,13 +295,13 @@ func TestUndeliveredOf(t *testing.T) {
 		"older format": {"v2", []types.Tag{tag(web, "version v2 at T")}, []string{"webhook: version v2 at T"}, []string{"webhook"}, notify.Scheduled},
 		"unknown reason": {"v2", []types.Tag{tag(web, "version v2 at T reason bogus")}, []string{"webhook: version v2 at T reason bogus"},
 			[]string{"webhook"}, notify.Scheduled},
-		"superseded":    {"v2", []types.Tag{tag(web, "version v1 at T reason healed")}, []string{"webhook: version v1 at T reason healed" + fleet.SupersededNote}, nil, notify.Scheduled},
+		"superseded":    {"v2", []types.Tag{tag(web, "version v1 at T reason healed")}, []string{"webhook: version v1 at T reason healed" + fleet.SupersededNote}, []string{"webhook"}, notify.Scheduled},
 		"malformed":     {"v2", []types.Tag{tag(hook, "v2"), tag(web, "")}, []string{"hook: v2", "webhook: "}, nil, notify.Scheduled},
 		"no AWSCURRENT": {"", []types.Tag{tag(web, "version v2 at T")}, []string{"webhook: version v2 at T"}, nil, notify.Scheduled},
 		"both, the last listed's reason": {"v2", []types.Tag{tag(web, "version v2 at T reason revoke"), tag("team", "erp"), tag(hook, "version v2 at T")},
 			[]string{"hook: version v2 at T", "webhook: version v2 at T reason revoke"}, []string{"hook", "webhook"}, notify.Scheduled},
 		"one current, one not": {"v2", []types.Tag{tag(hook, "version v2 at T reason healed"), tag(web, "version v1 at T reason revoke")},
-			[]string{"hook: version v2 at T reason healed", "webhook: version v1 at T reason revoke" + fleet.SupersededNote}, []string{"hook"}, notify.Healed},
+			[]string{"hook: version v2 at T reason healed", "webhook: version v1 at T reason revoke" + fleet.SupersededNote}, []string{"hook", "webhook"}, notify.Healed},
 	} {
 		out := &secretsmanager.DescribeSecretOutput{ARN: aws.String("arn:tok"), Tags: tc.tags,
 			VersionIdsToStages: map[string][]string{"v1": {"AWSPREVIOUS"}}}
