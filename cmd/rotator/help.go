@@ -33,8 +33,11 @@ const exitsNotDelivered = `
   3  rotated, not delivered: every token was stored, but the webhook or the hook
      command failed after its retries, or the command was stopped while it
      delivered (the log says which); the token in Secrets Manager is good, and
-     ERPs that re-read it get it. rotate also exits 3 when it tried once more a
-     delivery recorded as failed by an earlier run, and it failed again`
+     ERPs that re-read it get it`
+
+// exitsResumed is rotate's other exit status 3: it tells the ERP of a token an earlier run did not.
+const exitsResumed = `. It also exits 3 when it tried once more a delivery
+     recorded as failed by an earlier run, and it failed again`
 
 func clientFlag(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.client, "client", "", "only the client with this `NAME` (default: every configured client)")
@@ -67,7 +70,7 @@ var commands = []*command{
 			jsonFlag(fs, o)
 		},
 		example: "  rotator rotate --client erp-a --force",
-		exits:   exitsCommon + exitsNotDelivered,
+		exits:   exitsCommon + exitsNotDelivered + exitsResumed,
 	},
 	{
 		name:     "status",
