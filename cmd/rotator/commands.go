@@ -27,7 +27,7 @@ func rotate(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, req
 		}
 	} else {
 		for _, r := range ans.Results {
-			fmt.Fprintf(stdout, "%s: %s: %s\n", r.Client, r.Outcome, r.Message)
+			fmt.Fprintf(stdout, "%s: %s: %s\n", r.Client, r.Outcome, said(r))
 		}
 	}
 	var re *fleet.RotationError
@@ -36,6 +36,12 @@ func rotate(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, req
 	}
 	renderNotDelivered(stdout, err, asJSON)
 	return err
+}
+
+// said is r's message for a line that names its outcome already: "rotated; next renewal at ..."
+// says "rotated" once.
+func said(r rotation.Result) string {
+	return strings.TrimPrefix(r.Message, string(r.Outcome)+"; ")
 }
 
 // revoke asks every configured API client of each client for a new token, so that every token the
@@ -50,7 +56,7 @@ func revoke(ctx context.Context, f *fleet.Fleet, clients []*rotation.Client, asJ
 	} else {
 		for _, r := range ans.Results {
 			slot := fmt.Sprintf("API client %d", r.APIClient)
-			fmt.Fprintf(stdout, "%s: %s: %s: %s\n", r.Client, slot, r.Outcome, strings.TrimPrefix(r.Message, slot+": "))
+			fmt.Fprintf(stdout, "%s: %s: %s: %s\n", r.Client, slot, r.Outcome, strings.TrimPrefix(said(r), slot+": "))
 		}
 	}
 	var re *fleet.RevokeError
