@@ -103,7 +103,7 @@ var commands = []*command{
 	{
 		name:    "gateway",
 		summary: "serve the Clear gateway: ERPs call Clear through it and hold no token",
-		about: "Serves the Clear gateway on ROTATOR_GATEWAY_ADDR until SIGTERM or SIGINT: every request (any method but TRACE, any path, query and body) goes to the client's CLEAR_BASE_URL with the live token from the token secret in x-cleartax-auth-token (or ROTATOR_GATEWAY_TOKEN_HEADER). " +
+		about: "Serves the Clear gateway on ROTATOR_GATEWAY_ADDR until SIGTERM or SIGINT: every request (any method but TRACE, TRACK and CONNECT, any path, query and body) goes to the client's CLEAR_BASE_URL with the live token from the token secret in x-cleartax-auth-token (or ROTATOR_GATEWAY_TOKEN_HEADER). " +
 			"After a 401 from Clear it waits for a newer token and sends the request once more, when its body was buffered whole (ROTATOR_GATEWAY_REPLAY_LIMIT). " +
 			"With no live token it answers 503 with Retry-After. It needs read access to the token secret only (and to ROTATOR_GATEWAY_KEY_ID's secret); with a client secret configured it also asks for one forced rotation when a token is revoked outside the rotator. " +
 			"Callers send the key in x-clear-rotator-key, and with several clients the client's name in x-clear-rotator-client. Listening on anything but loopback without a key is refused. " +
@@ -138,7 +138,7 @@ var commands = []*command{
 // builtinHelp is the help of the commands that read no configuration and take no flags, version
 // and help, which are not in the commands table.
 var builtinHelp = map[string]string{
-	"version": `usage: rotator version
+	"version": `usage: rotator version [--json]
 
 Prints the rotator's version and the Go version it was built with. It reads no configuration and
 calls nothing.

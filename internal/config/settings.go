@@ -222,7 +222,7 @@ var Settings = []Setting{
 		parse: parser(checkSchedule), config: field(func(c *Config) *string { return &c.Schedule })},
 	{Env: EnvHTTPAddr, Scope: DaemonOnly, Kind: "[HOST]:PORT", Default: DefaultHTTPAddr, DefaultDoc: DefaultHTTPAddr + "; " + DefaultGatewayHTTPAddr + " for rotator gateway", KeepEmpty: true, Limits: "port 0..65535",
 		Help:   "ops listener (/healthz, /readyz, /metrics); set but empty disables it",
-		Notes:  "the default listens on every interface, right in a container; on a host bind one interface, e.g. `127.0.0.1:9090`; port 0 takes any free port, and the `daemon started` log line names the address bound",
+		Notes:  "`rotator run`'s default listens on every interface, right in a container; on a host bind one interface, e.g. `127.0.0.1:9090`; `rotator gateway`'s default is loopback (set `:9480` in a pod, for the probes); port 0 takes any free port, and the `daemon started` (or `gateway started`) log line names the address bound",
 		parse:  parser(listenAddr(`":9090" or "127.0.0.1:9090", or set it empty to disable the listener`)),
 		config: field(func(c *Config) *string { return &c.HTTPAddr })},
 	{Env: EnvShutdownGrace, Scope: DaemonOnly, Kind: "duration", DefaultDoc: "CLEAR_TIMEOUT+30s (60s)", Limits: "at least CLEAR_TIMEOUT+30s",
