@@ -212,7 +212,7 @@ func Decide(s Snapshot, p Policy, req Request) Decision {
 	st, inFlight := settle(s.State, s, now)
 	d.Settled = st
 	d.RenewAt = renewAt(s, p, now)
-	d.Slots, d.RequestsToday = slotViews(s, st, p, lastChance(s, st, p, d.RenewAt, now), now)
+	d.Slots, d.RequestsToday = slotViews(s, st, p, backoffEnds(s, st, p, d.RenewAt, now), now)
 	markWaits(s, st, p, req, d.RenewAt, now, d.Slots)
 	d.Degraded = degraded(d.Slots)
 	d.Health = health(s, st, inFlight, d, now)
@@ -371,12 +371,12 @@ func claimState(s Snapshot, p Policy, req Request, st document.State, slot int, 
 
 // slotViews describes every configured API client, and the day's count across them (nil when the
 // state is unknown).
-func slotViews(s Snapshot, st document.State, p Policy, last, now time.Time) ([]SlotView, *int) {
+func slotViews(s Snapshot, st document.State, p Policy, ends backoffEnd, now time.Time) ([]SlotView, *int) {
 	today := timing.Day(now)
 	views := make([]SlotView, len(s.Secrets))
 	total, known := 0, s.StateKnown
 	for i, fp := range s.Secrets {
-		v := slotView(i+1, fp, st, s.StateKnown, p, last, now, today)
+		v := slotView(i+1, fp, st, s.StateKnown, p, ends, now, today)
 		views[i] = v
 		if v.RequestsToday != nil {
 			total += *v.RequestsToday
@@ -641,6 +641,40 @@ func lostCurrent(s Snapshot, st document.State) bool {
 	return issuer(s) == l.Slot
 }
 
+// backoffEnd is what ends a backoff before its time (slotView). While the token in AWSCURRENT lives,
+// its last chance (lastChance). While it is dead (expired, or lost), a look timing.DeadRetry after
+// the last request, as long as the API client's day keeps reserve requests for the renewals after
+// it (timing.RenewalsLeft): the ERP systems fail until the next token whatever the backoff saves,
+// but a day's budget spent on a long outage of Clear would hold the token dead after Clear is back,
+// until midnight UTC. A first token (none in AWSCURRENT) keeps its backoff: nothing tells how many
+// requests its renewals will need.
+type backoffEnd struct {
+	last      time.Time // the token's last chance; zero: none
+	deadRetry time.Time // zero: the token is not dead, or no request is on record
+	reserve   int
+}
+
+// at returns when the backoff of an API client that made requests today ends at the latest; zero
+// when only the backoff's own end holds.
+func (b backoffEnd) at(requests, limit int) time.Time {
+	if !b.deadRetry.IsZero() && requests+b.reserve < limit {
+		return b.deadRetry
+	}
+	return b.last
+}
+
+func backoffEnds(s Snapshot, st document.State, p Policy, renewAt, now time.Time) backoffEnd {
+	b := backoffEnd{last: lastChance(s, st, p, renewAt, now)}
+	expired := s.HasToken && s.Token.ValidTill != nil && !now.Before(*s.Token.ValidTill)
+	if st.LastRequest == nil || !expired && !lostCurrent(s, st) || !s.HasToken {
+		return b
+	}
+	b.deadRetry = st.LastRequest.Add(timing.DeadRetry)
+	t := s.Token
+	b.reserve = timing.RenewalsLeft(now, timing.RenewalsPerDay(t.IssuedAt, t.ValidTill, p.RenewBefore, p.MaxAge))
+	return b
+}
+
 // lastChance is the latest a rotation can start and still store a token before the one in
 // AWSCURRENT expires: its expiry less a rotation's lease. No backoff lasts past it (slotView): a
 // look then still renews the token the ERP holds, which is worth one more request. It is zero when
@@ -659,9 +693,8 @@ func lastChance(s Snapshot, st document.State, p Policy, renewAt, now time.Time)
 	return last
 }
 
-// slotView describes one configured API client at now; last is the token's last chance (zero:
-// none), which ends any backoff.
-func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy, last, now time.Time, today string) SlotView {
+// slotView describes one configured API client at now; ends says what may end its backoff early.
+func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy, ends backoffEnd, now time.Time, today string) SlotView {
 	v := SlotView{Slot: slot, Known: fp != "", secret: fp}
 	if !v.Known {
 		err := fmt.Errorf("API client %d: its client secret could not be read", slot)
@@ -706,8 +739,8 @@ func slotView(slot int, fp string, st document.State, stateKnown bool, p Policy,
 		return v
 	}
 	until := *a.RetryAt
-	if !last.IsZero() && last.Before(until) {
-		until = last
+	if end := ends.at(n, p.DailyLimit); !end.IsZero() && end.Before(until) {
+		until = end
 	}
 	if v.refusal == nil && now.Before(until) {
 		v.refusal = &BackoffError{Slot: slot, Until: until, Failures: a.Failures, LastError: a.LastError}

@@ -689,9 +689,12 @@ func TestDecideAbandonedClaimsNeverHoldOffATokenAboutToDie(t *testing.T) {
 // TestDecideABackoffNeverOutlastsTheTokensLastChance: a backoff after failures of the due rotation
 // ends no later than the token's last chance (its expiry less a rotation's lease), so that a look
 // still renews it while it lives; the token the ERP holds is worth one more request. Once a request
-// was made at or after the last chance, or the token has expired, the backoff holds again, so that a
-// Clear that keeps failing cannot spend the day's budget in the token's last minute. The token lives
-// an hour from t0; its last chance is at 59 minutes (the lease is a minute).
+// was made at or after the last chance, the backoff holds again, so that a Clear that keeps failing
+// cannot spend the day's budget in the token's last minute. A dead token (expired, lost) is looked
+// at timing.DeadRetry after the last request while the day's budget keeps what the rest of the
+// day's renewals need (make soak: a token dead after five Clear faults in a row, its backoff
+// skipping the next five-minute tick). The token lives an hour from t0; its last chance is at 59
+// minutes (the lease is a minute).
 func TestDecideABackoffNeverOutlastsTheTokensLastChance(t *testing.T) {
 	last := t0.Add(time.Hour - timing.Lease(policy.ClearTimeout))
 	for name, c := range map[string]struct {
@@ -705,7 +708,19 @@ func TestDecideABackoffNeverOutlastsTheTokensLastChance(t *testing.T) {
 		"at the last chance, the due token is renewed":                  {now: 59 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, ask: true},
 		"a backoff that ends before the last chance holds":              {now: 50 * time.Minute, retryAt: 55 * time.Minute, lastRequest: 49 * time.Minute, next: t0.Add(55 * time.Minute)},
 		"the last chance was taken: the backoff holds":                  {now: 59*time.Minute + 30*time.Second, retryAt: 80 * time.Minute, lastRequest: 59 * time.Minute, next: t0.Add(80 * time.Minute)},
-		"the token has expired: the backoff holds":                      {now: 61 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, next: t0.Add(80 * time.Minute)},
+		// A dead token (expired, or lost) has no last chance, but the ERPs are failing already: a
+		// look every timing.DeadRetry is worth its request while the day keeps what the rest of its
+		// renewals need (here 20 of 48: 36 a day, 13 hours left).
+		"the token has expired: the backoff ends DeadRetry after the last request": {now: 61 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 60 * time.Minute, next: t0.Add(60*time.Minute + timing.DeadRetry)},
+		"the token has expired: asked DeadRetry after the last request":            {now: 61 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, ask: true},
+		"the token has expired: a backoff that ends sooner holds":                  {now: 61 * time.Minute, retryAt: 62 * time.Minute, lastRequest: 60 * time.Minute, next: t0.Add(62 * time.Minute)},
+		"the token was lost: the backoff ends DeadRetry after the last request": {now: 50 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, next: t0.Add(49*time.Minute + timing.DeadRetry),
+			mod: func(s *rotation.Snapshot, p *rotation.Policy) {
+				s.State.Lost = &document.Lost{At: t0.Add(49 * time.Minute), Base: "v-current", Slot: 1, Secret: "fp1"}
+			}},
+		"the token has expired and the day keeps only its renewals: the backoff holds": {now: 61 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, next: t0.Add(80 * time.Minute),
+			mod: func(s *rotation.Snapshot, p *rotation.Policy) { s.State.APIClients[0].Requests = 28 }},
+		"the token has expired, no request on record: the backoff holds": {now: 61 * time.Minute, retryAt: 80 * time.Minute, next: t0.Add(80 * time.Minute)},
 		"a token that never expires has no last chance": {now: 50 * time.Minute, retryAt: 80 * time.Minute, lastRequest: 49 * time.Minute, next: t0.Add(80 * time.Minute),
 			mod: func(s *rotation.Snapshot, p *rotation.Policy) { s.Token.ValidTill, p.MaxAge = nil, 40*time.Minute }},
 		// A token too short-lived to be due before its last chance (a Clear or clock problem, which

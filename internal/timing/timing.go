@@ -120,6 +120,25 @@ func RenewAt(issuedAt time.Time, validTill *time.Time, renewBefore, maxAge time.
 	return at, true
 }
 
+// DeadRetry is the longest a backoff holds the next request while the token in AWSCURRENT is dead
+// (expired, or lost) and the day has requests to spare (RenewalsLeft): the ERP systems are failing
+// already, so a request costs them nothing and a look skipped costs them minutes. After a long
+// outage of Clear the backoff has grown to an hour; without this, the token would stay dead up to an
+// hour after Clear is back. Four minutes keeps every look of the default five-minute schedule.
+const DeadRetry = 4 * time.Minute
+
+// RenewalsLeft is how many of perDay renewals a day are still to come between now and the next
+// midnight UTC, rounded up: the part of the day's budget that retries for a dead token leave for
+// the renewals after it. perDay is RenewalsPerDay's count; any absurd value is bounded.
+func RenewalsLeft(now time.Time, perDay int) int {
+	if perDay <= 0 {
+		return 0
+	}
+	left := NextMidnightUTC(now).Sub(now)
+	n := math.Ceil(float64(perDay) * float64(left) / float64(24*time.Hour))
+	return int(min(n, math.MaxInt32))
+}
+
 // RenewalsPerDay is how many requests a day tokens like this one need: one per renewal interval
 // (from issue to RenewAt), rounded up; 0 when they are not renewed (never expiring without a max
 // age) or the interval is not positive (a token expired when it was stored, which says nothing of

@@ -1,6 +1,7 @@
 package timing_test
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,30 @@ func TestRenewalsPerDay(t *testing.T) {
 		{"expired when stored: unknown", in(-time.Minute), 0, 0, 0},
 	} {
 		if got := timing.RenewalsPerDay(at, tc.validTill, tc.renewBefore, tc.maxAge); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// RenewalsLeft is the part of a day's renewals still to come before midnight UTC, rounded up, and
+// stays bounded for absurd counts.
+func TestRenewalsLeft(t *testing.T) {
+	day := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		now    time.Time
+		perDay int
+		want   int
+	}{
+		{"at midnight: the whole day", day, 36, 36},
+		{"at noon: half", day.Add(12 * time.Hour), 36, 18},
+		{"at 19:50: 4h10m of 24h, rounded up", day.Add(19*time.Hour + 50*time.Minute), 36, 7},
+		{"a nanosecond before midnight: one", day.Add(24*time.Hour - 1), 36, 1},
+		{"not renewed: none", day, 0, 0},
+		{"negative: none", day, -5, 0},
+		{"absurd: bounded", day, math.MaxInt, math.MaxInt32},
+	} {
+		if got := timing.RenewalsLeft(tc.now, tc.perDay); got != tc.want {
 			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
 		}
 	}
