@@ -213,6 +213,45 @@ func TestBackoffAfterServerErrors(t *testing.T) {
 	})
 }
 
+// Clear fails for three hours from the token's renewal at 00:40, so the token dies at 01:00 with
+// the backoff already grown: a new token is stored within timing.DeadRetry of Clear's recovery,
+// not after what the backoff had reached by then (up to an hour), and the outage costs a request
+// every few minutes at most, far within the day's limit.
+func TestADeadTokenIsBackWithinMinutesOfClearsRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		c := h.client("erp", time.Hour, 288)
+		w := h.worlds["erp"]
+		recovery := day0.Add(40*time.Minute + 3*time.Hour)
+		h.start(h.app(c), Options{})
+		time.Sleep(39 * time.Minute)
+		w.BeforeClear(func(*http.Request) {
+			if time.Now().Before(recovery) {
+				w.Emu.Inject(emulator.ServerError())
+			}
+		})
+		time.Sleep(recovery.Sub(time.Now()))
+		synctest.Wait()
+		if h.live("erp") {
+			t.Fatal("a live token before Clear recovered")
+		}
+		during := len(h.requestTimes("erp")) - 1
+		time.Sleep(timing.DeadRetry + time.Second)
+		synctest.Wait()
+		if !h.live("erp") {
+			t.Fatalf("no live token %s after Clear recovered (requests at %v)", timing.DeadRetry+time.Second, h.requestTimes("erp")[1:])
+		}
+		if err := h.stop(); err != nil {
+			t.Fatal(err)
+		}
+		// Seven backoffs from 15 s before the token died, then a look every DeadRetry (each backoff
+		// is longer by then) for the 2h40m it was dead.
+		if lo, hi := int(160*time.Minute/timing.DeadRetry), 10+int(3*time.Hour/timing.DeadRetry); during < lo || during > hi {
+			t.Errorf("%d requests during the three-hour outage, want %d to %d", during, lo, hi)
+		}
+	})
+}
+
 // A 429 from Clear blocks the client secret until midnight UTC; the next request comes then.
 func TestRateLimitWaitsForMidnight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
