@@ -230,7 +230,7 @@ func TestADeadTokenIsBackWithinMinutesOfClearsRecovery(t *testing.T) {
 				w.Emu.Inject(emulator.ServerError())
 			}
 		})
-		time.Sleep(recovery.Sub(time.Now()))
+		time.Sleep(time.Until(recovery))
 		synctest.Wait()
 		if h.live("erp") {
 			t.Fatal("a live token before Clear recovered")
