@@ -34,6 +34,18 @@ func (e *DuplicateError) Error() string {
 	return fmt.Sprintf("event %q was already acted on; a duplicated delivery asks Clear for nothing", e.Event)
 }
 
+// ReusedRevokeError is a revoke sent with the id of an earlier one after the API client issued a
+// newer token than the one that revoke stored: the token stored since, which may be the one that
+// leaked, was not revoked, and a "duplicate" answer would leave it live with no error.
+type ReusedRevokeError struct {
+	Event string // the id as given
+	Slot  int
+}
+
+func (e *ReusedRevokeError) Error() string {
+	return fmt.Sprintf("request id %q was used by an earlier revoke, and API client %d has issued a newer token since, which that revoke did not revoke: send the revoke with a new request id", e.Event, e.Slot)
+}
+
 // BlockedError is an API client Clear refused: with a 401 (or another permanent refusal) until its
 // client secret changes or a rotation is forced, with a 429 until Until.
 type BlockedError struct {

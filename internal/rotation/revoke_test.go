@@ -2,6 +2,7 @@ package rotation_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,5 +52,58 @@ func TestRevokeRetriedAfterAFailureIsNotDone(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestRevokeIDReusedAfterNewerTokensIsRefused: a revoke's id sent again once its API client has
+// issued a newer token (here after a forced rotation with one API client) is not "already done":
+// the token stored since may be the one that leaked, and a duplicate answer would leave it live
+// with no error. It is refused, naming the id, with no request to Clear; a retried delivery of the
+// revoke while its token still stands stays a duplicate (the Lambda audit's first finding).
+func TestRevokeIDReusedAfterNewerTokensIsRefused(t *testing.T) {
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	w.Clock.Advance(time.Minute)
+	if revs := e.Revoke(context.Background(), c, "INC-42"); len(revs) != 1 || !revs[0].Revoked {
+		t.Fatalf("the revoke: %+v", revs)
+	}
+	w.Clock.Advance(time.Minute)
+	if revs := e.Revoke(context.Background(), c, "INC-42"); len(revs) != 1 || !revs[0].Revoked || revs[0].Result.Outcome != rotation.Duplicate {
+		t.Fatalf("a retried delivery while its token stands: %+v", revs)
+	}
+	w.Clock.Advance(2 * time.Minute)
+	expect(t, e.Run(context.Background(), c, rotation.Request{Force: true, Event: "other"}, nil), rotation.Rotated)
+	since := w.StoredTokens()
+	n := w.ClearRequests()
+	w.Clock.Advance(2 * time.Minute)
+	revs := e.Revoke(context.Background(), c, "INC-42")
+	if len(revs) != 1 || revs[0].Revoked || revs[0].Result.Outcome == rotation.Duplicate || !strings.Contains(revs[0].Result.Message, "INC-42") {
+		t.Fatalf("the id sent again after a newer token: %+v, want a refusal naming it", revs)
+	}
+	if w.ClearRequests() != n || !w.Emu.Live(since[len(since)-1]) {
+		t.Fatal("the refused revoke asked Clear")
+	}
+}
+
+// With two API clients, a retried delivery of a revoke that stored both tokens finds the first
+// one under AWSPREVIOUS, beneath the other API client's: it still stands, and nothing is asked.
+func TestRevokeRetriedWithTwoAPIClientsStands(t *testing.T) {
+	w, c := newWorld(t, rig.Options{Lifetime: time.Hour, APIClients: 2})
+	e := w.Engine("a")
+	expect(t, e.Rotate(context.Background(), c, false), rotation.Rotated)
+	w.Clock.Advance(time.Minute)
+	if revs := e.Revoke(context.Background(), c, "INC-9"); len(revs) != 2 || !revs[0].Revoked || !revs[1].Revoked {
+		t.Fatalf("the revoke: %+v", revs)
+	}
+	n := w.ClearRequests()
+	w.Clock.Advance(time.Minute)
+	for _, rv := range e.Revoke(context.Background(), c, "INC-9") {
+		if !rv.Revoked || rv.Result.Outcome != rotation.Duplicate {
+			t.Fatalf("API client %d on the retry: %+v, want a revoked duplicate", rv.APIClient, rv.Result)
+		}
+	}
+	if w.ClearRequests() != n {
+		t.Fatal("the retried delivery asked Clear")
 	}
 }

@@ -56,8 +56,12 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/timing"
 )
 
-// CurrentStage is the staging label consumers read.
-const CurrentStage = "AWSCURRENT"
+// CurrentStage is the staging label consumers read; previousStage is the one Secrets Manager moves
+// to the version CurrentStage leaves.
+const (
+	CurrentStage  = "AWSCURRENT"
+	previousStage = "AWSPREVIOUS"
+)
 
 const (
 	// attemptLimit bounds one write attempt.

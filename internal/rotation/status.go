@@ -391,9 +391,17 @@ func (e *Engine) revokeSlot(ctx context.Context, c *Client, event string, slot i
 		version = requestToken("revoke", req.Event)
 		req.TokenVersion = version
 		if e.versionStored(ctx, c, version) {
-			// An earlier delivery stored this API client's token: asking again would spend a
-			// request and revoke a token that is already the fresh one.
-			return Revocation{APIClient: slot, Result: e.alreadyRevoked(ctx, c, req.Event, slot), Revoked: true}
+			if e.revokeStands(ctx, c, version, slot) {
+				// An earlier delivery stored this API client's token: asking again would spend a
+				// request and revoke a token that is already the fresh one.
+				return Revocation{APIClient: slot, Result: e.alreadyRevoked(ctx, c, req.Event, slot), Revoked: true}
+			}
+			// The id's event is remembered (it would be a duplicate), and a new token would need
+			// a version of its own: the operator gives a new id.
+			st, _ := e.Status(ctx, c)
+			r := Result{Client: c.Name, APIClient: slot, Status: st}.fail(Failed, &ReusedRevokeError{Event: event, Slot: slot})
+			e.report(c, r)
+			return Revocation{APIClient: slot, Result: r}
 		}
 	}
 	r := e.Run(ctx, c, req, nil)
@@ -415,6 +423,27 @@ func (e *Engine) revoked(ctx context.Context, c *Client, r Result, version strin
 		return true
 	case Duplicate:
 		return version != "" && e.versionStored(ctx, c, version)
+	}
+	return false
+}
+
+// revokeStands reports whether the token a revoke's earlier request to API client slot stored as
+// version is still that API client's newest: it is AWSCURRENT, or AWSPREVIOUS under a token of the
+// other API client (two used in turn). An older version means the API client issued a newer token
+// since, which that revoke did not revoke. A read that fails is a no, and so is a newest token of
+// this API client that fell below AWSPREVIOUS while the other was asked twice: the caller then
+// refuses the id rather than report a token dead that may live.
+func (e *Engine) revokeStands(ctx context.Context, c *Client, version string, slot int) bool {
+	stages, err := e.Store.Stages(ctx, c.TokenSecretID)
+	if err != nil {
+		return false
+	}
+	switch version {
+	case stages[CurrentStage]:
+		return true
+	case stages[previousStage]:
+		cur, _, err := e.Version(ctx, c, stages[CurrentStage])
+		return err == nil && cur != nil && max(cur.APIClient, 1) != slot
 	}
 	return false
 }
