@@ -102,6 +102,9 @@ func (a *App) Select(name string) ([]*rotation.Client, error) {
 	for i, c := range a.Clients {
 		names[i] = c.Name
 	}
+	if !config.ValidName(name) {
+		return nil, fmt.Errorf("no client by that name: a value of %d characters that no client name could be, not shown (configured: %v)", len(name), names)
+	}
 	if s := suggest.Closest(name, names); s != "" {
 		return nil, fmt.Errorf("no client named %q; did you mean %q? (configured: %v)", name, s, names)
 	}

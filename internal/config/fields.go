@@ -54,6 +54,10 @@ func printable(s string) string {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
+// ValidName reports whether s can be a client name. What cannot be one is never quoted back by a
+// caller looking a name up: it may be a secret pasted into the wrong field.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
 // checkName validates a client name, which shows up in logs, metrics and
 // secret descriptions.
 func checkName(s string) error {
