@@ -139,8 +139,9 @@ type Source struct {
 	flight *flight   // the read in progress, if any
 	// outlived is a refused token that AWSCURRENT still held at the end of a whole wait: Clear
 	// refused it for one call for a reason of its own (an API the API client lacks, say), not
-	// because the rotator replaced it. A later refusal of it holds only the refused call.
-	outlived string
+	// because the rotator replaced it. A later refusal of it holds only the refused call. It is the
+	// live token in AWSCURRENT: typed, so that a Source printed never shows it.
+	outlived sec.AccessToken
 }
 
 // flight is one read (or one wait for a newer token) shared by every caller that needs it.
@@ -258,7 +259,7 @@ func (s *Source) usable(refused string) bool {
 	// than send a request that Clear will refuse too. This holds for a caller refused an older
 	// token as well: the cached one differs from it, but is no better. Not for a token a whole
 	// wait has outlived: Clear refused it for one kind of call, and accepts it for the others.
-	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() && f.refused != s.outlived {
+	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() && f.refused != s.outlived.Reveal() {
 		return false
 	}
 	if refused != "" {
@@ -333,7 +334,7 @@ func (s *Source) waitNewer(refused string) (Token, error) {
 			// only the refused call.
 			s.mu.Lock()
 			s.readAt = time.Time{}
-			s.outlived = refused
+			s.outlived = sec.NewAccessToken(refused)
 			s.mu.Unlock()
 			if err != nil {
 				return Token{}, err

@@ -518,6 +518,14 @@ func TestARefusalForOneCallFailsNoOtherCall(t *testing.T) {
 		if len(failed) > 0 {
 			t.Errorf("%d of 1500 calls with a live token failed: first %s", len(failed), failed[0])
 		}
+		// The refused token the wait outlived is the live one in AWSCURRENT: a Source printed
+		// (a debug line, slog's text handler) never shows it (the cleartoken audit's second finding).
+		tok, _ := sm.w.MustCurrent()
+		for _, verb := range []string{"%v", "%+v", "%#v"} {
+			if out := fmt.Sprintf(verb, src); strings.Contains(out, tok.AccessToken.Reveal()) {
+				t.Errorf("a Source printed with %s shows the live token", verb)
+			}
+		}
 	})
 }
 
