@@ -443,7 +443,7 @@ func (e *Engine) revokeStands(ctx context.Context, c *Client, version string, sl
 		return true
 	case stages[previousStage]:
 		cur, _, err := e.Version(ctx, c, stages[CurrentStage])
-		return err == nil && cur != nil && max(cur.APIClient, 1) != slot
+		return err == nil && cur != nil && issuer(Snapshot{HasToken: true, Token: *cur}) != slot
 	}
 	return false
 }
