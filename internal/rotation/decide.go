@@ -665,14 +665,19 @@ func (b backoffEnd) at(requests, limit int) time.Time {
 
 func backoffEnds(s Snapshot, st document.State, p Policy, renewAt, now time.Time) backoffEnd {
 	b := backoffEnd{last: lastChance(s, st, p, renewAt, now)}
-	expired := s.HasToken && s.Token.ValidTill != nil && !now.Before(*s.Token.ValidTill)
-	if st.LastRequest == nil || !expired && !lostCurrent(s, st) || !s.HasToken {
+	if st.LastRequest == nil || !s.HasToken || !expired(s, now) && !lostCurrent(s, st) {
 		return b
 	}
 	b.deadRetry = st.LastRequest.Add(timing.DeadRetry)
 	t := s.Token
 	b.reserve = timing.RenewalsLeft(now, timing.RenewalsPerDay(t.IssuedAt, t.ValidTill, p.RenewBefore, p.MaxAge))
 	return b
+}
+
+// expired reports whether the token in AWSCURRENT has expired at now (false without one, or for
+// one that never expires).
+func expired(s Snapshot, now time.Time) bool {
+	return s.HasToken && s.Token.ValidTill != nil && !now.Before(*s.Token.ValidTill)
 }
 
 // lastChance is the latest a rotation can start and still store a token before the one in
@@ -683,7 +688,7 @@ func backoffEnds(s Snapshot, st document.State, p Policy, renewAt, now time.Time
 // answer spaces); and when a request was made at or after it, which took it, so that a Clear that
 // keeps failing cannot spend the day's budget in the token's last minute.
 func lastChance(s Snapshot, st document.State, p Policy, renewAt, now time.Time) time.Time {
-	if !s.HasToken || s.Token.ValidTill == nil || !now.Before(*s.Token.ValidTill) || lostCurrent(s, st) {
+	if !s.HasToken || s.Token.ValidTill == nil || expired(s, now) || lostCurrent(s, st) {
 		return time.Time{}
 	}
 	last := s.Token.ValidTill.Add(-timing.Lease(p.clearTimeout()))
@@ -862,7 +867,7 @@ func health(s Snapshot, st document.State, inFlight *document.Claim, d Decision,
 	switch {
 	case !s.HasToken:
 		return HealthNoToken
-	case s.Token.ValidTill != nil && !now.Before(*s.Token.ValidTill):
+	case expired(s, now):
 		return HealthExpired
 	case waiting(d.Slots):
 		return HealthBackingOff
