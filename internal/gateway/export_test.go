@@ -11,7 +11,3 @@ func (h *Holder) Rewind(t Token) {
 	h.mu.Unlock()
 	h.Set(t)
 }
-
-// SameCall reports whether method and path are the call (m, p) the gateway learnt as refused
-// whatever the token.
-func SameCall(m, p, method, path string) bool { return call{m, p}.is(method, path) }

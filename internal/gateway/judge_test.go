@@ -58,34 +58,3 @@ func TestRefusedWhateverTheToken(t *testing.T) {
 		}
 	}
 }
-
-func TestSameCall(t *testing.T) {
-	for _, tc := range []struct {
-		learnt, method, path string
-		want                 bool
-	}{
-		{"/v1/no-product", "GET", "/v1/no-product", true},
-		{"/v1/no-product", "POST", "/v1/no-product", false},
-		{"/v1/no-product", "GET", "/v1/no-product/", false},
-		{"/v1/no-product", "GET", "/v1/other", false},
-		{"/v2/invoices/42/cancel", "GET", "/v2/invoices/43/cancel", true},       // digits: an id
-		{"/v2/invoices/42/cancel", "GET", "/v2/invoices/43/print", false},       // another call on it
-		{"/v2/invoices/42/cancel", "GET", "/v2/invoices/draft/cancel", false},   // not an id
-		{"/v2/invoices/42/cancel", "GET", "/v3/invoices/42/cancel", false},      // a version is not an id
-		{"/einv/29AAACB1234C1Z5/irn", "GET", "/einv/27AAACB9999C1Z1/irn", true}, // a GSTIN
-		{"/einv/29AAACB1234C1Z5/irn", "GET", "/einv/29AAACB1234C1Z5", false},
-		{"/gst/returns/GSTR3B", "GET", "/gst/returns/GSTR1", false}, // short names with digits are names
-		{"/x/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "GET", "/x/1a2b3c4d-0000-1111-2222-333344445555", true},
-		{"/x/12345678", "GET", "/x/abcdefgh", false}, // an id only where the other is one too
-		{"", "GET", "", true},
-		{"/a//1", "GET", "/a//2", true},
-	} {
-		m := tc.method
-		if got := gateway.SameCall("GET", tc.learnt, m, tc.path); got != tc.want {
-			t.Errorf("learnt GET %s, %s %s: %v, want %v", tc.learnt, m, tc.path, got, tc.want)
-		}
-		if got := gateway.SameCall(m, tc.path, "GET", tc.learnt); got != tc.want {
-			t.Errorf("learnt %s %s, GET %s: %v, want %v (not symmetric)", m, tc.path, tc.learnt, got, tc.want)
-		}
-	}
-}

@@ -2,11 +2,11 @@ package gateway
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/apicall"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
@@ -97,45 +97,6 @@ const maxAccepted = 16
 // maxRefusedCalls bounds the calls remembered as refused whatever the token, per client.
 const maxRefusedCalls = 8
 
-// call is a route of a client's calls: method and path (below the base URL, without the query),
-// the path's ids standing for any id (is).
-type call struct{ method, path string }
-
-// is reports whether method and path are c: the same method, and the same path segment by
-// segment, but that an id (isID) stands for any other id: the same call on another invoice.
-func (c call) is(method, path string) bool {
-	if c.method != method {
-		return false
-	}
-	if c.path == path {
-		return true
-	}
-	for a, b := c.path, path; ; {
-		sa, ra, moreA := strings.Cut(a, "/")
-		sb, rb, moreB := strings.Cut(b, "/")
-		if sa != sb && !(isID(sa) && isID(sb)) {
-			return false
-		}
-		if !moreA || !moreB {
-			return moreA == moreB
-		}
-		a, b = ra, rb
-	}
-}
-
-// isID reports whether a path segment is an id: all digits (an invoice number), or at least 8
-// bytes with a digit among them (a GSTIN, an IRN, a UUID). A short name with a digit (v2, GSTR3B)
-// is a name.
-func isID(seg string) bool {
-	digits := 0
-	for i := 0; i < len(seg); i++ {
-		if '0' <= seg[i] && seg[i] <= '9' {
-			digits++
-		}
-	}
-	return digits > 0 && (digits == len(seg) || len(seg) >= 8)
-}
-
 // refusals tracks which token versions Clear accepted, and for which calls, and judges the ones it
 // refused: one judgement at a time per version.
 type refusals struct {
@@ -149,8 +110,8 @@ type refusals struct {
 	told    map[string]map[string]bool      // client -> versions reported as CallRefused
 	// calls are the calls Clear refused whatever the token (RefusedWhateverTheToken), oldest
 	// first: their refusals are passed on at once, never judged, until Clear accepts one of them.
-	calls  map[string][]call // client -> calls
-	ncalls int               // the calls remembered, all clients together
+	calls  map[string][]apicall.Call // client -> calls
+	ncalls int                       // the calls remembered, all clients together
 }
 
 // acceptance is a version Clear accepted, and the number of the last attempt it accepted.
@@ -168,7 +129,7 @@ const (
 
 func newRefusals(g *Gateway) *refusals {
 	return &refusals{g: g, ok: map[string][]acceptance{}, judging: map[string]map[string]judgement{},
-		told: map[string]map[string]bool{}, calls: map[string][]call{}}
+		told: map[string]map[string]bool{}, calls: map[string][]apicall.Call{}}
 }
 
 // number gives a the next attempt number, as it is sent.
@@ -228,7 +189,7 @@ func (f *refusals) refusedCall(a *attempt) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.calls[a.route.Name] {
-		if c.is(a.method, a.path) {
+		if c.Is(a.method, a.path) {
 			return true
 		}
 	}
@@ -249,11 +210,11 @@ func (f *refusals) learn(a *attempt) bool {
 	}
 	list := f.calls[client]
 	for _, c := range list {
-		if c.is(a.method, a.path) {
+		if c.Is(a.method, a.path) {
 			return true
 		}
 	}
-	list = append(list, call{a.method, a.path})
+	list = append(list, apicall.Call{Method: a.method, Path: a.path})
 	if len(list) > maxRefusedCalls {
 		list = list[len(list)-maxRefusedCalls:]
 	}
@@ -269,7 +230,7 @@ func (f *refusals) learn(a *attempt) bool {
 func (f *refusals) unlearn(client string, a *attempt) {
 	list := f.calls[client]
 	for i, c := range list {
-		if c.is(a.method, a.path) {
+		if c.Is(a.method, a.path) {
 			f.calls[client] = append(list[:i:i], list[i+1:]...)
 			f.ncalls--
 			f.g.log.Info("gateway: Clear accepted a call it had refused whatever the token; its refusals are judged again",
