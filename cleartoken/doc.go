@@ -11,8 +11,9 @@
 // the same moment, one re-read runs at a time for them all. Requests made during that wait join it
 // rather than send the refused token; when no newer token comes (Clear refused one call for a
 // reason of its own, an API the API client lacks, say), they go out with the token AWSCURRENT
-// holds: only the refused call gets its 401, and later refusals of that token hold only their own
-// call.
+// holds: only the refused call gets its 401, and later refusals of that token for the same call
+// (method and path, an id in the path standing for any id) hold only that call. A refusal of any
+// other call may be the rotation that revokes the token, and holds every call again.
 //
 // This works with both modes of the rotator. With one API client every rotation revokes the token
 // consumers hold, and the 401 handling above is what keeps them working. With two API clients the
@@ -27,9 +28,10 @@
 // and without a token read before, or past its valid_till, the caller gets the error.
 //
 // The package depends only on the AWS SDK's Secrets Manager client and the standard library (and
-// the rotator's internal/secret, which holds the token the way the rotator does and uses the
-// standard library only), so an ERP does not pull in the rotator's dependencies. It never logs a token and never puts one, or any
-// part of the secret's value, in an error.
+// two small packages of the rotator's that use the standard library only: internal/secret, which
+// holds the token the way the rotator does, and internal/apicall, which tells one call from
+// another as the gateway does), so an ERP does not pull in the rotator's dependencies. It never
+// logs a token and never puts one, or any part of the secret's value, in an error.
 //
 // Usage:
 //

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/clear-rotator/clear-rotator/internal/apicall"
 	sec "github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
@@ -137,19 +138,31 @@ type Source struct {
 	cur    Token
 	readAt time.Time // when cur was read; zero before the first successful read
 	flight *flight   // the read in progress, if any
-	// outlived is a refused token that AWSCURRENT still held at the end of a whole wait: Clear
-	// refused it for one call for a reason of its own (an API the API client lacks, say), not
-	// because the rotator replaced it. A later refusal of it holds only the refused call. It is the
-	// live token in AWSCURRENT: typed, so that a Source printed never shows it.
-	outlived sec.AccessToken
+	// outlived is a refused token that AWSCURRENT still held at the end of a whole wait, and
+	// outlivedCalls the calls it was refused for: Clear refused those calls for a reason of their
+	// own (an API the API client lacks, say), not because the rotator replaced the token. A later
+	// refusal of the token for one of those calls holds only that call; a refusal for any other
+	// call may be the rotation that revokes it, and holds every call again. It is the live token in
+	// AWSCURRENT: typed, so that a Source printed never shows it.
+	outlived      sec.AccessToken
+	outlivedCalls []apicall.Call
 }
+
+// maxCalls bounds the calls remembered for one refused token, in a wait and once outlived: an ERP
+// that calls many APIs its API client lacks holds the others for a wait now and then, no worse.
+const maxCalls = 8
 
 // flight is one read (or one wait for a newer token) shared by every caller that needs it.
 type flight struct {
 	done    chan struct{}
 	refused string // the token the flight waits to see replaced; "" for a plain read
-	tok     Token
-	err     error
+	// holds: calls made during the wait join it rather than go out with the refused token. Not
+	// while every call refused is one a whole wait already showed Clear refuses for its own reason
+	// (Source.outlived); the first refusal of another call sets it.
+	holds bool
+	calls []apicall.Call // the calls refused during the wait, at most maxCalls
+	tok   Token
+	err   error
 }
 
 // NewSource returns a Source of the token document in secretID's AWSCURRENT version. It reads
@@ -185,7 +198,7 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 
 // Get is Token with the version the token was read from, which Refused needs.
 func (s *Source) Get(ctx context.Context) (Token, error) {
-	return s.await(ctx, "")
+	return s.await(ctx, "", apicall.Call{})
 }
 
 // Refused tells the Source that Clear refused t (it answered 401), and returns a newer token. If
@@ -194,17 +207,28 @@ func (s *Source) Get(ctx context.Context) (Token, error) {
 // wait (WithMaxWait): Clear revokes a token before the rotator has stored its successor. Any
 // number of concurrent callers refusing the same token share one such wait. The error is a
 // *Error of KindNoNewer when no newer token appeared in time.
+//
+// Refused cannot tell one call from another, so it takes every refusal for the same call: once a
+// whole wait has shown that AWSCURRENT still holds t (Clear refused that call for a reason of its
+// own), later refusals of t hold only their caller. The Transport tells the Source which call was
+// refused, so that a refusal of another call, such as the rotation that revokes t, holds every
+// call again.
 func (s *Source) Refused(ctx context.Context, t Token) (Token, error) {
+	return s.refusedCall(ctx, t, apicall.Call{})
+}
+
+// refusedCall is Refused for a refusal of call c.
+func (s *Source) refusedCall(ctx context.Context, t Token, c apicall.Call) (Token, error) {
 	if t.Value() == "" {
 		return s.Get(ctx)
 	}
-	return s.await(ctx, t.Value())
+	return s.await(ctx, t.Value(), c)
 }
 
 // await returns a token acceptable to its caller: for refused == "", the cached token while it is
 // fresh; otherwise any token other than refused. It joins the flight in progress when there is
-// one, or starts one, and leaves it early only if ctx ends.
-func (s *Source) await(ctx context.Context, refused string) (Token, error) {
+// one, or starts one, and leaves it early only if ctx ends. call is the call refused.
+func (s *Source) await(ctx context.Context, refused string, call apicall.Call) (Token, error) {
 	for {
 		s.mu.Lock()
 		if s.usable(refused) {
@@ -213,13 +237,15 @@ func (s *Source) await(ctx context.Context, refused string) (Token, error) {
 			return t, nil
 		}
 		f := s.flight
-		started := f == nil
-		if started {
+		if f == nil {
 			f = &flight{done: make(chan struct{}), refused: refused}
 			s.flight = f
 			// The flight is detached from the caller's context: other callers wait on it too,
 			// and it is bounded by the read timeout and the maximum wait.
 			go s.fly(f)
+		}
+		if refused != "" && f.refused == refused {
+			s.refusal(f, call)
 		}
 		s.mu.Unlock()
 
@@ -258,8 +284,9 @@ func (s *Source) usable(refused string) bool {
 	// The cached token has been refused and a wait for its successor is under way: join it rather
 	// than send a request that Clear will refuse too. This holds for a caller refused an older
 	// token as well: the cached one differs from it, but is no better. Not for a token a whole
-	// wait has outlived: Clear refused it for one kind of call, and accepts it for the others.
-	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() && f.refused != s.outlived.Reveal() {
+	// wait has outlived, refused again for one of the calls it outlived: Clear refuses those, and
+	// accepts it for the others.
+	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() && f.holds {
 		return false
 	}
 	if refused != "" {
@@ -288,7 +315,7 @@ func (s *Source) fly(f *flight) {
 	if f.refused == "" {
 		t, err = s.read(context.Background())
 	} else {
-		t, err = s.waitNewer(f.refused)
+		t, err = s.waitNewer(f)
 	}
 	s.mu.Lock()
 	switch {
@@ -315,7 +342,8 @@ func (s *Source) fly(f *flight) {
 // or cannot be reached, past the SDK's own retries) is tried again like one that found the refused
 // token: the rotator may store the newer token a moment later. Its error is returned when it is
 // the last read of the wait.
-func (s *Source) waitNewer(refused string) (Token, error) {
+func (s *Source) waitNewer(f *flight) (Token, error) {
+	refused := f.refused
 	deadline := s.now().Add(s.maxWait)
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
@@ -330,11 +358,12 @@ func (s *Source) waitNewer(refused string) (Token, error) {
 		if left <= 0 {
 			// Keep the refused token out of the cache's way, whether the last read found it again or
 			// failed: the next Get re-reads, and an outage does not serve it as the token read
-			// before. Should AWSCURRENT still hold it, and Clear refuse it again, that wait holds
-			// only the refused call.
+			// before.
 			s.mu.Lock()
 			s.readAt = time.Time{}
-			s.outlived = sec.NewAccessToken(refused)
+			if err == nil {
+				s.outlive(f)
+			}
 			s.mu.Unlock()
 			if err != nil {
 				return Token{}, err
@@ -347,6 +376,51 @@ func (s *Source) waitNewer(refused string) (Token, error) {
 		_ = s.sleep(context.Background(), min(d, left))
 		backoff = min(2*backoff, maxBackoff)
 	}
+}
+
+// refusal records that call was refused with the token f waits to see replaced: a call that a
+// whole wait already showed Clear refuses with that token (outlived) holds only itself; any other
+// makes f hold every call made during it. s.mu must be held.
+func (s *Source) refusal(f *flight, call apicall.Call) {
+	if !s.outlivedFor(f.refused, call) {
+		f.holds = true
+	}
+	if !has(f.calls, call) && len(f.calls) < maxCalls {
+		f.calls = append(f.calls, call)
+	}
+}
+
+// outlivedFor reports whether a whole wait showed that AWSCURRENT still held refused after Clear
+// refused it for call. s.mu must be held.
+func (s *Source) outlivedFor(refused string, call apicall.Call) bool {
+	return refused == s.outlived.Reveal() && has(s.outlivedCalls, call)
+}
+
+// outlive records that AWSCURRENT still held f's refused token at the end of the wait: the calls
+// refused during it are refused for reasons of their own. Only when the last read found the token:
+// a read that failed shows nothing about what AWSCURRENT holds. s.mu must be held.
+func (s *Source) outlive(f *flight) {
+	if s.outlived.Reveal() != f.refused {
+		s.outlived, s.outlivedCalls = sec.NewAccessToken(f.refused), nil
+	}
+	for _, c := range f.calls {
+		if !has(s.outlivedCalls, c) {
+			s.outlivedCalls = append(s.outlivedCalls, c)
+		}
+	}
+	if n := len(s.outlivedCalls); n > maxCalls {
+		s.outlivedCalls = s.outlivedCalls[n-maxCalls:]
+	}
+}
+
+// has reports whether calls holds c (apicall.Call.Is: an id in the path stands for any id).
+func has(calls []apicall.Call, c apicall.Call) bool {
+	for _, k := range calls {
+		if k.Is(c.Method, c.Path) {
+			return true
+		}
+	}
+	return false
 }
 
 // read makes one GetSecretValue of AWSCURRENT and parses the token document.

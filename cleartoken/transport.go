@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/clear-rotator/clear-rotator/internal/apicall"
 )
 
 // Header is the header Clear's APIs read the access token from (WithHeader names another).
@@ -106,10 +108,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			"secret_id", t.src.secretID, "version_id", tok.VersionID)
 		// Still tell the Source, in the background, so that the next requests get the newer token
 		// instead of the refused one for the rest of the TTL; they join this wait.
-		go func() { _, _ = t.src.Refused(context.WithoutCancel(req.Context()), tok) }()
+		go func() { _, _ = t.src.refusedCall(context.WithoutCancel(req.Context()), tok, callOf(req)) }()
 		return resp, nil
 	}
-	newer, err := t.src.Refused(req.Context(), tok)
+	newer, err := t.src.refusedCall(req.Context(), tok, callOf(req))
 	if err != nil {
 		t.src.log.Warn("cleartoken: Clear refused the token and no newer one could be read; returning the 401",
 			"secret_id", t.src.secretID, "version_id", tok.VersionID, "error", err)
@@ -129,6 +131,16 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.src.log.Debug("cleartoken: retrying once with a newer token", "secret_id", t.src.secretID,
 		"refused_version_id", tok.VersionID, "version_id", newer.VersionID)
 	return t.base.RoundTrip(retry)
+}
+
+// callOf is the call req makes, as the Source remembers a refusal of it. net/http sends a request
+// without a method as a GET.
+func callOf(req *http.Request) apicall.Call {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	return apicall.Call{Method: method, Path: req.URL.Path}
 }
 
 // onTokenHost reports whether req may carry the token: it is the caller's own request, or a

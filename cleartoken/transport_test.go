@@ -742,3 +742,97 @@ func throttledClient(t *testing.T) (*secret, *business, *Source, *http.Client) {
 	}
 	return sm, clear, src, client
 }
+
+// TestARotationAfterARefusalForOneCallHoldsTheCallsMadeDuringIt: Clear refused one call for a
+// reason of its own (an API the API client lacks) and a whole wait showed AWSCURRENT still held
+// the token. A minute later the rotator rotates: Clear revokes that same token and the rotator
+// stores the next one a second later. A call made during that wait, whose body cannot be replayed,
+// must join it and go out with the newer token, as in TestACallDuringTheWaitJoinsIt: the earlier
+// refusal of one call says nothing about the refusals of others. Whichever call is refused first
+// in the rotation: another call, or the one refused before (then the other call refused next makes
+// the wait hold everyone). The cleartoken audit's first finding: the refused token was marked
+// outlived for the rest of its life, and the non-replayable call got Clear's 401.
+func TestARotationAfterARefusalForOneCallHoldsTheCallsMadeDuringIt(t *testing.T) {
+	t.Parallel()
+	for _, firstRefused := range []string{"another call", "the call refused before"} {
+		t.Run(firstRefused, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sm, clear := newClear(t)
+				notInScope := sm.productNotEnabled()
+				src := NewSource(sm.api(), sm.id(), noJitter)
+				client := &http.Client{Transport: NewTransport(src, clear)}
+				get := func(path string) int {
+					resp, err := client.Get(sm.url(path))
+					if err != nil {
+						t.Errorf("GET %s: %v", path, err)
+						return 0
+					}
+					resp.Body.Close()
+					return resp.StatusCode
+				}
+				if code := get(notInScope); code != http.StatusUnauthorized {
+					t.Fatalf("the call out of scope: %d, want Clear's 401", code)
+				}
+				time.Sleep(time.Minute)
+				tok2 := sm.w.Issue() // Clear revoked the cached token; the rotator stores tok2 a second later
+				var wg sync.WaitGroup
+				wg.Go(func() { time.Sleep(time.Second); sm.put(tok2) })
+				if firstRefused == "the call refused before" {
+					wg.Go(func() { get(notInScope) })
+					time.Sleep(100 * time.Millisecond)
+				}
+				wg.Go(func() {
+					if code := get(rig.PingPath); code != http.StatusOK {
+						t.Errorf("a call refused during the rotation: %d, want 200 after the wait", code)
+					}
+				})
+				time.Sleep(200 * time.Millisecond)
+				req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`)))
+				resp, err := client.Do(req)
+				wg.Wait()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Fatalf("a call whose body cannot be replayed, made during the wait: %v %v, want 200", resp, err)
+				}
+				resp.Body.Close()
+			})
+		})
+	}
+}
+
+// TestAWaitThatEndsInAFailedReadShowsNothingAboutTheToken: Clear revoked the cached token while
+// Secrets Manager was down, for the Source and for the rotator's write alike, so the whole wait of
+// the refused call failed to read. When Secrets Manager answers again, AWSCURRENT still holds the
+// refused token until the rotator's retried write lands a second later. The same call is refused
+// again and waits; a call made during that wait, whose body cannot be replayed, must join it: the
+// failed wait showed nothing about what AWSCURRENT held (the cleartoken audit's first finding took
+// it for a wait the token outlived, so that the same call's next refusal held no other call).
+func TestAWaitThatEndsInAFailedReadShowsNothingAboutTheToken(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, _, _, client := throttledClient(t)
+		tok2 := sm.w.Issue() // Clear revoked the cached token
+		sm.failing.Store(true)
+		if resp, err := client.Get(sm.url(rig.PingPath)); err == nil {
+			if resp.StatusCode == http.StatusOK {
+				t.Fatal("a call with the revoked token succeeded")
+			}
+			resp.Body.Close()
+		}
+		sm.failing.Store(false) // Secrets Manager answers, still with the refused token
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(time.Second); sm.put(tok2) })
+		wg.Go(func() {
+			if resp, err := client.Get(sm.url(rig.PingPath)); err == nil {
+				resp.Body.Close()
+			}
+		})
+		time.Sleep(200 * time.Millisecond)
+		req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`)))
+		resp, err := client.Do(req)
+		wg.Wait()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("a call whose body cannot be replayed, made during the wait: %v %v, want 200", resp, err)
+		}
+		resp.Body.Close()
+	})
+}
