@@ -161,6 +161,12 @@ type flight struct {
 	// (Source.outlived); the first refusal of another call sets it.
 	holds bool
 	calls []apicall.Call // the calls refused during the wait, at most maxCalls
+	// next, on a plain read, is the wait for the successor of the cached token that a caller
+	// said Clear refused while the read was under way. It runs if the read finds that token again
+	// or fails: the callers of the read then go round and join it (again), rather than be handed
+	// a token the Source knows Clear refused.
+	next  *flight
+	again bool
 	tok   Token
 	err   error
 }
@@ -244,8 +250,8 @@ func (s *Source) await(ctx context.Context, refused string, call apicall.Call) (
 			// and it is bounded by the read timeout and the maximum wait.
 			go s.fly(f)
 		}
-		if refused != "" && f.refused == refused {
-			s.refusal(f, call)
+		if refused != "" {
+			s.refusal(f, refused, call)
 		}
 		s.mu.Unlock()
 
@@ -264,6 +270,9 @@ func (s *Source) await(ctx context.Context, refused string, call apicall.Call) (
 		// or the secret could not be read during the wait. The token in AWSCURRENT, or the cached
 		// one while its valid_till holds, is still the best there is, and Clear decides; the
 		// wait's error was never about this caller's call.
+		if f.again {
+			continue
+		}
 		if f.err != nil && (refused != "" || f.refused == "") {
 			return Token{}, f.err
 		}
@@ -286,7 +295,11 @@ func (s *Source) usable(refused string) bool {
 	// token as well: the cached one differs from it, but is no better. Not for a token a whole
 	// wait has outlived, refused again for one of the calls it outlived: Clear refuses those, and
 	// accepts it for the others.
-	if f := s.flight; f != nil && f.refused != "" && f.refused == s.cur.Value() && f.holds {
+	f := s.flight
+	if f != nil && f.next != nil {
+		f = f.next // a plain read that may find the refused token: its wait is as good as under way
+	}
+	if f != nil && f.refused != "" && f.refused == s.cur.Value() && f.holds {
 		return false
 	}
 	if refused != "" {
@@ -318,6 +331,19 @@ func (s *Source) fly(f *flight) {
 		t, err = s.waitNewer(f)
 	}
 	s.mu.Lock()
+	if w := f.next; w != nil && (err != nil || t.Value() == w.refused) {
+		// The read found the token a caller said Clear refused while it was under way, or failed:
+		// neither it nor the token read before may be handed out. Wait for its successor, and
+		// send the read's callers round to join the wait.
+		if err == nil {
+			s.cur, s.readAt = t, s.now()
+		}
+		s.flight, f.again = w, true
+		s.mu.Unlock()
+		close(f.done)
+		s.fly(w)
+		return
+	}
 	switch {
 	case err == nil:
 		s.cur, s.readAt = t, s.now()
@@ -378,10 +404,20 @@ func (s *Source) waitNewer(f *flight) (Token, error) {
 	}
 }
 
-// refusal records that call was refused with the token f waits to see replaced: a call that a
-// whole wait already showed Clear refuses with that token (outlived) holds only itself; any other
-// makes f hold every call made during it. s.mu must be held.
-func (s *Source) refusal(f *flight, call apicall.Call) {
+// refusal records, for the flight f a caller joins, that Clear refused call with the token
+// refused. A call that a whole wait already showed Clear refuses with that token (outlived) holds
+// only itself; any other makes the wait hold every call made during it. When f is a plain read
+// and the cached token is the one refused, the wait is f's next. s.mu must be held.
+func (s *Source) refusal(f *flight, refused string, call apicall.Call) {
+	if f.refused == "" && refused == s.cur.Value() {
+		if f.next == nil {
+			f.next = &flight{done: make(chan struct{}), refused: refused}
+		}
+		f = f.next
+	}
+	if f.refused != refused {
+		return // a wait for the successor of another token: the caller goes round after it
+	}
 	if !s.outlivedFor(f.refused, call) {
 		f.holds = true
 	}

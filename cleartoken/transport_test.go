@@ -836,3 +836,58 @@ func TestAWaitThatEndsInAFailedReadShowsNothingAboutTheToken(t *testing.T) {
 		resp.Body.Close()
 	})
 }
+
+// slowSM is Secrets Manager whose every read takes delay.
+type slowSM struct {
+	SecretsManager
+	delay time.Duration
+}
+
+func (s *slowSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	time.Sleep(s.delay)
+	return s.SecretsManager.GetSecretValue(ctx, in, o...)
+}
+
+// TestARefusalDuringARereadHoldsTheCallsThatJoinedIt: the TTL has just run out and a re-read is
+// under way (Secrets Manager answers in 50 ms) when a call is refused: Clear revoked the cached
+// token and the rotator stores the next one a second later. The re-read then finds the refused
+// token still in AWSCURRENT; the calls that joined it, and a call whose body cannot be replayed
+// among them, must wait for the newer token rather than be handed the one the Source was told
+// Clear refused (the cleartoken audit's fourth finding).
+func TestARefusalDuringARereadHoldsTheCallsThatJoinedIt(t *testing.T) {
+	t.Parallel()
+	for _, fails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("re-read fails %v", fails), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sm, clear := newClear(t)
+				sm.failure = &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+				slow := &slowSM{SecretsManager: sm.api(), delay: 50 * time.Millisecond}
+				src := NewSource(slow, sm.id(), noJitter)
+				client := &http.Client{Transport: NewTransport(src, clear)}
+				old, err := src.Get(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(DefaultTTL)
+				tok2 := sm.w.Issue() // Clear revoked the cached token; the rotator stores tok2 a second later
+				var wg sync.WaitGroup
+				wg.Go(func() { time.Sleep(time.Second); sm.put(tok2) })
+				if fails { // the re-read under way fails, and the Source falls back on the token read before
+					sm.failing.Store(true)
+					wg.Go(func() { time.Sleep(60 * time.Millisecond); sm.failing.Store(false) })
+				}
+				wg.Go(func() { _, _ = src.Token(t.Context()) }) // the re-read at the TTL
+				time.Sleep(10 * time.Millisecond)
+				wg.Go(func() { _, _ = src.Refused(t.Context(), old) })
+				time.Sleep(10 * time.Millisecond)
+				req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`)))
+				resp, err := client.Do(req)
+				wg.Wait()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Fatalf("a call whose body cannot be replayed, made after the Source was told of the refusal: %v %v, want 200", resp, err)
+				}
+				resp.Body.Close()
+			})
+		})
+	}
+}
