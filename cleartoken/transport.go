@@ -32,7 +32,8 @@ const drainLimit = 64 << 10
 // when the request's body cannot be sent again (Body set and GetBody nil; http.NewRequest sets
 // GetBody for the usual in-memory bodies; the wait for a newer token then runs in the background
 // for the requests that follow), when no newer token appeared within the wait, or when the secret
-// could not be read. The caller's request is never modified.
+// could not be read. When the request's context ends during the wait, the context's error is
+// returned instead, as for any request it cuts off. The caller's request is never modified.
 //
 // The token goes only to the origin (scheme, host and port) of the request the caller made. When
 // an http.Client follows a redirect to another origin (another host or port, or https to http),
@@ -112,6 +113,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	newer, err := t.src.refusedCall(req.Context(), tok, callOf(req))
+	if err != nil && req.Context().Err() != nil {
+		// The caller's own context ended during the wait: its error, as for any call it cut off,
+		// not Clear's 401, which an ERP would take for a credentials failure.
+		discard(resp)
+		return nil, req.Context().Err()
+	}
 	if err != nil {
 		t.src.log.Warn("cleartoken: Clear refused the token and no newer one could be read; returning the 401",
 			"secret_id", t.src.secretID, "version_id", tok.VersionID, "error", err)
@@ -125,12 +132,17 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		retry.Body = body
 	}
-	// Read the 401's body (a little of it) so that its connection goes back to the pool.
-	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
-	resp.Body.Close()
+	discard(resp)
 	t.src.log.Debug("cleartoken: retrying once with a newer token", "secret_id", t.src.secretID,
 		"refused_version_id", tok.VersionID, "version_id", newer.VersionID)
 	return t.base.RoundTrip(retry)
+}
+
+// discard reads a little of resp's body, so that its connection goes back to the pool, and closes
+// it.
+func discard(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
+	resp.Body.Close()
 }
 
 // callOf is the call req makes, as the Source remembers a refusal of it. net/http sends a request

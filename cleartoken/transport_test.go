@@ -891,3 +891,35 @@ func TestARefusalDuringARereadHoldsTheCallsThatJoinedIt(t *testing.T) {
 		})
 	}
 }
+
+// TestACallersDeadlineDuringTheWaitIsItsOwnError: the ERP's request has a 2 s deadline, and the
+// rotator stores the newer token 5 s after Clear revoked the cached one. The call ends with its own
+// deadline's error, as any call cut off by its context does, not with Clear's 401 and no error: an
+// ERP takes a 401 for a credentials failure, and a timeout for something to retry (the cleartoken
+// audit's sixth finding).
+func TestACallersDeadlineDuringTheWaitIsItsOwnError(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		tok2 := sm.w.Issue() // Clear revoked the token AWSCURRENT holds; the rotator stores tok2 5 s later
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(5 * time.Second); sm.put(tok2) })
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sm.url(rig.PingPath), nil)
+		resp, err := client.Do(req)
+		if resp != nil {
+			resp.Body.Close()
+		}
+		wg.Wait()
+		time.Sleep(DefaultMaxWait) // the wait, which others may share, goes on to its end
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("the call's deadline passed during the wait: %v, %v; want its deadline's error", resp, err)
+		}
+		if n := len(clear.answers); n != 1 || !clear.answers[0].closed.Load() {
+			t.Errorf("%d answers, want the 401's, closed", n)
+		}
+	})
+}
