@@ -46,6 +46,11 @@ const (
 	maxBackoff   = 2 * time.Second
 )
 
+// minRead is the least time a read during a wait is given, however little of the wait is left: a
+// read cut off sooner would fail where Secrets Manager answers in the usual tens of milliseconds.
+// A wait therefore lasts at most its maximum and minRead.
+const minRead = time.Second
+
 // stageCurrent is always asked for explicitly: Secrets Manager returns AWSCURRENT by default, but
 // moto (and any layer that forgets the default) may not after a staging label moved.
 const stageCurrent = "AWSCURRENT"
@@ -100,7 +105,8 @@ func WithTTL(d time.Duration) Option {
 }
 
 // WithMaxWait sets how long a refused token is waited on for a newer one; d <= 0 keeps
-// DefaultMaxWait.
+// DefaultMaxWait. A read of the secret under way when the wait runs out is given up to a second
+// more, so a wait lasts at most d and one second, however slow Secrets Manager is.
 func WithMaxWait(d time.Duration) Option {
 	return func(s *Source) {
 		if d > 0 {
@@ -326,7 +332,7 @@ func (s *Source) fly(f *flight) {
 	var t Token
 	var err error
 	if f.refused == "" {
-		t, err = s.read(context.Background())
+		t, err = s.read(context.Background(), DefaultReadTimeout)
 	} else {
 		t, err = s.waitNewer(f)
 	}
@@ -373,7 +379,10 @@ func (s *Source) waitNewer(f *flight) (Token, error) {
 	deadline := s.now().Add(s.maxWait)
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
-		t, err := s.read(context.Background())
+		// No read outlasts the wait by much: a slow Secrets Manager must not stretch the time an
+		// ERP call is held beyond what WithMaxWait promises.
+		timeout := min(DefaultReadTimeout, max(deadline.Sub(s.now()), minRead))
+		t, err := s.read(context.Background(), timeout)
 		if err == nil && t.Value() != refused {
 			if attempt > 1 {
 				s.log.Debug("cleartoken: a newer token appeared", "secret_id", s.secretID, "version_id", t.VersionID, "reads", attempt)
@@ -459,9 +468,10 @@ func has(calls []apicall.Call, c apicall.Call) bool {
 	return false
 }
 
-// read makes one GetSecretValue of AWSCURRENT and parses the token document.
-func (s *Source) read(ctx context.Context) (Token, error) {
-	ctx, cancel := context.WithTimeout(ctx, DefaultReadTimeout)
+// read makes one GetSecretValue of AWSCURRENT, given at most timeout, and parses the token
+// document.
+func (s *Source) read(ctx context.Context, timeout time.Duration) (Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	out, err := s.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
 		SecretId:     aws.String(s.secretID),

@@ -837,14 +837,16 @@ func TestAWaitThatEndsInAFailedReadShowsNothingAboutTheToken(t *testing.T) {
 	})
 }
 
-// slowSM is Secrets Manager whose every read takes delay.
+// slowSM is Secrets Manager whose every read takes delay, unless its context ends first.
 type slowSM struct {
 	SecretsManager
 	delay time.Duration
 }
 
 func (s *slowSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, o ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
-	time.Sleep(s.delay)
+	if err := sleepCtx(ctx, s.delay); err != nil {
+		return nil, err
+	}
 	return s.SecretsManager.GetSecretValue(ctx, in, o...)
 }
 
