@@ -12,8 +12,9 @@
 // rather than send the refused token; when no newer token comes (Clear refused one call for a
 // reason of its own, an API the API client lacks, say), they go out with the token AWSCURRENT
 // holds: only the refused call gets its 401, and later refusals of that token for the same call
-// (method and path, an id in the path standing for any id) hold only that call. A refusal of any
-// other call may be the rotation that revokes the token, and holds every call again.
+// (method and path, an id in the path standing for any id) are returned at once, holding no call.
+// A refusal of any other call may be the rotation that revokes the token, and holds every call
+// again.
 //
 // This works with both modes of the rotator. With one API client every rotation revokes the token
 // consumers hold, and the 401 handling above is what keeps them working. With two API clients the

@@ -54,6 +54,9 @@ type Error struct {
 	Err error
 
 	detail string // what exactly is malformed, in words that quote nothing from the value
+	// callRefused: a KindNoNewer for a call a whole wait showed Clear refuses with the token
+	// AWSCURRENT holds; returned without waiting again.
+	callRefused bool
 }
 
 func (e *Error) Error() string {

@@ -229,10 +229,20 @@ func (s *Source) Refused(ctx context.Context, t Token) (Token, error) {
 	return s.refusedCall(ctx, t, apicall.Call{})
 }
 
-// refusedCall is Refused for a refusal of call c.
+// refusedCall is Refused for a refusal of call c. A call a whole wait already showed Clear refuses
+// with t, for a reason of its own, is not waited on again: no newer token would cure it, and each
+// wait would hold the caller and re-read the secret for the maximum wait. Not for the zero call
+// (Refused's), which stands for every call: its refusal may be the rotation.
 func (s *Source) refusedCall(ctx context.Context, t Token, c apicall.Call) (Token, error) {
 	if t.Value() == "" {
 		return s.Get(ctx)
+	}
+	s.mu.Lock()
+	known := c != (apicall.Call{}) && s.outlivedFor(t.Value(), c)
+	s.mu.Unlock()
+	if known {
+		return Token{}, &Error{Kind: KindNoNewer, SecretID: s.secretID, VersionID: t.VersionID, callRefused: true,
+			detail: "AWSCURRENT still held the token at the end of a whole wait after Clear refused this call with it: Clear refuses the call for a reason of its own (the API client may lack its product)"}
 	}
 	return s.await(ctx, t.Value(), c)
 }

@@ -2,6 +2,7 @@ package cleartoken
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -118,6 +119,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// not Clear's 401, which an ERP would take for a credentials failure.
 		discard(resp)
 		return nil, req.Context().Err()
+	}
+	if e := (*Error)(nil); errors.As(err, &e) && e.callRefused {
+		t.src.log.Debug("cleartoken: Clear refused a call it refused before with the token AWSCURRENT holds; returning the 401",
+			"secret_id", t.src.secretID, "version_id", tok.VersionID, "method", req.Method, "path", req.URL.Path)
+		return resp, nil
 	}
 	if err != nil {
 		t.src.log.Warn("cleartoken: Clear refused the token and no newer one could be read; returning the 401",

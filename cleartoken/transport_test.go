@@ -566,8 +566,8 @@ func TestAFailedReadDuringTheWaitIsTriedAgain(t *testing.T) {
 // client lacks the product for; Clear answers 401 each time while it accepts the token for every
 // other call. The first refusal holds the other calls for the wait (a refusal looks like a
 // rotation's, and Clear revokes before the rotator stores), but once a whole wait has shown that
-// AWSCURRENT still holds the refused token, the next refusals of that token must not hold every
-// other call of the ERP for the wait again: only the refused call waits.
+// AWSCURRENT still holds the refused token, the next refusals of that token for that call must not
+// hold every other call of the ERP for the wait again.
 func TestARepeatedRefusalForOneCallHoldsNoOtherCall(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -922,6 +922,56 @@ func TestACallersDeadlineDuringTheWaitIsItsOwnError(t *testing.T) {
 		}
 		if n := len(clear.answers); n != 1 || !clear.answers[0].closed.Load() {
 			t.Errorf("%d answers, want the 401's, closed", n)
+		}
+	})
+}
+
+// TestACallClearRefusesForItsOwnReasonIsNotWaitedOnAgain: an ERP calls, once a second for a
+// minute, an API its API client lacks the product for. The first refusal waits for a newer token,
+// as a rotation's would; once that whole wait has shown AWSCURRENT still holds the token, each
+// later refusal of that call (on any id) is returned at once: waiting again would hold an ERP
+// worker 10 s a call and re-read the secret ten times a call, for a 401 that no newer token would
+// cure (the cleartoken audit's third finding: 75 reads, a 401 after 19 s).
+func TestACallClearRefusesForItsOwnReasonIsNotWaitedOnAgain(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		notInScope := sm.productNotEnabled()
+		src := NewSource(sm.api(), sm.id())
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		reads := sm.count()
+		start := time.Now()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var slowest, slowestLater time.Duration
+		for i := range 60 {
+			wg.Go(func() {
+				time.Sleep(time.Duration(i) * time.Second)
+				sent := time.Now()
+				resp, err := client.Get(sm.url(notInScope))
+				if err != nil || resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("the call out of scope at %ds: %v %v, want Clear's 401", i, resp, err)
+					return
+				}
+				resp.Body.Close()
+				took := time.Since(sent)
+				mu.Lock()
+				slowest = max(slowest, took)
+				if sent.Sub(start) > DefaultMaxWait+time.Second {
+					slowestLater = max(slowestLater, took)
+				}
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if slowest > DefaultMaxWait+time.Second {
+			t.Errorf("the slowest 401 took %s, want at most one wait", slowest)
+		}
+		if slowestLater > 0 {
+			t.Errorf("a 401 after the first wait took %s, want it at once", slowestLater)
+		}
+		if n := sm.count() - reads; n > 15 {
+			t.Errorf("%d reads of the secret in the minute, want one wait's and the TTL's", n)
 		}
 	})
 }
