@@ -767,16 +767,16 @@ class Exceptions:
 class FakeSM:
     exceptions = Exceptions
     def __init__(self):
-        self.reads, self.fail = 0, False
+        self.reads, self.fail, self.tok = 0, False, "T1"
     def get_secret_value(self, SecretId, VersionStage):
         self.reads += 1
         if self.fail:
             raise RuntimeError("EndpointConnectionError")
-        return {"SecretString": json.dumps({"access_token": "T1", "valid_till": None}), "VersionId": "v1"}
+        return {"SecretString": json.dumps({"access_token": self.tok, "valid_till": None}), "VersionId": "v1"}
 
-def refuse(src):
+def refuse(src, call=None):
     try:
-        src.refused("T1")
+        src.refused("T1", call)
     except ct.ClearTokenError:
         pass
 
@@ -801,6 +801,19 @@ if src.token() != "T1":
     print("the token a whole wait outlived is not served to other calls")
 if time.monotonic() - held > 0.3:
     print("a second refusal of a token a wait outlived held another thread %.1fs" % (time.monotonic() - held))
+t.join()
+
+sm = FakeSM()
+src = ct.ClearTokenSource("s", sm, ttl=60, max_wait=1.0)
+src.token()
+refuse(src, ("GET", "/no-product"))  # a whole wait: Clear refuses that call for a reason of its own
+src.token()
+t = threading.Thread(target=refuse, args=(src, ("POST", "/invoices")))  # the rotation: another call
+t.start()
+time.sleep(0.1)
+threading.Timer(0.2, lambda: setattr(sm, "tok", "T2")).start()  # the rotator stores T2
+if src.token() != "T2":
+    print("after a wait a token outlived for one call, a refusal of another call did not hold the calls made during it")
 t.join()
 
 sm = FakeSM()

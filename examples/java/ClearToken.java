@@ -14,7 +14,9 @@
 //    request once with the new token;
 //  - one thread reads, or waits for the newer token, at a time, without holding a lock others need:
 //    threads refused meanwhile, and calls made meanwhile, wait for its result; once a whole wait
-//    has found the refused token still in AWSCURRENT, a later refusal of it holds only that call;
+//    has found the refused token still in AWSCURRENT, a later refusal of it for the same call
+//    (method and path, an id in the path standing for any id) holds only that call, while a
+//    refusal of any other call, which may be the rotation, holds every call again;
 //  - when a re-read fails (Secrets Manager down, AWSCURRENT holding no token document), keep the
 //    token read before until its valid_till, unless Clear refused it, and try again once per TTL;
 //  - never retry a request whose body cannot be sent twice (one of unknown length, by default);
@@ -39,6 +41,9 @@ import java.time.Duration;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.time.format.DateTimeParseException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ThreadLocalRandom;
 import software.amazon.awssdk.services.secretsmanager.SecretsManagerClient;
@@ -70,6 +75,10 @@ public final class ClearToken {
     private Instant readAt;
     private Flight flight;     // the read or wait under way, if any
     private String outlived;   // a refused token a whole wait found still in AWSCURRENT
+    private final List<String> outlivedCalls = new ArrayList<>(); // the calls Clear refused it for
+
+    /** The calls remembered for one refused token. */
+    private static final int MAX_CALLS = 8;
 
     /** One token document: the token and its expiry (null: never, or not readable). */
     private static final class Doc {
@@ -88,6 +97,10 @@ public final class ClearToken {
      */
     private static final class Flight {
         final String refused; // null for a plain read
+        // holds: calls made during the wait join it; not while every call refused is one a whole
+        // wait already found Clear refuses with the token (outlivedCalls).
+        boolean holds;
+        final List<String> calls = new ArrayList<>(); // the calls refused during the wait
         final CountDownLatch done = new CountDownLatch(1);
         Doc result;            // set before done counts down
         RuntimeException error;
@@ -154,23 +167,32 @@ public final class ClearToken {
      * expires: until Clear refuses it), and the read is tried again after another TTL.
      */
     public String token() {
-        return get(null);
+        return get(null, null);
     }
 
     /**
      * Clear refused {@code refused}: return a newer token, waiting (bounded) for the rotator to
      * store it. A read that fails during the wait is tried again; its exception is thrown when it
-     * is the wait's last read.
+     * is the wait's last read. Every refusal is taken for one unknown call; see the overload.
      */
     public String refused(String refused) throws InterruptedException {
-        String t = get(refused);
+        return refused(refused, null);
+    }
+
+    /**
+     * refused for a refusal of call, "METHOD /path" (null: a call of unknown route). Once a whole
+     * wait has found the token still in AWSCURRENT after Clear refused call, a later refusal of the
+     * same call holds no other caller; a refusal of another call may be the rotation, and does.
+     */
+    public String refused(String refused, String call) throws InterruptedException {
+        String t = get(refused, call);
         if (Thread.interrupted()) { // the wait was cut short by an interrupt, which get keeps
             throw new InterruptedException();
         }
         return t;
     }
 
-    private String get(String refused) {
+    private String get(String refused, String call) {
         while (true) {
             Flight f;
             boolean mine = false;
@@ -183,6 +205,9 @@ public final class ClearToken {
                     f = new Flight(refused);
                     flight = f;
                     mine = true;
+                }
+                if (refused != null && refused.equals(f.refused)) {
+                    refusal(f, call);
                 }
             }
             if (mine) {
@@ -202,13 +227,57 @@ public final class ClearToken {
         }
     }
 
+    /**
+     * Records that Clear refused call with f's token; this is held. A call a whole wait already
+     * found refused with it holds only itself; any other makes f hold every call.
+     */
+    private void refusal(Flight f, String call) {
+        if (!(f.refused.equals(outlived) && has(outlivedCalls, call))) {
+            f.holds = true;
+        }
+        if (!has(f.calls, call) && f.calls.size() < MAX_CALLS) {
+            f.calls.add(call);
+        }
+    }
+
+    private static boolean has(List<String> calls, String call) {
+        return calls.stream().anyMatch(c -> sameCall(c, call));
+    }
+
+    /**
+     * Whether two calls, "METHOD /path" or null for a call of unknown route, are one route: the
+     * same method, and the same path but that an id stands for any id (cleartoken's rule).
+     */
+    static boolean sameCall(String a, String b) {
+        if (a == null || b == null) {
+            return Objects.equals(a, b);
+        }
+        String[] sa = a.split("/", -1);
+        String[] sb = b.split("/", -1);
+        if (sa.length != sb.length) {
+            return false;
+        }
+        for (int i = 0; i < sa.length; i++) {
+            if (!sa[i].equals(sb[i]) && !(i > 0 && isId(sa[i]) && isId(sb[i]))) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** An id: all digits, or 8 characters or more with a digit (a GSTIN, an IRN, a UUID). */
+    private static boolean isId(String seg) {
+        long digits = seg.chars().filter(Character::isDigit).count();
+        return digits > 0 && (digits == seg.length() || seg.length() >= 8);
+    }
+
     /** Whether the cache answers; this is held. */
     private boolean usable(String refused) {
         if (!cached) {
             return false;
         }
         Flight f = flight;
-        if (f != null && f.refused != null && f.refused.equals(token) && !f.refused.equals(outlived)) {
+        if (f != null && f.refused != null && f.refused.equals(token) && f.holds) {
             return false; // a wait for its successor is under way: join it rather than be refused too
         }
         if (refused != null) {
@@ -226,7 +295,7 @@ public final class ClearToken {
         RuntimeException error = null;
         try {
             try {
-                result = f.refused == null ? read() : waitNewer(f.refused);
+                result = f.refused == null ? read() : waitNewer(f);
             } catch (RuntimeException e) { // ClearTokenException, or the SDK's when Secrets Manager is down
                 error = e;
             }
@@ -256,7 +325,8 @@ public final class ClearToken {
         }
     }
 
-    private Doc waitNewer(String refused) {
+    private Doc waitNewer(Flight f) {
+        String refused = f.refused;
         long deadline = System.nanoTime() + maxWait.toNanos();
         long backoffMillis = 100;
         while (true) {
@@ -273,11 +343,24 @@ public final class ClearToken {
             long leftNanos = deadline - System.nanoTime();
             if (leftNanos <= 0) {
                 // Keep the refused token out of the cache's way, whether the last read found it
-                // again or failed: the next call re-reads. Should Clear refuse it again, that wait
-                // holds only the refused call.
+                // again or failed: the next call re-reads. Only a last read that found it shows
+                // that Clear refused these calls for reasons of their own.
                 synchronized (this) {
                     cached = false;
-                    outlived = refused;
+                    if (error == null) {
+                        if (!refused.equals(outlived)) {
+                            outlived = refused;
+                            outlivedCalls.clear();
+                        }
+                        for (String c : f.calls) {
+                            if (!has(outlivedCalls, c)) {
+                                outlivedCalls.add(c);
+                            }
+                        }
+                        while (outlivedCalls.size() > MAX_CALLS) {
+                            outlivedCalls.remove(0);
+                        }
+                    }
                 }
                 if (error != null) {
                     throw error;
@@ -326,7 +409,9 @@ public final class ClearToken {
                     + " it would send the token to any host a redirect names");
         }
         String tok = token();
-        HttpResponse<T> resp = client.send(request.copy().setHeader(HEADER, tok).build(), handler);
+        HttpRequest sent = request.copy().setHeader(HEADER, tok).build();
+        HttpResponse<T> resp = client.send(sent, handler);
+        String call = sent.method() + " " + sent.uri().getRawPath();
         if (resp.statusCode() != 401) {
             return resp;
         }
@@ -335,7 +420,7 @@ public final class ClearToken {
             // that the next requests carry it instead of the refused one for the rest of the TTL.
             Thread wait = new Thread(() -> {
                 try {
-                    refused(tok);
+                    refused(tok, call);
                 } catch (RuntimeException | InterruptedException e) {
                     // the next request re-reads, or waits again
                 }
@@ -346,7 +431,7 @@ public final class ClearToken {
         }
         String fresh;
         try {
-            fresh = refused(tok);
+            fresh = refused(tok, call);
         } catch (RuntimeException e) { // ClearTokenException, or the SDK's: Clear's 401 is the answer
             return resp;
         }

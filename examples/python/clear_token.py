@@ -10,7 +10,9 @@ The same rule as the Go package cleartoken:
 * one thread reads, or waits for the newer token, at a time, without holding a lock others need:
   threads refused meanwhile, and calls made meanwhile, wait for its result; once a whole wait has
   found the refused token still in AWSCURRENT (Clear refused one call for a reason of its own), a
-  later refusal of it holds only the refused call;
+  later refusal of it for the same call (method and path, an id in the path standing for any id)
+  holds only that call, while a refusal of any other call, which may be the rotation, holds every
+  call again;
 * when a re-read fails (Secrets Manager down, AWSCURRENT holding no token document), keep using the
   token read before until its valid_till, unless Clear refused it, and try again once per TTL;
 * never retry a request whose body is a stream (it cannot be sent twice);
@@ -70,6 +72,31 @@ def _origin(url):
         return None
 
 
+def _is_id(seg):
+    """Whether a path segment is an id: all digits, or 8 bytes or more with a digit (a GSTIN, an
+    IRN, a UUID). A short name with a digit (v2, GSTR3B) is a name."""
+    digits = sum(c.isdigit() for c in seg)
+    return digits > 0 and (digits == len(seg) or len(seg) >= 8)
+
+
+def _same_call(a, b):
+    """Whether calls a and b, (method, path) or None for a call of unknown route, are one route:
+    the same method, and the same path but that an id stands for any id (cleartoken's rule)."""
+    if a is None or b is None:
+        return a is b
+    if a[0] != b[0]:
+        return False
+    sa, sb = a[1].split("/"), b[1].split("/")
+    return len(sa) == len(sb) and all(x == y or (_is_id(x) and _is_id(y)) for x, y in zip(sa, sb))
+
+
+def _has(calls, call):
+    return any(_same_call(c, call) for c in calls)
+
+
+_MAX_CALLS = 8  # calls remembered for one refused token
+
+
 def _same_origin(a, b):
     oa = _origin(a)
     return oa is not None and oa == _origin(b)
@@ -90,6 +117,10 @@ class _Flight:
 
     def __init__(self, refused):
         self.refused = refused  # None for a plain read
+        # holds: calls made during the wait join it; not while every call refused is one a whole
+        # wait already found Clear refuses with the token (the source's outlived calls).
+        self.holds = False
+        self.calls = []  # the calls refused during the wait
         self.done = threading.Event()
         self.result = None  # (token, version, valid_till)
         self.error = None
@@ -116,6 +147,7 @@ class ClearTokenSource:
         self._read_wall = None  # when it was read, to compare with valid_till
         self._flight = None
         self._outlived = None  # a refused token a whole wait found still in AWSCURRENT
+        self._outlived_calls = []  # the calls Clear refused it for
 
     def _read(self):
         try:
@@ -146,16 +178,17 @@ class ClearTokenSource:
         """
         return self._get(None)
 
-    def refused(self, token):
+    def refused(self, token, call=None):
         """Clear refused token: return a newer one, waiting (bounded) for the rotator to store it.
 
         A read that fails during the wait is tried again like one that found the refused token
         (the rotator may store the newer one a moment later); its error is raised when it is the
-        wait's last read.
+        wait's last read. call, (method, path), is the call Clear refused; None stands for one
+        unknown call.
         """
-        return self._get(token)
+        return self._get(token, call)
 
-    def _get(self, refused):
+    def _get(self, refused, call=None):
         while True:
             with self._lock:
                 if self._usable(refused):
@@ -164,6 +197,8 @@ class ClearTokenSource:
                 if f is None:
                     f, mine = _Flight(refused), True
                     self._flight = f
+                if refused is not None and f.refused == refused:
+                    self._refusal(f, call)
             if mine:
                 self._fly(f)
             else:
@@ -176,12 +211,20 @@ class ClearTokenSource:
             if f.error is None and (refused is None or f.result[0] != refused):
                 return f.result[0]
 
+    def _refusal(self, f, call):
+        """Record that Clear refused call with f's token; the lock is held. A call a whole wait
+        already found refused with it holds only itself; any other makes f hold every call."""
+        if not (f.refused == self._outlived and _has(self._outlived_calls, call)):
+            f.holds = True
+        if not _has(f.calls, call) and len(f.calls) < _MAX_CALLS:
+            f.calls.append(call)
+
     def _usable(self, refused):
         """Whether the cache answers; the lock is held."""
         if self._read_at is None:
             return False
         f = self._flight
-        if f is not None and f.refused is not None and f.refused == self._token and f.refused != self._outlived:
+        if f is not None and f.refused is not None and f.refused == self._token and f.holds:
             return False  # a wait for its successor is under way: join it rather than be refused too
         if refused is not None:
             return self._token != refused
@@ -194,7 +237,7 @@ class ClearTokenSource:
     def _fly(self, f):
         result = error = None
         try:
-            result = self._read() if f.refused is None else self._wait_newer(f.refused)
+            result = self._read() if f.refused is None else self._wait_newer(f)
         except ClearTokenError as e:
             error = e
         with self._lock:
@@ -211,7 +254,8 @@ class ClearTokenSource:
             f.result, f.error = result, error
         f.done.set()
 
-    def _wait_newer(self, refused):
+    def _wait_newer(self, f):
+        refused = f.refused
         deadline = time.monotonic() + self._max_wait
         backoff = 0.1
         while True:
@@ -225,10 +269,17 @@ class ClearTokenSource:
             left = deadline - time.monotonic()
             if left <= 0:
                 # Keep the refused token out of the cache's way, whether the last read found it
-                # again or failed: the next call re-reads. Should Clear refuse it again, that wait
-                # holds only the refused call.
+                # again or failed: the next call re-reads. Only a last read that found it shows
+                # that Clear refused these calls for reasons of their own.
                 with self._lock:
-                    self._read_at, self._outlived = None, refused
+                    self._read_at = None
+                    if error is None:
+                        if self._outlived != refused:
+                            self._outlived, self._outlived_calls = refused, []
+                        for c in f.calls:
+                            if not _has(self._outlived_calls, c):
+                                self._outlived_calls.append(c)
+                        self._outlived_calls = self._outlived_calls[-_MAX_CALLS:]
                 if error is not None:
                     raise error
                 raise ClearTokenError(self.secret_id, "no newer token", "AWSCURRENT still holds the refused token")
@@ -249,9 +300,9 @@ class ClearAuth(requests.auth.AuthBase):
         r.register_hook("response", self._on_response)
         return r
 
-    def _refresh(self, token):
+    def _refresh(self, token, call):
         try:
-            self.source.refused(token)
+            self.source.refused(token, call)
         except ClearTokenError:
             pass
 
@@ -266,13 +317,14 @@ class ClearAuth(requests.auth.AuthBase):
             return resp
         if resp.status_code != 401 or getattr(req, "_clear_retried", False):
             return resp
+        call = (req.method, urlsplit(req.url).path)
         if req.body is not None and not isinstance(req.body, (bytes, str)):
             # A streamed body cannot be sent again: return Clear's 401, but wait for the newer
             # token in the background so that the next requests carry it.
-            threading.Thread(target=self._refresh, args=(req.headers[HEADER],), daemon=True).start()
+            threading.Thread(target=self._refresh, args=(req.headers[HEADER], call), daemon=True).start()
             return resp
         try:
-            token = self.source.refused(req.headers[HEADER])
+            token = self.source.refused(req.headers[HEADER], call)
         except ClearTokenError:
             return resp
         resp.content  # drain the 401 so its connection can be reused

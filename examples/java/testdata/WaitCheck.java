@@ -1,8 +1,9 @@
 // WaitCheck: the Java recipe's waits against a Secrets Manager stand-in (a token that never
 // changes, or reads that fail), as examples_test.go's pythonWaitDriver checks the Python recipe's.
 // It prints one line per check that failed: as cleartoken, concurrent refusals share one wait, a
-// second refusal of a token a whole wait found still current holds no other thread, and a wait that
-// ends in failed reads leaves the refused token unused.
+// second refusal of a token a whole wait found still current holds no other thread when it is the
+// same call and holds them when it is another (the rotation), and a wait that ends in failed reads
+// leaves the refused token unused.
 package example.clear;
 
 import java.time.Duration;
@@ -18,22 +19,27 @@ public final class WaitCheck {
     private WaitCheck() {
     }
 
-    /** A secret whose AWSCURRENT always holds T1, or whose reads all fail while fail is set. */
+    /** A secret whose AWSCURRENT holds tok (T1 until set), or whose reads all fail while fail is set. */
     static final class FakeSM implements SecretsManagerClient {
         final AtomicBoolean fail = new AtomicBoolean();
+        volatile String tok = "T1";
 
         @Override
         public GetSecretValueResponse getSecretValue(GetSecretValueRequest in) {
             if (fail.get()) {
                 throw new SecretsManagerException("EndpointConnectionError");
             }
-            return GetSecretValueResponse.builder().secretString("{\"access_token\":\"T1\",\"valid_till\":null}").build();
+            return GetSecretValueResponse.builder().secretString("{\"access_token\":\"" + tok + "\",\"valid_till\":null}").build();
         }
     }
 
     static void refuse(ClearToken src) {
+        refuse(src, null);
+    }
+
+    static void refuse(ClearToken src, String call) {
         try {
-            src.refused("T1");
+            src.refused("T1", call);
         } catch (RuntimeException | InterruptedException e) {
             // the wait found no newer token: expected
         }
@@ -71,6 +77,29 @@ public final class WaitCheck {
             System.out.printf("a second refusal of a token a wait outlived held another thread %.1fs%n", heldFor);
         }
         t.join();
+
+        FakeSM rotating = new FakeSM();
+        ClearToken src3 = new ClearToken(rotating, "s", Duration.ofMinutes(1), Duration.ofSeconds(1));
+        src3.token();
+        refuse(src3, "GET /no-product"); // a whole wait: Clear refuses that call for a reason of its own
+        src3.token();
+        Thread rotation = new Thread(() -> refuse(src3, "POST /invoices")); // the rotation: another call
+        rotation.start();
+        Thread.sleep(100);
+        Thread store = new Thread(() -> {
+            try {
+                Thread.sleep(200);
+            } catch (InterruptedException e) {
+                return;
+            }
+            rotating.tok = "T2"; // the rotator stores T2
+        });
+        store.start();
+        if (!"T2".equals(src3.token())) {
+            System.out.println("after a wait a token outlived for one call, a refusal of another call did not hold the calls made during it");
+        }
+        rotation.join();
+        store.join();
 
         FakeSM down = new FakeSM();
         ClearToken src2 = new ClearToken(down, "s", Duration.ofMinutes(1), Duration.ofMillis(500));
