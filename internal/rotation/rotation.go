@@ -552,7 +552,7 @@ func (e *Engine) release(ctx context.Context, c *Client, rd read, d Decision, cl
 		st, released = e.apply(rctx, c, d, a, ReleaseToken(claimID), "could not release the claim")
 		cancel()
 	} else {
-		e.Log.Warn("too little of the claim's lease is left to release it safely; it ends with its lease", "client", c.Name)
+		e.Log.Warn("too little time is left, of the claim's lease or before the caller's deadline, to release the claim safely; it ends with its lease", "client", c.Name)
 	}
 
 	// Decide again on what the token secret now holds: the released state, or, when that write
@@ -604,7 +604,7 @@ func (e *Engine) writeState(ctx context.Context, c *Client, st document.State, t
 // landed reports whether the token version was stored after all, when every answer to its write
 // was lost. It asks once, with a short time limit of its own, since ctx may be spent.
 func (e *Engine) landed(ctx context.Context, c *Client, version string) bool {
-	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptLimit)
+	vctx, cancel := outlive(ctx, attemptLimit)
 	defer cancel()
 	v, err := e.Store.Read(vctx, c.TokenSecretID, CurrentStage)
 	return err == nil && v.ID == version
@@ -615,7 +615,7 @@ func (e *Engine) landed(ctx context.Context, c *Client, version string) bool {
 // value tells this rotator's claim from another's made with the same token. It asks once, with a
 // short time limit of its own.
 func (e *Engine) stateLanded(ctx context.Context, c *Client, id, value string) bool {
-	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptLimit)
+	vctx, cancel := outlive(ctx, attemptLimit)
 	defer cancel()
 	v, err := e.Store.Read(vctx, c.TokenSecretID, document.StateStage)
 	return err == nil && v.ID == id && v.Value == value
@@ -636,27 +636,63 @@ func writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithDeadline(ctx, by)
 }
 
-// afterClaim returns the context in which a release is written: it outlives the caller (a
-// SIGTERM), since left as it is the claim would hold the others off for its lease, but ends with
-// releaseLimit or what is left of the lease (later, another rotator may have taken the claim over,
-// and a release would erase that claim). ok is false when too little of the lease is left.
+// afterClaim returns the context in which a release is written: it outlives the caller's
+// cancellation (a SIGTERM), since left as it is the claim would hold the others off for its lease,
+// but ends with releaseLimit, what is left of the lease (later, another rotator may have taken the
+// claim over, and a release would erase that claim) or the caller's deadline (outlive). ok is false
+// when too little time is left.
 func (e *Engine) afterClaim(ctx context.Context, rd read, d Decision) (context.Context, context.CancelFunc, bool) {
 	left := min(releaseLimit, e.leaseLeft(rd, d)-timing.LeaseMargin)
+	if end, ok := callerEnd(ctx); ok {
+		left = min(left, time.Until(end)-time.Second)
+	}
 	if left <= 0 {
 		return nil, nil, false
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), left)
+	wctx, cancel := outlive(ctx, left)
 	return wctx, cancel, true
 }
 
 // detach returns a context that ignores ctx's cancellation but keeps its deadline, bounded by
 // limit (what is left of the lease less a margin), so that the owner never writes after another
-// rotator may take over.
+// rotator may take over. It keeps the caller's own deadline, or that it had none, aside for
+// outlive: the work's narrower deadline would hide it.
 func detach(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Deadline(); ok {
-		if left := time.Until(d) - time.Second; left < limit {
+	end, ok := callerEnd(ctx)
+	if ok {
+		if left := time.Until(end) - time.Second; left < limit {
 			limit = max(left, time.Second)
 		}
+	}
+	out := context.WithValue(context.WithoutCancel(ctx), callerDeadline{}, deadline{end, ok})
+	return context.WithTimeout(out, limit)
+}
+
+// callerDeadline is the context key under which detach keeps the caller's deadline.
+type callerDeadline struct{}
+
+type deadline struct {
+	at  time.Time
+	set bool
+}
+
+// callerEnd returns the caller's own deadline, when it has one: the one detach kept aside, or
+// ctx's.
+func callerEnd(ctx context.Context) (time.Time, bool) {
+	if d, ok := ctx.Value(callerDeadline{}).(deadline); ok {
+		return d.at, d.set
+	}
+	return ctx.Deadline()
+}
+
+// outlive returns a context for a call that must outlive the caller's cancellation (a SIGTERM) and
+// the work's own time (a write window spent on a failing write): it is bounded by limit, and by the
+// caller's deadline less a second. Past a Lambda's deadline the runtime is gone; a check or a
+// release cut off there is lost anyway, and ending before it lets the run report its answer and
+// the TokenLost metric.
+func outlive(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
+	if end, ok := callerEnd(ctx); ok {
+		limit = min(limit, time.Until(end)-time.Second)
 	}
 	return context.WithTimeout(context.WithoutCancel(ctx), limit)
 }

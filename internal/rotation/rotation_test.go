@@ -1606,3 +1606,47 @@ func TestStatusOfATokenSecretNotCreatedYet(t *testing.T) {
 		t.Errorf("status of a token secret not created yet logged about its versions:\n%s", logs)
 	}
 }
+
+// TestNothingAfterClearsAnswerOutlastsTheCallersDeadline: a Lambda invocation with 7 s left (the
+// deadline gate asks for CLEAR_TIMEOUT and 5 s) claims a rotation, Clear answers, and Secrets
+// Manager throttles every write after the claim: the token's, and the release's. The Lambda runtime
+// is killed at its deadline, so whatever the engine does after it (the check that the token landed
+// after all, the release) is lost, and with it the answer and the TokenLost metric the run would
+// have reported. Rotate must return before the deadline (the Lambda audit's second finding: it
+// returned 8 s after it, the check and the release having dropped the deadline with the
+// cancellation they ignore).
+func TestNothingAfterClearsAnswerOutlastsTheCallersDeadline(t *testing.T) {
+	inBubble(t, rig.Options{Lifetime: time.Hour}, func(t *testing.T, w *rig.World, c *rotation.Client) {
+		e := w.Engine("a")
+		e.ClearTimeout = time.Second
+		var claims sync.Once
+		w.API.Fail(func(op string, in any) error {
+			p, ok := in.(*secretsmanager.PutSecretValueInput)
+			if !ok {
+				return nil
+			}
+			claimed := false
+			if len(p.VersionStages) != 0 {
+				claims.Do(func() { claimed = true })
+			}
+			if claimed {
+				return nil // the claim lands
+			}
+			return &smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}
+		})
+		const left = 7 * time.Second
+		ctx, cancel := context.WithTimeout(context.Background(), left)
+		defer cancel()
+		start := time.Now()
+		r := e.Rotate(ctx, c, false)
+		took := time.Since(start)
+		w.API.Fail(nil)
+		expect(t, r, rotation.Failed)
+		if !r.Requested {
+			t.Fatalf("Clear was not asked: %s", r.Message)
+		}
+		if took >= left {
+			t.Fatalf("Rotate returned %s after it began, past the caller's deadline of %s", took, left)
+		}
+	})
+}
