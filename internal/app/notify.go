@@ -253,15 +253,31 @@ func (a *App) Resume(log *slog.Logger, rec notify.Recorder) func(ctx context.Con
 	}
 }
 
-// stopping returns ctx, ending when it does but with notify.ErrStopped as the cause. A run's
-// context (the CLI's, the Lambda's) ends early only when the process is told to stop (a signal,
-// the invocation's deadline), and it resumes nothing: the notifier reports each delivery cut short
-// like one that finally failed (the error line, the undelivered tag a daemon resumes from).
+// stopping returns ctx, ending when it does but with notify.ErrStopped as the cause, and
+// reportReserve before its deadline. A run's context (the CLI's, the Lambda's) ends early only
+// when the process is told to stop (a signal, the invocation's deadline), and it resumes nothing:
+// the notifier reports each delivery cut short like one that finally failed (the error line, the
+// undelivered tag a daemon resumes from). Past a Lambda's deadline the runtime is gone, so a
+// delivery is given up early enough for that report to land before it.
 func stopping(ctx context.Context) (context.Context, func()) {
 	out, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() { cancel(fmt.Errorf("%w (%v)", notify.ErrStopped, context.Cause(ctx))) })
+	if end, ok := ctx.Deadline(); ok {
+		early := time.AfterFunc(time.Until(end)-reportReserve, func() {
+			cancel(fmt.Errorf("%w (the run's deadline is %s away: what is left of it records the delivery as failed)", notify.ErrStopped, reportReserve))
+		})
+		return out, func() { stop(); early.Stop(); cancel(nil) }
+	}
 	return out, func() { stop(); cancel(nil) }
 }
+
+// reportReserve is the end of a run's deadline that a delivery leaves to report that it was cut
+// short: the undelivered tag (tagLimit), the notifier's error line and metric, the run's answer.
+const reportReserve = 5 * time.Second
+
+// tagLimit bounds the write or the removal of an undelivered tag: a report, which must fit in
+// reportReserve.
+const tagLimit = 4 * time.Second
 
 // UndeliveredTagPrefix starts the token secret's tags that record a delivery that finally failed,
 // one per kind ("clear-rotator:undelivered:webhook"), so that `rotator status`, which reads only
@@ -307,7 +323,7 @@ func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	if t == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), tagLimit)
 	defer cancel()
 	value := undeliveredValue(ev, at)
 	_, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID),
@@ -336,7 +352,7 @@ func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 	if t == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), tagLimit)
 	defer cancel()
 	if _, err := t.UntagResource(ctx, &secretsmanager.UntagResourceInput{SecretId: aws.String(ev.SecretID),
 		TagKeys: []string{UndeliveredTagPrefix + kind}}); err != nil && r.log != nil {

@@ -2,6 +2,9 @@ package app
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -314,5 +317,53 @@ func TestUndeliveredOf(t *testing.T) {
 			t.Errorf("%s: lines %q, due %q %s, current %q, arn %q; want %q, %q %s, %q", name, rec.lines(), kinds, reason, rec.current, rec.arn,
 				tc.lines, tc.kinds, tc.reason, tc.current)
 		}
+	}
+}
+
+// TestADeliveryCutShortByTheDeadlineIsRecordedBeforeIt: a Lambda run delivers a token to a webhook
+// receiver that never answers, with 7 s of the invocation left. The Lambda runtime is killed at its
+// deadline, so the delivery must be given up early enough for what reports it to land before then:
+// the undelivered tag the next run resumes from, and the notifier's failure (the DeliveryFailures
+// metric). It was given up only when the deadline came, and the tag was written after it (the
+// Lambda audit's third finding).
+func TestADeliveryCutShortByTheDeadlineIsRecordedBeforeIt(t *testing.T) {
+	t.Parallel()
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(hang)
+	sm := fake.NewSecretsManager(time.Now)
+	created, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String("tok"), SecretString: aws.String("{}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(load(t, map[string]string{config.EnvWebhookURL: srv.URL + "/h", config.EnvWebhookSecret: signing}), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver := a.Deliver(nil, a.Recorder(nil, nil))
+	const left = 7 * time.Second
+	ctx, cancel := context.WithTimeout(t.Context(), left)
+	defer cancel()
+	start := time.Now()
+	err = deliver(ctx, a.Clients[0], rotation.Result{Stored: &rotation.Stored{VersionID: aws.ToString(created.VersionId)}}, false)
+	took := time.Since(start)
+	if !errors.Is(err, notify.ErrStopped) {
+		t.Errorf("the delivery cut short: %v, want notify.ErrStopped", err)
+	}
+	if took >= left-time.Second {
+		t.Errorf("the delivery and its record took %s of the %s left", took, left)
+	}
+	out, err := sm.DescribeSecret(t.Context(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("tok")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(out.Tags, func(tg types.Tag) bool { return aws.ToString(tg.Key) == UndeliveredTagPrefix+"webhook" }) {
+		t.Errorf("no undelivered tag on the token secret: %v", out.Tags)
 	}
 }
