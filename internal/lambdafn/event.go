@@ -204,7 +204,7 @@ func checkKeys(raw json.RawMessage) string {
 		key, _ := tok.(string)
 		switch {
 		case !slices.Contains(actionFields, key):
-			return fmt.Sprintf("unknown field %q", truncate(key, 40))
+			return unknownField(key)
 		case seen[key]:
 			return fmt.Sprintf("%q appears twice", key)
 		}
@@ -215,6 +215,16 @@ func checkKeys(raw json.RawMessage) string {
 		}
 	}
 	return ""
+}
+
+// unknownField says that key is no field of an action event. A near miss of a field is quoted with
+// the field it was meant to be; any other key is not (see EventError): it may be a value pasted in
+// a key's place.
+func unknownField(key string) string {
+	if s := suggest.Closest(key, actionFields); s != "" {
+		return fmt.Sprintf("unknown field %q (did you mean %q?)", key, s)
+	}
+	return fmt.Sprintf("an unknown field (%d characters, not shown); the fields are %s", len([]rune(key)), strings.Join(actionFields, ", "))
 }
 
 // fieldsOfAction returns why ev's fields do not suit action, or "" when they do.

@@ -749,7 +749,22 @@ func TestRefusedEventNeverQuotesItsValues(t *testing.T) {
 			t.Errorf("the refusal of %s does not say %q: %v", tc.payload, tc.says, err)
 		}
 	}
-	// A near miss still gets its "did you mean", which names an action, not the value.
+	// Nor a key that cannot be a field's name, nor a secret id that is not a secret's ARN: a value
+	// pasted into the wrong place (the Lambda audit's fifth finding). The leak scan of the logs runs
+	// at the end of the test.
+	for _, payload := range []string{
+		`{"` + s + `":1}`,
+		`{"action":"status","` + s + `":1}`,
+		`{"SecretId":"` + s + `","ClientRequestToken":"` + token32 + `","Step":"createSecret"}`,
+	} {
+		if _, _, err := f.invoke(payload); err == nil || strings.Contains(err.Error(), s[:16]) {
+			t.Errorf("the refusal of %s: %v, want an error that does not quote the value", payload, err)
+		}
+	}
+	// A near miss still gets its "did you mean", which names a field or an action, not the value.
+	if _, _, err := f.invoke(`{"action":"status","clinet":"a"}`); err == nil || !strings.Contains(err.Error(), `unknown field "clinet"`) {
+		t.Errorf(`{"action":"status","clinet":"a"}: %v, want the key named`, err)
+	}
 	if _, _, err := f.invoke(`{"action":"rotat"}`); err == nil || !strings.Contains(err.Error(), `did you mean "rotate"`) {
 		t.Errorf(`{"action":"rotat"}: %v, want a "did you mean "rotate""`, err)
 	}

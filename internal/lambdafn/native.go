@@ -15,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
 // PendingStage is the label Secrets Manager's rotation gives the version it creates.
@@ -166,6 +168,32 @@ func (h *Handler) createSecret(ctx context.Context, e *rotation.Engine, c *rotat
 	}
 }
 
+// unquoted is a Secrets Manager error about a secret id shownSecretID does not show, with neither
+// that id nor Secrets Manager's message (which may quote it): its code only.
+func unquoted(err error) error {
+	var se *store.Error
+	if !errors.As(err, &se) {
+		return errors.New("the call failed")
+	}
+	c := *se
+	c.SecretID, c.Message = "(the secret given)", ""
+	return &c
+}
+
+// secretARN is the shape of the SecretId Secrets Manager puts in a rotation event: the secret's
+// ARN, whose name part may hold only a secret name's characters.
+var secretARN = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$`)
+
+// shownSecretID names a rotation event's SecretId in an error: one Secrets Manager knows (exists),
+// or an ARN, as Secrets Manager sends, is quoted; anything else only by its length, since it may be
+// a value pasted in its place (see EventError).
+func shownSecretID(id string, exists bool) string {
+	if exists || secretARN.MatchString(id) {
+		return fmt.Sprintf("secret %q", id)
+	}
+	return fmt.Sprintf("the secret given (%d characters, not shown: no secret has that id, and it is not a Secrets Manager ARN)", len([]rune(id)))
+}
+
 // clientOfSecret returns the configured client whose token secret is secretID. Secrets Manager
 // sends the secret's full ARN, while the configuration usually names the secret, and may hold its
 // ARN or a partial ARN. Rather than parse the name out of the ARN (a name may itself end in what
@@ -183,11 +211,16 @@ func (h *Handler) clientOfSecret(ctx context.Context, e *rotation.Engine, secret
 	for i, c := range h.app.Clients {
 		ids[i] = c.TokenSecretID
 	}
-	notOurs := fmt.Sprintf("no configured client keeps its token in secret %q (configured token secrets: %s); "+
-		"attach the function only to the token secrets it keeps", truncate(secretID, 300), strings.Join(ids, ", "))
+	notOurs := func(exists bool) string {
+		return fmt.Sprintf("no configured client keeps its token in %s (configured token secrets: %s); "+
+			"attach the function only to the token secrets it keeps", shownSecretID(secretID, exists), strings.Join(ids, ", "))
+	}
 	name, arn, err := e.Store.Describe(ctx, secretID)
 	if err != nil {
-		return nil, fmt.Errorf("%s; describing the secret failed: %w", notOurs, err)
+		if !secretARN.MatchString(secretID) {
+			err = unquoted(err)
+		}
+		return nil, fmt.Errorf("%s; describing the secret failed: %w", notOurs(false), err)
 	}
 	for _, c := range h.app.Clients {
 		if c.TokenSecretID == name || (arn != "" && c.TokenSecretID == arn) {
@@ -201,5 +234,5 @@ func (h *Handler) clientOfSecret(ctx context.Context, e *rotation.Engine, secret
 			}
 		}
 	}
-	return nil, errors.New(notOurs)
+	return nil, errors.New(notOurs(true))
 }
