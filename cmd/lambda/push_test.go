@@ -58,7 +58,8 @@ func TestBootstrapDeliversAWebhook(t *testing.T) {
 		b, _ := json.Marshal(f.ok(`{"action":"status"}`)["undelivered"])
 		return string(b)
 	}
-	if got := undelivered(); !strings.Contains(got, `"default":["webhook: version `+version+` at `) {
+	if got := undelivered(); !strings.HasPrefix(got, `{"default":[{"at":"`) || !strings.Contains(got, `"kind":"webhook"`) ||
+		!strings.Contains(got, `"record":"version `+version+` at `) || !strings.Contains(got, `"version_id":"`+version+`"`) {
 		t.Fatalf("status answers undelivered %s, want version %s", got, version)
 	}
 	expectOutcome(t, result(t, f.ok(`{"action":"scheduled"}`)), "not_due")

@@ -31,10 +31,10 @@ func renderNotDelivered(stdout io.Writer, err error, asJSON bool) {
 }
 
 // renderUndelivered prints one line per delivery that finally failed, under the status table.
-func renderUndelivered(w io.Writer, clients []*rotation.Client, undelivered map[string][]string) {
+func renderUndelivered(w io.Writer, clients []*rotation.Client, undelivered map[string][]fleet.Undelivered) {
 	for _, c := range clients {
-		for _, line := range undelivered[c.Name] {
-			fmt.Fprintf(w, "%s: not delivered: %s\n", c.Name, line)
+		for _, u := range undelivered[c.Name] {
+			fmt.Fprintf(w, "%s: not delivered: %s\n", c.Name, u)
 		}
 	}
 }

@@ -361,11 +361,11 @@ func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 	}
 }
 
-// Undelivered returns what the token secret of c records as not delivered, one line per kind
-// ("webhook: version V at T"); nil when nothing is. It is read whether or not this process has push
+// Undelivered returns what the token secret of c records as not delivered, one record per kind,
+// sorted; nil when nothing is. It is read whether or not this process has push
 // delivery configured: the tag is written by whichever process failed (the daemon, say), and an
 // operator's status, or push switched off since, must still show it.
-func (a *App) Undelivered(ctx context.Context, c *rotation.Client) ([]string, error) {
+func (a *App) Undelivered(ctx context.Context, c *rotation.Client) ([]fleet.Undelivered, error) {
 	if a.Store == nil || a.Store.API == nil {
 		return nil, nil
 	}
@@ -373,7 +373,7 @@ func (a *App) Undelivered(ctx context.Context, c *rotation.Client) ([]string, er
 	if err != nil {
 		return nil, err
 	}
-	return rec.lines(), nil
+	return rec.records(), nil
 }
 
 // undeliveredRecord is what one DescribeSecret of a token secret says of its deliveries: the
@@ -391,6 +391,7 @@ type undeliveredRecord struct {
 type undeliveredTag struct {
 	kind, value string
 	version     string
+	at          *time.Time
 	reason      notify.Reason
 }
 
@@ -420,24 +421,22 @@ func undeliveredOf(out *secretsmanager.DescribeSecretOutput) undeliveredRecord {
 			continue
 		}
 		value := aws.ToString(t.Value)
-		version, reason := parseUndelivered(value)
-		rec.tags = append(rec.tags, undeliveredTag{kind: kind, value: value, version: version, reason: reason})
+		version, at, reason := parseUndelivered(value)
+		rec.tags = append(rec.tags, undeliveredTag{kind: kind, value: value, version: version, at: at, reason: reason})
 	}
 	return rec
 }
 
-// lines are status's lines, "kind: value" sorted: every undelivered tag, whichever version it names.
-func (r undeliveredRecord) lines() []string {
-	var lines []string
+// records are status's records, sorted by their lines: every undelivered tag, whichever version it
+// names.
+func (r undeliveredRecord) records() []fleet.Undelivered {
+	var out []fleet.Undelivered
 	for _, t := range r.tags {
-		line := t.kind + ": " + t.value
-		if r.current != "" && t.version != "" && t.version != r.current {
-			line += fleet.SupersededNote
-		}
-		lines = append(lines, line)
+		out = append(out, fleet.Undelivered{Kind: t.kind, VersionID: t.version, At: t.at, Reason: string(t.reason),
+			Superseded: r.current != "" && t.version != "" && t.version != r.current, Record: t.value})
 	}
-	slices.Sort(lines)
-	return lines
+	slices.SortFunc(out, func(a, b fleet.Undelivered) int { return strings.Compare(a.String(), b.String()) })
+	return out
 }
 
 // due is what is to be resumed: the kinds, sorted, with a tag naming a version that can be read
@@ -468,12 +467,18 @@ func undeliveredValue(ev notify.Event, at time.Time) string {
 	return "version " + ev.VersionID + " at " + at.UTC().Format(time.RFC3339) + " reason " + string(ev.Reason)
 }
 
-// parseUndelivered reads undeliveredValue's fields back: the version, and the reason (Scheduled
-// for a value without one, as older releases wrote, or with one this release does not know).
-func parseUndelivered(value string) (version string, reason notify.Reason) {
+// parseUndelivered reads undeliveredValue's fields back: the version, when (nil when it cannot be
+// read), and the reason (Scheduled for a value without one, as older releases wrote, or with one
+// this release does not know).
+func parseUndelivered(value string) (version string, at *time.Time, reason notify.Reason) {
 	f := strings.Fields(value)
 	if len(f) < 2 || f[0] != "version" {
-		return "", ""
+		return "", nil, ""
+	}
+	if i := slices.Index(f, "at"); i > 0 && i+1 < len(f) {
+		if t, err := time.Parse(time.RFC3339, f[i+1]); err == nil {
+			at = &t
+		}
 	}
 	reason = notify.Scheduled
 	if i := slices.Index(f, "reason"); i > 0 && i+1 < len(f) {
@@ -481,7 +486,7 @@ func parseUndelivered(value string) (version string, reason notify.Reason) {
 			reason = r
 		}
 	}
-	return f[1], reason
+	return f[1], at, reason
 }
 
 // Resumable returns the delivery of c's token in AWSCURRENT that a process recorded as failed (its

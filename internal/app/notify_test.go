@@ -211,10 +211,11 @@ func TestResumable(t *testing.T) {
 	if got, kinds, _, _ := a.Resumable(ctx, c); !slices.Equal(kinds, []string{"hook", "webhook"}) || got.Reason != notify.Revoke {
 		t.Fatalf("both recorded: kinds %v, reason %s", kinds, got.Reason)
 	}
-	if v, r := parseUndelivered("version " + v1 + " at 2026-12-01T00:00:00Z"); v != v1 || r != notify.Scheduled {
+	if v, at, r := parseUndelivered("version " + v1 + " at 2026-12-01T00:00:00Z"); v != v1 || r != notify.Scheduled ||
+		at == nil || !at.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("an older release's tag: %q, %q; want the version, scheduled", v, r)
 	}
-	if v, r := parseUndelivered("version v9 at T reason bogus"); v != "v9" || r != notify.Scheduled {
+	if v, at, r := parseUndelivered("version v9 at T reason bogus"); v != "v9" || r != notify.Scheduled || at != nil {
 		t.Fatalf("an unknown reason: %q, %q; want scheduled", v, r)
 	}
 
@@ -313,8 +314,8 @@ func TestUndeliveredOf(t *testing.T) {
 		}
 		rec := undeliveredOf(out)
 		kinds, reason := rec.due()
-		if !slices.Equal(rec.lines(), tc.lines) || !slices.Equal(kinds, tc.kinds) || reason != tc.reason || rec.current != tc.current || rec.arn != "arn:tok" {
-			t.Errorf("%s: lines %q, due %q %s, current %q, arn %q; want %q, %q %s, %q", name, rec.lines(), kinds, reason, rec.current, rec.arn,
+		if !slices.Equal(lines(rec.records()), tc.lines) || !slices.Equal(kinds, tc.kinds) || reason != tc.reason || rec.current != tc.current || rec.arn != "arn:tok" {
+			t.Errorf("%s: lines %q, due %q %s, current %q, arn %q; want %q, %q %s, %q", name, lines(rec.records()), kinds, reason, rec.current, rec.arn,
 				tc.lines, tc.kinds, tc.reason, tc.current)
 		}
 	}
@@ -366,4 +367,13 @@ func TestADeliveryCutShortByTheDeadlineIsRecordedBeforeIt(t *testing.T) {
 	if !slices.ContainsFunc(out.Tags, func(tg types.Tag) bool { return aws.ToString(tg.Key) == UndeliveredTagPrefix+"webhook" }) {
 		t.Errorf("no undelivered tag on the token secret: %v", out.Tags)
 	}
+}
+
+// lines are status's lines of records.
+func lines(records []fleet.Undelivered) []string {
+	var out []string
+	for _, r := range records {
+		out = append(out, r.String())
+	}
+	return out
 }

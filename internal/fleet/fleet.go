@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
@@ -54,7 +55,7 @@ type Fleet struct {
 	Resume func(ctx context.Context, c *rotation.Client) error
 	// Undelivered, when not nil, reads what a client's token secret records as not delivered
 	// (app.App.Undelivered), for status, whether or not this process delivers; nil reads nothing.
-	Undelivered func(ctx context.Context, c *rotation.Client) ([]string, error)
+	Undelivered func(ctx context.Context, c *rotation.Client) ([]Undelivered, error)
 }
 
 // deliver runs f.Deliver for r when it stored a token; it returns nil otherwise.
@@ -79,8 +80,37 @@ type RotateAnswer struct {
 type StatusAnswer struct {
 	Clients []rotation.Status `json:"clients"`
 	// Undelivered holds, by client name, each delivery of push delivery that finally failed, as
-	// the token secret records it ("webhook: version V at T"); absent when none did.
-	Undelivered map[string][]string `json:"undelivered,omitempty"`
+	// the token secret records it; absent when none did.
+	Undelivered map[string][]Undelivered `json:"undelivered,omitempty"`
+}
+
+// Undelivered is one delivery of push delivery that finally failed, as the token secret records it
+// (a tag, app.UndeliveredTagPrefix).
+type Undelivered struct {
+	// Kind is what was not told of the token: "webhook" or "hook".
+	Kind string `json:"kind"`
+	// VersionID is the token's version; "" when the record cannot be read.
+	VersionID string `json:"version_id"`
+	// At is when the delivery finally failed; null when the record does not say.
+	At *time.Time `json:"at"`
+	// Reason is why the token was stored (scheduled, forced, healed, revoke); "" when the record
+	// cannot be read.
+	Reason string `json:"reason,omitempty"`
+	// Superseded: the version is no longer AWSCURRENT. A delivery of the newer token of the same
+	// kind would have cleared the record, so the ERPs were told of neither.
+	Superseded bool `json:"superseded"`
+	// Record is the record as written ("version V at T reason R").
+	Record string `json:"record"`
+}
+
+// String is status's line for u: "webhook: version V at T reason R", ending with SupersededNote
+// when u is superseded.
+func (u Undelivered) String() string {
+	line := u.Kind + ": " + u.Record
+	if u.Superseded {
+		line += SupersededNote
+	}
+	return line
 }
 
 // RevokeAnswer is the answer to revoke: `rotator revoke --json` and the Lambda's answer to a revoke
@@ -280,29 +310,29 @@ func (f *Fleet) Status(ctx context.Context, clients []*rotation.Client) (StatusA
 	return ans, nil
 }
 
-// SupersededNote ends an undelivered line whose token is no longer AWSCURRENT. A delivery of the
-// newer token of the same kind would have cleared the record, so none of it is recorded either: the
-// ERPs were told of neither (the newer stored where push delivery is not configured, say).
+// SupersededNote ends the line of an Undelivered whose token is no longer AWSCURRENT. A delivery of
+// the newer token of the same kind would have cleared the record, so none of it is recorded either:
+// the ERPs were told of neither (the newer stored where push delivery is not configured, say).
 const SupersededNote = " (superseded by a newer token, of which no delivery is recorded either)"
 
 // undelivered reads f.Undelivered for every client; a record that cannot be read is left out,
 // since the status row reports the read failure already.
-func (f *Fleet) undelivered(ctx context.Context, clients []*rotation.Client) map[string][]string {
+func (f *Fleet) undelivered(ctx context.Context, clients []*rotation.Client) map[string][]Undelivered {
 	if f.Undelivered == nil {
 		return nil
 	}
-	lines := each(clients, func(c *rotation.Client) []string {
+	lines := each(clients, func(c *rotation.Client) []Undelivered {
 		l, err := f.Undelivered(ctx, c)
 		if err != nil {
 			return nil
 		}
 		return l
 	})
-	var out map[string][]string
+	var out map[string][]Undelivered
 	for i, l := range lines {
 		if len(l) > 0 {
 			if out == nil {
-				out = map[string][]string{}
+				out = map[string][]Undelivered{}
 			}
 			out[clients[i].Name] = l
 		}

@@ -79,14 +79,15 @@ func TestStatusAnswerCarriesWhatWasNotDelivered(t *testing.T) {
 	c := w.Client()
 	other := w.Client()
 	other.Name = "other"
-	f := &fleet.Fleet{Engine: w.Engine("cli"), Undelivered: func(_ context.Context, c *rotation.Client) ([]string, error) {
+	rec := fleet.Undelivered{Kind: "webhook", VersionID: "v1", Record: "version v1 at 2026-11-21T10:00:00Z"}
+	f := &fleet.Fleet{Engine: w.Engine("cli"), Undelivered: func(_ context.Context, c *rotation.Client) ([]fleet.Undelivered, error) {
 		if c.Name == "other" {
 			return nil, nil
 		}
-		return []string{"webhook: version v1 at 2026-11-21T10:00:00Z"}, nil
+		return []fleet.Undelivered{rec}, nil
 	}}
 	ans, _ := f.Status(context.Background(), []*rotation.Client{c, other})
-	if got := ans.Undelivered[c.Name]; len(got) != 1 || got[0] != "webhook: version v1 at 2026-11-21T10:00:00Z" {
+	if got := ans.Undelivered[c.Name]; len(got) != 1 || got[0] != rec || got[0].String() != "webhook: version v1 at 2026-11-21T10:00:00Z" {
 		t.Fatalf("undelivered = %v", ans.Undelivered)
 	}
 	if _, ok := ans.Undelivered["other"]; ok {

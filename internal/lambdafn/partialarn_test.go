@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/config"
+	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/lambdafn"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
@@ -94,7 +95,7 @@ func TestATokenSecretConfiguredByItsPartialARN(t *testing.T) {
 		t.Fatal(err)
 	}
 	v3, _ := r.current()
-	status := func() []string {
+	status := func() []fleet.Undelivered {
 		t.Helper()
 		ans, err := r.invoke(`{"action":"status"}`)
 		if err != nil {
@@ -102,7 +103,8 @@ func TestATokenSecretConfiguredByItsPartialARN(t *testing.T) {
 		}
 		return ans.(lambdafn.StatusAnswer).Undelivered["default"]
 	}
-	if got := status(); len(got) != 1 || !strings.HasPrefix(got[0], "webhook: version "+v3+" at ") {
+	if got := status(); len(got) != 1 || got[0].VersionID != v3 || got[0].Kind != "webhook" || got[0].At == nil ||
+		!strings.HasPrefix(got[0].String(), "webhook: version "+v3+" at ") {
 		t.Fatalf("status shows undelivered %q, want the webhook of %s", got, v3)
 	}
 	if _, err := r.invoke(`{"action":"scheduled"}`); err != nil {
