@@ -475,10 +475,7 @@ func TestSecretsManagerDownServesTheCachedToken(t *testing.T) {
 func TestARefusalForOneCallFailsNoOtherCall(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		notInScope := sm.productNotEnabled()
-		src := NewSource(sm.api(), sm.id())
-		client := &http.Client{Transport: NewTransport(src, clear)}
+		sm, _, src, client, notInScope := notInScopeClient(t)
 		go func() {
 			time.Sleep(time.Second)
 			resp, err := client.Get(sm.url(notInScope))
@@ -571,10 +568,7 @@ func TestAFailedReadDuringTheWaitIsTriedAgain(t *testing.T) {
 func TestARepeatedRefusalForOneCallHoldsNoOtherCall(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		notInScope := sm.productNotEnabled()
-		src := NewSource(sm.api(), sm.id())
-		client := &http.Client{Transport: NewTransport(src, clear)}
+		sm, _, _, client, notInScope := notInScopeClient(t)
 		start := time.Now()
 		var wg sync.WaitGroup
 		wg.Go(func() {
@@ -719,13 +713,7 @@ func TestACallDuringTheWaitJoinsIt(t *testing.T) {
 			}
 		})
 		time.Sleep(200 * time.Millisecond)
-		req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`)))
-		resp, err := client.Do(req)
-		wg.Wait()
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("a call whose body cannot be replayed, made during the wait: %v %v, want 200", resp, err)
-		}
-		resp.Body.Close()
+		postUnreplayable(t, sm, client, &wg, "made during the wait")
 	})
 }
 
@@ -787,13 +775,7 @@ func TestARotationAfterARefusalForOneCallHoldsTheCallsMadeDuringIt(t *testing.T)
 					}
 				})
 				time.Sleep(200 * time.Millisecond)
-				req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`)))
-				resp, err := client.Do(req)
-				wg.Wait()
-				if err != nil || resp.StatusCode != http.StatusOK {
-					t.Fatalf("a call whose body cannot be replayed, made during the wait: %v %v, want 200", resp, err)
-				}
-				resp.Body.Close()
+				postUnreplayable(t, sm, client, &wg, "made during the wait")
 			})
 		})
 	}
@@ -827,13 +809,7 @@ func TestAWaitThatEndsInAFailedReadShowsNothingAboutTheToken(t *testing.T) {
 			}
 		})
 		time.Sleep(200 * time.Millisecond)
-		req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`)))
-		resp, err := client.Do(req)
-		wg.Wait()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("a call whose body cannot be replayed, made during the wait: %v %v, want 200", resp, err)
-		}
-		resp.Body.Close()
+		postUnreplayable(t, sm, client, &wg, "made during the wait")
 	})
 }
 
@@ -882,13 +858,7 @@ func TestARefusalDuringARereadHoldsTheCallsThatJoinedIt(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 				wg.Go(func() { _, _ = src.Refused(t.Context(), old) })
 				time.Sleep(10 * time.Millisecond)
-				req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`)))
-				resp, err := client.Do(req)
-				wg.Wait()
-				if err != nil || resp.StatusCode != http.StatusOK {
-					t.Fatalf("a call whose body cannot be replayed, made after the Source was told of the refusal: %v %v, want 200", resp, err)
-				}
-				resp.Body.Close()
+				postUnreplayable(t, sm, client, &wg, "made after the Source was told of the refusal")
 			})
 		})
 	}
@@ -935,10 +905,7 @@ func TestACallersDeadlineDuringTheWaitIsItsOwnError(t *testing.T) {
 func TestACallClearRefusesForItsOwnReasonIsNotWaitedOnAgain(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		notInScope := sm.productNotEnabled()
-		src := NewSource(sm.api(), sm.id())
-		client := &http.Client{Transport: NewTransport(src, clear)}
+		sm, _, _, client, notInScope := notInScopeClient(t)
 		reads := sm.count()
 		start := time.Now()
 		var wg sync.WaitGroup
@@ -974,4 +941,29 @@ func TestACallClearRefusesForItsOwnReasonIsNotWaitedOnAgain(t *testing.T) {
 			t.Errorf("%d reads of the secret in the minute, want one wait's and the TTL's", n)
 		}
 	})
+}
+
+// postUnreplayable sends a POST whose body cannot be replayed (no GetBody), so that a refused token
+// fails it visibly, then waits for wg, and fails the test unless Clear accepted the call. when says
+// when the call was made.
+func postUnreplayable(t *testing.T, sm *secret, client *http.Client, wg *sync.WaitGroup, when string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`)))
+	resp, err := client.Do(req)
+	wg.Wait()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("a call whose body cannot be replayed, %s: %v %v, want 200", when, resp, err)
+	}
+	resp.Body.Close()
+}
+
+// notInScopeClient is a Source and a client through its Transport, made with opts, on a Clear
+// with an API that refuses every call whatever the token (productNotEnabled), whose path it
+// returns.
+func notInScopeClient(t *testing.T, opts ...Option) (*secret, *business, *Source, *http.Client, string) {
+	t.Helper()
+	sm, clear := newClear(t)
+	notInScope := sm.productNotEnabled()
+	src := NewSource(sm.api(), sm.id(), opts...)
+	return sm, clear, src, &http.Client{Transport: NewTransport(src, clear)}, notInScope
 }
