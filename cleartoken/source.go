@@ -6,8 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -140,31 +142,62 @@ type Source struct {
 	sleep  func(context.Context, time.Duration) error
 	jitter func() float64
 
+	// sent numbers the Transport's requests in the order they are sent, so that an answer can be
+	// told to come from a request sent after a wait ended (accepted).
+	sent atomic.Uint64
+	// watching is set while an outlived token waits for Clear to accept it (accepted): only then
+	// does a Transport's answer take the lock.
+	watching atomic.Bool
+
 	mu     sync.Mutex
 	cur    Token
 	readAt time.Time // when cur was read; zero before the first successful read
 	flight *flight   // the read in progress, if any
 	// outlived is a refused token that AWSCURRENT still held at the end of a whole wait, and
-	// outlivedCalls the calls it was refused for: Clear refused those calls for a reason of their
-	// own (an API the API client lacks, say), not because the rotator replaced the token. A later
-	// refusal of the token for one of those calls holds only that call; a refusal for any other
-	// call may be the rotation that revokes it, and holds every call again. It is the live token in
+	// outlivedCalls the calls it was refused for, the one used last at the end. One wait alone does
+	// not say why Clear refused them: a rotator that stores late, or an incident of Clear's,
+	// refuses every call for longer than a wait. Once Clear has accepted the token for a call sent
+	// after the wait (outlivedSeq, acceptedAfter), or a call has outlived two waits, the calls are
+	// taken to be refused for reasons of their own (an API the API client lacks, say): their later
+	// refusals are answered at once and hold no other call (known). A refusal of any other call may
+	// be the rotation that revokes the token, and holds every call. It is the live token in
 	// AWSCURRENT: typed, so that a Source printed never shows it.
 	outlived      sec.AccessToken
-	outlivedCalls []apicall.Call
+	outlivedCalls []outlivedCall
+	outlivedSeq   uint64
+	acceptedAfter bool
 }
 
-// maxCalls bounds the calls remembered for one refused token, in a wait and once outlived: an ERP
-// that calls many APIs its API client lacks holds the others for a wait now and then, no worse.
-const maxCalls = 8
+// outlivedCall is a call refused with the outlived token, and the number of whole waits that
+// ended with the token still in AWSCURRENT after it was refused.
+type outlivedCall struct {
+	call  apicall.Call
+	waits int
+}
+
+// knownRecheck is how old the cache may be for a known refusal to be answered at once: older, the
+// secret is read first (one read for every caller at the time), in case the rotator stored a newer
+// token after all, later than a wait.
+const knownRecheck = 5 * time.Second
+
+// maxCalls bounds the calls remembered for one refused token, in a wait and once outlived; the
+// least recently used goes first. An ERP that calls more APIs its API client lacks than this holds
+// the others for a wait now and then, no worse.
+const maxCalls = 64
 
 // flight is one read (or one wait for a newer token) shared by every caller that needs it.
 type flight struct {
 	done    chan struct{}
-	refused string // the token the flight waits to see replaced; "" for a plain read
+	refused string    // the token the flight waits to see replaced; "" for a plain read
+	since   time.Time // when the token was refused: the wait's maximum runs from then
+	seq     uint64    // the last refuser's seq: an acceptance of a later request ends the wait
+	// ctx ends a wait early, with accept, when Clear accepts the refused token for a request sent
+	// after the wait began: the token is not revoked, and no newer one is coming.
+	ctx    context.Context
+	accept context.CancelFunc
 	// holds: calls made during the wait join it rather than go out with the refused token. Not
-	// while every call refused is one a whole wait already showed Clear refuses for its own reason
-	// (Source.outlived); the first refusal of another call sets it.
+	// while every call refused is one Clear refuses for its own reason (Source.known); the first
+	// refusal of another call sets it.
 	holds bool
 	calls []apicall.Call // the calls refused during the wait, at most maxCalls
 	// next, on a plain read, is the wait for the successor of the cached token that a caller
@@ -210,7 +243,7 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 
 // Get is Token with the version the token was read from, which Refused needs.
 func (s *Source) Get(ctx context.Context) (Token, error) {
-	return s.await(ctx, "", apicall.Call{})
+	return s.await(ctx, "", refuser{})
 }
 
 // Refused tells the Source that Clear refused t (it answered 401), and returns a newer token. If
@@ -220,37 +253,94 @@ func (s *Source) Get(ctx context.Context) (Token, error) {
 // number of concurrent callers refusing the same token share one such wait. The error is a
 // *Error of KindNoNewer when no newer token appeared in time.
 //
-// Refused cannot tell one call from another, so it takes every refusal for the same call: once a
-// whole wait has shown that AWSCURRENT still holds t (Clear refused that call for a reason of its
-// own), later refusals of t hold only their caller. The Transport tells the Source which call was
-// refused, so that a refusal of another call, such as the rotation that revokes t, holds every
-// call again.
+// Refused cannot tell one call from another, nor see what Clear accepts, so it takes every
+// refusal for the same call: once a whole wait has shown that AWSCURRENT still holds t (Clear
+// refused that call for a reason of its own), later refusals of t hold only their caller, who
+// still waits. The Transport tells the Source which call was refused and which calls Clear
+// accepted, so that a refusal of another call, such as the rotation that revokes t, holds every
+// call again, and a call Clear refuses whatever the token gets its 401 at once.
 func (s *Source) Refused(ctx context.Context, t Token) (Token, error) {
-	return s.refusedCall(ctx, t, apicall.Call{})
+	return s.refusedCall(ctx, t, refuser{seq: s.sent.Load()})
 }
 
-// refusedCall is Refused for a refusal of call c. A call a whole wait already showed Clear refuses
-// with t, for a reason of its own, is not waited on again: no newer token would cure it, and each
-// wait would hold the caller and re-read the secret for the maximum wait. Not for the zero call
-// (Refused's), which stands for every call: its refusal may be the rotation.
-func (s *Source) refusedCall(ctx context.Context, t Token, c apicall.Call) (Token, error) {
+// refuser is who tells the Source a token was refused: the call Clear refused (the zero Call for
+// Refused's, which cannot tell calls apart) and the number of the last request sent when the
+// refusal was known (Source.sent), so that an acceptance can be told to come from a request sent
+// after it.
+type refuser struct {
+	call apicall.Call
+	seq  uint64
+}
+
+// refusedCall is Refused for a refusal r.
+func (s *Source) refusedCall(ctx context.Context, t Token, r refuser) (Token, error) {
 	if t.Value() == "" {
 		return s.Get(ctx)
 	}
-	s.mu.Lock()
-	known := c != (apicall.Call{}) && s.outlivedFor(t.Value(), c)
-	s.mu.Unlock()
-	if known {
-		return Token{}, &Error{Kind: KindNoNewer, SecretID: s.secretID, VersionID: t.VersionID, callRefused: true,
-			detail: "AWSCURRENT still held the token at the end of a whole wait after Clear refused this call with it: Clear refuses the call for a reason of its own (the API client may lack its product)"}
+	return s.await(ctx, t.Value(), r)
+}
+
+// number gives a request the next number, as the Transport sends it.
+func (s *Source) number() uint64 { return s.sent.Add(1) }
+
+// accepted tells the Source that Clear accepted t for call c, sent as request seq. A request sent
+// after a refusal of t and accepted says t is not revoked, so the refusal was of the call, for a
+// reason of its own (the gateway's rule, CallRefused): a wait for t's successor under way ends, and
+// once a wait has outlived t, its calls are known (but c, which Clear accepts).
+func (s *Source) accepted(t Token, c apicall.Call, seq uint64) {
+	if !s.watching.Load() {
+		return
 	}
-	return s.await(ctx, t.Value(), c)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tok := t.Value()
+	if f := s.waitingFor(tok); f != nil && seq > f.seq {
+		f.accept()
+	}
+	if tok == s.outlived.Reveal() && seq > s.outlivedSeq {
+		s.acceptedAfter = true
+		s.outlivedCalls = slices.DeleteFunc(s.outlivedCalls, func(k outlivedCall) bool { return k.call.Is(c.Method, c.Path) })
+	}
+	s.updateWatching()
+}
+
+// waitingFor returns the wait for the successor of refused under way, or due after the plain read
+// under way; nil when there is none. s.mu must be held.
+func (s *Source) waitingFor(refused string) *flight {
+	f := s.flight
+	if f != nil && f.next != nil {
+		f = f.next
+	}
+	if f != nil && f.refused == refused {
+		return f
+	}
+	return nil
+}
+
+// updateWatching sets watching while an acceptance means something: a wait is under way or due,
+// or a token a wait outlived has not been accepted since. s.mu must be held.
+func (s *Source) updateWatching() {
+	f := s.flight
+	s.watching.Store(f != nil && (f.refused != "" || f.next != nil) || s.outlived.Reveal() != "" && !s.acceptedAfter)
+}
+
+// callRefusedError is the answer to a refusal Clear gave for a reason of the call's own (known).
+func (s *Source) callRefusedError(t Token) error {
+	return &Error{Kind: KindNoNewer, SecretID: s.secretID, VersionID: t.VersionID, callRefused: true,
+		detail: "Clear refused this call with the token AWSCURRENT holds, which it accepts for other calls: it refuses the call for a reason of its own (the API client may lack its product)"}
 }
 
 // await returns a token acceptable to its caller: for refused == "", the cached token while it is
 // fresh; otherwise any token other than refused. It joins the flight in progress when there is
-// one, or starts one, and leaves it early only if ctx ends. call is the call refused.
-func (s *Source) await(ctx context.Context, refused string, call apicall.Call) (Token, error) {
+// one, or starts one, and leaves it early only if ctx ends, or, for a refused caller, the
+// maximum wait after it has. by says who refused the token.
+func (s *Source) await(ctx context.Context, refused string, by refuser) (Token, error) {
+	var end <-chan time.Time // a refused caller's own bound: the maximum wait from its refusal
+	if refused != "" {
+		t := time.NewTimer(s.maxWait + minRead)
+		defer t.Stop()
+		end = t.C
+	}
 	for {
 		s.mu.Lock()
 		if s.usable(refused) {
@@ -258,23 +348,20 @@ func (s *Source) await(ctx context.Context, refused string, call apicall.Call) (
 			s.mu.Unlock()
 			return t, nil
 		}
-		f := s.flight
-		if f == nil {
-			f = &flight{done: make(chan struct{}), refused: refused}
-			s.flight = f
-			// The flight is detached from the caller's context: other callers wait on it too,
-			// and it is bounded by the read timeout and the maximum wait.
-			go s.fly(f)
-		}
-		if refused != "" {
-			s.refusal(f, refused, call)
-		}
+		f, answer := s.flightFor(refused, by)
 		s.mu.Unlock()
+		if answer != nil {
+			return Token{}, answer
+		}
 
 		select {
 		case <-f.done:
 		case <-ctx.Done():
 			return Token{}, ctx.Err()
+		case <-end:
+			// A read under way when the token was refused, slower than the wait allows: the flight
+			// goes on for the others, but this caller was promised an answer within the wait.
+			return Token{}, &Error{Kind: KindNoNewer, SecretID: s.secretID, detail: "no newer token could be read within the maximum wait"}
 		}
 		// A flight that failed answers everyone who waited on it, so that a missing secret costs
 		// one read however many callers ask. A flight that succeeded may have read a token this
@@ -299,6 +386,53 @@ func (s *Source) await(ctx context.Context, refused string, call apicall.Call) (
 			return f.tok, nil
 		}
 	}
+}
+
+// flightFor returns the flight a caller of await waits on, joined or started, or the answer to a
+// refusal Clear gave for a reason of the call's own. s.mu must be held.
+func (s *Source) flightFor(refused string, by refuser) (*flight, error) {
+	f := s.flight
+	if refused != "" && by.call != (apicall.Call{}) && s.known(refused, by.call) && !s.holding(refused) {
+		// No newer token would cure it, and a wait would hold the caller and re-read the secret
+		// for the maximum wait. Not while a wait that holds every call is under way: another
+		// call's refusal says the token may be revoked. But a cache older than knownRecheck is
+		// read again first: the rotator may have stored a newer token after all.
+		switch {
+		case f != nil && f.refused == "":
+			return f, nil
+		case f == nil && s.now().Sub(s.readAt) >= knownRecheck:
+			return s.start(""), nil
+		}
+		return nil, s.callRefusedError(s.cur)
+	}
+	if f == nil {
+		f = s.start(refused)
+	}
+	if refused != "" {
+		s.refusal(f, refused, by)
+	}
+	return f, nil
+}
+
+// start starts a flight: a plain read, or the wait for the successor of refused. The flight is
+// detached from the caller's context: other callers wait on it too, and it is bounded by the read
+// timeout and the maximum wait. s.mu must be held.
+func (s *Source) start(refused string) *flight {
+	f := s.newFlight(refused)
+	s.flight = f
+	s.updateWatching()
+	go s.fly(f)
+	return f
+}
+
+// newFlight returns a flight, not started: a plain read, or the wait for the successor of
+// refused, refused now. s.mu must be held.
+func (s *Source) newFlight(refused string) *flight {
+	f := &flight{done: make(chan struct{}), refused: refused, since: s.now()}
+	if refused != "" {
+		f.ctx, f.accept = context.WithCancel(context.Background())
+	}
+	return f
 }
 
 // usable reports whether the cache answers a caller; s.mu must be held.
@@ -374,6 +508,7 @@ func (s *Source) fly(f *flight) {
 		t, err = s.cur, nil
 	}
 	s.flight = nil
+	s.updateWatching()
 	f.tok, f.err = t, err
 	s.mu.Unlock()
 	close(f.done)
@@ -385,29 +520,39 @@ func (s *Source) fly(f *flight) {
 // token: the rotator may store the newer token a moment later. Its error is returned when it is
 // the last read of the wait.
 func (s *Source) waitNewer(f *flight) (Token, error) {
+	defer f.accept()
 	refused := f.refused
-	deadline := s.now().Add(s.maxWait)
+	deadline := f.since.Add(s.maxWait)
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
+		if f.ctx.Err() != nil {
+			return s.acceptedMeanwhile(f)
+		}
 		// No read outlasts the wait by much: a slow Secrets Manager must not stretch the time an
 		// ERP call is held beyond what WithMaxWait promises.
 		timeout := min(DefaultReadTimeout, max(deadline.Sub(s.now()), minRead))
-		t, err := s.read(context.Background(), timeout)
+		t, err := s.read(f.ctx, timeout)
 		if err == nil && t.Value() != refused {
 			if attempt > 1 {
 				s.log.Debug("cleartoken: a newer token appeared", "secret_id", s.secretID, "version_id", t.VersionID, "reads", attempt)
 			}
 			return t, nil
 		}
+		if f.ctx.Err() != nil {
+			return s.acceptedMeanwhile(f)
+		}
 		left := deadline.Sub(s.now())
 		if left <= 0 {
-			// Keep the refused token out of the cache's way, whether the last read found it again or
-			// failed: the next Get re-reads, and an outage does not serve it as the token read
-			// before.
+			// A last read that failed keeps the refused token out of the cache's way: the next Get
+			// re-reads, and an outage does not serve it as the token read before.
 			s.mu.Lock()
-			s.readAt = time.Time{}
 			if err == nil {
+				// The last read showed what AWSCURRENT holds: it is the token to use until the
+				// TTL, for the calls Clear accepts it for.
+				s.cur, s.readAt = t, s.now()
 				s.outlive(f)
+			} else {
+				s.readAt = time.Time{}
 			}
 			s.mu.Unlock()
 			if err != nil {
@@ -418,37 +563,83 @@ func (s *Source) waitNewer(f *flight) (Token, error) {
 			return Token{}, &Error{Kind: KindNoNewer, SecretID: s.secretID, VersionID: t.VersionID}
 		}
 		d := time.Duration(float64(backoff) * (0.5 + 0.5*s.jitter()))
-		_ = s.sleep(context.Background(), min(d, left))
+		_ = s.sleep(f.ctx, min(d, left))
 		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
+// acceptedMeanwhile ends f's wait when Clear accepted the refused token for a request sent after
+// the wait began (accepted): the token is not revoked, no newer one is coming, and the calls
+// refused were refused for reasons of their own. The token is cached as read now, and the refused
+// callers get their 401 at once.
+func (s *Source) acceptedMeanwhile(f *flight) (Token, error) {
+	s.mu.Lock()
+	t := s.cur
+	if t.Value() == f.refused {
+		s.readAt = s.now()
+	}
+	s.outlive(f)
+	s.acceptedAfter = true
+	s.mu.Unlock()
+	s.log.Debug("cleartoken: Clear accepted the refused token for a later request; the refusal was of the call", "secret_id", s.secretID, "version_id", t.VersionID)
+	return Token{}, s.callRefusedError(t)
+}
+
 // refusal records, for the flight f a caller joins, that Clear refused call with the token
-// refused. A call that a whole wait already showed Clear refuses with that token (outlived) holds
-// only itself; any other makes the wait hold every call made during it. When f is a plain read
+// refused. A call Clear refuses with that token for a reason of its own (known) holds only
+// itself; any other makes the wait hold every call made during it. When f is a plain read
 // and the cached token is the one refused, the wait is f's next. s.mu must be held.
-func (s *Source) refusal(f *flight, refused string, call apicall.Call) {
+func (s *Source) refusal(f *flight, refused string, by refuser) {
 	if f.refused == "" && refused == s.cur.Value() {
 		if f.next == nil {
-			f.next = &flight{done: make(chan struct{}), refused: refused}
+			f.next = s.newFlight(refused)
+			s.updateWatching()
 		}
 		f = f.next
 	}
 	if f.refused != refused {
 		return // a wait for the successor of another token: the caller goes round after it
 	}
-	if !s.outlivedFor(f.refused, call) {
+	if !s.known(f.refused, by.call) {
 		f.holds = true
 	}
-	if !has(f.calls, call) && len(f.calls) < maxCalls {
-		f.calls = append(f.calls, call)
+	if !has(f.calls, by.call) && len(f.calls) < maxCalls {
+		f.calls = append(f.calls, by.call)
 	}
+	// Only a request sent after the last refusal, and accepted, shows the token was not revoked
+	// before that refusal.
+	f.seq = max(f.seq, by.seq)
 }
 
-// outlivedFor reports whether a whole wait showed that AWSCURRENT still held refused after Clear
-// refused it for call. s.mu must be held.
-func (s *Source) outlivedFor(refused string, call apicall.Call) bool {
-	return refused == s.outlived.Reveal() && has(s.outlivedCalls, call)
+// known reports whether Clear refuses call with the token refused for a reason of the call's own:
+// a whole wait showed AWSCURRENT still held the token after Clear refused call with it, and Clear
+// has since accepted the token for another call, or a second wait ended so too. Refused's zero
+// call needs neither, since only the Transport sees what Clear accepts. A call found is moved to
+// the end of the calls, the most recently used. s.mu must be held.
+func (s *Source) known(refused string, call apicall.Call) bool {
+	if refused != s.outlived.Reveal() {
+		return false
+	}
+	i := slices.IndexFunc(s.outlivedCalls, func(k outlivedCall) bool { return k.call.Is(call.Method, call.Path) })
+	if i < 0 {
+		return false
+	}
+	k := s.outlivedCalls[i]
+	if call != (apicall.Call{}) && !s.acceptedAfter && k.waits < 2 {
+		return false
+	}
+	s.outlivedCalls = append(slices.Delete(s.outlivedCalls, i, i+1), k)
+	return true
+}
+
+// holding reports whether a wait for the successor of refused that holds every call is under way
+// (or will be, after the plain read in progress). s.mu must be held.
+func (s *Source) holding(refused string) bool {
+	f := s.flight
+	if f != nil && f.next != nil {
+		f = f.next
+	}
+	return f != nil && f.refused == refused && f.holds
 }
 
 // outlive records that AWSCURRENT still held f's refused token at the end of the wait: the calls
@@ -458,10 +649,18 @@ func (s *Source) outlive(f *flight) {
 	if s.outlived.Reveal() != f.refused {
 		s.outlived, s.outlivedCalls = sec.NewAccessToken(f.refused), nil
 	}
+	// Only an acceptance of a request sent from now on shows the token is not revoked.
+	s.outlivedSeq, s.acceptedAfter = s.sent.Load(), false
+	s.updateWatching()
 	for _, c := range f.calls {
-		if !has(s.outlivedCalls, c) {
-			s.outlivedCalls = append(s.outlivedCalls, c)
+		i := slices.IndexFunc(s.outlivedCalls, func(k outlivedCall) bool { return k.call.Is(c.Method, c.Path) })
+		k := outlivedCall{call: c}
+		if i >= 0 {
+			k = s.outlivedCalls[i]
+			s.outlivedCalls = slices.Delete(s.outlivedCalls, i, i+1)
 		}
+		k.waits++
+		s.outlivedCalls = append(s.outlivedCalls, k)
 	}
 	if n := len(s.outlivedCalls); n > maxCalls {
 		s.outlivedCalls = s.outlivedCalls[n-maxCalls:]

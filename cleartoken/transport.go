@@ -33,7 +33,9 @@ const drainLimit = 64 << 10
 // when the request's body cannot be sent again (Body set and GetBody nil; http.NewRequest sets
 // GetBody for the usual in-memory bodies; the wait for a newer token then runs in the background
 // for the requests that follow), when no newer token appeared within the wait, or when the secret
-// could not be read. When the request's context ends during the wait, the context's error is
+// could not be read. A call Clear refuses for a reason of its own (a whole wait found the refused
+// token still in AWSCURRENT, and Clear has since accepted that token for other calls: the API
+// client may lack the call's product) gets its 401 at once, without a wait. When the request's context ends during the wait, the context's error is
 // returned instead, as for any request it cuts off. The caller's request is never modified.
 //
 // The token goes only to the origin (scheme, host and port) of the request the caller made. When
@@ -100,20 +102,29 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
+	seq := t.src.number()
 	resp, err := t.base.RoundTrip(withToken(req, t.header, tok))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+	if err != nil {
 		return resp, err
 	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.src.accepted(tok, callOf(req), seq)
+		return resp, nil
+	}
+	// The refusal is known from now: only a request sent after this, and accepted, shows the token
+	// was not revoked when Clear refused this one (a request sent before it may have reached Clear
+	// first).
+	by := refuser{callOf(req), t.src.sent.Load()}
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	if !replayable {
 		t.src.log.Debug("cleartoken: Clear refused the token; the request body cannot be sent again, so the 401 is returned",
 			"secret_id", t.src.secretID, "version_id", tok.VersionID)
 		// Still tell the Source, in the background, so that the next requests get the newer token
 		// instead of the refused one for the rest of the TTL; they join this wait.
-		go func() { _, _ = t.src.refusedCall(context.WithoutCancel(req.Context()), tok, callOf(req)) }()
+		go func() { _, _ = t.src.refusedCall(context.WithoutCancel(req.Context()), tok, by) }()
 		return resp, nil
 	}
-	newer, err := t.src.refusedCall(req.Context(), tok, callOf(req))
+	newer, err := t.src.refusedCall(req.Context(), tok, by)
 	if err != nil && req.Context().Err() != nil {
 		// The caller's own context ended during the wait: its error, as for any call it cut off,
 		// not Clear's 401, which an ERP would take for a credentials failure.

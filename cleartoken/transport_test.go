@@ -737,9 +737,10 @@ func throttledClient(t *testing.T) (*secret, *business, *Source, *http.Client) {
 // stores the next one a second later. A call made during that wait, whose body cannot be replayed,
 // must join it and go out with the newer token, as in TestACallDuringTheWaitJoinsIt: the earlier
 // refusal of one call says nothing about the refusals of others. Whichever call is refused first
-// in the rotation: another call, or the one refused before (then the other call refused next makes
-// the wait hold everyone). The cleartoken audit's first finding: the refused token was marked
-// outlived for the rest of its life, and the non-replayable call got Clear's 401.
+// in the rotation: another call, or the one refused before (its one wait, with no call Clear
+// accepted since, showed nothing either, so its refusal holds everyone). The cleartoken audit's
+// first finding: the refused token was marked outlived for the rest of its life, and the
+// non-replayable call got Clear's 401.
 func TestARotationAfterARefusalForOneCallHoldsTheCallsMadeDuringIt(t *testing.T) {
 	t.Parallel()
 	for _, firstRefused := range []string{"another call", "the call refused before"} {
@@ -898,49 +899,68 @@ func TestACallersDeadlineDuringTheWaitIsItsOwnError(t *testing.T) {
 
 // TestACallClearRefusesForItsOwnReasonIsNotWaitedOnAgain: an ERP calls, once a second for a
 // minute, an API its API client lacks the product for. The first refusal waits for a newer token,
-// as a rotation's would; once that whole wait has shown AWSCURRENT still holds the token, each
-// later refusal of that call (on any id) is returned at once: waiting again would hold an ERP
-// worker 10 s a call and re-read the secret ten times a call, for a 401 that no newer token would
-// cure (the cleartoken audit's third finding: 75 reads, a 401 after 19 s).
+// as a rotation's would. Once a whole wait has shown AWSCURRENT still holds the token, and Clear
+// has accepted the token for another of the ERP's calls sent after the refusal, or a second wait
+// has ended so too, each later refusal of that call is returned at once: waiting again would hold
+// an ERP worker 10 s a call and re-read the secret ten times a call, for a 401 that no newer token
+// would cure (the cleartoken audit's third finding: 75 reads, a 401 after 19 s). One wait alone is
+// no proof (a review of the fix: a rotator that stored late left every call failing until the
+// cache's TTL). Which of the other calls is sent after the refusal, when both were held by the
+// first wait, is up to the scheduler: this ERP, with one such call at a time, may need the second
+// wait. The cache is read again at most every knownRecheck, in case a newer token came after all.
 func TestACallClearRefusesForItsOwnReasonIsNotWaitedOnAgain(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		sm, _, _, client, notInScope := notInScopeClient(t)
-		reads := sm.count()
-		start := time.Now()
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var slowest, slowestLater time.Duration
-		for i := range 60 {
-			wg.Go(func() {
-				time.Sleep(time.Duration(i) * time.Second)
-				sent := time.Now()
-				resp, err := client.Get(sm.url(notInScope))
-				if err != nil || resp.StatusCode != http.StatusUnauthorized {
-					t.Errorf("the call out of scope at %ds: %v %v, want Clear's 401", i, resp, err)
-					return
+	for _, others := range []bool{true, false} {
+		const waits = 2
+		t.Run(fmt.Sprintf("other calls %v", others), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sm, _, _, client, notInScope := notInScopeClient(t)
+				reads := sm.count()
+				start := time.Now()
+				var wg sync.WaitGroup
+				if others {
+					failed := pinger(t, &wg, client, sm.url(rig.PingPath), start, 0, 60*time.Second)
+					defer func() {
+						if f := failed(); len(f) > 0 {
+							t.Errorf("%d of the other calls failed, first at %v", len(f), f[0])
+						}
+					}()
 				}
-				resp.Body.Close()
-				took := time.Since(sent)
-				mu.Lock()
-				slowest = max(slowest, took)
-				if sent.Sub(start) > DefaultMaxWait+time.Second {
-					slowestLater = max(slowestLater, took)
+				var mu sync.Mutex
+				var slowest, slowestLater time.Duration
+				proven := time.Duration(waits)*DefaultMaxWait + time.Second
+				for i := range 60 {
+					wg.Go(func() {
+						time.Sleep(time.Duration(i) * time.Second)
+						sent := time.Now()
+						resp, err := client.Get(sm.url(notInScope))
+						if err != nil || resp.StatusCode != http.StatusUnauthorized {
+							t.Errorf("the call out of scope at %ds: %v %v, want Clear's 401", i, resp, err)
+							return
+						}
+						resp.Body.Close()
+						took := time.Since(sent)
+						mu.Lock()
+						slowest = max(slowest, took)
+						if sent.Sub(start) > proven {
+							slowestLater = max(slowestLater, took)
+						}
+						mu.Unlock()
+					})
 				}
-				mu.Unlock()
+				wg.Wait()
+				if slowest > proven {
+					t.Errorf("the slowest 401 took %s, want at most %d waits", slowest, waits)
+				}
+				if slowestLater > 0 {
+					t.Errorf("a 401 sent after %s took %s, want it at once", proven, slowestLater)
+				}
+				if n, most := sm.count()-reads, 10*waits+int(time.Minute/knownRecheck)+2; n > most {
+					t.Errorf("%d reads of the secret in the minute, want at most %d: the waits', one every %s, the TTL's", n, most, knownRecheck)
+				}
 			})
-		}
-		wg.Wait()
-		if slowest > DefaultMaxWait+time.Second {
-			t.Errorf("the slowest 401 took %s, want at most one wait", slowest)
-		}
-		if slowestLater > 0 {
-			t.Errorf("a 401 after the first wait took %s, want it at once", slowestLater)
-		}
-		if n := sm.count() - reads; n > 15 {
-			t.Errorf("%d reads of the secret in the minute, want one wait's and the TTL's", n)
-		}
-	})
+		})
+	}
 }
 
 // postUnreplayable sends a POST whose body cannot be replayed (no GetBody), so that a refused token

@@ -1,0 +1,277 @@
+package cleartoken
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/clear-rotator/clear-rotator/internal/rig"
+)
+
+// The tests of this file come from a review of the session that taught the Source to tell calls
+// apart (cd6c13e, 979595a): a call was taken for one "Clear refuses for a reason of its own" on
+// evidence that does not show it, and from then on got its 401 at once.
+
+// pinger calls ping through client every half second from start until end, and records the
+// times (since start) of the calls sent after from that did not get 200.
+func pinger(t *testing.T, wg *sync.WaitGroup, client *http.Client, url string, start time.Time, from, end time.Duration) func() []time.Duration {
+	var mu sync.Mutex
+	var failed []time.Duration
+	wg.Go(func() {
+		for time.Since(start) < end {
+			sent := time.Since(start)
+			resp, err := client.Get(url)
+			code := 0
+			if err == nil {
+				code = resp.StatusCode
+				resp.Body.Close()
+			}
+			if code != http.StatusOK && sent > from {
+				mu.Lock()
+				failed = append(failed, sent)
+				mu.Unlock()
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	})
+	return func() []time.Duration { mu.Lock(); defer mu.Unlock(); return failed }
+}
+
+// TestARotatorThatStoresLateIsWaitedForOnEveryCall: Clear revoked the token and the rotator's
+// write of the next one lands 15 s later (Secrets Manager slow, the rotator retrying), after a
+// whole wait. That wait ending with the revoked token still in AWSCURRENT says nothing about the
+// calls refused during it: Clear accepted the token for no call since. Every call refused after
+// the newer token is stored must get it, not a 401 at once until the cache's TTL runs out.
+func TestARotatorThatStoresLateIsWaitedForOnEveryCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		start := time.Now()
+		tok2 := sm.w.Issue() // Clear revoked the token in AWSCURRENT
+		var wg sync.WaitGroup
+		const storedAt = 15 * time.Second
+		wg.Go(func() { time.Sleep(storedAt); sm.put(tok2) })
+		failed := pinger(t, &wg, client, sm.url(rig.PingPath), start, storedAt+time.Second, 90*time.Second)
+		wg.Wait()
+		if f := failed(); len(f) > 0 {
+			t.Errorf("%d calls failed after the newer token was stored at %v: first sent at %v, last at %v", len(f), storedAt, f[0], f[len(f)-1])
+		}
+	})
+}
+
+// refusingAll is base, but that every call gets a 401 while on is set: an incident of Clear's.
+func refusingAll(base http.RoundTripper, on *atomic.Bool) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if on.Load() {
+			if r.Body != nil {
+				r.Body.Close()
+			}
+			return &http.Response{StatusCode: http.StatusUnauthorized, Body: io.NopCloser(bytes.NewReader(nil)), Request: r, Header: http.Header{}}, nil
+		}
+		return base.RoundTrip(r)
+	})
+}
+
+// TestAnIncidentOfClearsMarksNoCall: Clear answers 401 to every call for 12 s, an incident of its
+// own, which outlasts a whole wait. Twenty seconds after it ends, an ordinary rotation (the newer
+// token stored 300 ms after the revocation) must be as invisible as any: the calls refused in the
+// incident were refused with every other call, not for a reason of their own.
+func TestAnIncidentOfClearsMarksNoCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		var incident atomic.Bool
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, refusingAll(clear, &incident))}
+		start := time.Now()
+		incident.Store(true)
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(12 * time.Second); incident.Store(false) })
+		wg.Go(func() {
+			time.Sleep(30 * time.Second)
+			tok2 := sm.w.Issue()
+			time.Sleep(300 * time.Millisecond)
+			sm.put(tok2)
+		})
+		failed := pinger(t, &wg, client, sm.url(rig.PingPath), start, 13*time.Second, 90*time.Second)
+		wg.Wait()
+		if f := failed(); len(f) > 0 {
+			t.Errorf("%d calls failed after the incident (the rotation at 30 s): first sent at %v, last at %v", len(f), f[0], f[len(f)-1])
+		}
+	})
+}
+
+// TestARefusalIsRetriedWithTheNewerTokenCachedMeanwhile: a call was refused in an incident of
+// Clear's, and later, at a rotation, it is refused again after its answer took 2 s, by when
+// another call's wait has put the newer token in the cache. Whatever was remembered of the call,
+// it is retried with that token (Refused: "If the cache already holds another token, that is
+// returned at once").
+func TestARefusalIsRetriedWithTheNewerTokenCachedMeanwhile(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		var incident, slowPing atomic.Bool
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.URL.Path == rig.PingPath && slowPing.Load() {
+				time.Sleep(2 * time.Second)
+			}
+			return clear.RoundTrip(r)
+		})
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, refusingAll(base, &incident))}
+		incident.Store(true)
+		if resp, err := client.Get(sm.url(rig.PingPath)); err == nil {
+			resp.Body.Close()
+		}
+		incident.Store(false)
+		time.Sleep(20 * time.Second)
+		tok2 := sm.w.Issue() // the rotation: Clear revoked the cached token
+		slowPing.Store(true)
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(300 * time.Millisecond); sm.put(tok2) })
+		code := 0
+		wg.Go(func() {
+			if resp, err := client.Get(sm.url(rig.PingPath)); err == nil {
+				code = resp.StatusCode
+				resp.Body.Close()
+			}
+		})
+		time.Sleep(100 * time.Millisecond)
+		req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), bytes.NewReader([]byte(`{"invoice":1}`)))
+		if resp, err := client.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("the invoice call: %v %v", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+		wg.Wait()
+		if code != http.StatusOK {
+			t.Errorf("the call refused after the cache held the newer token: %d, want 200", code)
+		}
+	})
+}
+
+// TestManyRoutesClearRefusesHoldNoCallOnceKnown: an ERP calls, in turn, nine APIs its API client
+// lacks, one every 12 s. Once each has been waited on once, their refusals hold no other call:
+// the calls remembered must not forget, to make room for the ninth, the one that comes next.
+func TestManyRoutesClearRefusesHoldNoCallOnceKnown(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		var routes []string
+		for i := range 9 {
+			p := fmt.Sprintf("/_rig/api/not-in-scope-%c", 'a'+i)
+			sm.w.Handle("GET "+p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = io.WriteString(w, `{"errors":[{"error_code":"PRODUCT-NOT-ENABLED"}]}`)
+			}))
+			routes = append(routes, p)
+		}
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		start := time.Now()
+		const slot, rounds = 12 * time.Second, 4
+		end := rounds * 9 * slot
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for k := 0; time.Since(start) < end; k++ {
+				time.Sleep(time.Duration(k)*slot - time.Since(start))
+				if resp, err := client.Get(sm.url(routes[k%9])); err == nil {
+					resp.Body.Close()
+				}
+			}
+		})
+		var mu sync.Mutex
+		held := map[int]bool{} // the slots after the first round in which a call was held over a second
+		wg.Go(func() {
+			for time.Since(start) < end {
+				sent := time.Since(start)
+				resp, err := client.Get(sm.url(rig.PingPath))
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Errorf("a call at %v: %v %v", sent, resp, err)
+				} else {
+					resp.Body.Close()
+				}
+				if took := time.Since(start) - sent; took > time.Second && sent > 9*slot {
+					mu.Lock()
+					held[int(sent/slot)] = true
+					mu.Unlock()
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		})
+		wg.Wait()
+		if len(held) > 0 {
+			t.Errorf("after the first round, calls were held in %d of %d refusals", len(held), (rounds-1)*9)
+		}
+	})
+}
+
+// TestARefusalDuringASlowRereadIsBoundedByTheMaximumWait: Secrets Manager takes 9 s a read, and
+// the token is refused while the TTL's re-read is under way. The wait starts at the refusal: the
+// refused caller is answered within WithMaxWait and a second (its promise), the read under way
+// included.
+func TestARefusalDuringASlowRereadIsBoundedByTheMaximumWait(t *testing.T) {
+	t.Parallel()
+	for _, maxWait := range []time.Duration{2 * time.Second, DefaultMaxWait} {
+		t.Run(maxWait.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sm := newFake(t, tok1)
+				slow := &slowSM{SecretsManager: sm.api()}
+				src := NewSource(slow, sm.id(), WithMaxWait(maxWait), noJitter)
+				old, err := src.Get(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				slow.delay = 9 * time.Second
+				time.Sleep(DefaultTTL)
+				var wg sync.WaitGroup
+				wg.Go(func() { _, _ = src.Token(t.Context()) }) // the re-read at the TTL
+				time.Sleep(10 * time.Millisecond)
+				start := time.Now()
+				_, err = src.Refused(t.Context(), old)
+				if took := time.Since(start); took > maxWait+minRead {
+					t.Errorf("the refused caller was answered after %s (%v), want within %s", took, err, maxWait+minRead)
+				}
+				wg.Wait()
+				time.Sleep(DefaultReadTimeout) // a read under way ends
+			})
+		})
+	}
+}
+
+// TestASecondRefusalOfATokenAWaitOutlivedHoldsNoOtherCaller: a program that calls Refused itself
+// (not through the Transport) is refused the token for a call Clear refuses for its own reason; a
+// whole wait shows AWSCURRENT still holds it. A second refusal right after holds only its caller
+// (Refused's documentation): a Get then is answered at once, with the token.
+func TestASecondRefusalOfATokenAWaitOutlivedHoldsNoOtherCaller(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm := newFake(t, tok1)
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		old, err := src.Get(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.Refused(t.Context(), old); err == nil {
+			t.Fatal("a newer token, where AWSCURRENT never changed")
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _ = src.Refused(t.Context(), old) })
+		time.Sleep(10 * time.Millisecond)
+		start := time.Now()
+		got, err := src.Token(t.Context())
+		took := time.Since(start)
+		wg.Wait()
+		if err != nil || got != tok1 || took > time.Second {
+			t.Errorf("a Get after a second refusal of the outlived token: %v after %s, want the token at once", err, took)
+		}
+	})
+}
