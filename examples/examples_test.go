@@ -817,6 +817,19 @@ if src.token() != "T2":
 t.join()
 
 sm = FakeSM()
+src = ct.ClearTokenSource("s", sm, ttl=60, max_wait=1.0)
+src.token()
+refuse(src, ("GET", "/ping"))  # the rotator stores late, after a whole wait
+src.token()
+t = threading.Thread(target=refuse, args=(src, ("GET", "/ping")))  # the same call again
+t.start()
+time.sleep(0.1)
+threading.Timer(0.2, lambda: setattr(sm, "tok", "T2")).start()  # the rotator's write lands
+if src.token() != "T2":
+    print("a call refused again after one wait its token outlived did not hold the calls made during it")
+t.join()
+
+sm = FakeSM()
 src = ct.ClearTokenSource("s", sm, ttl=60, max_wait=0.5)
 src.token()
 sm.fail = True

@@ -14,9 +14,10 @@
 //    request once with the new token;
 //  - one thread reads, or waits for the newer token, at a time, without holding a lock others need:
 //    threads refused meanwhile, and calls made meanwhile, wait for its result; once a whole wait
-//    has found the refused token still in AWSCURRENT, a later refusal of it for the same call
-//    (method and path, an id in the path standing for any id) holds only that call, while a
-//    refusal of any other call, which may be the rotation, holds every call again;
+//    has found the refused token still in AWSCURRENT twice for the same call (method and path, an
+//    id in the path standing for any id: Clear refuses it for a reason of its own), a later
+//    refusal of it for that call holds only that call, while a refusal of any other call, which
+//    may be the rotation, holds every call (one wait is no proof: a late store outlasts it too);
 //  - when a re-read fails (Secrets Manager down, AWSCURRENT holding no token document), keep the
 //    token read before until its valid_till, unless Clear refused it, and try again once per TTL;
 //  - never retry a request whose body cannot be sent twice (one of unknown length, by default);
@@ -75,10 +76,21 @@ public final class ClearToken {
     private Instant readAt;
     private Flight flight;     // the read or wait under way, if any
     private String outlived;   // a refused token a whole wait found still in AWSCURRENT
-    private final List<String> outlivedCalls = new ArrayList<>(); // the calls Clear refused it for
+    // The calls Clear refused it for, with the waits that ended with it still current; last used last.
+    private final List<Outlived> outlivedCalls = new ArrayList<>();
 
-    /** The calls remembered for one refused token. */
-    private static final int MAX_CALLS = 8;
+    /** The calls remembered for one refused token, the least recently used dropped first. */
+    private static final int MAX_CALLS = 64;
+
+    /** A call refused with the outlived token, and the whole waits that ended with it current. */
+    private static final class Outlived {
+        final String call;
+        int waits;
+
+        Outlived(String call) {
+            this.call = call;
+        }
+    }
 
     /** One token document: the token and its expiry (null: never, or not readable). */
     private static final class Doc {
@@ -232,12 +244,37 @@ public final class ClearToken {
      * found refused with it holds only itself; any other makes f hold every call.
      */
     private void refusal(Flight f, String call) {
-        if (!(f.refused.equals(outlived) && has(outlivedCalls, call))) {
+        if (!known(f.refused, call)) {
             f.holds = true;
         }
         if (!has(f.calls, call) && f.calls.size() < MAX_CALLS) {
             f.calls.add(call);
         }
+    }
+
+    /**
+     * Whether two whole waits found refused still current after Clear refused call with it (one,
+     * for a call of unknown route); this is held.
+     */
+    private boolean known(String refused, String call) {
+        if (!refused.equals(outlived)) {
+            return false;
+        }
+        int i = indexOf(call);
+        if (i < 0 || (call != null && outlivedCalls.get(i).waits < 2)) {
+            return false;
+        }
+        outlivedCalls.add(outlivedCalls.remove(i));
+        return true;
+    }
+
+    private int indexOf(String call) {
+        for (int i = 0; i < outlivedCalls.size(); i++) {
+            if (sameCall(outlivedCalls.get(i).call, call)) {
+                return i;
+            }
+        }
+        return -1;
     }
 
     private static boolean has(List<String> calls, String call) {
@@ -353,9 +390,10 @@ public final class ClearToken {
                             outlivedCalls.clear();
                         }
                         for (String c : f.calls) {
-                            if (!has(outlivedCalls, c)) {
-                                outlivedCalls.add(c);
-                            }
+                            int i = indexOf(c);
+                            Outlived o = i >= 0 ? outlivedCalls.remove(i) : new Outlived(c);
+                            o.waits++;
+                            outlivedCalls.add(o);
                         }
                         while (outlivedCalls.size() > MAX_CALLS) {
                             outlivedCalls.remove(0);

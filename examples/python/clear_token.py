@@ -9,10 +9,10 @@ The same rule as the Go package cleartoken:
   request once with the new token;
 * one thread reads, or waits for the newer token, at a time, without holding a lock others need:
   threads refused meanwhile, and calls made meanwhile, wait for its result; once a whole wait has
-  found the refused token still in AWSCURRENT (Clear refused one call for a reason of its own), a
-  later refusal of it for the same call (method and path, an id in the path standing for any id)
-  holds only that call, while a refusal of any other call, which may be the rotation, holds every
-  call again;
+  found the refused token still in AWSCURRENT twice for the same call (method and path, an id in
+  the path standing for any id: Clear refuses it for a reason of its own), a later refusal of it
+  for that call holds only that call, while a refusal of any other call, which may be the
+  rotation, holds every call (one wait is no proof: a rotator that stores late outlasts it too);
 * when a re-read fails (Secrets Manager down, AWSCURRENT holding no token document), keep using the
   token read before until its valid_till, unless Clear refused it, and try again once per TTL;
 * never retry a request whose body is a stream (it cannot be sent twice);
@@ -94,7 +94,12 @@ def _has(calls, call):
     return any(_same_call(c, call) for c in calls)
 
 
-_MAX_CALLS = 8  # calls remembered for one refused token
+_MAX_CALLS = 64  # calls remembered for one refused token, the least recently used dropped first
+
+
+def _index(entries, call):
+    """The index of call in entries ([call, waits] pairs), or -1."""
+    return next((i for i, e in enumerate(entries) if _same_call(e[0], call)), -1)
 
 
 def _same_origin(a, b):
@@ -147,7 +152,7 @@ class ClearTokenSource:
         self._read_wall = None  # when it was read, to compare with valid_till
         self._flight = None
         self._outlived = None  # a refused token a whole wait found still in AWSCURRENT
-        self._outlived_calls = []  # the calls Clear refused it for
+        self._outlived_calls = []  # [call, waits that ended with it still current], last used last
 
     def _read(self):
         try:
@@ -212,12 +217,21 @@ class ClearTokenSource:
                 return f.result[0]
 
     def _refusal(self, f, call):
-        """Record that Clear refused call with f's token; the lock is held. A call a whole wait
-        already found refused with it holds only itself; any other makes f hold every call."""
-        if not (f.refused == self._outlived and _has(self._outlived_calls, call)):
+        """Record that Clear refused call with f's token; the lock is held. A call Clear refuses
+        for a reason of its own (_known) holds only itself; any other makes f hold every call."""
+        if not self._known(f.refused, call):
             f.holds = True
         if not _has(f.calls, call) and len(f.calls) < _MAX_CALLS:
             f.calls.append(call)
+
+    def _known(self, refused, call):
+        """Whether two whole waits found refused still current after Clear refused call with it
+        (one, for a call of unknown route); the lock is held."""
+        i = _index(self._outlived_calls, call) if refused == self._outlived else -1
+        if i < 0 or (call is not None and self._outlived_calls[i][1] < 2):
+            return False
+        self._outlived_calls.append(self._outlived_calls.pop(i))
+        return True
 
     def _usable(self, refused):
         """Whether the cache answers; the lock is held."""
@@ -277,8 +291,10 @@ class ClearTokenSource:
                         if self._outlived != refused:
                             self._outlived, self._outlived_calls = refused, []
                         for c in f.calls:
-                            if not _has(self._outlived_calls, c):
-                                self._outlived_calls.append(c)
+                            i = _index(self._outlived_calls, c)
+                            entry = self._outlived_calls.pop(i) if i >= 0 else [c, 0]
+                            entry[1] += 1
+                            self._outlived_calls.append(entry)
                         self._outlived_calls = self._outlived_calls[-_MAX_CALLS:]
                 if error is not None:
                     raise error

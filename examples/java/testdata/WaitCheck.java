@@ -1,8 +1,9 @@
 // WaitCheck: the Java recipe's waits against a Secrets Manager stand-in (a token that never
 // changes, or reads that fail), as examples_test.go's pythonWaitDriver checks the Python recipe's.
-// It prints one line per check that failed: as cleartoken, concurrent refusals share one wait, a
-// second refusal of a token a whole wait found still current holds no other thread when it is the
-// same call and holds them when it is another (the rotation), and a wait that ends in failed reads
+// It prints one line per check that failed: as cleartoken, concurrent refusals share one wait; a
+// refusal of a token whole waits found still current for the same call holds no other thread (one
+// wait for a call of unknown route, two for a known route), and holds them when it is another
+// call (the rotation) or after one wait only (a late store); a wait that ends in failed reads
 // leaves the refused token unused.
 package example.clear;
 
@@ -100,6 +101,29 @@ public final class WaitCheck {
         }
         rotation.join();
         store.join();
+
+        FakeSM late = new FakeSM();
+        ClearToken src4 = new ClearToken(late, "s", Duration.ofMinutes(1), Duration.ofSeconds(1));
+        src4.token();
+        refuse(src4, "GET /ping"); // the rotator stores late, after a whole wait
+        src4.token();
+        Thread again = new Thread(() -> refuse(src4, "GET /ping")); // the same call again
+        again.start();
+        Thread.sleep(100);
+        Thread lands = new Thread(() -> {
+            try {
+                Thread.sleep(200);
+            } catch (InterruptedException e) {
+                return;
+            }
+            late.tok = "T2"; // the rotator's write lands
+        });
+        lands.start();
+        if (!"T2".equals(src4.token())) {
+            System.out.println("a call refused again after one wait its token outlived did not hold the calls made during it");
+        }
+        again.join();
+        lands.join();
 
         FakeSM down = new FakeSM();
         ClearToken src2 = new ClearToken(down, "s", Duration.ofMinutes(1), Duration.ofMillis(500));
