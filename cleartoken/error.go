@@ -54,9 +54,11 @@ type Error struct {
 	Err error
 
 	detail string // what exactly is malformed, in words that quote nothing from the value
-	// callRefused: a KindNoNewer for a call a whole wait showed Clear refuses with the token
-	// AWSCURRENT holds; returned without waiting again.
-	callRefused bool
+	// callRefused: a KindNoNewer for a call Clear refuses with the token AWSCURRENT holds for a
+	// reason of its own (Source.known), returned without waiting again; unconfirmed when Clear
+	// has accepted that token for no call since (two waits said so): it may be revoked outside
+	// the rotator.
+	callRefused, unconfirmed bool
 }
 
 func (e *Error) Error() string {

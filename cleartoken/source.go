@@ -325,7 +325,12 @@ func (s *Source) updateWatching() {
 }
 
 // callRefusedError is the answer to a refusal Clear gave for a reason of the call's own (known).
+// s.mu must be held.
 func (s *Source) callRefusedError(t Token) error {
+	if !s.acceptedAfter {
+		return &Error{Kind: KindNoNewer, SecretID: s.secretID, VersionID: t.VersionID, callRefused: true, unconfirmed: true,
+			detail: "two whole waits ended with the token Clear refused for this call still in AWSCURRENT, and Clear has accepted it for no call since: it may have been revoked outside the rotator, or the call is refused whatever the token"}
+	}
 	return &Error{Kind: KindNoNewer, SecretID: s.secretID, VersionID: t.VersionID, callRefused: true,
 		detail: "Clear refused this call with the token AWSCURRENT holds, which it accepts for other calls: it refuses the call for a reason of its own (the API client may lack its product)"}
 }
@@ -580,9 +585,10 @@ func (s *Source) acceptedMeanwhile(f *flight) (Token, error) {
 	}
 	s.outlive(f)
 	s.acceptedAfter = true
+	err := s.callRefusedError(t)
 	s.mu.Unlock()
 	s.log.Debug("cleartoken: Clear accepted the refused token for a later request; the refusal was of the call", "secret_id", s.secretID, "version_id", t.VersionID)
-	return Token{}, s.callRefusedError(t)
+	return Token{}, err
 }
 
 // refusal records, for the flight f a caller joins, that Clear refused call with the token

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -132,8 +133,15 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, req.Context().Err()
 	}
 	if e := (*Error)(nil); errors.As(err, &e) && e.callRefused {
-		t.src.log.Debug("cleartoken: Clear refused a call it refused before with the token AWSCURRENT holds; returning the 401",
-			"secret_id", t.src.secretID, "version_id", tok.VersionID, "method", req.Method, "path", req.URL.Path)
+		// Debug for a call Clear refuses while it accepts the token for others (it would log on
+		// every such call); warn while Clear accepts the token for no call, which it may have
+		// revoked outside the rotator (the runbook's "revoked outside").
+		level := slog.LevelDebug
+		if e.unconfirmed {
+			level = slog.LevelWarn
+		}
+		t.src.log.Log(req.Context(), level, "cleartoken: Clear refused a call it refused before with the token AWSCURRENT holds; returning the 401 without waiting",
+			"secret_id", t.src.secretID, "version_id", tok.VersionID, "method", req.Method, "path", req.URL.Path, "error", err)
 		return resp, nil
 	}
 	if err != nil {

@@ -914,7 +914,8 @@ func TestACallClearRefusesForItsOwnReasonIsNotWaitedOnAgain(t *testing.T) {
 		const waits = 2
 		t.Run(fmt.Sprintf("other calls %v", others), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				sm, _, _, client, notInScope := notInScopeClient(t)
+				logs := &proctest.Buffer{}
+				sm, _, _, client, notInScope := notInScopeClient(t, WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 				reads := sm.count()
 				start := time.Now()
 				var wg sync.WaitGroup
@@ -954,6 +955,18 @@ func TestACallClearRefusesForItsOwnReasonIsNotWaitedOnAgain(t *testing.T) {
 				}
 				if slowestLater > 0 {
 					t.Errorf("a 401 sent after %s took %s, want it at once", proven, slowestLater)
+				}
+				// The 401s given at once are logged at debug level while Clear accepts the token for
+				// other calls, and warned of while it accepts it for none (it may be revoked outside
+				// the rotator).
+				var last string
+				for line := range strings.Lines(logs.String()) {
+					if strings.Contains(line, "without waiting") {
+						last = line
+					}
+				}
+				if want := map[bool]string{true: "level=DEBUG", false: "level=WARN"}[others]; !strings.Contains(last, want) {
+					t.Errorf("the last 401 given at once was logged %q, want %s", last, want)
 				}
 				if n, most := sm.count()-reads, 10*waits+int(time.Minute/knownRecheck)+2; n > most {
 					t.Errorf("%d reads of the secret in the minute, want at most %d: the waits', one every %s, the TTL's", n, most, knownRecheck)
