@@ -95,6 +95,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// redirect but not a custom header, and it calls this Transport again for every hop.
 		return t.base.RoundTrip(withoutToken(req, t.header))
 	}
+	// Numbered before the token is got: a request numbered after a refusal was known got its token
+	// after it too, so that its acceptance says something about the token (Source.accepted).
+	seq := t.src.number()
 	tok, err := t.src.Get(req.Context())
 	if err != nil {
 		// A RoundTripper must close the body even when it fails.
@@ -103,13 +106,14 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	seq := t.src.number()
 	resp, err := t.base.RoundTrip(withToken(req, t.header, tok))
 	if err != nil {
 		return resp, err
 	}
 	if resp.StatusCode != http.StatusUnauthorized {
-		t.src.accepted(tok, callOf(req), seq)
+		if apicall.TokenAccepted(resp.StatusCode) {
+			t.src.accepted(tok, callOf(req), seq)
+		}
 		return resp, nil
 	}
 	// The refusal is known from now: only a request sent after this, and accepted, shows the token

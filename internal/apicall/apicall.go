@@ -36,6 +36,13 @@ func (c Call) Is(method, path string) bool {
 	}
 }
 
+// TokenAccepted reports whether an answer of status says Clear accepted the token it was sent
+// with: not a 401, nor a 403 (which may be the token's too), nor a 5xx (which may come before the
+// token is looked at).
+func TokenAccepted(status int) bool {
+	return status != 401 && status != 403 && status < 500
+}
+
 // isID reports whether a path segment is an id: all digits (an invoice number), or at least 8
 // bytes with a digit among them (a GSTIN, an IRN, a UUID). A short name with a digit (v2, GSTR3B)
 // is a name.

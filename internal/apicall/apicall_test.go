@@ -35,3 +35,14 @@ func TestIs(t *testing.T) {
 		t.Error("the zero Call is the same call as itself only")
 	}
 }
+
+// TestTokenAccepted: the answers that say Clear accepted the token, the gateway's rule and
+// cleartoken's. A 403 may be about the token, and a 5xx may come before Clear looks at it.
+func TestTokenAccepted(t *testing.T) {
+	for status, want := range map[int]bool{200: true, 201: true, 204: true, 302: true, 400: true, 404: true, 409: true, 422: true, 429: true,
+		401: false, 403: false, 500: false, 502: false, 503: false, 504: false} {
+		if got := TokenAccepted(status); got != want {
+			t.Errorf("TokenAccepted(%d) = %v, want %v", status, got, want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clear-rotator/clear-rotator/internal/apicall"
 	"github.com/clear-rotator/clear-rotator/internal/clear"
 	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
@@ -190,7 +191,7 @@ func dropped(k string) bool {
 func (g *Gateway) held(resp *http.Response, a *attempt) bool {
 	switch {
 	case resp.StatusCode != http.StatusUnauthorized:
-		if resp.StatusCode < 500 && resp.StatusCode != http.StatusForbidden {
+		if apicall.TokenAccepted(resp.StatusCode) {
 			g.refusals.accepted(a)
 		}
 		return false
