@@ -51,9 +51,7 @@ func pinger(t *testing.T, wg *sync.WaitGroup, client *http.Client, url string, s
 func TestARotatorThatStoresLateIsWaitedForOnEveryCall(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		src := NewSource(sm.api(), sm.id(), noJitter)
-		client := &http.Client{Transport: NewTransport(src, clear)}
+		sm, _, _, client := clearClient(t, noJitter)
 		start := time.Now()
 		tok2 := sm.w.Issue() // Clear revoked the token in AWSCURRENT
 		var wg sync.WaitGroup
@@ -212,39 +210,6 @@ func TestManyRoutesClearRefusesHoldNoCallOnceKnown(t *testing.T) {
 			t.Errorf("after the first round, calls were held in %d of %d refusals", len(held), (rounds-1)*9)
 		}
 	})
-}
-
-// TestARefusalDuringASlowRereadIsBoundedByTheMaximumWait: Secrets Manager takes 9 s a read, and
-// the token is refused while the TTL's re-read is under way. The wait starts at the refusal: the
-// refused caller is answered within WithMaxWait and a second (its promise), the read under way
-// included.
-func TestARefusalDuringASlowRereadIsBoundedByTheMaximumWait(t *testing.T) {
-	t.Parallel()
-	for _, maxWait := range []time.Duration{2 * time.Second, DefaultMaxWait} {
-		t.Run(maxWait.String(), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				sm := newFake(t, tok1)
-				slow := &slowSM{SecretsManager: sm.api()}
-				src := NewSource(slow, sm.id(), WithMaxWait(maxWait), noJitter)
-				old, err := src.Get(t.Context())
-				if err != nil {
-					t.Fatal(err)
-				}
-				slow.delay = 9 * time.Second
-				time.Sleep(DefaultTTL)
-				var wg sync.WaitGroup
-				wg.Go(func() { _, _ = src.Token(t.Context()) }) // the re-read at the TTL
-				time.Sleep(10 * time.Millisecond)
-				start := time.Now()
-				_, err = src.Refused(t.Context(), old)
-				if took := time.Since(start); took > maxWait+minRead {
-					t.Errorf("the refused caller was answered after %s (%v), want within %s", took, err, maxWait+minRead)
-				}
-				wg.Wait()
-				time.Sleep(DefaultReadTimeout) // a read under way ends
-			})
-		})
-	}
 }
 
 // TestASecondRefusalOfATokenAWaitOutlivedHoldsNoOtherCaller: a program that calls Refused itself

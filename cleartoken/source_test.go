@@ -425,30 +425,41 @@ func TestOptionsKeepTheirDefaultsForAbsurdValues(t *testing.T) {
 }
 
 // TestRefusedWaitIsBoundedWhenReadsAreSlow: Secrets Manager takes 9 s a read (throttled, with the
-// SDK's own retries), well within DefaultReadTimeout. A Source made WithMaxWait(2 s) gives up the
-// wait within about its maximum, not after the whole read, nor after a last read started just
-// before the deadline (the cleartoken audit's fifth finding).
+// SDK's own retries), well within DefaultReadTimeout. A refused caller is answered within the
+// Source's WithMaxWait and a second, not after the whole read, nor after a last read started just
+// before the deadline (the cleartoken audit's fifth finding), nor, when the token is refused while
+// the TTL's re-read is under way, after that read and a whole wait (a review of its fix: the wait
+// now runs from the refusal).
 func TestRefusedWaitIsBoundedWhenReadsAreSlow(t *testing.T) {
 	t.Parallel()
 	for _, maxWait := range []time.Duration{2 * time.Second, DefaultMaxWait} {
-		t.Run(maxWait.String(), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				sm := newFake(t, tok1)
-				slow := &slowSM{SecretsManager: sm.api()}
-				src := NewSource(slow, sm.id(), WithMaxWait(maxWait), noJitter)
-				old, err := src.Get(t.Context())
-				if err != nil {
-					t.Fatal(err)
-				}
-				slow.delay = 9 * time.Second
-				start := time.Now()
-				_, err = src.Refused(t.Context(), old)
-				if took := time.Since(start); err == nil || took > maxWait+minRead {
-					t.Errorf("WithMaxWait(%s), reads of 9 s: waited %s (%v), want an error within %s", maxWait, took, err, maxWait+minRead)
-				}
-				time.Sleep(DefaultReadTimeout) // a read under way ends
+		for _, duringReread := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s reread %v", maxWait, duringReread), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					sm := newFake(t, tok1)
+					slow := &slowSM{SecretsManager: sm.api()}
+					src := NewSource(slow, sm.id(), WithMaxWait(maxWait), noJitter)
+					old, err := src.Get(t.Context())
+					if err != nil {
+						t.Fatal(err)
+					}
+					slow.delay = 9 * time.Second
+					var wg sync.WaitGroup
+					if duringReread {
+						time.Sleep(DefaultTTL)
+						wg.Go(func() { _, _ = src.Token(t.Context()) }) // the re-read at the TTL
+						time.Sleep(10 * time.Millisecond)
+					}
+					start := time.Now()
+					_, err = src.Refused(t.Context(), old)
+					if took := time.Since(start); err == nil || took > maxWait+minRead {
+						t.Errorf("reads of 9 s: the refused caller was answered after %s (%v), want an error within %s", took, err, maxWait+minRead)
+					}
+					wg.Wait()
+					time.Sleep(DefaultReadTimeout) // a read under way ends
+				})
 			})
-		})
+		}
 	}
 }
 

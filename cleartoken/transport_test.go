@@ -90,9 +90,7 @@ func (s *secret) url(path string) string { return s.w.ClearURL + path }
 func TestTransportRetriesOnceWithNewerToken(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		src := NewSource(sm.api(), sm.id())
-		client := &http.Client{Transport: NewTransport(src, clear)}
+		sm, clear, _, client := clearClient(t)
 		if resp, err := client.Get(sm.url(rig.PingPath)); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("first call: %v %v", resp, err)
 		}
@@ -873,9 +871,7 @@ func TestARefusalDuringARereadHoldsTheCallsThatJoinedIt(t *testing.T) {
 func TestACallersDeadlineDuringTheWaitIsItsOwnError(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		src := NewSource(sm.api(), sm.id(), noJitter)
-		client := &http.Client{Transport: NewTransport(src, clear)}
+		sm, clear, _, client := clearClient(t, noJitter)
 		tok2 := sm.w.Issue() // Clear revoked the token AWSCURRENT holds; the rotator stores tok2 5 s later
 		var wg sync.WaitGroup
 		wg.Go(func() { time.Sleep(5 * time.Second); sm.put(tok2) })
@@ -995,8 +991,15 @@ func postUnreplayable(t *testing.T, sm *secret, client *http.Client, wg *sync.Wa
 // returns.
 func notInScopeClient(t *testing.T, opts ...Option) (*secret, *business, *Source, *http.Client, string) {
 	t.Helper()
+	sm, clear, src, client := clearClient(t, opts...)
+	return sm, clear, src, client, sm.productNotEnabled()
+}
+
+// clearClient is a Source made with opts of a world in memory whose Clear has issued a token that
+// AWSCURRENT holds (newClear), and a client through its Transport.
+func clearClient(t *testing.T, opts ...Option) (*secret, *business, *Source, *http.Client) {
+	t.Helper()
 	sm, clear := newClear(t)
-	notInScope := sm.productNotEnabled()
 	src := NewSource(sm.api(), sm.id(), opts...)
-	return sm, clear, src, &http.Client{Transport: NewTransport(src, clear)}, notInScope
+	return sm, clear, src, &http.Client{Transport: NewTransport(src, clear)}
 }

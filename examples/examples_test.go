@@ -803,31 +803,28 @@ if time.monotonic() - held > 0.3:
     print("a second refusal of a token a wait outlived held another thread %.1fs" % (time.monotonic() - held))
 t.join()
 
-sm = FakeSM()
-src = ct.ClearTokenSource("s", sm, ttl=60, max_wait=1.0)
-src.token()
-refuse(src, ("GET", "/no-product"))  # a whole wait: Clear refuses that call for a reason of its own
-src.token()
-t = threading.Thread(target=refuse, args=(src, ("POST", "/invoices")))  # the rotation: another call
-t.start()
-time.sleep(0.1)
-threading.Timer(0.2, lambda: setattr(sm, "tok", "T2")).start()  # the rotator stores T2
-if src.token() != "T2":
-    print("after a wait a token outlived for one call, a refusal of another call did not hold the calls made during it")
-t.join()
+def held_until_stored(first, second):
+    """Whether a call made while T1 is refused for call second, after a whole wait for call first,
+    gets T2, which the rotator stores 0.3 s into that refusal."""
+    sm = FakeSM()
+    src = ct.ClearTokenSource("s", sm, ttl=60, max_wait=1.0)
+    src.token()
+    refuse(src, first)
+    src.token()
+    t = threading.Thread(target=refuse, args=(src, second))
+    t.start()
+    time.sleep(0.1)
+    threading.Timer(0.2, lambda: setattr(sm, "tok", "T2")).start()
+    got = src.token()
+    t.join()
+    return got == "T2"
 
-sm = FakeSM()
-src = ct.ClearTokenSource("s", sm, ttl=60, max_wait=1.0)
-src.token()
-refuse(src, ("GET", "/ping"))  # the rotator stores late, after a whole wait
-src.token()
-t = threading.Thread(target=refuse, args=(src, ("GET", "/ping")))  # the same call again
-t.start()
-time.sleep(0.1)
-threading.Timer(0.2, lambda: setattr(sm, "tok", "T2")).start()  # the rotator's write lands
-if src.token() != "T2":
+# Clear refuses one call for a reason of its own; then the rotation, seen by another call.
+if not held_until_stored(("GET", "/no-product"), ("POST", "/invoices")):
+    print("after a wait a token outlived for one call, a refusal of another call did not hold the calls made during it")
+# The rotator stores late, after a whole wait; the same call refused again.
+if not held_until_stored(("GET", "/ping"), ("GET", "/ping")):
     print("a call refused again after one wait its token outlived did not hold the calls made during it")
-t.join()
 
 sm = FakeSM()
 src = ct.ClearTokenSource("s", sm, ttl=60, max_wait=0.5)

@@ -46,6 +46,34 @@ public final class WaitCheck {
         }
     }
 
+    /**
+     * Whether a call made while T1 is refused for call second, after a whole wait for call first,
+     * gets T2, which the rotator stores 0.3 s into that refusal.
+     */
+    static boolean heldUntilStored(String first, String second) throws InterruptedException {
+        FakeSM sm = new FakeSM();
+        ClearToken src = new ClearToken(sm, "s", Duration.ofMinutes(1), Duration.ofSeconds(1));
+        src.token();
+        refuse(src, first);
+        src.token();
+        Thread refused = new Thread(() -> refuse(src, second));
+        refused.start();
+        Thread.sleep(100);
+        Thread store = new Thread(() -> {
+            try {
+                Thread.sleep(200);
+            } catch (InterruptedException e) {
+                return;
+            }
+            sm.tok = "T2";
+        });
+        store.start();
+        boolean got = "T2".equals(src.token());
+        refused.join();
+        store.join();
+        return got;
+    }
+
     public static void main(String[] args) throws Exception {
         FakeSM sm = new FakeSM();
         ClearToken src = new ClearToken(sm, "s", Duration.ofMinutes(1), Duration.ofSeconds(1));
@@ -79,51 +107,14 @@ public final class WaitCheck {
         }
         t.join();
 
-        FakeSM rotating = new FakeSM();
-        ClearToken src3 = new ClearToken(rotating, "s", Duration.ofMinutes(1), Duration.ofSeconds(1));
-        src3.token();
-        refuse(src3, "GET /no-product"); // a whole wait: Clear refuses that call for a reason of its own
-        src3.token();
-        Thread rotation = new Thread(() -> refuse(src3, "POST /invoices")); // the rotation: another call
-        rotation.start();
-        Thread.sleep(100);
-        Thread store = new Thread(() -> {
-            try {
-                Thread.sleep(200);
-            } catch (InterruptedException e) {
-                return;
-            }
-            rotating.tok = "T2"; // the rotator stores T2
-        });
-        store.start();
-        if (!"T2".equals(src3.token())) {
+        // Clear refuses one call for a reason of its own; then the rotation, seen by another call.
+        if (!heldUntilStored("GET /no-product", "POST /invoices")) {
             System.out.println("after a wait a token outlived for one call, a refusal of another call did not hold the calls made during it");
         }
-        rotation.join();
-        store.join();
-
-        FakeSM late = new FakeSM();
-        ClearToken src4 = new ClearToken(late, "s", Duration.ofMinutes(1), Duration.ofSeconds(1));
-        src4.token();
-        refuse(src4, "GET /ping"); // the rotator stores late, after a whole wait
-        src4.token();
-        Thread again = new Thread(() -> refuse(src4, "GET /ping")); // the same call again
-        again.start();
-        Thread.sleep(100);
-        Thread lands = new Thread(() -> {
-            try {
-                Thread.sleep(200);
-            } catch (InterruptedException e) {
-                return;
-            }
-            late.tok = "T2"; // the rotator's write lands
-        });
-        lands.start();
-        if (!"T2".equals(src4.token())) {
+        // The rotator stores late, after a whole wait; the same call refused again.
+        if (!heldUntilStored("GET /ping", "GET /ping")) {
             System.out.println("a call refused again after one wait its token outlived did not hold the calls made during it");
         }
-        again.join();
-        lands.join();
 
         FakeSM down = new FakeSM();
         ClearToken src2 = new ClearToken(down, "s", Duration.ofMinutes(1), Duration.ofMillis(500));
