@@ -12,12 +12,13 @@
 // rather than send the refused token; when no newer token comes (Clear refused one call for a
 // reason of its own, an API the API client lacks, say), they go out with the token AWSCURRENT
 // holds: only the refused call gets its 401. A wait also ends early, with the refused call's 401,
-// when Clear accepts the refused token for a request sent after the refusal: the token is not
-// revoked. Once Clear has so shown that it refuses a call whatever the token (it accepted the
-// token for another call after a whole wait, or a second wait ended without a newer token), later
-// refusals of that call (method and path, an id in the path standing for any id) are returned at
-// once, holding no call; the secret is read again first when the cache is more than 5 s old. A
-// refusal of any other call may be the rotation that revokes the token, and holds every call.
+// when Clear accepts the refused token for a request sent after the refusal (an answer other than
+// a 401, a 403 or a 5xx): the token is not revoked. A call is then taken for one Clear refuses
+// whatever the token (after a whole wait and such an acceptance, or after a second whole wait),
+// and its later refusals (method and path, an id in the path standing for any id) are returned at
+// once, holding no call, until Clear accepts it; the secret is read again first when the cache is
+// more than 5 s old. A refusal of any other call may be the rotation that revokes the token, and
+// holds every call.
 //
 // This works with both modes of the rotator. With one API client every rotation revokes the token
 // consumers hold, and the 401 handling above is what keeps them working. With two API clients the

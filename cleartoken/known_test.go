@@ -213,9 +213,10 @@ func TestManyRoutesClearRefusesHoldNoCallOnceKnown(t *testing.T) {
 }
 
 // TestASecondRefusalOfATokenAWaitOutlivedHoldsNoOtherCaller: a program that calls Refused itself
-// (not through the Transport) is refused the token for a call Clear refuses for its own reason; a
-// whole wait shows AWSCURRENT still holds it. A second refusal right after holds only its caller
-// (Refused's documentation): a Get then is answered at once, with the token.
+// (not through the Transport) is refused the token for a call Clear refuses for its own reason;
+// two whole waits show AWSCURRENT still holds it (one is no proof: a rotator that stores late
+// outlasts it too). A refusal right after holds only its caller (Refused's documentation): a Get
+// then is answered at once, with the token.
 func TestASecondRefusalOfATokenAWaitOutlivedHoldsNoOtherCaller(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -225,8 +226,10 @@ func TestASecondRefusalOfATokenAWaitOutlivedHoldsNoOtherCaller(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := src.Refused(t.Context(), old); err == nil {
-			t.Fatal("a newer token, where AWSCURRENT never changed")
+		for range 2 {
+			if _, err := src.Refused(t.Context(), old); err == nil {
+				t.Fatal("a newer token, where AWSCURRENT never changed")
+			}
 		}
 		var wg sync.WaitGroup
 		wg.Go(func() { _, _ = src.Refused(t.Context(), old) })
@@ -238,5 +241,89 @@ func TestASecondRefusalOfATokenAWaitOutlivedHoldsNoOtherCaller(t *testing.T) {
 		if err != nil || got != tok1 || took > time.Second {
 			t.Errorf("a Get after a second refusal of the outlived token: %v after %s, want the token at once", err, took)
 		}
+	})
+}
+
+// TestEveryCallClearAcceptsIsForgottenAsRefused: Clear refuses every call for 12 s (an incident
+// of its own), while the ERP pings and posts invoices; then it accepts both, many times. At the
+// next rotation every invoice must get the newer token. Only the first call Clear accepted after
+// the incident was forgotten as refused (the Source stopped listening to acceptances once it had
+// one), so the invoice route stayed taken for one Clear refuses, and its refusals at the rotation
+// got their 401 at once (a second review of 99fdb38).
+func TestEveryCallClearAcceptsIsForgottenAsRefused(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		var incident atomic.Bool
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, refusingAll(clear, &incident))}
+		start := time.Now()
+		invoice := func() int {
+			req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), bytes.NewReader([]byte(`{"invoice":1}`)))
+			resp, err := client.Do(req)
+			if err != nil {
+				return 0
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		incident.Store(true)
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(12 * time.Second); incident.Store(false) })
+		pinger(t, &wg, client, sm.url(rig.PingPath), start, time.Hour, 60*time.Second)
+		wg.Go(func() { // invoices every 2 s, from during the incident on
+			time.Sleep(2 * time.Second)
+			for time.Since(start) < 60*time.Second {
+				invoice()
+				time.Sleep(2 * time.Second)
+			}
+		})
+		wg.Wait()
+		tok2 := sm.w.Issue() // the rotation: Clear revoked the cached token
+		go func() { time.Sleep(300 * time.Millisecond); sm.put(tok2) }()
+		rotation := time.Now()
+		var failed []time.Duration
+		for range 20 {
+			if code := invoice(); code != http.StatusOK {
+				failed = append(failed, time.Since(rotation))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if len(failed) > 0 {
+			t.Errorf("%d of 20 invoices failed at the rotation, from %v to %v after it", len(failed), failed[0], failed[len(failed)-1])
+		}
+		time.Sleep(DefaultMaxWait + 2*time.Second)
+	})
+}
+
+// TestARefusedCallerAfterOneWaitHoldsTheTransportsCalls: a program uses the Transport for most
+// calls and Refused itself for one client of its own. That client was refused once for a reason
+// of its own, a whole wait. At the next rotation it is the first refused: its wait must hold the
+// Transport's calls, since one wait is no proof (a rotator that stores late outlasts it too), as it
+// is not for the Transport's own calls (a second review of 99fdb38).
+func TestARefusedCallerAfterOneWaitHoldsTheTransportsCalls(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, _, src, client := clearClient(t, noJitter)
+		old, err := src.Get(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.Refused(t.Context(), old); err == nil {
+			t.Fatal("a newer token, where AWSCURRENT never changed")
+		}
+		time.Sleep(time.Minute)
+		cur, _ := src.Get(t.Context())
+		tok2 := sm.w.Issue() // the rotation: Clear revoked the token
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(time.Second); sm.put(tok2) })
+		wg.Go(func() {
+			if got, err := src.Refused(t.Context(), cur); err != nil || got.Value() != tok2 {
+				t.Errorf("Refused at the rotation: %v", err)
+			}
+		})
+		time.Sleep(100 * time.Millisecond)
+		postUnreplayable(t, sm, client, &wg, "made during the wait of a Refused caller")
+		time.Sleep(DefaultMaxWait + 2*time.Second)
 	})
 }

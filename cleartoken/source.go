@@ -254,11 +254,13 @@ func (s *Source) Get(ctx context.Context) (Token, error) {
 // *Error of KindNoNewer when no newer token appeared in time.
 //
 // Refused cannot tell one call from another, nor see what Clear accepts, so it takes every
-// refusal for the same call: once a whole wait has shown that AWSCURRENT still holds t (Clear
-// refused that call for a reason of its own), later refusals of t hold only their caller, who
-// still waits. The Transport tells the Source which call was refused and which calls Clear
-// accepted, so that a refusal of another call, such as the rotation that revokes t, holds every
-// call again, and a call Clear refuses whatever the token gets its 401 at once.
+// refusal for the same call: once two whole waits have ended with t still in AWSCURRENT (or one,
+// when a Transport of the Source saw Clear accept t since), later refusals of t are taken for
+// refusals of that call for a reason of its own, and hold only their caller, who still waits (a
+// Transport's acceptance of t can end the wait). The Transport tells the Source which call was
+// refused and which calls Clear accepted, so that a refusal of another call, such as the
+// rotation that revokes t, holds every call again, and a call taken for one Clear refuses gets its
+// 401 at once.
 func (s *Source) Refused(ctx context.Context, t Token) (Token, error) {
 	return s.refusedCall(ctx, t, refuser{seq: s.sent.Load()})
 }
@@ -286,7 +288,8 @@ func (s *Source) number() uint64 { return s.sent.Add(1) }
 // accepted tells the Source that Clear accepted t for call c, sent as request seq. A request sent
 // after a refusal of t and accepted says t is not revoked, so the refusal was of the call, for a
 // reason of its own (the gateway's rule, CallRefused): a wait for t's successor under way ends, and
-// once a wait has outlived t, its calls are known (but c, which Clear accepts).
+// once a wait has outlived t, its calls are known. c itself, accepted, is no longer taken for
+// refused, at every acceptance (watching stays set while calls are known).
 func (s *Source) accepted(t Token, c apicall.Call, seq uint64) {
 	if !s.watching.Load() {
 		return
@@ -296,6 +299,8 @@ func (s *Source) accepted(t Token, c apicall.Call, seq uint64) {
 	tok := t.Value()
 	if f := s.waitingFor(tok); f != nil && seq > f.seq {
 		f.accept()
+		// c is accepted: the wait's end must not take it for refused.
+		f.calls = slices.DeleteFunc(f.calls, func(k apicall.Call) bool { return k.Is(c.Method, c.Path) })
 	}
 	if tok == s.outlived.Reveal() && seq > s.outlivedSeq {
 		s.acceptedAfter = true
@@ -318,10 +323,12 @@ func (s *Source) waitingFor(refused string) *flight {
 }
 
 // updateWatching sets watching while an acceptance means something: a wait is under way or due,
-// or a token a wait outlived has not been accepted since. s.mu must be held.
+// or a token a wait outlived has not been accepted since, or has calls taken for refused, which
+// an acceptance of theirs forgets. s.mu must be held.
 func (s *Source) updateWatching() {
 	f := s.flight
-	s.watching.Store(f != nil && (f.refused != "" || f.next != nil) || s.outlived.Reveal() != "" && !s.acceptedAfter)
+	s.watching.Store(f != nil && (f.refused != "" || f.next != nil) ||
+		s.outlived.Reveal() != "" && (!s.acceptedAfter || len(s.outlivedCalls) > 0))
 }
 
 // callRefusedError is the answer to a refusal Clear gave for a reason of the call's own (known).
@@ -617,11 +624,11 @@ func (s *Source) refusal(f *flight, refused string, by refuser) {
 	f.seq = max(f.seq, by.seq)
 }
 
-// known reports whether Clear refuses call with the token refused for a reason of the call's own:
-// a whole wait showed AWSCURRENT still held the token after Clear refused call with it, and Clear
-// has since accepted the token for another call, or a second wait ended so too. Refused's zero
-// call needs neither, since only the Transport sees what Clear accepts. A call found is moved to
-// the end of the calls, the most recently used. s.mu must be held.
+// known reports whether call is taken for one Clear refuses with the token refused for a reason of
+// its own: a whole wait showed AWSCURRENT still held the token after Clear refused call with it,
+// and Clear has since accepted the token for a later request, or a second wait ended so too.
+// Refused's zero call is no exception: one wait is no proof. A call found is moved to the end of
+// the calls, the most recently used. s.mu must be held.
 func (s *Source) known(refused string, call apicall.Call) bool {
 	if refused != s.outlived.Reveal() {
 		return false
@@ -631,7 +638,7 @@ func (s *Source) known(refused string, call apicall.Call) bool {
 		return false
 	}
 	k := s.outlivedCalls[i]
-	if call != (apicall.Call{}) && !s.acceptedAfter && k.waits < 2 {
+	if !s.acceptedAfter && k.waits < 2 {
 		return false
 	}
 	s.outlivedCalls = append(slices.Delete(s.outlivedCalls, i, i+1), k)
@@ -697,7 +704,10 @@ func (s *Source) read(ctx context.Context, timeout time.Duration) (Token, error)
 		if errors.As(err, &nf) {
 			return Token{}, &Error{Kind: KindNotFound, SecretID: s.secretID, Err: err}
 		}
-		s.log.Warn("cleartoken: reading the token secret failed", "secret_id", s.secretID, "error", err)
+		if ctx.Err() == nil || errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+			// Not when the wait it serves was ended (Clear accepted the token): nothing failed.
+			s.log.Warn("cleartoken: reading the token secret failed", "secret_id", s.secretID, "error", err)
+		}
 		return Token{}, &Error{Kind: KindRead, SecretID: s.secretID, Err: err}
 	}
 	if out == nil {
