@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -326,4 +327,63 @@ func TestARefusedCallerAfterOneWaitHoldsTheTransportsCalls(t *testing.T) {
 		postUnreplayable(t, sm, client, &wg, "made during the wait of a Refused caller")
 		time.Sleep(DefaultMaxWait + 2*time.Second)
 	})
+}
+
+// TestACallRefusedOnlyInAnIncidentIsRetriedAtTheRotation: Clear refuses every call for 12 s, an
+// incident of its own; the ERP pings throughout and posts one invoice during it. Clear accepts
+// the pings after the incident, so the invoice route is taken for one Clear may refuse for its own
+// reason, but its own refusal was never judged. At an ordinary rotation 20 s later, the invoice is
+// the first call refused: it must wait for the newer token, not get its 401 at once, and no later
+// invoice may fail (a second review of 99fdb38: 9 of 20 failed over 4.5 s). One whose body cannot
+// be replayed gets its 401, being the first refused; the next ones must not.
+func TestACallRefusedOnlyInAnIncidentIsRetriedAtTheRotation(t *testing.T) {
+	t.Parallel()
+	for _, replayable := range []bool{true, false} {
+		t.Run(fmt.Sprintf("replayable %v", replayable), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sm, clear := newClear(t)
+				var incident atomic.Bool
+				src := NewSource(sm.api(), sm.id(), noJitter)
+				client := &http.Client{Transport: NewTransport(src, refusingAll(clear, &incident))}
+				invoice := func(body io.Reader) int {
+					req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), body)
+					resp, err := client.Do(req)
+					if err != nil {
+						return 0
+					}
+					resp.Body.Close()
+					return resp.StatusCode
+				}
+				start := time.Now()
+				incident.Store(true)
+				var wg sync.WaitGroup
+				wg.Go(func() { time.Sleep(12 * time.Second); incident.Store(false) })
+				pinger(t, &wg, client, sm.url(rig.PingPath), start, time.Hour, 40*time.Second)
+				wg.Go(func() { time.Sleep(2 * time.Second); invoice(strings.NewReader(`{"invoice":0}`)) })
+				wg.Wait()
+				time.Sleep(20 * time.Second) // the ERP is quiet for a while
+				tok2 := sm.w.Issue()         // the rotation: Clear revoked the cached token
+				go func() { time.Sleep(300 * time.Millisecond); sm.put(tok2) }()
+				var body io.Reader = bytes.NewReader([]byte(`{"invoice":1}`))
+				if !replayable {
+					body = io.NopCloser(body)
+				}
+				if code := invoice(body); replayable && code != http.StatusOK {
+					t.Errorf("the invoice refused first at the rotation: %d, want 200 with the newer token", code)
+				}
+				rotation := time.Now()
+				var failed []time.Duration
+				for range 20 {
+					time.Sleep(500 * time.Millisecond)
+					if code := invoice(strings.NewReader(`{"invoice":2}`)); code != http.StatusOK {
+						failed = append(failed, time.Since(rotation))
+					}
+				}
+				if len(failed) > 0 {
+					t.Errorf("%d of 20 later invoices failed, from %v to %v after the rotation", len(failed), failed[0], failed[len(failed)-1])
+				}
+				time.Sleep(DefaultMaxWait)
+			})
+		})
+	}
 }

@@ -168,11 +168,13 @@ type Source struct {
 	acceptedAfter bool
 }
 
-// outlivedCall is a call refused with the outlived token, and the number of whole waits that
-// ended with the token still in AWSCURRENT after it was refused.
+// outlivedCall is a call refused with the outlived token, the number of whole waits that ended
+// with the token still in AWSCURRENT after it was refused, and whether a wait after its refusal was
+// ended by Clear accepting the token for a later request (confirmed).
 type outlivedCall struct {
-	call  apicall.Call
-	waits int
+	call      apicall.Call
+	waits     int
+	confirmed bool
 }
 
 // knownRecheck is how old the cache may be for a known refusal to be answered at once: older, the
@@ -404,7 +406,7 @@ func (s *Source) await(ctx context.Context, refused string, by refuser) (Token, 
 // refusal Clear gave for a reason of the call's own. s.mu must be held.
 func (s *Source) flightFor(refused string, by refuser) (*flight, error) {
 	f := s.flight
-	if refused != "" && by.call != (apicall.Call{}) && s.known(refused, by.call) && !s.holding(refused) {
+	if _, proven := s.known(refused, by.call); proven && by.call != (apicall.Call{}) && !s.holding(refused) {
 		// No newer token would cure it, and a wait would hold the caller and re-read the secret
 		// for the maximum wait. Not while a wait that holds every call is under way: another
 		// call's refusal says the token may be revoked. But a cache older than knownRecheck is
@@ -592,6 +594,11 @@ func (s *Source) acceptedMeanwhile(f *flight) (Token, error) {
 	}
 	s.outlive(f)
 	s.acceptedAfter = true
+	for i := range s.outlivedCalls {
+		if has(f.calls, s.outlivedCalls[i].call) {
+			s.outlivedCalls[i].confirmed = true
+		}
+	}
 	err := s.callRefusedError(t)
 	s.mu.Unlock()
 	s.log.Debug("cleartoken: Clear accepted the refused token for a later request; the refusal was of the call", "secret_id", s.secretID, "version_id", t.VersionID)
@@ -613,7 +620,7 @@ func (s *Source) refusal(f *flight, refused string, by refuser) {
 	if f.refused != refused {
 		return // a wait for the successor of another token: the caller goes round after it
 	}
-	if !s.known(f.refused, by.call) {
+	if taken, _ := s.known(f.refused, by.call); !taken {
 		f.holds = true
 	}
 	if !has(f.calls, by.call) && len(f.calls) < maxCalls {
@@ -629,20 +636,27 @@ func (s *Source) refusal(f *flight, refused string, by refuser) {
 // and Clear has since accepted the token for a later request, or a second wait ended so too.
 // Refused's zero call is no exception: one wait is no proof. A call found is moved to the end of
 // the calls, the most recently used. s.mu must be held.
-func (s *Source) known(refused string, call apicall.Call) bool {
-	if refused != s.outlived.Reveal() {
-		return false
+//
+// proven says more: the call's own refusal was judged, a wait after it ended by an acceptance of
+// the token for a later request, or it outlived a second whole wait. Only a proven call gets its
+// 401 at once; one taken on the word of acceptances of other calls after a wait (after an incident
+// of Clear's refusing everything, say) still waits, holding no other call, until Clear accepts the
+// token for a later request or a newer token comes.
+func (s *Source) known(refused string, call apicall.Call) (taken, proven bool) {
+	if refused == "" || refused != s.outlived.Reveal() {
+		return false, false
 	}
 	i := slices.IndexFunc(s.outlivedCalls, func(k outlivedCall) bool { return k.call.Is(call.Method, call.Path) })
 	if i < 0 {
-		return false
+		return false, false
 	}
 	k := s.outlivedCalls[i]
-	if !s.acceptedAfter && k.waits < 2 {
-		return false
+	proven = k.confirmed || k.waits >= 2
+	if !s.acceptedAfter && !proven {
+		return false, false
 	}
 	s.outlivedCalls = append(slices.Delete(s.outlivedCalls, i, i+1), k)
-	return true
+	return true, proven
 }
 
 // holding reports whether a wait for the successor of refused that holds every call is under way

@@ -132,7 +132,27 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	newer, err := t.src.refusedCall(req.Context(), tok, by)
-	if err != nil && req.Context().Err() != nil {
+	if err != nil {
+		return t.unanswered(req, resp, tok, err)
+	}
+	retry := withToken(req, t.header, newer)
+	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return resp, nil
+		}
+		retry.Body = body
+	}
+	discard(resp)
+	t.src.log.Debug("cleartoken: retrying once with a newer token", "secret_id", t.src.secretID,
+		"refused_version_id", tok.VersionID, "version_id", newer.VersionID)
+	return t.base.RoundTrip(retry)
+}
+
+// unanswered is RoundTrip's answer when no newer token came for tok, refused with resp: Clear's
+// 401, logged by why, or the error of the caller's context when it ended during the wait.
+func (t *transport) unanswered(req *http.Request, resp *http.Response, tok Token, err error) (*http.Response, error) {
+	if req.Context().Err() != nil {
 		// The caller's own context ended during the wait: its error, as for any call it cut off,
 		// not Clear's 401, which an ERP would take for a credentials failure.
 		discard(resp)
@@ -150,23 +170,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			"secret_id", t.src.secretID, "version_id", tok.VersionID, "method", req.Method, "path", req.URL.Path, "error", err)
 		return resp, nil
 	}
-	if err != nil {
-		t.src.log.Warn("cleartoken: Clear refused the token and no newer one could be read; returning the 401",
-			"secret_id", t.src.secretID, "version_id", tok.VersionID, "error", err)
-		return resp, nil
-	}
-	retry := withToken(req, t.header, newer)
-	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
-		body, err := req.GetBody()
-		if err != nil {
-			return resp, nil
-		}
-		retry.Body = body
-	}
-	discard(resp)
-	t.src.log.Debug("cleartoken: retrying once with a newer token", "secret_id", t.src.secretID,
-		"refused_version_id", tok.VersionID, "version_id", newer.VersionID)
-	return t.base.RoundTrip(retry)
+	t.src.log.Warn("cleartoken: Clear refused the token and no newer one could be read; returning the 401",
+		"secret_id", t.src.secretID, "version_id", tok.VersionID, "error", err)
+	return resp, nil
 }
 
 // discard reads a little of resp's body, so that its connection goes back to the pool, and closes
