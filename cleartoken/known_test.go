@@ -66,6 +66,27 @@ func TestARotatorThatStoresLateIsWaitedForOnEveryCall(t *testing.T) {
 	})
 }
 
+// incidentClient is a Source and a client through its Transport to a Clear that refuses every
+// call while incident is set (refusingAll).
+func incidentClient(t *testing.T) (*secret, *http.Client, *atomic.Bool) {
+	t.Helper()
+	sm, clear := newClear(t)
+	incident := &atomic.Bool{}
+	src := NewSource(sm.api(), sm.id(), noJitter)
+	return sm, &http.Client{Transport: NewTransport(src, refusingAll(clear, incident))}, incident
+}
+
+// post POSTs body to url through client and returns the answer's status, 0 when there is none.
+func post(client *http.Client, url string, body io.Reader) int {
+	req, _ := http.NewRequest(http.MethodPost, url, body)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // refusingAll is base, but that every call gets a 401 while on is set: an incident of Clear's.
 func refusingAll(base http.RoundTripper, on *atomic.Bool) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
@@ -86,10 +107,7 @@ func refusingAll(base http.RoundTripper, on *atomic.Bool) http.RoundTripper {
 func TestAnIncidentOfClearsMarksNoCall(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		var incident atomic.Bool
-		src := NewSource(sm.api(), sm.id(), noJitter)
-		client := &http.Client{Transport: NewTransport(src, refusingAll(clear, &incident))}
+		sm, client, incident := incidentClient(t)
 		start := time.Now()
 		incident.Store(true)
 		var wg sync.WaitGroup
@@ -254,20 +272,9 @@ func TestASecondRefusalOfATokenAWaitOutlivedHoldsNoOtherCaller(t *testing.T) {
 func TestEveryCallClearAcceptsIsForgottenAsRefused(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		sm, clear := newClear(t)
-		var incident atomic.Bool
-		src := NewSource(sm.api(), sm.id(), noJitter)
-		client := &http.Client{Transport: NewTransport(src, refusingAll(clear, &incident))}
+		sm, client, incident := incidentClient(t)
 		start := time.Now()
-		invoice := func() int {
-			req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), bytes.NewReader([]byte(`{"invoice":1}`)))
-			resp, err := client.Do(req)
-			if err != nil {
-				return 0
-			}
-			resp.Body.Close()
-			return resp.StatusCode
-		}
+		invoice := func() int { return post(client, sm.url(rig.InvoicePath), bytes.NewReader([]byte(`{"invoice":1}`))) }
 		incident.Store(true)
 		var wg sync.WaitGroup
 		wg.Go(func() { time.Sleep(12 * time.Second); incident.Store(false) })
@@ -341,19 +348,8 @@ func TestACallRefusedOnlyInAnIncidentIsRetriedAtTheRotation(t *testing.T) {
 	for _, replayable := range []bool{true, false} {
 		t.Run(fmt.Sprintf("replayable %v", replayable), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				sm, clear := newClear(t)
-				var incident atomic.Bool
-				src := NewSource(sm.api(), sm.id(), noJitter)
-				client := &http.Client{Transport: NewTransport(src, refusingAll(clear, &incident))}
-				invoice := func(body io.Reader) int {
-					req, _ := http.NewRequest(http.MethodPost, sm.url(rig.InvoicePath), body)
-					resp, err := client.Do(req)
-					if err != nil {
-						return 0
-					}
-					resp.Body.Close()
-					return resp.StatusCode
-				}
+				sm, client, incident := incidentClient(t)
+				invoice := func(body io.Reader) int { return post(client, sm.url(rig.InvoicePath), body) }
 				start := time.Now()
 				incident.Store(true)
 				var wg sync.WaitGroup
