@@ -338,7 +338,7 @@ func TestDaemonStoppedBeforeDeliveringRecordsItAndTheNextStartResumesIt(t *testi
 	if got := rc.Delivered()[0]; got.ID != first.ID || !got.Verified || decodeBody(t, got).VersionID != decodeBody(t, first).VersionID {
 		t.Fatalf("resumed %+v, want the delivery cut short (%+v) again, signed", got, first)
 	}
-	if !p.Logged("resuming a delivery recorded as failed, or of a token stored where push delivery is not configured") {
+	if !p.Logged("resuming a delivery recorded as failed") {
 		t.Fatalf("no line for the resumed delivery:\n%s", p.Output())
 	}
 	p.Await("the record cleared", 10*time.Second, func() bool {
@@ -464,33 +464,4 @@ func TestDaemonDeliveryEndsWhenATokenStoredElsewhereSupersedesIt(t *testing.T) {
 	if p.Logged(notify.MsgStopped) {
 		t.Fatalf("a superseded delivery was reported as cut short:\n%s", p.Output())
 	}
-}
-
-// TestDaemonTellsOfATokenStoredWherePushIsNotConfigured: an operator forces a rotation from a
-// shell without the push settings (the runbook's manual rotation, the settings forgotten). With one
-// API client that revoked the token the ERPs hold, and nothing told them: the daemon, which
-// delivers every token it stores, saw the new token at its next check and said nothing until its
-// next start or reload. It now tells the ERPs of a token stored elsewhere that no delivery is on
-// record for, one check after it first saw it (time for the process that stored it to deliver it
-// itself), with the version's webhook-id.
-func TestDaemonTellsOfATokenStoredWherePushIsNotConfigured(t *testing.T) {
-	w := world(t, rig.Options{Lifetime: time.Hour})
-	rc := w.Receiver()
-	p := w.Daemon(rc.Env()...)
-	p.Await("the first token delivered", 30*time.Second, func() bool { return len(rc.Delivered()) == 1 })
-	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), 0, "default: rotated")
-	_, version := w.MustCurrent()
-	p.Await("the token stored elsewhere told", 30*time.Second, func() bool { return len(rc.Delivered()) == 2 })
-	if got := rc.Delivered()[1]; decodeBody(t, got).VersionID != version || !got.Verified {
-		t.Fatalf("told %s, want version %s, signed", got.Body, version)
-	}
-	// Told once: the record of that delivery keeps the next checks, and a reload, from telling it
-	// again.
-	time.Sleep(3 * time.Second)
-	p.Signal(syscall.SIGHUP)
-	time.Sleep(3 * time.Second)
-	if n := len(rc.Deliveries()); n != 2 {
-		t.Fatalf("%d deliveries, want the two tokens told once each: %+v", n, rc.Deliveries())
-	}
-	p.Stop(syscall.SIGTERM, 30*time.Second)
 }

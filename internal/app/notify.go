@@ -246,7 +246,7 @@ func (a *App) Resume(log *slog.Logger, rec notify.Recorder) func(ctx context.Con
 		if !ok {
 			return nil
 		}
-		log.Info("resuming a delivery recorded as failed, or of a token stored where push delivery is not configured", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
+		log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
 		ctx, done := stopping(ctx)
 		defer done()
 		return n.Only(kinds).Deliver(ctx, ev)
@@ -284,13 +284,6 @@ const tagLimit = 4 * time.Second
 // Secrets Manager, can show what the daemon, a CLI run or the Lambda could not deliver. The value
 // names the version and when; the tag is removed when a delivery of that kind succeeds.
 const UndeliveredTagPrefix = "clear-rotator:undelivered:"
-
-// DeliveredTagPrefix starts the token secret's tags that record the last delivery that succeeded,
-// one per kind, with the undelivered tag's value ("version V at T reason R"). A token stored where
-// push delivery is not configured (an operator's shell without the settings) leaves it naming an
-// older version, and a process that delivers then tells the ERPs of the token in AWSCURRENT
-// (Resumable).
-const DeliveredTagPrefix = "clear-rotator:delivered:"
 
 // tagger is the part of the Secrets Manager API that tags a secret; the SDK client has it.
 type tagger interface {
@@ -348,10 +341,9 @@ func (r *tagRecorder) Superseded(ev notify.Event, kind string, at time.Time) {
 	}
 }
 
-// Delivered records the delivery (the kind's delivered tag) and removes the kind's undelivered
-// tag. A process that did not write it removes it too, since a CLI run or the Lambda may succeed
-// where the daemon failed; the calls are made only after a delivery, which is rare next to the
-// checks.
+// Delivered removes the kind's tag. A process that did not write it removes it too, since a CLI
+// run or the Lambda may succeed where the daemon failed; the call is made only after a delivery,
+// which is rare next to the checks.
 func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 	if r.next != nil {
 		defer r.next.Delivered(ev, kind, at)
@@ -362,11 +354,6 @@ func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tagLimit)
 	defer cancel()
-	if _, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID),
-		Tags: []types.Tag{{Key: aws.String(DeliveredTagPrefix + kind), Value: aws.String(undeliveredValue(ev, at))}}}); err != nil && r.log != nil {
-		r.log.Warn("could not record the delivery on the token secret; a token stored where push delivery is not configured may not be told",
-			"client", ev.Client, "kind", kind, "error", reduceErr("TagResource", ev.SecretID, err))
-	}
 	if _, err := t.UntagResource(ctx, &secretsmanager.UntagResourceInput{SecretId: aws.String(ev.SecretID),
 		TagKeys: []string{UndeliveredTagPrefix + kind}}); err != nil && r.log != nil {
 		r.log.Warn("could not clear the record of a failed delivery on the token secret", "client", ev.Client, "kind", kind,
@@ -394,10 +381,9 @@ func (a *App) Undelivered(ctx context.Context, c *rotation.Client) ([]fleet.Unde
 // none is) and the secret's ARN. It is the one reading of the tags, for status (Undelivered) and
 // for resuming (Resumable).
 type undeliveredRecord struct {
-	tags      []undeliveredTag
-	delivered map[string]string // kind -> the version its last successful delivery told
-	current   string
-	arn       string
+	tags    []undeliveredTag
+	current string
+	arn     string
 }
 
 // undeliveredTag is one undelivered tag: its kind ("webhook", "hook"), its value as written, and
@@ -430,15 +416,6 @@ func undeliveredOf(out *secretsmanager.DescribeSecretOutput) undeliveredRecord {
 		}
 	}
 	for _, t := range out.Tags {
-		if kind, ok := strings.CutPrefix(aws.ToString(t.Key), DeliveredTagPrefix); ok {
-			if version, _, _ := parseUndelivered(aws.ToString(t.Value)); version != "" {
-				if rec.delivered == nil {
-					rec.delivered = map[string]string{}
-				}
-				rec.delivered[kind] = version
-			}
-			continue
-		}
 		kind, ok := strings.CutPrefix(aws.ToString(t.Key), UndeliveredTagPrefix)
 		if !ok {
 			continue
@@ -467,11 +444,6 @@ func (r undeliveredRecord) records() []fleet.Undelivered {
 // removed the tag, so it was not told either, and the token to tell is AWSCURRENT's), and the reason
 // of the last tag naming AWSCURRENT as Secrets Manager lists them (scheduled when none does); no
 // kinds when none is due or no version is AWSCURRENT.
-//
-// A kind whose last successful delivery told another version is due too, when no undelivered tag
-// of that kind says why: the token in AWSCURRENT was stored where push delivery is not configured,
-// and nobody told the ERPs (scheduled, since its reason is not on record). No delivered tag says
-// nothing: before the first delivery, or written by a release without them.
 func (r undeliveredRecord) due() (kinds []string, reason notify.Reason) {
 	reason = notify.Scheduled
 	for _, t := range r.tags {
@@ -481,11 +453,6 @@ func (r undeliveredRecord) due() (kinds []string, reason notify.Reason) {
 		kinds = append(kinds, t.kind)
 		if t.version == r.current {
 			reason = t.reason
-		}
-	}
-	for kind, version := range r.delivered {
-		if r.current != "" && version != r.current && !slices.Contains(kinds, kind) && !slices.ContainsFunc(r.tags, func(t undeliveredTag) bool { return t.kind == kind }) {
-			kinds = append(kinds, kind)
 		}
 	}
 	slices.Sort(kinds)

@@ -22,10 +22,6 @@ type Push struct {
 	// health before the next one: a token replacing a dead one (no token, expired, lost) is
 	// reported as healed. Empty before a client's first check here, like the daemon's own state.
 	health map[string]rotation.Health
-	// seen is, per client, the version of the token its last check found in AWSCURRENT, and
-	// whether another process stored it (foreign): the next check looks for its delivery
-	// (storedElsewhere).
-	seen map[string]seenToken
 
 	dispatch notify.Dispatcher
 	stats    notify.Stats
@@ -38,13 +34,7 @@ type Push struct {
 
 // NewPush returns push delivery for a daemon starting with a.
 func NewPush(a *app.App) *Push {
-	return &Push{app: a, health: map[string]rotation.Health{}, seen: map[string]seenToken{}}
-}
-
-// seenToken is a token a check found in AWSCURRENT, known by its version.
-type seenToken struct {
-	version string
-	foreign bool
+	return &Push{app: a, health: map[string]rotation.Health{}}
 }
 
 // Wire adds p to opts: its OnResult hook, its metric families, itself as a Service (so that a
@@ -102,51 +92,17 @@ func (p *Push) resume(ctx context.Context, a *app.App, n *notify.Notifier) {
 		if ctx.Err() != nil {
 			return
 		}
-		p.resumeClient(ctx, a, n, c)
+		if !n.Enabled(c.Name) {
+			continue
+		}
+		ev, kinds, ok, err := a.Resumable(ctx, c)
+		switch {
+		case err != nil:
+			a.Log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
+		case ok && p.dispatch.Resume(context.WithoutCancel(ctx), n.Only(kinds), ev):
+			a.Log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
+		}
 	}
-}
-
-// resumeClient is resume for one client: it tells the ERPs of c's token in AWSCURRENT when a
-// delivery of it is recorded as failed, or when the last delivery on record told an older token
-// (app.App.Resumable).
-func (p *Push) resumeClient(ctx context.Context, a *app.App, n *notify.Notifier, c *rotation.Client) {
-	if !n.Enabled(c.Name) {
-		return
-	}
-	ev, kinds, ok, err := a.Resumable(ctx, c)
-	switch {
-	case err != nil:
-		a.Log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
-	case ok && p.dispatch.Resume(context.WithoutCancel(ctx), n.Only(kinds), ev):
-		a.Log.Info("resuming a delivery recorded as failed, or of a token stored where push delivery is not configured",
-			"client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
-	}
-}
-
-// storedElsewhere reports whether r, a check of c, is the second in a row to find in AWSCURRENT a
-// token another process stored: the first gave that process the time of a check to deliver it
-// itself (or record that it failed to); now whatever no delivery is on record for is this
-// daemon's to tell (resumeClient). A check that could not read the token says nothing.
-func (p *Push) storedElsewhere(c *rotation.Client, r rotation.Result) bool {
-	if r.Status.CurrentID == "" {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	prev, ok := p.seen[c.Name]
-	cur := seenToken{version: r.Status.CurrentID}
-	switch {
-	case r.Stored != nil || !ok:
-		// Stored here (and told by OnResult), or this daemon's first look: a token found at
-		// start is resume's, not this.
-	case prev.version != cur.version:
-		cur.foreign = true
-	case prev.foreign:
-		p.seen[c.Name] = cur
-		return true
-	}
-	p.seen[c.Name] = cur
-	return false
 }
 
 // OnResult starts telling the ERP of the token r stored, if it stored one (an Options.OnResult
@@ -156,15 +112,6 @@ func (p *Push) OnResult(ctx context.Context, c *rotation.Client, r rotation.Resu
 	ctx = context.WithoutCancel(ctx)
 	if n, ev, ok := p.event(ctx, c, r); ok {
 		p.dispatch.Post(ctx, n, ev)
-	}
-	if p.storedElsewhere(c, r) {
-		p.mu.Lock()
-		a, bg := p.app, p.ctx
-		p.mu.Unlock()
-		if bg != nil {
-			n := a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log))
-			p.resuming.Go(func() { p.resumeClient(bg, a, n, c) })
-		}
 	}
 }
 

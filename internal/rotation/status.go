@@ -49,9 +49,6 @@ type Status struct {
 
 	// HasToken reports whether AWSCURRENT holds a token; it feeds metrics.
 	HasToken bool `json:"-"`
-	// CurrentID is the version of the token in AWSCURRENT, when it holds one: push delivery tells
-	// by it a token another process stored.
-	CurrentID string `json:"-"`
 }
 
 // ClaimView is a rotation in progress.
@@ -104,7 +101,7 @@ func statusOf(c *Client, s Snapshot, d Decision) Status {
 		st.APIClients = []SlotView{}
 	}
 	if s.HasToken {
-		st.HasToken, st.CurrentID = true, s.CurrentID
+		st.HasToken = true
 		t := s.Token
 		st.ValidTill = t.ValidTill
 		at := t.IssuedAt
