@@ -383,3 +383,56 @@ func TestACallRefusedOnlyInAnIncidentIsRetriedAtTheRotation(t *testing.T) {
 		})
 	}
 }
+
+// refusingInvoices is base, but that Clear refuses every invoice POST (the API client lacks the
+// product).
+func refusingInvoices(base http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == http.MethodPost && r.URL.Path == rig.InvoicePath {
+			if r.Body != nil {
+				r.Body.Close()
+			}
+			return &http.Response{StatusCode: http.StatusUnauthorized, Body: io.NopCloser(bytes.NewReader(nil)), Request: r, Header: http.Header{}}, nil
+		}
+		return base.RoundTrip(r)
+	})
+}
+
+// TestTheWaitOfACallThatHoldsNoOtherHoldsNoGet: Clear refuses invoices (the API client lacks the
+// product). After one whole wait and an accepted ping, an invoice's refusal waits itself, holding
+// no other call; but a ping made once the cache's TTL has run out during that wait joined it, and
+// was held up to the wait's end (a third review: 4.5 s, up to 10 s). It must be served the cached
+// token: the wait is re-reading the secret anyway.
+func TestTheWaitOfACallThatHoldsNoOtherHoldsNoGet(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, refusingInvoices(clear))}
+		call := func(method, path string) time.Duration {
+			start := time.Now()
+			req, _ := http.NewRequest(method, sm.url(path), strings.NewReader(`{"invoice":0}`))
+			if resp, err := client.Do(req); err == nil {
+				resp.Body.Close()
+			}
+			return time.Since(start)
+		}
+		base := time.Now()
+		call(http.MethodPost, rig.InvoicePath) // refused: a whole wait
+		time.Sleep(time.Second)
+		call(http.MethodGet, rig.PingPath) // accepted
+		time.Sleep(65*time.Second - time.Since(base))
+		var wg sync.WaitGroup
+		wg.Go(func() { call(http.MethodPost, rig.InvoicePath) }) // its own wait, holding no other call
+		time.Sleep(70500*time.Millisecond - time.Since(base))    // the cache's TTL has run out
+		var worst time.Duration
+		for time.Since(base) < 80*time.Second {
+			worst = max(worst, call(http.MethodGet, rig.PingPath))
+			time.Sleep(500 * time.Millisecond)
+		}
+		wg.Wait()
+		if worst > time.Second {
+			t.Errorf("a ping was held %v by the wait of a call that holds no other", worst)
+		}
+	})
+}

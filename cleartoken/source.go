@@ -470,6 +470,12 @@ func (s *Source) usable(refused string) bool {
 		return s.cur.Value() != refused
 	}
 	now := s.now()
+	if f != nil && f.refused != "" && f.refused == s.cur.Value() && s.unexpired() {
+		// A wait that holds no call is re-reading the secret for the cached token's successor:
+		// the token is as fresh as a read would make it, and joining the wait would hold the call
+		// for it.
+		return true
+	}
 	if now.Sub(s.readAt) >= s.ttl || now.Before(s.readAt) {
 		return false
 	}
