@@ -89,8 +89,13 @@ func post(client *http.Client, url string, body io.Reader) int {
 
 // refusingAll is base, but that every call gets a 401 while on is set: an incident of Clear's.
 func refusingAll(base http.RoundTripper, on *atomic.Bool) http.RoundTripper {
+	return refusing(base, func(*http.Request) bool { return on.Load() })
+}
+
+// refusing is base, but that Clear answers 401 to the calls refused says, whatever their token.
+func refusing(base http.RoundTripper, refused func(*http.Request) bool) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if on.Load() {
+		if refused(r) {
 			if r.Body != nil {
 				r.Body.Close()
 			}
@@ -387,15 +392,7 @@ func TestACallRefusedOnlyInAnIncidentIsRetriedAtTheRotation(t *testing.T) {
 // refusingInvoices is base, but that Clear refuses every invoice POST (the API client lacks the
 // product).
 func refusingInvoices(base http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if r.Method == http.MethodPost && r.URL.Path == rig.InvoicePath {
-			if r.Body != nil {
-				r.Body.Close()
-			}
-			return &http.Response{StatusCode: http.StatusUnauthorized, Body: io.NopCloser(bytes.NewReader(nil)), Request: r, Header: http.Header{}}, nil
-		}
-		return base.RoundTrip(r)
-	})
+	return refusing(base, func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Path == rig.InvoicePath })
 }
 
 // TestTheWaitOfACallThatHoldsNoOtherHoldsNoGet: Clear refuses invoices (the API client lacks the
