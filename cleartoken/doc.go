@@ -16,8 +16,10 @@
 // a 401, a 403 or a 5xx): the token is not revoked. A call refused during a whole wait that
 // ended without a newer token, while Clear has accepted the token since, holds no other call at
 // its next refusal, but waits for a newer token or such an acceptance itself; once a wait after
-// its own refusal has ended so (or a second whole wait has), its refusals (method and path, an id
-// in the path standing for any id) are returned at once, holding no call, until Clear accepts it;
+// its own refusal has ended so (or a second whole wait has, while Clear accepts the token for no
+// call: once it accepts it again, two waits may have been one incident of Clear's), its refusals
+// (method and path, an id in the path standing for any id) are returned at once, holding no call,
+// until Clear accepts it;
 // the secret is read again first when the cache is more than 5 s old. A refusal of any other call
 // may be the rotation that revokes the token, and holds every call.
 //

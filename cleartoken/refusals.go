@@ -152,10 +152,11 @@ func (s *Source) refusal(f *flight, refused string, by refuser) {
 // the calls, the most recently used. s.mu must be held.
 //
 // proven says more: the call's own refusal was judged, a wait after it ended by an acceptance of
-// the token for a later request, or it outlived a second whole wait. Only a proven call gets its
-// 401 at once; one taken on the word of acceptances of other calls after a wait (after an incident
-// of Clear's refusing everything, say) still waits, holding no other call, until Clear accepts the
-// token for a later request or a newer token comes.
+// the token for a later request, or it outlived a second whole wait and Clear has accepted the
+// token for no request since. Only a proven call gets its 401 at once; one taken on the word of
+// acceptances of other calls after a wait (after an incident of Clear's refusing everything, say)
+// still waits, holding no other call, until Clear accepts the token for a later request or a
+// newer token comes.
 func (s *Source) known(refused string, call apicall.Call) (taken, proven bool) {
 	if refused == "" || refused != s.outlived.Reveal() {
 		return false, false
@@ -165,7 +166,9 @@ func (s *Source) known(refused string, call apicall.Call) (taken, proven bool) {
 		return false, false
 	}
 	k := s.outlivedCalls[i]
-	proven = k.confirmed || k.waits >= 2
+	// Two whole waits are proof only while Clear accepts the token for nothing: once it accepts the
+	// token again, they may both have been an incident of Clear's refusing every call.
+	proven = k.confirmed || k.waits >= 2 && !s.acceptedAfter
 	if !s.acceptedAfter && !proven {
 		return false, false
 	}
