@@ -12,16 +12,17 @@
 // rather than send the refused token; when no newer token comes (Clear refused one call for a
 // reason of its own, an API the API client lacks, say), they go out with the token AWSCURRENT
 // holds: only the refused call gets its 401. A wait also ends early, with the refused call's 401,
-// when Clear accepts the refused token for a request sent after the refusal (an answer other than
-// a 401, a 403 or a 5xx): the token is not revoked. A call refused during a whole wait that
-// ended without a newer token, while Clear has accepted the token since, holds no other call at
-// its next refusal, but waits for a newer token or such an acceptance itself; once a wait after
-// its own refusal has ended so (or a second whole wait has, while Clear accepts the token for no
-// call: once it accepts it again, two waits may have been one incident of Clear's), its refusals
-// (method and path, an id in the path standing for any id) are returned at once, holding no call,
-// until Clear accepts it;
-// the secret is read again first when the cache is more than 5 s old. A refusal of any other call
-// may be the rotation that revokes the token, and holds every call.
+// when Clear accepts the refused token for a request sent after the refusal (an answer other than a
+// 401, a 403 or a 5xx): the token is not revoked. A call refused during a whole wait that ended
+// without a newer token, while Clear has accepted the token since, holds no other call at its next
+// refusal, but waits for a newer token or such an acceptance itself (requests whose body cannot be
+// replayed are held for up to 2 s of that wait: the refusal may be the rotation's, and they could
+// not be retried); once a wait after its own refusal has ended so (or a second whole wait has,
+// while Clear accepts the token for no call: once it accepts it again, two waits may have been one
+// incident of Clear's), its refusals (method and path, an id in the path standing for any id) are
+// returned at once, holding no call, until Clear accepts it; the secret is read again first when
+// the cache is more than 5 s old. A refusal of any other call may be the rotation that revokes the
+// token, and holds every call.
 //
 // This works with both modes of the rotator. With one API client every rotation revokes the token
 // consumers hold, and the 401 handling above is what keeps them working. With two API clients the

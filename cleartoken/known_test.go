@@ -450,3 +450,140 @@ func TestTheWaitOfACallThatHoldsNoOtherHoldsNoGet(t *testing.T) {
 		}
 	})
 }
+
+// TestATakenCallRefusedFirstAtARotationHoldsCallsThatCannotBeRetried: a 12 s incident leaves the
+// invoice route taken for refused (a whole wait, then Clear accepted pings), not proven. At the
+// rotation the invoice is refused first, and waits itself; a non-replayable invoice made 100 ms
+// later, before the newer token is stored at 300 ms, went out with the revoked token and got
+// Clear's 401 (a third review's B2). A call that cannot be retried is held by such a wait; one
+// that can goes out, and Clear's acceptance of it would end the wait.
+func TestATakenCallRefusedFirstAtARotationHoldsCallsThatCannotBeRetried(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, client, incident := incidentClient(t)
+		invoice := func(body io.Reader) int { return post(client, sm.url(rig.InvoicePath), body) }
+		start := time.Now()
+		incident.Store(true)
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(12 * time.Second); incident.Store(false) })
+		pinger(t, &wg, client, sm.url(rig.PingPath), start, time.Hour, 40*time.Second)
+		wg.Go(func() { time.Sleep(2 * time.Second); invoice(strings.NewReader(`{"invoice":0}`)) })
+		wg.Wait()
+		time.Sleep(20 * time.Second)
+		tok2 := sm.w.Issue() // the rotation
+		go func() { time.Sleep(300 * time.Millisecond); sm.put(tok2) }()
+		var first, second int
+		wg.Go(func() { first = invoice(strings.NewReader(`{"invoice":1}`)) })
+		wg.Go(func() {
+			time.Sleep(100 * time.Millisecond)
+			second = invoice(io.NopCloser(strings.NewReader(`{"invoice":2}`)))
+		})
+		wg.Wait()
+		if first != http.StatusOK || second != http.StatusOK {
+			t.Errorf("at the rotation: the taken invoice %d, a non-replayable invoice 100 ms later %d; want 200 and 200", first, second)
+		}
+		time.Sleep(DefaultMaxWait)
+	})
+}
+
+// TestATakenCallsWaitHoldsCallsThatCannotBeRetriedOnlyUntilClearAcceptsAnother: Clear refuses
+// an API the API client lacks the product for. Once a whole wait has made that call taken for
+// refused, its next refusal waits to be judged; the ERP's non-replayable invoices are held by that
+// wait, but only until Clear accepts a ping sent after the refusal (half a second apart here), not
+// for the wait's 10 s.
+func TestATakenCallsWaitHoldsCallsThatCannotBeRetriedOnlyUntilClearAcceptsAnother(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, _, _, client, notInScope := notInScopeClient(t, noJitter)
+		outOfScope := func() int {
+			resp, err := client.Get(sm.url(notInScope))
+			if err != nil {
+				return 0
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		failed := pinger(t, &wg, client, sm.url(rig.PingPath), start, 0, 30*time.Second)
+		outOfScope() // the first refusal holds every call for a whole wait; then Clear accepts pings
+		time.Sleep(2 * time.Second)
+		var slowest time.Duration
+		var mu sync.Mutex
+		wg.Go(func() {
+			if code := outOfScope(); code != http.StatusUnauthorized {
+				t.Errorf("the taken call: %d, want Clear's 401", code)
+			}
+		})
+		for i := range 10 {
+			wg.Go(func() {
+				time.Sleep(time.Duration(i) * 50 * time.Millisecond)
+				sent := time.Now()
+				if code := post(client, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`))); code != http.StatusOK {
+					t.Errorf("a non-replayable invoice at %v: %d, want 200", time.Duration(i)*50*time.Millisecond, code)
+				}
+				mu.Lock()
+				slowest = max(slowest, time.Since(sent))
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if slowest > time.Second {
+			t.Errorf("a non-replayable invoice was held %v, want at most until the next ping's acceptance", slowest)
+		}
+		if f := failed(); len(f) > 0 {
+			t.Errorf("%d pings failed, first at %v", len(f), f[0])
+		}
+	})
+}
+
+// TestAJudgingWaitHoldsCallsThatCannotBeRetriedBriefly: as above, but the ERP makes no call that
+// can be sent again, only non-replayable invoices, every half second. Nothing then goes out to end
+// the wait that judges the taken call: the invoices are held for judgeHold only, then sent, and
+// Clear's acceptance of them ends the wait and proves the call, which later gets its 401 at once.
+func TestAJudgingWaitHoldsCallsThatCannotBeRetriedBriefly(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, _, _, client, notInScope := notInScopeClient(t, noJitter)
+		outOfScope := func() (int, time.Duration) {
+			sent := time.Now()
+			resp, err := client.Get(sm.url(notInScope))
+			if err != nil {
+				return 0, time.Since(sent)
+			}
+			resp.Body.Close()
+			return resp.StatusCode, time.Since(sent)
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var slowest time.Duration
+		wg.Go(func() {
+			for time.Since(start) < 30*time.Second {
+				sent := time.Now()
+				if code := post(client, sm.url(rig.InvoicePath), io.NopCloser(strings.NewReader(`{"invoice":1}`))); code != http.StatusOK {
+					t.Errorf("a non-replayable invoice at %v: %d, want 200", sent.Sub(start), code)
+				}
+				if sent.Sub(start) > DefaultMaxWait+time.Second {
+					mu.Lock()
+					slowest = max(slowest, time.Since(sent))
+					mu.Unlock()
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+		})
+		outOfScope() // the first refusal holds every call for a whole wait
+		time.Sleep(2 * time.Second)
+		if code, took := outOfScope(); code != http.StatusUnauthorized || took > judgeHold+time.Second {
+			t.Errorf("the taken call: %d after %v, want Clear's 401 once an invoice sent after it is accepted", code, took)
+		}
+		time.Sleep(time.Second)
+		if code, took := outOfScope(); code != http.StatusUnauthorized || took > 0 {
+			t.Errorf("the proven call: %d after %v, want Clear's 401 at once", code, took)
+		}
+		wg.Wait()
+		if slowest > judgeHold+time.Second {
+			t.Errorf("an invoice was held %v, want at most %v", slowest, judgeHold)
+		}
+	})
+}

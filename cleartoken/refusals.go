@@ -22,6 +22,12 @@ type outlivedCall struct {
 // token after all, later than a wait.
 const knownRecheck = 5 * time.Second
 
+// judgeHold bounds how long a wait that judges a call taken for refused (flight.judging) holds the
+// calls that cannot be sent again: long enough for a rotator to store the newer token at a
+// rotation, short enough that an ERP with no other call to send has one go out, whose acceptance
+// ends the wait, rather than hold them all for the whole wait.
+const judgeHold = 2 * time.Second
+
 // maxCalls bounds the calls remembered for one refused token, in a wait and once outlived; the
 // least recently used goes first. An ERP that calls more APIs its API client lacks than this holds
 // the others for a wait now and then, no worse.
@@ -34,6 +40,7 @@ const maxCalls = 64
 type refuser struct {
 	call apicall.Call
 	seq  uint64
+	once bool // not a refusal: a Get for a request that cannot be sent again (Source.getOnce)
 }
 
 // number gives a request the next number, as the Transport sends it.
@@ -136,6 +143,8 @@ func (s *Source) refusal(f *flight, refused string, by refuser) {
 	}
 	if taken, _ := s.known(f.refused, by.call); !taken {
 		f.holds = true
+	} else {
+		f.judging = true
 	}
 	if !has(f.calls, by.call) && len(f.calls) < maxCalls {
 		f.calls = append(f.calls, by.call)

@@ -137,7 +137,11 @@ type flight struct {
 	// while every call refused is one Clear refuses for its own reason (Source.known); the first
 	// refusal of another call sets it.
 	holds bool
-	calls []apicall.Call // the calls refused during the wait, at most maxCalls
+	// judging: a call taken for refused, not proven, was refused with the token (Source.known).
+	// That may be the rotation revoking it, so the wait holds the calls that cannot be sent again;
+	// the others go out, and Clear's acceptance of one of them ends the wait.
+	judging bool
+	calls   []apicall.Call // the calls refused during the wait, at most maxCalls
 	// next, on a plain read, is the wait for the successor of the cached token that a caller
 	// said Clear refused while the read was under way. It runs if the read finds that token again
 	// or fails: the callers of the read then go round and join it (again), rather than be handed
@@ -184,6 +188,12 @@ func (s *Source) Get(ctx context.Context) (Token, error) {
 	return s.await(ctx, "", refuser{})
 }
 
+// getOnce is Get for a request that cannot be sent again (a Transport's whose body cannot be
+// replayed): a wait that judges a call taken for refused holds it too (flight.judging).
+func (s *Source) getOnce(ctx context.Context) (Token, error) {
+	return s.await(ctx, "", refuser{once: true})
+}
+
 // Refused tells the Source that Clear refused t (it answered 401), and returns a newer token. If
 // the cache already holds another token, that is returned at once. Otherwise the secret is
 // re-read, and while AWSCURRENT still holds t it is re-read with backoff for up to the maximum
@@ -224,19 +234,28 @@ func (s *Source) await(ctx context.Context, refused string, by refuser) (Token, 
 	}
 	for {
 		s.mu.Lock()
-		if s.usable(refused) {
+		if s.usable(refused, by.once) {
 			t := s.cur
 			s.mu.Unlock()
 			return t, nil
 		}
 		f, answer := s.flightFor(refused, by)
+		release := s.releaseAt(f, by.once)
 		s.mu.Unlock()
 		if answer != nil {
 			return Token{}, answer
 		}
 
+		// A caller held only by a judging wait goes round at the end of its hold. (An unstopped
+		// timer is collected since Go 1.23.)
+		var held <-chan time.Time
+		if !release.IsZero() {
+			held = time.After(release.Sub(s.now()))
+		}
 		select {
 		case <-f.done:
+		case <-held:
+			continue
 		case <-ctx.Done():
 			return Token{}, ctx.Err()
 		case <-end:
@@ -316,8 +335,9 @@ func (s *Source) newFlight(refused string) *flight {
 	return f
 }
 
-// usable reports whether the cache answers a caller; s.mu must be held.
-func (s *Source) usable(refused string) bool {
+// usable reports whether the cache answers a caller, once when its request cannot be sent again;
+// s.mu must be held.
+func (s *Source) usable(refused string, once bool) bool {
 	if s.readAt.IsZero() {
 		return false
 	}
@@ -330,7 +350,7 @@ func (s *Source) usable(refused string) bool {
 	if f != nil && f.next != nil {
 		f = f.next // a plain read that may find the refused token: its wait is as good as under way
 	}
-	if f != nil && f.refused != "" && f.refused == s.cur.Value() && f.holds {
+	if f != nil && f.refused != "" && f.refused == s.cur.Value() && (f.holds || once && !s.releaseAt(f, true).IsZero()) {
 		return false
 	}
 	if refused != "" {
@@ -350,6 +370,21 @@ func (s *Source) usable(refused string) bool {
 	// secret holds nothing better and re-reading on every call would only hammer Secrets Manager.
 	exp := s.cur.ValidTill
 	return exp.IsZero() || now.Before(exp) || !s.readAt.Before(exp)
+}
+
+// releaseAt is when a judging wait f (or its next) stops holding a caller whose request cannot be
+// sent again (once); zero when it holds it for no such reason, or no longer. s.mu must be held.
+func (s *Source) releaseAt(f *flight, once bool) time.Time {
+	if f != nil && f.next != nil {
+		f = f.next
+	}
+	if !once || f == nil || !f.judging || f.holds {
+		return time.Time{}
+	}
+	if at := f.since.Add(judgeHold); s.now().Before(at) {
+		return at
+	}
+	return time.Time{}
 }
 
 // unexpired reports whether the cache holds a token that has not been refused and whose

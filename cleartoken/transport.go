@@ -36,10 +36,13 @@ const drainLimit = 64 << 10
 // for the requests that follow), when no newer token appeared within the wait, or when the secret
 // could not be read. A call proven refused whatever the token (see the package documentation: a
 // wait after its own refusal ended by Clear accepting the token for a later request, or two whole
-// waits; the API client may lack the call's product) gets its 401 at once, after a re-read of the
-// secret when the cache is more than 5 s old; an answer other than a 401, a 403 or a 5xx counts as
-// Clear accepting the token. When the request's context ends during the wait, the context's error is
-// returned instead, as for any request it cuts off. The caller's request is never modified.
+// waits while Clear accepts the token for nothing; the API client may lack the call's product) gets
+// its 401 at once, after a re-read of the secret when the cache is more than 5 s old; an answer
+// other than a 401, a 403 or a 5xx counts as Clear accepting the token. When the request's context
+// ends during the wait, the context's error is returned instead, as for any request it cuts off. A
+// request whose body cannot be sent again, made while a call taken for refused (not proven) waits,
+// is held for up to 2 s of that wait: the refusal may be the rotation's. The caller's request is
+// never modified.
 //
 // The token goes only to the origin (scheme, host and port) of the request the caller made. When
 // an http.Client follows a redirect to another origin (another host or port, or https to http),
@@ -100,7 +103,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// Numbered before the token is got: a request numbered after a refusal was known got its token
 	// after it too, so that its acceptance says something about the token (Source.accepted).
 	seq := t.src.number()
-	tok, err := t.src.Get(req.Context())
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	get := t.src.Get
+	if !replayable {
+		get = t.src.getOnce
+	}
+	tok, err := get(req.Context())
 	if err != nil {
 		// A RoundTripper must close the body even when it fails.
 		if req.Body != nil {
@@ -121,8 +129,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The refusal is known from now: only a request sent after this, and accepted, shows the token
 	// was not revoked when Clear refused this one (a request sent before it may have reached Clear
 	// first).
-	by := refuser{callOf(req), t.src.sent.Load()}
-	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	by := refuser{call: callOf(req), seq: t.src.sent.Load()}
 	if !replayable {
 		t.src.log.Debug("cleartoken: Clear refused the token; the request body cannot be sent again, so the 401 is returned",
 			"secret_id", t.src.secretID, "version_id", tok.VersionID)
