@@ -21,8 +21,9 @@
 // while Clear accepts the token for no call: once it accepts it again, two waits may have been one
 // incident of Clear's), its refusals (method and path, an id in the path standing for any id) are
 // returned at once, holding no call, until Clear accepts it; the secret is read again first when
-// the cache is more than 5 s old. A refusal of any other call may be the rotation that revokes the
-// token, and holds every call.
+// the cache is more than 5 s old. With a newer token, a call proven so with an earlier one is taken
+// for refused, as above: its first refusal waits itself rather than hold every call. A refusal of
+// any other call may be the rotation that revokes the token, and holds every call.
 //
 // This works with both modes of the rotator. With one API client every rotation revokes the token
 // consumers hold, and the 401 handling above is what keeps them working. With two API clients the

@@ -587,3 +587,61 @@ func TestAJudgingWaitHoldsCallsThatCannotBeRetriedBriefly(t *testing.T) {
 		}
 	})
 }
+
+// TestACallClearRefusedWithTheLastTokenHoldsNoCallWithTheNext: Clear refuses an API the API client
+// lacks the product for, whatever the token. With the first token its first refusal holds every
+// call for a whole wait (it may be the rotation), and a later one is judged and proven. With each
+// newer token, its first refusal held every call for a whole wait again (a second review: 10 s per
+// route per token). A call proven with an earlier token is taken for refused with the next: its
+// refusal waits to be judged, holding no call that can be retried.
+func TestACallClearRefusedWithTheLastTokenHoldsNoCallWithTheNext(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, _, _, client, notInScope := notInScopeClient(t, noJitter)
+		outOfScope := func() (int, time.Duration) {
+			sent := time.Now()
+			resp, err := client.Get(sm.url(notInScope))
+			if err != nil {
+				return 0, time.Since(sent)
+			}
+			resp.Body.Close()
+			return resp.StatusCode, time.Since(sent)
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var held []time.Duration // pings held over a second after the first token's learning
+		wg.Go(func() {
+			for time.Since(start) < 100*time.Second {
+				sent := time.Since(start)
+				resp, err := client.Get(sm.url(rig.PingPath))
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Errorf("a ping at %v: %v %v", sent, resp, err)
+				} else {
+					resp.Body.Close()
+				}
+				if took := time.Since(start) - sent; took > time.Second && sent > 20*time.Second {
+					mu.Lock()
+					held = append(held, sent)
+					mu.Unlock()
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+		})
+		outOfScope() // holds every call for a whole wait
+		time.Sleep(2 * time.Second)
+		outOfScope() // judged by a ping's acceptance
+		for _, rotation := range []time.Duration{30 * time.Second, 60 * time.Second} {
+			time.Sleep(rotation - time.Since(start))
+			sm.put(sm.w.Issue()) // the rotation: Clear revokes the token, the rotator stores the next
+			time.Sleep(10 * time.Second)
+			if code, took := outOfScope(); code != http.StatusUnauthorized || took > time.Second {
+				t.Errorf("the call refused with the last token, %v after the rotation at %v: %d after %v, want Clear's 401 within a second", 10*time.Second, rotation, code, took)
+			}
+		}
+		wg.Wait()
+		if len(held) > 0 {
+			t.Errorf("%d pings held over a second after the first token, first at %v", len(held), held[0])
+		}
+	})
+}

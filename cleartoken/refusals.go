@@ -67,6 +67,7 @@ func (s *Source) accepted(t Token, c apicall.Call, seq uint64) {
 		s.acceptedAfter = true
 		s.outlivedCalls = slices.DeleteFunc(s.outlivedCalls, func(k outlivedCall) bool { return k.call.Is(c.Method, c.Path) })
 	}
+	s.learnt = slices.DeleteFunc(s.learnt, func(k apicall.Call) bool { return k.Is(c.Method, c.Path) })
 	s.updateWatching()
 }
 
@@ -116,8 +117,9 @@ func (s *Source) acceptedMeanwhile(f *flight) (Token, error) {
 	s.outlive(f)
 	s.acceptedAfter = true
 	for i := range s.outlivedCalls {
-		if has(f.calls, s.outlivedCalls[i].call) {
+		if c := s.outlivedCalls[i].call; has(f.calls, c) {
 			s.outlivedCalls[i].confirmed = true
+			s.learn(c)
 		}
 	}
 	err := s.callRefusedError(t)
@@ -167,22 +169,34 @@ func (s *Source) refusal(f *flight, refused string, by refuser) {
 // still waits, holding no other call, until Clear accepts the token for a later request or a
 // newer token comes.
 func (s *Source) known(refused string, call apicall.Call) (taken, proven bool) {
-	if refused == "" || refused != s.outlived.Reveal() {
+	if refused == "" {
 		return false, false
 	}
 	i := slices.IndexFunc(s.outlivedCalls, func(k outlivedCall) bool { return k.call.Is(call.Method, call.Path) })
-	if i < 0 {
-		return false, false
+	if refused == s.outlived.Reveal() && i >= 0 {
+		k := s.outlivedCalls[i]
+		// Two whole waits are proof only while Clear accepts the token for nothing: once it accepts
+		// the token again, they may both have been an incident of Clear's refusing every call.
+		proven = k.confirmed || k.waits >= 2 && !s.acceptedAfter
+		if s.acceptedAfter || proven {
+			s.outlivedCalls = append(slices.Delete(s.outlivedCalls, i, i+1), k)
+			return true, proven
+		}
 	}
-	k := s.outlivedCalls[i]
-	// Two whole waits are proof only while Clear accepts the token for nothing: once it accepts the
-	// token again, they may both have been an incident of Clear's refusing every call.
-	proven = k.confirmed || k.waits >= 2 && !s.acceptedAfter
-	if !s.acceptedAfter && !proven {
-		return false, false
+	// A call proven refused with an earlier token is taken with the token cached now: Clear refuses
+	// it whatever the token, most likely, but its refusal may be this token's revocation too.
+	return call != (apicall.Call{}) && refused == s.cur.Value() && has(s.learnt, call), false
+}
+
+// learn records that Clear refused c for a reason of its own (Source.learnt). s.mu must be held.
+func (s *Source) learn(c apicall.Call) {
+	if c == (apicall.Call{}) {
+		return
 	}
-	s.outlivedCalls = append(slices.Delete(s.outlivedCalls, i, i+1), k)
-	return true, proven
+	s.learnt = append(slices.DeleteFunc(s.learnt, func(k apicall.Call) bool { return k.Is(c.Method, c.Path) }), c)
+	if n := len(s.learnt); n > maxCalls {
+		s.learnt = s.learnt[n-maxCalls:]
+	}
 }
 
 // holding reports whether a wait for the successor of refused that holds every call is under way

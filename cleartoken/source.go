@@ -121,6 +121,12 @@ type Source struct {
 	outlivedCalls []outlivedCall
 	outlivedSeq   uint64
 	acceptedAfter bool
+	// learnt are the calls proven refused (a wait after a refusal ended by an acceptance) with any
+	// token so far, the one proven last at the end, at most maxCalls: with a newer token such a
+	// call is taken for refused (known), so that its first refusal is judged rather than held
+	// against every call, as Clear refuses it whatever the token. An acceptance of it that the
+	// Source watches for (accepted) forgets it.
+	learnt []apicall.Call
 }
 
 // flight is one read (or one wait for a newer token) shared by every caller that needs it.
