@@ -645,3 +645,127 @@ func TestACallClearRefusedWithTheLastTokenHoldsNoCallWithTheNext(t *testing.T) {
 		}
 	})
 }
+
+// getTimed GETs url through client: the status (0 without an answer) and the time taken.
+func getTimed(client *http.Client, url string) (int, time.Duration) {
+	sent := time.Now()
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, time.Since(sent)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, time.Since(sent)
+}
+
+// TestASequentialERPWaitsTwiceForAnAPIItLacks: an ERP worker that makes one call at a time (a batch
+// job) calls an API its API client lacks, then a ping Clear accepts, every 20 s. Nothing is ever
+// sent during a wait, so no acceptance judges the call; a fourth review found that once the first
+// two fixes of this file counted two waits as proof only while Clear accepted nothing, every such
+// call waited 10 s, for good (121 reads for 12 calls). A whole wait of the call's own, taken for
+// refused, with no other call refused during it, proves it.
+func TestASequentialERPWaitsTwiceForAnAPIItLacks(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, _, _, client, notInScope := notInScopeClient(t, noJitter)
+		var took []time.Duration
+		slow := 0
+		for i := range 12 {
+			code, d := getTimed(client, sm.url(notInScope))
+			if code != http.StatusUnauthorized {
+				t.Errorf("out-of-scope call %d: %d, want Clear's 401", i, code)
+			}
+			took = append(took, d)
+			if i >= 2 && d > time.Second {
+				slow++
+			}
+			if code, _ := getTimed(client, sm.url(rig.PingPath)); code != http.StatusOK {
+				t.Errorf("ping %d: %d", i, code)
+			}
+			time.Sleep(20 * time.Second)
+		}
+		if slow > 0 {
+			t.Errorf("%d of the out-of-scope calls after the first two waited over a second: %v", slow, took)
+		}
+	})
+}
+
+// TestAHealthCheckDoesNotUnproveAnAPIItLacks: an ERP calls only an API its API client lacks, every
+// second, and a health check Clear accepts once a minute. Each acceptance made the route unproven
+// again (the fourth review: every call of it held up to 10 s after each health check).
+func TestAHealthCheckDoesNotUnproveAnAPIItLacks(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, _, _, client, notInScope := notInScopeClient(t, noJitter)
+		start := time.Now()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var held []time.Duration
+		for i := range 180 {
+			wg.Go(func() {
+				time.Sleep(time.Duration(i) * time.Second)
+				code, d := getTimed(client, sm.url(notInScope))
+				if code != http.StatusUnauthorized {
+					t.Errorf("call %d: %d, want Clear's 401", i, code)
+				}
+				if i > 45 && d > time.Second {
+					mu.Lock()
+					held = append(held, time.Duration(i)*time.Second)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Go(func() {
+			for _, at := range []time.Duration{30 * time.Second, 90 * time.Second, 150 * time.Second} {
+				time.Sleep(at - time.Since(start))
+				if code, _ := getTimed(client, sm.url(rig.PingPath)); code != http.StatusOK {
+					t.Errorf("health check at %v: %d", at, code)
+				}
+			}
+		})
+		wg.Wait()
+		if len(held) > 0 {
+			t.Errorf("%d calls of the route after 45 s were held over a second, at %v", len(held), held)
+		}
+	})
+}
+
+// TestAnotherRoutesWaitDoesNotReproveAnIncident: the incident of the 'two waits' case above leaves
+// the invoice route taken, not proven, once Clear accepts pings. Then the quiet ERP calls another
+// API its API client lacks, once: its whole wait outlives the token again, which made the invoice
+// route's two incident waits count as proof again (the fourth review's C2): a rotation a second
+// later failed the invoices for up to knownRecheck.
+func TestAnotherRoutesWaitDoesNotReproveAnIncident(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, client, incident := incidentClient(t)
+		other := sm.productNotEnabled()
+		invoice := func(body io.Reader) int { return post(client, sm.url(rig.InvoicePath), body) }
+		start := time.Now()
+		incident.Store(true)
+		var wg sync.WaitGroup
+		wg.Go(func() { time.Sleep(25 * time.Second); incident.Store(false) })
+		pinger(t, &wg, client, sm.url(rig.PingPath), start, time.Hour, 53*time.Second)
+		for _, at := range []time.Duration{2 * time.Second, 14 * time.Second} {
+			wg.Go(func() { time.Sleep(at); invoice(strings.NewReader(`{"invoice":0}`)) })
+		}
+		wg.Wait()
+		time.Sleep(20 * time.Second)
+		getTimed(client, sm.url(other)) // a whole wait, holding every call: the token outlives it
+		time.Sleep(time.Second)
+		tok2 := sm.w.Issue() // the rotation
+		go func() { time.Sleep(300 * time.Millisecond); sm.put(tok2) }()
+		time.Sleep(100 * time.Millisecond)
+		rotation := time.Now()
+		var failed []time.Duration
+		for range 20 {
+			if code := invoice(strings.NewReader(`{"invoice":2}`)); code != http.StatusOK {
+				failed = append(failed, time.Since(rotation))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if len(failed) > 0 {
+			t.Errorf("%d of 20 invoices failed at the rotation, from %v to %v after it", len(failed), failed[0], failed[len(failed)-1])
+		}
+		time.Sleep(DefaultMaxWait)
+	})
+}

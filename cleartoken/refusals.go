@@ -9,12 +9,16 @@ import (
 )
 
 // outlivedCall is a call refused with the outlived token, the number of whole waits that ended
-// with the token still in AWSCURRENT after it was refused, and whether a wait after its refusal was
-// ended by Clear accepting the token for a later request (confirmed).
+// with the token still in AWSCURRENT after it was refused (waits not separated by an acceptance of
+// the token count once: they may be one incident of Clear's), whether a wait after its refusal was
+// ended by Clear accepting the token for a later request (confirmed), and whether a whole wait of
+// its own, begun while it was taken for refused, ended with no other call refused during it
+// (judged: an ERP that sends nothing else while it waits has no acceptance to confirm it).
 type outlivedCall struct {
 	call      apicall.Call
 	waits     int
 	confirmed bool
+	judged    bool
 }
 
 // knownRecheck is how old the cache may be for a known refusal to be answered at once: older, the
@@ -24,8 +28,9 @@ const knownRecheck = 5 * time.Second
 
 // judgeHold bounds how long a wait that judges a call taken for refused (flight.judging) holds the
 // calls that cannot be sent again: long enough for a rotator to store the newer token at a
-// rotation, short enough that an ERP with no other call to send has one go out, whose acceptance
-// ends the wait, rather than hold them all for the whole wait.
+// rotation as it usually does, short enough that an ERP with no other call to send has one go out,
+// whose acceptance ends the wait, rather than hold them all for the whole wait. A rotator that
+// stores later than that (Secrets Manager slow) leaves those calls the 401 they had before.
 const judgeHold = 2 * time.Second
 
 // maxCalls bounds the calls remembered for one refused token, in a wait and once outlived; the
@@ -64,11 +69,24 @@ func (s *Source) accepted(t Token, c apicall.Call, seq uint64) {
 		f.calls = slices.DeleteFunc(f.calls, func(k apicall.Call) bool { return k.Is(c.Method, c.Path) })
 	}
 	if tok == s.outlived.Reveal() && seq > s.outlivedSeq {
-		s.acceptedAfter = true
+		s.acceptedAgain()
 		s.outlivedCalls = slices.DeleteFunc(s.outlivedCalls, func(k outlivedCall) bool { return k.call.Is(c.Method, c.Path) })
 	}
 	s.learnt = slices.DeleteFunc(s.learnt, func(k apicall.Call) bool { return k.Is(c.Method, c.Path) })
 	s.updateWatching()
+}
+
+// acceptedAgain records that Clear accepted the outlived token for a request sent after the last
+// whole wait (acceptedAfter). At the first such acceptance, the whole waits each call outlived
+// before it count once: with no acceptance between them, they may all be one incident of Clear's.
+// s.mu must be held.
+func (s *Source) acceptedAgain() {
+	if !s.acceptedAfter {
+		for i := range s.outlivedCalls {
+			s.outlivedCalls[i].waits = min(s.outlivedCalls[i].waits, 1)
+		}
+	}
+	s.acceptedAfter = true
 }
 
 // waitingFor returns the wait for the successor of refused under way, or due after the plain read
@@ -115,7 +133,7 @@ func (s *Source) acceptedMeanwhile(f *flight) (Token, error) {
 		s.readAt = s.now()
 	}
 	s.outlive(f)
-	s.acceptedAfter = true
+	s.acceptedAgain()
 	for i := range s.outlivedCalls {
 		if c := s.outlivedCalls[i].call; has(f.calls, c) {
 			s.outlivedCalls[i].confirmed = true
@@ -162,12 +180,14 @@ func (s *Source) refusal(f *flight, refused string, by refuser) {
 // Refused's zero call is no exception: one wait is no proof. A call found is moved to the end of
 // the calls, the most recently used. s.mu must be held.
 //
-// proven says more: the call's own refusal was judged, a wait after it ended by an acceptance of
-// the token for a later request, or it outlived a second whole wait and Clear has accepted the
-// token for no request since. Only a proven call gets its 401 at once; one taken on the word of
-// acceptances of other calls after a wait (after an incident of Clear's refusing everything, say)
-// still waits, holding no other call, until Clear accepts the token for a later request or a
-// newer token comes.
+// proven says more: the call's own refusal was judged, by a wait after it that an acceptance of
+// the token for a later request ended (confirmed), or by a whole wait of its own, begun while it
+// was taken, during which no other call was refused (judged); or it outlived two whole waits with
+// no acceptance between them, and Clear has accepted the token for no request since (at the first
+// acceptance such waits count once: acceptedAgain). Only a proven call gets its 401 at once; one
+// taken on the word of acceptances of other calls after a wait (after an incident of Clear's
+// refusing everything, say) still waits, holding no other call, until Clear accepts the token for
+// a later request or a newer token comes.
 func (s *Source) known(refused string, call apicall.Call) (taken, proven bool) {
 	if refused == "" {
 		return false, false
@@ -175,9 +195,9 @@ func (s *Source) known(refused string, call apicall.Call) (taken, proven bool) {
 	i := slices.IndexFunc(s.outlivedCalls, func(k outlivedCall) bool { return k.call.Is(call.Method, call.Path) })
 	if refused == s.outlived.Reveal() && i >= 0 {
 		k := s.outlivedCalls[i]
-		// Two whole waits are proof only while Clear accepts the token for nothing: once it accepts
-		// the token again, they may both have been an incident of Clear's refusing every call.
-		proven = k.confirmed || k.waits >= 2 && !s.acceptedAfter
+		// Two whole waits not separated by an acceptance are proof only while Clear accepts the
+		// token for nothing: once it accepts it again, they count once (accepted).
+		proven = k.confirmed || k.judged || k.waits >= 2
 		if s.acceptedAfter || proven {
 			s.outlivedCalls = append(slices.Delete(s.outlivedCalls, i, i+1), k)
 			return true, proven
@@ -227,6 +247,7 @@ func (s *Source) outlive(f *flight) {
 			s.outlivedCalls = slices.Delete(s.outlivedCalls, i, i+1)
 		}
 		k.waits++
+		k.judged = k.judged || i >= 0 && f.judging && !f.holds
 		s.outlivedCalls = append(s.outlivedCalls, k)
 	}
 	if n := len(s.outlivedCalls); n > maxCalls {

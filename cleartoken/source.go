@@ -112,11 +112,12 @@ type Source struct {
 	// outlivedCalls the calls it was refused for, the one used last at the end. One wait alone does
 	// not say why Clear refused them: a rotator that stores late, or an incident of Clear's,
 	// refuses every call for longer than a wait. Once Clear has accepted the token for a call sent
-	// after the wait (outlivedSeq, acceptedAfter), or a call has outlived two waits (proof only
-	// while Clear accepts the token for nothing since), the calls are taken to be refused for reasons of their own (an API the API client lacks, say): their later
-	// refusals are answered at once and hold no other call (known). A refusal of any other call may
-	// be the rotation that revokes the token, and holds every call. It is the live token in
-	// AWSCURRENT: typed, so that a Source printed never shows it.
+	// after the wait (outlivedSeq, acceptedAfter), or a call has outlived two waits with no
+	// acceptance between them, the calls are taken to be refused for reasons of their own (an API
+	// the API client lacks, say): their later refusals hold no other call, and those of the calls
+	// proven so are answered at once (known). A refusal of any other call may be the rotation that
+	// revokes the token, and holds every call. It is the live token in AWSCURRENT: typed, so that a
+	// Source printed never shows it.
 	outlived      sec.AccessToken
 	outlivedCalls []outlivedCall
 	outlivedSeq   uint64

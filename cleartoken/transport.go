@@ -35,14 +35,14 @@ const drainLimit = 64 << 10
 // GetBody for the usual in-memory bodies; the wait for a newer token then runs in the background
 // for the requests that follow), when no newer token appeared within the wait, or when the secret
 // could not be read. A call proven refused whatever the token (see the package documentation: a
-// wait after its own refusal ended by Clear accepting the token for a later request, or two whole
-// waits while Clear accepts the token for nothing; the API client may lack the call's product) gets
-// its 401 at once, after a re-read of the secret when the cache is more than 5 s old; an answer
-// other than a 401, a 403 or a 5xx counts as Clear accepting the token. When the request's context
-// ends during the wait, the context's error is returned instead, as for any request it cuts off. A
-// request whose body cannot be sent again, made while a call taken for refused (not proven) waits,
-// is held for up to 2 s of that wait: the refusal may be the rotation's. The caller's request is
-// never modified.
+// wait after its own refusal ended by Clear accepting the token for a later request, a whole wait
+// of its own with no other call refused, or two whole waits while Clear accepts the token for
+// nothing; the API client may lack the call's product) gets its 401 at once, after a re-read of the
+// secret when the cache is more than 5 s old; an answer other than a 401, a 403 or a 5xx counts as
+// Clear accepting the token. When the request's context ends during the wait, the context's error
+// is returned instead, as for any request it cuts off. A request whose body cannot be sent again,
+// made while a call taken for refused (not proven) waits, is held for up to 2 s of that wait: the
+// refusal may be the rotation's. The caller's request is never modified.
 //
 // The token goes only to the origin (scheme, host and port) of the request the caller made. When
 // an http.Client follows a redirect to another origin (another host or port, or https to http),
