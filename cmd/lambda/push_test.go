@@ -1,11 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/clear-rotator/clear-rotator/internal/app"
 )
 
 // The function tells the webhook receiver of each token it stores, signed, and not of a run that
@@ -93,5 +100,37 @@ func TestBootstrapRefusesWhatItCannotDo(t *testing.T) {
 				t.Fatalf("%s: a refused function rotated", name)
 			}
 		}
+	}
+}
+
+// A daemon beside the function runs a hook (which the function cannot): its deliveries mark the
+// token secret as told by a hook. A token the function stores is then recorded as not delivered
+// by the hook (an error line, a DeliveryFailures metric of kind hook, the status answer), for the
+// daemon to resume; the function's own scheduled runs do not "resume" a hook they cannot run.
+func TestBootstrapRecordsATokenItStoresAsNotToldByAHook(t *testing.T) {
+	t.Parallel()
+	d := deploy(t)
+	if _, err := d.SM.(interface {
+		TagResource(context.Context, *secretsmanager.TagResourceInput, ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
+	}).TagResource(t.Context(), &secretsmanager.TagResourceInput{SecretId: aws.String(d.TokenID),
+		Tags: []types.Tag{{Key: aws.String(app.PushMarkPrefix + "hook"), Value: aws.String("told")}}}); err != nil {
+		t.Fatal(err)
+	}
+	f := d.start(t)
+	expectOutcome(t, result(t, f.ok(`{"action":"rotate"}`)), "rotated")
+	_, version := d.MustCurrent()
+	f.p.Await("the DeliveryFailures metric of the hook", 10*time.Second, func() bool {
+		return strings.Contains(f.p.Stdout(), `"DeliveryFailures":1`) && strings.Contains(f.p.Stdout(), `"Kind":"hook"`)
+	})
+	if !strings.Contains(f.p.Stdout(), `"msg":"the ERP was not told of the new token"`) || !strings.Contains(f.p.Stdout(), app.PushMarkPrefix+"hook") {
+		t.Fatalf("no error line naming the mark:\n%s", f.p.Stdout())
+	}
+	b, _ := json.Marshal(f.ok(`{"action":"status"}`)["undelivered"])
+	if got := string(b); !strings.Contains(got, `"kind":"hook"`) || !strings.Contains(got, `"version_id":"`+version+`"`) {
+		t.Fatalf("status answers undelivered %s, want the hook of version %s", got, version)
+	}
+	expectOutcome(t, result(t, f.ok(`{"action":"scheduled"}`)), "not_due")
+	if strings.Contains(f.p.Stdout(), "resuming a delivery") {
+		t.Fatalf("the function resumed a hook it cannot run:\n%s", f.p.Stdout())
 	}
 }

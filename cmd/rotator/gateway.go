@@ -324,8 +324,9 @@ func (h healEngine) Run(ctx context.Context, c *rotation.Client, req rotation.Re
 }
 
 // deliverWithin tells the ERP of a token a result stored, within the call (app.App.Deliver, as
-// `rotator rotate` does); nil when push delivery is off. A delivery that finally fails is logged
-// and recorded on the token secret by the notifier, which status shows.
+// `rotator rotate` does), or records it as not delivered of a kind the token secret is marked as
+// told by that this process does not tell; nil when it can do neither. A delivery that finally
+// fails is logged and recorded on the token secret by the notifier, which status shows.
 func deliverWithin(a *app.App) func(context.Context, *rotation.Client, rotation.Result) {
 	d := a.Deliver(a.Log, a.Recorder(nil, a.Log))
 	if d == nil {

@@ -6,6 +6,7 @@ package main
 // registered.
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -15,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/document"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/proctest"
@@ -171,9 +176,20 @@ func TestRevokeDeliversTheReplacement(t *testing.T) {
 	_, version = w.MustCurrent()
 	wantCode(t, rotatorEnv(w, nil, "status"), 0, "default: not delivered: webhook: version "+version+" at ")
 
-	// A newer token stored where push delivery is not configured supersedes it, and is told to
-	// nobody either: a delivery of it would have cleared the record. status says so, and --check
-	// still fails (a review of the session: it passed, taking the newer token for delivered).
+	// A newer token stored where push delivery is not configured is recorded as not delivered
+	// itself, the secret being marked as told by webhook: that run exits 3, and status names it.
+	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), exitNotDelivered, "rotated, not delivered")
+	_, version = w.MustCurrent()
+	wantCode(t, rotatorEnv(w, nil, "status"), 0, "default: not delivered: webhook: version "+version+" at ")
+	// Where nothing marks it (no mark written yet, as by an older release), a newer token stored
+	// so supersedes the record, and is told to nobody either: a delivery of it would have cleared
+	// the record. status says so, and --check still fails (a review of the session: it passed,
+	// taking the newer token for delivered).
+	if _, err := w.SM.(interface {
+		UntagResource(context.Context, *secretsmanager.UntagResourceInput, ...func(*secretsmanager.Options)) (*secretsmanager.UntagResourceOutput, error)
+	}).UntagResource(t.Context(), &secretsmanager.UntagResourceInput{SecretId: aws.String(w.TokenID), TagKeys: []string{app.PushMarkPrefix + "webhook"}}); err != nil {
+		t.Fatal(err)
+	}
 	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), 0, "default: rotated")
 	wantCode(t, rotatorEnv(w, nil, "status", "--check"), 1, "default (not delivered)")
 	wantCode(t, rotatorEnv(w, nil, "status"), 0, "(superseded by a newer token, of which no delivery is recorded either)")
@@ -464,4 +480,53 @@ func TestDaemonDeliveryEndsWhenATokenStoredElsewhereSupersedesIt(t *testing.T) {
 	if p.Logged(notify.MsgStopped) {
 		t.Fatalf("a superseded delivery was reported as cut short:\n%s", p.Output())
 	}
+}
+
+// TestATokenStoredWithoutThePushSettingsIsRecordedAsNotDelivered: an operator forces a rotation
+// from a shell without the push settings (the runbook's manual rotation, the settings forgotten).
+// With one API client that revoked the token the ERPs hold, and nobody told them: the rotator
+// delivered the tokens it stored, and resumed only failures on record. A delivery marks the token
+// secret as told by its kind (clear-rotator:push:webhook); a process that stores a token and does
+// not tell a kind so marked records the token as not delivered of that kind, says so, and exits 3,
+// and the next run that tells it (cron's rotate here; a daemon's SIGHUP) delivers it.
+func TestATokenStoredWithoutThePushSettingsIsRecordedAsNotDelivered(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	// Before any delivery nothing marks the secret: a deployment without push is not nagged.
+	wantCode(t, rotatorEnv(w, nil, "rotate"), 0, "default: rotated")
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate", "--force"), 0, "default: rotated")
+	r := rotatorEnv(w, nil, "rotate", "--force")
+	wantCode(t, r, exitNotDelivered, "rotated, not delivered")
+	if !strings.Contains(r.Stderr, `"level":"ERROR"`) || !strings.Contains(r.Stderr, "clear-rotator:push:webhook") {
+		t.Fatalf("no error line naming the mark:\n%s", r.Output())
+	}
+	_, version := w.MustCurrent()
+	wantCode(t, rotatorEnv(w, nil, "status"), 0, "default: not delivered: webhook: version "+version+" at ")
+	wantCode(t, rotatorEnv(w, nil, "status", "--check"), 1, "default (not delivered)")
+
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate"), 0, "default: not_due")
+	got := rc.Deliveries()
+	if len(got) != 2 || decodeBody(t, got[1]).VersionID != version || decodeBody(t, got[1]).Reason != "forced" || !got[1].Verified {
+		t.Fatalf("deliveries %+v, want the forced token told at the next run, reason forced", got)
+	}
+	wantCode(t, rotatorEnv(w, nil, "status", "--check"), 0, "default")
+}
+
+// TestADaemonWithoutThePushSettingsRecordsTheTokensItStores: a daemon deployed without the push
+// settings (a replica, say) stores tokens of a secret marked as told by webhook: it records each as
+// not delivered, which status shows, until a process that tells it delivers the token in AWSCURRENT.
+func TestADaemonWithoutThePushSettingsRecordsTheTokensItStores(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: 3 * time.Second})
+	rc := w.Receiver()
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate", "--force"), 0, "default: rotated")
+	p := w.Daemon()
+	p.Await("a token the daemon stored recorded as not delivered", 30*time.Second, func() bool {
+		return strings.Contains(rotatorEnv(w, nil, "status").Stdout, "not delivered: webhook")
+	})
+	p.Stop(syscall.SIGTERM, 30*time.Second)
+	if !strings.Contains(p.Output(), "clear-rotator:push:webhook") {
+		t.Fatalf("the daemon did not say why:\n%s", p.Output())
+	}
+	wantCode(t, rotatorEnv(w, rc.Env(), "rotate", "--force"), 0, "default: rotated")
+	wantCode(t, rotatorEnv(w, nil, "status", "--check"), 0, "default")
 }

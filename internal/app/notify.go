@@ -204,23 +204,86 @@ var ErrNotDelivered = fleet.ErrNotDelivered
 // Deliver returns push delivery for a fleet (fleet.Fleet.Deliver): each stored token is delivered
 // with retries within the call (notify.Run), a final failure logged at error level by the notifier
 // and told to rec. Nil when push delivery is not configured.
+//
+// A kind this process does not tell c of, while c's token secret is marked as told by it, is
+// recorded as not delivered (Untold), whether or not push delivery is configured here: so Deliver
+// is nil only when nothing can be recorded either.
 func (a *App) Deliver(log *slog.Logger, rec notify.Recorder) func(ctx context.Context, c *rotation.Client, r rotation.Result, revoking bool) error {
 	n := a.Notifier(notify.Run, log, rec)
-	if n == nil {
+	if n == nil && (a.Store == nil || a.Store.API == nil) {
 		return nil
 	}
 	return func(ctx context.Context, c *rotation.Client, r rotation.Result, revoking bool) error {
-		if !n.Enabled(c.Name) {
-			return nil
-		}
 		ev, ok := a.Event(ctx, c, r, "", revoking)
 		if !ok {
 			return nil
 		}
-		ctx, done := stopping(ctx)
-		defer done()
-		return n.Deliver(ctx, ev)
+		var err error
+		if n.Enabled(c.Name) {
+			dctx, done := stopping(ctx)
+			err = n.Deliver(dctx, ev)
+			done()
+		}
+		return errors.Join(err, a.Untold(ctx, c, n, ev, rec, log))
 	}
+}
+
+// PushMarkPrefix starts the token secret's tags that mark it as told of its tokens by a kind of
+// push delivery ("clear-rotator:push:webhook"): every delivery of that kind writes its mark,
+// whether it succeeded or finally failed. A process that stores a token and does not tell a
+// marked kind (a shell without the push settings, the Lambda for a hook) records it as not
+// delivered (Untold). Remove a mark when no process tells that kind any more.
+const PushMarkPrefix = "clear-rotator:push:"
+
+// kinds are the kinds of push delivery.
+var kinds = []string{"webhook", "hook"}
+
+// UntoldError is Untold's error: the token was stored but the kinds marked on the token secret,
+// which this process does not tell, were not told of it.
+type UntoldError struct {
+	Kinds []string
+}
+
+func (e *UntoldError) Error() string {
+	return fmt.Sprintf("the token secret is marked as told by %s (tag %s), which this process is not configured to tell: recorded as not delivered, for status; a daemon that tells it delivers it at its next start or reload (SIGHUP), and rotate or the Lambda at their next run; if no process tells it any more, remove the tag",
+		strings.Join(e.Kinds, " and "), PushMarkPrefix+e.Kinds[0])
+}
+
+// Untold records, for each kind of push delivery that c's token secret is marked as told by
+// (PushMarkPrefix) and that n (nil without push delivery) does not tell c of, the delivery of ev
+// as failed: rec.Failed (an undelivered tag, which status shows and a resume delivers), and an
+// error line. It returns an *UntoldError naming those kinds, or nil. A token secret that cannot
+// be read is warned of, and counts as marked by nothing: that is all this process can know.
+func (a *App) Untold(ctx context.Context, c *rotation.Client, n *notify.Notifier, ev notify.Event, rec notify.Recorder, log *slog.Logger) error {
+	if a.Store == nil || a.Store.API == nil || !slices.ContainsFunc(kinds, func(k string) bool { return !n.Tells(c.Name, k) }) {
+		return nil
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	record, err := a.readUndelivered(ctx, c)
+	if err != nil {
+		log.Warn("could not read whether the token secret is marked as told by push delivery", "client", c.Name, "error", err)
+		return nil
+	}
+	var untold []string
+	for _, k := range record.marked {
+		if !n.Tells(c.Name, k) {
+			untold = append(untold, k)
+		}
+	}
+	if len(untold) == 0 {
+		return nil
+	}
+	at := time.Now()
+	for _, k := range untold {
+		if rec != nil {
+			rec.Failed(ev, k, at)
+		}
+	}
+	e := &UntoldError{Kinds: untold}
+	log.Error("the ERP was not told of the new token", "client", c.Name, "kinds", untold, "version_id", ev.VersionID, "error", e)
+	return e
 }
 
 // Resume returns the fleet's resumption of deliveries recorded as failed (fleet.Fleet.Resume): one
@@ -243,7 +306,8 @@ func (a *App) Resume(log *slog.Logger, rec notify.Recorder) func(ctx context.Con
 			log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
 			return nil
 		}
-		if !ok {
+		// A kind this process does not tell (a hook, in the Lambda) is left to one that does.
+		if kinds = n.Telling(c.Name, kinds); !ok || len(kinds) == 0 {
 			return nil
 		}
 		log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
@@ -327,7 +391,7 @@ func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	defer cancel()
 	value := undeliveredValue(ev, at)
 	_, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID),
-		Tags: []types.Tag{{Key: aws.String(UndeliveredTagPrefix + kind), Value: aws.String(value)}}})
+		Tags: []types.Tag{{Key: aws.String(UndeliveredTagPrefix + kind), Value: aws.String(value)}, mark(kind)}})
 	if err != nil && r.log != nil {
 		r.log.Warn("could not record the failed delivery on the token secret; rotator status will not show it",
 			"client", ev.Client, "kind", kind, "error", reduceErr("TagResource", ev.SecretID, err))
@@ -359,6 +423,16 @@ func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 		r.log.Warn("could not clear the record of a failed delivery on the token secret", "client", ev.Client, "kind", kind,
 			"error", reduceErr("UntagResource", ev.SecretID, err))
 	}
+	if _, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID),
+		Tags: []types.Tag{mark(kind)}}); err != nil && r.log != nil {
+		r.log.Warn("could not mark the token secret as told by push delivery; a token stored where it is not configured will not be recorded as not delivered", "client", ev.Client, "kind", kind,
+			"error", reduceErr("TagResource", ev.SecretID, err))
+	}
+}
+
+// mark is the tag that marks a token secret as told by kind (PushMarkPrefix).
+func mark(kind string) types.Tag {
+	return types.Tag{Key: aws.String(PushMarkPrefix + kind), Value: aws.String("told")}
 }
 
 // Undelivered returns what the token secret of c records as not delivered, one record per kind,
@@ -384,6 +458,7 @@ type undeliveredRecord struct {
 	tags    []undeliveredTag
 	current string
 	arn     string
+	marked  []string // the kinds the secret is marked as told by (PushMarkPrefix), sorted
 }
 
 // undeliveredTag is one undelivered tag: its kind ("webhook", "hook"), its value as written, and
@@ -416,6 +491,9 @@ func undeliveredOf(out *secretsmanager.DescribeSecretOutput) undeliveredRecord {
 		}
 	}
 	for _, t := range out.Tags {
+		if kind, ok := strings.CutPrefix(aws.ToString(t.Key), PushMarkPrefix); ok && slices.Contains(kinds, kind) {
+			rec.marked = append(rec.marked, kind)
+		}
 		kind, ok := strings.CutPrefix(aws.ToString(t.Key), UndeliveredTagPrefix)
 		if !ok {
 			continue
@@ -424,6 +502,7 @@ func undeliveredOf(out *secretsmanager.DescribeSecretOutput) undeliveredRecord {
 		version, at, reason := parseUndelivered(value)
 		rec.tags = append(rec.tags, undeliveredTag{kind: kind, value: value, version: version, at: at, reason: reason})
 	}
+	slices.Sort(rec.marked)
 	return rec
 }
 

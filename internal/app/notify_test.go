@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/fake"
 	"github.com/clear-rotator/clear-rotator/internal/fleet"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
+	"github.com/clear-rotator/clear-rotator/internal/proctest"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
 )
 
@@ -235,7 +237,8 @@ func TestResumable(t *testing.T) {
 	}
 }
 
-// tagsAtTell is a Recorder that notes, when it is told, what the token secret's tags then say.
+// tagsAtTell is a Recorder that notes, when it is told, what the token secret's undelivered tags
+// then say (its mark, PushMarkPrefix, stays).
 type tagsAtTell struct {
 	t      *testing.T
 	sm     *fake.SecretsManager
@@ -248,7 +251,7 @@ func (r *tagsAtTell) tagged() bool {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return len(out.Tags) > 0
+	return slices.ContainsFunc(out.Tags, func(t types.Tag) bool { return strings.HasPrefix(aws.ToString(t.Key), UndeliveredTagPrefix) })
 }
 func (r *tagsAtTell) Failed(notify.Event, string, time.Time) { r.failed = append(r.failed, r.tagged()) }
 func (r *tagsAtTell) Delivered(notify.Event, string, time.Time) {
@@ -376,4 +379,102 @@ func lines(records []fleet.Undelivered) []string {
 		out = append(out, r.String())
 	}
 	return out
+}
+
+// Untold records a token stored by a process that does not tell a kind the token secret is marked
+// as told by (a shell without the push settings, the Lambda for a hook) as a delivery of that kind
+// that failed: status shows it and the next run that tells the kind resumes it. A secret marked
+// by no delivery yet, or by a kind this process tells, records nothing.
+func TestUntold(t *testing.T) {
+	ctx := t.Context()
+	sm := fake.NewSecretsManager(time.Now)
+	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("tok")}); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("tok-0123456789-abcdefghij"), IssuedAt: time.Now().UTC(), Client: "default"})
+	out, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("tok"), SecretString: aws.String(string(doc))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := aws.ToString(out.VersionId)
+	bare, err := New(load(t, nil), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webhook, err := New(load(t, map[string]string{config.EnvWebhookURL: "https://erp.example.com/h", config.EnvWebhookSecret: signing}), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := notify.NewEvent("default", "tok", v1, document.Token{}, notify.Forced)
+	untold := func(a *App) []string {
+		t.Helper()
+		var e *UntoldError
+		err := a.Untold(ctx, a.Clients[0], a.Notifier(notify.Run, nil, nil), ev, a.Recorder(nil, nil), nil)
+		if err != nil && !errors.As(err, &e) {
+			t.Fatalf("Untold: %v", err)
+		}
+		if e == nil {
+			return nil
+		}
+		return e.Kinds
+	}
+	mark := func(key string) {
+		t.Helper()
+		if _, err := sm.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String("tok"),
+			Tags: []types.Tag{{Key: aws.String(key), Value: aws.String("told")}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k := untold(bare); k != nil {
+		t.Fatalf("a secret marked by nothing: %v recorded", k)
+	}
+	mark(PushMarkPrefix + "sms") // a kind this release does not know
+	if k := untold(bare); k != nil {
+		t.Fatalf("a mark of an unknown kind: %v recorded", k)
+	}
+	mark(PushMarkPrefix + "webhook")
+	if k := untold(webhook); k != nil {
+		t.Fatalf("a process that tells the kind marked: %v recorded", k)
+	}
+	if k := untold(bare); !slices.Equal(k, []string{"webhook"}) {
+		t.Fatalf("a process without push delivery: %v recorded, want webhook", k)
+	}
+	got, kinds, ok, err := webhook.Resumable(ctx, webhook.Clients[0])
+	if !ok || err != nil || got.VersionID != v1 || got.Reason != notify.Forced || !slices.Equal(kinds, []string{"webhook"}) {
+		t.Fatalf("Resumable after Untold = %+v, %v, %v, %v; want the webhook of %s, forced", got, kinds, ok, err, v1)
+	}
+	mark(PushMarkPrefix + "hook")
+	if k := untold(webhook); !slices.Equal(k, []string{"hook"}) {
+		t.Fatalf("a process that tells the webhook only: %v recorded, want hook", k)
+	}
+}
+
+// Resume tells only the kinds this process tells: a hook recorded as not delivered is not "resumed"
+// by a process with only a webhook (the Lambda), which would log so at every run and tell nothing
+// (a review of the reverted delivered tags, A4).
+func TestResumeOnlyWhatThisProcessTells(t *testing.T) {
+	ctx := t.Context()
+	sm := fake.NewSecretsManager(time.Now)
+	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("tok")}); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("tok-0123456789-abcdefghij"), IssuedAt: time.Now().UTC(), Client: "default"})
+	out, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("tok"), SecretString: aws.String(string(doc))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := notify.NewEvent("default", "tok", aws.ToString(out.VersionId), document.Token{}, notify.Scheduled)
+	if _, err := sm.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String("tok"),
+		Tags: []types.Tag{{Key: aws.String(UndeliveredTagPrefix + "hook"), Value: aws.String(undeliveredValue(ev, time.Now()))}}}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(load(t, map[string]string{config.EnvWebhookURL: "https://erp.example.com/h", config.EnvWebhookSecret: signing}), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &proctest.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	if err := a.Resume(log, nil)(ctx, a.Clients[0]); err != nil || strings.Contains(logs.String(), "resuming") {
+		t.Fatalf("Resume = %v, logged:\n%s\nwant nothing resumed", err, logs)
+	}
 }

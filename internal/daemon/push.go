@@ -96,10 +96,11 @@ func (p *Push) resume(ctx context.Context, a *app.App, n *notify.Notifier) {
 			continue
 		}
 		ev, kinds, ok, err := a.Resumable(ctx, c)
+		kinds = n.Telling(c.Name, kinds) // a kind this daemon does not tell is left to one that does
 		switch {
 		case err != nil:
 			a.Log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
-		case ok && p.dispatch.Resume(context.WithoutCancel(ctx), n.Only(kinds), ev):
+		case ok && len(kinds) > 0 && p.dispatch.Resume(context.WithoutCancel(ctx), n.Only(kinds), ev):
 			a.Log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
 		}
 	}
@@ -107,30 +108,41 @@ func (p *Push) resume(ctx context.Context, a *app.App, n *notify.Notifier) {
 
 // OnResult starts telling the ERP of the token r stored, if it stored one (an Options.OnResult
 // hook). The delivery outlives the check, and the daemon's context: a token stored during the
-// shutdown grace gets its attempts until Stop.
+// shutdown grace gets its attempts until Stop. A kind of push delivery the token secret is marked
+// as told by and this daemon does not tell is recorded as not delivered at once (app.App.Untold;
+// not in the metrics, which count this daemon's deliveries).
 func (p *Push) OnResult(ctx context.Context, c *rotation.Client, r rotation.Result) {
 	ctx = context.WithoutCancel(ctx)
-	if n, ev, ok := p.event(ctx, c, r); ok {
+	a, n, ev, ok := p.stored(ctx, c, r)
+	if !ok {
+		return
+	}
+	if n.Enabled(c.Name) {
 		p.dispatch.Post(ctx, n, ev)
 	}
+	_ = a.Untold(ctx, c, n, ev, a.Recorder(nil, a.Log), a.Log)
 }
 
 // event is what OnResult posts: the notifier of the configuration in force and the event of the
 // token r stored; false when r stored none or c has nothing to be told.
 func (p *Push) event(ctx context.Context, c *rotation.Client, r rotation.Result) (*notify.Notifier, notify.Event, bool) {
+	_, n, ev, ok := p.stored(ctx, c, r)
+	return n, ev, ok && n.Enabled(c.Name)
+}
+
+// stored is the configuration in force, its notifier (nil without push delivery) and the event of
+// the token r stored; false when r stored none.
+func (p *Push) stored(ctx context.Context, c *rotation.Client, r rotation.Result) (*app.App, *notify.Notifier, notify.Event, bool) {
 	p.mu.Lock()
 	a, before := p.app, p.health[c.Name]
 	p.health[c.Name] = r.Status.State
 	p.mu.Unlock()
 	if r.Stored == nil {
-		return nil, notify.Event{}, false
+		return a, nil, notify.Event{}, false
 	}
 	n := a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log))
-	if !n.Enabled(c.Name) {
-		return nil, notify.Event{}, false
-	}
 	ev, ok := a.Event(ctx, c, r, before, false)
-	return n, ev, ok
+	return a, n, ev, ok
 }
 
 // Start implements Service: deliveries start with the checks that store tokens, and, in the

@@ -73,6 +73,17 @@ func (n *Notifier) Tells(client, kind string) bool {
 	return false
 }
 
+// Telling returns the kinds of kinds that n delivers for client (Tells), in their order.
+func (n *Notifier) Telling(client string, kinds []string) []string {
+	var out []string
+	for _, k := range kinds {
+		if n.Tells(client, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Only returns a copy of n that delivers only the kinds listed ("webhook", "hook"): a resumed
 // delivery tells again what was not delivered, and does not run a hook that succeeded once more.
 func (n *Notifier) Only(kinds []string) *Notifier {
