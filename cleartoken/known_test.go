@@ -2,6 +2,7 @@ package cleartoken
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
@@ -765,6 +768,61 @@ func TestAnotherRoutesWaitDoesNotReproveAnIncident(t *testing.T) {
 		}
 		if len(failed) > 0 {
 			t.Errorf("%d of 20 invoices failed at the rotation, from %v to %v after it", len(failed), failed[0], failed[len(failed)-1])
+		}
+		time.Sleep(DefaultMaxWait)
+	})
+}
+
+// gatedSM is a Secrets Manager whose next read, once armed, waits for release whatever its
+// context: a read under way when a wait is ended, held open as long as a test needs.
+type gatedSM struct {
+	SecretsManager
+	armed   atomic.Bool
+	release chan struct{}
+}
+
+func (g *gatedSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	if g.armed.CompareAndSwap(true, false) {
+		<-g.release
+	}
+	return g.SecretsManager.GetSecretValue(ctx, in, opts...)
+}
+
+// TestARefusalAfterAnAcceptanceEndedTheWaitIsNotJudgedByIt: a call taken for refused waits to be
+// judged, and Clear accepts a ping sent after it: that ends the wait, which answers its callers
+// once its read under way returns. A refusal made in between (the rotation revoking the token, a
+// moment after the acceptance) joined the ending wait, and was answered as the call's own refusal:
+// its 401 at once, though the newer token was stored 300 ms later (the third review's B4).
+func TestARefusalAfterAnAcceptanceEndedTheWaitIsNotJudgedByIt(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		notInScope := sm.productNotEnabled()
+		g := &gatedSM{SecretsManager: sm.api(), release: make(chan struct{})}
+		src := NewSource(g, sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, clear)}
+		ping := func() int { code, _ := getTimed(client, sm.url(rig.PingPath)); return code }
+		getTimed(client, sm.url(notInScope)) // a whole wait, holding every call
+		if code := ping(); code != http.StatusOK {
+			t.Fatalf("ping: %d", code)
+		}
+		// The route is taken: its refusal waits to be judged, and that wait's first read is held.
+		g.armed.Store(true)
+		go getTimed(client, sm.url(notInScope))
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
+		if code := ping(); code != http.StatusOK { // accepted: the wait is ending
+			t.Fatalf("ping during the judging wait: %d", code)
+		}
+		tok2 := sm.w.Issue() // the rotation revokes the token
+		go func() { time.Sleep(300 * time.Millisecond); sm.put(tok2) }()
+		codes := make(chan int, 1)
+		go func() { codes <- ping() }()
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
+		close(g.release)
+		if code := <-codes; code != http.StatusOK {
+			t.Errorf("a ping refused at the rotation, as the wait ended: %d, want 200 with the newer token", code)
 		}
 		time.Sleep(DefaultMaxWait)
 	})

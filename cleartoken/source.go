@@ -246,7 +246,7 @@ func (s *Source) await(ctx context.Context, refused string, by refuser) (Token, 
 			s.mu.Unlock()
 			return t, nil
 		}
-		f, answer := s.flightFor(refused, by)
+		f, late, answer := s.flightFor(refused, by)
 		release := s.releaseAt(f, by.once)
 		s.mu.Unlock()
 		if answer != nil {
@@ -280,7 +280,7 @@ func (s *Source) await(ctx context.Context, refused string, by refuser) (Token, 
 		// or the secret could not be read during the wait. The token in AWSCURRENT, or the cached
 		// one while its valid_till holds, is still the best there is, and Clear decides; the
 		// wait's error was never about this caller's call.
-		if f.again {
+		if f.again || late {
 			continue
 		}
 		if f.err != nil && (refused != "" || f.refused == "") {
@@ -296,9 +296,12 @@ func (s *Source) await(ctx context.Context, refused string, by refuser) (Token, 
 }
 
 // flightFor returns the flight a caller of await waits on, joined or started, or the answer to a
-// refusal Clear gave for a reason of the call's own. s.mu must be held.
-func (s *Source) flightFor(refused string, by refuser) (*flight, error) {
-	f := s.flight
+// refusal Clear gave for a reason of the call's own. late says the caller, refused, is only to wait
+// for the flight's end and go round: an acceptance has ended the wait for refused's successor,
+// which answers its callers once its read under way returns, and a refusal made since is not its to
+// judge (it may be the rotation revoking the token just accepted). s.mu must be held.
+func (s *Source) flightFor(refused string, by refuser) (f *flight, late bool, answer error) {
+	f = s.flight
 	if _, proven := s.known(refused, by.call); proven && by.call != (apicall.Call{}) && !s.holding(refused) {
 		// No newer token would cure it, and a wait would hold the caller and re-read the secret
 		// for the maximum wait. Not while a wait that holds every call is under way: another
@@ -306,11 +309,14 @@ func (s *Source) flightFor(refused string, by refuser) (*flight, error) {
 		// read again first: the rotator may have stored a newer token after all.
 		switch {
 		case f != nil && f.refused == "":
-			return f, nil
+			return f, false, nil
 		case f == nil && s.now().Sub(s.readAt) >= knownRecheck:
-			return s.start(""), nil
+			return s.start(""), false, nil
 		}
-		return nil, s.callRefusedError(s.cur)
+		return nil, false, s.callRefusedError(s.cur)
+	}
+	if w := s.waitingFor(refused); refused != "" && w != nil && w.ctx.Err() != nil {
+		return f, true, nil
 	}
 	if f == nil {
 		f = s.start(refused)
@@ -318,7 +324,7 @@ func (s *Source) flightFor(refused string, by refuser) (*flight, error) {
 	if refused != "" {
 		s.refusal(f, refused, by)
 	}
-	return f, nil
+	return f, false, nil
 }
 
 // start starts a flight: a plain read, or the wait for the successor of refused. The flight is
