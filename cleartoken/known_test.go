@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/clear-rotator/clear-rotator/internal/apicall"
 	"github.com/clear-rotator/clear-rotator/internal/rig"
 )
 
@@ -823,6 +824,144 @@ func TestARefusalAfterAnAcceptanceEndedTheWaitIsNotJudgedByIt(t *testing.T) {
 		close(g.release)
 		if code := <-codes; code != http.StatusOK {
 			t.Errorf("a ping refused at the rotation, as the wait ended: %d, want 200 with the newer token", code)
+		}
+		time.Sleep(DefaultMaxWait)
+	})
+}
+
+// TestAnAPIItLacksHoldsNoCallWithTokensShorterThanAWait: a busy ERP (a ping every 200 ms) also
+// calls an API its API client lacks every second, and the token rotates every 5 s, the newer one
+// stored 300 ms after the revocation. The route's first wait on each token ended with the next
+// token, so it was never proven, nor learnt across tokens: every rotation held the pings for
+// seconds (the fifth review's E4: 19 pings held 3 to 5 s). A call refused again when retried with
+// the newer token is refused whatever the token: it is learnt, as the gateway learns such a route.
+func TestAnAPIItLacksHoldsNoCallWithTokensShorterThanAWait(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, _, _, client, notInScope := notInScopeClient(t, noJitter)
+		start := time.Now()
+		const end = 120 * time.Second
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var held []time.Duration
+		wg.Go(func() {
+			for time.Since(start) < end {
+				sent := time.Since(start)
+				code, d := getTimed(client, sm.url(rig.PingPath))
+				if code != http.StatusOK {
+					t.Errorf("a ping at %v: %d", sent, code)
+				}
+				if sent > 25*time.Second && d > time.Second {
+					mu.Lock()
+					held = append(held, sent)
+					mu.Unlock()
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		})
+		wg.Go(func() {
+			for time.Since(start) < end {
+				if code, _ := getTimed(client, sm.url(notInScope)); code != http.StatusUnauthorized {
+					t.Errorf("the API it lacks: %d, want Clear's 401", code)
+				}
+				time.Sleep(time.Second)
+			}
+		})
+		wg.Go(func() {
+			for k := 1; time.Since(start) < end; k++ {
+				time.Sleep(time.Duration(k)*5*time.Second + 70*time.Millisecond - time.Since(start))
+				tok := sm.w.Issue()
+				time.Sleep(300 * time.Millisecond)
+				sm.put(tok)
+			}
+		})
+		wg.Wait()
+		if len(held) > 0 {
+			t.Errorf("%d pings after 25 s held over a second, first at %v", len(held), held[0])
+		}
+	})
+}
+
+// TestAnAcceptanceForgetsALearntCall: a call learnt refused whatever the token (its product was
+// missing) is forgotten when Clear accepts it (the product enabled since). The Source looked at
+// acceptances only while a wait or an outlived token gave it reason to, so a learnt call outlived
+// them all and stayed learnt (the fifth review's E2).
+func TestAnAcceptanceForgetsALearntCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, _, src, client := clearClient(t, noJitter)
+		if code, _ := getTimed(client, sm.url(rig.PingPath)); code != http.StatusOK {
+			t.Fatalf("ping: %d", code)
+		}
+		src.mu.Lock()
+		src.learn(apicall.Call{Method: http.MethodGet, Path: rig.PingPath})
+		src.updateWatching()
+		src.mu.Unlock()
+		if code, _ := getTimed(client, sm.url(rig.PingPath)); code != http.StatusOK {
+			t.Fatalf("ping: %d", code)
+		}
+		src.mu.Lock()
+		learnt := len(src.learnt)
+		src.mu.Unlock()
+		if learnt != 0 {
+			t.Errorf("a learnt call Clear accepted is still learnt")
+		}
+	})
+}
+
+// TestAnIncidentDoesNotJudgeALearntCall: a call learnt refused whatever the token, whose product
+// has been enabled since but which was not called again, is refused twice in an incident of
+// Clear's, nothing else being sent. Two whole waits with no acceptance between them count once
+// at the next acceptance; a judging wait of a call taken only as learnt proved it for good, and a
+// rotation then failed its calls for up to knownRecheck (the fifth review's E2).
+func TestAnIncidentDoesNotJudgeALearntCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		const route = "/_rig/api/enabled-since"
+		sm.w.Handle("GET "+route, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !sm.w.Emu.Live(r.Header.Get(Header)) {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			_, _ = io.WriteString(w, `{"ok":true}`)
+		}))
+		var incident atomic.Bool
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, refusingAll(clear, &incident))}
+		if code, _ := getTimed(client, sm.url(rig.PingPath)); code != http.StatusOK {
+			t.Fatalf("ping: %d", code)
+		}
+		src.mu.Lock()
+		src.learn(apicall.Call{Method: http.MethodGet, Path: route})
+		src.updateWatching()
+		src.mu.Unlock()
+		start := time.Now()
+		at := func(d time.Duration) { time.Sleep(d - time.Since(start)) }
+		incident.Store(true)
+		at(time.Second)
+		getTimed(client, sm.url(route))
+		at(13 * time.Second)
+		getTimed(client, sm.url(route))
+		at(25 * time.Second)
+		incident.Store(false)
+		at(30 * time.Second)
+		if code, _ := getTimed(client, sm.url(rig.PingPath)); code != http.StatusOK {
+			t.Fatalf("ping after the incident: %d", code)
+		}
+		at(40 * time.Second)
+		tok2 := sm.w.Issue() // the rotation
+		go func() { time.Sleep(time.Second); sm.put(tok2) }()
+		time.Sleep(100 * time.Millisecond)
+		var failed []time.Duration
+		for i := range 12 {
+			if code, _ := getTimed(client, sm.url(route)); code != http.StatusOK {
+				failed = append(failed, time.Duration(i)*500*time.Millisecond)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if len(failed) > 0 {
+			t.Errorf("%d of 12 calls failed at the rotation, at %v", len(failed), failed)
 		}
 		time.Sleep(DefaultMaxWait)
 	})

@@ -103,12 +103,12 @@ func (s *Source) waitingFor(refused string) *flight {
 }
 
 // updateWatching sets watching while an acceptance means something: a wait is under way or due,
-// or a token a wait outlived has not been accepted since, or has calls taken for refused, which
-// an acceptance of theirs forgets. s.mu must be held.
+// or a token a wait outlived has not been accepted since, or has calls taken for refused, or calls
+// are learnt, which an acceptance of theirs forgets. s.mu must be held.
 func (s *Source) updateWatching() {
 	f := s.flight
 	s.watching.Store(f != nil && (f.refused != "" || f.next != nil) ||
-		s.outlived.Reveal() != "" && (!s.acceptedAfter || len(s.outlivedCalls) > 0))
+		s.outlived.Reveal() != "" && (!s.acceptedAfter || len(s.outlivedCalls) > 0) || len(s.learnt) > 0)
 }
 
 // callRefusedError is the answer to a refusal Clear gave for a reason of the call's own (known).
@@ -140,6 +140,7 @@ func (s *Source) acceptedMeanwhile(f *flight) (Token, error) {
 			s.learn(c)
 		}
 	}
+	s.updateWatching()
 	err := s.callRefusedError(t)
 	s.mu.Unlock()
 	s.log.Debug("cleartoken: Clear accepted the refused token for a later request; the refusal was of the call", "secret_id", s.secretID, "version_id", t.VersionID)
@@ -161,10 +162,15 @@ func (s *Source) refusal(f *flight, refused string, by refuser) {
 	if f.refused != refused {
 		return // a wait for the successor of another token: the caller goes round after it
 	}
+	// Taken on an acceptance of the token since a whole wait after its own refusal: only then can
+	// a whole wait of its own judge it (outlive). Not when taken as learnt with an earlier token.
+	onAcceptance := s.acceptedAfter && f.refused == s.outlived.Reveal() &&
+		slices.ContainsFunc(s.outlivedCalls, func(k outlivedCall) bool { return k.call.Is(by.call.Method, by.call.Path) })
 	if taken, _ := s.known(f.refused, by.call); !taken {
 		f.holds = true
 	} else {
 		f.judging = true
+		f.unjudged = f.unjudged || !onAcceptance
 	}
 	if !has(f.calls, by.call) && len(f.calls) < maxCalls {
 		f.calls = append(f.calls, by.call)
@@ -208,6 +214,18 @@ func (s *Source) known(refused string, call apicall.Call) (taken, proven bool) {
 	return call != (apicall.Call{}) && refused == s.cur.Value() && has(s.learnt, call), false
 }
 
+// refusedWithNewer tells the Source that Clear refused c again when it was retried with a token
+// newer than the one it refused first: refused whatever the token, most likely (the gateway's
+// RefusedWhateverTheToken), so c is taken for refused with the next tokens (learnt). With tokens
+// shorter than a wait, each first wait for such a call ends with the next token, and nothing else
+// would ever judge it.
+func (s *Source) refusedWithNewer(c apicall.Call) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.learn(c)
+	s.updateWatching()
+}
+
 // learn records that Clear refused c for a reason of its own (Source.learnt). s.mu must be held.
 func (s *Source) learn(c apicall.Call) {
 	if c == (apicall.Call{}) {
@@ -247,7 +265,7 @@ func (s *Source) outlive(f *flight) {
 			s.outlivedCalls = slices.Delete(s.outlivedCalls, i, i+1)
 		}
 		k.waits++
-		k.judged = k.judged || i >= 0 && f.judging && !f.holds
+		k.judged = k.judged || i >= 0 && f.judging && !f.holds && !f.unjudged
 		s.outlivedCalls = append(s.outlivedCalls, k)
 	}
 	if n := len(s.outlivedCalls); n > maxCalls {

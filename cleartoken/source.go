@@ -123,10 +123,11 @@ type Source struct {
 	outlivedSeq   uint64
 	acceptedAfter bool
 	// learnt are the calls proven refused (a wait after a refusal ended by an acceptance) with any
-	// token so far, the one proven last at the end, at most maxCalls: with a newer token such a
-	// call is taken for refused (known), so that its first refusal is judged rather than held
-	// against every call, as Clear refuses it whatever the token. An acceptance of it that the
-	// Source watches for (accepted) forgets it.
+	// token so far, or refused again when retried with a newer token (refusedWithNewer), the one
+	// learnt last at the end, at most maxCalls: with a newer token such a call is taken for
+	// refused (known), so that its first refusal is judged rather than held against every call, as
+	// Clear refuses it whatever the token. An acceptance of it forgets it (the Source watches
+	// acceptances while any call is learnt).
 	learnt []apicall.Call
 }
 
@@ -148,7 +149,10 @@ type flight struct {
 	// That may be the rotation revoking it, so the wait holds the calls that cannot be sent again;
 	// the others go out, and Clear's acceptance of one of them ends the wait.
 	judging bool
-	calls   []apicall.Call // the calls refused during the wait, at most maxCalls
+	// unjudged: a call was taken for refused in it other than on an acceptance of the token since
+	// a whole wait after its own refusal (learnt with an earlier token): the wait judges no call.
+	unjudged bool
+	calls    []apicall.Call // the calls refused during the wait, at most maxCalls
 	// next, on a plain read, is the wait for the successor of the cached token that a caller
 	// said Clear refused while the read was under way. It runs if the read finds that token again
 	// or fails: the callers of the read then go round and join it (again), rather than be handed

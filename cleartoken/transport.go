@@ -153,7 +153,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	discard(resp)
 	t.src.log.Debug("cleartoken: retrying once with a newer token", "secret_id", t.src.secretID,
 		"refused_version_id", tok.VersionID, "version_id", newer.VersionID)
-	return t.base.RoundTrip(retry)
+	resp, err = t.base.RoundTrip(retry)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized {
+		t.src.refusedWithNewer(callOf(req))
+	}
+	return resp, err
 }
 
 // unanswered is RoundTrip's answer when no newer token came for tok, refused with resp: Clear's
