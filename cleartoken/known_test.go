@@ -499,14 +499,7 @@ func TestATakenCallsWaitHoldsCallsThatCannotBeRetriedOnlyUntilClearAcceptsAnothe
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm, _, _, client, notInScope := notInScopeClient(t, noJitter)
-		outOfScope := func() int {
-			resp, err := client.Get(sm.url(notInScope))
-			if err != nil {
-				return 0
-			}
-			resp.Body.Close()
-			return resp.StatusCode
-		}
+		outOfScope := func() int { code, _ := getTimed(client, sm.url(notInScope)); return code }
 		start := time.Now()
 		var wg sync.WaitGroup
 		failed := pinger(t, &wg, client, sm.url(rig.PingPath), start, 0, 30*time.Second)
@@ -549,15 +542,7 @@ func TestAJudgingWaitHoldsCallsThatCannotBeRetriedBriefly(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm, _, _, client, notInScope := notInScopeClient(t, noJitter)
-		outOfScope := func() (int, time.Duration) {
-			sent := time.Now()
-			resp, err := client.Get(sm.url(notInScope))
-			if err != nil {
-				return 0, time.Since(sent)
-			}
-			resp.Body.Close()
-			return resp.StatusCode, time.Since(sent)
-		}
+		outOfScope := func() (int, time.Duration) { return getTimed(client, sm.url(notInScope)) }
 		start := time.Now()
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -602,15 +587,7 @@ func TestACallClearRefusedWithTheLastTokenHoldsNoCallWithTheNext(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm, _, _, client, notInScope := notInScopeClient(t, noJitter)
-		outOfScope := func() (int, time.Duration) {
-			sent := time.Now()
-			resp, err := client.Get(sm.url(notInScope))
-			if err != nil {
-				return 0, time.Since(sent)
-			}
-			resp.Body.Close()
-			return resp.StatusCode, time.Since(sent)
-		}
+		outOfScope := func() (int, time.Duration) { return getTimed(client, sm.url(notInScope)) }
 		start := time.Now()
 		var wg sync.WaitGroup
 		var mu sync.Mutex

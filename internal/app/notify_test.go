@@ -381,22 +381,29 @@ func lines(records []fleet.Undelivered) []string {
 	return out
 }
 
+// tokenSecret is a fake Secrets Manager holding the token secret "tok", with a token document in
+// AWSCURRENT, and that version's id.
+func tokenSecret(t *testing.T) (*fake.SecretsManager, string) {
+	t.Helper()
+	sm := fake.NewSecretsManager(time.Now)
+	if _, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String("tok")}); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("tok-0123456789-abcdefghij"), IssuedAt: time.Now().UTC(), Client: "default"})
+	out, err := sm.PutSecretValue(t.Context(), &secretsmanager.PutSecretValueInput{SecretId: aws.String("tok"), SecretString: aws.String(string(doc))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sm, aws.ToString(out.VersionId)
+}
+
 // Untold records a token stored by a process that does not tell a kind the token secret is marked
 // as told by (a shell without the push settings, the Lambda for a hook) as a delivery of that kind
 // that failed: status shows it and the next run that tells the kind resumes it. A secret marked
 // by no delivery yet, or by a kind this process tells, records nothing.
 func TestUntold(t *testing.T) {
 	ctx := t.Context()
-	sm := fake.NewSecretsManager(time.Now)
-	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("tok")}); err != nil {
-		t.Fatal(err)
-	}
-	doc, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("tok-0123456789-abcdefghij"), IssuedAt: time.Now().UTC(), Client: "default"})
-	out, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("tok"), SecretString: aws.String(string(doc))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1 := aws.ToString(out.VersionId)
+	sm, v1 := tokenSecret(t)
 	bare, err := New(load(t, nil), sm, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -454,16 +461,8 @@ func TestUntold(t *testing.T) {
 // (a review of the reverted delivered tags, A4).
 func TestResumeOnlyWhatThisProcessTells(t *testing.T) {
 	ctx := t.Context()
-	sm := fake.NewSecretsManager(time.Now)
-	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("tok")}); err != nil {
-		t.Fatal(err)
-	}
-	doc, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("tok-0123456789-abcdefghij"), IssuedAt: time.Now().UTC(), Client: "default"})
-	out, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("tok"), SecretString: aws.String(string(doc))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := notify.NewEvent("default", "tok", aws.ToString(out.VersionId), document.Token{}, notify.Scheduled)
+	sm, v1 := tokenSecret(t)
+	ev := notify.NewEvent("default", "tok", v1, document.Token{}, notify.Scheduled)
 	if _, err := sm.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String("tok"),
 		Tags: []types.Tag{{Key: aws.String(UndeliveredTagPrefix + "hook"), Value: aws.String(undeliveredValue(ev, time.Now()))}}}); err != nil {
 		t.Fatal(err)
