@@ -17,18 +17,20 @@
 // without a newer token, while Clear has accepted the token since, holds no other call at its next
 // refusal, but waits for a newer token or such an acceptance itself (requests whose body cannot be
 // replayed are held for up to 2 s of that wait: the refusal may be the rotation's, and they could
-// not be retried); once a wait after its own refusal has ended so (or such a wait has ended whole
-// with no call refused during it but calls taken for refused, or a second whole wait has while
-// Clear accepts the token for no call: two waits with no acceptance between them count once, as
-// they may be one incident of Clear's), its refusals (method and path, an id in the path standing
-// for any id) are returned at once, holding no call, until Clear accepts it; the secret is read
-// again first when the cache is more than 5 s old. With a newer token, a call proven by an
-// acceptance with an earlier one, or refused again when retried with the newer token, is taken for
-// refused, as above: its first refusal waits itself rather than hold every call (and a wait of it
-// judges nothing). Two rare cases still answer a call's refusal at a rotation at once: a call
-// judged by a whole wait that fell inside an incident of Clear's, in an ERP that sent nothing else,
-// and a rotator that stores the newer token more than a wait late. A refusal of any other call may
-// be the rotation that revokes the token, and holds every call.
+// not be retried); once a wait after its own refusal has ended so by a request sent within 2 s of
+// the refusal, as a busy ERP's are (a later one ends the wait but proves nothing), or such a wait
+// has ended whole with no call refused during it but calls taken for refused, or a second whole
+// wait has while Clear accepts the token for no call (two waits with no acceptance between them
+// count once, as they may be one incident of Clear's), its refusals (method and path, an id in the
+// path standing for any id) are returned at once, holding no call, until Clear accepts it; the
+// secret is read again first when the cache is more than 5 s old. With a newer token, a call proven
+// by an acceptance with an earlier one, or refused again when retried with the newer token, is
+// taken for refused, as above: its first refusal waits itself rather than hold every call (and a
+// wait of it judges nothing). Rare cases still answer a call's refusal at a rotation at once: a
+// call judged by a whole wait that fell inside an incident of Clear's, in an ERP that sent nothing
+// else; one whose wait in a short incident was ended by a request sent within 2 s of its end; and a
+// rotator that stores the newer token more than a wait late. A refusal of any other call may be the
+// rotation that revokes the token, and holds every call.
 //
 // This works with both modes of the rotator. With one API client every rotation revokes the token
 // consumers hold, and the 401 handling above is what keeps them working. With two API clients the

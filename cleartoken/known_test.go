@@ -895,14 +895,7 @@ func TestAnIncidentDoesNotJudgeALearntCall(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		sm, clear := newClear(t)
-		const route = "/_rig/api/enabled-since"
-		sm.w.Handle("GET "+route, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !sm.w.Emu.Live(r.Header.Get(Header)) {
-				w.WriteHeader(http.StatusUnauthorized)
-				return
-			}
-			_, _ = io.WriteString(w, `{"ok":true}`)
-		}))
+		route := liveRoute(sm, "/_rig/api/enabled-since")
 		var incident atomic.Bool
 		src := NewSource(sm.api(), sm.id(), noJitter)
 		client := &http.Client{Transport: NewTransport(src, refusingAll(clear, &incident))}
@@ -939,6 +932,128 @@ func TestAnIncidentDoesNotJudgeALearntCall(t *testing.T) {
 		}
 		if len(failed) > 0 {
 			t.Errorf("%d of 12 calls failed at the rotation, at %v", len(failed), failed)
+		}
+		time.Sleep(DefaultMaxWait)
+	})
+}
+
+// liveRoute mounts a GET route on the world's Clear that accepts a live token and refuses any
+// other, and returns its path.
+func liveRoute(sm *secret, path string) string {
+	sm.w.Handle("GET "+path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !sm.w.Emu.Live(r.Header.Get(Header)) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	}))
+	return path
+}
+
+// TestAnIncidentAcrossARotationProvesNoCall: a quiet ERP calls a route now and then, and a health
+// check. An incident of Clear's runs from 1 s to 6 s, and a rotation revokes the token at 2 s (the
+// newer one stored 300 ms later). The route, refused at 1 s, is retried with the newer token in the
+// incident and refused again; refused again at 3.5 s, its wait is ended by the health check after
+// the incident. That learnt the route, then confirmed it (the sixth review's F1): the next
+// rotation failed its calls for up to knownRecheck.
+func TestAnIncidentAcrossARotationProvesNoCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, clear := newClear(t)
+		r := liveRoute(sm, "/_rig/api/rare")
+		var incident atomic.Bool
+		src := NewSource(sm.api(), sm.id(), noJitter)
+		client := &http.Client{Transport: NewTransport(src, refusingAll(clear, &incident))}
+		getTimed(client, sm.url(rig.PingPath))
+		start := time.Now()
+		at := func(d time.Duration) { time.Sleep(d - time.Since(start)) }
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			at(time.Second)
+			incident.Store(true)
+			at(2 * time.Second)
+			tok2 := sm.w.Issue()
+			time.Sleep(300 * time.Millisecond)
+			sm.put(tok2)
+			at(6 * time.Second)
+			incident.Store(false)
+		})
+		wg.Go(func() {
+			at(time.Second + 10*time.Millisecond)
+			getTimed(client, sm.url(r))
+			at(3500 * time.Millisecond)
+			getTimed(client, sm.url(r))
+		})
+		wg.Go(func() {
+			for _, d := range []time.Duration{6500 * time.Millisecond, 30 * time.Second} {
+				at(d)
+				getTimed(client, sm.url(rig.PingPath))
+			}
+		})
+		wg.Wait()
+		at(60 * time.Second)
+		tok3 := sm.w.Issue() // the next rotation
+		go func() { time.Sleep(time.Second); sm.put(tok3) }()
+		time.Sleep(100 * time.Millisecond)
+		var failed []time.Duration
+		for i := range 12 {
+			if code, _ := getTimed(client, sm.url(r)); code != http.StatusOK {
+				failed = append(failed, time.Duration(i)*500*time.Millisecond)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if len(failed) > 0 {
+			t.Errorf("%d of 12 calls failed at the rotation, at %v", len(failed), failed)
+		}
+		time.Sleep(DefaultMaxWait)
+	})
+}
+
+// TestAShortIncidentConfirmsNoTakenCall: the invoice route is taken (a whole wait in a 12 s
+// incident, then an accepted ping). In a second incident of only 3 s, the quiet ERP's one invoice
+// waits to be judged, and the health check a second after the incident, accepted, ended that wait
+// and confirmed the route (the sixth review's F3): the rotation at 60 s failed the invoices at
+// once. Only a request sent soon after the refusal (judgeHold), as a busy ERP's are, confirms it.
+func TestAShortIncidentConfirmsNoTakenCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sm, client, incident := incidentClient(t)
+		getTimed(client, sm.url(rig.PingPath))
+		start := time.Now()
+		at := func(d time.Duration) { time.Sleep(d - time.Since(start)) }
+		invoice := func() int { return post(client, sm.url(rig.InvoicePath), bytes.NewReader([]byte(`{"i":1}`))) }
+		incident.Store(true)
+		at(time.Second)
+		invoice() // a whole wait in the incident
+		at(12 * time.Second)
+		incident.Store(false)
+		at(15 * time.Second)
+		getTimed(client, sm.url(rig.PingPath)) // accepted: the invoice route is taken
+		at(30 * time.Second)
+		incident.Store(true)
+		at(30500 * time.Millisecond)
+		var wg sync.WaitGroup
+		wg.Go(func() { invoice() })
+		at(33 * time.Second)
+		incident.Store(false)
+		at(34 * time.Second)
+		getTimed(client, sm.url(rig.PingPath))
+		wg.Wait()
+		at(50 * time.Second)
+		getTimed(client, sm.url(rig.PingPath))
+		at(60 * time.Second)
+		tok2 := sm.w.Issue()
+		go func() { time.Sleep(time.Second); sm.put(tok2) }()
+		time.Sleep(100 * time.Millisecond)
+		var failed []time.Duration
+		for i := range 12 {
+			if code := invoice(); code != http.StatusOK {
+				failed = append(failed, time.Duration(i)*500*time.Millisecond)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if len(failed) > 0 {
+			t.Errorf("%d of 12 invoices failed at the rotation, at %v", len(failed), failed)
 		}
 		time.Sleep(DefaultMaxWait)
 	})

@@ -55,8 +55,11 @@ func (s *Source) number() uint64 { return s.sent.Add(1) }
 // after a refusal of t and accepted says t is not revoked, so the refusal was of the call, for a
 // reason of its own (the gateway's rule, CallRefused): a wait for t's successor under way ends, and
 // once a wait has outlived t, its calls are known. c itself, accepted, is no longer taken for
-// refused, at every acceptance (watching stays set while calls are known).
-func (s *Source) accepted(t Token, c apicall.Call, seq uint64) {
+// refused, at every acceptance (watching stays set while calls are known). sentAt is when the
+// request was sent: only one sent within judgeHold of the wait's last refusal, as a busy ERP's
+// are, confirms the calls refused (acceptedMeanwhile); one sent later (a health check after an
+// incident of Clear's) still ends the wait, but says nothing of why they were refused.
+func (s *Source) accepted(t Token, c apicall.Call, seq uint64, sentAt time.Time) {
 	if !s.watching.Load() {
 		return
 	}
@@ -64,6 +67,7 @@ func (s *Source) accepted(t Token, c apicall.Call, seq uint64) {
 	defer s.mu.Unlock()
 	tok := t.Value()
 	if f := s.waitingFor(tok); f != nil && seq > f.seq {
+		f.confirms = f.confirms || sentAt.Sub(f.lastRefusal) <= judgeHold
 		f.accept()
 		// c is accepted: the wait's end must not take it for refused.
 		f.calls = slices.DeleteFunc(f.calls, func(k apicall.Call) bool { return k.Is(c.Method, c.Path) })
@@ -132,10 +136,12 @@ func (s *Source) acceptedMeanwhile(f *flight) (Token, error) {
 	if t.Value() == f.refused {
 		s.readAt = s.now()
 	}
-	s.outlive(f)
+	s.outlive(f, false)
 	s.acceptedAgain()
+	// Not a wait of a call taken only as learnt: its refusals may all have been an incident of
+	// Clear's that the acceptance came after (it was learnt in it, across a rotation).
 	for i := range s.outlivedCalls {
-		if c := s.outlivedCalls[i].call; has(f.calls, c) {
+		if c := s.outlivedCalls[i].call; has(f.calls, c) && f.confirms && !f.unjudged {
 			s.outlivedCalls[i].confirmed = true
 			s.learn(c)
 		}
@@ -178,6 +184,7 @@ func (s *Source) refusal(f *flight, refused string, by refuser) {
 	// Only a request sent after the last refusal, and accepted, shows the token was not revoked
 	// before that refusal.
 	f.seq = max(f.seq, by.seq)
+	f.lastRefusal = s.now()
 }
 
 // known reports whether call is taken for one Clear refuses with the token refused for a reason of
@@ -219,9 +226,14 @@ func (s *Source) known(refused string, call apicall.Call) (taken, proven bool) {
 // RefusedWhateverTheToken), so c is taken for refused with the next tokens (learnt). With tokens
 // shorter than a wait, each first wait for such a call ends with the next token, and nothing else
 // would ever judge it.
-func (s *Source) refusedWithNewer(c apicall.Call) {
+// Not while the newer token is refused for other calls too (a wait for its successor under way):
+// that is no evidence about c.
+func (s *Source) refusedWithNewer(c apicall.Call, newer Token) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.waitingFor(newer.Value()) != nil {
+		return
+	}
 	s.learn(c)
 	s.updateWatching()
 }
@@ -249,8 +261,10 @@ func (s *Source) holding(refused string) bool {
 
 // outlive records that AWSCURRENT still held f's refused token at the end of the wait: the calls
 // refused during it are refused for reasons of their own. Only when the last read found the token:
-// a read that failed shows nothing about what AWSCURRENT holds. s.mu must be held.
-func (s *Source) outlive(f *flight) {
+// a read that failed shows nothing about what AWSCURRENT holds. whole: the wait ran to its end,
+// not ended by an acceptance; only such a wait judges its calls (outlivedCall.judged). s.mu must
+// be held.
+func (s *Source) outlive(f *flight, whole bool) {
 	if s.outlived.Reveal() != f.refused {
 		s.outlived, s.outlivedCalls = sec.NewAccessToken(f.refused), nil
 	}
@@ -265,7 +279,7 @@ func (s *Source) outlive(f *flight) {
 			s.outlivedCalls = slices.Delete(s.outlivedCalls, i, i+1)
 		}
 		k.waits++
-		k.judged = k.judged || i >= 0 && f.judging && !f.holds && !f.unjudged
+		k.judged = k.judged || whole && i >= 0 && f.judging && !f.holds && !f.unjudged
 		s.outlivedCalls = append(s.outlivedCalls, k)
 	}
 	if n := len(s.outlivedCalls); n > maxCalls {

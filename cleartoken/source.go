@@ -100,8 +100,8 @@ type Source struct {
 	// sent numbers the Transport's requests in the order they are sent, so that an answer can be
 	// told to come from a request sent after a wait ended (accepted).
 	sent atomic.Uint64
-	// watching is set while an outlived token waits for Clear to accept it (accepted): only then
-	// does a Transport's answer take the lock.
+	// watching is set while an acceptance means something (updateWatching): only then does a
+	// Transport's answer take the lock (accepted).
 	watching atomic.Bool
 
 	mu     sync.Mutex
@@ -152,7 +152,11 @@ type flight struct {
 	// unjudged: a call was taken for refused in it other than on an acceptance of the token since
 	// a whole wait after its own refusal (learnt with an earlier token): the wait judges no call.
 	unjudged bool
-	calls    []apicall.Call // the calls refused during the wait, at most maxCalls
+	// lastRefusal is when the last refusal joined the wait, and confirms says an acceptance that
+	// ended it came from a request sent within judgeHold of it (Source.accepted).
+	lastRefusal time.Time
+	confirms    bool
+	calls       []apicall.Call // the calls refused during the wait, at most maxCalls
 	// next, on a plain read, is the wait for the successor of the cached token that a caller
 	// said Clear refused while the read was under way. It runs if the read finds that token again
 	// or fails: the callers of the read then go round and join it (again), rather than be handed
@@ -489,7 +493,7 @@ func (s *Source) waitNewer(f *flight) (Token, error) {
 				// The last read showed what AWSCURRENT holds: it is the token to use until the
 				// TTL, for the calls Clear accepts it for.
 				s.cur, s.readAt = t, s.now()
-				s.outlive(f)
+				s.outlive(f, true)
 			} else {
 				s.readAt = time.Time{}
 			}

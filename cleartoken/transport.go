@@ -102,7 +102,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// Numbered before the token is got: a request numbered after a refusal was known got its token
 	// after it too, so that its acceptance says something about the token (Source.accepted).
-	seq := t.src.number()
+	seq, sentAt := t.src.number(), t.src.now()
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	get := t.src.Get
 	if !replayable {
@@ -122,7 +122,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if resp.StatusCode != http.StatusUnauthorized {
 		if apicall.TokenAccepted(resp.StatusCode) {
-			t.src.accepted(tok, callOf(req), seq)
+			t.src.accepted(tok, callOf(req), seq, sentAt)
 		}
 		return resp, nil
 	}
@@ -155,7 +155,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		"refused_version_id", tok.VersionID, "version_id", newer.VersionID)
 	resp, err = t.base.RoundTrip(retry)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		t.src.refusedWithNewer(callOf(req))
+		t.src.refusedWithNewer(callOf(req), newer)
 	}
 	return resp, err
 }
