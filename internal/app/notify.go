@@ -218,13 +218,16 @@ func (a *App) Deliver(log *slog.Logger, rec notify.Recorder) func(ctx context.Co
 		if !ok {
 			return nil
 		}
+		// Recorded first, at store time: a delivery may take a minute, and a newer token may be
+		// stored and told meanwhile (Untold records only AWSCURRENT's).
+		untold := a.Untold(ctx, c, n, ev, rec, log)
 		var err error
 		if n.Enabled(c.Name) {
 			dctx, done := stopping(ctx)
 			err = n.Deliver(dctx, ev)
 			done()
 		}
-		return errors.Join(err, a.Untold(ctx, c, n, ev, rec, log))
+		return errors.Join(err, untold)
 	}
 }
 
@@ -265,6 +268,9 @@ func (a *App) Untold(ctx context.Context, c *rotation.Client, n *notify.Notifier
 	if err != nil {
 		log.Warn("could not read whether the token secret is marked as told by push delivery", "client", c.Name, "error", err)
 		return nil
+	}
+	if record.current != ev.VersionID {
+		return nil // a newer token was stored since: its storer tells it, or records it
 	}
 	var untold []string
 	for _, k := range record.marked {
@@ -418,7 +424,10 @@ func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tagLimit)
 	defer cancel()
-	if _, err := t.UntagResource(ctx, &secretsmanager.UntagResourceInput{SecretId: aws.String(ev.SecretID),
+	if !r.a.recordOf(ctx, ev.SecretID).names(kind, ev.VersionID) {
+		// A newer token is AWSCURRENT, and the record is of it (or of none the secret can tell):
+		// telling the older token clears nothing of the newer one's.
+	} else if _, err := t.UntagResource(ctx, &secretsmanager.UntagResourceInput{SecretId: aws.String(ev.SecretID),
 		TagKeys: []string{UndeliveredTagPrefix + kind}}); err != nil && r.log != nil {
 		r.log.Warn("could not clear the record of a failed delivery on the token secret", "client", ev.Client, "kind", kind,
 			"error", reduceErr("UntagResource", ev.SecretID, err))
@@ -480,6 +489,30 @@ func (a *App) readUndelivered(ctx context.Context, c *rotation.Client) (undelive
 		return undeliveredRecord{}, reduceErr("DescribeSecret", c.TokenSecretID, err)
 	}
 	return undeliveredOf(out), nil
+}
+
+// recordOf is what the token secret id records of its deliveries; the zero record when it cannot
+// be read (names then says every record may be cleared, as before this check).
+func (a *App) recordOf(ctx context.Context, id string) undeliveredRecord {
+	out, err := a.Store.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
+	if err != nil {
+		return undeliveredRecord{}
+	}
+	return undeliveredOf(out)
+}
+
+// names reports whether a delivery of version of kind may clear r's record of kind: the version
+// is AWSCURRENT (or AWSCURRENT is unknown), or the record names it, or there is none.
+func (r undeliveredRecord) names(kind, version string) bool {
+	if r.current == "" || r.current == version {
+		return true
+	}
+	for _, t := range r.tags {
+		if t.kind == kind {
+			return t.version == version
+		}
+	}
+	return true
 }
 
 // undeliveredOf reads the undelivered tags out of a DescribeSecret's answer.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -475,5 +476,115 @@ func TestResumeOnlyWhatThisProcessTells(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	if err := a.Resume(log, nil)(ctx, a.Clients[0]); err != nil || strings.Contains(logs.String(), "resuming") {
 		t.Fatalf("Resume = %v, logged:\n%s\nwant nothing resumed", err, logs)
+	}
+}
+
+// tagsOf returns the tags of the fake's token secret "tok", by key.
+func tagsOf(t *testing.T, sm *fake.SecretsManager) map[string]string {
+	t.Helper()
+	out, err := sm.DescribeSecret(t.Context(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("tok")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, tg := range out.Tags {
+		m[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+	}
+	return m
+}
+
+// markAs marks the fake's token secret as told by kind.
+func markAs(t *testing.T, sm *fake.SecretsManager, kind string) {
+	t.Helper()
+	if _, err := sm.TagResource(t.Context(), &secretsmanager.TagResourceInput{SecretId: aws.String("tok"),
+		Tags: []types.Tag{{Key: aws.String(PushMarkPrefix + kind), Value: aws.String("told")}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// putToken stores a newer token document in the fake's token secret, as another process would,
+// and returns its version.
+func putToken(t *testing.T, sm *fake.SecretsManager) string {
+	t.Helper()
+	doc, _ := document.MarshalToken(document.Token{AccessToken: clear.NewAccessToken("tok-9876543210-zyxwvutsrq"), IssuedAt: time.Now().UTC(), Client: "default"})
+	out, err := sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{SecretId: aws.String("tok"), SecretString: aws.String(string(doc))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(out.VersionId)
+}
+
+// A token that is no longer AWSCURRENT when a run that stored it comes to record what it does not
+// tell is not recorded: the newer one was stored since, and is its storer's to tell. The review of
+// the store-time records found the CLI and the Lambda recording after their own delivery (up to
+// about a minute), so that a newer token stored and told meanwhile was overwritten by a false
+// record of the older one; the record is now written before the delivery, and only of AWSCURRENT.
+func TestUntoldRecordsOnlyTheTokenInAWSCURRENT(t *testing.T) {
+	sm, v2 := tokenSecret(t)
+	markAs(t, sm, "hook")
+	var v3 string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v3 == "" {
+			v3 = putToken(t, sm) // another process, with the hook, stores v3 and tells it
+			hooker, _ := New(load(t, map[string]string{config.EnvHookCommand: "/bin/true"}), sm, nil, nil)
+			hooker.Recorder(nil, nil).Delivered(notify.NewEvent("default", "tok", v3, document.Token{}, notify.Scheduled), "hook", time.Now())
+		}
+	}))
+	defer srv.Close()
+	a, err := New(load(t, map[string]string{config.EnvWebhookURL: srv.URL + "/h", config.EnvWebhookSecret: signing}), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Deliver(nil, a.Recorder(nil, nil))(t.Context(), a.Clients[0], rotation.Result{Stored: &rotation.Stored{VersionID: v2}}, false)
+	if v := tagsOf(t, sm)[UndeliveredTagPrefix+"hook"]; v != "" {
+		t.Fatalf("recorded %q after v3 (%s) was stored and told", v, v3)
+	}
+	// And a token recorded when it is no longer AWSCURRENT is not recorded at all.
+	bare, _ := New(load(t, nil), sm, nil, nil)
+	if err := bare.Untold(t.Context(), bare.Clients[0], nil, notify.NewEvent("default", "tok", v2, document.Token{}, notify.Forced), bare.Recorder(nil, nil), nil); err != nil {
+		t.Fatalf("Untold of a superseded token: %v", err)
+	}
+	if v := tagsOf(t, sm)[UndeliveredTagPrefix+"hook"]; v != "" {
+		t.Fatalf("recorded %q, a superseded token", v)
+	}
+}
+
+// A delivery of an older token that succeeds after a process without the push settings stored a
+// newer one, and recorded it as not told, leaves that record: it removed it (the review of the
+// store-time records), and the newer token was told to nobody with status --check green.
+func TestAnOlderDeliveryLeavesTheRecordOfANewerToken(t *testing.T) {
+	sm, v2 := tokenSecret(t)
+	markAs(t, sm, "webhook")
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if once.CompareAndSwap(false, true) {
+			close(entered)
+		}
+		<-release
+	}))
+	defer srv.Close()
+	teller, err := New(load(t, map[string]string{config.EnvWebhookURL: srv.URL + "/h", config.EnvWebhookSecret: signing}), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := New(load(t, nil), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		done <- teller.Deliver(nil, teller.Recorder(nil, nil))(context.Background(), teller.Clients[0], rotation.Result{Stored: &rotation.Stored{VersionID: v2}}, false)
+	}()
+	<-entered
+	v3 := putToken(t, sm) // an operator's shell without the push settings
+	err = bare.Deliver(nil, bare.Recorder(nil, nil))(t.Context(), bare.Clients[0], rotation.Result{Stored: &rotation.Stored{VersionID: v3, Forced: true}}, false)
+	if e := (*UntoldError)(nil); !errors.As(err, &e) {
+		t.Fatalf("the push-less run: %v, want an UntoldError", err)
+	}
+	close(release)
+	<-done
+	if recs, _ := bare.Undelivered(t.Context(), bare.Clients[0]); len(recs) == 0 {
+		t.Fatalf("v3 (%s) was told to nobody, and its record is gone: tags %v", v3, tagsOf(t, sm))
 	}
 }
