@@ -225,9 +225,8 @@ func (s *Source) known(refused string, call apicall.Call) (taken, proven bool) {
 // newer than the one it refused first: refused whatever the token, most likely (the gateway's
 // RefusedWhateverTheToken), so c is taken for refused with the next tokens (learnt). With tokens
 // shorter than a wait, each first wait for such a call ends with the next token, and nothing else
-// would ever judge it.
-// Not while the newer token is refused for other calls too (a wait for its successor under way):
-// that is no evidence about c.
+// would ever judge it. Not while the newer token is refused for other calls too (a wait for its
+// successor under way): that is no evidence about c.
 func (s *Source) refusedWithNewer(c apicall.Call, newer Token) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
