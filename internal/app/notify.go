@@ -238,9 +238,6 @@ func (a *App) Deliver(log *slog.Logger, rec notify.Recorder) func(ctx context.Co
 // delivered (Untold). Remove a mark when no process tells that kind any more.
 const PushMarkPrefix = "clear-rotator:push:"
 
-// kinds are the kinds of push delivery.
-var kinds = []string{"webhook", "hook"}
-
 // UntoldError is Untold's error: the token was stored but the kinds marked on the token secret,
 // which this process does not tell, were not told of it.
 type UntoldError struct {
@@ -258,7 +255,7 @@ func (e *UntoldError) Error() string {
 // error line. It returns an *UntoldError naming those kinds, or nil. A token secret that cannot
 // be read is warned of, and counts as marked by nothing: that is all this process can know.
 func (a *App) Untold(ctx context.Context, c *rotation.Client, n *notify.Notifier, ev notify.Event, rec notify.Recorder, log *slog.Logger) error {
-	if a.Store == nil || a.Store.API == nil || !slices.ContainsFunc(kinds, func(k string) bool { return !n.Tells(c.Name, k) }) {
+	if a.Store == nil || a.Store.API == nil || len(n.Telling(c.Name, notify.Kinds)) == len(notify.Kinds) {
 		return nil
 	}
 	if log == nil {
@@ -424,13 +421,14 @@ func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tagLimit)
 	defer cancel()
-	if !r.a.recordOf(ctx, ev.SecretID).names(kind, ev.VersionID) {
-		// A newer token is AWSCURRENT, and the record is of it (or of none the secret can tell):
-		// telling the older token clears nothing of the newer one's.
-	} else if _, err := t.UntagResource(ctx, &secretsmanager.UntagResourceInput{SecretId: aws.String(ev.SecretID),
-		TagKeys: []string{UndeliveredTagPrefix + kind}}); err != nil && r.log != nil {
-		r.log.Warn("could not clear the record of a failed delivery on the token secret", "client", ev.Client, "kind", kind,
-			"error", reduceErr("UntagResource", ev.SecretID, err))
+	// Telling an older token clears nothing of a newer one's record. A record that cannot be read
+	// (the zero record) may be cleared, as before this check.
+	if record, _ := r.a.readRecord(ctx, ev.SecretID); record.names(kind, ev.VersionID) {
+		if _, err := t.UntagResource(ctx, &secretsmanager.UntagResourceInput{SecretId: aws.String(ev.SecretID),
+			TagKeys: []string{UndeliveredTagPrefix + kind}}); err != nil && r.log != nil {
+			r.log.Warn("could not clear the record of a failed delivery on the token secret", "client", ev.Client, "kind", kind,
+				"error", reduceErr("UntagResource", ev.SecretID, err))
+		}
 	}
 	if _, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID),
 		Tags: []types.Tag{mark(kind)}}); err != nil && r.log != nil {
@@ -482,23 +480,18 @@ type undeliveredTag struct {
 // readUndelivered reads c's token secret's undelivered tags with one DescribeSecret. A missing
 // secret is an error wrapping the SDK's *types.ResourceNotFoundException.
 func (a *App) readUndelivered(ctx context.Context, c *rotation.Client) (undeliveredRecord, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := a.Store.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(c.TokenSecretID)})
-	if err != nil {
-		return undeliveredRecord{}, reduceErr("DescribeSecret", c.TokenSecretID, err)
-	}
-	return undeliveredOf(out), nil
+	return a.readRecord(ctx, c.TokenSecretID)
 }
 
-// recordOf is what the token secret id records of its deliveries; the zero record when it cannot
-// be read (names then says every record may be cleared, as before this check).
-func (a *App) recordOf(ctx context.Context, id string) undeliveredRecord {
+// readRecord reads what the token secret id records of its deliveries, with one DescribeSecret.
+func (a *App) readRecord(ctx context.Context, id string) (undeliveredRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	out, err := a.Store.API.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(id)})
 	if err != nil {
-		return undeliveredRecord{}
+		return undeliveredRecord{}, reduceErr("DescribeSecret", id, err)
 	}
-	return undeliveredOf(out)
+	return undeliveredOf(out), nil
 }
 
 // names reports whether a delivery of version of kind may clear r's record of kind: the version
@@ -524,7 +517,7 @@ func undeliveredOf(out *secretsmanager.DescribeSecretOutput) undeliveredRecord {
 		}
 	}
 	for _, t := range out.Tags {
-		if kind, ok := strings.CutPrefix(aws.ToString(t.Key), PushMarkPrefix); ok && slices.Contains(kinds, kind) {
+		if kind, ok := strings.CutPrefix(aws.ToString(t.Key), PushMarkPrefix); ok && slices.Contains(notify.Kinds, kind) {
 			rec.marked = append(rec.marked, kind)
 		}
 		kind, ok := strings.CutPrefix(aws.ToString(t.Key), UndeliveredTagPrefix)
@@ -637,7 +630,7 @@ func (a *App) Resumable(ctx context.Context, c *rotation.Client) (ev notify.Even
 		arn = c.TokenSecretID
 	}
 	ev = notify.NewEvent(c.Name, arn, rec.current, doc, reason)
-	if a.Config.Notify.HookCommand != nil && slices.Contains(kinds, "hook") {
+	if a.Config.Notify.HookCommand != nil && slices.Contains(kinds, notify.KindHook) {
 		ev.Previous = a.previousToken(ctx, c)
 	}
 	return ev, kinds, true, nil

@@ -73,6 +73,15 @@ func (n *Notifier) Tells(client, kind string) bool {
 	return false
 }
 
+// The kinds of delivery, as recorders are told them and the token secret's tags name them.
+const (
+	KindWebhook = "webhook"
+	KindHook    = "hook"
+)
+
+// Kinds are the kinds of delivery.
+var Kinds = []string{KindWebhook, KindHook}
+
 // Telling returns the kinds of kinds that n delivers for client (Tells), in their order.
 func (n *Notifier) Telling(client string, kinds []string) []string {
 	var out []string
@@ -91,10 +100,10 @@ func (n *Notifier) Only(kinds []string) *Notifier {
 		return nil
 	}
 	o := *n
-	if !slices.Contains(kinds, "webhook") {
+	if !slices.Contains(kinds, KindWebhook) {
 		o.URLs = nil
 	}
-	if !slices.Contains(kinds, "hook") {
+	if !slices.Contains(kinds, KindHook) {
 		o.Hook = nil
 	}
 	return &o

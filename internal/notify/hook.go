@@ -160,7 +160,7 @@ type Hook struct {
 	Log *slog.Logger
 }
 
-func (h *Hook) kind() string { return "hook" }
+func (h *Hook) kind() string { return KindHook }
 
 // attempt runs the command once. A non-zero exit, a timeout or a command that cannot be started
 // right now is retried; a command that does not exist is not.

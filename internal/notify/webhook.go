@@ -59,7 +59,7 @@ func NewHTTPClient() *http.Client {
 	return &http.Client{Timeout: WebhookTimeout, CheckRedirect: noRedirects}
 }
 
-func (w *Webhook) kind() string { return "webhook" }
+func (w *Webhook) kind() string { return KindWebhook }
 
 // attempt posts ev once.
 func (w *Webhook) attempt(ctx context.Context, ev Event) (Verdict, error) {
