@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/clear-rotator/clear-rotator/internal/clear"
+	"github.com/clear-rotator/clear-rotator/internal/settings"
 	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
@@ -43,14 +44,14 @@ func (u *idUse) same(v *idUse) bool {
 // secret's own secret would destroy the credential it was obtained with. Two
 // API clients of one client with one client secret are one API client, and
 // each rotation would revoke the token just stored.
-func crossCheck(cands []*candidate, p *problems) {
+func crossCheck(cands []*candidate, p *settings.Problems) {
 	names := map[string]*candidate{}
 	for _, c := range cands {
-		if !c.nameOK {
+		if !c.NameOK {
 			continue
 		}
 		if first, dup := names[c.client.Name]; dup {
-			p.bad(c.at.at("name", c.nameLine), nil, "%q is already used by client #%d (line %d); names must be unique", c.client.Name, first.at.Entry, first.nameLine)
+			p.Bad(c.At.At("name", c.NameLine), nil, "%q is already used by client #%d (line %d); names must be unique", c.client.Name, first.At.Entry, first.NameLine)
 			continue
 		}
 		names[c.client.Name] = c
@@ -59,15 +60,15 @@ func crossCheck(cands []*candidate, p *problems) {
 	// stays linear however many clients a file lists.
 	index := map[string][]*idUse{}
 	for _, c := range cands {
-		for _, v := range c.vals {
-			if !v.ok {
+		for _, v := range c.Values {
+			if !v.OK {
 				continue
 			}
-			switch x := v.v.(type) {
+			switch x := v.V.(type) {
 			case clear.ClientSecret:
-				checkID(p, index, &idUse{literal: x.Reveal(), at: v.at, owner: c})
+				checkID(p, index, &idUse{literal: x.Reveal(), at: v.At, owner: c})
 			case store.ID:
-				checkID(p, index, &idUse{id: x, at: v.at, owner: c, token: v.s.Env == EnvTokenSecretID})
+				checkID(p, index, &idUse{id: x, at: v.At, owner: c, token: v.Setting.Env == EnvTokenSecretID})
 			}
 		}
 	}
@@ -77,17 +78,17 @@ func crossCheck(cands []*candidate, p *problems) {
 // same secret. A use that conflicts is not indexed itself: those already
 // stand for its secret, so thousands of entries sharing one default cost one
 // problem each, not one per pair.
-func checkID(p *problems, index map[string][]*idUse, u *idUse) {
+func checkID(p *settings.Problems, index map[string][]*idUse, u *idUse) {
 	var seen []*idUse
 	for _, name := range u.names() {
 		for _, prev := range index[name] {
 			if !slices.Contains(seen, prev) && u.same(prev) {
 				seen = append(seen, prev)
-				if p.full() {
-					p.more++ // no message to compose
-				} else {
-					p.add(u.at, nil, conflict(u, prev))
+				msg := "" // counted only, once full: no message to compose
+				if !p.Full() {
+					msg = conflict(u, prev)
 				}
+				p.Add(u.at, nil, msg)
 			}
 		}
 	}
@@ -104,7 +105,7 @@ func checkID(p *problems, index map[string][]*idUse, u *idUse) {
 // pasted into the wrong field, and a literal is one.
 func conflict(u, prev *idUse) string {
 	self := prev.owner == u.owner
-	other := prev.owner.label() + "'s " + prev.at.Field
+	other := prev.owner.Label() + "'s " + prev.at.Field
 	if self {
 		other = "this client's " + prev.at.Field
 	}
@@ -116,7 +117,7 @@ func conflict(u, prev *idUse) string {
 		return u.at.Field + " is the same client secret as " + other + " (value not shown); each would revoke the other's token, so give every client its own client secret"
 	case u.token && prev.token:
 		return fmt.Sprintf("%s %s refers to the same secret as %s (%s); each client would overwrite the other's token, so give every client its own token secret",
-			u.at.Field, quote(u.id.Raw), other, quote(prev.id.Raw))
+			u.at.Field, settings.Quote(u.id.Raw), other, settings.Quote(prev.id.Raw))
 	case !u.token && !prev.token && self:
 		return u.at.Field + " refers to the same Secrets Manager secret as " + other + "; the two API clients must have different client secrets, or each rotation would revoke the token just stored"
 	case !u.token && !prev.token:

@@ -1,4 +1,6 @@
-// Package config loads and validates the rotator's configuration.
+// Package config is the rotator's configuration: the table of its settings
+// (Settings), the types they fill, and the rules between settings and between
+// clients. Package settings reads the table and reports its problems.
 //
 // The rotator is configured by environment variables, which is enough for the
 // common case of one Clear client secret and one token secret. An operator who
@@ -27,11 +29,8 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/safefile"
 	"github.com/clear-rotator/clear-rotator/internal/secret"
+	"github.com/clear-rotator/clear-rotator/internal/settings"
 )
-
-// LookupFunc reads one environment variable the way os.LookupEnv does. A nil
-// LookupFunc is an empty environment, which keeps tests off the real one.
-type LookupFunc func(name string) (value string, ok bool)
 
 // Client is one Clear client secret whose token the rotator keeps fresh.
 type Client struct {
@@ -113,7 +112,13 @@ func (c *Config) Literals() []string {
 
 // ErrNoClients is the cause, for errors.Is, of a YAML file that lists no
 // clients: a daemon with nothing to do is a mistake, not a choice.
-var ErrNoClients = errors.New("no clients configured")
+var ErrNoClients = settings.ErrNoEntries
+
+// ErrNoClientSecret is the cause of the problem Load reports for a client
+// without a client secret (errors.Is finds it in Load's joined error), which
+// LoadForGateway accepts: a caller can tell an operator who set up a
+// read-only gateway where to turn.
+var ErrNoClientSecret = errors.New("no client secret")
 
 // Load reads the configuration from the environment (pass os.LookupEnv), and
 // from the YAML file named by ROTATOR_CONFIG when that is set. On failure the
@@ -153,7 +158,7 @@ func load(lookup LookupFunc, noClientSecret bool) (*Config, error) {
 		return build(lookup, nil, noClientSecret)
 	}
 	data, err := safefile.Read(path, MaxFileSize)
-	return build(lookup, &fileInput{source: printable(path), data: data, readErr: err}, noClientSecret)
+	return build(lookup, &settings.File{Source: settings.Printable(path), Data: data, ReadErr: err}, noClientSecret)
 }
 
 // Parse validates yamlData as the file's content, as Load does, without
@@ -162,41 +167,41 @@ func Parse(yamlData []byte, source string, lookup LookupFunc) (*Config, error) {
 	if source == "" {
 		source = "config"
 	}
-	return build(lookup, &fileInput{source: printable(source), data: yamlData}, false)
+	return build(lookup, &settings.File{Source: settings.Printable(source), Data: yamlData}, false)
 }
 
-// fileInput is the YAML side of a build: the data, or why it could not be read.
-type fileInput struct {
-	source  string
-	data    []byte
-	readErr error
+// candidate is a client under validation: what was read for it, and the
+// client made of it.
+type candidate struct {
+	*settings.Entry
+	client Client
 }
 
-// build is the core of Load, LoadForGateway and Parse. It collects every
-// problem before deciding, so that an error in the environment does not hide
-// one in the file. Every variable that is set is validated in both modes: an
-// invalid default is an error even if every entry overrides it, since the
-// operator meant something by it.
-func build(lookup LookupFunc, file *fileInput, noClientSecret bool) (*Config, error) {
-	var p problems
+// build is the core of Load, LoadForGateway and Parse: it reads the table,
+// then runs the checks between clients and the rules between settings, so
+// that every problem shows at once.
+func build(lookup LookupFunc, file *settings.File, noClientSecret bool) (*Config, error) {
+	var p settings.Problems
+	in := settings.Input{Lookup: lookup, File: file, Single: DefaultClientName}
+	if noClientSecret {
+		in.Optional = "client_secret"
+	}
+	env, entries := table.Read(&p, in)
 	cfg := &Config{Source: SourceEnvironment}
-	env := read(&p, fromEnv(lookup))
-	apply(cfg, nil, env)
-	var cands []*candidate
-	if file == nil {
-		c := &candidate{at: Error{Source: SourceEnvironment}, nameOK: true}
-		c.client.Name = DefaultClientName
-		c.assemble(&p, nil, env, false, noClientSecret)
-		cands = []*candidate{c}
-	} else {
-		cfg.Source = file.source
-		cands = fileClients(file, env, &p, noClientSecret)
+	if file != nil {
+		cfg.Source = file.Source
+	}
+	table.Apply(cfg, env)
+	cands := make([]*candidate, len(entries))
+	for i, e := range entries {
+		cands[i] = &candidate{Entry: e, client: Client{Name: e.Name}}
+		table.Apply(&cands[i].client, e.Values)
 	}
 	crossCheck(cands, &p)
 	for _, rule := range rules {
 		rule(&p, cfg, env, cands)
 	}
-	if err := p.err(); err != nil {
+	if err := p.Err(table); err != nil {
 		return nil, err
 	}
 	for _, c := range cands {
@@ -204,3 +209,7 @@ func build(lookup LookupFunc, file *fileInput, noClientSecret bool) (*Config, er
 	}
 	return cfg, nil
 }
+
+// ValidName reports whether s can be a client name. What cannot be one is never quoted back by a
+// caller looking a name up: it may be a secret pasted into the wrong field.
+func ValidName(s string) bool { return settings.ValidName(s) }

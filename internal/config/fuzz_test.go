@@ -78,7 +78,7 @@ func checkInvariants(t *testing.T, cfg *Config) {
 	var tokens []store.ID
 	literals := map[string]bool{}
 	for _, c := range cfg.Clients {
-		if !nameRE.MatchString(c.Name) || names[c.Name] {
+		if !ValidName(c.Name) || names[c.Name] {
 			t.Errorf("bad or duplicate name %q", c.Name)
 		}
 		names[c.Name] = true

@@ -2,6 +2,7 @@ package config
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,7 +101,7 @@ func TestPushDeliveryInTheTable(t *testing.T) {
 			t.Errorf("%s is not in the table", name)
 		}
 	}
-	if seen[EnvWebhookURL].Key != "webhook_url" || !strings.Contains(clientKeys, "webhook_url") {
+	if seen[EnvWebhookURL].Key != "webhook_url" || !slices.Contains(table.Keys(), "webhook_url") {
 		t.Errorf("webhook_url is not a client key")
 	}
 	if len(Unknown([]string{EnvHookCommand + "=x", EnvWebhookURL + "=y"})) != 0 {

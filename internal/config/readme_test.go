@@ -78,7 +78,7 @@ func TestDocsNameEveryEntryKey(t *testing.T) {
 		t.Fatal("docs/configuration.md lacks the paragraph that starts \"Each entry takes\"")
 	}
 	para, _, _ := strings.Cut(doc[i:], "\n\n")
-	for _, k := range entryKeys {
+	for _, k := range table.Keys() {
 		if !strings.Contains(para, "`"+k+"`") {
 			t.Errorf("the paragraph on a client entry's keys does not name `%s`", k)
 		}

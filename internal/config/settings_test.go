@@ -31,18 +31,19 @@ func TestSettingsTable(t *testing.T) {
 			t.Errorf("%s: a YAML key exactly for per-client settings", s.Env)
 		}
 		// A row that is parsed stores its value in exactly the place its scope says.
-		if s.parse != nil && (s.client != nil) != (s.Scope == PerClient) || s.parse != nil && (s.config != nil) == (s.Scope == PerClient) {
+		if s.Parse != nil && (sets(&s, &Client{}) != (s.Scope == PerClient) || sets(&s, &Config{}) == (s.Scope == PerClient)) {
 			t.Errorf("%s: a parsed setting needs a client setter (per client) or a config setter (global), not both", s.Env)
 		}
-		if s.parse == nil && (s.client != nil || s.config != nil || s.Default != nil) {
+		if s.Parse == nil && (s.Set != nil || s.Default != nil) {
 			t.Errorf("%s: a setter or a default without parse", s.Env)
 		}
 	}
-	for _, g := range groups() {
-		for i, s := range g {
-			if s.Scope != g[0].Scope || i > 0 && s.Required != "" {
-				t.Errorf("%s: a group shares one scope, and only its first row says Required", s.Env)
-			}
+	first := map[string]Setting{}
+	for _, s := range Settings {
+		if f, ok := first[s.Group]; s.Group != "" && ok && (s.Scope != f.Scope || s.Required != "") {
+			t.Errorf("%s: a group shares one scope, and only its first row says Required", s.Env)
+		} else if !ok {
+			first[s.Group] = s
 		}
 	}
 	for _, name := range []string{EnvBaseURL, EnvClientSecret, EnvClientSecretID, EnvClientSecret2, EnvClientSecretID2,
@@ -57,6 +58,17 @@ func TestSettingsTable(t *testing.T) {
 	}
 }
 
+// sets reports whether s's setter stores into dst: given no value, settings.Field's setter panics
+// on its type assertion exactly when dst is the type it sets.
+func sets(s *Setting, dst any) (hit bool) {
+	if s.Set == nil {
+		return false
+	}
+	defer func() { hit = recover() != nil }()
+	s.Set(dst, nil)
+	return false
+}
+
 func TestUnknown(t *testing.T) {
 	got := Unknown([]string{
 		"ROTATOR_DAILY_LIMT=100", "CLEAR_TIMOUT=5s", "CLEAR_BASE_URL=https://x", "PATH=/bin",
@@ -66,10 +78,10 @@ func TestUnknown(t *testing.T) {
 		"CLEAR_ROTATOR_VERSION_ID=v1", "CLEAR_ROTATOR_CLIENT=erp", "CLEAR_ROTATOR_EVENT_ID=e",
 	})
 	want := []Warning{
-		{"CLEAR_CLIENT_SECERT", EnvClientSecret},
-		{"CLEAR_TIMOUT", EnvClearTimeout},
-		{"ROTATOR_DAILY_LIMT", EnvDailyLimit},
-		{"ROTATOR_WHATEVER_THIS_IS", ""},
+		{Name: "CLEAR_CLIENT_SECERT", Suggestion: EnvClientSecret},
+		{Name: "CLEAR_TIMOUT", Suggestion: EnvClearTimeout},
+		{Name: "ROTATOR_DAILY_LIMT", Suggestion: EnvDailyLimit},
+		{Name: "ROTATOR_WHATEVER_THIS_IS", Suggestion: ""},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Unknown = %v\nwant %v", got, want)
@@ -207,7 +219,7 @@ func TestRangeLimits(t *testing.T) {
 	n := 0
 	for _, s := range Settings {
 		lo, hi, ok := strings.Cut(s.Limits, "..")
-		if !ok || s.parse == nil || strings.ContainsAny(s.Limits, " ,") {
+		if !ok || s.Parse == nil || strings.ContainsAny(s.Limits, " ,") {
 			continue
 		}
 		n++
@@ -230,14 +242,14 @@ func TestRangeLimits(t *testing.T) {
 			below, above = strconv.FormatInt(l-1, 10), strconv.FormatInt(h+1, 10)
 		}
 		for _, v := range []string{lo, hi} {
-			if _, err := s.parse(v); err != nil {
+			if _, err := s.Parse(v); err != nil {
 				t.Errorf("%s=%s, a bound of %s, was refused: %v", s.Env, v, s.Limits, err)
 			}
 		}
-		if _, err := s.parse(below); err == nil {
+		if _, err := s.Parse(below); err == nil {
 			t.Errorf("%s=%s, below %s, was accepted", s.Env, below, s.Limits)
 		}
-		if _, err := s.parse(above); err == nil || !strings.Contains(err.Error(), s.Limits) {
+		if _, err := s.Parse(above); err == nil || !strings.Contains(err.Error(), s.Limits) {
 			t.Errorf("%s=%s, above %s, was not refused with the range: %v", s.Env, above, s.Limits, err)
 		}
 	}
@@ -418,7 +430,7 @@ func TestYAMLKeyHandling(t *testing.T) {
 // TestNoRegexpRewriting guards against a return of parsing yaml.v3's error
 // texts: the file path imports no regexp.
 func TestNoRegexpRewriting(t *testing.T) {
-	data, err := os.ReadFile("file.go")
+	data, err := os.ReadFile("../settings/file.go")
 	if err != nil {
 		t.Fatal(err)
 	}

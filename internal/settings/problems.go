@@ -1,4 +1,4 @@
-package config
+package settings
 
 import (
 	"errors"
@@ -10,16 +10,16 @@ import (
 	"github.com/clear-rotator/clear-rotator/internal/secret"
 )
 
-// Error is one problem with the configuration. Load and Parse join all the
-// problems they find with errors.Join; errors.As finds the first, and the
-// joined error's Unwrap() []error lists them all.
+// Error is one problem with the configuration. A read joins all the problems
+// it finds with errors.Join; errors.As finds the first, and the joined
+// error's Unwrap() []error lists them all.
 type Error struct {
-	Source string // "environment" or the YAML file's path
+	Source string // SourceEnvironment or the YAML file's path
 	Line   int    // 1-based line in the YAML file; 0 for the environment or when unknown
-	Client string // the client's name; "" when not about one client or the entry has no valid name
+	Client string // the entry's name; "" when not about one entry or the entry has no valid name
 	Entry  int    // 1-based position in the clients list; 0 outside it
 	Field  string // the YAML key or environment variable concerned; "" when about the file as a whole
-	Msg    string // what is wrong and what is allowed; never contains a client secret
+	Msg    string // what is wrong and what is allowed; never contains a secret
 	Err    error  // the underlying cause, if any
 }
 
@@ -42,17 +42,17 @@ func (e *Error) Error() string {
 // Unwrap returns the underlying cause, such as an *fs.PathError.
 func (e *Error) Unwrap() error { return e.Err }
 
-// MaxProblems bounds the problems a Load or Parse lists; the rest are counted
-// in one last problem. An operator fixes a few dozen at a time, and a hostile
-// file could otherwise produce millions.
+// MaxProblems bounds the problems a read lists; the rest are counted in one
+// last problem. An operator fixes a few dozen at a time, and a hostile file
+// could otherwise produce millions.
 const MaxProblems = 50
 
-// envAt is where a problem with a variable is: an Error without a message is
+// EnvAt is where a problem with a variable is: an Error without a message is
 // how the package says where a setting came from.
-func envAt(name string) Error { return Error{Source: SourceEnvironment, Field: name} }
+func EnvAt(name string) Error { return Error{Source: SourceEnvironment, Field: name} }
 
-// at returns e about field, at line when it is known.
-func (e Error) at(field string, line int) Error {
+// At returns e about field, at line when it is known.
+func (e Error) At(field string, line int) Error {
 	e.Field = field
 	if line > 0 {
 		e.Line = line
@@ -60,29 +60,31 @@ func (e Error) at(field string, line int) Error {
 	return e
 }
 
-// problems collects the problems of one build, and the literal client
-// secrets seen, for the final scrub.
-type problems struct {
+// Problems collects the problems of one read and of the checks its table's
+// owner runs on what was read, and the literal secrets seen, for the final
+// scrub. The zero value is ready.
+type Problems struct {
 	list    []*Error
 	more    int // problems past MaxProblems, counted only
 	secrets []string
-	given   map[string]bool // keys of the problems given once per build
+	given   map[string]bool // keys of the problems given once per read
 }
 
-// bad records a problem about at.Field, whose name starts the message:
+// Bad records a problem about at.Field, whose name starts the message:
 // "daily_limit 300 is out of range 1..250".
-func (p *problems) bad(at Error, cause error, format string, args ...any) {
+func (p *Problems) Bad(at Error, cause error, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if at.Field != "" {
 		msg = at.Field + " " + msg
 	}
-	p.add(at, cause, msg)
+	p.Add(at, cause, msg)
 }
 
-// add records a problem whose message is complete as it is. A message names
-// an inherited setting "key (from VARIABLE)"; Field keeps the key alone.
-func (p *problems) add(at Error, cause error, msg string) {
-	if p.full() {
+// Add records a problem whose message is complete as it is (once Full, it
+// only counts it). A message names an inherited setting "key (from
+// VARIABLE)"; Field keeps the key alone.
+func (p *Problems) Add(at Error, cause error, msg string) {
+	if p.Full() {
 		p.more++
 		return
 	}
@@ -91,14 +93,14 @@ func (p *problems) add(at Error, cause error, msg string) {
 	p.list = append(p.list, &at)
 }
 
-// full reports whether further problems are only counted, so that callers
+// Full reports whether further problems are only counted, so that callers
 // can skip composing their messages.
-func (p *problems) full() bool { return len(p.list) >= MaxProblems }
+func (p *Problems) Full() bool { return len(p.list) >= MaxProblems }
 
 // once records a problem the first time key is given, past the cap too: a
 // refused construct is explained once however often a file uses it, and it
 // may be why everything else is wrong.
-func (p *problems) once(key string, at Error, msg string) {
+func (p *Problems) once(key string, at Error, msg string) {
 	if p.given == nil {
 		p.given = map[string]bool{}
 	}
@@ -109,30 +111,30 @@ func (p *problems) once(key string, at Error, msg string) {
 	}
 }
 
-func (p *problems) secret(s string) {
+func (p *Problems) secret(s string) {
 	if s != "" {
 		p.secrets = append(p.secrets, s)
 	}
 }
 
-// err returns the joined problems, or nil: the environment's first, in the
-// order of Settings, then the file's in line order. Messages are built not to
-// contain client secrets; the scrub is a safety net for values echoed on
-// purpose (a base URL, a name) into which a secret was pasted, in any spelling
+// Err returns the joined problems, or nil: the environment's first, in the
+// order of t's rows, then the file's in line order. Messages are built not to
+// contain secrets; the scrub is a safety net for values echoed on purpose (a
+// base URL, a name) into which a secret was pasted, in any spelling
 // secret.Redact knows.
-func (p *problems) err() error {
+func (p *Problems) Err(t *Table) error {
 	if len(p.list) == 0 {
 		return nil
 	}
 	scrub := secret.NewMatcher(p.secrets...).Redact // the one redactor
 	order := func(e *Error) int {
 		if e.Source != SourceEnvironment {
-			return len(Settings) + 1 + e.Line
+			return len(t.Settings) + 1 + e.Line
 		}
-		if i := slices.IndexFunc(Settings, func(s Setting) bool { return s.Env == e.Field }); i >= 0 {
+		if i := slices.IndexFunc(t.Settings, func(s Setting) bool { return s.Env == e.Field }); i >= 0 {
 			return i
 		}
-		return len(Settings) // about no one variable
+		return len(t.Settings) // about no one variable
 	}
 	sort.SliceStable(p.list, func(i, j int) bool { return order(p.list[i]) < order(p.list[j]) })
 	var errs []error
