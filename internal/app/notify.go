@@ -382,6 +382,10 @@ func (r *tagRecorder) api() tagger {
 // Failed records the failure on the token secret, then tells next: the record comes first, so that
 // a failure the metrics show is on record for status (and, for Delivered, a failure the metrics no
 // longer show is off it).
+//
+// A token no longer AWSCURRENT is not recorded, only the mark: its failure, ending after a newer
+// token was stored, would overwrite that token's record, and the newer token's storer tells it or
+// records that it did not (Untold). A record that cannot be read is written, as before this check.
 func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	if r.next != nil {
 		defer r.next.Failed(ev, kind, at)
@@ -392,9 +396,11 @@ func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tagLimit)
 	defer cancel()
-	value := undeliveredValue(ev, at)
-	_, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID),
-		Tags: []types.Tag{{Key: aws.String(UndeliveredTagPrefix + kind), Value: aws.String(value)}, mark(kind)}})
+	tags := []types.Tag{{Key: aws.String(UndeliveredTagPrefix + kind), Value: aws.String(undeliveredValue(ev, at))}, mark(kind)}
+	if record, err := r.a.readRecord(ctx, ev.SecretID); err == nil && record.current != "" && record.current != ev.VersionID {
+		tags = tags[1:]
+	}
+	_, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID), Tags: tags})
 	if err != nil && r.log != nil {
 		r.log.Warn("could not record the failed delivery on the token secret; rotator status will not show it",
 			"client", ev.Client, "kind", kind, "error", reduceErr("TagResource", ev.SecretID, err))

@@ -265,17 +265,14 @@ func (r *tagsAtTell) Superseded(notify.Event, string, time.Time) {}
 // (TestDaemonReloadRedeliversWhatWasNotDelivered failed so on a loaded machine), and a failure the
 // metrics show is already on record for status.
 func TestTheRecordIsWrittenBeforeTheMetricsAreTold(t *testing.T) {
-	sm := fake.NewSecretsManager(time.Now)
-	if _, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String("tok"), SecretString: aws.String("{}")}); err != nil {
-		t.Fatal(err)
-	}
+	sm, v1 := tokenSecret(t) // the event's token is AWSCURRENT: an older one's failure is not recorded
 	a, err := New(load(t, map[string]string{config.EnvWebhookURL: "https://erp.example.com/h", config.EnvWebhookSecret: signing}), sm, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	next := &tagsAtTell{t: t, sm: sm}
 	rec := a.Recorder(next, nil)
-	ev := notify.NewEvent("default", "tok", "v1", document.Token{}, notify.Scheduled)
+	ev := notify.NewEvent("default", "tok", v1, document.Token{}, notify.Scheduled)
 	rec.Failed(ev, "webhook", time.Now())
 	rec.Delivered(ev, "webhook", time.Now())
 	if !slices.Equal(next.failed, []bool{true}) || !slices.Equal(next.clear, []bool{true}) {
@@ -586,5 +583,32 @@ func TestAnOlderDeliveryLeavesTheRecordOfANewerToken(t *testing.T) {
 	<-done
 	if recs, _ := bare.Undelivered(t.Context(), bare.Clients[0]); len(recs) == 0 {
 		t.Fatalf("v3 (%s) was told to nobody, and its record is gone: tags %v", v3, tagsOf(t, sm))
+	}
+}
+
+// A failure of an older token's delivery, recorded after a newer token was stored and its own
+// failure recorded, leaves the newer record: it overwrote it (review 5), and status named the old
+// version as superseded while the newer one, told to nobody, showed nothing.
+func TestAnOlderFailureLeavesTheRecordOfANewerToken(t *testing.T) {
+	sm, v2 := tokenSecret(t)
+	a, err := New(load(t, nil), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := a.Recorder(nil, nil)
+	v3 := putToken(t, sm)
+	rec.Failed(notify.NewEvent("default", "tok", v3, document.Token{}, notify.Forced), "webhook", time.Now())
+	rec.Failed(notify.NewEvent("default", "tok", v2, document.Token{}, notify.Scheduled), "webhook", time.Now())
+	if v := tagsOf(t, sm)[UndeliveredTagPrefix+"webhook"]; !strings.Contains(v, v3) {
+		t.Fatalf("the record is %q, want v3's (%s)", v, v3)
+	}
+	// An older failure with no newer record writes nothing either: the newer token's storer tells
+	// it, or records that it did not.
+	sm2, old := tokenSecret(t)
+	b, _ := New(load(t, nil), sm2, nil, nil)
+	putToken(t, sm2)
+	b.Recorder(nil, nil).Failed(notify.NewEvent("default", "tok", old, document.Token{}, notify.Scheduled), "webhook", time.Now())
+	if v := tagsOf(t, sm2)[UndeliveredTagPrefix+"webhook"]; v != "" {
+		t.Fatalf("recorded %q for a superseded token", v)
 	}
 }
