@@ -408,6 +408,31 @@ func TestDaemonReloadResumesWhatAnotherProcessFailedToDeliver(t *testing.T) {
 	p.Stop(syscall.SIGTERM, 30*time.Second)
 }
 
+// TestADaemonTellsAtItsNextCheckWhatAnotherProcessDidNotTell: an operator's shell without the push
+// settings forces a rotation and records the token as not told by webhook (the secret is marked as
+// told by it). The daemon beside it, which tells webhooks, delivers that token at its next check,
+// without a restart or a SIGHUP: it had waited for one (review 5's F3), so that with the Lambda or
+// a shell beside a daemon every such rotation was an outage until someone reloaded it.
+func TestADaemonTellsAtItsNextCheckWhatAnotherProcessDidNotTell(t *testing.T) {
+	w := world(t, rig.Options{Lifetime: time.Hour})
+	rc := w.Receiver()
+	p := w.Daemon(rc.Env()...)
+	p.Await("the first token delivered", 30*time.Second, func() bool { return len(rc.Delivered()) == 1 })
+	wantCode(t, rotatorEnv(w, nil, "rotate", "--force"), exitNotDelivered, "rotated, not delivered")
+	_, version := w.MustCurrent()
+	p.Await("the token told at a check", 30*time.Second, func() bool { return len(rc.Delivered()) == 2 })
+	if got := rc.Delivered()[1]; decodeBody(t, got).VersionID != version || decodeBody(t, got).Reason != "forced" || !got.Verified {
+		t.Fatalf("told %s, want version %s with the reason forced", got.Body, version)
+	}
+	p.Await("the record cleared", 10*time.Second, func() bool {
+		return !strings.Contains(rotatorEnv(w, rc.Env(), "status").Stdout, "not delivered")
+	})
+	p.Stop(syscall.SIGTERM, 30*time.Second)
+	if n := len(rc.Deliveries()); n != 2 {
+		t.Fatalf("%d deliveries, want 2: a check told the token again", n)
+	}
+}
+
 // TestDaemonReloadRedeliversWhatWasNotDelivered: the runbook's remedy for a failing delivery is to
 // fix the receiver or the configuration; a SIGHUP then delivers the token not yet delivered, with
 // the configuration reloaded. Without it a refused delivery (a 4xx is not retried) stayed

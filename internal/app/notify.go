@@ -245,7 +245,7 @@ type UntoldError struct {
 }
 
 func (e *UntoldError) Error() string {
-	return fmt.Sprintf("the token secret is marked as told by %s (tag %s), which this process is not configured to tell: recorded as not delivered, for status (a warning says so when the tag could not be written); a daemon that tells it delivers it at its next start or reload (SIGHUP), and rotate or the Lambda at their next run; if no process tells it any more, remove the tag",
+	return fmt.Sprintf("the token secret is marked as told by %s (tag %s), which this process is not configured to tell: recorded as not delivered, for status (a warning says so when the tag could not be written); a daemon that tells it delivers it at its next check, and rotate or the Lambda at their next run; if no process tells it any more, remove the tag",
 		strings.Join(e.Kinds, " and "), PushMarkPrefix+e.Kinds[0])
 }
 

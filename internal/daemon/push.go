@@ -26,15 +26,18 @@ type Push struct {
 	dispatch notify.Dispatcher
 	stats    notify.Stats
 
-	// resuming runs resume in the background, from Start on, until stop ends it.
+	// resuming runs resume in the background, from Start on, until stop ends it; looking names
+	// the clients a check's look (look) is under way for, one at a time each.
 	resuming sync.WaitGroup
 	ctx      context.Context
 	stop     context.CancelFunc
+	n        *notify.Notifier // app's from Start on, for look; nil without push delivery
+	looking  map[string]bool
 }
 
 // NewPush returns push delivery for a daemon starting with a.
 func NewPush(a *app.App) *Push {
-	return &Push{app: a, health: map[string]rotation.Health{}}
+	return &Push{app: a, health: map[string]rotation.Health{}, looking: map[string]bool{}}
 }
 
 // Wire adds p to opts: its OnResult hook, its metric families, itself as a Service (so that a
@@ -59,10 +62,10 @@ func (p *Push) Wire(opts *Options) {
 // reloaded takes the configuration a reload loaded: later tokens are told as it says, what is not
 // delivered yet is delivered again with it, and what it no longer tells stops counting as failing.
 func (p *Push) reloaded(ctx context.Context, a *app.App) {
-	p.mu.Lock()
-	p.app = a
-	p.mu.Unlock()
 	n := a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log))
+	p.mu.Lock()
+	p.app, p.n = a, n
+	p.mu.Unlock()
 	p.dispatch.Redeliver(ctx, n)
 	p.stats.Settle(func(client, kind string) bool {
 		return slices.ContainsFunc(a.Clients, func(c *rotation.Client) bool { return c.Name == client }) && n.Tells(client, kind)
@@ -92,18 +95,47 @@ func (p *Push) resume(ctx context.Context, a *app.App, n *notify.Notifier) {
 		if ctx.Err() != nil {
 			return
 		}
-		if !n.Enabled(c.Name) {
-			continue
-		}
-		ev, kinds, ok, err := a.Resumable(ctx, c)
-		kinds = n.Telling(c.Name, kinds) // a kind this daemon does not tell is left to one that does
-		switch {
-		case err != nil:
-			a.Log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
-		case ok && len(kinds) > 0 && p.dispatch.Resume(context.WithoutCancel(ctx), n.Only(kinds), ev):
-			a.Log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
-		}
+		p.resumeOne(ctx, a, n, c)
 	}
+}
+
+// resumeOne is resume for one client.
+func (p *Push) resumeOne(ctx context.Context, a *app.App, n *notify.Notifier, c *rotation.Client) {
+	if !n.Enabled(c.Name) {
+		return
+	}
+	ev, kinds, ok, err := a.Resumable(ctx, c)
+	kinds = n.Telling(c.Name, kinds) // a kind this daemon does not tell is left to one that does
+	switch {
+	case err != nil:
+		a.Log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
+	case ok && len(kinds) > 0 && p.dispatch.Resume(context.WithoutCancel(ctx), n.Only(kinds), ev):
+		a.Log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
+	}
+}
+
+// look resumes, in the background, what c's token secret records as not delivered (resumeOne),
+// after a check of c that stored nothing. Another process records a token it stored and did not
+// tell (a shell or the Lambda without this daemon's webhook or hook: app.App.Untold), or a delivery
+// it gave up on, at any time; a daemon that tells it delivers it at its next check rather than
+// at its next start or reload. It costs a DescribeSecret per check of each client told anything,
+// one at a time per client, and nothing before Start or after Stop.
+func (p *Push) look(c *rotation.Client) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a, n, ctx := p.app, p.n, p.ctx
+	if ctx == nil || ctx.Err() != nil || !n.Enabled(c.Name) || p.looking[c.Name] {
+		return
+	}
+	p.looking[c.Name] = true
+	p.resuming.Go(func() {
+		defer func() {
+			p.mu.Lock()
+			delete(p.looking, c.Name)
+			p.mu.Unlock()
+		}()
+		p.resumeOne(ctx, a, n, c)
+	})
 }
 
 // OnResult starts telling the ERP of the token r stored, if it stored one (an Options.OnResult
@@ -115,6 +147,7 @@ func (p *Push) OnResult(ctx context.Context, c *rotation.Client, r rotation.Resu
 	ctx = context.WithoutCancel(ctx)
 	a, n, ev, ok := p.stored(ctx, c, r)
 	if !ok {
+		p.look(c)
 		return
 	}
 	if n.Enabled(c.Name) {
@@ -151,14 +184,17 @@ func (p *Push) Start() error {
 	p.mu.Lock()
 	a := p.app
 	p.ctx, p.stop = context.WithCancel(context.Background())
+	p.n = a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log))
+	n := p.n
 	p.mu.Unlock()
-	p.background(a, a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log)))
+	p.background(a, n)
 	return nil
 }
 
 // Stop implements Service, once the daemon's checks have ended: the deliveries in flight get until
 // ctx ends to succeed; each one still undelivered then is reported as failed (the error log, the
-// token secret's undelivered tag that status shows), and the next start resumes it.
+// token secret's undelivered tag that status shows), and the next start, or a replica's next check,
+// resumes it.
 func (p *Push) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	if p.stop != nil {

@@ -234,9 +234,9 @@ func (n *Notifier) superseded(ctx context.Context, ev Event) bool {
 }
 
 // MsgStopped is the error line of a delivery cut short by the process stopping. The undelivered
-// tag the Recorder writes is what a daemon resumes from (app.App.Resumable) at its next start or
-// reload; a CLI run or the Lambda resumes nothing.
-const MsgStopped = "the ERP was not told of the new token: the rotator stopped before delivering it; recorded on the token secret for status, and for a daemon's next start or reload to deliver"
+// tag the Recorder writes is what a daemon resumes from (app.App.Resumable) at its next start, a
+// reload, or a replica's next check, and rotate or the Lambda at their next run.
+const MsgStopped = "the ERP was not told of the new token: the rotator stopped before delivering it; recorded on the token secret for status, and for a daemon's next start or check to deliver"
 
 // ErrStopped is the cause with which a Dispatcher that stops ends the deliveries still in flight.
 var ErrStopped = errors.New("the rotator stopped before the delivery succeeded")
