@@ -26,8 +26,9 @@ type Push struct {
 	dispatch notify.Dispatcher
 	stats    notify.Stats
 
-	// resuming runs resume in the background, from Start on, until stop ends it; looking names
-	// the clients a check's look (look) is under way for, one at a time each.
+	// resuming runs in the background, from Start on, resume, look and the records of what is not
+	// told (off), until stop ends it; looking names the clients a look is under way for, one at a
+	// time each.
 	resuming sync.WaitGroup
 	ctx      context.Context
 	stop     context.CancelFunc
@@ -141,41 +142,66 @@ func (p *Push) look(c *rotation.Client) {
 // OnResult starts telling the ERP of the token r stored, if it stored one (an Options.OnResult
 // hook). The delivery outlives the check, and the daemon's context: a token stored during the
 // shutdown grace gets its attempts until Stop. A kind of push delivery the token secret is marked
-// as told by and this daemon does not tell is recorded as not delivered at once (app.App.Untold;
-// not in the metrics, which count this daemon's deliveries).
+// as told by and this daemon does not tell is recorded as not delivered (app.App.Untold; not in the
+// metrics, which count this daemon's deliveries) in the background (off), since it reads the token
+// secret: the check, and the next client's, do not wait for Secrets Manager.
 func (p *Push) OnResult(ctx context.Context, c *rotation.Client, r rotation.Result) {
 	ctx = context.WithoutCancel(ctx)
-	a, n, ev, ok := p.stored(ctx, c, r)
+	a, n, before, ok := p.stored(c, r)
 	if !ok {
 		p.look(c)
 		return
 	}
-	if n.Enabled(c.Name) {
-		p.dispatch.Post(ctx, n, ev)
+	untold := func(ev notify.Event) { _ = a.Untold(ctx, c, n, ev, a.Recorder(nil, a.Log), a.Log) }
+	if !n.Enabled(c.Name) {
+		// Nothing to post: the event too (the token secret's ARN, a DescribeSecret) is made off the path.
+		p.off(func() {
+			if ev, ok := a.Event(ctx, c, r, before, false); ok {
+				untold(ev)
+			}
+		})
+		return
 	}
-	_ = a.Untold(ctx, c, n, ev, a.Recorder(nil, a.Log), a.Log)
+	// Posted here, in the order the checks stored the tokens: a newer token supersedes an older one.
+	ev, _ := a.Event(ctx, c, r, before, false)
+	p.dispatch.Post(ctx, n, ev)
+	p.off(func() { untold(ev) })
+}
+
+// off runs f in the background from Start until Stop, which waits for it; else at once.
+func (p *Push) off(f func()) {
+	p.mu.Lock()
+	if p.ctx == nil || p.ctx.Err() != nil {
+		p.mu.Unlock()
+		f()
+		return
+	}
+	p.resuming.Go(f)
+	p.mu.Unlock()
 }
 
 // event is what OnResult posts: the notifier of the configuration in force and the event of the
 // token r stored; false when r stored none or c has nothing to be told.
 func (p *Push) event(ctx context.Context, c *rotation.Client, r rotation.Result) (*notify.Notifier, notify.Event, bool) {
-	_, n, ev, ok := p.stored(ctx, c, r)
-	return n, ev, ok && n.Enabled(c.Name)
+	a, n, before, ok := p.stored(c, r)
+	if !ok || !n.Enabled(c.Name) {
+		return n, notify.Event{}, false
+	}
+	ev, ok := a.Event(ctx, c, r, before, false)
+	return n, ev, ok
 }
 
-// stored is the configuration in force, its notifier (nil without push delivery) and the event of
-// the token r stored; false when r stored none.
-func (p *Push) stored(ctx context.Context, c *rotation.Client, r rotation.Result) (*app.App, *notify.Notifier, notify.Event, bool) {
+// stored notes c's health after r, and returns the configuration in force, its notifier (nil
+// without push delivery) and c's health before r; false when r stored no token.
+func (p *Push) stored(c *rotation.Client, r rotation.Result) (*app.App, *notify.Notifier, rotation.Health, bool) {
 	p.mu.Lock()
 	a, before := p.app, p.health[c.Name]
 	p.health[c.Name] = r.Status.State
 	p.mu.Unlock()
 	if r.Stored == nil {
-		return a, nil, notify.Event{}, false
+		return a, nil, before, false
 	}
-	n := a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log))
-	ev, ok := a.Event(ctx, c, r, before, false)
-	return a, n, ev, ok
+	return a, a.Notifier(notify.Daemon, a.Log, a.Recorder(&p.stats, a.Log)), before, true
 }
 
 // Start implements Service: deliveries start with the checks that store tokens, and, in the

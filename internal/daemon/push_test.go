@@ -8,9 +8,12 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
 	"github.com/clear-rotator/clear-rotator/internal/rotation"
+	"github.com/clear-rotator/clear-rotator/internal/store"
 )
 
 // The daemon's push delivery names the reason of each stored token from the results it has seen
@@ -84,5 +87,49 @@ func TestPushReloadForgetsWhatItNoLongerTells(t *testing.T) {
 		if strings.Contains(m.String(), `clear_rotator_delivery_failing{client="hourly",kind="hook"} 1`) {
 			t.Fatalf("the hook the reload removed still counts as failing:\n%s", m.String())
 		}
+	})
+}
+
+// describeGate holds every DescribeSecret until released: a Secrets Manager slow to answer.
+type describeGate struct {
+	store.API
+	release chan struct{}
+}
+
+func (g *describeGate) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, o ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
+	<-g.release
+	return g.API.DescribeSecret(ctx, in, o...)
+}
+
+// A daemon without the push settings, which only records what it does not tell (app.App.Untold),
+// makes that record off the check's path: its check had waited for one or two DescribeSecret calls
+// after each token stored (review 5's F6), and with them every client's next check.
+func TestPushRecordsWhatItDoesNotTellOffTheChecksPath(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		c := h.client("hourly", time.Hour, 48)
+		a := h.app(c)
+		gate := &describeGate{API: h.base.SM, release: make(chan struct{})}
+		a.Store = store.New(gate)
+		p := NewPush(a)
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		returned := make(chan struct{})
+		go func() {
+			p.OnResult(context.Background(), c, rotation.Result{Stored: &rotation.Stored{VersionID: "v1"}})
+			close(returned)
+		}()
+		synctest.Wait()
+		select {
+		case <-returned:
+		default:
+			t.Error("OnResult waits for DescribeSecret")
+		}
+		close(gate.release)
+		if err := p.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		<-returned
 	})
 }
