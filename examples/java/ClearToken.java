@@ -4,8 +4,8 @@
 //
 // Compiled as written and run by the project's tests (examples/examples_test.go, TestJavaRecipe*)
 // against moto, the Clear emulator and the real rotator, with test-only stand-ins for the SDK
-// classes it imports (see README.md). It follows the same rule as the Go package cleartoken and
-// the Python recipe:
+// classes it imports (see README.md). It follows the core of the Go package cleartoken's rule, as
+// the Python recipe does (docs/consumers.md says what they leave out):
 //
 //  - read AWSCURRENT (ask for the stage explicitly) and cache the token for a short TTL;
 //  - on a 401 from Clear, re-read; while AWSCURRENT still holds the refused token (Clear revokes it

@@ -1,6 +1,6 @@
 """Use the Clear token that clear-rotator keeps in AWS Secrets Manager, from Python.
 
-The same rule as the Go package cleartoken:
+The core of the Go package cleartoken's rule (docs/consumers.md says what it leaves out):
 
 * read AWSCURRENT (always ask for the stage explicitly) and cache the token for a short TTL;
 * when Clear answers 401, re-read; while AWSCURRENT still holds the refused token (Clear revokes a
