@@ -9,12 +9,6 @@
 // defaults for whatever an entry leaves out. Settings is the table of every
 // variable and key.
 //
-// An empty variable means unset (but see Setting.KeepEmpty), which is what
-// shells and container runtimes produce when a template variable is missing.
-// Values are trimmed of surrounding white space: a trailing newline copied
-// from a file would otherwise surface as a baffling authentication failure
-// much later.
-//
 // Validation reports every problem at once (see Error), so that an operator
 // fixes the whole configuration in one go, and never echoes a client secret.
 package config
@@ -201,7 +195,7 @@ func build(lookup LookupFunc, file *settings.File, noClientSecret bool) (*Config
 	for _, rule := range rules {
 		rule(&p, cfg, env, cands)
 	}
-	if err := p.Err(table); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	for _, c := range cands {

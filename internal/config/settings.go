@@ -103,15 +103,11 @@ const (
 // the Config) to the table.
 func parser[T any](f func(string) (T, error)) func(string) (any, error) { return settings.Parser(f) }
 
-func field[X, T any](f func(*X) *T) func(dst, v any) { return settings.Field(f) }
+func field[X, T any](f func(*X) *T) func(dst, v any) bool { return settings.Field(f) }
 
 // idField stores a validated secret id as the text it was given.
-func idField[X any](f func(*X) *string) func(dst, v any) {
-	return func(dst, v any) {
-		if x, ok := dst.(*X); ok {
-			*f(x) = v.(store.ID).Raw
-		}
-	}
+func idField[X any](f func(*X) *string) func(dst, v any) bool {
+	return settings.Convert(f, func(id store.ID) string { return id.Raw })
 }
 
 // Settings lists every setting the rotator reads, in the order help texts and
@@ -265,7 +261,8 @@ var Settings = []Setting{
 }
 
 // table is Settings as settings reads them.
-var table = settings.New(settings.Table{Settings: Settings, FileVar: EnvConfig, ExampleVar: EnvBaseURL,
+var table = settings.New(settings.Table{Settings: Settings, Entry: (*Client)(nil), Global: (*Config)(nil),
+	FileVar: EnvConfig, ExampleVar: EnvBaseURL,
 	Prefixes: []string{"ROTATOR_", "CLEAR_"}, Foreign: foreignEnv})
 
 // SecretEnv returns the variables of the Secret rows: a hook command never inherits them.

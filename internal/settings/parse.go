@@ -20,12 +20,13 @@ import (
 // cause keeps it for errors.Is. These are the generic ones; a table's owner
 // writes those of its own kinds the same way.
 
-// MaybeSecret marks a refusal of a value that may be a secret pasted into the
+// maybeSecret marks a refusal of a value that may be a secret pasted into the
 // wrong field: the read scrubs the value from every message.
-type MaybeSecret struct{ error }
+type maybeSecret struct{ error }
 
-// HideValue returns err as a MaybeSecret.
-func HideValue(err error) error { return MaybeSecret{err} }
+// HideValue returns err marked so that the read scrubs the value refused
+// from every message: it may be a secret pasted into the wrong field.
+func HideValue(err error) error { return maybeSecret{err} }
 
 // Quote renders a value for a message: quoted, so that control characters
 // cannot forge log lines, and cut at 80 bytes so that a pasted blob does not
@@ -93,7 +94,7 @@ func Duration(lo, hi time.Duration, why ...string) func(string) (time.Duration, 
 		case d <= 0:
 			return 0, fmt.Errorf("%s must be greater than zero", s)
 		case (d < lo || hi > 0 && d > hi) && len(why) < 2:
-			return 0, fmt.Errorf("%s is out of range %s..%s", s, Seconds(lo), Seconds(hi))
+			return 0, fmt.Errorf("%s is out of range %s..%s", s, seconds(lo), seconds(hi))
 		case d < lo:
 			return 0, fmt.Errorf("%s is below %s, %s", s, lo, why[0])
 		case hi > 0 && d > hi:
@@ -103,9 +104,9 @@ func Duration(lo, hi time.Duration, why ...string) func(string) (time.Duration, 
 	}
 }
 
-// Seconds formats a whole number of seconds as "120s", as the limits are
+// seconds formats a whole number of seconds as "120s", as the limits are
 // documented, rather than "2m0s".
-func Seconds(d time.Duration) string {
+func seconds(d time.Duration) string {
 	if d%time.Second == 0 {
 		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
 	}

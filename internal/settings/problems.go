@@ -62,8 +62,9 @@ func (e Error) At(field string, line int) Error {
 
 // Problems collects the problems of one read and of the checks its table's
 // owner runs on what was read, and the literal secrets seen, for the final
-// scrub. The zero value is ready.
+// scrub. The zero value is ready; Read names the table Err orders by.
 type Problems struct {
+	t       *Table
 	list    []*Error
 	more    int // problems past MaxProblems, counted only
 	secrets []string
@@ -118,23 +119,27 @@ func (p *Problems) secret(s string) {
 }
 
 // Err returns the joined problems, or nil: the environment's first, in the
-// order of t's rows, then the file's in line order. Messages are built not to
+// order of the rows of the table read, then the file's in line order. Messages are built not to
 // contain secrets; the scrub is a safety net for values echoed on purpose (a
 // base URL, a name) into which a secret was pasted, in any spelling
 // secret.Redact knows.
-func (p *Problems) Err(t *Table) error {
+func (p *Problems) Err() error {
 	if len(p.list) == 0 {
 		return nil
+	}
+	var rows []Setting
+	if p.t != nil {
+		rows = p.t.Settings
 	}
 	scrub := secret.NewMatcher(p.secrets...).Redact // the one redactor
 	order := func(e *Error) int {
 		if e.Source != SourceEnvironment {
-			return len(t.Settings) + 1 + e.Line
+			return len(rows) + 1 + e.Line
 		}
-		if i := slices.IndexFunc(t.Settings, func(s Setting) bool { return s.Env == e.Field }); i >= 0 {
+		if i := slices.IndexFunc(rows, func(s Setting) bool { return s.Env == e.Field }); i >= 0 {
 			return i
 		}
-		return len(t.Settings) // about no one variable
+		return len(rows) // about no one variable
 	}
 	sort.SliceStable(p.list, func(i, j int) bool { return order(p.list[i]) < order(p.list[j]) })
 	var errs []error

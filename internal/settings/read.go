@@ -76,6 +76,7 @@ func (e *Entry) Label() string {
 // default is an error even if every entry overrides it, since the operator
 // meant something by it.
 func (t *Table) Read(p *Problems, in Input) (env []Value, entries []*Entry) {
+	p.t = t
 	env = t.read(p, fromEnv(in.Lookup))
 	if in.File == nil {
 		e := &Entry{At: Error{Source: SourceEnvironment}, Name: in.Single, NameOK: true}
@@ -139,7 +140,7 @@ func parse(p *Problems, s *Setting, raw given, at Error) Value {
 	if r, ok := v.V.(interface{ Reveal() string }); ok && s.Secret {
 		p.secret(r.Reveal()) // as parsed: a client secret given as JSON is a part of the text
 	}
-	if _, hide := err.(MaybeSecret); hide {
+	if _, hide := err.(maybeSecret); hide {
 		p.secret(raw.text)
 	}
 	if err != nil {

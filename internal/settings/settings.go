@@ -10,10 +10,15 @@
 // from a file would otherwise surface as a baffling authentication failure
 // much later. No message echoes the value of a Secret setting, in any
 // spelling the table's parsers give it.
+//
+// Its messages call the entries clients, and the file's list clients:, as
+// the rotator's operators know them: the package is the rotator's reader, not
+// a general library.
 package settings
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -56,9 +61,10 @@ type Setting struct {
 	// Parse validates the trimmed text and returns the typed value (see
 	// Parser); without Parse the setting is read elsewhere (the file's path).
 	Parse func(s string) (any, error)
-	// Set stores a value Parse returned, or Default, in dst when dst is what
-	// the setting configures (see Field); else it does nothing.
-	Set func(dst, v any)
+	// Set stores a value Parse returned, or Default, in dst, and reports
+	// whether dst is what the setting configures (see Field); it stores nothing
+	// in any other dst, or when v is nil (a question: New asks it of every row).
+	Set func(dst, v any) bool
 }
 
 // DefaultText is the default as help texts show it; "" when there is none.
@@ -80,17 +86,29 @@ func Parser[T any](f func(string) (T, error)) func(string) (any, error) {
 }
 
 // Field adapts a typed field of an X to Setting.Set.
-func Field[X, T any](f func(*X) *T) func(dst, v any) {
-	return func(dst, v any) {
-		if x, ok := dst.(*X); ok {
-			*f(x) = v.(T)
+func Field[X, T any](f func(*X) *T) func(dst, v any) bool {
+	return Convert(f, func(v T) T { return v })
+}
+
+// Convert is Field for a field of another type than the parsed value's: conv
+// makes the one from the other (a secret's id, kept as the text given).
+func Convert[X, T, F any](f func(*X) *F, conv func(T) F) func(dst, v any) bool {
+	return func(dst, v any) bool {
+		x, ok := dst.(*X)
+		if ok && v != nil {
+			*f(x) = conv(v.(T))
 		}
+		return ok
 	}
 }
 
-// Table is the rows and what messages about the file name. Build it with New.
+// Table is the rows and what messages about the file name. Build it with New,
+// and change none of it afterwards.
 type Table struct {
 	Settings []Setting
+	// Entry and Global are a value of each type the rows set (a nil pointer
+	// will do: a *Client, a *Config), against which New checks every row.
+	Entry, Global any
 	// FileVar is the variable naming the YAML file; ExampleVar, a per-entry
 	// variable that messages give as an example of a default for every entry.
 	FileVar, ExampleVar string
@@ -107,12 +125,20 @@ type Table struct {
 	keyList string   // for messages
 }
 
-// New returns t with what every read needs computed.
+// New returns t with what every read needs computed. It panics on a row
+// that could not work (a mistake in the table, which any test that loads it
+// finds): one parsed but not set, or set into the wrong target for its
+// scope; a default without a parser; a YAML key on a global setting; a group
+// member that is required, says why it is missing or differs in scope from
+// the group's first row.
 func New(t Table) *Table {
 	at := map[string]int{}
 	t.keys = []string{"name"}
 	for i := range t.Settings {
 		s := &t.Settings[i]
+		if err := t.check(s, at); err != nil {
+			panic(fmt.Sprintf("settings: row %s: %s", s.Env, err))
+		}
 		if s.Key != "" {
 			t.keys = append(t.keys, s.Key)
 		}
@@ -127,20 +153,40 @@ func New(t Table) *Table {
 	return &t
 }
 
+// check finds what New refuses in s; at indexes the groups seen so far.
+func (t *Table) check(s *Setting, at map[string]int) error {
+	entry := s.Scope == PerEntry
+	switch {
+	case s.Parse == nil && (s.Set != nil || s.Default != nil):
+		return fmt.Errorf("a setter or a default without a parser")
+	case s.Parse != nil && (s.Set == nil || s.Set(t.Entry, nil) != entry || s.Set(t.Global, nil) == entry):
+		return fmt.Errorf("parsed, but not set into the target of its scope alone")
+	case (s.Key != "") != entry:
+		return fmt.Errorf("a YAML key exactly for per-entry settings")
+	}
+	if j, ok := at[s.Group]; ok && s.Group != "" {
+		first := t.groups[j][0]
+		if s.Scope != first.Scope || s.Required != "" || s.Missing != nil {
+			return fmt.Errorf("of group %s: only its first row says Required or Missing, and all share one scope", s.Group)
+		}
+	}
+	return nil
+}
+
 // Keys returns the keys an entry accepts, name first.
-func (t *Table) Keys() []string { return t.keys }
+func (t *Table) Keys() []string { return slices.Clone(t.keys) }
 
 // Apply sets every setting of dst (see Setting.Set) to its default, then to
 // the valid values of vals.
 func (t *Table) Apply(dst any, vals []Value) {
 	for i := range t.Settings {
 		if s := &t.Settings[i]; s.Default != nil && s.Set != nil {
-			s.Set(dst, s.Default)
+			_ = s.Set(dst, s.Default)
 		}
 	}
 	for _, v := range vals {
 		if v.OK && v.Setting.Set != nil {
-			v.Setting.Set(dst, v.V)
+			_ = v.Setting.Set(dst, v.V)
 		}
 	}
 }
