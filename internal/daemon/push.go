@@ -110,7 +110,7 @@ func (p *Push) resumeOne(ctx context.Context, a *app.App, n *notify.Notifier, c 
 	switch {
 	case err != nil:
 		a.Log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
-	case ok && len(kinds) > 0 && p.dispatch.Resume(context.WithoutCancel(ctx), n.Only(kinds), ev):
+	case ok && len(kinds) > 0 && p.dispatch.Resume(context.WithoutCancel(ctx), n, ev, kinds):
 		a.Log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
 	}
 }

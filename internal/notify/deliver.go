@@ -106,6 +106,13 @@ func (n *Notifier) Only(kinds []string) *Notifier {
 	if !slices.Contains(kinds, KindHook) {
 		o.Hook = nil
 	}
+	if all := n.targets; all != nil && len(kinds) == 0 {
+		o.targets = nil
+	} else if all != nil {
+		o.targets = func(ev Event) []target {
+			return slices.DeleteFunc(all(ev), func(t target) bool { return !slices.Contains(kinds, t.kind()) })
+		}
+	}
 	return &o
 }
 
@@ -267,9 +274,11 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	running map[string]*run
 	// pending is each client's latest event until it is delivered to every target: what
-	// Redeliver delivers again. delivered is the id of each client's event delivered last, so
-	// that Resume does not tell it again from a record read before the delivery removed it.
+	// Redeliver delivers again, to the kinds in only (those a resumed delivery was for; none: to
+	// every kind). delivered is the id of each client's event delivered last, so that Resume does
+	// not tell it again from a record read before the delivery removed it.
 	pending   map[string]Event
+	only      map[string][]string
 	delivered map[string]string
 	stopped   bool
 	wg        sync.WaitGroup
@@ -286,23 +295,27 @@ type run struct {
 func (d *Dispatcher) Post(ctx context.Context, n *Notifier, ev Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.post(ctx, n, ev)
+	d.post(ctx, n, ev, nil)
 }
 
-// post is Post, with d.mu held.
-func (d *Dispatcher) post(ctx context.Context, n *Notifier, ev Event) {
+// post is Post, with d.mu held, to the kinds listed (none: every kind n tells).
+func (d *Dispatcher) post(ctx context.Context, n *Notifier, ev Event, kinds []string) {
 	if d.running == nil {
-		d.running, d.pending, d.delivered = map[string]*run{}, map[string]Event{}, map[string]string{}
+		d.running, d.pending, d.only, d.delivered = map[string]*run{}, map[string]Event{}, map[string][]string{}, map[string]string{}
 	}
 	prev := d.running[ev.Client]
 	if prev != nil {
 		prev.cancel(errSuperseded)
 	}
+	if kinds != nil {
+		n = n.Only(kinds)
+	}
 	if !n.Enabled(ev.Client) {
 		delete(d.pending, ev.Client)
+		delete(d.only, ev.Client)
 		return
 	}
-	d.pending[ev.Client] = ev
+	d.pending[ev.Client], d.only[ev.Client] = ev, kinds
 	ctx, cancel := context.WithCancelCause(ctx)
 	if d.stopped {
 		cancel(ErrStopped) // a token stored after Stop is reported at once, not left to the exit
@@ -321,6 +334,7 @@ func (d *Dispatcher) post(ctx context.Context, n *Notifier, ev Event) {
 			delete(d.running, ev.Client)
 			if err == nil {
 				delete(d.pending, ev.Client)
+				delete(d.only, ev.Client)
 				d.delivered[ev.Client] = ev.ID
 			}
 		}
@@ -342,21 +356,24 @@ func (d *Dispatcher) Redeliver(ctx context.Context, n *Notifier) {
 		evs = append(evs, ev)
 	}
 	for _, ev := range evs {
-		d.post(ctx, n, ev)
+		d.post(ctx, n, ev, d.only[ev.Client])
 	}
 }
 
-// Resume delivers ev with n, as Post does, unless a delivery of ev.Client is pending or in flight
-// (this process stored a token of the client since, or is delivering it already): it reports
-// whether it started one. It is for a delivery that another process, or this one before it
-// restarted, recorded as failed.
-func (d *Dispatcher) Resume(ctx context.Context, n *Notifier, ev Event) bool {
+// Resume delivers ev with n to the kinds listed (none: every kind), as Post does, unless a
+// delivery of ev.Client is in flight (this process stored a token of the client since, or is
+// delivering it already), or ev is pending here already (a delivery of it this process retries, or
+// was refused: a reload delivers it again) or was delivered: it reports whether it started one. It
+// is for a delivery that another process, or this one before it restarted, recorded as failed. A
+// different event pending here, given up, is an older token's (ev is the one in AWSCURRENT), and
+// does not keep ev waiting.
+func (d *Dispatcher) Resume(ctx context.Context, n *Notifier, ev Event, kinds []string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, busy := d.pending[ev.Client]; busy || d.running[ev.Client] != nil || d.delivered[ev.Client] == ev.ID || !n.Enabled(ev.Client) {
+	if p, ok := d.pending[ev.Client]; ok && p.ID == ev.ID || d.running[ev.Client] != nil || d.delivered[ev.Client] == ev.ID || !n.Enabled(ev.Client) {
 		return false
 	}
-	d.post(ctx, n, ev)
+	d.post(ctx, n, ev, kinds)
 	return true
 }
 

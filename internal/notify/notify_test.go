@@ -622,14 +622,14 @@ func TestDispatcherResumesOnlyAnIdleClient(t *testing.T) {
 		wh, n, d, ctx, cancel := failingDispatcher(t)
 		own := NewEvent("acme", "tok", "v2", token(), Scheduled)
 		d.Post(ctx, n, own)
-		if d.Resume(ctx, n, NewEvent("acme", "tok", "v1", token(), Scheduled)) {
+		if d.Resume(ctx, n, NewEvent("acme", "tok", "v1", token(), Scheduled), nil) {
 			t.Fatal("resumed over the client's own delivery in flight")
 		}
 		wh.from(Delivered)
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		other := NewEvent("other", "tok2", "v7", token(), Forced)
-		if !d.Resume(ctx, n, other) {
+		if !d.Resume(ctx, n, other, nil) {
 			t.Fatal("an idle client's delivery was not resumed")
 		}
 		synctest.Wait()
@@ -638,8 +638,60 @@ func TestDispatcherResumesOnlyAnIdleClient(t *testing.T) {
 		}
 		// A record read before this process delivered the event (a reload's read racing the
 		// redelivery) is stale: the event is not told again.
-		if d.Resume(ctx, n, own) || d.Resume(ctx, n, other) {
+		if d.Resume(ctx, n, own, nil) || d.Resume(ctx, n, other, nil) {
 			t.Fatal("an event this process delivered was resumed")
+		}
+		cancel()
+		d.Wait()
+	})
+}
+
+// A delivery of this process's own that was refused (given up, still pending for a reload) keeps
+// only that event from being resumed: a newer token another process recorded is resumed at once.
+// It had waited for a reload (the review of the daemon's looks, finding 4).
+func TestDispatcherResumesANewerTokenPastItsOwnRefusal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		wh := &fakeTarget{name: "webhook", script: []Verdict{GiveUp}}
+		n, _ := newTestNotifier(Daemon, &bytes.Buffer{}, wh)
+		d := &Dispatcher{}
+		ctx, cancel := context.WithCancel(t.Context())
+		own := NewEvent("acme", "tok", "v1", token(), Scheduled)
+		d.Post(ctx, n, own)
+		synctest.Wait()
+		if d.Resume(ctx, n, own, nil) {
+			t.Fatal("resumed its own refused delivery: a refusing receiver would be asked at every check")
+		}
+		newer := NewEvent("acme", "tok", "v2", token(), Forced)
+		if !d.Resume(ctx, n, newer, nil) {
+			t.Fatal("its own refused delivery of an older token kept a newer one from being resumed")
+		}
+		synctest.Wait()
+		if ids := wh.seen(); len(ids) != 2 || ids[1] != newer.ID {
+			t.Fatalf("attempts %v, want the refused one and the newer one", ids)
+		}
+		cancel()
+		d.Wait()
+	})
+}
+
+// A reload delivers a resumed delivery again to the kinds it was resumed for only: a hook that ran
+// is not run again because the webhook was refused (finding 8).
+func TestRedeliverKeepsTheKindsOfAResumedDelivery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		wh := &fakeTarget{name: "webhook", script: []Verdict{GiveUp}}
+		hook := &fakeTarget{name: "hook"}
+		n, _ := newTestNotifier(Daemon, &bytes.Buffer{}, wh, hook)
+		d := &Dispatcher{}
+		ctx, cancel := context.WithCancel(t.Context())
+		ev := NewEvent("acme", "tok", "v1", token(), Scheduled)
+		if !d.Resume(ctx, n, ev, []string{KindWebhook}) {
+			t.Fatal("not resumed")
+		}
+		synctest.Wait()
+		d.Redeliver(ctx, n)
+		synctest.Wait()
+		if got, ran := len(wh.seen()), len(hook.seen()); got != 2 || ran != 0 {
+			t.Fatalf("webhook attempts %d, hook runs %d; want 2 and 0", got, ran)
 		}
 		cancel()
 		d.Wait()
