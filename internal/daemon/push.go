@@ -34,11 +34,12 @@ type Push struct {
 	stop     context.CancelFunc
 	n        *notify.Notifier // app's from Start on, for look; nil without push delivery
 	looking  map[string]bool
+	warned   map[string]string // the last read error warned of, by client
 }
 
 // NewPush returns push delivery for a daemon starting with a.
 func NewPush(a *app.App) *Push {
-	return &Push{app: a, health: map[string]rotation.Health{}, looking: map[string]bool{}}
+	return &Push{app: a, health: map[string]rotation.Health{}, looking: map[string]bool{}, warned: map[string]string{}}
 }
 
 // Wire adds p to opts: its OnResult hook, its metric families, itself as a Service (so that a
@@ -100,18 +101,30 @@ func (p *Push) resume(ctx context.Context, a *app.App, n *notify.Notifier) {
 	}
 }
 
-// resumeOne is resume for one client.
+// resumeOne is resume for one client. What it read is acted on only if n is still the notifier
+// of the configuration in force and the daemon is not stopping, checked under p.mu, which a reload
+// takes to replace n: a read that a reload overtook must not deliver with the configuration the
+// reload replaced, nor take the client from the reload's own resume.
 func (p *Push) resumeOne(ctx context.Context, a *app.App, n *notify.Notifier, c *rotation.Client) {
 	if !n.Enabled(c.Name) {
 		return
 	}
 	ev, kinds, ok, err := a.Resumable(ctx, c)
 	kinds = n.Telling(c.Name, kinds) // a kind this daemon does not tell is left to one that does
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	switch {
-	case err != nil:
+	case p.n != n || p.ctx == nil || p.ctx.Err() != nil:
+	case err != nil && p.warned[c.Name] != err.Error():
+		p.warned[c.Name] = err.Error() // once until it changes or a read succeeds: every check looks
 		a.Log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
+	case err != nil:
+		a.Log.Debug("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
 	case ok && len(kinds) > 0 && p.dispatch.Resume(context.WithoutCancel(ctx), n, ev, kinds):
 		a.Log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
+	}
+	if err == nil {
+		delete(p.warned, c.Name)
 	}
 }
 
@@ -221,14 +234,22 @@ func (p *Push) Start() error {
 // ctx ends to succeed; each one still undelivered then is reported as failed (the error log, the
 // token secret's undelivered tag that status shows), and the next start, or a replica's next check,
 // resumes it.
+//
+// The work in the background (records of what is not told, resumes) gets the same time: Stop
+// gives up on it too when ctx ends, rather than keep the deliveries waiting for it.
 func (p *Push) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	if p.stop != nil {
 		p.stop()
 	}
 	p.mu.Unlock()
-	p.resuming.Wait()
+	background := make(chan struct{})
+	go func() { p.resuming.Wait(); close(background) }()
 	p.dispatch.Stop(ctx)
+	select {
+	case <-background:
+	case <-ctx.Done():
+	}
 	return nil
 }
 

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
@@ -97,7 +100,11 @@ type describeGate struct {
 }
 
 func (g *describeGate) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, o ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
-	<-g.release
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	return g.API.DescribeSecret(ctx, in, o...)
 }
 
@@ -131,5 +138,124 @@ func TestPushRecordsWhatItDoesNotTellOffTheChecksPath(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-returned
+	})
+}
+
+// seqGate holds, once armed, each of the next DescribeSecret calls until its own channel closes.
+type seqGate struct {
+	store.API
+	mu    sync.Mutex
+	holds []chan struct{}
+}
+
+func (g *seqGate) arm(n int) []chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.holds = nil
+	for range n {
+		g.holds = append(g.holds, make(chan struct{}))
+	}
+	return append([]chan struct{}(nil), g.holds...)
+}
+
+func (g *seqGate) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, o ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
+	g.mu.Lock()
+	var ch chan struct{}
+	if len(g.holds) > 0 {
+		ch, g.holds = g.holds[0], g.holds[1:]
+	}
+	g.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return g.API.DescribeSecret(ctx, in, o...)
+}
+
+// recordUndelivered writes what a process that did not deliver version of kind writes on the
+// token secret id.
+func recordUndelivered(t *testing.T, h *harness, id, kind, version string) {
+	t.Helper()
+	tg := h.base.SM.(interface {
+		TagResource(context.Context, *secretsmanager.TagResourceInput, ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
+	})
+	if _, err := tg.TagResource(context.Background(), &secretsmanager.TagResourceInput{SecretId: aws.String(id), Tags: []types.Tag{
+		{Key: aws.String(app.UndeliveredTagPrefix + kind), Value: aws.String("version " + version + " at 2000-01-01T00:00:00Z reason forced")},
+		{Key: aws.String(app.PushMarkPrefix + kind), Value: aws.String("told")},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A reload while a check's look reads the record: the record is delivered with the configuration
+// the reload loaded, not the one it replaced. The look had posted with the replaced one, and the
+// reload's own resume then found the client busy, so that "fix the hook, then SIGHUP" ran the
+// broken hook again (the review of the looks, finding 2).
+func TestPushALookDoesNotOutliveAReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		c := h.client("hourly", time.Hour, 48)
+		version := h.worlds["hourly"].StoreToken("tok-0123456789-abcdefghij")
+		gate := &seqGate{API: h.base.SM}
+		withHook := func(hook string) *app.App {
+			a := h.app(c)
+			cfg := *a.Config
+			cfg.Notify.HookCommand = []string{hook}
+			a.Config, a.Store = &cfg, store.New(gate)
+			return a
+		}
+		p := NewPush(withHook("/nonexistent/hook-OLD"))
+		opts := Options{Load: func(context.Context) (*app.App, error) { return withHook("/nonexistent/hook-NEW"), nil }}
+		p.Wire(&opts)
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		recordUndelivered(t, h, c.TokenSecretID, "hook", version)
+		holds := gate.arm(2)
+		p.OnResult(context.Background(), c, rotation.Result{}) // a check that stored nothing: a look
+		synctest.Wait()
+		if _, err := opts.Load(context.Background()); err != nil { // SIGHUP, with the hook fixed
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		close(holds[0]) // the look's read answers first
+		synctest.Wait()
+		close(holds[1]) // then the reload's resume's
+		synctest.Wait()
+		_ = p.Stop(context.Background())
+		if logs := h.logs.String(); strings.Contains(logs, "hook-OLD") || !strings.Contains(logs, "hook-NEW") {
+			t.Errorf("the replaced hook ran (%v), the reloaded one did not (%v)", strings.Contains(logs, "hook-OLD"), !strings.Contains(logs, "hook-NEW"))
+		}
+	})
+}
+
+// Stop gives up when its context ends, though a record of what is not told is still waiting for
+// Secrets Manager: it had waited for it past its context (30 s here), and the deliveries still
+// retrying lost the time the context gave them (finding 3).
+func TestPushStopKeepsToItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		c := h.client("hourly", time.Hour, 48)
+		a := h.app(c)
+		gate := &describeGate{API: h.base.SM, release: make(chan struct{})}
+		a.Store = store.New(gate)
+		p := NewPush(a)
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p.OnResult(context.Background(), c, rotation.Result{Stored: &rotation.Stored{VersionID: "v1"}})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		_ = p.Stop(ctx)
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("Stop took %s with a context of 2s", took)
+		}
+		close(gate.release)
+		synctest.Wait()
 	})
 }
