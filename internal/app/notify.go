@@ -304,13 +304,12 @@ func (a *App) Resume(log *slog.Logger, rec notify.Recorder) func(ctx context.Con
 		if !n.Enabled(c.Name) {
 			return nil
 		}
-		ev, kinds, ok, err := a.Resumable(ctx, c)
+		ev, kinds, ok, err := a.ResumableBy(ctx, c, n, time.Now().Add(-RetryingTrust))
 		if err != nil {
 			log.Warn("could not read whether a delivery recorded as failed is to be resumed", "client", c.Name, "error", err)
 			return nil
 		}
-		// A kind this process does not tell (a hook, in the Lambda) is left to one that does.
-		if kinds = n.Telling(c.Name, kinds); !ok || len(kinds) == 0 {
+		if !ok {
 			return nil
 		}
 		log.Info("resuming a delivery recorded as failed", "client", c.Name, "kinds", kinds, "version_id", ev.VersionID, "webhook_id", ev.ID)
@@ -381,15 +380,27 @@ func (r *tagRecorder) api() tagger {
 
 // Failed records the failure on the token secret, then tells next: the record comes first, so that
 // a failure the metrics show is on record for status (and, for Delivered, a failure the metrics no
-// longer show is off it).
-//
-// A token no longer AWSCURRENT is not recorded, only the mark: its failure, ending after a newer
-// token was stored, would overwrite that token's record, and the newer token's storer tells it or
-// records that it did not (Untold). A record that cannot be read is written, as before this check.
+// longer show is off it). The record says whether the delivery goes on (Event.Retrying).
 func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	if r.next != nil {
 		defer r.next.Failed(ev, kind, at)
 	}
+	r.record(ev, kind, at)
+}
+
+// GaveUp implements notify.Finisher: the delivery recorded as going on ended undelivered, and its
+// record is rewritten as final, for any process to take up.
+func (r *tagRecorder) GaveUp(ev notify.Event, kind string, at time.Time) {
+	ev.Retrying = false
+	r.record(ev, kind, at)
+}
+
+// record writes the failure of ev's delivery of kind on the token secret, with the mark. A token no
+// longer AWSCURRENT is not recorded, only the mark: its failure, ending after a newer token was
+// stored, would overwrite that token's record, and the newer token's storer tells it or records
+// that it did not (Untold). A record that cannot be read within a quarter of tagLimit is written,
+// as before this check, with the rest of tagLimit.
+func (r *tagRecorder) record(ev notify.Event, kind string, at time.Time) {
 	t := r.api()
 	if t == nil {
 		return
@@ -397,9 +408,11 @@ func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), tagLimit)
 	defer cancel()
 	tags := []types.Tag{{Key: aws.String(UndeliveredTagPrefix + kind), Value: aws.String(undeliveredValue(ev, at))}, mark(kind)}
-	if record, err := r.a.readRecord(ctx, ev.SecretID); err == nil && record.current != "" && record.current != ev.VersionID {
+	rctx, rcancel := context.WithTimeout(ctx, tagLimit/4)
+	if record, err := r.a.readRecord(rctx, ev.SecretID); err == nil && record.current != "" && record.current != ev.VersionID {
 		tags = tags[1:]
 	}
+	rcancel()
 	_, err := t.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(ev.SecretID), Tags: tags})
 	if err != nil && r.log != nil {
 		r.log.Warn("could not record the failed delivery on the token secret; rotator status will not show it",
@@ -475,12 +488,14 @@ type undeliveredRecord struct {
 }
 
 // undeliveredTag is one undelivered tag: its kind ("webhook", "hook"), its value as written, and
-// the version and reason parseUndelivered reads from it (no version when the value is malformed).
+// the version and reason parseUndelivered reads from it (no version when the value is malformed),
+// and whether the process that wrote it goes on retrying the delivery.
 type undeliveredTag struct {
 	kind, value string
 	version     string
 	at          *time.Time
 	reason      notify.Reason
+	retrying    bool
 }
 
 // readUndelivered reads c's token secret's undelivered tags with one DescribeSecret. A missing
@@ -532,7 +547,8 @@ func undeliveredOf(out *secretsmanager.DescribeSecretOutput) undeliveredRecord {
 		}
 		value := aws.ToString(t.Value)
 		version, at, reason := parseUndelivered(value)
-		rec.tags = append(rec.tags, undeliveredTag{kind: kind, value: value, version: version, at: at, reason: reason})
+		rec.tags = append(rec.tags, undeliveredTag{kind: kind, value: value, version: version, at: at, reason: reason,
+			retrying: slices.Contains(strings.Fields(value), retryingWord)})
 	}
 	slices.Sort(rec.marked)
 	return rec
@@ -554,11 +570,12 @@ func (r undeliveredRecord) records() []fleet.Undelivered {
 // (one naming AWSCURRENT, or an older one: a delivery of the newer token of that kind would have
 // removed the tag, so it was not told either, and the token to tell is AWSCURRENT's), and the reason
 // of the last tag naming AWSCURRENT as Secrets Manager lists them (scheduled when none does); no
-// kinds when none is due or no version is AWSCURRENT.
-func (r undeliveredRecord) due() (kinds []string, reason notify.Reason) {
+// kinds when none is due or no version is AWSCURRENT. With fresh not zero, a tag of a delivery its
+// writer goes on retrying, written after fresh, is left to it.
+func (r undeliveredRecord) due(fresh time.Time) (kinds []string, reason notify.Reason) {
 	reason = notify.Scheduled
 	for _, t := range r.tags {
-		if r.current == "" || t.version == "" {
+		if r.current == "" || t.version == "" || t.retrying && !fresh.IsZero() && t.at != nil && t.at.After(fresh) {
 			continue
 		}
 		kinds = append(kinds, t.kind)
@@ -575,8 +592,23 @@ func (r undeliveredRecord) due() (kinds []string, reason notify.Reason) {
 // what the first one would have. Only letters, digits, spaces and _ . : / = + - @ are allowed in a
 // tag's value, hence no punctuation.
 func undeliveredValue(ev notify.Event, at time.Time) string {
-	return "version " + ev.VersionID + " at " + at.UTC().Format(time.RFC3339) + " reason " + string(ev.Reason)
+	v := "version " + ev.VersionID + " at " + at.UTC().Format(time.RFC3339) + " reason " + string(ev.Reason)
+	if ev.Retrying {
+		v += " " + retryingWord
+	}
+	return v
 }
+
+// retryingWord ends the value of an undelivered tag whose writer goes on retrying the delivery (the
+// daemon): RetryingTrust.
+const retryingWord = "retrying"
+
+// RetryingTrust is how long a process that resumes at each check or run (a daemon's check, rotate,
+// the Lambda) leaves a delivery to the daemon that recorded it as failing and goes on retrying it:
+// with several replicas, each would otherwise retry every failing delivery, and deliver it once
+// each when the receiver comes back. Past it the retrier is taken for gone (a replica stopped
+// without a word); a start or a reload resumes it at once, since the retrier may be itself.
+const RetryingTrust = time.Hour
 
 // parseUndelivered reads undeliveredValue's fields back: the version, when (nil when it cannot be
 // read), and the reason (Scheduled for a value without one, as older releases wrote, or with one
@@ -608,6 +640,13 @@ func parseUndelivered(value string) (version string, at *time.Time, reason notif
 // older token is not the one to tell. The event's webhook-id is the version's, so a receiver that
 // got it after all acts once.
 func (a *App) Resumable(ctx context.Context, c *rotation.Client) (ev notify.Event, kinds []string, ok bool, err error) {
+	return a.ResumableBy(ctx, c, nil, time.Time{})
+}
+
+// ResumableBy is Resumable for a process that tells what n tells (nil: every kind): the kinds are
+// those it tells, and the token is read only when there are some. With fresh not zero, the
+// deliveries a daemon goes on retrying, recorded after fresh, are left to it (RetryingTrust).
+func (a *App) ResumableBy(ctx context.Context, c *rotation.Client, n *notify.Notifier, fresh time.Time) (ev notify.Event, kinds []string, ok bool, err error) {
 	if a.Store == nil || a.Store.API == nil || a.Engine == nil || a.Engine.Store == nil {
 		return notify.Event{}, nil, false, nil
 	}
@@ -618,7 +657,10 @@ func (a *App) Resumable(ctx context.Context, c *rotation.Client) (ev notify.Even
 	if err != nil {
 		return notify.Event{}, nil, false, err
 	}
-	kinds, reason := rec.due()
+	kinds, reason := rec.due(fresh)
+	if n != nil {
+		kinds = n.Telling(c.Name, kinds) // a kind this process does not tell is left to one that does
+	}
 	if len(kinds) == 0 {
 		return notify.Event{}, nil, false, nil
 	}

@@ -314,7 +314,7 @@ func TestUndeliveredOf(t *testing.T) {
 			out.VersionIdsToStages[tc.current] = []string{"AWSCURRENT"}
 		}
 		rec := undeliveredOf(out)
-		kinds, reason := rec.due()
+		kinds, reason := rec.due(time.Time{})
 		if !slices.Equal(lines(rec.records()), tc.lines) || !slices.Equal(kinds, tc.kinds) || reason != tc.reason || rec.current != tc.current || rec.arn != "arn:tok" {
 			t.Errorf("%s: lines %q, due %q %s, current %q, arn %q; want %q, %q %s, %q", name, lines(rec.records()), kinds, reason, rec.current, rec.arn,
 				tc.lines, tc.kinds, tc.reason, tc.current)
@@ -610,5 +610,54 @@ func TestAnOlderFailureLeavesTheRecordOfANewerToken(t *testing.T) {
 	b.Recorder(nil, nil).Failed(notify.NewEvent("default", "tok", old, document.Token{}, notify.Scheduled), "webhook", time.Now())
 	if v := tagsOf(t, sm2)[UndeliveredTagPrefix+"webhook"]; v != "" {
 		t.Fatalf("recorded %q for a superseded token", v)
+	}
+}
+
+// A daemon's record of a delivery it goes on retrying says so, and a resume that is not a start's
+// or a reload's (a replica's look at its next check, rotate, the Lambda) leaves it to that daemon
+// for an hour: with the shipped two replicas every failing delivery had been retried by both, and
+// delivered twice when the receiver came back (the review of the looks, finding 1). Once the
+// retrying daemon gives up, the record is final and any process takes it up. A resume for kinds
+// the process does not tell reads no token.
+func TestARecordStillRetriedIsLeftToItsRetrier(t *testing.T) {
+	sm, v1 := tokenSecret(t)
+	a, err := New(load(t, map[string]string{config.EnvWebhookURL: "https://erp.example.com/h", config.EnvWebhookSecret: signing}), sm, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, n := a.Clients[0], a.Notifier(notify.Once, nil, nil)
+	rec := a.Recorder(nil, nil).(notify.Finisher)
+	ev := notify.NewEvent("default", "tok", v1, document.Token{}, notify.Scheduled)
+	retrying := ev
+	retrying.Retrying = true
+	now := time.Now()
+	rec.(notify.Recorder).Failed(retrying, "webhook", now)
+	if v := tagsOf(t, sm)[UndeliveredTagPrefix+"webhook"]; !strings.HasSuffix(v, " retrying") {
+		t.Fatalf("the record %q does not say the delivery goes on", v)
+	}
+	if _, _, ok, err := a.ResumableBy(t.Context(), c, n, now.Add(-RetryingTrust)); ok || err != nil {
+		t.Fatalf("a record still retried was resumed by a look: %v, %v", ok, err)
+	}
+	if _, kinds, ok, _ := a.ResumableBy(t.Context(), c, n, time.Time{}); !ok || !slices.Equal(kinds, []string{"webhook"}) {
+		t.Fatalf("a start's resume left it: %v %v", ok, kinds)
+	}
+	if _, _, ok, _ := a.ResumableBy(t.Context(), c, n, now.Add(time.Second)); !ok {
+		t.Fatal("a record retried for longer than RetryingTrust is still left to its retrier")
+	}
+	rec.GaveUp(ev, "webhook", now)
+	if v := tagsOf(t, sm)[UndeliveredTagPrefix+"webhook"]; strings.Contains(v, "retrying") || !strings.Contains(v, v1) {
+		t.Fatalf("after the retrier gave up the record is %q", v)
+	}
+	if _, _, ok, _ := a.ResumableBy(t.Context(), c, n, now.Add(-RetryingTrust)); !ok {
+		t.Fatal("a record its retrier gave up is left")
+	}
+	// A hook recorded, for a process that tells only the webhook: nothing to resume, no token read.
+	if _, err := sm.UntagResource(t.Context(), &secretsmanager.UntagResourceInput{SecretId: aws.String("tok"), TagKeys: []string{UndeliveredTagPrefix + "webhook"}}); err != nil {
+		t.Fatal(err)
+	}
+	rec.(notify.Recorder).Failed(ev, "hook", now)
+	reads := sm.Calls()["GetSecretValue"]
+	if _, _, ok, err := a.ResumableBy(t.Context(), c, n, time.Time{}); ok || err != nil || sm.Calls()["GetSecretValue"] != reads {
+		t.Fatalf("a hook's record for a webhook-only process: %v, %v, %d reads of the token", ok, err, sm.Calls()["GetSecretValue"]-reads)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/clear-rotator/clear-rotator/internal/app"
 	"github.com/clear-rotator/clear-rotator/internal/notify"
@@ -97,7 +98,7 @@ func (p *Push) resume(ctx context.Context, a *app.App, n *notify.Notifier) {
 		if ctx.Err() != nil {
 			return
 		}
-		p.resumeOne(ctx, a, n, c)
+		p.resumeOne(ctx, a, n, c, time.Time{}) // the retrier of a delivery still retried may be this daemon, before it restarted
 	}
 }
 
@@ -105,12 +106,11 @@ func (p *Push) resume(ctx context.Context, a *app.App, n *notify.Notifier) {
 // of the configuration in force and the daemon is not stopping, checked under p.mu, which a reload
 // takes to replace n: a read that a reload overtook must not deliver with the configuration the
 // reload replaced, nor take the client from the reload's own resume.
-func (p *Push) resumeOne(ctx context.Context, a *app.App, n *notify.Notifier, c *rotation.Client) {
+func (p *Push) resumeOne(ctx context.Context, a *app.App, n *notify.Notifier, c *rotation.Client, fresh time.Time) {
 	if !n.Enabled(c.Name) {
 		return
 	}
-	ev, kinds, ok, err := a.Resumable(ctx, c)
-	kinds = n.Telling(c.Name, kinds) // a kind this daemon does not tell is left to one that does
+	ev, kinds, ok, err := a.ResumableBy(ctx, c, n, fresh)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
@@ -132,8 +132,10 @@ func (p *Push) resumeOne(ctx context.Context, a *app.App, n *notify.Notifier, c 
 // after a check of c that stored nothing. Another process records a token it stored and did not
 // tell (a shell or the Lambda without this daemon's webhook or hook: app.App.Untold), or a delivery
 // it gave up on, at any time; a daemon that tells it delivers it at its next check rather than
-// at its next start or reload. It costs a DescribeSecret per check of each client told anything,
-// one at a time per client, and nothing before Start or after Stop.
+// at its next start or reload. A delivery another daemon records as failing and goes on retrying
+// is left to it for app.RetryingTrust, so that replicas do not all retry it. It costs a
+// DescribeSecret per check of each client told anything (and a read of the token while a record
+// of a kind it tells stands), one at a time per client, and nothing before Start or after Stop.
 func (p *Push) look(c *rotation.Client) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -148,7 +150,7 @@ func (p *Push) look(c *rotation.Client) {
 			delete(p.looking, c.Name)
 			p.mu.Unlock()
 		}()
-		p.resumeOne(ctx, a, n, c)
+		p.resumeOne(ctx, a, n, c, time.Now().Add(-app.RetryingTrust)) // left to a replica retrying it
 	})
 }
 

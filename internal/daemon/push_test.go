@@ -179,11 +179,16 @@ func (g *seqGate) DescribeSecret(ctx context.Context, in *secretsmanager.Describ
 // token secret id.
 func recordUndelivered(t *testing.T, h *harness, id, kind, version string) {
 	t.Helper()
+	recordValue(t, h, id, kind, "version "+version+" at 2000-01-01T00:00:00Z reason forced")
+}
+
+func recordValue(t *testing.T, h *harness, id, kind, value string) {
+	t.Helper()
 	tg := h.base.SM.(interface {
 		TagResource(context.Context, *secretsmanager.TagResourceInput, ...func(*secretsmanager.Options)) (*secretsmanager.TagResourceOutput, error)
 	})
 	if _, err := tg.TagResource(context.Background(), &secretsmanager.TagResourceInput{SecretId: aws.String(id), Tags: []types.Tag{
-		{Key: aws.String(app.UndeliveredTagPrefix + kind), Value: aws.String("version " + version + " at 2000-01-01T00:00:00Z reason forced")},
+		{Key: aws.String(app.UndeliveredTagPrefix + kind), Value: aws.String(value)},
 		{Key: aws.String(app.PushMarkPrefix + kind), Value: aws.String("told")},
 	}}); err != nil {
 		t.Fatal(err)
@@ -257,5 +262,39 @@ func TestPushStopKeepsToItsContext(t *testing.T) {
 		}
 		close(gate.release)
 		synctest.Wait()
+	})
+}
+
+// A check's look leaves to a replica the delivery it records as failing and goes on retrying, for
+// app.RetryingTrust: with two replicas both had retried every failing delivery (the review of the
+// looks, finding 1). Past it, the retrier is taken for gone.
+func TestPushALookLeavesADeliveryAReplicaRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		c := h.client("hourly", time.Hour, 48)
+		version := h.worlds["hourly"].StoreToken("tok-0123456789-abcdefghij")
+		a := h.app(c)
+		cfg := *a.Config
+		cfg.Notify.HookCommand = []string{"/nonexistent/hook"}
+		a.Config, a.Store = &cfg, store.New(h.base.SM)
+		p := NewPush(a)
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		at := func(d time.Time) string { return d.UTC().Format(time.RFC3339) }
+		recordValue(t, h, c.TokenSecretID, "hook", "version "+version+" at "+at(time.Now())+" reason scheduled retrying")
+		p.OnResult(context.Background(), c, rotation.Result{})
+		synctest.Wait()
+		if strings.Contains(h.logs.String(), "resuming a delivery") {
+			t.Fatal("a look resumed a delivery a replica goes on retrying")
+		}
+		recordValue(t, h, c.TokenSecretID, "hook", "version "+version+" at "+at(time.Now().Add(-2*app.RetryingTrust))+" reason scheduled retrying")
+		p.OnResult(context.Background(), c, rotation.Result{})
+		synctest.Wait()
+		if !strings.Contains(h.logs.String(), "resuming a delivery") {
+			t.Fatal("a look left a delivery whose retrier has been silent for longer than RetryingTrust")
+		}
+		_ = p.Stop(context.Background())
 	})
 }

@@ -26,6 +26,14 @@ type Recorder interface {
 	Superseded(ev Event, kind string, at time.Time)
 }
 
+// Finisher is a Recorder that is also told when a delivery whose failure it was told of while the
+// delivery went on (Event.Retrying) ends undelivered after all: given up (a refusal), or cut short
+// by the process stopping. Its record of the failure is final from then on: the token secret's
+// record then no longer tells a replica to leave the delivery to the process retrying it.
+type Finisher interface {
+	GaveUp(ev Event, kind string, at time.Time)
+}
+
 // Notifier delivers events to the configured targets.
 type Notifier struct {
 	// URLs are the webhook URLs by client name; a client without one gets no webhook.
@@ -207,6 +215,7 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 			asked = se.RetryAfter
 		}
 		wait, again := n.Policy.Next(failed, v, n.rand(), asked)
+		retrying := reported // reported at an earlier attempt, so while the delivery went on
 		if !reported && n.Policy.Failing(failed, v) {
 			reported = true
 			msg := "the ERP was not told of the new token: delivery failed"
@@ -216,13 +225,18 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 			n.log().Error(msg, "client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID,
 				"attempts", failed, "verdict", v.String(), "error", err)
 			if n.Recorder != nil {
-				n.Recorder.Failed(ev, t.kind(), n.now())
+				e := ev
+				e.Retrying = again
+				n.Recorder.Failed(e, t.kind(), n.now())
 			}
 		} else {
 			n.log().Warn("delivery attempt failed", "client", ev.Client, "kind", t.kind(), "webhook_id", ev.ID,
 				"attempts", failed, "verdict", v.String(), "error", err, "retry_in", wait.String())
 		}
 		if !again {
+			if retrying {
+				n.gaveUp(ev, t.kind()) // this refusal ends it
+			}
 			return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: err}
 		}
 		if sleep(ctx, wait) != nil {
@@ -256,14 +270,24 @@ var errSuperseded = errors.New("a newer token, or a reloaded configuration, supe
 // failure was reported already). See Deliver for why only ErrStopped is reported here.
 func (n *Notifier) ended(ctx context.Context, t target, ev Event, failed int, reported bool) error {
 	cause := context.Cause(ctx)
-	if errors.Is(cause, ErrStopped) && !reported {
+	switch {
+	case errors.Is(cause, ErrStopped) && !reported:
 		n.log().Error(MsgStopped,
 			"client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID, "attempts", failed)
 		if n.Recorder != nil {
 			n.Recorder.Failed(ev, t.kind(), n.now())
 		}
+	case errors.Is(cause, ErrStopped):
+		n.gaveUp(ev, t.kind()) // reported while retrying, by the daemon's policy
 	}
 	return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: cause}
+}
+
+// gaveUp tells a Finisher that a delivery reported as failing while it went on ends undelivered.
+func (n *Notifier) gaveUp(ev Event, kind string) {
+	if f, ok := n.Recorder.(Finisher); ok {
+		f.GaveUp(ev, kind, n.now())
+	}
 }
 
 // Dispatcher is the daemon's side of delivery: one delivery in flight per client, in the

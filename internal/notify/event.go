@@ -54,6 +54,9 @@ type Event struct {
 	// redacted of it too, since a hook that writes the token into an ERP's configuration may print
 	// what it replaced, and with two API clients that token is still live.
 	Previous clear.AccessToken
+	// Retrying is set on the event a Recorder's Failed is given when the delivery goes on (the
+	// daemon's policy): the failure is reported, not final. See Finisher.
+	Retrying bool
 }
 
 // NewEvent describes token, stored for client as version versionID of secretID. Its id is derived

@@ -735,3 +735,62 @@ func TestEventBodyIsTheDocumentsWhoeverRendersIt(t *testing.T) {
 		t.Errorf("the body from Clear's answer:\n%s\nfrom the token document:\n%s", live, resumed)
 	}
 }
+
+// finalLog is a Recorder that is also a Finisher, and keeps what it was told.
+type finalLog struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (f *finalLog) add(s string) { f.mu.Lock(); f.calls = append(f.calls, s); f.mu.Unlock() }
+func (f *finalLog) Failed(ev Event, kind string, _ time.Time) {
+	f.add(fmt.Sprintf("failed retrying=%v", ev.Retrying))
+}
+func (f *finalLog) Delivered(Event, string, time.Time)  { f.add("delivered") }
+func (f *finalLog) Superseded(Event, string, time.Time) { f.add("superseded") }
+func (f *finalLog) GaveUp(Event, string, time.Time)     { f.add("gave up") }
+func (f *finalLog) got() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.calls, ", ")
+}
+
+// A failure the daemon reports while it keeps retrying says so (Event.Retrying), so that the record
+// on the token secret tells a replica to leave it to the daemon retrying it; when that delivery then
+// ends undelivered after all (a refusal, the process stopping), the recorder hears that the record
+// is final (Finisher), so that a replica takes it up. The Run policy's report is final at once.
+func TestAReportedFailureSaysWhetherItIsStillRetried(t *testing.T) {
+	for name, tc := range map[string]struct {
+		policy Policy
+		script []Verdict
+		stop   bool
+		want   string
+	}{
+		"retrying, then delivered": {Daemon, []Verdict{Retry, Retry, Retry, Retry, Retry}, false, "failed retrying=true, delivered"},
+		"retrying, then refused":   {Daemon, []Verdict{Retry, Retry, Retry, Retry, Retry, GiveUp}, false, "failed retrying=true, gave up"},
+		"retrying, then stopped":   {Daemon, []Verdict{Retry, Retry, Retry, Retry, Retry, Retry, Retry}, true, "failed retrying=true, gave up"},
+		"refused at once":          {Daemon, []Verdict{GiveUp}, false, "failed retrying=false"},
+		"a run gives up":           {Run, []Verdict{Retry, Retry, Retry, Retry}, false, "failed retrying=false"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				wh := &fakeTarget{name: "webhook", script: tc.script}
+				n, _ := newTestNotifier(tc.policy, &bytes.Buffer{}, wh)
+				rec := &finalLog{}
+				n.Recorder = rec
+				ctx, cancel := context.WithCancelCause(t.Context())
+				done := make(chan error)
+				go func() { done <- n.Deliver(ctx, NewEvent("acme", "tok", "v1", token(), Scheduled)) }()
+				if tc.stop {
+					time.Sleep(2 * time.Minute)
+					cancel(ErrStopped)
+				}
+				<-done
+				cancel(nil)
+				if got := rec.got(); got != tc.want {
+					t.Errorf("told %q, want %q", got, tc.want)
+				}
+			})
+		})
+	}
+}
