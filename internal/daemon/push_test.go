@@ -108,20 +108,28 @@ func (g *describeGate) DescribeSecret(ctx context.Context, in *secretsmanager.De
 	return g.API.DescribeSecret(ctx, in, o...)
 }
 
+// gatedPush starts the push delivery of a daemon without the push settings, for one client whose
+// Secrets Manager holds every DescribeSecret until the gate is released.
+func gatedPush(t *testing.T) (*Push, *rotation.Client, *describeGate) {
+	t.Helper()
+	h := newHarness(t, "@every 5m")
+	c := h.client("hourly", time.Hour, 48)
+	a := h.app(c)
+	gate := &describeGate{API: h.base.SM, release: make(chan struct{})}
+	a.Store = store.New(gate)
+	p := NewPush(a)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return p, c, gate
+}
+
 // A daemon without the push settings, which only records what it does not tell (app.App.Untold),
 // makes that record off the check's path: its check had waited for one or two DescribeSecret calls
 // after each token stored (review 5's F6), and with them every client's next check.
 func TestPushRecordsWhatItDoesNotTellOffTheChecksPath(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, "@every 5m")
-		c := h.client("hourly", time.Hour, 48)
-		a := h.app(c)
-		gate := &describeGate{API: h.base.SM, release: make(chan struct{})}
-		a.Store = store.New(gate)
-		p := NewPush(a)
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
+		p, c, gate := gatedPush(t)
 		returned := make(chan struct{})
 		go func() {
 			p.OnResult(context.Background(), c, rotation.Result{Stored: &rotation.Stored{VersionID: "v1"}})
@@ -243,15 +251,7 @@ func TestPushALookDoesNotOutliveAReload(t *testing.T) {
 // retrying lost the time the context gave them (finding 3).
 func TestPushStopKeepsToItsContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, "@every 5m")
-		c := h.client("hourly", time.Hour, 48)
-		a := h.app(c)
-		gate := &describeGate{API: h.base.SM, release: make(chan struct{})}
-		a.Store = store.New(gate)
-		p := NewPush(a)
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
+		p, c, gate := gatedPush(t)
 		p.OnResult(context.Background(), c, rotation.Result{Stored: &rotation.Stored{VersionID: "v1"}})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
