@@ -632,6 +632,26 @@ func parseUndelivered(value string) (version string, at *time.Time, reason notif
 	return f[1], at, reason
 }
 
+// NothingRecorded reports whether c's token secret holds no undelivered tag as a DescribeSecret
+// made through the store within the last within found it (the engine's read in the check just
+// made): a process that resumes at every check can then skip its own read. False when it cannot
+// know.
+func (a *App) NothingRecorded(c *rotation.Client, within time.Duration) bool {
+	if a.Store == nil {
+		return false
+	}
+	tags, at, ok := a.Store.Tags(c.TokenSecretID)
+	if !ok || time.Since(at) > within {
+		return false
+	}
+	for k := range tags {
+		if strings.HasPrefix(k, UndeliveredTagPrefix) {
+			return false
+		}
+	}
+	return true
+}
+
 // Resumable returns the delivery of c's token in AWSCURRENT that a process recorded as failed (its
 // undelivered tags: the daemon before it stopped, a replica, a CLI run, the Lambda), and the kinds
 // ("webhook", "hook") not delivered; ok is false when there is none. A tag naming an older version

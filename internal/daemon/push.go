@@ -128,19 +128,26 @@ func (p *Push) resumeOne(ctx context.Context, a *app.App, n *notify.Notifier, c 
 	}
 }
 
+// lookFresh is how recent the engine's read of a token secret must be for a look to trust the tags
+// it found (app.App.NothingRecorded): the read of the check the look follows.
+const lookFresh = time.Minute
+
 // look resumes, in the background, what c's token secret records as not delivered (resumeOne),
 // after a check of c that stored nothing. Another process records a token it stored and did not
 // tell (a shell or the Lambda without this daemon's webhook or hook: app.App.Untold), or a delivery
 // it gave up on, at any time; a daemon that tells it delivers it at its next check rather than
 // at its next start or reload. A delivery another daemon records as failing and goes on retrying
-// is left to it for app.RetryingTrust, so that replicas do not all retry it. It costs a
-// DescribeSecret per check of each client told anything (and a read of the token while a record
-// of a kind it tells stands), one at a time per client, and nothing before Start or after Stop.
+// is left to it for app.RetryingTrust, so that replicas do not all retry it. It costs nothing
+// when the check's own read found no record on the token secret; else a DescribeSecret (and a read
+// of the token while a record of a kind it tells stands), one at a time per client, and nothing
+// before Start or after Stop.
 func (p *Push) look(c *rotation.Client) {
+	// The check's own read of the token secret (a DescribeSecret) has its tags: with no record on
+	// them, the look costs nothing.
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	a, n, ctx := p.app, p.n, p.ctx
-	if ctx == nil || ctx.Err() != nil || !n.Enabled(c.Name) || p.looking[c.Name] {
+	if ctx == nil || ctx.Err() != nil || !n.Enabled(c.Name) || p.looking[c.Name] || a.NothingRecorded(c, lookFresh) {
 		return
 	}
 	p.looking[c.Name] = true

@@ -298,3 +298,42 @@ func TestPushALookLeavesADeliveryAReplicaRetries(t *testing.T) {
 		_ = p.Stop(context.Background())
 	})
 }
+
+// A look costs nothing when the check it follows found no record on the token secret: the
+// check's own DescribeSecret has the tags. It had doubled a push daemon's DescribeSecret calls (the
+// review of the looks, finding 5). A record the check found is looked at, and resumed.
+func TestPushALookReadsOnlyWhenTheCheckFoundARecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "@every 5m")
+		c := h.client("hourly", time.Hour, 48)
+		version := h.worlds["hourly"].StoreToken("tok-0123456789-abcdefghij")
+		a := h.app(c)
+		cfg := *a.Config
+		cfg.Notify.HookCommand = []string{"/nonexistent/hook"}
+		a.Config, a.Store = &cfg, store.New(h.base.SM)
+		p := NewPush(a)
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		fake := h.base.Fake
+		check := func() { // the engine's read of the token secret in a check, then the hooks
+			if _, err := a.Store.Stages(context.Background(), c.TokenSecretID); err != nil {
+				t.Fatal(err)
+			}
+			p.OnResult(context.Background(), c, rotation.Result{})
+			synctest.Wait()
+		}
+		before := fake.Calls()["DescribeSecret"]
+		check()
+		if n := fake.Calls()["DescribeSecret"] - before; n != 1 {
+			t.Fatalf("a check and its look with nothing recorded made %d DescribeSecret calls, want the check's 1", n)
+		}
+		recordUndelivered(t, h, c.TokenSecretID, "hook", version)
+		check()
+		if !strings.Contains(h.logs.String(), "resuming a delivery") {
+			t.Fatal("a record the check found was not resumed")
+		}
+		_ = p.Stop(context.Background())
+	})
+}

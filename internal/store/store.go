@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -77,6 +78,40 @@ type SecretsManager struct {
 	API API
 	// Timeout bounds each call; zero means DefaultTimeout.
 	Timeout time.Duration
+
+	mu   sync.Mutex
+	tags map[string]described // by secret id, as Tags returns them
+}
+
+// described is what the last DescribeSecret of a secret said of its tags, and when.
+type described struct {
+	tags map[string]string
+	at   time.Time
+}
+
+// Tags returns the tags of secretID as the last DescribeSecret of it through s (Stages, Describe)
+// found them, and when that answered; false when s has not described it. It lets a reader of the
+// tags (push delivery's record of deliveries not made) do without a call of its own right after
+// the engine's read of the secret.
+func (s *SecretsManager) Tags(secretID string) (map[string]string, time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.tags[secretID]
+	return d.tags, d.at, ok
+}
+
+// described notes out's tags for Tags.
+func (s *SecretsManager) described(secretID string, out *secretsmanager.DescribeSecretOutput) {
+	tags := make(map[string]string, len(out.Tags))
+	for _, t := range out.Tags {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tags == nil {
+		s.tags = map[string]described{}
+	}
+	s.tags[secretID] = described{tags: tags, at: time.Now()}
 }
 
 // New returns a store backed by api.
@@ -178,6 +213,7 @@ func (s *SecretsManager) Stages(ctx context.Context, secretID string) (map[strin
 	if err != nil {
 		return nil, wrap("DescribeSecret", secretID, err)
 	}
+	s.described(secretID, out)
 	stages := make(map[string]string)
 	for version, labels := range out.VersionIdsToStages {
 		for _, label := range labels {
@@ -196,6 +232,7 @@ func (s *SecretsManager) Describe(ctx context.Context, secretID string) (name, a
 	if err != nil {
 		return "", "", wrap("DescribeSecret", secretID, err)
 	}
+	s.described(secretID, out)
 	return aws.ToString(out.Name), aws.ToString(out.ARN), nil
 }
 
