@@ -388,6 +388,12 @@ func (r *tagRecorder) Failed(ev notify.Event, kind string, at time.Time) {
 	r.record(ev, kind, at)
 }
 
+// StillRetrying implements notify.Refresher: the record of a delivery that goes on is renewed, so
+// that the other processes leave it to its retrier (RetryingTrust).
+func (r *tagRecorder) StillRetrying(ev notify.Event, kind string, at time.Time) {
+	r.record(ev, kind, at)
+}
+
 // GaveUp implements notify.Finisher: the delivery recorded as going on ended undelivered, and its
 // record is rewritten as final, for any process to take up.
 func (r *tagRecorder) GaveUp(ev notify.Event, kind string, at time.Time) {
@@ -606,9 +612,10 @@ const retryingWord = "retrying"
 // RetryingTrust is how long a process that resumes at each check or run (a daemon's check, rotate,
 // the Lambda) leaves a delivery to the daemon that recorded it as failing and goes on retrying it:
 // with several replicas, each would otherwise retry every failing delivery, and deliver it once
-// each when the receiver comes back. Past it the retrier is taken for gone (a replica stopped
-// without a word); a start or a reload resumes it at once, since the retrier may be itself.
-const RetryingTrust = time.Hour
+// each when the receiver comes back. The retrier renews its record every notify.RetryRecordEvery;
+// a record older than three of those is taken for one whose retrier is gone (a replica killed
+// without a word). A start or a reload resumes it at once, since the retrier may be itself.
+const RetryingTrust = 3 * notify.RetryRecordEvery
 
 // parseUndelivered reads undeliveredValue's fields back: the version, when (nil when it cannot be
 // read), and the reason (Scheduled for a value without one, as older releases wrote, or with one

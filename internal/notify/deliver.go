@@ -34,6 +34,17 @@ type Finisher interface {
 	GaveUp(ev Event, kind string, at time.Time)
 }
 
+// Refresher is a Recorder that is also told, every RetryRecordEvery, that a delivery whose failure
+// it was told of while the delivery went on (Event.Retrying) is still being tried: the record of a
+// live retrier stays fresh, and the other processes leave it to it.
+type Refresher interface {
+	StillRetrying(ev Event, kind string, at time.Time)
+}
+
+// RetryRecordEvery is how often a failing delivery that goes on renews its record (Refresher). A
+// record older than a few of these is taken for one whose retrier is gone (app.RetryingTrust).
+const RetryRecordEvery = 10 * time.Minute
+
 // Notifier delivers events to the configured targets.
 type Notifier struct {
 	// URLs are the webhook URLs by client name; a client without one gets no webhook.
@@ -183,6 +194,7 @@ func (n *Notifier) Deliver(ctx context.Context, ev Event) error {
 // deliverTo is one target's loop; every decision in it is Policy's.
 func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 	reported := false
+	var recorded time.Time // when the failure was last recorded as going on
 	for failed := 0; ; {
 		if ctx.Err() != nil {
 			return n.ended(ctx, t, ev, failed, reported)
@@ -227,9 +239,16 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 			if n.Recorder != nil {
 				e := ev
 				e.Retrying = again
-				n.Recorder.Failed(e, t.kind(), n.now())
+				recorded = n.now()
+				n.Recorder.Failed(e, t.kind(), recorded)
 			}
 		} else {
+			if r, ok := n.Recorder.(Refresher); ok && retrying && again && n.now().Sub(recorded) >= RetryRecordEvery {
+				e := ev
+				e.Retrying = true
+				recorded = n.now()
+				r.StillRetrying(e, t.kind(), recorded)
+			}
 			n.log().Warn("delivery attempt failed", "client", ev.Client, "kind", t.kind(), "webhook_id", ev.ID,
 				"attempts", failed, "verdict", v.String(), "error", err, "retry_in", wait.String())
 		}

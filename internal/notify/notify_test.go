@@ -794,3 +794,71 @@ func TestAReportedFailureSaysWhetherItIsStillRetried(t *testing.T) {
 		})
 	}
 }
+
+// refreshLog is a finalLog that is also told when a failing delivery that goes on is still tried.
+type refreshLog struct {
+	finalLog
+	refreshed []time.Time
+}
+
+func (r *refreshLog) StillRetrying(ev Event, _ string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ev.Retrying {
+		r.refreshed = append(r.refreshed, at)
+	}
+}
+
+// A delivery the daemon goes on retrying renews its record every RetryRecordEvery, so that the
+// other replicas, which leave a fresh record to its retrier, take it up only once the retrier has
+// gone quiet; the metrics count the failure once.
+func TestAFailingDeliveryRenewsItsRecordWhileItGoesOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		wh := &fakeTarget{name: "webhook", forever: Retry}
+		n, st := newTestNotifier(Daemon, &bytes.Buffer{}, wh)
+		rec := &refreshLog{}
+		n.Recorder = recorders{rec, st}
+		ctx, cancel := context.WithCancel(t.Context())
+		start := time.Now()
+		done := make(chan error)
+		go func() { done <- n.Deliver(ctx, NewEvent("acme", "tok", "v1", token(), Scheduled)) }()
+		time.Sleep(time.Hour)
+		cancel()
+		<-done
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.refreshed) < 4 || len(rec.refreshed) > 6 {
+			t.Fatalf("renewed %d times in an hour (%v), want about every %s", len(rec.refreshed), rec.refreshed, RetryRecordEvery)
+		}
+		last := start
+		for _, at := range rec.refreshed {
+			if at.Sub(last) < RetryRecordEvery || at.Sub(last) > RetryRecordEvery+Daemon.Backoff.Cap {
+				t.Fatalf("renewed at %v after %v: want every %s, within the backoff's cap", at.Sub(start), at.Sub(last), RetryRecordEvery)
+			}
+			last = at
+		}
+		if s := st.Snapshot(); len(s) != 1 || s[0].Failures != 1 {
+			t.Fatalf("stats %+v: the failure counted more than once", s)
+		}
+	})
+}
+
+// recorders tells each of its recorders, and the first one's optional interfaces.
+type recorders struct {
+	first *refreshLog
+	rest  Recorder
+}
+
+func (r recorders) Failed(ev Event, k string, at time.Time) {
+	r.first.Failed(ev, k, at)
+	r.rest.Failed(ev, k, at)
+}
+func (r recorders) Delivered(ev Event, k string, at time.Time) {
+	r.first.Delivered(ev, k, at)
+	r.rest.Delivered(ev, k, at)
+}
+func (r recorders) Superseded(ev Event, k string, at time.Time) {
+	r.first.Superseded(ev, k, at)
+	r.rest.Superseded(ev, k, at)
+}
+func (r recorders) StillRetrying(ev Event, k string, at time.Time) { r.first.StillRetrying(ev, k, at) }
