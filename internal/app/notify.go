@@ -447,8 +447,12 @@ func (r *tagRecorder) Delivered(ev notify.Event, kind string, at time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), tagLimit)
 	defer cancel()
 	// Telling an older token clears nothing of a newer one's record. A record that cannot be read
-	// (the zero record) may be cleared, as before this check.
-	if record, _ := r.a.readRecord(ctx, ev.SecretID); record.names(kind, ev.VersionID) {
+	// within a quarter of tagLimit (the zero record) may be cleared, as before this check, with the
+	// rest of tagLimit.
+	rctx, rcancel := context.WithTimeout(ctx, tagLimit/4)
+	record, _ := r.a.readRecord(rctx, ev.SecretID)
+	rcancel()
+	if record.names(kind, ev.VersionID) {
 		if _, err := t.UntagResource(ctx, &secretsmanager.UntagResourceInput{SecretId: aws.String(ev.SecretID),
 			TagKeys: []string{UndeliveredTagPrefix + kind}}); err != nil && r.log != nil {
 			r.log.Warn("could not clear the record of a failed delivery on the token secret", "client", ev.Client, "kind", kind,
@@ -576,18 +580,22 @@ func (r undeliveredRecord) records() []fleet.Undelivered {
 // (one naming AWSCURRENT, or an older one: a delivery of the newer token of that kind would have
 // removed the tag, so it was not told either, and the token to tell is AWSCURRENT's), and the reason
 // of the last tag naming AWSCURRENT as Secrets Manager lists them (scheduled when none does); no
-// kinds when none is due or no version is AWSCURRENT. With fresh not zero, a tag of a delivery its
-// writer goes on retrying, written after fresh, is left to it.
+// kinds when none is due or no version is AWSCURRENT. With fresh not zero, a tag of AWSCURRENT's
+// delivery that its writer goes on retrying, written after fresh, is left to it; one of an older
+// token is no longer retried (the newer token superseded it), and leaves nothing to anyone.
 func (r undeliveredRecord) due(fresh time.Time) (kinds []string, reason notify.Reason) {
 	reason = notify.Scheduled
 	for _, t := range r.tags {
-		if r.current == "" || t.version == "" || t.retrying && !fresh.IsZero() && t.at != nil && t.at.After(fresh) {
+		if r.current == "" || t.version == "" {
 			continue
 		}
-		kinds = append(kinds, t.kind)
 		if t.version == r.current {
 			reason = t.reason
 		}
+		if t.version == r.current && t.retrying && !fresh.IsZero() && t.at != nil && t.at.After(fresh) {
+			continue
+		}
+		kinds = append(kinds, t.kind)
 	}
 	slices.Sort(kinds)
 	return kinds, reason

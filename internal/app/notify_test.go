@@ -661,3 +661,75 @@ func TestARecordStillRetriedIsLeftToItsRetrier(t *testing.T) {
 		t.Fatalf("a hook's record for a webhook-only process: %v, %v, %d reads of the token", ok, err, sm.Calls()["GetSecretValue"]-reads)
 	}
 }
+
+// A "retrying" record keeps the others off only while it names the token in AWSCURRENT: one of an
+// older token is no longer being retried (a newer token superseded its delivery), and had kept the
+// newer token, recorded by nobody, from being told for RetryingTrust. A skipped record of
+// AWSCURRENT still gives the event its reason (review 10, finding 2).
+func TestARetryingRecordOfAnOlderTokenKeepsNobodyOff(t *testing.T) {
+	now := time.Now()
+	at := now.UTC().Format(time.RFC3339)
+	tag := func(k, v string) types.Tag {
+		return types.Tag{Key: aws.String(UndeliveredTagPrefix + k), Value: aws.String(v)}
+	}
+	for name, tc := range map[string]struct {
+		tags   []types.Tag
+		kinds  []string
+		reason notify.Reason
+	}{
+		"an older token's":  {[]types.Tag{tag("hook", "version v1 at "+at+" reason forced retrying")}, []string{"hook"}, notify.Scheduled},
+		"AWSCURRENT's":      {[]types.Tag{tag("hook", "version v2 at "+at+" reason forced retrying")}, nil, notify.Forced},
+		"AWSCURRENT's, old": {[]types.Tag{tag("hook", "version v2 at 2000-01-01T00:00:00Z reason forced retrying")}, []string{"hook"}, notify.Forced},
+	} {
+		rec := undeliveredOf(&secretsmanager.DescribeSecretOutput{Tags: tc.tags,
+			VersionIdsToStages: map[string][]string{"v1": {"AWSPREVIOUS"}, "v2": {"AWSCURRENT"}}})
+		if kinds, reason := rec.due(now.Add(-RetryingTrust)); !slices.Equal(kinds, tc.kinds) || reason != tc.reason {
+			t.Errorf("%s: due %v, %s; want %v, %s", name, kinds, reason, tc.kinds, tc.reason)
+		}
+	}
+}
+
+// slowDescribe answers DescribeSecret after d, unless the caller gives up first.
+type slowDescribe struct {
+	*fake.SecretsManager
+	d time.Duration
+}
+
+func (s slowDescribe) DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, o ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error) {
+	select {
+	case <-time.After(s.d):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.SecretsManager.DescribeSecret(ctx, in, o...)
+}
+
+// UntagResource fails, as the SDK does, when the caller's context has ended.
+func (s slowDescribe) UntagResource(ctx context.Context, in *secretsmanager.UntagResourceInput, o ...func(*secretsmanager.Options)) (*secretsmanager.UntagResourceOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.SecretsManager.UntagResource(ctx, in, o...)
+}
+
+// A delivery that succeeds clears its record though the read before it is slow: the read had the
+// whole of tagLimit, and a read that took it left the removal an expired context, so the record of
+// a delivery made stayed, for every other process to make it again (review 10, finding 4).
+func TestASlowReadLeavesTheDeliveredItsTimeToClear(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sm, v1 := tokenSecret(t)
+		a, err := New(load(t, nil), slowDescribe{sm, 2 * tagLimit}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := notify.NewEvent("default", "tok", v1, document.Token{}, notify.Scheduled)
+		if _, err := sm.TagResource(t.Context(), &secretsmanager.TagResourceInput{SecretId: aws.String("tok"),
+			Tags: []types.Tag{{Key: aws.String(UndeliveredTagPrefix + "webhook"), Value: aws.String(undeliveredValue(ev, time.Now()))}}}); err != nil {
+			t.Fatal(err)
+		}
+		a.Recorder(nil, nil).Delivered(ev, "webhook", time.Now())
+		if v := tagsOf(t, sm)[UndeliveredTagPrefix+"webhook"]; v != "" {
+			t.Fatalf("the record %q of a delivery made is left", v)
+		}
+	})
+}
