@@ -265,23 +265,31 @@ func TestPushStopKeepsToItsContext(t *testing.T) {
 	})
 }
 
+// hookPush starts the push delivery of a daemon with a hook that cannot run, for one client whose
+// token secret holds a token (its version is returned).
+func hookPush(t *testing.T) (*harness, *rotation.Client, string, *app.App, *Push) {
+	t.Helper()
+	h := newHarness(t, "@every 5m")
+	c := h.client("hourly", time.Hour, 48)
+	version := h.worlds["hourly"].StoreToken("tok-0123456789-abcdefghij")
+	a := h.app(c)
+	cfg := *a.Config
+	cfg.Notify.HookCommand = []string{"/nonexistent/hook"}
+	a.Config, a.Store = &cfg, store.New(h.base.SM)
+	p := NewPush(a)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	synctest.Wait()
+	return h, c, version, a, p
+}
+
 // A check's look leaves to a replica the delivery it records as failing and goes on retrying, for
 // app.RetryingTrust: with two replicas both had retried every failing delivery (the review of the
 // looks, finding 1). Past it, the retrier is taken for gone.
 func TestPushALookLeavesADeliveryAReplicaRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, "@every 5m")
-		c := h.client("hourly", time.Hour, 48)
-		version := h.worlds["hourly"].StoreToken("tok-0123456789-abcdefghij")
-		a := h.app(c)
-		cfg := *a.Config
-		cfg.Notify.HookCommand = []string{"/nonexistent/hook"}
-		a.Config, a.Store = &cfg, store.New(h.base.SM)
-		p := NewPush(a)
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait()
+		h, c, version, _, p := hookPush(t)
 		at := func(d time.Time) string { return d.UTC().Format(time.RFC3339) }
 		recordValue(t, h, c.TokenSecretID, "hook", "version "+version+" at "+at(time.Now())+" reason scheduled retrying")
 		p.OnResult(context.Background(), c, rotation.Result{})
@@ -304,18 +312,7 @@ func TestPushALookLeavesADeliveryAReplicaRetries(t *testing.T) {
 // review of the looks, finding 5). A record the check found is looked at, and resumed.
 func TestPushALookReadsOnlyWhenTheCheckFoundARecord(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, "@every 5m")
-		c := h.client("hourly", time.Hour, 48)
-		version := h.worlds["hourly"].StoreToken("tok-0123456789-abcdefghij")
-		a := h.app(c)
-		cfg := *a.Config
-		cfg.Notify.HookCommand = []string{"/nonexistent/hook"}
-		a.Config, a.Store = &cfg, store.New(h.base.SM)
-		p := NewPush(a)
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait()
+		h, c, version, a, p := hookPush(t)
 		fake := h.base.Fake
 		check := func() { // the engine's read of the token secret in a check, then the hooks
 			if _, err := a.Store.Stages(context.Background(), c.TokenSecretID); err != nil {

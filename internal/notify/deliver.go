@@ -193,11 +193,10 @@ func (n *Notifier) Deliver(ctx context.Context, ev Event) error {
 
 // deliverTo is one target's loop; every decision in it is Policy's.
 func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
-	reported := false
-	var recorded time.Time // when the failure was last recorded as going on
+	var rep report
 	for failed := 0; ; {
 		if ctx.Err() != nil {
-			return n.ended(ctx, t, ev, failed, reported)
+			return n.ended(ctx, t, ev, failed, rep.done)
 		}
 		if n.superseded(ctx, ev) {
 			n.log().Info("a newer token of the client was stored meanwhile, and its own delivery tells the ERP: this one ends",
@@ -209,7 +208,7 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 		}
 		v, err := t.attempt(ctx, ev)
 		if v == Delivered {
-			if reported {
+			if rep.done {
 				n.log().Info("delivered after all", "client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID, "attempts", failed+1)
 			}
 			if n.Recorder != nil {
@@ -219,7 +218,7 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 		}
 		if ctx.Err() != nil {
 			// The attempt failed because the caller ended it; see Deliver.
-			return n.ended(ctx, t, ev, failed, reported)
+			return n.ended(ctx, t, ev, failed, rep.done)
 		}
 		failed++
 		var asked time.Duration
@@ -227,40 +226,56 @@ func (n *Notifier) deliverTo(ctx context.Context, t target, ev Event) error {
 			asked = se.RetryAfter
 		}
 		wait, again := n.Policy.Next(failed, v, n.rand(), asked)
-		retrying := reported // reported at an earlier attempt, so while the delivery went on
-		if !reported && n.Policy.Failing(failed, v) {
-			reported = true
-			msg := "the ERP was not told of the new token: delivery failed"
-			if again {
-				msg += "; still retrying"
-			}
-			n.log().Error(msg, "client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID,
-				"attempts", failed, "verdict", v.String(), "error", err)
-			if n.Recorder != nil {
-				e := ev
-				e.Retrying = again
-				recorded = n.now()
-				n.Recorder.Failed(e, t.kind(), recorded)
-			}
-		} else {
-			if r, ok := n.Recorder.(Refresher); ok && retrying && again && n.now().Sub(recorded) >= RetryRecordEvery {
-				e := ev
-				e.Retrying = true
-				recorded = n.now()
-				r.StillRetrying(e, t.kind(), recorded)
-			}
-			n.log().Warn("delivery attempt failed", "client", ev.Client, "kind", t.kind(), "webhook_id", ev.ID,
-				"attempts", failed, "verdict", v.String(), "error", err, "retry_in", wait.String())
-		}
+		n.failedAttempt(t, ev, &rep, failed, v, err, wait, again)
 		if !again {
-			if retrying {
-				n.gaveUp(ev, t.kind()) // this refusal ends it
-			}
 			return &Error{Kind: t.kind(), Client: ev.Client, Attempts: failed, Err: err}
 		}
 		if sleep(ctx, wait) != nil {
-			return n.ended(ctx, t, ev, failed, reported)
+			return n.ended(ctx, t, ev, failed, rep.done)
 		}
+	}
+}
+
+// report is one target's account of its failure: whether it was reported, and when it was last
+// recorded as going on.
+type report struct {
+	done     bool
+	recorded time.Time
+}
+
+// failedAttempt reports, records and logs a failed attempt as Policy says. The first failure Policy
+// calls failing is reported (the error line, and Recorder.Failed with Event.Retrying when the
+// delivery goes on); later ones are logged as warnings, and the record of a delivery that goes on
+// is renewed every RetryRecordEvery (Refresher). A delivery reported while it went on that now
+// ends (a refusal) tells a Finisher.
+func (n *Notifier) failedAttempt(t target, ev Event, r *report, failed int, v Verdict, err error, wait time.Duration, again bool) {
+	retrying := r.done // reported at an earlier attempt, so while the delivery went on
+	if !r.done && n.Policy.Failing(failed, v) {
+		r.done = true
+		msg := "the ERP was not told of the new token: delivery failed"
+		if again {
+			msg += "; still retrying"
+		}
+		n.log().Error(msg, "client", ev.Client, "kind", t.kind(), "version_id", ev.VersionID, "webhook_id", ev.ID,
+			"attempts", failed, "verdict", v.String(), "error", err)
+		if n.Recorder != nil {
+			e := ev
+			e.Retrying = again
+			r.recorded = n.now()
+			n.Recorder.Failed(e, t.kind(), r.recorded)
+		}
+		return
+	}
+	if rf, ok := n.Recorder.(Refresher); ok && retrying && again && n.now().Sub(r.recorded) >= RetryRecordEvery {
+		e := ev
+		e.Retrying = true
+		r.recorded = n.now()
+		rf.StillRetrying(e, t.kind(), r.recorded)
+	}
+	n.log().Warn("delivery attempt failed", "client", ev.Client, "kind", t.kind(), "webhook_id", ev.ID,
+		"attempts", failed, "verdict", v.String(), "error", err, "retry_in", wait.String())
+	if !again && retrying {
+		n.gaveUp(ev, t.kind()) // this refusal ends it
 	}
 }
 
